@@ -1,0 +1,77 @@
+// An image held in RAM as fixed-size chunks: no temp file and no single giant Buffer
+// (Node caps one Buffer well below the sizes of disk images), with O(1) random access.
+import { open } from 'node:fs/promises';
+import type { ImageSource } from './formats/types.ts';
+
+const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
+
+export class ChunkedBuffer implements ImageSource {
+  readonly chunkSize: number;
+  private readonly chunks: Buffer[] = [];
+  private length = 0;
+
+  constructor(chunkSize = DEFAULT_CHUNK_SIZE) {
+    if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) throw new RangeError(`bad chunk size ${chunkSize}`);
+    this.chunkSize = chunkSize;
+  }
+
+  get size(): number {
+    return this.length;
+  }
+
+  /** Appends a copy of `bytes` (the caller may reuse its buffer). */
+  append(bytes: Uint8Array): void {
+    let done = 0;
+    while (done < bytes.length) {
+      const within = this.length % this.chunkSize;
+      if (within === 0) this.chunks.push(Buffer.allocUnsafeSlow(this.chunkSize));
+      const chunk = this.chunks[this.chunks.length - 1]!;
+      const n = Math.min(this.chunkSize - within, bytes.length - done);
+      chunk.set(bytes.subarray(done, done + n), within);
+      done += n;
+      this.length += n;
+    }
+  }
+
+  read(offset: number, length: number): Buffer {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.length) {
+      throw new RangeError(`read of ${length} bytes at ${offset} is outside an image of ${this.length} bytes`);
+    }
+    const index = Math.floor(offset / this.chunkSize);
+    const within = offset - index * this.chunkSize;
+    if (within + length <= this.chunkSize) return this.chunks[index]!.subarray(within, within + length);
+    const out = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const at = offset + done;
+      const i = Math.floor(at / this.chunkSize);
+      const w = at - i * this.chunkSize;
+      const n = Math.min(this.chunkSize - w, length - done);
+      this.chunks[i]!.copy(out, done, w, w + n);
+      done += n;
+    }
+    return out;
+  }
+
+  /** Reads a whole file into RAM. */
+  static async fromFile(path: string, chunkSize = DEFAULT_CHUNK_SIZE): Promise<ChunkedBuffer> {
+    const image = new ChunkedBuffer(chunkSize);
+    const handle = await open(path, 'r');
+    try {
+      const { size } = await handle.stat();
+      let position = 0;
+      while (position < size) {
+        const within = position % chunkSize;
+        if (within === 0) image.chunks.push(Buffer.allocUnsafeSlow(chunkSize));
+        const chunk = image.chunks[image.chunks.length - 1]!;
+        const { bytesRead } = await handle.read(chunk, within, Math.min(chunkSize - within, size - position), position);
+        if (bytesRead === 0) break; // the file shrank while we read it
+        position += bytesRead;
+        image.length = position;
+      }
+    } finally {
+      await handle.close();
+    }
+    return image;
+  }
+}

@@ -1,0 +1,73 @@
+// The boundary between decoders and the writer: a decoder turns an image into extents of the
+// raw disk it describes, in guest order; the writer knows nothing about formats.
+
+/** Random-access bytes of an image held in RAM (or read from a file into RAM). */
+export interface ImageSource {
+  /** Total length in bytes. */
+  readonly size: number;
+  /**
+   * Bytes [offset, offset + length). Returns a view without copying when the range lies in one
+   * chunk. The caller checks bounds first; reading past `size` throws a RangeError.
+   */
+  read(offset: number, length: number): Buffer;
+}
+
+/** A run of guest bytes that hold data. */
+export interface DataExtent {
+  readonly offset: number;
+  readonly length: number;
+  /** Exactly `length` bytes. May be a view into the source: do not modify. */
+  readonly data: Buffer;
+}
+
+/** A run of guest bytes that read as zeros (unallocated, zero flag, or zero grains). */
+export interface ZeroExtent {
+  readonly offset: number;
+  readonly length: number;
+  readonly zero: true;
+}
+
+export type Extent = DataExtent | ZeroExtent;
+
+export function isZero(extent: Extent): extent is ZeroExtent {
+  return 'zero' in extent;
+}
+
+/** Formats recognised by content (lib/formats/detect.ts). */
+export type DetectedFormat =
+  | 'qcow2'
+  | 'vmdk'
+  | 'tar'
+  | 'gzip'
+  | 'xz'
+  | 'zstd'
+  | 'bzip2'
+  | 'gpt'
+  | 'mbr'
+  | 'iso9660'
+  | 'filesystem'
+  | 'unknown';
+
+/** What `byoi inspect` reports about an image. */
+export interface ImageInfo {
+  readonly format: 'qcow2' | 'raw';
+  readonly virtualSize: number;
+  readonly fileSize: number;
+  /** Bytes of guest data stored in the file (not zero, not unallocated). */
+  readonly allocatedBytes: number;
+  readonly clusterSize?: number;
+  readonly compression?: 'zlib' | 'zstd';
+  /** qcow2 version, feature names, snapshots, and the like: name -> value, for display. */
+  readonly features: Readonly<Record<string, string | number | boolean>>;
+}
+
+/**
+ * An image whose structure has been validated: every table and offset is inside the file.
+ * `extents()` covers [0, virtualSize) exactly, in guest order, with no gaps or overlaps.
+ * A failure found while decoding (a compressed cluster that does not inflate to one cluster)
+ * rejects the iteration with a refused-image ByoiError.
+ */
+export interface DiskImage {
+  readonly info: ImageInfo;
+  extents(): AsyncIterable<Extent>;
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what byoi, its tests and its demo need on Debian 12 (as root), then the npm dependencies.
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  qemu-utils gdisk fdisk util-linux dosfstools mtools parted e2fsprogs xfsprogs
+  curl xz-utils zstd bzip2 cloud-init
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# cloud-init is here as an independent reader of config drives, not to configure this machine.
+mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled
+
+if [[ ! -x node_modules/.bin/node ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi

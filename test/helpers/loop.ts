@@ -1,0 +1,37 @@
+// Loop devices for tests: attached over files the test made, and detached by the test that
+// attached them (never any other). Partition nodes are not assumed to exist.
+import { execFileSync } from 'node:child_process';
+
+const attached = new Set<string>();
+
+export interface LoopOptions {
+  sectorSize?: 512 | 4096;
+  readOnly?: boolean;
+}
+
+export function attachLoop(file: string, options: LoopOptions = {}): string {
+  const args = ['--find', '--show'];
+  if (options.sectorSize) args.push('--sector-size', String(options.sectorSize));
+  if (options.readOnly) args.push('--read-only');
+  const device = execFileSync('losetup', [...args, file], { encoding: 'utf8' }).trim();
+  if (!/^\/dev\/loop\d+$/.test(device)) throw new Error(`losetup gave ${JSON.stringify(device)}`);
+  attached.add(device);
+  return device;
+}
+
+export function detachLoop(device: string): void {
+  if (!attached.has(device)) throw new Error(`${device} was not attached by this test`);
+  execFileSync('losetup', ['--detach', device]);
+  attached.delete(device);
+}
+
+/** For afterAll: detaches whatever this test file attached and has not detached yet. */
+export function detachAllLoops(): void {
+  for (const device of [...attached]) {
+    try {
+      detachLoop(device);
+    } catch {
+      attached.delete(device);
+    }
+  }
+}
