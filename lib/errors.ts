@@ -28,3 +28,55 @@ export function refusedImage(message: string, detail?: string): ByoiError {
 export function exitCodeOf(error: unknown): 1 | 2 {
   return error instanceof ByoiError && error.kind === 'invalid-job' ? 2 : 1;
 }
+
+// ---- Deploy: the job, download, checksum, inspection, disk, write and GPT steps. ----
+
+/** An invalid job: exit 2, nothing downloaded or written. */
+export function invalidJob(message: string, detail?: string): ByoiError {
+  return new ByoiError('invalid-job', message, detail);
+}
+
+/** A deployment step that failed: exit 1. */
+export function failed(message: string, detail?: string): ByoiError {
+  return new ByoiError('failed', message, detail);
+}
+
+export const messages = {
+  // The job (OVH's sentences verbatim, then ours in the same style).
+  badImageType: 'Bad format image, expected: qcow2, raw.',
+  badChecksumType: 'Bad checkSumType, expected: md5, sha1, sha256, sha512.',
+  checksumPair: 'Please provide checkSum AND checkSumType or none of them',
+  badChecksum: (type: string, digits: number) => `Bad checkSum, expected: ${digits} hexadecimal digits for ${type}.`,
+  missingUrl: 'Missing URL, expected: the http or https address of the image.',
+  badUrl: 'Bad URL, expected: an http or https address.',
+  badDiskGroupId: 'Bad diskGroupId, expected: a positive integer.',
+  badDisk: 'Bad disk, expected: the path of a block device such as /dev/sda.',
+  badHttpHeader: (name: string) => `Bad httpHeader ${JSON.stringify(name)}, expected: a header name and a value on one line.`,
+  badHttpHeaderFlag: "Bad httpHeader, expected: 'Name: value'.",
+  badRamSize: 'Bad ramSize, expected: a number of bytes.',
+  badJobBody: 'Bad job, expected: a bringYourOwnImage or reinstall JSON body.',
+  unreadableJob: (path: string) => `Could not read job from ${path}.`,
+  badField: (name: string, expected: string) => `Bad ${name}, expected: ${expected}.`,
+
+  // Download and checksum.
+  tooBigForMemory: (type: string) => `Could not download, ${type} image is too big to download in memory.`,
+  downloadFailed: (url: string) => `Could not download image located: ${url}.`,
+  checksumMismatch: (type: string, got: string, expected: string) => `Bad ${type} for downloaded file, got: ${got} while expecting ${expected}.`,
+
+  // Inspection.
+  notQcow2: (format: string) => `image provided format is ${format} which does not match expected qcow2 format`,
+  noPartitionTable: (contents: string) => `image provided format is not of type raw because no partition table was found. It seems to contain: ${contents}`,
+  largerThanDevice: (imageBytes: number, deviceBytes: number) => `image provided has a size of ${imageBytes} bytes which is larger than device of ${deviceBytes} bytes`,
+
+  // The disk.
+  diskNotFound: (disk: string) => `Could not find disk ${disk}.`,
+  notBlockDevice: (disk: string) => `Disk ${disk} is not a block device.`,
+  diskInUse: (disk: string, user: string) => `Disk ${disk} is in use by the running system (${user}), refusing to write on it.`,
+  noDiskGroup: (id: number) => `Could not find disk group ${id}; name the disk with --disk.`,
+
+  // Write, partition table, reboot.
+  writeFailed: (type: string) => `Can't write ${type} on disk.`,
+  gptFixFailed: 'Can not move backup GPT data structures to the end of disk.',
+  rereadFailed: (disk: string) => `Could not re-read the partition table of ${disk}.`,
+  rebootFailed: 'Could not reboot the server.',
+} as const;
