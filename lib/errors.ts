@@ -71,6 +71,7 @@ export const messages = {
   // The disk.
   diskNotFound: (disk: string) => `Could not find disk ${disk}.`,
   notBlockDevice: (disk: string) => `Disk ${disk} is not a block device.`,
+  notWholeDisk: (disk: string) => `Disk ${disk} is a partition, expected: a whole disk.`,
   diskInUse: (disk: string, user: string) => `Disk ${disk} is in use by the running system (${user}), refusing to write on it.`,
   noDiskGroup: (id: number) => `Could not find disk group ${id}; name the disk with --disk.`,
 
