@@ -42,3 +42,7 @@ export function notADisk(path: string): ByoiError {
 export function systemDisk(path: string, reason: string): ByoiError {
   return new ByoiError('failed', `Refusing to write to ${path}: ${reason}.`);
 }
+
+export function couldNotReleaseDisk(path: string, holder: string, detail?: string): ByoiError {
+  return new ByoiError('failed', `Could not release disk ${path}: it is still held by ${holder}.`, detail);
+}

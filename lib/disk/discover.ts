@@ -18,6 +18,8 @@ export interface Holder {
   mountpoint?: string;
   /** True for a filesystem the running system needs (its root, /usr, the rescue media...). */
   system: boolean;
+  /** How deep in the device stack: 0 the disk, 1 a partition, 2 an md array or LV on it, ... */
+  depth: number;
 }
 
 export interface Disk {
@@ -62,22 +64,21 @@ function mediaOf(transport: Transport, rotational: boolean): Media {
   return rotational ? 'HDD' : 'SSD';
 }
 
+// lsblk device types that are built on top of a disk and keep it busy.
+const STACKED_KINDS: Record<string, Holder['kind'] | undefined> = { raid: 'md', lvm: 'lvm', crypt: 'crypt', dm: 'dm' };
+
 /** Everything stacked on `device` (partitions, md, LVM, crypt), and their mounts and swaps. */
-function holdersOf(device: LsblkDevice, swaps: ReadonlySet<string>, top: boolean): Holder[] {
+function holdersOf(device: LsblkDevice, swaps: ReadonlySet<string>, depth: number): Holder[] {
   const holders: Holder[] = [];
   for (const mountpoint of device.mountpoints ?? []) {
-    if (mountpoint && mountpoint !== '[SWAP]') holders.push({ kind: 'mount', device: device.path, mountpoint, system: isSystemMount(mountpoint) });
+    if (mountpoint && mountpoint !== '[SWAP]') holders.push({ kind: 'mount', device: device.path, mountpoint, system: isSystemMount(mountpoint), depth });
   }
-  if (device.fstype === 'swap' && (swaps.has(device.path) || (device.mountpoints ?? []).includes('[SWAP]'))) {
-    holders.push({ kind: 'swap', device: device.path, system: false });
+  if (swaps.has(device.path) || (device.mountpoints ?? []).includes('[SWAP]')) {
+    holders.push({ kind: 'swap', device: device.path, system: false, depth });
   }
-  if (!top) {
-    if (device.type.startsWith('raid')) holders.push({ kind: 'md', device: device.path, system: false });
-    else if (device.type === 'lvm') holders.push({ kind: 'lvm', device: device.path, system: false });
-    else if (device.type === 'crypt') holders.push({ kind: 'crypt', device: device.path, system: false });
-    else if (device.type === 'dm') holders.push({ kind: 'dm', device: device.path, system: false });
-  }
-  for (const child of device.children ?? []) holders.push(...holdersOf(child, swaps, false));
+  const stacked = STACKED_KINDS[device.type.startsWith('raid') ? 'raid' : device.type];
+  if (depth > 0 && stacked) holders.push({ kind: stacked, device: device.path, system: false, depth });
+  for (const child of device.children ?? []) holders.push(...holdersOf(child, swaps, depth + 1));
   return holders;
 }
 
@@ -104,7 +105,7 @@ export function disksFromLsblk(devices: LsblkDevice[], context: DiscoveryContext
   return devices.map((device) => {
     const transport = transportOf(device);
     const rotational = device.rota ?? false;
-    const holders = holdersOf(device, context.swaps, true);
+    const holders = holdersOf(device, context.swaps, 0);
     return {
       name: device.kname,
       path: device.path,

@@ -22,21 +22,21 @@ describe('disk groups', () => {
     expect((await chooseDisk(disks, { diskGroupId: 2 })).path).toBe('/dev/sda');
     const nvme0 = disks.find((d) => d.name === 'nvme0n1')!;
     expect(nvme0.byId).toBe('/dev/disk/by-id/nvme-eui.3445');
-    expect(nvme0.holders).toEqual([{ kind: 'md', device: '/dev/md127', system: false }]);
+    expect(nvme0.holders).toEqual([{ kind: 'md', device: '/dev/md127', system: false, depth: 2 }]);
     expect(nvme0.transport).toBe('nvme');
   });
 
   it('offers a hardware-RAID virtual disk as the single group and never the virtual CD', () => {
     const { disks, groups } = server('hwraid-1vd');
     expect(summary(groups)).toEqual(['1: 1 X Disk SSD 1920 GB [sda]']);
-    expect(disks.find((d) => d.name === 'sda')!.holders).toEqual([{ kind: 'lvm', device: '/dev/mapper/vg0-root', system: false }]);
+    expect(disks.find((d) => d.name === 'sda')!.holders).toEqual([{ kind: 'lvm', device: '/dev/mapper/vg0-root', system: false, depth: 2 }]);
     expect(disks.find((d) => d.name === 'sr0')!.excluded).toMatch(/rom/);
   });
 
   it('groups four identical SSDs and sees active swap as a holder', () => {
     const { disks, groups } = server('4ssd', ['/dev/sda1']);
     expect(summary(groups)).toEqual(['1: 4 X Disk SSD 480 GB [sda sdb sdc sdd]']);
-    expect(disks.find((d) => d.name === 'sda')!.holders).toEqual([{ kind: 'swap', device: '/dev/sda1', system: false }]);
+    expect(disks.find((d) => d.name === 'sda')!.holders).toEqual([{ kind: 'swap', device: '/dev/sda1', system: false, depth: 1 }]);
     expect(disks.find((d) => d.name === 'sda')!.logicalSectorSize).toBe(512);
     expect(disks.find((d) => d.name === 'sda')!.physicalSectorSize).toBe(4096);
   });
@@ -56,7 +56,7 @@ describe('disk groups', () => {
     const excluded = Object.fromEntries(disks.filter((d) => d.excluded).map((d) => [d.name, d.excluded]));
     expect(Object.keys(excluded).sort()).toEqual(['loop0', 'sdc', 'sdd', 'zram0']);
     expect(excluded.sdc).toMatch(/removable or USB/);
-    expect(disks.find((d) => d.name === 'sdb')!.holders).toEqual([{ kind: 'mount', device: '/dev/sdb1', mountpoint: '/mnt/old', system: false }]);
+    expect(disks.find((d) => d.name === 'sdb')!.holders).toEqual([{ kind: 'mount', device: '/dev/sdb1', mountpoint: '/mnt/old', system: false, depth: 1 }]);
   });
 
   it('names the groups that exist when asked for one that does not', async () => {
