@@ -29,6 +29,24 @@ export function exitCodeOf(error: unknown): 1 | 2 {
   return error instanceof ByoiError && error.kind === 'invalid-job' ? 2 : 1;
 }
 
+// Disks and disk groups.
+export function unknownDiskGroup(id: number, groups: string[]): ByoiError {
+  const known = groups.length ? `the disk groups here are: ${groups.join('; ')}` : 'no disk here may be deployed onto';
+  return new ByoiError('failed', `Disk group ${id} does not exist on this server: ${known}.`);
+}
+
+export function notADisk(path: string): ByoiError {
+  return new ByoiError('failed', `${path} is not a disk of this server.`);
+}
+
+export function systemDisk(path: string, reason: string): ByoiError {
+  return new ByoiError('failed', `Refusing to write to ${path}: ${reason}.`);
+}
+
+export function couldNotReleaseDisk(path: string, holder: string, detail?: string): ByoiError {
+  return new ByoiError('failed', `Could not release disk ${path}: it is still held by ${holder}.`, detail);
+}
+
 // ---- Deploy: the job, download, checksum, inspection, disk, write and GPT steps. ----
 
 /** An invalid job: exit 2, nothing downloaded or written. */
@@ -67,13 +85,6 @@ export const messages = {
   notQcow2: (format: string) => `image provided format is ${format} which does not match expected qcow2 format`,
   noPartitionTable: (contents: string) => `image provided format is not of type raw because no partition table was found. It seems to contain: ${contents}`,
   largerThanDevice: (imageBytes: number, deviceBytes: number) => `image provided has a size of ${imageBytes} bytes which is larger than device of ${deviceBytes} bytes`,
-
-  // The disk.
-  diskNotFound: (disk: string) => `Could not find disk ${disk}.`,
-  notBlockDevice: (disk: string) => `Disk ${disk} is not a block device.`,
-  notWholeDisk: (disk: string) => `Disk ${disk} is a partition, expected: a whole disk.`,
-  diskInUse: (disk: string, user: string) => `Disk ${disk} is in use by the running system (${user}), refusing to write on it.`,
-  noDiskGroup: (id: number) => `Could not find disk group ${id}; name the disk with --disk.`,
 
   // Write, partition table, reboot.
   writeFailed: (type: string) => `Can't write ${type} on disk.`,

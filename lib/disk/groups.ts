@@ -1,36 +1,37 @@
-// Disk groups, minimally: OVH numbers groups of identical disks from its own hardware records,
-// which the agent cannot see. Until discovery and grouping are built, the only group resolved is
-// the unambiguous one: every local disk of one kind and size forms group 1 (0 = automatic = 1),
-// and BYOI writes to its first disk. Anything else asks for --disk.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { failed, messages } from '../errors.ts';
+// Disk groups as OVH presents them: disks of the same media and size form a group. Ids are 1..N in
+// a stable, documented order: fastest media first (NVMe, then SSD, then HDD), then smaller disks
+// first (OS disks are the small fast ones on mixed servers), then by name. Within a group disks are
+// in natural kernel-name order, so "the first disk of the group" is sda before sdb, nvme2n1 before nvme10n1.
+import type { Disk, Media } from './discover.ts';
 
-export interface LocalDisk {
-  readonly path: string;
-  readonly kind: 'NVME' | 'SSD' | 'HDD';
-  readonly size: number;
+export interface DiskGroup {
+  id: number;
+  media: Media;
+  /** The size of the group's disks, rounded to whole GB as vendors label them. */
+  sizeGB: number;
+  disks: Disk[];
+  /** OVH's wording, e.g. "2 X Disk NVME 512 GB". */
+  description: string;
 }
 
-/** Physical, fixed disks: a `device` link (not loop, ram, dm, md) and not removable. */
-export function localDisks(sys = '/sys'): LocalDisk[] {
-  const disks: LocalDisk[] = [];
-  const read = (name: string, file: string) => readFileSync(join(sys, 'block', name, file), 'utf8').trim();
-  for (const name of readdirSync(join(sys, 'block'))) {
-    if (!existsSync(join(sys, 'block', name, 'device'))) continue;
-    if (read(name, 'removable') !== '0' || /^(sr|fd)\d/.test(name)) continue;
-    const size = Number(read(name, 'size')) * 512;
-    if (size === 0) continue;
-    const kind = name.startsWith('nvme') ? 'NVME' : read(name, 'queue/rotational') === '1' ? 'HDD' : 'SSD';
-    disks.push({ path: `/dev/${name}`, kind, size });
+const MEDIA_RANK: Record<Media, number> = { NVME: 0, SSD: 1, HDD: 2 };
+
+const naturalOrder = new Intl.Collator('en', { numeric: true }).compare;
+
+/** Groups the disks that may be deployed onto; excluded disks are in no group. */
+export function diskGroups(disks: readonly Disk[]): DiskGroup[] {
+  const byKey = new Map<string, Disk[]>();
+  for (const disk of disks) {
+    if (disk.excluded) continue;
+    const key = `${disk.media}:${Math.round(disk.size / 1e9)}`;
+    byKey.set(key, [...(byKey.get(key) ?? []), disk]);
   }
-  return disks.sort((a, b) => a.path.localeCompare(b.path, 'en', { numeric: true }));
-}
-
-/** The first disk of the group, or a clear error when the group cannot be told without --disk. */
-export function diskOfGroup(id: number, disks: LocalDisk[]): string {
-  const kinds = new Set(disks.map((d) => `${d.kind} ${d.size}`));
-  if ((id === 0 || id === 1) && kinds.size === 1) return disks[0]!.path;
-  const found = disks.map((d) => `${d.path} ${d.kind} ${d.size} bytes`).join(', ') || 'no disk';
-  throw failed(messages.noDiskGroup(id), `disk groups are resolved only when all disks are alike; found: ${found}`);
+  const groups = [...byKey.values()].map((members) => {
+    members.sort((a, b) => naturalOrder(a.name, b.name));
+    const first = members[0]!;
+    const sizeGB = Math.round(first.size / 1e9);
+    return { id: 0, media: first.media, sizeGB, disks: members, description: `${members.length} X Disk ${first.media} ${sizeGB} GB` };
+  });
+  groups.sort((a, b) => MEDIA_RANK[a.media] - MEDIA_RANK[b.media] || a.sizeGB - b.sizeGB || naturalOrder(a.disks[0]!.name, b.disks[0]!.name));
+  return groups.map((group, index) => ({ ...group, id: index + 1 }));
 }
