@@ -85,6 +85,7 @@ export const messages = {
   notQcow2: (format: string) => `image provided format is ${format} which does not match expected qcow2 format`,
   noPartitionTable: (contents: string) => `image provided format is not of type raw because no partition table was found. It seems to contain: ${contents}`,
   largerThanDevice: (imageBytes: number, deviceBytes: number) => `image provided has a size of ${imageBytes} bytes which is larger than device of ${deviceBytes} bytes`,
+  sectorSizeMismatch: (imageSector: number, deviceSector: number) => `image provided has a GPT for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
 
   // Write, partition table, reboot.
   writeFailed: (type: string) => `Can't write ${type} on disk.`,
