@@ -93,7 +93,7 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
   describe: 'Download an image into RAM, verify it, write it to a disk, fix its GPT and reboot',
   builder: (yargs) =>
     yargs
-      .option('job', { type: 'string', describe: 'JSON body of bringYourOwnImage or reinstall (a file, or - for stdin); flags override its fields' })
+      .option('job', { type: 'string', nargs: 1, describe: 'JSON body of bringYourOwnImage or reinstall (a file, or - for stdin); flags override its fields' })
       .option('url', { type: 'string', describe: 'http(s) URL of the image' })
       .option('type', { type: 'string', describe: 'image type: qcow2 or raw' })
       .option('checksum', { type: 'string', describe: 'expected checksum of the image file (hex)' })
