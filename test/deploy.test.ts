@@ -1,6 +1,7 @@
 // `byoi deploy` end to end onto loop devices pre-filled with garbage, images served by a real HTTP
 // server on 127.0.0.1, made by sgdisk and qemu-img, compared with `qemu-img convert -O raw`.
 import { randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -210,6 +211,29 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
       await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--checksum', plain().sha256], 2, 'Please provide checkSum AND checkSumType or none of them');
       await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--checksum', plain().sha256, '--checksum-type', 'crc'], 2, 'Bad checkSumType, expected: md5, sha1, sha256, sha512.');
     });
+  });
+
+  it('fails with OVH\'s GPT sentence when sgdisk cannot make the GPT sound', async () => {
+    // Two partitions that overlap, with every CRC right: sgdisk -e cannot repair that.
+    const file = join(dir, 'overlap.raw');
+    sh('truncate', ['-s', String(8 * MiB), file]);
+    sh('sgdisk', ['-n1:2048:8191', '-n2:8192:12287', file]);
+    const bytes = readFileSync(file);
+    for (const headerAt of [512, bytes.length - 512]) {
+      const entriesAt = Number(bytes.readBigUInt64LE(headerAt + 72)) * 512;
+      const entrySize = bytes.readUInt32LE(headerAt + 84);
+      const entriesLength = bytes.readUInt32LE(headerAt + 80) * entrySize;
+      bytes.writeBigUInt64LE(4096n, entriesAt + entrySize + 32); // partition 2 now starts inside partition 1
+      bytes.writeUInt32LE(crc32(bytes.subarray(entriesAt, entriesAt + entriesLength)), headerAt + 88);
+      bytes.writeUInt32LE(0, headerAt + 16);
+      bytes.writeUInt32LE(crc32(bytes.subarray(headerAt, headerAt + 92)), headerAt + 16);
+    }
+    server.serve('/overlap.raw', { body: bytes });
+    const device = garbageDisk('overlap');
+    const result = await byoi(['deploy', '--url', `${server.url}/overlap.raw`, '--type', 'raw', '--disk', device, '--no-reboot']);
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.lastLine).toBe('Can not move backup GPT data structures to the end of disk.');
+    detachLoop(device);
   });
 
   it('reads a job body from stdin and never shows a secret', async () => {
