@@ -37,7 +37,7 @@ export async function deploy(job: Job, report: Reporter, options: DeployOptions 
   report.phase('plan', 'Choosing the disk');
   const budget = ramBudget(job.ramSize);
   const disk = await chooseDisk(await discoverDisks(), diskChoice(job.target));
-  log.info({ disk: disk.path, diskSize: disk.size, sectorSize: disk.logicalSectorSize, ramBudget: budget, type: job.type, url: redactUrl(job.url) }, 'plan');
+  log.info({ disk: disk.path, diskSize: disk.size, sectorSize: disk.logicalSectorSize, ramBudget: budget, type: job.type, url: redactUrl(job.url), description: job.description }, 'plan');
 
   report.phase('download', 'Downloading image', null);
   const { image: source, digest } = await download({
