@@ -1,6 +1,6 @@
 // The server's NICs, as network_data.json describes them to cloud-init: each physical NIC by its
 // MAC (names differ between the rescue system and the installed one), configured by DHCP.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface Nic {
@@ -23,7 +23,7 @@ export function physicalNics(sysClassNet = '/sys/class/net'): Nic[] {
   const nics: Nic[] = [];
   for (const name of readdirSync(sysClassNet).sort()) {
     const dir = join(sysClassNet, name);
-    if (!existsSync(join(dir, 'device')) || existsSync(join(dir, 'wireless')) || existsSync(join(dir, 'phy80211'))) continue;
+    if (!hasEntry(join(dir, 'device')) || existsSync(join(dir, 'wireless')) || existsSync(join(dir, 'phy80211'))) continue;
     if (read(dir, 'type') !== ETHERNET) continue;
     const mac = read(dir, 'address')?.toLowerCase();
     if (!mac || !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac) || mac === '00:00:00:00:00:00') continue;
@@ -60,6 +60,15 @@ export function networkData(nics: readonly Nic[]): object | undefined {
     })),
     services: [],
   };
+}
+
+function hasEntry(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function read(dir: string, file: string): string | undefined {
