@@ -14,7 +14,7 @@ export interface CloudInitView {
   /** user_data as cloud-init read it, base64-encoded (it may be binary). */
   userData: string;
   vendorData: unknown;
-  /** network_data.json converted by cloud-init, each link's MAC given as a known NIC named after the MAC map. */
+  /** network_data.json converted by cloud-init, the NICs named by knownMacs (by default, by each link's id). */
   network: { version: number; config: Record<string, unknown>[] } | null;
 }
 
@@ -30,7 +30,7 @@ if isinstance(ud, str): ud = ud.encode()
 nd = res.get("networkdata")
 net = None
 if nd:
-    known = json.loads(sys.argv[2])
+    known = json.loads(sys.argv[2]) or {l["ethernet_mac_address"].lower(): l["id"] for l in nd["links"]}
     net = openstack.convert_net_json(nd, known_macs=known)
 print(json.dumps({
   "version": res["version"], "instanceId": md["instance-id"], "localHostname": md.get("local-hostname"),
