@@ -48,7 +48,10 @@ export function readConfigDrive(image: string, offset = 0, knownMacs: Record<str
   const dir = mkdtempSync(join(tmpdir(), 'byoi-cloud-init-'));
   try {
     const source = offset === 0 ? image : `${image}@@${offset}`;
-    execFileSync('mcopy', ['-s', '-n', '-i', source, '::openstack', dir], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
+    execFileSync('mcopy', ['-s', '-n', '-i', source, '::openstack', dir], {
+      env: { ...process.env, MTOOLS_SKIP_CHECK: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const out = execFileSync('/usr/bin/python3', ['-c', READER, dir, JSON.stringify(knownMacs)], { encoding: 'utf8' });
     return JSON.parse(out) as CloudInitView;
   } finally {
