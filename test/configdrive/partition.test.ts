@@ -2,7 +2,7 @@
 // out like cloud images (BIOS boot, ESP, root, free space at the end) and MBR disks, built by sgdisk
 // and sfdisk; read back by blkid, sgdisk -v and cloud-init's reader.
 import { createHash, randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { ByoiError, COULD_NOT_CREATE_CONFIGDRIVE } from '../../lib/errors.ts';
 import { writeConfigDrive } from '../../lib/configdrive/index.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { probe, readConfigDrive } from '../helpers/cloud-init.ts';
-import { attachLoop, detachAllLoops, detachLoop } from '../helpers/loop.ts';
+import { attachLoop, detachAllLoops } from '../helpers/loop.ts';
 
 const MIB = 1024 * 1024;
 const NICS = [{ name: 'eth0', mac: '52:54:00:12:34:56', mtu: 1500 }];
@@ -87,14 +87,22 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk', 'mtools', 'cloud-init'))('
     assertCapable('root', 'loop', 'sgdisk', 'mtools', 'cloud-init');
     work = mkdtempSync(join(tmpdir(), 'byoi-cd-part-'));
   });
-  afterEach(() => detachAllLoops());
+  // addConfigDrivePartition tells the kernel about the new partition (partx -u); this kernel keeps a
+  // loop device's partitions after the detach, so drop them first for whoever attaches it next.
+  const mine: string[] = [];
+  afterEach(() => {
+    for (const device of mine.splice(0)) spawnSync('partx', ['-d', device], { stdio: 'ignore' });
+    detachAllLoops();
+  });
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
   function disk(sizeMib: number, sectorSize: 512 | 4096): string {
     const file = join(work, `disk${n++}.img`);
     writeFileSync(file, '');
     truncateSync(file, sizeMib * MIB);
-    return attachLoop(file, { sectorSize });
+    const device = attachLoop(file, { sectorSize });
+    mine.push(device);
+    return device;
   }
 
   function gptDisk(sectorSize: 512 | 4096, sizeMib: number, layout: string[]): string {
@@ -230,7 +238,6 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk', 'mtools', 'cloud-init'))('
     it('a disk with no partition table', async () => {
       const device = disk(16, 512);
       await refuses(device, /holds no partition table/);
-      detachLoop(device);
     });
   });
 });
