@@ -8,7 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ByoiError, COULD_NOT_CREATE_CONFIGDRIVE } from '../../lib/errors.ts';
+import { configDriveContent } from '../../lib/configdrive/content.ts';
 import { writeConfigDrive } from '../../lib/configdrive/index.ts';
+import { addConfigDrivePartition } from '../../lib/configdrive/partition.ts';
+import { buildVfatImage } from '../../lib/configdrive/vfat.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { probe, readConfigDrive } from '../helpers/cloud-init.ts';
 import { attachLoop, detachAllLoops } from '../helpers/loop.ts';
@@ -200,6 +203,26 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk', 'mtools', 'cloud-init'))('
     rmSync(file);
   });
 
+  it('takes a prebuilt image file; refuses one with 512-byte sectors for a 4K disk, before writing', async () => {
+    const content = configDriveContent({ hostname: 'prebuilt', sshKeys: [], metadata: {} }, { nics: [] });
+    const image512 = join(work, 'prebuilt-512.vfat');
+    writeFileSync(image512, await buildVfatImage(content.files, { bytes: 63 * MIB, sectorSize: 512 }));
+
+    const disk512 = gptDisk(512, 140, CLOUD_IMAGE);
+    const placed = await addConfigDrivePartition(disk512, image512);
+    expect(placed.action).toBe('create');
+    expect(readConfigDrive(disk512, placed.offset)).toMatchObject({ instanceId: content.uuid, localHostname: 'prebuilt' });
+
+    const disk4k = gptDisk(4096, 140, CLOUD_IMAGE);
+    const before = sha256(disk4k, 0, diskBytes(disk4k));
+    const error = await addConfigDrivePartition(disk4k, image512).catch((e: unknown) => e as ByoiError);
+    expect(error).toMatchObject({
+      message: COULD_NOT_CREATE_CONFIGDRIVE,
+      detail: "the config drive filesystem uses 512-byte sectors, smaller than the disk's 4096-byte sectors.",
+    });
+    expect(sha256(disk4k, 0, diskBytes(disk4k))).toBe(before);
+  });
+
   describe('refusals leave the disk unchanged', () => {
     async function refuses(device: string, detail: string | RegExp) {
       const before = sha256(device, 0, diskBytes(device));
@@ -233,6 +256,17 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk', 'mtools', 'cloud-init'))('
     it('MBR with no free space at the end', async () => {
       const device = mbrDisk(512, 60, 'start=2048, type=83\n');
       await refuses(device, /^only 0 bytes are free at the end of the disk/);
+    });
+
+    it('a GPT image whose backup header was not moved to the end of the larger disk', async () => {
+      const file = join(work, 'small-gpt.img');
+      writeFileSync(file, '');
+      truncateSync(file, 40 * MIB);
+      execFileSync('sgdisk', ['-n', '1:0:0', file], { stdio: 'ignore' });
+      truncateSync(file, 120 * MIB);
+      const device = attachLoop(file);
+      mine.push(device);
+      await refuses(device, 'the GPT backup header is at sector 81919, not at the last sector 245759; move it to the end of the disk first.');
     });
 
     it('a disk with no partition table', async () => {
