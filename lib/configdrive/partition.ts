@@ -35,6 +35,10 @@ export async function addConfigDrivePartition(device: string, image: ConfigDrive
   const partitionBytes = plan.sectors * plan.sectorSize;
   // The region written: the whole partition up to 64 MiB, so no stale signature survives in it.
   const region = Math.min(partitionBytes, CONFIG_DRIVE_MAX_BYTES);
+  if (typeof image === 'string') {
+    const fileBytes = (await stat(image)).size;
+    if (fileBytes > partitionBytes) throw couldNotCreateConfigDrive(why.imageTooBig(fileBytes, partitionBytes));
+  }
   const bytes = await imageBytes(image, { bytes: Math.floor(region / MIB) * MIB, sectorSize: plan.sectorSize });
   if (bytes.length > partitionBytes) throw couldNotCreateConfigDrive(why.imageTooBig(bytes.length, partitionBytes));
   const fatSectorSize = fatLogicalSectorSize(bytes);
