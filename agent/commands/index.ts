@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
+import { configDriveCommand } from './configdrive.ts';
 import { deployCommandModule } from './deploy.ts';
 import { disksCommand } from './disks.ts';
 
 // Every subcommand, in the order `byoi --help` lists them.
-export const commands: CommandModule<any, any>[] = [deployCommandModule, disksCommand];
+export const commands: CommandModule<any, any>[] = [deployCommandModule, disksCommand, configDriveCommand];
