@@ -1,0 +1,47 @@
+// `byoi convert` against `qemu-img convert -n -O raw`, both onto the same loop device.
+import { createHash } from 'node:crypto';
+import { createReadStream, openSync, closeSync, ftruncateSync, rmSync } from 'node:fs';
+import type { BenchImages } from './images.ts';
+import { VIRTUAL_SIZE } from './images.ts';
+import { interleaved, measure, summary, type Measurement } from './measure.ts';
+import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
+
+export interface Row {
+  name: string;
+  ours: Measurement;
+  reference: Measurement;
+  imageBytes: number;
+}
+
+export async function sha256Of(path: string, length: number): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { start: 0, end: length - 1, highWaterMark: 4 * 1024 * 1024 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export async function benchConvert(images: BenchImages, node: string, byoi: string, runs: number, sizes: Record<string, number>): Promise<Row[]> {
+  const backing = '/dev/shm/byoi-bench-convert-target';
+  const fd = openSync(backing, 'w');
+  ftruncateSync(fd, VIRTUAL_SIZE);
+  closeSync(fd);
+  const device = attachLoop(backing);
+  try {
+    const expected = await sha256Of(images.raw, VIRTUAL_SIZE);
+    const rows: Row[] = [];
+    for (const [name, image] of Object.entries(images.qcow2)) {
+      // Correctness first: a fast wrong answer is no result.
+      await measure(node, [byoi, 'convert', image, device, '--type', 'qcow2']);
+      const got = await sha256Of(device, VIRTUAL_SIZE);
+      if (got !== expected) throw new Error(`byoi convert of ${name} wrote ${got}, expected ${expected}`);
+      const samples = await interleaved(runs, {
+        ours: () => measure(node, [byoi, 'convert', image, device, '--type', 'qcow2']),
+        reference: () => measure('qemu-img', ['convert', '-n', '-f', 'qcow2', '-O', 'raw', image, device]),
+      });
+      rows.push({ name: `convert qcow2 ${name}`, ours: summary(samples.ours!), reference: summary(samples.reference!), imageBytes: sizes[image]! });
+    }
+    return rows;
+  } finally {
+    detachLoop(device);
+    rmSync(backing, { force: true });
+  }
+}

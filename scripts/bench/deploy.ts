@@ -1,0 +1,68 @@
+// `byoi deploy` end to end (download from a local HTTP server, verify, write, fix the GPT) against
+// the way the peers do it in shell: curl | tee tmpfs | sha256sum, qemu-img convert, sgdisk -e.
+import { createReadStream, openSync, closeSync, ftruncateSync, rmSync, statSync, mkdtempSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { basename, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import type { AddressInfo } from 'node:net';
+import type { BenchImages } from './images.ts';
+import { VIRTUAL_SIZE } from './images.ts';
+import { interleaved, measure, summary } from './measure.ts';
+import { sha256Of, type Row } from './convert.ts';
+import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
+
+function serve(files: string[]): Promise<Server> {
+  const byName = new Map(files.map((f) => [`/${basename(f)}`, f]));
+  const server = createServer((req, res) => {
+    const file = byName.get(req.url ?? '');
+    if (!file) return void res.writeHead(404).end();
+    res.writeHead(200, { 'content-length': statSync(file).size, 'content-type': 'application/octet-stream' });
+    createReadStream(file, { highWaterMark: 1024 * 1024 }).pipe(res);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+async function fileSha256(path: string): Promise<string> {
+  return sha256Of(path, statSync(path).size);
+}
+
+export async function benchDeploy(images: BenchImages, node: string, byoi: string, runs: number): Promise<Row[]> {
+  const diskSize = VIRTUAL_SIZE + 1024 * 1024 * 1024;
+  const backing = '/dev/shm/byoi-bench-deploy-target';
+  const download = '/dev/shm/byoi-bench-download';
+  const fd = openSync(backing, 'w');
+  ftruncateSync(fd, diskSize);
+  closeSync(fd);
+  const device = attachLoop(backing);
+  const server = await serve(Object.values(images.qcow2));
+  const status = join(mkdtempSync(join(tmpdir(), 'byoi-bench-')), 'status.json');
+  const port = (server.address() as AddressInfo).port;
+  try {
+    const expected = await sha256Of(images.raw, VIRTUAL_SIZE - 1024 * 1024);
+    const rows: Row[] = [];
+    for (const [name, image] of Object.entries(images.qcow2)) {
+      const url = `http://127.0.0.1:${port}/${basename(image)}`;
+      const checksum = await fileSha256(image);
+      const ours = () =>
+        measure(node, [byoi, 'deploy', '--url', url, '--type', 'qcow2', '--checksum', checksum, '--checksum-type', 'sha256', '--disk', device, '--no-reboot', '--status-file', status]);
+      const baseline = () =>
+        measure('bash', ['-c',
+          `set -eo pipefail; got=$(curl -sSf "$0" | tee "$1" | sha256sum | cut -d' ' -f1); [ "$got" = "$2" ];` +
+          ` qemu-img convert -n -f qcow2 -O raw "$1" "$3"; sgdisk -e "$3" >/dev/null; rm -f "$1"`,
+          url, download, checksum, device]);
+      await ours();
+      // The GPT's backup header moved, so compare everything but the last MiB of the image.
+      const got = await sha256Of(device, VIRTUAL_SIZE - 1024 * 1024);
+      if (got !== expected) throw new Error(`byoi deploy of ${name} wrote ${got}, expected ${expected}`);
+      const samples = await interleaved(runs, { ours, reference: baseline });
+      rows.push({ name: `deploy qcow2 ${name}`, ours: summary(samples.ours!), reference: summary(samples.reference!), imageBytes: statSync(image).size });
+    }
+    return rows;
+  } finally {
+    server.close();
+    detachLoop(device);
+    rmSync(backing, { force: true });
+    rmSync(download, { force: true });
+  }
+}

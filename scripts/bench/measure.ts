@@ -1,0 +1,44 @@
+// Runs a command under GNU time and returns its wall time and peak RSS: the same instrument for
+// byoi and for the reference tools, so ratios compare like with like.
+import { execa } from 'execa';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface Measurement {
+  seconds: number;
+  peakRssBytes: number;
+}
+
+export async function measure(command: string, args: string[]): Promise<Measurement> {
+  const dir = mkdtempSync(join(tmpdir(), 'byoi-time-'));
+  const out = join(dir, 'time');
+  try {
+    const result = await execa('/usr/bin/time', ['-f', '%e %M', '-o', out, command, ...args], { reject: false, all: true });
+    if (result.exitCode !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.exitCode}):\n${result.all}`);
+    const [seconds, kib] = readFileSync(out, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+    return { seconds: seconds!, peakRssBytes: kib! * 1024 };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Runs each contender `runs` times, interleaved, so drift in the machine's load hits all alike. */
+export async function interleaved(runs: number, contenders: Record<string, () => Promise<Measurement>>): Promise<Record<string, Measurement[]>> {
+  const results: Record<string, Measurement[]> = {};
+  for (const name of Object.keys(contenders)) results[name] = [];
+  for (let i = 0; i < runs; i++) {
+    for (const [name, run] of Object.entries(contenders)) results[name]!.push(await run());
+  }
+  return results;
+}
+
+export function summary(samples: Measurement[]): Measurement {
+  return { seconds: median(samples.map((s) => s.seconds)), peakRssBytes: Math.max(...samples.map((s) => s.peakRssBytes)) };
+}
