@@ -67,10 +67,17 @@ truncate -s 128M "$work/target.img"
 loop=$(losetup --find --show "$work/target.img")
 echo "$loop"
 
-step "byoi deploy"
+step "byoi deploy (its JSON log lines go to $work/deploy.log; shown here only if it fails)"
+set -x
 npx --no-install byoi deploy --url "$url" --type qcow2 \
   --checksum "$checksum" --checksum-type sha256 \
-  --disk "$loop" --no-reboot --status-file "$work/status.json"
+  --disk "$loop" --no-reboot --status-file "$work/status.json" 2>"$work/deploy.log" || {
+  { set +x; } 2>/dev/null
+  cat "$work/deploy.log" >&2
+  exit 1
+}
+{ set +x; } 2>/dev/null
+echo "deployed; the log's last line: $(tail -n 1 "$work/deploy.log")"
 
 step "The disk's partition table (sgdisk -p, sgdisk -v)"
 sgdisk -p "$loop" | sed -n '/^Disk \//p;/^Number/,$p'
