@@ -20,7 +20,7 @@ run_flags=(--runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --n
 
 if ! "${podman[@]}" image exists "$base"; then
   echo "making $base with mmdebstrap (once per machine)" >&2
-  mmdebstrap --quiet --variant=apt bookworm - | "${podman[@]}" import - "$base" >/dev/null
+  mmdebstrap --quiet --variant=apt bookworm - | "${podman[@]}" import --quiet - "$base" >/dev/null
 fi
 
 context=build/container
@@ -30,7 +30,11 @@ tag=localhost/byoi:ctx-$hash
 
 if ! "${podman[@]}" image exists "$tag"; then
   # chroot isolation: the default one fails on this machine's cgroups.
-  "${podman[@]}" build --isolation chroot --pull=never --quiet -f Dockerfile -t "$tag" "$context" >/dev/null
+  "${podman[@]}" build --isolation chroot --pull=never -f Dockerfile -t "$tag" "$context" >build/container-build.log 2>&1 || {
+    cat build/container-build.log >&2
+    echo "podman build failed" >&2
+    exit 1
+  }
   # Older builds are full copies in vfs storage: drop them, keep this one.
   "${podman[@]}" images --filter reference=localhost/byoi --format '{{.Repository}}:{{.Tag}}' |
     grep -vxF "$tag" | xargs -r "${podman[@]}" rmi --force >/dev/null || true
