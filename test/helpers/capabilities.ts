@@ -20,6 +20,7 @@ const checks = {
   sgdisk: () => commandExists('sgdisk'),
   podman: () => ['podman', 'runc', 'mmdebstrap'].every(commandExists),
   mtools: () => commandExists('mcopy') && commandExists('mkfs.fat'),
+  'ssh-keygen': () => commandExists('ssh-keygen'),
   'cloud-init': () => {
     try {
       execFileSync('/usr/bin/python3', ['-c', 'import cloudinit.sources.DataSourceConfigDrive'], { stdio: 'ignore' });
