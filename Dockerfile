@@ -6,12 +6,16 @@
 # Debian 12 has no Node 24.
 FROM docker.io/library/debian:bookworm-slim
 
-# gdisk: sgdisk (GPT verify, backup header); util-linux: partx, blockdev, wipefs, lsblk, losetup;
-# fdisk, parted: partition tables; dosfstools, mtools: the FAT config drive; e2fsprogs: ext4 probes;
-# kmod, udev: modules and device nodes; libstdc++6: Node's one shared library beyond glibc.
+# The tools the agent calls. gdisk: sgdisk (GPT verify, backup header); util-linux: partx,
+# blockdev, blkid, blkdiscard, wipefs, lsblk; mount: umount, swapoff; fdisk (sfdisk), parted:
+# partition tables; dosfstools, mtools: the FAT config drive; e2fsprogs: ext4 probes; kmod, udev:
+# modules and device nodes (udevadm); lvm2 (lvs, vgchange, dmsetup), cryptsetup-bin, mdadm:
+# releasing a disk that LVM, dm-crypt or md still hold; ca-certificates: https downloads;
+# libstdc++6: Node's one shared library beyond glibc.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      gdisk util-linux fdisk dosfstools mtools parted e2fsprogs kmod udev ca-certificates libstdc++6 \
+      gdisk util-linux mount fdisk parted dosfstools mtools e2fsprogs kmod udev \
+      lvm2 cryptsetup-bin mdadm ca-certificates libstdc++6 \
  && rm -rf /var/lib/apt/lists/*
 
 COPY node /usr/local/bin/node
