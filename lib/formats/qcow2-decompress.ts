@@ -1,0 +1,88 @@
+// One compressed qcow2 cluster to exactly one cluster of bytes.
+//
+// `decompressCluster` is self-contained on purpose (it uses only its arguments, no imports or outer
+// names): the worker pool runs the very same function in worker threads from its source text, so
+// there is one implementation and it survives bundling. Keep it that way.
+import type * as Zlib from 'node:zlib';
+
+export type Codec = 'zlib' | 'zstd';
+
+/**
+ * Decompresses `input` (the sector-rounded bytes qemu stored, trailing garbage included) into
+ * exactly `clusterSize` bytes. Returns the bytes, or why they are not one cluster.
+ * - zlib: raw deflate with a 4 KiB window (qemu's windowBits -12). As in qemu, a stream that fills
+ *   the cluster is accepted even if its end marker lies past the stored sectors.
+ * - zstd: one or more frames, decoded until the cluster is full; the bytes after them are garbage.
+ *   Node's zstd rejects trailing bytes, so frame boundaries are found by walking the frame and
+ *   block headers (RFC 8878 section 3.1.1).
+ */
+export function decompressCluster(zlib: typeof Zlib, codec: Codec, input: Uint8Array, clusterSize: number): Buffer | string {
+  const describe = (error: unknown): string => {
+    const code = (error as { code?: unknown }).code;
+    if (code === 'ERR_BUFFER_TOO_LARGE') return 'it decompresses to more';
+    return String((error as { message?: unknown }).message ?? error);
+  };
+
+  if (codec === 'zlib') {
+    let out: Buffer;
+    try {
+      out = zlib.inflateRawSync(input, {
+        windowBits: 12,
+        chunkSize: clusterSize,
+        maxOutputLength: clusterSize,
+        finishFlush: zlib.constants.Z_SYNC_FLUSH,
+      });
+    } catch (error) {
+      return describe(error);
+    }
+    return out.length === clusterSize ? out : `it decompresses to ${out.length} bytes`;
+  }
+
+  const view = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+  const isSkippable = (start: number): boolean => Math.floor(view.readUInt32LE(start) / 16) === 0x184d2a5;
+
+  /** End of the zstd or skippable frame at `start`, or why there is none. */
+  const frameEnd = (start: number): number | string => {
+    if (start + 8 > view.length) return 'the data ends inside a frame header';
+    if (isSkippable(start)) return start + 8 + view.readUInt32LE(start + 4);
+    if (view.readUInt32LE(start) !== 0xfd2fb528) return 'no zstd frame where one should start';
+    const descriptor = view[start + 4]!;
+    if (descriptor & 0x08) return 'a zstd frame header has its reserved bit set';
+    const singleSegment = (descriptor >> 5) & 1;
+    const contentSizeBytes = [singleSegment, 2, 4, 8][descriptor >> 6]!;
+    const dictionaryBytes = [0, 1, 2, 4][descriptor & 3]!;
+    let at = start + 5 + (singleSegment ? 0 : 1) + dictionaryBytes + contentSizeBytes;
+    for (;;) {
+      if (at + 3 > view.length) return 'the data ends inside a zstd frame';
+      const block = view[at]! + view[at + 1]! * 256 + view[at + 2]! * 65536;
+      const type = (block >> 1) & 3;
+      if (type === 3) return 'a zstd block has the reserved type';
+      at += 3 + (type === 1 ? 1 : block >> 3);
+      if (block & 1) break;
+    }
+    if (descriptor & 0x04) at += 4;
+    return at;
+  };
+
+  const parts: Buffer[] = [];
+  let produced = 0;
+  let at = 0;
+  while (produced < clusterSize) {
+    if (at >= input.length) return `it decompresses to ${produced} bytes`;
+    const end = frameEnd(at);
+    if (typeof end === 'string') return end;
+    if (end > input.length) return 'the data ends inside a zstd frame';
+    if (!isSkippable(at)) {
+      let out: Buffer;
+      try {
+        out = zlib.zstdDecompressSync(input.subarray(at, end), { maxOutputLength: clusterSize - produced, chunkSize: clusterSize });
+      } catch (error) {
+        return describe(error);
+      }
+      parts.push(out);
+      produced += out.length;
+    }
+    at = end;
+  }
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, clusterSize);
+}

@@ -1,0 +1,159 @@
+// qcow2 (versions 2 and 3) as a DiskImage. Everything structural is validated at open, before a
+// single extent is yielded; only compressed data is checked later, as it is decompressed.
+//
+// Virtual sizes that are not a multiple of 512 are floored to 512, as qemu does: the partial last
+// sector cannot be read through qemu either, and `qemu-img convert` output has the floored size.
+import { availableParallelism } from 'node:os';
+import * as zlib from 'node:zlib';
+import type { DataExtent, DiskImage, Extent, ImageInfo, ImageSource } from './types.ts';
+import { parseQcow2Header, type Qcow2Header } from './qcow2-header.ts';
+import { qcow2Segments, validateQcow2Map, type Segment } from './qcow2-map.ts';
+import { decompressCluster } from './qcow2-decompress.ts';
+import { DecompressPool, type BatchFailure } from './qcow2-pool.ts';
+import { qcow2BadCompressedCluster } from '../errors.ts';
+
+export interface Qcow2Options {
+  /**
+   * Worker threads for compressed clusters: 0 decompresses on the calling thread. Default: one per
+   * core up to 4 (qemu's cap) when there is more than one core, else 0.
+   */
+  readonly threads?: number;
+}
+
+const MiB = 1024 * 1024;
+/** Longest data extent, and the view size assumed for sources that do not say. */
+const MAX_RUN = 16 * MiB;
+/** Output of one compressed batch (at least one cluster). */
+const BATCH_BYTES = 1 * MiB;
+/** Compressed batches in flight per worker: keeps the workers busy, and memory bounded. */
+const BATCHES_PER_WORKER = 4;
+/** Segments decoded ahead of the consumer. */
+const MAX_QUEUE = 64;
+/** Below this many compressed clusters, starting workers costs more than it saves. */
+const POOL_THRESHOLD = 64;
+
+function defaultThreads(): number {
+  const cores = availableParallelism();
+  return cores > 1 ? Math.min(cores, 4) : 0;
+}
+
+/** The source's zero-copy view size, if it is made of chunks (ChunkedBuffer). */
+function viewSizeOf(source: ImageSource): number {
+  const chunkSize = (source as { chunkSize?: unknown }).chunkSize;
+  return typeof chunkSize === 'number' && chunkSize > 0 ? chunkSize : MAX_RUN;
+}
+
+export function openQcow2(source: ImageSource, options: Qcow2Options = {}): DiskImage {
+  const header = parseQcow2Header(source);
+  const stats = validateQcow2Map(source, header);
+  const info: ImageInfo = {
+    format: 'qcow2',
+    virtualSize: header.virtualSize,
+    fileSize: source.size,
+    allocatedBytes: stats.allocatedBytes,
+    clusterSize: header.clusterSize,
+    ...(stats.compressedClusters > 0 ? { compression: header.compression } : {}),
+    features: {
+      version: header.version,
+      compressionType: header.compression,
+      compressedClusters: stats.compressedClusters,
+      extendedL2: header.extendedL2,
+      dirty: header.dirty,
+      lazyRefcounts: header.lazyRefcounts,
+      refcountBits: header.refcountBits,
+      snapshots: header.snapshots,
+      ...(header.storedSize !== header.virtualSize ? { storedVirtualSize: header.storedSize } : {}),
+    },
+  };
+  const threads = stats.compressedClusters >= POOL_THRESHOLD ? (options.threads ?? defaultThreads()) : 0;
+  return { info, extents: () => qcow2Extents(source, header, threads) };
+}
+
+function segments(source: ImageSource, header: Qcow2Header): Generator<Segment> {
+  return qcow2Segments(source, header, {
+    maxRun: MAX_RUN,
+    viewSize: viewSizeOf(source),
+    compressedBatch: Math.max(1, Math.floor(BATCH_BYTES / header.clusterSize)),
+  });
+}
+
+type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
+
+function inputsOf(source: ImageSource, segment: CompressedSegment): Buffer[] {
+  return segment.clusters.map((cluster) => source.read(cluster.hostOffset, cluster.length));
+}
+
+function refusal(header: Qcow2Header, segment: CompressedSegment, failure: BatchFailure): Error {
+  const guest = segment.offset + failure.index * header.clusterSize;
+  return qcow2BadCompressedCluster(guest, header.compression, header.clusterSize, failure.reason);
+}
+
+function decompressedExtent(segment: CompressedSegment, data: Buffer): DataExtent {
+  return { offset: segment.offset, length: segment.length, data: data.subarray(0, segment.length) };
+}
+
+/** Decompresses a batch on this thread. */
+function decompressHere(source: ImageSource, header: Qcow2Header, segment: CompressedSegment): DataExtent {
+  const inputs = inputsOf(source, segment);
+  const out = inputs.length === 1 ? undefined : Buffer.allocUnsafe(inputs.length * header.clusterSize);
+  for (let i = 0; i < inputs.length; i++) {
+    const cluster = decompressCluster(zlib, header.compression, inputs[i]!, header.clusterSize);
+    if (typeof cluster === 'string') throw refusal(header, segment, { index: i, reason: cluster });
+    if (!out) return decompressedExtent(segment, cluster);
+    cluster.copy(out, i * header.clusterSize);
+  }
+  return decompressedExtent(segment, out!);
+}
+
+function plainExtent(source: ImageSource, segment: Exclude<Segment, CompressedSegment>): Extent {
+  if (segment.kind === 'zero') return { offset: segment.offset, length: segment.length, zero: true };
+  return { offset: segment.offset, length: segment.length, data: source.read(segment.host, segment.length) };
+}
+
+async function* qcow2Extents(source: ImageSource, header: Qcow2Header, threads: number): AsyncGenerator<Extent> {
+  if (threads === 0) {
+    for (const segment of segments(source, header)) {
+      yield segment.kind === 'compressed' ? decompressHere(source, header, segment) : plainExtent(source, segment);
+    }
+    return;
+  }
+  // Batches go to the workers ahead of the consumer; extents come out in guest order.
+  const pool = new DecompressPool(header.compression, header.clusterSize, threads);
+  try {
+    const queue: (Extent | Promise<Extent>)[] = [];
+    const walk = segments(source, header);
+    let inFlight = 0;
+    let walked = false;
+    for (;;) {
+      while (!walked && queue.length < MAX_QUEUE && inFlight < threads * BATCHES_PER_WORKER) {
+        const next = walk.next();
+        if (next.done) {
+          walked = true;
+          break;
+        }
+        const segment = next.value;
+        if (segment.kind !== 'compressed') {
+          queue.push(plainExtent(source, segment));
+          continue;
+        }
+        inFlight++;
+        const extent = pool.decompress(inputsOf(source, segment)).then((result) => {
+          if (!Buffer.isBuffer(result)) throw refusal(header, segment, result);
+          return decompressedExtent(segment, result);
+        });
+        extent.catch(() => {}); // rejections are rethrown where the extent is awaited, in order
+        queue.push(extent);
+      }
+      const head = queue.shift();
+      if (head === undefined) return;
+      if (head instanceof Promise) {
+        inFlight--;
+        yield await head;
+      } else {
+        yield head;
+      }
+    }
+  } finally {
+    await pool.close();
+  }
+}
