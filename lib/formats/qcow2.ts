@@ -15,7 +15,8 @@ import { qcow2BadCompressedCluster } from '../errors.ts';
 export interface Qcow2Options {
   /**
    * Worker threads for compressed clusters: 0 decompresses on the calling thread. Default: one per
-   * core up to 4 (qemu's cap) when there is more than one core, else 0.
+   * core up to 4 (qemu's cap) when there is more than one core and enough compressed clusters to
+   * repay starting them, else 0.
    */
   readonly threads?: number;
 }
@@ -65,7 +66,8 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
       ...(header.storedSize !== header.virtualSize ? { storedVirtualSize: header.storedSize } : {}),
     },
   };
-  const threads = stats.compressedClusters >= POOL_THRESHOLD ? (options.threads ?? defaultThreads()) : 0;
+  const threads =
+    stats.compressedClusters === 0 ? 0 : (options.threads ?? (stats.compressedClusters >= POOL_THRESHOLD ? defaultThreads() : 0));
   return { info, extents: () => qcow2Extents(source, header, threads) };
 }
 
