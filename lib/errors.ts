@@ -107,3 +107,21 @@ export const qcow2BadCompressedCluster = (guestOffset: number, codec: 'zlib' | '
 export const decompressionWorkerFailed = (reason: string) =>
   new ByoiError('failed', `Could not decompress the image: a decompression thread failed (${reason}).`);
 export const decompressionStopped = () => new ByoiError('failed', 'Could not decompress the image: decompression was stopped.');
+
+// Disks and disk groups.
+export function unknownDiskGroup(id: number, groups: string[]): ByoiError {
+  const known = groups.length ? `the disk groups here are: ${groups.join('; ')}` : 'no disk here may be deployed onto';
+  return new ByoiError('failed', `Disk group ${id} does not exist on this server: ${known}.`);
+}
+
+export function notADisk(path: string): ByoiError {
+  return new ByoiError('failed', `${path} is not a disk of this server.`);
+}
+
+export function systemDisk(path: string, reason: string): ByoiError {
+  return new ByoiError('failed', `Refusing to write to ${path}: ${reason}.`);
+}
+
+export function couldNotReleaseDisk(path: string, holder: string, detail?: string): ByoiError {
+  return new ByoiError('failed', `Could not release disk ${path}: it is still held by ${holder}.`, detail);
+}

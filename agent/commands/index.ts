@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { disksCommand } from './disks.ts';
 
 // Every subcommand, in the order `byoi --help` lists them.
-export const commands: CommandModule<any, any>[] = [];
+export const commands: CommandModule<any, any>[] = [disksCommand];
