@@ -3,6 +3,12 @@
 // `decompressCluster` is self-contained on purpose (it uses only its arguments, no imports or outer
 // names): the worker pool runs the very same function in worker threads from its source text, so
 // there is one implementation and it survives bundling. Keep it that way.
+
+/**
+ * Clusters at least this large are handed on one by one, each in the buffer zlib or zstd made (no
+ * copy); smaller ones are copied into one buffer per batch so extents stay large.
+ */
+export const OWN_BUFFER_CLUSTER_SIZE = 65536;
 import type * as Zlib from 'node:zlib';
 
 export type Codec = 'zlib' | 'zstd';
@@ -28,7 +34,9 @@ export function decompressCluster(zlib: typeof Zlib, codec: Codec, input: Uint8A
     try {
       out = zlib.inflateRawSync(input, {
         windowBits: 12,
-        chunkSize: clusterSize,
+        // A little more than a cluster: zlib then stops with room to spare instead of allocating a
+        // second, empty, output chunk for every cluster.
+        chunkSize: clusterSize + 64,
         maxOutputLength: clusterSize,
         finishFlush: zlib.constants.Z_SYNC_FLUSH,
       });
@@ -75,7 +83,7 @@ export function decompressCluster(zlib: typeof Zlib, codec: Codec, input: Uint8A
     if (!isSkippable(at)) {
       let out: Buffer;
       try {
-        out = zlib.zstdDecompressSync(input.subarray(at, end), { maxOutputLength: clusterSize - produced, chunkSize: clusterSize });
+        out = zlib.zstdDecompressSync(input.subarray(at, end), { maxOutputLength: clusterSize - produced, chunkSize: clusterSize + 64 });
       } catch (error) {
         return describe(error);
       }

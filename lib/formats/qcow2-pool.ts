@@ -2,7 +2,7 @@
 // while the main thread walks the map and writes. A batch's compressed bytes are copied into one
 // transferable buffer; its clusters come back in one transferred buffer, in order.
 import { Worker } from 'node:worker_threads';
-import { decompressCluster, type Codec } from './qcow2-decompress.ts';
+import { decompressCluster, OWN_BUFFER_CLUSTER_SIZE, type Codec } from './qcow2-decompress.ts';
 import { decompressionStopped, decompressionWorkerFailed } from '../errors.ts';
 
 /** A batch that did not decompress: which cluster of it, and why. */
@@ -20,26 +20,40 @@ interface Request {
   bounds: number[];
 }
 
-type Reply = { id: number; output: ArrayBuffer } | { id: number; index: number; reason: string };
+/**
+ * Pieces of the batch's output in order, each [buffer, byteOffset, byteLength], or the failure; the
+ * request's input buffer always comes back, for reuse.
+ */
+type Reply = { id: number; input: ArrayBuffer } & ({ pieces: [ArrayBuffer, number, number][] } | { index: number; reason: string });
 
 // Runs inside each worker: CommonJS `eval` code, built from `decompressCluster`'s own source text.
+// Large clusters travel in the buffers zlib made for them (transferred, not copied: no garbage piles
+// up in the worker); small ones are packed into one buffer per batch.
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
 const decompressCluster = (${decompressCluster.toString()});
 parentPort.on('message', ({ id, codec, clusterSize, input, bounds }) => {
-  const output = Buffer.allocUnsafeSlow((bounds.length / 2) * clusterSize);
-  for (let i = 0; i < bounds.length / 2; i++) {
+  const count = bounds.length / 2;
+  const own = clusterSize >= ${OWN_BUFFER_CLUSTER_SIZE};
+  const packed = own ? undefined : Buffer.allocUnsafeSlow(count * clusterSize);
+  const pieces = [];
+  for (let i = 0; i < count; i++) {
     const cluster = decompressCluster(zlib, codec, new Uint8Array(input, bounds[2 * i], bounds[2 * i + 1]), clusterSize);
-    if (typeof cluster === 'string') return parentPort.postMessage({ id, index: i, reason: cluster });
-    cluster.copy(output, i * clusterSize);
+    if (typeof cluster === 'string') return parentPort.postMessage({ id, input, index: i, reason: cluster }, [input]);
+    if (own) pieces.push([cluster.buffer, cluster.byteOffset, cluster.byteLength]);
+    else cluster.copy(packed, i * clusterSize);
   }
-  parentPort.postMessage({ id, output: output.buffer }, [output.buffer]);
+  if (packed) pieces.push([packed.buffer, 0, packed.length]);
+  parentPort.postMessage({ id, input, pieces }, [input, ...pieces.map((piece) => piece[0])]);
 });
 `;
 
+/** Input buffers are at least this large, so one fits most batches. */
+const MIN_INPUT_BUFFER = 2 * 1024 * 1024;
+
 interface Pending {
-  resolve(result: Buffer | BatchFailure): void;
+  resolve(result: Buffer[] | BatchFailure): void;
   reject(error: Error): void;
 }
 
@@ -50,6 +64,8 @@ export class DecompressPool {
   private readonly codec: Codec;
   private readonly clusterSize: number;
   private nextId = 0;
+  /** Input buffers back from the workers: reused, so compressed bytes leave no garbage behind. */
+  private readonly spareInputs: ArrayBuffer[] = [];
   private failure: Error | undefined;
 
   constructor(codec: Codec, clusterSize: number, threads: number) {
@@ -67,12 +83,13 @@ export class DecompressPool {
     }
   }
 
-  /** The batch's clusters, one after the other, or the first that failed. */
-  decompress(inputs: readonly Buffer[]): Promise<Buffer | BatchFailure> {
+  /** The batch's clusters in order, in one or more buffers, or the first that failed. */
+  decompress(inputs: readonly Buffer[]): Promise<Buffer[] | BatchFailure> {
     if (this.failure) return Promise.reject(this.failure);
     let total = 0;
     for (const input of inputs) total += input.length;
-    const packed = Buffer.allocUnsafeSlow(total);
+    const spare = this.spareInputs.findIndex((buffer) => buffer.byteLength >= total);
+    const packed = Buffer.from(spare >= 0 ? this.spareInputs.splice(spare, 1)[0]! : new ArrayBuffer(Math.max(total, MIN_INPUT_BUFFER)));
     const bounds: number[] = [];
     let at = 0;
     for (const input of inputs) {
@@ -84,7 +101,7 @@ export class DecompressPool {
     for (const candidate of this.workers) if (this.load.get(candidate)! < this.load.get(worker)!) worker = candidate;
     this.load.set(worker, this.load.get(worker)! + 1);
     const id = this.nextId++;
-    const request: Request = { id, codec: this.codec, clusterSize: this.clusterSize, input: packed.buffer as ArrayBuffer, bounds };
+    const request: Request = { id, codec: this.codec, clusterSize: this.clusterSize, input: packed.buffer, bounds };
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.postMessage(request, [request.input]);
@@ -103,7 +120,12 @@ export class DecompressPool {
     if (!waiting) return;
     this.pending.delete(reply.id);
     this.load.set(worker, this.load.get(worker)! - 1);
-    waiting.resolve('output' in reply ? Buffer.from(reply.output) : { index: reply.index, reason: reply.reason });
+    this.spareInputs.push(reply.input);
+    waiting.resolve(
+      'pieces' in reply
+        ? reply.pieces.map(([buffer, offset, length]) => Buffer.from(buffer, offset, length))
+        : { index: reply.index, reason: reply.reason },
+    );
   }
 
   private fail(error: Error): void {

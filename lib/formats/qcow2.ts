@@ -8,7 +8,7 @@ import * as zlib from 'node:zlib';
 import type { DataExtent, DiskImage, Extent, ImageInfo, ImageSource } from './types.ts';
 import { parseQcow2Header, type Qcow2Header } from './qcow2-header.ts';
 import { qcow2Segments, validateQcow2Map, type Segment } from './qcow2-map.ts';
-import { decompressCluster } from './qcow2-decompress.ts';
+import { decompressCluster, OWN_BUFFER_CLUSTER_SIZE } from './qcow2-decompress.ts';
 import { DecompressPool, type BatchFailure } from './qcow2-pool.ts';
 import { qcow2BadCompressedCluster } from '../errors.ts';
 
@@ -90,21 +90,33 @@ function refusal(header: Qcow2Header, segment: CompressedSegment, failure: Batch
   return qcow2BadCompressedCluster(guest, header.compression, header.clusterSize, failure.reason);
 }
 
-function decompressedExtent(segment: CompressedSegment, data: Buffer): DataExtent {
-  return { offset: segment.offset, length: segment.length, data: data.subarray(0, segment.length) };
+/** Extents over a batch's decompressed pieces, in order, ending where the segment ends. */
+function decompressedExtents(segment: CompressedSegment, pieces: readonly Buffer[]): DataExtent[] {
+  const extents: DataExtent[] = [];
+  let offset = segment.offset;
+  const end = segment.offset + segment.length;
+  for (const piece of pieces) {
+    const length = Math.min(piece.length, end - offset);
+    if (length <= 0) break;
+    extents.push({ offset, length, data: piece.subarray(0, length) });
+    offset += length;
+  }
+  return extents;
 }
 
 /** Decompresses a batch on this thread. */
-function decompressHere(source: ImageSource, header: Qcow2Header, segment: CompressedSegment): DataExtent {
+function decompressHere(source: ImageSource, header: Qcow2Header, segment: CompressedSegment): DataExtent[] {
+  const { clusterSize } = header;
   const inputs = inputsOf(source, segment);
-  const out = inputs.length === 1 ? undefined : Buffer.allocUnsafe(inputs.length * header.clusterSize);
+  const packed = clusterSize >= OWN_BUFFER_CLUSTER_SIZE ? undefined : Buffer.allocUnsafe(inputs.length * clusterSize);
+  const pieces: Buffer[] = [];
   for (let i = 0; i < inputs.length; i++) {
-    const cluster = decompressCluster(zlib, header.compression, inputs[i]!, header.clusterSize);
+    const cluster = decompressCluster(zlib, header.compression, inputs[i]!, clusterSize);
     if (typeof cluster === 'string') throw refusal(header, segment, { index: i, reason: cluster });
-    if (!out) return decompressedExtent(segment, cluster);
-    cluster.copy(out, i * header.clusterSize);
+    if (packed) cluster.copy(packed, i * clusterSize);
+    else pieces.push(cluster);
   }
-  return decompressedExtent(segment, out!);
+  return decompressedExtents(segment, packed ? [packed] : pieces);
 }
 
 function plainExtent(source: ImageSource, segment: Exclude<Segment, CompressedSegment>): Extent {
@@ -115,14 +127,15 @@ function plainExtent(source: ImageSource, segment: Exclude<Segment, CompressedSe
 async function* qcow2Extents(source: ImageSource, header: Qcow2Header, threads: number): AsyncGenerator<Extent> {
   if (threads === 0) {
     for (const segment of segments(source, header)) {
-      yield segment.kind === 'compressed' ? decompressHere(source, header, segment) : plainExtent(source, segment);
+      if (segment.kind === 'compressed') yield* decompressHere(source, header, segment);
+      else yield plainExtent(source, segment);
     }
     return;
   }
   // Batches go to the workers ahead of the consumer; extents come out in guest order.
   const pool = new DecompressPool(header.compression, header.clusterSize, threads);
   try {
-    const queue: (Extent | Promise<Extent>)[] = [];
+    const queue: (Extent | Promise<DataExtent[]>)[] = [];
     const walk = segments(source, header);
     let inFlight = 0;
     let walked = false;
@@ -140,8 +153,8 @@ async function* qcow2Extents(source: ImageSource, header: Qcow2Header, threads: 
         }
         inFlight++;
         const extent = pool.decompress(inputsOf(source, segment)).then((result) => {
-          if (!Buffer.isBuffer(result)) throw refusal(header, segment, result);
-          return decompressedExtent(segment, result);
+          if (!Array.isArray(result)) throw refusal(header, segment, result);
+          return decompressedExtents(segment, result);
         });
         extent.catch(() => {}); // rejections are rethrown where the extent is awaited, in order
         queue.push(extent);
@@ -150,7 +163,7 @@ async function* qcow2Extents(source: ImageSource, header: Qcow2Header, threads: 
       if (head === undefined) return;
       if (head instanceof Promise) {
         inFlight--;
-        yield await head;
+        yield* await head;
       } else {
         yield head;
       }
