@@ -1,14 +1,16 @@
 // The qcow2 decoder against qemu: every variant qemu-img and qemu-io make decodes to the same bytes
 // as `qemu-img convert -O raw`, on the calling thread and in the worker pool.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkedBuffer } from '../../lib/chunked-buffer.ts';
 import { openQcow2 } from '../../lib/formats/qcow2.ts';
-import { makeQcow2Fixtures, qemuRawSha256, QCOW2_FIXTURE_NAMES, type Qcow2Fixture } from '../../scripts/fixtures/qcow2.ts';
+import { makeQcow2Fixtures, patchBytes, patchU64, qemuRawSha256, QCOW2_FIXTURE_NAMES, type Qcow2Fixture } from '../../scripts/fixtures/qcow2.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { decodeToSha256 } from './decode.ts';
+import { layoutOf } from './qcow2-layout.ts';
 
 describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert', () => {
   let dir: string;
@@ -60,5 +62,33 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
     expect(extended.info.features).toMatchObject({ extendedL2: true });
     const empty = await open('empty');
     expect(empty.info.allocatedBytes).toBe(0);
+  });
+
+  it('ignores unknown compatible and autoclear bits and unknown header extensions, as qemu does', async () => {
+    const path = join(dir, 'unknown-optional.qcow2');
+    copyFileSync(fixtures.get('v3-64k')!.path, path);
+    patchU64(path, 80, 1n << 40n);
+    patchU64(path, 88, 1n << 7n);
+    // The first extension becomes one of an unknown type; its data is skipped.
+    patchBytes(path, layoutOf(path).headerLength, Buffer.from([0x12, 0x34, 0x56, 0x78]));
+    const image = openQcow2(await ChunkedBuffer.fromFile(path), { threads: 0 });
+    expect((await decodeToSha256(image)).sha256).toBe(qemuRawSha256(path, dir));
+  });
+
+  it('decodes L2 tables shared by many L1 entries (each table is checked once)', async () => {
+    // 64 MiB of 512-byte clusters: 2048 L1 entries, all pointed at the first L2 table.
+    const path = join(dir, 'shared-l2.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', path, '64M']);
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x42 0 8k', '-c', 'write -z 8k 512', '-c', 'write -P 0x43 9k 1k', path], { stdio: 'ignore' });
+    const layout = layoutOf(path);
+    const first = layout.file.readBigUInt64BE(layout.l1Offset);
+    const l1Entries = layout.file.readUInt32BE(36);
+    expect(l1Entries).toBe(2048);
+    const l1 = Buffer.alloc(8 * l1Entries);
+    for (let i = 0; i < l1Entries; i++) l1.writeBigUInt64BE(first & ~(1n << 63n), 8 * i);
+    patchBytes(path, layout.l1Offset, l1);
+    const image = openQcow2(await ChunkedBuffer.fromFile(path), { threads: 0 });
+    expect(image.info.allocatedBytes).toBe(2048 * 9 * 1024);
+    expect((await decodeToSha256(image)).sha256).toBe(qemuRawSha256(path, dir));
   });
 });
