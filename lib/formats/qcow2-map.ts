@@ -75,7 +75,9 @@ interface Geometry {
 }
 
 function geometry(source: ImageSource, header: Qcow2Header): Geometry {
-  return { header, fileSize: source.size, l1: source.read(header.l1Offset, 8 * header.l1Needed) };
+  // An empty disk needs no L1 table, wherever its offset points.
+  const l1 = header.l1Needed === 0 ? Buffer.alloc(0) : source.read(header.l1Offset, 8 * header.l1Needed);
+  return { header, fileSize: source.size, l1 };
 }
 
 /** The L2 table of L1 entry `index`, checked, or 0 when unallocated. */

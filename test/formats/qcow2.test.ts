@@ -91,4 +91,14 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
     expect(image.info.allocatedBytes).toBe(2048 * 9 * 1024);
     expect((await decodeToSha256(image)).sha256).toBe(qemuRawSha256(path, dir));
   });
+
+  it('opens an empty disk whatever its unused L1 fields say', async () => {
+    const path = join(dir, 'empty-odd-l1.qcow2');
+    copyFileSync(fixtures.get('zero-size')!.path, path);
+    patchBytes(path, 36, Buffer.alloc(4)); // l1_size 0
+    patchU64(path, 40, 0xffff_ffff_ffff_fe00n); // l1_table_offset nowhere
+    const image = openQcow2(await ChunkedBuffer.fromFile(path));
+    expect(image.info.virtualSize).toBe(0);
+    expect((await decodeToSha256(image)).extents).toBe(0);
+  });
 });
