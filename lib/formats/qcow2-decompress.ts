@@ -21,18 +21,13 @@ export type Codec = 'zlib' | 'zstd';
  * - zstd: one or more frames, decoded until the cluster is full; the bytes after them are garbage.
  *   Node's zstd rejects trailing bytes, so frame boundaries are found by walking the frame and
  *   block headers (RFC 8878 section 3.1.1).
+ * One flat function with no inner named functions: a bundler's keep-names mode would wrap those in
+ * a helper that the worker's copy of this source does not have.
  */
 export function decompressCluster(zlib: typeof Zlib, codec: Codec, input: Uint8Array, clusterSize: number): Buffer | string {
-  const describe = (error: unknown): string => {
-    const code = (error as { code?: unknown }).code;
-    if (code === 'ERR_BUFFER_TOO_LARGE') return 'it decompresses to more';
-    return String((error as { message?: unknown }).message ?? error);
-  };
-
-  if (codec === 'zlib') {
-    let out: Buffer;
-    try {
-      out = zlib.inflateRawSync(input, {
+  try {
+    if (codec === 'zlib') {
+      const out = zlib.inflateRawSync(input, {
         windowBits: 12,
         // A little more than a cluster: zlib then stops with room to spare instead of allocating a
         // second, empty, output chunk for every cluster.
@@ -40,57 +35,45 @@ export function decompressCluster(zlib: typeof Zlib, codec: Codec, input: Uint8A
         maxOutputLength: clusterSize,
         finishFlush: zlib.constants.Z_SYNC_FLUSH,
       });
-    } catch (error) {
-      return describe(error);
+      return out.length === clusterSize ? out : `it decompresses to ${out.length} bytes`;
     }
-    return out.length === clusterSize ? out : `it decompresses to ${out.length} bytes`;
-  }
-
-  const view = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-  const isSkippable = (start: number): boolean => Math.floor(view.readUInt32LE(start) / 16) === 0x184d2a5;
-
-  /** End of the zstd or skippable frame at `start`, or why there is none. */
-  const frameEnd = (start: number): number | string => {
-    if (start + 8 > view.length) return 'the data ends inside a frame header';
-    if (isSkippable(start)) return start + 8 + view.readUInt32LE(start + 4);
-    if (view.readUInt32LE(start) !== 0xfd2fb528) return 'no zstd frame where one should start';
-    const descriptor = view[start + 4]!;
-    if (descriptor & 0x08) return 'a zstd frame header has its reserved bit set';
-    const singleSegment = (descriptor >> 5) & 1;
-    const contentSizeBytes = [singleSegment, 2, 4, 8][descriptor >> 6]!;
-    const dictionaryBytes = [0, 1, 2, 4][descriptor & 3]!;
-    let at = start + 5 + (singleSegment ? 0 : 1) + dictionaryBytes + contentSizeBytes;
-    for (;;) {
-      if (at + 3 > view.length) return 'the data ends inside a zstd frame';
-      const block = view[at]! + view[at + 1]! * 256 + view[at + 2]! * 65536;
-      const type = (block >> 1) & 3;
-      if (type === 3) return 'a zstd block has the reserved type';
-      at += 3 + (type === 1 ? 1 : block >> 3);
-      if (block & 1) break;
-    }
-    if (descriptor & 0x04) at += 4;
-    return at;
-  };
-
-  const parts: Buffer[] = [];
-  let produced = 0;
-  let at = 0;
-  while (produced < clusterSize) {
-    if (at >= input.length) return `it decompresses to ${produced} bytes`;
-    const end = frameEnd(at);
-    if (typeof end === 'string') return end;
-    if (end > input.length) return 'the data ends inside a zstd frame';
-    if (!isSkippable(at)) {
-      let out: Buffer;
-      try {
-        out = zlib.zstdDecompressSync(input.subarray(at, end), { maxOutputLength: clusterSize - produced, chunkSize: clusterSize + 64 });
-      } catch (error) {
-        return describe(error);
+    const view = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+    const parts: Buffer[] = [];
+    let produced = 0;
+    let start = 0;
+    while (produced < clusterSize) {
+      if (start >= view.length) return `it decompresses to ${produced} bytes`;
+      if (start + 8 > view.length) return 'the data ends inside a frame header';
+      const magic = view.readUInt32LE(start);
+      if (Math.floor(magic / 16) === 0x184d2a5) {
+        start += 8 + view.readUInt32LE(start + 4); // a skippable frame
+        continue;
       }
+      if (magic !== 0xfd2fb528) return 'no zstd frame where one should start';
+      const descriptor = view[start + 4]!;
+      if (descriptor & 0x08) return 'a zstd frame header has its reserved bit set';
+      const singleSegment = (descriptor >> 5) & 1;
+      const contentSizeBytes = [singleSegment, 2, 4, 8][descriptor >> 6]!;
+      const dictionaryBytes = [0, 1, 2, 4][descriptor & 3]!;
+      let end = start + 5 + (singleSegment ? 0 : 1) + dictionaryBytes + contentSizeBytes;
+      for (let last = false; !last; ) {
+        if (end + 3 > view.length) return 'the data ends inside a zstd frame';
+        const block = view[end]! + view[end + 1]! * 256 + view[end + 2]! * 65536;
+        const type = (block >> 1) & 3;
+        if (type === 3) return 'a zstd block has the reserved type';
+        end += 3 + (type === 1 ? 1 : block >> 3);
+        last = (block & 1) === 1;
+      }
+      if (descriptor & 0x04) end += 4;
+      if (end > view.length) return 'the data ends inside a zstd frame';
+      const out = zlib.zstdDecompressSync(view.subarray(start, end), { maxOutputLength: clusterSize - produced, chunkSize: clusterSize + 64 });
       parts.push(out);
       produced += out.length;
+      start = end;
     }
-    at = end;
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, clusterSize);
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') return 'it decompresses to more';
+    return String((error as { message?: unknown }).message ?? error);
   }
-  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, clusterSize);
 }

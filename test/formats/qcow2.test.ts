@@ -1,7 +1,9 @@
 // The qcow2 decoder against qemu: every variant qemu-img and qemu-io make decodes to the same bytes
 // as `qemu-img convert -O raw`, on the calling thread and in the worker pool.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -100,5 +102,26 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
     const image = openQcow2(await ChunkedBuffer.fromFile(path));
     expect(image.info.virtualSize).toBe(0);
     expect((await decodeToSha256(image)).extents).toBe(0);
+  });
+
+  it('decompresses in worker threads from a minified bundle too (the worker runs the same source)', async () => {
+    const entry = join(dir, 'entry.ts');
+    const lib = (path: string) => fileURLToPath(new URL(`../../lib/${path}`, import.meta.url));
+    writeFileSync(
+      entry,
+      `import { ChunkedBuffer } from ${JSON.stringify(lib('chunked-buffer.ts'))};
+import { openQcow2 } from ${JSON.stringify(lib('formats/qcow2.ts'))};
+import { createHash } from 'node:crypto';
+const hash = createHash('sha256');
+for await (const e of openQcow2(await ChunkedBuffer.fromFile(process.argv[2]), { threads: 2 }).extents()) hash.update('zero' in e ? Buffer.alloc(e.length) : e.data);
+console.log(hash.digest('hex'));`,
+    );
+    const bundle = join(dir, 'bundle.mjs');
+    await build({ entryPoints: [entry], bundle: true, platform: 'node', format: 'esm', minify: true, keepNames: true, outfile: bundle, logLevel: 'silent' });
+    for (const name of ['zlib-4k', 'zstd-4k', 'zstd-2m']) {
+      const path = fixtures.get(name)!.path;
+      const decoded = execFileSync(process.execPath, [bundle, path], { encoding: 'utf8' }).trim();
+      expect(decoded).toBe(qemuRawSha256(path, dir));
+    }
   });
 });
