@@ -39,6 +39,8 @@ export interface Qcow2MapStats {
   /** Guest bytes stored in the file: data clusters, allocated subclusters, compressed clusters. */
   readonly allocatedBytes: number;
   readonly compressedClusters: number;
+  /** L2 tables (by file offset) whose every entry reads as zeros: walked as one zero run. */
+  readonly emptyTables: ReadonlySet<number>;
 }
 
 /** Host offset (bits 9..55) of the 64-bit entry at `at`, as a double (exact below 2^53). */
@@ -149,6 +151,7 @@ export function validateQcow2Map(source: ImageSource, header: Qcow2Header): Qcow
   const checked = new Map<number, { allocated: number; compressed: number }>();
   let allocatedBytes = 0;
   let compressedClusters = 0;
+  const emptyTables = new Set<number>();
   for (let i = 0; i < header.l1Needed; i++) {
     const offset = l2TableOffset(g, i);
     if (offset === 0) continue;
@@ -162,8 +165,9 @@ export function validateQcow2Map(source: ImageSource, header: Qcow2Header): Qcow
     }
     allocatedBytes += stats.allocated;
     compressedClusters += stats.compressed;
+    if (whole && stats.allocated === 0) emptyTables.add(offset);
   }
-  return { allocatedBytes, compressedClusters };
+  return { allocatedBytes, compressedClusters, emptyTables };
 }
 
 /** Merges pieces of the guest, in order, into segments. */
@@ -248,11 +252,14 @@ export interface WalkOptions {
   readonly viewSize: number;
   /** Most compressed clusters in one segment. */
   readonly compressedBatch: number;
+  /** From `validateQcow2Map`. */
+  readonly emptyTables: ReadonlySet<number>;
 }
 
 /**
  * The guest in order as merged segments covering [0, virtualSize). Assumes `validateQcow2Map`
- * passed. Work is bounded by the number of guest clusters; unallocated L2 tables cost O(1).
+ * passed. Work is bounded by the number of guest clusters; unallocated and all-zero L2 tables cost
+ * O(1), so a hostile image cannot make a huge all-zero disk expensive.
  */
 export function* qcow2Segments(source: ImageSource, header: Qcow2Header, options: WalkOptions): Generator<Segment> {
   const g = geometry(source, header);
@@ -265,7 +272,7 @@ export function* qcow2Segments(source: ImageSource, header: Qcow2Header, options
     const guestBase = i * tableSpan;
     const span = Math.min(tableSpan, virtualSize - guestBase);
     const offset = l2TableOffset(g, i);
-    if (offset === 0) {
+    if (offset === 0 || options.emptyTables.has(offset)) {
       if ((out = merge.zero(span))) yield out;
       continue;
     }

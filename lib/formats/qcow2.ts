@@ -68,15 +68,14 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
   };
   const threads =
     stats.compressedClusters === 0 ? 0 : (options.threads ?? (stats.compressedClusters >= POOL_THRESHOLD ? defaultThreads() : 0));
-  return { info, extents: () => qcow2Extents(source, header, threads) };
-}
-
-function segments(source: ImageSource, header: Qcow2Header): Generator<Segment> {
-  return qcow2Segments(source, header, {
-    maxRun: MAX_RUN,
-    viewSize: viewSizeOf(source),
-    compressedBatch: Math.max(1, Math.floor(BATCH_BYTES / header.clusterSize)),
-  });
+  const walk = (): Generator<Segment> =>
+    qcow2Segments(source, header, {
+      maxRun: MAX_RUN,
+      viewSize: viewSizeOf(source),
+      compressedBatch: Math.max(1, Math.floor(BATCH_BYTES / header.clusterSize)),
+      emptyTables: stats.emptyTables,
+    });
+  return { info, extents: () => qcow2Extents(source, header, walk, threads) };
 }
 
 type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
@@ -124,9 +123,14 @@ function plainExtent(source: ImageSource, segment: Exclude<Segment, CompressedSe
   return { offset: segment.offset, length: segment.length, data: source.read(segment.host, segment.length) };
 }
 
-async function* qcow2Extents(source: ImageSource, header: Qcow2Header, threads: number): AsyncGenerator<Extent> {
+async function* qcow2Extents(
+  source: ImageSource,
+  header: Qcow2Header,
+  segments: () => Generator<Segment>,
+  threads: number,
+): AsyncGenerator<Extent> {
   if (threads === 0) {
-    for (const segment of segments(source, header)) {
+    for (const segment of segments()) {
       if (segment.kind === 'compressed') yield* decompressHere(source, header, segment);
       else yield plainExtent(source, segment);
     }
@@ -136,7 +140,7 @@ async function* qcow2Extents(source: ImageSource, header: Qcow2Header, threads: 
   const pool = new DecompressPool(header.compression, header.clusterSize, threads);
   try {
     const queue: (Extent | Promise<DataExtent[]>)[] = [];
-    const walk = segments(source, header);
+    const walk = segments();
     let inFlight = 0;
     let walked = false;
     for (;;) {

@@ -12,7 +12,7 @@ import { openQcow2 } from '../../lib/formats/qcow2.ts';
 import { makeQcow2Fixtures, patchBytes, patchU64, qemuRawSha256, QCOW2_FIXTURE_NAMES, type Qcow2Fixture } from '../../scripts/fixtures/qcow2.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { decodeToSha256 } from './decode.ts';
-import { layoutOf } from './qcow2-layout.ts';
+import { layoutOf, OFFSET_MASK } from './qcow2-layout.ts';
 
 describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert', () => {
   let dir: string;
@@ -123,5 +123,24 @@ console.log(hash.digest('hex'));`,
       const decoded = execFileSync(process.execPath, [bundle, path], { encoding: 'utf8' }).trim();
       expect(decoded).toBe(qemuRawSha256(path, dir));
     }
+  });
+
+  it('walks a huge disk of shared all-zero L2 tables in one step per table', async () => {
+    // 2^53 bytes of 2 MiB clusters: 16384 L1 entries, all pointed at one L2 table holding a zero
+    // cluster. Walked entry by entry that would be 2^32 entries; it must come out as one zero run.
+    const path = join(dir, 'huge-zero.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=2M', path, String(2 ** 53)]);
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 1 0 4k', '-c', 'write -z 0 2M', path], { stdio: 'ignore' });
+    const layout = layoutOf(path);
+    const first = layout.file.readBigUInt64BE(layout.l1Offset);
+    expect(first & OFFSET_MASK).not.toBe(0n);
+    expect(layout.l2[0]!.word & 1n).toBe(1n); // the zero flag
+    const l1 = Buffer.alloc(8 * 16384);
+    for (let i = 0; i < 16384; i++) l1.writeBigUInt64BE(first, 8 * i);
+    patchBytes(path, layout.l1Offset, l1);
+    const image = openQcow2(await ChunkedBuffer.fromFile(path));
+    const extents = [];
+    for await (const extent of image.extents()) extents.push(extent);
+    expect(extents).toEqual([{ offset: 0, length: 2 ** 53, zero: true }]);
   });
 });
