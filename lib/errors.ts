@@ -51,6 +51,8 @@ export const qcow2BackingFile = (name: string) =>
   );
 export const qcow2ExternalDataFile = (name: string) =>
   refusedImage(`Unsupported qcow2 image: its data lives in the external data file "${name}", which is not part of the image.`);
+export const qcow2RawDataFileWithoutDataFile = () =>
+  refusedImage('Bad qcow2 image: autoclear feature bit 1 (raw external data) is set but the image has no external data file.');
 export const qcow2Corrupt = () =>
   refusedImage('Bad qcow2 image: it is marked corrupt (qemu found inconsistent metadata); repair it with qemu-img check -r all first.');
 export const qcow2BadClusterBits = (bits: number) =>

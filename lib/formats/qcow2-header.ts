@@ -15,6 +15,7 @@ import {
   qcow2Encrypted,
   qcow2ExtendedL2SmallClusters,
   qcow2ExternalDataFile,
+  qcow2RawDataFileWithoutDataFile,
   qcow2L1TooLarge,
   qcow2L1TooSmall,
   qcow2Misaligned,
@@ -61,6 +62,7 @@ const INCOMPAT_COMPRESSION = 8n;
 const INCOMPAT_EXTENDED_L2 = 16n;
 const INCOMPAT_KNOWN = 31n;
 const COMPAT_LAZY_REFCOUNTS = 1n;
+const AUTOCLEAR_RAW_DATA_FILE = 2n;
 
 const EXT_FEATURE_TABLE = 0x6803f857;
 const EXT_DATA_FILE = 0x44415441;
@@ -89,8 +91,9 @@ function readExtensions(source: ImageSource, start: number, end: number): Extens
     const head = source.read(at, 8);
     const type = head.readUInt32BE(0);
     const length = head.readUInt32BE(4);
-    if (type === 0) break;
+    // Checked before the end marker too, as qemu does.
     if (length > end - at - 8) throw qcow2BadHeaderExtension(at);
+    if (type === 0) break;
     const data = source.read(at + 8, length);
     if (type === EXT_FEATURE_TABLE) {
       for (let entry = 0; entry + FEATURE_ENTRY_SIZE <= length; entry += FEATURE_ENTRY_SIZE) {
@@ -126,6 +129,7 @@ export function parseQcow2Header(source: ImageSource): Qcow2Header {
   let headerLength = V2_HEADER_LENGTH;
   let incompatible = 0n;
   let compatible = 0n;
+  let autoclear = 0n;
   let refcountOrder = 4;
   let compressionType = 0;
   if (version === 3) {
@@ -138,6 +142,7 @@ export function parseQcow2Header(source: ImageSource): Qcow2Header {
     if (headerLength > fileSize) throw qcow2TooShort(fileSize);
     incompatible = v3.readBigUInt64BE(72);
     compatible = v3.readBigUInt64BE(80);
+    autoclear = v3.readBigUInt64BE(88);
     refcountOrder = v3.readUInt32BE(96);
     if (headerLength > V3_MIN_HEADER_LENGTH) compressionType = source.read(V3_MIN_HEADER_LENGTH, 1)[0]!;
   }
@@ -151,6 +156,7 @@ export function parseQcow2Header(source: ImageSource): Qcow2Header {
   if (unknown !== 0n) throw qcow2UnknownFeatures(unknownFeatureNames(unknown, extensions.incompatibleNames));
   if (incompatible & INCOMPAT_CORRUPT) throw qcow2Corrupt();
   if (incompatible & INCOMPAT_DATA_FILE) throw qcow2ExternalDataFile(extensions.dataFile ?? '(name not recorded)');
+  if (autoclear & AUTOCLEAR_RAW_DATA_FILE) throw qcow2RawDataFileWithoutDataFile();
   const cryptMethod = fixed.readUInt32BE(32);
   if (cryptMethod !== 0) throw qcow2Encrypted(cryptMethod);
   if (backingOffset !== 0n) {

@@ -198,7 +198,10 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder under random mutation', 
       const elapsed = performance.now() - started;
       if (elapsed > RUN_TIME_LIMIT_MS) throw new Error(`${context}: took ${elapsed.toFixed(0)} ms`);
       tally[outcome.kind]++;
-      if (outcome.kind === 'decoded' && outcome.sha256 && tally.comparedWithQemu < QEMU_SAMPLES && runSeed % 5 === 0) {
+      // Not for zstd: corrupted zstd data has no one right decoding (no checksum in qemu's frames),
+      // and Node's bundled libzstd and Debian's decode some corrupted entropy streams differently.
+      const comparable = seed.name !== 'small-zstd';
+      if (outcome.kind === 'decoded' && outcome.sha256 && comparable && tally.comparedWithQemu < QEMU_SAMPLES && runSeed % 4 === 0) {
         const reference = qemuSha256(bytes, dir);
         if (reference === undefined) tally.qemuRefusedWhatWeDecoded++;
         else {

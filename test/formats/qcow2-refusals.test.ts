@@ -103,6 +103,16 @@ const atOpen: Case[] = [
     poke: (p, l) => (patchBytes(p, l.headerLength + 4, u32(65536)), `Bad qcow2 image: the header extension at offset ${hex(l.headerLength)} runs past the end of the header area.`),
   },
   {
+    name: 'an end-of-extensions marker whose length runs past the header area',
+    fixture: 'v2-64k',
+    poke: (p) => (patchBytes(p, 76, u32(0x80000)), 'Bad qcow2 image: the header extension at offset 0x48 runs past the end of the header area.'),
+  },
+  {
+    name: 'autoclear bit 1 (raw external data) without an external data file',
+    fixture: 'v3-64k',
+    poke: (p) => (patchU64(p, 88, 2), 'Bad qcow2 image: autoclear feature bit 1 (raw external data) is set but the image has no external data file.'),
+  },
+  {
     name: 'refcount_order 7',
     fixture: 'v3-64k',
     poke: (p) => (patchBytes(p, 96, u32(7)), 'Bad qcow2 image: refcount_order is 7; qcow2 allows at most 6 (64-bit refcounts).'),
