@@ -66,8 +66,8 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
       ...(header.storedSize !== header.virtualSize ? { storedVirtualSize: header.storedSize } : {}),
     },
   };
-  const threads =
-    stats.compressedClusters === 0 ? 0 : (options.threads ?? (stats.compressedClusters >= POOL_THRESHOLD ? defaultThreads() : 0));
+  const wanted = options.threads ?? (stats.compressedClusters >= POOL_THRESHOLD ? defaultThreads() : 0);
+  const threads = stats.compressedClusters === 0 ? 0 : Math.max(0, Math.floor(wanted));
   const walk = (): Generator<Segment> =>
     qcow2Segments(source, header, {
       maxRun: MAX_RUN,
