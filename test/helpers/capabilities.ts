@@ -18,7 +18,9 @@ const checks = {
   loop: () => process.getuid?.() === 0 && commandExists('losetup'),
   'qemu-img': () => commandExists('qemu-img') && commandExists('qemu-io'),
   sgdisk: () => commandExists('sgdisk'),
+  podman: () => ['podman', 'runc', 'mmdebstrap'].every(commandExists),
   mtools: () => commandExists('mcopy') && commandExists('mkfs.fat'),
+  'ssh-keygen': () => commandExists('ssh-keygen'),
   'cloud-init': () => {
     try {
       execFileSync('/usr/bin/python3', ['-c', 'import cloudinit.sources.DataSourceConfigDrive'], { stdio: 'ignore' });
