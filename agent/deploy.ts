@@ -7,7 +7,7 @@ import { fixGpt, rereadPartitionTable } from '../lib/disk/gpt.ts';
 import { releaseDisk } from '../lib/disk/release.ts';
 import { chooseDisk } from '../lib/disk/select.ts';
 import { verifyImage, writeImage } from '../lib/disk/writer.ts';
-import { download, type Timeouts } from '../lib/download.ts';
+import { download } from '../lib/download.ts';
 import { checkImage } from '../lib/formats/check.ts';
 import type { Job, Target } from '../lib/job.ts';
 import { ramBudget } from '../lib/memory.ts';
@@ -15,16 +15,12 @@ import { redactUrl } from '../lib/redact.ts';
 import { reboot } from '../lib/reboot.ts';
 import type { Reporter } from './reporter.ts';
 
-export interface DeployOptions {
-  readonly timeouts?: Timeouts;
-}
-
 /** OVH: disk group 0 means automatic, and the default group is 1. */
 function diskChoice(target: Target): Target {
   return 'diskGroupId' in target && target.diskGroupId === 0 ? { diskGroupId: 1 } : target;
 }
 
-export async function deploy(job: Job, report: Reporter, options: DeployOptions = {}): Promise<void> {
+export async function deploy(job: Job, report: Reporter): Promise<void> {
   const log = report.logger;
 
   report.phase('plan', 'Choosing the disk');
@@ -39,7 +35,6 @@ export async function deploy(job: Job, report: Reporter, options: DeployOptions 
     type: job.type,
     budget,
     ...(job.checksum && { checksumType: job.checksum.type }),
-    ...(options.timeouts && { timeouts: options.timeouts }),
     onProgress: (done, total) => report.progress(done, total),
   });
   report.endPhase({ bytes: source.size });
