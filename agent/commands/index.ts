@@ -1,4 +1,6 @@
 import type { CommandModule } from 'yargs';
+import { convertCommand } from './convert.ts';
+import { inspectCommand } from './inspect.ts';
 
 // Every subcommand, in the order `byoi --help` lists them.
-export const commands: CommandModule<any, any>[] = [];
+export const commands: CommandModule<any, any>[] = [inspectCommand, convertCommand];
