@@ -3,7 +3,7 @@
 // tables, boot code) is written last, so an interrupted write never leaves a disk that looks
 // bootable; a failure on a block device wipes its first and last MiB.
 import { constants } from 'node:fs';
-import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
@@ -18,11 +18,10 @@ const MAX_BATCH = 8 * MiB;
 /** IOV_MAX on Linux: buffers in one writev. */
 const MAX_BUFFERS = 1024;
 /**
- * Zero ranges of a block device at least this long (after trimming to MiB boundaries) are zeroed by
- * BLKZEROOUT (`blkdiscard --zeroout`), shorter ones by writing zeros. One blkdiscard costs a process
- * spawn (a few ms), about what writing this many zeros costs; see the report in the branch history.
+ * Zero runs of a block device whose MiB-aligned middle is at least this long are zeroed by the
+ * device (write-zeroes offload, all in one xfs_io process); the rest is written as zeros.
  */
-const ZEROOUT_MIN = 16 * MiB;
+const OFFLOAD_MIN = MiB;
 const ZEROS = Buffer.alloc(MiB);
 
 export type TargetKind = 'file' | 'block';
@@ -44,13 +43,20 @@ export interface Progress {
 export interface WriteOptions {
   onProgress?: (progress: Progress) => void;
   /**
-   * The image's extents were already decoded end to end without error (e.g. by `verifyImage`).
-   * Otherwise a block device gets a dry decoding pass before its first byte is written, so that a
+   * The result of `verifyImage(image)` when the caller has already decoded the image end to end.
+   * Otherwise a block device gets that dry decoding pass before its first byte is written, so that a
    * refusal found only while decoding (a compressed cluster that does not inflate) leaves it
    * untouched. A regular file never needs it: it is written to a temporary sibling and renamed into
    * place only on success.
    */
-  verified?: boolean;
+  verified?: VerifiedImage;
+}
+
+/** An image whose extents all decoded without error, and where its long zero runs lie. */
+export interface VerifiedImage {
+  readonly image: DiskImage;
+  /** MiB-aligned [start, end) ranges of at least OFFLOAD_MIN bytes past the first MiB that read as zeros. */
+  readonly longZeroRuns: readonly (readonly [number, number])[];
 }
 
 /** What `path` is and how big, without opening it for writing. */
@@ -61,7 +67,7 @@ export async function describeTarget(path: string): Promise<Target> {
   });
   if (!st) return { path, kind: 'file', size: 0, exists: false };
   if (st.isFile()) return { path, kind: 'file', size: st.size, exists: true };
-  if (st.isBlockDevice()) return { path, kind: 'block', size: await blockDeviceSize(path), exists: true };
+  if (st.isBlockDevice()) return { path, kind: 'block', size: await blockDeviceSize(st.rdev), exists: true };
   throw badTarget(path, st.isDirectory() ? 'a directory' : 'a special file');
 }
 
@@ -70,16 +76,38 @@ export async function targetSize(path: string): Promise<number> {
   return (await describeTarget(path)).size;
 }
 
-async function blockDeviceSize(path: string): Promise<number> {
-  const { stdout } = await execa('blockdev', ['--getsize64', path]);
-  const size = Number(stdout.trim());
-  if (!Number.isSafeInteger(size) || size < 0) throw new Error(`blockdev --getsize64 ${path} printed ${JSON.stringify(stdout)}`);
-  return size;
+/** From sysfs (always in 512-byte units), not by spawning blockdev: see offloadZeroing on spawn costs. */
+async function blockDeviceSize(rdev: number): Promise<number> {
+  const { major, minor } = deviceNumbers(rdev);
+  const sectors = Number((await readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8')).trim());
+  if (!Number.isSafeInteger(sectors) || sectors < 0) throw new Error(`sysfs gave no size for block device ${major}:${minor}`);
+  return sectors * 512;
+}
+
+/** glibc's major()/minor() of a 64-bit dev_t, in arithmetic (no 32-bit bit operators on it). */
+function deviceNumbers(rdev: number): { major: number; minor: number } {
+  const low = rdev % 2 ** 32;
+  const high = Math.floor(rdev / 2 ** 32);
+  const shifted12 = Math.floor(rdev / 4096) % 2 ** 32;
+  return {
+    major: (Math.floor(low / 256) % 4096) + (high - (high % 4096)),
+    minor: (low % 256) + (shifted12 - (shifted12 % 256)),
+  };
 }
 
 /** Decodes every extent without writing: rejects as decoding would. */
-export async function verifyImage(image: DiskImage): Promise<void> {
-  for await (const _extent of image.extents());
+export async function verifyImage(image: DiskImage): Promise<VerifiedImage> {
+  const longZeroRuns: [number, number][] = [];
+  const runs = new ZeroRuns((start, end) => {
+    const aligned = alignedPart(start, end);
+    if (aligned) longZeroRuns.push(aligned);
+  });
+  for await (const extent of image.extents()) {
+    if (isZero(extent)) runs.add(extent.offset, extent.offset + extent.length);
+    else runs.flush();
+  }
+  runs.flush();
+  return { image, longZeroRuns };
 }
 
 /** Writes `image` onto `path` (see the module comment); returns the guest bytes written as data. */
@@ -88,8 +116,9 @@ export async function writeImage(image: DiskImage, path: string, options: WriteO
   const { virtualSize } = image.info;
   if (target.kind === 'block') {
     if (virtualSize > target.size) throw imageLargerThanDevice(virtualSize, target.size);
-    if (!options.verified) await verifyImage(image);
-    return writeBlockDevice(image, target, options);
+    if (options.verified && options.verified.image !== image) throw new Error('verified is the verification of another image');
+    const verified = options.verified ?? (await verifyImage(image));
+    return writeBlockDevice(verified, target, options);
   }
   return writeRegularFile(image, target, options);
 }
@@ -99,7 +128,7 @@ async function writeRegularFile(image: DiskImage, target: Target, options: Write
   const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   try {
     await handle.truncate(image.info.virtualSize);
-    const written = await new ExtentWriter(handle, 'file', target.path).write(image, options);
+    const written = await new ExtentWriter(handle, 'file', new Map()).write(image, options);
     await handle.close();
     await rename(temporary, target.path);
     return written;
@@ -110,13 +139,15 @@ async function writeRegularFile(image: DiskImage, target: Target, options: Write
   }
 }
 
-async function writeBlockDevice(image: DiskImage, target: Target, options: WriteOptions): Promise<number> {
+async function writeBlockDevice(verified: VerifiedImage, target: Target, options: WriteOptions): Promise<number> {
+  const { image } = verified;
   // O_EXCL on a block device: fails with EBUSY if it is mounted or held exclusively.
   const handle = await open(target.path, constants.O_WRONLY | constants.O_EXCL).catch((error: NodeJS.ErrnoException) => {
     throw error.code === 'EBUSY' ? deviceBusy(target.path) : asWriteError(error, image);
   });
   try {
-    const written = await new ExtentWriter(handle, 'block', target.path).write(image, options);
+    const zeroed = await offloadZeroing(target.path, verified.longZeroRuns);
+    const written = await new ExtentWriter(handle, 'block', zeroed).write(image, options);
     await handle.close();
     return written;
   } catch (error) {
@@ -142,25 +173,92 @@ function asWriteError(error: unknown, image: DiskImage): ByoiError {
   return cannotWriteImage(image.info.format, cause);
 }
 
+/**
+ * Coalesces consecutive zero extents into runs, past the first MiB (the head buffer starts as
+ * zeros), and hands each finished run to `onRun`. The same runs come out of the verifying pass and
+ * the writing pass, so the writer knows which runs the device already zeroed.
+ */
+class ZeroRuns {
+  private start = 0;
+  private end = 0;
+  private readonly onRun: (start: number, end: number) => void;
+
+  constructor(onRun: (start: number, end: number) => void) {
+    this.onRun = onRun;
+  }
+
+  add(start: number, end: number): void {
+    start = Math.max(start, HEAD);
+    if (start >= end) return;
+    if (this.end > this.start && start === this.end) {
+      this.end = end;
+      return;
+    }
+    this.flush();
+    this.start = start;
+    this.end = end;
+  }
+
+  flush(): void {
+    if (this.end > this.start) this.onRun(this.start, this.end);
+    this.start = this.end = 0;
+  }
+}
+
+/** The MiB-aligned middle of a zero run if it is long enough to hand to the device. */
+function alignedPart(start: number, end: number): [number, number] | undefined {
+  const alignedStart = Math.ceil(start / MiB) * MiB;
+  const alignedEnd = Math.floor(end / MiB) * MiB;
+  return alignedEnd - alignedStart >= OFFLOAD_MIN ? [alignedStart, alignedEnd] : undefined;
+}
+
+/** fpunch commands per xfs_io process: well inside ARG_MAX. */
+const PUNCHES_PER_SPAWN = 4096;
+
+/**
+ * Asks the device to zero the long zero runs itself, before any data is written (a zero-out queued
+ * behind our own writeback would wait for it). fallocate(PUNCH_HOLE|KEEP_SIZE) on a block device is
+ * a zero-out without fallback (NOFALLBACK): it succeeds only where the range then reads as zeros,
+ * and fails fast on a device without write-zeroes offload; then the runs are written as zeros.
+ * All runs go to one `xfs_io` process: spawning from a process that holds the image in RAM costs
+ * ~0.3 s per GiB held (fork copies its page tables), so one spawn per run is out of the question.
+ * BLKZEROOUT (`blkdiscard --zeroout`) is not used: without offload the kernel writes the zeros
+ * itself, no faster than we do, and on a loop device over tmpfs it turns offload off for good.
+ * Returns start -> end of the runs now zeroed.
+ */
+async function offloadZeroing(device: string, runs: VerifiedImage['longZeroRuns']): Promise<Map<number, number>> {
+  const zeroed = new Map<number, number>();
+  for (let first = 0; first < runs.length; first += PUNCHES_PER_SPAWN) {
+    const batch = runs.slice(first, first + PUNCHES_PER_SPAWN);
+    const commands = batch.flatMap(([start, end]) => ['-c', `fpunch ${start} ${end - start}`]);
+    // xfs_io exits non-zero if any command failed; then none of the batch counts as zeroed.
+    const result = await execa('xfs_io', [...commands, device], { reject: false });
+    if (result.exitCode !== 0 || result.stderr.trim() !== '') break;
+    for (const [start, end] of batch) zeroed.set(start, end);
+  }
+  return zeroed;
+}
+
 /** One pass over the extents: batches data, zeroes (block devices) or skips (files) zero ranges. */
 class ExtentWriter {
   private readonly handle: FileHandle;
   private readonly kind: TargetKind;
-  private readonly path: string;
+  /** Block devices: zero runs the device already zeroed, start -> end. */
+  private readonly zeroed: ReadonlyMap<number, number>;
   private batchStart = 0;
   private batchLength = 0;
   private batch: Buffer[] = [];
-  /** Block devices: a run of zero extents not yet zeroed, [start, end). */
-  private zeroStart = 0;
-  private zeroEnd = 0;
+  /** Block devices: zero runs still to be written as zeros. */
+  private readonly zeroRuns = new ZeroRuns((start, end) => this.pendingZeros.push([start, end]));
+  private pendingZeros: [number, number][] = [];
   private head: Buffer = Buffer.alloc(0);
   private headHasData = false;
   private dataBytes = 0;
 
-  constructor(handle: FileHandle, kind: TargetKind, path: string) {
+  constructor(handle: FileHandle, kind: TargetKind, zeroed: ReadonlyMap<number, number>) {
     this.handle = handle;
     this.kind = kind;
-    this.path = path;
+    this.zeroed = zeroed;
   }
 
   async write(image: DiskImage, options: WriteOptions): Promise<number> {
@@ -173,7 +271,7 @@ class ExtentWriter {
       }
       expected += extent.length;
       if (isZero(extent)) {
-        if (this.kind === 'block') await this.addZeroRange(extent.offset, extent.offset + extent.length);
+        if (this.kind === 'block') this.zeroRuns.add(extent.offset, extent.offset + extent.length);
       } else {
         if (extent.data.length !== extent.length) throw new Error(`decoder gave ${extent.data.length} bytes for an extent of ${extent.length}`);
         await this.addData(extent.offset, extent.data);
@@ -182,7 +280,7 @@ class ExtentWriter {
       options.onProgress?.({ done: expected, total });
     }
     if (expected !== total) throw new Error(`decoder stopped at ${expected} of ${total} bytes`);
-    await this.flushZeroRange();
+    await this.writeZeroRuns();
     await this.flushBatch();
     // Last: the first MiB. A file left it as a hole unless data landed there.
     if (this.kind === 'block' || this.headHasData) await writeFully(this.handle, [this.head], 0);
@@ -199,7 +297,7 @@ class ExtentWriter {
       offset += inHead;
       data = data.subarray(inHead);
     }
-    await this.flushZeroRange();
+    await this.writeZeroRuns();
     await this.addToBatch(offset, data);
   }
 
@@ -221,33 +319,19 @@ class ExtentWriter {
     this.batchLength = 0;
   }
 
-  private async addZeroRange(start: number, end: number): Promise<void> {
-    start = Math.max(start, HEAD); // the head buffer starts as zeros
-    if (start >= end) return;
-    if (this.zeroEnd > this.zeroStart && start === this.zeroEnd) {
-      this.zeroEnd = end;
-      return;
+  /** Writes the zero runs before the current position, except what the device zeroed already. */
+  private async writeZeroRuns(): Promise<void> {
+    this.zeroRuns.flush();
+    for (const [start, end] of this.pendingZeros) {
+      const aligned = alignedPart(start, end);
+      if (aligned && this.zeroed.get(aligned[0]) === aligned[1]) {
+        await this.addZeros(start, aligned[0]);
+        await this.addZeros(aligned[1], end);
+      } else {
+        await this.addZeros(start, end);
+      }
     }
-    await this.flushZeroRange();
-    this.zeroStart = start;
-    this.zeroEnd = end;
-  }
-
-  /** Zeroes the pending zero run: BLKZEROOUT for its MiB-aligned middle if long, zero writes for the rest. */
-  private async flushZeroRange(): Promise<void> {
-    const { zeroStart: start, zeroEnd: end } = this;
-    if (end <= start) return;
-    this.zeroStart = this.zeroEnd = 0;
-    const alignedStart = Math.ceil(start / MiB) * MiB;
-    const alignedEnd = Math.floor(end / MiB) * MiB;
-    if (alignedEnd - alignedStart < ZEROOUT_MIN) {
-      await this.addZeros(start, end);
-      return;
-    }
-    await this.addZeros(start, alignedStart);
-    await this.flushBatch();
-    await zeroOut(this.path, alignedStart, alignedEnd - alignedStart);
-    await this.addZeros(alignedEnd, end);
+    this.pendingZeros = [];
   }
 
   private async addZeros(start: number, end: number): Promise<void> {
@@ -257,12 +341,6 @@ class ExtentWriter {
       at += length;
     }
   }
-}
-
-/** BLKZEROOUT through util-linux: offloaded where the device can, written by the kernel otherwise. */
-async function zeroOut(device: string, offset: number, length: number): Promise<void> {
-  // --force: our own exclusive open would otherwise make blkdiscard refuse the device.
-  await execa('blkdiscard', ['--force', '--zeroout', '--offset', String(offset), '--length', String(length), device]);
 }
 
 /** pwritev until every byte is written: a write may be short. */
