@@ -1,0 +1,308 @@
+// `byoi convert` and `byoi inspect` end to end, through the CLI: raw images into sparse files and
+// onto garbage-filled loop devices (512- and 4096-byte sectors), refusals that leave the target
+// untouched, usage errors, and a real I/O error (a loop device over a file on a full filesystem).
+import { execFile, execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync, writeSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertCapable, skipWithout } from './helpers/capabilities.ts';
+import { attachLoop, detachAllLoops, detachLoop } from './helpers/loop.ts';
+
+const MiB = 1024 * 1024;
+const byoi = join(import.meta.dirname, '..', 'agent', 'byoi.ts');
+let dir: string;
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function cli(...args: string[]): Promise<CliResult> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [byoi, ...args], { maxBuffer: 16 * MiB });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+function lastLine(text: string): string {
+  return text.trimEnd().split('\n').at(-1) ?? '';
+}
+
+/** sha256 of the first `length` bytes of a file or device. */
+function sha256(path: string, length?: number): string {
+  const fd = openSync(path, 'r');
+  const hash = createHash('sha256');
+  const buffer = Buffer.alloc(4 * MiB);
+  let position = 0;
+  const end = length ?? statSync(path).size;
+  try {
+    while (position < end) {
+      const n = readSync(fd, buffer, 0, Math.min(buffer.length, end - position), position);
+      if (n === 0) break;
+      hash.update(buffer.subarray(0, n));
+      position += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * A raw disk with data in the first MiB, long zero runs (MiB-aligned and not), short data runs at
+ * odd offsets, and a size that is not a multiple of any sector or block size.
+ */
+function makeRawImage(path: string): { size: number; dataBytes: number } {
+  const size = 40 * MiB + 3000;
+  const pieces: [number, number][] = [
+    [0, 512], [64 * 1024, 4096], // boot sector, something inside the first MiB
+    [1 * MiB, 2 * MiB], // right after the head
+    [10 * MiB + 100 * 1024, 200 * 1024], // unaligned island in a zero sea
+    [20 * MiB, 4 * MiB + 777],
+    [30 * MiB + 4096, 65536],
+    [size - 3000, 3000], // the odd tail
+  ];
+  writeFileSync(path, '');
+  truncateSync(path, size);
+  const fd = openSync(path, 'r+');
+  let dataBytes = 0;
+  for (const [offset, length] of pieces) {
+    writeSync(fd, randomBytes(length), 0, length, offset);
+    dataBytes += length;
+  }
+  closeSync(fd);
+  return { size, dataBytes };
+}
+
+/** Fills a device or file with non-zero garbage, so zero ranges must really be zeroed. */
+function fillWithGarbage(path: string, size: number): void {
+  const pattern = Buffer.alloc(MiB, 0xa5);
+  randomBytes(4096).copy(pattern, 0);
+  const fd = openSync(path, 'r+');
+  for (let at = 0; at < size; at += MiB) writeSync(fd, pattern, 0, Math.min(MiB, size - at), at);
+  execFileSync('sync');
+  closeSync(fd);
+}
+
+let raw: string;
+let rawSize: number;
+let rawData: number;
+let rawSha: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'byoi-convert-'));
+  raw = join(dir, 'disk.raw');
+  ({ size: rawSize, dataBytes: rawData } = makeRawImage(raw));
+  rawSha = sha256(raw);
+});
+afterAll(() => {
+  detachAllLoops();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('byoi convert into a regular file', () => {
+  it('writes the raw disk byte for byte, with holes where it is zero', async () => {
+    const target = join(dir, 'out-new.raw');
+    const result = await cli('convert', raw, target);
+    expect(result.code, result.stderr).toBe(0);
+    expect(statSync(target).size).toBe(rawSize);
+    expect(sha256(target)).toBe(rawSha);
+    // Allocated blocks: the data (rounded to blocks), plus at most the first MiB written whole.
+    const allocated = statSync(target).blocks * 512;
+    expect(allocated).toBeLessThan(rawData + MiB + 64 * 4096);
+    expect(allocated).toBeGreaterThanOrEqual(rawData - 4096);
+  });
+
+  it('replaces an existing larger file, truncated to the virtual size', async () => {
+    const target = join(dir, 'out-existing.raw');
+    writeFileSync(target, '');
+    truncateSync(target, 64 * MiB);
+    fillWithGarbage(target, 64 * MiB);
+    const result = await cli('convert', '--type', 'raw', raw, target);
+    expect(result.code, result.stderr).toBe(0);
+    expect(statSync(target).size).toBe(rawSize);
+    expect(sha256(target)).toBe(rawSha);
+  });
+});
+
+describe('refusals and usage errors', () => {
+  it('refuses a gzip stream without creating the target file', async () => {
+    const gz = join(dir, 'disk.raw.gz');
+    execFileSync('sh', ['-c', 'gzip -1 -c < "$1" > "$2"', 'sh', raw, gz]);
+    const target = join(dir, 'never-created.raw');
+    const result = await cli('convert', gz, target);
+    expect(result.code).toBe(1);
+    expect(lastLine(result.stderr)).toMatch(/^image provided format is gzip \(a gzip-compressed file\) which byoi cannot convert/);
+    expect(existsSync(target)).toBe(false);
+  });
+
+  it('refuses --type qcow2 on a raw disk, leaving an existing target byte-identical', async () => {
+    const target = join(dir, 'kept.raw');
+    writeFileSync(target, randomBytes(3 * MiB));
+    const before = sha256(target);
+    const result = await cli('convert', '--type', 'qcow2', raw, target);
+    expect(result.code).toBe(1);
+    expect(lastLine(result.stderr)).toBe('image provided format is raw which does not match expected qcow2 format');
+    expect(sha256(target)).toBe(before);
+  });
+
+  it('refuses a VMDK in inspect and convert', async () => {
+    const vmdk = join(dir, 'disk.vmdk');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'vmdk', vmdk, '16M']);
+    const inspect = await cli('inspect', vmdk);
+    expect(inspect.code).toBe(1);
+    expect(lastLine(inspect.stderr)).toMatch(/^image provided format is vmdk/);
+    const convert = await cli('convert', vmdk, join(dir, 'no.raw'));
+    expect(convert.code).toBe(1);
+    expect(existsSync(join(dir, 'no.raw'))).toBe(false);
+  });
+
+  it('exits 2 on usage errors', async () => {
+    for (const args of [['convert'], ['convert', raw], ['convert', '--type', 'vmdk', raw, join(dir, 'x')], ['inspect']]) {
+      const result = await cli(...args);
+      expect(result.code, args.join(' ')).toBe(2);
+    }
+    const directory = join(dir, 'a-directory');
+    mkdirSync(directory, { recursive: true });
+    const result = await cli('convert', raw, directory);
+    expect(result.code).toBe(2);
+    expect(lastLine(result.stderr)).toMatch(/it is a directory/);
+    const missing = await cli('convert', join(dir, 'no-such-image'), join(dir, 'y'));
+    expect(missing.code).toBe(2);
+    expect(lastLine(missing.stderr)).toMatch(/no such file/);
+  });
+});
+
+describe('byoi inspect', () => {
+  it('reports a raw disk as JSON', async () => {
+    const result = await cli('inspect', '--json', raw);
+    expect(result.code, result.stderr).toBe(0);
+    const report = JSON.parse(result.stdout);
+    expect(report.format).toBe('raw');
+    expect(report.virtualSize).toBe(rawSize);
+    expect(report.detected.format).toBe('unknown'); // random bytes at 0, no partition table
+    // Counted in 64 KiB blocks: every data byte is in an allocated block, and no block is all zeros.
+    expect(report.allocatedBytes).toBeGreaterThanOrEqual(rawData);
+    expect(report.allocatedBytes).toBeLessThan(rawData + 7 * 64 * 1024);
+  });
+
+  it('names the content of a GPT disk', async () => {
+    const disk = join(dir, 'gpt.raw');
+    writeFileSync(disk, '');
+    truncateSync(disk, 16 * MiB);
+    execFileSync('sgdisk', ['-n', '1:2048:0', disk], { stdio: 'ignore' });
+    const result = await cli('inspect', disk);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/content:\s+a disk image with a GPT partition table/);
+  });
+});
+
+describe.skipIf(skipWithout('root', 'loop'))('byoi convert onto loop devices', () => {
+  beforeAll(() => assertCapable('root', 'loop'));
+
+  function garbageDevice(size: number, sectorSize: 512 | 4096): string {
+    const backing = join(dir, `device-${sectorSize}-${size}-${randomBytes(3).toString('hex')}`);
+    writeFileSync(backing, '');
+    truncateSync(backing, size);
+    const device = attachLoop(backing, { sectorSize });
+    fillWithGarbage(device, size);
+    return device;
+  }
+
+  for (const sectorSize of [512, 4096] as const) {
+    it(`writes the disk onto a garbage-filled device with ${sectorSize}-byte sectors`, async () => {
+      const device = garbageDevice(64 * MiB, sectorSize);
+      try {
+        const result = await cli('convert', raw, device);
+        expect(result.code, result.stderr).toBe(0);
+        expect(sha256(device, rawSize)).toBe(rawSha);
+      } finally {
+        detachLoop(device);
+      }
+    });
+  }
+
+  it('writes zeros itself on a device that cannot zero a range by offload', async () => {
+    // A loop device over tmpfs loses write-zeroes offload once BLKZEROOUT finds tmpfs lacks
+    // ZERO_RANGE: then fallocate(PUNCH_HOLE) on it fails, and the writer must write the zeros.
+    const backing = join('/dev/shm', `byoi-test-${randomBytes(4).toString('hex')}`);
+    writeFileSync(backing, '');
+    truncateSync(backing, 64 * MiB);
+    const device = attachLoop(backing);
+    try {
+      fillWithGarbage(device, 64 * MiB);
+      execFileSync('blkdiscard', ['--force', '--zeroout', '--length', String(MiB), device], { stdio: 'ignore' });
+      expect(() => execFileSync('fallocate', ['--punch-hole', '--length', String(MiB), device], { stdio: 'ignore' })).toThrow();
+      fillWithGarbage(device, 64 * MiB);
+      const result = await cli('convert', raw, device);
+      expect(result.code, result.stderr).toBe(0);
+      expect(sha256(device, rawSize)).toBe(rawSha);
+    } finally {
+      detachLoop(device);
+      rmSync(backing, { force: true });
+    }
+  });
+
+  it('refuses a device smaller than the image before writing anything', async () => {
+    const device = garbageDevice(32 * MiB, 512);
+    try {
+      const before = sha256(device);
+      const result = await cli('convert', raw, device);
+      expect(result.code).toBe(1);
+      expect(lastLine(result.stderr)).toBe(`image provided has a size of ${rawSize} bytes which is larger than device of ${32 * MiB} bytes`);
+      expect(sha256(device)).toBe(before);
+    } finally {
+      detachLoop(device);
+    }
+  });
+
+  it('leaves the device byte-identical for a refused image', async () => {
+    const device = garbageDevice(64 * MiB, 512);
+    const xz = join(dir, 'disk.raw.xz');
+    execFileSync('sh', ['-c', 'xz -0 -T1 -c < "$1" > "$2"', 'sh', raw, xz]);
+    try {
+      const before = sha256(device);
+      const result = await cli('convert', xz, device);
+      expect(result.code).toBe(1);
+      expect(lastLine(result.stderr)).toMatch(/^image provided format is xz/);
+      expect(sha256(device)).toBe(before);
+    } finally {
+      detachLoop(device);
+    }
+  });
+
+  it('exits 1 with the message last on an I/O error', async () => {
+    // A loop device over a sparse 64 MiB file on an 8 MiB ext4 filesystem: writeback fails once it fills.
+    const fsImage = join(dir, 'tiny-ext4');
+    writeFileSync(fsImage, '');
+    truncateSync(fsImage, 8 * MiB);
+    execFileSync('mkfs.ext4', ['-F', '-q', fsImage]);
+    const mountpoint = join(dir, 'tiny-mount');
+    mkdirSync(mountpoint);
+    const fsDevice = attachLoop(fsImage);
+    execFileSync('mount', [fsDevice, mountpoint]);
+    let device: string | undefined;
+    try {
+      const backing = join(mountpoint, 'disk');
+      writeFileSync(backing, '');
+      truncateSync(backing, 64 * MiB);
+      device = attachLoop(backing);
+      const random = join(dir, 'random.raw');
+      writeFileSync(random, randomBytes(32 * MiB));
+      const result = await cli('convert', random, device);
+      expect(result.code).toBe(1);
+      expect(lastLine(result.stderr)).toBe("Can't write raw on disk.");
+    } finally {
+      if (device) detachLoop(device);
+      execFileSync('umount', [mountpoint]);
+      detachLoop(fsDevice);
+    }
+  });
+});
