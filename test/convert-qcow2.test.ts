@@ -1,7 +1,7 @@
 // `byoi convert` of qcow2 images made by qemu-img (plain, zlib, zstd, small clusters), into files
 // and onto garbage-filled loop devices, compared with `qemu-img convert -O raw` of the same file.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,11 @@ import { cli, fillWithGarbage, makeRawImage, sha256 } from './helpers/convert.ts
 import { attachLoop, detachAllLoops, detachLoop } from './helpers/loop.ts';
 
 const MiB = 1024 * 1024;
+/**
+ * These run as soon as the qcow2 decoder is in the tree (branch qcow2, merged by the lead), and then
+ * fail until lib/formats/open.ts calls it: the tripwire for the wiring. Remove this guard then.
+ */
+const decoderPresent = existsSync(join(import.meta.dirname, '..', 'lib', 'formats', 'qcow2.ts'));
 const variants: Record<string, string[]> = {
   plain: [],
   zlib: ['-c'],
@@ -20,7 +25,7 @@ const variants: Record<string, string[]> = {
 let dir: string;
 const images: Record<string, { path: string; rawSha: string; size: number }> = {};
 
-describe.skipIf(skipWithout('qemu-img'))('byoi convert of qcow2 images made by qemu-img', () => {
+describe.skipIf(!decoderPresent || skipWithout('qemu-img'))('byoi convert of qcow2 images made by qemu-img', () => {
   beforeAll(() => {
     assertCapable('qemu-img');
     dir = mkdtempSync(join(tmpdir(), 'byoi-convert-qcow2-'));
