@@ -3,7 +3,7 @@
 // untouched, usage errors, and a real I/O error (a loop device over a file on a full filesystem).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync, truncateSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -146,6 +146,12 @@ describe.skipIf(skipWithout('root', 'loop'))('byoi convert onto loop devices', (
         const result = await cli('convert', raw, device);
         expect(result.code, result.stderr).toBe(0);
         expect(sha256(device, rawSize)).toBe(rawSha);
+        // The old backup GPT area at the end of the device is gone too.
+        const tail = Buffer.alloc(MiB);
+        const fd = openSync(device, 'r');
+        readSync(fd, tail, 0, MiB, 63 * MiB);
+        closeSync(fd);
+        expect(tail.every((b) => b === 0)).toBe(true);
       } finally {
         detachLoop(device);
       }

@@ -1,9 +1,10 @@
 // Writes a DiskImage's extents to a target: a regular file or a block device. Knows nothing of
-// image formats. Data is coalesced into large positional writes; the first MiB (partition
-// tables, boot code) is written last, so an interrupted write never leaves a disk that looks
-// bootable; a failure on a block device wipes its first and last MiB.
+// image formats. Data is coalesced into large positional writes. On a block device the first and
+// last MiB (partition tables, backup GPT) are zeroed before anything else and the image's first
+// MiB is written last, so an interrupted write never leaves a disk that looks bootable; a failure
+// zeroes both ends again.
 import { constants } from 'node:fs';
-import { open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
@@ -66,7 +67,8 @@ export async function describeTarget(path: string): Promise<Target> {
     throw error;
   });
   if (!st) return { path, kind: 'file', size: 0, exists: false };
-  if (st.isFile()) return { path, kind: 'file', size: st.size, exists: true };
+  // A symlink to a file: replace the file it names, not the link.
+  if (st.isFile()) return { path: await realpath(path), kind: 'file', size: st.size, exists: true };
   if (st.isBlockDevice()) return { path, kind: 'block', size: await blockDeviceSize(st.rdev), exists: true };
   throw badTarget(path, st.isDirectory() ? 'a directory' : 'a special file');
 }
@@ -146,25 +148,26 @@ async function writeBlockDevice(verified: VerifiedImage, target: Target, options
     throw error.code === 'EBUSY' ? deviceBusy(target.path) : asWriteError(error, image);
   });
   try {
+    // No partition table, primary or backup, survives from the old contents while the image is
+    // written (a crash midway must not leave a disk that looks bootable or that firmware "repairs").
+    await zeroEnds(handle, target.size);
     const zeroed = await offloadZeroing(target.path, verified.longZeroRuns);
     const written = await new ExtentWriter(handle, 'block', zeroed).write(image, options);
     await handle.close();
     return written;
   } catch (error) {
-    await wipeEnds(handle, target.size);
+    await zeroEnds(handle, target.size).catch(() => undefined); // best effort: the disk may be failing
     await handle.close().catch(() => undefined);
     throw asWriteError(error, image);
   }
 }
 
-/** After a failed write: no partition table (primary or backup) may remain. Best effort: the disk may be failing. */
-async function wipeEnds(handle: FileHandle, size: number): Promise<void> {
-  const head = Math.min(MiB, size);
+/** Zeros the first and last MiB of a device: where MBR, GPT and backup GPT live. */
+async function zeroEnds(handle: FileHandle, size: number): Promise<void> {
   const tailStart = Math.max(0, size - MiB);
-  for (const [position, length] of [[0, head], [tailStart, size - tailStart]] as const) {
-    await handle.write(ZEROS, 0, length, position).catch(() => undefined);
-  }
-  await handle.datasync().catch(() => undefined);
+  await writeFully(handle, [ZEROS.subarray(0, Math.min(MiB, size))], 0);
+  await writeFully(handle, [ZEROS.subarray(0, size - tailStart)], tailStart);
+  await handle.datasync();
 }
 
 function asWriteError(error: unknown, image: DiskImage): ByoiError {
