@@ -179,6 +179,28 @@ describe.skipIf(skipWithout('root', 'loop'))('byoi convert onto loop devices', (
     }
   });
 
+  it('refuses a device that holds a mounted filesystem, leaving it untouched', async () => {
+    const backing = join(dir, 'mounted-device');
+    writeFileSync(backing, '');
+    truncateSync(backing, 64 * MiB);
+    execFileSync('mkfs.ext4', ['-F', '-q', backing]);
+    const device = attachLoop(backing);
+    const mountpoint = join(dir, 'mounted');
+    mkdirSync(mountpoint);
+    execFileSync('mount', [device, mountpoint]);
+    try {
+      execFileSync('sync');
+      const before = sha256(device);
+      const result = await cli('convert', raw, device);
+      expect(result.code).toBe(1);
+      expect(lastLine(result.stderr)).toBe(`Can not write to ${device}: the device is in use (mounted, or held by another program).`);
+      expect(sha256(device)).toBe(before);
+    } finally {
+      execFileSync('umount', [mountpoint]);
+      detachLoop(device);
+    }
+  });
+
   it('refuses a device smaller than the image before writing anything', async () => {
     const device = garbageDevice(32 * MiB, 512);
     try {
