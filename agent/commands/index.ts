@@ -1,6 +1,8 @@
 import type { CommandModule } from 'yargs';
 import { configDriveCommand } from './configdrive.ts';
+import { convertCommand } from './convert.ts';
 import { disksCommand } from './disks.ts';
+import { inspectCommand } from './inspect.ts';
 
 // Every subcommand, in the order `byoi --help` lists them.
-export const commands: CommandModule<any, any>[] = [disksCommand, configDriveCommand];
+export const commands: CommandModule<any, any>[] = [inspectCommand, convertCommand, disksCommand, configDriveCommand];
