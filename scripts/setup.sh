@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   qemu-utils gdisk fdisk util-linux dosfstools mtools parted e2fsprogs xfsprogs
   curl xz-utils zstd bzip2 cloud-init
+  mmdebstrap qemu-system-x86 ovmf
 )
 missing=()
 for p in "${packages[@]}"; do

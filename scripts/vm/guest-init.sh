@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # PID 1 of the test guest (the whole root lives in the initramfs). It brings up what a rescue
 # system has (udev, /dev/disk/by-id, md/LVM/dm tools), mounts the project read-only at /byoi and the
 # run's exchange directory at /job, runs /job/script.sh as root, prints its exit code between
@@ -48,8 +48,10 @@ if [ -n "$net" ]; then
 fi
 
 echo "byoi-vm:$nonce:begin"
-bash /job/.byoi-vm-script.sh
-code=$?
+# Through a pipe, not the console's tty: tools print what they print in CI (no progress bars,
+# no columns), and stdout and stderr stay in order.
+bash /job/.byoi-vm-script.sh 2>&1 | cat
+code=${PIPESTATUS[0]}
 echo "byoi-vm:$nonce:exit:$code"
 sync
 busybox poweroff -f

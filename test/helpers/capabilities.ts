@@ -19,6 +19,8 @@ const checks = {
   'qemu-img': () => commandExists('qemu-img') && commandExists('qemu-io'),
   sgdisk: () => commandExists('sgdisk'),
   mtools: () => commandExists('mcopy') && commandExists('mkfs.fat'),
+  // The VM harness (scripts/vm): QEMU to boot the guest, mmdebstrap to build it when not cached.
+  qemu: () => commandExists('qemu-system-x86_64') && commandExists('mmdebstrap'),
   'cloud-init': () => {
     try {
       execFileSync('/usr/bin/python3', ['-c', 'import cloudinit.sources.DataSourceConfigDrive'], { stdio: 'ignore' });
