@@ -65,14 +65,23 @@ describe.skipIf(skipWithout('root', 'qemu'))('QEMU VM harness', () => {
     console.log(`VM boot ${result.bootSeconds.toFixed(1)} s, whole run ${result.totalSeconds.toFixed(1)} s`);
   }, 300_000);
 
-  it('finds the array and volume group on the same disks in a second boot, and returns files, exit codes and the host over the network', async () => {
+  it('finds the array and volume group on the same disks in a second boot, and returns files, exit codes and the host over the network; disks on every bus', async () => {
     const exchangeDir = join(dir, 'exchange');
     mkdirSync(exchangeDir);
     const server = createServer((_request, response) => response.end('hello from the host'));
     await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
     const { port } = server.address() as AddressInfo;
+    const others: VmDisk[] = [
+      { file: join(dir, 'nvme.img'), bus: 'nvme', serial: 'byoi-nvme', logicalBlockSize: 4096 },
+      { file: join(dir, 'scsi.img'), bus: 'scsi', serial: 'byoi-scsi' },
+      { file: join(dir, 'sata.img'), bus: 'sata', serial: 'byoi-sata' },
+    ];
+    for (const { file } of others) {
+      writeFileSync(file, '');
+      truncateSync(file, 16 * 1024 * 1024);
+    }
     const result = await runInVm({
-      disks,
+      disks: [...disks, ...others],
       exchangeDir,
       network: true,
       timeoutSeconds: 240,
@@ -82,12 +91,18 @@ describe.skipIf(skipWithout('root', 'qemu'))('QEMU VM harness', () => {
         lvs --noheadings -o vg_name,lv_name,lv_active
         blkid /dev/vdb
         lsblk --json -o NAME,TYPE,FSTYPE >/job/lsblk.json
+        for id in nvme-QEMU_NVMe_Ctrl_byoi-nvme scsi-0QEMU_QEMU_HARDDISK_byoi-scsi ata-QEMU_HARDDISK_byoi-sata; do
+          echo "by-id: $id $(blockdev --getss /dev/disk/by-id/$id)"
+        done
         echo "http: $(busybox wget -q -O - http://10.0.2.2:${port}/)"
         exit 7
       `,
     }).finally(() => server.close());
     expect(result.exitCode).toBe(7);
     expect(result.output).toContain('http: hello from the host');
+    expect(result.output).toContain('by-id: nvme-QEMU_NVMe_Ctrl_byoi-nvme 4096');
+    expect(result.output).toContain('by-id: scsi-0QEMU_QEMU_HARDDISK_byoi-scsi 512');
+    expect(result.output).toContain('by-id: ata-QEMU_HARDDISK_byoi-sata 512');
     expect(result.output).toMatch(/Version : 1\.2/);
     expect(result.output).toMatch(/Raid Level : raid1/);
     // udev assembled the array and activated the volume group at boot, as in a rescue system.
