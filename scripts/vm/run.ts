@@ -137,7 +137,7 @@ export async function runInVm(options: VmOptions): Promise<VmResult> {
   const exchange = options.exchangeDir ?? mkdtempSync(join(tmpdir(), 'byoi-vm-'));
   writeFileSync(join(exchange, '.byoi-vm-script.sh'), options.script);
 
-    // Boot switches that save seconds under TCG (no self-tests, no W+X scan, no mitigations).
+  // Boot switches that save seconds under TCG (no self-tests, no W+X scan, no mitigations).
   const append = [
     'console=ttyS0', 'panic=-1', 'quiet', 'rdinit=/init', 'net.ifnames=0', `byoi.nonce=${nonce}`,
     'rodata=off', 'mitigations=off', 'cryptomgr.notests', 'random.trust_cpu=on', 'no_timer_check', 'audit=0',
