@@ -28,3 +28,157 @@ export function refusedImage(message: string, detail?: string): ByoiError {
 export function exitCodeOf(error: unknown): 1 | 2 {
   return error instanceof ByoiError && error.kind === 'invalid-job' ? 2 : 1;
 }
+
+// qcow2 images (lib/formats/qcow2*.ts). "Bad" means malformed or hostile; "Unsupported" means a valid
+// qcow2 feature that a self-contained deployment cannot honour. Offsets are printed in hex, as qemu does.
+
+const hex = (value: number | bigint): string => `0x${value.toString(16)}`;
+
+export const qcow2TooShort = (fileSize: number) =>
+  refusedImage(`Bad qcow2 image: the file is ${fileSize} bytes, too short to hold a qcow2 header.`);
+export const qcow2BadMagic = () => refusedImage('Bad qcow2 image: the file does not start with the qcow2 magic "QFI\\xfb".');
+export const qcow2BadVersion = (version: number) =>
+  refusedImage(`Unsupported qcow2 image: version ${version}; byoi reads qcow2 versions 2 and 3.`);
+export const qcow2UnknownFeatures = (names: readonly string[]) =>
+  refusedImage(`Unsupported qcow2 image: it needs features byoi does not know: ${names.join(', ')}.`);
+export const qcow2Encrypted = (method: number) =>
+  refusedImage(
+    `Unsupported qcow2 image: it is encrypted (${method === 1 ? 'AES' : method === 2 ? 'LUKS' : `method ${method}`}); deploy an unencrypted image.`,
+  );
+export const qcow2BackingFile = (name: string) =>
+  refusedImage(
+    `Unsupported qcow2 image: it needs the backing file "${name}"; make a self-contained image first (qemu-img convert -O qcow2).`,
+  );
+export const qcow2ExternalDataFile = (name: string) =>
+  refusedImage(`Unsupported qcow2 image: its data lives in the external data file "${name}", which is not part of the image.`);
+export const qcow2RawDataFileWithoutDataFile = () =>
+  refusedImage('Bad qcow2 image: autoclear feature bit 1 (raw external data) is set but the image has no external data file.');
+export const qcow2Corrupt = () =>
+  refusedImage('Bad qcow2 image: it is marked corrupt (qemu found inconsistent metadata); repair it with qemu-img check -r all first.');
+export const qcow2BadClusterBits = (bits: number) =>
+  refusedImage(`Bad qcow2 image: cluster_bits is ${bits}; qcow2 allows 9 to 21 (clusters of 512 bytes to 2 MiB).`);
+export const qcow2BadHeaderLength = (length: number, clusterSize: number) =>
+  refusedImage(
+    `Bad qcow2 image: header_length is ${length}; a version 3 header is at least 104 bytes, a multiple of 8 and inside the first cluster (${clusterSize} bytes).`,
+  );
+export const qcow2BadHeaderExtension = (offset: number) =>
+  refusedImage(`Bad qcow2 image: the header extension at offset ${hex(offset)} runs past the end of the header area.`);
+export const qcow2BadRefcountOrder = (order: number) =>
+  refusedImage(`Bad qcow2 image: refcount_order is ${order}; qcow2 allows at most 6 (64-bit refcounts).`);
+export const qcow2UnknownCompression = (type: number) =>
+  refusedImage(`Unsupported qcow2 image: compression type ${type} is unknown (byoi reads 0, zlib, and 1, zstd).`);
+export const qcow2CompressionBitMismatch = (type: 'zlib' | 'zstd') =>
+  refusedImage(
+    type === 'zlib'
+      ? 'Bad qcow2 image: the compression type is zlib but incompatible feature bit 3 (compression type) is set.'
+      : 'Bad qcow2 image: the compression type is zstd but incompatible feature bit 3 (compression type) is not set.',
+  );
+export const qcow2ExtendedL2SmallClusters = (clusterSize: number) =>
+  refusedImage(
+    `Bad qcow2 image: extended L2 entries need clusters of at least 16384 bytes (512-byte subclusters); this image has ${clusterSize}-byte clusters.`,
+  );
+export const qcow2VirtualSizeTooBig = (size: bigint) =>
+  refusedImage(`Bad qcow2 image: its virtual size of ${size} bytes is above 2^53 bytes.`);
+export const qcow2L1TooSmall = (entries: number, needed: number) =>
+  refusedImage(`Bad qcow2 image: the L1 table has ${entries} entries but the virtual size needs ${needed}.`);
+export const qcow2L1TooLarge = (entries: number) =>
+  refusedImage(`Bad qcow2 image: the L1 table has ${entries} entries, above the limit of 4194304 (32 MiB).`);
+/** `what` names a structure: "the L1 table", "the L2 table", "the data of guest offset 0x...". */
+export const qcow2BeyondEnd = (what: string, offset: number | bigint, fileSize: number) =>
+  refusedImage(`Bad qcow2 image: ${what} at offset ${hex(offset)} is beyond the end of the file (${fileSize} bytes).`);
+export const qcow2Misaligned = (what: string, offset: number | bigint, clusterSize: number) =>
+  refusedImage(`Bad qcow2 image: ${what} at offset ${hex(offset)} is not aligned to the cluster size (${clusterSize} bytes).`);
+export const qcow2GuestData = (guestOffset: number) => `the data of guest offset ${hex(guestOffset)}`;
+export const qcow2CompressedData = (guestOffset: number) => `the compressed data of guest offset ${hex(guestOffset)}`;
+export const qcow2V2ZeroFlag = (guestOffset: number) =>
+  refusedImage(`Bad qcow2 image: the cluster at guest offset ${hex(guestOffset)} has the zero flag, which version 2 images do not have.`);
+export const qcow2SubclusterAllocAndZero = (guestOffset: number, subcluster: number) =>
+  refusedImage(
+    `Bad qcow2 image: subcluster ${subcluster} of the cluster at guest offset ${hex(guestOffset)} is marked both allocated and zero.`,
+  );
+export const qcow2SubclusterWithoutCluster = (guestOffset: number) =>
+  refusedImage(
+    `Bad qcow2 image: the cluster at guest offset ${hex(guestOffset)} has allocated subclusters but no host cluster.`,
+  );
+export const qcow2CompressedWithBitmap = (guestOffset: number) =>
+  refusedImage(`Bad qcow2 image: the compressed cluster at guest offset ${hex(guestOffset)} has a non-zero subcluster bitmap.`);
+export const qcow2BadCompressedCluster = (guestOffset: number, codec: 'zlib' | 'zstd', clusterSize: number, reason: string) =>
+  refusedImage(
+    `Bad qcow2 image: the ${codec} data of guest offset ${hex(guestOffset)} does not decompress to exactly one cluster (${clusterSize} bytes): ${reason}.`,
+  );
+export const decompressionWorkerFailed = (reason: string) =>
+  new ByoiError('failed', `Could not decompress the image: a decompression thread failed (${reason}).`);
+export const decompressionStopped = () => new ByoiError('failed', 'Could not decompress the image: decompression was stopped.');
+
+// Disks and disk groups.
+export function unknownDiskGroup(id: number, groups: string[]): ByoiError {
+  const known = groups.length ? `the disk groups here are: ${groups.join('; ')}` : 'no disk here may be deployed onto';
+  return new ByoiError('failed', `Disk group ${id} does not exist on this server: ${known}.`);
+}
+
+export function notADisk(path: string): ByoiError {
+  return new ByoiError('failed', `${path} is not a disk of this server.`);
+}
+
+export function systemDisk(path: string, reason: string): ByoiError {
+  return new ByoiError('failed', `Refusing to write to ${path}: ${reason}.`);
+}
+
+export function couldNotReleaseDisk(path: string, holder: string, detail?: string): ByoiError {
+  return new ByoiError('failed', `Could not release disk ${path}: it is still held by ${holder}.`, detail);
+}
+
+// --- Config drive ---------------------------------------------------------------------------
+
+/** A config drive field the job gave that cloud-init could not use: exit 2, nothing written. */
+export function invalidConfigDrive(message: string): ByoiError {
+  return new ByoiError('invalid-job', message);
+}
+
+export const configDriveMessages = {
+  reservedMetadataKey: (key: string) =>
+    `Invalid configdrive metadata: the key "${key}" is reserved by cloud-init (it sets the datasource mode); use another key.`,
+  emptyMetadataKey: () => 'Invalid configdrive metadata: a key is empty.',
+  metadataKeyTooLong: (key: string, max: number) =>
+    `Invalid configdrive metadata: the key "${key.slice(0, 40)}…" is longer than ${max} characters.`,
+  metadataKeyControl: (key: string) =>
+    `Invalid configdrive metadata: the key ${JSON.stringify(key)} contains control characters.`,
+  metadataValueNotString: (key: string) => `Invalid configdrive metadata: the value of "${key}" is not a string.`,
+  metadataTooBig: (bytes: number, max: number) =>
+    `Invalid configdrive metadata: ${bytes} bytes in all, more than the ${max} bytes allowed.`,
+  invalidHostname: (hostname: string, reason: string) =>
+    `Invalid configdrive hostname ${JSON.stringify(hostname)}: ${reason}.`,
+  invalidSshKey: (index: number, reason: string) => `Invalid configdrive SSH key #${index}: ${reason}.`,
+  userDataTooBig: (bytes: number, max: number) =>
+    `Invalid configdrive user data: ${bytes} bytes, more than the ${max} bytes a config drive holds.`,
+  invalidUserMetadataFlag: (value: string) =>
+    `Invalid --user-metadata ${JSON.stringify(value)}: expected key=value.`,
+} as const;
+
+/** OVH's sentence for any failure to add the config drive partition; the reason goes in the detail. */
+export const COULD_NOT_CREATE_CONFIGDRIVE = 'Could not create configdrive on disk.';
+
+export function couldNotCreateConfigDrive(detail: string): ByoiError {
+  return new ByoiError('failed', COULD_NOT_CREATE_CONFIGDRIVE, detail);
+}
+
+/** Why the config drive partition could not be made: the detail of COULD_NOT_CREATE_CONFIGDRIVE. */
+export const configDriveRefusals = {
+  noPartitionTable: (device: string) => `${device} holds no partition table the config drive could be added to.`,
+  twoConfigDrives: (numbers: number[]) =>
+    `the image already holds ${numbers.length} config-2 partitions (${numbers.join(', ')}); cloud-init would pick one at random.`,
+  fourPrimaries: () =>
+    'the MBR already has four primary partitions (an extended partition counts as one); no room for a fifth.',
+  noRoomAtEnd: (freeBytes: number, neededBytes: number) =>
+    `only ${freeBytes} bytes are free at the end of the disk; the config drive partition needs at least ${neededBytes}.`,
+  gptBackupNotAtEnd: (backupLba: number, lastLba: number) =>
+    `the GPT backup header is at sector ${backupLba}, not at the last sector ${lastLba}; move it to the end of the disk first.`,
+  noFreeGptEntry: () => 'every entry of the GPT partition array is used.',
+  partitionTooSmall: (number: number, bytes: number, neededBytes: number) =>
+    `the existing config-2 partition ${number} has ${bytes} bytes, less than the ${neededBytes} a config drive needs.`,
+  imageTooBig: (imageBytes: number, partitionBytes: number) =>
+    `the config drive filesystem has ${imageBytes} bytes but its partition only ${partitionBytes}.`,
+  imageSectorSize: (imageSectorSize: number, diskSectorSize: number) =>
+    `the config drive filesystem uses ${imageSectorSize}-byte sectors, smaller than the disk's ${diskSectorSize}-byte sectors.`,
+  toolFailed: (command: string, output: string) => `${command} failed: ${output.trim()}`,
+} as const;

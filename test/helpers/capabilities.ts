@@ -18,7 +18,9 @@ const checks = {
   loop: () => process.getuid?.() === 0 && commandExists('losetup'),
   'qemu-img': () => commandExists('qemu-img') && commandExists('qemu-io'),
   sgdisk: () => commandExists('sgdisk'),
+  podman: () => ['podman', 'runc', 'mmdebstrap'].every(commandExists),
   mtools: () => commandExists('mcopy') && commandExists('mkfs.fat'),
+  'ssh-keygen': () => commandExists('ssh-keygen'),
   // The VM harness (scripts/vm): QEMU to boot the guest, mmdebstrap to build it when not cached.
   qemu: () => commandExists('qemu-system-x86_64') && commandExists('mmdebstrap'),
   'cloud-init': () => {

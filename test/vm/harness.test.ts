@@ -49,7 +49,12 @@ describe.skipIf(skipWithout('root', 'qemu'))('QEMU VM harness', () => {
         cat /proc/mdstat
         lvs --noheadings -o vg_name,lv_name,devices
         echo "node: $(node --version)"
-        node -e "import('/byoi/lib/errors.ts').then((m) => console.log('import:', new m.ByoiError('failed', 'x').kind))"
+        node -e "import('/byoi/lib/disk/lsblk.ts').then(async ({ readLsblk }) => {
+          for (const disk of await readLsblk()) {
+            const holders = (disk.children ?? []).map((md) => [md.name, ...(md.children ?? []).map((lv) => lv.name)].join('>'));
+            console.log('lsblk:', disk.name, holders.join(','));
+          }
+        })"
         umount /mnt
         vgchange -q -an byoivg
         mdadm --stop /dev/md0
@@ -60,7 +65,9 @@ describe.skipIf(skipWithout('root', 'qemu'))('QEMU VM harness', () => {
     expect(result.output).toMatch(/\[2\/2\] \[UU\]/);
     expect(result.output).toMatch(/^\s*byoivg\s+data\s+\/dev\/md0\(0\)\s*$/m);
     expect(result.output).toContain('node: v24.');
-    expect(result.output).toContain('import: failed');
+    // The project's own lsblk reader, run by the project's Node, sees the holder stack.
+    expect(result.output).toMatch(/^lsblk: vda md0>byoivg-data$/m);
+    expect(result.output).toMatch(/^lsblk: vdb md0>byoivg-data$/m);
     expect(result.exitCode).toBe(0);
     console.log(`VM boot ${result.bootSeconds.toFixed(1)} s, whole run ${result.totalSeconds.toFixed(1)} s`);
   }, 300_000);

@@ -1,0 +1,105 @@
+// Frees the chosen disk of what a previous install left active on it (mounts, swap, LVM, dm-crypt,
+// md arrays) and wipes every signature, so the image lands on a disk nothing else uses and no old
+// RAID or LVM metadata (md 1.0 superblocks sit at the end of a partition) comes back at next boot.
+// Runs only after the image is downloaded, verified and inspected.
+import { execa } from 'execa';
+import type { Disk, Holder } from './discover.ts';
+import { discoverDisks } from './discover.ts';
+import { couldNotReleaseDisk, systemDisk } from '../errors.ts';
+
+// Within one depth of the stack: filesystems and swap go before the device that carries them.
+const KIND_ORDER: Record<Holder['kind'], number> = { mount: 0, swap: 1, lvm: 2, crypt: 3, dm: 4, md: 5 };
+
+function describe(holder: Holder): string {
+  return holder.kind === 'mount' ? `${holder.device} mounted on ${holder.mountpoint}` : `${holder.kind} ${holder.device}`;
+}
+
+async function tool(command: string, args: string[]): Promise<void> {
+  await execa(command, args, { stdin: 'ignore' });
+}
+
+/** The steps that free one holder; errors are collected by the caller, then the disk is checked again. */
+async function releaseHolder(holder: Holder): Promise<void> {
+  switch (holder.kind) {
+    case 'mount':
+      return tool('umount', [holder.mountpoint!]);
+    case 'swap':
+      return tool('swapoff', [holder.device]);
+    case 'lvm': {
+      const { stdout } = await execa('lvs', ['--noheadings', '-o', 'vg_name', holder.device]);
+      return tool('vgchange', ['--activate', 'n', stdout.trim()]);
+    }
+    case 'crypt':
+      return tool('cryptsetup', ['close', holder.device]);
+    case 'dm':
+      return tool('dmsetup', ['remove', holder.device]);
+    case 'md':
+      return tool('mdadm', ['--stop', holder.device]);
+  }
+}
+
+/** Members of md arrays on this disk (its partitions or itself), whose superblocks must go. */
+async function mdMembers(disk: Disk): Promise<string[]> {
+  const members: string[] = [];
+  // blkid probes the device itself: lsblk's FSTYPE comes from udev's database, absent in some rescue systems.
+  for (const path of [disk.path, ...(await partitionsOf(disk))]) {
+    const { stdout } = await execa('blkid', ['--probe', '--match-tag', 'TYPE', '--output', 'value', path], { reject: false });
+    if (stdout.trim() === 'linux_raid_member') members.push(path);
+  }
+  return members;
+}
+
+async function partitionsOf(disk: Disk): Promise<string[]> {
+  const { stdout } = await execa('lsblk', ['--list', '--noheadings', '--paths', '--output', 'PATH,TYPE', disk.path]);
+  return stdout
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, type]) => type === 'part')
+    .map(([path]) => path!);
+}
+
+async function settle(): Promise<void> {
+  await execa('udevadm', ['settle', '--timeout=10'], { reject: false });
+}
+
+export interface ReleaseReport {
+  released: string[];
+}
+
+/** Releases `disk` and wipes its signatures, or throws naming what still holds it. */
+export async function releaseDisk(disk: Disk, log: (message: string) => void = () => {}): Promise<ReleaseReport> {
+  const system = disk.holders.find((h) => h.system);
+  if (system) throw systemDisk(disk.path, `it holds ${system.mountpoint}, a filesystem of the running system`);
+
+  const released: string[] = [];
+  const failures: string[] = [];
+  const ordered = [...disk.holders].sort((a, b) => b.depth - a.depth || KIND_ORDER[a.kind] - KIND_ORDER[b.kind]);
+  const done = new Set<string>();
+  for (const holder of ordered) {
+    const key = `${holder.kind}:${holder.device}:${holder.mountpoint ?? ''}`;
+    if (done.has(key)) continue; // an array over two partitions of this disk appears twice
+    done.add(key);
+    try {
+      await releaseHolder(holder);
+      released.push(describe(holder));
+      log(`released ${describe(holder)}`);
+    } catch (error) {
+      failures.push(`${describe(holder)}: ${(error as Error).message}`);
+    }
+  }
+  await settle();
+  for (const member of await mdMembers(disk)) {
+    await execa('mdadm', ['--zero-superblock', member], { reject: false });
+  }
+  // Partitions first (filesystem, md, LVM and swap signatures inside them), then the disk
+  // (both GPT headers and the protective MBR).
+  for (const partition of await partitionsOf(disk)) await execa('wipefs', ['--all', '--force', partition], { reject: false });
+  await tool('wipefs', ['--all', '--force', disk.path]);
+  await execa('blockdev', ['--rereadpt', disk.path], { reject: false });
+  await settle();
+
+  const after = (await discoverDisks()).find((d) => d.path === disk.path);
+  const left = after?.holders[0];
+  if (left) throw couldNotReleaseDisk(disk.path, describe(left), failures.join('\n') || undefined);
+  return { released };
+}
