@@ -183,6 +183,47 @@ export const configDriveRefusals = {
   toolFailed: (command: string, output: string) => `${command} failed: ${output.trim()}`,
 } as const;
 
+// --- Images and writing them (lib/formats/open.ts, lib/disk/writer.ts) ---
+
+/** An image in a format byoi recognises but does not convert (VMDK, OVA, a compressed stream). */
+export function unsupportedImageFormat(format: string, description: string): ByoiError {
+  return refusedImage(`image provided format is ${format} (${description}) which byoi cannot convert, expected: qcow2, raw.`);
+}
+
+/** OVH's sentence for an image whose content is not the type the job named. */
+export function imageFormatMismatch(format: string, expected: string, description: string): ByoiError {
+  return refusedImage(`image provided format is ${format} which does not match expected ${expected} format`, `The file is ${description}.`);
+}
+
+export function emptyImage(): ByoiError {
+  return refusedImage('image provided is empty.');
+}
+
+/** OVH's sentence for an image whose virtual size exceeds the disk. */
+export function imageLargerThanDevice(imageBytes: number, deviceBytes: number): ByoiError {
+  return refusedImage(`image provided has a size of ${imageBytes} bytes which is larger than device of ${deviceBytes} bytes`);
+}
+
+/** A target that is neither a regular file (or a new one) nor a block device. */
+export function badTarget(path: string, what: string): ByoiError {
+  return new ByoiError('invalid-job', `Can not write to ${path}: it is ${what}, not a regular file or a block device.`);
+}
+
+/** The block device is mounted or held open exclusively by something else. */
+export function deviceBusy(path: string): ByoiError {
+  return new ByoiError('failed', `Can not write to ${path}: the device is in use (mounted, or held by another program).`);
+}
+
+/** OVH's sentence for a failure while writing; the cause goes in the detail. */
+export function cannotWriteImage(format: string, cause: string): ByoiError {
+  return new ByoiError('failed', `Can't write ${format} on disk.`, cause);
+}
+
+/** IMAGE given on the command line cannot be read. */
+export function cannotReadImage(path: string, cause: string): ByoiError {
+  return new ByoiError('invalid-job', `Can not read image ${path}: ${cause}`);
+}
+
 // ---- Deploy: the job, download, checksum, inspection, disk, write and GPT steps. ----
 
 /** An invalid job: exit 2, nothing downloaded or written. */
