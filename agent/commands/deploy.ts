@@ -72,15 +72,16 @@ function shown(error: unknown, redactor: Redactor): ByoiError {
 }
 
 async function deployCommand(args: DeployArgs): Promise<void> {
-  const input = mergeJobInputs(args.job === undefined ? {} : await readJobBody(args.job), jobFromFlags(args));
-  const redactor = Redactor.forJob(input);
-  const scrub = (s: string) => redactor.scrub(s);
-  const status = new StatusFile(typeof input.statusFile === 'string' ? input.statusFile : undefined, scrub);
+  // Reporting starts first, so that even a job that cannot be read ends in an error status.
+  let redactor = new Redactor([]);
+  const scrub = (text: string) => redactor.scrub(text);
   const bar = process.stderr.isTTY ? new ProgressBar() : undefined;
-  const report = new Reporter(status, createLogger(scrub, bar), bar);
+  const report = new Reporter(new StatusFile(args['status-file'], scrub), createLogger(scrub, bar), bar);
   try {
-    const job = validateJob(input);
-    await deploy(job, report);
+    const flags = jobFromFlags(args);
+    const input = mergeJobInputs(args.job === undefined ? {} : await readJobBody(args.job), flags);
+    redactor = Redactor.forJob(input);
+    await deploy(validateJob(input), report);
   } catch (error) {
     const visible = shown(error, redactor);
     report.error(visible.message, visible.detail);
