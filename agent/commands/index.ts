@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { disksCommand } from './disks.ts';
+import { serveCommand } from './serve.ts';
 
 // Every subcommand, in the order `byoi --help` lists them.
-export const commands: CommandModule<any, any>[] = [disksCommand];
+export const commands: CommandModule<any, any>[] = [disksCommand, serveCommand];
