@@ -24,7 +24,7 @@ export class EventQueue {
   /** How many events at the head of `pending` are being sent; they must not change. */
   private inFlight = 0;
   private running = false;
-  private refused = false;
+  private stopped = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(send: Send, backoff: Backoff = defaultBackoff, onRefused: () => void = () => {}) {
@@ -38,7 +38,7 @@ export class EventQueue {
   }
 
   push(event: AgentEvent): void {
-    if (this.refused) return;
+    if (this.stopped) return;
     const last = this.pending.at(-1);
     const replaceable = this.pending.length > this.inFlight && last?.status === 'doing' && event.status === 'doing' && last.phase === event.phase;
     if (replaceable) this.pending[this.pending.length - 1] = event;
@@ -48,7 +48,7 @@ export class EventQueue {
 
   /** Gives up: drops what is left and sends nothing more (the agent is about to exit or reboot). */
   stop(): void {
-    this.refused = true;
+    this.stopped = true;
     this.pending = [];
   }
 
@@ -75,7 +75,7 @@ export class EventQueue {
   private async deliverLoop(): Promise<void> {
     this.running = true;
     let delay = this.backoff.initialMs;
-    while (this.pending.length > 0 && !this.refused) {
+    while (this.pending.length > 0 && !this.stopped) {
       this.inFlight = Math.min(this.pending.length, MAX_BATCH);
       const batch = this.pending.slice(0, this.inFlight);
       const result = await this.send(batch).catch((): Delivery => 'retry');
@@ -84,7 +84,7 @@ export class EventQueue {
         delay = this.backoff.initialMs;
       } else if (result === 'refused') {
         // The deployment was erased or the token is void: nobody will ever take these.
-        this.refused = true;
+        this.stopped = true;
         this.pending = [];
         this.onRefused();
       }
