@@ -114,7 +114,6 @@ export const apiMessages = {
   badConfig: (path: string, why: string) => `Bad server configuration ${path}: ${why}.`,
   badAgentSettings: (missing: string[]) => `Missing agent settings: ${missing.join(', ')} (flags --server, --service-name, --token or byoi.server=, byoi.service=, byoi.token= on the kernel command line).`,
   jobUnavailable: (url: string) => `Could not fetch the job from ${url}.`,
-  agentInterrupted: 'The deployment agent stopped before finishing.',
 } as const;
 
 /** The first step of every deployment, before the agent has taken its job. */

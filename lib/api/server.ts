@@ -1,7 +1,7 @@
 // The OVH-compatible provisioning API: customers start, follow and erase deployments of their own
 // servers; each deployment's agent takes its job and reports its status through agent-only routes.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { ByoiError, apiMessages, bootStep, invalidJob, messages } from '../errors.ts';
+import { ByoiError, apiMessages, bootStep, messages } from '../errors.ts';
 import { validateJob } from '../job.ts';
 import { bearer, checkCustomer, hashToken, newAgentToken } from './auth.ts';
 import type { BootAdapter } from './boot.ts';
@@ -153,9 +153,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
 
   app.post<{ Params: ServiceParams }>('/dedicated/server/:serviceName/reinstall', customerRoute, async (request) => {
     const body = request.body;
-    const os = typeof body === 'object' && body !== null ? (body as Record<string, unknown>).operatingSystem : undefined;
-    if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) throw new ApiError(400, invalidJob(messages.badJobBody).message);
-    if (os !== 'byoi_64') throw new ApiError(400, apiMessages.badOperatingSystem);
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, messages.badJobBody);
+    if ((body as Record<string, unknown>).operatingSystem !== 'byoi_64') throw new ApiError(400, apiMessages.badOperatingSystem);
     return taskView(await startDeployment(request.params.serviceName, 'reinstall', body));
   });
 
