@@ -10,9 +10,11 @@ await yargs(hideBin(process.argv))
   .demandCommand(1, 'Name a command: byoi --help lists them.')
   .strict()
   .fail((message, error, cli) => {
-    // Usage errors: exit 2 with the message last on stderr. Errors thrown by handlers exit on their own.
-    if (error) throw error;
-    process.stderr.write(`${cli.help()}\n\n${message}\n`);
+    // Usage errors (yargs' own YError or a bad flag): help, then the message last on stderr, exit 2.
+    // Errors thrown by handlers are not usage errors: they end through agent/run.ts.
+    if (error && error.name !== 'YError') throw error;
+    cli.showHelp((help: string) => process.stderr.write(`${help}\n\n`));
+    process.stderr.write(`${message ?? error?.message}\n`);
     process.exit(2);
   })
   .help()

@@ -118,3 +118,58 @@ export const apiMessages = {
 
 /** The first step of every deployment, before the agent has taken its job. */
 export const bootStep = { phase: 'boot', message: 'Booting the server on the deployment agent' } as const;
+
+// --- Config drive ---------------------------------------------------------------------------
+
+/** A config drive field the job gave that cloud-init could not use: exit 2, nothing written. */
+export function invalidConfigDrive(message: string): ByoiError {
+  return new ByoiError('invalid-job', message);
+}
+
+export const configDriveMessages = {
+  reservedMetadataKey: (key: string) =>
+    `Invalid configdrive metadata: the key "${key}" is reserved by cloud-init (it sets the datasource mode); use another key.`,
+  emptyMetadataKey: () => 'Invalid configdrive metadata: a key is empty.',
+  metadataKeyTooLong: (key: string, max: number) =>
+    `Invalid configdrive metadata: the key "${key.slice(0, 40)}…" is longer than ${max} characters.`,
+  metadataKeyControl: (key: string) =>
+    `Invalid configdrive metadata: the key ${JSON.stringify(key)} contains control characters.`,
+  metadataValueNotString: (key: string) => `Invalid configdrive metadata: the value of "${key}" is not a string.`,
+  metadataTooBig: (bytes: number, max: number) =>
+    `Invalid configdrive metadata: ${bytes} bytes in all, more than the ${max} bytes allowed.`,
+  invalidHostname: (hostname: string, reason: string) =>
+    `Invalid configdrive hostname ${JSON.stringify(hostname)}: ${reason}.`,
+  invalidSshKey: (index: number, reason: string) => `Invalid configdrive SSH key #${index}: ${reason}.`,
+  userDataTooBig: (bytes: number, max: number) =>
+    `Invalid configdrive user data: ${bytes} bytes, more than the ${max} bytes a config drive holds.`,
+  invalidUserMetadataFlag: (value: string) =>
+    `Invalid --user-metadata ${JSON.stringify(value)}: expected key=value.`,
+} as const;
+
+/** OVH's sentence for any failure to add the config drive partition; the reason goes in the detail. */
+export const COULD_NOT_CREATE_CONFIGDRIVE = 'Could not create configdrive on disk.';
+
+export function couldNotCreateConfigDrive(detail: string): ByoiError {
+  return new ByoiError('failed', COULD_NOT_CREATE_CONFIGDRIVE, detail);
+}
+
+/** Why the config drive partition could not be made: the detail of COULD_NOT_CREATE_CONFIGDRIVE. */
+export const configDriveRefusals = {
+  noPartitionTable: (device: string) => `${device} holds no partition table the config drive could be added to.`,
+  twoConfigDrives: (numbers: number[]) =>
+    `the image already holds ${numbers.length} config-2 partitions (${numbers.join(', ')}); cloud-init would pick one at random.`,
+  fourPrimaries: () =>
+    'the MBR already has four primary partitions (an extended partition counts as one); no room for a fifth.',
+  noRoomAtEnd: (freeBytes: number, neededBytes: number) =>
+    `only ${freeBytes} bytes are free at the end of the disk; the config drive partition needs at least ${neededBytes}.`,
+  gptBackupNotAtEnd: (backupLba: number, lastLba: number) =>
+    `the GPT backup header is at sector ${backupLba}, not at the last sector ${lastLba}; move it to the end of the disk first.`,
+  noFreeGptEntry: () => 'every entry of the GPT partition array is used.',
+  partitionTooSmall: (number: number, bytes: number, neededBytes: number) =>
+    `the existing config-2 partition ${number} has ${bytes} bytes, less than the ${neededBytes} a config drive needs.`,
+  imageTooBig: (imageBytes: number, partitionBytes: number) =>
+    `the config drive filesystem has ${imageBytes} bytes but its partition only ${partitionBytes}.`,
+  imageSectorSize: (imageSectorSize: number, diskSectorSize: number) =>
+    `the config drive filesystem uses ${imageSectorSize}-byte sectors, smaller than the disk's ${diskSectorSize}-byte sectors.`,
+  toolFailed: (command: string, output: string) => `${command} failed: ${output.trim()}`,
+} as const;

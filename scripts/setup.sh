@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   qemu-utils gdisk fdisk util-linux dosfstools mtools parted e2fsprogs xfsprogs
-  curl xz-utils zstd bzip2 cloud-init
+  curl xz-utils zstd bzip2 cloud-init openssh-client
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -19,6 +19,7 @@ const checks = {
   'qemu-img': () => commandExists('qemu-img') && commandExists('qemu-io'),
   sgdisk: () => commandExists('sgdisk'),
   mtools: () => commandExists('mcopy') && commandExists('mkfs.fat'),
+  'ssh-keygen': () => commandExists('ssh-keygen'),
   'cloud-init': () => {
     try {
       execFileSync('/usr/bin/python3', ['-c', 'import cloudinit.sources.DataSourceConfigDrive'], { stdio: 'ignore' });

@@ -21,6 +21,13 @@ export function attachLoop(file: string, options: LoopOptions = {}): string {
 
 export function detachLoop(device: string): void {
   if (!attached.has(device)) throw new Error(`${device} was not attached by this test`);
+  // Partitions that partx added outlive the detach on this kernel and would confuse the next
+  // user of the same loop number: drop them first (none there is fine).
+  try {
+    execFileSync('partx', ['--delete', device], { stdio: 'ignore' });
+  } catch {
+    // no partitions were known
+  }
   execFileSync('losetup', ['--detach', device]);
   attached.delete(device);
 }

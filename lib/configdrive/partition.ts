@@ -1,0 +1,129 @@
+// Adds the config drive to a disk that holds a written image (after the GPT backup header has been
+// moved to the disk's end): plans from the partition table, builds the filesystem for the chosen
+// partition, creates the partition (sgdisk for GPT, sfdisk for MBR) unless one is reused, then
+// writes the filesystem at its byte offset on the whole-disk device. Partition device nodes are
+// never needed. Every refusal happens before the first write.
+import { open, readFile, stat } from 'node:fs/promises';
+import { execa } from 'execa';
+import { configDriveRefusals as why, couldNotCreateConfigDrive } from '../errors.ts';
+import { CONFIG_DRIVE_MAX_BYTES } from './options.ts';
+import { readPartitionTable } from './partition-table.ts';
+import { planConfigDrivePartition, type ConfigDrivePlan } from './plan.ts';
+import type { VfatGeometry } from './vfat.ts';
+
+/** The filesystem to put in the partition: its bytes, a file holding them, or a builder for the partition's geometry. */
+export type ConfigDriveImage = Uint8Array | string | ((geometry: VfatGeometry) => Promise<Uint8Array>);
+
+export interface ConfigDrivePartition {
+  action: 'reuse' | 'create';
+  number: number;
+  /** Byte offset and length of the partition on the disk. */
+  offset: number;
+  bytes: number;
+}
+
+const MIB = 1024 * 1024;
+/** GPT type "Microsoft basic data", what a vfat data partition is tagged with. */
+const GPT_TYPE_BASIC_DATA = '0700';
+/** MBR type 0x0c, FAT32 (LBA), as parted and Ironic tag a config drive. */
+const MBR_TYPE_FAT_LBA = 'c';
+
+export async function addConfigDrivePartition(device: string, image: ConfigDriveImage): Promise<ConfigDrivePartition> {
+  const table = await readPartitionTable(device);
+  if (!table) throw couldNotCreateConfigDrive(why.noPartitionTable(device));
+  const plan = planConfigDrivePartition(table);
+  const partitionBytes = plan.sectors * plan.sectorSize;
+  // The region written: the whole partition up to 64 MiB, so no stale signature survives in it.
+  const region = Math.min(partitionBytes, CONFIG_DRIVE_MAX_BYTES);
+  if (typeof image === 'string') {
+    const fileBytes = (await stat(image)).size;
+    if (fileBytes > partitionBytes) throw couldNotCreateConfigDrive(why.imageTooBig(fileBytes, partitionBytes));
+  }
+  const bytes = await imageBytes(image, { bytes: Math.floor(region / MIB) * MIB, sectorSize: plan.sectorSize });
+  if (bytes.length > partitionBytes) throw couldNotCreateConfigDrive(why.imageTooBig(bytes.length, partitionBytes));
+  const fatSectorSize = fatLogicalSectorSize(bytes);
+  if (fatSectorSize !== undefined && fatSectorSize < plan.sectorSize) {
+    throw couldNotCreateConfigDrive(why.imageSectorSize(fatSectorSize, plan.sectorSize));
+  }
+
+  const number = plan.action === 'create' ? await createPartition(device, plan) : plan.number;
+  const offset = plan.start * plan.sectorSize;
+  await writeAt(device, offset, bytes, Math.max(region, bytes.length));
+  await rereadPartitionTable(device);
+  return { action: plan.action, number, offset, bytes: partitionBytes };
+}
+
+async function imageBytes(image: ConfigDriveImage, geometry: VfatGeometry): Promise<Uint8Array> {
+  if (typeof image === 'function') return image(geometry);
+  if (typeof image === 'string') return new Uint8Array(await readFile(image));
+  return image;
+}
+
+/** Bytes per sector from a FAT boot sector (BPB offset 11), or undefined if this is not one. */
+function fatLogicalSectorSize(bytes: Uint8Array): number | undefined {
+  if (bytes.length < 512 || bytes[510] !== 0x55 || bytes[511] !== 0xaa) return undefined;
+  const size = bytes[11]! + bytes[12]! * 256;
+  return size >= 512 && (size & (size - 1)) === 0 ? size : undefined;
+}
+
+/** Creates the planned partition and returns its number. */
+async function createPartition(device: string, plan: ConfigDrivePlan): Promise<number> {
+  const end = plan.start + plan.sectors - 1;
+  if (plan.label === 'gpt') {
+    const n = plan.number;
+    await tool('sgdisk', [
+      `--set-alignment=${MIB / plan.sectorSize}`,
+      `--new=${n}:${plan.start}:${end}`,
+      `--typecode=${n}:${GPT_TYPE_BASIC_DATA}`,
+      `--change-name=${n}:config-2`,
+      device,
+    ]);
+  } else {
+    const args = ['--append', '--no-reread', '--no-tell-kernel', '--wipe', 'never', '--wipe-partitions', 'never', device];
+    await tool('sfdisk', args, `start=${plan.start}, size=${plan.sectors}, type=${MBR_TYPE_FAT_LBA}\n`);
+  }
+  return checkCreated(device, plan);
+}
+
+/** The tools may align or renumber on their own; make sure the table now says what was planned. */
+async function checkCreated(device: string, plan: ConfigDrivePlan): Promise<number> {
+  const table = await readPartitionTable(device);
+  const made = table?.partitions.find((p) => p.start === plan.start);
+  const wrongNumber = made && (plan.label === 'gpt' ? made.number !== plan.number : made.number > 4);
+  if (!made || made.sectors !== plan.sectors || wrongNumber) {
+    const got = made ? `partition ${made.number} at ${made.start}+${made.sectors}` : 'no partition';
+    throw couldNotCreateConfigDrive(
+      `the partition table shows ${got} where partition ${plan.number} at ${plan.start}+${plan.sectors} was created.`,
+    );
+  }
+  return made.number;
+}
+
+/** Writes `bytes` at `offset` and zeros after them up to `length`, then flushes. */
+async function writeAt(device: string, offset: number, bytes: Uint8Array, length: number): Promise<void> {
+  const handle = await open(device, 'r+');
+  try {
+    await handle.write(bytes, 0, bytes.length, offset);
+    const zeros = new Uint8Array(MIB);
+    for (let at = bytes.length; at < length; at += zeros.length) {
+      await handle.write(zeros, 0, Math.min(zeros.length, length - at), offset + at);
+    }
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Tells the kernel about the new partition; best effort (a file, or partx missing, is fine). */
+async function rereadPartitionTable(device: string): Promise<void> {
+  if (!(await stat(device)).isBlockDevice()) return;
+  const partx = await execa('partx', ['-u', device], { reject: false });
+  if (partx.exitCode !== 0) await execa('blockdev', ['--rereadpt', device], { reject: false });
+}
+
+async function tool(command: string, args: string[], input?: string): Promise<void> {
+  const result = await execa(command, args, { reject: false, all: true, ...(input === undefined ? {} : { input }) });
+  if (result.exitCode !== 0 || result.failed) {
+    throw couldNotCreateConfigDrive(why.toolFailed(`${command} ${args.join(' ')}`, result.all ?? result.message));
+  }
+}

@@ -1,0 +1,38 @@
+// Refuses, before anything is written, config drive fields cloud-init could not use or that would
+// silently change how it runs. Throws ByoiError kind invalid-job (exit 2).
+import { configDriveMessages as m, invalidConfigDrive } from '../errors.ts';
+import { hostnameProblem } from './hostname.ts';
+import { METADATA_KEY_MAX_CHARS, METADATA_MAX_BYTES, USER_DATA_MAX_BYTES, type ConfigDriveOptions } from './options.ts';
+import { parseSshPublicKey, sshKeyLines } from './ssh-key.ts';
+import { decodeUserData } from './user-data.ts';
+
+/** cloud-init reads meta.dsmode as its datasource mode (local/net/pass/disabled). */
+const RESERVED_METADATA_KEYS = ['dsmode'];
+
+export function validateConfigDrive(options: ConfigDriveOptions): void {
+  const hostname = options.hostname?.trim();
+  if (hostname) {
+    const problem = hostnameProblem(hostname);
+    if (problem) throw invalidConfigDrive(m.invalidHostname(hostname, problem));
+  }
+
+  sshKeyLines(options.sshKeys).forEach((line, index) => {
+    const parsed = parseSshPublicKey(line);
+    if (typeof parsed === 'string') throw invalidConfigDrive(m.invalidSshKey(index + 1, parsed));
+  });
+
+  for (const [key, value] of Object.entries(options.metadata)) {
+    if (key === '') throw invalidConfigDrive(m.emptyMetadataKey());
+    if (RESERVED_METADATA_KEYS.includes(key)) throw invalidConfigDrive(m.reservedMetadataKey(key));
+    if (key.length > METADATA_KEY_MAX_CHARS) throw invalidConfigDrive(m.metadataKeyTooLong(key, METADATA_KEY_MAX_CHARS));
+    if (/[\u0000-\u001f\u007f]/.test(key)) throw invalidConfigDrive(m.metadataKeyControl(key));
+    if (typeof value !== 'string') throw invalidConfigDrive(m.metadataValueNotString(key));
+  }
+  const metadataBytes = Buffer.byteLength(JSON.stringify(options.metadata));
+  if (metadataBytes > METADATA_MAX_BYTES) throw invalidConfigDrive(m.metadataTooBig(metadataBytes, METADATA_MAX_BYTES));
+
+  if (options.userData !== undefined) {
+    const bytes = decodeUserData(options.userData).length;
+    if (bytes > USER_DATA_MAX_BYTES) throw invalidConfigDrive(m.userDataTooBig(bytes, USER_DATA_MAX_BYTES));
+  }
+}
