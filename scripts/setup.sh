@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what byoi, its tests and its demo need on Debian 12 (as root), then the npm dependencies.
+# podman, runc and mmdebstrap build and run the container in scripts/container-test.sh.
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   qemu-utils gdisk fdisk util-linux dosfstools mtools parted e2fsprogs xfsprogs
   curl xz-utils zstd bzip2 cloud-init openssh-client
+  podman runc mmdebstrap
 )
 missing=()
 for p in "${packages[@]}"; do

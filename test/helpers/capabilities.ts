@@ -18,6 +18,7 @@ const checks = {
   loop: () => process.getuid?.() === 0 && commandExists('losetup'),
   'qemu-img': () => commandExists('qemu-img') && commandExists('qemu-io'),
   sgdisk: () => commandExists('sgdisk'),
+  podman: () => ['podman', 'runc', 'mmdebstrap'].every(commandExists),
   mtools: () => commandExists('mcopy') && commandExists('mkfs.fat'),
   'ssh-keygen': () => commandExists('ssh-keygen'),
   'cloud-init': () => {

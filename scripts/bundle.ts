@@ -1,0 +1,95 @@
+// The bundler behind `npm run build` (scripts/build.ts): one ESM file per program that runs on a
+// bare Node 24, with no node_modules beside it (the rescue image has none).
+//
+// Worker threads: a module that starts a worker with `new URL('./x.ts', import.meta.url)` (a
+// literal, relative .ts path) gets that worker bundled too. The plugin below rewrites the URL to
+// `./worker-<path>.mjs` beside byoi.mjs and the worker is built as its own bundle, recursively.
+// So in development the .ts runs directly, and in the bundle its built twin does.
+import { build, type BuildOptions, type Plugin } from 'esbuild';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+// Bundled CommonJS dependencies call require() and read __dirname; an ESM bundle has neither.
+// __dirname/__filename go through `define` so that ESM modules declaring their own are untouched.
+// (esbuild keeps the entry's own `#!/usr/bin/env node` line first; ensureShebang checks it is there.)
+const banner = [
+  "import { createRequire as __byoiCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __byoiFileURLToPath } from 'node:url';",
+  'const require = __byoiCreateRequire(import.meta.url);',
+  'const __byoiFilename = __byoiFileURLToPath(import.meta.url);',
+  "const __byoiDirname = __byoiFilename.slice(0, __byoiFilename.lastIndexOf('/'));",
+].join('\n');
+
+const workerUrl = /new\s+URL\(\s*(['"`])(\.{1,2}\/[^'"`]+\.ts)\1\s*,\s*import\.meta\.url\s*\)/g;
+
+/** The bundle name of a worker source file: flat in dist/, so every rewritten URL is `./name`. */
+function workerBundleName(source: string): string {
+  return `worker-${relative(root, source).replace(/\.ts$/, '').replaceAll(/[/\\]/g, '.')}.mjs`;
+}
+
+/** Rewrites worker URLs in our own sources and records the workers it saw. */
+function workerUrls(found: Set<string>): Plugin {
+  return {
+    name: 'byoi-worker-urls',
+    setup(pluginBuild) {
+      pluginBuild.onLoad({ filter: /\.ts$/ }, async (args) => {
+        if (args.path.includes('/node_modules/')) return undefined;
+        const text = await readFile(args.path, 'utf8');
+        const contents = text.replaceAll(workerUrl, (_match, _quote: string, path: string) => {
+          const source = resolve(dirname(args.path), path);
+          found.add(source);
+          return `new URL(${JSON.stringify(`./${workerBundleName(source)}`)}, import.meta.url)`;
+        });
+        return { contents, loader: 'ts' };
+      });
+    },
+  };
+}
+
+const common: BuildOptions = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node24',
+  banner: { js: banner },
+  define: { __dirname: '__byoiDirname', __filename: '__byoiFilename' },
+  // pino's worker-thread transports are never used: the agent logs to stderr directly.
+  logLevel: 'warning',
+  legalComments: 'none',
+};
+
+/** The bundle is run as a program (`dist/byoi.mjs --help`): it must start with a shebang and be executable. */
+async function ensureShebang(file: string): Promise<void> {
+  const text = await readFile(file, 'utf8');
+  if (!text.startsWith('#!')) await writeFile(file, `#!/usr/bin/env node\n${text}`);
+  await chmod(file, 0o755);
+}
+
+/**
+ * Bundles `entry` into `outdir/name` and every worker it starts into `outdir/worker-*.mjs`;
+ * `outdir` is emptied first. Returns the files written.
+ */
+export async function bundle(entry: string, outdir: string, name: string): Promise<string[]> {
+  await rm(outdir, { recursive: true, force: true });
+  await mkdir(outdir, { recursive: true });
+  const built: string[] = [];
+  const done = new Set<string>();
+  const pending: { source: string; outfile: string }[] = [{ source: resolve(entry), outfile: resolve(outdir, name) }];
+  while (pending.length > 0) {
+    const { source, outfile } = pending.shift()!;
+    done.add(source);
+    const found = new Set<string>();
+    await build({ ...common, entryPoints: [source], outfile, plugins: [workerUrls(found)] });
+    await ensureShebang(outfile);
+    built.push(outfile);
+    for (const worker of found) {
+      if (!done.has(worker) && !pending.some((p) => p.source === worker)) {
+        pending.push({ source: worker, outfile: resolve(outdir, workerBundleName(worker)) });
+      }
+    }
+  }
+  return built;
+}

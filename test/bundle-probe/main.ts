@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+// A program shaped like the agent, for test/build.test.ts: the runtime dependencies the agent
+// bundles (yargs, pino on stderr, got, execa) and a worker thread started the way decoders do.
+import { Worker } from 'node:worker_threads';
+import got from 'got';
+import { execa } from 'execa';
+import pino from 'pino';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+
+const argv = await yargs(hideBin(process.argv)).option('square', { type: 'number', demandOption: true }).strict().parseAsync();
+
+const log = pino({ base: null }, pino.destination({ dest: 2, sync: true }));
+log.info({ probe: true }, 'probe started');
+
+const worker = new Worker(new URL('./square.ts', import.meta.url));
+const squared = await new Promise<number>((resolve, reject) => {
+  worker.once('message', resolve);
+  worker.once('error', reject);
+  worker.postMessage(argv.square);
+});
+await worker.terminate();
+
+const echoed = (await execa('echo', ['execa works'])).stdout;
+process.stdout.write(`${JSON.stringify({ squared, echoed, got: typeof got.stream })}\n`);
