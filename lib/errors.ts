@@ -29,6 +29,87 @@ export function exitCodeOf(error: unknown): 1 | 2 {
   return error instanceof ByoiError && error.kind === 'invalid-job' ? 2 : 1;
 }
 
+// qcow2 images (lib/formats/qcow2*.ts). "Bad" means malformed or hostile; "Unsupported" means a valid
+// qcow2 feature that a self-contained deployment cannot honour. Offsets are printed in hex, as qemu does.
+
+const hex = (value: number | bigint): string => `0x${value.toString(16)}`;
+
+export const qcow2TooShort = (fileSize: number) =>
+  refusedImage(`Bad qcow2 image: the file is ${fileSize} bytes, too short to hold a qcow2 header.`);
+export const qcow2BadMagic = () => refusedImage('Bad qcow2 image: the file does not start with the qcow2 magic "QFI\\xfb".');
+export const qcow2BadVersion = (version: number) =>
+  refusedImage(`Unsupported qcow2 image: version ${version}; byoi reads qcow2 versions 2 and 3.`);
+export const qcow2UnknownFeatures = (names: readonly string[]) =>
+  refusedImage(`Unsupported qcow2 image: it needs features byoi does not know: ${names.join(', ')}.`);
+export const qcow2Encrypted = (method: number) =>
+  refusedImage(
+    `Unsupported qcow2 image: it is encrypted (${method === 1 ? 'AES' : method === 2 ? 'LUKS' : `method ${method}`}); deploy an unencrypted image.`,
+  );
+export const qcow2BackingFile = (name: string) =>
+  refusedImage(
+    `Unsupported qcow2 image: it needs the backing file "${name}"; make a self-contained image first (qemu-img convert -O qcow2).`,
+  );
+export const qcow2ExternalDataFile = (name: string) =>
+  refusedImage(`Unsupported qcow2 image: its data lives in the external data file "${name}", which is not part of the image.`);
+export const qcow2RawDataFileWithoutDataFile = () =>
+  refusedImage('Bad qcow2 image: autoclear feature bit 1 (raw external data) is set but the image has no external data file.');
+export const qcow2Corrupt = () =>
+  refusedImage('Bad qcow2 image: it is marked corrupt (qemu found inconsistent metadata); repair it with qemu-img check -r all first.');
+export const qcow2BadClusterBits = (bits: number) =>
+  refusedImage(`Bad qcow2 image: cluster_bits is ${bits}; qcow2 allows 9 to 21 (clusters of 512 bytes to 2 MiB).`);
+export const qcow2BadHeaderLength = (length: number, clusterSize: number) =>
+  refusedImage(
+    `Bad qcow2 image: header_length is ${length}; a version 3 header is at least 104 bytes, a multiple of 8 and inside the first cluster (${clusterSize} bytes).`,
+  );
+export const qcow2BadHeaderExtension = (offset: number) =>
+  refusedImage(`Bad qcow2 image: the header extension at offset ${hex(offset)} runs past the end of the header area.`);
+export const qcow2BadRefcountOrder = (order: number) =>
+  refusedImage(`Bad qcow2 image: refcount_order is ${order}; qcow2 allows at most 6 (64-bit refcounts).`);
+export const qcow2UnknownCompression = (type: number) =>
+  refusedImage(`Unsupported qcow2 image: compression type ${type} is unknown (byoi reads 0, zlib, and 1, zstd).`);
+export const qcow2CompressionBitMismatch = (type: 'zlib' | 'zstd') =>
+  refusedImage(
+    type === 'zlib'
+      ? 'Bad qcow2 image: the compression type is zlib but incompatible feature bit 3 (compression type) is set.'
+      : 'Bad qcow2 image: the compression type is zstd but incompatible feature bit 3 (compression type) is not set.',
+  );
+export const qcow2ExtendedL2SmallClusters = (clusterSize: number) =>
+  refusedImage(
+    `Bad qcow2 image: extended L2 entries need clusters of at least 16384 bytes (512-byte subclusters); this image has ${clusterSize}-byte clusters.`,
+  );
+export const qcow2VirtualSizeTooBig = (size: bigint) =>
+  refusedImage(`Bad qcow2 image: its virtual size of ${size} bytes is above 2^53 bytes.`);
+export const qcow2L1TooSmall = (entries: number, needed: number) =>
+  refusedImage(`Bad qcow2 image: the L1 table has ${entries} entries but the virtual size needs ${needed}.`);
+export const qcow2L1TooLarge = (entries: number) =>
+  refusedImage(`Bad qcow2 image: the L1 table has ${entries} entries, above the limit of 4194304 (32 MiB).`);
+/** `what` names a structure: "the L1 table", "the L2 table", "the data of guest offset 0x...". */
+export const qcow2BeyondEnd = (what: string, offset: number | bigint, fileSize: number) =>
+  refusedImage(`Bad qcow2 image: ${what} at offset ${hex(offset)} is beyond the end of the file (${fileSize} bytes).`);
+export const qcow2Misaligned = (what: string, offset: number | bigint, clusterSize: number) =>
+  refusedImage(`Bad qcow2 image: ${what} at offset ${hex(offset)} is not aligned to the cluster size (${clusterSize} bytes).`);
+export const qcow2GuestData = (guestOffset: number) => `the data of guest offset ${hex(guestOffset)}`;
+export const qcow2CompressedData = (guestOffset: number) => `the compressed data of guest offset ${hex(guestOffset)}`;
+export const qcow2V2ZeroFlag = (guestOffset: number) =>
+  refusedImage(`Bad qcow2 image: the cluster at guest offset ${hex(guestOffset)} has the zero flag, which version 2 images do not have.`);
+export const qcow2SubclusterAllocAndZero = (guestOffset: number, subcluster: number) =>
+  refusedImage(
+    `Bad qcow2 image: subcluster ${subcluster} of the cluster at guest offset ${hex(guestOffset)} is marked both allocated and zero.`,
+  );
+export const qcow2SubclusterWithoutCluster = (guestOffset: number) =>
+  refusedImage(
+    `Bad qcow2 image: the cluster at guest offset ${hex(guestOffset)} has allocated subclusters but no host cluster.`,
+  );
+export const qcow2CompressedWithBitmap = (guestOffset: number) =>
+  refusedImage(`Bad qcow2 image: the compressed cluster at guest offset ${hex(guestOffset)} has a non-zero subcluster bitmap.`);
+export const qcow2BadCompressedCluster = (guestOffset: number, codec: 'zlib' | 'zstd', clusterSize: number, reason: string) =>
+  refusedImage(
+    `Bad qcow2 image: the ${codec} data of guest offset ${hex(guestOffset)} does not decompress to exactly one cluster (${clusterSize} bytes): ${reason}.`,
+  );
+export const decompressionWorkerFailed = (reason: string) =>
+  new ByoiError('failed', `Could not decompress the image: a decompression thread failed (${reason}).`);
+export const decompressionStopped = () => new ByoiError('failed', 'Could not decompress the image: decompression was stopped.');
+
 // Disks and disk groups.
 export function unknownDiskGroup(id: number, groups: string[]): ByoiError {
   const known = groups.length ? `the disk groups here are: ${groups.join('; ')}` : 'no disk here may be deployed onto';
@@ -173,3 +254,49 @@ export const configDriveRefusals = {
     `the config drive filesystem uses ${imageSectorSize}-byte sectors, smaller than the disk's ${diskSectorSize}-byte sectors.`,
   toolFailed: (command: string, output: string) => `${command} failed: ${output.trim()}`,
 } as const;
+
+// --- Images and writing them (lib/formats/open.ts, lib/disk/writer.ts) ---
+
+/** An image in a format byoi recognises but does not convert (VMDK, OVA, a compressed stream). */
+export function unsupportedImageFormat(format: string, description: string): ByoiError {
+  return refusedImage(`image provided format is ${format} (${description}) which byoi cannot convert, expected: qcow2, raw.`);
+}
+
+/** OVH's sentence for an image whose content is not the type the job named. */
+export function imageFormatMismatch(format: string, expected: string, description: string): ByoiError {
+  return refusedImage(`image provided format is ${format} which does not match expected ${expected} format`, `The file is ${description}.`);
+}
+
+export function emptyImage(): ByoiError {
+  return refusedImage('image provided is empty.');
+}
+
+/** Until the qcow2 decoder is wired into lib/formats/open.ts. */
+export function qcow2NotAvailable(): ByoiError {
+  return refusedImage('qcow2 images cannot be decoded by this build of byoi yet.');
+}
+
+/** OVH's sentence for an image whose virtual size exceeds the disk. */
+export function imageLargerThanDevice(imageBytes: number, deviceBytes: number): ByoiError {
+  return refusedImage(`image provided has a size of ${imageBytes} bytes which is larger than device of ${deviceBytes} bytes`);
+}
+
+/** A target that is neither a regular file (or a new one) nor a block device. */
+export function badTarget(path: string, what: string): ByoiError {
+  return new ByoiError('invalid-job', `Can not write to ${path}: it is ${what}, not a regular file or a block device.`);
+}
+
+/** The block device is mounted or held open exclusively by something else. */
+export function deviceBusy(path: string): ByoiError {
+  return new ByoiError('failed', `Can not write to ${path}: the device is in use (mounted, or held by another program).`);
+}
+
+/** OVH's sentence for a failure while writing; the cause goes in the detail. */
+export function cannotWriteImage(format: string, cause: string): ByoiError {
+  return new ByoiError('failed', `Can't write ${format} on disk.`, cause);
+}
+
+/** IMAGE given on the command line cannot be read. */
+export function cannotReadImage(path: string, cause: string): ByoiError {
+  return new ByoiError('invalid-job', `Can not read image ${path}: ${cause}`);
+}

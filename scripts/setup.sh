@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-  qemu-utils gdisk fdisk util-linux dosfstools mtools parted e2fsprogs xfsprogs
+  qemu-utils gdisk fdisk util-linux dosfstools mtools parted e2fsprogs xfsprogs btrfs-progs ntfs-3g
+  cryptsetup-bin genisoimage
   curl xz-utils zstd bzip2 cloud-init openssh-client
   podman runc mmdebstrap
 )

@@ -1,0 +1,30 @@
+// `byoi convert IMAGE TARGET [--type auto|qcow2|raw]`: the raw disk an image describes, into a
+// regular file (sparse) or onto an existing block device. A refused image leaves TARGET untouched.
+import type { CommandModule } from 'yargs';
+import { describeTarget, writeImage } from '../../lib/disk/writer.ts';
+import { imageTypes, openImage, type ImageType } from '../../lib/formats/open.ts';
+import { run } from '../run.ts';
+import { readImageFile } from './read-image.ts';
+
+interface ConvertArgs {
+  image: string;
+  target: string;
+  type: ImageType;
+}
+
+export const convertCommand: CommandModule<object, ConvertArgs> = {
+  command: 'convert <image> <target>',
+  describe: 'Write the raw disk an image describes into a file or onto a block device',
+  builder: (yargs) =>
+    yargs
+      .positional('image', { type: 'string', demandOption: true, describe: 'image file' })
+      .positional('target', { type: 'string', demandOption: true, describe: 'regular file (created or replaced) or block device' })
+      .option('type', { choices: imageTypes, default: 'auto' as ImageType, describe: 'image format; auto detects it by content' }),
+  handler: (args) =>
+    run(async () => {
+      await describeTarget(args.target); // a directory or special file is a usage error: say so before reading the image
+      const image = openImage(await readImageFile(args.image), args.type);
+      const written = await writeImage(image, args.target);
+      process.stdout.write(`Wrote ${image.info.virtualSize} bytes (${written} of data) from ${image.info.format} image to ${args.target}\n`);
+    }),
+};

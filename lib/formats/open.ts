@@ -1,0 +1,37 @@
+// Picks the decoder for an image: by content for `auto`, as told otherwise. Formats byoi
+// recognises but cannot convert are refused here, before anything is written.
+import { emptyImage, imageFormatMismatch, qcow2NotAvailable, unsupportedImageFormat } from '../errors.ts';
+import { detectFormat } from './detect.ts';
+import { openRaw } from './raw.ts';
+import type { DetectedFormat, DiskImage, ImageSource } from './types.ts';
+
+export type ImageType = 'auto' | 'qcow2' | 'raw';
+export const imageTypes: readonly ImageType[] = ['auto', 'qcow2', 'raw'];
+
+/** Containers and streams whose bytes are not a disk: writing them raw would give an unbootable disk. */
+const notConvertible: ReadonlySet<DetectedFormat> = new Set(['vmdk', 'tar', 'gzip', 'xz', 'zstd', 'bzip2']);
+
+export function openImage(source: ImageSource, type: ImageType): DiskImage {
+  if (source.size === 0) throw emptyImage();
+  const detected = detectFormat(source);
+  switch (type) {
+    case 'qcow2':
+      if (detected.format !== 'qcow2') throw imageFormatMismatch(formatName(detected.format), 'qcow2', detected.description);
+      return openQcow2(source);
+    case 'raw':
+      return openRaw(source);
+    case 'auto':
+      if (detected.format === 'qcow2') return openQcow2(source);
+      if (notConvertible.has(detected.format)) throw unsupportedImageFormat(detected.format, detected.description);
+      return openRaw(source);
+  }
+}
+
+/** Disks, filesystems and unknown bytes are all "raw" to OVH's vocabulary. */
+function formatName(format: DetectedFormat): string {
+  return format === 'qcow2' || notConvertible.has(format) ? format : 'raw';
+}
+
+function openQcow2(_source: ImageSource): DiskImage {
+  throw qcow2NotAvailable();
+}

@@ -1,0 +1,136 @@
+// Worker threads that decompress batches of qcow2 clusters, so decompression runs on the other cores
+// while the main thread walks the map and writes. A batch's compressed bytes are copied into one
+// transferable buffer; its clusters come back in one transferred buffer, in order.
+import { Worker } from 'node:worker_threads';
+import { decompressCluster, OWN_BUFFER_CLUSTER_SIZE, type Codec } from './qcow2-decompress.ts';
+import { decompressionStopped, decompressionWorkerFailed } from '../errors.ts';
+
+/** A batch that did not decompress: which cluster of it, and why. */
+export interface BatchFailure {
+  readonly index: number;
+  readonly reason: string;
+}
+
+interface Request {
+  id: number;
+  codec: Codec;
+  clusterSize: number;
+  input: ArrayBuffer;
+  /** [start, length] of each cluster's bytes in `input`. */
+  bounds: number[];
+}
+
+/**
+ * Pieces of the batch's output in order, each [buffer, byteOffset, byteLength], or the failure; the
+ * request's input buffer always comes back, for reuse.
+ */
+type Reply = { id: number; input: ArrayBuffer } & ({ pieces: [ArrayBuffer, number, number][] } | { index: number; reason: string });
+
+// Runs inside each worker: CommonJS `eval` code, built from `decompressCluster`'s own source text.
+// Large clusters travel in the buffers zlib made for them (transferred, not copied: no garbage piles
+// up in the worker); small ones are packed into one buffer per batch.
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const zlib = require('node:zlib');
+const decompressCluster = (${decompressCluster.toString()});
+parentPort.on('message', ({ id, codec, clusterSize, input, bounds }) => {
+  const count = bounds.length / 2;
+  const own = clusterSize >= ${OWN_BUFFER_CLUSTER_SIZE};
+  const packed = own ? undefined : Buffer.allocUnsafeSlow(count * clusterSize);
+  const pieces = [];
+  for (let i = 0; i < count; i++) {
+    const cluster = decompressCluster(zlib, codec, new Uint8Array(input, bounds[2 * i], bounds[2 * i + 1]), clusterSize);
+    if (typeof cluster === 'string') return parentPort.postMessage({ id, input, index: i, reason: cluster }, [input]);
+    if (own) pieces.push([cluster.buffer, cluster.byteOffset, cluster.byteLength]);
+    else cluster.copy(packed, i * clusterSize);
+  }
+  if (packed) pieces.push([packed.buffer, 0, packed.length]);
+  parentPort.postMessage({ id, input, pieces }, [input, ...pieces.map((piece) => piece[0])]);
+});
+`;
+
+/** Input buffers are at least this large, so one fits most batches. */
+const MIN_INPUT_BUFFER = 2 * 1024 * 1024;
+
+interface Pending {
+  resolve(result: Buffer[] | BatchFailure): void;
+  reject(error: Error): void;
+}
+
+export class DecompressPool {
+  private readonly workers: Worker[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private readonly load = new Map<Worker, number>();
+  private readonly codec: Codec;
+  private readonly clusterSize: number;
+  private nextId = 0;
+  /** Input buffers back from the workers: reused, so compressed bytes leave no garbage behind. */
+  private readonly spareInputs: ArrayBuffer[] = [];
+  private failure: Error | undefined;
+
+  constructor(codec: Codec, clusterSize: number, threads: number) {
+    this.codec = codec;
+    this.clusterSize = clusterSize;
+    for (let i = 0; i < threads; i++) {
+      const worker = new Worker(WORKER_SOURCE, { eval: true });
+      worker.on('message', (reply: Reply) => this.settle(worker, reply));
+      worker.on('error', (error) => this.fail(decompressionWorkerFailed(error.message)));
+      worker.on('exit', (code) => {
+        if (this.workers.includes(worker)) this.fail(decompressionWorkerFailed(`a worker exited with code ${code}`));
+      });
+      this.workers.push(worker);
+      this.load.set(worker, 0);
+    }
+  }
+
+  /** The batch's clusters in order, in one or more buffers, or the first that failed. */
+  decompress(inputs: readonly Buffer[]): Promise<Buffer[] | BatchFailure> {
+    if (this.failure) return Promise.reject(this.failure);
+    let total = 0;
+    for (const input of inputs) total += input.length;
+    const spare = this.spareInputs.findIndex((buffer) => buffer.byteLength >= total);
+    const packed = Buffer.from(spare >= 0 ? this.spareInputs.splice(spare, 1)[0]! : new ArrayBuffer(Math.max(total, MIN_INPUT_BUFFER)));
+    const bounds: number[] = [];
+    let at = 0;
+    for (const input of inputs) {
+      input.copy(packed, at);
+      bounds.push(at, input.length);
+      at += input.length;
+    }
+    let worker = this.workers[0]!;
+    for (const candidate of this.workers) if (this.load.get(candidate)! < this.load.get(worker)!) worker = candidate;
+    this.load.set(worker, this.load.get(worker)! + 1);
+    const id = this.nextId++;
+    const request: Request = { id, codec: this.codec, clusterSize: this.clusterSize, input: packed.buffer, bounds };
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      worker.postMessage(request, [request.input]);
+    });
+  }
+
+  /** Stops the workers; batches still pending are rejected. */
+  async close(): Promise<void> {
+    const workers = this.workers.splice(0);
+    this.fail(decompressionStopped());
+    await Promise.all(workers.map((worker) => worker.terminate()));
+  }
+
+  private settle(worker: Worker, reply: Reply): void {
+    const waiting = this.pending.get(reply.id);
+    if (!waiting) return;
+    this.pending.delete(reply.id);
+    this.load.set(worker, this.load.get(worker)! - 1);
+    this.spareInputs.push(reply.input);
+    waiting.resolve(
+      'pieces' in reply
+        ? reply.pieces.map(([buffer, offset, length]) => Buffer.from(buffer, offset, length))
+        : { index: reply.index, reason: reply.reason },
+    );
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    for (const waiting of this.pending.values()) waiting.reject(error);
+    this.pending.clear();
+  }
+}

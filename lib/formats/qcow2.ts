@@ -1,0 +1,178 @@
+// qcow2 (versions 2 and 3) as a DiskImage. Everything structural is validated at open, before a
+// single extent is yielded; only compressed data is checked later, as it is decompressed.
+//
+// Virtual sizes that are not a multiple of 512 are floored to 512, as qemu does: the partial last
+// sector cannot be read through qemu either, and `qemu-img convert` output has the floored size.
+import { availableParallelism } from 'node:os';
+import * as zlib from 'node:zlib';
+import type { DataExtent, DiskImage, Extent, ImageInfo, ImageSource } from './types.ts';
+import { parseQcow2Header, type Qcow2Header } from './qcow2-header.ts';
+import { qcow2Segments, validateQcow2Map, type Segment } from './qcow2-map.ts';
+import { decompressCluster, OWN_BUFFER_CLUSTER_SIZE } from './qcow2-decompress.ts';
+import { DecompressPool, type BatchFailure } from './qcow2-pool.ts';
+import { qcow2BadCompressedCluster } from '../errors.ts';
+
+export interface Qcow2Options {
+  /**
+   * Worker threads for compressed clusters: 0 decompresses on the calling thread. Default: one per
+   * core up to 4 (qemu's cap) when there is more than one core and enough compressed clusters to
+   * repay starting them, else 0.
+   */
+  readonly threads?: number;
+}
+
+const MiB = 1024 * 1024;
+/** Longest data extent, and the view size assumed for sources that do not say. */
+const MAX_RUN = 16 * MiB;
+/** Output of one compressed batch (at least one cluster). */
+const BATCH_BYTES = 1 * MiB;
+/** Compressed batches in flight per worker: keeps the workers busy, and memory bounded. */
+const BATCHES_PER_WORKER = 4;
+/** Segments decoded ahead of the consumer. */
+const MAX_QUEUE = 64;
+/** Below this many compressed clusters, starting workers costs more than it saves. */
+const POOL_THRESHOLD = 64;
+
+function defaultThreads(): number {
+  const cores = availableParallelism();
+  return cores > 1 ? Math.min(cores, 4) : 0;
+}
+
+/** The source's zero-copy view size, if it is made of chunks (ChunkedBuffer). */
+function viewSizeOf(source: ImageSource): number {
+  const chunkSize = (source as { chunkSize?: unknown }).chunkSize;
+  return typeof chunkSize === 'number' && chunkSize > 0 ? chunkSize : MAX_RUN;
+}
+
+export function openQcow2(source: ImageSource, options: Qcow2Options = {}): DiskImage {
+  const header = parseQcow2Header(source);
+  const stats = validateQcow2Map(source, header);
+  const info: ImageInfo = {
+    format: 'qcow2',
+    virtualSize: header.virtualSize,
+    fileSize: source.size,
+    allocatedBytes: stats.allocatedBytes,
+    clusterSize: header.clusterSize,
+    ...(stats.compressedClusters > 0 ? { compression: header.compression } : {}),
+    features: {
+      version: header.version,
+      compressionType: header.compression,
+      compressedClusters: stats.compressedClusters,
+      extendedL2: header.extendedL2,
+      dirty: header.dirty,
+      lazyRefcounts: header.lazyRefcounts,
+      refcountBits: header.refcountBits,
+      snapshots: header.snapshots,
+      ...(header.storedSize !== header.virtualSize ? { storedVirtualSize: header.storedSize } : {}),
+    },
+  };
+  const wanted = options.threads ?? (stats.compressedClusters >= POOL_THRESHOLD ? defaultThreads() : 0);
+  const threads = stats.compressedClusters === 0 ? 0 : Math.max(0, Math.floor(wanted));
+  const walk = (): Generator<Segment> =>
+    qcow2Segments(source, header, {
+      maxRun: MAX_RUN,
+      viewSize: viewSizeOf(source),
+      compressedBatch: Math.max(1, Math.floor(BATCH_BYTES / header.clusterSize)),
+      emptyTables: stats.emptyTables,
+    });
+  return { info, extents: () => qcow2Extents(source, header, walk, threads) };
+}
+
+type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
+
+function inputsOf(source: ImageSource, segment: CompressedSegment): Buffer[] {
+  return segment.clusters.map((cluster) => source.read(cluster.hostOffset, cluster.length));
+}
+
+function refusal(header: Qcow2Header, segment: CompressedSegment, failure: BatchFailure): Error {
+  const guest = segment.offset + failure.index * header.clusterSize;
+  return qcow2BadCompressedCluster(guest, header.compression, header.clusterSize, failure.reason);
+}
+
+/** Extents over a batch's decompressed pieces, in order, ending where the segment ends. */
+function decompressedExtents(segment: CompressedSegment, pieces: readonly Buffer[]): DataExtent[] {
+  const extents: DataExtent[] = [];
+  let offset = segment.offset;
+  const end = segment.offset + segment.length;
+  for (const piece of pieces) {
+    const length = Math.min(piece.length, end - offset);
+    if (length <= 0) break;
+    extents.push({ offset, length, data: piece.subarray(0, length) });
+    offset += length;
+  }
+  return extents;
+}
+
+/** Decompresses a batch on this thread. */
+function decompressHere(source: ImageSource, header: Qcow2Header, segment: CompressedSegment): DataExtent[] {
+  const { clusterSize } = header;
+  const inputs = inputsOf(source, segment);
+  const packed = clusterSize >= OWN_BUFFER_CLUSTER_SIZE ? undefined : Buffer.allocUnsafe(inputs.length * clusterSize);
+  const pieces: Buffer[] = [];
+  for (let i = 0; i < inputs.length; i++) {
+    const cluster = decompressCluster(zlib, header.compression, inputs[i]!, clusterSize);
+    if (typeof cluster === 'string') throw refusal(header, segment, { index: i, reason: cluster });
+    if (packed) cluster.copy(packed, i * clusterSize);
+    else pieces.push(cluster);
+  }
+  return decompressedExtents(segment, packed ? [packed] : pieces);
+}
+
+function plainExtent(source: ImageSource, segment: Exclude<Segment, CompressedSegment>): Extent {
+  if (segment.kind === 'zero') return { offset: segment.offset, length: segment.length, zero: true };
+  return { offset: segment.offset, length: segment.length, data: source.read(segment.host, segment.length) };
+}
+
+async function* qcow2Extents(
+  source: ImageSource,
+  header: Qcow2Header,
+  segments: () => Generator<Segment>,
+  threads: number,
+): AsyncGenerator<Extent> {
+  if (threads === 0) {
+    for (const segment of segments()) {
+      if (segment.kind === 'compressed') yield* decompressHere(source, header, segment);
+      else yield plainExtent(source, segment);
+    }
+    return;
+  }
+  // Batches go to the workers ahead of the consumer; extents come out in guest order.
+  const pool = new DecompressPool(header.compression, header.clusterSize, threads);
+  try {
+    const queue: (Extent | Promise<DataExtent[]>)[] = [];
+    const walk = segments();
+    let inFlight = 0;
+    let walked = false;
+    for (;;) {
+      while (!walked && queue.length < MAX_QUEUE && inFlight < threads * BATCHES_PER_WORKER) {
+        const next = walk.next();
+        if (next.done) {
+          walked = true;
+          break;
+        }
+        const segment = next.value;
+        if (segment.kind !== 'compressed') {
+          queue.push(plainExtent(source, segment));
+          continue;
+        }
+        inFlight++;
+        const extent = pool.decompress(inputsOf(source, segment)).then((result) => {
+          if (!Array.isArray(result)) throw refusal(header, segment, result);
+          return decompressedExtents(segment, result);
+        });
+        extent.catch(() => {}); // rejections are rethrown where the extent is awaited, in order
+        queue.push(extent);
+      }
+      const head = queue.shift();
+      if (head === undefined) return;
+      if (head instanceof Promise) {
+        inFlight--;
+        yield* await head;
+      } else {
+        yield head;
+      }
+    }
+  } finally {
+    await pool.close();
+  }
+}

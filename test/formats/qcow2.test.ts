@@ -1,0 +1,146 @@
+// The qcow2 decoder against qemu: every variant qemu-img and qemu-io make decodes to the same bytes
+// as `qemu-img convert -O raw`, on the calling thread and in the worker pool.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ChunkedBuffer } from '../../lib/chunked-buffer.ts';
+import { openQcow2 } from '../../lib/formats/qcow2.ts';
+import { makeQcow2Fixtures, patchBytes, patchU64, qemuRawSha256, QCOW2_FIXTURE_NAMES, type Qcow2Fixture } from '../../scripts/fixtures/qcow2.ts';
+import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
+import { decodeToSha256 } from './decode.ts';
+import { layoutOf, OFFSET_MASK } from './qcow2-layout.ts';
+
+describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert', () => {
+  let dir: string;
+  const fixtures = new Map<string, Qcow2Fixture>();
+
+  beforeAll(() => {
+    assertCapable('qemu-img');
+    dir = mkdtempSync(join(tmpdir(), 'byoi-qcow2-'));
+    for (const fixture of makeQcow2Fixtures(dir)) fixtures.set(fixture.name, fixture);
+  });
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function open(name: string, threads?: number) {
+    // Small chunks, so data runs must split at chunk ends and tables straddle nothing by luck.
+    const source = await ChunkedBuffer.fromFile(fixtures.get(name)!.path, 1024 * 1024);
+    return openQcow2(source, threads === undefined ? {} : { threads });
+  }
+
+  it.each(QCOW2_FIXTURE_NAMES)('%s decodes to qemu-img convert output', async (name) => {
+    const expected = qemuRawSha256(fixtures.get(name)!.path, dir);
+    const here = await decodeToSha256(await open(name, 0));
+    expect(here.sha256).toBe(expected);
+    const pooled = await decodeToSha256(await open(name, 2));
+    expect(pooled.sha256).toBe(expected);
+  });
+
+  it('merges contiguous data clusters and zero runs into few extents', async () => {
+    // 4 MiB of 4 KiB clusters: 1024 clusters, but only a handful of runs.
+    const { extents } = await decodeToSha256(await open('v3-4k', 0));
+    expect(extents).toBeLessThan(40);
+  });
+
+  it('reports what it read from the header', async () => {
+    const dirty = await open('lazy-dirty');
+    expect(dirty.info.features).toMatchObject({ dirty: true, lazyRefcounts: true, version: 3 });
+    const snapshots = await open('snapshots');
+    expect(snapshots.info.features).toMatchObject({ snapshots: 2 });
+    const odd = await open('size-not-512');
+    expect(odd.info.virtualSize).toBe(4 * 1024 * 1024);
+    expect(odd.info.features).toMatchObject({ storedVirtualSize: 4 * 1024 * 1024 + 100 });
+    const zstd = await open('zstd-4k');
+    expect(zstd.info).toMatchObject({ compression: 'zstd', clusterSize: 4096 });
+    expect(zstd.info.features).toMatchObject({ compressionType: 'zstd' });
+    const v2 = await open('v2-64k');
+    expect(v2.info.features).toMatchObject({ version: 2, refcountBits: 16 });
+    const extended = await open('extl2-64k');
+    expect(extended.info.features).toMatchObject({ extendedL2: true });
+    const empty = await open('empty');
+    expect(empty.info.allocatedBytes).toBe(0);
+  });
+
+  it('ignores unknown compatible and autoclear bits and unknown header extensions, as qemu does', async () => {
+    const path = join(dir, 'unknown-optional.qcow2');
+    copyFileSync(fixtures.get('v3-64k')!.path, path);
+    patchU64(path, 80, 1n << 40n);
+    patchU64(path, 88, 1n << 7n);
+    // The first extension becomes one of an unknown type; its data is skipped.
+    patchBytes(path, layoutOf(path).headerLength, Buffer.from([0x12, 0x34, 0x56, 0x78]));
+    const image = openQcow2(await ChunkedBuffer.fromFile(path), { threads: 0 });
+    expect((await decodeToSha256(image)).sha256).toBe(qemuRawSha256(path, dir));
+  });
+
+  it('decodes L2 tables shared by many L1 entries (each table is checked once)', async () => {
+    // 64 MiB of 512-byte clusters: 2048 L1 entries, all pointed at the first L2 table.
+    const path = join(dir, 'shared-l2.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', path, '64M']);
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x42 0 8k', '-c', 'write -z 8k 512', '-c', 'write -P 0x43 9k 1k', path], { stdio: 'ignore' });
+    const layout = layoutOf(path);
+    const first = layout.file.readBigUInt64BE(layout.l1Offset);
+    const l1Entries = layout.file.readUInt32BE(36);
+    expect(l1Entries).toBe(2048);
+    const l1 = Buffer.alloc(8 * l1Entries);
+    for (let i = 0; i < l1Entries; i++) l1.writeBigUInt64BE(first & ~(1n << 63n), 8 * i);
+    patchBytes(path, layout.l1Offset, l1);
+    const image = openQcow2(await ChunkedBuffer.fromFile(path), { threads: 0 });
+    expect(image.info.allocatedBytes).toBe(2048 * 9 * 1024);
+    expect((await decodeToSha256(image)).sha256).toBe(qemuRawSha256(path, dir));
+  });
+
+  it('opens an empty disk whatever its unused L1 fields say', async () => {
+    const path = join(dir, 'empty-odd-l1.qcow2');
+    copyFileSync(fixtures.get('zero-size')!.path, path);
+    patchBytes(path, 36, Buffer.alloc(4)); // l1_size 0
+    patchU64(path, 40, 0xffff_ffff_ffff_fe00n); // l1_table_offset nowhere
+    const image = openQcow2(await ChunkedBuffer.fromFile(path));
+    expect(image.info.virtualSize).toBe(0);
+    expect((await decodeToSha256(image)).extents).toBe(0);
+  });
+
+  it('decompresses in worker threads from a minified bundle too (the worker runs the same source)', async () => {
+    const entry = join(dir, 'entry.ts');
+    const lib = (path: string) => fileURLToPath(new URL(`../../lib/${path}`, import.meta.url));
+    writeFileSync(
+      entry,
+      `import { ChunkedBuffer } from ${JSON.stringify(lib('chunked-buffer.ts'))};
+import { openQcow2 } from ${JSON.stringify(lib('formats/qcow2.ts'))};
+import { createHash } from 'node:crypto';
+const hash = createHash('sha256');
+for await (const e of openQcow2(await ChunkedBuffer.fromFile(process.argv[2]), { threads: 2 }).extents()) hash.update('zero' in e ? Buffer.alloc(e.length) : e.data);
+console.log(hash.digest('hex'));`,
+    );
+    const bundle = join(dir, 'bundle.mjs');
+    await build({ entryPoints: [entry], bundle: true, platform: 'node', format: 'esm', minify: true, keepNames: true, outfile: bundle, logLevel: 'silent' });
+    for (const name of ['zlib-4k', 'zstd-4k', 'zstd-2m']) {
+      const path = fixtures.get(name)!.path;
+      const decoded = execFileSync(process.execPath, [bundle, path], { encoding: 'utf8' }).trim();
+      expect(decoded).toBe(qemuRawSha256(path, dir));
+    }
+  });
+
+  it('walks a huge disk of shared all-zero L2 tables in one step per table', async () => {
+    // 2^53 bytes of 2 MiB clusters: 16384 L1 entries, all pointed at one L2 table holding a zero
+    // cluster. Walked entry by entry that would be 2^32 entries; it must come out as one zero run.
+    const path = join(dir, 'huge-zero.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=2M', path, String(2 ** 53)]);
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 1 0 4k', '-c', 'write -z 0 2M', path], { stdio: 'ignore' });
+    const layout = layoutOf(path);
+    const first = layout.file.readBigUInt64BE(layout.l1Offset);
+    expect(first & OFFSET_MASK).not.toBe(0n);
+    expect(layout.l2[0]!.word & 1n).toBe(1n); // the zero flag
+    const l1 = Buffer.alloc(8 * 16384);
+    for (let i = 0; i < 16384; i++) l1.writeBigUInt64BE(first, 8 * i);
+    patchBytes(path, layout.l1Offset, l1);
+    const image = openQcow2(await ChunkedBuffer.fromFile(path));
+    const extents = [];
+    for await (const extent of image.extents()) extents.push(extent);
+    expect(extents).toEqual([{ offset: 0, length: 2 ** 53, zero: true }]);
+  });
+});
