@@ -10,6 +10,8 @@ const CLEAR_LINE = '\r\x1b[K';
 /** The process-wide progress bar on a TTY; log lines clear it first so the two never interleave. */
 export class ProgressBar {
   private bar: cliProgress.SingleBar | undefined;
+  private label = '';
+  private knownTotal = false;
 
   get active(): boolean {
     return this.bar !== undefined;
@@ -18,6 +20,8 @@ export class ProgressBar {
   start(label: string, total: number | null): void {
     this.stop();
     const known = total !== null && total > 0;
+    this.label = label;
+    this.knownTotal = known;
     this.bar = new cliProgress.SingleBar(
       {
         format: known
@@ -35,8 +39,10 @@ export class ProgressBar {
 
   update(done: number, total: number | null, bytesPerSecond: number): void {
     if (!this.bar) return;
-    if (total !== null && total > 0) this.bar.setTotal(total);
-    this.bar.update(total !== null && total > 0 ? done : 0, { doneH: bytes(done), rate: `${bytes(bytesPerSecond)}/s` });
+    // A total learnt after the start (a download's Content-Length): switch to a bar with ETA.
+    if (total !== null && total > 0 && !this.knownTotal) this.start(this.label, total);
+    if (total !== null && total > 0) this.bar!.setTotal(total);
+    this.bar!.update(total !== null && total > 0 ? done : 0, { doneH: bytes(done), rate: `${bytes(bytesPerSecond)}/s` });
   }
 
   stop(): void {

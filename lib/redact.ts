@@ -44,16 +44,22 @@ export class Redactor {
     return out;
   }
 
-  /** The secrets of a job: header values and the URL's credentials and query values. */
-  static forJob(job: { url: string; httpHeaders: Readonly<Record<string, string>> }): Redactor {
-    const secrets = Object.values(job.httpHeaders);
-    try {
+  /** The secrets of a job, valid or not yet validated: header values and the URL's credentials and query values. */
+  static forJob(job: { url?: unknown; httpHeaders?: Readonly<Record<string, unknown>> }): Redactor {
+    const secrets = Object.values(job.httpHeaders ?? {}).filter((v): v is string => typeof v === 'string');
+    if (typeof job.url === 'string' && URL.canParse(job.url)) {
       const url = new URL(job.url);
-      secrets.push(decodeURIComponent(url.username), decodeURIComponent(url.password), url.username, url.password);
+      secrets.push(url.username, url.password, safeDecode(url.username), safeDecode(url.password));
       for (const value of url.searchParams.values()) secrets.push(value);
-    } catch {
-      // an invalid URL never gets this far
     }
     return new Redactor(secrets);
+  }
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
   }
 }
