@@ -6,32 +6,21 @@ import { discoverDisks } from '../lib/disk/discover.ts';
 import { fixGpt, rereadPartitionTable } from '../lib/disk/gpt.ts';
 import { releaseDisk } from '../lib/disk/release.ts';
 import { chooseDisk } from '../lib/disk/select.ts';
-import { writeImage } from '../lib/disk/writer.ts';
-import { download, type Timeouts } from '../lib/download.ts';
+import { verifyImage, writeImage } from '../lib/disk/writer.ts';
+import { download } from '../lib/download.ts';
 import { checkImage } from '../lib/formats/check.ts';
-import type { DiskImage } from '../lib/formats/types.ts';
 import type { Job, Target } from '../lib/job.ts';
 import { ramBudget } from '../lib/memory.ts';
 import { redactUrl } from '../lib/redact.ts';
 import { reboot } from '../lib/reboot.ts';
 import type { Reporter } from './reporter.ts';
 
-export interface DeployOptions {
-  readonly timeouts?: Timeouts;
-}
-
 /** OVH: disk group 0 means automatic, and the default group is 1. */
 function diskChoice(target: Target): Target {
   return 'diskGroupId' in target && target.diskGroupId === 0 ? { diskGroupId: 1 } : target;
 }
 
-/** Decodes every extent once, so a refusal found only while decoding comes before any write. */
-async function decodeAll(image: DiskImage, report: Reporter): Promise<void> {
-  const total = image.info.virtualSize;
-  for await (const extent of image.extents()) report.progress(extent.offset + extent.length, total);
-}
-
-export async function deploy(job: Job, report: Reporter, options: DeployOptions = {}): Promise<void> {
+export async function deploy(job: Job, report: Reporter): Promise<void> {
   const log = report.logger;
 
   report.phase('plan', 'Choosing the disk');
@@ -46,7 +35,6 @@ export async function deploy(job: Job, report: Reporter, options: DeployOptions 
     type: job.type,
     budget,
     ...(job.checksum && { checksumType: job.checksum.type }),
-    ...(options.timeouts && { timeouts: options.timeouts }),
     onProgress: (done, total) => report.progress(done, total),
   });
   report.endPhase({ bytes: source.size });
@@ -57,15 +45,15 @@ export async function deploy(job: Job, report: Reporter, options: DeployOptions 
     report.setChecksum(digest);
   }
 
-  report.phase('inspect', 'Inspecting image', null);
+  report.phase('inspect', 'Inspecting image');
   const image = await checkImage(source, job.type, disk);
-  report.progress(0, image.info.virtualSize);
-  await decodeAll(image, report);
+  // Every extent decoded once, so a refusal found only while decoding comes before any write.
+  const verified = await verifyImage(image);
   report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }) });
 
   report.phase('write', `Writing image on ${disk.path}`, image.info.virtualSize);
   await releaseDisk(disk, (message) => log.info({ disk: disk.path }, message));
-  await writeImage(image, disk.path, { verified: true, onProgress: ({ done, total }) => report.progress(done, total) });
+  await writeImage(image, disk.path, { verified, onProgress: ({ done, total }) => report.progress(done, total) });
   report.endPhase();
 
   report.phase('partitions', 'Checking the partition table');

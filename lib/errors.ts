@@ -217,14 +217,11 @@ export const messages = {
   downloadFailed: (url: string) => `Could not download image located: ${url}.`,
   checksumMismatch: (type: string, got: string, expected: string) => `Bad ${type} for downloaded file, got: ${got} while expecting ${expected}.`,
 
-  // Inspection.
-  notQcow2: (format: string) => `image provided format is ${format} which does not match expected qcow2 format`,
+  // Inspection (the decoders' and the writer's sentences are above).
   noPartitionTable: (contents: string) => `image provided format is not of type raw because no partition table was found. It seems to contain: ${contents}`,
-  largerThanDevice: (imageBytes: number, deviceBytes: number) => `image provided has a size of ${imageBytes} bytes which is larger than device of ${deviceBytes} bytes`,
   sectorSizeMismatch: (imageSector: number, deviceSector: number) => `image provided has a GPT for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
 
-  // Write, partition table, reboot.
-  writeFailed: (type: string) => `Can't write ${type} on disk.`,
+  // Partition table, reboot (the writer's sentences are above).
   gptFixFailed: 'Can not move backup GPT data structures to the end of disk.',
   rereadFailed: (disk: string) => `Could not re-read the partition table of ${disk}.`,
   rebootFailed: 'Could not reboot the server.',

@@ -1,6 +1,6 @@
 // The inspect step of a deployment: is the downloaded file what the job says, does it fit the
 // disk, is it laid out for the disk's sector size? Reads only the image; nothing is written.
-import { messages, refusedImage } from '../errors.ts';
+import { imageLargerThanDevice, messages, refusedImage } from '../errors.ts';
 import { detectFormat, gptSectorSize } from './detect.ts';
 import { openImage } from './open.ts';
 import type { DiskImage, ImageSource } from './types.ts';
@@ -42,7 +42,7 @@ export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw', dis
   }
   const image = openImage(source, type);
   const { virtualSize } = image.info;
-  if (virtualSize > disk.size) throw refusedImage(messages.largerThanDevice(virtualSize, disk.size));
+  if (virtualSize > disk.size) throw imageLargerThanDevice(virtualSize, disk.size);
   const imageSectors = gptSectorSize(type === 'raw' ? source : bufferSource(await guestHead(image, 8192)));
   if (imageSectors !== undefined && imageSectors !== disk.logicalSectorSize) {
     throw refusedImage(messages.sectorSizeMismatch(imageSectors, disk.logicalSectorSize));
