@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { agentCommand } from './agent.ts';
 import { configDriveCommand } from './configdrive.ts';
 import { convertCommand } from './convert.ts';
 import { deployCommandModule } from './deploy.ts';
@@ -14,4 +15,5 @@ export const commands: CommandModule<any, any>[] = [
   disksCommand,
   configDriveCommand,
   serveCommand,
+  agentCommand,
 ];
