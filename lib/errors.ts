@@ -269,11 +269,6 @@ export function emptyImage(): ByoiError {
   return refusedImage('image provided is empty.');
 }
 
-/** Until the qcow2 decoder is wired into lib/formats/open.ts. */
-export function qcow2NotAvailable(): ByoiError {
-  return refusedImage('qcow2 images cannot be decoded by this build of byoi yet.');
-}
-
 /** OVH's sentence for an image whose virtual size exceeds the disk. */
 export function imageLargerThanDevice(imageBytes: number, deviceBytes: number): ByoiError {
   return refusedImage(`image provided has a size of ${imageBytes} bytes which is larger than device of ${deviceBytes} bytes`);

@@ -9,7 +9,7 @@ packages=(
   qemu-utils gdisk fdisk util-linux dosfstools mtools parted e2fsprogs xfsprogs btrfs-progs ntfs-3g
   cryptsetup-bin genisoimage
   curl xz-utils zstd bzip2 cloud-init openssh-client
-  podman runc mmdebstrap
+  podman runc mmdebstrap qemu-system-x86 ovmf
 )
 missing=()
 for p in "${packages[@]}"; do

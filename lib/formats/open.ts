@@ -1,7 +1,8 @@
 // Picks the decoder for an image: by content for `auto`, as told otherwise. Formats byoi
 // recognises but cannot convert are refused here, before anything is written.
-import { emptyImage, imageFormatMismatch, qcow2NotAvailable, unsupportedImageFormat } from '../errors.ts';
+import { emptyImage, imageFormatMismatch, unsupportedImageFormat } from '../errors.ts';
 import { detectFormat } from './detect.ts';
+import { openQcow2 } from './qcow2.ts';
 import { openRaw } from './raw.ts';
 import type { DetectedFormat, DiskImage, ImageSource } from './types.ts';
 
@@ -32,6 +33,3 @@ function formatName(format: DetectedFormat): string {
   return format === 'qcow2' || notConvertible.has(format) ? format : 'raw';
 }
 
-function openQcow2(_source: ImageSource): DiskImage {
-  throw qcow2NotAvailable();
-}

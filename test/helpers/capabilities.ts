@@ -21,6 +21,8 @@ const checks = {
   podman: () => ['podman', 'runc', 'mmdebstrap'].every(commandExists),
   mtools: () => commandExists('mcopy') && commandExists('mkfs.fat'),
   'ssh-keygen': () => commandExists('ssh-keygen'),
+  // The VM harness (scripts/vm): QEMU to boot the guest, mmdebstrap to build it when not cached.
+  qemu: () => commandExists('qemu-system-x86_64') && commandExists('mmdebstrap'),
   'cloud-init': () => {
     try {
       execFileSync('/usr/bin/python3', ['-c', 'import cloudinit.sources.DataSourceConfigDrive'], { stdio: 'ignore' });
