@@ -267,3 +267,29 @@ export const messages = {
   rereadFailed: (disk: string) => `Could not re-read the partition table of ${disk}.`,
   rebootFailed: 'Could not reboot the server.',
 } as const;
+
+// ---- The provisioning API (byoi serve) and its agent (byoi agent). ----
+
+export const apiMessages = {
+  badJson: 'Bad request body, expected: a JSON object.',
+  badOperatingSystem: 'Bad operatingSystem, expected: byoi_64.',
+  missingApiKey: 'You must authenticate: send your API key as "Authorization: Bearer <key>".',
+  unknownApiKey: 'This API key is not valid.',
+  notYourServer: (serviceName: string) => `You are not allowed to manage the server ${serviceName}.`,
+  noSuchServer: (serviceName: string) => `The requested object (serviceName = ${serviceName}) does not exist`,
+  noSuchTask: (taskId: string) => `The requested object (taskId = ${taskId}) does not exist`,
+  deploymentRunning: (serviceName: string) => `An installation is already in progress on ${serviceName}.`,
+  notInstalling: 'Server is not being installed or reinstalled at the moment',
+  missingAgentToken: 'The agent must authenticate: send its token as "Authorization: Bearer <token>".',
+  wrongAgentToken: 'This agent token is not valid for this server.',
+  deploymentFinished: 'This deployment is finished: there is no job to take.',
+  badEvents: 'Bad events, expected: {"events": [{status, message, phase, ...}]}.',
+  notFound: 'Not found.',
+  bootFailed: (serviceName: string) => `Could not boot ${serviceName} on the deployment agent.`,
+  badConfig: (path: string, why: string) => `Bad server configuration ${path}: ${why}.`,
+  badAgentSettings: (missing: string[]) => `Missing agent settings: ${missing.join(', ')} (flags --server, --service-name, --token or byoi.server=, byoi.service=, byoi.token= on the kernel command line).`,
+  jobUnavailable: (url: string) => `Could not fetch the job from ${url}.`,
+} as const;
+
+/** The first step of every deployment, before the agent has taken its job. */
+export const bootStep = { phase: 'boot', message: 'Booting the server on the deployment agent' } as const;
