@@ -256,6 +256,8 @@ export const messages = {
   // Download and checksum.
   tooBigForMemory: (type: string) => `Could not download, ${type} image is too big to download in memory.`,
   downloadFailed: (url: string) => `Could not download image located: ${url}.`,
+  downloadDeadline: (seconds: number, held: number, total: number | null) =>
+    `the download did not finish within ${seconds} s (${held} of ${total ?? 'unknown'} bytes received)`,
   checksumMismatch: (type: string, got: string, expected: string) => `Bad ${type} for downloaded file, got: ${got} while expecting ${expected}.`,
 
   // Inspection (the decoders' and the writer's sentences are above).

@@ -1,10 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { download } from '../lib/download.ts';
+import { download, type DownloadEvent } from '../lib/download.ts';
 import { ByoiError } from '../lib/errors.ts';
-import { closedPort, startServer, type TestServer } from './helpers/http.ts';
+import { closedPort, startServer, type Fault, type TestServer } from './helpers/http.ts';
 
 const body = randomBytes(3 * 1024 * 1024 + 17);
+/** Short backoffs so that retries cost milliseconds. */
+const fast = { retry: { attempts: 4, initialDelay: 5, maxDelay: 20, retryAfterCap: 2000 } } as const;
 const sha256 = createHash('sha256').update(body).digest('hex');
 let server: TestServer;
 
@@ -45,22 +47,22 @@ describe('download', () => {
   });
 
   it('sends the job headers', async () => {
-    const { image } = await download({ url: `${server.url}/auth.img`, headers: { 'X-Token': 'secret-token-value' }, type: 'raw', budget: 1e9 });
+    const { image } = await download({ url: `${server.url}/auth.img`, headers: { 'X-Token': 'secret-token-value' }, type: 'raw', budget: 1e9, ...fast });
     expect(image.size).toBe(body.length);
   });
 
   it('refuses a Content-Length above the budget', async () => {
-    const error = await failure(download({ url: `${server.url}/plain.img`, headers: {}, type: 'qcow2', budget: body.length - 1 }));
+    const error = await failure(download({ url: `${server.url}/plain.img`, headers: {}, type: 'qcow2', budget: body.length - 1, ...fast }));
     expect(error.message).toBe('Could not download, qcow2 image is too big to download in memory.');
   });
 
   it('enforces the budget without Content-Length', async () => {
-    const error = await failure(download({ url: `${server.url}/chunked.img`, headers: {}, type: 'raw', budget: 1024 * 1024 }));
+    const error = await failure(download({ url: `${server.url}/chunked.img`, headers: {}, type: 'raw', budget: 1024 * 1024, ...fast }));
     expect(error.message).toBe('Could not download, raw image is too big to download in memory.');
   });
 
   it('takes a body without Content-Length', async () => {
-    const { digest } = await download({ url: `${server.url}/chunked.img`, headers: {}, type: 'raw', budget: 1e9, checksumType: 'sha256' });
+    const { digest } = await download({ url: `${server.url}/chunked.img`, headers: {}, type: 'raw', budget: 1e9, checksumType: 'sha256', ...fast });
     expect(digest).toBe(sha256);
   });
 
@@ -70,7 +72,7 @@ describe('download', () => {
     ['a truncated body', '/cut.img', /.+/],
     ['a missing header', '/auth.img', /401/],
   ])('fails on %s with the URL and the cause', async (_name, path, cause) => {
-    const error = await failure(download({ url: `${server.url}${path}`, headers: {}, type: 'raw', budget: 1e9 }));
+    const error = await failure(download({ url: `${server.url}${path}`, headers: {}, type: 'raw', budget: 1e9, ...fast }));
     expect(error.message).toBe(`Could not download image located: ${server.url}${path}.`);
     expect(error.kind).toBe('failed');
     expect(error.detail).toMatch(cause);
@@ -78,15 +80,130 @@ describe('download', () => {
 
   it('fails on a refused connection', async () => {
     const url = `http://127.0.0.1:${await closedPort()}/x.img`;
-    const error = await failure(download({ url, headers: {}, type: 'raw', budget: 1e9 }));
+    const error = await failure(download({ url, headers: {}, type: 'raw', budget: 1e9, ...fast }));
     expect(error.message).toBe(`Could not download image located: ${url}.`);
     expect(error.detail).toMatch(/ECONNREFUSED/);
   });
 
   it('redacts credentials and query tokens from the URL it shows', async () => {
     const url = `http://user:hunter22@127.0.0.1:${await closedPort()}/x.img?token=abcdef123&v=2`;
-    const error = await failure(download({ url, headers: {}, type: 'raw', budget: 1e9 }));
+    const error = await failure(download({ url, headers: {}, type: 'raw', budget: 1e9, ...fast }));
     expect(error.message).not.toMatch(/hunter22|abcdef123|user/);
     expect(error.message).toMatch(/^Could not download image located: http:\/\/\*\*\*@127\.0\.0\.1:\d+\/x\.img\?token=\*\*\*&v=\*\*\*\.$/);
+  });
+
+  it('gives up on a dead server with the cause and the attempts made', async () => {
+    const url = `http://127.0.0.1:${await closedPort()}/x.img`;
+    const error = await failure(download({ url, headers: {}, type: 'raw', budget: 1e9, ...fast }));
+    expect(error.detail).toMatch(/ECONNREFUSED.*gave up after 4 attempts/);
+  });
+});
+
+describe('download over a faulty network', () => {
+  const other = randomBytes(body.length);
+  const MiB = 1024 * 1024;
+
+  async function fetchFaulty(name: string, faults: Fault[], options: Partial<Parameters<typeof download>[0]> = {}, serving: { ranges?: boolean } = {}) {
+    server.serve(`/${name}`, { body, mode: 'faulty', faults, ...serving });
+    const events: DownloadEvent[] = [];
+    const result = await download({ url: `${server.url}/${name}`, headers: { 'X-Token': 'tok-secret' }, type: 'raw', budget: 1e9, checksumType: 'sha256', ...fast, onEvent: (e) => events.push(e), ...options });
+    const requests = server.requests.filter((r) => r.path === `/${name}`);
+    return { ...result, events, requests };
+  }
+
+  it('resumes after the connection drops several times, hashing every byte once and in order', async () => {
+    const { image, digest, requests, events } = await fetchFaulty('drops.img', [{ drop: 100_000 }, { drop: MiB }, { drop: 2 * MiB + 3 }]);
+    expect(digest).toBe(sha256);
+    expect(image.read(0, image.size).equals(body)).toBe(true);
+    expect(requests.map((r) => r.headers.range)).toEqual([undefined, 'bytes=100000-', `bytes=${MiB}-`, `bytes=${2 * MiB + 3}-`]);
+    expect(requests.slice(1).every((r) => r.headers['if-range'] === '"v1"' && r.headers['x-token'] === 'tok-secret')).toBe(true);
+    expect(events.filter((e) => e.kind === 'restart')).toEqual([]);
+  });
+
+  it('starts over, hash reset, when the image changed between attempts (ETag)', async () => {
+    const { image, digest, events } = await fetchFaulty('changed.img', [{ drop: MiB }, { replace: other, etag: '"v2"' }]);
+    expect(image.read(0, image.size).equals(other)).toBe(true);
+    expect(digest).toBe(createHash('sha256').update(other).digest('hex'));
+    expect(events.some((e) => e.kind === 'restart')).toBe(true);
+  });
+
+  it('starts over when the server has no ranges', async () => {
+    const { digest, requests } = await fetchFaulty('noranges.img', [{ drop: MiB }, { drop: MiB / 2 }], {}, { ranges: false });
+    expect(digest).toBe(sha256);
+    // With Accept-Ranges: none it never even asks for a range.
+    expect(requests.map((r) => r.headers.range)).toEqual([undefined, undefined, undefined]);
+  });
+
+  it('never accepts a 206 with the wrong Content-Range: starts over instead', async () => {
+    const { image, digest, requests } = await fetchFaulty('wrongrange.img', [{ drop: MiB }, { wrongRange: 1 }]);
+    expect(digest).toBe(sha256);
+    expect(image.size).toBe(body.length);
+    expect(requests.map((r) => r.headers.range)).toEqual([undefined, `bytes=${MiB}-`, undefined]);
+  });
+
+  it('resumes after a stall, once no byte came for the stall timeout', async () => {
+    const { digest, requests } = await fetchFaulty('stall.img', [{ stall: MiB }], { timeouts: { connect: 5000, response: 5000, idle: 300 } });
+    expect(digest).toBe(sha256);
+    expect(requests[1]?.headers.range).toBe(`bytes=${MiB}-`);
+  });
+
+  it('retries 503 and 429, waiting as long as Retry-After says', async () => {
+    const started = Date.now();
+    const { digest, requests } = await fetchFaulty('busy.img', [{ status: 503 }, { status: 429, retryAfter: '1' }, { status: 408 }]);
+    expect(digest).toBe(sha256);
+    expect(requests).toHaveLength(4);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+  });
+
+  it('caps Retry-After', async () => {
+    const started = Date.now();
+    const { digest } = await fetchFaulty('later.img', [{ status: 429, retryAfter: '3600' }], { retry: { ...fast.retry, retryAfterCap: 50 } });
+    expect(digest).toBe(sha256);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it.each([
+    ['a 403', [{ status: 403 }], /HTTP 403/],
+    ['a 404', [{ status: 404 }], /HTTP 404/],
+  ])('fails at once on %s', async (name, faults, cause) => {
+    const error = await failure(fetchFaulty(`fatal${name.slice(2)}.img`, faults as Fault[]));
+    expect(error.message).toBe(`Could not download image located: ${server.url}/fatal${name.slice(2)}.img.`);
+    expect(error.detail).toMatch(cause);
+    expect(server.requests.filter((r) => r.path === `/fatal${name.slice(2)}.img`)).toHaveLength(1);
+  });
+
+  it('gives up on a server that keeps failing, after the attempts allowed', async () => {
+    const error = await failure(fetchFaulty('down.img', Array.from({ length: 10 }, () => ({ status: 503 }))));
+    expect(error.detail).toMatch(/HTTP 503.*gave up after 4 attempts/);
+  });
+
+  it('never passes a body shorter than its Content-Length, even when it keeps lying', async () => {
+    const error = await failure(fetchFaulty('liar.img', Array.from({ length: 10 }, () => ({ lie: 1000 }))));
+    expect(error.message).toBe(`Could not download image located: ${server.url}/liar.img.`);
+    expect(error.detail).toMatch(/gave up/);
+  });
+
+  it('survives one lie about Content-Length by resuming', async () => {
+    const { digest } = await fetchFaulty('onelie.img', [{ lie: 1000 }]);
+    expect(digest).toBe(sha256);
+  });
+
+  it('fails on a redirect loop without retrying it', async () => {
+    server.serve('/loop.img', { mode: 'redirect', location: '/loop.img' });
+    const error = await failure(download({ url: `${server.url}/loop.img`, headers: {}, type: 'raw', budget: 1e9, ...fast, maxRedirects: 3 }));
+    expect(error.message).toBe(`Could not download image located: ${server.url}/loop.img.`);
+    expect(error.detail).toMatch(/redirect/i);
+    expect(server.requests.filter((r) => r.path === '/loop.img')).toHaveLength(4);
+  });
+
+  it('follows a bounded chain of redirects', async () => {
+    server.serve('/hop.img', { mode: 'redirect', location: '/plain.img' });
+    const { digest } = await download({ url: `${server.url}/hop.img`, headers: {}, type: 'raw', budget: 1e9, checksumType: 'sha256', ...fast });
+    expect(digest).toBe(sha256);
+  });
+
+  it('fails once the overall deadline passes', async () => {
+    const error = await failure(fetchFaulty('slow.img', [{ stall: MiB }], { deadline: 400 }));
+    expect(error.detail).toMatch(/did not finish within 0 s \(\d+ of \d+ bytes received\)|did not finish within/);
   });
 });

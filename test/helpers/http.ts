@@ -1,7 +1,8 @@
 // A real HTTP server on 127.0.0.1 for download tests, serving in-memory bodies in several ways:
-// plainly, without Content-Length, cut off mid-body, or lying about its length. Every request's
-// headers are recorded so tests can check what was sent.
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+// plainly, without Content-Length, cut off mid-body, or lying about its length, and a
+// fault-injecting mode that honours Range/If-Range and misbehaves on chosen requests. Every
+// request's headers are recorded so tests can check what was sent.
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export type Serving =
@@ -12,7 +13,28 @@ export type Serving =
   /** Answers with this HTTP status and the body. */
   | { readonly body: Uint8Array; readonly mode: 'status'; readonly status: number }
   /** Requires these request headers, else 401. */
-  | { readonly body: Uint8Array; readonly mode: 'auth'; readonly headers: Readonly<Record<string, string>> };
+  | { readonly body: Uint8Array; readonly mode: 'auth'; readonly headers: Readonly<Record<string, string>> }
+  /** Redirects (302) to `location`, which may be this very path. */
+  | { readonly body?: undefined; readonly mode: 'redirect'; readonly location: string }
+  /**
+   * Serves `body` with an ETag (and Range/If-Range support unless `ranges` is false); request
+   * number n (from 0) suffers `faults[n]`, the later ones are served properly.
+   */
+  | { readonly body: Uint8Array; readonly mode: 'faulty'; readonly faults: readonly Fault[]; readonly etag?: string; readonly ranges?: boolean };
+
+export type Fault =
+  /** Sends the headers, then the body up to absolute byte `drop`, then resets the connection. */
+  | { readonly drop: number }
+  /** Sends the body up to absolute byte `stall`, then sends nothing more, holding the connection open. */
+  | { readonly stall: number }
+  /** Answers this status (with Retry-After when given) and a short body. */
+  | { readonly status: number; readonly retryAfter?: string }
+  /** Announces `extra` more bytes than it sends, then closes the connection. */
+  | { readonly lie: number }
+  /** Answers a Range request with 206 and a Content-Range `shift` bytes off the one asked for. */
+  | { readonly wrongRange: number }
+  /** The resource changes before this request is answered: a new body and ETag from now on. */
+  | { readonly replace: Uint8Array; readonly etag: string };
 
 export interface TestServer {
   readonly url: string;
@@ -24,12 +46,53 @@ export interface TestServer {
 export async function startServer(): Promise<TestServer> {
   const routes = new Map<string, Serving>();
   const requests: TestServer['requests'] = [];
+  const faultCounts = new Map<string, number>();
+  const current = new Map<string, { body: Uint8Array; etag: string }>();
+
+  function serveFaulty(path: string, serving: Extract<Serving, { mode: 'faulty' }>, fault: Fault | undefined, req: IncomingMessage, res: ServerResponse): void {
+    if (fault && 'replace' in fault) current.set(path, { body: fault.replace, etag: fault.etag });
+    const { body, etag } = current.get(path) ?? { body: serving.body, etag: serving.etag ?? '"v1"' };
+    if (fault && 'status' in fault) {
+      res.writeHead(fault.status, { 'content-length': 4, ...(fault.retryAfter !== undefined && { 'retry-after': fault.retryAfter }) }).end('oops');
+      return;
+    }
+    const ranges = serving.ranges !== false;
+    const asked = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    const ifRange = req.headers['if-range'];
+    let start = ranges && asked && (ifRange === undefined || ifRange === etag) ? Number(asked[1]) : 0;
+    if (start >= body.length && start > 0) {
+      res.writeHead(416, { 'content-range': `bytes */${body.length}` }).end();
+      return;
+    }
+    const headers: Record<string, string | number> = { etag, 'accept-ranges': ranges ? 'bytes' : 'none' };
+    if (start > 0) {
+      const shown = fault && 'wrongRange' in fault ? start + fault.wrongRange : start;
+      headers['content-range'] = `bytes ${shown}-${body.length - 1}/${body.length}`;
+    } else if (fault && 'wrongRange' in fault) start = 0;
+    const end = fault && 'drop' in fault ? fault.drop : fault && 'stall' in fault ? fault.stall : body.length;
+    headers['content-length'] = body.length - start + (fault && 'lie' in fault ? fault.lie : 0);
+    res.writeHead(start > 0 ? 206 : 200, headers);
+    const part = body.subarray(start, Math.max(start, end));
+    if (fault && 'stall' in fault) res.write(part);
+    else if (fault && ('drop' in fault || 'lie' in fault)) res.write(part, () => setTimeout(() => req.socket.destroy(), 10));
+    else res.end(part);
+  }
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     requests.push({ path, headers: req.headers });
     const serving = routes.get(path);
     if (!serving) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+      return;
+    }
+    if (serving.mode === 'redirect') {
+      res.writeHead(302, { location: serving.location }).end();
+      return;
+    }
+    if (serving.mode === 'faulty') {
+      const n = (faultCounts.get(path) ?? 0) + 1;
+      faultCounts.set(path, n);
+      serveFaulty(path, serving, serving.faults[n - 1], req, res);
       return;
     }
     const { body } = serving;
@@ -63,7 +126,11 @@ export async function startServer(): Promise<TestServer> {
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
-    serve: (path, serving) => routes.set(path, serving),
+    serve: (path, serving) => {
+      routes.set(path, serving);
+      faultCounts.delete(path);
+      current.delete(path);
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
