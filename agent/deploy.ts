@@ -7,7 +7,7 @@ import { fixGpt, rereadPartitionTable } from '../lib/disk/gpt.ts';
 import { releaseDisk } from '../lib/disk/release.ts';
 import { chooseDisk } from '../lib/disk/select.ts';
 import { verifyImage, writeImage } from '../lib/disk/writer.ts';
-import { download } from '../lib/download.ts';
+import { download, type DownloadEvent, type DownloadSettings } from '../lib/download.ts';
 import { checkImage } from '../lib/formats/check.ts';
 import type { Job, Target } from '../lib/job.ts';
 import { ramBudget } from '../lib/memory.ts';
@@ -20,7 +20,13 @@ function diskChoice(target: Target): Target {
   return 'diskGroupId' in target && target.diskGroupId === 0 ? { diskGroupId: 1 } : target;
 }
 
-export async function deploy(job: Job, report: Reporter): Promise<void> {
+function logDownloadEvent(log: Reporter['logger'], event: DownloadEvent): void {
+  if (event.kind === 'retry') log.warn({ phase: 'download', attempt: event.attempt, delayMs: event.delayMs, resumeFrom: event.resumeFrom, cause: event.cause }, 'download interrupted: retrying');
+  else log.warn({ phase: 'download', reason: event.reason }, 'download starting over');
+}
+
+/** `settings`: how to download (timeouts, retries, extra CA), not what: that is the job. */
+export async function deploy(job: Job, report: Reporter, settings: DownloadSettings = {}): Promise<void> {
   const log = report.logger;
 
   report.phase('plan', 'Choosing the disk');
@@ -30,12 +36,14 @@ export async function deploy(job: Job, report: Reporter): Promise<void> {
 
   report.phase('download', 'Downloading image', null);
   const { image: source, digest } = await download({
+    ...settings,
     url: job.url,
     headers: job.httpHeaders,
     type: job.type,
     budget,
     ...(job.checksum && { checksumType: job.checksum.type }),
     onProgress: (done, total) => report.progress(done, total),
+    onEvent: (event) => logDownloadEvent(log, event),
   });
   report.endPhase({ bytes: source.size });
 

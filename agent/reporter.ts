@@ -1,10 +1,11 @@
 // One place that tells the world how a deployment goes: the status file, the JSON log and, on a
-// terminal, the progress bar. Progress is throttled; phase changes and the outcome are not.
+// terminal, the progress bar. Progress (bytes done and total, rate, ETA) is throttled to at most
+// two JSON log lines and two status writes a second; phase changes and the outcome are not.
 import type { Logger, ProgressBar } from '../lib/log.ts';
 import type { Progress, StatusFile } from '../lib/status.ts';
 
-const STATUS_INTERVAL_MS = 1000;
-const LOG_INTERVAL_MS = 5000;
+const STATUS_INTERVAL_MS = 500;
+const LOG_INTERVAL_MS = 500;
 
 export class Reporter {
   private readonly status: StatusFile;
@@ -34,7 +35,7 @@ export class Reporter {
     this.phaseName = name;
     this.message = message;
     this.phaseStart = Date.now();
-    this.progressNow = total === undefined ? null : { done: 0, total, bytesPerSecond: 0 };
+    this.progressNow = total === undefined ? null : { done: 0, total, bytesPerSecond: 0, etaSeconds: null };
     this.log.info({ phase: name, ...(total !== undefined && { total }) }, message);
     if (total !== undefined) this.bar?.start(name, total);
     this.writeStatus();
@@ -42,7 +43,9 @@ export class Reporter {
 
   progress(done: number, total: number | null): void {
     const seconds = (Date.now() - this.phaseStart) / 1000;
-    this.progressNow = { done, total, bytesPerSecond: seconds > 0 ? Math.round(done / seconds) : 0 };
+    const bytesPerSecond = seconds > 0 ? Math.round(done / seconds) : 0;
+    const etaSeconds = total !== null && bytesPerSecond > 0 ? Math.max(0, Math.round((total - done) / bytesPerSecond)) : null;
+    this.progressNow = { done, total, bytesPerSecond, etaSeconds };
     this.bar?.update(done, total, this.progressNow.bytesPerSecond);
     const now = Date.now();
     if (now - this.lastStatusAt >= STATUS_INTERVAL_MS) this.writeStatus();

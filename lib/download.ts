@@ -167,17 +167,16 @@ function isFatal(error: unknown): boolean {
   return typeof code === 'string' && /^(ERR_TOO_MANY_REDIRECTS|ERR_INVALID_URL|ERR_UNSUPPORTED_PROTOCOL|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|ERR_TLS_CERT_ALTNAME_INVALID|ERR_SSL_)/.test(code);
 }
 
-function trustedCas(extra: string | undefined): string[] | undefined {
-  if (extra === undefined) return undefined;
-  return [...new Set([...getCACertificates('bundled'), ...getCACertificates('system'), extra])];
+/** Node's bundled CAs, the system's (where a private CA is usually installed) and the extra file. */
+function trustedCas(extra: string | undefined): string[] {
+  return [...new Set([...getCACertificates('bundled'), ...getCACertificates('system'), ...(extra === undefined ? [] : [extra])])];
 }
 
 /** Agents that honour HTTP(S)_PROXY and NO_PROXY (Node's own support), and the extra CA. */
 function agents(ca: string | undefined): { http: http.Agent; https: https.Agent } {
-  const cas = trustedCas(ca);
   return {
     http: new http.Agent({ proxyEnv: process.env }),
-    https: new https.Agent({ proxyEnv: process.env, ...(cas && { ca: cas }) }),
+    https: new https.Agent({ proxyEnv: process.env, ca: trustedCas(ca) }),
   };
 }
 

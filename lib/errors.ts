@@ -251,6 +251,7 @@ export const messages = {
   badRamSize: 'Bad ramSize, expected: a number of bytes.',
   badJobBody: 'Bad job, expected: a bringYourOwnImage or reinstall JSON body.',
   unreadableJob: (path: string) => `Could not read job from ${path}.`,
+  unreadableCaFile: (path: string) => `Could not read CA certificates from ${path}.`,
   badField: (name: string, expected: string) => `Bad ${name}, expected: ${expected}.`,
 
   // Download and checksum.

@@ -10,6 +10,8 @@ export interface Progress {
   /** Null when the total is unknown (a download without Content-Length). */
   readonly total: number | null;
   readonly bytesPerSecond: number;
+  /** Seconds left at the current rate; null when the total or the rate is unknown. */
+  readonly etaSeconds?: number | null;
 }
 
 export interface Status {

@@ -1,4 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { download, type DownloadEvent } from '../lib/download.ts';
 import { ByoiError } from '../lib/errors.ts';
@@ -205,5 +212,65 @@ describe('download over a faulty network', () => {
   it('fails once the overall deadline passes', async () => {
     const error = await failure(fetchFaulty('slow.img', [{ stall: MiB }], { deadline: 400 }));
     expect(error.detail).toMatch(/did not finish within 0 s \(\d+ of \d+ bytes received\)|did not finish within/);
+  });
+});
+
+describe('download through https and proxies', () => {
+  it('trusts an extra CA given as a file, and fails at once without it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'byoi-tls-'));
+    try {
+      await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1']);
+      const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
+      let hits = 0;
+      const tls = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert }, (_req, res) => {
+        hits += 1;
+        res.writeHead(200, { 'content-length': body.length }).end(body);
+      });
+      await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve));
+      const url = `https://127.0.0.1:${(tls.address() as AddressInfo).port}/x.img`;
+      try {
+        const error = await failure(download({ url, headers: {}, type: 'raw', budget: 1e9, ...fast }));
+        expect(error.detail).toMatch(/self[- ]signed|certificate/i);
+        expect(hits).toBe(0);
+        const { digest } = await download({ url, headers: {}, type: 'raw', budget: 1e9, checksumType: 'sha256', ...fast, ca: cert });
+        expect(digest).toBe(sha256);
+      } finally {
+        tls.closeAllConnections();
+        await new Promise((resolve) => tls.close(resolve));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('goes through HTTP_PROXY, except for hosts in NO_PROXY', async () => {
+    const proxied: string[] = [];
+    const proxy = createHttpServer((req, res) => {
+      proxied.push(req.url ?? '');
+      const upstream = httpRequest(req.url!, { method: req.method, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode!, answer.headers);
+        answer.pipe(res);
+      });
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const saved = { HTTP_PROXY: process.env.HTTP_PROXY, NO_PROXY: process.env.NO_PROXY };
+    try {
+      process.env.HTTP_PROXY = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+      delete process.env.NO_PROXY;
+      const { digest } = await download({ url: `${server.url}/plain.img`, headers: {}, type: 'raw', budget: 1e9, checksumType: 'sha256', ...fast });
+      expect(digest).toBe(sha256);
+      expect(proxied).toEqual([`${server.url}/plain.img`]);
+      process.env.NO_PROXY = '127.0.0.1';
+      await download({ url: `${server.url}/plain.img`, headers: {}, type: 'raw', budget: 1e9, ...fast });
+      expect(proxied).toHaveLength(1);
+    } finally {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
   });
 });

@@ -9,6 +9,7 @@ import { jobFromBody, mergeJobInputs, parseHeaderFlag, validateJob, type JobInpu
 import { createLogger, ProgressBar } from '../../lib/log.ts';
 import { Redactor } from '../../lib/redact.ts';
 import { StatusFile } from '../../lib/status.ts';
+import { DEFAULT_DEADLINE_MS, defaultTimeouts, type DownloadSettings } from '../../lib/download.ts';
 import { deploy } from '../deploy.ts';
 import { Reporter } from '../reporter.ts';
 import { run } from '../run.ts';
@@ -26,6 +27,29 @@ interface DeployArgs {
   reboot?: boolean;
   'status-file'?: string;
   'ram-size'?: number;
+  'download-timeout': number;
+  'stall-timeout': number;
+  'ca-file'?: string;
+}
+
+/** How to download, from the flags; the CA file is read now so a bad path fails before anything else. */
+async function downloadSettings(args: DeployArgs): Promise<DownloadSettings> {
+  for (const name of ['download-timeout', 'stall-timeout'] as const) {
+    if (!(args[name] > 0)) throw invalidJob(messages.badField(`--${name}`, 'a positive number of seconds'));
+  }
+  let ca: string | undefined;
+  if (args['ca-file'] !== undefined) {
+    try {
+      ca = await readFile(args['ca-file'], 'utf8');
+    } catch (error) {
+      throw invalidJob(messages.unreadableCaFile(args['ca-file']), (error as Error).message);
+    }
+  }
+  return {
+    deadline: args['download-timeout'] * 1000,
+    timeouts: { ...defaultTimeouts, idle: args['stall-timeout'] * 1000 },
+    ...(ca !== undefined && { ca }),
+  };
 }
 
 async function readJobBody(path: string): Promise<JobInput> {
@@ -81,7 +105,8 @@ async function deployCommand(args: DeployArgs): Promise<void> {
     const flags = jobFromFlags(args);
     const input = mergeJobInputs(args.job === undefined ? {} : await readJobBody(args.job), flags);
     redactor = Redactor.forJob(input);
-    await deploy(validateJob(input), report);
+    const settings = await downloadSettings(args);
+    await deploy(validateJob(input), report, settings);
   } catch (error) {
     const visible = shown(error, redactor);
     report.error(visible.message, visible.detail);
@@ -106,6 +131,9 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
       .option('http-header', { type: 'string', array: true, describe: "'Name: value' sent with the download (repeatable); values are secrets" })
       .option('reboot', { type: 'boolean', describe: 'reboot when done (--no-reboot to stay)' })
       .option('status-file', { type: 'string', describe: 'JSON status file, replaced atomically at each change' })
-      .option('ram-size', { type: 'number', describe: 'bytes of RAM to assume instead of MemTotal' }),
+      .option('ram-size', { type: 'number', describe: 'bytes of RAM to assume instead of MemTotal' })
+      .option('download-timeout', { type: 'number', default: DEFAULT_DEADLINE_MS / 1000, describe: 'seconds the whole download may take, retries included' })
+      .option('stall-timeout', { type: 'number', default: defaultTimeouts.idle / 1000, describe: 'seconds without a byte before the download is resumed on a new connection' })
+      .option('ca-file', { type: 'string', describe: 'PEM file of extra CA certificates to trust for https (besides the system ones)' }),
   handler: (args) => run(() => deployCommand(args)),
 };
