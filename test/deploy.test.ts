@@ -154,12 +154,12 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
 
     it('on a refused connection', async () => {
       const url = `http://127.0.0.1:${await closedPort()}/x.qcow2`;
-      await expectFailure(['--url', url, '--type', 'qcow2'], 1, `Could not download image located: ${url}.`);
+      await expectFailure(['--url', url, '--type', 'qcow2', '--download-attempts', '2'], 1, `Could not download image located: ${url}.`);
     });
 
     it('on a body cut mid-way', async () => {
       server.serve('/cut.qcow2', { body: readFileSync(plain().file), mode: 'cut', bytes: 256 * 1024 });
-      await expectFailure(['--url', `${server.url}/cut.qcow2`, '--type', 'qcow2'], 1, `Could not download image located: ${server.url}/cut.qcow2.`);
+      await expectFailure(['--url', `${server.url}/cut.qcow2`, '--type', 'qcow2', '--download-attempts', '2'], 1, `Could not download image located: ${server.url}/cut.qcow2.`);
     });
 
     it('on a checksum mismatch', async () => {
@@ -236,10 +236,11 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
     detachLoop(device);
   });
 
-  it('reads a job body from stdin and never shows a secret', async () => {
+  it('reads a job body from stdin and never shows a secret, even while retrying and resuming', async () => {
     const image = images.get('zstd.qcow2')!;
     const secrets = { header: 'Sup3rSecretHeaderValue', password: 'Passw0rdInUrl', token: 'QueryT0kenValue' };
-    server.serve('/private.qcow2', { body: readFileSync(image.file), mode: 'auth', headers: { 'X-Api-Key': secrets.header } });
+    const size = readFileSync(image.file).length;
+    server.serve('/private.qcow2', { body: readFileSync(image.file), mode: 'faulty', faults: [{ drop: Math.floor(size / 3) }, { status: 503 }, { drop: Math.floor((2 * size) / 3) }] });
     const device = garbageDisk('secrets');
     const status = join(dir, 'secrets.status.json');
     const base = `http://deployer:${secrets.password}@${server.url.slice('http://'.length)}`;
@@ -252,7 +253,16 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
     const ok = await byoi(['deploy', '--job', '-', '--disk', device, '--no-reboot', '--status-file', status], body('/private.qcow2'));
     expect(ok.exitCode, ok.stderr).toBe(0);
     expectGptImageWritten(device, 'zstd.qcow2');
-    expect(server.requests.filter((r) => r.path === '/private.qcow2').at(-1)?.headers['x-api-key']).toBe(secrets.header);
+    const requests = server.requests.filter((r) => r.path === '/private.qcow2');
+    expect(requests.map((r) => r.headers.range)).toEqual([undefined, `bytes=${Math.floor(size / 3)}-`, `bytes=${Math.floor(size / 3)}-`, `bytes=${Math.floor((2 * size) / 3)}-`]);
+    for (const request of requests) expect(request.headers['x-api-key']).toBe(secrets.header);
+    const lines = ok.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg: string; time: number; progress?: { etaSeconds: number | null } });
+    expect(lines.filter((l) => l.msg === 'download interrupted: retrying')).toHaveLength(3);
+    // Progress events carry an ETA and come at most twice a second.
+    const progress = lines.filter((l) => l.msg === 'progress');
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.every((l) => l.progress && 'etaSeconds' in l.progress)).toBe(true);
+    for (let i = 1; i < progress.length; i++) expect(progress[i]!.time - progress[i - 1]!.time).toBeGreaterThanOrEqual(500);
     outputs.push(ok.stdout, ok.stderr, readFileSync(status, 'utf8'));
 
     const failure = await byoi(['deploy', '--job', '-', '--disk', device, '--no-reboot', '--status-file', status], body('/nowhere.qcow2'));

@@ -9,7 +9,7 @@ import { jobFromBody, mergeJobInputs, parseHeaderFlag, validateJob, type JobInpu
 import { createLogger, ProgressBar } from '../../lib/log.ts';
 import { Redactor } from '../../lib/redact.ts';
 import { StatusFile } from '../../lib/status.ts';
-import { DEFAULT_DEADLINE_MS, defaultTimeouts, type DownloadSettings } from '../../lib/download.ts';
+import { DEFAULT_DEADLINE_MS, defaultRetry, defaultTimeouts, type DownloadSettings } from '../../lib/download.ts';
 import { deploy } from '../deploy.ts';
 import { Reporter } from '../reporter.ts';
 import { run } from '../run.ts';
@@ -29,6 +29,7 @@ interface DeployArgs {
   'ram-size'?: number;
   'download-timeout': number;
   'stall-timeout': number;
+  'download-attempts': number;
   'ca-file'?: string;
 }
 
@@ -37,6 +38,8 @@ async function downloadSettings(args: DeployArgs): Promise<DownloadSettings> {
   for (const name of ['download-timeout', 'stall-timeout'] as const) {
     if (!(args[name] > 0)) throw invalidJob(messages.badField(`--${name}`, 'a positive number of seconds'));
   }
+  const attempts = args['download-attempts'];
+  if (!Number.isInteger(attempts) || attempts < 1) throw invalidJob(messages.badField('--download-attempts', 'a positive integer'));
   let ca: string | undefined;
   if (args['ca-file'] !== undefined) {
     try {
@@ -48,6 +51,7 @@ async function downloadSettings(args: DeployArgs): Promise<DownloadSettings> {
   return {
     deadline: args['download-timeout'] * 1000,
     timeouts: { ...defaultTimeouts, idle: args['stall-timeout'] * 1000 },
+    retry: { ...defaultRetry, attempts },
     ...(ca !== undefined && { ca }),
   };
 }
@@ -134,6 +138,7 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
       .option('ram-size', { type: 'number', describe: 'bytes of RAM to assume instead of MemTotal' })
       .option('download-timeout', { type: 'number', default: DEFAULT_DEADLINE_MS / 1000, describe: 'seconds the whole download may take, retries included' })
       .option('stall-timeout', { type: 'number', default: defaultTimeouts.idle / 1000, describe: 'seconds without a byte before the download is resumed on a new connection' })
+      .option('download-attempts', { type: 'number', default: defaultRetry.attempts, describe: 'attempts in a row that may fail without a new byte before the download fails' })
       .option('ca-file', { type: 'string', describe: 'PEM file of extra CA certificates to trust for https (besides the system ones)' }),
   handler: (args) => run(() => deployCommand(args)),
 };
