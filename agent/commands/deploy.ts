@@ -12,8 +12,9 @@ import { StatusFile } from '../../lib/status.ts';
 import { deploy } from '../deploy.ts';
 import { Reporter } from '../reporter.ts';
 import { run } from '../run.ts';
+import { configDriveFlags, configDriveFromArgs, type ConfigDriveArgs } from './configdrive.ts';
 
-interface DeployArgs {
+interface DeployArgs extends ConfigDriveArgs {
   job?: string;
   url?: string;
   type?: string;
@@ -44,8 +45,9 @@ async function readJobBody(path: string): Promise<JobInput> {
   return jobFromBody(body);
 }
 
-function jobFromFlags(args: DeployArgs): JobInput {
+async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
   const headers = args['http-header']?.map(parseHeaderFlag);
+  const drive = await configDriveFromArgs(args);
   const input: JobInput = {
     url: args.url,
     type: args.type,
@@ -58,6 +60,14 @@ function jobFromFlags(args: DeployArgs): JobInput {
     ramSize: args['ram-size'],
     noReboot: args.reboot === undefined ? undefined : !args.reboot,
     ...(headers && { httpHeaders: Object.fromEntries(headers) }),
+    ...(drive && {
+      configDrive: {
+        hostname: drive.hostname,
+        sshKey: drive.sshKeys.length ? drive.sshKeys.join('\n') : undefined,
+        userData: drive.userData,
+        metadata: drive.metadata,
+      },
+    }),
   };
   return Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) as JobInput;
 }
@@ -78,7 +88,7 @@ async function deployCommand(args: DeployArgs): Promise<void> {
   const bar = process.stderr.isTTY ? new ProgressBar() : undefined;
   const report = new Reporter(new StatusFile(args['status-file'], scrub), createLogger(scrub, bar), bar);
   try {
-    const flags = jobFromFlags(args);
+    const flags = await jobFromFlags(args);
     const input = mergeJobInputs(args.job === undefined ? {} : await readJobBody(args.job), flags);
     redactor = Redactor.forJob(input);
     await deploy(validateJob(input), report);
@@ -106,6 +116,7 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
       .option('http-header', { type: 'string', array: true, describe: "'Name: value' sent with the download (repeatable); values are secrets" })
       .option('reboot', { type: 'boolean', describe: 'reboot when done (--no-reboot to stay)' })
       .option('status-file', { type: 'string', describe: 'JSON status file, replaced atomically at each change' })
-      .option('ram-size', { type: 'number', describe: 'bytes of RAM to assume instead of MemTotal' }),
+      .option('ram-size', { type: 'number', describe: 'bytes of RAM to assume instead of MemTotal' })
+      .options(configDriveFlags),
   handler: (args) => run(() => deployCommand(args)),
 };
