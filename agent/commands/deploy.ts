@@ -72,15 +72,6 @@ async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
   return Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) as JobInput;
 }
 
-/** The error as it may be shown: secrets scrubbed, unexpected errors given a sentence. */
-function shown(error: unknown, redactor: Redactor): ByoiError {
-  if (error instanceof ByoiError) {
-    return new ByoiError(error.kind, redactor.scrub(error.message), error.detail === undefined ? undefined : redactor.scrub(error.detail));
-  }
-  const cause = error instanceof Error ? (error.stack ?? error.message) : String(error);
-  return failed(`Unexpected error: ${redactor.scrub(error instanceof Error ? error.message : String(error))}`, redactor.scrub(cause));
-}
-
 async function deployCommand(args: DeployArgs): Promise<void> {
   // Reporting starts first, so that even a job that cannot be read ends in an error status.
   let redactor = new Redactor([]);
@@ -93,7 +84,7 @@ async function deployCommand(args: DeployArgs): Promise<void> {
     redactor = Redactor.forJob(input);
     await deploy(validateJob(input), report);
   } catch (error) {
-    const visible = shown(error, redactor);
+    const visible = redactor.visible(error);
     report.error(visible.message, visible.detail);
     throw visible;
   }
