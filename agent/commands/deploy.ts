@@ -13,8 +13,9 @@ import { DEFAULT_DEADLINE_MS, defaultRetry, defaultTimeouts, type DownloadSettin
 import { deploy } from '../deploy.ts';
 import { Reporter } from '../reporter.ts';
 import { run } from '../run.ts';
+import { configDriveFlags, configDriveFromArgs, type ConfigDriveArgs } from './configdrive.ts';
 
-interface DeployArgs {
+interface DeployArgs extends ConfigDriveArgs {
   job?: string;
   url?: string;
   type?: string;
@@ -72,8 +73,9 @@ async function readJobBody(path: string): Promise<JobInput> {
   return jobFromBody(body);
 }
 
-function jobFromFlags(args: DeployArgs): JobInput {
+async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
   const headers = args['http-header']?.map(parseHeaderFlag);
+  const drive = await configDriveFromArgs(args);
   const input: JobInput = {
     url: args.url,
     type: args.type,
@@ -86,17 +88,16 @@ function jobFromFlags(args: DeployArgs): JobInput {
     ramSize: args['ram-size'],
     noReboot: args.reboot === undefined ? undefined : !args.reboot,
     ...(headers && { httpHeaders: Object.fromEntries(headers) }),
+    ...(drive && {
+      configDrive: {
+        hostname: drive.hostname,
+        sshKey: drive.sshKeys.length ? drive.sshKeys.join('\n') : undefined,
+        userData: drive.userData,
+        metadata: drive.metadata,
+      },
+    }),
   };
   return Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) as JobInput;
-}
-
-/** The error as it may be shown: secrets scrubbed, unexpected errors given a sentence. */
-function shown(error: unknown, redactor: Redactor): ByoiError {
-  if (error instanceof ByoiError) {
-    return new ByoiError(error.kind, redactor.scrub(error.message), error.detail === undefined ? undefined : redactor.scrub(error.detail));
-  }
-  const cause = error instanceof Error ? (error.stack ?? error.message) : String(error);
-  return failed(`Unexpected error: ${redactor.scrub(error instanceof Error ? error.message : String(error))}`, redactor.scrub(cause));
 }
 
 async function deployCommand(args: DeployArgs): Promise<void> {
@@ -106,13 +107,13 @@ async function deployCommand(args: DeployArgs): Promise<void> {
   const bar = process.stderr.isTTY ? new ProgressBar() : undefined;
   const report = new Reporter(new StatusFile(args['status-file'], scrub), createLogger(scrub, bar), bar);
   try {
-    const flags = jobFromFlags(args);
+    const flags = await jobFromFlags(args);
     const input = mergeJobInputs(args.job === undefined ? {} : await readJobBody(args.job), flags);
     redactor = Redactor.forJob(input);
     const settings = await downloadSettings(args);
     await deploy(validateJob(input), report, settings);
   } catch (error) {
-    const visible = shown(error, redactor);
+    const visible = redactor.visible(error);
     report.error(visible.message, visible.detail);
     throw visible;
   }
@@ -139,6 +140,7 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
       .option('download-timeout', { type: 'number', default: DEFAULT_DEADLINE_MS / 1000, describe: 'seconds the whole download may take, retries included' })
       .option('stall-timeout', { type: 'number', default: defaultTimeouts.idle / 1000, describe: 'seconds without a byte before the download is resumed on a new connection' })
       .option('download-attempts', { type: 'number', default: defaultRetry.attempts, describe: 'attempts in a row that may fail without a new byte before the download fails' })
-      .option('ca-file', { type: 'string', describe: 'PEM file of extra CA certificates to trust for https (besides the system ones)' }),
+      .option('ca-file', { type: 'string', describe: 'PEM file of extra CA certificates to trust for https (besides the system ones)' })
+      .options(configDriveFlags),
   handler: (args) => run(() => deployCommand(args)),
 };
