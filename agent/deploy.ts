@@ -1,11 +1,12 @@
 // The deployment pipeline: plan -> download -> verify -> inspect -> release + write -> GPT ->
-// done -> reboot. Invariant: nothing writes to any disk (not even the release's signature wipe)
+// config drive -> done -> reboot. Invariant: nothing writes to any disk (not even the release's signature wipe)
 // until the image is fully downloaded, its checksum verified and its structure decoded end to end.
 import { verifyChecksum } from '../lib/checksum.ts';
 import { discoverDisks } from '../lib/disk/discover.ts';
 import { fixGpt, rereadPartitionTable } from '../lib/disk/gpt.ts';
 import { releaseDisk } from '../lib/disk/release.ts';
 import { chooseDisk } from '../lib/disk/select.ts';
+import { writeConfigDrive } from '../lib/configdrive/index.ts';
 import { verifyImage, writeImage } from '../lib/disk/writer.ts';
 import { download } from '../lib/download.ts';
 import { checkImage } from '../lib/formats/check.ts';
@@ -61,7 +62,11 @@ export async function deploy(job: Job, report: Reporter): Promise<void> {
   const gpt = await fixGpt(disk.path, disk.logicalSectorSize);
   report.endPhase({ gpt });
 
-  if (job.configDrive) log.warn({ phase: 'configdrive' }, 'a config drive was asked for; this build does not create one yet');
+  if (job.configDrive) {
+    report.phase('configdrive', 'Creating the config drive');
+    const drive = await writeConfigDrive(disk.path, job.configDrive);
+    report.endPhase({ instanceId: drive.uuid, partition: drive.partition.number, action: drive.partition.action });
+  }
 
   report.done(`Image deployed on ${disk.path}`);
   if (job.noReboot) return;

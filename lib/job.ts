@@ -1,6 +1,7 @@
 // The job: what to deploy and where. Every entry point (CLI flags, a JSON job body, later a
 // provisioning server) builds a loose `JobInput`, and `validateJob` turns it into one `Job` or
 // throws an invalid-job ByoiError with OVH's sentence.
+import { validateConfigDrive, type ConfigDriveOptions } from './configdrive/index.ts';
 import { invalidJob, messages } from './errors.ts';
 
 export const imageTypes = ['qcow2', 'raw'] as const;
@@ -21,14 +22,6 @@ export interface Checksum {
 /** Where to write: a disk group (OVH's; 0 means automatic) or a device named by hand. */
 export type Target = { readonly diskGroupId: number } | { readonly disk: string };
 
-/** What the config drive will hold; built by lib/configdrive, only carried here. */
-export interface ConfigDriveRequest {
-  readonly hostname?: string;
-  readonly sshKeys: readonly string[];
-  readonly userData?: string;
-  readonly metadata: Readonly<Record<string, string>>;
-}
-
 export interface Job {
   readonly url: string;
   readonly type: ImageType;
@@ -41,7 +34,8 @@ export interface Job {
   readonly statusFile?: string;
   /** Bytes of RAM to assume instead of /proc/meminfo's MemTotal. */
   readonly ramSize?: number;
-  readonly configDrive?: ConfigDriveRequest;
+  /** Present when a config drive is asked for; validated by lib/configdrive. */
+  readonly configDrive?: ConfigDriveOptions;
   readonly efiBootloaderPath?: string;
 }
 
@@ -181,11 +175,15 @@ export function parseHeaderFlag(flag: string): [string, string] {
 export function mergeJobInputs(...inputs: JobInput[]): JobInput {
   const out: JobInput = {};
   for (const input of inputs) {
-    const { httpHeaders, ...fields } = input;
+    const { httpHeaders, configDrive, ...fields } = input;
     if (fields.disk !== undefined) delete out.diskGroupId;
     if (fields.diskGroupId !== undefined) delete out.disk;
     Object.assign(out, compact(fields));
     if (httpHeaders) out.httpHeaders = { ...out.httpHeaders, ...httpHeaders };
+    if (configDrive) {
+      const metadata = { ...out.configDrive?.metadata, ...configDrive.metadata };
+      out.configDrive = { ...out.configDrive, ...compact(configDrive), metadata };
+    }
   }
   return out;
 }
@@ -245,7 +243,7 @@ function validateTarget(input: JobInput): Target {
   return { diskGroupId: id };
 }
 
-function validateConfigDrive(input: ConfigDriveInput | undefined): ConfigDriveRequest | undefined {
+function configDriveOf(input: ConfigDriveInput | undefined): ConfigDriveOptions | undefined {
   if (!input) return undefined;
   const sshKey = optionalString(input.sshKey, 'sshKey');
   const metadata: Record<string, string> = {};
@@ -254,13 +252,16 @@ function validateConfigDrive(input: ConfigDriveInput | undefined): ConfigDriveRe
     metadata[key] = value;
   }
   const hostname = optionalString(input.hostname, 'hostname');
-  const userData = optionalString(input.userData, 'userData');
-  return {
+  // Bytes from --user-data FILE (gzip must stay binary), text from a JSON body.
+  const userData = input.userData instanceof Uint8Array ? input.userData : optionalString(input.userData, 'userData');
+  const options: ConfigDriveOptions = {
     ...(hostname !== undefined && { hostname }),
     ...(userData !== undefined && { userData }),
     sshKeys: (sshKey ?? '').split('\n').map((k) => k.trim()).filter((k) => k !== ''),
     metadata,
   };
+  validateConfigDrive(options);
+  return options;
 }
 
 /** The one validation of a job, whatever its source. Throws an invalid-job ByoiError. */
@@ -278,7 +279,7 @@ export function validateJob(input: JobInput): Job {
   const description = optionalString(input.description, 'description');
   const statusFile = optionalString(input.statusFile, 'statusFile');
   const efiBootloaderPath = optionalString(input.efiBootloaderPath, 'efiBootloaderPath');
-  const configDrive = validateConfigDrive(input.configDrive);
+  const configDrive = configDriveOf(input.configDrive);
   return {
     url,
     type: type as ImageType,

@@ -2,6 +2,8 @@
 // status file or an error. Messages are built from redacted forms; `Redactor` is the second line
 // of defence, scrubbing any text that might still carry one (a library's error message, say).
 
+import { ByoiError, failed } from './errors.ts';
+
 /** The URL as it may be shown: no user or password, and query values hidden. */
 export function redactUrl(raw: string): string {
   let url: URL;
@@ -42,6 +44,20 @@ export class Redactor {
     let out = text;
     for (const secret of this.secrets) out = out.split(secret).join('***');
     return out;
+  }
+
+  /** Scrubs the secrets of both. */
+  with(other: Redactor): Redactor {
+    return new Redactor([...this.secrets, ...other.secrets]);
+  }
+
+  /** The error as it may be shown: secrets scrubbed, unexpected errors given a sentence. */
+  visible(error: unknown): ByoiError {
+    if (error instanceof ByoiError) {
+      return new ByoiError(error.kind, this.scrub(error.message), error.detail === undefined ? undefined : this.scrub(error.detail));
+    }
+    const text = error instanceof Error ? error.message : String(error);
+    return failed(`Unexpected error: ${this.scrub(text)}`, this.scrub(error instanceof Error ? (error.stack ?? text) : text));
   }
 
   /** The secrets of a job, valid or not yet validated: header values and the URL's credentials and query values. */

@@ -2,6 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { ByoiError } from '../lib/errors.ts';
 import { jobFromBody, mergeJobInputs, parseHeaderFlag, validateJob, type JobInput } from '../lib/job.ts';
 
+// Real public keys (ssh-keygen): config drive validation parses them.
+const KEY_ONE = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO7gfb3FTFlICyL5M+WuiYFIWe/NnJ77RD99BgYHIXWx one';
+const KEY_TWO = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH010w8TYFOFpbpjds6GQwy9DD3CEHXvXkcVC2KOOYKH two';
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHAQ/qaataaEa42RN31yZsTIY5pAGcckDMyMvbIU1oIb key';
+
 const sha256 = 'ab'.repeat(32);
 
 function invalid(input: JobInput | (() => unknown)): ByoiError {
@@ -31,7 +36,7 @@ describe('the legacy bringYourOwnImage body', () => {
     configdrive: {
       enable: true,
       hostname: 'web1',
-      sshKey: 'ssh-ed25519 AAAA one\nssh-ed25519 BBBB two\n',
+      sshKey: `${KEY_ONE}\n${KEY_TWO}\n`,
       userData: '#cloud-config\n',
       userMetadatas: [{ key: 'role', value: 'web' }],
     },
@@ -46,7 +51,7 @@ describe('the legacy bringYourOwnImage body', () => {
       description: 'Debian 12',
       httpHeaders: { Authorization: 'Bearer s3cr3t' },
       noReboot: false,
-      configDrive: { hostname: 'web1', userData: '#cloud-config\n', sshKeys: ['ssh-ed25519 AAAA one', 'ssh-ed25519 BBBB two'], metadata: { role: 'web' } },
+      configDrive: { hostname: 'web1', userData: '#cloud-config\n', sshKeys: [KEY_ONE, KEY_TWO], metadata: { role: 'web' } },
     });
   });
 
@@ -56,8 +61,8 @@ describe('the legacy bringYourOwnImage body', () => {
   });
 
   it('reads the older flat shape', () => {
-    const job = validateJob(jobFromBody({ URL: body.URL, type: 'raw', hostname: 'h', sshKey: 'ssh-rsa X', userMetadatas: [{ key: 'a', value: 'b' }] }));
-    expect(job.configDrive).toEqual({ hostname: 'h', sshKeys: ['ssh-rsa X'], metadata: { a: 'b' } });
+    const job = validateJob(jobFromBody({ URL: body.URL, type: 'raw', hostname: 'h', sshKey: KEY, userMetadatas: [{ key: 'a', value: 'b' }] }));
+    expect(job.configDrive).toEqual({ hostname: 'h', sshKeys: [KEY], metadata: { a: 'b' } });
   });
 
   it('defaults to disk group 1', () => {
@@ -77,7 +82,7 @@ describe('the reinstall body', () => {
       configDriveUserData: 'I2Nsb3VkLWNvbmZpZwo=',
       configDriveMetadata: { env: 'prod' },
       hostname: 'db1',
-      sshKey: 'ssh-ed25519 KEY',
+      sshKey: KEY,
       efiBootloaderPath: '\\efi\\debian\\grubx64.efi',
     },
     storage: [{ diskGroupId: 3 }],
@@ -92,7 +97,7 @@ describe('the reinstall body', () => {
       httpHeaders: { 'X-Token': 'tok3n' },
       noReboot: false,
       efiBootloaderPath: '\\efi\\debian\\grubx64.efi',
-      configDrive: { hostname: 'db1', userData: 'I2Nsb3VkLWNvbmZpZwo=', sshKeys: ['ssh-ed25519 KEY'], metadata: { env: 'prod' } },
+      configDrive: { hostname: 'db1', userData: 'I2Nsb3VkLWNvbmZpZwo=', sshKeys: [KEY], metadata: { env: 'prod' } },
     });
   });
 

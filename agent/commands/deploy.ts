@@ -12,8 +12,9 @@ import { StatusFile } from '../../lib/status.ts';
 import { deploy } from '../deploy.ts';
 import { Reporter } from '../reporter.ts';
 import { run } from '../run.ts';
+import { configDriveFlags, configDriveFromArgs, type ConfigDriveArgs } from './configdrive.ts';
 
-interface DeployArgs {
+interface DeployArgs extends ConfigDriveArgs {
   job?: string;
   url?: string;
   type?: string;
@@ -44,8 +45,9 @@ async function readJobBody(path: string): Promise<JobInput> {
   return jobFromBody(body);
 }
 
-function jobFromFlags(args: DeployArgs): JobInput {
+async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
   const headers = args['http-header']?.map(parseHeaderFlag);
+  const drive = await configDriveFromArgs(args);
   const input: JobInput = {
     url: args.url,
     type: args.type,
@@ -58,17 +60,16 @@ function jobFromFlags(args: DeployArgs): JobInput {
     ramSize: args['ram-size'],
     noReboot: args.reboot === undefined ? undefined : !args.reboot,
     ...(headers && { httpHeaders: Object.fromEntries(headers) }),
+    ...(drive && {
+      configDrive: {
+        hostname: drive.hostname,
+        sshKey: drive.sshKeys.length ? drive.sshKeys.join('\n') : undefined,
+        userData: drive.userData,
+        metadata: drive.metadata,
+      },
+    }),
   };
   return Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) as JobInput;
-}
-
-/** The error as it may be shown: secrets scrubbed, unexpected errors given a sentence. */
-function shown(error: unknown, redactor: Redactor): ByoiError {
-  if (error instanceof ByoiError) {
-    return new ByoiError(error.kind, redactor.scrub(error.message), error.detail === undefined ? undefined : redactor.scrub(error.detail));
-  }
-  const cause = error instanceof Error ? (error.stack ?? error.message) : String(error);
-  return failed(`Unexpected error: ${redactor.scrub(error instanceof Error ? error.message : String(error))}`, redactor.scrub(cause));
 }
 
 async function deployCommand(args: DeployArgs): Promise<void> {
@@ -78,12 +79,12 @@ async function deployCommand(args: DeployArgs): Promise<void> {
   const bar = process.stderr.isTTY ? new ProgressBar() : undefined;
   const report = new Reporter(new StatusFile(args['status-file'], scrub), createLogger(scrub, bar), bar);
   try {
-    const flags = jobFromFlags(args);
+    const flags = await jobFromFlags(args);
     const input = mergeJobInputs(args.job === undefined ? {} : await readJobBody(args.job), flags);
     redactor = Redactor.forJob(input);
     await deploy(validateJob(input), report);
   } catch (error) {
-    const visible = shown(error, redactor);
+    const visible = redactor.visible(error);
     report.error(visible.message, visible.detail);
     throw visible;
   }
@@ -106,6 +107,7 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
       .option('http-header', { type: 'string', array: true, describe: "'Name: value' sent with the download (repeatable); values are secrets" })
       .option('reboot', { type: 'boolean', describe: 'reboot when done (--no-reboot to stay)' })
       .option('status-file', { type: 'string', describe: 'JSON status file, replaced atomically at each change' })
-      .option('ram-size', { type: 'number', describe: 'bytes of RAM to assume instead of MemTotal' }),
+      .option('ram-size', { type: 'number', describe: 'bytes of RAM to assume instead of MemTotal' })
+      .options(configDriveFlags),
   handler: (args) => run(() => deployCommand(args)),
 };

@@ -42,22 +42,11 @@ async function takeJob(client: AgentClient, options: AgentOptions, log: Logger):
   }
 }
 
-/** The error as it may be shown: secrets scrubbed, unexpected errors given a sentence. */
-function visible(error: unknown, redactor: { scrub(text: string): string }): ByoiError {
-  if (error instanceof ByoiError) {
-    return new ByoiError(error.kind, redactor.scrub(error.message), error.detail === undefined ? undefined : redactor.scrub(error.detail));
-  }
-  const text = error instanceof Error ? error.message : String(error);
-  return failed(`Unexpected error: ${redactor.scrub(text)}`, redactor.scrub(error instanceof Error ? (error.stack ?? text) : text));
-}
-
 /** Deploys the server's job; resolves when done (and rebooting unless told not to), throws the deployment's error. */
 export async function runAgent(options: AgentOptions): Promise<void> {
   // The token is a secret from the start; the job's secrets once the job is known.
-  const tokenRedactor = new Redactor([options.settings.token]);
-  let jobRedactor = new Redactor([]);
-  const redactor = { scrub: (text: string) => tokenRedactor.scrub(jobRedactor.scrub(text)) };
-  const scrub = redactor.scrub;
+  let redactor = new Redactor([options.settings.token]);
+  const scrub = (text: string) => redactor.scrub(text);
   const log = createLogger(scrub);
   const client = new AgentClient(options.settings);
   const queue = new EventQueue((events) => client.postEvents(events), options.backoff, () =>
@@ -78,10 +67,10 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   let job: Job;
   try {
     job = validateJob(mergeJobInputs(jobInputFor(assigned.kind, assigned.body), options.overrides));
-    jobRedactor = Redactor.forJob(job);
+    redactor = redactor.with(Redactor.forJob(job));
     await options.pipeline({ ...job, noReboot: true }, report);
   } catch (error) {
-    const shown = visible(error, redactor);
+    const shown = redactor.visible(error);
     outbox.errorKind = shown.kind;
     report.error(shown.message, shown.detail);
     await delivered();

@@ -10,7 +10,7 @@ import { discoverDisks, type Disk } from '../../lib/disk/discover.ts';
 import { releaseDisk } from '../../lib/disk/release.ts';
 import { chooseDisk } from '../../lib/disk/select.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { attachLoop, detachAllLoops } from '../helpers/loop.ts';
+import { addPartitions, attachLoop, detachAllLoops } from '../helpers/loop.ts';
 
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8' });
 const isMounted = (dir: string) => readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === dir);
@@ -42,14 +42,14 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk'))('releasing a held disk', 
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
   /** A disk as a previous install left it: GPT, ext4 mounted, swap active. */
-  function heldDisk(): { device: string; disk: () => Promise<Disk> } {
+  async function heldDisk(): Promise<{ device: string; disk: () => Promise<Disk> }> {
     const file = join(work, 'disk.img');
     rmSync(file, { force: true });
     writeFileSync(file, '');
     truncateSync(file, 256 * 1024 * 1024);
     sh('sgdisk', ['-n', '1:0:+64M', '-t', '1:8300', '-n', '2:0:+32M', '-t', '2:8200', '-n', '3:0:0', file]);
     const device = attachLoop(file);
-    sh('partx', ['-u', device]);
+    await addPartitions(device);
     sh('mkfs.ext4', ['-q', '-F', `${device}p1`]);
     sh('mkswap', [`${device}p2`]);
     sh('mount', [`${device}p1`, mnt]);
@@ -58,7 +58,7 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk'))('releasing a held disk', 
   }
 
   it('unmounts, swaps off and wipes every signature', async () => {
-    const { device, disk } = heldDisk();
+    const { device, disk } = await heldDisk();
     const before = await disk();
     expect(before.holders.map((h) => h.kind).sort()).toEqual(['mount', 'swap']);
 
@@ -72,7 +72,7 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk'))('releasing a held disk', 
   });
 
   it('names what still holds the disk when it cannot be released', async () => {
-    const { device, disk } = heldDisk();
+    const { device, disk } = await heldDisk();
     busy = spawn('sleep', ['60'], { cwd: mnt, stdio: 'ignore' });
     await new Promise((resolve) => setTimeout(resolve, 200));
 

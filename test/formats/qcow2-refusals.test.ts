@@ -370,9 +370,9 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 refusals', () => {
     refusedWith(message)(thrown);
   });
 
-  it.each(whileDecoding.flatMap((c) => [[c.name, c, 0] as const, [c.name, c, 2] as const]))(
+  it.each(whileDecoding.flatMap((c) => [[c.name, 0, c] as const, [c.name, 2, c] as const]))(
     'refuses while decoding: %s (threads %i)',
-    async (_, c, threads) => {
+    async (_, threads, c) => {
       const { path, message } = poked(c);
       const image = openQcow2(await ChunkedBuffer.fromFile(path), { threads });
       await decodeToSha256(image).then(() => expect.fail('decoded'), refusedWith(message));

@@ -1,6 +1,7 @@
 // Loop devices for tests: attached over files the test made, and detached by the test that
 // attached them (never any other). Partition nodes are not assumed to exist.
 import { execFileSync } from 'node:child_process';
+import { statSync } from 'node:fs';
 
 const attached = new Set<string>();
 
@@ -41,4 +42,24 @@ export function detachAllLoops(): void {
       attached.delete(device);
     }
   }
+}
+
+/**
+ * Tells the kernel about the partitions on `device` and waits until their nodes exist (devtmpfs
+ * creates them asynchronously): returns their paths, /dev/loopNp1 first.
+ */
+export async function addPartitions(device: string): Promise<string[]> {
+  execFileSync('partx', ['--update', device]);
+  const numbers = execFileSync('partx', ['--show', '--noheadings', '--output', 'NR', device], { encoding: 'utf8' })
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
+  const nodes = numbers.map((n) => `${device}p${n}`);
+  for (const node of nodes) {
+    for (let tries = 0; !statSync(node, { throwIfNoEntry: false })?.isBlockDevice(); tries++) {
+      if (tries > 100) throw new Error(`${node} did not appear`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  return nodes;
 }
