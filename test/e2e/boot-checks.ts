@@ -15,11 +15,11 @@ export function userDataScript(marker: string): string {
 
 export function expectCloudInitApplied(
   console: string,
-  expected: { firmware: Firmware; marker: string; hostname: string; publicKey: string },
+  expected: { firmware: Firmware; marker: string; hostname: string; publicKey: string; configDrive: string },
 ): void {
   expect(console).toContain(`byoi-image: GRUB ${expected.firmware === 'bios' ? 'pc' : 'efi'} loaded grub.cfg`);
   expect(console).toMatch(/Linux version 6\.1\.\S+-amd64/);
-  expect(console).toMatch(/Datasource DataSourceConfigDrive \[net,ver=2\]\[source=\/dev\/vdb\d*\]/);
+  expect(console).toContain(`Datasource DataSourceConfigDrive [net,ver=2][source=${expected.configDrive}]`);
   expect(console).toContain(`${expected.marker} hostname=${expected.hostname}`);
   expect(console).toContain(`${expected.marker} authorized_keys=${expected.publicKey}`);
 }

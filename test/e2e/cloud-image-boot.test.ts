@@ -50,9 +50,10 @@ describe.skipIf(skipWithout('root', 'qemu', 'mtools', 'ssh-keygen'))('the cloud 
         disks: [{ file: image, format: 'qcow2', snapshot: true }, { file: drive }],
         nicMacs,
         until: /Cloud-init v\. \S+ finished at .*Datasource .*\n/,
-        timeoutSeconds: 540,
+        timeoutSeconds: 840,
       });
-      expectCloudInitApplied(console, { firmware, marker, hostname, publicKey });
-    }, 600_000);
+      // The second disk, whole.
+        expectCloudInitApplied(console, { firmware, marker, hostname, publicKey, configDrive: '/dev/vdb' });
+    }, 900_000);
   }
 });

@@ -133,10 +133,11 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('byoi deploys a cloud
           disks: [{ file: disk, snapshot: true }],
           nicMacs: [mac],
           until: /Cloud-init v\. \S+ finished at .*Datasource .*\n/,
-          timeoutSeconds: 540,
+          timeoutSeconds: 840,
         });
-        expectCloudInitApplied(console, { firmware, marker, hostname, publicKey });
-      }, 600_000);
+        // The partition byoi added after the image's three.
+        expectCloudInitApplied(console, { firmware, marker, hostname, publicKey, configDrive: '/dev/vda4' });
+      }, 900_000);
     }
   });
 });
