@@ -1,0 +1,135 @@
+// Boots a disk image in QEMU (TCG) the way a server boots its local disk: through firmware,
+// SeaBIOS (legacy) or OVMF (UEFI), then the disk's own boot loader. Watches the serial console
+// until a line matches `until`, then kills QEMU: a booted cloud image never powers itself off.
+//
+//   import { bootDisk, ensureCloudImage } from '../../scripts/image/boot.ts';
+//   const { console } = await bootDisk({ disks: [{ file: 'disk.qcow2', format: 'qcow2' }], firmware: 'uefi', until: /marker/ });
+import { execFile, spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+export type Firmware = 'bios' | 'uefi';
+
+export interface BootDisk {
+  file: string;
+  format?: 'raw' | 'qcow2';
+  /** Opened read-only through a throw-away overlay: the file is left as it was. */
+  snapshot?: boolean;
+}
+
+export interface BootOptions {
+  /** The first disk is the boot disk. */
+  disks: BootDisk[];
+  firmware: Firmware;
+  /** Stops the VM once the console matches. */
+  until: RegExp;
+  /** NICs on QEMU's user-mode network, by MAC: a config drive's network_data.json names the
+   * server's NICs, and cloud-init stops if one of them is missing. */
+  nicMacs?: string[];
+  memoryMiB?: number;
+  timeoutSeconds?: number;
+  onConsole?: (text: string) => void;
+}
+
+export interface BootResult {
+  /** The serial console up to the match, \n line ends. */
+  console: string;
+  seconds: number;
+}
+
+export class BootError extends Error {
+  readonly console: string;
+  constructor(message: string, console: string) {
+    super(`${message}\n--- last console lines ---\n${console.split('\n').slice(-60).join('\n')}`);
+    this.name = 'BootError';
+    this.console = console;
+  }
+}
+
+const ovmfCode = '/usr/share/OVMF/OVMF_CODE.fd';
+const ovmfVars = '/usr/share/OVMF/OVMF_VARS.fd';
+
+function normalise(text: string): string {
+  // Firmware and GRUB draw with escape sequences; keep plain text lines.
+  return text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replaceAll('\r\n', '\n').replaceAll('\r', '\n');
+}
+
+export async function bootDisk(options: BootOptions): Promise<BootResult> {
+  const scratch = mkdtempSync(join(tmpdir(), 'byoi-boot-'));
+  const args = [
+    '-machine', 'q35', '-accel', 'tcg', '-cpu', 'max', '-smp', '1', '-m', String(options.memoryMiB ?? 1024),
+    '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
+  ];
+  if (options.firmware === 'uefi') {
+    // OVMF writes its variables (boot entries it discovers): each boot gets its own copy.
+    const vars = join(scratch, 'OVMF_VARS.fd');
+    copyFileSync(ovmfVars, vars);
+    args.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${ovmfCode}`);
+    args.push('-drive', `if=pflash,format=raw,unit=1,file=${vars}`);
+  }
+  options.disks.forEach((disk, index) => {
+    const snapshot = disk.snapshot ? ',snapshot=on' : '';
+    args.push('-drive', `file=${resolve(disk.file).replaceAll(',', ',,')},format=${disk.format ?? 'raw'},if=none,id=d${index},cache=unsafe${snapshot}`);
+    args.push('-device', `virtio-blk-pci,drive=d${index},bootindex=${index}`);
+  });
+
+  (options.nicMacs ?? []).forEach((mac, index) => {
+    args.push('-netdev', `user,id=n${index}`, '-device', `virtio-net-pci,netdev=n${index},mac=${mac}`);
+  });
+
+  const started = performance.now();
+  let text = '';
+  try {
+    // setpriv: QEMU dies with this process even if it is killed before it can clean up.
+    const child = spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', 'qemu-system-x86_64', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const kill = () => child.kill('SIGKILL');
+    process.once('exit', kill);
+    let stderr = '';
+    let matched = false;
+    let timedOut = false;
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      text += chunk;
+      options.onConsole?.(chunk);
+      if (!matched && options.until.test(normalise(text))) {
+        matched = true;
+        kill();
+      }
+    });
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk: string) => (stderr += chunk));
+    const timeoutSeconds = options.timeoutSeconds ?? 600;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      kill();
+    }, timeoutSeconds * 1000);
+    const status = await new Promise<number | null>((done, fail) => {
+      child.once('error', fail);
+      child.once('close', (code) => done(code));
+    }).finally(() => {
+      clearTimeout(timer);
+      process.off('exit', kill);
+    });
+    const consoleText = normalise(text);
+    if (matched) return { console: consoleText, seconds: (performance.now() - started) / 1000 };
+    if (timedOut) throw new BootError(`no ${options.until} on the console within ${timeoutSeconds} s`, consoleText);
+    throw new BootError(`QEMU stopped (status ${status}) before ${options.until} appeared${stderr ? `: ${stderr.trim()}` : ''}`, consoleText);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/** Builds the cloud image (scripts/image/build-cloud-image.sh) or finds it in the cache. */
+export async function ensureCloudImage(): Promise<string> {
+  const { stdout } = await promisify(execFile)('bash', [join(here, 'build-cloud-image.sh')], {
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return stdout.trim().split('\n').pop() ?? '';
+}
