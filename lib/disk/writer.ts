@@ -97,15 +97,15 @@ function deviceNumbers(rdev: number): { major: number; minor: number } {
   };
 }
 
-/** Decodes every extent without writing: rejects as decoding would. */
+/** Decodes every extent without writing (the image's dry pass if it has one): rejects as decoding would. */
 export async function verifyImage(image: DiskImage): Promise<VerifiedImage> {
   const longZeroRuns: [number, number][] = [];
   const runs = new ZeroRuns((start, end) => {
     const aligned = alignedPart(start, end);
     if (aligned) longZeroRuns.push(aligned);
   });
-  for await (const extent of image.extents()) {
-    if (isZero(extent)) runs.add(extent.offset, extent.offset + extent.length);
+  for await (const extent of image.check?.() ?? image.extents()) {
+    if ('zero' in extent && extent.zero) runs.add(extent.offset, extent.offset + extent.length);
     else runs.flush();
   }
   runs.flush();

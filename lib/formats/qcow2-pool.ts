@@ -15,6 +15,8 @@ interface Request {
   id: number;
   codec: Codec;
   clusterSize: number;
+  /** false: a dry pass; the clusters are decompressed and checked, then dropped, not sent back. */
+  keep: boolean;
   input: ArrayBuffer;
   /** [start, length] of each cluster's bytes in `input`. */
   bounds: number[];
@@ -33,14 +35,15 @@ const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
 const decompressCluster = (${decompressCluster.toString()});
-parentPort.on('message', ({ id, codec, clusterSize, input, bounds }) => {
+parentPort.on('message', ({ id, codec, clusterSize, keep, input, bounds }) => {
   const count = bounds.length / 2;
   const own = clusterSize >= ${OWN_BUFFER_CLUSTER_SIZE};
-  const packed = own ? undefined : Buffer.allocUnsafeSlow(count * clusterSize);
+  const packed = own || !keep ? undefined : Buffer.allocUnsafeSlow(count * clusterSize);
   const pieces = [];
   for (let i = 0; i < count; i++) {
     const cluster = decompressCluster(zlib, codec, new Uint8Array(input, bounds[2 * i], bounds[2 * i + 1]), clusterSize);
     if (typeof cluster === 'string') return parentPort.postMessage({ id, input, index: i, reason: cluster }, [input]);
+    if (!keep) continue;
     if (own) pieces.push([cluster.buffer, cluster.byteOffset, cluster.byteLength]);
     else cluster.copy(packed, i * clusterSize);
   }
@@ -83,8 +86,11 @@ export class DecompressPool {
     }
   }
 
-  /** The batch's clusters in order, in one or more buffers, or the first that failed. */
-  decompress(inputs: readonly Buffer[]): Promise<Buffer[] | BatchFailure> {
+  /**
+   * The batch's clusters in order, in one or more buffers, or the first that failed. With `keep`
+   * false (a dry pass) the clusters are checked but not sent back: success is an empty array.
+   */
+  decompress(inputs: readonly Buffer[], keep = true): Promise<Buffer[] | BatchFailure> {
     if (this.failure) return Promise.reject(this.failure);
     let total = 0;
     for (const input of inputs) total += input.length;
@@ -101,7 +107,7 @@ export class DecompressPool {
     for (const candidate of this.workers) if (this.load.get(candidate)! < this.load.get(worker)!) worker = candidate;
     this.load.set(worker, this.load.get(worker)! + 1);
     const id = this.nextId++;
-    const request: Request = { id, codec: this.codec, clusterSize: this.clusterSize, input: packed.buffer, bounds };
+    const request: Request = { id, codec: this.codec, clusterSize: this.clusterSize, keep, input: packed.buffer, bounds };
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.postMessage(request, [request.input]);
