@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { BenchImages } from './images.ts';
 import { VIRTUAL_SIZE } from './images.ts';
-import { interleaved, measure, summary } from './measure.ts';
+import { flushDevice, interleaved, measure, summary } from './measure.ts';
 import { sha256Of, type Row } from './convert.ts';
 import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
 
@@ -49,13 +49,13 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
       const baseline = () =>
         measure('bash', ['-c',
           `set -eo pipefail; got=$(curl -sSf "$0" | tee "$1" | sha256sum | cut -d' ' -f1); [ "$got" = "$2" ];` +
-          ` qemu-img convert -n -f qcow2 -O raw "$1" "$3"; sgdisk -e "$3" >/dev/null; rm -f "$1"`,
+          ` qemu-img convert -t writeback -n -f qcow2 -O raw "$1" "$3"; sgdisk -e "$3" >/dev/null; rm -f "$1"`,
           url, download, checksum, device]);
       await ours();
       // The GPT's backup header moved, so compare everything but the last MiB of the image.
       const got = await sha256Of(device, VIRTUAL_SIZE - 1024 * 1024);
       if (got !== expected) throw new Error(`byoi deploy of ${name} wrote ${got}, expected ${expected}`);
-      const samples = await interleaved(runs, { ours, reference: baseline });
+      const samples = await interleaved(runs, { ours, reference: baseline }, () => flushDevice(device));
       rows.push({ name: `deploy qcow2 ${name}`, ours: summary(samples.ours!), reference: summary(samples.reference!), imageBytes: statSync(image).size });
     }
     return rows;

@@ -1,8 +1,14 @@
-// npm run bench [-- --runs N --only convert|deploy]: byoi against the reference tools, in one run,
-// reported as ratios (ours / reference; below 1.0 means byoi is faster).
-import { statSync } from 'node:fs';
+// npm run bench [-- --runs N --only convert|deploy --source]: byoi against the reference tools, in
+// one run, reported as ratios (ours / reference; below 1.0 means byoi is faster).
+// byoi runs as shipped: the bundle `npm run build` makes (what the container runs), built afresh
+// from this checkout into a temporary directory. --source runs agent/byoi.ts through Node's type
+// stripping instead (slower to start: it parses and strips every module on each run).
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { bundle } from '../bundle.ts';
 import { makeBenchImages } from './images.ts';
 import { benchConvert, type Row } from './convert.ts';
 import { benchDeploy } from './deploy.ts';
@@ -12,11 +18,16 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '5' },
     only: { type: 'string' },
     dir: { type: 'string', default: '/var/tmp/byoi-bench' },
+    source: { type: 'boolean', default: false },
   },
 });
 const runs = Number(values.runs);
 const node = process.execPath;
-const byoi = fileURLToPath(new URL('../../agent/byoi.ts', import.meta.url));
+const entry = fileURLToPath(new URL('../../agent/byoi.ts', import.meta.url));
+// Its own directory: other checkouts may be benchmarking at the same time.
+const bundleDir = mkdtempSync(join(tmpdir(), 'byoi-bench-agent-'));
+process.on('exit', () => rmSync(bundleDir, { recursive: true, force: true }));
+const byoi = values.source ? entry : (await bundle(entry, bundleDir, 'byoi.mjs'))[0]!;
 
 const images = makeBenchImages(values.dir!);
 const sizes = Object.fromEntries(Object.values(images.qcow2).map((f) => [f, statSync(f).size]));
@@ -32,5 +43,5 @@ const lines = [
     `| ${r.name} | ${r.ours.seconds.toFixed(2)} | ${r.reference.seconds.toFixed(2)} | ${(r.ours.seconds / r.reference.seconds).toFixed(2)} | ` +
     `${(r.ours.peakRssBytes / MiB).toFixed(0)} | ${(r.imageBytes / MiB).toFixed(0)} | ${((r.ours.peakRssBytes - r.imageBytes) / MiB).toFixed(0)} |`),
 ];
-console.log(`medians of ${runs} interleaved runs; reference: qemu-img convert -n (convert), curl|sha256sum + qemu-img convert + sgdisk -e (deploy)`);
+console.log(`byoi ${values.source ? 'from source (type stripping)' : 'as bundled'}; medians of ${runs} interleaved runs; reference: qemu-img convert -t writeback -n (convert), curl|sha256sum + qemu-img convert -t writeback + sgdisk -e (deploy); the device is flushed and uncached before every run`);
 console.log(lines.join('\n'));
