@@ -1,6 +1,7 @@
 // Worker threads that decompress batches of qcow2 clusters, so decompression runs on the other cores
 // while the main thread walks the map and writes. A batch's compressed bytes are copied into one
 // transferable buffer; its clusters come back in one transferred buffer, in order.
+import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { decompressCluster, OWN_BUFFER_CLUSTER_SIZE, type Codec } from './qcow2-decompress.ts';
 import { decompressionStopped, decompressionWorkerFailed } from '../errors.ts';
@@ -28,6 +29,14 @@ interface Request {
  */
 type Reply = { id: number; input: ArrayBuffer } & ({ pieces: [ArrayBuffer, number, number][] } | { index: number; reason: string });
 
+/**
+ * Each cluster zlib or zstd decompresses is a new buffer, freed only when V8 collects it; V8 lets a
+ * thread's dead buffers reach 64 MiB or more before it does, so two workers of a dry pass alone
+ * would hold ~170 MiB of garbage. A worker collects after every this many bytes of output instead
+ * (measured on the bench images: peak RSS -65 MiB for ~10% more decompression CPU).
+ */
+const COLLECT_EVERY = 32 * 1024 * 1024;
+
 // Runs inside each worker: CommonJS `eval` code, built from `decompressCluster`'s own source text.
 // Large clusters travel in the buffers zlib made for them (transferred, not copied: no garbage piles
 // up in the worker); small ones are packed into one buffer per batch.
@@ -35,8 +44,14 @@ const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
 const decompressCluster = (${decompressCluster.toString()});
+let sinceCollected = 0;
 parentPort.on('message', ({ id, codec, clusterSize, keep, input, bounds }) => {
   const count = bounds.length / 2;
+  sinceCollected += count * clusterSize;
+  if (sinceCollected >= ${COLLECT_EVERY} && typeof gc === 'function') {
+    sinceCollected = 0;
+    gc();
+  }
   const own = clusterSize >= ${OWN_BUFFER_CLUSTER_SIZE};
   const packed = own || !keep ? undefined : Buffer.allocUnsafeSlow(count * clusterSize);
   const pieces = [];
@@ -74,6 +89,9 @@ export class DecompressPool {
   constructor(codec: Codec, clusterSize: number, threads: number) {
     this.codec = codec;
     this.clusterSize = clusterSize;
+    // Gives the workers started from now on a global gc() (see COLLECT_EVERY). V8 flags are
+    // process-wide; this one only adds that function to new contexts.
+    setFlagsFromString('--expose-gc');
     for (let i = 0; i < threads; i++) {
       const worker = new Worker(WORKER_SOURCE, { eval: true });
       worker.on('message', (reply: Reply) => this.settle(worker, reply));
