@@ -223,3 +223,73 @@ export function cannotWriteImage(format: string, cause: string): ByoiError {
 export function cannotReadImage(path: string, cause: string): ByoiError {
   return new ByoiError('invalid-job', `Can not read image ${path}: ${cause}`);
 }
+
+// ---- Deploy: the job, download, checksum, inspection, disk, write and GPT steps. ----
+
+/** An invalid job: exit 2, nothing downloaded or written. */
+export function invalidJob(message: string, detail?: string): ByoiError {
+  return new ByoiError('invalid-job', message, detail);
+}
+
+/** A deployment step that failed: exit 1. */
+export function failed(message: string, detail?: string): ByoiError {
+  return new ByoiError('failed', message, detail);
+}
+
+export const messages = {
+  // The job (OVH's sentences verbatim, then ours in the same style).
+  badImageType: 'Bad format image, expected: qcow2, raw.',
+  badChecksumType: 'Bad checkSumType, expected: md5, sha1, sha256, sha512.',
+  checksumPair: 'Please provide checkSum AND checkSumType or none of them',
+  badChecksum: (type: string, digits: number) => `Bad checkSum, expected: ${digits} hexadecimal digits for ${type}.`,
+  missingUrl: 'Missing URL, expected: the http or https address of the image.',
+  badUrl: 'Bad URL, expected: an http or https address.',
+  badDiskGroupId: 'Bad diskGroupId, expected: a positive integer.',
+  badDisk: 'Bad disk, expected: the path of a block device such as /dev/sda.',
+  badHttpHeader: (name: string) => `Bad httpHeader ${JSON.stringify(name)}, expected: a header name and a value on one line.`,
+  badHttpHeaderFlag: "Bad httpHeader, expected: 'Name: value'.",
+  badRamSize: 'Bad ramSize, expected: a number of bytes.',
+  badJobBody: 'Bad job, expected: a bringYourOwnImage or reinstall JSON body.',
+  unreadableJob: (path: string) => `Could not read job from ${path}.`,
+  badField: (name: string, expected: string) => `Bad ${name}, expected: ${expected}.`,
+
+  // Download and checksum.
+  tooBigForMemory: (type: string) => `Could not download, ${type} image is too big to download in memory.`,
+  downloadFailed: (url: string) => `Could not download image located: ${url}.`,
+  checksumMismatch: (type: string, got: string, expected: string) => `Bad ${type} for downloaded file, got: ${got} while expecting ${expected}.`,
+
+  // Inspection (the decoders' and the writer's sentences are above).
+  noPartitionTable: (contents: string) => `image provided format is not of type raw because no partition table was found. It seems to contain: ${contents}`,
+  sectorSizeMismatch: (imageSector: number, deviceSector: number) => `image provided has a GPT for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
+
+  // Partition table, reboot (the writer's sentences are above).
+  gptFixFailed: 'Can not move backup GPT data structures to the end of disk.',
+  rereadFailed: (disk: string) => `Could not re-read the partition table of ${disk}.`,
+  rebootFailed: 'Could not reboot the server.',
+} as const;
+
+// ---- The provisioning API (byoi serve) and its agent (byoi agent). ----
+
+export const apiMessages = {
+  badJson: 'Bad request body, expected: a JSON object.',
+  badOperatingSystem: 'Bad operatingSystem, expected: byoi_64.',
+  missingApiKey: 'You must authenticate: send your API key as "Authorization: Bearer <key>".',
+  unknownApiKey: 'This API key is not valid.',
+  notYourServer: (serviceName: string) => `You are not allowed to manage the server ${serviceName}.`,
+  noSuchServer: (serviceName: string) => `The requested object (serviceName = ${serviceName}) does not exist`,
+  noSuchTask: (taskId: string) => `The requested object (taskId = ${taskId}) does not exist`,
+  deploymentRunning: (serviceName: string) => `An installation is already in progress on ${serviceName}.`,
+  notInstalling: 'Server is not being installed or reinstalled at the moment',
+  missingAgentToken: 'The agent must authenticate: send its token as "Authorization: Bearer <token>".',
+  wrongAgentToken: 'This agent token is not valid for this server.',
+  deploymentFinished: 'This deployment is finished: there is no job to take.',
+  badEvents: 'Bad events, expected: {"events": [{status, message, phase, ...}]}.',
+  notFound: 'Not found.',
+  bootFailed: (serviceName: string) => `Could not boot ${serviceName} on the deployment agent.`,
+  badConfig: (path: string, why: string) => `Bad server configuration ${path}: ${why}.`,
+  badAgentSettings: (missing: string[]) => `Missing agent settings: ${missing.join(', ')} (flags --server, --service-name, --token or byoi.server=, byoi.service=, byoi.token= on the kernel command line).`,
+  jobUnavailable: (url: string) => `Could not fetch the job from ${url}.`,
+} as const;
+
+/** The first step of every deployment, before the agent has taken its job. */
+export const bootStep = { phase: 'boot', message: 'Booting the server on the deployment agent' } as const;

@@ -67,10 +67,12 @@ truncate -s 128M "$work/target.img"
 loop=$(losetup --find --show "$work/target.img")
 echo "$loop"
 
-step "byoi deploy (its JSON log lines go to $work/deploy.log; shown here only if it fails)"
+step "byoi deploy, with a config drive (its JSON log lines go to $work/deploy.log; shown here only if it fails)"
+printf '#cloud-config\nruncmd:\n  - echo hello from byoi user data\n' >"$work/user-data"
 set -x
 npx --no-install byoi deploy --url "$url" --type qcow2 \
   --checksum "$checksum" --checksum-type sha256 \
+  --hostname demo.byoi.example --user-data "$work/user-data" --user-metadata purpose=demo \
   --disk "$loop" --no-reboot --status-file "$work/status.json" 2>"$work/deploy.log" || {
   { set +x; } 2>/dev/null
   cat "$work/deploy.log" >&2
@@ -95,6 +97,15 @@ size=$(stat -c %s "$work/expected.raw")
 gpt_head=$((34 * 512)) gpt_tail=$((33 * 512))
 cmp --ignore-initial="$gpt_head" --bytes=$((size - gpt_head - gpt_tail)) "$work/expected.raw" "$loop"
 echo "identical: bytes $gpt_head to $((size - gpt_tail)) of $loop equal qemu-img convert's output"
+
+step "The config drive: the last partition, vfat labelled config-2, read with mtools"
+drive_start=$(sfdisk --json "$loop" | "$node" -e '
+  const t = JSON.parse(require("node:fs").readFileSync(0, "utf8")).partitiontable;
+  const p = t.partitions.find((p) => p.name === "config-2");
+  console.log(p.start * (t.sectorsize ?? 512));')
+blkid -p -O "$drive_start" -o export "$loop" | grep -E '^(LABEL|TYPE)='
+MTOOLS_SKIP_CHECK=1 mdir -/ -b -i "$loop@@$drive_start" ::openstack 2>/dev/null
+echo "meta_data.json: $(MTOOLS_SKIP_CHECK=1 mtype -i "$loop@@$drive_start" ::openstack/latest/meta_data.json 2>/dev/null)"
 
 step "The file inside the deployed ext4 partition"
 dd if="$loop" of="$work/root.out" bs=512 skip="$root_start" count="$root_sectors" status=none

@@ -3,14 +3,10 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { commands } from '../agent/commands/index.ts';
 import { assertCapable, skipWithout } from './helpers/capabilities.ts';
 
 const run = promisify(execFile);
-// Until `byoi deploy` is registered the demo cannot run; once it is, this guard is always true.
-const hasDeploy = commands.some((command) => String(command.command).split(' ')[0] === 'deploy');
-
-describe.skipIf(!hasDeploy || skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('demo', () => {
+describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('demo', () => {
   beforeAll(() => assertCapable('root', 'loop', 'qemu-img', 'sgdisk'));
 
   it('deploys its image and finds it intact', async () => {
@@ -18,5 +14,7 @@ describe.skipIf(!hasDeploy || skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))
     expect(stdout).toContain('"status": "done"');
     expect(stdout).toMatch(/^identical: bytes 17408 to \d+ of \/dev\/loop\d+ equal qemu-img convert's output$/m);
     expect(stdout).toContain('Hello from an image deployed by byoi.');
+    expect(stdout).toContain('LABEL=config-2');
+    expect(stdout).toMatch(/meta_data.json: \{[\s\S]*"hostname": "demo.byoi.example"/);
   }, 300_000);
 });

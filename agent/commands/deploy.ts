@@ -1,0 +1,122 @@
+// `byoi deploy`: a job from flags and/or a JSON body (--job FILE|-), validated, then the
+// pipeline of agent/deploy.ts with its status file, JSON log and progress bar. Exit 0 done,
+// 1 a deployment error, 2 an invalid job; the message is the last line of stderr.
+import { readFile } from 'node:fs/promises';
+import { text } from 'node:stream/consumers';
+import type { CommandModule } from 'yargs';
+import { ByoiError, failed, invalidJob, messages } from '../../lib/errors.ts';
+import { jobFromBody, mergeJobInputs, parseHeaderFlag, validateJob, type JobInput } from '../../lib/job.ts';
+import { createLogger, ProgressBar } from '../../lib/log.ts';
+import { Redactor } from '../../lib/redact.ts';
+import { StatusFile } from '../../lib/status.ts';
+import { deploy } from '../deploy.ts';
+import { Reporter } from '../reporter.ts';
+import { run } from '../run.ts';
+import { configDriveFlags, configDriveFromArgs, type ConfigDriveArgs } from './configdrive.ts';
+
+interface DeployArgs extends ConfigDriveArgs {
+  job?: string;
+  url?: string;
+  type?: string;
+  checksum?: string;
+  'checksum-type'?: string;
+  'disk-group-id'?: number;
+  disk?: string;
+  description?: string;
+  'http-header'?: string[];
+  reboot?: boolean;
+  'status-file'?: string;
+  'ram-size'?: number;
+}
+
+async function readJobBody(path: string): Promise<JobInput> {
+  let raw: string;
+  try {
+    raw = path === '-' ? await text(process.stdin) : await readFile(path, 'utf8');
+  } catch (error) {
+    throw invalidJob(messages.unreadableJob(path), (error as Error).message);
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(raw);
+  } catch {
+    throw invalidJob(messages.badJobBody); // no detail: the parser quotes the text, which may hold secrets
+  }
+  return jobFromBody(body);
+}
+
+async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
+  const headers = args['http-header']?.map(parseHeaderFlag);
+  const drive = await configDriveFromArgs(args);
+  const input: JobInput = {
+    url: args.url,
+    type: args.type,
+    checksum: args.checksum,
+    checksumType: args['checksum-type'],
+    diskGroupId: args['disk-group-id'],
+    disk: args.disk,
+    description: args.description,
+    statusFile: args['status-file'],
+    ramSize: args['ram-size'],
+    noReboot: args.reboot === undefined ? undefined : !args.reboot,
+    ...(headers && { httpHeaders: Object.fromEntries(headers) }),
+    ...(drive && {
+      configDrive: {
+        hostname: drive.hostname,
+        sshKey: drive.sshKeys.length ? drive.sshKeys.join('\n') : undefined,
+        userData: drive.userData,
+        metadata: drive.metadata,
+      },
+    }),
+  };
+  return Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) as JobInput;
+}
+
+/** The error as it may be shown: secrets scrubbed, unexpected errors given a sentence. */
+function shown(error: unknown, redactor: Redactor): ByoiError {
+  if (error instanceof ByoiError) {
+    return new ByoiError(error.kind, redactor.scrub(error.message), error.detail === undefined ? undefined : redactor.scrub(error.detail));
+  }
+  const cause = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  return failed(`Unexpected error: ${redactor.scrub(error instanceof Error ? error.message : String(error))}`, redactor.scrub(cause));
+}
+
+async function deployCommand(args: DeployArgs): Promise<void> {
+  // Reporting starts first, so that even a job that cannot be read ends in an error status.
+  let redactor = new Redactor([]);
+  const scrub = (text: string) => redactor.scrub(text);
+  const bar = process.stderr.isTTY ? new ProgressBar() : undefined;
+  const report = new Reporter(new StatusFile(args['status-file'], scrub), createLogger(scrub, bar), bar);
+  try {
+    const flags = await jobFromFlags(args);
+    const input = mergeJobInputs(args.job === undefined ? {} : await readJobBody(args.job), flags);
+    redactor = Redactor.forJob(input);
+    await deploy(validateJob(input), report);
+  } catch (error) {
+    const visible = shown(error, redactor);
+    report.error(visible.message, visible.detail);
+    throw visible;
+  }
+}
+
+export const deployCommandModule: CommandModule<object, DeployArgs> = {
+  command: 'deploy',
+  describe: 'Download an image into RAM, verify it, write it to a disk, fix its GPT and reboot',
+  builder: (yargs) =>
+    yargs
+      .option('job', { type: 'string', nargs: 1, describe: 'JSON body of bringYourOwnImage or reinstall (a file, or - for stdin); flags override its fields' })
+      .option('url', { type: 'string', describe: 'http(s) URL of the image' })
+      .option('type', { type: 'string', describe: 'image type: qcow2 or raw' })
+      .option('checksum', { type: 'string', describe: 'expected checksum of the image file (hex)' })
+      .option('checksum-type', { type: 'string', describe: 'md5, sha1, sha256 or sha512' })
+      .option('disk-group-id', { type: 'number', describe: 'disk group to install on; its first disk is written (default 1)' })
+      .option('disk', { type: 'string', describe: 'the disk to write, e.g. /dev/sda (instead of a disk group)' })
+      .conflicts('disk', 'disk-group-id')
+      .option('description', { type: 'string', describe: "the image's name" })
+      .option('http-header', { type: 'string', array: true, describe: "'Name: value' sent with the download (repeatable); values are secrets" })
+      .option('reboot', { type: 'boolean', describe: 'reboot when done (--no-reboot to stay)' })
+      .option('status-file', { type: 'string', describe: 'JSON status file, replaced atomically at each change' })
+      .option('ram-size', { type: 'number', describe: 'bytes of RAM to assume instead of MemTotal' })
+      .options(configDriveFlags),
+  handler: (args) => run(() => deployCommand(args)),
+};

@@ -1,0 +1,49 @@
+// byoi serve: the OVH-compatible provisioning API for the lab's servers.
+import { resolve } from 'node:path';
+import type { CommandModule } from 'yargs';
+import { CommandBootAdapter } from '../../lib/api/boot.ts';
+import { loadConfig } from '../../lib/api/config.ts';
+import { buildApi } from '../../lib/api/server.ts';
+import { SqliteStore } from '../../lib/api/store.ts';
+import { invalidJob, messages } from '../../lib/errors.ts';
+import { run } from '../run.ts';
+
+interface ServeArgs {
+  config: string;
+  listen: string;
+  db: string;
+}
+
+function parseListen(listen: string): { host: string; port: number } {
+  const match = /^(.+):(\d{1,5})$/.exec(listen);
+  const port = Number(match?.[2]);
+  if (!match || port > 65535) throw invalidJob(messages.badField('--listen', 'HOST:PORT'));
+  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+export const serveCommand: CommandModule<object, ServeArgs> = {
+  command: 'serve',
+  describe: 'Serve the OVH-compatible provisioning API (bringYourOwnImage, reinstall, task, install/status)',
+  builder: (y) =>
+    y
+      .option('config', { type: 'string', demandOption: true, describe: 'JSON file declaring the servers, their API keys and boot commands' })
+      .option('listen', { type: 'string', default: '127.0.0.1:8080', describe: 'HOST:PORT to listen on' })
+      .option('db', { type: 'string', default: 'byoi-serve.sqlite', describe: 'SQLite database keeping deployments across restarts' }),
+  handler: (argv) =>
+    run(async () => {
+      const config = loadConfig(argv.config);
+      const { host, port } = parseListen(argv.listen);
+      const store = new SqliteStore(resolve(argv.db));
+      let address = `http://${argv.listen}`;
+      const app = buildApi({ config, store, boot: new CommandBootAdapter(config.servers), agentUrl: () => config.publicUrl ?? address, logger: true });
+      address = await app.listen({ host, port });
+      process.stderr.write(`byoi serve: listening on ${address}\n`);
+      await new Promise<void>((done) => {
+        const stop = () => done();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await app.close();
+      store.close();
+    }),
+};

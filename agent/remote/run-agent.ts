@@ -1,0 +1,93 @@
+// The agent's life: take the job from the API, run the deploy pipeline on it, report every status
+// change through the outbox, and reboot only once the outcome is delivered (or a bounded wait ran out).
+import { jobInputFor } from '../../lib/api/job-body.ts';
+import { ByoiError, apiMessages, failed } from '../../lib/errors.ts';
+import { mergeJobInputs, validateJob, type Job, type JobInput } from '../../lib/job.ts';
+import { createLogger, type Logger } from '../../lib/log.ts';
+import { reboot as systemReboot } from '../../lib/reboot.ts';
+import { Redactor } from '../../lib/redact.ts';
+import { Reporter } from '../reporter.ts';
+import { AgentClient, type AssignedJob } from './client.ts';
+import { EventQueue, defaultBackoff, type Backoff } from './queue.ts';
+import { RemoteStatus } from './remote-status.ts';
+import type { AgentSettings } from './settings.ts';
+
+/** The deploy pipeline (agent/deploy.ts's `deploy`); it is given jobs with noReboot set. */
+export type Pipeline = (job: Job, report: Reporter) => Promise<void>;
+
+export interface AgentOptions {
+  readonly settings: AgentSettings;
+  /** Local settings that override the job's fields: disk, ramSize, noReboot, statusFile. */
+  readonly overrides: JobInput;
+  readonly pipeline: Pipeline;
+  /** How long to keep trying to take the job while the API is unreachable. */
+  readonly jobTimeoutMs: number;
+  /** How long the outcome may wait for delivery before the agent exits or reboots anyway. */
+  readonly deliverTimeoutMs: number;
+  readonly backoff?: Backoff;
+  readonly reboot?: () => Promise<void>;
+}
+
+async function takeJob(client: AgentClient, options: AgentOptions, log: Logger): Promise<AssignedJob> {
+  const backoff = options.backoff ?? defaultBackoff;
+  const deadline = Date.now() + options.jobTimeoutMs;
+  let delay = backoff.initialMs;
+  for (;;) {
+    const job = await client.fetchJob();
+    if (job !== 'retry') return job;
+    if (Date.now() + delay > deadline) throw failed(apiMessages.jobUnavailable(options.settings.server), 'the API could not be reached');
+    log.warn({ retryInMs: delay }, 'the API cannot be reached; trying again');
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, backoff.maxMs);
+  }
+}
+
+/** The error as it may be shown: secrets scrubbed, unexpected errors given a sentence. */
+function visible(error: unknown, redactor: { scrub(text: string): string }): ByoiError {
+  if (error instanceof ByoiError) {
+    return new ByoiError(error.kind, redactor.scrub(error.message), error.detail === undefined ? undefined : redactor.scrub(error.detail));
+  }
+  const text = error instanceof Error ? error.message : String(error);
+  return failed(`Unexpected error: ${redactor.scrub(text)}`, redactor.scrub(error instanceof Error ? (error.stack ?? text) : text));
+}
+
+/** Deploys the server's job; resolves when done (and rebooting unless told not to), throws the deployment's error. */
+export async function runAgent(options: AgentOptions): Promise<void> {
+  // The token is a secret from the start; the job's secrets once the job is known.
+  const tokenRedactor = new Redactor([options.settings.token]);
+  let jobRedactor = new Redactor([]);
+  const redactor = { scrub: (text: string) => tokenRedactor.scrub(jobRedactor.scrub(text)) };
+  const scrub = redactor.scrub;
+  const log = createLogger(scrub);
+  const client = new AgentClient(options.settings);
+  const queue = new EventQueue((events) => client.postEvents(events), options.backoff, () =>
+    log.error('the API refused the status events for good (deployment erased?); no more will be sent'),
+  );
+  const statusFile = typeof options.overrides.statusFile === 'string' ? options.overrides.statusFile : undefined;
+  const outbox = new RemoteStatus(statusFile, scrub, queue);
+  const report = new Reporter(outbox, log);
+
+  const delivered = async () => {
+    if (await queue.drain(options.deliverTimeoutMs)) return;
+    log.error({ pending: queue.size }, 'the outcome could not be delivered to the API in time');
+    queue.stop();
+  };
+
+  const assigned = await takeJob(client, options, log);
+  log.info({ deploymentId: assigned.deploymentId, serviceName: assigned.serviceName }, 'took the job');
+  let job: Job;
+  try {
+    job = validateJob(mergeJobInputs(jobInputFor(assigned.kind, assigned.body), options.overrides));
+    jobRedactor = Redactor.forJob(job);
+    await options.pipeline({ ...job, noReboot: true }, report);
+  } catch (error) {
+    const shown = visible(error, redactor);
+    outbox.errorKind = shown.kind;
+    report.error(shown.message, shown.detail);
+    await delivered();
+    throw shown;
+  }
+  await delivered();
+  if (!job.noReboot) await (options.reboot ?? systemReboot)();
+}
+

@@ -1,0 +1,78 @@
+// The API's answers, in OVH's field names and types: ByoiStatus, task.Response, install status.
+import type { Deployment, Step } from './store.ts';
+
+/** `dedicated.server.ByoiStatus`, plus the phase and its progress. */
+export interface ByoiStatusView {
+  checksum: string | null;
+  message: string | null;
+  servername: string;
+  status: 'doing' | 'done' | 'error' | null;
+  phase: string | null;
+  /** 0-100 within the current phase; null when the phase moves no bytes or its size is unknown. */
+  percent: number | null;
+  progress: { done: number; total: number | null; bytesPerSecond: number } | null;
+}
+
+export function byoiStatusView(serviceName: string, deployment: Deployment | undefined): ByoiStatusView {
+  if (!deployment) return { checksum: null, message: null, servername: serviceName, status: null, phase: null, percent: null, progress: null };
+  const { progress } = deployment;
+  const percent = progress && progress.total ? Math.min(100, Math.floor((progress.done * 100) / progress.total)) : null;
+  return {
+    checksum: deployment.checksum,
+    message: deployment.message,
+    servername: serviceName,
+    status: deployment.status,
+    phase: deployment.phase,
+    percent,
+    progress,
+  };
+}
+
+export type TaskStatus = 'cancelled' | 'customerError' | 'doing' | 'done' | 'init' | 'ovhError' | 'todo';
+
+/** `dedicated.server.task.Response`. */
+export interface TaskView {
+  taskId: number;
+  function: 'reinstallServer';
+  status: TaskStatus;
+  comment: string;
+  startDate: string;
+  doneDate: string | null;
+}
+
+function taskStatus(deployment: Deployment): TaskStatus {
+  if (deployment.status === 'done') return 'done';
+  if (deployment.status === 'error') return deployment.errorKind === 'failed' ? 'ovhError' : 'customerError';
+  if (deployment.erased) return 'cancelled';
+  return deployment.jobTakenAt ? 'doing' : 'init';
+}
+
+export function taskView(deployment: Deployment): TaskView {
+  return {
+    taskId: deployment.id,
+    function: 'reinstallServer',
+    status: taskStatus(deployment),
+    comment: 'Start bare metal OS installation',
+    startDate: deployment.startedAt,
+    doneDate: deployment.finishedAt,
+  };
+}
+
+export type StepStatus = 'doing' | 'done' | 'error' | 'expired' | 'idle' | 'pending' | 'stopping' | 'todo';
+
+/** `GET /dedicated/server/{serviceName}/install/status`. */
+export interface InstallStatusView {
+  elapsedTime: number;
+  progress: { comment: string; error?: string; status: StepStatus }[];
+}
+
+export function installStatusView(deployment: Deployment, steps: readonly Step[], now = new Date()): InstallStatusView {
+  const end = deployment.finishedAt ? new Date(deployment.finishedAt) : now;
+  const elapsedTime = Math.max(0, Math.round((end.getTime() - new Date(deployment.startedAt).getTime()) / 1000));
+  const progress = steps.map((step, i) => {
+    if (i < steps.length - 1 || deployment.status === 'done') return { comment: step.comment, status: 'done' as const };
+    if (deployment.status === 'error') return { comment: step.comment, error: deployment.message, status: 'error' as const };
+    return { comment: step.comment, status: 'doing' as const };
+  });
+  return { elapsedTime, progress };
+}

@@ -1,0 +1,59 @@
+// After the image is written: make the kernel read the new partition table and, for a GPT, move
+// the backup header and table to the end of the disk (the image was smaller than the disk), then
+// check that sgdisk finds no problem left.
+import { open } from 'node:fs/promises';
+import { execa } from 'execa';
+import { failed, messages } from '../errors.ts';
+
+/** BLKRRPART, or partx when the kernel refuses it (loop devices attached without partition scan). */
+export async function rereadPartitionTable(device: string): Promise<void> {
+  const ioctl = await execa('blockdev', ['--rereadpt', device], { reject: false });
+  if (ioctl.exitCode === 0) return;
+  const partx = await execa('partx', ['-u', device], { reject: false });
+  if (partx.exitCode === 0) return;
+  throw failed(messages.rereadFailed(device), `blockdev: ${ioctl.stderr.trim()}; partx: ${partx.stderr.trim()}`);
+}
+
+/** Whether LBA 1 holds a GPT header ("EFI PART") at the disk's logical sector size. */
+export async function hasGpt(device: string, sectorSize: number): Promise<boolean> {
+  const handle = await open(device, 'r');
+  try {
+    const signature = Buffer.alloc(8);
+    const { bytesRead } = await handle.read(signature, 0, 8, sectorSize);
+    return bytesRead === 8 && signature.toString('latin1') === 'EFI PART';
+  } finally {
+    await handle.close();
+  }
+}
+
+interface Verdict {
+  readonly clean: boolean;
+  readonly report: string;
+}
+
+/** `sgdisk -v`: exits 0 whatever it finds, so its words tell. */
+async function verify(device: string): Promise<Verdict> {
+  const result = await execa('sgdisk', ['-v', device], { reject: false, all: true });
+  const report = (result.all ?? '').replace(/\s+/g, ' ').trim();
+  return { clean: result.exitCode === 0 && report.includes('No problems found'), report };
+}
+
+export type GptOutcome = 'no-gpt' | 'clean' | 'moved-backup';
+
+/**
+ * For a GPT disk: verify; when sgdisk reports a problem (the backup header not at the end of
+ * the disk, or a backup table to regenerate), `sgdisk -e` rewrites the backup at the end, then
+ * verify again. Any problem left fails with OVH's sentence.
+ */
+export async function fixGpt(device: string, sectorSize: number): Promise<GptOutcome> {
+  if (!(await hasGpt(device, sectorSize))) return 'no-gpt';
+  const before = await verify(device);
+  if (before.clean) return 'clean';
+  const move = await execa('sgdisk', ['-e', device], { reject: false, all: true });
+  const after = await verify(device);
+  if (move.exitCode !== 0 || !after.clean) {
+    throw failed(messages.gptFixFailed, `sgdisk -e: ${(move.all ?? '').replace(/\s+/g, ' ').trim()}; sgdisk -v: ${after.report}`);
+  }
+  await rereadPartitionTable(device);
+  return 'moved-backup';
+}

@@ -1,0 +1,51 @@
+// The inspect step of a deployment: is the downloaded file what the job says, does it fit the
+// disk, is it laid out for the disk's sector size? Reads only the image; nothing is written.
+import { imageLargerThanDevice, messages, refusedImage } from '../errors.ts';
+import { detectFormat, gptSectorSize } from './detect.ts';
+import { openImage } from './open.ts';
+import type { DiskImage, ImageSource } from './types.ts';
+
+export interface DiskFacts {
+  readonly size: number;
+  readonly logicalSectorSize: number;
+}
+
+/** A hybrid ISO (or anything else) may carry an MBR that detection names otherwise. */
+function hasMbrSignature(source: ImageSource): boolean {
+  return source.size >= 512 && source.read(510, 2).equals(Buffer.from([0x55, 0xaa]));
+}
+
+/** The first `length` guest bytes of a decoded image (zeros where it has none). */
+async function guestHead(image: DiskImage, length: number): Promise<Buffer> {
+  const head = Buffer.alloc(Math.min(length, image.info.virtualSize));
+  for await (const extent of image.extents()) {
+    if (extent.offset >= head.length) break;
+    if (!('zero' in extent)) extent.data.copy(head, extent.offset, 0, Math.min(extent.length, head.length - extent.offset));
+  }
+  return head;
+}
+
+function bufferSource(bytes: Buffer): ImageSource {
+  return { size: bytes.length, read: (offset, length) => bytes.subarray(offset, offset + length) };
+}
+
+/**
+ * Opens the image as the job's type and refuses, with OVH's sentences, a qcow2 that is not one,
+ * a raw image without a partition table, an image larger than the disk, and a GPT made for
+ * another sector size than the disk's.
+ */
+export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw', disk: DiskFacts): Promise<DiskImage> {
+  const detection = detectFormat(source);
+  if (type === 'raw') {
+    const partitioned = detection.format === 'gpt' || detection.format === 'mbr' || gptSectorSize(source) !== undefined || (detection.format === 'iso9660' && hasMbrSignature(source));
+    if (!partitioned) throw refusedImage(messages.noPartitionTable(detection.description));
+  }
+  const image = openImage(source, type);
+  const { virtualSize } = image.info;
+  if (virtualSize > disk.size) throw imageLargerThanDevice(virtualSize, disk.size);
+  const imageSectors = gptSectorSize(type === 'raw' ? source : bufferSource(await guestHead(image, 8192)));
+  if (imageSectors !== undefined && imageSectors !== disk.logicalSectorSize) {
+    throw refusedImage(messages.sectorSizeMismatch(imageSectors, disk.logicalSectorSize));
+  }
+  return image;
+}

@@ -1,0 +1,80 @@
+// `byoi serve` as a process, its config file, and the boot adapter that runs each server's command.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CommandBootAdapter } from '../../lib/api/boot.ts';
+import { parseConfig } from '../../lib/api/config.ts';
+import { ByoiError, apiMessages } from '../../lib/errors.ts';
+import { call } from '../helpers/api.ts';
+
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'byoi-serve-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Starts `byoi serve`, resolving with its URL once it listens. */
+function serve(args: string[]): Promise<{ url: string; stop: () => Promise<number | null> }> {
+  const child = spawn(process.execPath, [join(repo, 'agent/byoi.ts'), 'serve', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      const match = /listening on (http:\/\/\S+)/.exec(stderr);
+      if (match) resolve({ url: match[1]!, stop: () => (child.kill('SIGTERM'), exited) });
+    });
+    void exited.then((code) => reject(new Error(`byoi serve exited ${code}: ${stderr}`)));
+  });
+}
+
+describe('byoi serve', () => {
+  it('serves the config\'s servers from its database, and keeps their state across a restart', async () => {
+    const config = join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ servers: [{ serviceName: 'ns1.lab', apiKeys: ['key-a'], boot: { command: ['true'] } }] }));
+    const db = join(dir, 'serve.sqlite');
+    const first = await serve(['--config', config, '--listen', '127.0.0.1:0', '--db', db]);
+    const body = { URL: 'http://127.0.0.1:9/x.raw', type: 'raw' };
+    expect((await call(first.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-a', body })).status).toBe(200);
+    expect(await first.stop()).toBe(0);
+    const second = await serve(['--config', config, '--listen', '127.0.0.1:0', '--db', db]);
+    try {
+      expect((await call(second.url, 'GET', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-a' })).body).toMatchObject({ status: 'doing', phase: 'boot' });
+      expect((await call(second.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-a', body })).status).toBe(409);
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it('refuses a bad config file with a clear message', () => {
+    const bad = (value: unknown) => () => parseConfig(value, 'lab.json');
+    expect(bad({})).toThrow(apiMessages.badConfig('lab.json', 'expected {"servers": [...]}'));
+    expect(bad({ servers: [{ serviceName: 'a b', apiKeys: ['k'] }] })).toThrow(ByoiError);
+    expect(bad({ servers: [{ serviceName: 'a', apiKeys: 'k' }] })).toThrow('servers[0].apiKeys must be a list of keys');
+    expect(bad({ servers: [{ serviceName: 'a', apiKeys: ['k'] }, { serviceName: 'a', apiKeys: ['k'] }] })).toThrow('a is declared twice');
+    expect(bad({ servers: [{ serviceName: 'a', apiKeys: ['k'], boot: { command: [] } }] })).toThrow('servers[0].boot.command must be a non-empty list of strings');
+  });
+});
+
+describe('the command boot adapter', () => {
+  it('runs the server\'s command with {server}, {service} and {token} filled in, and stops it for rescue', async () => {
+    const out = join(dir, 'booted.txt');
+    const stopped = join(dir, 'stopped.txt');
+    const adapter = new CommandBootAdapter([
+      { serviceName: 'ns1.lab', apiKeys: [], boot: { command: ['sh', '-c', `trap 'echo TERM > ${stopped}; exit 0' TERM; echo "$0 $1 $2 $GREETING" > ${out}; sleep 60 & wait`, '{server}', '{service}', '{token}'], env: { GREETING: 'hi' } } },
+    ]);
+    await adapter.boot({ serverUrl: 'http://10.0.0.1:8080', serviceName: 'ns1.lab', token: 'tok' });
+    for (let i = 0; i < 200 && !existsSync(out); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(readFileSync(out, 'utf8')).toBe('http://10.0.0.1:8080 ns1.lab tok hi\n');
+    await adapter.rescue('ns1.lab');
+    expect(readFileSync(stopped, 'utf8')).toBe('TERM\n'); // asked to stop, not killed
+  });
+
+  it('fails to boot a server that has no command, or whose command does not exist', async () => {
+    const adapter = new CommandBootAdapter([{ serviceName: 'ns2.lab', apiKeys: [], boot: { command: [join(dir, 'no-such-program')] } }]);
+    const context = { serverUrl: 'http://x', token: 't' };
+    await expect(adapter.boot({ ...context, serviceName: 'ns1.lab' })).rejects.toThrow(apiMessages.bootFailed('ns1.lab'));
+    await expect(adapter.boot({ ...context, serviceName: 'ns2.lab' })).rejects.toThrow(apiMessages.bootFailed('ns2.lab'));
+  });
+});

@@ -1,0 +1,139 @@
+// `byoi deploy` with a config drive, onto loop devices of 512- and 4096-byte sectors, GPT and MBR
+// images: the image's own partitions are untouched, the drive is the last partition, inside the
+// disk, and cloud-init's own reader finds the hostname, key, metadata and user data in it.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { assertCapable, skipWithout } from './helpers/capabilities.ts';
+import { probe, readConfigDrive, sshKeygen } from './helpers/cloud-init.ts';
+import { byoi, readAt, sh, sha256Of, sha256OfFile } from './helpers/deploy.ts';
+import { startServer, type TestServer } from './helpers/http.ts';
+import { attachLoop, detachAllLoops } from './helpers/loop.ts';
+
+const MiB = 1024 * 1024;
+const IMAGE_SIZE = 24 * MiB;
+const DISK_SIZE = 128 * MiB;
+const needs = ['root', 'loop', 'sgdisk', 'mtools', 'cloud-init', 'ssh-keygen'] as const;
+
+interface Partition {
+  node: string;
+  start: number;
+  size: number;
+  type: string;
+  name?: string;
+}
+
+/** The partition table as sfdisk reads it, in bytes. */
+function partitions(device: string): { label: string; partitions: Partition[] } {
+  const { partitiontable: table } = JSON.parse(sh('sfdisk', ['--json', device])) as {
+    partitiontable: { label: string; sectorsize?: number; partitions: Partition[] };
+  };
+  const sector = table.sectorsize ?? 512;
+  return { label: table.label, partitions: table.partitions.map((p) => ({ ...p, start: p.start * sector, size: p.size * sector })) };
+}
+
+describe.skipIf(skipWithout(...needs))('byoi deploy with a config drive', () => {
+  let dir: string;
+  let server: TestServer;
+  let key: string;
+  const script = '#!/bin/sh\necho byoi-user-data-ran\n';
+
+  beforeAll(async () => {
+    assertCapable(...needs);
+    dir = mkdtempSync(join(tmpdir(), 'byoi-deploy-cd-'));
+    server = await startServer();
+    key = sshKeygen('ed25519', 'operator@byoi');
+    writeFileSync(join(dir, 'user-data'), Buffer.from(script).toString('base64')); // as OVH recommends sending it
+  });
+
+  afterEach(() => detachAllLoops());
+
+  afterAll(async () => {
+    await server?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A raw image with data in each partition, its table made for `sector`-byte sectors. */
+  function makeImage(name: string, label: 'gpt' | 'dos', sector: 512 | 4096, size = IMAGE_SIZE): Buffer {
+    const file = join(dir, `${name}.raw`);
+    writeFileSync(file, Buffer.alloc(0));
+    sh('truncate', ['-s', String(size), file]);
+    const device = attachLoop(file, { sectorSize: sector });
+    const layout = label === 'gpt' ? 'label: gpt\n,4MiB,U\n,,L\n' : 'label: dos\n,4MiB,ef\n,,83\n';
+    sh('sh', ['-c', `printf '${layout}' | sfdisk -q ${device}`]);
+    detachAllLoops();
+    const bytes = readFileSync(file);
+    for (const p of [2 * MiB, 6 * MiB, size - 3 * MiB]) randomBytes(256 * 1024).copy(bytes, p);
+    writeFileSync(file, bytes);
+    server.serve(`/${name}`, { body: bytes });
+    return bytes;
+  }
+
+  async function deployOnto(name: string, sector: 512 | 4096, extra: string[] = []) {
+    const file = join(dir, `${name}.disk`);
+    writeFileSync(file, randomBytes(DISK_SIZE));
+    const device = attachLoop(file, { sectorSize: sector });
+    const image = readFileSync(join(dir, `${name}.raw`));
+    const status = join(dir, `${name}.status.json`);
+    const result = await byoi([
+      'deploy', '--url', `${server.url}/${name}`, '--type', 'raw', '--checksum', sha256OfFile(join(dir, `${name}.raw`)), '--checksum-type', 'sha256',
+      '--disk', device, '--no-reboot', '--status-file', status,
+      '--hostname', `node-${name}.example.net`, '--ssh-key', key, '--user-data', join(dir, 'user-data'), '--user-metadata', 'role=byoi-test',
+      ...extra,
+    ]);
+    return { device, image, result, status };
+  }
+
+  for (const [label, sector] of [['gpt', 512], ['gpt', 4096], ['dos', 512], ['dos', 4096]] as const) {
+    it(`adds a readable drive after a ${label} image on ${sector}-byte sectors`, async () => {
+      const name = `${label}${sector}`;
+      makeImage(name, label, sector);
+      const { device, image, result, status } = await deployOnto(name, sector);
+      expect(result.exitCode, result.stderr).toBe(0);
+      expect(JSON.parse(readFileSync(status, 'utf8')).status).toBe('done');
+
+      const table = partitions(device);
+      expect(table.partitions).toHaveLength(3);
+      const [first, second, drive] = table.partitions as [Partition, Partition, Partition];
+      // The image's own partitions are byte for byte what it carried.
+      for (const p of [first, second]) expect(readAt(device, p.start, p.size).equals(image.subarray(p.start, p.start + p.size))).toBe(true);
+      expect(drive.start).toBeGreaterThanOrEqual(IMAGE_SIZE - MiB);
+      expect(drive.start + drive.size).toBeLessThanOrEqual(DISK_SIZE);
+      if (label === 'gpt') {
+        expect(drive.name).toBe('config-2');
+        expect(sh('sgdisk', ['-v', device])).toContain('No problems found');
+      } else {
+        expect(drive.type).toBe('c');
+      }
+      expect(probe(device, drive.start)).toMatchObject({ LABEL: 'config-2', TYPE: 'vfat' });
+
+      const seen = readConfigDrive(device, drive.start);
+      expect(seen.localHostname).toBe(`node-${name}.example.net`);
+      expect(seen.publicKeys).toEqual([key]);
+      expect(seen.meta).toEqual({ role: 'byoi-test' });
+      expect(Buffer.from(seen.userData, 'base64').toString()).toBe(script);
+    });
+  }
+
+  it('refuses a bad hostname before anything is written', async () => {
+    makeImage('badhost', 'gpt', 512);
+    const file = join(dir, 'badhost.disk');
+    writeFileSync(file, randomBytes(DISK_SIZE));
+    const device = attachLoop(file);
+    const before = await sha256Of(device);
+    const result = await byoi(['deploy', '--url', `${server.url}/badhost`, '--type', 'raw', '--disk', device, '--no-reboot', '--hostname', 'bad_host!']);
+    expect(result.exitCode).toBe(2);
+    expect(result.lastLine).toMatch(/hostname/i);
+    expect(await sha256Of(device)).toBe(before);
+  });
+
+  it('fails with OVH sentence when the image leaves no room at the end of the disk', async () => {
+    makeImage('full', 'gpt', 512, DISK_SIZE);
+    const { result, status } = await deployOnto('full', 512);
+    expect(result.exitCode).toBe(1);
+    expect(result.lastLine).toBe('Could not create configdrive on disk.');
+    expect(JSON.parse(readFileSync(status, 'utf8'))).toMatchObject({ status: 'error', message: 'Could not create configdrive on disk.' });
+  });
+});
