@@ -13,9 +13,10 @@ export interface Row {
   imageBytes: number;
 }
 
-export async function sha256Of(path: string, length: number): Promise<string> {
+/** sha256 of the bytes [start, end) of a file or device. */
+export async function sha256Of(path: string, end: number, start = 0): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { start: 0, end: length - 1, highWaterMark: 4 * 1024 * 1024 })) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(path, { start, end: end - 1, highWaterMark: 4 * 1024 * 1024 })) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 

@@ -31,17 +31,18 @@ const byoi = values.source ? entry : (await bundle(entry, bundleDir, 'byoi.mjs')
 
 const images = makeBenchImages(values.dir!);
 const sizes = Object.fromEntries(Object.values(images.qcow2).map((f) => [f, statSync(f).size]));
-const rows: Row[] = [];
-if (!values.only || values.only === 'convert') rows.push(...(await benchConvert(images, node, byoi, runs, sizes)));
-if (!values.only || values.only === 'deploy') rows.push(...(await benchDeploy(images, node, byoi, runs)));
-
 const MiB = 1024 * 1024;
-const lines = [
-  `| case | byoi s | reference s | time ratio | byoi peak RSS MiB | image MiB | RSS - image MiB |`,
-  `|---|---|---|---|---|---|---|`,
-  ...rows.map((r) =>
-    `| ${r.name} | ${r.ours.seconds.toFixed(2)} | ${r.reference.seconds.toFixed(2)} | ${(r.ours.seconds / r.reference.seconds).toFixed(2)} | ` +
-    `${(r.ours.peakRssBytes / MiB).toFixed(0)} | ${(r.imageBytes / MiB).toFixed(0)} | ${((r.ours.peakRssBytes - r.imageBytes) / MiB).toFixed(0)} |`),
-];
 console.log(`byoi ${values.source ? 'from source (type stripping)' : 'as bundled'}; medians of ${runs} interleaved runs; reference: qemu-img convert -t writeback -n (convert), curl|sha256sum + qemu-img convert -t writeback + sgdisk -e (deploy); the device is flushed and uncached before every run`);
-console.log(lines.join('\n'));
+console.log(`| case | byoi s | reference s | time ratio | byoi peak RSS MiB | image MiB | RSS - image MiB |`);
+console.log(`|---|---|---|---|---|---|---|`);
+/** Rows are printed as each benchmark ends: a later failure does not lose them. */
+function print(rows: Row[]): void {
+  for (const r of rows) {
+    console.log(
+      `| ${r.name} | ${r.ours.seconds.toFixed(2)} | ${r.reference.seconds.toFixed(2)} | ${(r.ours.seconds / r.reference.seconds).toFixed(2)} | ` +
+        `${(r.ours.peakRssBytes / MiB).toFixed(0)} | ${(r.imageBytes / MiB).toFixed(0)} | ${((r.ours.peakRssBytes - r.imageBytes) / MiB).toFixed(0)} |`,
+    );
+  }
+}
+if (!values.only || values.only === 'convert') print(await benchConvert(images, node, byoi, runs, sizes));
+if (!values.only || values.only === 'deploy') print(await benchDeploy(images, node, byoi, runs));
