@@ -1,4 +1,4 @@
-// ChunkedBuffer.fromFile reads several chunks at once: every byte must land in its place.
+// ChunkedBuffer.fromFile: every byte lands in its place, whatever the file size.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
