@@ -37,6 +37,7 @@ export class ChunkedBuffer implements ImageSource {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.length) {
       throw new RangeError(`read of ${length} bytes at ${offset} is outside an image of ${this.length} bytes`);
     }
+    if (length === 0) return Buffer.alloc(0); // even at the end, where there may be no chunk
     const index = Math.floor(offset / this.chunkSize);
     const within = offset - index * this.chunkSize;
     if (within + length <= this.chunkSize) return this.chunks[index]!.subarray(within, within + length);

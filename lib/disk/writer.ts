@@ -97,15 +97,15 @@ function deviceNumbers(rdev: number): { major: number; minor: number } {
   };
 }
 
-/** Decodes every extent without writing: rejects as decoding would. */
+/** Decodes every extent without writing (the image's dry pass if it has one): rejects as decoding would. */
 export async function verifyImage(image: DiskImage): Promise<VerifiedImage> {
   const longZeroRuns: [number, number][] = [];
   const runs = new ZeroRuns((start, end) => {
     const aligned = alignedPart(start, end);
     if (aligned) longZeroRuns.push(aligned);
   });
-  for await (const extent of image.extents()) {
-    if (isZero(extent)) runs.add(extent.offset, extent.offset + extent.length);
+  for await (const extent of image.check?.() ?? image.extents()) {
+    if ('zero' in extent && extent.zero) runs.add(extent.offset, extent.offset + extent.length);
     else runs.flush();
   }
   runs.flush();
@@ -254,6 +254,8 @@ class ExtentWriter {
   /** Block devices: zero runs still to be written as zeros. */
   private readonly zeroRuns = new ZeroRuns((start, end) => this.pendingZeros.push([start, end]));
   private pendingZeros: [number, number][] = [];
+  /** The one write in flight (see flushBatch). */
+  private writing: Promise<void> = Promise.resolve();
   private head: Buffer = Buffer.alloc(0);
   private headHasData = false;
   private dataBytes = 0;
@@ -265,6 +267,16 @@ class ExtentWriter {
   }
 
   async write(image: DiskImage, options: WriteOptions): Promise<number> {
+    try {
+      return await this.writeExtents(image, options);
+    } catch (error) {
+      // No write may still be running when the caller cleans up (it zeroes the device's ends).
+      await this.writing.catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async writeExtents(image: DiskImage, options: WriteOptions): Promise<number> {
     const total = image.info.virtualSize;
     this.head = Buffer.alloc(Math.min(HEAD, total));
     let expected = 0;
@@ -285,6 +297,7 @@ class ExtentWriter {
     if (expected !== total) throw new Error(`decoder stopped at ${expected} of ${total} bytes`);
     await this.writeZeroRuns();
     await this.flushBatch();
+    await this.writing;
     // Last: the first MiB. A file left it as a hole unless data landed there.
     if (this.kind === 'block' || this.headHasData) await writeFully(this.handle, [this.head], 0);
     await this.handle.datasync();
@@ -315,11 +328,19 @@ class ExtentWriter {
     if (this.batchLength >= MAX_BATCH) await this.flushBatch();
   }
 
+  /**
+   * Starts writing the batch once the previous write is done, and returns without waiting for it:
+   * the next batch is decoded and gathered while this one is written.
+   */
   private async flushBatch(): Promise<void> {
     if (this.batchLength === 0) return;
-    await writeFully(this.handle, this.batch, this.batchStart);
+    const buffers = this.batch;
+    const position = this.batchStart;
     this.batch = [];
     this.batchLength = 0;
+    await this.writing;
+    this.writing = writeFully(this.handle, buffers, position);
+    this.writing.catch(() => undefined); // a failure is rethrown where `writing` is next awaited
   }
 
   /** Writes the zero runs before the current position, except what the device zeroed already. */

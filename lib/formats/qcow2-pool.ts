@@ -1,6 +1,7 @@
 // Worker threads that decompress batches of qcow2 clusters, so decompression runs on the other cores
 // while the main thread walks the map and writes. A batch's compressed bytes are copied into one
 // transferable buffer; its clusters come back in one transferred buffer, in order.
+import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { decompressCluster, OWN_BUFFER_CLUSTER_SIZE, type Codec } from './qcow2-decompress.ts';
 import { decompressionStopped, decompressionWorkerFailed } from '../errors.ts';
@@ -15,6 +16,8 @@ interface Request {
   id: number;
   codec: Codec;
   clusterSize: number;
+  /** false: a dry pass; the clusters are decompressed and checked, then dropped, not sent back. */
+  keep: boolean;
   input: ArrayBuffer;
   /** [start, length] of each cluster's bytes in `input`. */
   bounds: number[];
@@ -26,6 +29,14 @@ interface Request {
  */
 type Reply = { id: number; input: ArrayBuffer } & ({ pieces: [ArrayBuffer, number, number][] } | { index: number; reason: string });
 
+/**
+ * Each cluster zlib or zstd decompresses is a new buffer, freed only when V8 collects it; V8 lets a
+ * thread's dead buffers reach 64 MiB or more before it does, so two workers of a dry pass alone
+ * would hold ~170 MiB of garbage. A worker collects after every this many bytes of output instead
+ * (measured on the bench images: peak RSS -65 MiB for ~10% more decompression CPU).
+ */
+const COLLECT_EVERY = 32 * 1024 * 1024;
+
 // Runs inside each worker: CommonJS `eval` code, built from `decompressCluster`'s own source text.
 // Large clusters travel in the buffers zlib made for them (transferred, not copied: no garbage piles
 // up in the worker); small ones are packed into one buffer per batch.
@@ -33,14 +44,21 @@ const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
 const decompressCluster = (${decompressCluster.toString()});
-parentPort.on('message', ({ id, codec, clusterSize, input, bounds }) => {
+let sinceCollected = 0;
+parentPort.on('message', ({ id, codec, clusterSize, keep, input, bounds }) => {
   const count = bounds.length / 2;
+  sinceCollected += count * clusterSize;
+  if (sinceCollected >= ${COLLECT_EVERY} && typeof gc === 'function') {
+    sinceCollected = 0;
+    gc();
+  }
   const own = clusterSize >= ${OWN_BUFFER_CLUSTER_SIZE};
-  const packed = own ? undefined : Buffer.allocUnsafeSlow(count * clusterSize);
+  const packed = own || !keep ? undefined : Buffer.allocUnsafeSlow(count * clusterSize);
   const pieces = [];
   for (let i = 0; i < count; i++) {
     const cluster = decompressCluster(zlib, codec, new Uint8Array(input, bounds[2 * i], bounds[2 * i + 1]), clusterSize);
     if (typeof cluster === 'string') return parentPort.postMessage({ id, input, index: i, reason: cluster }, [input]);
+    if (!keep) continue;
     if (own) pieces.push([cluster.buffer, cluster.byteOffset, cluster.byteLength]);
     else cluster.copy(packed, i * clusterSize);
   }
@@ -71,6 +89,9 @@ export class DecompressPool {
   constructor(codec: Codec, clusterSize: number, threads: number) {
     this.codec = codec;
     this.clusterSize = clusterSize;
+    // Gives the workers started from now on a global gc() (see COLLECT_EVERY). V8 flags are
+    // process-wide; this one only adds that function to new contexts.
+    setFlagsFromString('--expose-gc');
     for (let i = 0; i < threads; i++) {
       const worker = new Worker(WORKER_SOURCE, { eval: true });
       worker.on('message', (reply: Reply) => this.settle(worker, reply));
@@ -83,8 +104,11 @@ export class DecompressPool {
     }
   }
 
-  /** The batch's clusters in order, in one or more buffers, or the first that failed. */
-  decompress(inputs: readonly Buffer[]): Promise<Buffer[] | BatchFailure> {
+  /**
+   * The batch's clusters in order, in one or more buffers, or the first that failed. With `keep`
+   * false (a dry pass) the clusters are checked but not sent back: success is an empty array.
+   */
+  decompress(inputs: readonly Buffer[], keep = true): Promise<Buffer[] | BatchFailure> {
     if (this.failure) return Promise.reject(this.failure);
     let total = 0;
     for (const input of inputs) total += input.length;
@@ -101,7 +125,7 @@ export class DecompressPool {
     for (const candidate of this.workers) if (this.load.get(candidate)! < this.load.get(worker)!) worker = candidate;
     this.load.set(worker, this.load.get(worker)! + 1);
     const id = this.nextId++;
-    const request: Request = { id, codec: this.codec, clusterSize: this.clusterSize, input: packed.buffer, bounds };
+    const request: Request = { id, codec: this.codec, clusterSize: this.clusterSize, keep, input: packed.buffer, bounds };
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.postMessage(request, [request.input]);

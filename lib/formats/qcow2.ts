@@ -5,7 +5,7 @@
 // sector cannot be read through qemu either, and `qemu-img convert` output has the floored size.
 import { availableParallelism } from 'node:os';
 import * as zlib from 'node:zlib';
-import type { DataExtent, DiskImage, Extent, ImageInfo, ImageSource } from './types.ts';
+import type { DataExtent, DiskImage, Extent, ExtentShape, ImageInfo, ImageSource } from './types.ts';
 import { parseQcow2Header, type Qcow2Header } from './qcow2-header.ts';
 import { qcow2Segments, validateQcow2Map, type Segment } from './qcow2-map.ts';
 import { decompressCluster, OWN_BUFFER_CLUSTER_SIZE } from './qcow2-decompress.ts';
@@ -75,7 +75,11 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
       compressedBatch: Math.max(1, Math.floor(BATCH_BYTES / header.clusterSize)),
       emptyTables: stats.emptyTables,
     });
-  return { info, extents: () => qcow2Extents(source, header, walk, threads) };
+  return {
+    info,
+    extents: () => decodeSegments(source, header, walk, threads, keptOutput),
+    check: () => decodeSegments(source, header, walk, threads, droppedOutput),
+  };
 }
 
 type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
@@ -103,8 +107,8 @@ function decompressedExtents(segment: CompressedSegment, pieces: readonly Buffer
   return extents;
 }
 
-/** Decompresses a batch on this thread. */
-function decompressHere(source: ImageSource, header: Qcow2Header, segment: CompressedSegment): DataExtent[] {
+/** Decompresses a batch on this thread: its clusters in one or more buffers. */
+function decompressHere(source: ImageSource, header: Qcow2Header, segment: CompressedSegment): Buffer[] {
   const { clusterSize } = header;
   const inputs = inputsOf(source, segment);
   const packed = clusterSize >= OWN_BUFFER_CLUSTER_SIZE ? undefined : Buffer.allocUnsafe(inputs.length * clusterSize);
@@ -115,31 +119,50 @@ function decompressHere(source: ImageSource, header: Qcow2Header, segment: Compr
     if (packed) cluster.copy(packed, i * clusterSize);
     else pieces.push(cluster);
   }
-  return decompressedExtents(segment, packed ? [packed] : pieces);
+  return packed ? [packed] : pieces;
 }
 
-function plainExtent(source: ImageSource, segment: Exclude<Segment, CompressedSegment>): Extent {
-  if (segment.kind === 'zero') return { offset: segment.offset, length: segment.length, zero: true };
-  return { offset: segment.offset, length: segment.length, data: source.read(segment.host, segment.length) };
+/** What a pass makes of segments: extents with their bytes, or only their shapes. */
+interface Output<T> {
+  /** false: decompressed clusters are checked, then dropped (workers do not send them back). */
+  readonly keep: boolean;
+  plain(source: ImageSource, segment: Exclude<Segment, CompressedSegment>): T;
+  compressed(segment: CompressedSegment, pieces: readonly Buffer[]): T[];
 }
 
-async function* qcow2Extents(
+const keptOutput: Output<Extent> = {
+  keep: true,
+  plain: (source, segment) =>
+    segment.kind === 'zero'
+      ? { offset: segment.offset, length: segment.length, zero: true }
+      : { offset: segment.offset, length: segment.length, data: source.read(segment.host, segment.length) },
+  compressed: decompressedExtents,
+};
+
+const droppedOutput: Output<ExtentShape> = {
+  keep: false,
+  plain: (_source, segment) => ({ offset: segment.offset, length: segment.length, zero: segment.kind === 'zero' }),
+  compressed: (segment) => [{ offset: segment.offset, length: segment.length, zero: false }],
+};
+
+async function* decodeSegments<T>(
   source: ImageSource,
   header: Qcow2Header,
   segments: () => Generator<Segment>,
   threads: number,
-): AsyncGenerator<Extent> {
+  output: Output<T>,
+): AsyncGenerator<T> {
   if (threads === 0) {
     for (const segment of segments()) {
-      if (segment.kind === 'compressed') yield* decompressHere(source, header, segment);
-      else yield plainExtent(source, segment);
+      if (segment.kind === 'compressed') yield* output.compressed(segment, decompressHere(source, header, segment));
+      else yield output.plain(source, segment);
     }
     return;
   }
   // Batches go to the workers ahead of the consumer; extents come out in guest order.
   const pool = new DecompressPool(header.compression, header.clusterSize, threads);
   try {
-    const queue: (Extent | Promise<DataExtent[]>)[] = [];
+    const queue: (T | Promise<T[]>)[] = [];
     const walk = segments();
     let inFlight = 0;
     let walked = false;
@@ -152,13 +175,13 @@ async function* qcow2Extents(
         }
         const segment = next.value;
         if (segment.kind !== 'compressed') {
-          queue.push(plainExtent(source, segment));
+          queue.push(output.plain(source, segment));
           continue;
         }
         inFlight++;
-        const extent = pool.decompress(inputsOf(source, segment)).then((result) => {
+        const extent = pool.decompress(inputsOf(source, segment), output.keep).then((result) => {
           if (!Array.isArray(result)) throw refusal(header, segment, result);
-          return decompressedExtents(segment, result);
+          return output.compressed(segment, result);
         });
         extent.catch(() => {}); // rejections are rethrown where the extent is awaited, in order
         queue.push(extent);

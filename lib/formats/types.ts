@@ -33,6 +33,13 @@ export function isZero(extent: Extent): extent is ZeroExtent {
   return 'zero' in extent;
 }
 
+/** Where an extent lies and whether it reads as zeros, without its bytes: what a dry pass yields. */
+export interface ExtentShape {
+  readonly offset: number;
+  readonly length: number;
+  readonly zero: boolean;
+}
+
 /** Formats recognised by content (lib/formats/detect.ts). */
 export type DetectedFormat =
   | 'qcow2'
@@ -70,4 +77,10 @@ export interface ImageInfo {
 export interface DiskImage {
   readonly info: ImageInfo;
   extents(): AsyncIterable<Extent>;
+  /**
+   * A dry decoding pass: decodes everything `extents()` would and refuses exactly what it refuses,
+   * in the same guest order, but keeps none of the decoded bytes (cheaper: nothing is handed on).
+   * Optional: without it, a dry pass iterates `extents()` and drops the data.
+   */
+  check?(): AsyncIterable<ExtentShape>;
 }

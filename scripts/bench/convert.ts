@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, openSync, closeSync, ftruncateSync, rmSync } from 'node:fs';
 import type { BenchImages } from './images.ts';
 import { VIRTUAL_SIZE } from './images.ts';
-import { interleaved, measure, summary, type Measurement } from './measure.ts';
+import { flushDevice, interleaved, measure, summary, type Measurement } from './measure.ts';
 import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
 
 export interface Row {
@@ -13,9 +13,10 @@ export interface Row {
   imageBytes: number;
 }
 
-export async function sha256Of(path: string, length: number): Promise<string> {
+/** sha256 of the bytes [start, end) of a file or device. */
+export async function sha256Of(path: string, end: number, start = 0): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { start: 0, end: length - 1, highWaterMark: 4 * 1024 * 1024 })) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(path, { start, end: end - 1, highWaterMark: 4 * 1024 * 1024 })) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 
@@ -33,10 +34,16 @@ export async function benchConvert(images: BenchImages, node: string, byoi: stri
       await measure(node, [byoi, 'convert', image, device, '--type', 'qcow2']);
       const got = await sha256Of(device, VIRTUAL_SIZE);
       if (got !== expected) throw new Error(`byoi convert of ${name} wrote ${got}, expected ${expected}`);
-      const samples = await interleaved(runs, {
-        ours: () => measure(node, [byoi, 'convert', image, device, '--type', 'qcow2']),
-        reference: () => measure('qemu-img', ['convert', '-n', '-f', 'qcow2', '-O', 'raw', image, device]),
-      });
+      // qemu-img convert's default target cache mode is "unsafe": it exits without flushing, leaving
+      // the data in the page cache. `-t writeback` makes it fdatasync at the end, as byoi does.
+      const samples = await interleaved(
+        runs,
+        {
+          ours: () => measure(node, [byoi, 'convert', image, device, '--type', 'qcow2']),
+          reference: () => measure('qemu-img', ['convert', '-t', 'writeback', '-n', '-f', 'qcow2', '-O', 'raw', image, device]),
+        },
+        () => flushDevice(device),
+      );
       rows.push({ name: `convert qcow2 ${name}`, ours: summary(samples.ours!), reference: summary(samples.reference!), imageBytes: sizes[image]! });
     }
     return rows;

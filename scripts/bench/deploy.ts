@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { BenchImages } from './images.ts';
 import { VIRTUAL_SIZE } from './images.ts';
-import { interleaved, measure, summary } from './measure.ts';
+import { flushDevice, interleaved, measure, summary } from './measure.ts';
 import { sha256Of, type Row } from './convert.ts';
 import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
 
@@ -27,8 +27,10 @@ async function fileSha256(path: string): Promise<string> {
   return sha256Of(path, statSync(path).size);
 }
 
+const MiB = 1024 * 1024;
+
 export async function benchDeploy(images: BenchImages, node: string, byoi: string, runs: number): Promise<Row[]> {
-  const diskSize = VIRTUAL_SIZE + 1024 * 1024 * 1024;
+  const diskSize = VIRTUAL_SIZE + 1024 * MiB;
   const backing = '/dev/shm/byoi-bench-deploy-target';
   const download = '/dev/shm/byoi-bench-download';
   const fd = openSync(backing, 'w');
@@ -39,7 +41,10 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
   const status = join(mkdtempSync(join(tmpdir(), 'byoi-bench-')), 'status.json');
   const port = (server.address() as AddressInfo).port;
   try {
-    const expected = await sha256Of(images.raw, VIRTUAL_SIZE - 1024 * 1024);
+    // Moving the backup GPT to the end of the disk rewrites the primary header too (first MiB) and
+    // the old backup (last MiB of the image): what lies between must be the image's own bytes.
+    const middle = { start: MiB, end: VIRTUAL_SIZE - MiB };
+    const expected = await sha256Of(images.raw, middle.end, middle.start);
     const rows: Row[] = [];
     for (const [name, image] of Object.entries(images.qcow2)) {
       const url = `http://127.0.0.1:${port}/${basename(image)}`;
@@ -49,13 +54,17 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
       const baseline = () =>
         measure('bash', ['-c',
           `set -eo pipefail; got=$(curl -sSf "$0" | tee "$1" | sha256sum | cut -d' ' -f1); [ "$got" = "$2" ];` +
-          ` qemu-img convert -n -f qcow2 -O raw "$1" "$3"; sgdisk -e "$3" >/dev/null; rm -f "$1"`,
+          ` qemu-img convert -t writeback -n -f qcow2 -O raw "$1" "$3"; sgdisk -e "$3" >/dev/null; rm -f "$1"`,
           url, download, checksum, device]);
+      // Correctness first: the image's bytes, and the whole disk as the baseline leaves it.
+      await baseline();
+      const baselineDisk = await sha256Of(device, diskSize);
       await ours();
-      // The GPT's backup header moved, so compare everything but the last MiB of the image.
-      const got = await sha256Of(device, VIRTUAL_SIZE - 1024 * 1024);
+      const got = await sha256Of(device, middle.end, middle.start);
       if (got !== expected) throw new Error(`byoi deploy of ${name} wrote ${got}, expected ${expected}`);
-      const samples = await interleaved(runs, { ours, reference: baseline });
+      const disk = await sha256Of(device, diskSize);
+      if (disk !== baselineDisk) throw new Error(`byoi deploy of ${name} left a disk (${disk}) unlike the baseline's (${baselineDisk})`);
+      const samples = await interleaved(runs, { ours, reference: baseline }, () => flushDevice(device));
       rows.push({ name: `deploy qcow2 ${name}`, ours: summary(samples.ours!), reference: summary(samples.reference!), imageBytes: statSync(image).size });
     }
     return rows;

@@ -29,14 +29,32 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-/** Runs each contender `runs` times, interleaved, so drift in the machine's load hits all alike. */
-export async function interleaved(runs: number, contenders: Record<string, () => Promise<Measurement>>): Promise<Record<string, Measurement[]>> {
+/**
+ * Runs each contender `runs` times, interleaved, so drift in the machine's load hits all alike.
+ * `prepare` runs untimed before every run, so each starts from the same state.
+ */
+export async function interleaved(
+  runs: number,
+  contenders: Record<string, () => Promise<Measurement>>,
+  prepare: () => Promise<void> = async () => {},
+): Promise<Record<string, Measurement[]>> {
   const results: Record<string, Measurement[]> = {};
   for (const name of Object.keys(contenders)) results[name] = [];
   for (let i = 0; i < runs; i++) {
-    for (const [name, run] of Object.entries(contenders)) results[name]!.push(await run());
+    for (const [name, run] of Object.entries(contenders)) {
+      await prepare();
+      results[name]!.push(await run());
+    }
   }
   return results;
+}
+
+/**
+ * Writes back and drops a block device's page cache (BLKFLSBUF), so that no run pays for the
+ * writeback of the one before it and every run starts with the device uncached.
+ */
+export async function flushDevice(device: string): Promise<void> {
+  await execa('blockdev', ['--flushbufs', device]);
 }
 
 export function summary(samples: Measurement[]): Measurement {

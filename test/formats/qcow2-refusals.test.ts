@@ -376,6 +376,11 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 refusals', () => {
       const { path, message } = poked(c);
       const image = openQcow2(await ChunkedBuffer.fromFile(path), { threads });
       await decodeToSha256(image).then(() => expect.fail('decoded'), refusedWith(message));
+      // The dry pass (the writer's check before a block device) refuses exactly the same way.
+      const dryRun = async () => {
+        for await (const _shape of image.check!()) void _shape;
+      };
+      await dryRun().then(() => expect.fail('checked'), refusedWith(message));
     },
   );
 
