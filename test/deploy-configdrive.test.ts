@@ -56,13 +56,12 @@ describe.skipIf(skipWithout(...needs))('byoi deploy with a config drive', () => 
   });
 
   /** A raw image with data in each partition, its table made for `sector`-byte sectors. */
-  function makeImage(name: string, label: 'gpt' | 'dos', sector: 512 | 4096, size = IMAGE_SIZE): Buffer {
+  function makeImage(name: string, label: 'gpt' | 'dos', sector: 512 | 4096, size = IMAGE_SIZE, layout = label === 'gpt' ? ',4MiB,U\n,,L\n' : ',4MiB,ef\n,,83\n'): Buffer {
     const file = join(dir, `${name}.raw`);
     writeFileSync(file, Buffer.alloc(0));
     sh('truncate', ['-s', String(size), file]);
     const device = attachLoop(file, { sectorSize: sector });
-    const layout = label === 'gpt' ? 'label: gpt\n,4MiB,U\n,,L\n' : 'label: dos\n,4MiB,ef\n,,83\n';
-    sh('sh', ['-c', `printf '${layout}' | sfdisk -q ${device}`]);
+    sh('sh', ['-c', `printf 'label: ${label}\n${layout}' | sfdisk -q ${device}`]);
     detachAllLoops();
     const bytes = readFileSync(file);
     for (const p of [2 * MiB, 6 * MiB, size - 3 * MiB]) randomBytes(256 * 1024).copy(bytes, p);
@@ -127,6 +126,15 @@ describe.skipIf(skipWithout(...needs))('byoi deploy with a config drive', () => 
     expect(result.exitCode).toBe(2);
     expect(result.lastLine).toMatch(/hostname/i);
     expect(await sha256Of(device)).toBe(before);
+  });
+
+  it('fails with OVH sentence when an MBR image already has four primary partitions', async () => {
+    makeImage('four', 'dos', 512, IMAGE_SIZE, ',4MiB,83\n,4MiB,83\n,4MiB,83\n,4MiB,83\n');
+    const { result, status } = await deployOnto('four', 512);
+    expect(result.exitCode).toBe(1);
+    expect(result.lastLine).toBe('Could not create configdrive on disk.');
+    expect(JSON.parse(readFileSync(status, 'utf8'))).toMatchObject({ status: 'error', message: 'Could not create configdrive on disk.' });
+    expect(JSON.parse(readFileSync(status, 'utf8')).detail).toMatch(/primar/i);
   });
 
   it('fails with OVH sentence when the image leaves no room at the end of the disk', async () => {
