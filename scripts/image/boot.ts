@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { VmError } from '../vm/run.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -40,15 +41,6 @@ export interface BootResult {
   /** The serial console up to the match, \n line ends. */
   console: string;
   seconds: number;
-}
-
-export class BootError extends Error {
-  readonly console: string;
-  constructor(message: string, console: string) {
-    super(`${message}\n--- last console lines ---\n${console.split('\n').slice(-60).join('\n')}`);
-    this.name = 'BootError';
-    this.console = console;
-  }
 }
 
 const ovmfCode = '/usr/share/OVMF/OVMF_CODE.fd';
@@ -119,8 +111,8 @@ export async function bootDisk(options: BootOptions): Promise<BootResult> {
     });
     const consoleText = normalise(text);
     if (matched) return { console: consoleText, seconds: (performance.now() - started) / 1000 };
-    if (timedOut) throw new BootError(`no ${options.until} on the console within ${timeoutSeconds} s`, consoleText);
-    throw new BootError(`QEMU stopped (status ${status}) before ${options.until} appeared${stderr ? `: ${stderr.trim()}` : ''}`, consoleText);
+    if (timedOut) throw new VmError(`no ${options.until} on the console within ${timeoutSeconds} s`, consoleText);
+    throw new VmError(`QEMU stopped (status ${status}) before ${options.until} appeared${stderr ? `: ${stderr.trim()}` : ''}`, consoleText);
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
