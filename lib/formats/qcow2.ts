@@ -85,8 +85,21 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
 type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
 type PlainSegment = Exclude<Segment, CompressedSegment>;
 
+/**
+ * The stored bytes of a batch's clusters. Clusters packed one after another in the file (what
+ * qemu-img writes; each one's sector-rounded range overlaps the next) are read in one go: one
+ * pread for a file source instead of one per cluster.
+ */
 function inputsOf(source: ImageSource, segment: CompressedSegment): Buffer[] {
-  return segment.clusters.map((cluster) => source.read(cluster.hostOffset, cluster.length));
+  const { clusters } = segment;
+  const start = clusters[0]!.hostOffset;
+  let end = start;
+  for (const cluster of clusters) {
+    if (cluster.hostOffset < start || cluster.hostOffset > end) return clusters.map((c) => source.read(c.hostOffset, c.length));
+    end = Math.max(end, cluster.hostOffset + cluster.length);
+  }
+  const span = source.read(start, end - start);
+  return clusters.map((cluster) => span.subarray(cluster.hostOffset - start, cluster.hostOffset - start + cluster.length));
 }
 
 function refusal(header: Qcow2Header, segment: CompressedSegment, failure: BatchFailure): Error {
