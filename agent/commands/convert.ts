@@ -25,7 +25,9 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       await describeTarget(args.target); // a directory or special file is a usage error: say so before reading the image
       const source = openImageFile(args.image);
       try {
-        const image = openImage(source, args.type);
+        // The file is not held in RAM, so up to its size in decoded clusters may be held instead:
+        // what the dry pass keeps, the write pass does not decompress again.
+        const image = openImage(source, args.type, { keepDecoded: source.size });
         const written = await writeImage(image, args.target);
         process.stdout.write(`Wrote ${image.info.virtualSize} bytes (${written} of data) from ${image.info.format} image to ${args.target}\n`);
       } finally {

@@ -2,7 +2,7 @@
 // recognises but cannot convert are refused here, before anything is written.
 import { emptyImage, imageFormatMismatch, unsupportedImageFormat } from '../errors.ts';
 import { detectFormat } from './detect.ts';
-import { openQcow2 } from './qcow2.ts';
+import { openQcow2, type Qcow2Options } from './qcow2.ts';
 import { openRaw } from './raw.ts';
 import type { DetectedFormat, DiskImage, ImageSource } from './types.ts';
 
@@ -12,17 +12,18 @@ export const imageTypes: readonly ImageType[] = ['auto', 'qcow2', 'raw'];
 /** Containers and streams whose bytes are not a disk: writing them raw would give an unbootable disk. */
 const notConvertible: ReadonlySet<DetectedFormat> = new Set(['vmdk', 'tar', 'gzip', 'xz', 'zstd', 'bzip2']);
 
-export function openImage(source: ImageSource, type: ImageType): DiskImage {
+/** `options` apply to a qcow2 image (threads, decoded clusters kept between passes). */
+export function openImage(source: ImageSource, type: ImageType, options: Qcow2Options = {}): DiskImage {
   if (source.size === 0) throw emptyImage();
   const detected = detectFormat(source);
   switch (type) {
     case 'qcow2':
       if (detected.format !== 'qcow2') throw imageFormatMismatch(formatName(detected.format), 'qcow2', detected.description);
-      return openQcow2(source);
+      return openQcow2(source, options);
     case 'raw':
       return openRaw(source);
     case 'auto':
-      if (detected.format === 'qcow2') return openQcow2(source);
+      if (detected.format === 'qcow2') return openQcow2(source, options);
       if (notConvertible.has(detected.format)) throw unsupportedImageFormat(detected.format, detected.description);
       return openRaw(source);
   }

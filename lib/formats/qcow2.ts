@@ -19,6 +19,12 @@ export interface Qcow2Options {
    * repay starting them, else 0.
    */
   readonly threads?: number;
+  /**
+   * Bytes of decompressed clusters the dry pass (`check()`) may keep for the next `extents()`, which
+   * then does not decompress them again. Batches are kept evenly across the image, so that while
+   * the writer writes a kept batch the workers decompress the next ones. Default 0: keep nothing.
+   */
+  readonly keepDecoded?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -75,11 +81,51 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
       compressedBatch: Math.max(1, Math.floor(BATCH_BYTES / header.clusterSize)),
       emptyTables: stats.emptyTables,
     });
+  const kept = new KeptBatches(options.keepDecoded ?? 0, header.clusterSize, stats.compressedClusters);
   return {
     info,
-    extents: () => decodeSegments(source, header, walk, threads, keptOutput),
-    check: () => decodeSegments(source, header, walk, threads, droppedOutput),
+    extents: () => decodeSegments(source, header, walk, threads, keptOutput, kept),
+    check: () => decodeSegments(source, header, walk, threads, droppedOutput, kept),
   };
+}
+
+/**
+ * Decompressed batches the dry pass kept for the writing pass, by guest offset. A batch is kept
+ * while the bytes kept so far stay within the budget's share of the compressed bytes seen so far,
+ * which spreads the kept batches evenly over the image. Each is handed out once.
+ */
+class KeptBatches {
+  private readonly budget: number;
+  private readonly share: number;
+  private readonly clusterSize: number;
+  private seen = 0;
+  private keptBytes = 0;
+  private readonly batches = new Map<number, Buffer[]>();
+
+  constructor(budget: number, clusterSize: number, compressedClusters: number) {
+    this.budget = Math.max(0, budget);
+    this.clusterSize = clusterSize;
+    this.share = compressedClusters > 0 ? Math.min(1, this.budget / (compressedClusters * clusterSize)) : 0;
+  }
+
+  /** Whether the dry pass keeps this batch, asked once per batch in guest order. */
+  wants(segment: CompressedSegment): boolean {
+    const bytes = segment.clusters.length * this.clusterSize;
+    this.seen += bytes;
+    if (this.keptBytes + bytes > Math.min(this.budget, this.share * this.seen)) return false;
+    this.keptBytes += bytes;
+    return true;
+  }
+
+  put(segment: CompressedSegment, pieces: Buffer[]): void {
+    this.batches.set(segment.offset, pieces);
+  }
+
+  take(segment: CompressedSegment): Buffer[] | undefined {
+    const pieces = this.batches.get(segment.offset);
+    this.batches.delete(segment.offset);
+    return pieces;
+  }
 }
 
 type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
@@ -138,14 +184,14 @@ function decompressHere(source: ImageSource, header: Qcow2Header, segment: Compr
 
 /** What a pass makes of segments: extents with their bytes, or only their shapes. */
 interface Output<T> {
-  /** false: decompressed clusters are checked, then dropped (workers do not send them back). */
-  readonly keep: boolean;
+  /** true: the writing pass (takes kept batches); false: the dry pass (keeps batches it is given room for). */
+  readonly writing: boolean;
   plain(source: ImageSource, segment: PlainSegment): T;
   compressed(segment: CompressedSegment, pieces: readonly Buffer[]): T[];
 }
 
 const keptOutput: Output<Extent> = {
-  keep: true,
+  writing: true,
   plain: (source, segment) =>
     segment.kind === 'zero'
       ? { offset: segment.offset, length: segment.length, zero: true }
@@ -154,7 +200,7 @@ const keptOutput: Output<Extent> = {
 };
 
 const droppedOutput: Output<ExtentShape> = {
-  keep: false,
+  writing: false,
   plain: (_source, segment) => ({ offset: segment.offset, length: segment.length, zero: segment.kind === 'zero' }),
   compressed: (segment) => [{ offset: segment.offset, length: segment.length, zero: false }],
 };
@@ -165,19 +211,26 @@ async function* decodeSegments<T>(
   segments: () => Generator<Segment>,
   threads: number,
   output: Output<T>,
+  kept: KeptBatches,
 ): AsyncGenerator<T> {
   if (threads === 0) {
     for (const segment of segments()) {
-      if (segment.kind === 'compressed') yield* output.compressed(segment, decompressHere(source, header, segment));
-      else yield output.plain(source, segment);
+      if (segment.kind !== 'compressed') {
+        yield output.plain(source, segment);
+        continue;
+      }
+      const pieces = (output.writing && kept.take(segment)) || decompressHere(source, header, segment);
+      if (!output.writing && kept.wants(segment)) kept.put(segment, pieces);
+      yield* output.compressed(segment, pieces);
     }
     return;
   }
-  // Batches go to the workers ahead of the consumer; extents come out in guest order.
+  // Batches go to the workers ahead of the consumer; extents come out in guest order. Plain
+  // segments and kept batches wait in the queue as they are: a file source reads a plain segment
+  // only when it is due.
   const pool = new DecompressPool(header.compression, header.clusterSize, threads);
   try {
-    // Plain segments wait in the queue unread: a file source reads them only when they are due.
-    const queue: (PlainSegment | Promise<T[]>)[] = [];
+    const queue: (PlainSegment | { segment: CompressedSegment; pieces: Buffer[] } | Promise<T[]>)[] = [];
     const walk = segments();
     let inFlight = 0;
     let walked = false;
@@ -193,9 +246,16 @@ async function* decodeSegments<T>(
           queue.push(segment);
           continue;
         }
+        const pieces = output.writing ? kept.take(segment) : undefined;
+        if (pieces) {
+          queue.push({ segment, pieces });
+          continue;
+        }
+        const keep = output.writing || kept.wants(segment);
         inFlight++;
-        const extent = pool.decompress(inputsOf(source, segment), output.keep).then((result) => {
+        const extent = pool.decompress(inputsOf(source, segment), keep).then((result) => {
           if (!Array.isArray(result)) throw refusal(header, segment, result);
+          if (!output.writing && keep) kept.put(segment, result);
           return output.compressed(segment, result);
         });
         extent.catch(() => {}); // rejections are rethrown where the extent is awaited, in order
@@ -206,6 +266,8 @@ async function* decodeSegments<T>(
       if (head instanceof Promise) {
         inFlight--;
         yield* await head;
+      } else if ('pieces' in head) {
+        yield* output.compressed(head.segment, head.pieces);
       } else {
         yield output.plain(source, head);
       }

@@ -55,6 +55,28 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
     }
   });
 
+  it.each(['zlib-64k', 'zstd-4k', 'zlib-512-odd'])('%s: batches the dry pass keeps are written as decoded, whatever the budget', async (name) => {
+    const expected = qemuRawSha256(fixtures.get(name)!.path, dir);
+    const file = await ChunkedBuffer.fromFile(fixtures.get(name)!.path, 1024 * 1024);
+    let bytesRead = 0;
+    const source = { size: file.size, chunkSize: file.chunkSize, read: (offset: number, length: number) => ((bytesRead += length), file.read(offset, length)) };
+    const compressed = openQcow2(source).info.allocatedBytes;
+    for (const threads of [0, 2]) {
+      // A budget smaller than one batch (1 MiB of clusters) keeps nothing: the small image only gets the large one.
+      for (const keepDecoded of name === 'zlib-512-odd' ? [10 * compressed] : [compressed / 3, 10 * compressed]) {
+        const image = openQcow2(source, { threads, keepDecoded });
+        for await (const _ of image.check!()) continue;
+        bytesRead = 0;
+        expect((await decodeToSha256(image)).sha256).toBe(expected);
+        const readWithKept = bytesRead;
+        // Kept batches are handed out once: a second pass decodes everything itself.
+        bytesRead = 0;
+        expect((await decodeToSha256(image)).sha256).toBe(expected);
+        expect(readWithKept).toBeLessThan(bytesRead); // the kept batches were not read again
+      }
+    }
+  });
+
   it('merges contiguous data clusters and zero runs into few extents', async () => {
     // 4 MiB of 4 KiB clusters: 1024 clusters, but only a handful of runs.
     const { extents } = await decodeToSha256(await open('v3-4k', 0));
