@@ -45,7 +45,9 @@ export interface RescueBootOptions {
 
 export function bootRescue(options: RescueBootOptions): QemuRunning {
   const args = [
-    '-machine', 'q35', '-accel', 'tcg', '-cpu', 'max', '-smp', '1', '-m', String(options.memoryMiB ?? 4096),
+    // qemu64, not max: without the AVX and SHA extensions TCG emulates slowly, the agent's SHA-256
+    // (OpenSSL) runs 2-3 times faster (measured: 64 MiB in 1.6-2.1 s against 4.2-5.2 s).
+    '-machine', 'q35', '-accel', 'tcg', '-cpu', 'qemu64', '-smp', '1', '-m', String(options.memoryMiB ?? 4096),
     '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
     '-kernel', options.rescue.kernel, '-initrd', options.rescue.initrd,
     // Switches that save seconds under TCG (no self-tests, no mitigations, one UART probed).

@@ -30,21 +30,24 @@ done
 mapfile -t toolchain < <(sed 's/#.*//; /^[[:space:]]*$/d; s/[[:space:]]//g' "$here/toolchain.txt")
 # busybox: udhcpc (DHCP), ip, and reboot -f; procps: ps and free for the operator; cpio: packing.
 packages=("${toolchain[@]}" busybox procps cpio)
-# Loaded at boot, with their dependencies: disk controllers and NICs of QEMU and of common
-# servers (drivers needing non-free firmware are left out), the holders a rescue system meets
-# (md, LVM, dm-crypt), the filesystems an operator may mount.
-modules=(
-  virtio_pci virtio_blk virtio_scsi virtio_net sd_mod nvme ahci ata_piix
+# Shipped with their dependencies. Drivers: disk controllers and NICs of QEMU and of common servers
+# (drivers needing non-free firmware are left out), loaded at boot only for the hardware present.
+drivers=(
+  virtio_pci virtio_blk virtio_scsi virtio_net nvme ahci ata_piix
   megaraid_sas mpt3sas smartpqi hpsa aacraid
   e1000 e1000e igb ixgbe i40e ice bnxt_en mlx5_core tg3 r8169
-  md_mod raid0 raid1 raid10 raid456 linear dm_mod dm_crypt dm_snapshot dm_mirror
+)
+# Always loaded: SCSI disks (SATA and SAS disks appear late, after their controller), the holders
+# a rescue system meets (md, LVM, dm-crypt), the filesystems an operator may mount.
+always=(
+  sd_mod md_mod raid0 raid1 raid10 raid456 linear dm_mod dm_crypt dm_snapshot dm_mirror
   xts aes_generic sha256_generic cbc
   loop ext4 xfs vfat nls_cp437 nls_ascii nls_utf8
 )
 
 cache_root=${BYOI_RESCUE_CACHE:-/var/cache/byoi-rescue}
 base_key=$( (declare -f debian_base; printf '%s\n' "${packages[@]}") | initramfs_hash)
-system_key=$( (cat "$0" "$here/init.sh" "$here/udhcpc.script" "$project/scripts/vm/debian-initramfs.sh"; printf '%s\n' "${modules[@]}") | initramfs_hash)
+system_key=$( (cat "$0" "$here/init.sh" "$here/udhcpc.script" "$project/scripts/vm/debian-initramfs.sh"; printf '%s\n' "${drivers[@]}" "${always[@]}") | initramfs_hash)
 base=$cache_root/base-$base_key
 system=$cache_root/system-$system_key
 
@@ -65,7 +68,8 @@ if [[ ! -f $system/system.cpio ]]; then
   [[ -d $base ]] || debian_base "$base" "$work" "${packages[@]}"
   root=$work/root
   cp -a "$base/root" "$root"
-  debian_kernel "$base" "$root" "$work" "${modules[@]}"
+  debian_kernel "$base" "$root" "$work" "${drivers[@]}" "${always[@]}"
+  printf '%s\n' "${always[@]}" >"$root/etc/byoi-modules"
 
   install -m 0755 "$here/init.sh" "$root/init"
   install -D -m 0755 "$here/udhcpc.script" "$root/etc/byoi/udhcpc.script"

@@ -22,9 +22,14 @@ echo "rescue: byoi rescue system, kernel $(uname -r)"
 
 # udev first, so the NICs and disks the modules bring up get their events (names, by-id links).
 /lib/systemd/systemd-udevd --daemon --resolve-names=never
-# One modprobe for all: each process start costs a lot under emulation. A driver without its
-# hardware just loads and waits.
-modprobe -a -b $(cat /etc/byoi-modules) 2>/dev/null || echo "rescue: some kernel modules did not load"
+# Few modprobe runs, each loading many modules: every process start costs a lot under emulation.
+# The holders and filesystems always; then drivers for the devices the buses announce (by
+# modalias; a module shipped for other hardware is not loaded), in rounds, as a bus driver
+# (virtio_pci, ahci) brings up devices of its own.
+modprobe -a -b $(cat /etc/byoi-modules) || echo "rescue: some kernel modules did not load"
+for round in 1 2 3; do
+  modprobe -a -b -q $(sort -u /sys/bus/*/devices/*/modalias) 2>/dev/null
+done
 udevadm trigger --type=devices --action=add --subsystem-match=block --subsystem-match=net
 udevadm settle --timeout=60
 

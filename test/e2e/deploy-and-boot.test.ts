@@ -8,7 +8,7 @@
 // OVH's error and leaves the disk as it was.
 import { createHash, randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -38,6 +38,16 @@ const key = 'e2e-customer-key';
 // network_data.json names the NICs the agent saw, and cloud-init stops if one is missing.
 const mac = '52:54:00:b0:01:e2';
 
+/** With BYOI_E2E_CONSOLES=DIR, each VM's serial console is kept in DIR/<name>.log. */
+function consoleLog(name: string): ((text: string) => void) | undefined {
+  const keep = process.env.BYOI_E2E_CONSOLES;
+  if (!keep) return undefined;
+  mkdirSync(keep, { recursive: true });
+  const file = join(keep, `${name}.log`);
+  writeFileSync(file, '');
+  return (text) => appendFileSync(file, text);
+}
+
 async function sha256Of(file: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
@@ -60,6 +70,7 @@ class QemuLab implements BootAdapter {
       // RAM - 3 GiB must hold the download (the qcow2, a few hundred MiB): 4 GiB leaves ~0.8 GiB.
       memoryMiB: 4096,
       timeoutSeconds: 900,
+      onConsole: consoleLog(`rescue-${context.serviceName}`),
       cmdline: [`byoi.server=${context.serverUrl}`, `byoi.service=${context.serviceName}`, `byoi.token=${context.token}`],
     }));
   }
@@ -156,7 +167,10 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a server PXE-boots t
     }
   }
 
-  it('reports a wrong checksum as OVH does, stays in rescue, and leaves the disk unchanged', async () => {
+  // The four tests start together: the two servers deploy at the same time, then the deployed disk
+  // boots under both firmwares at the same time. Each TCG VM keeps one core busy, and these are
+  // the suite's longest minutes.
+  it.concurrent('reports a wrong checksum as OVH does, stays in rescue, and leaves the disk unchanged', async () => {
     const disk = blankDisk('refused.img');
     writeFileSync(disk, randomBytes(1024 * 1024), { flag: 'r+' });
     const before = await sha256Of(disk);
@@ -169,15 +183,17 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a server PXE-boots t
     expect((await call(apiUrl, 'DELETE', route('ns-refused.lab'), { key })).status).toBe(200);
     const outcome = await vm.outcome;
     expect(outcome.end).toBe('stopped');
+    expect(outcome.console).toContain('byoi agent ended with status 1 without rebooting; staying in rescue');
     expect(outcome.console).not.toContain('reboot: Restarting system');
     expect(await sha256Of(disk)).toBe(before);
   }, 900_000);
 
-  describe('a deployment with a config drive', () => {
-    const disk = join(dir, 'deployed.img');
-    let deployed = false;
+  // A deployment with a config drive: done, reboot, then its disk boots.
+  const disk = join(dir, 'deployed.img');
+  let deployment: Promise<void> | undefined;
 
-    it('is reported done, and the server reboots', async () => {
+  const deployed = () =>
+    (deployment ??= (async () => {
       blankDisk('deployed.img');
       lab.disks.set('ns-deployed.lab', disk);
       const body = {
@@ -195,23 +211,24 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a server PXE-boots t
       // The disk now holds the image's partitions and, at its end, the config drive.
       const { stdout } = await run('sgdisk', ['-v', disk]);
       expect(stdout).toContain('No problems found');
-      deployed = true;
-    }, 900_000);
+    })());
 
-    for (const firmware of ['bios', 'uefi'] as Firmware[]) {
-      it(`boots through ${firmware === 'bios' ? 'SeaBIOS' : 'OVMF'} and cloud-init applies the config drive`, async () => {
-        expect(deployed, 'the deployment ran').toBe(true);
-        const { console } = await bootDisk({
-          firmware,
-          // Each boot is the first one of this deployment: the disk file is left as byoi wrote it.
-          disks: [{ file: disk, snapshot: true }],
-          nicMacs: [mac],
-          until: /Cloud-init v\. \S+ finished at .*Datasource .*\n/,
-          timeoutSeconds: 840,
-        });
-        // The partition byoi added after the image's three.
-        expectCloudInitApplied(console, { firmware, marker, hostname, publicKey, configDrive: '/dev/vda4' });
-      }, 900_000);
-    }
-  });
+  it.concurrent('is reported done, and the server reboots', deployed, 900_000);
+
+  for (const firmware of ['bios', 'uefi'] as Firmware[]) {
+    it.concurrent(`boots through ${firmware === 'bios' ? 'SeaBIOS' : 'OVMF'} and cloud-init applies the config drive`, async () => {
+      await deployed().catch(() => expect.fail('the deployment failed (its own test says why)'));
+      const { console } = await bootDisk({
+        firmware,
+        // Each boot is the first one of this deployment: the disk file is left as byoi wrote it.
+        disks: [{ file: disk, snapshot: true }],
+        nicMacs: [mac],
+        until: /Cloud-init v\. \S+ finished at .*Datasource .*\n/,
+        timeoutSeconds: 840,
+        onConsole: consoleLog(`boot-${firmware}`),
+      });
+      // The partition byoi added after the image's three.
+      expectCloudInitApplied(console, { firmware, marker, hostname, publicKey, configDrive: '/dev/vda4' });
+    }, 1800_000);
+  }
 });
