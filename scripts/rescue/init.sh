@@ -18,6 +18,7 @@ mount -t tmpfs -o mode=0755 run /run
 mount -t tmpfs tmpfs /tmp
 mkdir -p /run/lock /run/lvm /run/mdadm /run/cryptsetup
 exec </dev/console >/dev/console 2>&1
+busybox hostname -F /etc/hostname
 echo "rescue: byoi rescue system, kernel $(uname -r)"
 
 # udev first, so the NICs and disks the modules bring up get their events (names, by-id links).
