@@ -2,21 +2,17 @@
 # tools the agent calls. Build it from the staged context, not from the checkout:
 #   bash scripts/container-context.sh build/container
 #   podman build -f Dockerfile -t byoi build/container      (or docker build, the same way)
-# The context holds dist/ (npm run build) and node (the Node 24 binary of the node@24 devDependency):
-# Debian 12 has no Node 24.
+# The context holds dist/ (npm run build), node (the Node 24 binary of the node@24 devDependency:
+# Debian 12 has no Node 24) and toolchain.txt (the Debian packages of the tools the agent calls).
 FROM docker.io/library/debian:bookworm-slim
 
-# The tools the agent calls. gdisk: sgdisk (GPT verify, backup header); util-linux: partx,
-# blockdev, blkid, blkdiscard, wipefs, lsblk; mount: umount, swapoff; fdisk (sfdisk), parted:
-# partition tables; dosfstools, mtools: the FAT config drive; e2fsprogs: ext4 probes; kmod, udev:
-# modules and device nodes (udevadm); lvm2 (lvs, vgchange, dmsetup), cryptsetup-bin, mdadm:
-# releasing a disk that LVM, dm-crypt or md still hold; ca-certificates: https downloads;
-# libstdc++6: Node's one shared library beyond glibc.
+# The tools the agent calls: scripts/rescue/toolchain.txt (staged into the context), the same list
+# the PXE rescue system (scripts/rescue/build-rescue.sh) installs.
+COPY toolchain.txt /tmp/toolchain.txt
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      gdisk util-linux mount fdisk parted dosfstools mtools e2fsprogs kmod udev \
-      lvm2 cryptsetup-bin mdadm ca-certificates libstdc++6 \
- && rm -rf /var/lib/apt/lists/*
+      $(sed 's/#.*//' /tmp/toolchain.txt) \
+ && rm -rf /var/lib/apt/lists/* /tmp/toolchain.txt
 
 COPY node /usr/local/bin/node
 COPY dist/ /usr/local/lib/byoi/

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stages the container's build context into DIR (default build/container): the bundled agent
-# (dist/, rebuilt here) and the real Node 24 binary of the node@24 devDependency (not a symlink).
+# (dist/, rebuilt here), the real Node 24 binary of the node@24 devDependency (not a symlink) and
+# the Debian packages of the agent's tools (scripts/rescue/toolchain.txt, shared with the rescue system).
 # Then: podman build -f Dockerfile DIR   (scripts/container-test.sh does it all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,3 +16,4 @@ rm -rf "$dir"
 mkdir -p "$dir"
 cp -r dist "$dir/dist"
 cp "$node_binary" "$dir/node"
+cp scripts/rescue/toolchain.txt "$dir/toolchain.txt"

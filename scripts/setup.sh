@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what byoi, its tests and its demo need on Debian 12 (as root), then the npm dependencies.
-# podman, runc and mmdebstrap build and run the container in scripts/container-test.sh.
+# podman, runc and mmdebstrap build and run the container in scripts/container-test.sh; mmdebstrap
+# and cpio build the VM guest and the PXE rescue system (scripts/vm, scripts/rescue).
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 packages=(
   qemu-utils gdisk fdisk util-linux dosfstools mtools parted e2fsprogs xfsprogs btrfs-progs ntfs-3g
   cryptsetup-bin genisoimage
-  curl xz-utils zstd bzip2 cloud-init openssh-client
+  curl xz-utils zstd bzip2 cpio cloud-init openssh-client
   podman runc mmdebstrap qemu-system-x86 ovmf
 )
 missing=()

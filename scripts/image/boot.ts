@@ -4,12 +4,13 @@
 //
 //   import { bootDisk, ensureCloudImage } from '../../scripts/image/boot.ts';
 //   const { console } = await bootDisk({ disks: [{ file: 'disk.qcow2', format: 'qcow2' }], firmware: 'uefi', until: /marker/ });
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { startQemu } from '../vm/qemu.ts';
 import { VmError } from '../vm/run.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -46,11 +47,6 @@ export interface BootResult {
 const ovmfCode = '/usr/share/OVMF/OVMF_CODE.fd';
 const ovmfVars = '/usr/share/OVMF/OVMF_VARS.fd';
 
-function normalise(text: string): string {
-  // Firmware and GRUB draw with escape sequences; keep plain text lines.
-  return text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replaceAll('\r\n', '\n').replaceAll('\r', '\n');
-}
-
 export async function bootDisk(options: BootOptions): Promise<BootResult> {
   const scratch = mkdtempSync(join(tmpdir(), 'byoi-boot-'));
   const args = [
@@ -74,45 +70,12 @@ export async function bootDisk(options: BootOptions): Promise<BootResult> {
     args.push('-netdev', `user,id=n${index}`, '-device', `virtio-net-pci,netdev=n${index},mac=${mac}`);
   });
 
-  const started = performance.now();
-  let text = '';
   try {
-    // setpriv: QEMU dies with this process even if it is killed before it can clean up.
-    const child = spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', 'qemu-system-x86_64', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const kill = () => child.kill('SIGKILL');
-    process.once('exit', kill);
-    let stderr = '';
-    let matched = false;
-    let timedOut = false;
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => {
-      text += chunk;
-      options.onConsole?.(chunk);
-      if (!matched && options.until.test(normalise(text))) {
-        matched = true;
-        kill();
-      }
-    });
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (chunk: string) => (stderr += chunk));
-    const timeoutSeconds = options.timeoutSeconds ?? 600;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      kill();
-    }, timeoutSeconds * 1000);
-    const status = await new Promise<number | null>((done, fail) => {
-      child.once('error', fail);
-      child.once('close', (code) => done(code));
-    }).finally(() => {
-      clearTimeout(timer);
-      process.off('exit', kill);
-    });
-    const consoleText = normalise(text);
-    if (matched) return { console: consoleText, seconds: (performance.now() - started) / 1000 };
-    if (timedOut) throw new VmError(`no ${options.until} on the console within ${timeoutSeconds} s`, consoleText);
-    throw new VmError(`QEMU stopped (status ${status}) before ${options.until} appeared${stderr ? `: ${stderr.trim()}` : ''}`, consoleText);
+    const { outcome } = startQemu({ args, until: options.until, timeoutSeconds: options.timeoutSeconds ?? 600, onConsole: options.onConsole });
+    const { end, status, console, stderr, seconds } = await outcome;
+    if (end === 'matched') return { console, seconds };
+    if (end === 'timeout') throw new VmError(`no ${options.until} on the console within ${options.timeoutSeconds ?? 600} s`, console);
+    throw new VmError(`QEMU stopped (status ${status}) before ${options.until} appeared${stderr ? `: ${stderr}` : ''}`, console);
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
