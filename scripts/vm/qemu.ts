@@ -28,6 +28,8 @@ export interface QemuOutcome {
 
 export interface QemuRunning {
   readonly outcome: Promise<QemuOutcome>;
+  /** The console so far, normalised. */
+  console(): string;
   /** Kills QEMU (a power cut); `outcome` then resolves with end `stopped`. */
   stop(): void;
 }
@@ -75,5 +77,5 @@ export function startQemu(options: QemuOptions): QemuRunning {
       stderr: stderr.trim(),
       seconds: (performance.now() - started) / 1000,
     }));
-  return { outcome, stop: () => kill('stopped') };
+  return { outcome, console: () => normaliseConsole(text), stop: () => kill('stopped') };
 }

@@ -180,10 +180,12 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a server PXE-boots t
     expect(status).toMatchObject({ status: 'error', servername: 'ns-refused.lab', message: messages.checksumMismatch('sha256', imageSha256, wrong) });
     // The server stays in rescue until the customer erases the deployment (DELETE powers it off here).
     const vm = lab.vms.get('ns-refused.lab')!;
+    // The API hears the error before the agent has exited: wait for the rescue system to say so.
+    const staying = 'byoi agent ended with status 1 without rebooting; staying in rescue';
+    await expect.poll(() => vm.console(), { timeout: 120_000, interval: 1000 }).toContain(staying);
     expect((await call(apiUrl, 'DELETE', route('ns-refused.lab'), { key })).status).toBe(200);
     const outcome = await vm.outcome;
     expect(outcome.end).toBe('stopped');
-    expect(outcome.console).toContain('byoi agent ended with status 1 without rebooting; staying in rescue');
     expect(outcome.console).not.toContain('reboot: Restarting system');
     expect(await sha256Of(disk)).toBe(before);
   }, 900_000);
