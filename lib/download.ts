@@ -5,13 +5,14 @@
 // A dropped or stalled transfer is resumed where it stopped (Range + If-Range with the ETag, else
 // Last-Modified), so the digest is fed once, in order, across attempts. It starts over (buffer
 // and digest reset) only when the server cannot resume or the resource changed. Connection
-// errors, 5xx, 408 and 429 are retried with exponential backoff (Retry-After honoured, capped);
-// other answers fail at once; an overall deadline bounds everything.
+// errors, 5xx, 408 and 429 are retried with jittered exponential backoff (a Retry-After is obeyed
+// as given, capped); other answers fail at once; an overall deadline bounds everything.
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { getCACertificates } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { got, type Response } from 'got';
+import { backoffDelay, type Backoff } from './backoff.ts';
 import { ChunkedBuffer } from './chunked-buffer.ts';
 import { RunningDigest } from './checksum.ts';
 import { failed, messages } from './errors.ts';
@@ -29,12 +30,9 @@ export interface Timeouts {
 
 export const defaultTimeouts: Timeouts = { connect: 30_000, response: 60_000, idle: 60_000 };
 
-export interface RetryPolicy {
+export interface RetryPolicy extends Backoff {
   /** Attempts in a row that may fail without bringing a new byte; then the download fails. */
   readonly attempts: number;
-  /** First backoff, doubled after each failure up to `maxDelay`, in ms. */
-  readonly initialDelay: number;
-  readonly maxDelay: number;
   /** Longest Retry-After obeyed, in ms. */
   readonly retryAfterCap: number;
 }
@@ -205,8 +203,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
         failures = transfer.image.size > mostHeld ? 1 : failures + 1;
         mostHeld = Math.max(mostHeld, transfer.image.size);
         if (failures >= retry.attempts) throw couldNot(`${error.message}; gave up after ${failures} attempts without progress`);
-        const backoff = Math.min(retry.initialDelay * 2 ** (failures - 1), retry.maxDelay);
-        const delayMs = error.retryAfter === undefined ? backoff : Math.min(error.retryAfter, retry.retryAfterCap);
+        const delayMs = error.retryAfter === undefined ? backoffDelay(failures, retry) : Math.min(error.retryAfter, retry.retryAfterCap);
         if (Date.now() + delayMs >= deadlineAt) throw late();
         if (error.restart && transfer.image.size > 0) {
           request.onEvent?.({ kind: 'restart', reason: error.message });

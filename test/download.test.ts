@@ -162,6 +162,22 @@ describe('download over a faulty network', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
   });
 
+  it('spreads its backoffs with jitter, yet waits exactly what Retry-After says', async () => {
+    const retry = { attempts: 8, initialDelay: 40, maxDelay: 80, retryAfterCap: 2000 };
+    const { digest, events } = await fetchFaulty('jitter.img', [...Array.from({ length: 6 }, () => ({ status: 503 })), { status: 503, retryAfter: '1' }], { retry });
+    expect(digest).toBe(sha256);
+    const delays = events.flatMap((e) => (e.kind === 'retry' ? [e.delayMs] : []));
+    const ceilings = [40, 80, 80, 80, 80, 80];
+    expect(delays).toHaveLength(7);
+    delays.slice(0, 6).forEach((delay, i) => {
+      expect(delay).toBeGreaterThanOrEqual(ceilings[i]! / 2);
+      expect(delay).toBeLessThanOrEqual(ceilings[i]!);
+    });
+    // Five draws over [40, 80] all equal would mean no jitter.
+    expect(new Set(delays.slice(1, 6)).size).toBeGreaterThan(1);
+    expect(delays[6]).toBe(1000);
+  });
+
   it('caps Retry-After', async () => {
     const started = Date.now();
     const { digest } = await fetchFaulty('later.img', [{ status: 429, retryAfter: '3600' }], { retry: { ...fast.retry, retryAfterCap: 50 } });
