@@ -54,6 +54,22 @@ export class ChunkedBuffer implements ImageSource {
     return out;
   }
 
+  /**
+   * Joins `parts` end to end without copying a byte: their chunks become the result's. Every part
+   * but the last must hold whole chunks, all of the same size. The parts must not be used after.
+   */
+  static concat(parts: readonly ChunkedBuffer[]): ChunkedBuffer {
+    const chunkSize = parts[0]?.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    const joined = new ChunkedBuffer(chunkSize);
+    parts.forEach((part, i) => {
+      if (part.chunkSize !== chunkSize) throw new RangeError(`cannot join chunks of ${part.chunkSize} bytes to chunks of ${chunkSize}`);
+      if (i < parts.length - 1 && part.length % chunkSize !== 0) throw new RangeError(`part ${i} of ${part.length} bytes does not end on a chunk boundary`);
+      joined.chunks.push(...part.chunks.slice(0, Math.ceil(part.length / chunkSize)));
+      joined.length += part.length;
+    });
+    return joined;
+  }
+
   /** Reads a whole file into RAM. */
   static async fromFile(path: string, chunkSize = DEFAULT_CHUNK_SIZE): Promise<ChunkedBuffer> {
     const image = new ChunkedBuffer(chunkSize);

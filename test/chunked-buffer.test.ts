@@ -28,3 +28,26 @@ describe('ChunkedBuffer.fromFile', () => {
     expect(() => image.read(0, size + 5)).toThrow(RangeError);
   });
 });
+
+describe('ChunkedBuffer.concat', () => {
+  const part = (bytes: Buffer) => {
+    const buffer = new ChunkedBuffer(1024);
+    buffer.append(bytes);
+    return buffer;
+  };
+
+  it('joins parts of whole chunks and a last partial one, byte for byte', () => {
+    const bytes = randomBytes(1024 * 5 + 300);
+    const joined = ChunkedBuffer.concat([part(bytes.subarray(0, 2048)), part(bytes.subarray(2048, 4096)), part(bytes.subarray(4096))]);
+    expect(joined.size).toBe(bytes.length);
+    expect(joined.read(0, bytes.length).equals(bytes)).toBe(true);
+    expect(joined.read(2000, 100).equals(bytes.subarray(2000, 2100))).toBe(true);
+    joined.append(Buffer.from('tail'));
+    expect(joined.read(bytes.length, 4).toString()).toBe('tail');
+  });
+
+  it('refuses a part that does not end on a chunk boundary, unless it is the last', () => {
+    expect(() => ChunkedBuffer.concat([part(randomBytes(1000)), part(randomBytes(10))])).toThrow(RangeError);
+    expect(ChunkedBuffer.concat([part(randomBytes(1024)), part(randomBytes(10))]).size).toBe(1034);
+  });
+});

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { download, type DownloadEvent } from '../lib/download.ts';
+import { download, SEGMENTED_MIN_BYTES, type DownloadEvent } from '../lib/download.ts';
 import { ByoiError } from '../lib/errors.ts';
 import { closedPort, startServer, type Fault, type TestServer } from './helpers/http.ts';
 
@@ -228,6 +228,87 @@ describe('download over a faulty network', () => {
   it('fails once the overall deadline passes', async () => {
     const error = await failure(fetchFaulty('slow.img', [{ stall: MiB }], { deadline: 400 }));
     expect(error.detail).toMatch(/did not finish within 0 s \(\d+ of \d+ bytes received\)|did not finish within/);
+  });
+});
+
+describe('download over several connections (segments)', () => {
+  const MiB = 1024 * 1024;
+  // Above SEGMENTED_MIN_BYTES: four segments of 16 MiB chunks and a last one of 17 bytes.
+  const big = randomBytes(SEGMENTED_MIN_BYTES + 17);
+  const bigSha = createHash('sha256').update(big).digest('hex');
+  const other = randomBytes(big.length);
+  const segment = 16 * MiB;
+
+  async function fetchSegmented(name: string, serving: { faults?: Fault[]; byStart?: Record<number, Fault[]>; ranges?: boolean; body?: Buffer }, options: Partial<Parameters<typeof download>[0]> = {}) {
+    server.serve(`/${name}`, { body: serving.body ?? big, mode: 'faulty', faults: serving.faults ?? [], ...(serving.byStart && { byStart: serving.byStart }), ...(serving.ranges === false && { ranges: false }) });
+    const events: DownloadEvent[] = [];
+    const progress: number[] = [];
+    const result = await download({
+      url: `${server.url}/${name}`, headers: { 'X-Token': 'tok-secret' }, type: 'raw', budget: 1e9, checksumType: 'sha256', connections: 4, ...fast,
+      onEvent: (e) => events.push(e), onProgress: (done) => progress.push(done), ...options,
+    });
+    const requests = server.requests.filter((r) => r.path === `/${name}`);
+    return { ...result, events, requests, progress };
+  }
+  const ranges = (requests: { headers: { range?: string } }[]) => requests.map((r) => r.headers.range).filter((r) => r !== undefined).sort();
+
+  it('fetches a large image as ranges over several connections, hashed once and in order', async () => {
+    const { image, digest, requests, events, progress } = await fetchSegmented('seg.img', {});
+    expect(digest).toBe(bigSha);
+    expect(image.size).toBe(big.length);
+    expect(image.read(0, image.size).equals(big)).toBe(true);
+    expect(requests[0]!.headers.range).toBeUndefined();
+    expect(ranges(requests.slice(1))).toEqual([0, 1, 2, 3, 4].map((i) => `bytes=${i * segment}-${Math.min((i + 1) * segment, big.length) - 1}`).sort());
+    expect(requests.slice(1).every((r) => r.headers['if-range'] === '"v1"' && r.headers['x-token'] === 'tok-secret')).toBe(true);
+    expect(events).toEqual([]);
+    expect(progress.at(-1)).toBe(big.length);
+  });
+
+  it('resumes a range cut off mid-way (several times) where it stopped', async () => {
+    const { image, digest, requests, events } = await fetchSegmented('segdrop.img', { byStart: { [segment]: [{ drop: segment + 3 * MiB }], [segment + 3 * MiB]: [{ drop: segment + 5 * MiB + 1 }] } });
+    expect(digest).toBe(bigSha);
+    expect(image.read(0, image.size).equals(big)).toBe(true);
+    expect(ranges(requests)).toContain(`bytes=${segment + 3 * MiB}-${2 * segment - 1}`);
+    expect(ranges(requests)).toContain(`bytes=${segment + 5 * MiB + 1}-${2 * segment - 1}`);
+    expect(events.filter((e) => e.kind === 'retry').map((e) => e.kind === 'retry' && e.resumeFrom).sort()).toEqual([segment + 3 * MiB, segment + 5 * MiB + 1]);
+    expect(events.some((e) => e.kind === 'restart')).toBe(false);
+  });
+
+  it('never takes a 206 with the wrong Content-Range: starts over on one connection', async () => {
+    const { image, digest, requests, events } = await fetchSegmented('segwrong.img', { byStart: { [2 * segment]: [{ wrongRange: 1 }] } });
+    expect(digest).toBe(bigSha);
+    expect(image.read(0, image.size).equals(big)).toBe(true);
+    expect(events.some((e) => e.kind === 'restart' && /Content-Range.*one connection/.test(e.reason))).toBe(true);
+    // The last request is the single connection's whole GET.
+    expect(requests.at(-1)!.headers.range).toBeUndefined();
+  });
+
+  it('starts over on one connection, digest reset, when the image changes between ranges (ETag)', async () => {
+    const { image, digest, events } = await fetchSegmented('segchanged.img', { byStart: { [3 * segment]: [{ replace: other, etag: '"v2"' }] } });
+    expect(image.read(0, image.size).equals(other)).toBe(true);
+    expect(digest).toBe(createHash('sha256').update(other).digest('hex'));
+    expect(events.some((e) => e.kind === 'restart' && /changed/.test(e.reason))).toBe(true);
+  });
+
+  it('retries a range answered 503, and resumes a stalled one', async () => {
+    const { digest, events } = await fetchSegmented('segbusy.img', { byStart: { 0: [{ status: 503 }], [2 * segment]: [{ stall: 2 * segment + MiB }] } }, { timeouts: { connect: 5000, response: 5000, idle: 300 } });
+    expect(digest).toBe(bigSha);
+    expect(events.filter((e) => e.kind === 'retry')).toHaveLength(2);
+  });
+
+  it('gives up, in the documented words, on a range that keeps failing', async () => {
+    const error = await failure(fetchSegmented('segdown.img', { byStart: { [segment]: Array.from({ length: 10 }, () => ({ status: 503 })) } }));
+    expect(error.message).toBe(`Could not download image located: ${server.url}/segdown.img.`);
+    expect(error.detail).toMatch(/HTTP 503.*gave up after 4 attempts/);
+  });
+
+  it('stays on one connection for a server without ranges or an image below the threshold', async () => {
+    const noRanges = await fetchSegmented('segnoranges.img', { ranges: false });
+    expect(noRanges.digest).toBe(bigSha);
+    expect(noRanges.requests).toHaveLength(1);
+    const small = await fetchSegmented('segsmall.img', { body: big.subarray(0, SEGMENTED_MIN_BYTES - 1) });
+    expect(small.image.size).toBe(SEGMENTED_MIN_BYTES - 1);
+    expect(small.requests).toHaveLength(1);
   });
 });
 
