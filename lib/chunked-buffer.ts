@@ -55,18 +55,21 @@ export class ChunkedBuffer implements ImageSource {
   }
 
   /**
-   * Joins `parts` end to end without copying a byte: their chunks become the result's. Every part
-   * but the last must hold whole chunks, all of the same size. The parts must not be used after.
+   * Joins `parts` end to end. A part that starts on a chunk boundary of the result takes its
+   * chunks over without copying a byte (all the parts of a download split at chunk boundaries
+   * do); any other is copied. The parts must not be used after.
    */
   static concat(parts: readonly ChunkedBuffer[]): ChunkedBuffer {
     const chunkSize = parts[0]?.chunkSize ?? DEFAULT_CHUNK_SIZE;
     const joined = new ChunkedBuffer(chunkSize);
-    parts.forEach((part, i) => {
-      if (part.chunkSize !== chunkSize) throw new RangeError(`cannot join chunks of ${part.chunkSize} bytes to chunks of ${chunkSize}`);
-      if (i < parts.length - 1 && part.length % chunkSize !== 0) throw new RangeError(`part ${i} of ${part.length} bytes does not end on a chunk boundary`);
-      joined.chunks.push(...part.chunks.slice(0, Math.ceil(part.length / chunkSize)));
-      joined.length += part.length;
-    });
+    for (const part of parts) {
+      if (part.chunkSize === chunkSize && joined.length % chunkSize === 0) {
+        joined.chunks.push(...part.chunks.slice(0, Math.ceil(part.length / chunkSize)));
+        joined.length += part.length;
+      } else {
+        for (let at = 0; at < part.length; at += part.chunkSize) joined.append(part.read(at, Math.min(part.chunkSize, part.length - at)));
+      }
+    }
     return joined;
   }
 

@@ -1,4 +1,5 @@
-// Parallel ranged download: the image split into segments of whole ChunkedBuffer chunks, fetched
+// Parallel ranged download: the image split into segments (of whole ChunkedBuffer chunks when it is
+// large), fetched
 // by several connections at once (each `Range: bytes=A-B` with `If-Range`), so that a long or
 // lossy link, where one TCP connection cannot fill the pipe, is used by several.
 //
@@ -45,9 +46,17 @@ interface Segment {
   readonly bytes: ChunkedBuffer;
 }
 
-/** Segments of whole chunks, about `connections * SEGMENTS_PER_CONNECTION` of them, covering [0, total). */
+/** Segments of a large image end on chunk boundaries, so joining them copies nothing. */
+const SMALL_SEGMENT_UNIT = 1024 * 1024;
+
+/**
+ * About `connections * SEGMENTS_PER_CONNECTION` segments covering [0, total): whole chunks when
+ * the image has enough of them, else whole MiB.
+ */
 export function planSegments(total: number, connections: number, chunkSize: number): { start: number; end: number }[] {
-  const size = Math.max(1, Math.ceil(total / (connections * SEGMENTS_PER_CONNECTION) / chunkSize)) * chunkSize;
+  const wanted = total / (connections * SEGMENTS_PER_CONNECTION);
+  const unit = wanted >= chunkSize ? chunkSize : SMALL_SEGMENT_UNIT;
+  const size = Math.max(1, Math.ceil(wanted / unit)) * unit;
   const segments = [];
   for (let start = 0; start < total; start += size) segments.push({ start, end: Math.min(start + size, total) });
   return segments;

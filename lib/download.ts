@@ -43,7 +43,7 @@ export const defaultRetry: RetryPolicy = { attempts: 8, initialDelay: 1000, maxD
 /** Four hours: several GiB over a slow link, yet a hung deployment still ends. */
 export const DEFAULT_DEADLINE_MS = 4 * 3600_000;
 export const DEFAULT_MAX_REDIRECTS = 10;
-/** Below this, an image is fetched on one connection whatever `connections` says. */
+/** Below this (by default), an image is fetched on one connection whatever `connections` says. */
 export const SEGMENTED_MIN_BYTES = 64 * 1024 * 1024;
 
 /** How the transfer is made; everything has a default. */
@@ -56,10 +56,12 @@ export interface DownloadSettings {
   /** Extra trusted CA certificates (PEM), added to the bundled and system ones. */
   readonly ca?: string;
   /**
-   * Connections for a large image (SEGMENTED_MIN_BYTES or more) from a server that takes ranges
+   * Connections for a large image (`segmentedMinBytes` or more) from a server that takes ranges
    * and names the version it serves (ETag or Last-Modified); 1 (the default): always one.
    */
   readonly connections?: number;
+  /** Default SEGMENTED_MIN_BYTES. */
+  readonly segmentedMinBytes?: number;
 }
 
 export type DownloadEvent =
@@ -297,7 +299,7 @@ function judge(response: Response, request: DownloadRequest, transfer: Transfer,
     transfer.rangesRefused ||= acceptRanges === 'none';
     const segmented =
       (request.connections ?? 1) > 1 && !transfer.segmentsRefused && !transfer.rangesRefused && acceptRanges === 'bytes' &&
-      transfer.validator !== null && transfer.total !== null && transfer.total >= SEGMENTED_MIN_BYTES;
+      transfer.validator !== null && transfer.total !== null && transfer.total >= (request.segmentedMinBytes ?? SEGMENTED_MIN_BYTES);
     return segmented ? new UseSegments() : undefined;
   }
   if (status === 416 && resumeFrom > 0) return new Retryable(`${statusLine} for bytes ${resumeFrom}-: the image changed on the server`, { restart: true });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { download, SEGMENTED_MIN_BYTES, type DownloadEvent } from '../lib/download.ts';
+import { planSegments } from '../lib/download-segments.ts';
 import { ByoiError } from '../lib/errors.ts';
 import { closedPort, startServer, type Fault, type TestServer } from './helpers/http.ts';
 
@@ -233,11 +234,12 @@ describe('download over a faulty network', () => {
 
 describe('download over several connections (segments)', () => {
   const MiB = 1024 * 1024;
-  // Above SEGMENTED_MIN_BYTES: four segments of 16 MiB chunks and a last one of 17 bytes.
+  // Just above SEGMENTED_MIN_BYTES: segments of whole MiB, the last one shorter.
   const big = randomBytes(SEGMENTED_MIN_BYTES + 17);
   const bigSha = createHash('sha256').update(big).digest('hex');
   const other = randomBytes(big.length);
-  const segment = 16 * MiB;
+  const plan = planSegments(big.length, 4, 16 * MiB);
+  const segment = plan[1]!.start;
 
   async function fetchSegmented(name: string, serving: { faults?: Fault[]; byStart?: Record<number, Fault[]>; ranges?: boolean; body?: Buffer }, options: Partial<Parameters<typeof download>[0]> = {}) {
     server.serve(`/${name}`, { body: serving.body ?? big, mode: 'faulty', faults: serving.faults ?? [], ...(serving.byStart && { byStart: serving.byStart }), ...(serving.ranges === false && { ranges: false }) });
@@ -258,24 +260,28 @@ describe('download over several connections (segments)', () => {
     expect(image.size).toBe(big.length);
     expect(image.read(0, image.size).equals(big)).toBe(true);
     expect(requests[0]!.headers.range).toBeUndefined();
-    expect(ranges(requests.slice(1))).toEqual([0, 1, 2, 3, 4].map((i) => `bytes=${i * segment}-${Math.min((i + 1) * segment, big.length) - 1}`).sort());
+    expect(plan.length).toBeGreaterThan(4);
+    expect(plan.every((s, i) => s.start === (i === 0 ? 0 : plan[i - 1]!.end) && s.end > s.start)).toBe(true);
+    expect(plan.at(-1)!.end).toBe(big.length);
+    expect(ranges(requests.slice(1))).toEqual(plan.map((s) => `bytes=${s.start}-${s.end - 1}`).sort());
     expect(requests.slice(1).every((r) => r.headers['if-range'] === '"v1"' && r.headers['x-token'] === 'tok-secret')).toBe(true);
     expect(events).toEqual([]);
     expect(progress.at(-1)).toBe(big.length);
   });
 
   it('resumes a range cut off mid-way (several times) where it stopped', async () => {
-    const { image, digest, requests, events } = await fetchSegmented('segdrop.img', { byStart: { [segment]: [{ drop: segment + 3 * MiB }], [segment + 3 * MiB]: [{ drop: segment + 5 * MiB + 1 }] } });
+    const [cut1, cut2] = [segment + MiB + 5, segment + 2 * MiB + 1];
+    const { image, digest, requests, events } = await fetchSegmented('segdrop.img', { byStart: { [segment]: [{ drop: cut1 }], [cut1]: [{ drop: cut2 }] } });
     expect(digest).toBe(bigSha);
     expect(image.read(0, image.size).equals(big)).toBe(true);
-    expect(ranges(requests)).toContain(`bytes=${segment + 3 * MiB}-${2 * segment - 1}`);
-    expect(ranges(requests)).toContain(`bytes=${segment + 5 * MiB + 1}-${2 * segment - 1}`);
-    expect(events.filter((e) => e.kind === 'retry').map((e) => e.kind === 'retry' && e.resumeFrom).sort()).toEqual([segment + 3 * MiB, segment + 5 * MiB + 1]);
+    expect(ranges(requests)).toContain(`bytes=${cut1}-${plan[2]!.start - 1}`);
+    expect(ranges(requests)).toContain(`bytes=${cut2}-${plan[2]!.start - 1}`);
+    expect(events.filter((e) => e.kind === 'retry').map((e) => e.kind === 'retry' && e.resumeFrom).sort()).toEqual([cut1, cut2]);
     expect(events.some((e) => e.kind === 'restart')).toBe(false);
   });
 
   it('never takes a 206 with the wrong Content-Range: starts over on one connection', async () => {
-    const { image, digest, requests, events } = await fetchSegmented('segwrong.img', { byStart: { [2 * segment]: [{ wrongRange: 1 }] } });
+    const { image, digest, requests, events } = await fetchSegmented('segwrong.img', { byStart: { [plan[2]!.start]: [{ wrongRange: 1 }] } });
     expect(digest).toBe(bigSha);
     expect(image.read(0, image.size).equals(big)).toBe(true);
     expect(events.some((e) => e.kind === 'restart' && /Content-Range.*one connection/.test(e.reason))).toBe(true);
@@ -284,14 +290,14 @@ describe('download over several connections (segments)', () => {
   });
 
   it('starts over on one connection, digest reset, when the image changes between ranges (ETag)', async () => {
-    const { image, digest, events } = await fetchSegmented('segchanged.img', { byStart: { [3 * segment]: [{ replace: other, etag: '"v2"' }] } });
+    const { image, digest, events } = await fetchSegmented('segchanged.img', { byStart: { [plan[5]!.start]: [{ replace: other, etag: '"v2"' }] } });
     expect(image.read(0, image.size).equals(other)).toBe(true);
     expect(digest).toBe(createHash('sha256').update(other).digest('hex'));
     expect(events.some((e) => e.kind === 'restart' && /changed/.test(e.reason))).toBe(true);
   });
 
   it('retries a range answered 503, and resumes a stalled one', async () => {
-    const { digest, events } = await fetchSegmented('segbusy.img', { byStart: { 0: [{ status: 503 }], [2 * segment]: [{ stall: 2 * segment + MiB }] } }, { timeouts: { connect: 5000, response: 5000, idle: 300 } });
+    const { digest, events } = await fetchSegmented('segbusy.img', { byStart: { 0: [{ status: 503 }], [plan[2]!.start]: [{ stall: plan[2]!.start + 1000 }] } }, { timeouts: { connect: 5000, response: 5000, idle: 300 } });
     expect(digest).toBe(bigSha);
     expect(events.filter((e) => e.kind === 'retry')).toHaveLength(2);
   });
@@ -300,6 +306,14 @@ describe('download over several connections (segments)', () => {
     const error = await failure(fetchSegmented('segdown.img', { byStart: { [segment]: Array.from({ length: 10 }, () => ({ status: 503 })) } }));
     expect(error.message).toBe(`Could not download image located: ${server.url}/segdown.img.`);
     expect(error.detail).toMatch(/HTTP 503.*gave up after 4 attempts/);
+  });
+
+  it('splits a large image at chunk boundaries, so that joining the segments copies nothing', () => {
+    const segments = planSegments(2 * 1024 * MiB + 5, 4, 16 * MiB);
+    expect(segments.length).toBeGreaterThanOrEqual(12);
+    expect(segments.length).toBeLessThanOrEqual(17);
+    expect(segments.every((s, i) => s.start % (16 * MiB) === 0 && s.start === (i === 0 ? 0 : segments[i - 1]!.end))).toBe(true);
+    expect(segments.at(-1)!.end).toBe(2 * 1024 * MiB + 5);
   });
 
   it('stays on one connection for a server without ranges or an image below the threshold', async () => {
