@@ -43,6 +43,9 @@ export const defaultRetry: RetryPolicy = { attempts: 8, initialDelay: 1000, maxD
 /** Four hours: several GiB over a slow link, yet a hung deployment still ends. */
 export const DEFAULT_DEADLINE_MS = 4 * 3600_000;
 export const DEFAULT_MAX_REDIRECTS = 10;
+/** Connections of a segmented download unless told otherwise (see the README's long-link figures). */
+export const DEFAULT_CONNECTIONS = 1;
+export const MAX_CONNECTIONS = 16;
 /** Below this (by default), an image is fetched on one connection whatever `connections` says. */
 export const SEGMENTED_MIN_BYTES = 64 * 1024 * 1024;
 
@@ -57,7 +60,8 @@ export interface DownloadSettings {
   readonly ca?: string;
   /**
    * Connections for a large image (`segmentedMinBytes` or more) from a server that takes ranges
-   * and names the version it serves (ETag or Last-Modified); 1 (the default): always one.
+   * and names the version it serves (ETag or Last-Modified); 1: always one. Default
+   * DEFAULT_CONNECTIONS.
    */
   readonly connections?: number;
   /** Default SEGMENTED_MIN_BYTES. */
@@ -131,7 +135,9 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   const agent = agents(request.ca);
   const deadlineAt = Date.now() + deadline;
   const overall = AbortSignal.timeout(deadline);
-  const late = () => couldNot(messages.downloadDeadline(Math.round(deadline / 1000), transfer.image.size, transfer.total));
+  // Bytes held by the segments of a segmented download, which are not in transfer.image until joined.
+  let segmentsHeld = 0;
+  const late = () => couldNot(messages.downloadDeadline(Math.round(deadline / 1000), Math.max(transfer.image.size, segmentsHeld), transfer.total));
 
   let failures = 0;
   let mostHeld = 0;
@@ -147,13 +153,16 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
             headers: request.headers,
             total: transfer.total!,
             validator: transfer.validator!,
-            connections: request.connections!,
+            connections: request.connections ?? DEFAULT_CONNECTIONS,
             chunkSize: transfer.image.chunkSize,
             retry,
             digest: transfer.digest,
             signal: overall,
             fatal: couldNot,
-            ...(request.onProgress && { onProgress: request.onProgress }),
+            onProgress: (done, total) => {
+              segmentsHeld = done;
+              request.onProgress?.(done, total);
+            },
             onRetry: (attempt, delayMs, cause, resumeFrom) => request.onEvent?.({ kind: 'retry', attempt, delayMs, cause, resumeFrom }),
           });
         }
@@ -165,6 +174,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
           request.onEvent?.({ kind: 'restart', reason: `${error.message}; starting over on one connection` });
           transfer.restart();
           transfer.segmentsRefused = true;
+          segmentsHeld = 0;
           request.onProgress?.(0, null);
           continue;
         }
@@ -298,7 +308,7 @@ function judge(response: Response, request: DownloadRequest, transfer: Transfer,
     // Once a server has botched a range, it is not asked for one again.
     transfer.rangesRefused ||= acceptRanges === 'none';
     const segmented =
-      (request.connections ?? 1) > 1 && !transfer.segmentsRefused && !transfer.rangesRefused && acceptRanges === 'bytes' &&
+      (request.connections ?? DEFAULT_CONNECTIONS) > 1 && !transfer.segmentsRefused && !transfer.rangesRefused && acceptRanges === 'bytes' &&
       transfer.validator !== null && transfer.total !== null && transfer.total >= (request.segmentedMinBytes ?? SEGMENTED_MIN_BYTES);
     return segmented ? new UseSegments() : undefined;
   }

@@ -308,6 +308,14 @@ describe('download over several connections (segments)', () => {
     expect(error.detail).toMatch(/HTTP 503.*gave up after 4 attempts/);
   });
 
+  it('fails at the overall deadline with a stalled range, counting the bytes the segments hold', async () => {
+    const error = await failure(fetchSegmented('segslow.img', { byStart: { [plan[1]!.start]: [{ stall: plan[1]!.start + 10 }] } }, { deadline: 1500 }));
+    expect(error.message).toBe(`Could not download image located: ${server.url}/segslow.img.`);
+    const held = Number(/\((\d+) of (\d+) bytes received\)/.exec(error.detail ?? '')?.[1]);
+    expect(held).toBeGreaterThan(0);
+    expect(held).toBeLessThan(big.length);
+  });
+
   it('splits a large image at chunk boundaries, so that joining the segments copies nothing', () => {
     const segments = planSegments(2 * 1024 * MiB + 5, 4, 16 * MiB);
     expect(segments.length).toBeGreaterThanOrEqual(12);

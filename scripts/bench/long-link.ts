@@ -11,7 +11,7 @@
 // `--link 0,none,0`), so the links' rates stay well below that.
 //
 //   npx node scripts/bench/long-link.ts [--link RTT_MS,RATE,LOSS_PERCENT]... [--size MiB]
-//       [--runs 3] [--conns 4,8]
+//       [--runs 3] [--conns 4,8] [--rmem BYTES]
 //   e.g. --link 100,10mbit,0 --link 100,10mbit,0.1   (RATE "none": unlimited; 0,none,0: no netem)
 import { parseArgs } from 'node:util';
 import { runInVm } from '../vm/run.ts';
@@ -23,6 +23,8 @@ const { values } = parseArgs({
     size: { type: 'string', default: '16' },
     runs: { type: 'string', default: '3' },
     conns: { type: 'string', default: '4' },
+    // The client's largest TCP receive buffer (net.ipv4.tcp_rmem's max), in bytes; default the kernel's.
+    rmem: { type: 'string' },
   },
 });
 const sizeMiB = Number(values.size);
@@ -57,7 +59,8 @@ for end in "srv veth0 10.9.0.1" "cli veth1 10.9.0.2"; do
   ip -n $1 link set $2 gso_max_segs 1 gso_max_size 1500 up
   ip -n $1 addr add $3/24 dev $2
 done
-sysctl net.ipv4.tcp_rmem net.ipv4.tcp_wmem net.ipv4.tcp_congestion_control | tr '\\t' ' '
+${values.rmem ? `ip netns exec cli sysctl -qw net.ipv4.tcp_rmem="4096 ${Math.min(131072, Number(values.rmem))} ${values.rmem}"` : ''}
+ip netns exec cli sysctl net.ipv4.tcp_rmem net.ipv4.tcp_wmem net.ipv4.tcp_congestion_control net.ipv4.tcp_adv_win_scale | tr '\\t' ' '
 
 head -c ${sizeMiB}M /dev/urandom >/tmp/image
 bytes=$(stat -c %s /tmp/image)
@@ -127,7 +130,7 @@ for (const line of result.output.split('\n')) {
   else if (line.trim()) console.log(`# ${line.trim()}`);
 }
 if (result.exitCode !== 0) throw new Error(`the guest script failed (${result.exitCode})`);
-console.log(`${sizeMiB} MiB over each link, medians of ${values.runs} interleaved runs, ${Math.round((Date.now() - started) / 1000)} s in all`);
+console.log(`${sizeMiB} MiB over each link, medians of ${values.runs} interleaved runs, client's tcp_rmem max ${values.rmem ?? "the kernel's"}, ${Math.round((Date.now() - started) / 1000)} s in all`);
 console.log('| link: RTT, rate, loss | client | connections | seconds (runs) | MB/s |');
 console.log('|---|---|---|---|---|');
 for (const [key, times] of samples) {
