@@ -9,6 +9,7 @@ import { chooseDisk } from '../lib/disk/select.ts';
 import { writeConfigDrive } from '../lib/configdrive/index.ts';
 import { verifyImage, writeImage } from '../lib/disk/writer.ts';
 import { download, type DownloadEvent, type DownloadSettings } from '../lib/download.ts';
+import { withToolHelper } from '../lib/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
 import type { Job, Target } from '../lib/job.ts';
 import { ramBudget } from '../lib/memory.ts';
@@ -27,7 +28,12 @@ function logDownloadEvent(log: Reporter['logger'], event: DownloadEvent): void {
 }
 
 /** `settings`: how to download (timeouts, retries, extra CA), not what: that is the job. */
-export async function deploy(job: Job, report: Reporter, settings: DownloadSettings = {}): Promise<void> {
+export function deploy(job: Job, report: Reporter, settings: DownloadSettings = {}): Promise<void> {
+  // The tools are started by a helper forked now, before the image fills RAM (lib/exec.ts).
+  return withToolHelper(() => pipeline(job, report, settings));
+}
+
+async function pipeline(job: Job, report: Reporter, settings: DownloadSettings): Promise<void> {
   const log = report.logger;
 
   report.phase('plan', 'Choosing the disk');

@@ -1,7 +1,8 @@
 // The job: what to deploy and where. Every entry point (CLI flags, a JSON job body, later a
 // provisioning server) builds a loose `JobInput`, and `validateJob` turns it into one `Job` or
 // throws an invalid-job ByoiError with OVH's sentence.
-import { validateConfigDrive, type ConfigDriveOptions } from './configdrive/index.ts';
+import type { ConfigDriveOptions } from './configdrive/options.ts';
+import { validateConfigDrive } from './configdrive/validate.ts';
 import { invalidJob, messages } from './errors.ts';
 
 export const imageTypes = ['qcow2', 'raw'] as const;

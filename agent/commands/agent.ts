@@ -3,8 +3,6 @@
 // every status change back, and reboots once the outcome is delivered.
 import type { CommandModule } from 'yargs';
 import type { JobInput } from '../../lib/job.ts';
-import { deploy } from '../deploy.ts';
-import { runAgent } from '../remote/run-agent.ts';
 import { agentSettings } from '../remote/settings.ts';
 import { run } from '../run.ts';
 
@@ -49,6 +47,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       .option('deliver-timeout', { type: 'number', default: 300, describe: 'seconds the reboot waits for the outcome to reach the API' }),
   handler: (args) =>
     run(async () => {
+      const [{ deploy }, { runAgent }] = await Promise.all([import('../deploy.ts'), import('../remote/run-agent.ts')]);
       const settings = agentSettings({ server: args.server, serviceName: args['service-name'], token: args.token }, args.cmdline);
       await runAgent({
         settings,

@@ -4,7 +4,7 @@ import type { CommandModule } from 'yargs';
 import { describeTarget, writeImage } from '../../lib/disk/writer.ts';
 import { imageTypes, openImage, type ImageType } from '../../lib/formats/open.ts';
 import { run } from '../run.ts';
-import { readImageFile } from './read-image.ts';
+import { openImageFile } from './read-image.ts';
 
 interface ConvertArgs {
   image: string;
@@ -23,8 +23,13 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
   handler: (args) =>
     run(async () => {
       await describeTarget(args.target); // a directory or special file is a usage error: say so before reading the image
-      const image = openImage(await readImageFile(args.image), args.type);
-      const written = await writeImage(image, args.target);
-      process.stdout.write(`Wrote ${image.info.virtualSize} bytes (${written} of data) from ${image.info.format} image to ${args.target}\n`);
+      const source = openImageFile(args.image);
+      try {
+        const image = openImage(source, args.type);
+        const written = await writeImage(image, args.target);
+        process.stdout.write(`Wrote ${image.info.virtualSize} bytes (${written} of data) from ${image.info.format} image to ${args.target}\n`);
+      } finally {
+        source.close();
+      }
     }),
 };

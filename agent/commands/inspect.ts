@@ -4,7 +4,7 @@ import { detectFormat } from '../../lib/formats/detect.ts';
 import { openImage } from '../../lib/formats/open.ts';
 import type { ImageInfo } from '../../lib/formats/types.ts';
 import { run } from '../run.ts';
-import { readImageFile } from './read-image.ts';
+import { openImageFile } from './read-image.ts';
 
 interface InspectArgs {
   image: string;
@@ -20,9 +20,14 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' }),
   handler: (args) =>
     run(async () => {
-      const source = await readImageFile(args.image);
-      const detected = detectFormat(source);
-      const info = openImage(source, 'auto').info;
+      const source = openImageFile(args.image);
+      let detected, info;
+      try {
+        detected = detectFormat(source);
+        info = openImage(source, 'auto').info;
+      } finally {
+        source.close();
+      }
       const report = { detected, ...info };
       process.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : describe(info, detected.description));
     }),

@@ -1,10 +1,11 @@
-// IMAGE arguments of the CLI: read the whole file into RAM, as the deploy holds a download.
-import { ChunkedBuffer } from '../../lib/chunked-buffer.ts';
+// IMAGE arguments of the CLI: the file is read where it lies (lib/file-source.ts).
+import { FileSource } from '../../lib/file-source.ts';
 import { cannotReadImage } from '../../lib/errors.ts';
 
-export async function readImageFile(path: string): Promise<ChunkedBuffer> {
+/** Opens the image file; the caller closes it. */
+export function openImageFile(path: string): FileSource {
   try {
-    return await ChunkedBuffer.fromFile(path);
+    return new FileSource(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw cannotReadImage(path, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (error as Error).message);

@@ -1,10 +1,6 @@
 // byoi serve: the OVH-compatible provisioning API for the lab's servers.
 import { resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { CommandBootAdapter } from '../../lib/api/boot.ts';
-import { loadConfig } from '../../lib/api/config.ts';
-import { buildApi } from '../../lib/api/server.ts';
-import { SqliteStore } from '../../lib/api/store.ts';
 import { invalidJob, messages } from '../../lib/errors.ts';
 import { run } from '../run.ts';
 
@@ -31,6 +27,13 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('db', { type: 'string', default: 'byoi-serve.sqlite', describe: 'SQLite database keeping deployments across restarts' }),
   handler: (argv) =>
     run(async () => {
+      // Loaded here, not at start-up: the web server is the heaviest part of the bundle.
+      const [{ CommandBootAdapter }, { loadConfig }, { buildApi }, { SqliteStore }] = await Promise.all([
+        import('../../lib/api/boot.ts'),
+        import('../../lib/api/config.ts'),
+        import('../../lib/api/server.ts'),
+        import('../../lib/api/store.ts'),
+      ]);
       const config = loadConfig(argv.config);
       const { host, port } = parseListen(argv.listen);
       const store = new SqliteStore(resolve(argv.db));

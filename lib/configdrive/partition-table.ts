@@ -1,7 +1,7 @@
 // The target disk's partition table as the config drive planner needs it: read by sfdisk (util-linux),
 // plus the GPT header's backup LBA and each partition's filesystem label (blkid).
 import { open, stat } from 'node:fs/promises';
-import { execa } from 'execa';
+import { exec } from '../exec.ts';
 
 export interface PartitionEntry {
   /** 1-based: GPT entry number, or MBR slot (1-4 primary or extended, 5+ logical). */
@@ -29,7 +29,7 @@ export interface PartitionTable {
 /** The disk's table, or undefined when it has none sfdisk recognises. */
 export async function readPartitionTable(device: string): Promise<PartitionTable | undefined> {
   const { sectorSize, totalSectors } = await diskGeometry(device);
-  const result = await execa('sfdisk', ['--json', device], { reject: false });
+  const result = await exec('sfdisk', ['--json', device], { reject: false });
   if (result.exitCode !== 0) return undefined;
   const table = JSON.parse(result.stdout).partitiontable as SfdiskTable;
   if (table.label !== 'gpt' && table.label !== 'dos') return undefined;
@@ -66,7 +66,7 @@ export interface DiskGeometry {
 export async function diskGeometry(device: string): Promise<DiskGeometry> {
   const info = await stat(device);
   if (!info.isBlockDevice()) return { sectorSize: 512, totalSectors: Math.floor(info.size / 512) };
-  const { stdout } = await execa('blockdev', ['--getss', '--getsize64', device]);
+  const { stdout } = await exec('blockdev', ['--getss', '--getsize64', device]);
   const [sectorSize, bytes] = stdout.trim().split(/\s+/).map(Number);
   return { sectorSize: sectorSize!, totalSectors: Math.floor(bytes! / sectorSize!) };
 }
@@ -86,7 +86,7 @@ function partitionNumber(device: string, node: string): number {
 }
 
 async function filesystemLabel(device: string, offset: number, size: number): Promise<string | undefined> {
-  const result = await execa('blkid', ['-p', '-O', String(offset), '-S', String(size), '-s', 'LABEL', '-o', 'value', device], {
+  const result = await exec('blkid', ['-p', '-O', String(offset), '-S', String(size), '-s', 'LABEL', '-o', 'value', device], {
     reject: false,
   });
   const label = result.exitCode === 0 ? result.stdout.trim() : '';

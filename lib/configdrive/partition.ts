@@ -4,7 +4,7 @@
 // writes the filesystem at its byte offset on the whole-disk device. Partition device nodes are
 // never needed. Every refusal happens before the first write.
 import { open, readFile, stat } from 'node:fs/promises';
-import { execa } from 'execa';
+import { exec } from '../exec.ts';
 import { configDriveRefusals as why, couldNotCreateConfigDrive } from '../errors.ts';
 import { CONFIG_DRIVE_MAX_BYTES } from './options.ts';
 import { readPartitionTable } from './partition-table.ts';
@@ -117,13 +117,13 @@ async function writeAt(device: string, offset: number, bytes: Uint8Array, length
 /** Tells the kernel about the new partition; best effort (a file, or partx missing, is fine). */
 async function rereadPartitionTable(device: string): Promise<void> {
   if (!(await stat(device)).isBlockDevice()) return;
-  const partx = await execa('partx', ['-u', device], { reject: false });
-  if (partx.exitCode !== 0) await execa('blockdev', ['--rereadpt', device], { reject: false });
+  const partx = await exec('partx', ['-u', device], { reject: false });
+  if (partx.exitCode !== 0) await exec('blockdev', ['--rereadpt', device], { reject: false });
 }
 
 async function tool(command: string, args: string[], input?: string): Promise<void> {
-  const result = await execa(command, args, { reject: false, all: true, ...(input === undefined ? {} : { input }) });
-  if (result.exitCode !== 0 || result.failed) {
-    throw couldNotCreateConfigDrive(why.toolFailed(`${command} ${args.join(' ')}`, result.all ?? result.message));
+  const result = await exec(command, args, { reject: false, ...(input === undefined ? {} : { input }) });
+  if (result.failed) {
+    throw couldNotCreateConfigDrive(why.toolFailed(`${command} ${args.join(' ')}`, result.all || result.message));
   }
 }

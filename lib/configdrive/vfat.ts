@@ -4,7 +4,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { execa } from 'execa';
+import { exec } from '../exec.ts';
 import { configDriveRefusals, couldNotCreateConfigDrive } from '../errors.ts';
 import type { ConfigDriveFile } from './content.ts';
 
@@ -46,8 +46,8 @@ export async function buildVfatImage(files: readonly ConfigDriveFile[], geometry
 }
 
 async function tool(command: string, args: string[]): Promise<void> {
-  const result = await execa(command, args, { env: MTOOLS_ENV, reject: false, all: true });
-  if (result.exitCode !== 0 || result.failed) {
-    throw couldNotCreateConfigDrive(configDriveRefusals.toolFailed(`${command} ${args.join(' ')}`, result.all ?? result.message));
+  const result = await exec(command, args, { env: MTOOLS_ENV, reject: false });
+  if (result.failed) {
+    throw couldNotCreateConfigDrive(configDriveRefusals.toolFailed(`${command} ${args.join(' ')}`, result.all || result.message));
   }
 }

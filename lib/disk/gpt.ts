@@ -2,14 +2,14 @@
 // the backup header and table to the end of the disk (the image was smaller than the disk), then
 // check that sgdisk finds no problem left.
 import { open } from 'node:fs/promises';
-import { execa } from 'execa';
+import { exec } from '../exec.ts';
 import { failed, messages } from '../errors.ts';
 
 /** BLKRRPART, or partx when the kernel refuses it (loop devices attached without partition scan). */
 export async function rereadPartitionTable(device: string): Promise<void> {
-  const ioctl = await execa('blockdev', ['--rereadpt', device], { reject: false });
+  const ioctl = await exec('blockdev', ['--rereadpt', device], { reject: false });
   if (ioctl.exitCode === 0) return;
-  const partx = await execa('partx', ['-u', device], { reject: false });
+  const partx = await exec('partx', ['-u', device], { reject: false });
   if (partx.exitCode === 0) return;
   throw failed(messages.rereadFailed(device), `blockdev: ${ioctl.stderr.trim()}; partx: ${partx.stderr.trim()}`);
 }
@@ -33,8 +33,8 @@ interface Verdict {
 
 /** `sgdisk -v`: exits 0 whatever it finds, so its words tell. */
 async function verify(device: string): Promise<Verdict> {
-  const result = await execa('sgdisk', ['-v', device], { reject: false, all: true });
-  const report = (result.all ?? '').replace(/\s+/g, ' ').trim();
+  const result = await exec('sgdisk', ['-v', device], { reject: false });
+  const report = result.all.replace(/\s+/g, ' ').trim();
   return { clean: result.exitCode === 0 && report.includes('No problems found'), report };
 }
 
@@ -49,10 +49,10 @@ export async function fixGpt(device: string, sectorSize: number): Promise<GptOut
   if (!(await hasGpt(device, sectorSize))) return 'no-gpt';
   const before = await verify(device);
   if (before.clean) return 'clean';
-  const move = await execa('sgdisk', ['-e', device], { reject: false, all: true });
+  const move = await exec('sgdisk', ['-e', device], { reject: false });
   const after = await verify(device);
   if (move.exitCode !== 0 || !after.clean) {
-    throw failed(messages.gptFixFailed, `sgdisk -e: ${(move.all ?? '').replace(/\s+/g, ' ').trim()}; sgdisk -v: ${after.report}`);
+    throw failed(messages.gptFixFailed, `sgdisk -e: ${move.all.replace(/\s+/g, ' ').trim()}; sgdisk -v: ${after.report}`);
   }
   await rereadPartitionTable(device);
   return 'moved-backup';

@@ -1,6 +1,6 @@
 // Reads the block-device tree as lsblk reports it: one JSON call gives disks, their partitions and
 // everything stacked on them (md arrays, LVM volumes, dm-crypt), with mountpoints.
-import { execa } from 'execa';
+import { exec } from '../exec.ts';
 
 /** The lsblk columns byoi reads, exactly as `lsblk --json --bytes` names them. */
 export interface LsblkDevice {
@@ -28,6 +28,6 @@ export interface LsblkDevice {
 export const LSBLK_COLUMNS = 'NAME,KNAME,PATH,TYPE,SIZE,LOG-SEC,PHY-SEC,ROTA,RM,RO,HOTPLUG,TRAN,SUBSYSTEMS,MODEL,SERIAL,WWN,FSTYPE,MOUNTPOINTS';
 
 export async function readLsblk(): Promise<LsblkDevice[]> {
-  const { stdout } = await execa('lsblk', ['--json', '--bytes', '--output', LSBLK_COLUMNS]);
+  const { stdout } = await exec('lsblk', ['--json', '--bytes', '--output', LSBLK_COLUMNS]);
   return (JSON.parse(stdout) as { blockdevices: LsblkDevice[] }).blockdevices;
 }

@@ -2,7 +2,7 @@
 // md arrays) and wipes every signature, so the image lands on a disk nothing else uses and no old
 // RAID or LVM metadata (md 1.0 superblocks sit at the end of a partition) comes back at next boot.
 // Runs only after the image is downloaded, verified and inspected.
-import { execa } from 'execa';
+import { exec } from '../exec.ts';
 import type { Disk, Holder } from './discover.ts';
 import { discoverDisks } from './discover.ts';
 import { couldNotReleaseDisk, systemDisk } from '../errors.ts';
@@ -15,7 +15,7 @@ function describe(holder: Holder): string {
 }
 
 async function tool(command: string, args: string[]): Promise<void> {
-  await execa(command, args, { stdin: 'ignore' });
+  await exec(command, args);
 }
 
 /** The steps that free one holder; errors are collected by the caller, then the disk is checked again. */
@@ -26,7 +26,7 @@ async function releaseHolder(holder: Holder): Promise<void> {
     case 'swap':
       return tool('swapoff', [holder.device]);
     case 'lvm': {
-      const { stdout } = await execa('lvs', ['--noheadings', '-o', 'vg_name', holder.device]);
+      const { stdout } = await exec('lvs', ['--noheadings', '-o', 'vg_name', holder.device]);
       return tool('vgchange', ['--activate', 'n', stdout.trim()]);
     }
     case 'crypt':
@@ -43,14 +43,14 @@ async function mdMembers(disk: Disk): Promise<string[]> {
   const members: string[] = [];
   // blkid probes the device itself: lsblk's FSTYPE comes from udev's database, absent in some rescue systems.
   for (const path of [disk.path, ...(await partitionsOf(disk))]) {
-    const { stdout } = await execa('blkid', ['--probe', '--match-tag', 'TYPE', '--output', 'value', path], { reject: false });
+    const { stdout } = await exec('blkid', ['--probe', '--match-tag', 'TYPE', '--output', 'value', path], { reject: false });
     if (stdout.trim() === 'linux_raid_member') members.push(path);
   }
   return members;
 }
 
 async function partitionsOf(disk: Disk): Promise<string[]> {
-  const { stdout } = await execa('lsblk', ['--list', '--noheadings', '--paths', '--output', 'PATH,TYPE', disk.path]);
+  const { stdout } = await exec('lsblk', ['--list', '--noheadings', '--paths', '--output', 'PATH,TYPE', disk.path]);
   return stdout
     .split('\n')
     .map((line) => line.trim().split(/\s+/))
@@ -59,7 +59,7 @@ async function partitionsOf(disk: Disk): Promise<string[]> {
 }
 
 async function settle(): Promise<void> {
-  await execa('udevadm', ['settle', '--timeout=10'], { reject: false });
+  await exec('udevadm', ['settle', '--timeout=10'], { reject: false });
 }
 
 export interface ReleaseReport {
@@ -89,13 +89,13 @@ export async function releaseDisk(disk: Disk, log: (message: string) => void = (
   }
   await settle();
   for (const member of await mdMembers(disk)) {
-    await execa('mdadm', ['--zero-superblock', member], { reject: false });
+    await exec('mdadm', ['--zero-superblock', member], { reject: false });
   }
   // Partitions first (filesystem, md, LVM and swap signatures inside them), then the disk
   // (both GPT headers and the protective MBR).
-  for (const partition of await partitionsOf(disk)) await execa('wipefs', ['--all', '--force', partition], { reject: false });
+  for (const partition of await partitionsOf(disk)) await exec('wipefs', ['--all', '--force', partition], { reject: false });
   await tool('wipefs', ['--all', '--force', disk.path]);
-  await execa('blockdev', ['--rereadpt', disk.path], { reject: false });
+  await exec('blockdev', ['--rereadpt', disk.path], { reject: false });
   await settle();
 
   const after = (await discoverDisks()).find((d) => d.path === disk.path);

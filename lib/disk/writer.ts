@@ -7,7 +7,7 @@ import { constants } from 'node:fs';
 import { open, readFile, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { execa } from 'execa';
+import { exec } from '../exec.ts';
 import { ByoiError, badTarget, cannotWriteImage, deviceBusy, imageLargerThanDevice } from '../errors.ts';
 import { isZero, type DiskImage } from '../formats/types.ts';
 
@@ -235,7 +235,7 @@ async function offloadZeroing(device: string, runs: VerifiedImage['longZeroRuns'
     const batch = runs.slice(first, first + PUNCHES_PER_SPAWN);
     const commands = batch.flatMap(([start, end]) => ['-c', `fpunch ${start} ${end - start}`]);
     // xfs_io exits non-zero if any command failed; then none of the batch counts as zeroed.
-    const result = await execa('xfs_io', [...commands, device], { reject: false });
+    const result = await exec('xfs_io', [...commands, device], { reject: false });
     if (result.exitCode !== 0 || result.stderr.trim() !== '') break;
     for (const [start, end] of batch) zeroed.set(start, end);
   }

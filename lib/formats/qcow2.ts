@@ -38,10 +38,10 @@ function defaultThreads(): number {
   return cores > 1 ? Math.min(cores, 4) : 0;
 }
 
-/** The source's zero-copy view size, if it is made of chunks (ChunkedBuffer). */
+/** Where data runs are cut: the source's cheapest read size. */
 function viewSizeOf(source: ImageSource): number {
-  const chunkSize = (source as { chunkSize?: unknown }).chunkSize;
-  return typeof chunkSize === 'number' && chunkSize > 0 ? chunkSize : MAX_RUN;
+  const { chunkSize } = source;
+  return chunkSize !== undefined && chunkSize > 0 ? chunkSize : MAX_RUN;
 }
 
 export function openQcow2(source: ImageSource, options: Qcow2Options = {}): DiskImage {
@@ -83,9 +83,23 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
 }
 
 type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
+type PlainSegment = Exclude<Segment, CompressedSegment>;
 
+/**
+ * The stored bytes of a batch's clusters. Clusters packed one after another in the file (what
+ * qemu-img writes; each one's sector-rounded range overlaps the next) are read in one go: one
+ * pread for a file source instead of one per cluster.
+ */
 function inputsOf(source: ImageSource, segment: CompressedSegment): Buffer[] {
-  return segment.clusters.map((cluster) => source.read(cluster.hostOffset, cluster.length));
+  const { clusters } = segment;
+  const start = clusters[0]!.hostOffset;
+  let end = start;
+  for (const cluster of clusters) {
+    if (cluster.hostOffset < start || cluster.hostOffset > end) return clusters.map((c) => source.read(c.hostOffset, c.length));
+    end = Math.max(end, cluster.hostOffset + cluster.length);
+  }
+  const span = source.read(start, end - start);
+  return clusters.map((cluster) => span.subarray(cluster.hostOffset - start, cluster.hostOffset - start + cluster.length));
 }
 
 function refusal(header: Qcow2Header, segment: CompressedSegment, failure: BatchFailure): Error {
@@ -126,7 +140,7 @@ function decompressHere(source: ImageSource, header: Qcow2Header, segment: Compr
 interface Output<T> {
   /** false: decompressed clusters are checked, then dropped (workers do not send them back). */
   readonly keep: boolean;
-  plain(source: ImageSource, segment: Exclude<Segment, CompressedSegment>): T;
+  plain(source: ImageSource, segment: PlainSegment): T;
   compressed(segment: CompressedSegment, pieces: readonly Buffer[]): T[];
 }
 
@@ -162,7 +176,8 @@ async function* decodeSegments<T>(
   // Batches go to the workers ahead of the consumer; extents come out in guest order.
   const pool = new DecompressPool(header.compression, header.clusterSize, threads);
   try {
-    const queue: (T | Promise<T[]>)[] = [];
+    // Plain segments wait in the queue unread: a file source reads them only when they are due.
+    const queue: (PlainSegment | Promise<T[]>)[] = [];
     const walk = segments();
     let inFlight = 0;
     let walked = false;
@@ -175,7 +190,7 @@ async function* decodeSegments<T>(
         }
         const segment = next.value;
         if (segment.kind !== 'compressed') {
-          queue.push(output.plain(source, segment));
+          queue.push(segment);
           continue;
         }
         inFlight++;
@@ -192,7 +207,7 @@ async function* decodeSegments<T>(
         inFlight--;
         yield* await head;
       } else {
-        yield head;
+        yield output.plain(source, head);
       }
     }
   } finally {

@@ -5,10 +5,11 @@ import type { DiskImage, Extent, ImageInfo, ImageSource } from './types.ts';
 /** Zero detection granularity: small enough to find holes, large enough to scan at memory speed. */
 const BLOCK = 64 * 1024;
 /**
- * Data extents never cross a multiple of this, so a read stays inside one chunk of a ChunkedBuffer
- * (whose chunk size is a multiple of it) and comes back as a view, not a copy.
+ * Data extents never cross a multiple of this, and the image is scanned a window of this size at a
+ * time: one read per window (a view into RAM, or one pread from a file), its blocks checked in place.
+ * A ChunkedBuffer's chunk size is a multiple of it, so the window is a view, not a copy.
  */
-const MAX_DATA_EXTENT = 4 * 1024 * 1024;
+const WINDOW = 4 * 1024 * 1024;
 
 const ZEROS = Buffer.alloc(BLOCK);
 
@@ -33,31 +34,48 @@ export function openRaw(source: ImageSource): DiskImage {
   };
 }
 
+/** Each window of the image with whether each of its blocks is all zeros. */
+function* windows(source: ImageSource): Generator<{ offset: number; bytes: Buffer; zero: boolean[] }> {
+  for (let offset = 0; offset < source.size; offset += WINDOW) {
+    const bytes = source.read(offset, Math.min(WINDOW, source.size - offset));
+    const zero: boolean[] = [];
+    for (let at = 0; at < bytes.length; at += BLOCK) zero.push(isAllZero(bytes.subarray(at, at + BLOCK)));
+    yield { offset, bytes, zero };
+  }
+}
+
 function countDataBytes(source: ImageSource): number {
   let total = 0;
-  for (let offset = 0; offset < source.size; offset += BLOCK) {
-    const length = Math.min(BLOCK, source.size - offset);
-    if (!isAllZero(source.read(offset, length))) total += length;
+  for (const window of windows(source)) {
+    window.zero.forEach((zero, i) => {
+      if (!zero) total += Math.min(BLOCK, window.bytes.length - i * BLOCK);
+    });
   }
   return total;
 }
 
+/** Runs of zero and data blocks; a data run also ends with its window, a zero run only at data. */
 async function* rawExtents(source: ImageSource): AsyncGenerator<Extent> {
-  let runStart = 0;
-  let runIsZero = false;
-  for (let offset = 0; offset < source.size; offset += BLOCK) {
-    const length = Math.min(BLOCK, source.size - offset);
-    const zero = isAllZero(source.read(offset, length));
-    const boundary = !zero && offset % MAX_DATA_EXTENT === 0;
-    if (offset > runStart && (zero !== runIsZero || boundary)) {
-      yield extent(source, runStart, offset - runStart, runIsZero);
-      runStart = offset;
+  let zeroStart = -1;
+  for (const window of windows(source)) {
+    let dataStart = -1;
+    for (let i = 0; i < window.zero.length; i++) {
+      const at = i * BLOCK;
+      if (window.zero[i]) {
+        if (dataStart >= 0) yield dataExtent(window, dataStart, at);
+        dataStart = -1;
+        if (zeroStart < 0) zeroStart = window.offset + at;
+      } else {
+        if (zeroStart >= 0) yield { offset: zeroStart, length: window.offset + at - zeroStart, zero: true };
+        zeroStart = -1;
+        if (dataStart < 0) dataStart = at;
+      }
     }
-    runIsZero = zero;
+    if (dataStart >= 0) yield dataExtent(window, dataStart, window.bytes.length);
   }
-  if (source.size > runStart) yield extent(source, runStart, source.size - runStart, runIsZero);
+  if (zeroStart >= 0) yield { offset: zeroStart, length: source.size - zeroStart, zero: true };
 }
 
-function extent(source: ImageSource, offset: number, length: number, zero: boolean): Extent {
-  return zero ? { offset, length, zero: true } : { offset, length, data: source.read(offset, length) };
+function dataExtent(window: { offset: number; bytes: Buffer }, start: number, end: number): Extent {
+  return { offset: window.offset + start, length: end - start, data: window.bytes.subarray(start, end) };
 }

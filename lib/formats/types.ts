@@ -1,13 +1,18 @@
 // The boundary between decoders and the writer: a decoder turns an image into extents of the
 // raw disk it describes, in guest order; the writer knows nothing about formats.
 
-/** Random-access bytes of an image held in RAM (or read from a file into RAM). */
+/** Random-access bytes of an image: held in RAM (a download), or read from a file where it lies. */
 export interface ImageSource {
   /** Total length in bytes. */
   readonly size: number;
   /**
-   * Bytes [offset, offset + length). Returns a view without copying when the range lies in one
-   * chunk. The caller checks bounds first; reading past `size` throws a RangeError.
+   * Reads that stay inside one aligned block of this many bytes are the cheapest (a view into RAM,
+   * or one pread of a reusable size): decoders cut their data runs at its multiples.
+   */
+  readonly chunkSize?: number;
+  /**
+   * Bytes [offset, offset + length). The bytes stay valid as long as the caller keeps them. The
+   * caller checks bounds first; reading past `size` throws a RangeError.
    */
   read(offset: number, length: number): Buffer;
 }

@@ -1,0 +1,189 @@
+// Runs the system tools the agent drives (lsblk, wipefs, sgdisk, xfs_io, mtools, reboot, ...).
+//
+// A deployment holds its image in RAM, and every fork() copies the page tables of all of it: here
+// ~0.1 s per tool with 741 MiB held, ~0.3 s with 2 GiB, and under strict overcommit a fork of a
+// process that large may fail outright. So while an image is held, tools are started by a small
+// helper process forked before the image was loaded (`withToolHelper`). The helper runs the very
+// same function as the in-process path, from its source text (see lib/formats/qcow2-decompress.ts
+// for the same pattern): one implementation either way.
+import { spawn, type ChildProcess } from 'node:child_process';
+
+export interface ExecOptions {
+  /** Throw an ExecError when the tool fails (default); false returns the failed result. */
+  readonly reject?: boolean;
+  /** Written to the tool's stdin; without it stdin is /dev/null. */
+  readonly input?: string;
+  /** Added to the environment. */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export interface ExecResult {
+  readonly command: string;
+  /** undefined when the tool could not be started or was killed by a signal. */
+  readonly exitCode: number | undefined;
+  readonly failed: boolean;
+  /** Without the final newline. */
+  readonly stdout: string;
+  readonly stderr: string;
+  /** stdout and stderr interleaved as they came. */
+  readonly all: string;
+  /** One line saying how it failed (or that it succeeded), then its output: for logs and details. */
+  readonly message: string;
+}
+
+export class ExecError extends Error {
+  readonly result: ExecResult;
+
+  constructor(result: ExecResult) {
+    super(result.message);
+    this.name = 'ExecError';
+    this.result = result;
+  }
+}
+
+interface Request {
+  readonly file: string;
+  readonly args: readonly string[];
+  readonly input?: string;
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+interface Outcome {
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly spawnError: string | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly all: string;
+}
+
+/**
+ * Runs one tool to its end. Self-contained on purpose (only its arguments, no imports, no inner
+ * named functions): the helper process evaluates its source text.
+ */
+function runTool(spawnTool: typeof spawn, request: Request): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const child = spawnTool(request.file, [...request.args], {
+      env: { ...process.env, ...request.env },
+      stdio: [request.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const all: Buffer[] = [];
+    let spawnError: string | null = null;
+    child.stdout!.on('data', (chunk: Buffer) => out.push(chunk) && all.push(chunk));
+    child.stderr!.on('data', (chunk: Buffer) => err.push(chunk) && all.push(chunk));
+    child.on('error', (error: Error) => {
+      spawnError = error.message;
+    });
+    child.on('close', (exitCode: number | null, signal: string | null) =>
+      resolve({
+        exitCode: spawnError === null ? exitCode : null,
+        signal,
+        spawnError,
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+        all: Buffer.concat(all).toString(),
+      }),
+    );
+    if (request.input !== undefined) {
+      child.stdin!.on('error', () => undefined); // a tool that exits without reading its input
+      child.stdin!.end(request.input);
+    }
+  });
+}
+
+const HELPER_SOURCE = `
+const { spawn } = require('node:child_process');
+const runTool = (${runTool.toString()});
+process.on('message', ({ id, request }) => runTool(spawn, request).then((outcome) => process.send({ id, outcome })));
+process.on('disconnect', () => process.exit(0));
+`;
+
+/** The helper process, while one runs. */
+let helper: ToolHelper | undefined;
+
+class ToolHelper {
+  private readonly child: ChildProcess;
+  private readonly pending = new Map<number, (outcome: Outcome) => void>();
+  private nextId = 0;
+
+  constructor() {
+    this.child = spawn(process.execPath, ['-e', HELPER_SOURCE], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    this.child.on('message', ({ id, outcome }: { id: number; outcome: Outcome }) => {
+      this.pending.get(id)?.(outcome);
+      this.pending.delete(id);
+    });
+    // A helper that dies leaves its requests failed, not hanging.
+    this.child.on('exit', (code, signal) => this.failAll(`the tool helper process exited (${signal ?? `code ${code}`})`));
+    this.child.on('error', (error) => this.failAll(`the tool helper process failed: ${error.message}`));
+  }
+
+  run(request: Request): Promise<Outcome> {
+    if (!this.child.connected) return Promise.resolve(failure('the tool helper process is gone'));
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      this.child.send({ id, request });
+    });
+  }
+
+  stop(): void {
+    if (this.child.connected) this.child.disconnect();
+  }
+
+  private failAll(reason: string): void {
+    for (const resolve of this.pending.values()) resolve(failure(reason));
+    this.pending.clear();
+  }
+}
+
+function failure(reason: string): Outcome {
+  return { exitCode: null, signal: null, spawnError: reason, stdout: '', stderr: '', all: '' };
+}
+
+/**
+ * Runs `action` with tools started by a helper process forked now, while this process is still
+ * small; call it before loading anything large. Nested calls share the outer helper.
+ */
+export async function withToolHelper<T>(action: () => Promise<T>): Promise<T> {
+  if (helper) return action();
+  helper = new ToolHelper();
+  try {
+    return await action();
+  } finally {
+    helper.stop();
+    helper = undefined;
+  }
+}
+
+/** Runs a tool; see ExecOptions. */
+export async function exec(file: string, args: readonly string[] = [], options: ExecOptions = {}): Promise<ExecResult> {
+  const request: Request = { file, args, ...(options.input !== undefined && { input: options.input }), ...(options.env && { env: options.env }) };
+  const outcome = await (helper ? helper.run(request) : runTool(spawn, request));
+  const result = toResult([file, ...args].join(' '), outcome);
+  if (result.failed && options.reject !== false) throw new ExecError(result);
+  return result;
+}
+
+function toResult(command: string, outcome: Outcome): ExecResult {
+  const failed = outcome.exitCode !== 0;
+  const how =
+    outcome.spawnError !== null
+      ? `${command} could not run: ${outcome.spawnError}`
+      : outcome.signal !== null
+        ? `${command} was killed by ${outcome.signal}`
+        : failed
+          ? `${command} failed with exit code ${outcome.exitCode}`
+          : `${command} succeeded`;
+  const output = outcome.all.trim();
+  return {
+    command,
+    exitCode: outcome.exitCode ?? undefined,
+    failed,
+    stdout: outcome.stdout.replace(/\r?\n$/, ''),
+    stderr: outcome.stderr.replace(/\r?\n$/, ''),
+    all: outcome.all.replace(/\r?\n$/, ''),
+    message: output === '' ? how : `${how}\n${output}`,
+  };
+}
