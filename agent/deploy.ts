@@ -1,4 +1,4 @@
-// The deployment pipeline: plan -> download -> verify -> inspect -> release + write -> GPT ->
+// The deployment pipeline: plan -> download -> verify -> inspect -> release -> write -> GPT ->
 // config drive -> done -> reboot. Invariant: nothing writes to any disk (not even the release's signature wipe)
 // until the image is fully downloaded, its checksum verified and its structure decoded end to end.
 import { verifyChecksum } from '../lib/checksum.ts';
@@ -66,8 +66,11 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
   const verified = await verifyImage(image);
   report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }) });
 
-  report.phase('write', `Writing image on ${disk.path}`, image.info.virtualSize);
+  report.phase('release', `Releasing ${disk.path}`);
   await releaseDisk(disk, (message) => log.info({ disk: disk.path }, message));
+  report.endPhase();
+
+  report.phase('write', `Writing image on ${disk.path}`, image.info.virtualSize);
   await writeImage(image, disk.path, { verified, onProgress: ({ done, total }) => report.progress(done, total) });
   report.endPhase();
 

@@ -1,7 +1,9 @@
 // One place that tells the world how a deployment goes: the status file, the JSON log and, on a
 // terminal, the progress bar. Progress (bytes done and total, rate, ETA) is throttled to at most
-// two JSON log lines and two status writes a second; phase changes and the outcome are not.
+// two JSON log lines and two status writes a second; phase changes and the outcome are not. The
+// rate (and the ETA drawn from it) is the one of the last few seconds.
 import type { Logger, ProgressBar } from '../lib/log.ts';
+import { RateMeter } from '../lib/rate.ts';
 import type { Progress, StatusFile } from '../lib/status.ts';
 
 const STATUS_INTERVAL_MS = 500;
@@ -14,6 +16,7 @@ export class Reporter {
   private phaseName = 'validate';
   private message = 'Validating the job';
   private phaseStart = Date.now();
+  private rate = new RateMeter();
   private progressNow: Progress | null = null;
   private checksum: string | null = null;
   private lastStatusAt = 0;
@@ -35,6 +38,8 @@ export class Reporter {
     this.phaseName = name;
     this.message = message;
     this.phaseStart = Date.now();
+    this.rate = new RateMeter();
+    this.rate.sample(0, this.phaseStart);
     this.progressNow = total === undefined ? null : { done: 0, total, bytesPerSecond: 0, etaSeconds: null };
     this.log.info({ phase: name, ...(total !== undefined && { total }) }, message);
     if (total !== undefined) this.bar?.start(name, total);
@@ -42,12 +47,11 @@ export class Reporter {
   }
 
   progress(done: number, total: number | null): void {
-    const seconds = (Date.now() - this.phaseStart) / 1000;
-    const bytesPerSecond = seconds > 0 ? Math.round(done / seconds) : 0;
+    const now = Date.now();
+    const bytesPerSecond = this.rate.sample(done, now);
     const etaSeconds = total !== null && bytesPerSecond > 0 ? Math.max(0, Math.round((total - done) / bytesPerSecond)) : null;
     this.progressNow = { done, total, bytesPerSecond, etaSeconds };
-    this.bar?.update(done, total, this.progressNow.bytesPerSecond);
-    const now = Date.now();
+    this.bar?.update(this.progressNow);
     if (now - this.lastStatusAt >= STATUS_INTERVAL_MS) this.writeStatus();
     if (!this.bar && now - this.lastLogAt >= LOG_INTERVAL_MS) {
       this.lastLogAt = now;

@@ -54,6 +54,25 @@ export class ChunkedBuffer implements ImageSource {
     return out;
   }
 
+  /**
+   * Joins `parts` end to end. A part that starts on a chunk boundary of the result takes its
+   * chunks over without copying a byte (all the parts of a download split at chunk boundaries
+   * do); any other is copied. The parts must not be used after.
+   */
+  static concat(parts: readonly ChunkedBuffer[]): ChunkedBuffer {
+    const chunkSize = parts[0]?.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    const joined = new ChunkedBuffer(chunkSize);
+    for (const part of parts) {
+      if (part.chunkSize === chunkSize && joined.length % chunkSize === 0) {
+        joined.chunks.push(...part.chunks.slice(0, Math.ceil(part.length / chunkSize)));
+        joined.length += part.length;
+      } else {
+        for (let at = 0; at < part.length; at += part.chunkSize) joined.append(part.read(at, Math.min(part.chunkSize, part.length - at)));
+      }
+    }
+    return joined;
+  }
+
   /** Reads a whole file into RAM. */
   static async fromFile(path: string, chunkSize = DEFAULT_CHUNK_SIZE): Promise<ChunkedBuffer> {
     const image = new ChunkedBuffer(chunkSize);

@@ -1,6 +1,7 @@
-// How a download is made: timeouts, retries, deadline, redirects, extra CAs, with their defaults.
-// Apart from lib/download.ts so that the command line can show the defaults without loading the
-// HTTP client.
+// How a download is made: timeouts, retries, deadline, redirects, extra CAs, connections, with
+// their defaults. Apart from lib/download.ts so that the command line can show the defaults without
+// loading the HTTP client.
+import type { Backoff } from './backoff.ts';
 
 export interface Timeouts {
   /** DNS lookup, TCP connect, TLS handshake: each, in ms. */
@@ -13,12 +14,10 @@ export interface Timeouts {
 
 export const defaultTimeouts: Timeouts = { connect: 30_000, response: 60_000, idle: 60_000 };
 
-export interface RetryPolicy {
+/** Backoffs are jittered (lib/backoff.ts). */
+export interface RetryPolicy extends Backoff {
   /** Attempts in a row that may fail without bringing a new byte; then the download fails. */
   readonly attempts: number;
-  /** First backoff, doubled after each failure up to `maxDelay`, in ms. */
-  readonly initialDelay: number;
-  readonly maxDelay: number;
   /** Longest Retry-After obeyed, in ms. */
   readonly retryAfterCap: number;
 }
@@ -28,6 +27,11 @@ export const defaultRetry: RetryPolicy = { attempts: 8, initialDelay: 1000, maxD
 /** Four hours: several GiB over a slow link, yet a hung deployment still ends. */
 export const DEFAULT_DEADLINE_MS = 4 * 3600_000;
 export const DEFAULT_MAX_REDIRECTS = 10;
+/** Connections of a segmented download unless told otherwise (see the README's long-link figures). */
+export const DEFAULT_CONNECTIONS = 1;
+export const MAX_CONNECTIONS = 16;
+/** Below this (by default), an image is fetched on one connection whatever `connections` says. */
+export const SEGMENTED_MIN_BYTES = 64 * 1024 * 1024;
 
 /** How the transfer is made; everything has a default. */
 export interface DownloadSettings {
@@ -38,4 +42,12 @@ export interface DownloadSettings {
   readonly maxRedirects?: number;
   /** Extra trusted CA certificates (PEM), added to the bundled and system ones. */
   readonly ca?: string;
+  /**
+   * Connections for a large image (`segmentedMinBytes` or more) from a server that takes ranges
+   * and names the version it serves (ETag or Last-Modified); 1: always one. Default
+   * DEFAULT_CONNECTIONS.
+   */
+  readonly connections?: number;
+  /** Default SEGMENTED_MIN_BYTES. */
+  readonly segmentedMinBytes?: number;
 }

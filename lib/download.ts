@@ -5,20 +5,21 @@
 // A dropped or stalled transfer is resumed where it stopped (Range + If-Range with the ETag, else
 // Last-Modified), so the digest is fed once, in order, across attempts. It starts over (buffer
 // and digest reset) only when the server cannot resume or the resource changed. Connection
-// errors, 5xx, 408 and 429 are retried with exponential backoff (Retry-After honoured, capped);
-// other answers fail at once; an overall deadline bounds everything.
-import * as http from 'node:http';
-import * as https from 'node:https';
-import { getCACertificates } from 'node:tls';
+// errors, 5xx, 408 and 429 are retried with jittered exponential backoff (a Retry-After is obeyed
+// as given, capped); other answers fail at once; an overall deadline bounds everything.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { got, type Response } from 'got';
+import { got, type Request, type Response } from 'got';
+import { backoffDelay } from './backoff.ts';
 import { ChunkedBuffer } from './chunked-buffer.ts';
 import { RunningDigest } from './checksum.ts';
+import { downloadSegments, SegmentsUnusable } from './download-segments.ts';
 import { failed, messages } from './errors.ts';
+import { agents, declaredLength, describe, header, isFatal, parseContentRange, retryAfterMs, Retryable, validatorOf, type Agents } from './http-exchange.ts';
 import type { ChecksumType, ImageType } from './job.ts';
 import { redactUrl } from './redact.ts';
-import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_REDIRECTS, defaultRetry, defaultTimeouts, type DownloadSettings } from './download-settings.ts';
+import { DEFAULT_CONNECTIONS, DEFAULT_DEADLINE_MS, DEFAULT_MAX_REDIRECTS, defaultRetry, defaultTimeouts, SEGMENTED_MIN_BYTES, type DownloadSettings } from './download-settings.ts';
 
+export { parseContentRange, retryAfterMs };
 export type { DownloadSettings };
 
 export type DownloadEvent =
@@ -45,16 +46,8 @@ export interface Downloaded {
   readonly digest?: string;
 }
 
-/** A failed attempt worth another: after `retryAfter` ms if the server said so, from scratch if `restart`. */
-class Retryable extends Error {
-  readonly retryAfter: number | undefined;
-  readonly restart: boolean;
-  constructor(cause: string, options: { retryAfter?: number; restart?: boolean } = {}) {
-    super(cause);
-    this.retryAfter = options.retryAfter;
-    this.restart = options.restart ?? false;
-  }
-}
+/** The first answer allows a segmented download: its body is left, the segments fetch every byte. */
+class UseSegments extends Error {}
 
 /** What is held so far, and what is needed to resume it safely. */
 class Transfer {
@@ -65,6 +58,8 @@ class Transfer {
   /** ETag or Last-Modified of the bytes held: If-Range's value. */
   validator: string | null = null;
   rangesRefused = false;
+  /** Set once a segmented download went wrong: not tried again. */
+  segmentsRefused = false;
   private readonly checksumType: ChecksumType | undefined;
 
   constructor(checksumType: ChecksumType | undefined) {
@@ -85,66 +80,6 @@ class Transfer {
   }
 }
 
-function header(response: Response, name: string): string | undefined {
-  const value = response.headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
-
-function declaredLength(response: Response): number | null {
-  const value = header(response, 'content-length');
-  return value !== undefined && /^\d+$/.test(value) ? Number(value) : null;
-}
-
-/** A strong ETag, else Last-Modified: If-Range accepts no weak ETag. */
-function validatorOf(response: Response): string | null {
-  const etag = header(response, 'etag');
-  if (etag !== undefined && !etag.startsWith('W/')) return etag;
-  return header(response, 'last-modified') ?? null;
-}
-
-/** `bytes START-END/SIZE`, or null when malformed or inconsistent. */
-export function parseContentRange(value: string | undefined): { start: number; end: number; size: number } | null {
-  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(value?.trim() ?? '');
-  if (!match) return null;
-  const [start, end, size] = [Number(match[1]), Number(match[2]), Number(match[3])];
-  return start <= end && end < size ? { start, end, size } : null;
-}
-
-/** Retry-After in ms (delta-seconds or an HTTP date), undefined when absent or unreadable. */
-export function retryAfterMs(value: string | undefined, now = Date.now()): number | undefined {
-  if (value === undefined) return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
-function describe(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const code = (error as { code?: unknown }).code;
-  return typeof code === 'string' && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
-}
-
-/** Errors that another attempt cannot cure: a redirect loop, a bad URL, an untrusted certificate. */
-function isFatal(error: unknown): boolean {
-  const code = (error as { code?: unknown }).code;
-  const name = (error as { name?: unknown }).name;
-  if (name === 'MaxRedirectsError' || name === 'UnsupportedProtocolError') return true;
-  return typeof code === 'string' && /^(ERR_TOO_MANY_REDIRECTS|ERR_INVALID_URL|ERR_UNSUPPORTED_PROTOCOL|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|ERR_TLS_CERT_ALTNAME_INVALID|ERR_SSL_)/.test(code);
-}
-
-/** Node's bundled CAs, the system's (where a private CA is usually installed) and the extra file. */
-function trustedCas(extra: string | undefined): string[] {
-  return [...new Set([...getCACertificates('bundled'), ...getCACertificates('system'), ...(extra === undefined ? [] : [extra])])];
-}
-
-/** Agents that honour HTTP(S)_PROXY and NO_PROXY (Node's own support), and the extra CA. */
-function agents(ca: string | undefined): { http: http.Agent; https: https.Agent } {
-  return {
-    http: new http.Agent({ proxyEnv: process.env }),
-    https: new https.Agent({ proxyEnv: process.env, ca: trustedCas(ca) }),
-  };
-}
-
 export async function download(request: DownloadRequest): Promise<Downloaded> {
   const retry = request.retry ?? defaultRetry;
   const deadline = request.deadline ?? DEFAULT_DEADLINE_MS;
@@ -154,24 +89,55 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   const agent = agents(request.ca);
   const deadlineAt = Date.now() + deadline;
   const overall = AbortSignal.timeout(deadline);
-  const late = () => couldNot(messages.downloadDeadline(Math.round(deadline / 1000), transfer.image.size, transfer.total));
+  // Bytes held by the segments of a segmented download, which are not in transfer.image until joined.
+  let segmentsHeld = 0;
+  const late = () => couldNot(messages.downloadDeadline(Math.round(deadline / 1000), Math.max(transfer.image.size, segmentsHeld), transfer.total));
 
   let failures = 0;
   let mostHeld = 0;
   try {
     for (;;) {
       try {
-        await attempt(request, transfer, agent, overall);
+        try {
+          await attempt(request, transfer, agent, overall);
+        } catch (error) {
+          if (!(error instanceof UseSegments)) throw error;
+          transfer.image = await downloadSegments({
+            open: (headers) => open(request, agent, overall, headers),
+            headers: request.headers,
+            total: transfer.total!,
+            validator: transfer.validator!,
+            connections: request.connections ?? DEFAULT_CONNECTIONS,
+            chunkSize: transfer.image.chunkSize,
+            retry,
+            digest: transfer.digest,
+            signal: overall,
+            fatal: couldNot,
+            onProgress: (done, total) => {
+              segmentsHeld = done;
+              request.onProgress?.(done, total);
+            },
+            onRetry: (attempt, delayMs, cause, resumeFrom) => request.onEvent?.({ kind: 'retry', attempt, delayMs, cause, resumeFrom }),
+          });
+        }
         return { image: transfer.image, ...(transfer.digest && { digest: transfer.digest.hex() }) };
       } catch (error) {
         if (overall.aborted) throw late();
+        if (error instanceof SegmentsUnusable) {
+          // Whatever the segments held goes, digest included: one connection takes it from the start.
+          request.onEvent?.({ kind: 'restart', reason: `${error.message}; starting over on one connection` });
+          transfer.restart();
+          transfer.segmentsRefused = true;
+          segmentsHeld = 0;
+          request.onProgress?.(0, null);
+          continue;
+        }
         if (!(error instanceof Retryable)) throw error;
         // A failure that still brought new bytes does not count against the attempts.
         failures = transfer.image.size > mostHeld ? 1 : failures + 1;
         mostHeld = Math.max(mostHeld, transfer.image.size);
         if (failures >= retry.attempts) throw couldNot(`${error.message}; gave up after ${failures} attempts without progress`);
-        const backoff = Math.min(retry.initialDelay * 2 ** (failures - 1), retry.maxDelay);
-        const delayMs = error.retryAfter === undefined ? backoff : Math.min(error.retryAfter, retry.retryAfterCap);
+        const delayMs = error.retryAfter === undefined ? backoffDelay(failures, retry) : Math.min(error.retryAfter, retry.retryAfterCap);
         if (Date.now() + delayMs >= deadlineAt) throw late();
         if (error.restart && transfer.image.size > 0) {
           request.onEvent?.({ kind: 'restart', reason: error.message });
@@ -189,17 +155,10 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   }
 }
 
-/** One HTTP exchange: resumes from the bytes held, or takes the whole file. Resolves when every byte is held. */
-async function attempt(request: DownloadRequest, transfer: Transfer, agent: { http: http.Agent; https: https.Agent }, signal: AbortSignal): Promise<void> {
+/** A GET with these headers, made as every request of a download is. */
+function open(request: DownloadRequest, agent: Agents, signal: AbortSignal, headers: Record<string, string>): Request {
   const timeouts = request.timeouts ?? defaultTimeouts;
-  const resumeFrom = transfer.canResume ? transfer.image.size : 0;
-  const headers: Record<string, string> = { ...request.headers };
-  if (resumeFrom > 0) {
-    headers['range'] = `bytes=${resumeFrom}-`;
-    headers['if-range'] = transfer.validator!;
-  }
-
-  const stream = got.stream(request.url, {
+  return got.stream(request.url, {
     headers,
     // The checksum is of the file as published: no transfer decoding.
     decompress: false,
@@ -216,6 +175,21 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: { ht
       socket: timeouts.idle,
     },
   });
+}
+
+/**
+ * One HTTP exchange: resumes from the bytes held, or takes the whole file. Resolves when every
+ * byte is held; throws UseSegments when the answer allows a segmented download instead.
+ */
+async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agents, signal: AbortSignal): Promise<void> {
+  const resumeFrom = transfer.canResume ? transfer.image.size : 0;
+  const headers: Record<string, string> = { ...request.headers };
+  if (resumeFrom > 0) {
+    headers['range'] = `bytes=${resumeFrom}-`;
+    headers['if-range'] = transfer.validator!;
+  }
+
+  const stream = open(request, agent, signal, headers);
 
   // Set by the response handler when the body must not be read; thrown after the stream stops.
   let stop: Error | undefined;
@@ -284,9 +258,13 @@ function judge(response: Response, request: DownloadRequest, transfer: Transfer,
     transfer.total = declaredLength(response);
     if (transfer.total !== null && transfer.total > request.budget) return failed(messages.tooBigForMemory(request.type));
     transfer.validator = validatorOf(response);
+    const acceptRanges = header(response, 'accept-ranges')?.trim().toLowerCase();
     // Once a server has botched a range, it is not asked for one again.
-    transfer.rangesRefused ||= header(response, 'accept-ranges')?.trim().toLowerCase() === 'none';
-    return undefined;
+    transfer.rangesRefused ||= acceptRanges === 'none';
+    const segmented =
+      (request.connections ?? DEFAULT_CONNECTIONS) > 1 && !transfer.segmentsRefused && !transfer.rangesRefused && acceptRanges === 'bytes' &&
+      transfer.validator !== null && transfer.total !== null && transfer.total >= (request.segmentedMinBytes ?? SEGMENTED_MIN_BYTES);
+    return segmented ? new UseSegments() : undefined;
   }
   if (status === 416 && resumeFrom > 0) return new Retryable(`${statusLine} for bytes ${resumeFrom}-: the image changed on the server`, { restart: true });
   if (status === 408 || status === 429 || status >= 500) {

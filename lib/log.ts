@@ -2,6 +2,7 @@
 // on a terminal, a live progress bar per phase with rate and ETA (none when stderr is not a TTY).
 import { pino, type Logger } from 'pino';
 import cliProgress from 'cli-progress';
+import type { Progress } from './status.ts';
 
 export type { Logger };
 
@@ -25,24 +26,28 @@ export class ProgressBar {
     this.bar = new cliProgress.SingleBar(
       {
         format: known
-          ? `${label.padEnd(9)} [{bar}] {percentage}% | {doneH} / {totalH} | {rate} | ETA {eta_formatted}`
+          ? `${label.padEnd(9)} [{bar}] {percentage}% | {doneH} / {totalH} | {rate} | ETA {etaH}`
           : `${label.padEnd(9)} {doneH} | {rate}`,
         stream: process.stderr,
         hideCursor: true,
-        etaBuffer: 50,
         fps: 5,
       },
       cliProgress.Presets.shades_classic,
     );
-    this.bar.start(known ? total : 1, 0, { doneH: bytes(0), totalH: known ? bytes(total) : '?', rate: '' });
+    this.bar.start(known ? total : 1, 0, { doneH: bytes(0), totalH: known ? bytes(total) : '?', rate: '', etaH: '' });
   }
 
-  update(done: number, total: number | null, bytesPerSecond: number): void {
+  /** The rate and ETA are the caller's (cli-progress's own ETA, over its last updates, jumps about). */
+  update({ done, total, bytesPerSecond, etaSeconds }: Progress): void {
     if (!this.bar) return;
     // A total learnt after the start (a download's Content-Length): switch to a bar with ETA.
     if (total !== null && total > 0 && !this.knownTotal) this.start(this.label, total);
     if (total !== null && total > 0) this.bar!.setTotal(total);
-    this.bar!.update(total !== null && total > 0 ? done : 0, { doneH: bytes(done), rate: `${bytes(bytesPerSecond)}/s` });
+    this.bar!.update(total !== null && total > 0 ? done : 0, {
+      doneH: bytes(done),
+      rate: `${bytes(bytesPerSecond)}/s`,
+      etaH: etaSeconds === null || etaSeconds === undefined ? '?' : duration(etaSeconds),
+    });
   }
 
   stop(): void {
@@ -61,6 +66,14 @@ export function bytes(n: number): string {
     unit += 1;
   }
   return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+/** 75 -> "1m15s", 3725 -> "1h02m". */
+export function duration(seconds: number): string {
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
 /**

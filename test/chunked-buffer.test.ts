@@ -28,3 +28,29 @@ describe('ChunkedBuffer.fromFile', () => {
     expect(() => image.read(0, size + 5)).toThrow(RangeError);
   });
 });
+
+describe('ChunkedBuffer.concat', () => {
+  const part = (bytes: Buffer) => {
+    const buffer = new ChunkedBuffer(1024);
+    buffer.append(bytes);
+    return buffer;
+  };
+
+  it('joins parts of whole chunks and a last partial one, byte for byte', () => {
+    const bytes = randomBytes(1024 * 5 + 300);
+    const joined = ChunkedBuffer.concat([part(bytes.subarray(0, 2048)), part(bytes.subarray(2048, 4096)), part(bytes.subarray(4096))]);
+    expect(joined.size).toBe(bytes.length);
+    expect(joined.read(0, bytes.length).equals(bytes)).toBe(true);
+    expect(joined.read(2000, 100).equals(bytes.subarray(2000, 2100))).toBe(true);
+    joined.append(Buffer.from('tail'));
+    expect(joined.read(bytes.length, 4).toString()).toBe('tail');
+  });
+
+  it('copies what does not start on a chunk boundary, byte for byte', () => {
+    const bytes = randomBytes(1024 * 4 + 10);
+    const cuts = [0, 1000, 1024, 3000, 3072, bytes.length];
+    const joined = ChunkedBuffer.concat(cuts.slice(1).map((end, i) => part(bytes.subarray(cuts[i], end))));
+    expect(joined.size).toBe(bytes.length);
+    expect(joined.read(0, bytes.length).equals(bytes)).toBe(true);
+  });
+});

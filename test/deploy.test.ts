@@ -157,6 +157,12 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
       await expectFailure(['--url', url, '--type', 'qcow2', '--download-attempts', '2'], 1, `Could not download image located: ${url}.`);
     });
 
+    it('on a bad number of download connections, before any download', async () => {
+      for (const value of ['0', '17', '2.5']) {
+        await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--download-connections', value], 2, 'Bad --download-connections, expected: an integer from 1 to 16.');
+      }
+    });
+
     it('on a body cut mid-way', async () => {
       server.serve('/cut.qcow2', { body: readFileSync(plain().file), mode: 'cut', bytes: 256 * 1024 });
       await expectFailure(['--url', `${server.url}/cut.qcow2`, '--type', 'qcow2', '--download-attempts', '2'], 1, `Could not download image located: ${server.url}/cut.qcow2.`);

@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { download, type DownloadEvent } from '../lib/download.ts';
+import { SEGMENTED_MIN_BYTES } from '../lib/download-settings.ts';
+import { planSegments } from '../lib/download-segments.ts';
 import { ByoiError } from '../lib/errors.ts';
 import { closedPort, startServer, type Fault, type TestServer } from './helpers/http.ts';
 
@@ -162,6 +164,22 @@ describe('download over a faulty network', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
   });
 
+  it('spreads its backoffs with jitter, yet waits exactly what Retry-After says', async () => {
+    const retry = { attempts: 8, initialDelay: 40, maxDelay: 80, retryAfterCap: 2000 };
+    const { digest, events } = await fetchFaulty('jitter.img', [...Array.from({ length: 6 }, () => ({ status: 503 })), { status: 503, retryAfter: '1' }], { retry });
+    expect(digest).toBe(sha256);
+    const delays = events.flatMap((e) => (e.kind === 'retry' ? [e.delayMs] : []));
+    const ceilings = [40, 80, 80, 80, 80, 80];
+    expect(delays).toHaveLength(7);
+    delays.slice(0, 6).forEach((delay, i) => {
+      expect(delay).toBeGreaterThanOrEqual(ceilings[i]! / 2);
+      expect(delay).toBeLessThanOrEqual(ceilings[i]!);
+    });
+    // Five draws over [40, 80] all equal would mean no jitter.
+    expect(new Set(delays.slice(1, 6)).size).toBeGreaterThan(1);
+    expect(delays[6]).toBe(1000);
+  });
+
   it('caps Retry-After', async () => {
     const started = Date.now();
     const { digest } = await fetchFaulty('later.img', [{ status: 429, retryAfter: '3600' }], { retry: { ...fast.retry, retryAfterCap: 50 } });
@@ -212,6 +230,108 @@ describe('download over a faulty network', () => {
   it('fails once the overall deadline passes', async () => {
     const error = await failure(fetchFaulty('slow.img', [{ stall: MiB }], { deadline: 400 }));
     expect(error.detail).toMatch(/did not finish within 0 s \(\d+ of \d+ bytes received\)|did not finish within/);
+  });
+});
+
+describe('download over several connections (segments)', () => {
+  const MiB = 1024 * 1024;
+  // Just above SEGMENTED_MIN_BYTES: segments of whole MiB, the last one shorter.
+  const big = randomBytes(SEGMENTED_MIN_BYTES + 17);
+  const bigSha = createHash('sha256').update(big).digest('hex');
+  const other = randomBytes(big.length);
+  const plan = planSegments(big.length, 4, 16 * MiB);
+  const segment = plan[1]!.start;
+
+  async function fetchSegmented(name: string, serving: { faults?: Fault[]; byStart?: Record<number, Fault[]>; ranges?: boolean; body?: Buffer }, options: Partial<Parameters<typeof download>[0]> = {}) {
+    server.serve(`/${name}`, { body: serving.body ?? big, mode: 'faulty', faults: serving.faults ?? [], ...(serving.byStart && { byStart: serving.byStart }), ...(serving.ranges === false && { ranges: false }) });
+    const events: DownloadEvent[] = [];
+    const progress: number[] = [];
+    const result = await download({
+      url: `${server.url}/${name}`, headers: { 'X-Token': 'tok-secret' }, type: 'raw', budget: 1e9, checksumType: 'sha256', connections: 4, ...fast,
+      onEvent: (e) => events.push(e), onProgress: (done) => progress.push(done), ...options,
+    });
+    const requests = server.requests.filter((r) => r.path === `/${name}`);
+    return { ...result, events, requests, progress };
+  }
+  const ranges = (requests: { headers: { range?: string } }[]) => requests.map((r) => r.headers.range).filter((r) => r !== undefined).sort();
+
+  it('fetches a large image as ranges over several connections, hashed once and in order', async () => {
+    const { image, digest, requests, events, progress } = await fetchSegmented('seg.img', {});
+    expect(digest).toBe(bigSha);
+    expect(image.size).toBe(big.length);
+    expect(image.read(0, image.size).equals(big)).toBe(true);
+    expect(requests[0]!.headers.range).toBeUndefined();
+    expect(plan.length).toBeGreaterThan(4);
+    expect(plan.every((s, i) => s.start === (i === 0 ? 0 : plan[i - 1]!.end) && s.end > s.start)).toBe(true);
+    expect(plan.at(-1)!.end).toBe(big.length);
+    expect(ranges(requests.slice(1))).toEqual(plan.map((s) => `bytes=${s.start}-${s.end - 1}`).sort());
+    expect(requests.slice(1).every((r) => r.headers['if-range'] === '"v1"' && r.headers['x-token'] === 'tok-secret')).toBe(true);
+    expect(events).toEqual([]);
+    expect(progress.at(-1)).toBe(big.length);
+  });
+
+  it('resumes a range cut off mid-way (several times) where it stopped', async () => {
+    const [cut1, cut2] = [segment + MiB + 5, segment + 2 * MiB + 1];
+    const { image, digest, requests, events } = await fetchSegmented('segdrop.img', { byStart: { [segment]: [{ drop: cut1 }], [cut1]: [{ drop: cut2 }] } });
+    expect(digest).toBe(bigSha);
+    expect(image.read(0, image.size).equals(big)).toBe(true);
+    expect(ranges(requests)).toContain(`bytes=${cut1}-${plan[2]!.start - 1}`);
+    expect(ranges(requests)).toContain(`bytes=${cut2}-${plan[2]!.start - 1}`);
+    expect(events.filter((e) => e.kind === 'retry').map((e) => e.kind === 'retry' && e.resumeFrom).sort()).toEqual([cut1, cut2]);
+    expect(events.some((e) => e.kind === 'restart')).toBe(false);
+  });
+
+  it('never takes a 206 with the wrong Content-Range: starts over on one connection', async () => {
+    const { image, digest, requests, events } = await fetchSegmented('segwrong.img', { byStart: { [plan[2]!.start]: [{ wrongRange: 1 }] } });
+    expect(digest).toBe(bigSha);
+    expect(image.read(0, image.size).equals(big)).toBe(true);
+    expect(events.some((e) => e.kind === 'restart' && /Content-Range.*one connection/.test(e.reason))).toBe(true);
+    // The last request is the single connection's whole GET.
+    expect(requests.at(-1)!.headers.range).toBeUndefined();
+  });
+
+  it('starts over on one connection, digest reset, when the image changes between ranges (ETag)', async () => {
+    const { image, digest, events } = await fetchSegmented('segchanged.img', { byStart: { [plan[5]!.start]: [{ replace: other, etag: '"v2"' }] } });
+    expect(image.read(0, image.size).equals(other)).toBe(true);
+    expect(digest).toBe(createHash('sha256').update(other).digest('hex'));
+    expect(events.some((e) => e.kind === 'restart' && /changed/.test(e.reason))).toBe(true);
+  });
+
+  it('retries a range answered 503, and resumes a stalled one', async () => {
+    const { digest, events } = await fetchSegmented('segbusy.img', { byStart: { 0: [{ status: 503 }], [plan[2]!.start]: [{ stall: plan[2]!.start + 1000 }] } }, { timeouts: { connect: 5000, response: 5000, idle: 300 } });
+    expect(digest).toBe(bigSha);
+    expect(events.filter((e) => e.kind === 'retry')).toHaveLength(2);
+  });
+
+  it('gives up, in the documented words, on a range that keeps failing', async () => {
+    const error = await failure(fetchSegmented('segdown.img', { byStart: { [segment]: Array.from({ length: 10 }, () => ({ status: 503 })) } }));
+    expect(error.message).toBe(`Could not download image located: ${server.url}/segdown.img.`);
+    expect(error.detail).toMatch(/HTTP 503.*gave up after 4 attempts/);
+  });
+
+  it('fails at the overall deadline with a stalled range, counting the bytes the segments hold', async () => {
+    const error = await failure(fetchSegmented('segslow.img', { byStart: { [plan[1]!.start]: [{ stall: plan[1]!.start + 10 }] } }, { deadline: 1500 }));
+    expect(error.message).toBe(`Could not download image located: ${server.url}/segslow.img.`);
+    const held = Number(/\((\d+) of (\d+) bytes received\)/.exec(error.detail ?? '')?.[1]);
+    expect(held).toBeGreaterThan(0);
+    expect(held).toBeLessThan(big.length);
+  });
+
+  it('splits a large image at chunk boundaries, so that joining the segments copies nothing', () => {
+    const segments = planSegments(2 * 1024 * MiB + 5, 4, 16 * MiB);
+    expect(segments.length).toBeGreaterThanOrEqual(12);
+    expect(segments.length).toBeLessThanOrEqual(17);
+    expect(segments.every((s, i) => s.start % (16 * MiB) === 0 && s.start === (i === 0 ? 0 : segments[i - 1]!.end))).toBe(true);
+    expect(segments.at(-1)!.end).toBe(2 * 1024 * MiB + 5);
+  });
+
+  it('stays on one connection for a server without ranges or an image below the threshold', async () => {
+    const noRanges = await fetchSegmented('segnoranges.img', { ranges: false });
+    expect(noRanges.digest).toBe(bigSha);
+    expect(noRanges.requests).toHaveLength(1);
+    const small = await fetchSegmented('segsmall.img', { body: big.subarray(0, SEGMENTED_MIN_BYTES - 1) });
+    expect(small.image.size).toBe(SEGMENTED_MIN_BYTES - 1);
+    expect(small.requests).toHaveLength(1);
   });
 });
 

@@ -8,7 +8,7 @@ import { ByoiError, failed, invalidJob, messages } from '../../lib/errors.ts';
 import { jobFromBody, mergeJobInputs, parseHeaderFlag, validateJob, type JobInput } from '../../lib/job.ts';
 import { Redactor } from '../../lib/redact.ts';
 import { StatusFile } from '../../lib/status.ts';
-import { DEFAULT_DEADLINE_MS, defaultRetry, defaultTimeouts, type DownloadSettings } from '../../lib/download-settings.ts';
+import { DEFAULT_CONNECTIONS, DEFAULT_DEADLINE_MS, defaultRetry, defaultTimeouts, MAX_CONNECTIONS, SEGMENTED_MIN_BYTES, type DownloadSettings } from '../../lib/download-settings.ts';
 import { run } from '../run.ts';
 import { configDriveFlags, configDriveFromArgs, type ConfigDriveArgs } from './configdrive.ts';
 
@@ -28,6 +28,7 @@ interface DeployArgs extends ConfigDriveArgs {
   'download-timeout': number;
   'stall-timeout': number;
   'download-attempts': number;
+  'download-connections': number;
   'ca-file'?: string;
 }
 
@@ -38,6 +39,10 @@ async function downloadSettings(args: DeployArgs): Promise<DownloadSettings> {
   }
   const attempts = args['download-attempts'];
   if (!Number.isInteger(attempts) || attempts < 1) throw invalidJob(messages.badField('--download-attempts', 'a positive integer'));
+  const connections = args['download-connections'];
+  if (!Number.isInteger(connections) || connections < 1 || connections > MAX_CONNECTIONS) {
+    throw invalidJob(messages.badField('--download-connections', `an integer from 1 to ${MAX_CONNECTIONS}`));
+  }
   let ca: string | undefined;
   if (args['ca-file'] !== undefined) {
     try {
@@ -50,6 +55,7 @@ async function downloadSettings(args: DeployArgs): Promise<DownloadSettings> {
     deadline: args['download-timeout'] * 1000,
     timeouts: { ...defaultTimeouts, idle: args['stall-timeout'] * 1000 },
     retry: { ...defaultRetry, attempts },
+    connections,
     ...(ca !== undefined && { ca }),
   };
 }
@@ -139,6 +145,7 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
       .option('download-timeout', { type: 'number', default: DEFAULT_DEADLINE_MS / 1000, describe: 'seconds the whole download may take, retries included' })
       .option('stall-timeout', { type: 'number', default: defaultTimeouts.idle / 1000, describe: 'seconds without a byte before the download is resumed on a new connection' })
       .option('download-attempts', { type: 'number', default: defaultRetry.attempts, describe: 'attempts in a row that may fail without a new byte before the download fails' })
+      .option('download-connections', { type: 'number', default: DEFAULT_CONNECTIONS, describe: `connections for an image of ${SEGMENTED_MIN_BYTES / 1024 ** 2} MiB or more from a server that takes ranges (each fetches its own byte ranges)` })
       .option('ca-file', { type: 'string', describe: 'PEM file of extra CA certificates to trust for https (besides the system ones)' })
       .options(configDriveFlags),
   handler: (args) => run(() => deployCommand(args)),

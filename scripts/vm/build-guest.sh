@@ -13,15 +13,18 @@ here=$(cd "$(dirname "$0")" && pwd)
 packages=(
   kmod udev util-linux mount fdisk gdisk parted dosfstools mtools e2fsprogs
   mdadm lvm2 dmsetup cryptsetup-bin procps coreutils busybox libstdc++6 cpio
+  iproute2 curl
 )
 # Loaded at boot, with their dependencies: disks on every bus QEMU offers, 9p for the shares,
-# the holders a rescue system meets (md, LVM, dm-crypt), filesystems the tests make.
+# the holders a rescue system meets (md, LVM, dm-crypt), filesystems the tests make, and a
+# veth pair with netem delay for the long-link download benchmark (this machine's kernel has no netem).
 modules=(
   virtio_pci virtio_blk virtio_scsi virtio_net sd_mod sr_mod nvme ahci
   9p 9pnet_virtio
   md_mod raid0 raid1 raid10 linear dm_mod dm_crypt dm_snapshot dm_mirror
   xts aes_generic sha256_generic cbc
   loop ext4 vfat nls_cp437 nls_ascii nls_utf8 isofs
+  veth sch_netem
 )
 
 source "$here/debian-initramfs.sh"

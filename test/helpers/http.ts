@@ -17,10 +17,19 @@ export type Serving =
   /** Redirects (302) to `location`, which may be this very path. */
   | { readonly body?: undefined; readonly mode: 'redirect'; readonly location: string }
   /**
-   * Serves `body` with an ETag (and Range/If-Range support unless `ranges` is false); request
+   * Serves `body` with an ETag (and Range/If-Range support, `bytes=A-` and `bytes=A-B`, unless
+   * `ranges` is false); request
    * number n (from 0) suffers `faults[n]`, the later ones are served properly.
    */
-  | { readonly body: Uint8Array; readonly mode: 'faulty'; readonly faults: readonly Fault[]; readonly etag?: string; readonly ranges?: boolean };
+  | {
+      readonly body: Uint8Array;
+      readonly mode: 'faulty';
+      readonly faults: readonly Fault[];
+      readonly etag?: string;
+      readonly ranges?: boolean;
+      /** The k-th request (from 0) for a range starting at byte S suffers `byStart[S][k]`. */
+      readonly byStart?: Readonly<Record<number, readonly Fault[]>>;
+    };
 
 export type Fault =
   /** Sends the headers, then the body up to absolute byte `drop`, then resets the connection. */
@@ -47,6 +56,7 @@ export async function startServer(): Promise<TestServer> {
   const routes = new Map<string, Serving>();
   const requests: TestServer['requests'] = [];
   const faultCounts = new Map<string, number>();
+  const startCounts = new Map<string, number>();
   const current = new Map<string, { body: Uint8Array; etag: string }>();
 
   function serveFaulty(path: string, serving: Extract<Serving, { mode: 'faulty' }>, fault: Fault | undefined, req: IncomingMessage, res: ServerResponse): void {
@@ -57,21 +67,24 @@ export async function startServer(): Promise<TestServer> {
       return;
     }
     const ranges = serving.ranges !== false;
-    const asked = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    const asked = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
     const ifRange = req.headers['if-range'];
-    let start = ranges && asked && (ifRange === undefined || ifRange === etag) ? Number(asked[1]) : 0;
-    if (start >= body.length && start > 0) {
+    const ranged = ranges && asked !== null && (ifRange === undefined || ifRange === etag);
+    let start = ranged ? Number(asked[1]) : 0;
+    // Exclusive.
+    const stop = ranged && asked[2] ? Math.min(Number(asked[2]) + 1, body.length) : body.length;
+    if (ranged && start >= body.length) {
       res.writeHead(416, { 'content-range': `bytes */${body.length}` }).end();
       return;
     }
     const headers: Record<string, string | number> = { etag, 'accept-ranges': ranges ? 'bytes' : 'none' };
-    if (start > 0) {
+    if (ranged) {
       const shown = fault && 'wrongRange' in fault ? start + fault.wrongRange : start;
-      headers['content-range'] = `bytes ${shown}-${body.length - 1}/${body.length}`;
+      headers['content-range'] = `bytes ${shown}-${stop - 1}/${body.length}`;
     } else if (fault && 'wrongRange' in fault) start = 0;
-    const end = fault && 'drop' in fault ? fault.drop : fault && 'stall' in fault ? fault.stall : body.length;
-    headers['content-length'] = body.length - start + (fault && 'lie' in fault ? fault.lie : 0);
-    res.writeHead(start > 0 ? 206 : 200, headers);
+    const end = Math.min(stop, fault && 'drop' in fault ? fault.drop : fault && 'stall' in fault ? fault.stall : body.length);
+    headers['content-length'] = stop - start + (fault && 'lie' in fault ? fault.lie : 0);
+    res.writeHead(ranged ? 206 : 200, headers);
     const part = body.subarray(start, Math.max(start, end));
     if (fault && 'stall' in fault) res.write(part);
     else if (fault && ('drop' in fault || 'lie' in fault)) res.write(part, () => setTimeout(() => req.socket.destroy(), 10));
@@ -92,7 +105,12 @@ export async function startServer(): Promise<TestServer> {
     if (serving.mode === 'faulty') {
       const n = (faultCounts.get(path) ?? 0) + 1;
       faultCounts.set(path, n);
-      serveFaulty(path, serving, serving.faults[n - 1], req, res);
+      const start = /^bytes=(\d+)-/.exec(req.headers.range ?? '')?.[1];
+      const key = `${path} ${start}`;
+      const k = (startCounts.get(key) ?? 0) + 1;
+      startCounts.set(key, k);
+      const byStart = start === undefined ? undefined : serving.byStart?.[Number(start)]?.[k - 1];
+      serveFaulty(path, serving, byStart ?? serving.faults[n - 1], req, res);
       return;
     }
     const { body } = serving;
@@ -129,6 +147,7 @@ export async function startServer(): Promise<TestServer> {
     serve: (path, serving) => {
       routes.set(path, serving);
       faultCounts.delete(path);
+      for (const key of startCounts.keys()) if (key.startsWith(`${path} `)) startCounts.delete(key);
       current.delete(path);
     },
     close: () =>
