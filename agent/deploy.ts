@@ -61,7 +61,8 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
   }
 
   report.phase('inspect', 'Inspecting image');
-  const image = await checkImage(source, job.type, disk);
+  // The image stays in RAM through the write: decompression runs lean to keep the peak down.
+  const image = await checkImage(source, job.type, disk, { lean: true });
   // Every extent decoded once, so a refusal found only while decoding comes before any write.
   const verified = await verifyImage(image);
   report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }) });

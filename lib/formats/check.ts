@@ -3,6 +3,7 @@
 import { imageLargerThanDevice, messages, refusedImage } from '../errors.ts';
 import { detectFormat, gptSectorSize } from './detect.ts';
 import { openImage } from './open.ts';
+import type { Qcow2Options } from './qcow2.ts';
 import type { DiskImage, ImageSource } from './types.ts';
 
 export interface DiskFacts {
@@ -34,13 +35,13 @@ function bufferSource(bytes: Buffer): ImageSource {
  * a raw image without a partition table, an image larger than the disk, and a GPT made for
  * another sector size than the disk's.
  */
-export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw', disk: DiskFacts): Promise<DiskImage> {
+export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw', disk: DiskFacts, options: Qcow2Options = {}): Promise<DiskImage> {
   const detection = detectFormat(source);
   if (type === 'raw') {
     const partitioned = detection.format === 'gpt' || detection.format === 'mbr' || gptSectorSize(source) !== undefined || (detection.format === 'iso9660' && hasMbrSignature(source));
     if (!partitioned) throw refusedImage(messages.noPartitionTable(detection.description));
   }
-  const image = openImage(source, type);
+  const image = openImage(source, type, options);
   const { virtualSize } = image.info;
   if (virtualSize > disk.size) throw imageLargerThanDevice(virtualSize, disk.size);
   const imageSectors = gptSectorSize(type === 'raw' ? source : bufferSource(await guestHead(image, 8192)));

@@ -19,6 +19,8 @@ interface Request {
   clusterSize: number;
   /** false: a dry pass; the clusters are decompressed and checked, then dropped, not sent back. */
   keep: boolean;
+  /** Bytes of output between the worker's collections (see COLLECT_EVERY). */
+  collectEvery: number;
   input: ArrayBuffer;
   /** [start, length] of each cluster's bytes in `input`. */
   bounds: number[];
@@ -33,12 +35,23 @@ type Reply = { id: number; input: ArrayBuffer } & ({ pieces: [ArrayBuffer, numbe
 /**
  * Each cluster zlib or zstd decompresses is a new buffer, freed only when V8 collects it; V8 lets a
  * thread's dead buffers reach 64 MiB or more before it does, so two workers of a dry pass alone
- * would hold ~170 MiB of garbage, and the main thread as much again in clusters already written.
- * Each worker, and the main thread for what it received, collects after every this many bytes
- * instead (a deployment of the zstd bench image: peak RSS image + 265 MiB -> image + 225 MiB, over
- * a target of image + 256 MiB; no measurable time).
+ * would hold ~170 MiB of garbage. Each worker collects after every `collectEvery` bytes of output
+ * instead (default: this; measured on the bench images: peak RSS -65 MiB for ~10% more
+ * decompression CPU). See `PoolOptions.lean` for the main thread.
  */
-const COLLECT_EVERY = 16 * 1024 * 1024;
+const COLLECT_EVERY = 32 * 1024 * 1024;
+/** `lean`: workers and the main thread collect this often. */
+const LEAN_COLLECT_EVERY = 16 * 1024 * 1024;
+
+export interface PoolOptions {
+  /**
+   * Keep memory down at some CPU: workers collect twice as often, and the main thread collects
+   * the clusters it received (already written, by then) as often. For a caller that holds the whole
+   * image in RAM besides (a deployment of the zstd bench image: RSS over the image 265 -> ~225 MiB;
+   * ~15% more CPU).
+   */
+  readonly lean?: boolean;
+}
 
 // Runs inside each worker: CommonJS `eval` code, built from `decompressCluster`'s own source text.
 // Large clusters travel in the buffers zlib made for them (transferred, not copied: no garbage piles
@@ -48,10 +61,10 @@ const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
 const decompressCluster = (${decompressCluster.toString()});
 let sinceCollected = 0;
-parentPort.on('message', ({ id, codec, clusterSize, keep, input, bounds }) => {
+parentPort.on('message', ({ id, codec, clusterSize, keep, collectEvery, input, bounds }) => {
   const count = bounds.length / 2;
   sinceCollected += count * clusterSize;
-  if (sinceCollected >= ${COLLECT_EVERY} && typeof gc === 'function') {
+  if (sinceCollected >= collectEvery && typeof gc === 'function') {
     sinceCollected = 0;
     gc();
   }
@@ -88,17 +101,20 @@ export class DecompressPool {
   /** Input buffers back from the workers: reused, so compressed bytes leave no garbage behind. */
   private readonly spareInputs: ArrayBuffer[] = [];
   private failure: Error | undefined;
-  private readonly collect: () => void;
+  private readonly collectEvery: number;
+  /** This thread's collection, when lean. */
+  private readonly collect: (() => void) | undefined;
   private receivedSinceCollected = 0;
 
-  constructor(codec: Codec, clusterSize: number, threads: number) {
+  constructor(codec: Codec, clusterSize: number, threads: number, options: PoolOptions = {}) {
     this.codec = codec;
     this.clusterSize = clusterSize;
     // Gives the workers started from now on a global gc() (see COLLECT_EVERY). V8 flags are
     // process-wide; this one only adds that function to new contexts.
     setFlagsFromString('--expose-gc');
-    // The same collection for this thread, where the decompressed clusters land once written.
-    this.collect = runInNewContext('gc') as () => void;
+    this.collectEvery = options.lean ? LEAN_COLLECT_EVERY : COLLECT_EVERY;
+    // A new context created now has gc(), which collects this thread's heap.
+    this.collect = options.lean ? (runInNewContext('gc') as () => void) : undefined;
     for (let i = 0; i < threads; i++) {
       const worker = new Worker(WORKER_SOURCE, { eval: true });
       worker.on('message', (reply: Reply) => this.settle(worker, reply));
@@ -132,7 +148,7 @@ export class DecompressPool {
     for (const candidate of this.workers) if (this.load.get(candidate)! < this.load.get(worker)!) worker = candidate;
     this.load.set(worker, this.load.get(worker)! + 1);
     const id = this.nextId++;
-    const request: Request = { id, codec: this.codec, clusterSize: this.clusterSize, keep, input: packed.buffer, bounds };
+    const request: Request = { id, codec: this.codec, clusterSize: this.clusterSize, keep, collectEvery: this.collectEvery, input: packed.buffer, bounds };
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.postMessage(request, [request.input]);
@@ -152,9 +168,9 @@ export class DecompressPool {
     this.pending.delete(reply.id);
     this.load.set(worker, this.load.get(worker)! - 1);
     this.spareInputs.push(reply.input);
-    if ('pieces' in reply) {
+    if (this.collect && 'pieces' in reply) {
       for (const [, , length] of reply.pieces) this.receivedSinceCollected += length;
-      if (this.receivedSinceCollected >= COLLECT_EVERY) {
+      if (this.receivedSinceCollected >= this.collectEvery) {
         this.receivedSinceCollected = 0;
         this.collect();
       }

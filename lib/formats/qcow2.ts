@@ -25,6 +25,8 @@ export interface Qcow2Options {
    * the writer writes a kept batch the workers decompress the next ones. Default 0: keep nothing.
    */
   readonly keepDecoded?: number;
+  /** Decompress with less memory at some CPU (DecompressPool's `lean`). */
+  readonly lean?: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -84,8 +86,8 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
   const kept = new KeptBatches(options.keepDecoded ?? 0, header.clusterSize, stats.compressedClusters);
   return {
     info,
-    extents: () => decodeSegments(source, header, walk, threads, keptOutput, kept),
-    check: () => decodeSegments(source, header, walk, threads, droppedOutput, kept),
+    extents: () => decodeSegments(source, header, walk, threads, keptOutput, kept, options.lean ?? false),
+    check: () => decodeSegments(source, header, walk, threads, droppedOutput, kept, options.lean ?? false),
   };
 }
 
@@ -212,6 +214,7 @@ async function* decodeSegments<T>(
   threads: number,
   output: Output<T>,
   kept: KeptBatches,
+  lean: boolean,
 ): AsyncGenerator<T> {
   if (threads === 0) {
     for (const segment of segments()) {
@@ -228,7 +231,7 @@ async function* decodeSegments<T>(
   // Batches go to the workers ahead of the consumer; extents come out in guest order. Plain
   // segments and kept batches wait in the queue as they are: a file source reads a plain segment
   // only when it is due.
-  const pool = new DecompressPool(header.compression, header.clusterSize, threads);
+  const pool = new DecompressPool(header.compression, header.clusterSize, threads, { lean });
   try {
     const queue: (PlainSegment | { segment: CompressedSegment; pieces: Buffer[] } | Promise<T[]>)[] = [];
     const walk = segments();
