@@ -3,14 +3,10 @@
 // progress events of one phase collapse into the latest, so a long outage keeps the queue small;
 // phase changes and the outcome are always kept.
 import type { AgentEvent } from '../../lib/api/store.ts';
+import { backoffDelay, type Backoff } from '../../lib/backoff.ts';
 import type { Delivery } from './client.ts';
 
-export interface Backoff {
-  readonly initialMs: number;
-  readonly maxMs: number;
-}
-
-export const defaultBackoff: Backoff = { initialMs: 500, maxMs: 15_000 };
+export const defaultBackoff: Backoff = { initialDelay: 500, maxDelay: 15_000 };
 
 const MAX_BATCH = 100;
 
@@ -74,14 +70,14 @@ export class EventQueue {
 
   private async deliverLoop(): Promise<void> {
     this.running = true;
-    let delay = this.backoff.initialMs;
+    let failures = 0;
     while (this.pending.length > 0 && !this.stopped) {
       this.inFlight = Math.min(this.pending.length, MAX_BATCH);
       const batch = this.pending.slice(0, this.inFlight);
       const result = await this.send(batch).catch((): Delivery => 'retry');
       if (result === 'delivered') {
         this.pending.splice(0, this.inFlight);
-        delay = this.backoff.initialMs;
+        failures = 0;
       } else if (result === 'refused') {
         // The deployment was erased or the token is void: nobody will ever take these.
         this.stopped = true;
@@ -90,9 +86,7 @@ export class EventQueue {
       }
       this.inFlight = 0;
       if (result === 'retry') {
-        // Full jitter, so agents of many servers do not retry in step.
-        await this.sleep(Math.round(delay / 2 + (Math.random() * delay) / 2));
-        delay = Math.min(delay * 2, this.backoff.maxMs);
+        await this.sleep(backoffDelay(++failures, this.backoff));
       }
     }
     this.running = false;

@@ -8,7 +8,8 @@ import { reboot as systemReboot } from '../../lib/reboot.ts';
 import { Redactor } from '../../lib/redact.ts';
 import { Reporter } from '../reporter.ts';
 import { AgentClient, type AssignedJob } from './client.ts';
-import { EventQueue, defaultBackoff, type Backoff } from './queue.ts';
+import { backoffDelay, type Backoff } from '../../lib/backoff.ts';
+import { EventQueue, defaultBackoff } from './queue.ts';
 import { RemoteStatus } from './remote-status.ts';
 import type { AgentSettings } from './settings.ts';
 
@@ -31,14 +32,13 @@ export interface AgentOptions {
 async function takeJob(client: AgentClient, options: AgentOptions, log: Logger): Promise<AssignedJob> {
   const backoff = options.backoff ?? defaultBackoff;
   const deadline = Date.now() + options.jobTimeoutMs;
-  let delay = backoff.initialMs;
-  for (;;) {
+  for (let failures = 1; ; failures++) {
     const job = await client.fetchJob();
     if (job !== 'retry') return job;
+    const delay = backoffDelay(failures, backoff);
     if (Date.now() + delay > deadline) throw failed(apiMessages.jobUnavailable(options.settings.server), 'the API could not be reached');
     log.warn({ retryInMs: delay }, 'the API cannot be reached; trying again');
     await new Promise((resolve) => setTimeout(resolve, delay));
-    delay = Math.min(delay * 2, backoff.maxMs);
   }
 }
 

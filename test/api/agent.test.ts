@@ -17,7 +17,7 @@ import { call, RecordingBoot, startApi, type TestApi } from '../helpers/api.ts';
 
 const config: ApiConfig = { servers: [{ serviceName: 'ns1.lab', apiKeys: ['key-alice'] }] };
 const body = { URL: 'http://images.example/disk.raw?sig=secret-query-value', type: 'raw', httpHeader: [{ key: 'X-Auth', value: 'header-secret-value' }] };
-const backoff = { initialMs: 20, maxMs: 100 };
+const backoff = { initialDelay: 20, maxDelay: 100 };
 
 const dir = mkdtempSync(join(tmpdir(), 'byoi-agent-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
