@@ -1,5 +1,10 @@
-// The bundler behind `npm run build` (scripts/build.ts): one ESM file per program that runs on a
-// bare Node 24, with no node_modules beside it (the rescue image has none).
+// The bundler behind `npm run build` (scripts/build.ts): an ESM program that runs on a bare Node 24,
+// with no node_modules beside it (the rescue image has none).
+//
+// Code splitting: what a program loads with `await import(...)` (each command's heavy modules, the
+// API server) goes into chunk-*.mjs files beside it and is read only when used. One file of
+// everything costs every run ~0.1 s of compiling code it never calls (2.4 MB: `byoi convert`
+// starts in 0.26 s instead of 0.16 s). Ship the whole output directory.
 //
 // Worker threads: a module that starts a worker with `new URL('./x.ts', import.meta.url)` (a
 // literal, relative .ts path) gets that worker bundled too. The plugin below rewrites the URL to
@@ -7,7 +12,7 @@
 // So in development the .ts runs directly, and in the bundle its built twin does.
 import { build, type BuildOptions, type Plugin } from 'esbuild';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { dirname, relative, resolve } from 'node:path';
+import { basename, dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -69,8 +74,9 @@ async function ensureShebang(file: string): Promise<void> {
 }
 
 /**
- * Bundles `entry` into `outdir/name` and every worker it starts into `outdir/worker-*.mjs`;
- * `outdir` is emptied first. Returns the files written.
+ * Bundles `entry` into `outdir/name` (its lazily imported parts into `outdir/chunk-*.mjs`) and every
+ * worker it starts into `outdir/worker-*.mjs` (one file each); `outdir` is emptied first. Returns
+ * the entry points written: the program first, then its workers.
  */
 export async function bundle(entry: string, outdir: string, name: string): Promise<string[]> {
   await rm(outdir, { recursive: true, force: true });
@@ -82,7 +88,15 @@ export async function bundle(entry: string, outdir: string, name: string): Promi
     const { source, outfile } = pending.shift()!;
     done.add(source);
     const found = new Set<string>();
-    await build({ ...common, entryPoints: [source], outfile, plugins: [workerUrls(found)] });
+    const program = built.length === 0;
+    await build({
+      ...common,
+      // Chunks only for the program: a worker's chunks would share names with the program's.
+      ...(program
+        ? { entryPoints: { [basename(outfile, '.mjs')]: source }, outdir: dirname(outfile), splitting: true, outExtension: { '.js': '.mjs' }, chunkNames: 'chunk-[hash]' }
+        : { entryPoints: [source], outfile }),
+      plugins: [workerUrls(found)],
+    });
     await ensureShebang(outfile);
     built.push(outfile);
     for (const worker of found) {

@@ -1,7 +1,8 @@
-// The bundle (scripts/bundle.ts): one file that runs on Node 24 with no node_modules around it,
-// with its runtime dependencies inside and worker threads bundled beside it.
+// The bundle (scripts/bundle.ts): a program that runs on Node 24 with no node_modules around it,
+// with its runtime dependencies inside, lazily imported parts in chunks and worker threads bundled
+// beside it.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -26,6 +27,16 @@ describe('bundle', () => {
     const fromBundle = await run(process.execPath, [join(out, 'byoi.mjs'), '--help'], { cwd: out });
     expect(fromBundle.stdout).toBe(fromSource.stdout);
     expect(fromBundle.stdout).toContain('--help');
+  });
+
+  it('leaves what commands import lazily out of the program file: the API server is a chunk', async () => {
+    const out = join(dir, 'agent');
+    const files = await readdir(out);
+    expect(files.filter((file) => /^chunk-[A-Z0-9]+\.mjs$/.test(file)).length).toBeGreaterThan(0);
+    const program = await readFile(join(out, 'byoi.mjs'), 'utf8');
+    expect(program).not.toContain('find-my-way'); // fastify's router
+    const chunks = await Promise.all(files.filter((file) => file.startsWith('chunk-')).map((file) => readFile(join(out, file), 'utf8')));
+    expect(chunks.some((chunk) => chunk.includes('find-my-way'))).toBe(true);
   });
 
   it('carries yargs, pino, got and execa, and bundles a worker started by new URL(...ts)', async () => {
