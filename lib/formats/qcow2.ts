@@ -150,6 +150,11 @@ function inputsOf(source: ImageSource, segment: CompressedSegment): Buffer[] {
   return clusters.map((cluster) => span.subarray(cluster.hostOffset - start, cluster.hostOffset - start + cluster.length));
 }
 
+/** Inputs that have been decompressed or copied: their buffers go back to the source. */
+function recycleInputs(source: ImageSource, inputs: readonly Buffer[]): void {
+  if (source.recycle) for (const input of inputs) source.recycle(input);
+}
+
 function refusal(header: Qcow2Header, segment: CompressedSegment, failure: BatchFailure): Error {
   const guest = segment.offset + failure.index * header.clusterSize;
   return qcow2BadCompressedCluster(guest, header.compression, header.clusterSize, failure.reason);
@@ -181,6 +186,7 @@ function decompressHere(source: ImageSource, header: Qcow2Header, segment: Compr
     if (packed) cluster.copy(packed, i * clusterSize);
     else pieces.push(cluster);
   }
+  recycleInputs(source, inputs);
   return packed ? [packed] : pieces;
 }
 
@@ -192,12 +198,16 @@ interface Output<T> {
   compressed(segment: CompressedSegment, pieces: readonly Buffer[]): T[];
 }
 
+/** A plain segment's bytes, read when due; written, they go back to the source for the next read. */
+function plainExtent(source: ImageSource, segment: PlainSegment): Extent {
+  if (segment.kind === 'zero') return { offset: segment.offset, length: segment.length, zero: true };
+  const data = source.read(segment.host, segment.length);
+  return { offset: segment.offset, length: segment.length, data, release: () => source.recycle?.(data) };
+}
+
 const keptOutput: Output<Extent> = {
   writing: true,
-  plain: (source, segment) =>
-    segment.kind === 'zero'
-      ? { offset: segment.offset, length: segment.length, zero: true }
-      : { offset: segment.offset, length: segment.length, data: source.read(segment.host, segment.length) },
+  plain: plainExtent,
   compressed: decompressedExtents,
 };
 
@@ -256,7 +266,10 @@ async function* decodeSegments<T>(
         }
         const keep = output.writing || kept.wants(segment);
         inFlight++;
-        const extent = pool.decompress(inputsOf(source, segment), keep).then((result) => {
+        const inputs = inputsOf(source, segment);
+        const decompressed = pool.decompress(inputs, keep); // copies the inputs before it returns
+        recycleInputs(source, inputs);
+        const extent = decompressed.then((result) => {
           if (!Array.isArray(result)) throw refusal(header, segment, result);
           if (!output.writing && keep) kept.put(segment, result);
           return output.compressed(segment, result);

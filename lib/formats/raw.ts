@@ -50,19 +50,51 @@ function countDataBytes(source: ImageSource): number {
     window.zero.forEach((zero, i) => {
       if (!zero) total += Math.min(BLOCK, window.bytes.length - i * BLOCK);
     });
+    source.recycle?.(window.bytes);
   }
   return total;
+}
+
+/**
+ * Gives a window's buffer back to the source once the scan and every data extent cut from it are
+ * done with it. The scan holds one reference until it leaves the window.
+ */
+class WindowLease {
+  private holders = 1;
+  private readonly source: ImageSource;
+  private readonly bytes: Buffer;
+
+  constructor(source: ImageSource, bytes: Buffer) {
+    this.source = source;
+    this.bytes = bytes;
+  }
+
+  /** A release for one more holder, callable once. */
+  hold(): () => void {
+    this.holders++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.drop();
+    };
+  }
+
+  drop(): void {
+    if (--this.holders === 0) this.source.recycle?.(this.bytes);
+  }
 }
 
 /** Runs of zero and data blocks; a data run also ends with its window, a zero run only at data. */
 async function* rawExtents(source: ImageSource): AsyncGenerator<Extent> {
   let zeroStart = -1;
   for (const window of windows(source)) {
+    const lease = new WindowLease(source, window.bytes);
     let dataStart = -1;
     for (let i = 0; i < window.zero.length; i++) {
       const at = i * BLOCK;
       if (window.zero[i]) {
-        if (dataStart >= 0) yield dataExtent(window, dataStart, at);
+        if (dataStart >= 0) yield dataExtent(window, dataStart, at, lease);
         dataStart = -1;
         if (zeroStart < 0) zeroStart = window.offset + at;
       } else {
@@ -71,11 +103,12 @@ async function* rawExtents(source: ImageSource): AsyncGenerator<Extent> {
         if (dataStart < 0) dataStart = at;
       }
     }
-    if (dataStart >= 0) yield dataExtent(window, dataStart, window.bytes.length);
+    if (dataStart >= 0) yield dataExtent(window, dataStart, window.bytes.length, lease);
+    lease.drop();
   }
   if (zeroStart >= 0) yield { offset: zeroStart, length: source.size - zeroStart, zero: true };
 }
 
-function dataExtent(window: { offset: number; bytes: Buffer }, start: number, end: number): Extent {
-  return { offset: window.offset + start, length: end - start, data: window.bytes.subarray(start, end) };
+function dataExtent(window: { offset: number; bytes: Buffer }, start: number, end: number, lease: WindowLease): Extent {
+  return { offset: window.offset + start, length: end - start, data: window.bytes.subarray(start, end), release: lease.hold() };
 }

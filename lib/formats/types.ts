@@ -15,6 +15,12 @@ export interface ImageSource {
    * caller checks bounds first; reading past `size` throws a RangeError.
    */
   read(offset: number, length: number): Buffer;
+  /**
+   * Optional: the caller is done with a buffer `read` returned (it and every view of it), so the
+   * source may fill it again. A source that allocates per read recycles its buffers this way
+   * instead of faulting in fresh memory for every read. Not calling it is always safe.
+   */
+  recycle?(bytes: Buffer): void;
 }
 
 /** A run of guest bytes that hold data. */
@@ -23,6 +29,11 @@ export interface DataExtent {
   readonly length: number;
   /** Exactly `length` bytes. May be a view into the source: do not modify. */
   readonly data: Buffer;
+  /**
+   * Optional: call once the bytes are no longer needed (written), and keep no view of them after:
+   * their buffer may then be reused. Not calling it is always safe (the buffer is collected).
+   */
+  readonly release?: () => void;
 }
 
 /** A run of guest bytes that read as zeros (unallocated, zero flag, or zero grains). */
