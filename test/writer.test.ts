@@ -1,6 +1,7 @@
 // The writer's contract with decoders, with hand-made DiskImages standing in for a decoder: a
 // refusal found only while decoding (as a compressed cluster that fails to inflate) must leave
 // the target untouched, and a decoder that breaks the extent contract must not produce output.
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, truncateSync, openSync, readSync, closeSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import { refusedImage } from '../lib/errors.ts';
 import type { DiskImage, Extent } from '../lib/formats/types.ts';
 import { assertCapable, skipWithout } from './helpers/capabilities.ts';
 import { attachLoop, detachAllLoops, detachLoop } from './helpers/loop.ts';
+import { cachedBytes } from './helpers/page-cache.ts';
 
 const MiB = 1024 * 1024;
 let dir: string;
@@ -125,6 +127,35 @@ describe.skipIf(skipWithout('root', 'loop'))('writeImage onto a block device', (
       expect(bytes.subarray(7 * MiB).equals((extents[2] as { data: Buffer }).data)).toBe(true);
       expect(bytes.subarray(MiB, 7 * MiB).every((b) => b === 0)).toBe(true);
     } finally {
+      detachLoop(device);
+    }
+  });
+
+  it('writes around the page cache where it can, and through it where offsets are not page-aligned', async () => {
+    const backing = join(dir, 'device3');
+    writeFileSync(backing, '');
+    truncateSync(backing, 64 * MiB);
+    const device = attachLoop(backing);
+    // The device's page cache lives while one descriptor is open: the last close drops it.
+    const holder = openSync(device, 'r');
+    try {
+      const fd = openSync(device, 'r+');
+      writeSync(fd, randomBytes(64 * MiB), 0, 64 * MiB, 0); // old data, cached: the probe sees it
+      closeSync(fd);
+      expect(cachedBytes(device, 64 * MiB)).toBeGreaterThanOrEqual(60 * MiB);
+      truncateSync(backing, 64 * MiB); // leaves the cache as it is, but the writes below must drop it
+      execFileSync('blockdev', ['--flushbufs', device]);
+      expect(cachedBytes(device, 64 * MiB)).toBe(0);
+      // Mostly page-aligned data (direct), plus a 512-byte zero run and data at 512-byte offsets.
+      const extents = [data(0, 40 * MiB), zero(40 * MiB, 512), data(40 * MiB + 512, 4 * MiB - 512), zero(44 * MiB, 20 * MiB - 4096), data(64 * MiB - 4096, 4096)];
+      await writeImage(image(extents), device);
+      // The head (first MiB, written last) and the unaligned run may be cached; the rest is not.
+      expect(cachedBytes(device, 64 * MiB)).toBeLessThan(8 * MiB);
+      const expected = Buffer.alloc(64 * MiB);
+      for (const extent of extents) if ('data' in extent) extent.data.copy(expected, extent.offset);
+      expect(sha256(device, 64 * MiB)).toBe(createHash('sha256').update(expected).digest('hex'));
+    } finally {
+      closeSync(holder);
       detachLoop(device);
     }
   });
