@@ -1,22 +1,8 @@
 #!/usr/bin/env node
-// The byoi command line. Each subcommand lives in agent/commands/ and is registered here.
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { commands } from './commands/index.ts';
+// The byoi program. Node's compile cache (in the system's temporary directory) is switched on
+// before the command line's modules load, so a command after the first compiles none of them again
+// (~0.03 s of a 0.15 s start). Where the cache cannot be written, Node goes on without it.
+import { enableCompileCache } from 'node:module';
 
-await yargs(hideBin(process.argv))
-  .scriptName('byoi')
-  .command(commands)
-  .demandCommand(1, 'Name a command: byoi --help lists them.')
-  .strict()
-  .fail((message, error, cli) => {
-    // Usage errors (yargs' own YError or a bad flag): help, then the message last on stderr, exit 2.
-    // Errors thrown by handlers are not usage errors: they end through agent/run.ts.
-    if (error && error.name !== 'YError') throw error;
-    cli.showHelp((help: string) => process.stderr.write(`${help}\n\n`));
-    process.stderr.write(`${message ?? error?.message}\n`);
-    process.exit(2);
-  })
-  .help()
-  .version(false)
-  .parseAsync();
+enableCompileCache();
+await import('./cli.ts');
