@@ -57,11 +57,15 @@ export interface PoolOptions {
 // Large clusters travel in the buffers zlib made for them (transferred, not copied: no garbage piles
 // up in the worker); small ones are packed into one buffer per batch.
 const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
 const decompressCluster = (${decompressCluster.toString()});
+const closing = new Int32Array(workerData.closing);
 let sinceCollected = 0;
-parentPort.on('message', ({ id, codec, clusterSize, keep, collectEvery, input, bounds }) => {
+parentPort.on('message', (message) => {
+  if (message === 'close') return parentPort.close(); // nothing else keeps the thread alive: it ends
+  if (Atomics.load(closing, 0) === 1) return; // a batch queued before the close: nobody waits for it
+  const { id, codec, clusterSize, keep, collectEvery, input, bounds } = message;
   const count = bounds.length / 2;
   sinceCollected += count * clusterSize;
   if (sinceCollected >= collectEvery && typeof gc === 'function') {
@@ -82,6 +86,9 @@ parentPort.on('message', ({ id, codec, clusterSize, keep, collectEvery, input, b
   parentPort.postMessage({ id, input, pieces }, [input, ...pieces.map((piece) => piece[0])]);
 });
 `;
+
+/** How long close() waits for a worker to finish its batch and end. */
+const CLOSE_TIMEOUT_MS = 10_000;
 
 /** Input buffers are at least this large, so one fits most batches. */
 const MIN_INPUT_BUFFER = 2 * 1024 * 1024;
@@ -105,6 +112,9 @@ export class DecompressPool {
   /** This thread's collection, when lean. */
   private readonly collect: (() => void) | undefined;
   private receivedSinceCollected = 0;
+  /** Set to 1 on close: workers skip the batches still queued to them. */
+  private readonly closing = new Int32Array(new SharedArrayBuffer(4));
+  private readonly exited = new Set<Worker>();
 
   constructor(codec: Codec, clusterSize: number, threads: number, options: PoolOptions = {}) {
     this.codec = codec;
@@ -116,10 +126,11 @@ export class DecompressPool {
     // A new context created now has gc(), which collects this thread's heap.
     this.collect = options.lean ? (runInNewContext('gc') as () => void) : undefined;
     for (let i = 0; i < threads; i++) {
-      const worker = new Worker(WORKER_SOURCE, { eval: true });
+      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { closing: this.closing.buffer } });
       worker.on('message', (reply: Reply) => this.settle(worker, reply));
       worker.on('error', (error) => this.fail(decompressionWorkerFailed(error.message)));
       worker.on('exit', (code) => {
+        this.exited.add(worker);
         if (this.workers.includes(worker)) this.fail(decompressionWorkerFailed(`a worker exited with code ${code}`));
       });
       this.workers.push(worker);
@@ -155,11 +166,26 @@ export class DecompressPool {
     });
   }
 
-  /** Stops the workers; batches still pending are rejected. */
+  /**
+   * Stops the workers; batches still pending are rejected. Each worker finishes the batch in hand
+   * and ends by itself: terminating one mid-batch can abort the whole process (Node 24 asserts in
+   * its cleanup when termination lands between creating a zlib/zstd context and initialising it).
+   */
   async close(): Promise<void> {
     const workers = this.workers.splice(0);
     this.fail(decompressionStopped());
-    await Promise.all(workers.map((worker) => worker.terminate()));
+    Atomics.store(this.closing, 0, 1);
+    await Promise.all(
+      workers.map(async (worker) => {
+        if (this.exited.has(worker)) return;
+        const exited = new Promise((resolve) => worker.once('exit', resolve));
+        worker.postMessage('close');
+        // A batch takes milliseconds; one that never ends is stopped the hard way.
+        const timer = setTimeout(() => void worker.terminate(), CLOSE_TIMEOUT_MS);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
   }
 
   private settle(worker: Worker, reply: Reply): void {
