@@ -141,7 +141,7 @@ async function writeRegularFile(image: DiskImage, target: Target, options: Write
   const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   try {
     await handle.truncate(image.info.virtualSize);
-    const written = await new ExtentWriter(new TargetWrites(handle, undefined), 'file', new Map()).write(image, options);
+    const written = await new ExtentWriter(new TargetWrites(handle, undefined), 'file', Promise.resolve(new Map())).write(image, options);
     await handle.close();
     await rename(temporary, target.path);
     return written;
@@ -164,8 +164,9 @@ async function writeBlockDevice(verified: VerifiedImage, target: Target, options
     // No partition table, primary or backup, survives from the old contents while the image is
     // written (a crash midway must not leave a disk that looks bootable or that firmware "repairs").
     await zeroEnds(handle, target.size);
-    const zeroed = await offloadZeroing(target.path, verified.longZeroRuns);
-    const written = await new ExtentWriter(new TargetWrites(handle, direct), 'block', zeroed).write(image, options);
+    // The device zeroes the long runs while the data is written (other ranges, so no ordering).
+    const zeroing = offloadZeroing(target.path, verified.longZeroRuns);
+    const written = await new ExtentWriter(new TargetWrites(handle, direct), 'block', zeroing).write(image, options);
     await direct?.close();
     await handle.close();
     return written;
@@ -234,15 +235,14 @@ function alignedPart(start: number, end: number): [number, number] | undefined {
 const PUNCHES_PER_SPAWN = 4096;
 
 /**
- * Asks the device to zero the long zero runs itself, before any data is written (a zero-out queued
- * behind our own writeback would wait for it). fallocate(PUNCH_HOLE|KEEP_SIZE) on a block device is
+ * Asks the device to zero the long zero runs itself. fallocate(PUNCH_HOLE|KEEP_SIZE) on a block device is
  * a zero-out without fallback (NOFALLBACK): it succeeds only where the range then reads as zeros,
  * and fails fast on a device without write-zeroes offload; then the runs are written as zeros.
  * All runs go to one `xfs_io` process: spawning from a process that holds the image in RAM costs
  * ~0.3 s per GiB held (fork copies its page tables), so one spawn per run is out of the question.
  * BLKZEROOUT (`blkdiscard --zeroout`) is not used: without offload the kernel writes the zeros
  * itself, no faster than we do, and on a loop device over tmpfs it turns offload off for good.
- * Returns start -> end of the runs now zeroed.
+ * Returns start -> end of the runs now zeroed; never rejects (what it could not zero, it leaves out).
  */
 async function offloadZeroing(device: string, runs: VerifiedImage['longZeroRuns']): Promise<Map<number, number>> {
   const zeroed = new Map<number, number>();
@@ -250,8 +250,8 @@ async function offloadZeroing(device: string, runs: VerifiedImage['longZeroRuns'
     const batch = runs.slice(first, first + PUNCHES_PER_SPAWN);
     const commands = batch.flatMap(([start, end]) => ['-c', `fpunch ${start} ${end - start}`]);
     // xfs_io exits non-zero if any command failed; then none of the batch counts as zeroed.
-    const result = await exec('xfs_io', [...commands, device], { reject: false });
-    if (result.exitCode !== 0 || result.stderr.trim() !== '') break;
+    const result = await exec('xfs_io', [...commands, device], { reject: false }).catch(() => undefined);
+    if (!result || result.exitCode !== 0 || result.stderr.trim() !== '') break;
     for (const [start, end] of batch) zeroed.set(start, end);
   }
   return zeroed;
@@ -261,8 +261,9 @@ async function offloadZeroing(device: string, runs: VerifiedImage['longZeroRuns'
 class ExtentWriter {
   private readonly writes: TargetWrites;
   private readonly kind: TargetKind;
-  /** Block devices: zero runs the device already zeroed, start -> end. */
-  private readonly zeroed: ReadonlyMap<number, number>;
+  /** Block devices: the device zeroing long zero runs (offloadZeroing), and once it is done, what it zeroed. */
+  private readonly zeroing: Promise<ReadonlyMap<number, number>>;
+  private zeroed: ReadonlyMap<number, number> | undefined;
   private batchStart = 0;
   private batchLength = 0;
   private batch: Buffer[] = [];
@@ -277,10 +278,11 @@ class ExtentWriter {
   private headHasData = false;
   private dataBytes = 0;
 
-  constructor(writes: TargetWrites, kind: TargetKind, zeroed: ReadonlyMap<number, number>) {
+  constructor(writes: TargetWrites, kind: TargetKind, zeroing: Promise<ReadonlyMap<number, number>>) {
     this.writes = writes;
     this.kind = kind;
-    this.zeroed = zeroed;
+    this.zeroing = zeroing;
+    void zeroing.then((zeroed) => (this.zeroed = zeroed));
   }
 
   async write(image: DiskImage, options: WriteOptions): Promise<number> {
@@ -289,6 +291,7 @@ class ExtentWriter {
     } catch (error) {
       // No write may still be running when the caller cleans up (it zeroes the device's ends).
       await this.writing.catch(() => undefined);
+      await this.zeroing;
       throw error;
     }
   }
@@ -312,6 +315,7 @@ class ExtentWriter {
       options.onProgress?.({ done: expected, total });
     }
     if (expected !== total) throw new Error(`decoder stopped at ${expected} of ${total} bytes`);
+    this.zeroed = await this.zeroing;
     await this.writeZeroRuns();
     await this.flushBatch();
     await this.writing;
@@ -368,12 +372,17 @@ class ExtentWriter {
     this.writing.catch(() => undefined); // a failure is rethrown where `writing` is next awaited
   }
 
-  /** Writes the zero runs before the current position, except what the device zeroed already. */
+  /**
+   * Writes the zero runs before the current position, except what the device zeroed. While the
+   * device is still zeroing, they wait (data goes on being written; the ranges do not overlap).
+   */
   private async writeZeroRuns(): Promise<void> {
     this.zeroRuns.flush();
+    const zeroed = this.zeroed;
+    if (!zeroed) return;
     for (const [start, end] of this.pendingZeros) {
       const aligned = alignedPart(start, end);
-      if (aligned && this.zeroed.get(aligned[0]) === aligned[1]) {
+      if (aligned && zeroed.get(aligned[0]) === aligned[1]) {
         await this.addZeros(start, aligned[0]);
         await this.addZeros(aligned[1], end);
       } else {
