@@ -79,13 +79,14 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('the provisio
       const now = await status();
       if (now.status === 'doing' && seen.at(-1) !== now.phase) seen.push(now.phase);
       if (now.status !== 'doing') return { seen, last: now };
-      if (Date.now() > deadline) throw new Error(`still doing: ${JSON.stringify(now)}`);
+      if (Date.now() > deadline) throw new Error(`still doing: ${JSON.stringify(now)}; the agent's log:\n${agentLog()}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
 
+  const agentLog = () => readFileSync(join(dir, 'agent-ns1.lab.log'), 'utf8');
   /** The agent's last stderr line: the message it ended with. */
-  const agentLastLine = () => readFileSync(join(dir, 'agent-ns1.lab.log'), 'utf8').split('\n').filter((l) => l.trim() !== '').at(-1);
+  const agentLastLine = () => agentLog().split('\n').filter((l) => l.trim() !== '').at(-1);
 
   it.each<[string, () => object, () => string | RegExp]>([
     ['a wrong checksum', () => ({ URL: `${images.url}/image.qcow2`, type: 'qcow2', checkSum: '0'.repeat(64), checkSumType: 'sha256' }),
