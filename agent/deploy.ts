@@ -64,7 +64,8 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
   // The image stays in RAM through the write: decompression runs lean to keep the peak down.
   const image = await checkImage(source, job.type, disk, { lean: true });
   // Every extent decoded once, so a refusal found only while decoding comes before any write.
-  const verified = await verifyImage(image);
+  report.phaseTotal(image.info.virtualSize);
+  const verified = await verifyImage(image, ({ done, total }) => report.progress(done, total));
   report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }) });
 
   report.phase('release', `Releasing ${disk.path}`);

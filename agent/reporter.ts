@@ -46,6 +46,12 @@ export class Reporter {
     this.writeStatus();
   }
 
+  /** The current phase's byte total, once it is known after the phase began: starts its progress. */
+  phaseTotal(total: number): void {
+    this.progressNow = { done: 0, total, bytesPerSecond: 0, etaSeconds: null };
+    this.bar?.start(this.phaseName, total);
+  }
+
   progress(done: number, total: number | null): void {
     const now = Date.now();
     const bytesPerSecond = this.rate.sample(done, now);

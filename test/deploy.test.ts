@@ -269,6 +269,9 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
     expect(progress.length).toBeGreaterThan(0);
     expect(progress.every((l) => l.progress && 'etaSeconds' in l.progress)).toBe(true);
     for (let i = 1; i < progress.length; i++) expect(progress[i]!.time - progress[i - 1]!.time).toBeGreaterThanOrEqual(500);
+    // Decoding the image before the write (seconds for a large compressed one) has its progress too.
+    const inspected = lines.find((l) => l.msg === 'Inspecting image: finished');
+    expect(inspected?.progress).toMatchObject({ done: image.virtualSize, total: image.virtualSize });
     outputs.push(ok.stdout, ok.stderr, readFileSync(status, 'utf8'));
 
     const failure = await byoi(['deploy', '--job', '-', '--disk', device, '--no-reboot', '--status-file', status], body('/nowhere.qcow2'));

@@ -108,7 +108,8 @@ function deviceNumbers(rdev: number): { major: number; minor: number } {
 }
 
 /** Decodes every extent without writing (the image's dry pass if it has one): rejects as decoding would. */
-export async function verifyImage(image: DiskImage): Promise<VerifiedImage> {
+export async function verifyImage(image: DiskImage, onProgress?: (progress: Progress) => void): Promise<VerifiedImage> {
+  const total = image.info.virtualSize;
   const longZeroRuns: [number, number][] = [];
   const runs = new ZeroRuns((start, end) => {
     const aligned = alignedPart(start, end);
@@ -118,6 +119,7 @@ export async function verifyImage(image: DiskImage): Promise<VerifiedImage> {
     if ('zero' in extent && extent.zero) runs.add(extent.offset, extent.offset + extent.length);
     else runs.flush();
     if ('release' in extent) extent.release?.();
+    onProgress?.({ done: extent.offset + extent.length, total });
   }
   runs.flush();
   return { image, longZeroRuns };
