@@ -12,9 +12,13 @@ export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 
-/** A fresh agent token (256 random bits) and the hash the store keeps. */
+/**
+ * A fresh agent token (256 random bits) and the hash the store keeps. Hex: it goes into boot
+ * commands (`--token {token}`) and kernel command lines, where a base64url token starting with
+ * "-" (one in 64) was read as a cluster of flags and the agent never started.
+ */
 export function newAgentToken(): { token: string; hash: string } {
-  const token = randomBytes(32).toString('base64url');
+  const token = randomBytes(32).toString('hex');
   return { token, hash: hashToken(token) };
 }
 
