@@ -16,7 +16,12 @@ export interface DiskGroup {
 
 const MEDIA_RANK: Record<Media, number> = { NVME: 0, SSD: 1, HDD: 2 };
 
-const naturalOrder = new Intl.Collator('en', { numeric: true }).compare;
+/** Numbers compare as numbers (nvme2n1 before nvme10n1). Made on first use: a collator costs ~7 ms at load, and most commands load this module. */
+let collator: Intl.Collator | undefined;
+function naturalOrder(a: string, b: string): number {
+  collator ??= new Intl.Collator('en', { numeric: true });
+  return collator.compare(a, b);
+}
 
 /** Groups the disks that may be deployed onto; excluded disks are in no group. */
 export function diskGroups(disks: readonly Disk[]): DiskGroup[] {
