@@ -10,10 +10,10 @@
 // same ETag), throws `SegmentsUnusable`, and the caller starts over on one connection.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Request, Response } from 'got';
-import { backoffDelay } from './backoff.ts';
 import { ChunkedBuffer } from './chunked-buffer.ts';
 import type { RunningDigest } from './checksum.ts';
-import { declaredLength, describe, header, isFatal, parseContentRange, retryAfterMs, Retryable } from './http-exchange.ts';
+import type { RetryPolicy } from './download-settings.ts';
+import { declaredLength, describe, header, isFatal, parseContentRange, retryAfterMs, Retries, Retryable } from './http-exchange.ts';
 
 /** Segments per connection: the last ones to finish are short, so no connection idles long at the end. */
 const SEGMENTS_PER_CONNECTION = 4;
@@ -30,7 +30,7 @@ export interface SegmentedRequest {
   readonly validator: string;
   readonly connections: number;
   readonly chunkSize: number;
-  readonly retry: { readonly attempts: number; readonly initialDelay: number; readonly maxDelay: number; readonly retryAfterCap: number };
+  readonly retry: RetryPolicy;
   readonly digest: RunningDigest | undefined;
   readonly signal: AbortSignal;
   /** Builds the error for a failure another attempt cannot cure. */
@@ -121,8 +121,7 @@ class Aborted extends Error {}
 
 /** Fetches one segment, resuming after drops with the retry policy; returns once every byte is held. */
 async function fetchSegment(request: SegmentedRequest, segment: Segment, signal: AbortSignal, received: (segment: Segment, chunk: Buffer) => void): Promise<void> {
-  let failures = 0;
-  let mostHeld = 0;
+  const retries = new Retries(request.retry);
   for (;;) {
     if (signal.aborted) throw new Aborted();
     try {
@@ -131,11 +130,8 @@ async function fetchSegment(request: SegmentedRequest, segment: Segment, signal:
     } catch (error) {
       if (signal.aborted) throw request.signal.aborted ? request.signal.reason : new Aborted();
       if (!(error instanceof Retryable)) throw error;
-      failures = segment.bytes.size > mostHeld ? 1 : failures + 1;
-      mostHeld = Math.max(mostHeld, segment.bytes.size);
-      if (failures >= request.retry.attempts) throw request.fatal(`${error.message}; gave up after ${failures} attempts without progress`);
-      const delayMs = error.retryAfter === undefined ? backoffDelay(failures, request.retry) : Math.min(error.retryAfter, request.retry.retryAfterCap);
-      request.onRetry?.(failures + 1, delayMs, error.message, segment.start + segment.bytes.size);
+      const { attempt, delayMs } = retries.next(error, segment.bytes.size, request.fatal);
+      request.onRetry?.(attempt, delayMs, error.message, segment.start + segment.bytes.size);
       await sleep(delayMs, undefined, { signal }).catch(() => undefined);
     }
   }

@@ -9,12 +9,11 @@
 // as given, capped); other answers fail at once; an overall deadline bounds everything.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { got, type Request, type Response } from 'got';
-import { backoffDelay } from './backoff.ts';
 import { ChunkedBuffer } from './chunked-buffer.ts';
 import { RunningDigest } from './checksum.ts';
 import { downloadSegments, SegmentsUnusable } from './download-segments.ts';
 import { failed, messages } from './errors.ts';
-import { agents, declaredLength, describe, header, isFatal, parseContentRange, retryAfterMs, Retryable, validatorOf, type Agents } from './http-exchange.ts';
+import { agents, declaredLength, describe, header, isFatal, parseContentRange, retryAfterMs, Retries, Retryable, validatorOf, type Agents } from './http-exchange.ts';
 import type { ChecksumType, ImageType } from './job.ts';
 import { redactUrl } from './redact.ts';
 import { DEFAULT_CONNECTIONS, DEFAULT_DEADLINE_MS, DEFAULT_MAX_REDIRECTS, defaultRetry, defaultTimeouts, SEGMENTED_MIN_BYTES, type DownloadSettings } from './download-settings.ts';
@@ -93,8 +92,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   let segmentsHeld = 0;
   const late = () => couldNot(messages.downloadDeadline(Math.round(deadline / 1000), Math.max(transfer.image.size, segmentsHeld), transfer.total));
 
-  let failures = 0;
-  let mostHeld = 0;
+  const retries = new Retries(retry);
   try {
     for (;;) {
       try {
@@ -133,18 +131,14 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
           continue;
         }
         if (!(error instanceof Retryable)) throw error;
-        // A failure that still brought new bytes does not count against the attempts.
-        failures = transfer.image.size > mostHeld ? 1 : failures + 1;
-        mostHeld = Math.max(mostHeld, transfer.image.size);
-        if (failures >= retry.attempts) throw couldNot(`${error.message}; gave up after ${failures} attempts without progress`);
-        const delayMs = error.retryAfter === undefined ? backoffDelay(failures, retry) : Math.min(error.retryAfter, retry.retryAfterCap);
+        const { attempt: next, delayMs } = retries.next(error, transfer.image.size, couldNot);
         if (Date.now() + delayMs >= deadlineAt) throw late();
         if (error.restart && transfer.image.size > 0) {
           request.onEvent?.({ kind: 'restart', reason: error.message });
           transfer.restart();
           request.onProgress?.(0, null);
         }
-        request.onEvent?.({ kind: 'retry', attempt: failures + 1, delayMs, cause: error.message, resumeFrom: transfer.canResume ? transfer.image.size : 0 });
+        request.onEvent?.({ kind: 'retry', attempt: next, delayMs, cause: error.message, resumeFrom: transfer.canResume ? transfer.image.size : 0 });
         await sleep(delayMs, undefined, { signal: overall }).catch(() => undefined);
         if (overall.aborted) throw late();
       }

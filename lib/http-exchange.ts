@@ -1,10 +1,12 @@
-// What the downloader's exchanges share: reading a response's headers, telling a failure worth
-// another attempt from a final one, the agents (proxies from the environment, extra CAs) and the
-// options every request is made with.
+// What the downloader's exchanges share (one connection, lib/download.ts, and segments,
+// lib/download-segments.ts): reading a response's headers, telling a failure worth another attempt
+// from a final one, counting attempts, and the agents (proxies from the environment, extra CAs).
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { getCACertificates } from 'node:tls';
-import type { OptionsOfUnknownResponseBody, Response } from 'got';
+import type { Response } from 'got';
+import { backoffDelay } from './backoff.ts';
+import type { RetryPolicy } from './download-settings.ts';
 
 export type Agents = { http: http.Agent; https: https.Agent };
 
@@ -16,6 +18,33 @@ export class Retryable extends Error {
     super(cause);
     this.retryAfter = options.retryAfter;
     this.restart = options.restart ?? false;
+  }
+}
+
+/**
+ * Failed attempts in a row that brought no new byte (a failure after new bytes counts as the first
+ * again), and the wait before the next attempt: the server's Retry-After, capped, else a jittered
+ * backoff.
+ */
+export class Retries {
+  private failures = 0;
+  private mostHeld = 0;
+  private readonly policy: RetryPolicy;
+
+  constructor(policy: RetryPolicy) {
+    this.policy = policy;
+  }
+
+  /**
+   * After `error`, with `held` bytes now held: the number of the attempt to come and the wait
+   * before it. Throws `giveUp(cause)` once the attempts without progress are spent.
+   */
+  next(error: Retryable, held: number, giveUp: (cause: string) => Error): { attempt: number; delayMs: number } {
+    this.failures = held > this.mostHeld ? 1 : this.failures + 1;
+    this.mostHeld = Math.max(this.mostHeld, held);
+    if (this.failures >= this.policy.attempts) throw giveUp(`${error.message}; gave up after ${this.failures} attempts without progress`);
+    const delayMs = error.retryAfter === undefined ? backoffDelay(this.failures, this.policy) : Math.min(error.retryAfter, this.policy.retryAfterCap);
+    return { attempt: this.failures + 1, delayMs };
   }
 }
 
@@ -72,7 +101,7 @@ function trustedCas(extra: string | undefined): string[] {
 }
 
 /** Agents that honour HTTP(S)_PROXY and NO_PROXY (Node's own support), and the extra CA. */
-export function agents(ca: string | undefined): { http: http.Agent; https: https.Agent } {
+export function agents(ca: string | undefined): Agents {
   return {
     http: new http.Agent({ proxyEnv: process.env }),
     https: new https.Agent({ proxyEnv: process.env, ca: trustedCas(ca) }),

@@ -13,14 +13,20 @@ export interface BatchFailure {
   readonly reason: string;
 }
 
+/** What every worker of a pool is started with (its workerData). */
+interface WorkerSettings {
+  /** One Int32: 1 once the pool closes. */
+  closing: SharedArrayBuffer;
+  /** Bytes of output between the worker's collections (COLLECT_EVERY). */
+  collectEvery: number;
+}
+
 interface Request {
   id: number;
   codec: Codec;
   clusterSize: number;
   /** false: a dry pass; the clusters are decompressed and checked, then dropped, not sent back. */
   keep: boolean;
-  /** Bytes of output between the worker's collections (see COLLECT_EVERY). */
-  collectEvery: number;
   input: ArrayBuffer;
   /** [start, length] of each cluster's bytes in `input`. */
   bounds: number[];
@@ -61,11 +67,12 @@ const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
 const decompressCluster = (${decompressCluster.toString()});
 const closing = new Int32Array(workerData.closing);
+const collectEvery = workerData.collectEvery;
 let sinceCollected = 0;
 parentPort.on('message', (message) => {
   if (message === 'close') return parentPort.close(); // nothing else keeps the thread alive: it ends
   if (Atomics.load(closing, 0) === 1) return; // a batch queued before the close: nobody waits for it
-  const { id, codec, clusterSize, keep, collectEvery, input, bounds } = message;
+  const { id, codec, clusterSize, keep, input, bounds } = message;
   const count = bounds.length / 2;
   sinceCollected += count * clusterSize;
   if (sinceCollected >= collectEvery && typeof gc === 'function') {
@@ -126,7 +133,8 @@ export class DecompressPool {
     // A new context created now has gc(), which collects this thread's heap.
     this.collect = options.lean ? (runInNewContext('gc') as () => void) : undefined;
     for (let i = 0; i < threads; i++) {
-      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { closing: this.closing.buffer } });
+      const settings: WorkerSettings = { closing: this.closing.buffer as SharedArrayBuffer, collectEvery: this.collectEvery };
+      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: settings });
       worker.on('message', (reply: Reply) => this.settle(worker, reply));
       worker.on('error', (error) => this.fail(decompressionWorkerFailed(error.message)));
       worker.on('exit', (code) => {
@@ -159,7 +167,7 @@ export class DecompressPool {
     for (const candidate of this.workers) if (this.load.get(candidate)! < this.load.get(worker)!) worker = candidate;
     this.load.set(worker, this.load.get(worker)! + 1);
     const id = this.nextId++;
-    const request: Request = { id, codec: this.codec, clusterSize: this.clusterSize, keep, collectEvery: this.collectEvery, input: packed.buffer, bounds };
+    const request: Request = { id, codec: this.codec, clusterSize: this.clusterSize, keep, input: packed.buffer, bounds };
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.postMessage(request, [request.input]);
