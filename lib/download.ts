@@ -18,7 +18,6 @@ import type { ChecksumType, ImageType } from './job.ts';
 import { redactUrl } from './redact.ts';
 import { DEFAULT_CONNECTIONS, DEFAULT_DEADLINE_MS, DEFAULT_MAX_REDIRECTS, defaultRetry, defaultTimeouts, SEGMENTED_MIN_BYTES, type DownloadSettings } from './download-settings.ts';
 
-export { parseContentRange, retryAfterMs };
 export type { DownloadSettings };
 
 export type DownloadEvent =
