@@ -32,7 +32,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         import('../../lib/api/boot.ts'),
         import('../../lib/api/config.ts'),
         import('../../lib/api/server.ts'),
-        import('../../lib/api/store.ts'),
+        import('../../lib/api/store/sqlite.ts'),
       ]);
       const config = loadConfig(argv.config);
       const { host, port } = parseListen(argv.listen);
@@ -47,6 +47,6 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         process.once('SIGTERM', stop);
       });
       await app.close();
-      store.close();
+      await store.close();
     }),
 };

@@ -1,6 +1,6 @@
 // The agent's side of the agent-only routes: take the job, deliver status events.
 import { apiMessages, failed } from '../../lib/errors.ts';
-import type { AgentEvent, DeploymentKind } from '../../lib/api/store.ts';
+import type { AgentEvent, DeploymentKind } from '../../lib/api/store/types.ts';
 import type { AgentSettings } from './settings.ts';
 
 export interface AssignedJob {

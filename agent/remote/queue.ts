@@ -2,7 +2,7 @@
 // exponential backoff while the API is unreachable. Deploying never waits for it. Successive
 // progress events of one phase collapse into the latest, so a long outage keeps the queue small;
 // phase changes and the outcome are always kept.
-import type { AgentEvent } from '../../lib/api/store.ts';
+import type { AgentEvent } from '../../lib/api/store/types.ts';
 import { backoffDelay, type Backoff } from '../../lib/backoff.ts';
 import type { Delivery } from './client.ts';
 

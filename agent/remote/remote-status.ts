@@ -1,6 +1,6 @@
 // The status as the agent reports it: the local status file (when asked for) and, as an event for
 // the API, every change the Reporter makes, scrubbed of secrets like the file.
-import type { AgentEvent } from '../../lib/api/store.ts';
+import type { AgentEvent } from '../../lib/api/store/types.ts';
 import type { ErrorKind } from '../../lib/errors.ts';
 import { StatusFile, type StatusChange } from '../../lib/status.ts';
 import type { EventQueue } from './queue.ts';

@@ -2,7 +2,7 @@
 // and the agent again when it takes its job; both through lib/job.ts's one validation.
 import { jobFromLegacyBody, jobFromReinstallBody, type JobInput } from '../job.ts';
 import { invalidJob, messages } from '../errors.ts';
-import type { DeploymentKind } from './store.ts';
+import type { DeploymentKind } from './store/types.ts';
 
 export function jobInputFor(kind: DeploymentKind, body: unknown): JobInput {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidJob(messages.badJobBody);

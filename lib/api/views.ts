@@ -1,5 +1,5 @@
 // The API's answers, in OVH's field names and types: ByoiStatus, task.Response, install status.
-import type { Deployment, Step } from './store.ts';
+import type { Deployment, Step } from './store/types.ts';
 
 /** `dedicated.server.ByoiStatus`, plus the phase and its progress. */
 export interface ByoiStatusView {

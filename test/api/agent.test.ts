@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ApiConfig } from '../../lib/api/config.ts';
-import type { AgentEvent } from '../../lib/api/store.ts';
+import type { AgentEvent } from '../../lib/api/store/types.ts';
 import { ByoiError, apiMessages, messages, refusedImage } from '../../lib/errors.ts';
 import type { Job } from '../../lib/job.ts';
 import type { Delivery } from '../../agent/remote/client.ts';
@@ -69,7 +69,7 @@ async function deployWith(pipeline: Pipeline, extra: Partial<AgentOptions> = {})
       reboot: async () => {
         let known: string;
         try {
-          known = api.store.current('ns1.lab')?.status ?? 'nothing';
+          known = (await api.store.current('ns1.lab'))?.status ?? 'nothing';
         } catch {
           known = 'API down';
         }

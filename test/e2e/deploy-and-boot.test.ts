@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BootAdapter, BootContext } from '../../lib/api/boot.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import { buildApi } from '../../lib/api/server.ts';
-import { SqliteStore } from '../../lib/api/store.ts';
+import { SqliteStore } from '../../lib/api/store/sqlite.ts';
 import { messages } from '../../lib/errors.ts';
 import { bootDisk, ensureCloudImage, type Firmware } from '../../scripts/image/boot.ts';
 import { bundle } from '../../scripts/bundle.ts';
@@ -136,7 +136,7 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a server PXE-boots t
   afterAll(async () => {
     await Promise.all([...lab.vms.keys()].map((name) => lab.rescueMode(name)));
     await api?.close();
-    store?.close();
+    await store?.close();
     images?.close();
     rmSync(dir, { recursive: true, force: true });
   });

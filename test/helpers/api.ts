@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { BootAdapter, BootContext } from '../../lib/api/boot.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import { buildApi } from '../../lib/api/server.ts';
-import { SqliteStore } from '../../lib/api/store.ts';
+import { SqliteStore } from '../../lib/api/store/sqlite.ts';
 
 /** Records every boot; `onBoot` lets a test start an agent. */
 export class RecordingBoot implements BootAdapter {
@@ -44,7 +44,7 @@ export async function startApi(config: ApiConfig, dbPath: string, boot: BootAdap
     store,
     close: async () => {
       await app.close();
-      store.close();
+      await store.close();
     },
   };
 }

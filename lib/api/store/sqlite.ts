@@ -1,77 +1,9 @@
-// Deployments and their status, kept in an embedded SQLite database (node:sqlite) so that a restart
-// of the API loses none. The API talks to the `Store` interface only.
+// The embedded store: deployments and their status in an SQLite file (node:sqlite), so that a restart
+// of the API loses none. node:sqlite is synchronous; the methods are async to fit `Store`.
 import { DatabaseSync } from 'node:sqlite';
-import type { ErrorKind } from '../errors.ts';
-import type { Progress, StatusState } from '../status.ts';
-
-/** Which route started a deployment: the legacy one or `/reinstall`. */
-export type DeploymentKind = 'bringYourOwnImage' | 'reinstall';
-
-export interface Deployment {
-  /** Also the taskId of the deployment's task. */
-  readonly id: number;
-  readonly serviceName: string;
-  readonly kind: DeploymentKind;
-  /** The customer's request body as received (validated); the agent validates it again. */
-  readonly body: unknown;
-  readonly status: StatusState;
-  readonly message: string;
-  readonly errorKind: ErrorKind | null;
-  readonly checksum: string | null;
-  readonly phase: string;
-  readonly progress: Progress | null;
-  readonly startedAt: string;
-  readonly jobTakenAt: string | null;
-  readonly finishedAt: string | null;
-  /** Erased by DELETE: no longer the server's status, and its agent token is void. */
-  readonly erased: boolean;
-}
-
-/** What an agent reports: one status change, in the status file's vocabulary. */
-export interface AgentEvent {
-  readonly status: StatusState;
-  readonly message: string;
-  readonly errorKind?: ErrorKind | null;
-  readonly checksum?: string | null;
-  readonly phase?: string | null;
-  readonly progress?: Progress | null;
-  /** When the agent saw it (ISO 8601); delivery may be much later. */
-  readonly at: string;
-}
-
-/** One phase of a deployment, as `install/status` lists it. */
-export interface Step {
-  readonly phase: string;
-  readonly comment: string;
-  readonly startedAt: string;
-}
-
-export interface NewDeployment {
-  readonly serviceName: string;
-  readonly kind: DeploymentKind;
-  readonly body: unknown;
-  readonly tokenHash: string;
-  readonly phase: string;
-  readonly message: string;
-}
-
-export interface Store {
-  /** Starts a deployment, or answers 'conflict' when one is already `doing` on that server. */
-  create(input: NewDeployment): Deployment | 'conflict';
-  /** The server's current (latest, not erased) deployment. */
-  current(serviceName: string): Deployment | undefined;
-  byId(id: number): Deployment | undefined;
-  byTokenHash(tokenHash: string): Deployment | undefined;
-  markJobTaken(id: number): void;
-  /** Applies an agent's events in order; a final status (done/error) is never overwritten by a later `doing`. */
-  record(id: number, events: readonly AgentEvent[]): Deployment;
-  steps(id: number): Step[];
-  /** DELETE: erases the server's deployment status and marks it for rescue mode. */
-  erase(serviceName: string): void;
-  /** Marks whether the server should boot into rescue mode (cleared when a deployment starts). */
-  inRescue(serviceName: string): boolean;
-  close(): void;
-}
+import type { ErrorKind } from '../../errors.ts';
+import type { Progress, StatusState } from '../../status.ts';
+import type { AgentEvent, Deployment, DeploymentKind, NewDeployment, Step, Store } from './types.ts';
 
 const schema = `
 CREATE TABLE IF NOT EXISTS deployments (
@@ -171,9 +103,17 @@ export class SqliteStore implements Store {
     }
   }
 
-  create(input: NewDeployment): Deployment | 'conflict' {
+  private currentOf(serviceName: string): Deployment | undefined {
+    return this.row('SELECT * FROM deployments WHERE service_name = ? AND erased = 0 ORDER BY id DESC LIMIT 1', serviceName);
+  }
+
+  private withId(id: number): Deployment | undefined {
+    return this.row('SELECT * FROM deployments WHERE id = ?', id);
+  }
+
+  async create(input: NewDeployment): Promise<Deployment | 'conflict'> {
     return this.transaction(() => {
-      if (this.current(input.serviceName)?.status === 'doing') return 'conflict';
+      if (this.currentOf(input.serviceName)?.status === 'doing') return 'conflict';
       const startedAt = now();
       const { lastInsertRowid } = this.db
         .prepare('INSERT INTO deployments (service_name, kind, body, token_hash, status, message, phase, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
@@ -181,29 +121,29 @@ export class SqliteStore implements Store {
       const id = Number(lastInsertRowid);
       this.db.prepare('INSERT INTO steps (deployment_id, n, phase, comment, started_at) VALUES (?, 0, ?, ?, ?)').run(id, input.phase, input.message, startedAt);
       this.db.prepare('INSERT INTO servers (service_name, rescue) VALUES (?, 0) ON CONFLICT (service_name) DO UPDATE SET rescue = 0').run(input.serviceName);
-      return this.byId(id)!;
+      return this.withId(id)!;
     });
   }
 
-  current(serviceName: string): Deployment | undefined {
-    return this.row('SELECT * FROM deployments WHERE service_name = ? AND erased = 0 ORDER BY id DESC LIMIT 1', serviceName);
+  async current(serviceName: string): Promise<Deployment | undefined> {
+    return this.currentOf(serviceName);
   }
 
-  byId(id: number): Deployment | undefined {
-    return this.row('SELECT * FROM deployments WHERE id = ?', id);
+  async byId(id: number): Promise<Deployment | undefined> {
+    return this.withId(id);
   }
 
-  byTokenHash(tokenHash: string): Deployment | undefined {
+  async byTokenHash(tokenHash: string): Promise<Deployment | undefined> {
     return this.row('SELECT * FROM deployments WHERE token_hash = ?', tokenHash);
   }
 
-  markJobTaken(id: number): void {
+  async markJobTaken(id: number): Promise<void> {
     this.db.prepare('UPDATE deployments SET job_taken_at = coalesce(job_taken_at, ?) WHERE id = ?').run(now(), id);
   }
 
-  record(id: number, events: readonly AgentEvent[]): Deployment {
+  async record(id: number, events: readonly AgentEvent[]): Promise<Deployment> {
     return this.transaction(() => {
-      let deployment = this.byId(id);
+      let deployment = this.withId(id);
       if (!deployment) throw new Error(`no deployment ${id}`);
       for (const event of events) {
         if (deployment.status !== 'doing') break; // the outcome is final
@@ -226,13 +166,13 @@ export class SqliteStore implements Store {
             final ? event.at : null,
             id,
           );
-        deployment = this.byId(id)!;
+        deployment = this.withId(id)!;
       }
       return deployment;
     });
   }
 
-  steps(id: number): Step[] {
+  async steps(id: number): Promise<Step[]> {
     const rows = this.db.prepare('SELECT phase, comment, started_at FROM steps WHERE deployment_id = ? ORDER BY n').all(id) as {
       phase: string;
       comment: string;
@@ -241,19 +181,19 @@ export class SqliteStore implements Store {
     return rows.map((r) => ({ phase: r.phase, comment: r.comment, startedAt: r.started_at }));
   }
 
-  erase(serviceName: string): void {
+  async erase(serviceName: string): Promise<void> {
     this.transaction(() => {
       this.db.prepare('UPDATE deployments SET erased = 1 WHERE service_name = ?').run(serviceName);
       this.db.prepare('INSERT INTO servers (service_name, rescue) VALUES (?, 1) ON CONFLICT (service_name) DO UPDATE SET rescue = 1').run(serviceName);
     });
   }
 
-  inRescue(serviceName: string): boolean {
+  async inRescue(serviceName: string): Promise<boolean> {
     const row = this.db.prepare('SELECT rescue FROM servers WHERE service_name = ?').get(serviceName) as { rescue: number } | undefined;
     return row?.rescue === 1;
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.db.close();
   }
 }

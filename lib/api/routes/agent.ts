@@ -1,0 +1,71 @@
+// The agents' routes: a deployment's agent takes its job and reports its status with its own token.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { apiMessages } from '../../errors.ts';
+import { bearer, hashToken } from '../auth.ts';
+import type { ApiOptions, ServiceParams } from '../context.ts';
+import { ApiError } from '../ovh-error.ts';
+import type { AgentEvent, Deployment } from '../store/types.ts';
+
+const eventSchema = {
+  type: 'object',
+  required: ['events'],
+  additionalProperties: false,
+  properties: {
+    events: {
+      type: 'array',
+      maxItems: 1000,
+      items: {
+        type: 'object',
+        required: ['status', 'message', 'at'],
+        properties: {
+          status: { enum: ['doing', 'done', 'error'] },
+          message: { type: 'string', maxLength: 4096 },
+          errorKind: { enum: ['invalid-job', 'refused-image', 'failed', null] },
+          checksum: { type: ['string', 'null'], maxLength: 300 },
+          phase: { type: ['string', 'null'], maxLength: 64 },
+          progress: {
+            anyOf: [
+              { type: 'null' },
+              {
+                type: 'object',
+                required: ['done', 'total', 'bytesPerSecond'],
+                properties: { done: { type: 'number', minimum: 0 }, total: { type: ['number', 'null'], minimum: 0 }, bytesPerSecond: { type: 'number', minimum: 0 } },
+              },
+            ],
+          },
+          at: { type: 'string', format: 'date-time' },
+        },
+      },
+    },
+  },
+} as const;
+
+export function agentRoutes(app: FastifyInstance, options: ApiOptions): void {
+  const { store } = options;
+
+  /** The deployment whose token the request carries, if that token belongs to this server. */
+  async function agentDeployment(request: FastifyRequest<{ Params: ServiceParams }>): Promise<Deployment> {
+    const token = bearer(request.headers.authorization);
+    if (!token) throw new ApiError(401, apiMessages.missingAgentToken);
+    const deployment = await store.byTokenHash(hashToken(token));
+    if (!deployment || deployment.erased || deployment.serviceName !== request.params.serviceName) throw new ApiError(403, apiMessages.wrongAgentToken);
+    return deployment;
+  }
+
+  app.get<{ Params: ServiceParams }>('/agent/v1/servers/:serviceName/job', async (request) => {
+    const deployment = await agentDeployment(request);
+    if (deployment.status !== 'doing') throw new ApiError(409, apiMessages.deploymentFinished);
+    await store.markJobTaken(deployment.id);
+    return { deploymentId: deployment.id, serviceName: deployment.serviceName, kind: deployment.kind, body: deployment.body };
+  });
+
+  app.post<{ Params: ServiceParams; Body: { events: AgentEvent[] } }>(
+    '/agent/v1/servers/:serviceName/events',
+    { schema: { body: eventSchema } },
+    async (request) => {
+      const deployment = await agentDeployment(request);
+      const after = await store.record(deployment.id, request.body.events);
+      return { status: after.status };
+    },
+  );
+}
