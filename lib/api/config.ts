@@ -22,14 +22,24 @@ export interface CommandBoot {
   readonly logFile?: string;
 }
 
+/** A customer account declared by the lab: signs in to the control panel and validates API credentials. */
+export interface CustomerConfig {
+  readonly name: string;
+  /** scrypt hash (lib/api/passwords.ts): `byoi serve` never reads a password in clear from its config. */
+  readonly passwordHash: string;
+}
+
 export interface ServerConfig {
   readonly serviceName: string;
+  /** The customer account that owns the server, if any. */
+  readonly customer?: string;
   readonly apiKeys: readonly string[];
   readonly boot?: CommandBoot;
 }
 
 export interface ApiConfig {
   readonly publicUrl?: string;
+  readonly customers?: readonly CustomerConfig[];
   readonly servers: readonly ServerConfig[];
 }
 
@@ -50,6 +60,24 @@ function parseBoot(value: unknown, where: string, bad: (why: string) => never): 
   };
 }
 
+function parseCustomers(value: unknown, bad: (why: string) => never): CustomerConfig[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) return bad('customers must be a list');
+  const names = new Set<string>();
+  return value.map((customer: unknown, i): CustomerConfig => {
+    const where = `customers[${i}]`;
+    if (!isObject(customer) || typeof customer.name !== 'string' || !/^[A-Za-z0-9._@-]{1,64}$/.test(customer.name)) {
+      return bad(`${where}.name must be 1 to 64 letters, digits, dots, dashes, underscores or @`);
+    }
+    if (names.has(customer.name)) bad(`customer ${customer.name} is declared twice`);
+    names.add(customer.name);
+    if (typeof customer.passwordHash !== 'string' || !customer.passwordHash.startsWith('scrypt$')) {
+      bad(`${where}.passwordHash must be an scrypt hash (byoi serve hash-password)`);
+    }
+    return { name: customer.name, passwordHash: customer.passwordHash as string };
+  });
+}
+
 /** Checks a parsed configuration; `source` names it in errors. */
 export function parseConfig(value: unknown, source: string): ApiConfig {
   const bad = (why: string): never => {
@@ -57,6 +85,7 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
   };
   if (!isObject(value) || !Array.isArray(value.servers)) return bad('expected {"servers": [...]}');
   if (value.publicUrl !== undefined && typeof value.publicUrl !== 'string') bad('publicUrl must be a URL');
+  const customers = parseCustomers(value.customers, bad);
   const seen = new Set<string>();
   const servers = value.servers.map((server: unknown, i): ServerConfig => {
     const where = `servers[${i}]`;
@@ -67,9 +96,11 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
     seen.add(server.serviceName);
     if (!isStringList(server.apiKeys)) bad(`${where}.apiKeys must be a list of keys`);
     const boot = parseBoot(server.boot, where, bad);
-    return { serviceName: server.serviceName, apiKeys: server.apiKeys as string[], ...(boot && { boot }) };
+    const { customer } = server;
+    if (customer !== undefined && !customers.some((c) => c.name === customer)) bad(`${where}.customer must name one of "customers"`);
+    return { serviceName: server.serviceName, apiKeys: server.apiKeys as string[], ...(typeof customer === 'string' && { customer }), ...(boot && { boot }) };
   });
-  return { ...(typeof value.publicUrl === 'string' && { publicUrl: value.publicUrl }), servers };
+  return { ...(typeof value.publicUrl === 'string' && { publicUrl: value.publicUrl }), ...(customers.length > 0 && { customers }), servers };
 }
 
 export function loadConfig(path: string): ApiConfig {

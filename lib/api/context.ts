@@ -1,6 +1,8 @@
 // What every group of routes is built from: the lab's configuration, the store and the boot control.
+import type { FastifyBaseLogger } from 'fastify';
 import type { BootAdapter } from './boot.ts';
 import type { ApiConfig } from './config.ts';
+import type { Customers } from './customers.ts';
 import type { Store } from './store/types.ts';
 
 export interface ApiOptions {
@@ -10,6 +12,17 @@ export interface ApiOptions {
   /** The URL agents use to reach this API; read when a deployment starts (the port may be known late). */
   readonly agentUrl: () => string;
   readonly logger?: boolean;
+  /** Customer accounts; by default those the config declares. */
+  readonly customers?: Customers;
+  /** Serve HTTPS with this certificate chain and key (PEM); plain HTTP without. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+}
+
+/** What the routes are built from: the options, with the customers and the server's logger settled. */
+export interface ApiContext extends ApiOptions {
+  readonly customers: Customers;
+  /** For what happens outside a request. */
+  readonly log: FastifyBaseLogger;
 }
 
 export type ServiceParams = { serviceName: string };

@@ -3,7 +3,8 @@
 // agent-only routes (routes/agent.ts). Every refusal is OVH-shaped (ovh-error.ts).
 import Fastify, { type FastifyInstance } from 'fastify';
 import { apiMessages } from '../errors.ts';
-import type { ApiOptions } from './context.ts';
+import type { ApiContext, ApiOptions } from './context.ts';
+import { ConfigCustomers } from './customers.ts';
 import { ApiError, sendError } from './ovh-error.ts';
 import { agentRoutes } from './routes/agent.ts';
 import { customerRoutes } from './routes/customer.ts';
@@ -11,7 +12,9 @@ import { customerRoutes } from './routes/customer.ts';
 export type { ApiOptions } from './context.ts';
 
 export function buildApi(options: ApiOptions): FastifyInstance {
-  const app = Fastify({ logger: options.logger ?? false, bodyLimit: 16 * 1024 * 1024 });
+  const settings = { logger: options.logger ?? false, bodyLimit: 16 * 1024 * 1024 };
+  // Typed as the plain-HTTP instance: routes and hooks do not depend on the transport.
+  const app = (options.tls ? Fastify({ ...settings, https: options.tls }) : Fastify(settings)) as unknown as FastifyInstance;
 
   app.setErrorHandler((error: { statusCode?: number; validation?: unknown; code?: string; message: string }, request, reply) => {
     if (error instanceof ApiError) return sendError(reply, error.statusCode, error.message);
@@ -23,7 +26,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   });
   app.setNotFoundHandler((_request, reply) => sendError(reply, 404, apiMessages.notFound));
 
-  customerRoutes(app, options);
-  agentRoutes(app, options);
+  const context: ApiContext = { ...options, customers: options.customers ?? new ConfigCustomers(options.config), log: app.log };
+  customerRoutes(app, context);
+  agentRoutes(app, context);
   return app;
 }

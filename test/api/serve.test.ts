@@ -1,6 +1,7 @@
 // `byoi serve` as a process, its config file, and the boot adapter that runs each server's command.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +23,7 @@ function serve(args: string[]): Promise<{ url: string; stop: () => Promise<numbe
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
-      const match = /listening on (http:\/\/\S+)/.exec(stderr);
+      const match = /listening on (https?:\/\/\S+)/.exec(stderr);
       if (match) resolve({ url: match[1]!, stop: () => (child.kill('SIGTERM'), exited) });
     });
     void exited.then((code) => reject(new Error(`byoi serve exited ${code}: ${stderr}`)));
@@ -44,6 +45,29 @@ describe('byoi serve', () => {
       expect((await call(second.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-a', body })).status).toBe(409);
     } finally {
       await second.stop();
+    }
+  });
+
+  it('serves HTTPS with the lab\'s certificate, which a client trusting that certificate verifies', async () => {
+    const [cert, key] = [join(dir, 'lab.crt'), join(dir, 'lab.key')];
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    const config = join(dir, 'tls.json');
+    writeFileSync(config, JSON.stringify({ servers: [{ serviceName: 'ns1.lab', apiKeys: ['key-a'] }] }));
+    const served = await serve(['--config', config, '--listen', '127.0.0.1:0', '--db', join(dir, 'tls.sqlite'), '--tls-cert', cert, '--tls-key', key]);
+    try {
+      expect(served.url).toMatch(/^https:/);
+      const get = (ca?: Buffer) =>
+        new Promise<number>((resolve, reject) => {
+          const request = httpsRequest(`${served.url}/dedicated/server/ns1.lab/bringYourOwnImage`, { headers: { authorization: 'Bearer key-a' }, ...(ca && { ca }) }, (response) => {
+            response.resume();
+            resolve(response.statusCode!);
+          });
+          request.on('error', reject).end();
+        });
+      expect(await get(readFileSync(cert))).toBe(200);
+      await expect(get()).rejects.toThrow(/self-signed|unable to verify/i);
+    } finally {
+      await served.stop();
     }
   });
 

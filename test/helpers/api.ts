@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import type { BootAdapter, BootContext } from '../../lib/api/boot.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import { buildApi } from '../../lib/api/server.ts';
-import { SqliteStore } from '../../lib/api/store/sqlite.ts';
+import { openStore } from '../../lib/api/store/open.ts';
+import type { Store } from '../../lib/api/store/types.ts';
 
 /** Records every boot; `onBoot` lets a test start an agent. */
 export class RecordingBoot implements BootAdapter {
@@ -27,12 +28,12 @@ export class RecordingBoot implements BootAdapter {
 export interface TestApi {
   readonly url: string;
   readonly port: number;
-  readonly store: SqliteStore;
+  readonly store: Store;
   close(): Promise<void>;
 }
 
 export async function startApi(config: ApiConfig, dbPath: string, boot: BootAdapter, port = 0): Promise<TestApi> {
-  const store = new SqliteStore(dbPath);
+  const store = await openStore(dbPath);
   let url = '';
   const app = buildApi({ config, store, boot, agentUrl: () => url });
   await app.listen({ host: '127.0.0.1', port });

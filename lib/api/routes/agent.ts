@@ -2,7 +2,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { apiMessages } from '../../errors.ts';
 import { bearer, hashToken } from '../auth.ts';
-import type { ApiOptions, ServiceParams } from '../context.ts';
+import type { ApiContext, ServiceParams } from '../context.ts';
 import { ApiError } from '../ovh-error.ts';
 import type { AgentEvent, Deployment } from '../store/types.ts';
 
@@ -40,7 +40,7 @@ const eventSchema = {
   },
 } as const;
 
-export function agentRoutes(app: FastifyInstance, options: ApiOptions): void {
+export function agentRoutes(app: FastifyInstance, options: ApiContext): void {
   const { store } = options;
 
   /** The deployment whose token the request carries, if that token belongs to this server. */

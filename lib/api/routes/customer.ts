@@ -1,16 +1,14 @@
 // The customers' routes, OVH's: start, follow and erase deployments of their own servers.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ByoiError, apiMessages, bootStep, messages } from '../../errors.ts';
-import { validateJob } from '../../job.ts';
-import { bearer, checkCustomer, newAgentToken } from '../auth.ts';
-import type { ApiOptions, ServiceParams } from '../context.ts';
-import { jobInputFor } from '../job-body.ts';
+import { apiMessages, messages } from '../../errors.ts';
+import { bearer, checkCustomer } from '../auth.ts';
+import type { ApiContext, ServiceParams } from '../context.ts';
+import { eraseDeployment, startDeployment } from '../deployments.ts';
 import { ApiError } from '../ovh-error.ts';
-import type { Deployment, DeploymentKind } from '../store/types.ts';
 import { byoiStatusView, installStatusView, taskView } from '../views.ts';
 
-export function customerRoutes(app: FastifyInstance, options: ApiOptions): void {
-  const { config, store, boot } = options;
+export function customerRoutes(app: FastifyInstance, options: ApiContext): void {
+  const { config, store } = options;
 
   function customer(request: FastifyRequest<{ Params: ServiceParams }>): void {
     const key = bearer(request.headers.authorization);
@@ -28,31 +26,10 @@ export function customerRoutes(app: FastifyInstance, options: ApiOptions): void 
     }
   }
 
-  /** Validates the body with the one job validation, then records the deployment and boots the server. */
-  async function startDeployment(serviceName: string, kind: DeploymentKind, body: unknown): Promise<Deployment> {
-    try {
-      validateJob(jobInputFor(kind, body));
-    } catch (error) {
-      if (error instanceof ByoiError && error.kind === 'invalid-job') throw new ApiError(400, error.message);
-      throw error;
-    }
-    const { token, hash } = newAgentToken();
-    const created = await store.create({ serviceName, kind, body, tokenHash: hash, phase: bootStep.phase, message: bootStep.message });
-    if (created === 'conflict') throw new ApiError(409, apiMessages.deploymentRunning(serviceName));
-    try {
-      await boot.boot({ serverUrl: options.agentUrl(), serviceName, token });
-    } catch (error) {
-      const message = error instanceof ByoiError ? error.message : apiMessages.bootFailed(serviceName);
-      app.log.error({ serviceName, error: String(error) }, message);
-      return store.record(created.id, [{ status: 'error', message, errorKind: 'failed', at: new Date().toISOString() }]);
-    }
-    return created;
-  }
-
   const customerRoute = { onRequest: async (request: FastifyRequest<{ Params: ServiceParams }>) => customer(request) };
 
   app.post<{ Params: ServiceParams }>('/dedicated/server/:serviceName/bringYourOwnImage', customerRoute, async (request, reply) => {
-    await startDeployment(request.params.serviceName, 'bringYourOwnImage', request.body);
+    await startDeployment(options, request.params.serviceName, 'bringYourOwnImage', request.body);
     return reply.type('application/json').send('null');
   });
 
@@ -63,8 +40,7 @@ export function customerRoutes(app: FastifyInstance, options: ApiOptions): void 
 
   app.delete<{ Params: ServiceParams }>('/dedicated/server/:serviceName/bringYourOwnImage', customerRoute, async (request, reply) => {
     const { serviceName } = request.params;
-    await store.erase(serviceName);
-    await boot.rescue(serviceName);
+    await eraseDeployment(options, serviceName);
     return reply.type('application/json').send('null');
   });
 
@@ -72,7 +48,7 @@ export function customerRoutes(app: FastifyInstance, options: ApiOptions): void 
     const body = request.body;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, messages.badJobBody);
     if ((body as Record<string, unknown>).operatingSystem !== 'byoi_64') throw new ApiError(400, apiMessages.badOperatingSystem);
-    return taskView(await startDeployment(request.params.serviceName, 'reinstall', body));
+    return taskView(await startDeployment(options, request.params.serviceName, 'reinstall', body));
   });
 
   app.get<{ Params: ServiceParams & { taskId: string } }>('/dedicated/server/:serviceName/task/:taskId', customerRoute, async (request) => {
