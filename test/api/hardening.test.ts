@@ -131,7 +131,7 @@ describe('authentication happens before the body (item 5)', () => {
   it('caps a batch of events', async () => {
     await start();
     const token = await deploy();
-    const events = Array.from({ length: 101 }, () => ({ status: 'doing', message: 'Downloading image', phase: 'download' }));
+    const events = Array.from({ length: 101 }, () => ({ status: 'doing', message: 'Downloading image', phase: 'download', at: new Date().toISOString() }));
     const answer = await call(api!.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events } });
     expect(answer).toEqual({ status: 400, body: { class: 'Client::BadRequest', message: apiMessages.badEvents } });
   });
@@ -227,7 +227,7 @@ describe('what an agent may report is bounded (item 7)', () => {
   ])('refuses %s', async (_what, event) => {
     await start();
     const token = await deploy();
-    const answer = await call(api!.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: [event] } });
+    const answer = await call(api!.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: [{ ...event, at: new Date().toISOString() }] } });
     expect(answer).toEqual({ status: 400, body: { class: 'Client::BadRequest', message: apiMessages.badEvents } });
   });
 
