@@ -10,8 +10,14 @@ export interface AssignedJob {
   readonly body: unknown;
 }
 
-/** How a delivery went: delivered, worth retrying (network, 5xx), or refused for good (token void, bad events). */
-export type Delivery = 'delivered' | 'retry' | 'refused';
+/**
+ * How a delivery went: delivered, worth retrying (network, 5xx), refused for good (bad events), or
+ * revoked: the token is refused or the deployment cancelled, and the agent must stop at once.
+ */
+export type Delivery = 'delivered' | 'retry' | 'refused' | 'revoked';
+
+/** The answers that void the agent's right to go on: no token, a token refused, a deployment cancelled. */
+const revoked = (status: number) => status === 401 || status === 403 || status === 410;
 
 const REQUEST_TIMEOUT_MS = 15_000;
 
@@ -22,7 +28,7 @@ export class AgentClient {
     this.settings = settings;
   }
 
-  private url(route: 'job' | 'events'): string {
+  private url(route: 'job' | 'events' | 'disks'): string {
     return `${this.settings.server}/agent/v1/servers/${encodeURIComponent(this.settings.serviceName)}/${route}`;
   }
 
@@ -47,13 +53,18 @@ export class AgentClient {
     return body as AssignedJob;
   }
 
+  /** Events, or none: a heartbeat, whose answer tells whether the deployment still stands. */
   async postEvents(events: readonly AgentEvent[]): Promise<Delivery> {
+    return this.post('events', { events });
+  }
+
+  private async post(route: 'events' | 'disks', body: unknown): Promise<Delivery> {
     let response: Response;
     try {
-      response = await fetch(this.url('events'), {
+      response = await fetch(this.url(route), {
         method: 'POST',
         headers: { ...this.headers(), 'content-type': 'application/json' },
-        body: JSON.stringify({ events }),
+        body: JSON.stringify(body),
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
       await response.arrayBuffer();
@@ -61,6 +72,12 @@ export class AgentClient {
       return 'retry';
     }
     if (response.status === 200) return 'delivered';
+    if (revoked(response.status)) return 'revoked';
     return response.status >= 500 || response.status === 429 ? 'retry' : 'refused';
+  }
+
+  /** The server's disks and groups, for the API and the control panel (one attempt: it is informative). */
+  async postDisks(report: unknown): Promise<Delivery> {
+    return this.post('disks', report);
   }
 }
