@@ -11,7 +11,7 @@ interface ServeArgs {
   db: string;
   tlsCert?: string;
   tlsKey?: string;
-  agentSilence: number;
+  'agent-silence': number;
 }
 
 function parseListen(listen: string): { host: string; port: number } {
@@ -42,7 +42,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         import('../../lib/api/store/open.ts'),
         import('../../lib/api/watchdog.ts'),
       ]);
-      if (!(argv.agentSilence > 0)) throw invalidJob(messages.badField('--agent-silence', 'a number of seconds'));
+      if (!(argv['agent-silence'] > 0)) throw invalidJob(messages.badField('--agent-silence', 'a number of seconds'));
       const config = loadConfig(argv.config);
       if (Boolean(argv.tlsCert) !== Boolean(argv.tlsKey)) throw invalidJob(messages.badField('--tls-cert and --tls-key', 'both or neither'));
       const tls = argv.tlsCert && argv.tlsKey ? { cert: readFileSync(argv.tlsCert), key: readFileSync(argv.tlsKey) } : undefined;
@@ -52,7 +52,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       const boot = new CommandBootAdapter(config.servers);
       const app = buildApi({ config, store, boot, agentUrl: () => config.publicUrl ?? address, logger: true, ...(tls && { tls }) });
       address = await app.listen({ host, port });
-      const watchdog = startWatchdog({ store, silenceMs: argv.agentSilence * 1000, log: app.log });
+      const watchdog = startWatchdog({ store, silenceMs: argv['agent-silence'] * 1000, log: app.log });
       process.stderr.write(`byoi serve: listening on ${address}\n`);
       await new Promise<void>((done) => {
         const stop = () => done();
