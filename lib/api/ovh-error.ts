@@ -9,6 +9,7 @@ const errorClasses: Record<number, string> = {
   403: 'Client::Forbidden',
   404: 'Client::NotFound',
   409: 'Client::Conflict',
+  410: 'Client::Gone',
   413: 'Client::BadRequest',
   415: 'Client::BadRequest',
 };
