@@ -29,12 +29,19 @@ export interface CustomerConfig {
   readonly passwordHash: string;
 }
 
+/** A disk group the lab declares for a server (shown by the control panel until the agent reports them). */
+export interface DiskGroupConfig {
+  readonly diskGroupId: number;
+  readonly description: string;
+}
+
 export interface ServerConfig {
   readonly serviceName: string;
   /** The customer account that owns the server, if any. */
   readonly customer?: string;
   readonly apiKeys: readonly string[];
   readonly boot?: CommandBoot;
+  readonly diskGroups?: readonly DiskGroupConfig[];
 }
 
 export interface ApiConfig {
@@ -78,6 +85,17 @@ function parseCustomers(value: unknown, bad: (why: string) => never): CustomerCo
   });
 }
 
+function parseDiskGroups(value: unknown, where: string, bad: (why: string) => never): DiskGroupConfig[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) return bad(`${where}.diskGroups must be a list`);
+  return value.map((group: unknown, i): DiskGroupConfig => {
+    if (!isObject(group) || !Number.isSafeInteger(group.diskGroupId) || (group.diskGroupId as number) < 0 || typeof group.description !== 'string') {
+      return bad(`${where}.diskGroups[${i}] must be {"diskGroupId": <integer>, "description": "..."}`);
+    }
+    return { diskGroupId: group.diskGroupId as number, description: group.description };
+  });
+}
+
 /** Checks a parsed configuration; `source` names it in errors. */
 export function parseConfig(value: unknown, source: string): ApiConfig {
   const bad = (why: string): never => {
@@ -96,9 +114,10 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
     seen.add(server.serviceName);
     if (!isStringList(server.apiKeys)) bad(`${where}.apiKeys must be a list of keys`);
     const boot = parseBoot(server.boot, where, bad);
+    const diskGroups = parseDiskGroups(server.diskGroups, where, bad);
     const { customer } = server;
     if (customer !== undefined && !customers.some((c) => c.name === customer)) bad(`${where}.customer must name one of "customers"`);
-    return { serviceName: server.serviceName, apiKeys: server.apiKeys as string[], ...(typeof customer === 'string' && { customer }), ...(boot && { boot }) };
+    return { serviceName: server.serviceName, apiKeys: server.apiKeys as string[], ...(typeof customer === 'string' && { customer }), ...(boot && { boot }), ...(diskGroups && { diskGroups }) };
   });
   return { ...(typeof value.publicUrl === 'string' && { publicUrl: value.publicUrl }), ...(customers.length > 0 && { customers }), servers };
 }

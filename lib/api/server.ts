@@ -8,6 +8,7 @@ import { ConfigCustomers } from './customers.ts';
 import { ApiError, sendError } from './ovh-error.ts';
 import { agentRoutes } from './routes/agent.ts';
 import { customerRoutes } from './routes/customer.ts';
+import { panelRoutes } from './routes/panel.ts';
 
 export type { ApiOptions } from './context.ts';
 
@@ -29,5 +30,6 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const context: ApiContext = { ...options, customers: options.customers ?? new ConfigCustomers(options.config), log: app.log };
   customerRoutes(app, context);
   agentRoutes(app, context);
+  panelRoutes(app, context);
   return app;
 }

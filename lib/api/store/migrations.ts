@@ -49,6 +49,21 @@ export const migrations: readonly Migration[] = [
         rescue INTEGER NOT NULL
       );`,
   },
+  {
+    id: 20,
+    name: 'control panel sessions',
+    // Only a hash of the session id is kept: a copy of the database signs no one in.
+    sql: () => `
+      CREATE TABLE panel_sessions (
+        id_hash TEXT PRIMARY KEY,
+        customer TEXT NOT NULL,
+        csrf_token TEXT NOT NULL,
+        pending_install TEXT,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+      );
+      CREATE INDEX panel_sessions_by_expiry ON panel_sessions (expires_at);`,
+  },
 ];
 
 /** Applies the migrations the database has not had yet, in order, in one transaction. */

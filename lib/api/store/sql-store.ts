@@ -148,6 +148,10 @@ export class SqlStore implements Store {
     return row !== undefined && Number(row.rescue) === 1;
   }
 
+  get sql(): Database {
+    return this.db;
+  }
+
   close(): Promise<void> {
     return this.db.close();
   }

@@ -3,6 +3,7 @@
 // that a networked database (several replicas) can stand behind the same interface.
 import type { ErrorKind } from '../../errors.ts';
 import type { Progress, StatusState } from '../../status.ts';
+import type { Database } from './sql.ts';
 
 /** Which route started a deployment: the legacy one or `/reinstall`. */
 export type DeploymentKind = 'bringYourOwnImage' | 'reinstall';
@@ -70,5 +71,7 @@ export interface Store {
   erase(serviceName: string): Promise<void>;
   /** Marks whether the server should boot into rescue mode (cleared when a deployment starts). */
   inRescue(serviceName: string): Promise<boolean>;
+  /** The database itself, for the tables of other concerns written over the same Sql (sessions-store.ts). */
+  readonly sql: Database;
   close(): Promise<void>;
 }
