@@ -1,5 +1,5 @@
-// A simple brake on password guessing: a client address or an account name with too many failed
-// sign-ins in a window is refused until the window ends. In this process's memory (several replicas
+// A simple brake on password guessing: a key (an account name, a client address) with too many
+// failed sign-ins in a window is refused until the window ends. In this process's memory (several replicas
 // each keep their own count); bounded in size.
 export class SignInLimit {
   private readonly failures = new Map<string, { count: number; until: number }>();
@@ -19,23 +19,20 @@ export class SignInLimit {
     return entry && entry.until > now ? entry : undefined;
   }
 
-  /** Whether any of `keys` (an address, a name) is over its limit. */
-  blocked(keys: readonly string[], now = Date.now()): boolean {
-    return keys.some((key) => (this.live(key, now)?.count ?? 0) >= this.max);
+  blocked(key: string, now = Date.now()): boolean {
+    return (this.live(key, now)?.count ?? 0) >= this.max;
   }
 
-  failed(keys: readonly string[], now = Date.now()): void {
-    for (const key of keys) {
-      const entry = this.live(key, now) ?? { count: 0, until: now + this.windowMs };
-      entry.count += 1;
-      this.failures.delete(key);
-      this.failures.set(key, entry);
-      // The oldest entries go first when the table is full (a Map keeps insertion order).
-      while (this.failures.size > this.capacity) this.failures.delete(this.failures.keys().next().value!);
-    }
+  failed(key: string, now = Date.now()): void {
+    const entry = this.live(key, now) ?? { count: 0, until: now + this.windowMs };
+    entry.count += 1;
+    this.failures.delete(key);
+    this.failures.set(key, entry);
+    // The oldest entries go first when the table is full (a Map keeps insertion order).
+    while (this.failures.size > this.capacity) this.failures.delete(this.failures.keys().next().value!);
   }
 
-  succeeded(keys: readonly string[]): void {
-    for (const key of keys) this.failures.delete(key);
+  succeeded(key: string): void {
+    this.failures.delete(key);
   }
 }

@@ -55,7 +55,8 @@ export function panelRoutes(app: FastifyInstance, context: ApiContext): void {
 
 function routes(panel: FastifyInstance, context: ApiContext): void {
   const sessions = new SessionStore(context.store.sql);
-  const limit = new SignInLimit();
+  // An account is guessed at from anywhere; an address may be many customers behind one NAT.
+  const limits = { name: new SignInLimit(10), address: new SignInLimit(100) };
   const secure = Boolean(context.tls);
   const sessionCookie = secure ? '__Secure-byoi_session' : 'byoi_session';
   const signInCookie = secure ? '__Secure-byoi_sign_in' : 'byoi_sign_in';
@@ -168,14 +169,15 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     const t = dictionaries[language(request)];
     if (!sameOrigin(request) || !tokenMatches(csrf, request.cookies[signInCookie])) return message(request, reply, 403, (m) => m.badForm);
     const account = typeof name === 'string' ? name.slice(0, 64) : '';
-    const keys = [`address:${request.ip}`, `name:${account}`];
-    if (limit.blocked(keys)) return signInForm(request, reply, t.tooManyAttempts, account, 429);
+    const blocked = limits.name.blocked(account) || limits.address.blocked(request.ip);
+    if (blocked) return signInForm(request, reply, t.tooManyAttempts, account, 429);
     const customer = typeof password === 'string' && password.length <= 1024 ? await context.customers.signIn(account, password) : undefined;
     if (!customer) {
-      limit.failed(keys);
+      limits.name.failed(account);
+      limits.address.failed(request.ip);
       return signInForm(request, reply, t.wrongPassword, account, 401);
     }
-    limit.succeeded([`name:${account}`]);
+    limits.name.succeeded(account);
     const old = request.cookies[sessionCookie];
     if (old) {
       const previous = await sessions.find(old);
