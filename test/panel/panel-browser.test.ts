@@ -128,6 +128,15 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
     await on.getByLabel(/Mot de passe|Password/).press('Enter');
   }
 
+  /** Presses Tab until the focused element's text is `text`: keyboard-only use. */
+  async function tabTo(on: Page, text: string) {
+    for (let i = 0; i < 40; i++) {
+      await on.keyboard.press('Tab');
+      if ((await on.evaluate('document.activeElement?.textContent?.trim()')) === text) return;
+    }
+    throw new Error(`Tab never reached ${JSON.stringify(text)}`);
+  }
+
   it('signs in in French (the browser\'s language), switches to English, and lists only her servers', async () => {
     await page.goto(`${api.url}/panel/servers`);
     expect(new URL(page.url()).pathname).toBe('/panel/sign-in');
@@ -139,6 +148,16 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
     await expect.poll(() => page.locator('h1').textContent()).toBe(en.servers);
     expect(await page.locator('tbody th').allTextContents()).toEqual(['ns1.lab']);
     expect(await page.locator('tbody td').textContent()).toBe(en.idle);
+    // Keyboard only, on a phone-sized window: to the server, then to its install form, which fits the width.
+    await tabTo(page, 'ns1.lab');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.locator('h1').textContent()).toBe('ns1.lab');
+    await tabTo(page, en.install);
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.locator('h1').textContent()).toBe(en.install);
+    expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')).toBe(true);
+    const unlabelled = "[...document.querySelectorAll('input:not([type=hidden]), select, textarea')].filter((c) => c.labels.length !== 1).map((c) => c.id)";
+    expect(await page.evaluate(unlabelled)).toEqual([]);
   });
 
   it('shows the API\'s message next to a wrong field, and never shows a header value back', async () => {
