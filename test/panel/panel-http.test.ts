@@ -78,6 +78,7 @@ describe('the control panel over HTTP', () => {
       customers: [
         { name: 'carol', passwordHash: await hashPassword('carol-password') },
         { name: 'dave', passwordHash: await hashPassword('dave-password') },
+        { name: 'erin', passwordHash: await hashPassword('erin-password') },
       ],
       servers: [
         { serviceName: 'ns1.lab', customer: 'carol', apiKeys: ['k1'] },
@@ -148,8 +149,8 @@ describe('the control panel over HTTP', () => {
 
   it('slows password guessing down: after 10 failures even the right password is refused for a while', async () => {
     const client = new Client(api.url);
-    for (let i = 0; i < 10; i++) expect((await client.signIn('dave', `guess-${i}`)).status).toBe(401);
-    const refused = await client.signIn('dave', 'dave-password');
+    for (let i = 0; i < 10; i++) expect((await client.signIn('erin', `guess-${i}`)).status).toBe(401);
+    const refused = await client.signIn('erin', 'erin-password');
     expect(refused.status).toBe(429);
     expect(refused.text).toContain(en.tooManyAttempts);
   });
@@ -197,6 +198,32 @@ describe('the control panel over HTTP', () => {
     const again = await client.go('/panel/servers/ns1.lab/install/confirm', { form: { csrf } });
     expect(again.status).toBe(409);
     expect(again.text).toContain('An installation is already in progress on ns1.lab.');
+    const list = await client.go('/panel/servers');
+    expect(list.text).toContain(en.deployingPhase('boot', null));
+    expect(list.text).not.toContain('ns2.lab');
+    // No disk group declared by the lab and none reported: the page says so.
+    expect((await client.go('/panel/servers/ns1.lab')).text).toContain(en.diskGroupsUnknown);
+  });
+
+  it('shows a deployment that failed to boot as an error, with the API\'s message', async () => {
+    const client = new Client(api.url);
+    await client.signIn('dave', 'dave-password');
+    const csrf = await client.token('/panel/servers/ns2.lab/install');
+    boot.onBoot = async () => {
+      throw new Error('power controller unreachable');
+    };
+    try {
+      const form = new FormData();
+      for (const [k, v] of Object.entries({ csrf, URL: 'http://127.0.0.1:9/image.raw', type: 'raw', diskGroupId: '0' })) form.set(k, v);
+      expect((await client.go('/panel/servers/ns2.lab/install', { form })).status).toBe(200);
+      expect((await client.go('/panel/servers/ns2.lab/install/confirm', { form: { csrf } })).status).toBe(303);
+    } finally {
+      boot.onBoot = async () => {};
+    }
+    expect((await client.go('/panel/servers')).text).toContain(`<td class="state-error">${en.error}</td>`);
+    const follow = await client.go('/panel/servers/ns2.lab/deployment');
+    expect(follow.text).toContain('Could not boot ns2.lab on the deployment agent.');
+    expect(follow.text).toContain('data-live="false"');
   });
 
   it('speaks the browser\'s language unless the switch chose another', async () => {

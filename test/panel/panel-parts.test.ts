@@ -1,6 +1,11 @@
 // The panel's parts alone: escaping by construction, the language choice, and the mapping of every
 // job-validation message to the form field it is about.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { SessionStore } from '../../lib/api/store/sessions-store.ts';
+import { openStore } from '../../lib/api/store/open.ts';
 import { checkDeploymentBody } from '../../lib/api/deployments.ts';
 import { ApiError } from '../../lib/api/ovh-error.ts';
 import { html } from '../../lib/panel/html.ts';
@@ -62,5 +67,26 @@ describe('the panel parts', () => {
     const drive = (userData: Uint8Array) => bodyOf({ ...emptyForm, URL: 'http://x/a', configdrive: true, userData }).configdrive as { userData: string };
     expect(drive(gzip).userData).toBe(Buffer.from(gzip).toString('base64'));
     expect(drive(new TextEncoder().encode('#cloud-config\n')).userData).toBe('#cloud-config\n');
+  });
+
+  it('finds a session by its id until it expires or ends, and keeps no id, only its hash', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'byoi-sessions-'));
+    const store = await openStore(join(dir, 'db.sqlite'));
+    try {
+      const sessions = new SessionStore(store.sql);
+      const { id, session } = await sessions.create('carol');
+      expect(await sessions.find(id)).toMatchObject({ customer: 'carol', csrfToken: session.csrfToken, pendingInstall: null });
+      expect(await sessions.find(`${id}x`)).toBeUndefined();
+      expect(await store.sql.all('SELECT * FROM panel_sessions WHERE id_hash = ? OR csrf_token = ?', [id, id])).toEqual([]);
+      await sessions.setPendingInstall(session.idHash, { serviceName: 'ns1.lab', body: { URL: 'http://x/a' } });
+      expect((await sessions.find(id))?.pendingInstall).toEqual({ serviceName: 'ns1.lab', body: { URL: 'http://x/a' } });
+      await sessions.end(session.idHash);
+      expect(await sessions.find(id)).toBeUndefined();
+      const expired = await new SessionStore(store.sql, -1000).create('carol');
+      expect(await sessions.find(expired.id)).toBeUndefined();
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
