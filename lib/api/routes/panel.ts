@@ -126,7 +126,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   /** onRequest: the server must be the signed-in customer's; a stranger's and a missing one look alike. */
   async function owned(request: PanelRequest, reply: FastifyReply) {
     await signedIn(request, reply);
-    if (reply.sent) return;
+    if (reply.sent) return reply;
     const session = sessionOf.get(request)!;
     const customer = await context.customers.byName(session.customer);
     const mine = customer ? await context.customers.servers(customer) : [];
