@@ -155,6 +155,17 @@ describe('the control panel over HTTP', () => {
     expect(refused.text).toContain(en.tooManyAttempts);
   });
 
+  it('checks at most a few passwords at once (each holds 32 MiB for scrypt): a burst is answered 429', async () => {
+    const client = new Client(api.url);
+    const csrf = await client.token('/panel/sign-in');
+    const answers = await Promise.all(
+      Array.from({ length: 24 }, (_, i) => client.go('/panel/sign-in', { form: { csrf, name: `nobody-${i}`, password: 'x' } })),
+    );
+    const statuses = answers.map((a) => a.status);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
+    expect(statuses.every((s) => s === 401 || s === 429)).toBe(true);
+  });
+
   it('bounds form bodies', async () => {
     const client = new Client(api.url);
     await client.signIn('carol', 'carol-password');

@@ -57,6 +57,9 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   const sessions = new SessionStore(context.store.sql);
   // An account is guessed at from anywhere; an address may be many customers behind one NAT.
   const limits = { name: new SignInLimit(10), address: new SignInLimit(100) };
+  // Each password check holds 32 MiB for scrypt: a burst of sign-ins must not hold unbounded memory.
+  const MAX_CHECKS = 8;
+  let checking = 0;
   const secure = Boolean(context.tls);
   const sessionCookie = secure ? '__Secure-byoi_session' : 'byoi_session';
   const signInCookie = secure ? '__Secure-byoi_sign_in' : 'byoi_sign_in';
@@ -148,7 +151,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
 
   panel.get<{ Params: { lang: string }; Querystring: { back?: string } }>('/language/:lang', async (request, reply) => {
     const lang = languages.find((l) => l === request.params.lang);
-    if (lang) reply.setCookie('byoi_lang', lang, { ...cookieOptions, httpOnly: false, maxAge: 365 * 86400 });
+    if (lang) reply.setCookie('byoi_lang', lang, { ...cookieOptions, maxAge: 365 * 86400 });
     const back = request.query.back;
     const safe = typeof back === 'string' && /^\/panel(\/[A-Za-z0-9._~%\/-]*)?$/.test(back) && !back.includes('//');
     return reply.redirect(safe ? back : '/panel/servers', 303);
@@ -169,9 +172,15 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     const t = dictionaries[language(request)];
     if (!sameOrigin(request) || !tokenMatches(csrf, request.cookies[signInCookie])) return message(request, reply, 403, (m) => m.badForm);
     const account = typeof name === 'string' ? name.slice(0, 64) : '';
-    const blocked = limits.name.blocked(account) || limits.address.blocked(request.ip);
+    const blocked = limits.name.blocked(account) || limits.address.blocked(request.ip) || checking >= MAX_CHECKS;
     if (blocked) return signInForm(request, reply, t.tooManyAttempts, account, 429);
-    const customer = typeof password === 'string' && password.length <= 1024 ? await context.customers.signIn(account, password) : undefined;
+    let customer;
+    checking += 1;
+    try {
+      customer = typeof password === 'string' && password.length <= 1024 ? await context.customers.signIn(account, password) : undefined;
+    } finally {
+      checking -= 1;
+    }
     if (!customer) {
       limits.name.failed(account);
       limits.address.failed(request.ip);
