@@ -32,7 +32,7 @@ const en = dictionaries.en;
 const fr = dictionaries.fr;
 
 /** The browser as the brief asks: the system's chromium, headless, nothing fetched from the network. */
-export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 /** Serves the image slowly (so the page shows the download moving), only with the right header. */
 function slowImageServer(body: Buffer, header: [string, string]): Promise<{ url: string; server: Server }> {
