@@ -14,6 +14,7 @@ import { DEFAULT_RETENTION_DAYS, keepPruning } from './retention.ts';
 import { agentRoutes } from './routes/agent.ts';
 import { customerRoutes } from './routes/customer.ts';
 import { netbootRoutes } from './routes/netboot.ts';
+import { panelRoutes } from './routes/panel.ts';
 
 export type { ApiOptions } from './context.ts';
 
@@ -110,6 +111,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   customerRoutes(app, context);
   agentRoutes(app, context);
   netbootRoutes(app, context);
+  panelRoutes(app, context);
 
   let stopPruning = () => {};
   app.addHook('onReady', async () => {

@@ -63,6 +63,21 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE deployments ADD COLUMN erased_at TEXT;`,
   },
   {
+    id: 20,
+    name: 'control panel sessions',
+    // Only a hash of the session id is kept: a copy of the database signs no one in.
+    sql: () => `
+      CREATE TABLE panel_sessions (
+        id_hash TEXT PRIMARY KEY,
+        customer TEXT NOT NULL,
+        csrf_token TEXT NOT NULL,
+        pending_install TEXT,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+      );
+      CREATE INDEX panel_sessions_by_expiry ON panel_sessions (expires_at);`,
+  },
+  {
     id: 30,
     name: 'deployment lifecycle: error detail and fault, cancellation, agent heard, netboots; disks agents report',
     sql: () => `

@@ -276,6 +276,10 @@ export class SqlStore implements Store {
     return row && { report: JSON.parse(row.report), reportedAt: row.reported_at };
   }
 
+  get sql(): Database {
+    return this.db;
+  }
+
   close(): Promise<void> {
     return this.db.close();
   }

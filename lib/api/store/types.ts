@@ -3,6 +3,7 @@
 // that a networked database (several replicas) can stand behind the same interface.
 import type { ErrorKind, Fault } from '../../errors.ts';
 import type { Progress, StatusState } from '../../status.ts';
+import type { Database } from './sql.ts';
 
 /** Which route started a deployment: the legacy one or `/reinstall`. */
 export type DeploymentKind = 'bringYourOwnImage' | 'reinstall';
@@ -113,5 +114,7 @@ export interface Store {
   netboot(serviceName: string, tokenHash: string, maxBoots: number, lostMessage: string): Promise<NetbootState>;
   reportDisks(serviceName: string, report: unknown): Promise<void>;
   disks(serviceName: string): Promise<DisksReport | undefined>;
+  /** The database itself, for the tables of other concerns written over the same Sql (sessions-store.ts). */
+  readonly sql: Database;
   close(): Promise<void>;
 }
