@@ -33,6 +33,10 @@ export class ApiError extends Error {
   }
 }
 
+/** How long a client refused 429 is told to wait. */
+const RETRY_AFTER_SECONDS = 60;
+
 export function sendError(reply: FastifyReply, statusCode: number, message: string): FastifyReply {
+  if (statusCode === 429) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
   return reply.code(statusCode).type('application/json').send(ovhErrorBody(statusCode, message));
 }

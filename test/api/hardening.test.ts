@@ -417,3 +417,27 @@ describe('validation gaps (item 11)', () => {
     expect(() => validateJob({ url: 'x' })).toThrow(ByoiError);
   });
 });
+
+describe('a database from before the bodies were sealed (item 4)', () => {
+  it('moves its clear bodies out of deployments, seals them, and leaves no trace of them in the file', async () => {
+    const path = join(dir, 'old.sqlite');
+    const old = new DatabaseSync(path);
+    const { migrations } = await import('../../lib/api/store/migrations.ts');
+    old.exec('CREATE TABLE schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+    old.exec(migrations[0]!.sql('sqlite'));
+    old.prepare('INSERT INTO schema_migrations VALUES (1, ?, ?)').run(migrations[0]!.name, new Date().toISOString());
+    old.prepare("INSERT INTO deployments (service_name, kind, body, token_hash, status, message, phase, started_at) VALUES ('ns1.lab', 'bringYourOwnImage', ?, 'h', 'doing', 'm', 'boot', ?)")
+      .run(JSON.stringify(legacyBody), new Date().toISOString());
+    old.close();
+    const { openStore } = await import('../../lib/api/store/open.ts');
+    const store = await openStore(path);
+    try {
+      expect(await store.jobBody(1)).toEqual(legacyBody);
+      expect((await store.current('ns1.lab'))?.status).toBe('doing');
+    } finally {
+      await store.close();
+    }
+    const bytes = readdirSync(dir).filter((f) => f.startsWith('old.sqlite') && !f.endsWith('.key')).map((f) => readFileSync(join(dir, f)).toString('latin1')).join('');
+    expect(bytes).not.toContain('header-secret-value');
+  });
+});
