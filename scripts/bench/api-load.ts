@@ -6,7 +6,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -123,7 +123,7 @@ async function scenario(label: string, userDataBytes: number): Promise<void> {
   }
 }
 
-console.log(`byoi serve under load: ${agents} agents reporting every ${REPORT_MS} ms, ${customers} customers polling every ${pollMs} ms, ${seconds} s per case; latencies in ms`);
+console.log(`byoi serve under load: ${agents} agents reporting every ${REPORT_MS} ms, ${customers} customers polling every ${pollMs} ms, ${seconds} s per case; latencies in ms; ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at start`);
 console.log('| job | agents | customers | GET p50 | GET p99 | events/s | events/s offered | POST events p50 | POST events p99 | failed requests |');
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 await scenario('small', 0);
