@@ -2,7 +2,7 @@
 // driven over real HTTP (and raw TCP for what no client library sends) against the real server over
 // a SQLite file.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -224,6 +224,7 @@ describe('what an agent may report is bounded (item 7)', () => {
     ['a negative byte count', { status: 'doing', message: 'x', phase: 'write', progress: { done: -1, total: 1, bytesPerSecond: 0 } }],
     ['a byte count past 2^53', { status: 'doing', message: 'x', phase: 'write', progress: { done: 2 ** 60, total: null, bytesPerSecond: 0 } }],
     ['a huge message', { status: 'doing', message: 'x'.repeat(5000), phase: 'write' }],
+    ['a checksum that is not a digest', { status: 'doing', message: 'x', phase: 'verify', checksum: '<script>alert(1)</script>' }],
   ])('refuses %s', async (_what, event) => {
     await start();
     const token = await deploy();
@@ -415,6 +416,22 @@ describe('validation gaps (item 11)', () => {
       expect(answer).toEqual({ status: 404, body: { class: 'Client::NotFound', message: apiMessages.badServiceName } });
     }
     expect(() => validateJob({ url: 'x' })).toThrow(ByoiError);
+  });
+});
+
+describe('the sealed bodies\' key (item 4)', () => {
+  it('opens a body on its own row only, and refuses a key file others may read', async () => {
+    const { SecretBox } = await import('../../lib/api/store/secret-box.ts');
+    const keyFile = join(dir, 'box.key');
+    const box = SecretBox.fromKeyFile(keyFile);
+    expect((statSync(keyFile).mode & 0o777).toString(8)).toBe('600');
+    const sealed = box.seal('{"URL":"https://u:p@x/"}', 'row 1');
+    expect(sealed).not.toContain('u:p');
+    expect(SecretBox.fromKeyFile(keyFile).open(sealed, 'row 1')).toBe('{"URL":"https://u:p@x/"}');
+    expect(() => box.open(sealed, 'row 2')).toThrow();
+    expect(() => SecretBox.ephemeral().open(sealed, 'row 1')).toThrow();
+    chmodSync(keyFile, 0o644);
+    expect(() => SecretBox.fromKeyFile(keyFile)).toThrow(apiMessages.badSecretsKey(keyFile, 'others than its owner may read it (chmod 600)'));
   });
 });
 
