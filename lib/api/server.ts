@@ -13,6 +13,7 @@ import { ApiError, ovhErrorBody, sendError } from './ovh-error.ts';
 import { DEFAULT_RETENTION_DAYS, keepPruning } from './retention.ts';
 import { agentRoutes } from './routes/agent.ts';
 import { customerRoutes } from './routes/customer.ts';
+import { netbootRoutes } from './routes/netboot.ts';
 
 export type { ApiOptions } from './context.ts';
 
@@ -108,6 +109,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   };
   customerRoutes(app, context);
   agentRoutes(app, context);
+  netbootRoutes(app, context);
 
   let stopPruning = () => {};
   app.addHook('onReady', async () => {

@@ -1,11 +1,11 @@
 // The customers' routes, OVH's: start, follow and erase deployments of their own servers.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { apiMessages, messages } from '../../errors.ts';
+import { apiMessages, lifecycleMessages, messages } from '../../errors.ts';
 import { bearer, checkCustomer } from '../auth.ts';
 import type { ApiContext, ServiceParams } from '../context.ts';
 import { eraseDeployment, startDeployment } from '../deployments.ts';
 import { ApiError } from '../ovh-error.ts';
-import { byoiStatusView, installStatusView, taskView } from '../views.ts';
+import { byoiStatusView, hardwareView, installStatusView, taskView } from '../views.ts';
 
 export function customerRoutes(app: FastifyInstance, options: ApiContext): void {
   const { config, store, authFailures } = options;
@@ -68,5 +68,12 @@ export function customerRoutes(app: FastifyInstance, options: ApiContext): void 
     const deployment = await store.current(request.params.serviceName);
     if (!deployment) throw new ApiError(404, apiMessages.notInstalling);
     return installStatusView(deployment, await store.steps(deployment.id));
+  });
+
+  // The disks and groups the server's agent found when it last started (before a job is chosen).
+  app.get<{ Params: ServiceParams }>('/dedicated/server/:serviceName/specifications/hardware', customerRoute, async (request) => {
+    const disks = await store.disks(request.params.serviceName);
+    if (!disks) throw new ApiError(404, lifecycleMessages.noDisksReport(request.params.serviceName));
+    return hardwareView(disks);
   });
 }
