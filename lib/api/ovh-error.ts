@@ -21,7 +21,7 @@ const errorClasses: Record<number, string> = {
 
 /** The `{class, message}` body for `statusCode`. */
 export function ovhErrorBody(statusCode: number, message: string): { class: string; message: string } {
-  return { class: errorClasses[statusCode] ?? 'Server::InternalServerError', message };
+  return { class: errorClasses[statusCode] ?? (statusCode < 500 ? 'Client::BadRequest' : 'Server::InternalServerError'), message };
 }
 
 /** An error answered as OVH does: `{class, message}`. */

@@ -263,6 +263,8 @@ describe('every answer is OVH-shaped, however early it fails (item 8)', () => {
     ['a body that is not JSON', (k: string) => requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'content-type': 'application/json', 'content-length': 3 }, '{x}'), 400],
     ['an unsupported content type', (k: string) => requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'content-type': 'text/plain', 'content-length': 2 }, 'hi'), 415],
     ['a request line that is not HTTP', () => 'GARBAGE\r\n\r\n', 400],
+    ['headers over 16 KiB', (k: string) => requestText('GET', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'x-padding': 'a'.repeat(20_000) }), 431],
+    ['a URL over 16 KiB', (k: string) => requestText('GET', `${byoi('ns1.lab')}?q=${'a'.repeat(20_000)}`, { authorization: `Bearer ${k}` }), 431],
     ['a malformed chunked body', (k: string) => requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, 'zz\r\n{}\r\n0\r\n\r\n'), 400],
     ['both Content-Length and chunked', (k: string) => requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'content-type': 'application/json', 'content-length': 2, 'transfer-encoding': 'chunked' }, '2\r\n{}\r\n0\r\n\r\n'), 400],
   ])('%s', async (_what, text, status) => {
