@@ -7,7 +7,9 @@ import { DatabaseSync } from 'node:sqlite';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { clientKey, MemoryAuthFailures } from '../../lib/api/auth-failures.ts';
+import { clientKey } from '../../lib/api/auth-failures.ts';
+import { SqlAuthFailures } from '../../lib/api/store/auth-failures-store.ts';
+import { SqliteDatabase } from '../../lib/api/store/sqlite-db.ts';
 import { isStrongKey, parseConfig, type ApiConfig } from '../../lib/api/config.ts';
 import type { ApiOptions } from '../../lib/api/context.ts';
 import { pruneJobBodies } from '../../lib/api/retention.ts';
@@ -306,29 +308,43 @@ describe('every answer is OVH-shaped, however early it fails (item 8)', () => {
 });
 
 describe('failed authentications are limited per client, weak keys refused (item 9)', () => {
-  it('answers 429 to a client past its failures, even with the right key, and leaves others alone', async () => {
-    await start({ authFailures: new MemoryAuthFailures({ maxFailures: 5, windowMs: 60_000, maxClients: 100 }) });
-    for (let i = 0; i < 5; i++) expect((await call(api!.url, 'GET', byoi('ns1.lab'), { key: randomBytes(16).toString('hex') })).status).toBe(403);
+  it('answers 429 to a client past its failures, even with the right key, on customer and agent routes alike', async () => {
+    await start();
+    for (let i = 0; i < 30; i++) expect((await call(api!.url, 'GET', byoi('ns1.lab'), { key: randomBytes(16).toString('hex') })).status).toBe(403);
     const limited = await call(api!.url, 'GET', byoi('ns1.lab'), { key: aliceKey });
     expect(limited).toEqual({ status: 429, body: { class: 'Client::TooManyRequests', message: apiMessages.tooManyFailures } });
     expect((await call(api!.url, 'GET', agentJob('ns1.lab'), { key: 'f'.repeat(64) })).status).toBe(429);
   });
 
-  it('keeps a bounded table, counts IPv6 clients by /64, and forgets after the window', async () => {
-    let now = 0;
-    const failures = new MemoryAuthFailures({ maxFailures: 2, windowMs: 1000, maxClients: 3 }, () => now);
+  it('keeps the counts in the database: another replica (or a restart) sees them', async () => {
+    await start();
+    for (let i = 0; i < 30; i++) await call(api!.url, 'GET', agentJob('ns1.lab'), { key: randomBytes(32).toString('hex') });
+    await api!.close();
+    api = await startApi(config, db, boot);
+    expect((await call(api.url, 'GET', byoi('ns1.lab'), { key: aliceKey })).status).toBe(429);
+  });
+
+  it('counts per client and window, IPv6 clients by /64, and forgets windows that are over', async () => {
+    const sqlite = new SqliteDatabase(':memory:');
+    await sqlite.exec('CREATE TABLE auth_failures (client TEXT PRIMARY KEY, since TEXT NOT NULL, failures INTEGER NOT NULL)');
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const failures = new SqlAuthFailures(sqlite, { maxFailures: 2, windowMs: 1000 }, () => now);
     await failures.failed('10.0.0.1');
-    await failures.failed('10.0.0.1');
+    expect(await failures.limited('10.0.0.1')).toBe(false);
+    await failures.failed('::ffff:10.0.0.1');
     expect(await failures.limited('10.0.0.1')).toBe(true);
-    expect(await failures.limited('::ffff:10.0.0.1')).toBe(true);
-    for (const client of ['10.0.0.2', '10.0.0.3', '10.0.0.4']) await failures.failed(client);
-    expect(await failures.limited('10.0.0.1')).toBe(false); // the oldest was forgotten
-    expect(clientKey('2001:db8:1:2:aaaa::1')).toBe(clientKey('2001:db8:1:2:bbbb:cccc:dddd:eeee'));
-    expect(clientKey('2001:db8:1:2::1')).not.toBe(clientKey('2001:db8:1:3::1'));
-    await failures.failed('10.0.0.9');
-    await failures.failed('10.0.0.9');
-    now = 1500;
-    expect(await failures.limited('10.0.0.9')).toBe(false);
+    expect(await failures.limited('10.0.0.2')).toBe(false);
+    await failures.failed('2001:db8:1:2:aaaa::1');
+    await failures.failed('2001:DB8:1:2:bbbb:cccc:dddd:eeee');
+    expect(await failures.limited('2001:db8:1:2::9')).toBe(true);
+    expect(await failures.limited('2001:db8:1:3::1')).toBe(false);
+    now += 1500; // the window is over: the count starts again, and old rows go
+    expect(await failures.limited('10.0.0.1')).toBe(false);
+    await failures.failed('10.0.0.1');
+    expect(await failures.limited('10.0.0.1')).toBe(false);
+    expect(await sqlite.all('SELECT client, failures FROM auth_failures')).toEqual([{ client: '10.0.0.1', failures: 1 }]);
+    expect(clientKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    await sqlite.close();
   });
 
   it('refuses weak API keys when the config is read', () => {
