@@ -78,7 +78,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       ? Fastify({ ...settings, https: { ...options.tls, connectionsCheckingInterval } })
       : Fastify({ ...settings, http: { connectionsCheckingInterval } })
   ) as unknown as FastifyInstance;
-  app.server.headersTimeout = limits.headersTimeoutMs;
+  app.server.headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs); // Node wants it within the request's
   // OVH's API speaks JSON only: any other body is refused 415 before it is read.
   app.removeContentTypeParser('text/plain');
 

@@ -192,6 +192,18 @@ describe('the job body is stored apart, sealed, cut to the contract and pruned (
     }
   });
 
+  it('stores only the contract\'s fields of a reinstall body', async () => {
+    await start();
+    const customizations = { imageURL: 'https://images.example/disk.raw', imageType: 'raw', httpHeaders: { 'X-Auth': 'header-secret-value' }, configDriveMetadata: { role: 'web' }, hostname: 'web1' };
+    const answer = await call(api!.url, 'POST', '/dedicated/server/ns1.lab/reinstall', {
+      key: aliceKey,
+      body: { operatingSystem: 'byoi_64', junk: 'j', customizations: { ...customizations, junk: 'j' }, storage: [{ diskGroupId: 2, junk: 'j' }, { diskGroupId: 3 }] },
+    });
+    expect(answer.status).toBe(200);
+    const job = await call(api!.url, 'GET', agentJob('ns1.lab'), { key: boot.boots.at(-1)!.token });
+    expect(job.body.body).toEqual({ operatingSystem: 'byoi_64', customizations, storage: [{ diskGroupId: 2 }] });
+  });
+
   it('forgets finished deployments\' bodies after the retention period, not running ones', async () => {
     await start();
     const token = await deploy();
