@@ -55,7 +55,7 @@ function parseJson(text: string): unknown {
 export class AgentClient {
   private readonly settings: AgentSettings;
   /** Why the last attempt is worth retrying, for the error once retries are over. */
-  retryReason = 'the API could not be reached';
+  retryReason = apiMessages.apiUnreachable('no answer yet');
 
   constructor(settings: AgentSettings) {
     this.settings = settings;
@@ -88,7 +88,9 @@ export class AgentClient {
     try {
       response = await this.request('job', {});
     } catch (error) {
-      this.retryReason = error instanceof CancelError ? apiMessages.notAJob : `the API could not be reached (${(error as { code?: string }).code ?? 'error'})`;
+      const code = (error as { code?: string }).code ?? 'error';
+      if (error instanceof CancelError) this.retryReason = apiMessages.notAJob;
+      else this.retryReason = /CERT|SIGNATURE|ALTNAME/.test(code) ? apiMessages.apiCertificateRefused(code) : apiMessages.apiUnreachable(code);
       return 'retry';
     }
     if (response.statusCode >= 500) {
