@@ -95,6 +95,17 @@ export const migrations: readonly Migration[] = [
         reported_at TEXT NOT NULL
       );`,
   },
+  {
+    id: 3,
+    name: 'failed authentications per client, in the window that started at since',
+    sql: () => `
+      CREATE TABLE auth_failures (
+        client TEXT PRIMARY KEY,
+        since TEXT NOT NULL,
+        failures INTEGER NOT NULL
+      );
+      CREATE INDEX auth_failures_by_since ON auth_failures (since);`,
+  },
 ];
 
 /** Applies the migrations the database has not had yet, in order, in one transaction. */

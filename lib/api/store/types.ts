@@ -1,6 +1,7 @@
 // What the API keeps: deployments, their steps and each server's boot state. The API talks to this
 // interface only; lib/api/store/sqlite.ts is the embedded implementation. Every method is async so
 // that a networked database (several replicas) can stand behind the same interface.
+import type { AuthFailures } from '../auth-failures.ts';
 import type { ErrorKind, Fault } from '../../errors.ts';
 import type { Progress, StatusState } from '../../status.ts';
 import type { Database } from './sql.ts';
@@ -83,6 +84,8 @@ export interface DisksReport {
 }
 
 export interface Store {
+  /** Failed authentications per client, kept with the rest of the state. */
+  readonly authFailures: AuthFailures;
   /** Starts a deployment, or answers 'conflict' when one is already `doing` on that server. */
   create(input: NewDeployment): Promise<Deployment | 'conflict'>;
   /** The server's current (latest, not erased) deployment. */
