@@ -3,7 +3,7 @@
 // user data file reaching the deployment without being shown back, the language choice.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { DatabaseSync } from 'node:sqlite';
@@ -83,6 +83,7 @@ describe('the control panel over HTTP', () => {
       servers: [
         { serviceName: 'ns1.lab', customer: 'carol', apiKeys: ['k1'] },
         { serviceName: 'ns2.lab', customer: 'dave', apiKeys: ['k2'] },
+        { serviceName: 'ns3.lab', customer: 'carol', apiKeys: ['k3'] },
       ],
     };
     api = await startApi(config, join(dir, 'api.sqlite'), boot);
@@ -214,6 +215,28 @@ describe('the control panel over HTTP', () => {
     expect(list.text).not.toContain('ns2.lab');
     // No disk group declared by the lab and none reported: the page says so.
     expect((await client.go('/panel/servers/ns1.lab')).text).toContain(en.diskGroupsUnknown);
+  });
+
+  it('seals the install waiting for its confirmation: no file of the database holds a secret of the form', async () => {
+    const client = new Client(api.url);
+    await client.signIn('carol', 'carol-password');
+    const csrf = await client.token('/panel/servers/ns3.lab/install');
+    const secrets = ['header-secret-value-4417', 'userdata-secret-9921'];
+    const form = new FormData();
+    for (const [k, v] of Object.entries({ csrf, URL: 'http://127.0.0.1:9/image.qcow2', type: 'qcow2', diskGroupId: '1', 'httpHeader.0.key': 'Authorization', 'httpHeader.0.value': `Bearer ${secrets[0]}`, configdrive: 'on', userData: `#cloud-config\nruncmd: [echo ${secrets[1]}]\n` })) form.set(k, v);
+    expect((await client.go('/panel/servers/ns3.lab/install', { form })).status).toBe(200);
+    const databaseBytes = () =>
+      Buffer.concat(readdirSync(dir).filter((f) => f.startsWith('api.sqlite') && !f.endsWith('.key')).map((f) => readFileSync(join(dir, f))));
+    const sealed = (await api.store.sql.all<{ pending_install: string }>('SELECT pending_install FROM panel_sessions WHERE pending_install IS NOT NULL')).map((r) => r.pending_install);
+    expect(sealed.length).toBeGreaterThan(0);
+    expect(sealed.every((text) => text.startsWith('v1:'))).toBe(true);
+    for (const secret of secrets) expect(databaseBytes().includes(Buffer.from(secret))).toBe(false);
+    // Confirmed: the deployment has them all (sealed too), the session no longer holds them.
+    expect((await client.go('/panel/servers/ns3.lab/install/confirm', { form: { csrf } })).status).toBe(303);
+    const deployment = (await api.store.current('ns3.lab'))!;
+    const body = JSON.stringify(await api.store.jobBody(deployment.id));
+    for (const secret of secrets) expect(body).toContain(secret);
+    for (const secret of secrets) expect(databaseBytes().includes(Buffer.from(secret))).toBe(false);
   });
 
   it('shows a deployment that failed to boot as an error, with the API\'s message', async () => {

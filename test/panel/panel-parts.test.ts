@@ -73,16 +73,23 @@ describe('the panel parts', () => {
     const dir = mkdtempSync(join(tmpdir(), 'byoi-sessions-'));
     const store = await openStore(join(dir, 'db.sqlite'));
     try {
-      const sessions = new SessionStore(store.sql);
+      const sessions = new SessionStore(store.sql, store.secrets);
       const { id, session } = await sessions.create('carol');
       expect(await sessions.find(id)).toMatchObject({ customer: 'carol', csrfToken: session.csrfToken, pendingInstall: null });
       expect(await sessions.find(`${id}x`)).toBeUndefined();
       expect(await store.sql.all('SELECT * FROM panel_sessions WHERE id_hash = ? OR csrf_token = ?', [id, id])).toEqual([]);
       await sessions.setPendingInstall(session.idHash, { serviceName: 'ns1.lab', body: { URL: 'http://x/a' } });
       expect((await sessions.find(id))?.pendingInstall).toEqual({ serviceName: 'ns1.lab', body: { URL: 'http://x/a' } });
+      // Sealed, and bound to its session: copied onto another session's row, it does not open there.
+      const [row] = await store.sql.all<{ pending_install: string }>('SELECT pending_install FROM panel_sessions WHERE id_hash = ?', [session.idHash]);
+      expect(row!.pending_install).toMatch(/^v1:/);
+      expect(row!.pending_install).not.toContain('http://x/a');
+      const other = await sessions.create('carol');
+      await store.sql.run('UPDATE panel_sessions SET pending_install = ? WHERE id_hash = ?', [row!.pending_install, other.session.idHash]);
+      expect((await sessions.find(other.id))?.pendingInstall).toBeNull();
       await sessions.end(session.idHash);
       expect(await sessions.find(id)).toBeUndefined();
-      const expired = await new SessionStore(store.sql, -1000).create('carol');
+      const expired = await new SessionStore(store.sql, store.secrets, -1000).create('carol');
       expect(await sessions.find(expired.id)).toBeUndefined();
     } finally {
       await store.close();

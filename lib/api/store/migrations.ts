@@ -95,6 +95,12 @@ export const migrations: readonly Migration[] = [
         reported_at TEXT NOT NULL
       );`,
   },
+  {
+    id: 21,
+    name: 'the panel seals pending installs: those kept in clear are dropped',
+    // The customer reviews the form again; secure_delete (sqlite-db.ts) overwrites the clear text.
+    sql: () => `UPDATE panel_sessions SET pending_install = NULL WHERE pending_install NOT LIKE 'v1:%';`,
+  },
 ];
 
 /** Applies the migrations the database has not had yet, in order, in one transaction. */

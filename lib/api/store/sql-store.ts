@@ -102,6 +102,10 @@ export class SqlStore implements Store {
     this.box = box;
   }
 
+  get secrets(): SecretBox {
+    return this.box;
+  }
+
   /** The store over `db`, its schema brought up to date first; job bodies are sealed with `box`. */
   static async open(db: Database, box: SecretBox = SecretBox.ephemeral()): Promise<SqlStore> {
     await migrate(db);

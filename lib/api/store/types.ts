@@ -3,6 +3,7 @@
 // that a networked database (several replicas) can stand behind the same interface.
 import type { ErrorKind, Fault } from '../../errors.ts';
 import type { Progress, StatusState } from '../../status.ts';
+import type { SecretBox } from './secret-box.ts';
 import type { Database } from './sql.ts';
 
 /** Which route started a deployment: the legacy one or `/reinstall`. */
@@ -116,5 +117,7 @@ export interface Store {
   disks(serviceName: string): Promise<DisksReport | undefined>;
   /** The database itself, for the tables of other concerns written over the same Sql (sessions-store.ts). */
   readonly sql: Database;
+  /** What seals secrets at rest: job bodies here, and those other concerns keep (the panel's pending installs). */
+  readonly secrets: SecretBox;
   close(): Promise<void>;
 }
