@@ -9,7 +9,8 @@ import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { USER_DATA_MAX_BYTES } from '../../configdrive/options.ts';
 import { panelScript, panelStyle } from '../../panel/assets.ts';
-import { followView, serverState } from '../../panel/follow.ts';
+import { knownDiskGroups } from '../../panel/disk-groups.ts';
+import { followView, serverState, shownDeployment } from '../../panel/follow.ts';
 import type { Html } from '../../panel/html.ts';
 import { chooseLanguage, dictionaries, languages, type Language } from '../../panel/i18n.ts';
 import { bodyOf, emptyForm, fieldOf, formFromFields, formOfBody, type InstallForm } from '../../panel/install-form.ts';
@@ -142,6 +143,8 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   }
 
   const serverConfig = (name: string) => context.config.servers.find((s) => s.serviceName === name);
+  const diskGroupsOf = async (name: string) => knownDiskGroups(await context.store.disks(name), serverConfig(name)?.diskGroups);
+  const deploymentOf = async (name: string) => shownDeployment(await context.store.latest(name));
   const serverPath = (name: string) => `/panel/servers/${encodeURIComponent(name)}`;
   const formBody = (request: FastifyRequest) => (request.body ?? {}) as Record<string, unknown>;
 
@@ -210,14 +213,14 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   panel.get('/servers', { onRequest: signedIn }, async (request, reply) => {
     const customer = await context.customers.byName(sessionOf.get(request)!.customer);
     const names = customer ? await context.customers.servers(customer) : [];
-    const servers = await Promise.all(names.map(async (name) => ({ name, state: serverState(await context.store.current(name)) })));
+    const servers = await Promise.all(names.map(async (name) => ({ name, state: serverState(await deploymentOf(name)) })));
     return send(reply, pages.serversPage(pageContext(request), servers));
   });
 
   panel.get<{ Params: Params }>('/servers/:serviceName', { onRequest: owned }, async (request, reply) => {
     const name = request.params.serviceName;
-    const deployment = await context.store.current(name);
-    return send(reply, pages.serverPage(pageContext(request), name, serverConfig(name)?.diskGroups, serverState(deployment), deployment !== undefined));
+    const deployment = await deploymentOf(name);
+    return send(reply, pages.serverPage(pageContext(request), name, await diskGroupsOf(name), serverState(deployment), deployment !== undefined));
   });
 
   // ---- Install: form, check, confirmation ----
@@ -227,7 +230,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     // Back from the confirmation: the form as it was, without its secrets.
     const pending = sessionOf.get(request)!.pendingInstall;
     const form = pending?.serviceName === name ? formOfBody(pending.body as Record<string, unknown>) : emptyForm;
-    return send(reply, pages.installPage(pageContext(request), name, serverConfig(name)?.diskGroups, form, {}));
+    return send(reply, pages.installPage(pageContext(request), name, await diskGroupsOf(name), form, {}));
   });
 
   panel.post<{ Params: Params }>('/servers/:serviceName/install', { onRequest: owned }, async (request, reply) => {
@@ -253,7 +256,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       const shown: InstallForm = { ...form, httpHeader: form.httpHeader.map((h) => ({ key: h.key, value: '' })), userData: '' };
-      return send(reply, pages.installPage(c, name, serverConfig(name)?.diskGroups, shown, { [fieldOf(error.message) ?? 'form']: error.message }), 400);
+      return send(reply, pages.installPage(c, name, await diskGroupsOf(name), shown, { [fieldOf(error.message) ?? 'form']: error.message }), 400);
     }
     await sessions.setPendingInstall(sessionOf.get(request)!.idHash, { serviceName: name, body });
     const userData = (body.configdrive as { userData?: string } | undefined)?.userData;
@@ -281,7 +284,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   // ---- Follow ----
 
   async function viewOf(name: string) {
-    const deployment = await context.store.current(name);
+    const deployment = await deploymentOf(name);
     return followView(deployment, deployment ? await context.store.steps(deployment.id) : []);
   }
 

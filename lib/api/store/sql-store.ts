@@ -145,6 +145,10 @@ export class SqlStore implements Store {
     return currentOf(this.db, serviceName);
   }
 
+  latest(serviceName: string): Promise<Deployment | undefined> {
+    return deploymentWhere(this.db, 'service_name = ? ORDER BY id DESC LIMIT 1', [serviceName]);
+  }
+
   byId(id: number): Promise<Deployment | undefined> {
     return deploymentWhere(this.db, 'id = ?', [id]);
   }

@@ -88,6 +88,8 @@ export interface Store {
   create(input: NewDeployment): Promise<Deployment | 'conflict'>;
   /** The server's current (latest, not erased) deployment. */
   current(serviceName: string): Promise<Deployment | undefined>;
+  /** The server's latest deployment, erased or not (the panel shows one DELETE cancelled). */
+  latest(serviceName: string): Promise<Deployment | undefined>;
   byId(id: number): Promise<Deployment | undefined>;
   byTokenHash(tokenHash: string): Promise<Deployment | undefined>;
   /** The deployment's job body, kept apart from its state (sealed at rest); undefined once pruned. */
