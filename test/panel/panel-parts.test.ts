@@ -8,8 +8,10 @@ import { SessionStore } from '../../lib/api/store/sessions-store.ts';
 import { openStore } from '../../lib/api/store/open.ts';
 import { checkDeploymentBody } from '../../lib/api/deployments.ts';
 import { ApiError } from '../../lib/api/ovh-error.ts';
+import { imageTypes } from '../../lib/job.ts';
 import { html } from '../../lib/panel/html.ts';
-import { chooseLanguage } from '../../lib/panel/i18n.ts';
+import { chooseLanguage, dictionaries } from '../../lib/panel/i18n.ts';
+import { installPage } from '../../lib/panel/pages.ts';
 import { bodyOf, emptyForm, fieldOf, formOfBody, type FieldName, type InstallForm } from '../../lib/panel/install-form.ts';
 
 const messageOf = (form: Partial<InstallForm>): string => {
@@ -42,7 +44,7 @@ describe('the panel parts', () => {
   it.each<[FieldName, Partial<InstallForm>]>([
     ['URL', { URL: '' }],
     ['URL', { URL: 'file:///etc/passwd' }],
-    ['type', { type: 'ova' }],
+    ['type', { type: 'not-an-image-type' }],
     ['checkSumType', { checkSumType: 'crc32', checkSum: 'ab' }],
     ['checkSum', { checkSum: 'ab' }],
     ['checkSum', { checkSumType: 'md5', checkSum: 'xyz' }],
@@ -53,6 +55,13 @@ describe('the panel parts', () => {
     ['userMetadatas', { configdrive: true, userMetadatas: [{ key: 'dsmode', value: 'local' }] }],
   ])('puts the API\'s message about %s beside that field', (field, form) => {
     expect(fieldOf(messageOf(form))).toBe(field);
+  });
+
+  it('offers exactly the image types the API accepts (lib/job.ts), each accepted by its validation', () => {
+    const page = installPage({ t: dictionaries.en, path: '/panel/servers/s/install', csrfToken: 't' }, 's', { source: 'unknown' }, emptyForm, {}).text;
+    const select = /<select id="type" name="type">(.*?)<\/select>/s.exec(page)![1]!;
+    expect([...select.matchAll(/<option value="([^"]*)"/g)].map((m) => m[1])).toEqual([...imageTypes]);
+    for (const type of imageTypes) expect(() => checkDeploymentBody('bringYourOwnImage', bodyOf({ ...emptyForm, URL: 'http://images.example/a', type }))).not.toThrow();
   });
 
   it('gives back a stored body\'s form without header values or user data', () => {
