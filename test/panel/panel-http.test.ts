@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiConfig } from '../../lib/api/config.ts';
+import { MemoryAuthFailures } from '../../lib/api/auth-failures.ts';
 import { hashPassword } from '../../lib/api/passwords.ts';
 import { buildApi } from '../../lib/api/server.ts';
 import { openStore } from '../../lib/api/store/open.ts';
@@ -156,6 +157,22 @@ describe('the control panel over HTTP', () => {
     const refused = await client.signIn('erin', 'erin-password');
     expect(refused.status).toBe(429);
     expect(refused.text).toContain(en.tooManyAttempts);
+  });
+
+  it('counts failed sign-ins through the AuthFailures interface, so that replicas given the same counters share them', async () => {
+    const shared = { byName: new MemoryAuthFailures({ maxFailures: 3, windowMs: 60_000, maxClients: 100 }), byAddress: new MemoryAuthFailures({ maxFailures: 100, windowMs: 60_000, maxClients: 100 }) };
+    const replicas = [await startApi(config, join(dir, 'replica-a.sqlite'), boot, 0, { signInFailures: shared }), await startApi(config, join(dir, 'replica-b.sqlite'), boot, 0, { signInFailures: shared })];
+    try {
+      const [a, b] = replicas.map((r) => new Client(r.url)) as [Client, Client];
+      expect((await a.signIn('dave', 'guess-1')).status).toBe(401);
+      expect((await b.signIn('dave', 'guess-2')).status).toBe(401);
+      expect((await a.signIn('dave', 'guess-3')).status).toBe(401);
+      expect((await b.signIn('dave', 'dave-password')).status).toBe(429);
+      expect(await shared.byName.limited('account dave')).toBe(true);
+      expect((await b.signIn('carol', 'carol-password')).status).toBe(303);
+    } finally {
+      for (const replica of replicas) await replica.close();
+    }
   });
 
   it('checks at most a few passwords at once (each holds 32 MiB for scrypt): a burst is answered 429', async () => {

@@ -15,7 +15,7 @@ import type { Html } from '../../panel/html.ts';
 import { chooseLanguage, dictionaries, languages, type Language } from '../../panel/i18n.ts';
 import { bodyOf, emptyForm, fieldOf, formFromFields, formOfBody, type InstallForm } from '../../panel/install-form.ts';
 import * as pages from '../../panel/pages.ts';
-import { SignInLimit } from '../../panel/sign-in-limit.ts';
+import { accountKey, memorySignInFailures } from '../../panel/sign-in-limit.ts';
 import type { ApiContext } from '../context.ts';
 import { checkDeploymentBody, eraseDeployment, startDeployment } from '../deployments.ts';
 import { ApiError } from '../ovh-error.ts';
@@ -56,8 +56,7 @@ export function panelRoutes(app: FastifyInstance, context: ApiContext): void {
 
 function routes(panel: FastifyInstance, context: ApiContext): void {
   const sessions = new SessionStore(context.store.sql, context.store.secrets);
-  // An account is guessed at from anywhere; an address may be many customers behind one NAT.
-  const limits = { name: new SignInLimit(10), address: new SignInLimit(100) };
+  const limits = context.signInFailures ?? memorySignInFailures();
   // Each password check holds 32 MiB for scrypt: a burst of sign-ins must not hold unbounded memory.
   const MAX_CHECKS = 8;
   let checking = 0;
@@ -175,7 +174,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     const t = dictionaries[language(request)];
     if (!sameOrigin(request) || !tokenMatches(csrf, request.cookies[signInCookie])) return message(request, reply, 403, (m) => m.badForm);
     const account = typeof name === 'string' ? name.slice(0, 64) : '';
-    const blocked = limits.name.blocked(account) || limits.address.blocked(request.ip) || checking >= MAX_CHECKS;
+    const blocked = (await limits.byName.limited(accountKey(account))) || (await limits.byAddress.limited(request.ip)) || checking >= MAX_CHECKS;
     if (blocked) return signInForm(request, reply, t.tooManyAttempts, account, 429);
     let customer;
     checking += 1;
@@ -185,11 +184,10 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
       checking -= 1;
     }
     if (!customer) {
-      limits.name.failed(account);
-      limits.address.failed(request.ip);
+      await limits.byName.failed(accountKey(account));
+      await limits.byAddress.failed(request.ip);
       return signInForm(request, reply, t.wrongPassword, account, 401);
     }
-    limits.name.succeeded(account);
     const old = request.cookies[sessionCookie];
     if (old) {
       const previous = await sessions.find(old);
