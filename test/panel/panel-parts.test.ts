@@ -1,6 +1,6 @@
 // The panel's parts alone: escaping by construction, the language choice, and the mapping of every
 // job-validation message to the form field it is about.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -76,6 +76,30 @@ describe('the panel parts', () => {
     const drive = (userData: Uint8Array) => bodyOf({ ...emptyForm, URL: 'http://x/a', configdrive: true, userData }).configdrive as { userData: string };
     expect(drive(gzip).userData).toBe(Buffer.from(gzip).toString('base64'));
     expect(drive(new TextEncoder().encode('#cloud-config\n')).userData).toBe('#cloud-config\n');
+  });
+
+  it('drops, when the store opens, pending installs an older version kept in clear (migration 21)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'byoi-sessions-'));
+    const path = join(dir, 'db.sqlite');
+    try {
+      let store = await openStore(path);
+      const sessions = new SessionStore(store.sql, store.secrets);
+      const clear = await sessions.create('carol');
+      const sealed = await sessions.create('carol');
+      await sessions.setPendingInstall(sealed.session.idHash, { serviceName: 'ns1.lab', body: { URL: 'http://x/b' } });
+      // As a database before migration 21 had it.
+      await store.sql.run('UPDATE panel_sessions SET pending_install = ? WHERE id_hash = ?', [JSON.stringify({ serviceName: 'ns1.lab', body: { URL: 'http://x/a', httpHeader: [{ key: 'A', value: 'clear-secret' }] } }), clear.session.idHash]);
+      await store.sql.run('DELETE FROM schema_migrations WHERE id = 21', []);
+      await store.close();
+      store = await openStore(path);
+      const reopened = new SessionStore(store.sql, store.secrets);
+      expect(await store.sql.all('SELECT pending_install FROM panel_sessions WHERE id_hash = ?', [clear.session.idHash])).toEqual([{ pending_install: null }]);
+      expect((await reopened.find(sealed.id))?.pendingInstall).toEqual({ serviceName: 'ns1.lab', body: { URL: 'http://x/b' } });
+      await store.close();
+      expect(readFileSync(path).includes(Buffer.from('clear-secret'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('finds a session by its id until it expires or ends, and keeps no id, only its hash', async () => {
