@@ -5,6 +5,7 @@ import type { BootAdapter } from './boot.ts';
 import type { ApiConfig } from './config.ts';
 import type { Customers } from './customers.ts';
 import type { Store } from './store/types.ts';
+import type { SignInFailures } from '../panel/sign-in-limit.ts';
 
 export interface ApiOptions {
   readonly config: ApiConfig;
@@ -21,6 +22,8 @@ export interface ApiOptions {
   readonly limits?: Partial<ApiLimits>;
   /** Failed authentications per client; by default counted in the store. */
   readonly authFailures?: AuthFailures;
+  /** The control panel's failed sign-ins per account and per address; by default counted in this process. */
+  readonly signInFailures?: SignInFailures;
 }
 
 export interface ApiLimits {

@@ -354,7 +354,7 @@ describe('failed authentications are limited per client, weak keys refused (item
     expect(await failures.limited('10.0.0.1')).toBe(false);
     await failures.failed('10.0.0.1');
     expect(await failures.limited('10.0.0.1')).toBe(false);
-    expect(await sqlite.all('SELECT client, failures FROM auth_failures')).toEqual([{ client: '10.0.0.1', failures: 1 }]);
+    expect(await sqlite.all('SELECT client, failures FROM auth_failures')).toEqual([{ client: 'api 10.0.0.1', failures: 1 }]);
     expect(clientKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
     await sqlite.close();
   });

@@ -9,12 +9,13 @@ import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { USER_DATA_MAX_BYTES } from '../../configdrive/options.ts';
 import { panelScript, panelStyle } from '../../panel/assets.ts';
-import { followView, serverState } from '../../panel/follow.ts';
+import { knownDiskGroups } from '../../panel/disk-groups.ts';
+import { followView, serverState, shownDeployment } from '../../panel/follow.ts';
 import type { Html } from '../../panel/html.ts';
 import { chooseLanguage, dictionaries, languages, type Language } from '../../panel/i18n.ts';
 import { bodyOf, emptyForm, fieldOf, formFromFields, formOfBody, type InstallForm } from '../../panel/install-form.ts';
 import * as pages from '../../panel/pages.ts';
-import { SignInLimit } from '../../panel/sign-in-limit.ts';
+import { accountKey, storeSignInFailures } from '../../panel/sign-in-limit.ts';
 import type { ApiContext } from '../context.ts';
 import { checkDeploymentBody, eraseDeployment, startDeployment } from '../deployments.ts';
 import { ApiError } from '../ovh-error.ts';
@@ -54,9 +55,8 @@ export function panelRoutes(app: FastifyInstance, context: ApiContext): void {
 }
 
 function routes(panel: FastifyInstance, context: ApiContext): void {
-  const sessions = new SessionStore(context.store.sql);
-  // An account is guessed at from anywhere; an address may be many customers behind one NAT.
-  const limits = { name: new SignInLimit(10), address: new SignInLimit(100) };
+  const sessions = new SessionStore(context.store.sql, context.store.secrets);
+  const limits = context.signInFailures ?? storeSignInFailures(context.store.sql);
   // Each password check holds 32 MiB for scrypt: a burst of sign-ins must not hold unbounded memory.
   const MAX_CHECKS = 8;
   let checking = 0;
@@ -142,6 +142,8 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   }
 
   const serverConfig = (name: string) => context.config.servers.find((s) => s.serviceName === name);
+  const diskGroupsOf = async (name: string) => knownDiskGroups(await context.store.disks(name), serverConfig(name)?.diskGroups);
+  const deploymentOf = async (name: string) => shownDeployment(await context.store.latest(name));
   const serverPath = (name: string) => `/panel/servers/${encodeURIComponent(name)}`;
   const formBody = (request: FastifyRequest) => (request.body ?? {}) as Record<string, unknown>;
 
@@ -172,7 +174,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     const t = dictionaries[language(request)];
     if (!sameOrigin(request) || !tokenMatches(csrf, request.cookies[signInCookie])) return message(request, reply, 403, (m) => m.badForm);
     const account = typeof name === 'string' ? name.slice(0, 64) : '';
-    const blocked = limits.name.blocked(account) || limits.address.blocked(request.ip) || checking >= MAX_CHECKS;
+    const blocked = (await limits.byName.limited(accountKey(account))) || (await limits.byAddress.limited(request.ip)) || checking >= MAX_CHECKS;
     if (blocked) return signInForm(request, reply, t.tooManyAttempts, account, 429);
     let customer;
     checking += 1;
@@ -182,11 +184,10 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
       checking -= 1;
     }
     if (!customer) {
-      limits.name.failed(account);
-      limits.address.failed(request.ip);
+      await limits.byName.failed(accountKey(account));
+      await limits.byAddress.failed(request.ip);
       return signInForm(request, reply, t.wrongPassword, account, 401);
     }
-    limits.name.succeeded(account);
     const old = request.cookies[sessionCookie];
     if (old) {
       const previous = await sessions.find(old);
@@ -210,14 +211,14 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   panel.get('/servers', { onRequest: signedIn }, async (request, reply) => {
     const customer = await context.customers.byName(sessionOf.get(request)!.customer);
     const names = customer ? await context.customers.servers(customer) : [];
-    const servers = await Promise.all(names.map(async (name) => ({ name, state: serverState(await context.store.current(name)) })));
+    const servers = await Promise.all(names.map(async (name) => ({ name, state: serverState(await deploymentOf(name)) })));
     return send(reply, pages.serversPage(pageContext(request), servers));
   });
 
   panel.get<{ Params: Params }>('/servers/:serviceName', { onRequest: owned }, async (request, reply) => {
     const name = request.params.serviceName;
-    const deployment = await context.store.current(name);
-    return send(reply, pages.serverPage(pageContext(request), name, serverConfig(name)?.diskGroups, serverState(deployment), deployment !== undefined));
+    const deployment = await deploymentOf(name);
+    return send(reply, pages.serverPage(pageContext(request), name, await diskGroupsOf(name), serverState(deployment), deployment !== undefined));
   });
 
   // ---- Install: form, check, confirmation ----
@@ -227,7 +228,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     // Back from the confirmation: the form as it was, without its secrets.
     const pending = sessionOf.get(request)!.pendingInstall;
     const form = pending?.serviceName === name ? formOfBody(pending.body as Record<string, unknown>) : emptyForm;
-    return send(reply, pages.installPage(pageContext(request), name, serverConfig(name)?.diskGroups, form, {}));
+    return send(reply, pages.installPage(pageContext(request), name, await diskGroupsOf(name), form, {}));
   });
 
   panel.post<{ Params: Params }>('/servers/:serviceName/install', { onRequest: owned }, async (request, reply) => {
@@ -253,7 +254,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       const shown: InstallForm = { ...form, httpHeader: form.httpHeader.map((h) => ({ key: h.key, value: '' })), userData: '' };
-      return send(reply, pages.installPage(c, name, serverConfig(name)?.diskGroups, shown, { [fieldOf(error.message) ?? 'form']: error.message }), 400);
+      return send(reply, pages.installPage(c, name, await diskGroupsOf(name), shown, { [fieldOf(error.message) ?? 'form']: error.message }), 400);
     }
     await sessions.setPendingInstall(sessionOf.get(request)!.idHash, { serviceName: name, body });
     const userData = (body.configdrive as { userData?: string } | undefined)?.userData;
@@ -281,7 +282,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   // ---- Follow ----
 
   async function viewOf(name: string) {
-    const deployment = await context.store.current(name);
+    const deployment = await deploymentOf(name);
     return followView(deployment, deployment ? await context.store.steps(deployment.id) : []);
   }
 

@@ -63,6 +63,17 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE deployments ADD COLUMN erased_at TEXT;`,
   },
   {
+    id: 3,
+    name: 'failed authentications per client, in the window that started at since',
+    sql: () => `
+      CREATE TABLE auth_failures (
+        client TEXT PRIMARY KEY,
+        since TEXT NOT NULL,
+        failures INTEGER NOT NULL
+      );
+      CREATE INDEX auth_failures_by_since ON auth_failures (since);`,
+  },
+  {
     id: 20,
     name: 'control panel sessions',
     // Only a hash of the session id is kept: a copy of the database signs no one in.
@@ -76,6 +87,12 @@ export const migrations: readonly Migration[] = [
         expires_at TEXT NOT NULL
       );
       CREATE INDEX panel_sessions_by_expiry ON panel_sessions (expires_at);`,
+  },
+  {
+    id: 21,
+    name: 'the panel seals pending installs: those kept in clear are dropped',
+    // The customer reviews the form again; secure_delete (sqlite-db.ts) overwrites the clear text.
+    sql: () => `UPDATE panel_sessions SET pending_install = NULL WHERE pending_install NOT LIKE 'v1:%';`,
   },
   {
     id: 30,
@@ -94,17 +111,6 @@ export const migrations: readonly Migration[] = [
         report TEXT NOT NULL,
         reported_at TEXT NOT NULL
       );`,
-  },
-  {
-    id: 3,
-    name: 'failed authentications per client, in the window that started at since',
-    sql: () => `
-      CREATE TABLE auth_failures (
-        client TEXT PRIMARY KEY,
-        since TEXT NOT NULL,
-        failures INTEGER NOT NULL
-      );
-      CREATE INDEX auth_failures_by_since ON auth_failures (since);`,
   },
 ];
 
