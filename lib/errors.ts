@@ -296,3 +296,31 @@ export const apiMessages = {
 
 /** The first step of every deployment, before the agent has taken its job. */
 export const bootStep = { phase: 'boot', message: 'Booting the server on the deployment agent' } as const;
+
+/**
+ * APIv6 (signed requests, consumer keys): OVH's own error codes and messages, which its clients map to
+ * their exception types (research/ovh-api-auth.md), and the operator's and the validation page's words.
+ */
+export const ovhAuthMessages = {
+  invalidKey: 'Invalid application key',
+  notCredential: 'This credential does not exist',
+  invalidCredential: 'This credential is not valid',
+  invalidSignature: 'Invalid signature',
+  queryTimeOut: 'Query out of time',
+  notGrantedCall: 'This call has not been granted',
+  forbiddenIp: 'This credential cannot be used from your IP address',
+  badServiceName: 'Invalid serviceName: letters, digits, dots, dashes or underscores only',
+  badCredentialRequest: (why: string) => `Invalid credential request: ${why}.`,
+  noSuchCredential: (id: string) => `The requested object (credentialId = ${id}) does not exist`,
+  // The validation page.
+  requestGone: 'This credential request does not exist or is no longer pending.',
+  badForm: 'The form expired or was not sent by this page: open the validation link again.',
+  wrongSignIn: 'Wrong account name or password.',
+  // Operator subcommands.
+  noSecret: (what: string) => `Give the ${what} on standard input (never on the command line).`,
+  customerExists: (name: string) => `Customer ${name} already exists.`,
+  noSuchCustomer: (name: string) => `No customer named ${name}.`,
+  badCustomerName: 'A customer name is 1 to 64 letters, digits, dots, dashes, underscores or @.',
+  notPending: 'No pending credential has this consumer key.',
+  badSecretKeyFile: (path: string) => `Bad secret key file ${path}: expected 32 random bytes, hex-encoded.`,
+} as const;

@@ -39,6 +39,11 @@ export interface ServerConfig {
 
 export interface ApiConfig {
   readonly publicUrl?: string;
+  /**
+   * The URL customers' clients use for this API when it differs from what reaches byoi serve (a reverse
+   * proxy): signatures cover it, validation URLs start with it. E.g. "https://api.lab.example".
+   */
+  readonly apiUrl?: string;
   readonly customers?: readonly CustomerConfig[];
   readonly servers: readonly ServerConfig[];
 }
@@ -78,6 +83,12 @@ function parseCustomers(value: unknown, bad: (why: string) => never): CustomerCo
   });
 }
 
+function parseApiUrl(value: unknown, bad: (why: string) => never): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/.test(value)) return bad('apiUrl must be an http(s) URL without query');
+  return value.replace(/\/+$/, '');
+}
+
 /** Checks a parsed configuration; `source` names it in errors. */
 export function parseConfig(value: unknown, source: string): ApiConfig {
   const bad = (why: string): never => {
@@ -86,6 +97,7 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
   if (!isObject(value) || !Array.isArray(value.servers)) return bad('expected {"servers": [...]}');
   if (value.publicUrl !== undefined && typeof value.publicUrl !== 'string') bad('publicUrl must be a URL');
   const customers = parseCustomers(value.customers, bad);
+  const apiUrl = parseApiUrl(value.apiUrl, bad);
   const seen = new Set<string>();
   const servers = value.servers.map((server: unknown, i): ServerConfig => {
     const where = `servers[${i}]`;
@@ -100,7 +112,7 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
     if (customer !== undefined && !customers.some((c) => c.name === customer)) bad(`${where}.customer must name one of "customers"`);
     return { serviceName: server.serviceName, apiKeys: server.apiKeys as string[], ...(typeof customer === 'string' && { customer }), ...(boot && { boot }) };
   });
-  return { ...(typeof value.publicUrl === 'string' && { publicUrl: value.publicUrl }), ...(customers.length > 0 && { customers }), servers };
+  return { ...(typeof value.publicUrl === 'string' && { publicUrl: value.publicUrl }), ...(apiUrl && { apiUrl }), ...(customers.length > 0 && { customers }), servers };
 }
 
 export function loadConfig(path: string): ApiConfig {

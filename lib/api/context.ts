@@ -2,6 +2,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { BootAdapter } from './boot.ts';
 import type { ApiConfig } from './config.ts';
+import type { Credentials } from './credentials.ts';
 import type { Customers } from './customers.ts';
 import type { Store } from './store/types.ts';
 
@@ -14,6 +15,8 @@ export interface ApiOptions {
   readonly logger?: boolean;
   /** Customer accounts; by default those the config declares. */
   readonly customers?: Customers;
+  /** APIv6 applications and consumer keys; without them every signed call is refused (INVALID_KEY). */
+  readonly credentials?: Credentials;
   /** Serve HTTPS with this certificate chain and key (PEM); plain HTTP without. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
 }

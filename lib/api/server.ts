@@ -7,6 +7,8 @@ import type { ApiContext, ApiOptions } from './context.ts';
 import { ConfigCustomers } from './customers.ts';
 import { ApiError, sendError } from './ovh-error.ts';
 import { agentRoutes } from './routes/agent.ts';
+import { authRoutes } from './routes/auth.ts';
+import { credentialPageRoutes } from './routes/credential-page.ts';
 import { customerRoutes } from './routes/customer.ts';
 
 export type { ApiOptions } from './context.ts';
@@ -17,7 +19,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const app = (options.tls ? Fastify({ ...settings, https: options.tls }) : Fastify(settings)) as unknown as FastifyInstance;
 
   app.setErrorHandler((error: { statusCode?: number; validation?: unknown; code?: string; message: string }, request, reply) => {
-    if (error instanceof ApiError) return sendError(reply, error.statusCode, error.message);
+    if (error instanceof ApiError) return sendError(reply, error.statusCode, error.message, error.errorCode);
     if (error.validation) return sendError(reply, 400, request.url.startsWith('/agent/') ? apiMessages.badEvents : apiMessages.badJson);
     if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return sendError(reply, 400, apiMessages.badJson);
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
@@ -25,9 +27,18 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     return sendError(reply, status, status === 500 ? 'Internal server error' : error.message);
   });
   app.setNotFoundHandler((_request, reply) => sendError(reply, 404, apiMessages.notFound));
+  // JSON as Fastify parses it, the raw text kept (within the body limit): APIv6 signatures cover it.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    request.rawBody = body as string;
+    parseJson(request, body as string, done);
+  });
 
   const context: ApiContext = { ...options, customers: options.customers ?? new ConfigCustomers(options.config), log: app.log };
   customerRoutes(app, context);
+  authRoutes(app, context);
+  credentialPageRoutes(app, context);
   agentRoutes(app, context);
   return app;
 }

@@ -49,6 +49,48 @@ export const migrations: readonly Migration[] = [
         rescue INTEGER NOT NULL
       );`,
   },
+  {
+    id: 10,
+    name: 'customer accounts and the servers they own',
+    sql: () => `
+      CREATE TABLE customers (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE customer_servers (
+        service_name TEXT PRIMARY KEY,
+        customer TEXT NOT NULL REFERENCES customers (name)
+      );`,
+  },
+  {
+    id: 11,
+    name: 'APIv6 applications and consumer keys',
+    sql: (dialect) => `
+      CREATE TABLE api_applications (
+        id ${identityKey(dialect)},
+        app_key TEXT NOT NULL UNIQUE,
+        secret_sealed TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE api_credentials (
+        id ${identityKey(dialect)},
+        consumer_key_hash TEXT NOT NULL UNIQUE,
+        validation_token_hash TEXT UNIQUE,
+        application_id BIGINT NOT NULL REFERENCES api_applications (id),
+        customer TEXT,
+        status TEXT NOT NULL,
+        rules TEXT NOT NULL,
+        allowed_ips TEXT,
+        redirection TEXT,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        last_use TEXT
+      );
+      CREATE INDEX api_credentials_by_customer ON api_credentials (customer, id);`,
+  },
 ];
 
 /** Applies the migrations the database has not had yet, in order, in one transaction. */
