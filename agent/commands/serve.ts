@@ -4,11 +4,13 @@ import { resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { invalidJob, messages } from '../../lib/errors.ts';
 import { run } from '../run.ts';
+import { serveAdminCommands, storeOptions } from './serve-admin.ts';
 
 interface ServeArgs {
-  config: string;
+  config?: string;
   listen: string;
   db: string;
+  secretKeyFile?: string;
   tlsCert?: string;
   tlsKey?: string;
 }
@@ -24,29 +26,30 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
   command: 'serve',
   describe: 'Serve the OVH-compatible provisioning API (bringYourOwnImage, reinstall, task, install/status)',
   builder: (y) =>
-    y
-      .option('config', { type: 'string', demandOption: true, describe: 'JSON file declaring the servers, their API keys and boot commands' })
+    storeOptions(y.command(serveAdminCommands))
+      .option('config', { type: 'string', describe: 'JSON file declaring the servers, their API keys and boot commands (required to serve)' })
       .option('listen', { type: 'string', default: '127.0.0.1:8080', describe: 'HOST:PORT to listen on' })
       .option('tls-cert', { type: 'string', describe: 'PEM certificate chain: serve HTTPS (with --tls-key)' })
-      .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert' })
-      .option('db', { type: 'string', default: 'byoi-serve.sqlite', describe: 'SQLite database keeping deployments across restarts' }),
+      .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert' }),
   handler: (argv) =>
     run(async () => {
       // Loaded here, not at start-up: the web server is the heaviest part of the bundle.
-      const [{ CommandBootAdapter }, { loadConfig }, { buildApi }, { openStore }] = await Promise.all([
+      const [{ CommandBootAdapter }, { loadConfig }, { buildApi }, { openService }] = await Promise.all([
         import('../../lib/api/boot.ts'),
         import('../../lib/api/config.ts'),
         import('../../lib/api/server.ts'),
-        import('../../lib/api/store/open.ts'),
+        import('../../lib/api/open-service.ts'),
       ]);
+      if (!argv.config) throw invalidJob(messages.badField('--config', 'the JSON file declaring the lab\'s servers'));
       const config = loadConfig(argv.config);
       if (Boolean(argv.tlsCert) !== Boolean(argv.tlsKey)) throw invalidJob(messages.badField('--tls-cert and --tls-key', 'both or neither'));
       const tls = argv.tlsCert && argv.tlsKey ? { cert: readFileSync(argv.tlsCert), key: readFileSync(argv.tlsKey) } : undefined;
       const { host, port } = parseListen(argv.listen);
-      const store = await openStore(resolve(argv.db));
+      const db = resolve(argv.db);
+      const { store, customers, credentials, close } = await openService(db, resolve(argv.secretKeyFile ?? `${db}.key`), config);
       let address = `${tls ? 'https' : 'http'}://${argv.listen}`;
       const boot = new CommandBootAdapter(config.servers);
-      const app = buildApi({ config, store, boot, agentUrl: () => config.publicUrl ?? address, logger: true, ...(tls && { tls }) });
+      const app = buildApi({ config, store, customers, credentials, boot, agentUrl: () => config.publicUrl ?? address, logger: true, ...(tls && { tls }) });
       address = await app.listen({ host, port });
       process.stderr.write(`byoi serve: listening on ${address}\n`);
       await new Promise<void>((done) => {
@@ -55,6 +58,6 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         process.once('SIGTERM', stop);
       });
       await app.close();
-      await store.close();
+      await close();
     }),
 };

@@ -14,7 +14,9 @@ import { customerRoutes } from './routes/customer.ts';
 export type { ApiOptions } from './context.ts';
 
 export function buildApi(options: ApiOptions): FastifyInstance {
-  const settings = { logger: options.logger ?? false, bodyLimit: 16 * 1024 * 1024 };
+  // Request logs name the method and path only: a validation URL's query carries its secret token.
+  const logger = options.logger ? { serializers: { req: (request: { method: string; url: string }) => ({ method: request.method, url: request.url.split('?')[0] }) } } : false;
+  const settings = { logger, bodyLimit: 16 * 1024 * 1024 };
   // Typed as the plain-HTTP instance: routes and hooks do not depend on the transport.
   const app = (options.tls ? Fastify({ ...settings, https: options.tls }) : Fastify(settings)) as unknown as FastifyInstance;
 
