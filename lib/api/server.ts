@@ -34,6 +34,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     request.rawBody = body as string;
+    // OVH's clients send `Content-Type: application/json` on every call, DELETE included, bodiless.
+    if (body === '' && request.method !== 'POST' && request.method !== 'PUT') return done(null, undefined);
     parseJson(request, body as string, done);
   });
 
