@@ -249,6 +249,15 @@ describe('signed calls', () => {
         expect(await post(doomed)).toEqual(ovhError(403, 'NOT_CREDENTIAL', 'This credential does not exist'));
       }));
 
+    it('an expired key', () =>
+      unchanged(async () => {
+        const { body } = await requestCredential(app.appKey, { accessRules: everything });
+        const pending = (await lab.credentials.byConsumerKey(body.consumerKey))!;
+        expect(await lab.credentials.validate(pending.id, 'alice', 0)).toBe(true); // valid for no time at all
+        expect(await post({ ...app, consumerKey: body.consumerKey })).toEqual(ovhError(403, 'INVALID_CREDENTIAL', 'This credential is not valid'));
+        expect((await signedCall(lab.url, alice, 'GET', `/1.0/me/api/credential/${pending.id}`)).body.status).toBe('expired');
+      }));
+
     it('a body over the size limit', () =>
       unchanged(async () => {
         const huge = JSON.stringify({ ...job, description: 'x'.repeat(17 * 2 ** 20) });

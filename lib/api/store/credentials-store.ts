@@ -42,6 +42,9 @@ function toCredential(row: CredentialRow): Credential {
 
 const now = () => new Date().toISOString();
 
+/** How long a credential request may wait for its validation (OVH's are short-lived too). */
+export const PENDING_LIFETIME_MS = 60 * 60 * 1000;
+
 export class SqlCredentials implements Credentials {
   private readonly sql: Sql;
   private readonly box: SecretBox;
@@ -78,6 +81,9 @@ export class SqlCredentials implements Credentials {
   }
 
   async request(input: NewCredential): Promise<{ credential: Credential; consumerKey: string; validationToken: string }> {
+    // Requests nobody validated in time are dropped, so that unanswered requests cannot pile up.
+    const stale = new Date(Date.now() - PENDING_LIFETIME_MS).toISOString();
+    await this.sql.run("DELETE FROM api_credentials WHERE status <> 'validated' AND created_at < ?", [stale]);
     const consumerKey = randomKey(32);
     const validationToken = randomKey(32);
     const row = await this.sql.get<CredentialRow>(
@@ -107,7 +113,8 @@ export class SqlCredentials implements Credentials {
   }
 
   byValidationToken(token: string): Promise<Credential | undefined> {
-    return this.where('validation_token_hash = ?', [hashKey(token)]);
+    const fresh = new Date(Date.now() - PENDING_LIFETIME_MS).toISOString();
+    return this.where('validation_token_hash = ? AND created_at >= ?', [hashKey(token), fresh]);
   }
 
   byId(id: number): Promise<Credential | undefined> {
@@ -123,8 +130,8 @@ export class SqlCredentials implements Credentials {
     const expires = validitySeconds === null ? null : new Date(Date.now() + validitySeconds * 1000).toISOString();
     // The validation token is spent: the page cannot be used twice.
     const changed = await this.sql.run(
-      "UPDATE api_credentials SET status = 'validated', customer = ?, expires_at = ?, validation_token_hash = NULL WHERE id = ? AND status = 'pendingValidation'",
-      [customer, expires, id],
+      "UPDATE api_credentials SET status = 'validated', customer = ?, expires_at = ?, validation_token_hash = NULL WHERE id = ? AND status = 'pendingValidation' AND created_at >= ?",
+      [customer, expires, id, new Date(Date.now() - PENDING_LIFETIME_MS).toISOString()],
     );
     return changed === 1;
   }
