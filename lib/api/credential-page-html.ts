@@ -34,6 +34,7 @@ export interface ValidationForm {
   readonly application: { readonly name: string; readonly description: string };
   readonly rules: readonly AccessRule[];
   readonly allowedIPs: readonly string[] | null;
+  readonly redirection: string | null;
   readonly error?: string;
   readonly name?: string;
 }
@@ -50,8 +51,9 @@ export function validationPage(form: ValidationForm): string {
 ${rules}
 </tbody></table>
 ${ips}
+${form.redirection ? `<p>Your browser then goes to <code>${escape(form.redirection)}</code>.</p>` : ''}
 ${form.error ? `<p class="error" role="alert">${escape(form.error)}</p>` : ''}
-<form method="post" action="/auth/">
+<form method="post" action="./">
 <input type="hidden" name="credentialToken" value="${escape(form.credentialToken)}">
 <input type="hidden" name="csrf" value="${escape(form.csrf)}">
 <label>Account <input name="name" autocomplete="username" required value="${escape(form.name ?? '')}"></label>

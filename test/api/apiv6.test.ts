@@ -2,6 +2,7 @@
 // on the validation page (plain HTTP requests), and calls signed by hand as OVH's clients sign them are
 // accepted exactly when they should be. Every refusal is OVH's error body and changes nothing.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -257,6 +258,31 @@ describe('signed calls', () => {
         expect(await post({ ...app, consumerKey: body.consumerKey })).toEqual(ovhError(403, 'INVALID_CREDENTIAL', 'This credential is not valid'));
         expect((await signedCall(lab.url, alice, 'GET', `/1.0/me/api/credential/${pending.id}`)).body.status).toBe('expired');
       }));
+
+    it('refused from its headers alone, before a (never sent) body is read', async () => {
+      /** Sends headers announcing a 1 GB body, and nothing more: the answer must come anyway. */
+      const headersOnly = (headers: Record<string, string>) =>
+        new Promise<string>((resolve, reject) => {
+          const { port } = new URL(lab.url);
+          const socket = connect(Number(port), '127.0.0.1');
+          let answer = '';
+          socket.on('data', (chunk) => {
+            answer += chunk.toString();
+            if (!answer.includes('\r\n\r\n') || !answer.includes('}')) return;
+            socket.destroy();
+            resolve(answer.split('\r\n')[0]! + ' ' + answer.slice(answer.indexOf('{')));
+          });
+          socket.on('error', reject);
+          setTimeout(() => reject(new Error(`no answer before the body: ${answer}`)), 5000).unref();
+          const lines = Object.entries({ host: `127.0.0.1:${port}`, 'content-type': 'application/json', 'content-length': '1000000000', ...headers }).map(([k, v]) => `${k}: ${v}`);
+          socket.write(`POST /1.0/dedicated/server/ns1.lab/bringYourOwnImage HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n`);
+        });
+      expect(await headersOnly({ 'x-ovh-application': 'nope' })).toMatch(/^HTTP\/1\.1 403 .*"errorCode":"INVALID_KEY"/);
+      const stale = { 'x-ovh-application': alice.appKey, 'x-ovh-consumer': alice.consumerKey!, 'x-ovh-timestamp': '1000', 'x-ovh-signature': `$1$${'0'.repeat(40)}` };
+      expect(await headersOnly(stale)).toMatch(/^HTTP\/1\.1 400 .*"errorCode":"QUERY_TIME_OUT"/);
+      expect(await headersOnly({ authorization: 'Bearer wrong' })).toMatch(/^HTTP\/1\.1 403 /);
+      expect(await headersOnly({})).toMatch(/^HTTP\/1\.1 401 /);
+    });
 
     it('a body over the size limit', () =>
       unchanged(async () => {

@@ -55,7 +55,8 @@ export function credentialPageRoutes(app: FastifyInstance, options: ApiContext):
 
     async function form(reply: FastifyReply, nonce: string, credential: Credential, token: string, csrf: string, status = 200, error?: string, name?: string) {
       const application = (await options.credentials!.applicationById(credential.applicationId))!;
-      const page = validationPage({ nonce, csrf, credentialToken: token, application, rules: credential.rules, allowedIPs: credential.allowedIPs, ...(error && { error }), ...(name && { name }) });
+      const { rules, allowedIPs, redirection } = credential;
+      const page = validationPage({ nonce, csrf, credentialToken: token, application, rules, allowedIPs, redirection, ...(error && { error }), ...(name && { name }) });
       return html(reply, status, nonce, page, credential.redirection);
     }
 
@@ -67,8 +68,10 @@ export function credentialPageRoutes(app: FastifyInstance, options: ApiContext):
       const credential = await pending(token);
       if (!credential) return gone(reply, nonce);
       const csrf = randomBytes(32).toString('base64url');
-      const secure = baseUrlOf(options, request).startsWith('https:') ? '; Secure' : '';
-      reply.header('set-cookie', `${CSRF_COOKIE}=${csrf}; Path=/auth/; HttpOnly; SameSite=Strict${secure}`);
+      // The page's own path, behind a reverse proxy's prefix too (config apiUrl).
+      const base = new URL(baseUrlOf(options, request));
+      const secure = base.protocol === 'https:' ? '; Secure' : '';
+      reply.header('set-cookie', `${CSRF_COOKIE}=${csrf}; Path=${base.pathname.replace(/\/$/, '')}/auth/; HttpOnly; SameSite=Strict${secure}`);
       return form(reply, nonce, credential, token!, csrf);
     });
 
