@@ -10,6 +10,8 @@ interface AgentArgs {
   server?: string;
   'service-name'?: string;
   token?: string;
+  'ca-file'?: string;
+  insecure?: boolean;
   cmdline: string;
   disk?: string;
   'ram-size'?: number;
@@ -38,6 +40,8 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       .option('server', { type: 'string', describe: 'base URL of the provisioning API (else byoi.server= on the kernel command line)' })
       .option('service-name', { type: 'string', describe: 'this server\'s serviceName (else byoi.service=)' })
       .option('token', { type: 'string', describe: 'this deployment\'s agent token (else byoi.token=)' })
+      .option('ca-file', { type: 'string', describe: 'PEM CA the API\'s certificate must chain to (else byoi.ca=, else /etc/byoi/api-ca.pem, else the system\'s)' })
+      .option('insecure', { type: 'boolean', describe: 'allow a plain http:// API (the token travels in clear; else byoi.insecure=1)' })
       .option('cmdline', { type: 'string', default: '/proc/cmdline', describe: 'kernel command line to read byoi.* settings from' })
       .option('disk', { type: 'string', describe: 'write this disk instead of the job\'s disk group (tests, manual use)' })
       .option('ram-size', { type: 'number', describe: 'bytes of RAM to assume instead of MemTotal' })
@@ -48,7 +52,10 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
   handler: (args) =>
     run(async () => {
       const [{ deploy }, { runAgent }] = await Promise.all([import('../deploy.ts'), import('../remote/run-agent.ts')]);
-      const settings = agentSettings({ server: args.server, serviceName: args['service-name'], token: args.token }, args.cmdline);
+      const settings = agentSettings(
+        { server: args.server, serviceName: args['service-name'], token: args.token, caFile: args['ca-file'], insecure: args.insecure },
+        args.cmdline,
+      );
       await runAgent({
         settings,
         overrides: overrides(args),

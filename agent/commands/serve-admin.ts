@@ -9,21 +9,24 @@ import { run } from '../run.ts';
 
 interface StoreArgs {
   db: string;
-  secretKeyFile?: string;
   config?: string;
 }
 
 /** The options every subcommand that opens the store takes (the parent `serve` declares them). */
 export function storeOptions<T>(y: Argv<T>) {
-  return y
-    .option('db', { type: 'string', default: 'byoi-serve.sqlite', describe: 'SQLite database keeping deployments, accounts and API credentials' })
-    .option('secret-key-file', { type: 'string', describe: 'File holding the key that seals application secrets (made 0600 if absent; default: the database path + ".key")' });
+  return y.option('db', {
+    type: 'string',
+    default: 'byoi-serve.sqlite',
+    describe: 'SQLite database keeping deployments, accounts and API credentials (created 0600; secrets sealed with the key in DB.key or the config\'s secretsKeyFile)',
+  });
 }
 
+/** The store `byoi serve` uses: the same database and key file (`--config` names a secretsKeyFile, if any). */
 async function open(argv: StoreArgs) {
   const [{ openService }, { loadConfig }] = await Promise.all([import('../../lib/api/open-service.ts'), import('../../lib/api/config.ts')]);
   const db = resolve(argv.db);
-  return openService(db, resolve(argv.secretKeyFile ?? `${db}.key`), argv.config ? loadConfig(argv.config) : { servers: [] });
+  const config = argv.config ? loadConfig(argv.config) : { servers: [] };
+  return openService(db, resolve(config.secretsKeyFile ?? `${db}.key`), config);
 }
 
 const CUSTOMER_NAME = /^[A-Za-z0-9._@-]{1,64}$/;

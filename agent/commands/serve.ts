@@ -46,7 +46,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       const tls = argv.tlsCert && argv.tlsKey ? { cert: readFileSync(argv.tlsCert), key: readFileSync(argv.tlsKey) } : undefined;
       const { host, port } = parseListen(argv.listen);
       const db = resolve(argv.db);
-      const { store, customers, credentials, close } = await openService(db, resolve(argv.secretKeyFile ?? `${db}.key`), config);
+      const { store, customers, credentials, close } = await openService(db, resolve(config.secretsKeyFile ?? `${db}.key`), config);
       let address = `${tls ? 'https' : 'http'}://${argv.listen}`;
       const boot = new CommandBootAdapter(config.servers);
       const app = buildApi({ config, store, customers, credentials, boot, agentUrl: () => config.publicUrl ?? address, logger: true, ...(tls && { tls }) });

@@ -10,10 +10,21 @@ const errorClasses: Record<number, string> = {
   401: 'Client::Unauthorized',
   403: 'Client::Forbidden',
   404: 'Client::NotFound',
+  405: 'Client::MethodNotAllowed',
+  408: 'Client::RequestTimeout',
   409: 'Client::Conflict',
   413: 'Client::BadRequest',
+  414: 'Client::BadRequest',
   415: 'Client::BadRequest',
+  429: 'Client::TooManyRequests',
+  431: 'Client::BadRequest',
+  503: 'Server::ServiceUnavailable',
 };
+
+/** The `{class, message}` body for `statusCode`. */
+export function ovhErrorBody(statusCode: number, message: string): { class: string; message: string } {
+  return { class: errorClasses[statusCode] ?? 'Server::InternalServerError', message };
+}
 
 /** The `errorCode`s OVH's API answers authentication refusals with, and its clients map. */
 export type OvhErrorCode = 'INVALID_KEY' | 'NOT_CREDENTIAL' | 'INVALID_CREDENTIAL' | 'INVALID_SIGNATURE' | 'QUERY_TIME_OUT' | 'NOT_GRANTED_CALL' | 'FORBIDDEN';
@@ -30,6 +41,6 @@ export class ApiError extends Error {
 }
 
 export function sendError(reply: FastifyReply, statusCode: number, message: string, errorCode?: OvhErrorCode): FastifyReply {
-  if (errorCode) return reply.code(statusCode).send({ errorCode, httpCode: `${statusCode} ${STATUS_CODES[statusCode]}`, message });
-  return reply.code(statusCode).send({ class: errorClasses[statusCode] ?? 'Server::InternalServerError', message });
+  if (errorCode) return reply.code(statusCode).type('application/json').send({ errorCode, httpCode: `${statusCode} ${STATUS_CODES[statusCode]}`, message });
+  return reply.code(statusCode).type('application/json').send(ovhErrorBody(statusCode, message));
 }

@@ -66,19 +66,26 @@ export function rulePath(url: string): string {
 
 /** onRequest: settles the caller from the headers alone; refuses unknown, pending or stale callers. */
 export async function identifyCaller(context: ApiContext, request: FastifyRequest): Promise<void> {
+  const { authFailures } = context;
+  if (await authFailures.limited(request.ip)) throw new ApiError(429, apiMessages.tooManyFailures);
+  /** A guess: counted against the client (auth-failures.ts), then refused. */
+  const guessed = async (error: ApiError): Promise<never> => {
+    await authFailures.failed(request.ip);
+    throw error;
+  };
   const key = bearer(request.headers.authorization);
   if (key) {
-    if (!knownApiKey(context.config, key)) throw new ApiError(403, apiMessages.unknownApiKey);
+    if (!knownApiKey(context.config, key)) await guessed(new ApiError(403, apiMessages.unknownApiKey));
     request.caller = { kind: 'bearer', key };
     return;
   }
   const appKey = header(request, 'x-ovh-application');
-  if (appKey === undefined) throw new ApiError(401, apiMessages.missingApiKey);
+  if (appKey === undefined) return guessed(new ApiError(401, apiMessages.missingApiKey));
   const application = await context.credentials?.applicationByKey(appKey);
-  if (!application) throw new ApiError(403, ovhAuthMessages.invalidKey, 'INVALID_KEY');
+  if (!application) return guessed(new ApiError(403, ovhAuthMessages.invalidKey, 'INVALID_KEY'));
   const consumerKey = header(request, 'x-ovh-consumer');
   const credential = consumerKey === undefined ? undefined : await context.credentials!.byConsumerKey(consumerKey);
-  if (!credential || credential.applicationId !== application.id) throw new ApiError(403, ovhAuthMessages.notCredential, 'NOT_CREDENTIAL');
+  if (!credential || credential.applicationId !== application.id) return guessed(new ApiError(403, ovhAuthMessages.notCredential, 'NOT_CREDENTIAL'));
   if (!isUsable(credential) || credential.customer === null) throw new ApiError(403, ovhAuthMessages.invalidCredential, 'INVALID_CREDENTIAL');
   const timestamp = header(request, 'x-ovh-timestamp') ?? '';
   if (!/^\d{1,12}$/.test(timestamp) || Math.abs(Number(timestamp) - Math.floor(Date.now() / 1000)) > REPLAY_WINDOW_SECONDS) {
@@ -104,7 +111,10 @@ export async function verifySignedCall(context: ApiContext, request: FastifyRequ
     const expected = signatureOf(caller.application.appSecret, caller.consumerKey, request.method, url, body, caller.timestamp);
     matched = sameText(expected, caller.signature) || matched;
   }
-  if (!matched) throw new ApiError(400, ovhAuthMessages.invalidSignature, 'INVALID_SIGNATURE');
+  if (!matched) {
+    await context.authFailures.failed(request.ip);
+    throw new ApiError(400, ovhAuthMessages.invalidSignature, 'INVALID_SIGNATURE');
+  }
   if (!exempt && !isGranted(caller.credential.rules, request.method, rulePath(request.url))) {
     throw new ApiError(403, ovhAuthMessages.notGrantedCall, 'NOT_GRANTED_CALL');
   }

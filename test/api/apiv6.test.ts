@@ -6,7 +6,9 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultAuthFailureLimits, MemoryAuthFailures } from '../../lib/api/auth-failures.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
+import { apiMessages } from '../../lib/errors.ts';
 import { RecordingBoot } from '../helpers/api.ts';
 import { answerValidationPage, signedCall, startApiv6Lab, type Apiv6Lab, type Keys } from '../helpers/ovh-apiv6.ts';
 
@@ -32,7 +34,9 @@ let otherApp: { appKey: string; appSecret: string };
 
 beforeAll(async () => {
   boot = new RecordingBoot();
-  lab = await startApiv6Lab(config, join(dir, 'lab.sqlite'), boot, { alice: ['alice password', ['ns1.lab']], bob: ['bob password', ['ns2.lab']] });
+  // The hostile cases below fail on purpose, more often than the default limit per client allows.
+  const authFailures = new MemoryAuthFailures({ ...defaultAuthFailureLimits, maxFailures: 1000 });
+  lab = await startApiv6Lab(config, join(dir, 'lab.sqlite'), boot, { alice: ['alice password', ['ns1.lab']], bob: ['bob password', ['ns2.lab']] }, { authFailures });
   app = (await lab.credentials.createApplication('lab tool', 'scripts')).application;
   otherApp = (await lab.credentials.createApplication('other tool', '')).application;
 });
@@ -296,11 +300,30 @@ describe('signed calls', () => {
       unchanged(async () => {
         // "%2E%2E" and ".." are dot segments the client's URL parser removes: no route is left.
         expect((await post(alice, '%2E%2E')).body).toEqual({ class: 'Client::NotFound', message: 'Not found.' });
-        for (const service of ['..%2F..%2Fetc', '.hidden', 'ns1.lab%2F..%2Fns2.lab']) {
-          const answer = await post(alice, service);
-          expect(answer.status).toBe(400);
-          expect(answer.body).toEqual({ class: 'Client::BadRequest', message: 'Invalid serviceName: letters, digits, dots, dashes or underscores only' });
+        for (const service of ['..%2F..%2Fetc', 'ns1.lab%2F..%2Fns2.lab', 'ns1.lab%00']) {
+          expect(await post(alice, service)).toEqual({ status: 404, body: { class: 'Client::NotFound', message: apiMessages.badServiceName } });
         }
+        expect(await post(alice, '.hidden')).toEqual({ status: 404, body: { class: 'Client::NotFound', message: apiMessages.noSuchServer('.hidden') } });
       }));
+  });
+});
+
+describe('guessing', () => {
+  it('counts bad keys and bad signatures against the client, then answers 429 before looking at its keys', async () => {
+    const guarded = await startApiv6Lab(config, join(dir, 'guarded.sqlite'), new RecordingBoot(), {}, {
+      authFailures: new MemoryAuthFailures({ ...defaultAuthFailureLimits, maxFailures: 3 }),
+    });
+    try {
+      const application = (await guarded.credentials.createApplication('t', '')).application;
+      expect((await signedCall(guarded.url, { ...application, consumerKey: 'z'.repeat(32) }, 'GET', '/1.0/dedicated/server')).body.errorCode).toBe('NOT_CREDENTIAL');
+      expect((await signedCall(guarded.url, { ...application, appKey: 'unknownAppKey123', consumerKey: 'z'.repeat(32) }, 'GET', '/1.0/dedicated/server')).body.errorCode).toBe('INVALID_KEY');
+      expect((await signedCall(guarded.url, { ...application, consumerKey: 'z'.repeat(32) }, 'GET', '/1.0/dedicated/server')).body.errorCode).toBe('NOT_CREDENTIAL');
+      expect(await signedCall(guarded.url, { ...application, consumerKey: 'z'.repeat(32) }, 'GET', '/1.0/dedicated/server')).toEqual({
+        status: 429,
+        body: { class: 'Client::TooManyRequests', message: apiMessages.tooManyFailures },
+      });
+    } finally {
+      await guarded.close();
+    }
   });
 });

@@ -6,8 +6,8 @@ import type { AddressInfo } from 'node:net';
 import type { BootAdapter } from '../../lib/api/boot.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import { hashPassword } from '../../lib/api/passwords.ts';
-import { SecretBox } from '../../lib/api/secret-box.ts';
-import { buildApi } from '../../lib/api/server.ts';
+import { SecretBox } from '../../lib/api/store/secret-box.ts';
+import { buildApi, type ApiOptions } from '../../lib/api/server.ts';
 import { SqlCredentials } from '../../lib/api/store/credentials-store.ts';
 import { SqlCustomers } from '../../lib/api/store/customers-store.ts';
 import { openDatabase } from '../../lib/api/store/open.ts';
@@ -23,14 +23,21 @@ export interface Apiv6Lab {
 }
 
 /** `accounts`: name -> [password, servers]. */
-export async function startApiv6Lab(config: ApiConfig, dbPath: string, boot: BootAdapter, accounts: Record<string, [string, string[]]>): Promise<Apiv6Lab> {
+export async function startApiv6Lab(
+  config: ApiConfig,
+  dbPath: string,
+  boot: BootAdapter,
+  accounts: Record<string, [string, string[]]>,
+  options: Pick<ApiOptions, 'authFailures'> = {},
+): Promise<Apiv6Lab> {
   const db = await openDatabase(dbPath);
-  const store = await SqlStore.open(db);
+  const box = new SecretBox(randomBytes(32));
+  const store = await SqlStore.open(db, box);
   const customers = new SqlCustomers(db, config);
-  const credentials = new SqlCredentials(db, new SecretBox(randomBytes(32)));
+  const credentials = new SqlCredentials(db, box);
   for (const [name, [password, servers]] of Object.entries(accounts)) await customers.add(name, await hashPassword(password), servers);
   let url = '';
-  const app = buildApi({ config, store, boot, customers, credentials, agentUrl: () => url });
+  const app = buildApi({ config, store, boot, customers, credentials, agentUrl: () => url, ...options });
   await app.listen({ host: '127.0.0.1', port: 0 });
   url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   return { url, store, customers, credentials, close: async () => (await app.close(), await store.close()) };

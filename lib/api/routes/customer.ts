@@ -2,16 +2,13 @@
 // servers. Served under `/1.0`, its alias `/v1` and bare; callers are a lab's Bearer key or a signed
 // APIv6 call (signed-requests.ts), and either reaches only its own servers whatever its rules say.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { apiMessages, messages, ovhAuthMessages } from '../../errors.ts';
+import { apiMessages, messages } from '../../errors.ts';
 import { checkCustomer } from '../auth.ts';
 import type { ApiContext, ServiceParams } from '../context.ts';
 import { eraseDeployment, startDeployment } from '../deployments.ts';
 import { ApiError } from '../ovh-error.ts';
 import { API_BASE_PATHS, identifyCaller, verifySignedCall } from '../signed-requests.ts';
 import { byoiStatusView, dedicatedServerView, installStatusView, taskView } from '../views.ts';
-
-/** A serviceName as the lab names servers; no leading dot, so never "." or "..". */
-const SERVICE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,252}$/;
 
 /** The servers the caller may manage, among those the lab declares. */
 async function serversOf(options: ApiContext, request: FastifyRequest): Promise<string[]> {
@@ -24,8 +21,8 @@ async function serversOf(options: ApiContext, request: FastifyRequest): Promise<
 
 /** Refuses a caller that may not manage the server: Bearer keys as before, signed callers by ownership. */
 async function mayManage(options: ApiContext, request: FastifyRequest<{ Params: ServiceParams }>): Promise<void> {
+  // server.ts has refused serviceNames outside the config's charset already.
   const { serviceName } = request.params;
-  if (!SERVICE_NAME.test(serviceName)) throw new ApiError(400, ovhAuthMessages.badServiceName);
   const caller = request.caller!;
   if (caller.kind === 'signed') {
     // Another customer's server is answered like one that does not exist.

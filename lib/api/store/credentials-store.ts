@@ -1,7 +1,7 @@
 // Applications and consumer keys (lib/api/credentials.ts), written once over the SQL interface.
 // Application secrets are sealed with the secret box; consumer keys and validation tokens kept hashed.
 import { hashKey, randomKey, type AccessRule, type Application, type Credential, type CredentialStatus, type Credentials, type NewCredential } from '../credentials.ts';
-import type { SecretBox } from '../secret-box.ts';
+import type { SecretBox } from './secret-box.ts';
 import type { Sql } from './sql.ts';
 
 interface ApplicationRow {
@@ -42,6 +42,9 @@ function toCredential(row: CredentialRow): Credential {
 
 const now = () => new Date().toISOString();
 
+/** Bound into each sealed secret: a secret moved onto another application's row does not open. */
+const sealContext = (appKey: string) => `api_applications:${appKey}`;
+
 /** How long a credential request may wait for its validation (OVH's are short-lived too). */
 export const PENDING_LIFETIME_MS = 60 * 60 * 1000;
 
@@ -60,7 +63,7 @@ export class SqlCredentials implements Credentials {
     const appSecret = randomKey(32);
     const row = await this.sql.get<{ id: number | string }>(
       'INSERT INTO api_applications (app_key, secret_sealed, name, description, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id',
-      [appKey, this.box.seal(appSecret), name, description, now()],
+      [appKey, this.box.seal(appSecret, sealContext(appKey)), name, description, now()],
     );
     return { application: { id: Number(row!.id), appKey, appSecret, name, description }, appSecret };
   }
@@ -75,8 +78,13 @@ export class SqlCredentials implements Credentials {
 
   private async application(where: string, value: string | number): Promise<Application | undefined> {
     const row = await this.sql.get<ApplicationRow>(`SELECT * FROM api_applications WHERE ${where}`, [value]);
-    const appSecret = row && this.box.open(row.secret_sealed);
-    if (!row || appSecret === undefined) return undefined;
+    if (!row) return undefined;
+    let appSecret: string;
+    try {
+      appSecret = this.box.open(row.secret_sealed, sealContext(row.app_key));
+    } catch {
+      return undefined; // sealed under another key, or altered: this application cannot sign
+    }
     return { id: Number(row.id), appKey: row.app_key, appSecret, name: row.name, description: row.description };
   }
 
