@@ -326,4 +326,23 @@ describe('guessing', () => {
       await guarded.close();
     }
   });
+
+  it('counts wrong passwords on the validation page the same way', async () => {
+    const guarded = await startApiv6Lab(config, join(dir, 'guarded-page.sqlite'), new RecordingBoot(), {}, {
+      authFailures: new MemoryAuthFailures({ ...defaultAuthFailureLimits, maxFailures: 2 }),
+    });
+    try {
+      const application = (await guarded.credentials.createApplication('t', '')).application;
+      const { validationToken } = await guarded.credentials.request({ applicationId: application.id, rules: everything as never, allowedIPs: null, redirection: null });
+      const url = `${guarded.url}/auth/?credentialToken=${validationToken}`;
+      const guess = () => answerValidationPage(url, { name: 'mallory', password: 'guess', decision: 'grant' });
+      expect((await guess()).status).toBe(401);
+      expect((await guess()).status).toBe(401);
+      const third = await guess();
+      expect(third.status).toBe(429);
+      expect(third.html).toContain(apiMessages.tooManyFailures);
+    } finally {
+      await guarded.close();
+    }
+  });
 });

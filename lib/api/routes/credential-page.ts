@@ -4,7 +4,7 @@
 // CSP, and a double-submit CSRF token (SameSite=Strict cookie equal to a hidden field).
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ovhAuthMessages } from '../../errors.ts';
+import { apiMessages, ovhAuthMessages } from '../../errors.ts';
 import type { ApiContext } from '../context.ts';
 import { messagePage, validationPage, VALIDITIES } from '../credential-page-html.ts';
 import type { Credential } from '../credentials.ts';
@@ -86,8 +86,11 @@ export function credentialPageRoutes(app: FastifyInstance, options: ApiContext):
       if (!expectedCsrf || !fields.csrf || !same(expectedCsrf, fields.csrf) || !sameOrigin) {
         return html(reply, 403, nonce, messagePage(nonce, 'Authorize an application', ovhAuthMessages.badForm));
       }
+      // Password guesses count against the client like bad API keys (auth-failures.ts).
+      if (await options.authFailures.limited(request.ip)) return html(reply, 429, nonce, messagePage(nonce, 'Authorize an application', apiMessages.tooManyFailures));
       const validity = VALIDITIES.find((v) => v.value === fields.validity);
       const customer = await options.customers.signIn(fields.name ?? '', fields.password ?? '');
+      if (!customer) await options.authFailures.failed(request.ip);
       if (!customer || !validity || (fields.decision !== 'grant' && fields.decision !== 'refuse')) {
         return form(reply, nonce, credential, fields.credentialToken!, expectedCsrf, 401, ovhAuthMessages.wrongSignIn, fields.name);
       }
