@@ -1,6 +1,7 @@
 // Tests that need root, loop devices or system tools run in CI; outside CI they may skip.
 // In CI (CI=true) they never skip: a missing capability makes them fail in `assertCapable`.
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 
 export const inCI = process.env.CI === 'true';
 
@@ -31,6 +32,8 @@ const checks = {
       return false;
     }
   },
+  // OVH's Go client as Debian packages it, and a Go toolchain to build a program with it.
+  'go-ovh': () => commandExists('go') && existsSync('/usr/share/gocode/src/github.com/ovh/go-ovh/ovh/ovh.go'),
 } as const;
 
 export type Capability = keyof typeof checks;

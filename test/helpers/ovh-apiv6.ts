@@ -28,7 +28,7 @@ export async function startApiv6Lab(
   dbPath: string,
   boot: BootAdapter,
   accounts: Record<string, [string, string[]]>,
-  options: Pick<ApiOptions, 'authFailures'> = {},
+  options: Pick<ApiOptions, 'authFailures' | 'tls'> = {},
 ): Promise<Apiv6Lab> {
   const db = await openDatabase(dbPath);
   const box = new SecretBox(randomBytes(32));
@@ -39,7 +39,7 @@ export async function startApiv6Lab(
   let url = '';
   const app = buildApi({ config, store, boot, customers, credentials, agentUrl: () => url, ...options });
   await app.listen({ host: '127.0.0.1', port: 0 });
-  url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   return { url, store, customers, credentials, close: async () => (await app.close(), await store.close()) };
 }
 
