@@ -12,6 +12,7 @@ packages=(
   cryptsetup-bin genisoimage
   curl xz-utils zstd bzip2 cpio cloud-init openssh-client
   podman runc mmdebstrap qemu-system-x86 ovmf
+  chromium
   golang-go golang-github-ovh-go-ovh-dev
 )
 missing=()

@@ -90,7 +90,7 @@ describe('the APIv6 handshake', () => {
 });
 
 describe('the validation page', () => {
-  it('is a strict page: CSP without script, no framing, no referrer, no cache; the redirection\'s origin may receive the form', async () => {
+  it('is a strict page: CSP without script, no framing, no referrer to other sites, no cache; the redirection\'s origin may receive the form', async () => {
     const { body } = await requestCredential(app.appKey, { accessRules: [{ method: 'GET', path: '/dedicated/server/*' }], redirection: 'https://tool.example/done?x=1' });
     const page = await fetch(body.validationUrl);
     expect(page.status).toBe(200);
@@ -99,7 +99,7 @@ describe('the validation page', () => {
     expect(csp).not.toContain('script-src');
     expect(csp).toContain("form-action 'self' https://tool.example");
     expect(csp).toContain("frame-ancestors 'none'");
-    expect(page.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(page.headers.get('referrer-policy')).toBe('same-origin');
     expect(page.headers.get('cache-control')).toBe('no-store');
     expect(page.headers.get('set-cookie')).toMatch(/HttpOnly; SameSite=Strict/);
     const html = await page.text();

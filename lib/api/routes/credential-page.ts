@@ -33,7 +33,8 @@ function html(reply: FastifyReply, status: number, nonce: string, page: string, 
     .header('content-security-policy', `default-src 'none'; style-src 'nonce-${nonce}'; form-action ${formAction}; frame-ancestors 'none'; base-uri 'none'`)
     .header('x-frame-options', 'DENY')
     .header('x-content-type-options', 'nosniff')
-    .header('referrer-policy', 'no-referrer')
+    // Never the link's token to another site; same-origin keeps the form's Origin (no-referrer makes it "null").
+    .header('referrer-policy', 'same-origin')
     .header('cache-control', 'no-store')
     .type('text/html; charset=utf-8')
     .send(page);
@@ -41,11 +42,14 @@ function html(reply: FastifyReply, status: number, nonce: string, page: string, 
 
 export function credentialPageRoutes(app: FastifyInstance, options: ApiContext): void {
   void app.register(async (scope) => {
-    scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_LIMIT }, (_request, body, done) => {
-      const form: Form = {};
-      for (const [key, value] of new URLSearchParams(body as string)) if (!(key in form)) (form as Record<string, string>)[key] = value;
-      done(null, form);
-    });
+    // Unless the app parses forms already (the control panel may), this page's own bounded parser.
+    if (!scope.hasContentTypeParser('application/x-www-form-urlencoded')) {
+      scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_LIMIT }, (_request, body, done) => {
+        const form: Form = {};
+        for (const [key, value] of new URLSearchParams(body as string)) if (!(key in form)) (form as Record<string, string>)[key] = value;
+        done(null, form);
+      });
+    }
 
     async function pending(token: string | undefined): Promise<Credential | undefined> {
       if (!token || token.length > 64) return undefined;
@@ -75,9 +79,11 @@ export function credentialPageRoutes(app: FastifyInstance, options: ApiContext):
       return form(reply, nonce, credential, token!, csrf);
     });
 
-    scope.post<{ Body: Form }>('/auth/', async (request, reply) => {
+    scope.post('/auth/', { bodyLimit: FORM_LIMIT }, async (request, reply) => {
       const nonce = randomBytes(16).toString('base64');
-      const fields: Form = typeof request.body === 'object' && request.body !== null ? request.body : {};
+      const body = typeof request.body === 'object' && request.body !== null ? (request.body as Record<string, unknown>) : {};
+      // One string per field, whoever parsed the form (a repeated field is not an answer).
+      const fields: Form = Object.fromEntries(Object.entries(body).filter(([, value]) => typeof value === 'string')) as Form;
       const credential = await pending(fields.credentialToken);
       if (!credential) return gone(reply, nonce);
       const expectedCsrf = cookie(request, CSRF_COOKIE);
