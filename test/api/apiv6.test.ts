@@ -174,6 +174,17 @@ describe('signed calls', () => {
     expect((await signedCall(lab.url, alice, 'GET', '/1.0/dedicated/server/ns1.lab/bringYourOwnImage')).body.status).toBeNull();
   });
 
+  it('show the account and the applications it granted, never an application secret', async () => {
+    expect((await signedCall(lab.url, alice, 'GET', '/1.0/me')).body).toMatchObject({ nichandle: 'alice' });
+    const applications = (await signedCall(lab.url, alice, 'GET', '/1.0/me/api/application')).body;
+    expect(applications).toContain((await lab.credentials.applicationByKey(app.appKey))!.id);
+    const shown = await signedCall(lab.url, alice, 'GET', `/1.0/me/api/application/${applications[0]}`);
+    expect(shown.body).toEqual({ applicationId: applications[0], applicationKey: app.appKey, name: 'lab tool', description: 'scripts', status: 'active' });
+    expect(JSON.stringify(shown.body)).not.toContain(app.appSecret);
+    const otherId = (await lab.credentials.applicationByKey(otherApp.appKey))!.id;
+    expect((await signedCall(lab.url, alice, 'GET', `/1.0/me/api/application/${otherId}`)).status).toBe(404);
+  });
+
   it('keep the lab\'s Bearer shortcut under /1.0', async () => {
     const response = await fetch(`${lab.url}/1.0/dedicated/server`, { headers: { authorization: 'Bearer key-lab' } });
     expect(await response.json()).toEqual(['ns1.lab']);

@@ -1,5 +1,5 @@
 // APIv6's own routes: the server's time, credential requests by an application, the credential in use,
-// and a customer's credentials to list and revoke. Served under `/1.0`, `/v1` and bare, like OVH's.
+// the account (`/me`), a customer's credentials to list and revoke and the applications they granted. Served under `/1.0`, `/v1` and bare, like OVH's.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ovhAuthMessages } from '../../errors.ts';
 import { parseCredentialRequest } from '../access-rules.ts';
@@ -83,6 +83,26 @@ function authRoutesAt(app: FastifyInstance, options: ApiContext): void {
   }
 
   app.get<{ Params: { credentialId: string } }>('/me/api/credential/:credentialId', signed, async (request) => credentialView(await ownCredential(request)));
+
+  // The account itself, as scripts often call first to check their keys: its name, OVH's `nichandle`.
+  app.get('/me', signed, async (request) => ({ nichandle: signedCredential(request).customer, state: 'complete' }));
+
+  /** The applications the customer has granted credentials to. */
+  async function grantedApplications(customer: string): Promise<number[]> {
+    return [...new Set((await options.credentials!.ofCustomer(customer)).map((c) => c.applicationId))].sort((a, b) => a - b);
+  }
+
+  app.get('/me/api/application', signed, async (request) => grantedApplications(signedCredential(request).customer));
+
+  app.get<{ Params: { applicationId: string } }>('/me/api/application/:applicationId', signed, async (request) => {
+    const { customer } = signedCredential(request);
+    const { applicationId } = request.params;
+    const id = /^\d{1,15}$/.test(applicationId) ? Number(applicationId) : undefined;
+    const found = id !== undefined && (await grantedApplications(customer)).includes(id) ? await options.credentials!.applicationById(id) : undefined;
+    if (!found) throw new ApiError(404, ovhAuthMessages.noSuchApplication(applicationId.slice(0, 32)));
+    // `api.Application`: never its secret.
+    return { applicationId: found.id, applicationKey: found.appKey, name: found.name, description: found.description, status: 'active' };
+  });
 
   app.delete<{ Params: { credentialId: string } }>('/me/api/credential/:credentialId', signed, async (request, reply) => {
     await options.credentials!.remove((await ownCredential(request)).id);
