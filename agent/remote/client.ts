@@ -14,8 +14,14 @@ export interface AssignedJob {
   readonly body: unknown;
 }
 
-/** How a delivery went: delivered, worth retrying (network, 5xx), or refused for good (token void, bad events). */
-export type Delivery = 'delivered' | 'retry' | 'refused';
+/**
+ * How a delivery went: delivered, worth retrying (network, 5xx), refused for good (bad events), or
+ * revoked: the token is refused or the deployment cancelled, and the agent must stop at once.
+ */
+export type Delivery = 'delivered' | 'retry' | 'refused' | 'revoked';
+
+/** The answers that void the agent's right to go on: no token, a token refused, a deployment cancelled. */
+const revoked = (status: number) => status === 401 || status === 403 || status === 410;
 
 const REQUEST_TIMEOUT_MS = 15_000;
 
@@ -53,11 +59,11 @@ export class AgentClient {
     this.settings = settings;
   }
 
-  private url(route: 'job' | 'events'): string {
+  private url(route: 'job' | 'events' | 'disks'): string {
     return `${this.settings.server}/agent/v1/servers/${encodeURIComponent(this.settings.serviceName)}/${route}`;
   }
 
-  private request(route: 'job' | 'events', options: OptionsInit): Promise<Response<string>> {
+  private request(route: 'job' | 'events' | 'disks', options: OptionsInit): Promise<Response<string>> {
     return got(this.url(route), {
       ...options,
       headers: { ...options.headers, authorization: `Bearer ${this.settings.token}`, accept: 'application/json' },
@@ -96,14 +102,25 @@ export class AgentClient {
     return job;
   }
 
+  /** Events, or none: a heartbeat, whose answer tells whether the deployment still stands. */
   async postEvents(events: readonly AgentEvent[]): Promise<Delivery> {
+    return this.post('events', { events });
+  }
+
+  private async post(route: 'events' | 'disks', body: unknown): Promise<Delivery> {
     let response: Response<string>;
     try {
-      response = await this.request('events', { method: 'POST', json: { events } });
+      response = await this.request(route, { method: 'POST', json: body });
     } catch {
       return 'retry';
     }
     if (response.statusCode === 200) return 'delivered';
+    if (revoked(response.statusCode)) return 'revoked';
     return response.statusCode >= 500 || response.statusCode === 429 ? 'retry' : 'refused';
+  }
+
+  /** The server's disks and groups, for the API and the control panel (one attempt: it is informative). */
+  async postDisks(report: unknown): Promise<Delivery> {
+    return this.post('disks', report);
   }
 }

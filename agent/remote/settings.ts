@@ -1,10 +1,29 @@
-// Where the agent finds its API, its server's name and its token: flags first, else the kernel
-// command line a PXE boot passes (`byoi.server=URL byoi.service=NAME byoi.token=TOKEN`). The API is
-// reached over HTTPS, its certificate verified against `--ca-file` / `byoi.ca=PATH`, else the CA
-// baked into the rescue image (BAKED_CA), else the system's; plain HTTP only when the lab says so
-// (`--insecure` / `byoi.insecure=1`): the token and the customer's secrets would travel in clear.
+// Where the agent finds its API, its server's name and its token: flags first (the token never on
+// the command line: the environment or a 0600 file), else the kernel command line a PXE boot passes
+// (`byoi.server=URL byoi.service=NAME byoi.token=TOKEN`). The API is reached over HTTPS, its
+// certificate verified against `--ca-file` / `byoi.ca=PATH`, else the CA baked into the rescue image
+// (BAKED_CA), else the system's; plain HTTP only when the lab says so (`--insecure` /
+// `byoi.insecure=1`): the token and the customer's secrets would travel in clear.
 import { existsSync, readFileSync } from 'node:fs';
-import { apiMessages, invalidJob } from '../../lib/errors.ts';
+import { TOKEN_ENV, TOKEN_FILE_ENV } from '../../lib/api/auth.ts';
+import { apiMessages, invalidJob, lifecycleMessages } from '../../lib/errors.ts';
+
+/**
+ * The token from the environment or a file (`--token-file`, else $BYOI_AGENT_TOKEN_FILE), if given.
+ * Taken out of `env` once read, so the agent's own children (disk tools) do not inherit it.
+ */
+export function tokenFromEnvironment(env: NodeJS.ProcessEnv, tokenFile: string | undefined): string | undefined {
+  const direct = env[TOKEN_ENV];
+  const file = tokenFile ?? env[TOKEN_FILE_ENV];
+  delete env[TOKEN_ENV];
+  if (direct) return direct.trim();
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, 'utf8').trim() || undefined;
+  } catch (error) {
+    throw invalidJob(lifecycleMessages.unreadableTokenFile(file), String(error));
+  }
+}
 
 export interface AgentSettings {
   /** The API's base URL, e.g. https://10.0.0.1:8443. */

@@ -15,6 +15,7 @@ import { agentRoutes } from './routes/agent.ts';
 import { authRoutes } from './routes/auth.ts';
 import { credentialPageRoutes } from './routes/credential-page.ts';
 import { customerRoutes } from './routes/customer.ts';
+import { netbootRoutes } from './routes/netboot.ts';
 
 export type { ApiOptions } from './context.ts';
 
@@ -123,6 +124,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   authRoutes(app, context);
   credentialPageRoutes(app, context);
   agentRoutes(app, context);
+  netbootRoutes(app, context);
 
   let stopPruning = () => {};
   app.addHook('onReady', async () => {

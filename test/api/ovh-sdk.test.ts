@@ -74,7 +74,7 @@ describe.skipIf(skipWithout(...needs))('OVH\'s npm client against byoi serve ove
     sh('dd', ['if=/dev/urandom', `of=${target}`, 'bs=1M', 'count=96', 'status=none']);
     disk = attachLoop(target);
 
-    const agent = [process.execPath, join(repo, 'agent/byoi.ts'), 'agent', '--server', '{server}', '--service-name', '{service}', '--token', '{token}',
+    const agent = [process.execPath, join(repo, 'agent/byoi.ts'), 'agent', '--server', '{server}', '--service-name', '{service}',
       '--disk', disk, '--no-reboot', '--ram-size', String(4 * 1024 * MiB), '--deliver-timeout', '30'];
     const config = join(dir, 'lab.json');
     writeFileSync(config, JSON.stringify({

@@ -2,7 +2,7 @@
 // The token is checked in the request hook, before a byte of the body is read or parsed; the events
 // schema keeps only the contract's fields and bounds every one of them.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { apiMessages } from '../../errors.ts';
+import { apiMessages, lifecycleMessages } from '../../errors.ts';
 import { phaseNames } from '../../phases.ts';
 import { bearer, hashToken } from '../auth.ts';
 import type { ApiContext, ServiceParams } from '../context.ts';
@@ -51,6 +51,56 @@ const eventSchema = {
           },
           // When the agent saw it: informative only, the server's clock dates what it stores.
           at: { type: 'string', maxLength: 64 },
+          detail: { type: ['string', 'null'], maxLength: 4096 },
+          fault: { enum: ['customer', 'lab', null] },
+        },
+      },
+    },
+  },
+} as const;
+
+const text = (maxLength: number) => ({ type: ['string', 'null'], maxLength }) as const;
+
+/** What an agent found on its server (agent/remote/disks-report.ts), bounded field by field. */
+const disksSchema = {
+  type: 'object',
+  required: ['disks', 'groups'],
+  additionalProperties: false,
+  properties: {
+    disks: {
+      type: 'array',
+      maxItems: 256,
+      items: {
+        type: 'object',
+        required: ['name', 'size'],
+        additionalProperties: false,
+        properties: {
+          name: { type: 'string', maxLength: 64 },
+          path: text(256),
+          byId: text(256),
+          size: { type: 'number', minimum: 0 },
+          logicalSectorSize: { type: 'number', minimum: 0 },
+          media: text(16),
+          transport: text(16),
+          model: text(128),
+          serial: text(128),
+          excluded: text(256),
+        },
+      },
+    },
+    groups: {
+      type: 'array',
+      maxItems: 256,
+      items: {
+        type: 'object',
+        required: ['id', 'media', 'sizeGB', 'description', 'disks'],
+        additionalProperties: false,
+        properties: {
+          id: { type: 'integer', minimum: 1 },
+          media: { type: 'string', maxLength: 16 },
+          sizeGB: { type: 'number', minimum: 0 },
+          description: { type: 'string', maxLength: 128 },
+          disks: { type: 'array', maxItems: 256, items: { type: 'string', maxLength: 64 } },
         },
       },
     },
@@ -72,10 +122,12 @@ export function agentRoutes(app: FastifyInstance, options: ApiContext): void {
     if (await authFailures.limited(request.ip)) throw new ApiError(429, apiMessages.tooManyFailures);
     const token = bearer(request.headers.authorization);
     const deployment = token === undefined ? undefined : await store.byTokenHash(hashToken(token));
-    if (!deployment || deployment.erased || deployment.serviceName !== request.params.serviceName) {
+    if (!deployment || deployment.serviceName !== request.params.serviceName) {
       await authFailures.failed(request.ip);
       throw new ApiError(token === undefined ? 401 : 403, token === undefined ? apiMessages.missingAgentToken : apiMessages.wrongAgentToken);
     }
+    // DELETE reaches the agent here: every answer to it says so, and it stops at once.
+    if (deployment.erased) throw new ApiError(410, lifecycleMessages.deploymentCancelled);
     request.agentDeployment = deployment;
   }
 
@@ -96,6 +148,15 @@ export function agentRoutes(app: FastifyInstance, options: ApiContext): void {
     async (request) => {
       const after = await store.record(request.agentDeployment!.id, request.body.events);
       return { status: after.status };
+    },
+  );
+
+  app.post<{ Params: ServiceParams; Body: unknown }>(
+    '/agent/v1/servers/:serviceName/disks',
+    { ...agentRoute, schema: { body: disksSchema }, bodyLimit: 512 * 1024 },
+    async (request) => {
+      await store.reportDisks(request.agentDeployment!.serviceName, request.body);
+      return null;
     },
   );
 }

@@ -2,13 +2,13 @@
 // servers. Served under `/1.0`, its alias `/v1` and bare; callers are a lab's Bearer key or a signed
 // APIv6 call (signed-requests.ts), and either reaches only its own servers whatever its rules say.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { apiMessages, messages } from '../../errors.ts';
+import { apiMessages, lifecycleMessages, messages } from '../../errors.ts';
 import { checkCustomer } from '../auth.ts';
 import type { ApiContext, ServiceParams } from '../context.ts';
 import { eraseDeployment, startDeployment } from '../deployments.ts';
 import { ApiError } from '../ovh-error.ts';
 import { API_BASE_PATHS, identifyCaller, verifySignedCall } from '../signed-requests.ts';
-import { byoiStatusView, dedicatedServerView, installStatusView, taskView } from '../views.ts';
+import { byoiStatusView, dedicatedServerView, hardwareView, installStatusView, taskView } from '../views.ts';
 
 /** The servers the caller may manage, among those the lab declares. */
 async function serversOf(options: ApiContext, request: FastifyRequest): Promise<string[]> {
@@ -97,6 +97,13 @@ function serverRoutes(app: FastifyInstance, options: ApiContext): void {
     const deployment = await store.current(request.params.serviceName);
     if (!deployment) throw new ApiError(404, apiMessages.notInstalling);
     return installStatusView(deployment, await store.steps(deployment.id));
+  });
+
+  // The disks and groups the server's agent found when it last started (before a job is chosen).
+  app.get<{ Params: ServiceParams }>('/dedicated/server/:serviceName/specifications/hardware', customerRoute, async (request) => {
+    const disks = await store.disks(request.params.serviceName);
+    if (!disks) throw new ApiError(404, lifecycleMessages.noDisksReport(request.params.serviceName));
+    return hardwareView(disks);
   });
 }
 

@@ -104,6 +104,24 @@ export const migrations: readonly Migration[] = [
       );
       CREATE INDEX api_credentials_by_customer ON api_credentials (customer, id);`,
   },
+  {
+    id: 30,
+    name: 'deployment lifecycle: error detail and fault, cancellation, agent heard, netboots; disks agents report',
+    sql: () => `
+      ALTER TABLE deployments ADD COLUMN detail TEXT;
+      ALTER TABLE deployments ADD COLUMN fault TEXT;
+      ALTER TABLE deployments ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE deployments ADD COLUMN heard_at TEXT;
+      ALTER TABLE deployments ADD COLUMN boots INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE deployments ADD COLUMN settled_by TEXT;
+      UPDATE deployments SET heard_at = started_at;
+      CREATE INDEX deployments_by_status ON deployments (status, heard_at);
+      CREATE TABLE server_disks (
+        service_name TEXT PRIMARY KEY,
+        report TEXT NOT NULL,
+        reported_at TEXT NOT NULL
+      );`,
+  },
 ];
 
 /** Applies the migrations the database has not had yet, in order, in one transaction. */

@@ -1,10 +1,10 @@
 // The store's rules, written once over the SQL interface (sql.ts) for every database behind it.
-import type { ErrorKind } from '../../errors.ts';
+import type { ErrorKind, Fault } from '../../errors.ts';
 import type { Progress, StatusState } from '../../status.ts';
 import { migrate } from './migrations.ts';
 import { SecretBox } from './secret-box.ts';
 import type { Database, Sql } from './sql.ts';
-import type { AgentEvent, Deployment, DeploymentKind, NewDeployment, Step, Store } from './types.ts';
+import type { AgentEvent, Deployment, DeploymentKind, DisksReport, NetbootState, NewDeployment, Step, Store } from './types.ts';
 
 interface Row {
   id: number | string;
@@ -20,6 +20,12 @@ interface Row {
   job_taken_at: string | null;
   finished_at: string | null;
   erased: number | string;
+  detail: string | null;
+  fault: string | null;
+  cancelled: number | string;
+  heard_at: string | null;
+  boots: number | string;
+  settled_by: string | null;
 }
 
 function toDeployment(row: Row): Deployment {
@@ -37,6 +43,12 @@ function toDeployment(row: Row): Deployment {
     jobTakenAt: row.job_taken_at,
     finishedAt: row.finished_at,
     erased: Number(row.erased) !== 0,
+    detail: row.detail,
+    fault: row.fault as Fault | null,
+    cancelled: Number(row.cancelled) !== 0,
+    heardAt: row.heard_at ?? row.started_at,
+    boots: Number(row.boots),
+    settledBy: row.settled_by as Deployment['settledBy'],
   };
 }
 
@@ -45,7 +57,8 @@ const now = () => new Date().toISOString();
 /** Steps a deployment may list at most: the pipeline has a dozen phases; a looping agent adds no more. */
 export const MAX_STEPS = 32;
 
-const columns = 'id, service_name, kind, status, message, error_kind, checksum, phase, progress, started_at, job_taken_at, finished_at, erased';
+const columns =
+  'id, service_name, kind, status, message, error_kind, checksum, phase, progress, started_at, job_taken_at, finished_at, erased, detail, fault, cancelled, heard_at, boots, settled_by';
 
 async function deploymentWhere(sql: Sql, where: string, params: (string | number)[]): Promise<Deployment | undefined> {
   const row = await sql.get<Row>(`SELECT ${columns} FROM deployments WHERE ${where}`, params);
@@ -64,6 +77,21 @@ function progressOf(progress: Progress | null | undefined): string | null {
 
 /** The associated data a body is sealed with: it opens on its own deployment's row only. */
 const bodyContext = (id: number) => `byoi job body of deployment ${id}`;
+
+/** Whether the server's next netboot is the rescue system (after DELETE or a failed deployment). */
+const setRescue = (sql: Sql, serviceName: string, rescue: boolean) =>
+  sql.run('INSERT INTO servers (service_name, rescue) VALUES (?, ?) ON CONFLICT (service_name) DO UPDATE SET rescue = ?', [serviceName, rescue ? 1 : 0, rescue ? 1 : 0]);
+
+/** Ends a `doing` deployment in error for the lab's fault, when its agent cannot say how it ended. */
+async function settle(sql: Sql, deployment: Deployment, message: string, by: 'watchdog' | 'netboot', guard: string, params: (string | number)[]): Promise<boolean> {
+  const changed = await sql.run(
+    `UPDATE deployments SET status = 'error', message = ?, error_kind = 'failed', fault = 'lab', detail = NULL, finished_at = ?, settled_by = ? WHERE id = ? AND status = 'doing' AND erased = 0 ${guard}`,
+    [message, now(), by, deployment.id, ...params],
+  );
+  if (changed === 0) return false; // another replica, or the agent, got there first
+  await setRescue(sql, deployment.serviceName, true);
+  return true;
+}
 
 export class SqlStore implements Store {
   private readonly db: Database;
@@ -98,13 +126,13 @@ export class SqlStore implements Store {
       if ((await currentOf(tx, input.serviceName))?.status === 'doing') return 'conflict';
       const startedAt = now();
       const inserted = await tx.get<{ id: number | string }>(
-        'INSERT INTO deployments (service_name, kind, token_hash, status, message, phase, started_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id',
-        [input.serviceName, input.kind, input.tokenHash, 'doing', input.message, input.phase, startedAt],
+        'INSERT INTO deployments (service_name, kind, token_hash, status, message, phase, started_at, heard_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id',
+        [input.serviceName, input.kind, input.tokenHash, 'doing', input.message, input.phase, startedAt, startedAt],
       );
       const id = Number(inserted!.id);
       await tx.run('INSERT INTO job_bodies (deployment_id, body) VALUES (?, ?)', [id, this.box.seal(JSON.stringify(input.body), bodyContext(id))]);
       await tx.run('INSERT INTO steps (deployment_id, n, phase, comment, started_at) VALUES (?, 0, ?, ?, ?)', [id, input.phase, input.message, startedAt]);
-      await tx.run('INSERT INTO servers (service_name, rescue) VALUES (?, 0) ON CONFLICT (service_name) DO UPDATE SET rescue = 0', [input.serviceName]);
+      await setRescue(tx, input.serviceName, false);
       return (await deploymentWhere(tx, 'id = ?', [id]))!;
     });
   }
@@ -134,7 +162,8 @@ export class SqlStore implements Store {
   }
 
   async markJobTaken(id: number): Promise<void> {
-    await this.db.run('UPDATE deployments SET job_taken_at = coalesce(job_taken_at, ?) WHERE id = ?', [now(), id]);
+    const at = now();
+    await this.db.run('UPDATE deployments SET job_taken_at = coalesce(job_taken_at, ?), heard_at = ? WHERE id = ?', [at, at, id]);
   }
 
   /**
@@ -146,37 +175,41 @@ export class SqlStore implements Store {
     return this.db.transaction(async (tx) => {
       const before = await deploymentWhere(tx, 'id = ?', [id]);
       if (!before) throw new Error(`no deployment ${id}`);
-      if (before.status !== 'doing' || events.length === 0) return before; // the outcome is final
       const at = now();
+      await tx.run('UPDATE deployments SET heard_at = ? WHERE id = ?', [at, id]); // none: a heartbeat, heard all the same
       let steps = Number((await tx.get<{ n: number | string }>('SELECT count(*) AS n FROM steps WHERE deployment_id = ?', [id]))!.n);
       let state = before;
       for (const event of events) {
-        if (state.status !== 'doing') break;
+        // The outcome is final, except one the API settled for want of news: the agent's own outcome wins.
+        const reopened = state.settledBy !== null && event.status !== 'doing';
+        if (state.status !== 'doing' && !reopened) break;
         const phase = event.phase ?? state.phase;
         if (phase !== state.phase && steps < MAX_STEPS) {
           await tx.run('INSERT INTO steps (deployment_id, n, phase, comment, started_at) VALUES (?, ?, ?, ?, ?)', [id, steps++, phase, event.message, at]);
         }
+        const error = event.status === 'error';
         state = {
           ...state,
           status: event.status,
           message: event.message,
-          errorKind: event.status === 'error' ? (event.errorKind ?? null) : null,
+          errorKind: error ? (event.errorKind ?? null) : null,
           checksum: event.checksum ?? state.checksum,
           phase,
           progress: event.progress ?? null,
           finishedAt: event.status === 'doing' ? null : at,
+          detail: error ? (event.detail ?? null) : null,
+          fault: error ? (event.fault ?? (event.errorKind === 'failed' ? 'lab' : 'customer')) : null,
+          settledBy: null,
         };
       }
-      await tx.run('UPDATE deployments SET status = ?, message = ?, error_kind = ?, checksum = ?, phase = ?, progress = ?, finished_at = ? WHERE id = ?', [
-        state.status,
-        state.message,
-        state.errorKind,
-        state.checksum,
-        state.phase,
-        progressOf(state.progress),
-        state.finishedAt,
-        id,
-      ]);
+      if (state !== before) {
+        await tx.run(
+          'UPDATE deployments SET status = ?, message = ?, error_kind = ?, checksum = ?, phase = ?, progress = ?, finished_at = ?, detail = ?, fault = ?, settled_by = NULL WHERE id = ?',
+          [state.status, state.message, state.errorKind, state.checksum, state.phase, progressOf(state.progress), state.finishedAt, state.detail, state.fault, id],
+        );
+        // Its next netboot: the deployed disk once done, rescue after an error.
+        if (state.status !== 'doing' && !before.erased) await setRescue(tx, before.serviceName, state.status === 'error');
+      }
       return (await deploymentWhere(tx, 'id = ?', [id]))!;
     });
   }
@@ -191,14 +224,56 @@ export class SqlStore implements Store {
 
   async erase(serviceName: string): Promise<void> {
     await this.db.transaction(async (tx) => {
-      await tx.run('UPDATE deployments SET erased = 1, erased_at = coalesce(erased_at, ?) WHERE service_name = ?', [now(), serviceName]);
-      await tx.run('INSERT INTO servers (service_name, rescue) VALUES (?, 1) ON CONFLICT (service_name) DO UPDATE SET rescue = 1', [serviceName]);
+      const at = now();
+      await tx.run("UPDATE deployments SET cancelled = 1, finished_at = ? WHERE service_name = ? AND erased = 0 AND status = 'doing'", [at, serviceName]);
+      await tx.run('UPDATE deployments SET erased = 1, erased_at = coalesce(erased_at, ?) WHERE service_name = ?', [at, serviceName]);
+      await setRescue(tx, serviceName, true);
     });
   }
 
   async inRescue(serviceName: string): Promise<boolean> {
     const row = await this.db.get<{ rescue: number | string }>('SELECT rescue FROM servers WHERE service_name = ?', [serviceName]);
     return row !== undefined && Number(row.rescue) === 1;
+  }
+
+  expireSilent(cutoff: string, message: string): Promise<Deployment[]> {
+    return this.db.transaction(async (tx) => {
+      const rows = await tx.all<Row>("SELECT * FROM deployments WHERE status = 'doing' AND erased = 0 AND heard_at < ?", [cutoff]);
+      const ended: Deployment[] = [];
+      for (const deployment of rows.map(toDeployment)) {
+        // Guarded again: the agent may have been heard since the SELECT (another connection, another replica).
+        if (await settle(tx, deployment, message, 'watchdog', 'AND heard_at < ?', [cutoff])) ended.push((await deploymentWhere(tx, 'id = ?', [deployment.id]))!);
+      }
+      return ended;
+    });
+  }
+
+  netboot(serviceName: string, tokenHash: string, maxBoots: number, lostMessage: string): Promise<NetbootState> {
+    return this.db.transaction(async (tx): Promise<NetbootState> => {
+      const current = await currentOf(tx, serviceName);
+      if (current?.status === 'doing') {
+        if (current.boots >= maxBoots) {
+          await settle(tx, current, lostMessage, 'netboot', '', []);
+          return { boot: 'rescue' };
+        }
+        await tx.run('UPDATE deployments SET token_hash = ?, boots = boots + 1, heard_at = ? WHERE id = ?', [tokenHash, now(), current.id]);
+        return { boot: 'deploy', deployment: (await deploymentWhere(tx, 'id = ?', [current.id]))! };
+      }
+      const row = await tx.get<{ rescue: number | string }>('SELECT rescue FROM servers WHERE service_name = ?', [serviceName]);
+      return row !== undefined && Number(row.rescue) === 1 ? { boot: 'rescue' } : { boot: 'disk' };
+    });
+  }
+
+  async reportDisks(serviceName: string, report: unknown): Promise<void> {
+    await this.db.run(
+      'INSERT INTO server_disks (service_name, report, reported_at) VALUES (?, ?, ?) ON CONFLICT (service_name) DO UPDATE SET report = excluded.report, reported_at = excluded.reported_at',
+      [serviceName, JSON.stringify(report), now()],
+    );
+  }
+
+  async disks(serviceName: string): Promise<DisksReport | undefined> {
+    const row = await this.db.get<{ report: string; reported_at: string }>('SELECT report, reported_at FROM server_disks WHERE service_name = ?', [serviceName]);
+    return row && { report: JSON.parse(row.report), reportedAt: row.reported_at };
   }
 
   close(): Promise<void> {
