@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultAuthFailureLimits, MemoryAuthFailures } from '../../lib/api/auth-failures.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
+import { hashPassword } from '../../lib/api/passwords.ts';
 import { apiMessages } from '../../lib/errors.ts';
 import { RecordingBoot } from '../helpers/api.ts';
 import { answerValidationPage, signedCall, startApiv6Lab, type Apiv6Lab, type Keys } from '../helpers/ovh-apiv6.ts';
@@ -354,6 +355,30 @@ describe('guessing', () => {
       expect(third.html).toContain(apiMessages.tooManyFailures);
     } finally {
       await guarded.close();
+    }
+  });
+});
+
+describe('accounts declared in the config file', () => {
+  it('sign in on the validation page like the store\'s, and own the servers the config gives them', async () => {
+    const declared: ApiConfig = {
+      customers: [{ name: 'erin', passwordHash: await hashPassword('erin password') }],
+      servers: [{ serviceName: 'ns7.lab', apiKeys: [], customer: 'erin' }, { serviceName: 'ns8.lab', apiKeys: [] }],
+    };
+    // The store gives ns7.lab to frank too: the config's word wins.
+    const small = await startApiv6Lab(declared, join(dir, 'declared.sqlite'), new RecordingBoot(), { frank: ['frank password', ['ns7.lab', 'ns8.lab']] });
+    try {
+      const application = (await small.credentials.createApplication('t', '')).application;
+      const grant = async (name: string) => {
+        const response = await fetch(`${small.url}/1.0/auth/credential`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-ovh-application': application.appKey }, body: JSON.stringify({ accessRules: everything }) });
+        const { validationUrl, consumerKey } = (await response.json()) as { validationUrl: string; consumerKey: string };
+        expect((await answerValidationPage(validationUrl, { name, password: `${name} password`, decision: 'grant' })).status).toBe(200);
+        return { ...application, consumerKey };
+      };
+      expect((await signedCall(small.url, await grant('erin'), 'GET', '/1.0/dedicated/server')).body).toEqual(['ns7.lab']);
+      expect((await signedCall(small.url, await grant('frank'), 'GET', '/1.0/dedicated/server')).body).toEqual(['ns8.lab']);
+    } finally {
+      await small.close();
     }
   });
 });
