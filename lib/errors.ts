@@ -331,6 +331,7 @@ export const ovhAuthMessages = {
   badCredentialRequest: (why: string) => `Invalid credential request: ${why}.`,
   noSuchCredential: (id: string) => `The requested object (credentialId = ${id}) does not exist`,
   noSuchApplication: (id: string) => `The requested object (applicationId = ${id}) does not exist`,
+  tooManyPending: 'Too many credential requests of this application are waiting for validation: try again later.',
   // The validation page.
   requestGone: 'This credential request does not exist or is no longer pending.',
   badForm: 'The form expired or was not sent by this page: open the validation link again.',

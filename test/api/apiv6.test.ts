@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultAuthFailureLimits, MemoryAuthFailures } from '../../lib/api/auth-failures.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import { hashPassword } from '../../lib/api/passwords.ts';
-import { apiMessages } from '../../lib/errors.ts';
+import { MAX_PENDING_PER_APPLICATION } from '../../lib/api/store/credentials-store.ts';
+import { apiMessages, ovhAuthMessages } from '../../lib/errors.ts';
 import { RecordingBoot } from '../helpers/api.ts';
 import { answerValidationPage, signedCall, startApiv6Lab, type Apiv6Lab, type Keys } from '../helpers/ovh-apiv6.ts';
 
@@ -339,13 +340,26 @@ describe('guessing', () => {
     }
   });
 
+  it('bounds the requests of one application waiting for validation', async () => {
+    const crowded = await startApiv6Lab(config, join(dir, 'crowded.sqlite'), new RecordingBoot(), {});
+    try {
+      const application = (await crowded.credentials.createApplication('t', '')).application;
+      for (let i = 0; i < MAX_PENDING_PER_APPLICATION; i++) await crowded.credentials.request({ applicationId: application.id, rules: [{ method: 'GET', path: '/*' }], allowedIPs: null, redirection: null });
+      const response = await fetch(`${crowded.url}/1.0/auth/credential`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-ovh-application': application.appKey }, body: JSON.stringify({ accessRules: everything }) });
+      expect(response.status).toBe(429);
+      expect(await response.json()).toEqual({ class: 'Client::TooManyRequests', message: ovhAuthMessages.tooManyPending });
+    } finally {
+      await crowded.close();
+    }
+  });
+
   it('counts wrong passwords on the validation page the same way', async () => {
     const guarded = await startApiv6Lab(config, join(dir, 'guarded-page.sqlite'), new RecordingBoot(), {}, {
       authFailures: new MemoryAuthFailures({ ...defaultAuthFailureLimits, maxFailures: 2 }),
     });
     try {
       const application = (await guarded.credentials.createApplication('t', '')).application;
-      const { validationToken } = await guarded.credentials.request({ applicationId: application.id, rules: everything as never, allowedIPs: null, redirection: null });
+      const { validationToken } = (await guarded.credentials.request({ applicationId: application.id, rules: everything as never, allowedIPs: null, redirection: null })) as { validationToken: string };
       const url = `${guarded.url}/auth/?credentialToken=${validationToken}`;
       const guess = () => answerValidationPage(url, { name: 'mallory', password: 'guess', decision: 'grant' });
       expect((await guess()).status).toBe(401);

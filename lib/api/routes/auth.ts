@@ -48,7 +48,9 @@ function authRoutesAt(app: FastifyInstance, options: ApiContext): void {
     },
     async (request) => {
       const input = parseCredentialRequest(request.body, application.get(request)!.id);
-      const { consumerKey, validationToken } = await options.credentials!.request(input);
+      const requested = await options.credentials!.request(input);
+      if (requested === 'too-many') throw new ApiError(429, ovhAuthMessages.tooManyPending);
+      const { consumerKey, validationToken } = requested;
       return { validationUrl: `${baseUrlOf(options, request)}/auth/?credentialToken=${validationToken}`, consumerKey, state: 'pendingValidation' };
     },
   );

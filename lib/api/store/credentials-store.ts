@@ -48,6 +48,9 @@ const sealContext = (appKey: string) => `api_applications:${appKey}`;
 /** How long a credential request may wait for its validation (OVH's are short-lived too). */
 export const PENDING_LIFETIME_MS = 60 * 60 * 1000;
 
+/** How many requests of one application may wait for their validation at once. */
+export const MAX_PENDING_PER_APPLICATION = 1000;
+
 export class SqlCredentials implements Credentials {
   private readonly sql: Sql;
   private readonly box: SecretBox;
@@ -88,10 +91,13 @@ export class SqlCredentials implements Credentials {
     return { id: Number(row.id), appKey: row.app_key, appSecret, name: row.name, description: row.description };
   }
 
-  async request(input: NewCredential): Promise<{ credential: Credential; consumerKey: string; validationToken: string }> {
+  async request(input: NewCredential): Promise<{ credential: Credential; consumerKey: string; validationToken: string } | 'too-many'> {
     // Requests nobody validated in time are dropped, so that unanswered requests cannot pile up.
     const stale = new Date(Date.now() - PENDING_LIFETIME_MS).toISOString();
     await this.sql.run("DELETE FROM api_credentials WHERE status <> 'validated' AND created_at < ?", [stale]);
+    // An application key is no secret (programs carry it): its pending requests are bounded.
+    const pending = await this.sql.get<{ n: number | string }>("SELECT count(*) AS n FROM api_credentials WHERE application_id = ? AND status = 'pendingValidation'", [input.applicationId]);
+    if (Number(pending!.n) >= MAX_PENDING_PER_APPLICATION) return 'too-many';
     const consumerKey = randomKey(32);
     const validationToken = randomKey(32);
     const row = await this.sql.get<CredentialRow>(
@@ -157,6 +163,8 @@ export class SqlCredentials implements Credentials {
   }
 
   async touch(id: number): Promise<void> {
-    await this.sql.run('UPDATE api_credentials SET last_use = ? WHERE id = ?', [now(), id]);
+    // To the minute: a busy key does not cost a write per call.
+    const minuteAgo = new Date(Date.now() - 60_000).toISOString();
+    await this.sql.run('UPDATE api_credentials SET last_use = ? WHERE id = ? AND (last_use IS NULL OR last_use < ?)', [now(), id, minuteAgo]);
   }
 }
