@@ -24,7 +24,7 @@ const errorClasses: Record<number, string> = {
 
 /** The `{class, message}` body for `statusCode`. */
 export function ovhErrorBody(statusCode: number, message: string): { class: string; message: string } {
-  return { class: errorClasses[statusCode] ?? 'Server::InternalServerError', message };
+  return { class: errorClasses[statusCode] ?? (statusCode < 500 ? 'Client::BadRequest' : 'Server::InternalServerError'), message };
 }
 
 /** The `errorCode`s OVH's API answers authentication refusals with, and its clients map. */
@@ -41,7 +41,11 @@ export class ApiError extends Error {
   }
 }
 
+/** How long a client refused 429 is told to wait. */
+const RETRY_AFTER_SECONDS = 60;
+
 export function sendError(reply: FastifyReply, statusCode: number, message: string, errorCode?: OvhErrorCode): FastifyReply {
+  if (statusCode === 429) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
   if (errorCode) return reply.code(statusCode).type('application/json').send({ errorCode, httpCode: `${statusCode} ${STATUS_CODES[statusCode]}`, message });
   return reply.code(statusCode).type('application/json').send(ovhErrorBody(statusCode, message));
 }

@@ -6,7 +6,6 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultAuthFailureLimits, MemoryAuthFailures } from '../../lib/api/auth-failures.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import { hashPassword } from '../../lib/api/passwords.ts';
 import { MAX_PENDING_PER_APPLICATION } from '../../lib/api/store/credentials-store.ts';
@@ -37,8 +36,7 @@ let otherApp: { appKey: string; appSecret: string };
 beforeAll(async () => {
   boot = new RecordingBoot();
   // The hostile cases below fail on purpose, more often than the default limit per client allows.
-  const authFailures = new MemoryAuthFailures({ ...defaultAuthFailureLimits, maxFailures: 1000 });
-  lab = await startApiv6Lab(config, join(dir, 'lab.sqlite'), boot, { alice: ['alice password', ['ns1.lab']], bob: ['bob password', ['ns2.lab']] }, { authFailures });
+  lab = await startApiv6Lab(config, join(dir, 'lab.sqlite'), boot, { alice: ['alice password', ['ns1.lab']], bob: ['bob password', ['ns2.lab']] }, { maxAuthFailures: 1000 });
   app = (await lab.credentials.createApplication('lab tool', 'scripts')).application;
   otherApp = (await lab.credentials.createApplication('other tool', '')).application;
 });
@@ -324,7 +322,7 @@ describe('signed calls', () => {
 describe('guessing', () => {
   it('counts bad keys and bad signatures against the client, then answers 429 before looking at its keys', async () => {
     const guarded = await startApiv6Lab(config, join(dir, 'guarded.sqlite'), new RecordingBoot(), {}, {
-      authFailures: new MemoryAuthFailures({ ...defaultAuthFailureLimits, maxFailures: 3 }),
+      maxAuthFailures: 3,
     });
     try {
       const application = (await guarded.credentials.createApplication('t', '')).application;
@@ -355,7 +353,7 @@ describe('guessing', () => {
 
   it('counts wrong passwords on the validation page the same way', async () => {
     const guarded = await startApiv6Lab(config, join(dir, 'guarded-page.sqlite'), new RecordingBoot(), {}, {
-      authFailures: new MemoryAuthFailures({ ...defaultAuthFailureLimits, maxFailures: 2 }),
+      maxAuthFailures: 2,
     });
     try {
       const application = (await guarded.credentials.createApplication('t', '')).application;

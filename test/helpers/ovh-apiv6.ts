@@ -8,6 +8,8 @@ import type { ApiConfig } from '../../lib/api/config.ts';
 import { hashPassword } from '../../lib/api/passwords.ts';
 import { SecretBox } from '../../lib/api/store/secret-box.ts';
 import { buildApi, type ApiOptions } from '../../lib/api/server.ts';
+import { defaultAuthFailureLimits } from '../../lib/api/auth-failures.ts';
+import { SqlAuthFailures } from '../../lib/api/store/auth-failures-store.ts';
 import { SqlCredentials } from '../../lib/api/store/credentials-store.ts';
 import { SqlCustomers } from '../../lib/api/store/customers-store.ts';
 import { openDatabase } from '../../lib/api/store/open.ts';
@@ -28,7 +30,7 @@ export async function startApiv6Lab(
   dbPath: string,
   boot: BootAdapter,
   accounts: Record<string, [string, string[]]>,
-  options: Pick<ApiOptions, 'authFailures' | 'tls'> = {},
+  options: Pick<ApiOptions, 'tls'> & { maxAuthFailures?: number } = {},
 ): Promise<Apiv6Lab> {
   const db = await openDatabase(dbPath);
   const box = new SecretBox(randomBytes(32));
@@ -37,7 +39,9 @@ export async function startApiv6Lab(
   const credentials = new SqlCredentials(db, box);
   for (const [name, [password, servers]] of Object.entries(accounts)) await customers.add(name, await hashPassword(password), servers);
   let url = '';
-  const app = buildApi({ config, store, boot, customers, credentials, agentUrl: () => url, ...options });
+  const { maxAuthFailures, ...rest } = options;
+  const authFailures = maxAuthFailures === undefined ? undefined : new SqlAuthFailures(db, { ...defaultAuthFailureLimits, maxFailures: maxAuthFailures });
+  const app = buildApi({ config, store, boot, customers, credentials, agentUrl: () => url, ...rest, ...(authFailures && { authFailures }) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   return { url, store, customers, credentials, close: async () => (await app.close(), await store.close()) };

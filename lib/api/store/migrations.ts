@@ -105,6 +105,21 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX api_credentials_by_customer ON api_credentials (customer, id);`,
   },
   {
+    id: 20,
+    name: 'control panel sessions',
+    // Only a hash of the session id is kept: a copy of the database signs no one in.
+    sql: () => `
+      CREATE TABLE panel_sessions (
+        id_hash TEXT PRIMARY KEY,
+        customer TEXT NOT NULL,
+        csrf_token TEXT NOT NULL,
+        pending_install TEXT,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+      );
+      CREATE INDEX panel_sessions_by_expiry ON panel_sessions (expires_at);`,
+  },
+  {
     id: 30,
     name: 'deployment lifecycle: error detail and fault, cancellation, agent heard, netboots; disks agents report',
     sql: () => `
@@ -121,6 +136,17 @@ export const migrations: readonly Migration[] = [
         report TEXT NOT NULL,
         reported_at TEXT NOT NULL
       );`,
+  },
+  {
+    id: 3,
+    name: 'failed authentications per client, in the window that started at since',
+    sql: () => `
+      CREATE TABLE auth_failures (
+        client TEXT PRIMARY KEY,
+        since TEXT NOT NULL,
+        failures INTEGER NOT NULL
+      );
+      CREATE INDEX auth_failures_by_since ON auth_failures (since);`,
   },
 ];
 
