@@ -316,6 +316,34 @@ export const apiMessages = {
 /** The first step of every deployment, before the agent has taken its job. */
 export const bootStep = { phase: 'boot', message: 'Booting the server on the deployment agent' } as const;
 
+/**
+ * APIv6 (signed requests, consumer keys): OVH's own error codes and messages, which its clients map to
+ * their exception types (research/ovh-api-auth.md), and the operator's and the validation page's words.
+ */
+export const ovhAuthMessages = {
+  invalidKey: 'Invalid application key',
+  notCredential: 'This credential does not exist',
+  invalidCredential: 'This credential is not valid',
+  invalidSignature: 'Invalid signature',
+  queryTimeOut: 'Query out of time',
+  notGrantedCall: 'This call has not been granted',
+  forbiddenIp: 'This credential cannot be used from your IP address',
+  badCredentialRequest: (why: string) => `Invalid credential request: ${why}.`,
+  noSuchCredential: (id: string) => `The requested object (credentialId = ${id}) does not exist`,
+  noSuchApplication: (id: string) => `The requested object (applicationId = ${id}) does not exist`,
+  tooManyPending: 'Too many credential requests of this application are waiting for validation: try again later.',
+  // The validation page.
+  requestGone: 'This credential request does not exist or is no longer pending.',
+  badForm: 'The form expired or was not sent by this page: open the validation link again.',
+  wrongSignIn: 'Wrong account name or password.',
+  // Operator subcommands.
+  noSecret: (what: string) => `Give the ${what} on standard input (never on the command line).`,
+  customerExists: (name: string) => `Customer ${name} already exists.`,
+  noSuchCustomer: (name: string) => `No customer named ${name}.`,
+  badCustomerName: 'A customer name is 1 to 64 letters, digits, dots, dashes, underscores or @.',
+  notPending: 'No pending credential has this consumer key.',
+} as const;
+
 // ---- A deployment's life after POST (issue 17): cancellation, the watchdog, netboot, who is at fault. ----
 
 /** A failure caused by what the customer asked for (a bad URL, a wrong checksum, a too-big image): a customerError task. */

@@ -69,6 +69,11 @@ export interface ApiConfig {
   readonly secretsKeyFile?: string;
   /** Days a finished or erased deployment's job body is kept; default 7. */
   readonly jobBodyRetentionDays?: number;
+  /**
+   * The URL customers' clients use for this API when it differs from what reaches byoi serve (a reverse
+   * proxy): signatures cover it, validation URLs start with it. E.g. "https://api.lab.example".
+   */
+  readonly apiUrl?: string;
   readonly netboot?: NetbootConfig;
   readonly customers?: readonly CustomerConfig[];
   readonly servers: readonly ServerConfig[];
@@ -182,6 +187,12 @@ function parseRetention(value: unknown, bad: (why: string) => never): number | u
   return value as number;
 }
 
+function parseApiUrl(value: unknown, bad: (why: string) => never): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/.test(value)) return bad('apiUrl must be an http(s) URL without query');
+  return value.replace(/\/+$/, '');
+}
+
 function parseDiskGroups(value: unknown, where: string, bad: (why: string) => never): DiskGroupConfig[] | undefined {
   if (value === undefined) return undefined;
   if (!Array.isArray(value)) return bad(`${where}.diskGroups must be a list`);
@@ -203,6 +214,7 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
   if (value.secretsKeyFile !== undefined && (typeof value.secretsKeyFile !== 'string' || value.secretsKeyFile === '')) bad('secretsKeyFile must be a path');
   const retention = parseRetention(value.jobBodyRetentionDays, bad);
   const customers = parseCustomers(value.customers, bad);
+  const apiUrl = parseApiUrl(value.apiUrl, bad);
   const netboot = parseNetboot(value.netboot, bad);
   const seen = new Set<string>();
   const macsSeen = new Set<string>();
@@ -231,6 +243,7 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
   });
   return {
     ...(typeof value.publicUrl === 'string' && { publicUrl: value.publicUrl }),
+    ...(apiUrl && { apiUrl }),
     ...(typeof value.secretsKeyFile === 'string' && { secretsKeyFile: value.secretsKeyFile }),
     ...(retention !== undefined && { jobBodyRetentionDays: retention }),
     ...(netboot && { netboot }),

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { AuthFailures } from './auth-failures.ts';
 import type { BootAdapter } from './boot.ts';
 import type { ApiConfig } from './config.ts';
+import type { Credentials } from './credentials.ts';
 import type { Customers } from './customers.ts';
 import type { Store } from './store/types.ts';
 import type { SignInFailures } from '../panel/sign-in-limit.ts';
@@ -16,6 +17,8 @@ export interface ApiOptions {
   readonly logger?: boolean;
   /** Customer accounts; by default those the config declares. */
   readonly customers?: Customers;
+  /** APIv6 applications and consumer keys; without them every signed call is refused (INVALID_KEY). */
+  readonly credentials?: Credentials;
   /** Serve HTTPS with this certificate chain and key (PEM); plain HTTP without. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
   /** Bounds on requests' sizes and times; defaults in server.ts. */

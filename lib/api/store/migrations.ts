@@ -74,6 +74,48 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX auth_failures_by_since ON auth_failures (since);`,
   },
   {
+    id: 10,
+    name: 'customer accounts and the servers they own',
+    sql: () => `
+      CREATE TABLE customers (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE customer_servers (
+        service_name TEXT PRIMARY KEY,
+        customer TEXT NOT NULL REFERENCES customers (name)
+      );`,
+  },
+  {
+    id: 11,
+    name: 'APIv6 applications and consumer keys',
+    sql: (dialect) => `
+      CREATE TABLE api_applications (
+        id ${identityKey(dialect)},
+        app_key TEXT NOT NULL UNIQUE,
+        secret_sealed TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE api_credentials (
+        id ${identityKey(dialect)},
+        consumer_key_hash TEXT NOT NULL UNIQUE,
+        validation_token_hash TEXT UNIQUE,
+        application_id BIGINT NOT NULL REFERENCES api_applications (id),
+        customer TEXT,
+        status TEXT NOT NULL,
+        rules TEXT NOT NULL,
+        allowed_ips TEXT,
+        redirection TEXT,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        last_use TEXT
+      );
+      CREATE INDEX api_credentials_by_customer ON api_credentials (customer, id);`,
+  },
+  {
     id: 20,
     name: 'control panel sessions',
     // Only a hash of the session id is kept: a copy of the database signs no one in.
