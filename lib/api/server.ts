@@ -96,6 +96,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
 
   // Before anything else, and never echoed: a serviceName outside the config's charset names no server.
   app.addHook('onRequest', async (request) => {
+    // No route, no body: a stranger's POST to nowhere is not read (nor parsed) before its 404.
+    if (request.is404) throw new ApiError(404, apiMessages.notFound);
     const { serviceName } = (request.params ?? {}) as { serviceName?: unknown };
     if (serviceName !== undefined && (typeof serviceName !== 'string' || !isServiceName(serviceName))) throw new ApiError(404, apiMessages.badServiceName);
   });

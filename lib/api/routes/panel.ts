@@ -45,6 +45,8 @@ export function panelRoutes(app: FastifyInstance, context: ApiContext): void {
   app.register(
     async (panel) => {
       await panel.register(cookie);
+      // The panel posts forms only: a JSON body (up to the API's 16 MiB) is refused before it is read.
+      panel.removeContentTypeParser('application/json');
       await panel.register(formbody, { bodyLimit: FORM_BODY_LIMIT });
       await panel.register(multipart, { limits: INSTALL_LIMITS, throwFileSizeLimit: true });
       routes(panel, context);
@@ -67,7 +69,8 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   /** The session of each request that has one (set by the hooks below). */
   const sessionOf = new WeakMap<FastifyRequest, Session>();
 
-  const language = (request: FastifyRequest): Language => chooseLanguage(request.cookies.byoi_lang, request.headers['accept-language']);
+  // Cookies are parsed in this plugin's hook: a request refused in an earlier one (the server's) has none.
+  const language = (request: FastifyRequest): Language => chooseLanguage(request.cookies?.byoi_lang, request.headers['accept-language']);
   const pageContext = (request: FastifyRequest): pages.PageContext => {
     const session = sessionOf.get(request);
     return {
@@ -100,7 +103,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) request.log.error(error);
     if (status === 413 || error.code?.startsWith('FST_PARTS') || error.code === 'FST_REQ_FILE_TOO_LARGE') return message(request, reply, 413, (t) => t.tooBig);
-    return message(request, reply, status, (t) => (status === 500 ? t.failure : t.badForm));
+    return message(request, reply, status, (t) => (status === 500 ? t.failure : status === 404 ? t.notFound : t.badForm));
   });
   panel.setNotFoundHandler((request, reply) => message(request, reply, 404, (t) => t.notFound));
 
