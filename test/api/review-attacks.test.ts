@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { ApiConfig } from '../../lib/api/config.ts';
+import { parseConfig, type ApiConfig } from '../../lib/api/config.ts';
 import type { ApiOptions } from '../../lib/api/context.ts';
 import { apiMessages } from '../../lib/errors.ts';
 import { RecordingBoot, startApi, type TestApi } from '../helpers/api.ts';
@@ -52,5 +52,51 @@ describe('no body is read for a stranger', () => {
     const answer = await announce(port, 'POST', '/panel/nothing', 'application/x-www-form-urlencoded');
     expect(answer.status).toBe(404);
     expect(answer.headers).toMatch(/content-type: text\/html/i);
+  });
+});
+
+describe('netboot scripts are answered on the provisioning network only (netboot.clients)', () => {
+  const netboot = { kernel: '/nonexistent/vmlinuz', initrd: '/nonexistent/initrd.img' };
+  const body = { URL: 'https://user:url-secret@images.example/disk.raw', type: 'raw' };
+
+  async function waiting(clients?: string[]) {
+    const cfg: ApiConfig = { ...config, netboot: { ...netboot, ...(clients && { clients }) } };
+    const test = await start(cfg);
+    const posted = await fetch(`${test.url}/dedicated/server/ns1.lab/bringYourOwnImage`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${aliceKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    expect(posted.status).toBe(200);
+    return test;
+  }
+
+  it('a client outside them gets no script, no token, and burns no boot', async () => {
+    const test = await waiting(['10.0.0.0/8', 'fd00::/8']);
+    for (const path of ['/boot/v1/servers/ns1.lab/ipxe', '/boot/v1/mac/52:54:00:12:34:56/ipxe', '/boot/v1/ipxe', '/boot/v1/rescue/kernel']) {
+      const answer = await fetch(`${test.url}${path}`);
+      expect(answer.status).toBe(403);
+      const text = await answer.text();
+      expect(JSON.parse(text)).toEqual({ class: 'Client::Forbidden', message: apiMessages.notProvisioningNetwork });
+      expect(text).not.toMatch(/byoi\.token/);
+    }
+    const deployment = await test.store.current('ns1.lab');
+    expect(deployment?.status).toBe('doing');
+    expect(deployment?.boots).toBe(0);
+  });
+
+  it('a client inside them gets its script with a one-boot token', async () => {
+    const test = await waiting(['127.0.0.0/8']);
+    const answer = await fetch(`${test.url}/boot/v1/mac/52-54-00-12-34-56/ipxe`);
+    expect(answer.status).toBe(200);
+    expect(await answer.text()).toMatch(/byoi\.token=[0-9a-f]{64}/);
+    expect((await test.store.current('ns1.lab'))?.boots).toBe(1);
+  });
+
+  it('the config refuses what is not an address or a network', async () => {
+    for (const clients of [['10.0.0.0/33'], ['not-an-address'], [''], 'everyone', [7]]) {
+      expect(() => parseConfig({ ...config, netboot: { ...netboot, clients } }, 'lab.json')).toThrow(/netboot\.clients/);
+    }
+    expect(parseConfig({ ...config, netboot: { ...netboot, clients: ['192.0.2.7', '10.1.0.0/16', '2001:db8::/32'] } }, 'lab.json').netboot?.clients).toHaveLength(3);
   });
 });
