@@ -73,7 +73,7 @@ describe('the panel parts', () => {
     const dir = mkdtempSync(join(tmpdir(), 'byoi-sessions-'));
     const store = await openStore(join(dir, 'db.sqlite'));
     try {
-      const sessions = new SessionStore(store.sql);
+      const sessions = new SessionStore(store.sql, store.secrets);
       const { id, session } = await sessions.create('carol');
       expect(await sessions.find(id)).toMatchObject({ customer: 'carol', csrfToken: session.csrfToken, pendingInstall: null });
       expect(await sessions.find(`${id}x`)).toBeUndefined();
@@ -82,7 +82,7 @@ describe('the panel parts', () => {
       expect((await sessions.find(id))?.pendingInstall).toEqual({ serviceName: 'ns1.lab', body: { URL: 'http://x/a' } });
       await sessions.end(session.idHash);
       expect(await sessions.find(id)).toBeUndefined();
-      const expired = await new SessionStore(store.sql, -1000).create('carol');
+      const expired = await new SessionStore(store.sql, store.secrets, -1000).create('carol');
       expect(await sessions.find(expired.id)).toBeUndefined();
     } finally {
       await store.close();

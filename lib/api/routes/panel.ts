@@ -56,7 +56,7 @@ export function panelRoutes(app: FastifyInstance, context: ApiContext): void {
 }
 
 function routes(panel: FastifyInstance, context: ApiContext): void {
-  const sessions = new SessionStore(context.store.sql);
+  const sessions = new SessionStore(context.store.sql, context.store.secrets);
   // An account is guessed at from anywhere; an address may be many customers behind one NAT.
   const limits = { name: new SignInLimit(10), address: new SignInLimit(100) };
   // Each password check holds 32 MiB for scrypt: a burst of sign-ins must not hold unbounded memory.

@@ -1,6 +1,9 @@
 // The control panel's sign-in sessions, over the SQL interface (migration 20). The browser holds a
 // random session id; the table holds only its SHA-256, so a copy of the database signs no one in.
+// A pending install is a deployment body (URL credentials, header values, user data): kept sealed
+// like the job bodies, bound to its session's row.
 import { createHash, randomBytes } from 'node:crypto';
+import type { SecretBox } from './secret-box.ts';
 import type { Sql } from './sql.ts';
 
 export interface Session {
@@ -21,14 +24,18 @@ interface Row {
   expires_at: string;
 }
 
+const pendingContext = (idHash: string) => `panel-session:${idHash}`;
+
 export const hashSessionId = (id: string): string => createHash('sha256').update(id).digest('hex');
 
 export class SessionStore {
   private readonly sql: Sql;
+  private readonly box: SecretBox;
   private readonly lifetimeMs: number;
 
-  constructor(sql: Sql, lifetimeMs = 8 * 3600_000) {
+  constructor(sql: Sql, box: SecretBox, lifetimeMs = 8 * 3600_000) {
     this.sql = sql;
+    this.box = box;
     this.lifetimeMs = lifetimeMs;
   }
 
@@ -65,13 +72,14 @@ export class SessionStore {
       idHash: row.id_hash,
       customer: row.customer,
       csrfToken: row.csrf_token,
-      pendingInstall: row.pending_install === null ? null : JSON.parse(row.pending_install),
+      pendingInstall: row.pending_install === null ? null : JSON.parse(this.box.open(row.pending_install, pendingContext(row.id_hash))),
       expiresAt: row.expires_at,
     };
   }
 
   async setPendingInstall(idHash: string, pending: Session['pendingInstall']): Promise<void> {
-    await this.sql.run('UPDATE panel_sessions SET pending_install = ? WHERE id_hash = ?', [pending === null ? null : JSON.stringify(pending), idHash]);
+    const sealed = pending === null ? null : this.box.seal(JSON.stringify(pending), pendingContext(idHash));
+    await this.sql.run('UPDATE panel_sessions SET pending_install = ? WHERE id_hash = ?', [sealed, idHash]);
   }
 
   async end(idHash: string): Promise<void> {

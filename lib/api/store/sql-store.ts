@@ -284,6 +284,10 @@ export class SqlStore implements Store {
     return this.db;
   }
 
+  get secrets(): SecretBox {
+    return this.box;
+  }
+
   close(): Promise<void> {
     return this.db.close();
   }

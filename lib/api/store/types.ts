@@ -4,6 +4,7 @@
 import type { AuthFailures } from '../auth-failures.ts';
 import type { ErrorKind, Fault } from '../../errors.ts';
 import type { Progress, StatusState } from '../../status.ts';
+import type { SecretBox } from './secret-box.ts';
 import type { Database } from './sql.ts';
 
 /** Which route started a deployment: the legacy one or `/reinstall`. */
@@ -119,5 +120,7 @@ export interface Store {
   disks(serviceName: string): Promise<DisksReport | undefined>;
   /** The database itself, for the tables of other concerns written over the same Sql (sessions-store.ts). */
   readonly sql: Database;
+  /** The key job bodies are sealed with, for other concerns' secrets (a panel session's pending install). */
+  readonly secrets: SecretBox;
   close(): Promise<void>;
 }
