@@ -181,6 +181,17 @@ describe('the control panel over HTTP', () => {
     expect((await client.go('/panel/servers/ns1.lab/install', { form: file })).status).toBe(413);
   });
 
+  it('bounds the install form as a whole, not only field by field', async () => {
+    const client = new Client(api.url);
+    await client.signIn('carol', 'carol-password');
+    const csrf = await client.token('/panel/servers/ns1.lab/install');
+    // Fields just under the field limit each: 120 of them would hold 120 MiB for one request.
+    const many = new FormData();
+    many.set('csrf', csrf);
+    for (let i = 0; i < 4; i++) many.set(`pad${i}`, 'x'.repeat(1024 * 1024 - 1));
+    expect((await client.go('/panel/servers/ns1.lab/install', { form: many })).status).toBe(413);
+  });
+
   it('keeps a form waiting for its confirmation sealed in the store, never in clear', async () => {
     const client = new Client(api.url);
     await client.signIn('carol', 'carol-password');

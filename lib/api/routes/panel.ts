@@ -34,6 +34,8 @@ const CSP = [
 /** Bounds of what a form may post: sign-in, delete and confirm forms are tiny; the install form carries user data. */
 const FORM_BODY_LIMIT = 16 * 1024;
 const INSTALL_LIMITS = { fieldNameSize: 64, fieldSize: 1024 * 1024, fields: 120, fileSize: USER_DATA_MAX_BYTES, files: 1, parts: 121, headerPairs: 20 };
+/** The install form's text fields together (user data typed in is the only large one): 120 full fields would be 120 MiB. */
+const INSTALL_TEXT_BYTES = 2 * INSTALL_LIMITS.fieldSize;
 
 const sameSecret = (a: string, b: string) =>
   timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
@@ -237,6 +239,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     const name = request.params.serviceName;
     if (!request.isMultipart()) throw new ApiError(415, 'expected multipart/form-data');
     const fields = new Map<string, string>();
+    let textBytes = 0;
     let file: Buffer | undefined;
     for await (const part of request.parts()) {
       if (part.type === 'file') {
@@ -244,7 +247,10 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
         if (part.fieldname === 'userDataFile') file = bytes;
       } else {
         if (part.valueTruncated || part.fieldnameTruncated) throw new ApiError(413, 'form field too large');
-        if (typeof part.value === 'string') fields.set(part.fieldname, part.value);
+        if (typeof part.value !== 'string') continue;
+        textBytes += Buffer.byteLength(part.value);
+        if (textBytes > INSTALL_TEXT_BYTES) throw new ApiError(413, 'form too large');
+        fields.set(part.fieldname, part.value);
       }
     }
     checkToken(request, fields.get('csrf'));
