@@ -24,6 +24,7 @@ export const defaultLimits: ApiLimits = {
   headersTimeoutMs: 10_000,
   keepAliveTimeoutMs: 5_000,
   idleTimeoutMs: 30_000,
+  maxConnections: 4096,
 };
 
 /** What a framework error is answered, by its code; the framework's own message may echo input. */
@@ -80,6 +81,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       : Fastify({ ...settings, http: { connectionsCheckingInterval } })
   ) as unknown as FastifyInstance;
   app.server.headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs); // Node wants it within the request's
+  app.server.maxConnections = limits.maxConnections;
   // OVH's API speaks JSON only: any other body is refused 415 before it is read.
   app.removeContentTypeParser('text/plain');
 

@@ -100,3 +100,22 @@ describe('netboot scripts are answered on the provisioning network only (netboot
     expect(parseConfig({ ...config, netboot: { ...netboot, clients: ['192.0.2.7', '10.1.0.0/16', '2001:db8::/32'] } }, 'lab.json').netboot?.clients).toHaveLength(3);
   });
 });
+
+describe('connections are bounded in number', () => {
+  it('a client holding open connections cannot make the server take more than maxConnections', async () => {
+    const { connect } = await import('node:net');
+    const { port, url } = await start(config, { limits: { maxConnections: 4 } });
+    const held = await Promise.all(
+      Array.from({ length: 4 }, () => new Promise<import('node:net').Socket>((resolve) => {
+        const socket = connect(port, '127.0.0.1', () => resolve(socket));
+      })),
+    );
+    // The server refuses the next connection at once, rather than taking file descriptors without end.
+    const refused = await rawExchange(port, (socket) => void socket.write(requestText('GET', '/boot/v1/ipxe', {})), { timeoutMs: 2000 });
+    expect(refused.status).toBeUndefined();
+    expect(refused.closed).toBe(true);
+    for (const socket of held) socket.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await fetch(`${url}/boot/v1/ipxe`)).status).toBe(200);
+  });
+});
