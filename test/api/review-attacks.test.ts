@@ -80,6 +80,7 @@ describe('netboot scripts are answered on the provisioning network only (netboot
       expect(JSON.parse(text)).toEqual({ class: 'Client::Forbidden', message: apiMessages.notProvisioningNetwork });
       expect(text).not.toMatch(/byoi\.token/);
     }
+    expect((await fetch(`${test.url}/boot/v1/servers/ns1.lab/ipxe`, { method: 'HEAD' })).status).toBe(403);
     const deployment = await test.store.current('ns1.lab');
     expect(deployment?.status).toBe('doing');
     expect(deployment?.boots).toBe(0);
@@ -117,5 +118,18 @@ describe('connections are bounded in number', () => {
     for (const socket of held) socket.destroy();
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect((await fetch(`${url}/boot/v1/ipxe`)).status).toBe(200);
+  });
+});
+
+describe('the rescue files answer an impossible range OVH-shaped', () => {
+  it('416 with {class, message}', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const kernel = join(dir, 'vmlinuz');
+    writeFileSync(kernel, Buffer.alloc(1000));
+    const test = await start({ ...config, netboot: { kernel, initrd: kernel } });
+    const answer = await fetch(`${test.url}/boot/v1/rescue/kernel`, { headers: { range: 'bytes=5000-' } });
+    expect(answer.status).toBe(416);
+    expect(answer.headers.get('content-range')).toBe('bytes */1000');
+    expect(await answer.json()).toEqual({ class: 'Client::BadRequest', message: apiMessages.rangeNotSatisfiable });
   });
 });

@@ -12,7 +12,7 @@ import { newAgentToken } from '../auth.ts';
 import { networkOf } from '../config.ts';
 import type { ApiContext, ServiceParams } from '../context.ts';
 import { chainByMacScript, deployScript, diskScript, IPXE_TYPE, rescueModeScript } from '../netboot.ts';
-import { ApiError } from '../ovh-error.ts';
+import { ApiError, sendError } from '../ovh-error.ts';
 
 /** Rescue boots a deployment may have without an outcome, unless the config says otherwise. */
 const DEFAULT_MAX_BOOTS = 3;
@@ -88,7 +88,7 @@ async function sendFile(request: FastifyRequest, reply: FastifyReply, path: stri
   if (range && (range[1] || range[2])) {
     const start = range[1] ? Number(range[1]) : Math.max(0, size - Number(range[2]));
     const end = range[1] && range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
-    if (start >= size || start > end) return reply.code(416).header('content-range', `bytes */${size}`).send();
+    if (start >= size || start > end) return sendError(reply.header('content-range', `bytes */${size}`), 416, apiMessages.rangeNotSatisfiable);
     reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`).header('content-length', end - start + 1);
     return reply.send(createReadStream(path, { start, end }));
   }
