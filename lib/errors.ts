@@ -311,6 +311,9 @@ export const apiMessages = {
   badSecretsKey: (path: string, why: string) => `Bad secrets key file ${path}: ${why}.`,
   apiUnreachable: (code: string) => `the API could not be reached (${code})`,
   apiCertificateRefused: (code: string) => `the API's certificate could not be verified (${code}): give the agent the lab's CA (--ca-file, byoi.ca=)`,
+  notProvisioningNetwork: 'Network boot is served to the provisioning network only (netboot.clients).',
+  rangeNotSatisfiable: 'The requested range is outside the file.',
+  netbootOpenToAll: 'netboot.clients is not set: boot scripts, and the agent tokens in them, are answered to any client that reaches this API (docs/netboot.md).',
 } as const;
 
 /** The first step of every deployment, before the agent has taken its job. */

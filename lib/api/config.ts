@@ -14,6 +14,7 @@
 //     }]
 //   }
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { failed, apiMessages, lifecycleMessages } from '../errors.ts';
 
 /** Boots a server onto `byoi agent` by running a command; `{server}`, `{service}` are filled in, the token is $BYOI_AGENT_TOKEN. */
@@ -44,6 +45,12 @@ export interface NetbootConfig {
   readonly rescueCmdline?: string;
   /** Rescue boots a deployment may have without its agent reporting an outcome, before it is settled in error. */
   readonly maxBoots?: number;
+  /**
+   * The addresses and networks (CIDR) allowed to fetch boot scripts and rescue files: the lab's
+   * provisioning network. A deploy script carries a live agent token and each fetch counts a boot,
+   * so anyone else who can reach the API would read the job or burn the deployment's boots.
+   */
+  readonly clients?: readonly string[];
 }
 
 /** A disk group the lab declares for a server (shown by the control panel until the agent reports them). */
@@ -107,7 +114,7 @@ function parseNetboot(value: unknown, bad: (why: string) => never): NetbootConfi
   if (!isObject(value) || typeof value.kernel !== 'string' || typeof value.initrd !== 'string' || !value.kernel || !value.initrd) {
     return bad('netboot must give "kernel" and "initrd" (files or http(s) URLs)');
   }
-  const { cmdline, rescueCmdline, maxBoots } = value;
+  const { cmdline, rescueCmdline, maxBoots, clients } = value;
   for (const [name, field] of Object.entries({ cmdline, rescueCmdline })) {
     // The line goes into an iPXE script: one line, no iPXE expansions but those the lab means.
     if (field !== undefined && (typeof field !== 'string' || /[\r\n]/.test(field))) bad(`netboot.${name} must be a one-line string`);
@@ -119,7 +126,30 @@ function parseNetboot(value: unknown, bad: (why: string) => never): NetbootConfi
     ...(typeof cmdline === 'string' && { cmdline }),
     ...(typeof rescueCmdline === 'string' && { rescueCmdline }),
     ...(typeof maxBoots === 'number' && { maxBoots }),
+    ...(clients !== undefined && { clients: parseClients(clients, bad) }),
   };
+}
+
+function parseClients(value: unknown, bad: (why: string) => never): string[] {
+  if (!isStringList(value)) return bad('netboot.clients must be a list of addresses or networks (CIDR)');
+  for (const client of value) {
+    try {
+      networkOf(client);
+    } catch {
+      bad(`netboot.clients: ${JSON.stringify(client).slice(0, 60)} is not an address or a network like 10.0.0.0/24`);
+    }
+  }
+  return value;
+}
+
+/** An address or a CIDR network, as node:net's BlockList takes it; throws when it is neither. */
+export function networkOf(client: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
+  const [address = '', prefix, ...rest] = client.split('/');
+  const version = isIP(address);
+  const bits = version === 4 ? 32 : 128;
+  const length = prefix === undefined ? bits : /^\d{1,3}$/.test(prefix) ? Number(prefix) : NaN;
+  if (version === 0 || rest.length > 0 || !(length >= 0 && length <= bits)) throw new Error(`not a network: ${client}`);
+  return { address, prefix: length, family: version === 4 ? 'ipv4' : 'ipv6' };
 }
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;

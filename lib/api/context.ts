@@ -42,6 +42,8 @@ export interface ApiLimits {
   readonly keepAliveTimeoutMs: number;
   /** How long a socket may stay silent. */
   readonly idleTimeoutMs: number;
+  /** Connections open at once; more are closed as they come (each holds a file descriptor and buffers). */
+  readonly maxConnections: number;
 }
 
 /** What the routes are built from: the options, with the customers and the server's logger settled. */

@@ -26,6 +26,7 @@ export const defaultLimits: ApiLimits = {
   headersTimeoutMs: 10_000,
   keepAliveTimeoutMs: 5_000,
   idleTimeoutMs: 30_000,
+  maxConnections: 4096,
 };
 
 /** What a framework error is answered, by its code; the framework's own message may echo input. */
@@ -84,6 +85,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       : Fastify({ ...settings, http: { connectionsCheckingInterval } })
   ) as unknown as FastifyInstance;
   app.server.headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs); // Node wants it within the request's
+  app.server.maxConnections = limits.maxConnections;
   // OVH's API speaks JSON only: any other body is refused 415 before it is read.
   app.removeContentTypeParser('text/plain');
 
@@ -109,6 +111,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
 
   // Before anything else, and never echoed: a serviceName outside the config's charset names no server.
   app.addHook('onRequest', async (request) => {
+    // No route, no body: a stranger's POST to nowhere is not read (nor parsed) before its 404.
+    if (request.is404) throw new ApiError(404, apiMessages.notFound);
     const { serviceName } = (request.params ?? {}) as { serviceName?: unknown };
     if (serviceName !== undefined && (typeof serviceName !== 'string' || !isServiceName(serviceName))) throw new ApiError(404, apiMessages.badServiceName);
   });

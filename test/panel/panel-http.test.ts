@@ -198,6 +198,37 @@ describe('the control panel over HTTP', () => {
     expect((await client.go('/panel/servers/ns1.lab/install', { form: file })).status).toBe(413);
   });
 
+  it('bounds the install form as a whole, not only field by field', async () => {
+    const client = new Client(api.url);
+    await client.signIn('carol', 'carol-password');
+    const csrf = await client.token('/panel/servers/ns1.lab/install');
+    // Fields just under the field limit each: 120 of them would hold 120 MiB for one request.
+    const many = new FormData();
+    many.set('csrf', csrf);
+    for (let i = 0; i < 4; i++) many.set(`pad${i}`, 'x'.repeat(1024 * 1024 - 1));
+    expect((await client.go('/panel/servers/ns1.lab/install', { form: many })).status).toBe(413);
+  });
+
+  it('keeps a form waiting for its confirmation sealed in the store, never in clear', async () => {
+    const client = new Client(api.url);
+    await client.signIn('carol', 'carol-password');
+    const csrf = await client.token('/panel/servers/ns1.lab/install');
+    const form = new FormData();
+    for (const [k, v] of Object.entries({ csrf, URL: 'http://user:pending-url-secret@127.0.0.1:9/image.qcow2', type: 'qcow2', configdrive: 'on', hostname: 'web1', userData: '#cloud-config\n# pending-user-data-secret\n' })) form.set(k, v);
+    expect((await client.go('/panel/servers/ns1.lab/install', { form })).status).toBe(200);
+    const db = new DatabaseSync(join(dir, 'api.sqlite'), { readOnly: true });
+    try {
+      const rows = db.prepare('SELECT pending_install FROM panel_sessions WHERE pending_install IS NOT NULL').all() as { pending_install: string }[];
+      expect(rows.length).toBeGreaterThan(0);
+      for (const row of rows) expect(row.pending_install).not.toMatch(/pending-url-secret|pending-user-data-secret|image\.qcow2/);
+    } finally {
+      db.close();
+    }
+    // Still there for the confirmation page, once opened.
+    const back = await client.go('/panel/servers/ns1.lab/install');
+    expect(back.text).toContain('web1');
+  });
+
   it('takes user data from a file into the deployment, and never shows it back', async () => {
     const client = new Client(api.url);
     await client.signIn('carol', 'carol-password');

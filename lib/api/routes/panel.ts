@@ -35,6 +35,8 @@ const CSP = [
 /** Bounds of what a form may post: sign-in, delete and confirm forms are tiny; the install form carries user data. */
 const FORM_BODY_LIMIT = 16 * 1024;
 const INSTALL_LIMITS = { fieldNameSize: 64, fieldSize: 1024 * 1024, fields: 120, fileSize: USER_DATA_MAX_BYTES, files: 1, parts: 121, headerPairs: 20 };
+/** The install form's text fields together (user data typed in is the only large one): 120 full fields would be 120 MiB. */
+const INSTALL_TEXT_BYTES = 2 * INSTALL_LIMITS.fieldSize;
 
 const sameSecret = (a: string, b: string) =>
   timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
@@ -46,6 +48,8 @@ export function panelRoutes(app: FastifyInstance, context: ApiContext): void {
   app.register(
     async (panel) => {
       await panel.register(cookie);
+      // The panel posts forms only: a JSON body (up to the API's 16 MiB) is refused before it is read.
+      panel.removeContentTypeParser('application/json');
       await panel.register(formbody, { bodyLimit: FORM_BODY_LIMIT });
       await panel.register(multipart, { limits: INSTALL_LIMITS, throwFileSizeLimit: true });
       routes(panel, context);
@@ -67,7 +71,8 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   /** The session of each request that has one (set by the hooks below). */
   const sessionOf = new WeakMap<FastifyRequest, Session>();
 
-  const language = (request: FastifyRequest): Language => chooseLanguage(request.cookies.byoi_lang, request.headers['accept-language']);
+  // Cookies are parsed in this plugin's hook: a request refused in an earlier one (the server's) has none.
+  const language = (request: FastifyRequest): Language => chooseLanguage(request.cookies?.byoi_lang, request.headers['accept-language']);
   const pageContext = (request: FastifyRequest): pages.PageContext => {
     const session = sessionOf.get(request);
     return {
@@ -100,7 +105,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) request.log.error(error);
     if (status === 413 || error.code?.startsWith('FST_PARTS') || error.code === 'FST_REQ_FILE_TOO_LARGE') return message(request, reply, 413, (t) => t.tooBig);
-    return message(request, reply, status, (t) => (status === 500 ? t.failure : t.badForm));
+    return message(request, reply, status, (t) => (status === 500 ? t.failure : status === 404 ? t.notFound : t.badForm));
   });
   panel.setNotFoundHandler((request, reply) => message(request, reply, 404, (t) => t.notFound));
 
@@ -235,6 +240,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     const name = request.params.serviceName;
     if (!request.isMultipart()) throw new ApiError(415, 'expected multipart/form-data');
     const fields = new Map<string, string>();
+    let textBytes = 0;
     let file: Buffer | undefined;
     for await (const part of request.parts()) {
       if (part.type === 'file') {
@@ -242,7 +248,10 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
         if (part.fieldname === 'userDataFile') file = bytes;
       } else {
         if (part.valueTruncated || part.fieldnameTruncated) throw new ApiError(413, 'form field too large');
-        if (typeof part.value === 'string') fields.set(part.fieldname, part.value);
+        if (typeof part.value !== 'string') continue;
+        textBytes += Buffer.byteLength(part.value);
+        if (textBytes > INSTALL_TEXT_BYTES) throw new ApiError(413, 'form too large');
+        fields.set(part.fieldname, part.value);
       }
     }
     checkToken(request, fields.get('csrf'));
