@@ -7,10 +7,13 @@ import { fixGpt, rereadPartitionTable } from '../lib/disk/gpt.ts';
 import { releaseDisk } from '../lib/disk/release.ts';
 import { chooseDisk } from '../lib/disk/select.ts';
 import { writeConfigDrive } from '../lib/configdrive/index.ts';
+import { nicLinks, nicsToConfigure, physicalNics } from '../lib/configdrive/network.ts';
+import { withLinks, type NetworkConfig } from '../lib/configdrive/network-config.ts';
 import { verifyImage, writeImage } from '../lib/disk/writer.ts';
 import { download, type DownloadEvent, type DownloadSettings } from '../lib/download.ts';
 import { withToolHelper } from '../lib/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
+import type { Disk } from '../lib/disk/discover.ts';
 import type { Job, Target } from '../lib/job.ts';
 import { ramBudget } from '../lib/memory.ts';
 import { redactUrl } from '../lib/redact.ts';
@@ -20,6 +23,20 @@ import type { Reporter } from './reporter.ts';
 /** OVH: disk group 0 means automatic, and the default group is 1. */
 function diskChoice(target: Target): Target {
   return 'diskGroupId' in target && target.diskGroupId === 0 ? { diskGroupId: 1 } : target;
+}
+
+/** A loop or network block device holds a disk for another machine; any other disk is this server's own. */
+function isOwnDisk(disk: Disk): boolean {
+  return !/^(loop|nbd)\d/.test(disk.name);
+}
+
+/**
+ * The network for the config drive, its NICs known: given with their MACs, or, on this server's own
+ * disk only, this server's NICs. Refused here, before the download, when it cannot be known.
+ */
+function networkFor(job: Job, disk: Disk): NetworkConfig | undefined {
+  if (!job.configDrive || !job.network) return undefined;
+  return withLinks(job.network, isOwnDisk(disk) ? nicLinks(nicsToConfigure(physicalNics())) : undefined);
 }
 
 function logDownloadEvent(log: Reporter['logger'], event: DownloadEvent): void {
@@ -39,7 +56,8 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
   report.phase('plan', 'Choosing the disk');
   const budget = ramBudget(job.ramSize);
   const disk = await chooseDisk(await discoverDisks(), diskChoice(job.target));
-  log.info({ disk: disk.path, diskSize: disk.size, sectorSize: disk.logicalSectorSize, ramBudget: budget, type: job.type, url: redactUrl(job.url), description: job.description }, 'plan');
+  const network = networkFor(job, disk);
+  log.info({ disk: disk.path, diskSize: disk.size, sectorSize: disk.logicalSectorSize, ramBudget: budget, type: job.type, url: redactUrl(job.url), description: job.description, networkData: network !== undefined }, 'plan');
 
   report.phase('download', 'Downloading image', null);
   const { image: source, digest } = await download({
@@ -83,7 +101,7 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
 
   if (job.configDrive) {
     report.phase('configdrive', 'Creating the config drive');
-    const drive = await writeConfigDrive(disk.path, job.configDrive);
+    const drive = await writeConfigDrive(disk.path, job.configDrive, network ? { network } : {});
     report.endPhase({ instanceId: drive.uuid, partition: drive.partition.number, action: drive.partition.action });
   }
 

@@ -296,3 +296,11 @@ export const apiMessages = {
 
 /** The first step of every deployment, before the agent has taken its job. */
 export const bootStep = { phase: 'boot', message: 'Booting the server on the deployment agent' } as const;
+
+// ---- Network configuration of the deployed server (lib/configdrive/network-config.ts). ----
+
+export const networkMessages = {
+  badNetwork: (where: string, why: string) => `Bad network configuration (${where}): ${why}.`,
+  macsNeeded:
+    'Bad network configuration: static addresses need the MAC of the NIC they go on (--mac, or links in the network configuration); byoi takes its own NICs only when it deploys its own disk.',
+} as const;

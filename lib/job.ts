@@ -1,6 +1,7 @@
 // The job: what to deploy and where. Every entry point (CLI flags, a JSON job body, later a
 // provisioning server) builds a loose `JobInput`, and `validateJob` turns it into one `Job` or
 // throws an invalid-job ByoiError with OVH's sentence.
+import { parseNetworkConfig, type NetworkConfig } from './configdrive/network-config.ts';
 import type { ConfigDriveOptions } from './configdrive/options.ts';
 import { validateConfigDrive } from './configdrive/validate.ts';
 import { invalidJob, messages } from './errors.ts';
@@ -38,6 +39,8 @@ export interface Job {
   /** Present when a config drive is asked for; validated by lib/configdrive. */
   readonly configDrive?: ConfigDriveOptions;
   readonly efiBootloaderPath?: string;
+  /** The deployed server's network for the config drive (the lab's config, or flags); none: DHCP on the first NIC. */
+  readonly network?: NetworkConfig;
 }
 
 /** A job as it arrives, fields unchecked. Later sources override earlier ones with `mergeJobInputs`. */
@@ -55,6 +58,7 @@ export interface JobInput {
   ramSize?: unknown;
   configDrive?: ConfigDriveInput;
   efiBootloaderPath?: unknown;
+  network?: unknown;
 }
 
 export interface ConfigDriveInput {
@@ -281,6 +285,7 @@ export function validateJob(input: JobInput): Job {
   const statusFile = optionalString(input.statusFile, 'statusFile');
   const efiBootloaderPath = optionalString(input.efiBootloaderPath, 'efiBootloaderPath');
   const configDrive = configDriveOf(input.configDrive);
+  const network = input.network === undefined || input.network === null ? undefined : parseNetworkConfig(input.network, 'network');
   return {
     url,
     type: type as ImageType,
@@ -293,5 +298,6 @@ export function validateJob(input: JobInput): Job {
     ...(typeof ramSize === 'number' && { ramSize }),
     ...(configDrive && { configDrive }),
     ...(efiBootloaderPath !== undefined && { efiBootloaderPath }),
+    ...(network && { network }),
   };
 }

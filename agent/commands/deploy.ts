@@ -10,7 +10,7 @@ import { Redactor } from '../../lib/redact.ts';
 import { StatusFile } from '../../lib/status.ts';
 import { DEFAULT_CONNECTIONS, DEFAULT_DEADLINE_MS, defaultRetry, defaultTimeouts, MAX_CONNECTIONS, SEGMENTED_MIN_BYTES, type DownloadSettings } from '../../lib/download-settings.ts';
 import { run } from '../run.ts';
-import { configDriveFlags, configDriveFromArgs, type ConfigDriveArgs } from './configdrive.ts';
+import { configDriveFlags, configDriveFromArgs, networkFromArgs, type ConfigDriveArgs } from './configdrive.ts';
 
 interface DeployArgs extends ConfigDriveArgs {
   job?: string;
@@ -79,6 +79,7 @@ async function readJobBody(path: string): Promise<JobInput> {
 async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
   const headers = args['http-header']?.map(parseHeaderFlag);
   const drive = await configDriveFromArgs(args);
+  const network = await networkFromArgs(args);
   const input: JobInput = {
     url: args.url,
     type: args.type,
@@ -90,6 +91,7 @@ async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
     statusFile: args['status-file'],
     ramSize: args['ram-size'],
     noReboot: args.reboot === undefined ? undefined : !args.reboot,
+    network,
     ...(headers && { httpHeaders: Object.fromEntries(headers) }),
     ...(drive && {
       configDrive: {
