@@ -8,6 +8,8 @@ export interface AssignedJob {
   readonly serviceName: string;
   readonly kind: DeploymentKind;
   readonly body: unknown;
+  /** The lab's network configuration for this server, validated by the job's validation. */
+  readonly network?: unknown;
 }
 
 /** How a delivery went: delivered, worth retrying (network, 5xx), or refused for good (token void, bad events). */

@@ -12,7 +12,8 @@
 //     }]
 //   }
 import { readFileSync } from 'node:fs';
-import { failed, apiMessages } from '../errors.ts';
+import { parseNetworkConfig, type NetworkConfig } from '../configdrive/network-config.ts';
+import { ByoiError, failed, apiMessages } from '../errors.ts';
 
 /** Boots a server onto `byoi agent` by running a command; `{server}`, `{service}`, `{token}` are filled in. */
 export interface CommandBoot {
@@ -26,6 +27,8 @@ export interface ServerConfig {
   readonly serviceName: string;
   readonly apiKeys: readonly string[];
   readonly boot?: CommandBoot;
+  /** The server's network for its config drive (lib/configdrive/network-config.ts's JSON form), given to its agent with the job. */
+  readonly network?: NetworkConfig;
 }
 
 export interface ApiConfig {
@@ -50,6 +53,15 @@ function parseBoot(value: unknown, where: string, bad: (why: string) => never): 
   };
 }
 
+function parseNetwork(value: unknown, where: string, bad: (why: string) => never): NetworkConfig | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return parseNetworkConfig(value, where);
+  } catch (error) {
+    return bad(error instanceof ByoiError ? error.message : String(error));
+  }
+}
+
 /** Checks a parsed configuration; `source` names it in errors. */
 export function parseConfig(value: unknown, source: string): ApiConfig {
   const bad = (why: string): never => {
@@ -67,7 +79,8 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
     seen.add(server.serviceName);
     if (!isStringList(server.apiKeys)) bad(`${where}.apiKeys must be a list of keys`);
     const boot = parseBoot(server.boot, where, bad);
-    return { serviceName: server.serviceName, apiKeys: server.apiKeys as string[], ...(boot && { boot }) };
+    const network = parseNetwork(server.network, `${where}.network`, bad);
+    return { serviceName: server.serviceName, apiKeys: server.apiKeys as string[], ...(boot && { boot }), ...(network && { network }) };
   });
   return { ...(typeof value.publicUrl === 'string' && { publicUrl: value.publicUrl }), servers };
 }

@@ -186,7 +186,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     const deployment = agentDeployment(request);
     if (deployment.status !== 'doing') throw new ApiError(409, apiMessages.deploymentFinished);
     store.markJobTaken(deployment.id);
-    return { deploymentId: deployment.id, serviceName: deployment.serviceName, kind: deployment.kind, body: deployment.body };
+    // The lab's network for this server goes with the job: the customer's body cannot carry it.
+    const network = config.servers.find((s) => s.serviceName === deployment.serviceName)?.network;
+    return { deploymentId: deployment.id, serviceName: deployment.serviceName, kind: deployment.kind, body: deployment.body, ...(network && { network }) };
   });
 
   app.post<{ Params: ServiceParams; Body: { events: AgentEvent[] } }>(

@@ -10,6 +10,7 @@ import { configDriveContent } from '../../lib/configdrive/content.ts';
 import { netmask } from '../../lib/configdrive/network.ts';
 import { networkFromFlags, parseNetworkConfig, withLinks, type NetworkConfig } from '../../lib/configdrive/network-config.ts';
 import { buildVfatImage } from '../../lib/configdrive/vfat.ts';
+import { parseConfig } from '../../lib/api/config.ts';
 import { ByoiError } from '../../lib/errors.ts';
 import { validateJob } from '../../lib/job.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
@@ -61,6 +62,15 @@ describe('network configuration', () => {
     const own = withLinks(flags, [{ id: 'eno1', mac: A, mtu: 1500 }]);
     expect(own.links).toEqual([{ id: 'eno1', mac: A, mtu: 1500 }]);
     expect(own.networks).toEqual([{ link: 'eno1', type: 'static', address: '203.0.113.10/24', gateway: '203.0.113.1', routes: [] }]);
+  });
+
+  it("the lab's config names a server's network; a bad one is refused when the config loads", () => {
+    const network = { links: [{ id: 'eth0', mac: A }], networks: [{ link: 'eth0', address: '2001:db8::2/64', gateway: '2001:db8::1' }] };
+    const config = parseConfig({ servers: [{ serviceName: 'ns1.lab', apiKeys: ['k'], network }] }, 'lab.json');
+    expect(config.servers[0]!.network?.networks).toEqual([{ link: 'eth0', type: 'static', address: '2001:db8::2/64', gateway: '2001:db8::1', routes: [] }]);
+    expect(() => parseConfig({ servers: [{ serviceName: 'ns1.lab', apiKeys: ['k'], network: { links: [{ id: 'eth0' }] } }] }, 'lab.json')).toThrow(
+      /^Bad server configuration lab\.json: Bad network configuration \(servers\[0\]\.network\): links\[0\]\.mac/,
+    );
   });
 
   it('a job carries a validated network (from the lab config or the flags)', () => {
