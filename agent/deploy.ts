@@ -6,6 +6,7 @@ import { discoverDisks } from '../lib/disk/discover.ts';
 import { fixGpt, rereadPartitionTable } from '../lib/disk/gpt.ts';
 import { releaseDisk } from '../lib/disk/release.ts';
 import { chooseDisk } from '../lib/disk/select.ts';
+import { planConfigDriveBeforeWrite } from '../lib/configdrive/image-plan.ts';
 import { writeConfigDrive } from '../lib/configdrive/index.ts';
 import { nicLinks, nicsToConfigure, physicalNics } from '../lib/configdrive/network.ts';
 import { withLinks, type NetworkConfig } from '../lib/configdrive/network-config.ts';
@@ -80,7 +81,12 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
 
   report.phase('inspect', 'Inspecting image');
   // The image stays in RAM through the write: decompression runs lean to keep the peak down.
-  const image = await checkImage(source, job.type, disk, { lean: true });
+  const { image, guest, table } = await checkImage(source, job.type, disk, { lean: true });
+  if (job.configDrive) {
+    // Refused here rather than after the write: no room, four primaries, two config-2 partitions.
+    const plan = await planConfigDriveBeforeWrite(guest, table, disk, disk.path);
+    log.info({ phase: 'inspect', configDrive: { action: plan.action, partition: plan.number, start: plan.start, sectors: plan.sectors } }, 'config drive planned');
+  }
   // Every extent decoded once, so a refusal found only while decoding comes before any write.
   report.phaseTotal(image.info.virtualSize);
   const verified = await verifyImage(image, ({ done, total }) => report.progress(done, total));

@@ -152,7 +152,11 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk', 'mtools', 'cloud-init'))('
     const { drive, after } = await deployAndCheck(device, 2);
     expect(drive.name).toBe('config-2');
     expect(drive.type).toBe('EBD0A0A2-B9E5-4433-87C0-68B6B72699C7');
-    expect(drive.start + drive.size - 1).toBe(after.lastlba);
+    // Start and end on 1 MiB boundaries, the end the last one before the backup GPT.
+    expect((drive.start * ss) % MIB).toBe(0);
+    expect(((drive.start + drive.size) * ss) % MIB).toBe(0);
+    expect(drive.start + drive.size - 1).toBeLessThanOrEqual(after.lastlba!);
+    expect(after.lastlba! - (drive.start + drive.size - 1)).toBeLessThan(MIB / ss);
     expect(execFileSync('sgdisk', ['-v', device], { encoding: 'utf8' })).toContain('No problems found.');
   });
 

@@ -1,0 +1,55 @@
+// Reads guest bytes of a decoded image at given offsets, before anything is written: the partition
+// table, a partition's first bytes, the EFI system partition. A raw image's guest bytes are its
+// source's; any other is decoded in one pass over its extents, stopped after the last range.
+import type { DiskImage, ImageSource } from './types.ts';
+
+export interface GuestRange {
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** Random reads of an image's guest bytes (zeros past its end). */
+export interface GuestReader {
+  readonly size: number;
+  /** Each range's bytes, zero-filled where the image has none; one decoding pass for them all. */
+  read(ranges: readonly GuestRange[]): Promise<Buffer[]>;
+}
+
+/** `source`: the image's own bytes when they are its guest bytes (a raw image), read directly. */
+export function guestReader(image: DiskImage, source?: ImageSource): GuestReader {
+  const size = image.info.virtualSize;
+  return {
+    size,
+    read: (ranges) => (source && image.info.format === 'raw' ? Promise.resolve(ranges.map((r) => readSource(source, r))) : decodeRanges(image, ranges)),
+  };
+}
+
+function readSource(source: ImageSource, range: GuestRange): Buffer {
+  const out = Buffer.alloc(range.length);
+  const end = Math.min(source.size, range.offset + range.length);
+  if (end > range.offset) source.read(range.offset, end - range.offset).copy(out);
+  return out;
+}
+
+async function decodeRanges(image: DiskImage, ranges: readonly GuestRange[]): Promise<Buffer[]> {
+  const out = ranges.map((r) => Buffer.alloc(r.length));
+  const last = Math.max(0, ...ranges.map((r) => r.offset + r.length));
+  for await (const extent of image.extents()) {
+    if (extent.offset >= last) break;
+    if (!('zero' in extent)) {
+      const end = extent.offset + extent.length;
+      ranges.forEach((range, i) => {
+        const from = Math.max(range.offset, extent.offset);
+        const to = Math.min(range.offset + range.length, end);
+        if (to > from) extent.data.copy(out[i]!, from - range.offset, from - extent.offset, to - extent.offset);
+      });
+      extent.release?.();
+    }
+  }
+  return out;
+}
+
+/** A buffer as an ImageSource (for the content probes of detect.ts). */
+export function bufferSource(bytes: Buffer): ImageSource {
+  return { size: bytes.length, read: (offset, length) => bytes.subarray(offset, offset + length) };
+}
