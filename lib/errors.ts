@@ -78,7 +78,9 @@ export const qcow2ExtendedL2SmallClusters = (clusterSize: number) =>
     `Bad qcow2 image: extended L2 entries need clusters of at least 16384 bytes (512-byte subclusters); this image has ${clusterSize}-byte clusters.`,
   );
 export const qcow2VirtualSizeTooBig = (size: bigint) =>
-  refusedImage(`Bad qcow2 image: its virtual size of ${size} bytes is above 2^53 bytes.`);
+  refusedImage(
+    `Bad qcow2 image: its virtual size of ${size} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`,
+  );
 export const qcow2L1TooSmall = (entries: number, needed: number) =>
   refusedImage(`Bad qcow2 image: the L1 table has ${entries} entries but the virtual size needs ${needed}.`);
 export const qcow2L1TooLarge = (entries: number) =>
@@ -212,6 +214,11 @@ export function badTarget(path: string, what: string): ByoiError {
 /** The block device is mounted or held open exclusively by something else. */
 export function deviceBusy(path: string): ByoiError {
   return new ByoiError('failed', `Can not write to ${path}: the device is in use (mounted, or held by another program).`);
+}
+
+/** A bug of byoi's met while writing (no system call failed): never reported as the disk's failure. */
+export function internalWriteError(cause: string): ByoiError {
+  return new ByoiError('failed', 'Internal error while writing the image (a bug of byoi, not a failure of the disk).', cause);
 }
 
 /** OVH's sentence for a failure while writing; the cause goes in the detail. */

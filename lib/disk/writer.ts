@@ -17,7 +17,7 @@ import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { alignedBuffers, isPageAligned, PAGE_SIZE } from '../aligned-memory.ts';
 import { exec } from '../exec.ts';
-import { ByoiError, badTarget, cannotWriteImage, deviceBusy, imageLargerThanDevice } from '../errors.ts';
+import { ByoiError, badTarget, cannotWriteImage, deviceBusy, imageLargerThanDevice, internalWriteError } from '../errors.ts';
 import { isZero, type DiskImage } from '../formats/types.ts';
 
 const MiB = 1024 * 1024;
@@ -188,10 +188,12 @@ async function zeroEnds(handle: FileHandle, size: number): Promise<void> {
   await handle.datasync();
 }
 
+/** A failed system call (EIO, ENOSPC, EFBIG...) is the target's failure; anything else is byoi's own. */
 function asWriteError(error: unknown, image: DiskImage): ByoiError {
   if (error instanceof ByoiError) return error;
   const cause = error instanceof Error ? error.message : String(error);
-  return cannotWriteImage(image.info.format, cause);
+  const systemCall = error instanceof Error && typeof (error as NodeJS.ErrnoException).syscall === 'string';
+  return systemCall ? cannotWriteImage(image.info.format, cause) : internalWriteError(cause);
 }
 
 /**
