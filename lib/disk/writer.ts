@@ -1,8 +1,9 @@
 // Writes a DiskImage's extents to a target: a regular file or a block device. Knows nothing of
 // image formats. Data is coalesced into large positional writes. On a block device the first and
 // last MiB (partition tables, backup GPT) are zeroed before anything else and the image's first
-// MiB is written last, so an interrupted write never leaves a disk that looks bootable; a failure
-// zeroes both ends again.
+// MiB is written last, after a flush of everything else (fdatasync, a barrier against a disk
+// cache's reordering) and followed by a final flush, so an interrupted write never leaves a disk
+// that looks bootable; a failure zeroes both ends again.
 //
 // A block device is written around the page cache (O_DIRECT) wherever a batch is page-aligned on
 // the device: data from page-aligned buffers goes as it is, other data through an aligned staging
@@ -323,7 +324,10 @@ class ExtentWriter {
     await this.writeZeroRuns();
     await this.flushBatch();
     await this.writing;
-    // Last: the first MiB. A file left it as a hole unless data landed there.
+    // A barrier: the body is on stable storage before the head goes, or a disk's cache could
+    // persist the partition table first. Then the first MiB (a file left it as a hole unless data
+    // landed there), then a final flush.
+    await this.writes.datasync();
     if (this.kind === 'block' || this.headHasData) await this.writes.write([this.head], 0);
     await this.writes.datasync();
     return this.dataBytes;
