@@ -10,6 +10,7 @@ import { planConfigDriveBeforeWrite } from '../lib/configdrive/image-plan.ts';
 import { writeConfigDrive } from '../lib/configdrive/index.ts';
 import { nicLinks, nicsToConfigure, physicalNics } from '../lib/configdrive/network.ts';
 import { withLinks, type NetworkConfig } from '../lib/configdrive/network-config.ts';
+import { verifyReadBack, WrittenRecord } from '../lib/disk/read-back.ts';
 import { verifyImage, writeImage } from '../lib/disk/writer.ts';
 import { download, type DownloadEvent, type DownloadSettings } from '../lib/download.ts';
 import { withToolHelper } from '../lib/exec.ts';
@@ -97,8 +98,19 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
   report.endPhase();
 
   report.phase('write', `Writing image on ${disk.path}`, image.info.virtualSize);
-  await writeImage(image, disk.path, { verified, onProgress: ({ done, total }) => report.progress(done, total) });
+  const record = job.verifyWrite ? new WrittenRecord() : undefined;
+  await writeImage(image, disk.path, {
+    verified,
+    onProgress: ({ done, total }) => report.progress(done, total),
+    ...(record && { onData: (offset: number, data: Buffer) => record.add(offset, data) }),
+  });
   report.endPhase();
+
+  if (record) {
+    report.phase('read-back', `Reading ${disk.path} back`);
+    const read = await verifyReadBack(disk.path, image.info.virtualSize, record);
+    report.endPhase({ sha256: read.digest, dataBytes: record.dataBytes, direct: read.direct });
+  }
 
   report.phase('partitions', 'Checking the partition table');
   await rereadPartitionTable(disk.path);

@@ -226,6 +226,11 @@ export function cannotWriteImage(format: string, cause: string): ByoiError {
   return new ByoiError('failed', `Can't write ${format} on disk.`, cause);
 }
 
+/** Read-back verification found other bytes on the target than were written: a failed deployment. */
+export function readBackMismatch(detail: string): ByoiError {
+  return new ByoiError('failed', 'The disk does not read back what was written: it may be failing.', detail);
+}
+
 /** IMAGE given on the command line cannot be read. */
 export function cannotReadImage(path: string, cause: string): ByoiError {
   return new ByoiError('invalid-job', `Can not read image ${path}: ${cause}`);

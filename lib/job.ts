@@ -41,6 +41,8 @@ export interface Job {
   readonly efiBootloaderPath?: string;
   /** The deployed server's network for the config drive (the lab's config, or flags); none: DHCP on the first NIC. */
   readonly network?: NetworkConfig;
+  /** Read the written ranges back after the final flush and compare them with what was decoded. */
+  readonly verifyWrite?: boolean;
 }
 
 /** A job as it arrives, fields unchecked. Later sources override earlier ones with `mergeJobInputs`. */
@@ -59,6 +61,7 @@ export interface JobInput {
   configDrive?: ConfigDriveInput;
   efiBootloaderPath?: unknown;
   network?: unknown;
+  verifyWrite?: unknown;
 }
 
 export interface ConfigDriveInput {
@@ -281,6 +284,7 @@ export function validateJob(input: JobInput): Job {
     throw invalidJob(messages.badRamSize);
   }
   if (input.noReboot !== undefined && typeof input.noReboot !== 'boolean') throw invalidJob(messages.badField('noReboot', 'true or false'));
+  if (input.verifyWrite !== undefined && typeof input.verifyWrite !== 'boolean') throw invalidJob(messages.badField('verifyWrite', 'true or false'));
   const description = optionalString(input.description, 'description');
   const statusFile = optionalString(input.statusFile, 'statusFile');
   const efiBootloaderPath = optionalString(input.efiBootloaderPath, 'efiBootloaderPath');
@@ -299,5 +303,6 @@ export function validateJob(input: JobInput): Job {
     ...(configDrive && { configDrive }),
     ...(efiBootloaderPath !== undefined && { efiBootloaderPath }),
     ...(network && { network }),
+    ...(input.verifyWrite === true && { verifyWrite: true }),
   };
 }

@@ -30,6 +30,7 @@ interface DeployArgs extends ConfigDriveArgs {
   'download-attempts': number;
   'download-connections': number;
   'ca-file'?: string;
+  'verify-write'?: boolean;
 }
 
 /** How to download, from the flags; the CA file is read now so a bad path fails before anything else. */
@@ -92,6 +93,7 @@ async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
     ramSize: args['ram-size'],
     noReboot: args.reboot === undefined ? undefined : !args.reboot,
     network,
+    verifyWrite: args['verify-write'],
     ...(headers && { httpHeaders: Object.fromEntries(headers) }),
     ...(drive && {
       configDrive: {
@@ -148,6 +150,7 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
       .option('stall-timeout', { type: 'number', default: defaultTimeouts.idle / 1000, describe: 'seconds without a byte before the download is resumed on a new connection' })
       .option('download-attempts', { type: 'number', default: defaultRetry.attempts, describe: 'attempts in a row that may fail without a new byte before the download fails' })
       .option('download-connections', { type: 'number', default: DEFAULT_CONNECTIONS, describe: `connections for an image of ${SEGMENTED_MIN_BYTES / 1024 ** 2} MiB or more from a server that takes ranges (each fetches its own byte ranges)` })
+      .option('verify-write', { type: 'boolean', describe: 'after writing, read the disk back around the page cache and compare it with the decoded image' })
       .option('ca-file', { type: 'string', describe: 'PEM file of extra CA certificates to trust for https (besides the system ones)' })
       .options(configDriveFlags),
   handler: (args) => run(() => deployCommand(args)),

@@ -10,6 +10,7 @@ export interface AssignedJob {
   readonly body: unknown;
   /** The lab's network configuration for this server, validated by the job's validation. */
   readonly network?: unknown;
+  readonly verifyWrite?: unknown;
 }
 
 /** How a delivery went: delivered, worth retrying (network, 5xx), or refused for good (token void, bad events). */

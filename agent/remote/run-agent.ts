@@ -66,7 +66,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   log.info({ deploymentId: assigned.deploymentId, serviceName: assigned.serviceName }, 'took the job');
   let job: Job;
   try {
-    job = validateJob(mergeJobInputs(jobInputFor(assigned.kind, assigned.body), { network: assigned.network }, options.overrides));
+    job = validateJob(mergeJobInputs(jobInputFor(assigned.kind, assigned.body), { network: assigned.network, verifyWrite: assigned.verifyWrite }, options.overrides));
     redactor = redactor.with(Redactor.forJob(job));
     await options.pipeline({ ...job, noReboot: true }, report);
   } catch (error) {

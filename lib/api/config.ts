@@ -29,6 +29,8 @@ export interface ServerConfig {
   readonly boot?: CommandBoot;
   /** The server's network for its config drive (lib/configdrive/network-config.ts's JSON form), given to its agent with the job. */
   readonly network?: NetworkConfig;
+  /** Its agent reads the disk back after writing (the job's verifyWrite). */
+  readonly verifyWrite?: boolean;
 }
 
 export interface ApiConfig {
@@ -80,7 +82,9 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
     if (!isStringList(server.apiKeys)) bad(`${where}.apiKeys must be a list of keys`);
     const boot = parseBoot(server.boot, where, bad);
     const network = parseNetwork(server.network, `${where}.network`, bad);
-    return { serviceName: server.serviceName, apiKeys: server.apiKeys as string[], ...(boot && { boot }), ...(network && { network }) };
+    if (server.verifyWrite !== undefined && typeof server.verifyWrite !== 'boolean') bad(`${where}.verifyWrite must be true or false`);
+    const verifyWrite = server.verifyWrite === true;
+    return { serviceName: server.serviceName, apiKeys: server.apiKeys as string[], ...(boot && { boot }), ...(network && { network }), ...(verifyWrite && { verifyWrite }) };
   });
   return { ...(typeof value.publicUrl === 'string' && { publicUrl: value.publicUrl }), servers };
 }

@@ -186,9 +186,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     const deployment = agentDeployment(request);
     if (deployment.status !== 'doing') throw new ApiError(409, apiMessages.deploymentFinished);
     store.markJobTaken(deployment.id);
-    // The lab's network for this server goes with the job: the customer's body cannot carry it.
-    const network = config.servers.find((s) => s.serviceName === deployment.serviceName)?.network;
-    return { deploymentId: deployment.id, serviceName: deployment.serviceName, kind: deployment.kind, body: deployment.body, ...(network && { network }) };
+    // The lab's settings for this server go with the job: the customer's body cannot carry them.
+    const { network, verifyWrite } = config.servers.find((s) => s.serviceName === deployment.serviceName) ?? {};
+    return { deploymentId: deployment.id, serviceName: deployment.serviceName, kind: deployment.kind, body: deployment.body, ...(network && { network }), ...(verifyWrite && { verifyWrite }) };
   });
 
   app.post<{ Params: ServiceParams; Body: { events: AgentEvent[] } }>(

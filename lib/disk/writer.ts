@@ -54,6 +54,8 @@ export interface Progress {
 
 export interface WriteOptions {
   onProgress?: (progress: Progress) => void;
+  /** Called with every data extent, in guest order, before it is written (read-back verification records them). */
+  onData?: (offset: number, data: Buffer) => void;
   /**
    * The result of `verifyImage(image)` when the caller has already decoded the image end to end.
    * Otherwise a block device gets that dry decoding pass before its first byte is written, so that a
@@ -314,6 +316,7 @@ class ExtentWriter {
         if (this.kind === 'block') this.zeroRuns.add(extent.offset, extent.offset + extent.length);
       } else {
         if (extent.data.length !== extent.length) throw new Error(`decoder gave ${extent.data.length} bytes for an extent of ${extent.length}`);
+        options.onData?.(extent.offset, extent.data);
         await this.addData(extent.offset, extent.data, extent.release);
         this.dataBytes += extent.length;
       }
