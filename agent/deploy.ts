@@ -16,6 +16,7 @@ import { download, type DownloadEvent, type DownloadSettings } from '../lib/down
 import { withToolHelper } from '../lib/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
 import type { Disk } from '../lib/disk/discover.ts';
+import { installBootEntry, planEfiBoot, thisPlatform, type Platform } from '../lib/disk/efi.ts';
 import type { Job, Target } from '../lib/job.ts';
 import { ramBudget } from '../lib/memory.ts';
 import { redactUrl } from '../lib/redact.ts';
@@ -47,12 +48,13 @@ function logDownloadEvent(log: Reporter['logger'], event: DownloadEvent): void {
 }
 
 /** `settings`: how to download (timeouts, retries, extra CA), not what: that is the job. */
-export function deploy(job: Job, report: Reporter, settings: DownloadSettings = {}): Promise<void> {
+/** `platform`: the firmware and its boot manager (this system's by default; tests give their own). */
+export function deploy(job: Job, report: Reporter, settings: DownloadSettings = {}, platform: Platform = thisPlatform()): Promise<void> {
   // The tools are started by a helper forked now, before the image fills RAM (lib/exec.ts).
-  return withToolHelper(() => pipeline(job, report, settings));
+  return withToolHelper(() => pipeline(job, report, settings, platform));
 }
 
-async function pipeline(job: Job, report: Reporter, settings: DownloadSettings): Promise<void> {
+async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, platform: Platform): Promise<void> {
   const log = report.logger;
 
   report.phase('plan', 'Choosing the disk');
@@ -88,6 +90,11 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
     const plan = await planConfigDriveBeforeWrite(guest, table, disk, disk.path);
     log.info({ phase: 'inspect', configDrive: { action: plan.action, partition: plan.number, start: plan.start, sectors: plan.sectors } }, 'config drive planned');
   }
+  // UEFI: the image's ESP and bootloader, found before the write (refused without, unless told not to check).
+  const efi = await planEfiBoot(platform, table, guest, disk.logicalSectorSize, { ...(job.efiBootloaderPath && { loaderPath: job.efiBootloaderPath }), check: !job.skipEfiCheck });
+  if (!platform.uefi) log.info({ phase: 'inspect' }, 'legacy BIOS boot: no UEFI boot entry will be made');
+  else if (efi) log.info({ phase: 'inspect', efi }, 'UEFI boot entry planned');
+  else log.warn({ phase: 'inspect' }, 'UEFI boot, but the image has no EFI system partition or bootloader: no boot entry will be made (--no-efi-check)');
   // Every extent decoded once, so a refusal found only while decoding comes before any write.
   report.phaseTotal(image.info.virtualSize);
   const verified = await verifyImage(image, ({ done, total }) => report.progress(done, total));
@@ -121,6 +128,12 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
     report.phase('configdrive', 'Creating the config drive');
     const drive = await writeConfigDrive(disk.path, job.configDrive, network ? { network } : {});
     report.endPhase({ instanceId: drive.uuid, partition: drive.partition.number, action: drive.partition.action });
+  }
+
+  if (efi) {
+    report.phase('boot-entry', 'Creating the UEFI boot entry');
+    const entry = await installBootEntry(platform.bootManager, disk.path, efi);
+    report.endPhase({ entry: `Boot${entry}`, partition: efi.partition, loader: efi.loader });
   }
 
   report.done(`Image deployed on ${disk.path}`);

@@ -319,3 +319,15 @@ export const networkMessages = {
   macsNeeded:
     'Bad network configuration: static addresses need the MAC of the NIC they go on (--mac, or links in the network configuration); byoi takes its own NICs only when it deploys its own disk.',
 } as const;
+
+// ---- UEFI boot (lib/disk/efi.ts). ----
+
+export const efiMessages = {
+  badLoaderPath: (path: string) =>
+    `Bad efiBootloaderPath ${JSON.stringify(path.slice(0, 80))}, expected: the absolute path of a file in the EFI system partition, such as \\EFI\\debian\\shimx64.efi.`,
+  noEsp:
+    'image provided has no EFI system partition (GPT type EF00 or MBR type 0xEF), which a server booting with UEFI needs.',
+  noLoader: (loader: string, partition: number) =>
+    `image provided has no EFI bootloader at ${loader} in its EFI system partition (partition ${partition}).`,
+  bootEntryFailed: 'Could not create the UEFI boot entry.',
+} as const;

@@ -4,6 +4,7 @@
 import { parseNetworkConfig, type NetworkConfig } from './configdrive/network-config.ts';
 import type { ConfigDriveOptions } from './configdrive/options.ts';
 import { validateConfigDrive } from './configdrive/validate.ts';
+import { normaliseLoaderPath } from './disk/efi-path.ts';
 import { invalidJob, messages } from './errors.ts';
 
 export const imageTypes = ['qcow2', 'raw'] as const;
@@ -43,6 +44,8 @@ export interface Job {
   readonly network?: NetworkConfig;
   /** Read the written ranges back after the final flush and compare them with what was decoded. */
   readonly verifyWrite?: boolean;
+  /** On a UEFI server, deploy even an image without an EFI system partition or without its bootloader. */
+  readonly skipEfiCheck?: boolean;
 }
 
 /** A job as it arrives, fields unchecked. Later sources override earlier ones with `mergeJobInputs`. */
@@ -62,6 +65,7 @@ export interface JobInput {
   efiBootloaderPath?: unknown;
   network?: unknown;
   verifyWrite?: unknown;
+  skipEfiCheck?: unknown;
 }
 
 export interface ConfigDriveInput {
@@ -285,9 +289,11 @@ export function validateJob(input: JobInput): Job {
   }
   if (input.noReboot !== undefined && typeof input.noReboot !== 'boolean') throw invalidJob(messages.badField('noReboot', 'true or false'));
   if (input.verifyWrite !== undefined && typeof input.verifyWrite !== 'boolean') throw invalidJob(messages.badField('verifyWrite', 'true or false'));
+  if (input.skipEfiCheck !== undefined && typeof input.skipEfiCheck !== 'boolean') throw invalidJob(messages.badField('skipEfiCheck', 'true or false'));
   const description = optionalString(input.description, 'description');
   const statusFile = optionalString(input.statusFile, 'statusFile');
-  const efiBootloaderPath = optionalString(input.efiBootloaderPath, 'efiBootloaderPath');
+  const loaderPath = optionalString(input.efiBootloaderPath, 'efiBootloaderPath');
+  const efiBootloaderPath = loaderPath === undefined || loaderPath === '' ? undefined : normaliseLoaderPath(loaderPath);
   const configDrive = configDriveOf(input.configDrive);
   const network = input.network === undefined || input.network === null ? undefined : parseNetworkConfig(input.network, 'network');
   return {
@@ -304,5 +310,6 @@ export function validateJob(input: JobInput): Job {
     ...(efiBootloaderPath !== undefined && { efiBootloaderPath }),
     ...(network && { network }),
     ...(input.verifyWrite === true && { verifyWrite: true }),
+    ...(input.skipEfiCheck === true && { skipEfiCheck: true }),
   };
 }

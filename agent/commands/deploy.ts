@@ -31,6 +31,8 @@ interface DeployArgs extends ConfigDriveArgs {
   'download-connections': number;
   'ca-file'?: string;
   'verify-write'?: boolean;
+  'efi-bootloader-path'?: string;
+  'efi-check'?: boolean;
 }
 
 /** How to download, from the flags; the CA file is read now so a bad path fails before anything else. */
@@ -94,6 +96,8 @@ async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
     noReboot: args.reboot === undefined ? undefined : !args.reboot,
     network,
     verifyWrite: args['verify-write'],
+    efiBootloaderPath: args['efi-bootloader-path'],
+    skipEfiCheck: args['efi-check'] === false ? true : undefined,
     ...(headers && { httpHeaders: Object.fromEntries(headers) }),
     ...(drive && {
       configDrive: {
@@ -151,6 +155,8 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
       .option('download-attempts', { type: 'number', default: defaultRetry.attempts, describe: 'attempts in a row that may fail without a new byte before the download fails' })
       .option('download-connections', { type: 'number', default: DEFAULT_CONNECTIONS, describe: `connections for an image of ${SEGMENTED_MIN_BYTES / 1024 ** 2} MiB or more from a server that takes ranges (each fetches its own byte ranges)` })
       .option('verify-write', { type: 'boolean', describe: 'after writing, read the disk back around the page cache and compare it with the decoded image' })
+      .option('efi-bootloader-path', { type: 'string', requiresArg: true, describe: 'UEFI: the bootloader in the image\'s EFI system partition to make the boot entry for (default \\EFI\\BOOT\\BOOTX64.EFI)' })
+      .option('efi-check', { type: 'boolean', describe: 'UEFI: refuse an image without an EFI system partition or bootloader (--no-efi-check deploys it anyway)' })
       .option('ca-file', { type: 'string', describe: 'PEM file of extra CA certificates to trust for https (besides the system ones)' })
       .options(configDriveFlags),
   handler: (args) => run(() => deployCommand(args)),
