@@ -61,8 +61,9 @@ function mbrPrimaries(head: Buffer): ImagePartition[] | undefined {
 }
 
 /**
- * The sector size an MBR was made for: the one at which every partition lies inside the image, and
- * when both do, the one at which the first data partition starts with something recognisable.
+ * The sector size an MBR was made for: the one at which every partition lies inside the image; when
+ * both do, the one at which some partition starts with something recognisable and none does at the
+ * other (a filesystem found at the other size could be another partition's, so then it is not told).
  */
 async function mbrSectorSize(guest: GuestReader, partitions: readonly ImagePartition[]): Promise<512 | 4096 | undefined> {
   const fits = (size: number) => partitions.every((p) => (p.start + p.sectors) * size <= guest.size);
@@ -70,15 +71,11 @@ async function mbrSectorSize(guest: GuestReader, partitions: readonly ImageParti
   const fits4096 = fits(4096);
   if (fits512 !== fits4096) return fits512 ? 512 : 4096;
   if (!fits512) return undefined;
-  const first = partitions.find((p) => !MBR_EXTENDED.has(p.type));
-  if (!first) return undefined;
-  const [at512, at4096] = await guest.read([
-    { offset: first.start * 512, length: PROBE_BYTES },
-    { offset: first.start * 4096, length: PROBE_BYTES },
-  ]);
+  const data = partitions.filter((p) => !MBR_EXTENDED.has(p.type));
+  const heads = await guest.read(data.flatMap((p) => [512, 4096].map((size) => ({ offset: p.start * size, length: PROBE_BYTES }))));
   const known = (bytes: Buffer) => detectFormat(bufferSource(bytes)).format !== 'unknown';
-  const k512 = known(at512!);
-  const k4096 = known(at4096!);
+  const k512 = heads.some((bytes, i) => i % 2 === 0 && known(bytes));
+  const k4096 = heads.some((bytes, i) => i % 2 === 1 && known(bytes));
   return k512 === k4096 ? undefined : k512 ? 512 : 4096;
 }
 

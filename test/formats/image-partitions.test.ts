@@ -70,6 +70,14 @@ describe.skipIf(skipWithout('sgdisk', 'mtools'))('image partition tables', () =>
     expect(await tableOf(at512)).toMatchObject({ sectorSize: 512 });
     const at4096 = image('mbr-4096', 64 * MiB, (f) => (layout(f), execFileSync('mkfs.ext4', ['-q', '-F', '-E', `offset=${2048 * 4096}`, f, '4M'], { stdio: 'ignore' })));
     expect(await tableOf(at4096)).toMatchObject({ sectorSize: 4096 });
+    // A 512-byte image whose first partition holds nothing known and whose second starts where the
+    // first would at 4096: not mistaken for a 4096-byte image (not told: accepted on either disk).
+    // (100 MiB: both sizes fit, so only the content can tell.)
+    const twoParts = image('mbr-two', 100 * MiB, (f) => {
+      execFileSync('sh', ['-c', `printf 'label: dos\\n2048,14336,83\\n16384,8192,83\\n' | sfdisk -q ${f}`]);
+      execFileSync('mkfs.ext4', ['-q', '-F', '-E', `offset=${16384 * 512}`, f, '4M'], { stdio: 'ignore' });
+    });
+    expect(await tableOf(twoParts)).toMatchObject({ sectorSize: undefined });
   });
 
   it('a protective MBR without a GPT is no table', async () => {
