@@ -47,15 +47,25 @@ export interface ReadBackResult {
 export async function verifyReadBack(path: string, size: number, record: WrittenRecord): Promise<ReadBackResult> {
   const { handle, direct } = await openForReading(path);
   try {
-    const [buffer] = alignedBuffers(CHUNK, 1) as [Buffer];
+    // Two buffers: the next chunk is read while this one is hashed.
+    const buffers = alignedBuffers(CHUNK, 2);
     const hash = createHash('sha256');
-    let range = 0;
-    for (let at = 0; at < size; at += CHUNK) {
+    const readChunk = (at: number, buffer: Buffer) => {
       const wanted = Math.min(CHUNK, size - at);
       // A direct read's length is a multiple of the block size: round up, use only `wanted`.
       const length = Math.min(CHUNK, Math.ceil(wanted / PAGE_SIZE) * PAGE_SIZE);
-      const got = await readFully(handle, buffer.subarray(0, length), at);
-      if (got < wanted) throw readBackMismatch(`the target ended after ${at + got} of ${size} bytes`);
+      return readFully(handle, buffer.subarray(0, length), at).then((got) => ({ got, wanted }));
+    };
+    let range = 0;
+    let reading = size > 0 ? readChunk(0, buffers[0]!) : undefined;
+    for (let at = 0, index = 0; reading; at += CHUNK, index++) {
+      const buffer = buffers[index % 2]!;
+      const { got, wanted } = await reading;
+      reading = at + CHUNK < size ? readChunk(at + CHUNK, buffers[(index + 1) % 2]!) : undefined;
+      if (got < wanted) {
+        await reading?.catch(() => undefined);
+        throw readBackMismatch(`the target ended after ${at + got} of ${size} bytes`);
+      }
       const end = at + wanted;
       // Walk the data ranges that overlap this chunk; what lies between them must be zeros.
       for (let position = at; position < end; ) {
@@ -68,7 +78,10 @@ export async function verifyReadBack(path: string, size: number, record: Written
         } else {
           const zerosEnd = Math.min(next?.[0] ?? end, end);
           const bad = firstNonZero(buffer.subarray(position - at, zerosEnd - at));
-          if (bad >= 0) throw readBackMismatch(`byte ${position + bad} should read as zero`);
+          if (bad >= 0) {
+            await reading?.catch(() => undefined);
+            throw readBackMismatch(`byte ${position + bad} should read as zero`);
+          }
           position = zerosEnd;
         }
       }
