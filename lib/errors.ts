@@ -276,7 +276,7 @@ export const messages = {
   // Inspection (the decoders' and the writer's sentences are above).
   noPartitionTable: (contents: string) => `image provided format is not of type raw because no partition table was found. It seems to contain: ${contents}`,
   /** The same refusal for a qcow2 (or any container) whose disk holds no partition table. */
-  noPartitionTableInDisk: (format: string, contents: string) => `image provided is a ${format} image whose disk has no partition table. It seems to contain: ${contents}`,
+  noPartitionTableInDisk: (format: string, contents: string) => `image provided is of type ${format} but its disk has no partition table. It seems to contain: ${contents}`,
   sectorSizeMismatch: (imageSector: number, deviceSector: number) => `image provided has a GPT for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
   mbrSectorSizeMismatch: (imageSector: number, deviceSector: number) => `image provided has an MBR for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
 

@@ -211,10 +211,10 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
       sh('mkfs.ext4', ['-q', fs]);
       sh('qemu-img', ['convert', '-O', 'qcow2', fs, join(dir, 'bare-fs.qcow2')]);
       server.serve('/bare-fs.qcow2', { body: readFileSync(join(dir, 'bare-fs.qcow2')) });
-      await expectFailure(['--url', `${server.url}/bare-fs.qcow2`, '--type', 'qcow2'], 1, /^image provided is a qcow2 image whose disk has no partition table\. It seems to contain: .*ext4/);
+      await expectFailure(['--url', `${server.url}/bare-fs.qcow2`, '--type', 'qcow2'], 1, /^image provided is of type qcow2 but its disk has no partition table\. It seems to contain: .*ext4/);
       sh('qemu-img', ['create', '-q', '-f', 'qcow2', join(dir, 'empty.qcow2'), String(8 * MiB)]);
       server.serve('/empty.qcow2', { body: readFileSync(join(dir, 'empty.qcow2')) });
-      await expectFailure(['--url', `${server.url}/empty.qcow2`, '--type', 'qcow2'], 1, 'image provided is a qcow2 image whose disk has no partition table. It seems to contain: a file of unknown format');
+      await expectFailure(['--url', `${server.url}/empty.qcow2`, '--type', 'qcow2'], 1, 'image provided is of type qcow2 but its disk has no partition table. It seems to contain: a file of unknown format');
     });
 
     it('on an image of exactly the server RAM minus 3 GiB ("smaller than" is the contract)', async () => {
