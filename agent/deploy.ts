@@ -97,7 +97,10 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
   else log.warn({ phase: 'inspect' }, 'UEFI boot, but the image has no EFI system partition or bootloader: no boot entry will be made (--no-efi-check)');
   // Every extent decoded once, so a refusal found only while decoding comes before any write.
   report.phaseTotal(image.info.virtualSize);
-  const verified = await verifyImage(image, ({ done, total }) => report.progress(done, total));
+  const verified = await verifyImage(image, ({ done, total }) => {
+    report.checkpoint();
+    report.progress(done, total);
+  });
   report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }) });
 
   report.phase('release', `Releasing ${disk.path}`);
@@ -108,7 +111,10 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
   const record = job.verifyWrite ? new WrittenRecord() : undefined;
   await writeImage(image, disk.path, {
     verified,
-    onProgress: ({ done, total }) => report.progress(done, total),
+    onProgress: ({ done, total }) => {
+      report.checkpoint(); // cancelled: the writer stops, the first MiB (written last) never lands
+      report.progress(done, total);
+    },
     ...(record && { onData: (offset: number, data: Buffer) => record.add(offset, data) }),
   });
   report.endPhase();

@@ -126,7 +126,7 @@ describe('the agent routes', () => {
     const final = `Bad sha256 for downloaded file, got: ${'b'.repeat(64)} while expecting ${sha256}.`;
     await call(api.url, 'POST', agentEvents('ns1.lab'), {
       key: token,
-      body: { events: [event({ status: 'error', message: final, phase: 'checksum', errorKind: 'refused-image', checksum: `sha256:${'b'.repeat(64)}` })] },
+      body: { events: [event({ status: 'error', message: final, phase: 'verify', errorKind: 'refused-image', checksum: `sha256:${'b'.repeat(64)}` })] },
     });
     // A late `doing` (a redelivered batch) never overwrites the outcome.
     await call(api.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: [event({ status: 'doing', message: 'late', phase: 'write' })] } });
@@ -189,13 +189,13 @@ describe('DELETE bringYourOwnImage', () => {
     const token = await startLegacy();
     expect(await call(api.url, 'DELETE', byoi('ns1.lab'), { key: 'key-alice' })).toEqual({ status: 200, body: null });
     expect(boot.rescues).toEqual(['ns1.lab']);
-    expect(api.store.inRescue('ns1.lab')).toBe(true);
+    expect(await api.store.inRescue('ns1.lab')).toBe(true);
     expect((await call(api.url, 'GET', byoi('ns1.lab'), { key: 'key-alice' })).body).toMatchObject({ status: null, message: null });
     expect((await call(api.url, 'GET', agentJob('ns1.lab'), { key: token })).status).toBe(403);
     expect((await call(api.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: [event({ status: 'done', message: 'x' })] } })).status).toBe(403);
     expect((await call(api.url, 'GET', '/dedicated/server/ns1.lab/task/1', { key: 'key-alice' })).body.status).toBe('cancelled');
     await startLegacy();
-    expect(api.store.inRescue('ns1.lab')).toBe(false);
+    expect(await api.store.inRescue('ns1.lab')).toBe(false);
   });
 });
 
