@@ -49,7 +49,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       const { host, port } = parseListen(argv.listen);
       const store = await openStore(resolve(argv.db), { ...(config.secretsKeyFile && { keyFile: resolve(config.secretsKeyFile) }) });
       let address = `${tls ? 'https' : 'http'}://${argv.listen}`;
-      const boot = new CommandBootAdapter(config.servers);
+      const boot = new CommandBootAdapter(config.servers, { netboot: config.netboot !== undefined });
       const app = buildApi({ config, store, boot, agentUrl: () => config.publicUrl ?? address, logger: true, ...(tls && { tls }) });
       address = await app.listen({ host, port });
       const watchdog = startWatchdog({ store, silenceMs: argv['agent-silence'] * 1000, log: app.log });

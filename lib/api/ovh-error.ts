@@ -11,6 +11,7 @@ const errorClasses: Record<number, string> = {
   405: 'Client::MethodNotAllowed',
   408: 'Client::RequestTimeout',
   409: 'Client::Conflict',
+  410: 'Client::Gone',
   413: 'Client::BadRequest',
   414: 'Client::BadRequest',
   415: 'Client::BadRequest',

@@ -57,7 +57,8 @@ const now = () => new Date().toISOString();
 /** Steps a deployment may list at most: the pipeline has a dozen phases; a looping agent adds no more. */
 export const MAX_STEPS = 32;
 
-const columns = 'id, service_name, kind, status, message, error_kind, checksum, phase, progress, started_at, job_taken_at, finished_at, erased';
+const columns =
+  'id, service_name, kind, status, message, error_kind, checksum, phase, progress, started_at, job_taken_at, finished_at, erased, detail, fault, cancelled, heard_at, boots, settled_by';
 
 async function deploymentWhere(sql: Sql, where: string, params: (string | number)[]): Promise<Deployment | undefined> {
   const row = await sql.get<Row>(`SELECT ${columns} FROM deployments WHERE ${where}`, params);
