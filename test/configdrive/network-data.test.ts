@@ -66,9 +66,9 @@ describe('network configuration', () => {
 
   it("the lab's config names a server's network; a bad one is refused when the config loads", () => {
     const network = { links: [{ id: 'eth0', mac: A }], networks: [{ link: 'eth0', address: '2001:db8::2/64', gateway: '2001:db8::1' }] };
-    const config = parseConfig({ servers: [{ serviceName: 'ns1.lab', apiKeys: ['k'.repeat(40)], network }] }, 'lab.json');
+    const config = parseConfig({ servers: [{ serviceName: 'ns1.lab', apiKeys: ['3f9a1c0e7b5d42a8e6f1d9c3b7a05e2c48d6f0a1'], network }] }, 'lab.json');
     expect(config.servers[0]!.network?.networks).toEqual([{ link: 'eth0', type: 'static', address: '2001:db8::2/64', gateway: '2001:db8::1', routes: [] }]);
-    expect(() => parseConfig({ servers: [{ serviceName: 'ns1.lab', apiKeys: ['k'.repeat(40)], network: { links: [{ id: 'eth0' }] } }] }, 'lab.json')).toThrow(
+    expect(() => parseConfig({ servers: [{ serviceName: 'ns1.lab', apiKeys: ['3f9a1c0e7b5d42a8e6f1d9c3b7a05e2c48d6f0a1'], network: { links: [{ id: 'eth0' }] } }] }, 'lab.json')).toThrow(
       /^Bad server configuration lab\.json: Bad network configuration \(servers\[0\]\.network\): links\[0\]\.mac/,
     );
   });
