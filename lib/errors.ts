@@ -383,4 +383,5 @@ export const efiMessages = {
   noLoader: (loader: string, partition: number) =>
     `image provided has no EFI bootloader at ${loader} in its EFI system partition (partition ${partition}).`,
   bootEntryFailed: 'Could not create the UEFI boot entry.',
+  bootManagerUnavailable: 'Could not read the UEFI boot entries, so no boot entry could be made after the write (are the EFI variables mounted?).',
 } as const;

@@ -162,6 +162,16 @@ describe.skipIf(skipWithout('root', 'loop', 'mtools', 'sgdisk', 'qemu-img'))('UE
     });
   }
 
+  it('a boot manager that cannot list its entries fails before the write', async () => {
+    const manager = new FakeBootManager();
+    manager.entries = async () => {
+      throw new Error('EFI variables are not supported on this system.');
+    };
+    const error = await plan('esp', 'raw', uefi(manager), { loaderPath: LOADER, check: true }).then(() => undefined, (e: unknown) => e);
+    expect((error as ByoiError).message).toMatch(/^Could not read the UEFI boot entries/);
+    expect((error as ByoiError).detail).toBe('EFI variables are not supported on this system.');
+  });
+
   it('does nothing on legacy BIOS', async () => {
     expect(await plan('noesp', 'raw', { uefi: false, bootManager: new FakeBootManager() }, { check: true })).toBeUndefined();
   });

@@ -67,7 +67,12 @@ export async function planEfiBoot(
   }
   const found = await fileInFat(guest, { offset: esp.start * sectorSize, length: esp.sectors * sectorSize }, loader);
   if (!found && options.check) throw refusedImage(m.noLoader(loader, esp.number));
-  return found ? { partition: esp.number, loader } : undefined;
+  if (!found) return undefined;
+  // The entry is made after the write: a boot manager that cannot even list entries fails now instead.
+  await platform.bootManager.entries().catch((error: unknown) => {
+    throw failed(m.bootManagerUnavailable, error instanceof Error ? error.message : String(error));
+  });
+  return { partition: esp.number, loader };
 }
 
 /** Whether the FAT filesystem in `range` of the image holds `loader` (mtools reads FAT; this kernel may not mount it). */
