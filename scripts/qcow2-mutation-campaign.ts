@@ -2,7 +2,7 @@
 // test/formats/qcow2-mutation.test.ts, with the same mutations and checks): every run must end in a
 // clean refusal or in output that keeps the extent contract, and images with little data are also
 // written to a sparse file. A failure prints the run's seed; replay one run with --only SEED.
-//   node scripts/qcow2-mutation-campaign.ts [--runs 50000] [--seed 1] [--only SEED]
+//   npx node scripts/qcow2-mutation-campaign.ts [--runs 50000] [--seed 1] [--only SEED]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

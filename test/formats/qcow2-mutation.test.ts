@@ -7,7 +7,7 @@
 // QCOW2_MUTATION_SEED=<seed> npx vitest run test/formats/qcow2-mutation.test.ts
 // Header fields take sizes at and around 2^52, 2^53, 2^63 and 2^64; decoded images with little data
 // are also written to a sparse file. The long campaign (tens of thousands of runs, not in CI):
-// node scripts/qcow2-mutation-campaign.ts [--runs N] [--seed S]
+// npx node scripts/qcow2-mutation-campaign.ts [--runs N] [--seed S]
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
