@@ -17,10 +17,35 @@ interface Call {
   length?: number;
 }
 
+/**
+ * A trace's calls as whole lines, in the order they started: with several threads, strace splits a
+ * call that another interrupts into "... <unfinished ...>" and "<... name resumed>...".
+ */
+function joined(trace: string): string[] {
+  const lines: string[] = [];
+  const pending = new Map<string, number>();
+  for (const line of trace.split('\n')) {
+    const pid = line.split(/\s+/, 1)[0]!;
+    const unfinished = / <unfinished \.\.\.>$/.exec(line);
+    const resumed = /^\S+\s+<\.\.\. \w+ resumed>(.*)$/.exec(line);
+    if (resumed && pending.has(pid)) {
+      const at = pending.get(pid)!;
+      lines[at] = `${lines[at]!}${resumed[1]!}`;
+      pending.delete(pid);
+    } else if (unfinished) {
+      pending.set(pid, lines.length);
+      lines.push(line.slice(0, unfinished.index));
+    } else {
+      lines.push(line);
+    }
+  }
+  return lines;
+}
+
 /** The positional writes and fdatasyncs of a trace, in order. */
 function calls(trace: string): Call[] {
   const out: Call[] = [];
-  for (const raw of trace.split('\n')) {
+  for (const raw of joined(trace)) {
     const line = raw.replace(/"(?:[^"\\]|\\.)*"(\.\.\.)?/g, '""'); // the data, which may hold anything
     if (/\bfdatasync\(\d+\)\s+=\s+0$/.test(line)) out.push({ name: 'fdatasync' });
     // pwrite64(fd, buf, count, offset), pwritev(fd, iov, n, offset), pwritev2(fd, iov, n, offset, flags)
@@ -29,6 +54,20 @@ function calls(trace: string): Call[] {
   }
   return out;
 }
+
+it('reads strace lines split between threads', () => {
+  const trace = [
+    '101 pwrite64(22, "\\0\\0"..., 1048576, 2097152 <unfinished ...>',
+    '102 fdatasync(21)                     = 0',
+    '101 <... pwrite64 resumed>) = 1048576',
+    '103 pwritev(22, [{iov_base="x, 0) = 9", iov_len=4096}], 1, 0) = 4096',
+  ].join('\n');
+  expect(calls(trace)).toEqual([
+    { name: 'write', offset: 2097152, length: 1048576 },
+    { name: 'fdatasync' },
+    { name: 'write', offset: 0, length: 4096 },
+  ]);
+});
 
 describe.skipIf(skipWithout('root', 'loop', 'strace'))('write barrier', () => {
   const dir = mkdtempSync(join(tmpdir(), 'byoi-barrier-'));
