@@ -42,27 +42,51 @@ function joined(trace: string): string[] {
   return lines;
 }
 
-/** The positional writes and fdatasyncs of a trace, in order. */
-function calls(trace: string): Call[] {
+/**
+ * The positional writes and fdatasyncs on `device` in a trace, in order: only descriptors opened on
+ * it count (Node writes other files too, a compile cache for one), from their open to their close.
+ */
+function calls(trace: string, device: string): Call[] {
   const out: Call[] = [];
+  const fds = new Set<string>();
   for (const raw of joined(trace)) {
+    const opened = /\bopenat\(AT_FDCWD, "([^"]*)", [^)]*\)\s+=\s+(\d+)$/.exec(raw);
+    if (opened) {
+      if (opened[1] === device) fds.add(opened[2]!);
+      else fds.delete(opened[2]!);
+      continue;
+    }
+    const closed = /\bclose\((\d+)\)\s+=\s+0$/.exec(raw);
+    if (closed) {
+      fds.delete(closed[1]!);
+      continue;
+    }
     const line = raw.replace(/"(?:[^"\\]|\\.)*"(\.\.\.)?/g, '""'); // the data, which may hold anything
-    if (/\bfdatasync\(\d+\)\s+=\s+0$/.test(line)) out.push({ name: 'fdatasync' });
+    const sync = /\bfdatasync\((\d+)\)\s+=\s+0$/.exec(line);
+    if (sync && fds.has(sync[1]!)) out.push({ name: 'fdatasync' });
     // pwrite64(fd, buf, count, offset), pwritev(fd, iov, n, offset), pwritev2(fd, iov, n, offset, flags)
-    const write = /\b(pwrite64|pwritev|pwritev2)\(\d+, .*, (\d+)(, \S+)?\)\s+=\s+(\d+)$/.exec(line);
-    if (write && (write[1] === 'pwritev2') === (write[3] !== undefined)) out.push({ name: 'write', offset: Number(write[2]), length: Number(write[4]) });
+    const write = /\b(pwrite64|pwritev|pwritev2)\((\d+), .*, (\d+)(, \S+)?\)\s+=\s+(\d+)$/.exec(line);
+    if (write && fds.has(write[2]!) && (write[1] === 'pwritev2') === (write[4] !== undefined)) {
+      out.push({ name: 'write', offset: Number(write[3]), length: Number(write[5]) });
+    }
   }
   return out;
 }
 
-it('reads strace lines split between threads', () => {
+it('reads strace lines split between threads, on the device only', () => {
   const trace = [
+    '100 openat(AT_FDCWD, "/dev/loop9", O_WRONLY|O_EXCL|O_CLOEXEC) = 22',
+    '100 openat(AT_FDCWD, "/root/.cache/node/x", O_WRONLY|O_CREAT|O_CLOEXEC, 0644) = 23',
+    '104 pwrite64(23, "abc"..., 22940, 0) = 22940',
     '101 pwrite64(22, "\\0\\0"..., 1048576, 2097152 <unfinished ...>',
-    '102 fdatasync(21)                     = 0',
+    '102 fdatasync(22)                     = 0',
     '101 <... pwrite64 resumed>) = 1048576',
     '103 pwritev(22, [{iov_base="x, 0) = 9", iov_len=4096}], 1, 0) = 4096',
+    '100 close(22) = 0',
+    '100 openat(AT_FDCWD, "/tmp/other", O_WRONLY) = 22',
+    '104 pwrite64(22, "abc"..., 3, 0) = 3',
   ].join('\n');
-  expect(calls(trace)).toEqual([
+  expect(calls(trace, '/dev/loop9')).toEqual([
     { name: 'write', offset: 2097152, length: 1048576 },
     { name: 'fdatasync' },
     { name: 'write', offset: 0, length: 4096 },
@@ -84,9 +108,9 @@ describe.skipIf(skipWithout('root', 'loop', 'strace'))('write barrier', () => {
     writeFileSync(disk, Buffer.alloc(16 * MiB));
     const device = attachLoop(disk);
     const trace = join(dir, 'trace');
-    execFileSync('strace', ['-f', '-qq', '-e', 'trace=pwrite64,pwritev,pwritev2,fdatasync', '-e', 'signal=none', '-o', trace,
+    execFileSync('strace', ['-f', '-qq', '-e', 'trace=openat,close,pwrite64,pwritev,pwritev2,fdatasync', '-e', 'signal=none', '-o', trace,
       process.execPath, 'agent/byoi.ts', 'convert', '--type', 'raw', image, device], { stdio: 'ignore' });
-    const seen = calls(readFileSync(trace, "utf8"));
+    const seen = calls(readFileSync(trace, "utf8"), device);
     const head = seen.findLastIndex((c) => c.name === 'write' && c.offset === 0);
     expect(head).toBeGreaterThan(0);
     expect(seen[head]!.length).toBe(MiB);
