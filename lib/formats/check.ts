@@ -3,7 +3,7 @@
 import { imageLargerThanDevice, messages, refusedImage } from '../errors.ts';
 import { detectFormat, gptSectorSize } from './detect.ts';
 import { bufferSource, guestReader, type GuestReader } from './guest.ts';
-import { readImageTable, type ImageTable } from './image-partitions.ts';
+import { PROBE_BYTES, readImageTable, type ImageTable } from './image-partitions.ts';
 import { openImage } from './open.ts';
 import type { Qcow2Options } from './qcow2.ts';
 import type { DiskImage, ImageSource } from './types.ts';
@@ -18,21 +18,18 @@ function hasMbrSignature(source: ImageSource): boolean {
   return source.size >= 512 && source.read(510, 2).equals(Buffer.from([0x55, 0xaa]));
 }
 
-/** Guest bytes every content probe of detect.ts reaches (btrfs's superblock is the furthest, at 64 KiB). */
-const PROBED_BYTES = 0x10048;
-
 /** An image that passed inspection, with what later steps plan from before the first write. */
 export interface CheckedImage {
   readonly image: DiskImage;
   /** Its guest bytes, read without writing anything. */
   readonly guest: GuestReader;
-  /** Its partition table (undefined only for a hybrid ISO whose MBR byoi does not read). */
+  /** Its partition table; undefined when byoi reads none in it (a hybrid ISO's MBR, a protective MBR alone). */
   readonly table: ImageTable | undefined;
 }
 
 /**
  * Opens the image as the job's type and refuses, with OVH's sentences, a qcow2 that is not one,
- * an image whose disk holds no partition table (raw or not: the same sentence), an image larger
+ * an image whose disk holds no partition table (raw or not, in the same words), an image larger
  * than the disk, and a GPT or an MBR made for another sector size than the disk's.
  */
 export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw', disk: DiskFacts, options: Qcow2Options = {}): Promise<CheckedImage> {
@@ -42,7 +39,7 @@ export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw', dis
   const { virtualSize } = image.info;
   if (virtualSize > disk.size) throw imageLargerThanDevice(virtualSize, disk.size);
   if (type !== 'raw') {
-    const [head] = await guest.read([{ offset: 0, length: Math.min(PROBED_BYTES, virtualSize) }]);
+    const [head] = await guest.read([{ offset: 0, length: Math.min(PROBE_BYTES, virtualSize) }]);
     refuseUnpartitioned(bufferSource(head!), type);
   }
   const table = await readImageTable(guest);

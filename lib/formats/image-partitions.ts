@@ -31,8 +31,8 @@ const MBR_EXTENDED = new Set(['05', '0f', '85']);
 const MBR_PROTECTIVE = 'ee';
 /** What is read at first: MBR, GPT header and a 128-entry array at either sector size. */
 export const TABLE_BYTES = 64 * 1024;
-/** Enough for every signature detect.ts looks for at the start of a filesystem. */
-const PROBE_BYTES = 0x10048;
+/** Enough for every signature detect.ts looks for at the start of a filesystem (btrfs's is the furthest, at 64 KiB). */
+export const PROBE_BYTES = 0x10048;
 /** GPT arrays byoi reads: at most 1 MiB of entries. */
 const MAX_ENTRY_BYTES = 1024 * 1024;
 
