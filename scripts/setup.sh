@@ -14,6 +14,7 @@ packages=(
   podman runc mmdebstrap qemu-system-x86 ovmf
   chromium
   golang-go golang-github-ovh-go-ovh-dev
+  strace efibootmgr
 )
 missing=()
 for p in "${packages[@]}"; do
