@@ -10,7 +10,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { got, type Request, type Response } from 'got';
 import { ChunkedBuffer } from './chunked-buffer.ts';
-import { RunningDigest } from './checksum.ts';
+import { DigestThread } from './digest-thread.ts';
 import { downloadSegments, SegmentsUnusable } from './download-segments.ts';
 import { failed, messages } from './errors.ts';
 import { agents, declaredLength, describe, header, isFatal, parseContentRange, retryAfterMs, Retries, Retryable, validatorOf, type Agents } from './http-exchange.ts';
@@ -49,8 +49,8 @@ class UseSegments extends Error {}
 
 /** What is held so far, and what is needed to resume it safely. */
 class Transfer {
-  image = new ChunkedBuffer();
-  digest: RunningDigest | undefined;
+  readonly digest: DigestThread | undefined;
+  image: ChunkedBuffer;
   /** The resource's full length, once a response told it. */
   total: number | null = null;
   /** ETag or Last-Modified of the bytes held: If-Range's value. */
@@ -58,11 +58,16 @@ class Transfer {
   rangesRefused = false;
   /** Set once a segmented download went wrong: not tried again. */
   segmentsRefused = false;
-  private readonly checksumType: ChecksumType | undefined;
 
   constructor(checksumType: ChecksumType | undefined) {
-    this.checksumType = checksumType;
-    this.digest = checksumType ? new RunningDigest(checksumType) : undefined;
+    this.digest = checksumType ? new DigestThread(checksumType) : undefined;
+    this.image = this.emptyImage();
+  }
+
+  /** The digest's thread makes each chunk's pages resident before the main thread copies into it. */
+  private emptyImage(): ChunkedBuffer {
+    const digest = this.digest;
+    return new ChunkedBuffer(undefined, digest ? { ahead: (chunk) => digest.prefault(chunk) } : {});
   }
 
   get canResume(): boolean {
@@ -71,8 +76,8 @@ class Transfer {
 
   /** Drops every byte held and the digest fed with them. */
   restart(): void {
-    this.image = new ChunkedBuffer();
-    this.digest = this.checksumType ? new RunningDigest(this.checksumType) : undefined;
+    this.image = this.emptyImage();
+    this.digest?.reset();
     this.total = null;
     this.validator = null;
   }
@@ -117,7 +122,8 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
             onRetry: (attempt, delayMs, cause, resumeFrom) => request.onEvent?.({ kind: 'retry', attempt, delayMs, cause, resumeFrom }),
           });
         }
-        return { image: transfer.image, ...(transfer.digest && { digest: transfer.digest.hex() }) };
+        transfer.image.seal();
+        return { image: transfer.image, ...(transfer.digest && { digest: await transfer.digest.hex() }) };
       } catch (error) {
         if (overall.aborted) throw late();
         if (error instanceof SegmentsUnusable) {
@@ -145,6 +151,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   } finally {
     agent.http.destroy();
     agent.https.destroy();
+    await transfer.digest?.close();
   }
 }
 
@@ -204,8 +211,10 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
         stop = failed(messages.tooBigForMemory(request.type));
         break;
       }
+      const at = image.size;
       image.append(chunk);
-      transfer.digest?.update(chunk);
+      // The digest reads the image's own (shared) copy of the bytes, not the socket's buffer.
+      if (transfer.digest) for (const view of image.views(at, chunk.length)) transfer.digest.update(view);
       request.onProgress?.(image.size, total);
     }
   } catch (error) {
