@@ -44,6 +44,9 @@ export interface Downloaded {
   readonly digest?: string;
 }
 
+/** Progress is told every this many bytes (and at the end), not for every packet: it has a cost. */
+const PROGRESS_EVERY = 1024 * 1024;
+
 /** The first answer allows a segmented download: its body is left, the segments fetch every byte. */
 class UseSegments extends Error {}
 
@@ -193,10 +196,14 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
 
   // Set by the response handler when the body must not be read; thrown after the stream stops.
   let stop: Error | undefined;
+  let reported = transfer.image.size;
   stream.once('response', (response: Response) => {
     stop = judge(response, request, transfer, resumeFrom);
     if (stop) stream.destroy();
-    else request.onProgress?.(transfer.image.size, transfer.total);
+    else {
+      reported = transfer.image.size;
+      request.onProgress?.(reported, transfer.total);
+    }
   });
 
   try {
@@ -215,8 +222,12 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
       image.append(chunk);
       // The digest reads the image's own (shared) copy of the bytes, not the socket's buffer.
       if (transfer.digest) for (const view of image.views(at, chunk.length)) transfer.digest.update(view);
-      request.onProgress?.(image.size, total);
+      if (image.size - reported >= PROGRESS_EVERY || image.size === total) {
+        reported = image.size;
+        request.onProgress?.(image.size, total);
+      }
     }
+    if (!stop && transfer.image.size !== reported) request.onProgress?.(transfer.image.size, transfer.total);
   } catch (error) {
     if (!stop) {
       if (isFatal(error) || signal.aborted) throw failed(messages.downloadFailed(redactUrl(request.url)), describe(error));
