@@ -9,6 +9,7 @@ import { chooseDisk } from '../lib/disk/select.ts';
 import { writeConfigDrive } from '../lib/configdrive/index.ts';
 import { verifyImage, writeImage } from '../lib/disk/writer.ts';
 import { download, type DownloadEvent, type DownloadSettings } from '../lib/download.ts';
+import { EarlyCheck } from '../lib/early-check.ts';
 import { withToolHelper } from '../lib/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
 import type { Job, Target } from '../lib/job.ts';
@@ -42,6 +43,8 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
   log.info({ disk: disk.path, diskSize: disk.size, sectorSize: disk.logicalSectorSize, ramBudget: budget, type: job.type, url: redactUrl(job.url), description: job.description }, 'plan');
 
   report.phase('download', 'Downloading image', null);
+  // The dry decoding pass follows the bytes as they arrive; it only reads (lib/early-check.ts).
+  const early = new EarlyCheck(job.type);
   const { image: source, digest } = await download({
     ...settings,
     url: job.url,
@@ -50,7 +53,11 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
     budget,
     ...(job.checksum && { checksumType: job.checksum.type }),
     onProgress: (done, total) => report.progress(done, total),
+    onData: (image, total) => early.follow(image, total),
     onEvent: (event) => logDownloadEvent(log, event),
+  }).catch((error: unknown) => {
+    early.callOff();
+    throw error;
   });
   report.endPhase({ bytes: source.size });
 
@@ -65,8 +72,10 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
   const image = await checkImage(source, job.type, disk, { lean: true });
   // Every extent decoded once, so a refusal found only while decoding comes before any write.
   report.phaseTotal(image.info.virtualSize);
-  const verified = await verifyImage(image, ({ done, total }) => report.progress(done, total));
-  report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }) });
+  const decodedEarly = await early.result(source, image);
+  if (decodedEarly) report.progress(image.info.virtualSize, image.info.virtualSize);
+  const verified = decodedEarly ?? (await verifyImage(image, ({ done, total }) => report.progress(done, total)));
+  report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }), decodedWhileDownloading: early.outcome });
 
   report.phase('release', `Releasing ${disk.path}`);
   await releaseDisk(disk, (message) => log.info({ disk: disk.path }, message));

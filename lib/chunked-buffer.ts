@@ -51,6 +51,13 @@ export class ChunkedBuffer implements ImageSource {
     }
   }
 
+  /** The `index`th chunk, whole (shared memory: other threads may read it where it lies). */
+  chunk(index: number): Buffer {
+    const chunk = this.chunks[index];
+    if (!chunk) throw new RangeError(`no chunk ${index} in ${this.chunks.length}`);
+    return chunk;
+  }
+
   /** No more appends: the chunk allocated ahead, if any, is let go. */
   seal(): void {
     this.spare = undefined;

@@ -34,6 +34,11 @@ export interface DownloadRequest extends DownloadSettings {
   /** Digest to compute while downloading. */
   readonly checksumType?: ChecksumType;
   readonly onProgress?: (done: number, total: number | null) => void;
+  /**
+   * The bytes held so far, told as often as progress on one connection (not by a segmented
+   * download). A new `image` means the download started over. Its bytes never change once held.
+   */
+  readonly onData?: (image: ChunkedBuffer, total: number | null) => void;
   /** Retries and restarts, for the log. Causes never hold the URL or a header. */
   readonly onEvent?: (event: DownloadEvent) => void;
 }
@@ -225,9 +230,13 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
       if (image.size - reported >= PROGRESS_EVERY || image.size === total) {
         reported = image.size;
         request.onProgress?.(image.size, total);
+        request.onData?.(image, total);
       }
     }
-    if (!stop && transfer.image.size !== reported) request.onProgress?.(transfer.image.size, transfer.total);
+    if (!stop && transfer.image.size !== reported) {
+      request.onProgress?.(transfer.image.size, transfer.total);
+      request.onData?.(transfer.image, transfer.total);
+    }
   } catch (error) {
     if (!stop) {
       if (isFatal(error) || signal.aborted) throw failed(messages.downloadFailed(redactUrl(request.url)), describe(error));
