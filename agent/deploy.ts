@@ -75,7 +75,7 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
   const decodedEarly = await early.result(source, image);
   if (decodedEarly) report.progress(image.info.virtualSize, image.info.virtualSize);
   const verified = decodedEarly ?? (await verifyImage(image, ({ done, total }) => report.progress(done, total)));
-  report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }), decodedWhileDownloading: early.outcome });
+  report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }), decodedWhileDownloading: early.outcome, ...(early.waitedMs !== undefined && { decodingLeftMs: early.waitedMs }) });
 
   report.phase('release', `Releasing ${disk.path}`);
   await releaseDisk(disk, (message) => log.info({ disk: disk.path }, message));

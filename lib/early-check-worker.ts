@@ -2,6 +2,8 @@
 // while they are still arriving. Its source blocks (Atomics.wait) until the bytes a decoder asks
 // for have arrived, so the decoders run unchanged. It reports success and the long zero runs, or
 // that it did not finish; the deployment then decodes after the download as before.
+import { readlinkSync } from 'node:fs';
+import { availableParallelism, setPriority } from 'node:os';
 import { receiveMessageOnPort, workerData, parentPort, type MessagePort } from 'node:worker_threads';
 import { verifyImage } from './disk/writer.ts';
 import { openImage } from './formats/open.ts';
@@ -13,6 +15,22 @@ const { type, total, chunkSize, progress, chunks: port } = workerData as EarlyCh
 const held = new BigInt64Array(progress);
 
 class CalledOff extends Error {}
+
+/**
+ * This thread (and the decompression threads it starts, which inherit it) runs at a lower priority:
+ * the pass takes the CPU the download leaves, not the download's. On Linux a nice value is per
+ * thread, and setpriority() takes a thread id; /proc/thread-self names this thread's.
+ */
+function yieldToTheDownload(): void {
+  try {
+    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), 10);
+  } catch {
+    // not Linux, or not allowed: the pass runs at the normal priority
+  }
+}
+
+/** As qcow2's default: a thread per core up to 4, none on one core. */
+const decompressThreads = availableParallelism() > 1 ? Math.min(availableParallelism(), 4) : 0;
 
 /** The image's chunks as they arrive: shared memory, read where it lies. */
 class ArrivingSource implements ImageSource {
@@ -53,7 +71,8 @@ class ArrivingSource implements ImageSource {
 
 async function check(): Promise<EarlyCheckReply> {
   try {
-    const image = openImage(new ArrivingSource(), type, { lean: true });
+    // Progressive: each L2 table is read when decoding reaches it, not all before decoding starts.
+    const image = openImage(new ArrivingSource(), type, { lean: true, progressive: true, threads: decompressThreads });
     const { longZeroRuns } = await verifyImage(image);
     return { ok: true, longZeroRuns: longZeroRuns.map(([start, end]) => [start, end]) };
   } catch (error) {
@@ -62,5 +81,6 @@ async function check(): Promise<EarlyCheckReply> {
   }
 }
 
+yieldToTheDownload();
 parentPort!.postMessage(await check());
 port.close(); // nothing else keeps the thread alive: it ends

@@ -6,8 +6,9 @@
 // it refused anything, the deployment runs the pass after the download as before, which finds and
 // reports any refusal in the usual order (after the checksum).
 //
-// A qcow2 image is opened once all its L2 tables have arrived (qemu-img writes each where its
-// first cluster falls), so on a multi-GiB image decoding starts well before the end, not at once.
+// A qcow2 is decoded progressively (lib/formats/qcow2.ts `progressive`): each L2 table is read when
+// decoding reaches it, not all of them first, since a GPT disk's last table is written near the
+// file's end. So decoding keeps up with the bytes in guest order and waits only for that last part.
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { ChunkedBuffer } from './chunked-buffer.ts';
 import type { VerifiedImage } from './disk/writer.ts';
@@ -34,6 +35,8 @@ export class EarlyCheck {
   private reply: Promise<EarlyCheckReply> | undefined;
   /** What became of it, for the log: 'used', or why not. */
   outcome = 'not started';
+  /** How long the pass still ran after the last byte arrived (ms). */
+  waitedMs: number | undefined;
   /** Set once the bytes followed are no longer the image's (a restart, a segmented download). */
   private void = false;
 
@@ -65,7 +68,9 @@ export class EarlyCheck {
     }
     this.follow(source, this.total);
     this.worker?.ref(); // now something waits for it
+    const started = performance.now();
     const reply = await this.reply;
+    this.waitedMs = Math.round(performance.now() - started);
     this.worker = undefined;
     this.port?.close();
     this.outcome = reply.ok ? 'used' : `not used: ${reply.reason}`;
