@@ -4,6 +4,8 @@
 // that it did not finish; the deployment then decodes after the download as before.
 import { readlinkSync } from 'node:fs';
 import { availableParallelism, setPriority } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { receiveMessageOnPort, workerData, parentPort, type MessagePort } from 'node:worker_threads';
 import { verifyImage } from './disk/writer.ts';
 import { openImage } from './formats/open.ts';
@@ -29,8 +31,20 @@ function yieldToTheDownload(): void {
   }
 }
 
-/** As qcow2's default: a thread per core up to 4, none on one core. */
-const decompressThreads = availableParallelism() > 1 ? Math.min(availableParallelism(), 4) : 0;
+/**
+ * Every cluster decompressed here is a new buffer that V8 frees late (it lets a thread's dead
+ * buffers reach 64 MiB or more): collected every this many guest bytes instead, as a lean
+ * decompression pool does (lib/formats/qcow2-pool.ts), to keep the deployment's RSS down.
+ */
+const COLLECT_EVERY = 16 * 1024 * 1024;
+setFlagsFromString('--expose-gc');
+const collect = runInNewContext('gc') as () => void;
+
+/**
+ * Decompression threads besides this one: none up to two cores (the download's receiving and
+ * hashing take those; each thread is ~20 MiB more RSS), then one per core beyond the second, up to 4.
+ */
+const decompressThreads = Math.min(Math.max(availableParallelism() - 2, 0), 4);
 
 /** The image's chunks as they arrive: shared memory, read where it lies. */
 class ArrivingSource implements ImageSource {
@@ -73,7 +87,12 @@ async function check(): Promise<EarlyCheckReply> {
   try {
     // Progressive: each L2 table is read when decoding reaches it, not all before decoding starts.
     const image = openImage(new ArrivingSource(), type, { lean: true, progressive: true, threads: decompressThreads });
-    const { longZeroRuns } = await verifyImage(image);
+    let collectedAt = 0;
+    const { longZeroRuns } = await verifyImage(image, ({ done }) => {
+      if (done - collectedAt < COLLECT_EVERY) return;
+      collectedAt = done;
+      collect();
+    });
     return { ok: true, longZeroRuns: longZeroRuns.map(([start, end]) => [start, end]) };
   } catch (error) {
     // A refusal is found again, and reported in order (after the checksum), by the pass after the download.
