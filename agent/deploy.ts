@@ -13,6 +13,7 @@ import { withLinks, type NetworkConfig } from '../lib/configdrive/network-config
 import { verifyReadBack, WrittenRecord } from '../lib/disk/read-back.ts';
 import { verifyImage, writeImage } from '../lib/disk/writer.ts';
 import { download, type DownloadEvent, type DownloadSettings } from '../lib/download.ts';
+import { EarlyCheck } from '../lib/early-check.ts';
 import { withToolHelper } from '../lib/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
 import type { Disk } from '../lib/disk/discover.ts';
@@ -64,6 +65,8 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
   log.info({ disk: disk.path, diskSize: disk.size, sectorSize: disk.logicalSectorSize, ramBudget: budget, type: job.type, url: redactUrl(job.url), description: job.description, networkData: network !== undefined }, 'plan');
 
   report.phase('download', 'Downloading image', null);
+  // The dry decoding pass follows the bytes as they arrive; it only reads (lib/early-check.ts).
+  const early = new EarlyCheck(job.type);
   const { image: source, digest } = await download({
     ...settings,
     url: job.url,
@@ -72,7 +75,11 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
     budget,
     ...(job.checksum && { checksumType: job.checksum.type }),
     onProgress: (done, total) => report.progress(done, total),
+    onData: (image, total) => early.follow(image, total),
     onEvent: (event) => logDownloadEvent(log, event),
+  }).catch((error: unknown) => {
+    early.callOff();
+    throw error;
   });
   report.endPhase({ bytes: source.size });
 
@@ -97,11 +104,16 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
   else log.warn({ phase: 'inspect' }, 'UEFI boot, but the image has no EFI system partition or bootloader: no boot entry will be made (--no-efi-check)');
   // Every extent decoded once, so a refusal found only while decoding comes before any write.
   report.phaseTotal(image.info.virtualSize);
-  const verified = await verifyImage(image, ({ done, total }) => {
-    report.checkpoint();
-    report.progress(done, total);
-  });
-  report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }) });
+  // A cancel while the early pass finishes is seen by the next phase, before anything is written.
+  const decodedEarly = await early.result(source, image);
+  if (decodedEarly) report.progress(image.info.virtualSize, image.info.virtualSize);
+  const verified =
+    decodedEarly ??
+    (await verifyImage(image, ({ done, total }) => {
+      report.checkpoint();
+      report.progress(done, total);
+    }));
+  report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }), decodedWhileDownloading: early.outcome, ...(early.waitedMs !== undefined && { decodingLeftMs: early.waitedMs }) });
 
   report.phase('release', `Releasing ${disk.path}`);
   await releaseDisk(disk, (message) => log.info({ disk: disk.path }, message));
