@@ -296,3 +296,9 @@ export const apiMessages = {
 
 /** The first step of every deployment, before the agent has taken its job. */
 export const bootStep = { phase: 'boot', message: 'Booting the server on the deployment agent' } as const;
+
+// ---- Compressed raw images, VMDK and OVA (lib/formats/compressed-raw.ts, vmdk*.ts, ova.ts). ----
+
+/** A compressed raw image whose disk grows past what can be written (a decompression bomb, or too big a disk). */
+export const compressedImageTooBig = (format: string, limit: number) =>
+  refusedImage(`image provided decompresses (${format}) to more than ${limit} bytes which is larger than device of ${limit} bytes`);

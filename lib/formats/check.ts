@@ -1,6 +1,8 @@
 // The inspect step of a deployment: is the downloaded file what the job says, does it fit the
 // disk, is it laid out for the disk's sector size? Reads only the image; nothing is written.
 import { imageLargerThanDevice, messages, refusedImage } from '../errors.ts';
+import { openCompressedRaw } from './compressed-raw.ts';
+import { compressions, type Compression } from './decompress.ts';
 import { detectFormat, gptSectorSize } from './detect.ts';
 import { openImage } from './open.ts';
 import type { Qcow2Options } from './qcow2.ts';
@@ -33,18 +35,23 @@ function bufferSource(bytes: Buffer): ImageSource {
 /**
  * Opens the image as the job's type and refuses, with OVH's sentences, a qcow2 that is not one,
  * a raw image without a partition table, an image larger than the disk, and a GPT made for
- * another sector size than the disk's.
+ * another sector size than the disk's. A raw image that arrives compressed is decoded once here
+ * (lib/formats/compressed-raw.ts): its partition table is looked for in the decoded disk.
  */
 export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw', disk: DiskFacts, options: Qcow2Options = {}): Promise<DiskImage> {
   const detection = detectFormat(source);
+  const compressed = type === 'raw' && compressions.has(detection.format) ? await openCompressedRaw(source, detection.format as Compression, { limit: disk.size }) : undefined;
+  // The raw disk's first bytes: the file's, or the decoded stream's.
+  const rawHead = compressed ? bufferSource(compressed.head) : source;
   if (type === 'raw') {
-    const partitioned = detection.format === 'gpt' || detection.format === 'mbr' || gptSectorSize(source) !== undefined || (detection.format === 'iso9660' && hasMbrSignature(source));
-    if (!partitioned) throw refusedImage(messages.noPartitionTable(detection.description));
+    const found = compressed ? detectFormat(rawHead) : detection;
+    const partitioned = found.format === 'gpt' || found.format === 'mbr' || gptSectorSize(rawHead) !== undefined || (found.format === 'iso9660' && hasMbrSignature(rawHead));
+    if (!partitioned) throw refusedImage(messages.noPartitionTable(compressed ? `${found.description}, inside ${detection.description}` : found.description));
   }
-  const image = openImage(source, type, options);
+  const image = compressed ?? openImage(source, type, options);
   const { virtualSize } = image.info;
   if (virtualSize > disk.size) throw imageLargerThanDevice(virtualSize, disk.size);
-  const imageSectors = gptSectorSize(type === 'raw' ? source : bufferSource(await guestHead(image, 8192)));
+  const imageSectors = gptSectorSize(type === 'raw' ? rawHead : bufferSource(await guestHead(image, 8192)));
   if (imageSectors !== undefined && imageSectors !== disk.logicalSectorSize) {
     throw refusedImage(messages.sectorSizeMismatch(imageSectors, disk.logicalSectorSize));
   }

@@ -1,6 +1,8 @@
 // Picks the decoder for an image: by content for `auto`, as told otherwise. Formats byoi
 // recognises but cannot convert are refused here, before anything is written.
 import { emptyImage, imageFormatMismatch, unsupportedImageFormat } from '../errors.ts';
+import { openCompressedRaw } from './compressed-raw.ts';
+import { compressions, type Compression } from './decompress.ts';
 import { detectFormat } from './detect.ts';
 import { openQcow2, type Qcow2Options } from './qcow2.ts';
 import { openRaw } from './raw.ts';
@@ -34,3 +36,25 @@ function formatName(format: DetectedFormat): string {
   return format === 'qcow2' || notConvertible.has(format) ? format : 'raw';
 }
 
+
+export interface OpenOptions extends Qcow2Options {
+  /** A compressed raw image may not decode to more than this many bytes (the target's size). */
+  readonly limit?: number;
+}
+
+/**
+ * openImage, and a raw image that arrives compressed (gzip, xz, zstd, bzip2): that one is decoded
+ * once to learn its size and refuse a corrupt stream (lib/formats/compressed-raw.ts). With `auto`,
+ * a compressed file that holds an image format rather than a disk is refused.
+ */
+export async function openAnyImage(source: ImageSource, type: ImageType, options: OpenOptions = {}): Promise<DiskImage> {
+  if (source.size === 0) throw emptyImage();
+  const detected = detectFormat(source);
+  if ((type !== 'raw' && type !== 'auto') || !compressions.has(detected.format)) return openImage(source, type, options);
+  const image = await openCompressedRaw(source, detected.format as Compression, options.limit === undefined ? {} : { limit: options.limit });
+  if (type === 'auto') {
+    const inside = detectFormat({ size: image.head.length, read: (offset, length) => image.head.subarray(offset, offset + length) });
+    if (inside.format === 'qcow2' || notConvertible.has(inside.format)) throw unsupportedImageFormat(`${detected.format}-compressed ${inside.format}`, `${inside.description}, inside ${detected.description}`);
+  }
+  return image;
+}
