@@ -302,3 +302,8 @@ export const bootStep = { phase: 'boot', message: 'Booting the server on the dep
 /** A compressed raw image whose disk grows past what can be written (a decompression bomb, or too big a disk). */
 export const compressedImageTooBig = (format: string, limit: number) =>
   refusedImage(`image provided decompresses (${format}) to more than ${limit} bytes which is larger than device of ${limit} bytes`);
+
+/** A malformed or hostile VMDK: `what` says which structure and where. */
+export const vmdkBad = (what: string) => refusedImage(`Bad VMDK image: ${what}.`);
+/** A valid VMDK that byoi cannot deploy on its own. */
+export const vmdkUnsupported = (what: string) => refusedImage(`Unsupported VMDK image: ${what}.`);

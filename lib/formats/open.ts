@@ -6,13 +6,19 @@ import { compressions, type Compression } from './decompress.ts';
 import { detectFormat } from './detect.ts';
 import { openQcow2, type Qcow2Options } from './qcow2.ts';
 import { openRaw } from './raw.ts';
+import { openVmdk } from './vmdk.ts';
 import type { DetectedFormat, DiskImage, ImageSource } from './types.ts';
 
-export type ImageType = 'auto' | 'qcow2' | 'raw';
-export const imageTypes: readonly ImageType[] = ['auto', 'qcow2', 'raw'];
+export type ImageType = 'auto' | 'qcow2' | 'raw' | 'vmdk';
+export const imageTypes: readonly ImageType[] = ['auto', 'qcow2', 'raw', 'vmdk'];
 
 /** Containers and streams whose bytes are not a disk: writing them raw would give an unbootable disk. */
 const notConvertible: ReadonlySet<DetectedFormat> = new Set(['vmdk', 'tar', 'gzip', 'xz', 'zstd', 'bzip2']);
+
+/** A VMDK byoi decodes: a hosted sparse extent (KDMV), not a descriptor alone nor an ESX COWD extent. */
+function isSparseVmdk(source: ImageSource): boolean {
+  return source.size >= 4 && source.read(0, 4).toString('latin1') === 'KDMV';
+}
 
 /** `options` apply to a qcow2 image (threads, decoded clusters kept between passes). */
 export function openImage(source: ImageSource, type: ImageType, options: Qcow2Options = {}): DiskImage {
@@ -24,8 +30,13 @@ export function openImage(source: ImageSource, type: ImageType, options: Qcow2Op
       return openQcow2(source, options);
     case 'raw':
       return openRaw(source);
+    case 'vmdk':
+      if (detected.format !== 'vmdk') throw imageFormatMismatch(formatName(detected.format), 'vmdk', detected.description);
+      if (!isSparseVmdk(source)) throw unsupportedImageFormat(detected.format, detected.description);
+      return openVmdk(source);
     case 'auto':
       if (detected.format === 'qcow2') return openQcow2(source, options);
+      if (isSparseVmdk(source)) return openVmdk(source);
       if (notConvertible.has(detected.format)) throw unsupportedImageFormat(detected.format, detected.description);
       return openRaw(source);
   }
