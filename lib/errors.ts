@@ -187,7 +187,7 @@ export const configDriveRefusals = {
 
 /** An image in a format byoi recognises but does not convert (VMDK, OVA, a compressed stream). */
 export function unsupportedImageFormat(format: string, description: string): ByoiError {
-  return refusedImage(`image provided format is ${format} (${description}) which byoi cannot convert, expected: qcow2, raw.`);
+  return refusedImage(`image provided format is ${format} (${description}) which byoi cannot convert, expected: qcow2, raw, ova, vmdk.`);
 }
 
 /** OVH's sentence for an image whose content is not the type the job named. */
@@ -238,7 +238,7 @@ export function failed(message: string, detail?: string): ByoiError {
 
 export const messages = {
   // The job (OVH's sentences verbatim, then ours in the same style).
-  badImageType: 'Bad format image, expected: qcow2, raw.',
+  badImageType: 'Bad format image, expected: qcow2, raw, ova.',
   badChecksumType: 'Bad checkSumType, expected: md5, sha1, sha256, sha512.',
   checksumPair: 'Please provide checkSum AND checkSumType or none of them',
   badChecksum: (type: string, digits: number) => `Bad checkSum, expected: ${digits} hexadecimal digits for ${type}.`,
@@ -307,3 +307,11 @@ export const compressedImageTooBig = (format: string, limit: number) =>
 export const vmdkBad = (what: string) => refusedImage(`Bad VMDK image: ${what}.`);
 /** A valid VMDK that byoi cannot deploy on its own. */
 export const vmdkUnsupported = (what: string) => refusedImage(`Unsupported VMDK image: ${what}.`);
+
+/** A malformed OVA: its tar archive, OVF descriptor or manifest. */
+export const ovaBad = (what: string) => refusedImage(`Bad OVA image: ${what}.`);
+/** A valid OVA that byoi cannot deploy. */
+export const ovaUnsupported = (what: string) => refusedImage(`Unsupported OVA image: ${what}.`);
+/** The OVA's manifest gives another digest than the file's. */
+export const ovaManifestMismatch = (name: string, algorithm: string, got: string, expected: string) =>
+  refusedImage(`Bad OVA image: its manifest gives ${algorithm} ${expected} for "${name}", the file has ${got}.`);

@@ -5,7 +5,7 @@ import type { ConfigDriveOptions } from './configdrive/options.ts';
 import { validateConfigDrive } from './configdrive/validate.ts';
 import { invalidJob, messages } from './errors.ts';
 
-export const imageTypes = ['qcow2', 'raw'] as const;
+export const imageTypes = ['qcow2', 'raw', 'ova'] as const;
 export type ImageType = (typeof imageTypes)[number];
 
 export const checksumTypes = ['md5', 'sha1', 'sha256', 'sha512'] as const;

@@ -64,7 +64,7 @@ describe('refusals and usage errors', () => {
     const target = join(dir, 'never-created.raw');
     const result = await cli('convert', gz, target);
     expect(result.code).toBe(1);
-    expect(lastLine(result.stderr)).toBe('image provided format is gzip-compressed qcow2 (a qcow2 image, inside a gzip-compressed file) which byoi cannot convert, expected: qcow2, raw.');
+    expect(lastLine(result.stderr)).toBe('image provided format is gzip-compressed qcow2 (a qcow2 image, inside a gzip-compressed file) which byoi cannot convert, expected: qcow2, raw, ova, vmdk.');
     expect(existsSync(target)).toBe(false);
   });
 

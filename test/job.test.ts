@@ -138,8 +138,8 @@ describe('validation messages', () => {
   const ok: JobInput = { url: 'https://h/i.qcow2', type: 'qcow2' };
 
   it.each([
-    [{ ...ok, type: 'ova' }, 'Bad format image, expected: qcow2, raw.'],
-    [{ ...ok, type: undefined }, 'Bad format image, expected: qcow2, raw.'],
+    [{ ...ok, type: 'vhd' }, 'Bad format image, expected: qcow2, raw, ova.'],
+    [{ ...ok, type: undefined }, 'Bad format image, expected: qcow2, raw, ova.'],
     [{ ...ok, checksum: sha256, checksumType: 'crc32' }, 'Bad checkSumType, expected: md5, sha1, sha256, sha512.'],
     [{ ...ok, checksum: sha256 }, 'Please provide checkSum AND checkSumType or none of them'],
     [{ ...ok, checksumType: 'sha256' }, 'Please provide checkSum AND checkSumType or none of them'],

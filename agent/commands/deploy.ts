@@ -131,7 +131,7 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
     yargs
       .option('job', { type: 'string', nargs: 1, describe: 'JSON body of bringYourOwnImage or reinstall (a file, or - for stdin); flags override its fields' })
       .option('url', { type: 'string', describe: 'http(s) URL of the image' })
-      .option('type', { type: 'string', describe: 'image type: qcow2 or raw' })
+      .option('type', { type: 'string', describe: 'image type: qcow2, raw (also gzip, xz, zstd or bzip2-compressed) or ova' })
       .option('checksum', { type: 'string', describe: 'expected checksum of the image file (hex)' })
       .option('checksum-type', { type: 'string', describe: 'md5, sha1, sha256 or sha512' })
       .option('disk-group-id', { type: 'number', describe: 'disk group to install on; its first disk is written (default 1)' })

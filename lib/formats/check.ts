@@ -38,7 +38,7 @@ function bufferSource(bytes: Buffer): ImageSource {
  * another sector size than the disk's. A raw image that arrives compressed is decoded once here
  * (lib/formats/compressed-raw.ts): its partition table is looked for in the decoded disk.
  */
-export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw', disk: DiskFacts, options: Qcow2Options = {}): Promise<DiskImage> {
+export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw' | 'ova', disk: DiskFacts, options: Qcow2Options = {}): Promise<DiskImage> {
   const detection = detectFormat(source);
   const compressed = type === 'raw' && compressions.has(detection.format) ? await openCompressedRaw(source, detection.format as Compression, { limit: disk.size }) : undefined;
   // The raw disk's first bytes: the file's, or the decoded stream's.

@@ -5,12 +5,13 @@ import { openCompressedRaw } from './compressed-raw.ts';
 import { compressions, type Compression } from './decompress.ts';
 import { detectFormat } from './detect.ts';
 import { openQcow2, type Qcow2Options } from './qcow2.ts';
+import { openOva } from './ova.ts';
 import { openRaw } from './raw.ts';
 import { openVmdk } from './vmdk.ts';
 import type { DetectedFormat, DiskImage, ImageSource } from './types.ts';
 
-export type ImageType = 'auto' | 'qcow2' | 'raw' | 'vmdk';
-export const imageTypes: readonly ImageType[] = ['auto', 'qcow2', 'raw', 'vmdk'];
+export type ImageType = 'auto' | 'qcow2' | 'raw' | 'vmdk' | 'ova';
+export const imageTypes: readonly ImageType[] = ['auto', 'qcow2', 'raw', 'vmdk', 'ova'];
 
 /** Containers and streams whose bytes are not a disk: writing them raw would give an unbootable disk. */
 const notConvertible: ReadonlySet<DetectedFormat> = new Set(['vmdk', 'tar', 'gzip', 'xz', 'zstd', 'bzip2']);
@@ -34,9 +35,13 @@ export function openImage(source: ImageSource, type: ImageType, options: Qcow2Op
       if (detected.format !== 'vmdk') throw imageFormatMismatch(formatName(detected.format), 'vmdk', detected.description);
       if (!isSparseVmdk(source)) throw unsupportedImageFormat(detected.format, detected.description);
       return openVmdk(source);
+    case 'ova':
+      if (detected.format !== 'tar') throw imageFormatMismatch(formatName(detected.format), 'ova', detected.description);
+      return openOva(source, options);
     case 'auto':
       if (detected.format === 'qcow2') return openQcow2(source, options);
       if (isSparseVmdk(source)) return openVmdk(source);
+      if (detected.format === 'tar') return openOva(source, options);
       if (notConvertible.has(detected.format)) throw unsupportedImageFormat(detected.format, detected.description);
       return openRaw(source);
   }
@@ -44,6 +49,7 @@ export function openImage(source: ImageSource, type: ImageType, options: Qcow2Op
 
 /** Disks, filesystems and unknown bytes are all "raw" to OVH's vocabulary. */
 function formatName(format: DetectedFormat): string {
+  if (format === 'tar') return 'ova';
   return format === 'qcow2' || notConvertible.has(format) ? format : 'raw';
 }
 
