@@ -15,6 +15,7 @@ import type { Job, Target } from '../lib/job.ts';
 import { ramBudget } from '../lib/memory.ts';
 import { redactUrl } from '../lib/redact.ts';
 import { reboot } from '../lib/reboot.ts';
+import { deployStreaming } from './deploy-stream.ts';
 import type { Reporter } from './reporter.ts';
 
 /** OVH: disk group 0 means automatic, and the default group is 1. */
@@ -30,7 +31,7 @@ function logDownloadEvent(log: Reporter['logger'], event: DownloadEvent): void {
 /** `settings`: how to download (timeouts, retries, extra CA), not what: that is the job. */
 export function deploy(job: Job, report: Reporter, settings: DownloadSettings = {}): Promise<void> {
   // The tools are started by a helper forked now, before the image fills RAM (lib/exec.ts).
-  return withToolHelper(() => pipeline(job, report, settings));
+  return withToolHelper(() => (job.stream ? deployStreaming(job, report, settings) : pipeline(job, report, settings)));
 }
 
 async function pipeline(job: Job, report: Reporter, settings: DownloadSettings): Promise<void> {

@@ -315,3 +315,16 @@ export const ovaUnsupported = (what: string) => refusedImage(`Unsupported OVA im
 /** The OVA's manifest gives another digest than the file's. */
 export const ovaManifestMismatch = (name: string, algorithm: string, got: string, expected: string) =>
   refusedImage(`Bad OVA image: its manifest gives ${algorithm} ${expected} for "${name}", the file has ${got}.`);
+
+// ---- The streaming mode (agent/deploy-stream.ts): images larger than RAM, written as they arrive. ----
+
+/** What the streaming mode cannot deploy; the same job without it may work. */
+export const streamingUnsupported = (what: string) =>
+  refusedImage(`Can not deploy ${what} in streaming mode; deploy it without streaming (it must then fit in RAM).`);
+/** A failure once the streaming mode has written: the disk was left with no partition table. */
+export function streamingAborted(error: ByoiError, disk: string): ByoiError {
+  return new ByoiError(error.kind, `${error.message} Streaming mode: ${disk} was left with no partition table.`, error.detail);
+}
+/** An image, streamed, that runs past the end of the disk. */
+export const streamedImageTooBig = (deviceBytes: number) =>
+  refusedImage(`image provided has a size of more than ${deviceBytes} bytes which is larger than device of ${deviceBytes} bytes`);

@@ -38,6 +38,8 @@ export interface Job {
   /** Present when a config drive is asked for; validated by lib/configdrive. */
   readonly configDrive?: ConfigDriveOptions;
   readonly efiBootloaderPath?: string;
+  /** The streaming mode (agent/deploy-stream.ts): written as it downloads, for images larger than RAM. */
+  readonly stream?: boolean;
 }
 
 /** A job as it arrives, fields unchecked. Later sources override earlier ones with `mergeJobInputs`. */
@@ -55,6 +57,7 @@ export interface JobInput {
   ramSize?: unknown;
   configDrive?: ConfigDriveInput;
   efiBootloaderPath?: unknown;
+  stream?: unknown;
 }
 
 export interface ConfigDriveInput {
@@ -121,6 +124,7 @@ export function jobFromLegacyBody(body: Obj): JobInput {
     description: body.description,
     httpHeaders: keyValues(body.httpHeader, 'httpHeader'),
     configDrive: wanted ? configDrive : undefined,
+    stream: body.stream,
   });
 }
 
@@ -151,6 +155,7 @@ export function jobFromReinstallBody(body: Obj): JobInput {
     httpHeaders: map(custom.httpHeaders, 'httpHeaders'),
     efiBootloaderPath: custom.efiBootloaderPath,
     configDrive: hasAny(configDrive) ? configDrive : undefined,
+    stream: custom.stream,
   });
 }
 
@@ -277,6 +282,7 @@ export function validateJob(input: JobInput): Job {
     throw invalidJob(messages.badRamSize);
   }
   if (input.noReboot !== undefined && typeof input.noReboot !== 'boolean') throw invalidJob(messages.badField('noReboot', 'true or false'));
+  if (input.stream !== undefined && typeof input.stream !== 'boolean') throw invalidJob(messages.badField('stream', 'true or false'));
   const description = optionalString(input.description, 'description');
   const statusFile = optionalString(input.statusFile, 'statusFile');
   const efiBootloaderPath = optionalString(input.efiBootloaderPath, 'efiBootloaderPath');
@@ -293,5 +299,6 @@ export function validateJob(input: JobInput): Job {
     ...(typeof ramSize === 'number' && { ramSize }),
     ...(configDrive && { configDrive }),
     ...(efiBootloaderPath !== undefined && { efiBootloaderPath }),
+    ...(input.stream === true && { stream: true }),
   };
 }

@@ -30,6 +30,7 @@ interface DeployArgs extends ConfigDriveArgs {
   'download-attempts': number;
   'download-connections': number;
   'ca-file'?: string;
+  stream?: boolean;
 }
 
 /** How to download, from the flags; the CA file is read now so a bad path fails before anything else. */
@@ -90,6 +91,7 @@ async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
     statusFile: args['status-file'],
     ramSize: args['ram-size'],
     noReboot: args.reboot === undefined ? undefined : !args.reboot,
+    stream: args.stream,
     ...(headers && { httpHeaders: Object.fromEntries(headers) }),
     ...(drive && {
       configDrive: {
@@ -147,6 +149,7 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
       .option('download-attempts', { type: 'number', default: defaultRetry.attempts, describe: 'attempts in a row that may fail without a new byte before the download fails' })
       .option('download-connections', { type: 'number', default: DEFAULT_CONNECTIONS, describe: `connections for an image of ${SEGMENTED_MIN_BYTES / 1024 ** 2} MiB or more from a server that takes ranges (each fetches its own byte ranges)` })
       .option('ca-file', { type: 'string', describe: 'PEM file of extra CA certificates to trust for https (besides the system ones)' })
+      .option('stream', { type: 'boolean', describe: 'streaming mode, for images larger than RAM: write as it downloads, the first MiB last (a failure leaves no partition table; see docs/images.md)' })
       .options(configDriveFlags),
   handler: (args) => run(() => deployCommand(args)),
 };

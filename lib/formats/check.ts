@@ -28,8 +28,24 @@ async function guestHead(image: DiskImage, length: number): Promise<Buffer> {
   return head;
 }
 
-function bufferSource(bytes: Buffer): ImageSource {
+export function bufferSource(bytes: Buffer): ImageSource {
   return { size: bytes.length, read: (offset, length) => bytes.subarray(offset, offset + length) };
+}
+
+/**
+ * Refuses, with OVH's sentence, a raw disk whose first bytes (`head`) hold no partition table.
+ * `container` names what the disk came in (a compressed file), for the message.
+ */
+export function checkPartitionTable(head: ImageSource, container?: string): void {
+  const found = detectFormat(head);
+  const partitioned = found.format === 'gpt' || found.format === 'mbr' || gptSectorSize(head) !== undefined || (found.format === 'iso9660' && hasMbrSignature(head));
+  if (!partitioned) throw refusedImage(messages.noPartitionTable(container ? `${found.description}, inside ${container}` : found.description));
+}
+
+/** Refuses a disk whose first bytes (`head`) hold a GPT made for another sector size than the disk's. */
+export function checkSectorSize(head: ImageSource, sectorSize: number): void {
+  const imageSectors = gptSectorSize(head);
+  if (imageSectors !== undefined && imageSectors !== sectorSize) throw refusedImage(messages.sectorSizeMismatch(imageSectors, sectorSize));
 }
 
 /**
@@ -43,17 +59,10 @@ export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw' | 'o
   const compressed = type === 'raw' && compressions.has(detection.format) ? await openCompressedRaw(source, detection.format as Compression, { limit: disk.size }) : undefined;
   // The raw disk's first bytes: the file's, or the decoded stream's.
   const rawHead = compressed ? bufferSource(compressed.head) : source;
-  if (type === 'raw') {
-    const found = compressed ? detectFormat(rawHead) : detection;
-    const partitioned = found.format === 'gpt' || found.format === 'mbr' || gptSectorSize(rawHead) !== undefined || (found.format === 'iso9660' && hasMbrSignature(rawHead));
-    if (!partitioned) throw refusedImage(messages.noPartitionTable(compressed ? `${found.description}, inside ${detection.description}` : found.description));
-  }
+  if (type === 'raw') checkPartitionTable(rawHead, compressed ? detection.description : undefined);
   const image = compressed ?? openImage(source, type, options);
   const { virtualSize } = image.info;
   if (virtualSize > disk.size) throw imageLargerThanDevice(virtualSize, disk.size);
-  const imageSectors = gptSectorSize(type === 'raw' ? rawHead : bufferSource(await guestHead(image, 8192)));
-  if (imageSectors !== undefined && imageSectors !== disk.logicalSectorSize) {
-    throw refusedImage(messages.sectorSizeMismatch(imageSectors, disk.logicalSectorSize));
-  }
+  checkSectorSize(type === 'raw' ? rawHead : bufferSource(await guestHead(image, 8192)), disk.logicalSectorSize);
   return image;
 }
