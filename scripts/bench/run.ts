@@ -1,4 +1,4 @@
-// npm run bench [-- --runs N --only convert|deploy|download --source]: byoi against the reference tools, in
+// npm run bench [-- --runs N --only convert|deploy|download|formats --source]: byoi against the reference tools, in
 // one run, reported as ratios (ours / reference; below 1.0 means byoi is faster).
 // byoi runs as shipped: the bundle `npm run build` makes (what the container runs), built afresh
 // from this checkout into a temporary directory. --source runs agent/byoi.ts through Node's type
@@ -13,6 +13,7 @@ import { makeBenchImages } from './images.ts';
 import { benchConvert, type Row } from './convert.ts';
 import { benchDeploy } from './deploy.ts';
 import { benchDownload } from './download.ts';
+import { benchFormats } from './formats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -48,3 +49,4 @@ function print(rows: Row[]): void {
 if (!values.only || values.only === 'convert') print(await benchConvert(images, node, byoi, runs, sizes));
 if (!values.only || values.only === 'deploy') print(await benchDeploy(images, node, byoi, runs));
 if (!values.only || values.only === 'download') print(await benchDownload(images, node, runs));
+if (!values.only || values.only === 'formats') print(await benchFormats(images, node, byoi, runs));
