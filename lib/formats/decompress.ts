@@ -145,30 +145,38 @@ function byteReader(source: ImageSource): { readByte(): number; read(buffer: Uin
   };
 }
 
+/** Gathers seek-bzip's output, one byte per call, into buffers of BZIP2_CHUNK bytes. */
+class ByteSink {
+  private current = Buffer.allocUnsafe(BZIP2_CHUNK);
+  private used = 0;
+  private pieces: Buffer[] = [];
+
+  writeByte(byte: number): void {
+    if (this.used === BZIP2_CHUNK) {
+      this.pieces.push(this.current);
+      this.current = Buffer.allocUnsafe(BZIP2_CHUNK);
+      this.used = 0;
+    }
+    this.current[this.used++] = byte;
+  }
+
+  /** The bytes gathered since the last take. */
+  take(): Buffer[] {
+    if (this.used > 0) this.pieces.push(this.current.subarray(0, this.used));
+    const out = this.pieces;
+    this.pieces = [];
+    if (this.used > 0) {
+      this.current = Buffer.allocUnsafe(BZIP2_CHUNK);
+      this.used = 0;
+    }
+    return out;
+  }
+}
+
 /** bzip2, one block at a time: a block decodes to at most ~46 MB, gathered then handed on. */
 async function* bzip2Chunks(source: ImageSource): AsyncGenerator<Buffer> {
   const input = byteReader(source);
-  let pieces: Buffer[] = [];
-  let current = Buffer.allocUnsafe(BZIP2_CHUNK);
-  let used = 0;
-  const output = {
-    writeByte(byte: number): void {
-      if (used === current.length) {
-        pieces.push(current);
-        current = Buffer.allocUnsafe(BZIP2_CHUNK);
-        used = 0;
-      }
-      current[used++] = byte;
-    },
-  };
-  const take = (): Buffer[] => {
-    if (used > 0) pieces.push(current.subarray(0, used));
-    const out = pieces;
-    pieces = [];
-    current = Buffer.allocUnsafe(BZIP2_CHUNK);
-    used = 0;
-    return out;
-  };
+  const output = new ByteSink();
   let bz: Bunzip;
   try {
     bz = new Bunzip(input, output);
@@ -189,9 +197,9 @@ async function* bzip2Chunks(source: ImageSource): AsyncGenerator<Buffer> {
     } catch (error) {
       throw error instanceof DecompressError ? error : new DecompressError(bzip2Reason(error));
     }
-    yield* take();
+    yield* output.take();
   }
-  yield* take();
+  yield* output.take();
 }
 
 function bzip2Reason(error: unknown): string {

@@ -11,6 +11,7 @@ import { ChunkedBuffer } from '../../lib/chunked-buffer.ts';
 import { ByoiError } from '../../lib/errors.ts';
 import { openImage } from '../../lib/formats/open.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
+import { cli } from '../helpers/convert.ts';
 import { decodeToSha256 } from './decode.ts';
 import { makeOva, ovfText, type OvaDisk } from './ova-fixtures.ts';
 import { makeSmallDisk, makeVmdk, qemuRaw } from './vmdk-fixtures.ts';
@@ -93,6 +94,17 @@ describe.skipIf(skipWithout('qemu-img', 'sgdisk'))('OVA', () => {
     const image = openImage(sourceOf(makeOva(dir, 'raw', [gptRaw])), 'ova');
     expect(image.info.features.diskFormat).toBe('raw');
     expect((await decodeToSha256(image)).sha256).toBe(sha256(gptRaw.path));
+  });
+
+  it('byoi inspect and byoi convert take an OVA', async () => {
+    const ova = makeOva(dir, 'cli', [stream]);
+    const inspect = await cli('inspect', '--json', ova);
+    expect(inspect.code, inspect.stderr).toBe(0);
+    expect(JSON.parse(inspect.stdout)).toMatchObject({ format: 'ova', virtualSize: CAPACITY, compression: 'zlib', features: { diskFormat: 'vmdk', disk: 'disk1.vmdk', manifest: 'verified', createType: 'streamOptimized' } });
+    const target = join(dir, 'cli.raw');
+    const convert = await cli('convert', ova, target);
+    expect(convert.code, convert.stderr).toBe(0);
+    expect(sha256(target)).toBe(rawSha);
   });
 
   it('refuses a manifest that lies, naming the file', () => {
