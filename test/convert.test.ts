@@ -83,7 +83,7 @@ describe('refusals and usage errors', () => {
     execFileSync('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', vmdk, '16M']);
     const inspect = await cli('inspect', vmdk);
     expect(inspect.code).toBe(1);
-    expect(lastLine(inspect.stderr)).toMatch(/^image provided format is vmdk \(a VMDK descriptor file\)/);
+    expect(lastLine(inspect.stderr)).toBe('Unsupported VMDK image: a VMDK descriptor file; byoi reads monolithicSparse and streamOptimized VMDKs, one file each.');
     const convert = await cli('convert', vmdk, join(dir, 'no.raw'));
     expect(convert.code).toBe(1);
     expect(existsSync(join(dir, 'no.raw'))).toBe(false);

@@ -1,6 +1,6 @@
 // Picks the decoder for an image: by content for `auto`, as told otherwise. Formats byoi
 // recognises but cannot convert are refused here, before anything is written.
-import { emptyImage, imageFormatMismatch, unsupportedImageFormat } from '../errors.ts';
+import { emptyImage, imageFormatMismatch, unsupportedImageFormat, vmdkUnsupported } from '../errors.ts';
 import { openCompressedRaw } from './compressed-raw.ts';
 import { compressions, type Compression } from './decompress.ts';
 import { detectFormat } from './detect.ts';
@@ -15,6 +15,10 @@ export const imageTypes: readonly ImageType[] = ['auto', 'qcow2', 'raw', 'vmdk',
 
 /** Containers and streams whose bytes are not a disk: writing them raw would give an unbootable disk. */
 const notConvertible: ReadonlySet<DetectedFormat> = new Set(['vmdk', 'tar', 'gzip', 'xz', 'zstd', 'bzip2']);
+
+/** A descriptor without its extents, or an ESX extent: what byoi reads instead. */
+const vmdkNotOneFile = (description: string) =>
+  vmdkUnsupported(`${description}; byoi reads monolithicSparse and streamOptimized VMDKs, one file each`);
 
 /** A VMDK byoi decodes: a hosted sparse extent (KDMV), not a descriptor alone nor an ESX COWD extent. */
 function isSparseVmdk(source: ImageSource): boolean {
@@ -33,7 +37,7 @@ export function openImage(source: ImageSource, type: ImageType, options: Qcow2Op
       return openRaw(source);
     case 'vmdk':
       if (detected.format !== 'vmdk') throw imageFormatMismatch(formatName(detected.format), 'vmdk', detected.description);
-      if (!isSparseVmdk(source)) throw unsupportedImageFormat(detected.format, detected.description);
+      if (!isSparseVmdk(source)) throw vmdkNotOneFile(detected.description);
       return openVmdk(source);
     case 'ova':
       if (detected.format !== 'tar') throw imageFormatMismatch(formatName(detected.format), 'ova', detected.description);
@@ -41,6 +45,7 @@ export function openImage(source: ImageSource, type: ImageType, options: Qcow2Op
     case 'auto':
       if (detected.format === 'qcow2') return openQcow2(source, options);
       if (isSparseVmdk(source)) return openVmdk(source);
+      if (detected.format === 'vmdk') throw vmdkNotOneFile(detected.description);
       if (detected.format === 'tar') return openOva(source, options);
       if (notConvertible.has(detected.format)) throw unsupportedImageFormat(detected.format, detected.description);
       return openRaw(source);
