@@ -16,7 +16,10 @@ export interface OvaDisk {
 const STREAM_FORMAT = 'http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized';
 
 /** An OVF in OVF Tool's style: references, disk section, one virtual system with a SCSI controller. */
-export function ovfText(disks: readonly OvaDisk[]): string {
+/** `virtualbox`: VirtualBox's spellings (HostResource without the ovf: prefix, a spaced manifest). */
+export type OvaStyle = 'ovftool' | 'virtualbox';
+
+export function ovfText(disks: readonly OvaDisk[], style: OvaStyle = 'ovftool'): string {
   const files = disks.map((d, i) => `    <File ovf:href="${basename(d.path)}" ovf:id="file${i + 1}" ovf:size="${readFileSync(d.path).length}"/>`).join('\n');
   const diskSection = disks
     .map((d, i) => `    <Disk ovf:capacity="${d.capacity}" ovf:capacityAllocationUnits="byte" ovf:diskId="vmdisk${i + 1}" ovf:fileRef="file${i + 1}" ovf:format="${d.format ?? STREAM_FORMAT}"/>`)
@@ -26,7 +29,7 @@ export function ovfText(disks: readonly OvaDisk[]): string {
       (d, i) => `      <Item>
         ${d.address === undefined ? '' : `<rasd:AddressOnParent>${d.address}</rasd:AddressOnParent>`}
         <rasd:ElementName>Hard Disk ${i + 1}</rasd:ElementName>
-        <rasd:HostResource>ovf:/disk/vmdisk${i + 1}</rasd:HostResource>
+        <rasd:HostResource>${style === 'virtualbox' ? '' : 'ovf:'}/disk/vmdisk${i + 1}</rasd:HostResource>
         <rasd:InstanceID>${10 + i}</rasd:InstanceID>
         <rasd:Parent>3</rasd:Parent>
         <rasd:ResourceType>17</rasd:ResourceType>
@@ -84,11 +87,11 @@ ${items}
  * Writes `name.ova` in `dir`: the OVF, a manifest (`sha256sum`, or `sha1sum`, in OVF Tool's
  * "SHA256(name)= digest" form) unless `manifest` is false, then the disks, archived by tar.
  */
-export function makeOva(dir: string, name: string, disks: readonly OvaDisk[], options: { manifest?: 'sha256' | 'sha1' | false; ovf?: string } = {}): string {
+export function makeOva(dir: string, name: string, disks: readonly OvaDisk[], options: { manifest?: 'sha256' | 'sha1' | false; ovf?: string; style?: OvaStyle } = {}): string {
   const work = join(dir, `${name}.d`);
   execFileSync('mkdir', ['-p', work]);
   const ovf = `${name}.ovf`;
-  writeFileSync(join(work, ovf), options.ovf ?? ovfText(disks));
+  writeFileSync(join(work, ovf), options.ovf ?? ovfText(disks, options.style));
   for (const disk of disks) execFileSync('cp', [disk.path, join(work, basename(disk.path))]);
   const members = [ovf];
   const manifest = options.manifest ?? 'sha256';
@@ -99,7 +102,7 @@ export function makeOva(dir: string, name: string, disks: readonly OvaDisk[], op
       .split('\n')
       .map((line) => {
         const [digest, file] = line.split(/\s+\*?/) as [string, string];
-        return `${manifest.toUpperCase()}(${file})= ${digest}`;
+        return options.style === 'virtualbox' ? `${manifest.toUpperCase()} (${file}) = ${digest}` : `${manifest.toUpperCase()}(${file})= ${digest}`;
       });
     writeFileSync(join(work, `${name}.mf`), `${lines.join('\n')}\n`);
     members.push(`${name}.mf`);

@@ -70,6 +70,7 @@ describe.skipIf(skipWithout('qemu-img', 'sgdisk'))('OVA', () => {
     ['streamOptimized VMDK, sha256 manifest', () => makeOva(dir, 'stream', [stream])],
     ['monolithicSparse VMDK, sha1 manifest', () => makeOva(dir, 'sparse', [sparse], { manifest: 'sha1' })],
     ['compressed qcow2, no manifest', () => makeOva(dir, 'qcow2', [qcow2], { manifest: false })],
+    ['VirtualBox spellings (HostResource /disk/..., "SHA256 (name) = digest")', () => makeOva(dir, 'vbox', [stream], { style: 'virtualbox' })],
     ['the boot disk and a data disk', () => makeOva(dir, 'two', [stream, dataDisk])],
     ['the data disk listed first, the boot disk at unit 0', () => makeOva(dir, 'two-reversed', [dataDisk, stream])],
   ])('%s: the boot disk decodes as qemu-img convert -O raw', async (_name, make) => {
