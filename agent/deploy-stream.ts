@@ -25,6 +25,9 @@ import { qcow2StreamPieces } from '../lib/stream/qcow2-stream.ts';
 import { StreamWriter } from '../lib/stream/stream-writer.ts';
 import type { Reporter } from './reporter.ts';
 
+/** The first MiB: partition tables and boot code, held back until the image is verified. */
+const HEAD = 1024 * 1024;
+
 /** OVH: disk group 0 means automatic, and the default group is 1. */
 function diskChoice(target: Target): Target {
   return 'diskGroupId' in target && target.diskGroupId === 0 ? { diskGroupId: 1 } : target;
@@ -34,6 +37,24 @@ function diskChoice(target: Target): Target {
 interface Piece {
   readonly offset: number;
   readonly data: Buffer;
+}
+
+/** The disk's first `length` bytes (fewer if it is shorter), and the disk again from its start. */
+async function headOf(disk: AsyncIterable<Buffer>, length: number): Promise<{ head: Buffer; all: AsyncIterable<Buffer> }> {
+  const iterator = disk[Symbol.asyncIterator]();
+  const seen: Buffer[] = [];
+  let held = 0;
+  while (held < length) {
+    const next = await iterator.next();
+    if (next.done) break;
+    seen.push(next.value);
+    held += next.value.length;
+  }
+  async function* all(): AsyncGenerator<Buffer> {
+    yield* seen;
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+  }
+  return { head: Buffer.concat(seen).subarray(0, length), all: all() };
 }
 
 async function* inOrder(disk: AsyncIterable<Buffer>): AsyncGenerator<Piece> {
@@ -65,7 +86,12 @@ export async function deployStreaming(job: Job, report: Reporter, settings: Down
   } else {
     const decoded = await decodeStream(image.body);
     if (decoded.format === 'raw' && image.length !== null && image.length > disk.size) throw imageLargerThanDevice(image.length, disk.size);
-    pieces = inOrder(decoded.disk);
+    // The disk's first MiB, decoded before anything is written: a file that is no disk is refused
+    // with the disk untouched (it is checked again, with the checksum, before it is written).
+    const { head, all } = await headOf(decoded.disk, HEAD);
+    checkPartitionTable(bufferSource(head), decoded.format === 'raw' ? undefined : `a ${decoded.format}-compressed file`);
+    checkSectorSize(bufferSource(head), disk.logicalSectorSize);
+    pieces = inOrder(all);
     format = decoded.format === 'raw' ? 'raw' : `${decoded.format}-compressed raw`;
   }
 

@@ -83,6 +83,8 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy 
     sh('qemu-img', ['resize', '-q', moved, '16M']);
     serve('moved-l1.qcow2', moved);
     serve('cut.raw', raw, 12 * MiB);
+    execFileSync('sh', ['-c', 'gzip -c < "$1" > "$2"', 'sh', join(dir, 'plain.qcow2'), join(dir, 'plain.qcow2.gz')]);
+    serve('plain.qcow2.gz', join(dir, 'plain.qcow2.gz'));
     const ova = join(dir, 'x.ova');
     execFileSync('tar', ['--format=ustar', '-cf', ova, '-C', dir, 'gpt.raw']);
     serve('x.ova', ova);
@@ -157,6 +159,10 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy 
 
     it('an OVA', async () => {
       await expectUntouched('x.ova', 'ova', 'Can not deploy an OVA (its disk is read through the whole archive) in streaming mode; deploy it without streaming (it must then fit in RAM).');
+    });
+
+    it('a compressed file that holds no disk (its first MiB is decoded before anything is written)', async () => {
+      await expectUntouched('plain.qcow2.gz', 'raw', 'image provided format is not of type raw because no partition table was found. It seems to contain: a qcow2 image, inside a gzip-compressed file');
     });
 
     it('a raw image declared qcow2', async () => {
