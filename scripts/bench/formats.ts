@@ -53,8 +53,8 @@ export async function benchFormats(images: BenchImages, node: string, byoi: stri
     const dd = (decoder: string, file: string) => () => measure('sh', ['-c', `${decoder} -d -c "$1" | dd of="$2" bs=4M iflag=fullblock conv=fdatasync status=none`, 'sh', file, device]);
     const cases: [string, string, () => ReturnType<typeof measure>][] = [
       ['convert OVA (streamOptimized VMDK) vs qemu-img convert of the VMDK', files.ova, () => measure('qemu-img', ['convert', '-t', 'writeback', '-n', '-f', 'vmdk', '-O', 'raw', files.vmdk, device])],
-      ['convert .raw.xz vs xz -d | dd', files.xz, dd('xz', files.xz)],
-      ['convert .raw.bz2 vs bzip2 -d | dd', files.bz2, dd('bzip2', files.bz2)],
+      ['convert .raw.xz vs xz -d piped to dd', files.xz, dd('xz', files.xz)],
+      ['convert .raw.bz2 vs bzip2 -d piped to dd', files.bz2, dd('bzip2', files.bz2)],
     ];
     const rows: Row[] = [];
     for (const [name, image, reference] of cases) {
