@@ -14,7 +14,7 @@ import type { ImageSource } from '../formats/types.ts';
 
 const OFFSET_MASK = 0x00fffffffffffe00n;
 const ZEROS = Buffer.alloc(1024 * 1024);
-/** Guest clusters tracked (one byte each: written or not). */
+/** Guest clusters tracked, one bit each (written or not): 32 MiB at most. */
 const MAX_CLUSTERS = 2 ** 28;
 
 export interface Piece {
@@ -127,7 +127,9 @@ async function* decode(body: AsyncIterable<Buffer>, header: Qcow2Header): AsyncG
   const wants = new Wants();
   const active: Want[] = [];
   const out: Piece[] = [];
-  const written = new Uint8Array(Math.ceil(virtualSize / clusterSize));
+  const clusters = Math.ceil(virtualSize / clusterSize);
+  const written = new Uint8Array(Math.ceil(clusters / 8));
+  const isWritten = (c: number): boolean => (written[c >> 3]! & (1 << (c & 7))) !== 0;
   let seq = 0;
   /** Where the stream has got to: a want that starts before it was named too late. */
   let position = 0;
@@ -136,7 +138,8 @@ async function* decode(body: AsyncIterable<Buffer>, header: Qcow2Header): AsyncG
     wants.push({ start, end, seq: seq++, done });
   };
   const emit = (guest: number, data: Buffer): void => {
-    written[guest / clusterSize] = 1;
+    const c = guest / clusterSize;
+    written[c >> 3]! |= 1 << (c & 7);
     out.push({ offset: guest, data });
   };
 
@@ -230,13 +233,13 @@ async function* decode(body: AsyncIterable<Buffer>, header: Qcow2Header): AsyncG
   const missing = wants.pop();
   if (missing) throw qcow2BeyondEnd('a cluster an L2 table maps', missing.start, at);
   // Zeros where no table mapped data (unallocated, zero flag): the disk's old bytes must not show.
-  for (let c = 0; c < written.length; ) {
-    if (written[c]) {
+  for (let c = 0; c < clusters; ) {
+    if (isWritten(c)) {
       c++;
       continue;
     }
     const start = c;
-    while (c < written.length && !written[c]) c++;
+    while (c < clusters && !isWritten(c)) c++;
     for (let offset = start * clusterSize, end = Math.min(c * clusterSize, virtualSize); offset < end; offset += ZEROS.length) {
       yield { offset, data: ZEROS.subarray(0, Math.min(ZEROS.length, end - offset)) };
     }
