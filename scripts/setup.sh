@@ -11,6 +11,7 @@ packages=(
   cryptsetup-bin genisoimage
   curl xz-utils zstd bzip2 cpio cloud-init openssh-client
   podman runc mmdebstrap qemu-system-x86 ovmf
+  chromium
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,4 +1,5 @@
 // byoi serve: the OVH-compatible provisioning API for the lab's servers.
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { invalidJob, messages } from '../../lib/errors.ts';
@@ -8,6 +9,9 @@ interface ServeArgs {
   config: string;
   listen: string;
   db: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  'agent-silence': number;
 }
 
 function parseListen(listen: string): { host: string; port: number } {
@@ -24,29 +28,39 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     y
       .option('config', { type: 'string', demandOption: true, describe: 'JSON file declaring the servers, their API keys and boot commands' })
       .option('listen', { type: 'string', default: '127.0.0.1:8080', describe: 'HOST:PORT to listen on' })
-      .option('db', { type: 'string', default: 'byoi-serve.sqlite', describe: 'SQLite database keeping deployments across restarts' }),
+      .option('tls-cert', { type: 'string', describe: 'PEM certificate chain: serve HTTPS (with --tls-key)' })
+      .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert' })
+      .option('agent-silence', { type: 'number', default: 900, describe: 'seconds without word from a deployment\'s agent (its boot included) before it ends in error and its server goes back to rescue' })
+      .option('db', { type: 'string', default: 'byoi-serve.sqlite', describe: 'SQLite database keeping deployments across restarts (created 0600; job bodies sealed with the key in DB.key or the config\'s secretsKeyFile)' }),
   handler: (argv) =>
     run(async () => {
       // Loaded here, not at start-up: the web server is the heaviest part of the bundle.
-      const [{ CommandBootAdapter }, { loadConfig }, { buildApi }, { SqliteStore }] = await Promise.all([
+      const [{ CommandBootAdapter }, { loadConfig }, { buildApi }, { openStore }, { startWatchdog }] = await Promise.all([
         import('../../lib/api/boot.ts'),
         import('../../lib/api/config.ts'),
         import('../../lib/api/server.ts'),
-        import('../../lib/api/store.ts'),
+        import('../../lib/api/store/open.ts'),
+        import('../../lib/api/watchdog.ts'),
       ]);
+      if (!(argv['agent-silence'] > 0)) throw invalidJob(messages.badField('--agent-silence', 'a number of seconds'));
       const config = loadConfig(argv.config);
+      if (Boolean(argv.tlsCert) !== Boolean(argv.tlsKey)) throw invalidJob(messages.badField('--tls-cert and --tls-key', 'both or neither'));
+      const tls = argv.tlsCert && argv.tlsKey ? { cert: readFileSync(argv.tlsCert), key: readFileSync(argv.tlsKey) } : undefined;
       const { host, port } = parseListen(argv.listen);
-      const store = new SqliteStore(resolve(argv.db));
-      let address = `http://${argv.listen}`;
-      const app = buildApi({ config, store, boot: new CommandBootAdapter(config.servers), agentUrl: () => config.publicUrl ?? address, logger: true });
+      const store = await openStore(resolve(argv.db), { ...(config.secretsKeyFile && { keyFile: resolve(config.secretsKeyFile) }) });
+      let address = `${tls ? 'https' : 'http'}://${argv.listen}`;
+      const boot = new CommandBootAdapter(config.servers, { netboot: config.netboot !== undefined });
+      const app = buildApi({ config, store, boot, agentUrl: () => config.publicUrl ?? address, logger: true, ...(tls && { tls }) });
       address = await app.listen({ host, port });
+      const watchdog = startWatchdog({ store, silenceMs: argv['agent-silence'] * 1000, log: app.log });
       process.stderr.write(`byoi serve: listening on ${address}\n`);
       await new Promise<void>((done) => {
         const stop = () => done();
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
+      watchdog.stop();
       await app.close();
-      store.close();
+      await store.close();
     }),
 };

@@ -1,203 +1,121 @@
 // The OVH-compatible provisioning API: customers start, follow and erase deployments of their own
-// servers; each deployment's agent takes its job and reports its status through agent-only routes.
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { ByoiError, apiMessages, bootStep, messages } from '../errors.ts';
-import { validateJob } from '../job.ts';
-import { bearer, checkCustomer, hashToken, newAgentToken } from './auth.ts';
-import type { BootAdapter } from './boot.ts';
-import type { ApiConfig } from './config.ts';
-import { jobInputFor } from './job-body.ts';
-import type { AgentEvent, Deployment, DeploymentKind, Store } from './store.ts';
-import { byoiStatusView, installStatusView, taskView } from './views.ts';
+// servers (routes/customer.ts); each deployment's agent takes its job and reports its status through
+// agent-only routes (routes/agent.ts). Every refusal is OVH-shaped (ovh-error.ts), however early it
+// happens: in a route, in the framework (bad URL, body, content type) or in the HTTP parser.
+import type { Socket } from 'node:net';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { apiMessages } from '../errors.ts';
+import { isServiceName } from './config.ts';
+import type { ApiContext, ApiLimits, ApiOptions } from './context.ts';
+import { ConfigCustomers } from './customers.ts';
+import { ApiError, ovhErrorBody, sendError } from './ovh-error.ts';
+import { DEFAULT_RETENTION_DAYS, keepPruning } from './retention.ts';
+import { agentRoutes } from './routes/agent.ts';
+import { customerRoutes } from './routes/customer.ts';
+import { netbootRoutes } from './routes/netboot.ts';
+import { panelRoutes } from './routes/panel.ts';
 
-export interface ApiOptions {
-  readonly config: ApiConfig;
-  readonly store: Store;
-  readonly boot: BootAdapter;
-  /** The URL agents use to reach this API; read when a deployment starts (the port may be known late). */
-  readonly agentUrl: () => string;
-  readonly logger?: boolean;
-}
+export type { ApiOptions } from './context.ts';
 
-/** OVH's error classes, by HTTP status. */
-const errorClasses: Record<number, string> = {
-  400: 'Client::BadRequest',
-  401: 'Client::Unauthorized',
-  403: 'Client::Forbidden',
-  404: 'Client::NotFound',
-  409: 'Client::Conflict',
-  413: 'Client::BadRequest',
-  415: 'Client::BadRequest',
+export const defaultLimits: ApiLimits = {
+  bodyBytes: 16 * 1024 * 1024,
+  eventsBodyBytes: 512 * 1024,
+  requestTimeoutMs: 60_000,
+  headersTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+  idleTimeoutMs: 30_000,
 };
 
-/** An error answered as OVH does: `{class, message}`. */
-class ApiError extends Error {
-  readonly statusCode: number;
-  constructor(statusCode: number, message: string) {
-    super(message);
-    this.statusCode = statusCode;
+/** What a framework error is answered, by its code; the framework's own message may echo input. */
+const frameworkAnswers: Record<string, [number, string]> = {
+  FST_ERR_BAD_URL: [400, apiMessages.badRequestUrl],
+  FST_ERR_MAX_PARAM_LENGTH: [414, apiMessages.urlTooLong],
+  FST_ERR_ASYNC_CONSTRAINT: [400, apiMessages.badRequest],
+  FST_ERR_CTP_BODY_TOO_LARGE: [413, apiMessages.bodyTooLarge],
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, apiMessages.badContentType],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, apiMessages.badContentLength],
+  FST_ERR_CTP_INVALID_JSON_BODY: [400, apiMessages.badJson],
+  FST_ERR_CTP_EMPTY_JSON_BODY: [400, apiMessages.badJson],
+  FST_ERR_CTP_INVALID_TYPE: [400, apiMessages.badContentType],
+};
+
+/** The HTTP parser's refusals (before Fastify sees a request): answered on the raw socket. */
+function clientError(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, message] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, apiMessages.requestTimeout]
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, apiMessages.headersTooLarge]
+        : error.code === 'HPE_URI_TOO_LONG'
+          ? [414, apiMessages.urlTooLong]
+          : [400, apiMessages.badRequest];
+  const body = JSON.stringify(ovhErrorBody(status, message));
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   }
+  socket.destroy();
 }
-
-function sendError(reply: FastifyReply, statusCode: number, message: string): FastifyReply {
-  return reply.code(statusCode).send({ class: errorClasses[statusCode] ?? 'Server::InternalServerError', message });
-}
-
-type ServiceParams = { serviceName: string };
-
-const eventSchema = {
-  type: 'object',
-  required: ['events'],
-  additionalProperties: false,
-  properties: {
-    events: {
-      type: 'array',
-      maxItems: 1000,
-      items: {
-        type: 'object',
-        required: ['status', 'message', 'at'],
-        properties: {
-          status: { enum: ['doing', 'done', 'error'] },
-          message: { type: 'string', maxLength: 4096 },
-          errorKind: { enum: ['invalid-job', 'refused-image', 'failed', null] },
-          checksum: { type: ['string', 'null'], maxLength: 300 },
-          phase: { type: ['string', 'null'], maxLength: 64 },
-          progress: {
-            anyOf: [
-              { type: 'null' },
-              {
-                type: 'object',
-                required: ['done', 'total', 'bytesPerSecond'],
-                properties: { done: { type: 'number', minimum: 0 }, total: { type: ['number', 'null'], minimum: 0 }, bytesPerSecond: { type: 'number', minimum: 0 } },
-              },
-            ],
-          },
-          at: { type: 'string', format: 'date-time' },
-        },
-      },
-    },
-  },
-} as const;
 
 export function buildApi(options: ApiOptions): FastifyInstance {
-  const { config, store, boot } = options;
-  const app = Fastify({ logger: options.logger ?? false, bodyLimit: 16 * 1024 * 1024 });
+  const limits: ApiLimits = { ...defaultLimits, ...options.limits };
+  // Node checks the request and headers timeouts on this period: a fraction of the shortest one.
+  const connectionsCheckingInterval = Math.max(50, Math.min(1000, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4)));
+  const settings = {
+    logger: options.logger ?? false,
+    bodyLimit: limits.bodyBytes,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
+    routerOptions: { maxParamLength: 256 },
+    clientErrorHandler: clientError,
+    frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+      const [status, message] = frameworkAnswers[error.code] ?? [400, apiMessages.badRequest];
+      return sendError(reply, status, message);
+    },
+  };
+  const app = (
+    options.tls
+      ? Fastify({ ...settings, https: { ...options.tls, connectionsCheckingInterval } })
+      : Fastify({ ...settings, http: { connectionsCheckingInterval } })
+  ) as unknown as FastifyInstance;
+  app.server.headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs); // Node wants it within the request's
+  // OVH's API speaks JSON only: any other body is refused 415 before it is read.
+  app.removeContentTypeParser('text/plain');
 
-  app.setErrorHandler((error: { statusCode?: number; validation?: unknown; code?: string; message: string }, request, reply) => {
+  app.setErrorHandler((error: FastifyError & { validation?: unknown }, request, reply) => {
     if (error instanceof ApiError) return sendError(reply, error.statusCode, error.message);
     if (error.validation) return sendError(reply, 400, request.url.startsWith('/agent/') ? apiMessages.badEvents : apiMessages.badJson);
-    if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return sendError(reply, 400, apiMessages.badJson);
+    const known = frameworkAnswers[error.code];
+    if (known) return sendError(reply, known[0], known[1]);
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) request.log.error(error);
-    return sendError(reply, status, status === 500 ? 'Internal server error' : error.message);
+    return sendError(reply, status, status === 500 ? apiMessages.internalError : apiMessages.badRequest);
   });
   app.setNotFoundHandler((_request, reply) => sendError(reply, 404, apiMessages.notFound));
 
-  // ---- Customers ----
-
-  function customer(request: FastifyRequest<{ Params: ServiceParams }>): void {
-    const key = bearer(request.headers.authorization);
-    if (!key) throw new ApiError(401, apiMessages.missingApiKey);
-    const { serviceName } = request.params;
-    switch (checkCustomer(config, key, serviceName)) {
-      case 'allowed':
-        return;
-      case 'unknown-key':
-        throw new ApiError(403, apiMessages.unknownApiKey);
-      case 'no-such-server':
-        throw new ApiError(404, apiMessages.noSuchServer(serviceName));
-      case 'not-yours':
-        throw new ApiError(403, apiMessages.notYourServer(serviceName));
-    }
-  }
-
-  /** Validates the body with the one job validation, then records the deployment and boots the server. */
-  async function startDeployment(serviceName: string, kind: DeploymentKind, body: unknown): Promise<Deployment> {
-    try {
-      validateJob(jobInputFor(kind, body));
-    } catch (error) {
-      if (error instanceof ByoiError && error.kind === 'invalid-job') throw new ApiError(400, error.message);
-      throw error;
-    }
-    const { token, hash } = newAgentToken();
-    const created = store.create({ serviceName, kind, body, tokenHash: hash, phase: bootStep.phase, message: bootStep.message });
-    if (created === 'conflict') throw new ApiError(409, apiMessages.deploymentRunning(serviceName));
-    try {
-      await boot.boot({ serverUrl: options.agentUrl(), serviceName, token });
-    } catch (error) {
-      const message = error instanceof ByoiError ? error.message : apiMessages.bootFailed(serviceName);
-      app.log.error({ serviceName, error: String(error) }, message);
-      return store.record(created.id, [{ status: 'error', message, errorKind: 'failed', at: new Date().toISOString() }]);
-    }
-    return created;
-  }
-
-  const customerRoute = { onRequest: async (request: FastifyRequest<{ Params: ServiceParams }>) => customer(request) };
-
-  app.post<{ Params: ServiceParams }>('/dedicated/server/:serviceName/bringYourOwnImage', customerRoute, async (request, reply) => {
-    await startDeployment(request.params.serviceName, 'bringYourOwnImage', request.body);
-    return reply.type('application/json').send('null');
+  // Before anything else, and never echoed: a serviceName outside the config's charset names no server.
+  app.addHook('onRequest', async (request) => {
+    const { serviceName } = (request.params ?? {}) as { serviceName?: unknown };
+    if (serviceName !== undefined && (typeof serviceName !== 'string' || !isServiceName(serviceName))) throw new ApiError(404, apiMessages.badServiceName);
   });
 
-  app.get<{ Params: ServiceParams }>('/dedicated/server/:serviceName/bringYourOwnImage', customerRoute, async (request) => {
-    const { serviceName } = request.params;
-    return byoiStatusView(serviceName, store.current(serviceName));
+  const context: ApiContext = {
+    ...options,
+    customers: options.customers ?? new ConfigCustomers(options.config),
+    authFailures: options.authFailures ?? options.store.authFailures,
+    limits,
+    log: app.log,
+  };
+  customerRoutes(app, context);
+  agentRoutes(app, context);
+  netbootRoutes(app, context);
+  panelRoutes(app, context);
+
+  let stopPruning = () => {};
+  app.addHook('onReady', async () => {
+    stopPruning = keepPruning(options.store, options.config.jobBodyRetentionDays ?? DEFAULT_RETENTION_DAYS, app.log);
   });
-
-  app.delete<{ Params: ServiceParams }>('/dedicated/server/:serviceName/bringYourOwnImage', customerRoute, async (request, reply) => {
-    const { serviceName } = request.params;
-    store.erase(serviceName);
-    await boot.rescue(serviceName);
-    return reply.type('application/json').send('null');
-  });
-
-  app.post<{ Params: ServiceParams }>('/dedicated/server/:serviceName/reinstall', customerRoute, async (request) => {
-    const body = request.body;
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, messages.badJobBody);
-    if ((body as Record<string, unknown>).operatingSystem !== 'byoi_64') throw new ApiError(400, apiMessages.badOperatingSystem);
-    return taskView(await startDeployment(request.params.serviceName, 'reinstall', body));
-  });
-
-  app.get<{ Params: ServiceParams & { taskId: string } }>('/dedicated/server/:serviceName/task/:taskId', customerRoute, async (request) => {
-    const { serviceName, taskId } = request.params;
-    const deployment = /^\d{1,15}$/.test(taskId) ? store.byId(Number(taskId)) : undefined;
-    if (!deployment || deployment.serviceName !== serviceName) throw new ApiError(404, apiMessages.noSuchTask(taskId));
-    return taskView(deployment);
-  });
-
-  app.get<{ Params: ServiceParams }>('/dedicated/server/:serviceName/install/status', customerRoute, async (request) => {
-    const deployment = store.current(request.params.serviceName);
-    if (!deployment) throw new ApiError(404, apiMessages.notInstalling);
-    return installStatusView(deployment, store.steps(deployment.id));
-  });
-
-  // ---- Agents ----
-
-  /** The deployment whose token the request carries, if that token belongs to this server. */
-  function agentDeployment(request: FastifyRequest<{ Params: ServiceParams }>): Deployment {
-    const token = bearer(request.headers.authorization);
-    if (!token) throw new ApiError(401, apiMessages.missingAgentToken);
-    const deployment = store.byTokenHash(hashToken(token));
-    if (!deployment || deployment.erased || deployment.serviceName !== request.params.serviceName) throw new ApiError(403, apiMessages.wrongAgentToken);
-    return deployment;
-  }
-
-  app.get<{ Params: ServiceParams }>('/agent/v1/servers/:serviceName/job', async (request) => {
-    const deployment = agentDeployment(request);
-    if (deployment.status !== 'doing') throw new ApiError(409, apiMessages.deploymentFinished);
-    store.markJobTaken(deployment.id);
-    return { deploymentId: deployment.id, serviceName: deployment.serviceName, kind: deployment.kind, body: deployment.body };
-  });
-
-  app.post<{ Params: ServiceParams; Body: { events: AgentEvent[] } }>(
-    '/agent/v1/servers/:serviceName/events',
-    { schema: { body: eventSchema } },
-    async (request) => {
-      const deployment = agentDeployment(request);
-      const after = store.record(deployment.id, request.body.events);
-      return { status: after.status };
-    },
-  );
-
+  app.addHook('onClose', async () => stopPruning());
   return app;
 }

@@ -4,7 +4,7 @@
 import { got, type Response } from 'got';
 import { RunningDigest } from '../checksum.ts';
 import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_REDIRECTS, defaultTimeouts, type DownloadSettings } from '../download-settings.ts';
-import { failed, messages } from '../errors.ts';
+import { ByoiError, customerFailure, messages } from '../errors.ts';
 import { agents, declaredLength, describe } from '../http-exchange.ts';
 import type { ChecksumType } from '../job.ts';
 import { redactUrl } from '../redact.ts';
@@ -29,7 +29,7 @@ export interface StreamedImage {
 
 /** Starts the GET; resolves once the server has answered 2xx, with its body still to be read. */
 export async function streamImage(request: StreamRequest): Promise<StreamedImage> {
-  const couldNot = (cause: string) => failed(messages.downloadFailed(redactUrl(request.url)), cause);
+  const couldNot = (cause: string) => customerFailure(messages.downloadFailed(redactUrl(request.url)), cause);
   const timeouts = request.timeouts ?? defaultTimeouts;
   const agent = agents(request.ca);
   const signal = AbortSignal.timeout(request.deadline ?? DEFAULT_DEADLINE_MS);
@@ -75,7 +75,7 @@ export async function streamImage(request: StreamRequest): Promise<StreamedImage
         yield chunk;
       }
     } catch (error) {
-      throw error instanceof Error && error.name === 'ByoiError' ? error : couldNot(describe(error));
+      throw error instanceof ByoiError ? error : couldNot(describe(error));
     } finally {
       close();
     }

@@ -20,7 +20,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BootAdapter, BootContext } from '../../lib/api/boot.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import { buildApi } from '../../lib/api/server.ts';
-import { SqliteStore } from '../../lib/api/store.ts';
+import { openStore } from '../../lib/api/store/open.ts';
+import type { Store } from '../../lib/api/store/types.ts';
 import { messages } from '../../lib/errors.ts';
 import { bootDisk, ensureCloudImage, type Firmware } from '../../scripts/image/boot.ts';
 import { bundle } from '../../scripts/bundle.ts';
@@ -71,7 +72,8 @@ class QemuLab implements BootAdapter {
       memoryMiB: 4096,
       timeoutSeconds: 900,
       onConsole: consoleLog(`rescue-${context.serviceName}`),
-      cmdline: [`byoi.server=${context.serverUrl}`, `byoi.service=${context.serviceName}`, `byoi.token=${context.token}`],
+      // Plain HTTP over QEMU's user network, allowed explicitly (byoi.insecure=1).
+      cmdline: [`byoi.server=${context.serverUrl}`, `byoi.service=${context.serviceName}`, `byoi.token=${context.token}`, 'byoi.insecure=1'],
     }));
   }
 
@@ -95,7 +97,7 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a server PXE-boots t
   let images: Server | undefined;
   let imageUrl = '';
   let api: FastifyInstance | undefined;
-  let store: SqliteStore | undefined;
+  let store: Store | undefined;
   let apiUrl = '';
   let publicKey = '';
   const marker = `byoi-e2e-${randomBytes(6).toString('hex')}`;
@@ -124,7 +126,7 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a server PXE-boots t
     const config: ApiConfig = {
       servers: ['ns-refused.lab', 'ns-deployed.lab'].map((serviceName) => ({ serviceName, apiKeys: [key], boot: { command: ['unused'] } })),
     };
-    store = new SqliteStore(join(dir, 'api.sqlite'));
+    store = await openStore(join(dir, 'api.sqlite'));
     let agentUrl = '';
     api = buildApi({ config, store, boot: lab, agentUrl: () => agentUrl });
     await api.listen({ host: '127.0.0.1', port: 0 });
@@ -136,7 +138,7 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a server PXE-boots t
   afterAll(async () => {
     await Promise.all([...lab.vms.keys()].map((name) => lab.rescueMode(name)));
     await api?.close();
-    store?.close();
+    await store?.close();
     images?.close();
     rmSync(dir, { recursive: true, force: true });
   });
