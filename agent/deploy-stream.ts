@@ -105,6 +105,7 @@ export async function deployStreaming(job: Job, report: Reporter, settings: Down
   });
   try {
     for await (const piece of pieces) {
+      report.checkpoint(); // cancelled: the writer stops and zeroes the ends, the first MiB never lands
       try {
         await writer.write(piece.offset, piece.data);
       } catch (error) {
