@@ -63,7 +63,7 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
 
   report.phase('inspect', 'Inspecting image');
   // The image stays in RAM through the write: decompression runs lean to keep the peak down.
-  const image = await checkImage(source, job.type, disk, { lean: true });
+  const image = await checkImage(source, job.type, disk, { lean: true, onDecodeProgress: (done, total) => report.progress(done, total) });
   // Every extent decoded once, so a refusal found only while decoding comes before any write.
   report.phaseTotal(image.info.virtualSize);
   const verified = await verifyImage(image, ({ done, total }) => {

@@ -8,6 +8,11 @@ import { openImage } from './open.ts';
 import type { Qcow2Options } from './qcow2.ts';
 import type { DiskImage, ImageSource } from './types.ts';
 
+export interface CheckOptions extends Qcow2Options {
+  /** A compressed raw image's first decoding pass: compressed bytes read of the file's. */
+  readonly onDecodeProgress?: (done: number, total: number) => void;
+}
+
 export interface DiskFacts {
   readonly size: number;
   readonly logicalSectorSize: number;
@@ -54,9 +59,10 @@ export function checkSectorSize(head: ImageSource, sectorSize: number): void {
  * another sector size than the disk's. A raw image that arrives compressed is decoded once here
  * (lib/formats/compressed-raw.ts): its partition table is looked for in the decoded disk.
  */
-export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw' | 'ova', disk: DiskFacts, options: Qcow2Options = {}): Promise<DiskImage> {
+export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw' | 'ova', disk: DiskFacts, options: CheckOptions = {}): Promise<DiskImage> {
   const detection = detectFormat(source);
-  const compressed = type === 'raw' && compressions.has(detection.format) ? await openCompressedRaw(source, detection.format as Compression, { limit: disk.size }) : undefined;
+  const decoding = { limit: disk.size, ...(options.onDecodeProgress && { onProgress: options.onDecodeProgress }) };
+  const compressed = type === 'raw' && compressions.has(detection.format) ? await openCompressedRaw(source, detection.format as Compression, decoding) : undefined;
   // The raw disk's first bytes: the file's, or the decoded stream's.
   const rawHead = compressed ? bufferSource(compressed.head) : source;
   if (type === 'raw') checkPartitionTable(rawHead, compressed ? detection.description : undefined);

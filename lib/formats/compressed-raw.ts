@@ -22,6 +22,8 @@ const MAX_SHAPES = 1 << 20;
 export interface CompressedRawOptions {
   /** The disk may not decode to more than this many bytes (the target's size): a bomb stops here. */
   readonly limit?: number;
+  /** The first pass's progress: compressed bytes read of the file's. */
+  readonly onProgress?: (done: number, total: number) => void;
 }
 
 export interface CompressedRawImage extends DiskImage {
@@ -89,11 +91,15 @@ function addShape(shapes: ExtentShape[], start: number, end: number, zero: boole
 
 export async function openCompressedRaw(source: ImageSource, format: Compression, options: CompressedRawOptions = {}): Promise<CompressedRawImage> {
   const limit = options.limit ?? Number.MAX_SAFE_INTEGER;
+  const { onProgress } = options;
+  const watched: ImageSource = onProgress
+    ? { size: source.size, read: (offset, length) => (onProgress(offset + length, source.size), source.read(offset, length)) }
+    : source;
   const head = Buffer.alloc(HEAD);
   let size = 0;
   let allocated = 0;
   let shapes: ExtentShape[] | undefined = [];
-  for await (const { offset, bytes } of decodedWindows(source, format, limit)) {
+  for await (const { offset, bytes } of decodedWindows(watched, format, limit)) {
     if (offset < HEAD) bytes.copy(head, offset, 0, Math.min(bytes.length, HEAD - offset));
     for (const run of runsOf(offset, bytes)) {
       if (!run.zero) allocated += run.end - run.start;
