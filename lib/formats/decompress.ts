@@ -115,7 +115,7 @@ function xzReason(error: unknown): string {
 }
 
 /** A byte reader over the source for seek-bzip; reading past the end is a truncated stream. */
-function byteReader(source: ImageSource): { readByte(): number; read(buffer: Uint8Array, offset: number, length: number): number; eof(): boolean; seek(position: number): void } {
+function byteReader(source: ImageSource): { readByte(): number; read(buffer: Uint8Array, offset: number, length: number): number; eof(): boolean } {
   let window: Buffer = Buffer.alloc(0);
   let windowStart = 0;
   let position = 0;
@@ -139,9 +139,6 @@ function byteReader(source: ImageSource): { readByte(): number; read(buffer: Uin
       return n === 0 && length > 0 ? -1 : n;
     },
     eof: () => position >= source.size,
-    seek(to) {
-      position = to;
-    },
   };
 }
 

@@ -128,6 +128,7 @@ function inflateGrain(source: ImageSource, h: VmdkHeader, segment: Extract<Segme
 export function openVmdk(source: ImageSource): DiskImage {
   const header = parseVmdkHeader(source);
   const stats: Stats = { allocatedBytes: 0, compressedGrains: 0 };
+  // Every table and marker is walked now, so that a refusal comes before the first extent.
   for (const _segment of grainSegments(source, header, stats));
   const info: ImageInfo = {
     format: 'vmdk',

@@ -1,9 +1,9 @@
 // The disk bytes of an image that is being downloaded, for the streaming mode: a raw image as it
 // arrives, or a compressed one (gzip, zstd, xz) decoded on the way. Pieces come out in guest order.
-// What the streaming mode cannot decode without seeing the whole file is refused at once, naming
-// the mode: bzip2 (its decoder needs random access), an OVA (its manifest and OVF come first, but
-// the disk is at its end), a VMDK. xz files of several streams and zstd files of several frames
-// are found out at the end, from the stream's own structure.
+// What the streaming mode cannot decode as it arrives is refused at once, naming the mode: bzip2
+// (its decoder here needs random access). xz files of several streams and zstd files of several
+// frames are found out at the end, from the stream's own structure (the decoders stop after the
+// first), and refused then.
 import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import xzDecompress from 'xz-decompress';
@@ -89,7 +89,7 @@ async function* zlibDisk(input: AsyncIterable<Buffer>, decoder: zlib.Gunzip | zl
   }
 }
 
-/** Hands on every chunk after `watch` saw it; then drains what the decoder left, so `watch` sees the whole file. */
+/** Hands on every chunk after `watch` saw it (the caller then drains what the decoder left to `watch` too). */
 async function* watched(input: AsyncIterable<Buffer>, watch: (chunk: Buffer) => void): AsyncGenerator<Buffer> {
   for await (const chunk of input) {
     watch(chunk);

@@ -5,7 +5,6 @@ declare module 'seek-bzip' {
     readByte(): number;
     read(buffer: Uint8Array, offset: number, length: number): number;
     eof(): boolean;
-    seek(position: number): void;
   }
   interface OutputStream {
     writeByte(byte: number): void;
