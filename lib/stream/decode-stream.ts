@@ -97,15 +97,50 @@ async function* watched(input: AsyncIterable<Buffer>, watch: (chunk: Buffer) => 
   }
 }
 
+/**
+ * zstd, frame by frame: Node's decoder stops at the end of a frame, so each frame (pzstd and `cat`
+ * make several) is cut out of the stream by the frame watch and gets a decoder of its own.
+ */
 async function* zstdDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  const frames = new ZstdFrameWatch();
+  const watch = new ZstdFrameWatch();
   const iterator = input[Symbol.asyncIterator]();
-  const rest: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => iterator };
-  yield* zlibDisk(watched(rest, (chunk) => frames.update(chunk)), zlib.createZstdDecompress({ chunkSize: ZLIB_CHUNK }), 'zstd');
-  // Node's decoder stops at the end of the first frame: whatever follows must be no frame at all.
-  for (let next = await iterator.next(); !next.done; next = await iterator.next()) frames.update(next.value);
-  const problem = frames.end();
-  if (problem === 'several') throw streamingUnsupported('a zstd image of several frames (zstd -T, pzstd)');
+  /** The input not yet handed to a frame, from file offset `at`. */
+  let pending: Buffer | undefined;
+  let at = 0;
+  let ended = false;
+  const more = async (): Promise<boolean> => {
+    if (ended) return false;
+    const next = await iterator.next();
+    if (next.done) {
+      ended = true;
+      return false;
+    }
+    watch.update(next.value);
+    if (watch.error !== undefined) throw corrupt('zstd', watch.error);
+    pending = pending && pending.length > 0 ? Buffer.concat([pending, next.value]) : next.value;
+    return true;
+  };
+  /** The bytes of frame `index`, taken from `pending` as they arrive. */
+  async function* frameBytes(index: number): AsyncGenerator<Buffer> {
+    const frame = watch.frames[index]!;
+    for (;;) {
+      if (pending && pending.length > 0) {
+        const start = Math.max(at, frame.start);
+        const end = frame.end === undefined ? at + pending.length : Math.min(frame.end, at + pending.length);
+        if (end > start) yield pending.subarray(start - at, end - at);
+        pending = pending.subarray(end - at);
+        at = end;
+        if (frame.end !== undefined && at >= frame.end) return;
+      }
+      if (!(await more())) return; // cut short: the decoder and the watch say so
+    }
+  }
+  for (let index = 0; ; index++) {
+    while (watch.frames.length <= index && (await more()));
+    if (watch.frames.length <= index) break;
+    yield* zlibDisk(frameBytes(index), zlib.createZstdDecompress({ chunkSize: ZLIB_CHUNK }), 'zstd');
+  }
+  const problem = watch.end();
   if (problem !== undefined) throw corrupt('zstd', problem);
 }
 

@@ -1,8 +1,15 @@
 // Follows the frames of a zstd file as its bytes go by (RFC 8878, section 3.1), reading only the
-// frame and block headers: says at the end whether the file was one frame, several, or cut short.
-// The streaming mode decodes one frame (Node's decoder stops there), so several are refused.
+// frame and block headers: where each frame starts and, once its last block header has gone by,
+// where it ends (Node's decoder stops at the end of a frame, so each gets its own), and at the end
+// whether the file was cut short.
 
 type Want = 'magic' | 'skippable-size' | 'descriptor' | 'block';
+
+/** A frame's extent in the file; `end` is known once its last block header has been read. */
+export interface FrameExtent {
+  readonly start: number;
+  end: number | undefined;
+}
 
 export class ZstdFrameWatch {
   /** Bytes seen so far. */
@@ -12,7 +19,8 @@ export class ZstdFrameWatch {
   private want: Want = 'magic';
   private wanted = 4;
   private held: number[] = [];
-  private frames = 0;
+  /** The (non-skippable) frames seen so far, in file order. */
+  readonly frames: FrameExtent[] = [];
   private descriptor = 0;
   private problem: string | undefined;
 
@@ -31,11 +39,16 @@ export class ZstdFrameWatch {
     this.position += chunk.length;
   }
 
-  /** After the last byte: undefined for one whole frame, 'several', or what is wrong. */
+  /** What is wrong with the bytes seen so far, if anything is. */
+  get error(): string | undefined {
+    return this.problem;
+  }
+
+  /** After the last byte: undefined when every frame was whole, else what is wrong. */
   end(): string | undefined {
     if (this.problem !== undefined) return this.problem;
     if (this.want !== 'magic' || this.held.length > 0 || this.position !== this.next) return 'the zstd data ends early';
-    return this.frames > 1 ? 'several' : undefined;
+    return this.frames.length === 0 ? 'no zstd frame' : undefined;
   }
 
   private expect(want: Want, at: number, bytes: number): void {
@@ -56,7 +69,7 @@ export class ZstdFrameWatch {
           this.problem = `bad zstd data (no frame at offset ${after - 4})`;
           return;
         }
-        this.frames++;
+        this.frames.push({ start: after - 4, end: undefined });
         return this.expect('descriptor', after, 1);
       }
       case 'skippable-size':
@@ -77,7 +90,9 @@ export class ZstdFrameWatch {
         }
         const end = after + (type === 1 ? 1 : header >>> 3);
         if ((header & 1) === 0) return this.expect('block', end, 3);
-        return this.expect('magic', end + ((this.descriptor & 0x04) !== 0 ? 4 : 0), 4);
+        const frameEnd = end + ((this.descriptor & 0x04) !== 0 ? 4 : 0);
+        this.frames[this.frames.length - 1]!.end = frameEnd;
+        return this.expect('magic', frameEnd, 4);
       }
     }
   }
