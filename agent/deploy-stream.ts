@@ -74,7 +74,13 @@ export async function deployStreaming(job: Job, report: Reporter, settings: Down
   log.info({ disk: disk.path, diskSize: disk.size, sectorSize: disk.logicalSectorSize, type: job.type, mode: 'streaming', url: redactUrl(job.url), description: job.description }, 'plan');
 
   report.phase('download', 'Connecting to the image server');
-  const image = await streamImage({ ...settings, url: job.url, headers: job.httpHeaders, ...(job.checksum && { checksumType: job.checksum.type }) });
+  const image = await streamImage({
+    ...settings,
+    url: job.url,
+    headers: job.httpHeaders,
+    ...(job.checksum && { checksumType: job.checksum.type }),
+    onResume: (from, cause) => log.warn({ phase: 'write', resumeFrom: from, cause }, 'download interrupted: resuming'),
+  });
   // The first bytes say what the file is: refusals that need no write come before the release.
   let pieces: AsyncIterable<Piece>;
   let format: string;

@@ -1,7 +1,9 @@
 // The streaming mode (`byoi deploy --stream`), with --ram-size far below the image's size, onto
 // garbage-filled loop devices: raw, gzip/xz/zstd-compressed raw and qcow2 (plain and compressed,
-// laid out by qemu-img convert) land byte for byte as `qemu-img convert -O raw` makes them; a wrong
-// checksum and a stream cut mid-way leave no partition table at either end of the disk and say so;
+// laid out by qemu-img convert) land byte for byte as `qemu-img convert -O raw` makes them, and so
+// does a raw image whose transfer drops twice (resumed with Range/If-Range); a wrong checksum and a
+// stream cut mid-way by a server that cannot resume leave no partition table at either end of the
+// disk and say so;
 // what the mode cannot decode (bzip2, an OVA, a qcow2 whose L1 table follows its L2 tables) is
 // refused before anything is written.
 import { execFileSync } from 'node:child_process';
@@ -33,6 +35,12 @@ function serve(name: string, file: string, cut?: number): void {
   server.serve(`/${name}`, cut === undefined ? { body } : { body, mode: 'cut', bytes: cut });
 }
 
+/** Served with an ETag and ranges; the first two requests drop the connection part-way. */
+function serveDropping(name: string, file: string): void {
+  served.set(name, sha256OfFile(file));
+  server.serve(`/${name}`, { body: readFileSync(file), mode: 'faulty', faults: [{ drop: 5 * MiB }, { drop: 13 * MiB }] });
+}
+
 function garbageDisk(name: string): string {
   const file = join(dir, `${name}.disk`);
   writeFileSync(file, randomBytes(DISK_SIZE));
@@ -41,7 +49,7 @@ function garbageDisk(name: string): string {
 
 async function deploy(name: string, type: string, device: string, checksum = served.get(name)!) {
   const status = join(dir, `${name}.status.json`);
-  const result = await byoi(['deploy', '--stream', '--ram-size', RAM_SIZE, '--url', `${server.url}/${name}`, '--type', type, '--checksum', checksum, '--checksum-type', 'sha256', '--disk', device, '--no-reboot', '--status-file', status, '--download-attempts', '1']);
+  const result = await byoi(['deploy', '--stream', '--ram-size', RAM_SIZE, '--url', `${server.url}/${name}`, '--type', type, '--checksum', checksum, '--checksum-type', 'sha256', '--disk', device, '--no-reboot', '--status-file', status, '--download-attempts', '3']);
   return { result, status: JSON.parse(readFileSync(status, 'utf8')) as { status: string; message: string } };
 }
 
@@ -83,6 +91,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy 
     sh('qemu-img', ['resize', '-q', moved, '16M']);
     serve('moved-l1.qcow2', moved);
     serve('cut.raw', raw, 12 * MiB);
+    serveDropping('dropping.raw', raw);
     execFileSync('sh', ['-c', 'gzip -c < "$1" > "$2"', 'sh', join(dir, 'plain.qcow2'), join(dir, 'plain.qcow2.gz')]);
     serve('plain.qcow2.gz', join(dir, 'plain.qcow2.gz'));
     const ova = join(dir, 'x.ova');
@@ -98,6 +107,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy 
 
   it.each([
     ['gpt.raw', 'raw'],
+    ['dropping.raw', 'raw'],
     ['gpt.raw.gz', 'raw'],
     ['gpt.raw.xz', 'raw'],
     ['gpt.raw.zst', 'raw'],
