@@ -22,6 +22,7 @@ import type { Job, Target } from '../lib/job.ts';
 import { ramBudget } from '../lib/memory.ts';
 import { redactUrl } from '../lib/redact.ts';
 import { reboot } from '../lib/reboot.ts';
+import { deployStreaming } from './deploy-stream.ts';
 import type { Reporter } from './reporter.ts';
 
 /** OVH: disk group 0 means automatic, and the default group is 1. */
@@ -52,7 +53,7 @@ function logDownloadEvent(log: Reporter['logger'], event: DownloadEvent): void {
 /** `platform`: the firmware and its boot manager (this system's by default; tests give their own). */
 export function deploy(job: Job, report: Reporter, settings: DownloadSettings = {}, platform: Platform = thisPlatform()): Promise<void> {
   // The tools are started by a helper forked now, before the image fills RAM (lib/exec.ts).
-  return withToolHelper(() => pipeline(job, report, settings, platform));
+  return withToolHelper(() => (job.stream ? deployStreaming(job, report, settings) : pipeline(job, report, settings, platform)));
 }
 
 async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, platform: Platform): Promise<void> {
@@ -91,7 +92,7 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
 
   report.phase('inspect', 'Inspecting image');
   // The image stays in RAM through the write: decompression runs lean to keep the peak down.
-  const { image, guest, table } = await checkImage(source, job.type, disk, { lean: true });
+  const { image, guest, table } = await checkImage(source, job.type, disk, { lean: true, onDecodeProgress: (done, total) => report.progress(done, total) });
   if (job.configDrive) {
     // Refused here rather than after the write: no room, four primaries, two config-2 partitions.
     const plan = await planConfigDriveBeforeWrite(guest, table, disk, disk.path);

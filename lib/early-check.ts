@@ -13,6 +13,7 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { ChunkedBuffer } from './chunked-buffer.ts';
 import type { VerifiedImage } from './disk/writer.ts';
 import type { DiskImage } from './formats/types.ts';
+import type { ImageType } from './job.ts';
 
 export interface EarlyCheckData {
   readonly type: 'qcow2' | 'raw';
@@ -40,8 +41,13 @@ export class EarlyCheck {
   /** Set once the bytes followed are no longer the image's (a restart, a segmented download). */
   private void = false;
 
-  constructor(type: 'qcow2' | 'raw') {
-    this.type = type;
+  /** Only qcow2 and plain raw are followed: an OVA or a compressed raw image is decoded after the checksum. */
+  constructor(type: ImageType) {
+    if (type === 'qcow2' || type === 'raw') this.type = type;
+    else {
+      this.type = 'raw';
+      this.void = true;
+    }
   }
 
   /** The download holds `image`'s bytes so far, of `total` announced (null: unknown). */
@@ -61,7 +67,9 @@ export class EarlyCheck {
    * pass ran over exactly these bytes and found nothing to refuse, else undefined.
    */
   async result(source: ChunkedBuffer, opened: DiskImage): Promise<VerifiedImage | undefined> {
-    if (this.void || this.image !== source || source.size !== this.total || !this.reply) {
+    // A raw job's file that arrived compressed is opened as another disk than the one followed.
+    const other = opened.info.format !== this.type || (this.type === 'raw' && opened.info.compression !== undefined);
+    if (this.void || other || this.image !== source || source.size !== this.total || !this.reply) {
       this.callOff();
       this.outcome = 'not used: it did not follow these bytes from the start';
       return undefined;

@@ -189,7 +189,7 @@ export const configDriveRefusals = {
 
 /** An image in a format byoi recognises but does not convert (VMDK, OVA, a compressed stream). */
 export function unsupportedImageFormat(format: string, description: string): ByoiError {
-  return refusedImage(`image provided format is ${format} (${description}) which byoi cannot convert, expected: qcow2, raw.`);
+  return refusedImage(`image provided format is ${format} (${description}) which byoi cannot convert, expected: qcow2, raw, ova, vmdk.`);
 }
 
 /** OVH's sentence for an image whose content is not the type the job named. */
@@ -250,7 +250,7 @@ export function failed(message: string, detail?: string): ByoiError {
 
 export const messages = {
   // The job (OVH's sentences verbatim, then ours in the same style).
-  badImageType: 'Bad format image, expected: qcow2, raw.',
+  badImageType: 'Bad format image, expected: qcow2, raw, ova.',
   badChecksumType: 'Bad checkSumType, expected: md5, sha1, sha256, sha512.',
   checksumPair: 'Please provide checkSum AND checkSumType or none of them',
   badChecksum: (type: string, digits: number) => `Bad checkSum, expected: ${digits} hexadecimal digits for ${type}.`,
@@ -416,3 +416,36 @@ export const efiMessages = {
   bootEntryFailed: 'Could not create the UEFI boot entry.',
   bootManagerUnavailable: 'Could not read the UEFI boot entries, so no boot entry could be made after the write (are the EFI variables mounted?).',
 } as const;
+// ---- Compressed raw images, VMDK and OVA (lib/formats/compressed-raw.ts, vmdk*.ts, ova.ts). ----
+
+/** A compressed raw image whose disk grows past what can be written (a decompression bomb, or too big a disk). */
+export const compressedImageTooBig = (format: string, limit: number) =>
+  refusedImage(`image provided decompresses (${format}) to more than ${limit} bytes which is larger than device of ${limit} bytes`);
+
+/** A malformed or hostile VMDK: `what` says which structure and where. */
+export const vmdkBad = (what: string) => refusedImage(`Bad VMDK image: ${what}.`);
+/** A valid VMDK that byoi cannot deploy on its own. */
+export const vmdkUnsupported = (what: string) => refusedImage(`Unsupported VMDK image: ${what}.`);
+
+/** A malformed OVA: its tar archive, OVF descriptor or manifest. */
+export const ovaBad = (what: string) => refusedImage(`Bad OVA image: ${what}.`);
+/** A valid OVA that byoi cannot deploy. */
+export const ovaUnsupported = (what: string) => refusedImage(`Unsupported OVA image: ${what}.`);
+/** The OVA's manifest gives another digest than the file's. */
+export const ovaManifestMismatch = (name: string, algorithm: string, got: string, expected: string) =>
+  refusedImage(`Bad OVA image: its manifest gives ${algorithm} ${expected} for "${name}", the file has ${got}.`);
+
+// ---- The streaming mode (agent/deploy-stream.ts): images larger than RAM, written as they arrive. ----
+
+/** What the streaming mode cannot deploy; the same job without it may work. */
+export const streamingUnsupported = (what: string) =>
+  refusedImage(`Can not deploy ${what} in streaming mode; deploy it without streaming (it must then fit in RAM).`);
+/** A failure once the streaming mode has written: the disk was left with no partition table. */
+export function streamingAborted(error: ByoiError, disk: string): ByoiError {
+  const message = `${error.message} Streaming mode: ${disk} was left with no partition table.`;
+  // Whose fault it is does not change (a wrong checksum stays the customer's).
+  return error instanceof CustomerFailure ? new CustomerFailure(message, error.detail) : new ByoiError(error.kind, message, error.detail);
+}
+/** An image, streamed, that runs past the end of the disk. */
+export const streamedImageTooBig = (deviceBytes: number) =>
+  refusedImage(`image provided has a size of more than ${deviceBytes} bytes which is larger than device of ${deviceBytes} bytes`);

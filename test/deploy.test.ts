@@ -262,7 +262,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
     });
 
     it('on an invalid job, with exit code 2', async () => {
-      await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'vmdk'], 2, 'Bad format image, expected: qcow2, raw.');
+      await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'vmdk'], 2, 'Bad format image, expected: qcow2, raw, ova.');
       await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--checksum', plain().sha256], 2, 'Please provide checkSum AND checkSumType or none of them');
       await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--checksum', plain().sha256, '--checksum-type', 'crc'], 2, 'Bad checkSumType, expected: md5, sha1, sha256, sha512.');
     });

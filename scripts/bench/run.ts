@@ -1,4 +1,4 @@
-// npm run bench [-- --runs N --only startup|convert|deploy|download --size GiB --source]: byoi against the reference tools, in
+// npm run bench [-- --runs N --only startup|convert|deploy|download|formats --size GiB --source]: byoi against the reference tools, in
 // one run, reported as ratios (ours / reference; below 1.0 means byoi is faster).
 // byoi runs as shipped: the bundle `npm run build` makes (what the container runs), built afresh
 // from this checkout into a temporary directory. --source runs agent/byoi.ts through Node's type
@@ -15,6 +15,7 @@ import type { Measurement } from './measure.ts';
 import { benchDeploy } from './deploy.ts';
 import { benchDownload } from './download.ts';
 import { benchStartup } from './startup.ts';
+import { benchFormats } from './formats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -60,3 +61,4 @@ if (!values.only || values.only === 'startup') print(await benchStartup(node, by
 if (!values.only || values.only === 'convert') print(await benchConvert(images, node, byoi, runs, sizes));
 if (!values.only || values.only === 'deploy') print(await benchDeploy(images, node, byoi, runs));
 if (!values.only || values.only === 'download') print(await benchDownload(images, node, downloader, runs));
+if (!values.only || values.only === 'formats') print(await benchFormats(images, node, byoi, runs));
