@@ -292,6 +292,9 @@ export const apiMessages = {
   badConfig: (path: string, why: string) => `Bad server configuration ${path}: ${why}.`,
   badAgentSettings: (missing: string[]) => `Missing agent settings: ${missing.join(', ')} (flags --server, --service-name, --token or byoi.server=, byoi.service=, byoi.token= on the kernel command line).`,
   jobUnavailable: (url: string) => `Could not fetch the job from ${url}.`,
+  databaseUnavailable: (location: string) => `Could not open the database ${location}.`,
+  databasePasswordOnCommandLine:
+    'Do not put the database password on the command line: use PGPASSWORD, a password file (PGPASSFILE or ~/.pgpass) or "database" in the config file.',
 } as const;
 
 /** The first step of every deployment, before the agent has taken its job. */

@@ -2,13 +2,13 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { invalidJob, messages } from '../../lib/errors.ts';
+import { apiMessages, invalidJob, messages } from '../../lib/errors.ts';
 import { run } from '../run.ts';
 
 interface ServeArgs {
   config: string;
   listen: string;
-  db: string;
+  db?: string;
   tlsCert?: string;
   tlsKey?: string;
 }
@@ -20,6 +20,15 @@ function parseListen(listen: string): { host: string; port: number } {
   return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port };
 }
 
+/** Whether a database URL carries a password (which a command line would show to every user of the host). */
+function hasPassword(url: string): boolean {
+  try {
+    return new URL(url).password !== '' || new URL(url).searchParams.has('password');
+  } catch {
+    return false;
+  }
+}
+
 export const serveCommand: CommandModule<object, ServeArgs> = {
   command: 'serve',
   describe: 'Serve the OVH-compatible provisioning API (bringYourOwnImage, reinstall, task, install/status)',
@@ -29,11 +38,14 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('listen', { type: 'string', default: '127.0.0.1:8080', describe: 'HOST:PORT to listen on' })
       .option('tls-cert', { type: 'string', describe: 'PEM certificate chain: serve HTTPS (with --tls-key)' })
       .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert' })
-      .option('db', { type: 'string', default: 'byoi-serve.sqlite', describe: 'SQLite database keeping deployments across restarts' }),
+      .option('db', {
+        type: 'string',
+        describe: 'Where deployments are kept: an SQLite file (default byoi-serve.sqlite, or the config\'s "database"), or postgres://user@host/db for several replicas (password from PGPASSWORD or ~/.pgpass, never here)',
+      }),
   handler: (argv) =>
     run(async () => {
       // Loaded here, not at start-up: the web server is the heaviest part of the bundle.
-      const [{ CommandBootAdapter }, { loadConfig }, { buildApi }, { openStore }] = await Promise.all([
+      const [{ CommandBootAdapter }, { loadConfig }, { buildApi }, { openStore, isPostgresUrl }] = await Promise.all([
         import('../../lib/api/boot.ts'),
         import('../../lib/api/config.ts'),
         import('../../lib/api/server.ts'),
@@ -43,7 +55,9 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       if (Boolean(argv.tlsCert) !== Boolean(argv.tlsKey)) throw invalidJob(messages.badField('--tls-cert and --tls-key', 'both or neither'));
       const tls = argv.tlsCert && argv.tlsKey ? { cert: readFileSync(argv.tlsCert), key: readFileSync(argv.tlsKey) } : undefined;
       const { host, port } = parseListen(argv.listen);
-      const store = await openStore(resolve(argv.db));
+      if (argv.db !== undefined && isPostgresUrl(argv.db) && hasPassword(argv.db)) throw invalidJob(apiMessages.databasePasswordOnCommandLine);
+      const location = argv.db ?? config.database ?? 'byoi-serve.sqlite';
+      const store = await openStore(isPostgresUrl(location) ? location : resolve(location));
       let address = `${tls ? 'https' : 'http'}://${argv.listen}`;
       const boot = new CommandBootAdapter(config.servers);
       const app = buildApi({ config, store, boot, agentUrl: () => config.publicUrl ?? address, logger: true, ...(tls && { tls }) });

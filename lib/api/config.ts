@@ -3,6 +3,7 @@
 //
 //   {
 //     "publicUrl": "http://10.0.0.1:8080",          // how agents reach this API (optional)
+//     "database": "postgres://byoi@db.lab/byoi",    // the store (optional; docs/fleet.md)
 //     "servers": [{
 //       "serviceName": "ns1.lab",
 //       "apiKeys": ["<a customer's key>"],
@@ -39,6 +40,8 @@ export interface ServerConfig {
 
 export interface ApiConfig {
   readonly publicUrl?: string;
+  /** Where the store is: a postgres:// URL or an SQLite file path; `--db` overrides it. */
+  readonly database?: string;
   readonly customers?: readonly CustomerConfig[];
   readonly servers: readonly ServerConfig[];
 }
@@ -78,6 +81,12 @@ function parseCustomers(value: unknown, bad: (why: string) => never): CustomerCo
   });
 }
 
+function parseDatabase(value: unknown, bad: (why: string) => never): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value === '') return bad('database must be a postgres:// URL or an SQLite file path');
+  return value;
+}
+
 /** Checks a parsed configuration; `source` names it in errors. */
 export function parseConfig(value: unknown, source: string): ApiConfig {
   const bad = (why: string): never => {
@@ -86,6 +95,7 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
   if (!isObject(value) || !Array.isArray(value.servers)) return bad('expected {"servers": [...]}');
   if (value.publicUrl !== undefined && typeof value.publicUrl !== 'string') bad('publicUrl must be a URL');
   const customers = parseCustomers(value.customers, bad);
+  const database = parseDatabase(value.database, bad);
   const seen = new Set<string>();
   const servers = value.servers.map((server: unknown, i): ServerConfig => {
     const where = `servers[${i}]`;
@@ -100,7 +110,12 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
     if (customer !== undefined && !customers.some((c) => c.name === customer)) bad(`${where}.customer must name one of "customers"`);
     return { serviceName: server.serviceName, apiKeys: server.apiKeys as string[], ...(typeof customer === 'string' && { customer }), ...(boot && { boot }) };
   });
-  return { ...(typeof value.publicUrl === 'string' && { publicUrl: value.publicUrl }), ...(customers.length > 0 && { customers }), servers };
+  return {
+    ...(typeof value.publicUrl === 'string' && { publicUrl: value.publicUrl }),
+    ...(database !== undefined && { database }),
+    ...(customers.length > 0 && { customers }),
+    servers,
+  };
 }
 
 export function loadConfig(path: string): ApiConfig {

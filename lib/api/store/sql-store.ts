@@ -48,6 +48,17 @@ async function deploymentWhere(sql: Sql, where: string, params: (string | number
   return row && toDeployment(row);
 }
 
+/**
+ * Serialises the transactions that change one server's deployments (create, erase) across replicas: a
+ * write that changes nothing but takes the server row's lock on PostgreSQL until commit (on SQLite the
+ * transaction already holds the whole database's write lock).
+ */
+const lockServer = (tx: Sql, serviceName: string) =>
+  tx.run('INSERT INTO servers (service_name, rescue) VALUES (?, 0) ON CONFLICT (service_name) DO UPDATE SET rescue = servers.rescue', [serviceName]);
+
+/** Locks the rows a read returns until commit, where the database has row locks (PostgreSQL). */
+const forUpdate = (tx: Sql) => (tx.dialect === 'postgres' ? ' FOR UPDATE' : '');
+
 const currentOf = (sql: Sql, serviceName: string) =>
   deploymentWhere(sql, 'service_name = ? AND erased = 0 ORDER BY id DESC LIMIT 1', [serviceName]);
 
@@ -66,6 +77,8 @@ export class SqlStore implements Store {
 
   create(input: NewDeployment): Promise<Deployment | 'conflict'> {
     return this.db.transaction(async (tx) => {
+      // Under the server's lock, the check below sees every create and erase committed before it.
+      await lockServer(tx, input.serviceName);
       if ((await currentOf(tx, input.serviceName))?.status === 'doing') return 'conflict';
       const startedAt = now();
       const inserted = await tx.get<{ id: number | string }>(
@@ -97,7 +110,9 @@ export class SqlStore implements Store {
 
   record(id: number, events: readonly AgentEvent[]): Promise<Deployment> {
     return this.db.transaction(async (tx) => {
-      let deployment = await deploymentWhere(tx, 'id = ?', [id]);
+      // Locked: two replicas recording the same agent's retried events take turns, so a final status
+      // is never overwritten and steps are numbered once.
+      let deployment = await deploymentWhere(tx, `id = ?${forUpdate(tx)}`, [id]);
       if (!deployment) throw new Error(`no deployment ${id}`);
       for (const event of events) {
         if (deployment.status !== 'doing') break; // the outcome is final
@@ -138,8 +153,9 @@ export class SqlStore implements Store {
 
   async erase(serviceName: string): Promise<void> {
     await this.db.transaction(async (tx) => {
-      await tx.run('UPDATE deployments SET erased = 1 WHERE service_name = ?', [serviceName]);
+      // The server's row first: it is also the lock that orders this erase with any create.
       await tx.run('INSERT INTO servers (service_name, rescue) VALUES (?, 1) ON CONFLICT (service_name) DO UPDATE SET rescue = 1', [serviceName]);
+      await tx.run('UPDATE deployments SET erased = 1 WHERE service_name = ?', [serviceName]);
     });
   }
 
