@@ -20,15 +20,6 @@ function parseListen(listen: string): { host: string; port: number } {
   return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port };
 }
 
-/** Whether a database URL carries a password (which a command line would show to every user of the host). */
-function hasPassword(url: string): boolean {
-  try {
-    return new URL(url).password !== '' || new URL(url).searchParams.has('password');
-  } catch {
-    return false;
-  }
-}
-
 export const serveCommand: CommandModule<object, ServeArgs> = {
   command: 'serve',
   describe: 'Serve the OVH-compatible provisioning API (bringYourOwnImage, reinstall, task, install/status)',
@@ -45,11 +36,12 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
   handler: (argv) =>
     run(async () => {
       // Loaded here, not at start-up: the web server is the heaviest part of the bundle.
-      const [{ CommandBootAdapter }, { loadConfig }, { buildApi }, { openStore, isPostgresUrl }] = await Promise.all([
+      const [{ CommandBootAdapter }, { loadConfig }, { buildApi }, { openStore }, { isPostgresUrl, hasPassword }] = await Promise.all([
         import('../../lib/api/boot.ts'),
         import('../../lib/api/config.ts'),
         import('../../lib/api/server.ts'),
         import('../../lib/api/store/open.ts'),
+        import('../../lib/api/store/database-url.ts'),
       ]);
       const config = loadConfig(argv.config);
       if (Boolean(argv.tlsCert) !== Boolean(argv.tlsKey)) throw invalidJob(messages.badField('--tls-cert and --tls-key', 'both or neither'));

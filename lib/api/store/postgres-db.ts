@@ -7,6 +7,7 @@
 // server asks for one.
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { parseIntoClientConfig } from 'pg-connection-string';
 import pgPass from 'pgpass';
 import { numberPlaceholders } from './placeholders.ts';
 import type { Database, Sql, SqlValue } from './sql.ts';
@@ -60,8 +61,11 @@ export class PostgresDatabase implements Database {
   /** `url`: postgres://user@host:port/database, `?host=/run/postgresql` for a Unix socket. */
   constructor(url: string, options: PostgresOptions = {}) {
     const statementTimeout = options.statementTimeoutMs ?? 30_000;
+    // Parsed here rather than handed over as connectionString: node-postgres would let the URL's empty
+    // password replace the function below.
+    const settings = parseIntoClientConfig(url);
     const pool = new pg.Pool({
-      connectionString: url,
+      ...settings,
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: 10_000,
       idleTimeoutMillis: 30_000,
@@ -71,7 +75,7 @@ export class PostgresDatabase implements Database {
       application_name: 'byoi serve',
       types,
       // Asked for only when the server wants a password and the connection string carries none.
-      password: ((settings: Parameters<typeof passwordFor>[0]) => passwordFor(settings)) as unknown as () => Promise<string>,
+      password: settings.password || (((asked: Parameters<typeof passwordFor>[0]) => passwordFor(asked)) as unknown as () => Promise<string>),
     });
     // An idle connection the server dropped (restart, failover) is discarded by the pool; the next
     // query opens a new one. Without a listener the 'error' event would end the process.
