@@ -1,4 +1,4 @@
-// npm run bench [-- --runs N --only convert|deploy|download --source]: byoi against the reference tools, in
+// npm run bench [-- --runs N --only convert|deploy|download|fleet --source]: byoi against the reference tools, in
 // one run, reported as ratios (ours / reference; below 1.0 means byoi is faster).
 // byoi runs as shipped: the bundle `npm run build` makes (what the container runs), built afresh
 // from this checkout into a temporary directory. --source runs agent/byoi.ts through Node's type
@@ -13,6 +13,7 @@ import { makeBenchImages } from './images.ts';
 import { benchConvert, type Row } from './convert.ts';
 import { benchDeploy } from './deploy.ts';
 import { benchDownload } from './download.ts';
+import { benchFleet } from './fleet.ts';
 
 const { values } = parseArgs({
   options: {
@@ -20,9 +21,17 @@ const { values } = parseArgs({
     only: { type: 'string' },
     dir: { type: 'string', default: '/var/tmp/byoi-bench' },
     source: { type: 'boolean', default: false },
+    'fleet-agents': { type: 'string', default: '1000' },
+    'fleet-customers': { type: 'string', default: '100' },
+    'fleet-seconds': { type: 'string', default: '20' },
   },
 });
 const runs = Number(values.runs);
+if (values.only === 'fleet') {
+  // The API under a fleet's load (scripts/bench/fleet.ts): no images, no agent bundle.
+  await benchFleet({ agents: Number(values['fleet-agents']), customers: Number(values['fleet-customers']), seconds: Number(values['fleet-seconds']) });
+  process.exit(0);
+}
 const node = process.execPath;
 const entry = fileURLToPath(new URL('../../agent/byoi.ts', import.meta.url));
 // Its own directory: other checkouts may be benchmarking at the same time.
@@ -48,3 +57,4 @@ function print(rows: Row[]): void {
 if (!values.only || values.only === 'convert') print(await benchConvert(images, node, byoi, runs, sizes));
 if (!values.only || values.only === 'deploy') print(await benchDeploy(images, node, byoi, runs));
 if (!values.only || values.only === 'download') print(await benchDownload(images, node, runs));
+if (!values.only) await benchFleet({ agents: Number(values['fleet-agents']), customers: Number(values['fleet-customers']), seconds: Number(values['fleet-seconds']) });

@@ -41,7 +41,13 @@ export interface TestPostgres {
   stop(): Promise<void>;
 }
 
-export async function startPostgres(options: { maxConnections?: number } = {}): Promise<TestPostgres> {
+export interface PostgresOptions {
+  readonly maxConnections?: number;
+  /** Keep PostgreSQL's default durability (fsync on every commit): for benchmarks against SQLite's. */
+  readonly durable?: boolean;
+}
+
+export async function startPostgres(options: PostgresOptions = {}): Promise<TestPostgres> {
   const bin = serverBin();
   if (!bin) throw new Error('PostgreSQL server binaries not found under /usr/lib/postgresql (Debian package postgresql)');
   const dir = mkdtempSync(join(tmpdir(), 'byoi-pg-'));
@@ -63,8 +69,8 @@ export async function startPostgres(options: { maxConnections?: number } = {}): 
       "-c listen_addresses=''",
       `-c unix_socket_directories=${dir}`,
       `-c max_connections=${options.maxConnections ?? 100}`,
-      // A throwaway cluster: durability is not worth its cost here.
-      '-c fsync=off -c synchronous_commit=off -c full_page_writes=off',
+      // A throwaway cluster: durability is not worth its cost in tests.
+      ...(options.durable ? [] : ['-c fsync=off -c synchronous_commit=off -c full_page_writes=off']),
     ].join(' ');
     ctl(['-l', join(dir, 'server.log'), '-o', settings, '-w', '-t', '60', 'start']);
   } catch (error) {
