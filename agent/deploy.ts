@@ -65,7 +65,10 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
   const image = await checkImage(source, job.type, disk, { lean: true });
   // Every extent decoded once, so a refusal found only while decoding comes before any write.
   report.phaseTotal(image.info.virtualSize);
-  const verified = await verifyImage(image, ({ done, total }) => report.progress(done, total));
+  const verified = await verifyImage(image, ({ done, total }) => {
+    report.checkpoint();
+    report.progress(done, total);
+  });
   report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }) });
 
   report.phase('release', `Releasing ${disk.path}`);
@@ -73,7 +76,13 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
   report.endPhase();
 
   report.phase('write', `Writing image on ${disk.path}`, image.info.virtualSize);
-  await writeImage(image, disk.path, { verified, onProgress: ({ done, total }) => report.progress(done, total) });
+  await writeImage(image, disk.path, {
+    verified,
+    onProgress: ({ done, total }) => {
+      report.checkpoint(); // cancelled: the writer stops, the first MiB (written last) never lands
+      report.progress(done, total);
+    },
+  });
   report.endPhase();
 
   report.phase('partitions', 'Checking the partition table');

@@ -1,6 +1,6 @@
 // Digests computed as bytes arrive, and the comparison with the job's checksum.
 import { createHash, type Hash } from 'node:crypto';
-import { failed, messages } from './errors.ts';
+import { customerFailure, messages } from './errors.ts';
 import type { Checksum, ChecksumType } from './job.ts';
 
 export class RunningDigest {
@@ -24,5 +24,5 @@ export class RunningDigest {
 
 /** Throws OVH's mismatch message when the digest differs from the expected one. */
 export function verifyChecksum(expected: Checksum, gotHex: string): void {
-  if (gotHex.toLowerCase() !== expected.hex) throw failed(messages.checksumMismatch(expected.type, gotHex.toLowerCase(), expected.hex));
+  if (gotHex.toLowerCase() !== expected.hex) throw customerFailure(messages.checksumMismatch(expected.type, gotHex.toLowerCase(), expected.hex));
 }

@@ -12,7 +12,7 @@ import { got, type Request, type Response } from 'got';
 import { ChunkedBuffer } from './chunked-buffer.ts';
 import { RunningDigest } from './checksum.ts';
 import { downloadSegments, SegmentsUnusable } from './download-segments.ts';
-import { failed, messages } from './errors.ts';
+import { customerFailure, messages } from './errors.ts';
 import { agents, declaredLength, describe, header, isFatal, parseContentRange, retryAfterMs, Retries, Retryable, validatorOf, type Agents } from './http-exchange.ts';
 import type { ChecksumType, ImageType } from './job.ts';
 import { redactUrl } from './redact.ts';
@@ -82,7 +82,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   const retry = request.retry ?? defaultRetry;
   const deadline = request.deadline ?? DEFAULT_DEADLINE_MS;
   const shownUrl = redactUrl(request.url);
-  const couldNot = (cause: string) => failed(messages.downloadFailed(shownUrl), cause);
+  const couldNot = (cause: string) => customerFailure(messages.downloadFailed(shownUrl), cause);
   const transfer = new Transfer(request.checksumType);
   const agent = agents(request.ca);
   const deadlineAt = Date.now() + deadline;
@@ -201,7 +201,7 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
         break;
       }
       if (image.size + chunk.length > request.budget) {
-        stop = failed(messages.tooBigForMemory(request.type));
+        stop = customerFailure(messages.tooBigForMemory(request.type));
         break;
       }
       image.append(chunk);
@@ -210,7 +210,7 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
     }
   } catch (error) {
     if (!stop) {
-      if (isFatal(error) || signal.aborted) throw failed(messages.downloadFailed(redactUrl(request.url)), describe(error));
+      if (isFatal(error) || signal.aborted) throw customerFailure(messages.downloadFailed(redactUrl(request.url)), describe(error));
       throw new Retryable(describe(error));
     }
   } finally {
@@ -224,7 +224,7 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
 /** Checks a response's status and headers; returns why its body must not be taken, else updates `transfer`. */
 function judge(response: Response, request: DownloadRequest, transfer: Transfer, resumeFrom: number): Error | undefined {
   const status = response.statusCode;
-  const fatal = (cause: string) => failed(messages.downloadFailed(redactUrl(request.url)), cause);
+  const fatal = (cause: string) => customerFailure(messages.downloadFailed(redactUrl(request.url)), cause);
   const statusLine = `HTTP ${status}${response.statusMessage ? ` ${response.statusMessage}` : ''}`;
 
   if (status === 206) {
@@ -239,7 +239,7 @@ function judge(response: Response, request: DownloadRequest, transfer: Transfer,
       transfer.rangesRefused = true;
       return new Retryable(`asked for bytes ${resumeFrom}- and got Content-Range ${JSON.stringify(header(response, 'content-range') ?? null)}`, { restart: true });
     }
-    if (range.size > request.budget) return failed(messages.tooBigForMemory(request.type));
+    if (range.size > request.budget) return customerFailure(messages.tooBigForMemory(request.type));
     transfer.total = range.size;
     return undefined;
   }
@@ -249,7 +249,7 @@ function judge(response: Response, request: DownloadRequest, transfer: Transfer,
       transfer.restart();
     }
     transfer.total = declaredLength(response);
-    if (transfer.total !== null && transfer.total > request.budget) return failed(messages.tooBigForMemory(request.type));
+    if (transfer.total !== null && transfer.total > request.budget) return customerFailure(messages.tooBigForMemory(request.type));
     transfer.validator = validatorOf(response);
     const acceptRanges = header(response, 'accept-ranges')?.trim().toLowerCase();
     // Once a server has botched a range, it is not asked for one again.

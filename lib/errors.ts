@@ -113,7 +113,7 @@ export const decompressionStopped = () => new ByoiError('failed', 'Could not dec
 // Disks and disk groups.
 export function unknownDiskGroup(id: number, groups: string[]): ByoiError {
   const known = groups.length ? `the disk groups here are: ${groups.join('; ')}` : 'no disk here may be deployed onto';
-  return new ByoiError('failed', `Disk group ${id} does not exist on this server: ${known}.`);
+  return new CustomerFailure(`Disk group ${id} does not exist on this server: ${known}.`);
 }
 
 export function notADisk(path: string): ByoiError {
@@ -269,6 +269,7 @@ export const messages = {
   gptFixFailed: 'Can not move backup GPT data structures to the end of disk.',
   rereadFailed: (disk: string) => `Could not re-read the partition table of ${disk}.`,
   rebootFailed: 'Could not reboot the server.',
+  reservedKey: (field: string) => `Bad ${field}, expected: names other than __proto__, constructor and prototype.`,
 } as const;
 
 // ---- The provisioning API (byoi serve) and its agent (byoi agent). ----
@@ -290,12 +291,66 @@ export const apiMessages = {
   notFound: 'Not found.',
   bootFailed: (serviceName: string) => `Could not boot ${serviceName} on the deployment agent.`,
   badConfig: (path: string, why: string) => `Bad server configuration ${path}: ${why}.`,
-  badAgentSettings: (missing: string[]) => `Missing agent settings: ${missing.join(', ')} (flags --server, --service-name, --token or byoi.server=, byoi.service=, byoi.token= on the kernel command line).`,
+  badAgentSettings: (missing: string[]) => `Missing agent settings: ${missing.join(', ')} (flags --server, --service-name, --token-file or $BYOI_AGENT_TOKEN, or byoi.server=, byoi.service=, byoi.token= on the kernel command line).`,
   jobUnavailable: (url: string) => `Could not fetch the job from ${url}.`,
+  badServiceName: 'The requested object (serviceName) does not exist',
+  badRequestUrl: 'Bad request URL.',
+  urlTooLong: 'The request URL is too long.',
+  bodyTooLarge: 'The request body is too large.',
+  badContentType: 'Bad Content-Type, expected: application/json.',
+  badContentLength: 'The request body does not match its Content-Length.',
+  requestTimeout: 'The request was not received in time.',
+  headersTooLarge: 'The request headers are too large.',
+  badRequest: 'Bad request.',
+  methodNotAllowed: 'Method not allowed.',
+  internalError: 'Internal server error',
+  tooManyFailures: 'Too many failed authentications from your address: try again later.',
+  weakApiKey: (where: string) => `${where} is too weak: use at least 32 random characters (openssl rand -hex 32)`,
+  notAJob: 'the API answered something that is not a job',
+  insecureApi: (url: string) => `Refusing to send the agent token to ${url} in clear: use https, or allow plain http explicitly (--insecure or byoi.insecure=1).`,
+  badCaFile: (path: string) => `Could not read the API's CA certificate ${path}.`,
+  badSecretsKey: (path: string, why: string) => `Bad secrets key file ${path}: ${why}.`,
+  databaseBusy: 'The database is busy: try again.',
   databaseUnavailable: (location: string) => `Could not open the database ${location}.`,
   databasePasswordOnCommandLine:
     'Do not put the database password on the command line: use PGPASSWORD, a password file (PGPASSFILE or ~/.pgpass) or "database" in the config file.',
+  sharedKeyNeeded: (path: string | undefined) =>
+    `A store on PostgreSQL needs "secretsKeyFile" in the config naming a key file made once and copied to every replica${path ? ` (${path} does not exist)` : ''}: head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE.`,
 } as const;
 
 /** The first step of every deployment, before the agent has taken its job. */
 export const bootStep = { phase: 'boot', message: 'Booting the server on the deployment agent' } as const;
+
+// ---- A deployment's life after POST (issue 17): cancellation, the watchdog, netboot, who is at fault. ----
+
+/** A failure caused by what the customer asked for (a bad URL, a wrong checksum, a too-big image): a customerError task. */
+export class CustomerFailure extends ByoiError {
+  constructor(message: string, detail?: string) {
+    super('failed', message, detail);
+  }
+}
+
+export function customerFailure(message: string, detail?: string): ByoiError {
+  return new CustomerFailure(message, detail);
+}
+
+/** Whose fault an error is, for the task's status: the customer's request, or the lab (disk, network, agent). */
+export type Fault = 'customer' | 'lab';
+
+export function faultOf(error: unknown): Fault {
+  if (error instanceof CustomerFailure) return 'customer';
+  return error instanceof ByoiError && (error.kind === 'invalid-job' || error.kind === 'refused-image') ? 'customer' : 'lab';
+}
+
+export const lifecycleMessages = {
+  cancelled: 'The deployment was cancelled: the agent stopped.',
+  deploymentCancelled: 'This deployment was cancelled: its agent must stop.',
+  agentSilent: (seconds: number) => `The deployment agent was not heard from for ${seconds} s: the server goes back to rescue mode.`,
+  agentLost: (boots: number) => `The server booted ${boots} times without its agent reporting an outcome: the server goes back to rescue mode.`,
+  tokenOnCommandLine: (where: string) =>
+    `${where} must not contain {token}: the agent's token would be readable in the process list; the boot command gets it as BYOI_AGENT_TOKEN (environment) or in the file BYOI_AGENT_TOKEN_FILE (mode 0600)`,
+  unreadableTokenFile: (path: string) => `Could not read the agent token from ${path}.`,
+  noSuchMac: (mac: string) => `No server of this lab has the MAC address ${mac}.`,
+  noRescueImage: 'No rescue kernel and initrd are configured (netboot.kernel, netboot.initrd).',
+  noDisksReport: (serviceName: string) => `No agent has reported the disks of ${serviceName} yet: they are known once it boots the rescue system.`,
+} as const;

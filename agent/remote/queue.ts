@@ -15,7 +15,7 @@ export type Send = (events: readonly AgentEvent[]) => Promise<Delivery>;
 export class EventQueue {
   private readonly send: Send;
   private readonly backoff: Backoff;
-  private readonly onRefused: () => void;
+  private readonly onRefused: (delivery: 'refused' | 'revoked') => void;
   private pending: AgentEvent[] = [];
   /** How many events at the head of `pending` are being sent; they must not change. */
   private inFlight = 0;
@@ -23,7 +23,7 @@ export class EventQueue {
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
 
-  constructor(send: Send, backoff: Backoff = defaultBackoff, onRefused: () => void = () => {}) {
+  constructor(send: Send, backoff: Backoff = defaultBackoff, onRefused: (delivery: 'refused' | 'revoked') => void = () => {}) {
     this.send = send;
     this.backoff = backoff;
     this.onRefused = onRefused;
@@ -78,11 +78,11 @@ export class EventQueue {
       if (result === 'delivered') {
         this.pending.splice(0, this.inFlight);
         failures = 0;
-      } else if (result === 'refused') {
-        // The deployment was erased or the token is void: nobody will ever take these.
+      } else if (result === 'refused' || result === 'revoked') {
+        // Bad events, or the deployment was cancelled or the token is void: nobody will ever take these.
         this.stopped = true;
         this.pending = [];
-        this.onRefused();
+        this.onRefused(result);
       }
       this.inFlight = 0;
       if (result === 'retry') {

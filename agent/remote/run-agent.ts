@@ -1,7 +1,10 @@
-// The agent's life: take the job from the API, run the deploy pipeline on it, report every status
-// change through the outbox, and reboot only once the outcome is delivered (or a bounded wait ran out).
+// The agent's life: report the server's disks, take the job from the API, run the deploy pipeline
+// on it, report every status change through the outbox, and reboot only once the outcome is
+// delivered (or a bounded wait ran out). A token refused or a deployment cancelled (an answer to an
+// event or to the heartbeat) stops it at once: before the write the disk is left as it was, during
+// it without a partition table.
 import { jobInputFor } from '../../lib/api/job-body.ts';
-import { ByoiError, apiMessages, failed } from '../../lib/errors.ts';
+import { ByoiError, apiMessages, failed, faultOf, lifecycleMessages } from '../../lib/errors.ts';
 import { mergeJobInputs, validateJob, type Job, type JobInput } from '../../lib/job.ts';
 import { createLogger, type Logger } from '../../lib/log.ts';
 import { reboot as systemReboot } from '../../lib/reboot.ts';
@@ -9,12 +12,18 @@ import { Redactor } from '../../lib/redact.ts';
 import { Reporter } from '../reporter.ts';
 import { AgentClient, type AssignedJob } from './client.ts';
 import { backoffDelay, type Backoff } from '../../lib/backoff.ts';
+import { discoverDisksReport } from './disks-report.ts';
 import { EventQueue, defaultBackoff } from './queue.ts';
 import { RemoteStatus } from './remote-status.ts';
 import type { AgentSettings } from './settings.ts';
 
 /** The deploy pipeline (agent/deploy.ts's `deploy`); it is given jobs with noReboot set. */
 export type Pipeline = (job: Job, report: Reporter) => Promise<void>;
+
+/** How long a heartbeat waits after the last word to the API, by default. */
+export const DEFAULT_HEARTBEAT_MS = 5000;
+/** How long a cancelled pipeline may take to unwind (it stops at its next checkpoint) before the agent ends anyway. */
+const STOP_GRACE_MS = 3000;
 
 export interface AgentOptions {
   readonly settings: AgentSettings;
@@ -25,8 +34,12 @@ export interface AgentOptions {
   readonly jobTimeoutMs: number;
   /** How long the outcome may wait for delivery before the agent exits or reboots anyway. */
   readonly deliverTimeoutMs: number;
+  /** How often the agent asks whether its deployment still stands when it has nothing else to say. */
+  readonly heartbeatMs?: number;
   readonly backoff?: Backoff;
   readonly reboot?: () => Promise<void>;
+  /** The server's disks and groups, reported when the agent starts (by default, as `byoi disks` finds them). */
+  readonly disksReport?: () => Promise<unknown>;
 }
 
 async function takeJob(client: AgentClient, options: AgentOptions, log: Logger): Promise<AssignedJob> {
@@ -36,11 +49,23 @@ async function takeJob(client: AgentClient, options: AgentOptions, log: Logger):
     const job = await client.fetchJob();
     if (job !== 'retry') return job;
     const delay = backoffDelay(failures, backoff);
-    if (Date.now() + delay > deadline) throw failed(apiMessages.jobUnavailable(options.settings.server), 'the API could not be reached');
-    log.warn({ retryInMs: delay }, 'the API cannot be reached; trying again');
+    if (Date.now() + delay > deadline) throw failed(apiMessages.jobUnavailable(options.settings.server), client.retryReason);
+    log.warn({ retryInMs: delay, reason: client.retryReason }, 'no job from the API yet; trying again');
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
 }
+
+/** Informative only: a server whose disks cannot be listed or reported still deploys. */
+async function reportDisks(client: AgentClient, options: AgentOptions, log: Logger): Promise<void> {
+  try {
+    const delivery = await client.postDisks(await (options.disksReport ?? discoverDisksReport)());
+    if (delivery !== 'delivered') log.warn({ delivery }, 'the API did not take the disks report');
+  } catch (error) {
+    log.warn({ error: String(error) }, 'could not list this server\'s disks for the API');
+  }
+}
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
 /** Deploys the server's job; resolves when done (and rebooting unless told not to), throws the deployment's error. */
 export async function runAgent(options: AgentOptions): Promise<void> {
@@ -49,12 +74,19 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   const scrub = (text: string) => redactor.scrub(text);
   const log = createLogger(scrub);
   const client = new AgentClient(options.settings);
-  const queue = new EventQueue((events) => client.postEvents(events), options.backoff, () =>
-    log.error('the API refused the status events for good (deployment erased?); no more will be sent'),
-  );
+  const stop = new AbortController();
+  const cancel = (why: string) => {
+    if (stop.signal.aborted) return;
+    log.error({ why }, lifecycleMessages.cancelled);
+    stop.abort(failed(lifecycleMessages.cancelled, why));
+  };
+  const queue = new EventQueue((events) => client.postEvents(events), options.backoff, (delivery) => {
+    if (delivery === 'revoked') cancel('the API refused the agent\'s token or said the deployment was cancelled');
+    else log.error('the API refused the status events for good; no more will be sent');
+  });
   const statusFile = typeof options.overrides.statusFile === 'string' ? options.overrides.statusFile : undefined;
   const outbox = new RemoteStatus(statusFile, scrub, queue);
-  const report = new Reporter(outbox, log);
+  const report = new Reporter(outbox, log, undefined, stop.signal);
 
   const delivered = async () => {
     if (await queue.drain(options.deliverTimeoutMs)) return;
@@ -62,21 +94,44 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     queue.stop();
   };
 
+  await reportDisks(client, options, log);
   const assigned = await takeJob(client, options, log);
   log.info({ deploymentId: assigned.deploymentId, serviceName: assigned.serviceName }, 'took the job');
-  let job: Job;
-  try {
+
+  // While the pipeline runs, silence is a question: does the deployment still stand?
+  const heartbeat = setInterval(() => {
+    if (queue.size > 0 || stop.signal.aborted) return; // events are on their way; their answers tell
+    void client.postEvents([]).then((delivery) => {
+      if (delivery === 'revoked') cancel('the API answered the heartbeat: token refused or deployment cancelled');
+    });
+  }, options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
+  const stopped = new Promise<never>((_, reject) => stop.signal.addEventListener('abort', () => reject(stop.signal.reason), { once: true }));
+  stopped.catch(() => undefined);
+
+  let job: Job | undefined;
+  const deploying = (async () => {
     job = validateJob(mergeJobInputs(jobInputFor(assigned.kind, assigned.body), options.overrides));
     redactor = redactor.with(Redactor.forJob(job));
     await options.pipeline({ ...job, noReboot: true }, report);
+  })();
+  try {
+    await Promise.race([deploying, stopped]);
   } catch (error) {
+    if (stop.signal.aborted) {
+      // Nothing more is reported: the API will not take it. The pipeline unwinds at its next checkpoint.
+      queue.stop();
+      await Promise.race([deploying.catch(() => undefined), delay(STOP_GRACE_MS)]);
+      throw stop.signal.reason as ByoiError;
+    }
     const shown = redactor.visible(error);
     outbox.errorKind = shown.kind;
+    outbox.fault = faultOf(error);
     report.error(shown.message, shown.detail);
     await delivered();
     throw shown;
+  } finally {
+    clearInterval(heartbeat);
   }
   await delivered();
-  if (!job.noReboot) await (options.reboot ?? systemReboot)();
+  if (!job!.noReboot) await (options.reboot ?? systemReboot)();
 }
-

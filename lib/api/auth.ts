@@ -3,6 +3,10 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ApiConfig } from './config.ts';
 
+/** How a boot command gets the agent's token (lib/api/boot.ts) and the agent reads it (agent/remote/settings.ts): never argv. */
+export const TOKEN_ENV = 'BYOI_AGENT_TOKEN';
+export const TOKEN_FILE_ENV = 'BYOI_AGENT_TOKEN_FILE';
+
 export function bearer(header: string | undefined): string | undefined {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
   return match?.[1];

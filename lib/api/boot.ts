@@ -1,12 +1,18 @@
 // How the lab boots a server onto `byoi agent`, and back into rescue mode. Tests pass their own
-// adapter; `CommandBootAdapter` runs the command each server declares in the config file.
+// adapter; `CommandBootAdapter` runs the command each server declares in the config file (an IPMI or
+// Redfish power cycle with PXE as next boot, when the lab netboots through lib/api/netboot.ts; or
+// `byoi agent` itself). The token never goes on a command line, where every local user reads it:
+// the command gets it as $BYOI_AGENT_TOKEN, and `{token}` in the config is refused (config.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import type { ServerConfig } from './config.ts';
+import { TOKEN_ENV } from './auth.ts';
 import { failed, apiMessages } from '../errors.ts';
 
 /** How long an agent may take to stop on SIGTERM before it is killed. */
 const RESCUE_GRACE_MS = 5000;
+/** How long the rescue command (a power cycle) may run. */
+const RESCUE_COMMAND_TIMEOUT_MS = 60_000;
 
 export interface BootContext {
   /** Where the agent reaches this API. */
@@ -23,8 +29,8 @@ export interface BootAdapter {
   rescue(serviceName: string): Promise<void>;
 }
 
-function fill(text: string, context: BootContext): string {
-  return text.replaceAll('{server}', context.serverUrl).replaceAll('{service}', context.serviceName).replaceAll('{token}', context.token);
+function fill(text: string, context: Omit<BootContext, 'token'>): string {
+  return text.replaceAll('{server}', context.serverUrl).replaceAll('{service}', context.serviceName);
 }
 
 export class CommandBootAdapter implements BootAdapter {
@@ -39,10 +45,11 @@ export class CommandBootAdapter implements BootAdapter {
     const boot = this.servers.find((s) => s.serviceName === context.serviceName)?.boot;
     if (!boot) throw failed(apiMessages.bootFailed(context.serviceName), 'no boot command is configured for this server');
     const [command, ...args] = boot.command.map((part) => fill(part, context));
-    const log = boot.logFile ? openSync(fill(boot.logFile, context), 'a') : 'ignore';
+    const log = boot.logFile ? openSync(fill(boot.logFile, context), 'a', 0o600) : 'ignore';
     try {
       // Its own process group, so rescue can stop the agent and everything it started.
-      const child = spawn(command!, args, { stdio: ['ignore', log, log], env: { ...process.env, ...boot.env }, detached: true });
+      const env = { ...process.env, ...boot.env, [TOKEN_ENV]: context.token };
+      const child = spawn(command!, args, { stdio: ['ignore', log, log], env, detached: true });
       await new Promise<void>((resolve, reject) => {
         child.once('spawn', resolve);
         child.once('error', (error) => reject(failed(apiMessages.bootFailed(context.serviceName), String(error))));
@@ -58,6 +65,26 @@ export class CommandBootAdapter implements BootAdapter {
   }
 
   async rescue(serviceName: string): Promise<void> {
+    await this.stopRunning(serviceName);
+    const boot = this.servers.find((s) => s.serviceName === serviceName)?.boot;
+    if (!boot?.rescueCommand) return;
+    // The lab's power cycle into rescue (the next netboot says rescue): waited for, bounded.
+    const [command, ...args] = boot.rescueCommand.map((part) => fill(part, { serverUrl: '', serviceName }));
+    const child = spawn(command!, args, { stdio: 'ignore', env: { ...process.env, ...boot.env }, detached: true });
+    child.once('error', () => undefined);
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }, RESCUE_COMMAND_TIMEOUT_MS);
+    await new Promise<void>((resolve) => child.once('close', () => resolve()));
+    clearTimeout(timer);
+  }
+
+  /** Stops the boot command this process started for the server, if it still runs. */
+  private async stopRunning(serviceName: string): Promise<void> {
     const child = this.running.get(serviceName);
     if (!child?.pid) return;
     this.running.delete(serviceName);

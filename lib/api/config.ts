@@ -7,17 +7,21 @@
 //     "servers": [{
 //       "serviceName": "ns1.lab",
 //       "apiKeys": ["<a customer's key>"],
+//       "macs": ["52:54:00:12:34:56"],                 // netboot by MAC (lib/api/netboot.ts)
 //       "boot": { "command": ["byoi", "agent", "--server", "{server}", "--service-name", "{service}",
-//                             "--token", "{token}", "--disk", "/dev/loop7"],
+//                             "--disk", "/dev/loop7"],           // the token comes as $BYOI_AGENT_TOKEN
+//                 "rescueCommand": ["ipmi-power-cycle", "{service}"],
 //                 "env": {}, "logFile": "/var/log/byoi/{service}.log" }
 //     }]
 //   }
 import { readFileSync } from 'node:fs';
-import { failed, apiMessages } from '../errors.ts';
+import { failed, apiMessages, lifecycleMessages } from '../errors.ts';
 
-/** Boots a server onto `byoi agent` by running a command; `{server}`, `{service}`, `{token}` are filled in. */
+/** Boots a server onto `byoi agent` by running a command; `{server}`, `{service}` are filled in, the token is $BYOI_AGENT_TOKEN. */
 export interface CommandBoot {
   readonly command: readonly string[];
+  /** Run after DELETE to put the server in rescue mode (a power cycle: its next netboot is the rescue). */
+  readonly rescueCommand?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
   /** Where the agent's output goes (same placeholders); discarded when absent. */
   readonly logFile?: string;
@@ -30,8 +34,23 @@ export interface CustomerConfig {
   readonly passwordHash: string;
 }
 
+/** How servers netboot (lib/api/netboot.ts): the rescue system's kernel and initrd, files served here or URLs. */
+export interface NetbootConfig {
+  /** A file `byoi serve` serves (with Range), or an http(s) URL the iPXE script points at. */
+  readonly kernel: string;
+  readonly initrd: string;
+  /** Added to every rescue kernel command line, e.g. "console=ttyS0,115200". */
+  readonly cmdline?: string;
+  /** Added when the rescue boots without a job (an operator's rescue), e.g. an SSH key parameter. */
+  readonly rescueCmdline?: string;
+  /** Rescue boots a deployment may have without its agent reporting an outcome, before it is settled in error. */
+  readonly maxBoots?: number;
+}
+
 export interface ServerConfig {
   readonly serviceName: string;
+  /** MAC addresses the server's firmware netboots from (iPXE's ${net0/mac}), lower case. */
+  readonly macs?: readonly string[];
   /** The customer account that owns the server, if any. */
   readonly customer?: string;
   readonly apiKeys: readonly string[];
@@ -42,6 +61,11 @@ export interface ApiConfig {
   readonly publicUrl?: string;
   /** Where the store is: a postgres:// URL or an SQLite file path; `--db` overrides it. */
   readonly database?: string;
+  /** The AES-256-GCM key (32 random bytes, base64) that encrypts job bodies at rest; default: beside the database. */
+  readonly secretsKeyFile?: string;
+  /** Days a finished or erased deployment's job body is kept; default 7. */
+  readonly jobBodyRetentionDays?: number;
+  readonly netboot?: NetbootConfig;
   readonly customers?: readonly CustomerConfig[];
   readonly servers: readonly ServerConfig[];
 }
@@ -53,14 +77,54 @@ const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every(
 function parseBoot(value: unknown, where: string, bad: (why: string) => never): CommandBoot | undefined {
   if (value === undefined) return undefined;
   if (!isObject(value) || !isStringList(value.command) || value.command.length === 0) bad(`${where}.boot.command must be a non-empty list of strings`);
-  const { env, logFile } = value;
+  const { env, logFile, rescueCommand } = value;
+  if (rescueCommand !== undefined && (!isStringList(rescueCommand) || rescueCommand.length === 0)) bad(`${where}.boot.rescueCommand must be a non-empty list of strings`);
+  // Issue 13: a token on a command line is readable by every local user (ps).
+  for (const [name, field] of Object.entries({ command: value.command, rescueCommand, logFile, env: env === undefined ? undefined : JSON.stringify(env) })) {
+    if (field !== undefined && JSON.stringify(field).includes('{token}')) bad(lifecycleMessages.tokenOnCommandLine(`${where}.boot.${name}`));
+  }
   if (env !== undefined && (!isObject(env) || !Object.values(env).every((s) => typeof s === 'string'))) bad(`${where}.boot.env must map names to strings`);
   if (logFile !== undefined && typeof logFile !== 'string') bad(`${where}.boot.logFile must be a path`);
   return {
     command: value.command,
+    ...(rescueCommand !== undefined && { rescueCommand: rescueCommand as string[] }),
     ...(env !== undefined && { env: env as Record<string, string> }),
     ...(logFile !== undefined && { logFile }),
   };
+}
+
+function parseNetboot(value: unknown, bad: (why: string) => never): NetbootConfig | undefined {
+  if (value === undefined) return undefined;
+  if (!isObject(value) || typeof value.kernel !== 'string' || typeof value.initrd !== 'string' || !value.kernel || !value.initrd) {
+    return bad('netboot must give "kernel" and "initrd" (files or http(s) URLs)');
+  }
+  const { cmdline, rescueCmdline, maxBoots } = value;
+  for (const [name, field] of Object.entries({ cmdline, rescueCmdline })) {
+    // The line goes into an iPXE script: one line, no iPXE expansions but those the lab means.
+    if (field !== undefined && (typeof field !== 'string' || /[\r\n]/.test(field))) bad(`netboot.${name} must be a one-line string`);
+  }
+  if (maxBoots !== undefined && (!Number.isInteger(maxBoots) || (maxBoots as number) < 1 || (maxBoots as number) > 100)) bad('netboot.maxBoots must be an integer from 1 to 100');
+  return {
+    kernel: value.kernel,
+    initrd: value.initrd,
+    ...(typeof cmdline === 'string' && { cmdline }),
+    ...(typeof rescueCmdline === 'string' && { rescueCmdline }),
+    ...(typeof maxBoots === 'number' && { maxBoots }),
+  };
+}
+
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+function parseMacs(value: unknown, where: string, seen: Set<string>, bad: (why: string) => never): string[] | undefined {
+  if (value === undefined) return undefined;
+  if (!isStringList(value)) return bad(`${where}.macs must be a list of MAC addresses`);
+  return value.map((raw) => {
+    const mac = raw.toLowerCase().replaceAll('-', ':');
+    if (!MAC.test(mac)) bad(`${where}.macs: ${JSON.stringify(raw).slice(0, 40)} is not a MAC address like 52:54:00:12:34:56`);
+    if (seen.has(mac)) bad(`${where}.macs: ${mac} is declared twice`);
+    seen.add(mac);
+    return mac;
+  });
 }
 
 function parseCustomers(value: unknown, bad: (why: string) => never): CustomerConfig[] {
@@ -87,6 +151,39 @@ function parseDatabase(value: unknown, bad: (why: string) => never): string | un
   return value;
 }
 
+/** The serviceNames a config may declare; a request naming anything else names no server. */
+export function isServiceName(name: string): boolean {
+  return /^[A-Za-z0-9._-]{1,255}$/.test(name);
+}
+
+/** The information a key's characters carry, judged from the key itself (its empirical entropy). */
+function entropyBits(key: string): number {
+  const counts = new Map<string, number>();
+  for (const c of key) counts.set(c, (counts.get(c) ?? 0) + 1);
+  let bits = 0;
+  for (const n of counts.values()) bits -= n * Math.log2(n / key.length);
+  return bits;
+}
+
+/** A key that is a shorter string repeated ("abcabcabc..."). */
+function repeats(key: string): boolean {
+  for (let period = 1; period <= key.length / 2; period++) {
+    if (key.slice(period) === key.slice(0, key.length - period)) return true;
+  }
+  return false;
+}
+
+/** An API key strong enough to guard a server: 32 characters or more, not a pattern, not few symbols. */
+export function isStrongKey(key: string): boolean {
+  return key.length >= 32 && !repeats(key) && entropyBits(key) >= 80;
+}
+
+function parseRetention(value: unknown, bad: (why: string) => never): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 3650) bad('jobBodyRetentionDays must be a number of days from 0 to 3650');
+  return value as number;
+}
+
 /** Checks a parsed configuration; `source` names it in errors. */
 export function parseConfig(value: unknown, source: string): ApiConfig {
   const bad = (why: string): never => {
@@ -94,25 +191,40 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
   };
   if (!isObject(value) || !Array.isArray(value.servers)) return bad('expected {"servers": [...]}');
   if (value.publicUrl !== undefined && typeof value.publicUrl !== 'string') bad('publicUrl must be a URL');
+  if (value.secretsKeyFile !== undefined && (typeof value.secretsKeyFile !== 'string' || value.secretsKeyFile === '')) bad('secretsKeyFile must be a path');
+  const retention = parseRetention(value.jobBodyRetentionDays, bad);
   const customers = parseCustomers(value.customers, bad);
   const database = parseDatabase(value.database, bad);
+  const netboot = parseNetboot(value.netboot, bad);
   const seen = new Set<string>();
+  const macsSeen = new Set<string>();
   const servers = value.servers.map((server: unknown, i): ServerConfig => {
     const where = `servers[${i}]`;
-    if (!isObject(server) || typeof server.serviceName !== 'string' || !/^[A-Za-z0-9._-]+$/.test(server.serviceName)) {
-      return bad(`${where}.serviceName must be a name of letters, digits, dots, dashes or underscores`);
+    if (!isObject(server) || typeof server.serviceName !== 'string' || !isServiceName(server.serviceName)) {
+      return bad(`${where}.serviceName must be a name of 1 to 255 letters, digits, dots, dashes or underscores`);
     }
     if (seen.has(server.serviceName)) bad(`${server.serviceName} is declared twice`);
     seen.add(server.serviceName);
     if (!isStringList(server.apiKeys)) bad(`${where}.apiKeys must be a list of keys`);
+    (server.apiKeys as string[]).forEach((key, k) => isStrongKey(key) || bad(apiMessages.weakApiKey(`${where}.apiKeys[${k}]`)));
     const boot = parseBoot(server.boot, where, bad);
+    const macs = parseMacs(server.macs, where, macsSeen, bad);
     const { customer } = server;
     if (customer !== undefined && !customers.some((c) => c.name === customer)) bad(`${where}.customer must name one of "customers"`);
-    return { serviceName: server.serviceName, apiKeys: server.apiKeys as string[], ...(typeof customer === 'string' && { customer }), ...(boot && { boot }) };
+    return {
+      serviceName: server.serviceName,
+      apiKeys: server.apiKeys as string[],
+      ...(typeof customer === 'string' && { customer }),
+      ...(macs && { macs }),
+      ...(boot && { boot }),
+    };
   });
   return {
     ...(typeof value.publicUrl === 'string' && { publicUrl: value.publicUrl }),
     ...(database !== undefined && { database }),
+    ...(typeof value.secretsKeyFile === 'string' && { secretsKeyFile: value.secretsKeyFile }),
+    ...(retention !== undefined && { jobBodyRetentionDays: retention }),
+    ...(netboot && { netboot }),
     ...(customers.length > 0 && { customers }),
     servers,
   };

@@ -1,10 +1,13 @@
 // The API's answers, in OVH's field names and types: ByoiStatus, task.Response, install status.
-import type { Deployment, Step } from './store/types.ts';
+import type { DisksReportShape } from '../../agent/remote/disks-report.ts';
+import type { Deployment, DisksReport, Step } from './store/types.ts';
 
 /** `dedicated.server.ByoiStatus`, plus the phase and its progress. */
 export interface ByoiStatusView {
   checksum: string | null;
   message: string | null;
+  /** An error's cause in more words (redacted), beside OVH's sentence in `message`. */
+  detail: string | null;
   servername: string;
   status: 'doing' | 'done' | 'error' | null;
   phase: string | null;
@@ -14,12 +17,13 @@ export interface ByoiStatusView {
 }
 
 export function byoiStatusView(serviceName: string, deployment: Deployment | undefined): ByoiStatusView {
-  if (!deployment) return { checksum: null, message: null, servername: serviceName, status: null, phase: null, percent: null, progress: null };
+  if (!deployment) return { checksum: null, message: null, detail: null, servername: serviceName, status: null, phase: null, percent: null, progress: null };
   const { progress } = deployment;
   const percent = progress && progress.total ? Math.min(100, Math.floor((progress.done * 100) / progress.total)) : null;
   return {
     checksum: deployment.checksum,
     message: deployment.message,
+    detail: deployment.status === 'error' ? deployment.detail : null,
     servername: serviceName,
     status: deployment.status,
     phase: deployment.phase,
@@ -41,8 +45,9 @@ export interface TaskView {
 }
 
 function taskStatus(deployment: Deployment): TaskStatus {
+  if (deployment.cancelled) return 'cancelled';
   if (deployment.status === 'done') return 'done';
-  if (deployment.status === 'error') return deployment.errorKind === 'failed' ? 'ovhError' : 'customerError';
+  if (deployment.status === 'error') return (deployment.fault ?? (deployment.errorKind === 'failed' ? 'lab' : 'customer')) === 'customer' ? 'customerError' : 'ovhError';
   if (deployment.erased) return 'cancelled';
   return deployment.jobTakenAt ? 'doing' : 'init';
 }
@@ -75,4 +80,24 @@ export function installStatusView(deployment: Deployment, steps: readonly Step[]
     return { comment: step.comment, status: 'doing' as const };
   });
   return { elapsedTime, progress };
+}
+
+/** `dedicated.server.HardwareSpecifications`' diskGroups, from the agent's report, with its disks and when it came. */
+export function hardwareView(disks: DisksReport) {
+  const report = disks.report as DisksReportShape;
+  return {
+    diskGroups: report.groups.map((g) => ({
+      diskGroupId: g.id,
+      description: g.description,
+      diskType: g.media,
+      diskSize: { unit: 'GB', value: g.sizeGB },
+      numberOfDisks: g.disks.length,
+      raidController: null,
+      defaultHardwareRaidType: null,
+      defaultHardwareRaidSize: null,
+      disks: g.disks,
+    })),
+    disks: report.disks,
+    reportedAt: disks.reportedAt,
+  };
 }

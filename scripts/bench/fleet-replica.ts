@@ -17,9 +17,10 @@ const boot: BootAdapter = {
   boot: (context) => writeFile(join(tokenDir, context.serviceName), context.token, { mode: 0o600 }),
   rescue: async () => {},
 };
-const store = await openStore(location);
+const config = loadConfig(configPath);
+const store = await openStore(location, { ...(config.secretsKeyFile && { keyFile: config.secretsKeyFile }) });
 let url = '';
-const app = buildApi({ config: loadConfig(configPath), store, boot, agentUrl: () => url });
+const app = buildApi({ config, store, boot, agentUrl: () => url });
 await app.listen({ host: '127.0.0.1', port: 0 });
 url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 process.stdout.write(`listening on ${url}\n`);

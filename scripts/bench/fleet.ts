@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentClient } from '../../agent/remote/client.ts';
 import type { AgentEvent } from '../../lib/api/store/types.ts';
 import { openStore } from '../../lib/api/store/open.ts';
+import { SecretBox } from '../../lib/api/store/secret-box.ts';
 import { startPostgres, type TestPostgres } from '../../test/helpers/postgres.ts';
 import { startProxy, type Proxy } from './round-robin-proxy.ts';
 
@@ -39,11 +40,12 @@ const scenarios: Scenario[] = [
   { name: 'PostgreSQL, 3 replicas + proxy, 1 killed', database: 'postgres', replicas: 3, kill: 1 },
 ];
 
-const CUSTOMER_KEY = 'fleet-customer-key';
+/** Strong enough for byoi serve's check (32+ random-looking characters). */
+const CUSTOMER_KEY = 'fleet-bench-4f9c2a7e1b8d3065c7a9e2f41d6b8c03';
 const PROGRESS_EVERY_MS = 500;
 const POLL_EVERY_MS = 1000;
 const RETRY_AFTER_MS = 250;
-const PHASES = ['boot', 'download', 'write', 'reboot'];
+const PHASES = ['boot', 'download', 'write', 'done'];
 const replicaScript = fileURLToPath(new URL('./fleet-replica.ts', import.meta.url));
 
 interface Replica {
@@ -85,6 +87,8 @@ interface Stats {
   postErrors: number;
   /** Agents that gave up or never got their job. */
   agentFailures: number;
+  /** Why the first one did, to print below the table. */
+  firstFailure?: string;
 }
 
 /** One agent: take the job, report progress, end with done; every report retried until delivered. */
@@ -114,7 +118,7 @@ async function playAgent(url: string, serviceName: string, token: string, report
     await deliver({ status: 'doing', phase, message: phase === 'download' ? 'Downloading the image' : 'Writing the image', progress: { done, total, bytesPerSecond: 500e6 }, at: new Date().toISOString() });
     await sleep(PROGRESS_EVERY_MS);
   }
-  await deliver({ status: 'done', phase: 'reboot', message: 'Deployed', at: new Date().toISOString() });
+  await deliver({ status: 'done', phase: 'done', message: 'Deployed', at: new Date().toISOString() });
 }
 
 async function pollAsCustomer(url: string, servers: string[], stats: Stats, until: { done: boolean }): Promise<void> {
@@ -145,7 +149,10 @@ async function inParallel<T>(items: readonly T[], width: number, work: (item: T)
 async function runScenario(scenario: Scenario, options: FleetOptions, location: string, dir: string): Promise<string> {
   const servers = Array.from({ length: options.agents }, (_, i) => `fleet-${String(i + 1).padStart(5, '0')}.bench`);
   const config = join(dir, 'config.json');
-  writeFileSync(config, JSON.stringify({ servers: servers.map((serviceName) => ({ serviceName, apiKeys: [CUSTOMER_KEY] })) }));
+  // One key file for every replica: each seals job bodies the others must open.
+  const keyFile = join(dir, 'bodies.key');
+  SecretBox.fromKeyFile(keyFile);
+  writeFileSync(config, JSON.stringify({ secretsKeyFile: keyFile, servers: servers.map((serviceName) => ({ serviceName, apiKeys: [CUSTOMER_KEY] })) }));
   const tokens = join(dir, `tokens-${scenario.replicas}-${scenario.database}`);
   mkdirSync(tokens, { mode: 0o700 });
 
@@ -187,8 +194,9 @@ async function runScenario(scenario: Scenario, options: FleetOptions, location: 
         await sleep((i / servers.length) * PROGRESS_EVERY_MS); // agents boot at different moments
         try {
           await playAgent(front, server, readFileSync(join(tokens, server), 'utf8'), reports, stats, deadline);
-        } catch {
+        } catch (error) {
           stats.agentFailures++;
+          stats.firstFailure ??= `${server}: ${String(error)}`;
         }
       }),
     );
@@ -198,7 +206,7 @@ async function runScenario(scenario: Scenario, options: FleetOptions, location: 
     await killer;
 
     // The database's own account: every deployment done, every reported phase a step.
-    const store = await openStore(location);
+    const store = await openStore(location, { keyFile });
     let lost = 0;
     try {
       for (const server of servers) {
@@ -217,7 +225,8 @@ async function runScenario(scenario: Scenario, options: FleetOptions, location: 
     return (
       `| ${scenario.name} | ${(servers.length / postSeconds).toFixed(0)} | ${(events.length / agentSeconds).toFixed(0)} | ${ms(percentile(events, 50))} | ${ms(percentile(events, 99))} | ` +
       `${(gets.length / agentSeconds).toFixed(0)} | ${ms(percentile(gets, 50))} | ${ms(percentile(gets, 99))} | ` +
-      `${stats.postErrors} / ${stats.eventRetries} / ${stats.getErrors} / ${stats.agentFailures} | ${lost} | ${rss} |`
+      `${stats.postErrors} / ${stats.eventRetries} / ${stats.getErrors} / ${stats.agentFailures} | ${lost} | ${rss} |` +
+      (stats.firstFailure ? `\n(first agent failure: ${stats.firstFailure})` : '')
     );
   } finally {
     clearInterval(sampler);

@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ByoiError, apiMessages } from '../../lib/errors.ts';
 import { numberPlaceholders } from '../../lib/api/store/placeholders.ts';
-import { openStore } from '../../lib/api/store/open.ts';
+import { openStore as openStoreWithKey } from '../../lib/api/store/open.ts';
+import { SecretBox } from '../../lib/api/store/secret-box.ts';
 import { PostgresDatabase } from '../../lib/api/store/postgres-db.ts';
 import { call } from '../helpers/api.ts';
 import { skipWithoutPostgres, startPostgres, type TestPostgres } from '../helpers/postgres.ts';
@@ -29,6 +30,9 @@ describe.skipIf(skipWithoutPostgres)('the PostgreSQL driver', () => {
   let cluster: TestPostgres;
   let db: PostgresDatabase;
   const dir = mkdtempSync(join(tmpdir(), 'byoi-pg-driver-'));
+  const keyFile = join(dir, 'bodies.key');
+  SecretBox.fromKeyFile(keyFile);
+  const openStore = (url: string) => openStoreWithKey(url, { keyFile });
   const savedEnv = { PGPASSWORD: process.env.PGPASSWORD, PGPASSFILE: process.env.PGPASSFILE };
 
   beforeAll(async () => {
@@ -92,6 +96,13 @@ describe.skipIf(skipWithoutPostgres)('the PostgreSQL driver', () => {
       { id: 1, v: 2 },
       { id: 2, v: 2 },
     ]);
+  });
+
+  it('needs the key file every replica shares, and makes none up', async () => {
+    const url = cluster.url('driver');
+    await expect(openStoreWithKey(url)).rejects.toThrow(apiMessages.sharedKeyNeeded(undefined));
+    const absent = join(dir, 'absent.key');
+    await expect(openStoreWithKey(url, { keyFile: absent })).rejects.toThrow(apiMessages.sharedKeyNeeded(absent));
   });
 
   describe('the password', () => {
@@ -160,13 +171,14 @@ describe.skipIf(skipWithoutPostgres)('the PostgreSQL driver', () => {
     it('keeps its deployments in the PostgreSQL database the config names', async () => {
       const config = join(dir, 'fleet.json');
       const database = await cluster.createDatabase('serve');
-      writeFileSync(config, JSON.stringify({ database, servers: [{ serviceName: 'ns1.fleet', apiKeys: ['key-a'], boot: { command: ['true'] } }] }));
+      const key = 'Fleet-Key-7f3a9c2e51b84d6a0c9e7f2b4a6d8c1e';
+      writeFileSync(config, JSON.stringify({ database, secretsKeyFile: keyFile, servers: [{ serviceName: 'ns1.fleet', apiKeys: [key], boot: { command: ['true'] } }] }));
       const served = serve(['--config', config, '--listen', '127.0.0.1:0']);
       try {
         const url = await served.listening;
         const body = { URL: 'http://127.0.0.1:9/x.raw', type: 'raw' };
-        expect((await call(url, 'POST', '/dedicated/server/ns1.fleet/bringYourOwnImage', { key: 'key-a', body })).status).toBe(200);
-        expect((await call(url, 'GET', '/dedicated/server/ns1.fleet/bringYourOwnImage', { key: 'key-a' })).body).toMatchObject({ status: 'doing' });
+        expect((await call(url, 'POST', '/dedicated/server/ns1.fleet/bringYourOwnImage', { key, body })).status).toBe(200);
+        expect((await call(url, 'GET', '/dedicated/server/ns1.fleet/bringYourOwnImage', { key })).body).toMatchObject({ status: 'doing' });
       } finally {
         served.stop();
         expect(await served.exited).toBe(0);

@@ -1,23 +1,29 @@
 // The customers' routes, OVH's: start, follow and erase deployments of their own servers.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { apiMessages, messages } from '../../errors.ts';
+import { apiMessages, lifecycleMessages, messages } from '../../errors.ts';
 import { bearer, checkCustomer } from '../auth.ts';
 import type { ApiContext, ServiceParams } from '../context.ts';
 import { eraseDeployment, startDeployment } from '../deployments.ts';
 import { ApiError } from '../ovh-error.ts';
-import { byoiStatusView, installStatusView, taskView } from '../views.ts';
+import { byoiStatusView, hardwareView, installStatusView, taskView } from '../views.ts';
 
 export function customerRoutes(app: FastifyInstance, options: ApiContext): void {
-  const { config, store } = options;
+  const { config, store, authFailures } = options;
 
-  function customer(request: FastifyRequest<{ Params: ServiceParams }>): void {
+  /** Checked in the request hook: nothing of the body is read before. */
+  async function customer(request: FastifyRequest<{ Params: ServiceParams }>): Promise<void> {
+    if (await authFailures.limited(request.ip)) throw new ApiError(429, apiMessages.tooManyFailures);
     const key = bearer(request.headers.authorization);
-    if (!key) throw new ApiError(401, apiMessages.missingApiKey);
+    if (!key) {
+      await authFailures.failed(request.ip);
+      throw new ApiError(401, apiMessages.missingApiKey);
+    }
     const { serviceName } = request.params;
     switch (checkCustomer(config, key, serviceName)) {
       case 'allowed':
         return;
       case 'unknown-key':
+        await authFailures.failed(request.ip);
         throw new ApiError(403, apiMessages.unknownApiKey);
       case 'no-such-server':
         throw new ApiError(404, apiMessages.noSuchServer(serviceName));
@@ -62,5 +68,12 @@ export function customerRoutes(app: FastifyInstance, options: ApiContext): void 
     const deployment = await store.current(request.params.serviceName);
     if (!deployment) throw new ApiError(404, apiMessages.notInstalling);
     return installStatusView(deployment, await store.steps(deployment.id));
+  });
+
+  // The disks and groups the server's agent found when it last started (before a job is chosen).
+  app.get<{ Params: ServiceParams }>('/dedicated/server/:serviceName/specifications/hardware', customerRoute, async (request) => {
+    const disks = await store.disks(request.params.serviceName);
+    if (!disks) throw new ApiError(404, lifecycleMessages.noDisksReport(request.params.serviceName));
+    return hardwareView(disks);
   });
 }

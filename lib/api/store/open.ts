@@ -1,11 +1,19 @@
 // Opens the store a `--db` location names: a postgres:// (or postgresql://) URL for a fleet of
-// replicas over one PostgreSQL, otherwise an SQLite file path (the embedded default).
+// replicas over one PostgreSQL, otherwise an SQLite file path (the embedded default). Job bodies are
+// sealed with the key in `keyFile`: for SQLite by default a file beside the database (created 0600);
+// for PostgreSQL a file that must exist already, the same on every replica.
+import { existsSync } from 'node:fs';
 import { apiMessages, failed } from '../../errors.ts';
 import { isPostgresUrl, shownLocation } from './database-url.ts';
+import { SecretBox } from './secret-box.ts';
 import { SqliteDatabase } from './sqlite-db.ts';
 import { SqlStore } from './sql-store.ts';
 import type { Database } from './sql.ts';
 import type { Store } from './types.ts';
+
+export interface StoreOptions {
+  readonly keyFile?: string;
+}
 
 export async function openDatabase(location: string): Promise<Database> {
   if (!isPostgresUrl(location)) return new SqliteDatabase(location);
@@ -14,12 +22,22 @@ export async function openDatabase(location: string): Promise<Database> {
   return new PostgresDatabase(location);
 }
 
+function secretBox(location: string, keyFile: string | undefined): SecretBox {
+  if (isPostgresUrl(location)) {
+    // A key made up by one replica would leave the bodies it seals unreadable to the others.
+    if (keyFile === undefined || !existsSync(keyFile)) throw failed(apiMessages.sharedKeyNeeded(keyFile));
+    return SecretBox.fromKeyFile(keyFile);
+  }
+  return location === ':memory:' && !keyFile ? SecretBox.ephemeral() : SecretBox.fromKeyFile(keyFile ?? `${location}.key`);
+}
+
 /** The store at `location`, its schema brought up to date; a clear error when it cannot be reached. */
-export async function openStore(location: string): Promise<Store> {
+export async function openStore(location: string, options: StoreOptions = {}): Promise<Store> {
+  const box = secretBox(location, options.keyFile);
   let db: Database | undefined;
   try {
     db = await openDatabase(location);
-    return await SqlStore.open(db);
+    return await SqlStore.open(db, box);
   } catch (error) {
     await db?.close().catch(() => {});
     // The driver's own words go in the detail: they name the host and user, never the password.

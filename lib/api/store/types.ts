@@ -1,7 +1,7 @@
 // What the API keeps: deployments, their steps and each server's boot state. The API talks to this
 // interface only; lib/api/store/sqlite.ts is the embedded implementation. Every method is async so
 // that a networked database (several replicas) can stand behind the same interface.
-import type { ErrorKind } from '../../errors.ts';
+import type { ErrorKind, Fault } from '../../errors.ts';
 import type { Progress, StatusState } from '../../status.ts';
 
 /** Which route started a deployment: the legacy one or `/reinstall`. */
@@ -12,8 +12,6 @@ export interface Deployment {
   readonly id: number;
   readonly serviceName: string;
   readonly kind: DeploymentKind;
-  /** The customer's request body as received (validated); the agent validates it again. */
-  readonly body: unknown;
   readonly status: StatusState;
   readonly message: string;
   readonly errorKind: ErrorKind | null;
@@ -25,6 +23,18 @@ export interface Deployment {
   readonly finishedAt: string | null;
   /** Erased by DELETE: no longer the server's status, and its agent token is void. */
   readonly erased: boolean;
+  /** The error's cause in more words (redacted by the agent), beside OVH's sentence in `message`. */
+  readonly detail: string | null;
+  /** Whose fault the error is: customerError or ovhError. */
+  readonly fault: Fault | null;
+  /** DELETE came while it was `doing`: the task is `cancelled`. */
+  readonly cancelled: boolean;
+  /** The last time its agent was heard from (or the start): what the watchdog looks at. */
+  readonly heardAt: string;
+  /** How many times the server netbooted the rescue for it. */
+  readonly boots: number;
+  /** Who ended it when its agent could not: the watchdog or a netboot; an outcome the agent delivers later wins. */
+  readonly settledBy: 'watchdog' | 'netboot' | null;
 }
 
 /** What an agent reports: one status change, in the status file's vocabulary. */
@@ -35,8 +45,11 @@ export interface AgentEvent {
   readonly checksum?: string | null;
   readonly phase?: string | null;
   readonly progress?: Progress | null;
-  /** When the agent saw it (ISO 8601); delivery may be much later. */
-  readonly at: string;
+  /** When the agent saw it (ISO 8601); delivery may be much later. Informative: the server's clock dates steps and outcomes. */
+  readonly at?: string;
+  /** An error's cause in more words, redacted. */
+  readonly detail?: string | null;
+  readonly fault?: Fault | null;
 }
 
 /** One phase of a deployment, as `install/status` lists it. */
@@ -49,10 +62,23 @@ export interface Step {
 export interface NewDeployment {
   readonly serviceName: string;
   readonly kind: DeploymentKind;
+  /** The customer's request body, validated and cut down to the contract's fields; the agent validates it again. */
   readonly body: unknown;
   readonly tokenHash: string;
   readonly phase: string;
   readonly message: string;
+}
+
+/** What a server's netboot gets, from the store's state (lib/api/netboot.ts). */
+export type NetbootState =
+  | { readonly boot: 'deploy'; readonly deployment: Deployment }
+  | { readonly boot: 'rescue' }
+  | { readonly boot: 'disk' };
+
+/** The disks and disk groups an agent found on its server when it started (agent/commands/disks.ts's report). */
+export interface DisksReport {
+  readonly report: unknown;
+  readonly reportedAt: string;
 }
 
 export interface Store {
@@ -62,13 +88,30 @@ export interface Store {
   current(serviceName: string): Promise<Deployment | undefined>;
   byId(id: number): Promise<Deployment | undefined>;
   byTokenHash(tokenHash: string): Promise<Deployment | undefined>;
+  /** The deployment's job body, kept apart from its state (sealed at rest); undefined once pruned. */
+  jobBody(id: number): Promise<unknown | undefined>;
   markJobTaken(id: number): Promise<void>;
-  /** Applies an agent's events in order; a final status (done/error) is never overwritten by a later `doing`. */
+  /** Forgets the job bodies of deployments finished or erased before `before` (ISO 8601); answers how many. */
+  pruneJobBodies(before: string): Promise<number>;
+  /**
+   * Applies an agent's events in order (none: a heartbeat; either way the agent was heard from). A final
+   * status (done/error) is never overwritten, except one the API settled for want of news (`settledBy`).
+   */
   record(id: number, events: readonly AgentEvent[]): Promise<Deployment>;
   steps(id: number): Promise<Step[]>;
   /** DELETE: erases the server's deployment status and marks it for rescue mode. */
   erase(serviceName: string): Promise<void>;
   /** Marks whether the server should boot into rescue mode (cleared when a deployment starts). */
   inRescue(serviceName: string): Promise<boolean>;
+  /** Watchdog: ends in error every `doing` deployment not heard from since `cutoff` (ISO), with `message`; answers those it ended. */
+  expireSilent(cutoff: string, message: string): Promise<Deployment[]>;
+  /**
+   * A netboot of the server: a `doing` deployment gets the rescue with the fresh token `tokenHash`
+   * (the previous boot's token becomes void), unless it has had `maxBoots` boots already, which
+   * settles it in error with `lostMessage`; else rescue if asked for; else the local disk.
+   */
+  netboot(serviceName: string, tokenHash: string, maxBoots: number, lostMessage: string): Promise<NetbootState>;
+  reportDisks(serviceName: string, report: unknown): Promise<void>;
+  disks(serviceName: string): Promise<DisksReport | undefined>;
   close(): Promise<void>;
 }

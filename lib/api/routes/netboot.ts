@@ -1,0 +1,73 @@
+// The servers' network boot: iPXE scripts by serviceName or by the MAC address iPXE sends, and the
+// rescue system's kernel and initrd (with Range). Unauthenticated, as PXE is: serve them on the
+// lab's provisioning network. A script that boots a deployment carries a fresh token: each netboot
+// voids the previous one, so a token is good for one boot of one server. Nothing here logs it: the
+// token is only in the answer's body, never in a URL.
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { apiMessages, lifecycleMessages } from '../../errors.ts';
+import { newAgentToken } from '../auth.ts';
+import type { ApiContext, ServiceParams } from '../context.ts';
+import { chainByMacScript, deployScript, diskScript, IPXE_TYPE, rescueModeScript } from '../netboot.ts';
+import { ApiError } from '../ovh-error.ts';
+
+/** Rescue boots a deployment may have without an outcome, unless the config says otherwise. */
+const DEFAULT_MAX_BOOTS = 3;
+
+export function netbootRoutes(app: FastifyInstance, options: ApiContext): void {
+  const { config, store } = options;
+  const netboot = config.netboot;
+
+  async function script(serviceName: string, reply: FastifyReply): Promise<string> {
+    if (!config.servers.some((s) => s.serviceName === serviceName)) throw new ApiError(404, apiMessages.noSuchServer(serviceName));
+    const apiUrl = options.agentUrl();
+    const { token, hash } = newAgentToken();
+    const lost = lifecycleMessages.agentLost(netboot?.maxBoots ?? DEFAULT_MAX_BOOTS);
+    // Without a rescue system to boot, a waiting deployment keeps waiting (the boot command may start it).
+    const state = netboot ? await store.netboot(serviceName, hash, netboot.maxBoots ?? DEFAULT_MAX_BOOTS, lost) : { boot: 'disk' as const };
+    reply.type(IPXE_TYPE).header('cache-control', 'no-store');
+    options.log.info({ serviceName, boot: state.boot }, 'netboot');
+    if (state.boot === 'deploy') return deployScript(netboot!, apiUrl, serviceName, token);
+    if (state.boot === 'rescue') return rescueModeScript(netboot!, apiUrl, serviceName);
+    return diskScript(serviceName);
+  }
+
+  app.get('/boot/v1/ipxe', async (_request, reply) => reply.type(IPXE_TYPE).header('cache-control', 'no-store').send(chainByMacScript()));
+
+  app.get<{ Params: { mac: string } }>('/boot/v1/mac/:mac/ipxe', async (request, reply) => {
+    const mac = request.params.mac.toLowerCase().replaceAll('-', ':');
+    const server = config.servers.find((s) => s.macs?.includes(mac));
+    if (!server) throw new ApiError(404, lifecycleMessages.noSuchMac(/^[0-9a-f:]{1,17}$/.test(mac) ? mac : '(malformed)'));
+    return script(server.serviceName, reply);
+  });
+
+  app.get<{ Params: ServiceParams }>('/boot/v1/servers/:serviceName/ipxe', async (request, reply) => script(request.params.serviceName, reply));
+
+  app.get<{ Params: { file: string } }>('/boot/v1/rescue/:file', async (request, reply) => {
+    const { file } = request.params;
+    if (file !== 'kernel' && file !== 'initrd') throw new ApiError(404, apiMessages.notFound);
+    if (!netboot) throw new ApiError(404, lifecycleMessages.noRescueImage);
+    const path = netboot[file];
+    if (/^https?:\/\//.test(path)) return reply.redirect(path);
+    return sendFile(request, reply, path);
+  });
+}
+
+/** A file, whole or one byte range of it (RFC 9110 single range; anything else gets the whole file). */
+async function sendFile(request: FastifyRequest, reply: FastifyReply, path: string): Promise<FastifyReply> {
+  const size = (await stat(path).catch(() => {
+    throw new ApiError(404, lifecycleMessages.noRescueImage);
+  })).size;
+  reply.type('application/octet-stream').header('accept-ranges', 'bytes');
+  const range = /^bytes=(\d*)-(\d*)$/.exec(request.headers.range ?? '');
+  if (range && (range[1] || range[2])) {
+    const start = range[1] ? Number(range[1]) : Math.max(0, size - Number(range[2]));
+    const end = range[1] && range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
+    if (start >= size || start > end) return reply.code(416).header('content-range', `bytes */${size}`).send();
+    reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`).header('content-length', end - start + 1);
+    return reply.send(createReadStream(path, { start, end }));
+  }
+  reply.header('content-length', size);
+  return reply.send(createReadStream(path));
+}
