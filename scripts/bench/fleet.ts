@@ -250,7 +250,7 @@ export async function benchFleet(options: FleetOptions): Promise<void> {
   try {
     console.log(
       `fleet: ${options.agents} agents reporting every ${PROGRESS_EVERY_MS} ms for ${options.seconds} s then done, ${options.customers} customers polling GET every ${POLL_EVERY_MS} ms; ` +
-        `PostgreSQL 15: a local cluster with default settings (fsync on) on a Unix socket, SQLite: a file (rollback journal, synchronous FULL) on the same disk; load average at start ${loadavg().map((l) => l.toFixed(1)).join(' ')}`,
+        `PostgreSQL 15: a local cluster with default settings (fsync on) on a Unix socket, SQLite: a file in WAL mode (byoi's settings) on the same disk; load average at start ${loadavg().map((l) => l.toFixed(1)).join(' ')}`,
     );
     console.log('| setup | POST/s | events/s | event p50 ms | event p99 ms | GET/s | GET p50 ms | GET p99 ms | errors: POST / event retries / GET / agents failed | lost | peak RSS MiB per replica |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|');

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, openStore as openStoreWithKey } from '../../lib/api/store/open.ts';
 import { SecretBox } from '../../lib/api/store/secret-box.ts';
+import { StoreAuthFailures } from '../../lib/api/store/auth-failures-store.ts';
 import type { AgentEvent, Deployment, NewDeployment, Store } from '../../lib/api/store/types.ts';
 import { migrations } from '../../lib/api/store/migrations.ts';
 import { skipWithoutPostgres, startPostgres, type TestPostgres } from '../helpers/postgres.ts';
@@ -318,6 +319,33 @@ describe.each(backends)('the store on $name', (backend) => {
       expect(rows.map((r) => Number(r.id))).toEqual(migrations.map((m) => m.id));
     } finally {
       await db.close();
+    }
+  });
+
+  it.skipIf(backend.skip)('counts failed authentications per client across replicas, none lost, each window on its own', async () => {
+    const db = await openDatabase(location);
+    const db2 = await openDatabase(location);
+    let clock = 1_000_000;
+    const limits = { maxFailures: 30, windowMs: 60_000, maxClients: 10 };
+    const [here, there] = [new StoreAuthFailures(db, limits, () => clock), new StoreAuthFailures(db2, limits, () => clock)];
+    try {
+      const client = `192.0.2.${++servers % 250}`;
+      await Promise.all(Array.from({ length: 29 }, (_, i) => (i % 2 ? here : there).failed(client)));
+      expect(await there.limited(client)).toBe(false);
+      await here.failed(client);
+      expect(await there.limited(client)).toBe(true);
+      expect(await here.limited('198.51.100.7')).toBe(false);
+      // IPv6 clients count by their /64.
+      for (let i = 0; i < 30; i++) await there.failed(`2001:db8:0:${servers}::${i + 1}`);
+      expect(await here.limited(`2001:db8:0:${servers}::ffff`)).toBe(true);
+      clock += limits.windowMs; // the window is over
+      expect(await here.limited(client)).toBe(false);
+      await there.failed(client);
+      expect(await here.limited(client)).toBe(false);
+      expect(await db.get('SELECT count(*) AS n FROM auth_failures')).toEqual({ n: 1 }); // the rest was over
+    } finally {
+      await db.close();
+      await db2.close();
     }
   });
 

@@ -86,6 +86,17 @@ export const migrations: readonly Migration[] = [
     // The rule `create` keeps, held by the schema itself: no writer on any replica can break it.
     sql: () => `CREATE UNIQUE INDEX IF NOT EXISTS one_doing_deployment_per_server ON deployments (service_name) WHERE status = 'doing' AND erased = 0;`,
   },
+  {
+    id: 41,
+    name: 'failed authentications per client, shared by replicas',
+    sql: () => `
+      CREATE TABLE auth_failures (
+        client TEXT PRIMARY KEY,
+        since_ms BIGINT NOT NULL,
+        failures INTEGER NOT NULL
+      );
+      CREATE INDEX auth_failures_by_age ON auth_failures (since_ms);`,
+  },
 ];
 
 /** Any fixed number: the advisory lock key every replica takes to migrate (PostgreSQL). */
