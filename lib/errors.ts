@@ -314,6 +314,8 @@ export const apiMessages = {
   databaseUnavailable: (location: string) => `Could not open the database ${location}.`,
   databasePasswordOnCommandLine:
     'Do not put the database password on the command line: use PGPASSWORD, a password file (PGPASSFILE or ~/.pgpass) or "database" in the config file.',
+  fleetWithoutPublicUrl:
+    'byoi serve: warning: on PostgreSQL, several replicas usually stand behind a load balancer: set "publicUrl" in the config to its address, or agents are sent to this replica alone and stall if it goes.',
   sharedKeyNeeded: (path: string | undefined) =>
     `A store on PostgreSQL needs "secretsKeyFile" in the config naming a key file made once and copied to every replica${path ? ` (${path} does not exist)` : ''}: head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE.`,
 } as const;

@@ -56,6 +56,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       if (argv.db !== undefined && isPostgresUrl(argv.db) && hasPassword(argv.db)) throw invalidJob(apiMessages.databasePasswordOnCommandLine);
       const location = argv.db ?? config.database ?? 'byoi-serve.sqlite';
       const { store, authFailures } = await openStoreAndCounters(isPostgresUrl(location) ? location : resolve(location), { ...(config.secretsKeyFile && { keyFile: resolve(config.secretsKeyFile) }) });
+      if (isPostgresUrl(location) && !config.publicUrl) process.stderr.write(`${apiMessages.fleetWithoutPublicUrl}\n`);
       let address = `${tls ? 'https' : 'http'}://${argv.listen}`;
       const boot = new CommandBootAdapter(config.servers);
       const app = buildApi({ config, store, boot, agentUrl: () => config.publicUrl ?? address, logger: true, ...(tls && { tls }), ...(authFailures && { authFailures }) });
