@@ -4,8 +4,9 @@
 // reports progress twice a second and ends with done, while customers poll GET bringYourOwnImage once a
 // second each. Run against one replica over SQLite, one over PostgreSQL, and three over PostgreSQL
 // behind a round-robin proxy, the second of which is killed (SIGKILL) half-way: its agents' retries
-// land on the others. After each run the database is read back: every deployment must be done with
-// every phase an agent reported as a step, or the run counts it lost.
+// land on the others. After each run the database is read back: what the API acknowledged to an agent
+// (200) must be there, its phases as steps and its done as the outcome, or the run counts it lost. An
+// agent that gave up retrying (the API too slow for its deadline) is counted apart.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -45,7 +46,6 @@ const CUSTOMER_KEY = 'fleet-bench-4f9c2a7e1b8d3065c7a9e2f41d6b8c03';
 const PROGRESS_EVERY_MS = 500;
 const POLL_EVERY_MS = 1000;
 const RETRY_AFTER_MS = 250;
-const PHASES = ['boot', 'download', 'write', 'done'];
 const replicaScript = fileURLToPath(new URL('./fleet-replica.ts', import.meta.url));
 
 interface Replica {
@@ -91,8 +91,14 @@ interface Stats {
   firstFailure?: string;
 }
 
+/** What the API acknowledged to one agent. */
+interface Acknowledged {
+  readonly phases: Set<string>;
+  done: boolean;
+}
+
 /** One agent: take the job, report progress, end with done; every report retried until delivered. */
-async function playAgent(url: string, serviceName: string, token: string, reports: number, stats: Stats, deadline: number): Promise<void> {
+async function playAgent(url: string, serviceName: string, token: string, reports: number, stats: Stats, deadline: number, acked: Acknowledged): Promise<void> {
   const client = new AgentClient({ server: url, serviceName, token });
   while ((await client.fetchJob()) === 'retry') {
     if (Date.now() > deadline) throw new Error('no job');
@@ -102,7 +108,12 @@ async function playAgent(url: string, serviceName: string, token: string, report
     for (;;) {
       const started = performance.now();
       const delivery = await client.postEvents([event]);
-      if (delivery === 'delivered') return stats.eventLatencies.push(performance.now() - started);
+      if (delivery === 'delivered') {
+        stats.eventLatencies.push(performance.now() - started);
+        acked.phases.add(event.phase!);
+        acked.done ||= event.status === 'done';
+        return;
+      }
       if (delivery === 'refused' || Date.now() > deadline) {
         stats.eventRefused++;
         throw new Error(`${serviceName}: events ${delivery}`);
@@ -188,12 +199,13 @@ async function runScenario(scenario: Scenario, options: FleetOptions, location: 
       scenario.kill === undefined
         ? undefined
         : sleep((options.seconds * 1000) / 2).then(() => replicas[scenario.kill!]!.process.kill('SIGKILL'));
+    const acknowledged = new Map(servers.map((server) => [server, { phases: new Set(['boot']), done: false } as Acknowledged]));
     const agentsStart = performance.now();
     await Promise.all(
       servers.map(async (server, i) => {
         await sleep((i / servers.length) * PROGRESS_EVERY_MS); // agents boot at different moments
         try {
-          await playAgent(front, server, readFileSync(join(tokens, server), 'utf8'), reports, stats, deadline);
+          await playAgent(front, server, readFileSync(join(tokens, server), 'utf8'), reports, stats, deadline, acknowledged.get(server)!);
         } catch (error) {
           stats.agentFailures++;
           stats.firstFailure ??= `${server}: ${String(error)}`;
@@ -212,7 +224,8 @@ async function runScenario(scenario: Scenario, options: FleetOptions, location: 
       for (const server of servers) {
         const deployment = await store.current(server);
         const steps = deployment ? (await store.steps(deployment.id)).map((s) => s.phase) : [];
-        if (deployment?.status !== 'done' || steps.join() !== PHASES.join()) lost++;
+        const acked = acknowledged.get(server)!;
+        if ((acked.done && deployment?.status !== 'done') || [...acked.phases].some((phase) => !steps.includes(phase))) lost++;
       }
     } finally {
       await store.close();
@@ -252,7 +265,7 @@ export async function benchFleet(options: FleetOptions): Promise<void> {
       `fleet: ${options.agents} agents reporting every ${PROGRESS_EVERY_MS} ms for ${options.seconds} s then done, ${options.customers} customers polling GET every ${POLL_EVERY_MS} ms; ` +
         `PostgreSQL 15: a local cluster with default settings (fsync on) on a Unix socket, SQLite: a file in WAL mode (byoi's settings) on the same disk; load average at start ${loadavg().map((l) => l.toFixed(1)).join(' ')}`,
     );
-    console.log('| setup | POST/s | events/s | event p50 ms | event p99 ms | GET/s | GET p50 ms | GET p99 ms | errors: POST / event retries / GET / agents failed | lost | peak RSS MiB per replica |');
+    console.log('| setup | POST/s | events/s | event p50 ms | event p99 ms | GET/s | GET p50 ms | GET p99 ms | errors: POST / event retries / GET / agents gave up | acknowledged but lost | peak RSS MiB per replica |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|');
     let n = 0;
     for (const scenario of scenarios) {
