@@ -28,13 +28,13 @@ const INT8_OID = 20;
 const NUMERIC_OID = 1700;
 
 /** int8 (ids, count(*)) as a number when it is one exactly, else the text. */
-export function parseInt8(text: string): number | string {
+function parseInt8(text: string): number | string {
   const value = Number(text);
   return Number.isSafeInteger(value) ? value : text;
 }
 
 /** numeric as a number when a double holds it exactly enough to print it back (15 significant digits), else the text. */
-export function parseNumeric(text: string): number | string {
+function parseNumeric(text: string): number | string {
   const digits = text.replace(/[^0-9]/g, '').replace(/^0+/, '').replace(/0+$/, '');
   const value = Number(text);
   return Number.isFinite(value) && digits.length <= 15 ? value : text;
