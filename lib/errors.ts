@@ -302,7 +302,6 @@ export const apiMessages = {
   requestTimeout: 'The request was not received in time.',
   headersTooLarge: 'The request headers are too large.',
   badRequest: 'Bad request.',
-  methodNotAllowed: 'Method not allowed.',
   internalError: 'Internal server error',
   tooManyFailures: 'Too many failed authentications from your address: try again later.',
   weakApiKey: (where: string) => `${where} is too weak: use at least 32 random characters (openssl rand -hex 32)`,
@@ -310,7 +309,8 @@ export const apiMessages = {
   insecureApi: (url: string) => `Refusing to send the agent token to ${url} in clear: use https, or allow plain http explicitly (--insecure or byoi.insecure=1).`,
   badCaFile: (path: string) => `Could not read the API's CA certificate ${path}.`,
   badSecretsKey: (path: string, why: string) => `Bad secrets key file ${path}: ${why}.`,
-  databaseBusy: 'The database is busy: try again.',
+  apiUnreachable: (code: string) => `the API could not be reached (${code})`,
+  apiCertificateRefused: (code: string) => `the API's certificate could not be verified (${code}): give the agent the lab's CA (--ca-file, byoi.ca=)`,
   databaseUnavailable: (location: string) => `Could not open the database ${location}.`,
   databasePasswordOnCommandLine:
     'Do not put the database password on the command line: use PGPASSWORD, a password file (PGPASSFILE or ~/.pgpass) or "database" in the config file.',

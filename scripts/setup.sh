@@ -14,6 +14,7 @@ packages=(
   curl xz-utils zstd bzip2 cpio cloud-init openssh-client
   podman runc mmdebstrap qemu-system-x86 ovmf
   postgresql
+  chromium
 )
 missing=()
 for p in "${packages[@]}"; do

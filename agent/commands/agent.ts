@@ -19,6 +19,7 @@ interface AgentArgs {
   'status-file'?: string;
   'job-timeout': number;
   'deliver-timeout': number;
+  heartbeat: number;
 }
 
 /** Local settings that override the job: a disk named by hand, the RAM to assume, no reboot, a status file. */
@@ -48,7 +49,8 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       .option('reboot', { type: 'boolean', describe: 'reboot when done (--no-reboot to stay)' })
       .option('status-file', { type: 'string', describe: 'also keep a local JSON status file' })
       .option('job-timeout', { type: 'number', default: 600, describe: 'seconds to keep trying to take the job' })
-      .option('deliver-timeout', { type: 'number', default: 300, describe: 'seconds the reboot waits for the outcome to reach the API' }),
+      .option('deliver-timeout', { type: 'number', default: 300, describe: 'seconds the reboot waits for the outcome to reach the API' })
+      .option('heartbeat', { type: 'number', default: 5, describe: 'seconds of silence after which the agent asks the API whether its deployment still stands' }),
   handler: (args) =>
     run(async () => {
       const [{ deploy }, { runAgent }] = await Promise.all([import('../deploy.ts'), import('../remote/run-agent.ts')]);
@@ -63,6 +65,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
         pipeline: deploy,
         jobTimeoutMs: args['job-timeout'] * 1000,
         deliverTimeoutMs: args['deliver-timeout'] * 1000,
+        heartbeatMs: Math.max(0.1, args.heartbeat) * 1000,
       });
     }),
 };

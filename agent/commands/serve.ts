@@ -40,7 +40,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
   handler: (argv) =>
     run(async () => {
       // Loaded here, not at start-up: the web server is the heaviest part of the bundle.
-      const [{ CommandBootAdapter }, { loadConfig }, { buildApi }, { openStoreAndCounters }, { startWatchdog }, { isPostgresUrl, hasPassword }] = await Promise.all([
+      const [{ CommandBootAdapter }, { loadConfig }, { buildApi }, { openStore }, { startWatchdog }, { isPostgresUrl, hasPassword }] = await Promise.all([
         import('../../lib/api/boot.ts'),
         import('../../lib/api/config.ts'),
         import('../../lib/api/server.ts'),
@@ -55,11 +55,11 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       const { host, port } = parseListen(argv.listen);
       if (argv.db !== undefined && isPostgresUrl(argv.db) && hasPassword(argv.db)) throw invalidJob(apiMessages.databasePasswordOnCommandLine);
       const location = argv.db ?? config.database ?? 'byoi-serve.sqlite';
-      const { store, authFailures } = await openStoreAndCounters(isPostgresUrl(location) ? location : resolve(location), { ...(config.secretsKeyFile && { keyFile: resolve(config.secretsKeyFile) }) });
+      const store = await openStore(isPostgresUrl(location) ? location : resolve(location), { ...(config.secretsKeyFile && { keyFile: resolve(config.secretsKeyFile) }) });
       if (isPostgresUrl(location) && !config.publicUrl) process.stderr.write(`${apiMessages.fleetWithoutPublicUrl}\n`);
       let address = `${tls ? 'https' : 'http'}://${argv.listen}`;
-      const boot = new CommandBootAdapter(config.servers);
-      const app = buildApi({ config, store, boot, agentUrl: () => config.publicUrl ?? address, logger: true, ...(tls && { tls }), ...(authFailures && { authFailures }) });
+      const boot = new CommandBootAdapter(config.servers, { netboot: config.netboot !== undefined });
+      const app = buildApi({ config, store, boot, agentUrl: () => config.publicUrl ?? address, logger: true, ...(tls && { tls }) });
       address = await app.listen({ host, port });
       const watchdog = startWatchdog({ store, silenceMs: argv['agent-silence'] * 1000, log: app.log });
       process.stderr.write(`byoi serve: listening on ${address}\n`);

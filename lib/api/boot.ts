@@ -37,12 +37,17 @@ export class CommandBootAdapter implements BootAdapter {
   private readonly servers: readonly ServerConfig[];
   private readonly running = new Map<string, ChildProcess>();
 
-  constructor(servers: readonly ServerConfig[]) {
+  private readonly netboot: boolean;
+
+  /** `netboot`: the lab netboots its servers (lib/api/netboot.ts), so a server without a command waits for its next boot. */
+  constructor(servers: readonly ServerConfig[], options: { netboot?: boolean } = {}) {
     this.servers = servers;
+    this.netboot = options.netboot ?? false;
   }
 
   async boot(context: BootContext): Promise<void> {
     const boot = this.servers.find((s) => s.serviceName === context.serviceName)?.boot;
+    if (!boot && this.netboot) return;
     if (!boot) throw failed(apiMessages.bootFailed(context.serviceName), 'no boot command is configured for this server');
     const [command, ...args] = boot.command.map((part) => fill(part, context));
     const log = boot.logFile ? openSync(fill(boot.logFile, context), 'a', 0o600) : 'ignore';

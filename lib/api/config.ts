@@ -47,6 +47,12 @@ export interface NetbootConfig {
   readonly maxBoots?: number;
 }
 
+/** A disk group the lab declares for a server (shown by the control panel until the agent reports them). */
+export interface DiskGroupConfig {
+  readonly diskGroupId: number;
+  readonly description: string;
+}
+
 export interface ServerConfig {
   readonly serviceName: string;
   /** MAC addresses the server's firmware netboots from (iPXE's ${net0/mac}), lower case. */
@@ -55,6 +61,7 @@ export interface ServerConfig {
   readonly customer?: string;
   readonly apiKeys: readonly string[];
   readonly boot?: CommandBoot;
+  readonly diskGroups?: readonly DiskGroupConfig[];
 }
 
 export interface ApiConfig {
@@ -184,6 +191,17 @@ function parseRetention(value: unknown, bad: (why: string) => never): number | u
   return value as number;
 }
 
+function parseDiskGroups(value: unknown, where: string, bad: (why: string) => never): DiskGroupConfig[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) return bad(`${where}.diskGroups must be a list`);
+  return value.map((group: unknown, i): DiskGroupConfig => {
+    if (!isObject(group) || !Number.isSafeInteger(group.diskGroupId) || (group.diskGroupId as number) < 0 || typeof group.description !== 'string') {
+      return bad(`${where}.diskGroups[${i}] must be {"diskGroupId": <integer>, "description": "..."}`);
+    }
+    return { diskGroupId: group.diskGroupId as number, description: group.description };
+  });
+}
+
 /** Checks a parsed configuration; `source` names it in errors. */
 export function parseConfig(value: unknown, source: string): ApiConfig {
   const bad = (why: string): never => {
@@ -209,6 +227,7 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
     (server.apiKeys as string[]).forEach((key, k) => isStrongKey(key) || bad(apiMessages.weakApiKey(`${where}.apiKeys[${k}]`)));
     const boot = parseBoot(server.boot, where, bad);
     const macs = parseMacs(server.macs, where, macsSeen, bad);
+    const diskGroups = parseDiskGroups(server.diskGroups, where, bad);
     const { customer } = server;
     if (customer !== undefined && !customers.some((c) => c.name === customer)) bad(`${where}.customer must name one of "customers"`);
     return {
@@ -217,6 +236,7 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
       ...(typeof customer === 'string' && { customer }),
       ...(macs && { macs }),
       ...(boot && { boot }),
+      ...(diskGroups && { diskGroups }),
     };
   });
   return {

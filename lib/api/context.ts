@@ -19,7 +19,7 @@ export interface ApiOptions {
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
   /** Bounds on requests' sizes and times; defaults in server.ts. */
   readonly limits?: Partial<ApiLimits>;
-  /** Failed authentications per client; by default counted in this process. */
+  /** Failed authentications per client; by default counted in the store. */
   readonly authFailures?: AuthFailures;
 }
 

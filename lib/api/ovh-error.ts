@@ -11,6 +11,7 @@ const errorClasses: Record<number, string> = {
   405: 'Client::MethodNotAllowed',
   408: 'Client::RequestTimeout',
   409: 'Client::Conflict',
+  410: 'Client::Gone',
   413: 'Client::BadRequest',
   414: 'Client::BadRequest',
   415: 'Client::BadRequest',
@@ -21,7 +22,7 @@ const errorClasses: Record<number, string> = {
 
 /** The `{class, message}` body for `statusCode`. */
 export function ovhErrorBody(statusCode: number, message: string): { class: string; message: string } {
-  return { class: errorClasses[statusCode] ?? 'Server::InternalServerError', message };
+  return { class: errorClasses[statusCode] ?? (statusCode < 500 ? 'Client::BadRequest' : 'Server::InternalServerError'), message };
 }
 
 /** An error answered as OVH does: `{class, message}`. */
@@ -33,6 +34,10 @@ export class ApiError extends Error {
   }
 }
 
+/** How long a client refused 429 is told to wait. */
+const RETRY_AFTER_SECONDS = 60;
+
 export function sendError(reply: FastifyReply, statusCode: number, message: string): FastifyReply {
+  if (statusCode === 429) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
   return reply.code(statusCode).type('application/json').send(ovhErrorBody(statusCode, message));
 }

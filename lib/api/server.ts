@@ -5,7 +5,6 @@
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { apiMessages } from '../errors.ts';
-import { MemoryAuthFailures } from './auth-failures.ts';
 import { isServiceName } from './config.ts';
 import type { ApiContext, ApiLimits, ApiOptions } from './context.ts';
 import { ConfigCustomers } from './customers.ts';
@@ -14,6 +13,7 @@ import { DEFAULT_RETENTION_DAYS, keepPruning } from './retention.ts';
 import { agentRoutes } from './routes/agent.ts';
 import { customerRoutes } from './routes/customer.ts';
 import { netbootRoutes } from './routes/netboot.ts';
+import { panelRoutes } from './routes/panel.ts';
 
 export type { ApiOptions } from './context.ts';
 
@@ -79,7 +79,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       ? Fastify({ ...settings, https: { ...options.tls, connectionsCheckingInterval } })
       : Fastify({ ...settings, http: { connectionsCheckingInterval } })
   ) as unknown as FastifyInstance;
-  app.server.headersTimeout = limits.headersTimeoutMs;
+  app.server.headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs); // Node wants it within the request's
   // OVH's API speaks JSON only: any other body is refused 415 before it is read.
   app.removeContentTypeParser('text/plain');
 
@@ -103,13 +103,14 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const context: ApiContext = {
     ...options,
     customers: options.customers ?? new ConfigCustomers(options.config),
-    authFailures: options.authFailures ?? new MemoryAuthFailures(),
+    authFailures: options.authFailures ?? options.store.authFailures,
     limits,
     log: app.log,
   };
   customerRoutes(app, context);
   agentRoutes(app, context);
   netbootRoutes(app, context);
+  panelRoutes(app, context);
 
   let stopPruning = () => {};
   app.addHook('onReady', async () => {

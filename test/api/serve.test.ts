@@ -81,15 +81,23 @@ describe('byoi serve', () => {
     expect(bad({ servers: [{ serviceName: 'a', apiKeys: 'k' }] })).toThrow('servers[0].apiKeys must be a list of keys');
     expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA] }, { serviceName: 'a', apiKeys: [keyA] }] })).toThrow('a is declared twice');
     expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA], boot: { command: [] } }] })).toThrow('servers[0].boot.command must be a non-empty list of strings');
+    // Issue 13: a token on argv is readable by every local user (ps): {token} anywhere in boot is refused.
+    for (const boot of [{ command: ['agent', '--token', '{token}'] }, { command: ['x'], logFile: '/var/log/{token}' }, { command: ['x'], rescueCommand: ['y', 'byoi.token={token}'] }]) {
+      expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA], boot }] })).toThrow('{token}');
+    }
+    expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA], macs: ['52:54:00:00:00:01'] }, { serviceName: 'b', apiKeys: [keyA], macs: ['52-54-00-00-00-01'] }] })).toThrow('declared twice');
+    expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA], macs: ['nope'] }] })).toThrow('is not a MAC address');
+    expect(bad({ servers: [], netboot: { kernel: 'k' } })).toThrow('netboot must give');
+    expect(bad({ servers: [], netboot: { kernel: 'k', initrd: 'i', cmdline: 'a\nshell' } })).toThrow('one-line');
   });
 });
 
 describe('the command boot adapter', () => {
-  it('runs the server\'s command with {server}, {service} and {token} filled in, and stops it for rescue', async () => {
+  it('runs the server\'s command with {server} and {service} filled in, the token in $BYOI_AGENT_TOKEN (not argv), and stops it for rescue', async () => {
     const out = join(dir, 'booted.txt');
     const stopped = join(dir, 'stopped.txt');
     const adapter = new CommandBootAdapter([
-      { serviceName: 'ns1.lab', apiKeys: [], boot: { command: ['sh', '-c', `trap 'echo TERM > ${stopped}; exit 0' TERM; echo "$0 $1 $2 $GREETING" > ${out}; sleep 60 & wait`, '{server}', '{service}', '{token}'], env: { GREETING: 'hi' } } },
+      { serviceName: 'ns1.lab', apiKeys: [], boot: { command: ['sh', '-c', `trap 'echo TERM > ${stopped}; exit 0' TERM; echo "$0 $1 $BYOI_AGENT_TOKEN $GREETING" > ${out}; sleep 60 & wait`, '{server}', '{service}'], env: { GREETING: 'hi' } } },
     ]);
     await adapter.boot({ serverUrl: 'http://10.0.0.1:8080', serviceName: 'ns1.lab', token: 'tok' });
     for (let i = 0; i < 200 && !existsSync(out); i++) await new Promise((resolve) => setTimeout(resolve, 10));

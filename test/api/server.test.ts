@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ApiConfig } from '../../lib/api/config.ts';
-import { apiMessages, bootStep, messages } from '../../lib/errors.ts';
+import { apiMessages, bootStep, lifecycleMessages, messages } from '../../lib/errors.ts';
 import { call, RecordingBoot, startApi, type TestApi } from '../helpers/api.ts';
 
 const config: ApiConfig = {
@@ -59,7 +59,7 @@ describe('POST/GET bringYourOwnImage', () => {
     const status = await call(api.url, 'GET', byoi('ns1.lab'), { key: 'key-alice' });
     expect(status).toEqual({
       status: 200,
-      body: { checksum: null, message: bootStep.message, servername: 'ns1.lab', status: 'doing', phase: 'boot', percent: null, progress: null },
+      body: { checksum: null, message: bootStep.message, detail: null, servername: 'ns1.lab', status: 'doing', phase: 'boot', percent: null, progress: null },
     });
   });
 
@@ -121,7 +121,7 @@ describe('the agent routes', () => {
     });
     expect(posted).toEqual({ status: 200, body: { status: 'doing' } });
     expect((await call(api.url, 'GET', byoi('ns1.lab'), { key: 'key-alice' })).body).toEqual({
-      checksum: null, message: 'Downloading the image', servername: 'ns1.lab', status: 'doing', phase: 'download', percent: 75, progress,
+      checksum: null, message: 'Downloading the image', detail: null, servername: 'ns1.lab', status: 'doing', phase: 'download', percent: 75, progress,
     });
     const final = `Bad sha256 for downloaded file, got: ${'b'.repeat(64)} while expecting ${sha256}.`;
     await call(api.url, 'POST', agentEvents('ns1.lab'), {
@@ -191,8 +191,10 @@ describe('DELETE bringYourOwnImage', () => {
     expect(boot.rescues).toEqual(['ns1.lab']);
     expect(await api.store.inRescue('ns1.lab')).toBe(true);
     expect((await call(api.url, 'GET', byoi('ns1.lab'), { key: 'key-alice' })).body).toMatchObject({ status: null, message: null });
-    expect((await call(api.url, 'GET', agentJob('ns1.lab'), { key: token })).status).toBe(403);
-    expect((await call(api.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: [event({ status: 'done', message: 'x' })] } })).status).toBe(403);
+    // The agent hears it in the answer to its next request (events, heartbeat, job): 410, and stops.
+    expect((await call(api.url, 'GET', agentJob('ns1.lab'), { key: token })).body).toEqual({ class: 'Client::Gone', message: lifecycleMessages.deploymentCancelled });
+    expect((await call(api.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: [event({ status: 'done', message: 'x' })] } })).status).toBe(410);
+    expect((await call(api.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: [] } })).status).toBe(410);
     expect((await call(api.url, 'GET', '/dedicated/server/ns1.lab/task/1', { key: 'key-alice' })).body.status).toBe('cancelled');
     await startLegacy();
     expect(await api.store.inRescue('ns1.lab')).toBe(false);

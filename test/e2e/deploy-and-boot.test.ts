@@ -72,7 +72,8 @@ class QemuLab implements BootAdapter {
       memoryMiB: 4096,
       timeoutSeconds: 900,
       onConsole: consoleLog(`rescue-${context.serviceName}`),
-      cmdline: [`byoi.server=${context.serverUrl}`, `byoi.service=${context.serviceName}`, `byoi.token=${context.token}`],
+      // Plain HTTP over QEMU's user network, allowed explicitly (byoi.insecure=1).
+      cmdline: [`byoi.server=${context.serverUrl}`, `byoi.service=${context.serviceName}`, `byoi.token=${context.token}`, 'byoi.insecure=1'],
     }));
   }
 

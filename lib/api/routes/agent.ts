@@ -31,7 +31,8 @@ const eventSchema = {
           status: { enum: ['doing', 'done', 'error'] },
           message: { type: 'string', maxLength: 4096 },
           errorKind: { enum: ['invalid-job', 'refused-image', 'failed', null] },
-          checksum: { type: ['string', 'null'], maxLength: 300 },
+          // The image's digest in hex (the agent's), optionally prefixed by its type.
+          checksum: { anyOf: [{ type: 'null' }, { type: 'string', pattern: '^(?:(?:md5|sha1|sha256|sha512):)?[0-9a-f]{32,128}$' }] },
           phase: { enum: [...phaseNames, null] },
           progress: {
             anyOf: [

@@ -63,6 +63,21 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE deployments ADD COLUMN erased_at TEXT;`,
   },
   {
+    id: 20,
+    name: 'control panel sessions',
+    // Only a hash of the session id is kept: a copy of the database signs no one in.
+    sql: () => `
+      CREATE TABLE panel_sessions (
+        id_hash TEXT PRIMARY KEY,
+        customer TEXT NOT NULL,
+        csrf_token TEXT NOT NULL,
+        pending_install TEXT,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+      );
+      CREATE INDEX panel_sessions_by_expiry ON panel_sessions (expires_at);`,
+  },
+  {
     id: 30,
     name: 'deployment lifecycle: error detail and fault, cancellation, agent heard, netboots; disks agents report',
     sql: () => `
@@ -81,21 +96,21 @@ export const migrations: readonly Migration[] = [
       );`,
   },
   {
+    id: 3,
+    name: 'failed authentications per client, in the window that started at since',
+    sql: () => `
+      CREATE TABLE auth_failures (
+        client TEXT PRIMARY KEY,
+        since TEXT NOT NULL,
+        failures INTEGER NOT NULL
+      );
+      CREATE INDEX auth_failures_by_since ON auth_failures (since);`,
+  },
+  {
     id: 40,
     name: 'one doing deployment per server',
     // The rule `create` keeps, held by the schema itself: no writer on any replica can break it.
     sql: () => `CREATE UNIQUE INDEX IF NOT EXISTS one_doing_deployment_per_server ON deployments (service_name) WHERE status = 'doing' AND erased = 0;`,
-  },
-  {
-    id: 41,
-    name: 'failed authentications per client, shared by replicas',
-    sql: () => `
-      CREATE TABLE auth_failures (
-        client TEXT PRIMARY KEY,
-        since_ms BIGINT NOT NULL,
-        failures INTEGER NOT NULL
-      );
-      CREATE INDEX auth_failures_by_age ON auth_failures (since_ms);`,
   },
 ];
 

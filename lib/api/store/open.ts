@@ -5,8 +5,6 @@
 import { existsSync } from 'node:fs';
 import { apiMessages, failed } from '../../errors.ts';
 import { isPostgresUrl, shownLocation } from './database-url.ts';
-import type { AuthFailures } from '../auth-failures.ts';
-import { StoreAuthFailures } from './auth-failures-store.ts';
 import { SecretBox } from './secret-box.ts';
 import { SqliteDatabase } from './sqlite-db.ts';
 import { SqlStore } from './sql-store.ts';
@@ -35,20 +33,11 @@ function secretBox(location: string, keyFile: string | undefined): SecretBox {
 
 /** The store at `location`, its schema brought up to date; a clear error when it cannot be reached. */
 export async function openStore(location: string, options: StoreOptions = {}): Promise<Store> {
-  return (await openStoreAndCounters(location, options)).store;
-}
-
-/**
- * The store and, on PostgreSQL, the failed-authentication counters every replica shares (one process
- * over SQLite counts in memory: exact there, and no write per failure).
- */
-export async function openStoreAndCounters(location: string, options: StoreOptions = {}): Promise<{ store: Store; authFailures?: AuthFailures }> {
   const box = secretBox(location, options.keyFile);
   let db: Database | undefined;
   try {
     db = await openDatabase(location);
-    const store = await SqlStore.open(db, box);
-    return { store, ...(db.dialect === 'postgres' && { authFailures: new StoreAuthFailures(db) }) };
+    return await SqlStore.open(db, box);
   } catch (error) {
     await db?.close().catch(() => {});
     // The driver's own words go in the detail: they name the host and user, never the password.

@@ -1,8 +1,10 @@
 // What the API keeps: deployments, their steps and each server's boot state. The API talks to this
 // interface only; lib/api/store/sqlite.ts is the embedded implementation. Every method is async so
 // that a networked database (several replicas) can stand behind the same interface.
+import type { AuthFailures } from '../auth-failures.ts';
 import type { ErrorKind, Fault } from '../../errors.ts';
 import type { Progress, StatusState } from '../../status.ts';
+import type { Database } from './sql.ts';
 
 /** Which route started a deployment: the legacy one or `/reinstall`. */
 export type DeploymentKind = 'bringYourOwnImage' | 'reinstall';
@@ -82,6 +84,8 @@ export interface DisksReport {
 }
 
 export interface Store {
+  /** Failed authentications per client, kept with the rest of the state. */
+  readonly authFailures: AuthFailures;
   /** Starts a deployment, or answers 'conflict' when one is already `doing` on that server. */
   create(input: NewDeployment): Promise<Deployment | 'conflict'>;
   /** The server's current (latest, not erased) deployment. */
@@ -113,5 +117,7 @@ export interface Store {
   netboot(serviceName: string, tokenHash: string, maxBoots: number, lostMessage: string): Promise<NetbootState>;
   reportDisks(serviceName: string, report: unknown): Promise<void>;
   disks(serviceName: string): Promise<DisksReport | undefined>;
+  /** The database itself, for the tables of other concerns written over the same Sql (sessions-store.ts). */
+  readonly sql: Database;
   close(): Promise<void>;
 }

@@ -1,0 +1,231 @@
+// The whole loop as a lab with network boot runs it, in QEMU: the server is a VM whose firmware
+// (SeaBIOS, and OVMF) netboots through iPXE (QEMU's NIC option ROM); QEMU's user-mode DHCP names
+// `byoi serve`'s entry script as its boot file, which chains the script of the NIC's MAC. A customer
+// POSTs a deployment and the lab power-cycles the server: it netboots the rescue system (kernel and
+// initrd served by byoi serve) with a one-time token, the agent deploys the cloud image and reboots;
+// the server netboots again and is sent to its disk, which boots, and cloud-init applies the config
+// drive. Then DELETE power-cycles it, and it comes up in the rescue system without a job.
+import { createHash, randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { appendFileSync, copyFileSync, createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BootAdapter } from '../../lib/api/boot.ts';
+import type { ApiConfig } from '../../lib/api/config.ts';
+import { buildApi } from '../../lib/api/server.ts';
+import { openStore } from '../../lib/api/store/open.ts';
+import type { Store } from '../../lib/api/store/types.ts';
+import { ensureCloudImage, type Firmware } from '../../scripts/image/boot.ts';
+import { bundle } from '../../scripts/bundle.ts';
+import { ensureRescue } from '../../scripts/rescue/boot.ts';
+import { startQemu, type QemuRunning } from '../../scripts/vm/qemu.ts';
+import { call } from '../helpers/api.ts';
+import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
+import { expectCloudInitApplied, userDataScript } from './boot-checks.ts';
+
+const run = promisify(execFile);
+const GiB = 1024 ** 3;
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+const key = 'netboot-customer-9d4e2a7c1b6f3085e2d1c0b9a8f7e6d5';
+const ovmf = { code: '/usr/share/OVMF/OVMF_CODE.fd', vars: '/usr/share/OVMF/OVMF_VARS.fd' };
+const servers: Record<Firmware, { serviceName: string; mac: string }> = {
+  bios: { serviceName: 'ns-bios.lab', mac: '52:54:00:b0:17:01' },
+  uefi: { serviceName: 'ns-uefi.lab', mac: '52:54:00:b0:17:02' },
+};
+const cloudInitDone = /Cloud-init v\. \S+ finished at .*Datasource .*\n/;
+const rescueWithoutJob = 'rescue: no byoi.server= on the kernel command line; not starting byoi agent';
+
+/** With BYOI_E2E_CONSOLES=DIR, each VM's serial console is kept in DIR/<name>.log. */
+function consoleLog(name: string): ((text: string) => void) | undefined {
+  const keep = process.env.BYOI_E2E_CONSOLES;
+  if (!keep) return undefined;
+  mkdirSync(keep, { recursive: true });
+  const file = join(keep, `${name}.log`);
+  writeFileSync(file, '');
+  return (text) => appendFileSync(file, text);
+}
+
+async function sha256Of(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/**
+ * The lab: each server is a VM with a disk, a NIC that netboots first and, under UEFI, its own
+ * NVRAM. Starting a deployment or DELETE power-cycles it (as an IPMI/Redfish boot command does); the
+ * server's reboots in between are its own (QEMU reboots the guest in place).
+ */
+class NetbootLab implements BootAdapter {
+  bootUrl = '';
+  readonly dir: string;
+  readonly vms = new Map<string, QemuRunning>();
+  readonly firmwareOf = new Map<string, Firmware>();
+  readonly cycles = new Map<string, number>();
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  disk(serviceName: string): string {
+    return join(this.dir, `${serviceName}.img`);
+  }
+
+  powerCycle(serviceName: string): void {
+    this.vms.get(serviceName)?.stop();
+    const firmware = this.firmwareOf.get(serviceName)!;
+    const { mac } = servers[firmware];
+    const cycle = (this.cycles.get(serviceName) ?? 0) + 1;
+    this.cycles.set(serviceName, cycle);
+    const args = [
+      '-machine', 'q35', '-accel', 'tcg', '-cpu', 'qemu64', '-smp', '1', '-m', '4096',
+      '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio',
+      // DHCP's boot file: iPXE fetches byoi serve's entry script over HTTP.
+      '-netdev', `user,id=n0,bootfile=${this.bootUrl}`,
+      '-device', `virtio-net-pci,netdev=n0,mac=${mac},bootindex=0`,
+      '-drive', `file=${this.disk(serviceName)},format=raw,if=none,id=d0,cache=unsafe`,
+      '-device', 'virtio-blk-pci,drive=d0,bootindex=1',
+    ];
+    if (firmware === 'uefi') {
+      const vars = join(this.dir, `${serviceName}.vars.fd`);
+      if (cycle === 1) copyFileSync(ovmf.vars, vars); // the server's NVRAM lives across power cycles
+      args.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${ovmf.code}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`);
+    }
+    this.vms.set(serviceName, startQemu({ args, timeoutSeconds: 1800, onConsole: consoleLog(`netboot-${serviceName}-${cycle}`) }));
+  }
+
+  async boot(context: { serviceName: string }): Promise<void> {
+    this.powerCycle(context.serviceName);
+  }
+
+  async rescue(serviceName: string): Promise<void> {
+    this.powerCycle(serviceName);
+  }
+}
+
+describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a netbooting server: rescue, deployed, its disk, and rescue again after DELETE', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'byoi-netboot-e2e-'));
+  const lab = new NetbootLab(dir);
+  let image = '';
+  let imageSha256 = '';
+  let images: Server | undefined;
+  let imageUrl = '';
+  let api: FastifyInstance | undefined;
+  let store: Store | undefined;
+  let apiUrl = '';
+  let publicKey = '';
+  const marker = `byoi-netboot-${randomBytes(6).toString('hex')}`;
+  /** The first line of each iPXE script byoi serve answered, per MAC. */
+  const answered = new Map<string, string[]>();
+  const started = Date.now();
+
+  beforeAll(async () => {
+    assertCapable('root', 'qemu', 'ssh-keygen');
+    const dist = join(dir, 'dist');
+    await bundle(join(repo, 'agent/byoi.ts'), dist, 'byoi.mjs');
+    let rescue;
+    [image, rescue] = await Promise.all([ensureCloudImage(), ensureRescue({ dist, out: join(dir, 'rescue') })]);
+    imageSha256 = await sha256Of(image);
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', marker, '-f', join(dir, 'key')]);
+    publicKey = readFileSync(join(dir, 'key.pub'), 'utf8').trim();
+
+    images = createServer((request, response) => {
+      if (request.url !== '/debian-12-byoi.qcow2') return void response.writeHead(404).end();
+      response.writeHead(200, { 'content-length': statSync(image).size });
+      createReadStream(image).pipe(response);
+    });
+    await new Promise<void>((listening) => images!.listen(0, '127.0.0.1', listening));
+    imageUrl = `http://10.0.2.2:${(images.address() as AddressInfo).port}/debian-12-byoi.qcow2`;
+
+    const config: ApiConfig = {
+      // The PXE loader boots the compressed kernel (vmlinuz), beside the vmlinux QEMU's -kernel takes.
+      netboot: {
+        kernel: join(dirname(rescue.kernel), 'vmlinuz'),
+        initrd: rescue.initrd,
+        cmdline: 'console=ttyS0 quiet mitigations=off cryptomgr.notests random.trust_cpu=on tsc=reliable 8250.nr_uarts=1',
+      },
+      servers: Object.values(servers).map(({ serviceName, mac }) => ({ serviceName, apiKeys: [key], macs: [mac] })),
+    };
+    store = await openStore(join(dir, 'api.sqlite'));
+    let agentUrl = '';
+    api = buildApi({ config, store, boot: lab, agentUrl: () => agentUrl });
+    api.addHook('onSend', async (request, _reply, payload) => {
+      const mac = /^\/boot\/v1\/mac\/([^/]+)\/ipxe$/.exec(request.url)?.[1];
+      if (mac && typeof payload === 'string') answered.set(mac, [...(answered.get(mac) ?? []), payload.split('\n')[1] ?? '']);
+      return payload;
+    });
+    await api.listen({ host: '127.0.0.1', port: 0 });
+    const port = (api.server.address() as AddressInfo).port;
+    apiUrl = `http://127.0.0.1:${port}`;
+    agentUrl = `http://10.0.2.2:${port}`;
+    lab.bootUrl = `${agentUrl}/boot/v1/ipxe`;
+    for (const [firmware, { serviceName }] of Object.entries(servers) as [Firmware, { serviceName: string }][]) {
+      lab.firmwareOf.set(serviceName, firmware);
+      writeFileSync(lab.disk(serviceName), '');
+      truncateSync(lab.disk(serviceName), 2 * GiB);
+    }
+  }, 30 * 60_000);
+
+  afterAll(async () => {
+    for (const vm of lab.vms.values()) vm.stop();
+    await Promise.all([...lab.vms.values()].map((vm) => vm.outcome));
+    await api?.close();
+    await store?.close();
+    images?.close();
+    rmSync(dir, { recursive: true, force: true });
+    process.stderr.write(`netboot story: ${Math.round((Date.now() - started) / 1000)} s\n`);
+  });
+
+  const route = (serviceName: string) => `/dedicated/server/${serviceName}/bringYourOwnImage`;
+
+  async function until(what: () => Promise<boolean> | boolean, timeoutMs: number, why: () => string): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await what())) {
+      if (Date.now() > deadline) throw new Error(why());
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  }
+
+  // The two servers go through their stories at the same time: each TCG VM keeps one core busy.
+  for (const firmware of ['bios', 'uefi'] as Firmware[]) {
+    it.concurrent(`${firmware === 'bios' ? 'SeaBIOS' : 'OVMF'}: netboot rescue -> deployed -> netboot to the disk, cloud-init applied; DELETE -> rescue`, async () => {
+      const { serviceName, mac } = servers[firmware];
+      const tail = () => (lab.vms.get(serviceName)?.console() ?? '').split('\n').slice(-60).join('\n');
+      const hostname = `netboot-${firmware}`;
+      const body = {
+        URL: imageUrl, type: 'qcow2', checkSum: imageSha256, checkSumType: 'sha256', description: 'netboot e2e',
+        configdrive: { enable: true, hostname, sshKey: publicKey, userData: userDataScript(marker) },
+      };
+      expect((await call(apiUrl, 'POST', route(serviceName), { key, body })).status).toBe(200);
+      let last: Record<string, unknown> = {};
+      await until(async () => {
+        last = (await call(apiUrl, 'GET', route(serviceName), { key })).body;
+        return last.status !== 'doing';
+      }, 1500_000, () => `still ${JSON.stringify(last)}\n${tail()}`);
+      expect(last, tail()).toMatchObject({ status: 'done', checksum: imageSha256, servername: serviceName });
+
+      // The agent rebooted the server; it netboots again and is sent to its disk, which boots.
+      const vm = lab.vms.get(serviceName)!;
+      await until(() => cloudInitDone.test(vm.console()), 900_000, () => `no cloud-init on the deployed disk\n${tail()}`);
+      expectCloudInitApplied(vm.console(), { firmware, marker, hostname, publicKey, configDrive: '/dev/vda4' });
+      expect(answered.get(mac)?.map((line) => line.replace(/^echo byoi: \S+: /, ''))).toEqual([
+        'deploying (rescue system with the agent)',
+        'booting the local disk',
+      ]);
+
+      // DELETE: the server is power-cycled and comes up in the rescue system, without a job.
+      expect((await call(apiUrl, 'DELETE', route(serviceName), { key })).status).toBe(200);
+      const rescued = lab.vms.get(serviceName)!;
+      expect(rescued).not.toBe(vm);
+      await until(() => rescued.console().includes(rescueWithoutJob), 900_000, () => `no rescue system after DELETE\n${tail()}`);
+      expect(answered.get(mac)?.at(-1)).toBe(`echo byoi: ${serviceName}: rescue mode`);
+      rescued.stop();
+    }, 3600_000);
+  }
+});
