@@ -87,7 +87,7 @@ interface Stats {
   postErrors: number;
   /** Agents that gave up or never got their job. */
   agentFailures: number;
-  /** Why the first one did, to print below the table. */
+  /** Why the first agent or POST failed, to print below the table. */
   firstFailure?: string;
 }
 
@@ -186,8 +186,11 @@ async function runScenario(scenario: Scenario, options: FleetOptions, location: 
         headers: { authorization: `Bearer ${CUSTOMER_KEY}`, 'content-type': 'application/json' },
         body: JSON.stringify(body),
       });
-      await response.arrayBuffer();
-      if (response.status !== 200) stats.postErrors++;
+      const answer = await response.text();
+      if (response.status !== 200) {
+        stats.postErrors++;
+        stats.firstFailure ??= `POST ${server}: HTTP ${response.status} ${answer.slice(0, 200)}`;
+      }
     });
     const postSeconds = (performance.now() - postStart) / 1000;
 
@@ -199,7 +202,7 @@ async function runScenario(scenario: Scenario, options: FleetOptions, location: 
       scenario.kill === undefined
         ? undefined
         : sleep((options.seconds * 1000) / 2).then(() => replicas[scenario.kill!]!.process.kill('SIGKILL'));
-    const acknowledged = new Map(servers.map((server) => [server, { phases: new Set(['boot']), done: false } as Acknowledged]));
+    const acknowledged = new Map(servers.map((server) => [server, { phases: new Set<string>(), done: false } as Acknowledged]));
     const agentsStart = performance.now();
     await Promise.all(
       servers.map(async (server, i) => {
