@@ -293,18 +293,23 @@ describe.each(backends)('the store on $name', (backend) => {
   });
 
   it.skipIf(backend.skip)('one agent\'s events recorded by two replicas at once: steps numbered once, the final status kept', async () => {
-    const deployment = await started(store);
     const phases = ['download', 'verify', 'inspect', 'write', 'partitions', 'configdrive'];
+    // Several deployments at once, each agent's phases delivered through both replicas concurrently.
     await Promise.all(
-      phases.map((phase, i) => (i % 2 ? other : store).record(deployment.id, [doing(phase, `step ${phase}`), doing(phase, `step ${phase}`, { progress: { done: i, total: 10, bytesPerSecond: 1 } })])),
+      Array.from({ length: 8 }, async () => {
+        const deployment = await started(store);
+        await Promise.all(
+          phases.map((phase, i) => (i % 2 ? other : store).record(deployment.id, [doing(phase, `step ${phase}`), doing(phase, `step ${phase}`, { progress: { done: i, total: 10, bytesPerSecond: 1 } })])),
+        );
+        const [doneHere, doneThere] = await Promise.all([store.record(deployment.id, [done]), other.record(deployment.id, [doing('release', 'a retried old event')])]);
+        // In either order the outcome is final; the late event counts only if it came first.
+        expect(doneHere.status).toBe('done');
+        expect(await store.byId(deployment.id)).toMatchObject({ status: 'done' });
+        const late = doneThere.status === 'doing' ? ['release'] : [];
+        const steps = await store.steps(deployment.id);
+        expect(steps.map((s) => s.phase).sort()).toEqual(['boot', ...phases, ...late, 'done'].sort());
+      }),
     );
-    const [doneHere, doneThere] = await Promise.all([store.record(deployment.id, [done]), other.record(deployment.id, [doing('release', 'a retried old event')])]);
-    // In either order the outcome is final; the late event counts only if it came first.
-    expect(doneHere.status).toBe('done');
-    expect(await store.byId(deployment.id)).toMatchObject({ status: 'done' });
-    const late = doneThere.status === 'doing' ? ['release'] : [];
-    const steps = await store.steps(deployment.id);
-    expect(steps.map((s) => s.phase).sort()).toEqual(['boot', ...phases, ...late, 'done'].sort());
   });
 
   it.skipIf(backend.skip)('migrates once: replicas starting at once on an empty database all open it, each migration applied once', async () => {
