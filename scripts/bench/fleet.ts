@@ -266,7 +266,7 @@ export async function benchFleet(options: FleetOptions): Promise<void> {
   try {
     console.log(
       `fleet: ${options.agents} agents reporting every ${PROGRESS_EVERY_MS} ms for ${options.seconds} s then done, ${options.customers} customers polling GET every ${POLL_EVERY_MS} ms; ` +
-        `PostgreSQL 15: a local cluster with default settings (fsync on) on a Unix socket, SQLite: a file in WAL mode (byoi's settings) on the same disk; load average at start ${loadavg().map((l) => l.toFixed(1)).join(' ')}`,
+        `PostgreSQL 15: a local cluster with default settings (an fsync per commit) on a Unix socket; SQLite: byoi's settings (WAL, synchronous=NORMAL: no fsync per commit) on the same disk; load average at start ${loadavg().map((l) => l.toFixed(1)).join(' ')}`,
     );
     console.log('| setup | POST/s | events/s | event p50 ms | event p99 ms | GET/s | GET p50 ms | GET p99 ms | errors: POST / event retries / GET / agents gave up | acknowledged but lost | peak RSS MiB per replica |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|');
