@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ByoiError, apiMessages } from '../../lib/errors.ts';
+import { hasPassword, isPostgresUrl, shownLocation } from '../../lib/api/store/database-url.ts';
 import { numberPlaceholders } from '../../lib/api/store/placeholders.ts';
 import { openStore as openStoreWithKey } from '../../lib/api/store/open.ts';
 import { SecretBox } from '../../lib/api/store/secret-box.ts';
@@ -23,6 +24,20 @@ describe('numbering placeholders', () => {
       count: 2,
     });
     expect(numberPlaceholders('SELECT 1')).toEqual({ text: 'SELECT 1', count: 0 });
+  });
+});
+
+describe('database locations', () => {
+  it('tells PostgreSQL URLs from SQLite paths, sees a password wherever the URL carries it, and shows none', () => {
+    expect(isPostgresUrl('postgres://db/byoi')).toBe(true);
+    expect(isPostgresUrl('postgresql://db/byoi')).toBe(true);
+    expect(isPostgresUrl('/var/lib/byoi/serve.sqlite')).toBe(false);
+    expect(hasPassword('postgres://byoi:s3cret@db.lab/byoi')).toBe(true);
+    expect(hasPassword('postgres://byoi@db.lab/byoi?password=s3cret')).toBe(true);
+    expect(hasPassword('postgres://byoi@/byoi?host=/run/postgresql')).toBe(false);
+    expect(shownLocation('postgres://byoi:s3cret@db.lab:5433/byoi?sslmode=require&password=x')).toBe('postgres://byoi@db.lab:5433/byoi');
+    expect(shownLocation('postgres://byoi:s3cret@/byoi?host=/run/postgresql')).toBe('postgres://byoi@/byoi?host=/run/postgresql');
+    expect(shownLocation('/var/lib/byoi/serve.sqlite')).toBe('/var/lib/byoi/serve.sqlite');
   });
 });
 
