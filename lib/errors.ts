@@ -311,6 +311,9 @@ export const apiMessages = {
   badSecretsKey: (path: string, why: string) => `Bad secrets key file ${path}: ${why}.`,
   apiUnreachable: (code: string) => `the API could not be reached (${code})`,
   apiCertificateRefused: (code: string) => `the API's certificate could not be verified (${code}): give the agent the lab's CA (--ca-file, byoi.ca=)`,
+  notProvisioningNetwork: 'Network boot is served to the provisioning network only (netboot.clients).',
+  rangeNotSatisfiable: 'The requested range is outside the file.',
+  netbootOpenToAll: 'netboot.clients is not set: boot scripts, and the agent tokens in them, are answered to any client that reaches this API (docs/netboot.md).',
   databaseUnavailable: (location: string) => `Could not open the database ${location}.`,
   databasePasswordOnCommandLine:
     'Do not put the database password on the command line: use PGPASSWORD, a password file (PGPASSFILE or ~/.pgpass) or "database" in the config file.',
@@ -322,6 +325,34 @@ export const apiMessages = {
 
 /** The first step of every deployment, before the agent has taken its job. */
 export const bootStep = { phase: 'boot', message: 'Booting the server on the deployment agent' } as const;
+
+/**
+ * APIv6 (signed requests, consumer keys): OVH's own error codes and messages, which its clients map to
+ * their exception types (research/ovh-api-auth.md), and the operator's and the validation page's words.
+ */
+export const ovhAuthMessages = {
+  invalidKey: 'Invalid application key',
+  notCredential: 'This credential does not exist',
+  invalidCredential: 'This credential is not valid',
+  invalidSignature: 'Invalid signature',
+  queryTimeOut: 'Query out of time',
+  notGrantedCall: 'This call has not been granted',
+  forbiddenIp: 'This credential cannot be used from your IP address',
+  badCredentialRequest: (why: string) => `Invalid credential request: ${why}.`,
+  noSuchCredential: (id: string) => `The requested object (credentialId = ${id}) does not exist`,
+  noSuchApplication: (id: string) => `The requested object (applicationId = ${id}) does not exist`,
+  tooManyPending: 'Too many credential requests of this application are waiting for validation: try again later.',
+  // The validation page.
+  requestGone: 'This credential request does not exist or is no longer pending.',
+  badForm: 'The form expired or was not sent by this page: open the validation link again.',
+  wrongSignIn: 'Wrong account name or password.',
+  // Operator subcommands.
+  noSecret: (what: string) => `Give the ${what} on standard input (never on the command line).`,
+  customerExists: (name: string) => `Customer ${name} already exists.`,
+  noSuchCustomer: (name: string) => `No customer named ${name}.`,
+  badCustomerName: 'A customer name is 1 to 64 letters, digits, dots, dashes, underscores or @.',
+  notPending: 'No pending credential has this consumer key.',
+} as const;
 
 // ---- A deployment's life after POST (issue 17): cancellation, the watchdog, netboot, who is at fault. ----
 

@@ -4,6 +4,7 @@
 # and cpio build the VM guest and the PXE rescue system (scripts/vm, scripts/rescue).
 # postgresql gives the server binaries tests start throwaway clusters with (test/helpers/postgres.ts);
 # the machine's own cluster is never used.
+# golang-go and golang-github-ovh-go-ovh-dev: OVH's Go client, driven against byoi serve by the tests.
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ packages=(
   podman runc mmdebstrap qemu-system-x86 ovmf
   postgresql
   chromium
+  golang-go golang-github-ovh-go-ovh-dev
 )
 missing=()
 for p in "${packages[@]}"; do

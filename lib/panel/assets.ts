@@ -22,6 +22,8 @@ export const panelScript = `'use strict';
       text('rate', view.rate);
       text('eta', view.eta);
       text('message', view.message);
+      text('detail', view.detail);
+      ['detail-label', 'detail'].forEach(function (id) { document.getElementById(id).hidden = view.detail === null; });
       var list = document.getElementById('steps');
       list.textContent = '';
       view.steps.forEach(function (step) {
@@ -108,5 +110,6 @@ header button { background: #fff; color: #00185e; }
 progress { width: 12rem; max-width: 60%; }
 .state-error, .step-error { color: #b00020; }
 .state-done, .step-done { color: #1b5e20; }
+.state-cancelled { color: #5f4b00; }
 code { overflow-wrap: anywhere; }
 `;

@@ -83,6 +83,11 @@ const en = {
   tooBig: 'The form is too large.',
   failure: 'Something went wrong: try again later.',
   unknown: 'unknown',
+  cancelled: 'Cancelled',
+  detail: 'Detail',
+  diskGroupsReported: (at: string) => `As the server's agent reported them on ${at}.`,
+  diskGroupsDeclared: 'As the lab declares them (the server\'s agent has not reported its disks yet).',
+  disks: 'disks',
 };
 
 export type Messages = typeof en;
@@ -167,6 +172,11 @@ const fr: Messages = {
   tooBig: 'Le formulaire est trop volumineux.',
   failure: 'Une erreur est survenue : réessayez plus tard.',
   unknown: 'inconnu',
+  cancelled: 'Annulé',
+  detail: 'Détail',
+  diskGroupsReported: (at) => `Tels que l'agent du serveur les a indiqués le ${at}.`,
+  diskGroupsDeclared: 'Tels que le laboratoire les déclare (l\'agent du serveur n\'a pas encore indiqué ses disques).',
+  disks: 'disques',
 };
 
 export const dictionaries: Readonly<Record<Language, Messages>> = { en, fr };

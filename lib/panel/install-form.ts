@@ -1,6 +1,7 @@
 // The install form: its fields as posted, the bringYourOwnImage body they make (validated by the API's
 // one validation, lib/api/deployments.ts), and which field each of the API's messages belongs to.
 import { configDriveMessages, messages } from '../errors.ts';
+import { imageTypes } from '../job.ts';
 
 export interface KeyValue {
   readonly key: string;
@@ -31,7 +32,7 @@ export const MAX_ROWS = 20;
 
 export const emptyForm: InstallForm = {
   URL: '',
-  type: 'qcow2',
+  type: imageTypes[0],
   checkSum: '',
   checkSumType: '',
   description: '',

@@ -1,6 +1,6 @@
 // The control panel's pages: small typed functions over the escaping template (html.ts).
-import type { DiskGroupConfig } from '../api/config.ts';
 import { checksumTypes, imageTypes } from '../job.ts';
+import type { KnownDiskGroups } from './disk-groups.ts';
 import { html, type Html, type Part } from './html.ts';
 import type { Messages } from './i18n.ts';
 import { MAX_ROWS, type FieldName, type InstallForm, type KeyValue } from './install-form.ts';
@@ -78,6 +78,8 @@ export function stateText(t: Messages, state: ServerState): string {
       return t.done;
     case 'error':
       return t.error;
+    case 'cancelled':
+      return t.cancelled;
   }
 }
 
@@ -95,12 +97,13 @@ export function serversPage(c: PageContext, servers: readonly { name: string; st
   );
 }
 
-function diskGroupList(t: Messages, groups: readonly DiskGroupConfig[] | undefined): Html {
-  if (!groups || groups.length === 0) return html`<p>${t.diskGroupsUnknown}</p>`;
-  return html`<ul>${groups.map((g) => html`<li>${g.diskGroupId}: ${g.description}</li>`)}</ul>`;
+function diskGroupList(t: Messages, known: KnownDiskGroups): Html {
+  if (known.source === 'unknown') return html`<p>${t.diskGroupsUnknown}</p>`;
+  return html`<p>${known.source === 'reported' ? t.diskGroupsReported(known.reportedAt) : t.diskGroupsDeclared}</p>
+<ul id="disk-groups">${known.groups.map((g) => html`<li>${g.id}: ${g.description}${g.disks.length > 0 && html` (${t.disks}: ${g.disks.join(', ')})`}</li>`)}</ul>`;
 }
 
-export function serverPage(c: PageContext, name: string, groups: readonly DiskGroupConfig[] | undefined, state: ServerState, hasDeployment: boolean): Html {
+export function serverPage(c: PageContext, name: string, groups: KnownDiskGroups, state: ServerState, hasDeployment: boolean): Html {
   const { t } = c;
   const path = `/panel/servers/${encodeURIComponent(name)}`;
   return layout(
@@ -111,7 +114,7 @@ export function serverPage(c: PageContext, name: string, groups: readonly DiskGr
 ${
   hasDeployment
     ? html`<p><span class="state-${state.kind}" id="server-state">${stateText(t, state)}</span> · <a href="${path}/deployment">${t.follow}</a></p>
-<p><a class="button danger" href="${path}/delete">${t.deleteInstall}</a></p>`
+${state.kind !== 'cancelled' && html`<p><a class="button danger" href="${path}/delete">${t.deleteInstall}</a></p>`}`
     : html`<p>${t.noDeployment}</p>`
 }
 </section>
@@ -150,12 +153,12 @@ const addRow = (t: Messages) => html`<button type="button" class="add-row" hidde
 
 const option = (value: string, label: string, selected: string) => html`<option value="${value}"${value === selected ? html` selected` : ''}>${label}</option>`;
 
-export function installPage(c: PageContext, name: string, groups: readonly DiskGroupConfig[] | undefined, form: InstallForm, errors: Errors): Html {
+export function installPage(c: PageContext, name: string, groups: KnownDiskGroups, form: InstallForm, errors: Errors): Html {
   const { t } = c;
   const path = `/panel/servers/${encodeURIComponent(name)}`;
   const groupChoices: [string, string][] =
-    groups && groups.length > 0
-      ? [...groups.map((g): [string, string] => [String(g.diskGroupId), `${g.diskGroupId}: ${g.description}`]), ['0', t.diskGroupAutomatic]]
+    groups.source !== 'unknown'
+      ? [...groups.groups.map((g): [string, string] => [String(g.id), `${g.id}: ${g.description}`]), ['0', t.diskGroupAutomatic]]
       : [
           ['1', t.diskGroupDefault],
           ['0', t.diskGroupAutomatic],
@@ -176,7 +179,7 @@ ${field('type', t.type, (a) => html`<select ${a}>${imageTypes.map((v) => option(
 ${field('checkSumType', t.checkSumType, (a) => html`<select ${a}>${option('', t.none, form.checkSumType)}${checksumTypes.map((v) => option(v, v, form.checkSumType))}</select>`, errors)}
 ${field('checkSum', t.checkSum, (a) => html`<input ${a} value="${form.checkSum}" maxlength="256" autocomplete="off" spellcheck="false">`, errors)}
 ${field('description', t.description, (a) => html`<input ${a} value="${form.description}" maxlength="1024">`, errors)}
-${field('diskGroupId', t.diskGroupId, (a) => html`<select ${a}>${groupChoices.map(([v, label]) => option(v, label, form.diskGroupId))}</select>`, errors)}
+${field('diskGroupId', t.diskGroupId, (a) => html`<select ${a}>${groupChoices.map(([v, label]) => option(v, label, form.diskGroupId))}</select>`, errors, groups.source === 'unknown' ? t.diskGroupsUnknown : undefined)}
 </fieldset>
 <fieldset${headerError && html` aria-describedby="httpHeader-error"`}><legend>${t.httpHeaders}</legend>
 ${keyValueRows('httpHeader', form.httpHeader, t.headerName, t.headerValue, true)}${addRow(t)}
@@ -251,6 +254,7 @@ export function followPage(c: PageContext, name: string, view: FollowView): Html
 <dt>${t.rate}</dt><dd id="rate">${view.rate ?? ''}</dd>
 <dt>${t.eta}</dt><dd id="eta">${view.eta ?? ''}</dd>
 <dt>${t.message}</dt><dd id="message" aria-live="polite">${view.message ?? ''}</dd>
+<dt id="detail-label"${view.detail === null ? html` hidden` : ''}>${t.detail}</dt><dd id="detail"${view.detail === null ? html` hidden` : ''}>${view.detail ?? ''}</dd>
 </dl>
 <h2>${t.steps}</h2>
 <ol id="steps">${view.steps.map((s) => html`<li class="step-${s.status}">${s.comment}${s.error && html`: ${s.error}`}</li>`)}</ol>

@@ -354,8 +354,23 @@ describe('failed authentications are limited per client, weak keys refused (item
     expect(await failures.limited('10.0.0.1')).toBe(false);
     await failures.failed('10.0.0.1');
     expect(await failures.limited('10.0.0.1')).toBe(false);
-    expect(await sqlite.all('SELECT client, failures FROM auth_failures')).toEqual([{ client: '10.0.0.1', failures: 1 }]);
+    expect(await sqlite.all('SELECT client, failures FROM auth_failures')).toEqual([{ client: 'api 10.0.0.1', failures: 1 }]);
     expect(clientKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    await sqlite.close();
+  });
+
+  it('keeps each counter in its own scope: a short window\'s pruning spares a longer one\'s rows', async () => {
+    const sqlite = new SqliteDatabase(':memory:');
+    await sqlite.exec('CREATE TABLE auth_failures (client TEXT PRIMARY KEY, since TEXT NOT NULL, failures INTEGER NOT NULL)');
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const short = new SqlAuthFailures(sqlite, { maxFailures: 2, windowMs: 1000 }, () => now);
+    const long = new SqlAuthFailures(sqlite, { maxFailures: 2, windowMs: 60_000 }, () => now, 'panel-address');
+    await long.failed('10.0.0.1');
+    await long.failed('10.0.0.1');
+    now += 1500;
+    await short.failed('10.0.0.1'); // prunes its own scope's old rows only
+    expect(await long.limited('10.0.0.1')).toBe(true);
+    expect(await short.limited('10.0.0.1')).toBe(false);
     await sqlite.close();
   });
 

@@ -34,6 +34,8 @@ const checks = {
       return false;
     }
   },
+  // OVH's Go client as Debian packages it, and a Go toolchain to build a program with it.
+  'go-ovh': () => commandExists('go') && existsSync('/usr/share/gocode/src/github.com/ovh/go-ovh/ovh/ovh.go'),
 } as const;
 
 export type Capability = keyof typeof checks;

@@ -213,7 +213,7 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
 
   it('installs after a confirmation, and the follow page reaches done with the progress moving', async () => {
     await page.goto(`${api.url}/panel/servers/ns1.lab`);
-    expect(await page.locator('#groups + ul').textContent()).toContain('1 x loop device 96 MiB');
+    expect(await page.locator('#disk-groups').textContent()).toContain('1 x loop device 96 MiB');
     await page.getByRole('link', { name: en.install }).click();
     expect(await page.locator('.warning').textContent()).toBe(en.eraseWarning);
     await page.getByLabel(en.url).fill(`${images.url}/image.qcow2`);

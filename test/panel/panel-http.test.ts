@@ -3,7 +3,7 @@
 // user data file reaching the deployment without being shown back, the language choice.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { DatabaseSync } from 'node:sqlite';
@@ -14,8 +14,10 @@ import type { ApiConfig } from '../../lib/api/config.ts';
 import { hashPassword } from '../../lib/api/passwords.ts';
 import { buildApi } from '../../lib/api/server.ts';
 import { openStore } from '../../lib/api/store/open.ts';
+import { messages } from '../../lib/errors.ts';
+import { html } from '../../lib/panel/html.ts';
 import { dictionaries } from '../../lib/panel/i18n.ts';
-import { RecordingBoot, startApi, type TestApi } from '../helpers/api.ts';
+import { RecordingBoot, call, startApi, type TestApi } from '../helpers/api.ts';
 
 const en = dictionaries.en;
 const fr = dictionaries.fr;
@@ -83,6 +85,7 @@ describe('the control panel over HTTP', () => {
       servers: [
         { serviceName: 'ns1.lab', customer: 'carol', apiKeys: ['k1'] },
         { serviceName: 'ns2.lab', customer: 'dave', apiKeys: ['k2'] },
+        { serviceName: 'ns3.lab', customer: 'carol', apiKeys: ['k3'], diskGroups: [{ diskGroupId: 7, description: 'declared group seven' }] },
       ],
     };
     api = await startApi(config, join(dir, 'api.sqlite'), boot);
@@ -155,6 +158,20 @@ describe('the control panel over HTTP', () => {
     expect(refused.text).toContain(en.tooManyAttempts);
   });
 
+  it('counts failed sign-ins in the database, so that replicas over one database share the counts', async () => {
+    const shared = join(dir, 'replicas.sqlite');
+    const replicas = [await startApi(config, shared, boot), await startApi(config, shared, boot)];
+    try {
+      const [a, b] = replicas.map((r) => new Client(r.url)) as [Client, Client];
+      for (let i = 0; i < 10; i++) expect((await (i % 2 ? a : b).signIn('dave', `guess-${i}`)).status).toBe(401);
+      expect((await b.signIn('dave', 'dave-password')).status).toBe(429);
+      expect((await a.signIn('dave', 'dave-password')).status).toBe(429);
+      expect((await b.signIn('carol', 'carol-password')).status).toBe(303);
+    } finally {
+      for (const replica of replicas) await replica.close();
+    }
+  });
+
   it('checks at most a few passwords at once (each holds 32 MiB for scrypt): a burst is answered 429', async () => {
     const client = new Client(api.url);
     const csrf = await client.token('/panel/sign-in');
@@ -179,6 +196,37 @@ describe('the control panel over HTTP', () => {
     file.set('csrf', csrf);
     file.set('userDataFile', new Blob([new Uint8Array(16 * 1024 * 1024 + 1)]), 'big.bin');
     expect((await client.go('/panel/servers/ns1.lab/install', { form: file })).status).toBe(413);
+  });
+
+  it('bounds the install form as a whole, not only field by field', async () => {
+    const client = new Client(api.url);
+    await client.signIn('carol', 'carol-password');
+    const csrf = await client.token('/panel/servers/ns1.lab/install');
+    // Fields just under the field limit each: 120 of them would hold 120 MiB for one request.
+    const many = new FormData();
+    many.set('csrf', csrf);
+    for (let i = 0; i < 4; i++) many.set(`pad${i}`, 'x'.repeat(1024 * 1024 - 1));
+    expect((await client.go('/panel/servers/ns1.lab/install', { form: many })).status).toBe(413);
+  });
+
+  it('keeps a form waiting for its confirmation sealed in the store, never in clear', async () => {
+    const client = new Client(api.url);
+    await client.signIn('carol', 'carol-password');
+    const csrf = await client.token('/panel/servers/ns1.lab/install');
+    const form = new FormData();
+    for (const [k, v] of Object.entries({ csrf, URL: 'http://user:pending-url-secret@127.0.0.1:9/image.qcow2', type: 'qcow2', configdrive: 'on', hostname: 'web1', userData: '#cloud-config\n# pending-user-data-secret\n' })) form.set(k, v);
+    expect((await client.go('/panel/servers/ns1.lab/install', { form })).status).toBe(200);
+    const db = new DatabaseSync(join(dir, 'api.sqlite'), { readOnly: true });
+    try {
+      const rows = db.prepare('SELECT pending_install FROM panel_sessions WHERE pending_install IS NOT NULL').all() as { pending_install: string }[];
+      expect(rows.length).toBeGreaterThan(0);
+      for (const row of rows) expect(row.pending_install).not.toMatch(/pending-url-secret|pending-user-data-secret|image\.qcow2/);
+    } finally {
+      db.close();
+    }
+    // Still there for the confirmation page, once opened.
+    const back = await client.go('/panel/servers/ns1.lab/install');
+    expect(back.text).toContain('web1');
   });
 
   it('takes user data from a file into the deployment, and never shows it back', async () => {
@@ -214,6 +262,91 @@ describe('the control panel over HTTP', () => {
     expect(list.text).not.toContain('ns2.lab');
     // No disk group declared by the lab and none reported: the page says so.
     expect((await client.go('/panel/servers/ns1.lab')).text).toContain(en.diskGroupsUnknown);
+  });
+
+  it('seals the install waiting for its confirmation: no file of the database holds a secret of the form', async () => {
+    const client = new Client(api.url);
+    await client.signIn('carol', 'carol-password');
+    const csrf = await client.token('/panel/servers/ns3.lab/install');
+    const secrets = ['header-secret-value-4417', 'userdata-secret-9921'];
+    const form = new FormData();
+    for (const [k, v] of Object.entries({ csrf, URL: 'http://127.0.0.1:9/image.qcow2', type: 'qcow2', diskGroupId: '1', 'httpHeader.0.key': 'Authorization', 'httpHeader.0.value': `Bearer ${secrets[0]}`, configdrive: 'on', userData: `#cloud-config\nruncmd: [echo ${secrets[1]}]\n` })) form.set(k, v);
+    expect((await client.go('/panel/servers/ns3.lab/install', { form })).status).toBe(200);
+    const databaseBytes = () =>
+      Buffer.concat(readdirSync(dir).filter((f) => f.startsWith('api.sqlite') && !f.endsWith('.key')).map((f) => readFileSync(join(dir, f))));
+    const sealed = (await api.store.sql.all<{ pending_install: string }>('SELECT pending_install FROM panel_sessions WHERE pending_install IS NOT NULL')).map((r) => r.pending_install);
+    expect(sealed.length).toBeGreaterThan(0);
+    expect(sealed.every((text) => text.startsWith('v1:'))).toBe(true);
+    for (const secret of secrets) expect(databaseBytes().includes(Buffer.from(secret))).toBe(false);
+    // Confirmed: the deployment has them all (sealed too), the session no longer holds them.
+    expect((await client.go('/panel/servers/ns3.lab/install/confirm', { form: { csrf } })).status).toBe(303);
+    const deployment = (await api.store.current('ns3.lab'))!;
+    const body = JSON.stringify(await api.store.jobBody(deployment.id));
+    for (const secret of secrets) expect(body).toContain(secret);
+    for (const secret of secrets) expect(databaseBytes().includes(Buffer.from(secret))).toBe(false);
+  });
+
+  it('shows the disk groups the agent reported (else the lab\'s) and offers them; a failure\'s detail as the API gives it', async () => {
+    const client = new Client(api.url);
+    await client.signIn('carol', 'carol-password');
+    // The lab's declared group until the agent reports.
+    expect((await client.go('/panel/servers/ns3.lab')).text).toContain(html`${en.diskGroupsDeclared}`.text);
+    expect((await client.go('/panel/servers/ns3.lab/install')).text).toContain('<option value="7">7: declared group seven</option>');
+    const token = boot.boots.filter((b) => b.serviceName === 'ns3.lab').at(-1)!.token;
+    const agent = (path: string, body: unknown) =>
+      fetch(`${api.url}/agent/v1/servers/ns3.lab/${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const report = {
+      disks: [{ name: 'sda', size: 480e9 }, { name: 'nvme0n1', size: 960e9 }, { name: 'nvme1n1', size: 960e9 }],
+      groups: [
+        { id: 1, media: 'SSD', sizeGB: 480, description: '1 X Disk SSD 480 GB', disks: ['sda'] },
+        { id: 2, media: 'NVME', sizeGB: 960, description: '2 X Disk NVME 960 GB <b>x</b>', disks: ['nvme0n1', 'nvme1n1'] },
+      ],
+    };
+    expect((await agent('disks', report)).status).toBe(200);
+    const server = await client.go('/panel/servers/ns3.lab');
+    const { reportedAt } = (await api.store.disks('ns3.lab'))!;
+    expect(server.text).toContain(html`${en.diskGroupsReported(reportedAt)}`.text);
+    expect(server.text).toContain('1: 1 X Disk SSD 480 GB (disks: sda)');
+    expect(server.text).toContain('2: 2 X Disk NVME 960 GB &lt;b&gt;x&lt;/b&gt; (disks: nvme0n1, nvme1n1)');
+    expect(server.text).not.toContain('declared group seven');
+    const install = await client.go('/panel/servers/ns3.lab/install');
+    const offered = [...install.text.matchAll(/<option value="([^"]*)"/g)].map((m) => m[1]);
+    expect(offered).toEqual(expect.arrayContaining(['1', '2', '0']));
+    expect(offered).not.toContain('7');
+
+    // The agent fails: OVH's sentence and its redacted detail, on the page as in the API's answer.
+    const sentence = messages.downloadFailed('http://images.example/disk.raw');
+    const detail = 'HTTP 404 from http://images.example/disk.raw?sig=*** <i>';
+    expect((await agent('events', { events: [{ status: 'error', message: sentence, errorKind: 'invalid-job', detail, fault: 'customer' }] })).status).toBe(200);
+    const status = await call(api.url, 'GET', '/dedicated/server/ns3.lab/bringYourOwnImage', { key: 'k3' });
+    expect(status.body).toMatchObject({ status: 'error', message: sentence, detail });
+    const follow = await client.go('/panel/servers/ns3.lab/deployment');
+    expect(follow.text).toContain(`<dd id="message" aria-live="polite">${sentence}</dd>`);
+    expect(follow.text).toContain(`<dd id="detail">HTTP 404 from http://images.example/disk.raw?sig=*** &lt;i&gt;</dd>`);
+    expect(JSON.parse((await client.go('/panel/servers/ns3.lab/deployment.json')).text)).toMatchObject({ state: { kind: 'error' }, message: sentence, detail: status.body.detail });
+  });
+
+  it('shows a deployment DELETE stopped as cancelled, as the API\'s task says', async () => {
+    const client = new Client(api.url);
+    await client.signIn('carol', 'carol-password');
+    const csrf = await client.token('/panel/servers/ns3.lab/install');
+    const form = new FormData();
+    for (const [k, v] of Object.entries({ csrf, URL: 'http://127.0.0.1:9/image.raw', type: 'raw', diskGroupId: '2' })) form.set(k, v);
+    expect((await client.go('/panel/servers/ns3.lab/install', { form })).status).toBe(200);
+    expect((await client.go('/panel/servers/ns3.lab/install/confirm', { form: { csrf } })).status).toBe(303);
+    const { id } = (await api.store.current('ns3.lab'))!;
+    expect((await client.go('/panel/servers/ns3.lab/deployment')).text).toContain('data-live="true"');
+    expect((await client.go('/panel/servers/ns3.lab/delete', { form: { csrf } })).status).toBe(303);
+    expect((await call(api.url, 'GET', `/dedicated/server/ns3.lab/task/${id}`, { key: 'k3' })).body).toMatchObject({ status: 'cancelled' });
+    const follow = await client.go('/panel/servers/ns3.lab/deployment');
+    expect(follow.text).toContain(`<dd id="state" aria-live="polite" class="state-cancelled">${en.cancelled}</dd>`);
+    expect(follow.text).toContain('data-live="false"');
+    expect(follow.text).toMatch(/<dd id="detail" hidden><\/dd>/);
+    expect(JSON.parse((await client.go('/panel/servers/ns3.lab/deployment.json')).text)).toMatchObject({ state: { kind: 'cancelled' }, stateText: en.cancelled, live: false });
+    expect((await client.go('/panel/servers')).text).toContain(`<td class="state-cancelled">${en.cancelled}</td>`);
+    const server = await client.go('/panel/servers/ns3.lab');
+    expect(server.text).toContain(en.cancelled);
+    expect(server.text).not.toContain(`${'/panel/servers/ns3.lab'}/delete`);
   });
 
   it('shows a deployment that failed to boot as an error, with the API\'s message', async () => {

@@ -9,12 +9,13 @@ import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { USER_DATA_MAX_BYTES } from '../../configdrive/options.ts';
 import { panelScript, panelStyle } from '../../panel/assets.ts';
-import { followView, serverState } from '../../panel/follow.ts';
+import { knownDiskGroups } from '../../panel/disk-groups.ts';
+import { followView, serverState, shownDeployment } from '../../panel/follow.ts';
 import type { Html } from '../../panel/html.ts';
 import { chooseLanguage, dictionaries, languages, type Language } from '../../panel/i18n.ts';
 import { bodyOf, emptyForm, fieldOf, formFromFields, formOfBody, type InstallForm } from '../../panel/install-form.ts';
 import * as pages from '../../panel/pages.ts';
-import { SignInLimit } from '../../panel/sign-in-limit.ts';
+import { accountKey, storeSignInFailures } from '../../panel/sign-in-limit.ts';
 import type { ApiContext } from '../context.ts';
 import { checkDeploymentBody, eraseDeployment, startDeployment } from '../deployments.ts';
 import { ApiError } from '../ovh-error.ts';
@@ -34,6 +35,8 @@ const CSP = [
 /** Bounds of what a form may post: sign-in, delete and confirm forms are tiny; the install form carries user data. */
 const FORM_BODY_LIMIT = 16 * 1024;
 const INSTALL_LIMITS = { fieldNameSize: 64, fieldSize: 1024 * 1024, fields: 120, fileSize: USER_DATA_MAX_BYTES, files: 1, parts: 121, headerPairs: 20 };
+/** The install form's text fields together (user data typed in is the only large one): 120 full fields would be 120 MiB. */
+const INSTALL_TEXT_BYTES = 2 * INSTALL_LIMITS.fieldSize;
 
 const sameSecret = (a: string, b: string) =>
   timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
@@ -45,6 +48,8 @@ export function panelRoutes(app: FastifyInstance, context: ApiContext): void {
   app.register(
     async (panel) => {
       await panel.register(cookie);
+      // The panel posts forms only: a JSON body (up to the API's 16 MiB) is refused before it is read.
+      panel.removeContentTypeParser('application/json');
       await panel.register(formbody, { bodyLimit: FORM_BODY_LIMIT });
       await panel.register(multipart, { limits: INSTALL_LIMITS, throwFileSizeLimit: true });
       routes(panel, context);
@@ -54,9 +59,8 @@ export function panelRoutes(app: FastifyInstance, context: ApiContext): void {
 }
 
 function routes(panel: FastifyInstance, context: ApiContext): void {
-  const sessions = new SessionStore(context.store.sql);
-  // An account is guessed at from anywhere; an address may be many customers behind one NAT.
-  const limits = { name: new SignInLimit(10), address: new SignInLimit(100) };
+  const sessions = new SessionStore(context.store.sql, context.store.secrets);
+  const limits = context.signInFailures ?? storeSignInFailures(context.store.sql);
   // Each password check holds 32 MiB for scrypt: a burst of sign-ins must not hold unbounded memory.
   const MAX_CHECKS = 8;
   let checking = 0;
@@ -67,7 +71,8 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   /** The session of each request that has one (set by the hooks below). */
   const sessionOf = new WeakMap<FastifyRequest, Session>();
 
-  const language = (request: FastifyRequest): Language => chooseLanguage(request.cookies.byoi_lang, request.headers['accept-language']);
+  // Cookies are parsed in this plugin's hook: a request refused in an earlier one (the server's) has none.
+  const language = (request: FastifyRequest): Language => chooseLanguage(request.cookies?.byoi_lang, request.headers['accept-language']);
   const pageContext = (request: FastifyRequest): pages.PageContext => {
     const session = sessionOf.get(request);
     return {
@@ -100,7 +105,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) request.log.error(error);
     if (status === 413 || error.code?.startsWith('FST_PARTS') || error.code === 'FST_REQ_FILE_TOO_LARGE') return message(request, reply, 413, (t) => t.tooBig);
-    return message(request, reply, status, (t) => (status === 500 ? t.failure : t.badForm));
+    return message(request, reply, status, (t) => (status === 500 ? t.failure : status === 404 ? t.notFound : t.badForm));
   });
   panel.setNotFoundHandler((request, reply) => message(request, reply, 404, (t) => t.notFound));
 
@@ -142,6 +147,8 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   }
 
   const serverConfig = (name: string) => context.config.servers.find((s) => s.serviceName === name);
+  const diskGroupsOf = async (name: string) => knownDiskGroups(await context.store.disks(name), serverConfig(name)?.diskGroups);
+  const deploymentOf = async (name: string) => shownDeployment(await context.store.latest(name));
   const serverPath = (name: string) => `/panel/servers/${encodeURIComponent(name)}`;
   const formBody = (request: FastifyRequest) => (request.body ?? {}) as Record<string, unknown>;
 
@@ -172,7 +179,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     const t = dictionaries[language(request)];
     if (!sameOrigin(request) || !tokenMatches(csrf, request.cookies[signInCookie])) return message(request, reply, 403, (m) => m.badForm);
     const account = typeof name === 'string' ? name.slice(0, 64) : '';
-    const blocked = limits.name.blocked(account) || limits.address.blocked(request.ip) || checking >= MAX_CHECKS;
+    const blocked = (await limits.byName.limited(accountKey(account))) || (await limits.byAddress.limited(request.ip)) || checking >= MAX_CHECKS;
     if (blocked) return signInForm(request, reply, t.tooManyAttempts, account, 429);
     let customer;
     checking += 1;
@@ -182,11 +189,10 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
       checking -= 1;
     }
     if (!customer) {
-      limits.name.failed(account);
-      limits.address.failed(request.ip);
+      await limits.byName.failed(accountKey(account));
+      await limits.byAddress.failed(request.ip);
       return signInForm(request, reply, t.wrongPassword, account, 401);
     }
-    limits.name.succeeded(account);
     const old = request.cookies[sessionCookie];
     if (old) {
       const previous = await sessions.find(old);
@@ -210,14 +216,14 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   panel.get('/servers', { onRequest: signedIn }, async (request, reply) => {
     const customer = await context.customers.byName(sessionOf.get(request)!.customer);
     const names = customer ? await context.customers.servers(customer) : [];
-    const servers = await Promise.all(names.map(async (name) => ({ name, state: serverState(await context.store.current(name)) })));
+    const servers = await Promise.all(names.map(async (name) => ({ name, state: serverState(await deploymentOf(name)) })));
     return send(reply, pages.serversPage(pageContext(request), servers));
   });
 
   panel.get<{ Params: Params }>('/servers/:serviceName', { onRequest: owned }, async (request, reply) => {
     const name = request.params.serviceName;
-    const deployment = await context.store.current(name);
-    return send(reply, pages.serverPage(pageContext(request), name, serverConfig(name)?.diskGroups, serverState(deployment), deployment !== undefined));
+    const deployment = await deploymentOf(name);
+    return send(reply, pages.serverPage(pageContext(request), name, await diskGroupsOf(name), serverState(deployment), deployment !== undefined));
   });
 
   // ---- Install: form, check, confirmation ----
@@ -227,13 +233,14 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     // Back from the confirmation: the form as it was, without its secrets.
     const pending = sessionOf.get(request)!.pendingInstall;
     const form = pending?.serviceName === name ? formOfBody(pending.body as Record<string, unknown>) : emptyForm;
-    return send(reply, pages.installPage(pageContext(request), name, serverConfig(name)?.diskGroups, form, {}));
+    return send(reply, pages.installPage(pageContext(request), name, await diskGroupsOf(name), form, {}));
   });
 
   panel.post<{ Params: Params }>('/servers/:serviceName/install', { onRequest: owned }, async (request, reply) => {
     const name = request.params.serviceName;
     if (!request.isMultipart()) throw new ApiError(415, 'expected multipart/form-data');
     const fields = new Map<string, string>();
+    let textBytes = 0;
     let file: Buffer | undefined;
     for await (const part of request.parts()) {
       if (part.type === 'file') {
@@ -241,7 +248,10 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
         if (part.fieldname === 'userDataFile') file = bytes;
       } else {
         if (part.valueTruncated || part.fieldnameTruncated) throw new ApiError(413, 'form field too large');
-        if (typeof part.value === 'string') fields.set(part.fieldname, part.value);
+        if (typeof part.value !== 'string') continue;
+        textBytes += Buffer.byteLength(part.value);
+        if (textBytes > INSTALL_TEXT_BYTES) throw new ApiError(413, 'form too large');
+        fields.set(part.fieldname, part.value);
       }
     }
     checkToken(request, fields.get('csrf'));
@@ -253,7 +263,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       const shown: InstallForm = { ...form, httpHeader: form.httpHeader.map((h) => ({ key: h.key, value: '' })), userData: '' };
-      return send(reply, pages.installPage(c, name, serverConfig(name)?.diskGroups, shown, { [fieldOf(error.message) ?? 'form']: error.message }), 400);
+      return send(reply, pages.installPage(c, name, await diskGroupsOf(name), shown, { [fieldOf(error.message) ?? 'form']: error.message }), 400);
     }
     await sessions.setPendingInstall(sessionOf.get(request)!.idHash, { serviceName: name, body });
     const userData = (body.configdrive as { userData?: string } | undefined)?.userData;
@@ -281,7 +291,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   // ---- Follow ----
 
   async function viewOf(name: string) {
-    const deployment = await context.store.current(name);
+    const deployment = await deploymentOf(name);
     return followView(deployment, deployment ? await context.store.steps(deployment.id) : []);
   }
 

@@ -117,6 +117,10 @@ export class SqlStore implements Store {
     this.authFailures = new SqlAuthFailures(db);
   }
 
+  get secrets(): SecretBox {
+    return this.box;
+  }
+
   /** The store over `db`, its schema brought up to date first; job bodies are sealed with `box`. */
   static async open(db: Database, box: SecretBox = SecretBox.ephemeral()): Promise<SqlStore> {
     await migrate(db);
@@ -157,6 +161,10 @@ export class SqlStore implements Store {
 
   current(serviceName: string): Promise<Deployment | undefined> {
     return currentOf(this.db, serviceName);
+  }
+
+  latest(serviceName: string): Promise<Deployment | undefined> {
+    return deploymentWhere(this.db, 'service_name = ? ORDER BY id DESC LIMIT 1', [serviceName]);
   }
 
   byId(id: number): Promise<Deployment | undefined> {

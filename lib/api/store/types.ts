@@ -4,6 +4,7 @@
 import type { AuthFailures } from '../auth-failures.ts';
 import type { ErrorKind, Fault } from '../../errors.ts';
 import type { Progress, StatusState } from '../../status.ts';
+import type { SecretBox } from './secret-box.ts';
 import type { Database } from './sql.ts';
 
 /** Which route started a deployment: the legacy one or `/reinstall`. */
@@ -90,6 +91,8 @@ export interface Store {
   create(input: NewDeployment): Promise<Deployment | 'conflict'>;
   /** The server's current (latest, not erased) deployment. */
   current(serviceName: string): Promise<Deployment | undefined>;
+  /** The server's latest deployment, erased or not (the panel shows one DELETE cancelled). */
+  latest(serviceName: string): Promise<Deployment | undefined>;
   byId(id: number): Promise<Deployment | undefined>;
   byTokenHash(tokenHash: string): Promise<Deployment | undefined>;
   /** The deployment's job body, kept apart from its state (sealed at rest); undefined once pruned. */
@@ -119,5 +122,7 @@ export interface Store {
   disks(serviceName: string): Promise<DisksReport | undefined>;
   /** The database itself, for the tables of other concerns written over the same Sql (sessions-store.ts). */
   readonly sql: Database;
+  /** What seals secrets at rest: job bodies here, and those other concerns keep (the panel's pending installs). */
+  readonly secrets: SecretBox;
   close(): Promise<void>;
 }
