@@ -78,7 +78,9 @@ export const qcow2ExtendedL2SmallClusters = (clusterSize: number) =>
     `Bad qcow2 image: extended L2 entries need clusters of at least 16384 bytes (512-byte subclusters); this image has ${clusterSize}-byte clusters.`,
   );
 export const qcow2VirtualSizeTooBig = (size: bigint) =>
-  refusedImage(`Bad qcow2 image: its virtual size of ${size} bytes is above 2^53 bytes.`);
+  refusedImage(
+    `Bad qcow2 image: its virtual size of ${size} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`,
+  );
 export const qcow2L1TooSmall = (entries: number, needed: number) =>
   refusedImage(`Bad qcow2 image: the L1 table has ${entries} entries but the virtual size needs ${needed}.`);
 export const qcow2L1TooLarge = (entries: number) =>
@@ -214,9 +216,19 @@ export function deviceBusy(path: string): ByoiError {
   return new ByoiError('failed', `Can not write to ${path}: the device is in use (mounted, or held by another program).`);
 }
 
+/** A bug of byoi's met while writing (no system call failed): never reported as the disk's failure. */
+export function internalWriteError(cause: string): ByoiError {
+  return new ByoiError('failed', 'Internal error while writing the image (a bug of byoi, not a failure of the disk).', cause);
+}
+
 /** OVH's sentence for a failure while writing; the cause goes in the detail. */
 export function cannotWriteImage(format: string, cause: string): ByoiError {
   return new ByoiError('failed', `Can't write ${format} on disk.`, cause);
+}
+
+/** Read-back verification found other bytes on the target than were written: a failed deployment. */
+export function readBackMismatch(detail: string): ByoiError {
+  return new ByoiError('failed', 'The disk does not read back what was written: it may be failing.', detail);
 }
 
 /** IMAGE given on the command line cannot be read. */
@@ -263,7 +275,10 @@ export const messages = {
 
   // Inspection (the decoders' and the writer's sentences are above).
   noPartitionTable: (contents: string) => `image provided format is not of type raw because no partition table was found. It seems to contain: ${contents}`,
+  /** The same refusal for a qcow2 (or any container) whose disk holds no partition table. */
+  noPartitionTableInDisk: (format: string, contents: string) => `image provided is of type ${format} but its disk has no partition table. It seems to contain: ${contents}`,
   sectorSizeMismatch: (imageSector: number, deviceSector: number) => `image provided has a GPT for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
+  mbrSectorSizeMismatch: (imageSector: number, deviceSector: number) => `image provided has an MBR for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
 
   // Partition table, reboot (the writer's sentences are above).
   gptFixFailed: 'Can not move backup GPT data structures to the end of disk.',
@@ -386,4 +401,25 @@ export const lifecycleMessages = {
   noSuchMac: (mac: string) => `No server of this lab has the MAC address ${mac}.`,
   noRescueImage: 'No rescue kernel and initrd are configured (netboot.kernel, netboot.initrd).',
   noDisksReport: (serviceName: string) => `No agent has reported the disks of ${serviceName} yet: they are known once it boots the rescue system.`,
+} as const;
+
+// ---- Network configuration of the deployed server (lib/configdrive/network-config.ts). ----
+
+export const networkMessages = {
+  badNetwork: (where: string, why: string) => `Bad network configuration (${where}): ${why}.`,
+  macsNeeded:
+    'Bad network configuration: static addresses need the MAC of the NIC they go on (--mac, or links in the network configuration); byoi takes its own NICs only when it deploys its own disk.',
+} as const;
+
+// ---- UEFI boot (lib/disk/efi.ts). ----
+
+export const efiMessages = {
+  badLoaderPath: (path: string) =>
+    `Bad efiBootloaderPath ${JSON.stringify(path.slice(0, 80))}, expected: the absolute path of a file in the EFI system partition, such as \\EFI\\debian\\shimx64.efi.`,
+  noEsp:
+    'image provided has no EFI system partition (GPT type EF00 or MBR type 0xEF), which a server booting with UEFI needs.',
+  noLoader: (loader: string, partition: number) =>
+    `image provided has no EFI bootloader at ${loader} in its EFI system partition (partition ${partition}).`,
+  bootEntryFailed: 'Could not create the UEFI boot entry.',
+  bootManagerUnavailable: 'Could not read the UEFI boot entries, so no boot entry could be made after the write (are the EFI variables mounted?).',
 } as const;

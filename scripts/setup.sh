@@ -17,6 +17,7 @@ packages=(
   postgresql
   chromium
   golang-go golang-github-ovh-go-ovh-dev
+  strace efibootmgr
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -2,7 +2,7 @@
 // server on 127.0.0.1, made by sgdisk and qemu-img, compared with `qemu-img convert -O raw`.
 import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,6 +59,20 @@ function expectGptImageWritten(device: string, name: string): void {
   expect(written.subarray(1024).equals(reference.subarray(1024))).toBe(true);
 }
 
+/** The host offset of the last compressed cluster of a qcow2 file (its first L1 entry's L2 table). */
+function lastCompressedCluster(file: Buffer): number {
+  const clusterBits = file.readUInt32BE(20);
+  const l2 = Number(file.readBigUInt64BE(Number(file.readBigUInt64BE(40))) & 0x00fffffffffffe00n);
+  const offsetBits = 62n - BigInt(clusterBits - 8);
+  let found = -1;
+  for (let i = 0; i < 2 ** (clusterBits - 3); i++) {
+    const entry = file.readBigUInt64BE(l2 + 8 * i);
+    if (entry & (1n << 62n)) found = Number(entry & ((1n << offsetBits) - 1n));
+  }
+  if (found < 0) throw new Error('no compressed cluster');
+  return found;
+}
+
 describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy', () => {
   beforeAll(async () => {
     assertCapable('root', 'loop', 'qemu-img', 'sgdisk');
@@ -111,6 +125,9 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
 
       const report = JSON.parse(readFileSync(status, 'utf8'));
       expect(report).toMatchObject({ status: 'done', checksum: image.sha256, phase: 'done' });
+      // The dry pass ran while the image downloaded, and its result was the one used.
+      const inspected = result.stderr.split('\n').find((line) => line.includes('"msg":"Inspecting image: finished"'));
+      expect(JSON.parse(inspected!).decodedWhileDownloading).toBe('used');
       detachLoop(device);
     });
   });
@@ -192,6 +209,18 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
       await expectFailure(['--url', `${server.url}/bad-l1.qcow2`, '--type', 'qcow2'], 1, /^Bad qcow2 image: .*L1.*beyond the end of the file/);
     });
 
+    it('on a compressed cluster that does not inflate (found by decoding only), and on a checksum mismatch first', async () => {
+      const bytes = readFileSync(images.get('zlib.qcow2')!.file);
+      const at = lastCompressedCluster(bytes);
+      bytes.fill(0xff, at, at + 64);
+      server.serve('/bad-cluster.qcow2', { body: bytes });
+      const url = `${server.url}/bad-cluster.qcow2`;
+      await expectFailure(['--url', url, '--type', 'qcow2'], 1, /^Bad qcow2 image: the zlib data of guest offset 0x[0-9a-f]+ does not decompress to exactly one cluster/);
+      // The checksum is judged before the decoding, however early the decoding ran.
+      const wrong = '0'.repeat(64);
+      await expectFailure(['--url', url, '--type', 'qcow2', '--checksum', wrong, '--checksum-type', 'sha256'], 1, /^Bad sha256 for downloaded file/);
+    });
+
     it('on a raw image declared qcow2', async () => {
       await expectFailure(['--url', `${server.url}/gpt.raw`, '--type', 'qcow2'], 1, 'image provided format is raw which does not match expected qcow2 format');
     });
@@ -203,6 +232,26 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
       sh('mkfs.ext4', ['-q', fs]);
       server.serve('/bare.ext4', { body: readFileSync(fs) });
       await expectFailure(['--url', `${server.url}/bare.ext4`, '--type', 'raw'], 1, /^image provided format is not of type raw because no partition table was found\. It seems to contain: .*ext4/);
+    });
+
+    it('on a qcow2 whose disk holds no partition table (a bare filesystem, or nothing), as a raw one is', async () => {
+      const fs = join(dir, 'bare-fs.ext4');
+      sh('truncate', ['-s', String(8 * MiB), fs]);
+      sh('mkfs.ext4', ['-q', fs]);
+      sh('qemu-img', ['convert', '-O', 'qcow2', fs, join(dir, 'bare-fs.qcow2')]);
+      server.serve('/bare-fs.qcow2', { body: readFileSync(join(dir, 'bare-fs.qcow2')) });
+      await expectFailure(['--url', `${server.url}/bare-fs.qcow2`, '--type', 'qcow2'], 1, /^image provided is of type qcow2 but its disk has no partition table\. It seems to contain: .*ext4/);
+      sh('qemu-img', ['create', '-q', '-f', 'qcow2', join(dir, 'empty.qcow2'), String(8 * MiB)]);
+      server.serve('/empty.qcow2', { body: readFileSync(join(dir, 'empty.qcow2')) });
+      await expectFailure(['--url', `${server.url}/empty.qcow2`, '--type', 'qcow2'], 1, 'image provided is of type qcow2 but its disk has no partition table. It seems to contain: a file of unknown format');
+    });
+
+    it('on an image of exactly the server RAM minus 3 GiB ("smaller than" is the contract)', async () => {
+      const ramSize = String(3 * GiB + statSync(plain().file).size);
+      const message = 'Could not download, qcow2 image is too big to download in memory.';
+      await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--ram-size', ramSize], 1, message);
+      server.serve('/chunked-exact.qcow2', { body: readFileSync(plain().file), mode: 'chunked' });
+      await expectFailure(['--url', `${server.url}/chunked-exact.qcow2`, '--type', 'qcow2', '--ram-size', ramSize], 1, message);
     });
 
     it('on an image larger than the disk', async () => {

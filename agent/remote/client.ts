@@ -12,6 +12,9 @@ export interface AssignedJob {
   readonly serviceName: string;
   readonly kind: DeploymentKind;
   readonly body: unknown;
+  /** The lab's network configuration for this server, validated by the job's validation. */
+  readonly network?: unknown;
+  readonly verifyWrite?: unknown;
 }
 
 /**

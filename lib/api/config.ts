@@ -16,7 +16,8 @@
 //   }
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { failed, apiMessages, lifecycleMessages } from '../errors.ts';
+import { parseNetworkConfig, type NetworkConfig } from '../configdrive/network-config.ts';
+import { ByoiError, failed, apiMessages, lifecycleMessages } from '../errors.ts';
 
 /** Boots a server onto `byoi agent` by running a command; `{server}`, `{service}` are filled in, the token is $BYOI_AGENT_TOKEN. */
 export interface CommandBoot {
@@ -69,6 +70,10 @@ export interface ServerConfig {
   readonly apiKeys: readonly string[];
   readonly boot?: CommandBoot;
   readonly diskGroups?: readonly DiskGroupConfig[];
+  /** The server's network for its config drive (lib/configdrive/network-config.ts's JSON form), given to its agent with the job. */
+  readonly network?: NetworkConfig;
+  /** Its agent reads the disk back after writing (the job's verifyWrite). */
+  readonly verifyWrite?: boolean;
 }
 
 export interface ApiConfig {
@@ -110,6 +115,15 @@ function parseBoot(value: unknown, where: string, bad: (why: string) => never): 
     ...(env !== undefined && { env: env as Record<string, string> }),
     ...(logFile !== undefined && { logFile }),
   };
+}
+
+function parseNetwork(value: unknown, where: string, bad: (why: string) => never): NetworkConfig | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return parseNetworkConfig(value, where);
+  } catch (error) {
+    return bad(error instanceof ByoiError ? error.message : String(error));
+  }
 }
 
 function parseNetboot(value: unknown, bad: (why: string) => never): NetbootConfig | undefined {
@@ -268,6 +282,9 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
     if (!isStringList(server.apiKeys)) bad(`${where}.apiKeys must be a list of keys`);
     (server.apiKeys as string[]).forEach((key, k) => isStrongKey(key) || bad(apiMessages.weakApiKey(`${where}.apiKeys[${k}]`)));
     const boot = parseBoot(server.boot, where, bad);
+    const network = parseNetwork(server.network, `${where}.network`, bad);
+    if (server.verifyWrite !== undefined && typeof server.verifyWrite !== 'boolean') bad(`${where}.verifyWrite must be true or false`);
+    const verifyWrite = server.verifyWrite === true;
     const macs = parseMacs(server.macs, where, macsSeen, bad);
     const diskGroups = parseDiskGroups(server.diskGroups, where, bad);
     const { customer } = server;
@@ -279,6 +296,8 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
       ...(macs && { macs }),
       ...(boot && { boot }),
       ...(diskGroups && { diskGroups }),
+      ...(network && { network }),
+      ...(verifyWrite && { verifyWrite }),
     };
   });
   return {

@@ -22,6 +22,7 @@ const checks = {
   podman: () => ['podman', 'runc', 'mmdebstrap'].every(commandExists),
   mtools: () => commandExists('mcopy') && commandExists('mkfs.fat'),
   'ssh-keygen': () => commandExists('ssh-keygen'),
+  strace: () => commandExists('strace'),
   // The VM harness (scripts/vm): QEMU to boot the guest, mmdebstrap to build it when not cached.
   qemu: () => commandExists('qemu-system-x86_64') && commandExists('mmdebstrap'),
   // The control panel's browser tests: Debian's chromium (never a downloaded browser).
