@@ -329,6 +329,13 @@ export const apiMessages = {
   notProvisioningNetwork: 'Network boot is served to the provisioning network only (netboot.clients).',
   rangeNotSatisfiable: 'The requested range is outside the file.',
   netbootOpenToAll: 'netboot.clients is not set: boot scripts, and the agent tokens in them, are answered to any client that reaches this API (docs/netboot.md).',
+  databaseUnavailable: (location: string) => `Could not open the database ${location}.`,
+  databasePasswordOnCommandLine:
+    'Do not put the database password on the command line: use PGPASSWORD, a password file (PGPASSFILE or ~/.pgpass) or "database" in the config file.',
+  fleetWithoutPublicUrl:
+    'byoi serve: warning: on PostgreSQL, several replicas usually stand behind a load balancer: set "publicUrl" in the config to its address, or agents are sent to this replica alone and stall if it goes.',
+  sharedKeyNeeded: (path: string | undefined) =>
+    `A store on PostgreSQL needs "secretsKeyFile" in the config naming a key file made once and copied to every replica${path ? ` (${path} does not exist)` : ''}: head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE.`,
 } as const;
 
 /** The first step of every deployment, before the agent has taken its job. */

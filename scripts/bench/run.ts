@@ -1,4 +1,4 @@
-// npm run bench [-- --runs N --only startup|convert|deploy|download|formats --size GiB --source]: byoi against the reference tools, in
+// npm run bench [-- --runs N --only startup|convert|deploy|download|formats|fleet --size GiB --source]: byoi against the reference tools, in
 // one run, reported as ratios (ours / reference; below 1.0 means byoi is faster).
 // byoi runs as shipped: the bundle `npm run build` makes (what the container runs), built afresh
 // from this checkout into a temporary directory. --source runs agent/byoi.ts through Node's type
@@ -14,6 +14,7 @@ import { benchConvert, type Row } from './convert.ts';
 import type { Measurement } from './measure.ts';
 import { benchDeploy } from './deploy.ts';
 import { benchDownload } from './download.ts';
+import { benchFleet } from './fleet.ts';
 import { benchStartup } from './startup.ts';
 import { benchFormats } from './formats.ts';
 
@@ -23,11 +24,19 @@ const { values } = parseArgs({
     only: { type: 'string' },
     dir: { type: 'string', default: '/var/tmp/byoi-bench' },
     source: { type: 'boolean', default: false },
+    'fleet-agents': { type: 'string', default: '1000' },
+    'fleet-customers': { type: 'string', default: '100' },
+    'fleet-seconds': { type: 'string', default: '20' },
     // The images' size in GiB (2, 4, 8...): time and RSS should grow linearly with it.
     size: { type: 'string', default: '2' },
   },
 });
 const runs = Number(values.runs);
+if (values.only === 'fleet') {
+  // The API under a fleet's load (scripts/bench/fleet.ts): no images, no agent bundle.
+  await benchFleet({ agents: Number(values['fleet-agents']), customers: Number(values['fleet-customers']), seconds: Number(values['fleet-seconds']) });
+  process.exit(0);
+}
 const node = process.execPath;
 const entry = fileURLToPath(new URL('../../agent/byoi.ts', import.meta.url));
 // Its own directory: other checkouts may be benchmarking at the same time.
@@ -62,3 +71,4 @@ if (!values.only || values.only === 'convert') print(await benchConvert(images, 
 if (!values.only || values.only === 'deploy') print(await benchDeploy(images, node, byoi, runs));
 if (!values.only || values.only === 'download') print(await benchDownload(images, node, downloader, runs));
 if (!values.only || values.only === 'formats') print(await benchFormats(images, node, byoi, runs));
+if (!values.only) await benchFleet({ agents: Number(values['fleet-agents']), customers: Number(values['fleet-customers']), seconds: Number(values['fleet-seconds']) });
