@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { text } from 'node:stream/consumers';
 import type { CommandModule } from 'yargs';
-import { ByoiError, failed, invalidJob, messages } from '../../lib/errors.ts';
+import { invalidJob, messages } from '../../lib/errors.ts';
 import { jobFromBody, mergeJobInputs, parseHeaderFlag, validateJob, type JobInput } from '../../lib/job.ts';
 import { Redactor } from '../../lib/redact.ts';
 import { StatusFile } from '../../lib/status.ts';

@@ -148,7 +148,7 @@ async function* xzDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   const iterator = input[Symbol.asyncIterator]();
   let total = 0;
   let first = Buffer.alloc(0);
-  let tail: Buffer[] = [];
+  const tail: Buffer[] = [];
   let tailLength = 0;
   const keep = (chunk: Buffer): void => {
     if (first.length < 64) first = Buffer.concat([first, chunk.subarray(0, 64 - first.length)]);

@@ -100,7 +100,7 @@ export class StreamWriter {
     const position = this.batchStart;
     this.batch = [];
     this.batchLength = 0;
-    let pending = buffers;
+    const pending = buffers;
     let at = position;
     while (pending.length > 0) {
       const { bytesWritten } = await this.handle.writev(pending, at);

@@ -149,7 +149,7 @@ async function writeChecked(image: ReturnType<typeof openQcow2>, path: string): 
     await writeImage(image, path);
   } catch (error) {
     if (!(error instanceof ByoiError) || error.message.startsWith('Internal error')) {
-      throw new Error(`writing a decoded image of ${image.info.virtualSize} bytes: ${error instanceof ByoiError ? `${error.message} ${error.detail}` : (error as Error).stack}`);
+      throw new Error(`writing a decoded image of ${image.info.virtualSize} bytes: ${error instanceof ByoiError ? `${error.message} ${error.detail}` : (error as Error).stack}`, { cause: error });
     }
   } finally {
     rmSync(path, { force: true });

@@ -253,7 +253,7 @@ describe.skipIf(skipWithout('qemu-img'))('VMDK and OVA decoders under random mut
       try {
         outcome = await decode(bytes, seed.kind);
       } catch (error) {
-        throw new Error(`${context}: ${(error as Error).stack}`);
+        throw new Error(`${context}: ${(error as Error).stack}`, { cause: error });
       }
       const elapsed = performance.now() - started;
       if (elapsed > RUN_TIME_LIMIT_MS) throw new Error(`${context}: took ${elapsed.toFixed(0)} ms`);

@@ -100,7 +100,7 @@ describe.skipIf(skipWithout('qemu-img'))('streaming qcow2 decoder', () => {
       try {
         outcome = await streamDecode(bytes, random);
       } catch (error) {
-        throw new Error(`run ${i} on ${seed.name} (${mutations.join(', ')}): ${(error as Error).stack}`);
+        throw new Error(`run ${i} on ${seed.name} (${mutations.join(', ')}): ${(error as Error).stack}`, { cause: error });
       }
       tally['refused' in outcome ? 'refused' : 'decoded']++;
     }
