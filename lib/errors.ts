@@ -1,6 +1,6 @@
 // The vocabulary: every message byoi shows a user or reports in its status lives here.
-// Sentences OVHcloud documents are kept verbatim (research/ovh-byoi.md); failures OVH has no
-// sentence for get one in the same style.
+// Sentences OVHcloud documents are kept verbatim (the "Result examples" of OVHcloud's Bring Your
+// Own Image guide); failures OVH has no sentence for get one in the same style.
 
 /** What went wrong, for exit codes and status: a bad job, a refused image, or a failure while deploying. */
 export type ErrorKind = 'invalid-job' | 'refused-image' | 'failed';
@@ -336,7 +336,7 @@ export const bootStep = { phase: 'boot', message: 'Booting the server on the dep
 
 /**
  * APIv6 (signed requests, consumer keys): OVH's own error codes and messages, which its clients map to
- * their exception types (research/ovh-api-auth.md), and the operator's and the validation page's words.
+ * their exception types (docs/api.md lists them), and the operator's and the validation page's words.
  */
 export const ovhAuthMessages = {
   invalidKey: 'Invalid application key',
