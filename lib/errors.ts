@@ -185,7 +185,7 @@ export const configDriveRefusals = {
   toolFailed: (command: string, output: string) => `${command} failed: ${output.trim()}`,
 } as const;
 
-// --- Images and writing them (lib/formats/open.ts, lib/disk/writer.ts) ---
+// --- Images and writing them (lib/formats/open.ts, lib/write/) ---
 
 /** An image in a format byoi recognises but does not convert (VMDK, OVA, a compressed stream). */
 export function unsupportedImageFormat(format: string, description: string): ByoiError {

@@ -1,7 +1,8 @@
 // `byoi convert IMAGE TARGET [--type auto|qcow2|raw]`: the raw disk an image describes, into a
 // regular file (sparse) or onto an existing block device. A refused image leaves TARGET untouched.
 import type { CommandModule } from 'yargs';
-import { describeTarget, writeImage } from '../../lib/disk/writer.ts';
+import { destinationAt } from '../../lib/write/destination.ts';
+import { writeImage } from '../../lib/write/write-image.ts';
 import { imageTypes, openImage, type ImageType } from '../../lib/formats/open.ts';
 import { run } from '../run.ts';
 import { openImageFile } from './read-image.ts';
@@ -22,7 +23,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       .option('type', { choices: imageTypes, default: 'auto' as ImageType, describe: 'image format; auto detects it by content' }),
   handler: (args) =>
     run(async () => {
-      await describeTarget(args.target); // a directory or special file is a usage error: say so before reading the image
+      await destinationAt(args.target); // a directory or special file is a usage error: say so before reading the image
       const source = openImageFile(args.image);
       try {
         // The file is not held in RAM, so up to its size in decoded clusters may be held instead:
