@@ -43,36 +43,26 @@ export class BlockDevice implements Destination {
     });
     // A second descriptor for direct writes: not O_EXCL, which the first already holds for this process.
     const direct = await open(this.path, constants.O_WRONLY | constants.O_DIRECT).catch(() => undefined);
-    const opened = new OpenBlockDevice(this.path, this.size, handle, direct);
-    // No partition table, primary or backup, survives from the old contents while the image is written.
-    await zeroEnds(handle, this.size).catch(async (error: unknown) => {
-      await opened.abort();
-      throw error;
-    });
-    return opened;
+    return new OpenBlockDevice(this.path, this.size, handle, direct);
   }
 }
 
-class OpenBlockDevice implements OpenDestination {
+class OpenBlockDevice extends PositionalWrites implements OpenDestination {
   readonly zeroFilled = false;
   private readonly path: string;
   private readonly size: number;
   private readonly handle: Descriptor;
-  private readonly writes: PositionalWrites;
 
   constructor(path: string, size: number, handle: Descriptor, direct: Descriptor | undefined) {
+    super(handle, direct);
     this.path = path;
     this.size = size;
     this.handle = handle;
-    this.writes = new PositionalWrites(handle, direct);
   }
 
-  write(buffers: Buffer[], position: number): Promise<void> {
-    return this.writes.write(buffers, position);
-  }
-
-  flush(): Promise<void> {
-    return this.writes.datasync();
+  /** No partition table, primary or backup, survives from the old contents while the image is written. */
+  prepare(): Promise<void> {
+    return zeroEnds(this.handle, this.size);
   }
 
   /**
@@ -98,12 +88,12 @@ class OpenBlockDevice implements OpenDestination {
   }
 
   finish(): Promise<void> {
-    return this.writes.close();
+    return this.close();
   }
 
   async abort(): Promise<void> {
     await zeroEnds(this.handle, this.size).catch(() => undefined); // best effort: the disk may be failing
-    await this.writes.close().catch(() => undefined);
+    await this.close().catch(() => undefined);
   }
 }
 

@@ -19,12 +19,12 @@ export interface Destination {
    * before the first byte is written. (A file is written aside and renamed into place on success.)
    */
   readonly inPlace: boolean;
-  /** Held exclusively from now on, ready for `size` bytes, nothing of its old contents looking like a disk. */
+  /** Held exclusively from now on, for an image of `size` bytes. */
   open(size: number): Promise<OpenDestination>;
 }
 
-/** A destination held for writing. */
-export interface OpenDestination {
+/** What the extent writer needs of a destination. */
+export interface DestinationWrites {
   /** Reads as zeros wherever nothing is written (a new sparse file): zero runs and an all-zero head are not written. */
   readonly zeroFilled: boolean;
   /** Writes every byte of `buffers` at `position`. One write at a time. */
@@ -33,6 +33,12 @@ export interface OpenDestination {
   flush(): Promise<void>;
   /** Asks it to zero these ranges itself; resolves to start -> end of the ranges now zeroed. Never rejects. */
   zeroItself(ranges: Ranges): Promise<ReadonlyMap<number, number>>;
+}
+
+/** A destination held for writing. */
+export interface OpenDestination extends DestinationWrites {
+  /** Before the first write: nothing of its old contents looks like a disk (a device's ends zeroed), and it has the image's size. */
+  prepare(): Promise<void>;
   /** The write succeeded: closes it and puts it in place. */
   finish(): Promise<void>;
   /** The write failed: undoes what it can and closes it. Never rejects. */

@@ -6,7 +6,7 @@
 // final flush, so an interrupted write never leaves a disk that looks bootable.
 import { alignedBuffers } from '../aligned-memory.ts';
 import { isZero, type DiskImage } from '../formats/types.ts';
-import type { OpenDestination } from './destination.ts';
+import type { DestinationWrites } from './destination.ts';
 import type { WriteProgress } from './verify.ts';
 import { alignedPart, HEAD, MiB, ZeroRuns, ZEROS, type Ranges } from './zero-runs.ts';
 
@@ -22,7 +22,7 @@ export interface ExtentCallbacks {
 }
 
 export class ExtentWriter {
-  private readonly destination: OpenDestination;
+  private readonly destination: DestinationWrites;
   /** The destination zeroing long zero runs itself, and once it is done, what it zeroed. */
   private readonly zeroing: Promise<ReadonlyMap<number, number>>;
   private zeroed: ReadonlyMap<number, number> | undefined;
@@ -41,7 +41,7 @@ export class ExtentWriter {
   private dataBytes = 0;
 
   /** `longZeroRuns`: the image's (VerifiedImage), handed to the destination to zero while data is written. */
-  constructor(destination: OpenDestination, longZeroRuns: Ranges) {
+  constructor(destination: DestinationWrites, longZeroRuns: Ranges) {
     this.destination = destination;
     // Other ranges than the data's, so no ordering between the two.
     this.zeroing = destination.zeroItself(longZeroRuns);

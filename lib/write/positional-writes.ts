@@ -14,7 +14,10 @@ export type Descriptor = Pick<FileHandle, 'writev' | 'datasync' | 'close'>;
 /** The staging buffer's size: a batch's largest. */
 const STAGING = 8 * 1024 * 1024;
 
-/** Writes to one destination, direct where it can be: see the module comment. One write at a time. */
+/**
+ * Writes to one destination, direct where it can be: see the module comment. One write at a time.
+ * The open destinations are these writes and what their kind adds.
+ */
 export class PositionalWrites {
   private readonly buffered: Descriptor;
   private direct: Descriptor | undefined;
@@ -32,7 +35,7 @@ export class PositionalWrites {
     await writeFully(this.buffered, buffers, position);
   }
 
-  async datasync(): Promise<void> {
+  async flush(): Promise<void> {
     // fdatasync on either descriptor flushes the device's cache; the buffered one also its pages.
     await this.buffered.datasync();
     await this.direct?.datasync();

@@ -23,35 +23,28 @@ export class RegularFile implements Destination {
   async open(size: number): Promise<OpenDestination> {
     const temporary = join(dirname(this.path), `.${basename(this.path)}.byoi-${randomBytes(6).toString('hex')}`);
     const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-    const opened = new OpenRegularFile(handle, temporary, this.path);
-    await handle.truncate(size).catch(async (error: unknown) => {
-      await opened.abort();
-      throw error;
-    });
-    return opened;
+    return new OpenRegularFile(handle, size, temporary, this.path);
   }
 }
 
-class OpenRegularFile implements OpenDestination {
+class OpenRegularFile extends PositionalWrites implements OpenDestination {
   readonly zeroFilled = true;
   private readonly handle: FileHandle;
-  private readonly writes: PositionalWrites;
+  private readonly size: number;
   private readonly temporary: string;
   private readonly path: string;
 
-  constructor(handle: FileHandle, temporary: string, path: string) {
+  constructor(handle: FileHandle, size: number, temporary: string, path: string) {
+    super(handle, undefined);
     this.handle = handle;
-    this.writes = new PositionalWrites(handle, undefined);
+    this.size = size;
     this.temporary = temporary;
     this.path = path;
   }
 
-  write(buffers: Buffer[], position: number): Promise<void> {
-    return this.writes.write(buffers, position);
-  }
-
-  flush(): Promise<void> {
-    return this.writes.datasync();
+  /** Sparse: a new file of the image's size reads as zeros. */
+  prepare(): Promise<void> {
+    return this.handle.truncate(this.size);
   }
 
   /** A new sparse file reads as zeros everywhere already. */
@@ -60,12 +53,12 @@ class OpenRegularFile implements OpenDestination {
   }
 
   async finish(): Promise<void> {
-    await this.handle.close();
+    await this.close();
     await rename(this.temporary, this.path);
   }
 
   async abort(): Promise<void> {
-    await this.handle.close().catch(() => undefined);
+    await this.close().catch(() => undefined);
     await rm(this.temporary, { force: true }).catch(() => undefined);
   }
 }

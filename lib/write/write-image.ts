@@ -36,6 +36,7 @@ export async function writeImageTo(image: DiskImage, destination: Destination, o
     throw asWriteError(error, image);
   });
   try {
+    await opened.prepare();
     const written = await new ExtentWriter(opened, verified?.longZeroRuns ?? []).write(image, options);
     await opened.finish();
     return written;

@@ -8,30 +8,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ByoiError } from '../../lib/errors.ts';
-import type { DiskImage, Extent, ExtentShape } from '../../lib/formats/types.ts';
+import type { DiskImage } from '../../lib/formats/types.ts';
 import { BlockDevice } from '../../lib/write/block-device.ts';
 import { writeImageTo } from '../../lib/write/write-image.ts';
+import { bytesOf, data, imageOf, zero } from '../helpers/extents.ts';
 
 const MiB = 1024 * 1024;
 const dir = mkdtempSync(join(tmpdir(), 'byoi-block-device-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** An image of `extents`, with a dry pass. */
-function image(extents: Extent[]): DiskImage {
-  const virtualSize = extents.reduce((sum, e) => sum + e.length, 0);
-  return {
-    info: { format: 'qcow2', virtualSize, fileSize: virtualSize, allocatedBytes: 0, features: {} },
-    async *extents() {
-      yield* extents;
-    },
-    async *check(): AsyncIterable<ExtentShape> {
-      for (const extent of extents) yield { offset: extent.offset, length: extent.length, zero: 'zero' in extent };
-    },
-  };
-}
-
-const data = (offset: number, length: number): Extent => ({ offset, length, data: randomBytes(length) });
-const zero = (offset: number, length: number): Extent => ({ offset, length, zero: true });
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 /** A "device": a file of `size` random bytes. */
@@ -46,12 +31,10 @@ describe('BlockDevice over a regular file', () => {
   it('writes the image over old contents: data, zero runs as zeros, the rest of the device as it was but its last MiB', async () => {
     const { path, before } = device('written', 24 * MiB);
     const extents = [data(0, MiB + 4096), zero(MiB + 4096, 6 * MiB), data(7 * MiB + 4096, MiB - 4096), zero(8 * MiB, 512), data(8 * MiB + 512, 4 * MiB - 512), zero(12 * MiB, 4 * MiB)];
-    const written = await writeImageTo(image(extents), new BlockDevice(path, 24 * MiB));
+    const written = await writeImageTo(imageOf(extents, 'qcow2'), new BlockDevice(path, 24 * MiB));
     expect(written).toBe(MiB + 4096 + MiB - 4096 + 4 * MiB - 512);
     const after = readFileSync(path);
-    const wanted = Buffer.alloc(16 * MiB);
-    for (const extent of extents) if ('data' in extent) extent.data.copy(wanted, extent.offset);
-    expect(sha256(after.subarray(0, 16 * MiB))).toBe(sha256(wanted));
+    expect(sha256(after.subarray(0, 16 * MiB))).toBe(sha256(bytesOf(extents)));
     expect(after.subarray(16 * MiB, 23 * MiB).equals(before.subarray(16 * MiB, 23 * MiB))).toBe(true);
     expect(after.subarray(23 * MiB).every((b) => b === 0)).toBe(true);
   });
@@ -60,7 +43,7 @@ describe('BlockDevice over a regular file', () => {
     const { path, before } = device('failed', 12 * MiB);
     // The decoder stops short of the virtual size: 8.5 MiB of data (one batch, written) reach into the last MiB first.
     const extents = [data(0, MiB), zero(MiB, 2 * MiB), data(3 * MiB, 8 * MiB + 512 * 1024)];
-    const short: DiskImage = { ...image(extents), info: { ...image(extents).info, virtualSize: 12 * MiB } };
+    const short: DiskImage = { ...imageOf(extents, 'qcow2'), info: { ...imageOf(extents, 'qcow2').info, virtualSize: 12 * MiB } };
     const error = await writeImageTo(short, new BlockDevice(path, 12 * MiB)).then(() => undefined, (e: unknown) => e);
     expect(error).toBeInstanceOf(ByoiError);
     expect((error as ByoiError).detail).toBe(`decoder stopped at ${11 * MiB + 512 * 1024} of ${12 * MiB} bytes`);
@@ -72,7 +55,7 @@ describe('BlockDevice over a regular file', () => {
 
   it('refuses an image larger than the device before writing anything', async () => {
     const { path, before } = device('small', 4 * MiB);
-    const error = await writeImageTo(image([data(0, 4 * MiB), zero(4 * MiB, 4096)]), new BlockDevice(path, 4 * MiB)).then(() => undefined, (e: unknown) => e);
+    const error = await writeImageTo(imageOf([data(0, 4 * MiB), zero(4 * MiB, 4096)], 'qcow2'), new BlockDevice(path, 4 * MiB)).then(() => undefined, (e: unknown) => e);
     expect((error as ByoiError).message).toBe(`image provided has a size of ${4 * MiB + 4096} bytes which is larger than device of ${4 * MiB} bytes`);
     expect(readFileSync(path).equals(before)).toBe(true);
   });

@@ -1,20 +1,20 @@
 // The extent writer over a destination in memory: which bytes it writes, which it leaves to the
 // destination (zero runs it zeroed itself, or all zeros where it reads as zeros already), and the
 // order that keeps an interrupted write from leaving a disk that looks bootable.
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { DiskImage, Extent } from '../../lib/formats/types.ts';
-import type { OpenDestination } from '../../lib/write/destination.ts';
+import type { DiskImage } from '../../lib/formats/types.ts';
+import type { DestinationWrites } from '../../lib/write/destination.ts';
 import { ExtentWriter } from '../../lib/write/extent-writer.ts';
 import { verifyImage } from '../../lib/write/verify.ts';
 import type { Ranges } from '../../lib/write/zero-runs.ts';
+import { bytesOf, data, imageOf, zero } from '../helpers/extents.ts';
 
 const MiB = 1024 * 1024;
 
 type Event = { write: [number, number] } | 'flush' | { zeroItself: Ranges };
 
 /** Old contents of 0xAA; zeroes itself the ranges listed in `offloads` (none if not given), fails no call. */
-class MemoryDestination implements OpenDestination {
+class MemoryDestination implements DestinationWrites {
   readonly zeroFilled: boolean;
   readonly bytes: Buffer;
   readonly events: Event[] = [];
@@ -43,31 +43,9 @@ class MemoryDestination implements OpenDestination {
     return new Map(ranges.map(([start, end]) => [start, end]));
   }
 
-  async finish(): Promise<void> {}
-  async abort(): Promise<void> {}
-
   writes(): [number, number][] {
     return this.events.flatMap((event) => (typeof event === 'object' && 'write' in event ? [event.write] : []));
   }
-}
-
-function image(extents: Extent[]): DiskImage {
-  const virtualSize = extents.reduce((sum, e) => sum + e.length, 0);
-  return {
-    info: { format: 'raw', virtualSize, fileSize: virtualSize, allocatedBytes: 0, features: {} },
-    async *extents() {
-      yield* extents;
-    },
-  };
-}
-
-const data = (offset: number, length: number): Extent => ({ offset, length, data: randomBytes(length) });
-const zero = (offset: number, length: number): Extent => ({ offset, length, zero: true });
-
-function expected(extents: Extent[]): Buffer {
-  const bytes = Buffer.alloc(extents.reduce((sum, e) => sum + e.length, 0));
-  for (const extent of extents) if ('data' in extent) extent.data.copy(bytes, extent.offset);
-  return bytes;
 }
 
 const overlaps = (a: [number, number], b: readonly [number, number]) => a[0] < b[1] && b[0] < a[1];
@@ -82,32 +60,32 @@ const extents = [
 
 describe('ExtentWriter onto a destination written in place', () => {
   it('writes zero runs as zeros, except the ranges the destination zeroed itself', async () => {
-    const { longZeroRuns } = await verifyImage(image(extents));
+    const { longZeroRuns } = await verifyImage(imageOf(extents));
     expect(longZeroRuns).toEqual([[MiB, 6 * MiB], [8 * MiB, 16 * MiB]]);
     const destination = new MemoryDestination(16 * MiB, { zeroFilled: false, offloads: true });
-    const written = await new ExtentWriter(destination, longZeroRuns).write(image(extents));
+    const written = await new ExtentWriter(destination, longZeroRuns).write(imageOf(extents));
     expect(written).toBe(MiB - 8192 + 4096 - 512 + 2 * MiB - 8192);
-    expect(destination.bytes.equals(expected(extents))).toBe(true);
+    expect(destination.bytes.equals(bytesOf(extents))).toBe(true);
     for (const write of destination.writes()) for (const run of longZeroRuns) expect(overlaps(write, run)).toBe(false);
     // The ragged end of the first long run, past its aligned middle, was written as zeros.
     expect(destination.writes().some((write) => overlaps(write, [6 * MiB, 6 * MiB + 512]))).toBe(true);
   });
 
   it('writes every zero run when the destination zeroed none', async () => {
-    const { longZeroRuns } = await verifyImage(image(extents));
+    const { longZeroRuns } = await verifyImage(imageOf(extents));
     const destination = new MemoryDestination(16 * MiB, { zeroFilled: false, offloads: false });
-    await new ExtentWriter(destination, longZeroRuns).write(image(extents));
-    expect(destination.bytes.equals(expected(extents))).toBe(true);
+    await new ExtentWriter(destination, longZeroRuns).write(imageOf(extents));
+    expect(destination.bytes.equals(bytesOf(extents))).toBe(true);
   });
 
   it('writes the first MiB last, between two flushes, even when it holds only zeros', async () => {
     const body = [zero(0, MiB), data(MiB, 3 * MiB)];
     const destination = new MemoryDestination(4 * MiB, { zeroFilled: false, offloads: false });
-    await new ExtentWriter(destination, []).write(image(body));
+    await new ExtentWriter(destination, []).write(imageOf(body));
     const events = destination.events.filter((event) => typeof event !== 'object' || !('zeroItself' in event));
     expect(events.slice(-3)).toEqual(['flush', { write: [0, MiB] }, 'flush']);
     expect(events.slice(0, -3).every((event) => typeof event === 'object' && 'write' in event && event.write[0] >= MiB)).toBe(true);
-    expect(destination.bytes.equals(expected(body))).toBe(true);
+    expect(destination.bytes.equals(bytesOf(body))).toBe(true);
   });
 });
 
@@ -115,23 +93,23 @@ describe('ExtentWriter onto a destination that reads as zeros', () => {
   it('writes no zero run, and no head without data', async () => {
     const body = [zero(0, 2 * MiB), data(2 * MiB, MiB + 7), zero(3 * MiB + 7, MiB)];
     const destination = new MemoryDestination(4 * MiB + 7, { zeroFilled: true, offloads: false });
-    await new ExtentWriter(destination, []).write(image(body));
+    await new ExtentWriter(destination, []).write(imageOf(body));
     expect(destination.writes()).toEqual([[2 * MiB, 3 * MiB + 7]]);
-    expect(destination.bytes.equals(expected(body))).toBe(true);
+    expect(destination.bytes.equals(bytesOf(body))).toBe(true);
   });
 
   it('writes a head that holds data last, after the rest and a flush', async () => {
     const destination = new MemoryDestination(16 * MiB, { zeroFilled: true, offloads: false });
-    await new ExtentWriter(destination, []).write(image(extents));
+    await new ExtentWriter(destination, []).write(imageOf(extents));
     const writes = destination.writes();
     expect(writes.at(-1)).toEqual([0, MiB]);
     for (const write of writes.slice(0, -1)) for (const extent of extents.filter((e) => 'zero' in e)) expect(overlaps(write, [Math.max(extent.offset, MiB), extent.offset + extent.length])).toBe(false);
     expect(destination.events.slice(-3)).toEqual(['flush', { write: [0, MiB] }, 'flush']);
-    expect(destination.bytes.equals(expected(extents))).toBe(true);
+    expect(destination.bytes.equals(bytesOf(extents))).toBe(true);
   });
 
   it('refuses a decoder that skips bytes, before its last flush', async () => {
-    const broken: DiskImage = { ...image([data(0, MiB), data(2 * MiB, MiB)]), info: { ...image([]).info, virtualSize: 3 * MiB } };
+    const broken: DiskImage = { ...imageOf([data(0, MiB), data(2 * MiB, MiB)]), info: { ...imageOf([]).info, virtualSize: 3 * MiB } };
     const destination = new MemoryDestination(3 * MiB, { zeroFilled: true, offloads: false });
     await expect(new ExtentWriter(destination, []).write(broken)).rejects.toThrow('where 1048576 was expected');
     expect(destination.events).not.toContain('flush');

@@ -50,7 +50,7 @@ describe('PositionalWrites', () => {
     randomBytes(second.length).copy(second);
     await writes.write([first], 0);
     await writes.write([second], first.length);
-    await writes.datasync();
+    await writes.flush();
     expect(calls.writes.length).toBe(1);
     expect(calls.closed).toBe(1);
     expect(calls.synced).toBe(0);
