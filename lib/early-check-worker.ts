@@ -7,7 +7,7 @@ import { availableParallelism, setPriority } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { receiveMessageOnPort, workerData, parentPort, type MessagePort } from 'node:worker_threads';
-import { verifyImage } from './disk/writer.ts';
+import { verifyImage } from './write/verify.ts';
 import { openImage } from './formats/open.ts';
 import type { ImageSource } from './formats/types.ts';
 import type { EarlyCheckData, EarlyCheckReply } from './early-check.ts';

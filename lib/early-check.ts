@@ -11,7 +11,7 @@
 // file's end. So decoding keeps up with the bytes in guest order and waits only for that last part.
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { ChunkedBuffer } from './chunked-buffer.ts';
-import type { VerifiedImage } from './disk/writer.ts';
+import type { VerifiedImage } from './write/verify.ts';
 import type { DiskImage } from './formats/types.ts';
 import type { ImageType } from './job.ts';
 

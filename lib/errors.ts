@@ -1,6 +1,6 @@
 // The vocabulary: every message byoi shows a user or reports in its status lives here.
-// Sentences OVHcloud documents are kept verbatim (research/ovh-byoi.md); failures OVH has no
-// sentence for get one in the same style.
+// Sentences OVHcloud documents are kept verbatim (the "Result examples" of OVHcloud's Bring Your
+// Own Image guide); failures OVH has no sentence for get one in the same style.
 
 /** What went wrong, for exit codes and status: a bad job, a refused image, or a failure while deploying. */
 export type ErrorKind = 'invalid-job' | 'refused-image' | 'failed';
@@ -185,7 +185,7 @@ export const configDriveRefusals = {
   toolFailed: (command: string, output: string) => `${command} failed: ${output.trim()}`,
 } as const;
 
-// --- Images and writing them (lib/formats/open.ts, lib/disk/writer.ts) ---
+// --- Images and writing them (lib/formats/open.ts, lib/write/) ---
 
 /** An image in a format byoi recognises but does not convert (VMDK, OVA, a compressed stream). */
 export function unsupportedImageFormat(format: string, description: string): ByoiError {
@@ -343,7 +343,7 @@ export const bootStep = { phase: 'boot', message: 'Booting the server on the dep
 
 /**
  * APIv6 (signed requests, consumer keys): OVH's own error codes and messages, which its clients map to
- * their exception types (research/ovh-api-auth.md), and the operator's and the validation page's words.
+ * their exception types (docs/api.md lists them), and the operator's and the validation page's words.
  */
 export const ovhAuthMessages = {
   invalidKey: 'Invalid application key',

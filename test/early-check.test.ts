@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkedBuffer } from '../lib/chunked-buffer.ts';
-import { verifyImage } from '../lib/disk/writer.ts';
+import { verifyImage } from '../lib/write/verify.ts';
 import { EarlyCheck } from '../lib/early-check.ts';
 import { openImage } from '../lib/formats/open.ts';
 import { makeRawImage } from './helpers/convert.ts';

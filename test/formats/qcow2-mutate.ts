@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { ChunkedBuffer } from '../../lib/chunked-buffer.ts';
-import { writeImage } from '../../lib/disk/writer.ts';
+import { writeImage } from '../../lib/write/write-image.ts';
 import { ByoiError } from '../../lib/errors.ts';
 import { openQcow2 } from '../../lib/formats/qcow2.ts';
 import { isZero } from '../../lib/formats/types.ts';
