@@ -7,19 +7,19 @@
 // its checksum matched and its stream decoded cleanly. What it gives up: the rest of the disk is
 // overwritten before that is known, so a bad checksum or a broken stream leaves a disk with no
 // partition table (never a half image that boots), and says so, instead of leaving it as it was.
-import { verifyChecksum } from '../lib/checksum.ts';
+import { verifyChecksum } from '../lib/download/checksum.ts';
 import { discoverDisks } from '../lib/disk/discover.ts';
 import { fixGpt, rereadPartitionTable } from '../lib/disk/gpt.ts';
 import { releaseDisk } from '../lib/disk/release.ts';
 import { chooseDisk } from '../lib/disk/select.ts';
 import { writeConfigDrive } from '../lib/configdrive/index.ts';
-import type { DownloadSettings } from '../lib/download-settings.ts';
+import type { DownloadSettings } from '../lib/download/settings.ts';
 import { ByoiError, cannotWriteImage, imageLargerThanDevice, streamingAborted, streamingUnsupported } from '../lib/errors.ts';
 import { checkPartitionTable, checkSectorSize } from '../lib/formats/check.ts';
 import { bufferSource } from '../lib/formats/guest.ts';
 import type { Job, Target } from '../lib/job.ts';
-import { redactUrl } from '../lib/redact.ts';
-import { reboot } from '../lib/reboot.ts';
+import { redactUrl } from '../lib/report/redact.ts';
+import { reboot } from '../lib/system/reboot.ts';
 import { decodeStream } from '../lib/stream/decode-stream.ts';
 import { streamImage } from '../lib/stream/fetch.ts';
 import { qcow2StreamPieces } from '../lib/stream/qcow2-stream.ts';

@@ -1,7 +1,7 @@
 // The deployment pipeline: plan -> download -> verify -> inspect -> release -> write -> GPT ->
 // config drive -> done -> reboot. Invariant: nothing writes to any disk (not even the release's signature wipe)
 // until the image is fully downloaded, its checksum verified and its structure decoded end to end.
-import { verifyChecksum } from '../lib/checksum.ts';
+import { verifyChecksum } from '../lib/download/checksum.ts';
 import { discoverDisks } from '../lib/disk/discover.ts';
 import { fixGpt, rereadPartitionTable } from '../lib/disk/gpt.ts';
 import { releaseDisk } from '../lib/disk/release.ts';
@@ -13,16 +13,16 @@ import { withLinks, type NetworkConfig } from '../lib/configdrive/network-config
 import { verifyReadBack, WrittenRecord } from '../lib/disk/read-back.ts';
 import { verifyImage } from '../lib/write/verify.ts';
 import { writeImage } from '../lib/write/write-image.ts';
-import { download, type DownloadEvent, type DownloadSettings } from '../lib/download.ts';
-import { EarlyCheck } from '../lib/early-check.ts';
-import { withToolHelper } from '../lib/exec.ts';
+import { download, type DownloadEvent, type DownloadSettings } from '../lib/download/download.ts';
+import { EarlyCheck } from '../lib/formats/early-check.ts';
+import { withToolHelper } from '../lib/system/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
 import type { Disk } from '../lib/disk/discover.ts';
 import { installBootEntry, planEfiBoot, thisPlatform, type Platform } from '../lib/disk/efi.ts';
 import type { Job, Target } from '../lib/job.ts';
-import { ramBudget } from '../lib/memory.ts';
-import { redactUrl } from '../lib/redact.ts';
-import { reboot } from '../lib/reboot.ts';
+import { ramBudget } from '../lib/system/memory.ts';
+import { redactUrl } from '../lib/report/redact.ts';
+import { reboot } from '../lib/system/reboot.ts';
 import { deployStreaming } from './deploy-stream.ts';
 import type { Reporter } from './reporter.ts';
 
@@ -53,7 +53,7 @@ function logDownloadEvent(log: Reporter['logger'], event: DownloadEvent): void {
 /** `settings`: how to download (timeouts, retries, extra CA), not what: that is the job. */
 /** `platform`: the firmware and its boot manager (this system's by default; tests give their own). */
 export function deploy(job: Job, report: Reporter, settings: DownloadSettings = {}, platform: Platform = thisPlatform()): Promise<void> {
-  // The tools are started by a helper forked now, before the image fills RAM (lib/exec.ts).
+  // The tools are started by a helper forked now, before the image fills RAM (lib/system/exec.ts).
   return withToolHelper(() => (job.stream ? deployStreaming(job, report, settings) : pipeline(job, report, settings, platform)));
 }
 
@@ -67,7 +67,7 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
   log.info({ disk: disk.path, diskSize: disk.size, sectorSize: disk.logicalSectorSize, ramBudget: budget, type: job.type, url: redactUrl(job.url), description: job.description, networkData: network !== undefined }, 'plan');
 
   report.phase('download', 'Downloading image', null);
-  // The dry decoding pass follows the bytes as they arrive; it only reads (lib/early-check.ts).
+  // The dry decoding pass follows the bytes as they arrive; it only reads (lib/formats/early-check.ts).
   const early = new EarlyCheck(job.type);
   const { image: source, digest } = await download({
     ...settings,

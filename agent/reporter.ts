@@ -2,10 +2,10 @@
 // terminal, the progress bar. Progress (bytes done and total, rate, ETA) is throttled to at most
 // two JSON log lines and two status writes a second; phase changes and the outcome are not. The
 // rate (and the ETA drawn from it) is the one of the last few seconds.
-import type { Logger, ProgressBar } from '../lib/log.ts';
-import type { PhaseName } from '../lib/phases.ts';
-import { RateMeter } from '../lib/rate.ts';
-import type { Progress, StatusFile } from '../lib/status.ts';
+import type { Logger, ProgressBar } from '../lib/report/log.ts';
+import type { PhaseName } from '../lib/report/phases.ts';
+import { RateMeter } from '../lib/report/rate.ts';
+import type { Progress, StatusFile } from '../lib/report/status.ts';
 
 const STATUS_INTERVAL_MS = 500;
 const LOG_INTERVAL_MS = 500;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the byoi container with podman and checks that `byoi --help` inside it is byoi's help,
-# the same text the checkout prints. Exit 0 only then. Runs in CI (test/container.test.ts).
+# the same text the checkout prints. Exit 0 only then. Runs in CI (test/features/container.test.ts).
 # Caching, since vfs storage copies whole layers and is slow: the base image is made locally once
 # (no registry is reachable) and kept in podman's storage; the image is tagged with a hash of its
 # build context, so an unchanged agent is not rebuilt, and a changed one reuses the apt layer.

@@ -7,8 +7,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { layoutOf } from '../test/formats/qcow2-layout.ts';
-import { decode, mutate, prng } from '../test/formats/qcow2-mutate.ts';
+import { layoutOf } from '../test/helpers/qcow2-layout.ts';
+import { decode, mutate, prng } from '../test/helpers/qcow2-mutate.ts';
 import { makeQcow2Fixtures } from './fixtures/qcow2.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '50000' }, seed: { type: 'string', default: '1' }, only: { type: 'string' } } });

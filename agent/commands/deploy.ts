@@ -6,9 +6,9 @@ import { text } from 'node:stream/consumers';
 import type { CommandModule } from 'yargs';
 import { invalidJob, messages } from '../../lib/errors.ts';
 import { jobFromBody, mergeJobInputs, parseHeaderFlag, validateJob, type JobInput } from '../../lib/job.ts';
-import { Redactor } from '../../lib/redact.ts';
-import { StatusFile } from '../../lib/status.ts';
-import { DEFAULT_CONNECTIONS, DEFAULT_DEADLINE_MS, defaultRetry, defaultTimeouts, MAX_CONNECTIONS, SEGMENTED_MIN_BYTES, type DownloadSettings } from '../../lib/download-settings.ts';
+import { Redactor } from '../../lib/report/redact.ts';
+import { StatusFile } from '../../lib/report/status.ts';
+import { DEFAULT_CONNECTIONS, DEFAULT_DEADLINE_MS, defaultRetry, defaultTimeouts, MAX_CONNECTIONS, SEGMENTED_MIN_BYTES, type DownloadSettings } from '../../lib/download/settings.ts';
 import { run } from '../run.ts';
 import { configDriveFlags, configDriveFromArgs, networkFromArgs, type ConfigDriveArgs } from './configdrive.ts';
 
@@ -115,7 +115,7 @@ async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
 
 async function deployCommand(args: DeployArgs): Promise<void> {
   // Loaded here, not at start-up: every other command would pay for the logger and HTTP client.
-  const [{ createLogger, ProgressBar }, { deploy }, { Reporter }] = await Promise.all([import('../../lib/log.ts'), import('../deploy.ts'), import('../reporter.ts')]);
+  const [{ createLogger, ProgressBar }, { deploy }, { Reporter }] = await Promise.all([import('../../lib/report/log.ts'), import('../deploy.ts'), import('../reporter.ts')]);
   // Reporting starts first, so that even a job that cannot be read ends in an error status.
   let redactor = new Redactor([]);
   const scrub = (text: string) => redactor.scrub(text);

@@ -1,5 +1,5 @@
-// IMAGE arguments of the CLI: the file is read where it lies (lib/file-source.ts).
-import { FileSource } from '../../lib/file-source.ts';
+// IMAGE arguments of the CLI: the file is read where it lies (lib/source/file-source.ts).
+import { FileSource } from '../../lib/source/file-source.ts';
 import { cannotReadImage } from '../../lib/errors.ts';
 
 /** Opens the image file; the caller closes it. */

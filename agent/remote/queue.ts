@@ -3,7 +3,7 @@
 // progress events of one phase collapse into the latest, so a long outage keeps the queue small;
 // phase changes and the outcome are always kept.
 import type { AgentEvent } from '../../lib/api/store/types.ts';
-import { backoffDelay, type Backoff } from '../../lib/backoff.ts';
+import { backoffDelay, type Backoff } from '../../lib/download/backoff.ts';
 import type { Delivery } from './client.ts';
 
 export const defaultBackoff: Backoff = { initialDelay: 500, maxDelay: 15_000 };

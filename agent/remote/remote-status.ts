@@ -2,7 +2,7 @@
 // the API, every change the Reporter makes, scrubbed of secrets like the file.
 import type { AgentEvent } from '../../lib/api/store/types.ts';
 import type { ErrorKind, Fault } from '../../lib/errors.ts';
-import { StatusFile, type StatusChange } from '../../lib/status.ts';
+import { StatusFile, type StatusChange } from '../../lib/report/status.ts';
 import type { EventQueue } from './queue.ts';
 
 export class RemoteStatus extends StatusFile {

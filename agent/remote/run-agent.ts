@@ -6,12 +6,12 @@
 import { jobInputFor } from '../../lib/api/job-body.ts';
 import { ByoiError, apiMessages, failed, faultOf, lifecycleMessages } from '../../lib/errors.ts';
 import { mergeJobInputs, validateJob, type Job, type JobInput } from '../../lib/job.ts';
-import { createLogger, type Logger } from '../../lib/log.ts';
-import { reboot as systemReboot } from '../../lib/reboot.ts';
-import { Redactor } from '../../lib/redact.ts';
+import { createLogger, type Logger } from '../../lib/report/log.ts';
+import { reboot as systemReboot } from '../../lib/system/reboot.ts';
+import { Redactor } from '../../lib/report/redact.ts';
 import { Reporter } from '../reporter.ts';
 import { AgentClient, type AssignedJob } from './client.ts';
-import { backoffDelay, type Backoff } from '../../lib/backoff.ts';
+import { backoffDelay, type Backoff } from '../../lib/download/backoff.ts';
 import { discoverDisksReport } from './disks-report.ts';
 import { EventQueue, defaultBackoff } from './queue.ts';
 import { RemoteStatus } from './remote-status.ts';

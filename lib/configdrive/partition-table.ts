@@ -1,7 +1,7 @@
 // The target disk's partition table as the config drive planner needs it: read by sfdisk (util-linux),
 // plus the GPT header's backup LBA and each partition's filesystem label (blkid).
 import { open, stat } from 'node:fs/promises';
-import { exec } from '../exec.ts';
+import { exec } from '../system/exec.ts';
 
 export interface PartitionEntry {
   /** 1-based: GPT entry number, or MBR slot (1-4 primary or extended, 5+ logical). */

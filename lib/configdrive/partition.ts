@@ -4,7 +4,7 @@
 // writes the filesystem at its byte offset on the whole-disk device. Partition device nodes are
 // never needed. Every refusal happens before the first write.
 import { open, readFile, stat } from 'node:fs/promises';
-import { exec } from '../exec.ts';
+import { exec } from '../system/exec.ts';
 import { configDriveRefusals as why, couldNotCreateConfigDrive } from '../errors.ts';
 import { CONFIG_DRIVE_MAX_BYTES } from './options.ts';
 import { readPartitionTable } from './partition-table.ts';

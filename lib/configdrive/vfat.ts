@@ -4,7 +4,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { exec } from '../exec.ts';
+import { exec } from '../system/exec.ts';
 import { configDriveRefusals, couldNotCreateConfigDrive } from '../errors.ts';
 import type { ConfigDriveFile } from './content.ts';
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { efiMessages as m, failed, refusedImage } from '../errors.ts';
 import { normaliseLoaderPath } from './efi-path.ts';
-import { exec } from '../exec.ts';
+import { exec } from '../system/exec.ts';
 import type { GuestReader } from '../formats/guest.ts';
 import { ESP_GUID, MBR_ESP_TYPE, type ImageTable } from '../formats/image-partitions.ts';
 

@@ -2,7 +2,7 @@
 // the backup header and table to the end of the disk (the image was smaller than the disk), then
 // check that sgdisk finds no problem left.
 import { open } from 'node:fs/promises';
-import { exec } from '../exec.ts';
+import { exec } from '../system/exec.ts';
 import { failed, messages } from '../errors.ts';
 
 /** BLKRRPART, or partx when the kernel refuses it (loop devices attached without partition scan). */

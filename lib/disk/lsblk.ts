@@ -1,6 +1,6 @@
 // Reads the block-device tree as lsblk reports it: one JSON call gives disks, their partitions and
 // everything stacked on them (md arrays, LVM volumes, dm-crypt), with mountpoints.
-import { exec } from '../exec.ts';
+import { exec } from '../system/exec.ts';
 
 /** The lsblk columns byoi reads, exactly as `lsblk --json --bytes` names them. */
 export interface LsblkDevice {

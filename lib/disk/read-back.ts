@@ -6,7 +6,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { alignedBuffers, PAGE_SIZE } from '../aligned-memory.ts';
+import { alignedBuffers, PAGE_SIZE } from '../source/aligned-memory.ts';
 import { readBackMismatch } from '../errors.ts';
 
 /** Reads of this many bytes at a time. */

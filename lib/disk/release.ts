@@ -2,7 +2,7 @@
 // md arrays) and wipes every signature, so the image lands on a disk nothing else uses and no old
 // RAID or LVM metadata (md 1.0 superblocks sit at the end of a partition) comes back at next boot.
 // Runs only after the image is downloaded, verified and inspected.
-import { exec } from '../exec.ts';
+import { exec } from '../system/exec.ts';
 import type { Disk, Holder } from './discover.ts';
 import { discoverDisks } from './discover.ts';
 import { couldNotReleaseDisk, systemDisk } from '../errors.ts';

@@ -31,7 +31,7 @@ export interface Qcow2Options {
    * Skip the up-front walk of every L2 table (validation, statistics): decoding reads each table
    * when it reaches it, so it can follow an image whose tables are still arriving (the last one of
    * a GPT disk is written near the file's end). Only for a dry pass whose verdict stands only if a
-   * validated open of the same bytes agrees (lib/early-check.ts): a malformed table then makes the
+   * validated open of the same bytes agrees (lib/formats/early-check.ts): a malformed table then makes the
    * pass throw, not refuse properly. `info` then has no allocated bytes nor compressed clusters.
    */
   readonly progressive?: boolean;

@@ -7,11 +7,11 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { got, type Request, type Response } from 'got';
-import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_REDIRECTS, defaultRetry, defaultTimeouts, type DownloadSettings } from '../download-settings.ts';
+import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_REDIRECTS, defaultRetry, defaultTimeouts, type DownloadSettings } from '../download/settings.ts';
 import { ByoiError, customerFailure, messages } from '../errors.ts';
-import { agents, declaredLength, describe, header, isFatal, parseContentRange, Retries, Retryable, validatorOf } from '../http-exchange.ts';
+import { agents, declaredLength, describe, header, isFatal, parseContentRange, Retries, Retryable, validatorOf } from '../download/http-exchange.ts';
 import type { ChecksumType } from '../job.ts';
-import { redactUrl } from '../redact.ts';
+import { redactUrl } from '../report/redact.ts';
 
 export interface StreamRequest extends DownloadSettings {
   readonly url: string;

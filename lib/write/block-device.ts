@@ -5,7 +5,7 @@
 // are zeroed by the device itself where it offers write-zeroes.
 import { constants } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
-import { exec } from '../exec.ts';
+import { exec } from '../system/exec.ts';
 import { deviceBusy } from '../errors.ts';
 import type { Destination, OpenDestination } from './destination.ts';
 import { PositionalWrites, writeFully, type Descriptor } from './positional-writes.ts';

@@ -4,7 +4,7 @@
 // except what the destination zeroed itself. The image's first MiB is written last, after a flush
 // of everything else (fdatasync, a barrier against a disk cache's reordering) and followed by a
 // final flush, so an interrupted write never leaves a disk that looks bootable.
-import { alignedBuffers } from '../aligned-memory.ts';
+import { alignedBuffers } from '../source/aligned-memory.ts';
 import { isZero, type DiskImage } from '../formats/types.ts';
 import type { DestinationWrites } from './destination.ts';
 import type { WriteProgress } from './verify.ts';

@@ -6,7 +6,7 @@
 // batches (odd image sizes, 512-byte zero runs on a 4096-byte-sector disk) and destinations that
 // refuse direct writes (EINVAL) go through the page cache; the kernel keeps the two coherent.
 import type { FileHandle } from 'node:fs/promises';
-import { alignedBuffers, isPageAligned, PAGE_SIZE } from '../aligned-memory.ts';
+import { alignedBuffers, isPageAligned, PAGE_SIZE } from '../source/aligned-memory.ts';
 
 /** What these writes need of a descriptor (tests give their own). */
 export type Descriptor = Pick<FileHandle, 'writev' | 'datasync' | 'close'>;

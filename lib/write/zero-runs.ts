@@ -1,6 +1,6 @@
 // Zero runs: consecutive zero extents coalesced past the first MiB. The verifying pass and the
 // writing pass find the same runs, so the writer knows which of them the destination zeroed itself.
-import { alignedBuffers } from '../aligned-memory.ts';
+import { alignedBuffers } from '../source/aligned-memory.ts';
 
 export const MiB = 1024 * 1024;
 /** Written last: MBR, GPT header and entries, boot loader gap. */

@@ -3,7 +3,7 @@
 import { enableCompileCache } from 'node:module';
 
 enableCompileCache(); // as agent/byoi.ts does
-const { download } = await import('../../lib/download.ts');
+const { download } = await import('../../lib/download/download.ts');
 
 const url = process.argv[2]!;
 const { digest } = await download({ url, headers: {}, type: 'raw', budget: 16 * 1024 ** 3, checksumType: 'sha256' });

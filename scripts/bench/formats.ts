@@ -11,7 +11,7 @@ import { sha256Of } from './convert.ts';
 import type { BenchImages } from './images.ts';
 import { flushDevice, interleaved, measure, summary } from './measure.ts';
 import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
-import { makeOva } from '../../test/formats/ova-fixtures.ts';
+import { makeOva } from '../../test/helpers/ova-fixtures.ts';
 
 const MiB = 1024 * 1024;
 const SIZE = 512 * MiB;

@@ -2,7 +2,7 @@
 // SeaBIOS (legacy) or OVMF (UEFI), then the disk's own boot loader. Watches the serial console
 // until a line matches `until`, then kills QEMU: a booted cloud image never powers itself off.
 //
-//   import { bootDisk, ensureCloudImage } from '../../scripts/image/boot.ts';
+//   import { bootDisk, ensureCloudImage } from './boot.ts';
 //   const { console } = await bootDisk({ disks: [{ file: 'disk.qcow2', format: 'qcow2' }], firmware: 'uefi', until: /marker/ });
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';

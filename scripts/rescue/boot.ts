@@ -3,7 +3,7 @@
 // on QEMU's user-mode network (the guest is 10.0.2.15 by DHCP; the host's 127.0.0.1 is 10.0.2.2).
 // Under -no-reboot, the reboot that ends a deployment ends QEMU.
 //
-//   import { ensureRescue, bootRescue } from '../../scripts/rescue/boot.ts';
+//   import { ensureRescue, bootRescue } from './boot.ts';
 //   const rescue = await ensureRescue({ dist, out });
 //   const vm = bootRescue({ rescue, disks: ['disk.img'], cmdline: ['byoi.server=http://10.0.2.2:8080', ...] });
 //   const { end, status, console } = await vm.outcome;

@@ -82,7 +82,7 @@ if [[ ! -f $system/system.cpio ]]; then
 exec /usr/local/bin/node /usr/local/lib/byoi/byoi.mjs "$@"
 SH
   chmod 0755 "$root/usr/local/bin/byoi"
-  # lib/reboot.ts falls back to `reboot -f` when systemctl is missing: busybox's reboots at once.
+  # lib/system/reboot.ts falls back to `reboot -f` when systemctl is missing: busybox's reboots at once.
   ln -s /bin/busybox "$root/usr/local/sbin/reboot"
   echo byoi-rescue >"$root/etc/hostname"
   printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"

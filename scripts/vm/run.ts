@@ -2,7 +2,7 @@
 // machine's kernel cannot do (md, LVM, dm-crypt). The guest (scripts/vm/build-guest.sh) sees the
 // project read-only at /byoi (node and `byoi` are on its PATH) and an exchange directory at /job.
 //
-//   import { runInVm } from '../../scripts/vm/run.ts';
+//   import { runInVm } from './run.ts';
 //   const { exitCode, output } = await runInVm({ disks: [{ file: 'a.img' }], script: 'lsblk' });
 //
 // CLI: npx node scripts/vm/run.ts [--disk FILE[,serial=S][,bus=virtio|scsi|nvme|sata]

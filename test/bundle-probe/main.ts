@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// A program shaped like the agent, for test/build.test.ts: the runtime dependencies the agent
+// A program shaped like the agent, for test/features/build.test.ts: the runtime dependencies the agent
 // bundles (yargs, pino on stderr, got, execa) and a worker thread started the way decoders do.
 import { Worker } from 'node:worker_threads';
 import got from 'got';

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootDisk, ensureCloudImage, type Firmware } from '../../scripts/image/boot.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { expectCloudInitApplied, userDataScript } from './boot-checks.ts';
+import { expectCloudInitApplied, userDataScript } from '../helpers/boot-checks.ts';
 
 const run = promisify(execFile);
 

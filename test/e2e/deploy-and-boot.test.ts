@@ -29,7 +29,7 @@ import { bootRescue, ensureRescue, type Rescue } from '../../scripts/rescue/boot
 import type { QemuOutcome, QemuRunning } from '../../scripts/vm/qemu.ts';
 import { call } from '../helpers/api.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { expectCloudInitApplied, userDataScript } from './boot-checks.ts';
+import { expectCloudInitApplied, userDataScript } from '../helpers/boot-checks.ts';
 
 const run = promisify(execFile);
 const GiB = 1024 ** 3;

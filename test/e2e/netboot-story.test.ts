@@ -27,7 +27,7 @@ import { ensureRescue } from '../../scripts/rescue/boot.ts';
 import { startQemu, type QemuRunning } from '../../scripts/vm/qemu.ts';
 import { call } from '../helpers/api.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { expectCloudInitApplied, userDataScript } from './boot-checks.ts';
+import { expectCloudInitApplied, userDataScript } from '../helpers/boot-checks.ts';
 
 const run = promisify(execFile);
 const GiB = 1024 ** 3;

@@ -9,12 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ByoiError } from '../../lib/errors.ts';
-import { FileSource } from '../../lib/file-source.ts';
+import { FileSource } from '../../lib/source/file-source.ts';
 import { openCompressedRaw } from '../../lib/formats/compressed-raw.ts';
 import { openAnyImage } from '../../lib/formats/open.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { makeRawImage } from '../helpers/convert.ts';
-import { decodeToSha256 } from './decode.ts';
+import { decodeToSha256 } from '../helpers/decode.ts';
 
 let dir: string;
 let raw: string;

@@ -7,14 +7,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChunkedBuffer } from '../../lib/chunked-buffer.ts';
+import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 import { ByoiError } from '../../lib/errors.ts';
 import { openImage } from '../../lib/formats/open.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { cli } from '../helpers/convert.ts';
-import { decodeToSha256 } from './decode.ts';
-import { makeOva, ovfText, type OvaDisk } from './ova-fixtures.ts';
-import { makeSmallDisk, makeVmdk, qemuRaw } from './vmdk-fixtures.ts';
+import { decodeToSha256 } from '../helpers/decode.ts';
+import { makeOva, ovfText, type OvaDisk } from '../helpers/ova-fixtures.ts';
+import { makeSmallDisk, makeVmdk, qemuRaw } from '../helpers/vmdk-fixtures.ts';
 
 const CAPACITY = 5 * 1024 * 1024 + 1536;
 let dir: string;

@@ -16,8 +16,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeQcow2Fixtures } from '../../scripts/fixtures/qcow2.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { layoutOf, type Layout } from './qcow2-layout.ts';
-import { decode, mutate, prng, type Outcome } from './qcow2-mutate.ts';
+import { layoutOf, type Layout } from '../helpers/qcow2-layout.ts';
+import { decode, mutate, prng, type Outcome } from '../helpers/qcow2-mutate.ts';
 
 const SEEDS = ['small-plain', 'small-v2', 'small-zlib', 'small-zstd', 'small-extl2'];
 const RUNS = 2000;

@@ -7,13 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChunkedBuffer } from '../../lib/chunked-buffer.ts';
+import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 import { ByoiError } from '../../lib/errors.ts';
 import { openQcow2 } from '../../lib/formats/qcow2.ts';
 import { makeQcow2Fixtures, patchBytes, patchU64 } from '../../scripts/fixtures/qcow2.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { decodeToSha256 } from './decode.ts';
-import { compressedExtent, featureNameEntry, firstCompressed, firstData, layoutOf, OFFSET_MASK, type Layout } from './qcow2-layout.ts';
+import { decodeToSha256 } from '../helpers/decode.ts';
+import { compressedExtent, featureNameEntry, firstCompressed, firstData, layoutOf, OFFSET_MASK, type Layout } from '../helpers/qcow2-layout.ts';
 
 const u32 = (value: number) => {
   const bytes = Buffer.alloc(4);

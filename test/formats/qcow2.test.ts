@@ -7,12 +7,12 @@ import { build } from 'esbuild';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChunkedBuffer } from '../../lib/chunked-buffer.ts';
+import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 import { openQcow2 } from '../../lib/formats/qcow2.ts';
 import { makeQcow2Fixtures, patchBytes, patchU64, qemuRawSha256, QCOW2_FIXTURE_NAMES, type Qcow2Fixture } from '../../scripts/fixtures/qcow2.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { decodeToSha256 } from './decode.ts';
-import { layoutOf, OFFSET_MASK } from './qcow2-layout.ts';
+import { decodeToSha256 } from '../helpers/decode.ts';
+import { layoutOf, OFFSET_MASK } from '../helpers/qcow2-layout.ts';
 
 describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert', () => {
   let dir: string;

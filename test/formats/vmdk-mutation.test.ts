@@ -11,13 +11,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChunkedBuffer } from '../../lib/chunked-buffer.ts';
+import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 import { ByoiError } from '../../lib/errors.ts';
 import { openImage } from '../../lib/formats/open.ts';
 import { isZero } from '../../lib/formats/types.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { makeOva } from './ova-fixtures.ts';
-import { makeSmallDisk, makeVmdk, toFooterLayout } from './vmdk-fixtures.ts';
+import { makeOva } from '../helpers/ova-fixtures.ts';
+import { makeSmallDisk, makeVmdk, toFooterLayout } from '../helpers/vmdk-fixtures.ts';
 
 const RUNS = 1000;
 const QEMU_SAMPLES = 100;

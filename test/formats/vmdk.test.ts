@@ -6,13 +6,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChunkedBuffer } from '../../lib/chunked-buffer.ts';
+import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 import { ByoiError } from '../../lib/errors.ts';
 import { openImage } from '../../lib/formats/open.ts';
 import { openVmdk } from '../../lib/formats/vmdk.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { decodeToSha256 } from './decode.ts';
-import { makeSmallDisk, makeVmdk, qemuRaw, toFooterLayout } from './vmdk-fixtures.ts';
+import { decodeToSha256 } from '../helpers/decode.ts';
+import { makeSmallDisk, makeVmdk, qemuRaw, toFooterLayout } from '../helpers/vmdk-fixtures.ts';
 
 let dir: string;
 const files: Record<string, string> = {};

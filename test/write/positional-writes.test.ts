@@ -7,7 +7,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { alignedBuffers, isPageAligned, PAGE_SIZE } from '../../lib/aligned-memory.ts';
+import { alignedBuffers, isPageAligned, PAGE_SIZE } from '../../lib/source/aligned-memory.ts';
 import { PositionalWrites, type Descriptor } from '../../lib/write/positional-writes.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'byoi-positional-'));

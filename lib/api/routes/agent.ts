@@ -3,7 +3,7 @@
 // schema keeps only the contract's fields and bounds every one of them.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { apiMessages, lifecycleMessages } from '../../errors.ts';
-import { phaseNames } from '../../phases.ts';
+import { phaseNames } from '../../report/phases.ts';
 import { bearer, hashToken } from '../auth.ts';
 import type { ApiContext, ServiceParams } from '../context.ts';
 import { ApiError } from '../ovh-error.ts';

@@ -1,6 +1,6 @@
 // The store's rules, written once over the SQL interface (sql.ts) for every database behind it.
 import type { ErrorKind, Fault } from '../../errors.ts';
-import type { Progress, StatusState } from '../../status.ts';
+import type { Progress, StatusState } from '../../report/status.ts';
 import type { AuthFailures } from '../auth-failures.ts';
 import { SqlAuthFailures } from './auth-failures-store.ts';
 import { migrate } from './migrations.ts';

@@ -3,7 +3,7 @@
 // that a networked database (several replicas) can stand behind the same interface.
 import type { AuthFailures } from '../auth-failures.ts';
 import type { ErrorKind, Fault } from '../../errors.ts';
-import type { Progress, StatusState } from '../../status.ts';
+import type { Progress, StatusState } from '../../report/status.ts';
 import type { SecretBox } from './secret-box.ts';
 import type { Database } from './sql.ts';
 

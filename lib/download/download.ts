@@ -1,0 +1,297 @@
+// Downloads an image into RAM: streamed by got into a ChunkedBuffer (no temp file, no single
+// giant Buffer) and hashed as bytes arrive. The RAM budget is checked against the announced
+// length before the body is read and against the bytes received while they arrive.
+//
+// A dropped or stalled transfer is resumed where it stopped (Range + If-Range with the ETag, else
+// Last-Modified), so the digest is fed once, in order, across attempts. It starts over (buffer
+// and digest reset) only when the server cannot resume or the resource changed. Connection
+// errors, 5xx, 408 and 429 are retried with jittered exponential backoff (a Retry-After is obeyed
+// as given, capped); other answers fail at once; an overall deadline bounds everything.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { got, type Request, type Response } from 'got';
+import { ChunkedBuffer } from '../source/chunked-buffer.ts';
+import { DigestThread } from './digest-thread.ts';
+import { downloadSegments, SegmentsUnusable } from './segments.ts';
+import { customerFailure, messages } from '../errors.ts';
+import { agents, declaredLength, describe, header, isFatal, parseContentRange, retryAfterMs, Retries, Retryable, validatorOf, type Agents } from './http-exchange.ts';
+import type { ChecksumType, ImageType } from '../job.ts';
+import { redactUrl } from '../report/redact.ts';
+import { DEFAULT_CONNECTIONS, DEFAULT_DEADLINE_MS, DEFAULT_MAX_REDIRECTS, defaultRetry, defaultTimeouts, SEGMENTED_MIN_BYTES, type DownloadSettings } from './settings.ts';
+
+export type { DownloadSettings };
+
+export type DownloadEvent =
+  | { readonly kind: 'retry'; readonly attempt: number; readonly delayMs: number; readonly cause: string; readonly resumeFrom: number }
+  | { readonly kind: 'restart'; readonly reason: string };
+
+export interface DownloadRequest extends DownloadSettings {
+  readonly url: string;
+  /** Secrets: sent, never shown. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly type: ImageType;
+  /** Bytes the image may take in RAM. */
+  readonly budget: number;
+  /** Digest to compute while downloading. */
+  readonly checksumType?: ChecksumType;
+  readonly onProgress?: (done: number, total: number | null) => void;
+  /**
+   * The bytes held so far, told as often as progress on one connection (not by a segmented
+   * download). A new `image` means the download started over. Its bytes never change once held.
+   */
+  readonly onData?: (image: ChunkedBuffer, total: number | null) => void;
+  /** Retries and restarts, for the log. Causes never hold the URL or a header. */
+  readonly onEvent?: (event: DownloadEvent) => void;
+}
+
+export interface Downloaded {
+  readonly image: ChunkedBuffer;
+  /** Lower-case hex of `checksumType`'s digest, when one was asked for. */
+  readonly digest?: string;
+}
+
+/** Progress is told every this many bytes (and at the end), not for every packet: it has a cost. */
+const PROGRESS_EVERY = 1024 * 1024;
+
+/** The first answer allows a segmented download: its body is left, the segments fetch every byte. */
+class UseSegments extends Error {}
+
+/** What is held so far, and what is needed to resume it safely. */
+class Transfer {
+  readonly digest: DigestThread | undefined;
+  image: ChunkedBuffer;
+  /** The resource's full length, once a response told it. */
+  total: number | null = null;
+  /** ETag or Last-Modified of the bytes held: If-Range's value. */
+  validator: string | null = null;
+  rangesRefused = false;
+  /** Set once a segmented download went wrong: not tried again. */
+  segmentsRefused = false;
+
+  constructor(checksumType: ChecksumType | undefined) {
+    this.digest = checksumType ? new DigestThread(checksumType) : undefined;
+    this.image = this.emptyImage();
+  }
+
+  /** The digest's thread makes each chunk's pages resident before the main thread copies into it. */
+  private emptyImage(): ChunkedBuffer {
+    const digest = this.digest;
+    return new ChunkedBuffer(undefined, digest ? { ahead: (chunk) => digest.prefault(chunk) } : {});
+  }
+
+  get canResume(): boolean {
+    return this.image.size > 0 && this.validator !== null && !this.rangesRefused;
+  }
+
+  /** Drops every byte held and the digest fed with them. */
+  restart(): void {
+    this.image = this.emptyImage();
+    this.digest?.reset();
+    this.total = null;
+    this.validator = null;
+  }
+}
+
+export async function download(request: DownloadRequest): Promise<Downloaded> {
+  const retry = request.retry ?? defaultRetry;
+  const deadline = request.deadline ?? DEFAULT_DEADLINE_MS;
+  const shownUrl = redactUrl(request.url);
+  const couldNot = (cause: string) => customerFailure(messages.downloadFailed(shownUrl), cause);
+  const transfer = new Transfer(request.checksumType);
+  const agent = agents(request.ca);
+  const deadlineAt = Date.now() + deadline;
+  const overall = AbortSignal.timeout(deadline);
+  // Bytes held by the segments of a segmented download, which are not in transfer.image until joined.
+  let segmentsHeld = 0;
+  const late = () => couldNot(messages.downloadDeadline(Math.round(deadline / 1000), Math.max(transfer.image.size, segmentsHeld), transfer.total));
+
+  const retries = new Retries(retry);
+  try {
+    for (;;) {
+      try {
+        try {
+          await attempt(request, transfer, agent, overall);
+        } catch (error) {
+          if (!(error instanceof UseSegments)) throw error;
+          transfer.image = await downloadSegments({
+            open: (headers) => open(request, agent, overall, headers),
+            headers: request.headers,
+            total: transfer.total!,
+            validator: transfer.validator!,
+            connections: request.connections ?? DEFAULT_CONNECTIONS,
+            chunkSize: transfer.image.chunkSize,
+            retry,
+            digest: transfer.digest,
+            signal: overall,
+            fatal: couldNot,
+            onProgress: (done, total) => {
+              segmentsHeld = done;
+              request.onProgress?.(done, total);
+            },
+            onRetry: (attempt, delayMs, cause, resumeFrom) => request.onEvent?.({ kind: 'retry', attempt, delayMs, cause, resumeFrom }),
+          });
+        }
+        transfer.image.seal();
+        return { image: transfer.image, ...(transfer.digest && { digest: await transfer.digest.hex() }) };
+      } catch (error) {
+        if (overall.aborted) throw late();
+        if (error instanceof SegmentsUnusable) {
+          // Whatever the segments held goes, digest included: one connection takes it from the start.
+          request.onEvent?.({ kind: 'restart', reason: `${error.message}; starting over on one connection` });
+          transfer.restart();
+          transfer.segmentsRefused = true;
+          segmentsHeld = 0;
+          request.onProgress?.(0, null);
+          continue;
+        }
+        if (!(error instanceof Retryable)) throw error;
+        const { attempt: next, delayMs } = retries.next(error, transfer.image.size, couldNot);
+        if (Date.now() + delayMs >= deadlineAt) throw late();
+        if (error.restart && transfer.image.size > 0) {
+          request.onEvent?.({ kind: 'restart', reason: error.message });
+          transfer.restart();
+          request.onProgress?.(0, null);
+        }
+        request.onEvent?.({ kind: 'retry', attempt: next, delayMs, cause: error.message, resumeFrom: transfer.canResume ? transfer.image.size : 0 });
+        await sleep(delayMs, undefined, { signal: overall }).catch(() => undefined);
+        if (overall.aborted) throw late();
+      }
+    }
+  } finally {
+    agent.http.destroy();
+    agent.https.destroy();
+    await transfer.digest?.close();
+  }
+}
+
+/** A GET with these headers, made as every request of a download is. */
+function open(request: DownloadRequest, agent: Agents, signal: AbortSignal, headers: Record<string, string>): Request {
+  const timeouts = request.timeouts ?? defaultTimeouts;
+  return got.stream(request.url, {
+    headers,
+    // The checksum is of the file as published: no transfer decoding.
+    decompress: false,
+    retry: { limit: 0 },
+    throwHttpErrors: false,
+    maxRedirects: request.maxRedirects ?? DEFAULT_MAX_REDIRECTS,
+    agent,
+    signal,
+    timeout: {
+      lookup: timeouts.connect,
+      connect: timeouts.connect,
+      secureConnect: timeouts.connect,
+      response: timeouts.response,
+      socket: timeouts.idle,
+    },
+  });
+}
+
+/**
+ * One HTTP exchange: resumes from the bytes held, or takes the whole file. Resolves when every
+ * byte is held; throws UseSegments when the answer allows a segmented download instead.
+ */
+async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agents, signal: AbortSignal): Promise<void> {
+  const resumeFrom = transfer.canResume ? transfer.image.size : 0;
+  const headers: Record<string, string> = { ...request.headers };
+  if (resumeFrom > 0) {
+    headers['range'] = `bytes=${resumeFrom}-`;
+    headers['if-range'] = transfer.validator!;
+  }
+
+  const stream = open(request, agent, signal, headers);
+
+  // Set by the response handler when the body must not be read; thrown after the stream stops.
+  let stop: Error | undefined;
+  let reported = transfer.image.size;
+  stream.once('response', (response: Response) => {
+    stop = judge(response, request, transfer, resumeFrom);
+    if (stop) stream.destroy();
+    else {
+      reported = transfer.image.size;
+      request.onProgress?.(reported, transfer.total);
+    }
+  });
+
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (stop) break;
+      const { image, total } = transfer;
+      if (total !== null && image.size + chunk.length > total) {
+        stop = new Retryable(`the server sent more than the ${total} bytes it announced`, { restart: true });
+        break;
+      }
+      if (image.size + chunk.length > request.budget) {
+        stop = customerFailure(messages.tooBigForMemory(request.type));
+        break;
+      }
+      const at = image.size;
+      image.append(chunk);
+      // The digest reads the image's own (shared) copy of the bytes, not the socket's buffer.
+      if (transfer.digest) for (const view of image.views(at, chunk.length)) transfer.digest.update(view);
+      if (image.size - reported >= PROGRESS_EVERY || image.size === total) {
+        reported = image.size;
+        request.onProgress?.(image.size, total);
+        request.onData?.(image, total);
+      }
+    }
+    if (!stop && transfer.image.size !== reported) {
+      request.onProgress?.(transfer.image.size, transfer.total);
+      request.onData?.(transfer.image, transfer.total);
+    }
+  } catch (error) {
+    if (!stop) {
+      if (isFatal(error) || signal.aborted) throw customerFailure(messages.downloadFailed(redactUrl(request.url)), describe(error));
+      throw new Retryable(describe(error));
+    }
+  } finally {
+    stream.destroy();
+  }
+  if (stop) throw stop;
+  const { image, total } = transfer;
+  if (total !== null && image.size < total) throw new Retryable(`the body ended after ${image.size} of ${total} bytes`);
+}
+
+/** Checks a response's status and headers; returns why its body must not be taken, else updates `transfer`. */
+function judge(response: Response, request: DownloadRequest, transfer: Transfer, resumeFrom: number): Error | undefined {
+  const status = response.statusCode;
+  const fatal = (cause: string) => customerFailure(messages.downloadFailed(redactUrl(request.url)), cause);
+  const statusLine = `HTTP ${status}${response.statusMessage ? ` ${response.statusMessage}` : ''}`;
+
+  if (status === 206) {
+    if (resumeFrom === 0) return fatal(`${statusLine} to a request without Range`);
+    const range = parseContentRange(header(response, 'content-range'));
+    const etag = header(response, 'etag');
+    const length = declaredLength(response);
+    if (etag !== undefined && transfer.validator?.startsWith('"') && etag !== transfer.validator) {
+      return new Retryable(`the image changed on the server (ETag ${transfer.validator} became ${etag})`, { restart: true });
+    }
+    if (!range || range.start !== resumeFrom || (transfer.total !== null && range.size !== transfer.total) || (length !== null && length !== range.end - range.start + 1)) {
+      transfer.rangesRefused = true;
+      return new Retryable(`asked for bytes ${resumeFrom}- and got Content-Range ${JSON.stringify(header(response, 'content-range') ?? null)}`, { restart: true });
+    }
+    if (range.size > request.budget) return customerFailure(messages.tooBigForMemory(request.type));
+    transfer.total = range.size;
+    return undefined;
+  }
+  if (status >= 200 && status < 300) {
+    if (resumeFrom > 0 || transfer.image.size > 0) {
+      request.onEvent?.({ kind: 'restart', reason: resumeFrom > 0 ? `the server answered ${statusLine} to a resume: the image changed or ranges are not supported` : 'the server cannot resume' });
+      transfer.restart();
+    }
+    transfer.total = declaredLength(response);
+    if (transfer.total !== null && transfer.total > request.budget) return customerFailure(messages.tooBigForMemory(request.type));
+    transfer.validator = validatorOf(response);
+    const acceptRanges = header(response, 'accept-ranges')?.trim().toLowerCase();
+    // Once a server has botched a range, it is not asked for one again.
+    transfer.rangesRefused ||= acceptRanges === 'none';
+    const segmented =
+      (request.connections ?? DEFAULT_CONNECTIONS) > 1 && !transfer.segmentsRefused && !transfer.rangesRefused && acceptRanges === 'bytes' &&
+      transfer.validator !== null && transfer.total !== null && transfer.total >= (request.segmentedMinBytes ?? SEGMENTED_MIN_BYTES);
+    return segmented ? new UseSegments() : undefined;
+  }
+  if (status === 416 && resumeFrom > 0) return new Retryable(`${statusLine} for bytes ${resumeFrom}-: the image changed on the server`, { restart: true });
+  if (status === 408 || status === 429 || status >= 500) {
+    const after = retryAfterMs(header(response, 'retry-after'));
+    return new Retryable(statusLine, after === undefined ? {} : { retryAfter: after });
+  }
+  return fatal(statusLine);
+}

@@ -1,0 +1,144 @@
+// An image held in RAM as fixed-size chunks: no temp file and no single giant Buffer
+// (Node caps one Buffer well below the sizes of disk images), with O(1) random access.
+// The chunks are SharedArrayBuffers: worker threads read them where they lie (the download's
+// digest), without a copy.
+import { open } from 'node:fs/promises';
+import type { ImageSource } from '../formats/types.ts';
+
+const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
+
+export interface ChunkedBufferOptions {
+  /**
+   * Appending allocates each chunk one ahead of need and hands it here first, e.g. to have another
+   * thread make its pages resident meanwhile (lib/download/digest-thread.ts). seal() drops the last one.
+   */
+  readonly ahead?: (chunk: Buffer) => void;
+}
+
+function newChunk(size: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(size));
+}
+
+export class ChunkedBuffer implements ImageSource {
+  readonly chunkSize: number;
+  private readonly chunks: Buffer[] = [];
+  private length = 0;
+  private readonly ahead: ((chunk: Buffer) => void) | undefined;
+  /** The chunk allocated ahead of need (options.ahead). */
+  private spare: Buffer | undefined;
+
+  constructor(chunkSize = DEFAULT_CHUNK_SIZE, options: ChunkedBufferOptions = {}) {
+    if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) throw new RangeError(`bad chunk size ${chunkSize}`);
+    this.chunkSize = chunkSize;
+    this.ahead = options.ahead;
+  }
+
+  get size(): number {
+    return this.length;
+  }
+
+  /** Appends a copy of `bytes` (the caller may reuse its buffer). */
+  append(bytes: Uint8Array): void {
+    let done = 0;
+    while (done < bytes.length) {
+      const within = this.length % this.chunkSize;
+      if (within === 0) this.chunks.push(this.nextChunk());
+      const chunk = this.chunks[this.chunks.length - 1]!;
+      const n = Math.min(this.chunkSize - within, bytes.length - done);
+      chunk.set(bytes.subarray(done, done + n), within);
+      done += n;
+      this.length += n;
+    }
+  }
+
+  /** The `index`th chunk, whole (shared memory: other threads may read it where it lies). */
+  chunk(index: number): Buffer {
+    const chunk = this.chunks[index];
+    if (!chunk) throw new RangeError(`no chunk ${index} in ${this.chunks.length}`);
+    return chunk;
+  }
+
+  /** No more appends: the chunk allocated ahead, if any, is let go. */
+  seal(): void {
+    this.spare = undefined;
+  }
+
+  private nextChunk(): Buffer {
+    if (!this.ahead) return newChunk(this.chunkSize);
+    const chunk = this.spare ?? newChunk(this.chunkSize);
+    this.spare = newChunk(this.chunkSize);
+    this.ahead(this.spare);
+    return chunk;
+  }
+
+  read(offset: number, length: number): Buffer {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.length) {
+      throw new RangeError(`read of ${length} bytes at ${offset} is outside an image of ${this.length} bytes`);
+    }
+    if (length === 0) return Buffer.alloc(0); // even at the end, where there may be no chunk
+    const index = Math.floor(offset / this.chunkSize);
+    const within = offset - index * this.chunkSize;
+    if (within + length <= this.chunkSize) return this.chunks[index]!.subarray(within, within + length);
+    const out = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const at = offset + done;
+      const i = Math.floor(at / this.chunkSize);
+      const w = at - i * this.chunkSize;
+      const n = Math.min(this.chunkSize - w, length - done);
+      this.chunks[i]!.copy(out, done, w, w + n);
+      done += n;
+    }
+    return out;
+  }
+
+  /** The bytes [offset, offset + length) as views, one per chunk they span: no copy. */
+  *views(offset: number, length: number): Generator<Buffer> {
+    for (let at = offset; at < offset + length; ) {
+      const n = Math.min(offset + length - at, this.chunkSize - (at % this.chunkSize));
+      yield this.read(at, n);
+      at += n;
+    }
+  }
+
+  /**
+   * Joins `parts` end to end. A part that starts on a chunk boundary of the result takes its
+   * chunks over without copying a byte (all the parts of a download split at chunk boundaries
+   * do); any other is copied. The parts must not be used after.
+   */
+  static concat(parts: readonly ChunkedBuffer[]): ChunkedBuffer {
+    const chunkSize = parts[0]?.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    const joined = new ChunkedBuffer(chunkSize);
+    for (const part of parts) {
+      if (part.chunkSize === chunkSize && joined.length % chunkSize === 0) {
+        joined.chunks.push(...part.chunks.slice(0, Math.ceil(part.length / chunkSize)));
+        joined.length += part.length;
+      } else {
+        for (let at = 0; at < part.length; at += part.chunkSize) joined.append(part.read(at, Math.min(part.chunkSize, part.length - at)));
+      }
+    }
+    return joined;
+  }
+
+  /** Reads a whole file into RAM. */
+  static async fromFile(path: string, chunkSize = DEFAULT_CHUNK_SIZE): Promise<ChunkedBuffer> {
+    const image = new ChunkedBuffer(chunkSize);
+    const handle = await open(path, 'r');
+    try {
+      const { size } = await handle.stat();
+      let position = 0;
+      while (position < size) {
+        const within = position % chunkSize;
+        if (within === 0) image.chunks.push(newChunk(chunkSize));
+        const chunk = image.chunks[image.chunks.length - 1]!;
+        const { bytesRead } = await handle.read(chunk, within, Math.min(chunkSize - within, size - position), position);
+        if (bytesRead === 0) break; // the file shrank while we read it
+        position += bytesRead;
+        image.length = position;
+      }
+    } finally {
+      await handle.close();
+    }
+    return image;
+  }
+}

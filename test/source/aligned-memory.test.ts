@@ -1,0 +1,60 @@
+// Page-aligned buffers: proven aligned the only way that counts, by a device taking them in direct
+// writes that it refuses from a buffer one byte off.
+import { closeSync, constants, mkdtempSync, openSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { alignedBuffers, isPageAligned, PAGE_SIZE } from '../../lib/source/aligned-memory.ts';
+import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
+import { attachLoop, detachLoop } from '../helpers/loop.ts';
+
+describe('alignedBuffers', () => {
+  it('gives zero-filled buffers of the size asked, each its own range', () => {
+    const [a, b] = alignedBuffers(2 * PAGE_SIZE, 2) as [Buffer, Buffer];
+    expect(a.length).toBe(2 * PAGE_SIZE);
+    expect(a.every((byte) => byte === 0) && b.every((byte) => byte === 0)).toBe(true);
+    a.fill(1);
+    expect(b.every((byte) => byte === 0)).toBe(true);
+  });
+
+  it('refuses a size that is not whole pages', () => {
+    expect(() => alignedBuffers(PAGE_SIZE + 512, 1)).toThrow(RangeError);
+  });
+
+  it('vouches only for its own buffers, at page offsets, in whole pages', () => {
+    const [buffer] = alignedBuffers(4 * PAGE_SIZE, 1) as [Buffer];
+    expect(isPageAligned(buffer)).toBe(true);
+    expect(isPageAligned(buffer.subarray(PAGE_SIZE, 3 * PAGE_SIZE))).toBe(true);
+    expect(isPageAligned(buffer.subarray(512, 512 + PAGE_SIZE))).toBe(false);
+    expect(isPageAligned(buffer.subarray(0, PAGE_SIZE + 1))).toBe(false);
+    expect(isPageAligned(Buffer.allocUnsafeSlow(PAGE_SIZE))).toBe(false);
+  });
+});
+
+describe.skipIf(skipWithout('root', 'loop'))('alignedBuffers on a device', () => {
+  let dir: string;
+  let device: string;
+  beforeAll(() => {
+    assertCapable('root', 'loop');
+    dir = mkdtempSync(join(tmpdir(), 'byoi-aligned-'));
+    writeFileSync(join(dir, 'disk'), '');
+    truncateSync(join(dir, 'disk'), 1024 * 1024);
+    device = attachLoop(join(dir, 'disk'));
+  });
+  afterAll(() => {
+    if (device) detachLoop(device);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('are taken by O_DIRECT writes, which refuse the same bytes one byte off', () => {
+    const fd = openSync(device, constants.O_WRONLY | constants.O_DIRECT);
+    try {
+      const [buffer] = alignedBuffers(2 * PAGE_SIZE, 1) as [Buffer];
+      expect(writeSync(fd, buffer, 0, PAGE_SIZE, PAGE_SIZE)).toBe(PAGE_SIZE);
+      expect(writeSync(fd, buffer, PAGE_SIZE, PAGE_SIZE, 0)).toBe(PAGE_SIZE);
+      expect(() => writeSync(fd, buffer, 1, PAGE_SIZE, 0)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    } finally {
+      closeSync(fd);
+    }
+  });
+});

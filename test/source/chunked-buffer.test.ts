@@ -1,0 +1,56 @@
+// ChunkedBuffer.fromFile: every byte lands in its place, whatever the file size.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
+
+describe('ChunkedBuffer.fromFile', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'byoi-chunked-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.each([
+    ['more chunks than parallel reads, the last one partial', 64 * 1024 * 9 + 123],
+    ['an exact number of chunks', 64 * 1024 * 3],
+    ['less than one chunk', 1000],
+    ['an empty file', 0],
+  ])('%s', async (_, size) => {
+    const bytes = randomBytes(size);
+    const path = join(dir, `f-${size}`);
+    writeFileSync(path, bytes);
+    const image = await ChunkedBuffer.fromFile(path, 64 * 1024);
+    expect(image.size).toBe(size);
+    expect(Buffer.compare(image.read(0, size), bytes)).toBe(0);
+    // Appending continues where the file ended.
+    image.append(Buffer.from('tail'));
+    expect(image.read(size, 4).toString()).toBe('tail');
+    expect(() => image.read(0, size + 5)).toThrow(RangeError);
+  });
+});
+
+describe('ChunkedBuffer.concat', () => {
+  const part = (bytes: Buffer) => {
+    const buffer = new ChunkedBuffer(1024);
+    buffer.append(bytes);
+    return buffer;
+  };
+
+  it('joins parts of whole chunks and a last partial one, byte for byte', () => {
+    const bytes = randomBytes(1024 * 5 + 300);
+    const joined = ChunkedBuffer.concat([part(bytes.subarray(0, 2048)), part(bytes.subarray(2048, 4096)), part(bytes.subarray(4096))]);
+    expect(joined.size).toBe(bytes.length);
+    expect(joined.read(0, bytes.length).equals(bytes)).toBe(true);
+    expect(joined.read(2000, 100).equals(bytes.subarray(2000, 2100))).toBe(true);
+    joined.append(Buffer.from('tail'));
+    expect(joined.read(bytes.length, 4).toString()).toBe('tail');
+  });
+
+  it('copies what does not start on a chunk boundary, byte for byte', () => {
+    const bytes = randomBytes(1024 * 4 + 10);
+    const cuts = [0, 1000, 1024, 3000, 3072, bytes.length];
+    const joined = ChunkedBuffer.concat(cuts.slice(1).map((end, i) => part(bytes.subarray(cuts[i], end))));
+    expect(joined.size).toBe(bytes.length);
+    expect(joined.read(0, bytes.length).equals(bytes)).toBe(true);
+  });
+});

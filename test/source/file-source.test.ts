@@ -1,0 +1,114 @@
+// FileSource's recycled buffers: a reused buffer must never show one read's bytes to another
+// consumer, and raw and plain qcow2 extents hand theirs back only when the writer is done.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FileSource } from '../../lib/source/file-source.ts';
+import { openImage } from '../../lib/formats/open.ts';
+import type { DataExtent, ImageSource } from '../../lib/formats/types.ts';
+
+const MiB = 1024 * 1024;
+let dir: string;
+let bytes: Buffer;
+let path: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'byoi-file-source-'));
+  bytes = randomBytes(48 * MiB);
+  path = join(dir, 'image');
+  writeFileSync(path, bytes);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const at = (offset: number, length: number) => bytes.subarray(offset, offset + length);
+
+describe('FileSource', () => {
+  it('reuses a recycled buffer for the next read, with that read’s bytes', () => {
+    const source = new FileSource(path);
+    try {
+      const first = source.read(0, 4 * MiB);
+      expect(first.equals(at(0, 4 * MiB))).toBe(true);
+      source.recycle(first);
+      const second = source.read(8 * MiB, 3 * MiB);
+      expect(second.buffer).toBe(first.buffer);
+      expect(second.byteOffset).toBe(first.byteOffset);
+      expect(second.equals(at(8 * MiB, 3 * MiB))).toBe(true);
+    } finally {
+      source.close();
+    }
+  });
+
+  it('never lends one buffer twice: not after a double recycle, nor when every buffer is out', () => {
+    const source = new FileSource(path);
+    try {
+      const first = source.read(0, 4 * MiB);
+      source.recycle(first);
+      source.recycle(first.subarray(MiB)); // a second recycle, through another view
+      const held = Array.from({ length: 11 }, (_, i) => source.read(i * 4 * MiB, 4 * MiB));
+      held.forEach((buffer, i) => expect(buffer.equals(at(i * 4 * MiB, 4 * MiB)), `read ${i}`).toBe(true));
+    } finally {
+      source.close();
+    }
+  });
+
+  it('keeps a small read out of the recycled buffers: it may be kept for good', () => {
+    const source = new FileSource(path);
+    try {
+      const table = source.read(0, 64 * 1024);
+      source.recycle(table);
+      const next = source.read(4 * MiB, 4 * MiB);
+      expect(next.buffer).not.toBe(table.buffer);
+      expect(table.equals(at(0, 64 * 1024))).toBe(true);
+    } finally {
+      source.close();
+    }
+  });
+});
+
+/** A source that counts what comes back to it. */
+function countingSource(image: Buffer): ImageSource & { recycled: Buffer[] } {
+  const recycled: Buffer[] = [];
+  return { size: image.length, chunkSize: 4 * MiB, read: (offset, length) => Buffer.from(image.subarray(offset, offset + length)), recycle: (b) => recycled.push(b), recycled };
+}
+
+describe('extent releases', () => {
+  it('raw: a window goes back once the scan and all its data extents are done with it', async () => {
+    const image = Buffer.alloc(4 * MiB);
+    image[0x1fe] = 0x55;
+    image[0x1ff] = 0xaa;
+    randomBytes(MiB).copy(image, 2 * MiB); // data, a zero run, data: two extents from one window
+    const source = countingSource(image);
+    const data: DataExtent[] = [];
+    for await (const extent of openImage(source, 'raw').extents()) if ('data' in extent) data.push(extent);
+    expect(data.length).toBe(2);
+    data[0]!.release!();
+    data[0]!.release!(); // twice: still one holder less, not two
+    expect(source.recycled.length).toBe(0);
+    data[1]!.release!();
+    expect(source.recycled.length).toBe(1);
+  });
+
+  it('qcow2: a plain cluster run goes back when released', async () => {
+    const qcow2 = join(dir, 'plain.qcow2');
+    writeFileSync(join(dir, 'raw'), bytes.subarray(0, 8 * MiB));
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(dir, 'raw'), qcow2]);
+    const source = new FileSource(qcow2);
+    try {
+      const image = openImage(source, 'qcow2');
+      let guest = 0;
+      for await (const extent of image.extents()) {
+        expect('data' in extent).toBe(true);
+        if (!('data' in extent)) continue;
+        expect(extent.data.equals(at(extent.offset, extent.length))).toBe(true);
+        guest += extent.length;
+        extent.release!(); // the next run may now be read into the same memory
+      }
+      expect(guest).toBe(8 * MiB);
+    } finally {
+      source.close();
+    }
+  });
+});
