@@ -8,7 +8,8 @@ import { bufferSource, guestReader, type GuestReader } from './guest.ts';
 import { PROBE_BYTES, readImageTable, type ImageTable } from './image-partitions.ts';
 import { openImage } from './open.ts';
 import type { Qcow2Options } from './qcow2.ts';
-import type { DiskImage, ImageSource } from './types.ts';
+import type { DiskImage } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 
 export interface DiskFacts {
   readonly size: number;

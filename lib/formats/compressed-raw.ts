@@ -6,7 +6,8 @@
 // zero runs lie; it stops, refusing the image, as soon as the disk grows past `limit` bytes.
 import { compressedImageTooBig, refusedImage } from '../errors.ts';
 import { DecompressError, decompressedChunks, type Compression } from './decompress.ts';
-import type { DiskImage, Extent, ExtentShape, ImageInfo, ImageSource } from './types.ts';
+import type { DiskImage, Extent, ExtentShape, ImageInfo } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -10,7 +10,7 @@ import Bunzip from 'seek-bzip';
 import xzDecompress from 'xz-decompress';
 import { xzStreams } from './xz-streams.ts';
 import { zstdFrames } from './zstd-frames.ts';
-import type { ImageSource } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 
 // A CommonJS bundle: its class is a property of the module object.
 const { XzReadableStream } = xzDecompress;

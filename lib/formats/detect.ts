@@ -1,6 +1,7 @@
 // What a file is, by its content only (never its name): used to pick a decoder and to say
 // clearly what an unusable file is. Each probe reads a few bytes at fixed offsets.
-import type { DetectedFormat, ImageSource } from './types.ts';
+import type { DetectedFormat } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 
 export interface Detection {
   readonly format: DetectedFormat;

@@ -9,7 +9,7 @@ import { runInNewContext } from 'node:vm';
 import { receiveMessageOnPort, workerData, parentPort, type MessagePort } from 'node:worker_threads';
 import { verifyImage } from '../write/verify.ts';
 import { openImage } from './open.ts';
-import type { ImageSource } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 import type { EarlyCheckData, EarlyCheckReply } from './early-check.ts';
 
 const { type, total, chunkSize, progress, chunks: port } = workerData as EarlyCheckData & { chunks: MessagePort };

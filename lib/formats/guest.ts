@@ -2,7 +2,8 @@
 // table, a partition's first bytes, the EFI system partition. A raw image's guest bytes are its
 // source's; any other is decoded in one pass over its extents, stopped after the last range.
 import { open } from 'node:fs/promises';
-import type { DiskImage, Extent, ImageSource } from './types.ts';
+import type { DiskImage, Extent } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 
 export interface GuestRange {
   readonly offset: number;

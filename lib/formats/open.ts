@@ -8,7 +8,8 @@ import { openQcow2, type Qcow2Options } from './qcow2.ts';
 import { openOva } from './ova.ts';
 import { openRaw } from './raw.ts';
 import { openVmdk } from './vmdk.ts';
-import type { DetectedFormat, DiskImage, ImageSource } from './types.ts';
+import type { DetectedFormat, DiskImage } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 
 export type ImageType = 'auto' | 'qcow2' | 'raw' | 'vmdk' | 'ova';
 export const imageTypes: readonly ImageType[] = ['auto', 'qcow2', 'raw', 'vmdk', 'ova'];

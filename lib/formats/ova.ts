@@ -9,7 +9,8 @@ import { bootDisk, MAX_OVF_BYTES } from './ovf.ts';
 import { openQcow2, type Qcow2Options } from './qcow2.ts';
 import { openRaw } from './raw.ts';
 import { memberSource, tarMembers, type TarMember } from './tar.ts';
-import type { DiskImage, ImageInfo, ImageSource } from './types.ts';
+import type { DiskImage, ImageInfo } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 import { openVmdk } from './vmdk.ts';
 
 const HASH_WINDOW = 4 * 1024 * 1024;

@@ -1,7 +1,7 @@
 // The qcow2 header and its extensions (qemu docs/interop/qcow2.txt), validated against everything a
 // self-contained conversion cannot honour. 64-bit fields are read as BigInt and range-checked before
 // they become numbers, so no value ever loses bits.
-import type { ImageSource } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 import {
   qcow2BackingFile,
   qcow2BadClusterBits,

@@ -6,7 +6,7 @@
 // JS's 32-bit bit operators: the host offset is bits 9..55 = (bytes 1..3) * 2^32 + (low word - low
 // word % 512), flags come from single bytes. Offsets above 2^53 lose low bits as doubles, but any such
 // offset is far beyond the end of the file, which is all the checks need to know.
-import type { ImageSource } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 import type { Qcow2Header } from './qcow2-header.ts';
 import {
   qcow2BeyondEnd,

@@ -5,7 +5,8 @@
 // sector cannot be read through qemu either, and `qemu-img convert` output has the floored size.
 import { availableParallelism } from 'node:os';
 import * as zlib from 'node:zlib';
-import type { DataExtent, DiskImage, Extent, ExtentShape, ImageInfo, ImageSource } from './types.ts';
+import type { DataExtent, DiskImage, Extent, ExtentShape, ImageInfo } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 import { parseQcow2Header, type Qcow2Header } from './qcow2-header.ts';
 import { qcow2Segments, validateQcow2Map, type Segment } from './qcow2-map.ts';
 import { decompressCluster, OWN_BUFFER_CLUSTER_SIZE } from './qcow2-decompress.ts';

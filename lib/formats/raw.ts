@@ -1,6 +1,7 @@
 // A raw image: the disk is the file's bytes as they are. All-zero blocks are reported as zero
 // extents so a file target gets holes and a block device can be zeroed without copying zeros.
-import type { DiskImage, Extent, ImageInfo, ImageSource } from './types.ts';
+import type { DiskImage, Extent, ImageInfo } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 
 /** Zero detection granularity: small enough to find holes, large enough to scan at memory speed. */
 const BLOCK = 64 * 1024;

@@ -3,7 +3,7 @@
 // long names ('L') and base-256 sizes. Every header's checksum and every member's extent is
 // checked against the archive; npm's tar parsers are streams that would copy each disk out.
 import { ovaBad } from '../errors.ts';
-import type { ImageSource } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 
 const BLOCK = 512;
 /** More members than an OVA holds (an OVF, a manifest, a certificate, disks): a bound on the work. */

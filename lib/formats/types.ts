@@ -1,28 +1,6 @@
 // The boundary between decoders and the writer: a decoder turns an image into extents of the
-// raw disk it describes, in guest order; the writer knows nothing about formats.
-
-/** Random-access bytes of an image: held in RAM (a download), or read from a file where it lies. */
-export interface ImageSource {
-  /** Total length in bytes. */
-  readonly size: number;
-  /**
-   * Reads that stay inside one aligned block of this many bytes are the cheapest (a view into RAM,
-   * or one pread of a reusable size): decoders cut their data runs at its multiples.
-   */
-  readonly chunkSize?: number;
-  /**
-   * Bytes [offset, offset + length). The bytes stay valid as long as the caller keeps them. The
-   * caller checks bounds first; reading past `size` throws a RangeError.
-   */
-  read(offset: number, length: number): Buffer;
-  /**
-   * Optional: the caller is done with a buffer `read` returned (it and every view of it), so the
-   * source may fill it again. A source that allocates per read recycles its buffers this way
-   * instead of faulting in fresh memory for every read. Not calling it is always safe.
-   */
-  recycle?(bytes: Buffer): void;
-}
-
+// raw disk it describes, in guest order; the writer knows nothing about formats. Decoders read
+// their image from an ImageSource (lib/source/image-source.ts).
 /** A run of guest bytes that hold data. */
 export interface DataExtent {
   readonly offset: number;

@@ -2,7 +2,7 @@
 // Extents"), the embedded descriptor, and the grain directory: everything a decoder needs, each
 // bound checked against the file before a grain is read. Integers are little-endian.
 import { vmdkBad, vmdkUnsupported } from '../errors.ts';
-import type { ImageSource } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 
 export const SECTOR = 512;
 /** gdOffset of a stream-optimized header whose grain directory is at the end: the footer says where. */

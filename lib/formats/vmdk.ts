@@ -6,7 +6,8 @@
 import * as zlib from 'node:zlib';
 import { vmdkBad } from '../errors.ts';
 import { parseVmdkHeader, SECTOR, type VmdkHeader } from './vmdk-header.ts';
-import type { DiskImage, Extent, ImageInfo, ImageSource } from './types.ts';
+import type { DiskImage, Extent, ImageInfo } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 
 /** Longest run of contiguous stored grains or zeros handed on as one extent. */
 const MAX_RUN = 16 * 1024 * 1024;

@@ -1,7 +1,7 @@
 // Where the streams of an .xz file lie, read backwards from its end through each stream's footer
 // and index (the .xz file format, sections 2.1 and 4): a file may hold several streams one after
 // another, with zero padding between them, and a decoder of one stream stops at its end.
-import type { ImageSource } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 
 const HEADER_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
 const FOOTER_MAGIC = 'YZ';

@@ -1,7 +1,7 @@
 // Where the frames of a .zst file lie (RFC 8878, section 3.1): a file may hold several frames one
 // after another (zstd -T, pzstd, or files joined with cat), and Node's zstd decoder stops at the
 // end of the first. Each frame is walked block header by block header without decoding it.
-import type { ImageSource } from './types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 
 const FRAME_MAGIC = 0xfd2fb528;
 

@@ -3,7 +3,7 @@
 // The chunks are SharedArrayBuffers: worker threads read them where they lie (the download's
 // digest), without a copy.
 import { open } from 'node:fs/promises';
-import type { ImageSource } from '../formats/types.ts';
+import type { ImageSource } from './image-source.ts';
 
 const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
 

@@ -11,7 +11,7 @@
 // (a consumer that keeps or never recycles), reads get ordinary buffers.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { alignedBuffers } from './aligned-memory.ts';
-import type { ImageSource } from '../formats/types.ts';
+import type { ImageSource } from './image-source.ts';
 
 const CHUNK_SIZE = 4 * 1024 * 1024;
 /** Reads longer than this (and at most CHUNK_SIZE) go into a slab buffer. */

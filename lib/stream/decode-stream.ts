@@ -9,7 +9,7 @@ import * as zlib from 'node:zlib';
 import xzDecompress from 'xz-decompress';
 import { ByoiError, refusedImage, streamingUnsupported } from '../errors.ts';
 import { detectFormat } from '../formats/detect.ts';
-import type { ImageSource } from '../formats/types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 import { xzStreamRanges } from '../formats/xz-streams.ts';
 import { ZstdFrameWatch } from './zstd-watch.ts';
 

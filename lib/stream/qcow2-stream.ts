@@ -10,7 +10,7 @@ import { bufferSource } from '../formats/guest.ts';
 import { detectFormat } from '../formats/detect.ts';
 import { decompressCluster } from '../formats/qcow2-decompress.ts';
 import { parseQcow2Header, type Qcow2Header } from '../formats/qcow2-header.ts';
-import type { ImageSource } from '../formats/types.ts';
+import type { ImageSource } from '../source/image-source.ts';
 
 const OFFSET_MASK = 0x00fffffffffffe00n;
 const ZEROS = Buffer.alloc(1024 * 1024);

@@ -1,7 +1,7 @@
 // An ImageSource that reads a file on demand: lets detection tests look at large sparse samples
 // (mkfs.xfs and mkfs.btrfs want hundreds of MiB) without loading them into RAM.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import type { ImageSource } from '../../lib/formats/types.ts';
+import type { ImageSource } from '../../lib/source/image-source.ts';
 
 export function fileSource(path: string): ImageSource & { close(): void } {
   const fd = openSync(path, 'r');

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileSource } from '../../lib/source/file-source.ts';
 import { openImage } from '../../lib/formats/open.ts';
-import type { DataExtent, ImageSource } from '../../lib/formats/types.ts';
+import type { DataExtent } from '../../lib/formats/types.ts';
+import type { ImageSource } from '../../lib/source/image-source.ts';
 
 const MiB = 1024 * 1024;
 let dir: string;
