@@ -9,7 +9,8 @@ import { chooseDisk } from '../lib/disk/select.ts';
 import { writeConfigDrive } from '../lib/configdrive/index.ts';
 import { verifyImage, writeImage } from '../lib/disk/writer.ts';
 import { download, type DownloadEvent, type DownloadSettings } from '../lib/download.ts';
-import { withToolHelper } from '../lib/exec.ts';
+import { DeploymentCancelled } from '../lib/errors.ts';
+import { exec, withToolHelper } from '../lib/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
 import type { Job, Target } from '../lib/job.ts';
 import { ramBudget } from '../lib/memory.ts';
@@ -85,15 +86,21 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
   });
   report.endPhase();
 
-  report.phase('partitions', 'Checking the partition table');
-  await rereadPartitionTable(disk.path);
-  const gpt = await fixGpt(disk.path, disk.logicalSectorSize);
-  report.endPhase({ gpt });
+  try {
+    report.phase('partitions', 'Checking the partition table');
+    await rereadPartitionTable(disk.path);
+    const gpt = await fixGpt(disk.path, disk.logicalSectorSize);
+    report.endPhase({ gpt });
 
-  if (job.configDrive) {
-    report.phase('configdrive', 'Creating the config drive');
-    const drive = await writeConfigDrive(disk.path, job.configDrive);
-    report.endPhase({ instanceId: drive.uuid, partition: drive.partition.number, action: drive.partition.action });
+    if (job.configDrive) {
+      report.phase('configdrive', 'Creating the config drive');
+      const drive = await writeConfigDrive(disk.path, job.configDrive);
+      report.endPhase({ instanceId: drive.uuid, partition: drive.partition.number, action: drive.partition.action });
+    }
+  } catch (error) {
+    // Cancelled once the image is written: no partition table either, as when cancelled during the write.
+    if (error instanceof DeploymentCancelled) await exec('wipefs', ['--all', '--force', disk.path], { reject: false });
+    throw error;
   }
 
   report.done(`Image deployed on ${disk.path}`);
