@@ -87,7 +87,7 @@ class NetbootLab implements BootAdapter {
       '-machine', 'q35', '-accel', 'tcg', '-cpu', 'qemu64', '-smp', '1', '-m', '4096',
       '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio',
       // DHCP's boot file: iPXE fetches byoi serve's entry script over HTTP.
-      '-netdev', `user,id=n0,bootfile=${this.bootUrl}`,
+      '-netdev', `user,id=n0,ipv6=off,bootfile=${this.bootUrl}`,
       '-device', `virtio-net-pci,netdev=n0,mac=${mac},bootindex=0`,
       '-drive', `file=${this.disk(serviceName)},format=raw,if=none,id=d0,cache=unsafe`,
       '-device', 'virtio-blk-pci,drive=d0,bootindex=1',
