@@ -12,7 +12,7 @@ import { Redactor } from '../../lib/redact.ts';
 import { Reporter } from '../reporter.ts';
 import { AgentClient, type AssignedJob } from './client.ts';
 import { backoffDelay, type Backoff } from '../../lib/backoff.ts';
-import { discoverDisksReport } from './disks-report.ts';
+import { discoverDisksReport } from '../../lib/disk/report.ts';
 import { EventQueue, defaultBackoff } from './queue.ts';
 import { RemoteStatus } from './remote-status.ts';
 import type { AgentSettings } from './settings.ts';
