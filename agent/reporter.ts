@@ -3,6 +3,7 @@
 // two JSON log lines and two status writes a second; phase changes and the outcome are not. The
 // rate (and the ETA drawn from it) is the one of the last few seconds.
 import type { Logger, ProgressBar } from '../lib/log.ts';
+import type { PhaseName } from '../lib/phases.ts';
 import { RateMeter } from '../lib/rate.ts';
 import type { Progress, StatusFile } from '../lib/status.ts';
 
@@ -13,7 +14,7 @@ export class Reporter {
   private readonly status: StatusFile;
   private readonly log: Logger;
   private readonly bar: ProgressBar | undefined;
-  private phaseName = 'validate';
+  private phaseName: PhaseName = 'validate';
   private message = 'Validating the job';
   private phaseStart = Date.now();
   private rate = new RateMeter();
@@ -45,7 +46,7 @@ export class Reporter {
   }
 
   /** Starts a phase; `total` bytes when it moves bytes (null when unknown), undefined otherwise. */
-  phase(name: string, message: string, total?: number | null): void {
+  phase(name: PhaseName, message: string, total?: number | null): void {
     this.checkpoint();
     this.bar?.stop();
     this.phaseName = name;

@@ -269,6 +269,7 @@ export const messages = {
   gptFixFailed: 'Can not move backup GPT data structures to the end of disk.',
   rereadFailed: (disk: string) => `Could not re-read the partition table of ${disk}.`,
   rebootFailed: 'Could not reboot the server.',
+  reservedKey: (field: string) => `Bad ${field}, expected: names other than __proto__, constructor and prototype.`,
 } as const;
 
 // ---- The provisioning API (byoi serve) and its agent (byoi agent). ----
@@ -292,6 +293,24 @@ export const apiMessages = {
   badConfig: (path: string, why: string) => `Bad server configuration ${path}: ${why}.`,
   badAgentSettings: (missing: string[]) => `Missing agent settings: ${missing.join(', ')} (flags --server, --service-name, --token-file or $BYOI_AGENT_TOKEN, or byoi.server=, byoi.service=, byoi.token= on the kernel command line).`,
   jobUnavailable: (url: string) => `Could not fetch the job from ${url}.`,
+  badServiceName: 'The requested object (serviceName) does not exist',
+  badRequestUrl: 'Bad request URL.',
+  urlTooLong: 'The request URL is too long.',
+  bodyTooLarge: 'The request body is too large.',
+  badContentType: 'Bad Content-Type, expected: application/json.',
+  badContentLength: 'The request body does not match its Content-Length.',
+  requestTimeout: 'The request was not received in time.',
+  headersTooLarge: 'The request headers are too large.',
+  badRequest: 'Bad request.',
+  methodNotAllowed: 'Method not allowed.',
+  internalError: 'Internal server error',
+  tooManyFailures: 'Too many failed authentications from your address: try again later.',
+  weakApiKey: (where: string) => `${where} is too weak: use at least 32 random characters (openssl rand -hex 32)`,
+  notAJob: 'the API answered something that is not a job',
+  insecureApi: (url: string) => `Refusing to send the agent token to ${url} in clear: use https, or allow plain http explicitly (--insecure or byoi.insecure=1).`,
+  badCaFile: (path: string) => `Could not read the API's CA certificate ${path}.`,
+  badSecretsKey: (path: string, why: string) => `Bad secrets key file ${path}: ${why}.`,
+  databaseBusy: 'The database is busy: try again.',
 } as const;
 
 /** The first step of every deployment, before the agent has taken its job. */

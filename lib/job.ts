@@ -72,6 +72,13 @@ function isObject(value: unknown): value is Obj {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Names that would reach an object's prototype rather than be a name: refused wherever names are keys. */
+const reservedNames = new Set(['__proto__', 'constructor', 'prototype']);
+
+function checkNames(names: readonly string[], field: string): void {
+  if (names.some((name) => reservedNames.has(name))) throw invalidJob(messages.reservedKey(field));
+}
+
 /** OVH's `SafeKeyValueCanBeNull[]`: entries without a key are skipped. */
 function keyValues(value: unknown, field: string): Record<string, unknown> | undefined {
   if (value === undefined || value === null) return undefined;
@@ -81,6 +88,7 @@ function keyValues(value: unknown, field: string): Record<string, unknown> | und
     if (!isObject(entry)) throw invalidJob(messages.badField(field, 'a list of {key, value}'));
     if (entry.key === undefined || entry.key === null || entry.key === '') continue;
     if (typeof entry.key !== 'string') throw invalidJob(messages.badField(field, 'a list of {key, value}'));
+    checkNames([entry.key], field);
     out[entry.key] = entry.value ?? '';
   }
   return out;
@@ -89,6 +97,7 @@ function keyValues(value: unknown, field: string): Record<string, unknown> | und
 function map(value: unknown, field: string): Record<string, unknown> | undefined {
   if (value === undefined || value === null) return undefined;
   if (!isObject(value)) throw invalidJob(messages.badField(field, 'an object of names to values'));
+  checkNames(Object.keys(value), field);
   return { ...value };
 }
 
@@ -198,12 +207,19 @@ function optionalString(value: unknown, field: string): string | undefined {
 }
 
 const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/**
+ * RFC 9110's field-value: visible ASCII, space, tab and obs-text, which excludes every control
+ * character, C0 and C1 (U+0085 NEL among them), and anything above U+00FF (U+2028/U+2029 line and
+ * paragraph separators, bidi controls), none of which an HTTP/1.1 header can carry.
+ */
+const headerValue = /^[\t\x20-\x7e\xa0-\xff]*$/;
 
 function validateHeaders(headers: Record<string, unknown> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
+  checkNames(Object.keys(headers ?? {}), 'httpHeader');
   for (const [name, value] of Object.entries(headers ?? {})) {
     // The value is a secret: the message names the header only.
-    if (!headerName.test(name) || typeof value !== 'string' || /[\r\n\0]/.test(value)) throw invalidJob(messages.badHttpHeader(name));
+    if (!headerName.test(name) || typeof value !== 'string' || !headerValue.test(value)) throw invalidJob(messages.badHttpHeader(name));
     out[name] = value;
   }
   return out;
@@ -248,6 +264,7 @@ function configDriveOf(input: ConfigDriveInput | undefined): ConfigDriveOptions 
   if (!input) return undefined;
   const sshKey = optionalString(input.sshKey, 'sshKey');
   const metadata: Record<string, string> = {};
+  checkNames(Object.keys(input.metadata ?? {}), 'configDriveMetadata');
   for (const [key, value] of Object.entries(input.metadata ?? {})) {
     if (typeof value !== 'string') throw invalidJob(messages.badField('configDriveMetadata', 'string values'));
     metadata[key] = value;

@@ -9,6 +9,8 @@ import { run } from '../run.ts';
 interface AgentArgs {
   server?: string;
   'service-name'?: string;
+  'ca-file'?: string;
+  insecure?: boolean;
   'token-file'?: string;
   cmdline: string;
   disk?: string;
@@ -38,6 +40,8 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     y
       .option('server', { type: 'string', describe: 'base URL of the provisioning API (else byoi.server= on the kernel command line)' })
       .option('service-name', { type: 'string', describe: 'this server\'s serviceName (else byoi.service=)' })
+      .option('ca-file', { type: 'string', describe: 'PEM CA the API\'s certificate must chain to (else byoi.ca=, else /etc/byoi/api-ca.pem, else the system\'s)' })
+      .option('insecure', { type: 'boolean', describe: 'allow a plain http:// API (the token travels in clear; else byoi.insecure=1)' })
       .option('token-file', { type: 'string', describe: 'file (mode 0600) holding this deployment\'s agent token; else $BYOI_AGENT_TOKEN, $BYOI_AGENT_TOKEN_FILE or byoi.token=' })
       .option('cmdline', { type: 'string', default: '/proc/cmdline', describe: 'kernel command line to read byoi.* settings from' })
       .option('disk', { type: 'string', describe: 'write this disk instead of the job\'s disk group (tests, manual use)' })
@@ -51,7 +55,10 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     run(async () => {
       const [{ deploy }, { runAgent }] = await Promise.all([import('../deploy.ts'), import('../remote/run-agent.ts')]);
       const token = tokenFromEnvironment(process.env, args['token-file']);
-      const settings = agentSettings({ server: args.server, serviceName: args['service-name'], ...(token && { token }) }, args.cmdline);
+      const settings = agentSettings(
+        { server: args.server, serviceName: args['service-name'], ...(token && { token }), caFile: args['ca-file'], insecure: args.insecure },
+        args.cmdline,
+      );
       await runAgent({
         settings,
         overrides: overrides(args),

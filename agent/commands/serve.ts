@@ -31,7 +31,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('tls-cert', { type: 'string', describe: 'PEM certificate chain: serve HTTPS (with --tls-key)' })
       .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert' })
       .option('agent-silence', { type: 'number', default: 900, describe: 'seconds without word from a deployment\'s agent (its boot included) before it ends in error and its server goes back to rescue' })
-      .option('db', { type: 'string', default: 'byoi-serve.sqlite', describe: 'SQLite database keeping deployments across restarts' }),
+      .option('db', { type: 'string', default: 'byoi-serve.sqlite', describe: 'SQLite database keeping deployments across restarts (created 0600; job bodies sealed with the key in DB.key or the config\'s secretsKeyFile)' }),
   handler: (argv) =>
     run(async () => {
       // Loaded here, not at start-up: the web server is the heaviest part of the bundle.
@@ -47,7 +47,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       if (Boolean(argv.tlsCert) !== Boolean(argv.tlsKey)) throw invalidJob(messages.badField('--tls-cert and --tls-key', 'both or neither'));
       const tls = argv.tlsCert && argv.tlsKey ? { cert: readFileSync(argv.tlsCert), key: readFileSync(argv.tlsKey) } : undefined;
       const { host, port } = parseListen(argv.listen);
-      const store = await openStore(resolve(argv.db));
+      const store = await openStore(resolve(argv.db), { ...(config.secretsKeyFile && { keyFile: resolve(config.secretsKeyFile) }) });
       let address = `${tls ? 'https' : 'http'}://${argv.listen}`;
       const boot = new CommandBootAdapter(config.servers, { netboot: config.netboot !== undefined });
       const app = buildApi({ config, store, boot, agentUrl: () => config.publicUrl ?? address, logger: true, ...(tls && { tls }) });

@@ -1,4 +1,8 @@
-// The agent's side of the agent-only routes: take the job, deliver status events.
+// The agent's side of the agent-only routes: take the job, deliver status events. The API's
+// certificate is verified (against the CA the settings name, else the system's); an answer that is
+// not a job (HTML from a proxy, `null`, a wrong shape) is treated like an unreachable API: retried,
+// then a clear error, never a crash and never a write.
+import { got, type OptionsInit, type Response } from 'got';
 import { apiMessages, failed } from '../../lib/errors.ts';
 import type { AgentEvent, DeploymentKind } from '../../lib/api/store/types.ts';
 import type { AgentSettings } from './settings.ts';
@@ -21,8 +25,35 @@ const revoked = (status: number) => status === 401 || status === 403 || status =
 
 const REQUEST_TIMEOUT_MS = 15_000;
 
+const kinds: readonly string[] = ['bringYourOwnImage', 'reinstall'] satisfies DeploymentKind[];
+
+/** The job answer's shape, checked before anything of it is used. */
+function asJob(value: unknown, serviceName: string): AssignedJob | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const job = value as Record<string, unknown>;
+  const ok =
+    Number.isSafeInteger(job.deploymentId) &&
+    job.serviceName === serviceName &&
+    typeof job.kind === 'string' &&
+    kinds.includes(job.kind) &&
+    typeof job.body === 'object' &&
+    job.body !== null &&
+    !Array.isArray(job.body);
+  return ok ? (job as unknown as AssignedJob) : undefined;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 export class AgentClient {
   private readonly settings: AgentSettings;
+  /** Why the last attempt is worth retrying, for the error once retries are over. */
+  retryReason = 'the API could not be reached';
 
   constructor(settings: AgentSettings) {
     this.settings = settings;
@@ -32,25 +63,43 @@ export class AgentClient {
     return `${this.settings.server}/agent/v1/servers/${encodeURIComponent(this.settings.serviceName)}/${route}`;
   }
 
-  private headers(): Record<string, string> {
-    return { authorization: `Bearer ${this.settings.token}`, accept: 'application/json' };
+  private request(route: 'job' | 'events' | 'disks', options: OptionsInit): Promise<Response<string>> {
+    return got(this.url(route), {
+      ...options,
+      headers: { ...options.headers, authorization: `Bearer ${this.settings.token}`, accept: 'application/json' },
+      https: { ...(this.settings.ca && { certificateAuthority: this.settings.ca }), rejectUnauthorized: true },
+      timeout: { request: REQUEST_TIMEOUT_MS },
+      retry: { limit: 0 },
+      throwHttpErrors: false,
+      followRedirect: false,
+      responseType: 'text',
+    }) as Promise<Response<string>>;
   }
 
-  /** One attempt: the job, 'retry' when the API cannot be reached, or a ByoiError when it refuses. */
+  /** One attempt: the job, 'retry' when the API cannot be reached or answers no job, or a ByoiError when it refuses. */
   async fetchJob(): Promise<AssignedJob | 'retry'> {
-    let response: Response;
+    let response: Response<string>;
     try {
-      response = await fetch(this.url('job'), { headers: this.headers(), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
-    } catch {
+      response = await this.request('job', {});
+    } catch (error) {
+      this.retryReason = `the API could not be reached (${(error as { code?: string }).code ?? 'error'})`;
       return 'retry';
     }
-    if (response.status >= 500) return 'retry';
-    const body = (await response.json().catch(() => undefined)) as { message?: string } | AssignedJob | undefined;
-    if (response.status !== 200) {
-      const said = body && 'message' in body && typeof body.message === 'string' ? body.message : `HTTP ${response.status}`;
+    if (response.statusCode >= 500) {
+      this.retryReason = `the API answered HTTP ${response.statusCode}`;
+      return 'retry';
+    }
+    const body = parseJson(response.body);
+    if (response.statusCode !== 200) {
+      const said = typeof body === 'object' && body !== null && typeof (body as { message?: unknown }).message === 'string' ? (body as { message: string }).message : `HTTP ${response.statusCode}`;
       throw failed(apiMessages.jobUnavailable(this.url('job')), said);
     }
-    return body as AssignedJob;
+    const job = asJob(body, this.settings.serviceName);
+    if (!job) {
+      this.retryReason = apiMessages.notAJob;
+      return 'retry';
+    }
+    return job;
   }
 
   /** Events, or none: a heartbeat, whose answer tells whether the deployment still stands. */
@@ -59,21 +108,15 @@ export class AgentClient {
   }
 
   private async post(route: 'events' | 'disks', body: unknown): Promise<Delivery> {
-    let response: Response;
+    let response: Response<string>;
     try {
-      response = await fetch(this.url(route), {
-        method: 'POST',
-        headers: { ...this.headers(), 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      });
-      await response.arrayBuffer();
+      response = await this.request(route, { method: 'POST', json: body });
     } catch {
       return 'retry';
     }
-    if (response.status === 200) return 'delivered';
-    if (revoked(response.status)) return 'revoked';
-    return response.status >= 500 || response.status === 429 ? 'retry' : 'refused';
+    if (response.statusCode === 200) return 'delivered';
+    if (revoked(response.statusCode)) return 'revoked';
+    return response.statusCode >= 500 || response.statusCode === 429 ? 'retry' : 'refused';
   }
 
   /** The server's disks and groups, for the API and the control panel (one attempt: it is informative). */

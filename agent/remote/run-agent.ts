@@ -49,8 +49,8 @@ async function takeJob(client: AgentClient, options: AgentOptions, log: Logger):
     const job = await client.fetchJob();
     if (job !== 'retry') return job;
     const delay = backoffDelay(failures, backoff);
-    if (Date.now() + delay > deadline) throw failed(apiMessages.jobUnavailable(options.settings.server), 'the API could not be reached');
-    log.warn({ retryInMs: delay }, 'the API cannot be reached; trying again');
+    if (Date.now() + delay > deadline) throw failed(apiMessages.jobUnavailable(options.settings.server), client.retryReason);
+    log.warn({ retryInMs: delay, reason: client.retryReason }, 'no job from the API yet; trying again');
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
 }

@@ -1,7 +1,10 @@
 // Where the agent finds its API, its server's name and its token: flags first (the token never on
 // the command line: the environment or a 0600 file), else the kernel command line a PXE boot passes
-// (`byoi.server=URL byoi.service=NAME byoi.token=TOKEN`).
-import { readFileSync } from 'node:fs';
+// (`byoi.server=URL byoi.service=NAME byoi.token=TOKEN`). The API is reached over HTTPS, its
+// certificate verified against `--ca-file` / `byoi.ca=PATH`, else the CA baked into the rescue image
+// (BAKED_CA), else the system's; plain HTTP only when the lab says so (`--insecure` /
+// `byoi.insecure=1`): the token and the customer's secrets would travel in clear.
+import { existsSync, readFileSync } from 'node:fs';
 import { TOKEN_ENV, TOKEN_FILE_ENV } from '../../lib/api/auth.ts';
 import { apiMessages, invalidJob, lifecycleMessages } from '../../lib/errors.ts';
 
@@ -23,15 +26,28 @@ export function tokenFromEnvironment(env: NodeJS.ProcessEnv, tokenFile: string |
 }
 
 export interface AgentSettings {
-  /** The API's base URL, e.g. http://10.0.0.1:8080. */
+  /** The API's base URL, e.g. https://10.0.0.1:8443. */
   readonly server: string;
   readonly serviceName: string;
   readonly token: string;
+  /** PEM certificates the API's certificate must chain to; the system's when absent. */
+  readonly ca?: Buffer;
+}
+
+/** Where the rescue image builder puts the lab's CA. */
+export const BAKED_CA = '/etc/byoi/api-ca.pem';
+
+interface CmdlineSettings {
+  server?: string;
+  serviceName?: string;
+  token?: string;
+  caFile?: string;
+  insecure?: boolean;
 }
 
 /** The `byoi.*` parameters of a kernel command line. */
-export function parseCmdline(cmdline: string): Partial<AgentSettings> {
-  const out: { server?: string; serviceName?: string; token?: string } = {};
+export function parseCmdline(cmdline: string): CmdlineSettings {
+  const out: CmdlineSettings = {};
   for (const word of cmdline.trim().split(/\s+/)) {
     const eq = word.indexOf('=');
     if (eq < 0) continue;
@@ -39,24 +55,36 @@ export function parseCmdline(cmdline: string): Partial<AgentSettings> {
     if (key === 'byoi.server') out.server = value;
     else if (key === 'byoi.service') out.serviceName = value;
     else if (key === 'byoi.token') out.token = value;
+    else if (key === 'byoi.ca') out.caFile = value;
+    else if (key === 'byoi.insecure') out.insecure = value === '1';
   }
   return out;
 }
 
-/** Flags win over the command line, read from `cmdlinePath` only when a flag is missing. */
-export function agentSettings(flags: Partial<AgentSettings>, cmdlinePath: string): AgentSettings {
-  let fromCmdline: Partial<AgentSettings> = {};
-  if (!flags.server || !flags.serviceName || !flags.token) {
-    try {
-      fromCmdline = parseCmdline(readFileSync(cmdlinePath, 'utf8'));
-    } catch {
-      // no command line to read: the flags must say it all
-    }
+function readCa(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw invalidJob(apiMessages.badCaFile(path), String(error));
+  }
+}
+
+/** Flags win over the command line, read from `cmdlinePath`; `bakedCa` is used when neither names a CA. */
+export function agentSettings(flags: CmdlineSettings, cmdlinePath: string, bakedCa = BAKED_CA): AgentSettings {
+  let fromCmdline: CmdlineSettings = {};
+  try {
+    fromCmdline = parseCmdline(readFileSync(cmdlinePath, 'utf8'));
+  } catch {
+    // no command line to read: the flags must say it all
   }
   const server = flags.server || fromCmdline.server;
   const serviceName = flags.serviceName || fromCmdline.serviceName;
   const token = flags.token || fromCmdline.token;
   const missing = [!server && 'server', !serviceName && 'service name', !token && 'token'].filter((m): m is string => typeof m === 'string');
   if (missing.length > 0 || !server || !serviceName || !token) throw invalidJob(apiMessages.badAgentSettings(missing));
-  return { server: server.replace(/\/+$/, ''), serviceName, token };
+  const base = server.replace(/\/+$/, '');
+  const insecure = flags.insecure === true || fromCmdline.insecure === true;
+  if (!/^https:\/\//i.test(base) && !(insecure && /^http:\/\//i.test(base))) throw invalidJob(apiMessages.insecureApi(base));
+  const caFile = flags.caFile || fromCmdline.caFile || (existsSync(bakedCa) ? bakedCa : undefined);
+  return { server: base, serviceName, token, ...(caFile && /^https:/i.test(base) && { ca: readCa(caFile) }) };
 }

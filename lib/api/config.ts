@@ -58,6 +58,10 @@ export interface ServerConfig {
 
 export interface ApiConfig {
   readonly publicUrl?: string;
+  /** The AES-256-GCM key (32 random bytes, base64) that encrypts job bodies at rest; default: beside the database. */
+  readonly secretsKeyFile?: string;
+  /** Days a finished or erased deployment's job body is kept; default 7. */
+  readonly jobBodyRetentionDays?: number;
   readonly netboot?: NetbootConfig;
   readonly customers?: readonly CustomerConfig[];
   readonly servers: readonly ServerConfig[];
@@ -138,6 +142,39 @@ function parseCustomers(value: unknown, bad: (why: string) => never): CustomerCo
   });
 }
 
+/** The serviceNames a config may declare; a request naming anything else names no server. */
+export function isServiceName(name: string): boolean {
+  return /^[A-Za-z0-9._-]{1,255}$/.test(name);
+}
+
+/** The information a key's characters carry, judged from the key itself (its empirical entropy). */
+function entropyBits(key: string): number {
+  const counts = new Map<string, number>();
+  for (const c of key) counts.set(c, (counts.get(c) ?? 0) + 1);
+  let bits = 0;
+  for (const n of counts.values()) bits -= n * Math.log2(n / key.length);
+  return bits;
+}
+
+/** A key that is a shorter string repeated ("abcabcabc..."). */
+function repeats(key: string): boolean {
+  for (let period = 1; period <= key.length / 2; period++) {
+    if (key.slice(period) === key.slice(0, key.length - period)) return true;
+  }
+  return false;
+}
+
+/** An API key strong enough to guard a server: 32 characters or more, not a pattern, not few symbols. */
+export function isStrongKey(key: string): boolean {
+  return key.length >= 32 && !repeats(key) && entropyBits(key) >= 80;
+}
+
+function parseRetention(value: unknown, bad: (why: string) => never): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 3650) bad('jobBodyRetentionDays must be a number of days from 0 to 3650');
+  return value as number;
+}
+
 /** Checks a parsed configuration; `source` names it in errors. */
 export function parseConfig(value: unknown, source: string): ApiConfig {
   const bad = (why: string): never => {
@@ -145,18 +182,21 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
   };
   if (!isObject(value) || !Array.isArray(value.servers)) return bad('expected {"servers": [...]}');
   if (value.publicUrl !== undefined && typeof value.publicUrl !== 'string') bad('publicUrl must be a URL');
+  if (value.secretsKeyFile !== undefined && (typeof value.secretsKeyFile !== 'string' || value.secretsKeyFile === '')) bad('secretsKeyFile must be a path');
+  const retention = parseRetention(value.jobBodyRetentionDays, bad);
   const customers = parseCustomers(value.customers, bad);
   const netboot = parseNetboot(value.netboot, bad);
   const seen = new Set<string>();
   const macsSeen = new Set<string>();
   const servers = value.servers.map((server: unknown, i): ServerConfig => {
     const where = `servers[${i}]`;
-    if (!isObject(server) || typeof server.serviceName !== 'string' || !/^[A-Za-z0-9._-]+$/.test(server.serviceName)) {
-      return bad(`${where}.serviceName must be a name of letters, digits, dots, dashes or underscores`);
+    if (!isObject(server) || typeof server.serviceName !== 'string' || !isServiceName(server.serviceName)) {
+      return bad(`${where}.serviceName must be a name of 1 to 255 letters, digits, dots, dashes or underscores`);
     }
     if (seen.has(server.serviceName)) bad(`${server.serviceName} is declared twice`);
     seen.add(server.serviceName);
     if (!isStringList(server.apiKeys)) bad(`${where}.apiKeys must be a list of keys`);
+    (server.apiKeys as string[]).forEach((key, k) => isStrongKey(key) || bad(apiMessages.weakApiKey(`${where}.apiKeys[${k}]`)));
     const boot = parseBoot(server.boot, where, bad);
     const macs = parseMacs(server.macs, where, macsSeen, bad);
     const { customer } = server;
@@ -171,6 +211,8 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
   });
   return {
     ...(typeof value.publicUrl === 'string' && { publicUrl: value.publicUrl }),
+    ...(typeof value.secretsKeyFile === 'string' && { secretsKeyFile: value.secretsKeyFile }),
+    ...(retention !== undefined && { jobBodyRetentionDays: retention }),
     ...(netboot && { netboot }),
     ...(customers.length > 0 && { customers }),
     servers,

@@ -1,5 +1,6 @@
 // What every group of routes is built from: the lab's configuration, the store and the boot control.
 import type { FastifyBaseLogger } from 'fastify';
+import type { AuthFailures } from './auth-failures.ts';
 import type { BootAdapter } from './boot.ts';
 import type { ApiConfig } from './config.ts';
 import type { Customers } from './customers.ts';
@@ -16,11 +17,32 @@ export interface ApiOptions {
   readonly customers?: Customers;
   /** Serve HTTPS with this certificate chain and key (PEM); plain HTTP without. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+  /** Bounds on requests' sizes and times; defaults in server.ts. */
+  readonly limits?: Partial<ApiLimits>;
+  /** Failed authentications per client; by default counted in this process. */
+  readonly authFailures?: AuthFailures;
+}
+
+export interface ApiLimits {
+  /** Largest request body (a customer's job with 10 MiB of user data fits). */
+  readonly bodyBytes: number;
+  /** Largest agent events body. */
+  readonly eventsBodyBytes: number;
+  /** Time to receive a whole request, headers and body. */
+  readonly requestTimeoutMs: number;
+  /** Time to receive a request's headers. */
+  readonly headersTimeoutMs: number;
+  /** How long an idle keep-alive connection stays open. */
+  readonly keepAliveTimeoutMs: number;
+  /** How long a socket may stay silent. */
+  readonly idleTimeoutMs: number;
 }
 
 /** What the routes are built from: the options, with the customers and the server's logger settled. */
 export interface ApiContext extends ApiOptions {
   readonly customers: Customers;
+  readonly authFailures: AuthFailures;
+  readonly limits: ApiLimits;
   /** For what happens outside a request. */
   readonly log: FastifyBaseLogger;
 }

@@ -4,7 +4,7 @@ import { ByoiError, apiMessages, bootStep } from '../errors.ts';
 import { validateJob } from '../job.ts';
 import { newAgentToken } from './auth.ts';
 import type { ApiContext } from './context.ts';
-import { jobInputFor } from './job-body.ts';
+import { contractBody, jobInputFor } from './job-body.ts';
 import { ApiError } from './ovh-error.ts';
 import type { Deployment, DeploymentKind } from './store/types.ts';
 
@@ -18,7 +18,7 @@ export async function startDeployment(options: ApiContext, serviceName: string, 
     throw error;
   }
   const { token, hash } = newAgentToken();
-  const created = await store.create({ serviceName, kind, body, tokenHash: hash, phase: bootStep.phase, message: bootStep.message });
+  const created = await store.create({ serviceName, kind, body: contractBody(kind, body), tokenHash: hash, phase: bootStep.phase, message: bootStep.message });
   if (created === 'conflict') throw new ApiError(409, apiMessages.deploymentRunning(serviceName));
   try {
     await boot.boot({ serverUrl: options.agentUrl(), serviceName, token });

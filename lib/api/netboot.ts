@@ -24,6 +24,8 @@ export function deployScript(netboot: NetbootConfig, apiUrl: string, serviceName
     `byoi.server=${apiUrl}`,
     `byoi.service=${serviceName}`,
     `byoi.token=${token}`,
+    // The lab serves this API over plain HTTP: the agent must be told it may use it (it refuses otherwise).
+    ...(apiUrl.startsWith('http://') ? ['byoi.insecure=1'] : []),
   ]);
 }
 

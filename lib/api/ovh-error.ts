@@ -8,11 +8,22 @@ const errorClasses: Record<number, string> = {
   401: 'Client::Unauthorized',
   403: 'Client::Forbidden',
   404: 'Client::NotFound',
+  405: 'Client::MethodNotAllowed',
+  408: 'Client::RequestTimeout',
   409: 'Client::Conflict',
   410: 'Client::Gone',
   413: 'Client::BadRequest',
+  414: 'Client::BadRequest',
   415: 'Client::BadRequest',
+  429: 'Client::TooManyRequests',
+  431: 'Client::BadRequest',
+  503: 'Server::ServiceUnavailable',
 };
+
+/** The `{class, message}` body for `statusCode`. */
+export function ovhErrorBody(statusCode: number, message: string): { class: string; message: string } {
+  return { class: errorClasses[statusCode] ?? 'Server::InternalServerError', message };
+}
 
 /** An error answered as OVH does: `{class, message}`. */
 export class ApiError extends Error {
@@ -24,5 +35,5 @@ export class ApiError extends Error {
 }
 
 export function sendError(reply: FastifyReply, statusCode: number, message: string): FastifyReply {
-  return reply.code(statusCode).send({ class: errorClasses[statusCode] ?? 'Server::InternalServerError', message });
+  return reply.code(statusCode).type('application/json').send(ovhErrorBody(statusCode, message));
 }

@@ -1,35 +1,120 @@
 // The OVH-compatible provisioning API: customers start, follow and erase deployments of their own
 // servers (routes/customer.ts); each deployment's agent takes its job and reports its status through
-// agent-only routes (routes/agent.ts). Every refusal is OVH-shaped (ovh-error.ts).
-import Fastify, { type FastifyInstance } from 'fastify';
+// agent-only routes (routes/agent.ts). Every refusal is OVH-shaped (ovh-error.ts), however early it
+// happens: in a route, in the framework (bad URL, body, content type) or in the HTTP parser.
+import type { Socket } from 'node:net';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { apiMessages } from '../errors.ts';
-import type { ApiContext, ApiOptions } from './context.ts';
+import { MemoryAuthFailures } from './auth-failures.ts';
+import { isServiceName } from './config.ts';
+import type { ApiContext, ApiLimits, ApiOptions } from './context.ts';
 import { ConfigCustomers } from './customers.ts';
-import { ApiError, sendError } from './ovh-error.ts';
+import { ApiError, ovhErrorBody, sendError } from './ovh-error.ts';
+import { DEFAULT_RETENTION_DAYS, keepPruning } from './retention.ts';
 import { agentRoutes } from './routes/agent.ts';
 import { customerRoutes } from './routes/customer.ts';
 import { netbootRoutes } from './routes/netboot.ts';
 
 export type { ApiOptions } from './context.ts';
 
-export function buildApi(options: ApiOptions): FastifyInstance {
-  const settings = { logger: options.logger ?? false, bodyLimit: 16 * 1024 * 1024 };
-  // Typed as the plain-HTTP instance: routes and hooks do not depend on the transport.
-  const app = (options.tls ? Fastify({ ...settings, https: options.tls }) : Fastify(settings)) as unknown as FastifyInstance;
+export const defaultLimits: ApiLimits = {
+  bodyBytes: 16 * 1024 * 1024,
+  eventsBodyBytes: 512 * 1024,
+  requestTimeoutMs: 60_000,
+  headersTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+  idleTimeoutMs: 30_000,
+};
 
-  app.setErrorHandler((error: { statusCode?: number; validation?: unknown; code?: string; message: string }, request, reply) => {
+/** What a framework error is answered, by its code; the framework's own message may echo input. */
+const frameworkAnswers: Record<string, [number, string]> = {
+  FST_ERR_BAD_URL: [400, apiMessages.badRequestUrl],
+  FST_ERR_MAX_PARAM_LENGTH: [414, apiMessages.urlTooLong],
+  FST_ERR_ASYNC_CONSTRAINT: [400, apiMessages.badRequest],
+  FST_ERR_CTP_BODY_TOO_LARGE: [413, apiMessages.bodyTooLarge],
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, apiMessages.badContentType],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, apiMessages.badContentLength],
+  FST_ERR_CTP_INVALID_JSON_BODY: [400, apiMessages.badJson],
+  FST_ERR_CTP_EMPTY_JSON_BODY: [400, apiMessages.badJson],
+  FST_ERR_CTP_INVALID_TYPE: [400, apiMessages.badContentType],
+};
+
+/** The HTTP parser's refusals (before Fastify sees a request): answered on the raw socket. */
+function clientError(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, message] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, apiMessages.requestTimeout]
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, apiMessages.headersTooLarge]
+        : error.code === 'HPE_URI_TOO_LONG'
+          ? [414, apiMessages.urlTooLong]
+          : [400, apiMessages.badRequest];
+  const body = JSON.stringify(ovhErrorBody(status, message));
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
+}
+
+export function buildApi(options: ApiOptions): FastifyInstance {
+  const limits: ApiLimits = { ...defaultLimits, ...options.limits };
+  // Node checks the request and headers timeouts on this period: a fraction of the shortest one.
+  const connectionsCheckingInterval = Math.max(50, Math.min(1000, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4)));
+  const settings = {
+    logger: options.logger ?? false,
+    bodyLimit: limits.bodyBytes,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
+    routerOptions: { maxParamLength: 256 },
+    clientErrorHandler: clientError,
+    frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+      const [status, message] = frameworkAnswers[error.code] ?? [400, apiMessages.badRequest];
+      return sendError(reply, status, message);
+    },
+  };
+  const app = (
+    options.tls
+      ? Fastify({ ...settings, https: { ...options.tls, connectionsCheckingInterval } })
+      : Fastify({ ...settings, http: { connectionsCheckingInterval } })
+  ) as unknown as FastifyInstance;
+  app.server.headersTimeout = limits.headersTimeoutMs;
+  // OVH's API speaks JSON only: any other body is refused 415 before it is read.
+  app.removeContentTypeParser('text/plain');
+
+  app.setErrorHandler((error: FastifyError & { validation?: unknown }, request, reply) => {
     if (error instanceof ApiError) return sendError(reply, error.statusCode, error.message);
     if (error.validation) return sendError(reply, 400, request.url.startsWith('/agent/') ? apiMessages.badEvents : apiMessages.badJson);
-    if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return sendError(reply, 400, apiMessages.badJson);
+    const known = frameworkAnswers[error.code];
+    if (known) return sendError(reply, known[0], known[1]);
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) request.log.error(error);
-    return sendError(reply, status, status === 500 ? 'Internal server error' : error.message);
+    return sendError(reply, status, status === 500 ? apiMessages.internalError : apiMessages.badRequest);
   });
   app.setNotFoundHandler((_request, reply) => sendError(reply, 404, apiMessages.notFound));
 
-  const context: ApiContext = { ...options, customers: options.customers ?? new ConfigCustomers(options.config), log: app.log };
+  // Before anything else, and never echoed: a serviceName outside the config's charset names no server.
+  app.addHook('onRequest', async (request) => {
+    const { serviceName } = (request.params ?? {}) as { serviceName?: unknown };
+    if (serviceName !== undefined && (typeof serviceName !== 'string' || !isServiceName(serviceName))) throw new ApiError(404, apiMessages.badServiceName);
+  });
+
+  const context: ApiContext = {
+    ...options,
+    customers: options.customers ?? new ConfigCustomers(options.config),
+    authFailures: options.authFailures ?? new MemoryAuthFailures(),
+    limits,
+    log: app.log,
+  };
   customerRoutes(app, context);
   agentRoutes(app, context);
   netbootRoutes(app, context);
+
+  let stopPruning = () => {};
+  app.addHook('onReady', async () => {
+    stopPruning = keepPruning(options.store, options.config.jobBodyRetentionDays ?? DEFAULT_RETENTION_DAYS, app.log);
+  });
+  app.addHook('onClose', async () => stopPruning());
   return app;
 }

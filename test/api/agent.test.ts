@@ -252,7 +252,7 @@ describe('the outbox', () => {
 describe('agent settings', () => {
   it('reads byoi.server, byoi.service and byoi.token from the kernel command line; flags win', () => {
     const cmdline = join(dir, 'cmdline');
-    writeFileSync(cmdline, 'BOOT_IMAGE=/vmlinuz root=/dev/ram0 byoi.server=http://10.0.0.1:8080/ byoi.service=ns1.lab byoi.token=abc quiet\n');
+    writeFileSync(cmdline, 'BOOT_IMAGE=/vmlinuz root=/dev/ram0 byoi.server=http://10.0.0.1:8080/ byoi.service=ns1.lab byoi.token=abc byoi.insecure=1 quiet\n');
     expect(parseCmdline('a=1 byoi.token="q"')).toEqual({ token: 'q' });
     expect(agentSettings({}, cmdline)).toEqual({ server: 'http://10.0.0.1:8080', serviceName: 'ns1.lab', token: 'abc' });
     expect(agentSettings({ token: 'flag' }, cmdline)).toEqual({ server: 'http://10.0.0.1:8080', serviceName: 'ns1.lab', token: 'flag' });

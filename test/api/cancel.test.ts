@@ -90,7 +90,7 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk'))('DELETE reaches an agent 
   });
 
   function spawnAgent(context: BootContext, token = context.token): Agent {
-    const args = [join(repo, 'agent/byoi.ts'), 'agent', '--server', context.serverUrl, '--service-name', context.serviceName,
+    const args = [join(repo, 'agent/byoi.ts'), 'agent', '--insecure', '--server', context.serverUrl, '--service-name', context.serviceName,
       '--disk', disk, '--no-reboot', '--ram-size', String(4096 * MiB), '--heartbeat', '1', '--deliver-timeout', '10'];
     // Into the throttled cgroup first when asked, then the agent (exec: same process).
     const child = spawn('sh', ['-c', `${throttled ? `echo $$ > ${cgroup}/cgroup.procs; ` : ''}exec "$0" "$@"`, process.execPath, ...args], {

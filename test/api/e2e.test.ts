@@ -51,7 +51,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('the provisio
           serviceName: 'ns1.lab',
           apiKeys: ['key-alice'],
           boot: {
-            command: [process.execPath, join(repo, 'agent/byoi.ts'), 'agent', '--server', '{server}', '--service-name', '{service}',
+            command: [process.execPath, join(repo, 'agent/byoi.ts'), 'agent', '--insecure', '--server', '{server}', '--service-name', '{service}',
               '--disk', disk, '--no-reboot', '--ram-size', String(4 * 1024 * MiB), '--deliver-timeout', '30'],
             logFile: join(dir, 'agent-{service}.log'),
           },

@@ -13,7 +13,7 @@ import { call } from '../helpers/api.ts';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'byoi-netboot-'));
-const key = 'key-alice';
+const key = 'key-alice-6c1f0a9e4b7d2385f0e1a2b3c4d5e6f7';
 const publicUrl = 'http://10.0.2.2:8080';
 const mac = '52:54:00:b0:01:17';
 const kernel = randomBytes(300_000);

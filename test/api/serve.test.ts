@@ -11,6 +11,9 @@ import { parseConfig } from '../../lib/api/config.ts';
 import { ByoiError, apiMessages } from '../../lib/errors.ts';
 import { call } from '../helpers/api.ts';
 
+/** A key the config parser takes (32 characters or more, not a pattern). */
+const keyA = 'key-a-0f3a9c2e7b14d5688e1f2a3b4c5d6e7f';
+
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'byoi-serve-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -33,16 +36,16 @@ function serve(args: string[]): Promise<{ url: string; stop: () => Promise<numbe
 describe('byoi serve', () => {
   it('serves the config\'s servers from its database, and keeps their state across a restart', async () => {
     const config = join(dir, 'config.json');
-    writeFileSync(config, JSON.stringify({ servers: [{ serviceName: 'ns1.lab', apiKeys: ['key-a'], boot: { command: ['true'] } }] }));
+    writeFileSync(config, JSON.stringify({ servers: [{ serviceName: 'ns1.lab', apiKeys: [keyA], boot: { command: ['true'] } }] }));
     const db = join(dir, 'serve.sqlite');
     const first = await serve(['--config', config, '--listen', '127.0.0.1:0', '--db', db]);
     const body = { URL: 'http://127.0.0.1:9/x.raw', type: 'raw' };
-    expect((await call(first.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-a', body })).status).toBe(200);
+    expect((await call(first.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: keyA, body })).status).toBe(200);
     expect(await first.stop()).toBe(0);
     const second = await serve(['--config', config, '--listen', '127.0.0.1:0', '--db', db]);
     try {
-      expect((await call(second.url, 'GET', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-a' })).body).toMatchObject({ status: 'doing', phase: 'boot' });
-      expect((await call(second.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-a', body })).status).toBe(409);
+      expect((await call(second.url, 'GET', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: keyA })).body).toMatchObject({ status: 'doing', phase: 'boot' });
+      expect((await call(second.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: keyA, body })).status).toBe(409);
     } finally {
       await second.stop();
     }
@@ -52,13 +55,13 @@ describe('byoi serve', () => {
     const [cert, key] = [join(dir, 'lab.crt'), join(dir, 'lab.key')];
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
     const config = join(dir, 'tls.json');
-    writeFileSync(config, JSON.stringify({ servers: [{ serviceName: 'ns1.lab', apiKeys: ['key-a'] }] }));
+    writeFileSync(config, JSON.stringify({ servers: [{ serviceName: 'ns1.lab', apiKeys: [keyA] }] }));
     const served = await serve(['--config', config, '--listen', '127.0.0.1:0', '--db', join(dir, 'tls.sqlite'), '--tls-cert', cert, '--tls-key', key]);
     try {
       expect(served.url).toMatch(/^https:/);
       const get = (ca?: Buffer) =>
         new Promise<number>((resolve, reject) => {
-          const request = httpsRequest(`${served.url}/dedicated/server/ns1.lab/bringYourOwnImage`, { headers: { authorization: 'Bearer key-a' }, ...(ca && { ca }) }, (response) => {
+          const request = httpsRequest(`${served.url}/dedicated/server/ns1.lab/bringYourOwnImage`, { headers: { authorization: `Bearer ${keyA}` }, ...(ca && { ca }) }, (response) => {
             response.resume();
             resolve(response.statusCode!);
           });
@@ -74,16 +77,16 @@ describe('byoi serve', () => {
   it('refuses a bad config file with a clear message', () => {
     const bad = (value: unknown) => () => parseConfig(value, 'lab.json');
     expect(bad({})).toThrow(apiMessages.badConfig('lab.json', 'expected {"servers": [...]}'));
-    expect(bad({ servers: [{ serviceName: 'a b', apiKeys: ['k'] }] })).toThrow(ByoiError);
+    expect(bad({ servers: [{ serviceName: 'a b', apiKeys: [keyA] }] })).toThrow(ByoiError);
     expect(bad({ servers: [{ serviceName: 'a', apiKeys: 'k' }] })).toThrow('servers[0].apiKeys must be a list of keys');
-    expect(bad({ servers: [{ serviceName: 'a', apiKeys: ['k'] }, { serviceName: 'a', apiKeys: ['k'] }] })).toThrow('a is declared twice');
-    expect(bad({ servers: [{ serviceName: 'a', apiKeys: ['k'], boot: { command: [] } }] })).toThrow('servers[0].boot.command must be a non-empty list of strings');
+    expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA] }, { serviceName: 'a', apiKeys: [keyA] }] })).toThrow('a is declared twice');
+    expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA], boot: { command: [] } }] })).toThrow('servers[0].boot.command must be a non-empty list of strings');
     // Issue 13: a token on argv is readable by every local user (ps): {token} anywhere in boot is refused.
     for (const boot of [{ command: ['agent', '--token', '{token}'] }, { command: ['x'], logFile: '/var/log/{token}' }, { command: ['x'], rescueCommand: ['y', 'byoi.token={token}'] }]) {
-      expect(bad({ servers: [{ serviceName: 'a', apiKeys: ['k'], boot }] })).toThrow('{token}');
+      expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA], boot }] })).toThrow('{token}');
     }
-    expect(bad({ servers: [{ serviceName: 'a', apiKeys: ['k'], macs: ['52:54:00:00:00:01'] }, { serviceName: 'b', apiKeys: ['k'], macs: ['52-54-00-00-00-01'] }] })).toThrow('declared twice');
-    expect(bad({ servers: [{ serviceName: 'a', apiKeys: ['k'], macs: ['nope'] }] })).toThrow('is not a MAC address');
+    expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA], macs: ['52:54:00:00:00:01'] }, { serviceName: 'b', apiKeys: [keyA], macs: ['52-54-00-00-00-01'] }] })).toThrow('declared twice');
+    expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA], macs: ['nope'] }] })).toThrow('is not a MAC address');
     expect(bad({ servers: [], netboot: { kernel: 'k' } })).toThrow('netboot must give');
     expect(bad({ servers: [], netboot: { kernel: 'k', initrd: 'i', cmdline: 'a\nshell' } })).toThrow('one-line');
   });

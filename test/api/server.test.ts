@@ -126,7 +126,7 @@ describe('the agent routes', () => {
     const final = `Bad sha256 for downloaded file, got: ${'b'.repeat(64)} while expecting ${sha256}.`;
     await call(api.url, 'POST', agentEvents('ns1.lab'), {
       key: token,
-      body: { events: [event({ status: 'error', message: final, phase: 'checksum', errorKind: 'refused-image', checksum: `sha256:${'b'.repeat(64)}` })] },
+      body: { events: [event({ status: 'error', message: final, phase: 'verify', errorKind: 'refused-image', checksum: `sha256:${'b'.repeat(64)}` })] },
     });
     // A late `doing` (a redelivered batch) never overwrites the outcome.
     await call(api.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: [event({ status: 'doing', message: 'late', phase: 'write' })] } });

@@ -72,7 +72,7 @@ class QemuLab implements BootAdapter {
       memoryMiB: 4096,
       timeoutSeconds: 900,
       onConsole: consoleLog(`rescue-${context.serviceName}`),
-      cmdline: [`byoi.server=${context.serverUrl}`, `byoi.service=${context.serviceName}`, `byoi.token=${context.token}`],
+      cmdline: [`byoi.server=${context.serverUrl}`, `byoi.service=${context.serviceName}`, `byoi.token=${context.token}`, 'byoi.insecure=1'],
     }));
   }
 

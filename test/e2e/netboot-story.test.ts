@@ -32,7 +32,7 @@ import { expectCloudInitApplied, userDataScript } from './boot-checks.ts';
 const run = promisify(execFile);
 const GiB = 1024 ** 3;
 const repo = fileURLToPath(new URL('../..', import.meta.url));
-const key = 'netboot-customer-key';
+const key = 'netboot-customer-9d4e2a7c1b6f3085e2d1c0b9a8f7e6d5';
 const ovmf = { code: '/usr/share/OVMF/OVMF_CODE.fd', vars: '/usr/share/OVMF/OVMF_VARS.fd' };
 const servers: Record<Firmware, { serviceName: string; mac: string }> = {
   bios: { serviceName: 'ns-bios.lab', mac: '52:54:00:b0:17:01' },

@@ -3,7 +3,7 @@
 import type { AddressInfo } from 'node:net';
 import type { BootAdapter, BootContext } from '../../lib/api/boot.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
-import { buildApi } from '../../lib/api/server.ts';
+import { buildApi, type ApiOptions } from '../../lib/api/server.ts';
 import { openStore } from '../../lib/api/store/open.ts';
 import type { Store } from '../../lib/api/store/types.ts';
 
@@ -32,13 +32,14 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-export async function startApi(config: ApiConfig, dbPath: string, boot: BootAdapter, port = 0): Promise<TestApi> {
+/** `extra`: limits, a failed-authentication counter, TLS... (HTTPS when `extra.tls` is given). */
+export async function startApi(config: ApiConfig, dbPath: string, boot: BootAdapter, port = 0, extra: Partial<ApiOptions> = {}): Promise<TestApi> {
   const store = await openStore(dbPath);
   let url = '';
-  const app = buildApi({ config, store, boot, agentUrl: () => url });
+  const app = buildApi({ config, store, boot, agentUrl: () => url, ...extra });
   await app.listen({ host: '127.0.0.1', port });
   const actual = (app.server.address() as AddressInfo).port;
-  url = `http://127.0.0.1:${actual}`;
+  url = `${extra.tls ? 'https' : 'http'}://127.0.0.1:${actual}`;
   return {
     url,
     port: actual,

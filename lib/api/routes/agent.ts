@@ -1,11 +1,20 @@
 // The agents' routes: a deployment's agent takes its job and reports its status with its own token.
+// The token is checked in the request hook, before a byte of the body is read or parsed; the events
+// schema keeps only the contract's fields and bounds every one of them.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { apiMessages, lifecycleMessages } from '../../errors.ts';
+import { phaseNames } from '../../phases.ts';
 import { bearer, hashToken } from '../auth.ts';
 import type { ApiContext, ServiceParams } from '../context.ts';
 import { ApiError } from '../ovh-error.ts';
 import type { AgentEvent, Deployment } from '../store/types.ts';
 
+/** How many events one request may carry (the agent sends at most 100). */
+export const MAX_EVENTS = 100;
+
+const byteCount = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } as const;
+
+// `additionalProperties: false` with Fastify's default `removeAdditional`: unknown fields are dropped.
 const eventSchema = {
   type: 'object',
   required: ['events'],
@@ -13,27 +22,35 @@ const eventSchema = {
   properties: {
     events: {
       type: 'array',
-      maxItems: 1000,
+      maxItems: MAX_EVENTS,
       items: {
         type: 'object',
-        required: ['status', 'message', 'at'],
+        required: ['status', 'message'],
+        additionalProperties: false,
         properties: {
           status: { enum: ['doing', 'done', 'error'] },
           message: { type: 'string', maxLength: 4096 },
           errorKind: { enum: ['invalid-job', 'refused-image', 'failed', null] },
           checksum: { type: ['string', 'null'], maxLength: 300 },
-          phase: { type: ['string', 'null'], maxLength: 64 },
+          phase: { enum: [...phaseNames, null] },
           progress: {
             anyOf: [
               { type: 'null' },
               {
                 type: 'object',
                 required: ['done', 'total', 'bytesPerSecond'],
-                properties: { done: { type: 'number', minimum: 0 }, total: { type: ['number', 'null'], minimum: 0 }, bytesPerSecond: { type: 'number', minimum: 0 } },
+                additionalProperties: false,
+                properties: {
+                  done: byteCount,
+                  total: { anyOf: [{ type: 'null' }, byteCount] },
+                  bytesPerSecond: { type: 'number', minimum: 0, maximum: 1e12 },
+                  etaSeconds: { anyOf: [{ type: 'null' }, { type: 'number', minimum: 0, maximum: 1e9 }] },
+                },
               },
             ],
           },
-          at: { type: 'string', format: 'date-time' },
+          // When the agent saw it: informative only, the server's clock dates what it stores.
+          at: { type: 'string', maxLength: 64 },
           detail: { type: ['string', 'null'], maxLength: 4096 },
           fault: { enum: ['customer', 'lab', null] },
         },
@@ -90,43 +107,55 @@ const disksSchema = {
   },
 } as const;
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The deployment whose agent token the request carries (agent routes). */
+    agentDeployment?: Deployment;
+  }
+}
+
 export function agentRoutes(app: FastifyInstance, options: ApiContext): void {
-  const { store } = options;
+  const { store, authFailures } = options;
 
   /** The deployment whose token the request carries, if that token belongs to this server. */
-  async function agentDeployment(request: FastifyRequest<{ Params: ServiceParams }>): Promise<Deployment> {
+  async function authenticate(request: FastifyRequest<{ Params: ServiceParams }>): Promise<void> {
+    if (await authFailures.limited(request.ip)) throw new ApiError(429, apiMessages.tooManyFailures);
     const token = bearer(request.headers.authorization);
-    if (!token) throw new ApiError(401, apiMessages.missingAgentToken);
-    const deployment = await store.byTokenHash(hashToken(token));
-    if (!deployment || deployment.serviceName !== request.params.serviceName) throw new ApiError(403, apiMessages.wrongAgentToken);
+    const deployment = token === undefined ? undefined : await store.byTokenHash(hashToken(token));
+    if (!deployment || deployment.serviceName !== request.params.serviceName) {
+      await authFailures.failed(request.ip);
+      throw new ApiError(token === undefined ? 401 : 403, token === undefined ? apiMessages.missingAgentToken : apiMessages.wrongAgentToken);
+    }
     // DELETE reaches the agent here: every answer to it says so, and it stops at once.
     if (deployment.erased) throw new ApiError(410, lifecycleMessages.deploymentCancelled);
-    return deployment;
+    request.agentDeployment = deployment;
   }
 
-  app.get<{ Params: ServiceParams }>('/agent/v1/servers/:serviceName/job', async (request) => {
-    const deployment = await agentDeployment(request);
+  const agentRoute = { onRequest: authenticate };
+
+  app.get<{ Params: ServiceParams }>('/agent/v1/servers/:serviceName/job', agentRoute, async (request) => {
+    const deployment = request.agentDeployment!;
     if (deployment.status !== 'doing') throw new ApiError(409, apiMessages.deploymentFinished);
+    const body = await store.jobBody(deployment.id);
+    if (body === undefined) throw new ApiError(409, apiMessages.deploymentFinished);
     await store.markJobTaken(deployment.id);
-    return { deploymentId: deployment.id, serviceName: deployment.serviceName, kind: deployment.kind, body: deployment.body };
+    return { deploymentId: deployment.id, serviceName: deployment.serviceName, kind: deployment.kind, body };
   });
 
   app.post<{ Params: ServiceParams; Body: { events: AgentEvent[] } }>(
     '/agent/v1/servers/:serviceName/events',
-    { schema: { body: eventSchema } },
+    { ...agentRoute, bodyLimit: options.limits.eventsBodyBytes, schema: { body: eventSchema } },
     async (request) => {
-      const deployment = await agentDeployment(request);
-      const after = await store.record(deployment.id, request.body.events);
+      const after = await store.record(request.agentDeployment!.id, request.body.events);
       return { status: after.status };
     },
   );
 
   app.post<{ Params: ServiceParams; Body: unknown }>(
     '/agent/v1/servers/:serviceName/disks',
-    { schema: { body: disksSchema }, bodyLimit: 512 * 1024 },
+    { ...agentRoute, schema: { body: disksSchema }, bodyLimit: 512 * 1024 },
     async (request) => {
-      const deployment = await agentDeployment(request);
-      await store.reportDisks(deployment.serviceName, request.body);
+      await store.reportDisks(request.agentDeployment!.serviceName, request.body);
       return null;
     },
   );

@@ -8,16 +8,22 @@ import { ApiError } from '../ovh-error.ts';
 import { byoiStatusView, hardwareView, installStatusView, taskView } from '../views.ts';
 
 export function customerRoutes(app: FastifyInstance, options: ApiContext): void {
-  const { config, store } = options;
+  const { config, store, authFailures } = options;
 
-  function customer(request: FastifyRequest<{ Params: ServiceParams }>): void {
+  /** Checked in the request hook: nothing of the body is read before. */
+  async function customer(request: FastifyRequest<{ Params: ServiceParams }>): Promise<void> {
+    if (await authFailures.limited(request.ip)) throw new ApiError(429, apiMessages.tooManyFailures);
     const key = bearer(request.headers.authorization);
-    if (!key) throw new ApiError(401, apiMessages.missingApiKey);
+    if (!key) {
+      await authFailures.failed(request.ip);
+      throw new ApiError(401, apiMessages.missingApiKey);
+    }
     const { serviceName } = request.params;
     switch (checkCustomer(config, key, serviceName)) {
       case 'allowed':
         return;
       case 'unknown-key':
+        await authFailures.failed(request.ip);
         throw new ApiError(403, apiMessages.unknownApiKey);
       case 'no-such-server':
         throw new ApiError(404, apiMessages.noSuchServer(serviceName));

@@ -2,6 +2,7 @@
 import type { ErrorKind, Fault } from '../../errors.ts';
 import type { Progress, StatusState } from '../../status.ts';
 import { migrate } from './migrations.ts';
+import { SecretBox } from './secret-box.ts';
 import type { Database, Sql } from './sql.ts';
 import type { AgentEvent, Deployment, DeploymentKind, DisksReport, NetbootState, NewDeployment, Step, Store } from './types.ts';
 
@@ -9,7 +10,6 @@ interface Row {
   id: number | string;
   service_name: string;
   kind: string;
-  body: string;
   status: string;
   message: string;
   error_kind: string | null;
@@ -33,7 +33,6 @@ function toDeployment(row: Row): Deployment {
     id: Number(row.id),
     serviceName: row.service_name,
     kind: row.kind as DeploymentKind,
-    body: JSON.parse(row.body),
     status: row.status as StatusState,
     message: row.message,
     errorKind: row.error_kind as ErrorKind | null,
@@ -55,13 +54,29 @@ function toDeployment(row: Row): Deployment {
 
 const now = () => new Date().toISOString();
 
+/** Steps a deployment may list at most: the pipeline has a dozen phases; a looping agent adds no more. */
+export const MAX_STEPS = 32;
+
+const columns =
+  'id, service_name, kind, status, message, error_kind, checksum, phase, progress, started_at, job_taken_at, finished_at, erased, detail, fault, cancelled, heard_at, boots, settled_by';
+
 async function deploymentWhere(sql: Sql, where: string, params: (string | number)[]): Promise<Deployment | undefined> {
-  const row = await sql.get<Row>(`SELECT * FROM deployments WHERE ${where}`, params);
+  const row = await sql.get<Row>(`SELECT ${columns} FROM deployments WHERE ${where}`, params);
   return row && toDeployment(row);
 }
 
 const currentOf = (sql: Sql, serviceName: string) =>
   deploymentWhere(sql, 'service_name = ? AND erased = 0 ORDER BY id DESC LIMIT 1', [serviceName]);
+
+/** What the store keeps of a progress: its contract's fields, nothing else the agent may have sent. */
+function progressOf(progress: Progress | null | undefined): string | null {
+  if (!progress) return null;
+  const { done, total, bytesPerSecond, etaSeconds } = progress;
+  return JSON.stringify({ done, total, bytesPerSecond, ...(etaSeconds !== undefined && { etaSeconds }) });
+}
+
+/** The associated data a body is sealed with: it opens on its own deployment's row only. */
+const bodyContext = (id: number) => `byoi job body of deployment ${id}`;
 
 /** Whether the server's next netboot is the rescue system (after DELETE or a failed deployment). */
 const setRescue = (sql: Sql, serviceName: string, rescue: boolean) =>
@@ -80,15 +95,30 @@ async function settle(sql: Sql, deployment: Deployment, message: string, by: 'wa
 
 export class SqlStore implements Store {
   private readonly db: Database;
+  private readonly box: SecretBox;
 
-  private constructor(db: Database) {
+  private constructor(db: Database, box: SecretBox) {
     this.db = db;
+    this.box = box;
   }
 
-  /** The store over `db`, its schema brought up to date first. */
-  static async open(db: Database): Promise<SqlStore> {
+  /** The store over `db`, its schema brought up to date first; job bodies are sealed with `box`. */
+  static async open(db: Database, box: SecretBox = SecretBox.ephemeral()): Promise<SqlStore> {
     await migrate(db);
-    return new SqlStore(db);
+    const store = new SqlStore(db, box);
+    await store.sealClearBodies();
+    return store;
+  }
+
+  /** Bodies stored in clear before they were sealed (databases older than migration 2). */
+  private async sealClearBodies(): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const rows = await tx.all<{ deployment_id: number | string; body: string }>("SELECT deployment_id, body FROM job_bodies WHERE body NOT LIKE 'v1:%'");
+      for (const row of rows) {
+        const id = Number(row.deployment_id);
+        await tx.run('UPDATE job_bodies SET body = ? WHERE deployment_id = ?', [this.box.seal(row.body, bodyContext(id)), id]);
+      }
+    });
   }
 
   create(input: NewDeployment): Promise<Deployment | 'conflict'> {
@@ -96,10 +126,11 @@ export class SqlStore implements Store {
       if ((await currentOf(tx, input.serviceName))?.status === 'doing') return 'conflict';
       const startedAt = now();
       const inserted = await tx.get<{ id: number | string }>(
-        'INSERT INTO deployments (service_name, kind, body, token_hash, status, message, phase, started_at, heard_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id',
-        [input.serviceName, input.kind, JSON.stringify(input.body), input.tokenHash, 'doing', input.message, input.phase, startedAt, startedAt],
+        'INSERT INTO deployments (service_name, kind, token_hash, status, message, phase, started_at, heard_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id',
+        [input.serviceName, input.kind, input.tokenHash, 'doing', input.message, input.phase, startedAt, startedAt],
       );
       const id = Number(inserted!.id);
+      await tx.run('INSERT INTO job_bodies (deployment_id, body) VALUES (?, ?)', [id, this.box.seal(JSON.stringify(input.body), bodyContext(id))]);
       await tx.run('INSERT INTO steps (deployment_id, n, phase, comment, started_at) VALUES (?, 0, ?, ?, ?)', [id, input.phase, input.message, startedAt]);
       await setRescue(tx, input.serviceName, false);
       return (await deploymentWhere(tx, 'id = ?', [id]))!;
@@ -118,49 +149,68 @@ export class SqlStore implements Store {
     return deploymentWhere(this.db, 'token_hash = ?', [tokenHash]);
   }
 
+  async jobBody(id: number): Promise<unknown | undefined> {
+    const row = await this.db.get<{ body: string }>('SELECT body FROM job_bodies WHERE deployment_id = ?', [id]);
+    return row && JSON.parse(this.box.open(row.body, bodyContext(id)));
+  }
+
+  async pruneJobBodies(before: string): Promise<number> {
+    return this.db.run(
+      'DELETE FROM job_bodies WHERE deployment_id IN (SELECT id FROM deployments WHERE finished_at < ? OR erased_at < ?)',
+      [before, before],
+    );
+  }
+
   async markJobTaken(id: number): Promise<void> {
     const at = now();
     await this.db.run('UPDATE deployments SET job_taken_at = coalesce(job_taken_at, ?), heard_at = ? WHERE id = ?', [at, at, id]);
   }
 
+  /**
+   * Applies a batch in order, then writes the outcome once: consecutive progress of one phase
+   * collapses into the last, a phase change opens a step (at most MAX_STEPS), and the server's clock
+   * dates steps and the outcome, whatever the agent's says.
+   */
   record(id: number, events: readonly AgentEvent[]): Promise<Deployment> {
     return this.db.transaction(async (tx) => {
-      let deployment = await deploymentWhere(tx, 'id = ?', [id]);
-      if (!deployment) throw new Error(`no deployment ${id}`);
-      await tx.run('UPDATE deployments SET heard_at = ? WHERE id = ?', [now(), id]);
+      const before = await deploymentWhere(tx, 'id = ?', [id]);
+      if (!before) throw new Error(`no deployment ${id}`);
+      const at = now();
+      await tx.run('UPDATE deployments SET heard_at = ? WHERE id = ?', [at, id]); // none: a heartbeat, heard all the same
+      let steps = Number((await tx.get<{ n: number | string }>('SELECT count(*) AS n FROM steps WHERE deployment_id = ?', [id]))!.n);
+      let state = before;
       for (const event of events) {
         // The outcome is final, except one the API settled for want of news: the agent's own outcome wins.
-        const reopened = deployment.settledBy !== null && event.status !== 'doing';
-        if (deployment.status !== 'doing' && !reopened) break;
-        const phase = event.phase ?? deployment.phase;
-        if (phase !== deployment.phase) {
-          await tx.run(
-            'INSERT INTO steps (deployment_id, n, phase, comment, started_at) VALUES (?, (SELECT count(*) FROM steps WHERE deployment_id = ?), ?, ?, ?)',
-            [id, id, phase, event.message, event.at],
-          );
+        const reopened = state.settledBy !== null && event.status !== 'doing';
+        if (state.status !== 'doing' && !reopened) break;
+        const phase = event.phase ?? state.phase;
+        if (phase !== state.phase && steps < MAX_STEPS) {
+          await tx.run('INSERT INTO steps (deployment_id, n, phase, comment, started_at) VALUES (?, ?, ?, ?, ?)', [id, steps++, phase, event.message, at]);
         }
-        const final = event.status !== 'doing';
         const error = event.status === 'error';
+        state = {
+          ...state,
+          status: event.status,
+          message: event.message,
+          errorKind: error ? (event.errorKind ?? null) : null,
+          checksum: event.checksum ?? state.checksum,
+          phase,
+          progress: event.progress ?? null,
+          finishedAt: event.status === 'doing' ? null : at,
+          detail: error ? (event.detail ?? null) : null,
+          fault: error ? (event.fault ?? (event.errorKind === 'failed' ? 'lab' : 'customer')) : null,
+          settledBy: null,
+        };
+      }
+      if (state !== before) {
         await tx.run(
-          'UPDATE deployments SET status = ?, message = ?, error_kind = ?, checksum = coalesce(?, checksum), phase = ?, progress = ?, finished_at = ?, detail = ?, fault = ?, settled_by = NULL WHERE id = ?',
-          [
-            event.status,
-            event.message,
-            error ? (event.errorKind ?? null) : null,
-            event.checksum ?? null,
-            phase,
-            event.progress ? JSON.stringify(event.progress) : null,
-            final ? event.at : null,
-            error ? (event.detail ?? null) : null,
-            error ? (event.fault ?? (event.errorKind === 'failed' ? 'lab' : 'customer')) : null,
-            id,
-          ],
+          'UPDATE deployments SET status = ?, message = ?, error_kind = ?, checksum = ?, phase = ?, progress = ?, finished_at = ?, detail = ?, fault = ?, settled_by = NULL WHERE id = ?',
+          [state.status, state.message, state.errorKind, state.checksum, state.phase, progressOf(state.progress), state.finishedAt, state.detail, state.fault, id],
         );
         // Its next netboot: the deployed disk once done, rescue after an error.
-        if (final && !deployment.erased) await setRescue(tx, deployment.serviceName, error);
-        deployment = (await deploymentWhere(tx, 'id = ?', [id]))!;
+        if (state.status !== 'doing' && !before.erased) await setRescue(tx, before.serviceName, state.status === 'error');
       }
-      return deployment;
+      return (await deploymentWhere(tx, 'id = ?', [id]))!;
     });
   }
 
@@ -174,8 +224,9 @@ export class SqlStore implements Store {
 
   async erase(serviceName: string): Promise<void> {
     await this.db.transaction(async (tx) => {
-      await tx.run("UPDATE deployments SET cancelled = 1, finished_at = ? WHERE service_name = ? AND erased = 0 AND status = 'doing'", [now(), serviceName]);
-      await tx.run('UPDATE deployments SET erased = 1 WHERE service_name = ?', [serviceName]);
+      const at = now();
+      await tx.run("UPDATE deployments SET cancelled = 1, finished_at = ? WHERE service_name = ? AND erased = 0 AND status = 'doing'", [at, serviceName]);
+      await tx.run('UPDATE deployments SET erased = 1, erased_at = coalesce(erased_at, ?) WHERE service_name = ?', [at, serviceName]);
       await setRescue(tx, serviceName, true);
     });
   }

@@ -12,8 +12,6 @@ export interface Deployment {
   readonly id: number;
   readonly serviceName: string;
   readonly kind: DeploymentKind;
-  /** The customer's request body as received (validated); the agent validates it again. */
-  readonly body: unknown;
   readonly status: StatusState;
   readonly message: string;
   readonly errorKind: ErrorKind | null;
@@ -47,8 +45,8 @@ export interface AgentEvent {
   readonly checksum?: string | null;
   readonly phase?: string | null;
   readonly progress?: Progress | null;
-  /** When the agent saw it (ISO 8601); delivery may be much later. */
-  readonly at: string;
+  /** When the agent saw it (ISO 8601); delivery may be much later. Informative: the server's clock dates steps and outcomes. */
+  readonly at?: string;
   /** An error's cause in more words, redacted. */
   readonly detail?: string | null;
   readonly fault?: Fault | null;
@@ -64,6 +62,7 @@ export interface Step {
 export interface NewDeployment {
   readonly serviceName: string;
   readonly kind: DeploymentKind;
+  /** The customer's request body, validated and cut down to the contract's fields; the agent validates it again. */
   readonly body: unknown;
   readonly tokenHash: string;
   readonly phase: string;
@@ -89,7 +88,11 @@ export interface Store {
   current(serviceName: string): Promise<Deployment | undefined>;
   byId(id: number): Promise<Deployment | undefined>;
   byTokenHash(tokenHash: string): Promise<Deployment | undefined>;
+  /** The deployment's job body, kept apart from its state (sealed at rest); undefined once pruned. */
+  jobBody(id: number): Promise<unknown | undefined>;
   markJobTaken(id: number): Promise<void>;
+  /** Forgets the job bodies of deployments finished or erased before `before` (ISO 8601); answers how many. */
+  pruneJobBodies(before: string): Promise<number>;
   /**
    * Applies an agent's events in order (none: a heartbeat; either way the agent was heard from). A final
    * status (done/error) is never overwritten, except one the API settled for want of news (`settledBy`).
