@@ -157,7 +157,9 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a netbooting server:
     let agentUrl = '';
     api = buildApi({ config, store, boot: lab, agentUrl: () => agentUrl });
     api.addHook('onSend', async (request, _reply, payload) => {
-      const mac = /^\/boot\/v1\/mac\/([^/]+)\/ipxe$/.exec(request.url)?.[1];
+      // iPXE sends the MAC's colons escaped (%3A).
+      const escaped = /^\/boot\/v1\/mac\/([^/]+)\/ipxe$/.exec(request.url)?.[1];
+      const mac = escaped && decodeURIComponent(escaped).toLowerCase();
       if (mac && typeof payload === 'string') answered.set(mac, [...(answered.get(mac) ?? []), payload.split('\n')[1] ?? '']);
       return payload;
     });
