@@ -69,6 +69,8 @@ class NetbootLab implements BootAdapter {
   readonly vms = new Map<string, QemuRunning>();
   readonly firmwareOf = new Map<string, Firmware>();
   readonly cycles = new Map<string, number>();
+  /** How each VM ended, once it has: a server never powers itself off here (its reboots stay in QEMU). */
+  readonly endings = new Map<QemuRunning, string>();
 
   constructor(dir: string) {
     this.dir = dir;
@@ -78,8 +80,11 @@ class NetbootLab implements BootAdapter {
     return join(this.dir, `${serviceName}.img`);
   }
 
-  powerCycle(serviceName: string): void {
-    this.vms.get(serviceName)?.stop();
+  async powerCycle(serviceName: string): Promise<void> {
+    // Off first: the disk stays locked by QEMU until the old process has gone.
+    const old = this.vms.get(serviceName);
+    old?.stop();
+    await old?.outcome;
     const firmware = this.firmwareOf.get(serviceName)!;
     const { mac } = servers[firmware];
     const cycle = (this.cycles.get(serviceName) ?? 0) + 1;
@@ -98,15 +103,17 @@ class NetbootLab implements BootAdapter {
       if (cycle === 1) copyFileSync(ovmf.vars, vars); // the server's NVRAM lives across power cycles
       args.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${ovmf.code}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`);
     }
-    this.vms.set(serviceName, startQemu({ args, timeoutSeconds: 1800, onConsole: consoleLog(`netboot-${serviceName}-${cycle}`) }));
+    const vm = startQemu({ args, timeoutSeconds: 1800, onConsole: consoleLog(`netboot-${serviceName}-${cycle}`) });
+    void vm.outcome.then((o) => this.endings.set(vm, `${o.end}, status ${o.status}: ${o.stderr}`));
+    this.vms.set(serviceName, vm);
   }
 
   async boot(context: { serviceName: string }): Promise<void> {
-    this.powerCycle(context.serviceName);
+    await this.powerCycle(context.serviceName);
   }
 
   async rescue(serviceName: string): Promise<void> {
-    this.powerCycle(serviceName);
+    await this.powerCycle(serviceName);
   }
 }
 
@@ -187,10 +194,11 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a netbooting server:
 
   const route = (serviceName: string) => `/dedicated/server/${serviceName}/bringYourOwnImage`;
 
-  async function until(what: () => Promise<boolean> | boolean, timeoutMs: number, why: () => string): Promise<void> {
+  /** Polls `what`; fails after the timeout, or at once when the server's QEMU ended by itself. */
+  async function until(serviceName: string, what: () => Promise<boolean> | boolean, timeoutMs: number, why: () => string): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!(await what())) {
-      if (Date.now() > deadline) throw new Error(why());
+      if (Date.now() > deadline || lab.endings.get(lab.vms.get(serviceName)!)?.startsWith('exited')) throw new Error(why());
       await new Promise((resolve) => setTimeout(resolve, 2000));
     }
   }
@@ -199,7 +207,11 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a netbooting server:
   for (const firmware of ['bios', 'uefi'] as Firmware[]) {
     it.concurrent(`${firmware === 'bios' ? 'SeaBIOS' : 'OVMF'}: netboot rescue -> deployed -> netboot to the disk, cloud-init applied; DELETE -> rescue`, async () => {
       const { serviceName, mac } = servers[firmware];
-      const tail = () => (lab.vms.get(serviceName)?.console() ?? '').split('\n').slice(-60).join('\n');
+      const tail = () => {
+        const vm = lab.vms.get(serviceName);
+        const ended = vm && lab.endings.get(vm);
+        return `${(vm?.console() ?? '').split('\n').slice(-60).join('\n')}${ended ? `\nQEMU ended: ${ended}` : ''}`;
+      };
       const hostname = `netboot-${firmware}`;
       const body = {
         URL: imageUrl, type: 'qcow2', checkSum: imageSha256, checkSumType: 'sha256', description: 'netboot e2e',
@@ -207,7 +219,7 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a netbooting server:
       };
       expect((await call(apiUrl, 'POST', route(serviceName), { key, body })).status).toBe(200);
       let last: Record<string, unknown> = {};
-      await until(async () => {
+      await until(serviceName, async () => {
         last = (await call(apiUrl, 'GET', route(serviceName), { key })).body;
         return last.status !== 'doing';
       }, 1500_000, () => `still ${JSON.stringify(last)}\n${tail()}`);
@@ -221,11 +233,11 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a netbooting server:
       // gets no CPU in time) and panic: the lab power-cycles such a server, up to twice.
       let vm = lab.vms.get(serviceName)!;
       let cycles = 0;
-      await until(() => {
+      await until(serviceName, async () => {
         if (vm.console().includes(timerPanic) && cycles < 2) {
           cycles++;
           process.stderr.write(`${serviceName}: the guest kernel's timer check panicked under TCG; power cycle ${cycles}\n`);
-          lab.powerCycle(serviceName);
+          await lab.powerCycle(serviceName);
           vm = lab.vms.get(serviceName)!;
         }
         return cloudInitDone.test(vm.console());
@@ -241,7 +253,7 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a netbooting server:
       expect((await call(apiUrl, 'DELETE', route(serviceName), { key })).status).toBe(200);
       const rescued = lab.vms.get(serviceName)!;
       expect(rescued).not.toBe(vm);
-      await until(() => rescued.console().includes(rescueWithoutJob), 900_000, () => `no rescue system after DELETE\n${tail()}`);
+      await until(serviceName, () => rescued.console().includes(rescueWithoutJob), 900_000, () => `no rescue system after DELETE\n${tail()}`);
       expect(answered.get(mac)?.at(-1)).toBe(`echo byoi: ${serviceName}: rescue mode`);
       say('in rescue after DELETE');
       rescued.stop();
