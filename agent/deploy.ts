@@ -6,12 +6,18 @@ import { discoverDisks } from '../lib/disk/discover.ts';
 import { fixGpt, rereadPartitionTable } from '../lib/disk/gpt.ts';
 import { releaseDisk } from '../lib/disk/release.ts';
 import { chooseDisk } from '../lib/disk/select.ts';
+import { planConfigDriveBeforeWrite } from '../lib/configdrive/image-plan.ts';
 import { writeConfigDrive } from '../lib/configdrive/index.ts';
+import { nicLinks, nicsToConfigure, physicalNics } from '../lib/configdrive/network.ts';
+import { withLinks, type NetworkConfig } from '../lib/configdrive/network-config.ts';
+import { verifyReadBack, WrittenRecord } from '../lib/disk/read-back.ts';
 import { verifyImage, writeImage } from '../lib/disk/writer.ts';
 import { download, type DownloadEvent, type DownloadSettings } from '../lib/download.ts';
 import { DeploymentCancelled } from '../lib/errors.ts';
 import { exec, withToolHelper } from '../lib/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
+import type { Disk } from '../lib/disk/discover.ts';
+import { installBootEntry, planEfiBoot, thisPlatform, type Platform } from '../lib/disk/efi.ts';
 import type { Job, Target } from '../lib/job.ts';
 import { ramBudget } from '../lib/memory.ts';
 import { redactUrl } from '../lib/redact.ts';
@@ -23,24 +29,40 @@ function diskChoice(target: Target): Target {
   return 'diskGroupId' in target && target.diskGroupId === 0 ? { diskGroupId: 1 } : target;
 }
 
+/** A loop or network block device holds a disk for another machine; any other disk is this server's own. */
+function isOwnDisk(disk: Disk): boolean {
+  return !/^(loop|nbd)\d/.test(disk.name);
+}
+
+/**
+ * The network for the config drive, its NICs known: given with their MACs, or, on this server's own
+ * disk only, this server's NICs. Refused here, before the download, when it cannot be known.
+ */
+function networkFor(job: Job, disk: Disk): NetworkConfig | undefined {
+  if (!job.configDrive || !job.network) return undefined;
+  return withLinks(job.network, isOwnDisk(disk) ? nicLinks(nicsToConfigure(physicalNics())) : undefined);
+}
+
 function logDownloadEvent(log: Reporter['logger'], event: DownloadEvent): void {
   if (event.kind === 'retry') log.warn({ phase: 'download', attempt: event.attempt, delayMs: event.delayMs, resumeFrom: event.resumeFrom, cause: event.cause }, 'download interrupted: retrying');
   else log.warn({ phase: 'download', reason: event.reason }, 'download starting over');
 }
 
 /** `settings`: how to download (timeouts, retries, extra CA), not what: that is the job. */
-export function deploy(job: Job, report: Reporter, settings: DownloadSettings = {}): Promise<void> {
+/** `platform`: the firmware and its boot manager (this system's by default; tests give their own). */
+export function deploy(job: Job, report: Reporter, settings: DownloadSettings = {}, platform: Platform = thisPlatform()): Promise<void> {
   // The tools are started by a helper forked now, before the image fills RAM (lib/exec.ts).
-  return withToolHelper(() => pipeline(job, report, settings));
+  return withToolHelper(() => pipeline(job, report, settings, platform));
 }
 
-async function pipeline(job: Job, report: Reporter, settings: DownloadSettings): Promise<void> {
+async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, platform: Platform): Promise<void> {
   const log = report.logger;
 
   report.phase('plan', 'Choosing the disk');
   const budget = ramBudget(job.ramSize);
   const disk = await chooseDisk(await discoverDisks(), diskChoice(job.target));
-  log.info({ disk: disk.path, diskSize: disk.size, sectorSize: disk.logicalSectorSize, ramBudget: budget, type: job.type, url: redactUrl(job.url), description: job.description }, 'plan');
+  const network = networkFor(job, disk);
+  log.info({ disk: disk.path, diskSize: disk.size, sectorSize: disk.logicalSectorSize, ramBudget: budget, type: job.type, url: redactUrl(job.url), description: job.description, networkData: network !== undefined }, 'plan');
 
   report.phase('download', 'Downloading image', null);
   const { image: source, digest } = await download({
@@ -63,7 +85,17 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
 
   report.phase('inspect', 'Inspecting image');
   // The image stays in RAM through the write: decompression runs lean to keep the peak down.
-  const image = await checkImage(source, job.type, disk, { lean: true });
+  const { image, guest, table } = await checkImage(source, job.type, disk, { lean: true });
+  if (job.configDrive) {
+    // Refused here rather than after the write: no room, four primaries, two config-2 partitions.
+    const plan = await planConfigDriveBeforeWrite(guest, table, disk, disk.path);
+    log.info({ phase: 'inspect', configDrive: { action: plan.action, partition: plan.number, start: plan.start, sectors: plan.sectors } }, 'config drive planned');
+  }
+  // UEFI: the image's ESP and bootloader, found before the write (refused without, unless told not to check).
+  const efi = await planEfiBoot(platform, table, guest, disk.logicalSectorSize, { ...(job.efiBootloaderPath && { loaderPath: job.efiBootloaderPath }), check: !job.skipEfiCheck });
+  if (!platform.uefi) log.info({ phase: 'inspect' }, 'legacy BIOS boot: no UEFI boot entry will be made');
+  else if (efi) log.info({ phase: 'inspect', efi }, 'UEFI boot entry planned');
+  else log.warn({ phase: 'inspect' }, 'UEFI boot, but the image has no EFI system partition or bootloader: no boot entry will be made (--no-efi-check)');
   // Every extent decoded once, so a refusal found only while decoding comes before any write.
   report.phaseTotal(image.info.virtualSize);
   const verified = await verifyImage(image, ({ done, total }) => {
@@ -77,16 +109,24 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
   report.endPhase();
 
   report.phase('write', `Writing image on ${disk.path}`, image.info.virtualSize);
+  const record = job.verifyWrite ? new WrittenRecord() : undefined;
   await writeImage(image, disk.path, {
     verified,
     onProgress: ({ done, total }) => {
       report.checkpoint(); // cancelled: the writer stops, the first MiB (written last) never lands
       report.progress(done, total);
     },
+    ...(record && { onData: (offset: number, data: Buffer) => record.add(offset, data) }),
   });
   report.endPhase();
 
   try {
+    if (record) {
+      report.phase('read-back', `Reading ${disk.path} back`);
+      const read = await verifyReadBack(disk.path, image.info.virtualSize, record);
+      report.endPhase({ sha256: read.digest, dataBytes: record.dataBytes, direct: read.direct });
+    }
+
     report.phase('partitions', 'Checking the partition table');
     await rereadPartitionTable(disk.path);
     const gpt = await fixGpt(disk.path, disk.logicalSectorSize);
@@ -94,13 +134,19 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings):
 
     if (job.configDrive) {
       report.phase('configdrive', 'Creating the config drive');
-      const drive = await writeConfigDrive(disk.path, job.configDrive);
+      const drive = await writeConfigDrive(disk.path, job.configDrive, network ? { network } : {});
       report.endPhase({ instanceId: drive.uuid, partition: drive.partition.number, action: drive.partition.action });
     }
   } catch (error) {
     // Cancelled once the image is written: no partition table either, as when cancelled during the write.
     if (error instanceof DeploymentCancelled) await exec('wipefs', ['--all', '--force', disk.path], { reject: false });
     throw error;
+  }
+
+  if (efi) {
+    report.phase('boot-entry', 'Creating the UEFI boot entry');
+    const entry = await installBootEntry(platform.bootManager, disk.path, efi);
+    report.endPhase({ entry: `Boot${entry}`, partition: efi.partition, loader: efi.loader });
   }
 
   report.done(`Image deployed on ${disk.path}`);

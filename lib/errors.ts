@@ -78,7 +78,9 @@ export const qcow2ExtendedL2SmallClusters = (clusterSize: number) =>
     `Bad qcow2 image: extended L2 entries need clusters of at least 16384 bytes (512-byte subclusters); this image has ${clusterSize}-byte clusters.`,
   );
 export const qcow2VirtualSizeTooBig = (size: bigint) =>
-  refusedImage(`Bad qcow2 image: its virtual size of ${size} bytes is above 2^53 bytes.`);
+  refusedImage(
+    `Bad qcow2 image: its virtual size of ${size} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`,
+  );
 export const qcow2L1TooSmall = (entries: number, needed: number) =>
   refusedImage(`Bad qcow2 image: the L1 table has ${entries} entries but the virtual size needs ${needed}.`);
 export const qcow2L1TooLarge = (entries: number) =>
@@ -214,9 +216,19 @@ export function deviceBusy(path: string): ByoiError {
   return new ByoiError('failed', `Can not write to ${path}: the device is in use (mounted, or held by another program).`);
 }
 
+/** A bug of byoi's met while writing (no system call failed): never reported as the disk's failure. */
+export function internalWriteError(cause: string): ByoiError {
+  return new ByoiError('failed', 'Internal error while writing the image (a bug of byoi, not a failure of the disk).', cause);
+}
+
 /** OVH's sentence for a failure while writing; the cause goes in the detail. */
 export function cannotWriteImage(format: string, cause: string): ByoiError {
   return new ByoiError('failed', `Can't write ${format} on disk.`, cause);
+}
+
+/** Read-back verification found other bytes on the target than were written: a failed deployment. */
+export function readBackMismatch(detail: string): ByoiError {
+  return new ByoiError('failed', 'The disk does not read back what was written: it may be failing.', detail);
 }
 
 /** IMAGE given on the command line cannot be read. */
@@ -263,7 +275,10 @@ export const messages = {
 
   // Inspection (the decoders' and the writer's sentences are above).
   noPartitionTable: (contents: string) => `image provided format is not of type raw because no partition table was found. It seems to contain: ${contents}`,
+  /** The same refusal for a qcow2 (or any container) whose disk holds no partition table. */
+  noPartitionTableInDisk: (format: string, contents: string) => `image provided is of type ${format} but its disk has no partition table. It seems to contain: ${contents}`,
   sectorSizeMismatch: (imageSector: number, deviceSector: number) => `image provided has a GPT for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
+  mbrSectorSizeMismatch: (imageSector: number, deviceSector: number) => `image provided has an MBR for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
 
   // Partition table, reboot (the writer's sentences are above).
   gptFixFailed: 'Can not move backup GPT data structures to the end of disk.',
@@ -302,7 +317,6 @@ export const apiMessages = {
   requestTimeout: 'The request was not received in time.',
   headersTooLarge: 'The request headers are too large.',
   badRequest: 'Bad request.',
-  methodNotAllowed: 'Method not allowed.',
   internalError: 'Internal server error',
   tooManyFailures: 'Too many failed authentications from your address: try again later.',
   weakApiKey: (where: string) => `${where} is too weak: use at least 32 random characters (openssl rand -hex 32)`,
@@ -310,11 +324,43 @@ export const apiMessages = {
   insecureApi: (url: string) => `Refusing to send the agent token to ${url} in clear: use https, or allow plain http explicitly (--insecure or byoi.insecure=1).`,
   badCaFile: (path: string) => `Could not read the API's CA certificate ${path}.`,
   badSecretsKey: (path: string, why: string) => `Bad secrets key file ${path}: ${why}.`,
-  databaseBusy: 'The database is busy: try again.',
+  apiUnreachable: (code: string) => `the API could not be reached (${code})`,
+  apiCertificateRefused: (code: string) => `the API's certificate could not be verified (${code}): give the agent the lab's CA (--ca-file, byoi.ca=)`,
+  notProvisioningNetwork: 'Network boot is served to the provisioning network only (netboot.clients).',
+  rangeNotSatisfiable: 'The requested range is outside the file.',
+  netbootOpenToAll: 'netboot.clients is not set: boot scripts, and the agent tokens in them, are answered to any client that reaches this API (docs/netboot.md).',
 } as const;
 
 /** The first step of every deployment, before the agent has taken its job. */
 export const bootStep = { phase: 'boot', message: 'Booting the server on the deployment agent' } as const;
+
+/**
+ * APIv6 (signed requests, consumer keys): OVH's own error codes and messages, which its clients map to
+ * their exception types (research/ovh-api-auth.md), and the operator's and the validation page's words.
+ */
+export const ovhAuthMessages = {
+  invalidKey: 'Invalid application key',
+  notCredential: 'This credential does not exist',
+  invalidCredential: 'This credential is not valid',
+  invalidSignature: 'Invalid signature',
+  queryTimeOut: 'Query out of time',
+  notGrantedCall: 'This call has not been granted',
+  forbiddenIp: 'This credential cannot be used from your IP address',
+  badCredentialRequest: (why: string) => `Invalid credential request: ${why}.`,
+  noSuchCredential: (id: string) => `The requested object (credentialId = ${id}) does not exist`,
+  noSuchApplication: (id: string) => `The requested object (applicationId = ${id}) does not exist`,
+  tooManyPending: 'Too many credential requests of this application are waiting for validation: try again later.',
+  // The validation page.
+  requestGone: 'This credential request does not exist or is no longer pending.',
+  badForm: 'The form expired or was not sent by this page: open the validation link again.',
+  wrongSignIn: 'Wrong account name or password.',
+  // Operator subcommands.
+  noSecret: (what: string) => `Give the ${what} on standard input (never on the command line).`,
+  customerExists: (name: string) => `Customer ${name} already exists.`,
+  noSuchCustomer: (name: string) => `No customer named ${name}.`,
+  badCustomerName: 'A customer name is 1 to 64 letters, digits, dots, dashes, underscores or @.',
+  notPending: 'No pending credential has this consumer key.',
+} as const;
 
 // ---- A deployment's life after POST (issue 17): cancellation, the watchdog, netboot, who is at fault. ----
 
@@ -355,4 +401,25 @@ export const lifecycleMessages = {
   noSuchMac: (mac: string) => `No server of this lab has the MAC address ${mac}.`,
   noRescueImage: 'No rescue kernel and initrd are configured (netboot.kernel, netboot.initrd).',
   noDisksReport: (serviceName: string) => `No agent has reported the disks of ${serviceName} yet: they are known once it boots the rescue system.`,
+} as const;
+
+// ---- Network configuration of the deployed server (lib/configdrive/network-config.ts). ----
+
+export const networkMessages = {
+  badNetwork: (where: string, why: string) => `Bad network configuration (${where}): ${why}.`,
+  macsNeeded:
+    'Bad network configuration: static addresses need the MAC of the NIC they go on (--mac, or links in the network configuration); byoi takes its own NICs only when it deploys its own disk.',
+} as const;
+
+// ---- UEFI boot (lib/disk/efi.ts). ----
+
+export const efiMessages = {
+  badLoaderPath: (path: string) =>
+    `Bad efiBootloaderPath ${JSON.stringify(path.slice(0, 80))}, expected: the absolute path of a file in the EFI system partition, such as \\EFI\\debian\\shimx64.efi.`,
+  noEsp:
+    'image provided has no EFI system partition (GPT type EF00 or MBR type 0xEF), which a server booting with UEFI needs.',
+  noLoader: (loader: string, partition: number) =>
+    `image provided has no EFI bootloader at ${loader} in its EFI system partition (partition ${partition}).`,
+  bootEntryFailed: 'Could not create the UEFI boot entry.',
+  bootManagerUnavailable: 'Could not read the UEFI boot entries, so no boot entry could be made after the write (are the EFI variables mounted?).',
 } as const;

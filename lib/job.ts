@@ -1,8 +1,10 @@
 // The job: what to deploy and where. Every entry point (CLI flags, a JSON job body, later a
 // provisioning server) builds a loose `JobInput`, and `validateJob` turns it into one `Job` or
 // throws an invalid-job ByoiError with OVH's sentence.
+import { parseNetworkConfig, type NetworkConfig } from './configdrive/network-config.ts';
 import type { ConfigDriveOptions } from './configdrive/options.ts';
 import { validateConfigDrive } from './configdrive/validate.ts';
+import { normaliseLoaderPath } from './disk/efi-path.ts';
 import { invalidJob, messages } from './errors.ts';
 
 export const imageTypes = ['qcow2', 'raw'] as const;
@@ -38,6 +40,12 @@ export interface Job {
   /** Present when a config drive is asked for; validated by lib/configdrive. */
   readonly configDrive?: ConfigDriveOptions;
   readonly efiBootloaderPath?: string;
+  /** The deployed server's network for the config drive (the lab's config, or flags); none: DHCP on the first NIC. */
+  readonly network?: NetworkConfig;
+  /** Read the written ranges back after the final flush and compare them with what was decoded. */
+  readonly verifyWrite?: boolean;
+  /** On a UEFI server, deploy even an image without an EFI system partition or without its bootloader. */
+  readonly skipEfiCheck?: boolean;
 }
 
 /** A job as it arrives, fields unchecked. Later sources override earlier ones with `mergeJobInputs`. */
@@ -55,6 +63,9 @@ export interface JobInput {
   ramSize?: unknown;
   configDrive?: ConfigDriveInput;
   efiBootloaderPath?: unknown;
+  network?: unknown;
+  verifyWrite?: unknown;
+  skipEfiCheck?: unknown;
 }
 
 export interface ConfigDriveInput {
@@ -294,10 +305,14 @@ export function validateJob(input: JobInput): Job {
     throw invalidJob(messages.badRamSize);
   }
   if (input.noReboot !== undefined && typeof input.noReboot !== 'boolean') throw invalidJob(messages.badField('noReboot', 'true or false'));
+  if (input.verifyWrite !== undefined && typeof input.verifyWrite !== 'boolean') throw invalidJob(messages.badField('verifyWrite', 'true or false'));
+  if (input.skipEfiCheck !== undefined && typeof input.skipEfiCheck !== 'boolean') throw invalidJob(messages.badField('skipEfiCheck', 'true or false'));
   const description = optionalString(input.description, 'description');
   const statusFile = optionalString(input.statusFile, 'statusFile');
-  const efiBootloaderPath = optionalString(input.efiBootloaderPath, 'efiBootloaderPath');
+  const loaderPath = optionalString(input.efiBootloaderPath, 'efiBootloaderPath');
+  const efiBootloaderPath = loaderPath === undefined || loaderPath === '' ? undefined : normaliseLoaderPath(loaderPath);
   const configDrive = configDriveOf(input.configDrive);
+  const network = input.network === undefined || input.network === null ? undefined : parseNetworkConfig(input.network, 'network');
   return {
     url,
     type: type as ImageType,
@@ -310,5 +325,8 @@ export function validateJob(input: JobInput): Job {
     ...(typeof ramSize === 'number' && { ramSize }),
     ...(configDrive && { configDrive }),
     ...(efiBootloaderPath !== undefined && { efiBootloaderPath }),
+    ...(network && { network }),
+    ...(input.verifyWrite === true && { verifyWrite: true }),
+    ...(input.skipEfiCheck === true && { skipEfiCheck: true }),
   };
 }

@@ -11,7 +11,10 @@ export function memTotal(meminfo = readFileSync('/proc/meminfo', 'utf8')): numbe
   return Number(match[1]) * 1024;
 }
 
-/** Bytes an image may occupy in RAM: MemTotal (or an override) minus the reserve, never negative. */
+/**
+ * The largest image, in bytes, that may occupy RAM: smaller than MemTotal (or an override) minus
+ * the reserve, as OVH words it, so an image of exactly that size is refused. Never negative.
+ */
 export function ramBudget(ramSize?: number): number {
-  return Math.max(0, (ramSize ?? memTotal()) - RESERVED_RAM);
+  return Math.max(0, (ramSize ?? memTotal()) - RESERVED_RAM - 1);
 }

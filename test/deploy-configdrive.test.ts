@@ -74,6 +74,7 @@ describe.skipIf(skipWithout(...needs))('byoi deploy with a config drive', () => 
     const file = join(dir, `${name}.disk`);
     writeFileSync(file, randomBytes(DISK_SIZE));
     const device = attachLoop(file, { sectorSize: sector });
+    const before = await sha256Of(device);
     const image = readFileSync(join(dir, `${name}.raw`));
     const status = join(dir, `${name}.status.json`);
     const result = await byoi([
@@ -82,7 +83,7 @@ describe.skipIf(skipWithout(...needs))('byoi deploy with a config drive', () => 
       '--hostname', `node-${name}.example.net`, '--ssh-key', key, '--user-data', join(dir, 'user-data'), '--user-metadata', 'role=byoi-test',
       ...extra,
     ]);
-    return { device, image, result, status };
+    return { device, image, result, status, before };
   }
 
   for (const [label, sector] of [['gpt', 512], ['gpt', 4096], ['dos', 512], ['dos', 4096]] as const) {
@@ -128,20 +129,39 @@ describe.skipIf(skipWithout(...needs))('byoi deploy with a config drive', () => 
     expect(await sha256Of(device)).toBe(before);
   });
 
-  it('fails with OVH sentence when an MBR image already has four primary partitions', async () => {
-    makeImage('four', 'dos', 512, IMAGE_SIZE, ',4MiB,83\n,4MiB,83\n,4MiB,83\n,4MiB,83\n');
-    const { result, status } = await deployOnto('four', 512);
+  for (const sector of [512, 4096] as const) {
+    it(`fails with OVH sentence, before writing, when an MBR image already has four primary partitions (${sector}-byte sectors)`, async () => {
+      makeImage(`four${sector}`, 'dos', sector, IMAGE_SIZE, ',4MiB,83\n,4MiB,83\n,4MiB,83\n,4MiB,83\n');
+      const { device, result, status, before } = await deployOnto(`four${sector}`, sector);
+      expect(result.exitCode).toBe(1);
+      expect(result.lastLine).toBe('Could not create configdrive on disk.');
+      expect(JSON.parse(readFileSync(status, 'utf8'))).toMatchObject({ status: 'error', message: 'Could not create configdrive on disk.' });
+      expect(JSON.parse(readFileSync(status, 'utf8')).detail).toMatch(/primar/i);
+      expect(await sha256Of(device)).toBe(before);
+    });
+  }
+
+  it('fails with OVH sentence, before writing, when the image leaves no room at the end of the disk', async () => {
+    makeImage('full', 'gpt', 512, DISK_SIZE);
+    const { device, result, status, before } = await deployOnto('full', 512);
     expect(result.exitCode).toBe(1);
     expect(result.lastLine).toBe('Could not create configdrive on disk.');
     expect(JSON.parse(readFileSync(status, 'utf8'))).toMatchObject({ status: 'error', message: 'Could not create configdrive on disk.' });
-    expect(JSON.parse(readFileSync(status, 'utf8')).detail).toMatch(/primar/i);
+    expect(JSON.parse(readFileSync(status, 'utf8')).detail).toMatch(/free at the end/);
+    expect(await sha256Of(device)).toBe(before);
   });
 
-  it('fails with OVH sentence when the image leaves no room at the end of the disk', async () => {
-    makeImage('full', 'gpt', 512, DISK_SIZE);
-    const { result, status } = await deployOnto('full', 512);
+  it('fails with OVH sentence, before writing, when the image already has two config-2 partitions (one named, one labelled)', async () => {
+    const bytes = makeImage('twocd', 'gpt', 512, IMAGE_SIZE, 'size=4MiB, type=L, name=config-2\nsize=4MiB, type=L\ntype=L\n');
+    const file = join(dir, 'twocd.raw');
+    // The second partition holds a vfat labelled config-2 (mkfs.fat at its offset, as a tool would).
+    sh('mkfs.fat', ['--offset', String((5 * MiB) / 512), '-n', 'config-2', file, String(4 * 1024)]);
+    server.serve('/twocd', { body: readFileSync(file) });
+    expect(bytes.length).toBe(IMAGE_SIZE);
+    const { device, result, status, before } = await deployOnto('twocd', 512);
     expect(result.exitCode).toBe(1);
     expect(result.lastLine).toBe('Could not create configdrive on disk.');
-    expect(JSON.parse(readFileSync(status, 'utf8'))).toMatchObject({ status: 'error', message: 'Could not create configdrive on disk.' });
+    expect(JSON.parse(readFileSync(status, 'utf8')).detail).toMatch(/2 config-2 partitions \(1, 2\)/);
+    expect(await sha256Of(device)).toBe(before);
   });
 });

@@ -2,7 +2,7 @@
 // server on 127.0.0.1, made by sgdisk and qemu-img, compared with `qemu-img convert -O raw`.
 import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -203,6 +203,26 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
       sh('mkfs.ext4', ['-q', fs]);
       server.serve('/bare.ext4', { body: readFileSync(fs) });
       await expectFailure(['--url', `${server.url}/bare.ext4`, '--type', 'raw'], 1, /^image provided format is not of type raw because no partition table was found\. It seems to contain: .*ext4/);
+    });
+
+    it('on a qcow2 whose disk holds no partition table (a bare filesystem, or nothing), as a raw one is', async () => {
+      const fs = join(dir, 'bare-fs.ext4');
+      sh('truncate', ['-s', String(8 * MiB), fs]);
+      sh('mkfs.ext4', ['-q', fs]);
+      sh('qemu-img', ['convert', '-O', 'qcow2', fs, join(dir, 'bare-fs.qcow2')]);
+      server.serve('/bare-fs.qcow2', { body: readFileSync(join(dir, 'bare-fs.qcow2')) });
+      await expectFailure(['--url', `${server.url}/bare-fs.qcow2`, '--type', 'qcow2'], 1, /^image provided is of type qcow2 but its disk has no partition table\. It seems to contain: .*ext4/);
+      sh('qemu-img', ['create', '-q', '-f', 'qcow2', join(dir, 'empty.qcow2'), String(8 * MiB)]);
+      server.serve('/empty.qcow2', { body: readFileSync(join(dir, 'empty.qcow2')) });
+      await expectFailure(['--url', `${server.url}/empty.qcow2`, '--type', 'qcow2'], 1, 'image provided is of type qcow2 but its disk has no partition table. It seems to contain: a file of unknown format');
+    });
+
+    it('on an image of exactly the server RAM minus 3 GiB ("smaller than" is the contract)', async () => {
+      const ramSize = String(3 * GiB + statSync(plain().file).size);
+      const message = 'Could not download, qcow2 image is too big to download in memory.';
+      await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--ram-size', ramSize], 1, message);
+      server.serve('/chunked-exact.qcow2', { body: readFileSync(plain().file), mode: 'chunked' });
+      await expectFailure(['--url', `${server.url}/chunked-exact.qcow2`, '--type', 'qcow2', '--ram-size', ramSize], 1, message);
     });
 
     it('on an image larger than the disk', async () => {

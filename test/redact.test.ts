@@ -23,9 +23,10 @@ describe('redaction', () => {
 describe('RAM budget', () => {
   it('is MemTotal minus 3 GiB, never negative', () => {
     expect(memTotal('MemFree: 1 kB\nMemTotal:       16384 kB\n')).toBe(16384 * 1024);
-    expect(ramBudget(8 * 2 ** 30)).toBe(8 * 2 ** 30 - RESERVED_RAM);
+    expect(ramBudget(8 * 2 ** 30)).toBe(8 * 2 ** 30 - RESERVED_RAM - 1); // "smaller than RAM minus 3 GiB"
+    expect(ramBudget(RESERVED_RAM + 1)).toBe(0);
     expect(ramBudget(2 ** 30)).toBe(0);
-    expect(ramBudget()).toBe(Math.max(0, memTotal() - RESERVED_RAM));
+    expect(ramBudget()).toBe(Math.max(0, memTotal() - RESERVED_RAM - 1));
   });
 });
 

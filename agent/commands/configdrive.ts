@@ -1,12 +1,13 @@
 // `byoi configdrive --out FILE [fields]`: builds the config drive filesystem alone, as a deployment
-// would (this machine's NICs, a fresh instance id), for debugging and tooling. The field flags are
-// exported for `byoi deploy`, which takes the same ones.
+// would (a fresh instance id), for debugging, tooling and preparing another machine's disk: the
+// network is the one the flags give, MACs included; this machine's NICs are never used. The field
+// flags are exported for `byoi deploy`, which takes the same ones.
 import { readFile, writeFile } from 'node:fs/promises';
 import { buffer } from 'node:stream/consumers';
 import type { CommandModule, Options } from 'yargs';
-import { configDriveMessages, invalidConfigDrive } from '../../lib/errors.ts';
+import { configDriveMessages, invalidConfigDrive, invalidJob, networkMessages } from '../../lib/errors.ts';
 import { configDriveContent } from '../../lib/configdrive/content.ts';
-import { nicsToConfigure, physicalNics } from '../../lib/configdrive/network.ts';
+import { networkFromFlags, parseNetworkConfig, withLinks, type NetworkConfig } from '../../lib/configdrive/network-config.ts';
 import type { ConfigDriveOptions } from '../../lib/configdrive/options.ts';
 import { validateConfigDrive } from '../../lib/configdrive/validate.ts';
 import { buildVfatImage } from '../../lib/configdrive/vfat.ts';
@@ -24,10 +25,47 @@ export const configDriveEnableFlag = {
   'config-drive': { type: 'boolean', describe: 'Add a config drive (implied by any config drive field)' },
 } as const satisfies Record<string, Options>;
 
-/** All five config drive flags of `byoi deploy`. */
-export const configDriveFlags = { ...configDriveEnableFlag, ...configDriveFieldFlags };
+/** The deployed server's network (network_data.json); without them the drive has none (DHCP on the first NIC). */
+export const networkFlags = {
+  network: { type: 'string', requiresArg: true, describe: 'JSON file of the network: links (id, mac), bonds, vlans, networks, dns (docs/network.md)' },
+  mac: { type: 'string', array: true, nargs: 1, describe: "MAC of a NIC of the server that boots the disk (repeatable; DHCPv4 on each unless --address)" },
+  address: { type: 'string', array: true, nargs: 1, describe: 'Static address with prefix on the first --mac, e.g. 203.0.113.10/24 or 2001:db8::10/64 (repeatable)' },
+  gateway: { type: 'string', array: true, nargs: 1, describe: 'Default gateway, one per IP family (repeatable)' },
+  dns: { type: 'string', array: true, nargs: 1, describe: 'DNS server address (repeatable)' },
+} as const satisfies Record<string, Options>;
 
-export interface ConfigDriveArgs {
+/** All the config drive flags of `byoi deploy`. */
+export const configDriveFlags = { ...configDriveEnableFlag, ...configDriveFieldFlags, ...networkFlags };
+
+export interface NetworkArgs {
+  network?: string;
+  mac?: string[];
+  address?: string[];
+  gateway?: string[];
+  dns?: string[];
+}
+
+/** The network the flags describe (not yet given its links), or undefined. */
+export async function networkFromArgs(args: NetworkArgs): Promise<NetworkConfig | undefined> {
+  const simple = networkFromFlags({ macs: args.mac ?? [], addresses: args.address ?? [], gateways: args.gateway ?? [], dns: args.dns ?? [] });
+  if (args.network === undefined) return simple;
+  if (simple) throw invalidJob(networkMessages.badNetwork('flags', '--network replaces --mac, --address, --gateway and --dns; give one or the other'));
+  let text: string;
+  try {
+    text = await readFile(args.network, 'utf8');
+  } catch (error) {
+    throw invalidJob(networkMessages.badNetwork(args.network, 'it cannot be read'), (error as Error).message);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw invalidJob(networkMessages.badNetwork(args.network, 'it is not JSON'));
+  }
+  return parseNetworkConfig(value, args.network);
+}
+
+export interface ConfigDriveArgs extends NetworkArgs {
   configDrive?: boolean;
   hostname?: string;
   sshKey?: string[];
@@ -42,7 +80,9 @@ export async function configDriveFromArgs(args: ConfigDriveArgs): Promise<Config
     args.hostname !== undefined ||
     (args.sshKey?.length ?? 0) > 0 ||
     args.userData !== undefined ||
-    (args.userMetadata?.length ?? 0) > 0;
+    (args.userMetadata?.length ?? 0) > 0 ||
+    args.network !== undefined ||
+    [args.mac, args.address, args.gateway, args.dns].some((list) => (list?.length ?? 0) > 0);
   if (!asked) return undefined;
   const metadata: Record<string, string> = {};
   for (const pair of args.userMetadata ?? []) {
@@ -75,6 +115,7 @@ export const configDriveCommand: CommandModule<object, Args> = {
   builder: (yargs) =>
     yargs
       .options(configDriveFieldFlags)
+      .options(networkFlags)
       .option('out', { type: 'string', demandOption: true, requiresArg: true, describe: 'Where to write the image' })
       .option('sector-size', { type: 'number', choices: [512, 4096], default: 512, describe: "The target disk's logical sector size" })
       .option('size-mib', { type: 'number', default: 63, describe: 'Filesystem size in MiB (1-64; 63 fits the partition byoi adds)' })
@@ -86,7 +127,8 @@ export const configDriveCommand: CommandModule<object, Args> = {
     run(async () => {
       const options = (await configDriveFromArgs(args)) ?? { sshKeys: [], metadata: {} };
       validateConfigDrive(options);
-      const content = configDriveContent(options, { nics: nicsToConfigure(physicalNics()) });
+      const network = await networkFromArgs(args);
+      const content = configDriveContent(options, network ? { network: withLinks(network, undefined) } : {});
       const image = await buildVfatImage(content.files, { bytes: args.sizeMib * 1024 * 1024, sectorSize: args.sectorSize });
       await writeFile(args.out, image);
       process.stdout.write(`${args.out}: config drive, instance id ${content.uuid}, files ${content.files.map((f) => f.path).join(', ')}\n`);

@@ -10,7 +10,7 @@ import { Redactor } from '../../lib/redact.ts';
 import { StatusFile } from '../../lib/status.ts';
 import { DEFAULT_CONNECTIONS, DEFAULT_DEADLINE_MS, defaultRetry, defaultTimeouts, MAX_CONNECTIONS, SEGMENTED_MIN_BYTES, type DownloadSettings } from '../../lib/download-settings.ts';
 import { run } from '../run.ts';
-import { configDriveFlags, configDriveFromArgs, type ConfigDriveArgs } from './configdrive.ts';
+import { configDriveFlags, configDriveFromArgs, networkFromArgs, type ConfigDriveArgs } from './configdrive.ts';
 
 interface DeployArgs extends ConfigDriveArgs {
   job?: string;
@@ -30,6 +30,9 @@ interface DeployArgs extends ConfigDriveArgs {
   'download-attempts': number;
   'download-connections': number;
   'ca-file'?: string;
+  'verify-write'?: boolean;
+  'efi-bootloader-path'?: string;
+  'efi-check'?: boolean;
 }
 
 /** How to download, from the flags; the CA file is read now so a bad path fails before anything else. */
@@ -79,6 +82,7 @@ async function readJobBody(path: string): Promise<JobInput> {
 async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
   const headers = args['http-header']?.map(parseHeaderFlag);
   const drive = await configDriveFromArgs(args);
+  const network = await networkFromArgs(args);
   const input: JobInput = {
     url: args.url,
     type: args.type,
@@ -90,6 +94,10 @@ async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
     statusFile: args['status-file'],
     ramSize: args['ram-size'],
     noReboot: args.reboot === undefined ? undefined : !args.reboot,
+    network,
+    verifyWrite: args['verify-write'],
+    efiBootloaderPath: args['efi-bootloader-path'],
+    skipEfiCheck: args['efi-check'] === false ? true : undefined,
     ...(headers && { httpHeaders: Object.fromEntries(headers) }),
     ...(drive && {
       configDrive: {
@@ -146,6 +154,9 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
       .option('stall-timeout', { type: 'number', default: defaultTimeouts.idle / 1000, describe: 'seconds without a byte before the download is resumed on a new connection' })
       .option('download-attempts', { type: 'number', default: defaultRetry.attempts, describe: 'attempts in a row that may fail without a new byte before the download fails' })
       .option('download-connections', { type: 'number', default: DEFAULT_CONNECTIONS, describe: `connections for an image of ${SEGMENTED_MIN_BYTES / 1024 ** 2} MiB or more from a server that takes ranges (each fetches its own byte ranges)` })
+      .option('verify-write', { type: 'boolean', describe: 'after writing, read the disk back around the page cache and compare it with the decoded image' })
+      .option('efi-bootloader-path', { type: 'string', requiresArg: true, describe: 'UEFI: the bootloader in the image\'s EFI system partition to make the boot entry for (default \\EFI\\BOOT\\BOOTX64.EFI)' })
+      .option('efi-check', { type: 'boolean', describe: 'UEFI: refuse an image without an EFI system partition or bootloader (--no-efi-check deploys it anyway)' })
       .option('ca-file', { type: 'string', describe: 'PEM file of extra CA certificates to trust for https (besides the system ones)' })
       .options(configDriveFlags),
   handler: (args) => run(() => deployCommand(args)),

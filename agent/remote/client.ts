@@ -2,7 +2,7 @@
 // certificate is verified (against the CA the settings name, else the system's); an answer that is
 // not a job (HTML from a proxy, `null`, a wrong shape) is treated like an unreachable API: retried,
 // then a clear error, never a crash and never a write.
-import { got, type OptionsInit, type Response } from 'got';
+import { CancelError, got, type CancelableRequest, type OptionsInit, type Response } from 'got';
 import { apiMessages, failed } from '../../lib/errors.ts';
 import type { AgentEvent, DeploymentKind } from '../../lib/api/store/types.ts';
 import type { AgentSettings } from './settings.ts';
@@ -12,6 +12,9 @@ export interface AssignedJob {
   readonly serviceName: string;
   readonly kind: DeploymentKind;
   readonly body: unknown;
+  /** The lab's network configuration for this server, validated by the job's validation. */
+  readonly network?: unknown;
+  readonly verifyWrite?: unknown;
 }
 
 /**
@@ -24,6 +27,8 @@ export type Delivery = 'delivered' | 'retry' | 'refused' | 'revoked';
 const revoked = (status: number) => status === 401 || status === 403 || status === 410;
 
 const REQUEST_TIMEOUT_MS = 15_000;
+/** A job is at most the API's 16 MiB body limit, as JSON: anything much larger is not one. */
+const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 
 const kinds: readonly string[] = ['bringYourOwnImage', 'reinstall'] satisfies DeploymentKind[];
 
@@ -53,7 +58,7 @@ function parseJson(text: string): unknown {
 export class AgentClient {
   private readonly settings: AgentSettings;
   /** Why the last attempt is worth retrying, for the error once retries are over. */
-  retryReason = 'the API could not be reached';
+  retryReason = apiMessages.apiUnreachable('no answer yet');
 
   constructor(settings: AgentSettings) {
     this.settings = settings;
@@ -64,7 +69,7 @@ export class AgentClient {
   }
 
   private request(route: 'job' | 'events' | 'disks', options: OptionsInit): Promise<Response<string>> {
-    return got(this.url(route), {
+    const answer = got(this.url(route), {
       ...options,
       headers: { ...options.headers, authorization: `Bearer ${this.settings.token}`, accept: 'application/json' },
       https: { ...(this.settings.ca && { certificateAuthority: this.settings.ca }), rejectUnauthorized: true },
@@ -73,7 +78,11 @@ export class AgentClient {
       throwHttpErrors: false,
       followRedirect: false,
       responseType: 'text',
-    }) as Promise<Response<string>>;
+    }) as CancelableRequest<Response<string>>;
+    answer.on('downloadProgress', ({ transferred }: { transferred: number }) => {
+      if (transferred > MAX_ANSWER_BYTES) answer.cancel();
+    });
+    return answer;
   }
 
   /** One attempt: the job, 'retry' when the API cannot be reached or answers no job, or a ByoiError when it refuses. */
@@ -82,7 +91,9 @@ export class AgentClient {
     try {
       response = await this.request('job', {});
     } catch (error) {
-      this.retryReason = `the API could not be reached (${(error as { code?: string }).code ?? 'error'})`;
+      const code = (error as { code?: string }).code ?? 'error';
+      if (error instanceof CancelError) this.retryReason = apiMessages.notAJob;
+      else this.retryReason = /CERT|SIGNATURE|ALTNAME/.test(code) ? apiMessages.apiCertificateRefused(code) : apiMessages.apiUnreachable(code);
       return 'retry';
     }
     if (response.statusCode >= 500) {

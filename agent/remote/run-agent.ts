@@ -110,7 +110,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
 
   let job: Job | undefined;
   const deploying = (async () => {
-    job = validateJob(mergeJobInputs(jobInputFor(assigned.kind, assigned.body), options.overrides));
+    job = validateJob(mergeJobInputs(jobInputFor(assigned.kind, assigned.body), { network: assigned.network, verifyWrite: assigned.verifyWrite }, options.overrides));
     redactor = redactor.with(Redactor.forJob(job));
     await options.pipeline({ ...job, noReboot: true }, report);
   })();

@@ -32,10 +32,14 @@ function sameSecret(a: string, b: string): boolean {
 
 export type CustomerCheck = 'allowed' | 'unknown-key' | 'not-yours' | 'no-such-server';
 
+/** Whether the config gives `apiKey` (a lab's Bearer key) to any server. */
+export function knownApiKey(config: ApiConfig, apiKey: string): boolean {
+  return config.servers.some((s) => s.apiKeys.some((k) => sameSecret(k, apiKey)));
+}
+
 /** Whether `apiKey` may manage `serviceName`. */
 export function checkCustomer(config: ApiConfig, apiKey: string, serviceName: string): CustomerCheck {
-  const known = config.servers.some((s) => s.apiKeys.some((k) => sameSecret(k, apiKey)));
-  if (!known) return 'unknown-key';
+  if (!knownApiKey(config, apiKey)) return 'unknown-key';
   const server = config.servers.find((s) => s.serviceName === serviceName);
   if (!server) return 'no-such-server';
   return server.apiKeys.some((k) => sameSecret(k, apiKey)) ? 'allowed' : 'not-yours';

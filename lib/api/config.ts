@@ -14,7 +14,9 @@
 //     }]
 //   }
 import { readFileSync } from 'node:fs';
-import { failed, apiMessages, lifecycleMessages } from '../errors.ts';
+import { isIP } from 'node:net';
+import { parseNetworkConfig, type NetworkConfig } from '../configdrive/network-config.ts';
+import { ByoiError, failed, apiMessages, lifecycleMessages } from '../errors.ts';
 
 /** Boots a server onto `byoi agent` by running a command; `{server}`, `{service}` are filled in, the token is $BYOI_AGENT_TOKEN. */
 export interface CommandBoot {
@@ -44,6 +46,18 @@ export interface NetbootConfig {
   readonly rescueCmdline?: string;
   /** Rescue boots a deployment may have without its agent reporting an outcome, before it is settled in error. */
   readonly maxBoots?: number;
+  /**
+   * The addresses and networks (CIDR) allowed to fetch boot scripts and rescue files: the lab's
+   * provisioning network. A deploy script carries a live agent token and each fetch counts a boot,
+   * so anyone else who can reach the API would read the job or burn the deployment's boots.
+   */
+  readonly clients?: readonly string[];
+}
+
+/** A disk group the lab declares for a server (shown by the control panel until the agent reports them). */
+export interface DiskGroupConfig {
+  readonly diskGroupId: number;
+  readonly description: string;
 }
 
 export interface ServerConfig {
@@ -54,6 +68,11 @@ export interface ServerConfig {
   readonly customer?: string;
   readonly apiKeys: readonly string[];
   readonly boot?: CommandBoot;
+  readonly diskGroups?: readonly DiskGroupConfig[];
+  /** The server's network for its config drive (lib/configdrive/network-config.ts's JSON form), given to its agent with the job. */
+  readonly network?: NetworkConfig;
+  /** Its agent reads the disk back after writing (the job's verifyWrite). */
+  readonly verifyWrite?: boolean;
 }
 
 export interface ApiConfig {
@@ -62,6 +81,11 @@ export interface ApiConfig {
   readonly secretsKeyFile?: string;
   /** Days a finished or erased deployment's job body is kept; default 7. */
   readonly jobBodyRetentionDays?: number;
+  /**
+   * The URL customers' clients use for this API when it differs from what reaches byoi serve (a reverse
+   * proxy): signatures cover it, validation URLs start with it. E.g. "https://api.lab.example".
+   */
+  readonly apiUrl?: string;
   readonly netboot?: NetbootConfig;
   readonly customers?: readonly CustomerConfig[];
   readonly servers: readonly ServerConfig[];
@@ -90,12 +114,21 @@ function parseBoot(value: unknown, where: string, bad: (why: string) => never): 
   };
 }
 
+function parseNetwork(value: unknown, where: string, bad: (why: string) => never): NetworkConfig | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return parseNetworkConfig(value, where);
+  } catch (error) {
+    return bad(error instanceof ByoiError ? error.message : String(error));
+  }
+}
+
 function parseNetboot(value: unknown, bad: (why: string) => never): NetbootConfig | undefined {
   if (value === undefined) return undefined;
   if (!isObject(value) || typeof value.kernel !== 'string' || typeof value.initrd !== 'string' || !value.kernel || !value.initrd) {
     return bad('netboot must give "kernel" and "initrd" (files or http(s) URLs)');
   }
-  const { cmdline, rescueCmdline, maxBoots } = value;
+  const { cmdline, rescueCmdline, maxBoots, clients } = value;
   for (const [name, field] of Object.entries({ cmdline, rescueCmdline })) {
     // The line goes into an iPXE script: one line, no iPXE expansions but those the lab means.
     if (field !== undefined && (typeof field !== 'string' || /[\r\n]/.test(field))) bad(`netboot.${name} must be a one-line string`);
@@ -107,7 +140,30 @@ function parseNetboot(value: unknown, bad: (why: string) => never): NetbootConfi
     ...(typeof cmdline === 'string' && { cmdline }),
     ...(typeof rescueCmdline === 'string' && { rescueCmdline }),
     ...(typeof maxBoots === 'number' && { maxBoots }),
+    ...(clients !== undefined && { clients: parseClients(clients, bad) }),
   };
+}
+
+function parseClients(value: unknown, bad: (why: string) => never): string[] {
+  if (!isStringList(value)) return bad('netboot.clients must be a list of addresses or networks (CIDR)');
+  for (const client of value) {
+    try {
+      networkOf(client);
+    } catch {
+      bad(`netboot.clients: ${JSON.stringify(client).slice(0, 60)} is not an address or a network like 10.0.0.0/24`);
+    }
+  }
+  return value;
+}
+
+/** An address or a CIDR network, as node:net's BlockList takes it; throws when it is neither. */
+export function networkOf(client: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
+  const [address = '', prefix, ...rest] = client.split('/');
+  const version = isIP(address);
+  const bits = version === 4 ? 32 : 128;
+  const length = prefix === undefined ? bits : /^\d{1,3}$/.test(prefix) ? Number(prefix) : NaN;
+  if (version === 0 || rest.length > 0 || !(length >= 0 && length <= bits)) throw new Error(`not a network: ${client}`);
+  return { address, prefix: length, family: version === 4 ? 'ipv4' : 'ipv6' };
 }
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -175,6 +231,23 @@ function parseRetention(value: unknown, bad: (why: string) => never): number | u
   return value as number;
 }
 
+function parseApiUrl(value: unknown, bad: (why: string) => never): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/.test(value)) return bad('apiUrl must be an http(s) URL without query');
+  return value.replace(/\/+$/, '');
+}
+
+function parseDiskGroups(value: unknown, where: string, bad: (why: string) => never): DiskGroupConfig[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) return bad(`${where}.diskGroups must be a list`);
+  return value.map((group: unknown, i): DiskGroupConfig => {
+    if (!isObject(group) || !Number.isSafeInteger(group.diskGroupId) || (group.diskGroupId as number) < 0 || typeof group.description !== 'string') {
+      return bad(`${where}.diskGroups[${i}] must be {"diskGroupId": <integer>, "description": "..."}`);
+    }
+    return { diskGroupId: group.diskGroupId as number, description: group.description };
+  });
+}
+
 /** Checks a parsed configuration; `source` names it in errors. */
 export function parseConfig(value: unknown, source: string): ApiConfig {
   const bad = (why: string): never => {
@@ -185,6 +258,7 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
   if (value.secretsKeyFile !== undefined && (typeof value.secretsKeyFile !== 'string' || value.secretsKeyFile === '')) bad('secretsKeyFile must be a path');
   const retention = parseRetention(value.jobBodyRetentionDays, bad);
   const customers = parseCustomers(value.customers, bad);
+  const apiUrl = parseApiUrl(value.apiUrl, bad);
   const netboot = parseNetboot(value.netboot, bad);
   const seen = new Set<string>();
   const macsSeen = new Set<string>();
@@ -198,7 +272,11 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
     if (!isStringList(server.apiKeys)) bad(`${where}.apiKeys must be a list of keys`);
     (server.apiKeys as string[]).forEach((key, k) => isStrongKey(key) || bad(apiMessages.weakApiKey(`${where}.apiKeys[${k}]`)));
     const boot = parseBoot(server.boot, where, bad);
+    const network = parseNetwork(server.network, `${where}.network`, bad);
+    if (server.verifyWrite !== undefined && typeof server.verifyWrite !== 'boolean') bad(`${where}.verifyWrite must be true or false`);
+    const verifyWrite = server.verifyWrite === true;
     const macs = parseMacs(server.macs, where, macsSeen, bad);
+    const diskGroups = parseDiskGroups(server.diskGroups, where, bad);
     const { customer } = server;
     if (customer !== undefined && !customers.some((c) => c.name === customer)) bad(`${where}.customer must name one of "customers"`);
     return {
@@ -207,10 +285,14 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
       ...(typeof customer === 'string' && { customer }),
       ...(macs && { macs }),
       ...(boot && { boot }),
+      ...(diskGroups && { diskGroups }),
+      ...(network && { network }),
+      ...(verifyWrite && { verifyWrite }),
     };
   });
   return {
     ...(typeof value.publicUrl === 'string' && { publicUrl: value.publicUrl }),
+    ...(apiUrl && { apiUrl }),
     ...(typeof value.secretsKeyFile === 'string' && { secretsKeyFile: value.secretsKeyFile }),
     ...(retention !== undefined && { jobBodyRetentionDays: retention }),
     ...(netboot && { netboot }),

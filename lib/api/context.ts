@@ -3,8 +3,10 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { AuthFailures } from './auth-failures.ts';
 import type { BootAdapter } from './boot.ts';
 import type { ApiConfig } from './config.ts';
+import type { Credentials } from './credentials.ts';
 import type { Customers } from './customers.ts';
 import type { Store } from './store/types.ts';
+import type { SignInFailures } from '../panel/sign-in-limit.ts';
 
 export interface ApiOptions {
   readonly config: ApiConfig;
@@ -15,12 +17,16 @@ export interface ApiOptions {
   readonly logger?: boolean;
   /** Customer accounts; by default those the config declares. */
   readonly customers?: Customers;
+  /** APIv6 applications and consumer keys; without them every signed call is refused (INVALID_KEY). */
+  readonly credentials?: Credentials;
   /** Serve HTTPS with this certificate chain and key (PEM); plain HTTP without. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
   /** Bounds on requests' sizes and times; defaults in server.ts. */
   readonly limits?: Partial<ApiLimits>;
-  /** Failed authentications per client; by default counted in this process. */
+  /** Failed authentications per client; by default counted in the store. */
   readonly authFailures?: AuthFailures;
+  /** The control panel's failed sign-ins per account and per address; by default counted in this process. */
+  readonly signInFailures?: SignInFailures;
 }
 
 export interface ApiLimits {
@@ -36,6 +42,8 @@ export interface ApiLimits {
   readonly keepAliveTimeoutMs: number;
   /** How long a socket may stay silent. */
   readonly idleTimeoutMs: number;
+  /** Connections open at once; more are closed as they come (each holds a file descriptor and buffers). */
+  readonly maxConnections: number;
 }
 
 /** What the routes are built from: the options, with the customers and the server's logger settled. */

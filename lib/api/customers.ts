@@ -1,7 +1,7 @@
 // Customer accounts: who signs in (control panel, credential validation) and which servers are theirs.
 // The accounts the lab declares in its config file; a store of accounts can stand behind the same interface.
 import type { ApiConfig } from './config.ts';
-import { verifyPassword } from './passwords.ts';
+import { UNKNOWN_HASH, verifyPassword } from './passwords.ts';
 
 export interface Customer {
   readonly name: string;
@@ -14,9 +14,6 @@ export interface Customers {
   /** The serviceNames of the servers the customer owns. */
   servers(customer: Customer): Promise<readonly string[]>;
 }
-
-/** Verified against when the name is unknown, so that a sign-in costs the same either way. */
-const UNKNOWN_HASH = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
 
 export class ConfigCustomers implements Customers {
   private readonly config: ApiConfig;

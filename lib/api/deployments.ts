@@ -8,15 +8,20 @@ import { contractBody, jobInputFor } from './job-body.ts';
 import { ApiError } from './ovh-error.ts';
 import type { Deployment, DeploymentKind } from './store/types.ts';
 
-/** Validates the body with the one job validation, then records the deployment and boots the server. */
-export async function startDeployment(options: ApiContext, serviceName: string, kind: DeploymentKind, body: unknown): Promise<Deployment> {
-  const { store, boot } = options;
+/** The one job validation of a deployment's body: throws the ApiError (400) the API answers. */
+export function checkDeploymentBody(kind: DeploymentKind, body: unknown): void {
   try {
     validateJob(jobInputFor(kind, body));
   } catch (error) {
     if (error instanceof ByoiError && error.kind === 'invalid-job') throw new ApiError(400, error.message);
     throw error;
   }
+}
+
+/** Validates the body with the one job validation, then records the deployment and boots the server. */
+export async function startDeployment(options: ApiContext, serviceName: string, kind: DeploymentKind, body: unknown): Promise<Deployment> {
+  const { store, boot } = options;
+  checkDeploymentBody(kind, body);
   const { token, hash } = newAgentToken();
   const created = await store.create({ serviceName, kind, body: contractBody(kind, body), tokenHash: hash, phase: bootStep.phase, message: bootStep.message });
   if (created === 'conflict') throw new ApiError(409, apiMessages.deploymentRunning(serviceName));

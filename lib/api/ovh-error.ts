@@ -1,5 +1,7 @@
-// OVH's error shape, `{class, message}`: every refusal of the API is answered this way, however early
-// it happens (route, hook, framework).
+// OVH's error shapes: `{class, message}` for resource errors, `{errorCode, httpCode, message}` for
+// authentication refusals (INVALID_SIGNATURE, NOT_GRANTED_CALL...). Every refusal of the API is answered
+// one of these ways, however early it happens (route, hook, framework).
+import { STATUS_CODES } from 'node:http';
 import type { FastifyReply } from 'fastify';
 
 /** OVH's error classes, by HTTP status. */
@@ -22,18 +24,28 @@ const errorClasses: Record<number, string> = {
 
 /** The `{class, message}` body for `statusCode`. */
 export function ovhErrorBody(statusCode: number, message: string): { class: string; message: string } {
-  return { class: errorClasses[statusCode] ?? 'Server::InternalServerError', message };
+  return { class: errorClasses[statusCode] ?? (statusCode < 500 ? 'Client::BadRequest' : 'Server::InternalServerError'), message };
 }
 
-/** An error answered as OVH does: `{class, message}`. */
+/** The `errorCode`s OVH's API answers authentication refusals with, and its clients map. */
+export type OvhErrorCode = 'INVALID_KEY' | 'NOT_CREDENTIAL' | 'INVALID_CREDENTIAL' | 'INVALID_SIGNATURE' | 'QUERY_TIME_OUT' | 'NOT_GRANTED_CALL' | 'FORBIDDEN';
+
+/** An error answered as OVH does: `{class, message}`, or `{errorCode, httpCode, message}` given a code. */
 export class ApiError extends Error {
   readonly statusCode: number;
-  constructor(statusCode: number, message: string) {
+  readonly errorCode: OvhErrorCode | undefined;
+  constructor(statusCode: number, message: string, errorCode?: OvhErrorCode) {
     super(message);
     this.statusCode = statusCode;
+    this.errorCode = errorCode;
   }
 }
 
-export function sendError(reply: FastifyReply, statusCode: number, message: string): FastifyReply {
+/** How long a client refused 429 is told to wait. */
+const RETRY_AFTER_SECONDS = 60;
+
+export function sendError(reply: FastifyReply, statusCode: number, message: string, errorCode?: OvhErrorCode): FastifyReply {
+  if (statusCode === 429) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+  if (errorCode) return reply.code(statusCode).type('application/json').send({ errorCode, httpCode: `${statusCode} ${STATUS_CODES[statusCode]}`, message });
   return reply.code(statusCode).type('application/json').send(ovhErrorBody(statusCode, message));
 }

@@ -5,15 +5,17 @@
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { apiMessages } from '../errors.ts';
-import { MemoryAuthFailures } from './auth-failures.ts';
 import { isServiceName } from './config.ts';
 import type { ApiContext, ApiLimits, ApiOptions } from './context.ts';
 import { ConfigCustomers } from './customers.ts';
 import { ApiError, ovhErrorBody, sendError } from './ovh-error.ts';
 import { DEFAULT_RETENTION_DAYS, keepPruning } from './retention.ts';
 import { agentRoutes } from './routes/agent.ts';
+import { authRoutes } from './routes/auth.ts';
+import { credentialPageRoutes } from './routes/credential-page.ts';
 import { customerRoutes } from './routes/customer.ts';
 import { netbootRoutes } from './routes/netboot.ts';
+import { panelRoutes } from './routes/panel.ts';
 
 export type { ApiOptions } from './context.ts';
 
@@ -24,6 +26,7 @@ export const defaultLimits: ApiLimits = {
   headersTimeoutMs: 10_000,
   keepAliveTimeoutMs: 5_000,
   idleTimeoutMs: 30_000,
+  maxConnections: 4096,
 };
 
 /** What a framework error is answered, by its code; the framework's own message may echo input. */
@@ -61,8 +64,10 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const limits: ApiLimits = { ...defaultLimits, ...options.limits };
   // Node checks the request and headers timeouts on this period: a fraction of the shortest one.
   const connectionsCheckingInterval = Math.max(50, Math.min(1000, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4)));
+  // Request logs name the method and path only: a validation URL's query carries its secret token.
+  const logger = options.logger ? { serializers: { req: (request: { method: string; url: string }) => ({ method: request.method, url: request.url.split('?')[0] }) } } : false;
   const settings = {
-    logger: options.logger ?? false,
+    logger,
     bodyLimit: limits.bodyBytes,
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
@@ -79,12 +84,13 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       ? Fastify({ ...settings, https: { ...options.tls, connectionsCheckingInterval } })
       : Fastify({ ...settings, http: { connectionsCheckingInterval } })
   ) as unknown as FastifyInstance;
-  app.server.headersTimeout = limits.headersTimeoutMs;
+  app.server.headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs); // Node wants it within the request's
+  app.server.maxConnections = limits.maxConnections;
   // OVH's API speaks JSON only: any other body is refused 415 before it is read.
   app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((error: FastifyError & { validation?: unknown }, request, reply) => {
-    if (error instanceof ApiError) return sendError(reply, error.statusCode, error.message);
+    if (error instanceof ApiError) return sendError(reply, error.statusCode, error.message, error.errorCode);
     if (error.validation) return sendError(reply, 400, request.url.startsWith('/agent/') ? apiMessages.badEvents : apiMessages.badJson);
     const known = frameworkAnswers[error.code];
     if (known) return sendError(reply, known[0], known[1]);
@@ -93,9 +99,20 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     return sendError(reply, status, status === 500 ? apiMessages.internalError : apiMessages.badRequest);
   });
   app.setNotFoundHandler((_request, reply) => sendError(reply, 404, apiMessages.notFound));
+  // JSON as Fastify parses it, the raw text kept (within the body limit): APIv6 signatures cover it.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    request.rawBody = body as string;
+    // OVH's clients send `Content-Type: application/json` on every call, DELETE included, bodiless.
+    if (body === '' && request.method !== 'POST' && request.method !== 'PUT') return done(null, undefined);
+    parseJson(request, body as string, done);
+  });
 
   // Before anything else, and never echoed: a serviceName outside the config's charset names no server.
   app.addHook('onRequest', async (request) => {
+    // No route, no body: a stranger's POST to nowhere is not read (nor parsed) before its 404.
+    if (request.is404) throw new ApiError(404, apiMessages.notFound);
     const { serviceName } = (request.params ?? {}) as { serviceName?: unknown };
     if (serviceName !== undefined && (typeof serviceName !== 'string' || !isServiceName(serviceName))) throw new ApiError(404, apiMessages.badServiceName);
   });
@@ -103,13 +120,16 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const context: ApiContext = {
     ...options,
     customers: options.customers ?? new ConfigCustomers(options.config),
-    authFailures: options.authFailures ?? new MemoryAuthFailures(),
+    authFailures: options.authFailures ?? options.store.authFailures,
     limits,
     log: app.log,
   };
   customerRoutes(app, context);
+  authRoutes(app, context);
+  credentialPageRoutes(app, context);
   agentRoutes(app, context);
   netbootRoutes(app, context);
+  panelRoutes(app, context);
 
   let stopPruning = () => {};
   app.addHook('onReady', async () => {

@@ -82,6 +82,50 @@ export function installStatusView(deployment: Deployment, steps: readonly Step[]
   return { elapsedTime, progress };
 }
 
+/** `dedicated.server.Dedicated`: the basic fields of a server, as OVH names them; a lab knows few of them. */
+export interface DedicatedServerView {
+  name: string;
+  serverId: number | null;
+  state: 'error' | 'hacked' | 'hackedBlocked' | 'ok';
+  powerState: 'poweroff' | 'poweron';
+  os: string;
+  bootId: number | null;
+  rootDevice: string | null;
+  datacenter: string | null;
+  rack: string | null;
+  commercialRange: string | null;
+  ip: string | null;
+  reverse: string | null;
+  linkSpeed: number | null;
+  monitoring: boolean;
+  noIntervention: boolean;
+  professionalUse: boolean;
+  supportLevel: 'critical' | 'fastpath' | 'gs' | 'pro';
+}
+
+export function dedicatedServerView(serviceName: string, deployment: Deployment | undefined): DedicatedServerView {
+  return {
+    name: serviceName,
+    serverId: null,
+    state: 'ok',
+    powerState: 'poweron',
+    // OVH names a server installed from a customer's image byoi_64; none_64 before any install.
+    os: deployment?.status === 'done' ? 'byoi_64' : 'none_64',
+    bootId: null,
+    rootDevice: null,
+    datacenter: null,
+    rack: null,
+    commercialRange: null,
+    ip: null,
+    reverse: null,
+    linkSpeed: null,
+    monitoring: false,
+    noIntervention: false,
+    professionalUse: false,
+    supportLevel: 'pro',
+  };
+}
+
 /** `dedicated.server.HardwareSpecifications`' diskGroups, from the agent's report, with its disks and when it came. */
 export function hardwareView(disks: DisksReport) {
   const report = disks.report as DisksReportShape;

@@ -2,7 +2,8 @@
 // Only openstack/latest/ is written: cloud-init prefers a known dated directory when one exists,
 // and older dates (e.g. 2012-08-10) make it skip network_data.json and vendor_data.json.
 import { randomUUID } from 'node:crypto';
-import { networkData, type Nic } from './network.ts';
+import { networkData } from './network.ts';
+import type { NetworkConfig } from './network-config.ts';
 import type { ConfigDriveOptions } from './options.ts';
 import { sshKeyLines } from './ssh-key.ts';
 import { decodeUserData } from './user-data.ts';
@@ -16,8 +17,11 @@ export interface ConfigDriveFile {
 export interface ContentContext {
   /** The instance id; a fresh one per deployment makes cloud-init treat the server as new. */
   uuid?: string;
-  /** The NICs to configure by DHCP (see network.ts); none: no network_data.json, cloud-init's fallback. */
-  nics: readonly Nic[];
+  /**
+   * The network to describe, its links known (see network-config.ts's withLinks); none: no
+   * network_data.json, and cloud-init falls back to DHCP on the first NIC, whatever the machine.
+   */
+  network?: NetworkConfig;
 }
 
 export interface ConfigDriveContent {
@@ -34,8 +38,7 @@ export function configDriveContent(options: ConfigDriveOptions, context: Content
   if (options.userData !== undefined && options.userData.length > 0) {
     files.push({ path: `${DIR}/user_data`, data: decodeUserData(options.userData) });
   }
-  const network = networkData(context.nics);
-  if (network) files.push({ path: `${DIR}/network_data.json`, data: json(network) });
+  if (context.network) files.push({ path: `${DIR}/network_data.json`, data: json(networkData(context.network)) });
   files.push({ path: `${DIR}/vendor_data.json`, data: json({}) });
   return { uuid, files };
 }

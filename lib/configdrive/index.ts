@@ -1,7 +1,7 @@
 // The config drive step of a deployment, in one call: content for this server, filesystem sized
 // for the partition, partition added or reused. The parts are usable alone (see the imports).
 import { configDriveContent } from './content.ts';
-import { nicsToConfigure, physicalNics, type Nic } from './network.ts';
+import type { NetworkConfig } from './network-config.ts';
 import type { ConfigDriveOptions } from './options.ts';
 import { addConfigDrivePartition, type ConfigDrivePartition } from './partition.ts';
 import { buildVfatImage } from './vfat.ts';
@@ -10,8 +10,8 @@ export type { ConfigDriveOptions } from './options.ts';
 export { validateConfigDrive } from './validate.ts';
 
 export interface ConfigDriveContext {
-  /** The NICs to describe; by default this machine's physical NICs (those with a link, if any). */
-  nics?: readonly Nic[];
+  /** The network to describe, its links known; none: no network_data.json (cloud-init's DHCP fallback). */
+  network?: NetworkConfig;
   /** The instance id; by default a fresh UUID. */
   uuid?: string;
 }
@@ -27,8 +27,10 @@ export async function writeConfigDrive(
   options: ConfigDriveOptions,
   context: ConfigDriveContext = {},
 ): Promise<WrittenConfigDrive> {
-  const nics = context.nics ?? nicsToConfigure(physicalNics());
-  const content = configDriveContent(options, { nics, ...(context.uuid ? { uuid: context.uuid } : {}) });
+  const content = configDriveContent(options, {
+    ...(context.network && { network: context.network }),
+    ...(context.uuid && { uuid: context.uuid }),
+  });
   const partition = await addConfigDrivePartition(device, (geometry) => buildVfatImage(content.files, geometry));
   return { uuid: content.uuid, partition };
 }

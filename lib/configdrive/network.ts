@@ -1,7 +1,9 @@
-// The server's NICs, as network_data.json describes them to cloud-init: each physical NIC by its
-// MAC (names differ between the rescue system and the installed one), configured by DHCP.
+// The server's NICs (read from sysfs) and network_data.json, as cloud-init reads it: each NIC by
+// its MAC (names differ between the rescue system and the installed one). What to configure is a
+// NetworkConfig (network-config.ts).
 import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseCidr, type NetworkConfig, type PhysicalLink } from './network-config.ts';
 
 export interface Nic {
   /** The name in the system that builds the drive; only an id inside network_data.json. */
@@ -47,19 +49,76 @@ export function nicsToConfigure(nics: readonly Nic[]): Nic[] {
   return linked.length > 0 ? linked : [...nics];
 }
 
-/** network_data.json (nova's format; top level links, networks, services), or undefined without NICs. */
-export function networkData(nics: readonly Nic[]): object | undefined {
-  if (nics.length === 0) return undefined;
-  return {
-    links: nics.map((nic) => ({ id: nic.name, type: 'phy', ethernet_mac_address: nic.mac, mtu: nic.mtu })),
-    networks: nics.map((nic, index) => ({
-      id: `network${index}`,
-      type: 'ipv4_dhcp',
-      link: nic.name,
-      network_id: `network${index}`,
+/** This server's NICs as links of a network configuration (their names as ids). */
+export function nicLinks(nics: readonly Nic[]): PhysicalLink[] {
+  return nics.map((nic) => ({ id: nic.name.slice(0, 15), mac: nic.mac, mtu: nic.mtu }));
+}
+
+/** DHCPv4 on each of `links`: what explicit MACs without static addresses ask for. */
+export function dhcpOn(links: readonly PhysicalLink[]): NetworkConfig {
+  return { links, bonds: [], vlans: [], networks: links.map((link) => ({ link: link.id, type: 'dhcp4' })), dns: [] };
+}
+
+/**
+ * network_data.json (OpenStack's format: links, networks, services) for a configuration whose
+ * links are known (see withLinks), as cloud-init's ConfigDrive datasource converts it.
+ */
+export function networkData(config: NetworkConfig): object {
+  if (config.links.length === 0) throw new Error('network data needs the links\' MACs');
+  const macOf = new Map<string, string>(config.links.map((link) => [link.id, link.mac]));
+  for (const bond of config.bonds) macOf.set(bond.id, bond.mac ?? macOf.get(bond.links[0]!)!);
+  const links: object[] = [
+    ...config.links.map((link) => ({ id: link.id, type: 'phy', ethernet_mac_address: link.mac, ...(link.mtu && { mtu: link.mtu }) })),
+    ...config.bonds.map((bond) => ({
+      id: bond.id,
+      type: 'bond',
+      bond_links: bond.links,
+      bond_mode: bond.mode,
+      ethernet_mac_address: macOf.get(bond.id),
+      ...(bond.mtu && { mtu: bond.mtu }),
     })),
-    services: [],
-  };
+    // cloud-init requires a VLAN's MAC: by default the one of the link it rides on.
+    ...config.vlans.map((vlan) => ({ id: vlan.id, type: 'vlan', vlan_link: vlan.link, vlan_id: vlan.vlanId, vlan_mac_address: vlan.mac ?? macOf.get(vlan.link) })),
+  ];
+  const first = config.links[0]!.id;
+  const networks = config.networks.map((network, index) => {
+    const id = `network${index}`;
+    const link = network.link ?? first;
+    if (network.type !== 'static') {
+      const type = { dhcp4: 'ipv4_dhcp', dhcp6: 'ipv6_dhcp', slaac: 'ipv6_slaac' }[network.type];
+      return { id, type, link, network_id: id };
+    }
+    const cidr = parseCidr(network.address)!;
+    const routes = [
+      ...(network.gateway ? [{ to: cidr.family === 4 ? '0.0.0.0/0' : '::/0', via: network.gateway }] : []),
+      ...network.routes,
+    ].map((route) => {
+      const to = parseCidr(route.to)!;
+      return { network: to.address, netmask: netmask(to.family, to.prefix), gateway: route.via };
+    });
+    return {
+      id,
+      type: cidr.family === 4 ? 'ipv4' : 'ipv6',
+      link,
+      ip_address: cidr.address,
+      netmask: netmask(cidr.family, cidr.prefix),
+      routes,
+      network_id: id,
+    };
+  });
+  return { links, networks, services: config.dns.map((address) => ({ type: 'dns', address })) };
+}
+
+/** A prefix length as a netmask: dotted for IPv4, colon-hex for IPv6 (nova writes both so). */
+export function netmask(family: 4 | 6, prefix: number): string {
+  const bits = family === 4 ? 32 : 128;
+  const groups: number[] = [];
+  const width = family === 4 ? 8 : 16;
+  for (let at = 0; at < bits; at += width) {
+    const ones = Math.max(0, Math.min(width, prefix - at));
+    groups.push(ones === 0 ? 0 : ((2 ** ones - 1) * 2 ** (width - ones)));
+  }
+  return family === 4 ? groups.join('.') : groups.map((g) => g.toString(16)).join(':');
 }
 
 function hasEntry(path: string): boolean {

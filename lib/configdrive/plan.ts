@@ -1,6 +1,6 @@
 // Where the config drive goes, decided from the partition table alone, before anything is written:
 // an existing config-2 partition is reused; otherwise a new one takes the last 64 MiB of the disk
-// (MBR: of its first 2 TiB), starting on a 1 MiB boundary and after every existing partition.
+// (MBR: of its first 2 TiB), starting and ending on 1 MiB boundaries, after every existing partition.
 import { configDriveRefusals as why, couldNotCreateConfigDrive } from '../errors.ts';
 import { CONFIG_DRIVE_MAX_BYTES, CONFIG_DRIVE_MIN_BYTES } from './options.ts';
 import type { PartitionTable } from './partition-table.ts';
@@ -51,7 +51,8 @@ export function planConfigDrivePartition(table: PartitionTable): ConfigDrivePlan
   const align = MIB / sectorSize;
   const windowStart = end + 1 - CONFIG_DRIVE_MAX_BYTES / sectorSize;
   const start = Math.ceil(Math.max(windowStart, lastUsed + 1) / align) * align;
-  const sectors = end - start + 1;
+  // It ends on a 1 MiB boundary too, so sgdisk -v finds nothing to say about it.
+  const sectors = Math.floor((end + 1 - start) / align) * align;
   if (sectors * sectorSize < CONFIG_DRIVE_MIN_BYTES) {
     throw couldNotCreateConfigDrive(why.noRoomAtEnd(Math.max(0, end - lastUsed) * sectorSize, CONFIG_DRIVE_MIN_BYTES));
   }

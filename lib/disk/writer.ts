@@ -1,8 +1,9 @@
 // Writes a DiskImage's extents to a target: a regular file or a block device. Knows nothing of
 // image formats. Data is coalesced into large positional writes. On a block device the first and
 // last MiB (partition tables, backup GPT) are zeroed before anything else and the image's first
-// MiB is written last, so an interrupted write never leaves a disk that looks bootable; a failure
-// zeroes both ends again.
+// MiB is written last, after a flush of everything else (fdatasync, a barrier against a disk
+// cache's reordering) and followed by a final flush, so an interrupted write never leaves a disk
+// that looks bootable; a failure zeroes both ends again.
 //
 // A block device is written around the page cache (O_DIRECT) wherever a batch is page-aligned on
 // the device: data from page-aligned buffers goes as it is, other data through an aligned staging
@@ -17,7 +18,7 @@ import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { alignedBuffers, isPageAligned, PAGE_SIZE } from '../aligned-memory.ts';
 import { exec } from '../exec.ts';
-import { ByoiError, badTarget, cannotWriteImage, deviceBusy, imageLargerThanDevice } from '../errors.ts';
+import { ByoiError, badTarget, cannotWriteImage, deviceBusy, imageLargerThanDevice, internalWriteError } from '../errors.ts';
 import { isZero, type DiskImage } from '../formats/types.ts';
 
 const MiB = 1024 * 1024;
@@ -53,6 +54,8 @@ export interface Progress {
 
 export interface WriteOptions {
   onProgress?: (progress: Progress) => void;
+  /** Called with every data extent, in guest order, before it is written (read-back verification records them). */
+  onData?: (offset: number, data: Buffer) => void;
   /**
    * The result of `verifyImage(image)` when the caller has already decoded the image end to end.
    * Otherwise a block device gets that dry decoding pass before its first byte is written, so that a
@@ -188,10 +191,12 @@ async function zeroEnds(handle: FileHandle, size: number): Promise<void> {
   await handle.datasync();
 }
 
+/** A failed system call (EIO, ENOSPC, EFBIG...) is the target's failure; anything else is byoi's own. */
 function asWriteError(error: unknown, image: DiskImage): ByoiError {
   if (error instanceof ByoiError) return error;
   const cause = error instanceof Error ? error.message : String(error);
-  return cannotWriteImage(image.info.format, cause);
+  const systemCall = error instanceof Error && typeof (error as NodeJS.ErrnoException).syscall === 'string';
+  return systemCall ? cannotWriteImage(image.info.format, cause) : internalWriteError(cause);
 }
 
 /**
@@ -311,6 +316,7 @@ class ExtentWriter {
         if (this.kind === 'block') this.zeroRuns.add(extent.offset, extent.offset + extent.length);
       } else {
         if (extent.data.length !== extent.length) throw new Error(`decoder gave ${extent.data.length} bytes for an extent of ${extent.length}`);
+        options.onData?.(extent.offset, extent.data);
         await this.addData(extent.offset, extent.data, extent.release);
         this.dataBytes += extent.length;
       }
@@ -321,7 +327,10 @@ class ExtentWriter {
     await this.writeZeroRuns();
     await this.flushBatch();
     await this.writing;
-    // Last: the first MiB. A file left it as a hole unless data landed there.
+    // A barrier: the body is on stable storage before the head goes, or a disk's cache could
+    // persist the partition table first. Then the first MiB (a file left it as a hole unless data
+    // landed there), then a final flush.
+    await this.writes.datasync();
     if (this.kind === 'block' || this.headHasData) await this.writes.write([this.head], 0);
     await this.writes.datasync();
     return this.dataBytes;

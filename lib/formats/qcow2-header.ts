@@ -53,7 +53,11 @@ const MAGIC = 0x514649fb; // "QFI\xfb"
 const V2_HEADER_LENGTH = 72;
 const V3_MIN_HEADER_LENGTH = 104;
 const MAX_L1_ENTRIES = 4 * 1024 * 1024; // 32 MiB of L1, qemu's QCOW_MAX_L1_SIZE
-const MAX_VIRTUAL_SIZE = 2n ** 53n;
+/**
+ * Offsets are JavaScript numbers, exact up to 2^53: with 2^52, every offset the pipeline computes
+ * (a virtual size plus a cluster, an L2 table's span, a batch) stays exact.
+ */
+const MAX_VIRTUAL_SIZE = 2n ** 52n;
 
 const INCOMPAT_DIRTY = 1n;
 const INCOMPAT_CORRUPT = 2n;

@@ -1,11 +1,12 @@
-// npm run bench:api [-- --agents 200 --customers 20 --seconds 10]: byoi serve under load, not a test.
+// npm run bench:api [-- --agents 200 --customers 20 --seconds 10 --big 20]: byoi serve under load, not a test.
 // Every agent reports progress twice a second while customers poll their server's status; printed:
 // p50/p99 latency of the customers' GET, events recorded per second, and the agents' POST latency,
-// for a small job and for a job carrying 10 MiB of user data. The API runs in its own process.
+// for small jobs and with `--big` of the servers deploying a job that carries 10 MiB of user data (so
+// that the database stays a few hundred MiB). The API runs in its own process.
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -16,12 +17,14 @@ const { values } = parseArgs({
     customers: { type: 'string', default: '20' },
     seconds: { type: 'string', default: '10' },
     'poll-ms': { type: 'string', default: '200' },
+    big: { type: 'string', default: '20' },
   },
 });
 const agents = Number(values.agents);
 const customers = Number(values.customers);
 const seconds = Number(values.seconds);
 const pollMs = Number(values['poll-ms']);
+const big = Math.min(agents, Number(values.big));
 const REPORT_MS = 500;
 const MiB = 1024 * 1024;
 
@@ -33,7 +36,8 @@ interface Started {
 
 async function startServer(dir: string, names: string[], key: string): Promise<Started> {
   const config = { servers: names.map((serviceName) => ({ serviceName, apiKeys: [key] })) };
-  const child = fork(fileURLToPath(new URL('./api-server.ts', import.meta.url)), [JSON.stringify(config), join(dir, 'load.sqlite')], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(new URL('./api-server.ts', import.meta.url)), [join(dir, 'load.sqlite')], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  child.send(config);
   const tokens = new Map<string, string>();
   const url = await new Promise<string>((resolve, reject) => {
     child.on('message', (m: { url?: string; serviceName?: string; token?: string }) => {
@@ -67,12 +71,10 @@ async function scenario(label: string, userDataBytes: number): Promise<void> {
   const server = await startServer(dir, names, key);
   try {
     const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
-    const body = JSON.stringify({
-      URL: 'https://images.example/disk.qcow2',
-      type: 'qcow2',
-      ...(userDataBytes > 0 && { configdrive: { enable: true, userData: `#cloud-config\n# ${'x'.repeat(userDataBytes)}\n` } }),
-    });
-    for (const name of names) {
+    const small = JSON.stringify({ URL: 'https://images.example/disk.qcow2', type: 'qcow2' });
+    const large = JSON.stringify({ URL: 'https://images.example/disk.qcow2', type: 'qcow2', configdrive: { enable: true, userData: `#cloud-config\n# ${'x'.repeat(userDataBytes)}\n` } });
+    for (const [i, name] of names.entries()) {
+      const body = userDataBytes > 0 && i < big ? large : small;
       const response = await fetch(`${server.url}/dedicated/server/${name}/bringYourOwnImage`, { method: 'POST', headers: auth, body });
       if (response.status !== 200) throw new Error(`POST ${name}: HTTP ${response.status} ${await response.text()}`);
     }
@@ -121,8 +123,8 @@ async function scenario(label: string, userDataBytes: number): Promise<void> {
   }
 }
 
-console.log(`byoi serve under load: ${agents} agents reporting every ${REPORT_MS} ms, ${customers} customers polling every ${pollMs} ms, ${seconds} s per case; latencies in ms`);
+console.log(`byoi serve under load: ${agents} agents reporting every ${REPORT_MS} ms, ${customers} customers polling every ${pollMs} ms, ${seconds} s per case; latencies in ms; ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at start`);
 console.log('| job | agents | customers | GET p50 | GET p99 | events/s | events/s offered | POST events p50 | POST events p99 | failed requests |');
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 await scenario('small', 0);
-await scenario('10 MiB userData', 10 * MiB);
+await scenario(`${big} of them 10 MiB userData`, 10 * MiB);

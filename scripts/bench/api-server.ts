@@ -7,8 +7,9 @@ import type { ApiConfig } from '../../lib/api/config.ts';
 import { buildApi } from '../../lib/api/server.ts';
 import { openStore } from '../../lib/api/store/open.ts';
 
-const [configJson, dbPath] = [process.argv[2]!, process.argv[3]!];
-const config = JSON.parse(configJson) as ApiConfig;
+// The config (its API key) comes over IPC: never a secret on a command line.
+const dbPath = process.argv[2]!;
+const config = await new Promise<ApiConfig>((resolve) => process.once('message', (m) => resolve(m as ApiConfig)));
 
 const boot: BootAdapter = {
   async boot(context: BootContext) {

@@ -66,6 +66,15 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
       if (disk !== baselineDisk) throw new Error(`byoi deploy of ${name} left a disk (${disk}) unlike the baseline's (${baselineDisk})`);
       const samples = await interleaved(runs, { ours, reference: baseline }, () => flushDevice(device));
       rows.push({ name: `deploy qcow2 ${name}`, ours: summary(samples.ours!), reference: summary(samples.reference!), imageBytes: statSync(image).size });
+      if (rows.length === 1) {
+        // What --verify-write costs: the same deployment with and without reading the disk back
+        // (the "reference" column of this row is byoi without it).
+        const verifying = () =>
+          measure(node, [byoi, 'deploy', '--url', url, '--type', 'qcow2', '--checksum', checksum, '--checksum-type', 'sha256', '--disk', device, '--no-reboot', '--status-file', status, '--verify-write']);
+        await verifying();
+        const costs = await interleaved(runs, { ours: verifying, reference: ours }, () => flushDevice(device));
+        rows.push({ name: `deploy qcow2 ${name} --verify-write (reference: byoi without it)`, ours: summary(costs.ours!), reference: summary(costs.reference!), imageBytes: statSync(image).size });
+      }
     }
     return rows;
   } finally {

@@ -2,11 +2,13 @@
 # Builds the PXE rescue system: Debian 12's kernel and an initramfs that starts `byoi agent` from
 # the kernel command line (scripts/rescue/README.md tells how to boot it).
 #
-#   bash scripts/rescue/build-rescue.sh [--dist DIR] [--out DIR]
+#   bash scripts/rescue/build-rescue.sh [--dist DIR] [--out DIR] [--api-ca FILE]
 #
 # --dist: the agent bundle (byoi.mjs and the chunk-*.mjs and worker-*.mjs beside it); default: `npm run build`'s
 # dist/, rebuilt here. --out (default build/rescue) receives vmlinuz (what a PXE loader boots),
 # vmlinux (the same kernel uncompressed, which QEMU boots faster) and initrd.img. Prints --out.
+# --api-ca: the lab's CA (PEM), baked in as /etc/byoi/api-ca.pem: the agent verifies the API's
+# certificate against it unless the kernel command line names another (byoi.ca=).
 #
 # initrd.img is two concatenated cpio archives, which the kernel unpacks one after the other:
 # the system (Debian's tools from toolchain.txt, udev, busybox, the kernel modules, /init), cached
@@ -18,12 +20,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 project=$(cd "$here/../.." && pwd)
 source "$project/scripts/vm/debian-initramfs.sh"
 
-dist= out=$project/build/rescue
+dist= out=$project/build/rescue api_ca=
 while (($#)); do
   case $1 in
+    --api-ca) api_ca=$(realpath "$2"); shift 2 ;;
     --dist) dist=$(realpath "$2"); shift 2 ;;
     --out) out=$(realpath -m "$2"); shift 2 ;;
-    *) echo "usage: $0 [--dist DIR] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--dist DIR] [--out DIR] [--api-ca FILE]" >&2; exit 2 ;;
   esac
 done
 
@@ -106,9 +109,14 @@ mkdir -p "$stage/usr/local/lib/byoi" "$stage/usr/local/bin"
 cp "$node_binary" "$stage/usr/local/bin/node"
 cp "$dist"/*.mjs "$stage/usr/local/lib/byoi/"
 chmod -R u=rwX,go=rX "$stage/usr"
+baked=()
+if [[ -n $api_ca ]]; then
+  install -D -m 0644 "$api_ca" "$stage/etc/byoi/api-ca.pem"
+  baked=(etc/byoi/api-ca.pem)
+fi
 mkdir -p "$out"
 cp "$system/vmlinuz" "$system/vmlinux" "$out/"
 cp "$system/system.cpio" "$out/initrd.img"
-(cd "$stage" && find usr/local/lib/byoi usr/local/bin/node | LC_ALL=C sort |
+(cd "$stage" && find usr/local/lib/byoi usr/local/bin/node "${baked[@]}" | LC_ALL=C sort |
   cpio --create --format=newc --owner=0:0 --quiet) >>"$out/initrd.img"
 echo "$out"

@@ -60,6 +60,33 @@ describe('a job answer that is not a job (item 12)', () => {
       server.close();
     }
   });
+
+  it('stops reading an answer far larger than any job, and ends the same way', async () => {
+    let requests = 0;
+    const chunk = Buffer.alloc(1024 * 1024, 0x20);
+    const server: Server = createServer((_request, response) => {
+      requests++;
+      response.writeHead(200, { 'content-type': 'application/json' });
+      const more = () => {
+        while (!response.destroyed && response.write(chunk));
+        if (!response.destroyed) response.once('drain', more);
+      };
+      response.on('close', () => response.destroy());
+      more();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const { error, ran } = await agentOutcome({ server: `http://127.0.0.1:${port}`, serviceName: 'ns1.lab', token: 't'.repeat(64) });
+      expect(error).toBeInstanceOf(ByoiError);
+      expect((error as ByoiError).detail).toBe(apiMessages.notAJob);
+      expect(ran).toBe(false);
+      expect(requests).toBeGreaterThan(0);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
 });
 
 describe('the API\'s certificate is verified (item 3)', () => {
@@ -107,6 +134,7 @@ describe('the API\'s certificate is verified (item 3)', () => {
       const { error, ran } = await agentOutcome({ server: api.url, serviceName: 'ns1.lab', token: api.token, ...(caFile && { ca: readFileSync(caFile) }) });
       expect(error).toBeInstanceOf(ByoiError);
       expect((error as ByoiError).message).toBe(apiMessages.jobUnavailable(api.url));
+      expect((error as ByoiError).detail).toMatch(/^the API's certificate could not be verified \((DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE)\)/);
       expect(ran).toBe(false);
     } finally {
       await api.close();

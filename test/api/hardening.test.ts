@@ -2,12 +2,14 @@
 // driven over real HTTP (and raw TCP for what no client library sends) against the real server over
 // a SQLite file.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { clientKey, MemoryAuthFailures } from '../../lib/api/auth-failures.ts';
+import { clientKey } from '../../lib/api/auth-failures.ts';
+import { SqlAuthFailures } from '../../lib/api/store/auth-failures-store.ts';
+import { SqliteDatabase } from '../../lib/api/store/sqlite-db.ts';
 import { isStrongKey, parseConfig, type ApiConfig } from '../../lib/api/config.ts';
 import type { ApiOptions } from '../../lib/api/context.ts';
 import { pruneJobBodies } from '../../lib/api/retention.ts';
@@ -190,6 +192,18 @@ describe('the job body is stored apart, sealed, cut to the contract and pruned (
     }
   });
 
+  it('stores only the contract\'s fields of a reinstall body', async () => {
+    await start();
+    const customizations = { imageURL: 'https://images.example/disk.raw', imageType: 'raw', httpHeaders: { 'X-Auth': 'header-secret-value' }, configDriveMetadata: { role: 'web' }, hostname: 'web1' };
+    const answer = await call(api!.url, 'POST', '/dedicated/server/ns1.lab/reinstall', {
+      key: aliceKey,
+      body: { operatingSystem: 'byoi_64', junk: 'j', customizations: { ...customizations, junk: 'j' }, storage: [{ diskGroupId: 2, junk: 'j' }, { diskGroupId: 3 }] },
+    });
+    expect(answer.status).toBe(200);
+    const job = await call(api!.url, 'GET', agentJob('ns1.lab'), { key: boot.boots.at(-1)!.token });
+    expect(job.body.body).toEqual({ operatingSystem: 'byoi_64', customizations, storage: [{ diskGroupId: 2 }] });
+  });
+
   it('forgets finished deployments\' bodies after the retention period, not running ones', async () => {
     await start();
     const token = await deploy();
@@ -224,6 +238,7 @@ describe('what an agent may report is bounded (item 7)', () => {
     ['a negative byte count', { status: 'doing', message: 'x', phase: 'write', progress: { done: -1, total: 1, bytesPerSecond: 0 } }],
     ['a byte count past 2^53', { status: 'doing', message: 'x', phase: 'write', progress: { done: 2 ** 60, total: null, bytesPerSecond: 0 } }],
     ['a huge message', { status: 'doing', message: 'x'.repeat(5000), phase: 'write' }],
+    ['a checksum that is not a digest', { status: 'doing', message: 'x', phase: 'verify', checksum: '<script>alert(1)</script>' }],
   ])('refuses %s', async (_what, event) => {
     await start();
     const token = await deploy();
@@ -262,6 +277,8 @@ describe('every answer is OVH-shaped, however early it fails (item 8)', () => {
     ['a body that is not JSON', (k: string) => requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'content-type': 'application/json', 'content-length': 3 }, '{x}'), 400],
     ['an unsupported content type', (k: string) => requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'content-type': 'text/plain', 'content-length': 2 }, 'hi'), 415],
     ['a request line that is not HTTP', () => 'GARBAGE\r\n\r\n', 400],
+    ['headers over 16 KiB', (k: string) => requestText('GET', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'x-padding': 'a'.repeat(20_000) }), 431],
+    ['a URL over 16 KiB', (k: string) => requestText('GET', `${byoi('ns1.lab')}?q=${'a'.repeat(20_000)}`, { authorization: `Bearer ${k}` }), 431],
     ['a malformed chunked body', (k: string) => requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, 'zz\r\n{}\r\n0\r\n\r\n'), 400],
     ['both Content-Length and chunked', (k: string) => requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'content-type': 'application/json', 'content-length': 2, 'transfer-encoding': 'chunked' }, '2\r\n{}\r\n0\r\n\r\n'), 400],
   ])('%s', async (_what, text, status) => {
@@ -303,29 +320,58 @@ describe('every answer is OVH-shaped, however early it fails (item 8)', () => {
 });
 
 describe('failed authentications are limited per client, weak keys refused (item 9)', () => {
-  it('answers 429 to a client past its failures, even with the right key, and leaves others alone', async () => {
-    await start({ authFailures: new MemoryAuthFailures({ maxFailures: 5, windowMs: 60_000, maxClients: 100 }) });
-    for (let i = 0; i < 5; i++) expect((await call(api!.url, 'GET', byoi('ns1.lab'), { key: randomBytes(16).toString('hex') })).status).toBe(403);
+  it('answers 429 to a client past its failures, even with the right key, on customer and agent routes alike', async () => {
+    await start();
+    for (let i = 0; i < 30; i++) expect((await call(api!.url, 'GET', byoi('ns1.lab'), { key: randomBytes(16).toString('hex') })).status).toBe(403);
     const limited = await call(api!.url, 'GET', byoi('ns1.lab'), { key: aliceKey });
     expect(limited).toEqual({ status: 429, body: { class: 'Client::TooManyRequests', message: apiMessages.tooManyFailures } });
     expect((await call(api!.url, 'GET', agentJob('ns1.lab'), { key: 'f'.repeat(64) })).status).toBe(429);
   });
 
-  it('keeps a bounded table, counts IPv6 clients by /64, and forgets after the window', async () => {
-    let now = 0;
-    const failures = new MemoryAuthFailures({ maxFailures: 2, windowMs: 1000, maxClients: 3 }, () => now);
+  it('keeps the counts in the database: another replica (or a restart) sees them', async () => {
+    await start();
+    for (let i = 0; i < 30; i++) await call(api!.url, 'GET', agentJob('ns1.lab'), { key: randomBytes(32).toString('hex') });
+    await api!.close();
+    api = await startApi(config, db, boot);
+    expect((await call(api.url, 'GET', byoi('ns1.lab'), { key: aliceKey })).status).toBe(429);
+  });
+
+  it('counts per client and window, IPv6 clients by /64, and forgets windows that are over', async () => {
+    const sqlite = new SqliteDatabase(':memory:');
+    await sqlite.exec('CREATE TABLE auth_failures (client TEXT PRIMARY KEY, since TEXT NOT NULL, failures INTEGER NOT NULL)');
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const failures = new SqlAuthFailures(sqlite, { maxFailures: 2, windowMs: 1000 }, () => now);
     await failures.failed('10.0.0.1');
-    await failures.failed('10.0.0.1');
+    expect(await failures.limited('10.0.0.1')).toBe(false);
+    await failures.failed('::ffff:10.0.0.1');
     expect(await failures.limited('10.0.0.1')).toBe(true);
-    expect(await failures.limited('::ffff:10.0.0.1')).toBe(true);
-    for (const client of ['10.0.0.2', '10.0.0.3', '10.0.0.4']) await failures.failed(client);
-    expect(await failures.limited('10.0.0.1')).toBe(false); // the oldest was forgotten
-    expect(clientKey('2001:db8:1:2:aaaa::1')).toBe(clientKey('2001:db8:1:2:bbbb:cccc:dddd:eeee'));
-    expect(clientKey('2001:db8:1:2::1')).not.toBe(clientKey('2001:db8:1:3::1'));
-    await failures.failed('10.0.0.9');
-    await failures.failed('10.0.0.9');
-    now = 1500;
-    expect(await failures.limited('10.0.0.9')).toBe(false);
+    expect(await failures.limited('10.0.0.2')).toBe(false);
+    await failures.failed('2001:db8:1:2:aaaa::1');
+    await failures.failed('2001:DB8:1:2:bbbb:cccc:dddd:eeee');
+    expect(await failures.limited('2001:db8:1:2::9')).toBe(true);
+    expect(await failures.limited('2001:db8:1:3::1')).toBe(false);
+    now += 1500; // the window is over: the count starts again, and old rows go
+    expect(await failures.limited('10.0.0.1')).toBe(false);
+    await failures.failed('10.0.0.1');
+    expect(await failures.limited('10.0.0.1')).toBe(false);
+    expect(await sqlite.all('SELECT client, failures FROM auth_failures')).toEqual([{ client: 'api 10.0.0.1', failures: 1 }]);
+    expect(clientKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    await sqlite.close();
+  });
+
+  it('keeps each counter in its own scope: a short window\'s pruning spares a longer one\'s rows', async () => {
+    const sqlite = new SqliteDatabase(':memory:');
+    await sqlite.exec('CREATE TABLE auth_failures (client TEXT PRIMARY KEY, since TEXT NOT NULL, failures INTEGER NOT NULL)');
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const short = new SqlAuthFailures(sqlite, { maxFailures: 2, windowMs: 1000 }, () => now);
+    const long = new SqlAuthFailures(sqlite, { maxFailures: 2, windowMs: 60_000 }, () => now, 'panel-address');
+    await long.failed('10.0.0.1');
+    await long.failed('10.0.0.1');
+    now += 1500;
+    await short.failed('10.0.0.1'); // prunes its own scope's old rows only
+    expect(await long.limited('10.0.0.1')).toBe(true);
+    expect(await short.limited('10.0.0.1')).toBe(false);
+    await sqlite.close();
   });
 
   it('refuses weak API keys when the config is read', () => {
@@ -415,5 +461,45 @@ describe('validation gaps (item 11)', () => {
       expect(answer).toEqual({ status: 404, body: { class: 'Client::NotFound', message: apiMessages.badServiceName } });
     }
     expect(() => validateJob({ url: 'x' })).toThrow(ByoiError);
+  });
+});
+
+describe('the sealed bodies\' key (item 4)', () => {
+  it('opens a body on its own row only, and refuses a key file others may read', async () => {
+    const { SecretBox } = await import('../../lib/api/store/secret-box.ts');
+    const keyFile = join(dir, 'box.key');
+    const box = SecretBox.fromKeyFile(keyFile);
+    expect((statSync(keyFile).mode & 0o777).toString(8)).toBe('600');
+    const sealed = box.seal('{"URL":"https://u:p@x/"}', 'row 1');
+    expect(sealed).not.toContain('u:p');
+    expect(SecretBox.fromKeyFile(keyFile).open(sealed, 'row 1')).toBe('{"URL":"https://u:p@x/"}');
+    expect(() => box.open(sealed, 'row 2')).toThrow();
+    expect(() => SecretBox.ephemeral().open(sealed, 'row 1')).toThrow();
+    chmodSync(keyFile, 0o644);
+    expect(() => SecretBox.fromKeyFile(keyFile)).toThrow(apiMessages.badSecretsKey(keyFile, 'others than its owner may read it (chmod 600)'));
+  });
+});
+
+describe('a database from before the bodies were sealed (item 4)', () => {
+  it('moves its clear bodies out of deployments, seals them, and leaves no trace of them in the file', async () => {
+    const path = join(dir, 'old.sqlite');
+    const old = new DatabaseSync(path);
+    const { migrations } = await import('../../lib/api/store/migrations.ts');
+    old.exec('CREATE TABLE schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+    old.exec(migrations[0]!.sql('sqlite'));
+    old.prepare('INSERT INTO schema_migrations VALUES (1, ?, ?)').run(migrations[0]!.name, new Date().toISOString());
+    old.prepare("INSERT INTO deployments (service_name, kind, body, token_hash, status, message, phase, started_at) VALUES ('ns1.lab', 'bringYourOwnImage', ?, 'h', 'doing', 'm', 'boot', ?)")
+      .run(JSON.stringify(legacyBody), new Date().toISOString());
+    old.close();
+    const { openStore } = await import('../../lib/api/store/open.ts');
+    const store = await openStore(path);
+    try {
+      expect(await store.jobBody(1)).toEqual(legacyBody);
+      expect((await store.current('ns1.lab'))?.status).toBe('doing');
+    } finally {
+      await store.close();
+    }
+    const bytes = readdirSync(dir).filter((f) => f.startsWith('old.sqlite') && !f.endsWith('.key')).map((f) => readFileSync(join(dir, f)).toString('latin1')).join('');
+    expect(bytes).not.toContain('header-secret-value');
   });
 });

@@ -13,6 +13,12 @@ const config: ApiConfig = {
     { serviceName: 'ns1.lab', apiKeys: ['key-alice'] },
     { serviceName: 'ns2.lab', apiKeys: ['key-alice', 'key-bob'] },
     { serviceName: 'ns3.lab', apiKeys: ['key-bob'] },
+    {
+      serviceName: 'ns4.lab',
+      apiKeys: ['key-carol'],
+      network: { links: [{ id: 'eth0', mac: '0c:c4:7a:00:00:04' }], bonds: [], vlans: [], networks: [{ link: 'eth0', type: 'static', address: '203.0.113.4/24', gateway: '203.0.113.1', routes: [] }], dns: [] },
+      verifyWrite: true,
+    },
   ],
 };
 
@@ -110,6 +116,13 @@ describe('POST/GET bringYourOwnImage', () => {
 });
 
 describe('the agent routes', () => {
+  it("give the job with the lab's network and read-back setting for that server", async () => {
+    const token = await startLegacy('ns4.lab', 'key-carol');
+    const job = await call(api.url, 'GET', agentJob('ns4.lab'), { key: token });
+    expect(job.status).toBe(200);
+    expect(job.body).toMatchObject({ serviceName: 'ns4.lab', body: legacyBody, network: config.servers[3]!.network, verifyWrite: true });
+  });
+
   it('give the job to its token and take its events; GET shows the last message verbatim with progress', async () => {
     const token = await startLegacy();
     const job = await call(api.url, 'GET', agentJob('ns1.lab'), { key: token });

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configDriveContent } from '../../lib/configdrive/content.ts';
+import { dhcpOn, nicLinks } from '../../lib/configdrive/network.ts';
+import type { NetworkConfig } from '../../lib/configdrive/network-config.ts';
 import type { ConfigDriveOptions } from '../../lib/configdrive/options.ts';
 import { validateConfigDrive } from '../../lib/configdrive/validate.ts';
 import { buildVfatImage } from '../../lib/configdrive/vfat.ts';
@@ -13,10 +15,10 @@ import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { probe, readConfigDrive, sshKeygen } from '../helpers/cloud-init.ts';
 
 const MIB = 1024 * 1024;
-const NICS = [
+const NETWORK = dhcpOn(nicLinks([
   { name: 'eth0', mac: '0c:c4:7a:aa:bb:cc', mtu: 1500 },
   { name: 'eth1', mac: '0c:c4:7a:aa:bb:dd', mtu: 9000 },
-];
+]));
 
 describe.skipIf(skipWithout('mtools', 'cloud-init', 'ssh-keygen'))('config drive content, read by cloud-init', () => {
   let work: string;
@@ -28,9 +30,9 @@ describe.skipIf(skipWithout('mtools', 'cloud-init', 'ssh-keygen'))('config drive
   });
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  async function build(options: ConfigDriveOptions, sectorSize: number, nics = NICS, bytes = 8 * MIB) {
+  async function build(options: ConfigDriveOptions, sectorSize: number, network: NetworkConfig | null = NETWORK, bytes = 8 * MIB) {
     validateConfigDrive(options);
-    const content = configDriveContent(options, { nics });
+    const content = configDriveContent(options, network ? { network } : {});
     const path = join(work, `cd-${content.uuid}.vfat`);
     writeFileSync(path, await buildVfatImage(content.files, { bytes, sectorSize }));
     return { uuid: content.uuid, path };
@@ -41,7 +43,7 @@ describe.skipIf(skipWithout('mtools', 'cloud-init', 'ssh-keygen'))('config drive
     const { uuid, path } = await build(
       { hostname: 'node-01.example.net', sshKeys: [keys[0]!, `${keys[1]!}\n`], userData, metadata: { role: 'web', 'customer-key': 'a=b c' } },
       sectorSize,
-      NICS,
+      NETWORK,
       63 * MIB,
     );
     expect(probe(path)).toMatchObject({ LABEL: 'config-2', TYPE: 'vfat', BLOCK_SIZE: String(sectorSize) });
@@ -77,8 +79,8 @@ describe.skipIf(skipWithout('mtools', 'cloud-init', 'ssh-keygen'))('config drive
   });
 
   it('with nothing but the defaults: no hostname, no keys, no user data, no network data, a fresh uuid each time', async () => {
-    const a = await build({ sshKeys: [], metadata: {} }, 512, []);
-    const b = await build({ sshKeys: [], metadata: {} }, 512, []);
+    const a = await build({ sshKeys: [], metadata: {} }, 512, null);
+    const b = await build({ sshKeys: [], metadata: {} }, 512, null);
     const seen = readConfigDrive(a.path);
     expect(seen).toMatchObject({ instanceId: a.uuid, localHostname: null, publicKeys: [], meta: {}, userData: '', network: null });
     expect(readConfigDrive(b.path).instanceId).toBe(b.uuid);

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { networkData, nicsToConfigure, physicalNics } from '../../lib/configdrive/network.ts';
+import { dhcpOn, networkData, nicLinks, nicsToConfigure, physicalNics } from '../../lib/configdrive/network.ts';
 
 // A fake /sys/class/net: physical NICs have a `device` link; virtual ones do not.
 const root = mkdtempSync(join(tmpdir(), 'byoi-sysnet-'));
@@ -39,7 +39,11 @@ describe('physicalNics', () => {
     expect(nicsToConfigure(nics.slice(1)).map((n) => n.name)).toEqual(['eno2', 'ens3']);
   });
 
-  it('writes no network data without NICs', () => {
-    expect(networkData([])).toBeUndefined();
+  it('DHCPv4 on NICs given by MAC', () => {
+    expect(networkData(dhcpOn(nicLinks(physicalNics(root).slice(0, 1))))).toEqual({
+      links: [{ id: 'eno1', type: 'phy', ethernet_mac_address: '0c:c4:7a:aa:bb:cc', mtu: 1500 }],
+      networks: [{ id: 'network0', type: 'ipv4_dhcp', link: 'eno1', network_id: 'network0' }],
+      services: [],
+    });
   });
 });

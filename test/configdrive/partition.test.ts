@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ByoiError, COULD_NOT_CREATE_CONFIGDRIVE } from '../../lib/errors.ts';
 import { configDriveContent } from '../../lib/configdrive/content.ts';
+import { dhcpOn, nicLinks } from '../../lib/configdrive/network.ts';
 import { writeConfigDrive } from '../../lib/configdrive/index.ts';
 import { addConfigDrivePartition } from '../../lib/configdrive/partition.ts';
 import { buildVfatImage } from '../../lib/configdrive/vfat.ts';
@@ -17,7 +18,7 @@ import { probe, readConfigDrive } from '../helpers/cloud-init.ts';
 import { attachLoop, detachAllLoops } from '../helpers/loop.ts';
 
 const MIB = 1024 * 1024;
-const NICS = [{ name: 'eth0', mac: '52:54:00:12:34:56', mtu: 1500 }];
+const NETWORK = dhcpOn(nicLinks([{ name: 'eth0', mac: '52:54:00:12:34:56', mtu: 1500 }]));
 const OPTIONS = { hostname: 'node-01.example.net', sshKeys: [], metadata: { role: 'db' }, userData: '#cloud-config\n{}\n' };
 
 interface Part {
@@ -74,7 +75,7 @@ function diskBytes(device: string): number {
 
 async function refusal(device: string): Promise<ByoiError> {
   try {
-    await writeConfigDrive(device, OPTIONS, { nics: NICS });
+    await writeConfigDrive(device, OPTIONS, { network: NETWORK });
   } catch (error) {
     expect(error).toBeInstanceOf(ByoiError);
     expect((error as ByoiError).message).toBe(COULD_NOT_CREATE_CONFIGDRIVE);
@@ -128,7 +129,7 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk', 'mtools', 'cloud-init'))('
     scribble(device, ss, before.partitions);
     const hashes = partitionHashes(device, ss, before.partitions);
 
-    const written = await writeConfigDrive(device, OPTIONS, { nics: NICS });
+    const written = await writeConfigDrive(device, OPTIONS, { network: NETWORK });
 
     const after = table(device);
     const drive = after.partitions.find((p) => p.number === written.partition.number)!;
@@ -151,7 +152,11 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk', 'mtools', 'cloud-init'))('
     const { drive, after } = await deployAndCheck(device, 2);
     expect(drive.name).toBe('config-2');
     expect(drive.type).toBe('EBD0A0A2-B9E5-4433-87C0-68B6B72699C7');
-    expect(drive.start + drive.size - 1).toBe(after.lastlba);
+    // Start and end on 1 MiB boundaries, the end the last one before the backup GPT.
+    expect((drive.start * ss) % MIB).toBe(0);
+    expect(((drive.start + drive.size) * ss) % MIB).toBe(0);
+    expect(drive.start + drive.size - 1).toBeLessThanOrEqual(after.lastlba!);
+    expect(after.lastlba! - (drive.start + drive.size - 1)).toBeLessThan(MIB / ss);
     expect(execFileSync('sgdisk', ['-v', device], { encoding: 'utf8' })).toContain('No problems found.');
   });
 
@@ -169,7 +174,7 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk', 'mtools', 'cloud-init'))('
     const others = before.partitions.filter((p) => p.number !== 2);
     scribble(device, 512, before.partitions);
     const hashes = partitionHashes(device, 512, others);
-    const written = await writeConfigDrive(device, OPTIONS, { nics: NICS });
+    const written = await writeConfigDrive(device, OPTIONS, { network: NETWORK });
     const own = before.partitions.find((p) => p.number === 2)!;
     expect(written.partition).toEqual({ action: 'reuse', number: 2, offset: own.start * 512, bytes: own.size * 512 });
     expect(table(device)).toEqual(before);
@@ -183,7 +188,7 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk', 'mtools', 'cloud-init'))('
     const own = before.partitions[1]!;
     execFileSync('mkfs.fat', ['-I', '-n', 'CONFIG-2', '-S', '4096', `--offset=${own.start}`, device, String((own.size * 4096) / 1024)], { stdio: 'ignore' });
     expect(probe(device, own.start * 4096).LABEL).toBe('CONFIG-2');
-    const written = await writeConfigDrive(device, OPTIONS, { nics: NICS });
+    const written = await writeConfigDrive(device, OPTIONS, { network: NETWORK });
     expect(written.partition).toMatchObject({ action: 'reuse', number: 2 });
     expect(table(device)).toEqual(before);
     expect(probe(device, own.start * 4096)).toMatchObject({ LABEL: 'config-2', TYPE: 'vfat' });
@@ -195,7 +200,7 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk', 'mtools', 'cloud-init'))('
     writeFileSync(file, '');
     truncateSync(file, 2560 * 1024 * MIB);
     execFileSync('sfdisk', ['-q', file], { input: 'label: dos\nstart=2048, size=100000, type=83\n' });
-    const written = await writeConfigDrive(file, OPTIONS, { nics: NICS });
+    const written = await writeConfigDrive(file, OPTIONS, { network: NETWORK });
     const drive = table(file).partitions.find((p) => p.number === 2)!;
     expect(written.partition).toEqual({ action: 'create', number: 2, offset: drive.start * 512, bytes: 64 * MIB });
     expect((drive.start + drive.size) * 512).toBe(2 * 1024 * 1024 * MIB);
@@ -204,7 +209,7 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk', 'mtools', 'cloud-init'))('
   });
 
   it('takes a prebuilt image file; refuses one with 512-byte sectors for a 4K disk, before writing', async () => {
-    const content = configDriveContent({ hostname: 'prebuilt', sshKeys: [], metadata: {} }, { nics: [] });
+    const content = configDriveContent({ hostname: 'prebuilt', sshKeys: [], metadata: {} }, {});
     const image512 = join(work, 'prebuilt-512.vfat');
     writeFileSync(image512, await buildVfatImage(content.files, { bytes: 63 * MIB, sectorSize: 512 }));
 

@@ -3,12 +3,13 @@
 import { expect } from 'vitest';
 import type { Firmware } from '../../scripts/image/boot.ts';
 
-/** The user-data script: prints the marker, the hostname and the default user's keys. */
+/** The user-data script: prints the marker, the hostname, the default user's keys and the system's addresses. */
 export function userDataScript(marker: string): string {
   return [
     '#!/bin/sh',
     `echo "${marker} hostname=$(hostname)"`,
     `echo "${marker} authorized_keys=$(cat /home/debian/.ssh/authorized_keys)"`,
+    `echo "${marker} addresses=$(hostname -I)"`,
     '',
   ].join('\n');
 }

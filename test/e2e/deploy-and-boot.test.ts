@@ -35,9 +35,10 @@ const run = promisify(execFile);
 const GiB = 1024 ** 3;
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const key = 'e2e-customer-key';
-// The server's NIC, in the rescue system and when it boots its disk: the config drive's
-// network_data.json names the NICs the agent saw, and cloud-init stops if one is missing.
+// The server's NIC in the rescue system; its disk boots with another one, which the agent never saw:
+// without a network configuration the config drive names no NIC, and cloud-init takes DHCP on the first.
 const mac = '52:54:00:b0:01:e2';
+const diskMac = '52:54:00:b0:01:e3';
 
 /** With BYOI_E2E_CONSOLES=DIR, each VM's serial console is kept in DIR/<name>.log. */
 function consoleLog(name: string): ((text: string) => void) | undefined {
@@ -72,6 +73,7 @@ class QemuLab implements BootAdapter {
       memoryMiB: 4096,
       timeoutSeconds: 900,
       onConsole: consoleLog(`rescue-${context.serviceName}`),
+      // Plain HTTP over QEMU's user network, allowed explicitly (byoi.insecure=1).
       cmdline: [`byoi.server=${context.serverUrl}`, `byoi.service=${context.serviceName}`, `byoi.token=${context.token}`, 'byoi.insecure=1'],
     }));
   }
@@ -225,7 +227,7 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a server PXE-boots t
         firmware,
         // Each boot is the first one of this deployment: the disk file is left as byoi wrote it.
         disks: [{ file: disk, snapshot: true }],
-        nicMacs: [mac],
+        nicMacs: [diskMac],
         until: /Cloud-init v\. \S+ finished at .*Datasource .*\n/,
         timeoutSeconds: 840,
         onConsole: consoleLog(`boot-${firmware}`),

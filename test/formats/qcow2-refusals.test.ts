@@ -144,9 +144,44 @@ const atOpen: Case[] = [
     ),
   },
   {
-    name: 'a virtual size above 2^53',
+    name: 'a virtual size of 2n ** 52n + 512n, more than byoi can represent',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 24, 2n ** 53n + 512n), 'Bad qcow2 image: its virtual size of 9007199254741504 bytes is above 2^53 bytes.'),
+    poke: (p) => (patchU64(p, 24, 2n ** 52n + 512n), `Bad qcow2 image: its virtual size of ${2n ** 52n + 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+  },
+  {
+    name: 'a virtual size of 2n ** 53n - 512n, more than byoi can represent',
+    fixture: 'v3-64k',
+    poke: (p) => (patchU64(p, 24, 2n ** 53n - 512n), `Bad qcow2 image: its virtual size of ${2n ** 53n - 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+  },
+  {
+    name: 'a virtual size of 2n ** 53n, more than byoi can represent',
+    fixture: 'v3-64k',
+    poke: (p) => (patchU64(p, 24, 2n ** 53n), `Bad qcow2 image: its virtual size of ${2n ** 53n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+  },
+  {
+    name: 'a virtual size of 2n ** 53n + 512n, more than byoi can represent',
+    fixture: 'v3-64k',
+    poke: (p) => (patchU64(p, 24, 2n ** 53n + 512n), `Bad qcow2 image: its virtual size of ${2n ** 53n + 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+  },
+  {
+    name: 'a virtual size of 2n ** 63n - 1n, more than byoi can represent',
+    fixture: 'v3-64k',
+    poke: (p) => (patchU64(p, 24, 2n ** 63n - 1n), `Bad qcow2 image: its virtual size of ${2n ** 63n - 1n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+  },
+  {
+    name: 'a virtual size of 2n ** 63n, more than byoi can represent',
+    fixture: 'v3-64k',
+    poke: (p) => (patchU64(p, 24, 2n ** 63n), `Bad qcow2 image: its virtual size of ${2n ** 63n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+  },
+  {
+    name: 'a virtual size of 2n ** 64n - 512n, more than byoi can represent',
+    fixture: 'v3-64k',
+    poke: (p) => (patchU64(p, 24, 2n ** 64n - 512n), `Bad qcow2 image: its virtual size of ${2n ** 64n - 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+  },
+  {
+    name: 'a virtual size of 2n ** 64n - 1n, more than byoi can represent',
+    fixture: 'v3-64k',
+    poke: (p) => (patchU64(p, 24, 2n ** 64n - 1n), `Bad qcow2 image: its virtual size of ${2n ** 64n - 1n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
   },
   {
     name: 'an L1 table too small for the virtual size',

@@ -1,6 +1,7 @@
 // Tests that need root, loop devices or system tools run in CI; outside CI they may skip.
 // In CI (CI=true) they never skip: a missing capability makes them fail in `assertCapable`.
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 
 export const inCI = process.env.CI === 'true';
 
@@ -21,8 +22,11 @@ const checks = {
   podman: () => ['podman', 'runc', 'mmdebstrap'].every(commandExists),
   mtools: () => commandExists('mcopy') && commandExists('mkfs.fat'),
   'ssh-keygen': () => commandExists('ssh-keygen'),
+  strace: () => commandExists('strace'),
   // The VM harness (scripts/vm): QEMU to boot the guest, mmdebstrap to build it when not cached.
   qemu: () => commandExists('qemu-system-x86_64') && commandExists('mmdebstrap'),
+  // The control panel's browser tests: Debian's chromium (never a downloaded browser).
+  chromium: () => existsSync('/usr/bin/chromium'),
   'cloud-init': () => {
     try {
       execFileSync('/usr/bin/python3', ['-c', 'import cloudinit.sources.DataSourceConfigDrive'], { stdio: 'ignore' });
@@ -31,6 +35,8 @@ const checks = {
       return false;
     }
   },
+  // OVH's Go client as Debian packages it, and a Go toolchain to build a program with it.
+  'go-ovh': () => commandExists('go') && existsSync('/usr/share/gocode/src/github.com/ovh/go-ovh/ovh/ovh.go'),
 } as const;
 
 export type Capability = keyof typeof checks;

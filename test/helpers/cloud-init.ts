@@ -16,6 +16,8 @@ export interface CloudInitView {
   vendorData: unknown;
   /** network_data.json converted by cloud-init, the NICs named by knownMacs (by default, by each link's id). */
   network: { version: number; config: Record<string, unknown>[] } | null;
+  /** That network as cloud-init's netplan renderer writes it (YAML), or null. */
+  netplan: string | null;
 }
 
 const READER = String.raw`
@@ -29,13 +31,16 @@ ud = res.get("userdata") or b""
 if isinstance(ud, str): ud = ud.encode()
 nd = res.get("networkdata")
 net = None
+rendered = None
 if nd:
     known = json.loads(sys.argv[2]) or {l["ethernet_mac_address"].lower(): l["id"] for l in nd["links"]}
     net = openstack.convert_net_json(nd, known_macs=known)
+    from cloudinit.net import netplan, network_state
+    rendered = netplan.Renderer()._render_content(network_state.parse_net_config_data(net, skip_broken=False))
 print(json.dumps({
   "version": res["version"], "instanceId": md["instance-id"], "localHostname": md.get("local-hostname"),
   "publicKeys": sources.normalize_pubkey_data(md.get("public_keys")), "meta": md.get("meta"),
-  "userData": base64.b64encode(ud).decode(), "vendorData": res.get("vendordata"), "network": net,
+  "userData": base64.b64encode(ud).decode(), "vendorData": res.get("vendordata"), "network": net, "netplan": rendered,
 }))
 `;
 

@@ -31,7 +31,8 @@ const eventSchema = {
           status: { enum: ['doing', 'done', 'error'] },
           message: { type: 'string', maxLength: 4096 },
           errorKind: { enum: ['invalid-job', 'refused-image', 'failed', null] },
-          checksum: { type: ['string', 'null'], maxLength: 300 },
+          // The image's digest in hex (the agent's), optionally prefixed by its type.
+          checksum: { anyOf: [{ type: 'null' }, { type: 'string', pattern: '^(?:(?:md5|sha1|sha256|sha512):)?[0-9a-f]{32,128}$' }] },
           phase: { enum: [...phaseNames, null] },
           progress: {
             anyOf: [
@@ -115,7 +116,7 @@ declare module 'fastify' {
 }
 
 export function agentRoutes(app: FastifyInstance, options: ApiContext): void {
-  const { store, authFailures } = options;
+  const { store, authFailures, config } = options;
 
   /** The deployment whose token the request carries, if that token belongs to this server. */
   async function authenticate(request: FastifyRequest<{ Params: ServiceParams }>): Promise<void> {
@@ -139,7 +140,9 @@ export function agentRoutes(app: FastifyInstance, options: ApiContext): void {
     const body = await store.jobBody(deployment.id);
     if (body === undefined) throw new ApiError(409, apiMessages.deploymentFinished);
     await store.markJobTaken(deployment.id);
-    return { deploymentId: deployment.id, serviceName: deployment.serviceName, kind: deployment.kind, body };
+    // The lab's settings for this server go with the job: the customer's body cannot carry them.
+    const { network, verifyWrite } = config.servers.find((s) => s.serviceName === deployment.serviceName) ?? {};
+    return { deploymentId: deployment.id, serviceName: deployment.serviceName, kind: deployment.kind, body, ...(network && { network }), ...(verifyWrite && { verifyWrite }) };
   });
 
   app.post<{ Params: ServiceParams; Body: { events: AgentEvent[] } }>(

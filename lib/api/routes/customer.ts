@@ -1,38 +1,67 @@
-// The customers' routes, OVH's: start, follow and erase deployments of their own servers.
+// The customers' routes, OVH's: list their servers, start, follow and erase deployments of their own
+// servers. Served under `/1.0`, its alias `/v1` and bare; callers are a lab's Bearer key or a signed
+// APIv6 call (signed-requests.ts), and either reaches only its own servers whatever its rules say.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { apiMessages, lifecycleMessages, messages } from '../../errors.ts';
-import { bearer, checkCustomer } from '../auth.ts';
+import { checkCustomer } from '../auth.ts';
 import type { ApiContext, ServiceParams } from '../context.ts';
 import { eraseDeployment, startDeployment } from '../deployments.ts';
 import { ApiError } from '../ovh-error.ts';
-import { byoiStatusView, hardwareView, installStatusView, taskView } from '../views.ts';
+import { API_BASE_PATHS, identifyCaller, verifySignedCall } from '../signed-requests.ts';
+import { byoiStatusView, dedicatedServerView, hardwareView, installStatusView, taskView } from '../views.ts';
 
-export function customerRoutes(app: FastifyInstance, options: ApiContext): void {
-  const { config, store, authFailures } = options;
+/** The servers the caller may manage, among those the lab declares. */
+async function serversOf(options: ApiContext, request: FastifyRequest): Promise<string[]> {
+  const caller = request.caller!;
+  const declared = options.config.servers;
+  if (caller.kind === 'bearer') return declared.filter((s) => checkCustomer(options.config, caller.key, s.serviceName) === 'allowed').map((s) => s.serviceName);
+  const theirs = new Set(await options.customers.servers({ name: caller.customer }));
+  return declared.filter((s) => theirs.has(s.serviceName)).map((s) => s.serviceName);
+}
 
-  /** Checked in the request hook: nothing of the body is read before. */
-  async function customer(request: FastifyRequest<{ Params: ServiceParams }>): Promise<void> {
-    if (await authFailures.limited(request.ip)) throw new ApiError(429, apiMessages.tooManyFailures);
-    const key = bearer(request.headers.authorization);
-    if (!key) {
-      await authFailures.failed(request.ip);
-      throw new ApiError(401, apiMessages.missingApiKey);
-    }
-    const { serviceName } = request.params;
-    switch (checkCustomer(config, key, serviceName)) {
-      case 'allowed':
-        return;
-      case 'unknown-key':
-        await authFailures.failed(request.ip);
-        throw new ApiError(403, apiMessages.unknownApiKey);
-      case 'no-such-server':
-        throw new ApiError(404, apiMessages.noSuchServer(serviceName));
-      case 'not-yours':
-        throw new ApiError(403, apiMessages.notYourServer(serviceName));
-    }
+/** Refuses a caller that may not manage the server: Bearer keys as before, signed callers by ownership. */
+async function mayManage(options: ApiContext, request: FastifyRequest<{ Params: ServiceParams }>): Promise<void> {
+  // server.ts has refused serviceNames outside the config's charset already.
+  const { serviceName } = request.params;
+  const caller = request.caller!;
+  if (caller.kind === 'signed') {
+    // Another customer's server is answered like one that does not exist.
+    if (!(await serversOf(options, request)).includes(serviceName)) throw new ApiError(404, apiMessages.noSuchServer(serviceName));
+    return;
   }
+  switch (checkCustomer(options.config, caller.key, serviceName)) {
+    case 'allowed':
+      return;
+    case 'unknown-key':
+      throw new ApiError(403, apiMessages.unknownApiKey);
+    case 'no-such-server':
+      throw new ApiError(404, apiMessages.noSuchServer(serviceName));
+    case 'not-yours':
+      throw new ApiError(403, apiMessages.notYourServer(serviceName));
+  }
+}
 
-  const customerRoute = { onRequest: async (request: FastifyRequest<{ Params: ServiceParams }>) => customer(request) };
+function serverRoutes(app: FastifyInstance, options: ApiContext): void {
+  const { store } = options;
+  // Authentication before the body is read; the signature once the raw body is in.
+  app.addHook('onRequest', async (request) => identifyCaller(options, request));
+  app.addHook('preValidation', async (request) => verifySignedCall(options, request));
+  const customerRoute = {
+    // A Bearer caller is settled from its headers alone; a signed caller once its signature is checked.
+    onRequest: async (request: FastifyRequest<{ Params: ServiceParams }>) => {
+      if (request.caller?.kind === 'bearer') await mayManage(options, request);
+    },
+    preHandler: async (request: FastifyRequest<{ Params: ServiceParams }>) => {
+      if (request.caller?.kind === 'signed') await mayManage(options, request);
+    },
+  };
+
+  app.get('/dedicated/server', async (request) => serversOf(options, request));
+
+  app.get<{ Params: ServiceParams }>('/dedicated/server/:serviceName', customerRoute, async (request) => {
+    const { serviceName } = request.params;
+    return dedicatedServerView(serviceName, await store.current(serviceName));
+  });
 
   app.post<{ Params: ServiceParams }>('/dedicated/server/:serviceName/bringYourOwnImage', customerRoute, async (request, reply) => {
     await startDeployment(options, request.params.serviceName, 'bringYourOwnImage', request.body);
@@ -76,4 +105,8 @@ export function customerRoutes(app: FastifyInstance, options: ApiContext): void 
     if (!disks) throw new ApiError(404, lifecycleMessages.noDisksReport(request.params.serviceName));
     return hardwareView(disks);
   });
+}
+
+export function customerRoutes(app: FastifyInstance, options: ApiContext): void {
+  for (const prefix of API_BASE_PATHS) void app.register(async (scope) => serverRoutes(scope, options), { prefix });
 }

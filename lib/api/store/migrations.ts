@@ -63,6 +63,80 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE deployments ADD COLUMN erased_at TEXT;`,
   },
   {
+    id: 3,
+    name: 'failed authentications per client, in the window that started at since',
+    sql: () => `
+      CREATE TABLE auth_failures (
+        client TEXT PRIMARY KEY,
+        since TEXT NOT NULL,
+        failures INTEGER NOT NULL
+      );
+      CREATE INDEX auth_failures_by_since ON auth_failures (since);`,
+  },
+  {
+    id: 10,
+    name: 'customer accounts and the servers they own',
+    sql: () => `
+      CREATE TABLE customers (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE customer_servers (
+        service_name TEXT PRIMARY KEY,
+        customer TEXT NOT NULL REFERENCES customers (name)
+      );`,
+  },
+  {
+    id: 11,
+    name: 'APIv6 applications and consumer keys',
+    sql: (dialect) => `
+      CREATE TABLE api_applications (
+        id ${identityKey(dialect)},
+        app_key TEXT NOT NULL UNIQUE,
+        secret_sealed TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE api_credentials (
+        id ${identityKey(dialect)},
+        consumer_key_hash TEXT NOT NULL UNIQUE,
+        validation_token_hash TEXT UNIQUE,
+        application_id BIGINT NOT NULL REFERENCES api_applications (id),
+        customer TEXT,
+        status TEXT NOT NULL,
+        rules TEXT NOT NULL,
+        allowed_ips TEXT,
+        redirection TEXT,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        last_use TEXT
+      );
+      CREATE INDEX api_credentials_by_customer ON api_credentials (customer, id);`,
+  },
+  {
+    id: 20,
+    name: 'control panel sessions',
+    // Only a hash of the session id is kept: a copy of the database signs no one in.
+    sql: () => `
+      CREATE TABLE panel_sessions (
+        id_hash TEXT PRIMARY KEY,
+        customer TEXT NOT NULL,
+        csrf_token TEXT NOT NULL,
+        pending_install TEXT,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+      );
+      CREATE INDEX panel_sessions_by_expiry ON panel_sessions (expires_at);`,
+  },
+  {
+    id: 21,
+    name: 'the panel seals pending installs: those kept in clear are dropped',
+    // The customer reviews the form again; secure_delete (sqlite-db.ts) overwrites the clear text.
+    sql: () => `UPDATE panel_sessions SET pending_install = NULL WHERE pending_install NOT LIKE 'v1:%';`,
+  },
+  {
     id: 30,
     name: 'deployment lifecycle: error detail and fault, cancellation, agent heard, netboots; disks agents report',
     sql: () => `

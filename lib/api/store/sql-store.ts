@@ -1,6 +1,8 @@
 // The store's rules, written once over the SQL interface (sql.ts) for every database behind it.
 import type { ErrorKind, Fault } from '../../errors.ts';
 import type { Progress, StatusState } from '../../status.ts';
+import type { AuthFailures } from '../auth-failures.ts';
+import { SqlAuthFailures } from './auth-failures-store.ts';
 import { migrate } from './migrations.ts';
 import { SecretBox } from './secret-box.ts';
 import type { Database, Sql } from './sql.ts';
@@ -96,10 +98,16 @@ async function settle(sql: Sql, deployment: Deployment, message: string, by: 'wa
 export class SqlStore implements Store {
   private readonly db: Database;
   private readonly box: SecretBox;
+  readonly authFailures: AuthFailures;
 
   private constructor(db: Database, box: SecretBox) {
     this.db = db;
     this.box = box;
+    this.authFailures = new SqlAuthFailures(db);
+  }
+
+  get secrets(): SecretBox {
+    return this.box;
   }
 
   /** The store over `db`, its schema brought up to date first; job bodies are sealed with `box`. */
@@ -139,6 +147,10 @@ export class SqlStore implements Store {
 
   current(serviceName: string): Promise<Deployment | undefined> {
     return currentOf(this.db, serviceName);
+  }
+
+  latest(serviceName: string): Promise<Deployment | undefined> {
+    return deploymentWhere(this.db, 'service_name = ? ORDER BY id DESC LIMIT 1', [serviceName]);
   }
 
   byId(id: number): Promise<Deployment | undefined> {
@@ -274,6 +286,10 @@ export class SqlStore implements Store {
   async disks(serviceName: string): Promise<DisksReport | undefined> {
     const row = await this.db.get<{ report: string; reported_at: string }>('SELECT report, reported_at FROM server_disks WHERE service_name = ?', [serviceName]);
     return row && { report: JSON.parse(row.report), reportedAt: row.reported_at };
+  }
+
+  get sql(): Database {
+    return this.db;
   }
 
   close(): Promise<void> {

@@ -48,8 +48,10 @@ export class SqliteDatabase implements Database {
   constructor(path: string) {
     privateFiles(path);
     this.db = new DatabaseSync(path);
-    // busy_timeout 0: a lock is waited for by whenUnlocked; secure_delete: pruned secrets are overwritten.
-    this.db.exec('PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 0; PRAGMA secure_delete = ON;');
+    // busy_timeout 0: a lock is waited for by whenUnlocked; secure_delete: pruned secrets are overwritten;
+    // synchronous NORMAL in WAL mode: no fsync per commit (a power loss may lose the last commits, never
+    // corrupt the file); with an fsync per progress event the API managed ~200 events/s on this disk.
+    this.db.exec('PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 0; PRAGMA secure_delete = ON; PRAGMA synchronous = NORMAL;');
     if (path !== ':memory:' && path !== '') this.db.exec('PRAGMA journal_mode = WAL;');
   }
 

@@ -1,8 +1,11 @@
 // What the API keeps: deployments, their steps and each server's boot state. The API talks to this
 // interface only; lib/api/store/sqlite.ts is the embedded implementation. Every method is async so
 // that a networked database (several replicas) can stand behind the same interface.
+import type { AuthFailures } from '../auth-failures.ts';
 import type { ErrorKind, Fault } from '../../errors.ts';
 import type { Progress, StatusState } from '../../status.ts';
+import type { SecretBox } from './secret-box.ts';
+import type { Database } from './sql.ts';
 
 /** Which route started a deployment: the legacy one or `/reinstall`. */
 export type DeploymentKind = 'bringYourOwnImage' | 'reinstall';
@@ -82,10 +85,14 @@ export interface DisksReport {
 }
 
 export interface Store {
+  /** Failed authentications per client, kept with the rest of the state. */
+  readonly authFailures: AuthFailures;
   /** Starts a deployment, or answers 'conflict' when one is already `doing` on that server. */
   create(input: NewDeployment): Promise<Deployment | 'conflict'>;
   /** The server's current (latest, not erased) deployment. */
   current(serviceName: string): Promise<Deployment | undefined>;
+  /** The server's latest deployment, erased or not (the panel shows one DELETE cancelled). */
+  latest(serviceName: string): Promise<Deployment | undefined>;
   byId(id: number): Promise<Deployment | undefined>;
   byTokenHash(tokenHash: string): Promise<Deployment | undefined>;
   /** The deployment's job body, kept apart from its state (sealed at rest); undefined once pruned. */
@@ -113,5 +120,9 @@ export interface Store {
   netboot(serviceName: string, tokenHash: string, maxBoots: number, lostMessage: string): Promise<NetbootState>;
   reportDisks(serviceName: string, report: unknown): Promise<void>;
   disks(serviceName: string): Promise<DisksReport | undefined>;
+  /** The database itself, for the tables of other concerns written over the same Sql (sessions-store.ts). */
+  readonly sql: Database;
+  /** What seals secrets at rest: job bodies here, and those other concerns keep (the panel's pending installs). */
+  readonly secrets: SecretBox;
   close(): Promise<void>;
 }
