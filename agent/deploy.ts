@@ -11,8 +11,10 @@ import { writeConfigDrive } from '../lib/configdrive/index.ts';
 import { nicLinks, nicsToConfigure, physicalNics } from '../lib/configdrive/network.ts';
 import { withLinks, type NetworkConfig } from '../lib/configdrive/network-config.ts';
 import { verifyReadBack, WrittenRecord } from '../lib/disk/read-back.ts';
-import { verifyImage, writeImage } from '../lib/disk/writer.ts';
+import { verifyImage } from '../lib/write/verify.ts';
+import { writeImage } from '../lib/write/write-image.ts';
 import { download, type DownloadEvent, type DownloadSettings } from '../lib/download.ts';
+import { EarlyCheck } from '../lib/early-check.ts';
 import { DeploymentCancelled } from '../lib/errors.ts';
 import { exec, withToolHelper } from '../lib/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
@@ -22,6 +24,7 @@ import type { Job, Target } from '../lib/job.ts';
 import { ramBudget } from '../lib/memory.ts';
 import { redactUrl } from '../lib/redact.ts';
 import { reboot } from '../lib/reboot.ts';
+import { deployStreaming } from './deploy-stream.ts';
 import type { Reporter } from './reporter.ts';
 
 /** OVH: disk group 0 means automatic, and the default group is 1. */
@@ -52,7 +55,7 @@ function logDownloadEvent(log: Reporter['logger'], event: DownloadEvent): void {
 /** `platform`: the firmware and its boot manager (this system's by default; tests give their own). */
 export function deploy(job: Job, report: Reporter, settings: DownloadSettings = {}, platform: Platform = thisPlatform()): Promise<void> {
   // The tools are started by a helper forked now, before the image fills RAM (lib/exec.ts).
-  return withToolHelper(() => pipeline(job, report, settings, platform));
+  return withToolHelper(() => (job.stream ? deployStreaming(job, report, settings) : pipeline(job, report, settings, platform)));
 }
 
 async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, platform: Platform): Promise<void> {
@@ -65,6 +68,8 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
   log.info({ disk: disk.path, diskSize: disk.size, sectorSize: disk.logicalSectorSize, ramBudget: budget, type: job.type, url: redactUrl(job.url), description: job.description, networkData: network !== undefined }, 'plan');
 
   report.phase('download', 'Downloading image', null);
+  // The dry decoding pass follows the bytes as they arrive; it only reads (lib/early-check.ts).
+  const early = new EarlyCheck(job.type);
   const { image: source, digest } = await download({
     ...settings,
     url: job.url,
@@ -73,7 +78,11 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
     budget,
     ...(job.checksum && { checksumType: job.checksum.type }),
     onProgress: (done, total) => report.progress(done, total),
+    onData: (image, total) => early.follow(image, total),
     onEvent: (event) => logDownloadEvent(log, event),
+  }).catch((error: unknown) => {
+    early.callOff();
+    throw error;
   });
   report.endPhase({ bytes: source.size });
 
@@ -85,7 +94,7 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
 
   report.phase('inspect', 'Inspecting image');
   // The image stays in RAM through the write: decompression runs lean to keep the peak down.
-  const { image, guest, table } = await checkImage(source, job.type, disk, { lean: true });
+  const { image, guest, table } = await checkImage(source, job.type, disk, { lean: true, onDecodeProgress: (done, total) => report.progress(done, total) });
   if (job.configDrive) {
     // Refused here rather than after the write: no room, four primaries, two config-2 partitions.
     const plan = await planConfigDriveBeforeWrite(guest, table, disk, disk.path);
@@ -98,11 +107,16 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
   else log.warn({ phase: 'inspect' }, 'UEFI boot, but the image has no EFI system partition or bootloader: no boot entry will be made (--no-efi-check)');
   // Every extent decoded once, so a refusal found only while decoding comes before any write.
   report.phaseTotal(image.info.virtualSize);
-  const verified = await verifyImage(image, ({ done, total }) => {
-    report.checkpoint();
-    report.progress(done, total);
-  });
-  report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }) });
+  // A cancel while the early pass finishes is seen by the next phase, before anything is written.
+  const decodedEarly = await early.result(source, image);
+  if (decodedEarly) report.progress(image.info.virtualSize, image.info.virtualSize);
+  const verified =
+    decodedEarly ??
+    (await verifyImage(image, ({ done, total }) => {
+      report.checkpoint();
+      report.progress(done, total);
+    }));
+  report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }), decodedWhileDownloading: early.outcome, ...(early.waitedMs !== undefined && { decodingLeftMs: early.waitedMs }) });
 
   report.phase('release', `Releasing ${disk.path}`);
   await releaseDisk(disk, (message) => log.info({ disk: disk.path }, message));

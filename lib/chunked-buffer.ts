@@ -1,18 +1,36 @@
 // An image held in RAM as fixed-size chunks: no temp file and no single giant Buffer
 // (Node caps one Buffer well below the sizes of disk images), with O(1) random access.
+// The chunks are SharedArrayBuffers: worker threads read them where they lie (the download's
+// digest), without a copy.
 import { open } from 'node:fs/promises';
 import type { ImageSource } from './formats/types.ts';
 
 const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
 
+export interface ChunkedBufferOptions {
+  /**
+   * Appending allocates each chunk one ahead of need and hands it here first, e.g. to have another
+   * thread make its pages resident meanwhile (lib/digest-thread.ts). seal() drops the last one.
+   */
+  readonly ahead?: (chunk: Buffer) => void;
+}
+
+function newChunk(size: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(size));
+}
+
 export class ChunkedBuffer implements ImageSource {
   readonly chunkSize: number;
   private readonly chunks: Buffer[] = [];
   private length = 0;
+  private readonly ahead: ((chunk: Buffer) => void) | undefined;
+  /** The chunk allocated ahead of need (options.ahead). */
+  private spare: Buffer | undefined;
 
-  constructor(chunkSize = DEFAULT_CHUNK_SIZE) {
+  constructor(chunkSize = DEFAULT_CHUNK_SIZE, options: ChunkedBufferOptions = {}) {
     if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) throw new RangeError(`bad chunk size ${chunkSize}`);
     this.chunkSize = chunkSize;
+    this.ahead = options.ahead;
   }
 
   get size(): number {
@@ -24,13 +42,33 @@ export class ChunkedBuffer implements ImageSource {
     let done = 0;
     while (done < bytes.length) {
       const within = this.length % this.chunkSize;
-      if (within === 0) this.chunks.push(Buffer.allocUnsafeSlow(this.chunkSize));
+      if (within === 0) this.chunks.push(this.nextChunk());
       const chunk = this.chunks[this.chunks.length - 1]!;
       const n = Math.min(this.chunkSize - within, bytes.length - done);
       chunk.set(bytes.subarray(done, done + n), within);
       done += n;
       this.length += n;
     }
+  }
+
+  /** The `index`th chunk, whole (shared memory: other threads may read it where it lies). */
+  chunk(index: number): Buffer {
+    const chunk = this.chunks[index];
+    if (!chunk) throw new RangeError(`no chunk ${index} in ${this.chunks.length}`);
+    return chunk;
+  }
+
+  /** No more appends: the chunk allocated ahead, if any, is let go. */
+  seal(): void {
+    this.spare = undefined;
+  }
+
+  private nextChunk(): Buffer {
+    if (!this.ahead) return newChunk(this.chunkSize);
+    const chunk = this.spare ?? newChunk(this.chunkSize);
+    this.spare = newChunk(this.chunkSize);
+    this.ahead(this.spare);
+    return chunk;
   }
 
   read(offset: number, length: number): Buffer {
@@ -52,6 +90,15 @@ export class ChunkedBuffer implements ImageSource {
       done += n;
     }
     return out;
+  }
+
+  /** The bytes [offset, offset + length) as views, one per chunk they span: no copy. */
+  *views(offset: number, length: number): Generator<Buffer> {
+    for (let at = offset; at < offset + length; ) {
+      const n = Math.min(offset + length - at, this.chunkSize - (at % this.chunkSize));
+      yield this.read(at, n);
+      at += n;
+    }
   }
 
   /**
@@ -82,7 +129,7 @@ export class ChunkedBuffer implements ImageSource {
       let position = 0;
       while (position < size) {
         const within = position % chunkSize;
-        if (within === 0) image.chunks.push(Buffer.allocUnsafeSlow(chunkSize));
+        if (within === 0) image.chunks.push(newChunk(chunkSize));
         const chunk = image.chunks[image.chunks.length - 1]!;
         const { bytesRead } = await handle.read(chunk, within, Math.min(chunkSize - within, size - position), position);
         if (bytesRead === 0) break; // the file shrank while we read it

@@ -11,7 +11,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Request, Response } from 'got';
 import { ChunkedBuffer } from './chunked-buffer.ts';
-import type { RunningDigest } from './checksum.ts';
+import type { DigestThread } from './digest-thread.ts';
 import type { RetryPolicy } from './download-settings.ts';
 import { declaredLength, describe, header, isFatal, parseContentRange, retryAfterMs, Retries, Retryable } from './http-exchange.ts';
 
@@ -31,7 +31,7 @@ export interface SegmentedRequest {
   readonly connections: number;
   readonly chunkSize: number;
   readonly retry: RetryPolicy;
-  readonly digest: RunningDigest | undefined;
+  readonly digest: DigestThread | undefined;
   readonly signal: AbortSignal;
   /** Builds the error for a failure another attempt cannot cure. */
   readonly fatal: (cause: string) => Error;
@@ -76,11 +76,7 @@ export async function downloadSegments(request: SegmentedRequest): Promise<Chunk
   const advanceDigest = () => {
     while (frontier < segments.length) {
       const { bytes, start, end } = segments[frontier]!;
-      for (let at = hashed; at < bytes.size; ) {
-        const n = Math.min(bytes.size - at, request.chunkSize - (at % request.chunkSize));
-        request.digest?.update(bytes.read(at, n));
-        at += n;
-      }
+      if (request.digest) for (const view of bytes.views(hashed, bytes.size - hashed)) request.digest.update(view);
       hashed = bytes.size;
       if (bytes.size < end - start) return;
       frontier += 1;

@@ -10,7 +10,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { got, type Request, type Response } from 'got';
 import { ChunkedBuffer } from './chunked-buffer.ts';
-import { RunningDigest } from './checksum.ts';
+import { DigestThread } from './digest-thread.ts';
 import { downloadSegments, SegmentsUnusable } from './download-segments.ts';
 import { customerFailure, messages } from './errors.ts';
 import { agents, declaredLength, describe, header, isFatal, parseContentRange, retryAfterMs, Retries, Retryable, validatorOf, type Agents } from './http-exchange.ts';
@@ -34,6 +34,11 @@ export interface DownloadRequest extends DownloadSettings {
   /** Digest to compute while downloading. */
   readonly checksumType?: ChecksumType;
   readonly onProgress?: (done: number, total: number | null) => void;
+  /**
+   * The bytes held so far, told as often as progress on one connection (not by a segmented
+   * download). A new `image` means the download started over. Its bytes never change once held.
+   */
+  readonly onData?: (image: ChunkedBuffer, total: number | null) => void;
   /** Retries and restarts, for the log. Causes never hold the URL or a header. */
   readonly onEvent?: (event: DownloadEvent) => void;
 }
@@ -44,13 +49,16 @@ export interface Downloaded {
   readonly digest?: string;
 }
 
+/** Progress is told every this many bytes (and at the end), not for every packet: it has a cost. */
+const PROGRESS_EVERY = 1024 * 1024;
+
 /** The first answer allows a segmented download: its body is left, the segments fetch every byte. */
 class UseSegments extends Error {}
 
 /** What is held so far, and what is needed to resume it safely. */
 class Transfer {
-  image = new ChunkedBuffer();
-  digest: RunningDigest | undefined;
+  readonly digest: DigestThread | undefined;
+  image: ChunkedBuffer;
   /** The resource's full length, once a response told it. */
   total: number | null = null;
   /** ETag or Last-Modified of the bytes held: If-Range's value. */
@@ -58,11 +66,16 @@ class Transfer {
   rangesRefused = false;
   /** Set once a segmented download went wrong: not tried again. */
   segmentsRefused = false;
-  private readonly checksumType: ChecksumType | undefined;
 
   constructor(checksumType: ChecksumType | undefined) {
-    this.checksumType = checksumType;
-    this.digest = checksumType ? new RunningDigest(checksumType) : undefined;
+    this.digest = checksumType ? new DigestThread(checksumType) : undefined;
+    this.image = this.emptyImage();
+  }
+
+  /** The digest's thread makes each chunk's pages resident before the main thread copies into it. */
+  private emptyImage(): ChunkedBuffer {
+    const digest = this.digest;
+    return new ChunkedBuffer(undefined, digest ? { ahead: (chunk) => digest.prefault(chunk) } : {});
   }
 
   get canResume(): boolean {
@@ -71,8 +84,8 @@ class Transfer {
 
   /** Drops every byte held and the digest fed with them. */
   restart(): void {
-    this.image = new ChunkedBuffer();
-    this.digest = this.checksumType ? new RunningDigest(this.checksumType) : undefined;
+    this.image = this.emptyImage();
+    this.digest?.reset();
     this.total = null;
     this.validator = null;
   }
@@ -117,7 +130,8 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
             onRetry: (attempt, delayMs, cause, resumeFrom) => request.onEvent?.({ kind: 'retry', attempt, delayMs, cause, resumeFrom }),
           });
         }
-        return { image: transfer.image, ...(transfer.digest && { digest: transfer.digest.hex() }) };
+        transfer.image.seal();
+        return { image: transfer.image, ...(transfer.digest && { digest: await transfer.digest.hex() }) };
       } catch (error) {
         if (overall.aborted) throw late();
         if (error instanceof SegmentsUnusable) {
@@ -145,6 +159,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   } finally {
     agent.http.destroy();
     agent.https.destroy();
+    await transfer.digest?.close();
   }
 }
 
@@ -186,10 +201,14 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
 
   // Set by the response handler when the body must not be read; thrown after the stream stops.
   let stop: Error | undefined;
+  let reported = transfer.image.size;
   stream.once('response', (response: Response) => {
     stop = judge(response, request, transfer, resumeFrom);
     if (stop) stream.destroy();
-    else request.onProgress?.(transfer.image.size, transfer.total);
+    else {
+      reported = transfer.image.size;
+      request.onProgress?.(reported, transfer.total);
+    }
   });
 
   try {
@@ -204,9 +223,19 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
         stop = customerFailure(messages.tooBigForMemory(request.type));
         break;
       }
+      const at = image.size;
       image.append(chunk);
-      transfer.digest?.update(chunk);
-      request.onProgress?.(image.size, total);
+      // The digest reads the image's own (shared) copy of the bytes, not the socket's buffer.
+      if (transfer.digest) for (const view of image.views(at, chunk.length)) transfer.digest.update(view);
+      if (image.size - reported >= PROGRESS_EVERY || image.size === total) {
+        reported = image.size;
+        request.onProgress?.(image.size, total);
+        request.onData?.(image, total);
+      }
+    }
+    if (!stop && transfer.image.size !== reported) {
+      request.onProgress?.(transfer.image.size, transfer.total);
+      request.onData?.(transfer.image, transfer.total);
     }
   } catch (error) {
     if (!stop) {

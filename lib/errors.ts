@@ -1,6 +1,6 @@
 // The vocabulary: every message byoi shows a user or reports in its status lives here.
-// Sentences OVHcloud documents are kept verbatim (research/ovh-byoi.md); failures OVH has no
-// sentence for get one in the same style.
+// Sentences OVHcloud documents are kept verbatim (the "Result examples" of OVHcloud's Bring Your
+// Own Image guide); failures OVH has no sentence for get one in the same style.
 
 /** What went wrong, for exit codes and status: a bad job, a refused image, or a failure while deploying. */
 export type ErrorKind = 'invalid-job' | 'refused-image' | 'failed';
@@ -185,11 +185,11 @@ export const configDriveRefusals = {
   toolFailed: (command: string, output: string) => `${command} failed: ${output.trim()}`,
 } as const;
 
-// --- Images and writing them (lib/formats/open.ts, lib/disk/writer.ts) ---
+// --- Images and writing them (lib/formats/open.ts, lib/write/) ---
 
 /** An image in a format byoi recognises but does not convert (VMDK, OVA, a compressed stream). */
 export function unsupportedImageFormat(format: string, description: string): ByoiError {
-  return refusedImage(`image provided format is ${format} (${description}) which byoi cannot convert, expected: qcow2, raw.`);
+  return refusedImage(`image provided format is ${format} (${description}) which byoi cannot convert, expected: qcow2, raw, ova, vmdk.`);
 }
 
 /** OVH's sentence for an image whose content is not the type the job named. */
@@ -250,7 +250,7 @@ export function failed(message: string, detail?: string): ByoiError {
 
 export const messages = {
   // The job (OVH's sentences verbatim, then ours in the same style).
-  badImageType: 'Bad format image, expected: qcow2, raw.',
+  badImageType: 'Bad format image, expected: qcow2, raw, ova.',
   badChecksumType: 'Bad checkSumType, expected: md5, sha1, sha256, sha512.',
   checksumPair: 'Please provide checkSum AND checkSumType or none of them',
   badChecksum: (type: string, digits: number) => `Bad checkSum, expected: ${digits} hexadecimal digits for ${type}.`,
@@ -329,6 +329,13 @@ export const apiMessages = {
   notProvisioningNetwork: 'Network boot is served to the provisioning network only (netboot.clients).',
   rangeNotSatisfiable: 'The requested range is outside the file.',
   netbootOpenToAll: 'netboot.clients is not set: boot scripts, and the agent tokens in them, are answered to any client that reaches this API (docs/netboot.md).',
+  databaseUnavailable: (location: string) => `Could not open the database ${location}.`,
+  databasePasswordOnCommandLine:
+    'Do not put the database password on the command line: use PGPASSWORD, a password file (PGPASSFILE or ~/.pgpass) or "database" in the config file.',
+  fleetWithoutPublicUrl:
+    'byoi serve: warning: on PostgreSQL, several replicas usually stand behind a load balancer: set "publicUrl" in the config to its address, or agents are sent to this replica alone and stall if it goes.',
+  sharedKeyNeeded: (path: string | undefined) =>
+    `A store on PostgreSQL needs "secretsKeyFile" in the config naming a key file made once and copied to every replica${path ? ` (${path} does not exist)` : ''}: head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE.`,
 } as const;
 
 /** The first step of every deployment, before the agent has taken its job. */
@@ -336,7 +343,7 @@ export const bootStep = { phase: 'boot', message: 'Booting the server on the dep
 
 /**
  * APIv6 (signed requests, consumer keys): OVH's own error codes and messages, which its clients map to
- * their exception types (research/ovh-api-auth.md), and the operator's and the validation page's words.
+ * their exception types (docs/api.md lists them), and the operator's and the validation page's words.
  */
 export const ovhAuthMessages = {
   invalidKey: 'Invalid application key',
@@ -423,3 +430,36 @@ export const efiMessages = {
   bootEntryFailed: 'Could not create the UEFI boot entry.',
   bootManagerUnavailable: 'Could not read the UEFI boot entries, so no boot entry could be made after the write (are the EFI variables mounted?).',
 } as const;
+// ---- Compressed raw images, VMDK and OVA (lib/formats/compressed-raw.ts, vmdk*.ts, ova.ts). ----
+
+/** A compressed raw image whose disk grows past what can be written (a decompression bomb, or too big a disk). */
+export const compressedImageTooBig = (format: string, limit: number) =>
+  refusedImage(`image provided decompresses (${format}) to more than ${limit} bytes which is larger than device of ${limit} bytes`);
+
+/** A malformed or hostile VMDK: `what` says which structure and where. */
+export const vmdkBad = (what: string) => refusedImage(`Bad VMDK image: ${what}.`);
+/** A valid VMDK that byoi cannot deploy on its own. */
+export const vmdkUnsupported = (what: string) => refusedImage(`Unsupported VMDK image: ${what}.`);
+
+/** A malformed OVA: its tar archive, OVF descriptor or manifest. */
+export const ovaBad = (what: string) => refusedImage(`Bad OVA image: ${what}.`);
+/** A valid OVA that byoi cannot deploy. */
+export const ovaUnsupported = (what: string) => refusedImage(`Unsupported OVA image: ${what}.`);
+/** The OVA's manifest gives another digest than the file's. */
+export const ovaManifestMismatch = (name: string, algorithm: string, got: string, expected: string) =>
+  refusedImage(`Bad OVA image: its manifest gives ${algorithm} ${expected} for "${name}", the file has ${got}.`);
+
+// ---- The streaming mode (agent/deploy-stream.ts): images larger than RAM, written as they arrive. ----
+
+/** What the streaming mode cannot deploy; the same job without it may work. */
+export const streamingUnsupported = (what: string) =>
+  refusedImage(`Can not deploy ${what} in streaming mode; deploy it without streaming (it must then fit in RAM).`);
+/** A failure once the streaming mode has written: the disk was left with no partition table. */
+export function streamingAborted(error: ByoiError, disk: string): ByoiError {
+  const message = `${error.message} Streaming mode: ${disk} was left with no partition table.`;
+  // Whose fault it is does not change (a wrong checksum stays the customer's).
+  return error instanceof CustomerFailure ? new CustomerFailure(message, error.detail) : new ByoiError(error.kind, message, error.detail);
+}
+/** An image, streamed, that runs past the end of the disk. */
+export const streamedImageTooBig = (deviceBytes: number) =>
+  refusedImage(`image provided has a size of more than ${deviceBytes} bytes which is larger than device of ${deviceBytes} bytes`);

@@ -7,7 +7,7 @@
 // into a slab of page-aligned chunk buffers that consumers hand back (`recycle`) once written: a
 // fresh buffer per read costs its page faults and its collection (a 741 MiB image: ~60,000 faults
 // and ~0.1 s of GC on the convert benchmark), a recycled one neither; and aligned, the writer hands
-// them to the device as they are (lib/disk/writer.ts, direct writes). When the slab is all lent out
+// them to the device as they are (lib/write/positional-writes.ts). When the slab is all lent out
 // (a consumer that keeps or never recycles), reads get ordinary buffers.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { alignedBuffers } from './aligned-memory.ts';

@@ -7,7 +7,7 @@ import { validateConfigDrive } from './configdrive/validate.ts';
 import { normaliseLoaderPath } from './disk/efi-path.ts';
 import { invalidJob, messages } from './errors.ts';
 
-export const imageTypes = ['qcow2', 'raw'] as const;
+export const imageTypes = ['qcow2', 'raw', 'ova'] as const;
 export type ImageType = (typeof imageTypes)[number];
 
 export const checksumTypes = ['md5', 'sha1', 'sha256', 'sha512'] as const;
@@ -46,6 +46,8 @@ export interface Job {
   readonly verifyWrite?: boolean;
   /** On a UEFI server, deploy even an image without an EFI system partition or without its bootloader. */
   readonly skipEfiCheck?: boolean;
+  /** The streaming mode (agent/deploy-stream.ts): written as it downloads, for images larger than RAM. */
+  readonly stream?: boolean;
 }
 
 /** A job as it arrives, fields unchecked. Later sources override earlier ones with `mergeJobInputs`. */
@@ -66,6 +68,7 @@ export interface JobInput {
   network?: unknown;
   verifyWrite?: unknown;
   skipEfiCheck?: unknown;
+  stream?: unknown;
 }
 
 export interface ConfigDriveInput {
@@ -141,6 +144,7 @@ export function jobFromLegacyBody(body: Obj): JobInput {
     description: body.description,
     httpHeaders: keyValues(body.httpHeader, 'httpHeader'),
     configDrive: wanted ? configDrive : undefined,
+    stream: body.stream,
   });
 }
 
@@ -171,6 +175,7 @@ export function jobFromReinstallBody(body: Obj): JobInput {
     httpHeaders: map(custom.httpHeaders, 'httpHeaders'),
     efiBootloaderPath: custom.efiBootloaderPath,
     configDrive: hasAny(configDrive) ? configDrive : undefined,
+    stream: custom.stream,
   });
 }
 
@@ -307,6 +312,7 @@ export function validateJob(input: JobInput): Job {
   if (input.noReboot !== undefined && typeof input.noReboot !== 'boolean') throw invalidJob(messages.badField('noReboot', 'true or false'));
   if (input.verifyWrite !== undefined && typeof input.verifyWrite !== 'boolean') throw invalidJob(messages.badField('verifyWrite', 'true or false'));
   if (input.skipEfiCheck !== undefined && typeof input.skipEfiCheck !== 'boolean') throw invalidJob(messages.badField('skipEfiCheck', 'true or false'));
+  if (input.stream !== undefined && typeof input.stream !== 'boolean') throw invalidJob(messages.badField('stream', 'true or false'));
   const description = optionalString(input.description, 'description');
   const statusFile = optionalString(input.statusFile, 'statusFile');
   const loaderPath = optionalString(input.efiBootloaderPath, 'efiBootloaderPath');
@@ -328,5 +334,6 @@ export function validateJob(input: JobInput): Job {
     ...(network && { network }),
     ...(input.verifyWrite === true && { verifyWrite: true }),
     ...(input.skipEfiCheck === true && { skipEfiCheck: true }),
+    ...(input.stream === true && { stream: true }),
   };
 }

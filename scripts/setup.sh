@@ -2,6 +2,8 @@
 # Installs what byoi, its tests and its demo need on Debian 12 (as root), then the npm dependencies.
 # podman, runc and mmdebstrap build and run the container in scripts/container-test.sh; mmdebstrap
 # and cpio build the VM guest and the PXE rescue system (scripts/vm, scripts/rescue).
+# postgresql gives the server binaries tests start throwaway clusters with (test/helpers/postgres.ts);
+# the machine's own cluster is never used.
 # golang-go and golang-github-ovh-go-ovh-dev: OVH's Go client, driven against byoi serve by the tests.
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
@@ -12,6 +14,7 @@ packages=(
   cryptsetup-bin genisoimage
   curl xz-utils zstd bzip2 cpio cloud-init openssh-client
   podman runc mmdebstrap qemu-system-x86 ovmf
+  postgresql
   chromium
   golang-go golang-github-ovh-go-ovh-dev
   strace efibootmgr

@@ -1,7 +1,7 @@
 // `byoi convert` of qcow2 images made by qemu-img (plain, zlib, zstd, small clusters), into files
 // and onto garbage-filled loop devices, compared with `qemu-img convert -O raw` of the same file.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

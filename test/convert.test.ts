@@ -3,7 +3,7 @@
 // untouched, usage errors, and a real I/O error (a loop device over a file on a full filesystem).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync, truncateSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -56,13 +56,15 @@ describe('byoi convert into a regular file', () => {
 });
 
 describe('refusals and usage errors', () => {
-  it('refuses a gzip stream without creating the target file', async () => {
-    const gz = join(dir, 'disk.raw.gz');
-    execFileSync('sh', ['-c', 'gzip -1 -c < "$1" > "$2"', 'sh', raw, gz]);
+  it('refuses a gzip-compressed qcow2 (not a disk) without creating the target file', async () => {
+    const qcow2 = join(dir, 'disk-for-gzip.qcow2');
+    execFileSync('qemu-img', ['convert', '-O', 'qcow2', raw, qcow2]);
+    const gz = join(dir, 'disk.qcow2.gz');
+    execFileSync('sh', ['-c', 'gzip -1 -c < "$1" > "$2"', 'sh', qcow2, gz]);
     const target = join(dir, 'never-created.raw');
     const result = await cli('convert', gz, target);
     expect(result.code).toBe(1);
-    expect(lastLine(result.stderr)).toMatch(/^image provided format is gzip \(a gzip-compressed file\) which byoi cannot convert/);
+    expect(lastLine(result.stderr)).toBe('image provided format is gzip-compressed qcow2 (a qcow2 image, inside a gzip-compressed file) which byoi cannot convert, expected: qcow2, raw, ova, vmdk.');
     expect(existsSync(target)).toBe(false);
   });
 
@@ -76,19 +78,19 @@ describe('refusals and usage errors', () => {
     expect(sha256(target)).toBe(before);
   });
 
-  it('refuses a VMDK in inspect and convert', async () => {
+  it('refuses a VMDK descriptor without its extent in inspect and convert', async () => {
     const vmdk = join(dir, 'disk.vmdk');
-    execFileSync('qemu-img', ['create', '-q', '-f', 'vmdk', vmdk, '16M']);
+    execFileSync('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', vmdk, '16M']);
     const inspect = await cli('inspect', vmdk);
     expect(inspect.code).toBe(1);
-    expect(lastLine(inspect.stderr)).toMatch(/^image provided format is vmdk/);
+    expect(lastLine(inspect.stderr)).toBe('Unsupported VMDK image: a VMDK descriptor file; byoi reads monolithicSparse and streamOptimized VMDKs, one file each.');
     const convert = await cli('convert', vmdk, join(dir, 'no.raw'));
     expect(convert.code).toBe(1);
     expect(existsSync(join(dir, 'no.raw'))).toBe(false);
   });
 
   it('exits 2 on usage errors', async () => {
-    for (const args of [['convert'], ['convert', raw], ['convert', '--type', 'vmdk', raw, join(dir, 'x')], ['inspect']]) {
+    for (const args of [['convert'], ['convert', raw], ['convert', '--type', 'vhd', raw, join(dir, 'x')], ['inspect']]) {
       const result = await cli(...args);
       expect(result.code, args.join(' ')).toBe(2);
     }
@@ -218,11 +220,15 @@ describe.skipIf(skipWithout('root', 'loop'))('byoi convert onto loop devices', (
     const device = garbageDevice(64 * MiB, 512);
     const xz = join(dir, 'disk.raw.xz');
     execFileSync('sh', ['-c', 'xz -0 -T1 -c < "$1" > "$2"', 'sh', raw, xz]);
+    // One byte flipped in the middle of the stream: found only by decoding it to the end.
+    const bytes = readFileSync(xz);
+    bytes[Math.floor(bytes.length / 2)]! ^= 0x55;
+    writeFileSync(xz, bytes);
     try {
       const before = sha256(device);
       const result = await cli('convert', xz, device);
       expect(result.code).toBe(1);
-      expect(lastLine(result.stderr)).toMatch(/^image provided format is xz/);
+      expect(lastLine(result.stderr)).toMatch(/^Bad xz image: corrupt xz data/);
       expect(sha256(device)).toBe(before);
     } finally {
       detachLoop(device);

@@ -59,6 +59,20 @@ function expectGptImageWritten(device: string, name: string): void {
   expect(written.subarray(1024).equals(reference.subarray(1024))).toBe(true);
 }
 
+/** The host offset of the last compressed cluster of a qcow2 file (its first L1 entry's L2 table). */
+function lastCompressedCluster(file: Buffer): number {
+  const clusterBits = file.readUInt32BE(20);
+  const l2 = Number(file.readBigUInt64BE(Number(file.readBigUInt64BE(40))) & 0x00fffffffffffe00n);
+  const offsetBits = 62n - BigInt(clusterBits - 8);
+  let found = -1;
+  for (let i = 0; i < 2 ** (clusterBits - 3); i++) {
+    const entry = file.readBigUInt64BE(l2 + 8 * i);
+    if (entry & (1n << 62n)) found = Number(entry & ((1n << offsetBits) - 1n));
+  }
+  if (found < 0) throw new Error('no compressed cluster');
+  return found;
+}
+
 describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy', () => {
   beforeAll(async () => {
     assertCapable('root', 'loop', 'qemu-img', 'sgdisk');
@@ -111,6 +125,9 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
 
       const report = JSON.parse(readFileSync(status, 'utf8'));
       expect(report).toMatchObject({ status: 'done', checksum: image.sha256, phase: 'done' });
+      // The dry pass ran while the image downloaded, and its result was the one used.
+      const inspected = result.stderr.split('\n').find((line) => line.includes('"msg":"Inspecting image: finished"'));
+      expect(JSON.parse(inspected!).decodedWhileDownloading).toBe('used');
       detachLoop(device);
     });
   });
@@ -192,6 +209,18 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
       await expectFailure(['--url', `${server.url}/bad-l1.qcow2`, '--type', 'qcow2'], 1, /^Bad qcow2 image: .*L1.*beyond the end of the file/);
     });
 
+    it('on a compressed cluster that does not inflate (found by decoding only), and on a checksum mismatch first', async () => {
+      const bytes = readFileSync(images.get('zlib.qcow2')!.file);
+      const at = lastCompressedCluster(bytes);
+      bytes.fill(0xff, at, at + 64);
+      server.serve('/bad-cluster.qcow2', { body: bytes });
+      const url = `${server.url}/bad-cluster.qcow2`;
+      await expectFailure(['--url', url, '--type', 'qcow2'], 1, /^Bad qcow2 image: the zlib data of guest offset 0x[0-9a-f]+ does not decompress to exactly one cluster/);
+      // The checksum is judged before the decoding, however early the decoding ran.
+      const wrong = '0'.repeat(64);
+      await expectFailure(['--url', url, '--type', 'qcow2', '--checksum', wrong, '--checksum-type', 'sha256'], 1, /^Bad sha256 for downloaded file/);
+    });
+
     it('on a raw image declared qcow2', async () => {
       await expectFailure(['--url', `${server.url}/gpt.raw`, '--type', 'qcow2'], 1, 'image provided format is raw which does not match expected qcow2 format');
     });
@@ -233,7 +262,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
     });
 
     it('on an invalid job, with exit code 2', async () => {
-      await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'vmdk'], 2, 'Bad format image, expected: qcow2, raw.');
+      await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'vmdk'], 2, 'Bad format image, expected: qcow2, raw, ova.');
       await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--checksum', plain().sha256], 2, 'Please provide checkSum AND checkSumType or none of them');
       await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--checksum', plain().sha256, '--checksum-type', 'crc'], 2, 'Bad checkSumType, expected: md5, sha1, sha256, sha512.');
     });

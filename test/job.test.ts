@@ -138,8 +138,8 @@ describe('validation messages', () => {
   const ok: JobInput = { url: 'https://h/i.qcow2', type: 'qcow2' };
 
   it.each([
-    [{ ...ok, type: 'ova' }, 'Bad format image, expected: qcow2, raw.'],
-    [{ ...ok, type: undefined }, 'Bad format image, expected: qcow2, raw.'],
+    [{ ...ok, type: 'vhd' }, 'Bad format image, expected: qcow2, raw, ova.'],
+    [{ ...ok, type: undefined }, 'Bad format image, expected: qcow2, raw, ova.'],
     [{ ...ok, checksum: sha256, checksumType: 'crc32' }, 'Bad checkSumType, expected: md5, sha1, sha256, sha512.'],
     [{ ...ok, checksum: sha256 }, 'Please provide checkSum AND checkSumType or none of them'],
     [{ ...ok, checksumType: 'sha256' }, 'Please provide checkSum AND checkSumType or none of them'],
@@ -157,8 +157,17 @@ describe('validation messages', () => {
     [{ ...ok, ramSize: Number.NaN }, 'Bad ramSize, expected: a number of bytes.'],
     [{ ...ok, httpHeaders: { 'Bad Name': 'x' } }, 'Bad httpHeader "Bad Name", expected: a header name and a value on one line.'],
     [{ ...ok, httpHeaders: { Good: 'line\r\nInjected: yes' } }, 'Bad httpHeader "Good", expected: a header name and a value on one line.'],
+    [{ ...ok, stream: 'yes' }, 'Bad stream, expected: true or false.'],
   ] as [JobInput, string][])('%o -> %s', (input, message) => {
     expect(invalid(input).message).toBe(message);
+  });
+
+  it('accepts type ova, and the streaming mode from a flag or a body', () => {
+    expect(validateJob({ ...ok, type: 'ova' }).type).toBe('ova');
+    expect(validateJob({ ...ok, stream: true }).stream).toBe(true);
+    expect(validateJob(ok).stream).toBeUndefined();
+    expect(validateJob(jobFromBody({ URL: 'https://h/i.raw.xz', type: 'raw', stream: true })).stream).toBe(true);
+    expect(validateJob(jobFromBody({ operatingSystem: 'byoi_64', customizations: { imageURL: 'https://h/i.raw', imageType: 'raw', stream: true } })).stream).toBe(true);
   });
 
   it('accepts every checksum type with its length, in either case', () => {

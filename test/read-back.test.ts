@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkedBuffer } from '../lib/chunked-buffer.ts';
 import { verifyReadBack, WrittenRecord } from '../lib/disk/read-back.ts';
-import { writeImage } from '../lib/disk/writer.ts';
+import { writeImage } from '../lib/write/write-image.ts';
 import { ByoiError } from '../lib/errors.ts';
 import { openImage } from '../lib/formats/open.ts';
 import { assertCapable, skipWithout } from './helpers/capabilities.ts';

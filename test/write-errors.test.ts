@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { writeImage } from '../lib/disk/writer.ts';
+import { writeImage } from '../lib/write/write-image.ts';
 import { ByoiError } from '../lib/errors.ts';
 import type { DiskImage, Extent } from '../lib/formats/types.ts';
 import { skipWithout } from './helpers/capabilities.ts';

@@ -7,7 +7,9 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, truncate
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeImage, verifyImage, targetSize } from '../lib/disk/writer.ts';
+import { destinationAt } from '../lib/write/destination.ts';
+import { verifyImage } from '../lib/write/verify.ts';
+import { writeImage } from '../lib/write/write-image.ts';
 import { refusedImage } from '../lib/errors.ts';
 import type { DiskImage, Extent } from '../lib/formats/types.ts';
 import { assertCapable, skipWithout } from './helpers/capabilities.ts';
@@ -68,7 +70,7 @@ describe('writeImage into a regular file', () => {
     const seen: number[] = [];
     const written = await writeImage(image(extents), target, { onProgress: ({ done }) => seen.push(done) });
     expect(written).toBe(4096 + 5 * MiB + 11);
-    expect(await targetSize(target)).toBe(8 * MiB + 111);
+    expect((await destinationAt(target)).size).toBe(8 * MiB + 111);
     const bytes = readFileSync(target);
     for (const extent of extents) {
       const got = bytes.subarray(extent.offset, extent.offset + extent.length);

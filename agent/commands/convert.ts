@@ -1,8 +1,9 @@
 // `byoi convert IMAGE TARGET [--type auto|qcow2|raw]`: the raw disk an image describes, into a
 // regular file (sparse) or onto an existing block device. A refused image leaves TARGET untouched.
 import type { CommandModule } from 'yargs';
-import { describeTarget, writeImage } from '../../lib/disk/writer.ts';
-import { imageTypes, openImage, type ImageType } from '../../lib/formats/open.ts';
+import { destinationAt } from '../../lib/write/destination.ts';
+import { writeImageTo } from '../../lib/write/write-image.ts';
+import { imageTypes, openAnyImage, type ImageType } from '../../lib/formats/open.ts';
 import { run } from '../run.ts';
 import { openImageFile } from './read-image.ts';
 
@@ -22,13 +23,14 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       .option('type', { choices: imageTypes, default: 'auto' as ImageType, describe: 'image format; auto detects it by content' }),
   handler: (args) =>
     run(async () => {
-      await describeTarget(args.target); // a directory or special file is a usage error: say so before reading the image
+      const target = await destinationAt(args.target); // a directory or special file is a usage error: say so before reading the image
       const source = openImageFile(args.image);
       try {
         // The file is not held in RAM, so up to its size in decoded clusters may be held instead:
         // what the dry pass keeps, the write pass does not decompress again.
-        const image = openImage(source, args.type, { keepDecoded: source.size });
-        const written = await writeImage(image, args.target);
+        // A compressed raw image may decode to no more than a block device holds.
+        const image = await openAnyImage(source, args.type, { keepDecoded: source.size, ...(target.capacity !== undefined && { limit: target.capacity }) });
+        const written = await writeImageTo(image, target);
         process.stdout.write(`Wrote ${image.info.virtualSize} bytes (${written} of data) from ${image.info.format} image to ${args.target}\n`);
       } finally {
         source.close();

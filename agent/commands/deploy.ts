@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { text } from 'node:stream/consumers';
 import type { CommandModule } from 'yargs';
-import { ByoiError, failed, invalidJob, messages } from '../../lib/errors.ts';
+import { invalidJob, messages } from '../../lib/errors.ts';
 import { jobFromBody, mergeJobInputs, parseHeaderFlag, validateJob, type JobInput } from '../../lib/job.ts';
 import { Redactor } from '../../lib/redact.ts';
 import { StatusFile } from '../../lib/status.ts';
@@ -33,6 +33,7 @@ interface DeployArgs extends ConfigDriveArgs {
   'verify-write'?: boolean;
   'efi-bootloader-path'?: string;
   'efi-check'?: boolean;
+  stream?: boolean;
 }
 
 /** How to download, from the flags; the CA file is read now so a bad path fails before anything else. */
@@ -98,6 +99,7 @@ async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
     verifyWrite: args['verify-write'],
     efiBootloaderPath: args['efi-bootloader-path'],
     skipEfiCheck: args['efi-check'] === false ? true : undefined,
+    stream: args.stream,
     ...(headers && { httpHeaders: Object.fromEntries(headers) }),
     ...(drive && {
       configDrive: {
@@ -139,7 +141,7 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
     yargs
       .option('job', { type: 'string', nargs: 1, describe: 'JSON body of bringYourOwnImage or reinstall (a file, or - for stdin); flags override its fields' })
       .option('url', { type: 'string', describe: 'http(s) URL of the image' })
-      .option('type', { type: 'string', describe: 'image type: qcow2 or raw' })
+      .option('type', { type: 'string', describe: 'image type: qcow2, raw (also gzip, xz, zstd or bzip2-compressed) or ova' })
       .option('checksum', { type: 'string', describe: 'expected checksum of the image file (hex)' })
       .option('checksum-type', { type: 'string', describe: 'md5, sha1, sha256 or sha512' })
       .option('disk-group-id', { type: 'number', describe: 'disk group to install on; its first disk is written (default 1)' })
@@ -158,6 +160,7 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
       .option('efi-bootloader-path', { type: 'string', requiresArg: true, describe: 'UEFI: the bootloader in the image\'s EFI system partition to make the boot entry for (default \\EFI\\BOOT\\BOOTX64.EFI)' })
       .option('efi-check', { type: 'boolean', describe: 'UEFI: refuse an image without an EFI system partition or bootloader (--no-efi-check deploys it anyway)' })
       .option('ca-file', { type: 'string', describe: 'PEM file of extra CA certificates to trust for https (besides the system ones)' })
+      .option('stream', { type: 'boolean', describe: 'streaming mode, for images larger than RAM: write as it downloads, the first MiB last (a failure leaves no partition table; see docs/images.md)' })
       .options(configDriveFlags),
   handler: (args) => run(() => deployCommand(args)),
 };

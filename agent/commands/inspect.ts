@@ -1,7 +1,7 @@
 // `byoi inspect IMAGE [--json]`: what an image is and what it holds, or why byoi refuses it.
 import type { CommandModule } from 'yargs';
 import { detectFormat } from '../../lib/formats/detect.ts';
-import { openImage } from '../../lib/formats/open.ts';
+import { openAnyImage } from '../../lib/formats/open.ts';
 import type { ImageInfo } from '../../lib/formats/types.ts';
 import { run } from '../run.ts';
 import { openImageFile } from './read-image.ts';
@@ -16,7 +16,7 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
   describe: 'Show the format, virtual size and features of an image file',
   builder: (yargs) =>
     yargs
-      .positional('image', { type: 'string', demandOption: true, describe: 'image file (qcow2 or raw)' })
+      .positional('image', { type: 'string', demandOption: true, describe: 'image file (qcow2, VMDK, OVA, raw, or raw compressed with gzip, xz, zstd or bzip2)' })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' }),
   handler: (args) =>
     run(async () => {
@@ -24,7 +24,7 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
       let detected, info;
       try {
         detected = detectFormat(source);
-        info = openImage(source, 'auto').info;
+        info = (await openAnyImage(source, 'auto')).info;
       } finally {
         source.close();
       }

@@ -3,12 +3,13 @@
 // are read from standard input and printed once (an application secret), never taken from argv.
 import { resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { failed, invalidJob, ovhAuthMessages } from '../../lib/errors.ts';
+import type { ApiConfig } from '../../lib/api/config.ts';
+import { apiMessages, failed, invalidJob, ovhAuthMessages } from '../../lib/errors.ts';
 import { readSecret } from '../read-secret.ts';
 import { run } from '../run.ts';
 
 interface StoreArgs {
-  db: string;
+  db?: string;
   config?: string;
 }
 
@@ -16,17 +17,25 @@ interface StoreArgs {
 export function storeOptions<T>(y: Argv<T>) {
   return y.option('db', {
     type: 'string',
-    default: 'byoi-serve.sqlite',
-    describe: 'SQLite database keeping deployments, accounts and API credentials (created 0600; secrets sealed with the key in DB.key or the config\'s secretsKeyFile)',
+    describe:
+      'Where deployments, accounts and API credentials are kept: an SQLite file (default byoi-serve.sqlite or the config\'s "database"; created 0600; secrets sealed with the key in DB.key or the config\'s secretsKeyFile), ' +
+      'or postgres://user@host/db for several replicas (password from PGPASSWORD or ~/.pgpass, never here; docs/fleet.md)',
   });
+}
+
+/** The database `--db` or else the config names (the embedded default without either), and its key file. */
+export async function openServiceAt(db: string | undefined, config: ApiConfig) {
+  const [{ openService }, { isPostgresUrl, hasPassword }] = await Promise.all([import('../../lib/api/open-service.ts'), import('../../lib/api/store/database-url.ts')]);
+  // A command line is readable by every user of the host.
+  if (db !== undefined && isPostgresUrl(db) && hasPassword(db)) throw invalidJob(apiMessages.databasePasswordOnCommandLine);
+  const location = db ?? config.database ?? 'byoi-serve.sqlite';
+  return openService(isPostgresUrl(location) ? location : resolve(location), config.secretsKeyFile && resolve(config.secretsKeyFile), config);
 }
 
 /** The store `byoi serve` uses: the same database and key file (`--config` names a secretsKeyFile, if any). */
 async function open(argv: StoreArgs) {
-  const [{ openService }, { loadConfig }] = await Promise.all([import('../../lib/api/open-service.ts'), import('../../lib/api/config.ts')]);
-  const db = resolve(argv.db);
-  const config = argv.config ? loadConfig(argv.config) : { servers: [] };
-  return openService(db, resolve(config.secretsKeyFile ?? `${db}.key`), config);
+  const { loadConfig } = await import('../../lib/api/config.ts');
+  return openServiceAt(argv.db, argv.config ? loadConfig(argv.config) : { servers: [] });
 }
 
 const CUSTOMER_NAME = /^[A-Za-z0-9._@-]{1,64}$/;

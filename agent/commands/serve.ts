@@ -1,15 +1,14 @@
 // byoi serve: the OVH-compatible provisioning API for the lab's servers.
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { invalidJob, messages } from '../../lib/errors.ts';
+import { apiMessages, invalidJob, messages } from '../../lib/errors.ts';
 import { run } from '../run.ts';
-import { serveAdminCommands, storeOptions } from './serve-admin.ts';
+import { openServiceAt, serveAdminCommands, storeOptions } from './serve-admin.ts';
 
 interface ServeArgs {
   config?: string;
   listen: string;
-  db: string;
+  db?: string;
   tlsCert?: string;
   tlsKey?: string;
   'agent-silence': number;
@@ -35,11 +34,11 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
   handler: (argv) =>
     run(async () => {
       // Loaded here, not at start-up: the web server is the heaviest part of the bundle.
-      const [{ CommandBootAdapter }, { loadConfig }, { buildApi }, { openService }, { startWatchdog }] = await Promise.all([
+      const [{ CommandBootAdapter }, { loadConfig }, { buildApi }, { isPostgresUrl }, { startWatchdog }] = await Promise.all([
         import('../../lib/api/boot.ts'),
         import('../../lib/api/config.ts'),
         import('../../lib/api/server.ts'),
-        import('../../lib/api/open-service.ts'),
+        import('../../lib/api/store/database-url.ts'),
         import('../../lib/api/watchdog.ts'),
       ]);
       if (!argv.config) throw invalidJob(messages.badField('--config', 'the JSON file declaring the lab\'s servers'));
@@ -48,8 +47,8 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       if (Boolean(argv.tlsCert) !== Boolean(argv.tlsKey)) throw invalidJob(messages.badField('--tls-cert and --tls-key', 'both or neither'));
       const tls = argv.tlsCert && argv.tlsKey ? { cert: readFileSync(argv.tlsCert), key: readFileSync(argv.tlsKey) } : undefined;
       const { host, port } = parseListen(argv.listen);
-      const db = resolve(argv.db);
-      const { store, customers, credentials, close } = await openService(db, resolve(config.secretsKeyFile ?? `${db}.key`), config);
+      const { store, customers, credentials, close } = await openServiceAt(argv.db, config);
+      if (isPostgresUrl(argv.db ?? config.database ?? '') && !config.publicUrl) process.stderr.write(`${apiMessages.fleetWithoutPublicUrl}\n`);
       let address = `${tls ? 'https' : 'http'}://${argv.listen}`;
       const boot = new CommandBootAdapter(config.servers, { netboot: config.netboot !== undefined });
       const app = buildApi({ config, store, customers, credentials, boot, agentUrl: () => config.publicUrl ?? address, logger: true, ...(tls && { tls }) });

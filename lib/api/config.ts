@@ -3,6 +3,7 @@
 //
 //   {
 //     "publicUrl": "http://10.0.0.1:8080",          // how agents reach this API (optional)
+//     "database": "postgres://byoi@db.lab/byoi",    // the store (optional; docs/fleet.md)
 //     "servers": [{
 //       "serviceName": "ns1.lab",
 //       "apiKeys": ["<a customer's key>"],
@@ -77,6 +78,8 @@ export interface ServerConfig {
 
 export interface ApiConfig {
   readonly publicUrl?: string;
+  /** Where the store is: a postgres:// URL or an SQLite file path; `--db` overrides it. */
+  readonly database?: string;
   /** The AES-256-GCM key (32 random bytes, base64) that encrypts job bodies at rest; default: beside the database. */
   readonly secretsKeyFile?: string;
   /** Days a finished or erased deployment's job body is kept; default 7. */
@@ -198,6 +201,12 @@ function parseCustomers(value: unknown, bad: (why: string) => never): CustomerCo
   });
 }
 
+function parseDatabase(value: unknown, bad: (why: string) => never): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value === '') return bad('database must be a postgres:// URL or an SQLite file path');
+  return value;
+}
+
 /** The serviceNames a config may declare; a request naming anything else names no server. */
 export function isServiceName(name: string): boolean {
   return /^[A-Za-z0-9._-]{1,255}$/.test(name);
@@ -258,6 +267,7 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
   if (value.secretsKeyFile !== undefined && (typeof value.secretsKeyFile !== 'string' || value.secretsKeyFile === '')) bad('secretsKeyFile must be a path');
   const retention = parseRetention(value.jobBodyRetentionDays, bad);
   const customers = parseCustomers(value.customers, bad);
+  const database = parseDatabase(value.database, bad);
   const apiUrl = parseApiUrl(value.apiUrl, bad);
   const netboot = parseNetboot(value.netboot, bad);
   const seen = new Set<string>();
@@ -292,6 +302,7 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
   });
   return {
     ...(typeof value.publicUrl === 'string' && { publicUrl: value.publicUrl }),
+    ...(database !== undefined && { database }),
     ...(apiUrl && { apiUrl }),
     ...(typeof value.secretsKeyFile === 'string' && { secretsKeyFile: value.secretsKeyFile }),
     ...(retention !== undefined && { jobBodyRetentionDays: retention }),

@@ -3,8 +3,7 @@
 import type { ApiConfig } from './config.ts';
 import { SqlCredentials } from './store/credentials-store.ts';
 import { SqlCustomers } from './store/customers-store.ts';
-import { openDatabase } from './store/open.ts';
-import { SecretBox } from './store/secret-box.ts';
+import { openDatabase, secretBoxFor } from './store/open.ts';
 import { SqlStore } from './store/sql-store.ts';
 import type { Store } from './store/types.ts';
 
@@ -15,10 +14,14 @@ export interface Service {
   close(): Promise<void>;
 }
 
-/** `keyFile` (store/secret-box.ts) is made 0600 on first use; it must stay with the database: without it nothing sealed opens. */
-export async function openService(dbPath: string, keyFile: string, config: ApiConfig): Promise<Service> {
-  const box = SecretBox.fromKeyFile(keyFile);
-  const db = await openDatabase(dbPath);
+/**
+ * `location`: an SQLite path or a postgres:// URL (store/open.ts). `keyFile` (store/secret-box.ts), by
+ * default beside an SQLite database and made 0600 on first use, must stay with the database: without
+ * it nothing sealed opens; over PostgreSQL it is required, the same file on every replica.
+ */
+export async function openService(location: string, keyFile: string | undefined, config: ApiConfig): Promise<Service> {
+  const box = secretBoxFor(location, keyFile);
+  const db = await openDatabase(location);
   const store = await SqlStore.open(db, box);
   return { store, customers: new SqlCustomers(db, config), credentials: new SqlCredentials(db, box), close: () => store.close() };
 }

@@ -42,17 +42,20 @@ export type GptOutcome = 'no-gpt' | 'clean' | 'moved-backup';
 
 /**
  * For a GPT disk: verify; when sgdisk reports a problem (the backup header not at the end of
- * the disk, or a backup table to regenerate), `sgdisk -e` rewrites the backup at the end, then
- * verify again. Any problem left fails with OVH's sentence.
+ * the disk, or a backup table to regenerate), `sfdisk --relocate gpt-bak-std` rewrites the backup
+ * at the end, then verify again. Any problem left fails with OVH's sentence.
+ *
+ * Not `sgdisk -e`, which writes the same structures (all but the protective MBR's CHS end field,
+ * which sfdisk sets to FF FF FF as UEFI allows) but sleeps a second after writing (gptfdisk's DiskSync).
  */
 export async function fixGpt(device: string, sectorSize: number): Promise<GptOutcome> {
   if (!(await hasGpt(device, sectorSize))) return 'no-gpt';
   const before = await verify(device);
   if (before.clean) return 'clean';
-  const move = await exec('sgdisk', ['-e', device], { reject: false });
+  const move = await exec('sfdisk', ['--relocate', 'gpt-bak-std', device], { reject: false });
   const after = await verify(device);
   if (move.exitCode !== 0 || !after.clean) {
-    throw failed(messages.gptFixFailed, `sgdisk -e: ${move.all.replace(/\s+/g, ' ').trim()}; sgdisk -v: ${after.report}`);
+    throw failed(messages.gptFixFailed, `sfdisk --relocate gpt-bak-std: ${move.all.replace(/\s+/g, ' ').trim()}; sgdisk -v: ${after.report}`);
   }
   await rereadPartitionTable(device);
   return 'moved-backup';

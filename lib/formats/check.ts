@@ -1,6 +1,8 @@
 // The inspect step of a deployment: is the downloaded file what the job says, does it fit the
 // disk, is it laid out for the disk's sector size? Reads only the image; nothing is written.
 import { imageLargerThanDevice, messages, refusedImage } from '../errors.ts';
+import { openCompressedRaw } from './compressed-raw.ts';
+import { compressions, type Compression } from './decompress.ts';
 import { detectFormat, gptSectorSize } from './detect.ts';
 import { bufferSource, guestReader, type GuestReader } from './guest.ts';
 import { PROBE_BYTES, readImageTable, type ImageTable } from './image-partitions.ts';
@@ -11,6 +13,11 @@ import type { DiskImage, ImageSource } from './types.ts';
 export interface DiskFacts {
   readonly size: number;
   readonly logicalSectorSize: number;
+}
+
+export interface CheckOptions extends Qcow2Options {
+  /** A compressed raw image's first decoding pass: compressed bytes read of the file's. */
+  readonly onDecodeProgress?: (done: number, total: number) => void;
 }
 
 /** A hybrid ISO (or anything else) may carry an MBR that detection names otherwise. */
@@ -30,12 +37,18 @@ export interface CheckedImage {
 /**
  * Opens the image as the job's type and refuses, with OVH's sentences, a qcow2 that is not one,
  * an image whose disk holds no partition table (raw or not, in the same words), an image larger
- * than the disk, and a GPT or an MBR made for another sector size than the disk's.
+ * than the disk, and a GPT or an MBR made for another sector size than the disk's. A raw image that
+ * arrives compressed is decoded once here (lib/formats/compressed-raw.ts): its partition table is
+ * looked for in the decoded disk.
  */
-export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw', disk: DiskFacts, options: Qcow2Options = {}): Promise<CheckedImage> {
-  if (type === 'raw') refuseUnpartitioned(source, type);
-  const image = openImage(source, type, options);
-  const guest = guestReader(image, source);
+export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw' | 'ova', disk: DiskFacts, options: CheckOptions = {}): Promise<CheckedImage> {
+  const detection = detectFormat(source);
+  const decoding = { limit: disk.size, ...(options.onDecodeProgress && { onProgress: options.onDecodeProgress }) };
+  const compressed = type === 'raw' && compressions.has(detection.format) ? await openCompressedRaw(source, detection.format as Compression, decoding) : undefined;
+  if (type === 'raw') checkPartitionTable(compressed ? bufferSource(compressed.head) : source, compressed ? detection.description : undefined);
+  const image = compressed ?? openImage(source, type, options);
+  // A compressed file's bytes are not its guest bytes: those are decoded.
+  const guest = guestReader(image, compressed ? undefined : source);
   const { virtualSize } = image.info;
   if (virtualSize > disk.size) throw imageLargerThanDevice(virtualSize, disk.size);
   if (type !== 'raw') {
@@ -50,10 +63,29 @@ export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw', dis
   return { image, guest, table };
 }
 
+function isPartitioned(head: ImageSource): { partitioned: boolean; description: string } {
+  const detection = detectFormat(head);
+  const partitioned = detection.format === 'gpt' || detection.format === 'mbr' || gptSectorSize(head) !== undefined || (detection.format === 'iso9660' && hasMbrSignature(head));
+  return { partitioned, description: detection.description };
+}
+
+/**
+ * Refuses, with OVH's sentence, a raw disk whose first bytes (`head`) hold no partition table.
+ * `container` names what the disk came in (a compressed file), for the message.
+ */
+export function checkPartitionTable(head: ImageSource, container?: string): void {
+  const { partitioned, description } = isPartitioned(head);
+  if (!partitioned) throw refusedImage(messages.noPartitionTable(container ? `${description}, inside ${container}` : description));
+}
+
+/** Refuses a disk whose first bytes (`head`) hold a GPT made for another sector size than the disk's (the streaming mode's check). */
+export function checkSectorSize(head: ImageSource, sectorSize: number): void {
+  const imageSectors = gptSectorSize(head);
+  if (imageSectors !== undefined && imageSectors !== sectorSize) throw refusedImage(messages.sectorSizeMismatch(imageSectors, sectorSize));
+}
+
 /** OVH refuses a raw image without a partition table; byoi refuses any image whose disk has none. */
 function refuseUnpartitioned(guest: ImageSource, type: string): void {
-  const detection = detectFormat(guest);
-  const partitioned = detection.format === 'gpt' || detection.format === 'mbr' || gptSectorSize(guest) !== undefined || (detection.format === 'iso9660' && hasMbrSignature(guest));
-  if (partitioned) return;
-  throw refusedImage(type === 'raw' ? messages.noPartitionTable(detection.description) : messages.noPartitionTableInDisk(type, detection.description));
+  const { partitioned, description } = isPartitioned(guest);
+  if (!partitioned) throw refusedImage(messages.noPartitionTableInDisk(type, description));
 }

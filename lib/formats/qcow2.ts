@@ -27,6 +27,14 @@ export interface Qcow2Options {
   readonly keepDecoded?: number;
   /** Decompress with less memory at some CPU (DecompressPool's `lean`). */
   readonly lean?: boolean;
+  /**
+   * Skip the up-front walk of every L2 table (validation, statistics): decoding reads each table
+   * when it reaches it, so it can follow an image whose tables are still arriving (the last one of
+   * a GPT disk is written near the file's end). Only for a dry pass whose verdict stands only if a
+   * validated open of the same bytes agrees (lib/early-check.ts): a malformed table then makes the
+   * pass throw, not refuse properly. `info` then has no allocated bytes nor compressed clusters.
+   */
+  readonly progressive?: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -54,7 +62,7 @@ function viewSizeOf(source: ImageSource): number {
 
 export function openQcow2(source: ImageSource, options: Qcow2Options = {}): DiskImage {
   const header = parseQcow2Header(source);
-  const stats = validateQcow2Map(source, header);
+  const stats = options.progressive ? { allocatedBytes: 0, compressedClusters: 0, emptyTables: new Set<number>() } : validateQcow2Map(source, header);
   const info: ImageInfo = {
     format: 'qcow2',
     virtualSize: header.virtualSize,
@@ -75,7 +83,7 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
     },
   };
   const wanted = options.threads ?? (stats.compressedClusters >= POOL_THRESHOLD ? defaultThreads() : 0);
-  const threads = stats.compressedClusters === 0 ? 0 : Math.max(0, Math.floor(wanted));
+  const threads = stats.compressedClusters === 0 && !options.progressive ? 0 : Math.max(0, Math.floor(wanted));
   const walk = (): Generator<Segment> =>
     qcow2Segments(source, header, {
       maxRun: MAX_RUN,

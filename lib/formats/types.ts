@@ -73,13 +73,14 @@ export type DetectedFormat =
 
 /** What `byoi inspect` reports about an image. */
 export interface ImageInfo {
-  readonly format: 'qcow2' | 'raw';
+  readonly format: 'qcow2' | 'raw' | 'vmdk' | 'ova';
   readonly virtualSize: number;
   readonly fileSize: number;
   /** Bytes of guest data stored in the file (not zero, not unallocated). */
   readonly allocatedBytes: number;
   readonly clusterSize?: number;
-  readonly compression?: 'zlib' | 'zstd';
+  /** qcow2 clusters' codec, VMDK grains' (zlib), or the codec a compressed raw image arrives in. */
+  readonly compression?: 'zlib' | 'zstd' | 'gzip' | 'xz' | 'bzip2';
   /** qcow2 version, feature names, snapshots, and the like: name -> value, for display. */
   readonly features: Readonly<Record<string, string | number | boolean>>;
 }

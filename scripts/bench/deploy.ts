@@ -1,13 +1,12 @@
 // `byoi deploy` end to end (download from a local HTTP server, verify, write, fix the GPT) against
 // the way the peers do it in shell: curl | tee tmpfs | sha256sum, qemu-img convert, sgdisk -e.
-import { createReadStream, openSync, closeSync, ftruncateSync, rmSync, statSync, mkdtempSync } from 'node:fs';
+import { createReadStream, openSync, closeSync, ftruncateSync, readSync, rmSync, statSync, mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { basename, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { BenchImages } from './images.ts';
-import { VIRTUAL_SIZE } from './images.ts';
 import { flushDevice, interleaved, measure, summary } from './measure.ts';
 import { sha256Of, type Row } from './convert.ts';
 import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
@@ -29,8 +28,24 @@ async function fileSha256(path: string): Promise<string> {
 
 const MiB = 1024 * 1024;
 
+/**
+ * sha256 of the whole disk but the protective MBR's CHS end address (bytes 451-453), where byoi's
+ * `sfdisk --relocate` writes FF FF FF and the baseline's `sgdisk -e` a computed CHS: both valid.
+ */
+async function diskDigest(device: string, size: number): Promise<string> {
+  const mbr = Buffer.alloc(512);
+  const fd = openSync(device, 'r');
+  try {
+    readSync(fd, mbr, 0, 512, 0);
+  } finally {
+    closeSync(fd);
+  }
+  mbr.fill(0, 451, 454);
+  return createHash('sha256').update(mbr).update(await sha256Of(device, size, 512)).digest('hex');
+}
+
 export async function benchDeploy(images: BenchImages, node: string, byoi: string, runs: number): Promise<Row[]> {
-  const diskSize = VIRTUAL_SIZE + 1024 * MiB;
+  const diskSize = images.virtualSize + 1024 * MiB;
   const backing = '/dev/shm/byoi-bench-deploy-target';
   const download = '/dev/shm/byoi-bench-download';
   const fd = openSync(backing, 'w');
@@ -43,7 +58,7 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
   try {
     // Moving the backup GPT to the end of the disk rewrites the primary header too (first MiB) and
     // the old backup (last MiB of the image): what lies between must be the image's own bytes.
-    const middle = { start: MiB, end: VIRTUAL_SIZE - MiB };
+    const middle = { start: MiB, end: images.virtualSize - MiB };
     const expected = await sha256Of(images.raw, middle.end, middle.start);
     const rows: Row[] = [];
     for (const [name, image] of Object.entries(images.qcow2)) {
@@ -51,21 +66,30 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
       const checksum = await fileSha256(image);
       const ours = () =>
         measure(node, [byoi, 'deploy', '--url', url, '--type', 'qcow2', '--checksum', checksum, '--checksum-type', 'sha256', '--disk', device, '--no-reboot', '--status-file', status]);
-      const baseline = () =>
+      const pipeline = (cache: 'writeback' | 'none') => () =>
         measure('bash', ['-c',
           `set -eo pipefail; got=$(curl -sSf "$0" | tee "$1" | sha256sum | cut -d' ' -f1); [ "$got" = "$2" ];` +
-          ` qemu-img convert -t writeback -n -f qcow2 -O raw "$1" "$3"; sgdisk -e "$3" >/dev/null; rm -f "$1"`,
+          ` qemu-img convert -t ${cache} -n -f qcow2 -O raw "$1" "$3"; sgdisk -e "$3" >/dev/null; rm -f "$1"`,
           url, download, checksum, device]);
+      const baseline = pipeline('writeback');
+      const downloadAlone = () => measure('bash', ['-c', 'set -o pipefail; curl -sSf "$0" | sha256sum >/dev/null', url]);
       // Correctness first: the image's bytes, and the whole disk as the baseline leaves it.
       await baseline();
-      const baselineDisk = await sha256Of(device, diskSize);
+      const baselineDisk = await diskDigest(device, diskSize);
       await ours();
       const got = await sha256Of(device, middle.end, middle.start);
       if (got !== expected) throw new Error(`byoi deploy of ${name} wrote ${got}, expected ${expected}`);
-      const disk = await sha256Of(device, diskSize);
+      const disk = await diskDigest(device, diskSize);
       if (disk !== baselineDisk) throw new Error(`byoi deploy of ${name} left a disk (${disk}) unlike the baseline's (${baselineDisk})`);
-      const samples = await interleaved(runs, { ours, reference: baseline }, () => flushDevice(device));
-      rows.push({ name: `deploy qcow2 ${name}`, ours: summary(samples.ours!), reference: summary(samples.reference!), imageBytes: statSync(image).size });
+      const samples = await interleaved(runs, { ours, reference: baseline, direct: pipeline('none'), downloadAlone }, () => flushDevice(device));
+      rows.push({
+        name: `deploy qcow2 ${name}`,
+        ours: summary(samples.ours!),
+        reference: summary(samples.reference!),
+        direct: summary(samples.direct!),
+        downloadAlone: summary(samples.downloadAlone!),
+        imageBytes: statSync(image).size,
+      });
       if (rows.length === 1) {
         // What --verify-write costs: the same deployment with and without reading the disk back
         // (the "reference" column of this row is byoi without it).

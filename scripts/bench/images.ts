@@ -7,10 +7,13 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 
 const MiB = 1024 * 1024;
-export const VIRTUAL_SIZE = 2048 * MiB;
-const RECIPE = 'v1: 62 x [8 MiB /usr binaries, 4 MiB random, 4 MiB zeros, 16 MiB hole] from 1 MiB, GPT';
+/** The 2 GiB images' recipe; an image of N GiB repeats the pattern 31 x N times (time and RSS should be linear in N). */
+const recipe = (gib: number) =>
+  gib === 2 ? 'v1: 62 x [8 MiB /usr binaries, 4 MiB random, 4 MiB zeros, 16 MiB hole] from 1 MiB, GPT' : `v1, ${gib} GiB: ${31 * gib} x [8 MiB /usr binaries, 4 MiB random, 4 MiB zeros, 16 MiB hole] from 1 MiB, GPT`;
 
 export interface BenchImages {
+  /** Bytes of the disk the images describe. */
+  virtualSize: number;
   raw: string;
   qcow2: { plain: string; zlib: string; zstd: string };
 }
@@ -55,10 +58,10 @@ function fill(source: Generator<Buffer>, length: number): Buffer {
   return out;
 }
 
-function makeRaw(path: string): void {
+function makeRaw(path: string, gib: number): void {
   rmSync(path, { force: true });
   const fd = openSync(path, 'w');
-  ftruncateSync(fd, VIRTUAL_SIZE);
+  ftruncateSync(fd, gib * 1024 * MiB);
   closeSync(fd);
   execFileSync('sgdisk', ['-o', '-n', '1:2048:0', '-t', '1:8300', path], { stdio: 'ignore' });
   const binaries = binaryBytes();
@@ -67,7 +70,7 @@ function makeRaw(path: string): void {
   const zeros = Buffer.alloc(4 * MiB);
   const out = openSync(path, 'r+');
   try {
-    for (let cycle = 0; cycle < 62; cycle++) {
+    for (let cycle = 0; cycle < 31 * gib; cycle++) {
       const base = MiB + cycle * 32 * MiB;
       writeSync(out, fill(binaries, 8 * MiB), 0, 8 * MiB, base);
       writeSync(out, random.update(zeros), 0, 4 * MiB, base + 8 * MiB);
@@ -78,9 +81,13 @@ function makeRaw(path: string): void {
   }
 }
 
-export function makeBenchImages(dir: string): BenchImages {
+/** The images of `gib` GiB (2: the bench's usual ones, in `dir` itself; others in `dir/<N>g`). */
+export function makeBenchImages(root: string, gib = 2): BenchImages {
+  const dir = gib === 2 ? root : join(root, `${gib}g`);
+  const RECIPE = recipe(gib);
   mkdirSync(dir, { recursive: true });
   const images: BenchImages = {
+    virtualSize: gib * 1024 * MiB,
     raw: join(dir, 'disk.raw'),
     qcow2: { plain: join(dir, 'plain.qcow2'), zlib: join(dir, 'zlib.qcow2'), zstd: join(dir, 'zstd.qcow2') },
   };
@@ -88,7 +95,7 @@ export function makeBenchImages(dir: string): BenchImages {
   if (existsSync(stamp) && readFileSync(stamp, 'utf8') === RECIPE) return images;
   rmSync(stamp, { force: true });
   process.stderr.write('bench: making images (once)...\n');
-  makeRaw(images.raw);
+  makeRaw(images.raw, gib);
   const convert = (out: string, ...options: string[]) =>
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', ...options, images.raw, out], { stdio: 'inherit' });
   convert(images.qcow2.plain, '-o', 'cluster_size=65536');

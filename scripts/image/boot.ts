@@ -10,8 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { startQemu } from '../vm/qemu.ts';
-import { VmError } from '../vm/run.ts';
+import { machineArgs, qemuValue, startQemu, VmError } from '../vm/qemu.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -49,10 +48,7 @@ const ovmfVars = '/usr/share/OVMF/OVMF_VARS.fd';
 
 export async function bootDisk(options: BootOptions): Promise<BootResult> {
   const scratch = mkdtempSync(join(tmpdir(), 'byoi-boot-'));
-  const args = [
-    '-machine', 'q35', '-accel', 'tcg', '-cpu', 'max', '-smp', '1', '-m', String(options.memoryMiB ?? 1024),
-    '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
-  ];
+  const args = machineArgs({ memoryMiB: options.memoryMiB ?? 1024 });
   if (options.firmware === 'uefi') {
     // OVMF writes its variables (boot entries it discovers): each boot gets its own copy.
     const vars = join(scratch, 'OVMF_VARS.fd');
@@ -62,7 +58,7 @@ export async function bootDisk(options: BootOptions): Promise<BootResult> {
   }
   options.disks.forEach((disk, index) => {
     const snapshot = disk.snapshot ? ',snapshot=on' : '';
-    args.push('-drive', `file=${resolve(disk.file).replaceAll(',', ',,')},format=${disk.format ?? 'raw'},if=none,id=d${index},cache=unsafe${snapshot}`);
+    args.push('-drive', `file=${qemuValue(resolve(disk.file))},format=${disk.format ?? 'raw'},if=none,id=d${index},cache=unsafe${snapshot}`);
     args.push('-device', `virtio-blk-pci,drive=d${index},bootindex=${index}`);
   });
 

@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { startQemu, type QemuRunning } from '../vm/qemu.ts';
+import { machineArgs, qemuValue, startQemu, type QemuRunning } from '../vm/qemu.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -47,8 +47,7 @@ export function bootRescue(options: RescueBootOptions): QemuRunning {
   const args = [
     // qemu64, not max: without the AVX and SHA extensions TCG emulates slowly, the agent's SHA-256
     // (OpenSSL) runs 2-3 times faster (measured: 64 MiB in 1.6-2.1 s against 4.2-5.2 s).
-    '-machine', 'q35', '-accel', 'tcg', '-cpu', 'qemu64', '-smp', '1', '-m', String(options.memoryMiB ?? 4096),
-    '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
+    ...machineArgs({ cpu: 'qemu64', memoryMiB: options.memoryMiB ?? 4096 }),
     '-kernel', options.rescue.kernel, '-initrd', options.rescue.initrd,
     // Switches that save seconds under TCG (no self-tests, no mitigations, one UART probed).
     '-append', ['console=ttyS0', 'quiet', 'mitigations=off', 'cryptomgr.notests', 'random.trust_cpu=on', 'tsc=reliable',
@@ -56,7 +55,7 @@ export function bootRescue(options: RescueBootOptions): QemuRunning {
     '-netdev', 'user,id=net0', '-device', `virtio-net-pci,netdev=net0${options.mac ? `,mac=${options.mac}` : ''}`,
   ];
   options.disks.forEach((file, index) => {
-    args.push('-drive', `file=${resolve(file).replaceAll(',', ',,')},format=raw,if=none,id=d${index},cache=unsafe`);
+    args.push('-drive', `file=${qemuValue(resolve(file))},format=raw,if=none,id=d${index},cache=unsafe`);
     args.push('-device', `virtio-blk-pci,drive=d${index},serial=disk${index}`);
   });
   return startQemu({ args, timeoutSeconds: options.timeoutSeconds ?? 900, onConsole: options.onConsole });

@@ -50,7 +50,7 @@ always=(
 
 cache_root=${BYOI_RESCUE_CACHE:-/var/cache/byoi-rescue}
 base_key=$( (declare -f debian_base; printf '%s\n' "${packages[@]}") | initramfs_hash)
-system_key=$( (cat "$0" "$here/init.sh" "$here/udhcpc.script" "$project/scripts/vm/debian-initramfs.sh"; printf '%s\n' "${drivers[@]}" "${always[@]}") | initramfs_hash)
+system_key=$( (cat "$0" "$here/init.sh" "$project/scripts/vm/init-mounts.sh" "$here/udhcpc.script" "$project/scripts/vm/debian-initramfs.sh"; printf '%s\n' "${drivers[@]}" "${always[@]}") | initramfs_hash)
 base=$cache_root/base-$base_key
 system=$cache_root/system-$system_key
 
@@ -75,6 +75,7 @@ if [[ ! -f $system/system.cpio ]]; then
   printf '%s\n' "${always[@]}" >"$root/etc/byoi-modules"
 
   install -m 0755 "$here/init.sh" "$root/init"
+  install -D -m 0644 "$project/scripts/vm/init-mounts.sh" "$root/etc/byoi/init-mounts.sh"
   install -D -m 0755 "$here/udhcpc.script" "$root/etc/byoi/udhcpc.script"
   cat >"$root/usr/local/bin/byoi" <<'SH'
 #!/bin/sh

@@ -9,14 +9,7 @@
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root LANG=C.UTF-8 TERM=linux
 
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /dev/shm
-mount -t devpts devpts /dev/pts
-mount -t tmpfs -o mode=0755 run /run
-mount -t tmpfs tmpfs /tmp
-mkdir -p /run/lock /run/lvm /run/mdadm /run/cryptsetup
+. /etc/byoi/init-mounts.sh
 exec </dev/console >/dev/console 2>&1
 busybox hostname -F /etc/hostname
 echo "rescue: byoi rescue system, kernel $(uname -r)"

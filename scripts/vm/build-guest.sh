@@ -29,7 +29,7 @@ modules=(
 
 source "$here/debian-initramfs.sh"
 base_key=$( (declare -f debian_base; printf '%s\n' "${packages[@]}") | initramfs_hash)
-guest_key=$( (cat "$0" "$here/guest-init.sh" "$here/debian-initramfs.sh"; printf '%s\n' "${modules[@]}") | initramfs_hash)
+guest_key=$( (cat "$0" "$here/guest-init.sh" "$here/init-mounts.sh" "$here/debian-initramfs.sh"; printf '%s\n' "${modules[@]}") | initramfs_hash)
 cache_root=${BYOI_VM_CACHE:-/var/cache/byoi-vm}
 base=$cache_root/base-$base_key
 out=$cache_root/guest-$guest_key
@@ -49,6 +49,7 @@ cp -a "$base/root" "$root"
 debian_kernel "$base" "$root" "$work" "${modules[@]}"
 
 install -m 0755 "$here/guest-init.sh" "$root/init"
+install -D -m 0644 "$here/init-mounts.sh" "$root/etc/byoi/init-mounts.sh"
 cat >"$root/usr/local/bin/byoi" <<'SH'
 #!/bin/sh
 exec /byoi/node_modules/.bin/node /byoi/agent/byoi.ts "$@"

@@ -7,14 +7,7 @@
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root LANG=C.UTF-8 TERM=dumb
 
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /dev/shm
-mount -t devpts devpts /dev/pts
-mount -t tmpfs -o mode=0755 run /run
-mount -t tmpfs tmpfs /tmp
-mkdir -p /run/lock /run/lvm /run/mdadm /run/cryptsetup
+. /etc/byoi/init-mounts.sh
 exec </dev/null >/dev/console 2>&1
 # Keep kernel chatter (md resync, EXT4 mounts) out of the script's output.
 echo 1 >/proc/sys/kernel/printk

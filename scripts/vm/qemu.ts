@@ -1,7 +1,38 @@
 // One QEMU process with its serial console on stdout: started, watched, and always ended. The
 // console is collected as it comes (optionally until a line matches), and QEMU is killed on a
-// timeout, on `stop()`, or when this Node process dies (setpriv's parent-death signal).
+// timeout, on `stop()`, or when this Node process dies (setpriv's parent-death signal). Every
+// harness (scripts/vm/run.ts, scripts/image/boot.ts, scripts/rescue/boot.ts) boots through it.
 import { spawn } from 'node:child_process';
+
+export interface MachineOptions {
+  /** `max` by default; the rescue system asks for `qemu64` (see scripts/rescue/boot.ts). */
+  cpu?: string;
+  cpus?: number;
+  memoryMiB: number;
+}
+
+/** The machine every harness boots: q35 under TCG, no default devices, the serial console on stdio, off on a reboot. */
+export function machineArgs(options: MachineOptions): string[] {
+  return [
+    '-machine', 'q35', '-accel', 'tcg', '-cpu', options.cpu ?? 'max', '-smp', String(options.cpus ?? 1), '-m', String(options.memoryMiB),
+    '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
+  ];
+}
+
+/** QEMU -drive/-device options are comma-separated; a comma in a value is written twice. */
+export function qemuValue(value: string): string {
+  return value.replaceAll(',', ',,');
+}
+
+/** A VM that did not do what was asked, with the console's last lines. */
+export class VmError extends Error {
+  readonly console: string;
+  constructor(message: string, console: string) {
+    super(`${message}\n--- last console lines ---\n${console.split('\n').slice(-40).join('\n')}`);
+    this.name = 'VmError';
+    this.console = console;
+  }
+}
 
 export interface QemuOptions {
   /** Arguments after qemu-system-x86_64; must include `-serial stdio`. */

@@ -8,13 +8,14 @@
 // CLI: npx node scripts/vm/run.ts [--disk FILE[,serial=S][,bus=virtio|scsi|nvme|sata]
 //        [,format=raw|qcow2][,lbs=512|4096]]... [--memory MiB] [--cpus N] [--timeout S] [--net]
 //        [--exchange DIR] (--script-file FILE | -- SCRIPT...)
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
+import { machineArgs, qemuValue, startQemu, VmError } from './qemu.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const projectRoot = resolve(here, '../..');
@@ -57,14 +58,7 @@ export interface VmResult {
   totalSeconds: number;
 }
 
-export class VmError extends Error {
-  readonly console: string;
-  constructor(message: string, console: string) {
-    super(`${message}\n--- last console lines ---\n${console.split('\n').slice(-40).join('\n')}`);
-    this.name = 'VmError';
-    this.console = console;
-  }
-}
+export { VmError };
 
 export interface Guest {
   kernel: string;
@@ -88,11 +82,6 @@ export function ensureGuest(): Promise<Guest> {
     },
   );
   return guestBuild;
-}
-
-/** QEMU -drive/-device options are comma-separated; a comma in a value is written twice. */
-function qemuValue(value: string): string {
-  return value.replaceAll(',', ',,');
 }
 
 function diskArgs(disks: VmDisk[]): string[] {
@@ -126,10 +115,6 @@ function diskArgs(disks: VmDisk[]): string[] {
   return args;
 }
 
-function normalise(text: string): string {
-  return text.replaceAll('\r\n', '\n').replaceAll('\r', '');
-}
-
 export async function runInVm(options: VmOptions): Promise<VmResult> {
   const guest = await ensureGuest();
   const nonce = randomBytes(8).toString('hex');
@@ -144,10 +129,8 @@ export async function runInVm(options: VmOptions): Promise<VmResult> {
     'nowatchdog', '8250.nr_uarts=1', 'tsc=reliable',
   ];
   if (options.network) append.push('byoi.net=1');
-  const qemu = [
-    'qemu-system-x86_64', '-machine', 'q35', '-accel', 'tcg', '-cpu', 'max',
-    '-smp', String(options.cpus ?? 1), '-m', String(options.memoryMiB ?? 1024),
-    '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
+  const args = [
+    ...machineArgs({ cpus: options.cpus ?? 1, memoryMiB: options.memoryMiB ?? 1024 }),
     '-kernel', guest.kernel, '-initrd', guest.initrd, '-append', append.join(' '),
     '-virtfs', `local,path=${qemuValue(projectRoot)},mount_tag=byoi,security_model=none,readonly=on,multidevs=remap`,
     '-virtfs', `local,path=${qemuValue(resolve(exchange))},mount_tag=job,security_model=none,multidevs=remap`,
@@ -157,42 +140,23 @@ export async function runInVm(options: VmOptions): Promise<VmResult> {
 
   const started = performance.now();
   let bootSeconds = Number.NaN;
-  let text = '';
   const begin = `byoi-vm:${nonce}:begin\n`;
   try {
-    // setpriv: QEMU dies with this process even if it is killed before it can clean up.
-    const child = spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', ...qemu], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const killOnExit = () => child.kill('SIGKILL');
-    process.once('exit', killOnExit);
-    let stderr = '';
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => {
-      text += chunk;
-      options.onConsole?.(chunk);
-      if (Number.isNaN(bootSeconds) && normalise(text).includes(begin)) bootSeconds = (performance.now() - started) / 1000;
-    });
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (chunk: string) => (stderr += chunk));
     const timeoutSeconds = options.timeoutSeconds ?? 300;
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutSeconds * 1000);
-    const status = await new Promise<number | null>((done, fail) => {
-      child.once('error', fail);
-      child.once('close', (code) => done(code));
-    }).finally(() => {
-      clearTimeout(timer);
-      process.off('exit', killOnExit);
+    const qemu = startQemu({
+      args,
+      timeoutSeconds,
+      onConsole: (chunk) => {
+        options.onConsole?.(chunk);
+        if (Number.isNaN(bootSeconds) && qemu.console().includes(begin)) bootSeconds = (performance.now() - started) / 1000;
+      },
     });
-
-    const consoleText = normalise(text);
-    if (timedOut) throw new VmError(`the VM did not finish within ${timeoutSeconds} s`, consoleText);
+    const { end: qemuEnd, status, console: consoleText, stderr } = await qemu.outcome;
+    if (qemuEnd === 'timeout') throw new VmError(`the VM did not finish within ${timeoutSeconds} s`, consoleText);
     const start = consoleText.indexOf(begin);
     const end = new RegExp(`byoi-vm:${nonce}:exit:(\\d+)\n`).exec(consoleText.slice(start + begin.length));
     if (start < 0 || !end) {
-      throw new VmError(`the VM stopped (QEMU status ${status}) before the script finished${stderr ? `: ${stderr.trim()}` : ''}`, consoleText);
+      throw new VmError(`the VM stopped (QEMU status ${status}) before the script finished${stderr ? `: ${stderr}` : ''}`, consoleText);
     }
     return {
       exitCode: Number(end[1]),

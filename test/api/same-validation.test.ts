@@ -17,7 +17,7 @@ const bodies: [string, 'bringYourOwnImage' | 'reinstall', unknown][] = [
   ['a file URL', 'bringYourOwnImage', { URL: 'file:///etc/passwd', type: 'raw' }],
   ['a header with a newline', 'bringYourOwnImage', { URL: url, type: 'raw', httpHeader: [{ key: 'X-A', value: 'a\nb' }] }],
   ['a bad diskGroupId', 'bringYourOwnImage', { URL: url, type: 'raw', diskGroupId: 'one' }],
-  ['reinstall: an unknown imageType', 'reinstall', { operatingSystem: 'byoi_64', customizations: { imageURL: url, imageType: 'ova' } }],
+  ['reinstall: an unknown imageType', 'reinstall', { operatingSystem: 'byoi_64', customizations: { imageURL: url, imageType: 'vhd' } }],
   ['reinstall: a checksum type alone', 'reinstall', { operatingSystem: 'byoi_64', customizations: { imageURL: url, imageType: 'raw', imageCheckSumType: 'md5' } }],
   ['reinstall: headers not a map', 'reinstall', { operatingSystem: 'byoi_64', customizations: { imageURL: url, imageType: 'raw', httpHeaders: ['x'] } }],
 ];

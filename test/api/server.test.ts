@@ -75,7 +75,7 @@ describe('POST/GET bringYourOwnImage', () => {
   });
 
   it.each([
-    ['an unknown type', { ...legacyBody, type: 'ova' }, 'Bad format image, expected: qcow2, raw.'],
+    ['an unknown type', { ...legacyBody, type: 'vhd' }, 'Bad format image, expected: qcow2, raw, ova.'],
     ['an unknown checksum type', { ...legacyBody, checkSumType: 'crc32' }, 'Bad checkSumType, expected: md5, sha1, sha256, sha512.'],
     ['a checksum without its type', { URL: legacyBody.URL, type: 'raw', checkSum: sha256 }, 'Please provide checkSum AND checkSumType or none of them'],
     ['a type without a checksum', { URL: legacyBody.URL, type: 'raw', checkSumType: 'md5' }, 'Please provide checkSum AND checkSumType or none of them'],
@@ -272,7 +272,7 @@ describe('reinstall, task and install/status', () => {
       body: { class: 'Client::BadRequest', message: apiMessages.badOperatingSystem },
     });
     const badType = { operatingSystem: 'byoi_64', customizations: { ...reinstallBody.customizations, imageType: 'vmdk' } };
-    expect((await call(api.url, 'POST', '/dedicated/server/ns2.lab/reinstall', { key: 'key-bob', body: badType })).body).toEqual({ class: 'Client::BadRequest', message: 'Bad format image, expected: qcow2, raw.' });
+    expect((await call(api.url, 'POST', '/dedicated/server/ns2.lab/reinstall', { key: 'key-bob', body: badType })).body).toEqual({ class: 'Client::BadRequest', message: 'Bad format image, expected: qcow2, raw, ova.' });
     const pair = { operatingSystem: 'byoi_64', customizations: { ...reinstallBody.customizations, imageCheckSum: sha256 } };
     expect((await call(api.url, 'POST', '/dedicated/server/ns2.lab/reinstall', { key: 'key-bob', body: pair })).body.message).toBe('Please provide checkSum AND checkSumType or none of them');
     expect(boot.boots).toEqual([]);

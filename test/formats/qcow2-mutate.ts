@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { ChunkedBuffer } from '../../lib/chunked-buffer.ts';
-import { writeImage } from '../../lib/disk/writer.ts';
+import { writeImage } from '../../lib/write/write-image.ts';
 import { ByoiError } from '../../lib/errors.ts';
 import { openQcow2 } from '../../lib/formats/qcow2.ts';
 import { isZero } from '../../lib/formats/types.ts';
@@ -149,7 +149,7 @@ async function writeChecked(image: ReturnType<typeof openQcow2>, path: string): 
     await writeImage(image, path);
   } catch (error) {
     if (!(error instanceof ByoiError) || error.message.startsWith('Internal error')) {
-      throw new Error(`writing a decoded image of ${image.info.virtualSize} bytes: ${error instanceof ByoiError ? `${error.message} ${error.detail}` : (error as Error).stack}`);
+      throw new Error(`writing a decoded image of ${image.info.virtualSize} bytes: ${error instanceof ByoiError ? `${error.message} ${error.detail}` : (error as Error).stack}`, { cause: error });
     }
   } finally {
     rmSync(path, { force: true });

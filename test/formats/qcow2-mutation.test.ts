@@ -72,7 +72,7 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder under random mutation', 
       try {
         outcome = await decode(bytes, runSeed % POOL_EVERY === 0 ? 2 : 0, join(dir, 'written.raw'));
       } catch (error) {
-        throw new Error(`${context}: ${(error as Error).stack}`);
+        throw new Error(`${context}: ${(error as Error).stack}`, { cause: error });
       }
       const elapsed = performance.now() - started;
       if (elapsed > RUN_TIME_LIMIT_MS) throw new Error(`${context}: took ${elapsed.toFixed(0)} ms`);

@@ -160,7 +160,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     const lang = languages.find((l) => l === request.params.lang);
     if (lang) reply.setCookie('byoi_lang', lang, { ...cookieOptions, maxAge: 365 * 86400 });
     const back = request.query.back;
-    const safe = typeof back === 'string' && /^\/panel(\/[A-Za-z0-9._~%\/-]*)?$/.test(back) && !back.includes('//');
+    const safe = typeof back === 'string' && /^\/panel(\/[A-Za-z0-9._~%/-]*)?$/.test(back) && !back.includes('//');
     return reply.redirect(safe ? back : '/panel/servers', 303);
   });
 

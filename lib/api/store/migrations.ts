@@ -154,12 +154,26 @@ export const migrations: readonly Migration[] = [
         reported_at TEXT NOT NULL
       );`,
   },
+  {
+    id: 40,
+    name: 'one doing deployment per server',
+    // The rule `create` keeps, held by the schema itself: no writer on any replica can break it.
+    sql: () => `CREATE UNIQUE INDEX IF NOT EXISTS one_doing_deployment_per_server ON deployments (service_name) WHERE status = 'doing' AND erased = 0;`,
+  },
 ];
 
-/** Applies the migrations the database has not had yet, in order, in one transaction. */
+/** Any fixed number: the advisory lock key every replica takes to migrate (PostgreSQL). */
+const MIGRATION_LOCK = 0x6279_6f69; // "byoi"
+
+/**
+ * Applies the migrations the database has not had yet, in order, in one transaction. Replicas starting
+ * at once take turns: on PostgreSQL the first takes an advisory lock held until its commit and the
+ * others, waiting for it, then find nothing left to apply; SQLite's BEGIN IMMEDIATE does the same.
+ */
 export async function migrate(db: Database): Promise<void> {
-  await db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
   await db.transaction(async (tx) => {
+    if (tx.dialect === 'postgres') await tx.get('SELECT pg_advisory_xact_lock(?)', [MIGRATION_LOCK]);
+    await tx.exec('CREATE TABLE IF NOT EXISTS schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
     const applied = new Set((await tx.all<{ id: number | string }>('SELECT id FROM schema_migrations')).map((row) => Number(row.id)));
     for (const migration of migrations) {
       if (applied.has(migration.id)) continue;

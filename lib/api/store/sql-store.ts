@@ -67,6 +67,17 @@ async function deploymentWhere(sql: Sql, where: string, params: (string | number
   return row && toDeployment(row);
 }
 
+/**
+ * Takes the server's row lock until commit on PostgreSQL (a write that changes nothing; the row is made
+ * if missing): create and erase on one server take turns across replicas. SQLite's transactions hold
+ * the whole database's write lock already.
+ */
+const lockServer = (tx: Sql, serviceName: string) =>
+  tx.run('INSERT INTO servers (service_name, rescue) VALUES (?, 0) ON CONFLICT (service_name) DO UPDATE SET rescue = servers.rescue', [serviceName]);
+
+/** Locks the rows a read returns until commit, where the database has row locks (PostgreSQL). */
+const forUpdate = (tx: Sql) => (tx.dialect === 'postgres' ? ' FOR UPDATE' : '');
+
 const currentOf = (sql: Sql, serviceName: string) =>
   deploymentWhere(sql, 'service_name = ? AND erased = 0 ORDER BY id DESC LIMIT 1', [serviceName]);
 
@@ -131,13 +142,16 @@ export class SqlStore implements Store {
 
   create(input: NewDeployment): Promise<Deployment | 'conflict'> {
     return this.db.transaction(async (tx) => {
+      await lockServer(tx, input.serviceName);
       if ((await currentOf(tx, input.serviceName))?.status === 'doing') return 'conflict';
       const startedAt = now();
+      // ON CONFLICT: a replica that started one in the meantime holds the server (migration 40's index).
       const inserted = await tx.get<{ id: number | string }>(
-        'INSERT INTO deployments (service_name, kind, token_hash, status, message, phase, started_at, heard_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id',
+        "INSERT INTO deployments (service_name, kind, token_hash, status, message, phase, started_at, heard_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (service_name) WHERE status = 'doing' AND erased = 0 DO NOTHING RETURNING id",
         [input.serviceName, input.kind, input.tokenHash, 'doing', input.message, input.phase, startedAt, startedAt],
       );
-      const id = Number(inserted!.id);
+      if (!inserted) return 'conflict';
+      const id = Number(inserted.id);
       await tx.run('INSERT INTO job_bodies (deployment_id, body) VALUES (?, ?)', [id, this.box.seal(JSON.stringify(input.body), bodyContext(id))]);
       await tx.run('INSERT INTO steps (deployment_id, n, phase, comment, started_at) VALUES (?, 0, ?, ?, ?)', [id, input.phase, input.message, startedAt]);
       await setRescue(tx, input.serviceName, false);
@@ -185,7 +199,9 @@ export class SqlStore implements Store {
    */
   record(id: number, events: readonly AgentEvent[]): Promise<Deployment> {
     return this.db.transaction(async (tx) => {
-      const before = await deploymentWhere(tx, 'id = ?', [id]);
+      // Locked: one agent's events delivered through two replicas at once take turns (steps numbered
+      // once, a final status never overwritten).
+      const before = await deploymentWhere(tx, `id = ?${forUpdate(tx)}`, [id]);
       if (!before) throw new Error(`no deployment ${id}`);
       const at = now();
       await tx.run('UPDATE deployments SET heard_at = ? WHERE id = ?', [at, id]); // none: a heartbeat, heard all the same
@@ -236,6 +252,7 @@ export class SqlStore implements Store {
 
   async erase(serviceName: string): Promise<void> {
     await this.db.transaction(async (tx) => {
+      await lockServer(tx, serviceName); // first: its updates then see any create committed before it
       const at = now();
       await tx.run("UPDATE deployments SET cancelled = 1, finished_at = ? WHERE service_name = ? AND erased = 0 AND status = 'doing'", [at, serviceName]);
       await tx.run('UPDATE deployments SET erased = 1, erased_at = coalesce(erased_at, ?) WHERE service_name = ?', [at, serviceName]);

@@ -17,7 +17,12 @@ export interface Sql {
 }
 
 export interface Database extends Sql {
-  /** Runs `work` in one transaction that sees and changes the database alone; rolled back if it throws. */
+  /**
+   * Runs `work` in one transaction that sees and changes the database alone; rolled back if it throws.
+   * SQLite runs transactions one at a time; PostgreSQL runs them side by side (READ COMMITTED: take the
+   * locks a rule needs, see sql-store.ts) and may run `work` again after a deadlock (postgres-db.ts), so
+   * `work` must touch nothing but `tx`.
+   */
   transaction<T>(work: (tx: Sql) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }

@@ -1,0 +1,105 @@
+// The worker of lib/early-check.ts: the deployment's dry decoding pass, run on the image's bytes
+// while they are still arriving. Its source blocks (Atomics.wait) until the bytes a decoder asks
+// for have arrived, so the decoders run unchanged. It reports success and the long zero runs, or
+// that it did not finish; the deployment then decodes after the download as before.
+import { readlinkSync } from 'node:fs';
+import { availableParallelism, setPriority } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { receiveMessageOnPort, workerData, parentPort, type MessagePort } from 'node:worker_threads';
+import { verifyImage } from './write/verify.ts';
+import { openImage } from './formats/open.ts';
+import type { ImageSource } from './formats/types.ts';
+import type { EarlyCheckData, EarlyCheckReply } from './early-check.ts';
+
+const { type, total, chunkSize, progress, chunks: port } = workerData as EarlyCheckData & { chunks: MessagePort };
+/** [0]: bytes held by the main thread, or -1 once the check is called off. */
+const held = new BigInt64Array(progress);
+
+class CalledOff extends Error {}
+
+/**
+ * This thread (and the decompression threads it starts, which inherit it) runs at a lower priority:
+ * the pass takes the CPU the download leaves, not the download's. On Linux a nice value is per
+ * thread, and setpriority() takes a thread id; /proc/thread-self names this thread's.
+ */
+function yieldToTheDownload(): void {
+  try {
+    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), 10);
+  } catch {
+    // not Linux, or not allowed: the pass runs at the normal priority
+  }
+}
+
+/**
+ * Every cluster decompressed here is a new buffer that V8 frees late (it lets a thread's dead
+ * buffers reach 64 MiB or more): collected every this many guest bytes instead, as a lean
+ * decompression pool does (lib/formats/qcow2-pool.ts), to keep the deployment's RSS down.
+ */
+const COLLECT_EVERY = 16 * 1024 * 1024;
+setFlagsFromString('--expose-gc');
+const collect = runInNewContext('gc') as () => void;
+
+/**
+ * Decompression threads besides this one: none up to two cores (the download's receiving and
+ * hashing take those; each thread is ~20 MiB more RSS), then one per core beyond the second, up to 4.
+ */
+const decompressThreads = Math.min(Math.max(availableParallelism() - 2, 0), 4);
+
+/** The image's chunks as they arrive: shared memory, read where it lies. */
+class ArrivingSource implements ImageSource {
+  readonly size = total;
+  readonly chunkSize = chunkSize;
+  private readonly chunks: Buffer[] = [];
+
+  read(offset: number, length: number): Buffer {
+    if (offset < 0 || length < 0 || offset + length > total) throw new RangeError(`read of ${length} bytes at ${offset} is outside an image of ${total} bytes`);
+    this.waitFor(offset + length);
+    if (length === 0) return Buffer.alloc(0);
+    const index = Math.floor(offset / chunkSize);
+    const within = offset - index * chunkSize;
+    if (within + length <= chunkSize) return this.chunks[index]!.subarray(within, within + length);
+    const out = Buffer.allocUnsafe(length);
+    for (let done = 0; done < length; ) {
+      const at = offset + done;
+      const i = Math.floor(at / chunkSize);
+      const w = at - i * chunkSize;
+      const n = Math.min(chunkSize - w, length - done);
+      this.chunks[i]!.copy(out, done, w, w + n);
+      done += n;
+    }
+    return out;
+  }
+
+  private waitFor(end: number): void {
+    for (;;) {
+      const bytes = Atomics.load(held, 0);
+      if (bytes < 0n) throw new CalledOff();
+      if (bytes >= BigInt(end)) break;
+      Atomics.wait(held, 0, bytes);
+    }
+    // The chunks that hold them were posted before the count covering them was stored.
+    for (let message; this.chunks.length * chunkSize < end && (message = receiveMessageOnPort(port)); ) this.chunks.push(Buffer.from(message.message as SharedArrayBuffer));
+  }
+}
+
+async function check(): Promise<EarlyCheckReply> {
+  try {
+    // Progressive: each L2 table is read when decoding reaches it, not all before decoding starts.
+    const image = openImage(new ArrivingSource(), type, { lean: true, progressive: true, threads: decompressThreads });
+    let collectedAt = 0;
+    const { longZeroRuns } = await verifyImage(image, ({ done }) => {
+      if (done - collectedAt < COLLECT_EVERY) return;
+      collectedAt = done;
+      collect();
+    });
+    return { ok: true, longZeroRuns: longZeroRuns.map(([start, end]) => [start, end]) };
+  } catch (error) {
+    // A refusal is found again, and reported in order (after the checksum), by the pass after the download.
+    return { ok: false, reason: error instanceof CalledOff ? 'called off' : (error as Error).message };
+  }
+}
+
+yieldToTheDownload();
+parentPort!.postMessage(await check());
+port.close(); // nothing else keeps the thread alive: it ends

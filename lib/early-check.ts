@@ -1,0 +1,118 @@
+// The dry decoding pass of a deployment, started while the image downloads: every cluster decoded
+// and checked before the first write, as before, but on a worker thread that follows the bytes as
+// they arrive (lib/early-check-worker.ts), so that little of it is left when the last byte comes.
+// Nothing is written meanwhile: this only reads. Its result stands only for the very bytes held
+// at the end (the same ChunkedBuffer, never restarted, of the announced length); otherwise, or if
+// it refused anything, the deployment runs the pass after the download as before, which finds and
+// reports any refusal in the usual order (after the checksum).
+//
+// A qcow2 is decoded progressively (lib/formats/qcow2.ts `progressive`): each L2 table is read when
+// decoding reaches it, not all of them first, since a GPT disk's last table is written near the
+// file's end. So decoding keeps up with the bytes in guest order and waits only for that last part.
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import type { ChunkedBuffer } from './chunked-buffer.ts';
+import type { VerifiedImage } from './write/verify.ts';
+import type { DiskImage } from './formats/types.ts';
+import type { ImageType } from './job.ts';
+
+export interface EarlyCheckData {
+  readonly type: 'qcow2' | 'raw';
+  readonly total: number;
+  readonly chunkSize: number;
+  /** One BigInt64: bytes held, -1 once called off. */
+  readonly progress: SharedArrayBuffer;
+}
+
+export type EarlyCheckReply = { ok: true; longZeroRuns: [number, number][] } | { ok: false; reason: string };
+
+export class EarlyCheck {
+  private readonly type: 'qcow2' | 'raw';
+  private image: ChunkedBuffer | undefined;
+  private total = 0;
+  private worker: Worker | undefined;
+  private port: MessagePort | undefined;
+  private held: BigInt64Array | undefined;
+  private posted = 0;
+  private reply: Promise<EarlyCheckReply> | undefined;
+  /** What became of it, for the log: 'used', or why not. */
+  outcome = 'not started';
+  /** How long the pass still ran after the last byte arrived (ms). */
+  waitedMs: number | undefined;
+  /** Set once the bytes followed are no longer the image's (a restart, a segmented download). */
+  private void = false;
+
+  /** Only qcow2 and plain raw are followed: an OVA or a compressed raw image is decoded after the checksum. */
+  constructor(type: ImageType) {
+    if (type === 'qcow2' || type === 'raw') this.type = type;
+    else {
+      this.type = 'raw';
+      this.void = true;
+    }
+  }
+
+  /** The download holds `image`'s bytes so far, of `total` announced (null: unknown). */
+  follow(image: ChunkedBuffer, total: number | null): void {
+    if (this.void) return;
+    if (this.image === undefined) {
+      if (total === null || total === 0) return this.callOff();
+      this.start(image, total);
+    } else if (image !== this.image || total !== this.total) return this.callOff();
+    for (; this.posted * image.chunkSize < image.size; this.posted++) this.port!.postMessage(image.chunk(this.posted).buffer);
+    Atomics.store(this.held!, 0, BigInt(image.size));
+    Atomics.notify(this.held!, 0);
+  }
+
+  /**
+   * Once the download is done: the verification of `opened` (the image opened over `source`) if the
+   * pass ran over exactly these bytes and found nothing to refuse, else undefined.
+   */
+  async result(source: ChunkedBuffer, opened: DiskImage): Promise<VerifiedImage | undefined> {
+    // A raw job's file that arrived compressed is opened as another disk than the one followed.
+    const other = opened.info.format !== this.type || (this.type === 'raw' && opened.info.compression !== undefined);
+    if (this.void || other || this.image !== source || source.size !== this.total || !this.reply) {
+      this.callOff();
+      this.outcome = 'not used: it did not follow these bytes from the start';
+      return undefined;
+    }
+    this.follow(source, this.total);
+    this.worker?.ref(); // now something waits for it
+    const started = performance.now();
+    const reply = await this.reply;
+    this.waitedMs = Math.round(performance.now() - started);
+    this.worker = undefined;
+    this.port?.close();
+    this.outcome = reply.ok ? 'used' : `not used: ${reply.reason}`;
+    return reply.ok ? { image: opened, longZeroRuns: reply.longZeroRuns } : undefined;
+  }
+
+  /** Stops following: the worker ends at its next read (a failed download must call this). */
+  callOff(): void {
+    this.void = true;
+    if (this.held) {
+      Atomics.store(this.held, 0, -1n);
+      Atomics.notify(this.held, 0);
+    }
+    this.port?.close();
+    void this.worker?.terminate();
+    this.worker = undefined;
+  }
+
+  private start(image: ChunkedBuffer, total: number): void {
+    this.image = image;
+    this.total = total;
+    const progress = new SharedArrayBuffer(8);
+    this.held = new BigInt64Array(progress);
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    const data: EarlyCheckData & { chunks: MessagePort } = { type: this.type, total, chunkSize: image.chunkSize, progress, chunks: port2 };
+    const worker = new Worker(new URL('./early-check-worker.ts', import.meta.url), { workerData: data, transferList: [port2] });
+    this.worker = worker;
+    // Never what keeps the process alive: a deployment that fails after the download does not wait for it.
+    worker.unref();
+    this.reply = new Promise<EarlyCheckReply>((resolve) => {
+      worker.once('message', resolve);
+      worker.once('error', (error) => resolve({ ok: false, reason: error.message }));
+      worker.once('exit', () => resolve({ ok: false, reason: 'the worker ended' }));
+    });
+  }
+}

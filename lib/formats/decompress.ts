@@ -1,0 +1,205 @@
+// Decompressed bytes of a gzip, zstd, xz or bzip2 file as a stream of chunks, pulled: the input is
+// read from the source a window at a time as the decoder asks for it, and the decoder runs only as
+// far ahead as its consumer has taken. Nothing here holds the decompressed stream whole.
+//
+// gzip and zstd are Node's zlib; xz is xz-embedded compiled to WebAssembly (npm xz-decompress);
+// bzip2 is seek-bzip (pure JavaScript), driven one block at a time.
+import { Readable } from 'node:stream';
+import * as zlib from 'node:zlib';
+import Bunzip from 'seek-bzip';
+import xzDecompress from 'xz-decompress';
+import { xzStreams } from './xz-streams.ts';
+import { zstdFrames } from './zstd-frames.ts';
+import type { ImageSource } from './types.ts';
+
+// A CommonJS bundle: its class is a property of the module object.
+const { XzReadableStream } = xzDecompress;
+
+export type Compression = 'gzip' | 'zstd' | 'xz' | 'bzip2';
+export const compressions: ReadonlySet<string> = new Set<Compression>(['gzip', 'zstd', 'xz', 'bzip2']);
+
+/** Why a compressed stream could not be decoded: corrupt, truncated, or not what it claims. */
+export class DecompressError extends Error {}
+
+const INPUT_WINDOW = 1024 * 1024;
+/** zlib's output buffer: larger than its 16 KiB default, so fewer, larger chunks. */
+const ZLIB_CHUNK = 256 * 1024;
+/** bzip2 output is gathered into buffers of this size. */
+const BZIP2_CHUNK = 1024 * 1024;
+
+/** The source's bytes [start, end) as views of at most one window each. */
+function* windows(source: ImageSource, start = 0, end = source.size): Generator<Buffer> {
+  for (let at = start; at < end; at += INPUT_WINDOW) yield source.read(at, Math.min(INPUT_WINDOW, end - at));
+}
+
+/**
+ * The decompressed bytes, in order. Rejects with a DecompressError when the data is corrupt or
+ * ends early. Stopping the iteration early stops the decoder and frees it.
+ */
+export function decompressedChunks(source: ImageSource, format: Compression): AsyncGenerator<Buffer> {
+  switch (format) {
+    case 'gzip':
+      return zlibChunks(source, zlib.createGunzip({ chunkSize: ZLIB_CHUNK }));
+    case 'zstd':
+      return zstdChunks(source);
+    case 'xz':
+      return xzChunks(source);
+    case 'bzip2':
+      return bzip2Chunks(source);
+  }
+}
+
+/** zstd: each frame through its own decoder (Node's stops at the end of the first). */
+async function* zstdChunks(source: ImageSource): AsyncGenerator<Buffer> {
+  let frames: (readonly [number, number])[];
+  try {
+    frames = zstdFrames(source);
+  } catch (error) {
+    throw new DecompressError((error as Error).message);
+  }
+  for (const [start, end] of frames) yield* zlibChunks(source, zlib.createZstdDecompress({ chunkSize: ZLIB_CHUNK }), start, end);
+}
+
+async function* zlibChunks(source: ImageSource, decoder: zlib.Gunzip | zlib.ZstdDecompress, start = 0, end = source.size): AsyncGenerator<Buffer> {
+  const input = Readable.from(windows(source, start, end), { objectMode: false });
+  input.on('error', (error) => decoder.destroy(error));
+  input.pipe(decoder);
+  try {
+    for await (const chunk of decoder as AsyncIterable<Buffer>) yield chunk;
+  } catch (error) {
+    throw new DecompressError((error as Error).message);
+  } finally {
+    input.destroy();
+    decoder.destroy();
+  }
+}
+
+/**
+ * xz: each stream of the file (a file may hold several, one after another) through its own
+ * decoder; xz-embedded stops at the end of the first. The decoder checks each block's check and
+ * the index against what it decoded.
+ */
+async function* xzChunks(source: ImageSource): AsyncGenerator<Buffer> {
+  let streams: readonly (readonly [number, number])[];
+  try {
+    streams = xzStreams(source);
+  } catch (error) {
+    throw new DecompressError((error as Error).message);
+  }
+  for (const [start, end] of streams) {
+    const input = ReadableStream.from(windows(source, start, end));
+    const decoder = new XzReadableStream(input);
+    let finished = false;
+    try {
+      for await (const chunk of decoder) {
+        if (chunk.length > 0) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+      }
+      finished = true;
+    } catch (error) {
+      throw new DecompressError(xzReason(error));
+    } finally {
+      // Breaking out of the loop cancels the decoder; a finished one has released itself.
+      if (!finished) await decoder.cancel().catch(() => undefined);
+    }
+  }
+}
+
+function xzReason(error: unknown): string {
+  const message = (error as Error).message;
+  // xz-embedded's codes (xz.h): 5 unsupported options, 6 bad data, 7 corrupt or check failed, 8 no progress (truncated).
+  const codes: Record<string, string> = { '3': 'memory limit', '4': 'not xz data', '5': 'unsupported xz options', '6': 'corrupt xz data', '7': 'corrupt xz data (a check failed)', '8': 'the xz data ends early' };
+  const code = /error code (\d+)/.exec(message)?.[1];
+  if (code !== undefined) return codes[code] ?? `xz error ${code}`;
+  // The decoder asks for more input after the last byte: the stream ends early.
+  return error instanceof TypeError ? 'the xz data ends early' : message;
+}
+
+/** A byte reader over the source for seek-bzip; reading past the end is a truncated stream. */
+function byteReader(source: ImageSource): { readByte(): number; read(buffer: Uint8Array, offset: number, length: number): number; eof(): boolean } {
+  let window: Buffer = Buffer.alloc(0);
+  let windowStart = 0;
+  let position = 0;
+  const readByte = (): number => {
+    const within = position - windowStart;
+    if (within >= 0 && within < window.length) {
+      position++;
+      return window[within]!;
+    }
+    if (position >= source.size) throw new DecompressError('the bzip2 data ends early');
+    windowStart = position;
+    window = source.read(position, Math.min(INPUT_WINDOW, source.size - position));
+    position++;
+    return window[0]!;
+  };
+  return {
+    readByte,
+    read(buffer, offset, length) {
+      let n = 0;
+      while (n < length && position < source.size) buffer[offset + n++] = readByte();
+      return n === 0 && length > 0 ? -1 : n;
+    },
+    eof: () => position >= source.size,
+  };
+}
+
+/** Gathers seek-bzip's output, one byte per call, into buffers of BZIP2_CHUNK bytes. */
+class ByteSink {
+  private current = Buffer.allocUnsafe(BZIP2_CHUNK);
+  private used = 0;
+  private pieces: Buffer[] = [];
+
+  writeByte(byte: number): void {
+    if (this.used === BZIP2_CHUNK) {
+      this.pieces.push(this.current);
+      this.current = Buffer.allocUnsafe(BZIP2_CHUNK);
+      this.used = 0;
+    }
+    this.current[this.used++] = byte;
+  }
+
+  /** The bytes gathered since the last take. */
+  take(): Buffer[] {
+    if (this.used > 0) this.pieces.push(this.current.subarray(0, this.used));
+    const out = this.pieces;
+    this.pieces = [];
+    if (this.used > 0) {
+      this.current = Buffer.allocUnsafe(BZIP2_CHUNK);
+      this.used = 0;
+    }
+    return out;
+  }
+}
+
+/** bzip2, one block at a time: a block decodes to at most ~46 MB, gathered then handed on. */
+async function* bzip2Chunks(source: ImageSource): AsyncGenerator<Buffer> {
+  const input = byteReader(source);
+  const output = new ByteSink();
+  let bz: Bunzip;
+  try {
+    bz = new Bunzip(input, output);
+  } catch (error) {
+    throw new DecompressError(bzip2Reason(error));
+  }
+  for (;;) {
+    try {
+      if (bz._init_block()) {
+        bz._read_bunzip();
+      } else {
+        const expected = bz.reader.read(32) >>> 0;
+        if (expected !== bz.streamCRC) throw new DecompressError('corrupt bzip2 data (the stream CRC does not match)');
+        // Several streams end to end (pbzip2, or files joined with cat) are one file, as for bzip2 -d.
+        if (input.eof()) break;
+        bz._start_bunzip(input, output);
+      }
+    } catch (error) {
+      throw error instanceof DecompressError ? error : new DecompressError(bzip2Reason(error));
+    }
+    yield* output.take();
+  }
+  yield* output.take();
+}
+
+function bzip2Reason(error: unknown): string {
+  const message = (error as Error).message ?? String(error);
+  return /crc/i.test(message) ? `corrupt bzip2 data (${message})` : `bad bzip2 data (${message})`;
+}

@@ -1,0 +1,193 @@
+// The disk bytes of an image that is being downloaded, for the streaming mode: a raw image as it
+// arrives, or a compressed one (gzip, zstd, xz) decoded on the way. Pieces come out in guest order.
+// What the streaming mode cannot decode as it arrives is refused at once, naming the mode: bzip2
+// (its decoder here needs random access). xz files of several streams and zstd files of several
+// frames are found out at the end, from the stream's own structure (the decoders stop after the
+// first), and refused then.
+import { Readable } from 'node:stream';
+import * as zlib from 'node:zlib';
+import xzDecompress from 'xz-decompress';
+import { ByoiError, refusedImage, streamingUnsupported } from '../errors.ts';
+import { detectFormat } from '../formats/detect.ts';
+import type { ImageSource } from '../formats/types.ts';
+import { xzStreamRanges } from '../formats/xz-streams.ts';
+import { ZstdFrameWatch } from './zstd-watch.ts';
+
+const { XzReadableStream } = xzDecompress;
+
+/** Bytes looked at to tell the file's format. */
+const PEEK = 4096;
+/** The tail kept to read an xz file's last footer and index at the end. */
+const XZ_TAIL = 1024 * 1024;
+const ZLIB_CHUNK = 256 * 1024;
+
+export type StreamedFormat = 'raw' | 'gzip' | 'zstd' | 'xz';
+
+export interface DecodedStream {
+  readonly format: StreamedFormat;
+  /** The disk's bytes in order; throws a refused-image ByoiError when the stream is corrupt. */
+  readonly disk: AsyncIterable<Buffer>;
+}
+
+/** The body's first bytes, and the body again from its start. */
+async function peek(body: AsyncIterable<Buffer>): Promise<{ head: Buffer; all: AsyncIterable<Buffer> }> {
+  const iterator = body[Symbol.asyncIterator]();
+  const seen: Buffer[] = [];
+  let length = 0;
+  while (length < PEEK) {
+    const next = await iterator.next();
+    if (next.done) break;
+    seen.push(next.value);
+    length += next.value.length;
+  }
+  async function* all(): AsyncGenerator<Buffer> {
+    yield* seen;
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+  }
+  return { head: Buffer.concat(seen), all: all() };
+}
+
+function bufferSource(bytes: Buffer): ImageSource {
+  return { size: bytes.length, read: (offset, length) => bytes.subarray(offset, offset + length) };
+}
+
+/**
+ * What the job's `raw` image is, from its first bytes, and its disk bytes. `type` is the job's;
+ * only raw (possibly compressed) is decoded here (qcow2 has its own streaming decoder).
+ */
+export async function decodeStream(body: AsyncIterable<Buffer>): Promise<DecodedStream> {
+  const { head, all } = await peek(body);
+  const detected = detectFormat(bufferSource(head));
+  switch (detected.format) {
+    case 'gzip':
+      return { format: 'gzip', disk: zlibDisk(all, zlib.createGunzip({ chunkSize: ZLIB_CHUNK }), 'gzip') };
+    case 'zstd':
+      return { format: 'zstd', disk: zstdDisk(all) };
+    case 'xz':
+      return { format: 'xz', disk: xzDisk(all) };
+    case 'bzip2':
+      throw streamingUnsupported('a bzip2-compressed image (its decoder needs the whole file)');
+    default:
+      return { format: 'raw', disk: all };
+  }
+}
+
+const corrupt = (format: string, reason: string) => refusedImage(`Bad ${format} image: ${reason}.`);
+
+async function* zlibDisk(input: AsyncIterable<Buffer>, decoder: zlib.Gunzip | zlib.ZstdDecompress, format: string): AsyncGenerator<Buffer> {
+  const source = Readable.from(input, { objectMode: false });
+  source.on('error', (error) => decoder.destroy(error));
+  source.pipe(decoder);
+  try {
+    for await (const chunk of decoder as AsyncIterable<Buffer>) yield chunk;
+  } catch (error) {
+    if (error instanceof ByoiError) throw error; // the download's own failure
+    throw corrupt(format, (error as Error).message);
+  } finally {
+    source.destroy();
+    decoder.destroy();
+  }
+}
+
+/** Hands on every chunk after `watch` saw it (the caller then drains what the decoder left to `watch` too). */
+async function* watched(input: AsyncIterable<Buffer>, watch: (chunk: Buffer) => void): AsyncGenerator<Buffer> {
+  for await (const chunk of input) {
+    watch(chunk);
+    yield chunk;
+  }
+}
+
+/**
+ * zstd, frame by frame: Node's decoder stops at the end of a frame, so each frame (pzstd and `cat`
+ * make several) is cut out of the stream by the frame watch and gets a decoder of its own.
+ */
+async function* zstdDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  const watch = new ZstdFrameWatch();
+  const iterator = input[Symbol.asyncIterator]();
+  /** The input not yet handed to a frame, from file offset `at`. */
+  let pending: Buffer | undefined;
+  let at = 0;
+  let ended = false;
+  const more = async (): Promise<boolean> => {
+    if (ended) return false;
+    const next = await iterator.next();
+    if (next.done) {
+      ended = true;
+      return false;
+    }
+    watch.update(next.value);
+    if (watch.error !== undefined) throw corrupt('zstd', watch.error);
+    pending = pending && pending.length > 0 ? Buffer.concat([pending, next.value]) : next.value;
+    return true;
+  };
+  /** The bytes of frame `index`, taken from `pending` as they arrive. */
+  async function* frameBytes(index: number): AsyncGenerator<Buffer> {
+    const frame = watch.frames[index]!;
+    for (;;) {
+      if (pending && pending.length > 0) {
+        const start = Math.max(at, frame.start);
+        const end = frame.end === undefined ? at + pending.length : Math.min(frame.end, at + pending.length);
+        if (end > start) yield pending.subarray(start - at, end - at);
+        pending = pending.subarray(end - at);
+        at = end;
+        if (frame.end !== undefined && at >= frame.end) return;
+      }
+      if (!(await more())) return; // cut short: the decoder and the watch say so
+    }
+  }
+  for (let index = 0; ; index++) {
+    while (watch.frames.length <= index && (await more()));
+    if (watch.frames.length <= index) break;
+    yield* zlibDisk(frameBytes(index), zlib.createZstdDecompress({ chunkSize: ZLIB_CHUNK }), 'zstd');
+  }
+  const problem = watch.end();
+  if (problem !== undefined) throw corrupt('zstd', problem);
+}
+
+async function* xzDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  const iterator = input[Symbol.asyncIterator]();
+  let total = 0;
+  let first = Buffer.alloc(0);
+  const tail: Buffer[] = [];
+  let tailLength = 0;
+  const keep = (chunk: Buffer): void => {
+    if (first.length < 64) first = Buffer.concat([first, chunk.subarray(0, 64 - first.length)]);
+    total += chunk.length;
+    tail.push(chunk);
+    tailLength += chunk.length;
+    while (tail.length > 1 && tailLength - tail[0]!.length >= XZ_TAIL) tailLength -= tail.shift()!.length;
+  };
+  const rest: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => iterator };
+  const decoder = new XzReadableStream(ReadableStream.from(watched(rest, keep)));
+  let finished = false;
+  try {
+    for await (const chunk of decoder) if (chunk.length > 0) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    finished = true;
+  } catch (error) {
+    if (error instanceof ByoiError) throw error;
+    throw corrupt('xz', /error code 7|error code 6/.test((error as Error).message) ? 'corrupt xz data' : 'the xz data is corrupt or ends early');
+  } finally {
+    if (!finished) await decoder.cancel().catch(() => undefined);
+  }
+  for (let next = await iterator.next(); !next.done; next = await iterator.next()) keep(next.value);
+  // The file's last stream, read from its footer and index, must be its first: xz-embedded stops
+  // at the end of the first stream, so a second one would be silently left out.
+  const held = Buffer.concat(tail);
+  const heldFrom = total - held.length;
+  const source: ImageSource = {
+    size: total,
+    read: (offset, length) => {
+      if (offset + length <= first.length) return first.subarray(offset, offset + length);
+      if (offset >= heldFrom) return held.subarray(offset - heldFrom, offset - heldFrom + length);
+      throw new RangeError('not held');
+    },
+  };
+  let streams;
+  try {
+    streams = xzStreamRanges(source);
+  } catch (error) {
+    if (error instanceof RangeError) throw streamingUnsupported('an xz image of several streams, or with an index of over 1 MiB');
+    throw corrupt('xz', (error as Error).message);
+  }
+  if (streams.length !== 1) throw streamingUnsupported('an xz image of several streams');
+}

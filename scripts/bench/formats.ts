@@ -1,0 +1,72 @@
+// What distributions and appliances publish, converted onto a loop device: an OVA holding a
+// streamOptimized VMDK against `qemu-img convert` of that VMDK, and `.raw.xz` / `.raw.bz2`
+// against `xz -d | dd` / `bzip2 -d | dd` (the decoders byoi bundles: xz-embedded in WebAssembly,
+// seek-bzip in JavaScript). The disk is the first 512 MiB of the benchmark disk (kept small: xz
+// and bzip2 are slow to make and to decode).
+import { execFileSync } from 'node:child_process';
+import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Row } from './convert.ts';
+import { sha256Of } from './convert.ts';
+import type { BenchImages } from './images.ts';
+import { flushDevice, interleaved, measure, summary } from './measure.ts';
+import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
+import { makeOva } from '../../test/formats/ova-fixtures.ts';
+
+const MiB = 1024 * 1024;
+const SIZE = 512 * MiB;
+const RECIPE = 'v1: first 512 MiB of the bench disk; xz -6 -T1, bzip2 -9, streamOptimized VMDK in an OVA';
+
+interface FormatImages {
+  raw: string;
+  xz: string;
+  bz2: string;
+  vmdk: string;
+  ova: string;
+}
+
+function makeFormatImages(images: BenchImages): FormatImages {
+  const dir = join(images.raw, '..', 'formats');
+  mkdirSync(dir, { recursive: true });
+  const out: FormatImages = { raw: join(dir, 'disk.raw'), xz: join(dir, 'disk.raw.xz'), bz2: join(dir, 'disk.raw.bz2'), vmdk: join(dir, 'disk1.vmdk'), ova: join(dir, 'appliance.ova') };
+  const stamp = join(dir, 'recipe');
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === RECIPE) return out;
+  process.stderr.write('bench: making the format images (once)...\n');
+  execFileSync('sh', ['-c', 'head -c "$1" "$2" > "$3"', 'sh', String(SIZE), images.raw, out.raw]);
+  execFileSync('sh', ['-c', 'xz -6 -T1 -c "$1" > "$2"', 'sh', out.raw, out.xz]);
+  execFileSync('sh', ['-c', 'bzip2 -9 -c "$1" > "$2"', 'sh', out.raw, out.bz2]);
+  execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', out.raw, out.vmdk]);
+  makeOva(dir, 'appliance', [{ path: out.vmdk, capacity: SIZE, address: '0' }]);
+  writeFileSync(stamp, RECIPE);
+  return out;
+}
+
+export async function benchFormats(images: BenchImages, node: string, byoi: string, runs: number): Promise<Row[]> {
+  const files = makeFormatImages(images);
+  const backing = '/dev/shm/byoi-bench-formats-target';
+  const fd = openSync(backing, 'w');
+  ftruncateSync(fd, SIZE);
+  closeSync(fd);
+  const device = attachLoop(backing);
+  try {
+    const expected = await sha256Of(files.raw, SIZE);
+    const dd = (decoder: string, file: string) => () => measure('sh', ['-c', `${decoder} -d -c "$1" | dd of="$2" bs=4M iflag=fullblock conv=fdatasync status=none`, 'sh', file, device]);
+    const cases: [string, string, () => ReturnType<typeof measure>][] = [
+      ['convert OVA (streamOptimized VMDK) vs qemu-img convert of the VMDK', files.ova, () => measure('qemu-img', ['convert', '-t', 'writeback', '-n', '-f', 'vmdk', '-O', 'raw', files.vmdk, device])],
+      ['convert .raw.xz vs xz -d piped to dd', files.xz, dd('xz', files.xz)],
+      ['convert .raw.bz2 vs bzip2 -d piped to dd', files.bz2, dd('bzip2', files.bz2)],
+    ];
+    const rows: Row[] = [];
+    for (const [name, image, reference] of cases) {
+      await measure(node, [byoi, 'convert', image, device]);
+      const got = await sha256Of(device, SIZE);
+      if (got !== expected) throw new Error(`byoi convert of ${image} wrote ${got}, expected ${expected}`);
+      const samples = await interleaved(runs, { ours: () => measure(node, [byoi, 'convert', image, device]), reference }, () => flushDevice(device));
+      rows.push({ name, ours: summary(samples.ours!), reference: summary(samples.reference!), imageBytes: statSync(image).size });
+    }
+    return rows;
+  } finally {
+    detachLoop(device);
+    rmSync(backing, { force: true });
+  }
+}

@@ -1,0 +1,91 @@
+// EarlyCheck: the dry decoding pass on a worker, following a ChunkedBuffer as it fills. Its result
+// equals the pass run after the download (the same long zero runs) when it followed the final
+// bytes from the start; otherwise (a restart, a refused cluster) it gives none and the caller
+// decodes again. Images made by qemu-img.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ChunkedBuffer } from '../lib/chunked-buffer.ts';
+import { verifyImage } from '../lib/write/verify.ts';
+import { EarlyCheck } from '../lib/early-check.ts';
+import { openImage } from '../lib/formats/open.ts';
+import { makeRawImage } from './helpers/convert.ts';
+import { skipWithout } from './helpers/capabilities.ts';
+
+const KiB = 1024;
+
+/** Appends `bytes` to `image` in uneven pieces, telling `early` as a download does, with pauses. */
+async function arrive(early: EarlyCheck, image: ChunkedBuffer, bytes: Buffer): Promise<void> {
+  for (let at = 0, i = 0; at < bytes.length; i++) {
+    const n = Math.min(bytes.length - at, [64 * KiB, 1000, 700 * KiB][i % 3]!);
+    image.append(bytes.subarray(at, at + n));
+    at += n;
+    early.follow(image, bytes.length);
+    if (i % 16 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+describe.skipIf(skipWithout('qemu-img'))('EarlyCheck', () => {
+  let dir: string;
+  const files: Record<string, Buffer> = {};
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'byoi-early-'));
+    const raw = join(dir, 'disk.raw');
+    makeRawImage(raw);
+    files.raw = readFileSync(raw);
+    for (const [name, options] of [['zstd', ['-c', '-o', 'compression_type=zstd']], ['plain', []]] as const) {
+      execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', ...options, raw, join(dir, `${name}.qcow2`)]);
+      files[name] = readFileSync(join(dir, `${name}.qcow2`));
+    }
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.each(['zstd', 'plain', 'raw'] as const)('%s: decodes as the bytes arrive, with the result of the pass after', async (name) => {
+    const type = name === 'raw' ? 'raw' : 'qcow2';
+    const early = new EarlyCheck(type);
+    const image = new ChunkedBuffer(256 * KiB);
+    await arrive(early, image, files[name]!);
+    const opened = openImage(image, type);
+    const verified = await early.result(image, opened);
+    expect(early.outcome).toBe('used');
+    expect(verified?.image).toBe(opened);
+    expect(verified?.longZeroRuns).toEqual((await verifyImage(opened)).longZeroRuns);
+    expect(verified!.longZeroRuns.length).toBeGreaterThan(0);
+  });
+
+  it('gives nothing for bytes it did not follow from the start (a download that started over)', async () => {
+    const early = new EarlyCheck('qcow2');
+    const first = new ChunkedBuffer(256 * KiB);
+    first.append(files.zstd!.subarray(0, 300 * KiB));
+    early.follow(first, files.zstd!.length);
+    const again = new ChunkedBuffer(256 * KiB);
+    await arrive(early, again, files.zstd!);
+    expect(await early.result(again, openImage(again, 'qcow2'))).toBeUndefined();
+    expect(early.outcome).toMatch(/^not used/);
+  });
+
+  it('gives nothing when decoding refuses a cluster: the pass after finds and reports it', async () => {
+    const bytes = Buffer.from(files.zstd!);
+    // Garbage over the last quarter of the file: compressed clusters that do not decompress.
+    bytes.fill(0xff, Math.floor(bytes.length * 0.75), bytes.length - 4096);
+    const early = new EarlyCheck('qcow2');
+    const image = new ChunkedBuffer(256 * KiB);
+    await arrive(early, image, bytes);
+    const opened = openImage(image, 'qcow2');
+    expect(await early.result(image, opened)).toBeUndefined();
+    expect(early.outcome).toMatch(/^not used: Bad qcow2 image/);
+    await expect(verifyImage(opened)).rejects.toThrow(/^Bad qcow2 image/);
+  });
+
+  it('gives nothing once called off mid-way (a failed download)', async () => {
+    const early = new EarlyCheck('qcow2');
+    const image = new ChunkedBuffer(256 * KiB);
+    image.append(files.zstd!.subarray(0, 100 * KiB));
+    early.follow(image, files.zstd!.length);
+    early.callOff();
+    expect(await early.result(image, openImage(image, 'raw'))).toBeUndefined();
+  });
+});

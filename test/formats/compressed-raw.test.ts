@@ -1,0 +1,138 @@
+// Raw disks compressed by the real tools (gzip, xz, zstd, bzip2; several streams end to end, as
+// pigz/pbzip2/`cat` make them), decoded by byoi and compared byte for byte with what
+// `qemu-img convert -O raw` makes of the uncompressed disk. Corrupt, truncated and oversized
+// ("bomb") streams are refused with a sentence, before a single extent is handed on.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ByoiError } from '../../lib/errors.ts';
+import { FileSource } from '../../lib/file-source.ts';
+import { openCompressedRaw } from '../../lib/formats/compressed-raw.ts';
+import { openAnyImage } from '../../lib/formats/open.ts';
+import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
+import { makeRawImage } from '../helpers/convert.ts';
+import { decodeToSha256 } from './decode.ts';
+
+let dir: string;
+let raw: string;
+let referenceSha: string;
+
+const tools = {
+  gzip: ['gzip', '-1', '-c'],
+  xz: ['xz', '-0', '-T1', '-c'],
+  zstd: ['zstd', '-q', '-1', '-c'],
+  bzip2: ['bzip2', '-1', '-c'],
+} as const;
+type Format = keyof typeof tools;
+const formats = Object.keys(tools) as Format[];
+
+function compress(format: Format, input: string, output: string, extra: string[] = []): string {
+  const [tool, ...args] = tools[format];
+  writeFileSync(output, execFileSync(tool, [...args, ...extra, input], { maxBuffer: 1 << 30 }));
+  return output;
+}
+
+async function open(path: string, limit?: number) {
+  const source = new FileSource(path);
+  try {
+    const image = await openAnyImage(source, 'raw', limit === undefined ? {} : { limit });
+    return { image, decoded: await decodeToSha256(image) };
+  } finally {
+    source.close();
+  }
+}
+
+async function refusal(path: string, limit?: number): Promise<string> {
+  const error = await open(path, limit).then(() => undefined, (e: unknown) => e);
+  expect(error).toBeInstanceOf(ByoiError);
+  expect((error as ByoiError).kind).toBe('refused-image');
+  return (error as ByoiError).message;
+}
+
+describe.skipIf(skipWithout('qemu-img'))('compressed raw images', () => {
+  beforeAll(() => {
+    assertCapable('qemu-img');
+    dir = mkdtempSync(join(tmpdir(), 'byoi-compressed-'));
+    raw = join(dir, 'disk.raw');
+    const { size } = makeRawImage(raw);
+    // qemu-img rounds a raw image up to whole sectors: so does this disk, for a like comparison.
+    execFileSync('truncate', ['-s', String(Math.ceil(size / 512) * 512), raw]);
+    const reference = join(dir, 'reference.raw');
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', raw, reference]);
+    referenceSha = createHash('sha256').update(readFileSync(reference)).digest('hex');
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.each(formats)('%s: decodes to the disk byte for byte, zero runs as zero extents', async (format) => {
+    const file = compress(format, raw, join(dir, `disk.raw.${format}`));
+    const { image, decoded } = await open(file);
+    expect(decoded.sha256).toBe(referenceSha);
+    expect(image.info).toMatchObject({ format: 'raw', virtualSize: readFileSync(raw).length, compression: format, fileSize: readFileSync(file).length });
+    // The disk is mostly zeros: far fewer data bytes than its size.
+    expect(image.info.allocatedBytes).toBeLessThan(image.info.virtualSize / 2);
+    // The dry pass replays the shapes the first pass found: the same coverage as the extents.
+    let end = 0;
+    for await (const shape of image.check!()) {
+      expect(shape.offset).toBe(end);
+      end += shape.length;
+    }
+    expect(end).toBe(image.info.virtualSize);
+  });
+
+  it.each(formats)('%s: several streams end to end are one disk', async (format) => {
+    const half = readFileSync(raw).length / 2;
+    const a = join(dir, `a-${format}.raw`);
+    const b = join(dir, `b-${format}.raw`);
+    const bytes = readFileSync(raw);
+    writeFileSync(a, bytes.subarray(0, Math.floor(half)));
+    writeFileSync(b, bytes.subarray(Math.floor(half)));
+    const joined = Buffer.concat([readFileSync(compress(format, a, `${a}.${format}`)), readFileSync(compress(format, b, `${b}.${format}`))]);
+    const file = join(dir, `joined.raw.${format}`);
+    writeFileSync(file, joined);
+    expect((await open(file)).decoded.sha256).toBe(referenceSha);
+  });
+
+  it('xz: many blocks (xz -T2 --block-size) decode as one stream', async () => {
+    const file = compress('xz', raw, join(dir, 'blocks.raw.xz'), ['-T2', '--block-size=1MiB']);
+    expect((await open(file)).decoded.sha256).toBe(referenceSha);
+  });
+
+  it.each(formats)('%s: a truncated stream is refused', async (format) => {
+    const whole = readFileSync(join(dir, `disk.raw.${format}`));
+    const file = join(dir, `truncated.raw.${format}`);
+    writeFileSync(file, whole.subarray(0, Math.floor(whole.length * 0.6)));
+    expect(await refusal(file)).toMatch(new RegExp(`^Bad ${format} image: `));
+  });
+
+  it.each(formats)('%s: a corrupt byte inside the stream is refused', async (format) => {
+    const bytes = readFileSync(join(dir, `disk.raw.${format}`));
+    bytes[Math.floor(bytes.length / 2)]! ^= 0x5a;
+    const file = join(dir, `corrupt.raw.${format}`);
+    writeFileSync(file, bytes);
+    expect(await refusal(file)).toMatch(new RegExp(`^Bad ${format} image: `));
+  });
+
+  it.each(formats)('%s: a bomb is refused as soon as it decodes past the limit', async (format) => {
+    // 256 MiB of zeros compress to a few KiB; the limit is the device's size.
+    const zeros = join(dir, 'zeros.raw');
+    execFileSync('truncate', ['-s', '256M', zeros]);
+    const file = compress(format, zeros, join(dir, `bomb.${format}`));
+    const source = new FileSource(file);
+    try {
+      const error = await openCompressedRaw(source, format, { limit: 32 * 1024 * 1024 }).then(() => undefined, (e: unknown) => e);
+      expect((error as ByoiError).message).toBe(`image provided decompresses (${format}) to more than ${32 * 1024 * 1024} bytes which is larger than device of ${32 * 1024 * 1024} bytes`);
+    } finally {
+      source.close();
+    }
+  });
+
+  it('xz: bytes that are no stream between two streams are refused, not skipped', async () => {
+    const bytes = readFileSync(join(dir, 'disk.raw.xz'));
+    const file = join(dir, 'junk-between.raw.xz');
+    writeFileSync(file, Buffer.concat([bytes, Buffer.from('junk'), bytes]));
+    expect(await refusal(file)).toMatch(/^Bad xz image: bad xz data/);
+  });
+});

@@ -1,0 +1,81 @@
+// The streaming mode's decoders of compressed raw images, fed in chunks: gzip, xz and zstd files
+// made by the real tools (gzip members and zstd frames end to end too) decode to the disk; what the
+// mode cannot decode (xz of several streams, bzip2) is refused naming the mode, and truncated or
+// corrupt streams are refused as bad images.
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { ByoiError } from '../../lib/errors.ts';
+import { decodeStream } from '../../lib/stream/decode-stream.ts';
+
+const disk = Buffer.concat([randomBytes(300 * 1024), Buffer.alloc(700 * 1024), Buffer.from('byoi '.repeat(100000)), randomBytes(5000)]);
+const sha = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
+const tool = (command: string, input: Buffer): Buffer => execFileSync('sh', ['-c', command], { input, maxBuffer: 1 << 28 });
+
+async function* chunks(bytes: Buffer): AsyncGenerator<Buffer> {
+  for (let at = 0; at < bytes.length; at += 7777) yield Buffer.from(bytes.subarray(at, at + 7777));
+}
+
+async function decode(file: Buffer): Promise<string> {
+  const decoded = await decodeStream(chunks(file));
+  const hash = createHash('sha256');
+  for await (const piece of decoded.disk) hash.update(piece);
+  return hash.digest('hex');
+}
+
+async function refusal(file: Buffer): Promise<string> {
+  const error = await decode(file).then(() => undefined, (e: unknown) => e);
+  expect(error).toBeInstanceOf(ByoiError);
+  expect((error as ByoiError).kind).toBe('refused-image');
+  return (error as Error).message;
+}
+
+const compressors = { gzip: 'gzip -c', xz: 'xz -T1 -c', zstd: 'zstd -q -c' } as const;
+
+describe('streaming decoders', () => {
+  it.each(Object.entries(compressors))('%s: decodes to the disk', async (_format, command) => {
+    expect(await decode(tool(command, disk))).toBe(sha(disk));
+  });
+
+  it('raw passes through', async () => {
+    expect(await decode(disk)).toBe(sha(disk));
+  });
+
+  it('gzip of several members is one disk', async () => {
+    const half = disk.length / 2;
+    expect(await decode(Buffer.concat([tool('gzip -c', disk.subarray(0, half)), tool('gzip -c', disk.subarray(half))]))).toBe(sha(disk));
+  });
+
+  it('xz of several streams is refused, naming the mode', async () => {
+    const half = disk.length / 2;
+    const xz = Buffer.concat([tool('xz -c', disk.subarray(0, half)), tool('xz -c', disk.subarray(half))]);
+    expect(await refusal(xz)).toBe('Can not deploy an xz image of several streams in streaming mode; deploy it without streaming (it must then fit in RAM).');
+  });
+
+  it('zstd of several frames, with skippable frames between them, is one disk', async () => {
+    const third = Math.floor(disk.length / 3);
+    const skippable = Buffer.alloc(8 + 100, 0x33);
+    skippable.writeUInt32LE(0x184d2a53, 0);
+    skippable.writeUInt32LE(100, 4);
+    const zstd = Buffer.concat([
+      skippable,
+      tool('zstd -q -c', disk.subarray(0, third)),
+      tool('zstd -q -c --no-check', disk.subarray(third, 2 * third)),
+      skippable,
+      tool('zstd -q -c', disk.subarray(2 * third)),
+    ]);
+    expect(await decode(zstd)).toBe(sha(disk));
+  });
+
+  it('bzip2 is refused at once', async () => {
+    await expect(decodeStream(chunks(tool('bzip2 -c', disk)))).rejects.toThrow(/^Can not deploy a bzip2-compressed image .* in streaming mode/);
+  });
+
+  it.each(Object.entries(compressors))('%s: a truncated or corrupt stream is refused', async (format, command) => {
+    const whole = tool(command, disk);
+    expect(await refusal(whole.subarray(0, Math.floor(whole.length * 0.7)))).toMatch(new RegExp(`^Bad ${format} image: `));
+    const corrupt = Buffer.from(whole);
+    corrupt[Math.floor(corrupt.length / 2)]! ^= 0x24;
+    expect(await refusal(corrupt)).toMatch(new RegExp(`^Bad ${format} image: `));
+  });
+});
