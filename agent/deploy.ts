@@ -15,7 +15,8 @@ import { verifyImage } from '../lib/write/verify.ts';
 import { writeImage } from '../lib/write/write-image.ts';
 import { download, type DownloadEvent, type DownloadSettings } from '../lib/download/download.ts';
 import { EarlyCheck } from '../lib/formats/early-check.ts';
-import { withToolHelper } from '../lib/system/exec.ts';
+import { DeploymentCancelled } from '../lib/errors.ts';
+import { exec, withToolHelper } from '../lib/system/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
 import type { Disk } from '../lib/disk/discover.ts';
 import { installBootEntry, planEfiBoot, thisPlatform, type Platform } from '../lib/disk/efi.ts';
@@ -133,21 +134,27 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
   });
   report.endPhase();
 
-  if (record) {
-    report.phase('read-back', `Reading ${disk.path} back`);
-    const read = await verifyReadBack(disk.path, image.info.virtualSize, record);
-    report.endPhase({ sha256: read.digest, dataBytes: record.dataBytes, direct: read.direct });
-  }
+  try {
+    if (record) {
+      report.phase('read-back', `Reading ${disk.path} back`);
+      const read = await verifyReadBack(disk.path, image.info.virtualSize, record);
+      report.endPhase({ sha256: read.digest, dataBytes: record.dataBytes, direct: read.direct });
+    }
 
-  report.phase('partitions', 'Checking the partition table');
-  await rereadPartitionTable(disk.path);
-  const gpt = await fixGpt(disk.path, disk.logicalSectorSize);
-  report.endPhase({ gpt });
+    report.phase('partitions', 'Checking the partition table');
+    await rereadPartitionTable(disk.path);
+    const gpt = await fixGpt(disk.path, disk.logicalSectorSize);
+    report.endPhase({ gpt });
 
-  if (job.configDrive) {
-    report.phase('configdrive', 'Creating the config drive');
-    const drive = await writeConfigDrive(disk.path, job.configDrive, network ? { network } : {});
-    report.endPhase({ instanceId: drive.uuid, partition: drive.partition.number, action: drive.partition.action });
+    if (job.configDrive) {
+      report.phase('configdrive', 'Creating the config drive');
+      const drive = await writeConfigDrive(disk.path, job.configDrive, network ? { network } : {});
+      report.endPhase({ instanceId: drive.uuid, partition: drive.partition.number, action: drive.partition.action });
+    }
+  } catch (error) {
+    // Cancelled once the image is written: no partition table either, as when cancelled during the write.
+    if (error instanceof DeploymentCancelled) await exec('wipefs', ['--all', '--force', disk.path], { reject: false });
+    throw error;
   }
 
   if (efi) {

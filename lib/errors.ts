@@ -390,6 +390,13 @@ export function faultOf(error: unknown): Fault {
   return error instanceof ByoiError && (error.kind === 'invalid-job' || error.kind === 'refused-image') ? 'customer' : 'lab';
 }
 
+/** The deployment was cancelled (DELETE) while the agent worked: it stops where it is. */
+export class DeploymentCancelled extends ByoiError {
+  constructor(detail: string) {
+    super('failed', lifecycleMessages.cancelled, detail);
+  }
+}
+
 export const lifecycleMessages = {
   cancelled: 'The deployment was cancelled: the agent stopped.',
   deploymentCancelled: 'This deployment was cancelled: its agent must stop.',

@@ -4,7 +4,7 @@
 // event or to the heartbeat) stops it at once: before the write the disk is left as it was, during
 // it without a partition table.
 import { jobInputFor } from '../../lib/api/job-body.ts';
-import { ByoiError, apiMessages, failed, faultOf, lifecycleMessages } from '../../lib/errors.ts';
+import { ByoiError, DeploymentCancelled, apiMessages, failed, faultOf, lifecycleMessages } from '../../lib/errors.ts';
 import { mergeJobInputs, validateJob, type Job, type JobInput } from '../../lib/job.ts';
 import { createLogger, type Logger } from '../../lib/report/log.ts';
 import { reboot as systemReboot } from '../../lib/system/reboot.ts';
@@ -12,7 +12,7 @@ import { Redactor } from '../../lib/report/redact.ts';
 import { Reporter } from '../reporter.ts';
 import { AgentClient, type AssignedJob } from './client.ts';
 import { backoffDelay, type Backoff } from '../../lib/download/backoff.ts';
-import { discoverDisksReport } from './disks-report.ts';
+import { discoverDisksReport } from '../../lib/disk/report.ts';
 import { EventQueue, defaultBackoff } from './queue.ts';
 import { RemoteStatus } from './remote-status.ts';
 import type { AgentSettings } from './settings.ts';
@@ -78,7 +78,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   const cancel = (why: string) => {
     if (stop.signal.aborted) return;
     log.error({ why }, lifecycleMessages.cancelled);
-    stop.abort(failed(lifecycleMessages.cancelled, why));
+    stop.abort(new DeploymentCancelled(why));
   };
   const queue = new EventQueue((events) => client.postEvents(events), options.backoff, (delivery) => {
     if (delivery === 'revoked') cancel('the API refused the agent\'s token or said the deployment was cancelled');

@@ -43,7 +43,7 @@ export function diskScript(serviceName: string): string {
   return ['#!ipxe', `echo byoi: ${serviceName}: booting the local disk`, 'iseq ${platform} efi && exit 1 ||', 'sanboot --no-describe --drive 0x80 || exit 1', ''].join('\n');
 }
 
-/** The entry point a DHCP server names: chains the script of the server whose NIC booted. */
-export function chainByMacScript(): string {
-  return ['#!ipxe', 'chain --autofree /boot/v1/mac/${net0/mac}/ipxe || exit 1', ''].join('\n');
+/** The entry point a DHCP server names: chains the script of the server whose NIC booted (an absolute URL: iPXE loaded by DHCP does not resolve a relative one). */
+export function chainByMacScript(apiUrl: string): string {
+  return ['#!ipxe', `chain --autofree ${apiUrl}/boot/v1/mac/\${net0/mac}/ipxe || exit 1`, ''].join('\n');
 }

@@ -1,5 +1,5 @@
 // The API's answers, in OVH's field names and types: ByoiStatus, task.Response, install status.
-import type { DisksReportShape } from '../../agent/remote/disks-report.ts';
+import type { DisksReportShape } from '../disk/report.ts';
 import type { Deployment, DisksReport, Step } from './store/types.ts';
 
 /** `dedicated.server.ByoiStatus`, plus the phase and its progress. */

@@ -45,7 +45,7 @@ drivers=(
 always=(
   sd_mod md_mod raid0 raid1 raid10 raid456 linear dm_mod dm_crypt dm_snapshot dm_mirror
   xts aes_generic sha256_generic cbc
-  loop ext4 xfs vfat nls_cp437 nls_ascii nls_utf8
+  loop ext4 xfs vfat nls_cp437 nls_ascii nls_utf8 efivarfs
 )
 
 cache_root=${BYOI_RESCUE_CACHE:-/var/cache/byoi-rescue}

@@ -21,6 +21,8 @@ echo "rescue: byoi rescue system, kernel $(uname -r)"
 # modalias; a module shipped for other hardware is not loaded), in rounds, as a bus driver
 # (virtio_pci, ahci) brings up devices of its own.
 modprobe -a -b $(cat /etc/byoi-modules) || echo "rescue: some kernel modules did not load"
+# Booted by UEFI: the firmware's variables, where the agent makes the deployed disk's boot entry.
+[[ -d /sys/firmware/efi ]] && mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 for round in 1 2 3; do
   modprobe -a -b -q $(sort -u /sys/bus/*/devices/*/modalias) 2>/dev/null
 done

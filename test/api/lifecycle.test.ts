@@ -110,7 +110,11 @@ describe('an outcome the agent could not deliver before rebooting', () => {
   it('is delivered by the agent of the next netboot, whose fresh token voids the last one; then the server boots its disk', async () => {
     expect(await netboot()).toContain('sanboot'); // nothing to do yet: the local disk
     expect((await call(api.url, 'POST', byoi, { key, body })).status).toBe(200);
-    const first = tokenIn(await netboot())!;
+    const script = await netboot();
+    // The config gives the rescue's kernel and initrd as URLs: the script points at them as they are.
+    expect(script).toContain('kernel http://boot.lab/vmlinuz initrd=initrd.img byoi.server=');
+    expect(script).toContain('initrd --name initrd.img http://boot.lab/initrd.img');
+    const first = tokenIn(script)!;
     expect(first).toBeDefined();
     // The agent finishes while the API is down, waits its bounded time, and reboots all the same.
     const port = api.port;

@@ -71,7 +71,7 @@ describe('netboot', () => {
   };
 
   it('chains from the DHCP entry point to the script of the NIC\'s MAC; unknown MACs and servers are refused OVH\'s way', async () => {
-    expect(await script('/boot/v1/ipxe')).toContain('chain --autofree /boot/v1/mac/${net0/mac}/ipxe || exit 1');
+    expect(await script('/boot/v1/ipxe')).toContain(`chain --autofree ${publicUrl}/boot/v1/mac/\${net0/mac}/ipxe || exit 1`);
     expect(await call(url, 'GET', '/boot/v1/mac/52:54:00:00:00:99/ipxe')).toEqual({
       status: 404, body: { class: 'Client::NotFound', message: lifecycleMessages.noSuchMac('52:54:00:00:00:99') },
     });

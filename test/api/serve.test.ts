@@ -111,5 +111,16 @@ describe('the command boot adapter', () => {
     const context = { serverUrl: 'http://x', token: 't' };
     await expect(adapter.boot({ ...context, serviceName: 'ns1.lab' })).rejects.toThrow(apiMessages.bootFailed('ns1.lab'));
     await expect(adapter.boot({ ...context, serviceName: 'ns2.lab' })).rejects.toThrow(apiMessages.bootFailed('ns2.lab'));
+    // In a lab that netboots, a server without a command waits for its next netboot.
+    await new CommandBootAdapter([], { netboot: true }).boot({ ...context, serviceName: 'ns1.lab' });
+  });
+
+  it('runs the rescue command after DELETE (a power cycle into the netboot\'s rescue), and waits for it', async () => {
+    const out = join(dir, 'rescued.txt');
+    const adapter = new CommandBootAdapter([
+      { serviceName: 'ns1.lab', apiKeys: [], boot: { command: ['true'], rescueCommand: ['sh', '-c', `sleep 0.2; echo "power cycle $0" > ${out}`, '{service}'] } },
+    ]);
+    await adapter.rescue('ns1.lab');
+    expect(readFileSync(out, 'utf8')).toBe('power cycle ns1.lab\n');
   });
 });

@@ -62,7 +62,7 @@ const eventSchema = {
 
 const text = (maxLength: number) => ({ type: ['string', 'null'], maxLength }) as const;
 
-/** What an agent found on its server (agent/remote/disks-report.ts), bounded field by field. */
+/** What an agent found on its server (lib/disk/report.ts), bounded field by field. */
 const disksSchema = {
   type: 'object',
   required: ['disks', 'groups'],

@@ -57,7 +57,7 @@ export function netbootRoutes(app: FastifyInstance, options: ApiContext): void {
     return diskScript(serviceName);
   }
 
-  app.get('/boot/v1/ipxe', bootRoute, async (_request, reply) => reply.type(IPXE_TYPE).header('cache-control', 'no-store').send(chainByMacScript()));
+  app.get('/boot/v1/ipxe', bootRoute, async (_request, reply) => reply.type(IPXE_TYPE).header('cache-control', 'no-store').send(chainByMacScript(options.agentUrl())));
 
   app.get<{ Params: { mac: string } }>('/boot/v1/mac/:mac/ipxe', bootRoute, async (request, reply) => {
     const mac = request.params.mac.toLowerCase().replaceAll('-', ':');

@@ -267,7 +267,7 @@ export class SqlStore implements Store {
 
   expireSilent(cutoff: string, message: string): Promise<Deployment[]> {
     return this.db.transaction(async (tx) => {
-      const rows = await tx.all<Row>("SELECT * FROM deployments WHERE status = 'doing' AND erased = 0 AND heard_at < ?", [cutoff]);
+      const rows = await tx.all<Row>(`SELECT ${columns} FROM deployments WHERE status = 'doing' AND erased = 0 AND heard_at < ?`, [cutoff]);
       const ended: Deployment[] = [];
       for (const deployment of rows.map(toDeployment)) {
         // Guarded again: the agent may have been heard since the SELECT (another connection, another replica).

@@ -1,7 +1,7 @@
 // What the agent tells the API about its server when it starts: the disks and the disk groups a
 // job's diskGroupId refers to (as `byoi disks --json` shows them), without the holders' details.
-import { discoverDisks, type Disk } from '../../lib/disk/discover.ts';
-import { diskGroups } from '../../lib/disk/groups.ts';
+import { discoverDisks, type Disk } from './discover.ts';
+import { diskGroups } from './groups.ts';
 
 export interface DisksReportShape {
   readonly disks: {
