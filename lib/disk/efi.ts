@@ -23,6 +23,8 @@ export interface BootEntry {
   /** Four hex digits, as in Boot0003. */
   readonly number: string;
   readonly label: string;
+  /** A network boot (PXE, HTTP boot): a netbooting lab keeps it first. */
+  readonly network?: boolean;
 }
 
 /** The firmware's boot manager (efibootmgr on Linux). */
@@ -90,15 +92,22 @@ async function fileInFat(guest: GuestReader, range: { offset: number; length: nu
 
 /**
  * After the write: removes byoi's older entries, creates one for the plan's loader on `disk`, and
- * puts it first in BootOrder. Returns the new entry's number.
+ * puts it first in BootOrder, after the network boots that lead it: a lab that netboots its servers
+ * (byoi serve's iPXE scripts) must keep doing so, or DELETE could not send the server to rescue.
+ * Returns the new entry's number.
  */
 export async function installBootEntry(manager: EfiBootManager, disk: string, plan: EfiBootPlan): Promise<string> {
   try {
     const before = await manager.entries();
     for (const entry of before.entries.filter((e) => e.label === ENTRY_LABEL)) await manager.remove(entry.number);
     const number = await manager.create({ disk, partition: plan.partition, label: ENTRY_LABEL, loader: plan.loader });
-    const { order } = await manager.entries();
-    if (order[0] !== number) await manager.setOrder([number, ...order.filter((n) => n !== number)]);
+    const { order, entries } = await manager.entries();
+    const network = new Set(entries.filter((e) => e.network).map((e) => e.number));
+    const others = order.filter((n) => n !== number);
+    let lead = 0;
+    while (lead < others.length && network.has(others[lead]!)) lead++;
+    const wanted = [...others.slice(0, lead), number, ...others.slice(lead)];
+    if (wanted.join() !== order.join()) await manager.setOrder(wanted);
     return number;
   } catch (error) {
     throw failed(m.bootEntryFailed, error instanceof Error ? error.message : String(error));
@@ -111,7 +120,10 @@ export function parseEfibootmgr(output: string): { entries: BootEntry[]; order: 
   const entries: BootEntry[] = [];
   for (const line of output.split('\n')) {
     const match = /^Boot([0-9A-Fa-f]{4})\*?\s+([^\t]*?)\s*(\t.*)?$/.exec(line);
-    if (match) entries.push({ number: match[1]!.toUpperCase(), label: match[2]! });
+    if (!match) continue;
+    const [, number, label, path = ''] = match;
+    const network = /\/(MAC|IPv4|IPv6|Uri)\(/.test(path) || /\b(PXE|HTTP boot|Network)\b/i.test(label!);
+    entries.push({ number: number!.toUpperCase(), label: label!, ...(network && { network }) });
   }
   return { entries, order };
 }
@@ -124,7 +136,8 @@ async function efibootmgr(args: string[]): Promise<string> {
 
 /** The boot manager of this system, through efibootmgr. */
 export const efibootmgrManager: EfiBootManager = {
-  entries: async () => parseEfibootmgr(await efibootmgr([])),
+  // -v: the device paths, which tell a network boot (efibootmgr 17 prints them only then).
+  entries: async () => parseEfibootmgr(await efibootmgr(['-v'])),
   remove: async (number) => void (await efibootmgr(['--bootnum', number, '--delete-bootnum'])),
   create: async ({ disk, partition, label, loader }) => {
     const before = new Set(parseEfibootmgr(await efibootmgr([])).entries.map((e) => e.number));

@@ -30,7 +30,7 @@ const LOADER = '\\EFI\\debian\\grubx64.efi';
 
 /** A boot manager in memory, as the firmware's NVRAM would hold it. */
 class FakeBootManager implements EfiBootManager {
-  entries_: BootEntry[] = [{ number: '0000', label: 'UiApp' }, { number: '0001', label: 'byoi' }, { number: '0002', label: 'UEFI PXEv4' }];
+  entries_: BootEntry[] = [{ number: '0000', label: 'UiApp' }, { number: '0001', label: 'byoi' }, { number: '0002', label: 'UEFI PXEv4', network: true }];
   order = ['0002', '0001', '0000'];
   created: { disk: string; partition: number; label: string; loader: string }[] = [];
   fail = false;
@@ -67,7 +67,7 @@ function refusal(run: () => unknown): ByoiError {
 
 describe('UEFI boot entries', () => {
   it('reads efibootmgr', () => {
-    const out = 'BootCurrent: 0001\nTimeout: 0 seconds\nBootOrder: 0003,0001,0000\nBoot0000* UiApp\tFvVol(7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1)/FvFile(462caa21-7614-4503-836e-8ab6f4662331)\nBoot0001* UEFI QEMU HARDDISK QM00001 \tPciRoot(0x0)/Pci(0x1,0x1)/Ata(0x0)\nBoot0003* byoi\tHD(1,GPT,5a1e...,0x800,0x8000)/File(\\EFI\\debian\\grubx64.efi)\nBoot0004  inactive one\n';
+    const out = 'BootCurrent: 0001\nTimeout: 0 seconds\nBootOrder: 0003,0001,0000\nBoot0000* UiApp\tFvVol(7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1)/FvFile(462caa21-7614-4503-836e-8ab6f4662331)\nBoot0001* UEFI QEMU HARDDISK QM00001 \tPciRoot(0x0)/Pci(0x1,0x1)/Ata(0x0)\nBoot0003* byoi\tHD(1,GPT,5a1e...,0x800,0x8000)/File(\\EFI\\debian\\grubx64.efi)\nBoot0004  inactive one\nBoot0005* UEFI PXEv4 (MAC:525400123456)\tPciRoot(0x0)/Pci(0x2,0x0)/MAC(525400123456,1)/IPv4(0.0.0.0,0,DHCP,0.0.0.0,0.0.0.0,0.0.0.0)\n';
     expect(parseEfibootmgr(out)).toEqual({
       order: ['0003', '0001', '0000'],
       entries: [
@@ -75,16 +75,22 @@ describe('UEFI boot entries', () => {
         { number: '0001', label: 'UEFI QEMU HARDDISK QM00001' },
         { number: '0003', label: 'byoi' },
         { number: '0004', label: 'inactive one' },
+        { number: '0005', label: 'UEFI PXEv4 (MAC:525400123456)', network: true },
       ],
     });
   });
 
-  it('replaces byoi\'s older entry and puts the new one first in BootOrder', async () => {
+  it('replaces byoi\'s older entry and puts the new one first in BootOrder, after the network boots that lead it', async () => {
     const manager = new FakeBootManager();
     const number = await installBootEntry(manager, '/dev/sda', { partition: 15, loader: LOADER });
     expect(manager.created).toEqual([{ disk: '/dev/sda', partition: 15, label: 'byoi', loader: LOADER }]);
     expect(manager.entries_.filter((e) => e.label === 'byoi').map((e) => e.number)).toEqual([number]);
-    expect(manager.order).toEqual([number, '0002', '0000']);
+    // The lab netboots first (its rescue after DELETE comes that way); then the deployed disk.
+    expect(manager.order).toEqual(['0002', number, '0000']);
+    const disk = new FakeBootManager();
+    disk.order = ['0000', '0002', '0001'];
+    const first = await installBootEntry(disk, '/dev/sda', { partition: 15, loader: LOADER });
+    expect(disk.order).toEqual([first, '0000', '0002']);
   });
 
   it('a boot manager failure is the deployment\'s, in its own sentence', async () => {
@@ -197,7 +203,7 @@ describe.skipIf(skipWithout('root', 'loop', 'mtools', 'sgdisk', 'qemu-img'))('UE
     expect(platform.bootManager.created).toEqual([]);
   });
 
-  it('a UEFI deployment with efiBootloaderPath: written, then the entry made for that disk, partition and file, first', async () => {
+  it('a UEFI deployment with efiBootloaderPath: written, then the entry made for that disk, partition and file, first after the network boot', async () => {
     const platform = uefi();
     const { device, error, logs } = await deployWith('esp', platform, { efiBootloaderPath: '/EFI/debian/grubx64.efi' });
     expect(error).toBeUndefined();
@@ -205,7 +211,7 @@ describe.skipIf(skipWithout('root', 'loop', 'mtools', 'sgdisk', 'qemu-img'))('UE
     const ours = platform.bootManager.entries_.filter((e) => e.label === 'byoi');
     expect(ours).toHaveLength(1); // the older byoi entry (0001) replaced
     expect(ours[0]!.number).not.toBe('0001');
-    expect(platform.bootManager.order[0]).toBe(ours[0]!.number);
+    expect(platform.bootManager.order.slice(0, 2)).toEqual(['0002', ours[0]!.number]);
     expect(logs.some((l) => l.phase === 'boot-entry' && l.loader === LOADER)).toBe(true);
   });
 
