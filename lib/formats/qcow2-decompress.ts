@@ -1,8 +1,9 @@
 // One compressed qcow2 cluster to exactly one cluster of bytes.
 //
-// `decompressCluster` is self-contained on purpose (it uses only its arguments, no imports or outer
-// names): the worker pool runs the very same function in worker threads from its source text, so
-// there is one implementation and it survives bundling. Keep it that way.
+// `decompressCluster` and `decompressBatch` are self-contained on purpose (they use only their
+// arguments, no imports or outer names): the worker pool runs the very same functions in worker
+// threads from their source text, so there is one implementation and it survives bundling. Keep it
+// that way.
 
 /**
  * Clusters at least this large are handed on one by one, each in the buffer zlib or zstd made (no
@@ -76,4 +77,31 @@ export function decompressCluster(zlib: typeof Zlib, codec: Codec, input: Uint8A
     if ((error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') return 'it decompresses to more';
     return String((error as { message?: unknown }).message ?? error);
   }
+}
+
+/**
+ * A batch of compressed clusters, decompressed in order: with `keep`, their bytes (small clusters
+ * packed into one buffer of their own, large ones each in the buffer zlib or zstd made, from
+ * `ownBufferFrom` bytes on); without (a dry pass), none; or the first that is not a cluster, and why.
+ * `decompress` is `decompressCluster`, passed in so that this stays self-contained.
+ */
+export function decompressBatch(
+  zlib: typeof Zlib,
+  codec: Codec,
+  inputs: readonly Uint8Array[],
+  clusterSize: number,
+  keep: boolean,
+  decompress: typeof decompressCluster,
+  ownBufferFrom: number,
+): Buffer[] | { index: number; reason: string } {
+  const packed = clusterSize >= ownBufferFrom || !keep ? undefined : Buffer.allocUnsafeSlow(inputs.length * clusterSize);
+  const pieces: Buffer[] = [];
+  for (let i = 0; i < inputs.length; i++) {
+    const cluster = decompress(zlib, codec, inputs[i]!, clusterSize);
+    if (typeof cluster === 'string') return { index: i, reason: cluster };
+    if (!keep) continue;
+    if (packed) cluster.copy(packed, i * clusterSize);
+    else pieces.push(cluster);
+  }
+  return packed ? [packed] : pieces;
 }

@@ -4,7 +4,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Worker } from 'node:worker_threads';
-import { decompressCluster, OWN_BUFFER_CLUSTER_SIZE, type Codec } from './qcow2-decompress.ts';
+import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE, type Codec } from './qcow2-decompress.ts';
 import { decompressionStopped, decompressionWorkerFailed } from '../errors.ts';
 
 /** A batch that did not decompress: which cluster of it, and why. */
@@ -59,13 +59,14 @@ export interface PoolOptions {
   readonly lean?: boolean;
 }
 
-// Runs inside each worker: CommonJS `eval` code, built from `decompressCluster`'s own source text.
+// Runs inside each worker: CommonJS `eval` code, built from `decompressCluster`'s and `decompressBatch`'s own source text.
 // Large clusters travel in the buffers zlib made for them (transferred, not copied: no garbage piles
 // up in the worker); small ones are packed into one buffer per batch.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
 const decompressCluster = (${decompressCluster.toString()});
+const decompressBatch = (${decompressBatch.toString()});
 const closing = new Int32Array(workerData.closing);
 const collectEvery = workerData.collectEvery;
 let sinceCollected = 0;
@@ -79,17 +80,11 @@ parentPort.on('message', (message) => {
     sinceCollected = 0;
     gc();
   }
-  const own = clusterSize >= ${OWN_BUFFER_CLUSTER_SIZE};
-  const packed = own || !keep ? undefined : Buffer.allocUnsafeSlow(count * clusterSize);
-  const pieces = [];
-  for (let i = 0; i < count; i++) {
-    const cluster = decompressCluster(zlib, codec, new Uint8Array(input, bounds[2 * i], bounds[2 * i + 1]), clusterSize);
-    if (typeof cluster === 'string') return parentPort.postMessage({ id, input, index: i, reason: cluster }, [input]);
-    if (!keep) continue;
-    if (own) pieces.push([cluster.buffer, cluster.byteOffset, cluster.byteLength]);
-    else cluster.copy(packed, i * clusterSize);
-  }
-  if (packed) pieces.push([packed.buffer, 0, packed.length]);
+  const inputs = [];
+  for (let i = 0; i < count; i++) inputs.push(new Uint8Array(input, bounds[2 * i], bounds[2 * i + 1]));
+  const result = decompressBatch(zlib, codec, inputs, clusterSize, keep, decompressCluster, ${OWN_BUFFER_CLUSTER_SIZE});
+  if (!Array.isArray(result)) return parentPort.postMessage({ id, input, index: result.index, reason: result.reason }, [input]);
+  const pieces = result.map((piece) => [piece.buffer, piece.byteOffset, piece.byteLength]);
   parentPort.postMessage({ id, input, pieces }, [input, ...pieces.map((piece) => piece[0])]);
 });
 `;

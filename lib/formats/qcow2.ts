@@ -9,7 +9,7 @@ import type { DataExtent, DiskImage, Extent, ExtentShape, ImageInfo } from './ty
 import type { ImageSource } from '../source/image-source.ts';
 import { parseQcow2Header, type Qcow2Header } from './qcow2-header.ts';
 import { qcow2Segments, validateQcow2Map, type Segment } from './qcow2-map.ts';
-import { decompressCluster, OWN_BUFFER_CLUSTER_SIZE } from './qcow2-decompress.ts';
+import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE } from './qcow2-decompress.ts';
 import { DecompressPool, type BatchFailure } from './qcow2-pool.ts';
 import { qcow2BadCompressedCluster } from '../errors.ts';
 
@@ -185,18 +185,11 @@ function decompressedExtents(segment: CompressedSegment, pieces: readonly Buffer
 
 /** Decompresses a batch on this thread: its clusters in one or more buffers. */
 function decompressHere(source: ImageSource, header: Qcow2Header, segment: CompressedSegment): Buffer[] {
-  const { clusterSize } = header;
   const inputs = inputsOf(source, segment);
-  const packed = clusterSize >= OWN_BUFFER_CLUSTER_SIZE ? undefined : Buffer.allocUnsafe(inputs.length * clusterSize);
-  const pieces: Buffer[] = [];
-  for (let i = 0; i < inputs.length; i++) {
-    const cluster = decompressCluster(zlib, header.compression, inputs[i]!, clusterSize);
-    if (typeof cluster === 'string') throw refusal(header, segment, { index: i, reason: cluster });
-    if (packed) cluster.copy(packed, i * clusterSize);
-    else pieces.push(cluster);
-  }
+  const result = decompressBatch(zlib, header.compression, inputs, header.clusterSize, true, decompressCluster, OWN_BUFFER_CLUSTER_SIZE);
+  if (!Array.isArray(result)) throw refusal(header, segment, result);
   recycleInputs(source, inputs);
-  return packed ? [packed] : pieces;
+  return result;
 }
 
 /** What a pass makes of segments: extents with their bytes, or only their shapes. */

@@ -23,7 +23,7 @@ describe('closing the decompression pool while it works', () => {
     it(`${codec}: ${rounds} early stops, the process ends normally`, () => {
       const image = join(dir, `${codec}.qcow2`);
       execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-c', '-o', `compression_type=${codec}`, join(dir, 'disk.raw'), image]);
-      const run = spawnSync(process.execPath, [join(import.meta.dirname, 'stop-early.ts'), image, String(rounds)], { encoding: 'utf8', timeout: 120_000 });
+      const run = spawnSync(process.execPath, [join(import.meta.dirname, '../helpers/stop-early.ts'), image, String(rounds)], { encoding: 'utf8', timeout: 120_000 });
       expect(run.stderr).toBe('');
       expect(run.signal).toBeNull();
       expect(run.status).toBe(0);
