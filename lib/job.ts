@@ -23,13 +23,13 @@ export interface Checksum {
 }
 
 /** Where to write: a disk group (OVH's; 0 means automatic) or a device named by hand. */
-export type Target = { readonly diskGroupId: number } | { readonly disk: string };
+export type DiskChoice = { readonly diskGroupId: number } | { readonly disk: string };
 
 export interface Job {
   readonly url: string;
   readonly type: ImageType;
   readonly checksum?: Checksum;
-  readonly target: Target;
+  readonly target: DiskChoice;
   readonly description?: string;
   /** Name -> value. Values are secrets: never logged, never in status or errors. */
   readonly httpHeaders: Readonly<Record<string, string>>;
@@ -266,7 +266,7 @@ function validateChecksum(value: unknown, type: unknown): Checksum | undefined {
   return { type: checksumType, hex };
 }
 
-function validateTarget(input: JobInput): Target {
+function validateDiskChoice(input: JobInput): DiskChoice {
   if (input.disk !== undefined && input.disk !== null) {
     if (typeof input.disk !== 'string' || !input.disk.startsWith('/dev/')) throw invalidJob(messages.badDisk);
     return { disk: input.disk };
@@ -304,7 +304,7 @@ export function validateJob(input: JobInput): Job {
   if (!imageTypes.includes(type as ImageType)) throw invalidJob(messages.badImageType);
   const url = validateUrl(input.url);
   const checksum = validateChecksum(input.checksum, input.checksumType);
-  const target = validateTarget(input);
+  const target = validateDiskChoice(input);
   const ramSize = input.ramSize;
   if (ramSize !== undefined && (typeof ramSize !== 'number' || !Number.isSafeInteger(ramSize) || ramSize <= 0)) {
     throw invalidJob(messages.badRamSize);

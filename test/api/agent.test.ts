@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import type { AgentEvent } from '../../lib/api/store/types.ts';
+import type { PhaseName } from '../../lib/report/phases.ts';
 import { ByoiError, apiMessages, messages, refusedImage } from '../../lib/errors.ts';
 import type { Job } from '../../lib/job.ts';
 import type { Delivery } from '../../agent/remote/client.ts';
@@ -199,7 +200,7 @@ describe('byoi agent with the API', () => {
 });
 
 describe('the outbox', () => {
-  const event = (status: AgentEvent['status'], phase: string, done = 0): AgentEvent => ({
+  const event = (status: AgentEvent['status'], phase: PhaseName, done = 0): AgentEvent => ({
     status, message: phase, phase, progress: { done, total: 100, bytesPerSecond: 1 }, at: new Date().toISOString(),
   });
 
@@ -216,7 +217,7 @@ describe('the outbox', () => {
     queue.push(event('doing', 'write', 0));
     queue.push(event('doing', 'write', 70));
     queue.push(event('done', 'done'));
-    queue.push(event('doing', 'late', 0));
+    queue.push(event('doing', 'boot-entry', 0));
     expect(await queue.drain(150)).toBe(false);
     reachable = true;
     expect(await queue.drain(5000)).toBe(true);
@@ -227,7 +228,7 @@ describe('the outbox', () => {
       ['download', 'doing', 50],
       ['write', 'doing', 70],
       ['done', 'done', 0],
-      ['late', 'doing', 0],
+      ['boot-entry', 'doing', 0],
     ]);
   });
 
