@@ -49,7 +49,7 @@ async function takeJob(client: AgentClient, options: AgentOptions, log: Logger):
     const job = await client.fetchJob();
     if (job !== 'retry') return job;
     const delay = backoffDelay(failures, backoff);
-    if (Date.now() + delay > deadline) throw failed(apiMessages.jobUnavailable(options.settings.server), client.retryReason);
+    if (Date.now() + delay > deadline) throw failed('job-unavailable', apiMessages.jobUnavailable(options.settings.server), { detail: client.retryReason });
     log.warn({ retryInMs: delay, reason: client.retryReason }, 'no job from the API yet; trying again');
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
@@ -78,7 +78,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   const cancel = (why: string) => {
     if (stop.signal.aborted) return;
     log.error({ why }, lifecycleMessages.cancelled);
-    stop.abort(failed(lifecycleMessages.cancelled, why));
+    stop.abort(failed('cancelled', lifecycleMessages.cancelled, { detail: why }));
   };
   const queue = new EventQueue((events) => client.postEvents(events), options.backoff, (delivery) => {
     if (delivery === 'revoked') cancel('the API refused the agent\'s token or said the deployment was cancelled');

@@ -41,6 +41,6 @@ export async function tableAfterWrite(guest: GuestReader, table: ImageTable, dis
 
 /** Plans the config drive for the image on the disk, or throws COULD_NOT_CREATE_CONFIGDRIVE; writes nothing. */
 export async function planConfigDriveBeforeWrite(guest: GuestReader, table: ImageTable | undefined, disk: DiskGeometryFacts, device: string): Promise<ConfigDrivePlan> {
-  if (!table) throw couldNotCreateConfigDrive(why.noPartitionTable(device));
+  if (!table) throw couldNotCreateConfigDrive('configdrive-no-partition-table', why.noPartitionTable(device));
   return planConfigDrivePartition(await tableAfterWrite(guest, table, disk));
 }

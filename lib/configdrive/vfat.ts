@@ -48,6 +48,6 @@ export async function buildVfatImage(files: readonly ConfigDriveFile[], geometry
 async function tool(command: string, args: string[]): Promise<void> {
   const result = await exec(command, args, { env: MTOOLS_ENV, reject: false });
   if (result.failed) {
-    throw couldNotCreateConfigDrive(configDriveRefusals.toolFailed(`${command} ${args.join(' ')}`, result.all || result.message));
+    throw couldNotCreateConfigDrive('configdrive-tool-failed', configDriveRefusals.toolFailed(`${command} ${args.join(' ')}`, result.all || result.message));
   }
 }

@@ -4,5 +4,5 @@ import type { Checksum } from '../job.ts';
 
 /** Throws OVH's mismatch message when the digest differs from the expected one. */
 export function verifyChecksum(expected: Checksum, gotHex: string): void {
-  if (gotHex.toLowerCase() !== expected.hex) throw customerFailure(messages.checksumMismatch(expected.type, gotHex.toLowerCase(), expected.hex));
+  if (gotHex.toLowerCase() !== expected.hex) throw customerFailure('checksum-mismatch', messages.checksumMismatch(expected.type, gotHex.toLowerCase(), expected.hex));
 }

@@ -58,8 +58,9 @@ export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw' | 'o
   }
   const table = await readImageTable(guest);
   if (table?.sectorSize !== undefined && table.sectorSize !== disk.logicalSectorSize) {
-    const message = table.label === 'gpt' ? messages.sectorSizeMismatch : messages.mbrSectorSizeMismatch;
-    throw refusedImage(message(table.sectorSize, disk.logicalSectorSize));
+    throw table.label === 'gpt'
+      ? refusedImage('sector-size-mismatch', messages.sectorSizeMismatch(table.sectorSize, disk.logicalSectorSize))
+      : refusedImage('mbr-sector-size-mismatch', messages.mbrSectorSizeMismatch(table.sectorSize, disk.logicalSectorSize));
   }
   return { image, guest, table };
 }
@@ -76,17 +77,17 @@ function isPartitioned(head: ImageSource): { partitioned: boolean; description: 
  */
 export function checkPartitionTable(head: ImageSource, container?: string): void {
   const { partitioned, description } = isPartitioned(head);
-  if (!partitioned) throw refusedImage(messages.noPartitionTable(container ? `${description}, inside ${container}` : description));
+  if (!partitioned) throw refusedImage('no-partition-table', messages.noPartitionTable(container ? `${description}, inside ${container}` : description));
 }
 
 /** Refuses a disk whose first bytes (`head`) hold a GPT made for another sector size than the disk's (the streaming mode's check). */
 export function checkSectorSize(head: ImageSource, sectorSize: number): void {
   const imageSectors = gptSectorSize(head);
-  if (imageSectors !== undefined && imageSectors !== sectorSize) throw refusedImage(messages.sectorSizeMismatch(imageSectors, sectorSize));
+  if (imageSectors !== undefined && imageSectors !== sectorSize) throw refusedImage('sector-size-mismatch', messages.sectorSizeMismatch(imageSectors, sectorSize));
 }
 
 /** OVH refuses a raw image without a partition table; byoi refuses any image whose disk has none. */
 function refuseUnpartitioned(guest: ImageSource, type: string): void {
   const { partitioned, description } = isPartitioned(guest);
-  if (!partitioned) throw refusedImage(messages.noPartitionTableInDisk(type, description));
+  if (!partitioned) throw refusedImage('no-partition-table-in-disk', messages.noPartitionTableInDisk(type, description));
 }

@@ -35,7 +35,7 @@ export interface StreamedImage {
 
 /** Starts the GET; resolves once the server has answered 2xx, with its body still to be read. */
 export async function streamImage(request: StreamRequest): Promise<StreamedImage> {
-  const couldNot = (cause: string) => customerFailure(messages.downloadFailed(redactUrl(request.url)), cause);
+  const couldNot = (detail: string, cause?: unknown) => customerFailure('download-failed', messages.downloadFailed(redactUrl(request.url)), { detail, cause });
   const timeouts = request.timeouts ?? defaultTimeouts;
   const agent = agents(request.ca);
   const signal = AbortSignal.timeout(request.deadline ?? DEFAULT_DEADLINE_MS);

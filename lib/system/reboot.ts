@@ -8,5 +8,5 @@ export async function reboot(): Promise<void> {
   if (systemd.exitCode === 0) return;
   const forced = await exec('reboot', ['-f'], { reject: false });
   if (forced.exitCode === 0) return;
-  throw failed(messages.rebootFailed, `systemctl reboot: ${systemd.message}; reboot -f: ${forced.message}`);
+  throw failed('reboot-failed', messages.rebootFailed, { detail: `systemctl reboot: ${systemd.message}; reboot -f: ${forced.message}` });
 }

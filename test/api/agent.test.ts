@@ -127,7 +127,7 @@ describe('byoi agent with the API', () => {
   it('reports a refused image with its exact message, scrubbed of secrets, and does not reboot', async () => {
     const pipeline: Pipeline = async (_job, report) => {
       report.phase('inspect', 'Inspecting image', null);
-      throw refusedImage(messages.noPartitionTable('ext4 filesystem'), 'sent header-secret-value to secret-query-value');
+      throw refusedImage('no-partition-table', messages.noPartitionTable('ext4 filesystem'), { detail: 'sent header-secret-value to secret-query-value' });
     };
     const { agent, reboots } = await deployWith(pipeline);
     await expect(agent).rejects.toMatchObject({ kind: 'refused-image', message: messages.noPartitionTable('ext4 filesystem') });

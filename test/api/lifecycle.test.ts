@@ -149,13 +149,13 @@ describe('an outcome the agent could not deliver before rebooting', () => {
 
 describe('errors: OVH\'s sentence in message, the redacted detail beside it, customerError or ovhError', () => {
   it.each([
-    ['a wrong checksum', customerFailure(messages.checksumMismatch('sha256', 'a'.repeat(64), 'b'.repeat(64))), 'customerError'],
-    ['a bad URL', customerFailure(messages.downloadFailed('http://images.example/disk.raw'), 'HTTP 404 from http://images.example/disk.raw?sig=secret-query-value'), 'customerError'],
-    ['a too-big image', customerFailure(messages.tooBigForMemory('raw')), 'customerError'],
-    ['a refused image', refusedImage(messages.noPartitionTable('ext4 filesystem')), 'customerError'],
+    ['a wrong checksum', customerFailure('checksum-mismatch', messages.checksumMismatch('sha256', 'a'.repeat(64), 'b'.repeat(64))), 'customerError'],
+    ['a bad URL', customerFailure('download-failed', messages.downloadFailed('http://images.example/disk.raw'), { detail: 'HTTP 404 from http://images.example/disk.raw?sig=secret-query-value' }), 'customerError'],
+    ['a too-big image', customerFailure('too-big-for-memory', messages.tooBigForMemory('raw')), 'customerError'],
+    ['a refused image', refusedImage('no-partition-table', messages.noPartitionTable('ext4 filesystem')), 'customerError'],
     ['an unknown disk group', unknownDiskGroup(4, []), 'customerError'],
     ['a disk write error', cannotWriteImage('raw', 'EIO at 1048576 while writing http://images.example/disk.raw?sig=secret-query-value'), 'ovhError'],
-    ['a failure of the lab', failed(messages.rereadFailed('/dev/sda'), 'BLKRRPART: device busy'), 'ovhError'],
+    ['a failure of the lab', failed('reread-failed', messages.rereadFailed('/dev/sda'), { detail: 'BLKRRPART: device busy' }), 'ovhError'],
   ])('%s', async (_what, error, expected) => {
     expect((await call(api.url, 'POST', byoi, { key, body })).status).toBe(200);
     const { id } = (await api.store.current('ns1.lab'))!;
