@@ -244,7 +244,7 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
   } catch (error) {
     if (!stop && !useSegments) {
       if (isFatal(error) || signal.aborted) throw customerFailure('download-failed', messages.downloadFailed(redactUrl(request.url)), { detail: describe(error), cause: error });
-      throw new Retryable(describe(error));
+      throw new Retryable(describe(error), { cause: error });
     }
   } finally {
     stream.destroy();
