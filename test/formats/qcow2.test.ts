@@ -145,7 +145,7 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
     const lib = (path: string) => fileURLToPath(new URL(`../../lib/${path}`, import.meta.url));
     writeFileSync(
       entry,
-      `import { ChunkedBuffer } from ${JSON.stringify(lib('chunked-buffer.ts'))};
+      `import { ChunkedBuffer } from ${JSON.stringify(lib('source/chunked-buffer.ts'))};
 import { openQcow2 } from ${JSON.stringify(lib('formats/qcow2.ts'))};
 import { createHash } from 'node:crypto';
 const hash = createHash('sha256');
