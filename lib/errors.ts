@@ -583,24 +583,43 @@ export const lifecycleMessages = {
 
 // ---- Network configuration of the deployed server (lib/configdrive/network-config.ts). ----
 
-export const networkMessages = {
-  badNetwork: (where: string, why: string) => `Bad network configuration (${where}): ${why}.`,
-  macsNeeded:
+/** A network configuration (flags or file) that cannot be turned into cloud-init's: exit 2. */
+export function badNetwork(where: string, why: string, details?: ErrorDetails): ByoiError {
+  return invalidJob('bad-network', `Bad network configuration (${where}): ${why}.`, details);
+}
+export function macsNeeded(): ByoiError {
+  return invalidJob(
+    'macs-needed',
     'Bad network configuration: static addresses need the MAC of the NIC they go on (--mac, or links in the network configuration); byoi takes its own NICs only when it deploys its own disk.',
-} as const;
+  );
+}
 
 // ---- UEFI boot (lib/disk/efi.ts). ----
 
-export const efiMessages = {
-  badLoaderPath: (path: string) =>
+export function badLoaderPath(path: string): ByoiError {
+  return invalidJob(
+    'bad-loader-path',
     `Bad efiBootloaderPath ${JSON.stringify(path.slice(0, 80))}, expected: the absolute path of a file in the EFI system partition, such as \\EFI\\debian\\shimx64.efi.`,
-  noEsp:
-    'image provided has no EFI system partition (GPT type EF00 or MBR type 0xEF), which a server booting with UEFI needs.',
-  noLoader: (loader: string, partition: number) =>
-    `image provided has no EFI bootloader at ${loader} in its EFI system partition (partition ${partition}).`,
-  bootEntryFailed: 'Could not create the UEFI boot entry.',
-  bootManagerUnavailable: 'Could not read the UEFI boot entries, so no boot entry could be made after the write (are the EFI variables mounted?).',
-} as const;
+  );
+}
+export function noEsp(): ByoiError {
+  return refusedImage('no-esp', 'image provided has no EFI system partition (GPT type EF00 or MBR type 0xEF), which a server booting with UEFI needs.');
+}
+export function noLoader(loader: string, partition: number): ByoiError {
+  return refusedImage('no-loader', `image provided has no EFI bootloader at ${loader} in its EFI system partition (partition ${partition}).`);
+}
+/** efibootmgr failed; `cause` is its error. */
+export function bootEntryFailed(cause: unknown): ByoiError {
+  return failed('boot-entry-failed', 'Could not create the UEFI boot entry.', { detail: cause instanceof Error ? cause.message : String(cause), cause });
+}
+export function bootManagerUnavailable(cause: unknown): ByoiError {
+  return failed(
+    'boot-manager-unavailable',
+    'Could not read the UEFI boot entries, so no boot entry could be made after the write (are the EFI variables mounted?).',
+    { detail: cause instanceof Error ? cause.message : String(cause), cause },
+  );
+}
+
 // ---- Compressed raw images, VMDK and OVA (lib/formats/compressed-raw.ts, vmdk*.ts, ova.ts). ----
 
 /** A compressed raw image whose disk grows past what can be written (a decompression bomb, or too big a disk). */

@@ -5,7 +5,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { buffer } from 'node:stream/consumers';
 import type { CommandModule, Options } from 'yargs';
-import { configDriveMessages, invalidConfigDrive, invalidJob, networkMessages } from '../../lib/errors.ts';
+import { badNetwork, configDriveMessages, invalidConfigDrive } from '../../lib/errors.ts';
 import { configDriveContent } from '../../lib/configdrive/content.ts';
 import { networkFromFlags, parseNetworkConfig, withLinks, type NetworkConfig } from '../../lib/configdrive/network-config.ts';
 import type { ConfigDriveOptions } from '../../lib/configdrive/options.ts';
@@ -49,18 +49,18 @@ export interface NetworkArgs {
 export async function networkFromArgs(args: NetworkArgs): Promise<NetworkConfig | undefined> {
   const simple = networkFromFlags({ macs: args.mac ?? [], addresses: args.address ?? [], gateways: args.gateway ?? [], dns: args.dns ?? [] });
   if (args.network === undefined) return simple;
-  if (simple) throw invalidJob('bad-network', networkMessages.badNetwork('flags', '--network replaces --mac, --address, --gateway and --dns; give one or the other'));
+  if (simple) throw badNetwork('flags', '--network replaces --mac, --address, --gateway and --dns; give one or the other');
   let text: string;
   try {
     text = await readFile(args.network, 'utf8');
   } catch (error) {
-    throw invalidJob('bad-network', networkMessages.badNetwork(args.network, 'it cannot be read'), { detail: (error as Error).message, cause: error });
+    throw badNetwork(args.network, 'it cannot be read', { detail: (error as Error).message, cause: error });
   }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    throw invalidJob('bad-network', networkMessages.badNetwork(args.network, 'it is not JSON'));
+    throw badNetwork(args.network, 'it is not JSON');
   }
   return parseNetworkConfig(value, args.network);
 }

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { efiMessages as m, failed, refusedImage } from '../errors.ts';
+import { bootEntryFailed, bootManagerUnavailable, noEsp, noLoader } from '../errors.ts';
 import { normaliseLoaderPath } from './efi-path.ts';
 import { exec } from '../system/exec.ts';
 import type { GuestReader } from '../formats/guest.ts';
@@ -62,15 +62,15 @@ export async function planEfiBoot(
   const loader = normaliseLoaderPath(options.loaderPath ?? FALLBACK_LOADER);
   const esp = table?.partitions.find((p) => (table.label === 'gpt' ? p.type === ESP_GUID : p.type === MBR_ESP_TYPE));
   if (!esp) {
-    if (options.check) throw refusedImage('no-esp', m.noEsp);
+    if (options.check) throw noEsp();
     return undefined;
   }
   const found = await fileInFat(guest, { offset: esp.start * sectorSize, length: esp.sectors * sectorSize }, loader);
-  if (!found && options.check) throw refusedImage('no-loader', m.noLoader(loader, esp.number));
+  if (!found && options.check) throw noLoader(loader, esp.number);
   if (!found) return undefined;
   // The entry is made after the write: a boot manager that cannot even list entries fails now instead.
   await platform.bootManager.entries().catch((error: unknown) => {
-    throw failed('boot-manager-unavailable', m.bootManagerUnavailable, { detail: error instanceof Error ? error.message : String(error), cause: error });
+    throw bootManagerUnavailable(error);
   });
   return { partition: esp.number, loader };
 }
@@ -101,7 +101,7 @@ export async function installBootEntry(manager: EfiBootManager, disk: string, pl
     if (order[0] !== number) await manager.setOrder([number, ...order.filter((n) => n !== number)]);
     return number;
   } catch (error) {
-    throw failed('boot-entry-failed', m.bootEntryFailed, { detail: error instanceof Error ? error.message : String(error), cause: error });
+    throw bootEntryFailed(error);
   }
 }
 
