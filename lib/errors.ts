@@ -444,26 +444,45 @@ export const messages = {
   unreadableCaFile: (path: string) => `Could not read CA certificates from ${path}.`,
   badField: (name: string, expected: string) => `Bad ${name}, expected: ${expected}.`,
 
-  // Download and checksum.
-  tooBigForMemory: (type: string) => `Could not download, ${type} image is too big to download in memory.`,
-  downloadFailed: (url: string) => `Could not download image located: ${url}.`,
+  // The detail of downloadFailed when the download's deadline passes.
   downloadDeadline: (seconds: number, held: number, total: number | null) =>
     `the download did not finish within ${seconds} s (${held} of ${total ?? 'unknown'} bytes received)`,
-  checksumMismatch: (type: string, got: string, expected: string) => `Bad ${type} for downloaded file, got: ${got} while expecting ${expected}.`,
-
-  // Inspection (the decoders' and the writer's sentences are above).
-  noPartitionTable: (contents: string) => `image provided format is not of type raw because no partition table was found. It seems to contain: ${contents}`,
-  /** The same refusal for a qcow2 (or any container) whose disk holds no partition table. */
-  noPartitionTableInDisk: (format: string, contents: string) => `image provided is of type ${format} but its disk has no partition table. It seems to contain: ${contents}`,
-  sectorSizeMismatch: (imageSector: number, deviceSector: number) => `image provided has a GPT for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
-  mbrSectorSizeMismatch: (imageSector: number, deviceSector: number) => `image provided has an MBR for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
-
-  // Partition table, reboot (the writer's sentences are above).
-  gptFixFailed: 'Can not move backup GPT data structures to the end of disk.',
-  rereadFailed: (disk: string) => `Could not re-read the partition table of ${disk}.`,
-  rebootFailed: 'Could not reboot the server.',
   reservedKey: (field: string) => `Bad ${field}, expected: names other than __proto__, constructor and prototype.`,
 } as const;
+
+// ---- Download, checksum, inspection, partition table and reboot: OVH's sentences verbatim. ----
+
+export function downloadFailed(url: string, details?: ErrorDetails): ByoiError {
+  return new CustomerFailure('download-failed', `Could not download image located: ${url}.`, details);
+}
+export function tooBigForMemory(type: string): ByoiError {
+  return new CustomerFailure('too-big-for-memory', `Could not download, ${type} image is too big to download in memory.`);
+}
+export function checksumMismatch(type: string, got: string, expected: string): ByoiError {
+  return new CustomerFailure('checksum-mismatch', `Bad ${type} for downloaded file, got: ${got} while expecting ${expected}.`);
+}
+export function noPartitionTable(contents: string, details?: ErrorDetails): ByoiError {
+  return refusedImage('no-partition-table', `image provided format is not of type raw because no partition table was found. It seems to contain: ${contents}`, details);
+}
+/** The same refusal for a qcow2 (or any container) whose disk holds no partition table. */
+export function noPartitionTableInDisk(format: string, contents: string): ByoiError {
+  return refusedImage('no-partition-table-in-disk', `image provided is of type ${format} but its disk has no partition table. It seems to contain: ${contents}`);
+}
+export function sectorSizeMismatch(imageSector: number, deviceSector: number): ByoiError {
+  return refusedImage('sector-size-mismatch', `image provided has a GPT for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`);
+}
+export function mbrSectorSizeMismatch(imageSector: number, deviceSector: number): ByoiError {
+  return refusedImage('mbr-sector-size-mismatch', `image provided has an MBR for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`);
+}
+export function gptFixFailed(details?: ErrorDetails): ByoiError {
+  return failed('gpt-fix-failed', 'Can not move backup GPT data structures to the end of disk.', details);
+}
+export function rereadFailed(disk: string, details?: ErrorDetails): ByoiError {
+  return failed('reread-failed', `Could not re-read the partition table of ${disk}.`, details);
+}
+export function rebootFailed(details?: ErrorDetails): ByoiError {
+  return failed('reboot-failed', 'Could not reboot the server.', details);
+}
 
 // ---- The provisioning API (byoi serve) and its agent (byoi agent). ----
 

@@ -12,7 +12,7 @@ import { got, type Request, type Response } from 'got';
 import { ChunkedBuffer } from '../source/chunked-buffer.ts';
 import { DigestThread } from './digest-thread.ts';
 import { downloadSegments, SegmentsUnusable } from './segments.ts';
-import { customerFailure, messages } from '../errors.ts';
+import { downloadFailed, messages, tooBigForMemory } from '../errors.ts';
 import { agents, declaredLength, describe, header, isFatal, parseContentRange, retryAfterMs, Retries, Retryable, validatorOf, type Agents } from './http-exchange.ts';
 import type { ChecksumType, ImageType } from '../job.ts';
 import { redactUrl } from '../report/redact.ts';
@@ -98,7 +98,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   const retry = request.retry ?? defaultRetry;
   const deadline = request.deadline ?? DEFAULT_DEADLINE_MS;
   const shownUrl = redactUrl(request.url);
-  const couldNot = (detail: string, cause?: unknown) => customerFailure('download-failed', messages.downloadFailed(shownUrl), { detail, cause });
+  const couldNot = (detail: string, cause?: unknown) => downloadFailed(shownUrl, { detail, cause });
   const transfer = new Transfer(request.checksumType);
   const agent = agents(request.ca);
   const deadlineAt = Date.now() + deadline;
@@ -224,7 +224,7 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
         break;
       }
       if (image.size + chunk.length > request.budget) {
-        stop = customerFailure('too-big-for-memory', messages.tooBigForMemory(request.type));
+        stop = tooBigForMemory(request.type);
         break;
       }
       const at = image.size;
@@ -243,7 +243,7 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
     }
   } catch (error) {
     if (!stop && !useSegments) {
-      if (isFatal(error) || signal.aborted) throw customerFailure('download-failed', messages.downloadFailed(redactUrl(request.url)), { detail: describe(error), cause: error });
+      if (isFatal(error) || signal.aborted) throw downloadFailed(redactUrl(request.url), { detail: describe(error), cause: error });
       throw new Retryable(describe(error), { cause: error });
     }
   } finally {
@@ -262,7 +262,7 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
  */
 function judge(response: Response, request: DownloadRequest, transfer: Transfer, resumeFrom: number): Error | 'use-segments' | undefined {
   const status = response.statusCode;
-  const fatal = (detail: string) => customerFailure('download-failed', messages.downloadFailed(redactUrl(request.url)), { detail });
+  const fatal = (detail: string) => downloadFailed(redactUrl(request.url), { detail });
   const statusLine = `HTTP ${status}${response.statusMessage ? ` ${response.statusMessage}` : ''}`;
 
   if (status === 206) {
@@ -277,7 +277,7 @@ function judge(response: Response, request: DownloadRequest, transfer: Transfer,
       transfer.rangesRefused = true;
       return new Retryable(`asked for bytes ${resumeFrom}- and got Content-Range ${JSON.stringify(header(response, 'content-range') ?? null)}`, { restart: true });
     }
-    if (range.size > request.budget) return customerFailure('too-big-for-memory', messages.tooBigForMemory(request.type));
+    if (range.size > request.budget) return tooBigForMemory(request.type);
     transfer.total = range.size;
     return undefined;
   }
@@ -287,7 +287,7 @@ function judge(response: Response, request: DownloadRequest, transfer: Transfer,
       transfer.restart();
     }
     transfer.total = declaredLength(response);
-    if (transfer.total !== null && transfer.total > request.budget) return customerFailure('too-big-for-memory', messages.tooBigForMemory(request.type));
+    if (transfer.total !== null && transfer.total > request.budget) return tooBigForMemory(request.type);
     transfer.validator = validatorOf(response);
     const acceptRanges = header(response, 'accept-ranges')?.trim().toLowerCase();
     // Once a server has botched a range, it is not asked for one again.

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import type { AgentEvent } from '../../lib/api/store/types.ts';
 import type { PhaseName } from '../../lib/report/phases.ts';
-import { ByoiError, apiMessages, messages, refusedImage } from '../../lib/errors.ts';
+import { apiMessages, ByoiError, messages, noPartitionTable } from '../../lib/errors.ts';
 import type { Job } from '../../lib/job.ts';
 import type { Delivery } from '../../agent/remote/client.ts';
 import { EventQueue } from '../../agent/remote/queue.ts';
@@ -127,11 +127,11 @@ describe('byoi agent with the API', () => {
   it('reports a refused image with its exact message, scrubbed of secrets, and does not reboot', async () => {
     const pipeline: Pipeline = async (_job, report) => {
       report.phase('inspect', 'Inspecting image', null);
-      throw refusedImage('no-partition-table', messages.noPartitionTable('ext4 filesystem'), { detail: 'sent header-secret-value to secret-query-value' });
+      throw noPartitionTable('ext4 filesystem', { detail: 'sent header-secret-value to secret-query-value' });
     };
     const { agent, reboots } = await deployWith(pipeline);
-    await expect(agent).rejects.toMatchObject({ kind: 'refused-image', message: messages.noPartitionTable('ext4 filesystem') });
-    expect(await status()).toMatchObject({ status: 'error', message: messages.noPartitionTable('ext4 filesystem'), phase: 'inspect' });
+    await expect(agent).rejects.toMatchObject({ kind: 'refused-image', message: noPartitionTable('ext4 filesystem').message });
+    expect(await status()).toMatchObject({ status: 'error', message: noPartitionTable('ext4 filesystem').message, phase: 'inspect' });
     expect((await call(api.url, 'GET', '/dedicated/server/ns1.lab/task/1', { key: 'key-alice' })).body.status).toBe('customerError');
     expect(reboots).toEqual([]);
   });
