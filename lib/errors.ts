@@ -342,26 +342,37 @@ export function couldNotCreateConfigDrive(code: ErrorCode, detail: string, cause
   return new ByoiError('failed', code, COULD_NOT_CREATE_CONFIGDRIVE, cause === undefined ? { detail } : { detail, cause });
 }
 
-/** Why the config drive partition could not be made: the detail of COULD_NOT_CREATE_CONFIGDRIVE. */
-export const configDriveRefusals = {
-  noPartitionTable: (device: string) => `${device} holds no partition table the config drive could be added to.`,
-  twoConfigDrives: (numbers: number[]) =>
-    `the image already holds ${numbers.length} config-2 partitions (${numbers.join(', ')}); cloud-init would pick one at random.`,
-  fourPrimaries: () =>
-    'the MBR already has four primary partitions (an extended partition counts as one); no room for a fifth.',
-  noRoomAtEnd: (freeBytes: number, neededBytes: number) =>
-    `only ${freeBytes} bytes are free at the end of the disk; the config drive partition needs at least ${neededBytes}.`,
-  gptBackupNotAtEnd: (backupLba: number, lastLba: number) =>
-    `the GPT backup header is at sector ${backupLba}, not at the last sector ${lastLba}; move it to the end of the disk first.`,
-  noFreeGptEntry: () => 'every entry of the GPT partition array is used.',
-  partitionTooSmall: (number: number, bytes: number, neededBytes: number) =>
-    `the existing config-2 partition ${number} has ${bytes} bytes, less than the ${neededBytes} a config drive needs.`,
-  imageTooBig: (imageBytes: number, partitionBytes: number) =>
-    `the config drive filesystem has ${imageBytes} bytes but its partition only ${partitionBytes}.`,
-  imageSectorSize: (imageSectorSize: number, diskSectorSize: number) =>
-    `the config drive filesystem uses ${imageSectorSize}-byte sectors, smaller than the disk's ${diskSectorSize}-byte sectors.`,
-  toolFailed: (command: string, output: string) => `${command} failed: ${output.trim()}`,
-} as const;
+// Why the config drive partition could not be made: each is the detail of COULD_NOT_CREATE_CONFIGDRIVE.
+export function configDriveNoPartitionTable(device: string): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-no-partition-table', `${device} holds no partition table the config drive could be added to.`);
+}
+export function configDriveTwoConfigDrives(numbers: number[]): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-two-config-drives', `the image already holds ${numbers.length} config-2 partitions (${numbers.join(', ')}); cloud-init would pick one at random.`);
+}
+export function configDriveFourPrimaries(): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-four-primaries', 'the MBR already has four primary partitions (an extended partition counts as one); no room for a fifth.');
+}
+export function configDriveNoRoomAtEnd(freeBytes: number, neededBytes: number): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-no-room-at-end', `only ${freeBytes} bytes are free at the end of the disk; the config drive partition needs at least ${neededBytes}.`);
+}
+export function configDriveGptBackupNotAtEnd(backupLba: number, lastLba: number): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-gpt-backup-not-at-end', `the GPT backup header is at sector ${backupLba}, not at the last sector ${lastLba}; move it to the end of the disk first.`);
+}
+export function configDriveNoFreeGptEntry(): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-no-free-gpt-entry', 'every entry of the GPT partition array is used.');
+}
+export function configDrivePartitionTooSmall(number: number, bytes: number, neededBytes: number): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-partition-too-small', `the existing config-2 partition ${number} has ${bytes} bytes, less than the ${neededBytes} a config drive needs.`);
+}
+export function configDriveImageTooBig(imageBytes: number, partitionBytes: number): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-image-too-big', `the config drive filesystem has ${imageBytes} bytes but its partition only ${partitionBytes}.`);
+}
+export function configDriveImageSectorSize(imageSectorSize: number, diskSectorSize: number): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-image-sector-size', `the config drive filesystem uses ${imageSectorSize}-byte sectors, smaller than the disk's ${diskSectorSize}-byte sectors.`);
+}
+export function configDriveToolFailed(command: string, output: string): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-tool-failed', `${command} failed: ${output.trim()}`);
+}
 
 // --- Images and writing them (lib/formats/open.ts, lib/write/) ---
 
