@@ -17,7 +17,7 @@ import type { DownloadSettings } from '../lib/download/settings.ts';
 import { ByoiError, cannotWriteImage, imageLargerThanDevice, streamingAborted, streamingUnsupported } from '../lib/errors.ts';
 import { checkPartitionTable, checkSectorSize } from '../lib/formats/check.ts';
 import { bufferSource } from '../lib/formats/guest.ts';
-import type { Job, Target } from '../lib/job.ts';
+import type { Job, DiskChoice } from '../lib/job.ts';
 import { redactUrl } from '../lib/report/redact.ts';
 import { reboot } from '../lib/system/reboot.ts';
 import { decodeStream } from '../lib/stream/decode-stream.ts';
@@ -30,7 +30,7 @@ import type { Reporter } from './reporter.ts';
 const HEAD = 1024 * 1024;
 
 /** OVH: disk group 0 means automatic, and the default group is 1. */
-function diskChoice(target: Target): Target {
+function diskChoice(target: DiskChoice): DiskChoice {
   return 'diskGroupId' in target && target.diskGroupId === 0 ? { diskGroupId: 1 } : target;
 }
 

@@ -20,7 +20,7 @@ import { exec, withToolHelper } from '../lib/system/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
 import type { Disk } from '../lib/disk/discover.ts';
 import { installBootEntry, planEfiBoot, thisPlatform, type Platform } from '../lib/disk/efi.ts';
-import type { Job, Target } from '../lib/job.ts';
+import type { Job, DiskChoice } from '../lib/job.ts';
 import { ramBudget } from '../lib/system/memory.ts';
 import { redactUrl } from '../lib/report/redact.ts';
 import { reboot } from '../lib/system/reboot.ts';
@@ -28,7 +28,7 @@ import { deployStreaming } from './deploy-stream.ts';
 import type { Reporter } from './reporter.ts';
 
 /** OVH: disk group 0 means automatic, and the default group is 1. */
-function diskChoice(target: Target): Target {
+function diskChoice(target: DiskChoice): DiskChoice {
   return 'diskGroupId' in target && target.diskGroupId === 0 ? { diskGroupId: 1 } : target;
 }
 

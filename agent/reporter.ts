@@ -5,7 +5,7 @@
 import type { Logger, ProgressBar } from '../lib/report/log.ts';
 import type { PhaseName } from '../lib/report/phases.ts';
 import { RateMeter } from '../lib/report/rate.ts';
-import type { Progress, StatusFile } from '../lib/report/status.ts';
+import type { PhaseProgress, StatusFile } from '../lib/report/status.ts';
 
 const STATUS_INTERVAL_MS = 500;
 const LOG_INTERVAL_MS = 500;
@@ -18,7 +18,7 @@ export class Reporter {
   private message = 'Validating the job';
   private phaseStart = Date.now();
   private rate = new RateMeter();
-  private progressNow: Progress | null = null;
+  private progressNow: PhaseProgress | null = null;
   private checksum: string | null = null;
   private lastStatusAt = 0;
   private lastLogAt = 0;

@@ -5,23 +5,167 @@
 /** What went wrong, for exit codes and status: a bad job, a refused image, or a failure while deploying. */
 export type ErrorKind = 'invalid-job' | 'refused-image' | 'failed';
 
+/**
+ * Every failure's code, stable and machine-readable: the API, the control panel and the tests match on
+ * them, so a code is never renamed or reused for another failure (test/errors.test.ts keeps the list).
+ */
+export const errorCodes = [
+  'bad-agent-settings',
+  'bad-ca-file',
+  'bad-checksum',
+  'bad-checksum-type',
+  'bad-config',
+  'bad-credential-request',
+  'bad-customer-name',
+  'bad-disk',
+  'bad-disk-group-id',
+  'bad-field',
+  'bad-http-header',
+  'bad-http-header-flag',
+  'bad-image-type',
+  'bad-job-body',
+  'bad-loader-path',
+  'bad-network',
+  'bad-ram-size',
+  'bad-secrets-key',
+  'bad-target',
+  'bad-url',
+  'boot-entry-failed',
+  'boot-failed',
+  'boot-manager-unavailable',
+  'cancelled',
+  'cannot-read-image',
+  'cannot-write-image',
+  'checksum-mismatch',
+  'checksum-pair',
+  'compressed-image-bad',
+  'compressed-image-too-big',
+  'configdrive-four-primaries',
+  'configdrive-gpt-backup-not-at-end',
+  'configdrive-image-sector-size',
+  'configdrive-image-too-big',
+  'configdrive-no-free-gpt-entry',
+  'configdrive-no-partition-table',
+  'configdrive-no-room-at-end',
+  'configdrive-partition-not-made',
+  'configdrive-partition-too-small',
+  'configdrive-tool-failed',
+  'configdrive-two-config-drives',
+  'could-not-release-disk',
+  'customer-exists',
+  'database-password-on-command-line',
+  'database-unavailable',
+  'decompression-stopped',
+  'decompression-worker-failed',
+  'device-busy',
+  'download-failed',
+  'empty-image',
+  'empty-metadata-key',
+  'gpt-fix-failed',
+  'image-format-mismatch',
+  'image-larger-than-device',
+  'insecure-api',
+  'internal-write-error',
+  'invalid-hostname',
+  'invalid-ssh-key',
+  'invalid-user-metadata-flag',
+  'job-unavailable',
+  'macs-needed',
+  'mbr-sector-size-mismatch',
+  'metadata-key-control',
+  'metadata-key-too-long',
+  'metadata-too-big',
+  'metadata-value-not-string',
+  'missing-url',
+  'no-esp',
+  'no-loader',
+  'no-partition-table',
+  'no-partition-table-in-disk',
+  'no-secret',
+  'no-such-customer',
+  'not-a-disk',
+  'not-pending',
+  'ova-bad',
+  'ova-manifest-mismatch',
+  'ova-unsupported',
+  'qcow2-backing-file',
+  'qcow2-bad-cluster-bits',
+  'qcow2-bad-compressed-cluster',
+  'qcow2-bad-header-extension',
+  'qcow2-bad-header-length',
+  'qcow2-bad-magic',
+  'qcow2-bad-refcount-order',
+  'qcow2-bad-version',
+  'qcow2-beyond-end',
+  'qcow2-compressed-with-bitmap',
+  'qcow2-compression-bit-mismatch',
+  'qcow2-corrupt',
+  'qcow2-encrypted',
+  'qcow2-extended-l2-small-clusters',
+  'qcow2-external-data-file',
+  'qcow2-l1-too-large',
+  'qcow2-l1-too-small',
+  'qcow2-misaligned',
+  'qcow2-raw-data-file-without-data-file',
+  'qcow2-subcluster-alloc-and-zero',
+  'qcow2-subcluster-without-cluster',
+  'qcow2-too-short',
+  'qcow2-unknown-compression',
+  'qcow2-unknown-features',
+  'qcow2-v2-zero-flag',
+  'qcow2-virtual-size-too-big',
+  'read-back-mismatch',
+  'reboot-failed',
+  'reread-failed',
+  'reserved-key',
+  'reserved-metadata-key',
+  'sector-size-mismatch',
+  'shared-key-needed',
+  'stream-image-bad',
+  'streamed-image-too-big',
+  'streaming-unsupported',
+  'system-disk',
+  'too-big-for-memory',
+  'unexpected',
+  'unknown-disk-group',
+  'unreadable-ca-file',
+  'unreadable-job',
+  'unreadable-token-file',
+  'unsupported-image-format',
+  'user-data-too-big',
+  'vmdk-bad',
+  'vmdk-unsupported',
+] as const;
+
+export type ErrorCode = (typeof errorCodes)[number];
+
+/** What a ByoiError says beyond its sentence. */
+export interface ErrorDetails {
+  /** The cause in more words, for the log and the status detail; never shown instead of the message. */
+  readonly detail?: string | undefined;
+  /** The underlying error (ES2022 `cause`), when there is one. */
+  readonly cause?: unknown;
+}
+
 /** An error whose message is fit for the status file and the last line of stderr. */
 export class ByoiError extends Error {
   readonly kind: ErrorKind;
-  /** The cause in more words, for the log and the status detail; never shown instead of the message. */
+  /** Which failure this is, stable and machine-readable (kebab-case): what the API, the panel and tests match on. */
+  readonly code: ErrorCode;
   readonly detail: string | undefined;
 
-  constructor(kind: ErrorKind, message: string, detail?: string) {
-    super(message);
+  constructor(kind: ErrorKind, code: ErrorCode, message: string, details: ErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = 'ByoiError';
     this.kind = kind;
-    this.detail = detail;
+    this.code = code;
+    this.detail = details.detail;
   }
 }
 
 /** An image that byoi will not write: a malformed, hostile or unsupported file. */
-export function refusedImage(message: string, detail?: string): ByoiError {
-  return new ByoiError('refused-image', message, detail);
+export function refusedImage(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
+  return new ByoiError('refused-image', code, message, details);
 }
 
 /** Exit codes of every command: 0 done, 1 a refused image or a failed deployment, 2 a usage error or invalid job. */
@@ -34,107 +178,141 @@ export function exitCodeOf(error: unknown): 1 | 2 {
 
 const hex = (value: number | bigint): string => `0x${value.toString(16)}`;
 
-export const qcow2TooShort = (fileSize: number) =>
-  refusedImage(`Bad qcow2 image: the file is ${fileSize} bytes, too short to hold a qcow2 header.`);
-export const qcow2BadMagic = () => refusedImage('Bad qcow2 image: the file does not start with the qcow2 magic "QFI\\xfb".');
-export const qcow2BadVersion = (version: number) =>
-  refusedImage(`Unsupported qcow2 image: version ${version}; byoi reads qcow2 versions 2 and 3.`);
-export const qcow2UnknownFeatures = (names: readonly string[]) =>
-  refusedImage(`Unsupported qcow2 image: it needs features byoi does not know: ${names.join(', ')}.`);
-export const qcow2Encrypted = (method: number) =>
-  refusedImage(
+export function qcow2TooShort(fileSize: number): ByoiError {
+  return refusedImage('qcow2-too-short', `Bad qcow2 image: the file is ${fileSize} bytes, too short to hold a qcow2 header.`);
+}
+export function qcow2BadMagic(): ByoiError {
+  return refusedImage('qcow2-bad-magic', 'Bad qcow2 image: the file does not start with the qcow2 magic "QFI\\xfb".');
+}
+export function qcow2BadVersion(version: number): ByoiError {
+  return refusedImage('qcow2-bad-version', `Unsupported qcow2 image: version ${version}; byoi reads qcow2 versions 2 and 3.`);
+}
+export function qcow2UnknownFeatures(names: readonly string[]): ByoiError {
+  return refusedImage('qcow2-unknown-features', `Unsupported qcow2 image: it needs features byoi does not know: ${names.join(', ')}.`);
+}
+export function qcow2Encrypted(method: number): ByoiError {
+  return refusedImage('qcow2-encrypted', 
     `Unsupported qcow2 image: it is encrypted (${method === 1 ? 'AES' : method === 2 ? 'LUKS' : `method ${method}`}); deploy an unencrypted image.`,
   );
-export const qcow2BackingFile = (name: string) =>
-  refusedImage(
+}
+export function qcow2BackingFile(name: string): ByoiError {
+  return refusedImage('qcow2-backing-file', 
     `Unsupported qcow2 image: it needs the backing file "${name}"; make a self-contained image first (qemu-img convert -O qcow2).`,
   );
-export const qcow2ExternalDataFile = (name: string) =>
-  refusedImage(`Unsupported qcow2 image: its data lives in the external data file "${name}", which is not part of the image.`);
-export const qcow2RawDataFileWithoutDataFile = () =>
-  refusedImage('Bad qcow2 image: autoclear feature bit 1 (raw external data) is set but the image has no external data file.');
-export const qcow2Corrupt = () =>
-  refusedImage('Bad qcow2 image: it is marked corrupt (qemu found inconsistent metadata); repair it with qemu-img check -r all first.');
-export const qcow2BadClusterBits = (bits: number) =>
-  refusedImage(`Bad qcow2 image: cluster_bits is ${bits}; qcow2 allows 9 to 21 (clusters of 512 bytes to 2 MiB).`);
-export const qcow2BadHeaderLength = (length: number, clusterSize: number) =>
-  refusedImage(
+}
+export function qcow2ExternalDataFile(name: string): ByoiError {
+  return refusedImage('qcow2-external-data-file', `Unsupported qcow2 image: its data lives in the external data file "${name}", which is not part of the image.`);
+}
+export function qcow2RawDataFileWithoutDataFile(): ByoiError {
+  return refusedImage('qcow2-raw-data-file-without-data-file', 'Bad qcow2 image: autoclear feature bit 1 (raw external data) is set but the image has no external data file.');
+}
+export function qcow2Corrupt(): ByoiError {
+  return refusedImage('qcow2-corrupt', 'Bad qcow2 image: it is marked corrupt (qemu found inconsistent metadata); repair it with qemu-img check -r all first.');
+}
+export function qcow2BadClusterBits(bits: number): ByoiError {
+  return refusedImage('qcow2-bad-cluster-bits', `Bad qcow2 image: cluster_bits is ${bits}; qcow2 allows 9 to 21 (clusters of 512 bytes to 2 MiB).`);
+}
+export function qcow2BadHeaderLength(length: number, clusterSize: number): ByoiError {
+  return refusedImage('qcow2-bad-header-length', 
     `Bad qcow2 image: header_length is ${length}; a version 3 header is at least 104 bytes, a multiple of 8 and inside the first cluster (${clusterSize} bytes).`,
   );
-export const qcow2BadHeaderExtension = (offset: number) =>
-  refusedImage(`Bad qcow2 image: the header extension at offset ${hex(offset)} runs past the end of the header area.`);
-export const qcow2BadRefcountOrder = (order: number) =>
-  refusedImage(`Bad qcow2 image: refcount_order is ${order}; qcow2 allows at most 6 (64-bit refcounts).`);
-export const qcow2UnknownCompression = (type: number) =>
-  refusedImage(`Unsupported qcow2 image: compression type ${type} is unknown (byoi reads 0, zlib, and 1, zstd).`);
-export const qcow2CompressionBitMismatch = (type: 'zlib' | 'zstd') =>
-  refusedImage(
+}
+export function qcow2BadHeaderExtension(offset: number): ByoiError {
+  return refusedImage('qcow2-bad-header-extension', `Bad qcow2 image: the header extension at offset ${hex(offset)} runs past the end of the header area.`);
+}
+export function qcow2BadRefcountOrder(order: number): ByoiError {
+  return refusedImage('qcow2-bad-refcount-order', `Bad qcow2 image: refcount_order is ${order}; qcow2 allows at most 6 (64-bit refcounts).`);
+}
+export function qcow2UnknownCompression(type: number): ByoiError {
+  return refusedImage('qcow2-unknown-compression', `Unsupported qcow2 image: compression type ${type} is unknown (byoi reads 0, zlib, and 1, zstd).`);
+}
+export function qcow2CompressionBitMismatch(type: 'zlib' | 'zstd'): ByoiError {
+  return refusedImage('qcow2-compression-bit-mismatch', 
     type === 'zlib'
       ? 'Bad qcow2 image: the compression type is zlib but incompatible feature bit 3 (compression type) is set.'
       : 'Bad qcow2 image: the compression type is zstd but incompatible feature bit 3 (compression type) is not set.',
   );
-export const qcow2ExtendedL2SmallClusters = (clusterSize: number) =>
-  refusedImage(
+}
+export function qcow2ExtendedL2SmallClusters(clusterSize: number): ByoiError {
+  return refusedImage('qcow2-extended-l2-small-clusters', 
     `Bad qcow2 image: extended L2 entries need clusters of at least 16384 bytes (512-byte subclusters); this image has ${clusterSize}-byte clusters.`,
   );
-export const qcow2VirtualSizeTooBig = (size: bigint) =>
-  refusedImage(
+}
+export function qcow2VirtualSizeTooBig(size: bigint): ByoiError {
+  return refusedImage('qcow2-virtual-size-too-big', 
     `Bad qcow2 image: its virtual size of ${size} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`,
   );
-export const qcow2L1TooSmall = (entries: number, needed: number) =>
-  refusedImage(`Bad qcow2 image: the L1 table has ${entries} entries but the virtual size needs ${needed}.`);
-export const qcow2L1TooLarge = (entries: number) =>
-  refusedImage(`Bad qcow2 image: the L1 table has ${entries} entries, above the limit of 4194304 (32 MiB).`);
+}
+export function qcow2L1TooSmall(entries: number, needed: number): ByoiError {
+  return refusedImage('qcow2-l1-too-small', `Bad qcow2 image: the L1 table has ${entries} entries but the virtual size needs ${needed}.`);
+}
+export function qcow2L1TooLarge(entries: number): ByoiError {
+  return refusedImage('qcow2-l1-too-large', `Bad qcow2 image: the L1 table has ${entries} entries, above the limit of 4194304 (32 MiB).`);
+}
 /** `what` names a structure: "the L1 table", "the L2 table", "the data of guest offset 0x...". */
-export const qcow2BeyondEnd = (what: string, offset: number | bigint, fileSize: number) =>
-  refusedImage(`Bad qcow2 image: ${what} at offset ${hex(offset)} is beyond the end of the file (${fileSize} bytes).`);
-export const qcow2Misaligned = (what: string, offset: number | bigint, clusterSize: number) =>
-  refusedImage(`Bad qcow2 image: ${what} at offset ${hex(offset)} is not aligned to the cluster size (${clusterSize} bytes).`);
-export const qcow2GuestData = (guestOffset: number) => `the data of guest offset ${hex(guestOffset)}`;
-export const qcow2CompressedData = (guestOffset: number) => `the compressed data of guest offset ${hex(guestOffset)}`;
-export const qcow2V2ZeroFlag = (guestOffset: number) =>
-  refusedImage(`Bad qcow2 image: the cluster at guest offset ${hex(guestOffset)} has the zero flag, which version 2 images do not have.`);
-export const qcow2SubclusterAllocAndZero = (guestOffset: number, subcluster: number) =>
-  refusedImage(
+export function qcow2BeyondEnd(what: string, offset: number | bigint, fileSize: number): ByoiError {
+  return refusedImage('qcow2-beyond-end', `Bad qcow2 image: ${what} at offset ${hex(offset)} is beyond the end of the file (${fileSize} bytes).`);
+}
+export function qcow2Misaligned(what: string, offset: number | bigint, clusterSize: number): ByoiError {
+  return refusedImage('qcow2-misaligned', `Bad qcow2 image: ${what} at offset ${hex(offset)} is not aligned to the cluster size (${clusterSize} bytes).`);
+}
+export function qcow2GuestData(guestOffset: number): string {
+  return `the data of guest offset ${hex(guestOffset)}`;
+}
+export function qcow2CompressedData(guestOffset: number): string {
+  return `the compressed data of guest offset ${hex(guestOffset)}`;
+}
+export function qcow2V2ZeroFlag(guestOffset: number): ByoiError {
+  return refusedImage('qcow2-v2-zero-flag', `Bad qcow2 image: the cluster at guest offset ${hex(guestOffset)} has the zero flag, which version 2 images do not have.`);
+}
+export function qcow2SubclusterAllocAndZero(guestOffset: number, subcluster: number): ByoiError {
+  return refusedImage('qcow2-subcluster-alloc-and-zero', 
     `Bad qcow2 image: subcluster ${subcluster} of the cluster at guest offset ${hex(guestOffset)} is marked both allocated and zero.`,
   );
-export const qcow2SubclusterWithoutCluster = (guestOffset: number) =>
-  refusedImage(
+}
+export function qcow2SubclusterWithoutCluster(guestOffset: number): ByoiError {
+  return refusedImage('qcow2-subcluster-without-cluster', 
     `Bad qcow2 image: the cluster at guest offset ${hex(guestOffset)} has allocated subclusters but no host cluster.`,
   );
-export const qcow2CompressedWithBitmap = (guestOffset: number) =>
-  refusedImage(`Bad qcow2 image: the compressed cluster at guest offset ${hex(guestOffset)} has a non-zero subcluster bitmap.`);
-export const qcow2BadCompressedCluster = (guestOffset: number, codec: 'zlib' | 'zstd', clusterSize: number, reason: string) =>
-  refusedImage(
+}
+export function qcow2CompressedWithBitmap(guestOffset: number): ByoiError {
+  return refusedImage('qcow2-compressed-with-bitmap', `Bad qcow2 image: the compressed cluster at guest offset ${hex(guestOffset)} has a non-zero subcluster bitmap.`);
+}
+export function qcow2BadCompressedCluster(guestOffset: number, codec: 'zlib' | 'zstd', clusterSize: number, reason: string): ByoiError {
+  return refusedImage('qcow2-bad-compressed-cluster', 
     `Bad qcow2 image: the ${codec} data of guest offset ${hex(guestOffset)} does not decompress to exactly one cluster (${clusterSize} bytes): ${reason}.`,
   );
-export const decompressionWorkerFailed = (reason: string) =>
-  new ByoiError('failed', `Could not decompress the image: a decompression thread failed (${reason}).`);
-export const decompressionStopped = () => new ByoiError('failed', 'Could not decompress the image: decompression was stopped.');
+}
+export function decompressionWorkerFailed(reason: string): ByoiError {
+  return new ByoiError('failed', 'decompression-worker-failed', `Could not decompress the image: a decompression thread failed (${reason}).`);
+}
+export function decompressionStopped(): ByoiError {
+  return new ByoiError('failed', 'decompression-stopped', 'Could not decompress the image: decompression was stopped.');
+}
 
 // Disks and disk groups.
 export function unknownDiskGroup(id: number, groups: string[]): ByoiError {
   const known = groups.length ? `the disk groups here are: ${groups.join('; ')}` : 'no disk here may be deployed onto';
-  return new CustomerFailure(`Disk group ${id} does not exist on this server: ${known}.`);
+  return new CustomerFailure('unknown-disk-group', `Disk group ${id} does not exist on this server: ${known}.`);
 }
 
 export function notADisk(path: string): ByoiError {
-  return new ByoiError('failed', `${path} is not a disk of this server.`);
+  return new ByoiError('failed', 'not-a-disk', `${path} is not a disk of this server.`);
 }
 
 export function systemDisk(path: string, reason: string): ByoiError {
-  return new ByoiError('failed', `Refusing to write to ${path}: ${reason}.`);
+  return new ByoiError('failed', 'system-disk', `Refusing to write to ${path}: ${reason}.`);
 }
 
 export function couldNotReleaseDisk(path: string, holder: string, detail?: string): ByoiError {
-  return new ByoiError('failed', `Could not release disk ${path}: it is still held by ${holder}.`, detail);
+  return new ByoiError('failed', 'could-not-release-disk', `Could not release disk ${path}: it is still held by ${holder}.`, { detail });
 }
 
 // --- Config drive ---------------------------------------------------------------------------
 
 /** A config drive field the job gave that cloud-init could not use: exit 2, nothing written. */
-export function invalidConfigDrive(message: string): ByoiError {
-  return new ByoiError('invalid-job', message);
+export function invalidConfigDrive(code: ErrorCode, message: string): ByoiError {
+  return new ByoiError('invalid-job', code, message);
 }
 
 export const configDriveMessages = {
@@ -160,92 +338,103 @@ export const configDriveMessages = {
 /** OVH's sentence for any failure to add the config drive partition; the reason goes in the detail. */
 export const COULD_NOT_CREATE_CONFIGDRIVE = 'Could not create configdrive on disk.';
 
-export function couldNotCreateConfigDrive(detail: string): ByoiError {
-  return new ByoiError('failed', COULD_NOT_CREATE_CONFIGDRIVE, detail);
+export function couldNotCreateConfigDrive(code: ErrorCode, detail: string, cause?: unknown): ByoiError {
+  return new ByoiError('failed', code, COULD_NOT_CREATE_CONFIGDRIVE, cause === undefined ? { detail } : { detail, cause });
 }
 
-/** Why the config drive partition could not be made: the detail of COULD_NOT_CREATE_CONFIGDRIVE. */
-export const configDriveRefusals = {
-  noPartitionTable: (device: string) => `${device} holds no partition table the config drive could be added to.`,
-  twoConfigDrives: (numbers: number[]) =>
-    `the image already holds ${numbers.length} config-2 partitions (${numbers.join(', ')}); cloud-init would pick one at random.`,
-  fourPrimaries: () =>
-    'the MBR already has four primary partitions (an extended partition counts as one); no room for a fifth.',
-  noRoomAtEnd: (freeBytes: number, neededBytes: number) =>
-    `only ${freeBytes} bytes are free at the end of the disk; the config drive partition needs at least ${neededBytes}.`,
-  gptBackupNotAtEnd: (backupLba: number, lastLba: number) =>
-    `the GPT backup header is at sector ${backupLba}, not at the last sector ${lastLba}; move it to the end of the disk first.`,
-  noFreeGptEntry: () => 'every entry of the GPT partition array is used.',
-  partitionTooSmall: (number: number, bytes: number, neededBytes: number) =>
-    `the existing config-2 partition ${number} has ${bytes} bytes, less than the ${neededBytes} a config drive needs.`,
-  imageTooBig: (imageBytes: number, partitionBytes: number) =>
-    `the config drive filesystem has ${imageBytes} bytes but its partition only ${partitionBytes}.`,
-  imageSectorSize: (imageSectorSize: number, diskSectorSize: number) =>
-    `the config drive filesystem uses ${imageSectorSize}-byte sectors, smaller than the disk's ${diskSectorSize}-byte sectors.`,
-  toolFailed: (command: string, output: string) => `${command} failed: ${output.trim()}`,
-} as const;
+// Why the config drive partition could not be made: each is the detail of COULD_NOT_CREATE_CONFIGDRIVE.
+export function configDriveNoPartitionTable(device: string): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-no-partition-table', `${device} holds no partition table the config drive could be added to.`);
+}
+export function configDriveTwoConfigDrives(numbers: number[]): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-two-config-drives', `the image already holds ${numbers.length} config-2 partitions (${numbers.join(', ')}); cloud-init would pick one at random.`);
+}
+export function configDriveFourPrimaries(): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-four-primaries', 'the MBR already has four primary partitions (an extended partition counts as one); no room for a fifth.');
+}
+export function configDriveNoRoomAtEnd(freeBytes: number, neededBytes: number): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-no-room-at-end', `only ${freeBytes} bytes are free at the end of the disk; the config drive partition needs at least ${neededBytes}.`);
+}
+export function configDriveGptBackupNotAtEnd(backupLba: number, lastLba: number): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-gpt-backup-not-at-end', `the GPT backup header is at sector ${backupLba}, not at the last sector ${lastLba}; move it to the end of the disk first.`);
+}
+export function configDriveNoFreeGptEntry(): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-no-free-gpt-entry', 'every entry of the GPT partition array is used.');
+}
+export function configDrivePartitionTooSmall(number: number, bytes: number, neededBytes: number): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-partition-too-small', `the existing config-2 partition ${number} has ${bytes} bytes, less than the ${neededBytes} a config drive needs.`);
+}
+export function configDriveImageTooBig(imageBytes: number, partitionBytes: number): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-image-too-big', `the config drive filesystem has ${imageBytes} bytes but its partition only ${partitionBytes}.`);
+}
+export function configDriveImageSectorSize(imageSectorSize: number, diskSectorSize: number): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-image-sector-size', `the config drive filesystem uses ${imageSectorSize}-byte sectors, smaller than the disk's ${diskSectorSize}-byte sectors.`);
+}
+export function configDriveToolFailed(command: string, output: string): ByoiError {
+  return couldNotCreateConfigDrive('configdrive-tool-failed', `${command} failed: ${output.trim()}`);
+}
 
 // --- Images and writing them (lib/formats/open.ts, lib/write/) ---
 
 /** An image in a format byoi recognises but does not convert (VMDK, OVA, a compressed stream). */
 export function unsupportedImageFormat(format: string, description: string): ByoiError {
-  return refusedImage(`image provided format is ${format} (${description}) which byoi cannot convert, expected: qcow2, raw, ova, vmdk.`);
+  return refusedImage('unsupported-image-format', `image provided format is ${format} (${description}) which byoi cannot convert, expected: qcow2, raw, ova, vmdk.`);
 }
 
 /** OVH's sentence for an image whose content is not the type the job named. */
 export function imageFormatMismatch(format: string, expected: string, description: string): ByoiError {
-  return refusedImage(`image provided format is ${format} which does not match expected ${expected} format`, `The file is ${description}.`);
+  return refusedImage('image-format-mismatch', `image provided format is ${format} which does not match expected ${expected} format`, { detail: `The file is ${description}.` });
 }
 
 export function emptyImage(): ByoiError {
-  return refusedImage('image provided is empty.');
+  return refusedImage('empty-image', 'image provided is empty.');
 }
 
 /** OVH's sentence for an image whose virtual size exceeds the disk. */
 export function imageLargerThanDevice(imageBytes: number, deviceBytes: number): ByoiError {
-  return refusedImage(`image provided has a size of ${imageBytes} bytes which is larger than device of ${deviceBytes} bytes`);
+  return refusedImage('image-larger-than-device', `image provided has a size of ${imageBytes} bytes which is larger than device of ${deviceBytes} bytes`);
 }
 
 /** A target that is neither a regular file (or a new one) nor a block device. */
 export function badTarget(path: string, what: string): ByoiError {
-  return new ByoiError('invalid-job', `Can not write to ${path}: it is ${what}, not a regular file or a block device.`);
+  return new ByoiError('invalid-job', 'bad-target', `Can not write to ${path}: it is ${what}, not a regular file or a block device.`);
 }
 
 /** The block device is mounted or held open exclusively by something else. */
 export function deviceBusy(path: string): ByoiError {
-  return new ByoiError('failed', `Can not write to ${path}: the device is in use (mounted, or held by another program).`);
+  return new ByoiError('failed', 'device-busy', `Can not write to ${path}: the device is in use (mounted, or held by another program).`);
 }
 
 /** A bug of byoi's met while writing (no system call failed): never reported as the disk's failure. */
-export function internalWriteError(cause: string): ByoiError {
-  return new ByoiError('failed', 'Internal error while writing the image (a bug of byoi, not a failure of the disk).', cause);
+export function internalWriteError(detail: string, cause?: unknown): ByoiError {
+  return new ByoiError('failed', 'internal-write-error', 'Internal error while writing the image (a bug of byoi, not a failure of the disk).', { detail, cause });
 }
 
 /** OVH's sentence for a failure while writing; the cause goes in the detail. */
-export function cannotWriteImage(format: string, cause: string): ByoiError {
-  return new ByoiError('failed', `Can't write ${format} on disk.`, cause);
+export function cannotWriteImage(format: string, detail: string, cause?: unknown): ByoiError {
+  return new ByoiError('failed', 'cannot-write-image', `Can't write ${format} on disk.`, { detail, cause });
 }
 
 /** Read-back verification found other bytes on the target than were written: a failed deployment. */
 export function readBackMismatch(detail: string): ByoiError {
-  return new ByoiError('failed', 'The disk does not read back what was written: it may be failing.', detail);
+  return new ByoiError('failed', 'read-back-mismatch', 'The disk does not read back what was written: it may be failing.', { detail });
 }
 
 /** IMAGE given on the command line cannot be read. */
-export function cannotReadImage(path: string, cause: string): ByoiError {
-  return new ByoiError('invalid-job', `Can not read image ${path}: ${cause}`);
+export function cannotReadImage(path: string, reason: string, cause?: unknown): ByoiError {
+  return new ByoiError('invalid-job', 'cannot-read-image', `Can not read image ${path}: ${reason}`, { cause });
 }
 
 // ---- Deploy: the job, download, checksum, inspection, disk, write and GPT steps. ----
 
 /** An invalid job: exit 2, nothing downloaded or written. */
-export function invalidJob(message: string, detail?: string): ByoiError {
-  return new ByoiError('invalid-job', message, detail);
+export function invalidJob(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
+  return new ByoiError('invalid-job', code, message, details);
 }
 
 /** A deployment step that failed: exit 1. */
-export function failed(message: string, detail?: string): ByoiError {
-  return new ByoiError('failed', message, detail);
+export function failed(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
+  return new ByoiError('failed', code, message, details);
 }
 
 export const messages = {
@@ -266,26 +455,45 @@ export const messages = {
   unreadableCaFile: (path: string) => `Could not read CA certificates from ${path}.`,
   badField: (name: string, expected: string) => `Bad ${name}, expected: ${expected}.`,
 
-  // Download and checksum.
-  tooBigForMemory: (type: string) => `Could not download, ${type} image is too big to download in memory.`,
-  downloadFailed: (url: string) => `Could not download image located: ${url}.`,
+  // The detail of downloadFailed when the download's deadline passes.
   downloadDeadline: (seconds: number, held: number, total: number | null) =>
     `the download did not finish within ${seconds} s (${held} of ${total ?? 'unknown'} bytes received)`,
-  checksumMismatch: (type: string, got: string, expected: string) => `Bad ${type} for downloaded file, got: ${got} while expecting ${expected}.`,
-
-  // Inspection (the decoders' and the writer's sentences are above).
-  noPartitionTable: (contents: string) => `image provided format is not of type raw because no partition table was found. It seems to contain: ${contents}`,
-  /** The same refusal for a qcow2 (or any container) whose disk holds no partition table. */
-  noPartitionTableInDisk: (format: string, contents: string) => `image provided is of type ${format} but its disk has no partition table. It seems to contain: ${contents}`,
-  sectorSizeMismatch: (imageSector: number, deviceSector: number) => `image provided has a GPT for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
-  mbrSectorSizeMismatch: (imageSector: number, deviceSector: number) => `image provided has an MBR for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
-
-  // Partition table, reboot (the writer's sentences are above).
-  gptFixFailed: 'Can not move backup GPT data structures to the end of disk.',
-  rereadFailed: (disk: string) => `Could not re-read the partition table of ${disk}.`,
-  rebootFailed: 'Could not reboot the server.',
   reservedKey: (field: string) => `Bad ${field}, expected: names other than __proto__, constructor and prototype.`,
 } as const;
+
+// ---- Download, checksum, inspection, partition table and reboot: OVH's sentences verbatim. ----
+
+export function downloadFailed(url: string, details?: ErrorDetails): ByoiError {
+  return new CustomerFailure('download-failed', `Could not download image located: ${url}.`, details);
+}
+export function tooBigForMemory(type: string): ByoiError {
+  return new CustomerFailure('too-big-for-memory', `Could not download, ${type} image is too big to download in memory.`);
+}
+export function checksumMismatch(type: string, got: string, expected: string): ByoiError {
+  return new CustomerFailure('checksum-mismatch', `Bad ${type} for downloaded file, got: ${got} while expecting ${expected}.`);
+}
+export function noPartitionTable(contents: string, details?: ErrorDetails): ByoiError {
+  return refusedImage('no-partition-table', `image provided format is not of type raw because no partition table was found. It seems to contain: ${contents}`, details);
+}
+/** The same refusal for a qcow2 (or any container) whose disk holds no partition table. */
+export function noPartitionTableInDisk(format: string, contents: string): ByoiError {
+  return refusedImage('no-partition-table-in-disk', `image provided is of type ${format} but its disk has no partition table. It seems to contain: ${contents}`);
+}
+export function sectorSizeMismatch(imageSector: number, deviceSector: number): ByoiError {
+  return refusedImage('sector-size-mismatch', `image provided has a GPT for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`);
+}
+export function mbrSectorSizeMismatch(imageSector: number, deviceSector: number): ByoiError {
+  return refusedImage('mbr-sector-size-mismatch', `image provided has an MBR for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`);
+}
+export function gptFixFailed(details?: ErrorDetails): ByoiError {
+  return failed('gpt-fix-failed', 'Can not move backup GPT data structures to the end of disk.', details);
+}
+export function rereadFailed(disk: string, details?: ErrorDetails): ByoiError {
+  return failed('reread-failed', `Could not re-read the partition table of ${disk}.`, details);
+}
+export function rebootFailed(details?: ErrorDetails): ByoiError {
+  return failed('reboot-failed', 'Could not reboot the server.', details);
+}
 
 // ---- The provisioning API (byoi serve) and its agent (byoi agent). ----
 
@@ -373,13 +581,13 @@ export const ovhAuthMessages = {
 
 /** A failure caused by what the customer asked for (a bad URL, a wrong checksum, a too-big image): a customerError task. */
 export class CustomerFailure extends ByoiError {
-  constructor(message: string, detail?: string) {
-    super('failed', message, detail);
+  constructor(code: ErrorCode, message: string, details?: ErrorDetails) {
+    super('failed', code, message, details);
   }
 }
 
-export function customerFailure(message: string, detail?: string): ByoiError {
-  return new CustomerFailure(message, detail);
+export function customerFailure(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
+  return new CustomerFailure(code, message, details);
 }
 
 /** Whose fault an error is, for the task's status: the customer's request, or the lab (disk, network, agent). */
@@ -393,7 +601,7 @@ export function faultOf(error: unknown): Fault {
 /** The deployment was cancelled (DELETE) while the agent worked: it stops where it is. */
 export class DeploymentCancelled extends ByoiError {
   constructor(detail: string) {
-    super('failed', lifecycleMessages.cancelled, detail);
+    super('failed', 'cancelled', lifecycleMessages.cancelled, { detail });
   }
 }
 
@@ -412,54 +620,86 @@ export const lifecycleMessages = {
 
 // ---- Network configuration of the deployed server (lib/configdrive/network-config.ts). ----
 
-export const networkMessages = {
-  badNetwork: (where: string, why: string) => `Bad network configuration (${where}): ${why}.`,
-  macsNeeded:
+/** A network configuration (flags or file) that cannot be turned into cloud-init's: exit 2. */
+export function badNetwork(where: string, why: string, details?: ErrorDetails): ByoiError {
+  return invalidJob('bad-network', `Bad network configuration (${where}): ${why}.`, details);
+}
+export function macsNeeded(): ByoiError {
+  return invalidJob(
+    'macs-needed',
     'Bad network configuration: static addresses need the MAC of the NIC they go on (--mac, or links in the network configuration); byoi takes its own NICs only when it deploys its own disk.',
-} as const;
+  );
+}
 
 // ---- UEFI boot (lib/disk/efi.ts). ----
 
-export const efiMessages = {
-  badLoaderPath: (path: string) =>
+export function badLoaderPath(path: string): ByoiError {
+  return invalidJob(
+    'bad-loader-path',
     `Bad efiBootloaderPath ${JSON.stringify(path.slice(0, 80))}, expected: the absolute path of a file in the EFI system partition, such as \\EFI\\debian\\shimx64.efi.`,
-  noEsp:
-    'image provided has no EFI system partition (GPT type EF00 or MBR type 0xEF), which a server booting with UEFI needs.',
-  noLoader: (loader: string, partition: number) =>
-    `image provided has no EFI bootloader at ${loader} in its EFI system partition (partition ${partition}).`,
-  bootEntryFailed: 'Could not create the UEFI boot entry.',
-  bootManagerUnavailable: 'Could not read the UEFI boot entries, so no boot entry could be made after the write (are the EFI variables mounted?).',
-} as const;
+  );
+}
+export function noEsp(): ByoiError {
+  return refusedImage('no-esp', 'image provided has no EFI system partition (GPT type EF00 or MBR type 0xEF), which a server booting with UEFI needs.');
+}
+export function noLoader(loader: string, partition: number): ByoiError {
+  return refusedImage('no-loader', `image provided has no EFI bootloader at ${loader} in its EFI system partition (partition ${partition}).`);
+}
+/** efibootmgr failed; `cause` is its error. */
+export function bootEntryFailed(cause: unknown): ByoiError {
+  return failed('boot-entry-failed', 'Could not create the UEFI boot entry.', { detail: cause instanceof Error ? cause.message : String(cause), cause });
+}
+export function bootManagerUnavailable(cause: unknown): ByoiError {
+  return failed(
+    'boot-manager-unavailable',
+    'Could not read the UEFI boot entries, so no boot entry could be made after the write (are the EFI variables mounted?).',
+    { detail: cause instanceof Error ? cause.message : String(cause), cause },
+  );
+}
+
 // ---- Compressed raw images, VMDK and OVA (lib/formats/compressed-raw.ts, vmdk*.ts, ova.ts). ----
 
 /** A compressed raw image whose disk grows past what can be written (a decompression bomb, or too big a disk). */
-export const compressedImageTooBig = (format: string, limit: number) =>
-  refusedImage(`image provided decompresses (${format}) to more than ${limit} bytes which is larger than device of ${limit} bytes`);
+export function compressedImageTooBig(format: string, limit: number): ByoiError {
+  return refusedImage('compressed-image-too-big', `image provided decompresses (${format}) to more than ${limit} bytes which is larger than device of ${limit} bytes`);
+}
 
 /** A malformed or hostile VMDK: `what` says which structure and where. */
-export const vmdkBad = (what: string) => refusedImage(`Bad VMDK image: ${what}.`);
+export function vmdkBad(what: string): ByoiError {
+  return refusedImage('vmdk-bad', `Bad VMDK image: ${what}.`);
+}
 /** A valid VMDK that byoi cannot deploy on its own. */
-export const vmdkUnsupported = (what: string) => refusedImage(`Unsupported VMDK image: ${what}.`);
+export function vmdkUnsupported(what: string): ByoiError {
+  return refusedImage('vmdk-unsupported', `Unsupported VMDK image: ${what}.`);
+}
 
 /** A malformed OVA: its tar archive, OVF descriptor or manifest. */
-export const ovaBad = (what: string) => refusedImage(`Bad OVA image: ${what}.`);
+export function ovaBad(what: string): ByoiError {
+  return refusedImage('ova-bad', `Bad OVA image: ${what}.`);
+}
 /** A valid OVA that byoi cannot deploy. */
-export const ovaUnsupported = (what: string) => refusedImage(`Unsupported OVA image: ${what}.`);
+export function ovaUnsupported(what: string): ByoiError {
+  return refusedImage('ova-unsupported', `Unsupported OVA image: ${what}.`);
+}
 /** The OVA's manifest gives another digest than the file's. */
-export const ovaManifestMismatch = (name: string, algorithm: string, got: string, expected: string) =>
-  refusedImage(`Bad OVA image: its manifest gives ${algorithm} ${expected} for "${name}", the file has ${got}.`);
+export function ovaManifestMismatch(name: string, algorithm: string, got: string, expected: string): ByoiError {
+  return refusedImage('ova-manifest-mismatch', `Bad OVA image: its manifest gives ${algorithm} ${expected} for "${name}", the file has ${got}.`);
+}
 
 // ---- The streaming mode (agent/deploy-stream.ts): images larger than RAM, written as they arrive. ----
 
 /** What the streaming mode cannot deploy; the same job without it may work. */
-export const streamingUnsupported = (what: string) =>
-  refusedImage(`Can not deploy ${what} in streaming mode; deploy it without streaming (it must then fit in RAM).`);
+export function streamingUnsupported(what: string): ByoiError {
+  return refusedImage('streaming-unsupported', `Can not deploy ${what} in streaming mode; deploy it without streaming (it must then fit in RAM).`);
+}
 /** A failure once the streaming mode has written: the disk was left with no partition table. */
 export function streamingAborted(error: ByoiError, disk: string): ByoiError {
   const message = `${error.message} Streaming mode: ${disk} was left with no partition table.`;
   // Whose fault it is does not change (a wrong checksum stays the customer's).
-  return error instanceof CustomerFailure ? new CustomerFailure(message, error.detail) : new ByoiError(error.kind, message, error.detail);
+  const details = { detail: error.detail, cause: error };
+  return error instanceof CustomerFailure ? new CustomerFailure(error.code, message, details) : new ByoiError(error.kind, error.code, message, details);
 }
 /** An image, streamed, that runs past the end of the disk. */
-export const streamedImageTooBig = (deviceBytes: number) =>
-  refusedImage(`image provided has a size of more than ${deviceBytes} bytes which is larger than device of ${deviceBytes} bytes`);
+export function streamedImageTooBig(deviceBytes: number): ByoiError {
+  return refusedImage('streamed-image-too-big', `image provided has a size of more than ${deviceBytes} bytes which is larger than device of ${deviceBytes} bytes`);
+}

@@ -23,13 +23,13 @@ export interface Checksum {
 }
 
 /** Where to write: a disk group (OVH's; 0 means automatic) or a device named by hand. */
-export type Target = { readonly diskGroupId: number } | { readonly disk: string };
+export type DiskChoice = { readonly diskGroupId: number } | { readonly disk: string };
 
 export interface Job {
   readonly url: string;
   readonly type: ImageType;
   readonly checksum?: Checksum;
-  readonly target: Target;
+  readonly target: DiskChoice;
   readonly description?: string;
   /** Name -> value. Values are secrets: never logged, never in status or errors. */
   readonly httpHeaders: Readonly<Record<string, string>>;
@@ -90,18 +90,18 @@ function isObject(value: unknown): value is Obj {
 const reservedNames = new Set(['__proto__', 'constructor', 'prototype']);
 
 function checkNames(names: readonly string[], field: string): void {
-  if (names.some((name) => reservedNames.has(name))) throw invalidJob(messages.reservedKey(field));
+  if (names.some((name) => reservedNames.has(name))) throw invalidJob('reserved-key', messages.reservedKey(field));
 }
 
 /** OVH's `SafeKeyValueCanBeNull[]`: entries without a key are skipped. */
 function keyValues(value: unknown, field: string): Record<string, unknown> | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!Array.isArray(value)) throw invalidJob(messages.badField(field, 'a list of {key, value}'));
+  if (!Array.isArray(value)) throw invalidJob('bad-field', messages.badField(field, 'a list of {key, value}'));
   const out: Record<string, unknown> = {};
   for (const entry of value) {
-    if (!isObject(entry)) throw invalidJob(messages.badField(field, 'a list of {key, value}'));
+    if (!isObject(entry)) throw invalidJob('bad-field', messages.badField(field, 'a list of {key, value}'));
     if (entry.key === undefined || entry.key === null || entry.key === '') continue;
-    if (typeof entry.key !== 'string') throw invalidJob(messages.badField(field, 'a list of {key, value}'));
+    if (typeof entry.key !== 'string') throw invalidJob('bad-field', messages.badField(field, 'a list of {key, value}'));
     checkNames([entry.key], field);
     out[entry.key] = entry.value ?? '';
   }
@@ -110,7 +110,7 @@ function keyValues(value: unknown, field: string): Record<string, unknown> | und
 
 function map(value: unknown, field: string): Record<string, unknown> | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!isObject(value)) throw invalidJob(messages.badField(field, 'an object of names to values'));
+  if (!isObject(value)) throw invalidJob('bad-field', messages.badField(field, 'an object of names to values'));
   checkNames(Object.keys(value), field);
   return { ...value };
 }
@@ -151,14 +151,14 @@ export function jobFromLegacyBody(body: Obj): JobInput {
 /** The body of `POST /dedicated/server/{serviceName}/reinstall` with BYOI `customizations`. */
 export function jobFromReinstallBody(body: Obj): JobInput {
   const c = body.customizations;
-  if (c !== undefined && !isObject(c)) throw invalidJob(messages.badField('customizations', 'an object'));
+  if (c !== undefined && !isObject(c)) throw invalidJob('bad-field', messages.badField('customizations', 'an object'));
   const custom: Obj = c ?? {};
   if (body.storage !== undefined && body.storage !== null && !Array.isArray(body.storage)) {
-    throw invalidJob(messages.badField('storage', 'a list of {diskGroupId}'));
+    throw invalidJob('bad-field', messages.badField('storage', 'a list of {diskGroupId}'));
   }
   const storage = Array.isArray(body.storage) ? body.storage : [];
   const first: unknown = storage[0];
-  if (first !== undefined && !isObject(first)) throw invalidJob(messages.badField('storage', 'a list of {diskGroupId}'));
+  if (first !== undefined && !isObject(first)) throw invalidJob('bad-field', messages.badField('storage', 'a list of {diskGroupId}'));
   // Only one disk group is supported by OVH's API for now; the first entry names it.
   const configDrive = compact<ConfigDriveInput>({
     hostname: custom.hostname,
@@ -181,16 +181,16 @@ export function jobFromReinstallBody(body: Obj): JobInput {
 
 /** Either body shape, told apart by `/reinstall`'s `operatingSystem` / `customizations`. */
 export function jobFromBody(body: unknown): JobInput {
-  if (!isObject(body)) throw invalidJob(messages.badJobBody);
+  if (!isObject(body)) throw invalidJob('bad-job-body', messages.badJobBody);
   if ('operatingSystem' in body || 'customizations' in body) return jobFromReinstallBody(body);
   if ('URL' in body) return jobFromLegacyBody(body);
-  throw invalidJob(messages.badJobBody);
+  throw invalidJob('bad-job-body', messages.badJobBody);
 }
 
 /** Parses one `--http-header 'Name: value'`. */
 export function parseHeaderFlag(flag: string): [string, string] {
   const colon = flag.indexOf(':');
-  if (colon <= 0) throw invalidJob(messages.badHttpHeaderFlag);
+  if (colon <= 0) throw invalidJob('bad-http-header-flag', messages.badHttpHeaderFlag);
   return [flag.slice(0, colon).trim(), flag.slice(colon + 1).trim()];
 }
 
@@ -218,7 +218,7 @@ export function mergeJobInputs(...inputs: JobInput[]): JobInput {
 
 function optionalString(value: unknown, field: string): string | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string') throw invalidJob(messages.badField(field, 'a string'));
+  if (typeof value !== 'string') throw invalidJob('bad-field', messages.badField(field, 'a string'));
   return value;
 }
 
@@ -235,44 +235,44 @@ function validateHeaders(headers: Record<string, unknown> | undefined): Record<s
   checkNames(Object.keys(headers ?? {}), 'httpHeader');
   for (const [name, value] of Object.entries(headers ?? {})) {
     // The value is a secret: the message names the header only.
-    if (!headerName.test(name) || typeof value !== 'string' || !headerValue.test(value)) throw invalidJob(messages.badHttpHeader(name));
+    if (!headerName.test(name) || typeof value !== 'string' || !headerValue.test(value)) throw invalidJob('bad-http-header', messages.badHttpHeader(name));
     out[name] = value;
   }
   return out;
 }
 
 function validateUrl(value: unknown): string {
-  if (value === undefined || value === null || value === '') throw invalidJob(messages.missingUrl);
-  if (typeof value !== 'string') throw invalidJob(messages.badUrl);
+  if (value === undefined || value === null || value === '') throw invalidJob('missing-url', messages.missingUrl);
+  if (typeof value !== 'string') throw invalidJob('bad-url', messages.badUrl);
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    throw invalidJob(messages.badUrl);
+    throw invalidJob('bad-url', messages.badUrl);
   }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') throw invalidJob(messages.badUrl);
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') throw invalidJob('bad-url', messages.badUrl);
   return value;
 }
 
 function validateChecksum(value: unknown, type: unknown): Checksum | undefined {
   const given = (v: unknown) => v !== undefined && v !== null && v !== '';
-  if (given(type) && !checksumTypes.includes(type as ChecksumType)) throw invalidJob(messages.badChecksumType);
-  if (given(value) !== given(type)) throw invalidJob(messages.checksumPair);
+  if (given(type) && !checksumTypes.includes(type as ChecksumType)) throw invalidJob('bad-checksum-type', messages.badChecksumType);
+  if (given(value) !== given(type)) throw invalidJob('checksum-pair', messages.checksumPair);
   if (!given(value)) return undefined;
   const checksumType = type as ChecksumType;
   const digits = checksumDigits[checksumType];
   const hex = typeof value === 'string' ? value.trim().toLowerCase() : '';
-  if (hex.length !== digits || !/^[0-9a-f]+$/.test(hex)) throw invalidJob(messages.badChecksum(checksumType, digits));
+  if (hex.length !== digits || !/^[0-9a-f]+$/.test(hex)) throw invalidJob('bad-checksum', messages.badChecksum(checksumType, digits));
   return { type: checksumType, hex };
 }
 
-function validateTarget(input: JobInput): Target {
+function validateDiskChoice(input: JobInput): DiskChoice {
   if (input.disk !== undefined && input.disk !== null) {
-    if (typeof input.disk !== 'string' || !input.disk.startsWith('/dev/')) throw invalidJob(messages.badDisk);
+    if (typeof input.disk !== 'string' || !input.disk.startsWith('/dev/')) throw invalidJob('bad-disk', messages.badDisk);
     return { disk: input.disk };
   }
   const id = input.diskGroupId ?? 1;
-  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) throw invalidJob(messages.badDiskGroupId);
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) throw invalidJob('bad-disk-group-id', messages.badDiskGroupId);
   return { diskGroupId: id };
 }
 
@@ -282,7 +282,7 @@ function configDriveOf(input: ConfigDriveInput | undefined): ConfigDriveOptions 
   const metadata: Record<string, string> = {};
   checkNames(Object.keys(input.metadata ?? {}), 'configDriveMetadata');
   for (const [key, value] of Object.entries(input.metadata ?? {})) {
-    if (typeof value !== 'string') throw invalidJob(messages.badField('configDriveMetadata', 'string values'));
+    if (typeof value !== 'string') throw invalidJob('bad-field', messages.badField('configDriveMetadata', 'string values'));
     metadata[key] = value;
   }
   const hostname = optionalString(input.hostname, 'hostname');
@@ -301,18 +301,18 @@ function configDriveOf(input: ConfigDriveInput | undefined): ConfigDriveOptions 
 /** The one validation of a job, whatever its source. Throws an invalid-job ByoiError. */
 export function validateJob(input: JobInput): Job {
   const type = input.type;
-  if (!imageTypes.includes(type as ImageType)) throw invalidJob(messages.badImageType);
+  if (!imageTypes.includes(type as ImageType)) throw invalidJob('bad-image-type', messages.badImageType);
   const url = validateUrl(input.url);
   const checksum = validateChecksum(input.checksum, input.checksumType);
-  const target = validateTarget(input);
+  const target = validateDiskChoice(input);
   const ramSize = input.ramSize;
   if (ramSize !== undefined && (typeof ramSize !== 'number' || !Number.isSafeInteger(ramSize) || ramSize <= 0)) {
-    throw invalidJob(messages.badRamSize);
+    throw invalidJob('bad-ram-size', messages.badRamSize);
   }
-  if (input.noReboot !== undefined && typeof input.noReboot !== 'boolean') throw invalidJob(messages.badField('noReboot', 'true or false'));
-  if (input.verifyWrite !== undefined && typeof input.verifyWrite !== 'boolean') throw invalidJob(messages.badField('verifyWrite', 'true or false'));
-  if (input.skipEfiCheck !== undefined && typeof input.skipEfiCheck !== 'boolean') throw invalidJob(messages.badField('skipEfiCheck', 'true or false'));
-  if (input.stream !== undefined && typeof input.stream !== 'boolean') throw invalidJob(messages.badField('stream', 'true or false'));
+  if (input.noReboot !== undefined && typeof input.noReboot !== 'boolean') throw invalidJob('bad-field', messages.badField('noReboot', 'true or false'));
+  if (input.verifyWrite !== undefined && typeof input.verifyWrite !== 'boolean') throw invalidJob('bad-field', messages.badField('verifyWrite', 'true or false'));
+  if (input.skipEfiCheck !== undefined && typeof input.skipEfiCheck !== 'boolean') throw invalidJob('bad-field', messages.badField('skipEfiCheck', 'true or false'));
+  if (input.stream !== undefined && typeof input.stream !== 'boolean') throw invalidJob('bad-field', messages.badField('stream', 'true or false'));
   const description = optionalString(input.description, 'description');
   const statusFile = optionalString(input.statusFile, 'statusFile');
   const loaderPath = optionalString(input.efiBootloaderPath, 'efiBootloaderPath');

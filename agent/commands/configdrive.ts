@@ -5,7 +5,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { buffer } from 'node:stream/consumers';
 import type { CommandModule, Options } from 'yargs';
-import { configDriveMessages, invalidConfigDrive, invalidJob, networkMessages } from '../../lib/errors.ts';
+import { badNetwork, configDriveMessages, invalidConfigDrive } from '../../lib/errors.ts';
 import { configDriveContent } from '../../lib/configdrive/content.ts';
 import { networkFromFlags, parseNetworkConfig, withLinks, type NetworkConfig } from '../../lib/configdrive/network-config.ts';
 import type { ConfigDriveOptions } from '../../lib/configdrive/options.ts';
@@ -49,18 +49,18 @@ export interface NetworkArgs {
 export async function networkFromArgs(args: NetworkArgs): Promise<NetworkConfig | undefined> {
   const simple = networkFromFlags({ macs: args.mac ?? [], addresses: args.address ?? [], gateways: args.gateway ?? [], dns: args.dns ?? [] });
   if (args.network === undefined) return simple;
-  if (simple) throw invalidJob(networkMessages.badNetwork('flags', '--network replaces --mac, --address, --gateway and --dns; give one or the other'));
+  if (simple) throw badNetwork('flags', '--network replaces --mac, --address, --gateway and --dns; give one or the other');
   let text: string;
   try {
     text = await readFile(args.network, 'utf8');
   } catch (error) {
-    throw invalidJob(networkMessages.badNetwork(args.network, 'it cannot be read'), (error as Error).message);
+    throw badNetwork(args.network, 'it cannot be read', { detail: (error as Error).message, cause: error });
   }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    throw invalidJob(networkMessages.badNetwork(args.network, 'it is not JSON'));
+    throw badNetwork(args.network, 'it is not JSON');
   }
   return parseNetworkConfig(value, args.network);
 }
@@ -87,7 +87,7 @@ export async function configDriveFromArgs(args: ConfigDriveArgs): Promise<Config
   const metadata: Record<string, string> = {};
   for (const pair of args.userMetadata ?? []) {
     const at = pair.indexOf('=');
-    if (at <= 0) throw invalidConfigDrive(configDriveMessages.invalidUserMetadataFlag(pair));
+    if (at <= 0) throw invalidConfigDrive('invalid-user-metadata-flag', configDriveMessages.invalidUserMetadataFlag(pair));
     metadata[pair.slice(0, at)] = pair.slice(at + 1);
   }
   return {

@@ -3,14 +3,14 @@
 import type { CommandModule } from 'yargs';
 import { destinationAt } from '../../lib/write/destination.ts';
 import { writeImageTo } from '../../lib/write/write-image.ts';
-import { imageTypes, openAnyImage, type ImageType } from '../../lib/formats/open.ts';
+import { imageFormats, openAnyImage, type ImageFormat } from '../../lib/formats/open.ts';
 import { run } from '../run.ts';
 import { openImageFile } from './read-image.ts';
 
 interface ConvertArgs {
   image: string;
   target: string;
-  type: ImageType;
+  type: ImageFormat;
 }
 
 export const convertCommand: CommandModule<object, ConvertArgs> = {
@@ -20,7 +20,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
     yargs
       .positional('image', { type: 'string', demandOption: true, describe: 'image file' })
       .positional('target', { type: 'string', demandOption: true, describe: 'regular file (created or replaced) or block device' })
-      .option('type', { choices: imageTypes, default: 'auto' as ImageType, describe: 'image format; auto detects it by content' }),
+      .option('type', { choices: imageFormats, default: 'auto' as ImageFormat, describe: 'image format; auto detects it by content' }),
   handler: (args) =>
     run(async () => {
       const target = await destinationAt(args.target); // a directory or special file is a usage error: say so before reading the image

@@ -39,20 +39,20 @@ interface DeployArgs extends ConfigDriveArgs {
 /** How to download, from the flags; the CA file is read now so a bad path fails before anything else. */
 async function downloadSettings(args: DeployArgs): Promise<DownloadSettings> {
   for (const name of ['download-timeout', 'stall-timeout'] as const) {
-    if (!(args[name] > 0)) throw invalidJob(messages.badField(`--${name}`, 'a positive number of seconds'));
+    if (!(args[name] > 0)) throw invalidJob('bad-field', messages.badField(`--${name}`, 'a positive number of seconds'));
   }
   const attempts = args['download-attempts'];
-  if (!Number.isInteger(attempts) || attempts < 1) throw invalidJob(messages.badField('--download-attempts', 'a positive integer'));
+  if (!Number.isInteger(attempts) || attempts < 1) throw invalidJob('bad-field', messages.badField('--download-attempts', 'a positive integer'));
   const connections = args['download-connections'];
   if (!Number.isInteger(connections) || connections < 1 || connections > MAX_CONNECTIONS) {
-    throw invalidJob(messages.badField('--download-connections', `an integer from 1 to ${MAX_CONNECTIONS}`));
+    throw invalidJob('bad-field', messages.badField('--download-connections', `an integer from 1 to ${MAX_CONNECTIONS}`));
   }
   let ca: string | undefined;
   if (args['ca-file'] !== undefined) {
     try {
       ca = await readFile(args['ca-file'], 'utf8');
     } catch (error) {
-      throw invalidJob(messages.unreadableCaFile(args['ca-file']), (error as Error).message);
+      throw invalidJob('unreadable-ca-file', messages.unreadableCaFile(args['ca-file']), { detail: (error as Error).message, cause: error });
     }
   }
   return {
@@ -69,13 +69,13 @@ async function readJobBody(path: string): Promise<JobInput> {
   try {
     raw = path === '-' ? await text(process.stdin) : await readFile(path, 'utf8');
   } catch (error) {
-    throw invalidJob(messages.unreadableJob(path), (error as Error).message);
+    throw invalidJob('unreadable-job', messages.unreadableJob(path), { detail: (error as Error).message, cause: error });
   }
   let body: unknown;
   try {
     body = JSON.parse(raw);
   } catch {
-    throw invalidJob(messages.badJobBody); // no detail: the parser quotes the text, which may hold secrets
+    throw invalidJob('bad-job-body', messages.badJobBody); // no detail: the parser quotes the text, which may hold secrets
   }
   return jobFromBody(body);
 }

@@ -27,7 +27,7 @@ export function storeOptions<T>(y: Argv<T>) {
 export async function openServiceAt(db: string | undefined, config: ApiConfig) {
   const [{ openService }, { isPostgresUrl, hasPassword }] = await Promise.all([import('../../lib/api/open-service.ts'), import('../../lib/api/store/database-url.ts')]);
   // A command line is readable by every user of the host.
-  if (db !== undefined && isPostgresUrl(db) && hasPassword(db)) throw invalidJob(apiMessages.databasePasswordOnCommandLine);
+  if (db !== undefined && isPostgresUrl(db) && hasPassword(db)) throw invalidJob('database-password-on-command-line', apiMessages.databasePasswordOnCommandLine);
   const location = db ?? config.database ?? 'byoi-serve.sqlite';
   return openService(isPostgresUrl(location) ? location : resolve(location), config.secretsKeyFile && resolve(config.secretsKeyFile), config);
 }
@@ -59,12 +59,12 @@ const customerAdd: CommandModule<StoreArgs, StoreArgs & { name: string; server?:
       .option('server', { type: 'string', array: true, describe: 'serviceName of a server the customer owns (repeatable)' }),
   handler: (argv) =>
     run(async () => {
-      if (!CUSTOMER_NAME.test(argv.name)) throw invalidJob(ovhAuthMessages.badCustomerName);
+      if (!CUSTOMER_NAME.test(argv.name)) throw invalidJob('bad-customer-name', ovhAuthMessages.badCustomerName);
       const password = await readSecret('password');
       const { hashPassword } = await import('../../lib/api/passwords.ts');
       const service = await open(argv);
       try {
-        if (!(await service.customers.add(argv.name, await hashPassword(password), argv.server ?? []))) throw failed(ovhAuthMessages.customerExists(argv.name));
+        if (!(await service.customers.add(argv.name, await hashPassword(password), argv.server ?? []))) throw failed('customer-exists', ovhAuthMessages.customerExists(argv.name));
         process.stdout.write(`customer ${argv.name} added\n`);
       } finally {
         await service.close();
@@ -80,7 +80,7 @@ const customerAssign: CommandModule<StoreArgs, StoreArgs & { name: string; serve
     run(async () => {
       const service = await open(argv);
       try {
-        if (!(await service.customers.byName(argv.name))) throw failed(ovhAuthMessages.noSuchCustomer(argv.name));
+        if (!(await service.customers.byName(argv.name))) throw failed('no-such-customer', ovhAuthMessages.noSuchCustomer(argv.name));
         await service.customers.assign(argv.name, argv.server);
         process.stdout.write(`${argv.server} belongs to ${argv.name}\n`);
       } finally {
@@ -115,14 +115,14 @@ const credentialValidate: CommandModule<StoreArgs, StoreArgs & { customer: strin
       .option('validity', { type: 'number', describe: 'Seconds the key stays valid (default: unlimited)' }),
   handler: (argv) =>
     run(async () => {
-      if (argv.validity !== undefined && !(Number.isInteger(argv.validity) && argv.validity > 0)) throw invalidJob(ovhAuthMessages.badCredentialRequest('--validity must be a positive number of seconds'));
+      if (argv.validity !== undefined && !(Number.isInteger(argv.validity) && argv.validity > 0)) throw invalidJob('bad-credential-request', ovhAuthMessages.badCredentialRequest('--validity must be a positive number of seconds'));
       const consumerKey = await readSecret('consumer key');
       const service = await open(argv);
       try {
-        if (!(await service.customers.byName(argv.customer))) throw failed(ovhAuthMessages.noSuchCustomer(argv.customer));
+        if (!(await service.customers.byName(argv.customer))) throw failed('no-such-customer', ovhAuthMessages.noSuchCustomer(argv.customer));
         const credential = await service.credentials.byConsumerKey(consumerKey);
         if (credential?.status !== 'pendingValidation' || !(await service.credentials.validate(credential.id, argv.customer, argv.validity ?? null))) {
-          throw failed(ovhAuthMessages.notPending);
+          throw failed('not-pending', ovhAuthMessages.notPending);
         }
         process.stdout.write(`credential ${credential.id} validated for ${argv.customer}\n`);
       } finally {

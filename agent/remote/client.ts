@@ -103,7 +103,7 @@ export class AgentClient {
     const body = parseJson(response.body);
     if (response.statusCode !== 200) {
       const said = typeof body === 'object' && body !== null && typeof (body as { message?: unknown }).message === 'string' ? (body as { message: string }).message : `HTTP ${response.statusCode}`;
-      throw failed(apiMessages.jobUnavailable(this.url('job')), said);
+      throw failed('job-unavailable', apiMessages.jobUnavailable(this.url('job')), { detail: said });
     }
     const job = asJob(body, this.settings.serviceName);
     if (!job) {

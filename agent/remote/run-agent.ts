@@ -49,7 +49,7 @@ async function takeJob(client: AgentClient, options: AgentOptions, log: Logger):
     const job = await client.fetchJob();
     if (job !== 'retry') return job;
     const delay = backoffDelay(failures, backoff);
-    if (Date.now() + delay > deadline) throw failed(apiMessages.jobUnavailable(options.settings.server), client.retryReason);
+    if (Date.now() + delay > deadline) throw failed('job-unavailable', apiMessages.jobUnavailable(options.settings.server), { detail: client.retryReason });
     log.warn({ retryInMs: delay, reason: client.retryReason }, 'no job from the API yet; trying again');
     await new Promise((resolve) => setTimeout(resolve, delay));
   }

@@ -260,7 +260,7 @@ function parseDiskGroups(value: unknown, where: string, bad: (why: string) => ne
 /** Checks a parsed configuration; `source` names it in errors. */
 export function parseConfig(value: unknown, source: string): ApiConfig {
   const bad = (why: string): never => {
-    throw failed(apiMessages.badConfig(source, why));
+    throw failed('bad-config', apiMessages.badConfig(source, why));
   };
   if (!isObject(value) || !Array.isArray(value.servers)) return bad('expected {"servers": [...]}');
   if (value.publicUrl !== undefined && typeof value.publicUrl !== 'string') bad('publicUrl must be a URL');
@@ -317,13 +317,13 @@ export function loadConfig(path: string): ApiConfig {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw failed(apiMessages.badConfig(path, 'it cannot be read'), String(error));
+    throw failed('bad-config', apiMessages.badConfig(path, 'it cannot be read'), { detail: String(error), cause: error });
   }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw failed(apiMessages.badConfig(path, 'it is not JSON'), String(error));
+    throw failed('bad-config', apiMessages.badConfig(path, 'it is not JSON'), { detail: String(error), cause: error });
   }
   return parseConfig(value, path);
 }

@@ -5,7 +5,7 @@ import { invalidJob, messages } from '../errors.ts';
 import type { DeploymentKind } from './store/types.ts';
 
 export function jobInputFor(kind: DeploymentKind, body: unknown): JobInput {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidJob(messages.badJobBody);
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidJob('bad-job-body', messages.badJobBody);
   const fields = body as Record<string, unknown>;
   return kind === 'reinstall' ? jobFromReinstallBody(fields) : jobFromLegacyBody(fields);
 }
@@ -34,7 +34,7 @@ function withDrive(value: Fields): Fields {
  * out of it), so that the store keeps nothing else a customer sent.
  */
 export function contractBody(kind: DeploymentKind, body: unknown): Fields {
-  if (!isFields(body)) throw invalidJob(messages.badJobBody);
+  if (!isFields(body)) throw invalidJob('bad-job-body', messages.badJobBody);
   if (kind === 'reinstall') {
     const out = pick(body, ['operatingSystem']);
     if (isFields(body.customizations)) {

@@ -1,7 +1,7 @@
 // The config drive planned from the decoded image, before the first write: the partition table the
 // disk will have once the image is written and its GPT backup moved to the disk's end, given to the
 // same planner the config drive step uses afterwards. A refusal here leaves the disk unchanged.
-import { configDriveRefusals as why, couldNotCreateConfigDrive } from '../errors.ts';
+import { configDriveNoPartitionTable } from '../errors.ts';
 import type { GuestReader } from '../formats/guest.ts';
 import { filesystemLabel, type ImageTable } from '../formats/image-partitions.ts';
 import type { PartitionEntry, PartitionTable } from './partition-table.ts';
@@ -41,6 +41,6 @@ export async function tableAfterWrite(guest: GuestReader, table: ImageTable, dis
 
 /** Plans the config drive for the image on the disk, or throws COULD_NOT_CREATE_CONFIGDRIVE; writes nothing. */
 export async function planConfigDriveBeforeWrite(guest: GuestReader, table: ImageTable | undefined, disk: DiskGeometryFacts, device: string): Promise<ConfigDrivePlan> {
-  if (!table) throw couldNotCreateConfigDrive(why.noPartitionTable(device));
+  if (!table) throw configDriveNoPartitionTable(device);
   return planConfigDrivePartition(await tableAfterWrite(guest, table, disk));
 }

@@ -5,7 +5,7 @@
 // cloud-init falls back to DHCP on the first NIC: a MAC the booted machine lacks would stop
 // cloud-init ("Unable to find a system nic"), so MACs come only from someone who knows them.
 import { isIPv4, isIPv6 } from 'node:net';
-import { invalidJob, networkMessages as m } from '../errors.ts';
+import { badNetwork, macsNeeded } from '../errors.ts';
 
 export interface PhysicalLink {
   readonly id: string;
@@ -82,7 +82,7 @@ export function parseCidr(cidr: string): { address: string; family: 4 | 6; prefi
 /** Parses and validates a network configuration (the JSON form); `where` names its source in messages. */
 export function parseNetworkConfig(value: unknown, where: string): NetworkConfig {
   const bad = (why: string): never => {
-    throw invalidJob(m.badNetwork(where, why));
+    throw badNetwork(where, why);
   };
   if (!isObject(value)) return bad('expected an object with links, bonds, vlans, networks and dns');
   for (const key of Object.keys(value)) {
@@ -221,10 +221,10 @@ export function networkFromFlags(flags: NetworkFlags): NetworkConfig | undefined
   const ids = macs.map((_, i) => `nic${i}`);
   const gateway = (family: 4 | 6) => {
     const found = gateways.filter((g) => ipFamily(g) === family);
-    if (found.length > 1) throw invalidJob(m.badNetwork('flags', `--gateway is given twice for IPv${family}`));
+    if (found.length > 1) throw badNetwork('flags', `--gateway is given twice for IPv${family}`);
     return found[0];
   };
-  for (const g of gateways) if (!ipFamily(g)) throw invalidJob(m.badNetwork('flags', `--gateway ${JSON.stringify(g)} is not an IP address`));
+  for (const g of gateways) if (!ipFamily(g)) throw badNetwork('flags', `--gateway ${JSON.stringify(g)} is not an IP address`);
   const families = addresses.map((a) => parseCidr(a)?.family);
   const staticNets = addresses.map((address, i) => {
     const family = families[i];
@@ -232,7 +232,7 @@ export function networkFromFlags(flags: NetworkFlags): NetworkConfig | undefined
     return { ...(ids[0] && { link: ids[0] }), type: 'static', address, ...(gw && { gateway: gw }) };
   });
   for (const family of [4, 6] as const) {
-    if (gateway(family) && !families.includes(family)) throw invalidJob(m.badNetwork('flags', `--gateway for IPv${family} needs an IPv${family} --address`));
+    if (gateway(family) && !families.includes(family)) throw badNetwork('flags', `--gateway for IPv${family} needs an IPv${family} --address`);
   }
   const dhcp = ids.filter((_, i) => i > 0 || !families.includes(4)).map((link) => ({ link, type: 'dhcp4' }));
   const plainDhcp = ids.length === 0 && !families.includes(4) ? [{ type: 'dhcp4' }] : [];
@@ -249,7 +249,7 @@ export function networkFromFlags(flags: NetworkFlags): NetworkConfig | undefined
  */
 export function withLinks(config: NetworkConfig, own: readonly PhysicalLink[] | undefined): NetworkConfig {
   if (config.links.length > 0) return config;
-  if (!own || own.length === 0) throw invalidJob(m.macsNeeded);
+  if (!own || own.length === 0) throw macsNeeded();
   const first = own[0]!;
   return { ...config, links: [first], networks: config.networks.map((n) => ({ ...n, link: n.link ?? first.id })) };
 }

@@ -5,7 +5,7 @@
 // never needed. Every refusal happens before the first write.
 import { open, readFile, stat } from 'node:fs/promises';
 import { exec } from '../system/exec.ts';
-import { configDriveRefusals as why, couldNotCreateConfigDrive } from '../errors.ts';
+import { configDriveImageSectorSize, configDriveImageTooBig, configDriveNoPartitionTable, configDriveToolFailed, couldNotCreateConfigDrive } from '../errors.ts';
 import { CONFIG_DRIVE_MAX_BYTES } from './options.ts';
 import { readPartitionTable } from './partition-table.ts';
 import { planConfigDrivePartition, type ConfigDrivePlan } from './plan.ts';
@@ -30,20 +30,20 @@ const MBR_TYPE_FAT_LBA = 'c';
 
 export async function addConfigDrivePartition(device: string, image: ConfigDriveImage): Promise<ConfigDrivePartition> {
   const table = await readPartitionTable(device);
-  if (!table) throw couldNotCreateConfigDrive(why.noPartitionTable(device));
+  if (!table) throw configDriveNoPartitionTable(device);
   const plan = planConfigDrivePartition(table);
   const partitionBytes = plan.sectors * plan.sectorSize;
   // The region written: the whole partition up to 64 MiB, so no stale signature survives in it.
   const region = Math.min(partitionBytes, CONFIG_DRIVE_MAX_BYTES);
   if (typeof image === 'string') {
     const fileBytes = (await stat(image)).size;
-    if (fileBytes > partitionBytes) throw couldNotCreateConfigDrive(why.imageTooBig(fileBytes, partitionBytes));
+    if (fileBytes > partitionBytes) throw configDriveImageTooBig(fileBytes, partitionBytes);
   }
   const bytes = await imageBytes(image, { bytes: Math.floor(region / MIB) * MIB, sectorSize: plan.sectorSize });
-  if (bytes.length > partitionBytes) throw couldNotCreateConfigDrive(why.imageTooBig(bytes.length, partitionBytes));
+  if (bytes.length > partitionBytes) throw configDriveImageTooBig(bytes.length, partitionBytes);
   const fatSectorSize = fatLogicalSectorSize(bytes);
   if (fatSectorSize !== undefined && fatSectorSize < plan.sectorSize) {
-    throw couldNotCreateConfigDrive(why.imageSectorSize(fatSectorSize, plan.sectorSize));
+    throw configDriveImageSectorSize(fatSectorSize, plan.sectorSize);
   }
 
   const number = plan.action === 'create' ? await createPartition(device, plan) : plan.number;
@@ -93,6 +93,7 @@ async function checkCreated(device: string, plan: ConfigDrivePlan): Promise<numb
   if (!made || made.sectors !== plan.sectors || wrongNumber) {
     const got = made ? `partition ${made.number} at ${made.start}+${made.sectors}` : 'no partition';
     throw couldNotCreateConfigDrive(
+      'configdrive-partition-not-made',
       `the partition table shows ${got} where partition ${plan.number} at ${plan.start}+${plan.sectors} was created.`,
     );
   }
@@ -124,6 +125,6 @@ async function rereadPartitionTable(device: string): Promise<void> {
 async function tool(command: string, args: string[], input?: string): Promise<void> {
   const result = await exec(command, args, { reject: false, ...(input === undefined ? {} : { input }) });
   if (result.failed) {
-    throw couldNotCreateConfigDrive(why.toolFailed(`${command} ${args.join(' ')}`, result.all || result.message));
+    throw configDriveToolFailed(`${command} ${args.join(' ')}`, result.all || result.message);
   }
 }

@@ -1,7 +1,7 @@
 // Where the config drive goes, decided from the partition table alone, before anything is written:
 // an existing config-2 partition is reused; otherwise a new one takes the last 64 MiB of the disk
 // (MBR: of its first 2 TiB), starting and ending on 1 MiB boundaries, after every existing partition.
-import { configDriveRefusals as why, couldNotCreateConfigDrive } from '../errors.ts';
+import { configDriveFourPrimaries, configDriveGptBackupNotAtEnd, configDriveNoFreeGptEntry, configDriveNoRoomAtEnd, configDrivePartitionTooSmall, configDriveTwoConfigDrives } from '../errors.ts';
 import { CONFIG_DRIVE_MAX_BYTES, CONFIG_DRIVE_MIN_BYTES } from './options.ts';
 import type { PartitionTable } from './partition-table.ts';
 
@@ -28,22 +28,22 @@ export function planConfigDrivePartition(table: PartitionTable): ConfigDrivePlan
   const existing = table.partitions.filter(
     (p) => p.name?.toLowerCase() === 'config-2' || p.fsLabel?.toLowerCase() === 'config-2',
   );
-  if (existing.length > 1) throw couldNotCreateConfigDrive(why.twoConfigDrives(existing.map((p) => p.number)));
+  if (existing.length > 1) throw configDriveTwoConfigDrives(existing.map((p) => p.number));
   if (existing.length === 1) {
     const p = existing[0]!;
     if (p.sectors * sectorSize < CONFIG_DRIVE_MIN_BYTES) {
-      throw couldNotCreateConfigDrive(why.partitionTooSmall(p.number, p.sectors * sectorSize, CONFIG_DRIVE_MIN_BYTES));
+      throw configDrivePartitionTooSmall(p.number, p.sectors * sectorSize, CONFIG_DRIVE_MIN_BYTES);
     }
     return { action: 'reuse', label, number: p.number, start: p.start, sectors: p.sectors, sectorSize };
   }
 
   if (label === 'gpt' && table.backupLba !== table.totalSectors - 1) {
-    throw couldNotCreateConfigDrive(why.gptBackupNotAtEnd(table.backupLba ?? 0, table.totalSectors - 1));
+    throw configDriveGptBackupNotAtEnd(table.backupLba ?? 0, table.totalSectors - 1);
   }
   const used = new Set(table.partitions.map((p) => p.number));
   const slots = label === 'gpt' ? GPT_ENTRIES : MBR_PRIMARIES;
   const number = Array.from({ length: slots }, (_, i) => i + 1).find((n) => !used.has(n));
-  if (number === undefined) throw couldNotCreateConfigDrive(label === 'gpt' ? why.noFreeGptEntry() : why.fourPrimaries());
+  if (number === undefined) throw label === 'gpt' ? configDriveNoFreeGptEntry() : configDriveFourPrimaries();
 
   const end =
     label === 'gpt' ? table.lastUsable : Math.min(table.totalSectors, Math.floor(MBR_LIMIT_BYTES / sectorSize)) - 1;
@@ -54,7 +54,7 @@ export function planConfigDrivePartition(table: PartitionTable): ConfigDrivePlan
   // It ends on a 1 MiB boundary too, so sgdisk -v finds nothing to say about it.
   const sectors = Math.floor((end + 1 - start) / align) * align;
   if (sectors * sectorSize < CONFIG_DRIVE_MIN_BYTES) {
-    throw couldNotCreateConfigDrive(why.noRoomAtEnd(Math.max(0, end - lastUsed) * sectorSize, CONFIG_DRIVE_MIN_BYTES));
+    throw configDriveNoRoomAtEnd(Math.max(0, end - lastUsed) * sectorSize, CONFIG_DRIVE_MIN_BYTES);
   }
   return { action: 'create', label, number, start, sectors, sectorSize };
 }

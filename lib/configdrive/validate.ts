@@ -13,26 +13,26 @@ export function validateConfigDrive(options: ConfigDriveOptions): void {
   const hostname = options.hostname?.trim();
   if (hostname) {
     const problem = hostnameProblem(hostname);
-    if (problem) throw invalidConfigDrive(m.invalidHostname(hostname, problem));
+    if (problem) throw invalidConfigDrive('invalid-hostname', m.invalidHostname(hostname, problem));
   }
 
   sshKeyLines(options.sshKeys).forEach((line, index) => {
     const parsed = parseSshPublicKey(line);
-    if (typeof parsed === 'string') throw invalidConfigDrive(m.invalidSshKey(index + 1, parsed));
+    if (typeof parsed === 'string') throw invalidConfigDrive('invalid-ssh-key', m.invalidSshKey(index + 1, parsed));
   });
 
   for (const [key, value] of Object.entries(options.metadata)) {
-    if (key === '') throw invalidConfigDrive(m.emptyMetadataKey());
-    if (RESERVED_METADATA_KEYS.includes(key)) throw invalidConfigDrive(m.reservedMetadataKey(key));
-    if (key.length > METADATA_KEY_MAX_CHARS) throw invalidConfigDrive(m.metadataKeyTooLong(key, METADATA_KEY_MAX_CHARS));
-    if (/[\u0000-\u001f\u007f]/.test(key)) throw invalidConfigDrive(m.metadataKeyControl(key));
-    if (typeof value !== 'string') throw invalidConfigDrive(m.metadataValueNotString(key));
+    if (key === '') throw invalidConfigDrive('empty-metadata-key', m.emptyMetadataKey());
+    if (RESERVED_METADATA_KEYS.includes(key)) throw invalidConfigDrive('reserved-metadata-key', m.reservedMetadataKey(key));
+    if (key.length > METADATA_KEY_MAX_CHARS) throw invalidConfigDrive('metadata-key-too-long', m.metadataKeyTooLong(key, METADATA_KEY_MAX_CHARS));
+    if (/[\u0000-\u001f\u007f]/.test(key)) throw invalidConfigDrive('metadata-key-control', m.metadataKeyControl(key));
+    if (typeof value !== 'string') throw invalidConfigDrive('metadata-value-not-string', m.metadataValueNotString(key));
   }
   const metadataBytes = Buffer.byteLength(JSON.stringify(options.metadata));
-  if (metadataBytes > METADATA_MAX_BYTES) throw invalidConfigDrive(m.metadataTooBig(metadataBytes, METADATA_MAX_BYTES));
+  if (metadataBytes > METADATA_MAX_BYTES) throw invalidConfigDrive('metadata-too-big', m.metadataTooBig(metadataBytes, METADATA_MAX_BYTES));
 
   if (options.userData !== undefined) {
     const bytes = decodeUserData(options.userData).length;
-    if (bytes > USER_DATA_MAX_BYTES) throw invalidConfigDrive(m.userDataTooBig(bytes, USER_DATA_MAX_BYTES));
+    if (bytes > USER_DATA_MAX_BYTES) throw invalidConfigDrive('user-data-too-big', m.userDataTooBig(bytes, USER_DATA_MAX_BYTES));
   }
 }

@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { exec } from '../system/exec.ts';
-import { configDriveRefusals, couldNotCreateConfigDrive } from '../errors.ts';
+import { configDriveToolFailed } from '../errors.ts';
 import type { ConfigDriveFile } from './content.ts';
 
 /** The label cloud-init looks for (config-2 or CONFIG-2, exactly). */
@@ -48,6 +48,6 @@ export async function buildVfatImage(files: readonly ConfigDriveFile[], geometry
 async function tool(command: string, args: string[]): Promise<void> {
   const result = await exec(command, args, { env: MTOOLS_ENV, reject: false });
   if (result.failed) {
-    throw couldNotCreateConfigDrive(configDriveRefusals.toolFailed(`${command} ${args.join(' ')}`, result.all || result.message));
+    throw configDriveToolFailed(`${command} ${args.join(' ')}`, result.all || result.message);
   }
 }

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { efiMessages as m, failed, refusedImage } from '../errors.ts';
+import { bootEntryFailed, bootManagerUnavailable, noEsp, noLoader } from '../errors.ts';
 import { normaliseLoaderPath } from './efi-path.ts';
 import { exec } from '../system/exec.ts';
 import type { GuestReader } from '../formats/guest.ts';
@@ -64,15 +64,15 @@ export async function planEfiBoot(
   const loader = normaliseLoaderPath(options.loaderPath ?? FALLBACK_LOADER);
   const esp = table?.partitions.find((p) => (table.label === 'gpt' ? p.type === ESP_GUID : p.type === MBR_ESP_TYPE));
   if (!esp) {
-    if (options.check) throw refusedImage(m.noEsp);
+    if (options.check) throw noEsp();
     return undefined;
   }
   const found = await fileInFat(guest, { offset: esp.start * sectorSize, length: esp.sectors * sectorSize }, loader);
-  if (!found && options.check) throw refusedImage(m.noLoader(loader, esp.number));
+  if (!found && options.check) throw noLoader(loader, esp.number);
   if (!found) return undefined;
   // The entry is made after the write: a boot manager that cannot even list entries fails now instead.
   await platform.bootManager.entries().catch((error: unknown) => {
-    throw failed(m.bootManagerUnavailable, error instanceof Error ? error.message : String(error));
+    throw bootManagerUnavailable(error);
   });
   return { partition: esp.number, loader };
 }
@@ -110,7 +110,7 @@ export async function installBootEntry(manager: EfiBootManager, disk: string, pl
     if (wanted.join() !== order.join()) await manager.setOrder(wanted);
     return number;
   } catch (error) {
-    throw failed(m.bootEntryFailed, error instanceof Error ? error.message : String(error));
+    throw bootEntryFailed(error);
   }
 }
 

@@ -3,7 +3,7 @@
 // check that sgdisk finds no problem left.
 import { open } from 'node:fs/promises';
 import { exec } from '../system/exec.ts';
-import { failed, messages } from '../errors.ts';
+import { gptFixFailed, rereadFailed } from '../errors.ts';
 
 /** BLKRRPART, or partx when the kernel refuses it (loop devices attached without partition scan). */
 export async function rereadPartitionTable(device: string): Promise<void> {
@@ -11,7 +11,7 @@ export async function rereadPartitionTable(device: string): Promise<void> {
   if (ioctl.exitCode === 0) return;
   const partx = await exec('partx', ['-u', device], { reject: false });
   if (partx.exitCode === 0) return;
-  throw failed(messages.rereadFailed(device), `blockdev: ${ioctl.stderr.trim()}; partx: ${partx.stderr.trim()}`);
+  throw rereadFailed(device, { detail: `blockdev: ${ioctl.stderr.trim()}; partx: ${partx.stderr.trim()}` });
 }
 
 /** Whether LBA 1 holds a GPT header ("EFI PART") at the disk's logical sector size. */
@@ -55,7 +55,7 @@ export async function fixGpt(device: string, sectorSize: number): Promise<GptOut
   const move = await exec('sfdisk', ['--relocate', 'gpt-bak-std', device], { reject: false });
   const after = await verify(device);
   if (move.exitCode !== 0 || !after.clean) {
-    throw failed(messages.gptFixFailed, `sfdisk --relocate gpt-bak-std: ${move.all.replace(/\s+/g, ' ').trim()}; sgdisk -v: ${after.report}`);
+    throw gptFixFailed({ detail: `sfdisk --relocate gpt-bak-std: ${move.all.replace(/\s+/g, ' ').trim()}; sgdisk -v: ${after.report}` });
   }
   await rereadPartitionTable(device);
   return 'moved-backup';

@@ -12,7 +12,7 @@ import { got, type Request, type Response } from 'got';
 import { ChunkedBuffer } from '../source/chunked-buffer.ts';
 import { DigestThread } from './digest-thread.ts';
 import { downloadSegments, SegmentsUnusable } from './segments.ts';
-import { customerFailure, messages } from '../errors.ts';
+import { downloadFailed, messages, tooBigForMemory } from '../errors.ts';
 import { agents, declaredLength, describe, header, isFatal, parseContentRange, retryAfterMs, Retries, Retryable, validatorOf, type Agents } from './http-exchange.ts';
 import type { ChecksumType, ImageType } from '../job.ts';
 import { redactUrl } from '../report/redact.ts';
@@ -52,8 +52,11 @@ export interface Downloaded {
 /** Progress is told every this many bytes (and at the end), not for every packet: it has a cost. */
 const PROGRESS_EVERY = 1024 * 1024;
 
-/** The first answer allows a segmented download: its body is left, the segments fetch every byte. */
-class UseSegments extends Error {}
+/**
+ * How one exchange ended: every byte held, or the first answer allows a segmented download (its body
+ * is left, the segments fetch every byte).
+ */
+type AttemptOutcome = 'complete' | 'use-segments';
 
 /** What is held so far, and what is needed to resume it safely. */
 class Transfer {
@@ -95,7 +98,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   const retry = request.retry ?? defaultRetry;
   const deadline = request.deadline ?? DEFAULT_DEADLINE_MS;
   const shownUrl = redactUrl(request.url);
-  const couldNot = (cause: string) => customerFailure(messages.downloadFailed(shownUrl), cause);
+  const couldNot = (detail: string, cause?: unknown) => downloadFailed(shownUrl, { detail, cause });
   const transfer = new Transfer(request.checksumType);
   const agent = agents(request.ca);
   const deadlineAt = Date.now() + deadline;
@@ -108,10 +111,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   try {
     for (;;) {
       try {
-        try {
-          await attempt(request, transfer, agent, overall);
-        } catch (error) {
-          if (!(error instanceof UseSegments)) throw error;
+        if ((await attempt(request, transfer, agent, overall)) === 'use-segments') {
           transfer.image = await downloadSegments({
             open: (headers) => open(request, agent, overall, headers),
             headers: request.headers,
@@ -187,9 +187,9 @@ function open(request: DownloadRequest, agent: Agents, signal: AbortSignal, head
 
 /**
  * One HTTP exchange: resumes from the bytes held, or takes the whole file. Resolves when every
- * byte is held; throws UseSegments when the answer allows a segmented download instead.
+ * byte is held, or to 'use-segments' when the answer allows a segmented download instead.
  */
-async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agents, signal: AbortSignal): Promise<void> {
+async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agents, signal: AbortSignal): Promise<AttemptOutcome> {
   const resumeFrom = transfer.canResume ? transfer.image.size : 0;
   const headers: Record<string, string> = { ...request.headers };
   if (resumeFrom > 0) {
@@ -201,10 +201,14 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
 
   // Set by the response handler when the body must not be read; thrown after the stream stops.
   let stop: Error | undefined;
+  // Set by the response handler when the segments are to take the body instead.
+  let useSegments = false;
   let reported = transfer.image.size;
   stream.once('response', (response: Response) => {
-    stop = judge(response, request, transfer, resumeFrom);
-    if (stop) stream.destroy();
+    const verdict = judge(response, request, transfer, resumeFrom);
+    if (verdict === 'use-segments') useSegments = true;
+    else stop = verdict;
+    if (stop || useSegments) stream.destroy();
     else {
       reported = transfer.image.size;
       request.onProgress?.(reported, transfer.total);
@@ -213,14 +217,14 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
 
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
-      if (stop) break;
+      if (stop || useSegments) break;
       const { image, total } = transfer;
       if (total !== null && image.size + chunk.length > total) {
         stop = new Retryable(`the server sent more than the ${total} bytes it announced`, { restart: true });
         break;
       }
       if (image.size + chunk.length > request.budget) {
-        stop = customerFailure(messages.tooBigForMemory(request.type));
+        stop = tooBigForMemory(request.type);
         break;
       }
       const at = image.size;
@@ -238,22 +242,27 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
       request.onData?.(transfer.image, transfer.total);
     }
   } catch (error) {
-    if (!stop) {
-      if (isFatal(error) || signal.aborted) throw customerFailure(messages.downloadFailed(redactUrl(request.url)), describe(error));
-      throw new Retryable(describe(error));
+    if (!stop && !useSegments) {
+      if (isFatal(error) || signal.aborted) throw downloadFailed(redactUrl(request.url), { detail: describe(error), cause: error });
+      throw new Retryable(describe(error), { cause: error });
     }
   } finally {
     stream.destroy();
   }
   if (stop) throw stop;
+  if (useSegments) return 'use-segments';
   const { image, total } = transfer;
   if (total !== null && image.size < total) throw new Retryable(`the body ended after ${image.size} of ${total} bytes`);
+  return 'complete';
 }
 
-/** Checks a response's status and headers; returns why its body must not be taken, else updates `transfer`. */
-function judge(response: Response, request: DownloadRequest, transfer: Transfer, resumeFrom: number): Error | undefined {
+/**
+ * Checks a response's status and headers; returns why its body must not be taken, or 'use-segments'
+ * when segments are to take it, else updates `transfer`.
+ */
+function judge(response: Response, request: DownloadRequest, transfer: Transfer, resumeFrom: number): Error | 'use-segments' | undefined {
   const status = response.statusCode;
-  const fatal = (cause: string) => customerFailure(messages.downloadFailed(redactUrl(request.url)), cause);
+  const fatal = (detail: string) => downloadFailed(redactUrl(request.url), { detail });
   const statusLine = `HTTP ${status}${response.statusMessage ? ` ${response.statusMessage}` : ''}`;
 
   if (status === 206) {
@@ -268,7 +277,7 @@ function judge(response: Response, request: DownloadRequest, transfer: Transfer,
       transfer.rangesRefused = true;
       return new Retryable(`asked for bytes ${resumeFrom}- and got Content-Range ${JSON.stringify(header(response, 'content-range') ?? null)}`, { restart: true });
     }
-    if (range.size > request.budget) return customerFailure(messages.tooBigForMemory(request.type));
+    if (range.size > request.budget) return tooBigForMemory(request.type);
     transfer.total = range.size;
     return undefined;
   }
@@ -278,7 +287,7 @@ function judge(response: Response, request: DownloadRequest, transfer: Transfer,
       transfer.restart();
     }
     transfer.total = declaredLength(response);
-    if (transfer.total !== null && transfer.total > request.budget) return customerFailure(messages.tooBigForMemory(request.type));
+    if (transfer.total !== null && transfer.total > request.budget) return tooBigForMemory(request.type);
     transfer.validator = validatorOf(response);
     const acceptRanges = header(response, 'accept-ranges')?.trim().toLowerCase();
     // Once a server has botched a range, it is not asked for one again.
@@ -286,7 +295,7 @@ function judge(response: Response, request: DownloadRequest, transfer: Transfer,
     const segmented =
       (request.connections ?? DEFAULT_CONNECTIONS) > 1 && !transfer.segmentsRefused && !transfer.rangesRefused && acceptRanges === 'bytes' &&
       transfer.validator !== null && transfer.total !== null && transfer.total >= (request.segmentedMinBytes ?? SEGMENTED_MIN_BYTES);
-    return segmented ? new UseSegments() : undefined;
+    return segmented ? 'use-segments' : undefined;
   }
   if (status === 416 && resumeFrom > 0) return new Retryable(`${statusLine} for bytes ${resumeFrom}-: the image changed on the server`, { restart: true });
   if (status === 408 || status === 429 || status >= 500) {

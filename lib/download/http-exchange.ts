@@ -10,12 +10,15 @@ import type { RetryPolicy } from './settings.ts';
 
 export type Agents = { http: http.Agent; https: https.Agent };
 
-/** A failed attempt worth another: after `retryAfter` ms if the server said so, from scratch if `restart`. */
+/**
+ * A failed attempt worth another: after `retryAfter` ms if the server said so, from scratch if
+ * `restart`; `cause` is the underlying error, when one was thrown.
+ */
 export class Retryable extends Error {
   readonly retryAfter: number | undefined;
   readonly restart: boolean;
-  constructor(cause: string, options: { retryAfter?: number; restart?: boolean } = {}) {
-    super(cause);
+  constructor(reason: string, options: { retryAfter?: number; restart?: boolean; cause?: unknown } = {}) {
+    super(reason, options.cause === undefined ? undefined : { cause: options.cause });
     this.retryAfter = options.retryAfter;
     this.restart = options.restart ?? false;
   }
@@ -37,12 +40,12 @@ export class Retries {
 
   /**
    * After `error`, with `held` bytes now held: the number of the attempt to come and the wait
-   * before it. Throws `giveUp(cause)` once the attempts without progress are spent.
+   * before it. Throws `giveUp(detail, error)` once the attempts without progress are spent.
    */
-  next(error: Retryable, held: number, giveUp: (cause: string) => Error): { attempt: number; delayMs: number } {
+  next(error: Retryable, held: number, giveUp: (detail: string, cause?: unknown) => Error): { attempt: number; delayMs: number } {
     this.failures = held > this.mostHeld ? 1 : this.failures + 1;
     this.mostHeld = Math.max(this.mostHeld, held);
-    if (this.failures >= this.policy.attempts) throw giveUp(`${error.message}; gave up after ${this.failures} attempts without progress`);
+    if (this.failures >= this.policy.attempts) throw giveUp(`${error.message}; gave up after ${this.failures} attempts without progress`, error);
     const delayMs = error.retryAfter === undefined ? backoffDelay(this.failures, this.policy) : Math.min(error.retryAfter, this.policy.retryAfterCap);
     return { attempt: this.failures + 1, delayMs };
   }

@@ -34,7 +34,7 @@ export interface SegmentedRequest {
   readonly digest: DigestThread | undefined;
   readonly signal: AbortSignal;
   /** Builds the error for a failure another attempt cannot cure. */
-  readonly fatal: (cause: string) => Error;
+  readonly fatal: (detail: string, cause?: unknown) => Error;
   readonly onProgress?: (done: number, total: number) => void;
   readonly onRetry?: (attempt: number, delayMs: number, cause: string, resumeFrom: number) => void;
 }
@@ -155,8 +155,8 @@ async function segmentAttempt(request: SegmentedRequest, segment: Segment, signa
     }
   } catch (error) {
     if (!stop) {
-      if (isFatal(error)) throw request.fatal(describe(error));
-      throw new Retryable(describe(error));
+      if (isFatal(error)) throw request.fatal(describe(error), error);
+      throw new Retryable(describe(error), { cause: error });
     }
   } finally {
     signal.removeEventListener('abort', onAbort);

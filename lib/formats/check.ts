@@ -1,6 +1,6 @@
 // The inspect step of a deployment: is the downloaded file what the job says, does it fit the
 // disk, is it laid out for the disk's sector size? Reads only the image; nothing is written.
-import { imageLargerThanDevice, messages, refusedImage } from '../errors.ts';
+import { imageLargerThanDevice, mbrSectorSizeMismatch, noPartitionTable, noPartitionTableInDisk, sectorSizeMismatch } from '../errors.ts';
 import { openCompressedRaw } from './compressed-raw.ts';
 import { compressions, type Compression } from './decompress.ts';
 import { detectFormat, gptSectorSize } from './detect.ts';
@@ -58,8 +58,9 @@ export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw' | 'o
   }
   const table = await readImageTable(guest);
   if (table?.sectorSize !== undefined && table.sectorSize !== disk.logicalSectorSize) {
-    const message = table.label === 'gpt' ? messages.sectorSizeMismatch : messages.mbrSectorSizeMismatch;
-    throw refusedImage(message(table.sectorSize, disk.logicalSectorSize));
+    throw table.label === 'gpt'
+      ? sectorSizeMismatch(table.sectorSize, disk.logicalSectorSize)
+      : mbrSectorSizeMismatch(table.sectorSize, disk.logicalSectorSize);
   }
   return { image, guest, table };
 }
@@ -76,17 +77,17 @@ function isPartitioned(head: ImageSource): { partitioned: boolean; description: 
  */
 export function checkPartitionTable(head: ImageSource, container?: string): void {
   const { partitioned, description } = isPartitioned(head);
-  if (!partitioned) throw refusedImage(messages.noPartitionTable(container ? `${description}, inside ${container}` : description));
+  if (!partitioned) throw noPartitionTable(container ? `${description}, inside ${container}` : description);
 }
 
 /** Refuses a disk whose first bytes (`head`) hold a GPT made for another sector size than the disk's (the streaming mode's check). */
 export function checkSectorSize(head: ImageSource, sectorSize: number): void {
   const imageSectors = gptSectorSize(head);
-  if (imageSectors !== undefined && imageSectors !== sectorSize) throw refusedImage(messages.sectorSizeMismatch(imageSectors, sectorSize));
+  if (imageSectors !== undefined && imageSectors !== sectorSize) throw sectorSizeMismatch(imageSectors, sectorSize);
 }
 
 /** OVH refuses a raw image without a partition table; byoi refuses any image whose disk has none. */
 function refuseUnpartitioned(guest: ImageSource, type: string): void {
   const { partitioned, description } = isPartitioned(guest);
-  if (!partitioned) throw refusedImage(messages.noPartitionTableInDisk(type, description));
+  if (!partitioned) throw noPartitionTableInDisk(type, description);
 }

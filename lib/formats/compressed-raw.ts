@@ -39,7 +39,7 @@ function isAllZero(block: Buffer): boolean {
 }
 
 function decodeRefusal(format: Compression, error: unknown): Error {
-  if (error instanceof DecompressError) return refusedImage(`Bad ${format} image: ${error.message}.`);
+  if (error instanceof DecompressError) return refusedImage('compressed-image-bad', `Bad ${format} image: ${error.message}.`, { cause: error });
   return error as Error;
 }
 
@@ -148,5 +148,5 @@ async function* compressedRawExtents(source: ImageSource, format: Compression, s
     end = offset + bytes.length;
   }
   if (zeroStart >= 0) yield { offset: zeroStart, length: end - zeroStart, zero: true };
-  if (end !== size) throw refusedImage(`Bad ${format} image: it decoded to ${end} bytes, then to ${size}.`);
+  if (end !== size) throw refusedImage('compressed-image-bad', `Bad ${format} image: it decoded to ${end} bytes, then to ${size}.`);
 }

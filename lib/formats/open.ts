@@ -11,8 +11,8 @@ import { openVmdk } from './vmdk.ts';
 import type { DetectedFormat, DiskImage } from './types.ts';
 import type { ImageSource } from '../source/image-source.ts';
 
-export type ImageType = 'auto' | 'qcow2' | 'raw' | 'vmdk' | 'ova';
-export const imageTypes: readonly ImageType[] = ['auto', 'qcow2', 'raw', 'vmdk', 'ova'];
+export type ImageFormat = 'auto' | 'qcow2' | 'raw' | 'vmdk' | 'ova';
+export const imageFormats: readonly ImageFormat[] = ['auto', 'qcow2', 'raw', 'vmdk', 'ova'];
 
 /** Containers and streams whose bytes are not a disk: writing them raw would give an unbootable disk. */
 const notConvertible: ReadonlySet<DetectedFormat> = new Set(['vmdk', 'tar', 'gzip', 'xz', 'zstd', 'bzip2']);
@@ -27,7 +27,7 @@ function isSparseVmdk(source: ImageSource): boolean {
 }
 
 /** `options` apply to a qcow2 image (threads, decoded clusters kept between passes). */
-export function openImage(source: ImageSource, type: ImageType, options: Qcow2Options = {}): DiskImage {
+export function openImage(source: ImageSource, type: ImageFormat, options: Qcow2Options = {}): DiskImage {
   if (source.size === 0) throw emptyImage();
   const detected = detectFormat(source);
   switch (type) {
@@ -70,7 +70,7 @@ export interface OpenOptions extends Qcow2Options {
  * once to learn its size and refuse a corrupt stream (lib/formats/compressed-raw.ts). With `auto`,
  * a compressed file that holds an image format rather than a disk is refused.
  */
-export async function openAnyImage(source: ImageSource, type: ImageType, options: OpenOptions = {}): Promise<DiskImage> {
+export async function openAnyImage(source: ImageSource, type: ImageFormat, options: OpenOptions = {}): Promise<DiskImage> {
   if (source.size === 0) throw emptyImage();
   const detected = detectFormat(source);
   if ((type !== 'raw' && type !== 'auto') || !compressions.has(detected.format)) return openImage(source, type, options);

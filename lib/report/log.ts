@@ -2,7 +2,7 @@
 // on a terminal, a live progress bar per phase with rate and ETA (none when stderr is not a TTY).
 import { pino, type Logger } from 'pino';
 import cliProgress from 'cli-progress';
-import type { Progress } from './status.ts';
+import type { PhaseProgress } from './status.ts';
 
 export type { Logger };
 
@@ -38,7 +38,7 @@ export class ProgressBar {
   }
 
   /** The rate and ETA are the caller's (cli-progress's own ETA, over its last updates, jumps about). */
-  update({ done, total, bytesPerSecond, etaSeconds }: Progress): void {
+  update({ done, total, bytesPerSecond, etaSeconds }: PhaseProgress): void {
     if (!this.bar) return;
     // A total learnt after the start (a download's Content-Length): switch to a bar with ETA.
     if (total !== null && total > 0 && !this.knownTotal) this.start(this.label, total);

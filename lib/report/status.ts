@@ -2,10 +2,11 @@
 // its progress. Replaced atomically (temp file + rename) so a reader never sees half a file.
 import { renameSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import type { PhaseName } from './phases.ts';
 
 export type StatusState = 'doing' | 'done' | 'error';
 
-export interface Progress {
+export interface PhaseProgress {
   readonly done: number;
   /** Null when the total is unknown (a download without Content-Length). */
   readonly total: number | null;
@@ -22,8 +23,8 @@ export interface Status {
   /** The image's checksum once computed, as "<type>:<hex>". */
   readonly checksum: string | null;
   readonly servername: string;
-  readonly phase: string;
-  readonly progress: Progress | null;
+  readonly phase: PhaseName;
+  readonly progress: PhaseProgress | null;
   readonly updatedAt: string;
 }
 

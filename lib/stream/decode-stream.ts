@@ -72,7 +72,7 @@ export async function decodeStream(body: AsyncIterable<Buffer>): Promise<Decoded
   }
 }
 
-const corrupt = (format: string, reason: string) => refusedImage(`Bad ${format} image: ${reason}.`);
+const corrupt = (format: string, reason: string) => refusedImage('stream-image-bad', `Bad ${format} image: ${reason}.`);
 
 async function* zlibDisk(input: AsyncIterable<Buffer>, decoder: zlib.Gunzip | zlib.ZstdDecompress, format: string): AsyncGenerator<Buffer> {
   const source = Readable.from(input, { objectMode: false });

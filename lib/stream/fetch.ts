@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { got, type Request, type Response } from 'got';
 import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_REDIRECTS, defaultRetry, defaultTimeouts, type DownloadSettings } from '../download/settings.ts';
-import { ByoiError, customerFailure, messages } from '../errors.ts';
+import { ByoiError, downloadFailed } from '../errors.ts';
 import { agents, declaredLength, describe, header, isFatal, parseContentRange, Retries, Retryable, validatorOf } from '../download/http-exchange.ts';
 import type { ChecksumType } from '../job.ts';
 import { redactUrl } from '../report/redact.ts';
@@ -35,7 +35,7 @@ export interface StreamedImage {
 
 /** Starts the GET; resolves once the server has answered 2xx, with its body still to be read. */
 export async function streamImage(request: StreamRequest): Promise<StreamedImage> {
-  const couldNot = (cause: string) => customerFailure(messages.downloadFailed(redactUrl(request.url)), cause);
+  const couldNot = (detail: string, cause?: unknown) => downloadFailed(redactUrl(request.url), { detail, cause });
   const timeouts = request.timeouts ?? defaultTimeouts;
   const agent = agents(request.ca);
   const signal = AbortSignal.timeout(request.deadline ?? DEFAULT_DEADLINE_MS);

@@ -1,6 +1,6 @@
 // The last step: reboot onto the written disk, through systemd when it runs, else forcibly.
 import { exec } from './exec.ts';
-import { failed, messages } from '../errors.ts';
+import { rebootFailed } from '../errors.ts';
 
 export async function reboot(): Promise<void> {
   await exec('sync', [], { reject: false });
@@ -8,5 +8,5 @@ export async function reboot(): Promise<void> {
   if (systemd.exitCode === 0) return;
   const forced = await exec('reboot', ['-f'], { reject: false });
   if (forced.exitCode === 0) return;
-  throw failed(messages.rebootFailed, `systemctl reboot: ${systemd.message}; reboot -f: ${forced.message}`);
+  throw rebootFailed({ detail: `systemctl reboot: ${systemd.message}; reboot -f: ${forced.message}` });
 }

@@ -226,7 +226,7 @@ async function runScenario(scenario: Scenario, options: FleetOptions, location: 
     try {
       for (const server of servers) {
         const deployment = await store.current(server);
-        const steps = deployment ? (await store.steps(deployment.id)).map((s) => s.phase) : [];
+        const steps: string[] = deployment ? (await store.steps(deployment.id)).map((s) => s.phase) : [];
         const acked = acknowledged.get(server)!;
         if ((acked.done && deployment?.status !== 'done') || [...acked.phases].some((phase) => !steps.includes(phase))) lost++;
       }

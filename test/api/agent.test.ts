@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import type { AgentEvent } from '../../lib/api/store/types.ts';
-import { ByoiError, apiMessages, messages, refusedImage } from '../../lib/errors.ts';
+import type { PhaseName } from '../../lib/report/phases.ts';
+import { apiMessages, ByoiError, messages, noPartitionTable } from '../../lib/errors.ts';
 import type { Job } from '../../lib/job.ts';
 import type { Delivery } from '../../agent/remote/client.ts';
 import { EventQueue } from '../../agent/remote/queue.ts';
@@ -126,11 +127,11 @@ describe('byoi agent with the API', () => {
   it('reports a refused image with its exact message, scrubbed of secrets, and does not reboot', async () => {
     const pipeline: Pipeline = async (_job, report) => {
       report.phase('inspect', 'Inspecting image', null);
-      throw refusedImage(messages.noPartitionTable('ext4 filesystem'), 'sent header-secret-value to secret-query-value');
+      throw noPartitionTable('ext4 filesystem', { detail: 'sent header-secret-value to secret-query-value' });
     };
     const { agent, reboots } = await deployWith(pipeline);
-    await expect(agent).rejects.toMatchObject({ kind: 'refused-image', message: messages.noPartitionTable('ext4 filesystem') });
-    expect(await status()).toMatchObject({ status: 'error', message: messages.noPartitionTable('ext4 filesystem'), phase: 'inspect' });
+    await expect(agent).rejects.toMatchObject({ kind: 'refused-image', message: noPartitionTable('ext4 filesystem').message });
+    expect(await status()).toMatchObject({ status: 'error', message: noPartitionTable('ext4 filesystem').message, phase: 'inspect' });
     expect((await call(api.url, 'GET', '/dedicated/server/ns1.lab/task/1', { key: 'key-alice' })).body.status).toBe('customerError');
     expect(reboots).toEqual([]);
   });
@@ -199,7 +200,7 @@ describe('byoi agent with the API', () => {
 });
 
 describe('the outbox', () => {
-  const event = (status: AgentEvent['status'], phase: string, done = 0): AgentEvent => ({
+  const event = (status: AgentEvent['status'], phase: PhaseName, done = 0): AgentEvent => ({
     status, message: phase, phase, progress: { done, total: 100, bytesPerSecond: 1 }, at: new Date().toISOString(),
   });
 
@@ -216,7 +217,7 @@ describe('the outbox', () => {
     queue.push(event('doing', 'write', 0));
     queue.push(event('doing', 'write', 70));
     queue.push(event('done', 'done'));
-    queue.push(event('doing', 'late', 0));
+    queue.push(event('doing', 'boot-entry', 0));
     expect(await queue.drain(150)).toBe(false);
     reachable = true;
     expect(await queue.drain(5000)).toBe(true);
@@ -227,7 +228,7 @@ describe('the outbox', () => {
       ['download', 'doing', 50],
       ['write', 'doing', 70],
       ['done', 'done', 0],
-      ['late', 'doing', 0],
+      ['boot-entry', 'doing', 0],
     ]);
   });
 

@@ -11,7 +11,7 @@ import type { ApiConfig } from '../../lib/api/config.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { watchdogRound } from '../../lib/api/watchdog.ts';
-import { cannotWriteImage, customerFailure, faultOf, failed, lifecycleMessages, messages, refusedImage, unknownDiskGroup } from '../../lib/errors.ts';
+import { cannotWriteImage, checksumMismatch, downloadFailed, faultOf, lifecycleMessages, noPartitionTable, rereadFailed, tooBigForMemory, unknownDiskGroup } from '../../lib/errors.ts';
 import { runAgent, type AgentOptions, type Pipeline } from '../../agent/remote/run-agent.ts';
 import { call, RecordingBoot, startApi, type TestApi } from '../helpers/api.ts';
 
@@ -153,13 +153,13 @@ describe('an outcome the agent could not deliver before rebooting', () => {
 
 describe('errors: OVH\'s sentence in message, the redacted detail beside it, customerError or ovhError', () => {
   it.each([
-    ['a wrong checksum', customerFailure(messages.checksumMismatch('sha256', 'a'.repeat(64), 'b'.repeat(64))), 'customerError'],
-    ['a bad URL', customerFailure(messages.downloadFailed('http://images.example/disk.raw'), 'HTTP 404 from http://images.example/disk.raw?sig=secret-query-value'), 'customerError'],
-    ['a too-big image', customerFailure(messages.tooBigForMemory('raw')), 'customerError'],
-    ['a refused image', refusedImage(messages.noPartitionTable('ext4 filesystem')), 'customerError'],
+    ['a wrong checksum', checksumMismatch('sha256', 'a'.repeat(64), 'b'.repeat(64)), 'customerError'],
+    ['a bad URL', downloadFailed('http://images.example/disk.raw', { detail: 'HTTP 404 from http://images.example/disk.raw?sig=secret-query-value' }), 'customerError'],
+    ['a too-big image', tooBigForMemory('raw'), 'customerError'],
+    ['a refused image', noPartitionTable('ext4 filesystem'), 'customerError'],
     ['an unknown disk group', unknownDiskGroup(4, []), 'customerError'],
     ['a disk write error', cannotWriteImage('raw', 'EIO at 1048576 while writing http://images.example/disk.raw?sig=secret-query-value'), 'ovhError'],
-    ['a failure of the lab', failed(messages.rereadFailed('/dev/sda'), 'BLKRRPART: device busy'), 'ovhError'],
+    ['a failure of the lab', rereadFailed('/dev/sda', { detail: 'BLKRRPART: device busy' }), 'ovhError'],
   ])('%s', async (_what, error, expected) => {
     expect((await call(api.url, 'POST', byoi, { key, body })).status).toBe(200);
     const { id } = (await api.store.current('ns1.lab'))!;

@@ -9,6 +9,7 @@ import { openDatabase, openStore as openStoreWithKey } from '../../lib/api/store
 import { SecretBox } from '../../lib/api/store/secret-box.ts';
 import { SqlAuthFailures } from '../../lib/api/store/auth-failures-store.ts';
 import type { AgentEvent, Deployment, NewDeployment, Store } from '../../lib/api/store/types.ts';
+import type { PhaseName } from '../../lib/report/phases.ts';
 import { migrations } from '../../lib/api/store/migrations.ts';
 import { skipWithoutPostgres, startPostgres, type TestPostgres } from '../helpers/postgres.ts';
 
@@ -63,7 +64,7 @@ const deploymentOf = (serviceName: string, extra: Partial<NewDeployment> = {}): 
 });
 
 const at = () => new Date().toISOString();
-const doing = (phase: string, message: string, extra: Partial<AgentEvent> = {}): AgentEvent => ({ status: 'doing', phase, message, at: at(), ...extra });
+const doing = (phase: PhaseName, message: string, extra: Partial<AgentEvent> = {}): AgentEvent => ({ status: 'doing', phase, message, at: at(), ...extra });
 const done: AgentEvent = { status: 'done', message: 'Deployed', phase: 'done' };
 
 async function started(store: Store, serviceName = newServer()): Promise<Deployment> {
@@ -293,7 +294,7 @@ describe.each(backends)('the store on $name', (backend) => {
   });
 
   it.skipIf(backend.skip)('one agent\'s events recorded by two replicas at once: steps numbered once, the final status kept', async () => {
-    const phases = ['download', 'verify', 'inspect', 'write', 'partitions', 'configdrive'];
+    const phases: PhaseName[] = ['download', 'verify', 'inspect', 'write', 'partitions', 'configdrive'];
     // Several deployments at once, each agent's phases delivered through both replicas concurrently.
     await Promise.all(
       Array.from({ length: 8 }, async () => {

@@ -92,6 +92,11 @@ describe('download', () => {
     const error = await failure(download({ url, headers: {}, type: 'raw', budget: 1e9, ...fast }));
     expect(error.message).toBe(`Could not download image located: ${url}.`);
     expect(error.detail).toMatch(/ECONNREFUSED/);
+    expect(error.code).toBe('download-failed');
+    // The underlying errors are kept, down to the socket's.
+    const causes: unknown[] = [];
+    for (let cause: unknown = error.cause; cause instanceof Error; cause = cause.cause) causes.push(cause);
+    expect(causes.some((cause) => (cause as NodeJS.ErrnoException).code === 'ECONNREFUSED')).toBe(true);
   });
 
   it('redacts credentials and query tokens from the URL it shows', async () => {

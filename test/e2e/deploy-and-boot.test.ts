@@ -22,7 +22,7 @@ import type { ApiConfig } from '../../lib/api/config.ts';
 import { buildApi } from '../../lib/api/server.ts';
 import { openStore } from '../../lib/api/store/open.ts';
 import type { Store } from '../../lib/api/store/types.ts';
-import { messages } from '../../lib/errors.ts';
+import { checksumMismatch } from '../../lib/errors.ts';
 import { bootDisk, ensureCloudImage, type Firmware } from '../../scripts/image/boot.ts';
 import { bundle } from '../../scripts/bundle.ts';
 import { bootRescue, ensureRescue, type Rescue } from '../../scripts/rescue/boot.ts';
@@ -180,7 +180,7 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))('a server PXE-boots t
     lab.disks.set('ns-refused.lab', disk);
     const wrong = imageSha256.replace(/^./, (c) => (c === '0' ? '1' : '0'));
     const status = await deploy('ns-refused.lab', { URL: imageUrl, type: 'qcow2', checkSum: wrong, checkSumType: 'sha256' }, 840_000);
-    expect(status).toMatchObject({ status: 'error', servername: 'ns-refused.lab', message: messages.checksumMismatch('sha256', imageSha256, wrong) });
+    expect(status).toMatchObject({ status: 'error', servername: 'ns-refused.lab', message: checksumMismatch('sha256', imageSha256, wrong).message });
     // The server stays in rescue until the customer erases the deployment (DELETE powers it off here).
     const vm = lab.vms.get('ns-refused.lab')!;
     // The API hears the error before the agent has exited: wait for the rescue system to say so.

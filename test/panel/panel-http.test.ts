@@ -14,7 +14,7 @@ import type { ApiConfig } from '../../lib/api/config.ts';
 import { hashPassword } from '../../lib/api/passwords.ts';
 import { buildApi } from '../../lib/api/server.ts';
 import { openStore } from '../../lib/api/store/open.ts';
-import { messages } from '../../lib/errors.ts';
+import { downloadFailed } from '../../lib/errors.ts';
 import { html } from '../../lib/panel/html.ts';
 import { dictionaries } from '../../lib/panel/i18n.ts';
 import { RecordingBoot, call, startApi, type TestApi } from '../helpers/api.ts';
@@ -315,7 +315,7 @@ describe('the control panel over HTTP', () => {
     expect(offered).not.toContain('7');
 
     // The agent fails: OVH's sentence and its redacted detail, on the page as in the API's answer.
-    const sentence = messages.downloadFailed('http://images.example/disk.raw');
+    const sentence = downloadFailed('http://images.example/disk.raw').message;
     const detail = 'HTTP 404 from http://images.example/disk.raw?sig=*** <i>';
     expect((await agent('events', { events: [{ status: 'error', message: sentence, errorKind: 'invalid-job', detail, fault: 'customer' }] })).status).toBe(200);
     const status = await call(api.url, 'GET', '/dedicated/server/ns3.lab/bringYourOwnImage', { key: 'k3' });

@@ -37,7 +37,7 @@ async function* chunks(bytes: Buffer, random: () => number): AsyncGenerator<Buff
 async function streamDecode(bytes: Buffer, random: () => number): Promise<{ disk: Buffer } | { refused: ByoiError }> {
   try {
     const { virtualSize, pieces } = await qcow2StreamPieces(chunks(bytes, random), bytes.length);
-    if (virtualSize > 64 * 1024 * 1024) return { refused: new ByoiError('refused-image', 'too big for this test') };
+    if (virtualSize > 64 * 1024 * 1024) return { refused: new ByoiError('refused-image', 'image-larger-than-device', 'too big for this test') };
     const disk = Buffer.alloc(virtualSize, 0xee);
     for await (const piece of pieces) {
       if (piece.offset < 0 || piece.offset + piece.data.length > virtualSize) throw new Error(`piece [${piece.offset}, +${piece.data.length}) outside ${virtualSize}`);

@@ -34,7 +34,7 @@ function image(extents: Extent[], failAt?: number): DiskImage {
     info: { format: 'qcow2', virtualSize, fileSize: virtualSize, allocatedBytes: 0, features: {} },
     async *extents() {
       for (const [index, extent] of extents.entries()) {
-        if (index === failAt) throw refusedImage('compressed cluster at 123 does not inflate to one cluster');
+        if (index === failAt) throw refusedImage('qcow2-bad-compressed-cluster', 'compressed cluster at 123 does not inflate to one cluster');
         yield extent;
       }
     },

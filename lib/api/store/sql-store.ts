@@ -1,6 +1,7 @@
 // The store's rules, written once over the SQL interface (sql.ts) for every database behind it.
 import type { ErrorKind, Fault } from '../../errors.ts';
-import type { Progress, StatusState } from '../../report/status.ts';
+import type { PhaseName } from '../../report/phases.ts';
+import type { PhaseProgress, StatusState } from '../../report/status.ts';
 import type { AuthFailures } from '../auth-failures.ts';
 import { SqlAuthFailures } from './auth-failures-store.ts';
 import { migrate } from './migrations.ts';
@@ -16,7 +17,8 @@ interface Row {
   message: string;
   error_kind: string | null;
   checksum: string | null;
-  phase: string;
+  // Only phase names are stored: the API's schema refuses others (lib/api/routes/agent.ts).
+  phase: PhaseName;
   progress: string | null;
   started_at: string;
   job_taken_at: string | null;
@@ -40,7 +42,7 @@ function toDeployment(row: Row): Deployment {
     errorKind: row.error_kind as ErrorKind | null,
     checksum: row.checksum,
     phase: row.phase,
-    progress: row.progress === null ? null : (JSON.parse(row.progress) as Progress),
+    progress: row.progress === null ? null : (JSON.parse(row.progress) as PhaseProgress),
     startedAt: row.started_at,
     jobTakenAt: row.job_taken_at,
     finishedAt: row.finished_at,
@@ -82,7 +84,7 @@ const currentOf = (sql: Sql, serviceName: string) =>
   deploymentWhere(sql, 'service_name = ? AND erased = 0 ORDER BY id DESC LIMIT 1', [serviceName]);
 
 /** What the store keeps of a progress: its contract's fields, nothing else the agent may have sent. */
-function progressOf(progress: Progress | null | undefined): string | null {
+function progressOf(progress: PhaseProgress | null | undefined): string | null {
   if (!progress) return null;
   const { done, total, bytesPerSecond, etaSeconds } = progress;
   return JSON.stringify({ done, total, bytesPerSecond, ...(etaSeconds !== undefined && { etaSeconds }) });
@@ -243,7 +245,7 @@ export class SqlStore implements Store {
   }
 
   async steps(id: number): Promise<Step[]> {
-    const rows = await this.db.all<{ phase: string; comment: string; started_at: string }>(
+    const rows = await this.db.all<{ phase: PhaseName; comment: string; started_at: string }>(
       'SELECT phase, comment, started_at FROM steps WHERE deployment_id = ? ORDER BY n',
       [id],
     );

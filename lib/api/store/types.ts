@@ -3,7 +3,8 @@
 // that a networked database (several replicas) can stand behind the same interface.
 import type { AuthFailures } from '../auth-failures.ts';
 import type { ErrorKind, Fault } from '../../errors.ts';
-import type { Progress, StatusState } from '../../report/status.ts';
+import type { PhaseName } from '../../report/phases.ts';
+import type { PhaseProgress, StatusState } from '../../report/status.ts';
 import type { SecretBox } from './secret-box.ts';
 import type { Database } from './sql.ts';
 
@@ -19,8 +20,8 @@ export interface Deployment {
   readonly message: string;
   readonly errorKind: ErrorKind | null;
   readonly checksum: string | null;
-  readonly phase: string;
-  readonly progress: Progress | null;
+  readonly phase: PhaseName;
+  readonly progress: PhaseProgress | null;
   readonly startedAt: string;
   readonly jobTakenAt: string | null;
   readonly finishedAt: string | null;
@@ -46,8 +47,8 @@ export interface AgentEvent {
   readonly message: string;
   readonly errorKind?: ErrorKind | null;
   readonly checksum?: string | null;
-  readonly phase?: string | null;
-  readonly progress?: Progress | null;
+  readonly phase?: PhaseName | null;
+  readonly progress?: PhaseProgress | null;
   /** When the agent saw it (ISO 8601); delivery may be much later. Informative: the server's clock dates steps and outcomes. */
   readonly at?: string;
   /** An error's cause in more words, redacted. */
@@ -57,7 +58,7 @@ export interface AgentEvent {
 
 /** One phase of a deployment, as `install/status` lists it. */
 export interface Step {
-  readonly phase: string;
+  readonly phase: PhaseName;
   readonly comment: string;
   readonly startedAt: string;
 }
@@ -68,7 +69,7 @@ export interface NewDeployment {
   /** The customer's request body, validated and cut down to the contract's fields; the agent validates it again. */
   readonly body: unknown;
   readonly tokenHash: string;
-  readonly phase: string;
+  readonly phase: PhaseName;
   readonly message: string;
 }
 
