@@ -14,7 +14,13 @@ import { releaseDisk } from '../lib/disk/release.ts';
 import { chooseDisk } from '../lib/disk/select.ts';
 import { writeConfigDrive } from '../lib/configdrive/index.ts';
 import type { DownloadSettings } from '../lib/download/settings.ts';
-import { ByoiError, cannotWriteImage, imageLargerThanDevice, streamingAborted, streamingUnsupported } from '../lib/errors.ts';
+import {
+  ByoiError,
+  cannotWriteImage,
+  imageLargerThanDevice,
+  streamingAborted,
+  streamingUnsupported,
+} from '../lib/errors.ts';
 import { checkPartitionTable, checkSectorSize } from '../lib/formats/check.ts';
 import { bufferSource } from '../lib/formats/guest.ts';
 import type { Job, DiskChoice } from '../lib/job.ts';
@@ -41,7 +47,10 @@ interface Piece {
 }
 
 /** The disk's first `length` bytes (fewer if it is shorter), and the disk again from its start. */
-async function headOf(disk: AsyncIterable<Buffer>, length: number): Promise<{ head: Buffer; all: AsyncIterable<Buffer> }> {
+async function headOf(
+  disk: AsyncIterable<Buffer>,
+  length: number,
+): Promise<{ head: Buffer; all: AsyncIterable<Buffer> }> {
   const iterator = disk[Symbol.asyncIterator]();
   const seen: Buffer[] = [];
   let held = 0;
@@ -72,7 +81,18 @@ export async function deployStreaming(job: Job, report: Reporter, settings: Down
 
   report.phase('plan', 'Choosing the disk');
   const disk = await chooseDisk(await discoverDisks(), diskChoice(job.target));
-  log.info({ disk: disk.path, diskSize: disk.size, sectorSize: disk.logicalSectorSize, type: job.type, mode: 'streaming', url: redactUrl(job.url), description: job.description }, 'plan');
+  log.info(
+    {
+      disk: disk.path,
+      diskSize: disk.size,
+      sectorSize: disk.logicalSectorSize,
+      type: job.type,
+      mode: 'streaming',
+      url: redactUrl(job.url),
+      description: job.description,
+    },
+    'plan',
+  );
 
   report.phase('download', 'Connecting to the image server');
   const image = await streamImage({
@@ -92,11 +112,15 @@ export async function deployStreaming(job: Job, report: Reporter, settings: Down
     if (decoded.virtualSize > disk.size) throw imageLargerThanDevice(decoded.virtualSize, disk.size);
   } else {
     const decoded = await decodeStream(image.body);
-    if (decoded.format === 'raw' && image.length !== null && image.length > disk.size) throw imageLargerThanDevice(image.length, disk.size);
+    if (decoded.format === 'raw' && image.length !== null && image.length > disk.size)
+      throw imageLargerThanDevice(image.length, disk.size);
     // The disk's first MiB, decoded before anything is written: a file that is no disk is refused
     // with the disk untouched (it is checked again, with the checksum, before it is written).
     const { head, all } = await headOf(decoded.disk, HEAD);
-    checkPartitionTable(bufferSource(head), decoded.format === 'raw' ? undefined : `a ${decoded.format}-compressed file`);
+    checkPartitionTable(
+      bufferSource(head),
+      decoded.format === 'raw' ? undefined : `a ${decoded.format}-compressed file`,
+    );
     checkSectorSize(bufferSource(head), disk.logicalSectorSize);
     pieces = inOrder(all);
     format = decoded.format === 'raw' ? 'raw' : `${decoded.format}-compressed raw`;
@@ -106,7 +130,11 @@ export async function deployStreaming(job: Job, report: Reporter, settings: Down
   await releaseDisk(disk, (message) => log.info({ disk: disk.path }, message));
   report.endPhase();
 
-  report.phase('write', `Downloading and writing ${format} image on ${disk.path} (streaming; the first MiB is written last)`, image.length);
+  report.phase(
+    'write',
+    `Downloading and writing ${format} image on ${disk.path} (streaming; the first MiB is written last)`,
+    image.length,
+  );
   const writer = await StreamWriter.open(disk.path, disk.size).catch((error: unknown) => {
     throw error instanceof ByoiError ? error : cannotWriteImage(format, (error as Error).message);
   });

@@ -47,15 +47,32 @@ function networkFor(job: Job, disk: Disk): NetworkConfig | undefined {
 }
 
 function logDownloadEvent(log: Reporter['logger'], event: DownloadEvent): void {
-  if (event.kind === 'retry') log.warn({ phase: 'download', attempt: event.attempt, delayMs: event.delayMs, resumeFrom: event.resumeFrom, cause: event.cause }, 'download interrupted: retrying');
+  if (event.kind === 'retry')
+    log.warn(
+      {
+        phase: 'download',
+        attempt: event.attempt,
+        delayMs: event.delayMs,
+        resumeFrom: event.resumeFrom,
+        cause: event.cause,
+      },
+      'download interrupted: retrying',
+    );
   else log.warn({ phase: 'download', reason: event.reason }, 'download starting over');
 }
 
 /** `settings`: how to download (timeouts, retries, extra CA), not what: that is the job. */
 /** `platform`: the firmware and its boot manager (this system's by default; tests give their own). */
-export function deploy(job: Job, report: Reporter, settings: DownloadSettings = {}, platform: Platform = thisPlatform()): Promise<void> {
+export function deploy(
+  job: Job,
+  report: Reporter,
+  settings: DownloadSettings = {},
+  platform: Platform = thisPlatform(),
+): Promise<void> {
   // The tools are started by a helper forked now, before the image fills RAM (lib/system/exec.ts).
-  return withToolHelper(() => (job.stream ? deployStreaming(job, report, settings) : pipeline(job, report, settings, platform)));
+  return withToolHelper(() =>
+    job.stream ? deployStreaming(job, report, settings) : pipeline(job, report, settings, platform),
+  );
 }
 
 async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, platform: Platform): Promise<void> {
@@ -65,7 +82,19 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
   const budget = ramBudget(job.ramSize);
   const disk = await chooseDisk(await discoverDisks(), diskChoice(job.target));
   const network = networkFor(job, disk);
-  log.info({ disk: disk.path, diskSize: disk.size, sectorSize: disk.logicalSectorSize, ramBudget: budget, type: job.type, url: redactUrl(job.url), description: job.description, networkData: network !== undefined }, 'plan');
+  log.info(
+    {
+      disk: disk.path,
+      diskSize: disk.size,
+      sectorSize: disk.logicalSectorSize,
+      ramBudget: budget,
+      type: job.type,
+      url: redactUrl(job.url),
+      description: job.description,
+      networkData: network !== undefined,
+    },
+    'plan',
+  );
 
   report.phase('download', 'Downloading image', null);
   // The dry decoding pass follows the bytes as they arrive; it only reads (lib/formats/early-check.ts).
@@ -94,17 +123,33 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
 
   report.phase('inspect', 'Inspecting image');
   // The image stays in RAM through the write: decompression runs lean to keep the peak down.
-  const { image, guest, table } = await checkImage(source, job.type, disk, { lean: true, onDecodeProgress: (done, total) => report.progress(done, total) });
+  const { image, guest, table } = await checkImage(source, job.type, disk, {
+    lean: true,
+    onDecodeProgress: (done, total) => report.progress(done, total),
+  });
   if (job.configDrive) {
     // Refused here rather than after the write: no room, four primaries, two config-2 partitions.
     const plan = await planConfigDriveBeforeWrite(guest, table, disk, disk.path);
-    log.info({ phase: 'inspect', configDrive: { action: plan.action, partition: plan.number, start: plan.start, sectors: plan.sectors } }, 'config drive planned');
+    log.info(
+      {
+        phase: 'inspect',
+        configDrive: { action: plan.action, partition: plan.number, start: plan.start, sectors: plan.sectors },
+      },
+      'config drive planned',
+    );
   }
   // UEFI: the image's ESP and bootloader, found before the write (refused without, unless told not to check).
-  const efi = await planEfiBoot(platform, table, guest, disk.logicalSectorSize, { ...(job.efiBootloaderPath && { loaderPath: job.efiBootloaderPath }), check: !job.skipEfiCheck });
+  const efi = await planEfiBoot(platform, table, guest, disk.logicalSectorSize, {
+    ...(job.efiBootloaderPath && { loaderPath: job.efiBootloaderPath }),
+    check: !job.skipEfiCheck,
+  });
   if (!platform.uefi) log.info({ phase: 'inspect' }, 'legacy BIOS boot: no UEFI boot entry will be made');
   else if (efi) log.info({ phase: 'inspect', efi }, 'UEFI boot entry planned');
-  else log.warn({ phase: 'inspect' }, 'UEFI boot, but the image has no EFI system partition or bootloader: no boot entry will be made (--no-efi-check)');
+  else
+    log.warn(
+      { phase: 'inspect' },
+      'UEFI boot, but the image has no EFI system partition or bootloader: no boot entry will be made (--no-efi-check)',
+    );
   // Every extent decoded once, so a refusal found only while decoding comes before any write.
   report.phaseTotal(image.info.virtualSize);
   // A cancel while the early pass finishes is seen by the next phase, before anything is written.
@@ -116,7 +161,13 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
       report.checkpoint();
       report.progress(done, total);
     }));
-  report.endPhase({ format: image.info.format, virtualSize: image.info.virtualSize, ...(image.info.compression && { compression: image.info.compression }), decodedWhileDownloading: early.outcome, ...(early.waitedMs !== undefined && { decodingLeftMs: early.waitedMs }) });
+  report.endPhase({
+    format: image.info.format,
+    virtualSize: image.info.virtualSize,
+    ...(image.info.compression && { compression: image.info.compression }),
+    decodedWhileDownloading: early.outcome,
+    ...(early.waitedMs !== undefined && { decodingLeftMs: early.waitedMs }),
+  });
 
   report.phase('release', `Releasing ${disk.path}`);
   await releaseDisk(disk, (message) => log.info({ disk: disk.path }, message));

@@ -23,7 +23,8 @@ function fromTerminal(prompt: string): Promise<string> {
     const onData = (chunk: string) => {
       for (const c of chunk) {
         if (c === '\r' || c === '\n' || c === '\u0004') return finish();
-        if (c === '\u0003') return finish(failed('no-secret', ovhAuthMessages.noSecret(prompt.replace(/:\s*$/, '').toLowerCase())));
+        if (c === '\u0003')
+          return finish(failed('no-secret', ovhAuthMessages.noSecret(prompt.replace(/:\s*$/, '').toLowerCase())));
         if (c === '\u007f') text = text.slice(0, -1);
         else if (text.length < MAX_SECRET) text += c;
       }
@@ -43,7 +44,9 @@ async function fromPipe(): Promise<string> {
 
 /** One line of secret: `what` names it in the prompt and in the error when none is given. */
 export async function readSecret(what: string): Promise<string> {
-  const secret = process.stdin.isTTY ? await fromTerminal(`${what[0]!.toUpperCase()}${what.slice(1)}: `) : await fromPipe();
+  const secret = process.stdin.isTTY
+    ? await fromTerminal(`${what[0]!.toUpperCase()}${what.slice(1)}: `)
+    : await fromPipe();
   if (secret === '' || secret.length > MAX_SECRET) throw failed('no-secret', ovhAuthMessages.noSecret(what));
   return secret;
 }

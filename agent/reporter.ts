@@ -69,7 +69,8 @@ export class Reporter {
   progress(done: number, total: number | null): void {
     const now = Date.now();
     const bytesPerSecond = this.rate.sample(done, now);
-    const etaSeconds = total !== null && bytesPerSecond > 0 ? Math.max(0, Math.round((total - done) / bytesPerSecond)) : null;
+    const etaSeconds =
+      total !== null && bytesPerSecond > 0 ? Math.max(0, Math.round((total - done) / bytesPerSecond)) : null;
     this.progressNow = { done, total, bytesPerSecond, etaSeconds };
     this.bar?.update(this.progressNow);
     if (now - this.lastStatusAt >= STATUS_INTERVAL_MS) this.writeStatus();
@@ -83,7 +84,10 @@ export class Reporter {
   endPhase(fields: Record<string, unknown> = {}): void {
     this.bar?.stop();
     const seconds = (Date.now() - this.phaseStart) / 1000;
-    this.log.info({ phase: this.phaseName, seconds, ...(this.progressNow && { progress: this.progressNow }), ...fields }, `${this.message}: finished`);
+    this.log.info(
+      { phase: this.phaseName, seconds, ...(this.progressNow && { progress: this.progressNow }), ...fields },
+      `${this.message}: finished`,
+    );
     this.writeStatus();
   }
 
@@ -100,11 +104,24 @@ export class Reporter {
   error(message: string, detail: string | undefined): void {
     this.bar?.stop();
     this.log.error({ phase: this.phaseName, ...(detail && { detail }) }, message);
-    this.status.write({ status: 'error', message, ...(detail && { detail }), checksum: this.checksum, phase: this.phaseName, progress: this.progressNow });
+    this.status.write({
+      status: 'error',
+      message,
+      ...(detail && { detail }),
+      checksum: this.checksum,
+      phase: this.phaseName,
+      progress: this.progressNow,
+    });
   }
 
   private writeStatus(): void {
     this.lastStatusAt = Date.now();
-    this.status.write({ status: 'doing', message: this.message, checksum: this.checksum, phase: this.phaseName, progress: this.progressNow });
+    this.status.write({
+      status: 'doing',
+      message: this.message,
+      checksum: this.checksum,
+      phase: this.phaseName,
+      progress: this.progressNow,
+    });
   }
 }

@@ -7,7 +7,8 @@ export async function run(action: () => Promise<void>): Promise<never> {
     await action();
     process.exit(0);
   } catch (error) {
-    const message = error instanceof ByoiError ? error.message : `Unexpected error: ${(error as Error)?.stack ?? String(error)}`;
+    const message =
+      error instanceof ByoiError ? error.message : `Unexpected error: ${(error as Error)?.stack ?? String(error)}`;
     if (error instanceof ByoiError && error.detail) process.stderr.write(`${error.detail}\n`);
     process.stderr.write(`${message}\n`);
     process.exit(exitCodeOf(error));

@@ -179,82 +179,130 @@ export function exitCodeOf(error: unknown): 1 | 2 {
 const hex = (value: number | bigint): string => `0x${value.toString(16)}`;
 
 export function qcow2TooShort(fileSize: number): ByoiError {
-  return refusedImage('qcow2-too-short', `Bad qcow2 image: the file is ${fileSize} bytes, too short to hold a qcow2 header.`);
+  return refusedImage(
+    'qcow2-too-short',
+    `Bad qcow2 image: the file is ${fileSize} bytes, too short to hold a qcow2 header.`,
+  );
 }
 export function qcow2BadMagic(): ByoiError {
   return refusedImage('qcow2-bad-magic', 'Bad qcow2 image: the file does not start with the qcow2 magic "QFI\\xfb".');
 }
 export function qcow2BadVersion(version: number): ByoiError {
-  return refusedImage('qcow2-bad-version', `Unsupported qcow2 image: version ${version}; byoi reads qcow2 versions 2 and 3.`);
+  return refusedImage(
+    'qcow2-bad-version',
+    `Unsupported qcow2 image: version ${version}; byoi reads qcow2 versions 2 and 3.`,
+  );
 }
 export function qcow2UnknownFeatures(names: readonly string[]): ByoiError {
-  return refusedImage('qcow2-unknown-features', `Unsupported qcow2 image: it needs features byoi does not know: ${names.join(', ')}.`);
+  return refusedImage(
+    'qcow2-unknown-features',
+    `Unsupported qcow2 image: it needs features byoi does not know: ${names.join(', ')}.`,
+  );
 }
 export function qcow2Encrypted(method: number): ByoiError {
-  return refusedImage('qcow2-encrypted', 
+  return refusedImage(
+    'qcow2-encrypted',
     `Unsupported qcow2 image: it is encrypted (${method === 1 ? 'AES' : method === 2 ? 'LUKS' : `method ${method}`}); deploy an unencrypted image.`,
   );
 }
 export function qcow2BackingFile(name: string): ByoiError {
-  return refusedImage('qcow2-backing-file', 
+  return refusedImage(
+    'qcow2-backing-file',
     `Unsupported qcow2 image: it needs the backing file "${name}"; make a self-contained image first (qemu-img convert -O qcow2).`,
   );
 }
 export function qcow2ExternalDataFile(name: string): ByoiError {
-  return refusedImage('qcow2-external-data-file', `Unsupported qcow2 image: its data lives in the external data file "${name}", which is not part of the image.`);
+  return refusedImage(
+    'qcow2-external-data-file',
+    `Unsupported qcow2 image: its data lives in the external data file "${name}", which is not part of the image.`,
+  );
 }
 export function qcow2RawDataFileWithoutDataFile(): ByoiError {
-  return refusedImage('qcow2-raw-data-file-without-data-file', 'Bad qcow2 image: autoclear feature bit 1 (raw external data) is set but the image has no external data file.');
+  return refusedImage(
+    'qcow2-raw-data-file-without-data-file',
+    'Bad qcow2 image: autoclear feature bit 1 (raw external data) is set but the image has no external data file.',
+  );
 }
 export function qcow2Corrupt(): ByoiError {
-  return refusedImage('qcow2-corrupt', 'Bad qcow2 image: it is marked corrupt (qemu found inconsistent metadata); repair it with qemu-img check -r all first.');
+  return refusedImage(
+    'qcow2-corrupt',
+    'Bad qcow2 image: it is marked corrupt (qemu found inconsistent metadata); repair it with qemu-img check -r all first.',
+  );
 }
 export function qcow2BadClusterBits(bits: number): ByoiError {
-  return refusedImage('qcow2-bad-cluster-bits', `Bad qcow2 image: cluster_bits is ${bits}; qcow2 allows 9 to 21 (clusters of 512 bytes to 2 MiB).`);
+  return refusedImage(
+    'qcow2-bad-cluster-bits',
+    `Bad qcow2 image: cluster_bits is ${bits}; qcow2 allows 9 to 21 (clusters of 512 bytes to 2 MiB).`,
+  );
 }
 export function qcow2BadHeaderLength(length: number, clusterSize: number): ByoiError {
-  return refusedImage('qcow2-bad-header-length', 
+  return refusedImage(
+    'qcow2-bad-header-length',
     `Bad qcow2 image: header_length is ${length}; a version 3 header is at least 104 bytes, a multiple of 8 and inside the first cluster (${clusterSize} bytes).`,
   );
 }
 export function qcow2BadHeaderExtension(offset: number): ByoiError {
-  return refusedImage('qcow2-bad-header-extension', `Bad qcow2 image: the header extension at offset ${hex(offset)} runs past the end of the header area.`);
+  return refusedImage(
+    'qcow2-bad-header-extension',
+    `Bad qcow2 image: the header extension at offset ${hex(offset)} runs past the end of the header area.`,
+  );
 }
 export function qcow2BadRefcountOrder(order: number): ByoiError {
-  return refusedImage('qcow2-bad-refcount-order', `Bad qcow2 image: refcount_order is ${order}; qcow2 allows at most 6 (64-bit refcounts).`);
+  return refusedImage(
+    'qcow2-bad-refcount-order',
+    `Bad qcow2 image: refcount_order is ${order}; qcow2 allows at most 6 (64-bit refcounts).`,
+  );
 }
 export function qcow2UnknownCompression(type: number): ByoiError {
-  return refusedImage('qcow2-unknown-compression', `Unsupported qcow2 image: compression type ${type} is unknown (byoi reads 0, zlib, and 1, zstd).`);
+  return refusedImage(
+    'qcow2-unknown-compression',
+    `Unsupported qcow2 image: compression type ${type} is unknown (byoi reads 0, zlib, and 1, zstd).`,
+  );
 }
 export function qcow2CompressionBitMismatch(type: 'zlib' | 'zstd'): ByoiError {
-  return refusedImage('qcow2-compression-bit-mismatch', 
+  return refusedImage(
+    'qcow2-compression-bit-mismatch',
     type === 'zlib'
       ? 'Bad qcow2 image: the compression type is zlib but incompatible feature bit 3 (compression type) is set.'
       : 'Bad qcow2 image: the compression type is zstd but incompatible feature bit 3 (compression type) is not set.',
   );
 }
 export function qcow2ExtendedL2SmallClusters(clusterSize: number): ByoiError {
-  return refusedImage('qcow2-extended-l2-small-clusters', 
+  return refusedImage(
+    'qcow2-extended-l2-small-clusters',
     `Bad qcow2 image: extended L2 entries need clusters of at least 16384 bytes (512-byte subclusters); this image has ${clusterSize}-byte clusters.`,
   );
 }
 export function qcow2VirtualSizeTooBig(size: bigint): ByoiError {
-  return refusedImage('qcow2-virtual-size-too-big', 
+  return refusedImage(
+    'qcow2-virtual-size-too-big',
     `Bad qcow2 image: its virtual size of ${size} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`,
   );
 }
 export function qcow2L1TooSmall(entries: number, needed: number): ByoiError {
-  return refusedImage('qcow2-l1-too-small', `Bad qcow2 image: the L1 table has ${entries} entries but the virtual size needs ${needed}.`);
+  return refusedImage(
+    'qcow2-l1-too-small',
+    `Bad qcow2 image: the L1 table has ${entries} entries but the virtual size needs ${needed}.`,
+  );
 }
 export function qcow2L1TooLarge(entries: number): ByoiError {
-  return refusedImage('qcow2-l1-too-large', `Bad qcow2 image: the L1 table has ${entries} entries, above the limit of 4194304 (32 MiB).`);
+  return refusedImage(
+    'qcow2-l1-too-large',
+    `Bad qcow2 image: the L1 table has ${entries} entries, above the limit of 4194304 (32 MiB).`,
+  );
 }
 /** `what` names a structure: "the L1 table", "the L2 table", "the data of guest offset 0x...". */
 export function qcow2BeyondEnd(what: string, offset: number | bigint, fileSize: number): ByoiError {
-  return refusedImage('qcow2-beyond-end', `Bad qcow2 image: ${what} at offset ${hex(offset)} is beyond the end of the file (${fileSize} bytes).`);
+  return refusedImage(
+    'qcow2-beyond-end',
+    `Bad qcow2 image: ${what} at offset ${hex(offset)} is beyond the end of the file (${fileSize} bytes).`,
+  );
 }
 export function qcow2Misaligned(what: string, offset: number | bigint, clusterSize: number): ByoiError {
-  return refusedImage('qcow2-misaligned', `Bad qcow2 image: ${what} at offset ${hex(offset)} is not aligned to the cluster size (${clusterSize} bytes).`);
+  return refusedImage(
+    'qcow2-misaligned',
+    `Bad qcow2 image: ${what} at offset ${hex(offset)} is not aligned to the cluster size (${clusterSize} bytes).`,
+  );
 }
 export function qcow2GuestData(guestOffset: number): string {
   return `the data of guest offset ${hex(guestOffset)}`;
@@ -263,28 +311,46 @@ export function qcow2CompressedData(guestOffset: number): string {
   return `the compressed data of guest offset ${hex(guestOffset)}`;
 }
 export function qcow2V2ZeroFlag(guestOffset: number): ByoiError {
-  return refusedImage('qcow2-v2-zero-flag', `Bad qcow2 image: the cluster at guest offset ${hex(guestOffset)} has the zero flag, which version 2 images do not have.`);
+  return refusedImage(
+    'qcow2-v2-zero-flag',
+    `Bad qcow2 image: the cluster at guest offset ${hex(guestOffset)} has the zero flag, which version 2 images do not have.`,
+  );
 }
 export function qcow2SubclusterAllocAndZero(guestOffset: number, subcluster: number): ByoiError {
-  return refusedImage('qcow2-subcluster-alloc-and-zero', 
+  return refusedImage(
+    'qcow2-subcluster-alloc-and-zero',
     `Bad qcow2 image: subcluster ${subcluster} of the cluster at guest offset ${hex(guestOffset)} is marked both allocated and zero.`,
   );
 }
 export function qcow2SubclusterWithoutCluster(guestOffset: number): ByoiError {
-  return refusedImage('qcow2-subcluster-without-cluster', 
+  return refusedImage(
+    'qcow2-subcluster-without-cluster',
     `Bad qcow2 image: the cluster at guest offset ${hex(guestOffset)} has allocated subclusters but no host cluster.`,
   );
 }
 export function qcow2CompressedWithBitmap(guestOffset: number): ByoiError {
-  return refusedImage('qcow2-compressed-with-bitmap', `Bad qcow2 image: the compressed cluster at guest offset ${hex(guestOffset)} has a non-zero subcluster bitmap.`);
+  return refusedImage(
+    'qcow2-compressed-with-bitmap',
+    `Bad qcow2 image: the compressed cluster at guest offset ${hex(guestOffset)} has a non-zero subcluster bitmap.`,
+  );
 }
-export function qcow2BadCompressedCluster(guestOffset: number, codec: 'zlib' | 'zstd', clusterSize: number, reason: string): ByoiError {
-  return refusedImage('qcow2-bad-compressed-cluster', 
+export function qcow2BadCompressedCluster(
+  guestOffset: number,
+  codec: 'zlib' | 'zstd',
+  clusterSize: number,
+  reason: string,
+): ByoiError {
+  return refusedImage(
+    'qcow2-bad-compressed-cluster',
     `Bad qcow2 image: the ${codec} data of guest offset ${hex(guestOffset)} does not decompress to exactly one cluster (${clusterSize} bytes): ${reason}.`,
   );
 }
 export function decompressionWorkerFailed(reason: string): ByoiError {
-  return new ByoiError('failed', 'decompression-worker-failed', `Could not decompress the image: a decompression thread failed (${reason}).`);
+  return new ByoiError(
+    'failed',
+    'decompression-worker-failed',
+    `Could not decompress the image: a decompression thread failed (${reason}).`,
+  );
 }
 export function decompressionStopped(): ByoiError {
   return new ByoiError('failed', 'decompression-stopped', 'Could not decompress the image: decompression was stopped.');
@@ -305,7 +371,12 @@ export function systemDisk(path: string, reason: string): ByoiError {
 }
 
 export function couldNotReleaseDisk(path: string, holder: string, detail?: string): ByoiError {
-  return new ByoiError('failed', 'could-not-release-disk', `Could not release disk ${path}: it is still held by ${holder}.`, { detail });
+  return new ByoiError(
+    'failed',
+    'could-not-release-disk',
+    `Could not release disk ${path}: it is still held by ${holder}.`,
+    { detail },
+  );
 }
 
 // --- Config drive ---------------------------------------------------------------------------
@@ -331,44 +402,72 @@ export const configDriveMessages = {
   invalidSshKey: (index: number, reason: string) => `Invalid configdrive SSH key #${index}: ${reason}.`,
   userDataTooBig: (bytes: number, max: number) =>
     `Invalid configdrive user data: ${bytes} bytes, more than the ${max} bytes a config drive holds.`,
-  invalidUserMetadataFlag: (value: string) =>
-    `Invalid --user-metadata ${JSON.stringify(value)}: expected key=value.`,
+  invalidUserMetadataFlag: (value: string) => `Invalid --user-metadata ${JSON.stringify(value)}: expected key=value.`,
 } as const;
 
 /** OVH's sentence for any failure to add the config drive partition; the reason goes in the detail. */
 export const COULD_NOT_CREATE_CONFIGDRIVE = 'Could not create configdrive on disk.';
 
 export function couldNotCreateConfigDrive(code: ErrorCode, detail: string, cause?: unknown): ByoiError {
-  return new ByoiError('failed', code, COULD_NOT_CREATE_CONFIGDRIVE, cause === undefined ? { detail } : { detail, cause });
+  return new ByoiError(
+    'failed',
+    code,
+    COULD_NOT_CREATE_CONFIGDRIVE,
+    cause === undefined ? { detail } : { detail, cause },
+  );
 }
 
 // Why the config drive partition could not be made: each is the detail of COULD_NOT_CREATE_CONFIGDRIVE.
 export function configDriveNoPartitionTable(device: string): ByoiError {
-  return couldNotCreateConfigDrive('configdrive-no-partition-table', `${device} holds no partition table the config drive could be added to.`);
+  return couldNotCreateConfigDrive(
+    'configdrive-no-partition-table',
+    `${device} holds no partition table the config drive could be added to.`,
+  );
 }
 export function configDriveTwoConfigDrives(numbers: number[]): ByoiError {
-  return couldNotCreateConfigDrive('configdrive-two-config-drives', `the image already holds ${numbers.length} config-2 partitions (${numbers.join(', ')}); cloud-init would pick one at random.`);
+  return couldNotCreateConfigDrive(
+    'configdrive-two-config-drives',
+    `the image already holds ${numbers.length} config-2 partitions (${numbers.join(', ')}); cloud-init would pick one at random.`,
+  );
 }
 export function configDriveFourPrimaries(): ByoiError {
-  return couldNotCreateConfigDrive('configdrive-four-primaries', 'the MBR already has four primary partitions (an extended partition counts as one); no room for a fifth.');
+  return couldNotCreateConfigDrive(
+    'configdrive-four-primaries',
+    'the MBR already has four primary partitions (an extended partition counts as one); no room for a fifth.',
+  );
 }
 export function configDriveNoRoomAtEnd(freeBytes: number, neededBytes: number): ByoiError {
-  return couldNotCreateConfigDrive('configdrive-no-room-at-end', `only ${freeBytes} bytes are free at the end of the disk; the config drive partition needs at least ${neededBytes}.`);
+  return couldNotCreateConfigDrive(
+    'configdrive-no-room-at-end',
+    `only ${freeBytes} bytes are free at the end of the disk; the config drive partition needs at least ${neededBytes}.`,
+  );
 }
 export function configDriveGptBackupNotAtEnd(backupLba: number, lastLba: number): ByoiError {
-  return couldNotCreateConfigDrive('configdrive-gpt-backup-not-at-end', `the GPT backup header is at sector ${backupLba}, not at the last sector ${lastLba}; move it to the end of the disk first.`);
+  return couldNotCreateConfigDrive(
+    'configdrive-gpt-backup-not-at-end',
+    `the GPT backup header is at sector ${backupLba}, not at the last sector ${lastLba}; move it to the end of the disk first.`,
+  );
 }
 export function configDriveNoFreeGptEntry(): ByoiError {
   return couldNotCreateConfigDrive('configdrive-no-free-gpt-entry', 'every entry of the GPT partition array is used.');
 }
 export function configDrivePartitionTooSmall(number: number, bytes: number, neededBytes: number): ByoiError {
-  return couldNotCreateConfigDrive('configdrive-partition-too-small', `the existing config-2 partition ${number} has ${bytes} bytes, less than the ${neededBytes} a config drive needs.`);
+  return couldNotCreateConfigDrive(
+    'configdrive-partition-too-small',
+    `the existing config-2 partition ${number} has ${bytes} bytes, less than the ${neededBytes} a config drive needs.`,
+  );
 }
 export function configDriveImageTooBig(imageBytes: number, partitionBytes: number): ByoiError {
-  return couldNotCreateConfigDrive('configdrive-image-too-big', `the config drive filesystem has ${imageBytes} bytes but its partition only ${partitionBytes}.`);
+  return couldNotCreateConfigDrive(
+    'configdrive-image-too-big',
+    `the config drive filesystem has ${imageBytes} bytes but its partition only ${partitionBytes}.`,
+  );
 }
 export function configDriveImageSectorSize(imageSectorSize: number, diskSectorSize: number): ByoiError {
-  return couldNotCreateConfigDrive('configdrive-image-sector-size', `the config drive filesystem uses ${imageSectorSize}-byte sectors, smaller than the disk's ${diskSectorSize}-byte sectors.`);
+  return couldNotCreateConfigDrive(
+    'configdrive-image-sector-size',
+    `the config drive filesystem uses ${imageSectorSize}-byte sectors, smaller than the disk's ${diskSectorSize}-byte sectors.`,
+  );
 }
 export function configDriveToolFailed(command: string, output: string): ByoiError {
   return couldNotCreateConfigDrive('configdrive-tool-failed', `${command} failed: ${output.trim()}`);
@@ -378,12 +477,19 @@ export function configDriveToolFailed(command: string, output: string): ByoiErro
 
 /** An image in a format byoi recognises but does not convert (VMDK, OVA, a compressed stream). */
 export function unsupportedImageFormat(format: string, description: string): ByoiError {
-  return refusedImage('unsupported-image-format', `image provided format is ${format} (${description}) which byoi cannot convert, expected: qcow2, raw, ova, vmdk.`);
+  return refusedImage(
+    'unsupported-image-format',
+    `image provided format is ${format} (${description}) which byoi cannot convert, expected: qcow2, raw, ova, vmdk.`,
+  );
 }
 
 /** OVH's sentence for an image whose content is not the type the job named. */
 export function imageFormatMismatch(format: string, expected: string, description: string): ByoiError {
-  return refusedImage('image-format-mismatch', `image provided format is ${format} which does not match expected ${expected} format`, { detail: `The file is ${description}.` });
+  return refusedImage(
+    'image-format-mismatch',
+    `image provided format is ${format} which does not match expected ${expected} format`,
+    { detail: `The file is ${description}.` },
+  );
 }
 
 export function emptyImage(): ByoiError {
@@ -392,22 +498,38 @@ export function emptyImage(): ByoiError {
 
 /** OVH's sentence for an image whose virtual size exceeds the disk. */
 export function imageLargerThanDevice(imageBytes: number, deviceBytes: number): ByoiError {
-  return refusedImage('image-larger-than-device', `image provided has a size of ${imageBytes} bytes which is larger than device of ${deviceBytes} bytes`);
+  return refusedImage(
+    'image-larger-than-device',
+    `image provided has a size of ${imageBytes} bytes which is larger than device of ${deviceBytes} bytes`,
+  );
 }
 
 /** A target that is neither a regular file (or a new one) nor a block device. */
 export function badTarget(path: string, what: string): ByoiError {
-  return new ByoiError('invalid-job', 'bad-target', `Can not write to ${path}: it is ${what}, not a regular file or a block device.`);
+  return new ByoiError(
+    'invalid-job',
+    'bad-target',
+    `Can not write to ${path}: it is ${what}, not a regular file or a block device.`,
+  );
 }
 
 /** The block device is mounted or held open exclusively by something else. */
 export function deviceBusy(path: string): ByoiError {
-  return new ByoiError('failed', 'device-busy', `Can not write to ${path}: the device is in use (mounted, or held by another program).`);
+  return new ByoiError(
+    'failed',
+    'device-busy',
+    `Can not write to ${path}: the device is in use (mounted, or held by another program).`,
+  );
 }
 
 /** A bug of byoi's met while writing (no system call failed): never reported as the disk's failure. */
 export function internalWriteError(detail: string, cause?: unknown): ByoiError {
-  return new ByoiError('failed', 'internal-write-error', 'Internal error while writing the image (a bug of byoi, not a failure of the disk).', { detail, cause });
+  return new ByoiError(
+    'failed',
+    'internal-write-error',
+    'Internal error while writing the image (a bug of byoi, not a failure of the disk).',
+    { detail, cause },
+  );
 }
 
 /** OVH's sentence for a failure while writing; the cause goes in the detail. */
@@ -417,7 +539,12 @@ export function cannotWriteImage(format: string, detail: string, cause?: unknown
 
 /** Read-back verification found other bytes on the target than were written: a failed deployment. */
 export function readBackMismatch(detail: string): ByoiError {
-  return new ByoiError('failed', 'read-back-mismatch', 'The disk does not read back what was written: it may be failing.', { detail });
+  return new ByoiError(
+    'failed',
+    'read-back-mismatch',
+    'The disk does not read back what was written: it may be failing.',
+    { detail },
+  );
 }
 
 /** IMAGE given on the command line cannot be read. */
@@ -447,7 +574,8 @@ export const messages = {
   badUrl: 'Bad URL, expected: an http or https address.',
   badDiskGroupId: 'Bad diskGroupId, expected: a positive integer.',
   badDisk: 'Bad disk, expected: the path of a block device such as /dev/sda.',
-  badHttpHeader: (name: string) => `Bad httpHeader ${JSON.stringify(name)}, expected: a header name and a value on one line.`,
+  badHttpHeader: (name: string) =>
+    `Bad httpHeader ${JSON.stringify(name)}, expected: a header name and a value on one line.`,
   badHttpHeaderFlag: "Bad httpHeader, expected: 'Name: value'.",
   badRamSize: 'Bad ramSize, expected: a number of bytes.',
   badJobBody: 'Bad job, expected: a bringYourOwnImage or reinstall JSON body.',
@@ -467,23 +595,42 @@ export function downloadFailed(url: string, details?: ErrorDetails): ByoiError {
   return new CustomerFailure('download-failed', `Could not download image located: ${url}.`, details);
 }
 export function tooBigForMemory(type: string): ByoiError {
-  return new CustomerFailure('too-big-for-memory', `Could not download, ${type} image is too big to download in memory.`);
+  return new CustomerFailure(
+    'too-big-for-memory',
+    `Could not download, ${type} image is too big to download in memory.`,
+  );
 }
 export function checksumMismatch(type: string, got: string, expected: string): ByoiError {
-  return new CustomerFailure('checksum-mismatch', `Bad ${type} for downloaded file, got: ${got} while expecting ${expected}.`);
+  return new CustomerFailure(
+    'checksum-mismatch',
+    `Bad ${type} for downloaded file, got: ${got} while expecting ${expected}.`,
+  );
 }
 export function noPartitionTable(contents: string, details?: ErrorDetails): ByoiError {
-  return refusedImage('no-partition-table', `image provided format is not of type raw because no partition table was found. It seems to contain: ${contents}`, details);
+  return refusedImage(
+    'no-partition-table',
+    `image provided format is not of type raw because no partition table was found. It seems to contain: ${contents}`,
+    details,
+  );
 }
 /** The same refusal for a qcow2 (or any container) whose disk holds no partition table. */
 export function noPartitionTableInDisk(format: string, contents: string): ByoiError {
-  return refusedImage('no-partition-table-in-disk', `image provided is of type ${format} but its disk has no partition table. It seems to contain: ${contents}`);
+  return refusedImage(
+    'no-partition-table-in-disk',
+    `image provided is of type ${format} but its disk has no partition table. It seems to contain: ${contents}`,
+  );
 }
 export function sectorSizeMismatch(imageSector: number, deviceSector: number): ByoiError {
-  return refusedImage('sector-size-mismatch', `image provided has a GPT for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`);
+  return refusedImage(
+    'sector-size-mismatch',
+    `image provided has a GPT for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
+  );
 }
 export function mbrSectorSizeMismatch(imageSector: number, deviceSector: number): ByoiError {
-  return refusedImage('mbr-sector-size-mismatch', `image provided has an MBR for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`);
+  return refusedImage(
+    'mbr-sector-size-mismatch',
+    `image provided has an MBR for ${imageSector}-byte sectors which does not match device of ${deviceSector}-byte sectors`,
+  );
 }
 export function gptFixFailed(details?: ErrorDetails): ByoiError {
   return failed('gpt-fix-failed', 'Can not move backup GPT data structures to the end of disk.', details);
@@ -514,7 +661,8 @@ export const apiMessages = {
   notFound: 'Not found.',
   bootFailed: (serviceName: string) => `Could not boot ${serviceName} on the deployment agent.`,
   badConfig: (path: string, why: string) => `Bad server configuration ${path}: ${why}.`,
-  badAgentSettings: (missing: string[]) => `Missing agent settings: ${missing.join(', ')} (flags --server, --service-name, --token-file or $BYOI_AGENT_TOKEN, or byoi.server=, byoi.service=, byoi.token= on the kernel command line).`,
+  badAgentSettings: (missing: string[]) =>
+    `Missing agent settings: ${missing.join(', ')} (flags --server, --service-name, --token-file or $BYOI_AGENT_TOKEN, or byoi.server=, byoi.service=, byoi.token= on the kernel command line).`,
   jobUnavailable: (url: string) => `Could not fetch the job from ${url}.`,
   badServiceName: 'The requested object (serviceName) does not exist',
   badRequestUrl: 'Bad request URL.',
@@ -529,14 +677,17 @@ export const apiMessages = {
   tooManyFailures: 'Too many failed authentications from your address: try again later.',
   weakApiKey: (where: string) => `${where} is too weak: use at least 32 random characters (openssl rand -hex 32)`,
   notAJob: 'the API answered something that is not a job',
-  insecureApi: (url: string) => `Refusing to send the agent token to ${url} in clear: use https, or allow plain http explicitly (--insecure or byoi.insecure=1).`,
+  insecureApi: (url: string) =>
+    `Refusing to send the agent token to ${url} in clear: use https, or allow plain http explicitly (--insecure or byoi.insecure=1).`,
   badCaFile: (path: string) => `Could not read the API's CA certificate ${path}.`,
   badSecretsKey: (path: string, why: string) => `Bad secrets key file ${path}: ${why}.`,
   apiUnreachable: (code: string) => `the API could not be reached (${code})`,
-  apiCertificateRefused: (code: string) => `the API's certificate could not be verified (${code}): give the agent the lab's CA (--ca-file, byoi.ca=)`,
+  apiCertificateRefused: (code: string) =>
+    `the API's certificate could not be verified (${code}): give the agent the lab's CA (--ca-file, byoi.ca=)`,
   notProvisioningNetwork: 'Network boot is served to the provisioning network only (netboot.clients).',
   rangeNotSatisfiable: 'The requested range is outside the file.',
-  netbootOpenToAll: 'netboot.clients is not set: boot scripts, and the agent tokens in them, are answered to any client that reaches this API (docs/netboot.md).',
+  netbootOpenToAll:
+    'netboot.clients is not set: boot scripts, and the agent tokens in them, are answered to any client that reaches this API (docs/netboot.md).',
   databaseUnavailable: (location: string) => `Could not open the database ${location}.`,
   databasePasswordOnCommandLine:
     'Do not put the database password on the command line: use PGPASSWORD, a password file (PGPASSFILE or ~/.pgpass) or "database" in the config file.',
@@ -595,7 +746,9 @@ export type Fault = 'customer' | 'lab';
 
 export function faultOf(error: unknown): Fault {
   if (error instanceof CustomerFailure) return 'customer';
-  return error instanceof ByoiError && (error.kind === 'invalid-job' || error.kind === 'refused-image') ? 'customer' : 'lab';
+  return error instanceof ByoiError && (error.kind === 'invalid-job' || error.kind === 'refused-image')
+    ? 'customer'
+    : 'lab';
 }
 
 /** The deployment was cancelled (DELETE) while the agent worked: it stops where it is. */
@@ -608,14 +761,17 @@ export class DeploymentCancelled extends ByoiError {
 export const lifecycleMessages = {
   cancelled: 'The deployment was cancelled: the agent stopped.',
   deploymentCancelled: 'This deployment was cancelled: its agent must stop.',
-  agentSilent: (seconds: number) => `The deployment agent was not heard from for ${seconds} s: the server goes back to rescue mode.`,
-  agentLost: (boots: number) => `The server booted ${boots} times without its agent reporting an outcome: the server goes back to rescue mode.`,
+  agentSilent: (seconds: number) =>
+    `The deployment agent was not heard from for ${seconds} s: the server goes back to rescue mode.`,
+  agentLost: (boots: number) =>
+    `The server booted ${boots} times without its agent reporting an outcome: the server goes back to rescue mode.`,
   tokenOnCommandLine: (where: string) =>
     `${where} must not contain {token}: the agent's token would be readable in the process list; the boot command gets it as BYOI_AGENT_TOKEN (environment) or in the file BYOI_AGENT_TOKEN_FILE (mode 0600)`,
   unreadableTokenFile: (path: string) => `Could not read the agent token from ${path}.`,
   noSuchMac: (mac: string) => `No server of this lab has the MAC address ${mac}.`,
   noRescueImage: 'No rescue kernel and initrd are configured (netboot.kernel, netboot.initrd).',
-  noDisksReport: (serviceName: string) => `No agent has reported the disks of ${serviceName} yet: they are known once it boots the rescue system.`,
+  noDisksReport: (serviceName: string) =>
+    `No agent has reported the disks of ${serviceName} yet: they are known once it boots the rescue system.`,
 } as const;
 
 // ---- Network configuration of the deployed server (lib/configdrive/network-config.ts). ----
@@ -640,14 +796,23 @@ export function badLoaderPath(path: string): ByoiError {
   );
 }
 export function noEsp(): ByoiError {
-  return refusedImage('no-esp', 'image provided has no EFI system partition (GPT type EF00 or MBR type 0xEF), which a server booting with UEFI needs.');
+  return refusedImage(
+    'no-esp',
+    'image provided has no EFI system partition (GPT type EF00 or MBR type 0xEF), which a server booting with UEFI needs.',
+  );
 }
 export function noLoader(loader: string, partition: number): ByoiError {
-  return refusedImage('no-loader', `image provided has no EFI bootloader at ${loader} in its EFI system partition (partition ${partition}).`);
+  return refusedImage(
+    'no-loader',
+    `image provided has no EFI bootloader at ${loader} in its EFI system partition (partition ${partition}).`,
+  );
 }
 /** efibootmgr failed; `cause` is its error. */
 export function bootEntryFailed(cause: unknown): ByoiError {
-  return failed('boot-entry-failed', 'Could not create the UEFI boot entry.', { detail: cause instanceof Error ? cause.message : String(cause), cause });
+  return failed('boot-entry-failed', 'Could not create the UEFI boot entry.', {
+    detail: cause instanceof Error ? cause.message : String(cause),
+    cause,
+  });
 }
 export function bootManagerUnavailable(cause: unknown): ByoiError {
   return failed(
@@ -661,7 +826,10 @@ export function bootManagerUnavailable(cause: unknown): ByoiError {
 
 /** A compressed raw image whose disk grows past what can be written (a decompression bomb, or too big a disk). */
 export function compressedImageTooBig(format: string, limit: number): ByoiError {
-  return refusedImage('compressed-image-too-big', `image provided decompresses (${format}) to more than ${limit} bytes which is larger than device of ${limit} bytes`);
+  return refusedImage(
+    'compressed-image-too-big',
+    `image provided decompresses (${format}) to more than ${limit} bytes which is larger than device of ${limit} bytes`,
+  );
 }
 
 /** A malformed or hostile VMDK: `what` says which structure and where. */
@@ -683,23 +851,34 @@ export function ovaUnsupported(what: string): ByoiError {
 }
 /** The OVA's manifest gives another digest than the file's. */
 export function ovaManifestMismatch(name: string, algorithm: string, got: string, expected: string): ByoiError {
-  return refusedImage('ova-manifest-mismatch', `Bad OVA image: its manifest gives ${algorithm} ${expected} for "${name}", the file has ${got}.`);
+  return refusedImage(
+    'ova-manifest-mismatch',
+    `Bad OVA image: its manifest gives ${algorithm} ${expected} for "${name}", the file has ${got}.`,
+  );
 }
 
 // ---- The streaming mode (agent/deploy-stream.ts): images larger than RAM, written as they arrive. ----
 
 /** What the streaming mode cannot deploy; the same job without it may work. */
 export function streamingUnsupported(what: string): ByoiError {
-  return refusedImage('streaming-unsupported', `Can not deploy ${what} in streaming mode; deploy it without streaming (it must then fit in RAM).`);
+  return refusedImage(
+    'streaming-unsupported',
+    `Can not deploy ${what} in streaming mode; deploy it without streaming (it must then fit in RAM).`,
+  );
 }
 /** A failure once the streaming mode has written: the disk was left with no partition table. */
 export function streamingAborted(error: ByoiError, disk: string): ByoiError {
   const message = `${error.message} Streaming mode: ${disk} was left with no partition table.`;
   // Whose fault it is does not change (a wrong checksum stays the customer's).
   const details = { detail: error.detail, cause: error };
-  return error instanceof CustomerFailure ? new CustomerFailure(error.code, message, details) : new ByoiError(error.kind, error.code, message, details);
+  return error instanceof CustomerFailure
+    ? new CustomerFailure(error.code, message, details)
+    : new ByoiError(error.kind, error.code, message, details);
 }
 /** An image, streamed, that runs past the end of the disk. */
 export function streamedImageTooBig(deviceBytes: number): ByoiError {
-  return refusedImage('streamed-image-too-big', `image provided has a size of more than ${deviceBytes} bytes which is larger than device of ${deviceBytes} bytes`);
+  return refusedImage(
+    'streamed-image-too-big',
+    `image provided has a size of more than ${deviceBytes} bytes which is larger than device of ${deviceBytes} bytes`,
+  );
 }

@@ -101,7 +101,8 @@ function keyValues(value: unknown, field: string): Record<string, unknown> | und
   for (const entry of value) {
     if (!isObject(entry)) throw invalidJob('bad-field', messages.badField(field, 'a list of {key, value}'));
     if (entry.key === undefined || entry.key === null || entry.key === '') continue;
-    if (typeof entry.key !== 'string') throw invalidJob('bad-field', messages.badField(field, 'a list of {key, value}'));
+    if (typeof entry.key !== 'string')
+      throw invalidJob('bad-field', messages.badField(field, 'a list of {key, value}'));
     checkNames([entry.key], field);
     out[entry.key] = entry.value ?? '';
   }
@@ -116,7 +117,9 @@ function map(value: unknown, field: string): Record<string, unknown> | undefined
 }
 
 function hasAny(fields: ConfigDriveInput): boolean {
-  return Object.values(fields).some((v) => v !== undefined && v !== null && v !== '' && !(isObject(v) && Object.keys(v).length === 0));
+  return Object.values(fields).some(
+    (v) => v !== undefined && v !== null && v !== '' && !(isObject(v) && Object.keys(v).length === 0),
+  );
 }
 
 function compact<T extends object>(input: T): T {
@@ -158,7 +161,8 @@ export function jobFromReinstallBody(body: Obj): JobInput {
   }
   const storage = Array.isArray(body.storage) ? body.storage : [];
   const first: unknown = storage[0];
-  if (first !== undefined && !isObject(first)) throw invalidJob('bad-field', messages.badField('storage', 'a list of {diskGroupId}'));
+  if (first !== undefined && !isObject(first))
+    throw invalidJob('bad-field', messages.badField('storage', 'a list of {diskGroupId}'));
   // Only one disk group is supported by OVH's API for now; the first entry names it.
   const configDrive = compact<ConfigDriveInput>({
     hostname: custom.hostname,
@@ -235,7 +239,8 @@ function validateHeaders(headers: Record<string, unknown> | undefined): Record<s
   checkNames(Object.keys(headers ?? {}), 'httpHeader');
   for (const [name, value] of Object.entries(headers ?? {})) {
     // The value is a secret: the message names the header only.
-    if (!headerName.test(name) || typeof value !== 'string' || !headerValue.test(value)) throw invalidJob('bad-http-header', messages.badHttpHeader(name));
+    if (!headerName.test(name) || typeof value !== 'string' || !headerValue.test(value))
+      throw invalidJob('bad-http-header', messages.badHttpHeader(name));
     out[name] = value;
   }
   return out;
@@ -250,29 +255,34 @@ function validateUrl(value: unknown): string {
   } catch {
     throw invalidJob('bad-url', messages.badUrl);
   }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') throw invalidJob('bad-url', messages.badUrl);
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '')
+    throw invalidJob('bad-url', messages.badUrl);
   return value;
 }
 
 function validateChecksum(value: unknown, type: unknown): Checksum | undefined {
   const given = (v: unknown) => v !== undefined && v !== null && v !== '';
-  if (given(type) && !checksumTypes.includes(type as ChecksumType)) throw invalidJob('bad-checksum-type', messages.badChecksumType);
+  if (given(type) && !checksumTypes.includes(type as ChecksumType))
+    throw invalidJob('bad-checksum-type', messages.badChecksumType);
   if (given(value) !== given(type)) throw invalidJob('checksum-pair', messages.checksumPair);
   if (!given(value)) return undefined;
   const checksumType = type as ChecksumType;
   const digits = checksumDigits[checksumType];
   const hex = typeof value === 'string' ? value.trim().toLowerCase() : '';
-  if (hex.length !== digits || !/^[0-9a-f]+$/.test(hex)) throw invalidJob('bad-checksum', messages.badChecksum(checksumType, digits));
+  if (hex.length !== digits || !/^[0-9a-f]+$/.test(hex))
+    throw invalidJob('bad-checksum', messages.badChecksum(checksumType, digits));
   return { type: checksumType, hex };
 }
 
 function validateDiskChoice(input: JobInput): DiskChoice {
   if (input.disk !== undefined && input.disk !== null) {
-    if (typeof input.disk !== 'string' || !input.disk.startsWith('/dev/')) throw invalidJob('bad-disk', messages.badDisk);
+    if (typeof input.disk !== 'string' || !input.disk.startsWith('/dev/'))
+      throw invalidJob('bad-disk', messages.badDisk);
     return { disk: input.disk };
   }
   const id = input.diskGroupId ?? 1;
-  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) throw invalidJob('bad-disk-group-id', messages.badDiskGroupId);
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0)
+    throw invalidJob('bad-disk-group-id', messages.badDiskGroupId);
   return { diskGroupId: id };
 }
 
@@ -282,7 +292,8 @@ function configDriveOf(input: ConfigDriveInput | undefined): ConfigDriveOptions 
   const metadata: Record<string, string> = {};
   checkNames(Object.keys(input.metadata ?? {}), 'configDriveMetadata');
   for (const [key, value] of Object.entries(input.metadata ?? {})) {
-    if (typeof value !== 'string') throw invalidJob('bad-field', messages.badField('configDriveMetadata', 'string values'));
+    if (typeof value !== 'string')
+      throw invalidJob('bad-field', messages.badField('configDriveMetadata', 'string values'));
     metadata[key] = value;
   }
   const hostname = optionalString(input.hostname, 'hostname');
@@ -291,7 +302,10 @@ function configDriveOf(input: ConfigDriveInput | undefined): ConfigDriveOptions 
   const options: ConfigDriveOptions = {
     ...(hostname !== undefined && { hostname }),
     ...(userData !== undefined && { userData }),
-    sshKeys: (sshKey ?? '').split('\n').map((k) => k.trim()).filter((k) => k !== ''),
+    sshKeys: (sshKey ?? '')
+      .split('\n')
+      .map((k) => k.trim())
+      .filter((k) => k !== ''),
     metadata,
   };
   validateConfigDrive(options);
@@ -309,16 +323,21 @@ export function validateJob(input: JobInput): Job {
   if (ramSize !== undefined && (typeof ramSize !== 'number' || !Number.isSafeInteger(ramSize) || ramSize <= 0)) {
     throw invalidJob('bad-ram-size', messages.badRamSize);
   }
-  if (input.noReboot !== undefined && typeof input.noReboot !== 'boolean') throw invalidJob('bad-field', messages.badField('noReboot', 'true or false'));
-  if (input.verifyWrite !== undefined && typeof input.verifyWrite !== 'boolean') throw invalidJob('bad-field', messages.badField('verifyWrite', 'true or false'));
-  if (input.skipEfiCheck !== undefined && typeof input.skipEfiCheck !== 'boolean') throw invalidJob('bad-field', messages.badField('skipEfiCheck', 'true or false'));
-  if (input.stream !== undefined && typeof input.stream !== 'boolean') throw invalidJob('bad-field', messages.badField('stream', 'true or false'));
+  if (input.noReboot !== undefined && typeof input.noReboot !== 'boolean')
+    throw invalidJob('bad-field', messages.badField('noReboot', 'true or false'));
+  if (input.verifyWrite !== undefined && typeof input.verifyWrite !== 'boolean')
+    throw invalidJob('bad-field', messages.badField('verifyWrite', 'true or false'));
+  if (input.skipEfiCheck !== undefined && typeof input.skipEfiCheck !== 'boolean')
+    throw invalidJob('bad-field', messages.badField('skipEfiCheck', 'true or false'));
+  if (input.stream !== undefined && typeof input.stream !== 'boolean')
+    throw invalidJob('bad-field', messages.badField('stream', 'true or false'));
   const description = optionalString(input.description, 'description');
   const statusFile = optionalString(input.statusFile, 'statusFile');
   const loaderPath = optionalString(input.efiBootloaderPath, 'efiBootloaderPath');
   const efiBootloaderPath = loaderPath === undefined || loaderPath === '' ? undefined : normaliseLoaderPath(loaderPath);
   const configDrive = configDriveOf(input.configDrive);
-  const network = input.network === undefined || input.network === null ? undefined : parseNetworkConfig(input.network, 'network');
+  const network =
+    input.network === undefined || input.network === null ? undefined : parseNetworkConfig(input.network, 'network');
   return {
     url,
     type: type as ImageType,

@@ -93,7 +93,13 @@ export async function bundle(entry: string, outdir: string, name: string): Promi
       ...common,
       // Chunks only for the program: a worker's chunks would share names with the program's.
       ...(program
-        ? { entryPoints: { [basename(outfile, '.mjs')]: source }, outdir: dirname(outfile), splitting: true, outExtension: { '.js': '.mjs' }, chunkNames: 'chunk-[hash]' }
+        ? {
+            entryPoints: { [basename(outfile, '.mjs')]: source },
+            outdir: dirname(outfile),
+            splitting: true,
+            outExtension: { '.js': '.mjs' },
+            chunkNames: 'chunk-[hash]',
+          }
         : { entryPoints: [source], outfile }),
       plugins: [workerUrls(found)],
     });

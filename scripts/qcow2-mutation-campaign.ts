@@ -11,15 +11,23 @@ import { layoutOf } from '../test/helpers/qcow2-layout.ts';
 import { decode, mutate, prng } from '../test/helpers/qcow2-mutate.ts';
 import { makeQcow2Fixtures } from './fixtures/qcow2.ts';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '50000' }, seed: { type: 'string', default: '1' }, only: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '50000' },
+    seed: { type: 'string', default: '1' },
+    only: { type: 'string' },
+  },
+});
 const runs = Number(values.runs);
 const first = Number(values.seed) * 0x10000;
 const dir = mkdtempSync(join(tmpdir(), 'byoi-qcow2-campaign-'));
-const bases = makeQcow2Fixtures(dir, ['small-plain', 'small-v2', 'small-zlib', 'small-zstd', 'small-extl2']).map((f) => ({
-  name: f.name,
-  bytes: readFileSync(f.path),
-  layout: layoutOf(f.path),
-}));
+const bases = makeQcow2Fixtures(dir, ['small-plain', 'small-v2', 'small-zlib', 'small-zstd', 'small-extl2']).map(
+  (f) => ({
+    name: f.name,
+    bytes: readFileSync(f.path),
+    layout: layoutOf(f.path),
+  }),
+);
 const tally = { refused: 0, capped: 0, decoded: 0, hostileSizes: 0 };
 const seeds = values.only !== undefined ? [Number(values.only)] : Array.from({ length: runs }, (_, i) => first + i);
 const started = performance.now();
@@ -37,7 +45,10 @@ try {
       process.exitCode = 1;
       break;
     }
-    if ((index + 1) % 5000 === 0) console.log(`${index + 1} runs, ${((performance.now() - started) / 1000).toFixed(0)} s: ${JSON.stringify(tally)}`);
+    if ((index + 1) % 5000 === 0)
+      console.log(
+        `${index + 1} runs, ${((performance.now() - started) / 1000).toFixed(0)} s: ${JSON.stringify(tally)}`,
+      );
   }
   console.log(`done: ${JSON.stringify(tally)}`);
 } finally {

@@ -6,8 +6,17 @@ import { openImageFile } from '../agent/commands/read-image.ts';
 
 // Exports that make a ByoiError for a code the caller gives, or that are not factories at all.
 const notFactories = new Set([
-  'refusedImage', 'invalidJob', 'failed', 'customerFailure', 'invalidConfigDrive', 'couldNotCreateConfigDrive',
-  'streamingAborted', 'exitCodeOf', 'faultOf', 'qcow2GuestData', 'qcow2CompressedData',
+  'refusedImage',
+  'invalidJob',
+  'failed',
+  'customerFailure',
+  'invalidConfigDrive',
+  'couldNotCreateConfigDrive',
+  'streamingAborted',
+  'exitCodeOf',
+  'faultOf',
+  'qcow2GuestData',
+  'qcow2CompressedData',
 ]);
 
 /** An argument that serves as a string, a number and a list alike: [1] prints as "1", and it trims. */
@@ -16,7 +25,10 @@ const anyArgument = Object.assign([1], { trim: () => '1' });
 /** Every factory of lib/errors.ts, called with such arguments. */
 function factoryErrors(): [string, ByoiError][] {
   return Object.entries(errors)
-    .filter((entry): entry is [string, (...args: unknown[]) => ByoiError] => typeof entry[1] === 'function' && !notFactories.has(entry[0]) && !/^[A-Z]/.test(entry[0]))
+    .filter(
+      (entry): entry is [string, (...args: unknown[]) => ByoiError] =>
+        typeof entry[1] === 'function' && !notFactories.has(entry[0]) && !/^[A-Z]/.test(entry[0]),
+    )
     .map(([name, factory]) => [name, factory(...Array.from({ length: factory.length }, () => anyArgument))]);
 }
 
@@ -43,7 +55,10 @@ describe('error codes', () => {
 describe('causes', () => {
   it('are kept as the standard ES2022 cause, beside the code, kind and detail', () => {
     const underlying = new Error('EIO: i/o error');
-    const error = failed('reread-failed', 'Could not re-read the partition table of /dev/sda.', { detail: 'BLKRRPART', cause: underlying });
+    const error = failed('reread-failed', 'Could not re-read the partition table of /dev/sda.', {
+      detail: 'BLKRRPART',
+      cause: underlying,
+    });
     expect(error.cause).toBe(underlying);
     expect([error.code, error.kind, error.detail]).toEqual(['reread-failed', 'failed', 'BLKRRPART']);
     expect(Object.hasOwn(failed('reread-failed', 'x'), 'cause')).toBe(false);

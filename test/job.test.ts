@@ -51,17 +51,32 @@ describe('the legacy bringYourOwnImage body', () => {
       description: 'Debian 12',
       httpHeaders: { Authorization: 'Bearer s3cr3t' },
       noReboot: false,
-      configDrive: { hostname: 'web1', userData: '#cloud-config\n', sshKeys: [KEY_ONE, KEY_TWO], metadata: { role: 'web' } },
+      configDrive: {
+        hostname: 'web1',
+        userData: '#cloud-config\n',
+        sshKeys: [KEY_ONE, KEY_TWO],
+        metadata: { role: 'web' },
+      },
     });
   });
 
   it('has no config drive when it is disabled or absent', () => {
-    expect(validateJob(jobFromBody({ ...body, configdrive: { ...body.configdrive, enable: false } })).configDrive).toBeUndefined();
+    expect(
+      validateJob(jobFromBody({ ...body, configdrive: { ...body.configdrive, enable: false } })).configDrive,
+    ).toBeUndefined();
     expect(validateJob(jobFromBody({ URL: body.URL, type: 'raw' })).configDrive).toBeUndefined();
   });
 
   it('reads the older flat shape', () => {
-    const job = validateJob(jobFromBody({ URL: body.URL, type: 'raw', hostname: 'h', sshKey: KEY, userMetadatas: [{ key: 'a', value: 'b' }] }));
+    const job = validateJob(
+      jobFromBody({
+        URL: body.URL,
+        type: 'raw',
+        hostname: 'h',
+        sshKey: KEY,
+        userMetadatas: [{ key: 'a', value: 'b' }],
+      }),
+    );
     expect(job.configDrive).toEqual({ hostname: 'h', sshKeys: [KEY], metadata: { a: 'b' } });
   });
 
@@ -102,21 +117,43 @@ describe('the reinstall body', () => {
   });
 
   it('has no config drive without config-drive customizations', () => {
-    const job = validateJob(jobFromBody({ operatingSystem: 'byoi_64', customizations: { imageURL: 'http://h/i', imageType: 'qcow2' } }));
+    const job = validateJob(
+      jobFromBody({ operatingSystem: 'byoi_64', customizations: { imageURL: 'http://h/i', imageType: 'qcow2' } }),
+    );
     expect(job.configDrive).toBeUndefined();
     expect(job.target).toEqual({ diskGroupId: 1 });
   });
 
   it('refuses a body of neither shape', () => {
-    expect(invalid(() => jobFromBody({ url: 'http://h/i' })).message).toBe('Bad job, expected: a bringYourOwnImage or reinstall JSON body.');
-    expect(invalid(() => jobFromBody([1])).message).toBe('Bad job, expected: a bringYourOwnImage or reinstall JSON body.');
+    expect(invalid(() => jobFromBody({ url: 'http://h/i' })).message).toBe(
+      'Bad job, expected: a bringYourOwnImage or reinstall JSON body.',
+    );
+    expect(invalid(() => jobFromBody([1])).message).toBe(
+      'Bad job, expected: a bringYourOwnImage or reinstall JSON body.',
+    );
   });
 });
 
 describe('flags over a body', () => {
   it('override fields, merge headers, and a disk replaces the disk group', () => {
-    const body = jobFromBody({ URL: 'http://h/a.qcow2', type: 'qcow2', diskGroupId: 2, httpHeader: [{ key: 'A', value: 'one' }, { key: 'B', value: 'two' }] });
-    const flags: JobInput = { url: 'http://h/b.raw', type: 'raw', disk: '/dev/loop7', httpHeaders: { B: 'three' }, noReboot: true, statusFile: '/tmp/s.json', ramSize: 8 * 2 ** 30 };
+    const body = jobFromBody({
+      URL: 'http://h/a.qcow2',
+      type: 'qcow2',
+      diskGroupId: 2,
+      httpHeader: [
+        { key: 'A', value: 'one' },
+        { key: 'B', value: 'two' },
+      ],
+    });
+    const flags: JobInput = {
+      url: 'http://h/b.raw',
+      type: 'raw',
+      disk: '/dev/loop7',
+      httpHeaders: { B: 'three' },
+      noReboot: true,
+      statusFile: '/tmp/s.json',
+      ramSize: 8 * 2 ** 30,
+    };
     expect(validateJob(mergeJobInputs(body, flags))).toEqual({
       url: 'http://h/b.raw',
       type: 'raw',
@@ -145,8 +182,14 @@ describe('validation messages', () => {
     [{ ...ok, checksumType: 'sha256' }, 'Please provide checkSum AND checkSumType or none of them'],
     [{ ...ok, checksum: 'abc', checksumType: 'sha256' }, 'Bad checkSum, expected: 64 hexadecimal digits for sha256.'],
     [{ ...ok, checksum: sha256, checksumType: 'md5' }, 'Bad checkSum, expected: 32 hexadecimal digits for md5.'],
-    [{ ...ok, checksum: 'z'.repeat(40), checksumType: 'sha1' }, 'Bad checkSum, expected: 40 hexadecimal digits for sha1.'],
-    [{ ...ok, checksum: 'a'.repeat(64), checksumType: 'sha512' }, 'Bad checkSum, expected: 128 hexadecimal digits for sha512.'],
+    [
+      { ...ok, checksum: 'z'.repeat(40), checksumType: 'sha1' },
+      'Bad checkSum, expected: 40 hexadecimal digits for sha1.',
+    ],
+    [
+      { ...ok, checksum: 'a'.repeat(64), checksumType: 'sha512' },
+      'Bad checkSum, expected: 128 hexadecimal digits for sha512.',
+    ],
     [{ ...ok, url: undefined }, 'Missing URL, expected: the http or https address of the image.'],
     [{ ...ok, url: 'ftp://h/i' }, 'Bad URL, expected: an http or https address.'],
     [{ ...ok, url: 'file:///etc/passwd' }, 'Bad URL, expected: an http or https address.'],
@@ -155,8 +198,14 @@ describe('validation messages', () => {
     [{ ...ok, diskGroupId: 1.5 }, 'Bad diskGroupId, expected: a positive integer.'],
     [{ ...ok, disk: 'sda' }, 'Bad disk, expected: the path of a block device such as /dev/sda.'],
     [{ ...ok, ramSize: Number.NaN }, 'Bad ramSize, expected: a number of bytes.'],
-    [{ ...ok, httpHeaders: { 'Bad Name': 'x' } }, 'Bad httpHeader "Bad Name", expected: a header name and a value on one line.'],
-    [{ ...ok, httpHeaders: { Good: 'line\r\nInjected: yes' } }, 'Bad httpHeader "Good", expected: a header name and a value on one line.'],
+    [
+      { ...ok, httpHeaders: { 'Bad Name': 'x' } },
+      'Bad httpHeader "Bad Name", expected: a header name and a value on one line.',
+    ],
+    [
+      { ...ok, httpHeaders: { Good: 'line\r\nInjected: yes' } },
+      'Bad httpHeader "Good", expected: a header name and a value on one line.',
+    ],
     [{ ...ok, stream: 'yes' }, 'Bad stream, expected: true or false.'],
   ] as [JobInput, string][])('%o -> %s', (input, message) => {
     expect(invalid(input).message).toBe(message);
@@ -167,12 +216,27 @@ describe('validation messages', () => {
     expect(validateJob({ ...ok, stream: true }).stream).toBe(true);
     expect(validateJob(ok).stream).toBeUndefined();
     expect(validateJob(jobFromBody({ URL: 'https://h/i.raw.xz', type: 'raw', stream: true })).stream).toBe(true);
-    expect(validateJob(jobFromBody({ operatingSystem: 'byoi_64', customizations: { imageURL: 'https://h/i.raw', imageType: 'raw', stream: true } })).stream).toBe(true);
+    expect(
+      validateJob(
+        jobFromBody({
+          operatingSystem: 'byoi_64',
+          customizations: { imageURL: 'https://h/i.raw', imageType: 'raw', stream: true },
+        }),
+      ).stream,
+    ).toBe(true);
   });
 
   it('accepts every checksum type with its length, in either case', () => {
-    for (const [type, digits] of [['md5', 32], ['sha1', 40], ['sha256', 64], ['sha512', 128]] as const) {
-      expect(validateJob({ ...ok, checksum: 'A'.repeat(digits), checksumType: type }).checksum).toEqual({ type, hex: 'a'.repeat(digits) });
+    for (const [type, digits] of [
+      ['md5', 32],
+      ['sha1', 40],
+      ['sha256', 64],
+      ['sha512', 128],
+    ] as const) {
+      expect(validateJob({ ...ok, checksum: 'A'.repeat(digits), checksumType: type }).checksum).toEqual({
+        type,
+        hex: 'a'.repeat(digits),
+      });
     }
   });
 

@@ -7,7 +7,12 @@ import { buffer } from 'node:stream/consumers';
 import type { CommandModule, Options } from 'yargs';
 import { badNetwork, configDriveMessages, invalidConfigDrive } from '../../lib/errors.ts';
 import { configDriveContent } from '../../lib/configdrive/content.ts';
-import { networkFromFlags, parseNetworkConfig, withLinks, type NetworkConfig } from '../../lib/configdrive/network-config.ts';
+import {
+  networkFromFlags,
+  parseNetworkConfig,
+  withLinks,
+  type NetworkConfig,
+} from '../../lib/configdrive/network-config.ts';
 import type { ConfigDriveOptions } from '../../lib/configdrive/options.ts';
 import { validateConfigDrive } from '../../lib/configdrive/validate.ts';
 import { buildVfatImage } from '../../lib/configdrive/vfat.ts';
@@ -17,8 +22,17 @@ import { run } from '../run.ts';
 export const configDriveFieldFlags = {
   hostname: { type: 'string', requiresArg: true, describe: 'Hostname or FQDN for cloud-init' },
   'ssh-key': { type: 'string', array: true, nargs: 1, describe: 'SSH public key line (repeatable)' },
-  'user-data': { type: 'string', requiresArg: true, describe: 'User data file (#cloud-config, script, MIME, gzip; plain or base64), - for stdin' },
-  'user-metadata': { type: 'string', array: true, nargs: 1, describe: 'key=value for meta_data.json "meta" (repeatable)' },
+  'user-data': {
+    type: 'string',
+    requiresArg: true,
+    describe: 'User data file (#cloud-config, script, MIME, gzip; plain or base64), - for stdin',
+  },
+  'user-metadata': {
+    type: 'string',
+    array: true,
+    nargs: 1,
+    describe: 'key=value for meta_data.json "meta" (repeatable)',
+  },
 } as const satisfies Record<string, Options>;
 
 export const configDriveEnableFlag = {
@@ -27,9 +41,23 @@ export const configDriveEnableFlag = {
 
 /** The deployed server's network (network_data.json); without them the drive has none (DHCP on the first NIC). */
 export const networkFlags = {
-  network: { type: 'string', requiresArg: true, describe: 'JSON file of the network: links (id, mac), bonds, vlans, networks, dns (docs/network.md)' },
-  mac: { type: 'string', array: true, nargs: 1, describe: "MAC of a NIC of the server that boots the disk (repeatable; DHCPv4 on each unless --address)" },
-  address: { type: 'string', array: true, nargs: 1, describe: 'Static address with prefix on the first --mac, e.g. 203.0.113.10/24 or 2001:db8::10/64 (repeatable)' },
+  network: {
+    type: 'string',
+    requiresArg: true,
+    describe: 'JSON file of the network: links (id, mac), bonds, vlans, networks, dns (docs/network.md)',
+  },
+  mac: {
+    type: 'string',
+    array: true,
+    nargs: 1,
+    describe: 'MAC of a NIC of the server that boots the disk (repeatable; DHCPv4 on each unless --address)',
+  },
+  address: {
+    type: 'string',
+    array: true,
+    nargs: 1,
+    describe: 'Static address with prefix on the first --mac, e.g. 203.0.113.10/24 or 2001:db8::10/64 (repeatable)',
+  },
   gateway: { type: 'string', array: true, nargs: 1, describe: 'Default gateway, one per IP family (repeatable)' },
   dns: { type: 'string', array: true, nargs: 1, describe: 'DNS server address (repeatable)' },
 } as const satisfies Record<string, Options>;
@@ -47,9 +75,15 @@ export interface NetworkArgs {
 
 /** The network the flags describe (not yet given its links), or undefined. */
 export async function networkFromArgs(args: NetworkArgs): Promise<NetworkConfig | undefined> {
-  const simple = networkFromFlags({ macs: args.mac ?? [], addresses: args.address ?? [], gateways: args.gateway ?? [], dns: args.dns ?? [] });
+  const simple = networkFromFlags({
+    macs: args.mac ?? [],
+    addresses: args.address ?? [],
+    gateways: args.gateway ?? [],
+    dns: args.dns ?? [],
+  });
   if (args.network === undefined) return simple;
-  if (simple) throw badNetwork('flags', '--network replaces --mac, --address, --gateway and --dns; give one or the other');
+  if (simple)
+    throw badNetwork('flags', '--network replaces --mac, --address, --gateway and --dns; give one or the other');
   let text: string;
   try {
     text = await readFile(args.network, 'utf8');
@@ -87,7 +121,8 @@ export async function configDriveFromArgs(args: ConfigDriveArgs): Promise<Config
   const metadata: Record<string, string> = {};
   for (const pair of args.userMetadata ?? []) {
     const at = pair.indexOf('=');
-    if (at <= 0) throw invalidConfigDrive('invalid-user-metadata-flag', configDriveMessages.invalidUserMetadataFlag(pair));
+    if (at <= 0)
+      throw invalidConfigDrive('invalid-user-metadata-flag', configDriveMessages.invalidUserMetadataFlag(pair));
     metadata[pair.slice(0, at)] = pair.slice(at + 1);
   }
   return {
@@ -117,10 +152,20 @@ export const configDriveCommand: CommandModule<object, Args> = {
       .options(configDriveFieldFlags)
       .options(networkFlags)
       .option('out', { type: 'string', demandOption: true, requiresArg: true, describe: 'Where to write the image' })
-      .option('sector-size', { type: 'number', choices: [512, 4096], default: 512, describe: "The target disk's logical sector size" })
-      .option('size-mib', { type: 'number', default: 63, describe: 'Filesystem size in MiB (1-64; 63 fits the partition byoi adds)' })
+      .option('sector-size', {
+        type: 'number',
+        choices: [512, 4096],
+        default: 512,
+        describe: "The target disk's logical sector size",
+      })
+      .option('size-mib', {
+        type: 'number',
+        default: 63,
+        describe: 'Filesystem size in MiB (1-64; 63 fits the partition byoi adds)',
+      })
       .check((argv) => {
-        if (!Number.isInteger(argv['size-mib']) || argv['size-mib'] < 1 || argv['size-mib'] > 64) throw new Error('--size-mib must be a whole number from 1 to 64.');
+        if (!Number.isInteger(argv['size-mib']) || argv['size-mib'] < 1 || argv['size-mib'] > 64)
+          throw new Error('--size-mib must be a whole number from 1 to 64.');
         return true;
       }) as never,
   handler: (args) =>
@@ -129,8 +174,13 @@ export const configDriveCommand: CommandModule<object, Args> = {
       validateConfigDrive(options);
       const network = await networkFromArgs(args);
       const content = configDriveContent(options, network ? { network: withLinks(network, undefined) } : {});
-      const image = await buildVfatImage(content.files, { bytes: args.sizeMib * 1024 * 1024, sectorSize: args.sectorSize });
+      const image = await buildVfatImage(content.files, {
+        bytes: args.sizeMib * 1024 * 1024,
+        sectorSize: args.sectorSize,
+      });
       await writeFile(args.out, image);
-      process.stdout.write(`${args.out}: config drive, instance id ${content.uuid}, files ${content.files.map((f) => f.path).join(', ')}\n`);
+      process.stdout.write(
+        `${args.out}: config drive, instance id ${content.uuid}, files ${content.files.map((f) => f.path).join(', ')}\n`,
+      );
     }),
 };

@@ -19,8 +19,16 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
   builder: (yargs) =>
     yargs
       .positional('image', { type: 'string', demandOption: true, describe: 'image file' })
-      .positional('target', { type: 'string', demandOption: true, describe: 'regular file (created or replaced) or block device' })
-      .option('type', { choices: imageFormats, default: 'auto' as ImageFormat, describe: 'image format; auto detects it by content' }),
+      .positional('target', {
+        type: 'string',
+        demandOption: true,
+        describe: 'regular file (created or replaced) or block device',
+      })
+      .option('type', {
+        choices: imageFormats,
+        default: 'auto' as ImageFormat,
+        describe: 'image format; auto detects it by content',
+      }),
   handler: (args) =>
     run(async () => {
       const target = await destinationAt(args.target); // a directory or special file is a usage error: say so before reading the image
@@ -29,9 +37,14 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
         // The file is not held in RAM, so up to its size in decoded clusters may be held instead:
         // what the dry pass keeps, the write pass does not decompress again.
         // A compressed raw image may decode to no more than a block device holds.
-        const image = await openAnyImage(source, args.type, { keepDecoded: source.size, ...(target.capacity !== undefined && { limit: target.capacity }) });
+        const image = await openAnyImage(source, args.type, {
+          keepDecoded: source.size,
+          ...(target.capacity !== undefined && { limit: target.capacity }),
+        });
         const written = await writeImageTo(image, target);
-        process.stdout.write(`Wrote ${image.info.virtualSize} bytes (${written} of data) from ${image.info.format} image to ${args.target}\n`);
+        process.stdout.write(
+          `Wrote ${image.info.virtualSize} bytes (${written} of data) from ${image.info.format} image to ${args.target}\n`,
+        );
       } finally {
         source.close();
       }

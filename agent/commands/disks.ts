@@ -16,7 +16,11 @@ function human(bytes: number): string {
 }
 
 function describeHolders(disk: Disk): string {
-  return disk.holders.map((h) => (h.kind === 'mount' ? `${h.device} on ${h.mountpoint}` : `${h.kind} ${h.device}`)).join(', ') || '-';
+  return (
+    disk.holders
+      .map((h) => (h.kind === 'mount' ? `${h.device} on ${h.mountpoint}` : `${h.kind} ${h.device}`))
+      .join(', ') || '-'
+  );
 }
 
 export const disksCommand: CommandModule<object, { json: boolean }> = {
@@ -34,13 +38,28 @@ export const disksCommand: CommandModule<object, { json: boolean }> = {
       }
       const groupOf = new Map(groups.flatMap((g) => g.disks.map((d) => [d.path, g.id] as const)));
       const rows = disks.map((d) => [
-        String(groupOf.get(d.path) ?? '-'), d.name, human(d.size), `${d.logicalSectorSize}/${d.physicalSectorSize}`, d.media, d.transport,
-        d.model ?? '-', d.serial ?? '-', d.byId ?? '-', d.excluded ? `excluded: ${d.excluded}` : describeHolders(d),
+        String(groupOf.get(d.path) ?? '-'),
+        d.name,
+        human(d.size),
+        `${d.logicalSectorSize}/${d.physicalSectorSize}`,
+        d.media,
+        d.transport,
+        d.model ?? '-',
+        d.serial ?? '-',
+        d.byId ?? '-',
+        d.excluded ? `excluded: ${d.excluded}` : describeHolders(d),
       ]);
       const header = ['GROUP', 'NAME', 'SIZE', 'SECTORS', 'MEDIA', 'TRAN', 'MODEL', 'SERIAL', 'BY-ID', 'HOLDERS'];
       const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-      for (const row of [header, ...rows]) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
+      for (const row of [header, ...rows])
+        process.stdout.write(
+          `${row
+            .map((c, i) => c.padEnd(widths[i]!))
+            .join('  ')
+            .trimEnd()}\n`,
+        );
       process.stdout.write('\n');
-      for (const g of groups) process.stdout.write(`group ${g.id}: ${g.description} (${g.disks.map((d) => d.name).join(', ')})\n`);
+      for (const g of groups)
+        process.stdout.write(`group ${g.id}: ${g.description} (${g.disks.map((d) => d.name).join(', ')})\n`);
     }),
 };

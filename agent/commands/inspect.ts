@@ -16,7 +16,11 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
   describe: 'Show the format, virtual size and features of an image file',
   builder: (yargs) =>
     yargs
-      .positional('image', { type: 'string', demandOption: true, describe: 'image file (qcow2, VMDK, OVA, raw, or raw compressed with gzip, xz, zstd or bzip2)' })
+      .positional('image', {
+        type: 'string',
+        demandOption: true,
+        describe: 'image file (qcow2, VMDK, OVA, raw, or raw compressed with gzip, xz, zstd or bzip2)',
+      })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' }),
   handler: (args) =>
     run(async () => {

@@ -8,6 +8,10 @@ export function openImageFile(path: string): FileSource {
     return new FileSource(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw cannotReadImage(path, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (error as Error).message, error);
+    throw cannotReadImage(
+      path,
+      code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (error as Error).message,
+      error,
+    );
   }
 }

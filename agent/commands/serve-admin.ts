@@ -25,11 +25,19 @@ export function storeOptions<T>(y: Argv<T>) {
 
 /** The database `--db` or else the config names (the embedded default without either), and its key file. */
 export async function openServiceAt(db: string | undefined, config: ApiConfig) {
-  const [{ openService }, { isPostgresUrl, hasPassword }] = await Promise.all([import('../../lib/api/open-service.ts'), import('../../lib/api/store/database-url.ts')]);
+  const [{ openService }, { isPostgresUrl, hasPassword }] = await Promise.all([
+    import('../../lib/api/open-service.ts'),
+    import('../../lib/api/store/database-url.ts'),
+  ]);
   // A command line is readable by every user of the host.
-  if (db !== undefined && isPostgresUrl(db) && hasPassword(db)) throw invalidJob('database-password-on-command-line', apiMessages.databasePasswordOnCommandLine);
+  if (db !== undefined && isPostgresUrl(db) && hasPassword(db))
+    throw invalidJob('database-password-on-command-line', apiMessages.databasePasswordOnCommandLine);
   const location = db ?? config.database ?? 'byoi-serve.sqlite';
-  return openService(isPostgresUrl(location) ? location : resolve(location), config.secretsKeyFile && resolve(config.secretsKeyFile), config);
+  return openService(
+    isPostgresUrl(location) ? location : resolve(location),
+    config.secretsKeyFile && resolve(config.secretsKeyFile),
+    config,
+  );
 }
 
 /** The store `byoi serve` uses: the same database and key file (`--config` names a secretsKeyFile, if any). */
@@ -54,9 +62,11 @@ const customerAdd: CommandModule<StoreArgs, StoreArgs & { name: string; server?:
   command: 'add <name>',
   describe: 'Add a customer account (password on standard input) owning the given servers',
   builder: (y) =>
-    y
-      .positional('name', { type: 'string', demandOption: true })
-      .option('server', { type: 'string', array: true, describe: 'serviceName of a server the customer owns (repeatable)' }),
+    y.positional('name', { type: 'string', demandOption: true }).option('server', {
+      type: 'string',
+      array: true,
+      describe: 'serviceName of a server the customer owns (repeatable)',
+    }),
   handler: (argv) =>
     run(async () => {
       if (!CUSTOMER_NAME.test(argv.name)) throw invalidJob('bad-customer-name', ovhAuthMessages.badCustomerName);
@@ -64,7 +74,8 @@ const customerAdd: CommandModule<StoreArgs, StoreArgs & { name: string; server?:
       const { hashPassword } = await import('../../lib/api/passwords.ts');
       const service = await open(argv);
       try {
-        if (!(await service.customers.add(argv.name, await hashPassword(password), argv.server ?? []))) throw failed('customer-exists', ovhAuthMessages.customerExists(argv.name));
+        if (!(await service.customers.add(argv.name, await hashPassword(password), argv.server ?? [])))
+          throw failed('customer-exists', ovhAuthMessages.customerExists(argv.name));
         process.stdout.write(`customer ${argv.name} added\n`);
       } finally {
         await service.close();
@@ -75,12 +86,16 @@ const customerAdd: CommandModule<StoreArgs, StoreArgs & { name: string; server?:
 const customerAssign: CommandModule<StoreArgs, StoreArgs & { name: string; server: string }> = {
   command: 'assign <name> <server>',
   describe: 'Give a server (serviceName) to a customer account of the store',
-  builder: (y) => y.positional('name', { type: 'string', demandOption: true }).positional('server', { type: 'string', demandOption: true }),
+  builder: (y) =>
+    y
+      .positional('name', { type: 'string', demandOption: true })
+      .positional('server', { type: 'string', demandOption: true }),
   handler: (argv) =>
     run(async () => {
       const service = await open(argv);
       try {
-        if (!(await service.customers.byName(argv.name))) throw failed('no-such-customer', ovhAuthMessages.noSuchCustomer(argv.name));
+        if (!(await service.customers.byName(argv.name)))
+          throw failed('no-such-customer', ovhAuthMessages.noSuchCustomer(argv.name));
         await service.customers.assign(argv.name, argv.server);
         process.stdout.write(`${argv.server} belongs to ${argv.name}\n`);
       } finally {
@@ -93,12 +108,21 @@ const applicationCreate: CommandModule<StoreArgs, StoreArgs & { name: string; de
   command: 'create',
   describe: 'Create an APIv6 application: prints its application key and secret, once',
   builder: (y) =>
-    y.option('name', { type: 'string', demandOption: true, describe: 'The application\'s name, shown on validation pages' }).option('description', { type: 'string', default: '' }),
+    y
+      .option('name', {
+        type: 'string',
+        demandOption: true,
+        describe: "The application's name, shown on validation pages",
+      })
+      .option('description', { type: 'string', default: '' }),
   handler: (argv) =>
     run(async () => {
       const service = await open(argv);
       try {
-        const { application, appSecret } = await service.credentials.createApplication(argv.name.slice(0, 200), (argv.description ?? '').slice(0, 1000));
+        const { application, appSecret } = await service.credentials.createApplication(
+          argv.name.slice(0, 200),
+          (argv.description ?? '').slice(0, 1000),
+        );
         process.stdout.write(`applicationKey=${application.appKey}\napplicationSecret=${appSecret}\n`);
       } finally {
         await service.close();
@@ -115,13 +139,21 @@ const credentialValidate: CommandModule<StoreArgs, StoreArgs & { customer: strin
       .option('validity', { type: 'number', describe: 'Seconds the key stays valid (default: unlimited)' }),
   handler: (argv) =>
     run(async () => {
-      if (argv.validity !== undefined && !(Number.isInteger(argv.validity) && argv.validity > 0)) throw invalidJob('bad-credential-request', ovhAuthMessages.badCredentialRequest('--validity must be a positive number of seconds'));
+      if (argv.validity !== undefined && !(Number.isInteger(argv.validity) && argv.validity > 0))
+        throw invalidJob(
+          'bad-credential-request',
+          ovhAuthMessages.badCredentialRequest('--validity must be a positive number of seconds'),
+        );
       const consumerKey = await readSecret('consumer key');
       const service = await open(argv);
       try {
-        if (!(await service.customers.byName(argv.customer))) throw failed('no-such-customer', ovhAuthMessages.noSuchCustomer(argv.customer));
+        if (!(await service.customers.byName(argv.customer)))
+          throw failed('no-such-customer', ovhAuthMessages.noSuchCustomer(argv.customer));
         const credential = await service.credentials.byConsumerKey(consumerKey);
-        if (credential?.status !== 'pendingValidation' || !(await service.credentials.validate(credential.id, argv.customer, argv.validity ?? null))) {
+        if (
+          credential?.status !== 'pendingValidation' ||
+          !(await service.credentials.validate(credential.id, argv.customer, argv.validity ?? null))
+        ) {
           throw failed('not-pending', ovhAuthMessages.notPending);
         }
         process.stdout.write(`credential ${credential.id} validated for ${argv.customer}\n`);
@@ -133,7 +165,13 @@ const credentialValidate: CommandModule<StoreArgs, StoreArgs & { customer: strin
 
 /** A word grouping subcommands: `byoi serve customer add ...`. */
 function group(command: string, describe: string, children: CommandModule<any, any>[]): CommandModule<any, any> {
-  return { command, describe, builder: (y) => y.command(children).demandCommand(1, `Name a ${command} command: byoi serve ${command} --help lists them.`), handler: () => {} };
+  return {
+    command,
+    describe,
+    builder: (y) =>
+      y.command(children).demandCommand(1, `Name a ${command} command: byoi serve ${command} --help lists them.`),
+    handler: () => {},
+  };
 }
 
 export const serveAdminCommands: CommandModule<any, any>[] = [

@@ -93,7 +93,10 @@ export class AgentClient {
     } catch (error) {
       const code = (error as { code?: string }).code ?? 'error';
       if (error instanceof CancelError) this.retryReason = apiMessages.notAJob;
-      else this.retryReason = /CERT|SIGNATURE|ALTNAME/.test(code) ? apiMessages.apiCertificateRefused(code) : apiMessages.apiUnreachable(code);
+      else
+        this.retryReason = /CERT|SIGNATURE|ALTNAME/.test(code)
+          ? apiMessages.apiCertificateRefused(code)
+          : apiMessages.apiUnreachable(code);
       return 'retry';
     }
     if (response.statusCode >= 500) {
@@ -102,7 +105,10 @@ export class AgentClient {
     }
     const body = parseJson(response.body);
     if (response.statusCode !== 200) {
-      const said = typeof body === 'object' && body !== null && typeof (body as { message?: unknown }).message === 'string' ? (body as { message: string }).message : `HTTP ${response.statusCode}`;
+      const said =
+        typeof body === 'object' && body !== null && typeof (body as { message?: unknown }).message === 'string'
+          ? (body as { message: string }).message
+          : `HTTP ${response.statusCode}`;
       throw failed('job-unavailable', apiMessages.jobUnavailable(this.url('job')), { detail: said });
     }
     const job = asJob(body, this.settings.serviceName);

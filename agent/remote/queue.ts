@@ -23,7 +23,11 @@ export class EventQueue {
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
 
-  constructor(send: Send, backoff: Backoff = defaultBackoff, onRefused: (delivery: 'refused' | 'revoked') => void = () => {}) {
+  constructor(
+    send: Send,
+    backoff: Backoff = defaultBackoff,
+    onRefused: (delivery: 'refused' | 'revoked') => void = () => {},
+  ) {
     this.send = send;
     this.backoff = backoff;
     this.onRefused = onRefused;
@@ -36,7 +40,11 @@ export class EventQueue {
   push(event: AgentEvent): void {
     if (this.stopped) return;
     const last = this.pending.at(-1);
-    const replaceable = this.pending.length > this.inFlight && last?.status === 'doing' && event.status === 'doing' && last.phase === event.phase;
+    const replaceable =
+      this.pending.length > this.inFlight &&
+      last?.status === 'doing' &&
+      event.status === 'doing' &&
+      last.phase === event.phase;
     if (replaceable) this.pending[this.pending.length - 1] = event;
     else this.pending.push(event);
     if (!this.running) void this.deliverLoop();

@@ -21,8 +21,14 @@ export class RemoteStatus extends StatusFile {
 
   override write(change: StatusChange): void {
     super.write(change);
-    const { status, message, detail, checksum, phase, progress } = JSON.parse(this.scrubText(JSON.stringify(change))) as StatusChange;
+    const { status, message, detail, checksum, phase, progress } = JSON.parse(
+      this.scrubText(JSON.stringify(change)),
+    ) as StatusChange;
     const event: AgentEvent = { status, message, checksum, phase, progress, at: new Date().toISOString() };
-    this.queue.push(status === 'error' ? { ...event, errorKind: this.errorKind, fault: this.fault, detail: detail?.slice(0, 4096) ?? null } : event);
+    this.queue.push(
+      status === 'error'
+        ? { ...event, errorKind: this.errorKind, fault: this.fault, detail: detail?.slice(0, 4096) ?? null }
+        : event,
+    );
   }
 }

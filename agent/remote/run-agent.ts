@@ -49,7 +49,10 @@ async function takeJob(client: AgentClient, options: AgentOptions, log: Logger):
     const job = await client.fetchJob();
     if (job !== 'retry') return job;
     const delay = backoffDelay(failures, backoff);
-    if (Date.now() + delay > deadline) throw failed('job-unavailable', apiMessages.jobUnavailable(options.settings.server), { detail: client.retryReason });
+    if (Date.now() + delay > deadline)
+      throw failed('job-unavailable', apiMessages.jobUnavailable(options.settings.server), {
+        detail: client.retryReason,
+      });
     log.warn({ retryInMs: delay, reason: client.retryReason }, 'no job from the API yet; trying again');
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
@@ -61,7 +64,7 @@ async function reportDisks(client: AgentClient, options: AgentOptions, log: Logg
     const delivery = await client.postDisks(await (options.disksReport ?? discoverDisksReport)());
     if (delivery !== 'delivered') log.warn({ delivery }, 'the API did not take the disks report');
   } catch (error) {
-    log.warn({ error: String(error) }, 'could not list this server\'s disks for the API');
+    log.warn({ error: String(error) }, "could not list this server's disks for the API");
   }
 }
 
@@ -80,10 +83,14 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     log.error({ why }, lifecycleMessages.cancelled);
     stop.abort(new DeploymentCancelled(why));
   };
-  const queue = new EventQueue((events) => client.postEvents(events), options.backoff, (delivery) => {
-    if (delivery === 'revoked') cancel('the API refused the agent\'s token or said the deployment was cancelled');
-    else log.error('the API refused the status events for good; no more will be sent');
-  });
+  const queue = new EventQueue(
+    (events) => client.postEvents(events),
+    options.backoff,
+    (delivery) => {
+      if (delivery === 'revoked') cancel("the API refused the agent's token or said the deployment was cancelled");
+      else log.error('the API refused the status events for good; no more will be sent');
+    },
+  );
   const statusFile = typeof options.overrides.statusFile === 'string' ? options.overrides.statusFile : undefined;
   const outbox = new RemoteStatus(statusFile, scrub, queue);
   const report = new Reporter(outbox, log, undefined, stop.signal);
@@ -105,12 +112,20 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       if (delivery === 'revoked') cancel('the API answered the heartbeat: token refused or deployment cancelled');
     });
   }, options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
-  const stopped = new Promise<never>((_, reject) => stop.signal.addEventListener('abort', () => reject(stop.signal.reason), { once: true }));
+  const stopped = new Promise<never>((_, reject) =>
+    stop.signal.addEventListener('abort', () => reject(stop.signal.reason), { once: true }),
+  );
   stopped.catch(() => undefined);
 
   let job: Job | undefined;
   const deploying = (async () => {
-    job = validateJob(mergeJobInputs(jobInputFor(assigned.kind, assigned.body), { network: assigned.network, verifyWrite: assigned.verifyWrite }, options.overrides));
+    job = validateJob(
+      mergeJobInputs(
+        jobInputFor(assigned.kind, assigned.body),
+        { network: assigned.network, verifyWrite: assigned.verifyWrite },
+        options.overrides,
+      ),
+    );
     redactor = redactor.with(Redactor.forJob(job));
     await options.pipeline({ ...job, noReboot: true }, report);
   })();

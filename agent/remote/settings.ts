@@ -21,7 +21,10 @@ export function tokenFromEnvironment(env: NodeJS.ProcessEnv, tokenFile: string |
   try {
     return readFileSync(file, 'utf8').trim() || undefined;
   } catch (error) {
-    throw invalidJob('unreadable-token-file', lifecycleMessages.unreadableTokenFile(file), { detail: String(error), cause: error });
+    throw invalidJob('unreadable-token-file', lifecycleMessages.unreadableTokenFile(file), {
+      detail: String(error),
+      cause: error,
+    });
   }
 }
 
@@ -80,11 +83,15 @@ export function agentSettings(flags: CmdlineSettings, cmdlinePath: string, baked
   const server = flags.server || fromCmdline.server;
   const serviceName = flags.serviceName || fromCmdline.serviceName;
   const token = flags.token || fromCmdline.token;
-  const missing = [!server && 'server', !serviceName && 'service name', !token && 'token'].filter((m): m is string => typeof m === 'string');
-  if (missing.length > 0 || !server || !serviceName || !token) throw invalidJob('bad-agent-settings', apiMessages.badAgentSettings(missing));
+  const missing = [!server && 'server', !serviceName && 'service name', !token && 'token'].filter(
+    (m): m is string => typeof m === 'string',
+  );
+  if (missing.length > 0 || !server || !serviceName || !token)
+    throw invalidJob('bad-agent-settings', apiMessages.badAgentSettings(missing));
   const base = server.replace(/\/+$/, '');
   const insecure = flags.insecure === true || fromCmdline.insecure === true;
-  if (!/^https:\/\//i.test(base) && !(insecure && /^http:\/\//i.test(base))) throw invalidJob('insecure-api', apiMessages.insecureApi(base));
+  if (!/^https:\/\//i.test(base) && !(insecure && /^http:\/\//i.test(base)))
+    throw invalidJob('insecure-api', apiMessages.insecureApi(base));
   const caFile = flags.caFile || fromCmdline.caFile || (existsSync(bakedCa) ? bakedCa : undefined);
   return { server: base, serviceName, token, ...(caFile && /^https:/i.test(base) && { ca: readCa(caFile) }) };
 }

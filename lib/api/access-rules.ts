@@ -10,7 +10,12 @@ const MAX_RULES = 100;
 const MAX_IPS = 64;
 
 function patternOf(path: string): RegExp {
-  return new RegExp(`^${path.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  return new RegExp(
+    `^${path
+      .split('*')
+      .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')}$`,
+  );
 }
 
 /** Whether a rule grants `method` on `path` (the path below the API's base, without its query). */
@@ -47,24 +52,32 @@ const bad = (why: string): never => {
 
 /** `POST /auth/credential`'s body: `{accessRules, redirection?, allowedIPs?}`, checked field by field. */
 export function parseCredentialRequest(body: unknown, applicationId: number): NewCredential {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return bad('expected {"accessRules": [{"method", "path"}]}');
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    return bad('expected {"accessRules": [{"method", "path"}]}');
   const { accessRules, redirection, allowedIPs } = body as Record<string, unknown>;
-  if (!Array.isArray(accessRules) || accessRules.length === 0 || accessRules.length > MAX_RULES) bad(`accessRules must be a list of 1 to ${MAX_RULES} rules`);
+  if (!Array.isArray(accessRules) || accessRules.length === 0 || accessRules.length > MAX_RULES)
+    bad(`accessRules must be a list of 1 to ${MAX_RULES} rules`);
   const rules = (accessRules as unknown[]).map((rule): AccessRule => {
     const { method, path } = (typeof rule === 'object' && rule !== null ? rule : {}) as Record<string, unknown>;
-    if (typeof method !== 'string' || !METHODS.includes(method as HttpMethod)) return bad('each rule\'s method must be GET, POST, PUT or DELETE');
-    if (typeof path !== 'string' || !/^\/[\x21-\x7e]{0,255}$/.test(path)) return bad('each rule\'s path must start with / (printable, at most 256 characters)');
+    if (typeof method !== 'string' || !METHODS.includes(method as HttpMethod))
+      return bad("each rule's method must be GET, POST, PUT or DELETE");
+    if (typeof path !== 'string' || !/^\/[\x21-\x7e]{0,255}$/.test(path))
+      return bad("each rule's path must start with / (printable, at most 256 characters)");
     return { method: method as HttpMethod, path };
   });
   let target: string | null = null;
   if (redirection !== undefined && redirection !== null && redirection !== '') {
-    const url = typeof redirection === 'string' && redirection.length <= 2048 && URL.canParse(redirection) ? new URL(redirection) : undefined;
+    const url =
+      typeof redirection === 'string' && redirection.length <= 2048 && URL.canParse(redirection)
+        ? new URL(redirection)
+        : undefined;
     if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) bad('redirection must be an http(s) URL');
     target = url!.href;
   }
   let ips: string[] | null = null;
   if (allowedIPs !== undefined && allowedIPs !== null) {
-    if (!Array.isArray(allowedIPs) || allowedIPs.length > MAX_IPS || !allowedIPs.every(validAddressEntry)) bad(`allowedIPs must be a list of at most ${MAX_IPS} addresses or CIDR blocks`);
+    if (!Array.isArray(allowedIPs) || allowedIPs.length > MAX_IPS || !allowedIPs.every(validAddressEntry))
+      bad(`allowedIPs must be a list of at most ${MAX_IPS} addresses or CIDR blocks`);
     ips = allowedIPs as string[];
   }
   return { applicationId, rules, allowedIPs: ips, redirection: target };

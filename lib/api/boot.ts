@@ -48,7 +48,10 @@ export class CommandBootAdapter implements BootAdapter {
   async boot(context: BootContext): Promise<void> {
     const boot = this.servers.find((s) => s.serviceName === context.serviceName)?.boot;
     if (!boot && this.netboot) return;
-    if (!boot) throw failed('boot-failed', apiMessages.bootFailed(context.serviceName), { detail: 'no boot command is configured for this server' });
+    if (!boot)
+      throw failed('boot-failed', apiMessages.bootFailed(context.serviceName), {
+        detail: 'no boot command is configured for this server',
+      });
     const [command, ...args] = boot.command.map((part) => fill(part, context));
     const log = boot.logFile ? openSync(fill(boot.logFile, context), 'a', 0o600) : 'ignore';
     try {
@@ -57,7 +60,11 @@ export class CommandBootAdapter implements BootAdapter {
       const child = spawn(command!, args, { stdio: ['ignore', log, log], env, detached: true });
       await new Promise<void>((resolve, reject) => {
         child.once('spawn', resolve);
-        child.once('error', (error) => reject(failed('boot-failed', apiMessages.bootFailed(context.serviceName), { detail: String(error), cause: error })));
+        child.once('error', (error) =>
+          reject(
+            failed('boot-failed', apiMessages.bootFailed(context.serviceName), { detail: String(error), cause: error }),
+          ),
+        );
       });
       child.unref();
       this.running.set(context.serviceName, child);

@@ -96,18 +96,28 @@ export interface ApiConfig {
 
 type Obj = Record<string, unknown>;
 const isObject = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string' && s !== '');
+const isStringList = (v: unknown): v is string[] =>
+  Array.isArray(v) && v.every((s) => typeof s === 'string' && s !== '');
 
 function parseBoot(value: unknown, where: string, bad: (why: string) => never): CommandBoot | undefined {
   if (value === undefined) return undefined;
-  if (!isObject(value) || !isStringList(value.command) || value.command.length === 0) bad(`${where}.boot.command must be a non-empty list of strings`);
+  if (!isObject(value) || !isStringList(value.command) || value.command.length === 0)
+    bad(`${where}.boot.command must be a non-empty list of strings`);
   const { env, logFile, rescueCommand } = value;
-  if (rescueCommand !== undefined && (!isStringList(rescueCommand) || rescueCommand.length === 0)) bad(`${where}.boot.rescueCommand must be a non-empty list of strings`);
+  if (rescueCommand !== undefined && (!isStringList(rescueCommand) || rescueCommand.length === 0))
+    bad(`${where}.boot.rescueCommand must be a non-empty list of strings`);
   // Issue 13: a token on a command line is readable by every local user (ps).
-  for (const [name, field] of Object.entries({ command: value.command, rescueCommand, logFile, env: env === undefined ? undefined : JSON.stringify(env) })) {
-    if (field !== undefined && JSON.stringify(field).includes('{token}')) bad(lifecycleMessages.tokenOnCommandLine(`${where}.boot.${name}`));
+  for (const [name, field] of Object.entries({
+    command: value.command,
+    rescueCommand,
+    logFile,
+    env: env === undefined ? undefined : JSON.stringify(env),
+  })) {
+    if (field !== undefined && JSON.stringify(field).includes('{token}'))
+      bad(lifecycleMessages.tokenOnCommandLine(`${where}.boot.${name}`));
   }
-  if (env !== undefined && (!isObject(env) || !Object.values(env).every((s) => typeof s === 'string'))) bad(`${where}.boot.env must map names to strings`);
+  if (env !== undefined && (!isObject(env) || !Object.values(env).every((s) => typeof s === 'string')))
+    bad(`${where}.boot.env must map names to strings`);
   if (logFile !== undefined && typeof logFile !== 'string') bad(`${where}.boot.logFile must be a path`);
   return {
     command: value.command,
@@ -128,15 +138,23 @@ function parseNetwork(value: unknown, where: string, bad: (why: string) => never
 
 function parseNetboot(value: unknown, bad: (why: string) => never): NetbootConfig | undefined {
   if (value === undefined) return undefined;
-  if (!isObject(value) || typeof value.kernel !== 'string' || typeof value.initrd !== 'string' || !value.kernel || !value.initrd) {
+  if (
+    !isObject(value) ||
+    typeof value.kernel !== 'string' ||
+    typeof value.initrd !== 'string' ||
+    !value.kernel ||
+    !value.initrd
+  ) {
     return bad('netboot must give "kernel" and "initrd" (files or http(s) URLs)');
   }
   const { cmdline, rescueCmdline, maxBoots, clients } = value;
   for (const [name, field] of Object.entries({ cmdline, rescueCmdline })) {
     // The line goes into an iPXE script: one line, no iPXE expansions but those the lab means.
-    if (field !== undefined && (typeof field !== 'string' || /[\r\n]/.test(field))) bad(`netboot.${name} must be a one-line string`);
+    if (field !== undefined && (typeof field !== 'string' || /[\r\n]/.test(field)))
+      bad(`netboot.${name} must be a one-line string`);
   }
-  if (maxBoots !== undefined && (!Number.isInteger(maxBoots) || (maxBoots as number) < 1 || (maxBoots as number) > 100)) bad('netboot.maxBoots must be an integer from 1 to 100');
+  if (maxBoots !== undefined && (!Number.isInteger(maxBoots) || (maxBoots as number) < 1 || (maxBoots as number) > 100))
+    bad('netboot.maxBoots must be an integer from 1 to 100');
   return {
     kernel: value.kernel,
     initrd: value.initrd,
@@ -171,12 +189,18 @@ export function networkOf(client: string): { address: string; prefix: number; fa
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
-function parseMacs(value: unknown, where: string, seen: Set<string>, bad: (why: string) => never): string[] | undefined {
+function parseMacs(
+  value: unknown,
+  where: string,
+  seen: Set<string>,
+  bad: (why: string) => never,
+): string[] | undefined {
   if (value === undefined) return undefined;
   if (!isStringList(value)) return bad(`${where}.macs must be a list of MAC addresses`);
   return value.map((raw) => {
     const mac = raw.toLowerCase().replaceAll('-', ':');
-    if (!MAC.test(mac)) bad(`${where}.macs: ${JSON.stringify(raw).slice(0, 40)} is not a MAC address like 52:54:00:12:34:56`);
+    if (!MAC.test(mac))
+      bad(`${where}.macs: ${JSON.stringify(raw).slice(0, 40)} is not a MAC address like 52:54:00:12:34:56`);
     if (seen.has(mac)) bad(`${where}.macs: ${mac} is declared twice`);
     seen.add(mac);
     return mac;
@@ -203,7 +227,8 @@ function parseCustomers(value: unknown, bad: (why: string) => never): CustomerCo
 
 function parseDatabase(value: unknown, bad: (why: string) => never): string | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'string' || value === '') return bad('database must be a postgres:// URL or an SQLite file path');
+  if (typeof value !== 'string' || value === '')
+    return bad('database must be a postgres:// URL or an SQLite file path');
   return value;
 }
 
@@ -236,13 +261,15 @@ export function isStrongKey(key: string): boolean {
 
 function parseRetention(value: unknown, bad: (why: string) => never): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 3650) bad('jobBodyRetentionDays must be a number of days from 0 to 3650');
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 3650)
+    bad('jobBodyRetentionDays must be a number of days from 0 to 3650');
   return value as number;
 }
 
 function parseApiUrl(value: unknown, bad: (why: string) => never): string | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'string' || !/^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/.test(value)) return bad('apiUrl must be an http(s) URL without query');
+  if (typeof value !== 'string' || !/^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/.test(value))
+    return bad('apiUrl must be an http(s) URL without query');
   return value.replace(/\/+$/, '');
 }
 
@@ -250,7 +277,12 @@ function parseDiskGroups(value: unknown, where: string, bad: (why: string) => ne
   if (value === undefined) return undefined;
   if (!Array.isArray(value)) return bad(`${where}.diskGroups must be a list`);
   return value.map((group: unknown, i): DiskGroupConfig => {
-    if (!isObject(group) || !Number.isSafeInteger(group.diskGroupId) || (group.diskGroupId as number) < 0 || typeof group.description !== 'string') {
+    if (
+      !isObject(group) ||
+      !Number.isSafeInteger(group.diskGroupId) ||
+      (group.diskGroupId as number) < 0 ||
+      typeof group.description !== 'string'
+    ) {
       return bad(`${where}.diskGroups[${i}] must be {"diskGroupId": <integer>, "description": "..."}`);
     }
     return { diskGroupId: group.diskGroupId as number, description: group.description };
@@ -264,7 +296,8 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
   };
   if (!isObject(value) || !Array.isArray(value.servers)) return bad('expected {"servers": [...]}');
   if (value.publicUrl !== undefined && typeof value.publicUrl !== 'string') bad('publicUrl must be a URL');
-  if (value.secretsKeyFile !== undefined && (typeof value.secretsKeyFile !== 'string' || value.secretsKeyFile === '')) bad('secretsKeyFile must be a path');
+  if (value.secretsKeyFile !== undefined && (typeof value.secretsKeyFile !== 'string' || value.secretsKeyFile === ''))
+    bad('secretsKeyFile must be a path');
   const retention = parseRetention(value.jobBodyRetentionDays, bad);
   const customers = parseCustomers(value.customers, bad);
   const database = parseDatabase(value.database, bad);
@@ -280,15 +313,19 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
     if (seen.has(server.serviceName)) bad(`${server.serviceName} is declared twice`);
     seen.add(server.serviceName);
     if (!isStringList(server.apiKeys)) bad(`${where}.apiKeys must be a list of keys`);
-    (server.apiKeys as string[]).forEach((key, k) => isStrongKey(key) || bad(apiMessages.weakApiKey(`${where}.apiKeys[${k}]`)));
+    (server.apiKeys as string[]).forEach(
+      (key, k) => isStrongKey(key) || bad(apiMessages.weakApiKey(`${where}.apiKeys[${k}]`)),
+    );
     const boot = parseBoot(server.boot, where, bad);
     const network = parseNetwork(server.network, `${where}.network`, bad);
-    if (server.verifyWrite !== undefined && typeof server.verifyWrite !== 'boolean') bad(`${where}.verifyWrite must be true or false`);
+    if (server.verifyWrite !== undefined && typeof server.verifyWrite !== 'boolean')
+      bad(`${where}.verifyWrite must be true or false`);
     const verifyWrite = server.verifyWrite === true;
     const macs = parseMacs(server.macs, where, macsSeen, bad);
     const diskGroups = parseDiskGroups(server.diskGroups, where, bad);
     const { customer } = server;
-    if (customer !== undefined && !customers.some((c) => c.name === customer)) bad(`${where}.customer must name one of "customers"`);
+    if (customer !== undefined && !customers.some((c) => c.name === customer))
+      bad(`${where}.customer must name one of "customers"`);
     return {
       serviceName: server.serviceName,
       apiKeys: server.apiKeys as string[],
@@ -317,7 +354,10 @@ export function loadConfig(path: string): ApiConfig {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw failed('bad-config', apiMessages.badConfig(path, 'it cannot be read'), { detail: String(error), cause: error });
+    throw failed('bad-config', apiMessages.badConfig(path, 'it cannot be read'), {
+      detail: String(error),
+      cause: error,
+    });
   }
   let value: unknown;
   try {

@@ -6,7 +6,11 @@ const escape = (text: string): string =>
   text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 /** The validities a customer may pick, in seconds (null: unlimited). */
-export const VALIDITIES: readonly { readonly value: string; readonly label: string; readonly seconds: number | null }[] = [
+export const VALIDITIES: readonly {
+  readonly value: string;
+  readonly label: string;
+  readonly seconds: number | null;
+}[] = [
   { value: '3600', label: '1 hour', seconds: 3600 },
   { value: '86400', label: '1 day', seconds: 86400 },
   { value: '2592000', label: '30 days', seconds: 2592000 },
@@ -40,9 +44,15 @@ export interface ValidationForm {
 }
 
 export function validationPage(form: ValidationForm): string {
-  const rules = form.rules.map((r) => `<tr><td>${escape(r.method)}</td><td><code>${escape(r.path)}</code></td></tr>`).join('\n');
-  const ips = form.allowedIPs?.length ? `<p>Only from: ${form.allowedIPs.map((ip) => `<code>${escape(ip)}</code>`).join(', ')}</p>` : '';
-  const validities = VALIDITIES.map((v) => `<option value="${v.value}"${v.seconds === null ? ' selected' : ''}>${escape(v.label)}</option>`).join('');
+  const rules = form.rules
+    .map((r) => `<tr><td>${escape(r.method)}</td><td><code>${escape(r.path)}</code></td></tr>`)
+    .join('\n');
+  const ips = form.allowedIPs?.length
+    ? `<p>Only from: ${form.allowedIPs.map((ip) => `<code>${escape(ip)}</code>`).join(', ')}</p>`
+    : '';
+  const validities = VALIDITIES.map(
+    (v) => `<option value="${v.value}"${v.seconds === null ? ' selected' : ''}>${escape(v.label)}</option>`,
+  ).join('');
   return layout(
     form.nonce,
     'Authorize an application',

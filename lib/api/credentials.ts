@@ -50,7 +50,9 @@ export interface Credentials {
   applicationByKey(appKey: string): Promise<Application | undefined>;
   applicationById(id: number): Promise<Application | undefined>;
   /** A pending credential, its consumer key and the token of its validation URL (both shown once); 'too-many' past the application's bound. */
-  request(input: NewCredential): Promise<{ credential: Credential; consumerKey: string; validationToken: string } | 'too-many'>;
+  request(
+    input: NewCredential,
+  ): Promise<{ credential: Credential; consumerKey: string; validationToken: string } | 'too-many'>;
   byConsumerKey(consumerKey: string): Promise<Credential | undefined>;
   byValidationToken(token: string): Promise<Credential | undefined>;
   byId(id: number): Promise<Credential | undefined>;

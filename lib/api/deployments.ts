@@ -19,11 +19,23 @@ export function checkDeploymentBody(kind: DeploymentKind, body: unknown): void {
 }
 
 /** Validates the body with the one job validation, then records the deployment and boots the server. */
-export async function startDeployment(options: ApiContext, serviceName: string, kind: DeploymentKind, body: unknown): Promise<Deployment> {
+export async function startDeployment(
+  options: ApiContext,
+  serviceName: string,
+  kind: DeploymentKind,
+  body: unknown,
+): Promise<Deployment> {
   const { store, boot } = options;
   checkDeploymentBody(kind, body);
   const { token, hash } = newAgentToken();
-  const created = await store.create({ serviceName, kind, body: contractBody(kind, body), tokenHash: hash, phase: bootStep.phase, message: bootStep.message });
+  const created = await store.create({
+    serviceName,
+    kind,
+    body: contractBody(kind, body),
+    tokenHash: hash,
+    phase: bootStep.phase,
+    message: bootStep.message,
+  });
   if (created === 'conflict') throw new ApiError(409, apiMessages.deploymentRunning(serviceName));
   try {
     await boot.boot({ serverUrl: options.agentUrl(), serviceName, token });

@@ -5,14 +5,16 @@ import { invalidJob, messages } from '../errors.ts';
 import type { DeploymentKind } from './store/types.ts';
 
 export function jobInputFor(kind: DeploymentKind, body: unknown): JobInput {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidJob('bad-job-body', messages.badJobBody);
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw invalidJob('bad-job-body', messages.badJobBody);
   const fields = body as Record<string, unknown>;
   return kind === 'reinstall' ? jobFromReinstallBody(fields) : jobFromLegacyBody(fields);
 }
 
 type Fields = Record<string, unknown>;
 
-const isFields = (value: unknown): value is Fields => typeof value === 'object' && value !== null && !Array.isArray(value);
+const isFields = (value: unknown): value is Fields =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** `value`'s `names` that are present, nothing else. */
 function pick(value: Fields, names: readonly string[]): Fields {
@@ -39,14 +41,27 @@ export function contractBody(kind: DeploymentKind, body: unknown): Fields {
     const out = pick(body, ['operatingSystem']);
     if (isFields(body.customizations)) {
       out.customizations = pick(body.customizations, [
-        'imageURL', 'imageType', 'imageCheckSum', 'imageCheckSumType', 'httpHeaders', 'configDriveUserData', 'configDriveMetadata', 'hostname', 'sshKey', 'efiBootloaderPath',
+        'imageURL',
+        'imageType',
+        'imageCheckSum',
+        'imageCheckSumType',
+        'httpHeaders',
+        'configDriveUserData',
+        'configDriveMetadata',
+        'hostname',
+        'sshKey',
+        'efiBootloaderPath',
       ]);
     }
     // Only the first disk group is used (OVH supports one for now).
-    if (Array.isArray(body.storage) && isFields(body.storage[0])) out.storage = [pick(body.storage[0], ['diskGroupId'])];
+    if (Array.isArray(body.storage) && isFields(body.storage[0]))
+      out.storage = [pick(body.storage[0], ['diskGroupId'])];
     return out;
   }
-  const out = { ...pick(body, ['URL', 'type', 'checkSum', 'checkSumType', 'description', 'diskGroupId']), ...(isFields(body.configdrive) ? {} : withDrive(body)) };
+  const out = {
+    ...pick(body, ['URL', 'type', 'checkSum', 'checkSumType', 'description', 'diskGroupId']),
+    ...(isFields(body.configdrive) ? {} : withDrive(body)),
+  };
   if (isFields(body.configdrive)) out.configdrive = withDrive(body.configdrive);
   if (body.httpHeader !== undefined) out.httpHeader = keyValueList(body.httpHeader);
   return out;

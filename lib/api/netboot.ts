@@ -7,7 +7,8 @@ export const IPXE_TYPE = 'text/plain; charset=utf-8';
 
 /** Where the rescue kernel and initrd come from: the config's URLs, or this API's own routes. */
 export function rescueFiles(netboot: NetbootConfig, apiUrl: string): { kernel: string; initrd: string } {
-  const served = (file: string, route: string) => (/^https?:\/\//.test(file) ? file : `${apiUrl}/boot/v1/rescue/${route}`);
+  const served = (file: string, route: string) =>
+    /^https?:\/\//.test(file) ? file : `${apiUrl}/boot/v1/rescue/${route}`;
   return { kernel: served(netboot.kernel, 'kernel'), initrd: served(netboot.initrd, 'initrd') };
 }
 
@@ -15,7 +16,14 @@ function rescueScript(netboot: NetbootConfig, apiUrl: string, title: string, par
   const { kernel, initrd } = rescueFiles(netboot, apiUrl);
   // initrd= names the image for the EFI stub (UEFI); a BIOS boot ignores it.
   const line = ['initrd=initrd.img', netboot.cmdline, ...parameters].filter(Boolean).join(' ');
-  return ['#!ipxe', `echo byoi: ${title}`, `kernel ${kernel} ${line}`, `initrd --name initrd.img ${initrd}`, 'boot', ''].join('\n');
+  return [
+    '#!ipxe',
+    `echo byoi: ${title}`,
+    `kernel ${kernel} ${line}`,
+    `initrd --name initrd.img ${initrd}`,
+    'boot',
+    '',
+  ].join('\n');
 }
 
 /** The rescue system with its agent's settings: it takes the job with `token`, valid for this boot only. */
@@ -40,7 +48,13 @@ export function rescueModeScript(netboot: NetbootConfig, apiUrl: string, service
  * lets the BIOS try its next boot device.
  */
 export function diskScript(serviceName: string): string {
-  return ['#!ipxe', `echo byoi: ${serviceName}: booting the local disk`, 'iseq ${platform} efi && exit 1 ||', 'sanboot --no-describe --drive 0x80 || exit 1', ''].join('\n');
+  return [
+    '#!ipxe',
+    `echo byoi: ${serviceName}: booting the local disk`,
+    'iseq ${platform} efi && exit 1 ||',
+    'sanboot --no-describe --drive 0x80 || exit 1',
+    '',
+  ].join('\n');
 }
 
 /** The entry point a DHCP server names: chains the script of the server whose NIC booted (an absolute URL: iPXE loaded by DHCP does not resolve a relative one). */

@@ -23,5 +23,10 @@ export async function openService(location: string, keyFile: string | undefined,
   const box = secretBoxFor(location, keyFile);
   const db = await openDatabase(location);
   const store = await SqlStore.open(db, box);
-  return { store, customers: new SqlCustomers(db, config), credentials: new SqlCredentials(db, box), close: () => store.close() };
+  return {
+    store,
+    customers: new SqlCustomers(db, config),
+    credentials: new SqlCredentials(db, box),
+    close: () => store.close(),
+  };
 }

@@ -24,11 +24,21 @@ const errorClasses: Record<number, string> = {
 
 /** The `{class, message}` body for `statusCode`. */
 export function ovhErrorBody(statusCode: number, message: string): { class: string; message: string } {
-  return { class: errorClasses[statusCode] ?? (statusCode < 500 ? 'Client::BadRequest' : 'Server::InternalServerError'), message };
+  return {
+    class: errorClasses[statusCode] ?? (statusCode < 500 ? 'Client::BadRequest' : 'Server::InternalServerError'),
+    message,
+  };
 }
 
 /** The `errorCode`s OVH's API answers authentication refusals with, and its clients map. */
-export type OvhErrorCode = 'INVALID_KEY' | 'NOT_CREDENTIAL' | 'INVALID_CREDENTIAL' | 'INVALID_SIGNATURE' | 'QUERY_TIME_OUT' | 'NOT_GRANTED_CALL' | 'FORBIDDEN';
+export type OvhErrorCode =
+  | 'INVALID_KEY'
+  | 'NOT_CREDENTIAL'
+  | 'INVALID_CREDENTIAL'
+  | 'INVALID_SIGNATURE'
+  | 'QUERY_TIME_OUT'
+  | 'NOT_GRANTED_CALL'
+  | 'FORBIDDEN';
 
 /** An error answered as OVH does: `{class, message}`, or `{errorCode, httpCode, message}` given a code. */
 export class ApiError extends Error {
@@ -44,8 +54,17 @@ export class ApiError extends Error {
 /** How long a client refused 429 is told to wait. */
 const RETRY_AFTER_SECONDS = 60;
 
-export function sendError(reply: FastifyReply, statusCode: number, message: string, errorCode?: OvhErrorCode): FastifyReply {
+export function sendError(
+  reply: FastifyReply,
+  statusCode: number,
+  message: string,
+  errorCode?: OvhErrorCode,
+): FastifyReply {
   if (statusCode === 429) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
-  if (errorCode) return reply.code(statusCode).type('application/json').send({ errorCode, httpCode: `${statusCode} ${STATUS_CODES[statusCode]}`, message });
+  if (errorCode)
+    return reply
+      .code(statusCode)
+      .type('application/json')
+      .send({ errorCode, httpCode: `${statusCode} ${STATUS_CODES[statusCode]}`, message });
   return reply.code(statusCode).type('application/json').send(ovhErrorBody(statusCode, message));
 }

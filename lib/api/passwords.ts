@@ -6,7 +6,13 @@ const DEFAULTS = { N: 2 ** 15, r: 8, p: 1 } as const;
 
 function scrypt(password: string, salt: Buffer, options: ScryptOptions): Promise<Buffer> {
   return new Promise((resolve, reject) =>
-    scryptCallback(password, salt, KEY_LENGTH, { ...options, maxmem: 128 * options.N! * options.r! * 2 }, (error, key) => (error ? reject(error) : resolve(key))),
+    scryptCallback(
+      password,
+      salt,
+      KEY_LENGTH,
+      { ...options, maxmem: 128 * options.N! * options.r! * 2 },
+      (error, key) => (error ? reject(error) : resolve(key)),
+    ),
   );
 }
 
@@ -21,7 +27,9 @@ export async function hashPassword(password: string): Promise<string> {
 
 /** Whether `password` matches `stored`; a malformed `stored` matches nothing. */
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
-  const match = /^scrypt\$(\d{1,7})\$(\d{1,3})\$(\d{1,3})\$([A-Za-z0-9+/=]{16,64})\$([A-Za-z0-9+/=]{40,64})$/.exec(stored);
+  const match = /^scrypt\$(\d{1,7})\$(\d{1,3})\$(\d{1,3})\$([A-Za-z0-9+/=]{16,64})\$([A-Za-z0-9+/=]{40,64})$/.exec(
+    stored,
+  );
   if (!match) return false;
   const [N, r, p] = [Number(match[1]), Number(match[2]), Number(match[3])];
   // Bounded so that a stored hash cannot make a sign-in cost unbounded memory or time.

@@ -55,7 +55,9 @@ function clientError(error: Error & { code?: string }, socket: Socket): void {
           : [400, apiMessages.badRequest];
   const body = JSON.stringify(ovhErrorBody(status, message));
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.write(
+      `HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   }
   socket.destroy();
 }
@@ -63,9 +65,21 @@ function clientError(error: Error & { code?: string }, socket: Socket): void {
 export function buildApi(options: ApiOptions): FastifyInstance {
   const limits: ApiLimits = { ...defaultLimits, ...options.limits };
   // Node checks the request and headers timeouts on this period: a fraction of the shortest one.
-  const connectionsCheckingInterval = Math.max(50, Math.min(1000, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4)));
+  const connectionsCheckingInterval = Math.max(
+    50,
+    Math.min(1000, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4)),
+  );
   // Request logs name the method and path only: a validation URL's query carries its secret token.
-  const logger = options.logger ? { serializers: { req: (request: { method: string; url: string }) => ({ method: request.method, url: request.url.split('?')[0] }) } } : false;
+  const logger = options.logger
+    ? {
+        serializers: {
+          req: (request: { method: string; url: string }) => ({
+            method: request.method,
+            url: request.url.split('?')[0],
+          }),
+        },
+      }
+    : false;
   const settings = {
     logger,
     bodyLimit: limits.bodyBytes,
@@ -79,11 +93,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       return sendError(reply, status, message);
     },
   };
-  const app = (
-    options.tls
-      ? Fastify({ ...settings, https: { ...options.tls, connectionsCheckingInterval } })
-      : Fastify({ ...settings, http: { connectionsCheckingInterval } })
-  ) as unknown as FastifyInstance;
+  const app = (options.tls
+    ? Fastify({ ...settings, https: { ...options.tls, connectionsCheckingInterval } })
+    : Fastify({ ...settings, http: { connectionsCheckingInterval } })) as unknown as FastifyInstance;
   app.server.headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs); // Node wants it within the request's
   app.server.maxConnections = limits.maxConnections;
   // OVH's API speaks JSON only: any other body is refused 415 before it is read.
@@ -91,7 +103,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
 
   app.setErrorHandler((error: FastifyError & { validation?: unknown }, request, reply) => {
     if (error instanceof ApiError) return sendError(reply, error.statusCode, error.message, error.errorCode);
-    if (error.validation) return sendError(reply, 400, request.url.startsWith('/agent/') ? apiMessages.badEvents : apiMessages.badJson);
+    if (error.validation)
+      return sendError(reply, 400, request.url.startsWith('/agent/') ? apiMessages.badEvents : apiMessages.badJson);
     const known = frameworkAnswers[error.code];
     if (known) return sendError(reply, known[0], known[1]);
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
@@ -114,7 +127,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     // No route, no body: a stranger's POST to nowhere is not read (nor parsed) before its 404.
     if (request.is404) throw new ApiError(404, apiMessages.notFound);
     const { serviceName } = (request.params ?? {}) as { serviceName?: unknown };
-    if (serviceName !== undefined && (typeof serviceName !== 'string' || !isServiceName(serviceName))) throw new ApiError(404, apiMessages.badServiceName);
+    if (serviceName !== undefined && (typeof serviceName !== 'string' || !isServiceName(serviceName)))
+      throw new ApiError(404, apiMessages.badServiceName);
   });
 
   const context: ApiContext = {

@@ -20,7 +20,15 @@ export const REPLAY_WINDOW_SECONDS = 120;
 
 export type Caller =
   | { readonly kind: 'bearer'; readonly key: string }
-  | { readonly kind: 'signed'; readonly application: Application; readonly credential: Credential; readonly customer: string; readonly consumerKey: string; readonly timestamp: string; readonly signature: string };
+  | {
+      readonly kind: 'signed';
+      readonly application: Application;
+      readonly credential: Credential;
+      readonly customer: string;
+      readonly consumerKey: string;
+      readonly timestamp: string;
+      readonly signature: string;
+    };
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -30,7 +38,14 @@ declare module 'fastify' {
   }
 }
 
-export function signatureOf(appSecret: string, consumerKey: string, method: string, url: string, body: string, timestamp: string): string {
+export function signatureOf(
+  appSecret: string,
+  consumerKey: string,
+  method: string,
+  url: string,
+  body: string,
+  timestamp: string,
+): string {
   return `$1$${createHash('sha1').update([appSecret, consumerKey, method, url, body, timestamp].join('+')).digest('hex')}`;
 }
 
@@ -45,7 +60,9 @@ const header = (request: FastifyRequest, name: string): string | undefined => {
 
 /** This API's public URL (config `apiUrl`, for a reverse proxy), else the scheme and Host it was reached by. */
 export function baseUrlOf(context: ApiContext, request: FastifyRequest): string {
-  return context.config.apiUrl?.replace(/\/+$/, '') ?? `${context.tls ? 'https' : 'http'}://${request.headers.host ?? ''}`;
+  return (
+    context.config.apiUrl?.replace(/\/+$/, '') ?? `${context.tls ? 'https' : 'http'}://${request.headers.host ?? ''}`
+  );
 }
 
 /**
@@ -85,16 +102,31 @@ export async function identifyCaller(context: ApiContext, request: FastifyReques
   if (!application) return guessed(new ApiError(403, ovhAuthMessages.invalidKey, 'INVALID_KEY'));
   const consumerKey = header(request, 'x-ovh-consumer');
   const credential = consumerKey === undefined ? undefined : await context.credentials!.byConsumerKey(consumerKey);
-  if (!credential || credential.applicationId !== application.id) return guessed(new ApiError(403, ovhAuthMessages.notCredential, 'NOT_CREDENTIAL'));
-  if (!isUsable(credential) || credential.customer === null) throw new ApiError(403, ovhAuthMessages.invalidCredential, 'INVALID_CREDENTIAL');
+  if (!credential || credential.applicationId !== application.id)
+    return guessed(new ApiError(403, ovhAuthMessages.notCredential, 'NOT_CREDENTIAL'));
+  if (!isUsable(credential) || credential.customer === null)
+    throw new ApiError(403, ovhAuthMessages.invalidCredential, 'INVALID_CREDENTIAL');
   const timestamp = header(request, 'x-ovh-timestamp') ?? '';
-  if (!/^\d{1,12}$/.test(timestamp) || Math.abs(Number(timestamp) - Math.floor(Date.now() / 1000)) > REPLAY_WINDOW_SECONDS) {
+  if (
+    !/^\d{1,12}$/.test(timestamp) ||
+    Math.abs(Number(timestamp) - Math.floor(Date.now() / 1000)) > REPLAY_WINDOW_SECONDS
+  ) {
     throw new ApiError(400, ovhAuthMessages.queryTimeOut, 'QUERY_TIME_OUT');
   }
   const signature = header(request, 'x-ovh-signature');
-  if (signature === undefined || !/^\$1\$[0-9a-f]{40}$/.test(signature)) throw new ApiError(400, ovhAuthMessages.invalidSignature, 'INVALID_SIGNATURE');
-  if (!isAllowedAddress(credential.allowedIPs, request.ip)) throw new ApiError(403, ovhAuthMessages.forbiddenIp, 'FORBIDDEN');
-  request.caller = { kind: 'signed', application, credential, customer: credential.customer, consumerKey: consumerKey!, timestamp, signature };
+  if (signature === undefined || !/^\$1\$[0-9a-f]{40}$/.test(signature))
+    throw new ApiError(400, ovhAuthMessages.invalidSignature, 'INVALID_SIGNATURE');
+  if (!isAllowedAddress(credential.allowedIPs, request.ip))
+    throw new ApiError(403, ovhAuthMessages.forbiddenIp, 'FORBIDDEN');
+  request.caller = {
+    kind: 'signed',
+    application,
+    credential,
+    customer: credential.customer,
+    consumerKey: consumerKey!,
+    timestamp,
+    signature,
+  };
 }
 
 /**
@@ -108,7 +140,14 @@ export async function verifySignedCall(context: ApiContext, request: FastifyRequ
   // Every candidate is computed and compared, so the time taken does not say which one matched.
   let matched = false;
   for (const url of signedUrls(context, request)) {
-    const expected = signatureOf(caller.application.appSecret, caller.consumerKey, request.method, url, body, caller.timestamp);
+    const expected = signatureOf(
+      caller.application.appSecret,
+      caller.consumerKey,
+      request.method,
+      url,
+      body,
+      caller.timestamp,
+    );
     matched = sameText(expected, caller.signature) || matched;
   }
   if (!matched) {

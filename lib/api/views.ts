@@ -17,7 +17,17 @@ export interface ByoiStatusView {
 }
 
 export function byoiStatusView(serviceName: string, deployment: Deployment | undefined): ByoiStatusView {
-  if (!deployment) return { checksum: null, message: null, detail: null, servername: serviceName, status: null, phase: null, percent: null, progress: null };
+  if (!deployment)
+    return {
+      checksum: null,
+      message: null,
+      detail: null,
+      servername: serviceName,
+      status: null,
+      phase: null,
+      percent: null,
+      progress: null,
+    };
   const { progress } = deployment;
   const percent = progress && progress.total ? Math.min(100, Math.floor((progress.done * 100) / progress.total)) : null;
   return {
@@ -47,7 +57,10 @@ export interface TaskView {
 function taskStatus(deployment: Deployment): TaskStatus {
   if (deployment.cancelled) return 'cancelled';
   if (deployment.status === 'done') return 'done';
-  if (deployment.status === 'error') return (deployment.fault ?? (deployment.errorKind === 'failed' ? 'lab' : 'customer')) === 'customer' ? 'customerError' : 'ovhError';
+  if (deployment.status === 'error')
+    return (deployment.fault ?? (deployment.errorKind === 'failed' ? 'lab' : 'customer')) === 'customer'
+      ? 'customerError'
+      : 'ovhError';
   if (deployment.erased) return 'cancelled';
   return deployment.jobTakenAt ? 'doing' : 'init';
 }
@@ -76,7 +89,8 @@ export function installStatusView(deployment: Deployment, steps: readonly Step[]
   const elapsedTime = Math.max(0, Math.round((end.getTime() - new Date(deployment.startedAt).getTime()) / 1000));
   const progress = steps.map((step, i) => {
     if (i < steps.length - 1 || deployment.status === 'done') return { comment: step.comment, status: 'done' as const };
-    if (deployment.status === 'error') return { comment: step.comment, error: deployment.message, status: 'error' as const };
+    if (deployment.status === 'error')
+      return { comment: step.comment, error: deployment.message, status: 'error' as const };
     return { comment: step.comment, status: 'doing' as const };
   });
   return { elapsedTime, progress };

@@ -16,8 +16,15 @@ export interface WatchdogOptions {
 /** One round: ends the silent deployments; answers how many. */
 export async function watchdogRound(options: WatchdogOptions, now = Date.now()): Promise<number> {
   const cutoff = new Date(now - options.silenceMs).toISOString();
-  const ended = await options.store.expireSilent(cutoff, lifecycleMessages.agentSilent(Math.round(options.silenceMs / 1000)));
-  for (const deployment of ended) options.log?.warn({ serviceName: deployment.serviceName, deploymentId: deployment.id, heardAt: deployment.heardAt }, deployment.message);
+  const ended = await options.store.expireSilent(
+    cutoff,
+    lifecycleMessages.agentSilent(Math.round(options.silenceMs / 1000)),
+  );
+  for (const deployment of ended)
+    options.log?.warn(
+      { serviceName: deployment.serviceName, deploymentId: deployment.id, heardAt: deployment.heardAt },
+      deployment.message,
+    );
   return ended.length;
 }
 

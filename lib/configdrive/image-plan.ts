@@ -16,15 +16,26 @@ export interface DiskGeometryFacts {
 }
 
 /** The disk's table after the write, as readPartitionTable would read it then. */
-export async function tableAfterWrite(guest: GuestReader, table: ImageTable, disk: DiskGeometryFacts): Promise<PartitionTable> {
+export async function tableAfterWrite(
+  guest: GuestReader,
+  table: ImageTable,
+  disk: DiskGeometryFacts,
+): Promise<PartitionTable> {
   const sectorSize = disk.logicalSectorSize;
   const totalSectors = Math.floor(disk.size / sectorSize);
   const heads = await guest.read(table.partitions.map((p) => ({ offset: p.start * sectorSize, length: LABEL_BYTES })));
   const partitions = table.partitions.map((p, i): PartitionEntry => {
     const fsLabel = filesystemLabel(heads[i]!);
-    return { number: p.number, start: p.start, sectors: p.sectors, ...(p.name && { name: p.name }), ...(fsLabel && { fsLabel }) };
+    return {
+      number: p.number,
+      start: p.start,
+      sectors: p.sectors,
+      ...(p.name && { name: p.name }),
+      ...(fsLabel && { fsLabel }),
+    };
   });
-  if (table.label === 'dos') return { label: 'dos', sectorSize, totalSectors, firstUsable: 1, lastUsable: totalSectors - 1, partitions };
+  if (table.label === 'dos')
+    return { label: 'dos', sectorSize, totalSectors, firstUsable: 1, lastUsable: totalSectors - 1, partitions };
   const gpt = table.gpt ?? { firstUsable: 34, entryCount: 128, entrySize: 128 };
   // sgdisk -e puts the backup header on the last sector and the backup array just before it.
   const arraySectors = Math.ceil((gpt.entryCount * gpt.entrySize) / sectorSize);
@@ -40,7 +51,12 @@ export async function tableAfterWrite(guest: GuestReader, table: ImageTable, dis
 }
 
 /** Plans the config drive for the image on the disk, or throws COULD_NOT_CREATE_CONFIGDRIVE; writes nothing. */
-export async function planConfigDriveBeforeWrite(guest: GuestReader, table: ImageTable | undefined, disk: DiskGeometryFacts, device: string): Promise<ConfigDrivePlan> {
+export async function planConfigDriveBeforeWrite(
+  guest: GuestReader,
+  table: ImageTable | undefined,
+  disk: DiskGeometryFacts,
+  device: string,
+): Promise<ConfigDrivePlan> {
   if (!table) throw configDriveNoPartitionTable(device);
   return planConfigDrivePartition(await tableAfterWrite(guest, table, disk));
 }

@@ -13,7 +13,15 @@ export interface PhysicalLink {
   readonly mtu?: number;
 }
 
-export const BOND_MODES = ['balance-rr', 'active-backup', 'balance-xor', 'broadcast', '802.3ad', 'balance-tlb', 'balance-alb'] as const;
+export const BOND_MODES = [
+  'balance-rr',
+  'active-backup',
+  'balance-xor',
+  'broadcast',
+  '802.3ad',
+  'balance-tlb',
+  'balance-alb',
+] as const;
 export type BondMode = (typeof BOND_MODES)[number];
 
 export interface Bond {
@@ -42,7 +50,13 @@ export interface Route {
 /** One IP configuration of a link: DHCP (v4 or v6), SLAAC, or a static address with its gateway and routes. */
 export type IpNetwork =
   | { readonly link?: string; readonly type: 'dhcp4' | 'dhcp6' | 'slaac' }
-  | { readonly link?: string; readonly type: 'static'; readonly address: string; readonly gateway?: string; readonly routes: readonly Route[] };
+  | {
+      readonly link?: string;
+      readonly type: 'static';
+      readonly address: string;
+      readonly gateway?: string;
+      readonly routes: readonly Route[];
+    };
 
 export interface NetworkConfig {
   /**
@@ -96,19 +110,22 @@ export function parseNetworkConfig(value: unknown, where: string): NetworkConfig
   };
   const ids = new Set<string>();
   const newId = (v: unknown, at: string): string => {
-    if (typeof v !== 'string' || !ID.test(v)) return bad(`${at}.id must be a name of 1 to 15 letters, digits, dots, dashes or underscores`);
+    if (typeof v !== 'string' || !ID.test(v))
+      return bad(`${at}.id must be a name of 1 to 15 letters, digits, dots, dashes or underscores`);
     if (ids.has(v)) bad(`the id "${v}" is used twice`);
     ids.add(v);
     return v;
   };
   const mac = (v: unknown, at: string): string => {
     const text = typeof v === 'string' ? v.toLowerCase() : '';
-    if (!MAC.test(text) || text === '00:00:00:00:00:00') return bad(`${at} must be a MAC address such as 52:54:00:12:34:56`);
+    if (!MAC.test(text) || text === '00:00:00:00:00:00')
+      return bad(`${at} must be a MAC address such as 52:54:00:12:34:56`);
     return text;
   };
   const mtu = (v: unknown, at: string): number | undefined => {
     if (v === undefined) return undefined;
-    if (!Number.isInteger(v) || (v as number) < 576 || (v as number) > 65535) return bad(`${at} must be an integer from 576 to 65535`);
+    if (!Number.isInteger(v) || (v as number) < 576 || (v as number) > 65535)
+      return bad(`${at} must be an integer from 576 to 65535`);
     return v as number;
   };
 
@@ -127,7 +144,11 @@ export function parseNetworkConfig(value: unknown, where: string): NetworkConfig
     if (!isObject(bond)) return bad(`${at} must be {id, links, mode, mac?, mtu?}`);
     const id = newId(bond.id, at);
     const members = bond.links;
-    if (!Array.isArray(members) || members.length === 0 || !members.every((l) => typeof l === 'string' && physical.has(l))) {
+    if (
+      !Array.isArray(members) ||
+      members.length === 0 ||
+      !members.every((l) => typeof l === 'string' && physical.has(l))
+    ) {
       return bad(`${at}.links must list ids of links`);
     }
     if (!BOND_MODES.includes(bond.mode as BondMode)) return bad(`${at}.mode must be one of ${BOND_MODES.join(', ')}`);
@@ -148,9 +169,16 @@ export function parseNetworkConfig(value: unknown, where: string): NetworkConfig
     const at = `vlans[${i}]`;
     if (!isObject(vlan)) return bad(`${at} must be {id, link, vlanId, mac?}`);
     const id = newId(vlan.id, at);
-    if (typeof vlan.link !== 'string' || !carriers.has(vlan.link)) return bad(`${at}.link must be the id of a link or a bond`);
-    if (!Number.isInteger(vlan.vlanId) || (vlan.vlanId as number) < 1 || (vlan.vlanId as number) > 4094) return bad(`${at}.vlanId must be an integer from 1 to 4094`);
-    return { id, link: vlan.link, vlanId: vlan.vlanId as number, ...(vlan.mac !== undefined && { mac: mac(vlan.mac, `${at}.mac`) }) };
+    if (typeof vlan.link !== 'string' || !carriers.has(vlan.link))
+      return bad(`${at}.link must be the id of a link or a bond`);
+    if (!Number.isInteger(vlan.vlanId) || (vlan.vlanId as number) < 1 || (vlan.vlanId as number) > 4094)
+      return bad(`${at}.vlanId must be an integer from 1 to 4094`);
+    return {
+      id,
+      link: vlan.link,
+      vlanId: vlan.vlanId as number,
+      ...(vlan.mac !== undefined && { mac: mac(vlan.mac, `${at}.mac`) }),
+    };
   });
   const targets = new Set([...carriers, ...vlans.map((v) => v.id)]);
 
@@ -169,7 +197,8 @@ export function parseNetworkConfig(value: unknown, where: string): NetworkConfig
     }
     if (type !== 'static') return bad(`${at}.type must be dhcp4, dhcp6, slaac or static`);
     const cidr = typeof network.address === 'string' ? parseCidr(network.address) : undefined;
-    if (!cidr) return bad(`${at}.address must be an address with its prefix length, such as 203.0.113.10/24 or 2001:db8::10/64`);
+    if (!cidr)
+      return bad(`${at}.address must be an address with its prefix length, such as 203.0.113.10/24 or 2001:db8::10/64`);
     const gateway = network.gateway;
     if (gateway !== undefined && (typeof gateway !== 'string' || ipFamily(gateway) !== cidr.family)) {
       bad(`${at}.gateway must be an IPv${cidr.family} address`);
@@ -183,9 +212,11 @@ export function parseNetworkConfig(value: unknown, where: string): NetworkConfig
       ...(gateway !== undefined && { gateway: gateway as string }),
       routes: routes.map((route, r): Route => {
         const where = `${at}.routes[${r}]`;
-        if (!isObject(route) || typeof route.to !== 'string' || typeof route.via !== 'string') return bad(`${where} must be {to, via}`);
+        if (!isObject(route) || typeof route.to !== 'string' || typeof route.via !== 'string')
+          return bad(`${where} must be {to, via}`);
         const to = parseCidr(route.to);
-        if (!to || to.family !== cidr.family || ipFamily(route.via) !== cidr.family) bad(`${where} must route an IPv${cidr.family} CIDR via an IPv${cidr.family} address`);
+        if (!to || to.family !== cidr.family || ipFamily(route.via) !== cidr.family)
+          bad(`${where} must route an IPv${cidr.family} CIDR via an IPv${cidr.family} address`);
         return { to: route.to, via: route.via };
       }),
     };
@@ -224,7 +255,8 @@ export function networkFromFlags(flags: NetworkFlags): NetworkConfig | undefined
     if (found.length > 1) throw badNetwork('flags', `--gateway is given twice for IPv${family}`);
     return found[0];
   };
-  for (const g of gateways) if (!ipFamily(g)) throw badNetwork('flags', `--gateway ${JSON.stringify(g)} is not an IP address`);
+  for (const g of gateways)
+    if (!ipFamily(g)) throw badNetwork('flags', `--gateway ${JSON.stringify(g)} is not an IP address`);
   const families = addresses.map((a) => parseCidr(a)?.family);
   const staticNets = addresses.map((address, i) => {
     const family = families[i];
@@ -232,7 +264,8 @@ export function networkFromFlags(flags: NetworkFlags): NetworkConfig | undefined
     return { ...(ids[0] && { link: ids[0] }), type: 'static', address, ...(gw && { gateway: gw }) };
   });
   for (const family of [4, 6] as const) {
-    if (gateway(family) && !families.includes(family)) throw badNetwork('flags', `--gateway for IPv${family} needs an IPv${family} --address`);
+    if (gateway(family) && !families.includes(family))
+      throw badNetwork('flags', `--gateway for IPv${family} needs an IPv${family} --address`);
   }
   const dhcp = ids.filter((_, i) => i > 0 || !families.includes(4)).map((link) => ({ link, type: 'dhcp4' }));
   const plainDhcp = ids.length === 0 && !families.includes(4) ? [{ type: 'dhcp4' }] : [];

@@ -25,7 +25,8 @@ export function physicalNics(sysClassNet = '/sys/class/net'): Nic[] {
   const nics: Nic[] = [];
   for (const name of readdirSync(sysClassNet).sort()) {
     const dir = join(sysClassNet, name);
-    if (!hasEntry(join(dir, 'device')) || existsSync(join(dir, 'wireless')) || existsSync(join(dir, 'phy80211'))) continue;
+    if (!hasEntry(join(dir, 'device')) || existsSync(join(dir, 'wireless')) || existsSync(join(dir, 'phy80211')))
+      continue;
     if (read(dir, 'type') !== ETHERNET) continue;
     const mac = read(dir, 'address')?.toLowerCase();
     if (!mac || !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac) || mac === '00:00:00:00:00:00') continue;
@@ -64,11 +65,16 @@ export function dhcpOn(links: readonly PhysicalLink[]): NetworkConfig {
  * links are known (see withLinks), as cloud-init's ConfigDrive datasource converts it.
  */
 export function networkData(config: NetworkConfig): object {
-  if (config.links.length === 0) throw new Error('network data needs the links\' MACs');
+  if (config.links.length === 0) throw new Error("network data needs the links' MACs");
   const macOf = new Map<string, string>(config.links.map((link) => [link.id, link.mac]));
   for (const bond of config.bonds) macOf.set(bond.id, bond.mac ?? macOf.get(bond.links[0]!)!);
   const links: object[] = [
-    ...config.links.map((link) => ({ id: link.id, type: 'phy', ethernet_mac_address: link.mac, ...(link.mtu && { mtu: link.mtu }) })),
+    ...config.links.map((link) => ({
+      id: link.id,
+      type: 'phy',
+      ethernet_mac_address: link.mac,
+      ...(link.mtu && { mtu: link.mtu }),
+    })),
     ...config.bonds.map((bond) => ({
       id: bond.id,
       type: 'bond',
@@ -78,7 +84,13 @@ export function networkData(config: NetworkConfig): object {
       ...(bond.mtu && { mtu: bond.mtu }),
     })),
     // cloud-init requires a VLAN's MAC: by default the one of the link it rides on.
-    ...config.vlans.map((vlan) => ({ id: vlan.id, type: 'vlan', vlan_link: vlan.link, vlan_id: vlan.vlanId, vlan_mac_address: vlan.mac ?? macOf.get(vlan.link) })),
+    ...config.vlans.map((vlan) => ({
+      id: vlan.id,
+      type: 'vlan',
+      vlan_link: vlan.link,
+      vlan_id: vlan.vlanId,
+      vlan_mac_address: vlan.mac ?? macOf.get(vlan.link),
+    })),
   ];
   const first = config.links[0]!.id;
   const networks = config.networks.map((network, index) => {
@@ -116,7 +128,7 @@ export function netmask(family: 4 | 6, prefix: number): string {
   const width = family === 4 ? 8 : 16;
   for (let at = 0; at < bits; at += width) {
     const ones = Math.max(0, Math.min(width, prefix - at));
-    groups.push(ones === 0 ? 0 : ((2 ** ones - 1) * 2 ** (width - ones)));
+    groups.push(ones === 0 ? 0 : (2 ** ones - 1) * 2 ** (width - ones));
   }
   return family === 4 ? groups.join('.') : groups.map((g) => g.toString(16)).join(':');
 }

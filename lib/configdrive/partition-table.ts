@@ -86,9 +86,13 @@ function partitionNumber(device: string, node: string): number {
 }
 
 async function filesystemLabel(device: string, offset: number, size: number): Promise<string | undefined> {
-  const result = await exec('blkid', ['-p', '-O', String(offset), '-S', String(size), '-s', 'LABEL', '-o', 'value', device], {
-    reject: false,
-  });
+  const result = await exec(
+    'blkid',
+    ['-p', '-O', String(offset), '-S', String(size), '-s', 'LABEL', '-o', 'value', device],
+    {
+      reject: false,
+    },
+  );
   const label = result.exitCode === 0 ? result.stdout.trim() : '';
   return label === '' ? undefined : label;
 }

@@ -5,7 +5,13 @@
 // never needed. Every refusal happens before the first write.
 import { open, readFile, stat } from 'node:fs/promises';
 import { exec } from '../system/exec.ts';
-import { configDriveImageSectorSize, configDriveImageTooBig, configDriveNoPartitionTable, configDriveToolFailed, couldNotCreateConfigDrive } from '../errors.ts';
+import {
+  configDriveImageSectorSize,
+  configDriveImageTooBig,
+  configDriveNoPartitionTable,
+  configDriveToolFailed,
+  couldNotCreateConfigDrive,
+} from '../errors.ts';
 import { CONFIG_DRIVE_MAX_BYTES } from './options.ts';
 import { readPartitionTable } from './partition-table.ts';
 import { planConfigDrivePartition, type ConfigDrivePlan } from './plan.ts';
@@ -79,7 +85,16 @@ async function createPartition(device: string, plan: ConfigDrivePlan): Promise<n
       device,
     ]);
   } else {
-    const args = ['--append', '--no-reread', '--no-tell-kernel', '--wipe', 'never', '--wipe-partitions', 'never', device];
+    const args = [
+      '--append',
+      '--no-reread',
+      '--no-tell-kernel',
+      '--wipe',
+      'never',
+      '--wipe-partitions',
+      'never',
+      device,
+    ];
     await tool('sfdisk', args, `start=${plan.start}, size=${plan.sectors}, type=${MBR_TYPE_FAT_LBA}\n`);
   }
   return checkCreated(device, plan);

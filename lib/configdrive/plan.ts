@@ -1,7 +1,14 @@
 // Where the config drive goes, decided from the partition table alone, before anything is written:
 // an existing config-2 partition is reused; otherwise a new one takes the last 64 MiB of the disk
 // (MBR: of its first 2 TiB), starting and ending on 1 MiB boundaries, after every existing partition.
-import { configDriveFourPrimaries, configDriveGptBackupNotAtEnd, configDriveNoFreeGptEntry, configDriveNoRoomAtEnd, configDrivePartitionTooSmall, configDriveTwoConfigDrives } from '../errors.ts';
+import {
+  configDriveFourPrimaries,
+  configDriveGptBackupNotAtEnd,
+  configDriveNoFreeGptEntry,
+  configDriveNoRoomAtEnd,
+  configDrivePartitionTooSmall,
+  configDriveTwoConfigDrives,
+} from '../errors.ts';
 import { CONFIG_DRIVE_MAX_BYTES, CONFIG_DRIVE_MIN_BYTES } from './options.ts';
 import type { PartitionTable } from './partition-table.ts';
 

@@ -32,7 +32,10 @@ export interface SshPublicKey {
 
 /** The keys in a list of entries: each entry is split into lines; blank lines are dropped. */
 export function sshKeyLines(entries: readonly string[]): string[] {
-  return entries.flatMap((entry) => entry.split(/\r?\n/)).map((line) => line.trim()).filter((line) => line !== '');
+  return entries
+    .flatMap((entry) => entry.split(/\r?\n/))
+    .map((line) => line.trim())
+    .filter((line) => line !== '');
 }
 
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;

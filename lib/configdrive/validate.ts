@@ -23,16 +23,20 @@ export function validateConfigDrive(options: ConfigDriveOptions): void {
 
   for (const [key, value] of Object.entries(options.metadata)) {
     if (key === '') throw invalidConfigDrive('empty-metadata-key', m.emptyMetadataKey());
-    if (RESERVED_METADATA_KEYS.includes(key)) throw invalidConfigDrive('reserved-metadata-key', m.reservedMetadataKey(key));
-    if (key.length > METADATA_KEY_MAX_CHARS) throw invalidConfigDrive('metadata-key-too-long', m.metadataKeyTooLong(key, METADATA_KEY_MAX_CHARS));
+    if (RESERVED_METADATA_KEYS.includes(key))
+      throw invalidConfigDrive('reserved-metadata-key', m.reservedMetadataKey(key));
+    if (key.length > METADATA_KEY_MAX_CHARS)
+      throw invalidConfigDrive('metadata-key-too-long', m.metadataKeyTooLong(key, METADATA_KEY_MAX_CHARS));
     if (/[\u0000-\u001f\u007f]/.test(key)) throw invalidConfigDrive('metadata-key-control', m.metadataKeyControl(key));
     if (typeof value !== 'string') throw invalidConfigDrive('metadata-value-not-string', m.metadataValueNotString(key));
   }
   const metadataBytes = Buffer.byteLength(JSON.stringify(options.metadata));
-  if (metadataBytes > METADATA_MAX_BYTES) throw invalidConfigDrive('metadata-too-big', m.metadataTooBig(metadataBytes, METADATA_MAX_BYTES));
+  if (metadataBytes > METADATA_MAX_BYTES)
+    throw invalidConfigDrive('metadata-too-big', m.metadataTooBig(metadataBytes, METADATA_MAX_BYTES));
 
   if (options.userData !== undefined) {
     const bytes = decodeUserData(options.userData).length;
-    if (bytes > USER_DATA_MAX_BYTES) throw invalidConfigDrive('user-data-too-big', m.userDataTooBig(bytes, USER_DATA_MAX_BYTES));
+    if (bytes > USER_DATA_MAX_BYTES)
+      throw invalidConfigDrive('user-data-too-big', m.userDataTooBig(bytes, USER_DATA_MAX_BYTES));
   }
 }

@@ -30,7 +30,15 @@ export async function buildVfatImage(files: readonly ConfigDriveFile[], geometry
   const work = await mkdtemp(join(tmpdir(), 'byoi-configdrive-'));
   try {
     const image = join(work, 'config-2.vfat');
-    await tool('mkfs.fat', ['-C', '-n', CONFIG_DRIVE_LABEL, '-S', String(geometry.sectorSize), image, String(geometry.bytes / 1024)]);
+    await tool('mkfs.fat', [
+      '-C',
+      '-n',
+      CONFIG_DRIVE_LABEL,
+      '-S',
+      String(geometry.sectorSize),
+      image,
+      String(geometry.bytes / 1024),
+    ]);
     const tree = join(work, 'tree');
     for (const file of files) {
       const path = join(tree, file.path);

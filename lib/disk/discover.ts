@@ -42,7 +42,23 @@ export interface Disk {
 }
 
 // Mountpoints a rescue or installed system cannot live without: such a disk is never released.
-const SYSTEM_MOUNTS = ['/', '/usr', '/var', '/etc', '/boot', '/lib', '/lib64', '/bin', '/sbin', '/opt', '/run', '/srv', '/home', '/root', '/nix'];
+const SYSTEM_MOUNTS = [
+  '/',
+  '/usr',
+  '/var',
+  '/etc',
+  '/boot',
+  '/lib',
+  '/lib64',
+  '/bin',
+  '/sbin',
+  '/opt',
+  '/run',
+  '/srv',
+  '/home',
+  '/root',
+  '/nix',
+];
 
 export function isSystemMount(mountpoint: string): boolean {
   return SYSTEM_MOUNTS.some((m) => mountpoint === m || (m !== '/' && mountpoint.startsWith(`${m}/`)));
@@ -71,7 +87,8 @@ const STACKED_KINDS: Record<string, Holder['kind'] | undefined> = { raid: 'md', 
 function holdersOf(device: LsblkDevice, swaps: ReadonlySet<string>, depth: number): Holder[] {
   const holders: Holder[] = [];
   for (const mountpoint of device.mountpoints ?? []) {
-    if (mountpoint && mountpoint !== '[SWAP]') holders.push({ kind: 'mount', device: device.path, mountpoint, system: isSystemMount(mountpoint), depth });
+    if (mountpoint && mountpoint !== '[SWAP]')
+      holders.push({ kind: 'mount', device: device.path, mountpoint, system: isSystemMount(mountpoint), depth });
   }
   if (swaps.has(device.path) || (device.mountpoints ?? []).includes('[SWAP]')) {
     holders.push({ kind: 'swap', device: device.path, system: false, depth });
@@ -127,7 +144,13 @@ export function disksFromLsblk(devices: LsblkDevice[], context: DiscoveryContext
 
 async function readSwaps(): Promise<Set<string>> {
   const text = await readFile('/proc/swaps', 'utf8').catch(() => '');
-  return new Set(text.split('\n').slice(1).map((line) => line.split(/\s+/)[0]!).filter(Boolean));
+  return new Set(
+    text
+      .split('\n')
+      .slice(1)
+      .map((line) => line.split(/\s+/)[0]!)
+      .filter(Boolean),
+  );
 }
 
 /** The most telling by-id link per disk: wwn- and nvme-eui first, as they survive re-cabling. */

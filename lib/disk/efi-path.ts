@@ -6,6 +6,7 @@ export function normaliseLoaderPath(path: string): string {
   const parts = path.split(/[\\/]/);
   if (parts[0] !== '' || parts.length < 2 || path.length > 255) throw badLoaderPath(path);
   const names = parts.slice(1);
-  if (names.some((n) => n === '' || n === '.' || n === '..' || /[\u0000-\u001f"*:<>?|]/.test(n))) throw badLoaderPath(path);
+  if (names.some((n) => n === '' || n === '.' || n === '..' || /[\u0000-\u001f"*:<>?|]/.test(n)))
+    throw badLoaderPath(path);
   return `\\${names.join('\\')}`;
 }

@@ -78,12 +78,19 @@ export async function planEfiBoot(
 }
 
 /** Whether the FAT filesystem in `range` of the image holds `loader` (mtools reads FAT; this kernel may not mount it). */
-async function fileInFat(guest: GuestReader, range: { offset: number; length: number }, loader: string): Promise<boolean> {
+async function fileInFat(
+  guest: GuestReader,
+  range: { offset: number; length: number },
+  loader: string,
+): Promise<boolean> {
   const work = await mkdtemp(join(tmpdir(), 'byoi-esp-'));
   try {
     const image = join(work, 'esp.fat');
     await guest.save(range, image);
-    const result = await exec('mdir', ['-b', '-i', image, `::${loader.replaceAll('\\', '/')}`], { env: { MTOOLS_SKIP_CHECK: '1' }, reject: false });
+    const result = await exec('mdir', ['-b', '-i', image, `::${loader.replaceAll('\\', '/')}`], {
+      env: { MTOOLS_SKIP_CHECK: '1' },
+      reject: false,
+    });
     return result.exitCode === 0 && result.stdout.trim() !== '';
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -116,7 +123,12 @@ export async function installBootEntry(manager: EfiBootManager, disk: string, pl
 
 /** `efibootmgr` output: "BootOrder: 0003,0001" and "Boot0003* label<TAB>device path". */
 export function parseEfibootmgr(output: string): { entries: BootEntry[]; order: string[] } {
-  const order = /^BootOrder:\s*(.*)$/m.exec(output)?.[1]?.split(',').map((n) => n.trim().toUpperCase()).filter((n) => /^[0-9A-F]{4}$/.test(n)) ?? [];
+  const order =
+    /^BootOrder:\s*(.*)$/m
+      .exec(output)?.[1]
+      ?.split(',')
+      .map((n) => n.trim().toUpperCase())
+      .filter((n) => /^[0-9A-F]{4}$/.test(n)) ?? [];
   const entries: BootEntry[] = [];
   for (const line of output.split('\n')) {
     const match = /^Boot([0-9A-Fa-f]{4})\*?\s+([^\t]*?)\s*(\t.*)?$/.exec(line);
@@ -130,7 +142,8 @@ export function parseEfibootmgr(output: string): { entries: BootEntry[]; order: 
 
 async function efibootmgr(args: string[]): Promise<string> {
   const result = await exec('efibootmgr', args, { reject: false });
-  if (result.exitCode !== 0) throw new Error(`efibootmgr ${args.join(' ')}: ${(result.stderr || result.stdout).trim()}`);
+  if (result.exitCode !== 0)
+    throw new Error(`efibootmgr ${args.join(' ')}: ${(result.stderr || result.stdout).trim()}`);
   return result.stdout;
 }
 
@@ -141,7 +154,9 @@ export const efibootmgrManager: EfiBootManager = {
   remove: async (number) => void (await efibootmgr(['--bootnum', number, '--delete-bootnum'])),
   create: async ({ disk, partition, label, loader }) => {
     const before = new Set(parseEfibootmgr(await efibootmgr([])).entries.map((e) => e.number));
-    const after = parseEfibootmgr(await efibootmgr(['--create', '--disk', disk, '--part', String(partition), '--label', label, '--loader', loader]));
+    const after = parseEfibootmgr(
+      await efibootmgr(['--create', '--disk', disk, '--part', String(partition), '--label', label, '--loader', loader]),
+    );
     const made = after.entries.find((e) => !before.has(e.number) && e.label === label);
     if (!made) throw new Error('efibootmgr --create listed no new entry');
     return made.number;

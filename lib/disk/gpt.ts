@@ -55,7 +55,9 @@ export async function fixGpt(device: string, sectorSize: number): Promise<GptOut
   const move = await exec('sfdisk', ['--relocate', 'gpt-bak-std', device], { reject: false });
   const after = await verify(device);
   if (move.exitCode !== 0 || !after.clean) {
-    throw gptFixFailed({ detail: `sfdisk --relocate gpt-bak-std: ${move.all.replace(/\s+/g, ' ').trim()}; sgdisk -v: ${after.report}` });
+    throw gptFixFailed({
+      detail: `sfdisk --relocate gpt-bak-std: ${move.all.replace(/\s+/g, ' ').trim()}; sgdisk -v: ${after.report}`,
+    });
   }
   await rereadPartitionTable(device);
   return 'moved-backup';

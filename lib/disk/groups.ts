@@ -35,8 +35,19 @@ export function diskGroups(disks: readonly Disk[]): DiskGroup[] {
     members.sort((a, b) => naturalOrder(a.name, b.name));
     const first = members[0]!;
     const sizeGB = Math.round(first.size / 1e9);
-    return { id: 0, media: first.media, sizeGB, disks: members, description: `${members.length} X Disk ${first.media} ${sizeGB} GB` };
+    return {
+      id: 0,
+      media: first.media,
+      sizeGB,
+      disks: members,
+      description: `${members.length} X Disk ${first.media} ${sizeGB} GB`,
+    };
   });
-  groups.sort((a, b) => MEDIA_RANK[a.media] - MEDIA_RANK[b.media] || a.sizeGB - b.sizeGB || naturalOrder(a.disks[0]!.name, b.disks[0]!.name));
+  groups.sort(
+    (a, b) =>
+      MEDIA_RANK[a.media] - MEDIA_RANK[b.media] ||
+      a.sizeGB - b.sizeGB ||
+      naturalOrder(a.disks[0]!.name, b.disks[0]!.name),
+  );
   return groups.map((group, index) => ({ ...group, id: index + 1 }));
 }

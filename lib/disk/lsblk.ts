@@ -25,7 +25,8 @@ export interface LsblkDevice {
   children?: LsblkDevice[];
 }
 
-export const LSBLK_COLUMNS = 'NAME,KNAME,PATH,TYPE,SIZE,LOG-SEC,PHY-SEC,ROTA,RM,RO,HOTPLUG,TRAN,SUBSYSTEMS,MODEL,SERIAL,WWN,FSTYPE,MOUNTPOINTS';
+export const LSBLK_COLUMNS =
+  'NAME,KNAME,PATH,TYPE,SIZE,LOG-SEC,PHY-SEC,ROTA,RM,RO,HOTPLUG,TRAN,SUBSYSTEMS,MODEL,SERIAL,WWN,FSTYPE,MOUNTPOINTS';
 
 export async function readLsblk(): Promise<LsblkDevice[]> {
   const { stdout } = await exec('lsblk', ['--json', '--bytes', '--output', LSBLK_COLUMNS]);

@@ -68,7 +68,7 @@ export async function verifyReadBack(path: string, size: number, record: Written
       }
       const end = at + wanted;
       // Walk the data ranges that overlap this chunk; what lies between them must be zeros.
-      for (let position = at; position < end; ) {
+      for (let position = at; position < end;) {
         while (range < record.ranges.length && record.ranges[range]![1] <= position) range++;
         const next = record.ranges[range];
         if (next && next[0] <= position) {
@@ -88,7 +88,8 @@ export async function verifyReadBack(path: string, size: number, record: Written
     }
     const digest = hash.digest('hex');
     const expected = record.digest();
-    if (digest !== expected) throw readBackMismatch(`the data read back has sha256 ${digest}, the data written ${expected}`);
+    if (digest !== expected)
+      throw readBackMismatch(`the data read back has sha256 ${digest}, the data written ${expected}`);
     return { digest, bytesRead: size, direct };
   } finally {
     await handle.close();

@@ -11,7 +11,9 @@ import { couldNotReleaseDisk, systemDisk } from '../errors.ts';
 const KIND_ORDER: Record<Holder['kind'], number> = { mount: 0, swap: 1, lvm: 2, crypt: 3, dm: 4, md: 5 };
 
 function describe(holder: Holder): string {
-  return holder.kind === 'mount' ? `${holder.device} mounted on ${holder.mountpoint}` : `${holder.kind} ${holder.device}`;
+  return holder.kind === 'mount'
+    ? `${holder.device} mounted on ${holder.mountpoint}`
+    : `${holder.kind} ${holder.device}`;
 }
 
 async function tool(command: string, args: string[]): Promise<void> {
@@ -43,7 +45,9 @@ async function mdMembers(disk: Disk): Promise<string[]> {
   const members: string[] = [];
   // blkid probes the device itself: lsblk's FSTYPE comes from udev's database, absent in some rescue systems.
   for (const path of [disk.path, ...(await partitionsOf(disk))]) {
-    const { stdout } = await exec('blkid', ['--probe', '--match-tag', 'TYPE', '--output', 'value', path], { reject: false });
+    const { stdout } = await exec('blkid', ['--probe', '--match-tag', 'TYPE', '--output', 'value', path], {
+      reject: false,
+    });
     if (stdout.trim() === 'linux_raid_member') members.push(path);
   }
   return members;
@@ -93,7 +97,8 @@ export async function releaseDisk(disk: Disk, log: (message: string) => void = (
   }
   // Partitions first (filesystem, md, LVM and swap signatures inside them), then the disk
   // (both GPT headers and the protective MBR).
-  for (const partition of await partitionsOf(disk)) await exec('wipefs', ['--all', '--force', partition], { reject: false });
+  for (const partition of await partitionsOf(disk))
+    await exec('wipefs', ['--all', '--force', partition], { reject: false });
   await tool('wipefs', ['--all', '--force', disk.path]);
   await exec('blockdev', ['--rereadpt', disk.path], { reject: false });
   await settle();

@@ -33,7 +33,13 @@ export function disksReport(disks: readonly Disk[]): DisksReportShape {
       serial: d.serial ?? null,
       excluded: d.excluded ?? null,
     })),
-    groups: diskGroups(disks).map((g) => ({ id: g.id, media: g.media, sizeGB: g.sizeGB, description: g.description, disks: g.disks.map((d) => d.name) })),
+    groups: diskGroups(disks).map((g) => ({
+      id: g.id,
+      media: g.media,
+      sizeGB: g.sizeGB,
+      description: g.description,
+      disks: g.disks.map((d) => d.name),
+    })),
   };
 }
 

@@ -18,6 +18,10 @@ export async function chooseDisk(disks: readonly Disk[], choice: DiskChoice): Pr
   }
   const groups = diskGroups(disks);
   const group = groups.find((g) => g.id === choice.diskGroupId);
-  if (!group) throw unknownDiskGroup(choice.diskGroupId, groups.map((g) => `${g.id} (${g.description}: ${g.disks.map((d) => d.name).join(', ')})`));
+  if (!group)
+    throw unknownDiskGroup(
+      choice.diskGroupId,
+      groups.map((g) => `${g.id} (${g.description}: ${g.disks.map((d) => d.name).join(', ')})`),
+    );
   return group.disks[0]!;
 }

@@ -129,7 +129,8 @@ export class DigestThread {
     if (buffer === undefined) return;
     this.pendingBuffer = undefined;
     // Bytes outside shared memory (none of ChunkedBuffer's) are copied to the worker.
-    if (!(buffer instanceof SharedArrayBuffer)) return this.post({ kind: 'copy', bytes: new Uint8Array(buffer, this.pendingOffset, this.pendingLength).slice() });
+    if (!(buffer instanceof SharedArrayBuffer))
+      return this.post({ kind: 'copy', bytes: new Uint8Array(buffer, this.pendingOffset, this.pendingLength).slice() });
     this.post({ kind: 'update', id: this.idOf(buffer, false), offset: this.pendingOffset, length: this.pendingLength });
   }
 

@@ -13,15 +13,41 @@ import { ChunkedBuffer } from '../source/chunked-buffer.ts';
 import { DigestThread } from './digest-thread.ts';
 import { downloadSegments, SegmentsUnusable } from './segments.ts';
 import { downloadFailed, messages, tooBigForMemory } from '../errors.ts';
-import { agents, declaredLength, describe, header, isFatal, parseContentRange, retryAfterMs, Retries, Retryable, validatorOf, type Agents } from './http-exchange.ts';
+import {
+  agents,
+  declaredLength,
+  describe,
+  header,
+  isFatal,
+  parseContentRange,
+  retryAfterMs,
+  Retries,
+  Retryable,
+  validatorOf,
+  type Agents,
+} from './http-exchange.ts';
 import type { ChecksumType, ImageType } from '../job.ts';
 import { redactUrl } from '../report/redact.ts';
-import { DEFAULT_CONNECTIONS, DEFAULT_DEADLINE_MS, DEFAULT_MAX_REDIRECTS, defaultRetry, defaultTimeouts, SEGMENTED_MIN_BYTES, type DownloadSettings } from './settings.ts';
+import {
+  DEFAULT_CONNECTIONS,
+  DEFAULT_DEADLINE_MS,
+  DEFAULT_MAX_REDIRECTS,
+  defaultRetry,
+  defaultTimeouts,
+  SEGMENTED_MIN_BYTES,
+  type DownloadSettings,
+} from './settings.ts';
 
 export type { DownloadSettings };
 
 export type DownloadEvent =
-  | { readonly kind: 'retry'; readonly attempt: number; readonly delayMs: number; readonly cause: string; readonly resumeFrom: number }
+  | {
+      readonly kind: 'retry';
+      readonly attempt: number;
+      readonly delayMs: number;
+      readonly cause: string;
+      readonly resumeFrom: number;
+    }
   | { readonly kind: 'restart'; readonly reason: string };
 
 export interface DownloadRequest extends DownloadSettings {
@@ -105,7 +131,14 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   const overall = AbortSignal.timeout(deadline);
   // Bytes held by the segments of a segmented download, which are not in transfer.image until joined.
   let segmentsHeld = 0;
-  const late = () => couldNot(messages.downloadDeadline(Math.round(deadline / 1000), Math.max(transfer.image.size, segmentsHeld), transfer.total));
+  const late = () =>
+    couldNot(
+      messages.downloadDeadline(
+        Math.round(deadline / 1000),
+        Math.max(transfer.image.size, segmentsHeld),
+        transfer.total,
+      ),
+    );
 
   const retries = new Retries(retry);
   try {
@@ -127,7 +160,8 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
               segmentsHeld = done;
               request.onProgress?.(done, total);
             },
-            onRetry: (attempt, delayMs, cause, resumeFrom) => request.onEvent?.({ kind: 'retry', attempt, delayMs, cause, resumeFrom }),
+            onRetry: (attempt, delayMs, cause, resumeFrom) =>
+              request.onEvent?.({ kind: 'retry', attempt, delayMs, cause, resumeFrom }),
           });
         }
         transfer.image.seal();
@@ -151,7 +185,13 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
           transfer.restart();
           request.onProgress?.(0, null);
         }
-        request.onEvent?.({ kind: 'retry', attempt: next, delayMs, cause: error.message, resumeFrom: transfer.canResume ? transfer.image.size : 0 });
+        request.onEvent?.({
+          kind: 'retry',
+          attempt: next,
+          delayMs,
+          cause: error.message,
+          resumeFrom: transfer.canResume ? transfer.image.size : 0,
+        });
         await sleep(delayMs, undefined, { signal: overall }).catch(() => undefined);
         if (overall.aborted) throw late();
       }
@@ -189,7 +229,12 @@ function open(request: DownloadRequest, agent: Agents, signal: AbortSignal, head
  * One HTTP exchange: resumes from the bytes held, or takes the whole file. Resolves when every
  * byte is held, or to 'use-segments' when the answer allows a segmented download instead.
  */
-async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agents, signal: AbortSignal): Promise<AttemptOutcome> {
+async function attempt(
+  request: DownloadRequest,
+  transfer: Transfer,
+  agent: Agents,
+  signal: AbortSignal,
+): Promise<AttemptOutcome> {
   const resumeFrom = transfer.canResume ? transfer.image.size : 0;
   const headers: Record<string, string> = { ...request.headers };
   if (resumeFrom > 0) {
@@ -243,7 +288,8 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
     }
   } catch (error) {
     if (!stop && !useSegments) {
-      if (isFatal(error) || signal.aborted) throw downloadFailed(redactUrl(request.url), { detail: describe(error), cause: error });
+      if (isFatal(error) || signal.aborted)
+        throw downloadFailed(redactUrl(request.url), { detail: describe(error), cause: error });
       throw new Retryable(describe(error), { cause: error });
     }
   } finally {
@@ -260,7 +306,12 @@ async function attempt(request: DownloadRequest, transfer: Transfer, agent: Agen
  * Checks a response's status and headers; returns why its body must not be taken, or 'use-segments'
  * when segments are to take it, else updates `transfer`.
  */
-function judge(response: Response, request: DownloadRequest, transfer: Transfer, resumeFrom: number): Error | 'use-segments' | undefined {
+function judge(
+  response: Response,
+  request: DownloadRequest,
+  transfer: Transfer,
+  resumeFrom: number,
+): Error | 'use-segments' | undefined {
   const status = response.statusCode;
   const fatal = (detail: string) => downloadFailed(redactUrl(request.url), { detail });
   const statusLine = `HTTP ${status}${response.statusMessage ? ` ${response.statusMessage}` : ''}`;
@@ -271,11 +322,21 @@ function judge(response: Response, request: DownloadRequest, transfer: Transfer,
     const etag = header(response, 'etag');
     const length = declaredLength(response);
     if (etag !== undefined && transfer.validator?.startsWith('"') && etag !== transfer.validator) {
-      return new Retryable(`the image changed on the server (ETag ${transfer.validator} became ${etag})`, { restart: true });
+      return new Retryable(`the image changed on the server (ETag ${transfer.validator} became ${etag})`, {
+        restart: true,
+      });
     }
-    if (!range || range.start !== resumeFrom || (transfer.total !== null && range.size !== transfer.total) || (length !== null && length !== range.end - range.start + 1)) {
+    if (
+      !range ||
+      range.start !== resumeFrom ||
+      (transfer.total !== null && range.size !== transfer.total) ||
+      (length !== null && length !== range.end - range.start + 1)
+    ) {
       transfer.rangesRefused = true;
-      return new Retryable(`asked for bytes ${resumeFrom}- and got Content-Range ${JSON.stringify(header(response, 'content-range') ?? null)}`, { restart: true });
+      return new Retryable(
+        `asked for bytes ${resumeFrom}- and got Content-Range ${JSON.stringify(header(response, 'content-range') ?? null)}`,
+        { restart: true },
+      );
     }
     if (range.size > request.budget) return tooBigForMemory(request.type);
     transfer.total = range.size;
@@ -283,7 +344,13 @@ function judge(response: Response, request: DownloadRequest, transfer: Transfer,
   }
   if (status >= 200 && status < 300) {
     if (resumeFrom > 0 || transfer.image.size > 0) {
-      request.onEvent?.({ kind: 'restart', reason: resumeFrom > 0 ? `the server answered ${statusLine} to a resume: the image changed or ranges are not supported` : 'the server cannot resume' });
+      request.onEvent?.({
+        kind: 'restart',
+        reason:
+          resumeFrom > 0
+            ? `the server answered ${statusLine} to a resume: the image changed or ranges are not supported`
+            : 'the server cannot resume',
+      });
       transfer.restart();
     }
     transfer.total = declaredLength(response);
@@ -293,11 +360,17 @@ function judge(response: Response, request: DownloadRequest, transfer: Transfer,
     // Once a server has botched a range, it is not asked for one again.
     transfer.rangesRefused ||= acceptRanges === 'none';
     const segmented =
-      (request.connections ?? DEFAULT_CONNECTIONS) > 1 && !transfer.segmentsRefused && !transfer.rangesRefused && acceptRanges === 'bytes' &&
-      transfer.validator !== null && transfer.total !== null && transfer.total >= (request.segmentedMinBytes ?? SEGMENTED_MIN_BYTES);
+      (request.connections ?? DEFAULT_CONNECTIONS) > 1 &&
+      !transfer.segmentsRefused &&
+      !transfer.rangesRefused &&
+      acceptRanges === 'bytes' &&
+      transfer.validator !== null &&
+      transfer.total !== null &&
+      transfer.total >= (request.segmentedMinBytes ?? SEGMENTED_MIN_BYTES);
     return segmented ? 'use-segments' : undefined;
   }
-  if (status === 416 && resumeFrom > 0) return new Retryable(`${statusLine} for bytes ${resumeFrom}-: the image changed on the server`, { restart: true });
+  if (status === 416 && resumeFrom > 0)
+    return new Retryable(`${statusLine} for bytes ${resumeFrom}-: the image changed on the server`, { restart: true });
   if (status === 408 || status === 429 || status >= 500) {
     const after = retryAfterMs(header(response, 'retry-after'));
     return new Retryable(statusLine, after === undefined ? {} : { retryAfter: after });

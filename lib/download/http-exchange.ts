@@ -42,11 +42,19 @@ export class Retries {
    * After `error`, with `held` bytes now held: the number of the attempt to come and the wait
    * before it. Throws `giveUp(detail, error)` once the attempts without progress are spent.
    */
-  next(error: Retryable, held: number, giveUp: (detail: string, cause?: unknown) => Error): { attempt: number; delayMs: number } {
+  next(
+    error: Retryable,
+    held: number,
+    giveUp: (detail: string, cause?: unknown) => Error,
+  ): { attempt: number; delayMs: number } {
     this.failures = held > this.mostHeld ? 1 : this.failures + 1;
     this.mostHeld = Math.max(this.mostHeld, held);
-    if (this.failures >= this.policy.attempts) throw giveUp(`${error.message}; gave up after ${this.failures} attempts without progress`, error);
-    const delayMs = error.retryAfter === undefined ? backoffDelay(this.failures, this.policy) : Math.min(error.retryAfter, this.policy.retryAfterCap);
+    if (this.failures >= this.policy.attempts)
+      throw giveUp(`${error.message}; gave up after ${this.failures} attempts without progress`, error);
+    const delayMs =
+      error.retryAfter === undefined
+        ? backoffDelay(this.failures, this.policy)
+        : Math.min(error.retryAfter, this.policy.retryAfterCap);
     return { attempt: this.failures + 1, delayMs };
   }
 }
@@ -95,12 +103,23 @@ export function isFatal(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   const name = (error as { name?: unknown }).name;
   if (name === 'MaxRedirectsError' || name === 'UnsupportedProtocolError') return true;
-  return typeof code === 'string' && /^(ERR_TOO_MANY_REDIRECTS|ERR_INVALID_URL|ERR_UNSUPPORTED_PROTOCOL|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|ERR_TLS_CERT_ALTNAME_INVALID|ERR_SSL_)/.test(code);
+  return (
+    typeof code === 'string' &&
+    /^(ERR_TOO_MANY_REDIRECTS|ERR_INVALID_URL|ERR_UNSUPPORTED_PROTOCOL|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|ERR_TLS_CERT_ALTNAME_INVALID|ERR_SSL_)/.test(
+      code,
+    )
+  );
 }
 
 /** Node's bundled CAs, the system's (where a private CA is usually installed) and the extra file. */
 function trustedCas(extra: string | undefined): string[] {
-  return [...new Set([...getCACertificates('bundled'), ...getCACertificates('system'), ...(extra === undefined ? [] : [extra])])];
+  return [
+    ...new Set([
+      ...getCACertificates('bundled'),
+      ...getCACertificates('system'),
+      ...(extra === undefined ? [] : [extra]),
+    ]),
+  ];
 }
 
 /** Agents that honour HTTP(S)_PROXY and NO_PROXY (Node's own support), and the extra CA. */

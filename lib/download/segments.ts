@@ -13,7 +13,16 @@ import type { Request, Response } from 'got';
 import { ChunkedBuffer } from '../source/chunked-buffer.ts';
 import type { DigestThread } from './digest-thread.ts';
 import type { RetryPolicy } from './settings.ts';
-import { declaredLength, describe, header, isFatal, parseContentRange, retryAfterMs, Retries, Retryable } from './http-exchange.ts';
+import {
+  declaredLength,
+  describe,
+  header,
+  isFatal,
+  parseContentRange,
+  retryAfterMs,
+  Retries,
+  Retryable,
+} from './http-exchange.ts';
 
 /** Segments per connection: the last ones to finish are short, so no connection idles long at the end. */
 const SEGMENTS_PER_CONNECTION = 4;
@@ -63,7 +72,10 @@ export function planSegments(total: number, connections: number, chunkSize: numb
 }
 
 export async function downloadSegments(request: SegmentedRequest): Promise<ChunkedBuffer> {
-  const segments: Segment[] = planSegments(request.total, request.connections, request.chunkSize).map((s) => ({ ...s, bytes: new ChunkedBuffer(request.chunkSize) }));
+  const segments: Segment[] = planSegments(request.total, request.connections, request.chunkSize).map((s) => ({
+    ...s,
+    bytes: new ChunkedBuffer(request.chunkSize),
+  }));
   // One failure stops every connection.
   const stop = new AbortController();
   const signal = AbortSignal.any([request.signal, stop.signal]);
@@ -106,7 +118,9 @@ export async function downloadSegments(request: SegmentedRequest): Promise<Chunk
     ),
   );
   // The first failure is the cause; the others are the aborts it brought about.
-  const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof Aborted));
+  const failure = results.find(
+    (r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof Aborted),
+  );
   if (failure) throw failure.reason;
   if (request.signal.aborted) throw request.signal.reason;
   return ChunkedBuffer.concat(segments.map((s) => s.bytes));
@@ -116,7 +130,12 @@ export async function downloadSegments(request: SegmentedRequest): Promise<Chunk
 class Aborted extends Error {}
 
 /** Fetches one segment, resuming after drops with the retry policy; returns once every byte is held. */
-async function fetchSegment(request: SegmentedRequest, segment: Segment, signal: AbortSignal, received: (segment: Segment, chunk: Buffer) => void): Promise<void> {
+async function fetchSegment(
+  request: SegmentedRequest,
+  segment: Segment,
+  signal: AbortSignal,
+  received: (segment: Segment, chunk: Buffer) => void,
+): Promise<void> {
   const retries = new Retries(request.retry);
   for (;;) {
     if (signal.aborted) throw new Aborted();
@@ -133,7 +152,12 @@ async function fetchSegment(request: SegmentedRequest, segment: Segment, signal:
   }
 }
 
-async function segmentAttempt(request: SegmentedRequest, segment: Segment, signal: AbortSignal, received: (segment: Segment, chunk: Buffer) => void): Promise<void> {
+async function segmentAttempt(
+  request: SegmentedRequest,
+  segment: Segment,
+  signal: AbortSignal,
+  received: (segment: Segment, chunk: Buffer) => void,
+): Promise<void> {
   const from = segment.start + segment.bytes.size;
   const last = segment.end - 1;
   const stream = request.open({ ...request.headers, range: `bytes=${from}-${last}`, 'if-range': request.validator });
@@ -163,7 +187,10 @@ async function segmentAttempt(request: SegmentedRequest, segment: Segment, signa
     stream.destroy();
   }
   if (stop) throw stop;
-  if (segment.bytes.size < segment.end - segment.start) throw new Retryable(`the body of bytes ${from}-${last} ended after ${segment.start + segment.bytes.size - from} bytes`);
+  if (segment.bytes.size < segment.end - segment.start)
+    throw new Retryable(
+      `the body of bytes ${from}-${last} ended after ${segment.start + segment.bytes.size - from} bytes`,
+    );
 }
 
 /** Why a range's answer must not be taken, or undefined when it is exactly the bytes asked for. */
@@ -177,14 +204,26 @@ function judgeRange(response: Response, request: SegmentedRequest, from: number,
     }
     const range = parseContentRange(header(response, 'content-range'));
     const length = declaredLength(response);
-    if (!range || range.start !== from || range.end !== last || range.size !== request.total || (length !== null && length !== last - from + 1)) {
-      return new SegmentsUnusable(`asked for bytes ${from}-${last} and got Content-Range ${JSON.stringify(header(response, 'content-range') ?? null)}`);
+    if (
+      !range ||
+      range.start !== from ||
+      range.end !== last ||
+      range.size !== request.total ||
+      (length !== null && length !== last - from + 1)
+    ) {
+      return new SegmentsUnusable(
+        `asked for bytes ${from}-${last} and got Content-Range ${JSON.stringify(header(response, 'content-range') ?? null)}`,
+      );
     }
     return undefined;
   }
   // If-Range did not match: the resource changed since the first answer (or ranges are ignored).
-  if (status >= 200 && status < 300) return new SegmentsUnusable(`the server answered ${statusLine} to a range: the image changed or ranges are not supported`);
-  if (status === 416) return new SegmentsUnusable(`${statusLine} for bytes ${from}-${last}: the image changed on the server`);
+  if (status >= 200 && status < 300)
+    return new SegmentsUnusable(
+      `the server answered ${statusLine} to a range: the image changed or ranges are not supported`,
+    );
+  if (status === 416)
+    return new SegmentsUnusable(`${statusLine} for bytes ${from}-${last}: the image changed on the server`);
   if (status === 408 || status === 429 || status >= 500) {
     const after = retryAfterMs(header(response, 'retry-after'));
     return new Retryable(statusLine, after === undefined ? {} : { retryAfter: after });

@@ -1,6 +1,12 @@
 // The inspect step of a deployment: is the downloaded file what the job says, does it fit the
 // disk, is it laid out for the disk's sector size? Reads only the image; nothing is written.
-import { imageLargerThanDevice, mbrSectorSizeMismatch, noPartitionTable, noPartitionTableInDisk, sectorSizeMismatch } from '../errors.ts';
+import {
+  imageLargerThanDevice,
+  mbrSectorSizeMismatch,
+  noPartitionTable,
+  noPartitionTableInDisk,
+  sectorSizeMismatch,
+} from '../errors.ts';
 import { openCompressedRaw } from './compressed-raw.ts';
 import { compressions, type Compression } from './decompress.ts';
 import { detectFormat, gptSectorSize } from './detect.ts';
@@ -42,11 +48,23 @@ export interface CheckedImage {
  * arrives compressed is decoded once here (lib/formats/compressed-raw.ts): its partition table is
  * looked for in the decoded disk.
  */
-export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw' | 'ova', disk: DiskFacts, options: CheckOptions = {}): Promise<CheckedImage> {
+export async function checkImage(
+  source: ImageSource,
+  type: 'qcow2' | 'raw' | 'ova',
+  disk: DiskFacts,
+  options: CheckOptions = {},
+): Promise<CheckedImage> {
   const detection = detectFormat(source);
   const decoding = { limit: disk.size, ...(options.onDecodeProgress && { onProgress: options.onDecodeProgress }) };
-  const compressed = type === 'raw' && compressions.has(detection.format) ? await openCompressedRaw(source, detection.format as Compression, decoding) : undefined;
-  if (type === 'raw') checkPartitionTable(compressed ? bufferSource(compressed.head) : source, compressed ? detection.description : undefined);
+  const compressed =
+    type === 'raw' && compressions.has(detection.format)
+      ? await openCompressedRaw(source, detection.format as Compression, decoding)
+      : undefined;
+  if (type === 'raw')
+    checkPartitionTable(
+      compressed ? bufferSource(compressed.head) : source,
+      compressed ? detection.description : undefined,
+    );
   const image = compressed ?? openImage(source, type, options);
   // A compressed file's bytes are not its guest bytes: those are decoded.
   const guest = guestReader(image, compressed ? undefined : source);
@@ -67,7 +85,11 @@ export async function checkImage(source: ImageSource, type: 'qcow2' | 'raw' | 'o
 
 function isPartitioned(head: ImageSource): { partitioned: boolean; description: string } {
   const detection = detectFormat(head);
-  const partitioned = detection.format === 'gpt' || detection.format === 'mbr' || gptSectorSize(head) !== undefined || (detection.format === 'iso9660' && hasMbrSignature(head));
+  const partitioned =
+    detection.format === 'gpt' ||
+    detection.format === 'mbr' ||
+    gptSectorSize(head) !== undefined ||
+    (detection.format === 'iso9660' && hasMbrSignature(head));
   return { partitioned, description: detection.description };
 }
 

@@ -39,19 +39,24 @@ function isAllZero(block: Buffer): boolean {
 }
 
 function decodeRefusal(format: Compression, error: unknown): Error {
-  if (error instanceof DecompressError) return refusedImage('compressed-image-bad', `Bad ${format} image: ${error.message}.`, { cause: error });
+  if (error instanceof DecompressError)
+    return refusedImage('compressed-image-bad', `Bad ${format} image: ${error.message}.`, { cause: error });
   return error as Error;
 }
 
 /** Decoded bytes in windows of WINDOW bytes (the last may be shorter), each a buffer of its own. */
-async function* decodedWindows(source: ImageSource, format: Compression, limit: number): AsyncGenerator<{ offset: number; bytes: Buffer }> {
+async function* decodedWindows(
+  source: ImageSource,
+  format: Compression,
+  limit: number,
+): AsyncGenerator<{ offset: number; bytes: Buffer }> {
   let window = Buffer.allocUnsafe(WINDOW);
   let filled = 0;
   let offset = 0;
   try {
     for await (const chunk of decompressedChunks(source, format)) {
       if (offset + filled + chunk.length > limit) throw compressedImageTooBig(format, limit);
-      for (let at = 0; at < chunk.length; ) {
+      for (let at = 0; at < chunk.length;) {
         const n = chunk.copy(window, filled, at);
         filled += n;
         at += n;
@@ -86,15 +91,23 @@ function* runsOf(offset: number, bytes: Buffer): Generator<{ start: number; end:
 /** Appends a shape, merging it into the last one when both are zero or both are data. */
 function addShape(shapes: ExtentShape[], start: number, end: number, zero: boolean): void {
   const last = shapes.at(-1);
-  if (last && last.zero === zero && last.offset + last.length === start) shapes[shapes.length - 1] = { offset: last.offset, length: end - last.offset, zero };
+  if (last && last.zero === zero && last.offset + last.length === start)
+    shapes[shapes.length - 1] = { offset: last.offset, length: end - last.offset, zero };
   else shapes.push({ offset: start, length: end - start, zero });
 }
 
-export async function openCompressedRaw(source: ImageSource, format: Compression, options: CompressedRawOptions = {}): Promise<CompressedRawImage> {
+export async function openCompressedRaw(
+  source: ImageSource,
+  format: Compression,
+  options: CompressedRawOptions = {},
+): Promise<CompressedRawImage> {
   const limit = options.limit ?? Number.MAX_SAFE_INTEGER;
   const { onProgress } = options;
   const watched: ImageSource = onProgress
-    ? { size: source.size, read: (offset, length) => (onProgress(offset + length, source.size), source.read(offset, length)) }
+    ? {
+        size: source.size,
+        read: (offset, length) => (onProgress(offset + length, source.size), source.read(offset, length)),
+      }
     : source;
   const head = Buffer.alloc(HEAD);
   let size = 0;
@@ -143,10 +156,15 @@ async function* compressedRawExtents(source: ImageSource, format: Compression, s
       }
       if (zeroStart >= 0) yield { offset: zeroStart, length: run.start - zeroStart, zero: true };
       zeroStart = -1;
-      yield { offset: run.start, length: run.end - run.start, data: bytes.subarray(run.start - offset, run.end - offset) };
+      yield {
+        offset: run.start,
+        length: run.end - run.start,
+        data: bytes.subarray(run.start - offset, run.end - offset),
+      };
     }
     end = offset + bytes.length;
   }
   if (zeroStart >= 0) yield { offset: zeroStart, length: end - zeroStart, zero: true };
-  if (end !== size) throw refusedImage('compressed-image-bad', `Bad ${format} image: it decoded to ${end} bytes, then to ${size}.`);
+  if (end !== size)
+    throw refusedImage('compressed-image-bad', `Bad ${format} image: it decoded to ${end} bytes, then to ${size}.`);
 }

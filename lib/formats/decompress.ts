@@ -57,10 +57,16 @@ async function* zstdChunks(source: ImageSource): AsyncGenerator<Buffer> {
   } catch (error) {
     throw new DecompressError((error as Error).message);
   }
-  for (const [start, end] of frames) yield* zlibChunks(source, zlib.createZstdDecompress({ chunkSize: ZLIB_CHUNK }), start, end);
+  for (const [start, end] of frames)
+    yield* zlibChunks(source, zlib.createZstdDecompress({ chunkSize: ZLIB_CHUNK }), start, end);
 }
 
-async function* zlibChunks(source: ImageSource, decoder: zlib.Gunzip | zlib.ZstdDecompress, start = 0, end = source.size): AsyncGenerator<Buffer> {
+async function* zlibChunks(
+  source: ImageSource,
+  decoder: zlib.Gunzip | zlib.ZstdDecompress,
+  start = 0,
+  end = source.size,
+): AsyncGenerator<Buffer> {
   const input = Readable.from(windows(source, start, end), { objectMode: false });
   input.on('error', (error) => decoder.destroy(error));
   input.pipe(decoder);
@@ -107,7 +113,14 @@ async function* xzChunks(source: ImageSource): AsyncGenerator<Buffer> {
 function xzReason(error: unknown): string {
   const message = (error as Error).message;
   // xz-embedded's codes (xz.h): 5 unsupported options, 6 bad data, 7 corrupt or check failed, 8 no progress (truncated).
-  const codes: Record<string, string> = { '3': 'memory limit', '4': 'not xz data', '5': 'unsupported xz options', '6': 'corrupt xz data', '7': 'corrupt xz data (a check failed)', '8': 'the xz data ends early' };
+  const codes: Record<string, string> = {
+    '3': 'memory limit',
+    '4': 'not xz data',
+    '5': 'unsupported xz options',
+    '6': 'corrupt xz data',
+    '7': 'corrupt xz data (a check failed)',
+    '8': 'the xz data ends early',
+  };
   const code = /error code (\d+)/.exec(message)?.[1];
   if (code !== undefined) return codes[code] ?? `xz error ${code}`;
   // The decoder asks for more input after the last byte: the stream ends early.
@@ -115,7 +128,11 @@ function xzReason(error: unknown): string {
 }
 
 /** A byte reader over the source for seek-bzip; reading past the end is a truncated stream. */
-function byteReader(source: ImageSource): { readByte(): number; read(buffer: Uint8Array, offset: number, length: number): number; eof(): boolean } {
+function byteReader(source: ImageSource): {
+  readByte(): number;
+  read(buffer: Uint8Array, offset: number, length: number): number;
+  eof(): boolean;
+} {
   let window: Buffer = Buffer.alloc(0);
   let windowStart = 0;
   let position = 0;

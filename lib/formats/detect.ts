@@ -26,10 +26,15 @@ const bytes = (...values: number[]): Buffer => Buffer.from(values);
 const probes: ReadonlyArray<(source: ImageSource) => Detection | undefined> = [
   (s) => (hasBytes(s, 0, 'QFI\xfb') ? { format: 'qcow2', description: 'a qcow2 image' } : undefined),
   probeVmdk,
-  (s) => (hasBytes(s, 0, bytes(0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe)) ? filesystem('a LUKS encrypted volume') : undefined),
-  (s) => (hasBytes(s, 0, bytes(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)) ? { format: 'xz', description: 'an xz-compressed file' } : undefined),
+  (s) =>
+    hasBytes(s, 0, bytes(0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe)) ? filesystem('a LUKS encrypted volume') : undefined,
+  (s) =>
+    hasBytes(s, 0, bytes(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00))
+      ? { format: 'xz', description: 'an xz-compressed file' }
+      : undefined,
   probeZstd,
-  (s) => (hasBytes(s, 0, bytes(0x1f, 0x8b, 0x08)) ? { format: 'gzip', description: 'a gzip-compressed file' } : undefined),
+  (s) =>
+    hasBytes(s, 0, bytes(0x1f, 0x8b, 0x08)) ? { format: 'gzip', description: 'a gzip-compressed file' } : undefined,
   probeBzip2,
   (s) => (hasBytes(s, 0, 'XFSB') ? filesystem('an xfs filesystem') : undefined),
   (s) => (hasBytes(s, 257, 'ustar') ? { format: 'tar', description: 'a tar archive (an OVA?)' } : undefined),
@@ -81,13 +86,18 @@ function probeBzip2(source: ImageSource): Detection | undefined {
   if (!head || head.toString('latin1', 0, 3) !== 'BZh' || head[3]! < 0x31 || head[3]! > 0x39) return undefined;
   // Block magic (pi) or end-of-stream magic (sqrt pi) follows the header.
   const next = head.subarray(4, 10).toString('hex');
-  return next === '314159265359' || next === '177245385090' ? { format: 'bzip2', description: 'a bzip2-compressed file' } : undefined;
+  return next === '314159265359' || next === '177245385090'
+    ? { format: 'bzip2', description: 'a bzip2-compressed file' }
+    : undefined;
 }
 
 function probeIso9660(source: ImageSource): Detection | undefined {
   if (!hasBytes(source, 0x8001, 'CD001')) return undefined;
   const hybrid = hasBytes(source, 510, bytes(0x55, 0xaa));
-  return { format: 'iso9660', description: hybrid ? 'a hybrid ISO 9660 image (with a partition table)' : 'an ISO 9660 image' };
+  return {
+    format: 'iso9660',
+    description: hybrid ? 'a hybrid ISO 9660 image (with a partition table)' : 'an ISO 9660 image',
+  };
 }
 
 /** The logical sector size a GPT in this image was made for, or undefined if it has no GPT. */
@@ -124,8 +134,13 @@ function probeBootSectorFilesystem(source: ImageSource): Detection | undefined {
   const fats = sector[16]!;
   const isPowerOfTwo = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
   const plausibleBpb =
-    jump && isPowerOfTwo(bytesPerSector) && bytesPerSector >= 512 && bytesPerSector <= 4096 &&
-    isPowerOfTwo(sectorsPerCluster) && reserved > 0 && (fats === 1 || fats === 2);
+    jump &&
+    isPowerOfTwo(bytesPerSector) &&
+    bytesPerSector >= 512 &&
+    bytesPerSector <= 4096 &&
+    isPowerOfTwo(sectorsPerCluster) &&
+    reserved > 0 &&
+    (fats === 1 || fats === 2);
   if (!plausibleBpb) return undefined;
   const label32 = sector.toString('latin1', 82, 87);
   const label16 = sector.toString('latin1', 54, 59);

@@ -53,14 +53,15 @@ class ArrivingSource implements ImageSource {
   private readonly chunks: Buffer[] = [];
 
   read(offset: number, length: number): Buffer {
-    if (offset < 0 || length < 0 || offset + length > total) throw new RangeError(`read of ${length} bytes at ${offset} is outside an image of ${total} bytes`);
+    if (offset < 0 || length < 0 || offset + length > total)
+      throw new RangeError(`read of ${length} bytes at ${offset} is outside an image of ${total} bytes`);
     this.waitFor(offset + length);
     if (length === 0) return Buffer.alloc(0);
     const index = Math.floor(offset / chunkSize);
     const within = offset - index * chunkSize;
     if (within + length <= chunkSize) return this.chunks[index]!.subarray(within, within + length);
     const out = Buffer.allocUnsafe(length);
-    for (let done = 0; done < length; ) {
+    for (let done = 0; done < length;) {
       const at = offset + done;
       const i = Math.floor(at / chunkSize);
       const w = at - i * chunkSize;
@@ -79,7 +80,8 @@ class ArrivingSource implements ImageSource {
       Atomics.wait(held, 0, bytes);
     }
     // The chunks that hold them were posted before the count covering them was stored.
-    for (let message; this.chunks.length * chunkSize < end && (message = receiveMessageOnPort(port)); ) this.chunks.push(Buffer.from(message.message as SharedArrayBuffer));
+    for (let message; this.chunks.length * chunkSize < end && (message = receiveMessageOnPort(port));)
+      this.chunks.push(Buffer.from(message.message as SharedArrayBuffer));
   }
 }
 

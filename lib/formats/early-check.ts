@@ -57,7 +57,8 @@ export class EarlyCheck {
       if (total === null || total === 0) return this.callOff();
       this.start(image, total);
     } else if (image !== this.image || total !== this.total) return this.callOff();
-    for (; this.posted * image.chunkSize < image.size; this.posted++) this.port!.postMessage(image.chunk(this.posted).buffer);
+    for (; this.posted * image.chunkSize < image.size; this.posted++)
+      this.port!.postMessage(image.chunk(this.posted).buffer);
     Atomics.store(this.held!, 0, BigInt(image.size));
     Atomics.notify(this.held!, 0);
   }
@@ -104,8 +105,17 @@ export class EarlyCheck {
     this.held = new BigInt64Array(progress);
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
-    const data: EarlyCheckData & { chunks: MessagePort } = { type: this.type, total, chunkSize: image.chunkSize, progress, chunks: port2 };
-    const worker = new Worker(new URL('./early-check-worker.ts', import.meta.url), { workerData: data, transferList: [port2] });
+    const data: EarlyCheckData & { chunks: MessagePort } = {
+      type: this.type,
+      total,
+      chunkSize: image.chunkSize,
+      progress,
+      chunks: port2,
+    };
+    const worker = new Worker(new URL('./early-check-worker.ts', import.meta.url), {
+      workerData: data,
+      transferList: [port2],
+    });
     this.worker = worker;
     // Never what keeps the process alive: a deployment that fails after the download does not wait for it.
     worker.unref();

@@ -25,7 +25,8 @@ export function guestReader(image: DiskImage, source?: ImageSource): GuestReader
   const direct = source && image.info.format === 'raw' ? source : undefined;
   return {
     size,
-    read: (ranges) => (direct ? Promise.resolve(ranges.map((r) => readSource(direct, r))) : decodeRanges(image, ranges)),
+    read: (ranges) =>
+      direct ? Promise.resolve(ranges.map((r) => readSource(direct, r))) : decodeRanges(image, ranges),
     save: (range, path) => saveRange(direct ? sourceExtents(direct, range) : image.extents(), range, path),
   };
 }
@@ -53,7 +54,8 @@ async function saveRange(extents: AsyncIterable<Extent>, range: GuestRange, path
       const from = Math.max(range.offset, extent.offset);
       const to = Math.min(end, extent.offset + extent.length);
       const bytes = extent.data.subarray(from - extent.offset, to - extent.offset);
-      if (!bytes.equals(ZEROS.subarray(0, bytes.length))) await handle.write(bytes, 0, bytes.length, from - range.offset);
+      if (!bytes.equals(ZEROS.subarray(0, bytes.length)))
+        await handle.write(bytes, 0, bytes.length, from - range.offset);
       extent.release?.();
     }
   } finally {

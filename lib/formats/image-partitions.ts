@@ -65,14 +65,19 @@ function mbrPrimaries(head: Buffer): ImagePartition[] | undefined {
  * both do, the one at which some partition starts with something recognisable and none does at the
  * other (a filesystem found at the other size could be another partition's, so then it is not told).
  */
-async function mbrSectorSize(guest: GuestReader, partitions: readonly ImagePartition[]): Promise<512 | 4096 | undefined> {
+async function mbrSectorSize(
+  guest: GuestReader,
+  partitions: readonly ImagePartition[],
+): Promise<512 | 4096 | undefined> {
   const fits = (size: number) => partitions.every((p) => (p.start + p.sectors) * size <= guest.size);
   const fits512 = fits(512);
   const fits4096 = fits(4096);
   if (fits512 !== fits4096) return fits512 ? 512 : 4096;
   if (!fits512) return undefined;
   const data = partitions.filter((p) => !MBR_EXTENDED.has(p.type));
-  const heads = await guest.read(data.flatMap((p) => [512, 4096].map((size) => ({ offset: p.start * size, length: PROBE_BYTES }))));
+  const heads = await guest.read(
+    data.flatMap((p) => [512, 4096].map((size) => ({ offset: p.start * size, length: PROBE_BYTES }))),
+  );
   const known = (bytes: Buffer) => detectFormat(bufferSource(bytes)).format !== 'unknown';
   const k512 = heads.some((bytes, i) => i % 2 === 0 && known(bytes));
   const k4096 = heads.some((bytes, i) => i % 2 === 1 && known(bytes));
@@ -84,7 +89,13 @@ async function readGpt(guest: GuestReader, head: Buffer, sectorSize: 512 | 4096)
   const entriesLba = Number(header.readBigUInt64LE(72));
   const count = header.readUInt32LE(80);
   const size = header.readUInt32LE(84);
-  if (size < 128 || size % 8 !== 0 || count === 0 || count * size > MAX_ENTRY_BYTES || entriesLba * sectorSize + count * size > guest.size) {
+  if (
+    size < 128 ||
+    size % 8 !== 0 ||
+    count === 0 ||
+    count * size > MAX_ENTRY_BYTES ||
+    entriesLba * sectorSize + count * size > guest.size
+  ) {
     return { label: 'gpt', sectorSize, partitions: [] };
   }
   const [array] = await guest.read([{ offset: entriesLba * sectorSize, length: count * size }]);
@@ -96,7 +107,13 @@ async function readGpt(guest: GuestReader, head: Buffer, sectorSize: 512 | 4096)
     const last = entry.readBigUInt64LE(40);
     if (last < first || last >= 2n ** 53n) continue;
     const name = entry.toString('utf16le', 56, 128).replace(/\0.*$/s, '');
-    partitions.push({ number: i + 1, start: Number(first), sectors: Number(last - first) + 1, type: guidText(entry.subarray(0, 16)), ...(name && { name }) });
+    partitions.push({
+      number: i + 1,
+      start: Number(first),
+      sectors: Number(last - first) + 1,
+      type: guidText(entry.subarray(0, 16)),
+      ...(name && { name }),
+    });
   }
   const firstUsable = Number(header.readBigUInt64LE(40));
   return { label: 'gpt', sectorSize, partitions, gpt: { firstUsable, entryCount: count, entrySize: size } };

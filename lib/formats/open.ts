@@ -32,16 +32,19 @@ export function openImage(source: ImageSource, type: ImageFormat, options: Qcow2
   const detected = detectFormat(source);
   switch (type) {
     case 'qcow2':
-      if (detected.format !== 'qcow2') throw imageFormatMismatch(formatName(detected.format), 'qcow2', detected.description);
+      if (detected.format !== 'qcow2')
+        throw imageFormatMismatch(formatName(detected.format), 'qcow2', detected.description);
       return openQcow2(source, options);
     case 'raw':
       return openRaw(source);
     case 'vmdk':
-      if (detected.format !== 'vmdk') throw imageFormatMismatch(formatName(detected.format), 'vmdk', detected.description);
+      if (detected.format !== 'vmdk')
+        throw imageFormatMismatch(formatName(detected.format), 'vmdk', detected.description);
       if (!isSparseVmdk(source)) throw vmdkNotOneFile(detected.description);
       return openVmdk(source);
     case 'ova':
-      if (detected.format !== 'tar') throw imageFormatMismatch(formatName(detected.format), 'ova', detected.description);
+      if (detected.format !== 'tar')
+        throw imageFormatMismatch(formatName(detected.format), 'ova', detected.description);
       return openOva(source, options);
     case 'auto':
       if (detected.format === 'qcow2') return openQcow2(source, options);
@@ -59,7 +62,6 @@ function formatName(format: DetectedFormat): string {
   return format === 'qcow2' || notConvertible.has(format) ? format : 'raw';
 }
 
-
 export interface OpenOptions extends Qcow2Options {
   /** A compressed raw image may not decode to more than this many bytes (the target's size). */
   readonly limit?: number;
@@ -70,14 +72,30 @@ export interface OpenOptions extends Qcow2Options {
  * once to learn its size and refuse a corrupt stream (lib/formats/compressed-raw.ts). With `auto`,
  * a compressed file that holds an image format rather than a disk is refused.
  */
-export async function openAnyImage(source: ImageSource, type: ImageFormat, options: OpenOptions = {}): Promise<DiskImage> {
+export async function openAnyImage(
+  source: ImageSource,
+  type: ImageFormat,
+  options: OpenOptions = {},
+): Promise<DiskImage> {
   if (source.size === 0) throw emptyImage();
   const detected = detectFormat(source);
-  if ((type !== 'raw' && type !== 'auto') || !compressions.has(detected.format)) return openImage(source, type, options);
-  const image = await openCompressedRaw(source, detected.format as Compression, options.limit === undefined ? {} : { limit: options.limit });
+  if ((type !== 'raw' && type !== 'auto') || !compressions.has(detected.format))
+    return openImage(source, type, options);
+  const image = await openCompressedRaw(
+    source,
+    detected.format as Compression,
+    options.limit === undefined ? {} : { limit: options.limit },
+  );
   if (type === 'auto') {
-    const inside = detectFormat({ size: image.head.length, read: (offset, length) => image.head.subarray(offset, offset + length) });
-    if (inside.format === 'qcow2' || notConvertible.has(inside.format)) throw unsupportedImageFormat(`${detected.format}-compressed ${inside.format}`, `${inside.description}, inside ${detected.description}`);
+    const inside = detectFormat({
+      size: image.head.length,
+      read: (offset, length) => image.head.subarray(offset, offset + length),
+    });
+    if (inside.format === 'qcow2' || notConvertible.has(inside.format))
+      throw unsupportedImageFormat(
+        `${detected.format}-compressed ${inside.format}`,
+        `${inside.description}, inside ${detected.description}`,
+      );
   }
   return image;
 }

@@ -26,22 +26,29 @@ const normalise = (name: string): string => name.replace(/^(\.\/)+/, '');
 
 function digestOf(source: ImageSource, member: TarMember, algorithm: string): string {
   const hash = createHash(algorithm);
-  for (let at = 0; at < member.size; at += HASH_WINDOW) hash.update(source.read(member.offset + at, Math.min(HASH_WINDOW, member.size - at)));
+  for (let at = 0; at < member.size; at += HASH_WINDOW)
+    hash.update(source.read(member.offset + at, Math.min(HASH_WINDOW, member.size - at)));
   return hash.digest('hex');
 }
 
 /** Checks every digest the manifest lists; returns the names it covers. */
-function verifyManifest(source: ImageSource, manifest: TarMember, members: ReadonlyMap<string, TarMember>): Set<string> {
+function verifyManifest(
+  source: ImageSource,
+  manifest: TarMember,
+  members: ReadonlyMap<string, TarMember>,
+): Set<string> {
   if (manifest.size > MAX_OVF_BYTES) throw ovaBad(`its manifest is ${manifest.size} bytes long`);
   const covered = new Set<string>();
   const lines = source.read(manifest.offset, manifest.size).toString('utf8').split(/\r?\n/);
   for (const line of lines) {
     if (line.trim() === '') continue;
     const match = /^\s*(SHA1|SHA256|SHA512)\s*\((.+)\)\s*=\s*([0-9a-fA-F]+)\s*$/.exec(line);
-    if (!match) throw ovaBad(`its manifest has a line that is not "SHA256(name)= digest": ${JSON.stringify(line.slice(0, 80))}`);
+    if (!match)
+      throw ovaBad(`its manifest has a line that is not "SHA256(name)= digest": ${JSON.stringify(line.slice(0, 80))}`);
     const [, algorithm, rawName, expected] = match as unknown as [string, string, string, string];
     const { name: hashName, hexLength } = ALGORITHMS[algorithm]!;
-    if (expected.length !== hexLength) throw ovaBad(`its manifest gives a ${algorithm} of ${expected.length} digits for "${rawName}"`);
+    if (expected.length !== hexLength)
+      throw ovaBad(`its manifest gives a ${algorithm} of ${expected.length} digits for "${rawName}"`);
     const name = normalise(rawName);
     const member = members.get(name);
     if (!member) throw ovaBad(`its manifest lists "${name}", which the archive does not hold`);
@@ -55,10 +62,13 @@ function verifyManifest(source: ImageSource, manifest: TarMember, members: Reado
 /** The boot disk's decoder, by the disk's content. */
 function openDisk(disk: ImageSource, href: string, options: Qcow2Options): DiskImage {
   const detected = detectFormat(disk);
-  if (detected.format === 'vmdk' && disk.size >= 4 && disk.read(0, 4).toString('latin1') === 'KDMV') return openVmdk(disk);
+  if (detected.format === 'vmdk' && disk.size >= 4 && disk.read(0, 4).toString('latin1') === 'KDMV')
+    return openVmdk(disk);
   if (detected.format === 'qcow2') return openQcow2(disk, options);
   if (detected.format === 'gpt' || detected.format === 'mbr') return openRaw(disk);
-  throw ovaUnsupported(`its boot disk "${href}" is ${detected.description}; byoi reads VMDK (streamOptimized, monolithicSparse), qcow2 and raw disks`);
+  throw ovaUnsupported(
+    `its boot disk "${href}" is ${detected.description}; byoi reads VMDK (streamOptimized, monolithicSparse), qcow2 and raw disks`,
+  );
 }
 
 export function openOva(source: ImageSource, options: Qcow2Options = {}): DiskImage {
@@ -67,23 +77,33 @@ export function openOva(source: ImageSource, options: Qcow2Options = {}): DiskIm
   const ovf = list.find((member) => member.name.toLowerCase().endsWith('.ovf'));
   if (!ovf) throw ovaBad('its archive holds no OVF descriptor (.ovf)');
   if (ovf.size > MAX_OVF_BYTES) throw ovaBad(`its OVF descriptor is ${ovf.size} bytes long`);
-  const xml = source.read(ovf.offset, ovf.size).toString('utf8').replace(/^\uFEFF/, '');
+  const xml = source
+    .read(ovf.offset, ovf.size)
+    .toString('utf8')
+    .replace(/^\uFEFF/, '');
   const { file } = bootDisk(xml);
   const href = normalise(file.href);
   const member = members.get(href);
   if (!member) throw ovaBad(`its boot disk file "${href}" is not in the archive`);
-  if (file.size !== undefined && file.size !== member.size) throw ovaBad(`its OVF gives "${href}" ${file.size} bytes, the archive holds ${member.size}`);
+  if (file.size !== undefined && file.size !== member.size)
+    throw ovaBad(`its OVF gives "${href}" ${file.size} bytes, the archive holds ${member.size}`);
   const manifest = list.find((m) => m.name.toLowerCase().endsWith('.mf'));
   if (manifest) {
     const covered = verifyManifest(source, manifest, members);
-    for (const name of [normalise(ovf.name), href]) if (!covered.has(name)) throw ovaBad(`its manifest does not list "${name}"`);
+    for (const name of [normalise(ovf.name), href])
+      if (!covered.has(name)) throw ovaBad(`its manifest does not list "${name}"`);
   }
   const inner = openDisk(memberSource(source, member), href, options);
   const info: ImageInfo = {
     ...inner.info,
     format: 'ova',
     fileSize: source.size,
-    features: { ...inner.info.features, disk: href, diskFormat: inner.info.format, manifest: manifest ? 'verified' : 'none' },
+    features: {
+      ...inner.info.features,
+      disk: href,
+      diskFormat: inner.info.format,
+      manifest: manifest ? 'verified' : 'none',
+    },
   };
   return {
     info,

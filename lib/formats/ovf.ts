@@ -33,7 +33,10 @@ export interface BootDisk {
 
 type Node = Record<string, unknown>;
 
-const asArray = (value: unknown): Node[] => (value === undefined ? [] : (Array.isArray(value) ? value : [value]).filter((v): v is Node => typeof v === 'object' && v !== null));
+const asArray = (value: unknown): Node[] =>
+  value === undefined
+    ? []
+    : (Array.isArray(value) ? value : [value]).filter((v): v is Node => typeof v === 'object' && v !== null);
 const attr = (node: Node, name: string): string | undefined => {
   const value = node[`@_${name}`];
   return typeof value === 'string' ? value : undefined;
@@ -56,10 +59,18 @@ function unitMultiplier(units: string | undefined): number | undefined {
 
 function parseEnvelope(xml: string): Node {
   if (XMLValidator.validate(xml) !== true) throw ovaBad('its OVF descriptor is not well-formed XML');
-  const parser = new XMLParser({ ignoreAttributes: false, removeNSPrefix: true, processEntities: false, parseTagValue: false, parseAttributeValue: false, maxNestedTags: 64 });
+  const parser = new XMLParser({
+    ignoreAttributes: false,
+    removeNSPrefix: true,
+    processEntities: false,
+    parseTagValue: false,
+    parseAttributeValue: false,
+    maxNestedTags: 64,
+  });
   const document = parser.parse(xml) as Node;
   const envelope = document.Envelope;
-  if (!envelope || typeof envelope !== 'object' || Array.isArray(envelope)) throw ovaBad('its OVF descriptor has no Envelope');
+  if (!envelope || typeof envelope !== 'object' || Array.isArray(envelope))
+    throw ovaBad('its OVF descriptor has no Envelope');
   return envelope as Node;
 }
 
@@ -93,7 +104,12 @@ function disksOf(envelope: Node): OvfDisk[] {
       if (diskId === undefined) throw ovaBad('a Disk of its OVF DiskSection has no diskId');
       const multiplier = unitMultiplier(attr(disk, 'capacityAllocationUnits'));
       const capacity = Number(attr(disk, 'capacity')) * (multiplier ?? NaN);
-      disks.push({ diskId, fileRef: fileRef ?? '', format: attr(disk, 'format') ?? '', ...(Number.isSafeInteger(capacity) && { capacity }) });
+      disks.push({
+        diskId,
+        fileRef: fileRef ?? '',
+        format: attr(disk, 'format') ?? '',
+        ...(Number.isSafeInteger(capacity) && { capacity }),
+      });
     }
   }
   return disks;
@@ -146,11 +162,18 @@ export function bootDisk(xml: string): BootDisk {
   const system = firstVirtualSystem(envelope);
   const drives = system ? drivesOf(system, disks) : [];
   const first = drives.filter((drive) => drive.address === '0');
-  if (first.length > 1) throw ovaUnsupported(`its OVF attaches several disks as the first unit of a controller (${first.map((d) => d.disk.diskId).join(', ')}); byoi cannot tell which one boots`);
+  if (first.length > 1)
+    throw ovaUnsupported(
+      `its OVF attaches several disks as the first unit of a controller (${first.map((d) => d.disk.diskId).join(', ')}); byoi cannot tell which one boots`,
+    );
   const disk = first[0]?.disk ?? drives[0]?.disk ?? disks[0]!;
   const file = files.get(disk.fileRef);
-  if (!file) throw ovaBad(`its boot disk ${disk.diskId} refers to the file "${disk.fileRef}", which its OVF References do not list`);
-  if (file.compression !== undefined) throw ovaUnsupported(`its boot disk file "${file.href}" is ${file.compression}-compressed inside the OVA`);
+  if (!file)
+    throw ovaBad(
+      `its boot disk ${disk.diskId} refers to the file "${disk.fileRef}", which its OVF References do not list`,
+    );
+  if (file.compression !== undefined)
+    throw ovaUnsupported(`its boot disk file "${file.href}" is ${file.compression}-compressed inside the OVA`);
   if (file.chunked) throw ovaUnsupported(`its boot disk file "${file.href}" is split into chunks`);
   return { disk, file };
 }

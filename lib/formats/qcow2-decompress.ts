@@ -25,7 +25,12 @@ export type Codec = 'zlib' | 'zstd';
  * One flat function with no inner named functions: a bundler's keep-names mode would wrap those in
  * a helper that the worker's copy of this source does not have.
  */
-export function decompressCluster(zlib: typeof Zlib, codec: Codec, input: Uint8Array, clusterSize: number): Buffer | string {
+export function decompressCluster(
+  zlib: typeof Zlib,
+  codec: Codec,
+  input: Uint8Array,
+  clusterSize: number,
+): Buffer | string {
   try {
     if (codec === 'zlib') {
       const out = zlib.inflateRawSync(input, {
@@ -57,7 +62,7 @@ export function decompressCluster(zlib: typeof Zlib, codec: Codec, input: Uint8A
       const contentSizeBytes = [singleSegment, 2, 4, 8][descriptor >> 6]!;
       const dictionaryBytes = [0, 1, 2, 4][descriptor & 3]!;
       let end = start + 5 + (singleSegment ? 0 : 1) + dictionaryBytes + contentSizeBytes;
-      for (let last = false; !last; ) {
+      for (let last = false; !last;) {
         if (end + 3 > view.length) return 'the data ends inside a zstd frame';
         const block = view[end]! + view[end + 1]! * 256 + view[end + 2]! * 65536;
         const type = (block >> 1) & 3;
@@ -67,7 +72,10 @@ export function decompressCluster(zlib: typeof Zlib, codec: Codec, input: Uint8A
       }
       if (descriptor & 0x04) end += 4;
       if (end > view.length) return 'the data ends inside a zstd frame';
-      const out = zlib.zstdDecompressSync(view.subarray(start, end), { maxOutputLength: clusterSize - produced, chunkSize: clusterSize + 64 });
+      const out = zlib.zstdDecompressSync(view.subarray(start, end), {
+        maxOutputLength: clusterSize - produced,
+        chunkSize: clusterSize + 64,
+      });
       parts.push(out);
       produced += out.length;
       start = end;
@@ -94,7 +102,8 @@ export function decompressBatch(
   decompress: typeof decompressCluster,
   ownBufferFrom: number,
 ): Buffer[] | { index: number; reason: string } {
-  const packed = clusterSize >= ownBufferFrom || !keep ? undefined : Buffer.allocUnsafeSlow(inputs.length * clusterSize);
+  const packed =
+    clusterSize >= ownBufferFrom || !keep ? undefined : Buffer.allocUnsafeSlow(inputs.length * clusterSize);
   const pieces: Buffer[] = [];
   for (let i = 0; i < inputs.length; i++) {
     const cluster = decompress(zlib, codec, inputs[i]!, clusterSize);

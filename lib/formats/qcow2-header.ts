@@ -101,7 +101,11 @@ function readExtensions(source: ImageSource, start: number, end: number): Extens
     const data = source.read(at + 8, length);
     if (type === EXT_FEATURE_TABLE) {
       for (let entry = 0; entry + FEATURE_ENTRY_SIZE <= length; entry += FEATURE_ENTRY_SIZE) {
-        if (data[entry] === 0) found.incompatibleNames.set(data[entry + 1]!, printable(data.subarray(entry + 2, entry + FEATURE_ENTRY_SIZE)));
+        if (data[entry] === 0)
+          found.incompatibleNames.set(
+            data[entry + 1]!,
+            printable(data.subarray(entry + 2, entry + FEATURE_ENTRY_SIZE)),
+          );
       }
     } else if (type === EXT_DATA_FILE) {
       found.dataFile = printable(data);
@@ -153,7 +157,10 @@ export function parseQcow2Header(source: ImageSource): Qcow2Header {
 
   const backingOffset = fixed.readBigUInt64BE(8);
   const backingSize = fixed.readUInt32BE(16);
-  const extensionsEnd = Math.min(backingOffset !== 0n && backingOffset < BigInt(clusterSize) ? Number(backingOffset) : clusterSize, fileSize);
+  const extensionsEnd = Math.min(
+    backingOffset !== 0n && backingOffset < BigInt(clusterSize) ? Number(backingOffset) : clusterSize,
+    fileSize,
+  );
   const extensions = readExtensions(source, headerLength, extensionsEnd);
 
   const unknown = incompatible & ~INCOMPAT_KNOWN;
@@ -164,13 +171,15 @@ export function parseQcow2Header(source: ImageSource): Qcow2Header {
   const cryptMethod = fixed.readUInt32BE(32);
   if (cryptMethod !== 0) throw qcow2Encrypted(cryptMethod);
   if (backingOffset !== 0n) {
-    const readable = backingSize <= 1023 && backingOffset + BigInt(backingSize) <= BigInt(Math.min(clusterSize, fileSize));
+    const readable =
+      backingSize <= 1023 && backingOffset + BigInt(backingSize) <= BigInt(Math.min(clusterSize, fileSize));
     throw qcow2BackingFile(readable ? printable(source.read(Number(backingOffset), backingSize)) : '(name unreadable)');
   }
   if (refcountOrder > 6) throw qcow2BadRefcountOrder(refcountOrder);
   if (compressionType > 1) throw qcow2UnknownCompression(compressionType);
   const compression: Qcow2Compression = compressionType === 1 ? 'zstd' : 'zlib';
-  if ((compression === 'zstd') !== ((incompatible & INCOMPAT_COMPRESSION) !== 0n)) throw qcow2CompressionBitMismatch(compression);
+  if ((compression === 'zstd') !== ((incompatible & INCOMPAT_COMPRESSION) !== 0n))
+    throw qcow2CompressionBitMismatch(compression);
   const extendedL2 = (incompatible & INCOMPAT_EXTENDED_L2) !== 0n;
   if (extendedL2 && clusterBits < 14) throw qcow2ExtendedL2SmallClusters(clusterSize);
 

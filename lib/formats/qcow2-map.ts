@@ -33,7 +33,12 @@ export type Segment =
   | { readonly kind: 'zero'; readonly offset: number; readonly length: number }
   | { readonly kind: 'data'; readonly offset: number; readonly length: number; readonly host: number }
   /** Consecutive compressed clusters; `length` may end inside the last one (the virtual size's end). */
-  | { readonly kind: 'compressed'; readonly offset: number; readonly length: number; readonly clusters: CompressedCluster[] };
+  | {
+      readonly kind: 'compressed';
+      readonly offset: number;
+      readonly length: number;
+      readonly clusters: CompressedCluster[];
+    };
 
 export interface Qcow2MapStats {
   /** Guest bytes stored in the file: data clusters, allocated subclusters, compressed clusters. */
@@ -51,11 +56,16 @@ function entryOffset(table: Buffer, at: number): number {
 
 /** The same offset, exact, for messages. */
 function entryOffsetExact(table: Buffer, at: number): bigint {
-  return (table.readBigUInt64BE(at) & 0x00ff_ffff_ffff_fe00n);
+  return table.readBigUInt64BE(at) & 0x00ff_ffff_ffff_fe00n;
 }
 
 /** Decodes a compressed descriptor (bits 0..61): offset in the low 70 - cluster_bits bits, then sectors - 1. */
-function compressedDescriptor(table: Buffer, at: number, clusterBits: number, fileSize: number): { host: number; length: number; exact: bigint } {
+function compressedDescriptor(
+  table: Buffer,
+  at: number,
+  clusterBits: number,
+  fileSize: number,
+): { host: number; length: number; exact: bigint } {
   const hi30 = table.readUInt32BE(at) % 2 ** 30;
   const lo = table.readUInt32BE(at + 4);
   const offsetHiBits = 2 ** (70 - clusterBits - 32);
@@ -88,12 +98,18 @@ function l2TableOffset(g: Geometry, index: number): number {
   if (offset === 0) return 0;
   const { clusterSize } = g.header;
   if (offset % clusterSize !== 0) throw qcow2Misaligned('the L2 table', entryOffsetExact(g.l1, 8 * index), clusterSize);
-  if (offset + clusterSize > g.fileSize) throw qcow2BeyondEnd('the L2 table', entryOffsetExact(g.l1, 8 * index), g.fileSize);
+  if (offset + clusterSize > g.fileSize)
+    throw qcow2BeyondEnd('the L2 table', entryOffsetExact(g.l1, 8 * index), g.fileSize);
   return offset;
 }
 
 /** Checks entries [0, count) of one L2 table whose first cluster is at guest offset `guestBase`; returns its stats. */
-function validateTable(g: Geometry, table: Buffer, count: number, guestBase: number): { allocated: number; compressed: number } {
+function validateTable(
+  g: Geometry,
+  table: Buffer,
+  count: number,
+  guestBase: number,
+): { allocated: number; compressed: number } {
   const { clusterSize, clusterBits, extendedL2, version, virtualSize } = g.header;
   const entrySize = extendedL2 ? 16 : 8;
   const subSize = clusterSize / SUBCLUSTERS;
@@ -105,7 +121,8 @@ function validateTable(g: Geometry, table: Buffer, count: number, guestBase: num
     const inGuest = Math.min(clusterSize, virtualSize - guest);
     const top = table[at]!;
     if (top & 0x40) {
-      if (extendedL2 && (table.readUInt32BE(at + 8) !== 0 || table.readUInt32BE(at + 12) !== 0)) throw qcow2CompressedWithBitmap(guest);
+      if (extendedL2 && (table.readUInt32BE(at + 8) !== 0 || table.readUInt32BE(at + 12) !== 0))
+        throw qcow2CompressedWithBitmap(guest);
       const { host, exact } = compressedDescriptor(table, at, clusterBits, g.fileSize);
       if (host >= g.fileSize) throw qcow2BeyondEnd(qcow2CompressedData(guest), exact, g.fileSize);
       compressed++;
@@ -113,14 +130,16 @@ function validateTable(g: Geometry, table: Buffer, count: number, guestBase: num
       continue;
     }
     const host = entryOffset(table, at);
-    if (host % clusterSize !== 0) throw qcow2Misaligned(qcow2GuestData(guest), entryOffsetExact(table, at), clusterSize);
+    if (host % clusterSize !== 0)
+      throw qcow2Misaligned(qcow2GuestData(guest), entryOffsetExact(table, at), clusterSize);
     if (!extendedL2) {
       if (table[at + 7]! & 1) {
         if (version === 2) throw qcow2V2ZeroFlag(guest);
         continue; // reads as zeros, preallocated or not
       }
       if (host === 0) continue;
-      if (host + inGuest > g.fileSize) throw qcow2BeyondEnd(qcow2GuestData(guest), entryOffsetExact(table, at), g.fileSize);
+      if (host + inGuest > g.fileSize)
+        throw qcow2BeyondEnd(qcow2GuestData(guest), entryOffsetExact(table, at), g.fileSize);
       allocated += inGuest;
       continue;
     }

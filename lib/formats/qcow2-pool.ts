@@ -36,7 +36,9 @@ interface Request {
  * Pieces of the batch's output in order, each [buffer, byteOffset, byteLength], or the failure; the
  * request's input buffer always comes back, for reuse.
  */
-type Reply = { id: number; input: ArrayBuffer } & ({ pieces: [ArrayBuffer, number, number][] } | { index: number; reason: string });
+type Reply = { id: number; input: ArrayBuffer } & (
+  { pieces: [ArrayBuffer, number, number][] } | { index: number; reason: string }
+);
 
 /**
  * Each cluster zlib or zstd decompresses is a new buffer, freed only when V8 collects it; V8 lets a
@@ -128,7 +130,10 @@ export class DecompressPool {
     // A new context created now has gc(), which collects this thread's heap.
     this.collect = options.lean ? (runInNewContext('gc') as () => void) : undefined;
     for (let i = 0; i < threads; i++) {
-      const settings: WorkerSettings = { closing: this.closing.buffer as SharedArrayBuffer, collectEvery: this.collectEvery };
+      const settings: WorkerSettings = {
+        closing: this.closing.buffer as SharedArrayBuffer,
+        collectEvery: this.collectEvery,
+      };
       const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: settings });
       worker.on('message', (reply: Reply) => this.settle(worker, reply));
       worker.on('error', (error) => this.fail(decompressionWorkerFailed(error.message)));
@@ -150,7 +155,9 @@ export class DecompressPool {
     let total = 0;
     for (const input of inputs) total += input.length;
     const spare = this.spareInputs.findIndex((buffer) => buffer.byteLength >= total);
-    const packed = Buffer.from(spare >= 0 ? this.spareInputs.splice(spare, 1)[0]! : new ArrayBuffer(Math.max(total, MIN_INPUT_BUFFER)));
+    const packed = Buffer.from(
+      spare >= 0 ? this.spareInputs.splice(spare, 1)[0]! : new ArrayBuffer(Math.max(total, MIN_INPUT_BUFFER)),
+    );
     const bounds: number[] = [];
     let at = 0;
     for (const input of inputs) {
@@ -162,7 +169,14 @@ export class DecompressPool {
     for (const candidate of this.workers) if (this.load.get(candidate)! < this.load.get(worker)!) worker = candidate;
     this.load.set(worker, this.load.get(worker)! + 1);
     const id = this.nextId++;
-    const request: Request = { id, codec: this.codec, clusterSize: this.clusterSize, keep, input: packed.buffer, bounds };
+    const request: Request = {
+      id,
+      codec: this.codec,
+      clusterSize: this.clusterSize,
+      keep,
+      input: packed.buffer,
+      bounds,
+    };
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.postMessage(request, [request.input]);

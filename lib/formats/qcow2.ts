@@ -63,7 +63,9 @@ function viewSizeOf(source: ImageSource): number {
 
 export function openQcow2(source: ImageSource, options: Qcow2Options = {}): DiskImage {
   const header = parseQcow2Header(source);
-  const stats = options.progressive ? { allocatedBytes: 0, compressedClusters: 0, emptyTables: new Set<number>() } : validateQcow2Map(source, header);
+  const stats = options.progressive
+    ? { allocatedBytes: 0, compressedClusters: 0, emptyTables: new Set<number>() }
+    : validateQcow2Map(source, header);
   const info: ImageInfo = {
     format: 'qcow2',
     virtualSize: header.virtualSize,
@@ -152,11 +154,14 @@ function inputsOf(source: ImageSource, segment: CompressedSegment): Buffer[] {
   const start = clusters[0]!.hostOffset;
   let end = start;
   for (const cluster of clusters) {
-    if (cluster.hostOffset < start || cluster.hostOffset > end) return clusters.map((c) => source.read(c.hostOffset, c.length));
+    if (cluster.hostOffset < start || cluster.hostOffset > end)
+      return clusters.map((c) => source.read(c.hostOffset, c.length));
     end = Math.max(end, cluster.hostOffset + cluster.length);
   }
   const span = source.read(start, end - start);
-  return clusters.map((cluster) => span.subarray(cluster.hostOffset - start, cluster.hostOffset - start + cluster.length));
+  return clusters.map((cluster) =>
+    span.subarray(cluster.hostOffset - start, cluster.hostOffset - start + cluster.length),
+  );
 }
 
 /** Inputs that have been decompressed or copied: their buffers go back to the source. */
@@ -186,7 +191,15 @@ function decompressedExtents(segment: CompressedSegment, pieces: readonly Buffer
 /** Decompresses a batch on this thread: its clusters in one or more buffers. */
 function decompressHere(source: ImageSource, header: Qcow2Header, segment: CompressedSegment): Buffer[] {
   const inputs = inputsOf(source, segment);
-  const result = decompressBatch(zlib, header.compression, inputs, header.clusterSize, true, decompressCluster, OWN_BUFFER_CLUSTER_SIZE);
+  const result = decompressBatch(
+    zlib,
+    header.compression,
+    inputs,
+    header.clusterSize,
+    true,
+    decompressCluster,
+    OWN_BUFFER_CLUSTER_SIZE,
+  );
   if (!Array.isArray(result)) throw refusal(header, segment, result);
   recycleInputs(source, inputs);
   return result;

@@ -111,5 +111,10 @@ async function* rawExtents(source: ImageSource): AsyncGenerator<Extent> {
 }
 
 function dataExtent(window: { offset: number; bytes: Buffer }, start: number, end: number, lease: WindowLease): Extent {
-  return { offset: window.offset + start, length: end - start, data: window.bytes.subarray(start, end), release: lease.hold() };
+  return {
+    offset: window.offset + start,
+    length: end - start,
+    data: window.bytes.subarray(start, end),
+    release: lease.hold(),
+  };
 }

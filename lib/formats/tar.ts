@@ -35,7 +35,10 @@ function number(block: Buffer, at: number, length: number, what: string): number
     if (!Number.isSafeInteger(value)) throw ovaBad(`the tar header of member ${what} has a number above 2^53`);
     return value;
   }
-  const digits = field.toString('latin1').replace(/[\0 ]+$/, '').replace(/^ +/, '');
+  const digits = field
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '')
+    .replace(/^ +/, '');
   if (digits === '') return 0;
   if (!/^[0-7]+$/.test(digits)) throw ovaBad(`the tar header of member ${what} has a number that is not octal`);
   return parseInt(digits, 8);
@@ -56,7 +59,8 @@ function paxRecords(data: Buffer): Map<string, string> {
     const space = data.indexOf(0x20, at);
     if (space < 0) break;
     const length = Number(data.toString('latin1', at, space));
-    if (!Number.isSafeInteger(length) || length <= space - at || at + length > data.length) throw ovaBad('a pax extended header of the tar archive is malformed');
+    if (!Number.isSafeInteger(length) || length <= space - at || at + length > data.length)
+      throw ovaBad('a pax extended header of the tar archive is malformed');
     const record = data.toString('utf8', space + 1, at + length - 1);
     const equals = record.indexOf('=');
     if (equals > 0) records.set(record.slice(0, equals), record.slice(equals + 1));
@@ -92,7 +96,8 @@ export function tarMembers(source: ImageSource): TarMember[] {
       if (!Number.isSafeInteger(size) || size < 0) throw ovaBad(`the pax size of member ${what} is not a size`);
     }
     const dataStart = at + BLOCK;
-    if (dataStart + size > source.size) throw ovaBad(`member ${what} of the tar archive runs past its end (${source.size} bytes; truncated?)`);
+    if (dataStart + size > source.size)
+      throw ovaBad(`member ${what} of the tar archive runs past its end (${source.size} bytes; truncated?)`);
     at = dataStart + Math.ceil(size / BLOCK) * BLOCK;
     if (type === 'x' || type === 'L') {
       if (size > MAX_META) throw ovaBad(`a tar metadata member of ${size} bytes is too long`);
@@ -113,7 +118,13 @@ export function memberSource(source: ImageSource, member: TarMember): ImageSourc
   return {
     size: member.size,
     read: (offset, length) => {
-      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > member.size) {
+      if (
+        !Number.isSafeInteger(offset) ||
+        !Number.isSafeInteger(length) ||
+        offset < 0 ||
+        length < 0 ||
+        offset + length > member.size
+      ) {
         throw new RangeError(`read of ${length} bytes at ${offset} is outside a member of ${member.size} bytes`);
       }
       return source.read(member.offset + offset, length);

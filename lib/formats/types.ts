@@ -36,18 +36,7 @@ export interface ExtentShape {
 
 /** Formats recognised by content (lib/formats/detect.ts). */
 export type DetectedFormat =
-  | 'qcow2'
-  | 'vmdk'
-  | 'tar'
-  | 'gzip'
-  | 'xz'
-  | 'zstd'
-  | 'bzip2'
-  | 'gpt'
-  | 'mbr'
-  | 'iso9660'
-  | 'filesystem'
-  | 'unknown';
+  'qcow2' | 'vmdk' | 'tar' | 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'gpt' | 'mbr' | 'iso9660' | 'filesystem' | 'unknown';
 
 /** What `byoi inspect` reports about an image. */
 export interface ImageInfo {

@@ -62,7 +62,8 @@ function descriptorValue(text: string, key: string): string | undefined {
 function readDescriptor(source: ImageSource, offset: number | undefined, size: number | undefined): string {
   if (!offset || !size) return '';
   // A descriptor is a few hundred bytes; qemu caps it at 1 MiB.
-  if (size > 2048 || offset * SECTOR + size * SECTOR > source.size) throw vmdkBad('the embedded descriptor lies outside the file');
+  if (size > 2048 || offset * SECTOR + size * SECTOR > source.size)
+    throw vmdkBad('the embedded descriptor lies outside the file');
   const text = source.read(offset * SECTOR, size * SECTOR).toString('latin1');
   const nul = text.indexOf('\0');
   return nul >= 0 ? text.slice(0, nul) : text;
@@ -72,32 +73,44 @@ export function parseVmdkHeader(source: ImageSource): VmdkHeader {
   if (source.size < SECTOR) throw vmdkBad(`the file is ${source.size} bytes, too short to hold a header`);
   let header = fields(source.read(0, SECTOR));
   if (header.magic !== 'KDMV') throw vmdkBad('the file does not start with the sparse extent magic "KDMV"');
-  if (header.version < 1 || header.version > 3) throw vmdkUnsupported(`version ${header.version} of the sparse extent header (byoi reads 1 to 3)`);
+  if (header.version < 1 || header.version > 3)
+    throw vmdkUnsupported(`version ${header.version} of the sparse extent header (byoi reads 1 to 3)`);
   const descriptor = readDescriptor(source, header.descriptorOffset, header.descriptorSize);
   if (header.gdAtEnd) {
     // A stream: the footer (a copy of the header with the real gdOffset) is in the second-last
     // sector, after its marker and before the end-of-stream marker.
     if (source.size < 4 * SECTOR) throw vmdkBad('the stream is too short to end with a footer');
     const marker = source.read(source.size - 3 * SECTOR, SECTOR);
-    if (marker.readUInt32LE(8) !== 0 || marker.readUInt32LE(12) !== MARKER_FOOTER) throw vmdkBad('the grain directory is "at the end" but the stream does not end with a footer (truncated?)');
+    if (marker.readUInt32LE(8) !== 0 || marker.readUInt32LE(12) !== MARKER_FOOTER)
+      throw vmdkBad('the grain directory is "at the end" but the stream does not end with a footer (truncated?)');
     header = fields(source.read(source.size - 2 * SECTOR, SECTOR));
-    if (header.magic !== 'KDMV' || header.gdAtEnd) throw vmdkBad('the footer is not a sparse extent header with a grain directory offset');
+    if (header.magic !== 'KDMV' || header.gdAtEnd)
+      throw vmdkBad('the footer is not a sparse extent header with a grain directory offset');
   }
   const { flags, capacity, grainSize, gtEntries, gdOffset } = header;
-  if ((flags & FLAG_NEWLINE_TEST) !== 0 && !header.newlines) throw vmdkBad('its newline test characters are altered (copied in text mode?)');
+  if ((flags & FLAG_NEWLINE_TEST) !== 0 && !header.newlines)
+    throw vmdkBad('its newline test characters are altered (copied in text mode?)');
   const compressed = (flags & FLAG_COMPRESSED) !== 0;
-  if (compressed && header.compressAlgorithm !== 1) throw vmdkUnsupported(`compression algorithm ${header.compressAlgorithm} (byoi reads 1, deflate)`);
-  if (capacity === undefined || capacity * SECTOR > Number.MAX_SAFE_INTEGER) throw vmdkBad('its capacity is above 2^53 bytes');
+  if (compressed && header.compressAlgorithm !== 1)
+    throw vmdkUnsupported(`compression algorithm ${header.compressAlgorithm} (byoi reads 1, deflate)`);
+  if (capacity === undefined || capacity * SECTOR > Number.MAX_SAFE_INTEGER)
+    throw vmdkBad('its capacity is above 2^53 bytes');
   // Grains of a power-of-two number of sectors up to 2 MiB, at most 512 entries per table (qemu: 512 exactly).
-  if (grainSize === undefined || grainSize < 1 || grainSize > 4096 || (grainSize & (grainSize - 1)) !== 0) throw vmdkBad(`its grain size of ${grainSize ?? 'over 2^53'} sectors is not a power of two from 1 to 4096`);
+  if (grainSize === undefined || grainSize < 1 || grainSize > 4096 || (grainSize & (grainSize - 1)) !== 0)
+    throw vmdkBad(`its grain size of ${grainSize ?? 'over 2^53'} sectors is not a power of two from 1 to 4096`);
   if (gtEntries < 1 || gtEntries > 512) throw vmdkBad(`it has ${gtEntries} entries per grain table (1 to 512 allowed)`);
   const createType = descriptorValue(descriptor, 'createType') ?? (compressed ? 'streamOptimized' : 'monolithicSparse');
-  if (createType !== 'streamOptimized' && createType !== 'monolithicSparse') throw vmdkUnsupported(`the disk type "${createType}" (byoi reads monolithicSparse and streamOptimized, one file each)`);
+  if (createType !== 'streamOptimized' && createType !== 'monolithicSparse')
+    throw vmdkUnsupported(
+      `the disk type "${createType}" (byoi reads monolithicSparse and streamOptimized, one file each)`,
+    );
   const parent = descriptorValue(descriptor, 'parentCID');
-  if (parent !== undefined && parent.toLowerCase() !== 'ffffffff') throw vmdkUnsupported('a delta disk that needs its parent disk; deploy a self-contained image');
+  if (parent !== undefined && parent.toLowerCase() !== 'ffffffff')
+    throw vmdkUnsupported('a delta disk that needs its parent disk; deploy a self-contained image');
   const grains = Math.ceil(capacity / grainSize);
   const gdEntries = Math.ceil(grains / gtEntries);
-  if (gdOffset === undefined || gdOffset === 0 || gdOffset * SECTOR + gdEntries * 4 > source.size) throw vmdkBad(`its grain directory (${gdEntries} entries) lies outside the file`);
+  if (gdOffset === undefined || gdOffset === 0 || gdOffset * SECTOR + gdEntries * 4 > source.size)
+    throw vmdkBad(`its grain directory (${gdEntries} entries) lies outside the file`);
   return {
     version: header.version,
     createType,

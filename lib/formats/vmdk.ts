@@ -17,7 +17,13 @@ const MARKER = 12;
 type Segment =
   | { readonly kind: 'zero'; readonly offset: number; readonly length: number }
   | { readonly kind: 'plain'; readonly offset: number; readonly length: number; readonly host: number }
-  | { readonly kind: 'compressed'; readonly offset: number; readonly length: number; readonly host: number; readonly size: number };
+  | {
+      readonly kind: 'compressed';
+      readonly offset: number;
+      readonly length: number;
+      readonly host: number;
+      readonly size: number;
+    };
 
 interface Stats {
   allocatedBytes: number;
@@ -56,9 +62,13 @@ function* grainSegments(source: ImageSource, h: VmdkHeader, stats?: Stats): Gene
       continue;
     }
     const tableOffset = tableSector * SECTOR;
-    if (tableOffset + h.gtEntries * 4 > source.size) throw vmdkBad(`grain table ${d} at offset ${hex(tableOffset)} is beyond the end of the file (${source.size} bytes)`);
+    if (tableOffset + h.gtEntries * 4 > source.size)
+      throw vmdkBad(
+        `grain table ${d} at offset ${hex(tableOffset)} is beyond the end of the file (${source.size} bytes)`,
+      );
     // Two directory entries sharing a table would make the work grow with the capacity, not the file.
-    if (tablesSeen.has(tableOffset)) throw vmdkBad(`grain table ${d} at offset ${hex(tableOffset)} is shared with another directory entry`);
+    if (tablesSeen.has(tableOffset))
+      throw vmdkBad(`grain table ${d} at offset ${hex(tableOffset)} is shared with another directory entry`);
     tablesSeen.add(tableOffset);
     const table = source.read(tableOffset, h.gtEntries * 4);
     for (let t = 0; t < h.gtEntries; t++) {
@@ -72,7 +82,10 @@ function* grainSegments(source: ImageSource, h: VmdkHeader, stats?: Stats): Gene
       }
       const host = entry * SECTOR;
       if (!h.compressed) {
-        if (host + length > source.size) throw vmdkBad(`the grain of guest offset ${hex(offset)} at file offset ${hex(host)} is beyond the end of the file (${source.size} bytes)`);
+        if (host + length > source.size)
+          throw vmdkBad(
+            `the grain of guest offset ${hex(offset)} at file offset ${hex(host)} is beyond the end of the file (${source.size} bytes)`,
+          );
         if (stats) stats.allocatedBytes += length;
         yield* push({ kind: 'plain', offset, length, host });
         continue;
@@ -91,16 +104,29 @@ function compressedGrain(source: ImageSource, h: VmdkHeader, offset: number, len
   const grainBytes = h.grainSize * SECTOR;
   if (!h.markers) {
     // No marker: the deflate data starts at the entry and is at most two grains long (qemu's bound).
-    if (host >= source.size) throw vmdkBad(`the grain of guest offset ${hex(offset)} at file offset ${hex(host)} is beyond the end of the file (${source.size} bytes)`);
+    if (host >= source.size)
+      throw vmdkBad(
+        `the grain of guest offset ${hex(offset)} at file offset ${hex(host)} is beyond the end of the file (${source.size} bytes)`,
+      );
     return { kind: 'compressed', offset, length, host, size: Math.min(2 * grainBytes, source.size - host) };
   }
-  if (host + MARKER > source.size) throw vmdkBad(`the grain marker of guest offset ${hex(offset)} at file offset ${hex(host)} is beyond the end of the file (${source.size} bytes)`);
+  if (host + MARKER > source.size)
+    throw vmdkBad(
+      `the grain marker of guest offset ${hex(offset)} at file offset ${hex(host)} is beyond the end of the file (${source.size} bytes)`,
+    );
   const marker = source.read(host, MARKER);
   const lba = marker.readBigUInt64LE(0);
   const size = marker.readUInt32LE(8);
-  if (lba !== BigInt(offset / SECTOR)) throw vmdkBad(`the grain marker at file offset ${hex(host)} is for sector ${lba}, not for guest offset ${hex(offset)} (sector ${offset / SECTOR})`);
-  if (size === 0 || size > 2 * grainBytes) throw vmdkBad(`the grain of guest offset ${hex(offset)} claims ${size} bytes of deflate data (1 to ${2 * grainBytes} allowed)`);
-  if (host + MARKER + size > source.size) throw vmdkBad(`the grain of guest offset ${hex(offset)} runs past the end of the file (${source.size} bytes)`);
+  if (lba !== BigInt(offset / SECTOR))
+    throw vmdkBad(
+      `the grain marker at file offset ${hex(host)} is for sector ${lba}, not for guest offset ${hex(offset)} (sector ${offset / SECTOR})`,
+    );
+  if (size === 0 || size > 2 * grainBytes)
+    throw vmdkBad(
+      `the grain of guest offset ${hex(offset)} claims ${size} bytes of deflate data (1 to ${2 * grainBytes} allowed)`,
+    );
+  if (host + MARKER + size > source.size)
+    throw vmdkBad(`the grain of guest offset ${hex(offset)} runs past the end of the file (${source.size} bytes)`);
   return { kind: 'compressed', offset, length, host: host + MARKER, size };
 }
 
@@ -117,11 +143,15 @@ function inflateGrain(source: ImageSource, h: VmdkHeader, segment: Extract<Segme
     const options = { maxOutputLength: grainBytes, finishFlush: zlib.constants.Z_SYNC_FLUSH };
     output = isZlibHeader(input) ? zlib.inflateSync(input, options) : zlib.inflateRawSync(input, options);
   } catch (error) {
-    throw vmdkBad(`the deflate data of guest offset ${hex(segment.offset)} does not inflate to one grain (${grainBytes} bytes): ${(error as Error).message}`);
+    throw vmdkBad(
+      `the deflate data of guest offset ${hex(segment.offset)} does not inflate to one grain (${grainBytes} bytes): ${(error as Error).message}`,
+    );
   }
   // A whole grain, or for the last grain of a capacity that is not a multiple of it, what is left.
   if (output.length !== grainBytes && output.length !== segment.length) {
-    throw vmdkBad(`the deflate data of guest offset ${hex(segment.offset)} inflates to ${output.length} bytes, not one grain (${grainBytes} bytes)`);
+    throw vmdkBad(
+      `the deflate data of guest offset ${hex(segment.offset)} inflates to ${output.length} bytes, not one grain (${grainBytes} bytes)`,
+    );
   }
   return output.subarray(0, segment.length);
 }
@@ -146,7 +176,8 @@ export function openVmdk(source: ImageSource): DiskImage {
 async function* vmdkExtents(source: ImageSource, header: VmdkHeader): AsyncGenerator<Extent> {
   for (const segment of grainSegments(source, header)) {
     if (segment.kind === 'zero') yield { offset: segment.offset, length: segment.length, zero: true };
-    else if (segment.kind === 'compressed') yield { offset: segment.offset, length: segment.length, data: inflateGrain(source, header, segment) };
+    else if (segment.kind === 'compressed')
+      yield { offset: segment.offset, length: segment.length, data: inflateGrain(source, header, segment) };
     else {
       const data = source.read(segment.host, segment.length);
       yield { offset: segment.offset, length: segment.length, data, release: () => source.recycle?.(data) };

@@ -39,7 +39,8 @@ export function xzStreamRanges(source: ImageSource): XzStream[] {
     while (end >= 4 && source.read(end - 4, 4).readUInt32LE(0) === 0) end -= 4;
     if (end < HEADER + FOOTER) throw new Error('bad xz data (no stream footer at its end: truncated?)');
     const footer = source.read(end - FOOTER, FOOTER);
-    if (footer.toString('latin1', 10, 12) !== FOOTER_MAGIC) throw new Error('bad xz data (no stream footer at its end: truncated?)');
+    if (footer.toString('latin1', 10, 12) !== FOOTER_MAGIC)
+      throw new Error('bad xz data (no stream footer at its end: truncated?)');
     const indexSize = (footer.readUInt32LE(4) + 1) * 4;
     const indexStart = end - FOOTER - indexSize;
     if (indexStart < HEADER) throw new Error('bad xz data (its index lies before the start of the file)');

@@ -16,12 +16,19 @@ export type KnownDiskGroups =
   | { readonly source: 'declared'; readonly groups: readonly DiskGroup[] }
   | { readonly source: 'unknown' };
 
-export function knownDiskGroups(report: DisksReport | undefined, declared: readonly DiskGroupConfig[] | undefined): KnownDiskGroups {
+export function knownDiskGroups(
+  report: DisksReport | undefined,
+  declared: readonly DiskGroupConfig[] | undefined,
+): KnownDiskGroups {
   const reported = report ? hardwareView(report) : undefined;
   if (reported && reported.diskGroups.length > 0) {
     const groups = reported.diskGroups.map((g) => ({ id: g.diskGroupId, description: g.description, disks: g.disks }));
     return { source: 'reported', reportedAt: reported.reportedAt, groups };
   }
-  if (declared && declared.length > 0) return { source: 'declared', groups: declared.map((g) => ({ id: g.diskGroupId, description: g.description, disks: [] })) };
+  if (declared && declared.length > 0)
+    return {
+      source: 'declared',
+      groups: declared.map((g) => ({ id: g.diskGroupId, description: g.description, disks: [] })),
+    };
   return { source: 'unknown' };
 }

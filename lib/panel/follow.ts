@@ -25,7 +25,12 @@ export function shownDeployment(latest: Deployment | undefined): Deployment | un
 export function serverState(deployment: Deployment | undefined): ServerState {
   if (!deployment) return { kind: 'idle' };
   if (isCancelled(deployment)) return { kind: 'cancelled' };
-  if (deployment.status === 'doing') return { kind: 'deploying', phase: deployment.phase, percent: byoiStatusView(deployment.serviceName, deployment).percent };
+  if (deployment.status === 'doing')
+    return {
+      kind: 'deploying',
+      phase: deployment.phase,
+      percent: byoiStatusView(deployment.serviceName, deployment).percent,
+    };
   return { kind: deployment.status };
 }
 
@@ -46,7 +51,18 @@ export interface FollowView {
 
 export function followView(deployment: Deployment | undefined, steps: readonly Step[]): FollowView {
   const state = serverState(deployment);
-  if (!deployment) return { state, phase: null, percent: null, rate: null, eta: null, message: null, detail: null, steps: [], live: false };
+  if (!deployment)
+    return {
+      state,
+      phase: null,
+      percent: null,
+      rate: null,
+      eta: null,
+      message: null,
+      detail: null,
+      steps: [],
+      live: false,
+    };
   const doing = state.kind === 'deploying';
   const progress = doing ? deployment.progress : null;
   const eta = progress?.etaSeconds;

@@ -25,7 +25,18 @@ export interface InstallForm {
   readonly userMetadatas: readonly KeyValue[];
 }
 
-export type FieldName = 'URL' | 'type' | 'checkSum' | 'checkSumType' | 'description' | 'diskGroupId' | 'httpHeader' | 'hostname' | 'sshKey' | 'userData' | 'userMetadatas';
+export type FieldName =
+  | 'URL'
+  | 'type'
+  | 'checkSum'
+  | 'checkSumType'
+  | 'description'
+  | 'diskGroupId'
+  | 'httpHeader'
+  | 'hostname'
+  | 'sshKey'
+  | 'userData'
+  | 'userMetadatas';
 
 /** Rows of name/value pairs a form may post (headers, metadata). */
 export const MAX_ROWS = 20;
@@ -96,7 +107,13 @@ export function bodyOf(form: InstallForm): Record<string, unknown> {
       diskGroupId: /^\d{1,15}$/.test(form.diskGroupId) ? Number(form.diskGroupId) : given(form.diskGroupId),
       httpHeader: form.httpHeader.length > 0 ? form.httpHeader : undefined,
       configdrive: form.configdrive
-        ? { enable: true, hostname: given(form.hostname), sshKey: given(form.sshKey), userData: given(userData), userMetadatas: form.userMetadatas }
+        ? {
+            enable: true,
+            hostname: given(form.hostname),
+            sshKey: given(form.sshKey),
+            userData: given(userData),
+            userMetadatas: form.userMetadatas,
+          }
         : undefined,
     }),
   );
@@ -105,8 +122,12 @@ export function bodyOf(form: InstallForm): Record<string, unknown> {
 /** The form a stored body came from, without its secrets (header values, user data). */
 export function formOfBody(body: Record<string, unknown>): InstallForm {
   const text = (value: unknown) => (typeof value === 'string' ? value : typeof value === 'number' ? String(value) : '');
-  const list = (value: unknown): KeyValue[] => (Array.isArray(value) ? value.map((e) => ({ key: text(e?.key), value: text(e?.value) })) : []);
-  const drive = (typeof body.configdrive === 'object' && body.configdrive !== null ? body.configdrive : {}) as Record<string, unknown>;
+  const list = (value: unknown): KeyValue[] =>
+    Array.isArray(value) ? value.map((e) => ({ key: text(e?.key), value: text(e?.value) })) : [];
+  const drive = (typeof body.configdrive === 'object' && body.configdrive !== null ? body.configdrive : {}) as Record<
+    string,
+    unknown
+  >;
   return {
     URL: text(body.URL),
     type: text(body.type),
@@ -144,7 +165,14 @@ const fieldMessages: readonly [FieldName, readonly string[], readonly string[]][
   ['hostname', [], [leadOf(configDriveMessages.invalidHostname, M, M)]],
   ['sshKey', [], [leadOf(configDriveMessages.invalidSshKey, M, M), leadOf(messages.badField, 'sshKey', M)]],
   ['userData', [], [leadOf(configDriveMessages.userDataTooBig, M, M), leadOf(messages.badField, 'userData', M)]],
-  ['userMetadatas', [], [leadOf(configDriveMessages.metadataValueNotString, M).replace(/the value of "$/, ''), leadOf(messages.badField, 'userMetadatas', M)]],
+  [
+    'userMetadatas',
+    [],
+    [
+      leadOf(configDriveMessages.metadataValueNotString, M).replace(/the value of "$/, ''),
+      leadOf(messages.badField, 'userMetadatas', M),
+    ],
+  ],
 ];
 
 /** The field an API message is about; undefined for a message about the whole request. */

@@ -55,10 +55,14 @@ export class Redactor {
   visible(error: unknown): ByoiError {
     if (error instanceof ByoiError) {
       // The code stays; the cause does not: its words are not scrubbed.
-      return new ByoiError(error.kind, error.code, this.scrub(error.message), { detail: error.detail === undefined ? undefined : this.scrub(error.detail) });
+      return new ByoiError(error.kind, error.code, this.scrub(error.message), {
+        detail: error.detail === undefined ? undefined : this.scrub(error.detail),
+      });
     }
     const text = error instanceof Error ? error.message : String(error);
-    return failed('unexpected', `Unexpected error: ${this.scrub(text)}`, { detail: this.scrub(error instanceof Error ? (error.stack ?? text) : text) });
+    return failed('unexpected', `Unexpected error: ${this.scrub(text)}`, {
+      detail: this.scrub(error instanceof Error ? (error.stack ?? text) : text),
+    });
   }
 
   /** The secrets of a job, valid or not yet validated: header values and the URL's credentials and query values. */

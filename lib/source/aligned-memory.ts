@@ -20,7 +20,8 @@ const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: WasmMemory
  * boundary, in one allocation that is never resized.
  */
 export function alignedBuffers(size: number, count: number): Buffer[] {
-  if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) throw new RangeError(`aligned buffer size ${size} is not a multiple of ${PAGE_SIZE}`);
+  if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0)
+    throw new RangeError(`aligned buffer size ${size} is not a multiple of ${PAGE_SIZE}`);
   const pages = Math.ceil((size * count) / WASM_PAGE_SIZE);
   const memory = new WasmMemory({ initial: pages, maximum: pages });
   alignedBackings.add(memory.buffer);
@@ -29,5 +30,9 @@ export function alignedBuffers(size: number, count: number): Buffer[] {
 
 /** Whether `bytes` provably starts on a page boundary and spans whole pages. */
 export function isPageAligned(bytes: Buffer): boolean {
-  return alignedBackings.has(bytes.buffer as ArrayBuffer) && bytes.byteOffset % PAGE_SIZE === 0 && bytes.length % PAGE_SIZE === 0;
+  return (
+    alignedBackings.has(bytes.buffer as ArrayBuffer) &&
+    bytes.byteOffset % PAGE_SIZE === 0 &&
+    bytes.length % PAGE_SIZE === 0
+  );
 }

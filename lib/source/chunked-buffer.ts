@@ -72,7 +72,13 @@ export class ChunkedBuffer implements ImageSource {
   }
 
   read(offset: number, length: number): Buffer {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.length) {
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > this.length
+    ) {
       throw new RangeError(`read of ${length} bytes at ${offset} is outside an image of ${this.length} bytes`);
     }
     if (length === 0) return Buffer.alloc(0); // even at the end, where there may be no chunk
@@ -94,7 +100,7 @@ export class ChunkedBuffer implements ImageSource {
 
   /** The bytes [offset, offset + length) as views, one per chunk they span: no copy. */
   *views(offset: number, length: number): Generator<Buffer> {
-    for (let at = offset; at < offset + length; ) {
+    for (let at = offset; at < offset + length;) {
       const n = Math.min(offset + length - at, this.chunkSize - (at % this.chunkSize));
       yield this.read(at, n);
       at += n;
@@ -114,7 +120,8 @@ export class ChunkedBuffer implements ImageSource {
         joined.chunks.push(...part.chunks.slice(0, Math.ceil(part.length / chunkSize)));
         joined.length += part.length;
       } else {
-        for (let at = 0; at < part.length; at += part.chunkSize) joined.append(part.read(at, Math.min(part.chunkSize, part.length - at)));
+        for (let at = 0; at < part.length; at += part.chunkSize)
+          joined.append(part.read(at, Math.min(part.chunkSize, part.length - at)));
       }
     }
     return joined;

@@ -41,12 +41,18 @@ export class FileSource implements ImageSource {
   }
 
   read(offset: number, length: number): Buffer {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > this.size
+    ) {
       throw new RangeError(`read of ${length} bytes at ${offset} is outside an image of ${this.size} bytes`);
     }
     if (this.fd === undefined) throw new Error('the image file is closed');
     const out = this.buffer(length);
-    for (let done = 0; done < length; ) {
+    for (let done = 0; done < length;) {
       const n = readSync(this.fd, out, done, length - done, offset + done);
       // The file shrank after it was opened: its bytes are no longer the image that was checked.
       if (n === 0) throw new Error(`the image file ended at ${offset + done} of its ${this.size} bytes`);

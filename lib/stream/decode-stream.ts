@@ -74,7 +74,11 @@ export async function decodeStream(body: AsyncIterable<Buffer>): Promise<Decoded
 
 const corrupt = (format: string, reason: string) => refusedImage('stream-image-bad', `Bad ${format} image: ${reason}.`);
 
-async function* zlibDisk(input: AsyncIterable<Buffer>, decoder: zlib.Gunzip | zlib.ZstdDecompress, format: string): AsyncGenerator<Buffer> {
+async function* zlibDisk(
+  input: AsyncIterable<Buffer>,
+  decoder: zlib.Gunzip | zlib.ZstdDecompress,
+  format: string,
+): AsyncGenerator<Buffer> {
   const source = Readable.from(input, { objectMode: false });
   source.on('error', (error) => decoder.destroy(error));
   source.pipe(decoder);
@@ -161,11 +165,17 @@ async function* xzDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   const decoder = new XzReadableStream(ReadableStream.from(watched(rest, keep)));
   let finished = false;
   try {
-    for await (const chunk of decoder) if (chunk.length > 0) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    for await (const chunk of decoder)
+      if (chunk.length > 0) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
     finished = true;
   } catch (error) {
     if (error instanceof ByoiError) throw error;
-    throw corrupt('xz', /error code 7|error code 6/.test((error as Error).message) ? 'corrupt xz data' : 'the xz data is corrupt or ends early');
+    throw corrupt(
+      'xz',
+      /error code 7|error code 6/.test((error as Error).message)
+        ? 'corrupt xz data'
+        : 'the xz data is corrupt or ends early',
+    );
   } finally {
     if (!finished) await decoder.cancel().catch(() => undefined);
   }
@@ -186,7 +196,8 @@ async function* xzDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   try {
     streams = xzStreamRanges(source);
   } catch (error) {
-    if (error instanceof RangeError) throw streamingUnsupported('an xz image of several streams, or with an index of over 1 MiB');
+    if (error instanceof RangeError)
+      throw streamingUnsupported('an xz image of several streams, or with an index of over 1 MiB');
     throw corrupt('xz', (error as Error).message);
   }
   if (streams.length !== 1) throw streamingUnsupported('an xz image of several streams');

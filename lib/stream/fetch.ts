@@ -7,9 +7,25 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { got, type Request, type Response } from 'got';
-import { DEFAULT_DEADLINE_MS, DEFAULT_MAX_REDIRECTS, defaultRetry, defaultTimeouts, type DownloadSettings } from '../download/settings.ts';
+import {
+  DEFAULT_DEADLINE_MS,
+  DEFAULT_MAX_REDIRECTS,
+  defaultRetry,
+  defaultTimeouts,
+  type DownloadSettings,
+} from '../download/settings.ts';
 import { ByoiError, downloadFailed } from '../errors.ts';
-import { agents, declaredLength, describe, header, isFatal, parseContentRange, Retries, Retryable, validatorOf } from '../download/http-exchange.ts';
+import {
+  agents,
+  declaredLength,
+  describe,
+  header,
+  isFatal,
+  parseContentRange,
+  Retries,
+  Retryable,
+  validatorOf,
+} from '../download/http-exchange.ts';
 import type { ChecksumType } from '../job.ts';
 import { redactUrl } from '../report/redact.ts';
 
@@ -48,7 +64,13 @@ export async function streamImage(request: StreamRequest): Promise<StreamedImage
       maxRedirects: request.maxRedirects ?? DEFAULT_MAX_REDIRECTS,
       agent,
       signal,
-      timeout: { lookup: timeouts.connect, connect: timeouts.connect, secureConnect: timeouts.connect, response: timeouts.response, socket: timeouts.idle },
+      timeout: {
+        lookup: timeouts.connect,
+        connect: timeouts.connect,
+        secureConnect: timeouts.connect,
+        response: timeouts.response,
+        socket: timeouts.idle,
+      },
     });
   const answered = (stream: Request): Promise<Response> =>
     new Promise<Response>((resolve, reject) => {
@@ -76,7 +98,8 @@ export async function streamImage(request: StreamRequest): Promise<StreamedImage
   }
   const length = declaredLength(response);
   const validator = validatorOf(response);
-  const resumable = validator !== null && length !== null && header(response, 'accept-ranges')?.trim().toLowerCase() === 'bytes';
+  const resumable =
+    validator !== null && length !== null && header(response, 'accept-ranges')?.trim().toLowerCase() === 'bytes';
   const digest = request.checksumType ? createHash(request.checksumType) : undefined;
   let received = 0;
   let hex: string | undefined;
@@ -94,8 +117,11 @@ export async function streamImage(request: StreamRequest): Promise<StreamedImage
     const range = parseContentRange(header(answer, 'content-range'));
     if (answer.statusCode === 206 && range && range.start === received && range.size === length) return next;
     next.destroy();
-    if (answer.statusCode >= 500 || answer.statusCode === 408 || answer.statusCode === 429) throw new Retryable(`HTTP ${answer.statusCode}`);
-    throw couldNot(`the transfer dropped after ${received} bytes and the server could not resume it with the same bytes (HTTP ${answer.statusCode})`);
+    if (answer.statusCode >= 500 || answer.statusCode === 408 || answer.statusCode === 429)
+      throw new Retryable(`HTTP ${answer.statusCode}`);
+    throw couldNot(
+      `the transfer dropped after ${received} bytes and the server could not resume it with the same bytes (HTTP ${answer.statusCode})`,
+    );
   }
 
   async function* body(): AsyncGenerator<Buffer> {
@@ -104,12 +130,14 @@ export async function streamImage(request: StreamRequest): Promise<StreamedImage
       for (;;) {
         try {
           for await (const chunk of stream as AsyncIterable<Buffer>) {
-            if (length !== null && received + chunk.length > length) throw couldNot(`the server sent more than the ${length} bytes it announced`);
+            if (length !== null && received + chunk.length > length)
+              throw couldNot(`the server sent more than the ${length} bytes it announced`);
             received += chunk.length;
             digest?.update(chunk);
             yield chunk;
           }
-          if (length !== null && received < length) throw new Retryable(`the body ended after ${received} of ${length} bytes`);
+          if (length !== null && received < length)
+            throw new Retryable(`the body ended after ${received} of ${length} bytes`);
           break;
         } catch (error) {
           stream.destroy();
@@ -117,10 +145,11 @@ export async function streamImage(request: StreamRequest): Promise<StreamedImage
           if (signal.aborted || isFatal(error) || !resumable) throw couldNot(describe(error));
           const failure = error instanceof Retryable ? error : new Retryable(describe(error));
           // Resume until the attempts without a new byte are spent (a failed resume counts too).
-          for (let cause = failure; ; ) {
+          for (let cause = failure; ;) {
             const { delayMs } = retries.next(cause, received, couldNot);
             await sleep(delayMs, undefined, { signal }).catch(() => undefined);
-            if (signal.aborted) throw couldNot(`the download did not finish in time (${received} of ${length} bytes received)`);
+            if (signal.aborted)
+              throw couldNot(`the download did not finish in time (${received} of ${length} bytes received)`);
             request.onResume?.(received, cause.message);
             try {
               stream = await resume();

@@ -5,7 +5,15 @@
 // Guest clusters that no table maps (or that read as zeros) are written as zeros at the end.
 // Extended L2 entries (subclusters) are refused in this mode.
 import * as zlib from 'node:zlib';
-import { imageFormatMismatch, qcow2BadCompressedCluster, qcow2BeyondEnd, qcow2GuestData, qcow2Misaligned, qcow2V2ZeroFlag, streamingUnsupported } from '../errors.ts';
+import {
+  imageFormatMismatch,
+  qcow2BadCompressedCluster,
+  qcow2BeyondEnd,
+  qcow2GuestData,
+  qcow2Misaligned,
+  qcow2V2ZeroFlag,
+  streamingUnsupported,
+} from '../errors.ts';
 import { bufferSource } from '../formats/guest.ts';
 import { detectFormat } from '../formats/detect.ts';
 import { decompressCluster } from '../formats/qcow2-decompress.ts';
@@ -44,7 +52,7 @@ class Wants {
   push(want: Want): void {
     const h = this.heap;
     h.push(want);
-    for (let i = h.length - 1; i > 0; ) {
+    for (let i = h.length - 1; i > 0;) {
       const parent = (i - 1) >> 1;
       if (!before(h[i]!, h[parent]!)) break;
       [h[i], h[parent]] = [h[parent]!, h[i]!];
@@ -57,7 +65,7 @@ class Wants {
     const last = h.pop();
     if (h.length > 0 && last) {
       h[0] = last;
-      for (let i = 0; ; ) {
+      for (let i = 0; ;) {
         const l = 2 * i + 1;
         const r = l + 1;
         let m = i;
@@ -92,7 +100,8 @@ async function peekHeader(body: AsyncIterable<Buffer>): Promise<{ head: Buffer; 
     seen.push(next.value);
     length += next.value.length;
     // Cluster 0 holds the header and its extensions: up to 2 MiB.
-    if (length >= 24) wanted = Math.min(2 ** Math.min(21, Math.max(9, Buffer.concat(seen).readUInt32BE(20))), 2 * 1024 * 1024);
+    if (length >= 24)
+      wanted = Math.min(2 ** Math.min(21, Math.max(9, Buffer.concat(seen).readUInt32BE(20))), 2 * 1024 * 1024);
   }
   async function* all(): AsyncGenerator<Buffer> {
     yield* seen;
@@ -101,7 +110,10 @@ async function peekHeader(body: AsyncIterable<Buffer>): Promise<{ head: Buffer; 
   return { head: Buffer.concat(seen), all: all() };
 }
 
-const outOfOrder = () => streamingUnsupported('a qcow2 image whose tables do not all precede the clusters they map (qemu-img convert -O qcow2 lays them out so)');
+const outOfOrder = () =>
+  streamingUnsupported(
+    'a qcow2 image whose tables do not all precede the clusters they map (qemu-img convert -O qcow2 lays them out so)',
+  );
 
 /** Opens a qcow2 stream: reads its header cluster; refuses what the mode cannot decode. */
 export async function qcow2StreamPieces(body: AsyncIterable<Buffer>, length: number | null): Promise<StreamedQcow2> {
@@ -115,10 +127,18 @@ export async function qcow2StreamPieces(body: AsyncIterable<Buffer>, length: num
     },
   };
   const detected = detectFormat(bufferSource(head));
-  if (detected.format !== 'qcow2') throw imageFormatMismatch(detected.format === 'vmdk' || detected.format === 'tar' ? detected.format : 'raw', 'qcow2', detected.description);
+  if (detected.format !== 'qcow2')
+    throw imageFormatMismatch(
+      detected.format === 'vmdk' || detected.format === 'tar' ? detected.format : 'raw',
+      'qcow2',
+      detected.description,
+    );
   const header = parseQcow2Header(source);
   if (header.extendedL2) throw streamingUnsupported('a qcow2 image with extended L2 entries (subclusters)');
-  if (header.virtualSize / header.clusterSize > MAX_CLUSTERS) throw streamingUnsupported(`a qcow2 image of more than ${MAX_CLUSTERS} clusters (${header.clusterSize}-byte clusters)`);
+  if (header.virtualSize / header.clusterSize > MAX_CLUSTERS)
+    throw streamingUnsupported(
+      `a qcow2 image of more than ${MAX_CLUSTERS} clusters (${header.clusterSize}-byte clusters)`,
+    );
   return { virtualSize: header.virtualSize, pieces: decode(all, header) };
 }
 
@@ -143,39 +163,41 @@ async function* decode(body: AsyncIterable<Buffer>, header: Qcow2Header): AsyncG
     out.push({ offset: guest, data });
   };
 
-  const l2Table = (index: number) => (table: Buffer): void => {
-    for (let k = 0; k < l2Entries; k++) {
-      const guest = (index * l2Entries + k) * clusterSize;
-      if (guest >= virtualSize) break;
-      const inGuest = Math.min(clusterSize, virtualSize - guest);
-      const entry = table.readBigUInt64BE(8 * k);
-      if ((entry >> 62n) & 1n) {
-        const x = 62n - BigInt(clusterBits - 8);
-        const coffset = Number(entry & ((1n << x) - 1n));
-        const sectors = Number((entry >> x) & ((1n << BigInt(clusterBits - 8)) - 1n)) + 1;
-        const csize = sectors * 512 - (coffset % 512);
-        // A compressed cluster whose last sectors run past the end of the file is decoded from
-        // what is there, as qemu does (it zero-pads).
-        want(coffset, coffset + csize, (bytes) => {
-          const cluster = decompressCluster(zlib, compression, bytes, clusterSize);
-          if (typeof cluster === 'string') throw qcow2BadCompressedCluster(guest, compression, clusterSize, cluster);
-          emit(guest, cluster.subarray(0, inGuest));
+  const l2Table =
+    (index: number) =>
+    (table: Buffer): void => {
+      for (let k = 0; k < l2Entries; k++) {
+        const guest = (index * l2Entries + k) * clusterSize;
+        if (guest >= virtualSize) break;
+        const inGuest = Math.min(clusterSize, virtualSize - guest);
+        const entry = table.readBigUInt64BE(8 * k);
+        if ((entry >> 62n) & 1n) {
+          const x = 62n - BigInt(clusterBits - 8);
+          const coffset = Number(entry & ((1n << x) - 1n));
+          const sectors = Number((entry >> x) & ((1n << BigInt(clusterBits - 8)) - 1n)) + 1;
+          const csize = sectors * 512 - (coffset % 512);
+          // A compressed cluster whose last sectors run past the end of the file is decoded from
+          // what is there, as qemu does (it zero-pads).
+          want(coffset, coffset + csize, (bytes) => {
+            const cluster = decompressCluster(zlib, compression, bytes, clusterSize);
+            if (typeof cluster === 'string') throw qcow2BadCompressedCluster(guest, compression, clusterSize, cluster);
+            emit(guest, cluster.subarray(0, inGuest));
+          });
+          continue;
+        }
+        const host = Number(entry & OFFSET_MASK);
+        if (entry & 1n) {
+          if (version === 2) throw qcow2V2ZeroFlag(guest);
+          continue;
+        }
+        if (host === 0) continue;
+        if (host % clusterSize !== 0) throw qcow2Misaligned(qcow2GuestData(guest), host, clusterSize);
+        want(host, host + inGuest, (bytes, complete) => {
+          if (!complete) throw qcow2BeyondEnd(qcow2GuestData(guest), host, position);
+          emit(guest, bytes);
         });
-        continue;
       }
-      const host = Number(entry & OFFSET_MASK);
-      if (entry & 1n) {
-        if (version === 2) throw qcow2V2ZeroFlag(guest);
-        continue;
-      }
-      if (host === 0) continue;
-      if (host % clusterSize !== 0) throw qcow2Misaligned(qcow2GuestData(guest), host, clusterSize);
-      want(host, host + inGuest, (bytes, complete) => {
-        if (!complete) throw qcow2BeyondEnd(qcow2GuestData(guest), host, position);
-        emit(guest, bytes);
-      });
-    }
-  };
+    };
   want(header.l1Offset, header.l1Offset + 8 * header.l1Needed, (l1, complete) => {
     if (!complete) throw qcow2BeyondEnd('the L1 table', header.l1Offset, position);
     for (let i = 0; i < header.l1Needed; i++) {
@@ -233,14 +255,18 @@ async function* decode(body: AsyncIterable<Buffer>, header: Qcow2Header): AsyncG
   const missing = wants.pop();
   if (missing) throw qcow2BeyondEnd('a cluster an L2 table maps', missing.start, at);
   // Zeros where no table mapped data (unallocated, zero flag): the disk's old bytes must not show.
-  for (let c = 0; c < clusters; ) {
+  for (let c = 0; c < clusters;) {
     if (isWritten(c)) {
       c++;
       continue;
     }
     const start = c;
     while (c < clusters && !isWritten(c)) c++;
-    for (let offset = start * clusterSize, end = Math.min(c * clusterSize, virtualSize); offset < end; offset += ZEROS.length) {
+    for (
+      let offset = start * clusterSize, end = Math.min(c * clusterSize, virtualSize);
+      offset < end;
+      offset += ZEROS.length
+    ) {
       yield { offset, data: ZEROS.subarray(0, Math.min(ZEROS.length, end - offset)) };
     }
   }

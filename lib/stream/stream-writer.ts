@@ -60,7 +60,11 @@ export class StreamWriter {
       offset += inHead;
       data = data.subarray(inHead);
     }
-    if (this.batchLength > 0 && (offset !== this.batchStart + this.batchLength || this.batchLength + data.length > BATCH)) await this.flush();
+    if (
+      this.batchLength > 0 &&
+      (offset !== this.batchStart + this.batchLength || this.batchLength + data.length > BATCH)
+    )
+      await this.flush();
     if (this.batchLength === 0) this.batchStart = offset;
     // Chunks are fresh buffers (the network's, a decoder's): kept as they are until written.
     this.batch.push(data);
@@ -70,7 +74,7 @@ export class StreamWriter {
 
   /** Writes zeros over [start, end): ranges of the image no piece covers. */
   async zero(start: number, end: number): Promise<void> {
-    for (let at = start; at < end; ) {
+    for (let at = start; at < end;) {
       const length = Math.min(end - at, ZEROS.length);
       await this.write(at, ZEROS.subarray(0, length));
       at += length;
@@ -121,7 +125,7 @@ export class StreamWriter {
 }
 
 async function writeFully(handle: FileHandle, data: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < data.length; ) {
+  for (let done = 0; done < data.length;) {
     const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
     if (bytesWritten <= 0) throw new Error(`write at ${position + done} made no progress`);
     done += bytesWritten;

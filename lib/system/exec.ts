@@ -115,7 +115,9 @@ class ToolHelper {
       this.pending.delete(id);
     });
     // A helper that dies leaves its requests failed, not hanging.
-    this.child.on('exit', (code, signal) => this.failAll(`the tool helper process exited (${signal ?? `code ${code}`})`));
+    this.child.on('exit', (code, signal) =>
+      this.failAll(`the tool helper process exited (${signal ?? `code ${code}`})`),
+    );
     this.child.on('error', (error) => this.failAll(`the tool helper process failed: ${error.message}`));
   }
 
@@ -159,7 +161,12 @@ export async function withToolHelper<T>(action: () => Promise<T>): Promise<T> {
 
 /** Runs a tool; see ExecOptions. */
 export async function exec(file: string, args: readonly string[] = [], options: ExecOptions = {}): Promise<ExecResult> {
-  const request: Request = { file, args, ...(options.input !== undefined && { input: options.input }), ...(options.env && { env: options.env }) };
+  const request: Request = {
+    file,
+    args,
+    ...(options.input !== undefined && { input: options.input }),
+    ...(options.env && { env: options.env }),
+  };
   const outcome = await (helper ? helper.run(request) : runTool(spawn, request));
   const result = toResult([file, ...args].join(' '), outcome);
   if (result.failed && options.reject !== false) throw new ExecError(result);

@@ -33,14 +33,17 @@ export class BlockDevice implements Destination {
   static async sizeOf(rdev: number): Promise<number> {
     const { major, minor } = deviceNumbers(rdev);
     const sectors = Number((await readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8')).trim());
-    if (!Number.isSafeInteger(sectors) || sectors < 0) throw new Error(`sysfs gave no size for block device ${major}:${minor}`);
+    if (!Number.isSafeInteger(sectors) || sectors < 0)
+      throw new Error(`sysfs gave no size for block device ${major}:${minor}`);
     return sectors * 512;
   }
 
   async open(): Promise<OpenDestination> {
-    const handle = await open(this.path, constants.O_WRONLY | constants.O_EXCL).catch((error: NodeJS.ErrnoException) => {
-      throw error.code === 'EBUSY' ? deviceBusy(this.path) : error;
-    });
+    const handle = await open(this.path, constants.O_WRONLY | constants.O_EXCL).catch(
+      (error: NodeJS.ErrnoException) => {
+        throw error.code === 'EBUSY' ? deviceBusy(this.path) : error;
+      },
+    );
     // A second descriptor for direct writes: not O_EXCL, which the first already holds for this process.
     const direct = await open(this.path, constants.O_WRONLY | constants.O_DIRECT).catch(() => undefined);
     return new OpenBlockDevice(this.path, this.size, handle, direct);

@@ -72,7 +72,8 @@ export class ExtentWriter {
       if (isZero(extent)) {
         if (!this.destination.zeroFilled) this.zeroRuns.add(extent.offset, extent.offset + extent.length);
       } else {
-        if (extent.data.length !== extent.length) throw new Error(`decoder gave ${extent.data.length} bytes for an extent of ${extent.length}`);
+        if (extent.data.length !== extent.length)
+          throw new Error(`decoder gave ${extent.data.length} bytes for an extent of ${extent.length}`);
         callbacks.onData?.(extent.offset, extent.data);
         await this.addData(extent.offset, extent.data, extent.release);
         this.dataBytes += extent.length;
@@ -110,7 +111,10 @@ export class ExtentWriter {
 
   private async addToBatch(offset: number, data: Buffer, release?: () => void): Promise<void> {
     const contiguous = this.batchLength > 0 && offset === this.batchStart + this.batchLength;
-    if (this.batchLength > 0 && (!contiguous || this.batchLength + data.length > MAX_BATCH || this.batch.length >= MAX_BUFFERS)) {
+    if (
+      this.batchLength > 0 &&
+      (!contiguous || this.batchLength + data.length > MAX_BATCH || this.batch.length >= MAX_BUFFERS)
+    ) {
       await this.flushBatch();
     }
     if (this.batchLength === 0) this.batchStart = offset;
@@ -160,7 +164,7 @@ export class ExtentWriter {
   }
 
   private async addZeros(start: number, end: number): Promise<void> {
-    for (let at = start; at < end; ) {
+    for (let at = start; at < end;) {
       const length = Math.min(end - at, ZEROS.length);
       await this.addToBatch(at, ZEROS.subarray(0, length));
       at += length;

@@ -61,7 +61,7 @@ export class PositionalWrites {
         return true;
       }
       this.staging ??= alignedBuffers(STAGING, 1)[0]!;
-      for (let done = 0; done < length; ) {
+      for (let done = 0; done < length;) {
         const staged = gather(buffers, done, this.staging);
         await writeFully(direct, [this.staging.subarray(0, staged)], position + done);
         done += staged;

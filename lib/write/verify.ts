@@ -17,7 +17,10 @@ export interface VerifiedImage {
 }
 
 /** Decodes every extent without writing (the image's dry pass if it has one): rejects as decoding would. */
-export async function verifyImage(image: DiskImage, onProgress?: (progress: WriteProgress) => void): Promise<VerifiedImage> {
+export async function verifyImage(
+  image: DiskImage,
+  onProgress?: (progress: WriteProgress) => void,
+): Promise<VerifiedImage> {
   const total = image.info.virtualSize;
   const longZeroRuns: [number, number][] = [];
   const runs = new ZeroRuns((start, end) => {

@@ -24,12 +24,18 @@ export async function writeImage(image: DiskImage, path: string, options: WriteO
 }
 
 /** Writes `image` onto `destination`; returns the guest bytes written as data. */
-export async function writeImageTo(image: DiskImage, destination: Destination, options: WriteOptions = {}): Promise<number> {
+export async function writeImageTo(
+  image: DiskImage,
+  destination: Destination,
+  options: WriteOptions = {},
+): Promise<number> {
   const { virtualSize } = image.info;
-  if (destination.capacity !== undefined && virtualSize > destination.capacity) throw imageLargerThanDevice(virtualSize, destination.capacity);
+  if (destination.capacity !== undefined && virtualSize > destination.capacity)
+    throw imageLargerThanDevice(virtualSize, destination.capacity);
   let verified: VerifiedImage | undefined;
   if (destination.inPlace) {
-    if (options.verified && options.verified.image !== image) throw new Error('verified is the verification of another image');
+    if (options.verified && options.verified.image !== image)
+      throw new Error('verified is the verification of another image');
     verified = options.verified ?? (await verifyImage(image));
   }
   const opened = await destination.open(virtualSize).catch((error: unknown) => {

@@ -36,7 +36,9 @@ interface Started {
 
 async function startServer(dir: string, names: string[], key: string): Promise<Started> {
   const config = { servers: names.map((serviceName) => ({ serviceName, apiKeys: [key] })) };
-  const child = fork(fileURLToPath(new URL('./api-server.ts', import.meta.url)), [join(dir, 'load.sqlite')], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(new URL('./api-server.ts', import.meta.url)), [join(dir, 'load.sqlite')], {
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   child.send(config);
   const tokens = new Map<string, string>();
   const url = await new Promise<string>((resolve, reject) => {
@@ -72,10 +74,18 @@ async function scenario(label: string, userDataBytes: number): Promise<void> {
   try {
     const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
     const small = JSON.stringify({ URL: 'https://images.example/disk.qcow2', type: 'qcow2' });
-    const large = JSON.stringify({ URL: 'https://images.example/disk.qcow2', type: 'qcow2', configdrive: { enable: true, userData: `#cloud-config\n# ${'x'.repeat(userDataBytes)}\n` } });
+    const large = JSON.stringify({
+      URL: 'https://images.example/disk.qcow2',
+      type: 'qcow2',
+      configdrive: { enable: true, userData: `#cloud-config\n# ${'x'.repeat(userDataBytes)}\n` },
+    });
     for (const [i, name] of names.entries()) {
       const body = userDataBytes > 0 && i < big ? large : small;
-      const response = await fetch(`${server.url}/dedicated/server/${name}/bringYourOwnImage`, { method: 'POST', headers: auth, body });
+      const response = await fetch(`${server.url}/dedicated/server/${name}/bringYourOwnImage`, {
+        method: 'POST',
+        headers: auth,
+        body,
+      });
       if (response.status !== 200) throw new Error(`POST ${name}: HTTP ${response.status} ${await response.text()}`);
     }
     while (server.tokens.size < agents) await new Promise((resolve) => setTimeout(resolve, 10));
@@ -90,8 +100,20 @@ async function scenario(label: string, userDataBytes: number): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, Math.random() * REPORT_MS));
       for (let done = 0; Date.now() < until; done += MiB) {
         const next = Date.now() + REPORT_MS;
-        const event = { status: 'doing', message: 'Writing image', phase: 'write', progress: { done, total: 10_000 * MiB, bytesPerSecond: 2 * MiB }, at: new Date().toISOString() };
-        const result = await timed(() => fetch(`${server.url}/agent/v1/servers/${name}/events`, { method: 'POST', headers, body: JSON.stringify({ events: [event] }) }));
+        const event = {
+          status: 'doing',
+          message: 'Writing image',
+          phase: 'write',
+          progress: { done, total: 10_000 * MiB, bytesPerSecond: 2 * MiB },
+          at: new Date().toISOString(),
+        };
+        const result = await timed(() =>
+          fetch(`${server.url}/agent/v1/servers/${name}/events`, {
+            method: 'POST',
+            headers,
+            body: JSON.stringify({ events: [event] }),
+          }),
+        );
         posts.push(result.ms);
         if (result.ok) events++;
         else failures++;
@@ -102,14 +124,19 @@ async function scenario(label: string, userDataBytes: number): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, Math.random() * pollMs));
       for (let n = i; Date.now() < until; n += customers) {
         const next = Date.now() + pollMs;
-        const result = await timed(() => fetch(`${server.url}/dedicated/server/${names[n % agents]}/bringYourOwnImage`, { headers: auth }));
+        const result = await timed(() =>
+          fetch(`${server.url}/dedicated/server/${names[n % agents]}/bringYourOwnImage`, { headers: auth }),
+        );
         gets.push(result.ms);
         if (!result.ok) failures++;
         await new Promise((resolve) => setTimeout(resolve, Math.max(0, next - Date.now())));
       }
     };
     const started = Date.now();
-    await Promise.all([...names.map((name) => agent(name, server.tokens.get(name)!)), ...Array.from({ length: customers }, (_, i) => customer(i))]);
+    await Promise.all([
+      ...names.map((name) => agent(name, server.tokens.get(name)!)),
+      ...Array.from({ length: customers }, (_, i) => customer(i)),
+    ]);
     const elapsed = (Date.now() - started) / 1000;
     gets.sort((a, b) => a - b);
     posts.sort((a, b) => a - b);
@@ -123,8 +150,12 @@ async function scenario(label: string, userDataBytes: number): Promise<void> {
   }
 }
 
-console.log(`byoi serve under load: ${agents} agents reporting every ${REPORT_MS} ms, ${customers} customers polling every ${pollMs} ms, ${seconds} s per case; latencies in ms; ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at start`);
-console.log('| job | agents | customers | GET p50 | GET p99 | events/s | events/s offered | POST events p50 | POST events p99 | failed requests |');
+console.log(
+  `byoi serve under load: ${agents} agents reporting every ${REPORT_MS} ms, ${customers} customers polling every ${pollMs} ms, ${seconds} s per case; latencies in ms; ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at start`,
+);
+console.log(
+  '| job | agents | customers | GET p50 | GET p99 | events/s | events/s offered | POST events p50 | POST events p99 | failed requests |',
+);
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 await scenario('small', 0);
 await scenario(`${big} of them 10 MiB userData`, 10 * MiB);

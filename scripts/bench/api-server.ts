@@ -24,4 +24,11 @@ const app = buildApi({ config, store, boot, agentUrl: () => url });
 await app.listen({ host: '127.0.0.1', port: 0 });
 url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 process.send!({ url });
-process.on('disconnect', () => void app.close().then(() => store.close()).then(() => process.exit(0)));
+process.on(
+  'disconnect',
+  () =>
+    void app
+      .close()
+      .then(() => store.close())
+      .then(() => process.exit(0)),
+);

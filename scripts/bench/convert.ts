@@ -19,11 +19,18 @@ export interface Row {
 /** sha256 of the bytes [start, end) of a file or device. */
 export async function sha256Of(path: string, end: number, start = 0): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { start, end: end - 1, highWaterMark: 4 * 1024 * 1024 })) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(path, { start, end: end - 1, highWaterMark: 4 * 1024 * 1024 }))
+    hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 
-export async function benchConvert(images: BenchImages, node: string, byoi: string, runs: number, sizes: Record<string, number>): Promise<Row[]> {
+export async function benchConvert(
+  images: BenchImages,
+  node: string,
+  byoi: string,
+  runs: number,
+  sizes: Record<string, number>,
+): Promise<Row[]> {
   const backing = '/dev/shm/byoi-bench-convert-target';
   const fd = openSync(backing, 'w');
   ftruncateSync(fd, images.virtualSize);
@@ -43,12 +50,19 @@ export async function benchConvert(images: BenchImages, node: string, byoi: stri
         runs,
         {
           ours: () => measure(node, [byoi, 'convert', image, device, '--type', 'qcow2']),
-          reference: () => measure('qemu-img', ['convert', '-t', 'writeback', '-n', '-f', 'qcow2', '-O', 'raw', image, device]),
+          reference: () =>
+            measure('qemu-img', ['convert', '-t', 'writeback', '-n', '-f', 'qcow2', '-O', 'raw', image, device]),
           direct: () => measure('qemu-img', ['convert', '-t', 'none', '-n', '-f', 'qcow2', '-O', 'raw', image, device]),
         },
         () => flushDevice(device),
       );
-      rows.push({ name: `convert qcow2 ${name}`, ours: summary(samples.ours!), reference: summary(samples.reference!), direct: summary(samples.direct!), imageBytes: sizes[image]! });
+      rows.push({
+        name: `convert qcow2 ${name}`,
+        ours: summary(samples.ours!),
+        reference: summary(samples.reference!),
+        direct: summary(samples.direct!),
+        imageBytes: sizes[image]!,
+      });
     }
     return rows;
   } finally {

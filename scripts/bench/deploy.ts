@@ -41,7 +41,10 @@ async function diskDigest(device: string, size: number): Promise<string> {
     closeSync(fd);
   }
   mbr.fill(0, 451, 454);
-  return createHash('sha256').update(mbr).update(await sha256Of(device, size, 512)).digest('hex');
+  return createHash('sha256')
+    .update(mbr)
+    .update(await sha256Of(device, size, 512))
+    .digest('hex');
 }
 
 export async function benchDeploy(images: BenchImages, node: string, byoi: string, runs: number): Promise<Row[]> {
@@ -65,14 +68,36 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
       const url = `http://127.0.0.1:${port}/${basename(image)}`;
       const checksum = await fileSha256(image);
       const ours = () =>
-        measure(node, [byoi, 'deploy', '--url', url, '--type', 'qcow2', '--checksum', checksum, '--checksum-type', 'sha256', '--disk', device, '--no-reboot', '--status-file', status]);
+        measure(node, [
+          byoi,
+          'deploy',
+          '--url',
+          url,
+          '--type',
+          'qcow2',
+          '--checksum',
+          checksum,
+          '--checksum-type',
+          'sha256',
+          '--disk',
+          device,
+          '--no-reboot',
+          '--status-file',
+          status,
+        ]);
       const pipeline = (cache: 'writeback' | 'none') => () =>
-        measure('bash', ['-c',
+        measure('bash', [
+          '-c',
           `set -eo pipefail; got=$(curl -sSf "$0" | tee "$1" | sha256sum | cut -d' ' -f1); [ "$got" = "$2" ];` +
-          ` qemu-img convert -t ${cache} -n -f qcow2 -O raw "$1" "$3"; sgdisk -e "$3" >/dev/null; rm -f "$1"`,
-          url, download, checksum, device]);
+            ` qemu-img convert -t ${cache} -n -f qcow2 -O raw "$1" "$3"; sgdisk -e "$3" >/dev/null; rm -f "$1"`,
+          url,
+          download,
+          checksum,
+          device,
+        ]);
       const baseline = pipeline('writeback');
-      const downloadAlone = () => measure('bash', ['-c', 'set -o pipefail; curl -sSf "$0" | sha256sum >/dev/null', url]);
+      const downloadAlone = () =>
+        measure('bash', ['-c', 'set -o pipefail; curl -sSf "$0" | sha256sum >/dev/null', url]);
       // Correctness first: the image's bytes, and the whole disk as the baseline leaves it.
       await baseline();
       const baselineDisk = await diskDigest(device, diskSize);
@@ -80,8 +105,13 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
       const got = await sha256Of(device, middle.end, middle.start);
       if (got !== expected) throw new Error(`byoi deploy of ${name} wrote ${got}, expected ${expected}`);
       const disk = await diskDigest(device, diskSize);
-      if (disk !== baselineDisk) throw new Error(`byoi deploy of ${name} left a disk (${disk}) unlike the baseline's (${baselineDisk})`);
-      const samples = await interleaved(runs, { ours, reference: baseline, direct: pipeline('none'), downloadAlone }, () => flushDevice(device));
+      if (disk !== baselineDisk)
+        throw new Error(`byoi deploy of ${name} left a disk (${disk}) unlike the baseline's (${baselineDisk})`);
+      const samples = await interleaved(
+        runs,
+        { ours, reference: baseline, direct: pipeline('none'), downloadAlone },
+        () => flushDevice(device),
+      );
       rows.push({
         name: `deploy qcow2 ${name}`,
         ours: summary(samples.ours!),
@@ -94,10 +124,32 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
         // What --verify-write costs: the same deployment with and without reading the disk back
         // (the "reference" column of this row is byoi without it).
         const verifying = () =>
-          measure(node, [byoi, 'deploy', '--url', url, '--type', 'qcow2', '--checksum', checksum, '--checksum-type', 'sha256', '--disk', device, '--no-reboot', '--status-file', status, '--verify-write']);
+          measure(node, [
+            byoi,
+            'deploy',
+            '--url',
+            url,
+            '--type',
+            'qcow2',
+            '--checksum',
+            checksum,
+            '--checksum-type',
+            'sha256',
+            '--disk',
+            device,
+            '--no-reboot',
+            '--status-file',
+            status,
+            '--verify-write',
+          ]);
         await verifying();
         const costs = await interleaved(runs, { ours: verifying, reference: ours }, () => flushDevice(device));
-        rows.push({ name: `deploy qcow2 ${name} --verify-write (reference: byoi without it)`, ours: summary(costs.ours!), reference: summary(costs.reference!), imageBytes: statSync(image).size });
+        rows.push({
+          name: `deploy qcow2 ${name} --verify-write (reference: byoi without it)`,
+          ours: summary(costs.ours!),
+          reference: summary(costs.reference!),
+          imageBytes: statSync(image).size,
+        });
       }
     }
     return rows;

@@ -19,13 +19,22 @@ export async function benchDownload(images: BenchImages, node: string, once: str
     for (const server of servers) {
       const url = server.url(basename(images.raw));
       const ours = (await execa(node, [once, url])).stdout.trim();
-      const reference = (await execa('bash', ['-c', 'set -o pipefail; curl -sSf "$0" | sha256sum | cut -d" " -f1', url])).stdout.trim();
-      if (ours !== reference) throw new Error(`byoi's download from ${server.name} hashed to ${ours}, curl's to ${reference}`);
+      const reference = (
+        await execa('bash', ['-c', 'set -o pipefail; curl -sSf "$0" | sha256sum | cut -d" " -f1', url])
+      ).stdout.trim();
+      if (ours !== reference)
+        throw new Error(`byoi's download from ${server.name} hashed to ${ours}, curl's to ${reference}`);
       const samples = await interleaved(runs, {
         ours: () => measure(node, [once, url]),
-        reference: () => measure('bash', ['-c', 'set -o pipefail; curl -sSf -o /dev/stdout "$0" | sha256sum >/dev/null', url]),
+        reference: () =>
+          measure('bash', ['-c', 'set -o pipefail; curl -sSf -o /dev/stdout "$0" | sha256sum >/dev/null', url]),
       });
-      rows.push({ name: `download + sha256 from ${server.name}`, ours: summary(samples.ours!), reference: summary(samples.reference!), imageBytes: statSync(images.raw).size });
+      rows.push({
+        name: `download + sha256 from ${server.name}`,
+        ours: summary(samples.ours!),
+        reference: summary(samples.reference!),
+        imageBytes: statSync(images.raw).size,
+      });
     }
     return rows;
   } finally {

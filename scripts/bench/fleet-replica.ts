@@ -25,5 +25,8 @@ await app.listen({ host: '127.0.0.1', port: 0 });
 url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 process.stdout.write(`listening on ${url}\n`);
 process.once('SIGTERM', () => {
-  void app.close().then(() => store.close()).then(() => process.exit(0));
+  void app
+    .close()
+    .then(() => store.close())
+    .then(() => process.exit(0));
 });

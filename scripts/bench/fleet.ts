@@ -55,7 +55,9 @@ interface Replica {
 }
 
 function startReplica(location: string, config: string, tokens: string): Promise<Replica> {
-  const child = spawn(process.execPath, [replicaScript, location, config, tokens], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [replicaScript, location, config, tokens], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -76,7 +78,8 @@ function rssBytes(pid: number): number {
   }
 }
 
-const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN);
+const percentile = (sorted: number[], p: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
 
 interface Stats {
   eventLatencies: number[];
@@ -98,7 +101,15 @@ interface Acknowledged {
 }
 
 /** One agent: take the job, report progress, end with done; every report retried until delivered. */
-async function playAgent(url: string, serviceName: string, token: string, reports: number, stats: Stats, deadline: number, acked: Acknowledged): Promise<void> {
+async function playAgent(
+  url: string,
+  serviceName: string,
+  token: string,
+  reports: number,
+  stats: Stats,
+  deadline: number,
+  acked: Acknowledged,
+): Promise<void> {
   const client = new AgentClient({ server: url, serviceName, token });
   while ((await client.fetchJob()) === 'retry') {
     if (Date.now() > deadline) throw new Error('no job');
@@ -126,7 +137,13 @@ async function playAgent(url: string, serviceName: string, token: string, report
   for (let i = 0; i < reports; i++) {
     const phase = i < reports / 2 ? 'download' : 'write';
     const done = Math.round((total * (i + 1)) / reports);
-    await deliver({ status: 'doing', phase, message: phase === 'download' ? 'Downloading the image' : 'Writing the image', progress: { done, total, bytesPerSecond: 500e6 }, at: new Date().toISOString() });
+    await deliver({
+      status: 'doing',
+      phase,
+      message: phase === 'download' ? 'Downloading the image' : 'Writing the image',
+      progress: { done, total, bytesPerSecond: 500e6 },
+      at: new Date().toISOString(),
+    });
     await sleep(PROGRESS_EVERY_MS);
   }
   await deliver({ status: 'done', phase: 'done', message: 'Deployed', at: new Date().toISOString() });
@@ -138,7 +155,9 @@ async function pollAsCustomer(url: string, servers: string[], stats: Stats, unti
     const server = servers[Math.floor(Math.random() * servers.length)]!;
     const started = performance.now();
     try {
-      const response = await fetch(`${url}/dedicated/server/${server}/bringYourOwnImage`, { headers: { authorization: `Bearer ${CUSTOMER_KEY}` } });
+      const response = await fetch(`${url}/dedicated/server/${server}/bringYourOwnImage`, {
+        headers: { authorization: `Bearer ${CUSTOMER_KEY}` },
+      });
       await response.arrayBuffer();
       if (response.status === 200) stats.getLatencies.push(performance.now() - started);
       else stats.getErrors++;
@@ -152,9 +171,11 @@ async function pollAsCustomer(url: string, servers: string[], stats: Stats, unti
 /** Runs `work` on each item, `width` at a time. */
 async function inParallel<T>(items: readonly T[], width: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) await work(items[next++]!);
-  }));
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < items.length) await work(items[next++]!);
+    }),
+  );
 }
 
 async function runScenario(scenario: Scenario, options: FleetOptions, location: string, dir: string): Promise<string> {
@@ -163,23 +184,46 @@ async function runScenario(scenario: Scenario, options: FleetOptions, location: 
   // One key file for every replica: each seals job bodies the others must open.
   const keyFile = join(dir, 'bodies.key');
   SecretBox.fromKeyFile(keyFile);
-  writeFileSync(config, JSON.stringify({ secretsKeyFile: keyFile, servers: servers.map((serviceName) => ({ serviceName, apiKeys: [CUSTOMER_KEY] })) }));
+  writeFileSync(
+    config,
+    JSON.stringify({
+      secretsKeyFile: keyFile,
+      servers: servers.map((serviceName) => ({ serviceName, apiKeys: [CUSTOMER_KEY] })),
+    }),
+  );
   const tokens = join(dir, `tokens-${scenario.replicas}-${scenario.database}`);
   mkdirSync(tokens, { mode: 0o700 });
 
   // Replicas start at once: on PostgreSQL they race for the migrations, as a fleet's would.
-  const replicas = await Promise.all(Array.from({ length: scenario.replicas }, () => startReplica(location, config, tokens)));
+  const replicas = await Promise.all(
+    Array.from({ length: scenario.replicas }, () => startReplica(location, config, tokens)),
+  );
   const sampler = setInterval(() => {
-    for (const replica of replicas) replica.peakRssBytes = Math.max(replica.peakRssBytes, rssBytes(replica.process.pid!));
+    for (const replica of replicas)
+      replica.peakRssBytes = Math.max(replica.peakRssBytes, rssBytes(replica.process.pid!));
   }, 250);
   let proxy: Proxy | undefined;
   try {
     proxy = replicas.length > 1 ? await startProxy(replicas.map((r) => r.url)) : undefined;
     const front = proxy?.url ?? replicas[0]!.url;
-    const stats: Stats = { eventLatencies: [], getLatencies: [], eventRetries: 0, eventRefused: 0, getErrors: 0, postErrors: 0, agentFailures: 0 };
+    const stats: Stats = {
+      eventLatencies: [],
+      getLatencies: [],
+      eventRetries: 0,
+      eventRefused: 0,
+      getErrors: 0,
+      postErrors: 0,
+      agentFailures: 0,
+    };
 
     const postStart = performance.now();
-    const body = { URL: 'https://images.bench/debian-12.qcow2', type: 'qcow2', checkSum: 'a'.repeat(64), checkSumType: 'sha256', configdrive: { enable: true, hostname: 'fleet' } };
+    const body = {
+      URL: 'https://images.bench/debian-12.qcow2',
+      type: 'qcow2',
+      checkSum: 'a'.repeat(64),
+      checkSumType: 'sha256',
+      configdrive: { enable: true, hostname: 'fleet' },
+    };
     await inParallel(servers, 50, async (server) => {
       const response = await fetch(`${front}/dedicated/server/${server}/bringYourOwnImage`, {
         method: 'POST',
@@ -202,13 +246,23 @@ async function runScenario(scenario: Scenario, options: FleetOptions, location: 
       scenario.kill === undefined
         ? undefined
         : sleep((options.seconds * 1000) / 2).then(() => replicas[scenario.kill!]!.process.kill('SIGKILL'));
-    const acknowledged = new Map(servers.map((server) => [server, { phases: new Set<string>(), done: false } as Acknowledged]));
+    const acknowledged = new Map(
+      servers.map((server) => [server, { phases: new Set<string>(), done: false } as Acknowledged]),
+    );
     const agentsStart = performance.now();
     await Promise.all(
       servers.map(async (server, i) => {
         await sleep((i / servers.length) * PROGRESS_EVERY_MS); // agents boot at different moments
         try {
-          await playAgent(front, server, readFileSync(join(tokens, server), 'utf8'), reports, stats, deadline, acknowledged.get(server)!);
+          await playAgent(
+            front,
+            server,
+            readFileSync(join(tokens, server), 'utf8'),
+            reports,
+            stats,
+            deadline,
+            acknowledged.get(server)!,
+          );
         } catch (error) {
           stats.agentFailures++;
           stats.firstFailure ??= `${server}: ${String(error)}`;
@@ -228,7 +282,8 @@ async function runScenario(scenario: Scenario, options: FleetOptions, location: 
         const deployment = await store.current(server);
         const steps: string[] = deployment ? (await store.steps(deployment.id)).map((s) => s.phase) : [];
         const acked = acknowledged.get(server)!;
-        if ((acked.done && deployment?.status !== 'done') || [...acked.phases].some((phase) => !steps.includes(phase))) lost++;
+        if ((acked.done && deployment?.status !== 'done') || [...acked.phases].some((phase) => !steps.includes(phase)))
+          lost++;
       }
     } finally {
       await store.close();
@@ -236,7 +291,9 @@ async function runScenario(scenario: Scenario, options: FleetOptions, location: 
 
     const events = stats.eventLatencies.sort((a, b) => a - b);
     const gets = stats.getLatencies.sort((a, b) => a - b);
-    const rss = replicas.map((r, i) => `${(r.peakRssBytes / 1024 ** 2).toFixed(0)}${i === scenario.kill ? ' (killed)' : ''}`).join(' / ');
+    const rss = replicas
+      .map((r, i) => `${(r.peakRssBytes / 1024 ** 2).toFixed(0)}${i === scenario.kill ? ' (killed)' : ''}`)
+      .join(' / ');
     const ms = (v: number) => v.toFixed(1);
     return (
       `| ${scenario.name} | ${(servers.length / postSeconds).toFixed(0)} | ${(events.length / agentSeconds).toFixed(0)} | ${ms(percentile(events, 50))} | ${ms(percentile(events, 99))} | ` +
@@ -266,9 +323,13 @@ export async function benchFleet(options: FleetOptions): Promise<void> {
   try {
     console.log(
       `fleet: ${options.agents} agents reporting every ${PROGRESS_EVERY_MS} ms for ${options.seconds} s then done, ${options.customers} customers polling GET every ${POLL_EVERY_MS} ms; ` +
-        `PostgreSQL 15: a local cluster with default settings (an fsync per commit) on a Unix socket; SQLite: byoi's settings (WAL, synchronous=NORMAL: no fsync per commit) on the same disk; load average at start ${loadavg().map((l) => l.toFixed(1)).join(' ')}`,
+        `PostgreSQL 15: a local cluster with default settings (an fsync per commit) on a Unix socket; SQLite: byoi's settings (WAL, synchronous=NORMAL: no fsync per commit) on the same disk; load average at start ${loadavg()
+          .map((l) => l.toFixed(1))
+          .join(' ')}`,
     );
-    console.log('| setup | POST/s | events/s | event p50 ms | event p99 ms | GET/s | GET p50 ms | GET p99 ms | errors: POST / event retries / GET / agents gave up | acknowledged but lost | peak RSS MiB per replica |');
+    console.log(
+      '| setup | POST/s | events/s | event p50 ms | event p99 ms | GET/s | GET p50 ms | GET p99 ms | errors: POST / event retries / GET / agents gave up | acknowledged but lost | peak RSS MiB per replica |',
+    );
     console.log('|---|---|---|---|---|---|---|---|---|---|---|');
     let n = 0;
     for (const scenario of scenarios) {

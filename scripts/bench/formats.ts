@@ -4,7 +4,17 @@
 // seek-bzip in JavaScript). The disk is the first 512 MiB of the benchmark disk (kept small: xz
 // and bzip2 are slow to make and to decode).
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { Row } from './convert.ts';
 import { sha256Of } from './convert.ts';
@@ -28,14 +38,30 @@ interface FormatImages {
 function makeFormatImages(images: BenchImages): FormatImages {
   const dir = join(images.raw, '..', 'formats');
   mkdirSync(dir, { recursive: true });
-  const out: FormatImages = { raw: join(dir, 'disk.raw'), xz: join(dir, 'disk.raw.xz'), bz2: join(dir, 'disk.raw.bz2'), vmdk: join(dir, 'disk1.vmdk'), ova: join(dir, 'appliance.ova') };
+  const out: FormatImages = {
+    raw: join(dir, 'disk.raw'),
+    xz: join(dir, 'disk.raw.xz'),
+    bz2: join(dir, 'disk.raw.bz2'),
+    vmdk: join(dir, 'disk1.vmdk'),
+    ova: join(dir, 'appliance.ova'),
+  };
   const stamp = join(dir, 'recipe');
   if (existsSync(stamp) && readFileSync(stamp, 'utf8') === RECIPE) return out;
   process.stderr.write('bench: making the format images (once)...\n');
   execFileSync('sh', ['-c', 'head -c "$1" "$2" > "$3"', 'sh', String(SIZE), images.raw, out.raw]);
   execFileSync('sh', ['-c', 'xz -6 -T1 -c "$1" > "$2"', 'sh', out.raw, out.xz]);
   execFileSync('sh', ['-c', 'bzip2 -9 -c "$1" > "$2"', 'sh', out.raw, out.bz2]);
-  execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', out.raw, out.vmdk]);
+  execFileSync('qemu-img', [
+    'convert',
+    '-f',
+    'raw',
+    '-O',
+    'vmdk',
+    '-o',
+    'subformat=streamOptimized',
+    out.raw,
+    out.vmdk,
+  ]);
   makeOva(dir, 'appliance', [{ path: out.vmdk, capacity: SIZE, address: '0' }]);
   writeFileSync(stamp, RECIPE);
   return out;
@@ -50,9 +76,20 @@ export async function benchFormats(images: BenchImages, node: string, byoi: stri
   const device = attachLoop(backing);
   try {
     const expected = await sha256Of(files.raw, SIZE);
-    const dd = (decoder: string, file: string) => () => measure('sh', ['-c', `${decoder} -d -c "$1" | dd of="$2" bs=4M iflag=fullblock conv=fdatasync status=none`, 'sh', file, device]);
+    const dd = (decoder: string, file: string) => () =>
+      measure('sh', [
+        '-c',
+        `${decoder} -d -c "$1" | dd of="$2" bs=4M iflag=fullblock conv=fdatasync status=none`,
+        'sh',
+        file,
+        device,
+      ]);
     const cases: [string, string, () => ReturnType<typeof measure>][] = [
-      ['convert OVA (streamOptimized VMDK) vs qemu-img convert of the VMDK', files.ova, () => measure('qemu-img', ['convert', '-t', 'writeback', '-n', '-f', 'vmdk', '-O', 'raw', files.vmdk, device])],
+      [
+        'convert OVA (streamOptimized VMDK) vs qemu-img convert of the VMDK',
+        files.ova,
+        () => measure('qemu-img', ['convert', '-t', 'writeback', '-n', '-f', 'vmdk', '-O', 'raw', files.vmdk, device]),
+      ],
       ['convert .raw.xz vs xz -d piped to dd', files.xz, dd('xz', files.xz)],
       ['convert .raw.bz2 vs bzip2 -d piped to dd', files.bz2, dd('bzip2', files.bz2)],
     ];
@@ -61,8 +98,17 @@ export async function benchFormats(images: BenchImages, node: string, byoi: stri
       await measure(node, [byoi, 'convert', image, device]);
       const got = await sha256Of(device, SIZE);
       if (got !== expected) throw new Error(`byoi convert of ${image} wrote ${got}, expected ${expected}`);
-      const samples = await interleaved(runs, { ours: () => measure(node, [byoi, 'convert', image, device]), reference }, () => flushDevice(device));
-      rows.push({ name, ours: summary(samples.ours!), reference: summary(samples.reference!), imageBytes: statSync(image).size });
+      const samples = await interleaved(
+        runs,
+        { ours: () => measure(node, [byoi, 'convert', image, device]), reference },
+        () => flushDevice(device),
+      );
+      rows.push({
+        name,
+        ours: summary(samples.ours!),
+        reference: summary(samples.reference!),
+        imageBytes: statSync(image).size,
+      });
     }
     return rows;
   } finally {

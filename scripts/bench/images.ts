@@ -2,14 +2,28 @@
 // /usr, random bytes, explicit zero runs, holes), and its qcow2 forms made by qemu-img.
 // Made once into the bench directory and reused while the recipe is unchanged.
 import { createCipheriv } from 'node:crypto';
-import { existsSync, openSync, closeSync, writeSync, ftruncateSync, readdirSync, readFileSync, statSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  openSync,
+  closeSync,
+  writeSync,
+  ftruncateSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  mkdirSync,
+  writeFileSync,
+  rmSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 
 const MiB = 1024 * 1024;
 /** The 2 GiB images' recipe; an image of N GiB repeats the pattern 31 x N times (time and RSS should be linear in N). */
 const recipe = (gib: number) =>
-  gib === 2 ? 'v1: 62 x [8 MiB /usr binaries, 4 MiB random, 4 MiB zeros, 16 MiB hole] from 1 MiB, GPT' : `v1, ${gib} GiB: ${31 * gib} x [8 MiB /usr binaries, 4 MiB random, 4 MiB zeros, 16 MiB hole] from 1 MiB, GPT`;
+  gib === 2
+    ? 'v1: 62 x [8 MiB /usr binaries, 4 MiB random, 4 MiB zeros, 16 MiB hole] from 1 MiB, GPT'
+    : `v1, ${gib} GiB: ${31 * gib} x [8 MiB /usr binaries, 4 MiB random, 4 MiB zeros, 16 MiB hole] from 1 MiB, GPT`;
 
 export interface BenchImages {
   /** Bytes of the disk the images describe. */
@@ -97,7 +111,9 @@ export function makeBenchImages(root: string, gib = 2): BenchImages {
   process.stderr.write('bench: making images (once)...\n');
   makeRaw(images.raw, gib);
   const convert = (out: string, ...options: string[]) =>
-    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', ...options, images.raw, out], { stdio: 'inherit' });
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', ...options, images.raw, out], {
+      stdio: 'inherit',
+    });
   convert(images.qcow2.plain, '-o', 'cluster_size=65536');
   convert(images.qcow2.zlib, '-c', '-o', 'cluster_size=65536,compression_type=zlib');
   convert(images.qcow2.zstd, '-c', '-o', 'cluster_size=65536,compression_type=zstd');

@@ -5,5 +5,13 @@ import { download } from '../../lib/download/download.ts';
 
 const [url, connections = '1'] = process.argv.slice(2) as [string, string?];
 const started = performance.now();
-const { digest } = await download({ url, headers: {}, type: 'raw', budget: 8 * 1024 ** 3, checksumType: 'sha256', connections: Number(connections), segmentedMinBytes: 0 });
+const { digest } = await download({
+  url,
+  headers: {},
+  type: 'raw',
+  budget: 8 * 1024 ** 3,
+  checksumType: 'sha256',
+  connections: Number(connections),
+  segmentedMinBytes: 0,
+});
 console.log(`${((performance.now() - started) / 1000).toFixed(3)} ${digest}`);

@@ -42,7 +42,10 @@ function shape({ rttMs, rate, lossPercent }: (typeof links)[number]): string {
     'tc -n srv qdisc del dev veth0 root 2>/dev/null || true',
     'tc -n cli qdisc del dev veth1 root 2>/dev/null || true',
     ...(rttMs > 0 || limit || loss
-      ? [`tc -n srv qdisc add dev veth0 root netem delay ${rttMs / 2}ms ${limit} ${loss} limit 10000`, `tc -n cli qdisc add dev veth1 root netem delay ${rttMs / 2}ms limit 10000`]
+      ? [
+          `tc -n srv qdisc add dev veth0 root netem delay ${rttMs / 2}ms ${limit} ${loss} limit 10000`,
+          `tc -n cli qdisc add dev veth1 root netem delay ${rttMs / 2}ms limit 10000`,
+        ]
       : []),
   ].join('\n');
 }
@@ -126,16 +129,21 @@ const result = await runInVm({
 const samples = new Map<string, number[]>();
 for (const line of result.output.split('\n')) {
   const match = /^RESULT (\d+) (\S+) ([\d.]+)$/.exec(line.trim());
-  if (match) samples.set(`${match[1]} ${match[2]}`, [...(samples.get(`${match[1]} ${match[2]}`) ?? []), Number(match[3])]);
+  if (match)
+    samples.set(`${match[1]} ${match[2]}`, [...(samples.get(`${match[1]} ${match[2]}`) ?? []), Number(match[3])]);
   else if (line.trim()) console.log(`# ${line.trim()}`);
 }
 if (result.exitCode !== 0) throw new Error(`the guest script failed (${result.exitCode})`);
-console.log(`${sizeMiB} MiB over each link, medians of ${values.runs} interleaved runs, client's tcp_rmem max ${values.rmem ?? "the kernel's"}, ${Math.round((Date.now() - started) / 1000)} s in all`);
+console.log(
+  `${sizeMiB} MiB over each link, medians of ${values.runs} interleaved runs, client's tcp_rmem max ${values.rmem ?? "the kernel's"}, ${Math.round((Date.now() - started) / 1000)} s in all`,
+);
 console.log('| link: RTT, rate, loss | client | connections | seconds (runs) | MB/s |');
 console.log('|---|---|---|---|---|');
 for (const [key, times] of samples) {
   const [index, name] = key.split(' ') as [string, string];
   const { rttMs, rate, lossPercent } = links[Number(index)]!;
   const [tool, n] = name.split('-');
-  console.log(`| ${rttMs} ms, ${rate}, ${lossPercent}% | ${tool} | ${n} | ${median(times).toFixed(1)} (${times.map((t) => t.toFixed(1)).join(', ')}) | ${(megabytes / median(times)).toFixed(2)} |`);
+  console.log(
+    `| ${rttMs} ms, ${rate}, ${lossPercent}% | ${tool} | ${n} | ${median(times).toFixed(1)} (${times.map((t) => t.toFixed(1)).join(', ')}) | ${(megabytes / median(times)).toFixed(2)} |`,
+  );
 }

@@ -14,8 +14,12 @@ export async function measure(command: string, args: string[]): Promise<Measurem
   const dir = mkdtempSync(join(tmpdir(), 'byoi-time-'));
   const out = join(dir, 'time');
   try {
-    const result = await execa('/usr/bin/time', ['-f', '%e %M', '-o', out, command, ...args], { reject: false, all: true });
-    if (result.exitCode !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.exitCode}):\n${result.all}`);
+    const result = await execa('/usr/bin/time', ['-f', '%e %M', '-o', out, command, ...args], {
+      reject: false,
+      all: true,
+    });
+    if (result.exitCode !== 0)
+      throw new Error(`${command} ${args.join(' ')} failed (${result.exitCode}):\n${result.all}`);
     const [seconds, kib] = readFileSync(out, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
     return { seconds: seconds!, peakRssBytes: kib! * 1024 };
   } finally {
@@ -58,5 +62,8 @@ export async function flushDevice(device: string): Promise<void> {
 }
 
 export function summary(samples: Measurement[]): Measurement {
-  return { seconds: median(samples.map((s) => s.seconds)), peakRssBytes: Math.max(...samples.map((s) => s.peakRssBytes)) };
+  return {
+    seconds: median(samples.map((s) => s.seconds)),
+    peakRssBytes: Math.max(...samples.map((s) => s.peakRssBytes)),
+  };
 }

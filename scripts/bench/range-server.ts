@@ -20,6 +20,10 @@ createServer((req, res) => {
     res.writeHead(416, { 'content-range': `bytes */${body.length}` }).end();
     return;
   }
-  res.writeHead(206, { ...headers, 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${body.length}` });
+  res.writeHead(206, {
+    ...headers,
+    'content-length': end - start + 1,
+    'content-range': `bytes ${start}-${end}/${body.length}`,
+  });
   res.end(body.subarray(start, end + 1));
 }).listen(Number(port), host, () => console.log('listening'));

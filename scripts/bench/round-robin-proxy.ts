@@ -28,10 +28,14 @@ export async function startProxy(upstreams: readonly string[]): Promise<Proxy> {
   const forward = (incoming: IncomingMessage, body: Buffer, reply: ServerResponse, tries: number): void => {
     const upstream = pick();
     if (!upstream) return void reply.writeHead(502).end();
-    const outgoing = request(`${upstream}${incoming.url}`, { method: incoming.method, headers: incoming.headers, agent }, (response) => {
-      reply.writeHead(response.statusCode ?? 502, response.headers);
-      response.pipe(reply);
-    });
+    const outgoing = request(
+      `${upstream}${incoming.url}`,
+      { method: incoming.method, headers: incoming.headers, agent },
+      (response) => {
+        reply.writeHead(response.statusCode ?? 502, response.headers);
+        response.pipe(reply);
+      },
+    );
     outgoing.on('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'ECONNREFUSED') {
         downUntil.set(upstream, Date.now() + DOWN_FOR_MS);

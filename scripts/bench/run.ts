@@ -34,7 +34,11 @@ const { values } = parseArgs({
 const runs = Number(values.runs);
 if (values.only === 'fleet') {
   // The API under a fleet's load (scripts/bench/fleet.ts): no images, no agent bundle.
-  await benchFleet({ agents: Number(values['fleet-agents']), customers: Number(values['fleet-customers']), seconds: Number(values['fleet-seconds']) });
+  await benchFleet({
+    agents: Number(values['fleet-agents']),
+    customers: Number(values['fleet-customers']),
+    seconds: Number(values['fleet-seconds']),
+  });
   process.exit(0);
 }
 const node = process.execPath;
@@ -45,7 +49,9 @@ process.on('exit', () => rmSync(bundleDir, { recursive: true, force: true }));
 const byoi = values.source ? entry : (await bundle(entry, bundleDir, 'byoi.mjs'))[0]!;
 // The download benchmark's program, bundled alike (as byoi loads it: no type stripping at each start).
 const downloadOnce = fileURLToPath(new URL('./download-once.ts', import.meta.url));
-const downloader = values.source ? downloadOnce : (await bundle(downloadOnce, join(bundleDir, 'download'), 'download-once.mjs'))[0]!;
+const downloader = values.source
+  ? downloadOnce
+  : (await bundle(downloadOnce, join(bundleDir, 'download'), 'download-once.mjs'))[0]!;
 
 // Made (once) only when a benchmark needs them: the start-up rows do not.
 const images = values.only === 'startup' ? undefined! : makeBenchImages(values.dir!, Number(values.size));
@@ -53,9 +59,17 @@ const sizes = images ? Object.fromEntries(Object.values(images.qcow2).map((f) =>
 const MiB = 1024 * 1024;
 const seconds = (m: Measurement | undefined) => (m ? m.seconds.toFixed(2) : '');
 const ratio = (a: Measurement, b: Measurement | undefined) => (b ? (a.seconds / b.seconds).toFixed(2) : '');
-console.log(`byoi ${values.source ? 'from source (type stripping)' : 'as bundled'}; ${Number(values.size)} GiB images; medians of ${runs} interleaved runs; load average before: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-console.log('reference: qemu-img convert -t writeback -n (convert), curl|tee tmpfs|sha256sum + qemu-img convert -t writeback + sgdisk -e (deploy), curl|sha256sum (download); direct: the same with qemu-img -t none (O_DIRECT); the device is flushed and uncached before every run');
-console.log(`| case | byoi s | reference s | time ratio | direct s | ratio to direct | download alone s | ratio to download | byoi peak RSS MiB | image MiB | RSS - image MiB |`);
+console.log(
+  `byoi ${values.source ? 'from source (type stripping)' : 'as bundled'}; ${Number(values.size)} GiB images; medians of ${runs} interleaved runs; load average before: ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')}`,
+);
+console.log(
+  'reference: qemu-img convert -t writeback -n (convert), curl|tee tmpfs|sha256sum + qemu-img convert -t writeback + sgdisk -e (deploy), curl|sha256sum (download); direct: the same with qemu-img -t none (O_DIRECT); the device is flushed and uncached before every run',
+);
+console.log(
+  `| case | byoi s | reference s | time ratio | direct s | ratio to direct | download alone s | ratio to download | byoi peak RSS MiB | image MiB | RSS - image MiB |`,
+);
 console.log(`|---|---|---|---|---|---|---|---|---|---|---|`);
 /** Rows are printed as each benchmark ends: a later failure does not lose them. */
 function print(rows: Row[]): void {
@@ -71,4 +85,9 @@ if (!values.only || values.only === 'convert') print(await benchConvert(images, 
 if (!values.only || values.only === 'deploy') print(await benchDeploy(images, node, byoi, runs));
 if (!values.only || values.only === 'download') print(await benchDownload(images, node, downloader, runs));
 if (!values.only || values.only === 'formats') print(await benchFormats(images, node, byoi, runs));
-if (!values.only) await benchFleet({ agents: Number(values['fleet-agents']), customers: Number(values['fleet-customers']), seconds: Number(values['fleet-seconds']) });
+if (!values.only)
+  await benchFleet({
+    agents: Number(values['fleet-agents']),
+    customers: Number(values['fleet-customers']),
+    seconds: Number(values['fleet-seconds']),
+  });

@@ -31,14 +31,24 @@ async function freePort(): Promise<number> {
 async function listening(port: number, child: ResultPromise): Promise<void> {
   for (let i = 0; i < 100; i++) {
     if (child.exitCode !== null) throw new Error(`the server exited (${child.exitCode})`);
-    const ok = await fetch(`http://127.0.0.1:${port}/`, { method: 'HEAD' }).then(() => true, () => false);
+    const ok = await fetch(`http://127.0.0.1:${port}/`, { method: 'HEAD' }).then(
+      () => true,
+      () => false,
+    );
     if (ok) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error(`nothing listens on ${port}`);
 }
 
-async function spawned(name: string, port: number, command: string, args: string[], cwd: string, cleanup = () => {}): Promise<BenchServer> {
+async function spawned(
+  name: string,
+  port: number,
+  command: string,
+  args: string[],
+  cwd: string,
+  cleanup = () => {},
+): Promise<BenchServer> {
   const child = execa(command, args, { cwd, reject: false, stdio: 'ignore' });
   await listening(port, child);
   return {
@@ -60,11 +70,21 @@ export async function startServers(dir: string, node: string): Promise<BenchServ
   try {
     for (const size of NODE_READ_SIZES) {
       const port = await freePort();
-      servers.push(await spawned(`node, ${size / KiB} KiB writes`, port, node, [nodeServer, dir, String(port), String(size)], dir));
+      servers.push(
+        await spawned(`node, ${size / KiB} KiB writes`, port, node, [nodeServer, dir, String(port), String(size)], dir),
+      );
     }
     // Debian's Python: the `python3` on PATH may be another one.
     const port = await freePort();
-    servers.push(await spawned('python3 -m http.server', port, '/usr/bin/python3', ['-m', 'http.server', '--bind', '127.0.0.1', String(port)], dir));
+    servers.push(
+      await spawned(
+        'python3 -m http.server',
+        port,
+        '/usr/bin/python3',
+        ['-m', 'http.server', '--bind', '127.0.0.1', String(port)],
+        dir,
+      ),
+    );
     if (existsSync('/usr/sbin/nginx')) servers.push(await startNginx(dir));
     return servers;
   } catch (error) {
@@ -93,5 +113,12 @@ http {
 }
 `,
   );
-  return spawned('nginx', port, '/usr/sbin/nginx', ['-c', join(home, 'nginx.conf'), '-e', join(home, 'error.log')], home, () => rmSync(home, { recursive: true, force: true }));
+  return spawned(
+    'nginx',
+    port,
+    '/usr/sbin/nginx',
+    ['-c', join(home, 'nginx.conf'), '-e', join(home, 'error.log')],
+    home,
+    () => rmSync(home, { recursive: true, force: true }),
+  );
 }

@@ -14,11 +14,27 @@ export async function benchStartup(node: string, byoi: string, runs: number): Pr
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', small, '64M']);
     // The compile cache is filled by a first run, as on any machine after the first command.
     await measure(node, [byoi, 'inspect', small]);
-    const help = await interleaved(runs, { ours: () => measure(node, [byoi, '--help']), reference: () => measure('qemu-img', ['--help']) });
-    const inspect = await interleaved(runs, { ours: () => measure(node, [byoi, 'inspect', small]), reference: () => measure('qemu-img', ['info', small]) });
+    const help = await interleaved(runs, {
+      ours: () => measure(node, [byoi, '--help']),
+      reference: () => measure('qemu-img', ['--help']),
+    });
+    const inspect = await interleaved(runs, {
+      ours: () => measure(node, [byoi, 'inspect', small]),
+      reference: () => measure('qemu-img', ['info', small]),
+    });
     return [
-      { name: 'start-up: byoi --help (qemu-img --help)', ours: summary(help.ours!), reference: summary(help.reference!), imageBytes: 0 },
-      { name: 'start-up: byoi inspect of a 64 MiB qcow2 (qemu-img info)', ours: summary(inspect.ours!), reference: summary(inspect.reference!), imageBytes: 0 },
+      {
+        name: 'start-up: byoi --help (qemu-img --help)',
+        ours: summary(help.ours!),
+        reference: summary(help.reference!),
+        imageBytes: 0,
+      },
+      {
+        name: 'start-up: byoi inspect of a 64 MiB qcow2 (qemu-img info)',
+        ours: summary(inspect.ours!),
+        reference: summary(inspect.reference!),
+        imageBytes: 0,
+      },
     ];
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -58,7 +58,10 @@ export async function bootDisk(options: BootOptions): Promise<BootResult> {
   }
   options.disks.forEach((disk, index) => {
     const snapshot = disk.snapshot ? ',snapshot=on' : '';
-    args.push('-drive', `file=${qemuValue(resolve(disk.file))},format=${disk.format ?? 'raw'},if=none,id=d${index},cache=unsafe${snapshot}`);
+    args.push(
+      '-drive',
+      `file=${qemuValue(resolve(disk.file))},format=${disk.format ?? 'raw'},if=none,id=d${index},cache=unsafe${snapshot}`,
+    );
     args.push('-device', `virtio-blk-pci,drive=d${index},bootindex=${index}`);
   });
 
@@ -67,11 +70,20 @@ export async function bootDisk(options: BootOptions): Promise<BootResult> {
   });
 
   try {
-    const { outcome } = startQemu({ args, until: options.until, timeoutSeconds: options.timeoutSeconds ?? 600, onConsole: options.onConsole });
+    const { outcome } = startQemu({
+      args,
+      until: options.until,
+      timeoutSeconds: options.timeoutSeconds ?? 600,
+      onConsole: options.onConsole,
+    });
     const { end, status, console, stderr, seconds } = await outcome;
     if (end === 'matched') return { console, seconds };
-    if (end === 'timeout') throw new VmError(`no ${options.until} on the console within ${options.timeoutSeconds ?? 600} s`, console);
-    throw new VmError(`QEMU stopped (status ${status}) before ${options.until} appeared${stderr ? `: ${stderr}` : ''}`, console);
+    if (end === 'timeout')
+      throw new VmError(`no ${options.until} on the console within ${options.timeoutSeconds ?? 600} s`, console);
+    throw new VmError(
+      `QEMU stopped (status ${status}) before ${options.until} appeared${stderr ? `: ${stderr}` : ''}`,
+      console,
+    );
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }

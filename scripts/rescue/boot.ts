@@ -23,9 +23,13 @@ export interface Rescue {
 
 /** Builds the rescue system around the bundle in `dist` into `out` (the Debian part comes from the cache). */
 export async function ensureRescue(options: { dist: string; out: string }): Promise<Rescue> {
-  const { stdout } = await promisify(execFile)('bash', [join(here, 'build-rescue.sh'), '--dist', options.dist, '--out', options.out], {
-    maxBuffer: 64 * 1024 * 1024,
-  });
+  const { stdout } = await promisify(execFile)(
+    'bash',
+    [join(here, 'build-rescue.sh'), '--dist', options.dist, '--out', options.out],
+    {
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
   const dir = stdout.trim().split('\n').pop() ?? '';
   return { kernel: join(dir, 'vmlinux'), initrd: join(dir, 'initrd.img') };
 }
@@ -48,11 +52,26 @@ export function bootRescue(options: RescueBootOptions): QemuRunning {
     // qemu64, not max: without the AVX and SHA extensions TCG emulates slowly, the agent's SHA-256
     // (OpenSSL) runs 2-3 times faster (measured: 64 MiB in 1.6-2.1 s against 4.2-5.2 s).
     ...machineArgs({ cpu: 'qemu64', memoryMiB: options.memoryMiB ?? 4096 }),
-    '-kernel', options.rescue.kernel, '-initrd', options.rescue.initrd,
+    '-kernel',
+    options.rescue.kernel,
+    '-initrd',
+    options.rescue.initrd,
     // Switches that save seconds under TCG (no self-tests, no mitigations, one UART probed).
-    '-append', ['console=ttyS0', 'quiet', 'mitigations=off', 'cryptomgr.notests', 'random.trust_cpu=on', 'tsc=reliable',
-      '8250.nr_uarts=1', ...options.cmdline].join(' '),
-    '-netdev', 'user,id=net0', '-device', `virtio-net-pci,netdev=net0${options.mac ? `,mac=${options.mac}` : ''}`,
+    '-append',
+    [
+      'console=ttyS0',
+      'quiet',
+      'mitigations=off',
+      'cryptomgr.notests',
+      'random.trust_cpu=on',
+      'tsc=reliable',
+      '8250.nr_uarts=1',
+      ...options.cmdline,
+    ].join(' '),
+    '-netdev',
+    'user,id=net0',
+    '-device',
+    `virtio-net-pci,netdev=net0${options.mac ? `,mac=${options.mac}` : ''}`,
   ];
   options.disks.forEach((file, index) => {
     args.push('-drive', `file=${qemuValue(resolve(file))},format=raw,if=none,id=d${index},cache=unsafe`);

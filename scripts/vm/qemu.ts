@@ -14,8 +14,23 @@ export interface MachineOptions {
 /** The machine every harness boots: q35 under TCG, no default devices, the serial console on stdio, off on a reboot. */
 export function machineArgs(options: MachineOptions): string[] {
   return [
-    '-machine', 'q35', '-accel', 'tcg', '-cpu', options.cpu ?? 'max', '-smp', String(options.cpus ?? 1), '-m', String(options.memoryMiB),
-    '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
+    '-machine',
+    'q35',
+    '-accel',
+    'tcg',
+    '-cpu',
+    options.cpu ?? 'max',
+    '-smp',
+    String(options.cpus ?? 1),
+    '-m',
+    String(options.memoryMiB),
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-serial',
+    'stdio',
+    '-no-reboot',
   ];
 }
 
@@ -67,7 +82,10 @@ export interface QemuRunning {
 
 /** Firmware, boot loaders and consoles draw with escape sequences; keeps the plain text lines. */
 export function normaliseConsole(text: string): string {
-  return text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replaceAll('\r\n', '\n').replaceAll('\r', '\n');
+  return text
+    .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
+    .replaceAll('\r\n', '\n')
+    .replaceAll('\r', '\n');
 }
 
 export function startQemu(options: QemuOptions): QemuRunning {

@@ -124,16 +124,35 @@ export async function runInVm(options: VmOptions): Promise<VmResult> {
 
   // Boot switches that save seconds under TCG (no self-tests, no W+X scan, no mitigations).
   const append = [
-    'console=ttyS0', 'panic=-1', 'quiet', 'rdinit=/init', 'net.ifnames=0', `byoi.nonce=${nonce}`,
-    'rodata=off', 'mitigations=off', 'cryptomgr.notests', 'random.trust_cpu=on', 'no_timer_check', 'audit=0',
-    'nowatchdog', '8250.nr_uarts=1', 'tsc=reliable',
+    'console=ttyS0',
+    'panic=-1',
+    'quiet',
+    'rdinit=/init',
+    'net.ifnames=0',
+    `byoi.nonce=${nonce}`,
+    'rodata=off',
+    'mitigations=off',
+    'cryptomgr.notests',
+    'random.trust_cpu=on',
+    'no_timer_check',
+    'audit=0',
+    'nowatchdog',
+    '8250.nr_uarts=1',
+    'tsc=reliable',
   ];
   if (options.network) append.push('byoi.net=1');
   const args = [
     ...machineArgs({ cpus: options.cpus ?? 1, memoryMiB: options.memoryMiB ?? 1024 }),
-    '-kernel', guest.kernel, '-initrd', guest.initrd, '-append', append.join(' '),
-    '-virtfs', `local,path=${qemuValue(projectRoot)},mount_tag=byoi,security_model=none,readonly=on,multidevs=remap`,
-    '-virtfs', `local,path=${qemuValue(resolve(exchange))},mount_tag=job,security_model=none,multidevs=remap`,
+    '-kernel',
+    guest.kernel,
+    '-initrd',
+    guest.initrd,
+    '-append',
+    append.join(' '),
+    '-virtfs',
+    `local,path=${qemuValue(projectRoot)},mount_tag=byoi,security_model=none,readonly=on,multidevs=remap`,
+    '-virtfs',
+    `local,path=${qemuValue(resolve(exchange))},mount_tag=job,security_model=none,multidevs=remap`,
     ...diskArgs(options.disks ?? []),
     ...(options.network ? ['-netdev', 'user,id=net0', '-device', 'virtio-net-pci,netdev=net0'] : []),
   ];
@@ -148,7 +167,8 @@ export async function runInVm(options: VmOptions): Promise<VmResult> {
       timeoutSeconds,
       onConsole: (chunk) => {
         options.onConsole?.(chunk);
-        if (Number.isNaN(bootSeconds) && qemu.console().includes(begin)) bootSeconds = (performance.now() - started) / 1000;
+        if (Number.isNaN(bootSeconds) && qemu.console().includes(begin))
+          bootSeconds = (performance.now() - started) / 1000;
       },
     });
     const { end: qemuEnd, status, console: consoleText, stderr } = await qemu.outcome;
@@ -156,7 +176,10 @@ export async function runInVm(options: VmOptions): Promise<VmResult> {
     const start = consoleText.indexOf(begin);
     const end = new RegExp(`byoi-vm:${nonce}:exit:(\\d+)\n`).exec(consoleText.slice(start + begin.length));
     if (start < 0 || !end) {
-      throw new VmError(`the VM stopped (QEMU status ${status}) before the script finished${stderr ? `: ${stderr}` : ''}`, consoleText);
+      throw new VmError(
+        `the VM stopped (QEMU status ${status}) before the script finished${stderr ? `: ${stderr}` : ''}`,
+        consoleText,
+      );
     }
     return {
       exitCode: Number(end[1]),
@@ -210,7 +233,9 @@ async function main(): Promise<void> {
     exchangeDir: values.exchange,
   });
   process.stdout.write(result.output);
-  process.stderr.write(`vm: exit ${result.exitCode}, boot ${result.bootSeconds.toFixed(1)} s, total ${result.totalSeconds.toFixed(1)} s\n`);
+  process.stderr.write(
+    `vm: exit ${result.exitCode}, boot ${result.bootSeconds.toFixed(1)} s, total ${result.totalSeconds.toFixed(1)} s\n`,
+  );
   process.exitCode = result.exitCode;
 }
 

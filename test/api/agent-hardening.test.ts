@@ -27,7 +27,14 @@ async function agentOutcome(settings: AgentSettings): Promise<{ error: unknown; 
     report.done('Installed');
   };
   try {
-    await runAgent({ settings, overrides: { disk: '/dev/loop-test', noReboot: true }, pipeline, jobTimeoutMs: 600, deliverTimeoutMs: 2000, backoff });
+    await runAgent({
+      settings,
+      overrides: { disk: '/dev/loop-test', noReboot: true },
+      pipeline,
+      jobTimeoutMs: 600,
+      deliverTimeoutMs: 2000,
+      backoff,
+    });
     return { error: undefined, ran };
   } catch (error) {
     return { error, ran };
@@ -39,8 +46,16 @@ describe('a job answer that is not a job (item 12)', () => {
     ['HTML', 'text/html', '<html><body>Welcome to the captive portal</body></html>'],
     ['null', 'application/json', 'null'],
     ['a wrong shape', 'application/json', '{"deploymentId":"1","body":"x"}'],
-    ['another server\'s job', 'application/json', JSON.stringify({ deploymentId: 1, serviceName: 'ns9.lab', kind: 'bringYourOwnImage', body })],
-    ['an unknown kind', 'application/json', JSON.stringify({ deploymentId: 1, serviceName: 'ns1.lab', kind: 'format-disk', body })],
+    [
+      "another server's job",
+      'application/json',
+      JSON.stringify({ deploymentId: 1, serviceName: 'ns9.lab', kind: 'bringYourOwnImage', body }),
+    ],
+    [
+      'an unknown kind',
+      'application/json',
+      JSON.stringify({ deploymentId: 1, serviceName: 'ns1.lab', kind: 'format-disk', body }),
+    ],
   ])('is retried, then ends with a clear error, never running the pipeline: %s', async (_what, type, text) => {
     let requests = 0;
     const server: Server = createServer((_request, response) => {
@@ -50,7 +65,11 @@ describe('a job answer that is not a job (item 12)', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = server.address() as AddressInfo;
-      const { error, ran } = await agentOutcome({ server: `http://127.0.0.1:${port}`, serviceName: 'ns1.lab', token: 't'.repeat(64) });
+      const { error, ran } = await agentOutcome({
+        server: `http://127.0.0.1:${port}`,
+        serviceName: 'ns1.lab',
+        token: 't'.repeat(64),
+      });
       expect(error).toBeInstanceOf(ByoiError);
       expect((error as ByoiError).message).toBe(apiMessages.jobUnavailable(`http://127.0.0.1:${port}`));
       expect((error as ByoiError).detail).toBe(apiMessages.notAJob);
@@ -77,7 +96,11 @@ describe('a job answer that is not a job (item 12)', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = server.address() as AddressInfo;
-      const { error, ran } = await agentOutcome({ server: `http://127.0.0.1:${port}`, serviceName: 'ns1.lab', token: 't'.repeat(64) });
+      const { error, ran } = await agentOutcome({
+        server: `http://127.0.0.1:${port}`,
+        serviceName: 'ns1.lab',
+        token: 't'.repeat(64),
+      });
       expect(error).toBeInstanceOf(ByoiError);
       expect((error as ByoiError).detail).toBe(apiMessages.notAJob);
       expect(ran).toBe(false);
@@ -89,25 +112,57 @@ describe('a job answer that is not a job (item 12)', () => {
   });
 });
 
-describe('the API\'s certificate is verified (item 3)', () => {
-  const [cert, key, otherCert, otherKey] = ['lab.crt', 'lab.key', 'other.crt', 'other.key'].map((f) => join(dir, f)) as [string, string, string, string];
+describe("the API's certificate is verified (item 3)", () => {
+  const [cert, key, otherCert, otherKey] = ['lab.crt', 'lab.key', 'other.crt', 'other.key'].map((f) =>
+    join(dir, f),
+  ) as [string, string, string, string];
   const makeCert = (certPath: string, keyPath: string) =>
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyPath, '-out', certPath], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        keyPath,
+        '-out',
+        certPath,
+      ],
+      { stdio: 'ignore' },
+    );
   makeCert(cert, key);
   makeCert(otherCert, otherKey);
 
   async function tlsDeployment(): Promise<{ url: string; token: string; close: () => Promise<void> }> {
     const boot = new RecordingBoot();
     const config = { servers: [{ serviceName: 'ns1.lab', apiKeys: ['alice-7f3e9a2c4b1d8e6f0a5c3b7d9e2f4a6c'] }] };
-    const api = await startApi(config, join(dir, `tls-${Date.now()}-${Math.random()}.sqlite`), boot, 0, { tls: { cert: readFileSync(cert), key: readFileSync(key) } });
+    const api = await startApi(config, join(dir, `tls-${Date.now()}-${Math.random()}.sqlite`), boot, 0, {
+      tls: { cert: readFileSync(cert), key: readFileSync(key) },
+    });
     const response = await new Promise<number>((resolve, reject) => {
       // The customer's side, trusting the lab's certificate.
       import('node:https').then(({ request }) =>
-        request(`${api.url}/dedicated/server/ns1.lab/bringYourOwnImage`, {
-          method: 'POST',
-          ca: readFileSync(cert),
-          headers: { authorization: `Bearer ${config.servers[0]!.apiKeys[0]}`, 'content-type': 'application/json' },
-        }, (r) => (r.resume(), resolve(r.statusCode!))).on('error', reject).end(JSON.stringify(body)),
+        request(
+          `${api.url}/dedicated/server/ns1.lab/bringYourOwnImage`,
+          {
+            method: 'POST',
+            ca: readFileSync(cert),
+            headers: { authorization: `Bearer ${config.servers[0]!.apiKeys[0]}`, 'content-type': 'application/json' },
+          },
+          (r) => (r.resume(), resolve(r.statusCode!)),
+        )
+          .on('error', reject)
+          .end(JSON.stringify(body)),
       );
     });
     expect(response).toBe(200);
@@ -117,7 +172,12 @@ describe('the API\'s certificate is verified (item 3)', () => {
   it('takes its job over HTTPS from an API whose certificate chains to the CA it was given', async () => {
     const api = await tlsDeployment();
     try {
-      const { error, ran } = await agentOutcome({ server: api.url, serviceName: 'ns1.lab', token: api.token, ca: readFileSync(cert) });
+      const { error, ran } = await agentOutcome({
+        server: api.url,
+        serviceName: 'ns1.lab',
+        token: api.token,
+        ca: readFileSync(cert),
+      });
       expect(error).toBeUndefined();
       expect(ran).toBe(true);
     } finally {
@@ -126,20 +186,30 @@ describe('the API\'s certificate is verified (item 3)', () => {
   });
 
   it.each([
-    ['no CA (the system\'s do not know the lab\'s)', undefined],
+    ["no CA (the system's do not know the lab's)", undefined],
     ['another CA (a man in the middle)', otherCert],
-  ])('refuses an API whose certificate does not verify, with %s, and never runs the pipeline', async (_what, caFile) => {
-    const api = await tlsDeployment();
-    try {
-      const { error, ran } = await agentOutcome({ server: api.url, serviceName: 'ns1.lab', token: api.token, ...(caFile && { ca: readFileSync(caFile) }) });
-      expect(error).toBeInstanceOf(ByoiError);
-      expect((error as ByoiError).message).toBe(apiMessages.jobUnavailable(api.url));
-      expect((error as ByoiError).detail).toMatch(/^the API's certificate could not be verified \((DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE)\)/);
-      expect(ran).toBe(false);
-    } finally {
-      await api.close();
-    }
-  });
+  ])(
+    'refuses an API whose certificate does not verify, with %s, and never runs the pipeline',
+    async (_what, caFile) => {
+      const api = await tlsDeployment();
+      try {
+        const { error, ran } = await agentOutcome({
+          server: api.url,
+          serviceName: 'ns1.lab',
+          token: api.token,
+          ...(caFile && { ca: readFileSync(caFile) }),
+        });
+        expect(error).toBeInstanceOf(ByoiError);
+        expect((error as ByoiError).message).toBe(apiMessages.jobUnavailable(api.url));
+        expect((error as ByoiError).detail).toMatch(
+          /^the API's certificate could not be verified \((DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE)\)/,
+        );
+        expect(ran).toBe(false);
+      } finally {
+        await api.close();
+      }
+    },
+  );
 
   it('reads the CA from --ca-file, byoi.ca= or the baked path, and refuses plain HTTP unless allowed', () => {
     const cmdline = join(dir, 'cmdline');
@@ -157,6 +227,8 @@ describe('the API\'s certificate is verified (item 3)', () => {
     expect(agentSettings({ insecure: true }, cmdline, absent).server).toBe('http://10.0.0.1:8080');
     writeFileSync(cmdline, 'byoi.server=http://10.0.0.1:8080 byoi.service=ns1.lab byoi.token=abc byoi.insecure=1\n');
     expect(agentSettings({}, cmdline, absent).server).toBe('http://10.0.0.1:8080');
-    expect(() => agentSettings({ server: 'ftp://10.0.0.1' }, cmdline, absent)).toThrow(apiMessages.insecureApi('ftp://10.0.0.1'));
+    expect(() => agentSettings({ server: 'ftp://10.0.0.1' }, cmdline, absent)).toThrow(
+      apiMessages.insecureApi('ftp://10.0.0.1'),
+    );
   });
 });

@@ -17,7 +17,11 @@ import type { Reporter } from '../../agent/reporter.ts';
 import { call, RecordingBoot, startApi, type TestApi } from '../helpers/api.ts';
 
 const config: ApiConfig = { servers: [{ serviceName: 'ns1.lab', apiKeys: ['key-alice'] }] };
-const body = { URL: 'http://images.example/disk.raw?sig=secret-query-value', type: 'raw', httpHeader: [{ key: 'X-Auth', value: 'header-secret-value' }] };
+const body = {
+  URL: 'http://images.example/disk.raw?sig=secret-query-value',
+  type: 'raw',
+  httpHeader: [{ key: 'X-Auth', value: 'header-secret-value' }],
+};
 const backoff = { initialDelay: 20, maxDelay: 100 };
 
 const dir = mkdtempSync(join(tmpdir(), 'byoi-agent-'));
@@ -52,10 +56,14 @@ afterEach(async () => {
   await api?.close().catch(() => {});
 });
 
-const status = async () => (await call(api.url, 'GET', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-alice' })).body;
+const status = async () =>
+  (await call(api.url, 'GET', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-alice' })).body;
 
 /** POSTs the job; the lab "boots" by starting runAgent in this process with `pipeline`. */
-async function deployWith(pipeline: Pipeline, extra: Partial<AgentOptions> = {}): Promise<{ agent: Promise<void>; reboots: string[] }> {
+async function deployWith(
+  pipeline: Pipeline,
+  extra: Partial<AgentOptions> = {},
+): Promise<{ agent: Promise<void>; reboots: string[] }> {
   const reboots: string[] = [];
   let agent!: Promise<void>;
   boot.onBoot = async (context) => {
@@ -80,7 +88,9 @@ async function deployWith(pipeline: Pipeline, extra: Partial<AgentOptions> = {})
     });
     agent.catch(() => {}); // awaited by the test
   };
-  expect((await call(api.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-alice', body })).status).toBe(200);
+  expect(
+    (await call(api.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-alice', body })).status,
+  ).toBe(200);
   return { agent, reboots };
 }
 
@@ -101,7 +111,13 @@ describe('byoi agent with the API', () => {
     };
     const { agent, reboots } = await deployWith(pipeline);
     await until(async () => (await status()).phase === 'download');
-    expect(seenJob).toMatchObject({ url: body.URL, type: 'raw', target: { disk: '/dev/loop-test' }, httpHeaders: { 'X-Auth': 'header-secret-value' }, noReboot: true });
+    expect(seenJob).toMatchObject({
+      url: body.URL,
+      type: 'raw',
+      target: { disk: '/dev/loop-test' },
+      httpHeaders: { 'X-Auth': 'header-secret-value' },
+      noReboot: true,
+    });
 
     const port = api.port;
     await api.close();
@@ -114,8 +130,13 @@ describe('byoi agent with the API', () => {
     api = await startApi(config, db, boot, port);
     await agent;
     expect(reboots).toEqual(['done']);
-    expect(await status()).toMatchObject({ status: 'done', message: 'Image deployed on /dev/loop-test', phase: 'done' });
-    const steps = (await call(api.url, 'GET', '/dedicated/server/ns1.lab/install/status', { key: 'key-alice' })).body.progress;
+    expect(await status()).toMatchObject({
+      status: 'done',
+      message: 'Image deployed on /dev/loop-test',
+      phase: 'done',
+    });
+    const steps = (await call(api.url, 'GET', '/dedicated/server/ns1.lab/install/status', { key: 'key-alice' })).body
+      .progress;
     expect(steps.map((s: { comment: string; status: string }) => [s.comment, s.status])).toEqual([
       ['Booting the server on the deployment agent', 'done'],
       ['Downloading image', 'done'],
@@ -130,9 +151,18 @@ describe('byoi agent with the API', () => {
       throw noPartitionTable('ext4 filesystem', { detail: 'sent header-secret-value to secret-query-value' });
     };
     const { agent, reboots } = await deployWith(pipeline);
-    await expect(agent).rejects.toMatchObject({ kind: 'refused-image', message: noPartitionTable('ext4 filesystem').message });
-    expect(await status()).toMatchObject({ status: 'error', message: noPartitionTable('ext4 filesystem').message, phase: 'inspect' });
-    expect((await call(api.url, 'GET', '/dedicated/server/ns1.lab/task/1', { key: 'key-alice' })).body.status).toBe('customerError');
+    await expect(agent).rejects.toMatchObject({
+      kind: 'refused-image',
+      message: noPartitionTable('ext4 filesystem').message,
+    });
+    expect(await status()).toMatchObject({
+      status: 'error',
+      message: noPartitionTable('ext4 filesystem').message,
+      phase: 'inspect',
+    });
+    expect((await call(api.url, 'GET', '/dedicated/server/ns1.lab/task/1', { key: 'key-alice' })).body.status).toBe(
+      'customerError',
+    );
     expect(reboots).toEqual([]);
   });
 
@@ -184,7 +214,9 @@ describe('byoi agent with the API', () => {
       report.done('Image deployed');
     });
     await until(async () => (await status()).phase === 'write');
-    expect((await call(api.url, 'DELETE', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-alice' })).status).toBe(200);
+    expect(
+      (await call(api.url, 'DELETE', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-alice' })).status,
+    ).toBe(200);
     finish.open();
     await agent; // the outbox gives up at once instead of retrying a refused token
     expect((await status()).status).toBeNull();
@@ -193,7 +225,14 @@ describe('byoi agent with the API', () => {
   it('gives up taking its job when the API never answers, with a clear message', async () => {
     await api.close();
     const settings = { server: api.url, serviceName: 'ns1.lab', token: 't'.repeat(43) };
-    const run = runAgent({ settings, overrides: {}, pipeline: async () => {}, jobTimeoutMs: 200, deliverTimeoutMs: 100, backoff });
+    const run = runAgent({
+      settings,
+      overrides: {},
+      pipeline: async () => {},
+      jobTimeoutMs: 200,
+      deliverTimeoutMs: 100,
+      backoff,
+    });
     await expect(run).rejects.toMatchObject({ message: apiMessages.jobUnavailable(api.url) });
     api = await startApi(config, db, boot);
   });
@@ -201,7 +240,11 @@ describe('byoi agent with the API', () => {
 
 describe('the outbox', () => {
   const event = (status: AgentEvent['status'], phase: PhaseName, done = 0): AgentEvent => ({
-    status, message: phase, phase, progress: { done, total: 100, bytesPerSecond: 1 }, at: new Date().toISOString(),
+    status,
+    message: phase,
+    phase,
+    progress: { done, total: 100, bytesPerSecond: 1 },
+    at: new Date().toISOString(),
   });
 
   it('delivers in order, collapsing progress of one phase while the API is away, never the phase changes or outcome', async () => {
@@ -253,10 +296,23 @@ describe('the outbox', () => {
 describe('agent settings', () => {
   it('reads byoi.server, byoi.service and byoi.token from the kernel command line; flags win', () => {
     const cmdline = join(dir, 'cmdline');
-    writeFileSync(cmdline, 'BOOT_IMAGE=/vmlinuz root=/dev/ram0 byoi.server=http://10.0.0.1:8080/ byoi.service=ns1.lab byoi.token=abc byoi.insecure=1 quiet\n');
+    writeFileSync(
+      cmdline,
+      'BOOT_IMAGE=/vmlinuz root=/dev/ram0 byoi.server=http://10.0.0.1:8080/ byoi.service=ns1.lab byoi.token=abc byoi.insecure=1 quiet\n',
+    );
     expect(parseCmdline('a=1 byoi.token="q"')).toEqual({ token: 'q' });
-    expect(agentSettings({}, cmdline)).toEqual({ server: 'http://10.0.0.1:8080', serviceName: 'ns1.lab', token: 'abc' });
-    expect(agentSettings({ token: 'flag' }, cmdline)).toEqual({ server: 'http://10.0.0.1:8080', serviceName: 'ns1.lab', token: 'flag' });
-    expect(() => agentSettings({ server: 'http://x' }, join(dir, 'absent'))).toThrow(apiMessages.badAgentSettings(['service name', 'token']));
+    expect(agentSettings({}, cmdline)).toEqual({
+      server: 'http://10.0.0.1:8080',
+      serviceName: 'ns1.lab',
+      token: 'abc',
+    });
+    expect(agentSettings({ token: 'flag' }, cmdline)).toEqual({
+      server: 'http://10.0.0.1:8080',
+      serviceName: 'ns1.lab',
+      token: 'flag',
+    });
+    expect(() => agentSettings({ server: 'http://x' }, join(dir, 'absent'))).toThrow(
+      apiMessages.badAgentSettings(['service name', 'token']),
+    );
   });
 });

@@ -14,7 +14,15 @@ import { RecordingBoot } from '../helpers/api.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { signedCall, startApiv6Lab, type Apiv6Lab } from '../helpers/ovh-apiv6.ts';
 
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 const config: ApiConfig = { servers: [{ serviceName: 'ns1.lab', apiKeys: [] }] };
 const rules = [{ method: 'GET', path: '/dedicated/server*' }];
 
@@ -29,8 +37,10 @@ describe.skipIf(skipWithout('chromium'))('the validation page in a browser', () 
 
   beforeAll(async () => {
     assertCapable('chromium');
-    lab = await startApiv6Lab(config, join(dir, 'lab.sqlite'), new RecordingBoot(), { dana: ['dana password', ['ns1.lab']] });
-    app = (await lab.credentials.createApplication('dana\'s <script>tool</script>', 'deploys web servers')).application;
+    lab = await startApiv6Lab(config, join(dir, 'lab.sqlite'), new RecordingBoot(), {
+      dana: ['dana password', ['ns1.lab']],
+    });
+    app = (await lab.credentials.createApplication("dana's <script>tool</script>", 'deploys web servers')).application;
     // The application's own site, on another origin: where the browser goes once the customer answered.
     tool = createServer((request, response) => {
       landed.push(request.url ?? '');
@@ -72,7 +82,7 @@ describe.skipIf(skipWithout('chromium'))('the validation page in a browser', () 
     const { page, violations } = await openPage(validationUrl);
     await expect.poll(() => page.locator('table').innerText()).toContain('/dedicated/server*');
     // The application's name is text, not markup.
-    expect(await page.locator('strong').first().innerText()).toBe('dana\'s <script>tool</script>');
+    expect(await page.locator('strong').first().innerText()).toBe("dana's <script>tool</script>");
 
     await page.fill('input[name=name]', 'dana');
     await page.fill('input[name=password]', 'wrong');
@@ -103,7 +113,9 @@ describe.skipIf(skipWithout('chromium'))('the validation page in a browser', () 
     await page.fill('input[name=password]', 'dana password');
     await Promise.all([page.waitForURL(`${toolUrl}/refused`), page.click('button[value=refuse]')]);
     expect(violations).toEqual([]);
-    expect((await signedCall(lab.url, { ...app, consumerKey }, 'GET', '/1.0/dedicated/server')).body.errorCode).toBe('INVALID_CREDENTIAL');
+    expect((await signedCall(lab.url, { ...app, consumerKey }, 'GET', '/1.0/dedicated/server')).body.errorCode).toBe(
+      'INVALID_CREDENTIAL',
+    );
     // The link is spent.
     await page.goto(validationUrl);
     expect(await page.locator('body').innerText()).toContain('no longer pending');

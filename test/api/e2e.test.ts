@@ -18,116 +18,177 @@ import { attachLoop, detachAllLoops } from '../helpers/loop.ts';
 
 const MiB = 2 ** 20;
 const repo = fileURLToPath(new URL('../..', import.meta.url));
-const sh = (command: string, args: string[]) => execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const sh = (command: string, args: string[]) =>
+  execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
-describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('the provisioning loop: API, spawned agent, loop device', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'byoi-e2e-'));
-  let images: TestServer;
-  let api: TestApi;
-  let disk: string;
-  const boot = { current: undefined as CommandBootAdapter | undefined };
-  const raw = join(dir, 'image.raw');
-  const qcow2 = join(dir, 'image.qcow2');
+describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))(
+  'the provisioning loop: API, spawned agent, loop device',
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), 'byoi-e2e-'));
+    let images: TestServer;
+    let api: TestApi;
+    let disk: string;
+    const boot = { current: undefined as CommandBootAdapter | undefined };
+    const raw = join(dir, 'image.raw');
+    const qcow2 = join(dir, 'image.qcow2');
 
-  beforeAll(async () => {
-    assertCapable('root', 'loop', 'qemu-img', 'sgdisk');
-    // A 48 MiB GPT disk image with random data in its partition, as qcow2.
-    sh('truncate', ['-s', `${48 * MiB}`, raw]);
-    sh('sgdisk', ['-n1:2048:+32M', '-t1:8300', raw]);
-    sh('dd', ['if=/dev/urandom', `of=${raw}`, 'bs=1M', 'seek=1', 'count=32', 'conv=notrunc', 'status=none']);
-    sh('qemu-img', ['convert', '-O', 'qcow2', raw, qcow2]);
-    images = await startServer();
-    images.serve('/image.qcow2', { body: readFileSync(qcow2) });
-    images.serve('/image.raw', { body: readFileSync(raw) });
+    beforeAll(async () => {
+      assertCapable('root', 'loop', 'qemu-img', 'sgdisk');
+      // A 48 MiB GPT disk image with random data in its partition, as qcow2.
+      sh('truncate', ['-s', `${48 * MiB}`, raw]);
+      sh('sgdisk', ['-n1:2048:+32M', '-t1:8300', raw]);
+      sh('dd', ['if=/dev/urandom', `of=${raw}`, 'bs=1M', 'seek=1', 'count=32', 'conv=notrunc', 'status=none']);
+      sh('qemu-img', ['convert', '-O', 'qcow2', raw, qcow2]);
+      images = await startServer();
+      images.serve('/image.qcow2', { body: readFileSync(qcow2) });
+      images.serve('/image.raw', { body: readFileSync(raw) });
 
-    // The target: a 96 MiB loop device full of old data.
-    const target = join(dir, 'disk.img');
-    sh('dd', ['if=/dev/urandom', `of=${target}`, 'bs=1M', 'count=96', 'status=none']);
-    disk = attachLoop(target);
+      // The target: a 96 MiB loop device full of old data.
+      const target = join(dir, 'disk.img');
+      sh('dd', ['if=/dev/urandom', `of=${target}`, 'bs=1M', 'count=96', 'status=none']);
+      disk = attachLoop(target);
 
-    const config: ApiConfig = {
-      servers: [
-        {
-          serviceName: 'ns1.lab',
-          apiKeys: ['key-alice'],
-          boot: {
-            command: [process.execPath, join(repo, 'agent/byoi.ts'), 'agent', '--insecure', '--server', '{server}', '--service-name', '{service}',
-              '--disk', disk, '--no-reboot', '--ram-size', String(4 * 1024 * MiB), '--deliver-timeout', '30'],
-            logFile: join(dir, 'agent-{service}.log'),
+      const config: ApiConfig = {
+        servers: [
+          {
+            serviceName: 'ns1.lab',
+            apiKeys: ['key-alice'],
+            boot: {
+              command: [
+                process.execPath,
+                join(repo, 'agent/byoi.ts'),
+                'agent',
+                '--insecure',
+                '--server',
+                '{server}',
+                '--service-name',
+                '{service}',
+                '--disk',
+                disk,
+                '--no-reboot',
+                '--ram-size',
+                String(4 * 1024 * MiB),
+                '--deliver-timeout',
+                '30',
+              ],
+              logFile: join(dir, 'agent-{service}.log'),
+            },
           },
-        },
-      ],
-    };
-    boot.current = new CommandBootAdapter(config.servers);
-    api = await startApi(config, join(dir, 'api.sqlite'), boot.current);
-  });
+        ],
+      };
+      boot.current = new CommandBootAdapter(config.servers);
+      api = await startApi(config, join(dir, 'api.sqlite'), boot.current);
+    });
 
-  afterAll(async () => {
-    await boot.current?.rescue('ns1.lab');
-    await api?.close();
-    await images?.close();
-    detachAllLoops();
-    rmSync(dir, { recursive: true, force: true });
-  });
+    afterAll(async () => {
+      await boot.current?.rescue('ns1.lab');
+      await api?.close();
+      await images?.close();
+      detachAllLoops();
+      rmSync(dir, { recursive: true, force: true });
+    });
 
-  const status = async () => (await call(api.url, 'GET', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-alice' })).body;
+    const status = async () =>
+      (await call(api.url, 'GET', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-alice' })).body;
 
-  async function finalStatus(): Promise<{ seen: string[]; last: Record<string, unknown> }> {
-    const seen: string[] = [];
-    const deadline = Date.now() + 90_000;
-    for (;;) {
-      const now = await status();
-      if (now.status === 'doing' && seen.at(-1) !== now.phase) seen.push(now.phase);
-      if (now.status !== 'doing') return { seen, last: now };
-      if (Date.now() > deadline) throw new Error(`still doing: ${JSON.stringify(now)}; the agent's log:\n${agentLog()}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+    async function finalStatus(): Promise<{ seen: string[]; last: Record<string, unknown> }> {
+      const seen: string[] = [];
+      const deadline = Date.now() + 90_000;
+      for (;;) {
+        const now = await status();
+        if (now.status === 'doing' && seen.at(-1) !== now.phase) seen.push(now.phase);
+        if (now.status !== 'doing') return { seen, last: now };
+        if (Date.now() > deadline)
+          throw new Error(`still doing: ${JSON.stringify(now)}; the agent's log:\n${agentLog()}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
     }
-  }
 
-  const agentLog = () => readFileSync(join(dir, 'agent-ns1.lab.log'), 'utf8');
-  /** The agent's last stderr line: the message it ended with. */
-  const agentLastLine = () => agentLog().split('\n').filter((l) => l.trim() !== '').at(-1);
+    const agentLog = () => readFileSync(join(dir, 'agent-ns1.lab.log'), 'utf8');
+    /** The agent's last stderr line: the message it ended with. */
+    const agentLastLine = () =>
+      agentLog()
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .at(-1);
 
-  it.each<[string, () => object, () => string | RegExp]>([
-    ['a wrong checksum', () => ({ URL: `${images.url}/image.qcow2`, type: 'qcow2', checkSum: '0'.repeat(64), checkSumType: 'sha256' }),
-      () => `Bad sha256 for downloaded file, got: ${sha256OfFile(qcow2)} while expecting ${'0'.repeat(64)}.`],
-    ['a raw image declared qcow2', () => ({ URL: `${images.url}/image.raw`, type: 'qcow2' }), () => /^image provided format is \S+ which does not match expected qcow2 format$/],
-  ])('refuses %s: GET says error with the agent\'s exact message, and the disk is untouched', async (_what, body, expected) => {
-    writeFileSync(join(dir, 'agent-ns1.lab.log'), '');
-    const before = await sha256Of(disk);
-    expect((await call(api.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-alice', body: body() })).status).toBe(200);
-    const { last } = await finalStatus();
-    expect(last).toMatchObject({ status: 'error', servername: 'ns1.lab' });
-    // The agent delivers its final status first, then ends with the message as its last line.
-    await expect.poll(agentLastLine, { timeout: 15_000 }).toBe(last.message);
-    expect(last.message).toMatch(expected());
-    expect(await sha256Of(disk)).toBe(before);
-  });
+    it.each<[string, () => object, () => string | RegExp]>([
+      [
+        'a wrong checksum',
+        () => ({ URL: `${images.url}/image.qcow2`, type: 'qcow2', checkSum: '0'.repeat(64), checkSumType: 'sha256' }),
+        () => `Bad sha256 for downloaded file, got: ${sha256OfFile(qcow2)} while expecting ${'0'.repeat(64)}.`,
+      ],
+      [
+        'a raw image declared qcow2',
+        () => ({ URL: `${images.url}/image.raw`, type: 'qcow2' }),
+        () => /^image provided format is \S+ which does not match expected qcow2 format$/,
+      ],
+    ])(
+      "refuses %s: GET says error with the agent's exact message, and the disk is untouched",
+      async (_what, body, expected) => {
+        writeFileSync(join(dir, 'agent-ns1.lab.log'), '');
+        const before = await sha256Of(disk);
+        expect(
+          (
+            await call(api.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', {
+              key: 'key-alice',
+              body: body(),
+            })
+          ).status,
+        ).toBe(200);
+        const { last } = await finalStatus();
+        expect(last).toMatchObject({ status: 'error', servername: 'ns1.lab' });
+        // The agent delivers its final status first, then ends with the message as its last line.
+        await expect.poll(agentLastLine, { timeout: 15_000 }).toBe(last.message);
+        expect(last.message).toMatch(expected());
+        expect(await sha256Of(disk)).toBe(before);
+      },
+    );
 
-  it('deploys: POST, GET doing, GET done, every step delivered; the disk holds the image and its GPT is clean', async () => {
-    const checksum = sha256OfFile(qcow2);
-    const body = { URL: `${images.url}/image.qcow2`, type: 'qcow2', checkSum: checksum, checkSumType: 'sha256', description: 'e2e' };
-    expect((await call(api.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-alice', body })).status).toBe(200);
-    const { seen, last } = await finalStatus();
-    expect(seen[0]).toBe('boot');
-    expect(last).toMatchObject({ status: 'done', checksum, servername: 'ns1.lab', phase: 'done' });
-    expect(last.message).toContain(disk);
-    // The partition's data is the image's, byte for byte; the GPT verifies with its backup at the end.
-    expect(readAt(disk, MiB, 32 * MiB).equals(readAt(raw, MiB, 32 * MiB))).toBe(true);
-    expect(sh('sgdisk', ['-v', disk])).toContain('No problems found');
-    const steps = (await call(api.url, 'GET', '/dedicated/server/ns1.lab/install/status', { key: 'key-alice' })).body.progress;
-    expect(steps.length).toBeGreaterThanOrEqual(4);
-    expect(steps.every((s: { status: string }) => s.status === 'done')).toBe(true);
-  });
+    it('deploys: POST, GET doing, GET done, every step delivered; the disk holds the image and its GPT is clean', async () => {
+      const checksum = sha256OfFile(qcow2);
+      const body = {
+        URL: `${images.url}/image.qcow2`,
+        type: 'qcow2',
+        checkSum: checksum,
+        checkSumType: 'sha256',
+        description: 'e2e',
+      };
+      expect(
+        (await call(api.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: 'key-alice', body })).status,
+      ).toBe(200);
+      const { seen, last } = await finalStatus();
+      expect(seen[0]).toBe('boot');
+      expect(last).toMatchObject({ status: 'done', checksum, servername: 'ns1.lab', phase: 'done' });
+      expect(last.message).toContain(disk);
+      // The partition's data is the image's, byte for byte; the GPT verifies with its backup at the end.
+      expect(readAt(disk, MiB, 32 * MiB).equals(readAt(raw, MiB, 32 * MiB))).toBe(true);
+      expect(sh('sgdisk', ['-v', disk])).toContain('No problems found');
+      const steps = (await call(api.url, 'GET', '/dedicated/server/ns1.lab/install/status', { key: 'key-alice' })).body
+        .progress;
+      expect(steps.length).toBeGreaterThanOrEqual(4);
+      expect(steps.every((s: { status: string }) => s.status === 'done')).toBe(true);
+    });
 
-  it('lets a reinstall follow the same path, as a task', async () => {
-    writeFileSync(join(dir, 'agent-ns1.lab.log'), '');
-    const body = { operatingSystem: 'byoi_64', customizations: { imageURL: `${images.url}/image.raw`, imageType: 'raw', efiBootloaderPath: '\\EFI\\BOOT\\BOOTX64.EFI' } };
-    const task = (await call(api.url, 'POST', '/dedicated/server/ns1.lab/reinstall', { key: 'key-alice', body })).body;
-    expect(task).toMatchObject({ function: 'reinstallServer', status: 'init' });
-    const { last } = await finalStatus();
-    expect(last).toMatchObject({ status: 'done' });
-    expect((await call(api.url, 'GET', `/dedicated/server/ns1.lab/task/${task.taskId}`, { key: 'key-alice' })).body).toMatchObject({ status: 'done', doneDate: expect.any(String) });
-    expect(readAt(disk, MiB, 32 * MiB).equals(readAt(raw, MiB, 32 * MiB))).toBe(true);
-  });
-});
+    it('lets a reinstall follow the same path, as a task', async () => {
+      writeFileSync(join(dir, 'agent-ns1.lab.log'), '');
+      const body = {
+        operatingSystem: 'byoi_64',
+        customizations: {
+          imageURL: `${images.url}/image.raw`,
+          imageType: 'raw',
+          efiBootloaderPath: '\\EFI\\BOOT\\BOOTX64.EFI',
+        },
+      };
+      const task = (await call(api.url, 'POST', '/dedicated/server/ns1.lab/reinstall', { key: 'key-alice', body }))
+        .body;
+      expect(task).toMatchObject({ function: 'reinstallServer', status: 'init' });
+      const { last } = await finalStatus();
+      expect(last).toMatchObject({ status: 'done' });
+      expect(
+        (await call(api.url, 'GET', `/dedicated/server/ns1.lab/task/${task.taskId}`, { key: 'key-alice' })).body,
+      ).toMatchObject({ status: 'done', doneDate: expect.any(String) });
+      expect(readAt(disk, MiB, 32 * MiB).equals(readAt(raw, MiB, 32 * MiB))).toBe(true);
+    });
+  },
+);

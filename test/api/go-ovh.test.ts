@@ -16,9 +16,14 @@ import { answerValidationPage, startApiv6Lab, type Apiv6Lab } from '../helpers/o
 import { fetchTrusting } from '../helpers/ovh-sdk.ts';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
-const config: ApiConfig = { servers: [{ serviceName: 'ns1.lab', apiKeys: [] }, { serviceName: 'ns2.lab', apiKeys: [] }] };
+const config: ApiConfig = {
+  servers: [
+    { serviceName: 'ns1.lab', apiKeys: [] },
+    { serviceName: 'ns2.lab', apiKeys: [] },
+  ],
+};
 
-describe.skipIf(skipWithout('go-ovh'))('OVH\'s Go client against the API over HTTPS', () => {
+describe.skipIf(skipWithout('go-ovh'))("OVH's Go client against the API over HTTPS", () => {
   const dir = mkdtempSync(join(tmpdir(), 'byoi-go-ovh-'));
   const cert = join(dir, 'lab.crt');
   const client = join(dir, 'go-ovh-client');
@@ -28,10 +33,41 @@ describe.skipIf(skipWithout('go-ovh'))('OVH\'s Go client against the API over HT
   beforeAll(async () => {
     assertCapable('go-ovh');
     const key = join(dir, 'lab.key');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'ignore' },
+    );
     // Built against Debian's go-ovh, offline (GOPATH mode); Go's build cache makes later builds quick.
-    await execa('go', ['build', '-o', client, '.'], { cwd: join(repo, 'test/helpers/go-ovh-client'), env: { GOPATH: '/usr/share/gocode', GO111MODULE: 'off', GOFLAGS: '' } });
-    lab = await startApiv6Lab(config, join(dir, 'lab.sqlite'), new RecordingBoot(), { carol: ['carol password', ['ns1.lab']] }, { tls: { cert: readFileSync(cert), key: readFileSync(key) } });
+    await execa('go', ['build', '-o', client, '.'], {
+      cwd: join(repo, 'test/helpers/go-ovh-client'),
+      env: { GOPATH: '/usr/share/gocode', GO111MODULE: 'off', GOFLAGS: '' },
+    });
+    lab = await startApiv6Lab(
+      config,
+      join(dir, 'lab.sqlite'),
+      new RecordingBoot(),
+      { carol: ['carol password', ['ns1.lab']] },
+      { tls: { cert: readFileSync(cert), key: readFileSync(key) } },
+    );
     keys = (await lab.credentials.createApplication('go tool', '')).application;
   });
   afterAll(async () => {
@@ -40,30 +76,73 @@ describe.skipIf(skipWithout('go-ovh'))('OVH\'s Go client against the API over HT
   });
 
   async function go(input: Record<string, unknown>): Promise<any> {
-    const { stdout } = await execa(client, [], { input: JSON.stringify({ endpoint: `${lab.url}/1.0`, ...keys, ...input }), env: { SSL_CERT_FILE: cert } });
+    const { stdout } = await execa(client, [], {
+      input: JSON.stringify({ endpoint: `${lab.url}/1.0`, ...keys, ...input }),
+      env: { SSL_CERT_FILE: cert },
+    });
     return JSON.parse(stdout);
   }
-  const call = (method: string, path: string, body: unknown = null, extra: object = {}) => go({ op: 'call', method, path, body, ...extra });
+  const call = (method: string, path: string, body: unknown = null, extra: object = {}) =>
+    go({ op: 'call', method, path, body, ...extra });
 
   it('requests a consumer key with its CkRequest, validated on the page, then signs calls', async () => {
-    const { result } = await go({ op: 'credential', redirection: 'https://tool.example/done', rules: [{ method: 'GET', path: '/*' }, { method: 'POST', path: '/dedicated/server/*' }, { method: 'DELETE', path: '/dedicated/server/*' }] });
-    expect(result).toMatchObject({ state: 'pendingValidation', consumerKey: expect.any(String), validationUrl: expect.stringContaining('/auth/?credentialToken=') });
-    const page = await answerValidationPage(result.validationUrl, { name: 'carol', password: 'carol password', decision: 'grant' }, fetchTrusting(readFileSync(cert)));
+    const { result } = await go({
+      op: 'credential',
+      redirection: 'https://tool.example/done',
+      rules: [
+        { method: 'GET', path: '/*' },
+        { method: 'POST', path: '/dedicated/server/*' },
+        { method: 'DELETE', path: '/dedicated/server/*' },
+      ],
+    });
+    expect(result).toMatchObject({
+      state: 'pendingValidation',
+      consumerKey: expect.any(String),
+      validationUrl: expect.stringContaining('/auth/?credentialToken='),
+    });
+    const page = await answerValidationPage(
+      result.validationUrl,
+      { name: 'carol', password: 'carol password', decision: 'grant' },
+      fetchTrusting(readFileSync(cert)),
+    );
     expect(page).toMatchObject({ status: 303, location: 'https://tool.example/done' });
     keys = { ...keys, consumerKey: result.consumerKey };
 
     expect(await call('GET', '/dedicated/server')).toEqual({ result: ['ns1.lab'] });
     expect((await call('GET', '/auth/currentCredential')).result).toMatchObject({ status: 'validated' });
-    expect(await call('POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { URL: 'https://127.0.0.1:9/disk.qcow2', type: 'qcow2', description: 'from go-ovh' })).toEqual({ result: null });
-    expect((await call('GET', '/dedicated/server/ns1.lab/bringYourOwnImage')).result).toMatchObject({ status: 'doing', servername: 'ns1.lab' });
+    expect(
+      await call('POST', '/dedicated/server/ns1.lab/bringYourOwnImage', {
+        URL: 'https://127.0.0.1:9/disk.qcow2',
+        type: 'qcow2',
+        description: 'from go-ovh',
+      }),
+    ).toEqual({ result: null });
+    expect((await call('GET', '/dedicated/server/ns1.lab/bringYourOwnImage')).result).toMatchObject({
+      status: 'doing',
+      servername: 'ns1.lab',
+    });
     expect(await call('DELETE', '/dedicated/server/ns1.lab/bringYourOwnImage')).toEqual({ result: null });
   });
 
-  it('surfaces each refusal as go-ovh\'s APIError with OVH\'s message', async () => {
-    expect(await call('GET', '/dedicated/server/ns2.lab/bringYourOwnImage')).toEqual({ error: 404, message: 'The requested object (serviceName = ns2.lab) does not exist' });
-    expect(await call('DELETE', '/me/api/credential/1')).toEqual({ error: 403, message: 'This call has not been granted' });
-    expect(await call('GET', '/dedicated/server', null, { appSecret: 'x'.repeat(32) })).toEqual({ error: 400, message: 'Invalid signature' });
-    expect(await call('GET', '/dedicated/server', null, { consumerKey: 'y'.repeat(32) })).toEqual({ error: 403, message: 'This credential does not exist' });
-    expect(await call('POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { URL: 'ftp://x', type: 'raw' })).toMatchObject({ error: 400, message: expect.any(String) });
+  it("surfaces each refusal as go-ovh's APIError with OVH's message", async () => {
+    expect(await call('GET', '/dedicated/server/ns2.lab/bringYourOwnImage')).toEqual({
+      error: 404,
+      message: 'The requested object (serviceName = ns2.lab) does not exist',
+    });
+    expect(await call('DELETE', '/me/api/credential/1')).toEqual({
+      error: 403,
+      message: 'This call has not been granted',
+    });
+    expect(await call('GET', '/dedicated/server', null, { appSecret: 'x'.repeat(32) })).toEqual({
+      error: 400,
+      message: 'Invalid signature',
+    });
+    expect(await call('GET', '/dedicated/server', null, { consumerKey: 'y'.repeat(32) })).toEqual({
+      error: 403,
+      message: 'This credential does not exist',
+    });
+    expect(
+      await call('POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { URL: 'ftp://x', type: 'raw' }),
+    ).toMatchObject({ error: 400, message: expect.any(String) });
   });
 });

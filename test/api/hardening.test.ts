@@ -76,7 +76,13 @@ describe('authentication happens before the body (item 5)', () => {
     const { port } = await start();
     await deploy();
     const answer = await rawExchange(port, (socket) => {
-      socket.write(requestText('POST', agentEvents('ns1.lab'), { authorization: `Bearer ${'0'.repeat(64)}`, 'content-type': 'application/json', 'content-length': 12 * 1024 * 1024 }));
+      socket.write(
+        requestText('POST', agentEvents('ns1.lab'), {
+          authorization: `Bearer ${'0'.repeat(64)}`,
+          'content-type': 'application/json',
+          'content-length': 12 * 1024 * 1024,
+        }),
+      );
     });
     expect(answer.status).toBe(403);
     expect(expectOvhShape(answer.body).message).toBe(apiMessages.wrongAgentToken);
@@ -86,7 +92,9 @@ describe('authentication happens before the body (item 5)', () => {
   it('refuses a customer without a key before reading the body', async () => {
     const { port } = await start();
     const answer = await rawExchange(port, (socket) => {
-      socket.write(requestText('POST', byoi('ns1.lab'), { 'content-type': 'application/json', 'content-length': 4 * 1024 * 1024 }));
+      socket.write(
+        requestText('POST', byoi('ns1.lab'), { 'content-type': 'application/json', 'content-length': 4 * 1024 * 1024 }),
+      );
     });
     expect(answer.status).toBe(401);
     expectOvhShape(answer.body);
@@ -97,7 +105,13 @@ describe('authentication happens before the body (item 5)', () => {
     const answer = await rawExchange(
       port,
       async (socket) => {
-        socket.write(requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${aliceKey}`, 'content-type': 'application/json', 'content-length': 100 }));
+        socket.write(
+          requestText('POST', byoi('ns1.lab'), {
+            authorization: `Bearer ${aliceKey}`,
+            'content-type': 'application/json',
+            'content-length': 100,
+          }),
+        );
         for (let i = 0; i < 40 && !socket.destroyed; i++) {
           socket.write(' ');
           await new Promise((resolve) => setTimeout(resolve, 150));
@@ -133,7 +147,12 @@ describe('authentication happens before the body (item 5)', () => {
   it('caps a batch of events', async () => {
     await start();
     const token = await deploy();
-    const events = Array.from({ length: 101 }, () => ({ status: 'doing', message: 'Downloading image', phase: 'download', at: new Date().toISOString() }));
+    const events = Array.from({ length: 101 }, () => ({
+      status: 'doing',
+      message: 'Downloading image',
+      phase: 'download',
+      at: new Date().toISOString(),
+    }));
     const answer = await call(api!.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events } });
     expect(answer).toEqual({ status: 400, body: { class: 'Client::BadRequest', message: apiMessages.badEvents } });
   });
@@ -143,10 +162,21 @@ describe('the job body is stored apart, sealed, cut to the contract and pruned (
   it('creates the database, its WAL and SHM files and the key file 0600', async () => {
     await start();
     const token = await deploy();
-    await call(api!.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: [{ status: 'doing', message: 'Downloading image', phase: 'download' }] } });
+    await call(api!.url, 'POST', agentEvents('ns1.lab'), {
+      key: token,
+      body: { events: [{ status: 'doing', message: 'Downloading image', phase: 'download' }] },
+    });
     const files = readdirSync(dir).filter((f) => f.startsWith(db.slice(dir.length + 1)));
-    expect(files.sort()).toEqual(expect.arrayContaining([`h-${n - 1}.sqlite`, `h-${n - 1}.sqlite-wal`, `h-${n - 1}.sqlite-shm`, `h-${n - 1}.sqlite.key`]));
-    for (const file of files) expect({ file, mode: (statSync(join(dir, file)).mode & 0o777).toString(8) }).toEqual({ file, mode: '600' });
+    expect(files.sort()).toEqual(
+      expect.arrayContaining([
+        `h-${n - 1}.sqlite`,
+        `h-${n - 1}.sqlite-wal`,
+        `h-${n - 1}.sqlite-shm`,
+        `h-${n - 1}.sqlite.key`,
+      ]),
+    );
+    for (const file of files)
+      expect({ file, mode: (statSync(join(dir, file)).mode & 0o777).toString(8) }).toEqual({ file, mode: '600' });
   });
 
   it('keeps no secret of the job in clear in the database files, and the agent still gets it whole', async () => {
@@ -157,7 +187,8 @@ describe('the job body is stored apart, sealed, cut to the contract and pruned (
       .filter((f) => f.startsWith(db.slice(dir.length + 1)) && !f.endsWith('.key'))
       .map((f) => readFileSync(join(dir, f)).toString('latin1'))
       .join('');
-    for (const secret of ['url-password-secret', 'query-secret', 'header-secret-value', 'userdata-secret']) expect(bytes).not.toContain(secret);
+    for (const secret of ['url-password-secret', 'query-secret', 'header-secret-value', 'userdata-secret'])
+      expect(bytes).not.toContain(secret);
   });
 
   it('keeps the body out of the deployments table that events update', async () => {
@@ -173,7 +204,7 @@ describe('the job body is stored apart, sealed, cut to the contract and pruned (
     }
   });
 
-  it('stores only the contract\'s fields of a body', async () => {
+  it("stores only the contract's fields of a body", async () => {
     await start();
     const junk = 'j'.repeat(1024 * 1024);
     const token = await deploy({
@@ -192,22 +223,36 @@ describe('the job body is stored apart, sealed, cut to the contract and pruned (
     }
   });
 
-  it('stores only the contract\'s fields of a reinstall body', async () => {
+  it("stores only the contract's fields of a reinstall body", async () => {
     await start();
-    const customizations = { imageURL: 'https://images.example/disk.raw', imageType: 'raw', httpHeaders: { 'X-Auth': 'header-secret-value' }, configDriveMetadata: { role: 'web' }, hostname: 'web1' };
+    const customizations = {
+      imageURL: 'https://images.example/disk.raw',
+      imageType: 'raw',
+      httpHeaders: { 'X-Auth': 'header-secret-value' },
+      configDriveMetadata: { role: 'web' },
+      hostname: 'web1',
+    };
     const answer = await call(api!.url, 'POST', '/dedicated/server/ns1.lab/reinstall', {
       key: aliceKey,
-      body: { operatingSystem: 'byoi_64', junk: 'j', customizations: { ...customizations, junk: 'j' }, storage: [{ diskGroupId: 2, junk: 'j' }, { diskGroupId: 3 }] },
+      body: {
+        operatingSystem: 'byoi_64',
+        junk: 'j',
+        customizations: { ...customizations, junk: 'j' },
+        storage: [{ diskGroupId: 2, junk: 'j' }, { diskGroupId: 3 }],
+      },
     });
     expect(answer.status).toBe(200);
     const job = await call(api!.url, 'GET', agentJob('ns1.lab'), { key: boot.boots.at(-1)!.token });
     expect(job.body.body).toEqual({ operatingSystem: 'byoi_64', customizations, storage: [{ diskGroupId: 2 }] });
   });
 
-  it('forgets finished deployments\' bodies after the retention period, not running ones', async () => {
+  it("forgets finished deployments' bodies after the retention period, not running ones", async () => {
     await start();
     const token = await deploy();
-    await call(api!.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: [{ status: 'done', message: 'Installed', phase: 'done' }] } });
+    await call(api!.url, 'POST', agentEvents('ns1.lab'), {
+      key: token,
+      body: { events: [{ status: 'done', message: 'Installed', phase: 'done' }] },
+    });
     const finished = (await api!.store.current('ns1.lab'))!;
     const running = await call(api!.url, 'POST', byoi('ns2.lab'), { key: bobKey, body: legacyBody });
     expect(running.status).toBe(200);
@@ -224,36 +269,75 @@ describe('what an agent may report is bounded (item 7)', () => {
   it('caps steps however the agent flips phases, and collapses progress of one phase', async () => {
     await start();
     const token = await deploy();
-    const flips = Array.from({ length: 100 }, (_, i) => ({ status: 'doing', message: `step ${i}`, phase: i % 2 ? 'download' : 'write' }));
-    for (let i = 0; i < 3; i++) expect((await call(api!.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: flips } })).status).toBe(200);
+    const flips = Array.from({ length: 100 }, (_, i) => ({
+      status: 'doing',
+      message: `step ${i}`,
+      phase: i % 2 ? 'download' : 'write',
+    }));
+    for (let i = 0; i < 3; i++)
+      expect(
+        (await call(api!.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: flips } })).status,
+      ).toBe(200);
     const status = await call(api!.url, 'GET', `/dedicated/server/ns1.lab/install/status`, { key: aliceKey });
     expect(status.body.progress.length).toBe(MAX_STEPS);
-    const progress = Array.from({ length: 50 }, (_, i) => ({ status: 'doing', message: 'Writing', phase: 'write', progress: { done: i, total: 100, bytesPerSecond: 1 } }));
+    const progress = Array.from({ length: 50 }, (_, i) => ({
+      status: 'doing',
+      message: 'Writing',
+      phase: 'write',
+      progress: { done: i, total: 100, bytesPerSecond: 1 },
+    }));
     await call(api!.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: progress } });
-    expect((await call(api!.url, 'GET', byoi('ns1.lab'), { key: aliceKey })).body.progress).toEqual({ done: 49, total: 100, bytesPerSecond: 1 });
+    expect((await call(api!.url, 'GET', byoi('ns1.lab'), { key: aliceKey })).body.progress).toEqual({
+      done: 49,
+      total: 100,
+      bytesPerSecond: 1,
+    });
   });
 
   it.each([
     ['a phase the pipeline does not have', { status: 'doing', message: 'x', phase: 'mine' }],
-    ['a negative byte count', { status: 'doing', message: 'x', phase: 'write', progress: { done: -1, total: 1, bytesPerSecond: 0 } }],
-    ['a byte count past 2^53', { status: 'doing', message: 'x', phase: 'write', progress: { done: 2 ** 60, total: null, bytesPerSecond: 0 } }],
+    [
+      'a negative byte count',
+      { status: 'doing', message: 'x', phase: 'write', progress: { done: -1, total: 1, bytesPerSecond: 0 } },
+    ],
+    [
+      'a byte count past 2^53',
+      { status: 'doing', message: 'x', phase: 'write', progress: { done: 2 ** 60, total: null, bytesPerSecond: 0 } },
+    ],
     ['a huge message', { status: 'doing', message: 'x'.repeat(5000), phase: 'write' }],
-    ['a checksum that is not a digest', { status: 'doing', message: 'x', phase: 'verify', checksum: '<script>alert(1)</script>' }],
+    [
+      'a checksum that is not a digest',
+      { status: 'doing', message: 'x', phase: 'verify', checksum: '<script>alert(1)</script>' },
+    ],
   ])('refuses %s', async (_what, event) => {
     await start();
     const token = await deploy();
-    const answer = await call(api!.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: [{ ...event, at: new Date().toISOString() }] } });
+    const answer = await call(api!.url, 'POST', agentEvents('ns1.lab'), {
+      key: token,
+      body: { events: [{ ...event, at: new Date().toISOString() }] },
+    });
     expect(answer).toEqual({ status: 400, body: { class: 'Client::BadRequest', message: apiMessages.badEvents } });
   });
 
-  it('drops fields outside the contract and dates the outcome by the server\'s clock', async () => {
+  it("drops fields outside the contract and dates the outcome by the server's clock", async () => {
     await start();
     const since = new Date().toISOString();
     const token = await deploy();
     const junk = 'j'.repeat(100_000);
     const answer = await call(api!.url, 'POST', agentEvents('ns1.lab'), {
       key: token,
-      body: { events: [{ status: 'done', message: 'Installed', phase: 'done', at: '1999-01-01T00:00:00.000Z', junk, progress: { done: 1, total: 1, bytesPerSecond: 1, junk } }] },
+      body: {
+        events: [
+          {
+            status: 'done',
+            message: 'Installed',
+            phase: 'done',
+            at: '1999-01-01T00:00:00.000Z',
+            junk,
+            progress: { done: 1, total: 1, bytesPerSecond: 1, junk },
+          },
+        ],
+      },
     });
     expect(answer.status).toBe(200);
     const task = await call(api!.url, 'GET', `/dedicated/server/ns1.lab/task/1`, { key: aliceKey });
@@ -271,16 +355,78 @@ describe('every answer is OVH-shaped, however early it fails (item 8)', () => {
   const raw = (port: number, text: string) => rawExchange(port, (socket) => void socket.write(text));
 
   it.each([
-    ['a bad percent-encoding in the path', (k: string) => requestText('GET', '/dedicated/server/%ZZ/bringYourOwnImage', { authorization: `Bearer ${k}` }), 400],
+    [
+      'a bad percent-encoding in the path',
+      (k: string) => requestText('GET', '/dedicated/server/%ZZ/bringYourOwnImage', { authorization: `Bearer ${k}` }),
+      400,
+    ],
     ['an unknown route', (k: string) => requestText('GET', '/nothing/here', { authorization: `Bearer ${k}` }), 404],
-    ['another method on a route', (k: string) => requestText('PUT', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'content-length': 0 }), 404],
-    ['a body that is not JSON', (k: string) => requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'content-type': 'application/json', 'content-length': 3 }, '{x}'), 400],
-    ['an unsupported content type', (k: string) => requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'content-type': 'text/plain', 'content-length': 2 }, 'hi'), 415],
+    [
+      'another method on a route',
+      (k: string) => requestText('PUT', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'content-length': 0 }),
+      404,
+    ],
+    [
+      'a body that is not JSON',
+      (k: string) =>
+        requestText(
+          'POST',
+          byoi('ns1.lab'),
+          { authorization: `Bearer ${k}`, 'content-type': 'application/json', 'content-length': 3 },
+          '{x}',
+        ),
+      400,
+    ],
+    [
+      'an unsupported content type',
+      (k: string) =>
+        requestText(
+          'POST',
+          byoi('ns1.lab'),
+          { authorization: `Bearer ${k}`, 'content-type': 'text/plain', 'content-length': 2 },
+          'hi',
+        ),
+      415,
+    ],
     ['a request line that is not HTTP', () => 'GARBAGE\r\n\r\n', 400],
-    ['headers over 16 KiB', (k: string) => requestText('GET', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'x-padding': 'a'.repeat(20_000) }), 431],
-    ['a URL over 16 KiB', (k: string) => requestText('GET', `${byoi('ns1.lab')}?q=${'a'.repeat(20_000)}`, { authorization: `Bearer ${k}` }), 431],
-    ['a malformed chunked body', (k: string) => requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, 'zz\r\n{}\r\n0\r\n\r\n'), 400],
-    ['both Content-Length and chunked', (k: string) => requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'content-type': 'application/json', 'content-length': 2, 'transfer-encoding': 'chunked' }, '2\r\n{}\r\n0\r\n\r\n'), 400],
+    [
+      'headers over 16 KiB',
+      (k: string) =>
+        requestText('GET', byoi('ns1.lab'), { authorization: `Bearer ${k}`, 'x-padding': 'a'.repeat(20_000) }),
+      431,
+    ],
+    [
+      'a URL over 16 KiB',
+      (k: string) => requestText('GET', `${byoi('ns1.lab')}?q=${'a'.repeat(20_000)}`, { authorization: `Bearer ${k}` }),
+      431,
+    ],
+    [
+      'a malformed chunked body',
+      (k: string) =>
+        requestText(
+          'POST',
+          byoi('ns1.lab'),
+          { authorization: `Bearer ${k}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+          'zz\r\n{}\r\n0\r\n\r\n',
+        ),
+      400,
+    ],
+    [
+      'both Content-Length and chunked',
+      (k: string) =>
+        requestText(
+          'POST',
+          byoi('ns1.lab'),
+          {
+            authorization: `Bearer ${k}`,
+            'content-type': 'application/json',
+            'content-length': 2,
+            'transfer-encoding': 'chunked',
+          },
+          '2\r\n{}\r\n0\r\n\r\n',
+        ),
+      400,
+    ],
   ])('%s', async (_what, text, status) => {
     const { port } = await start();
     const answer = await raw(port, text(aliceKey));
@@ -300,7 +446,15 @@ describe('every answer is OVH-shaped, however early it fails (item 8)', () => {
   it('answers a body past the limit 413', async () => {
     const { port } = await start({ limits: { bodyBytes: 1000 } });
     const body = JSON.stringify({ ...legacyBody, description: 'd'.repeat(2000) });
-    const answer = await raw(port, requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${aliceKey}`, 'content-type': 'application/json', 'content-length': body.length }, body));
+    const answer = await raw(
+      port,
+      requestText(
+        'POST',
+        byoi('ns1.lab'),
+        { authorization: `Bearer ${aliceKey}`, 'content-type': 'application/json', 'content-length': body.length },
+        body,
+      ),
+    );
     expect(answer.status).toBe(413);
     expect(expectOvhShape(answer.body).message).toBe(apiMessages.bodyTooLarge);
   });
@@ -310,7 +464,14 @@ describe('every answer is OVH-shaped, however early it fails (item 8)', () => {
     const answer = await rawExchange(
       port,
       (socket) => {
-        socket.write(requestText('POST', byoi('ns1.lab'), { authorization: `Bearer ${aliceKey}`, 'content-type': 'application/json', 'content-length': 50 }, '{"URL":'));
+        socket.write(
+          requestText(
+            'POST',
+            byoi('ns1.lab'),
+            { authorization: `Bearer ${aliceKey}`, 'content-type': 'application/json', 'content-length': 50 },
+            '{"URL":',
+          ),
+        );
       },
       { timeoutMs: 5000 },
     );
@@ -322,15 +483,20 @@ describe('every answer is OVH-shaped, however early it fails (item 8)', () => {
 describe('failed authentications are limited per client, weak keys refused (item 9)', () => {
   it('answers 429 to a client past its failures, even with the right key, on customer and agent routes alike', async () => {
     await start();
-    for (let i = 0; i < 30; i++) expect((await call(api!.url, 'GET', byoi('ns1.lab'), { key: randomBytes(16).toString('hex') })).status).toBe(403);
+    for (let i = 0; i < 30; i++)
+      expect((await call(api!.url, 'GET', byoi('ns1.lab'), { key: randomBytes(16).toString('hex') })).status).toBe(403);
     const limited = await call(api!.url, 'GET', byoi('ns1.lab'), { key: aliceKey });
-    expect(limited).toEqual({ status: 429, body: { class: 'Client::TooManyRequests', message: apiMessages.tooManyFailures } });
+    expect(limited).toEqual({
+      status: 429,
+      body: { class: 'Client::TooManyRequests', message: apiMessages.tooManyFailures },
+    });
     expect((await call(api!.url, 'GET', agentJob('ns1.lab'), { key: 'f'.repeat(64) })).status).toBe(429);
   });
 
   it('keeps the counts in the database: another replica (or a restart) sees them', async () => {
     await start();
-    for (let i = 0; i < 30; i++) await call(api!.url, 'GET', agentJob('ns1.lab'), { key: randomBytes(32).toString('hex') });
+    for (let i = 0; i < 30; i++)
+      await call(api!.url, 'GET', agentJob('ns1.lab'), { key: randomBytes(32).toString('hex') });
     await api!.close();
     api = await startApi(config, db, boot);
     expect((await call(api.url, 'GET', byoi('ns1.lab'), { key: aliceKey })).status).toBe(429);
@@ -338,7 +504,9 @@ describe('failed authentications are limited per client, weak keys refused (item
 
   it('counts per client and window, IPv6 clients by /64, and forgets windows that are over', async () => {
     const sqlite = new SqliteDatabase(':memory:');
-    await sqlite.exec('CREATE TABLE auth_failures (client TEXT PRIMARY KEY, since TEXT NOT NULL, failures INTEGER NOT NULL)');
+    await sqlite.exec(
+      'CREATE TABLE auth_failures (client TEXT PRIMARY KEY, since TEXT NOT NULL, failures INTEGER NOT NULL)',
+    );
     let now = Date.parse('2026-01-01T00:00:00Z');
     const failures = new SqlAuthFailures(sqlite, { maxFailures: 2, windowMs: 1000 }, () => now);
     await failures.failed('10.0.0.1');
@@ -354,14 +522,18 @@ describe('failed authentications are limited per client, weak keys refused (item
     expect(await failures.limited('10.0.0.1')).toBe(false);
     await failures.failed('10.0.0.1');
     expect(await failures.limited('10.0.0.1')).toBe(false);
-    expect(await sqlite.all('SELECT client, failures FROM auth_failures')).toEqual([{ client: 'api 10.0.0.1', failures: 1 }]);
+    expect(await sqlite.all('SELECT client, failures FROM auth_failures')).toEqual([
+      { client: 'api 10.0.0.1', failures: 1 },
+    ]);
     expect(clientKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
     await sqlite.close();
   });
 
-  it('keeps each counter in its own scope: a short window\'s pruning spares a longer one\'s rows', async () => {
+  it("keeps each counter in its own scope: a short window's pruning spares a longer one's rows", async () => {
     const sqlite = new SqliteDatabase(':memory:');
-    await sqlite.exec('CREATE TABLE auth_failures (client TEXT PRIMARY KEY, since TEXT NOT NULL, failures INTEGER NOT NULL)');
+    await sqlite.exec(
+      'CREATE TABLE auth_failures (client TEXT PRIMARY KEY, since TEXT NOT NULL, failures INTEGER NOT NULL)',
+    );
     let now = Date.parse('2026-01-01T00:00:00Z');
     const short = new SqlAuthFailures(sqlite, { maxFailures: 2, windowMs: 1000 }, () => now);
     const long = new SqlAuthFailures(sqlite, { maxFailures: 2, windowMs: 60_000 }, () => now, 'panel-address');
@@ -375,8 +547,15 @@ describe('failed authentications are limited per client, weak keys refused (item
   });
 
   it('refuses weak API keys when the config is read', () => {
-    const withKey = (key: string) => () => parseConfig({ servers: [{ serviceName: 'ns1.lab', apiKeys: [key] }] }, 'lab.json');
-    for (const weak of ['k', 'a'.repeat(40), 'abcd'.repeat(10), 'password-password-password-passw', 'short-but-random-9f8e7d']) {
+    const withKey = (key: string) => () =>
+      parseConfig({ servers: [{ serviceName: 'ns1.lab', apiKeys: [key] }] }, 'lab.json');
+    for (const weak of [
+      'k',
+      'a'.repeat(40),
+      'abcd'.repeat(10),
+      'password-password-password-passw',
+      'short-but-random-9f8e7d',
+    ]) {
       expect(withKey(weak)).toThrow(apiMessages.weakApiKey('servers[0].apiKeys[0]'));
     }
     for (let i = 0; i < 200; i++) expect(isStrongKey(randomBytes(16).toString('hex'))).toBe(true);
@@ -397,7 +576,10 @@ describe('a locked database does not stall the event loop (item 10)', () => {
       last = Date.now();
     }, 10);
     try {
-      const posting = call(api!.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events: [{ status: 'doing', message: 'Writing', phase: 'write' }] } });
+      const posting = call(api!.url, 'POST', agentEvents('ns1.lab'), {
+        key: token,
+        body: { events: [{ status: 'doing', message: 'Writing', phase: 'write' }] },
+      });
       await new Promise((resolve) => setTimeout(resolve, 1500));
       other.exec('COMMIT');
       expect((await posting).status).toBe(200);
@@ -424,28 +606,58 @@ describe('validation gaps (item 11)', () => {
   ])('refuses a header value with %s, on the API and the CLI alike', async (_what, value) => {
     await start();
     const answer = await call(api!.url, 'POST', byoi('ns1.lab'), { key: aliceKey, body: withHeader('X-Auth', value) });
-    expect(answer).toEqual({ status: 400, body: { class: 'Client::BadRequest', message: messages.badHttpHeader('X-Auth') } });
-    expect(() => validateJob({ url: 'https://images.example/x.raw', type: 'raw', httpHeaders: { 'X-Auth': value } })).toThrow(messages.badHttpHeader('X-Auth'));
+    expect(answer).toEqual({
+      status: 400,
+      body: { class: 'Client::BadRequest', message: messages.badHttpHeader('X-Auth') },
+    });
+    expect(() =>
+      validateJob({ url: 'https://images.example/x.raw', type: 'raw', httpHeaders: { 'X-Auth': value } }),
+    ).toThrow(messages.badHttpHeader('X-Auth'));
     expect(boot.boots).toEqual([]);
   });
 
   it.each([
-    ['httpHeader', `{"URL":"https://i.example/x.raw","type":"raw","httpHeader":[{"key":"__proto__","value":"x"}]}`, 'bringYourOwnImage'],
-    ['httpHeader', `{"URL":"https://i.example/x.raw","type":"raw","httpHeader":[{"key":"constructor","value":"x"}]}`, 'bringYourOwnImage'],
-    ['userMetadatas', `{"URL":"https://i.example/x.raw","type":"raw","configdrive":{"enable":true,"userMetadatas":[{"key":"prototype","value":"x"}]}}`, 'bringYourOwnImage'],
-    ['httpHeaders', `{"operatingSystem":"byoi_64","customizations":{"imageURL":"https://i.example/x.raw","imageType":"raw","httpHeaders":{"constructor":"x"}}}`, 'reinstall'],
-    ['configDriveMetadata', `{"operatingSystem":"byoi_64","customizations":{"imageURL":"https://i.example/x.raw","imageType":"raw","configDriveMetadata":{"prototype":"x"}}}`, 'reinstall'],
+    [
+      'httpHeader',
+      `{"URL":"https://i.example/x.raw","type":"raw","httpHeader":[{"key":"__proto__","value":"x"}]}`,
+      'bringYourOwnImage',
+    ],
+    [
+      'httpHeader',
+      `{"URL":"https://i.example/x.raw","type":"raw","httpHeader":[{"key":"constructor","value":"x"}]}`,
+      'bringYourOwnImage',
+    ],
+    [
+      'userMetadatas',
+      `{"URL":"https://i.example/x.raw","type":"raw","configdrive":{"enable":true,"userMetadatas":[{"key":"prototype","value":"x"}]}}`,
+      'bringYourOwnImage',
+    ],
+    [
+      'httpHeaders',
+      `{"operatingSystem":"byoi_64","customizations":{"imageURL":"https://i.example/x.raw","imageType":"raw","httpHeaders":{"constructor":"x"}}}`,
+      'reinstall',
+    ],
+    [
+      'configDriveMetadata',
+      `{"operatingSystem":"byoi_64","customizations":{"imageURL":"https://i.example/x.raw","imageType":"raw","configDriveMetadata":{"prototype":"x"}}}`,
+      'reinstall',
+    ],
   ])('refuses a %s key naming the prototype', async (field, rawBody, route) => {
     await start();
     const answer = await call(api!.url, 'POST', `/dedicated/server/ns1.lab/${route}`, { key: aliceKey, rawBody });
-    expect(answer).toEqual({ status: 400, body: { class: 'Client::BadRequest', message: messages.reservedKey(field) } });
+    expect(answer).toEqual({
+      status: 400,
+      body: { class: 'Client::BadRequest', message: messages.reservedKey(field) },
+    });
     expect(boot.boots).toEqual([]);
   });
 
   it('refuses a "__proto__" key in a JSON body, and in a job file the CLI reads', async () => {
     await start();
     const rawBody = `{"operatingSystem":"byoi_64","customizations":{"imageURL":"https://i.example/x.raw","imageType":"raw","httpHeaders":{"__proto__":"x"}}}`;
-    expect((await call(api!.url, 'POST', `/dedicated/server/ns1.lab/reinstall`, { key: aliceKey, rawBody })).status).toBe(400);
+    expect(
+      (await call(api!.url, 'POST', `/dedicated/server/ns1.lab/reinstall`, { key: aliceKey, rawBody })).status,
+    ).toBe(400);
     expect(() => validateJob(jobFromBody(JSON.parse(rawBody)))).toThrow(messages.reservedKey('httpHeaders'));
   });
 
@@ -464,7 +676,7 @@ describe('validation gaps (item 11)', () => {
   });
 });
 
-describe('the sealed bodies\' key (item 4)', () => {
+describe("the sealed bodies' key (item 4)", () => {
   it('opens a body on its own row only, and refuses a key file others may read', async () => {
     const { SecretBox } = await import('../../lib/api/store/secret-box.ts');
     const keyFile = join(dir, 'box.key');
@@ -476,7 +688,9 @@ describe('the sealed bodies\' key (item 4)', () => {
     expect(() => box.open(sealed, 'row 2')).toThrow();
     expect(() => SecretBox.ephemeral().open(sealed, 'row 1')).toThrow();
     chmodSync(keyFile, 0o644);
-    expect(() => SecretBox.fromKeyFile(keyFile)).toThrow(apiMessages.badSecretsKey(keyFile, 'others than its owner may read it (chmod 600)'));
+    expect(() => SecretBox.fromKeyFile(keyFile)).toThrow(
+      apiMessages.badSecretsKey(keyFile, 'others than its owner may read it (chmod 600)'),
+    );
   });
 });
 
@@ -488,7 +702,10 @@ describe('a database from before the bodies were sealed (item 4)', () => {
     old.exec('CREATE TABLE schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
     old.exec(migrations[0]!.sql('sqlite'));
     old.prepare('INSERT INTO schema_migrations VALUES (1, ?, ?)').run(migrations[0]!.name, new Date().toISOString());
-    old.prepare("INSERT INTO deployments (service_name, kind, body, token_hash, status, message, phase, started_at) VALUES ('ns1.lab', 'bringYourOwnImage', ?, 'h', 'doing', 'm', 'boot', ?)")
+    old
+      .prepare(
+        "INSERT INTO deployments (service_name, kind, body, token_hash, status, message, phase, started_at) VALUES ('ns1.lab', 'bringYourOwnImage', ?, 'h', 'doing', 'm', 'boot', ?)",
+      )
       .run(JSON.stringify(legacyBody), new Date().toISOString());
     old.close();
     const { openStore } = await import('../../lib/api/store/open.ts');
@@ -499,7 +716,10 @@ describe('a database from before the bodies were sealed (item 4)', () => {
     } finally {
       await store.close();
     }
-    const bytes = readdirSync(dir).filter((f) => f.startsWith('old.sqlite') && !f.endsWith('.key')).map((f) => readFileSync(join(dir, f)).toString('latin1')).join('');
+    const bytes = readdirSync(dir)
+      .filter((f) => f.startsWith('old.sqlite') && !f.endsWith('.key'))
+      .map((f) => readFileSync(join(dir, f)).toString('latin1'))
+      .join('');
     expect(bytes).not.toContain('header-secret-value');
   });
 });

@@ -11,7 +11,17 @@ import type { ApiConfig } from '../../lib/api/config.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { watchdogRound } from '../../lib/api/watchdog.ts';
-import { cannotWriteImage, checksumMismatch, downloadFailed, faultOf, lifecycleMessages, noPartitionTable, rereadFailed, tooBigForMemory, unknownDiskGroup } from '../../lib/errors.ts';
+import {
+  cannotWriteImage,
+  checksumMismatch,
+  downloadFailed,
+  faultOf,
+  lifecycleMessages,
+  noPartitionTable,
+  rereadFailed,
+  tooBigForMemory,
+  unknownDiskGroup,
+} from '../../lib/errors.ts';
 import { runAgent, type AgentOptions, type Pipeline } from '../../agent/remote/run-agent.ts';
 import { call, RecordingBoot, startApi, type TestApi } from '../helpers/api.ts';
 
@@ -66,7 +76,7 @@ const deploys: Pipeline = async (_job, report) => {
 };
 
 describe('the watchdog', () => {
-  it('ends a deployment not heard from in time with a message saying so; its server netboots rescue; the agent\'s own outcome still wins', async () => {
+  it("ends a deployment not heard from in time with a message saying so; its server netboots rescue; the agent's own outcome still wins", async () => {
     expect((await call(api.url, 'POST', byoi, { key, body })).status).toBe(200);
     const { id } = (await api.store.current('ns1.lab'))!;
     const watchdog = { store: api.store, silenceMs: 600_000 };
@@ -100,7 +110,9 @@ describe('the watchdog', () => {
       const store = await openStore(${JSON.stringify(db)});
       process.stdout.write(String(await watchdogRound({ store, silenceMs: 60000 }, Date.now() + 3600000)));
       await store.close();`;
-    const ended = await Promise.all([0, 1].map(() => run(process.execPath, ['--input-type=module', '-e', replica]).then((r) => Number(r.stdout))));
+    const ended = await Promise.all(
+      [0, 1].map(() => run(process.execPath, ['--input-type=module', '-e', replica]).then((r) => Number(r.stdout))),
+    );
     expect(ended.sort()).toEqual([0, 1]);
     expect(await status()).toMatchObject({ status: 'error', message: lifecycleMessages.agentSilent(60) });
   });
@@ -151,14 +163,24 @@ describe('an outcome the agent could not deliver before rebooting', () => {
   });
 });
 
-describe('errors: OVH\'s sentence in message, the redacted detail beside it, customerError or ovhError', () => {
+describe("errors: OVH's sentence in message, the redacted detail beside it, customerError or ovhError", () => {
   it.each([
     ['a wrong checksum', checksumMismatch('sha256', 'a'.repeat(64), 'b'.repeat(64)), 'customerError'],
-    ['a bad URL', downloadFailed('http://images.example/disk.raw', { detail: 'HTTP 404 from http://images.example/disk.raw?sig=secret-query-value' }), 'customerError'],
+    [
+      'a bad URL',
+      downloadFailed('http://images.example/disk.raw', {
+        detail: 'HTTP 404 from http://images.example/disk.raw?sig=secret-query-value',
+      }),
+      'customerError',
+    ],
     ['a too-big image', tooBigForMemory('raw'), 'customerError'],
     ['a refused image', noPartitionTable('ext4 filesystem'), 'customerError'],
     ['an unknown disk group', unknownDiskGroup(4, []), 'customerError'],
-    ['a disk write error', cannotWriteImage('raw', 'EIO at 1048576 while writing http://images.example/disk.raw?sig=secret-query-value'), 'ovhError'],
+    [
+      'a disk write error',
+      cannotWriteImage('raw', 'EIO at 1048576 while writing http://images.example/disk.raw?sig=secret-query-value'),
+      'ovhError',
+    ],
     ['a failure of the lab', rereadFailed('/dev/sda', { detail: 'BLKRRPART: device busy' }), 'ovhError'],
   ])('%s', async (_what, error, expected) => {
     expect((await call(api.url, 'POST', byoi, { key, body })).status).toBe(200);

@@ -29,14 +29,35 @@ describe('netboot', () => {
     writeFileSync(join(dir, 'vmlinuz'), kernel);
     writeFileSync(join(dir, 'initrd.img'), initrd);
     const config = join(dir, 'lab.json');
-    writeFileSync(config, JSON.stringify({
-      publicUrl,
-      netboot: { kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img'), cmdline: 'console=ttyS0,115200', rescueCmdline: 'rescue.ssh=on' },
-      servers: [{ serviceName: 'ns1.lab', apiKeys: [key], macs: [mac.toUpperCase()] }],
-    }));
-    const child = spawn(process.execPath, [join(repo, 'agent/byoi.ts'), 'serve', '--config', config, '--listen', '127.0.0.1:0', '--db', join(dir, 'api.sqlite')], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    writeFileSync(
+      config,
+      JSON.stringify({
+        publicUrl,
+        netboot: {
+          kernel: join(dir, 'vmlinuz'),
+          initrd: join(dir, 'initrd.img'),
+          cmdline: 'console=ttyS0,115200',
+          rescueCmdline: 'rescue.ssh=on',
+        },
+        servers: [{ serviceName: 'ns1.lab', apiKeys: [key], macs: [mac.toUpperCase()] }],
+      }),
+    );
+    const child = spawn(
+      process.execPath,
+      [
+        join(repo, 'agent/byoi.ts'),
+        'serve',
+        '--config',
+        config,
+        '--listen',
+        '127.0.0.1:0',
+        '--db',
+        join(dir, 'api.sqlite'),
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     url = await new Promise((resolve, reject) => {
@@ -70,10 +91,13 @@ describe('netboot', () => {
     return token;
   };
 
-  it('chains from the DHCP entry point to the script of the NIC\'s MAC; unknown MACs and servers are refused OVH\'s way', async () => {
-    expect(await script('/boot/v1/ipxe')).toContain(`chain --autofree ${publicUrl}/boot/v1/mac/\${net0/mac}/ipxe || exit 1`);
+  it("chains from the DHCP entry point to the script of the NIC's MAC; unknown MACs and servers are refused OVH's way", async () => {
+    expect(await script('/boot/v1/ipxe')).toContain(
+      `chain --autofree ${publicUrl}/boot/v1/mac/\${net0/mac}/ipxe || exit 1`,
+    );
     expect(await call(url, 'GET', '/boot/v1/mac/52:54:00:00:00:99/ipxe')).toEqual({
-      status: 404, body: { class: 'Client::NotFound', message: lifecycleMessages.noSuchMac('52:54:00:00:00:99') },
+      status: 404,
+      body: { class: 'Client::NotFound', message: lifecycleMessages.noSuchMac('52:54:00:00:00:99') },
     });
     expect((await call(url, 'GET', '/boot/v1/servers/ns9.lab/ipxe')).status).toBe(404);
   });
@@ -87,26 +111,43 @@ describe('netboot', () => {
   });
 
   it('boots a waiting deployment into the rescue with a token good for that boot only; after DELETE, rescue without a job', async () => {
-    expect((await call(url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key, body: { URL: 'http://images.lab/x.raw', type: 'raw' } })).status).toBe(200);
+    expect(
+      (
+        await call(url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', {
+          key,
+          body: { URL: 'http://images.lab/x.raw', type: 'raw' },
+        })
+      ).status,
+    ).toBe(200);
     const first = await byMac();
-    expect(first).toContain(`kernel ${publicUrl}/boot/v1/rescue/kernel initrd=initrd.img console=ttyS0,115200 byoi.server=${publicUrl} byoi.service=ns1.lab byoi.token=`);
+    expect(first).toContain(
+      `kernel ${publicUrl}/boot/v1/rescue/kernel initrd=initrd.img console=ttyS0,115200 byoi.server=${publicUrl} byoi.service=ns1.lab byoi.token=`,
+    );
     expect(first).toContain(`initrd --name initrd.img ${publicUrl}/boot/v1/rescue/initrd`);
     const token = tokenOf(first)!;
     expect(token).toBeDefined();
     const job = await call(url, 'GET', '/agent/v1/servers/ns1.lab/job', { key: token });
     expect(job.status).toBe(200);
-    const events = { events: [{ status: 'doing', message: 'Downloading image', phase: 'download', at: new Date().toISOString() }] };
-    expect((await call(url, 'POST', '/agent/v1/servers/ns1.lab/events', { key: token, body: events })).status).toBe(200);
+    const events = {
+      events: [{ status: 'doing', message: 'Downloading image', phase: 'download', at: new Date().toISOString() }],
+    };
+    expect((await call(url, 'POST', '/agent/v1/servers/ns1.lab/events', { key: token, body: events })).status).toBe(
+      200,
+    );
 
     // The server boots again (a power cut): a new token; the last one is void.
     const second = tokenOf(await byName())!;
     expect(second).not.toBe(token);
-    expect((await call(url, 'POST', '/agent/v1/servers/ns1.lab/events', { key: token, body: events })).status).toBe(403);
+    expect((await call(url, 'POST', '/agent/v1/servers/ns1.lab/events', { key: token, body: events })).status).toBe(
+      403,
+    );
     expect((await call(url, 'GET', '/agent/v1/servers/ns1.lab/job', { key: second })).status).toBe(200);
 
     expect((await call(url, 'DELETE', '/dedicated/server/ns1.lab/bringYourOwnImage', { key })).status).toBe(200);
     const rescue = await byMac();
-    expect(rescue).toContain(`kernel ${publicUrl}/boot/v1/rescue/kernel initrd=initrd.img console=ttyS0,115200 rescue.ssh=on byoi.rescue=1`);
+    expect(rescue).toContain(
+      `kernel ${publicUrl}/boot/v1/rescue/kernel initrd=initrd.img console=ttyS0,115200 rescue.ssh=on byoi.rescue=1`,
+    );
     expect(rescue).not.toContain('byoi.server=');
     expect(rescue).not.toContain('byoi.token=');
   });

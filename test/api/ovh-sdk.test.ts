@@ -19,10 +19,11 @@ import { fetchTrusting, sdk, serve, serveAdmin, type SdkAnswer, type SdkParams }
 
 const MiB = 2 ** 20;
 const repo = fileURLToPath(new URL('../..', import.meta.url));
-const sh = (command: string, args: string[]) => execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const sh = (command: string, args: string[]) =>
+  execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const needs = ['root', 'loop', 'qemu-img', 'sgdisk', 'mtools', 'ssh-keygen'] as const;
 
-describe.skipIf(skipWithout(...needs))('OVH\'s npm client against byoi serve over HTTPS', () => {
+describe.skipIf(skipWithout(...needs))("OVH's npm client against byoi serve over HTTPS", () => {
   const dir = mkdtempSync(join(tmpdir(), 'byoi-ovh-sdk-'));
   const cert = join(dir, 'lab.crt');
   const key = join(dir, 'lab.key');
@@ -38,21 +39,37 @@ describe.skipIf(skipWithout(...needs))('OVH\'s npm client against byoi serve ove
   const agentLog = join(dir, 'agent.log');
 
   const client = (extra: Partial<SdkParams> = {}): SdkParams => ({ ...app, host: '127.0.0.1', port, ...extra });
-  const call = (params: SdkParams, method: string, path: string, body?: object) => sdk(cert, params, method, path, body);
+  const call = (params: SdkParams, method: string, path: string, body?: object) =>
+    sdk(cert, params, method, path, body);
   const ok = (answer: SdkAnswer) => {
     if (!('result' in answer)) throw new Error(`the client failed: ${JSON.stringify(answer)}`);
     return answer.result;
   };
 
-  async function consumerKey(rules: object[], validate: (validationUrl: string, consumerKey: string) => Promise<void>): Promise<string> {
-    const answer = ok(await call(client(), 'POST', '/auth/credential', { accessRules: rules, redirection: 'https://tool.example/done' }));
-    expect(answer).toMatchObject({ state: 'pendingValidation', validationUrl: expect.stringMatching(new RegExp(`^https://127\\.0\\.0\\.1:${port}/auth/\\?credentialToken=`)) });
+  async function consumerKey(
+    rules: object[],
+    validate: (validationUrl: string, consumerKey: string) => Promise<void>,
+  ): Promise<string> {
+    const answer = ok(
+      await call(client(), 'POST', '/auth/credential', {
+        accessRules: rules,
+        redirection: 'https://tool.example/done',
+      }),
+    );
+    expect(answer).toMatchObject({
+      state: 'pendingValidation',
+      validationUrl: expect.stringMatching(new RegExp(`^https://127\\.0\\.0\\.1:${port}/auth/\\?credentialToken=`)),
+    });
     await validate(answer.validationUrl, answer.consumerKey);
     return answer.consumerKey;
   }
 
   const onPage = (customer: string, password: string) => async (validationUrl: string) => {
-    const page = await answerValidationPage(validationUrl, { name: customer, password, decision: 'grant' }, fetchTrusting(readFileSync(cert)));
+    const page = await answerValidationPage(
+      validationUrl,
+      { name: customer, password, decision: 'grant' },
+      fetchTrusting(readFileSync(cert)),
+    );
     expect(page).toMatchObject({ status: 303, location: 'https://tool.example/done' });
   };
   const byOperator = (customer: string) => async (_url: string, ck: string) => {
@@ -62,7 +79,29 @@ describe.skipIf(skipWithout(...needs))('OVH\'s npm client against byoi serve ove
 
   beforeAll(async () => {
     assertCapable(...needs);
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'ignore' },
+    );
     sh('truncate', ['-s', `${48 * MiB}`, raw]);
     sh('sgdisk', ['-n1:2048:+32M', '-t1:8300', raw]);
     sh('dd', ['if=/dev/urandom', `of=${raw}`, 'bs=1M', 'seek=1', 'count=32', 'conv=notrunc', 'status=none']);
@@ -74,26 +113,65 @@ describe.skipIf(skipWithout(...needs))('OVH\'s npm client against byoi serve ove
     sh('dd', ['if=/dev/urandom', `of=${target}`, 'bs=1M', 'count=96', 'status=none']);
     disk = attachLoop(target);
 
-    const agent = [process.execPath, join(repo, 'agent/byoi.ts'), 'agent', '--server', '{server}', '--service-name', '{service}',
-      '--disk', disk, '--no-reboot', '--ram-size', String(4 * 1024 * MiB), '--deliver-timeout', '30'];
+    const agent = [
+      process.execPath,
+      join(repo, 'agent/byoi.ts'),
+      'agent',
+      '--server',
+      '{server}',
+      '--service-name',
+      '{service}',
+      '--disk',
+      disk,
+      '--no-reboot',
+      '--ram-size',
+      String(4 * 1024 * MiB),
+      '--deliver-timeout',
+      '30',
+    ];
     const config = join(dir, 'lab.json');
-    writeFileSync(config, JSON.stringify({
-      servers: [
-        // The agent reaches the API over HTTPS too, trusting the lab's CA the same way.
-        { serviceName: 'ns1.lab', apiKeys: [], boot: { command: agent, env: { NODE_EXTRA_CA_CERTS: cert }, logFile: agentLog } },
-        { serviceName: 'ns2.lab', apiKeys: [], boot: { command: ['true'] } },
-      ],
-    }));
-    expect((await serveAdmin(['customer', 'add', 'alice', '--server', 'ns1.lab', '--db', db], 'alice password\n')).exitCode).toBe(0);
-    expect((await serveAdmin(['customer', 'add', 'bob', '--server', 'ns2.lab', '--db', db], 'bob password\n')).exitCode).toBe(0);
+    writeFileSync(
+      config,
+      JSON.stringify({
+        servers: [
+          // The agent reaches the API over HTTPS too, trusting the lab's CA the same way.
+          {
+            serviceName: 'ns1.lab',
+            apiKeys: [],
+            boot: { command: agent, env: { NODE_EXTRA_CA_CERTS: cert }, logFile: agentLog },
+          },
+          { serviceName: 'ns2.lab', apiKeys: [], boot: { command: ['true'] } },
+        ],
+      }),
+    );
+    expect(
+      (await serveAdmin(['customer', 'add', 'alice', '--server', 'ns1.lab', '--db', db], 'alice password\n')).exitCode,
+    ).toBe(0);
+    expect(
+      (await serveAdmin(['customer', 'add', 'bob', '--server', 'ns2.lab', '--db', db], 'bob password\n')).exitCode,
+    ).toBe(0);
     const created = await serveAdmin(['application', 'create', '--name', 'lab tool', '--db', db]);
     expect(created.exitCode).toBe(0);
-    app = { appKey: /applicationKey=(\S+)/.exec(created.stdout)![1]!, appSecret: /applicationSecret=(\S+)/.exec(created.stdout)![1]! };
+    app = {
+      appKey: /applicationKey=(\S+)/.exec(created.stdout)![1]!,
+      appSecret: /applicationSecret=(\S+)/.exec(created.stdout)![1]!,
+    };
     // Secrets at rest: the application secret is sealed, the key file beside the database is 0600.
     expect(readFileSync(db).includes(Buffer.from(app.appSecret))).toBe(false);
     expect(sh('stat', ['-c', '%a', `${db}.key`]).trim()).toBe('600');
 
-    api = await serve(['--config', config, '--listen', '127.0.0.1:0', '--db', db, '--tls-cert', cert, '--tls-key', key]);
+    api = await serve([
+      '--config',
+      config,
+      '--listen',
+      '127.0.0.1:0',
+      '--db',
+      db,
+      '--tls-cert',
+      cert,
+      '--tls-key',
+      key,
+    ]);
     port = Number(new URL(api.url).port);
   });
 
@@ -107,7 +185,16 @@ describe.skipIf(skipWithout(...needs))('OVH\'s npm client against byoi serve ove
   it('tells its time, then grants a consumer key validated by the customer on the validation page', async () => {
     const time = ok(await call(client(), 'GET', '/auth/time'));
     expect(Math.abs(time - Date.now() / 1000)).toBeLessThan(5);
-    alice = client({ consumerKey: await consumerKey([{ method: 'GET', path: '/*' }, { method: 'POST', path: '/*' }, { method: 'DELETE', path: '/*' }], onPage('alice', 'alice password')) });
+    alice = client({
+      consumerKey: await consumerKey(
+        [
+          { method: 'GET', path: '/*' },
+          { method: 'POST', path: '/*' },
+          { method: 'DELETE', path: '/*' },
+        ],
+        onPage('alice', 'alice password'),
+      ),
+    });
     expect(ok(await call(alice, 'GET', '/dedicated/server'))).toEqual(['ns1.lab']);
     expect(ok(await call(alice, 'GET', '/dedicated/server/ns1.lab'))).toMatchObject({ name: 'ns1.lab', state: 'ok' });
     // The same calls under the /v1 alias.
@@ -122,7 +209,8 @@ describe.skipIf(skipWithout(...needs))('OVH\'s npm client against byoi serve ove
       const now = ok(await call(params, 'GET', path));
       if (!running.includes(now.status)) return { seen, last: now };
       seen.push(now.phase);
-      if (Date.now() > deadline) throw new Error(`still doing: ${JSON.stringify(now)}\n${readFileSync(agentLog, 'utf8')}`);
+      if (Date.now() > deadline)
+        throw new Error(`still doing: ${JSON.stringify(now)}\n${readFileSync(agentLog, 'utf8')}`);
     }
   }
 
@@ -137,10 +225,16 @@ describe.skipIf(skipWithout(...needs))('OVH\'s npm client against byoi serve ove
       type: 'qcow2',
       checkSum: checksum,
       checkSumType: 'sha256',
-      description: 'deployed by OVH\'s npm client',
+      description: "deployed by OVH's npm client",
       diskGroupId: 1,
       httpHeader: [{ key: 'X-Lab-Token', value: 'sesame' }],
-      configdrive: { enable: true, hostname: 'web1.lab', sshKey, userData: '#cloud-config\nruncmd: [true]\n', userMetadatas: [{ key: 'role', value: 'web' }] },
+      configdrive: {
+        enable: true,
+        hostname: 'web1.lab',
+        sshKey,
+        userData: '#cloud-config\nruncmd: [true]\n',
+        userMetadatas: [{ key: 'role', value: 'web' }],
+      },
     };
     expect(ok(await call(alice, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', body))).toBeNull();
     const { seen, last } = await follow('/dedicated/server/ns1.lab/bringYourOwnImage', alice);
@@ -148,15 +242,21 @@ describe.skipIf(skipWithout(...needs))('OVH\'s npm client against byoi serve ove
     expect(last).toMatchObject({ status: 'done', checksum, servername: 'ns1.lab' });
     expect(readAt(disk, MiB, 32 * MiB).equals(readAt(raw, MiB, 32 * MiB))).toBe(true);
     // The config drive asked for is there: a second partition after the image's.
-    expect(sh('sgdisk', ['-p', disk]).split('\n').filter((line) => /^\s+\d+\s/.test(line))).toHaveLength(2);
+    expect(
+      sh('sgdisk', ['-p', disk])
+        .split('\n')
+        .filter((line) => /^\s+\d+\s/.test(line)),
+    ).toHaveLength(2);
     expect(ok(await call(alice, 'GET', '/dedicated/server/ns1.lab'))).toMatchObject({ os: 'byoi_64' });
   });
 
   it('reinstalls with byoi_64 as a task, then DELETE erases the status', async () => {
-    const task = ok(await call(alice, 'POST', '/dedicated/server/ns1.lab/reinstall', {
-      operatingSystem: 'byoi_64',
-      customizations: { imageURL: `${images.url}/image.raw`, imageType: 'raw', hostname: 'web1.lab' },
-    }));
+    const task = ok(
+      await call(alice, 'POST', '/dedicated/server/ns1.lab/reinstall', {
+        operatingSystem: 'byoi_64',
+        customizations: { imageURL: `${images.url}/image.raw`, imageType: 'raw', hostname: 'web1.lab' },
+      }),
+    );
     expect(task).toMatchObject({ function: 'reinstallServer', taskId: expect.any(Number) });
     const { last } = await follow(`/dedicated/server/ns1.lab/task/${task.taskId}`, alice, ['init', 'todo', 'doing']);
     expect(last).toMatchObject({ taskId: task.taskId, status: 'done', doneDate: expect.any(String) });
@@ -165,33 +265,91 @@ describe.skipIf(skipWithout(...needs))('OVH\'s npm client against byoi serve ove
     expect(ok(await call(alice, 'GET', '/dedicated/server/ns1.lab/bringYourOwnImage'))).toMatchObject({ status: null });
   });
 
-  it('surfaces every refusal as the client\'s error with OVH\'s message', async () => {
+  it("surfaces every refusal as the client's error with OVH's message", async () => {
     // A key the operator validated for bob, limited to reading.
-    const bob = client({ consumerKey: await consumerKey([{ method: 'GET', path: '/dedicated/server*' }], byOperator('bob')) });
+    const bob = client({
+      consumerKey: await consumerKey([{ method: 'GET', path: '/dedicated/server*' }], byOperator('bob')),
+    });
     expect(ok(await call(bob, 'GET', '/dedicated/server'))).toEqual(['ns2.lab']);
-    expect(await call(bob, 'GET', '/dedicated/server/ns1.lab/bringYourOwnImage')).toEqual({ error: 404, message: 'The requested object (serviceName = ns1.lab) does not exist' });
-    expect(await call(bob, 'POST', '/dedicated/server/ns2.lab/bringYourOwnImage', { URL: `${images.url}/image.raw`, type: 'raw' })).toEqual({ error: 403, message: 'This call has not been granted' });
-    expect(await call({ ...alice, appSecret: 'x'.repeat(32) }, 'GET', '/dedicated/server')).toEqual({ error: 400, message: 'Invalid signature' });
-    expect(await call({ ...alice, appKey: 'unknownAppKey123' }, 'GET', '/dedicated/server')).toEqual({ error: 403, message: 'Invalid application key' });
-    expect(await call({ ...alice, consumerKey: 'y'.repeat(32) }, 'GET', '/dedicated/server')).toEqual({ error: 403, message: 'This credential does not exist' });
-    const pending = ok(await call(client(), 'POST', '/auth/credential', { accessRules: [{ method: 'GET', path: '/*' }] }));
-    expect(await call(client({ consumerKey: pending.consumerKey }), 'GET', '/dedicated/server')).toEqual({ error: 403, message: 'This credential is not valid' });
-    expect(await call(alice, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { URL: 'ftp://x', type: 'raw' })).toMatchObject({ error: 400, message: expect.any(String) });
+    expect(await call(bob, 'GET', '/dedicated/server/ns1.lab/bringYourOwnImage')).toEqual({
+      error: 404,
+      message: 'The requested object (serviceName = ns1.lab) does not exist',
+    });
+    expect(
+      await call(bob, 'POST', '/dedicated/server/ns2.lab/bringYourOwnImage', {
+        URL: `${images.url}/image.raw`,
+        type: 'raw',
+      }),
+    ).toEqual({ error: 403, message: 'This call has not been granted' });
+    expect(await call({ ...alice, appSecret: 'x'.repeat(32) }, 'GET', '/dedicated/server')).toEqual({
+      error: 400,
+      message: 'Invalid signature',
+    });
+    expect(await call({ ...alice, appKey: 'unknownAppKey123' }, 'GET', '/dedicated/server')).toEqual({
+      error: 403,
+      message: 'Invalid application key',
+    });
+    expect(await call({ ...alice, consumerKey: 'y'.repeat(32) }, 'GET', '/dedicated/server')).toEqual({
+      error: 403,
+      message: 'This credential does not exist',
+    });
+    const pending = ok(
+      await call(client(), 'POST', '/auth/credential', { accessRules: [{ method: 'GET', path: '/*' }] }),
+    );
+    expect(await call(client({ consumerKey: pending.consumerKey }), 'GET', '/dedicated/server')).toEqual({
+      error: 403,
+      message: 'This credential is not valid',
+    });
+    expect(
+      await call(alice, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { URL: 'ftp://x', type: 'raw' }),
+    ).toMatchObject({ error: 400, message: expect.any(String) });
     // Revoked through the API: the key no longer exists.
-    const doomed = client({ consumerKey: await consumerKey([{ method: 'GET', path: '/*' }, { method: 'DELETE', path: '/me/api/credential/*' }], byOperator('bob')) });
+    const doomed = client({
+      consumerKey: await consumerKey(
+        [
+          { method: 'GET', path: '/*' },
+          { method: 'DELETE', path: '/me/api/credential/*' },
+        ],
+        byOperator('bob'),
+      ),
+    });
     const mine = ok(await call(doomed, 'GET', '/me/api/credential')) as number[];
     expect(mine).toHaveLength(2); // bob's: the reader and this one, the newest
-    expect(ok(await call(doomed, 'GET', `/me/api/credential/${Math.max(...mine)}`))).toMatchObject({ status: 'validated', rules: [{ method: 'GET', path: '/*' }, { method: 'DELETE', path: '/me/api/credential/*' }] });
+    expect(ok(await call(doomed, 'GET', `/me/api/credential/${Math.max(...mine)}`))).toMatchObject({
+      status: 'validated',
+      rules: [
+        { method: 'GET', path: '/*' },
+        { method: 'DELETE', path: '/me/api/credential/*' },
+      ],
+    });
     expect(ok(await call(doomed, 'DELETE', `/me/api/credential/${Math.max(...mine)}`))).toBeNull();
-    expect(await call(doomed, 'GET', '/dedicated/server')).toEqual({ error: 403, message: 'This credential does not exist' });
+    expect(await call(doomed, 'GET', '/dedicated/server')).toEqual({
+      error: 403,
+      message: 'This credential does not exist',
+    });
   });
 
   it('answers curl signing by hand, with the URL as sent (port included)', async () => {
     const timestamp = Math.floor(Date.now() / 1000);
     const url = `${api.url}/1.0/dedicated/server/ns1.lab/bringYourOwnImage`;
-    const headers = (signature: string) => ['-H', `X-Ovh-Application: ${app.appKey}`, '-H', `X-Ovh-Consumer: ${alice.consumerKey}`, '-H', `X-Ovh-Timestamp: ${timestamp}`, '-H', `X-Ovh-Signature: ${signature}`];
+    const headers = (signature: string) => [
+      '-H',
+      `X-Ovh-Application: ${app.appKey}`,
+      '-H',
+      `X-Ovh-Consumer: ${alice.consumerKey}`,
+      '-H',
+      `X-Ovh-Timestamp: ${timestamp}`,
+      '-H',
+      `X-Ovh-Signature: ${signature}`,
+    ];
     const curl = (signature: string) => JSON.parse(sh('curl', ['-sS', '--cacert', cert, ...headers(signature), url]));
-    expect(curl(sign(app.appSecret, alice.consumerKey!, 'GET', url, '', timestamp))).toMatchObject({ servername: 'ns1.lab' });
-    expect(curl(sign(app.appSecret, alice.consumerKey!, 'GET', `${url}?x=1`, '', timestamp))).toEqual({ errorCode: 'INVALID_SIGNATURE', httpCode: '400 Bad Request', message: 'Invalid signature' });
+    expect(curl(sign(app.appSecret, alice.consumerKey!, 'GET', url, '', timestamp))).toMatchObject({
+      servername: 'ns1.lab',
+    });
+    expect(curl(sign(app.appSecret, alice.consumerKey!, 'GET', `${url}?x=1`, '', timestamp))).toEqual({
+      errorCode: 'INVALID_SIGNATURE',
+      httpCode: '400 Bad Request',
+      message: 'Invalid signature',
+    });
   });
 });

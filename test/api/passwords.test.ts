@@ -26,7 +26,10 @@ describe('customer accounts declared in the config', () => {
     const { ConfigCustomers } = await import('../../lib/api/customers.ts');
     const config = parseConfig(
       {
-        customers: [{ name: 'alice', passwordHash: await hashPassword('alice-pw') }, { name: 'bob', passwordHash: await hashPassword('bob-pw') }],
+        customers: [
+          { name: 'alice', passwordHash: await hashPassword('alice-pw') },
+          { name: 'bob', passwordHash: await hashPassword('bob-pw') },
+        ],
         servers: [
           { serviceName: 'ns1.lab', customer: 'alice', apiKeys: [] },
           { serviceName: 'ns2.lab', customer: 'bob', apiKeys: [] },
@@ -40,7 +43,11 @@ describe('customer accounts declared in the config', () => {
     expect(await customers.signIn('alice', 'bob-pw')).toBeUndefined();
     expect(await customers.signIn('carol', 'alice-pw')).toBeUndefined();
     expect(await customers.servers({ name: 'alice' })).toEqual(['ns1.lab']);
-    expect(() => parseConfig({ servers: [{ serviceName: 'ns1', customer: 'nobody', apiKeys: [] }] }, 'lab.json')).toThrow('servers[0].customer must name one of "customers"');
-    expect(() => parseConfig({ customers: [{ name: 'eve', passwordHash: 'hunter2' }], servers: [] }, 'lab.json')).toThrow('customers[0].passwordHash must be an scrypt hash');
+    expect(() =>
+      parseConfig({ servers: [{ serviceName: 'ns1', customer: 'nobody', apiKeys: [] }] }, 'lab.json'),
+    ).toThrow('servers[0].customer must name one of "customers"');
+    expect(() =>
+      parseConfig({ customers: [{ name: 'eve', passwordHash: 'hunter2' }], servers: [] }, 'lab.json'),
+    ).toThrow('customers[0].passwordHash must be an scrypt hash');
   });
 });

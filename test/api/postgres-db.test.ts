@@ -18,8 +18,13 @@ import { skipWithoutPostgres, startPostgres, type TestPostgres } from '../helper
 
 describe('numbering placeholders', () => {
   it('numbers each ? in order, and leaves those in literals, quoted names and comments alone', () => {
-    expect(numberPlaceholders('SELECT * FROM t WHERE a = ? AND b IN (?, ?)')).toEqual({ text: 'SELECT * FROM t WHERE a = $1 AND b IN ($2, $3)', count: 3 });
-    expect(numberPlaceholders(`SELECT 'what?', 'it''s ?', "odd?name" FROM t WHERE x = ? -- why?\nAND y = ? /* ? */`)).toEqual({
+    expect(numberPlaceholders('SELECT * FROM t WHERE a = ? AND b IN (?, ?)')).toEqual({
+      text: 'SELECT * FROM t WHERE a = $1 AND b IN ($2, $3)',
+      count: 3,
+    });
+    expect(
+      numberPlaceholders(`SELECT 'what?', 'it''s ?', "odd?name" FROM t WHERE x = ? -- why?\nAND y = ? /* ? */`),
+    ).toEqual({
       text: `SELECT 'what?', 'it''s ?', "odd?name" FROM t WHERE x = $1 -- why?\nAND y = $2 /* ? */`,
       count: 2,
     });
@@ -35,8 +40,12 @@ describe('database locations', () => {
     expect(hasPassword('postgres://byoi:s3cret@db.lab/byoi')).toBe(true);
     expect(hasPassword('postgres://byoi@db.lab/byoi?password=s3cret')).toBe(true);
     expect(hasPassword('postgres://byoi@/byoi?host=/run/postgresql')).toBe(false);
-    expect(shownLocation('postgres://byoi:s3cret@db.lab:5433/byoi?sslmode=require&password=x')).toBe('postgres://byoi@db.lab:5433/byoi');
-    expect(shownLocation('postgres://byoi:s3cret@/byoi?host=/run/postgresql')).toBe('postgres://byoi@/byoi?host=/run/postgresql');
+    expect(shownLocation('postgres://byoi:s3cret@db.lab:5433/byoi?sslmode=require&password=x')).toBe(
+      'postgres://byoi@db.lab:5433/byoi',
+    );
+    expect(shownLocation('postgres://byoi:s3cret@/byoi?host=/run/postgresql')).toBe(
+      'postgres://byoi@/byoi?host=/run/postgresql',
+    );
     expect(shownLocation('/var/lib/byoi/serve.sqlite')).toBe('/var/lib/byoi/serve.sqlite');
   });
 });
@@ -53,7 +62,9 @@ describe.skipIf(skipWithoutPostgres)('the PostgreSQL driver', () => {
   beforeAll(async () => {
     cluster = await startPostgres();
     db = new PostgresDatabase(await cluster.createDatabase('driver'));
-    await db.exec('CREATE TABLE pair (id INTEGER PRIMARY KEY, v INTEGER NOT NULL); INSERT INTO pair VALUES (1, 0), (2, 0);');
+    await db.exec(
+      'CREATE TABLE pair (id INTEGER PRIMARY KEY, v INTEGER NOT NULL); INSERT INTO pair VALUES (1, 0), (2, 0);',
+    );
   });
 
   afterEach(() => {
@@ -133,7 +144,9 @@ describe.skipIf(skipWithoutPostgres)('the PostgreSQL driver', () => {
     it('is asked for: without one the store does not open, with a clear error', async () => {
       delete process.env.PGPASSWORD;
       noPasswordFile();
-      await expect(openStore(url)).rejects.toThrow(apiMessages.databaseUnavailable(`postgres://fleet@/fleet_db?host=${cluster.socketDir}`));
+      await expect(openStore(url)).rejects.toThrow(
+        apiMessages.databaseUnavailable(`postgres://fleet@/fleet_db?host=${cluster.socketDir}`),
+      );
     });
 
     it('comes from PGPASSWORD', async () => {
@@ -143,7 +156,7 @@ describe.skipIf(skipWithoutPostgres)('the PostgreSQL driver', () => {
       await store.close();
     });
 
-    it('comes from a password file (PGPASSFILE, libpq\'s format)', async () => {
+    it("comes from a password file (PGPASSFILE, libpq's format)", async () => {
       delete process.env.PGPASSWORD;
       const file = join(dir, 'pgpass');
       writeFileSync(file, `*:*:fleet_db:fleet:${password}\n`, { mode: 0o600 });
@@ -155,7 +168,9 @@ describe.skipIf(skipWithoutPostgres)('the PostgreSQL driver', () => {
     it('is never shown when it is wrong', async () => {
       noPasswordFile();
       const wrong = 'wrong-Secret-4242';
-      const error = await openStore(`postgres://fleet:${wrong}@/fleet_db?host=${encodeURIComponent(cluster.socketDir)}`).catch((e: unknown) => e);
+      const error = await openStore(
+        `postgres://fleet:${wrong}@/fleet_db?host=${encodeURIComponent(cluster.socketDir)}`,
+      ).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ByoiError);
       const { message, detail } = error as ByoiError;
       expect(message).toBe(apiMessages.databaseUnavailable(`postgres://fleet@/fleet_db?host=${cluster.socketDir}`));
@@ -167,7 +182,12 @@ describe.skipIf(skipWithoutPostgres)('the PostgreSQL driver', () => {
   describe('byoi serve --db postgres://', () => {
     const byoi = fileURLToPath(new URL('../../agent/byoi.ts', import.meta.url));
 
-    function serve(args: string[]): { stderr: () => string; exited: Promise<number | null>; listening: Promise<string>; stop: () => void } {
+    function serve(args: string[]): {
+      stderr: () => string;
+      exited: Promise<number | null>;
+      listening: Promise<string>;
+      stop: () => void;
+    } {
       const child = spawn(process.execPath, [byoi, 'serve', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -187,20 +207,34 @@ describe.skipIf(skipWithoutPostgres)('the PostgreSQL driver', () => {
       const config = join(dir, 'fleet.json');
       const database = await cluster.createDatabase('serve');
       const key = 'Fleet-Key-7f3a9c2e51b84d6a0c9e7f2b4a6d8c1e';
-      writeFileSync(config, JSON.stringify({ database, secretsKeyFile: keyFile, servers: [{ serviceName: 'ns1.fleet', apiKeys: [key], boot: { command: ['true'] } }] }));
+      writeFileSync(
+        config,
+        JSON.stringify({
+          database,
+          secretsKeyFile: keyFile,
+          servers: [{ serviceName: 'ns1.fleet', apiKeys: [key], boot: { command: ['true'] } }],
+        }),
+      );
       const served = serve(['--config', config, '--listen', '127.0.0.1:0']);
       try {
         const url = await served.listening;
         const body = { URL: 'http://127.0.0.1:9/x.raw', type: 'raw' };
-        expect((await call(url, 'POST', '/dedicated/server/ns1.fleet/bringYourOwnImage', { key, body })).status).toBe(200);
-        expect((await call(url, 'GET', '/dedicated/server/ns1.fleet/bringYourOwnImage', { key })).body).toMatchObject({ status: 'doing' });
+        expect((await call(url, 'POST', '/dedicated/server/ns1.fleet/bringYourOwnImage', { key, body })).status).toBe(
+          200,
+        );
+        expect((await call(url, 'GET', '/dedicated/server/ns1.fleet/bringYourOwnImage', { key })).body).toMatchObject({
+          status: 'doing',
+        });
       } finally {
         served.stop();
         expect(await served.exited).toBe(0);
       }
       const check = new PostgresDatabase(database);
       try {
-        expect(await check.get('SELECT service_name, status FROM deployments')).toEqual({ service_name: 'ns1.fleet', status: 'doing' });
+        expect(await check.get('SELECT service_name, status FROM deployments')).toEqual({
+          service_name: 'ns1.fleet',
+          status: 'doing',
+        });
       } finally {
         await check.close();
       }
@@ -210,7 +244,14 @@ describe.skipIf(skipWithoutPostgres)('the PostgreSQL driver', () => {
       const config = join(dir, 'plain.json');
       writeFileSync(config, JSON.stringify({ servers: [] }));
       const secret = 'cmdline-Secret-77';
-      const served = serve(['--config', config, '--listen', '127.0.0.1:0', '--db', `postgres://fleet:${secret}@/fleet_db?host=${encodeURIComponent(cluster.socketDir)}`]);
+      const served = serve([
+        '--config',
+        config,
+        '--listen',
+        '127.0.0.1:0',
+        '--db',
+        `postgres://fleet:${secret}@/fleet_db?host=${encodeURIComponent(cluster.socketDir)}`,
+      ]);
       expect(await served.exited).not.toBe(0);
       expect(served.stderr()).toContain(apiMessages.databasePasswordOnCommandLine);
       expect(served.stderr()).not.toContain(secret);

@@ -28,10 +28,20 @@ afterEach(async () => {
 
 /** A request announcing a large body and sending none of it: answered at once only if the body is never awaited. */
 const announce = (port: number, method: string, path: string, contentType = 'application/json') =>
-  rawExchange(port, (socket) => void socket.write(requestText(method, path, { 'content-type': contentType, 'content-length': 8 * 1024 * 1024 })), { timeoutMs: 3000 });
+  rawExchange(
+    port,
+    (socket) =>
+      void socket.write(requestText(method, path, { 'content-type': contentType, 'content-length': 8 * 1024 * 1024 })),
+    { timeoutMs: 3000 },
+  );
 
 describe('no body is read for a stranger', () => {
-  for (const path of ['/no/such/route', '/dedicated/server/ns1.lab/nothing', '/boot/v1/ipxe', '/agent/v1/servers/ns1.lab/nothing']) {
+  for (const path of [
+    '/no/such/route',
+    '/dedicated/server/ns1.lab/nothing',
+    '/boot/v1/ipxe',
+    '/agent/v1/servers/ns1.lab/nothing',
+  ]) {
     it(`POST ${path} (no route) is answered 404 without waiting for its body`, async () => {
       const { port } = await start();
       const answer = await announce(port, 'POST', path);
@@ -73,7 +83,12 @@ describe('netboot scripts are answered on the provisioning network only (netboot
 
   it('a client outside them gets no script, no token, and burns no boot', async () => {
     const test = await waiting(['10.0.0.0/8', 'fd00::/8']);
-    for (const path of ['/boot/v1/servers/ns1.lab/ipxe', '/boot/v1/mac/52:54:00:12:34:56/ipxe', '/boot/v1/ipxe', '/boot/v1/rescue/kernel']) {
+    for (const path of [
+      '/boot/v1/servers/ns1.lab/ipxe',
+      '/boot/v1/mac/52:54:00:12:34:56/ipxe',
+      '/boot/v1/ipxe',
+      '/boot/v1/rescue/kernel',
+    ]) {
       const answer = await fetch(`${test.url}${path}`);
       expect(answer.status).toBe(403);
       const text = await answer.text();
@@ -96,9 +111,16 @@ describe('netboot scripts are answered on the provisioning network only (netboot
 
   it('the config refuses what is not an address or a network', async () => {
     for (const clients of [['10.0.0.0/33'], ['not-an-address'], [''], 'everyone', [7]]) {
-      expect(() => parseConfig({ ...config, netboot: { ...netboot, clients } }, 'lab.json')).toThrow(/netboot\.clients/);
+      expect(() => parseConfig({ ...config, netboot: { ...netboot, clients } }, 'lab.json')).toThrow(
+        /netboot\.clients/,
+      );
     }
-    expect(parseConfig({ ...config, netboot: { ...netboot, clients: ['192.0.2.7', '10.1.0.0/16', '2001:db8::/32'] } }, 'lab.json').netboot?.clients).toHaveLength(3);
+    expect(
+      parseConfig(
+        { ...config, netboot: { ...netboot, clients: ['192.0.2.7', '10.1.0.0/16', '2001:db8::/32'] } },
+        'lab.json',
+      ).netboot?.clients,
+    ).toHaveLength(3);
   });
 });
 
@@ -107,12 +129,18 @@ describe('connections are bounded in number', () => {
     const { connect } = await import('node:net');
     const { port, url } = await start(config, { limits: { maxConnections: 4 } });
     const held = await Promise.all(
-      Array.from({ length: 4 }, () => new Promise<import('node:net').Socket>((resolve) => {
-        const socket = connect(port, '127.0.0.1', () => resolve(socket));
-      })),
+      Array.from(
+        { length: 4 },
+        () =>
+          new Promise<import('node:net').Socket>((resolve) => {
+            const socket = connect(port, '127.0.0.1', () => resolve(socket));
+          }),
+      ),
     );
     // The server refuses the next connection at once, rather than taking file descriptors without end.
-    const refused = await rawExchange(port, (socket) => void socket.write(requestText('GET', '/boot/v1/ipxe', {})), { timeoutMs: 2000 });
+    const refused = await rawExchange(port, (socket) => void socket.write(requestText('GET', '/boot/v1/ipxe', {})), {
+      timeoutMs: 2000,
+    });
     expect(refused.status).toBeUndefined();
     expect(refused.closed).toBe(true);
     for (const socket of held) socket.destroy();

@@ -15,18 +15,38 @@ const bodies: [string, 'bringYourOwnImage' | 'reinstall', unknown][] = [
   ['a checksum without its type', 'bringYourOwnImage', { URL: url, type: 'qcow2', checkSum: sha256 }],
   ['a short sha256', 'bringYourOwnImage', { URL: url, type: 'qcow2', checkSum: 'abc', checkSumType: 'sha256' }],
   ['a file URL', 'bringYourOwnImage', { URL: 'file:///etc/passwd', type: 'raw' }],
-  ['a header with a newline', 'bringYourOwnImage', { URL: url, type: 'raw', httpHeader: [{ key: 'X-A', value: 'a\nb' }] }],
+  [
+    'a header with a newline',
+    'bringYourOwnImage',
+    { URL: url, type: 'raw', httpHeader: [{ key: 'X-A', value: 'a\nb' }] },
+  ],
   ['a bad diskGroupId', 'bringYourOwnImage', { URL: url, type: 'raw', diskGroupId: 'one' }],
-  ['reinstall: an unknown imageType', 'reinstall', { operatingSystem: 'byoi_64', customizations: { imageURL: url, imageType: 'vhd' } }],
-  ['reinstall: a checksum type alone', 'reinstall', { operatingSystem: 'byoi_64', customizations: { imageURL: url, imageType: 'raw', imageCheckSumType: 'md5' } }],
-  ['reinstall: headers not a map', 'reinstall', { operatingSystem: 'byoi_64', customizations: { imageURL: url, imageType: 'raw', httpHeaders: ['x'] } }],
+  [
+    'reinstall: an unknown imageType',
+    'reinstall',
+    { operatingSystem: 'byoi_64', customizations: { imageURL: url, imageType: 'vhd' } },
+  ],
+  [
+    'reinstall: a checksum type alone',
+    'reinstall',
+    { operatingSystem: 'byoi_64', customizations: { imageURL: url, imageType: 'raw', imageCheckSumType: 'md5' } },
+  ],
+  [
+    'reinstall: headers not a map',
+    'reinstall',
+    { operatingSystem: 'byoi_64', customizations: { imageURL: url, imageType: 'raw', httpHeaders: ['x'] } },
+  ],
 ];
 
 describe('validation messages', () => {
   const dir = mkdtempSync(join(tmpdir(), 'byoi-same-'));
   let api: TestApi;
   beforeAll(async () => {
-    api = await startApi({ servers: [{ serviceName: 'ns1.lab', apiKeys: ['k'] }] }, join(dir, 'db.sqlite'), new RecordingBoot());
+    api = await startApi(
+      { servers: [{ serviceName: 'ns1.lab', apiKeys: ['k'] }] },
+      join(dir, 'db.sqlite'),
+      new RecordingBoot(),
+    );
   });
   afterAll(async () => {
     await api.close();

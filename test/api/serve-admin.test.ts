@@ -12,7 +12,7 @@ const dir = mkdtempSync(join(tmpdir(), 'byoi-serve-admin-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const db = join(dir, 'lab.sqlite');
 
-describe('byoi serve\'s operator subcommands', () => {
+describe("byoi serve's operator subcommands", () => {
   it('hash-password hashes the password read from standard input, and refuses none', async () => {
     const hashed = await serveAdmin(['hash-password'], 'correct horse\n');
     expect(hashed.exitCode).toBe(0);
@@ -23,13 +23,17 @@ describe('byoi serve\'s operator subcommands', () => {
   });
 
   it('customer add keeps the password hashed; a second account of the same name is refused', async () => {
-    expect(await serveAdmin(['customer', 'add', 'carol', '--server', 'ns1.lab', '--db', db], 'carol secret\n')).toMatchObject({ exitCode: 0 });
+    expect(
+      await serveAdmin(['customer', 'add', 'carol', '--server', 'ns1.lab', '--db', db], 'carol secret\n'),
+    ).toMatchObject({ exitCode: 0 });
     expect(readFileSync(db).includes(Buffer.from('carol secret'))).toBe(false);
     const again = await serveAdmin(['customer', 'add', 'carol', '--db', db], 'other\n');
     expect(again.exitCode).toBe(1);
     expect(again.stderr.trim()).toBe(ovhAuthMessages.customerExists('carol'));
     expect((await serveAdmin(['customer', 'add', 'bad name', '--db', db], 'x\n')).exitCode).toBe(2);
-    expect((await serveAdmin(['customer', 'assign', 'nobody', 'ns2.lab', '--db', db])).stderr.trim()).toBe(ovhAuthMessages.noSuchCustomer('nobody'));
+    expect((await serveAdmin(['customer', 'assign', 'nobody', 'ns2.lab', '--db', db])).stderr.trim()).toBe(
+      ovhAuthMessages.noSuchCustomer('nobody'),
+    );
   });
 
   it('application create prints its key and secret once; the secret is sealed under a 0600 key file', async () => {
@@ -42,11 +46,16 @@ describe('byoi serve\'s operator subcommands', () => {
   });
 
   it('credential validate reads the consumer key from standard input and refuses one that is not pending', async () => {
-    const unknown = await serveAdmin(['credential', 'validate', '--customer', 'carol', '--db', db], 'y'.repeat(32) + '\n');
+    const unknown = await serveAdmin(
+      ['credential', 'validate', '--customer', 'carol', '--db', db],
+      'y'.repeat(32) + '\n',
+    );
     expect(unknown.exitCode).toBe(1);
     expect(unknown.stderr.trim()).toBe(ovhAuthMessages.notPending);
     const none = await serveAdmin(['credential', 'validate', '--customer', 'carol', '--db', db], '');
     expect(none.stderr.trim()).toBe(ovhAuthMessages.noSecret('consumer key'));
-    expect((await serveAdmin(['credential', 'validate', '--customer', 'nobody', '--db', db], 'y'.repeat(32))).stderr.trim()).toBe(ovhAuthMessages.noSuchCustomer('nobody'));
+    expect(
+      (await serveAdmin(['credential', 'validate', '--customer', 'nobody', '--db', db], 'y'.repeat(32))).stderr.trim(),
+    ).toBe(ovhAuthMessages.noSuchCustomer('nobody'));
   });
 });

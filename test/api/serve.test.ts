@@ -20,7 +20,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Starts `byoi serve`, resolving with its URL once it listens. */
 function serve(args: string[]): Promise<{ url: string; stop: () => Promise<number | null> }> {
-  const child = spawn(process.execPath, [join(repo, 'agent/byoi.ts'), 'serve', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [join(repo, 'agent/byoi.ts'), 'serve', ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
     let stderr = '';
@@ -34,37 +36,83 @@ function serve(args: string[]): Promise<{ url: string; stop: () => Promise<numbe
 }
 
 describe('byoi serve', () => {
-  it('serves the config\'s servers from its database, and keeps their state across a restart', async () => {
+  it("serves the config's servers from its database, and keeps their state across a restart", async () => {
     const config = join(dir, 'config.json');
-    writeFileSync(config, JSON.stringify({ servers: [{ serviceName: 'ns1.lab', apiKeys: [keyA], boot: { command: ['true'] } }] }));
+    writeFileSync(
+      config,
+      JSON.stringify({ servers: [{ serviceName: 'ns1.lab', apiKeys: [keyA], boot: { command: ['true'] } }] }),
+    );
     const db = join(dir, 'serve.sqlite');
     const first = await serve(['--config', config, '--listen', '127.0.0.1:0', '--db', db]);
     const body = { URL: 'http://127.0.0.1:9/x.raw', type: 'raw' };
-    expect((await call(first.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: keyA, body })).status).toBe(200);
+    expect(
+      (await call(first.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: keyA, body })).status,
+    ).toBe(200);
     expect(await first.stop()).toBe(0);
     const second = await serve(['--config', config, '--listen', '127.0.0.1:0', '--db', db]);
     try {
-      expect((await call(second.url, 'GET', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: keyA })).body).toMatchObject({ status: 'doing', phase: 'boot' });
-      expect((await call(second.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: keyA, body })).status).toBe(409);
+      expect(
+        (await call(second.url, 'GET', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: keyA })).body,
+      ).toMatchObject({ status: 'doing', phase: 'boot' });
+      expect(
+        (await call(second.url, 'POST', '/dedicated/server/ns1.lab/bringYourOwnImage', { key: keyA, body })).status,
+      ).toBe(409);
     } finally {
       await second.stop();
     }
   });
 
-  it('serves HTTPS with the lab\'s certificate, which a client trusting that certificate verifies', async () => {
+  it("serves HTTPS with the lab's certificate, which a client trusting that certificate verifies", async () => {
     const [cert, key] = [join(dir, 'lab.crt'), join(dir, 'lab.key')];
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'ignore' },
+    );
     const config = join(dir, 'tls.json');
     writeFileSync(config, JSON.stringify({ servers: [{ serviceName: 'ns1.lab', apiKeys: [keyA] }] }));
-    const served = await serve(['--config', config, '--listen', '127.0.0.1:0', '--db', join(dir, 'tls.sqlite'), '--tls-cert', cert, '--tls-key', key]);
+    const served = await serve([
+      '--config',
+      config,
+      '--listen',
+      '127.0.0.1:0',
+      '--db',
+      join(dir, 'tls.sqlite'),
+      '--tls-cert',
+      cert,
+      '--tls-key',
+      key,
+    ]);
     try {
       expect(served.url).toMatch(/^https:/);
       const get = (ca?: Buffer) =>
         new Promise<number>((resolve, reject) => {
-          const request = httpsRequest(`${served.url}/dedicated/server/ns1.lab/bringYourOwnImage`, { headers: { authorization: `Bearer ${keyA}` }, ...(ca && { ca }) }, (response) => {
-            response.resume();
-            resolve(response.statusCode!);
-          });
+          const request = httpsRequest(
+            `${served.url}/dedicated/server/ns1.lab/bringYourOwnImage`,
+            { headers: { authorization: `Bearer ${keyA}` }, ...(ca && { ca }) },
+            (response) => {
+              response.resume();
+              resolve(response.statusCode!);
+            },
+          );
           request.on('error', reject).end();
         });
       expect(await get(readFileSync(cert))).toBe(200);
@@ -79,13 +127,33 @@ describe('byoi serve', () => {
     expect(bad({})).toThrow(apiMessages.badConfig('lab.json', 'expected {"servers": [...]}'));
     expect(bad({ servers: [{ serviceName: 'a b', apiKeys: [keyA] }] })).toThrow(ByoiError);
     expect(bad({ servers: [{ serviceName: 'a', apiKeys: 'k' }] })).toThrow('servers[0].apiKeys must be a list of keys');
-    expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA] }, { serviceName: 'a', apiKeys: [keyA] }] })).toThrow('a is declared twice');
-    expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA], boot: { command: [] } }] })).toThrow('servers[0].boot.command must be a non-empty list of strings');
+    expect(
+      bad({
+        servers: [
+          { serviceName: 'a', apiKeys: [keyA] },
+          { serviceName: 'a', apiKeys: [keyA] },
+        ],
+      }),
+    ).toThrow('a is declared twice');
+    expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA], boot: { command: [] } }] })).toThrow(
+      'servers[0].boot.command must be a non-empty list of strings',
+    );
     // Issue 13: a token on argv is readable by every local user (ps): {token} anywhere in boot is refused.
-    for (const boot of [{ command: ['agent', '--token', '{token}'] }, { command: ['x'], logFile: '/var/log/{token}' }, { command: ['x'], rescueCommand: ['y', 'byoi.token={token}'] }]) {
+    for (const boot of [
+      { command: ['agent', '--token', '{token}'] },
+      { command: ['x'], logFile: '/var/log/{token}' },
+      { command: ['x'], rescueCommand: ['y', 'byoi.token={token}'] },
+    ]) {
       expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA], boot }] })).toThrow('{token}');
     }
-    expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA], macs: ['52:54:00:00:00:01'] }, { serviceName: 'b', apiKeys: [keyA], macs: ['52-54-00-00-00-01'] }] })).toThrow('declared twice');
+    expect(
+      bad({
+        servers: [
+          { serviceName: 'a', apiKeys: [keyA], macs: ['52:54:00:00:00:01'] },
+          { serviceName: 'b', apiKeys: [keyA], macs: ['52-54-00-00-00-01'] },
+        ],
+      }),
+    ).toThrow('declared twice');
     expect(bad({ servers: [{ serviceName: 'a', apiKeys: [keyA], macs: ['nope'] }] })).toThrow('is not a MAC address');
     expect(bad({ servers: [], netboot: { kernel: 'k' } })).toThrow('netboot must give');
     expect(bad({ servers: [], netboot: { kernel: 'k', initrd: 'i', cmdline: 'a\nshell' } })).toThrow('one-line');
@@ -93,11 +161,24 @@ describe('byoi serve', () => {
 });
 
 describe('the command boot adapter', () => {
-  it('runs the server\'s command with {server} and {service} filled in, the token in $BYOI_AGENT_TOKEN (not argv), and stops it for rescue', async () => {
+  it("runs the server's command with {server} and {service} filled in, the token in $BYOI_AGENT_TOKEN (not argv), and stops it for rescue", async () => {
     const out = join(dir, 'booted.txt');
     const stopped = join(dir, 'stopped.txt');
     const adapter = new CommandBootAdapter([
-      { serviceName: 'ns1.lab', apiKeys: [], boot: { command: ['sh', '-c', `trap 'echo TERM > ${stopped}; exit 0' TERM; echo "$0 $1 $BYOI_AGENT_TOKEN $GREETING" > ${out}; sleep 60 & wait`, '{server}', '{service}'], env: { GREETING: 'hi' } } },
+      {
+        serviceName: 'ns1.lab',
+        apiKeys: [],
+        boot: {
+          command: [
+            'sh',
+            '-c',
+            `trap 'echo TERM > ${stopped}; exit 0' TERM; echo "$0 $1 $BYOI_AGENT_TOKEN $GREETING" > ${out}; sleep 60 & wait`,
+            '{server}',
+            '{service}',
+          ],
+          env: { GREETING: 'hi' },
+        },
+      },
     ]);
     await adapter.boot({ serverUrl: 'http://10.0.0.1:8080', serviceName: 'ns1.lab', token: 'tok' });
     for (let i = 0; i < 200 && !existsSync(out); i++) await new Promise((resolve) => setTimeout(resolve, 10));
@@ -107,18 +188,31 @@ describe('the command boot adapter', () => {
   });
 
   it('fails to boot a server that has no command, or whose command does not exist', async () => {
-    const adapter = new CommandBootAdapter([{ serviceName: 'ns2.lab', apiKeys: [], boot: { command: [join(dir, 'no-such-program')] } }]);
+    const adapter = new CommandBootAdapter([
+      { serviceName: 'ns2.lab', apiKeys: [], boot: { command: [join(dir, 'no-such-program')] } },
+    ]);
     const context = { serverUrl: 'http://x', token: 't' };
-    await expect(adapter.boot({ ...context, serviceName: 'ns1.lab' })).rejects.toThrow(apiMessages.bootFailed('ns1.lab'));
-    await expect(adapter.boot({ ...context, serviceName: 'ns2.lab' })).rejects.toThrow(apiMessages.bootFailed('ns2.lab'));
+    await expect(adapter.boot({ ...context, serviceName: 'ns1.lab' })).rejects.toThrow(
+      apiMessages.bootFailed('ns1.lab'),
+    );
+    await expect(adapter.boot({ ...context, serviceName: 'ns2.lab' })).rejects.toThrow(
+      apiMessages.bootFailed('ns2.lab'),
+    );
     // In a lab that netboots, a server without a command waits for its next netboot.
     await new CommandBootAdapter([], { netboot: true }).boot({ ...context, serviceName: 'ns1.lab' });
   });
 
-  it('runs the rescue command after DELETE (a power cycle into the netboot\'s rescue), and waits for it', async () => {
+  it("runs the rescue command after DELETE (a power cycle into the netboot's rescue), and waits for it", async () => {
     const out = join(dir, 'rescued.txt');
     const adapter = new CommandBootAdapter([
-      { serviceName: 'ns1.lab', apiKeys: [], boot: { command: ['true'], rescueCommand: ['sh', '-c', `sleep 0.2; echo "power cycle $0" > ${out}`, '{service}'] } },
+      {
+        serviceName: 'ns1.lab',
+        apiKeys: [],
+        boot: {
+          command: ['true'],
+          rescueCommand: ['sh', '-c', `sleep 0.2; echo "power cycle $0" > ${out}`, '{service}'],
+        },
+      },
     ]);
     await adapter.rescue('ns1.lab');
     expect(readFileSync(out, 'utf8')).toBe('power cycle ns1.lab\n');

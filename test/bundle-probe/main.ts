@@ -8,7 +8,10 @@ import pino from 'pino';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 
-const argv = await yargs(hideBin(process.argv)).option('square', { type: 'number', demandOption: true }).strict().parseAsync();
+const argv = await yargs(hideBin(process.argv))
+  .option('square', { type: 'number', demandOption: true })
+  .strict()
+  .parseAsync();
 
 const log = pino({ base: null }, pino.destination({ dest: 2, sync: true }));
 log.info({ probe: true }, 'probe started');

@@ -10,7 +10,10 @@ import { probe, readConfigDrive, sshKeygen } from '../helpers/cloud-init.ts';
 const BYOI = ['agent/byoi.ts'];
 
 function byoi(args: string[], input?: string) {
-  return spawnSync(process.execPath, [...BYOI, ...args], { encoding: 'utf8', ...(input === undefined ? {} : { input }) });
+  return spawnSync(process.execPath, [...BYOI, ...args], {
+    encoding: 'utf8',
+    ...(input === undefined ? {} : { input }),
+  });
 }
 
 describe.skipIf(skipWithout('mtools', 'cloud-init', 'ssh-keygen'))('byoi configdrive', () => {
@@ -27,8 +30,25 @@ describe.skipIf(skipWithout('mtools', 'cloud-init', 'ssh-keygen'))('byoi configd
     const out = join(work, 'cd.img');
     const script = '#!/bin/sh\necho hello\n';
     const result = byoi(
-      ['configdrive', '--out', out, '--hostname', 'web-1', '--ssh-key', key1, '--ssh-key', key2,
-        '--user-metadata', 'role=web', '--user-metadata', 'note=a=b', '--user-data', '-', '--sector-size', '4096'],
+      [
+        'configdrive',
+        '--out',
+        out,
+        '--hostname',
+        'web-1',
+        '--ssh-key',
+        key1,
+        '--ssh-key',
+        key2,
+        '--user-metadata',
+        'role=web',
+        '--user-metadata',
+        'note=a=b',
+        '--user-data',
+        '-',
+        '--sector-size',
+        '4096',
+      ],
       Buffer.from(script).toString('base64'),
     );
     expect(result.stderr).toBe('');
@@ -47,7 +67,9 @@ describe.skipIf(skipWithout('mtools', 'cloud-init', 'ssh-keygen'))('byoi configd
     writeFileSync(file, '#cloud-config\npackage_update: true\n');
     const out = join(work, 'cd2.img');
     expect(byoi(['configdrive', '--out', out, '--user-data', file, '--size-mib', '4']).status).toBe(0);
-    expect(Buffer.from(readConfigDrive(out).userData, 'base64').toString()).toBe('#cloud-config\npackage_update: true\n');
+    expect(Buffer.from(readConfigDrive(out).userData, 'base64').toString()).toBe(
+      '#cloud-config\npackage_update: true\n',
+    );
   });
 
   it('refuses invalid fields with exit 2 and the message last, writing nothing', () => {

@@ -15,10 +15,12 @@ import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { probe, readConfigDrive, sshKeygen } from '../helpers/cloud-init.ts';
 
 const MIB = 1024 * 1024;
-const NETWORK = dhcpOn(nicLinks([
-  { name: 'eth0', mac: '0c:c4:7a:aa:bb:cc', mtu: 1500 },
-  { name: 'eth1', mac: '0c:c4:7a:aa:bb:dd', mtu: 9000 },
-]));
+const NETWORK = dhcpOn(
+  nicLinks([
+    { name: 'eth0', mac: '0c:c4:7a:aa:bb:cc', mtu: 1500 },
+    { name: 'eth1', mac: '0c:c4:7a:aa:bb:dd', mtu: 9000 },
+  ]),
+);
 
 describe.skipIf(skipWithout('mtools', 'cloud-init', 'ssh-keygen'))('config drive content, read by cloud-init', () => {
   let work: string;
@@ -30,7 +32,12 @@ describe.skipIf(skipWithout('mtools', 'cloud-init', 'ssh-keygen'))('config drive
   });
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  async function build(options: ConfigDriveOptions, sectorSize: number, network: NetworkConfig | null = NETWORK, bytes = 8 * MIB) {
+  async function build(
+    options: ConfigDriveOptions,
+    sectorSize: number,
+    network: NetworkConfig | null = NETWORK,
+    bytes = 8 * MIB,
+  ) {
     validateConfigDrive(options);
     const content = configDriveContent(options, network ? { network } : {});
     const path = join(work, `cd-${content.uuid}.vfat`);
@@ -41,7 +48,12 @@ describe.skipIf(skipWithout('mtools', 'cloud-init', 'ssh-keygen'))('config drive
   it.each([512, 4096])('carries hostname, keys, meta, user data and NICs (%i-byte sectors)', async (sectorSize) => {
     const userData = '#cloud-config\nruncmd:\n  - [touch, /root/deployed]\n';
     const { uuid, path } = await build(
-      { hostname: 'node-01.example.net', sshKeys: [keys[0]!, `${keys[1]!}\n`], userData, metadata: { role: 'web', 'customer-key': 'a=b c' } },
+      {
+        hostname: 'node-01.example.net',
+        sshKeys: [keys[0]!, `${keys[1]!}\n`],
+        userData,
+        metadata: { role: 'web', 'customer-key': 'a=b c' },
+      },
       sectorSize,
       NETWORK,
       63 * MIB,
@@ -82,7 +94,14 @@ describe.skipIf(skipWithout('mtools', 'cloud-init', 'ssh-keygen'))('config drive
     const a = await build({ sshKeys: [], metadata: {} }, 512, null);
     const b = await build({ sshKeys: [], metadata: {} }, 512, null);
     const seen = readConfigDrive(a.path);
-    expect(seen).toMatchObject({ instanceId: a.uuid, localHostname: null, publicKeys: [], meta: {}, userData: '', network: null });
+    expect(seen).toMatchObject({
+      instanceId: a.uuid,
+      localHostname: null,
+      publicKeys: [],
+      meta: {},
+      userData: '',
+      network: null,
+    });
     expect(readConfigDrive(b.path).instanceId).toBe(b.uuid);
     expect(a.uuid).not.toBe(b.uuid);
   });

@@ -8,7 +8,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configDriveContent } from '../../lib/configdrive/content.ts';
 import { netmask } from '../../lib/configdrive/network.ts';
-import { networkFromFlags, parseNetworkConfig, withLinks, type NetworkConfig } from '../../lib/configdrive/network-config.ts';
+import {
+  networkFromFlags,
+  parseNetworkConfig,
+  withLinks,
+  type NetworkConfig,
+} from '../../lib/configdrive/network-config.ts';
 import { buildVfatImage } from '../../lib/configdrive/vfat.ts';
 import { parseConfig } from '../../lib/api/config.ts';
 import { ByoiError } from '../../lib/errors.ts';
@@ -42,41 +47,107 @@ describe('network configuration', () => {
   });
 
   it('refuses what cloud-init could not use, naming the field', () => {
-    expect(refusal(() => parseNetworkConfig({ links: [{ id: 'eth0', mac: 'zz' }] }, 'lab'))).toMatch(/^Bad network configuration \(lab\): links\[0\]\.mac must be a MAC/);
-    expect(refusal(() => parseNetworkConfig({ links: [{ id: 'a', mac: A }, { id: 'b', mac: A }] }, 'x'))).toMatch(/same MAC/);
-    expect(refusal(() => parseNetworkConfig({ links: [{ id: 'a', mac: A }], networks: [{ link: 'a', address: '10.0.0.1' }] }, 'x'))).toMatch(/prefix length/);
-    expect(refusal(() => parseNetworkConfig({ links: [{ id: 'a', mac: A }], networks: [{ link: 'a', address: '10.0.0.1/24', gateway: '2001:db8::1' }] }, 'x'))).toMatch(/gateway must be an IPv4/);
-    expect(refusal(() => parseNetworkConfig({ links: [{ id: 'a', mac: A }], networks: [{ link: 'nope', type: 'dhcp4' }] }, 'x'))).toMatch(/link must be the id/);
-    expect(refusal(() => parseNetworkConfig({ links: [{ id: 'a', mac: A }], vlans: [{ id: 'v', link: 'a', vlanId: 4095 }] }, 'x'))).toMatch(/vlanId/);
-    expect(refusal(() => parseNetworkConfig({ links: [{ id: 'a', mac: A }], bonds: [{ id: 'b', links: ['a'], mode: 'lacp' }] }, 'x'))).toMatch(/mode must be one of/);
+    expect(refusal(() => parseNetworkConfig({ links: [{ id: 'eth0', mac: 'zz' }] }, 'lab'))).toMatch(
+      /^Bad network configuration \(lab\): links\[0\]\.mac must be a MAC/,
+    );
+    expect(
+      refusal(() =>
+        parseNetworkConfig(
+          {
+            links: [
+              { id: 'a', mac: A },
+              { id: 'b', mac: A },
+            ],
+          },
+          'x',
+        ),
+      ),
+    ).toMatch(/same MAC/);
+    expect(
+      refusal(() =>
+        parseNetworkConfig({ links: [{ id: 'a', mac: A }], networks: [{ link: 'a', address: '10.0.0.1' }] }, 'x'),
+      ),
+    ).toMatch(/prefix length/);
+    expect(
+      refusal(() =>
+        parseNetworkConfig(
+          { links: [{ id: 'a', mac: A }], networks: [{ link: 'a', address: '10.0.0.1/24', gateway: '2001:db8::1' }] },
+          'x',
+        ),
+      ),
+    ).toMatch(/gateway must be an IPv4/);
+    expect(
+      refusal(() =>
+        parseNetworkConfig({ links: [{ id: 'a', mac: A }], networks: [{ link: 'nope', type: 'dhcp4' }] }, 'x'),
+      ),
+    ).toMatch(/link must be the id/);
+    expect(
+      refusal(() =>
+        parseNetworkConfig({ links: [{ id: 'a', mac: A }], vlans: [{ id: 'v', link: 'a', vlanId: 4095 }] }, 'x'),
+      ),
+    ).toMatch(/vlanId/);
+    expect(
+      refusal(() =>
+        parseNetworkConfig({ links: [{ id: 'a', mac: A }], bonds: [{ id: 'b', links: ['a'], mode: 'lacp' }] }, 'x'),
+      ),
+    ).toMatch(/mode must be one of/);
     expect(refusal(() => parseNetworkConfig({ links: [{ id: 'a', mac: A }], dns: ['ns1'] }, 'x'))).toMatch(/dns\[0\]/);
     expect(refusal(() => parseNetworkConfig({ links: [], nics: [] }, 'x'))).toMatch(/unknown field "nics"/);
     expect(refusal(() => networkFromFlags({ gateways: ['203.0.113.1'] }))).toMatch(/needs an IPv4 --address/);
   });
 
-  it('static addresses without MACs: refused for another machine, this server\'s own NIC on its own disk', () => {
+  it("static addresses without MACs: refused for another machine, this server's own NIC on its own disk", () => {
     const flags = networkFromFlags({ addresses: ['203.0.113.10/24'], gateways: ['203.0.113.1'] })!;
     expect(flags.links).toEqual([]);
     expect(refusal(() => withLinks(flags, undefined))).toMatch(/need the MAC/);
     expect(refusal(() => withLinks(flags, []))).toMatch(/need the MAC/);
     const own = withLinks(flags, [{ id: 'eno1', mac: A, mtu: 1500 }]);
     expect(own.links).toEqual([{ id: 'eno1', mac: A, mtu: 1500 }]);
-    expect(own.networks).toEqual([{ link: 'eno1', type: 'static', address: '203.0.113.10/24', gateway: '203.0.113.1', routes: [] }]);
+    expect(own.networks).toEqual([
+      { link: 'eno1', type: 'static', address: '203.0.113.10/24', gateway: '203.0.113.1', routes: [] },
+    ]);
   });
 
   it("the lab's config names a server's network; a bad one is refused when the config loads", () => {
-    const network = { links: [{ id: 'eth0', mac: A }], networks: [{ link: 'eth0', address: '2001:db8::2/64', gateway: '2001:db8::1' }] };
-    const config = parseConfig({ servers: [{ serviceName: 'ns1.lab', apiKeys: ['3f9a1c0e7b5d42a8e6f1d9c3b7a05e2c48d6f0a1'], network }] }, 'lab.json');
-    expect(config.servers[0]!.network?.networks).toEqual([{ link: 'eth0', type: 'static', address: '2001:db8::2/64', gateway: '2001:db8::1', routes: [] }]);
-    expect(() => parseConfig({ servers: [{ serviceName: 'ns1.lab', apiKeys: ['3f9a1c0e7b5d42a8e6f1d9c3b7a05e2c48d6f0a1'], network: { links: [{ id: 'eth0' }] } }] }, 'lab.json')).toThrow(
+    const network = {
+      links: [{ id: 'eth0', mac: A }],
+      networks: [{ link: 'eth0', address: '2001:db8::2/64', gateway: '2001:db8::1' }],
+    };
+    const config = parseConfig(
+      { servers: [{ serviceName: 'ns1.lab', apiKeys: ['3f9a1c0e7b5d42a8e6f1d9c3b7a05e2c48d6f0a1'], network }] },
+      'lab.json',
+    );
+    expect(config.servers[0]!.network?.networks).toEqual([
+      { link: 'eth0', type: 'static', address: '2001:db8::2/64', gateway: '2001:db8::1', routes: [] },
+    ]);
+    expect(() =>
+      parseConfig(
+        {
+          servers: [
+            {
+              serviceName: 'ns1.lab',
+              apiKeys: ['3f9a1c0e7b5d42a8e6f1d9c3b7a05e2c48d6f0a1'],
+              network: { links: [{ id: 'eth0' }] },
+            },
+          ],
+        },
+        'lab.json',
+      ),
+    ).toThrow(
       /^Bad server configuration lab\.json: Bad network configuration \(servers\[0\]\.network\): links\[0\]\.mac/,
     );
   });
 
   it('a job carries a validated network (from the lab config or the flags)', () => {
-    const job = validateJob({ url: 'http://x/i.raw', type: 'raw', network: { links: [{ id: 'eth0', mac: A.toUpperCase() }], networks: [{ link: 'eth0', type: 'dhcp4' }] } });
+    const job = validateJob({
+      url: 'http://x/i.raw',
+      type: 'raw',
+      network: { links: [{ id: 'eth0', mac: A.toUpperCase() }], networks: [{ link: 'eth0', type: 'dhcp4' }] },
+    });
     expect(job.network?.links).toEqual([{ id: 'eth0', mac: A }]);
-    expect(refusal(() => validateJob({ url: 'http://x/i.raw', type: 'raw', network: { links: 'eth0' } }))).toMatch(/^Bad network configuration \(network\)/);
+    expect(refusal(() => validateJob({ url: 'http://x/i.raw', type: 'raw', network: { links: 'eth0' } }))).toMatch(
+      /^Bad network configuration \(network\)/,
+    );
   });
 });
 
@@ -105,7 +176,12 @@ describe.skipIf(skipWithout('mtools', 'cloud-init'))('network_data.json, read by
       {
         links: [{ id: 'wan', mac: A, mtu: 1500 }],
         networks: [
-          { link: 'wan', address: '203.0.113.10/24', gateway: '203.0.113.1', routes: [{ to: '10.0.0.0/8', via: '203.0.113.254' }] },
+          {
+            link: 'wan',
+            address: '203.0.113.10/24',
+            gateway: '203.0.113.1',
+            routes: [{ to: '10.0.0.0/8', via: '203.0.113.254' }],
+          },
           { link: 'wan', address: '2001:db8:1:2::10/64', gateway: '2001:db8:1:2::1' },
         ],
         dns: ['213.186.33.99', '2001:41d0:3:163::1'],
@@ -119,9 +195,24 @@ describe.skipIf(skipWithout('mtools', 'cloud-init'))('network_data.json, read by
       expect.objectContaining({ type: 'static', address: '203.0.113.10', netmask: '255.255.255.0' }),
       expect.objectContaining({ type: 'static6', address: '2001:db8:1:2::10', netmask: 'ffff:ffff:ffff:ffff:0:0:0:0' }),
     ]);
-    expect(seen.network!.config.filter((c) => c.type === 'nameserver').map((c) => c.address)).toEqual(['213.186.33.99', '2001:41d0:3:163::1']);
+    expect(seen.network!.config.filter((c) => c.type === 'nameserver').map((c) => c.address)).toEqual([
+      '213.186.33.99',
+      '2001:41d0:3:163::1',
+    ]);
     const plan = seen.netplan!;
-    for (const text of ['203.0.113.10/24', '2001:db8:1:2::10/64', 'to: 0.0.0.0/0', 'via: 203.0.113.1', 'to: ::/0', 'via: 2001:db8:1:2::1', 'to: 10.0.0.0/8', 'via: 203.0.113.254', '213.186.33.99', '2001:41d0:3:163::1', `macaddress: ${A}`]) {
+    for (const text of [
+      '203.0.113.10/24',
+      '2001:db8:1:2::10/64',
+      'to: 0.0.0.0/0',
+      'via: 203.0.113.1',
+      'to: ::/0',
+      'via: 2001:db8:1:2::1',
+      'to: 10.0.0.0/8',
+      'via: 203.0.113.254',
+      '213.186.33.99',
+      '2001:41d0:3:163::1',
+      `macaddress: ${A}`,
+    ]) {
       expect(plan).toContain(text);
     }
   });
@@ -129,16 +220,27 @@ describe.skipIf(skipWithout('mtools', 'cloud-init'))('network_data.json, read by
   it('a bond of two NICs, a VLAN on it with a static address, DHCP on the bond', async () => {
     const network = parseNetworkConfig(
       {
-        links: [{ id: 'p1', mac: A }, { id: 'p2', mac: B }],
+        links: [
+          { id: 'p1', mac: A },
+          { id: 'p2', mac: B },
+        ],
         bonds: [{ id: 'agg', links: ['p1', 'p2'], mode: '802.3ad' }],
         vlans: [{ id: 'v42', link: 'agg', vlanId: 42 }],
-        networks: [{ link: 'agg', type: 'dhcp4' }, { link: 'v42', address: '192.0.2.5/28', gateway: '192.0.2.1' }],
+        networks: [
+          { link: 'agg', type: 'dhcp4' },
+          { link: 'v42', address: '192.0.2.5/28', gateway: '192.0.2.1' },
+        ],
       },
       'test',
     );
     const seen = await read(network, { [A]: 'enp1s0f0', [B]: 'enp1s0f1' });
     const bond = seen.network!.config.find((c) => c.type === 'bond') as Record<string, unknown>;
-    expect(bond).toMatchObject({ name: 'bond0', bond_interfaces: ['enp1s0f0', 'enp1s0f1'], mac_address: A, params: { bond_mode: '802.3ad' } });
+    expect(bond).toMatchObject({
+      name: 'bond0',
+      bond_interfaces: ['enp1s0f0', 'enp1s0f1'],
+      mac_address: A,
+      params: { bond_mode: '802.3ad' },
+    });
     const vlan = seen.network!.config.find((c) => c.type === 'vlan') as Record<string, unknown>;
     expect(vlan).toMatchObject({ name: 'bond0.42', vlan_id: 42, vlan_link: 'bond0' });
     expect(seen.netplan).toMatch(/bonds:\s+bond0:/);
@@ -147,14 +249,28 @@ describe.skipIf(skipWithout('mtools', 'cloud-init'))('network_data.json, read by
     expect(seen.netplan).toContain('192.0.2.5/28');
   });
 
-  it('`byoi configdrive` takes the MACs and addresses as flags, never this machine\'s NICs', async () => {
-    const byoi = (args: string[]) => spawnSync(process.execPath, ['agent/byoi.ts', 'configdrive', '--size-mib', '4', ...args], { encoding: 'utf8' });
+  it("`byoi configdrive` takes the MACs and addresses as flags, never this machine's NICs", async () => {
+    const byoi = (args: string[]) =>
+      spawnSync(process.execPath, ['agent/byoi.ts', 'configdrive', '--size-mib', '4', ...args], { encoding: 'utf8' });
     const bare = join(work, 'bare.img');
     expect(byoi(['--out', bare]).status).toBe(0);
     expect(readConfigDrive(bare).network).toBeNull();
 
     const flagged = join(work, 'flagged.img');
-    const ok = byoi(['--out', flagged, '--mac', B, '--address', '198.51.100.7/24', '--gateway', '198.51.100.1', '--address', '2001:db8::7/64', '--dns', '198.51.100.53']);
+    const ok = byoi([
+      '--out',
+      flagged,
+      '--mac',
+      B,
+      '--address',
+      '198.51.100.7/24',
+      '--gateway',
+      '198.51.100.1',
+      '--address',
+      '2001:db8::7/64',
+      '--dns',
+      '198.51.100.53',
+    ]);
     expect(ok.stderr).toBe('');
     const seen = readConfigDrive(flagged, 0, { [B]: 'ens3' });
     expect(seen.netplan).toContain('198.51.100.7/24');
@@ -163,7 +279,16 @@ describe.skipIf(skipWithout('mtools', 'cloud-init'))('network_data.json, read by
     expect(seen.netplan).toContain('via: 198.51.100.1');
 
     const file = join(work, 'network.json');
-    writeFileSync(file, JSON.stringify({ links: [{ id: 'a', mac: A }], networks: [{ link: 'a', type: 'slaac' }, { link: 'a', type: 'dhcp4' }] }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        links: [{ id: 'a', mac: A }],
+        networks: [
+          { link: 'a', type: 'slaac' },
+          { link: 'a', type: 'dhcp4' },
+        ],
+      }),
+    );
     const fromFile = join(work, 'file.img');
     expect(byoi(['--out', fromFile, '--network', file]).status).toBe(0);
     expect(readConfigDrive(fromFile, 0, { [A]: 'eth0' }).netplan).toContain('dhcp4: true');

@@ -22,7 +22,11 @@ nic('eno2', { type: '1', address: '0c:c4:7a:aa:bb:cd', mtu: '9000', carrier: '0'
 nic('ens3', { type: '1', address: '0c:c4:7a:aa:bb:ce', mtu: '1500' }, true); // down: carrier unreadable
 nic('br0', { type: '1', address: '0c:c4:7a:aa:bb:cf', mtu: '1500', carrier: '1' }, false);
 nic('wlan0', { type: '1', address: '0c:c4:7a:aa:bb:d0', mtu: '1500', carrier: '1' }, true, ['wireless']);
-nic('ib0', { type: '32', address: '80:00:00:48:fe:80:00:00:00:00:00:00:00:00:00:00:00:00:00:00', mtu: '2044', carrier: '1' }, true);
+nic(
+  'ib0',
+  { type: '32', address: '80:00:00:48:fe:80:00:00:00:00:00:00:00:00:00:00:00:00:00:00', mtu: '2044', carrier: '1' },
+  true,
+);
 
 describe('physicalNics', () => {
   it('lists physical Ethernet NICs only, MACs lowercased, carrier when known', () => {

@@ -12,8 +12,13 @@ function gpt(totalBytes: number, sectorSize: number, partitions: PartitionTable[
   const total = totalBytes / sectorSize;
   const arraySectors = (128 * 128) / sectorSize;
   return {
-    label: 'gpt', sectorSize, totalSectors: total, firstUsable: 2 + arraySectors, lastUsable: total - 2 - arraySectors,
-    backupLba: total - 1, partitions,
+    label: 'gpt',
+    sectorSize,
+    totalSectors: total,
+    firstUsable: 2 + arraySectors,
+    lastUsable: total - 2 - arraySectors,
+    backupLba: total - 1,
+    partitions,
   };
 }
 
@@ -33,14 +38,23 @@ function detailOf(table: PartitionTable): string {
 }
 
 describe('planConfigDrivePartition', () => {
-  it.each([512, 4096])('GPT, %i-byte sectors: the last 64 MiB, starting and ending on 1 MiB boundaries, inside the last usable sector', (ss) => {
-    const table = gpt(1024 * MIB, ss, [{ number: 1, start: MIB / ss, sectors: (512 * MIB) / ss }]);
-    const plan = planConfigDrivePartition(table);
-    expect(plan).toMatchObject({ action: 'create', label: 'gpt', number: 2, start: (960 * MIB) / ss, sectorSize: ss });
-    // The backup array sits in the disk's last MiB: the partition ends on the boundary before it.
-    expect((plan.start + plan.sectors) * ss).toBe(1023 * MIB);
-    expect(plan.start + plan.sectors - 1).toBeLessThanOrEqual(table.lastUsable);
-  });
+  it.each([512, 4096])(
+    'GPT, %i-byte sectors: the last 64 MiB, starting and ending on 1 MiB boundaries, inside the last usable sector',
+    (ss) => {
+      const table = gpt(1024 * MIB, ss, [{ number: 1, start: MIB / ss, sectors: (512 * MIB) / ss }]);
+      const plan = planConfigDrivePartition(table);
+      expect(plan).toMatchObject({
+        action: 'create',
+        label: 'gpt',
+        number: 2,
+        start: (960 * MIB) / ss,
+        sectorSize: ss,
+      });
+      // The backup array sits in the disk's last MiB: the partition ends on the boundary before it.
+      expect((plan.start + plan.sectors) * ss).toBe(1023 * MIB);
+      expect(plan.start + plan.sectors - 1).toBeLessThanOrEqual(table.lastUsable);
+    },
+  );
 
   it('MBR on a disk over 2 TiB: the partition ends at 2 TiB', () => {
     for (const ss of [512, 4096]) {
@@ -85,6 +99,8 @@ describe('planConfigDrivePartition', () => {
     const labelled = mbr(1024 * MIB, 512, [{ number: 4, start: 2048, sectors: 4096, fsLabel: 'config-2' }]);
     expect(planConfigDrivePartition(labelled)).toMatchObject({ action: 'reuse', number: 4 });
     const tiny = mbr(1024 * MIB, 512, [{ number: 2, start: 2048, sectors: 64, fsLabel: 'config-2' }]);
-    expect(detailOf(tiny)).toBe('the existing config-2 partition 2 has 32768 bytes, less than the 1048576 a config drive needs.');
+    expect(detailOf(tiny)).toBe(
+      'the existing config-2 partition 2 has 32768 bytes, less than the 1048576 a config drive needs.',
+    );
   });
 });

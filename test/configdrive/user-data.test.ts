@@ -7,11 +7,15 @@ const text = (bytes: Uint8Array) => Buffer.from(bytes).toString('utf8');
 describe('decodeUserData', () => {
   const cloudConfig = '#cloud-config\npackages: [htop]\n';
   const script = '#!/bin/bash\necho deployed > /root/marker\n';
-  const mime = 'Content-Type: multipart/mixed; boundary="XX"\nMIME-Version: 1.0\n\n--XX\nContent-Type: text/x-shellscript\n\n#!/bin/sh\ntrue\n--XX--\n';
+  const mime =
+    'Content-Type: multipart/mixed; boundary="XX"\nMIME-Version: 1.0\n\n--XX\nContent-Type: text/x-shellscript\n\n#!/bin/sh\ntrue\n--XX--\n';
 
-  it.each([cloudConfig, script, mime, '#ps1_sysnative\nWrite-Host hi\n', 'just some text\n'])('keeps plain text as given: %j', (plain) => {
-    expect(text(decodeUserData(plain))).toBe(plain);
-  });
+  it.each([cloudConfig, script, mime, '#ps1_sysnative\nWrite-Host hi\n', 'just some text\n'])(
+    'keeps plain text as given: %j',
+    (plain) => {
+      expect(text(decodeUserData(plain))).toBe(plain);
+    },
+  );
 
   it.each([cloudConfig, script, mime])('decodes base64 of a cloud-config, script or MIME message: %j', (plain) => {
     expect(text(decodeUserData(Buffer.from(plain).toString('base64')))).toBe(plain);
@@ -19,7 +23,9 @@ describe('decodeUserData', () => {
 
   it('decodes base64 wrapped over several lines (base64 without -w0)', () => {
     const long = `#!/bin/sh\n${'echo 0123456789abcdef\n'.repeat(20)}`;
-    const wrapped = Buffer.from(long).toString('base64').replace(/(.{76})/g, '$1\n');
+    const wrapped = Buffer.from(long)
+      .toString('base64')
+      .replace(/(.{76})/g, '$1\n');
     expect(wrapped).toContain('\n');
     expect(text(decodeUserData(wrapped))).toBe(long);
   });

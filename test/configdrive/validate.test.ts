@@ -19,20 +19,44 @@ function refusal(options: Partial<ConfigDriveOptions>): ByoiError {
 }
 
 describe('validateConfigDrive: hostname', () => {
-  it.each(['node-01', 'node-01.example.net', 'A1', '1host', 'x'.repeat(63), `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`])(
-    'accepts %s',
-    (hostname) => expect(() => validateConfigDrive({ hostname, sshKeys: [], metadata: {} })).not.toThrow(),
+  it.each([
+    'node-01',
+    'node-01.example.net',
+    'A1',
+    '1host',
+    'x'.repeat(63),
+    `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`,
+  ])('accepts %s', (hostname) =>
+    expect(() => validateConfigDrive({ hostname, sshKeys: [], metadata: {} })).not.toThrow(),
   );
 
   it.each([
     ['-node', 'Invalid configdrive hostname "-node": the label "-node" starts or ends with a hyphen.'],
     ['node-.example', 'Invalid configdrive hostname "node-.example": the label "node-" starts or ends with a hyphen.'],
-    ['no_de', 'Invalid configdrive hostname "no_de": the label "no_de" has characters other than letters, digits and hyphens.'],
-    ['node 1', 'Invalid configdrive hostname "node 1": the label "node 1" has characters other than letters, digits and hyphens.'],
-    ['nöde', 'Invalid configdrive hostname "nöde": the label "nöde" has characters other than letters, digits and hyphens.'],
-    ['a..b', 'Invalid configdrive hostname "a..b": it has an empty label (two dots in a row, or a leading or trailing dot).'],
-    ['a.b.', 'Invalid configdrive hostname "a.b.": it has an empty label (two dots in a row, or a leading or trailing dot).'],
-    ['x'.repeat(64), `Invalid configdrive hostname "${'x'.repeat(64)}": the label "${'x'.repeat(20)}…" is longer than 63 characters.`],
+    [
+      'no_de',
+      'Invalid configdrive hostname "no_de": the label "no_de" has characters other than letters, digits and hyphens.',
+    ],
+    [
+      'node 1',
+      'Invalid configdrive hostname "node 1": the label "node 1" has characters other than letters, digits and hyphens.',
+    ],
+    [
+      'nöde',
+      'Invalid configdrive hostname "nöde": the label "nöde" has characters other than letters, digits and hyphens.',
+    ],
+    [
+      'a..b',
+      'Invalid configdrive hostname "a..b": it has an empty label (two dots in a row, or a leading or trailing dot).',
+    ],
+    [
+      'a.b.',
+      'Invalid configdrive hostname "a.b.": it has an empty label (two dots in a row, or a leading or trailing dot).',
+    ],
+    [
+      'x'.repeat(64),
+      `Invalid configdrive hostname "${'x'.repeat(64)}": the label "${'x'.repeat(20)}…" is longer than 63 characters.`,
+    ],
   ])('refuses %j', (hostname, message) => {
     expect(refusal({ hostname }).message).toBe(message);
   });
@@ -89,9 +113,11 @@ describe.skipIf(skipWithout('ssh-keygen'))('validateConfigDrive: SSH keys', () =
     expect(refusal({ sshKeys: ['ssh-ed25519'] }).message).toBe(
       'Invalid configdrive SSH key #1: no key data follows the type ssh-ed25519.',
     );
-    expect(refusal({ sshKeys: ['-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----'] }).message).toBe(
-      'Invalid configdrive SSH key #1: it is a PEM block (a private key?), not an OpenSSH public key line.',
-    );
+    expect(
+      refusal({
+        sshKeys: ['-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----'],
+      }).message,
+    ).toBe('Invalid configdrive SSH key #1: it is a PEM block (a private key?), not an OpenSSH public key line.');
   });
 });
 
@@ -105,13 +131,19 @@ describe('validateConfigDrive: metadata and user data', () => {
   it('refuses empty, overlong and control-character keys and non-string values', () => {
     expect(refusal({ metadata: { '': 'x' } }).message).toBe('Invalid configdrive metadata: a key is empty.');
     expect(refusal({ metadata: { ['k'.repeat(256)]: 'x' } }).message).toMatch(/is longer than 255 characters\.$/);
-    expect(refusal({ metadata: { 'a\nb': 'x' } }).message).toBe('Invalid configdrive metadata: the key "a\\nb" contains control characters.');
-    expect(refusal({ metadata: { n: 5 as unknown as string } }).message).toBe('Invalid configdrive metadata: the value of "n" is not a string.');
+    expect(refusal({ metadata: { 'a\nb': 'x' } }).message).toBe(
+      'Invalid configdrive metadata: the key "a\\nb" contains control characters.',
+    );
+    expect(refusal({ metadata: { n: 5 as unknown as string } }).message).toBe(
+      'Invalid configdrive metadata: the value of "n" is not a string.',
+    );
   });
 
   it('refuses metadata over 1 MiB in all', () => {
     const metadata = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, 'v'.repeat(60_000)]));
-    expect(refusal({ metadata }).message).toMatch(/^Invalid configdrive metadata: \d+ bytes in all, more than the 1048576 bytes allowed\.$/);
+    expect(refusal({ metadata }).message).toMatch(
+      /^Invalid configdrive metadata: \d+ bytes in all, more than the 1048576 bytes allowed\.$/,
+    );
   });
 
   it('measures user data after base64 decoding', () => {

@@ -13,8 +13,14 @@ import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { addPartitions, attachLoop, detachAllLoops } from '../helpers/loop.ts';
 
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8' });
-const isMounted = (dir: string) => readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === dir);
-const isSwap = (dev: string) => readFileSync('/proc/swaps', 'utf8').split('\n').some((l) => l.startsWith(`${dev} `));
+const isMounted = (dir: string) =>
+  readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[1] === dir);
+const isSwap = (dev: string) =>
+  readFileSync('/proc/swaps', 'utf8')
+    .split('\n')
+    .some((l) => l.startsWith(`${dev} `));
 
 describe.skipIf(skipWithout('root', 'loop', 'sgdisk'))('releasing a held disk', () => {
   let work: string;
@@ -76,17 +82,32 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk'))('releasing a held disk', 
     busy = spawn('sleep', ['60'], { cwd: mnt, stdio: 'ignore' });
     await new Promise((resolve) => setTimeout(resolve, 200));
 
-    await expect(releaseDisk(await disk())).rejects.toThrow(`Could not release disk ${device}: it is still held by ${device}p1 mounted on ${mnt}.`);
+    await expect(releaseDisk(await disk())).rejects.toThrow(
+      `Could not release disk ${device}: it is still held by ${device}p1 mounted on ${mnt}.`,
+    );
   });
 });
 
 describe('a disk the running system needs', () => {
   it('is refused before any command runs', async () => {
     const disk = {
-      name: 'sdz', path: '/dev/sdz', byId: undefined, size: 1e12, logicalSectorSize: 512, physicalSectorSize: 512, rotational: false,
-      transport: 'sata', media: 'SSD', model: undefined, serial: undefined, wwn: undefined, excluded: undefined,
+      name: 'sdz',
+      path: '/dev/sdz',
+      byId: undefined,
+      size: 1e12,
+      logicalSectorSize: 512,
+      physicalSectorSize: 512,
+      rotational: false,
+      transport: 'sata',
+      media: 'SSD',
+      model: undefined,
+      serial: undefined,
+      wwn: undefined,
+      excluded: undefined,
       holders: [{ kind: 'mount', device: '/dev/sdz1', mountpoint: '/', system: true, depth: 1 }],
     } satisfies Disk;
-    await expect(releaseDisk(disk)).rejects.toThrow('Refusing to write to /dev/sdz: it holds /, a filesystem of the running system.');
+    await expect(releaseDisk(disk)).rejects.toThrow(
+      'Refusing to write to /dev/sdz: it holds /, a filesystem of the running system.',
+    );
   });
 });

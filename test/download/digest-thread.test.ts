@@ -17,23 +17,26 @@ function digestThread(type: 'md5' | 'sha1' | 'sha256' | 'sha512'): DigestThread 
 }
 
 describe('DigestThread', () => {
-  it.each(['md5', 'sha1', 'sha256', 'sha512'] as const)('%s of a ChunkedBuffer filled piece by piece, chunks prefaulted ahead', async (type) => {
-    const digest = digestThread(type);
-    const image = new ChunkedBuffer(256 * 1024, { ahead: (chunk) => digest.prefault(chunk) });
-    const bytes = randomBytes(5 * 1024 * 1024 + 777);
-    // Uneven pieces, some spanning chunk boundaries, as a socket delivers them.
-    for (let at = 0, i = 0; at < bytes.length; i++) {
-      const n = Math.min(bytes.length - at, [1, 65536, 4000, 300000, 17][i % 5]!);
-      const before = image.size;
-      image.append(bytes.subarray(at, at + n));
-      for (const view of image.views(before, n)) digest.update(view);
-      at += n;
-    }
-    image.seal();
-    expect(await digest.hex()).toBe(createHash(type).update(bytes).digest('hex'));
-    // Every byte is where it was put: prefaulting raced with the copies and changed nothing.
-    expect(Buffer.compare(image.read(0, bytes.length), bytes)).toBe(0);
-  });
+  it.each(['md5', 'sha1', 'sha256', 'sha512'] as const)(
+    '%s of a ChunkedBuffer filled piece by piece, chunks prefaulted ahead',
+    async (type) => {
+      const digest = digestThread(type);
+      const image = new ChunkedBuffer(256 * 1024, { ahead: (chunk) => digest.prefault(chunk) });
+      const bytes = randomBytes(5 * 1024 * 1024 + 777);
+      // Uneven pieces, some spanning chunk boundaries, as a socket delivers them.
+      for (let at = 0, i = 0; at < bytes.length; i++) {
+        const n = Math.min(bytes.length - at, [1, 65536, 4000, 300000, 17][i % 5]!);
+        const before = image.size;
+        image.append(bytes.subarray(at, at + n));
+        for (const view of image.views(before, n)) digest.update(view);
+        at += n;
+      }
+      image.seal();
+      expect(await digest.hex()).toBe(createHash(type).update(bytes).digest('hex'));
+      // Every byte is where it was put: prefaulting raced with the copies and changed nothing.
+      expect(Buffer.compare(image.read(0, bytes.length), bytes)).toBe(0);
+    },
+  );
 
   it('takes bytes outside shared memory, mixed with shared ones, in order', async () => {
     const digest = digestThread('sha256');

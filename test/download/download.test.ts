@@ -56,22 +56,39 @@ describe('download', () => {
   });
 
   it('sends the job headers', async () => {
-    const { image } = await download({ url: `${server.url}/auth.img`, headers: { 'X-Token': 'secret-token-value' }, type: 'raw', budget: 1e9, ...fast });
+    const { image } = await download({
+      url: `${server.url}/auth.img`,
+      headers: { 'X-Token': 'secret-token-value' },
+      type: 'raw',
+      budget: 1e9,
+      ...fast,
+    });
     expect(image.size).toBe(body.length);
   });
 
   it('refuses a Content-Length above the budget', async () => {
-    const error = await failure(download({ url: `${server.url}/plain.img`, headers: {}, type: 'qcow2', budget: body.length - 1, ...fast }));
+    const error = await failure(
+      download({ url: `${server.url}/plain.img`, headers: {}, type: 'qcow2', budget: body.length - 1, ...fast }),
+    );
     expect(error.message).toBe('Could not download, qcow2 image is too big to download in memory.');
   });
 
   it('enforces the budget without Content-Length', async () => {
-    const error = await failure(download({ url: `${server.url}/chunked.img`, headers: {}, type: 'raw', budget: 1024 * 1024, ...fast }));
+    const error = await failure(
+      download({ url: `${server.url}/chunked.img`, headers: {}, type: 'raw', budget: 1024 * 1024, ...fast }),
+    );
     expect(error.message).toBe('Could not download, raw image is too big to download in memory.');
   });
 
   it('takes a body without Content-Length', async () => {
-    const { digest } = await download({ url: `${server.url}/chunked.img`, headers: {}, type: 'raw', budget: 1e9, checksumType: 'sha256', ...fast });
+    const { digest } = await download({
+      url: `${server.url}/chunked.img`,
+      headers: {},
+      type: 'raw',
+      budget: 1e9,
+      checksumType: 'sha256',
+      ...fast,
+    });
     expect(digest).toBe(sha256);
   });
 
@@ -81,7 +98,9 @@ describe('download', () => {
     ['a truncated body', '/cut.img', /.+/],
     ['a missing header', '/auth.img', /401/],
   ])('fails on %s with the URL and the cause', async (_name, path, cause) => {
-    const error = await failure(download({ url: `${server.url}${path}`, headers: {}, type: 'raw', budget: 1e9, ...fast }));
+    const error = await failure(
+      download({ url: `${server.url}${path}`, headers: {}, type: 'raw', budget: 1e9, ...fast }),
+    );
     expect(error.message).toBe(`Could not download image located: ${server.url}${path}.`);
     expect(error.kind).toBe('failed');
     expect(error.detail).toMatch(cause);
@@ -103,7 +122,9 @@ describe('download', () => {
     const url = `http://user:hunter22@127.0.0.1:${await closedPort()}/x.img?token=abcdef123&v=2`;
     const error = await failure(download({ url, headers: {}, type: 'raw', budget: 1e9, ...fast }));
     expect(error.message).not.toMatch(/hunter22|abcdef123|user/);
-    expect(error.message).toMatch(/^Could not download image located: http:\/\/\*\*\*@127\.0\.0\.1:\d+\/x\.img\?token=\*\*\*&v=\*\*\*\.$/);
+    expect(error.message).toMatch(
+      /^Could not download image located: http:\/\/\*\*\*@127\.0\.0\.1:\d+\/x\.img\?token=\*\*\*&v=\*\*\*\.$/,
+    );
   });
 
   it('gives up on a dead server with the cause and the attempts made', async () => {
@@ -117,32 +138,65 @@ describe('download over a faulty network', () => {
   const other = randomBytes(body.length);
   const MiB = 1024 * 1024;
 
-  async function fetchFaulty(name: string, faults: Fault[], options: Partial<Parameters<typeof download>[0]> = {}, serving: { ranges?: boolean } = {}) {
+  async function fetchFaulty(
+    name: string,
+    faults: Fault[],
+    options: Partial<Parameters<typeof download>[0]> = {},
+    serving: { ranges?: boolean } = {},
+  ) {
     server.serve(`/${name}`, { body, mode: 'faulty', faults, ...serving });
     const events: DownloadEvent[] = [];
-    const result = await download({ url: `${server.url}/${name}`, headers: { 'X-Token': 'tok-secret' }, type: 'raw', budget: 1e9, checksumType: 'sha256', ...fast, onEvent: (e) => events.push(e), ...options });
+    const result = await download({
+      url: `${server.url}/${name}`,
+      headers: { 'X-Token': 'tok-secret' },
+      type: 'raw',
+      budget: 1e9,
+      checksumType: 'sha256',
+      ...fast,
+      onEvent: (e) => events.push(e),
+      ...options,
+    });
     const requests = server.requests.filter((r) => r.path === `/${name}`);
     return { ...result, events, requests };
   }
 
   it('resumes after the connection drops several times, hashing every byte once and in order', async () => {
-    const { image, digest, requests, events } = await fetchFaulty('drops.img', [{ drop: 100_000 }, { drop: MiB }, { drop: 2 * MiB + 3 }]);
+    const { image, digest, requests, events } = await fetchFaulty('drops.img', [
+      { drop: 100_000 },
+      { drop: MiB },
+      { drop: 2 * MiB + 3 },
+    ]);
     expect(digest).toBe(sha256);
     expect(image.read(0, image.size).equals(body)).toBe(true);
-    expect(requests.map((r) => r.headers.range)).toEqual([undefined, 'bytes=100000-', `bytes=${MiB}-`, `bytes=${2 * MiB + 3}-`]);
-    expect(requests.slice(1).every((r) => r.headers['if-range'] === '"v1"' && r.headers['x-token'] === 'tok-secret')).toBe(true);
+    expect(requests.map((r) => r.headers.range)).toEqual([
+      undefined,
+      'bytes=100000-',
+      `bytes=${MiB}-`,
+      `bytes=${2 * MiB + 3}-`,
+    ]);
+    expect(
+      requests.slice(1).every((r) => r.headers['if-range'] === '"v1"' && r.headers['x-token'] === 'tok-secret'),
+    ).toBe(true);
     expect(events.filter((e) => e.kind === 'restart')).toEqual([]);
   });
 
   it('starts over, hash reset, when the image changed between attempts (ETag)', async () => {
-    const { image, digest, events } = await fetchFaulty('changed.img', [{ drop: MiB }, { replace: other, etag: '"v2"' }]);
+    const { image, digest, events } = await fetchFaulty('changed.img', [
+      { drop: MiB },
+      { replace: other, etag: '"v2"' },
+    ]);
     expect(image.read(0, image.size).equals(other)).toBe(true);
     expect(digest).toBe(createHash('sha256').update(other).digest('hex'));
     expect(events.some((e) => e.kind === 'restart')).toBe(true);
   });
 
   it('starts over when the server has no ranges', async () => {
-    const { digest, requests } = await fetchFaulty('noranges.img', [{ drop: MiB }, { drop: MiB / 2 }], {}, { ranges: false });
+    const { digest, requests } = await fetchFaulty(
+      'noranges.img',
+      [{ drop: MiB }, { drop: MiB / 2 }],
+      {},
+      { ranges: false },
+    );
     expect(digest).toBe(sha256);
     // With Accept-Ranges: none it never even asks for a range.
     expect(requests.map((r) => r.headers.range)).toEqual([undefined, undefined, undefined]);
@@ -156,14 +210,20 @@ describe('download over a faulty network', () => {
   });
 
   it('resumes after a stall, once no byte came for the stall timeout', async () => {
-    const { digest, requests } = await fetchFaulty('stall.img', [{ stall: MiB }], { timeouts: { connect: 5000, response: 5000, idle: 300 } });
+    const { digest, requests } = await fetchFaulty('stall.img', [{ stall: MiB }], {
+      timeouts: { connect: 5000, response: 5000, idle: 300 },
+    });
     expect(digest).toBe(sha256);
     expect(requests[1]?.headers.range).toBe(`bytes=${MiB}-`);
   });
 
   it('retries 503 and 429, waiting as long as Retry-After says', async () => {
     const started = Date.now();
-    const { digest, requests } = await fetchFaulty('busy.img', [{ status: 503 }, { status: 429, retryAfter: '1' }, { status: 408 }]);
+    const { digest, requests } = await fetchFaulty('busy.img', [
+      { status: 503 },
+      { status: 429, retryAfter: '1' },
+      { status: 408 },
+    ]);
     expect(digest).toBe(sha256);
     expect(requests).toHaveLength(4);
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
@@ -171,7 +231,11 @@ describe('download over a faulty network', () => {
 
   it('spreads its backoffs with jitter, yet waits exactly what Retry-After says', async () => {
     const retry = { attempts: 8, initialDelay: 40, maxDelay: 80, retryAfterCap: 2000 };
-    const { digest, events } = await fetchFaulty('jitter.img', [...Array.from({ length: 6 }, () => ({ status: 503 })), { status: 503, retryAfter: '1' }], { retry });
+    const { digest, events } = await fetchFaulty(
+      'jitter.img',
+      [...Array.from({ length: 6 }, () => ({ status: 503 })), { status: 503, retryAfter: '1' }],
+      { retry },
+    );
     expect(digest).toBe(sha256);
     const delays = events.flatMap((e) => (e.kind === 'retry' ? [e.delayMs] : []));
     const ceilings = [40, 80, 80, 80, 80, 80];
@@ -187,7 +251,9 @@ describe('download over a faulty network', () => {
 
   it('caps Retry-After', async () => {
     const started = Date.now();
-    const { digest } = await fetchFaulty('later.img', [{ status: 429, retryAfter: '3600' }], { retry: { ...fast.retry, retryAfterCap: 50 } });
+    const { digest } = await fetchFaulty('later.img', [{ status: 429, retryAfter: '3600' }], {
+      retry: { ...fast.retry, retryAfterCap: 50 },
+    });
     expect(digest).toBe(sha256);
     expect(Date.now() - started).toBeLessThan(5000);
   });
@@ -203,12 +269,22 @@ describe('download over a faulty network', () => {
   });
 
   it('gives up on a server that keeps failing, after the attempts allowed', async () => {
-    const error = await failure(fetchFaulty('down.img', Array.from({ length: 10 }, () => ({ status: 503 }))));
+    const error = await failure(
+      fetchFaulty(
+        'down.img',
+        Array.from({ length: 10 }, () => ({ status: 503 })),
+      ),
+    );
     expect(error.detail).toMatch(/HTTP 503.*gave up after 4 attempts/);
   });
 
   it('never passes a body shorter than its Content-Length, even when it keeps lying', async () => {
-    const error = await failure(fetchFaulty('liar.img', Array.from({ length: 10 }, () => ({ lie: 1000 }))));
+    const error = await failure(
+      fetchFaulty(
+        'liar.img',
+        Array.from({ length: 10 }, () => ({ lie: 1000 })),
+      ),
+    );
     expect(error.message).toBe(`Could not download image located: ${server.url}/liar.img.`);
     expect(error.detail).toMatch(/gave up/);
   });
@@ -220,7 +296,9 @@ describe('download over a faulty network', () => {
 
   it('fails on a redirect loop without retrying it', async () => {
     server.serve('/loop.img', { mode: 'redirect', location: '/loop.img' });
-    const error = await failure(download({ url: `${server.url}/loop.img`, headers: {}, type: 'raw', budget: 1e9, ...fast, maxRedirects: 3 }));
+    const error = await failure(
+      download({ url: `${server.url}/loop.img`, headers: {}, type: 'raw', budget: 1e9, ...fast, maxRedirects: 3 }),
+    );
     expect(error.message).toBe(`Could not download image located: ${server.url}/loop.img.`);
     expect(error.detail).toMatch(/redirect/i);
     expect(server.requests.filter((r) => r.path === '/loop.img')).toHaveLength(4);
@@ -228,7 +306,14 @@ describe('download over a faulty network', () => {
 
   it('follows a bounded chain of redirects', async () => {
     server.serve('/hop.img', { mode: 'redirect', location: '/plain.img' });
-    const { digest } = await download({ url: `${server.url}/hop.img`, headers: {}, type: 'raw', budget: 1e9, checksumType: 'sha256', ...fast });
+    const { digest } = await download({
+      url: `${server.url}/hop.img`,
+      headers: {},
+      type: 'raw',
+      budget: 1e9,
+      checksumType: 'sha256',
+      ...fast,
+    });
     expect(digest).toBe(sha256);
   });
 
@@ -247,18 +332,40 @@ describe('download over several connections (segments)', () => {
   const plan = planSegments(big.length, 4, 16 * MiB);
   const segment = plan[1]!.start;
 
-  async function fetchSegmented(name: string, serving: { faults?: Fault[]; byStart?: Record<number, Fault[]>; ranges?: boolean; body?: Buffer }, options: Partial<Parameters<typeof download>[0]> = {}) {
-    server.serve(`/${name}`, { body: serving.body ?? big, mode: 'faulty', faults: serving.faults ?? [], ...(serving.byStart && { byStart: serving.byStart }), ...(serving.ranges === false && { ranges: false }) });
+  async function fetchSegmented(
+    name: string,
+    serving: { faults?: Fault[]; byStart?: Record<number, Fault[]>; ranges?: boolean; body?: Buffer },
+    options: Partial<Parameters<typeof download>[0]> = {},
+  ) {
+    server.serve(`/${name}`, {
+      body: serving.body ?? big,
+      mode: 'faulty',
+      faults: serving.faults ?? [],
+      ...(serving.byStart && { byStart: serving.byStart }),
+      ...(serving.ranges === false && { ranges: false }),
+    });
     const events: DownloadEvent[] = [];
     const progress: number[] = [];
     const result = await download({
-      url: `${server.url}/${name}`, headers: { 'X-Token': 'tok-secret' }, type: 'raw', budget: 1e9, checksumType: 'sha256', connections: 4, ...fast,
-      onEvent: (e) => events.push(e), onProgress: (done) => progress.push(done), ...options,
+      url: `${server.url}/${name}`,
+      headers: { 'X-Token': 'tok-secret' },
+      type: 'raw',
+      budget: 1e9,
+      checksumType: 'sha256',
+      connections: 4,
+      ...fast,
+      onEvent: (e) => events.push(e),
+      onProgress: (done) => progress.push(done),
+      ...options,
     });
     const requests = server.requests.filter((r) => r.path === `/${name}`);
     return { ...result, events, requests, progress };
   }
-  const ranges = (requests: { headers: { range?: string } }[]) => requests.map((r) => r.headers.range).filter((r) => r !== undefined).sort();
+  const ranges = (requests: { headers: { range?: string } }[]) =>
+    requests
+      .map((r) => r.headers.range)
+      .filter((r) => r !== undefined)
+      .sort();
 
   it('fetches a large image as ranges over several connections, hashed once and in order', async () => {
     const { image, digest, requests, events, progress } = await fetchSegmented('seg.img', {});
@@ -270,24 +377,35 @@ describe('download over several connections (segments)', () => {
     expect(plan.every((s, i) => s.start === (i === 0 ? 0 : plan[i - 1]!.end) && s.end > s.start)).toBe(true);
     expect(plan.at(-1)!.end).toBe(big.length);
     expect(ranges(requests.slice(1))).toEqual(plan.map((s) => `bytes=${s.start}-${s.end - 1}`).sort());
-    expect(requests.slice(1).every((r) => r.headers['if-range'] === '"v1"' && r.headers['x-token'] === 'tok-secret')).toBe(true);
+    expect(
+      requests.slice(1).every((r) => r.headers['if-range'] === '"v1"' && r.headers['x-token'] === 'tok-secret'),
+    ).toBe(true);
     expect(events).toEqual([]);
     expect(progress.at(-1)).toBe(big.length);
   });
 
   it('resumes a range cut off mid-way (several times) where it stopped', async () => {
     const [cut1, cut2] = [segment + MiB + 5, segment + 2 * MiB + 1];
-    const { image, digest, requests, events } = await fetchSegmented('segdrop.img', { byStart: { [segment]: [{ drop: cut1 }], [cut1]: [{ drop: cut2 }] } });
+    const { image, digest, requests, events } = await fetchSegmented('segdrop.img', {
+      byStart: { [segment]: [{ drop: cut1 }], [cut1]: [{ drop: cut2 }] },
+    });
     expect(digest).toBe(bigSha);
     expect(image.read(0, image.size).equals(big)).toBe(true);
     expect(ranges(requests)).toContain(`bytes=${cut1}-${plan[2]!.start - 1}`);
     expect(ranges(requests)).toContain(`bytes=${cut2}-${plan[2]!.start - 1}`);
-    expect(events.filter((e) => e.kind === 'retry').map((e) => e.kind === 'retry' && e.resumeFrom).sort()).toEqual([cut1, cut2]);
+    expect(
+      events
+        .filter((e) => e.kind === 'retry')
+        .map((e) => e.kind === 'retry' && e.resumeFrom)
+        .sort(),
+    ).toEqual([cut1, cut2]);
     expect(events.some((e) => e.kind === 'restart')).toBe(false);
   });
 
   it('never takes a 206 with the wrong Content-Range: starts over on one connection', async () => {
-    const { image, digest, requests, events } = await fetchSegmented('segwrong.img', { byStart: { [plan[2]!.start]: [{ wrongRange: 1 }] } });
+    const { image, digest, requests, events } = await fetchSegmented('segwrong.img', {
+      byStart: { [plan[2]!.start]: [{ wrongRange: 1 }] },
+    });
     expect(digest).toBe(bigSha);
     expect(image.read(0, image.size).equals(big)).toBe(true);
     expect(events.some((e) => e.kind === 'restart' && /Content-Range.*one connection/.test(e.reason))).toBe(true);
@@ -296,26 +414,40 @@ describe('download over several connections (segments)', () => {
   });
 
   it('starts over on one connection, digest reset, when the image changes between ranges (ETag)', async () => {
-    const { image, digest, events } = await fetchSegmented('segchanged.img', { byStart: { [plan[5]!.start]: [{ replace: other, etag: '"v2"' }] } });
+    const { image, digest, events } = await fetchSegmented('segchanged.img', {
+      byStart: { [plan[5]!.start]: [{ replace: other, etag: '"v2"' }] },
+    });
     expect(image.read(0, image.size).equals(other)).toBe(true);
     expect(digest).toBe(createHash('sha256').update(other).digest('hex'));
     expect(events.some((e) => e.kind === 'restart' && /changed/.test(e.reason))).toBe(true);
   });
 
   it('retries a range answered 503, and resumes a stalled one', async () => {
-    const { digest, events } = await fetchSegmented('segbusy.img', { byStart: { 0: [{ status: 503 }], [plan[2]!.start]: [{ stall: plan[2]!.start + 1000 }] } }, { timeouts: { connect: 5000, response: 5000, idle: 300 } });
+    const { digest, events } = await fetchSegmented(
+      'segbusy.img',
+      { byStart: { 0: [{ status: 503 }], [plan[2]!.start]: [{ stall: plan[2]!.start + 1000 }] } },
+      { timeouts: { connect: 5000, response: 5000, idle: 300 } },
+    );
     expect(digest).toBe(bigSha);
     expect(events.filter((e) => e.kind === 'retry')).toHaveLength(2);
   });
 
   it('gives up, in the documented words, on a range that keeps failing', async () => {
-    const error = await failure(fetchSegmented('segdown.img', { byStart: { [segment]: Array.from({ length: 10 }, () => ({ status: 503 })) } }));
+    const error = await failure(
+      fetchSegmented('segdown.img', { byStart: { [segment]: Array.from({ length: 10 }, () => ({ status: 503 })) } }),
+    );
     expect(error.message).toBe(`Could not download image located: ${server.url}/segdown.img.`);
     expect(error.detail).toMatch(/HTTP 503.*gave up after 4 attempts/);
   });
 
   it('fails at the overall deadline with a stalled range, counting the bytes the segments hold', async () => {
-    const error = await failure(fetchSegmented('segslow.img', { byStart: { [plan[1]!.start]: [{ stall: plan[1]!.start + 10 }] } }, { deadline: 1500 }));
+    const error = await failure(
+      fetchSegmented(
+        'segslow.img',
+        { byStart: { [plan[1]!.start]: [{ stall: plan[1]!.start + 10 }] } },
+        { deadline: 1500 },
+      ),
+    );
     expect(error.message).toBe(`Could not download image located: ${server.url}/segslow.img.`);
     const held = Number(/\((\d+) of (\d+) bytes received\)/.exec(error.detail ?? '')?.[1]);
     expect(held).toBeGreaterThan(0);
@@ -326,7 +458,9 @@ describe('download over several connections (segments)', () => {
     const segments = planSegments(2 * 1024 * MiB + 5, 4, 16 * MiB);
     expect(segments.length).toBeGreaterThanOrEqual(12);
     expect(segments.length).toBeLessThanOrEqual(17);
-    expect(segments.every((s, i) => s.start % (16 * MiB) === 0 && s.start === (i === 0 ? 0 : segments[i - 1]!.end))).toBe(true);
+    expect(
+      segments.every((s, i) => s.start % (16 * MiB) === 0 && s.start === (i === 0 ? 0 : segments[i - 1]!.end)),
+    ).toBe(true);
     expect(segments.at(-1)!.end).toBe(2 * 1024 * MiB + 5);
   });
 
@@ -344,7 +478,23 @@ describe('download through https and proxies', () => {
   it('trusts an extra CA given as a file, and fails at once without it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'byoi-tls-'));
     try {
-      await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1']);
+      await execa('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ]);
       const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
       let hits = 0;
       const tls = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert }, (_req, res) => {
@@ -357,7 +507,15 @@ describe('download through https and proxies', () => {
         const error = await failure(download({ url, headers: {}, type: 'raw', budget: 1e9, ...fast }));
         expect(error.detail).toMatch(/self[- ]signed|certificate/i);
         expect(hits).toBe(0);
-        const { digest } = await download({ url, headers: {}, type: 'raw', budget: 1e9, checksumType: 'sha256', ...fast, ca: cert });
+        const { digest } = await download({
+          url,
+          headers: {},
+          type: 'raw',
+          budget: 1e9,
+          checksumType: 'sha256',
+          ...fast,
+          ca: cert,
+        });
         expect(digest).toBe(sha256);
       } finally {
         tls.closeAllConnections();
@@ -383,7 +541,14 @@ describe('download through https and proxies', () => {
     try {
       process.env.HTTP_PROXY = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
       delete process.env.NO_PROXY;
-      const { digest } = await download({ url: `${server.url}/plain.img`, headers: {}, type: 'raw', budget: 1e9, checksumType: 'sha256', ...fast });
+      const { digest } = await download({
+        url: `${server.url}/plain.img`,
+        headers: {},
+        type: 'raw',
+        budget: 1e9,
+        checksumType: 'sha256',
+        ...fast,
+      });
       expect(digest).toBe(sha256);
       expect(proxied).toEqual([`${server.url}/plain.img`]);
       process.env.NO_PROXY = '127.0.0.1';

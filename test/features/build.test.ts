@@ -35,7 +35,9 @@ describe('bundle', () => {
     expect(files.filter((file) => /^chunk-[A-Z0-9]+\.mjs$/.test(file)).length).toBeGreaterThan(0);
     const program = await readFile(join(out, 'byoi.mjs'), 'utf8');
     expect(program).not.toContain('find-my-way'); // fastify's router
-    const chunks = await Promise.all(files.filter((file) => file.startsWith('chunk-')).map((file) => readFile(join(out, file), 'utf8')));
+    const chunks = await Promise.all(
+      files.filter((file) => file.startsWith('chunk-')).map((file) => readFile(join(out, file), 'utf8')),
+    );
     expect(chunks.some((chunk) => chunk.includes('find-my-way'))).toBe(true);
   });
 

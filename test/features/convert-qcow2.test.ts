@@ -32,7 +32,9 @@ describe.skipIf(skipWithout('qemu-img'))('byoi convert of qcow2 images made by q
       // The reference: what qemu itself reads out of the qcow2 (its virtual size is floored to 512).
       const reference = join(dir, `${name.replace(/\W+/g, '-')}.reference.raw`);
       execFileSync('qemu-img', ['convert', '-q', '-f', 'qcow2', '-O', 'raw', path, reference]);
-      const size = Number(JSON.parse(execFileSync('qemu-img', ['info', '--output=json', path], { encoding: 'utf8' }))['virtual-size']);
+      const size = Number(
+        JSON.parse(execFileSync('qemu-img', ['info', '--output=json', path], { encoding: 'utf8' }))['virtual-size'],
+      );
       images[name] = { path, rawSha: sha256(reference), size };
     }
   });

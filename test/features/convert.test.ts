@@ -3,7 +3,19 @@
 // untouched, usage errors, and a real I/O error (a loop device over a file on a full filesystem).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync, truncateSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  truncateSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -64,7 +76,9 @@ describe('refusals and usage errors', () => {
     const target = join(dir, 'never-created.raw');
     const result = await cli('convert', gz, target);
     expect(result.code).toBe(1);
-    expect(lastLine(result.stderr)).toBe('image provided format is gzip-compressed qcow2 (a qcow2 image, inside a gzip-compressed file) which byoi cannot convert, expected: qcow2, raw, ova, vmdk.');
+    expect(lastLine(result.stderr)).toBe(
+      'image provided format is gzip-compressed qcow2 (a qcow2 image, inside a gzip-compressed file) which byoi cannot convert, expected: qcow2, raw, ova, vmdk.',
+    );
     expect(existsSync(target)).toBe(false);
   });
 
@@ -83,14 +97,21 @@ describe('refusals and usage errors', () => {
     execFileSync('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', vmdk, '16M']);
     const inspect = await cli('inspect', vmdk);
     expect(inspect.code).toBe(1);
-    expect(lastLine(inspect.stderr)).toBe('Unsupported VMDK image: a VMDK descriptor file; byoi reads monolithicSparse and streamOptimized VMDKs, one file each.');
+    expect(lastLine(inspect.stderr)).toBe(
+      'Unsupported VMDK image: a VMDK descriptor file; byoi reads monolithicSparse and streamOptimized VMDKs, one file each.',
+    );
     const convert = await cli('convert', vmdk, join(dir, 'no.raw'));
     expect(convert.code).toBe(1);
     expect(existsSync(join(dir, 'no.raw'))).toBe(false);
   });
 
   it('exits 2 on usage errors', async () => {
-    for (const args of [['convert'], ['convert', raw], ['convert', '--type', 'vhd', raw, join(dir, 'x')], ['inspect']]) {
+    for (const args of [
+      ['convert'],
+      ['convert', raw],
+      ['convert', '--type', 'vhd', raw, join(dir, 'x')],
+      ['inspect'],
+    ]) {
       const result = await cli(...args);
       expect(result.code, args.join(' ')).toBe(2);
     }
@@ -170,7 +191,9 @@ describe.skipIf(skipWithout('root', 'loop'))('byoi convert onto loop devices', (
     try {
       fillWithGarbage(device, 64 * MiB);
       execFileSync('blkdiscard', ['--force', '--zeroout', '--length', String(MiB), device], { stdio: 'ignore' });
-      expect(() => execFileSync('fallocate', ['--punch-hole', '--length', String(MiB), device], { stdio: 'ignore' })).toThrow();
+      expect(() =>
+        execFileSync('fallocate', ['--punch-hole', '--length', String(MiB), device], { stdio: 'ignore' }),
+      ).toThrow();
       fillWithGarbage(device, 64 * MiB);
       const result = await cli('convert', raw, device);
       expect(result.code, result.stderr).toBe(0);
@@ -195,7 +218,9 @@ describe.skipIf(skipWithout('root', 'loop'))('byoi convert onto loop devices', (
       const before = sha256(device);
       const result = await cli('convert', raw, device);
       expect(result.code).toBe(1);
-      expect(lastLine(result.stderr)).toBe(`Can not write to ${device}: the device is in use (mounted, or held by another program).`);
+      expect(lastLine(result.stderr)).toBe(
+        `Can not write to ${device}: the device is in use (mounted, or held by another program).`,
+      );
       expect(sha256(device)).toBe(before);
     } finally {
       execFileSync('umount', [mountpoint]);
@@ -209,7 +234,9 @@ describe.skipIf(skipWithout('root', 'loop'))('byoi convert onto loop devices', (
       const before = sha256(device);
       const result = await cli('convert', raw, device);
       expect(result.code).toBe(1);
-      expect(lastLine(result.stderr)).toBe(`image provided has a size of ${rawSize} bytes which is larger than device of ${32 * MiB} bytes`);
+      expect(lastLine(result.stderr)).toBe(
+        `image provided has a size of ${rawSize} bytes which is larger than device of ${32 * MiB} bytes`,
+      );
       expect(sha256(device)).toBe(before);
     } finally {
       detachLoop(device);

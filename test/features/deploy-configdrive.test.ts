@@ -31,7 +31,10 @@ function partitions(device: string): { label: string; partitions: Partition[] } 
     partitiontable: { label: string; sectorsize?: number; partitions: Partition[] };
   };
   const sector = table.sectorsize ?? 512;
-  return { label: table.label, partitions: table.partitions.map((p) => ({ ...p, start: p.start * sector, size: p.size * sector })) };
+  return {
+    label: table.label,
+    partitions: table.partitions.map((p) => ({ ...p, start: p.start * sector, size: p.size * sector })),
+  };
 }
 
 describe.skipIf(skipWithout(...needs))('byoi deploy with a config drive', () => {
@@ -56,7 +59,13 @@ describe.skipIf(skipWithout(...needs))('byoi deploy with a config drive', () => 
   });
 
   /** A raw image with data in each partition, its table made for `sector`-byte sectors. */
-  function makeImage(name: string, label: 'gpt' | 'dos', sector: 512 | 4096, size = IMAGE_SIZE, layout = label === 'gpt' ? ',4MiB,U\n,,L\n' : ',4MiB,ef\n,,83\n'): Buffer {
+  function makeImage(
+    name: string,
+    label: 'gpt' | 'dos',
+    sector: 512 | 4096,
+    size = IMAGE_SIZE,
+    layout = label === 'gpt' ? ',4MiB,U\n,,L\n' : ',4MiB,ef\n,,83\n',
+  ): Buffer {
     const file = join(dir, `${name}.raw`);
     writeFileSync(file, Buffer.alloc(0));
     sh('truncate', ['-s', String(size), file]);
@@ -78,15 +87,39 @@ describe.skipIf(skipWithout(...needs))('byoi deploy with a config drive', () => 
     const image = readFileSync(join(dir, `${name}.raw`));
     const status = join(dir, `${name}.status.json`);
     const result = await byoi([
-      'deploy', '--url', `${server.url}/${name}`, '--type', 'raw', '--checksum', sha256OfFile(join(dir, `${name}.raw`)), '--checksum-type', 'sha256',
-      '--disk', device, '--no-reboot', '--status-file', status,
-      '--hostname', `node-${name}.example.net`, '--ssh-key', key, '--user-data', join(dir, 'user-data'), '--user-metadata', 'role=byoi-test',
+      'deploy',
+      '--url',
+      `${server.url}/${name}`,
+      '--type',
+      'raw',
+      '--checksum',
+      sha256OfFile(join(dir, `${name}.raw`)),
+      '--checksum-type',
+      'sha256',
+      '--disk',
+      device,
+      '--no-reboot',
+      '--status-file',
+      status,
+      '--hostname',
+      `node-${name}.example.net`,
+      '--ssh-key',
+      key,
+      '--user-data',
+      join(dir, 'user-data'),
+      '--user-metadata',
+      'role=byoi-test',
       ...extra,
     ]);
     return { device, image, result, status, before };
   }
 
-  for (const [label, sector] of [['gpt', 512], ['gpt', 4096], ['dos', 512], ['dos', 4096]] as const) {
+  for (const [label, sector] of [
+    ['gpt', 512],
+    ['gpt', 4096],
+    ['dos', 512],
+    ['dos', 4096],
+  ] as const) {
     it(`adds a readable drive after a ${label} image on ${sector}-byte sectors`, async () => {
       const name = `${label}${sector}`;
       makeImage(name, label, sector);
@@ -98,7 +131,8 @@ describe.skipIf(skipWithout(...needs))('byoi deploy with a config drive', () => 
       expect(table.partitions).toHaveLength(3);
       const [first, second, drive] = table.partitions as [Partition, Partition, Partition];
       // The image's own partitions are byte for byte what it carried.
-      for (const p of [first, second]) expect(readAt(device, p.start, p.size).equals(image.subarray(p.start, p.start + p.size))).toBe(true);
+      for (const p of [first, second])
+        expect(readAt(device, p.start, p.size).equals(image.subarray(p.start, p.start + p.size))).toBe(true);
       expect(drive.start).toBeGreaterThanOrEqual(IMAGE_SIZE - MiB);
       expect(drive.start + drive.size).toBeLessThanOrEqual(DISK_SIZE);
       if (label === 'gpt') {
@@ -123,7 +157,18 @@ describe.skipIf(skipWithout(...needs))('byoi deploy with a config drive', () => 
     writeFileSync(file, randomBytes(DISK_SIZE));
     const device = attachLoop(file);
     const before = await sha256Of(device);
-    const result = await byoi(['deploy', '--url', `${server.url}/badhost`, '--type', 'raw', '--disk', device, '--no-reboot', '--hostname', 'bad_host!']);
+    const result = await byoi([
+      'deploy',
+      '--url',
+      `${server.url}/badhost`,
+      '--type',
+      'raw',
+      '--disk',
+      device,
+      '--no-reboot',
+      '--hostname',
+      'bad_host!',
+    ]);
     expect(result.exitCode).toBe(2);
     expect(result.lastLine).toMatch(/hostname/i);
     expect(await sha256Of(device)).toBe(before);
@@ -135,7 +180,10 @@ describe.skipIf(skipWithout(...needs))('byoi deploy with a config drive', () => 
       const { device, result, status, before } = await deployOnto(`four${sector}`, sector);
       expect(result.exitCode).toBe(1);
       expect(result.lastLine).toBe('Could not create configdrive on disk.');
-      expect(JSON.parse(readFileSync(status, 'utf8'))).toMatchObject({ status: 'error', message: 'Could not create configdrive on disk.' });
+      expect(JSON.parse(readFileSync(status, 'utf8'))).toMatchObject({
+        status: 'error',
+        message: 'Could not create configdrive on disk.',
+      });
       expect(JSON.parse(readFileSync(status, 'utf8')).detail).toMatch(/primar/i);
       expect(await sha256Of(device)).toBe(before);
     });
@@ -146,13 +194,22 @@ describe.skipIf(skipWithout(...needs))('byoi deploy with a config drive', () => 
     const { device, result, status, before } = await deployOnto('full', 512);
     expect(result.exitCode).toBe(1);
     expect(result.lastLine).toBe('Could not create configdrive on disk.');
-    expect(JSON.parse(readFileSync(status, 'utf8'))).toMatchObject({ status: 'error', message: 'Could not create configdrive on disk.' });
+    expect(JSON.parse(readFileSync(status, 'utf8'))).toMatchObject({
+      status: 'error',
+      message: 'Could not create configdrive on disk.',
+    });
     expect(JSON.parse(readFileSync(status, 'utf8')).detail).toMatch(/free at the end/);
     expect(await sha256Of(device)).toBe(before);
   });
 
   it('fails with OVH sentence, before writing, when the image already has two config-2 partitions (one named, one labelled)', async () => {
-    const bytes = makeImage('twocd', 'gpt', 512, IMAGE_SIZE, 'size=4MiB, type=L, name=config-2\nsize=4MiB, type=L\ntype=L\n');
+    const bytes = makeImage(
+      'twocd',
+      'gpt',
+      512,
+      IMAGE_SIZE,
+      'size=4MiB, type=L, name=config-2\nsize=4MiB, type=L\ntype=L\n',
+    );
     const file = join(dir, 'twocd.raw');
     // The second partition holds a vfat labelled config-2 (mkfs.fat at its offset, as a tool would).
     sh('mkfs.fat', ['--offset', String((5 * MiB) / 512), '-n', 'config-2', file, String(4 * 1024)]);

@@ -38,120 +38,167 @@ function garbageDisk(name: string): string {
 
 async function deploy(name: string, type: string, device: string, extra: string[] = []) {
   const status = join(dir, `${name}.status.json`);
-  const result = await byoi(['deploy', '--url', `${server.url}/${name}`, '--type', type, '--checksum', served.get(name) ?? '0'.repeat(64), '--checksum-type', 'sha256', '--disk', device, '--no-reboot', '--status-file', status, ...extra]);
+  const result = await byoi([
+    'deploy',
+    '--url',
+    `${server.url}/${name}`,
+    '--type',
+    type,
+    '--checksum',
+    served.get(name) ?? '0'.repeat(64),
+    '--checksum-type',
+    'sha256',
+    '--disk',
+    device,
+    '--no-reboot',
+    '--status-file',
+    status,
+    ...extra,
+  ]);
   return { result, status: JSON.parse(readFileSync(status, 'utf8')) as { status: string; message: string } };
 }
 
-describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy of compressed raw images and OVAs', () => {
-  beforeAll(async () => {
-    assertCapable('root', 'loop', 'qemu-img', 'sgdisk');
-    dir = mkdtempSync(join(tmpdir(), 'byoi-deploy-formats-'));
-    server = await startServer();
-    const raw = join(dir, 'gpt.raw');
-    sh('truncate', ['-s', String(IMAGE_SIZE), raw]);
-    sh('sgdisk', ['-n1:2048:+4M', '-t1:ef00', '-n2:0:0', '-t2:8300', raw]);
-    const bytes = readFileSync(raw);
-    randomBytes(512 * 1024).copy(bytes, MiB + 4096);
-    randomBytes(MiB).copy(bytes, 6 * MiB);
-    Buffer.from('compressible '.repeat(80000)).copy(bytes, 9 * MiB);
-    writeFileSync(raw, bytes);
-    const referencePath = join(dir, 'reference.raw');
-    sh('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', raw, referencePath]);
-    reference = readFileSync(referencePath);
-    for (const [format, command] of [['gz', 'gzip -6'], ['xz', 'xz -T1 -3'], ['zst', 'zstd -q -3'], ['bz2', 'bzip2 -9']] as const) {
-      const file = join(dir, `gpt.raw.${format}`);
-      execFileSync('sh', ['-c', `${command} -c < "$1" > "$2"`, 'sh', raw, file]);
-      serve(`gpt.raw.${format}`, file);
-    }
-    const vmdk = join(dir, 'disk1.vmdk');
-    sh('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', raw, vmdk]);
-    serve('disk.vmdk', vmdk);
-    serve('appliance.ova', makeOva(dir, 'appliance', [{ path: vmdk, capacity: IMAGE_SIZE, address: '0' }]));
-  }, 120_000);
-
-  afterAll(async () => {
-    detachAllLoops();
-    await server?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
-  it.each([
-    ['gpt.raw.gz', 'raw'],
-    ['gpt.raw.xz', 'raw'],
-    ['gpt.raw.zst', 'raw'],
-    ['gpt.raw.bz2', 'raw'],
-    ['appliance.ova', 'ova'],
-  ])('%s (type %s): the disk holds the image, its backup GPT at the end', async (name, type) => {
-    const device = garbageDisk(name);
-    const { result, status } = await deploy(name, type, device);
-    expect(result.exitCode, result.stderr).toBe(0);
-    expect(status.status).toBe('done');
-    // As written, except what moving the backup GPT rewrites (protective MBR entry, primary header).
-    const written = readAt(device, 0, IMAGE_SIZE);
-    expect(written.subarray(0, 446).equals(reference.subarray(0, 446))).toBe(true);
-    expect(written.subarray(1024).equals(reference.subarray(1024))).toBe(true);
-    expect(sh('sgdisk', ['-v', device])).toContain('No problems found');
-    const gpt = gptHeaders(device, DISK_SIZE);
-    expect(gpt.backupMyLba).toBe(gpt.lastLba);
-    detachLoop(device);
-  });
-
-  describe('refuses, leaving the disk byte for byte as it was', () => {
-    let device: string;
-    let before: string;
-
+describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))(
+  'byoi deploy of compressed raw images and OVAs',
+  () => {
     beforeAll(async () => {
-      device = garbageDisk('refusals');
-      before = await sha256Of(device);
+      assertCapable('root', 'loop', 'qemu-img', 'sgdisk');
+      dir = mkdtempSync(join(tmpdir(), 'byoi-deploy-formats-'));
+      server = await startServer();
+      const raw = join(dir, 'gpt.raw');
+      sh('truncate', ['-s', String(IMAGE_SIZE), raw]);
+      sh('sgdisk', ['-n1:2048:+4M', '-t1:ef00', '-n2:0:0', '-t2:8300', raw]);
+      const bytes = readFileSync(raw);
+      randomBytes(512 * 1024).copy(bytes, MiB + 4096);
+      randomBytes(MiB).copy(bytes, 6 * MiB);
+      Buffer.from('compressible '.repeat(80000)).copy(bytes, 9 * MiB);
+      writeFileSync(raw, bytes);
+      const referencePath = join(dir, 'reference.raw');
+      sh('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', raw, referencePath]);
+      reference = readFileSync(referencePath);
+      for (const [format, command] of [
+        ['gz', 'gzip -6'],
+        ['xz', 'xz -T1 -3'],
+        ['zst', 'zstd -q -3'],
+        ['bz2', 'bzip2 -9'],
+      ] as const) {
+        const file = join(dir, `gpt.raw.${format}`);
+        execFileSync('sh', ['-c', `${command} -c < "$1" > "$2"`, 'sh', raw, file]);
+        serve(`gpt.raw.${format}`, file);
+      }
+      const vmdk = join(dir, 'disk1.vmdk');
+      sh('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', raw, vmdk]);
+      serve('disk.vmdk', vmdk);
+      serve('appliance.ova', makeOva(dir, 'appliance', [{ path: vmdk, capacity: IMAGE_SIZE, address: '0' }]));
+    }, 120_000);
+
+    afterAll(async () => {
+      detachAllLoops();
+      await server?.close();
+      if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    async function expectRefusal(name: string, type: string, message: string | RegExp): Promise<void> {
+    it.each([
+      ['gpt.raw.gz', 'raw'],
+      ['gpt.raw.xz', 'raw'],
+      ['gpt.raw.zst', 'raw'],
+      ['gpt.raw.bz2', 'raw'],
+      ['appliance.ova', 'ova'],
+    ])('%s (type %s): the disk holds the image, its backup GPT at the end', async (name, type) => {
+      const device = garbageDisk(name);
       const { result, status } = await deploy(name, type, device);
-      expect(result.exitCode, result.stderr).toBe(1);
-      if (typeof message === 'string') expect(result.lastLine).toBe(message);
-      else expect(result.lastLine).toMatch(message);
-      expect(status).toMatchObject({ status: 'error', message: result.lastLine });
-      expect(await sha256Of(device)).toBe(before);
-    }
-
-    it('a corrupt xz stream whose checksum is right (found only by decoding it to the end)', async () => {
-      const bytes = readFileSync(join(dir, 'gpt.raw.xz'));
-      bytes[bytes.length - 4096]! ^= 0x10;
-      const file = join(dir, 'corrupt.raw.xz');
-      writeFileSync(file, bytes);
-      serve('corrupt.raw.xz', file);
-      await expectRefusal('corrupt.raw.xz', 'raw', /^Bad xz image: corrupt xz data/);
+      expect(result.exitCode, result.stderr).toBe(0);
+      expect(status.status).toBe('done');
+      // As written, except what moving the backup GPT rewrites (protective MBR entry, primary header).
+      const written = readAt(device, 0, IMAGE_SIZE);
+      expect(written.subarray(0, 446).equals(reference.subarray(0, 446))).toBe(true);
+      expect(written.subarray(1024).equals(reference.subarray(1024))).toBe(true);
+      expect(sh('sgdisk', ['-v', device])).toContain('No problems found');
+      const gpt = gptHeaders(device, DISK_SIZE);
+      expect(gpt.backupMyLba).toBe(gpt.lastLba);
+      detachLoop(device);
     });
 
-    it('a decompression bomb: 1 GiB of zeros in a few KiB of zstd', async () => {
-      const file = join(dir, 'bomb.zst');
-      execFileSync('sh', ['-c', 'head -c 1G /dev/zero | zstd -q -19 > "$1"', 'sh', file]);
-      serve('bomb.zst', file);
-      await expectRefusal('bomb.zst', 'raw', `image provided decompresses (zstd) to more than ${DISK_SIZE} bytes which is larger than device of ${DISK_SIZE} bytes`);
-    });
+    describe('refuses, leaving the disk byte for byte as it was', () => {
+      let device: string;
+      let before: string;
 
-    it('a compressed file that holds no disk', async () => {
-      const qcow2 = join(dir, 'inside.qcow2');
-      sh('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(dir, 'gpt.raw'), qcow2]);
-      const file = join(dir, 'inside.qcow2.gz');
-      execFileSync('sh', ['-c', 'gzip -c < "$1" > "$2"', 'sh', qcow2, file]);
-      serve('inside.qcow2.gz', file);
-      await expectRefusal('inside.qcow2.gz', 'raw', 'image provided format is not of type raw because no partition table was found. It seems to contain: a qcow2 image, inside a gzip-compressed file');
-    });
+      beforeAll(async () => {
+        device = garbageDisk('refusals');
+        before = await sha256Of(device);
+      });
 
-    it('an OVA whose manifest lies', async () => {
-      const work = join(dir, 'appliance.d');
-      const manifest = readFileSync(join(work, 'appliance.mf'), 'utf8').replace(/(disk1\.vmdk\)= )([0-9a-f])/, (_m, head: string, d: string) => `${head}${d === 'a' ? 'b' : 'a'}`);
-      writeFileSync(join(work, 'appliance.mf'), manifest);
-      const file = join(dir, 'lying.ova');
-      execFileSync('tar', ['--format=ustar', '-cf', file, '-C', work, 'appliance.ovf', 'appliance.mf', 'disk1.vmdk']);
-      serve('lying.ova', file);
-      await expectRefusal('lying.ova', 'ova', /^Bad OVA image: its manifest gives SHA256 [0-9a-f]{64} for "disk1\.vmdk", the file has [0-9a-f]{64}\.$/);
-    });
+      async function expectRefusal(name: string, type: string, message: string | RegExp): Promise<void> {
+        const { result, status } = await deploy(name, type, device);
+        expect(result.exitCode, result.stderr).toBe(1);
+        if (typeof message === 'string') expect(result.lastLine).toBe(message);
+        else expect(result.lastLine).toMatch(message);
+        expect(status).toMatchObject({ status: 'error', message: result.lastLine });
+        expect(await sha256Of(device)).toBe(before);
+      }
 
-    it('a VMDK declared qcow2 or raw', async () => {
-      await expectRefusal('disk.vmdk', 'qcow2', 'image provided format is vmdk which does not match expected qcow2 format');
-      await expectRefusal('disk.vmdk', 'raw', 'image provided format is not of type raw because no partition table was found. It seems to contain: a VMDK image');
+      it('a corrupt xz stream whose checksum is right (found only by decoding it to the end)', async () => {
+        const bytes = readFileSync(join(dir, 'gpt.raw.xz'));
+        bytes[bytes.length - 4096]! ^= 0x10;
+        const file = join(dir, 'corrupt.raw.xz');
+        writeFileSync(file, bytes);
+        serve('corrupt.raw.xz', file);
+        await expectRefusal('corrupt.raw.xz', 'raw', /^Bad xz image: corrupt xz data/);
+      });
+
+      it('a decompression bomb: 1 GiB of zeros in a few KiB of zstd', async () => {
+        const file = join(dir, 'bomb.zst');
+        execFileSync('sh', ['-c', 'head -c 1G /dev/zero | zstd -q -19 > "$1"', 'sh', file]);
+        serve('bomb.zst', file);
+        await expectRefusal(
+          'bomb.zst',
+          'raw',
+          `image provided decompresses (zstd) to more than ${DISK_SIZE} bytes which is larger than device of ${DISK_SIZE} bytes`,
+        );
+      });
+
+      it('a compressed file that holds no disk', async () => {
+        const qcow2 = join(dir, 'inside.qcow2');
+        sh('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(dir, 'gpt.raw'), qcow2]);
+        const file = join(dir, 'inside.qcow2.gz');
+        execFileSync('sh', ['-c', 'gzip -c < "$1" > "$2"', 'sh', qcow2, file]);
+        serve('inside.qcow2.gz', file);
+        await expectRefusal(
+          'inside.qcow2.gz',
+          'raw',
+          'image provided format is not of type raw because no partition table was found. It seems to contain: a qcow2 image, inside a gzip-compressed file',
+        );
+      });
+
+      it('an OVA whose manifest lies', async () => {
+        const work = join(dir, 'appliance.d');
+        const manifest = readFileSync(join(work, 'appliance.mf'), 'utf8').replace(
+          /(disk1\.vmdk\)= )([0-9a-f])/,
+          (_m, head: string, d: string) => `${head}${d === 'a' ? 'b' : 'a'}`,
+        );
+        writeFileSync(join(work, 'appliance.mf'), manifest);
+        const file = join(dir, 'lying.ova');
+        execFileSync('tar', ['--format=ustar', '-cf', file, '-C', work, 'appliance.ovf', 'appliance.mf', 'disk1.vmdk']);
+        serve('lying.ova', file);
+        await expectRefusal(
+          'lying.ova',
+          'ova',
+          /^Bad OVA image: its manifest gives SHA256 [0-9a-f]{64} for "disk1\.vmdk", the file has [0-9a-f]{64}\.$/,
+        );
+      });
+
+      it('a VMDK declared qcow2 or raw', async () => {
+        await expectRefusal(
+          'disk.vmdk',
+          'qcow2',
+          'image provided format is vmdk which does not match expected qcow2 format',
+        );
+        await expectRefusal(
+          'disk.vmdk',
+          'raw',
+          'image provided format is not of type raw because no partition table was found. It seems to contain: a VMDK image',
+        );
+      });
     });
-  });
-});
+  },
+);

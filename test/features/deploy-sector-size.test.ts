@@ -52,16 +52,30 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img'))('sector size of the ima
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  for (const [made, disk] of [[512, 4096], [4096, 512]] as const) {
+  for (const [made, disk] of [
+    [512, 4096],
+    [4096, 512],
+  ] as const) {
     for (const type of ['raw', 'qcow2'] as const) {
       it(`refuses a ${type} GPT made for ${made}-byte sectors on a ${disk}-byte disk, disk untouched`, async () => {
         const file = join(dir, `disk-${made}-${type}`);
         writeFileSync(file, randomBytes(32 * MiB));
         const device = attachLoop(file, { sectorSize: disk });
         const before = await sha256Of(device);
-        const result = await byoi(['deploy', '--url', `${server.url}/gpt${made}.${type}`, '--type', type, '--disk', device, '--no-reboot']);
+        const result = await byoi([
+          'deploy',
+          '--url',
+          `${server.url}/gpt${made}.${type}`,
+          '--type',
+          type,
+          '--disk',
+          device,
+          '--no-reboot',
+        ]);
         expect(result.exitCode).toBe(1);
-        expect(result.lastLine).toBe(`image provided has a GPT for ${made}-byte sectors which does not match device of ${disk}-byte sectors`);
+        expect(result.lastLine).toBe(
+          `image provided has a GPT for ${made}-byte sectors which does not match device of ${disk}-byte sectors`,
+        );
         expect(await sha256Of(device)).toBe(before);
       });
 
@@ -70,8 +84,19 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img'))('sector size of the ima
         writeFileSync(file, randomBytes(32 * MiB));
         const device = attachLoop(file, { sectorSize: disk });
         const before = await sha256Of(device);
-        const result = await byoi(['deploy', '--url', `${server.url}/mbr${made}.${type}`, '--type', type, '--disk', device, '--no-reboot']);
-        expect(result.lastLine).toBe(`image provided has an MBR for ${made}-byte sectors which does not match device of ${disk}-byte sectors`);
+        const result = await byoi([
+          'deploy',
+          '--url',
+          `${server.url}/mbr${made}.${type}`,
+          '--type',
+          type,
+          '--disk',
+          device,
+          '--no-reboot',
+        ]);
+        expect(result.lastLine).toBe(
+          `image provided has an MBR for ${made}-byte sectors which does not match device of ${disk}-byte sectors`,
+        );
         expect(result.exitCode).toBe(1);
         expect(await sha256Of(device)).toBe(before);
       });
@@ -84,10 +109,21 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img'))('sector size of the ima
       writeFileSync(file, Buffer.alloc(0));
       sh('truncate', ['-s', String(32 * MiB), file]);
       const device = attachLoop(file, { sectorSize: sector });
-      const result = await byoi(['deploy', '--url', `${server.url}/mbr${sector}.qcow2`, '--type', 'qcow2', '--disk', device, '--no-reboot']);
+      const result = await byoi([
+        'deploy',
+        '--url',
+        `${server.url}/mbr${sector}.qcow2`,
+        '--type',
+        'qcow2',
+        '--disk',
+        device,
+        '--no-reboot',
+      ]);
       expect(result.exitCode, result.lastLine).toBe(0);
       expect(sh('blkid', ['-p', '-O', String(MiB), '-s', 'TYPE', '-o', 'value', device]).trim()).toBe('ext4');
-      expect(sh('sfdisk', ['--dump', device])).toMatch(new RegExp(`${device}p1 : start=\\s+${MiB / sector}, size=\\s+${(4 * MiB) / sector}`));
+      expect(sh('sfdisk', ['--dump', device])).toMatch(
+        new RegExp(`${device}p1 : start=\\s+${MiB / sector}, size=\\s+${(4 * MiB) / sector}`),
+      );
     });
   }
 });

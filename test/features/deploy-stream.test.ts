@@ -38,7 +38,11 @@ function serve(name: string, file: string, cut?: number): void {
 /** Served with an ETag and ranges; the first two requests drop the connection part-way. */
 function serveDropping(name: string, file: string): void {
   served.set(name, sha256OfFile(file));
-  server.serve(`/${name}`, { body: readFileSync(file), mode: 'faulty', faults: [{ drop: 5 * MiB }, { drop: 13 * MiB }] });
+  server.serve(`/${name}`, {
+    body: readFileSync(file),
+    mode: 'faulty',
+    faults: [{ drop: 5 * MiB }, { drop: 13 * MiB }],
+  });
 }
 
 function garbageDisk(name: string): string {
@@ -49,7 +53,27 @@ function garbageDisk(name: string): string {
 
 async function deploy(name: string, type: string, device: string, checksum = served.get(name)!) {
   const status = join(dir, `${name}.status.json`);
-  const result = await byoi(['deploy', '--stream', '--ram-size', RAM_SIZE, '--url', `${server.url}/${name}`, '--type', type, '--checksum', checksum, '--checksum-type', 'sha256', '--disk', device, '--no-reboot', '--status-file', status, '--download-attempts', '3']);
+  const result = await byoi([
+    'deploy',
+    '--stream',
+    '--ram-size',
+    RAM_SIZE,
+    '--url',
+    `${server.url}/${name}`,
+    '--type',
+    type,
+    '--checksum',
+    checksum,
+    '--checksum-type',
+    'sha256',
+    '--disk',
+    device,
+    '--no-reboot',
+    '--status-file',
+    status,
+    '--download-attempts',
+    '3',
+  ]);
   return { result, status: JSON.parse(readFileSync(status, 'utf8')) as { status: string; message: string } };
 }
 
@@ -73,12 +97,21 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy 
     const referencePath = join(dir, 'reference.raw');
     sh('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', raw, referencePath]);
     reference = readFileSync(referencePath);
-    for (const [format, command] of [['gz', 'gzip'], ['xz', 'xz -T1'], ['zst', 'zstd -q'], ['bz2', 'bzip2']] as const) {
+    for (const [format, command] of [
+      ['gz', 'gzip'],
+      ['xz', 'xz -T1'],
+      ['zst', 'zstd -q'],
+      ['bz2', 'bzip2'],
+    ] as const) {
       const file = join(dir, `gpt.raw.${format}`);
       execFileSync('sh', ['-c', `${command} -c < "$1" > "$2"`, 'sh', raw, file]);
       serve(`gpt.raw.${format}`, file);
     }
-    for (const [name, options] of [['plain.qcow2', []], ['zlib.qcow2', ['-c']], ['small-clusters.qcow2', ['-o', 'cluster_size=4096']]] as const) {
+    for (const [name, options] of [
+      ['plain.qcow2', []],
+      ['zlib.qcow2', ['-c']],
+      ['small-clusters.qcow2', ['-o', 'cluster_size=4096']],
+    ] as const) {
       const file = join(dir, name);
       sh('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', ...options, raw, file]);
       serve(name, file);
@@ -129,7 +162,12 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy 
   });
 
   describe('a failure after writing began leaves no partition table, and says so', () => {
-    async function expectNoPartitionTable(name: string, type: string, message: RegExp, checksum?: string): Promise<void> {
+    async function expectNoPartitionTable(
+      name: string,
+      type: string,
+      message: RegExp,
+      checksum?: string,
+    ): Promise<void> {
       const device = garbageDisk(`${name}-fail`);
       const { result, status } = await deploy(name, type, device, checksum);
       expect(result.exitCode, result.stderr).toBe(1);
@@ -143,11 +181,20 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy 
 
     it('a wrong checksum', async () => {
       const wrong = 'e'.repeat(64);
-      await expectNoPartitionTable('gpt.raw.xz', 'raw', new RegExp(`^Bad sha256 for downloaded file, got: ${served.get('gpt.raw.xz')} while expecting ${wrong}\\.`), wrong);
+      await expectNoPartitionTable(
+        'gpt.raw.xz',
+        'raw',
+        new RegExp(`^Bad sha256 for downloaded file, got: ${served.get('gpt.raw.xz')} while expecting ${wrong}\\.`),
+        wrong,
+      );
     });
 
     it('a stream cut mid-way', async () => {
-      await expectNoPartitionTable('cut.raw', 'raw', /^Could not download image located: http:\/\/127\.0\.0\.1:\d+\/cut\.raw\./);
+      await expectNoPartitionTable(
+        'cut.raw',
+        'raw',
+        /^Could not download image located: http:\/\/127\.0\.0\.1:\d+\/cut\.raw\./,
+      );
     });
   });
 
@@ -164,19 +211,35 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy 
     }
 
     it('bzip2', async () => {
-      await expectUntouched('gpt.raw.bz2', 'raw', 'Can not deploy a bzip2-compressed image (its decoder needs the whole file) in streaming mode; deploy it without streaming (it must then fit in RAM).');
+      await expectUntouched(
+        'gpt.raw.bz2',
+        'raw',
+        'Can not deploy a bzip2-compressed image (its decoder needs the whole file) in streaming mode; deploy it without streaming (it must then fit in RAM).',
+      );
     });
 
     it('an OVA', async () => {
-      await expectUntouched('x.ova', 'ova', 'Can not deploy an OVA (its disk is read through the whole archive) in streaming mode; deploy it without streaming (it must then fit in RAM).');
+      await expectUntouched(
+        'x.ova',
+        'ova',
+        'Can not deploy an OVA (its disk is read through the whole archive) in streaming mode; deploy it without streaming (it must then fit in RAM).',
+      );
     });
 
     it('a compressed file that holds no disk (its first MiB is decoded before anything is written)', async () => {
-      await expectUntouched('plain.qcow2.gz', 'raw', 'image provided format is not of type raw because no partition table was found. It seems to contain: a qcow2 image, inside a gzip-compressed file');
+      await expectUntouched(
+        'plain.qcow2.gz',
+        'raw',
+        'image provided format is not of type raw because no partition table was found. It seems to contain: a qcow2 image, inside a gzip-compressed file',
+      );
     });
 
     it('a raw image declared qcow2', async () => {
-      await expectUntouched('gpt.raw', 'qcow2', 'image provided format is raw which does not match expected qcow2 format');
+      await expectUntouched(
+        'gpt.raw',
+        'qcow2',
+        'image provided format is raw which does not match expected qcow2 format',
+      );
     });
   });
 
@@ -184,7 +247,9 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy 
     const device = garbageDisk('moved-l1');
     const { result } = await deploy('moved-l1.qcow2', 'qcow2', device);
     expect(result.exitCode, result.stderr).toBe(1);
-    expect(result.lastLine).toMatch(/^Can not deploy a qcow2 image whose tables do not all precede the clusters they map .* in streaming mode; deploy it without streaming/);
+    expect(result.lastLine).toMatch(
+      /^Can not deploy a qcow2 image whose tables do not all precede the clusters they map .* in streaming mode; deploy it without streaming/,
+    );
     expect(isZeros(readAt(device, 0, MiB))).toBe(true);
     detachLoop(device);
   });

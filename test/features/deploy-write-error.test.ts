@@ -16,7 +16,9 @@ const DISK_SIZE = 40 * MiB;
 /** True when these bytes hold no MBR signature and no GPT header. */
 function noPartitionTable(head: Buffer, tail: Buffer): boolean {
   const mbr = head[510] === 0x55 && head[511] === 0xaa;
-  const gpt = head.toString('latin1', 512, 520) === 'EFI PART' || tail.toString('latin1', tail.length - 512, tail.length - 504) === 'EFI PART';
+  const gpt =
+    head.toString('latin1', 512, 520) === 'EFI PART' ||
+    tail.toString('latin1', tail.length - 512, tail.length - 504) === 'EFI PART';
   return !mbr && !gpt;
 }
 
@@ -70,7 +72,18 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk'))('byoi deploy onto a disk 
     server.serve('/full.raw', { body: bytes });
 
     const status = join(dir, 'status.json');
-    const result = await byoi(['deploy', '--url', `${server.url}/full.raw`, '--type', 'raw', '--disk', diskDevice, '--no-reboot', '--status-file', status]);
+    const result = await byoi([
+      'deploy',
+      '--url',
+      `${server.url}/full.raw`,
+      '--type',
+      'raw',
+      '--disk',
+      diskDevice,
+      '--no-reboot',
+      '--status-file',
+      status,
+    ]);
     expect(result.exitCode, result.stderr).toBe(1);
     expect(result.lastLine).toBe("Can't write raw on disk.");
     const report = JSON.parse(readFileSync(status, 'utf8'));

@@ -19,7 +19,10 @@ const DISK_SIZE = 40 * MiB;
 let dir: string;
 let server: TestServer;
 /** name -> the file, its sha256, and its raw output by qemu-img (a file) and that output's sha256 */
-const images = new Map<string, { file: string; sha256: string; reference: string; rawSha256: string; virtualSize: number }>();
+const images = new Map<
+  string,
+  { file: string; sha256: string; reference: string; rawSha256: string; virtualSize: number }
+>();
 
 function makeRawGpt(path: string): void {
   sh('truncate', ['-s', String(IMAGE_SIZE), path]);
@@ -109,9 +112,20 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
       const status = join(dir, `${name}.status.json`);
       const type = name.endsWith('.qcow2') ? 'qcow2' : 'raw';
       const result = await byoi([
-        'deploy', '--url', `${server.url}/${name}`, '--type', type,
-        '--checksum', image.sha256, '--checksum-type', 'sha256',
-        '--disk', device, '--no-reboot', '--status-file', status,
+        'deploy',
+        '--url',
+        `${server.url}/${name}`,
+        '--type',
+        type,
+        '--checksum',
+        image.sha256,
+        '--checksum-type',
+        'sha256',
+        '--disk',
+        device,
+        '--no-reboot',
+        '--status-file',
+        status,
       ]);
       expect(result.stderr).not.toMatch(/"level":50/);
       expect(result.exitCode, result.stderr).toBe(0);
@@ -135,7 +149,16 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
   it('writes a raw MBR image as it is', async () => {
     const image = images.get('mbr.raw')!;
     const device = garbageDisk('mbr');
-    const result = await byoi(['deploy', '--url', `${server.url}/mbr.raw`, '--type', 'raw', '--disk', device, '--no-reboot']);
+    const result = await byoi([
+      'deploy',
+      '--url',
+      `${server.url}/mbr.raw`,
+      '--type',
+      'raw',
+      '--disk',
+      device,
+      '--no-reboot',
+    ]);
     expect(result.exitCode, result.stderr).toBe(0);
     expect(await sha256Of(device, image.virtualSize)).toBe(image.rawSha256);
     expect(sh('sfdisk', ['--dump', device])).toMatch(/label: dos/);
@@ -166,23 +189,39 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
     const plain = () => images.get('plain.qcow2')!;
 
     it('on a 404', async () => {
-      await expectFailure(['--url', `${server.url}/missing.qcow2`, '--type', 'qcow2'], 1, `Could not download image located: ${server.url}/missing.qcow2.`);
+      await expectFailure(
+        ['--url', `${server.url}/missing.qcow2`, '--type', 'qcow2'],
+        1,
+        `Could not download image located: ${server.url}/missing.qcow2.`,
+      );
     });
 
     it('on a refused connection', async () => {
       const url = `http://127.0.0.1:${await closedPort()}/x.qcow2`;
-      await expectFailure(['--url', url, '--type', 'qcow2', '--download-attempts', '2'], 1, `Could not download image located: ${url}.`);
+      await expectFailure(
+        ['--url', url, '--type', 'qcow2', '--download-attempts', '2'],
+        1,
+        `Could not download image located: ${url}.`,
+      );
     });
 
     it('on a bad number of download connections, before any download', async () => {
       for (const value of ['0', '17', '2.5']) {
-        await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--download-connections', value], 2, 'Bad --download-connections, expected: an integer from 1 to 16.');
+        await expectFailure(
+          ['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--download-connections', value],
+          2,
+          'Bad --download-connections, expected: an integer from 1 to 16.',
+        );
       }
     });
 
     it('on a body cut mid-way', async () => {
       server.serve('/cut.qcow2', { body: readFileSync(plain().file), mode: 'cut', bytes: 256 * 1024 });
-      await expectFailure(['--url', `${server.url}/cut.qcow2`, '--type', 'qcow2', '--download-attempts', '2'], 1, `Could not download image located: ${server.url}/cut.qcow2.`);
+      await expectFailure(
+        ['--url', `${server.url}/cut.qcow2`, '--type', 'qcow2', '--download-attempts', '2'],
+        1,
+        `Could not download image located: ${server.url}/cut.qcow2.`,
+      );
     });
 
     it('on a checksum mismatch', async () => {
@@ -199,14 +238,22 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
       const message = 'Could not download, qcow2 image is too big to download in memory.';
       await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--ram-size', ramSize], 1, message);
       server.serve('/chunked.qcow2', { body: readFileSync(plain().file), mode: 'chunked' });
-      await expectFailure(['--url', `${server.url}/chunked.qcow2`, '--type', 'qcow2', '--ram-size', ramSize], 1, message);
+      await expectFailure(
+        ['--url', `${server.url}/chunked.qcow2`, '--type', 'qcow2', '--ram-size', ramSize],
+        1,
+        message,
+      );
     });
 
     it('on a malformed qcow2', async () => {
       const bytes = readFileSync(plain().file);
       bytes.writeBigUInt64BE(0x7fff0000n, 40); // l1_table_offset far past the end of the file
       server.serve('/bad-l1.qcow2', { body: bytes });
-      await expectFailure(['--url', `${server.url}/bad-l1.qcow2`, '--type', 'qcow2'], 1, /^Bad qcow2 image: .*L1.*beyond the end of the file/);
+      await expectFailure(
+        ['--url', `${server.url}/bad-l1.qcow2`, '--type', 'qcow2'],
+        1,
+        /^Bad qcow2 image: .*L1.*beyond the end of the file/,
+      );
     });
 
     it('on a compressed cluster that does not inflate (found by decoding only), and on a checksum mismatch first', async () => {
@@ -215,23 +262,43 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
       bytes.fill(0xff, at, at + 64);
       server.serve('/bad-cluster.qcow2', { body: bytes });
       const url = `${server.url}/bad-cluster.qcow2`;
-      await expectFailure(['--url', url, '--type', 'qcow2'], 1, /^Bad qcow2 image: the zlib data of guest offset 0x[0-9a-f]+ does not decompress to exactly one cluster/);
+      await expectFailure(
+        ['--url', url, '--type', 'qcow2'],
+        1,
+        /^Bad qcow2 image: the zlib data of guest offset 0x[0-9a-f]+ does not decompress to exactly one cluster/,
+      );
       // The checksum is judged before the decoding, however early the decoding ran.
       const wrong = '0'.repeat(64);
-      await expectFailure(['--url', url, '--type', 'qcow2', '--checksum', wrong, '--checksum-type', 'sha256'], 1, /^Bad sha256 for downloaded file/);
+      await expectFailure(
+        ['--url', url, '--type', 'qcow2', '--checksum', wrong, '--checksum-type', 'sha256'],
+        1,
+        /^Bad sha256 for downloaded file/,
+      );
     });
 
     it('on a raw image declared qcow2', async () => {
-      await expectFailure(['--url', `${server.url}/gpt.raw`, '--type', 'qcow2'], 1, 'image provided format is raw which does not match expected qcow2 format');
+      await expectFailure(
+        ['--url', `${server.url}/gpt.raw`, '--type', 'qcow2'],
+        1,
+        'image provided format is raw which does not match expected qcow2 format',
+      );
     });
 
     it('on a qcow2 or a bare filesystem declared raw', async () => {
-      await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'raw'], 1, 'image provided format is not of type raw because no partition table was found. It seems to contain: a qcow2 image');
+      await expectFailure(
+        ['--url', `${server.url}/plain.qcow2`, '--type', 'raw'],
+        1,
+        'image provided format is not of type raw because no partition table was found. It seems to contain: a qcow2 image',
+      );
       const fs = join(dir, 'bare.ext4');
       sh('truncate', ['-s', String(8 * MiB), fs]);
       sh('mkfs.ext4', ['-q', fs]);
       server.serve('/bare.ext4', { body: readFileSync(fs) });
-      await expectFailure(['--url', `${server.url}/bare.ext4`, '--type', 'raw'], 1, /^image provided format is not of type raw because no partition table was found\. It seems to contain: .*ext4/);
+      await expectFailure(
+        ['--url', `${server.url}/bare.ext4`, '--type', 'raw'],
+        1,
+        /^image provided format is not of type raw because no partition table was found\. It seems to contain: .*ext4/,
+      );
     });
 
     it('on a qcow2 whose disk holds no partition table (a bare filesystem, or nothing), as a raw one is', async () => {
@@ -240,10 +307,18 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
       sh('mkfs.ext4', ['-q', fs]);
       sh('qemu-img', ['convert', '-O', 'qcow2', fs, join(dir, 'bare-fs.qcow2')]);
       server.serve('/bare-fs.qcow2', { body: readFileSync(join(dir, 'bare-fs.qcow2')) });
-      await expectFailure(['--url', `${server.url}/bare-fs.qcow2`, '--type', 'qcow2'], 1, /^image provided is of type qcow2 but its disk has no partition table\. It seems to contain: .*ext4/);
+      await expectFailure(
+        ['--url', `${server.url}/bare-fs.qcow2`, '--type', 'qcow2'],
+        1,
+        /^image provided is of type qcow2 but its disk has no partition table\. It seems to contain: .*ext4/,
+      );
       sh('qemu-img', ['create', '-q', '-f', 'qcow2', join(dir, 'empty.qcow2'), String(8 * MiB)]);
       server.serve('/empty.qcow2', { body: readFileSync(join(dir, 'empty.qcow2')) });
-      await expectFailure(['--url', `${server.url}/empty.qcow2`, '--type', 'qcow2'], 1, 'image provided is of type qcow2 but its disk has no partition table. It seems to contain: a file of unknown format');
+      await expectFailure(
+        ['--url', `${server.url}/empty.qcow2`, '--type', 'qcow2'],
+        1,
+        'image provided is of type qcow2 but its disk has no partition table. It seems to contain: a file of unknown format',
+      );
     });
 
     it('on an image of exactly the server RAM minus 3 GiB ("smaller than" is the contract)', async () => {
@@ -251,24 +326,53 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
       const message = 'Could not download, qcow2 image is too big to download in memory.';
       await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--ram-size', ramSize], 1, message);
       server.serve('/chunked-exact.qcow2', { body: readFileSync(plain().file), mode: 'chunked' });
-      await expectFailure(['--url', `${server.url}/chunked-exact.qcow2`, '--type', 'qcow2', '--ram-size', ramSize], 1, message);
+      await expectFailure(
+        ['--url', `${server.url}/chunked-exact.qcow2`, '--type', 'qcow2', '--ram-size', ramSize],
+        1,
+        message,
+      );
     });
 
     it('on an image larger than the disk', async () => {
       const image = join(dir, 'large.qcow2');
       sh('qemu-img', ['create', '-q', '-f', 'qcow2', image, String(DISK_SIZE + MiB)]);
       server.serve('/large.qcow2', { body: readFileSync(image) });
-      await expectFailure(['--url', `${server.url}/large.qcow2`, '--type', 'qcow2'], 1, `image provided has a size of ${DISK_SIZE + MiB} bytes which is larger than device of ${DISK_SIZE} bytes`);
+      await expectFailure(
+        ['--url', `${server.url}/large.qcow2`, '--type', 'qcow2'],
+        1,
+        `image provided has a size of ${DISK_SIZE + MiB} bytes which is larger than device of ${DISK_SIZE} bytes`,
+      );
     });
 
     it('on an invalid job, with exit code 2', async () => {
-      await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'vmdk'], 2, 'Bad format image, expected: qcow2, raw, ova.');
-      await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--checksum', plain().sha256], 2, 'Please provide checkSum AND checkSumType or none of them');
-      await expectFailure(['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--checksum', plain().sha256, '--checksum-type', 'crc'], 2, 'Bad checkSumType, expected: md5, sha1, sha256, sha512.');
+      await expectFailure(
+        ['--url', `${server.url}/plain.qcow2`, '--type', 'vmdk'],
+        2,
+        'Bad format image, expected: qcow2, raw, ova.',
+      );
+      await expectFailure(
+        ['--url', `${server.url}/plain.qcow2`, '--type', 'qcow2', '--checksum', plain().sha256],
+        2,
+        'Please provide checkSum AND checkSumType or none of them',
+      );
+      await expectFailure(
+        [
+          '--url',
+          `${server.url}/plain.qcow2`,
+          '--type',
+          'qcow2',
+          '--checksum',
+          plain().sha256,
+          '--checksum-type',
+          'crc',
+        ],
+        2,
+        'Bad checkSumType, expected: md5, sha1, sha256, sha512.',
+      );
     });
   });
 
-  it('fails with OVH\'s GPT sentence when sgdisk cannot make the GPT sound', async () => {
+  it("fails with OVH's GPT sentence when sgdisk cannot make the GPT sound", async () => {
     // Two partitions that overlap, with every CRC right: sgdisk -e cannot repair that.
     const file = join(dir, 'overlap.raw');
     sh('truncate', ['-s', String(8 * MiB), file]);
@@ -285,7 +389,16 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
     }
     server.serve('/overlap.raw', { body: bytes });
     const device = garbageDisk('overlap');
-    const result = await byoi(['deploy', '--url', `${server.url}/overlap.raw`, '--type', 'raw', '--disk', device, '--no-reboot']);
+    const result = await byoi([
+      'deploy',
+      '--url',
+      `${server.url}/overlap.raw`,
+      '--type',
+      'raw',
+      '--disk',
+      device,
+      '--no-reboot',
+    ]);
     expect(result.exitCode, result.stderr).toBe(1);
     expect(result.lastLine).toBe('Can not move backup GPT data structures to the end of disk.');
     detachLoop(device);
@@ -295,37 +408,62 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
     const image = images.get('zstd.qcow2')!;
     const secrets = { header: 'Sup3rSecretHeaderValue', password: 'Passw0rdInUrl', token: 'QueryT0kenValue' };
     const size = readFileSync(image.file).length;
-    server.serve('/private.qcow2', { body: readFileSync(image.file), mode: 'faulty', faults: [{ drop: Math.floor(size / 3) }, { status: 503 }, { drop: Math.floor((2 * size) / 3) }] });
+    server.serve('/private.qcow2', {
+      body: readFileSync(image.file),
+      mode: 'faulty',
+      faults: [{ drop: Math.floor(size / 3) }, { status: 503 }, { drop: Math.floor((2 * size) / 3) }],
+    });
     const device = garbageDisk('secrets');
     const status = join(dir, 'secrets.status.json');
     const base = `http://deployer:${secrets.password}@${server.url.slice('http://'.length)}`;
     const body = (path: string) =>
       JSON.stringify({
         operatingSystem: 'byoi_64',
-        customizations: { imageURL: `${base}${path}?token=${secrets.token}`, imageType: 'qcow2', httpHeaders: { 'X-Api-Key': secrets.header } },
+        customizations: {
+          imageURL: `${base}${path}?token=${secrets.token}`,
+          imageType: 'qcow2',
+          httpHeaders: { 'X-Api-Key': secrets.header },
+        },
       });
     const outputs: string[] = [];
-    const ok = await byoi(['deploy', '--job', '-', '--disk', device, '--no-reboot', '--status-file', status], body('/private.qcow2'));
+    const ok = await byoi(
+      ['deploy', '--job', '-', '--disk', device, '--no-reboot', '--status-file', status],
+      body('/private.qcow2'),
+    );
     expect(ok.exitCode, ok.stderr).toBe(0);
     expectGptImageWritten(device, 'zstd.qcow2');
     const requests = server.requests.filter((r) => r.path === '/private.qcow2');
-    expect(requests.map((r) => r.headers.range)).toEqual([undefined, `bytes=${Math.floor(size / 3)}-`, `bytes=${Math.floor(size / 3)}-`, `bytes=${Math.floor((2 * size) / 3)}-`]);
+    expect(requests.map((r) => r.headers.range)).toEqual([
+      undefined,
+      `bytes=${Math.floor(size / 3)}-`,
+      `bytes=${Math.floor(size / 3)}-`,
+      `bytes=${Math.floor((2 * size) / 3)}-`,
+    ]);
     for (const request of requests) expect(request.headers['x-api-key']).toBe(secrets.header);
-    const lines = ok.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg: string; time: number; progress?: { etaSeconds: number | null } });
+    const lines = ok.stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { msg: string; time: number; progress?: { etaSeconds: number | null } });
     expect(lines.filter((l) => l.msg === 'download interrupted: retrying')).toHaveLength(3);
     // Progress events carry an ETA and come at most twice a second.
     const progress = lines.filter((l) => l.msg === 'progress');
     expect(progress.length).toBeGreaterThan(0);
     expect(progress.every((l) => l.progress && 'etaSeconds' in l.progress)).toBe(true);
-    for (let i = 1; i < progress.length; i++) expect(progress[i]!.time - progress[i - 1]!.time).toBeGreaterThanOrEqual(500);
+    for (let i = 1; i < progress.length; i++)
+      expect(progress[i]!.time - progress[i - 1]!.time).toBeGreaterThanOrEqual(500);
     // Decoding the image before the write (seconds for a large compressed one) has its progress too.
     const inspected = lines.find((l) => l.msg === 'Inspecting image: finished');
     expect(inspected?.progress).toMatchObject({ done: image.virtualSize, total: image.virtualSize });
     outputs.push(ok.stdout, ok.stderr, readFileSync(status, 'utf8'));
 
-    const failure = await byoi(['deploy', '--job', '-', '--disk', device, '--no-reboot', '--status-file', status], body('/nowhere.qcow2'));
+    const failure = await byoi(
+      ['deploy', '--job', '-', '--disk', device, '--no-reboot', '--status-file', status],
+      body('/nowhere.qcow2'),
+    );
     expect(failure.exitCode).toBe(1);
-    expect(failure.lastLine).toBe(`Could not download image located: http://***@${server.url.slice('http://'.length)}/nowhere.qcow2?token=***.`);
+    expect(failure.lastLine).toBe(
+      `Could not download image located: http://***@${server.url.slice('http://'.length)}/nowhere.qcow2?token=***.`,
+    );
     outputs.push(failure.stdout, failure.stderr, readFileSync(status, 'utf8'));
 
     for (const output of outputs) for (const secret of Object.values(secrets)) expect(output).not.toContain(secret);

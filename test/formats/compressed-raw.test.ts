@@ -46,7 +46,10 @@ async function open(path: string, limit?: number) {
 }
 
 async function refusal(path: string, limit?: number): Promise<string> {
-  const error = await open(path, limit).then(() => undefined, (e: unknown) => e);
+  const error = await open(path, limit).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(ByoiError);
   expect((error as ByoiError).kind).toBe('refused-image');
   return (error as ByoiError).message;
@@ -70,7 +73,12 @@ describe.skipIf(skipWithout('qemu-img'))('compressed raw images', () => {
     const file = compress(format, raw, join(dir, `disk.raw.${format}`));
     const { image, decoded } = await open(file);
     expect(decoded.sha256).toBe(referenceSha);
-    expect(image.info).toMatchObject({ format: 'raw', virtualSize: readFileSync(raw).length, compression: format, fileSize: readFileSync(file).length });
+    expect(image.info).toMatchObject({
+      format: 'raw',
+      virtualSize: readFileSync(raw).length,
+      compression: format,
+      fileSize: readFileSync(file).length,
+    });
     // The disk is mostly zeros: far fewer data bytes than its size.
     expect(image.info.allocatedBytes).toBeLessThan(image.info.virtualSize / 2);
     // The dry pass replays the shapes the first pass found: the same coverage as the extents.
@@ -89,7 +97,10 @@ describe.skipIf(skipWithout('qemu-img'))('compressed raw images', () => {
     const bytes = readFileSync(raw);
     writeFileSync(a, bytes.subarray(0, Math.floor(half)));
     writeFileSync(b, bytes.subarray(Math.floor(half)));
-    const joined = Buffer.concat([readFileSync(compress(format, a, `${a}.${format}`)), readFileSync(compress(format, b, `${b}.${format}`))]);
+    const joined = Buffer.concat([
+      readFileSync(compress(format, a, `${a}.${format}`)),
+      readFileSync(compress(format, b, `${b}.${format}`)),
+    ]);
     const file = join(dir, `joined.raw.${format}`);
     writeFileSync(file, joined);
     expect((await open(file)).decoded.sha256).toBe(referenceSha);
@@ -122,8 +133,13 @@ describe.skipIf(skipWithout('qemu-img'))('compressed raw images', () => {
     const file = compress(format, zeros, join(dir, `bomb.${format}`));
     const source = new FileSource(file);
     try {
-      const error = await openCompressedRaw(source, format, { limit: 32 * 1024 * 1024 }).then(() => undefined, (e: unknown) => e);
-      expect((error as ByoiError).message).toBe(`image provided decompresses (${format}) to more than ${32 * 1024 * 1024} bytes which is larger than device of ${32 * 1024 * 1024} bytes`);
+      const error = await openCompressedRaw(source, format, { limit: 32 * 1024 * 1024 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect((error as ByoiError).message).toBe(
+        `image provided decompresses (${format}) to more than ${32 * 1024 * 1024} bytes which is larger than device of ${32 * 1024 * 1024} bytes`,
+      );
     } finally {
       source.close();
     }

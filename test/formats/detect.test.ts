@@ -53,43 +53,197 @@ afterAll(() => {
 
 describe('detectFormat on samples made by real tools', () => {
   const cases: [string, () => string, DetectedFormat, RegExp][] = [
-    ['ext2', () => { const f = blank(16 * MiB); sh('mkfs.ext2', ['-F', '-q', f]); return f; }, 'filesystem', /^an ext2 filesystem$/],
-    ['ext3', () => { const f = blank(16 * MiB); sh('mkfs.ext3', ['-F', '-q', f]); return f; }, 'filesystem', /^an ext3 filesystem$/],
-    ['ext4', () => { const f = blank(16 * MiB); sh('mkfs.ext4', ['-F', '-q', f]); return f; }, 'filesystem', /^an ext4 filesystem$/],
-    ['xfs', () => { const f = blank(320 * MiB); sh('mkfs.xfs', ['-q', '-f', f]); return f; }, 'filesystem', /xfs/],
-    ['btrfs', () => { const f = blank(128 * MiB); sh('mkfs.btrfs', ['-q', '-f', f]); return f; }, 'filesystem', /btrfs/],
-    ['vfat', () => { const f = blank(16 * MiB); sh('mkfs.fat', [f]); return f; }, 'filesystem', /FAT16 \(vfat\)/],
-    ['vfat32', () => { const f = blank(64 * MiB); sh('mkfs.fat', ['-F', '32', f]); return f; }, 'filesystem', /FAT32 \(vfat\)/],
-    ['ntfs', () => { const f = blank(16 * MiB); sh('mkntfs', ['-F', '-Q', '-q', f]); return f; }, 'filesystem', /NTFS/],
-    ['swap', () => { const f = blank(16 * MiB); sh('mkswap', [f]); return f; }, 'filesystem', /swap/],
-    ['luks', () => {
-      const f = blank(32 * MiB);
-      sh('cryptsetup', ['luksFormat', '--batch-mode', '--pbkdf', 'pbkdf2', '--pbkdf-force-iterations', '1000', '--key-file', '-', f], 'secret');
-      return f;
-    }, 'filesystem', /LUKS/],
-    ['iso9660', () => {
-      const tree = join(dir, `tree-${counter++}`);
-      mkdirSync(tree);
-      writeFileSync(join(tree, 'hello.txt'), 'hello');
-      const f = join(dir, `sample-${counter++}`);
-      sh('genisoimage', ['-quiet', '-o', f, tree]);
-      return f;
-    }, 'iso9660', /^an ISO 9660 image$/],
-    ['MBR disk', () => { const f = blank(32 * MiB); sh('sfdisk', ['-q', f], 'start=2048, size=20480, type=83\n'); return f; }, 'mbr', /MBR/],
-    ['GPT disk', () => { const f = blank(32 * MiB); sh('sgdisk', ['-n', '1:2048:+8M', '-t', '1:8300', f]); return f; }, 'gpt', /GPT/],
-    ['sparse VMDK', () => { const f = join(dir, `sample-${counter++}`); sh('qemu-img', ['create', '-q', '-f', 'vmdk', f, '64M']); return f; }, 'vmdk', /VMDK image/],
-    ['VMDK descriptor', () => {
-      const f = join(dir, `sample-${counter++}`);
-      sh('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', f, '1M']);
-      return f;
-    }, 'vmdk', /descriptor/],
-    ['qcow2', () => { const f = join(dir, `sample-${counter++}`); sh('qemu-img', ['create', '-q', '-f', 'qcow2', f, '64M']); return f; }, 'qcow2', /qcow2/],
-    ['tar (OVA)', () => { const f = join(dir, `sample-${counter++}`); sh('tar', ['-cf', f, '-C', dir, payloadName()]); return f; }, 'tar', /tar archive/],
+    [
+      'ext2',
+      () => {
+        const f = blank(16 * MiB);
+        sh('mkfs.ext2', ['-F', '-q', f]);
+        return f;
+      },
+      'filesystem',
+      /^an ext2 filesystem$/,
+    ],
+    [
+      'ext3',
+      () => {
+        const f = blank(16 * MiB);
+        sh('mkfs.ext3', ['-F', '-q', f]);
+        return f;
+      },
+      'filesystem',
+      /^an ext3 filesystem$/,
+    ],
+    [
+      'ext4',
+      () => {
+        const f = blank(16 * MiB);
+        sh('mkfs.ext4', ['-F', '-q', f]);
+        return f;
+      },
+      'filesystem',
+      /^an ext4 filesystem$/,
+    ],
+    [
+      'xfs',
+      () => {
+        const f = blank(320 * MiB);
+        sh('mkfs.xfs', ['-q', '-f', f]);
+        return f;
+      },
+      'filesystem',
+      /xfs/,
+    ],
+    [
+      'btrfs',
+      () => {
+        const f = blank(128 * MiB);
+        sh('mkfs.btrfs', ['-q', '-f', f]);
+        return f;
+      },
+      'filesystem',
+      /btrfs/,
+    ],
+    [
+      'vfat',
+      () => {
+        const f = blank(16 * MiB);
+        sh('mkfs.fat', [f]);
+        return f;
+      },
+      'filesystem',
+      /FAT16 \(vfat\)/,
+    ],
+    [
+      'vfat32',
+      () => {
+        const f = blank(64 * MiB);
+        sh('mkfs.fat', ['-F', '32', f]);
+        return f;
+      },
+      'filesystem',
+      /FAT32 \(vfat\)/,
+    ],
+    [
+      'ntfs',
+      () => {
+        const f = blank(16 * MiB);
+        sh('mkntfs', ['-F', '-Q', '-q', f]);
+        return f;
+      },
+      'filesystem',
+      /NTFS/,
+    ],
+    [
+      'swap',
+      () => {
+        const f = blank(16 * MiB);
+        sh('mkswap', [f]);
+        return f;
+      },
+      'filesystem',
+      /swap/,
+    ],
+    [
+      'luks',
+      () => {
+        const f = blank(32 * MiB);
+        sh(
+          'cryptsetup',
+          ['luksFormat', '--batch-mode', '--pbkdf', 'pbkdf2', '--pbkdf-force-iterations', '1000', '--key-file', '-', f],
+          'secret',
+        );
+        return f;
+      },
+      'filesystem',
+      /LUKS/,
+    ],
+    [
+      'iso9660',
+      () => {
+        const tree = join(dir, `tree-${counter++}`);
+        mkdirSync(tree);
+        writeFileSync(join(tree, 'hello.txt'), 'hello');
+        const f = join(dir, `sample-${counter++}`);
+        sh('genisoimage', ['-quiet', '-o', f, tree]);
+        return f;
+      },
+      'iso9660',
+      /^an ISO 9660 image$/,
+    ],
+    [
+      'MBR disk',
+      () => {
+        const f = blank(32 * MiB);
+        sh('sfdisk', ['-q', f], 'start=2048, size=20480, type=83\n');
+        return f;
+      },
+      'mbr',
+      /MBR/,
+    ],
+    [
+      'GPT disk',
+      () => {
+        const f = blank(32 * MiB);
+        sh('sgdisk', ['-n', '1:2048:+8M', '-t', '1:8300', f]);
+        return f;
+      },
+      'gpt',
+      /GPT/,
+    ],
+    [
+      'sparse VMDK',
+      () => {
+        const f = join(dir, `sample-${counter++}`);
+        sh('qemu-img', ['create', '-q', '-f', 'vmdk', f, '64M']);
+        return f;
+      },
+      'vmdk',
+      /VMDK image/,
+    ],
+    [
+      'VMDK descriptor',
+      () => {
+        const f = join(dir, `sample-${counter++}`);
+        sh('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', f, '1M']);
+        return f;
+      },
+      'vmdk',
+      /descriptor/,
+    ],
+    [
+      'qcow2',
+      () => {
+        const f = join(dir, `sample-${counter++}`);
+        sh('qemu-img', ['create', '-q', '-f', 'qcow2', f, '64M']);
+        return f;
+      },
+      'qcow2',
+      /qcow2/,
+    ],
+    [
+      'tar (OVA)',
+      () => {
+        const f = join(dir, `sample-${counter++}`);
+        sh('tar', ['-cf', f, '-C', dir, payloadName()]);
+        return f;
+      },
+      'tar',
+      /tar archive/,
+    ],
     ['gzip', () => compressed('gzip'), 'gzip', /gzip/],
     ['xz', () => compressed('xz'), 'xz', /xz/],
     ['zstd', () => compressed('zstd'), 'zstd', /zstd/],
     ['bzip2', () => compressed('bzip2'), 'bzip2', /bzip2/],
-    ['random bytes', () => { const f = join(dir, `sample-${counter++}`); writeFileSync(f, Buffer.concat([Buffer.from('xx'), randomBytes(MiB)])); return f; }, 'unknown', /unknown/],
+    [
+      'random bytes',
+      () => {
+        const f = join(dir, `sample-${counter++}`);
+        writeFileSync(f, Buffer.concat([Buffer.from('xx'), randomBytes(MiB)]));
+        return f;
+      },
+      'unknown',
+      /unknown/,
+    ],
     ['zeros', () => blank(4 * MiB), 'unknown', /unknown/],
     ['an empty file', () => blank(0), 'unknown', /empty/],
   ];

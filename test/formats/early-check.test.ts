@@ -36,25 +36,31 @@ describe.skipIf(skipWithout('qemu-img'))('EarlyCheck', () => {
     const raw = join(dir, 'disk.raw');
     makeRawImage(raw);
     files.raw = readFileSync(raw);
-    for (const [name, options] of [['zstd', ['-c', '-o', 'compression_type=zstd']], ['plain', []]] as const) {
+    for (const [name, options] of [
+      ['zstd', ['-c', '-o', 'compression_type=zstd']],
+      ['plain', []],
+    ] as const) {
       execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', ...options, raw, join(dir, `${name}.qcow2`)]);
       files[name] = readFileSync(join(dir, `${name}.qcow2`));
     }
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it.each(['zstd', 'plain', 'raw'] as const)('%s: decodes as the bytes arrive, with the result of the pass after', async (name) => {
-    const type = name === 'raw' ? 'raw' : 'qcow2';
-    const early = new EarlyCheck(type);
-    const image = new ChunkedBuffer(256 * KiB);
-    await arrive(early, image, files[name]!);
-    const opened = openImage(image, type);
-    const verified = await early.result(image, opened);
-    expect(early.outcome).toBe('used');
-    expect(verified?.image).toBe(opened);
-    expect(verified?.longZeroRuns).toEqual((await verifyImage(opened)).longZeroRuns);
-    expect(verified!.longZeroRuns.length).toBeGreaterThan(0);
-  });
+  it.each(['zstd', 'plain', 'raw'] as const)(
+    '%s: decodes as the bytes arrive, with the result of the pass after',
+    async (name) => {
+      const type = name === 'raw' ? 'raw' : 'qcow2';
+      const early = new EarlyCheck(type);
+      const image = new ChunkedBuffer(256 * KiB);
+      await arrive(early, image, files[name]!);
+      const opened = openImage(image, type);
+      const verified = await early.result(image, opened);
+      expect(early.outcome).toBe('used');
+      expect(verified?.image).toBe(opened);
+      expect(verified?.longZeroRuns).toEqual((await verifyImage(opened)).longZeroRuns);
+      expect(verified!.longZeroRuns.length).toBeGreaterThan(0);
+    },
+  );
 
   it('gives nothing for bytes it did not follow from the start (a download that started over)', async () => {
     const early = new EarlyCheck('qcow2');

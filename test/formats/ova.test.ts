@@ -52,17 +52,29 @@ describe.skipIf(skipWithout('qemu-img', 'sgdisk'))('OVA', () => {
     makeSmallDisk(raw);
     rawSha = sha256(qemuRaw(raw, join(dir, 'reference.raw'), 'raw'));
     stream = { path: makeVmdk(raw, join(dir, 'disk1.vmdk'), 'streamOptimized'), capacity: CAPACITY, address: '0' };
-    sparse = { path: makeVmdk(raw, join(dir, 'sparse.vmdk'), 'monolithicSparse'), capacity: CAPACITY, format: 'http://www.vmware.com/interfaces/specifications/vmdk.html#sparse' };
+    sparse = {
+      path: makeVmdk(raw, join(dir, 'sparse.vmdk'), 'monolithicSparse'),
+      capacity: CAPACITY,
+      format: 'http://www.vmware.com/interfaces/specifications/vmdk.html#sparse',
+    };
     const q = join(dir, 'disk.qcow2');
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-c', raw, q]);
     qcow2 = { path: q, capacity: CAPACITY, format: 'http://www.gnome.org/~markmc/qcow-image-format.html' };
     const g = join(dir, 'gpt.img');
     execFileSync('truncate', ['-s', '4M', g]);
     execFileSync('sgdisk', ['-n1:2048:0', g], { stdio: 'ignore' });
-    gptRaw = { path: g, capacity: 4 * 1024 * 1024, format: 'http://www.vmware.com/interfaces/specifications/vmdk.html#raw' };
+    gptRaw = {
+      path: g,
+      capacity: 4 * 1024 * 1024,
+      format: 'http://www.vmware.com/interfaces/specifications/vmdk.html#raw',
+    };
     const other = join(dir, 'data.raw');
     writeFileSync(other, Buffer.alloc(1024 * 1024, 7));
-    dataDisk = { path: makeVmdk(other, join(dir, 'data.vmdk'), 'streamOptimized'), capacity: 1024 * 1024, address: '1' };
+    dataDisk = {
+      path: makeVmdk(other, join(dir, 'data.vmdk'), 'streamOptimized'),
+      capacity: 1024 * 1024,
+      address: '1',
+    };
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -70,7 +82,10 @@ describe.skipIf(skipWithout('qemu-img', 'sgdisk'))('OVA', () => {
     ['streamOptimized VMDK, sha256 manifest', () => makeOva(dir, 'stream', [stream])],
     ['monolithicSparse VMDK, sha1 manifest', () => makeOva(dir, 'sparse', [sparse], { manifest: 'sha1' })],
     ['compressed qcow2, no manifest', () => makeOva(dir, 'qcow2', [qcow2], { manifest: false })],
-    ['VirtualBox spellings (HostResource /disk/..., "SHA256 (name) = digest")', () => makeOva(dir, 'vbox', [stream], { style: 'virtualbox' })],
+    [
+      'VirtualBox spellings (HostResource /disk/..., "SHA256 (name) = digest")',
+      () => makeOva(dir, 'vbox', [stream], { style: 'virtualbox' }),
+    ],
     ['the boot disk and a data disk', () => makeOva(dir, 'two', [stream, dataDisk])],
     ['the data disk listed first, the boot disk at unit 0', () => makeOva(dir, 'two-reversed', [dataDisk, stream])],
   ])('%s: the boot disk decodes as qemu-img convert -O raw', async (_name, make) => {
@@ -101,7 +116,12 @@ describe.skipIf(skipWithout('qemu-img', 'sgdisk'))('OVA', () => {
     const ova = makeOva(dir, 'cli', [stream]);
     const inspect = await cli('inspect', '--json', ova);
     expect(inspect.code, inspect.stderr).toBe(0);
-    expect(JSON.parse(inspect.stdout)).toMatchObject({ format: 'ova', virtualSize: CAPACITY, compression: 'zlib', features: { diskFormat: 'vmdk', disk: 'disk1.vmdk', manifest: 'verified', createType: 'streamOptimized' } });
+    expect(JSON.parse(inspect.stdout)).toMatchObject({
+      format: 'ova',
+      virtualSize: CAPACITY,
+      compression: 'zlib',
+      features: { diskFormat: 'vmdk', disk: 'disk1.vmdk', manifest: 'verified', createType: 'streamOptimized' },
+    });
     const target = join(dir, 'cli.raw');
     const convert = await cli('convert', ova, target);
     expect(convert.code, convert.stderr).toBe(0);
@@ -111,10 +131,15 @@ describe.skipIf(skipWithout('qemu-img', 'sgdisk'))('OVA', () => {
   it('refuses a manifest that lies, naming the file', () => {
     const ova = makeOva(dir, 'lying', [stream]);
     const work = join(dir, 'lying.d');
-    const manifest = readFileSync(join(work, 'lying.mf'), 'utf8').replace(/(disk1\.vmdk\)= )([0-9a-f])/, (_m, head: string, digit: string) => `${head}${digit === '0' ? '1' : '0'}`);
+    const manifest = readFileSync(join(work, 'lying.mf'), 'utf8').replace(
+      /(disk1\.vmdk\)= )([0-9a-f])/,
+      (_m, head: string, digit: string) => `${head}${digit === '0' ? '1' : '0'}`,
+    );
     writeFileSync(join(work, 'lying.mf'), manifest);
     execFileSync('tar', ['--format=ustar', '-cf', ova, '-C', work, 'lying.ovf', 'lying.mf', 'disk1.vmdk']);
-    expect(refusal(ova)).toMatch(/^Bad OVA image: its manifest gives SHA256 [0-9a-f]{64} for "disk1\.vmdk", the file has [0-9a-f]{64}\.$/);
+    expect(refusal(ova)).toMatch(
+      /^Bad OVA image: its manifest gives SHA256 [0-9a-f]{64} for "disk1\.vmdk", the file has [0-9a-f]{64}\.$/,
+    );
   });
 
   it('refuses an OVA whose boot disk is missing from the archive', () => {
@@ -127,12 +152,16 @@ describe.skipIf(skipWithout('qemu-img', 'sgdisk'))('OVA', () => {
     const vhd = join(dir, 'disk.vhd');
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'vpc', join(dir, 'disk.raw'), vhd]);
     const ova = makeOva(dir, 'vhd', [{ path: vhd, capacity: CAPACITY }]);
-    expect(refusal(ova)).toMatch(/^Unsupported OVA image: its boot disk "disk\.vhd" is a file of unknown format; byoi reads VMDK/);
+    expect(refusal(ova)).toMatch(
+      /^Unsupported OVA image: its boot disk "disk\.vhd" is a file of unknown format; byoi reads VMDK/,
+    );
   });
 
   it('refuses an OVF with several disks at the first unit of their controllers, naming them', () => {
     const ova = makeOva(dir, 'ambiguous', [stream, { ...dataDisk, address: '0' }]);
-    expect(refusal(ova)).toBe('Unsupported OVA image: its OVF attaches several disks as the first unit of a controller (vmdisk1, vmdisk2); byoi cannot tell which one boots.');
+    expect(refusal(ova)).toBe(
+      'Unsupported OVA image: its OVF attaches several disks as the first unit of a controller (vmdisk1, vmdisk2); byoi cannot tell which one boots.',
+    );
   });
 
   it('refuses a truncated archive and a broken tar header', () => {
@@ -148,14 +177,22 @@ describe.skipIf(skipWithout('qemu-img', 'sgdisk'))('OVA', () => {
   });
 
   it('refuses an OVF that is not XML and one that lists no disk', () => {
-    expect(refusal(makeOva(dir, 'not-xml', [stream], { ovf: '<Envelope><References>', manifest: false }))).toBe('Bad OVA image: its OVF descriptor is not well-formed XML.');
+    expect(refusal(makeOva(dir, 'not-xml', [stream], { ovf: '<Envelope><References>', manifest: false }))).toBe(
+      'Bad OVA image: its OVF descriptor is not well-formed XML.',
+    );
     const noDisk = ovfText([stream]).replace(/<DiskSection>[\s\S]*<\/DiskSection>/, '');
-    expect(refusal(makeOva(dir, 'no-disk', [stream], { ovf: noDisk, manifest: false }))).toBe('Bad OVA image: its OVF descriptor lists no disk.');
+    expect(refusal(makeOva(dir, 'no-disk', [stream], { ovf: noDisk, manifest: false }))).toBe(
+      'Bad OVA image: its OVF descriptor lists no disk.',
+    );
   });
 
   it('refuses an OVA given as qcow2, and a VMDK given as an OVA, with the "does not match" sentence', () => {
     const ova = makeOva(dir, 'as-qcow2', [stream]);
-    expect(() => openImage(sourceOf(ova), 'qcow2')).toThrow('image provided format is ova which does not match expected qcow2 format');
-    expect(() => openImage(sourceOf(stream.path), 'ova')).toThrow('image provided format is vmdk which does not match expected ova format');
+    expect(() => openImage(sourceOf(ova), 'qcow2')).toThrow(
+      'image provided format is ova which does not match expected qcow2 format',
+    );
+    expect(() => openImage(sourceOf(stream.path), 'ova')).toThrow(
+      'image provided format is vmdk which does not match expected ova format',
+    );
   });
 });

@@ -50,7 +50,8 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder under random mutation', 
   beforeAll(() => {
     assertCapable('qemu-img');
     dir = mkdtempSync(join(tmpdir(), 'byoi-qcow2-mutation-'));
-    for (const f of makeQcow2Fixtures(dir, SEEDS)) seeds.push({ name: f.name, bytes: readFileSync(f.path), layout: layoutOf(f.path) });
+    for (const f of makeQcow2Fixtures(dir, SEEDS))
+      seeds.push({ name: f.name, bytes: readFileSync(f.path), layout: layoutOf(f.path) });
   });
   afterAll(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -59,7 +60,14 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder under random mutation', 
   it(`ends every one of ${RUNS} runs in a correct output or a clean refusal`, { timeout: 300_000 }, async () => {
     const only = process.env.QCOW2_MUTATION_SEED;
     const runSeeds = only ? [Number(only)] : Array.from({ length: RUNS }, (_, i) => 0x9e3779b9 + i);
-    const tally = { refused: 0, capped: 0, decoded: 0, comparedWithQemu: 0, qemuRefusedWhatWeDecoded: 0, hostileSizes: 0 };
+    const tally = {
+      refused: 0,
+      capped: 0,
+      decoded: 0,
+      comparedWithQemu: 0,
+      qemuRefusedWhatWeDecoded: 0,
+      hostileSizes: 0,
+    };
     for (const runSeed of runSeeds) {
       const random = prng(runSeed);
       const seed = seeds[Math.floor(random() * seeds.length)]!;
@@ -80,12 +88,19 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder under random mutation', 
       // Not for zstd: corrupted zstd data has no one right decoding (no checksum in qemu's frames),
       // and Node's bundled libzstd and Debian's decode some corrupted entropy streams differently.
       const comparable = seed.name !== 'small-zstd';
-      if (outcome.kind === 'decoded' && outcome.sha256 && comparable && tally.comparedWithQemu < QEMU_SAMPLES && runSeed % 4 === 0) {
+      if (
+        outcome.kind === 'decoded' &&
+        outcome.sha256 &&
+        comparable &&
+        tally.comparedWithQemu < QEMU_SAMPLES &&
+        runSeed % 4 === 0
+      ) {
         const reference = qemuSha256(bytes, dir);
         if (reference === undefined) tally.qemuRefusedWhatWeDecoded++;
         else {
           tally.comparedWithQemu++;
-          if (reference !== outcome.sha256) throw new Error(`${context}: decoded ${outcome.sha256}, qemu-img ${reference}`);
+          if (reference !== outcome.sha256)
+            throw new Error(`${context}: decoded ${outcome.sha256}, qemu-img ${reference}`);
         }
       }
       if (process.memoryUsage().rss > RSS_LIMIT) throw new Error(`${context}: RSS ${process.memoryUsage().rss}`);

@@ -19,11 +19,29 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('closing the decompression pool while it works', () => {
-  for (const [codec, rounds] of [['zstd', 100], ['zlib', 60]] as const) {
+  for (const [codec, rounds] of [
+    ['zstd', 100],
+    ['zlib', 60],
+  ] as const) {
     it(`${codec}: ${rounds} early stops, the process ends normally`, () => {
       const image = join(dir, `${codec}.qcow2`);
-      execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-c', '-o', `compression_type=${codec}`, join(dir, 'disk.raw'), image]);
-      const run = spawnSync(process.execPath, [join(import.meta.dirname, '../helpers/stop-early.ts'), image, String(rounds)], { encoding: 'utf8', timeout: 120_000 });
+      execFileSync('qemu-img', [
+        'convert',
+        '-f',
+        'raw',
+        '-O',
+        'qcow2',
+        '-c',
+        '-o',
+        `compression_type=${codec}`,
+        join(dir, 'disk.raw'),
+        image,
+      ]);
+      const run = spawnSync(
+        process.execPath,
+        [join(import.meta.dirname, '../helpers/stop-early.ts'), image, String(rounds)],
+        { encoding: 'utf8', timeout: 120_000 },
+      );
       expect(run.stderr).toBe('');
       expect(run.signal).toBeNull();
       expect(run.status).toBe(0);

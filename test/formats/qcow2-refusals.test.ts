@@ -13,7 +13,15 @@ import { openQcow2 } from '../../lib/formats/qcow2.ts';
 import { makeQcow2Fixtures, patchBytes, patchU64 } from '../../scripts/fixtures/qcow2.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { decodeToSha256 } from '../helpers/decode.ts';
-import { compressedExtent, featureNameEntry, firstCompressed, firstData, layoutOf, OFFSET_MASK, type Layout } from '../helpers/qcow2-layout.ts';
+import {
+  compressedExtent,
+  featureNameEntry,
+  firstCompressed,
+  firstData,
+  layoutOf,
+  OFFSET_MASK,
+  type Layout,
+} from '../helpers/qcow2-layout.ts';
 
 const u32 = (value: number) => {
   const bytes = Buffer.alloc(4);
@@ -36,14 +44,28 @@ const atOpen: Case[] = [
   {
     name: 'bad magic',
     fixture: 'v3-64k',
-    poke: (p) => (patchBytes(p, 0, Buffer.from('QFI\xfa', 'latin1')), 'Bad qcow2 image: the file does not start with the qcow2 magic "QFI\\xfb".'),
+    poke: (p) => (
+      patchBytes(p, 0, Buffer.from('QFI\xfa', 'latin1')),
+      'Bad qcow2 image: the file does not start with the qcow2 magic "QFI\\xfb".'
+    ),
   },
-  { name: 'version 1', fixture: 'v3-64k', poke: (p) => (patchBytes(p, 4, u32(1)), 'Unsupported qcow2 image: version 1; byoi reads qcow2 versions 2 and 3.') },
-  { name: 'version 4', fixture: 'v3-64k', poke: (p) => (patchBytes(p, 4, u32(4)), 'Unsupported qcow2 image: version 4; byoi reads qcow2 versions 2 and 3.') },
+  {
+    name: 'version 1',
+    fixture: 'v3-64k',
+    poke: (p) => (patchBytes(p, 4, u32(1)), 'Unsupported qcow2 image: version 1; byoi reads qcow2 versions 2 and 3.'),
+  },
+  {
+    name: 'version 4',
+    fixture: 'v3-64k',
+    poke: (p) => (patchBytes(p, 4, u32(4)), 'Unsupported qcow2 image: version 4; byoi reads qcow2 versions 2 and 3.'),
+  },
   {
     name: 'unknown incompatible feature, unnamed',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 72, 1n << 20n), 'Unsupported qcow2 image: it needs features byoi does not know: Unknown incompatible feature: 20.'),
+    poke: (p) => (
+      patchU64(p, 72, 1n << 20n),
+      'Unsupported qcow2 image: it needs features byoi does not know: Unknown incompatible feature: 20.'
+    ),
   },
   {
     name: 'unknown incompatible features, named from the feature table',
@@ -55,8 +77,22 @@ const atOpen: Case[] = [
       return 'Unsupported qcow2 image: it needs features byoi does not know: dirty bit, Unknown incompatible feature: 63.';
     },
   },
-  { name: 'AES encryption', fixture: 'v3-64k', poke: (p) => (patchBytes(p, 32, u32(1)), 'Unsupported qcow2 image: it is encrypted (AES); deploy an unencrypted image.') },
-  { name: 'LUKS encryption', fixture: 'v3-64k', poke: (p) => (patchBytes(p, 32, u32(2)), 'Unsupported qcow2 image: it is encrypted (LUKS); deploy an unencrypted image.') },
+  {
+    name: 'AES encryption',
+    fixture: 'v3-64k',
+    poke: (p) => (
+      patchBytes(p, 32, u32(1)),
+      'Unsupported qcow2 image: it is encrypted (AES); deploy an unencrypted image.'
+    ),
+  },
+  {
+    name: 'LUKS encryption',
+    fixture: 'v3-64k',
+    poke: (p) => (
+      patchBytes(p, 32, u32(2)),
+      'Unsupported qcow2 image: it is encrypted (LUKS); deploy an unencrypted image.'
+    ),
+  },
   {
     name: 'a backing file',
     fixture: 'v3-64k',
@@ -70,57 +106,82 @@ const atOpen: Case[] = [
   {
     name: 'the corrupt bit',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 72, 2), 'Bad qcow2 image: it is marked corrupt (qemu found inconsistent metadata); repair it with qemu-img check -r all first.'),
+    poke: (p) => (
+      patchU64(p, 72, 2),
+      'Bad qcow2 image: it is marked corrupt (qemu found inconsistent metadata); repair it with qemu-img check -r all first.'
+    ),
   },
   {
     name: 'the external data file bit without a name',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 72, 4), 'Unsupported qcow2 image: its data lives in the external data file "(name not recorded)", which is not part of the image.'),
+    poke: (p) => (
+      patchU64(p, 72, 4),
+      'Unsupported qcow2 image: its data lives in the external data file "(name not recorded)", which is not part of the image.'
+    ),
   },
   {
     name: 'cluster_bits 8',
     fixture: 'v3-64k',
-    poke: (p) => (patchBytes(p, 20, u32(8)), 'Bad qcow2 image: cluster_bits is 8; qcow2 allows 9 to 21 (clusters of 512 bytes to 2 MiB).'),
+    poke: (p) => (
+      patchBytes(p, 20, u32(8)),
+      'Bad qcow2 image: cluster_bits is 8; qcow2 allows 9 to 21 (clusters of 512 bytes to 2 MiB).'
+    ),
   },
   {
     name: 'cluster_bits 22',
     fixture: 'v3-64k',
-    poke: (p) => (patchBytes(p, 20, u32(22)), 'Bad qcow2 image: cluster_bits is 22; qcow2 allows 9 to 21 (clusters of 512 bytes to 2 MiB).'),
+    poke: (p) => (
+      patchBytes(p, 20, u32(22)),
+      'Bad qcow2 image: cluster_bits is 22; qcow2 allows 9 to 21 (clusters of 512 bytes to 2 MiB).'
+    ),
   },
-  ...[100, 108, 65544].map(
-    (length): Case => ({
-      name: `header_length ${length}`,
-      fixture: 'v3-64k',
-      poke: (p) => (
-        patchBytes(p, 100, u32(length)),
-        `Bad qcow2 image: header_length is ${length}; a version 3 header is at least 104 bytes, a multiple of 8 and inside the first cluster (65536 bytes).`
-      ),
-    }),
-  ),
+  ...[100, 108, 65544].map((length): Case => ({
+    name: `header_length ${length}`,
+    fixture: 'v3-64k',
+    poke: (p) => (
+      patchBytes(p, 100, u32(length)),
+      `Bad qcow2 image: header_length is ${length}; a version 3 header is at least 104 bytes, a multiple of 8 and inside the first cluster (65536 bytes).`
+    ),
+  })),
   {
     name: 'a header extension longer than the header area',
     fixture: 'v3-64k',
-    poke: (p, l) => (patchBytes(p, l.headerLength + 4, u32(65536)), `Bad qcow2 image: the header extension at offset ${hex(l.headerLength)} runs past the end of the header area.`),
+    poke: (p, l) => (
+      patchBytes(p, l.headerLength + 4, u32(65536)),
+      `Bad qcow2 image: the header extension at offset ${hex(l.headerLength)} runs past the end of the header area.`
+    ),
   },
   {
     name: 'an end-of-extensions marker whose length runs past the header area',
     fixture: 'v2-64k',
-    poke: (p) => (patchBytes(p, 76, u32(0x80000)), 'Bad qcow2 image: the header extension at offset 0x48 runs past the end of the header area.'),
+    poke: (p) => (
+      patchBytes(p, 76, u32(0x80000)),
+      'Bad qcow2 image: the header extension at offset 0x48 runs past the end of the header area.'
+    ),
   },
   {
     name: 'autoclear bit 1 (raw external data) without an external data file',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 88, 2), 'Bad qcow2 image: autoclear feature bit 1 (raw external data) is set but the image has no external data file.'),
+    poke: (p) => (
+      patchU64(p, 88, 2),
+      'Bad qcow2 image: autoclear feature bit 1 (raw external data) is set but the image has no external data file.'
+    ),
   },
   {
     name: 'refcount_order 7',
     fixture: 'v3-64k',
-    poke: (p) => (patchBytes(p, 96, u32(7)), 'Bad qcow2 image: refcount_order is 7; qcow2 allows at most 6 (64-bit refcounts).'),
+    poke: (p) => (
+      patchBytes(p, 96, u32(7)),
+      'Bad qcow2 image: refcount_order is 7; qcow2 allows at most 6 (64-bit refcounts).'
+    ),
   },
   {
     name: 'compression type 2',
     fixture: 'v3-64k',
-    poke: (p) => (patchBytes(p, 104, Buffer.from([2])), 'Unsupported qcow2 image: compression type 2 is unknown (byoi reads 0, zlib, and 1, zstd).'),
+    poke: (p) => (
+      patchBytes(p, 104, Buffer.from([2])),
+      'Unsupported qcow2 image: compression type 2 is unknown (byoi reads 0, zlib, and 1, zstd).'
+    ),
   },
   {
     name: 'zstd without incompatible bit 3',
@@ -133,7 +194,10 @@ const atOpen: Case[] = [
   {
     name: 'zlib with incompatible bit 3',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 72, 8), 'Bad qcow2 image: the compression type is zlib but incompatible feature bit 3 (compression type) is set.'),
+    poke: (p) => (
+      patchU64(p, 72, 8),
+      'Bad qcow2 image: the compression type is zlib but incompatible feature bit 3 (compression type) is set.'
+    ),
   },
   {
     name: 'extended L2 with 8 KiB clusters',
@@ -146,52 +210,82 @@ const atOpen: Case[] = [
   {
     name: 'a virtual size of 2n ** 52n + 512n, more than byoi can represent',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 24, 2n ** 52n + 512n), `Bad qcow2 image: its virtual size of ${2n ** 52n + 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+    poke: (p) => (
+      patchU64(p, 24, 2n ** 52n + 512n),
+      `Bad qcow2 image: its virtual size of ${2n ** 52n + 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
+    ),
   },
   {
     name: 'a virtual size of 2n ** 53n - 512n, more than byoi can represent',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 24, 2n ** 53n - 512n), `Bad qcow2 image: its virtual size of ${2n ** 53n - 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+    poke: (p) => (
+      patchU64(p, 24, 2n ** 53n - 512n),
+      `Bad qcow2 image: its virtual size of ${2n ** 53n - 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
+    ),
   },
   {
     name: 'a virtual size of 2n ** 53n, more than byoi can represent',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 24, 2n ** 53n), `Bad qcow2 image: its virtual size of ${2n ** 53n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+    poke: (p) => (
+      patchU64(p, 24, 2n ** 53n),
+      `Bad qcow2 image: its virtual size of ${2n ** 53n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
+    ),
   },
   {
     name: 'a virtual size of 2n ** 53n + 512n, more than byoi can represent',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 24, 2n ** 53n + 512n), `Bad qcow2 image: its virtual size of ${2n ** 53n + 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+    poke: (p) => (
+      patchU64(p, 24, 2n ** 53n + 512n),
+      `Bad qcow2 image: its virtual size of ${2n ** 53n + 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
+    ),
   },
   {
     name: 'a virtual size of 2n ** 63n - 1n, more than byoi can represent',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 24, 2n ** 63n - 1n), `Bad qcow2 image: its virtual size of ${2n ** 63n - 1n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+    poke: (p) => (
+      patchU64(p, 24, 2n ** 63n - 1n),
+      `Bad qcow2 image: its virtual size of ${2n ** 63n - 1n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
+    ),
   },
   {
     name: 'a virtual size of 2n ** 63n, more than byoi can represent',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 24, 2n ** 63n), `Bad qcow2 image: its virtual size of ${2n ** 63n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+    poke: (p) => (
+      patchU64(p, 24, 2n ** 63n),
+      `Bad qcow2 image: its virtual size of ${2n ** 63n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
+    ),
   },
   {
     name: 'a virtual size of 2n ** 64n - 512n, more than byoi can represent',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 24, 2n ** 64n - 512n), `Bad qcow2 image: its virtual size of ${2n ** 64n - 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+    poke: (p) => (
+      patchU64(p, 24, 2n ** 64n - 512n),
+      `Bad qcow2 image: its virtual size of ${2n ** 64n - 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
+    ),
   },
   {
     name: 'a virtual size of 2n ** 64n - 1n, more than byoi can represent',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 24, 2n ** 64n - 1n), `Bad qcow2 image: its virtual size of ${2n ** 64n - 1n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`),
+    poke: (p) => (
+      patchU64(p, 24, 2n ** 64n - 1n),
+      `Bad qcow2 image: its virtual size of ${2n ** 64n - 1n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
+    ),
   },
   {
     name: 'an L1 table too small for the virtual size',
     fixture: 'v3-64k',
-    poke: (p) => (patchBytes(p, 36, u32(0)), 'Bad qcow2 image: the L1 table has 0 entries but the virtual size needs 1.'),
+    poke: (p) => (
+      patchBytes(p, 36, u32(0)),
+      'Bad qcow2 image: the L1 table has 0 entries but the virtual size needs 1.'
+    ),
   },
   {
     name: 'an absurdly large L1 table',
     fixture: 'v3-64k',
-    poke: (p) => (patchBytes(p, 36, u32(4194305)), 'Bad qcow2 image: the L1 table has 4194305 entries, above the limit of 4194304 (32 MiB).'),
+    poke: (p) => (
+      patchBytes(p, 36, u32(4194305)),
+      'Bad qcow2 image: the L1 table has 4194305 entries, above the limit of 4194304 (32 MiB).'
+    ),
   },
   {
     name: 'a misaligned L1 table',
@@ -204,7 +298,10 @@ const atOpen: Case[] = [
   {
     name: 'an L1 table beyond the end of the file',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, 40, 2n ** 40n), `Bad qcow2 image: the L1 table at offset 0x10000000000 is beyond the end of the file (${size(p)} bytes).`),
+    poke: (p) => (
+      patchU64(p, 40, 2n ** 40n),
+      `Bad qcow2 image: the L1 table at offset 0x10000000000 is beyond the end of the file (${size(p)} bytes).`
+    ),
   },
   {
     name: 'an L1 table at the top of the 64-bit range (no overflow)',
@@ -217,7 +314,10 @@ const atOpen: Case[] = [
   {
     name: 'an L1 table cut short by the end of the file',
     fixture: 'v3-64k',
-    poke: (p, l) => (patchBytes(p, 36, u32((size(p) - l.l1Offset) / 8 + 1)), `Bad qcow2 image: the L1 table at offset ${hex(l.l1Offset)} is beyond the end of the file (${size(p)} bytes).`),
+    poke: (p, l) => (
+      patchBytes(p, 36, u32((size(p) - l.l1Offset) / 8 + 1)),
+      `Bad qcow2 image: the L1 table at offset ${hex(l.l1Offset)} is beyond the end of the file (${size(p)} bytes).`
+    ),
   },
   {
     name: 'a misaligned L2 table',
@@ -231,7 +331,10 @@ const atOpen: Case[] = [
   {
     name: 'an L2 table beyond the end of the file',
     fixture: 'v3-64k',
-    poke: (p) => (patchU64(p, layoutOf(p).l1Offset, COPIED | 0x00ff_ffff_ffff_0000n), `Bad qcow2 image: the L2 table at offset 0xffffffffff0000 is beyond the end of the file (${size(p)} bytes).`),
+    poke: (p) => (
+      patchU64(p, layoutOf(p).l1Offset, COPIED | 0x00ff_ffff_ffff_0000n),
+      `Bad qcow2 image: the L2 table at offset 0xffffffffff0000 is beyond the end of the file (${size(p)} bytes).`
+    ),
   },
   {
     name: 'a misaligned data cluster',
@@ -369,7 +472,8 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 refusals', () => {
   beforeAll(() => {
     assertCapable('qemu-img');
     dir = mkdtempSync(join(tmpdir(), 'byoi-qcow2-refusals-'));
-    for (const f of makeQcow2Fixtures(dir, ['v3-64k', 'v2-64k', 'extl2-64k', 'zlib-64k', 'zstd-64k', 'zstd-extl2'])) originals.set(f.name, f.path);
+    for (const f of makeQcow2Fixtures(dir, ['v3-64k', 'v2-64k', 'extl2-64k', 'zlib-64k', 'zstd-64k', 'zstd-extl2']))
+      originals.set(f.name, f.path);
   });
   afterAll(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -390,7 +494,8 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 refusals', () => {
   }
 
   it('every fixture used here opens untouched', async () => {
-    for (const path of originals.values()) await decodeToSha256(openQcow2(await ChunkedBuffer.fromFile(path), { threads: 0 }));
+    for (const path of originals.values())
+      await decodeToSha256(openQcow2(await ChunkedBuffer.fromFile(path), { threads: 0 }));
   });
 
   it.each(atOpen.map((c) => [c.name, c] as const))('refuses at open: %s', async (_, c) => {
@@ -421,7 +526,16 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 refusals', () => {
 
   it('refuses an external data file, named, as qemu-img makes it', async () => {
     const path = join(dir, 'external.qcow2');
-    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', `data_file=${join(dir, 'external.raw')}`, path, '1M']);
+    execFileSync('qemu-img', [
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '-o',
+      `data_file=${join(dir, 'external.raw')}`,
+      path,
+      '1M',
+    ]);
     const source = await ChunkedBuffer.fromFile(path);
     expect(() => openQcow2(source)).toThrow(
       `Unsupported qcow2 image: its data lives in the external data file "${join(dir, 'external.raw')}", which is not part of the image.`,

@@ -9,7 +9,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 import { openQcow2 } from '../../lib/formats/qcow2.ts';
-import { makeQcow2Fixtures, patchBytes, patchU64, qemuRawSha256, QCOW2_FIXTURE_NAMES, type Qcow2Fixture } from '../../scripts/fixtures/qcow2.ts';
+import {
+  makeQcow2Fixtures,
+  patchBytes,
+  patchU64,
+  qemuRawSha256,
+  QCOW2_FIXTURE_NAMES,
+  type Qcow2Fixture,
+} from '../../scripts/fixtures/qcow2.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { decodeToSha256 } from '../helpers/decode.ts';
 import { layoutOf, OFFSET_MASK } from '../helpers/qcow2-layout.ts';
@@ -45,7 +52,8 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
     for (const threads of [0, 2]) {
       const image = await open(name, threads);
       const shapes = [];
-      for await (const extent of image.extents()) shapes.push({ offset: extent.offset, length: extent.length, zero: 'zero' in extent });
+      for await (const extent of image.extents())
+        shapes.push({ offset: extent.offset, length: extent.length, zero: 'zero' in extent });
       const checked = [];
       for await (const shape of image.check!()) checked.push(shape);
       // Compressed runs may come as one shape per batch instead of one extent per cluster: compare
@@ -55,27 +63,34 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
     }
   });
 
-  it.each(['zlib-64k', 'zstd-4k', 'zlib-512-odd'])('%s: batches the dry pass keeps are written as decoded, whatever the budget', async (name) => {
-    const expected = qemuRawSha256(fixtures.get(name)!.path, dir);
-    const file = await ChunkedBuffer.fromFile(fixtures.get(name)!.path, 1024 * 1024);
-    let bytesRead = 0;
-    const source = { size: file.size, chunkSize: file.chunkSize, read: (offset: number, length: number) => ((bytesRead += length), file.read(offset, length)) };
-    const compressed = openQcow2(source).info.allocatedBytes;
-    for (const threads of [0, 2]) {
-      // A budget smaller than one batch (1 MiB of clusters) keeps nothing: the small image only gets the large one.
-      for (const keepDecoded of name === 'zlib-512-odd' ? [10 * compressed] : [compressed / 3, 10 * compressed]) {
-        const image = openQcow2(source, { threads, keepDecoded });
-        for await (const _ of image.check!()) continue;
-        bytesRead = 0;
-        expect((await decodeToSha256(image)).sha256).toBe(expected);
-        const readWithKept = bytesRead;
-        // Kept batches are handed out once: a second pass decodes everything itself.
-        bytesRead = 0;
-        expect((await decodeToSha256(image)).sha256).toBe(expected);
-        expect(readWithKept).toBeLessThan(bytesRead); // the kept batches were not read again
+  it.each(['zlib-64k', 'zstd-4k', 'zlib-512-odd'])(
+    '%s: batches the dry pass keeps are written as decoded, whatever the budget',
+    async (name) => {
+      const expected = qemuRawSha256(fixtures.get(name)!.path, dir);
+      const file = await ChunkedBuffer.fromFile(fixtures.get(name)!.path, 1024 * 1024);
+      let bytesRead = 0;
+      const source = {
+        size: file.size,
+        chunkSize: file.chunkSize,
+        read: (offset: number, length: number) => ((bytesRead += length), file.read(offset, length)),
+      };
+      const compressed = openQcow2(source).info.allocatedBytes;
+      for (const threads of [0, 2]) {
+        // A budget smaller than one batch (1 MiB of clusters) keeps nothing: the small image only gets the large one.
+        for (const keepDecoded of name === 'zlib-512-odd' ? [10 * compressed] : [compressed / 3, 10 * compressed]) {
+          const image = openQcow2(source, { threads, keepDecoded });
+          for await (const _ of image.check!()) continue;
+          bytesRead = 0;
+          expect((await decodeToSha256(image)).sha256).toBe(expected);
+          const readWithKept = bytesRead;
+          // Kept batches are handed out once: a second pass decodes everything itself.
+          bytesRead = 0;
+          expect((await decodeToSha256(image)).sha256).toBe(expected);
+          expect(readWithKept).toBeLessThan(bytesRead); // the kept batches were not read again
+        }
       }
-    }
-  });
+    },
+  );
 
   it('merges contiguous data clusters and zero runs into few extents', async () => {
     // 4 MiB of 4 KiB clusters: 1024 clusters, but only a handful of runs.
@@ -117,7 +132,11 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
     // 64 MiB of 512-byte clusters: 2048 L1 entries, all pointed at the first L2 table.
     const path = join(dir, 'shared-l2.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', path, '64M']);
-    execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x42 0 8k', '-c', 'write -z 8k 512', '-c', 'write -P 0x43 9k 1k', path], { stdio: 'ignore' });
+    execFileSync(
+      'qemu-io',
+      ['-f', 'qcow2', '-c', 'write -P 0x42 0 8k', '-c', 'write -z 8k 512', '-c', 'write -P 0x43 9k 1k', path],
+      { stdio: 'ignore' },
+    );
     const layout = layoutOf(path);
     const first = layout.file.readBigUInt64BE(layout.l1Offset);
     const l1Entries = layout.file.readUInt32BE(36);
@@ -153,7 +172,16 @@ for await (const e of openQcow2(await ChunkedBuffer.fromFile(process.argv[2]), {
 console.log(hash.digest('hex'));`,
     );
     const bundle = join(dir, 'bundle.mjs');
-    await build({ entryPoints: [entry], bundle: true, platform: 'node', format: 'esm', minify: true, keepNames: true, outfile: bundle, logLevel: 'silent' });
+    await build({
+      entryPoints: [entry],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      minify: true,
+      keepNames: true,
+      outfile: bundle,
+      logLevel: 'silent',
+    });
     for (const name of ['zlib-4k', 'zstd-4k', 'zstd-2m']) {
       const path = fixtures.get(name)!.path;
       const decoded = execFileSync(process.execPath, [bundle, path], { encoding: 'utf8' }).trim();

@@ -46,7 +46,8 @@ interface Seed {
 /** Where the structures of a qemu-made VMDK lie, read independently of the decoder. */
 function vmdkSpots(bytes: Buffer): Seed['spots'] {
   let header = bytes.subarray(0, 512);
-  if (header.readBigUInt64LE(56) === 0xffffffffffffffffn) header = bytes.subarray(bytes.length - 1024, bytes.length - 512);
+  if (header.readBigUInt64LE(56) === 0xffffffffffffffffn)
+    header = bytes.subarray(bytes.length - 1024, bytes.length - 512);
   const gd = Number(header.readBigUInt64LE(56)) * 512;
   const capacity = Number(header.readBigUInt64LE(12));
   const grain = Number(header.readBigUInt64LE(20));
@@ -70,7 +71,7 @@ function vmdkSpots(bytes: Buffer): Seed['spots'] {
 function ovaSpots(bytes: Buffer): Seed['spots'] {
   const tarHeaders: number[] = [];
   const texts: [number, number][] = [];
-  for (let at = 0; at + 512 <= bytes.length; ) {
+  for (let at = 0; at + 512 <= bytes.length;) {
     const block = bytes.subarray(at, at + 512);
     if (block.every((b) => b === 0)) break;
     tarHeaders.push(at);
@@ -89,12 +90,55 @@ function fixTarChecksum(bytes: Buffer, at: number): void {
   bytes.write(`${sum.toString(8).padStart(6, '0')}\0 `, at + 148, 'latin1');
 }
 
-const HEADER_FIELDS: [number, number][] = [[4, 4], [8, 4], [12, 8], [20, 8], [28, 8], [36, 8], [44, 4], [48, 8], [56, 8], [64, 8], [77, 2]];
-const TEXT_EDITS = ['<', '>', '"', '&amp;', '&lt;', 'ovf:', '0', '17', ' ', '\n', '<!DOCTYPE x [<!ENTITY a "aaaa">]>', '&a;', '/disk/vmdisk2', 'SHA256(x)= 00'];
+const HEADER_FIELDS: [number, number][] = [
+  [4, 4],
+  [8, 4],
+  [12, 8],
+  [20, 8],
+  [28, 8],
+  [36, 8],
+  [44, 4],
+  [48, 8],
+  [56, 8],
+  [64, 8],
+  [77, 2],
+];
+const TEXT_EDITS = [
+  '<',
+  '>',
+  '"',
+  '&amp;',
+  '&lt;',
+  'ovf:',
+  '0',
+  '17',
+  ' ',
+  '\n',
+  '<!DOCTYPE x [<!ENTITY a "aaaa">]>',
+  '&a;',
+  '/disk/vmdisk2',
+  'SHA256(x)= 00',
+];
 
 function interesting(random: () => number, width: number, current: bigint): bigint {
   const max = (1n << BigInt(8 * width)) - 1n;
-  const choices = [0n, 1n, max, max >> 1n, current + 1n, current - 1n, current * 2n, current / 2n, current ^ (1n << BigInt(Math.floor(random() * 8 * width))), 2n ** 31n, 2n ** 32n, 2n ** 53n, 128n, 512n, 4096n];
+  const choices = [
+    0n,
+    1n,
+    max,
+    max >> 1n,
+    current + 1n,
+    current - 1n,
+    current * 2n,
+    current / 2n,
+    current ^ (1n << BigInt(Math.floor(random() * 8 * width))),
+    2n ** 31n,
+    2n ** 32n,
+    2n ** 53n,
+    128n,
+    512n,
+    4096n,
+  ];
   return ((choices[Math.floor(random() * choices.length)]! % (max + 1n)) + max + 1n) % (max + 1n);
 }
 
@@ -108,13 +152,20 @@ function writeLE(bytes: Buffer, at: number, width: number, value: bigint): void 
 
 function readLE(bytes: Buffer, at: number, width: number): bigint {
   if (at < 0 || at + width > bytes.length) return 0n;
-  return width === 8 ? bytes.readBigUInt64LE(at) : width === 4 ? BigInt(bytes.readUInt32LE(at)) : width === 2 ? BigInt(bytes.readUInt16LE(at)) : BigInt(bytes[at]!);
+  return width === 8
+    ? bytes.readBigUInt64LE(at)
+    : width === 4
+      ? BigInt(bytes.readUInt32LE(at))
+      : width === 2
+        ? BigInt(bytes.readUInt16LE(at))
+        : BigInt(bytes[at]!);
 }
 
 /** One mutation; returns the new bytes (text edits change the length) and what it did. */
 function mutate(input: Buffer, seed: Seed, random: () => number): [Buffer, string] {
   const bytes = Buffer.from(input);
-  const pick = <T>(items: readonly T[]): T | undefined => (items.length ? items[Math.floor(random() * items.length)] : undefined);
+  const pick = <T>(items: readonly T[]): T | undefined =>
+    items.length ? items[Math.floor(random() * items.length)] : undefined;
   const kind = Math.floor(random() * 8);
   const field = (at: number | undefined, width: number, what: string): [Buffer, string] => {
     if (at === undefined) return [bytes, 'nothing'];
@@ -177,18 +228,21 @@ async function decode(bytes: Buffer, type: 'vmdk' | 'ova'): Promise<Outcome> {
     let position = 0;
     let data = 0;
     for await (const extent of image.extents()) {
-      if (extent.offset !== position || !(extent.length > 0)) throw new Error(`extent [${extent.offset}, +${extent.length}) after ${position}`);
+      if (extent.offset !== position || !(extent.length > 0))
+        throw new Error(`extent [${extent.offset}, +${extent.length}) after ${position}`);
       if (isZero(extent)) {
         if (hashed) hash.update(Buffer.alloc(extent.length));
       } else {
-        if (extent.data.length !== extent.length) throw new Error(`extent of ${extent.length} bytes carries ${extent.data.length}`);
+        if (extent.data.length !== extent.length)
+          throw new Error(`extent of ${extent.length} bytes carries ${extent.data.length}`);
         if (hashed) hash.update(extent.data);
         data += extent.length;
         if (data > DATA_CAP) return { kind: 'capped' };
       }
       position += extent.length;
     }
-    if (position !== image.info.virtualSize) throw new Error(`extents end at ${position}, virtual size ${image.info.virtualSize}`);
+    if (position !== image.info.virtualSize)
+      throw new Error(`extents end at ${position}, virtual size ${image.info.virtualSize}`);
     return { kind: 'decoded', sha256: hashed ? hash.digest('hex') : undefined };
   } catch (error) {
     if (error instanceof ByoiError && error.kind === 'refused-image') return { kind: 'refused' };
@@ -222,7 +276,11 @@ describe.skipIf(skipWithout('qemu-img'))('VMDK and OVA decoders under random mut
     const stream = makeVmdk(raw, join(dir, 'disk1.vmdk'), 'streamOptimized');
     const sparse = makeVmdk(raw, join(dir, 'sparse.vmdk'), 'monolithicSparse');
     const footer = toFooterLayout(stream, join(dir, 'footer.vmdk'));
-    for (const [name, path] of [['stream', stream], ['sparse', sparse], ['footer', footer]] as const) {
+    for (const [name, path] of [
+      ['stream', stream],
+      ['sparse', sparse],
+      ['footer', footer],
+    ] as const) {
       const bytes = readFileSync(path);
       seeds.push({ name, kind: 'vmdk', bytes, spots: vmdkSpots(bytes) });
     }
@@ -258,12 +316,19 @@ describe.skipIf(skipWithout('qemu-img'))('VMDK and OVA decoders under random mut
       const elapsed = performance.now() - started;
       if (elapsed > RUN_TIME_LIMIT_MS) throw new Error(`${context}: took ${elapsed.toFixed(0)} ms`);
       tally[outcome.kind]++;
-      if (outcome.kind === 'decoded' && outcome.sha256 && seed.kind === 'vmdk' && tally.comparedWithQemu < QEMU_SAMPLES && runSeed % 3 === 0) {
+      if (
+        outcome.kind === 'decoded' &&
+        outcome.sha256 &&
+        seed.kind === 'vmdk' &&
+        tally.comparedWithQemu < QEMU_SAMPLES &&
+        runSeed % 3 === 0
+      ) {
         const reference = qemuSha256(bytes, dir);
         if (reference === undefined) tally.qemuRefusedWhatWeDecoded++;
         else {
           tally.comparedWithQemu++;
-          if (reference !== outcome.sha256) throw new Error(`${context}: decoded ${outcome.sha256}, qemu-img ${reference}`);
+          if (reference !== outcome.sha256)
+            throw new Error(`${context}: decoded ${outcome.sha256}, qemu-img ${reference}`);
         }
       }
     }

@@ -61,22 +61,35 @@ describe.skipIf(skipWithout('qemu-img'))('VMDK', () => {
 
   it('names what it read in inspect', () => {
     const stream = openVmdk(sourceOf(readFileSync(files.stream!))).info;
-    expect(stream).toMatchObject({ compression: 'zlib', clusterSize: 65536, features: { createType: 'streamOptimized', version: 3 } });
-    expect(openVmdk(sourceOf(readFileSync(files.sparse!))).info.features).toMatchObject({ createType: 'monolithicSparse', compressedGrains: 0 });
+    expect(stream).toMatchObject({
+      compression: 'zlib',
+      clusterSize: 65536,
+      features: { createType: 'streamOptimized', version: 3 },
+    });
+    expect(openVmdk(sourceOf(readFileSync(files.sparse!))).info.features).toMatchObject({
+      createType: 'monolithicSparse',
+      compressedGrains: 0,
+    });
   });
 
   it('refuses a VMDK given as qcow2 with the "does not match" sentence', () => {
-    expect(() => openImage(sourceOf(readFileSync(files.stream!)), 'qcow2')).toThrow('image provided format is vmdk which does not match expected qcow2 format');
+    expect(() => openImage(sourceOf(readFileSync(files.stream!)), 'qcow2')).toThrow(
+      'image provided format is vmdk which does not match expected qcow2 format',
+    );
   });
 
   it('refuses a truncated stream: grains past the end of the file', () => {
     const bytes = readFileSync(files.stream!);
-    expect(refusal(bytes.subarray(0, bytes.length - 300 * 1024))).toMatch(/^Bad VMDK image: the grain (marker )?of guest offset 0x[0-9a-f]+ .*beyond the end of the file|runs past the end of the file/);
+    expect(refusal(bytes.subarray(0, bytes.length - 300 * 1024))).toMatch(
+      /^Bad VMDK image: the grain (marker )?of guest offset 0x[0-9a-f]+ .*beyond the end of the file|runs past the end of the file/,
+    );
   });
 
   it('refuses a footer layout cut short (no footer at the end)', () => {
     const bytes = readFileSync(files.footer!);
-    expect(refusal(bytes.subarray(0, bytes.length - 1024))).toBe('Bad VMDK image: the grain directory is "at the end" but the stream does not end with a footer (truncated?).');
+    expect(refusal(bytes.subarray(0, bytes.length - 1024))).toBe(
+      'Bad VMDK image: the grain directory is "at the end" but the stream does not end with a footer (truncated?).',
+    );
   });
 
   it('refuses a grain marker that names another sector', () => {
@@ -86,7 +99,9 @@ describe.skipIf(skipWithout('qemu-img'))('VMDK', () => {
     const gt = source.read(gd, 4).readUInt32LE(0) * 512;
     const firstGrain = bytes.readUInt32LE(gt) * 512;
     bytes.writeBigUInt64LE(12345n, firstGrain);
-    expect(refusal(bytes)).toMatch(/^Bad VMDK image: the grain marker at file offset 0x[0-9a-f]+ is for sector 12345, not for guest offset 0x0 \(sector 0\)\.$/);
+    expect(refusal(bytes)).toMatch(
+      /^Bad VMDK image: the grain marker at file offset 0x[0-9a-f]+ is for sector 12345, not for guest offset 0x0 \(sector 0\)\.$/,
+    );
   });
 
   it('refuses deflate data that does not inflate to a grain, while decoding', async () => {
@@ -104,7 +119,9 @@ describe.skipIf(skipWithout('qemu-img'))('VMDK', () => {
     const gd = Number(bytes.readBigUInt64LE(56)) * 512;
     const outside = Buffer.from(bytes);
     outside.writeUInt32LE(0x7fffffff, gd);
-    expect(refusal(outside)).toMatch(/^Bad VMDK image: grain table 0 at offset 0x[0-9a-f]+ is beyond the end of the file/);
+    expect(refusal(outside)).toMatch(
+      /^Bad VMDK image: grain table 0 at offset 0x[0-9a-f]+ is beyond the end of the file/,
+    );
   });
 
   it('refuses a capacity above 2^53 bytes, a bad grain size and text-mode newlines', () => {
@@ -125,9 +142,13 @@ describe.skipIf(skipWithout('qemu-img'))('VMDK', () => {
     const text = bytes.subarray(512, 1024).toString('latin1');
     const delta = Buffer.from(bytes);
     delta.write(text.replace('parentCID=ffffffff', 'parentCID=12345678'), 512, 'latin1');
-    expect(refusal(delta)).toBe('Unsupported VMDK image: a delta disk that needs its parent disk; deploy a self-contained image.');
+    expect(refusal(delta)).toBe(
+      'Unsupported VMDK image: a delta disk that needs its parent disk; deploy a self-contained image.',
+    );
     const split = Buffer.from(bytes);
     split.write(text.replace('createType="monolithicSparse"', 'createType="twoGbMaxExtentSparse"'), 512, 'latin1');
-    expect(refusal(split)).toBe('Unsupported VMDK image: the disk type "twoGbMaxExtentSparse" (byoi reads monolithicSparse and streamOptimized, one file each).');
+    expect(refusal(split)).toBe(
+      'Unsupported VMDK image: the disk type "twoGbMaxExtentSparse" (byoi reads monolithicSparse and streamOptimized, one file each).',
+    );
   });
 });

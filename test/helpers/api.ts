@@ -33,7 +33,13 @@ export interface TestApi {
 }
 
 /** `extra`: limits, a failed-authentication counter, TLS... (HTTPS when `extra.tls` is given). */
-export async function startApi(config: ApiConfig, dbPath: string, boot: BootAdapter, port = 0, extra: Partial<ApiOptions> = {}): Promise<TestApi> {
+export async function startApi(
+  config: ApiConfig,
+  dbPath: string,
+  boot: BootAdapter,
+  port = 0,
+  extra: Partial<ApiOptions> = {},
+): Promise<TestApi> {
   const store = await openStore(dbPath);
   let url = '';
   const app = buildApi({ config, store, boot, agentUrl: () => url, ...extra });

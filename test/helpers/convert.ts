@@ -55,7 +55,8 @@ export function sha256(path: string, length?: number): string {
 export function makeRawImage(path: string): { size: number; dataBytes: number } {
   const size = 40 * MiB + 3000;
   const pieces: [number, number][] = [
-    [0, 512], [64 * 1024, 4096], // boot sector, something inside the first MiB
+    [0, 512],
+    [64 * 1024, 4096], // boot sector, something inside the first MiB
     [1 * MiB, 2 * MiB], // right after the head
     [10 * MiB + 100 * 1024, 200 * 1024], // unaligned island in a zero sea
     [20 * MiB, 4 * MiB + 777],
@@ -83,4 +84,3 @@ export function fillWithGarbage(path: string, size: number): void {
   execFileSync('sync');
   closeSync(fd);
 }
-

@@ -16,16 +16,20 @@ export async function decodeToSha256(image: DiskImage): Promise<Decoded> {
   let extents = 0;
   for await (const extent of image.extents()) {
     if (extent.offset !== position) throw new Error(`extent at ${extent.offset}, expected ${position}`);
-    if (!Number.isSafeInteger(extent.length) || extent.length <= 0) throw new Error(`extent of length ${extent.length}`);
+    if (!Number.isSafeInteger(extent.length) || extent.length <= 0)
+      throw new Error(`extent of length ${extent.length}`);
     if (isZero(extent)) {
-      for (let left = extent.length; left > 0; left -= ZEROS.length) hash.update(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
+      for (let left = extent.length; left > 0; left -= ZEROS.length)
+        hash.update(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
     } else {
-      if (extent.data.length !== extent.length) throw new Error(`extent of ${extent.length} bytes carries ${extent.data.length}`);
+      if (extent.data.length !== extent.length)
+        throw new Error(`extent of ${extent.length} bytes carries ${extent.data.length}`);
       hash.update(extent.data);
     }
     position += extent.length;
     extents++;
   }
-  if (position !== image.info.virtualSize) throw new Error(`extents end at ${position}, virtual size is ${image.info.virtualSize}`);
+  if (position !== image.info.virtualSize)
+    throw new Error(`extents end at ${position}, virtual size is ${image.info.virtualSize}`);
   return { sha256: hash.digest('hex'), extents };
 }

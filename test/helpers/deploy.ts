@@ -17,9 +17,18 @@ export interface CliResult {
 
 /** `byoi ARGS` under the same Node that runs the tests (Node 24), asynchronously so the test's HTTP server keeps serving. */
 export async function byoi(args: string[], input?: string): Promise<CliResult> {
-  const result = await execa(process.execPath, ['agent/byoi.ts', ...args], { cwd: repo, reject: false, ...(input !== undefined ? { input } : { stdin: 'ignore' }) });
+  const result = await execa(process.execPath, ['agent/byoi.ts', ...args], {
+    cwd: repo,
+    reject: false,
+    ...(input !== undefined ? { input } : { stdin: 'ignore' }),
+  });
   const lines = result.stderr.split('\n').filter((line) => line.trim() !== '');
-  return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr, lastLine: lines.at(-1) ?? '' };
+  return {
+    exitCode: result.exitCode ?? -1,
+    stdout: result.stdout,
+    stderr: result.stderr,
+    lastLine: lines.at(-1) ?? '',
+  };
 }
 
 export async function sha256Of(path: string, length?: number): Promise<string> {
@@ -49,7 +58,11 @@ export function readAt(path: string, position: number, length: number): Buffer {
 }
 
 /** The primary and backup GPT headers' own LBAs and where each says the other is. */
-export function gptHeaders(device: string, size: number, sector = 512): { primaryAlternate: bigint; backupSignature: string; backupMyLba: bigint; lastLba: bigint } {
+export function gptHeaders(
+  device: string,
+  size: number,
+  sector = 512,
+): { primaryAlternate: bigint; backupSignature: string; backupMyLba: bigint; lastLba: bigint } {
   const primary = readAt(device, sector, 92);
   const backup = readAt(device, size - sector, 92);
   return {

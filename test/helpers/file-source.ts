@@ -9,7 +9,8 @@ export function fileSource(path: string): ImageSource & { close(): void } {
   return {
     size,
     read(offset: number, length: number): Buffer {
-      if (offset < 0 || length < 0 || offset + length > size) throw new RangeError(`read of ${length} at ${offset} outside ${size}`);
+      if (offset < 0 || length < 0 || offset + length > size)
+        throw new RangeError(`read of ${length} at ${offset} outside ${size}`);
       const buffer = Buffer.alloc(length);
       let done = 0;
       while (done < length) {

@@ -2,7 +2,13 @@
 // plainly, without Content-Length, cut off mid-body, or lying about its length, and a
 // fault-injecting mode that honours Range/If-Range and misbehaves on chosen requests. Every
 // request's headers are recorded so tests can check what was sent.
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export type Serving =
@@ -59,11 +65,22 @@ export async function startServer(): Promise<TestServer> {
   const startCounts = new Map<string, number>();
   const current = new Map<string, { body: Uint8Array; etag: string }>();
 
-  function serveFaulty(path: string, serving: Extract<Serving, { mode: 'faulty' }>, fault: Fault | undefined, req: IncomingMessage, res: ServerResponse): void {
+  function serveFaulty(
+    path: string,
+    serving: Extract<Serving, { mode: 'faulty' }>,
+    fault: Fault | undefined,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): void {
     if (fault && 'replace' in fault) current.set(path, { body: fault.replace, etag: fault.etag });
     const { body, etag } = current.get(path) ?? { body: serving.body, etag: serving.etag ?? '"v1"' };
     if (fault && 'status' in fault) {
-      res.writeHead(fault.status, { 'content-length': 4, ...(fault.retryAfter !== undefined && { 'retry-after': fault.retryAfter }) }).end('oops');
+      res
+        .writeHead(fault.status, {
+          'content-length': 4,
+          ...(fault.retryAfter !== undefined && { 'retry-after': fault.retryAfter }),
+        })
+        .end('oops');
       return;
     }
     const ranges = serving.ranges !== false;
@@ -82,12 +99,16 @@ export async function startServer(): Promise<TestServer> {
       const shown = fault && 'wrongRange' in fault ? start + fault.wrongRange : start;
       headers['content-range'] = `bytes ${shown}-${stop - 1}/${body.length}`;
     } else if (fault && 'wrongRange' in fault) start = 0;
-    const end = Math.min(stop, fault && 'drop' in fault ? fault.drop : fault && 'stall' in fault ? fault.stall : body.length);
+    const end = Math.min(
+      stop,
+      fault && 'drop' in fault ? fault.drop : fault && 'stall' in fault ? fault.stall : body.length,
+    );
     headers['content-length'] = stop - start + (fault && 'lie' in fault ? fault.lie : 0);
     res.writeHead(ranged ? 206 : 200, headers);
     const part = body.subarray(start, Math.max(start, end));
     if (fault && 'stall' in fault) res.write(part);
-    else if (fault && ('drop' in fault || 'lie' in fault)) res.write(part, () => setTimeout(() => req.socket.destroy(), 10));
+    else if (fault && ('drop' in fault || 'lie' in fault))
+      res.write(part, () => setTimeout(() => req.socket.destroy(), 10));
     else res.end(part);
   }
   const server: Server = createServer((req, res) => {

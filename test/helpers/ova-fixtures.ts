@@ -20,9 +20,17 @@ const STREAM_FORMAT = 'http://www.vmware.com/interfaces/specifications/vmdk.html
 export type OvaStyle = 'ovftool' | 'virtualbox';
 
 export function ovfText(disks: readonly OvaDisk[], style: OvaStyle = 'ovftool'): string {
-  const files = disks.map((d, i) => `    <File ovf:href="${basename(d.path)}" ovf:id="file${i + 1}" ovf:size="${readFileSync(d.path).length}"/>`).join('\n');
+  const files = disks
+    .map(
+      (d, i) =>
+        `    <File ovf:href="${basename(d.path)}" ovf:id="file${i + 1}" ovf:size="${readFileSync(d.path).length}"/>`,
+    )
+    .join('\n');
   const diskSection = disks
-    .map((d, i) => `    <Disk ovf:capacity="${d.capacity}" ovf:capacityAllocationUnits="byte" ovf:diskId="vmdisk${i + 1}" ovf:fileRef="file${i + 1}" ovf:format="${d.format ?? STREAM_FORMAT}"/>`)
+    .map(
+      (d, i) =>
+        `    <Disk ovf:capacity="${d.capacity}" ovf:capacityAllocationUnits="byte" ovf:diskId="vmdisk${i + 1}" ovf:fileRef="file${i + 1}" ovf:format="${d.format ?? STREAM_FORMAT}"/>`,
+    )
     .join('\n');
   const items = disks
     .map(
@@ -87,7 +95,12 @@ ${items}
  * Writes `name.ova` in `dir`: the OVF, a manifest (`sha256sum`, or `sha1sum`, in OVF Tool's
  * "SHA256(name)= digest" form) unless `manifest` is false, then the disks, archived by tar.
  */
-export function makeOva(dir: string, name: string, disks: readonly OvaDisk[], options: { manifest?: 'sha256' | 'sha1' | false; ovf?: string; style?: OvaStyle } = {}): string {
+export function makeOva(
+  dir: string,
+  name: string,
+  disks: readonly OvaDisk[],
+  options: { manifest?: 'sha256' | 'sha1' | false; ovf?: string; style?: OvaStyle } = {},
+): string {
   const work = join(dir, `${name}.d`);
   execFileSync('mkdir', ['-p', work]);
   const ovf = `${name}.ovf`;
@@ -102,7 +115,9 @@ export function makeOva(dir: string, name: string, disks: readonly OvaDisk[], op
       .split('\n')
       .map((line) => {
         const [digest, file] = line.split(/\s+\*?/) as [string, string];
-        return options.style === 'virtualbox' ? `${manifest.toUpperCase()} (${file}) = ${digest}` : `${manifest.toUpperCase()}(${file})= ${digest}`;
+        return options.style === 'virtualbox'
+          ? `${manifest.toUpperCase()} (${file}) = ${digest}`
+          : `${manifest.toUpperCase()}(${file})= ${digest}`;
       });
     writeFileSync(join(work, `${name}.mf`), `${lines.join('\n')}\n`);
     members.push(`${name}.mf`);

@@ -37,11 +37,24 @@ export async function startApiv6Lab(
   const store = await SqlStore.open(db, box);
   const customers = new SqlCustomers(db, config);
   const credentials = new SqlCredentials(db, box);
-  for (const [name, [password, servers]] of Object.entries(accounts)) await customers.add(name, await hashPassword(password), servers);
+  for (const [name, [password, servers]] of Object.entries(accounts))
+    await customers.add(name, await hashPassword(password), servers);
   let url = '';
   const { maxAuthFailures, ...rest } = options;
-  const authFailures = maxAuthFailures === undefined ? undefined : new SqlAuthFailures(db, { ...defaultAuthFailureLimits, maxFailures: maxAuthFailures });
-  const app = buildApi({ config, store, boot, customers, credentials, agentUrl: () => url, ...rest, ...(authFailures && { authFailures }) });
+  const authFailures =
+    maxAuthFailures === undefined
+      ? undefined
+      : new SqlAuthFailures(db, { ...defaultAuthFailureLimits, maxFailures: maxAuthFailures });
+  const app = buildApi({
+    config,
+    store,
+    boot,
+    customers,
+    credentials,
+    agentUrl: () => url,
+    ...rest,
+    ...(authFailures && { authFailures }),
+  });
   await app.listen({ host: '127.0.0.1', port: 0 });
   url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   return { url, store, customers, credentials, close: async () => (await app.close(), await store.close()) };
@@ -53,8 +66,17 @@ export interface Keys {
   readonly consumerKey?: string;
 }
 
-export function sign(appSecret: string, consumerKey: string, method: string, url: string, body: string, timestamp: number): string {
-  return '$1$' + createHash('sha1').update(`${appSecret}+${consumerKey}+${method}+${url}+${body}+${timestamp}`).digest('hex');
+export function sign(
+  appSecret: string,
+  consumerKey: string,
+  method: string,
+  url: string,
+  body: string,
+  timestamp: number,
+): string {
+  return (
+    '$1$' + createHash('sha1').update(`${appSecret}+${consumerKey}+${method}+${url}+${body}+${timestamp}`).digest('hex')
+  );
 }
 
 export interface SignedOptions {
@@ -68,14 +90,32 @@ export interface SignedOptions {
 }
 
 /** A signed APIv6 call with fetch; answers the status, the parsed body and the headers. */
-export async function signedCall(base: string, keys: Keys, method: string, path: string, options: SignedOptions = {}): Promise<{ status: number; body: any }> {
+export async function signedCall(
+  base: string,
+  keys: Keys,
+  method: string,
+  path: string,
+  options: SignedOptions = {},
+): Promise<{ status: number; body: any }> {
   const url = `${base}${path}`;
-  const body = options.body === undefined ? '' : typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
+  const body =
+    options.body === undefined ? '' : typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
   const timestamp = options.timestamp ?? Math.floor(Date.now() / 1000);
-  const headers: Record<string, string> = { 'content-type': 'application/json', 'x-ovh-application': keys.appKey, 'x-ovh-timestamp': String(timestamp) };
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'x-ovh-application': keys.appKey,
+    'x-ovh-timestamp': String(timestamp),
+  };
   if (keys.consumerKey !== undefined) {
     headers['x-ovh-consumer'] = keys.consumerKey;
-    headers['x-ovh-signature'] = sign(keys.appSecret, keys.consumerKey, method, options.signedUrl ?? url, options.signedBody ?? body, timestamp);
+    headers['x-ovh-signature'] = sign(
+      keys.appSecret,
+      keys.consumerKey,
+      method,
+      options.signedUrl ?? url,
+      options.signedBody ?? body,
+      timestamp,
+    );
   }
   const response = await fetch(url, { method, headers, ...(body !== '' && { body }) });
   const text = await response.text();
@@ -97,7 +137,14 @@ export async function answerValidationPage(
     method: 'POST',
     redirect: 'manual',
     headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, origin },
-    body: new URLSearchParams({ credentialToken: field('credentialToken'), csrf: field('csrf'), name: form.name, password: form.password, validity: form.validity ?? 'unlimited', decision: form.decision }).toString(),
+    body: new URLSearchParams({
+      credentialToken: field('credentialToken'),
+      csrf: field('csrf'),
+      name: form.name,
+      password: form.password,
+      validity: form.validity ?? 'unlimited',
+      decision: form.decision,
+    }).toString(),
   });
   return { status: answer.status, location: answer.headers.get('location'), html: await answer.text() };
 }

@@ -20,7 +20,13 @@ export interface SdkParams {
 
 export type SdkAnswer = { result: any } | { error: number | string; message: string | null };
 
-export async function sdk(ca: string, params: SdkParams, method: string, path: string, body?: object): Promise<SdkAnswer> {
+export async function sdk(
+  ca: string,
+  params: SdkParams,
+  method: string,
+  path: string,
+  body?: object,
+): Promise<SdkAnswer> {
   const { stdout } = await execa(process.execPath, [child], {
     input: JSON.stringify({ params, method, path, body }),
     env: { NODE_EXTRA_CA_CERTS: ca },
@@ -33,16 +39,21 @@ export async function sdk(ca: string, params: SdkParams, method: string, path: s
 export function fetchTrusting(ca: Buffer): typeof fetch {
   return ((url: string, init: RequestInit = {}) =>
     new Promise<Response>((resolve, reject) => {
-      const request = httpsRequest(url, { method: init.method ?? 'GET', headers: init.headers as Record<string, string>, ca }, (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => {
-          const headers = new Headers();
-          for (const [name, value] of Object.entries(response.headers)) if (typeof value === 'string') headers.set(name, value);
-          for (const cookie of response.headers['set-cookie'] ?? []) headers.append('set-cookie', cookie);
-          resolve(new Response(Buffer.concat(chunks), { status: response.statusCode!, headers }));
-        });
-      });
+      const request = httpsRequest(
+        url,
+        { method: init.method ?? 'GET', headers: init.headers as Record<string, string>, ca },
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('end', () => {
+            const headers = new Headers();
+            for (const [name, value] of Object.entries(response.headers))
+              if (typeof value === 'string') headers.set(name, value);
+            for (const cookie of response.headers['set-cookie'] ?? []) headers.append('set-cookie', cookie);
+            resolve(new Response(Buffer.concat(chunks), { status: response.statusCode!, headers }));
+          });
+        },
+      );
       request.on('error', reject);
       request.end(init.body as string | undefined);
     })) as typeof fetch;
@@ -50,7 +61,9 @@ export function fetchTrusting(ca: Buffer): typeof fetch {
 
 /** Starts `byoi serve ARGS`, resolving with its URL once it listens. */
 export function serve(args: string[]): Promise<{ url: string; stop: () => Promise<number | null> }> {
-  const process_ = spawn(process.execPath, [join(repo, 'agent/byoi.ts'), 'serve', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const process_ = spawn(process.execPath, [join(repo, 'agent/byoi.ts'), 'serve', ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   const exited = new Promise<number | null>((resolve) => process_.once('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
     let stderr = '';
@@ -64,7 +77,13 @@ export function serve(args: string[]): Promise<{ url: string; stop: () => Promis
 }
 
 /** An operator subcommand of `byoi serve`, its secret on stdin. */
-export async function serveAdmin(args: string[], stdin = ''): Promise<{ stdout: string; stderr: string; exitCode: number }> {
-  const result = await execa(process.execPath, [join(repo, 'agent/byoi.ts'), 'serve', ...args], { input: stdin, reject: false });
+export async function serveAdmin(
+  args: string[],
+  stdin = '',
+): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const result = await execa(process.execPath, [join(repo, 'agent/byoi.ts'), 'serve', ...args], {
+    input: stdin,
+    reject: false,
+  });
   return { stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode ?? -1 };
 }

@@ -49,7 +49,8 @@ export interface PostgresOptions {
 
 export async function startPostgres(options: PostgresOptions = {}): Promise<TestPostgres> {
   const bin = serverBin();
-  if (!bin) throw new Error('PostgreSQL server binaries not found under /usr/lib/postgresql (Debian package postgresql)');
+  if (!bin)
+    throw new Error('PostgreSQL server binaries not found under /usr/lib/postgresql (Debian package postgresql)');
   const dir = mkdtempSync(join(tmpdir(), 'byoi-pg-'));
   const asRoot = process.getuid?.() === 0;
   if (asRoot) chownSync(dir, NOBODY.uid, NOBODY.gid);
@@ -57,7 +58,11 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Test
     const [command, argv] = asRoot
       ? ['setpriv', [`--reuid=${NOBODY.uid}`, `--regid=${NOBODY.gid}`, '--clear-groups', join(bin, tool), ...args]]
       : [join(bin, tool), args];
-    return execFileSync(command as string, argv as string[], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C.UTF-8' } });
+    return execFileSync(command as string, argv as string[], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LC_ALL: 'C.UTF-8' },
+    });
   };
   const data = join(dir, 'data');
   const ctl = (args: string[]) => runAsOwner('pg_ctl', ['-D', data, ...args]);

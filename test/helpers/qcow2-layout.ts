@@ -39,10 +39,23 @@ export function layoutOf(path: string): Layout {
   if (l2Offset !== 0) {
     for (let k = 0; k < clusterSize / entrySize; k++) {
       const at = l2Offset + k * entrySize;
-      l2.push({ at, guest: k * clusterSize, word: file.readBigUInt64BE(at), bitmap: extendedL2 ? file.readBigUInt64BE(at + 8) : 0n });
+      l2.push({
+        at,
+        guest: k * clusterSize,
+        word: file.readBigUInt64BE(at),
+        bitmap: extendedL2 ? file.readBigUInt64BE(at + 8) : 0n,
+      });
     }
   }
-  return { file, clusterBits, clusterSize, l1Offset, headerLength: version === 3 ? file.readUInt32BE(100) : 72, extendedL2, l2 };
+  return {
+    file,
+    clusterBits,
+    clusterSize,
+    l1Offset,
+    headerLength: version === 3 ? file.readUInt32BE(100) : 72,
+    extendedL2,
+    l2,
+  };
 }
 
 export function isCompressed(entry: L2Entry): boolean {
@@ -51,7 +64,9 @@ export function isCompressed(entry: L2Entry): boolean {
 
 /** The first standard (uncompressed, allocated) data cluster of L1 entry 0's table. */
 export function firstData(layout: Layout): L2Entry {
-  const entry = layout.l2.find((e) => !isCompressed(e) && (e.word & OFFSET_MASK) !== 0n && (!layout.extendedL2 || e.bitmap !== 0n));
+  const entry = layout.l2.find(
+    (e) => !isCompressed(e) && (e.word & OFFSET_MASK) !== 0n && (!layout.extendedL2 || e.bitmap !== 0n),
+  );
   if (!entry) throw new Error('no data cluster in the first L2 table');
   return entry;
 }
@@ -79,7 +94,8 @@ export function featureNameEntry(layout: Layout, bit: number): number {
     const length = layout.file.readUInt32BE(at + 4);
     if (type === 0) throw new Error('no feature name table');
     if (type === 0x6803f857) {
-      for (let e = at + 8; e < at + 8 + length; e += 48) if (layout.file[e] === 0 && layout.file[e + 1] === bit) return e;
+      for (let e = at + 8; e < at + 8 + length; e += 48)
+        if (layout.file[e] === 0 && layout.file[e + 1] === bit) return e;
       throw new Error(`no name for incompatible bit ${bit}`);
     }
     at += 8 + Math.ceil(length / 8) * 8;

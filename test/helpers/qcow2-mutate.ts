@@ -29,20 +29,63 @@ export function prng(seed: number): () => number {
 
 /** [offset, width in bytes] of every header field. */
 const FIELDS: [number, number][] = [
-  [4, 4], [8, 8], [16, 4], [20, 4], [24, 8], [32, 4], [36, 4], [40, 8], [48, 8], [56, 4], [60, 4], [64, 8],
-  [72, 8], [80, 8], [88, 8], [96, 4], [100, 4], [104, 1],
+  [4, 4],
+  [8, 8],
+  [16, 4],
+  [20, 4],
+  [24, 8],
+  [32, 4],
+  [36, 4],
+  [40, 8],
+  [48, 8],
+  [56, 4],
+  [60, 4],
+  [64, 8],
+  [72, 8],
+  [80, 8],
+  [88, 8],
+  [96, 4],
+  [100, 4],
+  [104, 1],
 ];
 
 function interesting(random: () => number, width: number, current: bigint): bigint {
   const max = (1n << BigInt(8 * width)) - 1n;
   const choices = [
-    0n, 1n, max, max >> 1n, current + 1n, current - 1n, current + 512n, current - 512n, current * 2n, current / 2n,
-    current ^ (1n << BigInt(Math.floor(random() * 8 * width))), 1n << BigInt(Math.floor(random() * 8 * width)),
+    0n,
+    1n,
+    max,
+    max >> 1n,
+    current + 1n,
+    current - 1n,
+    current + 512n,
+    current - 512n,
+    current * 2n,
+    current / 2n,
+    current ^ (1n << BigInt(Math.floor(random() * 8 * width))),
+    1n << BigInt(Math.floor(random() * 8 * width)),
     BigInt(Math.floor(random() * 2 ** 32)) * (width > 4 ? BigInt(Math.floor(random() * 2 ** 32)) : 1n),
-    2n ** 53n, 2n ** 31n, 2n ** 32n, 9n, 21n, 22n, 104n, 112n, 65536n,
+    2n ** 53n,
+    2n ** 31n,
+    2n ** 32n,
+    9n,
+    21n,
+    22n,
+    104n,
+    112n,
+    65536n,
     // Sizes at and around what byoi can represent and what the field can hold.
-    2n ** 52n, 2n ** 52n - 512n, 2n ** 52n + 512n, 2n ** 53n - 512n, 2n ** 53n + 512n, 2n ** 53n - 1n,
-    2n ** 63n, 2n ** 63n - 1n, 2n ** 63n + 512n, 2n ** 64n - 1n, 2n ** 64n - 512n,
+    2n ** 52n,
+    2n ** 52n - 512n,
+    2n ** 52n + 512n,
+    2n ** 53n - 512n,
+    2n ** 53n + 512n,
+    2n ** 53n - 1n,
+    2n ** 63n,
+    2n ** 63n - 1n,
+    2n ** 63n + 512n,
+    2n ** 64n - 1n,
+    2n ** 64n - 512n,
   ];
   return ((choices[Math.floor(random() * choices.length)]! % (max + 1n)) + max + 1n) % (max + 1n);
 }
@@ -122,19 +165,23 @@ export async function decode(bytes: Buffer, threads: number, writeTo?: string): 
     let position = 0;
     let data = 0;
     for await (const extent of image.extents()) {
-      if (extent.offset !== position || !(extent.length > 0)) throw new Error(`extent [${extent.offset}, +${extent.length}) after ${position}`);
+      if (extent.offset !== position || !(extent.length > 0))
+        throw new Error(`extent [${extent.offset}, +${extent.length}) after ${position}`);
       if (isZero(extent)) {
         if (hashed) hash.update(Buffer.alloc(extent.length));
       } else {
-        if (extent.data.length !== extent.length) throw new Error(`extent of ${extent.length} bytes carries ${extent.data.length}`);
+        if (extent.data.length !== extent.length)
+          throw new Error(`extent of ${extent.length} bytes carries ${extent.data.length}`);
         if (hashed) hash.update(extent.data);
         data += extent.length;
         if (data > DATA_CAP) return { kind: 'capped' };
       }
       position += extent.length;
     }
-    if (position !== image.info.virtualSize) throw new Error(`extents end at ${position}, virtual size ${image.info.virtualSize}`);
-    if (!(image.info.virtualSize <= 2 ** 52)) throw new Error(`virtual size ${image.info.virtualSize} accepted, past 2^52`);
+    if (position !== image.info.virtualSize)
+      throw new Error(`extents end at ${position}, virtual size ${image.info.virtualSize}`);
+    if (!(image.info.virtualSize <= 2 ** 52))
+      throw new Error(`virtual size ${image.info.virtualSize} accepted, past 2^52`);
     if (writeTo && data <= WRITTEN_DATA) await writeChecked(openQcow2(source, { threads }), writeTo);
     return { kind: 'decoded', sha256: hashed ? hash.digest('hex') : undefined };
   } catch (error) {
@@ -149,7 +196,10 @@ async function writeChecked(image: ReturnType<typeof openQcow2>, path: string): 
     await writeImage(image, path);
   } catch (error) {
     if (!(error instanceof ByoiError) || error.message.startsWith('Internal error')) {
-      throw new Error(`writing a decoded image of ${image.info.virtualSize} bytes: ${error instanceof ByoiError ? `${error.message} ${error.detail}` : (error as Error).stack}`, { cause: error });
+      throw new Error(
+        `writing a decoded image of ${image.info.virtualSize} bytes: ${error instanceof ByoiError ? `${error.message} ${error.detail}` : (error as Error).stack}`,
+        { cause: error },
+      );
     }
   } finally {
     rmSync(path, { force: true });

@@ -35,7 +35,13 @@ export function rawExchange(
       const split = text.indexOf('\r\n\r\n');
       const head = split < 0 ? text : text.slice(0, split);
       const status = /^HTTP\/1\.1 (\d{3})/.exec(head)?.[1];
-      resolve({ status: status === undefined ? undefined : Number(status), headers: head, body: split < 0 ? '' : text.slice(split + 4), ms: Date.now() - started, closed });
+      resolve({
+        status: status === undefined ? undefined : Number(status),
+        headers: head,
+        body: split < 0 ? '' : text.slice(split + 4),
+        ms: Date.now() - started,
+        closed,
+      });
     };
     const timer = setTimeout(() => finish(false), timeoutMs);
     socket.on('data', (chunk: Buffer) => {
@@ -52,6 +58,10 @@ export function rawExchange(
 
 /** A request as text: the request line, the headers, a blank line and the body. */
 export function requestText(method: string, path: string, headers: Record<string, string | number>, body = ''): string {
-  const lines = [`${method} ${path} HTTP/1.1`, 'Host: 127.0.0.1', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+  const lines = [
+    `${method} ${path} HTTP/1.1`,
+    'Host: 127.0.0.1',
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ];
   return `${lines.join('\r\n')}\r\n\r\n${body}`;
 }

@@ -8,7 +8,8 @@ const [path, rounds] = process.argv.slice(2);
 const source = new FileSource(path!);
 for (let round = 0; round < Number(rounds); round++) {
   let taken = 0;
-  for await (const _extent of openImage(source, 'qcow2', { threads: 2 }).extents()) if (++taken > 20 + (round % 50)) break;
+  for await (const _extent of openImage(source, 'qcow2', { threads: 2 }).extents())
+    if (++taken > 20 + (round % 50)) break;
 }
 source.close();
 process.stdout.write('done\n');

@@ -11,7 +11,13 @@ const MiB = 1024 * KiB;
 /** A raw disk with data, zero runs, and a capacity that ends inside a grain. */
 export function makeSmallDisk(path: string, size = 5 * MiB + 1536): void {
   const bytes = Buffer.alloc(size);
-  for (const [at, length] of [[0, 4096], [100 * KiB, 200 * KiB], [2 * MiB + 512, 64 * KiB], [size - 1024, 1024]] as const) randomBytes(length).copy(bytes, at);
+  for (const [at, length] of [
+    [0, 4096],
+    [100 * KiB, 200 * KiB],
+    [2 * MiB + 512, 64 * KiB],
+    [size - 1024, 1024],
+  ] as const)
+    randomBytes(length).copy(bytes, at);
   // Compressible data too, as real disks hold.
   Buffer.from('byoi '.repeat(40000)).copy(bytes, 3 * MiB);
   writeFileSync(path, bytes);
@@ -44,4 +50,3 @@ export function qemuRaw(image: string, path: string, format = 'vmdk'): string {
   execFileSync('qemu-img', ['convert', '-f', format, '-O', 'raw', image, path]);
   return path;
 }
-

@@ -27,12 +27,21 @@ import { attachLoop, detachAllLoops } from '../helpers/loop.ts';
 const MiB = 2 ** 20;
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const artifacts = process.env.BYOI_TEST_ARTIFACTS ?? join(repo, 'test-artifacts/panel');
-const sh = (command: string, args: string[]) => execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const sh = (command: string, args: string[]) =>
+  execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const en = dictionaries.en;
 const fr = dictionaries.fr;
 
 /** The browser as the brief asks: the system's chromium, headless, nothing fetched from the network. */
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 /** Serves the image slowly (so the page shows the download moving), only with the right header. */
 function slowImageServer(body: Buffer, header: [string, string]): Promise<{ url: string; server: Server }> {
@@ -50,7 +59,11 @@ function slowImageServer(body: Buffer, header: [string, string]): Promise<{ url:
     };
     send();
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server })));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }),
+    ),
+  );
 }
 
 describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('the control panel in a browser', () => {
@@ -91,8 +104,23 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
           apiKeys: ['key-alice'],
           diskGroups: [{ diskGroupId: 1, description: '1 x loop device 96 MiB' }],
           boot: {
-            command: [process.execPath, join(repo, 'agent/byoi.ts'), 'agent', '--insecure', '--server', '{server}', '--service-name', '{service}',
-              '--disk', disk, '--no-reboot', '--ram-size', String(4 * 1024 * MiB), '--deliver-timeout', '30'],
+            command: [
+              process.execPath,
+              join(repo, 'agent/byoi.ts'),
+              'agent',
+              '--insecure',
+              '--server',
+              '{server}',
+              '--service-name',
+              '{service}',
+              '--disk',
+              disk,
+              '--no-reboot',
+              '--ram-size',
+              String(4 * 1024 * MiB),
+              '--deliver-timeout',
+              '30',
+            ],
             logFile: join(dir, 'agent-{service}.log'),
           },
         },
@@ -109,7 +137,9 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
   afterEach(async (context) => {
     if (context.task.result?.state !== 'fail' || !page) return;
     mkdirSync(artifacts, { recursive: true });
-    await page.screenshot({ path: join(artifacts, `${context.task.name.replace(/[^A-Za-z0-9]+/g, '-')}.png`), fullPage: true }).catch(() => {});
+    await page
+      .screenshot({ path: join(artifacts, `${context.task.name.replace(/[^A-Za-z0-9]+/g, '-')}.png`), fullPage: true })
+      .catch(() => {});
   });
 
   afterAll(async () => {
@@ -137,7 +167,7 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
     throw new Error(`Tab never reached ${JSON.stringify(text)}`);
   }
 
-  it('signs in in French (the browser\'s language), switches to English, and lists only her servers', async () => {
+  it("signs in in French (the browser's language), switches to English, and lists only her servers", async () => {
     await page.goto(`${api.url}/panel/servers`);
     expect(new URL(page.url()).pathname).toBe('/panel/sign-in');
     await signIn(page, 'alice', 'wrong');
@@ -156,11 +186,12 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
     await page.keyboard.press('Enter');
     await expect.poll(() => page.locator('h1').textContent()).toBe(en.install);
     expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')).toBe(true);
-    const unlabelled = "[...document.querySelectorAll('input:not([type=hidden]), select, textarea')].filter((c) => c.labels.length !== 1).map((c) => c.id)";
+    const unlabelled =
+      "[...document.querySelectorAll('input:not([type=hidden]), select, textarea')].filter((c) => c.labels.length !== 1).map((c) => c.id)";
     expect(await page.evaluate(unlabelled)).toEqual([]);
   });
 
-  it('shows the API\'s message next to a wrong field, and never shows a header value back', async () => {
+  it("shows the API's message next to a wrong field, and never shows a header value back", async () => {
     await page.goto(`${api.url}/panel/servers/ns1.lab/install`);
     await page.getByLabel(en.url).fill('ftp://images.example/disk.qcow2');
     await page.getByLabel(en.headerName(1)).fill(secretHeader[0]);
@@ -195,7 +226,9 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
     await page.getByLabel(en.enableConfigDrive).check();
     await page.getByLabel(en.hostname).fill('<script>window.injected = 2</script>');
     await page.getByRole('button', { name: en.review }).click();
-    await expect.poll(() => page.locator('#hostname-error').textContent()).toMatch(/^Invalid configdrive hostname "<script>window.injected = 2<\/script>"/);
+    await expect
+      .poll(() => page.locator('#hostname-error').textContent())
+      .toMatch(/^Invalid configdrive hostname "<script>window.injected = 2<\/script>"/);
     expect(await page.evaluate(() => (globalThis as { injected?: number }).injected)).toBeUndefined();
   });
 
@@ -205,7 +238,10 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
     await page.getByRole('button', { name: en.review }).click();
     await expect.poll(() => page.locator('h1').textContent()).toBe(en.confirmTitle);
     await page.locator('form[action$="/install/confirm"] input[name=csrf]').evaluate((input) => input.remove());
-    const [response] = await Promise.all([page.waitForResponse((r) => r.url().endsWith('/install/confirm')), page.getByRole('button', { name: en.confirmInstall }).click()]);
+    const [response] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/install/confirm')),
+      page.getByRole('button', { name: en.confirmInstall }).click(),
+    ]);
     expect(response.status()).toBe(403);
     await expect.poll(() => page.locator('[role=alert]').textContent()).toBe(en.badForm);
     expect(await api.store.current('ns1.lab')).toBeUndefined();
@@ -238,7 +274,8 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
     const deadline = Date.now() + 120_000;
     let pictured = !process.env.BYOI_PANEL_SCREENSHOT;
     while ((await page.locator('#state').getAttribute('class')) === 'state-deploying') {
-      if (Date.now() > deadline) throw new Error(`still deploying; the agent's log:\n${readFileSync(join(dir, 'agent-ns1.lab.log'), 'utf8')}`);
+      if (Date.now() > deadline)
+        throw new Error(`still deploying; the agent's log:\n${readFileSync(join(dir, 'agent-ns1.lab.log'), 'utf8')}`);
       const percent = (await page.locator('#percent').textContent()) ?? '';
       seen.add(percent);
       phases.add((await page.locator('#phase').textContent()) ?? '');
@@ -251,7 +288,10 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
       }
       await page.waitForTimeout(100);
     }
-    expect(await page.locator('#state').getAttribute('class'), readFileSync(join(dir, 'agent-ns1.lab.log'), 'utf8')).toBe('state-done');
+    expect(
+      await page.locator('#state').getAttribute('class'),
+      readFileSync(join(dir, 'agent-ns1.lab.log'), 'utf8'),
+    ).toBe('state-done');
     expect(await page.locator('#state').textContent()).toBe(en.done);
     expect(await page.locator('#percent').textContent()).toBe('100 %');
     expect(await page.locator('#message').textContent()).toContain(disk);
@@ -277,8 +317,13 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
       }
       // His own, valid token on a form aimed at her server.
       await other.goto(`${api.url}/panel/servers/ns2.lab/delete`);
-      await other.locator('form[action$="/delete"]').evaluate((form) => form.setAttribute('action', '/panel/servers/ns1.lab/delete'));
-      const [response] = await Promise.all([other.waitForResponse((r) => r.url().endsWith('/ns1.lab/delete')), other.getByRole('button', { name: en.confirmDelete }).click()]);
+      await other
+        .locator('form[action$="/delete"]')
+        .evaluate((form) => form.setAttribute('action', '/panel/servers/ns1.lab/delete'));
+      const [response] = await Promise.all([
+        other.waitForResponse((r) => r.url().endsWith('/ns1.lab/delete')),
+        other.getByRole('button', { name: en.confirmDelete }).click(),
+      ]);
       expect(response.status()).toBe(404);
       expect((await api.store.current('ns1.lab'))?.status).toBe('done');
     } finally {

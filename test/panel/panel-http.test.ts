@@ -21,7 +21,8 @@ import { RecordingBoot, call, startApi, type TestApi } from '../helpers/api.ts';
 
 const en = dictionaries.en;
 const fr = dictionaries.fr;
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /** A browser's bare minimum: cookies kept between requests, same-origin Origin on posts. */
 class Client {
@@ -31,7 +32,10 @@ class Client {
     this.base = base;
   }
 
-  async go(path: string, init: { method?: string; form?: Record<string, string> | FormData; headers?: Record<string, string> } = {}) {
+  async go(
+    path: string,
+    init: { method?: string; form?: Record<string, string> | FormData; headers?: Record<string, string> } = {},
+  ) {
     const headers: Record<string, string> = { ...init.headers };
     if (this.cookies.size > 0) headers.cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
     let body: string | FormData | undefined;
@@ -41,14 +45,24 @@ class Client {
       headers['content-type'] = 'application/x-www-form-urlencoded';
     }
     if (body !== undefined && headers.origin === undefined) headers.origin = this.base;
-    const response = await fetch(`${this.base}${path}`, { method: init.method ?? (body === undefined ? 'GET' : 'POST'), headers, body, redirect: 'manual' });
+    const response = await fetch(`${this.base}${path}`, {
+      method: init.method ?? (body === undefined ? 'GET' : 'POST'),
+      headers,
+      body,
+      redirect: 'manual',
+    });
     for (const line of response.headers.getSetCookie()) {
       const [pair] = line.split(';');
       const [name, value] = pair!.split('=') as [string, string];
       if (value === '' || /max-age=0|expires=thu, 01 jan 1970/i.test(line)) this.cookies.delete(name);
       else this.cookies.set(name, value);
     }
-    return { status: response.status, headers: response.headers, text: await response.text(), setCookies: response.headers.getSetCookie() };
+    return {
+      status: response.status,
+      headers: response.headers,
+      text: await response.text(),
+      setCookies: response.headers.getSetCookie(),
+    };
   }
 
   cookie(name: string): string | undefined {
@@ -85,7 +99,12 @@ describe('the control panel over HTTP', () => {
       servers: [
         { serviceName: 'ns1.lab', customer: 'carol', apiKeys: ['k1'] },
         { serviceName: 'ns2.lab', customer: 'dave', apiKeys: ['k2'] },
-        { serviceName: 'ns3.lab', customer: 'carol', apiKeys: ['k3'], diskGroups: [{ diskGroupId: 7, description: 'declared group seven' }] },
+        {
+          serviceName: 'ns3.lab',
+          customer: 'carol',
+          apiKeys: ['k3'],
+          diskGroups: [{ diskGroupId: 7, description: 'declared group seven' }],
+        },
       ],
     };
     api = await startApi(config, join(dir, 'api.sqlite'), boot);
@@ -123,7 +142,10 @@ describe('the control panel over HTTP', () => {
     expect(line).not.toMatch(/; Secure/);
     const id = client.cookie('byoi_session')!;
     const db = new DatabaseSync(join(dir, 'api.sqlite'), { readOnly: true });
-    const hashes = db.prepare('SELECT id_hash FROM panel_sessions').all().map((r) => r.id_hash);
+    const hashes = db
+      .prepare('SELECT id_hash FROM panel_sessions')
+      .all()
+      .map((r) => r.id_hash);
     db.close();
     expect(hashes).toContain(createHash('sha256').update(id).digest('hex'));
     expect(readFileSync(join(dir, 'api.sqlite')).includes(Buffer.from(id))).toBe(false);
@@ -131,19 +153,38 @@ describe('the control panel over HTTP', () => {
     // Sign-out ends the session: the same cookie no longer opens anything.
     const csrf = await client.token('/panel/servers');
     expect((await client.go('/panel/sign-out', { form: { csrf } })).status).toBe(303);
-    const replay = await fetch(`${api.url}/panel/servers`, { headers: { cookie: `byoi_session=${id}` }, redirect: 'manual' });
+    const replay = await fetch(`${api.url}/panel/servers`, {
+      headers: { cookie: `byoi_session=${id}` },
+      redirect: 'manual',
+    });
     expect(replay.status).toBe(303);
   });
 
   it('refuses sign-ins and posts without their token or from another origin', async () => {
     const client = new Client(api.url);
     await client.go('/panel/sign-in');
-    expect((await client.go('/panel/sign-in', { form: { name: 'carol', password: 'carol-password' } })).status).toBe(403);
+    expect((await client.go('/panel/sign-in', { form: { name: 'carol', password: 'carol-password' } })).status).toBe(
+      403,
+    );
     const csrf = await client.token('/panel/sign-in');
-    expect((await client.go('/panel/sign-in', { form: { csrf, name: 'carol', password: 'carol-password' }, headers: { origin: 'http://evil.example' } })).status).toBe(403);
+    expect(
+      (
+        await client.go('/panel/sign-in', {
+          form: { csrf, name: 'carol', password: 'carol-password' },
+          headers: { origin: 'http://evil.example' },
+        })
+      ).status,
+    ).toBe(403);
     expect((await client.signIn('carol', 'carol-password')).status).toBe(303);
     const token = await client.token('/panel/servers/ns1.lab/delete');
-    expect((await client.go('/panel/servers/ns1.lab/delete', { form: { csrf: token }, headers: { origin: 'http://evil.example' } })).status).toBe(403);
+    expect(
+      (
+        await client.go('/panel/servers/ns1.lab/delete', {
+          form: { csrf: token },
+          headers: { origin: 'http://evil.example' },
+        })
+      ).status,
+    ).toBe(403);
     expect((await client.go('/panel/servers/ns1.lab/delete', { form: { csrf: `${token}x` } })).status).toBe(403);
     expect(boot.rescues).toEqual([]);
     expect((await client.go('/panel/servers/ns1.lab/delete', { form: { csrf: token } })).status).toBe(303);
@@ -176,7 +217,9 @@ describe('the control panel over HTTP', () => {
     const client = new Client(api.url);
     const csrf = await client.token('/panel/sign-in');
     const answers = await Promise.all(
-      Array.from({ length: 24 }, (_, i) => client.go('/panel/sign-in', { form: { csrf, name: `nobody-${i}`, password: 'x' } })),
+      Array.from({ length: 24 }, (_, i) =>
+        client.go('/panel/sign-in', { form: { csrf, name: `nobody-${i}`, password: 'x' } }),
+      ),
     );
     const statuses = answers.map((a) => a.status);
     expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
@@ -187,7 +230,9 @@ describe('the control panel over HTTP', () => {
     const client = new Client(api.url);
     await client.signIn('carol', 'carol-password');
     const csrf = await client.token('/panel/servers/ns1.lab/install');
-    expect((await client.go('/panel/servers/ns1.lab/delete', { form: { csrf, pad: 'x'.repeat(32 * 1024) } })).status).toBe(413);
+    expect(
+      (await client.go('/panel/servers/ns1.lab/delete', { form: { csrf, pad: 'x'.repeat(32 * 1024) } })).status,
+    ).toBe(413);
     const big = new FormData();
     big.set('csrf', csrf);
     big.set('userData', 'x'.repeat(1024 * 1024 + 1));
@@ -214,13 +259,24 @@ describe('the control panel over HTTP', () => {
     await client.signIn('carol', 'carol-password');
     const csrf = await client.token('/panel/servers/ns1.lab/install');
     const form = new FormData();
-    for (const [k, v] of Object.entries({ csrf, URL: 'http://user:pending-url-secret@127.0.0.1:9/image.qcow2', type: 'qcow2', configdrive: 'on', hostname: 'web1', userData: '#cloud-config\n# pending-user-data-secret\n' })) form.set(k, v);
+    for (const [k, v] of Object.entries({
+      csrf,
+      URL: 'http://user:pending-url-secret@127.0.0.1:9/image.qcow2',
+      type: 'qcow2',
+      configdrive: 'on',
+      hostname: 'web1',
+      userData: '#cloud-config\n# pending-user-data-secret\n',
+    }))
+      form.set(k, v);
     expect((await client.go('/panel/servers/ns1.lab/install', { form })).status).toBe(200);
     const db = new DatabaseSync(join(dir, 'api.sqlite'), { readOnly: true });
     try {
-      const rows = db.prepare('SELECT pending_install FROM panel_sessions WHERE pending_install IS NOT NULL').all() as { pending_install: string }[];
+      const rows = db.prepare('SELECT pending_install FROM panel_sessions WHERE pending_install IS NOT NULL').all() as {
+        pending_install: string;
+      }[];
       expect(rows.length).toBeGreaterThan(0);
-      for (const row of rows) expect(row.pending_install).not.toMatch(/pending-url-secret|pending-user-data-secret|image\.qcow2/);
+      for (const row of rows)
+        expect(row.pending_install).not.toMatch(/pending-url-secret|pending-user-data-secret|image\.qcow2/);
     } finally {
       db.close();
     }
@@ -235,7 +291,15 @@ describe('the control panel over HTTP', () => {
     const csrf = await client.token('/panel/servers/ns1.lab/install');
     const userData = '#cloud-config\nruncmd: [echo user-data-secret-77]\n';
     const form = new FormData();
-    for (const [k, v] of Object.entries({ csrf, URL: 'http://127.0.0.1:9/image.qcow2', type: 'qcow2', diskGroupId: '1', configdrive: 'on', hostname: 'web1' })) form.set(k, v);
+    for (const [k, v] of Object.entries({
+      csrf,
+      URL: 'http://127.0.0.1:9/image.qcow2',
+      type: 'qcow2',
+      diskGroupId: '1',
+      configdrive: 'on',
+      hostname: 'web1',
+    }))
+      form.set(k, v);
     form.set('userDataFile', new Blob([userData]), 'user-data.yaml');
     const review = await client.go('/panel/servers/ns1.lab/install', { form });
     expect(review.status).toBe(200);
@@ -248,7 +312,9 @@ describe('the control panel over HTTP', () => {
     expect(confirmed.status).toBe(303);
     expect(confirmed.headers.get('location')).toBe('/panel/servers/ns1.lab/deployment');
     const deployment = await api.store.current('ns1.lab');
-    expect(await api.store.jobBody(deployment!.id)).toMatchObject({ configdrive: { enable: true, hostname: 'web1', userData } });
+    expect(await api.store.jobBody(deployment!.id)).toMatchObject({
+      configdrive: { enable: true, hostname: 'web1', userData },
+    });
     const follow = await client.go('/panel/servers/ns1.lab/deployment.json');
     expect(JSON.parse(follow.text)).toMatchObject({ state: { kind: 'deploying', phase: 'boot' }, live: true });
     expect(follow.text).not.toContain('user-data-secret-77');
@@ -270,11 +336,29 @@ describe('the control panel over HTTP', () => {
     const csrf = await client.token('/panel/servers/ns3.lab/install');
     const secrets = ['header-secret-value-4417', 'userdata-secret-9921'];
     const form = new FormData();
-    for (const [k, v] of Object.entries({ csrf, URL: 'http://127.0.0.1:9/image.qcow2', type: 'qcow2', diskGroupId: '1', 'httpHeader.0.key': 'Authorization', 'httpHeader.0.value': `Bearer ${secrets[0]}`, configdrive: 'on', userData: `#cloud-config\nruncmd: [echo ${secrets[1]}]\n` })) form.set(k, v);
+    for (const [k, v] of Object.entries({
+      csrf,
+      URL: 'http://127.0.0.1:9/image.qcow2',
+      type: 'qcow2',
+      diskGroupId: '1',
+      'httpHeader.0.key': 'Authorization',
+      'httpHeader.0.value': `Bearer ${secrets[0]}`,
+      configdrive: 'on',
+      userData: `#cloud-config\nruncmd: [echo ${secrets[1]}]\n`,
+    }))
+      form.set(k, v);
     expect((await client.go('/panel/servers/ns3.lab/install', { form })).status).toBe(200);
     const databaseBytes = () =>
-      Buffer.concat(readdirSync(dir).filter((f) => f.startsWith('api.sqlite') && !f.endsWith('.key')).map((f) => readFileSync(join(dir, f))));
-    const sealed = (await api.store.sql.all<{ pending_install: string }>('SELECT pending_install FROM panel_sessions WHERE pending_install IS NOT NULL')).map((r) => r.pending_install);
+      Buffer.concat(
+        readdirSync(dir)
+          .filter((f) => f.startsWith('api.sqlite') && !f.endsWith('.key'))
+          .map((f) => readFileSync(join(dir, f))),
+      );
+    const sealed = (
+      await api.store.sql.all<{ pending_install: string }>(
+        'SELECT pending_install FROM panel_sessions WHERE pending_install IS NOT NULL',
+      )
+    ).map((r) => r.pending_install);
     expect(sealed.length).toBeGreaterThan(0);
     expect(sealed.every((text) => text.startsWith('v1:'))).toBe(true);
     for (const secret of secrets) expect(databaseBytes().includes(Buffer.from(secret))).toBe(false);
@@ -286,20 +370,36 @@ describe('the control panel over HTTP', () => {
     for (const secret of secrets) expect(databaseBytes().includes(Buffer.from(secret))).toBe(false);
   });
 
-  it('shows the disk groups the agent reported (else the lab\'s) and offers them; a failure\'s detail as the API gives it', async () => {
+  it("shows the disk groups the agent reported (else the lab's) and offers them; a failure's detail as the API gives it", async () => {
     const client = new Client(api.url);
     await client.signIn('carol', 'carol-password');
     // The lab's declared group until the agent reports.
     expect((await client.go('/panel/servers/ns3.lab')).text).toContain(html`${en.diskGroupsDeclared}`.text);
-    expect((await client.go('/panel/servers/ns3.lab/install')).text).toContain('<option value="7">7: declared group seven</option>');
+    expect((await client.go('/panel/servers/ns3.lab/install')).text).toContain(
+      '<option value="7">7: declared group seven</option>',
+    );
     const token = boot.boots.filter((b) => b.serviceName === 'ns3.lab').at(-1)!.token;
     const agent = (path: string, body: unknown) =>
-      fetch(`${api.url}/agent/v1/servers/ns3.lab/${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      fetch(`${api.url}/agent/v1/servers/ns3.lab/${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
     const report = {
-      disks: [{ name: 'sda', size: 480e9 }, { name: 'nvme0n1', size: 960e9 }, { name: 'nvme1n1', size: 960e9 }],
+      disks: [
+        { name: 'sda', size: 480e9 },
+        { name: 'nvme0n1', size: 960e9 },
+        { name: 'nvme1n1', size: 960e9 },
+      ],
       groups: [
         { id: 1, media: 'SSD', sizeGB: 480, description: '1 X Disk SSD 480 GB', disks: ['sda'] },
-        { id: 2, media: 'NVME', sizeGB: 960, description: '2 X Disk NVME 960 GB <b>x</b>', disks: ['nvme0n1', 'nvme1n1'] },
+        {
+          id: 2,
+          media: 'NVME',
+          sizeGB: 960,
+          description: '2 X Disk NVME 960 GB <b>x</b>',
+          disks: ['nvme0n1', 'nvme1n1'],
+        },
       ],
     };
     expect((await agent('disks', report)).status).toBe(200);
@@ -317,39 +417,58 @@ describe('the control panel over HTTP', () => {
     // The agent fails: OVH's sentence and its redacted detail, on the page as in the API's answer.
     const sentence = downloadFailed('http://images.example/disk.raw').message;
     const detail = 'HTTP 404 from http://images.example/disk.raw?sig=*** <i>';
-    expect((await agent('events', { events: [{ status: 'error', message: sentence, errorKind: 'invalid-job', detail, fault: 'customer' }] })).status).toBe(200);
+    expect(
+      (
+        await agent('events', {
+          events: [{ status: 'error', message: sentence, errorKind: 'invalid-job', detail, fault: 'customer' }],
+        })
+      ).status,
+    ).toBe(200);
     const status = await call(api.url, 'GET', '/dedicated/server/ns3.lab/bringYourOwnImage', { key: 'k3' });
     expect(status.body).toMatchObject({ status: 'error', message: sentence, detail });
     const follow = await client.go('/panel/servers/ns3.lab/deployment');
     expect(follow.text).toContain(`<dd id="message" aria-live="polite">${sentence}</dd>`);
-    expect(follow.text).toContain(`<dd id="detail">HTTP 404 from http://images.example/disk.raw?sig=*** &lt;i&gt;</dd>`);
-    expect(JSON.parse((await client.go('/panel/servers/ns3.lab/deployment.json')).text)).toMatchObject({ state: { kind: 'error' }, message: sentence, detail: status.body.detail });
+    expect(follow.text).toContain(
+      `<dd id="detail">HTTP 404 from http://images.example/disk.raw?sig=*** &lt;i&gt;</dd>`,
+    );
+    expect(JSON.parse((await client.go('/panel/servers/ns3.lab/deployment.json')).text)).toMatchObject({
+      state: { kind: 'error' },
+      message: sentence,
+      detail: status.body.detail,
+    });
   });
 
-  it('shows a deployment DELETE stopped as cancelled, as the API\'s task says', async () => {
+  it("shows a deployment DELETE stopped as cancelled, as the API's task says", async () => {
     const client = new Client(api.url);
     await client.signIn('carol', 'carol-password');
     const csrf = await client.token('/panel/servers/ns3.lab/install');
     const form = new FormData();
-    for (const [k, v] of Object.entries({ csrf, URL: 'http://127.0.0.1:9/image.raw', type: 'raw', diskGroupId: '2' })) form.set(k, v);
+    for (const [k, v] of Object.entries({ csrf, URL: 'http://127.0.0.1:9/image.raw', type: 'raw', diskGroupId: '2' }))
+      form.set(k, v);
     expect((await client.go('/panel/servers/ns3.lab/install', { form })).status).toBe(200);
     expect((await client.go('/panel/servers/ns3.lab/install/confirm', { form: { csrf } })).status).toBe(303);
     const { id } = (await api.store.current('ns3.lab'))!;
     expect((await client.go('/panel/servers/ns3.lab/deployment')).text).toContain('data-live="true"');
     expect((await client.go('/panel/servers/ns3.lab/delete', { form: { csrf } })).status).toBe(303);
-    expect((await call(api.url, 'GET', `/dedicated/server/ns3.lab/task/${id}`, { key: 'k3' })).body).toMatchObject({ status: 'cancelled' });
+    expect((await call(api.url, 'GET', `/dedicated/server/ns3.lab/task/${id}`, { key: 'k3' })).body).toMatchObject({
+      status: 'cancelled',
+    });
     const follow = await client.go('/panel/servers/ns3.lab/deployment');
     expect(follow.text).toContain(`<dd id="state" aria-live="polite" class="state-cancelled">${en.cancelled}</dd>`);
     expect(follow.text).toContain('data-live="false"');
     expect(follow.text).toMatch(/<dd id="detail" hidden><\/dd>/);
-    expect(JSON.parse((await client.go('/panel/servers/ns3.lab/deployment.json')).text)).toMatchObject({ state: { kind: 'cancelled' }, stateText: en.cancelled, live: false });
+    expect(JSON.parse((await client.go('/panel/servers/ns3.lab/deployment.json')).text)).toMatchObject({
+      state: { kind: 'cancelled' },
+      stateText: en.cancelled,
+      live: false,
+    });
     expect((await client.go('/panel/servers')).text).toContain(`<td class="state-cancelled">${en.cancelled}</td>`);
     const server = await client.go('/panel/servers/ns3.lab');
     expect(server.text).toContain(en.cancelled);
     expect(server.text).not.toContain(`${'/panel/servers/ns3.lab'}/delete`);
   });
 
-  it('shows a deployment that failed to boot as an error, with the API\'s message', async () => {
+  it("shows a deployment that failed to boot as an error, with the API's message", async () => {
     const client = new Client(api.url);
     await client.signIn('dave', 'dave-password');
     const csrf = await client.token('/panel/servers/ns2.lab/install');
@@ -358,7 +477,8 @@ describe('the control panel over HTTP', () => {
     };
     try {
       const form = new FormData();
-      for (const [k, v] of Object.entries({ csrf, URL: 'http://127.0.0.1:9/image.raw', type: 'raw', diskGroupId: '0' })) form.set(k, v);
+      for (const [k, v] of Object.entries({ csrf, URL: 'http://127.0.0.1:9/image.raw', type: 'raw', diskGroupId: '0' }))
+        form.set(k, v);
       expect((await client.go('/panel/servers/ns2.lab/install', { form })).status).toBe(200);
       expect((await client.go('/panel/servers/ns2.lab/install/confirm', { form: { csrf } })).status).toBe(303);
     } finally {
@@ -370,22 +490,56 @@ describe('the control panel over HTTP', () => {
     expect(follow.text).toContain('data-live="false"');
   });
 
-  it('speaks the browser\'s language unless the switch chose another', async () => {
+  it("speaks the browser's language unless the switch chose another", async () => {
     const client = new Client(api.url);
-    expect((await client.go('/panel/sign-in', { headers: { 'accept-language': 'de-DE, fr;q=0.8, en;q=0.5' } })).text).toContain(`<h1>${fr.signIn}</h1>`);
-    expect((await client.go('/panel/sign-in', { headers: { 'accept-language': 'de-DE' } })).text).toContain(`<h1>${en.signIn}</h1>`);
+    expect(
+      (await client.go('/panel/sign-in', { headers: { 'accept-language': 'de-DE, fr;q=0.8, en;q=0.5' } })).text,
+    ).toContain(`<h1>${fr.signIn}</h1>`);
+    expect((await client.go('/panel/sign-in', { headers: { 'accept-language': 'de-DE' } })).text).toContain(
+      `<h1>${en.signIn}</h1>`,
+    );
     const switched = await client.go('/panel/language/en?back=/panel/sign-in');
     expect(switched.headers.get('location')).toBe('/panel/sign-in');
-    expect((await client.go('/panel/sign-in', { headers: { 'accept-language': 'fr' } })).text).toContain(`<h1>${en.signIn}</h1>`);
+    expect((await client.go('/panel/sign-in', { headers: { 'accept-language': 'fr' } })).text).toContain(
+      `<h1>${en.signIn}</h1>`,
+    );
     expect((await client.go('/panel/language/fr?back=//evil.example/')).headers.get('location')).toBe('/panel/servers');
   });
 
   it('marks cookies Secure and sends HSTS under TLS', async () => {
     const key = join(dir, 'key.pem');
     const cert = join(dir, 'cert.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'ignore' },
+    );
     const store = await openStore(join(dir, 'tls.sqlite'));
-    const app = buildApi({ config, store, boot, agentUrl: () => '', tls: { cert: readFileSync(cert), key: readFileSync(key) } });
+    const app = buildApi({
+      config,
+      store,
+      boot,
+      agentUrl: () => '',
+      tls: { cert: readFileSync(cert), key: readFileSync(key) },
+    });
     await app.listen({ host: '127.0.0.1', port: 0 });
     try {
       const port = (app.server.address() as AddressInfo).port;
@@ -399,7 +553,11 @@ describe('the control panel over HTTP', () => {
       });
       expect(headers['strict-transport-security']).toBe('max-age=31536000');
       const cookies = headers['set-cookie'] as string[];
-      expect(cookies.some((c) => /^__Secure-byoi_sign_in=.*; Secure/.test(c) && /HttpOnly/.test(c) && /SameSite=Strict/.test(c))).toBe(true);
+      expect(
+        cookies.some(
+          (c) => /^__Secure-byoi_sign_in=.*; Secure/.test(c) && /HttpOnly/.test(c) && /SameSite=Strict/.test(c),
+        ),
+      ).toBe(true);
     } finally {
       await app.close();
       await store.close();

@@ -12,7 +12,14 @@ import { imageTypes } from '../../lib/job.ts';
 import { html } from '../../lib/panel/html.ts';
 import { chooseLanguage, dictionaries } from '../../lib/panel/i18n.ts';
 import { installPage } from '../../lib/panel/pages.ts';
-import { bodyOf, emptyForm, fieldOf, formOfBody, type FieldName, type InstallForm } from '../../lib/panel/install-form.ts';
+import {
+  bodyOf,
+  emptyForm,
+  fieldOf,
+  formOfBody,
+  type FieldName,
+  type InstallForm,
+} from '../../lib/panel/install-form.ts';
 
 const messageOf = (form: Partial<InstallForm>): string => {
   try {
@@ -27,8 +34,14 @@ const messageOf = (form: Partial<InstallForm>): string => {
 describe('the panel parts', () => {
   it('escapes every interpolated value, except Html made by the template itself', () => {
     const evil = `<img src=x onerror="alert('x')">&`;
-    expect(html`<p title="${evil}">${evil}</p>`.text).toBe('<p title="&lt;img src=x onerror=&quot;alert(&#39;x&#39;)&quot;&gt;&amp;">&lt;img src=x onerror=&quot;alert(&#39;x&#39;)&quot;&gt;&amp;</p>');
-    expect(html`<ul>${['<a>', html`<li>ok</li>`]}</ul>`.text).toBe('<ul>&lt;a&gt;<li>ok</li></ul>');
+    expect(html`<p title="${evil}">${evil}</p>`.text).toBe(
+      '<p title="&lt;img src=x onerror=&quot;alert(&#39;x&#39;)&quot;&gt;&amp;">&lt;img src=x onerror=&quot;alert(&#39;x&#39;)&quot;&gt;&amp;</p>',
+    );
+    expect(
+      html`<ul>
+        ${['<a>', html`<li>ok</li>`]}
+      </ul>`.text,
+    ).toBe('<ul>&lt;a&gt;<li>ok</li></ul>');
     expect(html`${null}${undefined}${false}${0}`.text).toBe('0');
   });
 
@@ -53,27 +66,50 @@ describe('the panel parts', () => {
     ['hostname', { configdrive: true, hostname: 'bad_host name' }],
     ['sshKey', { configdrive: true, sshKey: 'not a key' }],
     ['userMetadatas', { configdrive: true, userMetadatas: [{ key: 'dsmode', value: 'local' }] }],
-  ])('puts the API\'s message about %s beside that field', (field, form) => {
+  ])("puts the API's message about %s beside that field", (field, form) => {
     expect(fieldOf(messageOf(form))).toBe(field);
   });
 
   it('offers exactly the image types the API accepts (lib/job.ts), each accepted by its validation', () => {
-    const page = installPage({ t: dictionaries.en, path: '/panel/servers/s/install', csrfToken: 't' }, 's', { source: 'unknown' }, emptyForm, {}).text;
+    const page = installPage(
+      { t: dictionaries.en, path: '/panel/servers/s/install', csrfToken: 't' },
+      's',
+      { source: 'unknown' },
+      emptyForm,
+      {},
+    ).text;
     const select = /<select id="type" name="type">(.*?)<\/select>/s.exec(page)![1]!;
     expect([...select.matchAll(/<option value="([^"]*)"/g)].map((m) => m[1])).toEqual([...imageTypes]);
-    for (const type of imageTypes) expect(() => checkDeploymentBody('bringYourOwnImage', bodyOf({ ...emptyForm, URL: 'http://images.example/a', type }))).not.toThrow();
+    for (const type of imageTypes)
+      expect(() =>
+        checkDeploymentBody('bringYourOwnImage', bodyOf({ ...emptyForm, URL: 'http://images.example/a', type })),
+      ).not.toThrow();
   });
 
-  it('gives back a stored body\'s form without header values or user data', () => {
-    const form: InstallForm = { ...emptyForm, URL: 'http://x/a', httpHeader: [{ key: 'Authorization', value: 'Bearer s3cret' }], configdrive: true, userData: '#!/bin/sh\necho s3cret', hostname: 'h1' };
+  it("gives back a stored body's form without header values or user data", () => {
+    const form: InstallForm = {
+      ...emptyForm,
+      URL: 'http://x/a',
+      httpHeader: [{ key: 'Authorization', value: 'Bearer s3cret' }],
+      configdrive: true,
+      userData: '#!/bin/sh\necho s3cret',
+      hostname: 'h1',
+    };
     const back = formOfBody(bodyOf(form));
     expect(JSON.stringify(back)).not.toContain('s3cret');
-    expect(back).toMatchObject({ URL: 'http://x/a', httpHeader: [{ key: 'Authorization', value: '' }], configdrive: true, hostname: 'h1', userData: '' });
+    expect(back).toMatchObject({
+      URL: 'http://x/a',
+      httpHeader: [{ key: 'Authorization', value: '' }],
+      configdrive: true,
+      hostname: 'h1',
+      userData: '',
+    });
   });
 
   it('sends a binary user data file as base64, and a text one as it is', () => {
     const gzip = new Uint8Array([0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe]);
-    const drive = (userData: Uint8Array) => bodyOf({ ...emptyForm, URL: 'http://x/a', configdrive: true, userData }).configdrive as { userData: string };
+    const drive = (userData: Uint8Array) =>
+      bodyOf({ ...emptyForm, URL: 'http://x/a', configdrive: true, userData }).configdrive as { userData: string };
     expect(drive(gzip).userData).toBe(Buffer.from(gzip).toString('base64'));
     expect(drive(new TextEncoder().encode('#cloud-config\n')).userData).toBe('#cloud-config\n');
   });
@@ -88,13 +124,24 @@ describe('the panel parts', () => {
       const sealed = await sessions.create('carol');
       await sessions.setPendingInstall(sealed.session.idHash, { serviceName: 'ns1.lab', body: { URL: 'http://x/b' } });
       // As a database before migration 21 had it.
-      await store.sql.run('UPDATE panel_sessions SET pending_install = ? WHERE id_hash = ?', [JSON.stringify({ serviceName: 'ns1.lab', body: { URL: 'http://x/a', httpHeader: [{ key: 'A', value: 'clear-secret' }] } }), clear.session.idHash]);
+      await store.sql.run('UPDATE panel_sessions SET pending_install = ? WHERE id_hash = ?', [
+        JSON.stringify({
+          serviceName: 'ns1.lab',
+          body: { URL: 'http://x/a', httpHeader: [{ key: 'A', value: 'clear-secret' }] },
+        }),
+        clear.session.idHash,
+      ]);
       await store.sql.run('DELETE FROM schema_migrations WHERE id = 21', []);
       await store.close();
       store = await openStore(path);
       const reopened = new SessionStore(store.sql, store.secrets);
-      expect(await store.sql.all('SELECT pending_install FROM panel_sessions WHERE id_hash = ?', [clear.session.idHash])).toEqual([{ pending_install: null }]);
-      expect((await reopened.find(sealed.id))?.pendingInstall).toEqual({ serviceName: 'ns1.lab', body: { URL: 'http://x/b' } });
+      expect(
+        await store.sql.all('SELECT pending_install FROM panel_sessions WHERE id_hash = ?', [clear.session.idHash]),
+      ).toEqual([{ pending_install: null }]);
+      expect((await reopened.find(sealed.id))?.pendingInstall).toEqual({
+        serviceName: 'ns1.lab',
+        body: { URL: 'http://x/b' },
+      });
       await store.close();
       expect(readFileSync(path).includes(Buffer.from('clear-secret'))).toBe(false);
     } finally {
@@ -108,17 +155,32 @@ describe('the panel parts', () => {
     try {
       const sessions = new SessionStore(store.sql, store.secrets);
       const { id, session } = await sessions.create('carol');
-      expect(await sessions.find(id)).toMatchObject({ customer: 'carol', csrfToken: session.csrfToken, pendingInstall: null });
+      expect(await sessions.find(id)).toMatchObject({
+        customer: 'carol',
+        csrfToken: session.csrfToken,
+        pendingInstall: null,
+      });
       expect(await sessions.find(`${id}x`)).toBeUndefined();
-      expect(await store.sql.all('SELECT * FROM panel_sessions WHERE id_hash = ? OR csrf_token = ?', [id, id])).toEqual([]);
+      expect(await store.sql.all('SELECT * FROM panel_sessions WHERE id_hash = ? OR csrf_token = ?', [id, id])).toEqual(
+        [],
+      );
       await sessions.setPendingInstall(session.idHash, { serviceName: 'ns1.lab', body: { URL: 'http://x/a' } });
-      expect((await sessions.find(id))?.pendingInstall).toEqual({ serviceName: 'ns1.lab', body: { URL: 'http://x/a' } });
+      expect((await sessions.find(id))?.pendingInstall).toEqual({
+        serviceName: 'ns1.lab',
+        body: { URL: 'http://x/a' },
+      });
       // Sealed, and bound to its session: copied onto another session's row, it does not open there.
-      const [row] = await store.sql.all<{ pending_install: string }>('SELECT pending_install FROM panel_sessions WHERE id_hash = ?', [session.idHash]);
+      const [row] = await store.sql.all<{ pending_install: string }>(
+        'SELECT pending_install FROM panel_sessions WHERE id_hash = ?',
+        [session.idHash],
+      );
       expect(row!.pending_install).toMatch(/^v1:/);
       expect(row!.pending_install).not.toContain('http://x/a');
       const other = await sessions.create('carol');
-      await store.sql.run('UPDATE panel_sessions SET pending_install = ? WHERE id_hash = ?', [row!.pending_install, other.session.idHash]);
+      await store.sql.run('UPDATE panel_sessions SET pending_install = ? WHERE id_hash = ?', [
+        row!.pending_install,
+        other.session.idHash,
+      ]);
       expect((await sessions.find(other.id))?.pendingInstall).toBeNull();
       await sessions.end(session.idHash);
       expect(await sessions.find(id)).toBeUndefined();

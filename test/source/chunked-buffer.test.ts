@@ -38,7 +38,11 @@ describe('ChunkedBuffer.concat', () => {
 
   it('joins parts of whole chunks and a last partial one, byte for byte', () => {
     const bytes = randomBytes(1024 * 5 + 300);
-    const joined = ChunkedBuffer.concat([part(bytes.subarray(0, 2048)), part(bytes.subarray(2048, 4096)), part(bytes.subarray(4096))]);
+    const joined = ChunkedBuffer.concat([
+      part(bytes.subarray(0, 2048)),
+      part(bytes.subarray(2048, 4096)),
+      part(bytes.subarray(4096)),
+    ]);
     expect(joined.size).toBe(bytes.length);
     expect(joined.read(0, bytes.length).equals(bytes)).toBe(true);
     expect(joined.read(2000, 100).equals(bytes.subarray(2000, 2100))).toBe(true);

@@ -72,7 +72,13 @@ describe('FileSource', () => {
 /** A source that counts what comes back to it. */
 function countingSource(image: Buffer): ImageSource & { recycled: Buffer[] } {
   const recycled: Buffer[] = [];
-  return { size: image.length, chunkSize: 4 * MiB, read: (offset, length) => Buffer.from(image.subarray(offset, offset + length)), recycle: (b) => recycled.push(b), recycled };
+  return {
+    size: image.length,
+    chunkSize: 4 * MiB,
+    read: (offset, length) => Buffer.from(image.subarray(offset, offset + length)),
+    recycle: (b) => recycled.push(b),
+    recycled,
+  };
 }
 
 describe('extent releases', () => {

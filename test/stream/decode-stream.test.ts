@@ -8,9 +8,15 @@ import { describe, expect, it } from 'vitest';
 import { ByoiError } from '../../lib/errors.ts';
 import { decodeStream } from '../../lib/stream/decode-stream.ts';
 
-const disk = Buffer.concat([randomBytes(300 * 1024), Buffer.alloc(700 * 1024), Buffer.from('byoi '.repeat(100000)), randomBytes(5000)]);
+const disk = Buffer.concat([
+  randomBytes(300 * 1024),
+  Buffer.alloc(700 * 1024),
+  Buffer.from('byoi '.repeat(100000)),
+  randomBytes(5000),
+]);
 const sha = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
-const tool = (command: string, input: Buffer): Buffer => execFileSync('sh', ['-c', command], { input, maxBuffer: 1 << 28 });
+const tool = (command: string, input: Buffer): Buffer =>
+  execFileSync('sh', ['-c', command], { input, maxBuffer: 1 << 28 });
 
 async function* chunks(bytes: Buffer): AsyncGenerator<Buffer> {
   for (let at = 0; at < bytes.length; at += 7777) yield Buffer.from(bytes.subarray(at, at + 7777));
@@ -24,7 +30,10 @@ async function decode(file: Buffer): Promise<string> {
 }
 
 async function refusal(file: Buffer): Promise<string> {
-  const error = await decode(file).then(() => undefined, (e: unknown) => e);
+  const error = await decode(file).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(ByoiError);
   expect((error as ByoiError).kind).toBe('refused-image');
   return (error as Error).message;
@@ -43,13 +52,17 @@ describe('streaming decoders', () => {
 
   it('gzip of several members is one disk', async () => {
     const half = disk.length / 2;
-    expect(await decode(Buffer.concat([tool('gzip -c', disk.subarray(0, half)), tool('gzip -c', disk.subarray(half))]))).toBe(sha(disk));
+    expect(
+      await decode(Buffer.concat([tool('gzip -c', disk.subarray(0, half)), tool('gzip -c', disk.subarray(half))])),
+    ).toBe(sha(disk));
   });
 
   it('xz of several streams is refused, naming the mode', async () => {
     const half = disk.length / 2;
     const xz = Buffer.concat([tool('xz -c', disk.subarray(0, half)), tool('xz -c', disk.subarray(half))]);
-    expect(await refusal(xz)).toBe('Can not deploy an xz image of several streams in streaming mode; deploy it without streaming (it must then fit in RAM).');
+    expect(await refusal(xz)).toBe(
+      'Can not deploy an xz image of several streams in streaming mode; deploy it without streaming (it must then fit in RAM).',
+    );
   });
 
   it('zstd of several frames, with skippable frames between them, is one disk', async () => {
@@ -68,12 +81,16 @@ describe('streaming decoders', () => {
   });
 
   it('bzip2 is refused at once', async () => {
-    await expect(decodeStream(chunks(tool('bzip2 -c', disk)))).rejects.toThrow(/^Can not deploy a bzip2-compressed image .* in streaming mode/);
+    await expect(decodeStream(chunks(tool('bzip2 -c', disk)))).rejects.toThrow(
+      /^Can not deploy a bzip2-compressed image .* in streaming mode/,
+    );
   });
 
   it.each(Object.entries(compressors))('%s: a truncated or corrupt stream is refused', async (format, command) => {
     const whole = tool(command, disk);
-    expect(await refusal(whole.subarray(0, Math.floor(whole.length * 0.7)))).toMatch(new RegExp(`^Bad ${format} image: `));
+    expect(await refusal(whole.subarray(0, Math.floor(whole.length * 0.7)))).toMatch(
+      new RegExp(`^Bad ${format} image: `),
+    );
     const corrupt = Buffer.from(whole);
     corrupt[Math.floor(corrupt.length / 2)]! ^= 0x24;
     expect(await refusal(corrupt)).toMatch(new RegExp(`^Bad ${format} image: `));

@@ -26,7 +26,7 @@ function prng(seed: number): () => number {
 }
 
 async function* chunks(bytes: Buffer, random: () => number): AsyncGenerator<Buffer> {
-  for (let at = 0; at < bytes.length; ) {
+  for (let at = 0; at < bytes.length;) {
     const n = 1 + Math.floor(random() * 20000);
     yield Buffer.from(bytes.subarray(at, at + n));
     at += n;
@@ -37,10 +37,12 @@ async function* chunks(bytes: Buffer, random: () => number): AsyncGenerator<Buff
 async function streamDecode(bytes: Buffer, random: () => number): Promise<{ disk: Buffer } | { refused: ByoiError }> {
   try {
     const { virtualSize, pieces } = await qcow2StreamPieces(chunks(bytes, random), bytes.length);
-    if (virtualSize > 64 * 1024 * 1024) return { refused: new ByoiError('refused-image', 'image-larger-than-device', 'too big for this test') };
+    if (virtualSize > 64 * 1024 * 1024)
+      return { refused: new ByoiError('refused-image', 'image-larger-than-device', 'too big for this test') };
     const disk = Buffer.alloc(virtualSize, 0xee);
     for await (const piece of pieces) {
-      if (piece.offset < 0 || piece.offset + piece.data.length > virtualSize) throw new Error(`piece [${piece.offset}, +${piece.data.length}) outside ${virtualSize}`);
+      if (piece.offset < 0 || piece.offset + piece.data.length > virtualSize)
+        throw new Error(`piece [${piece.offset}, +${piece.data.length}) outside ${virtualSize}`);
       piece.data.copy(disk, piece.offset);
     }
     return { disk };
@@ -57,7 +59,8 @@ describe.skipIf(skipWithout('qemu-img'))('streaming qcow2 decoder', () => {
   beforeAll(() => {
     assertCapable('qemu-img');
     dir = mkdtempSync(join(tmpdir(), 'byoi-qcow2-stream-'));
-    for (const f of makeQcow2Fixtures(dir, NAMES)) seeds.push({ name: f.name, bytes: readFileSync(f.path), sha256: qemuRawSha256(f.path, dir) });
+    for (const f of makeQcow2Fixtures(dir, NAMES))
+      seeds.push({ name: f.name, bytes: readFileSync(f.path), sha256: qemuRawSha256(f.path, dir) });
   });
   afterAll(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -82,30 +85,36 @@ describe.skipIf(skipWithout('qemu-img'))('streaming qcow2 decoder', () => {
     console.log('streamed as qemu-img converts them:', [...decoded].join(', '));
   });
 
-  it(`ends each of ${RUNS} mutated runs in a clean refusal or a disk inside its bounds`, { timeout: 120_000 }, async () => {
-    const tally = { refused: 0, decoded: 0 };
-    for (let i = 0; i < RUNS; i++) {
-      const random = prng(0x7f4a7c15 + i);
-      const seed = seeds[Math.floor(random() * seeds.length)]!;
-      const bytes = Buffer.from(seed.bytes);
-      const mutations: string[] = [];
-      for (let m = 1 + Math.floor(random() * 3); m > 0; m--) {
-        // Mostly the first clusters (header, L1, L2 tables), sometimes anywhere.
-        const span = random() < 0.7 ? Math.min(bytes.length, 5 * 4096) : bytes.length;
-        const at = Math.floor(random() * span);
-        bytes[at] = Math.floor(random() * 256);
-        mutations.push(`@${at}`);
+  it(
+    `ends each of ${RUNS} mutated runs in a clean refusal or a disk inside its bounds`,
+    { timeout: 120_000 },
+    async () => {
+      const tally = { refused: 0, decoded: 0 };
+      for (let i = 0; i < RUNS; i++) {
+        const random = prng(0x7f4a7c15 + i);
+        const seed = seeds[Math.floor(random() * seeds.length)]!;
+        const bytes = Buffer.from(seed.bytes);
+        const mutations: string[] = [];
+        for (let m = 1 + Math.floor(random() * 3); m > 0; m--) {
+          // Mostly the first clusters (header, L1, L2 tables), sometimes anywhere.
+          const span = random() < 0.7 ? Math.min(bytes.length, 5 * 4096) : bytes.length;
+          const at = Math.floor(random() * span);
+          bytes[at] = Math.floor(random() * 256);
+          mutations.push(`@${at}`);
+        }
+        let outcome;
+        try {
+          outcome = await streamDecode(bytes, random);
+        } catch (error) {
+          throw new Error(`run ${i} on ${seed.name} (${mutations.join(', ')}): ${(error as Error).stack}`, {
+            cause: error,
+          });
+        }
+        tally['refused' in outcome ? 'refused' : 'decoded']++;
       }
-      let outcome;
-      try {
-        outcome = await streamDecode(bytes, random);
-      } catch (error) {
-        throw new Error(`run ${i} on ${seed.name} (${mutations.join(', ')}): ${(error as Error).stack}`, { cause: error });
-      }
-      tally['refused' in outcome ? 'refused' : 'decoded']++;
-    }
-    console.log('streaming qcow2 mutation runs:', JSON.stringify(tally));
-    expect(tally.refused).toBeGreaterThan(RUNS / 20);
-    expect(tally.decoded).toBeGreaterThan(RUNS / 10);
-  });
+      console.log('streaming qcow2 mutation runs:', JSON.stringify(tally));
+      expect(tally.refused).toBeGreaterThan(RUNS / 20);
+      expect(tally.decoded).toBeGreaterThan(RUNS / 10);
+    },
+  );
 });

@@ -9,13 +9,17 @@ const modes = [
 
 describe.each(modes)('exec, %s', (_name, around) => {
   it('returns the exit code, stdout and stderr without their final newline, and both interleaved', async () => {
-    const result = await around(() => exec('sh', ['-c', 'echo out; sleep 0.05; echo err >&2; exit 3'], { reject: false }));
+    const result = await around(() =>
+      exec('sh', ['-c', 'echo out; sleep 0.05; echo err >&2; exit 3'], { reject: false }),
+    );
     expect(result).toMatchObject({ exitCode: 3, failed: true, stdout: 'out', stderr: 'err', all: 'out\nerr' });
-    expect(result.message).toBe("sh -c echo out; sleep 0.05; echo err >&2; exit 3 failed with exit code 3\nout\nerr");
+    expect(result.message).toBe('sh -c echo out; sleep 0.05; echo err >&2; exit 3 failed with exit code 3\nout\nerr');
   });
 
   it('feeds input to stdin and adds to the environment', async () => {
-    const result = await around(() => exec('sh', ['-c', 'read line; echo "$line $EXTRA $HOME"'], { input: 'hello\n', env: { EXTRA: 'x' } }));
+    const result = await around(() =>
+      exec('sh', ['-c', 'read line; echo "$line $EXTRA $HOME"'], { input: 'hello\n', env: { EXTRA: 'x' } }),
+    );
     expect(result).toMatchObject({ exitCode: 0, failed: false, stdout: `hello x ${process.env.HOME}` });
   });
 
@@ -32,7 +36,11 @@ describe.each(modes)('exec, %s', (_name, around) => {
 
   it('reports a tool killed by a signal', async () => {
     const result = await around(() => exec('sh', ['-c', 'kill -9 $$'], { reject: false }));
-    expect(result).toMatchObject({ exitCode: undefined, failed: true, message: 'sh -c kill -9 $$ was killed by SIGKILL' });
+    expect(result).toMatchObject({
+      exitCode: undefined,
+      failed: true,
+      message: 'sh -c kill -9 $$ was killed by SIGKILL',
+    });
   });
 });
 

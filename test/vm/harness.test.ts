@@ -119,7 +119,12 @@ describe.skipIf(skipWithout('root', 'qemu'))('QEMU VM harness', () => {
     const lsblk = JSON.parse(readFileSync(join(exchangeDir, 'lsblk.json'), 'utf8')) as {
       blockdevices: { name: string; fstype: string | null }[];
     };
-    expect(lsblk.blockdevices.filter((d) => d.fstype === 'linux_raid_member').map((d) => d.name).sort()).toEqual(['vda', 'vdb']);
+    expect(
+      lsblk.blockdevices
+        .filter((d) => d.fstype === 'linux_raid_member')
+        .map((d) => d.name)
+        .sort(),
+    ).toEqual(['vda', 'vdb']);
   }, 300_000);
 
   it('kills QEMU on timeout and leaves no process behind', async () => {

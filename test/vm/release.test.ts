@@ -43,7 +43,15 @@ describe.skipIf(skipWithout('root', 'qemu', 'sgdisk'))('releasing md, LVM, mount
     writeFileSync(image, '');
     truncateSync(image, IMAGE_SIZE);
     execFileSync('sgdisk', ['-n', '1:2048:+8M', '-t', '1:ef00', '-n', '2:0:0', '-t', '2:8300', image]);
-    execFileSync('dd', ['if=/dev/urandom', `of=${image}`, 'bs=1M', 'seek=2', 'count=20', 'conv=notrunc', 'status=none']);
+    execFileSync('dd', [
+      'if=/dev/urandom',
+      `of=${image}`,
+      'bs=1M',
+      'seek=2',
+      'count=20',
+      'conv=notrunc',
+      'status=none',
+    ]);
     imageSha = await imageBody(image);
     server = createServer((_req, res) => {
       res.writeHead(200, { 'content-length': IMAGE_SIZE });
@@ -64,13 +72,15 @@ describe.skipIf(skipWithout('root', 'qemu', 'sgdisk'))('releasing md, LVM, mount
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('leaves the targets deployed and free of every old holder and signature', async () => {
-    // Boot 1: what a previous install left. a: md RAID1 (1.0) with b, LVM on it, swap, ext4.
-    // c: md RAID1 (1.2) with d holding ext4, and an LVM volume group on a partition.
-    const setup = await runInVm({
-      disks,
-      timeoutSeconds: 300,
-      script: `set -euo pipefail
+  it(
+    'leaves the targets deployed and free of every old holder and signature',
+    async () => {
+      // Boot 1: what a previous install left. a: md RAID1 (1.0) with b, LVM on it, swap, ext4.
+      // c: md RAID1 (1.2) with d holding ext4, and an LVM volume group on a partition.
+      const setup = await runInVm({
+        disks,
+        timeoutSeconds: 300,
+        script: `set -euo pipefail
         for d in a b c d; do sgdisk -n 1:0:+128M -t 1:fd00 -n 2:0:+32M -n 3:0:0 /dev/disk/by-id/virtio-byoi-$d >/dev/null; done
         for d in vda vdb vdc vdd; do partx -u /dev/$d; done; udevadm settle
         for d in vda vdb vdc vdd; do for n in 1 2 3; do
@@ -84,24 +94,24 @@ describe.skipIf(skipWithout('root', 'qemu', 'sgdisk'))('releasing md, LVM, mount
         pvcreate -q /dev/vdc2; vgcreate -q vgc /dev/vdc2; lvcreate -q --yes -n data -l 100%FREE vgc; mkfs.ext4 -q /dev/vgc/data
         vgchange -q -an vga vgc; mdadm --stop /dev/md0 /dev/md1
         echo setup-done`,
-    });
-    expect(setup.output).toContain('setup-done');
-    expect(setup.exitCode).toBe(0);
+      });
+      expect(setup.output).toContain('setup-done');
+      expect(setup.exitCode).toBe(0);
 
-    // Boot 2: the rescue system assembles the arrays and activates LVM by itself; an operator
-    // mounted things and swap is on. byoi deploys onto a, then c.
-    const { port } = server.address() as AddressInfo;
-    const deploy = (disk: string, status: string) =>
-      `byoi deploy --url http://10.0.2.2:${port}/image.raw --type raw --checksum $SHA --checksum-type sha256 ` +
-      `--disk ${disk} --no-reboot --ram-size ${4 * 1024 * MiB} --status-file /job/${status} 2>/job/${status}.log; echo "deploy ${disk}: $?"`;
-    const fullSha = await sha256(image, 0, IMAGE_SIZE);
-    const rescue = await runInVm({
-      disks,
-      network: true,
-      exchangeDir: dir,
-      timeoutSeconds: 600,
-      memoryMiB: 1024,
-      script: `set -uo pipefail
+      // Boot 2: the rescue system assembles the arrays and activates LVM by itself; an operator
+      // mounted things and swap is on. byoi deploys onto a, then c.
+      const { port } = server.address() as AddressInfo;
+      const deploy = (disk: string, status: string) =>
+        `byoi deploy --url http://10.0.2.2:${port}/image.raw --type raw --checksum $SHA --checksum-type sha256 ` +
+        `--disk ${disk} --no-reboot --ram-size ${4 * 1024 * MiB} --status-file /job/${status} 2>/job/${status}.log; echo "deploy ${disk}: $?"`;
+      const fullSha = await sha256(image, 0, IMAGE_SIZE);
+      const rescue = await runInVm({
+        disks,
+        network: true,
+        exchangeDir: dir,
+        timeoutSeconds: 600,
+        memoryMiB: 1024,
+        script: `set -uo pipefail
         SHA=${fullSha}
         mkdir -p /mnt/root /mnt/three /mnt/md1 /mnt/data
         mount /dev/vga/root /mnt/root && mount /dev/vda3 /mnt/three && swapon /dev/vda2 && mount /dev/md1 /mnt/md1 && mount /dev/vgc/data /mnt/data
@@ -109,30 +119,33 @@ describe.skipIf(skipWithout('root', 'qemu', 'sgdisk'))('releasing md, LVM, mount
         ${deploy('/dev/vda', 'a.json')}
         ${deploy('/dev/vdc', 'c.json')}
         echo "after: $(grep -c '^md' /proc/mdstat) arrays, $(lvs --noheadings 2>/dev/null | wc -l) volumes, $(findmnt -rn -o TARGET | grep -c '^/mnt/') mounts, $(tail -n +2 /proc/swaps | wc -l) swaps"`,
-    });
-    expect(rescue.output).toContain('held: 2 arrays, 2 volumes, 4 mounts, 1 swaps');
-    expect(rescue.output, readFileSync(join(dir, 'a.json.log'), 'utf8')).toContain('deploy /dev/vda: 0');
-    expect(rescue.output, readFileSync(join(dir, 'c.json.log'), 'utf8')).toContain('deploy /dev/vdc: 0');
-    // b and d keep their (now degraded) halves: only the chosen disks are touched.
-    expect(rescue.output).toContain('after: 0 arrays, 0 volumes, 0 mounts, 0 swaps');
-    for (const status of ['a.json', 'c.json']) expect(JSON.parse(readFileSync(join(dir, status), 'utf8')).status).toBe('done');
-    for (const target of [disks[0]!, disks[2]!]) expect(await imageBody(target.file)).toBe(imageSha);
+      });
+      expect(rescue.output).toContain('held: 2 arrays, 2 volumes, 4 mounts, 1 swaps');
+      expect(rescue.output, readFileSync(join(dir, 'a.json.log'), 'utf8')).toContain('deploy /dev/vda: 0');
+      expect(rescue.output, readFileSync(join(dir, 'c.json.log'), 'utf8')).toContain('deploy /dev/vdc: 0');
+      // b and d keep their (now degraded) halves: only the chosen disks are touched.
+      expect(rescue.output).toContain('after: 0 arrays, 0 volumes, 0 mounts, 0 swaps');
+      for (const status of ['a.json', 'c.json'])
+        expect(JSON.parse(readFileSync(join(dir, status), 'utf8')).status).toBe('done');
+      for (const target of [disks[0]!, disks[2]!]) expect(await imageBody(target.file)).toBe(imageSha);
 
-    // Boot 3: nothing old comes back on a or c; b and d still carry their old halves.
-    const check = await runInVm({
-      disks,
-      timeoutSeconds: 300,
-      script: `for d in vda vdc vdb vdd; do
+      // Boot 3: nothing old comes back on a or c; b and d still carry their old halves.
+      const check = await runInVm({
+        disks,
+        timeoutSeconds: 300,
+        script: `for d in vda vdc vdb vdd; do
           echo "$d: $(lsblk -nrpo NAME /dev/$d | while read -r p; do blkid -p -o value -s TYPE "$p"; mdadm --examine --brief "$p" 2>/dev/null | grep -q ARRAY && echo md-superblock; done | sort | tr '\\n' ' ')"
         done
         echo "pvs: $(pvs --noheadings -o pv_name | tr -d ' ' | tr '\\n' ' ')"
         sgdisk -v /dev/vda | grep -c 'No problems found'`,
-    });
-    expect(check.output).toMatch(/^vda: +$/m);
-    expect(check.output).toMatch(/^vdc: +$/m);
-    expect(check.output).toMatch(/^vdb: .*linux_raid_member/m);
-    expect(check.output).toMatch(/^vdd: .*linux_raid_member/m);
-    expect(check.output).not.toMatch(/pvs: .*\/dev\/(vda|vdc|md)/);
-    expect(check.output).toMatch(/^1$/m);
-  }, 20 * 60_000);
+      });
+      expect(check.output).toMatch(/^vda: +$/m);
+      expect(check.output).toMatch(/^vdc: +$/m);
+      expect(check.output).toMatch(/^vdb: .*linux_raid_member/m);
+      expect(check.output).toMatch(/^vdd: .*linux_raid_member/m);
+      expect(check.output).not.toMatch(/pvs: .*\/dev\/(vda|vdc|md)/);
+      expect(check.output).toMatch(/^1$/m);
+    },
+    20 * 60_000,
+  );
 });

@@ -53,15 +53,23 @@ const overlaps = (a: [number, number], b: readonly [number, number]) => a[0] < b
 // Zero runs: one inside the head, a long one (its MiB-aligned middle offloadable) with ragged ends,
 // a short one, and a long one at the end.
 const extents = [
-  data(0, 4096), zero(4096, 8192), data(12288, MiB - 12288),
-  zero(MiB, 5 * MiB + 512), data(6 * MiB + 512, 4096 - 512), zero(6 * MiB + 4096, 4096), data(6 * MiB + 8192, 2 * MiB - 8192),
+  data(0, 4096),
+  zero(4096, 8192),
+  data(12288, MiB - 12288),
+  zero(MiB, 5 * MiB + 512),
+  data(6 * MiB + 512, 4096 - 512),
+  zero(6 * MiB + 4096, 4096),
+  data(6 * MiB + 8192, 2 * MiB - 8192),
   zero(8 * MiB, 8 * MiB),
 ];
 
 describe('ExtentWriter onto a destination written in place', () => {
   it('writes zero runs as zeros, except the ranges the destination zeroed itself', async () => {
     const { longZeroRuns } = await verifyImage(imageOf(extents));
-    expect(longZeroRuns).toEqual([[MiB, 6 * MiB], [8 * MiB, 16 * MiB]]);
+    expect(longZeroRuns).toEqual([
+      [MiB, 6 * MiB],
+      [8 * MiB, 16 * MiB],
+    ]);
     const destination = new MemoryDestination(16 * MiB, { zeroFilled: false, offloads: true });
     const written = await new ExtentWriter(destination, longZeroRuns).write(imageOf(extents));
     expect(written).toBe(MiB - 8192 + 4096 - 512 + 2 * MiB - 8192);
@@ -84,7 +92,9 @@ describe('ExtentWriter onto a destination written in place', () => {
     await new ExtentWriter(destination, []).write(imageOf(body));
     const events = destination.events.filter((event) => typeof event !== 'object' || !('zeroItself' in event));
     expect(events.slice(-3)).toEqual(['flush', { write: [0, MiB] }, 'flush']);
-    expect(events.slice(0, -3).every((event) => typeof event === 'object' && 'write' in event && event.write[0] >= MiB)).toBe(true);
+    expect(
+      events.slice(0, -3).every((event) => typeof event === 'object' && 'write' in event && event.write[0] >= MiB),
+    ).toBe(true);
     expect(destination.bytes.equals(bytesOf(body))).toBe(true);
   });
 });
@@ -103,13 +113,18 @@ describe('ExtentWriter onto a destination that reads as zeros', () => {
     await new ExtentWriter(destination, []).write(imageOf(extents));
     const writes = destination.writes();
     expect(writes.at(-1)).toEqual([0, MiB]);
-    for (const write of writes.slice(0, -1)) for (const extent of extents.filter((e) => 'zero' in e)) expect(overlaps(write, [Math.max(extent.offset, MiB), extent.offset + extent.length])).toBe(false);
+    for (const write of writes.slice(0, -1))
+      for (const extent of extents.filter((e) => 'zero' in e))
+        expect(overlaps(write, [Math.max(extent.offset, MiB), extent.offset + extent.length])).toBe(false);
     expect(destination.events.slice(-3)).toEqual(['flush', { write: [0, MiB] }, 'flush']);
     expect(destination.bytes.equals(bytesOf(extents))).toBe(true);
   });
 
   it('refuses a decoder that skips bytes, before its last flush', async () => {
-    const broken: DiskImage = { ...imageOf([data(0, MiB), data(2 * MiB, MiB)]), info: { ...imageOf([]).info, virtualSize: 3 * MiB } };
+    const broken: DiskImage = {
+      ...imageOf([data(0, MiB), data(2 * MiB, MiB)]),
+      info: { ...imageOf([]).info, virtualSize: 3 * MiB },
+    };
     const destination = new MemoryDestination(3 * MiB, { zeroFilled: true, offloads: false });
     await expect(new ExtentWriter(destination, []).write(broken)).rejects.toThrow('where 1048576 was expected');
     expect(destination.events).not.toContain('flush');

@@ -14,7 +14,9 @@ const dir = mkdtempSync(join(tmpdir(), 'byoi-positional-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A direct descriptor that records its calls and answers writes with `answer`. */
-function injected(answer: (buffers: Buffer[], position: number) => Promise<{ bytesWritten: number; buffers: Buffer[] }>) {
+function injected(
+  answer: (buffers: Buffer[], position: number) => Promise<{ bytesWritten: number; buffers: Buffer[] }>,
+) {
   const calls = { writes: [] as { position: number; buffers: Buffer[] }[], closed: 0, synced: 0 };
   const descriptor: Descriptor = {
     writev: ((buffers: Buffer[], position: number) => {
@@ -97,7 +99,10 @@ describe('PositionalWrites', () => {
     const bytes = alignedBuffers(2 * PAGE_SIZE, 1)[0]!;
     randomBytes(bytes.length).copy(bytes);
     const tail = randomBytes(2500);
-    const writes = new PositionalWrites({ writev: short(file) as Descriptor['writev'], datasync: () => file.datasync(), close: () => file.close() }, descriptor);
+    const writes = new PositionalWrites(
+      { writev: short(file) as Descriptor['writev'], datasync: () => file.datasync(), close: () => file.close() },
+      descriptor,
+    );
     await writes.write([bytes.subarray(0, PAGE_SIZE), bytes.subarray(PAGE_SIZE)], 0);
     await writes.write([tail], bytes.length);
     await other.close();

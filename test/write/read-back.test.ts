@@ -82,7 +82,10 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img'))('read-back verification
       const { file, device, record, size } = await written();
       poke(file, offset, 0x5a);
       execFileSync('blockdev', ['--flushbufs', device]);
-      const error = await verifyReadBack(device, size, record).then(() => undefined, (e: unknown) => e);
+      const error = await verifyReadBack(device, size, record).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(error).toBeInstanceOf(ByoiError);
       expect((error as ByoiError).message).toBe(MESSAGE);
       expect((error as ByoiError).detail).toMatch(detail);
@@ -93,10 +96,27 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img'))('read-back verification
     const file = join(dir, 'deploy-disk');
     writeFileSync(file, randomBytes(24 * MiB));
     const device = attachLoop(file);
-    const result = await byoi(['deploy', '--url', `${server.url}/image.qcow2`, '--type', 'qcow2', '--checksum', sha256OfFile(qcow2), '--checksum-type', 'sha256',
-      '--disk', device, '--no-reboot', '--verify-write']);
+    const result = await byoi([
+      'deploy',
+      '--url',
+      `${server.url}/image.qcow2`,
+      '--type',
+      'qcow2',
+      '--checksum',
+      sha256OfFile(qcow2),
+      '--checksum-type',
+      'sha256',
+      '--disk',
+      device,
+      '--no-reboot',
+      '--verify-write',
+    ]);
     expect(result.exitCode, result.lastLine).toBe(0);
-    const phase = result.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.phase === 'read-back' && l.sha256);
+    const phase = result.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l))
+      .find((l) => l.phase === 'read-back' && l.sha256);
     expect(phase).toMatchObject({ direct: true, dataBytes: expect.any(Number) });
   });
 });

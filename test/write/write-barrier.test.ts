@@ -108,9 +108,28 @@ describe.skipIf(skipWithout('root', 'loop', 'strace'))('write barrier', () => {
     writeFileSync(disk, Buffer.alloc(16 * MiB));
     const device = attachLoop(disk);
     const trace = join(dir, 'trace');
-    execFileSync('strace', ['-f', '-qq', '-e', 'trace=openat,close,pwrite64,pwritev,pwritev2,fdatasync', '-e', 'signal=none', '-o', trace,
-      process.execPath, 'agent/byoi.ts', 'convert', '--type', 'raw', image, device], { stdio: 'ignore' });
-    const seen = calls(readFileSync(trace, "utf8"), device);
+    execFileSync(
+      'strace',
+      [
+        '-f',
+        '-qq',
+        '-e',
+        'trace=openat,close,pwrite64,pwritev,pwritev2,fdatasync',
+        '-e',
+        'signal=none',
+        '-o',
+        trace,
+        process.execPath,
+        'agent/byoi.ts',
+        'convert',
+        '--type',
+        'raw',
+        image,
+        device,
+      ],
+      { stdio: 'ignore' },
+    );
+    const seen = calls(readFileSync(trace, 'utf8'), device);
     const head = seen.findLastIndex((c) => c.name === 'write' && c.offset === 0);
     expect(head).toBeGreaterThan(0);
     expect(seen[head]!.length).toBe(MiB);
@@ -120,6 +139,10 @@ describe.skipIf(skipWithout('root', 'loop', 'strace'))('write barrier', () => {
     expect(barrier).toBeGreaterThan(lastBody);
     expect(seen.slice(head + 1).some((c) => c.name === 'fdatasync')).toBe(true);
     expect(seen.slice(head + 1).some((c) => c.name === 'write')).toBe(false);
-    expect(readFileSync(device).subarray(0, 12 * MiB).equals(readFileSync(image))).toBe(true);
+    expect(
+      readFileSync(device)
+        .subarray(0, 12 * MiB)
+        .equals(readFileSync(image)),
+    ).toBe(true);
   });
 });

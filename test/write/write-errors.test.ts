@@ -25,7 +25,10 @@ function imageFailingWith(error: Error): DiskImage {
 }
 
 async function failure(run: Promise<unknown>): Promise<ByoiError> {
-  const error = await run.then(() => undefined, (e: unknown) => e);
+  const error = await run.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(ByoiError);
   return error as ByoiError;
 }
@@ -39,25 +42,30 @@ describe('errors while writing', () => {
     }
   });
 
-  it('a failed system call is the target failing, in OVH\'s sentence', async () => {
+  it("a failed system call is the target failing, in OVH's sentence", async () => {
     const eio = Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO', errno: -5, syscall: 'write' });
     const error = await failure(writeImage(imageFailingWith(eio), join(dir, 'out.raw')));
     expect(error.message).toBe("Can't write qcow2 on disk.");
   });
 
-  it.skipIf(skipWithout('qemu-img'))('`byoi convert` refuses a qcow2 of 2^53 bytes at its header (not "Can\'t write")', () => {
-    const image = join(dir, 'huge.qcow2');
-    // qemu-img will not make one this large; a small image with its size field rewritten.
-    spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', image, '1M']);
-    const bytes = readFileSync(image);
-    for (const size of [2n ** 53n, 2n ** 63n, 2n ** 64n - 1n]) {
-      bytes.writeBigUInt64BE(size, 24);
-      writeFileSync(image, bytes);
-      const result = spawnSync(process.execPath, ['agent/byoi.ts', 'convert', image, join(dir, 'huge.raw')], { encoding: 'utf8' });
-      expect(result.status).toBe(1);
-      expect(result.stderr.trim().split('\n').at(-1)).toBe(
-        `Bad qcow2 image: its virtual size of ${size} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`,
-      );
-    }
-  });
+  it.skipIf(skipWithout('qemu-img'))(
+    '`byoi convert` refuses a qcow2 of 2^53 bytes at its header (not "Can\'t write")',
+    () => {
+      const image = join(dir, 'huge.qcow2');
+      // qemu-img will not make one this large; a small image with its size field rewritten.
+      spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', image, '1M']);
+      const bytes = readFileSync(image);
+      for (const size of [2n ** 53n, 2n ** 63n, 2n ** 64n - 1n]) {
+        bytes.writeBigUInt64BE(size, 24);
+        writeFileSync(image, bytes);
+        const result = spawnSync(process.execPath, ['agent/byoi.ts', 'convert', image, join(dir, 'huge.raw')], {
+          encoding: 'utf8',
+        });
+        expect(result.status).toBe(1);
+        expect(result.stderr.trim().split('\n').at(-1)).toBe(
+          `Bad qcow2 image: its virtual size of ${size} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`,
+        );
+      }
+    },
+  );
 });

@@ -3,7 +3,18 @@
 // the target untouched, and a decoder that breaks the extent contract must not produce output.
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, truncateSync, openSync, readSync, closeSync, writeSync } from 'node:fs';
+import {
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+  truncateSync,
+  openSync,
+  readSync,
+  closeSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,7 +45,11 @@ function image(extents: Extent[], failAt?: number): DiskImage {
     info: { format: 'qcow2', virtualSize, fileSize: virtualSize, allocatedBytes: 0, features: {} },
     async *extents() {
       for (const [index, extent] of extents.entries()) {
-        if (index === failAt) throw refusedImage('qcow2-bad-compressed-cluster', 'compressed cluster at 123 does not inflate to one cluster');
+        if (index === failAt)
+          throw refusedImage(
+            'qcow2-bad-compressed-cluster',
+            'compressed cluster at 123 does not inflate to one cluster',
+          );
         yield extent;
       }
     },
@@ -81,7 +96,10 @@ describe('writeImage into a regular file', () => {
 
   it('rejects a decoder that leaves a gap between extents', async () => {
     const target = join(dir, 'gap.raw');
-    const broken: DiskImage = { ...image([data(0, MiB), data(2 * MiB, MiB)]), info: { ...image([]).info, virtualSize: 3 * MiB } };
+    const broken: DiskImage = {
+      ...image([data(0, MiB), data(2 * MiB, MiB)]),
+      info: { ...image([]).info, virtualSize: 3 * MiB },
+    };
     await expect(writeImage(broken, target)).rejects.toThrow();
   });
 });
@@ -149,7 +167,13 @@ describe.skipIf(skipWithout('root', 'loop'))('writeImage onto a block device', (
       execFileSync('blockdev', ['--flushbufs', device]);
       expect(cachedBytes(device, 64 * MiB)).toBe(0);
       // Mostly page-aligned data (direct), plus a 512-byte zero run and data at 512-byte offsets.
-      const extents = [data(0, 40 * MiB), zero(40 * MiB, 512), data(40 * MiB + 512, 4 * MiB - 512), zero(44 * MiB, 20 * MiB - 4096), data(64 * MiB - 4096, 4096)];
+      const extents = [
+        data(0, 40 * MiB),
+        zero(40 * MiB, 512),
+        data(40 * MiB + 512, 4 * MiB - 512),
+        zero(44 * MiB, 20 * MiB - 4096),
+        data(64 * MiB - 4096, 4096),
+      ];
       await writeImage(image(extents), device);
       // The head (first MiB, written last) and the unaligned run may be cached; the rest is not.
       expect(cachedBytes(device, 64 * MiB)).toBeLessThan(8 * MiB);

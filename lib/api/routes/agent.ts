@@ -32,7 +32,12 @@ const eventSchema = {
           message: { type: 'string', maxLength: 4096 },
           errorKind: { enum: ['invalid-job', 'refused-image', 'failed', null] },
           // The image's digest in hex (the agent's), optionally prefixed by its type.
-          checksum: { anyOf: [{ type: 'null' }, { type: 'string', pattern: '^(?:(?:md5|sha1|sha256|sha512):)?[0-9a-f]{32,128}$' }] },
+          checksum: {
+            anyOf: [
+              { type: 'null' },
+              { type: 'string', pattern: '^(?:(?:md5|sha1|sha256|sha512):)?[0-9a-f]{32,128}$' },
+            ],
+          },
           phase: { enum: [...phaseNames, null] },
           progress: {
             anyOf: [
@@ -125,7 +130,10 @@ export function agentRoutes(app: FastifyInstance, options: ApiContext): void {
     const deployment = token === undefined ? undefined : await store.byTokenHash(hashToken(token));
     if (!deployment || deployment.serviceName !== request.params.serviceName) {
       await authFailures.failed(request.ip);
-      throw new ApiError(token === undefined ? 401 : 403, token === undefined ? apiMessages.missingAgentToken : apiMessages.wrongAgentToken);
+      throw new ApiError(
+        token === undefined ? 401 : 403,
+        token === undefined ? apiMessages.missingAgentToken : apiMessages.wrongAgentToken,
+      );
     }
     // DELETE reaches the agent here: every answer to it says so, and it stops at once.
     if (deployment.erased) throw new ApiError(410, lifecycleMessages.deploymentCancelled);
@@ -142,7 +150,14 @@ export function agentRoutes(app: FastifyInstance, options: ApiContext): void {
     await store.markJobTaken(deployment.id);
     // The lab's settings for this server go with the job: the customer's body cannot carry them.
     const { network, verifyWrite } = config.servers.find((s) => s.serviceName === deployment.serviceName) ?? {};
-    return { deploymentId: deployment.id, serviceName: deployment.serviceName, kind: deployment.kind, body, ...(network && { network }), ...(verifyWrite && { verifyWrite }) };
+    return {
+      deploymentId: deployment.id,
+      serviceName: deployment.serviceName,
+      kind: deployment.kind,
+      body,
+      ...(network && { network }),
+      ...(verifyWrite && { verifyWrite }),
+    };
   });
 
   app.post<{ Params: ServiceParams; Body: { events: AgentEvent[] } }>(

@@ -32,7 +32,9 @@ function signedCredential(request: FastifyRequest): Credential & { customer: str
 }
 
 function authRoutesAt(app: FastifyInstance, options: ApiContext): void {
-  app.get('/auth/time', async (_request, reply) => reply.type('application/json').send(String(Math.floor(Date.now() / 1000))));
+  app.get('/auth/time', async (_request, reply) =>
+    reply.type('application/json').send(String(Math.floor(Date.now() / 1000))),
+  );
 
   // An application asks for a consumer key: known by its key alone (unsigned), before its body is read.
   const application = new WeakMap<FastifyRequest, Application>();
@@ -41,7 +43,10 @@ function authRoutesAt(app: FastifyInstance, options: ApiContext): void {
     {
       onRequest: async (request) => {
         const appKey = request.headers['x-ovh-application'];
-        const found = typeof appKey === 'string' && appKey.length <= 256 ? await options.credentials?.applicationByKey(appKey) : undefined;
+        const found =
+          typeof appKey === 'string' && appKey.length <= 256
+            ? await options.credentials?.applicationByKey(appKey)
+            : undefined;
         if (!found) throw new ApiError(403, ovhAuthMessages.invalidKey, 'INVALID_KEY');
         application.set(request, found);
       },
@@ -51,7 +56,11 @@ function authRoutesAt(app: FastifyInstance, options: ApiContext): void {
       const requested = await options.credentials!.request(input);
       if (requested === 'too-many') throw new ApiError(429, ovhAuthMessages.tooManyPending);
       const { consumerKey, validationToken } = requested;
-      return { validationUrl: `${baseUrlOf(options, request)}/auth/?credentialToken=${validationToken}`, consumerKey, state: 'pendingValidation' };
+      return {
+        validationUrl: `${baseUrlOf(options, request)}/auth/?credentialToken=${validationToken}`,
+        consumerKey,
+        state: 'pendingValidation',
+      };
     },
   );
 
@@ -63,35 +72,51 @@ function authRoutesAt(app: FastifyInstance, options: ApiContext): void {
   // Every valid credential may read itself, whatever its rules.
   app.get(
     '/auth/currentCredential',
-    { onRequest: signed.onRequest, preValidation: async (request: FastifyRequest) => verifySignedCall(options, request, true) },
+    {
+      onRequest: signed.onRequest,
+      preValidation: async (request: FastifyRequest) => verifySignedCall(options, request, true),
+    },
     async (request) => credentialView(signedCredential(request)),
   );
 
-  app.get<{ Querystring: { status?: string; applicationId?: string } }>('/me/api/credential', signed, async (request) => {
-    const { customer } = signedCredential(request);
-    const { status, applicationId } = request.query;
-    return (await options.credentials!.ofCustomer(customer))
-      .map(credentialView)
-      .filter((c) => (status === undefined || c.status === status) && (applicationId === undefined || String(c.applicationId) === applicationId))
-      .map((c) => c.credentialId);
-  });
+  app.get<{ Querystring: { status?: string; applicationId?: string } }>(
+    '/me/api/credential',
+    signed,
+    async (request) => {
+      const { customer } = signedCredential(request);
+      const { status, applicationId } = request.query;
+      return (await options.credentials!.ofCustomer(customer))
+        .map(credentialView)
+        .filter(
+          (c) =>
+            (status === undefined || c.status === status) &&
+            (applicationId === undefined || String(c.applicationId) === applicationId),
+        )
+        .map((c) => c.credentialId);
+    },
+  );
 
   async function ownCredential(request: FastifyRequest<{ Params: { credentialId: string } }>): Promise<Credential> {
     const { customer } = signedCredential(request);
     const { credentialId } = request.params;
     const found = /^\d{1,15}$/.test(credentialId) ? await options.credentials!.byId(Number(credentialId)) : undefined;
-    if (!found || found.customer !== customer) throw new ApiError(404, ovhAuthMessages.noSuchCredential(credentialId.slice(0, 32)));
+    if (!found || found.customer !== customer)
+      throw new ApiError(404, ovhAuthMessages.noSuchCredential(credentialId.slice(0, 32)));
     return found;
   }
 
-  app.get<{ Params: { credentialId: string } }>('/me/api/credential/:credentialId', signed, async (request) => credentialView(await ownCredential(request)));
+  app.get<{ Params: { credentialId: string } }>('/me/api/credential/:credentialId', signed, async (request) =>
+    credentialView(await ownCredential(request)),
+  );
 
   // The account itself, as scripts often call first to check their keys: its name, OVH's `nichandle`.
   app.get('/me', signed, async (request) => ({ nichandle: signedCredential(request).customer, state: 'complete' }));
 
   /** The applications the customer has granted credentials to. */
   async function grantedApplications(customer: string): Promise<number[]> {
-    return [...new Set((await options.credentials!.ofCustomer(customer)).map((c) => c.applicationId))].sort((a, b) => a - b);
+    return [...new Set((await options.credentials!.ofCustomer(customer)).map((c) => c.applicationId))].sort(
+      (a, b) => a - b,
+    );
   }
 
   app.get('/me/api/application', signed, async (request) => grantedApplications(signedCredential(request).customer));
@@ -100,16 +125,29 @@ function authRoutesAt(app: FastifyInstance, options: ApiContext): void {
     const { customer } = signedCredential(request);
     const { applicationId } = request.params;
     const id = /^\d{1,15}$/.test(applicationId) ? Number(applicationId) : undefined;
-    const found = id !== undefined && (await grantedApplications(customer)).includes(id) ? await options.credentials!.applicationById(id) : undefined;
+    const found =
+      id !== undefined && (await grantedApplications(customer)).includes(id)
+        ? await options.credentials!.applicationById(id)
+        : undefined;
     if (!found) throw new ApiError(404, ovhAuthMessages.noSuchApplication(applicationId.slice(0, 32)));
     // `api.Application`: never its secret.
-    return { applicationId: found.id, applicationKey: found.appKey, name: found.name, description: found.description, status: 'active' };
+    return {
+      applicationId: found.id,
+      applicationKey: found.appKey,
+      name: found.name,
+      description: found.description,
+      status: 'active',
+    };
   });
 
-  app.delete<{ Params: { credentialId: string } }>('/me/api/credential/:credentialId', signed, async (request, reply) => {
-    await options.credentials!.remove((await ownCredential(request)).id);
-    return reply.type('application/json').send('null');
-  });
+  app.delete<{ Params: { credentialId: string } }>(
+    '/me/api/credential/:credentialId',
+    signed,
+    async (request, reply) => {
+      await options.credentials!.remove((await ownCredential(request)).id);
+      return reply.type('application/json').send('null');
+    },
+  );
 }
 
 export function authRoutes(app: FastifyInstance, options: ApiContext): void {

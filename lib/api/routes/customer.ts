@@ -14,7 +14,10 @@ import { byoiStatusView, dedicatedServerView, hardwareView, installStatusView, t
 async function serversOf(options: ApiContext, request: FastifyRequest): Promise<string[]> {
   const caller = request.caller!;
   const declared = options.config.servers;
-  if (caller.kind === 'bearer') return declared.filter((s) => checkCustomer(options.config, caller.key, s.serviceName) === 'allowed').map((s) => s.serviceName);
+  if (caller.kind === 'bearer')
+    return declared
+      .filter((s) => checkCustomer(options.config, caller.key, s.serviceName) === 'allowed')
+      .map((s) => s.serviceName);
   const theirs = new Set(await options.customers.servers({ name: caller.customer }));
   return declared.filter((s) => theirs.has(s.serviceName)).map((s) => s.serviceName);
 }
@@ -26,7 +29,8 @@ async function mayManage(options: ApiContext, request: FastifyRequest<{ Params: 
   const caller = request.caller!;
   if (caller.kind === 'signed') {
     // Another customer's server is answered like one that does not exist.
-    if (!(await serversOf(options, request)).includes(serviceName)) throw new ApiError(404, apiMessages.noSuchServer(serviceName));
+    if (!(await serversOf(options, request)).includes(serviceName))
+      throw new ApiError(404, apiMessages.noSuchServer(serviceName));
     return;
   }
   switch (checkCustomer(options.config, caller.key, serviceName)) {
@@ -63,48 +67,74 @@ function serverRoutes(app: FastifyInstance, options: ApiContext): void {
     return dedicatedServerView(serviceName, await store.current(serviceName));
   });
 
-  app.post<{ Params: ServiceParams }>('/dedicated/server/:serviceName/bringYourOwnImage', customerRoute, async (request, reply) => {
-    await startDeployment(options, request.params.serviceName, 'bringYourOwnImage', request.body);
-    return reply.type('application/json').send('null');
-  });
+  app.post<{ Params: ServiceParams }>(
+    '/dedicated/server/:serviceName/bringYourOwnImage',
+    customerRoute,
+    async (request, reply) => {
+      await startDeployment(options, request.params.serviceName, 'bringYourOwnImage', request.body);
+      return reply.type('application/json').send('null');
+    },
+  );
 
-  app.get<{ Params: ServiceParams }>('/dedicated/server/:serviceName/bringYourOwnImage', customerRoute, async (request) => {
-    const { serviceName } = request.params;
-    return byoiStatusView(serviceName, await store.current(serviceName));
-  });
+  app.get<{ Params: ServiceParams }>(
+    '/dedicated/server/:serviceName/bringYourOwnImage',
+    customerRoute,
+    async (request) => {
+      const { serviceName } = request.params;
+      return byoiStatusView(serviceName, await store.current(serviceName));
+    },
+  );
 
-  app.delete<{ Params: ServiceParams }>('/dedicated/server/:serviceName/bringYourOwnImage', customerRoute, async (request, reply) => {
-    const { serviceName } = request.params;
-    await eraseDeployment(options, serviceName);
-    return reply.type('application/json').send('null');
-  });
+  app.delete<{ Params: ServiceParams }>(
+    '/dedicated/server/:serviceName/bringYourOwnImage',
+    customerRoute,
+    async (request, reply) => {
+      const { serviceName } = request.params;
+      await eraseDeployment(options, serviceName);
+      return reply.type('application/json').send('null');
+    },
+  );
 
   app.post<{ Params: ServiceParams }>('/dedicated/server/:serviceName/reinstall', customerRoute, async (request) => {
     const body = request.body;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, messages.badJobBody);
-    if ((body as Record<string, unknown>).operatingSystem !== 'byoi_64') throw new ApiError(400, apiMessages.badOperatingSystem);
+    if ((body as Record<string, unknown>).operatingSystem !== 'byoi_64')
+      throw new ApiError(400, apiMessages.badOperatingSystem);
     return taskView(await startDeployment(options, request.params.serviceName, 'reinstall', body));
   });
 
-  app.get<{ Params: ServiceParams & { taskId: string } }>('/dedicated/server/:serviceName/task/:taskId', customerRoute, async (request) => {
-    const { serviceName, taskId } = request.params;
-    const deployment = /^\d{1,15}$/.test(taskId) ? await store.byId(Number(taskId)) : undefined;
-    if (!deployment || deployment.serviceName !== serviceName) throw new ApiError(404, apiMessages.noSuchTask(taskId));
-    return taskView(deployment);
-  });
+  app.get<{ Params: ServiceParams & { taskId: string } }>(
+    '/dedicated/server/:serviceName/task/:taskId',
+    customerRoute,
+    async (request) => {
+      const { serviceName, taskId } = request.params;
+      const deployment = /^\d{1,15}$/.test(taskId) ? await store.byId(Number(taskId)) : undefined;
+      if (!deployment || deployment.serviceName !== serviceName)
+        throw new ApiError(404, apiMessages.noSuchTask(taskId));
+      return taskView(deployment);
+    },
+  );
 
-  app.get<{ Params: ServiceParams }>('/dedicated/server/:serviceName/install/status', customerRoute, async (request) => {
-    const deployment = await store.current(request.params.serviceName);
-    if (!deployment) throw new ApiError(404, apiMessages.notInstalling);
-    return installStatusView(deployment, await store.steps(deployment.id));
-  });
+  app.get<{ Params: ServiceParams }>(
+    '/dedicated/server/:serviceName/install/status',
+    customerRoute,
+    async (request) => {
+      const deployment = await store.current(request.params.serviceName);
+      if (!deployment) throw new ApiError(404, apiMessages.notInstalling);
+      return installStatusView(deployment, await store.steps(deployment.id));
+    },
+  );
 
   // The disks and groups the server's agent found when it last started (before a job is chosen).
-  app.get<{ Params: ServiceParams }>('/dedicated/server/:serviceName/specifications/hardware', customerRoute, async (request) => {
-    const disks = await store.disks(request.params.serviceName);
-    if (!disks) throw new ApiError(404, lifecycleMessages.noDisksReport(request.params.serviceName));
-    return hardwareView(disks);
-  });
+  app.get<{ Params: ServiceParams }>(
+    '/dedicated/server/:serviceName/specifications/hardware',
+    customerRoute,
+    async (request) => {
+      const disks = await store.disks(request.params.serviceName);
+      if (!disks) throw new ApiError(404, lifecycleMessages.noDisksReport(request.params.serviceName));
+      return hardwareView(disks);
+    },
+  );
 }
 
 export function customerRoutes(app: FastifyInstance, options: ApiContext): void {

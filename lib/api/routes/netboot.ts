@@ -44,12 +44,15 @@ export function netbootRoutes(app: FastifyInstance, options: ApiContext): void {
   };
 
   async function script(serviceName: string, reply: FastifyReply): Promise<string> {
-    if (!config.servers.some((s) => s.serviceName === serviceName)) throw new ApiError(404, apiMessages.noSuchServer(serviceName));
+    if (!config.servers.some((s) => s.serviceName === serviceName))
+      throw new ApiError(404, apiMessages.noSuchServer(serviceName));
     const apiUrl = options.agentUrl();
     const { token, hash } = newAgentToken();
     const lost = lifecycleMessages.agentLost(netboot?.maxBoots ?? DEFAULT_MAX_BOOTS);
     // Without a rescue system to boot, a waiting deployment keeps waiting (the boot command may start it).
-    const state = netboot ? await store.netboot(serviceName, hash, netboot.maxBoots ?? DEFAULT_MAX_BOOTS, lost) : { boot: 'disk' as const };
+    const state = netboot
+      ? await store.netboot(serviceName, hash, netboot.maxBoots ?? DEFAULT_MAX_BOOTS, lost)
+      : { boot: 'disk' as const };
     reply.type(IPXE_TYPE).header('cache-control', 'no-store');
     options.log.info({ serviceName, boot: state.boot }, 'netboot');
     if (state.boot === 'deploy') return deployScript(netboot!, apiUrl, serviceName, token);
@@ -57,16 +60,21 @@ export function netbootRoutes(app: FastifyInstance, options: ApiContext): void {
     return diskScript(serviceName);
   }
 
-  app.get('/boot/v1/ipxe', bootRoute, async (_request, reply) => reply.type(IPXE_TYPE).header('cache-control', 'no-store').send(chainByMacScript(options.agentUrl())));
+  app.get('/boot/v1/ipxe', bootRoute, async (_request, reply) =>
+    reply.type(IPXE_TYPE).header('cache-control', 'no-store').send(chainByMacScript(options.agentUrl())),
+  );
 
   app.get<{ Params: { mac: string } }>('/boot/v1/mac/:mac/ipxe', bootRoute, async (request, reply) => {
     const mac = request.params.mac.toLowerCase().replaceAll('-', ':');
     const server = config.servers.find((s) => s.macs?.includes(mac));
-    if (!server) throw new ApiError(404, lifecycleMessages.noSuchMac(/^[0-9a-f:]{1,17}$/.test(mac) ? mac : '(malformed)'));
+    if (!server)
+      throw new ApiError(404, lifecycleMessages.noSuchMac(/^[0-9a-f:]{1,17}$/.test(mac) ? mac : '(malformed)'));
     return script(server.serviceName, reply);
   });
 
-  app.get<{ Params: ServiceParams }>('/boot/v1/servers/:serviceName/ipxe', bootRoute, async (request, reply) => script(request.params.serviceName, reply));
+  app.get<{ Params: ServiceParams }>('/boot/v1/servers/:serviceName/ipxe', bootRoute, async (request, reply) =>
+    script(request.params.serviceName, reply),
+  );
 
   app.get<{ Params: { file: string } }>('/boot/v1/rescue/:file', bootRoute, async (request, reply) => {
     const { file } = request.params;
@@ -80,16 +88,22 @@ export function netbootRoutes(app: FastifyInstance, options: ApiContext): void {
 
 /** A file, whole or one byte range of it (RFC 9110 single range; anything else gets the whole file). */
 async function sendFile(request: FastifyRequest, reply: FastifyReply, path: string): Promise<FastifyReply> {
-  const size = (await stat(path).catch(() => {
-    throw new ApiError(404, lifecycleMessages.noRescueImage);
-  })).size;
+  const size = (
+    await stat(path).catch(() => {
+      throw new ApiError(404, lifecycleMessages.noRescueImage);
+    })
+  ).size;
   reply.type('application/octet-stream').header('accept-ranges', 'bytes');
   const range = /^bytes=(\d*)-(\d*)$/.exec(request.headers.range ?? '');
   if (range && (range[1] || range[2])) {
     const start = range[1] ? Number(range[1]) : Math.max(0, size - Number(range[2]));
     const end = range[1] && range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
-    if (start >= size || start > end) return sendError(reply.header('content-range', `bytes */${size}`), 416, apiMessages.rangeNotSatisfiable);
-    reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`).header('content-length', end - start + 1);
+    if (start >= size || start > end)
+      return sendError(reply.header('content-range', `bytes */${size}`), 416, apiMessages.rangeNotSatisfiable);
+    reply
+      .code(206)
+      .header('content-range', `bytes ${start}-${end}/${size}`)
+      .header('content-length', end - start + 1);
     return reply.send(createReadStream(path, { start, end }));
   }
   reply.header('content-length', size);

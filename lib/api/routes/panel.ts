@@ -34,7 +34,15 @@ const CSP = [
 
 /** Bounds of what a form may post: sign-in, delete and confirm forms are tiny; the install form carries user data. */
 const FORM_BODY_LIMIT = 16 * 1024;
-const INSTALL_LIMITS = { fieldNameSize: 64, fieldSize: 1024 * 1024, fields: 120, fileSize: USER_DATA_MAX_BYTES, files: 1, parts: 121, headerPairs: 20 };
+const INSTALL_LIMITS = {
+  fieldNameSize: 64,
+  fieldSize: 1024 * 1024,
+  fields: 120,
+  fileSize: USER_DATA_MAX_BYTES,
+  files: 1,
+  parts: 121,
+  headerPairs: 20,
+};
 /** The install form's text fields together (user data typed in is the only large one): 120 full fields would be 120 MiB. */
 const INSTALL_TEXT_BYTES = 2 * INSTALL_LIMITS.fieldSize;
 
@@ -72,7 +80,8 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   const sessionOf = new WeakMap<FastifyRequest, Session>();
 
   // Cookies are parsed in this plugin's hook: a request refused in an earlier one (the server's) has none.
-  const language = (request: FastifyRequest): Language => chooseLanguage(request.cookies?.byoi_lang, request.headers['accept-language']);
+  const language = (request: FastifyRequest): Language =>
+    chooseLanguage(request.cookies?.byoi_lang, request.headers['accept-language']);
   const pageContext = (request: FastifyRequest): pages.PageContext => {
     const session = sessionOf.get(request);
     return {
@@ -81,8 +90,14 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
       ...(session && { customer: session.customer, csrfToken: session.csrfToken }),
     };
   };
-  const send = (reply: FastifyReply, page: Html, status = 200) => reply.code(status).type('text/html; charset=utf-8').send(page.text);
-  const message = (request: FastifyRequest, reply: FastifyReply, status: number, pick: (t: pages.PageContext['t']) => string) => {
+  const send = (reply: FastifyReply, page: Html, status = 200) =>
+    reply.code(status).type('text/html; charset=utf-8').send(page.text);
+  const message = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    status: number,
+    pick: (t: pages.PageContext['t']) => string,
+  ) => {
     const c = pageContext(request);
     return send(reply, pages.messagePage(c, c.t.appName, pick(c.t)), status);
   };
@@ -104,8 +119,11 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   panel.setErrorHandler((error: { statusCode?: number; code?: string; message: string }, request, reply) => {
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) request.log.error(error);
-    if (status === 413 || error.code?.startsWith('FST_PARTS') || error.code === 'FST_REQ_FILE_TOO_LARGE') return message(request, reply, 413, (t) => t.tooBig);
-    return message(request, reply, status, (t) => (status === 500 ? t.failure : status === 404 ? t.notFound : t.badForm));
+    if (status === 413 || error.code?.startsWith('FST_PARTS') || error.code === 'FST_REQ_FILE_TOO_LARGE')
+      return message(request, reply, 413, (t) => t.tooBig);
+    return message(request, reply, status, (t) =>
+      status === 500 ? t.failure : status === 404 ? t.notFound : t.badForm,
+    );
   });
   panel.setNotFoundHandler((request, reply) => message(request, reply, 404, (t) => t.notFound));
 
@@ -117,7 +135,8 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     const referer = request.headers.referer;
     return referer === undefined || referer.startsWith(`${own}/`);
   }
-  const tokenMatches = (given: unknown, expected: string | undefined) => typeof given === 'string' && expected !== undefined && given !== '' && sameSecret(given, expected);
+  const tokenMatches = (given: unknown, expected: string | undefined) =>
+    typeof given === 'string' && expected !== undefined && given !== '' && sameSecret(given, expected);
 
   /** onRequest: the customer's session, before any body is read; pages send strangers to the sign-in page. */
   async function signedIn(request: FastifyRequest, reply: FastifyReply) {
@@ -147,14 +166,19 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   }
 
   const serverConfig = (name: string) => context.config.servers.find((s) => s.serviceName === name);
-  const diskGroupsOf = async (name: string) => knownDiskGroups(await context.store.disks(name), serverConfig(name)?.diskGroups);
+  const diskGroupsOf = async (name: string) =>
+    knownDiskGroups(await context.store.disks(name), serverConfig(name)?.diskGroups);
   const deploymentOf = async (name: string) => shownDeployment(await context.store.latest(name));
   const serverPath = (name: string) => `/panel/servers/${encodeURIComponent(name)}`;
   const formBody = (request: FastifyRequest) => (request.body ?? {}) as Record<string, unknown>;
 
   panel.get('/', async (_request, reply) => reply.redirect('/panel/servers', 303));
-  panel.get('/static/panel.js', async (_request, reply) => reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(panelScript));
-  panel.get('/static/panel.css', async (_request, reply) => reply.type('text/css; charset=utf-8').header('cache-control', 'no-cache').send(panelStyle));
+  panel.get('/static/panel.js', async (_request, reply) =>
+    reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(panelScript),
+  );
+  panel.get('/static/panel.css', async (_request, reply) =>
+    reply.type('text/css; charset=utf-8').header('cache-control', 'no-cache').send(panelStyle),
+  );
 
   panel.get<{ Params: { lang: string }; Querystring: { back?: string } }>('/language/:lang', async (request, reply) => {
     const lang = languages.find((l) => l === request.params.lang);
@@ -177,14 +201,21 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   panel.post('/sign-in', async (request, reply) => {
     const { name, password, csrf } = formBody(request);
     const t = dictionaries[language(request)];
-    if (!sameOrigin(request) || !tokenMatches(csrf, request.cookies[signInCookie])) return message(request, reply, 403, (m) => m.badForm);
+    if (!sameOrigin(request) || !tokenMatches(csrf, request.cookies[signInCookie]))
+      return message(request, reply, 403, (m) => m.badForm);
     const account = typeof name === 'string' ? name.slice(0, 64) : '';
-    const blocked = (await limits.byName.limited(accountKey(account))) || (await limits.byAddress.limited(request.ip)) || checking >= MAX_CHECKS;
+    const blocked =
+      (await limits.byName.limited(accountKey(account))) ||
+      (await limits.byAddress.limited(request.ip)) ||
+      checking >= MAX_CHECKS;
     if (blocked) return signInForm(request, reply, t.tooManyAttempts, account, 429);
     let customer;
     checking += 1;
     try {
-      customer = typeof password === 'string' && password.length <= 1024 ? await context.customers.signIn(account, password) : undefined;
+      customer =
+        typeof password === 'string' && password.length <= 1024
+          ? await context.customers.signIn(account, password)
+          : undefined;
     } finally {
       checking -= 1;
     }
@@ -216,14 +247,25 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   panel.get('/servers', { onRequest: signedIn }, async (request, reply) => {
     const customer = await context.customers.byName(sessionOf.get(request)!.customer);
     const names = customer ? await context.customers.servers(customer) : [];
-    const servers = await Promise.all(names.map(async (name) => ({ name, state: serverState(await deploymentOf(name)) })));
+    const servers = await Promise.all(
+      names.map(async (name) => ({ name, state: serverState(await deploymentOf(name)) })),
+    );
     return send(reply, pages.serversPage(pageContext(request), servers));
   });
 
   panel.get<{ Params: Params }>('/servers/:serviceName', { onRequest: owned }, async (request, reply) => {
     const name = request.params.serviceName;
     const deployment = await deploymentOf(name);
-    return send(reply, pages.serverPage(pageContext(request), name, await diskGroupsOf(name), serverState(deployment), deployment !== undefined));
+    return send(
+      reply,
+      pages.serverPage(
+        pageContext(request),
+        name,
+        await diskGroupsOf(name),
+        serverState(deployment),
+        deployment !== undefined,
+      ),
+    );
   });
 
   // ---- Install: form, check, confirmation ----
@@ -262,31 +304,55 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
       checkDeploymentBody('bringYourOwnImage', body);
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      const shown: InstallForm = { ...form, httpHeader: form.httpHeader.map((h) => ({ key: h.key, value: '' })), userData: '' };
-      return send(reply, pages.installPage(c, name, await diskGroupsOf(name), shown, { [fieldOf(error.message) ?? 'form']: error.message }), 400);
+      const shown: InstallForm = {
+        ...form,
+        httpHeader: form.httpHeader.map((h) => ({ key: h.key, value: '' })),
+        userData: '',
+      };
+      return send(
+        reply,
+        pages.installPage(c, name, await diskGroupsOf(name), shown, {
+          [fieldOf(error.message) ?? 'form']: error.message,
+        }),
+        400,
+      );
     }
     await sessions.setPendingInstall(sessionOf.get(request)!.idHash, { serviceName: name, body });
     const userData = (body.configdrive as { userData?: string } | undefined)?.userData;
     return send(reply, pages.confirmPage(c, name, form, userData === undefined ? 0 : Buffer.byteLength(userData)));
   });
 
-  panel.post<{ Params: Params }>('/servers/:serviceName/install/confirm', { onRequest: owned }, async (request, reply) => {
-    const name = request.params.serviceName;
-    checkToken(request, formBody(request).csrf);
-    const session = sessionOf.get(request)!;
-    const pending = session.pendingInstall;
-    if (!pending || pending.serviceName !== name) return reply.redirect(`${serverPath(name)}/install`, 303);
-    try {
-      await startDeployment(context, name, 'bringYourOwnImage', pending.body);
-    } catch (error) {
-      if (!(error instanceof ApiError)) throw error;
-      const body = pending.body as Record<string, unknown>;
-      const userData = (body.configdrive as { userData?: string } | undefined)?.userData;
-      return send(reply, pages.confirmPage(pageContext(request), name, formOfBody(body), userData === undefined ? 0 : Buffer.byteLength(userData), error.message), error.statusCode);
-    }
-    await sessions.setPendingInstall(session.idHash, null);
-    return reply.redirect(`${serverPath(name)}/deployment`, 303);
-  });
+  panel.post<{ Params: Params }>(
+    '/servers/:serviceName/install/confirm',
+    { onRequest: owned },
+    async (request, reply) => {
+      const name = request.params.serviceName;
+      checkToken(request, formBody(request).csrf);
+      const session = sessionOf.get(request)!;
+      const pending = session.pendingInstall;
+      if (!pending || pending.serviceName !== name) return reply.redirect(`${serverPath(name)}/install`, 303);
+      try {
+        await startDeployment(context, name, 'bringYourOwnImage', pending.body);
+      } catch (error) {
+        if (!(error instanceof ApiError)) throw error;
+        const body = pending.body as Record<string, unknown>;
+        const userData = (body.configdrive as { userData?: string } | undefined)?.userData;
+        return send(
+          reply,
+          pages.confirmPage(
+            pageContext(request),
+            name,
+            formOfBody(body),
+            userData === undefined ? 0 : Buffer.byteLength(userData),
+            error.message,
+          ),
+          error.statusCode,
+        );
+      }
+      await sessions.setPendingInstall(session.idHash, null);
+      return reply.redirect(`${serverPath(name)}/deployment`, 303);
+    },
+  );
 
   // ---- Follow ----
 
@@ -296,7 +362,10 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   }
 
   panel.get<{ Params: Params }>('/servers/:serviceName/deployment', { onRequest: owned }, async (request, reply) =>
-    send(reply, pages.followPage(pageContext(request), request.params.serviceName, await viewOf(request.params.serviceName))),
+    send(
+      reply,
+      pages.followPage(pageContext(request), request.params.serviceName, await viewOf(request.params.serviceName)),
+    ),
   );
 
   panel.get<{ Params: Params }>('/servers/:serviceName/deployment.json', { onRequest: owned }, async (request) => {

@@ -12,7 +12,12 @@ export class SqlAuthFailures implements AuthFailures {
   private readonly scope: string;
   private lastPrune = 0;
 
-  constructor(sql: Sql, limits: AuthFailureLimits = defaultAuthFailureLimits, now: () => number = Date.now, scope = 'api') {
+  constructor(
+    sql: Sql,
+    limits: AuthFailureLimits = defaultAuthFailureLimits,
+    now: () => number = Date.now,
+    scope = 'api',
+  ) {
     this.sql = sql;
     this.limits = limits;
     this.now = now;
@@ -29,7 +34,10 @@ export class SqlAuthFailures implements AuthFailures {
   }
 
   async limited(client: string): Promise<boolean> {
-    const row = await this.sql.get<{ failures: number | string }>('SELECT failures FROM auth_failures WHERE client = ? AND since > ?', [this.key(client), this.windowStart()]);
+    const row = await this.sql.get<{ failures: number | string }>(
+      'SELECT failures FROM auth_failures WHERE client = ? AND since > ?',
+      [this.key(client), this.windowStart()],
+    );
     return row !== undefined && Number(row.failures) >= this.limits.maxFailures;
   }
 

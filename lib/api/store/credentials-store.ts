@@ -1,6 +1,15 @@
 // Applications and consumer keys (lib/api/credentials.ts), written once over the SQL interface.
 // Application secrets are sealed with the secret box; consumer keys and validation tokens kept hashed.
-import { hashKey, randomKey, type AccessRule, type Application, type Credential, type CredentialStatus, type Credentials, type NewCredential } from '../credentials.ts';
+import {
+  hashKey,
+  randomKey,
+  type AccessRule,
+  type Application,
+  type Credential,
+  type CredentialStatus,
+  type Credentials,
+  type NewCredential,
+} from '../credentials.ts';
 import type { SecretBox } from './secret-box.ts';
 import type { Sql } from './sql.ts';
 
@@ -91,12 +100,17 @@ export class SqlCredentials implements Credentials {
     return { id: Number(row.id), appKey: row.app_key, appSecret, name: row.name, description: row.description };
   }
 
-  async request(input: NewCredential): Promise<{ credential: Credential; consumerKey: string; validationToken: string } | 'too-many'> {
+  async request(
+    input: NewCredential,
+  ): Promise<{ credential: Credential; consumerKey: string; validationToken: string } | 'too-many'> {
     // Requests nobody validated in time are dropped, so that unanswered requests cannot pile up.
     const stale = new Date(Date.now() - PENDING_LIFETIME_MS).toISOString();
     await this.sql.run("DELETE FROM api_credentials WHERE status <> 'validated' AND created_at < ?", [stale]);
     // An application key is no secret (programs carry it): its pending requests are bounded.
-    const pending = await this.sql.get<{ n: number | string }>("SELECT count(*) AS n FROM api_credentials WHERE application_id = ? AND status = 'pendingValidation'", [input.applicationId]);
+    const pending = await this.sql.get<{ n: number | string }>(
+      "SELECT count(*) AS n FROM api_credentials WHERE application_id = ? AND status = 'pendingValidation'",
+      [input.applicationId],
+    );
     if (Number(pending!.n) >= MAX_PENDING_PER_APPLICATION) return 'too-many';
     const consumerKey = randomKey(32);
     const validationToken = randomKey(32);
@@ -136,7 +150,9 @@ export class SqlCredentials implements Credentials {
   }
 
   async ofCustomer(customer: string): Promise<Credential[]> {
-    const rows = await this.sql.all<CredentialRow>('SELECT * FROM api_credentials WHERE customer = ? ORDER BY id', [customer]);
+    const rows = await this.sql.all<CredentialRow>('SELECT * FROM api_credentials WHERE customer = ? ORDER BY id', [
+      customer,
+    ]);
     return rows.map(toCredential);
   }
 
@@ -165,6 +181,10 @@ export class SqlCredentials implements Credentials {
   async touch(id: number): Promise<void> {
     // To the minute: a busy key does not cost a write per call.
     const minuteAgo = new Date(Date.now() - 60_000).toISOString();
-    await this.sql.run('UPDATE api_credentials SET last_use = ? WHERE id = ? AND (last_use IS NULL OR last_use < ?)', [now(), id, minuteAgo]);
+    await this.sql.run('UPDATE api_credentials SET last_use = ? WHERE id = ? AND (last_use IS NULL OR last_use < ?)', [
+      now(),
+      id,
+      minuteAgo,
+    ]);
   }
 }

@@ -20,11 +20,10 @@ export class SqlCustomers implements Customers {
   /** Adds an account; false when the name is taken (in the store or the config). */
   async add(name: string, passwordHash: string, servers: readonly string[]): Promise<boolean> {
     if (await this.declared.byName(name)) return false;
-    const inserted = await this.sql.get('INSERT INTO customers (name, password_hash, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING name', [
-      name,
-      passwordHash,
-      new Date().toISOString(),
-    ]);
+    const inserted = await this.sql.get(
+      'INSERT INTO customers (name, password_hash, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING name',
+      [name, passwordHash, new Date().toISOString()],
+    );
     if (!inserted) return false;
     for (const serviceName of servers) await this.assign(name, serviceName);
     return true;
@@ -32,15 +31,17 @@ export class SqlCustomers implements Customers {
 
   /** Makes `customer` the owner of the server (its one owner). */
   async assign(customer: string, serviceName: string): Promise<void> {
-    await this.sql.run('INSERT INTO customer_servers (service_name, customer) VALUES (?, ?) ON CONFLICT (service_name) DO UPDATE SET customer = excluded.customer', [
-      serviceName,
-      customer,
-    ]);
+    await this.sql.run(
+      'INSERT INTO customer_servers (service_name, customer) VALUES (?, ?) ON CONFLICT (service_name) DO UPDATE SET customer = excluded.customer',
+      [serviceName, customer],
+    );
   }
 
   async signIn(name: string, password: string): Promise<Customer | undefined> {
     if (await this.declared.byName(name)) return this.declared.signIn(name, password);
-    const row = await this.sql.get<{ password_hash: string }>('SELECT password_hash FROM customers WHERE name = ?', [name]);
+    const row = await this.sql.get<{ password_hash: string }>('SELECT password_hash FROM customers WHERE name = ?', [
+      name,
+    ]);
     // Verified even for an unknown name, so that a sign-in costs the same either way.
     const matches = await verifyPassword(password, row?.password_hash ?? UNKNOWN_HASH);
     return row && matches ? { name } : undefined;
@@ -54,7 +55,10 @@ export class SqlCustomers implements Customers {
   }
 
   async servers(customer: Customer): Promise<readonly string[]> {
-    const rows = await this.sql.all<{ service_name: string }>('SELECT service_name FROM customer_servers WHERE customer = ? ORDER BY service_name', [customer.name]);
+    const rows = await this.sql.all<{ service_name: string }>(
+      'SELECT service_name FROM customer_servers WHERE customer = ? ORDER BY service_name',
+      [customer.name],
+    );
     // A server the config gives to someone is theirs; the store's assignments apply to the others.
     const configured = new Map(this.config.servers.map((s) => [s.serviceName, s.customer]));
     const fromStore = rows.map((r) => r.service_name).filter((s) => configured.get(s) === undefined);

@@ -158,7 +158,8 @@ export const migrations: readonly Migration[] = [
     id: 40,
     name: 'one doing deployment per server',
     // The rule `create` keeps, held by the schema itself: no writer on any replica can break it.
-    sql: () => `CREATE UNIQUE INDEX IF NOT EXISTS one_doing_deployment_per_server ON deployments (service_name) WHERE status = 'doing' AND erased = 0;`,
+    sql: () =>
+      `CREATE UNIQUE INDEX IF NOT EXISTS one_doing_deployment_per_server ON deployments (service_name) WHERE status = 'doing' AND erased = 0;`,
   },
 ];
 
@@ -173,12 +174,20 @@ const MIGRATION_LOCK = 0x6279_6f69; // "byoi"
 export async function migrate(db: Database): Promise<void> {
   await db.transaction(async (tx) => {
     if (tx.dialect === 'postgres') await tx.get('SELECT pg_advisory_xact_lock(?)', [MIGRATION_LOCK]);
-    await tx.exec('CREATE TABLE IF NOT EXISTS schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
-    const applied = new Set((await tx.all<{ id: number | string }>('SELECT id FROM schema_migrations')).map((row) => Number(row.id)));
+    await tx.exec(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)',
+    );
+    const applied = new Set(
+      (await tx.all<{ id: number | string }>('SELECT id FROM schema_migrations')).map((row) => Number(row.id)),
+    );
     for (const migration of migrations) {
       if (applied.has(migration.id)) continue;
       await tx.exec(migration.sql(tx.dialect));
-      await tx.run('INSERT INTO schema_migrations (id, name, applied_at) VALUES (?, ?, ?)', [migration.id, migration.name, new Date().toISOString()]);
+      await tx.run('INSERT INTO schema_migrations (id, name, applied_at) VALUES (?, ?, ?)', [
+        migration.id,
+        migration.name,
+        new Date().toISOString(),
+      ]);
     }
   });
 }

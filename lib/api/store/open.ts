@@ -29,7 +29,10 @@ async function connected<T>(location: string, use: (db: Database) => Promise<T>)
   } catch (error) {
     await db?.close().catch(() => {});
     // The driver's own words go in the detail: they name the host and user, never the password.
-    throw failed('database-unavailable', apiMessages.databaseUnavailable(shownLocation(location)), { detail: String(error), cause: error });
+    throw failed('database-unavailable', apiMessages.databaseUnavailable(shownLocation(location)), {
+      detail: String(error),
+      cause: error,
+    });
   }
 }
 
@@ -37,10 +40,13 @@ async function connected<T>(location: string, use: (db: Database) => Promise<T>)
 export function secretBoxFor(location: string, keyFile: string | undefined): SecretBox {
   if (isPostgresUrl(location)) {
     // A key made up by one replica would leave what it seals unreadable to the others.
-    if (keyFile === undefined || !existsSync(keyFile)) throw failed('shared-key-needed', apiMessages.sharedKeyNeeded(keyFile));
+    if (keyFile === undefined || !existsSync(keyFile))
+      throw failed('shared-key-needed', apiMessages.sharedKeyNeeded(keyFile));
     return SecretBox.fromKeyFile(keyFile);
   }
-  return location === ':memory:' && !keyFile ? SecretBox.ephemeral() : SecretBox.fromKeyFile(keyFile ?? `${location}.key`);
+  return location === ':memory:' && !keyFile
+    ? SecretBox.ephemeral()
+    : SecretBox.fromKeyFile(keyFile ?? `${location}.key`);
 }
 
 /** The store at `location`, its schema brought up to date; a clear error when it cannot be reached. */

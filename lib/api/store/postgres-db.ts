@@ -37,7 +37,10 @@ function parseInt8(text: string): number | string {
 
 /** numeric as a number when a double holds it exactly enough to print it back (15 significant digits), else the text. */
 function parseNumeric(text: string): number | string {
-  const digits = text.replace(/[^0-9]/g, '').replace(/^0+/, '').replace(/0+$/, '');
+  const digits = text
+    .replace(/[^0-9]/g, '')
+    .replace(/^0+/, '')
+    .replace(/0+$/, '');
   const value = Number(text);
   return Number.isFinite(value) && digits.length <= 15 ? value : text;
 }
@@ -51,7 +54,12 @@ const types = {
 };
 
 /** The password PGPASSWORD or the password file gives for these connection settings. */
-function passwordFor(settings: { host?: string; port?: number; database?: string; user?: string }): Promise<string | undefined> {
+function passwordFor(settings: {
+  host?: string;
+  port?: number;
+  database?: string;
+  user?: string;
+}): Promise<string | undefined> {
   if (process.env.PGPASSWORD !== undefined) return Promise.resolve(process.env.PGPASSWORD);
   return new Promise((resolve) => pgPass(settings, resolve));
 }
@@ -85,7 +93,9 @@ export class PostgresDatabase implements Database {
       application_name: 'byoi serve',
       types,
       // Asked for only when the server wants a password and the connection string carries none.
-      password: settings.password || (((asked: Parameters<typeof passwordFor>[0]) => passwordFor(asked)) as unknown as () => Promise<string>),
+      password:
+        settings.password ||
+        (((asked: Parameters<typeof passwordFor>[0]) => passwordFor(asked)) as unknown as () => Promise<string>),
     });
     // An idle connection the server dropped (restart, failover) is discarded by the pool; the next
     // query opens a new one. Without a listener the 'error' event would end the process.

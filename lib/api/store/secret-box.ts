@@ -32,18 +32,30 @@ export class SecretBox {
       }
       chmodSync(path, 0o600); // whatever the umask
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw failed('bad-secrets-key', apiMessages.badSecretsKey(path, 'it cannot be created'), { detail: String(error), cause: error });
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw failed('bad-secrets-key', apiMessages.badSecretsKey(path, 'it cannot be created'), {
+          detail: String(error),
+          cause: error,
+        });
     }
     let text: string;
     try {
-      if ((statSync(path).mode & 0o077) !== 0) throw failed('bad-secrets-key', apiMessages.badSecretsKey(path, 'others than its owner may read it (chmod 600)'));
+      if ((statSync(path).mode & 0o077) !== 0)
+        throw failed(
+          'bad-secrets-key',
+          apiMessages.badSecretsKey(path, 'others than its owner may read it (chmod 600)'),
+        );
       text = readFileSync(path, 'utf8').trim();
     } catch (error) {
       if (error instanceof ByoiError) throw error;
-      throw failed('bad-secrets-key', apiMessages.badSecretsKey(path, 'it cannot be read'), { detail: String(error), cause: error });
+      throw failed('bad-secrets-key', apiMessages.badSecretsKey(path, 'it cannot be read'), {
+        detail: String(error),
+        cause: error,
+      });
     }
     const key = Buffer.from(text, 'base64');
-    if (key.length !== 32 || key.toString('base64') !== text) throw failed('bad-secrets-key', apiMessages.badSecretsKey(path, 'expected 32 bytes in base64'));
+    if (key.length !== 32 || key.toString('base64') !== text)
+      throw failed('bad-secrets-key', apiMessages.badSecretsKey(path, 'expected 32 bytes in base64'));
     return new SecretBox(key);
   }
 

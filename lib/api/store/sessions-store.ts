@@ -52,22 +52,19 @@ export class SessionStore {
       expiresAt: new Date(now.getTime() + this.lifetimeMs).toISOString(),
     };
     await this.sql.run('DELETE FROM panel_sessions WHERE expires_at < ?', [now.toISOString()]);
-    await this.sql.run('INSERT INTO panel_sessions (id_hash, customer, csrf_token, created_at, expires_at) VALUES (?, ?, ?, ?, ?)', [
-      session.idHash,
-      customer,
-      session.csrfToken,
-      now.toISOString(),
-      session.expiresAt,
-    ]);
+    await this.sql.run(
+      'INSERT INTO panel_sessions (id_hash, customer, csrf_token, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
+      [session.idHash, customer, session.csrfToken, now.toISOString(), session.expiresAt],
+    );
     return { id, session };
   }
 
   /** The live session the cookie's id names; undefined when unknown or expired. */
   async find(id: string): Promise<Session | undefined> {
-    const row = await this.sql.get<Row>('SELECT id_hash, customer, csrf_token, pending_install, expires_at FROM panel_sessions WHERE id_hash = ? AND expires_at > ?', [
-      hashSessionId(id),
-      new Date().toISOString(),
-    ]);
+    const row = await this.sql.get<Row>(
+      'SELECT id_hash, customer, csrf_token, pending_install, expires_at FROM panel_sessions WHERE id_hash = ? AND expires_at > ?',
+      [hashSessionId(id), new Date().toISOString()],
+    );
     if (!row) return undefined;
     return {
       idHash: row.id_hash,

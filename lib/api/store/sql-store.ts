@@ -7,7 +7,16 @@ import { SqlAuthFailures } from './auth-failures-store.ts';
 import { migrate } from './migrations.ts';
 import { SecretBox } from './secret-box.ts';
 import type { Database, Sql } from './sql.ts';
-import type { AgentEvent, Deployment, DeploymentKind, DisksReport, NetbootState, NewDeployment, Step, Store } from './types.ts';
+import type {
+  AgentEvent,
+  Deployment,
+  DeploymentKind,
+  DisksReport,
+  NetbootState,
+  NewDeployment,
+  Step,
+  Store,
+} from './types.ts';
 
 interface Row {
   id: number | string;
@@ -75,7 +84,10 @@ async function deploymentWhere(sql: Sql, where: string, params: (string | number
  * the whole database's write lock already.
  */
 const lockServer = (tx: Sql, serviceName: string) =>
-  tx.run('INSERT INTO servers (service_name, rescue) VALUES (?, 0) ON CONFLICT (service_name) DO UPDATE SET rescue = servers.rescue', [serviceName]);
+  tx.run(
+    'INSERT INTO servers (service_name, rescue) VALUES (?, 0) ON CONFLICT (service_name) DO UPDATE SET rescue = servers.rescue',
+    [serviceName],
+  );
 
 /** Locks the rows a read returns until commit, where the database has row locks (PostgreSQL). */
 const forUpdate = (tx: Sql) => (tx.dialect === 'postgres' ? ' FOR UPDATE' : '');
@@ -95,10 +107,20 @@ const bodyContext = (id: number) => `byoi job body of deployment ${id}`;
 
 /** Whether the server's next netboot is the rescue system (after DELETE or a failed deployment). */
 const setRescue = (sql: Sql, serviceName: string, rescue: boolean) =>
-  sql.run('INSERT INTO servers (service_name, rescue) VALUES (?, ?) ON CONFLICT (service_name) DO UPDATE SET rescue = ?', [serviceName, rescue ? 1 : 0, rescue ? 1 : 0]);
+  sql.run(
+    'INSERT INTO servers (service_name, rescue) VALUES (?, ?) ON CONFLICT (service_name) DO UPDATE SET rescue = ?',
+    [serviceName, rescue ? 1 : 0, rescue ? 1 : 0],
+  );
 
 /** Ends a `doing` deployment in error for the lab's fault, when its agent cannot say how it ended. */
-async function settle(sql: Sql, deployment: Deployment, message: string, by: 'watchdog' | 'netboot', guard: string, params: (string | number)[]): Promise<boolean> {
+async function settle(
+  sql: Sql,
+  deployment: Deployment,
+  message: string,
+  by: 'watchdog' | 'netboot',
+  guard: string,
+  params: (string | number)[],
+): Promise<boolean> {
   const changed = await sql.run(
     `UPDATE deployments SET status = 'error', message = ?, error_kind = 'failed', fault = 'lab', detail = NULL, finished_at = ?, settled_by = ? WHERE id = ? AND status = 'doing' AND erased = 0 ${guard}`,
     [message, now(), by, deployment.id, ...params],
@@ -134,10 +156,15 @@ export class SqlStore implements Store {
   /** Bodies stored in clear before they were sealed (databases older than migration 2). */
   private async sealClearBodies(): Promise<void> {
     await this.db.transaction(async (tx) => {
-      const rows = await tx.all<{ deployment_id: number | string; body: string }>("SELECT deployment_id, body FROM job_bodies WHERE body NOT LIKE 'v1:%'");
+      const rows = await tx.all<{ deployment_id: number | string; body: string }>(
+        "SELECT deployment_id, body FROM job_bodies WHERE body NOT LIKE 'v1:%'",
+      );
       for (const row of rows) {
         const id = Number(row.deployment_id);
-        await tx.run('UPDATE job_bodies SET body = ? WHERE deployment_id = ?', [this.box.seal(row.body, bodyContext(id)), id]);
+        await tx.run('UPDATE job_bodies SET body = ? WHERE deployment_id = ?', [
+          this.box.seal(row.body, bodyContext(id)),
+          id,
+        ]);
       }
     });
   }
@@ -154,8 +181,16 @@ export class SqlStore implements Store {
       );
       if (!inserted) return 'conflict';
       const id = Number(inserted.id);
-      await tx.run('INSERT INTO job_bodies (deployment_id, body) VALUES (?, ?)', [id, this.box.seal(JSON.stringify(input.body), bodyContext(id))]);
-      await tx.run('INSERT INTO steps (deployment_id, n, phase, comment, started_at) VALUES (?, 0, ?, ?, ?)', [id, input.phase, input.message, startedAt]);
+      await tx.run('INSERT INTO job_bodies (deployment_id, body) VALUES (?, ?)', [
+        id,
+        this.box.seal(JSON.stringify(input.body), bodyContext(id)),
+      ]);
+      await tx.run('INSERT INTO steps (deployment_id, n, phase, comment, started_at) VALUES (?, 0, ?, ?, ?)', [
+        id,
+        input.phase,
+        input.message,
+        startedAt,
+      ]);
       await setRescue(tx, input.serviceName, false);
       return (await deploymentWhere(tx, 'id = ?', [id]))!;
     });
@@ -191,7 +226,11 @@ export class SqlStore implements Store {
 
   async markJobTaken(id: number): Promise<void> {
     const at = now();
-    await this.db.run('UPDATE deployments SET job_taken_at = coalesce(job_taken_at, ?), heard_at = ? WHERE id = ?', [at, at, id]);
+    await this.db.run('UPDATE deployments SET job_taken_at = coalesce(job_taken_at, ?), heard_at = ? WHERE id = ?', [
+      at,
+      at,
+      id,
+    ]);
   }
 
   /**
@@ -207,7 +246,9 @@ export class SqlStore implements Store {
       if (!before) throw new Error(`no deployment ${id}`);
       const at = now();
       await tx.run('UPDATE deployments SET heard_at = ? WHERE id = ?', [at, id]); // none: a heartbeat, heard all the same
-      let steps = Number((await tx.get<{ n: number | string }>('SELECT count(*) AS n FROM steps WHERE deployment_id = ?', [id]))!.n);
+      let steps = Number(
+        (await tx.get<{ n: number | string }>('SELECT count(*) AS n FROM steps WHERE deployment_id = ?', [id]))!.n,
+      );
       let state = before;
       for (const event of events) {
         // The outcome is final, except one the API settled for want of news: the agent's own outcome wins.
@@ -215,7 +256,13 @@ export class SqlStore implements Store {
         if (state.status !== 'doing' && !reopened) break;
         const phase = event.phase ?? state.phase;
         if (phase !== state.phase && steps < MAX_STEPS) {
-          await tx.run('INSERT INTO steps (deployment_id, n, phase, comment, started_at) VALUES (?, ?, ?, ?, ?)', [id, steps++, phase, event.message, at]);
+          await tx.run('INSERT INTO steps (deployment_id, n, phase, comment, started_at) VALUES (?, ?, ?, ?, ?)', [
+            id,
+            steps++,
+            phase,
+            event.message,
+            at,
+          ]);
         }
         const error = event.status === 'error';
         state = {
@@ -235,10 +282,22 @@ export class SqlStore implements Store {
       if (state !== before) {
         await tx.run(
           'UPDATE deployments SET status = ?, message = ?, error_kind = ?, checksum = ?, phase = ?, progress = ?, finished_at = ?, detail = ?, fault = ?, settled_by = NULL WHERE id = ?',
-          [state.status, state.message, state.errorKind, state.checksum, state.phase, progressOf(state.progress), state.finishedAt, state.detail, state.fault, id],
+          [
+            state.status,
+            state.message,
+            state.errorKind,
+            state.checksum,
+            state.phase,
+            progressOf(state.progress),
+            state.finishedAt,
+            state.detail,
+            state.fault,
+            id,
+          ],
         );
         // Its next netboot: the deployed disk once done, rescue after an error.
-        if (state.status !== 'doing' && !before.erased) await setRescue(tx, before.serviceName, state.status === 'error');
+        if (state.status !== 'doing' && !before.erased)
+          await setRescue(tx, before.serviceName, state.status === 'error');
       }
       return (await deploymentWhere(tx, 'id = ?', [id]))!;
     });
@@ -256,24 +315,36 @@ export class SqlStore implements Store {
     await this.db.transaction(async (tx) => {
       await lockServer(tx, serviceName); // first: its updates then see any create committed before it
       const at = now();
-      await tx.run("UPDATE deployments SET cancelled = 1, finished_at = ? WHERE service_name = ? AND erased = 0 AND status = 'doing'", [at, serviceName]);
-      await tx.run('UPDATE deployments SET erased = 1, erased_at = coalesce(erased_at, ?) WHERE service_name = ?', [at, serviceName]);
+      await tx.run(
+        "UPDATE deployments SET cancelled = 1, finished_at = ? WHERE service_name = ? AND erased = 0 AND status = 'doing'",
+        [at, serviceName],
+      );
+      await tx.run('UPDATE deployments SET erased = 1, erased_at = coalesce(erased_at, ?) WHERE service_name = ?', [
+        at,
+        serviceName,
+      ]);
       await setRescue(tx, serviceName, true);
     });
   }
 
   async inRescue(serviceName: string): Promise<boolean> {
-    const row = await this.db.get<{ rescue: number | string }>('SELECT rescue FROM servers WHERE service_name = ?', [serviceName]);
+    const row = await this.db.get<{ rescue: number | string }>('SELECT rescue FROM servers WHERE service_name = ?', [
+      serviceName,
+    ]);
     return row !== undefined && Number(row.rescue) === 1;
   }
 
   expireSilent(cutoff: string, message: string): Promise<Deployment[]> {
     return this.db.transaction(async (tx) => {
-      const rows = await tx.all<Row>(`SELECT ${columns} FROM deployments WHERE status = 'doing' AND erased = 0 AND heard_at < ?`, [cutoff]);
+      const rows = await tx.all<Row>(
+        `SELECT ${columns} FROM deployments WHERE status = 'doing' AND erased = 0 AND heard_at < ?`,
+        [cutoff],
+      );
       const ended: Deployment[] = [];
       for (const deployment of rows.map(toDeployment)) {
         // Guarded again: the agent may have been heard since the SELECT (another connection, another replica).
-        if (await settle(tx, deployment, message, 'watchdog', 'AND heard_at < ?', [cutoff])) ended.push((await deploymentWhere(tx, 'id = ?', [deployment.id]))!);
+        if (await settle(tx, deployment, message, 'watchdog', 'AND heard_at < ?', [cutoff]))
+          ended.push((await deploymentWhere(tx, 'id = ?', [deployment.id]))!);
       }
       return ended;
     });
@@ -287,10 +358,16 @@ export class SqlStore implements Store {
           await settle(tx, current, lostMessage, 'netboot', '', []);
           return { boot: 'rescue' };
         }
-        await tx.run('UPDATE deployments SET token_hash = ?, boots = boots + 1, heard_at = ? WHERE id = ?', [tokenHash, now(), current.id]);
+        await tx.run('UPDATE deployments SET token_hash = ?, boots = boots + 1, heard_at = ? WHERE id = ?', [
+          tokenHash,
+          now(),
+          current.id,
+        ]);
         return { boot: 'deploy', deployment: (await deploymentWhere(tx, 'id = ?', [current.id]))! };
       }
-      const row = await tx.get<{ rescue: number | string }>('SELECT rescue FROM servers WHERE service_name = ?', [serviceName]);
+      const row = await tx.get<{ rescue: number | string }>('SELECT rescue FROM servers WHERE service_name = ?', [
+        serviceName,
+      ]);
       return row !== undefined && Number(row.rescue) === 1 ? { boot: 'rescue' } : { boot: 'disk' };
     });
   }
@@ -303,7 +380,10 @@ export class SqlStore implements Store {
   }
 
   async disks(serviceName: string): Promise<DisksReport | undefined> {
-    const row = await this.db.get<{ report: string; reported_at: string }>('SELECT report, reported_at FROM server_disks WHERE service_name = ?', [serviceName]);
+    const row = await this.db.get<{ report: string; reported_at: string }>(
+      'SELECT report, reported_at FROM server_disks WHERE service_name = ?',
+      [serviceName],
+    );
     return row && { report: JSON.parse(row.report), reportedAt: row.reported_at };
   }
 

@@ -51,7 +51,9 @@ export class SqliteDatabase implements Database {
     // busy_timeout 0: a lock is waited for by whenUnlocked; secure_delete: pruned secrets are overwritten;
     // synchronous NORMAL in WAL mode: no fsync per commit (a power loss may lose the last commits, never
     // corrupt the file); with an fsync per progress event the API managed ~200 events/s on this disk.
-    this.db.exec('PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 0; PRAGMA secure_delete = ON; PRAGMA synchronous = NORMAL;');
+    this.db.exec(
+      'PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 0; PRAGMA secure_delete = ON; PRAGMA synchronous = NORMAL;',
+    );
     if (path !== ':memory:' && path !== '') this.db.exec('PRAGMA journal_mode = WAL;');
   }
 
@@ -64,9 +66,12 @@ export class SqliteDatabase implements Database {
 
   private readonly direct: Sql = {
     dialect: 'sqlite',
-    all: <T>(sql: string, params: readonly SqlValue[] = []) => whenUnlocked(() => this.db.prepare(sql).all(...params) as T[]),
-    get: <T>(sql: string, params: readonly SqlValue[] = []) => whenUnlocked(() => this.db.prepare(sql).get(...params) as T | undefined),
-    run: (sql: string, params: readonly SqlValue[] = []) => whenUnlocked(() => Number(this.db.prepare(sql).run(...params).changes)),
+    all: <T>(sql: string, params: readonly SqlValue[] = []) =>
+      whenUnlocked(() => this.db.prepare(sql).all(...params) as T[]),
+    get: <T>(sql: string, params: readonly SqlValue[] = []) =>
+      whenUnlocked(() => this.db.prepare(sql).get(...params) as T | undefined),
+    run: (sql: string, params: readonly SqlValue[] = []) =>
+      whenUnlocked(() => Number(this.db.prepare(sql).run(...params).changes)),
     exec: (sql: string) => whenUnlocked(() => this.db.exec(sql)),
   };
 
