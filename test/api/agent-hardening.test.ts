@@ -1,7 +1,6 @@
 // byoi agent against a hostile or misconfigured network, on 127.0.0.1: it verifies the API's
 // certificate (item 3), refuses plain HTTP unless the lab allows it, and survives a job answer that
 // is not a job (item 12): retried like an unreachable API, then a clear error, the pipeline never run.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -12,6 +11,7 @@ import { runAgent, type Pipeline } from '../../agent/remote/run-agent.ts';
 import { agentSettings, type AgentSettings } from '../../agent/remote/settings.ts';
 import { ByoiError, apiMessages } from '../../lib/errors.ts';
 import { RecordingBoot, startApi } from '../helpers/api.ts';
+import { makeLabCertificate } from '../helpers/tls.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'byoi-agent-hardening-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -116,30 +116,7 @@ describe("the API's certificate is verified (item 3)", () => {
   const [cert, key, otherCert, otherKey] = ['lab.crt', 'lab.key', 'other.crt', 'other.key'].map((f) =>
     join(dir, f),
   ) as [string, string, string, string];
-  const makeCert = (certPath: string, keyPath: string) =>
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        keyPath,
-        '-out',
-        certPath,
-      ],
-      { stdio: 'ignore' },
-    );
+  const makeCert = (certPath: string, keyPath: string) => makeLabCertificate(certPath, keyPath);
   makeCert(cert, key);
   makeCert(otherCert, otherKey);
 

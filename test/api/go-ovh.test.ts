@@ -2,7 +2,6 @@
 // trusted through SSL_CERT_FILE) against the API over HTTPS: the credential request through its
 // CkRequest, the validation page, signed calls, and each refusal as go-ovh's APIError with OVH's message.
 // go-ovh signs endpoint + path (port included), unlike node's client: both forms must verify.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +13,7 @@ import { RecordingBoot } from '../helpers/api.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { answerValidationPage, startApiv6Lab, type Apiv6Lab } from '../helpers/ovh-apiv6.ts';
 import { fetchTrusting } from '../helpers/ovh-sdk.ts';
+import { makeLabCertificate } from '../helpers/tls.ts';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const config: ApiConfig = {
@@ -33,29 +33,7 @@ describe.skipIf(skipWithout('go-ovh'))("OVH's Go client against the API over HTT
   beforeAll(async () => {
     assertCapable('go-ovh');
     const key = join(dir, 'lab.key');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-      ],
-      { stdio: 'ignore' },
-    );
+    makeLabCertificate(cert, key);
     // Built against Debian's go-ovh, offline (GOPATH mode); Go's build cache makes later builds quick.
     await execa('go', ['build', '-o', client, '.'], {
       cwd: join(repo, 'test/helpers/go-ovh-client'),

@@ -16,6 +16,7 @@ import { startServer, type TestServer } from '../helpers/http.ts';
 import { attachLoop, detachAllLoops } from '../helpers/loop.ts';
 import { answerValidationPage, sign } from '../helpers/ovh-apiv6.ts';
 import { fetchTrusting, sdk, serve, serveAdmin, type SdkAnswer, type SdkParams } from '../helpers/ovh-sdk.ts';
+import { makeLabCertificate } from '../helpers/tls.ts';
 
 const MiB = 2 ** 20;
 const repo = fileURLToPath(new URL('../..', import.meta.url));
@@ -79,29 +80,7 @@ describe.skipIf(skipWithout(...needs))("OVH's npm client against byoi serve over
 
   beforeAll(async () => {
     assertCapable(...needs);
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-      ],
-      { stdio: 'ignore' },
-    );
+    makeLabCertificate(cert, key);
     sh('truncate', ['-s', `${48 * MiB}`, raw]);
     sh('sgdisk', ['-n1:2048:+32M', '-t1:8300', raw]);
     sh('dd', ['if=/dev/urandom', `of=${raw}`, 'bs=1M', 'seek=1', 'count=32', 'conv=notrunc', 'status=none']);

@@ -1,5 +1,5 @@
 // `byoi serve` as a process, its config file, and the boot adapter that runs each server's command.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -10,6 +10,7 @@ import { CommandBootAdapter } from '../../lib/api/boot.ts';
 import { parseConfig } from '../../lib/api/config.ts';
 import { ByoiError, apiMessages } from '../../lib/errors.ts';
 import { call } from '../helpers/api.ts';
+import { makeLabCertificate } from '../helpers/tls.ts';
 
 /** A key the config parser takes (32 characters or more, not a pattern). */
 const keyA = 'key-a-0f3a9c2e7b14d5688e1f2a3b4c5d6e7f';
@@ -64,29 +65,7 @@ describe('byoi serve', () => {
 
   it("serves HTTPS with the lab's certificate, which a client trusting that certificate verifies", async () => {
     const [cert, key] = [join(dir, 'lab.crt'), join(dir, 'lab.key')];
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-      ],
-      { stdio: 'ignore' },
-    );
+    makeLabCertificate(cert, key);
     const config = join(dir, 'tls.json');
     writeFileSync(config, JSON.stringify({ servers: [{ serviceName: 'ns1.lab', apiKeys: [keyA] }] }));
     const served = await serve([

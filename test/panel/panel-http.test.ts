@@ -1,7 +1,6 @@
 // The control panel's HTTP contract, without a browser: security headers, cookie flags (Secure under
 // TLS), sessions kept as hashes, CSRF and Origin checks, sign-in rate limiting, bounded bodies, the
 // user data file reaching the deployment without being shown back, the language choice.
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
@@ -18,6 +17,7 @@ import { downloadFailed } from '../../lib/errors.ts';
 import { html } from '../../lib/panel/html.ts';
 import { dictionaries } from '../../lib/panel/i18n.ts';
 import { RecordingBoot, call, startApi, type TestApi } from '../helpers/api.ts';
+import { makeLabCertificate } from '../helpers/tls.ts';
 
 const en = dictionaries.en;
 const fr = dictionaries.fr;
@@ -509,29 +509,7 @@ describe('the control panel over HTTP', () => {
   it('marks cookies Secure and sends HSTS under TLS', async () => {
     const key = join(dir, 'key.pem');
     const cert = join(dir, 'cert.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-      ],
-      { stdio: 'ignore' },
-    );
+    makeLabCertificate(cert, key);
     const store = await openStore(join(dir, 'tls.sqlite'));
     const app = buildApi({
       config,

@@ -37,11 +37,7 @@ describe('the panel parts', () => {
     expect(html`<p title="${evil}">${evil}</p>`.text).toBe(
       '<p title="&lt;img src=x onerror=&quot;alert(&#39;x&#39;)&quot;&gt;&amp;">&lt;img src=x onerror=&quot;alert(&#39;x&#39;)&quot;&gt;&amp;</p>',
     );
-    expect(
-      html`<ul>
-        ${['<a>', html`<li>ok</li>`]}
-      </ul>`.text,
-    ).toBe('<ul>&lt;a&gt;<li>ok</li></ul>');
+    expect(html`<ul>${['<a>', html`<li>ok</li>`]}</ul>`.text).toBe('<ul>&lt;a&gt;<li>ok</li></ul>');
     expect(html`${null}${undefined}${false}${0}`.text).toBe('0');
   });
 
