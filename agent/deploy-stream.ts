@@ -9,10 +9,8 @@
 // partition table (never a half image that boots), and says so, instead of leaving it as it was.
 import { verifyChecksum } from '../lib/download/checksum.ts';
 import { discoverDisks } from '../lib/disk/discover.ts';
-import { fixGpt, rereadPartitionTable } from '../lib/disk/gpt.ts';
 import { releaseDisk } from '../lib/disk/release.ts';
 import { chooseDisk } from '../lib/disk/select.ts';
-import { writeConfigDrive } from '../lib/configdrive/index.ts';
 import type { DownloadSettings } from '../lib/download/settings.ts';
 import {
   ByoiError,
@@ -23,22 +21,17 @@ import {
 } from '../lib/errors.ts';
 import { checkPartitionTable, checkSectorSize } from '../lib/formats/check.ts';
 import { bufferSource } from '../lib/formats/guest.ts';
-import type { Job, DiskChoice } from '../lib/job.ts';
+import type { Job } from '../lib/job.ts';
 import { redactUrl } from '../lib/report/redact.ts';
-import { reboot } from '../lib/system/reboot.ts';
 import { decodeStream } from '../lib/stream/decode-stream.ts';
 import { streamImage } from '../lib/stream/fetch.ts';
 import { qcow2StreamPieces } from '../lib/stream/qcow2-stream.ts';
 import { StreamWriter } from '../lib/stream/stream-writer.ts';
+import { diskChoice, doneAndReboot, networkFor, partitionsAndConfigDrive } from './deploy-steps.ts';
 import type { Reporter } from './reporter.ts';
 
 /** The first MiB: partition tables and boot code, held back until the image is verified. */
 const HEAD = 1024 * 1024;
-
-/** OVH: disk group 0 means automatic, and the default group is 1. */
-function diskChoice(target: DiskChoice): DiskChoice {
-  return 'diskGroupId' in target && target.diskGroupId === 0 ? { diskGroupId: 1 } : target;
-}
 
 /** A disk piece at its guest offset. */
 interface Piece {
@@ -81,6 +74,7 @@ export async function deployStreaming(job: Job, report: Reporter, settings: Down
 
   report.phase('plan', 'Choosing the disk');
   const disk = await chooseDisk(await discoverDisks(), diskChoice(job.target));
+  const network = networkFor(job, disk);
   log.info(
     {
       disk: disk.path,
@@ -170,19 +164,6 @@ export async function deployStreaming(job: Job, report: Reporter, settings: Down
     throw streamingAborted(failure, disk.path);
   }
 
-  report.phase('partitions', 'Checking the partition table');
-  await rereadPartitionTable(disk.path);
-  const gpt = await fixGpt(disk.path, disk.logicalSectorSize);
-  report.endPhase({ gpt });
-
-  if (job.configDrive) {
-    report.phase('configdrive', 'Creating the config drive');
-    const drive = await writeConfigDrive(disk.path, job.configDrive);
-    report.endPhase({ instanceId: drive.uuid, partition: drive.partition.number, action: drive.partition.action });
-  }
-
-  report.done(`Image deployed on ${disk.path}`);
-  if (job.noReboot) return;
-  log.info({ phase: 'reboot' }, 'Rebooting');
-  await reboot();
+  await partitionsAndConfigDrive(disk, job, report, network);
+  await doneAndReboot(disk, job, report);
 }

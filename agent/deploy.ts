@@ -3,13 +3,9 @@
 // until the image is fully downloaded, its checksum verified and its structure decoded end to end.
 import { verifyChecksum } from '../lib/download/checksum.ts';
 import { discoverDisks } from '../lib/disk/discover.ts';
-import { fixGpt, rereadPartitionTable } from '../lib/disk/gpt.ts';
 import { releaseDisk } from '../lib/disk/release.ts';
 import { chooseDisk } from '../lib/disk/select.ts';
 import { planConfigDriveBeforeWrite } from '../lib/configdrive/image-plan.ts';
-import { writeConfigDrive } from '../lib/configdrive/index.ts';
-import { nicLinks, nicsToConfigure, physicalNics } from '../lib/configdrive/network.ts';
-import { withLinks, type NetworkConfig } from '../lib/configdrive/network-config.ts';
 import { verifyReadBack, WrittenRecord } from '../lib/disk/read-back.ts';
 import { verifyImage } from '../lib/write/verify.ts';
 import { writeImage } from '../lib/write/write-image.ts';
@@ -18,33 +14,13 @@ import { EarlyCheck } from '../lib/formats/early-check.ts';
 import { DeploymentCancelled } from '../lib/errors.ts';
 import { exec, withToolHelper } from '../lib/system/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
-import type { Disk } from '../lib/disk/discover.ts';
 import { installBootEntry, planEfiBoot, thisPlatform, type Platform } from '../lib/disk/efi.ts';
-import type { Job, DiskChoice } from '../lib/job.ts';
+import type { Job } from '../lib/job.ts';
 import { ramBudget } from '../lib/system/memory.ts';
 import { redactUrl } from '../lib/report/redact.ts';
-import { reboot } from '../lib/system/reboot.ts';
+import { diskChoice, doneAndReboot, networkFor, partitionsAndConfigDrive } from './deploy-steps.ts';
 import { deployStreaming } from './deploy-stream.ts';
 import type { Reporter } from './reporter.ts';
-
-/** OVH: disk group 0 means automatic, and the default group is 1. */
-function diskChoice(target: DiskChoice): DiskChoice {
-  return 'diskGroupId' in target && target.diskGroupId === 0 ? { diskGroupId: 1 } : target;
-}
-
-/** A loop or network block device holds a disk for another machine; any other disk is this server's own. */
-function isOwnDisk(disk: Disk): boolean {
-  return !/^(loop|nbd)\d/.test(disk.name);
-}
-
-/**
- * The network for the config drive, its NICs known: given with their MACs, or, on this server's own
- * disk only, this server's NICs. Refused here, before the download, when it cannot be known.
- */
-function networkFor(job: Job, disk: Disk): NetworkConfig | undefined {
-  if (!job.configDrive || !job.network) return undefined;
-  return withLinks(job.network, isOwnDisk(disk) ? nicLinks(nicsToConfigure(physicalNics())) : undefined);
-}
 
 function logDownloadEvent(log: Reporter['logger'], event: DownloadEvent): void {
   if (event.kind === 'retry')
@@ -192,16 +168,7 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
       report.endPhase({ sha256: read.digest, dataBytes: record.dataBytes, direct: read.direct });
     }
 
-    report.phase('partitions', 'Checking the partition table');
-    await rereadPartitionTable(disk.path);
-    const gpt = await fixGpt(disk.path, disk.logicalSectorSize);
-    report.endPhase({ gpt });
-
-    if (job.configDrive) {
-      report.phase('configdrive', 'Creating the config drive');
-      const drive = await writeConfigDrive(disk.path, job.configDrive, network ? { network } : {});
-      report.endPhase({ instanceId: drive.uuid, partition: drive.partition.number, action: drive.partition.action });
-    }
+    await partitionsAndConfigDrive(disk, job, report, network);
   } catch (error) {
     // Cancelled once the image is written: no partition table either, as when cancelled during the write.
     if (error instanceof DeploymentCancelled) await exec('wipefs', ['--all', '--force', disk.path], { reject: false });
@@ -214,8 +181,5 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
     report.endPhase({ entry: `Boot${entry}`, partition: efi.partition, loader: efi.loader });
   }
 
-  report.done(`Image deployed on ${disk.path}`);
-  if (job.noReboot) return;
-  log.info({ phase: 'reboot' }, 'Rebooting');
-  await reboot();
+  await doneAndReboot(disk, job, report);
 }

@@ -8,7 +8,7 @@
 // errors, 5xx, 408 and 429 are retried with jittered exponential backoff (a Retry-After is obeyed
 // as given, capped); other answers fail at once; an overall deadline bounds everything.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { got, type Request, type Response } from 'got';
+import type { Request, Response } from 'got';
 import { ChunkedBuffer } from '../source/chunked-buffer.ts';
 import { DigestThread } from './digest-thread.ts';
 import { downloadSegments, SegmentsUnusable } from './segments.ts';
@@ -23,6 +23,7 @@ import {
   retryAfterMs,
   Retries,
   Retryable,
+  openGet,
   validatorOf,
   type Agents,
 } from './http-exchange.ts';
@@ -31,9 +32,7 @@ import { redactUrl } from '../report/redact.ts';
 import {
   DEFAULT_CONNECTIONS,
   DEFAULT_DEADLINE_MS,
-  DEFAULT_MAX_REDIRECTS,
   defaultRetry,
-  defaultTimeouts,
   SEGMENTED_MIN_BYTES,
   type DownloadSettings,
 } from './settings.ts';
@@ -205,24 +204,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
 
 /** A GET with these headers, made as every request of a download is. */
 function open(request: DownloadRequest, agent: Agents, signal: AbortSignal, headers: Record<string, string>): Request {
-  const timeouts = request.timeouts ?? defaultTimeouts;
-  return got.stream(request.url, {
-    headers,
-    // The checksum is of the file as published: no transfer decoding.
-    decompress: false,
-    retry: { limit: 0 },
-    throwHttpErrors: false,
-    maxRedirects: request.maxRedirects ?? DEFAULT_MAX_REDIRECTS,
-    agent,
-    signal,
-    timeout: {
-      lookup: timeouts.connect,
-      connect: timeouts.connect,
-      secureConnect: timeouts.connect,
-      response: timeouts.response,
-      socket: timeouts.idle,
-    },
-  });
+  return openGet(request.url, request, agent, signal, headers);
 }
 
 /**

@@ -1,12 +1,13 @@
 // What the downloader's exchanges share (one connection, lib/download/download.ts, and segments,
 // lib/download/segments.ts): reading a response's headers, telling a failure worth another attempt
-// from a final one, counting attempts, and the agents (proxies from the environment, extra CAs).
+// from a final one, counting attempts, the agents (proxies from the environment, extra CAs), and how
+// every GET of a download is made (also the streaming mode's, lib/stream/fetch.ts).
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { getCACertificates } from 'node:tls';
-import type { Response } from 'got';
+import { got, type Request, type Response } from 'got';
 import { backoffDelay } from './backoff.ts';
-import type { RetryPolicy } from './settings.ts';
+import { DEFAULT_MAX_REDIRECTS, defaultTimeouts, type DownloadSettings, type RetryPolicy } from './settings.ts';
 
 export type Agents = { http: http.Agent; https: https.Agent };
 
@@ -128,4 +129,32 @@ export function agents(ca: string | undefined): Agents {
     http: new http.Agent({ proxyEnv: process.env }),
     https: new https.Agent({ proxyEnv: process.env, ca: trustedCas(ca) }),
   };
+}
+
+/** A GET of `url` with these headers, made as every request of a download is. */
+export function openGet(
+  url: string,
+  settings: Pick<DownloadSettings, 'timeouts' | 'maxRedirects'>,
+  agent: Agents,
+  signal: AbortSignal,
+  headers: Record<string, string>,
+): Request {
+  const timeouts = settings.timeouts ?? defaultTimeouts;
+  return got.stream(url, {
+    headers,
+    // The checksum is of the file as published: no transfer decoding.
+    decompress: false,
+    retry: { limit: 0 },
+    throwHttpErrors: false,
+    maxRedirects: settings.maxRedirects ?? DEFAULT_MAX_REDIRECTS,
+    agent,
+    signal,
+    timeout: {
+      lookup: timeouts.connect,
+      connect: timeouts.connect,
+      secureConnect: timeouts.connect,
+      response: timeouts.response,
+      socket: timeouts.idle,
+    },
+  });
 }

@@ -3,7 +3,7 @@
 // long names ('L') and base-256 sizes. Every header's checksum and every member's extent is
 // checked against the archive; npm's tar parsers are streams that would copy each disk out.
 import { ovaBad } from '../errors.ts';
-import type { ImageSource } from '../source/image-source.ts';
+import { checkRead, type ImageSource } from '../source/image-source.ts';
 
 const BLOCK = 512;
 /** More members than an OVA holds (an OVF, a manifest, a certificate, disks): a bound on the work. */
@@ -118,15 +118,7 @@ export function memberSource(source: ImageSource, member: TarMember): ImageSourc
   return {
     size: member.size,
     read: (offset, length) => {
-      if (
-        !Number.isSafeInteger(offset) ||
-        !Number.isSafeInteger(length) ||
-        offset < 0 ||
-        length < 0 ||
-        offset + length > member.size
-      ) {
-        throw new RangeError(`read of ${length} bytes at ${offset} is outside a member of ${member.size} bytes`);
-      }
+      checkRead(offset, length, member.size, 'a member');
       return source.read(member.offset + offset, length);
     },
     ...(source.recycle && { recycle: (bytes: Buffer) => source.recycle!(bytes) }),

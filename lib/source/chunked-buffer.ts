@@ -3,7 +3,7 @@
 // The chunks are SharedArrayBuffers: worker threads read them where they lie (the download's
 // digest), without a copy.
 import { open } from 'node:fs/promises';
-import type { ImageSource } from './image-source.ts';
+import { checkRead, type ImageSource } from './image-source.ts';
 
 const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
 
@@ -72,15 +72,7 @@ export class ChunkedBuffer implements ImageSource {
   }
 
   read(offset: number, length: number): Buffer {
-    if (
-      !Number.isSafeInteger(offset) ||
-      !Number.isSafeInteger(length) ||
-      offset < 0 ||
-      length < 0 ||
-      offset + length > this.length
-    ) {
-      throw new RangeError(`read of ${length} bytes at ${offset} is outside an image of ${this.length} bytes`);
-    }
+    checkRead(offset, length, this.length);
     if (length === 0) return Buffer.alloc(0); // even at the end, where there may be no chunk
     const index = Math.floor(offset / this.chunkSize);
     const within = offset - index * this.chunkSize;

@@ -11,7 +11,7 @@
 // (a consumer that keeps or never recycles), reads get ordinary buffers.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { alignedBuffers } from './aligned-memory.ts';
-import type { ImageSource } from './image-source.ts';
+import { checkRead, type ImageSource } from './image-source.ts';
 
 const CHUNK_SIZE = 4 * 1024 * 1024;
 /** Reads longer than this (and at most CHUNK_SIZE) go into a slab buffer. */
@@ -41,15 +41,7 @@ export class FileSource implements ImageSource {
   }
 
   read(offset: number, length: number): Buffer {
-    if (
-      !Number.isSafeInteger(offset) ||
-      !Number.isSafeInteger(length) ||
-      offset < 0 ||
-      length < 0 ||
-      offset + length > this.size
-    ) {
-      throw new RangeError(`read of ${length} bytes at ${offset} is outside an image of ${this.size} bytes`);
-    }
+    checkRead(offset, length, this.size);
     if (this.fd === undefined) throw new Error('the image file is closed');
     const out = this.buffer(length);
     for (let done = 0; done < length;) {

@@ -22,3 +22,14 @@ export interface ImageSource {
    */
   recycle?(bytes: Buffer): void;
 }
+
+/** The bounds check every `read` makes first: [offset, offset + length) must lie inside `size` bytes of `what`. */
+export function checkRead(offset: number, length: number, size: number, what = 'an image'): void {
+  const inside =
+    Number.isSafeInteger(offset) &&
+    Number.isSafeInteger(length) &&
+    offset >= 0 &&
+    length >= 0 &&
+    offset + length <= size;
+  if (!inside) throw new RangeError(`read of ${length} bytes at ${offset} is outside ${what} of ${size} bytes`);
+}

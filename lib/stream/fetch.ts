@@ -6,14 +6,8 @@
 // then leaves the disk with no partition table).
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { got, type Request, type Response } from 'got';
-import {
-  DEFAULT_DEADLINE_MS,
-  DEFAULT_MAX_REDIRECTS,
-  defaultRetry,
-  defaultTimeouts,
-  type DownloadSettings,
-} from '../download/settings.ts';
+import type { Request, Response } from 'got';
+import { DEFAULT_DEADLINE_MS, defaultRetry, type DownloadSettings } from '../download/settings.ts';
 import { ByoiError, downloadFailed } from '../errors.ts';
 import {
   agents,
@@ -24,6 +18,7 @@ import {
   parseContentRange,
   Retries,
   Retryable,
+  openGet,
   validatorOf,
 } from '../download/http-exchange.ts';
 import type { ChecksumType } from '../job.ts';
@@ -52,26 +47,10 @@ export interface StreamedImage {
 /** Starts the GET; resolves once the server has answered 2xx, with its body still to be read. */
 export async function streamImage(request: StreamRequest): Promise<StreamedImage> {
   const couldNot = (detail: string, cause?: unknown) => downloadFailed(redactUrl(request.url), { detail, cause });
-  const timeouts = request.timeouts ?? defaultTimeouts;
   const agent = agents(request.ca);
   const signal = AbortSignal.timeout(request.deadline ?? DEFAULT_DEADLINE_MS);
   const open = (headers: Record<string, string>): Request =>
-    got.stream(request.url, {
-      headers: { ...request.headers, ...headers },
-      decompress: false,
-      retry: { limit: 0 },
-      throwHttpErrors: false,
-      maxRedirects: request.maxRedirects ?? DEFAULT_MAX_REDIRECTS,
-      agent,
-      signal,
-      timeout: {
-        lookup: timeouts.connect,
-        connect: timeouts.connect,
-        secureConnect: timeouts.connect,
-        response: timeouts.response,
-        socket: timeouts.idle,
-      },
-    });
+    openGet(request.url, request, agent, signal, { ...request.headers, ...headers });
   const answered = (stream: Request): Promise<Response> =>
     new Promise<Response>((resolve, reject) => {
       stream.once('response', resolve);
