@@ -73,9 +73,11 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   const MAX_CHECKS = 8;
   let checking = 0;
   const secure = Boolean(context.tls);
-  const sessionCookie = secure ? '__Secure-byoi_session' : 'byoi_session';
-  const signInCookie = secure ? '__Secure-byoi_sign_in' : 'byoi_sign_in';
-  const cookieOptions = { path: '/panel', httpOnly: true, sameSite: 'strict', secure } as const;
+  // Under TLS the `__Host-` prefix: the browser takes the cookie only from this host, Secure, with
+  // Path=/ and no Domain, so a sibling subdomain cannot plant a session of its own (cookie tossing).
+  const sessionCookie = secure ? '__Host-byoi_session' : 'byoi_session';
+  const signInCookie = secure ? '__Host-byoi_sign_in' : 'byoi_sign_in';
+  const cookieOptions = { path: secure ? '/' : '/panel', httpOnly: true, sameSite: 'strict', secure } as const;
   /** The session of each request that has one (set by the hooks below). */
   const sessionOf = new WeakMap<FastifyRequest, Session>();
 
