@@ -15,7 +15,7 @@ import type { Html } from '../../panel/html.ts';
 import { chooseLanguage, dictionaries, languages, type Language } from '../../panel/i18n.ts';
 import { bodyOf, emptyForm, fieldOf, formFromFields, formOfBody, type InstallForm } from '../../panel/install-form.ts';
 import * as pages from '../../panel/pages.ts';
-import { accountKey, storeSignInFailures } from '../../panel/sign-in-limit.ts';
+import { signInFailed, signInLimited, storeSignInFailures } from '../../panel/sign-in-limit.ts';
 import type { ApiContext } from '../context.ts';
 import { checkDeploymentBody, eraseDeployment, startDeployment } from '../deployments.ts';
 import { ApiError } from '../ovh-error.ts';
@@ -206,10 +206,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     if (!sameOrigin(request) || !tokenMatches(csrf, request.cookies[signInCookie]))
       return message(request, reply, 403, (m) => m.badForm);
     const account = typeof name === 'string' ? name.slice(0, 64) : '';
-    const blocked =
-      (await limits.byName.limited(accountKey(account))) ||
-      (await limits.byAddress.limited(request.ip)) ||
-      checking >= MAX_CHECKS;
+    const blocked = (await signInLimited(limits, account, request.ip)) || checking >= MAX_CHECKS;
     if (blocked) return signInForm(request, reply, t.tooManyAttempts, account, 429);
     let customer;
     checking += 1;
@@ -222,8 +219,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
       checking -= 1;
     }
     if (!customer) {
-      await limits.byName.failed(accountKey(account));
-      await limits.byAddress.failed(request.ip);
+      await signInFailed(limits, account, request.ip);
       return signInForm(request, reply, t.wrongPassword, account, 401);
     }
     const old = request.cookies[sessionCookie];
