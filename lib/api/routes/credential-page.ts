@@ -4,7 +4,7 @@
 // CSP, and a double-submit CSRF token (SameSite=Strict cookie equal to a hidden field).
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { apiMessages, ovhAuthMessages } from '../../errors.ts';
+import { badValidationForm, credentialRequestGone, tooManyFailures, wrongSignIn } from '../../errors.ts';
 import type { ApiContext } from '../context.ts';
 import { messagePage, validationPage, VALIDITIES } from '../credential-page-html.ts';
 import type { Credential } from '../credentials.ts';
@@ -101,7 +101,7 @@ export function credentialPageRoutes(app: FastifyInstance, options: ApiContext):
     }
 
     const gone = (reply: FastifyReply, nonce: string) =>
-      html(reply, 404, nonce, messagePage(nonce, 'Authorize an application', ovhAuthMessages.requestGone));
+      html(reply, 404, nonce, messagePage(nonce, 'Authorize an application', credentialRequestGone().message));
 
     scope.get<{ Querystring: { credentialToken?: string } }>('/auth/', async (request, reply) => {
       const nonce = randomBytes(16).toString('base64');
@@ -133,11 +133,11 @@ export function credentialPageRoutes(app: FastifyInstance, options: ApiContext):
       const origin = request.headers.origin;
       const sameOrigin = origin === undefined || origin === new URL(baseUrlOf(options, request)).origin;
       if (!expectedCsrf || !fields.csrf || !same(expectedCsrf, fields.csrf) || !sameOrigin) {
-        return html(reply, 403, nonce, messagePage(nonce, 'Authorize an application', ovhAuthMessages.badForm));
+        return html(reply, 403, nonce, messagePage(nonce, 'Authorize an application', badValidationForm().message));
       }
       // Password guesses count against the client like bad API keys (auth-failures.ts).
       if (await options.authFailures.limited(request.ip))
-        return html(reply, 429, nonce, messagePage(nonce, 'Authorize an application', apiMessages.tooManyFailures));
+        return html(reply, 429, nonce, messagePage(nonce, 'Authorize an application', tooManyFailures().message));
       const validity = VALIDITIES.find((v) => v.value === fields.validity);
       const customer = await options.customers.signIn(fields.name ?? '', fields.password ?? '');
       if (!customer) await options.authFailures.failed(request.ip);
@@ -149,7 +149,7 @@ export function credentialPageRoutes(app: FastifyInstance, options: ApiContext):
           fields.credentialToken!,
           expectedCsrf,
           401,
-          ovhAuthMessages.wrongSignIn,
+          wrongSignIn().message,
           fields.name,
         );
       }
