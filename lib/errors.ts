@@ -179,6 +179,7 @@ export const errorCodes = [
   'unexpected',
   'unknown-api-key',
   'unknown-disk-group',
+  'unknown-phase',
   'unreadable-ca-file',
   'unreadable-job',
   'unreadable-token-file',
@@ -412,6 +413,11 @@ export function decompressionWorkerFailed(reason: string): ByoiError {
 }
 export function decompressionStopped(): ByoiError {
   return new ByoiError('failed', 'decompression-stopped', 'Could not decompress the image: decompression was stopped.');
+}
+
+/** A phase name the store holds that this version of byoi does not know (lib/report/phases.ts). */
+export function unknownPhase(text: string): ByoiError {
+  return failed('unknown-phase', `The store holds an unknown deployment phase ${JSON.stringify(text.slice(0, 40))}.`);
 }
 
 // Disks and disk groups.
