@@ -1,6 +1,6 @@
 // Who is calling a customer route, decided before the body is read (onRequest), and the signature of
 // an APIv6 call checked once its raw body is in (preValidation): OVH's scheme exactly as its clients
-// compute it (research/ovh-api-auth.md):
+// compute it (docs/api.md, "APIv6"):
 //   X-Ovh-Signature = "$1$" + hex(SHA1(AS + "+" + CK + "+" + METHOD + "+" + URL + "+" + BODY + "+" + TIMESTAMP))
 // URL is the full URL the client requested. A lab's Bearer key (config `apiKeys`) stays a shortcut.
 import { createHash, timingSafeEqual } from 'node:crypto';
