@@ -629,6 +629,11 @@ export function deviceBusy(path: string): ByoiError {
   );
 }
 
+/** An error byoi has no sentence for (a bug, or a failure nobody foresaw): its words, scrubbed of secrets. */
+export function unexpectedError(text: string, details?: ErrorDetails): ByoiError {
+  return failed('unexpected', `Unexpected error: ${text}`, details);
+}
+
 /** A bug of byoi's met while writing (no system call failed): never reported as the disk's failure. */
 export function internalWriteError(detail: string, cause?: unknown): ByoiError {
   return new ByoiError(
@@ -1189,6 +1194,11 @@ export function compressedImageTooBig(format: string, limit: number): ByoiError 
   );
 }
 
+/** A compressed raw image (gzip, xz, zstd, bzip2) that does not decode: `reason` says how. */
+export function compressedImageBad(format: string, reason: string, details?: ErrorDetails): ByoiError {
+  return refusedImage('compressed-image-bad', `Bad ${format} image: ${reason}.`, details);
+}
+
 /** A malformed or hostile VMDK: `what` says which structure and where. */
 export function vmdkBad(what: string): ByoiError {
   return refusedImage('vmdk-bad', `Bad VMDK image: ${what}.`);
@@ -1231,6 +1241,10 @@ export function streamingAborted(error: ByoiError, disk: string): ByoiError {
   return error instanceof CustomerFailure
     ? new CustomerFailure(error.code, message, details)
     : new ByoiError(error.kind, error.code, message, details);
+}
+/** A compressed image, streamed, that does not decode: `reason` says how. */
+export function streamImageBad(format: string, reason: string): ByoiError {
+  return refusedImage('stream-image-bad', `Bad ${format} image: ${reason}.`);
 }
 /** An image, streamed, that runs past the end of the disk. */
 export function streamedImageTooBig(deviceBytes: number): ByoiError {
