@@ -3,6 +3,9 @@
 // Own Image guide); failures OVH has no sentence for get one in the same style.
 // One shape: a factory per failure, returning a ByoiError (or, for the API's refusals, an ApiError with its
 // HTTP status) with its stable code; the few sentences that are not failures are named as such.
+// In order: the codes and the error types; qcow2; disks; the config drive; images and writing them; the
+// job; download, checksum and partition tables; the API, its agent and APIv6; a deployment's life after
+// POST; network configuration; UEFI; compressed raw, VMDK and OVA; the streaming mode.
 import { ApiError, type OvhErrorCode } from './api/ovh-error.ts';
 
 /** What went wrong, for exit codes and status: a bad job, a refused image, or a failure while deploying. */
@@ -223,7 +226,7 @@ export class ByoiError extends Error {
 }
 
 /** An image that byoi will not write: a malformed, hostile or unsupported file. */
-export function refusedImage(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
+function refusedImage(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
   return new ByoiError('refused-image', code, message, details);
 }
 
@@ -413,11 +416,6 @@ export function decompressionWorkerFailed(reason: string): ByoiError {
 }
 export function decompressionStopped(): ByoiError {
   return new ByoiError('failed', 'decompression-stopped', 'Could not decompress the image: decompression was stopped.');
-}
-
-/** A phase name the store holds that this version of byoi does not know (lib/report/phases.ts). */
-export function unknownPhase(text: string): ByoiError {
-  return failed('unknown-phase', `The store holds an unknown deployment phase ${JSON.stringify(text.slice(0, 40))}.`);
 }
 
 // Disks and disk groups.
@@ -667,12 +665,12 @@ export function cannotReadImage(path: string, reason: string, cause?: unknown): 
 // ---- Deploy: the job, download, checksum, inspection, disk, write and GPT steps. ----
 
 /** An invalid job: exit 2, nothing downloaded or written. */
-export function invalidJob(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
+function invalidJob(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
   return new ByoiError('invalid-job', code, message, details);
 }
 
 /** A deployment step that failed: exit 1. */
-export function failed(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
+function failed(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
   return new ByoiError('failed', code, message, details);
 }
 
@@ -1073,10 +1071,6 @@ export class CustomerFailure extends ByoiError {
   }
 }
 
-export function customerFailure(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
-  return new CustomerFailure(code, message, details);
-}
-
 /** Whose fault an error is, for the task's status: the customer's request, or the lab (disk, network, agent). */
 export type Fault = 'customer' | 'lab';
 
@@ -1134,6 +1128,11 @@ export function noDisksReport(serviceName: string): ApiError {
     404,
     `No agent has reported the disks of ${serviceName} yet: they are known once it boots the rescue system.`,
   );
+}
+
+/** A phase name the store holds that this version of byoi does not know (lib/report/phases.ts). */
+export function unknownPhase(text: string): ByoiError {
+  return failed('unknown-phase', `The store holds an unknown deployment phase ${JSON.stringify(text.slice(0, 40))}.`);
 }
 
 // ---- Network configuration of the deployed server (lib/configdrive/network-config.ts). ----
