@@ -444,6 +444,9 @@ describe('reinstall, task and install/status', () => {
 
   it('refuses another operating system, and invalid customizations with the job messages', async () => {
     expect(
+      await call(api.url, 'POST', '/dedicated/server/ns2.lab/reinstall', { key: 'key-bob', body: [reinstallBody] }),
+    ).toEqual({ status: 400, body: { class: 'Client::BadRequest', message: badJobBody().message } });
+    expect(
       await call(api.url, 'POST', '/dedicated/server/ns2.lab/reinstall', {
         key: 'key-bob',
         body: { ...reinstallBody, operatingSystem: 'debian12_64' },

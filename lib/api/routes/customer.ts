@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import {
   badJobBody,
   badOperatingSystem,
+  refusedJob,
   noDisksReport,
   noSuchServer,
   noSuchTask,
@@ -104,7 +105,7 @@ function serverRoutes(app: FastifyInstance, options: ApiContext): void {
 
   app.post<{ Params: ServiceParams }>('/dedicated/server/:serviceName/reinstall', customerRoute, async (request) => {
     const body = request.body;
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badJobBody();
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw refusedJob(badJobBody());
     if ((body as Record<string, unknown>).operatingSystem !== 'byoi_64') throw badOperatingSystem();
     return taskView(await startDeployment(options, request.params.serviceName, 'reinstall', body));
   });
