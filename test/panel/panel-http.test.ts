@@ -533,7 +533,12 @@ describe('the control panel over HTTP', () => {
       const cookies = headers['set-cookie'] as string[];
       expect(
         cookies.some(
-          (c) => /^__Secure-byoi_sign_in=.*; Secure/.test(c) && /HttpOnly/.test(c) && /SameSite=Strict/.test(c),
+          (c) =>
+            /^__Host-byoi_sign_in=.*; Path=\/(;|$)/.test(c) &&
+            /; Secure/.test(c) &&
+            !/Domain=/i.test(c) &&
+            /HttpOnly/.test(c) &&
+            /SameSite=Strict/.test(c),
         ),
       ).toBe(true);
     } finally {

@@ -15,7 +15,7 @@ import type { Html } from '../../panel/html.ts';
 import { chooseLanguage, dictionaries, languages, type Language } from '../../panel/i18n.ts';
 import { bodyOf, emptyForm, fieldOf, formFromFields, formOfBody, type InstallForm } from '../../panel/install-form.ts';
 import * as pages from '../../panel/pages.ts';
-import { accountKey, storeSignInFailures } from '../../panel/sign-in-limit.ts';
+import { signInFailed, signInLimited, storeSignInFailures } from '../../panel/sign-in-limit.ts';
 import type { ApiContext } from '../context.ts';
 import { checkDeploymentBody, eraseDeployment, startDeployment } from '../deployments.ts';
 import { badCsrfToken, formFieldTooLarge, formTooLarge, notMultipart } from '../../errors.ts';
@@ -74,9 +74,11 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
   const MAX_CHECKS = 8;
   let checking = 0;
   const secure = Boolean(context.tls);
-  const sessionCookie = secure ? '__Secure-byoi_session' : 'byoi_session';
-  const signInCookie = secure ? '__Secure-byoi_sign_in' : 'byoi_sign_in';
-  const cookieOptions = { path: '/panel', httpOnly: true, sameSite: 'strict', secure } as const;
+  // Under TLS the `__Host-` prefix: the browser takes the cookie only from this host, Secure, with
+  // Path=/ and no Domain, so a sibling subdomain cannot plant a session of its own (cookie tossing).
+  const sessionCookie = secure ? '__Host-byoi_session' : 'byoi_session';
+  const signInCookie = secure ? '__Host-byoi_sign_in' : 'byoi_sign_in';
+  const cookieOptions = { path: secure ? '/' : '/panel', httpOnly: true, sameSite: 'strict', secure } as const;
   /** The session of each request that has one (set by the hooks below). */
   const sessionOf = new WeakMap<FastifyRequest, Session>();
 
@@ -205,10 +207,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
     if (!sameOrigin(request) || !tokenMatches(csrf, request.cookies[signInCookie]))
       return message(request, reply, 403, (m) => m.badForm);
     const account = typeof name === 'string' ? name.slice(0, 64) : '';
-    const blocked =
-      (await limits.byName.limited(accountKey(account))) ||
-      (await limits.byAddress.limited(request.ip)) ||
-      checking >= MAX_CHECKS;
+    const blocked = (await signInLimited(limits, account, request.ip)) || checking >= MAX_CHECKS;
     if (blocked) return signInForm(request, reply, t.tooManyAttempts, account, 429);
     let customer;
     checking += 1;
@@ -221,8 +220,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
       checking -= 1;
     }
     if (!customer) {
-      await limits.byName.failed(accountKey(account));
-      await limits.byAddress.failed(request.ip);
+      await signInFailed(limits, account, request.ip);
       return signInForm(request, reply, t.wrongPassword, account, 401);
     }
     const old = request.cookies[sessionCookie];
