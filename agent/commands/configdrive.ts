@@ -5,7 +5,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { buffer } from 'node:stream/consumers';
 import type { CommandModule, Options } from 'yargs';
-import { badNetwork, configDriveMessages, invalidConfigDrive } from '../../lib/errors.ts';
+import { badNetwork, invalidUserMetadataFlag } from '../../lib/errors.ts';
 import { configDriveContent } from '../../lib/configdrive/content.ts';
 import {
   networkFromFlags,
@@ -121,8 +121,7 @@ export async function configDriveFromArgs(args: ConfigDriveArgs): Promise<Config
   const metadata: Record<string, string> = {};
   for (const pair of args.userMetadata ?? []) {
     const at = pair.indexOf('=');
-    if (at <= 0)
-      throw invalidConfigDrive('invalid-user-metadata-flag', configDriveMessages.invalidUserMetadataFlag(pair));
+    if (at <= 0) throw invalidUserMetadataFlag(pair);
     metadata[pair.slice(0, at)] = pair.slice(at + 1);
   }
   return {

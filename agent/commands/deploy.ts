@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { text } from 'node:stream/consumers';
 import type { CommandModule } from 'yargs';
-import { invalidJob, messages } from '../../lib/errors.ts';
+import { badField, badJobBody, unreadableCaFile, unreadableJob } from '../../lib/errors.ts';
 import { jobFromBody, mergeJobInputs, parseHeaderFlag, validateJob, type JobInput } from '../../lib/job.ts';
 import { Redactor } from '../../lib/report/redact.ts';
 import { StatusFile } from '../../lib/report/status.ts';
@@ -47,25 +47,20 @@ interface DeployArgs extends ConfigDriveArgs {
 /** How to download, from the flags; the CA file is read now so a bad path fails before anything else. */
 async function downloadSettings(args: DeployArgs): Promise<DownloadSettings> {
   for (const name of ['download-timeout', 'stall-timeout'] as const) {
-    if (!(args[name] > 0))
-      throw invalidJob('bad-field', messages.badField(`--${name}`, 'a positive number of seconds'));
+    if (!(args[name] > 0)) throw badField(`--${name}`, 'a positive number of seconds');
   }
   const attempts = args['download-attempts'];
-  if (!Number.isInteger(attempts) || attempts < 1)
-    throw invalidJob('bad-field', messages.badField('--download-attempts', 'a positive integer'));
+  if (!Number.isInteger(attempts) || attempts < 1) throw badField('--download-attempts', 'a positive integer');
   const connections = args['download-connections'];
   if (!Number.isInteger(connections) || connections < 1 || connections > MAX_CONNECTIONS) {
-    throw invalidJob(
-      'bad-field',
-      messages.badField('--download-connections', `an integer from 1 to ${MAX_CONNECTIONS}`),
-    );
+    throw badField('--download-connections', `an integer from 1 to ${MAX_CONNECTIONS}`);
   }
   let ca: string | undefined;
   if (args['ca-file'] !== undefined) {
     try {
       ca = await readFile(args['ca-file'], 'utf8');
     } catch (error) {
-      throw invalidJob('unreadable-ca-file', messages.unreadableCaFile(args['ca-file']), {
+      throw unreadableCaFile(args['ca-file'], {
         detail: (error as Error).message,
         cause: error,
       });
@@ -85,7 +80,7 @@ async function readJobBody(path: string): Promise<JobInput> {
   try {
     raw = path === '-' ? await text(process.stdin) : await readFile(path, 'utf8');
   } catch (error) {
-    throw invalidJob('unreadable-job', messages.unreadableJob(path), {
+    throw unreadableJob(path, {
       detail: (error as Error).message,
       cause: error,
     });
@@ -94,7 +89,7 @@ async function readJobBody(path: string): Promise<JobInput> {
   try {
     body = JSON.parse(raw);
   } catch {
-    throw invalidJob('bad-job-body', messages.badJobBody); // no detail: the parser quotes the text, which may hold secrets
+    throw badJobBody(); // no detail: the parser quotes the text, which may hold secrets
   }
   return jobFromBody(body);
 }
