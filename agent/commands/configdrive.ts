@@ -1,8 +1,8 @@
 // `byoi configdrive --out FILE [fields]`: builds the config drive filesystem alone, as a deployment
 // would (a fresh instance id), for debugging, tooling and preparing another machine's disk: the
 // network is the one the flags give, MACs included; this machine's NICs are never used. The field
-// flags are exported for `byoi deploy`, which takes the same ones. What the flags ask for is read by
-// ./configdrive-args.ts, imported by the handlers: building a drive costs nothing to other commands.
+// flags are exported for `byoi deploy`, which takes the same ones. What they ask for is read by
+// ./configdrive-args.ts; it and the drive's builder are imported by the handlers, when they run.
 import { writeFile } from 'node:fs/promises';
 import type { CommandModule, Options } from 'yargs';
 import { run } from '../run.ts';

@@ -1,12 +1,17 @@
-// What `byoi deploy` runs (./deploy.ts declares its flags): the job from the flags and --job, the
-// download settings, then the pipeline of agent/deploy.ts with its status file, JSON log and progress bar.
+// What `byoi deploy` runs (./deploy.ts declares its flags, and imports this module when it runs:
+// no other command loads the logger, the HTTP client or the pipeline): the job from the flags and
+// --job, the download settings, then the pipeline of agent/deploy.ts with its status file, JSON log
+// and progress bar.
 import { readFile } from 'node:fs/promises';
 import { text } from 'node:stream/consumers';
 import { invalidJob, messages } from '../../lib/errors.ts';
 import { jobFromBody, mergeJobInputs, parseHeaderFlag, validateJob, type JobInput } from '../../lib/job.ts';
+import { createLogger, ProgressBar } from '../../lib/report/log.ts';
 import { Redactor } from '../../lib/report/redact.ts';
 import { StatusFile } from '../../lib/report/status.ts';
 import { defaultRetry, defaultTimeouts, MAX_CONNECTIONS, type DownloadSettings } from '../../lib/download/settings.ts';
+import { deploy } from '../deploy.ts';
+import { Reporter } from '../reporter.ts';
 import { configDriveFromArgs, networkFromArgs } from './configdrive-args.ts';
 import type { DeployArgs } from './deploy.ts';
 
@@ -99,12 +104,6 @@ async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
 }
 
 export async function deployCommand(args: DeployArgs): Promise<void> {
-  // Loaded here, not at start-up: every other command would pay for the logger and HTTP client.
-  const [{ createLogger, ProgressBar }, { deploy }, { Reporter }] = await Promise.all([
-    import('../../lib/report/log.ts'),
-    import('../deploy.ts'),
-    import('../reporter.ts'),
-  ]);
   // Reporting starts first, so that even a job that cannot be read ends in an error status.
   let redactor = new Redactor([]);
   const scrub = (text: string) => redactor.scrub(text);
