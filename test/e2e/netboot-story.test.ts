@@ -140,6 +140,10 @@ class NetbootLab implements BootAdapter {
         `if=pflash,format=raw,unit=0,readonly=on,file=${ovmf.code}`,
         '-drive',
         `if=pflash,format=raw,unit=1,file=${vars}`,
+        // The lab's network has no IPv6: without this, after iPXE exits OVMF tries its PXEv6 and
+        // HTTPv6 options (each waiting out its timeouts, minutes under TCG) before byoi's entry.
+        '-fw_cfg',
+        'name=opt/org.tianocore/IPv6Support,string=no',
       );
     }
     const vm = startQemu({ args, timeoutSeconds: 1800, onConsole: consoleLog(`netboot-${serviceName}-${cycle}`) });
