@@ -9,7 +9,9 @@ import type { Disk } from '../lib/disk/discover.ts';
 import { installBootEntry, type EfiBootPlan, type Platform } from '../lib/disk/efi.ts';
 import { fixGpt, rereadPartitionTable } from '../lib/disk/gpt.ts';
 import { verifyReadBack, type ReadBackRecord, type WrittenRecord } from '../lib/disk/read-back.ts';
+import { DeploymentCancelled } from '../lib/errors.ts';
 import type { DiskChoice, Job } from '../lib/job.ts';
+import { exec } from '../lib/system/exec.ts';
 import { reboot } from '../lib/system/reboot.ts';
 import type { Reporter } from './reporter.ts';
 
@@ -60,6 +62,16 @@ export function logEfiPlan(log: Reporter['logger'], platform: Platform, efi: Efi
       { phase: 'inspect' },
       'UEFI boot, but the image has no EFI system partition or bootloader: no boot entry will be made (--no-efi-check)',
     );
+}
+
+/** Once the image is written: cancelled during `step`, the disk is left with no partition table, as when cancelled during the write. */
+export async function noTableIfCancelled(disk: Disk, step: () => Promise<void>): Promise<void> {
+  try {
+    await step();
+  } catch (error) {
+    if (error instanceof DeploymentCancelled) await exec('wipefs', ['--all', '--force', disk.path], { reject: false });
+    throw error;
+  }
 }
 
 /** After the final flush: the written image read back around the page cache (`size`: the image's). */

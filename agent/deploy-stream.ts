@@ -46,6 +46,7 @@ import {
   doneAndReboot,
   logEfiPlan,
   networkFor,
+  noTableIfCancelled,
   partitionsAndConfigDrive,
   readBack,
 } from './deploy-steps.ts';
@@ -215,8 +216,10 @@ export async function deployStreaming(
     throw streamingAborted(failure, disk.path);
   }
 
-  if (record) await readBack(disk, writer.written, record, report);
-  await partitionsAndConfigDrive(disk, job, report, network);
+  await noTableIfCancelled(disk, async () => {
+    if (record) await readBack(disk, writer.written, record, report);
+    await partitionsAndConfigDrive(disk, job, report, network);
+  });
   await bootEntry(platform, disk, efi, report);
   await doneAndReboot(disk, job, report);
 }

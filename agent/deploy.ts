@@ -11,8 +11,7 @@ import { verifyImage } from '../lib/write/verify.ts';
 import { writeImage } from '../lib/write/write-image.ts';
 import { download, type DownloadEvent, type DownloadSettings } from '../lib/download/download.ts';
 import { EarlyCheck } from '../lib/formats/early-check.ts';
-import { DeploymentCancelled } from '../lib/errors.ts';
-import { exec, withToolHelper } from '../lib/system/exec.ts';
+import { withToolHelper } from '../lib/system/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
 import { planEfiBoot, thisPlatform, type Platform } from '../lib/disk/efi.ts';
 import type { Job } from '../lib/job.ts';
@@ -24,6 +23,7 @@ import {
   doneAndReboot,
   logEfiPlan,
   networkFor,
+  noTableIfCancelled,
   partitionsAndConfigDrive,
   readBack,
 } from './deploy-steps.ts';
@@ -163,15 +163,10 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
   });
   report.endPhase();
 
-  try {
+  await noTableIfCancelled(disk, async () => {
     if (record) await readBack(disk, image.info.virtualSize, record, report);
-
     await partitionsAndConfigDrive(disk, job, report, network);
-  } catch (error) {
-    // Cancelled once the image is written: no partition table either, as when cancelled during the write.
-    if (error instanceof DeploymentCancelled) await exec('wipefs', ['--all', '--force', disk.path], { reject: false });
-    throw error;
-  }
+  });
 
   await bootEntry(platform, disk, efi, report);
 
