@@ -31,7 +31,7 @@ import {
 } from '../lib/errors.ts';
 import { checkPartitionTable, checkSectorSize } from '../lib/formats/check.ts';
 import { bufferSource } from '../lib/formats/guest.ts';
-import { readImageTable } from '../lib/formats/image-partitions.ts';
+import { readImageTable, TABLE_BYTES } from '../lib/formats/image-partitions.ts';
 import type { Job } from '../lib/job.ts';
 import { redactUrl } from '../lib/report/redact.ts';
 import { BlockRecord, MAX_BLOCK } from '../lib/stream/block-record.ts';
@@ -88,6 +88,12 @@ async function* inOrder(disk: AsyncIterable<Buffer>): AsyncGenerator<Piece> {
     yield { offset, data };
     offset += data.length;
   }
+}
+
+/** Refuses an image whose table, read whole from `head` (its first bytes), has no EFI system partition. */
+async function refuseWithoutEsp(head: Buffer, size: number): Promise<void> {
+  const { table, whole } = await tableFromHead(head, size);
+  if (whole && !espOf(table)) throw noEsp();
 }
 
 /** `platform`: the firmware and its boot manager, as for agent/deploy.ts. */
@@ -151,10 +157,7 @@ export async function deployStreaming(
     );
     checkSectorSize(bufferSource(head), disk.logicalSectorSize);
     // An image with no EFI system partition at all is known from its table (its loader only once written).
-    if (efiCheck) {
-      const { table, whole } = await tableFromHead(head, disk.size);
-      if (whole && !espOf(table)) throw noEsp();
-    }
+    if (efiCheck) await refuseWithoutEsp(head, disk.size);
     pieces = inOrder(all);
     format = decoded.format === 'raw' ? 'raw' : `${decoded.format}-compressed raw`;
   }
@@ -173,6 +176,9 @@ export async function deployStreaming(
   });
   const record = job.verifyWrite ? new BlockRecord(block) : undefined;
   let efi: EfiBootPlan | undefined;
+  // A qcow2's table is known once its first clusters have come (pieces never overlap): an image
+  // without an ESP is refused then rather than once it is all downloaded.
+  let tableBytes = efiCheck && job.type === 'qcow2' ? 0 : TABLE_BYTES;
   try {
     for await (const piece of pieces) {
       report.checkpoint(); // cancelled: the writer stops and zeroes the ends, the first MiB never lands
@@ -181,6 +187,10 @@ export async function deployStreaming(
         record?.add(piece.offset, piece.data);
       } catch (error) {
         throw error instanceof ByoiError ? error : cannotWriteImage(format, (error as Error).message);
+      }
+      if (tableBytes < TABLE_BYTES && piece.offset < TABLE_BYTES) {
+        tableBytes += Math.min(piece.data.length, TABLE_BYTES - piece.offset);
+        if (tableBytes >= TABLE_BYTES) await refuseWithoutEsp(writer.head.subarray(0, TABLE_BYTES), disk.size);
       }
       report.progress(image.received(), image.length);
     }

@@ -9,8 +9,8 @@ import { readImageTable, type ImageTable } from '../formats/image-partitions.ts'
 const CHUNK = 1024 * 1024;
 
 /**
- * The image's partition table, read from its first MiB alone; `whole` is false when part of it
- * (a GPT's entry array) lies past that MiB, where the head cannot tell what it holds.
+ * The image's partition table, read from `head` alone (its first MiB, or its first bytes known so
+ * far); `whole` is false when part of it (a GPT's entry array) lies past them, unknown.
  */
 export async function tableFromHead(
   head: Buffer,
