@@ -3,6 +3,7 @@
 // rest is on the disk. Before anything is written only the head is known; once the body is
 // written and flushed, the disk with the head laid over it is the whole image.
 import { open, type FileHandle } from 'node:fs/promises';
+import { firstNonZero } from '../disk/read-back.ts';
 import type { GuestRange, GuestReader } from '../formats/guest.ts';
 import { readImageTable, type ImageTable } from '../formats/image-partitions.ts';
 
@@ -47,7 +48,7 @@ export function writtenImage(device: string, head: Buffer, size: number): GuestR
             const length = Math.min(CHUNK, range.length - at);
             const bytes = await readRange(handle, { offset: range.offset + at, length }, head, size);
             // Zeros stay holes: an ESP is mostly empty, and /tmp may be RAM.
-            if (bytes.some((b) => b !== 0)) await out.write(bytes, 0, length, at);
+            if (firstNonZero(bytes) >= 0) await out.write(bytes, 0, length, at);
           }
         } finally {
           await out.close();
