@@ -1,6 +1,6 @@
 // Secrets for operator commands (passwords, consumer keys) come from standard input, never argv:
 // piped, or typed at a prompt that does not echo them.
-import { failed, ovhAuthMessages } from '../lib/errors.ts';
+import { noSecret } from '../lib/errors.ts';
 
 const MAX_SECRET = 4096;
 
@@ -23,8 +23,7 @@ function fromTerminal(prompt: string): Promise<string> {
     const onData = (chunk: string) => {
       for (const c of chunk) {
         if (c === '\r' || c === '\n' || c === '\u0004') return finish();
-        if (c === '\u0003')
-          return finish(failed('no-secret', ovhAuthMessages.noSecret(prompt.replace(/:\s*$/, '').toLowerCase())));
+        if (c === '\u0003') return finish(noSecret(prompt.replace(/:\s*$/, '').toLowerCase()));
         if (c === '\u007f') text = text.slice(0, -1);
         else if (text.length < MAX_SECRET) text += c;
       }
@@ -47,6 +46,6 @@ export async function readSecret(what: string): Promise<string> {
   const secret = process.stdin.isTTY
     ? await fromTerminal(`${what[0]!.toUpperCase()}${what.slice(1)}: `)
     : await fromPipe();
-  if (secret === '' || secret.length > MAX_SECRET) throw failed('no-secret', ovhAuthMessages.noSecret(what));
+  if (secret === '' || secret.length > MAX_SECRET) throw noSecret(what);
   return secret;
 }

@@ -1,6 +1,12 @@
 // The vocabulary: every message byoi shows a user or reports in its status lives here.
 // Sentences OVHcloud documents are kept verbatim (the "Result examples" of OVHcloud's Bring Your
 // Own Image guide); failures OVH has no sentence for get one in the same style.
+// One shape: a factory per failure, returning a ByoiError (or, for the API's refusals, an ApiError with its
+// HTTP status) with its stable code; the few sentences that are not failures are named as such.
+// In order: the codes and the error types; qcow2; disks; the config drive; images and writing them; the
+// job; download, checksum and partition tables; the API, its agent and APIv6; a deployment's life after
+// POST; network configuration; UEFI; compressed raw, VMDK and OVA; the streaming mode.
+import { ApiError, type OvhErrorCode } from './api/ovh-error.ts';
 
 /** What went wrong, for exit codes and status: a bad job, a refused image, or a failure while deploying. */
 export type ErrorKind = 'invalid-job' | 'refused-image' | 'failed';
@@ -10,26 +16,39 @@ export type ErrorKind = 'invalid-job' | 'refused-image' | 'failed';
  * them, so a code is never renamed or reused for another failure (test/errors.test.ts keeps the list).
  */
 export const errorCodes = [
+  'agent-lost',
+  'agent-silent',
   'bad-agent-settings',
   'bad-ca-file',
   'bad-checksum',
   'bad-checksum-type',
   'bad-config',
+  'bad-content-length',
+  'bad-content-type',
   'bad-credential-request',
+  'bad-csrf-token',
   'bad-customer-name',
   'bad-disk',
   'bad-disk-group-id',
+  'bad-events',
   'bad-field',
   'bad-http-header',
   'bad-http-header-flag',
   'bad-image-type',
   'bad-job-body',
+  'bad-json',
   'bad-loader-path',
   'bad-network',
+  'bad-operating-system',
   'bad-ram-size',
+  'bad-request',
+  'bad-request-url',
   'bad-secrets-key',
+  'bad-service-name',
   'bad-target',
   'bad-url',
+  'bad-validation-form',
+  'body-too-large',
   'boot-entry-failed',
   'boot-failed',
   'boot-manager-unavailable',
@@ -52,21 +71,34 @@ export const errorCodes = [
   'configdrive-tool-failed',
   'configdrive-two-config-drives',
   'could-not-release-disk',
+  'credential-request-gone',
   'customer-exists',
   'database-password-on-command-line',
   'database-unavailable',
   'decompression-stopped',
   'decompression-worker-failed',
+  'deployment-cancelled',
+  'deployment-finished',
+  'deployment-running',
   'device-busy',
   'download-failed',
   'empty-image',
   'empty-metadata-key',
+  'forbidden-ip',
+  'form-field-too-large',
+  'form-too-large',
   'gpt-fix-failed',
+  'headers-too-large',
   'image-format-mismatch',
   'image-larger-than-device',
   'insecure-api',
+  'internal-error',
   'internal-write-error',
+  'invalid-credential',
+  'invalid-credential-request',
   'invalid-hostname',
+  'invalid-key',
+  'invalid-signature',
   'invalid-ssh-key',
   'invalid-user-metadata-flag',
   'job-unavailable',
@@ -76,15 +108,31 @@ export const errorCodes = [
   'metadata-key-too-long',
   'metadata-too-big',
   'metadata-value-not-string',
+  'missing-agent-token',
+  'missing-api-key',
   'missing-url',
+  'no-disks-report',
   'no-esp',
   'no-loader',
   'no-partition-table',
   'no-partition-table-in-disk',
+  'no-rescue-image',
   'no-secret',
+  'no-such-application',
+  'no-such-credential',
   'no-such-customer',
+  'no-such-mac',
+  'no-such-server',
+  'no-such-task',
   'not-a-disk',
+  'not-credential',
+  'not-found',
+  'not-granted-call',
+  'not-installing',
+  'not-multipart',
   'not-pending',
+  'not-provisioning-network',
+  'not-your-server',
   'ova-bad',
   'ova-manifest-mismatch',
   'ova-unsupported',
@@ -114,8 +162,11 @@ export const errorCodes = [
   'qcow2-unknown-features',
   'qcow2-v2-zero-flag',
   'qcow2-virtual-size-too-big',
+  'query-time-out',
+  'range-not-satisfiable',
   'read-back-mismatch',
   'reboot-failed',
+  'request-timeout',
   'reread-failed',
   'reserved-key',
   'reserved-metadata-key',
@@ -126,15 +177,22 @@ export const errorCodes = [
   'streaming-unsupported',
   'system-disk',
   'too-big-for-memory',
+  'too-many-failures',
+  'too-many-pending',
   'unexpected',
+  'unknown-api-key',
   'unknown-disk-group',
+  'unknown-phase',
   'unreadable-ca-file',
   'unreadable-job',
   'unreadable-token-file',
   'unsupported-image-format',
+  'url-too-long',
   'user-data-too-big',
   'vmdk-bad',
   'vmdk-unsupported',
+  'wrong-agent-token',
+  'wrong-sign-in',
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];
@@ -145,6 +203,8 @@ export interface ErrorDetails {
   readonly detail?: string | undefined;
   /** The underlying error (ES2022 `cause`), when there is one. */
   readonly cause?: unknown;
+  /** The job field (OVH's name, or a command-line flag) the failure is about: the control panel shows it there. */
+  readonly field?: string | undefined;
 }
 
 /** An error whose message is fit for the status file and the last line of stderr. */
@@ -153,6 +213,7 @@ export class ByoiError extends Error {
   /** Which failure this is, stable and machine-readable (kebab-case): what the API, the panel and tests match on. */
   readonly code: ErrorCode;
   readonly detail: string | undefined;
+  readonly field: string | undefined;
 
   constructor(kind: ErrorKind, code: ErrorCode, message: string, details: ErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
@@ -160,11 +221,12 @@ export class ByoiError extends Error {
     this.kind = kind;
     this.code = code;
     this.detail = details.detail;
+    this.field = details.field;
   }
 }
 
 /** An image that byoi will not write: a malformed, hostile or unsupported file. */
-export function refusedImage(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
+function refusedImage(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
   return new ByoiError('refused-image', code, message, details);
 }
 
@@ -382,42 +444,85 @@ export function couldNotReleaseDisk(path: string, holder: string, detail?: strin
 // --- Config drive ---------------------------------------------------------------------------
 
 /** A config drive field the job gave that cloud-init could not use: exit 2, nothing written. */
-export function invalidConfigDrive(code: ErrorCode, message: string): ByoiError {
-  return new ByoiError('invalid-job', code, message);
+function invalidConfigDrive(code: ErrorCode, field: string, message: string): ByoiError {
+  return new ByoiError('invalid-job', code, message, { field });
 }
 
-export const configDriveMessages = {
-  reservedMetadataKey: (key: string) =>
+export function reservedMetadataKey(key: string): ByoiError {
+  return invalidConfigDrive(
+    'reserved-metadata-key',
+    'userMetadatas',
     `Invalid configdrive metadata: the key "${key}" is reserved by cloud-init (it sets the datasource mode); use another key.`,
-  emptyMetadataKey: () => 'Invalid configdrive metadata: a key is empty.',
-  metadataKeyTooLong: (key: string, max: number) =>
+  );
+}
+export function emptyMetadataKey(): ByoiError {
+  return invalidConfigDrive('empty-metadata-key', 'userMetadatas', 'Invalid configdrive metadata: a key is empty.');
+}
+export function metadataKeyTooLong(key: string, max: number): ByoiError {
+  return invalidConfigDrive(
+    'metadata-key-too-long',
+    'userMetadatas',
     `Invalid configdrive metadata: the key "${key.slice(0, 40)}…" is longer than ${max} characters.`,
-  metadataKeyControl: (key: string) =>
+  );
+}
+export function metadataKeyControl(key: string): ByoiError {
+  return invalidConfigDrive(
+    'metadata-key-control',
+    'userMetadatas',
     `Invalid configdrive metadata: the key ${JSON.stringify(key)} contains control characters.`,
-  metadataValueNotString: (key: string) => `Invalid configdrive metadata: the value of "${key}" is not a string.`,
-  metadataTooBig: (bytes: number, max: number) =>
+  );
+}
+export function metadataValueNotString(key: string): ByoiError {
+  return invalidConfigDrive(
+    'metadata-value-not-string',
+    'userMetadatas',
+    `Invalid configdrive metadata: the value of "${key}" is not a string.`,
+  );
+}
+export function metadataTooBig(bytes: number, max: number): ByoiError {
+  return invalidConfigDrive(
+    'metadata-too-big',
+    'userMetadatas',
     `Invalid configdrive metadata: ${bytes} bytes in all, more than the ${max} bytes allowed.`,
-  invalidHostname: (hostname: string, reason: string) =>
+  );
+}
+export function invalidHostname(hostname: string, reason: string): ByoiError {
+  return invalidConfigDrive(
+    'invalid-hostname',
+    'hostname',
     `Invalid configdrive hostname ${JSON.stringify(hostname)}: ${reason}.`,
-  invalidSshKey: (index: number, reason: string) => `Invalid configdrive SSH key #${index}: ${reason}.`,
-  userDataTooBig: (bytes: number, max: number) =>
+  );
+}
+export function invalidSshKey(index: number, reason: string): ByoiError {
+  return invalidConfigDrive('invalid-ssh-key', 'sshKey', `Invalid configdrive SSH key #${index}: ${reason}.`);
+}
+export function userDataTooBig(bytes: number, max: number): ByoiError {
+  return invalidConfigDrive(
+    'user-data-too-big',
+    'userData',
     `Invalid configdrive user data: ${bytes} bytes, more than the ${max} bytes a config drive holds.`,
-  invalidUserMetadataFlag: (value: string) => `Invalid --user-metadata ${JSON.stringify(value)}: expected key=value.`,
-} as const;
-
-/** OVH's sentence for any failure to add the config drive partition; the reason goes in the detail. */
-export const COULD_NOT_CREATE_CONFIGDRIVE = 'Could not create configdrive on disk.';
-
-export function couldNotCreateConfigDrive(code: ErrorCode, detail: string, cause?: unknown): ByoiError {
-  return new ByoiError(
-    'failed',
-    code,
-    COULD_NOT_CREATE_CONFIGDRIVE,
-    cause === undefined ? { detail } : { detail, cause },
+  );
+}
+export function invalidUserMetadataFlag(value: string): ByoiError {
+  return invalidConfigDrive(
+    'invalid-user-metadata-flag',
+    '--user-metadata',
+    `Invalid --user-metadata ${JSON.stringify(value)}: expected key=value.`,
   );
 }
 
-// Why the config drive partition could not be made: each is the detail of COULD_NOT_CREATE_CONFIGDRIVE.
+/** OVH's sentence for any failure to add the config drive partition; the reason goes in the detail. */
+function couldNotCreateConfigDrive(code: ErrorCode, detail: string): ByoiError {
+  return new ByoiError('failed', code, 'Could not create configdrive on disk.', { detail });
+}
+
+// Why the config drive partition could not be made: each is the detail of OVH's one sentence.
+export function configDrivePartitionNotMade(got: string, number: number, start: number, sectors: number): ByoiError {
+  return couldNotCreateConfigDrive(
+    'configdrive-partition-not-made',
+    `the partition table shows ${got} where partition ${number} at ${start}+${sectors} was created.`,
+  );
+}
 export function configDriveNoPartitionTable(device: string): ByoiError {
   return couldNotCreateConfigDrive(
     'configdrive-no-partition-table',
@@ -522,6 +627,11 @@ export function deviceBusy(path: string): ByoiError {
   );
 }
 
+/** An error byoi has no sentence for (a bug, or a failure nobody foresaw): its words, scrubbed of secrets. */
+export function unexpectedError(text: string, details?: ErrorDetails): ByoiError {
+  return failed('unexpected', `Unexpected error: ${text}`, details);
+}
+
 /** A bug of byoi's met while writing (no system call failed): never reported as the disk's failure. */
 export function internalWriteError(detail: string, cause?: unknown): ByoiError {
   return new ByoiError(
@@ -555,39 +665,81 @@ export function cannotReadImage(path: string, reason: string, cause?: unknown): 
 // ---- Deploy: the job, download, checksum, inspection, disk, write and GPT steps. ----
 
 /** An invalid job: exit 2, nothing downloaded or written. */
-export function invalidJob(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
+function invalidJob(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
   return new ByoiError('invalid-job', code, message, details);
 }
 
 /** A deployment step that failed: exit 1. */
-export function failed(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
+function failed(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
   return new ByoiError('failed', code, message, details);
 }
 
-export const messages = {
-  // The job (OVH's sentences verbatim, then ours in the same style).
-  badImageType: 'Bad format image, expected: qcow2, raw, ova.',
-  badChecksumType: 'Bad checkSumType, expected: md5, sha1, sha256, sha512.',
-  checksumPair: 'Please provide checkSum AND checkSumType or none of them',
-  badChecksum: (type: string, digits: number) => `Bad checkSum, expected: ${digits} hexadecimal digits for ${type}.`,
-  missingUrl: 'Missing URL, expected: the http or https address of the image.',
-  badUrl: 'Bad URL, expected: an http or https address.',
-  badDiskGroupId: 'Bad diskGroupId, expected: a positive integer.',
-  badDisk: 'Bad disk, expected: the path of a block device such as /dev/sda.',
-  badHttpHeader: (name: string) =>
+// The job (OVH's sentences verbatim, then ours in the same style); `field` names the job field.
+function badJobField(code: ErrorCode, field: string, message: string, details?: ErrorDetails): ByoiError {
+  return invalidJob(code, message, { ...details, field });
+}
+export function badImageType(): ByoiError {
+  return badJobField('bad-image-type', 'type', 'Bad format image, expected: qcow2, raw, ova.');
+}
+export function badChecksumType(): ByoiError {
+  return badJobField('bad-checksum-type', 'checkSumType', 'Bad checkSumType, expected: md5, sha1, sha256, sha512.');
+}
+export function checksumPair(): ByoiError {
+  return badJobField('checksum-pair', 'checkSum', 'Please provide checkSum AND checkSumType or none of them');
+}
+export function badChecksum(type: string, digits: number): ByoiError {
+  return badJobField('bad-checksum', 'checkSum', `Bad checkSum, expected: ${digits} hexadecimal digits for ${type}.`);
+}
+export function missingUrl(): ByoiError {
+  return badJobField('missing-url', 'URL', 'Missing URL, expected: the http or https address of the image.');
+}
+export function badUrl(): ByoiError {
+  return badJobField('bad-url', 'URL', 'Bad URL, expected: an http or https address.');
+}
+export function badDiskGroupId(): ByoiError {
+  return badJobField('bad-disk-group-id', 'diskGroupId', 'Bad diskGroupId, expected: a positive integer.');
+}
+export function badDisk(): ByoiError {
+  return badJobField('bad-disk', 'disk', 'Bad disk, expected: the path of a block device such as /dev/sda.');
+}
+export function badHttpHeader(name: string): ByoiError {
+  return badJobField(
+    'bad-http-header',
+    'httpHeader',
     `Bad httpHeader ${JSON.stringify(name)}, expected: a header name and a value on one line.`,
-  badHttpHeaderFlag: "Bad httpHeader, expected: 'Name: value'.",
-  badRamSize: 'Bad ramSize, expected: a number of bytes.',
-  badJobBody: 'Bad job, expected: a bringYourOwnImage or reinstall JSON body.',
-  unreadableJob: (path: string) => `Could not read job from ${path}.`,
-  unreadableCaFile: (path: string) => `Could not read CA certificates from ${path}.`,
-  badField: (name: string, expected: string) => `Bad ${name}, expected: ${expected}.`,
+  );
+}
+export function badHttpHeaderFlag(): ByoiError {
+  return badJobField('bad-http-header-flag', '--http-header', "Bad httpHeader, expected: 'Name: value'.");
+}
+export function badRamSize(): ByoiError {
+  return badJobField('bad-ram-size', 'ramSize', 'Bad ramSize, expected: a number of bytes.');
+}
+export function badJobBody(): ByoiError {
+  return invalidJob('bad-job-body', 'Bad job, expected: a bringYourOwnImage or reinstall JSON body.');
+}
+export function unreadableJob(path: string, details?: ErrorDetails): ByoiError {
+  return invalidJob('unreadable-job', `Could not read job from ${path}.`, details);
+}
+export function unreadableCaFile(path: string, details?: ErrorDetails): ByoiError {
+  return invalidJob('unreadable-ca-file', `Could not read CA certificates from ${path}.`, details);
+}
+/** A field (of the job, or a flag such as `--listen`) whose value is not what `expected` says. */
+export function badField(name: string, expected: string): ByoiError {
+  return badJobField('bad-field', name, `Bad ${name}, expected: ${expected}.`);
+}
+export function reservedKey(field: string): ByoiError {
+  return badJobField(
+    'reserved-key',
+    field,
+    `Bad ${field}, expected: names other than __proto__, constructor and prototype.`,
+  );
+}
 
-  // The detail of downloadFailed when the download's deadline passes.
-  downloadDeadline: (seconds: number, held: number, total: number | null) =>
-    `the download did not finish within ${seconds} s (${held} of ${total ?? 'unknown'} bytes received)`,
-  reservedKey: (field: string) => `Bad ${field}, expected: names other than __proto__, constructor and prototype.`,
-} as const;
+/** The detail of downloadFailed when the download's deadline passes. */
+export function downloadDeadlineDetail(seconds: number, held: number, total: number | null): string {
+  return `the download did not finish within ${seconds} s (${held} of ${total ?? 'unknown'} bytes received)`;
+}
 
 // ---- Download, checksum, inspection, partition table and reboot: OVH's sentences verbatim. ----
 
@@ -644,89 +796,271 @@ export function rebootFailed(details?: ErrorDetails): ByoiError {
 
 // ---- The provisioning API (byoi serve) and its agent (byoi agent). ----
 
-export const apiMessages = {
-  badJson: 'Bad request body, expected: a JSON object.',
-  badOperatingSystem: 'Bad operatingSystem, expected: byoi_64.',
-  missingApiKey: 'You must authenticate: send your API key as "Authorization: Bearer <key>".',
-  unknownApiKey: 'This API key is not valid.',
-  notYourServer: (serviceName: string) => `You are not allowed to manage the server ${serviceName}.`,
-  noSuchServer: (serviceName: string) => `The requested object (serviceName = ${serviceName}) does not exist`,
-  noSuchTask: (taskId: string) => `The requested object (taskId = ${taskId}) does not exist`,
-  deploymentRunning: (serviceName: string) => `An installation is already in progress on ${serviceName}.`,
-  notInstalling: 'Server is not being installed or reinstalled at the moment',
-  missingAgentToken: 'The agent must authenticate: send its token as "Authorization: Bearer <token>".',
-  wrongAgentToken: 'This agent token is not valid for this server.',
-  deploymentFinished: 'This deployment is finished: there is no job to take.',
-  badEvents: 'Bad events, expected: {"events": [{status, message, phase, ...}]}.',
-  notFound: 'Not found.',
-  bootFailed: (serviceName: string) => `Could not boot ${serviceName} on the deployment agent.`,
-  badConfig: (path: string, why: string) => `Bad server configuration ${path}: ${why}.`,
-  badAgentSettings: (missing: string[]) =>
+/** A refusal of the API, answered OVH's way with its HTTP status (lib/api/ovh-error.ts). */
+function refusal(code: ErrorCode, statusCode: number, message: string, errorCode?: OvhErrorCode): ApiError {
+  return new ApiError(code, statusCode, message, errorCode === undefined ? {} : { errorCode });
+}
+
+/** A job the API refuses (400): the ByoiError of its validation, whose code and field it keeps as its cause. */
+export function refusedJob(error: ByoiError): ApiError {
+  return new ApiError(error.code, 400, error.message, { cause: error });
+}
+
+// The request itself: answered however early it fails (framework, HTTP parser, routes).
+export function badJson(): ApiError {
+  return refusal('bad-json', 400, 'Bad request body, expected: a JSON object.');
+}
+export function badRequestUrl(): ApiError {
+  return refusal('bad-request-url', 400, 'Bad request URL.');
+}
+export function urlTooLong(): ApiError {
+  return refusal('url-too-long', 414, 'The request URL is too long.');
+}
+export function bodyTooLarge(): ApiError {
+  return refusal('body-too-large', 413, 'The request body is too large.');
+}
+/** 415 for a type the API does not read; the framework answers 400 for a malformed Content-Type. */
+export function badContentType(statusCode = 415): ApiError {
+  return refusal('bad-content-type', statusCode, 'Bad Content-Type, expected: application/json.');
+}
+export function badContentLength(): ApiError {
+  return refusal('bad-content-length', 400, 'The request body does not match its Content-Length.');
+}
+export function requestTimeout(): ApiError {
+  return refusal('request-timeout', 408, 'The request was not received in time.');
+}
+export function headersTooLarge(): ApiError {
+  return refusal('headers-too-large', 431, 'The request headers are too large.');
+}
+/** Any other refusal of a request; `statusCode` is the framework's when it gave one (4xx). */
+export function badRequest(statusCode = 400): ApiError {
+  return refusal('bad-request', statusCode, 'Bad request.');
+}
+export function internalError(): ApiError {
+  return refusal('internal-error', 500, 'Internal server error');
+}
+export function notFound(): ApiError {
+  return refusal('not-found', 404, 'Not found.');
+}
+export function badServiceName(): ApiError {
+  return refusal('bad-service-name', 404, 'The requested object (serviceName) does not exist');
+}
+
+// The customer's calls.
+export function badOperatingSystem(): ApiError {
+  return refusal('bad-operating-system', 400, 'Bad operatingSystem, expected: byoi_64.');
+}
+export function missingApiKey(): ApiError {
+  return refusal('missing-api-key', 401, 'You must authenticate: send your API key as "Authorization: Bearer <key>".');
+}
+export function unknownApiKey(): ApiError {
+  return refusal('unknown-api-key', 403, 'This API key is not valid.');
+}
+export function notYourServer(serviceName: string): ApiError {
+  return refusal('not-your-server', 403, `You are not allowed to manage the server ${serviceName}.`);
+}
+export function noSuchServer(serviceName: string): ApiError {
+  return refusal('no-such-server', 404, `The requested object (serviceName = ${serviceName}) does not exist`);
+}
+export function noSuchTask(taskId: string): ApiError {
+  return refusal('no-such-task', 404, `The requested object (taskId = ${taskId}) does not exist`);
+}
+export function deploymentRunning(serviceName: string): ApiError {
+  return refusal('deployment-running', 409, `An installation is already in progress on ${serviceName}.`);
+}
+export function notInstalling(): ApiError {
+  return refusal('not-installing', 404, 'Server is not being installed or reinstalled at the moment');
+}
+export function tooManyFailures(): ApiError {
+  return refusal('too-many-failures', 429, 'Too many failed authentications from your address: try again later.');
+}
+
+// The agent's calls.
+export function missingAgentToken(): ApiError {
+  return refusal(
+    'missing-agent-token',
+    401,
+    'The agent must authenticate: send its token as "Authorization: Bearer <token>".',
+  );
+}
+export function wrongAgentToken(): ApiError {
+  return refusal('wrong-agent-token', 403, 'This agent token is not valid for this server.');
+}
+export function deploymentFinished(): ApiError {
+  return refusal('deployment-finished', 409, 'This deployment is finished: there is no job to take.');
+}
+export function badEvents(): ApiError {
+  return refusal('bad-events', 400, 'Bad events, expected: {"events": [{status, message, phase, ...}]}.');
+}
+
+// Network boot (lib/api/routes/netboot.ts).
+export function notProvisioningNetwork(): ApiError {
+  return refusal(
+    'not-provisioning-network',
+    403,
+    'Network boot is served to the provisioning network only (netboot.clients).',
+  );
+}
+export function rangeNotSatisfiable(): ApiError {
+  return refusal('range-not-satisfiable', 416, 'The requested range is outside the file.');
+}
+
+// The control panel's form posts (lib/api/routes/panel.ts).
+export function badCsrfToken(): ApiError {
+  return refusal('bad-csrf-token', 403, 'bad CSRF token');
+}
+export function notMultipart(): ApiError {
+  return refusal('not-multipart', 415, 'expected multipart/form-data');
+}
+export function formFieldTooLarge(): ApiError {
+  return refusal('form-field-too-large', 413, 'form field too large');
+}
+export function formTooLarge(): ApiError {
+  return refusal('form-too-large', 413, 'form too large');
+}
+
+// The service's own failures (byoi serve) and its agent's (byoi agent).
+export function bootFailed(serviceName: string, details?: ErrorDetails): ByoiError {
+  return failed('boot-failed', `Could not boot ${serviceName} on the deployment agent.`, details);
+}
+export function badConfig(path: string, why: string, details?: ErrorDetails): ByoiError {
+  return failed('bad-config', `Bad server configuration ${path}: ${why}.`, details);
+}
+export function badAgentSettings(missing: string[]): ByoiError {
+  return invalidJob(
+    'bad-agent-settings',
     `Missing agent settings: ${missing.join(', ')} (flags --server, --service-name, --token-file or $BYOI_AGENT_TOKEN, or byoi.server=, byoi.service=, byoi.token= on the kernel command line).`,
-  jobUnavailable: (url: string) => `Could not fetch the job from ${url}.`,
-  badServiceName: 'The requested object (serviceName) does not exist',
-  badRequestUrl: 'Bad request URL.',
-  urlTooLong: 'The request URL is too long.',
-  bodyTooLarge: 'The request body is too large.',
-  badContentType: 'Bad Content-Type, expected: application/json.',
-  badContentLength: 'The request body does not match its Content-Length.',
-  requestTimeout: 'The request was not received in time.',
-  headersTooLarge: 'The request headers are too large.',
-  badRequest: 'Bad request.',
-  internalError: 'Internal server error',
-  tooManyFailures: 'Too many failed authentications from your address: try again later.',
-  weakApiKey: (where: string) => `${where} is too weak: use at least 32 random characters (openssl rand -hex 32)`,
-  notAJob: 'the API answered something that is not a job',
-  insecureApi: (url: string) =>
+  );
+}
+/** The agent could not get its job; the detail says why (the API's answer, or one of the reasons below). */
+export function jobUnavailable(url: string, details?: ErrorDetails): ByoiError {
+  return failed('job-unavailable', `Could not fetch the job from ${url}.`, details);
+}
+// Why the agent's last attempt to fetch its job is worth retrying: the detail of jobUnavailable.
+export const notAJobReason = 'the API answered something that is not a job';
+export function apiUnreachableReason(code: string): string {
+  return `the API could not be reached (${code})`;
+}
+export function apiCertificateRefusedReason(code: string): string {
+  return `the API's certificate could not be verified (${code}): give the agent the lab's CA (--ca-file, byoi.ca=)`;
+}
+/** A reason of badConfig: an API key in the config that is too easy to guess. */
+export function weakApiKeyReason(where: string): string {
+  return `${where} is too weak: use at least 32 random characters (openssl rand -hex 32)`;
+}
+export function insecureApi(url: string): ByoiError {
+  return invalidJob(
+    'insecure-api',
     `Refusing to send the agent token to ${url} in clear: use https, or allow plain http explicitly (--insecure or byoi.insecure=1).`,
-  badCaFile: (path: string) => `Could not read the API's CA certificate ${path}.`,
-  badSecretsKey: (path: string, why: string) => `Bad secrets key file ${path}: ${why}.`,
-  apiUnreachable: (code: string) => `the API could not be reached (${code})`,
-  apiCertificateRefused: (code: string) =>
-    `the API's certificate could not be verified (${code}): give the agent the lab's CA (--ca-file, byoi.ca=)`,
-  notProvisioningNetwork: 'Network boot is served to the provisioning network only (netboot.clients).',
-  rangeNotSatisfiable: 'The requested range is outside the file.',
+  );
+}
+export function badCaFile(path: string, details?: ErrorDetails): ByoiError {
+  return invalidJob('bad-ca-file', `Could not read the API's CA certificate ${path}.`, details);
+}
+export function badSecretsKey(path: string, why: string, details?: ErrorDetails): ByoiError {
+  return failed('bad-secrets-key', `Bad secrets key file ${path}: ${why}.`, details);
+}
+export function databaseUnavailable(location: string, details?: ErrorDetails): ByoiError {
+  return failed('database-unavailable', `Could not open the database ${location}.`, details);
+}
+export function databasePasswordOnCommandLine(): ByoiError {
+  return invalidJob(
+    'database-password-on-command-line',
+    'Do not put the database password on the command line: use PGPASSWORD, a password file (PGPASSFILE or ~/.pgpass) or "database" in the config file.',
+  );
+}
+export function sharedKeyNeeded(path: string | undefined): ByoiError {
+  return failed(
+    'shared-key-needed',
+    `A store on PostgreSQL needs "secretsKeyFile" in the config naming a key file made once and copied to every replica${path ? ` (${path} does not exist)` : ''}: head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE.`,
+  );
+}
+
+/** Sentences that are not failures: the service's warnings in its log, and a deployment's first step. */
+export const notices = {
   netbootOpenToAll:
     'netboot.clients is not set: boot scripts, and the agent tokens in them, are answered to any client that reaches this API (docs/netboot.md).',
-  databaseUnavailable: (location: string) => `Could not open the database ${location}.`,
-  databasePasswordOnCommandLine:
-    'Do not put the database password on the command line: use PGPASSWORD, a password file (PGPASSFILE or ~/.pgpass) or "database" in the config file.',
   fleetWithoutPublicUrl:
     'byoi serve: warning: on PostgreSQL, several replicas usually stand behind a load balancer: set "publicUrl" in the config to its address, or agents are sent to this replica alone and stall if it goes.',
-  sharedKeyNeeded: (path: string | undefined) =>
-    `A store on PostgreSQL needs "secretsKeyFile" in the config naming a key file made once and copied to every replica${path ? ` (${path} does not exist)` : ''}: head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE.`,
 } as const;
 
 /** The first step of every deployment, before the agent has taken its job. */
 export const bootStep = { phase: 'boot', message: 'Booting the server on the deployment agent' } as const;
 
-/**
- * APIv6 (signed requests, consumer keys): OVH's own error codes and messages, which its clients map to
- * their exception types (docs/api.md lists them), and the operator's and the validation page's words.
- */
-export const ovhAuthMessages = {
-  invalidKey: 'Invalid application key',
-  notCredential: 'This credential does not exist',
-  invalidCredential: 'This credential is not valid',
-  invalidSignature: 'Invalid signature',
-  queryTimeOut: 'Query out of time',
-  notGrantedCall: 'This call has not been granted',
-  forbiddenIp: 'This credential cannot be used from your IP address',
-  badCredentialRequest: (why: string) => `Invalid credential request: ${why}.`,
-  noSuchCredential: (id: string) => `The requested object (credentialId = ${id}) does not exist`,
-  noSuchApplication: (id: string) => `The requested object (applicationId = ${id}) does not exist`,
-  tooManyPending: 'Too many credential requests of this application are waiting for validation: try again later.',
-  // The validation page.
-  requestGone: 'This credential request does not exist or is no longer pending.',
-  badForm: 'The form expired or was not sent by this page: open the validation link again.',
-  wrongSignIn: 'Wrong account name or password.',
-  // Operator subcommands.
-  noSecret: (what: string) => `Give the ${what} on standard input (never on the command line).`,
-  customerExists: (name: string) => `Customer ${name} already exists.`,
-  noSuchCustomer: (name: string) => `No customer named ${name}.`,
-  badCustomerName: 'A customer name is 1 to 64 letters, digits, dots, dashes, underscores or @.',
-  notPending: 'No pending credential has this consumer key.',
-} as const;
+// APIv6 (signed requests, consumer keys): OVH's own error codes and messages, which its clients map to
+// their exception types (docs/api.md lists them), and the operator's and the validation page's words.
+export function invalidKey(): ApiError {
+  return refusal('invalid-key', 403, 'Invalid application key', 'INVALID_KEY');
+}
+export function notCredential(): ApiError {
+  return refusal('not-credential', 403, 'This credential does not exist', 'NOT_CREDENTIAL');
+}
+export function invalidCredential(): ApiError {
+  return refusal('invalid-credential', 403, 'This credential is not valid', 'INVALID_CREDENTIAL');
+}
+export function invalidSignature(): ApiError {
+  return refusal('invalid-signature', 400, 'Invalid signature', 'INVALID_SIGNATURE');
+}
+export function queryTimeOut(): ApiError {
+  return refusal('query-time-out', 400, 'Query out of time', 'QUERY_TIME_OUT');
+}
+export function notGrantedCall(): ApiError {
+  return refusal('not-granted-call', 403, 'This call has not been granted', 'NOT_GRANTED_CALL');
+}
+export function forbiddenIp(): ApiError {
+  return refusal('forbidden-ip', 403, 'This credential cannot be used from your IP address', 'FORBIDDEN');
+}
+const credentialRequestSentence = (why: string) => `Invalid credential request: ${why}.`;
+export function invalidCredentialRequest(why: string): ApiError {
+  return refusal('invalid-credential-request', 400, credentialRequestSentence(why));
+}
+export function noSuchCredential(id: string): ApiError {
+  return refusal('no-such-credential', 404, `The requested object (credentialId = ${id}) does not exist`);
+}
+export function noSuchApplication(id: string): ApiError {
+  return refusal('no-such-application', 404, `The requested object (applicationId = ${id}) does not exist`);
+}
+export function tooManyPending(): ApiError {
+  return refusal(
+    'too-many-pending',
+    429,
+    'Too many credential requests of this application are waiting for validation: try again later.',
+  );
+}
+// The validation page.
+export function credentialRequestGone(): ApiError {
+  return refusal('credential-request-gone', 404, 'This credential request does not exist or is no longer pending.');
+}
+export function badValidationForm(): ApiError {
+  return refusal(
+    'bad-validation-form',
+    403,
+    'The form expired or was not sent by this page: open the validation link again.',
+  );
+}
+export function wrongSignIn(): ApiError {
+  return refusal('wrong-sign-in', 401, 'Wrong account name or password.');
+}
+// Operator subcommands.
+export function noSecret(what: string): ByoiError {
+  return failed('no-secret', `Give the ${what} on standard input (never on the command line).`);
+}
+export function customerExists(name: string): ByoiError {
+  return failed('customer-exists', `Customer ${name} already exists.`);
+}
+export function noSuchCustomer(name: string): ByoiError {
+  return failed('no-such-customer', `No customer named ${name}.`);
+}
+export function badCustomerName(): ByoiError {
+  return invalidJob('bad-customer-name', 'A customer name is 1 to 64 letters, digits, dots, dashes, underscores or @.');
+}
+export function notPending(): ByoiError {
+  return failed('not-pending', 'No pending credential has this consumer key.');
+}
+/** An operator subcommand's flags that make an invalid credential request. */
+export function badCredentialRequest(why: string): ByoiError {
+  return invalidJob('bad-credential-request', credentialRequestSentence(why));
+}
 
 // ---- A deployment's life after POST (issue 17): cancellation, the watchdog, netboot, who is at fault. ----
 
@@ -735,10 +1069,6 @@ export class CustomerFailure extends ByoiError {
   constructor(code: ErrorCode, message: string, details?: ErrorDetails) {
     super('failed', code, message, details);
   }
-}
-
-export function customerFailure(code: ErrorCode, message: string, details?: ErrorDetails): ByoiError {
-  return new CustomerFailure(code, message, details);
 }
 
 /** Whose fault an error is, for the task's status: the customer's request, or the lab (disk, network, agent). */
@@ -754,25 +1084,56 @@ export function faultOf(error: unknown): Fault {
 /** The deployment was cancelled (DELETE) while the agent worked: it stops where it is. */
 export class DeploymentCancelled extends ByoiError {
   constructor(detail: string) {
-    super('failed', 'cancelled', lifecycleMessages.cancelled, { detail });
+    super('failed', 'cancelled', 'The deployment was cancelled: the agent stopped.', { detail });
   }
 }
 
-export const lifecycleMessages = {
-  cancelled: 'The deployment was cancelled: the agent stopped.',
-  deploymentCancelled: 'This deployment was cancelled: its agent must stop.',
-  agentSilent: (seconds: number) =>
+export function deploymentCancelled(): ApiError {
+  return refusal('deployment-cancelled', 410, 'This deployment was cancelled: its agent must stop.');
+}
+/** The watchdog's verdict, recorded as the deployment's error. */
+export function agentSilent(seconds: number): ByoiError {
+  return failed(
+    'agent-silent',
     `The deployment agent was not heard from for ${seconds} s: the server goes back to rescue mode.`,
-  agentLost: (boots: number) =>
+  );
+}
+/** The netboot's verdict, recorded as the deployment's error. */
+export function agentLost(boots: number): ByoiError {
+  return failed(
+    'agent-lost',
     `The server booted ${boots} times without its agent reporting an outcome: the server goes back to rescue mode.`,
-  tokenOnCommandLine: (where: string) =>
-    `${where} must not contain {token}: the agent's token would be readable in the process list; the boot command gets it as BYOI_AGENT_TOKEN (environment) or in the file BYOI_AGENT_TOKEN_FILE (mode 0600)`,
-  unreadableTokenFile: (path: string) => `Could not read the agent token from ${path}.`,
-  noSuchMac: (mac: string) => `No server of this lab has the MAC address ${mac}.`,
-  noRescueImage: 'No rescue kernel and initrd are configured (netboot.kernel, netboot.initrd).',
-  noDisksReport: (serviceName: string) =>
+  );
+}
+/** A reason of badConfig: a boot command that would show the agent's token in the process list. */
+export function tokenOnCommandLineReason(where: string): string {
+  return `${where} must not contain {token}: the agent's token would be readable in the process list; the boot command gets it as BYOI_AGENT_TOKEN (environment) or in the file BYOI_AGENT_TOKEN_FILE (mode 0600)`;
+}
+export function unreadableTokenFile(path: string, details?: ErrorDetails): ByoiError {
+  return invalidJob('unreadable-token-file', `Could not read the agent token from ${path}.`, details);
+}
+export function noSuchMac(mac: string): ApiError {
+  return refusal('no-such-mac', 404, `No server of this lab has the MAC address ${mac}.`);
+}
+export function noRescueImage(): ApiError {
+  return refusal(
+    'no-rescue-image',
+    404,
+    'No rescue kernel and initrd are configured (netboot.kernel, netboot.initrd).',
+  );
+}
+export function noDisksReport(serviceName: string): ApiError {
+  return refusal(
+    'no-disks-report',
+    404,
     `No agent has reported the disks of ${serviceName} yet: they are known once it boots the rescue system.`,
-} as const;
+  );
+}
+
+/** A phase name the store holds that this version of byoi does not know (lib/report/phases.ts). */
+export function unknownPhase(text: string): ByoiError {
+  return failed('unknown-phase', `The store holds an unknown deployment phase ${JSON.stringify(text.slice(0, 40))}.`);
+}
 
 // ---- Network configuration of the deployed server (lib/configdrive/network-config.ts). ----
 
@@ -832,6 +1193,11 @@ export function compressedImageTooBig(format: string, limit: number): ByoiError 
   );
 }
 
+/** A compressed raw image (gzip, xz, zstd, bzip2) that does not decode: `reason` says how. */
+export function compressedImageBad(format: string, reason: string, details?: ErrorDetails): ByoiError {
+  return refusedImage('compressed-image-bad', `Bad ${format} image: ${reason}.`, details);
+}
+
 /** A malformed or hostile VMDK: `what` says which structure and where. */
 export function vmdkBad(what: string): ByoiError {
   return refusedImage('vmdk-bad', `Bad VMDK image: ${what}.`);
@@ -874,6 +1240,10 @@ export function streamingAborted(error: ByoiError, disk: string): ByoiError {
   return error instanceof CustomerFailure
     ? new CustomerFailure(error.code, message, details)
     : new ByoiError(error.kind, error.code, message, details);
+}
+/** A compressed image, streamed, that does not decode: `reason` says how. */
+export function streamImageBad(format: string, reason: string): ByoiError {
+  return refusedImage('stream-image-bad', `Bad ${format} image: ${reason}.`);
 }
 /** An image, streamed, that runs past the end of the disk. */
 export function streamedImageTooBig(deviceBytes: number): ByoiError {

@@ -5,7 +5,22 @@ import { parseNetworkConfig, type NetworkConfig } from './configdrive/network-co
 import type { ConfigDriveOptions } from './configdrive/options.ts';
 import { validateConfigDrive } from './configdrive/validate.ts';
 import { normaliseLoaderPath } from './disk/efi-path.ts';
-import { invalidJob, messages } from './errors.ts';
+import {
+  badChecksum,
+  badChecksumType,
+  badDisk,
+  badDiskGroupId,
+  badField,
+  badHttpHeader,
+  badHttpHeaderFlag,
+  badImageType,
+  badJobBody,
+  badRamSize,
+  badUrl,
+  checksumPair,
+  missingUrl,
+  reservedKey,
+} from './errors.ts';
 
 export const imageTypes = ['qcow2', 'raw', 'ova'] as const;
 export type ImageType = (typeof imageTypes)[number];
@@ -90,19 +105,18 @@ function isObject(value: unknown): value is Obj {
 const reservedNames = new Set(['__proto__', 'constructor', 'prototype']);
 
 function checkNames(names: readonly string[], field: string): void {
-  if (names.some((name) => reservedNames.has(name))) throw invalidJob('reserved-key', messages.reservedKey(field));
+  if (names.some((name) => reservedNames.has(name))) throw reservedKey(field);
 }
 
 /** OVH's `SafeKeyValueCanBeNull[]`: entries without a key are skipped. */
 function keyValues(value: unknown, field: string): Record<string, unknown> | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!Array.isArray(value)) throw invalidJob('bad-field', messages.badField(field, 'a list of {key, value}'));
+  if (!Array.isArray(value)) throw badField(field, 'a list of {key, value}');
   const out: Record<string, unknown> = {};
   for (const entry of value) {
-    if (!isObject(entry)) throw invalidJob('bad-field', messages.badField(field, 'a list of {key, value}'));
+    if (!isObject(entry)) throw badField(field, 'a list of {key, value}');
     if (entry.key === undefined || entry.key === null || entry.key === '') continue;
-    if (typeof entry.key !== 'string')
-      throw invalidJob('bad-field', messages.badField(field, 'a list of {key, value}'));
+    if (typeof entry.key !== 'string') throw badField(field, 'a list of {key, value}');
     checkNames([entry.key], field);
     out[entry.key] = entry.value ?? '';
   }
@@ -111,7 +125,7 @@ function keyValues(value: unknown, field: string): Record<string, unknown> | und
 
 function map(value: unknown, field: string): Record<string, unknown> | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!isObject(value)) throw invalidJob('bad-field', messages.badField(field, 'an object of names to values'));
+  if (!isObject(value)) throw badField(field, 'an object of names to values');
   checkNames(Object.keys(value), field);
   return { ...value };
 }
@@ -154,15 +168,14 @@ export function jobFromLegacyBody(body: Obj): JobInput {
 /** The body of `POST /dedicated/server/{serviceName}/reinstall` with BYOI `customizations`. */
 export function jobFromReinstallBody(body: Obj): JobInput {
   const c = body.customizations;
-  if (c !== undefined && !isObject(c)) throw invalidJob('bad-field', messages.badField('customizations', 'an object'));
+  if (c !== undefined && !isObject(c)) throw badField('customizations', 'an object');
   const custom: Obj = c ?? {};
   if (body.storage !== undefined && body.storage !== null && !Array.isArray(body.storage)) {
-    throw invalidJob('bad-field', messages.badField('storage', 'a list of {diskGroupId}'));
+    throw badField('storage', 'a list of {diskGroupId}');
   }
   const storage = Array.isArray(body.storage) ? body.storage : [];
   const first: unknown = storage[0];
-  if (first !== undefined && !isObject(first))
-    throw invalidJob('bad-field', messages.badField('storage', 'a list of {diskGroupId}'));
+  if (first !== undefined && !isObject(first)) throw badField('storage', 'a list of {diskGroupId}');
   // Only one disk group is supported by OVH's API for now; the first entry names it.
   const configDrive = compact<ConfigDriveInput>({
     hostname: custom.hostname,
@@ -185,16 +198,16 @@ export function jobFromReinstallBody(body: Obj): JobInput {
 
 /** Either body shape, told apart by `/reinstall`'s `operatingSystem` / `customizations`. */
 export function jobFromBody(body: unknown): JobInput {
-  if (!isObject(body)) throw invalidJob('bad-job-body', messages.badJobBody);
+  if (!isObject(body)) throw badJobBody();
   if ('operatingSystem' in body || 'customizations' in body) return jobFromReinstallBody(body);
   if ('URL' in body) return jobFromLegacyBody(body);
-  throw invalidJob('bad-job-body', messages.badJobBody);
+  throw badJobBody();
 }
 
 /** Parses one `--http-header 'Name: value'`. */
 export function parseHeaderFlag(flag: string): [string, string] {
   const colon = flag.indexOf(':');
-  if (colon <= 0) throw invalidJob('bad-http-header-flag', messages.badHttpHeaderFlag);
+  if (colon <= 0) throw badHttpHeaderFlag();
   return [flag.slice(0, colon).trim(), flag.slice(colon + 1).trim()];
 }
 
@@ -222,7 +235,7 @@ export function mergeJobInputs(...inputs: JobInput[]): JobInput {
 
 function optionalString(value: unknown, field: string): string | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string') throw invalidJob('bad-field', messages.badField(field, 'a string'));
+  if (typeof value !== 'string') throw badField(field, 'a string');
   return value;
 }
 
@@ -239,50 +252,44 @@ function validateHeaders(headers: Record<string, unknown> | undefined): Record<s
   checkNames(Object.keys(headers ?? {}), 'httpHeader');
   for (const [name, value] of Object.entries(headers ?? {})) {
     // The value is a secret: the message names the header only.
-    if (!headerName.test(name) || typeof value !== 'string' || !headerValue.test(value))
-      throw invalidJob('bad-http-header', messages.badHttpHeader(name));
+    if (!headerName.test(name) || typeof value !== 'string' || !headerValue.test(value)) throw badHttpHeader(name);
     out[name] = value;
   }
   return out;
 }
 
 function validateUrl(value: unknown): string {
-  if (value === undefined || value === null || value === '') throw invalidJob('missing-url', messages.missingUrl);
-  if (typeof value !== 'string') throw invalidJob('bad-url', messages.badUrl);
+  if (value === undefined || value === null || value === '') throw missingUrl();
+  if (typeof value !== 'string') throw badUrl();
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    throw invalidJob('bad-url', messages.badUrl);
+    throw badUrl();
   }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '')
-    throw invalidJob('bad-url', messages.badUrl);
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') throw badUrl();
   return value;
 }
 
 function validateChecksum(value: unknown, type: unknown): Checksum | undefined {
   const given = (v: unknown) => v !== undefined && v !== null && v !== '';
-  if (given(type) && !checksumTypes.includes(type as ChecksumType))
-    throw invalidJob('bad-checksum-type', messages.badChecksumType);
-  if (given(value) !== given(type)) throw invalidJob('checksum-pair', messages.checksumPair);
+  if (given(type) && !checksumTypes.includes(type as ChecksumType)) throw badChecksumType();
+  if (given(value) !== given(type)) throw checksumPair();
   if (!given(value)) return undefined;
   const checksumType = type as ChecksumType;
   const digits = checksumDigits[checksumType];
   const hex = typeof value === 'string' ? value.trim().toLowerCase() : '';
-  if (hex.length !== digits || !/^[0-9a-f]+$/.test(hex))
-    throw invalidJob('bad-checksum', messages.badChecksum(checksumType, digits));
+  if (hex.length !== digits || !/^[0-9a-f]+$/.test(hex)) throw badChecksum(checksumType, digits);
   return { type: checksumType, hex };
 }
 
 function validateDiskChoice(input: JobInput): DiskChoice {
   if (input.disk !== undefined && input.disk !== null) {
-    if (typeof input.disk !== 'string' || !input.disk.startsWith('/dev/'))
-      throw invalidJob('bad-disk', messages.badDisk);
+    if (typeof input.disk !== 'string' || !input.disk.startsWith('/dev/')) throw badDisk();
     return { disk: input.disk };
   }
   const id = input.diskGroupId ?? 1;
-  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0)
-    throw invalidJob('bad-disk-group-id', messages.badDiskGroupId);
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) throw badDiskGroupId();
   return { diskGroupId: id };
 }
 
@@ -292,8 +299,7 @@ function configDriveOf(input: ConfigDriveInput | undefined): ConfigDriveOptions 
   const metadata: Record<string, string> = {};
   checkNames(Object.keys(input.metadata ?? {}), 'configDriveMetadata');
   for (const [key, value] of Object.entries(input.metadata ?? {})) {
-    if (typeof value !== 'string')
-      throw invalidJob('bad-field', messages.badField('configDriveMetadata', 'string values'));
+    if (typeof value !== 'string') throw badField('configDriveMetadata', 'string values');
     metadata[key] = value;
   }
   const hostname = optionalString(input.hostname, 'hostname');
@@ -315,22 +321,20 @@ function configDriveOf(input: ConfigDriveInput | undefined): ConfigDriveOptions 
 /** The one validation of a job, whatever its source. Throws an invalid-job ByoiError. */
 export function validateJob(input: JobInput): Job {
   const type = input.type;
-  if (!imageTypes.includes(type as ImageType)) throw invalidJob('bad-image-type', messages.badImageType);
+  if (!imageTypes.includes(type as ImageType)) throw badImageType();
   const url = validateUrl(input.url);
   const checksum = validateChecksum(input.checksum, input.checksumType);
   const target = validateDiskChoice(input);
   const ramSize = input.ramSize;
   if (ramSize !== undefined && (typeof ramSize !== 'number' || !Number.isSafeInteger(ramSize) || ramSize <= 0)) {
-    throw invalidJob('bad-ram-size', messages.badRamSize);
+    throw badRamSize();
   }
-  if (input.noReboot !== undefined && typeof input.noReboot !== 'boolean')
-    throw invalidJob('bad-field', messages.badField('noReboot', 'true or false'));
+  if (input.noReboot !== undefined && typeof input.noReboot !== 'boolean') throw badField('noReboot', 'true or false');
   if (input.verifyWrite !== undefined && typeof input.verifyWrite !== 'boolean')
-    throw invalidJob('bad-field', messages.badField('verifyWrite', 'true or false'));
+    throw badField('verifyWrite', 'true or false');
   if (input.skipEfiCheck !== undefined && typeof input.skipEfiCheck !== 'boolean')
-    throw invalidJob('bad-field', messages.badField('skipEfiCheck', 'true or false'));
-  if (input.stream !== undefined && typeof input.stream !== 'boolean')
-    throw invalidJob('bad-field', messages.badField('stream', 'true or false'));
+    throw badField('skipEfiCheck', 'true or false');
+  if (input.stream !== undefined && typeof input.stream !== 'boolean') throw badField('stream', 'true or false');
   const description = optionalString(input.description, 'description');
   const statusFile = optionalString(input.statusFile, 'statusFile');
   const loaderPath = optionalString(input.efiBootloaderPath, 'efiBootloaderPath');

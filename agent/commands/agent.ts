@@ -3,7 +3,6 @@
 // every status change back, and reboots once the outcome is delivered.
 import type { CommandModule } from 'yargs';
 import type { JobInput } from '../../lib/job.ts';
-import { agentSettings, tokenFromEnvironment } from '../remote/settings.ts';
 import { run } from '../run.ts';
 
 interface AgentArgs {
@@ -82,7 +81,11 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       }),
   handler: (args) =>
     run(async () => {
-      const [{ deploy }, { runAgent }] = await Promise.all([import('../deploy.ts'), import('../remote/run-agent.ts')]);
+      const [{ deploy }, { runAgent }, { agentSettings, tokenFromEnvironment }] = await Promise.all([
+        import('../deploy.ts'),
+        import('../remote/run-agent.ts'),
+        import('../remote/settings.ts'),
+      ]);
       const token = tokenFromEnvironment(process.env, args['token-file']);
       const settings = agentSettings(
         {

@@ -1,21 +1,10 @@
 // `byoi configdrive --out FILE [fields]`: builds the config drive filesystem alone, as a deployment
 // would (a fresh instance id), for debugging, tooling and preparing another machine's disk: the
 // network is the one the flags give, MACs included; this machine's NICs are never used. The field
-// flags are exported for `byoi deploy`, which takes the same ones.
-import { readFile, writeFile } from 'node:fs/promises';
-import { buffer } from 'node:stream/consumers';
+// flags are exported for `byoi deploy`, which takes the same ones. What they ask for is read by
+// ./configdrive-args.ts; it and the drive's builder are imported by the handlers, when they run.
+import { writeFile } from 'node:fs/promises';
 import type { CommandModule, Options } from 'yargs';
-import { badNetwork, configDriveMessages, invalidConfigDrive } from '../../lib/errors.ts';
-import { configDriveContent } from '../../lib/configdrive/content.ts';
-import {
-  networkFromFlags,
-  parseNetworkConfig,
-  withLinks,
-  type NetworkConfig,
-} from '../../lib/configdrive/network-config.ts';
-import type { ConfigDriveOptions } from '../../lib/configdrive/options.ts';
-import { validateConfigDrive } from '../../lib/configdrive/validate.ts';
-import { buildVfatImage } from '../../lib/configdrive/vfat.ts';
 import { run } from '../run.ts';
 
 /** The config drive fields, as flags; `byoi deploy` adds `configDriveEnableFlag` to them. */
@@ -73,69 +62,12 @@ export interface NetworkArgs {
   dns?: string[];
 }
 
-/** The network the flags describe (not yet given its links), or undefined. */
-export async function networkFromArgs(args: NetworkArgs): Promise<NetworkConfig | undefined> {
-  const simple = networkFromFlags({
-    macs: args.mac ?? [],
-    addresses: args.address ?? [],
-    gateways: args.gateway ?? [],
-    dns: args.dns ?? [],
-  });
-  if (args.network === undefined) return simple;
-  if (simple)
-    throw badNetwork('flags', '--network replaces --mac, --address, --gateway and --dns; give one or the other');
-  let text: string;
-  try {
-    text = await readFile(args.network, 'utf8');
-  } catch (error) {
-    throw badNetwork(args.network, 'it cannot be read', { detail: (error as Error).message, cause: error });
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw badNetwork(args.network, 'it is not JSON');
-  }
-  return parseNetworkConfig(value, args.network);
-}
-
 export interface ConfigDriveArgs extends NetworkArgs {
   configDrive?: boolean;
   hostname?: string;
   sshKey?: string[];
   userData?: string;
   userMetadata?: string[];
-}
-
-/** The options the flags ask for (not yet validated), or undefined when they ask for no config drive. */
-export async function configDriveFromArgs(args: ConfigDriveArgs): Promise<ConfigDriveOptions | undefined> {
-  const asked =
-    args.configDrive === true ||
-    args.hostname !== undefined ||
-    (args.sshKey?.length ?? 0) > 0 ||
-    args.userData !== undefined ||
-    (args.userMetadata?.length ?? 0) > 0 ||
-    args.network !== undefined ||
-    [args.mac, args.address, args.gateway, args.dns].some((list) => (list?.length ?? 0) > 0);
-  if (!asked) return undefined;
-  const metadata: Record<string, string> = {};
-  for (const pair of args.userMetadata ?? []) {
-    const at = pair.indexOf('=');
-    if (at <= 0)
-      throw invalidConfigDrive('invalid-user-metadata-flag', configDriveMessages.invalidUserMetadataFlag(pair));
-    metadata[pair.slice(0, at)] = pair.slice(at + 1);
-  }
-  return {
-    ...(args.hostname !== undefined ? { hostname: args.hostname } : {}),
-    sshKeys: args.sshKey ?? [],
-    ...(args.userData !== undefined ? { userData: await readUserData(args.userData) } : {}),
-    metadata,
-  };
-}
-
-/** Bytes, not text: gzip user data must reach the drive unchanged. */
-async function readUserData(path: string): Promise<Uint8Array> {
-  return new Uint8Array(path === '-' ? await buffer(process.stdin) : await readFile(path));
 }
 
 interface Args extends ConfigDriveArgs {
@@ -170,6 +102,19 @@ export const configDriveCommand: CommandModule<object, Args> = {
       }) as never,
   handler: (args) =>
     run(async () => {
+      const [
+        { configDriveFromArgs, networkFromArgs },
+        { configDriveContent },
+        { withLinks },
+        { validateConfigDrive },
+        { buildVfatImage },
+      ] = await Promise.all([
+        import('./configdrive-args.ts'),
+        import('../../lib/configdrive/content.ts'),
+        import('../../lib/configdrive/network-config.ts'),
+        import('../../lib/configdrive/validate.ts'),
+        import('../../lib/configdrive/vfat.ts'),
+      ]);
       const options = (await configDriveFromArgs(args)) ?? { sshKeys: [], metadata: {} };
       validateConfigDrive(options);
       const network = await networkFromArgs(args);

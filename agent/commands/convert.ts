@@ -1,11 +1,9 @@
 // `byoi convert IMAGE TARGET [--type auto|qcow2|raw]`: the raw disk an image describes, into a
 // regular file (sparse) or onto an existing block device. A refused image leaves TARGET untouched.
+// The decoders and the writer are imported by the handler, not here (start-up of every command).
 import type { CommandModule } from 'yargs';
-import { destinationAt } from '../../lib/write/destination.ts';
-import { writeImageTo } from '../../lib/write/write-image.ts';
-import { imageFormats, openAnyImage, type ImageFormat } from '../../lib/formats/open.ts';
+import { imageFormats, type ImageFormat } from '../../lib/formats/types.ts';
 import { run } from '../run.ts';
-import { openImageFile } from './read-image.ts';
 
 interface ConvertArgs {
   image: string;
@@ -31,6 +29,12 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       }),
   handler: (args) =>
     run(async () => {
+      const [{ destinationAt }, { writeImageTo }, { openAnyImage }, { openImageFile }] = await Promise.all([
+        import('../../lib/write/destination.ts'),
+        import('../../lib/write/write-image.ts'),
+        import('../../lib/formats/open.ts'),
+        import('./read-image.ts'),
+      ]);
       const target = await destinationAt(args.target); // a directory or special file is a usage error: say so before reading the image
       const source = openImageFile(args.image);
       try {

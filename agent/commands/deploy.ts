@@ -1,26 +1,19 @@
 // `byoi deploy`: a job from flags and/or a JSON body (--job FILE|-), validated, then the
 // pipeline of agent/deploy.ts with its status file, JSON log and progress bar. Exit 0 done,
-// 1 a deployment error, 2 an invalid job; the message is the last line of stderr.
-import { readFile } from 'node:fs/promises';
-import { text } from 'node:stream/consumers';
+// 1 a deployment error, 2 an invalid job; the message is the last line of stderr. What the handler
+// runs is in ./deploy-handler.ts, imported when it runs.
 import type { CommandModule } from 'yargs';
-import { invalidJob, messages } from '../../lib/errors.ts';
-import { jobFromBody, mergeJobInputs, parseHeaderFlag, validateJob, type JobInput } from '../../lib/job.ts';
-import { Redactor } from '../../lib/report/redact.ts';
-import { StatusFile } from '../../lib/report/status.ts';
 import {
   DEFAULT_CONNECTIONS,
   DEFAULT_DEADLINE_MS,
   defaultRetry,
   defaultTimeouts,
-  MAX_CONNECTIONS,
   SEGMENTED_MIN_BYTES,
-  type DownloadSettings,
 } from '../../lib/download/settings.ts';
 import { run } from '../run.ts';
-import { configDriveFlags, configDriveFromArgs, networkFromArgs, type ConfigDriveArgs } from './configdrive.ts';
+import { configDriveFlags, type ConfigDriveArgs } from './configdrive.ts';
 
-interface DeployArgs extends ConfigDriveArgs {
+export interface DeployArgs extends ConfigDriveArgs {
   job?: string;
   url?: string;
   type?: string;
@@ -42,119 +35,6 @@ interface DeployArgs extends ConfigDriveArgs {
   'efi-bootloader-path'?: string;
   'efi-check'?: boolean;
   stream?: boolean;
-}
-
-/** How to download, from the flags; the CA file is read now so a bad path fails before anything else. */
-async function downloadSettings(args: DeployArgs): Promise<DownloadSettings> {
-  for (const name of ['download-timeout', 'stall-timeout'] as const) {
-    if (!(args[name] > 0))
-      throw invalidJob('bad-field', messages.badField(`--${name}`, 'a positive number of seconds'));
-  }
-  const attempts = args['download-attempts'];
-  if (!Number.isInteger(attempts) || attempts < 1)
-    throw invalidJob('bad-field', messages.badField('--download-attempts', 'a positive integer'));
-  const connections = args['download-connections'];
-  if (!Number.isInteger(connections) || connections < 1 || connections > MAX_CONNECTIONS) {
-    throw invalidJob(
-      'bad-field',
-      messages.badField('--download-connections', `an integer from 1 to ${MAX_CONNECTIONS}`),
-    );
-  }
-  let ca: string | undefined;
-  if (args['ca-file'] !== undefined) {
-    try {
-      ca = await readFile(args['ca-file'], 'utf8');
-    } catch (error) {
-      throw invalidJob('unreadable-ca-file', messages.unreadableCaFile(args['ca-file']), {
-        detail: (error as Error).message,
-        cause: error,
-      });
-    }
-  }
-  return {
-    deadline: args['download-timeout'] * 1000,
-    timeouts: { ...defaultTimeouts, idle: args['stall-timeout'] * 1000 },
-    retry: { ...defaultRetry, attempts },
-    connections,
-    ...(ca !== undefined && { ca }),
-  };
-}
-
-async function readJobBody(path: string): Promise<JobInput> {
-  let raw: string;
-  try {
-    raw = path === '-' ? await text(process.stdin) : await readFile(path, 'utf8');
-  } catch (error) {
-    throw invalidJob('unreadable-job', messages.unreadableJob(path), {
-      detail: (error as Error).message,
-      cause: error,
-    });
-  }
-  let body: unknown;
-  try {
-    body = JSON.parse(raw);
-  } catch {
-    throw invalidJob('bad-job-body', messages.badJobBody); // no detail: the parser quotes the text, which may hold secrets
-  }
-  return jobFromBody(body);
-}
-
-async function jobFromFlags(args: DeployArgs): Promise<JobInput> {
-  const headers = args['http-header']?.map(parseHeaderFlag);
-  const drive = await configDriveFromArgs(args);
-  const network = await networkFromArgs(args);
-  const input: JobInput = {
-    url: args.url,
-    type: args.type,
-    checksum: args.checksum,
-    checksumType: args['checksum-type'],
-    diskGroupId: args['disk-group-id'],
-    disk: args.disk,
-    description: args.description,
-    statusFile: args['status-file'],
-    ramSize: args['ram-size'],
-    noReboot: args.reboot === undefined ? undefined : !args.reboot,
-    network,
-    verifyWrite: args['verify-write'],
-    efiBootloaderPath: args['efi-bootloader-path'],
-    skipEfiCheck: args['efi-check'] === false ? true : undefined,
-    stream: args.stream,
-    ...(headers && { httpHeaders: Object.fromEntries(headers) }),
-    ...(drive && {
-      configDrive: {
-        hostname: drive.hostname,
-        sshKey: drive.sshKeys.length ? drive.sshKeys.join('\n') : undefined,
-        userData: drive.userData,
-        metadata: drive.metadata,
-      },
-    }),
-  };
-  return Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) as JobInput;
-}
-
-async function deployCommand(args: DeployArgs): Promise<void> {
-  // Loaded here, not at start-up: every other command would pay for the logger and HTTP client.
-  const [{ createLogger, ProgressBar }, { deploy }, { Reporter }] = await Promise.all([
-    import('../../lib/report/log.ts'),
-    import('../deploy.ts'),
-    import('../reporter.ts'),
-  ]);
-  // Reporting starts first, so that even a job that cannot be read ends in an error status.
-  let redactor = new Redactor([]);
-  const scrub = (text: string) => redactor.scrub(text);
-  const bar = process.stderr.isTTY ? new ProgressBar() : undefined;
-  const report = new Reporter(new StatusFile(args['status-file'], scrub), createLogger(scrub, bar), bar);
-  try {
-    const flags = await jobFromFlags(args);
-    const input = mergeJobInputs(args.job === undefined ? {} : await readJobBody(args.job), flags);
-    redactor = Redactor.forJob(input);
-    const settings = await downloadSettings(args);
-    await deploy(validateJob(input), report, settings);
-  } catch (error) {
-    const visible = redactor.visible(error);
-    report.error(visible.message, visible.detail);
-    throw visible;
-  }
 }
 
 export const deployCommandModule: CommandModule<object, DeployArgs> = {
@@ -234,5 +114,5 @@ export const deployCommandModule: CommandModule<object, DeployArgs> = {
           'streaming mode, for images larger than RAM: write as it downloads, the first MiB last (a failure leaves no partition table; see docs/images.md)',
       })
       .options(configDriveFlags),
-  handler: (args) => run(() => deployCommand(args)),
+  handler: (args) => run(async () => (await import('./deploy-handler.ts')).deployCommand(args)),
 };

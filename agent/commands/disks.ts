@@ -1,7 +1,6 @@
 // byoi disks: what a rescue system sees, and the disk groups a job's diskGroupId refers to.
 import type { CommandModule } from 'yargs';
-import { discoverDisks, type Disk } from '../../lib/disk/discover.ts';
-import { diskGroups } from '../../lib/disk/groups.ts';
+import type { Disk } from '../../lib/disk/discover.ts';
 import { run } from '../run.ts';
 
 function human(bytes: number): string {
@@ -29,6 +28,11 @@ export const disksCommand: CommandModule<object, { json: boolean }> = {
   builder: (y) => y.option('json', { type: 'boolean', default: false, describe: 'Machine-readable output' }),
   handler: (argv) =>
     run(async () => {
+      // Imported here, not at start-up (every command would load the disk tools' helpers).
+      const [{ discoverDisks }, { diskGroups }] = await Promise.all([
+        import('../../lib/disk/discover.ts'),
+        import('../../lib/disk/groups.ts'),
+      ]);
       const disks = await discoverDisks();
       const groups = diskGroups(disks);
       if (argv.json) {

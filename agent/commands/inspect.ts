@@ -1,10 +1,8 @@
 // `byoi inspect IMAGE [--json]`: what an image is and what it holds, or why byoi refuses it.
+// The decoders are imported by the handler, not here: `byoi --help` and the other commands do not load them.
 import type { CommandModule } from 'yargs';
-import { detectFormat } from '../../lib/formats/detect.ts';
-import { openAnyImage } from '../../lib/formats/open.ts';
 import type { ImageInfo } from '../../lib/formats/types.ts';
 import { run } from '../run.ts';
-import { openImageFile } from './read-image.ts';
 
 interface InspectArgs {
   image: string;
@@ -24,6 +22,11 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' }),
   handler: (args) =>
     run(async () => {
+      const [{ detectFormat }, { openAnyImage }, { openImageFile }] = await Promise.all([
+        import('../../lib/formats/detect.ts'),
+        import('../../lib/formats/open.ts'),
+        import('./read-image.ts'),
+      ]);
       const source = openImageFile(args.image);
       let detected, info;
       try {

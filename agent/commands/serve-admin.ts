@@ -4,7 +4,14 @@
 import { resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import type { ApiConfig } from '../../lib/api/config.ts';
-import { apiMessages, failed, invalidJob, ovhAuthMessages } from '../../lib/errors.ts';
+import {
+  badCredentialRequest,
+  badCustomerName,
+  customerExists,
+  databasePasswordOnCommandLine,
+  noSuchCustomer,
+  notPending,
+} from '../../lib/errors.ts';
 import { readSecret } from '../read-secret.ts';
 import { run } from '../run.ts';
 
@@ -30,8 +37,7 @@ export async function openServiceAt(db: string | undefined, config: ApiConfig) {
     import('../../lib/api/store/database-url.ts'),
   ]);
   // A command line is readable by every user of the host.
-  if (db !== undefined && isPostgresUrl(db) && hasPassword(db))
-    throw invalidJob('database-password-on-command-line', apiMessages.databasePasswordOnCommandLine);
+  if (db !== undefined && isPostgresUrl(db) && hasPassword(db)) throw databasePasswordOnCommandLine();
   const location = db ?? config.database ?? 'byoi-serve.sqlite';
   return openService(
     isPostgresUrl(location) ? location : resolve(location),
@@ -69,13 +75,13 @@ const customerAdd: CommandModule<StoreArgs, StoreArgs & { name: string; server?:
     }),
   handler: (argv) =>
     run(async () => {
-      if (!CUSTOMER_NAME.test(argv.name)) throw invalidJob('bad-customer-name', ovhAuthMessages.badCustomerName);
+      if (!CUSTOMER_NAME.test(argv.name)) throw badCustomerName();
       const password = await readSecret('password');
       const { hashPassword } = await import('../../lib/api/passwords.ts');
       const service = await open(argv);
       try {
         if (!(await service.customers.add(argv.name, await hashPassword(password), argv.server ?? [])))
-          throw failed('customer-exists', ovhAuthMessages.customerExists(argv.name));
+          throw customerExists(argv.name);
         process.stdout.write(`customer ${argv.name} added\n`);
       } finally {
         await service.close();
@@ -94,8 +100,7 @@ const customerAssign: CommandModule<StoreArgs, StoreArgs & { name: string; serve
     run(async () => {
       const service = await open(argv);
       try {
-        if (!(await service.customers.byName(argv.name)))
-          throw failed('no-such-customer', ovhAuthMessages.noSuchCustomer(argv.name));
+        if (!(await service.customers.byName(argv.name))) throw noSuchCustomer(argv.name);
         await service.customers.assign(argv.name, argv.server);
         process.stdout.write(`${argv.server} belongs to ${argv.name}\n`);
       } finally {
@@ -140,21 +145,17 @@ const credentialValidate: CommandModule<StoreArgs, StoreArgs & { customer: strin
   handler: (argv) =>
     run(async () => {
       if (argv.validity !== undefined && !(Number.isInteger(argv.validity) && argv.validity > 0))
-        throw invalidJob(
-          'bad-credential-request',
-          ovhAuthMessages.badCredentialRequest('--validity must be a positive number of seconds'),
-        );
+        throw badCredentialRequest('--validity must be a positive number of seconds');
       const consumerKey = await readSecret('consumer key');
       const service = await open(argv);
       try {
-        if (!(await service.customers.byName(argv.customer)))
-          throw failed('no-such-customer', ovhAuthMessages.noSuchCustomer(argv.customer));
+        if (!(await service.customers.byName(argv.customer))) throw noSuchCustomer(argv.customer);
         const credential = await service.credentials.byConsumerKey(consumerKey);
         if (
           credential?.status !== 'pendingValidation' ||
           !(await service.credentials.validate(credential.id, argv.customer, argv.validity ?? null))
         ) {
-          throw failed('not-pending', ovhAuthMessages.notPending);
+          throw notPending();
         }
         process.stdout.write(`credential ${credential.id} validated for ${argv.customer}\n`);
       } finally {

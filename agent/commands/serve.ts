@@ -1,7 +1,7 @@
 // byoi serve: the OVH-compatible provisioning API for the lab's servers.
 import { readFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { apiMessages, invalidJob, messages } from '../../lib/errors.ts';
+import { badField, notices } from '../../lib/errors.ts';
 import { run } from '../run.ts';
 import { openServiceAt, serveAdminCommands, storeOptions } from './serve-admin.ts';
 
@@ -17,7 +17,7 @@ interface ServeArgs {
 function parseListen(listen: string): { host: string; port: number } {
   const match = /^(.+):(\d{1,5})$/.exec(listen);
   const port = Number(match?.[2]);
-  if (!match || port > 65535) throw invalidJob('bad-field', messages.badField('--listen', 'HOST:PORT'));
+  if (!match || port > 65535) throw badField('--listen', 'HOST:PORT');
   return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port };
 }
 
@@ -50,19 +50,16 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
           import('../../lib/api/store/database-url.ts'),
           import('../../lib/api/watchdog.ts'),
         ]);
-      if (!argv.config)
-        throw invalidJob('bad-field', messages.badField('--config', "the JSON file declaring the lab's servers"));
-      if (!(argv['agent-silence'] > 0))
-        throw invalidJob('bad-field', messages.badField('--agent-silence', 'a number of seconds'));
+      if (!argv.config) throw badField('--config', "the JSON file declaring the lab's servers");
+      if (!(argv['agent-silence'] > 0)) throw badField('--agent-silence', 'a number of seconds');
       const config = loadConfig(argv.config);
-      if (Boolean(argv.tlsCert) !== Boolean(argv.tlsKey))
-        throw invalidJob('bad-field', messages.badField('--tls-cert and --tls-key', 'both or neither'));
+      if (Boolean(argv.tlsCert) !== Boolean(argv.tlsKey)) throw badField('--tls-cert and --tls-key', 'both or neither');
       const tls =
         argv.tlsCert && argv.tlsKey ? { cert: readFileSync(argv.tlsCert), key: readFileSync(argv.tlsKey) } : undefined;
       const { host, port } = parseListen(argv.listen);
       const { store, customers, credentials, close } = await openServiceAt(argv.db, config);
       if (isPostgresUrl(argv.db ?? config.database ?? '') && !config.publicUrl)
-        process.stderr.write(`${apiMessages.fleetWithoutPublicUrl}\n`);
+        process.stderr.write(`${notices.fleetWithoutPublicUrl}\n`);
       let address = `${tls ? 'https' : 'http'}://${argv.listen}`;
       const boot = new CommandBootAdapter(config.servers, { netboot: config.netboot !== undefined });
       const app = buildApi({

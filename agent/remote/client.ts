@@ -3,7 +3,7 @@
 // not a job (HTML from a proxy, `null`, a wrong shape) is treated like an unreachable API: retried,
 // then a clear error, never a crash and never a write.
 import { CancelError, got, type CancelableRequest, type OptionsInit, type Response } from 'got';
-import { apiMessages, failed } from '../../lib/errors.ts';
+import { apiCertificateRefusedReason, apiUnreachableReason, jobUnavailable, notAJobReason } from '../../lib/errors.ts';
 import type { AgentEvent, DeploymentKind } from '../../lib/api/store/types.ts';
 import type { AgentSettings } from './settings.ts';
 
@@ -58,7 +58,7 @@ function parseJson(text: string): unknown {
 export class AgentClient {
   private readonly settings: AgentSettings;
   /** Why the last attempt is worth retrying, for the error once retries are over. */
-  retryReason = apiMessages.apiUnreachable('no answer yet');
+  retryReason = apiUnreachableReason('no answer yet');
 
   constructor(settings: AgentSettings) {
     this.settings = settings;
@@ -92,11 +92,11 @@ export class AgentClient {
       response = await this.request('job', {});
     } catch (error) {
       const code = (error as { code?: string }).code ?? 'error';
-      if (error instanceof CancelError) this.retryReason = apiMessages.notAJob;
+      if (error instanceof CancelError) this.retryReason = notAJobReason;
       else
         this.retryReason = /CERT|SIGNATURE|ALTNAME/.test(code)
-          ? apiMessages.apiCertificateRefused(code)
-          : apiMessages.apiUnreachable(code);
+          ? apiCertificateRefusedReason(code)
+          : apiUnreachableReason(code);
       return 'retry';
     }
     if (response.statusCode >= 500) {
@@ -109,11 +109,11 @@ export class AgentClient {
         typeof body === 'object' && body !== null && typeof (body as { message?: unknown }).message === 'string'
           ? (body as { message: string }).message
           : `HTTP ${response.statusCode}`;
-      throw failed('job-unavailable', apiMessages.jobUnavailable(this.url('job')), { detail: said });
+      throw jobUnavailable(this.url('job'), { detail: said });
     }
     const job = asJob(body, this.settings.serviceName);
     if (!job) {
-      this.retryReason = apiMessages.notAJob;
+      this.retryReason = notAJobReason;
       return 'retry';
     }
     return job;

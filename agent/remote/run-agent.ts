@@ -4,7 +4,7 @@
 // event or to the heartbeat) stops it at once: before the write the disk is left as it was, during
 // it without a partition table.
 import { jobInputFor } from '../../lib/api/job-body.ts';
-import { ByoiError, DeploymentCancelled, apiMessages, failed, faultOf, lifecycleMessages } from '../../lib/errors.ts';
+import { ByoiError, DeploymentCancelled, faultOf, jobUnavailable } from '../../lib/errors.ts';
 import { mergeJobInputs, validateJob, type Job, type JobInput } from '../../lib/job.ts';
 import { createLogger, type Logger } from '../../lib/report/log.ts';
 import { reboot as systemReboot } from '../../lib/system/reboot.ts';
@@ -50,7 +50,7 @@ async function takeJob(client: AgentClient, options: AgentOptions, log: Logger):
     if (job !== 'retry') return job;
     const delay = backoffDelay(failures, backoff);
     if (Date.now() + delay > deadline)
-      throw failed('job-unavailable', apiMessages.jobUnavailable(options.settings.server), {
+      throw jobUnavailable(options.settings.server, {
         detail: client.retryReason,
       });
     log.warn({ retryInMs: delay, reason: client.retryReason }, 'no job from the API yet; trying again');
@@ -80,8 +80,9 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   const stop = new AbortController();
   const cancel = (why: string) => {
     if (stop.signal.aborted) return;
-    log.error({ why }, lifecycleMessages.cancelled);
-    stop.abort(new DeploymentCancelled(why));
+    const cancelled = new DeploymentCancelled(why);
+    log.error({ why }, cancelled.message);
+    stop.abort(cancelled);
   };
   const queue = new EventQueue(
     (events) => client.postEvents(events),

@@ -6,7 +6,7 @@
 // `byoi.insecure=1`): the token and the customer's secrets would travel in clear.
 import { existsSync, readFileSync } from 'node:fs';
 import { TOKEN_ENV, TOKEN_FILE_ENV } from '../../lib/api/auth.ts';
-import { apiMessages, invalidJob, lifecycleMessages } from '../../lib/errors.ts';
+import { badAgentSettings, badCaFile, insecureApi, unreadableTokenFile } from '../../lib/errors.ts';
 
 /**
  * The token from the environment or a file (`--token-file`, else $BYOI_AGENT_TOKEN_FILE), if given.
@@ -21,7 +21,7 @@ export function tokenFromEnvironment(env: NodeJS.ProcessEnv, tokenFile: string |
   try {
     return readFileSync(file, 'utf8').trim() || undefined;
   } catch (error) {
-    throw invalidJob('unreadable-token-file', lifecycleMessages.unreadableTokenFile(file), {
+    throw unreadableTokenFile(file, {
       detail: String(error),
       cause: error,
     });
@@ -68,7 +68,7 @@ function readCa(path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (error) {
-    throw invalidJob('bad-ca-file', apiMessages.badCaFile(path), { detail: String(error), cause: error });
+    throw badCaFile(path, { detail: String(error), cause: error });
   }
 }
 
@@ -86,12 +86,10 @@ export function agentSettings(flags: CmdlineSettings, cmdlinePath: string, baked
   const missing = [!server && 'server', !serviceName && 'service name', !token && 'token'].filter(
     (m): m is string => typeof m === 'string',
   );
-  if (missing.length > 0 || !server || !serviceName || !token)
-    throw invalidJob('bad-agent-settings', apiMessages.badAgentSettings(missing));
+  if (missing.length > 0 || !server || !serviceName || !token) throw badAgentSettings(missing);
   const base = server.replace(/\/+$/, '');
   const insecure = flags.insecure === true || fromCmdline.insecure === true;
-  if (!/^https:\/\//i.test(base) && !(insecure && /^http:\/\//i.test(base)))
-    throw invalidJob('insecure-api', apiMessages.insecureApi(base));
+  if (!/^https:\/\//i.test(base) && !(insecure && /^http:\/\//i.test(base))) throw insecureApi(base);
   const caFile = flags.caFile || fromCmdline.caFile || (existsSync(bakedCa) ? bakedCa : undefined);
   return { server: base, serviceName, token, ...(caFile && /^https:/i.test(base) && { ca: readCa(caFile) }) };
 }

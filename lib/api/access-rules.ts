@@ -1,9 +1,8 @@
 // A credential's limits: its access rules (method + path pattern, `*` matching anything) and the
 // addresses it may be used from; and the checks of a credential request's body that declares them.
 import { BlockList, isIP } from 'node:net';
-import { ovhAuthMessages } from '../errors.ts';
+import { invalidCredentialRequest } from '../errors.ts';
 import type { AccessRule, HttpMethod, NewCredential } from './credentials.ts';
-import { ApiError } from './ovh-error.ts';
 
 const METHODS: readonly HttpMethod[] = ['GET', 'POST', 'PUT', 'DELETE'];
 const MAX_RULES = 100;
@@ -47,7 +46,7 @@ function validAddressEntry(entry: unknown): entry is string {
 }
 
 const bad = (why: string): never => {
-  throw new ApiError(400, ovhAuthMessages.badCredentialRequest(why));
+  throw invalidCredentialRequest(why);
 };
 
 /** `POST /auth/credential`'s body: `{accessRules, redirection?, allowedIPs?}`, checked field by field. */

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import type { ServerConfig } from './config.ts';
 import { TOKEN_ENV } from './auth.ts';
-import { failed, apiMessages } from '../errors.ts';
+import { bootFailed } from '../errors.ts';
 
 /** How long an agent may take to stop on SIGTERM before it is killed. */
 const RESCUE_GRACE_MS = 5000;
@@ -49,7 +49,7 @@ export class CommandBootAdapter implements BootAdapter {
     const boot = this.servers.find((s) => s.serviceName === context.serviceName)?.boot;
     if (!boot && this.netboot) return;
     if (!boot)
-      throw failed('boot-failed', apiMessages.bootFailed(context.serviceName), {
+      throw bootFailed(context.serviceName, {
         detail: 'no boot command is configured for this server',
       });
     const [command, ...args] = boot.command.map((part) => fill(part, context));
@@ -61,9 +61,7 @@ export class CommandBootAdapter implements BootAdapter {
       await new Promise<void>((resolve, reject) => {
         child.once('spawn', resolve);
         child.once('error', (error) =>
-          reject(
-            failed('boot-failed', apiMessages.bootFailed(context.serviceName), { detail: String(error), cause: error }),
-          ),
+          reject(bootFailed(context.serviceName, { detail: String(error), cause: error })),
         );
       });
       child.unref();

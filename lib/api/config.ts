@@ -17,7 +17,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseNetworkConfig, type NetworkConfig } from '../configdrive/network-config.ts';
-import { ByoiError, failed, apiMessages, lifecycleMessages } from '../errors.ts';
+import { ByoiError, badConfig, tokenOnCommandLineReason, weakApiKeyReason } from '../errors.ts';
 
 /** Boots a server onto `byoi agent` by running a command; `{server}`, `{service}` are filled in, the token is $BYOI_AGENT_TOKEN. */
 export interface CommandBoot {
@@ -114,7 +114,7 @@ function parseBoot(value: unknown, where: string, bad: (why: string) => never): 
     env: env === undefined ? undefined : JSON.stringify(env),
   })) {
     if (field !== undefined && JSON.stringify(field).includes('{token}'))
-      bad(lifecycleMessages.tokenOnCommandLine(`${where}.boot.${name}`));
+      bad(tokenOnCommandLineReason(`${where}.boot.${name}`));
   }
   if (env !== undefined && (!isObject(env) || !Object.values(env).every((s) => typeof s === 'string')))
     bad(`${where}.boot.env must map names to strings`);
@@ -292,7 +292,7 @@ function parseDiskGroups(value: unknown, where: string, bad: (why: string) => ne
 /** Checks a parsed configuration; `source` names it in errors. */
 export function parseConfig(value: unknown, source: string): ApiConfig {
   const bad = (why: string): never => {
-    throw failed('bad-config', apiMessages.badConfig(source, why));
+    throw badConfig(source, why);
   };
   if (!isObject(value) || !Array.isArray(value.servers)) return bad('expected {"servers": [...]}');
   if (value.publicUrl !== undefined && typeof value.publicUrl !== 'string') bad('publicUrl must be a URL');
@@ -314,7 +314,7 @@ export function parseConfig(value: unknown, source: string): ApiConfig {
     seen.add(server.serviceName);
     if (!isStringList(server.apiKeys)) bad(`${where}.apiKeys must be a list of keys`);
     (server.apiKeys as string[]).forEach(
-      (key, k) => isStrongKey(key) || bad(apiMessages.weakApiKey(`${where}.apiKeys[${k}]`)),
+      (key, k) => isStrongKey(key) || bad(weakApiKeyReason(`${where}.apiKeys[${k}]`)),
     );
     const boot = parseBoot(server.boot, where, bad);
     const network = parseNetwork(server.network, `${where}.network`, bad);
@@ -354,7 +354,7 @@ export function loadConfig(path: string): ApiConfig {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw failed('bad-config', apiMessages.badConfig(path, 'it cannot be read'), {
+    throw badConfig(path, 'it cannot be read', {
       detail: String(error),
       cause: error,
     });
@@ -363,7 +363,7 @@ export function loadConfig(path: string): ApiConfig {
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw failed('bad-config', apiMessages.badConfig(path, 'it is not JSON'), { detail: String(error), cause: error });
+    throw badConfig(path, 'it is not JSON', { detail: String(error), cause: error });
   }
   return parseConfig(value, path);
 }

@@ -1,4 +1,4 @@
-// APIv6's applications and consumer keys (research/ovh-api-auth.md): an application (AK, AS) asks for
+// APIv6's applications and consumer keys (docs/api.md, "APIv6"): an application (AK, AS) asks for
 // a credential with access rules; the customer validates it on the validation page (or an operator
 // with `byoi serve credential validate`); its consumer key (CK) then signs calls within those rules.
 import { createHash, randomInt } from 'node:crypto';

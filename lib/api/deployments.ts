@@ -1,11 +1,10 @@
 // What a customer can do to a server's deployment, whichever face they use (the OVH API, the control
 // panel): one implementation of each rule and message. Callers have already checked who may act.
-import { ByoiError, apiMessages, bootStep } from '../errors.ts';
+import { ByoiError, bootFailed, bootStep, deploymentRunning, refusedJob } from '../errors.ts';
 import { validateJob } from '../job.ts';
 import { newAgentToken } from './auth.ts';
 import type { ApiContext } from './context.ts';
 import { contractBody, jobInputFor } from './job-body.ts';
-import { ApiError } from './ovh-error.ts';
 import type { Deployment, DeploymentKind } from './store/types.ts';
 
 /** The one job validation of a deployment's body: throws the ApiError (400) the API answers. */
@@ -13,7 +12,7 @@ export function checkDeploymentBody(kind: DeploymentKind, body: unknown): void {
   try {
     validateJob(jobInputFor(kind, body));
   } catch (error) {
-    if (error instanceof ByoiError && error.kind === 'invalid-job') throw new ApiError(400, error.message);
+    if (error instanceof ByoiError && error.kind === 'invalid-job') throw refusedJob(error);
     throw error;
   }
 }
@@ -36,11 +35,11 @@ export async function startDeployment(
     phase: bootStep.phase,
     message: bootStep.message,
   });
-  if (created === 'conflict') throw new ApiError(409, apiMessages.deploymentRunning(serviceName));
+  if (created === 'conflict') throw deploymentRunning(serviceName);
   try {
     await boot.boot({ serverUrl: options.agentUrl(), serviceName, token });
   } catch (error) {
-    const message = error instanceof ByoiError ? error.message : apiMessages.bootFailed(serviceName);
+    const message = error instanceof ByoiError ? error.message : bootFailed(serviceName).message;
     options.log.error({ serviceName, error: String(error) }, message);
     return store.record(created.id, [{ status: 'error', message, errorKind: 'failed', at: new Date().toISOString() }]);
   }

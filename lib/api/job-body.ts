@@ -1,12 +1,11 @@
 // A customer's request body as a job input: the API validates it with it when the request comes in,
 // and the agent again when it takes its job; both through lib/job.ts's one validation.
 import { jobFromLegacyBody, jobFromReinstallBody, type JobInput } from '../job.ts';
-import { invalidJob, messages } from '../errors.ts';
+import { badJobBody } from '../errors.ts';
 import type { DeploymentKind } from './store/types.ts';
 
 export function jobInputFor(kind: DeploymentKind, body: unknown): JobInput {
-  if (typeof body !== 'object' || body === null || Array.isArray(body))
-    throw invalidJob('bad-job-body', messages.badJobBody);
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badJobBody();
   const fields = body as Record<string, unknown>;
   return kind === 'reinstall' ? jobFromReinstallBody(fields) : jobFromLegacyBody(fields);
 }
@@ -36,7 +35,7 @@ function withDrive(value: Fields): Fields {
  * out of it), so that the store keeps nothing else a customer sent.
  */
 export function contractBody(kind: DeploymentKind, body: unknown): Fields {
-  if (!isFields(body)) throw invalidJob('bad-job-body', messages.badJobBody);
+  if (!isFields(body)) throw badJobBody();
   if (kind === 'reinstall') {
     const out = pick(body, ['operatingSystem']);
     if (isFields(body.customizations)) {

@@ -3,6 +3,7 @@
 // one of these ways, however early it happens (route, hook, framework).
 import { STATUS_CODES } from 'node:http';
 import type { FastifyReply } from 'fastify';
+import type { ErrorCode } from '../errors.ts';
 
 /** OVH's error classes, by HTTP status. */
 const errorClasses: Record<number, string> = {
@@ -40,26 +41,31 @@ export type OvhErrorCode =
   | 'NOT_GRANTED_CALL'
   | 'FORBIDDEN';
 
-/** An error answered as OVH does: `{class, message}`, or `{errorCode, httpCode, message}` given a code. */
+/** An error answered as OVH does: `{class, message}`, or `{errorCode, httpCode, message}` given an OVH code. */
 export class ApiError extends Error {
+  /** Which refusal this is, stable and machine-readable, like ByoiError's (lib/errors.ts makes every ApiError). */
+  readonly code: ErrorCode;
   readonly statusCode: number;
   readonly errorCode: OvhErrorCode | undefined;
-  constructor(statusCode: number, message: string, errorCode?: OvhErrorCode) {
-    super(message);
+  constructor(
+    code: ErrorCode,
+    statusCode: number,
+    message: string,
+    options: { errorCode?: OvhErrorCode; cause?: unknown } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ApiError';
+    this.code = code;
     this.statusCode = statusCode;
-    this.errorCode = errorCode;
+    this.errorCode = options.errorCode;
   }
 }
 
 /** How long a client refused 429 is told to wait. */
 const RETRY_AFTER_SECONDS = 60;
 
-export function sendError(
-  reply: FastifyReply,
-  statusCode: number,
-  message: string,
-  errorCode?: OvhErrorCode,
-): FastifyReply {
+export function sendError(reply: FastifyReply, error: ApiError): FastifyReply {
+  const { statusCode, message, errorCode } = error;
   if (statusCode === 429) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
   if (errorCode)
     return reply

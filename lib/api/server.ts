@@ -4,7 +4,21 @@
 // happens: in a route, in the framework (bad URL, body, content type) or in the HTTP parser.
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { apiMessages } from '../errors.ts';
+import {
+  badContentLength,
+  badContentType,
+  badEvents,
+  badJson,
+  badRequest,
+  badRequestUrl,
+  badServiceName,
+  bodyTooLarge,
+  headersTooLarge,
+  internalError,
+  notFound,
+  requestTimeout,
+  urlTooLong,
+} from '../errors.ts';
 import { isServiceName } from './config.ts';
 import type { ApiContext, ApiLimits, ApiOptions } from './context.ts';
 import { ConfigCustomers } from './customers.ts';
@@ -30,29 +44,29 @@ export const defaultLimits: ApiLimits = {
 };
 
 /** What a framework error is answered, by its code; the framework's own message may echo input. */
-const frameworkAnswers: Record<string, [number, string]> = {
-  FST_ERR_BAD_URL: [400, apiMessages.badRequestUrl],
-  FST_ERR_MAX_PARAM_LENGTH: [414, apiMessages.urlTooLong],
-  FST_ERR_ASYNC_CONSTRAINT: [400, apiMessages.badRequest],
-  FST_ERR_CTP_BODY_TOO_LARGE: [413, apiMessages.bodyTooLarge],
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, apiMessages.badContentType],
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, apiMessages.badContentLength],
-  FST_ERR_CTP_INVALID_JSON_BODY: [400, apiMessages.badJson],
-  FST_ERR_CTP_EMPTY_JSON_BODY: [400, apiMessages.badJson],
-  FST_ERR_CTP_INVALID_TYPE: [400, apiMessages.badContentType],
+const frameworkAnswers: Record<string, () => ApiError> = {
+  FST_ERR_BAD_URL: badRequestUrl,
+  FST_ERR_MAX_PARAM_LENGTH: urlTooLong,
+  FST_ERR_ASYNC_CONSTRAINT: () => badRequest(),
+  FST_ERR_CTP_BODY_TOO_LARGE: bodyTooLarge,
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: () => badContentType(),
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: badContentLength,
+  FST_ERR_CTP_INVALID_JSON_BODY: badJson,
+  FST_ERR_CTP_EMPTY_JSON_BODY: badJson,
+  FST_ERR_CTP_INVALID_TYPE: () => badContentType(400),
 };
 
 /** The HTTP parser's refusals (before Fastify sees a request): answered on the raw socket. */
 function clientError(error: Error & { code?: string }, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const [status, message] =
+  const { statusCode: status, message } =
     error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? [408, apiMessages.requestTimeout]
+      ? requestTimeout()
       : error.code === 'HPE_HEADER_OVERFLOW'
-        ? [431, apiMessages.headersTooLarge]
+        ? headersTooLarge()
         : error.code === 'HPE_URI_TOO_LONG'
-          ? [414, apiMessages.urlTooLong]
-          : [400, apiMessages.badRequest];
+          ? urlTooLong()
+          : badRequest();
   const body = JSON.stringify(ovhErrorBody(status, message));
   if (socket.writable) {
     socket.write(
@@ -89,8 +103,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     routerOptions: { maxParamLength: 256 },
     clientErrorHandler: clientError,
     frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
-      const [status, message] = frameworkAnswers[error.code] ?? [400, apiMessages.badRequest];
-      return sendError(reply, status, message);
+      return sendError(reply, frameworkAnswers[error.code]?.() ?? badRequest());
     },
   };
   const app = (options.tls
@@ -102,16 +115,15 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((error: FastifyError & { validation?: unknown }, request, reply) => {
-    if (error instanceof ApiError) return sendError(reply, error.statusCode, error.message, error.errorCode);
-    if (error.validation)
-      return sendError(reply, 400, request.url.startsWith('/agent/') ? apiMessages.badEvents : apiMessages.badJson);
+    if (error instanceof ApiError) return sendError(reply, error);
+    if (error.validation) return sendError(reply, request.url.startsWith('/agent/') ? badEvents() : badJson());
     const known = frameworkAnswers[error.code];
-    if (known) return sendError(reply, known[0], known[1]);
+    if (known) return sendError(reply, known());
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) request.log.error(error);
-    return sendError(reply, status, status === 500 ? apiMessages.internalError : apiMessages.badRequest);
+    return sendError(reply, status === 500 ? internalError() : badRequest(status));
   });
-  app.setNotFoundHandler((_request, reply) => sendError(reply, 404, apiMessages.notFound));
+  app.setNotFoundHandler((_request, reply) => sendError(reply, notFound()));
   // JSON as Fastify parses it, the raw text kept (within the body limit): APIv6 signatures cover it.
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
@@ -125,10 +137,10 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   // Before anything else, and never echoed: a serviceName outside the config's charset names no server.
   app.addHook('onRequest', async (request) => {
     // No route, no body: a stranger's POST to nowhere is not read (nor parsed) before its 404.
-    if (request.is404) throw new ApiError(404, apiMessages.notFound);
+    if (request.is404) throw notFound();
     const { serviceName } = (request.params ?? {}) as { serviceName?: unknown };
     if (serviceName !== undefined && (typeof serviceName !== 'string' || !isServiceName(serviceName)))
-      throw new ApiError(404, apiMessages.badServiceName);
+      throw badServiceName();
   });
 
   const context: ApiContext = {

@@ -1,11 +1,22 @@
 // Who is calling a customer route, decided before the body is read (onRequest), and the signature of
 // an APIv6 call checked once its raw body is in (preValidation): OVH's scheme exactly as its clients
-// compute it (research/ovh-api-auth.md):
+// compute it (docs/api.md, "APIv6"):
 //   X-Ovh-Signature = "$1$" + hex(SHA1(AS + "+" + CK + "+" + METHOD + "+" + URL + "+" + BODY + "+" + TIMESTAMP))
 // URL is the full URL the client requested. A lab's Bearer key (config `apiKeys`) stays a shortcut.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import { apiMessages, ovhAuthMessages } from '../errors.ts';
+import {
+  forbiddenIp,
+  invalidCredential,
+  invalidKey,
+  invalidSignature,
+  missingApiKey,
+  notCredential,
+  notGrantedCall,
+  queryTimeOut,
+  tooManyFailures,
+  unknownApiKey,
+} from '../errors.ts';
 import { isAllowedAddress, isGranted } from './access-rules.ts';
 import { bearer, knownApiKey } from './auth.ts';
 import type { ApiContext } from './context.ts';
@@ -84,7 +95,7 @@ export function rulePath(url: string): string {
 /** onRequest: settles the caller from the headers alone; refuses unknown, pending or stale callers. */
 export async function identifyCaller(context: ApiContext, request: FastifyRequest): Promise<void> {
   const { authFailures } = context;
-  if (await authFailures.limited(request.ip)) throw new ApiError(429, apiMessages.tooManyFailures);
+  if (await authFailures.limited(request.ip)) throw tooManyFailures();
   /** A guess: counted against the client (auth-failures.ts), then refused. */
   const guessed = async (error: ApiError): Promise<never> => {
     await authFailures.failed(request.ip);
@@ -92,32 +103,28 @@ export async function identifyCaller(context: ApiContext, request: FastifyReques
   };
   const key = bearer(request.headers.authorization);
   if (key) {
-    if (!knownApiKey(context.config, key)) await guessed(new ApiError(403, apiMessages.unknownApiKey));
+    if (!knownApiKey(context.config, key)) await guessed(unknownApiKey());
     request.caller = { kind: 'bearer', key };
     return;
   }
   const appKey = header(request, 'x-ovh-application');
-  if (appKey === undefined) return guessed(new ApiError(401, apiMessages.missingApiKey));
+  if (appKey === undefined) return guessed(missingApiKey());
   const application = await context.credentials?.applicationByKey(appKey);
-  if (!application) return guessed(new ApiError(403, ovhAuthMessages.invalidKey, 'INVALID_KEY'));
+  if (!application) return guessed(invalidKey());
   const consumerKey = header(request, 'x-ovh-consumer');
   const credential = consumerKey === undefined ? undefined : await context.credentials!.byConsumerKey(consumerKey);
-  if (!credential || credential.applicationId !== application.id)
-    return guessed(new ApiError(403, ovhAuthMessages.notCredential, 'NOT_CREDENTIAL'));
-  if (!isUsable(credential) || credential.customer === null)
-    throw new ApiError(403, ovhAuthMessages.invalidCredential, 'INVALID_CREDENTIAL');
+  if (!credential || credential.applicationId !== application.id) return guessed(notCredential());
+  if (!isUsable(credential) || credential.customer === null) throw invalidCredential();
   const timestamp = header(request, 'x-ovh-timestamp') ?? '';
   if (
     !/^\d{1,12}$/.test(timestamp) ||
     Math.abs(Number(timestamp) - Math.floor(Date.now() / 1000)) > REPLAY_WINDOW_SECONDS
   ) {
-    throw new ApiError(400, ovhAuthMessages.queryTimeOut, 'QUERY_TIME_OUT');
+    throw queryTimeOut();
   }
   const signature = header(request, 'x-ovh-signature');
-  if (signature === undefined || !/^\$1\$[0-9a-f]{40}$/.test(signature))
-    throw new ApiError(400, ovhAuthMessages.invalidSignature, 'INVALID_SIGNATURE');
-  if (!isAllowedAddress(credential.allowedIPs, request.ip))
-    throw new ApiError(403, ovhAuthMessages.forbiddenIp, 'FORBIDDEN');
+  if (signature === undefined || !/^\$1\$[0-9a-f]{40}$/.test(signature)) throw invalidSignature();
+  if (!isAllowedAddress(credential.allowedIPs, request.ip)) throw forbiddenIp();
   request.caller = {
     kind: 'signed',
     application,
@@ -152,10 +159,10 @@ export async function verifySignedCall(context: ApiContext, request: FastifyRequ
   }
   if (!matched) {
     await context.authFailures.failed(request.ip);
-    throw new ApiError(400, ovhAuthMessages.invalidSignature, 'INVALID_SIGNATURE');
+    throw invalidSignature();
   }
   if (!exempt && !isGranted(caller.credential.rules, request.method, rulePath(request.url))) {
-    throw new ApiError(403, ovhAuthMessages.notGrantedCall, 'NOT_GRANTED_CALL');
+    throw notGrantedCall();
   }
   await context.credentials!.touch(caller.credential.id);
 }

@@ -1,5 +1,6 @@
 // The API's answers, in OVH's field names and types: ByoiStatus, task.Response, install status.
 import type { DisksReportShape } from '../disk/report.ts';
+import type { PhaseName } from '../report/phases.ts';
 import type { Deployment, DisksReport, Step } from './store/types.ts';
 
 /** `dedicated.server.ByoiStatus`, plus the phase and its progress. */
@@ -10,7 +11,7 @@ export interface ByoiStatusView {
   detail: string | null;
   servername: string;
   status: 'doing' | 'done' | 'error' | null;
-  phase: string | null;
+  phase: PhaseName | null;
   /** 0-100 within the current phase; null when the phase moves no bytes or its size is unknown. */
   percent: number | null;
   progress: { done: number; total: number | null; bytesPerSecond: number } | null;

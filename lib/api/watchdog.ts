@@ -2,7 +2,7 @@
 // ovhError), and its server's next netboot is the rescue system. It keeps nothing in memory: each
 // round asks the store, whose update is guarded, so several replicas (or a restarted one) share it.
 import type { FastifyBaseLogger } from 'fastify';
-import { lifecycleMessages } from '../errors.ts';
+import { agentSilent } from '../errors.ts';
 import type { Store } from './store/types.ts';
 
 export interface WatchdogOptions {
@@ -16,10 +16,7 @@ export interface WatchdogOptions {
 /** One round: ends the silent deployments; answers how many. */
 export async function watchdogRound(options: WatchdogOptions, now = Date.now()): Promise<number> {
   const cutoff = new Date(now - options.silenceMs).toISOString();
-  const ended = await options.store.expireSilent(
-    cutoff,
-    lifecycleMessages.agentSilent(Math.round(options.silenceMs / 1000)),
-  );
+  const ended = await options.store.expireSilent(cutoff, agentSilent(Math.round(options.silenceMs / 1000)).message);
   for (const deployment of ended)
     options.log?.warn(
       { serviceName: deployment.serviceName, deploymentId: deployment.id, heardAt: deployment.heardAt },

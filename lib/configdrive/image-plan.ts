@@ -50,7 +50,7 @@ export async function tableAfterWrite(
   };
 }
 
-/** Plans the config drive for the image on the disk, or throws COULD_NOT_CREATE_CONFIGDRIVE; writes nothing. */
+/** Plans the config drive for the image on the disk, or throws OVH's "Could not create configdrive on disk."; writes nothing. */
 export async function planConfigDriveBeforeWrite(
   guest: GuestReader,
   table: ImageTable | undefined,

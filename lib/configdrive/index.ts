@@ -21,7 +21,7 @@ export interface WrittenConfigDrive {
   partition: ConfigDrivePartition;
 }
 
-/** Adds the config drive to `device` (options already validated); throws COULD_NOT_CREATE_CONFIGDRIVE. */
+/** Adds the config drive to `device` (options already validated); throws OVH's "Could not create configdrive on disk.". */
 export async function writeConfigDrive(
   device: string,
   options: ConfigDriveOptions,

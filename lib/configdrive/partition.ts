@@ -10,7 +10,7 @@ import {
   configDriveImageTooBig,
   configDriveNoPartitionTable,
   configDriveToolFailed,
-  couldNotCreateConfigDrive,
+  configDrivePartitionNotMade,
 } from '../errors.ts';
 import { CONFIG_DRIVE_MAX_BYTES } from './options.ts';
 import { readPartitionTable } from './partition-table.ts';
@@ -107,10 +107,7 @@ async function checkCreated(device: string, plan: ConfigDrivePlan): Promise<numb
   const wrongNumber = made && (plan.label === 'gpt' ? made.number !== plan.number : made.number > 4);
   if (!made || made.sectors !== plan.sectors || wrongNumber) {
     const got = made ? `partition ${made.number} at ${made.start}+${made.sectors}` : 'no partition';
-    throw couldNotCreateConfigDrive(
-      'configdrive-partition-not-made',
-      `the partition table shows ${got} where partition ${plan.number} at ${plan.start}+${plan.sectors} was created.`,
-    );
+    throw configDrivePartitionNotMade(got, plan.number, plan.start, plan.sectors);
   }
   return made.number;
 }

@@ -29,7 +29,7 @@ const MBR_LIMIT_BYTES = 2 * 1024 * 1024 * MIB;
 const GPT_ENTRIES = 128;
 const MBR_PRIMARIES = 4;
 
-/** Decides, or throws COULD_NOT_CREATE_CONFIGDRIVE with the reason; the disk is not touched either way. */
+/** Decides, or throws OVH's "Could not create configdrive on disk." with the reason; the disk is not touched either way. */
 export function planConfigDrivePartition(table: PartitionTable): ConfigDrivePlan {
   const { label, sectorSize } = table;
   const existing = table.partitions.filter(

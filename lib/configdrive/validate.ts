@@ -1,6 +1,16 @@
 // Refuses, before anything is written, config drive fields cloud-init could not use or that would
 // silently change how it runs. Throws ByoiError kind invalid-job (exit 2).
-import { configDriveMessages as m, invalidConfigDrive } from '../errors.ts';
+import {
+  emptyMetadataKey,
+  invalidHostname,
+  invalidSshKey,
+  metadataKeyControl,
+  metadataKeyTooLong,
+  metadataTooBig,
+  metadataValueNotString,
+  reservedMetadataKey,
+  userDataTooBig,
+} from '../errors.ts';
 import { hostnameProblem } from './hostname.ts';
 import { METADATA_KEY_MAX_CHARS, METADATA_MAX_BYTES, USER_DATA_MAX_BYTES, type ConfigDriveOptions } from './options.ts';
 import { parseSshPublicKey, sshKeyLines } from './ssh-key.ts';
@@ -13,30 +23,26 @@ export function validateConfigDrive(options: ConfigDriveOptions): void {
   const hostname = options.hostname?.trim();
   if (hostname) {
     const problem = hostnameProblem(hostname);
-    if (problem) throw invalidConfigDrive('invalid-hostname', m.invalidHostname(hostname, problem));
+    if (problem) throw invalidHostname(hostname, problem);
   }
 
   sshKeyLines(options.sshKeys).forEach((line, index) => {
     const parsed = parseSshPublicKey(line);
-    if (typeof parsed === 'string') throw invalidConfigDrive('invalid-ssh-key', m.invalidSshKey(index + 1, parsed));
+    if (typeof parsed === 'string') throw invalidSshKey(index + 1, parsed);
   });
 
   for (const [key, value] of Object.entries(options.metadata)) {
-    if (key === '') throw invalidConfigDrive('empty-metadata-key', m.emptyMetadataKey());
-    if (RESERVED_METADATA_KEYS.includes(key))
-      throw invalidConfigDrive('reserved-metadata-key', m.reservedMetadataKey(key));
-    if (key.length > METADATA_KEY_MAX_CHARS)
-      throw invalidConfigDrive('metadata-key-too-long', m.metadataKeyTooLong(key, METADATA_KEY_MAX_CHARS));
-    if (/[\u0000-\u001f\u007f]/.test(key)) throw invalidConfigDrive('metadata-key-control', m.metadataKeyControl(key));
-    if (typeof value !== 'string') throw invalidConfigDrive('metadata-value-not-string', m.metadataValueNotString(key));
+    if (key === '') throw emptyMetadataKey();
+    if (RESERVED_METADATA_KEYS.includes(key)) throw reservedMetadataKey(key);
+    if (key.length > METADATA_KEY_MAX_CHARS) throw metadataKeyTooLong(key, METADATA_KEY_MAX_CHARS);
+    if (/[\u0000-\u001f\u007f]/.test(key)) throw metadataKeyControl(key);
+    if (typeof value !== 'string') throw metadataValueNotString(key);
   }
   const metadataBytes = Buffer.byteLength(JSON.stringify(options.metadata));
-  if (metadataBytes > METADATA_MAX_BYTES)
-    throw invalidConfigDrive('metadata-too-big', m.metadataTooBig(metadataBytes, METADATA_MAX_BYTES));
+  if (metadataBytes > METADATA_MAX_BYTES) throw metadataTooBig(metadataBytes, METADATA_MAX_BYTES);
 
   if (options.userData !== undefined) {
     const bytes = decodeUserData(options.userData).length;
-    if (bytes > USER_DATA_MAX_BYTES)
-      throw invalidConfigDrive('user-data-too-big', m.userDataTooBig(bytes, USER_DATA_MAX_BYTES));
+    if (bytes > USER_DATA_MAX_BYTES) throw userDataTooBig(bytes, USER_DATA_MAX_BYTES);
   }
 }

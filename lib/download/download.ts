@@ -12,7 +12,7 @@ import type { Request, Response } from 'got';
 import { ChunkedBuffer } from '../source/chunked-buffer.ts';
 import { DigestThread } from './digest-thread.ts';
 import { downloadSegments, SegmentsUnusable } from './segments.ts';
-import { downloadFailed, messages, tooBigForMemory } from '../errors.ts';
+import { downloadFailed, tooBigForMemory, downloadDeadlineDetail } from '../errors.ts';
 import {
   agents,
   declaredLength,
@@ -132,11 +132,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   let segmentsHeld = 0;
   const late = () =>
     couldNot(
-      messages.downloadDeadline(
-        Math.round(deadline / 1000),
-        Math.max(transfer.image.size, segmentsHeld),
-        transfer.total,
-      ),
+      downloadDeadlineDetail(Math.round(deadline / 1000), Math.max(transfer.image.size, segmentsHeld), transfer.total),
     );
 
   const retries = new Retries(retry);

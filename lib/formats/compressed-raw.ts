@@ -4,7 +4,7 @@
 // corrupt stream must be refused before anything is written), and again while it is written.
 // The first pass keeps only the disk's first MiB (to look for a partition table) and where its
 // zero runs lie; it stops, refusing the image, as soon as the disk grows past `limit` bytes.
-import { compressedImageTooBig, refusedImage } from '../errors.ts';
+import { compressedImageBad, compressedImageTooBig } from '../errors.ts';
 import { DecompressError, decompressedChunks, type Compression } from './decompress.ts';
 import type { DiskImage, Extent, ExtentShape, ImageInfo } from './types.ts';
 import type { ImageSource } from '../source/image-source.ts';
@@ -39,8 +39,7 @@ function isAllZero(block: Buffer): boolean {
 }
 
 function decodeRefusal(format: Compression, error: unknown): Error {
-  if (error instanceof DecompressError)
-    return refusedImage('compressed-image-bad', `Bad ${format} image: ${error.message}.`, { cause: error });
+  if (error instanceof DecompressError) return compressedImageBad(format, error.message, { cause: error });
   return error as Error;
 }
 
@@ -165,6 +164,5 @@ async function* compressedRawExtents(source: ImageSource, format: Compression, s
     end = offset + bytes.length;
   }
   if (zeroStart >= 0) yield { offset: zeroStart, length: end - zeroStart, zero: true };
-  if (end !== size)
-    throw refusedImage('compressed-image-bad', `Bad ${format} image: it decoded to ${end} bytes, then to ${size}.`);
+  if (end !== size) throw compressedImageBad(format, `it decoded to ${end} bytes, then to ${size}`);
 }

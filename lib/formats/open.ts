@@ -8,11 +8,8 @@ import { openQcow2, type Qcow2Options } from './qcow2.ts';
 import { openOva } from './ova.ts';
 import { openRaw } from './raw.ts';
 import { openVmdk } from './vmdk.ts';
-import type { DetectedFormat, DiskImage } from './types.ts';
+import type { DetectedFormat, DiskImage, ImageFormat } from './types.ts';
 import type { ImageSource } from '../source/image-source.ts';
-
-export type ImageFormat = 'auto' | 'qcow2' | 'raw' | 'vmdk' | 'ova';
-export const imageFormats: readonly ImageFormat[] = ['auto', 'qcow2', 'raw', 'vmdk', 'ova'];
 
 /** Containers and streams whose bytes are not a disk: writing them raw would give an unbootable disk. */
 const notConvertible: ReadonlySet<DetectedFormat> = new Set(['vmdk', 'tar', 'gzip', 'xz', 'zstd', 'bzip2']);

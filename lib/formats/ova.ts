@@ -2,7 +2,6 @@
 // digests. The archive is read where it lies in RAM (lib/formats/tar.ts); the OVF names the boot
 // disk (lib/formats/ovf.ts); every digest the manifest lists is checked before the disk is opened;
 // the disk is decoded by the decoder of its format, found by its content: VMDK, qcow2 or raw.
-import { createHash } from 'node:crypto';
 import { ovaBad, ovaManifestMismatch, ovaUnsupported } from '../errors.ts';
 import { detectFormat } from './detect.ts';
 import { bootDisk, MAX_OVF_BYTES } from './ovf.ts';
@@ -25,7 +24,8 @@ const ALGORITHMS: Readonly<Record<string, { name: string; hexLength: number }>> 
 const normalise = (name: string): string => name.replace(/^(\.\/)+/, '');
 
 function digestOf(source: ImageSource, member: TarMember, algorithm: string): string {
-  const hash = createHash(algorithm);
+  // node:crypto is loaded here, not with the decoders: ~3 ms of the start of every command that opens an image.
+  const hash = process.getBuiltinModule('node:crypto').createHash(algorithm);
   for (let at = 0; at < member.size; at += HASH_WINDOW)
     hash.update(source.read(member.offset + at, Math.min(HASH_WINDOW, member.size - at)));
   return hash.digest('hex');

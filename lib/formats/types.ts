@@ -34,6 +34,10 @@ export interface ExtentShape {
   readonly zero: boolean;
 }
 
+/** What `--type` may name: a decoder, or `auto` to pick one by content (lib/formats/open.ts). */
+export type ImageFormat = 'auto' | 'qcow2' | 'raw' | 'vmdk' | 'ova';
+export const imageFormats: readonly ImageFormat[] = ['auto', 'qcow2', 'raw', 'vmdk', 'ova'];
+
 /** Formats recognised by content (lib/formats/detect.ts). */
 export type DetectedFormat =
   'qcow2' | 'vmdk' | 'tar' | 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'gpt' | 'mbr' | 'iso9660' | 'filesystem' | 'unknown';

@@ -2,11 +2,12 @@
 // its script polls the same view as JSON.
 import type { Deployment, Step } from '../api/store/types.ts';
 import { byoiStatusView, installStatusView, taskView } from '../api/views.ts';
+import type { PhaseName } from '../report/phases.ts';
 import { formatRate, formatSeconds } from './i18n.ts';
 
 export type ServerState =
   | { readonly kind: 'idle' }
-  | { readonly kind: 'deploying'; readonly phase: string; readonly percent: number | null }
+  | { readonly kind: 'deploying'; readonly phase: PhaseName; readonly percent: number | null }
   | { readonly kind: 'done' }
   | { readonly kind: 'error' }
   | { readonly kind: 'cancelled' };
@@ -36,7 +37,7 @@ export function serverState(deployment: Deployment | undefined): ServerState {
 
 export interface FollowView {
   readonly state: ServerState;
-  readonly phase: string | null;
+  readonly phase: PhaseName | null;
   readonly percent: number | null;
   readonly rate: string | null;
   readonly eta: string | null;

@@ -1,5 +1,7 @@
 // The control panel's words, in English and French (the seed's language; OVH's panel speaks both).
 // The API's messages (errors, agent sentences) are shown as the API answers them, in English.
+import type { PhaseName } from '../report/phases.ts';
+
 export const languages = ['en', 'fr'] as const;
 export type Language = (typeof languages)[number];
 
@@ -23,7 +25,7 @@ const en = {
   deploying: 'Deploying',
   done: 'Done',
   error: 'Error',
-  deployingPhase: (phase: string, percent: number | null) =>
+  deployingPhase: (phase: PhaseName, percent: number | null) =>
     `Deploying: ${phase}${percent === null ? '' : ` ${percent} %`}`,
   diskGroups: 'Disk groups',
   diskGroupsUnknown: 'Unknown: the server has not reported its disk groups yet.',

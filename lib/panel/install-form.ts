@@ -1,6 +1,6 @@
 // The install form: its fields as posted, the bringYourOwnImage body they make (validated by the API's
-// one validation, lib/api/deployments.ts), and which field each of the API's messages belongs to.
-import { configDriveMessages, messages } from '../errors.ts';
+// one validation, lib/api/deployments.ts), and which field each of the API's refusals belongs to.
+import { ByoiError, type ErrorCode } from '../errors.ts';
 import { imageTypes } from '../job.ts';
 
 export interface KeyValue {
@@ -25,18 +25,21 @@ export interface InstallForm {
   readonly userMetadatas: readonly KeyValue[];
 }
 
-export type FieldName =
-  | 'URL'
-  | 'type'
-  | 'checkSum'
-  | 'checkSumType'
-  | 'description'
-  | 'diskGroupId'
-  | 'httpHeader'
-  | 'hostname'
-  | 'sshKey'
-  | 'userData'
-  | 'userMetadatas';
+export const fieldNames = [
+  'URL',
+  'type',
+  'checkSum',
+  'checkSumType',
+  'description',
+  'diskGroupId',
+  'httpHeader',
+  'hostname',
+  'sshKey',
+  'userData',
+  'userMetadatas',
+] as const;
+
+export type FieldName = (typeof fieldNames)[number];
 
 /** Rows of name/value pairs a form may post (headers, metadata). */
 export const MAX_ROWS = 20;
@@ -144,41 +147,33 @@ export function formOfBody(body: Record<string, unknown>): InstallForm {
   };
 }
 
-const M = '\u0000';
+/** The field each job failure is about, by its stable code (lib/errors.ts). */
+const fieldOfCode: Partial<Record<ErrorCode, FieldName>> = {
+  'missing-url': 'URL',
+  'bad-url': 'URL',
+  'bad-image-type': 'type',
+  'bad-checksum-type': 'checkSumType',
+  'checksum-pair': 'checkSum',
+  'bad-checksum': 'checkSum',
+  'bad-disk-group-id': 'diskGroupId',
+  'bad-http-header': 'httpHeader',
+  'invalid-hostname': 'hostname',
+  'invalid-ssh-key': 'sshKey',
+  'user-data-too-big': 'userData',
+  'reserved-metadata-key': 'userMetadatas',
+  'empty-metadata-key': 'userMetadatas',
+  'metadata-key-too-long': 'userMetadatas',
+  'metadata-key-control': 'userMetadatas',
+  'metadata-value-not-string': 'userMetadatas',
+  'metadata-too-big': 'userMetadatas',
+};
 
-/** The constant words of a message made by `make`, up to where the first M argument goes (maybe quoted). */
-function leadOf(make: (...args: never[]) => string, ...args: unknown[]): string {
-  const text = (make as (...a: unknown[]) => string)(...args);
-  const at = [text.indexOf(JSON.stringify(M)), text.indexOf(M)].find((i) => i >= 0);
-  return at === undefined ? '' : text.slice(0, at);
-}
+/** Failures about whichever field they name (a wrong shape, a reserved name): the field is the error's. */
+const namedFieldCodes: ReadonlySet<ErrorCode> = new Set(['bad-field', 'reserved-key']);
 
-/** Each field's messages: exact sentences, and the leading words of sentences with a value in them. */
-const fieldMessages: readonly [FieldName, readonly string[], readonly string[]][] = [
-  ['URL', [messages.missingUrl, messages.badUrl], []],
-  ['type', [messages.badImageType], []],
-  ['checkSumType', [messages.badChecksumType], []],
-  ['checkSum', [messages.checksumPair], [leadOf(messages.badChecksum, M, M)]],
-  ['diskGroupId', [messages.badDiskGroupId], []],
-  ['description', [messages.badField('description', 'a string')], []],
-  ['httpHeader', [], [leadOf(messages.badHttpHeader, M), leadOf(messages.badField, 'httpHeader', M)]],
-  ['hostname', [], [leadOf(configDriveMessages.invalidHostname, M, M)]],
-  ['sshKey', [], [leadOf(configDriveMessages.invalidSshKey, M, M), leadOf(messages.badField, 'sshKey', M)]],
-  ['userData', [], [leadOf(configDriveMessages.userDataTooBig, M, M), leadOf(messages.badField, 'userData', M)]],
-  [
-    'userMetadatas',
-    [],
-    [
-      leadOf(configDriveMessages.metadataValueNotString, M).replace(/the value of "$/, ''),
-      leadOf(messages.badField, 'userMetadatas', M),
-    ],
-  ],
-];
-
-/** The field an API message is about; undefined for a message about the whole request. */
-export function fieldOf(message: string): FieldName | undefined {
-  for (const [field, exact, leads] of fieldMessages) {
-    if (exact.includes(message) || leads.some((lead) => lead !== '' && message.startsWith(lead))) return field;
-  }
-  return undefined;
+/** The field the job validation's failure (the API's refusal's cause) is about; undefined for the whole request. */
+export function fieldOf(error: unknown): FieldName | undefined {
+  if (!(error instanceof ByoiError)) return undefined;
+  if (namedFieldCodes.has(error.code)) return fieldNames.find((name) => name === error.field);
+  return fieldOfCode[error.code];
 }

@@ -2,7 +2,7 @@
 // status file or an error. Messages are built from redacted forms; `Redactor` is the second line
 // of defence, scrubbing any text that might still carry one (a library's error message, say).
 
-import { ByoiError, failed } from '../errors.ts';
+import { ByoiError, unexpectedError } from '../errors.ts';
 
 /** The URL as it may be shown: no user or password, and query values hidden. */
 export function redactUrl(raw: string): string {
@@ -60,7 +60,7 @@ export class Redactor {
       });
     }
     const text = error instanceof Error ? error.message : String(error);
-    return failed('unexpected', `Unexpected error: ${this.scrub(text)}`, {
+    return unexpectedError(this.scrub(text), {
       detail: this.scrub(error instanceof Error ? (error.stack ?? text) : text),
     });
   }

@@ -7,7 +7,7 @@
 import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import xzDecompress from 'xz-decompress';
-import { ByoiError, refusedImage, streamingUnsupported } from '../errors.ts';
+import { ByoiError, streamImageBad, streamingUnsupported } from '../errors.ts';
 import { detectFormat } from '../formats/detect.ts';
 import type { ImageSource } from '../source/image-source.ts';
 import { xzStreamRanges } from '../formats/xz-streams.ts';
@@ -72,8 +72,6 @@ export async function decodeStream(body: AsyncIterable<Buffer>): Promise<Decoded
   }
 }
 
-const corrupt = (format: string, reason: string) => refusedImage('stream-image-bad', `Bad ${format} image: ${reason}.`);
-
 async function* zlibDisk(
   input: AsyncIterable<Buffer>,
   decoder: zlib.Gunzip | zlib.ZstdDecompress,
@@ -86,7 +84,7 @@ async function* zlibDisk(
     for await (const chunk of decoder as AsyncIterable<Buffer>) yield chunk;
   } catch (error) {
     if (error instanceof ByoiError) throw error; // the download's own failure
-    throw corrupt(format, (error as Error).message);
+    throw streamImageBad(format, (error as Error).message);
   } finally {
     source.destroy();
     decoder.destroy();
@@ -120,7 +118,7 @@ async function* zstdDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
       return false;
     }
     watch.update(next.value);
-    if (watch.error !== undefined) throw corrupt('zstd', watch.error);
+    if (watch.error !== undefined) throw streamImageBad('zstd', watch.error);
     pending = pending && pending.length > 0 ? Buffer.concat([pending, next.value]) : next.value;
     return true;
   };
@@ -145,7 +143,7 @@ async function* zstdDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     yield* zlibDisk(frameBytes(index), zlib.createZstdDecompress({ chunkSize: ZLIB_CHUNK }), 'zstd');
   }
   const problem = watch.end();
-  if (problem !== undefined) throw corrupt('zstd', problem);
+  if (problem !== undefined) throw streamImageBad('zstd', problem);
 }
 
 async function* xzDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
@@ -170,7 +168,7 @@ async function* xzDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     finished = true;
   } catch (error) {
     if (error instanceof ByoiError) throw error;
-    throw corrupt(
+    throw streamImageBad(
       'xz',
       /error code 7|error code 6/.test((error as Error).message)
         ? 'corrupt xz data'
@@ -198,7 +196,7 @@ async function* xzDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   } catch (error) {
     if (error instanceof RangeError)
       throw streamingUnsupported('an xz image of several streams, or with an index of over 1 MiB');
-    throw corrupt('xz', (error as Error).message);
+    throw streamImageBad('xz', (error as Error).message);
   }
   if (streams.length !== 1) throw streamingUnsupported('an xz image of several streams');
 }

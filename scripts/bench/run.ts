@@ -57,7 +57,7 @@ const downloader = values.source
 const images = values.only === 'startup' ? undefined! : makeBenchImages(values.dir!, Number(values.size));
 const sizes = images ? Object.fromEntries(Object.values(images.qcow2).map((f) => [f, statSync(f).size])) : {};
 const MiB = 1024 * 1024;
-const seconds = (m: Measurement | undefined) => (m ? m.seconds.toFixed(2) : '');
+const seconds = (m: Measurement | undefined) => (m ? m.seconds.toFixed(3) : '');
 const ratio = (a: Measurement, b: Measurement | undefined) => (b ? (a.seconds / b.seconds).toFixed(2) : '');
 console.log(
   `byoi ${values.source ? 'from source (type stripping)' : 'as bundled'}; ${Number(values.size)} GiB images; medians of ${runs} interleaved runs; load average before: ${loadavg()
@@ -75,7 +75,7 @@ console.log(`|---|---|---|---|---|---|---|---|---|---|---|`);
 function print(rows: Row[]): void {
   for (const r of rows) {
     console.log(
-      `| ${r.name} | ${r.ours.seconds.toFixed(2)} | ${r.reference.seconds.toFixed(2)} | ${ratio(r.ours, r.reference)} | ${seconds(r.direct)} | ${ratio(r.ours, r.direct)} | ` +
+      `| ${r.name} | ${r.ours.seconds.toFixed(3)} | ${r.reference.seconds.toFixed(3)} | ${ratio(r.ours, r.reference)} | ${seconds(r.direct)} | ${ratio(r.ours, r.direct)} | ` +
         `${seconds(r.downloadAlone)} | ${ratio(r.ours, r.downloadAlone)} | ${(r.ours.peakRssBytes / MiB).toFixed(0)} | ${(r.imageBytes / MiB).toFixed(0)} | ${((r.ours.peakRssBytes - r.imageBytes) / MiB).toFixed(0)} |`,
     );
   }

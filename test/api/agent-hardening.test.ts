@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runAgent, type Pipeline } from '../../agent/remote/run-agent.ts';
 import { agentSettings, type AgentSettings } from '../../agent/remote/settings.ts';
-import { ByoiError, apiMessages } from '../../lib/errors.ts';
+import { ByoiError, badCaFile, insecureApi, jobUnavailable, notAJobReason } from '../../lib/errors.ts';
 import { RecordingBoot, startApi } from '../helpers/api.ts';
 import { makeLabCertificate } from '../helpers/tls.ts';
 
@@ -71,8 +71,8 @@ describe('a job answer that is not a job (item 12)', () => {
         token: 't'.repeat(64),
       });
       expect(error).toBeInstanceOf(ByoiError);
-      expect((error as ByoiError).message).toBe(apiMessages.jobUnavailable(`http://127.0.0.1:${port}`));
-      expect((error as ByoiError).detail).toBe(apiMessages.notAJob);
+      expect((error as ByoiError).message).toBe(jobUnavailable(`http://127.0.0.1:${port}`).message);
+      expect((error as ByoiError).detail).toBe(notAJobReason);
       expect(ran).toBe(false);
       expect(requests).toBeGreaterThan(1);
     } finally {
@@ -102,7 +102,7 @@ describe('a job answer that is not a job (item 12)', () => {
         token: 't'.repeat(64),
       });
       expect(error).toBeInstanceOf(ByoiError);
-      expect((error as ByoiError).detail).toBe(apiMessages.notAJob);
+      expect((error as ByoiError).detail).toBe(notAJobReason);
       expect(ran).toBe(false);
       expect(requests).toBeGreaterThan(0);
     } finally {
@@ -177,7 +177,7 @@ describe("the API's certificate is verified (item 3)", () => {
           ...(caFile && { ca: readFileSync(caFile) }),
         });
         expect(error).toBeInstanceOf(ByoiError);
-        expect((error as ByoiError).message).toBe(apiMessages.jobUnavailable(api.url));
+        expect((error as ByoiError).message).toBe(jobUnavailable(api.url).message);
         expect((error as ByoiError).detail).toMatch(
           /^the API's certificate could not be verified \((DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE)\)/,
         );
@@ -197,15 +197,15 @@ describe("the API's certificate is verified (item 3)", () => {
     writeFileSync(cmdline, 'byoi.server=https://127.0.0.1:8443 byoi.service=ns1.lab byoi.token=abc\n');
     expect(agentSettings({}, cmdline, otherCert).ca).toEqual(readFileSync(otherCert));
     expect(agentSettings({}, cmdline, absent).ca).toBeUndefined();
-    expect(() => agentSettings({ caFile: absent }, cmdline, absent)).toThrow(apiMessages.badCaFile(absent));
+    expect(() => agentSettings({ caFile: absent }, cmdline, absent)).toThrow(badCaFile(absent).message);
 
     writeFileSync(cmdline, 'byoi.server=http://10.0.0.1:8080 byoi.service=ns1.lab byoi.token=abc\n');
-    expect(() => agentSettings({}, cmdline, absent)).toThrow(apiMessages.insecureApi('http://10.0.0.1:8080'));
+    expect(() => agentSettings({}, cmdline, absent)).toThrow(insecureApi('http://10.0.0.1:8080').message);
     expect(agentSettings({ insecure: true }, cmdline, absent).server).toBe('http://10.0.0.1:8080');
     writeFileSync(cmdline, 'byoi.server=http://10.0.0.1:8080 byoi.service=ns1.lab byoi.token=abc byoi.insecure=1\n');
     expect(agentSettings({}, cmdline, absent).server).toBe('http://10.0.0.1:8080');
     expect(() => agentSettings({ server: 'ftp://10.0.0.1' }, cmdline, absent)).toThrow(
-      apiMessages.insecureApi('ftp://10.0.0.1'),
+      insecureApi('ftp://10.0.0.1').message,
     );
   });
 });

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import type { AgentEvent } from '../../lib/api/store/types.ts';
 import type { PhaseName } from '../../lib/report/phases.ts';
-import { apiMessages, ByoiError, messages, noPartitionTable } from '../../lib/errors.ts';
+import { ByoiError, noPartitionTable, badAgentSettings, badDisk, jobUnavailable } from '../../lib/errors.ts';
 import type { Job } from '../../lib/job.ts';
 import type { Delivery } from '../../agent/remote/client.ts';
 import { EventQueue } from '../../agent/remote/queue.ts';
@@ -180,8 +180,8 @@ describe('byoi agent with the API', () => {
 
   it('reports an invalid job (after local overrides) with the job validation message', async () => {
     const { agent } = await deployWith(async () => {}, { overrides: { disk: 'sda' } });
-    await expect(agent).rejects.toMatchObject({ kind: 'invalid-job', message: messages.badDisk });
-    expect(await status()).toMatchObject({ status: 'error', message: messages.badDisk });
+    await expect(agent).rejects.toMatchObject({ kind: 'invalid-job', message: badDisk().message });
+    expect(await status()).toMatchObject({ status: 'error', message: badDisk().message });
   });
 
   it('waits a bounded time for delivery, then reboots anyway', async () => {
@@ -233,7 +233,7 @@ describe('byoi agent with the API', () => {
       deliverTimeoutMs: 100,
       backoff,
     });
-    await expect(run).rejects.toMatchObject({ message: apiMessages.jobUnavailable(api.url) });
+    await expect(run).rejects.toMatchObject({ message: jobUnavailable(api.url).message });
     api = await startApi(config, db, boot);
   });
 });
@@ -312,7 +312,7 @@ describe('agent settings', () => {
       token: 'flag',
     });
     expect(() => agentSettings({ server: 'http://x' }, join(dir, 'absent'))).toThrow(
-      apiMessages.badAgentSettings(['service name', 'token']),
+      badAgentSettings(['service name', 'token']).message,
     );
   });
 });

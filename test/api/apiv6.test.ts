@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import { hashPassword } from '../../lib/api/passwords.ts';
 import { MAX_PENDING_PER_APPLICATION } from '../../lib/api/store/credentials-store.ts';
-import { apiMessages, ovhAuthMessages } from '../../lib/errors.ts';
+import { badServiceName, noSuchServer, tooManyFailures, tooManyPending } from '../../lib/errors.ts';
 import { RecordingBoot } from '../helpers/api.ts';
 import { answerValidationPage, signedCall, startApiv6Lab, type Apiv6Lab, type Keys } from '../helpers/ovh-apiv6.ts';
 
@@ -482,12 +482,12 @@ describe('signed calls', () => {
         for (const service of ['..%2F..%2Fetc', 'ns1.lab%2F..%2Fns2.lab', 'ns1.lab%00']) {
           expect(await post(alice, service)).toEqual({
             status: 404,
-            body: { class: 'Client::NotFound', message: apiMessages.badServiceName },
+            body: { class: 'Client::NotFound', message: badServiceName().message },
           });
         }
         expect(await post(alice, '.hidden')).toEqual({
           status: 404,
-          body: { class: 'Client::NotFound', message: apiMessages.noSuchServer('.hidden') },
+          body: { class: 'Client::NotFound', message: noSuchServer('.hidden').message },
         });
       }));
   });
@@ -528,7 +528,7 @@ describe('guessing', () => {
         await signedCall(guarded.url, { ...application, consumerKey: 'z'.repeat(32) }, 'GET', '/1.0/dedicated/server'),
       ).toEqual({
         status: 429,
-        body: { class: 'Client::TooManyRequests', message: apiMessages.tooManyFailures },
+        body: { class: 'Client::TooManyRequests', message: tooManyFailures().message },
       });
     } finally {
       await guarded.close();
@@ -554,7 +554,7 @@ describe('guessing', () => {
       expect(response.status).toBe(429);
       expect(await response.json()).toEqual({
         class: 'Client::TooManyRequests',
-        message: ovhAuthMessages.tooManyPending,
+        message: tooManyPending().message,
       });
     } finally {
       await crowded.close();
@@ -585,7 +585,7 @@ describe('guessing', () => {
       expect((await guess()).status).toBe(401);
       const third = await guess();
       expect(third.status).toBe(429);
-      expect(third.html).toContain(apiMessages.tooManyFailures);
+      expect(third.html).toContain(tooManyFailures().message);
     } finally {
       await guarded.close();
     }

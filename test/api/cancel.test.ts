@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BootContext } from '../../lib/api/boot.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
-import { apiMessages, lifecycleMessages } from '../../lib/errors.ts';
+import { DeploymentCancelled, jobUnavailable } from '../../lib/errors.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { call, RecordingBoot, startApi, type TestApi } from '../helpers/api.ts';
 import { readAt, sha256Of } from '../helpers/deploy.ts';
@@ -166,7 +166,7 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk'))(
       expect(hardware.body.disks.map((d: { path: string }) => d.path)).toContain(disk);
       const { seconds, code, task } = await cancel(agent);
       expect(code).toBe(1);
-      expect(lastLine(agent)).toBe(lifecycleMessages.cancelled);
+      expect(lastLine(agent)).toBe(new DeploymentCancelled('').message);
       expect(seconds).toBeLessThan(10); // a heartbeat a second, then a prompt exit
       expect(task).toBe('cancelled');
       expect(await sha256Of(disk)).toBe(before);
@@ -182,7 +182,7 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk'))(
       const { seconds, code, task } = await cancel(agent);
       throttled = false;
       expect(code, agent.stderr).toBe(1);
-      expect(lastLine(agent)).toBe(lifecycleMessages.cancelled);
+      expect(lastLine(agent)).toBe(new DeploymentCancelled('').message);
       expect(seconds).toBeLessThan(10);
       expect(task).toBe('cancelled');
       // No MBR, no GPT, no backup GPT: the first MiB is the writer's last write, and it never came.
@@ -200,7 +200,7 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk'))(
       agents.push(agent);
       const { code } = await agent.exited;
       expect(code).toBe(1);
-      expect(lastLine(agent)).toBe(apiMessages.jobUnavailable(`${api.url}/agent/v1/servers/ns1.lab/job`));
+      expect(lastLine(agent)).toBe(jobUnavailable(`${api.url}/agent/v1/servers/ns1.lab/job`).message);
       expect(await sha256Of(disk)).toBe(before);
     });
   },

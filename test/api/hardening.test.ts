@@ -14,7 +14,19 @@ import { isStrongKey, parseConfig, type ApiConfig } from '../../lib/api/config.t
 import type { ApiOptions } from '../../lib/api/context.ts';
 import { pruneJobBodies } from '../../lib/api/retention.ts';
 import { MAX_STEPS } from '../../lib/api/store/sql-store.ts';
-import { apiMessages, ByoiError, messages } from '../../lib/errors.ts';
+import {
+  ByoiError,
+  badEvents,
+  badHttpHeader,
+  badSecretsKey,
+  badServiceName,
+  bodyTooLarge,
+  reservedKey,
+  tooManyFailures,
+  urlTooLong,
+  weakApiKeyReason,
+  wrongAgentToken,
+} from '../../lib/errors.ts';
 import { jobFromBody, validateJob } from '../../lib/job.ts';
 import { call, RecordingBoot, startApi, type TestApi } from '../helpers/api.ts';
 import { rawExchange, requestText } from '../helpers/raw-http.ts';
@@ -85,7 +97,7 @@ describe('authentication happens before the body (item 5)', () => {
       );
     });
     expect(answer.status).toBe(403);
-    expect(expectOvhShape(answer.body).message).toBe(apiMessages.wrongAgentToken);
+    expect(expectOvhShape(answer.body).message).toBe(wrongAgentToken().message);
     expect(answer.ms).toBeLessThan(2000);
   });
 
@@ -154,7 +166,7 @@ describe('authentication happens before the body (item 5)', () => {
       at: new Date().toISOString(),
     }));
     const answer = await call(api!.url, 'POST', agentEvents('ns1.lab'), { key: token, body: { events } });
-    expect(answer).toEqual({ status: 400, body: { class: 'Client::BadRequest', message: apiMessages.badEvents } });
+    expect(answer).toEqual({ status: 400, body: { class: 'Client::BadRequest', message: badEvents().message } });
   });
 });
 
@@ -316,7 +328,7 @@ describe('what an agent may report is bounded (item 7)', () => {
       key: token,
       body: { events: [{ ...event, at: new Date().toISOString() }] },
     });
-    expect(answer).toEqual({ status: 400, body: { class: 'Client::BadRequest', message: apiMessages.badEvents } });
+    expect(answer).toEqual({ status: 400, body: { class: 'Client::BadRequest', message: badEvents().message } });
   });
 
   it("drops fields outside the contract and dates the outcome by the server's clock", async () => {
@@ -439,7 +451,7 @@ describe('every answer is OVH-shaped, however early it fails (item 8)', () => {
     const name = `ns${'x'.repeat(3000)}`;
     const answer = await raw(port, requestText('GET', byoi(name), { authorization: `Bearer ${aliceKey}` }));
     expect(answer.status).toBe(414);
-    expect(expectOvhShape(answer.body).message).toBe(apiMessages.urlTooLong);
+    expect(expectOvhShape(answer.body).message).toBe(urlTooLong().message);
     expect(answer.body).not.toContain('xxxxxxxxxx');
   });
 
@@ -456,7 +468,7 @@ describe('every answer is OVH-shaped, however early it fails (item 8)', () => {
       ),
     );
     expect(answer.status).toBe(413);
-    expect(expectOvhShape(answer.body).message).toBe(apiMessages.bodyTooLarge);
+    expect(expectOvhShape(answer.body).message).toBe(bodyTooLarge().message);
   });
 
   it('answers a body shorter than its Content-Length, once the sender gives up, OVH-shaped or not at all', async () => {
@@ -488,7 +500,7 @@ describe('failed authentications are limited per client, weak keys refused (item
     const limited = await call(api!.url, 'GET', byoi('ns1.lab'), { key: aliceKey });
     expect(limited).toEqual({
       status: 429,
-      body: { class: 'Client::TooManyRequests', message: apiMessages.tooManyFailures },
+      body: { class: 'Client::TooManyRequests', message: tooManyFailures().message },
     });
     expect((await call(api!.url, 'GET', agentJob('ns1.lab'), { key: 'f'.repeat(64) })).status).toBe(429);
   });
@@ -556,7 +568,7 @@ describe('failed authentications are limited per client, weak keys refused (item
       'password-password-password-passw',
       'short-but-random-9f8e7d',
     ]) {
-      expect(withKey(weak)).toThrow(apiMessages.weakApiKey('servers[0].apiKeys[0]'));
+      expect(withKey(weak)).toThrow(weakApiKeyReason('servers[0].apiKeys[0]'));
     }
     for (let i = 0; i < 200; i++) expect(isStrongKey(randomBytes(16).toString('hex'))).toBe(true);
     expect(withKey(randomBytes(24).toString('base64url'))).not.toThrow();
@@ -608,11 +620,11 @@ describe('validation gaps (item 11)', () => {
     const answer = await call(api!.url, 'POST', byoi('ns1.lab'), { key: aliceKey, body: withHeader('X-Auth', value) });
     expect(answer).toEqual({
       status: 400,
-      body: { class: 'Client::BadRequest', message: messages.badHttpHeader('X-Auth') },
+      body: { class: 'Client::BadRequest', message: badHttpHeader('X-Auth').message },
     });
     expect(() =>
       validateJob({ url: 'https://images.example/x.raw', type: 'raw', httpHeaders: { 'X-Auth': value } }),
-    ).toThrow(messages.badHttpHeader('X-Auth'));
+    ).toThrow(badHttpHeader('X-Auth').message);
     expect(boot.boots).toEqual([]);
   });
 
@@ -647,7 +659,7 @@ describe('validation gaps (item 11)', () => {
     const answer = await call(api!.url, 'POST', `/dedicated/server/ns1.lab/${route}`, { key: aliceKey, rawBody });
     expect(answer).toEqual({
       status: 400,
-      body: { class: 'Client::BadRequest', message: messages.reservedKey(field) },
+      body: { class: 'Client::BadRequest', message: reservedKey(field).message },
     });
     expect(boot.boots).toEqual([]);
   });
@@ -658,7 +670,7 @@ describe('validation gaps (item 11)', () => {
     expect(
       (await call(api!.url, 'POST', `/dedicated/server/ns1.lab/reinstall`, { key: aliceKey, rawBody })).status,
     ).toBe(400);
-    expect(() => validateJob(jobFromBody(JSON.parse(rawBody)))).toThrow(messages.reservedKey('httpHeaders'));
+    expect(() => validateJob(jobFromBody(JSON.parse(rawBody)))).toThrow(reservedKey('httpHeaders').message);
   });
 
   it.each([
@@ -670,7 +682,7 @@ describe('validation gaps (item 11)', () => {
     await start();
     for (const path of [byoi(name), agentJob(name), `/dedicated/server/${name}/task/1`]) {
       const answer = await call(api!.url, 'GET', path, { key: aliceKey });
-      expect(answer).toEqual({ status: 404, body: { class: 'Client::NotFound', message: apiMessages.badServiceName } });
+      expect(answer).toEqual({ status: 404, body: { class: 'Client::NotFound', message: badServiceName().message } });
     }
     expect(() => validateJob({ url: 'x' })).toThrow(ByoiError);
   });
@@ -689,7 +701,7 @@ describe("the sealed bodies' key (item 4)", () => {
     expect(() => SecretBox.ephemeral().open(sealed, 'row 1')).toThrow();
     chmodSync(keyFile, 0o644);
     expect(() => SecretBox.fromKeyFile(keyFile)).toThrow(
-      apiMessages.badSecretsKey(keyFile, 'others than its owner may read it (chmod 600)'),
+      badSecretsKey(keyFile, 'others than its owner may read it (chmod 600)').message,
     );
   });
 });

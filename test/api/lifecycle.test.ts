@@ -16,11 +16,12 @@ import {
   checksumMismatch,
   downloadFailed,
   faultOf,
-  lifecycleMessages,
   noPartitionTable,
   rereadFailed,
   tooBigForMemory,
   unknownDiskGroup,
+  agentLost,
+  agentSilent,
 } from '../../lib/errors.ts';
 import { runAgent, type AgentOptions, type Pipeline } from '../../agent/remote/run-agent.ts';
 import { call, RecordingBoot, startApi, type TestApi } from '../helpers/api.ts';
@@ -90,7 +91,7 @@ describe('the watchdog', () => {
     });
     while ((await status()).phase !== 'write') await new Promise((resolve) => setTimeout(resolve, 20));
     expect(await watchdogRound(watchdog, Date.now() + 601_000)).toBe(1);
-    expect(await status()).toMatchObject({ status: 'error', message: lifecycleMessages.agentSilent(600) });
+    expect(await status()).toMatchObject({ status: 'error', message: agentSilent(600).message });
     expect((await task(id)).status).toBe('ovhError');
     expect(await netboot()).toContain('byoi.rescue=1');
     // The agent was only slow: it delivers done, which replaces the watchdog's guess.
@@ -114,7 +115,7 @@ describe('the watchdog', () => {
       [0, 1].map(() => run(process.execPath, ['--input-type=module', '-e', replica]).then((r) => Number(r.stdout))),
     );
     expect(ended.sort()).toEqual([0, 1]);
-    expect(await status()).toMatchObject({ status: 'error', message: lifecycleMessages.agentSilent(60) });
+    expect(await status()).toMatchObject({ status: 'error', message: agentSilent(60).message });
   });
 });
 
@@ -158,7 +159,7 @@ describe('an outcome the agent could not deliver before rebooting', () => {
     const third = await netboot(); // netboot.maxBoots is 2
     expect(tokenIn(third)).toBeUndefined();
     expect(third).toContain('byoi.rescue=1');
-    expect(await status()).toMatchObject({ status: 'error', message: lifecycleMessages.agentLost(2) });
+    expect(await status()).toMatchObject({ status: 'error', message: agentLost(2).message });
     expect((await task(id)).status).toBe('ovhError');
   });
 });

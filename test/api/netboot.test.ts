@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lifecycleMessages } from '../../lib/errors.ts';
+import { noSuchMac } from '../../lib/errors.ts';
 import { call } from '../helpers/api.ts';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
@@ -97,7 +97,7 @@ describe('netboot', () => {
     );
     expect(await call(url, 'GET', '/boot/v1/mac/52:54:00:00:00:99/ipxe')).toEqual({
       status: 404,
-      body: { class: 'Client::NotFound', message: lifecycleMessages.noSuchMac('52:54:00:00:00:99') },
+      body: { class: 'Client::NotFound', message: noSuchMac('52:54:00:00:00:99').message },
     });
     expect((await call(url, 'GET', '/boot/v1/servers/ns9.lab/ipxe')).status).toBe(404);
   });

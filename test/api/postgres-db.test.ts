@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ByoiError, apiMessages } from '../../lib/errors.ts';
+import { ByoiError, databasePasswordOnCommandLine, databaseUnavailable, sharedKeyNeeded } from '../../lib/errors.ts';
 import { hasPassword, isPostgresUrl, shownLocation } from '../../lib/api/store/database-url.ts';
 import { numberPlaceholders } from '../../lib/api/store/placeholders.ts';
 import { openStore as openStoreWithKey } from '../../lib/api/store/open.ts';
@@ -126,9 +126,9 @@ describe.skipIf(skipWithoutPostgres)('the PostgreSQL driver', () => {
 
   it('needs the key file every replica shares, and makes none up', async () => {
     const url = cluster.url('driver');
-    await expect(openStoreWithKey(url)).rejects.toThrow(apiMessages.sharedKeyNeeded(undefined));
+    await expect(openStoreWithKey(url)).rejects.toThrow(sharedKeyNeeded(undefined).message);
     const absent = join(dir, 'absent.key');
-    await expect(openStoreWithKey(url, { keyFile: absent })).rejects.toThrow(apiMessages.sharedKeyNeeded(absent));
+    await expect(openStoreWithKey(url, { keyFile: absent })).rejects.toThrow(sharedKeyNeeded(absent).message);
   });
 
   describe('the password', () => {
@@ -145,7 +145,7 @@ describe.skipIf(skipWithoutPostgres)('the PostgreSQL driver', () => {
       delete process.env.PGPASSWORD;
       noPasswordFile();
       await expect(openStore(url)).rejects.toThrow(
-        apiMessages.databaseUnavailable(`postgres://fleet@/fleet_db?host=${cluster.socketDir}`),
+        databaseUnavailable(`postgres://fleet@/fleet_db?host=${cluster.socketDir}`).message,
       );
     });
 
@@ -173,7 +173,7 @@ describe.skipIf(skipWithoutPostgres)('the PostgreSQL driver', () => {
       ).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ByoiError);
       const { message, detail } = error as ByoiError;
-      expect(message).toBe(apiMessages.databaseUnavailable(`postgres://fleet@/fleet_db?host=${cluster.socketDir}`));
+      expect(message).toBe(databaseUnavailable(`postgres://fleet@/fleet_db?host=${cluster.socketDir}`).message);
       expect(detail).toMatch(/password authentication failed/);
       expect(`${message} ${detail}`).not.toContain(wrong);
     });
@@ -253,7 +253,7 @@ describe.skipIf(skipWithoutPostgres)('the PostgreSQL driver', () => {
         `postgres://fleet:${secret}@/fleet_db?host=${encodeURIComponent(cluster.socketDir)}`,
       ]);
       expect(await served.exited).not.toBe(0);
-      expect(served.stderr()).toContain(apiMessages.databasePasswordOnCommandLine);
+      expect(served.stderr()).toContain(databasePasswordOnCommandLine().message);
       expect(served.stderr()).not.toContain(secret);
     });
   });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { parseConfig, type ApiConfig } from '../../lib/api/config.ts';
 import type { ApiOptions } from '../../lib/api/context.ts';
-import { apiMessages } from '../../lib/errors.ts';
+import { notFound, notProvisioningNetwork, rangeNotSatisfiable } from '../../lib/errors.ts';
 import { RecordingBoot, startApi, type TestApi } from '../helpers/api.ts';
 import { rawExchange, requestText } from '../helpers/raw-http.ts';
 
@@ -46,7 +46,7 @@ describe('no body is read for a stranger', () => {
       const { port } = await start();
       const answer = await announce(port, 'POST', path);
       expect(answer.status).toBe(404);
-      expect(JSON.parse(answer.body)).toEqual({ class: 'Client::NotFound', message: apiMessages.notFound });
+      expect(JSON.parse(answer.body)).toEqual({ class: 'Client::NotFound', message: notFound().message });
     });
   }
 
@@ -92,7 +92,7 @@ describe('netboot scripts are answered on the provisioning network only (netboot
       const answer = await fetch(`${test.url}${path}`);
       expect(answer.status).toBe(403);
       const text = await answer.text();
-      expect(JSON.parse(text)).toEqual({ class: 'Client::Forbidden', message: apiMessages.notProvisioningNetwork });
+      expect(JSON.parse(text)).toEqual({ class: 'Client::Forbidden', message: notProvisioningNetwork().message });
       expect(text).not.toMatch(/byoi\.token/);
     }
     expect((await fetch(`${test.url}/boot/v1/servers/ns1.lab/ipxe`, { method: 'HEAD' })).status).toBe(403);
@@ -158,6 +158,6 @@ describe('the rescue files answer an impossible range OVH-shaped', () => {
     const answer = await fetch(`${test.url}/boot/v1/rescue/kernel`, { headers: { range: 'bytes=5000-' } });
     expect(answer.status).toBe(416);
     expect(answer.headers.get('content-range')).toBe('bytes */1000');
-    expect(await answer.json()).toEqual({ class: 'Client::BadRequest', message: apiMessages.rangeNotSatisfiable });
+    expect(await answer.json()).toEqual({ class: 'Client::BadRequest', message: rangeNotSatisfiable().message });
   });
 });

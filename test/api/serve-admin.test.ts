@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { verifyPassword } from '../../lib/api/passwords.ts';
-import { ovhAuthMessages } from '../../lib/errors.ts';
+import { customerExists, noSecret, noSuchCustomer, notPending } from '../../lib/errors.ts';
 import { serveAdmin } from '../helpers/ovh-sdk.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'byoi-serve-admin-'));
@@ -19,7 +19,7 @@ describe("byoi serve's operator subcommands", () => {
     expect(await verifyPassword('correct horse', hashed.stdout.trim())).toBe(true);
     const none = await serveAdmin(['hash-password'], '');
     expect(none.exitCode).not.toBe(0);
-    expect(none.stderr.trim().split('\n').at(-1)).toBe(ovhAuthMessages.noSecret('password'));
+    expect(none.stderr.trim().split('\n').at(-1)).toBe(noSecret('password').message);
   });
 
   it('customer add keeps the password hashed; a second account of the same name is refused', async () => {
@@ -29,10 +29,10 @@ describe("byoi serve's operator subcommands", () => {
     expect(readFileSync(db).includes(Buffer.from('carol secret'))).toBe(false);
     const again = await serveAdmin(['customer', 'add', 'carol', '--db', db], 'other\n');
     expect(again.exitCode).toBe(1);
-    expect(again.stderr.trim()).toBe(ovhAuthMessages.customerExists('carol'));
+    expect(again.stderr.trim()).toBe(customerExists('carol').message);
     expect((await serveAdmin(['customer', 'add', 'bad name', '--db', db], 'x\n')).exitCode).toBe(2);
     expect((await serveAdmin(['customer', 'assign', 'nobody', 'ns2.lab', '--db', db])).stderr.trim()).toBe(
-      ovhAuthMessages.noSuchCustomer('nobody'),
+      noSuchCustomer('nobody').message,
     );
   });
 
@@ -51,11 +51,11 @@ describe("byoi serve's operator subcommands", () => {
       'y'.repeat(32) + '\n',
     );
     expect(unknown.exitCode).toBe(1);
-    expect(unknown.stderr.trim()).toBe(ovhAuthMessages.notPending);
+    expect(unknown.stderr.trim()).toBe(notPending().message);
     const none = await serveAdmin(['credential', 'validate', '--customer', 'carol', '--db', db], '');
-    expect(none.stderr.trim()).toBe(ovhAuthMessages.noSecret('consumer key'));
+    expect(none.stderr.trim()).toBe(noSecret('consumer key').message);
     expect(
       (await serveAdmin(['credential', 'validate', '--customer', 'nobody', '--db', db], 'y'.repeat(32))).stderr.trim(),
-    ).toBe(ovhAuthMessages.noSuchCustomer('nobody'));
+    ).toBe(noSuchCustomer('nobody').message);
   });
 });

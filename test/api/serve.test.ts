@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CommandBootAdapter } from '../../lib/api/boot.ts';
 import { parseConfig } from '../../lib/api/config.ts';
-import { ByoiError, apiMessages } from '../../lib/errors.ts';
+import { ByoiError, badConfig, bootFailed } from '../../lib/errors.ts';
 import { call } from '../helpers/api.ts';
 import { makeLabCertificate } from '../helpers/tls.ts';
 
@@ -103,7 +103,7 @@ describe('byoi serve', () => {
 
   it('refuses a bad config file with a clear message', () => {
     const bad = (value: unknown) => () => parseConfig(value, 'lab.json');
-    expect(bad({})).toThrow(apiMessages.badConfig('lab.json', 'expected {"servers": [...]}'));
+    expect(bad({})).toThrow(badConfig('lab.json', 'expected {"servers": [...]}').message);
     expect(bad({ servers: [{ serviceName: 'a b', apiKeys: [keyA] }] })).toThrow(ByoiError);
     expect(bad({ servers: [{ serviceName: 'a', apiKeys: 'k' }] })).toThrow('servers[0].apiKeys must be a list of keys');
     expect(
@@ -171,12 +171,8 @@ describe('the command boot adapter', () => {
       { serviceName: 'ns2.lab', apiKeys: [], boot: { command: [join(dir, 'no-such-program')] } },
     ]);
     const context = { serverUrl: 'http://x', token: 't' };
-    await expect(adapter.boot({ ...context, serviceName: 'ns1.lab' })).rejects.toThrow(
-      apiMessages.bootFailed('ns1.lab'),
-    );
-    await expect(adapter.boot({ ...context, serviceName: 'ns2.lab' })).rejects.toThrow(
-      apiMessages.bootFailed('ns2.lab'),
-    );
+    await expect(adapter.boot({ ...context, serviceName: 'ns1.lab' })).rejects.toThrow(bootFailed('ns1.lab').message);
+    await expect(adapter.boot({ ...context, serviceName: 'ns2.lab' })).rejects.toThrow(bootFailed('ns2.lab').message);
     // In a lab that netboots, a server without a command waits for its next netboot.
     await new CommandBootAdapter([], { netboot: true }).boot({ ...context, serviceName: 'ns1.lab' });
   });

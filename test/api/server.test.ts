@@ -5,7 +5,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ApiConfig } from '../../lib/api/config.ts';
-import { apiMessages, bootStep, lifecycleMessages, messages } from '../../lib/errors.ts';
+import {
+  bootStep,
+  badDiskGroupId,
+  badEvents,
+  badJobBody,
+  badJson,
+  badOperatingSystem,
+  badUrl,
+  bootFailed,
+  deploymentCancelled,
+  deploymentRunning,
+  missingAgentToken,
+  missingApiKey,
+  missingUrl,
+  noSuchServer,
+  noSuchTask,
+  notInstalling,
+  notYourServer,
+  unknownApiKey,
+  wrongAgentToken,
+} from '../../lib/errors.ts';
 import { call, RecordingBoot, startApi, type TestApi } from '../helpers/api.ts';
 
 const config: ApiConfig = {
@@ -116,10 +136,10 @@ describe('POST/GET bringYourOwnImage', () => {
       { URL: legacyBody.URL, type: 'raw', checkSumType: 'md5' },
       'Please provide checkSum AND checkSumType or none of them',
     ],
-    ['an ftp URL', { ...legacyBody, URL: 'ftp://images.example/x.qcow2' }, messages.badUrl],
-    ['no URL', { type: 'raw' }, messages.missingUrl],
-    ['a bad diskGroupId', { ...legacyBody, diskGroupId: -1 }, messages.badDiskGroupId],
-    ['an array', [legacyBody], messages.badJobBody],
+    ['an ftp URL', { ...legacyBody, URL: 'ftp://images.example/x.qcow2' }, badUrl().message],
+    ['no URL', { type: 'raw' }, missingUrl().message],
+    ['a bad diskGroupId', { ...legacyBody, diskGroupId: -1 }, badDiskGroupId().message],
+    ['an array', [legacyBody], badJobBody().message],
   ])('refuses %s with 400 and OVH error shape, booting nothing', async (_what, body, message) => {
     const response = await call(api.url, 'POST', byoi('ns1.lab'), { key: 'key-alice', body });
     expect(response).toEqual({ status: 400, body: { class: 'Client::BadRequest', message } });
@@ -129,7 +149,7 @@ describe('POST/GET bringYourOwnImage', () => {
 
   it('refuses a body that is not JSON', async () => {
     const response = await call(api.url, 'POST', byoi('ns1.lab'), { key: 'key-alice', rawBody: '{"URL": ' });
-    expect(response).toEqual({ status: 400, body: { class: 'Client::BadRequest', message: apiMessages.badJson } });
+    expect(response).toEqual({ status: 400, body: { class: 'Client::BadRequest', message: badJson().message } });
   });
 
   it('answers 409 while a deployment is doing, and accepts a new one once it is finished', async () => {
@@ -137,7 +157,7 @@ describe('POST/GET bringYourOwnImage', () => {
     const second = await call(api.url, 'POST', byoi('ns1.lab'), { key: 'key-alice', body: legacyBody });
     expect(second).toEqual({
       status: 409,
-      body: { class: 'Client::Conflict', message: apiMessages.deploymentRunning('ns1.lab') },
+      body: { class: 'Client::Conflict', message: deploymentRunning('ns1.lab').message },
     });
     expect(boot.boots).toHaveLength(1);
     await call(api.url, 'POST', agentEvents('ns1.lab'), {
@@ -154,7 +174,7 @@ describe('POST/GET bringYourOwnImage', () => {
     };
     expect((await call(api.url, 'POST', byoi('ns1.lab'), { key: 'key-alice', body: legacyBody })).status).toBe(200);
     const status = await call(api.url, 'GET', byoi('ns1.lab'), { key: 'key-alice' });
-    expect(status.body).toMatchObject({ status: 'error', message: apiMessages.bootFailed('ns1.lab') });
+    expect(status.body).toMatchObject({ status: 'error', message: bootFailed('ns1.lab').message });
   });
 });
 
@@ -228,11 +248,11 @@ describe('the agent routes', () => {
     const doing = { events: [event({ status: 'done', message: 'stolen' })] };
     expect(await call(api.url, 'GET', agentJob('ns1.lab'))).toEqual({
       status: 401,
-      body: { class: 'Client::Unauthorized', message: apiMessages.missingAgentToken },
+      body: { class: 'Client::Unauthorized', message: missingAgentToken().message },
     });
     expect(await call(api.url, 'GET', agentJob('ns1.lab'), { key: 'x'.repeat(43) })).toEqual({
       status: 403,
-      body: { class: 'Client::Forbidden', message: apiMessages.wrongAgentToken },
+      body: { class: 'Client::Forbidden', message: wrongAgentToken().message },
     });
     expect((await call(api.url, 'GET', agentJob('ns3.lab'), { key: tokenA })).status).toBe(403);
     expect((await call(api.url, 'POST', agentEvents('ns3.lab'), { key: tokenA, body: doing })).status).toBe(403);
@@ -253,7 +273,7 @@ describe('the agent routes', () => {
     ]) {
       expect(await call(api.url, 'POST', agentEvents('ns1.lab'), { key: token, body })).toEqual({
         status: 400,
-        body: { class: 'Client::BadRequest', message: apiMessages.badEvents },
+        body: { class: 'Client::BadRequest', message: badEvents().message },
       });
     }
   });
@@ -263,15 +283,15 @@ describe('customer authentication', () => {
   it("needs a key (401), a known key (403), and the server to be the customer's (403); unknown servers are 404", async () => {
     expect(await call(api.url, 'GET', byoi('ns1.lab'))).toEqual({
       status: 401,
-      body: { class: 'Client::Unauthorized', message: apiMessages.missingApiKey },
+      body: { class: 'Client::Unauthorized', message: missingApiKey().message },
     });
     expect(await call(api.url, 'GET', byoi('ns1.lab'), { key: 'key-mallory' })).toEqual({
       status: 403,
-      body: { class: 'Client::Forbidden', message: apiMessages.unknownApiKey },
+      body: { class: 'Client::Forbidden', message: unknownApiKey().message },
     });
     expect(await call(api.url, 'GET', byoi('ns9.lab'), { key: 'key-alice' })).toEqual({
       status: 404,
-      body: { class: 'Client::NotFound', message: apiMessages.noSuchServer('ns9.lab') },
+      body: { class: 'Client::NotFound', message: noSuchServer('ns9.lab').message },
     });
     // An unauthenticated request is refused before its body is even parsed.
     expect((await call(api.url, 'POST', byoi('ns1.lab'), { rawBody: 'not json' })).status).toBe(401);
@@ -281,7 +301,7 @@ describe('customer authentication', () => {
     await startLegacy('ns1.lab', 'key-alice');
     const refused = {
       status: 403,
-      body: { class: 'Client::Forbidden', message: apiMessages.notYourServer('ns1.lab') },
+      body: { class: 'Client::Forbidden', message: notYourServer('ns1.lab').message },
     };
     expect(await call(api.url, 'GET', byoi('ns1.lab'), { key: 'key-bob' })).toEqual(refused);
     expect(await call(api.url, 'POST', byoi('ns1.lab'), { key: 'key-bob', body: legacyBody })).toEqual(refused);
@@ -312,7 +332,7 @@ describe('DELETE bringYourOwnImage', () => {
     // The agent hears it in the answer to its next request (events, heartbeat, job): 410, and stops.
     expect((await call(api.url, 'GET', agentJob('ns1.lab'), { key: token })).body).toEqual({
       class: 'Client::Gone',
-      message: lifecycleMessages.deploymentCancelled,
+      message: deploymentCancelled().message,
     });
     expect(
       (
@@ -424,13 +444,16 @@ describe('reinstall, task and install/status', () => {
 
   it('refuses another operating system, and invalid customizations with the job messages', async () => {
     expect(
+      await call(api.url, 'POST', '/dedicated/server/ns2.lab/reinstall', { key: 'key-bob', body: [reinstallBody] }),
+    ).toEqual({ status: 400, body: { class: 'Client::BadRequest', message: badJobBody().message } });
+    expect(
       await call(api.url, 'POST', '/dedicated/server/ns2.lab/reinstall', {
         key: 'key-bob',
         body: { ...reinstallBody, operatingSystem: 'debian12_64' },
       }),
     ).toEqual({
       status: 400,
-      body: { class: 'Client::BadRequest', message: apiMessages.badOperatingSystem },
+      body: { class: 'Client::BadRequest', message: badOperatingSystem().message },
     });
     const badType = {
       operatingSystem: 'byoi_64',
@@ -452,11 +475,11 @@ describe('reinstall, task and install/status', () => {
   it('answers 404 for an unknown task and for install/status without an installation', async () => {
     expect(await call(api.url, 'GET', '/dedicated/server/ns2.lab/task/77', { key: 'key-bob' })).toEqual({
       status: 404,
-      body: { class: 'Client::NotFound', message: apiMessages.noSuchTask('77') },
+      body: { class: 'Client::NotFound', message: noSuchTask('77').message },
     });
     expect(await call(api.url, 'GET', '/dedicated/server/ns2.lab/install/status', { key: 'key-bob' })).toEqual({
       status: 404,
-      body: { class: 'Client::NotFound', message: apiMessages.notInstalling },
+      body: { class: 'Client::NotFound', message: notInstalling().message },
     });
   });
 });

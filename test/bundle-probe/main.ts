@@ -10,6 +10,11 @@ import { hideBin } from 'yargs/helpers';
 
 const argv = await yargs(hideBin(process.argv))
   .option('square', { type: 'number', demandOption: true })
+  // Wide characters in help text: the bundle's stand-in for string-width hands them to the real one.
+  .option('wide', {
+    type: 'string',
+    describe: '全角の文字は二桁を占める 🚀 emoji take two columns too, and this text is long enough to be wrapped',
+  })
   .strict()
   .parseAsync();
 

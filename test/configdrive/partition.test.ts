@@ -7,7 +7,10 @@ import { closeSync, mkdtempSync, openSync, readSync, rmSync, truncateSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ByoiError, COULD_NOT_CREATE_CONFIGDRIVE } from '../../lib/errors.ts';
+import { ByoiError } from '../../lib/errors.ts';
+
+/** OVH's sentence for any failure to add the config drive partition. */
+const COULD_NOT_CREATE_CONFIGDRIVE = 'Could not create configdrive on disk.';
 import { configDriveContent } from '../../lib/configdrive/content.ts';
 import { dhcpOn, nicLinks } from '../../lib/configdrive/network.ts';
 import { writeConfigDrive } from '../../lib/configdrive/index.ts';

@@ -1,7 +1,10 @@
 // The planner alone, on tables described by hand: cases too large for a test disk (MBR over 2 TiB)
 // and the arithmetic of the window at the end. The same rules run on real disks in partition.test.ts.
 import { describe, expect, it } from 'vitest';
-import { ByoiError, COULD_NOT_CREATE_CONFIGDRIVE } from '../../lib/errors.ts';
+import type { ByoiError } from '../../lib/errors.ts';
+
+/** OVH's sentence for any failure to add the config drive partition. */
+const COULD_NOT_CREATE_CONFIGDRIVE = 'Could not create configdrive on disk.';
 import type { PartitionTable } from '../../lib/configdrive/partition-table.ts';
 import { planConfigDrivePartition } from '../../lib/configdrive/plan.ts';
 

@@ -5,6 +5,9 @@
 // initrd served by byoi serve) with a one-time token, the agent deploys the cloud image and reboots;
 // the server netboots again and is sent to its disk, which boots, and cloud-init applies the config
 // drive. Then DELETE power-cycles it, and it comes up in the rescue system without a job.
+// The UEFI server is deployed through /reinstall with an image whose ESP lacks the fallback
+// \EFI\BOOT\BOOTX64.EFI (its loader only at the job's efiBootloaderPath): its disk boots only
+// through the boot entry the agent made, which the firmware's BootCurrent names in the booted system.
 import { createHash, randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import {
@@ -33,12 +36,14 @@ import { buildApi } from '../../lib/api/server.ts';
 import { openStore } from '../../lib/api/store/open.ts';
 import type { Store } from '../../lib/api/store/types.ts';
 import { ensureCloudImage, type Firmware } from '../../scripts/image/boot.ts';
+import { ensureNamedLoaderImage, findEsp, NAMED_LOADER } from '../../scripts/image/named-loader.ts';
 import { bundle } from '../../scripts/bundle.ts';
 import { ensureRescue } from '../../scripts/rescue/boot.ts';
 import { startQemu, type QemuRunning } from '../../scripts/vm/qemu.ts';
 import { call } from '../helpers/api.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { expectCloudInitApplied, userDataScript } from '../helpers/boot-checks.ts';
+import { bootNumbers, bootVariablesScript, parseLoadOption } from '../helpers/efi-vars.ts';
 
 const run = promisify(execFile);
 const GiB = 1024 ** 3;
@@ -151,15 +156,14 @@ class NetbootLab implements BootAdapter {
   }
 }
 
-describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))(
+describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen', 'mtools'))(
   'a netbooting server: rescue, deployed, its disk, and rescue again after DELETE',
   () => {
     const dir = mkdtempSync(join(tmpdir(), 'byoi-netboot-e2e-'));
     const lab = new NetbootLab(dir);
-    let image = '';
-    let imageSha256 = '';
+    /** What each server deploys: the cloud image (SeaBIOS), its variant without the fallback loader (OVMF). */
+    const deployed = {} as Record<Firmware, { sha256: string; url: string }>;
     let images: Server | undefined;
-    let imageUrl = '';
     let api: FastifyInstance | undefined;
     let store: Store | undefined;
     let apiUrl = '';
@@ -170,22 +174,32 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))(
     const started = Date.now();
 
     beforeAll(async () => {
-      assertCapable('root', 'qemu', 'ssh-keygen');
+      assertCapable('root', 'qemu', 'ssh-keygen', 'mtools');
       const dist = join(dir, 'dist');
       await bundle(join(repo, 'agent/byoi.ts'), dist, 'byoi.mjs');
-      let rescue;
-      [image, rescue] = await Promise.all([ensureCloudImage(), ensureRescue({ dist, out: join(dir, 'rescue') })]);
-      imageSha256 = await sha256Of(image);
+      const [image, rescue] = await Promise.all([ensureCloudImage(), ensureRescue({ dist, out: join(dir, 'rescue') })]);
+      const imageSha256 = await sha256Of(image);
+      const namedLoader = await ensureNamedLoaderImage(image, imageSha256);
       await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', marker, '-f', join(dir, 'key')]);
       publicKey = readFileSync(join(dir, 'key.pub'), 'utf8').trim();
 
+      const files = new Map([
+        ['/debian-12-byoi.qcow2', image],
+        ['/debian-12-byoi-named-loader.qcow2', namedLoader],
+      ]);
       images = createServer((request, response) => {
-        if (request.url !== '/debian-12-byoi.qcow2') return void response.writeHead(404).end();
-        response.writeHead(200, { 'content-length': statSync(image).size });
-        createReadStream(image).pipe(response);
+        const file = files.get(request.url ?? '');
+        if (!file) return void response.writeHead(404).end();
+        response.writeHead(200, { 'content-length': statSync(file).size });
+        createReadStream(file).pipe(response);
       });
       await new Promise<void>((listening) => images!.listen(0, '127.0.0.1', listening));
-      imageUrl = `http://10.0.2.2:${(images.address() as AddressInfo).port}/debian-12-byoi.qcow2`;
+      const served = `http://10.0.2.2:${(images.address() as AddressInfo).port}`;
+      deployed.bios = { sha256: imageSha256, url: `${served}/debian-12-byoi.qcow2` };
+      deployed.uefi = {
+        sha256: await sha256Of(namedLoader),
+        url: `${served}/debian-12-byoi-named-loader.qcow2`,
+      };
 
       const config: ApiConfig = {
         // The PXE loader boots the compressed kernel (vmlinuz), beside the vmlinux QEMU's -kernel takes.
@@ -247,6 +261,32 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))(
       }
     }
 
+    /**
+     * The deployed disk has no fallback loader, only the named one; the firmware started the boot
+     * option the agent made (label byoi, the deployed ESP's partition GUID, the named loader).
+     */
+    async function expectBootedThroughOurEntry(disk: string, console: string): Promise<void> {
+      const esp = await findEsp(disk);
+      const inEsp = async (file: string) =>
+        (
+          await run('mdir', ['-b', '-i', `${disk}@@${esp.offset}`, `::${file.replaceAll('\\', '/')}`], {
+            env: { ...process.env, MTOOLS_SKIP_CHECK: '1' },
+          }).catch(() => ({ stdout: '' }))
+        ).stdout.trim() !== '';
+      expect(await inEsp(NAMED_LOADER)).toBe(true);
+      expect(await inEsp('\\EFI\\BOOT\\BOOTX64.EFI')).toBe(false);
+      const variable = (name: string) => new RegExp(`${marker} ${name}=([0-9a-f]+)`).exec(console)?.[1];
+      const current = bootNumbers(variable('BootCurrent') ?? '');
+      expect(current, console.split('\n').slice(-60).join('\n')).toHaveLength(1);
+      const option = variable(`Boot${current[0]}`);
+      expect(option, `no Boot${current[0]} on the console`).toBeDefined();
+      expect(parseLoadOption(option!), `BootOrder ${bootNumbers(variable('BootOrder') ?? '').join(',')}`).toEqual({
+        description: 'byoi',
+        partition: { number: esp.number, guid: esp.guid },
+        file: NAMED_LOADER,
+      });
+    }
+
     // The two servers go through their stories at the same time: each TCG VM keeps one core busy.
     for (const firmware of ['bios', 'uefi'] as Firmware[]) {
       it.concurrent(
@@ -259,15 +299,38 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))(
             return `${(vm?.console() ?? '').split('\n').slice(-60).join('\n')}${ended ? `\nQEMU ended: ${ended}` : ''}`;
           };
           const hostname = `netboot-${firmware}`;
-          const body = {
-            URL: imageUrl,
-            type: 'qcow2',
-            checkSum: imageSha256,
-            checkSumType: 'sha256',
-            description: 'netboot e2e',
-            configdrive: { enable: true, hostname, sshKey: publicKey, userData: userDataScript(marker) },
-          };
-          expect((await call(apiUrl, 'POST', route(serviceName), { key, body })).status).toBe(200);
+          const { url, sha256 } = deployed[firmware];
+          // SeaBIOS: the legacy BYOI route. OVMF: /reinstall, whose customizations name the loader.
+          const [path, body] =
+            firmware === 'bios'
+              ? [
+                  route(serviceName),
+                  {
+                    URL: url,
+                    type: 'qcow2',
+                    checkSum: sha256,
+                    checkSumType: 'sha256',
+                    description: 'netboot e2e',
+                    configdrive: { enable: true, hostname, sshKey: publicKey, userData: userDataScript(marker) },
+                  },
+                ]
+              : [
+                  `/dedicated/server/${serviceName}/reinstall`,
+                  {
+                    operatingSystem: 'byoi_64',
+                    customizations: {
+                      imageURL: url,
+                      imageType: 'qcow2',
+                      imageCheckSum: sha256,
+                      imageCheckSumType: 'sha256',
+                      efiBootloaderPath: NAMED_LOADER,
+                      hostname,
+                      sshKey: publicKey,
+                      configDriveUserData: userDataScript(marker) + bootVariablesScript(marker),
+                    },
+                  },
+                ];
+          expect((await call(apiUrl, 'POST', path, { key, body })).status).toBe(200);
           let last: Record<string, unknown> = {};
           await until(
             serviceName,
@@ -278,7 +341,7 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))(
             1500_000,
             () => `still ${JSON.stringify(last)}\n${tail()}`,
           );
-          expect(last, tail()).toMatchObject({ status: 'done', checksum: imageSha256, servername: serviceName });
+          expect(last, tail()).toMatchObject({ status: 'done', checksum: sha256, servername: serviceName });
           const since = Date.now();
           const say = (what: string) =>
             process.stderr.write(
@@ -309,6 +372,7 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))(
           );
           say(`its disk booted and cloud-init finished in ${Math.round((Date.now() - since) / 1000)} s`);
           expectCloudInitApplied(vm.console(), { firmware, marker, hostname, publicKey, configDrive: '/dev/vda4' });
+          if (firmware === 'uefi') await expectBootedThroughOurEntry(lab.disk(serviceName), vm.console());
           expect(
             answered.get(mac)?.map((line) => line.replace(/^echo byoi: \S+: /, '')),
             JSON.stringify(answered.get(mac)),

@@ -54,4 +54,13 @@ describe('bundle', () => {
     expect(JSON.parse(stdout)).toEqual({ squared: 144, echoed: 'execa works', got: 'function' });
     expect(JSON.parse(stderr.trim())).toMatchObject({ level: 30, probe: true, msg: 'probe started' });
   });
+
+  it('lays out help text with wide characters as the sources do (string-width loaded on demand)', async () => {
+    const out = join(dir, 'probe');
+    const env = { ...process.env, COLUMNS: '60' };
+    const fromSource = await run(process.execPath, ['test/bundle-probe/main.ts', '--help'], { env });
+    const fromBundle = await run(process.execPath, [join(out, 'probe.mjs'), '--help'], { cwd: out, env });
+    expect(fromBundle.stdout).toBe(fromSource.stdout);
+    expect(fromBundle.stdout).toContain('🚀');
+  });
 });

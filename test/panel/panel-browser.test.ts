@@ -17,7 +17,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CommandBootAdapter } from '../../lib/api/boot.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import { hashPassword } from '../../lib/api/passwords.ts';
-import { messages } from '../../lib/errors.ts';
+import { badChecksum, badUrl } from '../../lib/errors.ts';
 import { dictionaries } from '../../lib/panel/i18n.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { startApi, type TestApi } from '../helpers/api.ts';
@@ -197,7 +197,7 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
     await page.getByLabel(en.headerName(1)).fill(secretHeader[0]);
     await page.getByLabel(en.headerValue(1)).fill(secretHeader[1]);
     await page.getByRole('button', { name: en.review }).click();
-    await expect.poll(() => page.locator('#URL-error').textContent()).toBe(messages.badUrl);
+    await expect.poll(() => page.locator('#URL-error').textContent()).toBe(badUrl().message);
     expect(await page.getByLabel(en.url).getAttribute('aria-describedby')).toBe('URL-error');
     expect(await page.content()).not.toContain(secretHeader[1]);
     expect(await page.getByLabel(en.headerName(1)).inputValue()).toBe(secretHeader[0]);
@@ -206,7 +206,7 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
     await page.getByLabel(en.checkSumType).selectOption('sha256');
     await page.getByLabel(en.checkSum, { exact: true }).fill('abc');
     await page.getByRole('button', { name: en.review }).click();
-    await expect.poll(() => page.locator('#checkSum-error').textContent()).toBe(messages.badChecksum('sha256', 64));
+    await expect.poll(() => page.locator('#checkSum-error').textContent()).toBe(badChecksum('sha256', 64).message);
     expect(await api.store.current('ns1.lab')).toBeUndefined();
   });
 

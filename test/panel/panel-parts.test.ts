@@ -8,6 +8,7 @@ import { SessionStore } from '../../lib/api/store/sessions-store.ts';
 import { openStore } from '../../lib/api/store/open.ts';
 import { checkDeploymentBody } from '../../lib/api/deployments.ts';
 import { ApiError } from '../../lib/api/ovh-error.ts';
+import { ByoiError, badField, badJobBody } from '../../lib/errors.ts';
 import { imageTypes } from '../../lib/job.ts';
 import { html } from '../../lib/panel/html.ts';
 import { chooseLanguage, dictionaries } from '../../lib/panel/i18n.ts';
@@ -21,11 +22,12 @@ import {
   type InstallForm,
 } from '../../lib/panel/install-form.ts';
 
-const messageOf = (form: Partial<InstallForm>): string => {
+/** The API's refusal of the form's body (400), whose cause is the job validation's failure. */
+const refusalOf = (form: Partial<InstallForm>): ApiError => {
   try {
     checkDeploymentBody('bringYourOwnImage', bodyOf({ ...emptyForm, URL: 'http://images.example/a.qcow2', ...form }));
   } catch (error) {
-    if (error instanceof ApiError) return error.message;
+    if (error instanceof ApiError) return error;
     throw error;
   }
   throw new Error('the form was accepted');
@@ -62,8 +64,20 @@ describe('the panel parts', () => {
     ['hostname', { configdrive: true, hostname: 'bad_host name' }],
     ['sshKey', { configdrive: true, sshKey: 'not a key' }],
     ['userMetadatas', { configdrive: true, userMetadatas: [{ key: 'dsmode', value: 'local' }] }],
-  ])("puts the API's message about %s beside that field", (field, form) => {
-    expect(fieldOf(messageOf(form))).toBe(field);
+    ['userMetadatas', { configdrive: true, userMetadatas: [{ key: 'constructor', value: 'x' }] }],
+    ['httpHeader', { httpHeader: [{ key: '__proto__', value: 'v' }] }],
+  ])("puts the API's refusal about %s beside that field, by its code", (field, form) => {
+    const refusal = refusalOf(form);
+    expect(refusal.statusCode).toBe(400);
+    expect(refusal.code).toBe((refusal.cause as ByoiError).code);
+    expect(fieldOf(refusal.cause)).toBe(field);
+  });
+
+  it('puts a refusal about the whole request, or about no field of the form, beside the form', () => {
+    expect(fieldOf(badJobBody())).toBeUndefined();
+    expect(fieldOf(badField('storage', 'a list of {diskGroupId}'))).toBeUndefined();
+    expect(fieldOf(badField('description', 'a string'))).toBe('description');
+    expect(fieldOf(new Error('Bad URL, expected: an http or https address.'))).toBeUndefined();
   });
 
   it('offers exactly the image types the API accepts (lib/job.ts), each accepted by its validation', () => {

@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { destinationAt } from '../../lib/write/destination.ts';
 import { verifyImage } from '../../lib/write/verify.ts';
 import { writeImage } from '../../lib/write/write-image.ts';
-import { refusedImage } from '../../lib/errors.ts';
+import { qcow2BadCompressedCluster } from '../../lib/errors.ts';
 import type { DiskImage, Extent } from '../../lib/formats/types.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { attachLoop, detachAllLoops, detachLoop } from '../helpers/loop.ts';
@@ -45,11 +45,7 @@ function image(extents: Extent[], failAt?: number): DiskImage {
     info: { format: 'qcow2', virtualSize, fileSize: virtualSize, allocatedBytes: 0, features: {} },
     async *extents() {
       for (const [index, extent] of extents.entries()) {
-        if (index === failAt)
-          throw refusedImage(
-            'qcow2-bad-compressed-cluster',
-            'compressed cluster at 123 does not inflate to one cluster',
-          );
+        if (index === failAt) throw qcow2BadCompressedCluster(123, 'zlib', 65536, 'it does not inflate');
         yield extent;
       }
     },

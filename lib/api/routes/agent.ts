@@ -2,11 +2,16 @@
 // The token is checked in the request hook, before a byte of the body is read or parsed; the events
 // schema keeps only the contract's fields and bounds every one of them.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { apiMessages, lifecycleMessages } from '../../errors.ts';
+import {
+  deploymentCancelled,
+  deploymentFinished,
+  missingAgentToken,
+  tooManyFailures,
+  wrongAgentToken,
+} from '../../errors.ts';
 import { phaseNames } from '../../report/phases.ts';
 import { bearer, hashToken } from '../auth.ts';
 import type { ApiContext, ServiceParams } from '../context.ts';
-import { ApiError } from '../ovh-error.ts';
 import type { AgentEvent, Deployment } from '../store/types.ts';
 
 /** How many events one request may carry (the agent sends at most 100). */
@@ -125,18 +130,15 @@ export function agentRoutes(app: FastifyInstance, options: ApiContext): void {
 
   /** The deployment whose token the request carries, if that token belongs to this server. */
   async function authenticate(request: FastifyRequest<{ Params: ServiceParams }>): Promise<void> {
-    if (await authFailures.limited(request.ip)) throw new ApiError(429, apiMessages.tooManyFailures);
+    if (await authFailures.limited(request.ip)) throw tooManyFailures();
     const token = bearer(request.headers.authorization);
     const deployment = token === undefined ? undefined : await store.byTokenHash(hashToken(token));
     if (!deployment || deployment.serviceName !== request.params.serviceName) {
       await authFailures.failed(request.ip);
-      throw new ApiError(
-        token === undefined ? 401 : 403,
-        token === undefined ? apiMessages.missingAgentToken : apiMessages.wrongAgentToken,
-      );
+      throw token === undefined ? missingAgentToken() : wrongAgentToken();
     }
     // DELETE reaches the agent here: every answer to it says so, and it stops at once.
-    if (deployment.erased) throw new ApiError(410, lifecycleMessages.deploymentCancelled);
+    if (deployment.erased) throw deploymentCancelled();
     request.agentDeployment = deployment;
   }
 
@@ -144,9 +146,9 @@ export function agentRoutes(app: FastifyInstance, options: ApiContext): void {
 
   app.get<{ Params: ServiceParams }>('/agent/v1/servers/:serviceName/job', agentRoute, async (request) => {
     const deployment = request.agentDeployment!;
-    if (deployment.status !== 'doing') throw new ApiError(409, apiMessages.deploymentFinished);
+    if (deployment.status !== 'doing') throw deploymentFinished();
     const body = await store.jobBody(deployment.id);
-    if (body === undefined) throw new ApiError(409, apiMessages.deploymentFinished);
+    if (body === undefined) throw deploymentFinished();
     await store.markJobTaken(deployment.id);
     // The lab's settings for this server go with the job: the customer's body cannot carry them.
     const { network, verifyWrite } = config.servers.find((s) => s.serviceName === deployment.serviceName) ?? {};

@@ -1,11 +1,10 @@
 // APIv6's own routes: the server's time, credential requests by an application, the credential in use,
 // the account (`/me`), a customer's credentials to list and revoke and the applications they granted. Served under `/1.0`, `/v1` and bare, like OVH's.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ovhAuthMessages } from '../../errors.ts';
+import { invalidKey, noSuchApplication, noSuchCredential, notCredential, tooManyPending } from '../../errors.ts';
 import { parseCredentialRequest } from '../access-rules.ts';
 import type { ApiContext } from '../context.ts';
 import { isUsable, type Application, type Credential } from '../credentials.ts';
-import { ApiError } from '../ovh-error.ts';
 import { API_BASE_PATHS, baseUrlOf, identifyCaller, verifySignedCall } from '../signed-requests.ts';
 
 /** `api.Credential`, as `GET /auth/currentCredential` and `/me/api/credential/{id}` answer it. */
@@ -27,7 +26,7 @@ export function credentialView(credential: Credential) {
 /** The signed caller's credential; Bearer keys have none. */
 function signedCredential(request: FastifyRequest): Credential & { customer: string } {
   const caller = request.caller;
-  if (caller?.kind !== 'signed') throw new ApiError(403, ovhAuthMessages.notCredential, 'NOT_CREDENTIAL');
+  if (caller?.kind !== 'signed') throw notCredential();
   return { ...caller.credential, customer: caller.customer };
 }
 
@@ -47,14 +46,14 @@ function authRoutesAt(app: FastifyInstance, options: ApiContext): void {
           typeof appKey === 'string' && appKey.length <= 256
             ? await options.credentials?.applicationByKey(appKey)
             : undefined;
-        if (!found) throw new ApiError(403, ovhAuthMessages.invalidKey, 'INVALID_KEY');
+        if (!found) throw invalidKey();
         application.set(request, found);
       },
     },
     async (request) => {
       const input = parseCredentialRequest(request.body, application.get(request)!.id);
       const requested = await options.credentials!.request(input);
-      if (requested === 'too-many') throw new ApiError(429, ovhAuthMessages.tooManyPending);
+      if (requested === 'too-many') throw tooManyPending();
       const { consumerKey, validationToken } = requested;
       return {
         validationUrl: `${baseUrlOf(options, request)}/auth/?credentialToken=${validationToken}`,
@@ -100,8 +99,7 @@ function authRoutesAt(app: FastifyInstance, options: ApiContext): void {
     const { customer } = signedCredential(request);
     const { credentialId } = request.params;
     const found = /^\d{1,15}$/.test(credentialId) ? await options.credentials!.byId(Number(credentialId)) : undefined;
-    if (!found || found.customer !== customer)
-      throw new ApiError(404, ovhAuthMessages.noSuchCredential(credentialId.slice(0, 32)));
+    if (!found || found.customer !== customer) throw noSuchCredential(credentialId.slice(0, 32));
     return found;
   }
 
@@ -129,7 +127,7 @@ function authRoutesAt(app: FastifyInstance, options: ApiContext): void {
       id !== undefined && (await grantedApplications(customer)).includes(id)
         ? await options.credentials!.applicationById(id)
         : undefined;
-    if (!found) throw new ApiError(404, ovhAuthMessages.noSuchApplication(applicationId.slice(0, 32)));
+    if (!found) throw noSuchApplication(applicationId.slice(0, 32));
     // `api.Application`: never its secret.
     return {
       applicationId: found.id,

@@ -4,8 +4,9 @@
 // CSP, and a double-submit CSRF token (SameSite=Strict cookie equal to a hidden field).
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { apiMessages, ovhAuthMessages } from '../../errors.ts';
+import { badValidationForm, credentialRequestGone, tooManyFailures, wrongSignIn } from '../../errors.ts';
 import type { ApiContext } from '../context.ts';
+import type { ApiError } from '../ovh-error.ts';
 import { messagePage, validationPage, VALIDITIES } from '../credential-page-html.ts';
 import type { Credential } from '../credentials.ts';
 import { baseUrlOf } from '../signed-requests.ts';
@@ -80,8 +81,7 @@ export function credentialPageRoutes(app: FastifyInstance, options: ApiContext):
       credential: Credential,
       token: string,
       csrf: string,
-      status = 200,
-      error?: string,
+      refusal?: ApiError,
       name?: string,
     ) {
       const application = (await options.credentials!.applicationById(credential.applicationId))!;
@@ -94,14 +94,16 @@ export function credentialPageRoutes(app: FastifyInstance, options: ApiContext):
         rules,
         allowedIPs,
         redirection,
-        ...(error && { error }),
+        ...(refusal && { error: refusal.message }),
         ...(name && { name }),
       });
-      return html(reply, status, nonce, page, credential.redirection);
+      return html(reply, refusal?.statusCode ?? 200, nonce, page, credential.redirection);
     }
 
-    const gone = (reply: FastifyReply, nonce: string) =>
-      html(reply, 404, nonce, messagePage(nonce, 'Authorize an application', ovhAuthMessages.requestGone));
+    /** A refusal as a page: its status, and its sentence on the page. */
+    const refusalPage = (reply: FastifyReply, nonce: string, refusal: ApiError) =>
+      html(reply, refusal.statusCode, nonce, messagePage(nonce, 'Authorize an application', refusal.message));
+    const gone = (reply: FastifyReply, nonce: string) => refusalPage(reply, nonce, credentialRequestGone());
 
     scope.get<{ Querystring: { credentialToken?: string } }>('/auth/', async (request, reply) => {
       const nonce = randomBytes(16).toString('base64');
@@ -133,25 +135,15 @@ export function credentialPageRoutes(app: FastifyInstance, options: ApiContext):
       const origin = request.headers.origin;
       const sameOrigin = origin === undefined || origin === new URL(baseUrlOf(options, request)).origin;
       if (!expectedCsrf || !fields.csrf || !same(expectedCsrf, fields.csrf) || !sameOrigin) {
-        return html(reply, 403, nonce, messagePage(nonce, 'Authorize an application', ovhAuthMessages.badForm));
+        return refusalPage(reply, nonce, badValidationForm());
       }
       // Password guesses count against the client like bad API keys (auth-failures.ts).
-      if (await options.authFailures.limited(request.ip))
-        return html(reply, 429, nonce, messagePage(nonce, 'Authorize an application', apiMessages.tooManyFailures));
+      if (await options.authFailures.limited(request.ip)) return refusalPage(reply, nonce, tooManyFailures());
       const validity = VALIDITIES.find((v) => v.value === fields.validity);
       const customer = await options.customers.signIn(fields.name ?? '', fields.password ?? '');
       if (!customer) await options.authFailures.failed(request.ip);
       if (!customer || !validity || (fields.decision !== 'grant' && fields.decision !== 'refuse')) {
-        return form(
-          reply,
-          nonce,
-          credential,
-          fields.credentialToken!,
-          expectedCsrf,
-          401,
-          ovhAuthMessages.wrongSignIn,
-          fields.name,
-        );
+        return form(reply, nonce, credential, fields.credentialToken!, expectedCsrf, wrongSignIn(), fields.name);
       }
       const done =
         fields.decision === 'grant'

@@ -2,11 +2,20 @@
 // servers. Served under `/1.0`, its alias `/v1` and bare; callers are a lab's Bearer key or a signed
 // APIv6 call (signed-requests.ts), and either reaches only its own servers whatever its rules say.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { apiMessages, lifecycleMessages, messages } from '../../errors.ts';
+import {
+  badJobBody,
+  badOperatingSystem,
+  refusedJob,
+  noDisksReport,
+  noSuchServer,
+  noSuchTask,
+  notInstalling,
+  notYourServer,
+  unknownApiKey,
+} from '../../errors.ts';
 import { checkCustomer } from '../auth.ts';
 import type { ApiContext, ServiceParams } from '../context.ts';
 import { eraseDeployment, startDeployment } from '../deployments.ts';
-import { ApiError } from '../ovh-error.ts';
 import { API_BASE_PATHS, identifyCaller, verifySignedCall } from '../signed-requests.ts';
 import { byoiStatusView, dedicatedServerView, hardwareView, installStatusView, taskView } from '../views.ts';
 
@@ -29,19 +38,18 @@ async function mayManage(options: ApiContext, request: FastifyRequest<{ Params: 
   const caller = request.caller!;
   if (caller.kind === 'signed') {
     // Another customer's server is answered like one that does not exist.
-    if (!(await serversOf(options, request)).includes(serviceName))
-      throw new ApiError(404, apiMessages.noSuchServer(serviceName));
+    if (!(await serversOf(options, request)).includes(serviceName)) throw noSuchServer(serviceName);
     return;
   }
   switch (checkCustomer(options.config, caller.key, serviceName)) {
     case 'allowed':
       return;
     case 'unknown-key':
-      throw new ApiError(403, apiMessages.unknownApiKey);
+      throw unknownApiKey();
     case 'no-such-server':
-      throw new ApiError(404, apiMessages.noSuchServer(serviceName));
+      throw noSuchServer(serviceName);
     case 'not-yours':
-      throw new ApiError(403, apiMessages.notYourServer(serviceName));
+      throw notYourServer(serviceName);
   }
 }
 
@@ -97,9 +105,8 @@ function serverRoutes(app: FastifyInstance, options: ApiContext): void {
 
   app.post<{ Params: ServiceParams }>('/dedicated/server/:serviceName/reinstall', customerRoute, async (request) => {
     const body = request.body;
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, messages.badJobBody);
-    if ((body as Record<string, unknown>).operatingSystem !== 'byoi_64')
-      throw new ApiError(400, apiMessages.badOperatingSystem);
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw refusedJob(badJobBody());
+    if ((body as Record<string, unknown>).operatingSystem !== 'byoi_64') throw badOperatingSystem();
     return taskView(await startDeployment(options, request.params.serviceName, 'reinstall', body));
   });
 
@@ -109,8 +116,7 @@ function serverRoutes(app: FastifyInstance, options: ApiContext): void {
     async (request) => {
       const { serviceName, taskId } = request.params;
       const deployment = /^\d{1,15}$/.test(taskId) ? await store.byId(Number(taskId)) : undefined;
-      if (!deployment || deployment.serviceName !== serviceName)
-        throw new ApiError(404, apiMessages.noSuchTask(taskId));
+      if (!deployment || deployment.serviceName !== serviceName) throw noSuchTask(taskId);
       return taskView(deployment);
     },
   );
@@ -120,7 +126,7 @@ function serverRoutes(app: FastifyInstance, options: ApiContext): void {
     customerRoute,
     async (request) => {
       const deployment = await store.current(request.params.serviceName);
-      if (!deployment) throw new ApiError(404, apiMessages.notInstalling);
+      if (!deployment) throw notInstalling();
       return installStatusView(deployment, await store.steps(deployment.id));
     },
   );
@@ -131,7 +137,7 @@ function serverRoutes(app: FastifyInstance, options: ApiContext): void {
     customerRoute,
     async (request) => {
       const disks = await store.disks(request.params.serviceName);
-      if (!disks) throw new ApiError(404, lifecycleMessages.noDisksReport(request.params.serviceName));
+      if (!disks) throw noDisksReport(request.params.serviceName);
       return hardwareView(disks);
     },
   );

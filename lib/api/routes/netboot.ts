@@ -7,12 +7,21 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { BlockList, isIP } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { apiMessages, lifecycleMessages } from '../../errors.ts';
+import {
+  agentLost,
+  noRescueImage,
+  noSuchMac,
+  noSuchServer,
+  notFound,
+  notProvisioningNetwork,
+  notices,
+  rangeNotSatisfiable,
+} from '../../errors.ts';
 import { newAgentToken } from '../auth.ts';
 import { networkOf } from '../config.ts';
 import type { ApiContext, ServiceParams } from '../context.ts';
 import { chainByMacScript, deployScript, diskScript, IPXE_TYPE, rescueModeScript } from '../netboot.ts';
-import { ApiError, sendError } from '../ovh-error.ts';
+import { sendError } from '../ovh-error.ts';
 
 /** Rescue boots a deployment may have without an outcome, unless the config says otherwise. */
 const DEFAULT_MAX_BOOTS = 3;
@@ -35,20 +44,19 @@ export function netbootRoutes(app: FastifyInstance, options: ApiContext): void {
   const { config, store } = options;
   const netboot = config.netboot;
   const mayNetboot = provisioningNetwork(netboot?.clients);
-  if (netboot && !netboot.clients) options.log.warn(apiMessages.netbootOpenToAll);
+  if (netboot && !netboot.clients) options.log.warn(notices.netbootOpenToAll);
   // Before anything is looked up: a stranger gets no token, and counts no boot.
   const bootRoute = {
     onRequest: async (request: FastifyRequest) => {
-      if (!mayNetboot(request.ip)) throw new ApiError(403, apiMessages.notProvisioningNetwork);
+      if (!mayNetboot(request.ip)) throw notProvisioningNetwork();
     },
   };
 
   async function script(serviceName: string, reply: FastifyReply): Promise<string> {
-    if (!config.servers.some((s) => s.serviceName === serviceName))
-      throw new ApiError(404, apiMessages.noSuchServer(serviceName));
+    if (!config.servers.some((s) => s.serviceName === serviceName)) throw noSuchServer(serviceName);
     const apiUrl = options.agentUrl();
     const { token, hash } = newAgentToken();
-    const lost = lifecycleMessages.agentLost(netboot?.maxBoots ?? DEFAULT_MAX_BOOTS);
+    const lost = agentLost(netboot?.maxBoots ?? DEFAULT_MAX_BOOTS).message;
     // Without a rescue system to boot, a waiting deployment keeps waiting (the boot command may start it).
     const state = netboot
       ? await store.netboot(serviceName, hash, netboot.maxBoots ?? DEFAULT_MAX_BOOTS, lost)
@@ -67,8 +75,7 @@ export function netbootRoutes(app: FastifyInstance, options: ApiContext): void {
   app.get<{ Params: { mac: string } }>('/boot/v1/mac/:mac/ipxe', bootRoute, async (request, reply) => {
     const mac = request.params.mac.toLowerCase().replaceAll('-', ':');
     const server = config.servers.find((s) => s.macs?.includes(mac));
-    if (!server)
-      throw new ApiError(404, lifecycleMessages.noSuchMac(/^[0-9a-f:]{1,17}$/.test(mac) ? mac : '(malformed)'));
+    if (!server) throw noSuchMac(/^[0-9a-f:]{1,17}$/.test(mac) ? mac : '(malformed)');
     return script(server.serviceName, reply);
   });
 
@@ -78,8 +85,8 @@ export function netbootRoutes(app: FastifyInstance, options: ApiContext): void {
 
   app.get<{ Params: { file: string } }>('/boot/v1/rescue/:file', bootRoute, async (request, reply) => {
     const { file } = request.params;
-    if (file !== 'kernel' && file !== 'initrd') throw new ApiError(404, apiMessages.notFound);
-    if (!netboot) throw new ApiError(404, lifecycleMessages.noRescueImage);
+    if (file !== 'kernel' && file !== 'initrd') throw notFound();
+    if (!netboot) throw noRescueImage();
     const path = netboot[file];
     if (/^https?:\/\//.test(path)) return reply.redirect(path);
     return sendFile(request, reply, path);
@@ -90,7 +97,7 @@ export function netbootRoutes(app: FastifyInstance, options: ApiContext): void {
 async function sendFile(request: FastifyRequest, reply: FastifyReply, path: string): Promise<FastifyReply> {
   const size = (
     await stat(path).catch(() => {
-      throw new ApiError(404, lifecycleMessages.noRescueImage);
+      throw noRescueImage();
     })
   ).size;
   reply.type('application/octet-stream').header('accept-ranges', 'bytes');
@@ -99,7 +106,7 @@ async function sendFile(request: FastifyRequest, reply: FastifyReply, path: stri
     const start = range[1] ? Number(range[1]) : Math.max(0, size - Number(range[2]));
     const end = range[1] && range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
     if (start >= size || start > end)
-      return sendError(reply.header('content-range', `bytes */${size}`), 416, apiMessages.rangeNotSatisfiable);
+      return sendError(reply.header('content-range', `bytes */${size}`), rangeNotSatisfiable());
     reply
       .code(206)
       .header('content-range', `bytes ${start}-${end}/${size}`)

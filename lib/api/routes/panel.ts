@@ -18,6 +18,7 @@ import * as pages from '../../panel/pages.ts';
 import { signInFailed, signInLimited, storeSignInFailures } from '../../panel/sign-in-limit.ts';
 import type { ApiContext } from '../context.ts';
 import { checkDeploymentBody, eraseDeployment, startDeployment } from '../deployments.ts';
+import { badCsrfToken, formFieldTooLarge, formTooLarge, notMultipart } from '../../errors.ts';
 import { ApiError } from '../ovh-error.ts';
 import { SessionStore, type Session } from '../store/sessions-store.ts';
 
@@ -164,7 +165,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
 
   /** After the body: the form's CSRF token must be the session's. */
   function checkToken(request: FastifyRequest, given: unknown): void {
-    if (!tokenMatches(given, sessionOf.get(request)?.csrfToken)) throw new ApiError(403, 'bad CSRF token');
+    if (!tokenMatches(given, sessionOf.get(request)?.csrfToken)) throw badCsrfToken();
   }
 
   const serverConfig = (name: string) => context.config.servers.find((s) => s.serviceName === name);
@@ -278,7 +279,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
 
   panel.post<{ Params: Params }>('/servers/:serviceName/install', { onRequest: owned }, async (request, reply) => {
     const name = request.params.serviceName;
-    if (!request.isMultipart()) throw new ApiError(415, 'expected multipart/form-data');
+    if (!request.isMultipart()) throw notMultipart();
     const fields = new Map<string, string>();
     let textBytes = 0;
     let file: Buffer | undefined;
@@ -287,10 +288,10 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
         const bytes = await part.toBuffer();
         if (part.fieldname === 'userDataFile') file = bytes;
       } else {
-        if (part.valueTruncated || part.fieldnameTruncated) throw new ApiError(413, 'form field too large');
+        if (part.valueTruncated || part.fieldnameTruncated) throw formFieldTooLarge();
         if (typeof part.value !== 'string') continue;
         textBytes += Buffer.byteLength(part.value);
-        if (textBytes > INSTALL_TEXT_BYTES) throw new ApiError(413, 'form too large');
+        if (textBytes > INSTALL_TEXT_BYTES) throw formTooLarge();
         fields.set(part.fieldname, part.value);
       }
     }
@@ -310,7 +311,7 @@ function routes(panel: FastifyInstance, context: ApiContext): void {
       return send(
         reply,
         pages.installPage(c, name, await diskGroupsOf(name), shown, {
-          [fieldOf(error.message) ?? 'form']: error.message,
+          [fieldOf(error.cause) ?? 'form']: error.message,
         }),
         400,
       );

@@ -3,7 +3,7 @@
 // sealed with the key in `keyFile`: for SQLite by default a file beside the database (created 0600);
 // for PostgreSQL a file that must exist already, the same on every replica.
 import { existsSync } from 'node:fs';
-import { apiMessages, failed } from '../../errors.ts';
+import { databaseUnavailable, sharedKeyNeeded } from '../../errors.ts';
 import { isPostgresUrl, shownLocation } from './database-url.ts';
 import { migrate } from './migrations.ts';
 import { SecretBox } from './secret-box.ts';
@@ -29,7 +29,7 @@ async function connected<T>(location: string, use: (db: Database) => Promise<T>)
   } catch (error) {
     await db?.close().catch(() => {});
     // The driver's own words go in the detail: they name the host and user, never the password.
-    throw failed('database-unavailable', apiMessages.databaseUnavailable(shownLocation(location)), {
+    throw databaseUnavailable(shownLocation(location), {
       detail: String(error),
       cause: error,
     });
@@ -40,8 +40,7 @@ async function connected<T>(location: string, use: (db: Database) => Promise<T>)
 export function secretBoxFor(location: string, keyFile: string | undefined): SecretBox {
   if (isPostgresUrl(location)) {
     // A key made up by one replica would leave what it seals unreadable to the others.
-    if (keyFile === undefined || !existsSync(keyFile))
-      throw failed('shared-key-needed', apiMessages.sharedKeyNeeded(keyFile));
+    if (keyFile === undefined || !existsSync(keyFile)) throw sharedKeyNeeded(keyFile);
     return SecretBox.fromKeyFile(keyFile);
   }
   return location === ':memory:' && !keyFile

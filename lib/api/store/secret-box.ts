@@ -4,7 +4,7 @@
 // key lives in a file of its own, mode 0600, never in the database, never logged.
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
-import { ByoiError, apiMessages, failed } from '../../errors.ts';
+import { ByoiError, badSecretsKey } from '../../errors.ts';
 
 const VERSION = 'v1';
 
@@ -33,7 +33,7 @@ export class SecretBox {
       chmodSync(path, 0o600); // whatever the umask
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
-        throw failed('bad-secrets-key', apiMessages.badSecretsKey(path, 'it cannot be created'), {
+        throw badSecretsKey(path, 'it cannot be created', {
           detail: String(error),
           cause: error,
         });
@@ -41,21 +41,17 @@ export class SecretBox {
     let text: string;
     try {
       if ((statSync(path).mode & 0o077) !== 0)
-        throw failed(
-          'bad-secrets-key',
-          apiMessages.badSecretsKey(path, 'others than its owner may read it (chmod 600)'),
-        );
+        throw badSecretsKey(path, 'others than its owner may read it (chmod 600)');
       text = readFileSync(path, 'utf8').trim();
     } catch (error) {
       if (error instanceof ByoiError) throw error;
-      throw failed('bad-secrets-key', apiMessages.badSecretsKey(path, 'it cannot be read'), {
+      throw badSecretsKey(path, 'it cannot be read', {
         detail: String(error),
         cause: error,
       });
     }
     const key = Buffer.from(text, 'base64');
-    if (key.length !== 32 || key.toString('base64') !== text)
-      throw failed('bad-secrets-key', apiMessages.badSecretsKey(path, 'expected 32 bytes in base64'));
+    if (key.length !== 32 || key.toString('base64') !== text) throw badSecretsKey(path, 'expected 32 bytes in base64');
     return new SecretBox(key);
   }
 

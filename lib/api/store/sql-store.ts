@@ -1,6 +1,6 @@
 // The store's rules, written once over the SQL interface (sql.ts) for every database behind it.
 import type { ErrorKind, Fault } from '../../errors.ts';
-import type { PhaseName } from '../../report/phases.ts';
+import { phaseNameOf } from '../../report/phases.ts';
 import type { PhaseProgress, StatusState } from '../../report/status.ts';
 import type { AuthFailures } from '../auth-failures.ts';
 import { SqlAuthFailures } from './auth-failures-store.ts';
@@ -26,8 +26,8 @@ interface Row {
   message: string;
   error_kind: string | null;
   checksum: string | null;
-  // Only phase names are stored: the API's schema refuses others (lib/api/routes/agent.ts).
-  phase: PhaseName;
+  // Only phase names are stored (the API's schema refuses others, lib/api/routes/agent.ts); read back as text.
+  phase: string;
   progress: string | null;
   started_at: string;
   job_taken_at: string | null;
@@ -50,7 +50,7 @@ function toDeployment(row: Row): Deployment {
     message: row.message,
     errorKind: row.error_kind as ErrorKind | null,
     checksum: row.checksum,
-    phase: row.phase,
+    phase: phaseNameOf(row.phase),
     progress: row.progress === null ? null : (JSON.parse(row.progress) as PhaseProgress),
     startedAt: row.started_at,
     jobTakenAt: row.job_taken_at,
@@ -304,11 +304,11 @@ export class SqlStore implements Store {
   }
 
   async steps(id: number): Promise<Step[]> {
-    const rows = await this.db.all<{ phase: PhaseName; comment: string; started_at: string }>(
+    const rows = await this.db.all<{ phase: string; comment: string; started_at: string }>(
       'SELECT phase, comment, started_at FROM steps WHERE deployment_id = ? ORDER BY n',
       [id],
     );
-    return rows.map((r) => ({ phase: r.phase, comment: r.comment, startedAt: r.started_at }));
+    return rows.map((r) => ({ phase: phaseNameOf(r.phase), comment: r.comment, startedAt: r.started_at }));
   }
 
   async erase(serviceName: string): Promise<void> {
