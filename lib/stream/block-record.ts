@@ -6,7 +6,7 @@
 // every other block must read as zeros. Memory: one bit per block, plus the blocks being filled.
 import { createHash, type Hash } from 'node:crypto';
 import { firstNonZero, type ReadBackCheck, type ReadBackRecord } from '../disk/read-back.ts';
-import { readBackMismatch } from '../errors.ts';
+import { internalWriteError, readBackMismatch } from '../errors.ts';
 
 /** Blocks of 64 KiB at most: a block's bytes must arrive in order, so no larger than a qcow2 cluster. */
 export const MAX_BLOCK = 64 * 1024;
@@ -41,9 +41,9 @@ export class BlockRecord implements ReadBackRecord {
         state = { hash: blockHash(index), filled: 0, data: false };
         this.filling.set(index, state);
       }
-      // A broken promise of the writer's caller, not the disk's fault: a plain Error.
+      // A broken promise of the writer's caller, not the disk's fault.
       if (position !== index * this.block + state.filled)
-        throw new Error(`read-back record: block ${index} written out of order`);
+        throw internalWriteError(`read-back record: block ${index} written out of order`);
       const part = data.subarray(at, at + Math.min(data.length - at, this.block - state.filled));
       state.hash.update(part);
       state.filled += part.length;
@@ -63,11 +63,11 @@ export class BlockRecord implements ReadBackRecord {
     const last = Math.floor(size / this.block);
     const tail = this.filling.get(last);
     if (tail && last * this.block + tail.filled === size) this.close(last, tail);
-    if (this.filling.size > 0) throw new Error('read-back record: a block was left part-written');
+    if (this.filling.size > 0) throw internalWriteError('read-back record: a block was left part-written');
     const sum = Buffer.alloc(32);
     return {
       chunk: (at, bytes) => {
-        if (at % this.block !== 0) throw new Error('read-back chunks must start on a block');
+        if (at % this.block !== 0) throw internalWriteError('read-back chunks must start on a block');
         for (let offset = 0; offset < bytes.length; offset += this.block) {
           const index = (at + offset) / this.block;
           const part = bytes.subarray(offset, offset + this.block);

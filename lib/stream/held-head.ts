@@ -5,6 +5,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { firstNonZero } from '../disk/read-back.ts';
 import type { GuestRange, GuestReader } from '../formats/guest.ts';
+import { internalWriteError } from '../errors.ts';
 import { readImageTable, type ImageTable } from '../formats/image-partitions.ts';
 
 const CHUNK = 1024 * 1024;
@@ -27,7 +28,7 @@ export async function tableFromHead(
           return overlay(Buffer.alloc(range.length), range.offset, head);
         }),
       ),
-    save: () => Promise.reject(new Error('the held-back head is not saved')),
+    save: () => Promise.reject(internalWriteError('the held-back head is not saved')),
   };
   const table = await readImageTable(reader);
   // An MBR's types are all in its first sector (what lies past the head only tells its sector size).

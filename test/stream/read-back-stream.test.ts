@@ -80,7 +80,16 @@ describe('BlockRecord', () => {
   it("a block's bytes out of order are the caller's bug, not the disk's", () => {
     const record = new BlockRecord(BLOCK);
     record.add(0, Buffer.alloc(100, 1));
-    expect(() => record.add(200, Buffer.alloc(100, 1))).toThrow(/block 0 written out of order/);
+    const error = (() => {
+      try {
+        record.add(200, Buffer.alloc(100, 1));
+      } catch (e) {
+        return e as ByoiError;
+      }
+    })();
+    expect(error).toBeInstanceOf(ByoiError);
+    expect(error!.code).toBe('internal-write-error');
+    expect(error!.detail).toMatch(/block 0 written out of order/);
   });
 });
 
