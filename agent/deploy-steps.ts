@@ -1,12 +1,17 @@
 // Steps both deployment pipelines share (agent/deploy.ts, which holds the image in RAM, and
 // agent/deploy-stream.ts, which writes it as it arrives): the disk choice, the config drive's
-// network, and what follows the write.
+// network, the UEFI plan's log, and what follows the write (read-back, partitions, config drive,
+// boot entry).
 import { writeConfigDrive } from '../lib/configdrive/index.ts';
 import { nicLinks, nicsToConfigure, physicalNics } from '../lib/configdrive/network.ts';
 import { withLinks, type NetworkConfig } from '../lib/configdrive/network-config.ts';
 import type { Disk } from '../lib/disk/discover.ts';
+import { installBootEntry, type EfiBootPlan, type Platform } from '../lib/disk/efi.ts';
 import { fixGpt, rereadPartitionTable } from '../lib/disk/gpt.ts';
+import { verifyReadBack, type ReadBackRecord, type WrittenRecord } from '../lib/disk/read-back.ts';
+import { DeploymentCancelled } from '../lib/errors.ts';
 import type { DiskChoice, Job } from '../lib/job.ts';
+import { exec } from '../lib/system/exec.ts';
 import { reboot } from '../lib/system/reboot.ts';
 import type { Reporter } from './reporter.ts';
 
@@ -46,6 +51,52 @@ export async function partitionsAndConfigDrive(
     const drive = await writeConfigDrive(disk.path, job.configDrive, network ? { network } : {});
     report.endPhase({ instanceId: drive.uuid, partition: drive.partition.number, action: drive.partition.action });
   }
+}
+
+/** What the UEFI plan means, in the log: legacy BIOS, an entry planned, or none (--no-efi-check). */
+export function logEfiPlan(log: Reporter['logger'], platform: Platform, efi: EfiBootPlan | undefined): void {
+  if (!platform.uefi) log.info({ phase: 'inspect' }, 'legacy BIOS boot: no UEFI boot entry will be made');
+  else if (efi) log.info({ phase: 'inspect', efi }, 'UEFI boot entry planned');
+  else
+    log.warn(
+      { phase: 'inspect' },
+      'UEFI boot, but the image has no EFI system partition or bootloader: no boot entry will be made (--no-efi-check)',
+    );
+}
+
+/** Once the image is written: cancelled during `step`, the disk is left with no partition table, as when cancelled during the write. */
+export async function noTableIfCancelled(disk: Disk, step: () => Promise<void>): Promise<void> {
+  try {
+    await step();
+  } catch (error) {
+    if (error instanceof DeploymentCancelled) await exec('wipefs', ['--all', '--force', disk.path], { reject: false });
+    throw error;
+  }
+}
+
+/** After the final flush: the written image read back around the page cache (`size`: the image's). */
+export async function readBack(
+  disk: Disk,
+  size: number,
+  record: WrittenRecord | ReadBackRecord,
+  report: Reporter,
+): Promise<void> {
+  report.phase('read-back', `Reading ${disk.path} back`);
+  const read = await verifyReadBack(disk.path, size, record);
+  report.endPhase({ sha256: read.digest, dataBytes: record.dataBytes, direct: read.direct });
+}
+
+/** Once the disk holds the image: the UEFI boot entry, when one was planned. */
+export async function bootEntry(
+  platform: Platform,
+  disk: Disk,
+  efi: EfiBootPlan | undefined,
+  report: Reporter,
+): Promise<void> {
+  if (!efi) return;
+  report.phase('boot-entry', 'Creating the UEFI boot entry');
+  const entry = await installBootEntry(platform.bootManager, disk.path, efi);
+  report.endPhase({ entry: `Boot${entry}`, partition: efi.partition, loader: efi.loader });
 }
 
 /** The outcome, then the reboot onto the disk unless the job says not to. */

@@ -6,19 +6,27 @@ import { discoverDisks } from '../lib/disk/discover.ts';
 import { releaseDisk } from '../lib/disk/release.ts';
 import { chooseDisk } from '../lib/disk/select.ts';
 import { planConfigDriveBeforeWrite } from '../lib/configdrive/image-plan.ts';
-import { verifyReadBack, WrittenRecord } from '../lib/disk/read-back.ts';
+import { WrittenRecord } from '../lib/disk/read-back.ts';
 import { verifyImage } from '../lib/write/verify.ts';
 import { writeImage } from '../lib/write/write-image.ts';
 import { download, type DownloadEvent, type DownloadSettings } from '../lib/download/download.ts';
 import { EarlyCheck } from '../lib/formats/early-check.ts';
-import { DeploymentCancelled } from '../lib/errors.ts';
-import { exec, withToolHelper } from '../lib/system/exec.ts';
+import { withToolHelper } from '../lib/system/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
-import { installBootEntry, planEfiBoot, thisPlatform, type Platform } from '../lib/disk/efi.ts';
+import { planEfiBoot, thisPlatform, type Platform } from '../lib/disk/efi.ts';
 import type { Job } from '../lib/job.ts';
 import { ramBudget } from '../lib/system/memory.ts';
 import { redactUrl } from '../lib/report/redact.ts';
-import { diskChoice, doneAndReboot, networkFor, partitionsAndConfigDrive } from './deploy-steps.ts';
+import {
+  bootEntry,
+  diskChoice,
+  doneAndReboot,
+  logEfiPlan,
+  networkFor,
+  noTableIfCancelled,
+  partitionsAndConfigDrive,
+  readBack,
+} from './deploy-steps.ts';
 import { deployStreaming } from './deploy-stream.ts';
 import type { Reporter } from './reporter.ts';
 
@@ -47,7 +55,7 @@ export function deploy(
 ): Promise<void> {
   // The tools are started by a helper forked now, before the image fills RAM (lib/system/exec.ts).
   return withToolHelper(() =>
-    job.stream ? deployStreaming(job, report, settings) : pipeline(job, report, settings, platform),
+    job.stream ? deployStreaming(job, report, settings, platform) : pipeline(job, report, settings, platform),
   );
 }
 
@@ -119,13 +127,7 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
     ...(job.efiBootloaderPath && { loaderPath: job.efiBootloaderPath }),
     check: !job.skipEfiCheck,
   });
-  if (!platform.uefi) log.info({ phase: 'inspect' }, 'legacy BIOS boot: no UEFI boot entry will be made');
-  else if (efi) log.info({ phase: 'inspect', efi }, 'UEFI boot entry planned');
-  else
-    log.warn(
-      { phase: 'inspect' },
-      'UEFI boot, but the image has no EFI system partition or bootloader: no boot entry will be made (--no-efi-check)',
-    );
+  logEfiPlan(log, platform, efi);
   // Every extent decoded once, so a refusal found only while decoding comes before any write.
   report.phaseTotal(image.info.virtualSize);
   // A cancel while the early pass finishes is seen by the next phase, before anything is written.
@@ -161,25 +163,12 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
   });
   report.endPhase();
 
-  try {
-    if (record) {
-      report.phase('read-back', `Reading ${disk.path} back`);
-      const read = await verifyReadBack(disk.path, image.info.virtualSize, record);
-      report.endPhase({ sha256: read.digest, dataBytes: record.dataBytes, direct: read.direct });
-    }
-
+  await noTableIfCancelled(disk, async () => {
+    if (record) await readBack(disk, image.info.virtualSize, record, report);
     await partitionsAndConfigDrive(disk, job, report, network);
-  } catch (error) {
-    // Cancelled once the image is written: no partition table either, as when cancelled during the write.
-    if (error instanceof DeploymentCancelled) await exec('wipefs', ['--all', '--force', disk.path], { reject: false });
-    throw error;
-  }
+  });
 
-  if (efi) {
-    report.phase('boot-entry', 'Creating the UEFI boot entry');
-    const entry = await installBootEntry(platform.bootManager, disk.path, efi);
-    report.endPhase({ entry: `Boot${entry}`, partition: efi.partition, loader: efi.loader });
-  }
+  await bootEntry(platform, disk, efi, report);
 
   await doneAndReboot(disk, job, report);
 }

@@ -12,7 +12,7 @@ import { bootEntryFailed, bootManagerUnavailable, noEsp, noLoader } from '../err
 import { normaliseLoaderPath } from './efi-path.ts';
 import { exec } from '../system/exec.ts';
 import type { GuestReader } from '../formats/guest.ts';
-import { ESP_GUID, MBR_ESP_TYPE, type ImageTable } from '../formats/image-partitions.ts';
+import { ESP_GUID, MBR_ESP_TYPE, type ImagePartition, type ImageTable } from '../formats/image-partitions.ts';
 
 /** The removable-media fallback path every UEFI firmware tries on x86-64. */
 export const FALLBACK_LOADER = '\\EFI\\BOOT\\BOOTX64.EFI';
@@ -62,7 +62,7 @@ export async function planEfiBoot(
 ): Promise<EfiBootPlan | undefined> {
   if (!platform.uefi) return undefined;
   const loader = normaliseLoaderPath(options.loaderPath ?? FALLBACK_LOADER);
-  const esp = table?.partitions.find((p) => (table.label === 'gpt' ? p.type === ESP_GUID : p.type === MBR_ESP_TYPE));
+  const esp = espOf(table);
   if (!esp) {
     if (options.check) throw noEsp();
     return undefined;
@@ -71,10 +71,20 @@ export async function planEfiBoot(
   if (!found && options.check) throw noLoader(loader, esp.number);
   if (!found) return undefined;
   // The entry is made after the write: a boot manager that cannot even list entries fails now instead.
-  await platform.bootManager.entries().catch((error: unknown) => {
+  await checkBootManager(platform.bootManager);
+  return { partition: esp.number, loader };
+}
+
+/** The table's EFI system partition (GPT type EF00, MBR type 0xEF), if any. */
+export function espOf(table: ImageTable | undefined): ImagePartition | undefined {
+  return table?.partitions.find((p) => (table.label === 'gpt' ? p.type === ESP_GUID : p.type === MBR_ESP_TYPE));
+}
+
+/** Fails, in the deployment's sentence, when the boot manager cannot list its entries. */
+export async function checkBootManager(manager: EfiBootManager): Promise<void> {
+  await manager.entries().catch((error: unknown) => {
     throw bootManagerUnavailable(error);
   });
-  return { partition: esp.number, loader };
 }
 
 /** Whether the FAT filesystem in `range` of the image holds `loader` (mtools reads FAT; this kernel may not mount it). */

@@ -40,34 +40,28 @@ export interface ReadBackResult {
   readonly direct: boolean;
 }
 
-/**
- * Reads [0, size) of `path` back and checks it against `record`; throws the read-back mismatch
- * (a failed deployment) on any difference. `size`: the image's virtual size.
- */
-export async function verifyReadBack(path: string, size: number, record: WrittenRecord): Promise<ReadBackResult> {
-  const { handle, direct } = await openForReading(path);
-  try {
-    // Two buffers: the next chunk is read while this one is hashed.
-    const buffers = alignedBuffers(CHUNK, 2);
-    const hash = createHash('sha256');
-    const readChunk = (at: number, buffer: Buffer) => {
-      const wanted = Math.min(CHUNK, size - at);
-      // A direct read's length is a multiple of the block size: round up, use only `wanted`.
-      const length = Math.min(CHUNK, Math.ceil(wanted / PAGE_SIZE) * PAGE_SIZE);
-      return readFully(handle, buffer.subarray(0, length), at).then((got) => ({ got, wanted }));
-    };
-    let range = 0;
-    let reading = size > 0 ? readChunk(0, buffers[0]!) : undefined;
-    for (let at = 0, index = 0; reading; at += CHUNK, index++) {
-      const buffer = buffers[index % 2]!;
-      const { got, wanted } = await reading;
-      reading = at + CHUNK < size ? readChunk(at + CHUNK, buffers[(index + 1) % 2]!) : undefined;
-      if (got < wanted) {
-        await reading?.catch(() => undefined);
-        throw readBackMismatch(`the target ended after ${at + got} of ${size} bytes`);
-      }
-      const end = at + wanted;
-      // Walk the data ranges that overlap this chunk; what lies between them must be zeros.
+/** Checks the bytes read back, chunk by chunk in disk order; throws the mismatch. */
+export interface ReadBackCheck {
+  /** `bytes`: the target's bytes at `at`; what lies past the image is not given. */
+  chunk(at: number, bytes: Buffer): void;
+  /** The digest of what was read back, once it matched the record's. */
+  end(): string;
+}
+
+/** What a writer recorded and how to check it against the target. */
+export interface ReadBackRecord {
+  readonly dataBytes: number;
+  /** `size`: the image's. */
+  check(size: number): ReadBackCheck;
+}
+
+/** The record's walk: data ranges hashed in order, the ranges between them zeros. */
+function rangesCheck(record: WrittenRecord): ReadBackCheck {
+  const hash = createHash('sha256');
+  let range = 0;
+  return {
+    chunk(at, buffer) {
+      const end = at + buffer.length;
       for (let position = at; position < end;) {
         while (range < record.ranges.length && record.ranges[range]![1] <= position) range++;
         const next = record.ranges[range];
@@ -78,19 +72,55 @@ export async function verifyReadBack(path: string, size: number, record: Written
         } else {
           const zerosEnd = Math.min(next?.[0] ?? end, end);
           const bad = firstNonZero(buffer.subarray(position - at, zerosEnd - at));
-          if (bad >= 0) {
-            await reading?.catch(() => undefined);
-            throw readBackMismatch(`byte ${position + bad} should read as zero`);
-          }
+          if (bad >= 0) throw readBackMismatch(`byte ${position + bad} should read as zero`);
           position = zerosEnd;
         }
       }
+    },
+    end() {
+      const digest = hash.digest('hex');
+      const expected = record.digest();
+      if (digest !== expected)
+        throw readBackMismatch(`the data read back has sha256 ${digest}, the data written ${expected}`);
+      return digest;
+    },
+  };
+}
+
+/**
+ * Reads [0, size) of `path` back and checks it against `record`; throws the read-back mismatch
+ * (a failed deployment) on any difference. `size`: the image's virtual size.
+ */
+export async function verifyReadBack(
+  path: string,
+  size: number,
+  record: WrittenRecord | ReadBackRecord,
+): Promise<ReadBackResult> {
+  const check = record instanceof WrittenRecord ? rangesCheck(record) : record.check(size);
+  const { handle, direct } = await openForReading(path);
+  try {
+    // Two buffers: the next chunk is read while this one is checked.
+    const buffers = alignedBuffers(CHUNK, 2);
+    const readChunk = (at: number, buffer: Buffer) => {
+      const wanted = Math.min(CHUNK, size - at);
+      // A direct read's length is a multiple of the block size: round up, use only `wanted`.
+      const length = Math.min(CHUNK, Math.ceil(wanted / PAGE_SIZE) * PAGE_SIZE);
+      return readFully(handle, buffer.subarray(0, length), at).then((got) => ({ got, wanted }));
+    };
+    let reading = size > 0 ? readChunk(0, buffers[0]!) : undefined;
+    for (let at = 0, index = 0; reading; at += CHUNK, index++) {
+      const buffer = buffers[index % 2]!;
+      const { got, wanted } = await reading;
+      reading = at + CHUNK < size ? readChunk(at + CHUNK, buffers[(index + 1) % 2]!) : undefined;
+      try {
+        if (got < wanted) throw readBackMismatch(`the target ended after ${at + got} of ${size} bytes`);
+        check.chunk(at, buffer.subarray(0, wanted));
+      } catch (error) {
+        await reading?.catch(() => undefined);
+        throw error;
+      }
     }
-    const digest = hash.digest('hex');
-    const expected = record.digest();
-    if (digest !== expected)
-      throw readBackMismatch(`the data read back has sha256 ${digest}, the data written ${expected}`);
-    return { digest, bytesRead: size, direct };
+    return { digest: check.end(), bytesRead: size, direct };
   } finally {
     await handle.close();
   }
@@ -118,7 +148,7 @@ async function readFully(handle: FileHandle, into: Buffer, position: number): Pr
 /** Index of the first non-zero byte, or -1; word-wise where it can. */
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
 
-function firstNonZero(bytes: Buffer): number {
+export function firstNonZero(bytes: Buffer): number {
   for (let at = 0; at < bytes.length; at += PAGE_SIZE) {
     const part = bytes.subarray(at, at + PAGE_SIZE);
     if (!part.equals(ZERO_PAGE.subarray(0, part.length))) return at + part.findIndex((b) => b !== 0);

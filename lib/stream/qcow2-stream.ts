@@ -84,6 +84,8 @@ const before = (a: Want, b: Want): boolean => a.start < b.start || (a.start === 
 
 export interface StreamedQcow2 {
   readonly virtualSize: number;
+  /** Every piece starts on a cluster (the zeros at the end too). */
+  readonly clusterSize: number;
   /** The disk's pieces at their guest offsets, in file order, then zeros for what no table mapped. */
   readonly pieces: AsyncIterable<Piece>;
 }
@@ -139,7 +141,7 @@ export async function qcow2StreamPieces(body: AsyncIterable<Buffer>, length: num
     throw streamingUnsupported(
       `a qcow2 image of more than ${MAX_CLUSTERS} clusters (${header.clusterSize}-byte clusters)`,
     );
-  return { virtualSize: header.virtualSize, pieces: decode(all, header) };
+  return { virtualSize: header.virtualSize, clusterSize: header.clusterSize, pieces: decode(all, header) };
 }
 
 async function* decode(body: AsyncIterable<Buffer>, header: Qcow2Header): AsyncGenerator<Piece> {

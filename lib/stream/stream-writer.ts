@@ -81,10 +81,15 @@ export class StreamWriter {
     }
   }
 
-  /** The verified image is complete: its first MiB goes on last. */
-  async finish(): Promise<void> {
+  /** Everything but the first MiB on the disk and flushed (a barrier: the head must not go first). */
+  async flushBody(): Promise<void> {
     await this.flush();
     await this.handle.datasync();
+  }
+
+  /** The verified image is complete: its first MiB goes on last. */
+  async finish(): Promise<void> {
+    await this.flushBody();
     await writeFully(this.handle, this.head, 0);
     await this.handle.datasync();
     await this.handle.close();

@@ -150,6 +150,39 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
           reference: summary(costs.reference!),
           imageBytes: statSync(image).size,
         });
+        // The same in the streaming mode, which records the written blocks in any order (lib/stream/block-record.ts).
+        const streaming =
+          (...extra: string[]) =>
+          () =>
+            measure(node, [
+              byoi,
+              'deploy',
+              '--stream',
+              '--url',
+              url,
+              '--type',
+              'qcow2',
+              '--checksum',
+              checksum,
+              '--checksum-type',
+              'sha256',
+              '--disk',
+              device,
+              '--no-reboot',
+              '--status-file',
+              status,
+              ...extra,
+            ]);
+        await streaming('--verify-write')();
+        const streamed = await interleaved(runs, { ours: streaming('--verify-write'), reference: streaming() }, () =>
+          flushDevice(device),
+        );
+        rows.push({
+          name: `deploy --stream qcow2 ${name} --verify-write (reference: byoi --stream without it)`,
+          ours: summary(streamed.ours!),
+          reference: summary(streamed.reference!),
+          imageBytes: statSync(image).size,
+        });
       }
     }
     return rows;

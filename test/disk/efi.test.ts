@@ -12,14 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../agent/deploy.ts';
 import { Reporter } from '../../agent/reporter.ts';
 import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
-import {
-  installBootEntry,
-  parseEfibootmgr,
-  planEfiBoot,
-  type BootEntry,
-  type EfiBootManager,
-  type Platform,
-} from '../../lib/disk/efi.ts';
+import { installBootEntry, parseEfibootmgr, planEfiBoot, type Platform } from '../../lib/disk/efi.ts';
 import { normaliseLoaderPath } from '../../lib/disk/efi-path.ts';
 import { ByoiError } from '../../lib/errors.ts';
 import { guestReader } from '../../lib/formats/guest.ts';
@@ -30,44 +23,11 @@ import { StatusFile } from '../../lib/report/status.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { sha256Of } from '../helpers/deploy.ts';
 import { startServer, type TestServer } from '../helpers/http.ts';
+import { FakeBootManager } from '../helpers/efi.ts';
 import { attachLoop, detachAllLoops } from '../helpers/loop.ts';
 
 const MiB = 1024 * 1024;
 const LOADER = '\\EFI\\debian\\grubx64.efi';
-
-/** A boot manager in memory, as the firmware's NVRAM would hold it. */
-class FakeBootManager implements EfiBootManager {
-  entries_: BootEntry[] = [
-    { number: '0000', label: 'UiApp' },
-    { number: '0001', label: 'byoi' },
-    { number: '0002', label: 'UEFI PXEv4', network: true },
-  ];
-  order = ['0002', '0001', '0000'];
-  created: { disk: string; partition: number; label: string; loader: string }[] = [];
-  fail = false;
-
-  async entries() {
-    return { entries: [...this.entries_], order: [...this.order] };
-  }
-  async remove(number: string) {
-    this.entries_ = this.entries_.filter((e) => e.number !== number);
-    this.order = this.order.filter((n) => n !== number);
-  }
-  async create(entry: { disk: string; partition: number; label: string; loader: string }) {
-    if (this.fail) throw new Error('efibootmgr: Could not prepare Boot variable: No space left on device');
-    this.created.push(entry);
-    const number = (Math.max(...this.entries_.map((e) => parseInt(e.number, 16))) + 1)
-      .toString(16)
-      .toUpperCase()
-      .padStart(4, '0');
-    this.entries_.push({ number, label: entry.label });
-    this.order.push(number); // as some firmware does: last, not first
-    return number;
-  }
-  async setOrder(order: readonly string[]) {
-    this.order = [...order];
-  }
-}
 
 function refusal(run: () => unknown): ByoiError {
   try {
