@@ -91,7 +91,7 @@ export async function releaseDisk(disk: Disk, log: (message: string) => void = (
       failures.push(`${describe(holder)}: ${(error as Error).message}`);
     }
   }
-  if (ordered.length > 0) await settle(); // what the releases made udev do (nothing released: nothing to wait for)
+  await settle();
   for (const member of await mdMembers(disk)) {
     await exec('mdadm', ['--zero-superblock', member], { reject: false });
   }

@@ -24,23 +24,10 @@ class CalledOff extends Error {}
  * thread, and setpriority() takes a thread id; /proc/thread-self names this thread's.
  */
 function yieldToTheDownload(): void {
-  setThreadNice(10);
-}
-
-/**
- * Once every byte has arrived, the deployment waits for this pass alone: back to the normal
- * priority (allowed to root, as the agent runs; otherwise it stays at 10). On a machine with other
- * work, a pass left at nice 10 after the download took 1-2.5 s more than it needed.
- */
-function leadOnceDownloaded(): void {
-  setThreadNice(0);
-}
-
-function setThreadNice(nice: number): void {
   try {
-    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), nice);
+    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), 10);
   } catch {
-    // not Linux, or not allowed: the priority stays as it is
+    // not Linux, or not allowed: the pass runs at the normal priority
   }
 }
 
@@ -64,7 +51,6 @@ class ArrivingSource implements ImageSource {
   readonly size = total;
   readonly chunkSize = chunkSize;
   private readonly chunks: Buffer[] = [];
-  private downloaded = false;
 
   read(offset: number, length: number): Buffer {
     if (offset < 0 || length < 0 || offset + length > total)
@@ -90,13 +76,7 @@ class ArrivingSource implements ImageSource {
     for (;;) {
       const bytes = Atomics.load(held, 0);
       if (bytes < 0n) throw new CalledOff();
-      if (bytes >= BigInt(end)) {
-        if (!this.downloaded && bytes === BigInt(total)) {
-          this.downloaded = true;
-          leadOnceDownloaded();
-        }
-        break;
-      }
+      if (bytes >= BigInt(end)) break;
       Atomics.wait(held, 0, bytes);
     }
     // The chunks that hold them were posted before the count covering them was stored.
