@@ -42,8 +42,9 @@ export async function partitionsAndConfigDrive(
   network: NetworkConfig | undefined,
 ): Promise<void> {
   report.phase('partitions', 'Checking the partition table');
-  await rereadPartitionTable(disk.path);
+  // The table as it will stay, then one re-read: fixGpt reads the device itself, not the kernel's view.
   const gpt = await fixGpt(disk.path, disk.logicalSectorSize);
+  await rereadPartitionTable(disk.path);
   report.endPhase({ gpt });
 
   if (job.configDrive) {

@@ -1,6 +1,6 @@
 // Adds the config drive to a disk that holds a written image (after the GPT backup header has been
 // moved to the disk's end): plans from the partition table, builds the filesystem for the chosen
-// partition, creates the partition (sgdisk for GPT, sfdisk for MBR) unless one is reused, then
+// partition, creates the partition (sfdisk) unless one is reused, then
 // writes the filesystem at its byte offset on the whole-disk device. Partition device nodes are
 // never needed. Every refusal happens before the first write.
 import { open, readFile, stat } from 'node:fs/promises';
@@ -30,7 +30,7 @@ export interface ConfigDrivePartition {
 
 const MIB = 1024 * 1024;
 /** GPT type "Microsoft basic data", what a vfat data partition is tagged with. */
-const GPT_TYPE_BASIC_DATA = '0700';
+const GPT_TYPE_BASIC_DATA = 'EBD0A0A2-B9E5-4433-87C0-68B6B72699C7';
 /** MBR type 0x0c, FAT32 (LBA), as parted and Ironic tag a config drive. */
 const MBR_TYPE_FAT_LBA = 'c';
 
@@ -74,16 +74,25 @@ function fatLogicalSectorSize(bytes: Uint8Array): number | undefined {
 
 /** Creates the planned partition and returns its number. */
 async function createPartition(device: string, plan: ConfigDrivePlan): Promise<number> {
-  const end = plan.start + plan.sectors - 1;
   if (plan.label === 'gpt') {
-    const n = plan.number;
-    await tool('sgdisk', [
-      `--set-alignment=${MIB / plan.sectorSize}`,
-      `--new=${n}:${plan.start}:${end}`,
-      `--typecode=${n}:${GPT_TYPE_BASIC_DATA}`,
-      `--change-name=${n}:config-2`,
+    // sfdisk, not `sgdisk --new`, which sleeps a second after writing and syncs every filesystem
+    // (1.67 s on a loop device here); sfdisk keeps the planned start and fsyncs the device.
+    const args = [
+      '--partno',
+      String(plan.number),
+      '--no-reread',
+      '--no-tell-kernel',
+      '--wipe',
+      'never',
+      '--wipe-partitions',
+      'never',
       device,
-    ]);
+    ];
+    await tool(
+      'sfdisk',
+      args,
+      `start=${plan.start}, size=${plan.sectors}, type=${GPT_TYPE_BASIC_DATA}, name="config-2"\n`,
+    );
   } else {
     const args = [
       '--append',

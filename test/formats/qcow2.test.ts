@@ -92,6 +92,38 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
     },
   );
 
+  it.each(['zlib', 'zstd'])(
+    '%s: a pass that starts its workers past its first 4 MiB of clusters decodes as qemu-img does',
+    async (compression) => {
+      // 12 MiB of compressible, distinct lines: three times the clusters decoded before workers start.
+      const raw = join(dir, `lazy-${compression}.raw`);
+      const image = join(dir, `lazy-${compression}.qcow2`);
+      const lines = Array.from({ length: 12 * 1024 * 16 }, (_, i) =>
+        `line ${i} of the lazily pooled image\n`.padEnd(64, '.'),
+      );
+      writeFileSync(raw, lines.join(''));
+      execFileSync('qemu-img', [
+        'convert',
+        '-c',
+        '-f',
+        'raw',
+        '-O',
+        'qcow2',
+        '-o',
+        `compression_type=${compression}`,
+        raw,
+        image,
+      ]);
+      const expected = qemuRawSha256(image, dir);
+      const source = await ChunkedBuffer.fromFile(image, 1024 * 1024);
+      expect((await decodeToSha256(openQcow2(source))).sha256).toBe(expected);
+      const checked = openQcow2(source);
+      let covered = 0;
+      for await (const shape of checked.check!()) covered = shape.offset + shape.length;
+      expect(covered).toBe(12 * 1024 * 1024);
+    },
+  );
+
   it('merges contiguous data clusters and zero runs into few extents', async () => {
     // 4 MiB of 4 KiB clusters: 1024 clusters, but only a handful of runs.
     const { extents } = await decodeToSha256(await open('v3-4k', 0));
