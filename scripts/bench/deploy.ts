@@ -2,6 +2,8 @@
 // the way the peers do it in shell: curl | tee tmpfs | sha256sum, qemu-img convert, sgdisk -e.
 import { createReadStream, openSync, closeSync, ftruncateSync, readSync, rmSync, statSync, mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { once } from 'node:events';
+import { setTimeout } from 'node:timers/promises';
 import { basename, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -11,13 +13,30 @@ import { flushDevice, interleaved, measure, summary } from './measure.ts';
 import { sha256Of, type Row } from './convert.ts';
 import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
 
-function serve(files: string[]): Promise<Server> {
+/**
+ * Serves `files` in 1 MiB writes; with `bytesPerSecond`, paced to that rate as a link of that
+ * speed would deliver them (over loopback, the download is otherwise bound by the CPU alone).
+ */
+function serve(files: string[], bytesPerSecond?: number): Promise<Server> {
   const byName = new Map(files.map((f) => [`/${basename(f)}`, f]));
   const server = createServer((req, res) => {
     const file = byName.get(req.url ?? '');
     if (!file) return void res.writeHead(404).end();
     res.writeHead(200, { 'content-length': statSync(file).size, 'content-type': 'application/octet-stream' });
-    createReadStream(file, { highWaterMark: 1024 * 1024 }).pipe(res);
+    const stream = createReadStream(file, { highWaterMark: MiB });
+    if (bytesPerSecond === undefined) return void stream.pipe(res);
+    void (async () => {
+      const start = performance.now();
+      let sent = 0;
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        const due = start + (sent / bytesPerSecond) * 1000;
+        if (due > performance.now()) await setTimeout(due - performance.now());
+        if (res.destroyed) return void stream.destroy();
+        sent += chunk.length;
+        if (!res.write(chunk)) await once(res, 'drain');
+      }
+      res.end();
+    })().catch(() => res.destroy());
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
@@ -27,6 +46,8 @@ async function fileSha256(path: string): Promise<string> {
 }
 
 const MiB = 1024 * 1024;
+/** A server's 1 Gbit/s link (what OVH's servers mostly have), for the rows where the network is the limit. */
+const GIGABIT = 125_000_000;
 
 /**
  * sha256 of the whole disk but the protective MBR's CHS end address (bytes 451-453), where byoi's
@@ -49,23 +70,37 @@ async function diskDigest(device: string, size: number): Promise<string> {
 
 export async function benchDeploy(images: BenchImages, node: string, byoi: string, runs: number): Promise<Row[]> {
   const diskSize = images.virtualSize + 1024 * MiB;
-  const backing = '/dev/shm/byoi-bench-deploy-target';
-  const download = '/dev/shm/byoi-bench-download';
+  // Its own directory: another checkout may be benchmarking at the same time.
+  const shm = mkdtempSync('/dev/shm/byoi-bench-deploy-');
+  const backing = join(shm, 'target');
+  const download = join(shm, 'download');
   const fd = openSync(backing, 'w');
   ftruncateSync(fd, diskSize);
   closeSync(fd);
   const device = attachLoop(backing);
   const server = await serve(Object.values(images.qcow2));
+  const paced = await serve(Object.values(images.qcow2), GIGABIT);
   const status = join(mkdtempSync(join(tmpdir(), 'byoi-bench-')), 'status.json');
   const port = (server.address() as AddressInfo).port;
+  const pacedPort = (paced.address() as AddressInfo).port;
   try {
     // Moving the backup GPT to the end of the disk rewrites the primary header too (first MiB) and
     // the old backup (last MiB of the image): what lies between must be the image's own bytes.
     const middle = { start: MiB, end: images.virtualSize - MiB };
     const expected = await sha256Of(images.raw, middle.end, middle.start);
     const rows: Row[] = [];
-    for (const [name, image] of Object.entries(images.qcow2)) {
-      const url = `http://127.0.0.1:${port}/${basename(image)}`;
+    const cases = [
+      ...Object.entries(images.qcow2).map(([name, image]) => ({ name, image, serverPort: port, link: '' })),
+      // Where the network, not the CPU, is the limit: what comes after the last byte shows alone.
+      ...Object.entries(images.qcow2).map(([name, image]) => ({
+        name,
+        image,
+        serverPort: pacedPort,
+        link: ', server paced to 1 Gbit/s',
+      })),
+    ];
+    for (const { name, image, serverPort, link } of cases) {
+      const url = `http://127.0.0.1:${serverPort}/${basename(image)}`;
       const checksum = await fileSha256(image);
       const ours = () =>
         measure(node, [
@@ -113,14 +148,14 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
         () => flushDevice(device),
       );
       rows.push({
-        name: `deploy qcow2 ${name}`,
+        name: `deploy qcow2 ${name}${link}`,
         ours: summary(samples.ours!),
         reference: summary(samples.reference!),
         direct: summary(samples.direct!),
         downloadAlone: summary(samples.downloadAlone!),
         imageBytes: statSync(image).size,
       });
-      if (rows.length === 1) {
+      if (rows.length === 1 && link === '') {
         // What --verify-write costs: the same deployment with and without reading the disk back
         // (the "reference" column of this row is byoi without it).
         const verifying = () =>
@@ -188,8 +223,8 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
     return rows;
   } finally {
     server.close();
+    paced.close();
     detachLoop(device);
-    rmSync(backing, { force: true });
-    rmSync(download, { force: true });
+    rmSync(shm, { recursive: true, force: true });
   }
 }
