@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Request, Response } from 'got';
 import { ChunkedBuffer } from '../source/chunked-buffer.ts';
 import { DigestThread } from './digest-thread.ts';
-import { downloadSegments, SegmentsUnusable } from './segments.ts';
+import { downloadSegments } from './segments.ts';
 import { downloadFailed, tooBigForMemory, downloadDeadlineDetail } from '../errors.ts';
 import {
   agents,
@@ -140,7 +140,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
     for (;;) {
       try {
         if ((await attempt(request, transfer, agent, overall)) === 'use-segments') {
-          transfer.image = await downloadSegments({
+          const segmented = await downloadSegments({
             open: (headers) => open(request, agent, overall, headers),
             headers: request.headers,
             total: transfer.total!,
@@ -158,20 +158,21 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
             onRetry: (attempt, delayMs, cause, resumeFrom) =>
               request.onEvent?.({ kind: 'retry', attempt, delayMs, cause, resumeFrom }),
           });
+          if ('unusable' in segmented) {
+            // Whatever the segments held goes, digest included: one connection takes it from the start.
+            request.onEvent?.({ kind: 'restart', reason: `${segmented.unusable}; starting over on one connection` });
+            transfer.restart();
+            transfer.segmentsRefused = true;
+            segmentsHeld = 0;
+            request.onProgress?.(0, null);
+            continue;
+          }
+          transfer.image = segmented.image;
         }
         transfer.image.seal();
         return { image: transfer.image, ...(transfer.digest && { digest: await transfer.digest.hex() }) };
       } catch (error) {
         if (overall.aborted) throw late();
-        if (error instanceof SegmentsUnusable) {
-          // Whatever the segments held goes, digest included: one connection takes it from the start.
-          request.onEvent?.({ kind: 'restart', reason: `${error.message}; starting over on one connection` });
-          transfer.restart();
-          transfer.segmentsRefused = true;
-          segmentsHeld = 0;
-          request.onProgress?.(0, null);
-          continue;
-        }
         if (!(error instanceof Retryable)) throw error;
         const { attempt: next, delayMs } = retries.next(error, transfer.image.size, couldNot);
         if (Date.now() + delayMs >= deadlineAt) throw late();

@@ -7,7 +7,7 @@
 // contiguous prefix held (the first unfinished segment as its bytes arrive, the ones after it once
 // it is complete); a segment cut off resumes where it stopped; a segment answered with anything but
 // exactly the bytes asked for, of the same resource (206, the right Content-Range and length, the
-// same ETag), throws `SegmentsUnusable`, and the caller starts over on one connection.
+// same ETag), ends the download with `{ unusable: reason }`, and the caller starts over on one connection.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Request, Response } from 'got';
 import { ChunkedBuffer } from '../source/chunked-buffer.ts';
@@ -28,7 +28,10 @@ import {
 const SEGMENTS_PER_CONNECTION = 4;
 
 /** The resource cannot be fetched in ranges after all (it changed, or the server botched a range). */
-export class SegmentsUnusable extends Error {}
+class SegmentsUnusable extends Error {}
+
+/** The image, or why ranges cannot fetch it (the caller then starts over on one connection). */
+export type SegmentsOutcome = { readonly image: ChunkedBuffer } | { readonly unusable: string };
 
 export interface SegmentedRequest {
   /** Opens one GET with these headers (the job's plus Range and If-Range). */
@@ -71,7 +74,7 @@ export function planSegments(total: number, connections: number, chunkSize: numb
   return segments;
 }
 
-export async function downloadSegments(request: SegmentedRequest): Promise<ChunkedBuffer> {
+export async function downloadSegments(request: SegmentedRequest): Promise<SegmentsOutcome> {
   const segments: Segment[] = planSegments(request.total, request.connections, request.chunkSize).map((s) => ({
     ...s,
     bytes: new ChunkedBuffer(request.chunkSize),
@@ -121,9 +124,10 @@ export async function downloadSegments(request: SegmentedRequest): Promise<Chunk
   const failure = results.find(
     (r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof Aborted),
   );
+  if (failure?.reason instanceof SegmentsUnusable) return { unusable: failure.reason.message };
   if (failure) throw failure.reason;
   if (request.signal.aborted) throw request.signal.reason;
-  return ChunkedBuffer.concat(segments.map((s) => s.bytes));
+  return { image: ChunkedBuffer.concat(segments.map((s) => s.bytes)) };
 }
 
 /** This connection stopped because another one failed. */
