@@ -84,7 +84,11 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
 
   // The image, its decoders and workers live only in writeFromRam: once it returns, nothing refers to them.
   const { virtualSize, record, efi } = await writeFromRam(job, report, settings, platform, disk, budget);
-  letGoOfTheImage(log);
+  // Its chunks are SharedArrayBuffers, freed only once no isolate refers to them (the digest worker,
+  // the early pass's and the decompression pools have ended by now) and this one has collected them,
+  // which V8 would do late (measured: not before the deployment ends): collected now, so that the
+  // read-back and the config drive do not add to a peak that holds the image.
+  collectGarbage();
 
   await noTableIfCancelled(disk, async () => {
     if (record) await readBack(disk, virtualSize, record, report);
@@ -196,17 +200,4 @@ async function writeFromRam(
   });
   report.endPhase();
   return { virtualSize: image.info.virtualSize, record, efi };
-}
-
-/**
- * The image's chunks are SharedArrayBuffers: their memory goes back to the system only once no
- * isolate refers to them (the download's digest worker, the early pass's and the decompression
- * pools have ended by now) and this one has collected them, which V8 would do late. Collected now,
- * so the steps after the write (config drive, read-back) do not add to a peak that holds the image.
- */
-function letGoOfTheImage(log: Reporter['logger']): void {
-  const before = process.memoryUsage.rss();
-  collectGarbage();
-  const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
-  log.info({ phase: 'write', rssMiB: { before: mib(before), after: mib(process.memoryUsage.rss()) } }, 'image let go');
 }
