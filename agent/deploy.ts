@@ -13,8 +13,10 @@ import { download, type DownloadEvent, type DownloadSettings } from '../lib/down
 import { EarlyCheck } from '../lib/formats/early-check.ts';
 import { withToolHelper } from '../lib/system/exec.ts';
 import { checkImage } from '../lib/formats/check.ts';
-import { planEfiBoot, thisPlatform, type Platform } from '../lib/disk/efi.ts';
+import { planEfiBoot, thisPlatform, type EfiBootPlan, type Platform } from '../lib/disk/efi.ts';
 import type { Job } from '../lib/job.ts';
+import type { Disk } from '../lib/disk/discover.ts';
+import { collectGarbage } from '../lib/system/collect.ts';
 import { ramBudget } from '../lib/system/memory.ts';
 import { redactUrl } from '../lib/report/redact.ts';
 import {
@@ -80,6 +82,41 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
     'plan',
   );
 
+  // The image, its decoders and workers live only in writeFromRam: once it returns, nothing refers to them.
+  const { virtualSize, record, efi } = await writeFromRam(job, report, settings, platform, disk, budget);
+  // Its chunks are SharedArrayBuffers, freed only once no isolate refers to them (the digest worker,
+  // the early pass's and the decompression pools have ended by now) and this one has collected them,
+  // which V8 would do late (measured: not before the deployment ends): collected now, so that the
+  // read-back and the config drive do not add to a peak that holds the image.
+  collectGarbage();
+
+  await noTableIfCancelled(disk, async () => {
+    if (record) await readBack(disk, virtualSize, record, report);
+    await partitionsAndConfigDrive(disk, job, report, network);
+  });
+
+  await bootEntry(platform, disk, efi, report);
+
+  await doneAndReboot(disk, job, report);
+}
+
+/** What the steps after the write need of it: nothing that holds the image. */
+interface Written {
+  virtualSize: number;
+  record: WrittenRecord | undefined;
+  efi: EfiBootPlan | undefined;
+}
+
+/** Download, verify, inspect, release and write: the part of the deployment that holds the image in RAM. */
+async function writeFromRam(
+  job: Job,
+  report: Reporter,
+  settings: DownloadSettings,
+  platform: Platform,
+  disk: Disk,
+  budget: number,
+): Promise<Written> {
+  const log = report.logger;
   report.phase('download', 'Downloading image', null);
   // The dry decoding pass follows the bytes as they arrive; it only reads (lib/formats/early-check.ts).
   const early = new EarlyCheck(job.type);
@@ -162,13 +199,5 @@ async function pipeline(job: Job, report: Reporter, settings: DownloadSettings, 
     ...(record && { onData: (offset: number, data: Buffer) => record.add(offset, data) }),
   });
   report.endPhase();
-
-  await noTableIfCancelled(disk, async () => {
-    if (record) await readBack(disk, image.info.virtualSize, record, report);
-    await partitionsAndConfigDrive(disk, job, report, network);
-  });
-
-  await bootEntry(platform, disk, efi, report);
-
-  await doneAndReboot(disk, job, report);
+  return { virtualSize: image.info.virtualSize, record, efi };
 }

@@ -4,7 +4,7 @@ import { configDriveContent } from './content.ts';
 import type { NetworkConfig } from './network-config.ts';
 import type { ConfigDriveOptions } from './options.ts';
 import { addConfigDrivePartition, type ConfigDrivePartition } from './partition.ts';
-import { buildVfatImage } from './vfat.ts';
+import { buildVfatFile } from './vfat.ts';
 
 export type { ConfigDriveOptions } from './options.ts';
 export { validateConfigDrive } from './validate.ts';
@@ -31,6 +31,8 @@ export async function writeConfigDrive(
     ...(context.network && { network: context.network }),
     ...(context.uuid && { uuid: context.uuid }),
   });
-  const partition = await addConfigDrivePartition(device, (geometry) => buildVfatImage(content.files, geometry));
+  const partition = await addConfigDrivePartition(device, (geometry, file) =>
+    buildVfatFile(content.files, geometry, file),
+  );
   return { uuid: content.uuid, partition };
 }

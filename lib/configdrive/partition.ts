@@ -2,8 +2,11 @@
 // moved to the disk's end): plans from the partition table, builds the filesystem for the chosen
 // partition, creates the partition (sfdisk) unless one is reused, then
 // writes the filesystem at its byte offset on the whole-disk device. Partition device nodes are
-// never needed. Every refusal happens before the first write.
-import { open, readFile, stat } from 'node:fs/promises';
+// never needed. Every refusal happens before the first write. A filesystem in a file is copied in
+// pieces, never held whole in memory (a deployment's RAM is the image's).
+import { mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { exec } from '../system/exec.ts';
 import {
   configDriveImageSectorSize,
@@ -17,8 +20,11 @@ import { readPartitionTable } from './partition-table.ts';
 import { planConfigDrivePartition, type ConfigDrivePlan } from './plan.ts';
 import type { VfatGeometry } from './vfat.ts';
 
-/** The filesystem to put in the partition: its bytes, a file holding them, or a builder for the partition's geometry. */
-export type ConfigDriveImage = Uint8Array | string | ((geometry: VfatGeometry) => Promise<Uint8Array>);
+/**
+ * The filesystem to put in the partition: its bytes, a file holding them, or a builder that makes
+ * it, for the partition's geometry, in the (new) file it is given.
+ */
+export type ConfigDriveImage = Uint8Array | string | ((geometry: VfatGeometry, file: string) => Promise<void>);
 
 export interface ConfigDrivePartition {
   action: 'reuse' | 'create';
@@ -38,31 +44,52 @@ export async function addConfigDrivePartition(device: string, image: ConfigDrive
   const table = await readPartitionTable(device);
   if (!table) throw configDriveNoPartitionTable(device);
   const plan = planConfigDrivePartition(table);
-  const partitionBytes = plan.sectors * plan.sectorSize;
   // The region written: the whole partition up to 64 MiB, so no stale signature survives in it.
-  const region = Math.min(partitionBytes, CONFIG_DRIVE_MAX_BYTES);
-  if (typeof image === 'string') {
-    const fileBytes = (await stat(image)).size;
-    if (fileBytes > partitionBytes) throw configDriveImageTooBig(fileBytes, partitionBytes);
+  const region = Math.min(plan.sectors * plan.sectorSize, CONFIG_DRIVE_MAX_BYTES);
+  if (typeof image !== 'function') return put(device, plan, region, image);
+  const work = await mkdtemp(join(tmpdir(), 'byoi-configdrive-'));
+  try {
+    const file = join(work, 'config-2.vfat');
+    await image({ bytes: Math.floor(region / MIB) * MIB, sectorSize: plan.sectorSize }, file);
+    return await put(device, plan, region, file);
+  } finally {
+    await rm(work, { recursive: true, force: true });
   }
-  const bytes = await imageBytes(image, { bytes: Math.floor(region / MIB) * MIB, sectorSize: plan.sectorSize });
-  if (bytes.length > partitionBytes) throw configDriveImageTooBig(bytes.length, partitionBytes);
-  const fatSectorSize = fatLogicalSectorSize(bytes);
+}
+
+/** Checks the filesystem against the plan, makes the partition if planned, writes the filesystem. */
+async function put(
+  device: string,
+  plan: ConfigDrivePlan,
+  region: number,
+  image: Uint8Array | string,
+): Promise<ConfigDrivePartition> {
+  const partitionBytes = plan.sectors * plan.sectorSize;
+  const size = typeof image === 'string' ? (await stat(image)).size : image.length;
+  if (size > partitionBytes) throw configDriveImageTooBig(size, partitionBytes);
+  const fatSectorSize = fatLogicalSectorSize(await bootSector(image));
   if (fatSectorSize !== undefined && fatSectorSize < plan.sectorSize) {
     throw configDriveImageSectorSize(fatSectorSize, plan.sectorSize);
   }
 
   const number = plan.action === 'create' ? await createPartition(device, plan) : plan.number;
   const offset = plan.start * plan.sectorSize;
-  await writeAt(device, offset, bytes, Math.max(region, bytes.length));
+  await writeAt(device, offset, image, size, Math.max(region, size));
   await rereadPartitionTable(device);
   return { action: plan.action, number, offset, bytes: partitionBytes };
 }
 
-async function imageBytes(image: ConfigDriveImage, geometry: VfatGeometry): Promise<Uint8Array> {
-  if (typeof image === 'function') return image(geometry);
-  if (typeof image === 'string') return new Uint8Array(await readFile(image));
-  return image;
+/** The filesystem's first 512 bytes (fewer if it is shorter). */
+async function bootSector(image: Uint8Array | string): Promise<Uint8Array> {
+  if (typeof image !== 'string') return image.subarray(0, 512);
+  const handle = await open(image, 'r');
+  try {
+    const head = new Uint8Array(512);
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    return head.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Bytes per sector from a FAT boot sector (BPB offset 11), or undefined if this is not one. */
@@ -121,17 +148,36 @@ async function checkCreated(device: string, plan: ConfigDrivePlan): Promise<numb
   return made.number;
 }
 
-/** Writes `bytes` at `offset` and zeros after them up to `length`, then flushes. */
-async function writeAt(device: string, offset: number, bytes: Uint8Array, length: number): Promise<void> {
+/** Writes the `size` bytes of `image` at `offset`, 1 MiB at a time from a file, and zeros after them up to `length`, then flushes. */
+async function writeAt(
+  device: string,
+  offset: number,
+  image: Uint8Array | string,
+  size: number,
+  length: number,
+): Promise<void> {
   const handle = await open(device, 'r+');
+  const file = typeof image === 'string' ? await open(image, 'r') : undefined;
   try {
-    await handle.write(bytes, 0, bytes.length, offset);
-    const zeros = new Uint8Array(MIB);
-    for (let at = bytes.length; at < length; at += zeros.length) {
-      await handle.write(zeros, 0, Math.min(zeros.length, length - at), offset + at);
+    const piece = new Uint8Array(MIB);
+    let at = 0;
+    if (typeof image !== 'string') {
+      await handle.write(image, 0, size, offset);
+      at = size;
+    }
+    for (; at < size;) {
+      const { bytesRead } = await file!.read(piece, 0, Math.min(piece.length, size - at), at);
+      if (bytesRead === 0) throw new Error(`${image as string} ended at ${at} of ${size} bytes`);
+      await handle.write(piece, 0, bytesRead, offset + at);
+      at += bytesRead;
+    }
+    piece.fill(0);
+    for (; at < length; at += piece.length) {
+      await handle.write(piece, 0, Math.min(piece.length, length - at), offset + at);
     }
     await handle.sync();
   } finally {
+    await file?.close();
     await handle.close();
   }
 }

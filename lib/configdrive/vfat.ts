@@ -23,13 +23,31 @@ const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1' };
 
 /** Makes the filesystem holding `files` and returns its bytes. */
 export async function buildVfatImage(files: readonly ConfigDriveFile[], geometry: VfatGeometry): Promise<Uint8Array> {
+  const work = await mkdtemp(join(tmpdir(), 'byoi-configdrive-'));
+  try {
+    const image = join(work, 'config-2.vfat');
+    await buildVfatFile(files, geometry, image);
+    return await readFile(image);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Makes the filesystem holding `files` in the new file `image`. The file is sparse: only what
+ * mkfs.fat and mcopy write (boot sector, FATs, directories, the files) takes room, where /tmp is RAM.
+ */
+export async function buildVfatFile(
+  files: readonly ConfigDriveFile[],
+  geometry: VfatGeometry,
+  image: string,
+): Promise<void> {
   const unit = Math.max(geometry.sectorSize, 1024);
   if (geometry.bytes <= 0 || geometry.bytes % unit !== 0) {
     throw new Error(`a vfat image of ${geometry.bytes} bytes is not a whole number of ${unit}-byte units`);
   }
-  const work = await mkdtemp(join(tmpdir(), 'byoi-configdrive-'));
+  const tree = await mkdtemp(join(tmpdir(), 'byoi-configdrive-tree-'));
   try {
-    const image = join(work, 'config-2.vfat');
     await tool('mkfs.fat', [
       '-C',
       '-n',
@@ -39,7 +57,6 @@ export async function buildVfatImage(files: readonly ConfigDriveFile[], geometry
       image,
       String(geometry.bytes / 1024),
     ]);
-    const tree = join(work, 'tree');
     for (const file of files) {
       const path = join(tree, file.path);
       await mkdir(dirname(path), { recursive: true });
@@ -47,9 +64,8 @@ export async function buildVfatImage(files: readonly ConfigDriveFile[], geometry
     }
     const tops = [...new Set(files.map((file) => file.path.split('/')[0]!))];
     for (const top of tops) await tool('mcopy', ['-s', '-Q', '-i', image, join(tree, top), '::/']);
-    return new Uint8Array(await readFile(image));
   } finally {
-    await rm(work, { recursive: true, force: true });
+    await rm(tree, { recursive: true, force: true });
   }
 }
 

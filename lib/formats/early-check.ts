@@ -80,6 +80,8 @@ export class EarlyCheck {
     const started = performance.now();
     const reply = await this.reply;
     this.waitedMs = Math.round(performance.now() - started);
+    // Its isolate refers to the image's chunks until it ends: ended now, so that they can be freed.
+    await this.worker?.terminate();
     this.worker = undefined;
     this.port?.close();
     this.outcome = reply.ok ? 'used' : `not used: ${reply.reason}`;

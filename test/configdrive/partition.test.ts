@@ -3,7 +3,17 @@
 // and sfdisk; read back by blkid, sgdisk -v and cloud-init's reader.
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -283,6 +293,35 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk', 'mtools', 'cloud-init'))(
         detail: "the config drive filesystem uses 512-byte sectors, smaller than the disk's 4096-byte sectors.",
       });
       expect(sha256(disk4k, 0, diskBytes(disk4k))).toBe(before);
+    });
+
+    it('writes a filesystem file byte for byte, copied in pieces, and zeros over stale bytes after it', async () => {
+      const content = configDriveContent({ hostname: 'pieces', sshKeys: [], metadata: {} }, {});
+      // Not a whole number of MiB: the last piece of the copy is a short one.
+      const bytes = 20 * MIB + 1024;
+      const file = join(work, 'pieces.vfat');
+      writeFileSync(file, await buildVfatImage(content.files, { bytes, sectorSize: 512 }));
+      const device = gptDisk(512, 140, CLOUD_IMAGE);
+      // Stale bytes where the config drive will go (after the image's partitions, before the backup GPT).
+      const fd = openSync(device, 'r+');
+      try {
+        for (let at = 70 * MIB; at < diskBytes(device) - MIB; at += MIB) writeSync(fd, randomBytes(MIB), 0, MIB, at);
+      } finally {
+        closeSync(fd);
+      }
+
+      const placed = await addConfigDrivePartition(device, file);
+      const region = Math.min(placed.bytes, 64 * MIB);
+      expect(region).toBeGreaterThan(bytes);
+      const expected = createHash('sha256')
+        .update(readFileSync(file))
+        .update(Buffer.alloc(region - bytes))
+        .digest('hex');
+      expect(sha256(device, placed.offset, region)).toBe(expected);
+      expect(readConfigDrive(device, placed.offset)).toMatchObject({
+        instanceId: content.uuid,
+        localHostname: 'pieces',
+      });
     });
 
     describe('refusals leave the disk unchanged', () => {
