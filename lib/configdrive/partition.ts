@@ -99,39 +99,28 @@ function fatLogicalSectorSize(bytes: Uint8Array): number | undefined {
   return size >= 512 && (size & (size - 1)) === 0 ? size : undefined;
 }
 
+/**
+ * sfdisk adds the partition without touching anything else: no re-read, nothing told to the kernel
+ * (the caller re-reads once), no signature wiped.
+ */
+const SFDISK_ADD_ONLY = ['--no-reread', '--no-tell-kernel', '--wipe', 'never', '--wipe-partitions', 'never'];
+
 /** Creates the planned partition and returns its number. */
 async function createPartition(device: string, plan: ConfigDrivePlan): Promise<number> {
   if (plan.label === 'gpt') {
     // sfdisk, not `sgdisk --new`, which sleeps a second after writing and syncs every filesystem
     // (1.67 s on a loop device here); sfdisk keeps the planned start and fsyncs the device.
-    const args = [
-      '--partno',
-      String(plan.number),
-      '--no-reread',
-      '--no-tell-kernel',
-      '--wipe',
-      'never',
-      '--wipe-partitions',
-      'never',
-      device,
-    ];
     await tool(
       'sfdisk',
-      args,
+      ['--partno', String(plan.number), ...SFDISK_ADD_ONLY, device],
       `start=${plan.start}, size=${plan.sectors}, type=${GPT_TYPE_BASIC_DATA}, name="config-2"\n`,
     );
   } else {
-    const args = [
-      '--append',
-      '--no-reread',
-      '--no-tell-kernel',
-      '--wipe',
-      'never',
-      '--wipe-partitions',
-      'never',
-      device,
-    ];
-    await tool('sfdisk', args, `start=${plan.start}, size=${plan.sectors}, type=${MBR_TYPE_FAT_LBA}\n`);
+    await tool(
+      'sfdisk',
+      ['--append', ...SFDISK_ADD_ONLY, device],
+      `start=${plan.start}, size=${plan.sectors}, type=${MBR_TYPE_FAT_LBA}\n`,
+    );
   }
   return checkCreated(device, plan);
 }

@@ -102,24 +102,18 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
     for (const { name, image, serverPort, link } of cases) {
       const url = `http://127.0.0.1:${serverPort}/${basename(image)}`;
       const checksum = await fileSha256(image);
-      const ours = () =>
-        measure(node, [
-          byoi,
-          'deploy',
-          '--url',
-          url,
-          '--type',
-          'qcow2',
-          '--checksum',
-          checksum,
-          '--checksum-type',
-          'sha256',
-          '--disk',
-          device,
-          '--no-reboot',
-          '--status-file',
-          status,
-        ]);
+      /** byoi deploy of this case's image onto the device, with `extra` flags. */
+      const deploy =
+        (...extra: string[]) =>
+        () =>
+          measure(node, [
+            byoi,
+            'deploy',
+            ...['--url', url, '--type', 'qcow2', '--checksum', checksum, '--checksum-type', 'sha256'],
+            ...['--disk', device, '--no-reboot', '--status-file', status],
+            ...extra,
+          ]);
+      const ours = deploy();
       const pipeline = (cache: 'writeback' | 'none') => () =>
         measure('bash', [
           '-c',
@@ -158,25 +152,7 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
       if (rows.length === 1 && link === '') {
         // What --verify-write costs: the same deployment with and without reading the disk back
         // (the "reference" column of this row is byoi without it).
-        const verifying = () =>
-          measure(node, [
-            byoi,
-            'deploy',
-            '--url',
-            url,
-            '--type',
-            'qcow2',
-            '--checksum',
-            checksum,
-            '--checksum-type',
-            'sha256',
-            '--disk',
-            device,
-            '--no-reboot',
-            '--status-file',
-            status,
-            '--verify-write',
-          ]);
+        const verifying = deploy('--verify-write');
         await verifying();
         const costs = await interleaved(runs, { ours: verifying, reference: ours }, () => flushDevice(device));
         rows.push({
@@ -186,28 +162,7 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
           imageBytes: statSync(image).size,
         });
         // The same in the streaming mode, which records the written blocks in any order (lib/stream/block-record.ts).
-        const streaming =
-          (...extra: string[]) =>
-          () =>
-            measure(node, [
-              byoi,
-              'deploy',
-              '--stream',
-              '--url',
-              url,
-              '--type',
-              'qcow2',
-              '--checksum',
-              checksum,
-              '--checksum-type',
-              'sha256',
-              '--disk',
-              device,
-              '--no-reboot',
-              '--status-file',
-              status,
-              ...extra,
-            ]);
+        const streaming = (...extra: string[]) => deploy('--stream', ...extra);
         await streaming('--verify-write')();
         const streamed = await interleaved(runs, { ours: streaming('--verify-write'), reference: streaming() }, () =>
           flushDevice(device),
