@@ -127,7 +127,7 @@ export async function openCompressedRaw(
     fileSize: source.size,
     allocatedBytes: allocated,
     compression: format,
-    features: { compression: format, compressedSize: source.size },
+    features: { compressedSize: source.size },
   };
   const kept = shapes;
   return {
