@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { probe, readConfigDrive, sshKeygen } from '../helpers/cloud-init.ts';
-import { byoi, readAt, sh, sha256Of, sha256OfFile } from '../helpers/deploy.ts';
+import { byoi, readAt, sh, sha256Of, sha256OfFile, deployArgs } from '../helpers/deploy.ts';
 import { startServer, type TestServer } from '../helpers/http.ts';
 import { attachLoop, detachAllLoops } from '../helpers/loop.ts';
 
@@ -87,20 +87,13 @@ describe.skipIf(skipWithout(...needs))('byoi deploy with a config drive', () => 
     const image = readFileSync(join(dir, `${name}.raw`));
     const status = join(dir, `${name}.status.json`);
     const result = await byoi([
-      'deploy',
-      '--url',
-      `${server.url}/${name}`,
-      '--type',
-      'raw',
-      '--checksum',
-      sha256OfFile(join(dir, `${name}.raw`)),
-      '--checksum-type',
-      'sha256',
-      '--disk',
-      device,
-      '--no-reboot',
-      '--status-file',
-      status,
+      ...deployArgs({
+        url: `${server.url}/${name}`,
+        type: 'raw',
+        sha256: sha256OfFile(join(dir, `${name}.raw`)),
+        disk: device,
+        statusFile: status,
+      }),
       '--hostname',
       `node-${name}.example.net`,
       '--ssh-key',

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { byoi, gptHeaders, readAt, sh, sha256Of, sha256OfFile } from '../helpers/deploy.ts';
+import { byoi, gptHeaders, readAt, sh, sha256Of, sha256OfFile, deployArgs } from '../helpers/deploy.ts';
 import { startServer, type TestServer } from '../helpers/http.ts';
 import { attachLoop, detachAllLoops, detachLoop } from '../helpers/loop.ts';
 import { makeOva } from '../helpers/ova-fixtures.ts';
@@ -39,20 +39,13 @@ function garbageDisk(name: string): string {
 async function deploy(name: string, type: string, device: string, extra: string[] = []) {
   const status = join(dir, `${name}.status.json`);
   const result = await byoi([
-    'deploy',
-    '--url',
-    `${server.url}/${name}`,
-    '--type',
-    type,
-    '--checksum',
-    served.get(name) ?? '0'.repeat(64),
-    '--checksum-type',
-    'sha256',
-    '--disk',
-    device,
-    '--no-reboot',
-    '--status-file',
-    status,
+    ...deployArgs({
+      url: `${server.url}/${name}`,
+      type,
+      sha256: served.get(name) ?? '0'.repeat(64),
+      disk: device,
+      statusFile: status,
+    }),
     ...extra,
   ]);
   return { result, status: JSON.parse(readFileSync(status, 'utf8')) as { status: string; message: string } };

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { byoi, gptHeaders, readAt, sh, sha256Of, sha256OfFile } from '../helpers/deploy.ts';
+import { byoi, gptHeaders, readAt, sh, sha256Of, sha256OfFile, deployArgs } from '../helpers/deploy.ts';
 import { startServer, type TestServer } from '../helpers/http.ts';
 import { attachLoop, detachAllLoops, detachLoop } from '../helpers/loop.ts';
 
@@ -54,23 +54,10 @@ function garbageDisk(name: string): string {
 async function deploy(name: string, type: string, device: string, checksum = served.get(name)!) {
   const status = join(dir, `${name}.status.json`);
   const result = await byoi([
-    'deploy',
+    ...deployArgs({ url: `${server.url}/${name}`, type, sha256: checksum, disk: device, statusFile: status }),
     '--stream',
     '--ram-size',
     RAM_SIZE,
-    '--url',
-    `${server.url}/${name}`,
-    '--type',
-    type,
-    '--checksum',
-    checksum,
-    '--checksum-type',
-    'sha256',
-    '--disk',
-    device,
-    '--no-reboot',
-    '--status-file',
-    status,
     '--download-attempts',
     '3',
   ]);

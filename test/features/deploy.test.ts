@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { byoi, gptHeaders, readAt, sh, sha256Of, sha256OfFile } from '../helpers/deploy.ts';
+import { byoi, gptHeaders, readAt, sh, sha256Of, sha256OfFile, deployArgs } from '../helpers/deploy.ts';
 import { closedPort, startServer, type TestServer } from '../helpers/http.ts';
 import { attachLoop, detachAllLoops, detachLoop } from '../helpers/loop.ts';
 
@@ -112,20 +112,13 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
       const status = join(dir, `${name}.status.json`);
       const type = name.endsWith('.qcow2') ? 'qcow2' : 'raw';
       const result = await byoi([
-        'deploy',
-        '--url',
-        `${server.url}/${name}`,
-        '--type',
-        type,
-        '--checksum',
-        image.sha256,
-        '--checksum-type',
-        'sha256',
-        '--disk',
-        device,
-        '--no-reboot',
-        '--status-file',
-        status,
+        ...deployArgs({
+          url: `${server.url}/${name}`,
+          type,
+          sha256: image.sha256,
+          disk: device,
+          statusFile: status,
+        }),
       ]);
       expect(result.stderr).not.toMatch(/"level":50/);
       expect(result.exitCode, result.stderr).toBe(0);

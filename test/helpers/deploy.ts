@@ -72,3 +72,18 @@ export function gptHeaders(
     lastLba: BigInt(size / sector - 1),
   };
 }
+
+/** The arguments of `byoi deploy` of `url` onto `disk` with its sha256, no reboot, status to a file. */
+export function deployArgs(deployment: {
+  url: string;
+  type: string;
+  sha256: string;
+  disk: string;
+  statusFile: string;
+}): string[] {
+  const { url, type, sha256, disk, statusFile } = deployment;
+  return [
+    ...['deploy', '--url', url, '--type', type, '--checksum', sha256, '--checksum-type', 'sha256'],
+    ...['--disk', disk, '--no-reboot', '--status-file', statusFile],
+  ];
+}
