@@ -97,7 +97,6 @@ const HELPER_SOURCE = `
 const { spawn } = require('node:child_process');
 const runTool = (${runTool.toString()});
 process.on('message', ({ id, request }) => runTool(spawn, request).then((outcome) => process.send({ id, outcome })));
-process.on('disconnect', () => process.exit(0));
 `;
 
 /** The helper process, while one runs. */
@@ -130,6 +129,7 @@ class ToolHelper {
     });
   }
 
+  /** The helper ends once disconnected: nothing else keeps its event loop alive. */
   stop(): void {
     if (this.child.connected) this.child.disconnect();
   }
