@@ -139,7 +139,6 @@ describe('byoi inspect', () => {
     expect(report.allocatedBytes).toBeLessThan(rawData + 7 * 64 * 1024);
   });
 
-
   it('ends every time: 40 runs in a row, none hanging at exit', async () => {
     // process.exit() hung about one run in fifteen (nodejs/node#54918): agent/run.ts lets the event
     // loop end instead. At that rate, 40 clean runs in a row happen by chance about once in 16;
