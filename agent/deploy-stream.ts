@@ -132,6 +132,7 @@ export async function deployStreaming(
     headers: job.httpHeaders,
     ...(job.checksum && { checksumType: job.checksum.type }),
     onResume: (from, cause) => log.warn({ phase: 'write', resumeFrom: from, cause }, 'download interrupted: resuming'),
+    ...(report.cancelled && { stop: report.cancelled }),
   });
   // The first bytes say what the file is: refusals that need no write come before the release.
   let pieces: AsyncIterable<Piece>;

@@ -130,6 +130,7 @@ async function writeFromRam(
     onProgress: (done, total) => report.progress(done, total),
     onData: (image, total) => early.follow(image, total),
     onEvent: (event) => logDownloadEvent(log, event),
+    ...(report.cancelled && { stop: report.cancelled }),
   }).catch((error: unknown) => {
     early.callOff();
     throw error;

@@ -41,6 +41,11 @@ export class Reporter {
     this.stop?.throwIfAborted();
   }
 
+  /** Aborted once the deployment is cancelled: for what waits on others (a download) between checkpoints. */
+  get cancelled(): AbortSignal | undefined {
+    return this.stop;
+  }
+
   get logger(): Logger {
     return this.log;
   }

@@ -11,6 +11,16 @@ import { ByoiError, exitCodeOf } from '../lib/errors.ts';
 /** How long a finished command may take to close its last handles (a server's connections). */
 const LINGER_MS = 10_000;
 
+let abandoned = false;
+
+/**
+ * For a command that gave up waiting for work it could not stop (a cancelled deployment's pipeline
+ * stuck in a tool): it ends as soon as its message is out, whatever is still open.
+ */
+export function abandonUnfinishedWork(): void {
+  abandoned = true;
+}
+
 export async function run(action: () => Promise<void>): Promise<void> {
   try {
     await action();
@@ -22,6 +32,7 @@ export async function run(action: () => Promise<void>): Promise<void> {
     process.stderr.write(`${message}\n`);
     process.exitCode = exitCodeOf(error);
   }
+  if (abandoned) process.exit();
   setTimeout(() => {
     process.stderr.write(`byoi: still open after the command ended: ${process.getActiveResourcesInfo().join(', ')}\n`);
     process.exit();

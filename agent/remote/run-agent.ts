@@ -10,6 +10,7 @@ import { createLogger, type Logger } from '../../lib/report/log.ts';
 import { reboot as systemReboot } from '../../lib/system/reboot.ts';
 import { Redactor } from '../../lib/report/redact.ts';
 import { Reporter } from '../reporter.ts';
+import { abandonUnfinishedWork } from '../run.ts';
 import { AgentClient, type AssignedJob } from './client.ts';
 import { backoffDelay, type Backoff } from '../../lib/download/backoff.ts';
 import { discoverDisksReport } from '../../lib/disk/report.ts';
@@ -134,9 +135,20 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     await Promise.race([deploying, stopped]);
   } catch (error) {
     if (stop.signal.aborted) {
-      // Nothing more is reported: the API will not take it. The pipeline unwinds at its next checkpoint.
+      // Nothing more is reported: the API will not take it. The pipeline unwinds at its next checkpoint
+      // (a download at once).
       queue.stop();
-      await Promise.race([deploying.catch(() => undefined), delay(STOP_GRACE_MS)]);
+      const unwound = await Promise.race([
+        deploying.then(
+          () => true,
+          () => true,
+        ),
+        delay(STOP_GRACE_MS).then(() => false),
+      ]);
+      if (!unwound) {
+        log.error({ graceMs: STOP_GRACE_MS }, 'the cancelled pipeline did not stop in time: the agent ends without it');
+        abandonUnfinishedWork();
+      }
       throw stop.signal.reason as ByoiError;
     }
     const shown = redactor.visible(error);

@@ -24,6 +24,7 @@ import {
   Retries,
   Retryable,
   openGet,
+  untilDeadlineOrStop,
   validatorOf,
   type Agents,
 } from './http-exchange.ts';
@@ -66,6 +67,8 @@ export interface DownloadRequest extends DownloadSettings {
   readonly onData?: (image: ChunkedBuffer, total: number | null) => void;
   /** Retries and restarts, for the log. Causes never hold the URL or a header. */
   readonly onEvent?: (event: DownloadEvent) => void;
+  /** Aborted when the deployment is cancelled: the transfer ends at once and throws the reason. */
+  readonly stop?: AbortSignal;
 }
 
 export interface Downloaded {
@@ -127,13 +130,19 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   const transfer = new Transfer(request.checksumType);
   const agent = agents(request.ca);
   const deadlineAt = Date.now() + deadline;
-  const overall = AbortSignal.timeout(deadline);
+  const overall = untilDeadlineOrStop(deadline, request.stop);
   // Bytes held by the segments of a segmented download, which are not in transfer.image until joined.
   let segmentsHeld = 0;
-  const late = () =>
-    couldNot(
-      downloadDeadlineDetail(Math.round(deadline / 1000), Math.max(transfer.image.size, segmentsHeld), transfer.total),
-    );
+  const ended = () =>
+    request.stop?.aborted
+      ? request.stop.reason
+      : couldNot(
+          downloadDeadlineDetail(
+            Math.round(deadline / 1000),
+            Math.max(transfer.image.size, segmentsHeld),
+            transfer.total,
+          ),
+        );
 
   const retries = new Retries(retry);
   try {
@@ -172,10 +181,10 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
         transfer.image.seal();
         return { image: transfer.image, ...(transfer.digest && { digest: await transfer.digest.hex() }) };
       } catch (error) {
-        if (overall.aborted) throw late();
+        if (overall.aborted) throw ended();
         if (!(error instanceof Retryable)) throw error;
         const { attempt: next, delayMs } = retries.next(error, transfer.image.size, couldNot);
-        if (Date.now() + delayMs >= deadlineAt) throw late();
+        if (Date.now() + delayMs >= deadlineAt) throw ended();
         if (error.restart && transfer.image.size > 0) {
           request.onEvent?.({ kind: 'restart', reason: error.message });
           transfer.restart();
@@ -189,7 +198,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
           resumeFrom: transfer.canResume ? transfer.image.size : 0,
         });
         await sleep(delayMs, undefined, { signal: overall }).catch(() => undefined);
-        if (overall.aborted) throw late();
+        if (overall.aborted) throw ended();
       }
     }
   } finally {

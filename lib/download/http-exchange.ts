@@ -131,6 +131,12 @@ export function agents(ca: string | undefined): Agents {
   };
 }
 
+/** What ends a download's exchanges: its deadline, or the deployment's stop when it has one. */
+export function untilDeadlineOrStop(deadlineMs: number, stop: AbortSignal | undefined): AbortSignal {
+  const deadline = AbortSignal.timeout(deadlineMs);
+  return stop ? AbortSignal.any([deadline, stop]) : deadline;
+}
+
 /** A GET of `url` with these headers, made as every request of a download is. */
 export function openGet(
   url: string,

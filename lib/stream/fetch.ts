@@ -19,6 +19,7 @@ import {
   Retries,
   Retryable,
   openGet,
+  untilDeadlineOrStop,
   validatorOf,
 } from '../download/http-exchange.ts';
 import type { ChecksumType } from '../job.ts';
@@ -31,6 +32,8 @@ export interface StreamRequest extends DownloadSettings {
   readonly checksumType?: ChecksumType;
   /** A transfer resumed after a drop, for the log. */
   readonly onResume?: (from: number, cause: string) => void;
+  /** Aborted when the deployment is cancelled: the transfer ends at once and throws the reason. */
+  readonly stop?: AbortSignal;
 }
 
 export interface StreamedImage {
@@ -48,7 +51,7 @@ export interface StreamedImage {
 export async function streamImage(request: StreamRequest): Promise<StreamedImage> {
   const couldNot = (detail: string, cause?: unknown) => downloadFailed(redactUrl(request.url), { detail, cause });
   const agent = agents(request.ca);
-  const signal = AbortSignal.timeout(request.deadline ?? DEFAULT_DEADLINE_MS);
+  const signal = untilDeadlineOrStop(request.deadline ?? DEFAULT_DEADLINE_MS, request.stop);
   const open = (headers: Record<string, string>): Request =>
     openGet(request.url, request, agent, signal, { ...request.headers, ...headers });
   const answered = (stream: Request): Promise<Response> =>
@@ -68,6 +71,7 @@ export async function streamImage(request: StreamRequest): Promise<StreamedImage
   } catch (error) {
     stream.destroy();
     closeAgents();
+    request.stop?.throwIfAborted();
     throw couldNot(describe(error));
   }
   if (response.statusCode < 200 || response.statusCode > 299) {
@@ -120,6 +124,7 @@ export async function streamImage(request: StreamRequest): Promise<StreamedImage
           break;
         } catch (error) {
           stream.destroy();
+          request.stop?.throwIfAborted();
           if (error instanceof ByoiError) throw error;
           if (signal.aborted || isFatal(error) || !resumable) throw couldNot(describe(error));
           const failure = error instanceof Retryable ? error : new Retryable(describe(error));
@@ -127,6 +132,7 @@ export async function streamImage(request: StreamRequest): Promise<StreamedImage
           for (let cause = failure; ;) {
             const { delayMs } = retries.next(cause, received, couldNot);
             await sleep(delayMs, undefined, { signal }).catch(() => undefined);
+            request.stop?.throwIfAborted();
             if (signal.aborted)
               throw couldNot(`the download did not finish in time (${received} of ${length} bytes received)`);
             request.onResume?.(received, cause.message);
