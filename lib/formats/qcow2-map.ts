@@ -20,7 +20,8 @@ import {
 } from '../errors.ts';
 
 const TWO_32 = 4294967296;
-const SUBCLUSTERS = 32;
+/** Subclusters per cluster with extended L2 entries. */
+export const SUBCLUSTERS = 32;
 
 /** A compressed cluster: where its bytes are, clamped to the end of the file as qemu does. */
 export interface CompressedCluster {
@@ -76,7 +77,7 @@ function compressedDescriptor(
 }
 
 /** Bit `i` (0..31) of the u32 at `at`, read as two u16 halves so no value reaches 2^31. */
-function bitOf(table: Buffer, at: number, i: number): number {
+export function bitOf(table: Buffer, at: number, i: number): number {
   return i < 16 ? (table.readUInt16BE(at + 2) >> i) & 1 : (table.readUInt16BE(at) >> (i - 16)) & 1;
 }
 

@@ -2,12 +2,16 @@
 // the clusters it maps, as `qemu-img convert` lays images out: header, L1 table, then each L2
 // table ahead of its data clusters. Bytes are wanted by offset as the tables that name them go
 // by; a table that names a cluster the stream has already passed is refused, naming the mode.
-// Guest clusters that no table maps (or that read as zeros) are written as zeros at the end.
-// Extended L2 entries (subclusters) are refused in this mode.
+// Guest clusters that no table maps (or that read as zeros) are written as zeros at the end. With
+// extended L2 entries, a cluster whose subclusters are only partly allocated is emitted whole, its
+// other subclusters as zeros.
 import * as zlib from 'node:zlib';
 import {
   imageFormatMismatch,
   qcow2BadCompressedCluster,
+  qcow2CompressedWithBitmap,
+  qcow2SubclusterAllocAndZero,
+  qcow2SubclusterWithoutCluster,
   qcow2BeyondEnd,
   qcow2GuestData,
   qcow2Misaligned,
@@ -18,6 +22,7 @@ import { bufferSource } from '../formats/guest.ts';
 import { detectFormat } from '../formats/detect.ts';
 import { decompressCluster } from '../formats/qcow2-decompress.ts';
 import { parseQcow2Header, type Qcow2Header } from '../formats/qcow2-header.ts';
+import { bitOf, SUBCLUSTERS } from '../formats/qcow2-map.ts';
 import type { ImageSource } from '../source/image-source.ts';
 
 const OFFSET_MASK = 0x00fffffffffffe00n;
@@ -136,7 +141,6 @@ export async function qcow2StreamPieces(body: AsyncIterable<Buffer>, length: num
       detected.description,
     );
   const header = parseQcow2Header(source);
-  if (header.extendedL2) throw streamingUnsupported('a qcow2 image with extended L2 entries (subclusters)');
   if (header.virtualSize / header.clusterSize > MAX_CLUSTERS)
     throw streamingUnsupported(
       `a qcow2 image of more than ${MAX_CLUSTERS} clusters (${header.clusterSize}-byte clusters)`,
@@ -165,6 +169,34 @@ async function* decode(body: AsyncIterable<Buffer>, header: Qcow2Header): AsyncG
     out.push({ offset: guest, data });
   };
 
+  const entrySize = header.extendedL2 ? 16 : 8;
+  const subclusterSize = clusterSize / SUBCLUSTERS;
+
+  /** A standard cluster with extended L2 entries: its allocated subclusters' bytes, zeros elsewhere. */
+  const subclusters = (table: Buffer, at: number, guest: number, host: number, inGuest: number): void => {
+    const zeroWord = table.readUInt32BE(at + 8);
+    const allocWord = table.readUInt32BE(at + 12);
+    if (allocWord === 0) return; // reads as zeros (zero flags, or nothing allocated): written at the end
+    if (host === 0) throw qcow2SubclusterWithoutCluster(guest);
+    let end = 0;
+    for (let i = 0; i < SUBCLUSTERS && i * subclusterSize < inGuest; i++) {
+      if (!bitOf(table, at + 12, i)) continue;
+      if (zeroWord !== 0 && bitOf(table, at + 8, i)) throw qcow2SubclusterAllocAndZero(guest, i);
+      end = Math.min((i + 1) * subclusterSize, inGuest);
+    }
+    if (end === 0) return; // only subclusters past the guest's end
+    const bits = Buffer.from(table.subarray(at + 12, at + 16)); // the table's buffer is not kept
+    want(host, host + end, (bytes, complete) => {
+      if (!complete) throw qcow2BeyondEnd(qcow2GuestData(guest), host, position);
+      if (end === inGuest && allocWord === 0xffffffff) return emit(guest, bytes);
+      const cluster = Buffer.alloc(inGuest);
+      for (let i = 0; i * subclusterSize < end; i++)
+        if (bitOf(bits, 0, i))
+          bytes.copy(cluster, i * subclusterSize, i * subclusterSize, Math.min((i + 1) * subclusterSize, end));
+      emit(guest, cluster);
+    });
+  };
+
   const l2Table =
     (index: number) =>
     (table: Buffer): void => {
@@ -172,8 +204,10 @@ async function* decode(body: AsyncIterable<Buffer>, header: Qcow2Header): AsyncG
         const guest = (index * l2Entries + k) * clusterSize;
         if (guest >= virtualSize) break;
         const inGuest = Math.min(clusterSize, virtualSize - guest);
-        const entry = table.readBigUInt64BE(8 * k);
+        const at = entrySize * k;
+        const entry = table.readBigUInt64BE(at);
         if ((entry >> 62n) & 1n) {
+          if (header.extendedL2 && table.readBigUInt64BE(at + 8) !== 0n) throw qcow2CompressedWithBitmap(guest);
           const x = 62n - BigInt(clusterBits - 8);
           const coffset = Number(entry & ((1n << x) - 1n));
           const sectors = Number((entry >> x) & ((1n << BigInt(clusterBits - 8)) - 1n)) + 1;
@@ -188,6 +222,11 @@ async function* decode(body: AsyncIterable<Buffer>, header: Qcow2Header): AsyncG
           continue;
         }
         const host = Number(entry & OFFSET_MASK);
+        if (header.extendedL2) {
+          if (host % clusterSize !== 0) throw qcow2Misaligned(qcow2GuestData(guest), host, clusterSize);
+          subclusters(table, at, guest, host, inGuest);
+          continue;
+        }
         if (entry & 1n) {
           if (version === 2) throw qcow2V2ZeroFlag(guest);
           continue;
