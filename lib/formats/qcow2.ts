@@ -160,17 +160,41 @@ type PlainSegment = Exclude<Segment, CompressedSegment>;
  */
 function inputsOf(source: ImageSource, segment: CompressedSegment): Buffer[] {
   const { clusters } = segment;
+  const packed = packedSpan(segment);
+  if (!packed) return clusters.map((c) => source.read(c.hostOffset, c.length));
+  const span = source.read(packed.start, packed.end - packed.start);
+  return clusters.map((cluster) =>
+    span.subarray(cluster.hostOffset - packed.start, cluster.hostOffset - packed.start + cluster.length),
+  );
+}
+
+/** The file range a batch's clusters fill when they are packed one after another, else undefined. */
+function packedSpan(segment: CompressedSegment): { start: number; end: number } | undefined {
+  const { clusters } = segment;
   const start = clusters[0]!.hostOffset;
   let end = start;
   for (const cluster of clusters) {
-    if (cluster.hostOffset < start || cluster.hostOffset > end)
-      return clusters.map((c) => source.read(c.hostOffset, c.length));
+    if (cluster.hostOffset < start || cluster.hostOffset > end) return undefined;
     end = Math.max(end, cluster.hostOffset + cluster.length);
   }
-  const span = source.read(start, end - start);
-  return clusters.map((cluster) =>
-    span.subarray(cluster.hostOffset - start, cluster.hostOffset - start + cluster.length),
-  );
+  return { start, end };
+}
+
+/**
+ * Sends a batch to the pool: from the file itself when the source has one and the batch is packed
+ * (the worker reads it; this thread touches no compressed byte), otherwise its bytes read here.
+ */
+function toPool(pool: DecompressPool, source: ImageSource, segment: CompressedSegment, keep: boolean) {
+  const fd = source.descriptor;
+  const span = fd === undefined ? undefined : packedSpan(segment);
+  if (fd !== undefined && span) {
+    const bounds = segment.clusters.flatMap((cluster) => [cluster.hostOffset - span.start, cluster.length]);
+    return pool.decompressSpan({ fd, size: source.size }, span.start, span.end - span.start, bounds, keep);
+  }
+  const inputs = inputsOf(source, segment);
+  const decompressed = pool.decompress(inputs, keep); // copies the inputs before it returns
+  recycleInputs(source, inputs);
+  return decompressed;
 }
 
 /** Inputs that have been decompressed or copied: their buffers go back to the source. */
@@ -293,9 +317,7 @@ async function* decodeSegments<T>(
         }
         const keep = output.writing || kept.wants(segment);
         inFlight++;
-        const inputs = inputsOf(source, segment);
-        const decompressed = pool.decompress(inputs, keep); // copies the inputs before it returns
-        recycleInputs(source, inputs);
+        const decompressed = toPool(pool, source, segment, keep);
         const extent = decompressed.then((result) => {
           if (!Array.isArray(result)) throw refusal(header, segment, result);
           if (!output.writing && keep) kept.put(segment, result);
