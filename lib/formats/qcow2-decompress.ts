@@ -88,10 +88,11 @@ export function decompressCluster(
 }
 
 /**
- * A batch of compressed clusters, decompressed in order: with `keep`, their bytes (small clusters
- * packed into one buffer of their own, large ones each in the buffer zlib or zstd made, from
- * `ownBufferFrom` bytes on); without (a dry pass), none; or the first that is not a cluster, and why.
- * `decompress` is `decompressCluster`, passed in so that this stays self-contained.
+ * A batch of compressed clusters, decompressed in order: with `keep`, their bytes (copied one after
+ * another into `into` when given; else small clusters packed into one buffer of their own, large
+ * ones each in the buffer zlib or zstd made, from `ownBufferFrom` bytes on); without (a dry pass),
+ * none; or the first that is not a cluster, and why. `decompress` is `decompressCluster`, passed in
+ * so that this stays self-contained.
  */
 export function decompressBatch(
   zlib: typeof Zlib,
@@ -101,9 +102,10 @@ export function decompressBatch(
   keep: boolean,
   decompress: typeof decompressCluster,
   ownBufferFrom: number,
+  into?: Buffer,
 ): Buffer[] | { index: number; reason: string } {
   const packed =
-    clusterSize >= ownBufferFrom || !keep ? undefined : Buffer.allocUnsafeSlow(inputs.length * clusterSize);
+    into ?? (clusterSize >= ownBufferFrom || !keep ? undefined : Buffer.allocUnsafeSlow(inputs.length * clusterSize));
   const pieces: Buffer[] = [];
   for (let i = 0; i < inputs.length; i++) {
     const cluster = decompress(zlib, codec, inputs[i]!, clusterSize);
@@ -112,5 +114,5 @@ export function decompressBatch(
     if (packed) cluster.copy(packed, i * clusterSize);
     else pieces.push(cluster);
   }
-  return packed ? [packed] : pieces;
+  return packed ? [packed.subarray(0, inputs.length * clusterSize)] : pieces;
 }

@@ -6,12 +6,20 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Worker } from 'node:worker_threads';
 import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE, type Codec } from './qcow2-decompress.ts';
+import type { Slot, SlotArena } from './slot-arena.ts';
 import { decompressionStopped, decompressionWorkerFailed } from '../errors.ts';
 
 /** A batch that did not decompress: which cluster of it, and why. */
 export interface BatchFailure {
   readonly index: number;
   readonly reason: string;
+}
+
+/** A batch's clusters, in order. */
+export interface DecodedBatch {
+  readonly pieces: Buffer[];
+  /** Gives their memory back for the next batch (a slot of the pool's arena); absent: it is collected. */
+  readonly release?: () => void;
 }
 
 /** What every worker of a pool is started with (its workerData). */
@@ -34,6 +42,8 @@ interface Request {
   span?: FileSpan & { position: number; length: number };
   /** [start, length] of each cluster's bytes in `input` (or in the span). */
   bounds: number[];
+  /** With `keep` and an arena: where the worker puts the clusters, one after another. */
+  out?: { memory: SharedArrayBuffer; offset: number; length: number };
 }
 
 /** An image file the workers read themselves: its descriptor (shared by the process's threads) and size. */
@@ -47,7 +57,10 @@ export interface FileSpan {
  * why the span could not be read; the request's input buffer, if any, always comes back for reuse.
  */
 type Reply = { id: number; input?: ArrayBuffer } & (
-  { pieces: [ArrayBuffer, number, number][] } | { index: number; reason: string } | { readError: string }
+  | { pieces: [ArrayBuffer, number, number][] }
+  | { filled: true }
+  | { index: number; reason: string }
+  | { readError: string }
 );
 
 /**
@@ -69,6 +82,11 @@ export interface PoolOptions {
    * ~15% more CPU).
    */
   readonly lean?: boolean;
+  /**
+   * Where workers put the clusters of the batches sent back, instead of transferring a buffer per
+   * cluster; a batch's slot comes back through DecodedBatch.release.
+   */
+  readonly arena?: SlotArena;
 }
 
 /** Input buffers are at least this large, so one fits most batches. */
@@ -91,7 +109,7 @@ let spanBuffer = new ArrayBuffer(0);
 parentPort.on('message', (message) => {
   if (message === 'close') return parentPort.close(); // nothing else keeps the thread alive: it ends
   if (Atomics.load(closing, 0) === 1) return; // a batch queued before the close: nobody waits for it
-  const { id, codec, clusterSize, keep, span, bounds } = message;
+  const { id, codec, clusterSize, keep, span, bounds, out } = message;
   let input = message.input;
   if (span) {
     if (spanBuffer.byteLength < span.length) spanBuffer = new ArrayBuffer(Math.max(span.length, ${MIN_INPUT_BUFFER}));
@@ -116,10 +134,12 @@ parentPort.on('message', (message) => {
   }
   const inputs = [];
   for (let i = 0; i < count; i++) inputs.push(new Uint8Array(input, bounds[2 * i], bounds[2 * i + 1]));
-  const result = decompressBatch(zlib, codec, inputs, clusterSize, keep, decompressCluster, ${OWN_BUFFER_CLUSTER_SIZE});
+  const into = keep && out ? Buffer.from(out.memory, out.offset, out.length) : undefined;
+  const result = decompressBatch(zlib, codec, inputs, clusterSize, keep, decompressCluster, ${OWN_BUFFER_CLUSTER_SIZE}, into);
   const back = span ? {} : { input };
   const transferBack = span ? [] : [input];
   if (!Array.isArray(result)) return parentPort.postMessage({ id, ...back, index: result.index, reason: result.reason }, transferBack);
+  if (into) return parentPort.postMessage({ id, ...back, filled: true }, transferBack);
   const pieces = result.map((piece) => [piece.buffer, piece.byteOffset, piece.byteLength]);
   parentPort.postMessage({ id, ...back, pieces }, [...transferBack, ...pieces.map((piece) => piece[0])]);
 });
@@ -129,8 +149,11 @@ parentPort.on('message', (message) => {
 const CLOSE_TIMEOUT_MS = 10_000;
 
 interface Pending {
-  resolve(result: Buffer[] | BatchFailure): void;
+  resolve(result: DecodedBatch | BatchFailure): void;
   reject(error: Error): void;
+  /** The arena's slot the worker fills, and how many bytes of it. */
+  slot?: Slot;
+  filled: number;
 }
 
 export class DecompressPool {
@@ -150,6 +173,7 @@ export class DecompressPool {
   /** Set to 1 on close: workers skip the batches still queued to them. */
   private readonly closing = new Int32Array(new SharedArrayBuffer(4));
   private readonly exited = new Set<Worker>();
+  private readonly arena: SlotArena | undefined;
 
   constructor(codec: Codec, clusterSize: number, threads: number, options: PoolOptions = {}) {
     this.codec = codec;
@@ -158,6 +182,7 @@ export class DecompressPool {
     // process-wide; this one only adds that function to new contexts.
     setFlagsFromString('--expose-gc');
     this.collectEvery = options.lean ? LEAN_COLLECT_EVERY : COLLECT_EVERY;
+    this.arena = options.arena;
     // A new context created now has gc(), which collects this thread's heap.
     this.collect = options.lean ? (runInNewContext('gc') as () => void) : undefined;
     for (let i = 0; i < threads; i++) {
@@ -179,9 +204,9 @@ export class DecompressPool {
 
   /**
    * The batch's clusters in order, in one or more buffers, or the first that failed. With `keep`
-   * false (a dry pass) the clusters are checked but not sent back: success is an empty array.
+   * false (a dry pass) the clusters are checked but not sent back: success is no pieces.
    */
-  decompress(inputs: readonly Buffer[], keep = true): Promise<Buffer[] | BatchFailure> {
+  decompress(inputs: readonly Buffer[], keep = true): Promise<DecodedBatch | BatchFailure> {
     if (this.failure) return Promise.reject(this.failure);
     const { packed, bounds } = this.pack(inputs);
     return this.send({
@@ -205,7 +230,7 @@ export class DecompressPool {
     length: number,
     bounds: number[],
     keep = true,
-  ): Promise<Buffer[] | BatchFailure> {
+  ): Promise<DecodedBatch | BatchFailure> {
     if (this.failure) return Promise.reject(this.failure);
     const span = { fd: file.fd, size: file.size, position, length };
     return this.send({ id: this.nextId++, codec: this.codec, clusterSize: this.clusterSize, keep, span, bounds });
@@ -229,13 +254,16 @@ export class DecompressPool {
     return { packed: buffer, bounds };
   }
 
-  /** To the least loaded worker. */
-  private send(request: Request): Promise<Buffer[] | BatchFailure> {
+  /** To the least loaded worker, with a slot of the arena to fill if it is to send the clusters back. */
+  private send(request: Request): Promise<DecodedBatch | BatchFailure> {
     let worker = this.workers[0]!;
     for (const candidate of this.workers) if (this.load.get(candidate)! < this.load.get(worker)!) worker = candidate;
     this.load.set(worker, this.load.get(worker)! + 1);
+    const filled = (request.bounds.length / 2) * this.clusterSize;
+    const slot = request.keep && this.arena && filled <= this.arena.slotSize ? this.arena.take() : undefined;
+    if (slot) request.out = { memory: slot.memory, offset: slot.offset, length: filled };
     return new Promise((resolve, reject) => {
-      this.pending.set(request.id, { resolve, reject });
+      this.pending.set(request.id, { resolve, reject, filled, ...(slot && { slot }) });
       worker.postMessage(request, request.input ? [request.input] : []);
     });
   }
@@ -268,7 +296,17 @@ export class DecompressPool {
     this.pending.delete(reply.id);
     this.load.set(worker, this.load.get(worker)! - 1);
     if (reply.input) this.spareInputs.push(reply.input);
+    const { slot } = waiting;
+    if (slot && !('filled' in reply)) this.arena!.give(slot);
     if ('readError' in reply) return waiting.reject(new Error(reply.readError));
+    if ('filled' in reply && slot) {
+      let given = false;
+      const release = () => {
+        if (!given) this.arena!.give(slot);
+        given = true;
+      };
+      return waiting.resolve({ pieces: [slot.bytes.subarray(0, waiting.filled)], release });
+    }
     if (this.collect && 'pieces' in reply) {
       for (const [, , length] of reply.pieces) this.receivedSinceCollected += length;
       if (this.receivedSinceCollected >= this.collectEvery) {
@@ -278,8 +316,10 @@ export class DecompressPool {
     }
     waiting.resolve(
       'pieces' in reply
-        ? reply.pieces.map(([buffer, offset, length]) => Buffer.from(buffer, offset, length))
-        : { index: reply.index, reason: reply.reason },
+        ? { pieces: reply.pieces.map(([buffer, offset, length]) => Buffer.from(buffer, offset, length)) }
+        : 'index' in reply
+          ? { index: reply.index, reason: reply.reason }
+          : { pieces: [] },
     );
   }
 
