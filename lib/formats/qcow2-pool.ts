@@ -66,8 +66,9 @@ type Reply = { id: number; input?: ArrayBuffer } & (
 /**
  * Each cluster zlib or zstd decompresses is a new buffer, freed only when V8 collects it; V8 lets a
  * thread's dead buffers reach 64 MiB or more before it does, so two workers of a dry pass alone
- * would hold ~170 MiB of garbage. Each worker collects after every `collectEvery` bytes of output
- * instead (default: this; measured on the bench images: peak RSS -65 MiB for ~10% more
+ * would hold ~170 MiB of garbage. decompressBatch frees clusters of Buffer.poolSize bytes or more
+ * itself; for smaller ones, each worker collects after every `collectEvery` bytes of them (default:
+ * this; measured on the bench images before clusters were freed: peak RSS -65 MiB for ~10% more
  * decompression CPU). See `PoolOptions.lean` for the main thread.
  */
 const COLLECT_EVERY = 32 * 1024 * 1024;
@@ -127,7 +128,8 @@ parentPort.on('message', (message) => {
     input = spanBuffer;
   }
   const count = bounds.length / 2;
-  sinceCollected += count * clusterSize;
+  // decompressBatch frees larger clusters itself (or they are sent back); smaller ones are garbage.
+  if (clusterSize < Buffer.poolSize) sinceCollected += count * clusterSize;
   if (sinceCollected >= collectEvery && typeof gc === 'function') {
     sinceCollected = 0;
     gc();
