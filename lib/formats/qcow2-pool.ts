@@ -271,6 +271,23 @@ export class DecompressPool {
   }
 
   /**
+   * Between passes: the workers stay, waiting, but do not keep the process alive (they end with it,
+   * idle). `resume` before sending more batches.
+   */
+  idle(): void {
+    for (const worker of this.workers) worker.unref();
+  }
+
+  resume(): void {
+    for (const worker of this.workers) worker.ref();
+  }
+
+  /** false once a worker failed or the pool was closed. */
+  get usable(): boolean {
+    return this.failure === undefined;
+  }
+
+  /**
    * Stops the workers; batches still pending are rejected. Each worker finishes the batch in hand
    * and ends by itself: terminating one mid-batch can abort the whole process (Node 24 asserts in
    * its cleanup when termination lands between creating a zlib/zstd context and initialising it).

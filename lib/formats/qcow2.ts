@@ -110,10 +110,11 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
   // The workers' batches land in slots of this (kept ones too, until the writing pass writes them).
   const slotSize = Math.ceil((compressedBatch * header.clusterSize) / PAGE_SIZE) * PAGE_SIZE;
   const pool: PoolOptions = { lean: options.lean ?? false, arena: new SlotArena(slotSize) };
+  const spare: SparePool = {};
   return {
     info,
-    extents: () => decodeSegments(source, header, walk, threads, startAfter, keptOutput, kept, pool),
-    check: () => decodeSegments(source, header, walk, threads, startAfter, droppedOutput, kept, pool),
+    extents: () => decodeSegments(source, header, walk, threads, startAfter, keptOutput, kept, pool, spare),
+    check: () => decodeSegments(source, header, walk, threads, startAfter, droppedOutput, kept, pool, spare),
   };
 }
 
@@ -154,6 +155,14 @@ class KeptBatches {
     this.batches.delete(segment.offset);
     return batch;
   }
+}
+
+/**
+ * The workers a finished dry pass leaves for the writing pass that follows it: starting a pool's
+ * workers costs each its own isolate (~20-30 ms of CPU a worker on the bench machine).
+ */
+interface SparePool {
+  pool?: DecompressPool;
 }
 
 type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
@@ -285,10 +294,14 @@ async function* decodeSegments<T>(
   output: Output<T>,
   kept: KeptBatches,
   poolOptions: PoolOptions,
+  spare: SparePool,
 ): AsyncGenerator<T> {
   const walk = segments();
   let decodedHere = 0;
-  while (threads === 0 || decodedHere < startAfter) {
+  // A dry pass's workers, still there: this pass uses them from its first batch.
+  const left = spare.pool;
+  spare.pool = undefined;
+  while (!left && (threads === 0 || decodedHere < startAfter)) {
     const next = walk.next();
     if (next.done) return;
     const segment = next.value;
@@ -304,7 +317,9 @@ async function* decodeSegments<T>(
   // Batches go to the workers ahead of the consumer; extents come out in guest order. Plain
   // segments and kept batches wait in the queue as they are: a file source reads a plain segment
   // only when it is due.
-  const pool = new DecompressPool(header.compression, header.clusterSize, threads, poolOptions);
+  const pool = left ?? new DecompressPool(header.compression, header.clusterSize, threads, poolOptions);
+  pool.resume();
+  let finished = false;
   try {
     const queue: (PlainSegment | { segment: CompressedSegment; batch: DecodedBatch } | Promise<T[]>)[] = [];
     let inFlight = 0;
@@ -338,7 +353,10 @@ async function* decodeSegments<T>(
         queue.push(extent);
       }
       const head = queue.shift();
-      if (head === undefined) return;
+      if (head === undefined) {
+        finished = true;
+        return;
+      }
       if (head instanceof Promise) {
         inFlight--;
         yield* await head;
@@ -349,6 +367,12 @@ async function* decodeSegments<T>(
       }
     }
   } finally {
-    await pool.close();
+    // A dry pass that ran to its end leaves its workers for the writing pass; any other ends them.
+    if (finished && !output.writing && pool.usable && !spare.pool) {
+      pool.idle();
+      spare.pool = pool;
+    } else {
+      await pool.close();
+    }
   }
 }
