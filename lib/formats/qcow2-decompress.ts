@@ -88,10 +88,12 @@ export function decompressCluster(
 }
 
 /**
- * A batch of compressed clusters, decompressed in order: with `keep`, their bytes (small clusters
- * packed into one buffer of their own, large ones each in the buffer zlib or zstd made, from
- * `ownBufferFrom` bytes on); without (a dry pass), none; or the first that is not a cluster, and why.
- * `decompress` is `decompressCluster`, passed in so that this stays self-contained.
+ * A batch of compressed clusters, decompressed in order: with `keep`, their bytes (copied one after
+ * another into `into` when given; else small clusters packed into one buffer of their own, large
+ * ones each in the buffer zlib or zstd made, from `ownBufferFrom` bytes on); without (a dry pass),
+ * none; or the first that is not a cluster, and why. `decompress` is `decompressCluster`, passed in
+ * so that this stays self-contained. A cluster's own buffer that is not handed on (checked only, or
+ * copied) is freed at once, not left for the garbage collector, from Buffer.poolSize bytes on.
  */
 export function decompressBatch(
   zlib: typeof Zlib,
@@ -101,16 +103,20 @@ export function decompressBatch(
   keep: boolean,
   decompress: typeof decompressCluster,
   ownBufferFrom: number,
+  into?: Buffer,
 ): Buffer[] | { index: number; reason: string } {
   const packed =
-    clusterSize >= ownBufferFrom || !keep ? undefined : Buffer.allocUnsafeSlow(inputs.length * clusterSize);
+    into ?? (clusterSize >= ownBufferFrom || !keep ? undefined : Buffer.allocUnsafeSlow(inputs.length * clusterSize));
+  // Clusters of Buffer.poolSize or more never lie in Buffer's shared pool: the memory is the
+  // cluster's alone, and detaching it (transfer to an empty buffer) frees it now.
+  const free = clusterSize >= Buffer.poolSize;
   const pieces: Buffer[] = [];
   for (let i = 0; i < inputs.length; i++) {
     const cluster = decompress(zlib, codec, inputs[i]!, clusterSize);
     if (typeof cluster === 'string') return { index: i, reason: cluster };
-    if (!keep) continue;
-    if (packed) cluster.copy(packed, i * clusterSize);
-    else pieces.push(cluster);
+    if (keep && packed) cluster.copy(packed, i * clusterSize);
+    else if (keep) pieces.push(cluster);
+    if ((!keep || packed) && free) (cluster.buffer as ArrayBuffer).transfer(0);
   }
-  return packed ? [packed] : pieces;
+  return packed ? [packed.subarray(0, inputs.length * clusterSize)] : pieces;
 }

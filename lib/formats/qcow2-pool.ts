@@ -1,16 +1,25 @@
 // Worker threads that decompress batches of qcow2 clusters, so decompression runs on the other cores
-// while the main thread walks the map and writes. A batch's compressed bytes are copied into one
-// transferable buffer; its clusters come back in one transferred buffer, in order.
+// while the main thread walks the map and writes. A batch's compressed bytes are read by the worker
+// itself from the image file when there is one (the main thread only says where), otherwise copied
+// into one transferable buffer; its clusters come back in transferred buffers, in order.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Worker } from 'node:worker_threads';
 import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE, type Codec } from './qcow2-decompress.ts';
+import type { Slot, SlotArena } from './slot-arena.ts';
 import { decompressionStopped, decompressionWorkerFailed } from '../errors.ts';
 
 /** A batch that did not decompress: which cluster of it, and why. */
 export interface BatchFailure {
   readonly index: number;
   readonly reason: string;
+}
+
+/** A batch's clusters, in order. */
+export interface DecodedBatch {
+  readonly pieces: Buffer[];
+  /** Gives their memory back for the next batch (a slot of the pool's arena); absent: it is collected. */
+  readonly release?: () => void;
 }
 
 /** What every worker of a pool is started with (its workerData). */
@@ -27,24 +36,39 @@ interface Request {
   clusterSize: number;
   /** false: a dry pass; the clusters are decompressed and checked, then dropped, not sent back. */
   keep: boolean;
-  input: ArrayBuffer;
-  /** [start, length] of each cluster's bytes in `input`. */
+  /** The batch's compressed bytes, copied here; or, with `span`, read by the worker. */
+  input?: ArrayBuffer;
+  /** Where in the image file the batch's bytes lie (FileSpan), for the worker to read them itself. */
+  span?: FileSpan & { position: number; length: number };
+  /** [start, length] of each cluster's bytes in `input` (or in the span). */
   bounds: number[];
+  /** With `keep` and an arena: where the worker puts the clusters, one after another. */
+  out?: { memory: SharedArrayBuffer; offset: number; length: number };
+}
+
+/** An image file the workers read themselves: its descriptor (shared by the process's threads) and size. */
+export interface FileSpan {
+  readonly fd: number;
+  readonly size: number;
 }
 
 /**
- * Pieces of the batch's output in order, each [buffer, byteOffset, byteLength], or the failure; the
- * request's input buffer always comes back, for reuse.
+ * Pieces of the batch's output in order, each [buffer, byteOffset, byteLength], or the failure, or
+ * why the span could not be read; the request's input buffer, if any, always comes back for reuse.
  */
-type Reply = { id: number; input: ArrayBuffer } & (
-  { pieces: [ArrayBuffer, number, number][] } | { index: number; reason: string }
+type Reply = { id: number; input?: ArrayBuffer } & (
+  | { pieces: [ArrayBuffer, number, number][] }
+  | { filled: true }
+  | { index: number; reason: string }
+  | { readError: string }
 );
 
 /**
  * Each cluster zlib or zstd decompresses is a new buffer, freed only when V8 collects it; V8 lets a
  * thread's dead buffers reach 64 MiB or more before it does, so two workers of a dry pass alone
- * would hold ~170 MiB of garbage. Each worker collects after every `collectEvery` bytes of output
- * instead (default: this; measured on the bench images: peak RSS -65 MiB for ~10% more
+ * would hold ~170 MiB of garbage. decompressBatch frees clusters of Buffer.poolSize bytes or more
+ * itself; for smaller ones, each worker collects after every `collectEvery` bytes of them (default:
+ * this; measured on the bench images before clusters were freed: peak RSS -65 MiB for ~10% more
  * decompression CPU). See `PoolOptions.lean` for the main thread.
  */
 const COLLECT_EVERY = 32 * 1024 * 1024;
@@ -59,47 +83,79 @@ export interface PoolOptions {
    * ~15% more CPU).
    */
   readonly lean?: boolean;
+  /**
+   * Where workers put the clusters of the batches sent back, instead of transferring a buffer per
+   * cluster; a batch's slot comes back through DecodedBatch.release.
+   */
+  readonly arena?: SlotArena;
 }
+
+/** Input buffers are at least this large, so one fits most batches. */
+const MIN_INPUT_BUFFER = 2 * 1024 * 1024;
 
 // Runs inside each worker: CommonJS `eval` code, built from `decompressCluster`'s and `decompressBatch`'s own source text.
 // Large clusters travel in the buffers zlib made for them (transferred, not copied: no garbage piles
 // up in the worker); small ones are packed into one buffer per batch.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
+const { readSync } = require('node:fs');
 const zlib = require('node:zlib');
 const decompressCluster = (${decompressCluster.toString()});
 const decompressBatch = (${decompressBatch.toString()});
 const closing = new Int32Array(workerData.closing);
 const collectEvery = workerData.collectEvery;
 let sinceCollected = 0;
+// Where spans are read: reused, so reading leaves no garbage behind.
+let spanBuffer = new ArrayBuffer(0);
 parentPort.on('message', (message) => {
   if (message === 'close') return parentPort.close(); // nothing else keeps the thread alive: it ends
   if (Atomics.load(closing, 0) === 1) return; // a batch queued before the close: nobody waits for it
-  const { id, codec, clusterSize, keep, input, bounds } = message;
+  const { id, codec, clusterSize, keep, span, bounds, out } = message;
+  let input = message.input;
+  if (span) {
+    if (spanBuffer.byteLength < span.length) spanBuffer = new ArrayBuffer(Math.max(span.length, ${MIN_INPUT_BUFFER}));
+    const bytes = new Uint8Array(spanBuffer, 0, span.length);
+    try {
+      for (let done = 0; done < span.length;) {
+        const n = readSync(span.fd, bytes, done, span.length - done, span.position + done);
+        // The file shrank after it was opened: its bytes are no longer the image that was checked.
+        if (n === 0) return parentPort.postMessage({ id, readError: 'the image file ended at ' + (span.position + done) + ' of its ' + span.size + ' bytes' });
+        done += n;
+      }
+    } catch (error) {
+      return parentPort.postMessage({ id, readError: String(error && error.message || error) });
+    }
+    input = spanBuffer;
+  }
   const count = bounds.length / 2;
-  sinceCollected += count * clusterSize;
+  // decompressBatch frees larger clusters itself (or they are sent back); smaller ones are garbage.
+  if (clusterSize < Buffer.poolSize) sinceCollected += count * clusterSize;
   if (sinceCollected >= collectEvery && typeof gc === 'function') {
     sinceCollected = 0;
     gc();
   }
   const inputs = [];
   for (let i = 0; i < count; i++) inputs.push(new Uint8Array(input, bounds[2 * i], bounds[2 * i + 1]));
-  const result = decompressBatch(zlib, codec, inputs, clusterSize, keep, decompressCluster, ${OWN_BUFFER_CLUSTER_SIZE});
-  if (!Array.isArray(result)) return parentPort.postMessage({ id, input, index: result.index, reason: result.reason }, [input]);
+  const into = keep && out ? Buffer.from(out.memory, out.offset, out.length) : undefined;
+  const result = decompressBatch(zlib, codec, inputs, clusterSize, keep, decompressCluster, ${OWN_BUFFER_CLUSTER_SIZE}, into);
+  const back = span ? {} : { input };
+  const transferBack = span ? [] : [input];
+  if (!Array.isArray(result)) return parentPort.postMessage({ id, ...back, index: result.index, reason: result.reason }, transferBack);
+  if (into) return parentPort.postMessage({ id, ...back, filled: true }, transferBack);
   const pieces = result.map((piece) => [piece.buffer, piece.byteOffset, piece.byteLength]);
-  parentPort.postMessage({ id, input, pieces }, [input, ...pieces.map((piece) => piece[0])]);
+  parentPort.postMessage({ id, ...back, pieces }, [...transferBack, ...pieces.map((piece) => piece[0])]);
 });
 `;
 
 /** How long close() waits for a worker to finish its batch and end. */
 const CLOSE_TIMEOUT_MS = 10_000;
 
-/** Input buffers are at least this large, so one fits most batches. */
-const MIN_INPUT_BUFFER = 2 * 1024 * 1024;
-
 interface Pending {
-  resolve(result: Buffer[] | BatchFailure): void;
+  resolve(result: DecodedBatch | BatchFailure): void;
   reject(error: Error): void;
+  /** The arena's slot the worker fills, and how many bytes of it. */
+  slot?: Slot;
+  filled: number;
 }
 
 export class DecompressPool {
@@ -119,6 +175,7 @@ export class DecompressPool {
   /** Set to 1 on close: workers skip the batches still queued to them. */
   private readonly closing = new Int32Array(new SharedArrayBuffer(4));
   private readonly exited = new Set<Worker>();
+  private readonly arena: SlotArena | undefined;
 
   constructor(codec: Codec, clusterSize: number, threads: number, options: PoolOptions = {}) {
     this.codec = codec;
@@ -127,6 +184,7 @@ export class DecompressPool {
     // process-wide; this one only adds that function to new contexts.
     setFlagsFromString('--expose-gc');
     this.collectEvery = options.lean ? LEAN_COLLECT_EVERY : COLLECT_EVERY;
+    this.arena = options.arena;
     // A new context created now has gc(), which collects this thread's heap.
     this.collect = options.lean ? (runInNewContext('gc') as () => void) : undefined;
     for (let i = 0; i < threads; i++) {
@@ -148,16 +206,46 @@ export class DecompressPool {
 
   /**
    * The batch's clusters in order, in one or more buffers, or the first that failed. With `keep`
-   * false (a dry pass) the clusters are checked but not sent back: success is an empty array.
+   * false (a dry pass) the clusters are checked but not sent back: success is no pieces.
    */
-  decompress(inputs: readonly Buffer[], keep = true): Promise<Buffer[] | BatchFailure> {
+  decompress(inputs: readonly Buffer[], keep = true): Promise<DecodedBatch | BatchFailure> {
     if (this.failure) return Promise.reject(this.failure);
+    const { packed, bounds } = this.pack(inputs);
+    return this.send({
+      id: this.nextId++,
+      codec: this.codec,
+      clusterSize: this.clusterSize,
+      keep,
+      input: packed,
+      bounds,
+    });
+  }
+
+  /**
+   * As `decompress`, for clusters the worker reads itself from `file`: the bytes [position, position +
+   * length), cluster i at `bounds[2i]` from `position` for `bounds[2i + 1]` bytes. A file that ends
+   * before the span does rejects.
+   */
+  decompressSpan(
+    file: FileSpan,
+    position: number,
+    length: number,
+    bounds: number[],
+    keep = true,
+  ): Promise<DecodedBatch | BatchFailure> {
+    if (this.failure) return Promise.reject(this.failure);
+    const span = { fd: file.fd, size: file.size, position, length };
+    return this.send({ id: this.nextId++, codec: this.codec, clusterSize: this.clusterSize, keep, span, bounds });
+  }
+
+  /** The inputs copied end to end into one transferable buffer (a spare one when one fits). */
+  private pack(inputs: readonly Buffer[]): { packed: ArrayBuffer; bounds: number[] } {
     let total = 0;
     for (const input of inputs) total += input.length;
     const spare = this.spareInputs.findIndex((buffer) => buffer.byteLength >= total);
-    const packed = Buffer.from(
-      spare >= 0 ? this.spareInputs.splice(spare, 1)[0]! : new ArrayBuffer(Math.max(total, MIN_INPUT_BUFFER)),
-    );
+    const buffer =
+      spare >= 0 ? this.spareInputs.splice(spare, 1)[0]! : new ArrayBuffer(Math.max(total, MIN_INPUT_BUFFER));
+    const packed = Buffer.from(buffer);
     const bounds: number[] = [];
     let at = 0;
     for (const input of inputs) {
@@ -165,22 +253,38 @@ export class DecompressPool {
       bounds.push(at, input.length);
       at += input.length;
     }
+    return { packed: buffer, bounds };
+  }
+
+  /** To the least loaded worker, with a slot of the arena to fill if it is to send the clusters back. */
+  private send(request: Request): Promise<DecodedBatch | BatchFailure> {
     let worker = this.workers[0]!;
     for (const candidate of this.workers) if (this.load.get(candidate)! < this.load.get(worker)!) worker = candidate;
     this.load.set(worker, this.load.get(worker)! + 1);
-    const id = this.nextId++;
-    const request: Request = {
-      id,
-      codec: this.codec,
-      clusterSize: this.clusterSize,
-      keep,
-      input: packed.buffer,
-      bounds,
-    };
+    const filled = (request.bounds.length / 2) * this.clusterSize;
+    const slot = request.keep && this.arena && filled <= this.arena.slotSize ? this.arena.take() : undefined;
+    if (slot) request.out = { memory: slot.memory, offset: slot.offset, length: filled };
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      worker.postMessage(request, [request.input]);
+      this.pending.set(request.id, { resolve, reject, filled, ...(slot && { slot }) });
+      worker.postMessage(request, request.input ? [request.input] : []);
     });
+  }
+
+  /**
+   * Between passes: the workers stay, waiting, but do not keep the process alive (they end with it,
+   * idle). `resume` before sending more batches.
+   */
+  idle(): void {
+    for (const worker of this.workers) worker.unref();
+  }
+
+  resume(): void {
+    for (const worker of this.workers) worker.ref();
+  }
+
+  /** false once a worker failed or the pool was closed. */
+  get usable(): boolean {
+    return this.failure === undefined;
   }
 
   /**
@@ -210,7 +314,18 @@ export class DecompressPool {
     if (!waiting) return;
     this.pending.delete(reply.id);
     this.load.set(worker, this.load.get(worker)! - 1);
-    this.spareInputs.push(reply.input);
+    if (reply.input) this.spareInputs.push(reply.input);
+    const { slot } = waiting;
+    if (slot && !('filled' in reply)) this.arena!.give(slot);
+    if ('readError' in reply) return waiting.reject(new Error(reply.readError));
+    if ('filled' in reply && slot) {
+      let given = false;
+      const release = () => {
+        if (!given) this.arena!.give(slot);
+        given = true;
+      };
+      return waiting.resolve({ pieces: [slot.bytes.subarray(0, waiting.filled)], release });
+    }
     if (this.collect && 'pieces' in reply) {
       for (const [, , length] of reply.pieces) this.receivedSinceCollected += length;
       if (this.receivedSinceCollected >= this.collectEvery) {
@@ -220,8 +335,10 @@ export class DecompressPool {
     }
     waiting.resolve(
       'pieces' in reply
-        ? reply.pieces.map(([buffer, offset, length]) => Buffer.from(buffer, offset, length))
-        : { index: reply.index, reason: reply.reason },
+        ? { pieces: reply.pieces.map(([buffer, offset, length]) => Buffer.from(buffer, offset, length)) }
+        : 'index' in reply
+          ? { index: reply.index, reason: reply.reason }
+          : { pieces: [] },
     );
   }
 

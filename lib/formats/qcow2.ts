@@ -10,7 +10,9 @@ import type { ImageSource } from '../source/image-source.ts';
 import { parseQcow2Header, type Qcow2Header } from './qcow2-header.ts';
 import { qcow2Segments, validateQcow2Map, type Segment } from './qcow2-map.ts';
 import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE } from './qcow2-decompress.ts';
-import { DecompressPool, type BatchFailure } from './qcow2-pool.ts';
+import { DecompressPool, type BatchFailure, type DecodedBatch, type PoolOptions } from './qcow2-pool.ts';
+import { SlotArena } from './slot-arena.ts';
+import { PAGE_SIZE } from '../source/aligned-memory.ts';
 import { qcow2BadCompressedCluster } from '../errors.ts';
 
 export interface Qcow2Options {
@@ -96,18 +98,23 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
   const wanted = options.threads ?? (stats.compressedClusters >= POOL_THRESHOLD ? defaultThreads() : 0);
   const threads = stats.compressedClusters === 0 && !options.progressive ? 0 : Math.max(0, Math.floor(wanted));
   const startAfter = options.threads === undefined ? DECODE_HERE_FIRST : 0;
+  const compressedBatch = Math.max(1, Math.floor(BATCH_BYTES / header.clusterSize));
   const walk = (): Generator<Segment> =>
     qcow2Segments(source, header, {
       maxRun: MAX_RUN,
       viewSize: viewSizeOf(source),
-      compressedBatch: Math.max(1, Math.floor(BATCH_BYTES / header.clusterSize)),
+      compressedBatch,
       emptyTables: stats.emptyTables,
     });
   const kept = new KeptBatches(options.keepDecoded ?? 0, header.clusterSize, stats.compressedClusters);
+  // The workers' batches land in slots of this (kept ones too, until the writing pass writes them).
+  const slotSize = Math.ceil((compressedBatch * header.clusterSize) / PAGE_SIZE) * PAGE_SIZE;
+  const pool: PoolOptions = { lean: options.lean ?? false, arena: new SlotArena(slotSize) };
+  const spare: SparePool = {};
   return {
     info,
-    extents: () => decodeSegments(source, header, walk, threads, startAfter, keptOutput, kept, options.lean ?? false),
-    check: () => decodeSegments(source, header, walk, threads, startAfter, droppedOutput, kept, options.lean ?? false),
+    extents: () => decodeSegments(source, header, walk, threads, startAfter, keptOutput, kept, pool, spare),
+    check: () => decodeSegments(source, header, walk, threads, startAfter, droppedOutput, kept, pool, spare),
   };
 }
 
@@ -122,7 +129,7 @@ class KeptBatches {
   private readonly clusterSize: number;
   private seen = 0;
   private keptBytes = 0;
-  private readonly batches = new Map<number, Buffer[]>();
+  private readonly batches = new Map<number, DecodedBatch>();
 
   constructor(budget: number, clusterSize: number, compressedClusters: number) {
     this.budget = Math.max(0, budget);
@@ -139,15 +146,23 @@ class KeptBatches {
     return true;
   }
 
-  put(segment: CompressedSegment, pieces: Buffer[]): void {
-    this.batches.set(segment.offset, pieces);
+  put(segment: CompressedSegment, batch: DecodedBatch): void {
+    this.batches.set(segment.offset, batch);
   }
 
-  take(segment: CompressedSegment): Buffer[] | undefined {
-    const pieces = this.batches.get(segment.offset);
+  take(segment: CompressedSegment): DecodedBatch | undefined {
+    const batch = this.batches.get(segment.offset);
     this.batches.delete(segment.offset);
-    return pieces;
+    return batch;
   }
+}
+
+/**
+ * The workers a finished dry pass leaves for the writing pass that follows it: starting a pool's
+ * workers costs each its own isolate (~20-30 ms of CPU a worker on the bench machine).
+ */
+interface SparePool {
+  pool?: DecompressPool;
 }
 
 type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
@@ -160,17 +175,41 @@ type PlainSegment = Exclude<Segment, CompressedSegment>;
  */
 function inputsOf(source: ImageSource, segment: CompressedSegment): Buffer[] {
   const { clusters } = segment;
+  const packed = packedSpan(segment);
+  if (!packed) return clusters.map((c) => source.read(c.hostOffset, c.length));
+  const span = source.read(packed.start, packed.end - packed.start);
+  return clusters.map((cluster) =>
+    span.subarray(cluster.hostOffset - packed.start, cluster.hostOffset - packed.start + cluster.length),
+  );
+}
+
+/** The file range a batch's clusters fill when they are packed one after another, else undefined. */
+function packedSpan(segment: CompressedSegment): { start: number; end: number } | undefined {
+  const { clusters } = segment;
   const start = clusters[0]!.hostOffset;
   let end = start;
   for (const cluster of clusters) {
-    if (cluster.hostOffset < start || cluster.hostOffset > end)
-      return clusters.map((c) => source.read(c.hostOffset, c.length));
+    if (cluster.hostOffset < start || cluster.hostOffset > end) return undefined;
     end = Math.max(end, cluster.hostOffset + cluster.length);
   }
-  const span = source.read(start, end - start);
-  return clusters.map((cluster) =>
-    span.subarray(cluster.hostOffset - start, cluster.hostOffset - start + cluster.length),
-  );
+  return { start, end };
+}
+
+/**
+ * Sends a batch to the pool: from the file itself when the source has one and the batch is packed
+ * (the worker reads it; this thread touches no compressed byte), otherwise its bytes read here.
+ */
+function toPool(pool: DecompressPool, source: ImageSource, segment: CompressedSegment, keep: boolean) {
+  const fd = source.descriptor;
+  const span = fd === undefined ? undefined : packedSpan(segment);
+  if (fd !== undefined && span) {
+    const bounds = segment.clusters.flatMap((cluster) => [cluster.hostOffset - span.start, cluster.length]);
+    return pool.decompressSpan({ fd, size: source.size }, span.start, span.end - span.start, bounds, keep);
+  }
+  const inputs = inputsOf(source, segment);
+  const decompressed = pool.decompress(inputs, keep); // copies the inputs before it returns
+  recycleInputs(source, inputs);
+  return decompressed;
 }
 
 /** Inputs that have been decompressed or copied: their buffers go back to the source. */
@@ -183,8 +222,11 @@ function refusal(header: Qcow2Header, segment: CompressedSegment, failure: Batch
   return qcow2BadCompressedCluster(guest, header.compression, header.clusterSize, failure.reason);
 }
 
-/** Extents over a batch's decompressed pieces, in order, ending where the segment ends. */
-function decompressedExtents(segment: CompressedSegment, pieces: readonly Buffer[]): DataExtent[] {
+/**
+ * Extents over a batch's decompressed pieces, in order, ending where the segment ends. The batch's
+ * release goes with the last: a writer releases extents in order, once written.
+ */
+function decompressedExtents(segment: CompressedSegment, { pieces, release }: DecodedBatch): DataExtent[] {
   const extents: DataExtent[] = [];
   let offset = segment.offset;
   const end = segment.offset + segment.length;
@@ -194,11 +236,13 @@ function decompressedExtents(segment: CompressedSegment, pieces: readonly Buffer
     extents.push({ offset, length, data: piece.subarray(0, length) });
     offset += length;
   }
+  const last = extents.at(-1);
+  if (last && release) extents[extents.length - 1] = { ...last, release };
   return extents;
 }
 
 /** Decompresses a batch on this thread: its clusters in one or more buffers. */
-function decompressHere(source: ImageSource, header: Qcow2Header, segment: CompressedSegment): Buffer[] {
+function decompressHere(source: ImageSource, header: Qcow2Header, segment: CompressedSegment): DecodedBatch {
   const inputs = inputsOf(source, segment);
   const result = decompressBatch(
     zlib,
@@ -211,7 +255,7 @@ function decompressHere(source: ImageSource, header: Qcow2Header, segment: Compr
   );
   if (!Array.isArray(result)) throw refusal(header, segment, result);
   recycleInputs(source, inputs);
-  return result;
+  return { pieces: result };
 }
 
 /** What a pass makes of segments: extents with their bytes, or only their shapes. */
@@ -219,7 +263,7 @@ interface Output<T> {
   /** true: the writing pass (takes kept batches); false: the dry pass (keeps batches it is given room for). */
   readonly writing: boolean;
   plain(source: ImageSource, segment: PlainSegment): T;
-  compressed(segment: CompressedSegment, pieces: readonly Buffer[]): T[];
+  compressed(segment: CompressedSegment, batch: DecodedBatch): T[];
 }
 
 /** A plain segment's bytes, read when due; written, they go back to the source for the next read. */
@@ -249,11 +293,15 @@ async function* decodeSegments<T>(
   startAfter: number,
   output: Output<T>,
   kept: KeptBatches,
-  lean: boolean,
+  poolOptions: PoolOptions,
+  spare: SparePool,
 ): AsyncGenerator<T> {
   const walk = segments();
   let decodedHere = 0;
-  while (threads === 0 || decodedHere < startAfter) {
+  // A dry pass's workers, still there: this pass uses them from its first batch.
+  const left = spare.pool;
+  spare.pool = undefined;
+  while (!left && (threads === 0 || decodedHere < startAfter)) {
     const next = walk.next();
     if (next.done) return;
     const segment = next.value;
@@ -261,17 +309,19 @@ async function* decodeSegments<T>(
       yield output.plain(source, segment);
       continue;
     }
-    const pieces = (output.writing && kept.take(segment)) || decompressHere(source, header, segment);
-    if (!output.writing && kept.wants(segment)) kept.put(segment, pieces);
+    const batch = (output.writing && kept.take(segment)) || decompressHere(source, header, segment);
+    if (!output.writing && kept.wants(segment)) kept.put(segment, batch);
     decodedHere += segment.length;
-    yield* output.compressed(segment, pieces);
+    yield* output.compressed(segment, batch);
   }
   // Batches go to the workers ahead of the consumer; extents come out in guest order. Plain
   // segments and kept batches wait in the queue as they are: a file source reads a plain segment
   // only when it is due.
-  const pool = new DecompressPool(header.compression, header.clusterSize, threads, { lean });
+  const pool = left ?? new DecompressPool(header.compression, header.clusterSize, threads, poolOptions);
+  pool.resume();
+  let finished = false;
   try {
-    const queue: (PlainSegment | { segment: CompressedSegment; pieces: Buffer[] } | Promise<T[]>)[] = [];
+    const queue: (PlainSegment | { segment: CompressedSegment; batch: DecodedBatch } | Promise<T[]>)[] = [];
     let inFlight = 0;
     let walked = false;
     for (;;) {
@@ -286,18 +336,16 @@ async function* decodeSegments<T>(
           queue.push(segment);
           continue;
         }
-        const pieces = output.writing ? kept.take(segment) : undefined;
-        if (pieces) {
-          queue.push({ segment, pieces });
+        const batch = output.writing ? kept.take(segment) : undefined;
+        if (batch) {
+          queue.push({ segment, batch });
           continue;
         }
         const keep = output.writing || kept.wants(segment);
         inFlight++;
-        const inputs = inputsOf(source, segment);
-        const decompressed = pool.decompress(inputs, keep); // copies the inputs before it returns
-        recycleInputs(source, inputs);
+        const decompressed = toPool(pool, source, segment, keep);
         const extent = decompressed.then((result) => {
-          if (!Array.isArray(result)) throw refusal(header, segment, result);
+          if ('index' in result) throw refusal(header, segment, result);
           if (!output.writing && keep) kept.put(segment, result);
           return output.compressed(segment, result);
         });
@@ -305,17 +353,26 @@ async function* decodeSegments<T>(
         queue.push(extent);
       }
       const head = queue.shift();
-      if (head === undefined) return;
+      if (head === undefined) {
+        finished = true;
+        return;
+      }
       if (head instanceof Promise) {
         inFlight--;
         yield* await head;
-      } else if ('pieces' in head) {
-        yield* output.compressed(head.segment, head.pieces);
+      } else if ('batch' in head) {
+        yield* output.compressed(head.segment, head.batch);
       } else {
         yield output.plain(source, head);
       }
     }
   } finally {
-    await pool.close();
+    // A dry pass that ran to its end leaves its workers for the writing pass; any other ends them.
+    if (finished && !output.writing && pool.usable && !spare.pool) {
+      pool.idle();
+      spare.pool = pool;
+    } else {
+      await pool.close();
+    }
   }
 }

@@ -9,7 +9,8 @@ export interface DataExtent {
   readonly data: Buffer;
   /**
    * Optional: call once the bytes are no longer needed (written), and keep no view of them after:
-   * their buffer may then be reused. Not calling it is always safe (the buffer is collected).
+   * their buffer may then be reused. Not calling it is always safe (the buffer is collected, or
+   * held until the image is: a decoder's shared memory is then not reused).
    */
   readonly release?: () => void;
 }

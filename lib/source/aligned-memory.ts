@@ -7,11 +7,11 @@
 export const PAGE_SIZE = 4096;
 const WASM_PAGE_SIZE = 65536;
 
-const alignedBackings = new WeakSet<ArrayBuffer>();
+const alignedBackings = new WeakSet<ArrayBufferLike>();
 
 /** The part of the WebAssembly API used here (this project's TypeScript libs declare no DOM/wasm values). */
 interface WasmMemoryConstructor {
-  new (descriptor: { initial: number; maximum: number }): { readonly buffer: ArrayBuffer };
+  new (descriptor: { initial: number; maximum: number; shared?: boolean }): { readonly buffer: ArrayBufferLike };
 }
 const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: WasmMemoryConstructor } }).WebAssembly.Memory;
 
@@ -20,19 +20,28 @@ const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: WasmMemory
  * boundary, in one allocation that is never resized.
  */
 export function alignedBuffers(size: number, count: number): Buffer[] {
+  const memory = alignedMemory(size, count, false);
+  return Array.from({ length: count }, (_, i) => Buffer.from(memory, i * size, size));
+}
+
+/**
+ * As `alignedBuffers`, in memory other threads of this process can fill: one SharedArrayBuffer of
+ * `count` page-aligned slots of `size` bytes, slot i at i * size.
+ */
+export function sharedAlignedMemory(size: number, count: number): SharedArrayBuffer {
+  return alignedMemory(size, count, true) as SharedArrayBuffer;
+}
+
+function alignedMemory(size: number, count: number, shared: boolean): ArrayBufferLike {
   if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0)
     throw new RangeError(`aligned buffer size ${size} is not a multiple of ${PAGE_SIZE}`);
   const pages = Math.ceil((size * count) / WASM_PAGE_SIZE);
-  const memory = new WasmMemory({ initial: pages, maximum: pages });
-  alignedBackings.add(memory.buffer);
-  return Array.from({ length: count }, (_, i) => Buffer.from(memory.buffer, i * size, size));
+  const { buffer } = new WasmMemory({ initial: pages, maximum: pages, shared });
+  alignedBackings.add(buffer);
+  return buffer;
 }
 
 /** Whether `bytes` provably starts on a page boundary and spans whole pages. */
 export function isPageAligned(bytes: Buffer): boolean {
-  return (
-    alignedBackings.has(bytes.buffer as ArrayBuffer) &&
-    bytes.byteOffset % PAGE_SIZE === 0 &&
-    bytes.length % PAGE_SIZE === 0
-  );
+  return alignedBackings.has(bytes.buffer) && bytes.byteOffset % PAGE_SIZE === 0 && bytes.length % PAGE_SIZE === 0;
 }

@@ -53,6 +53,10 @@ export class FileSource implements ImageSource {
     return out;
   }
 
+  get descriptor(): number | undefined {
+    return this.fd;
+  }
+
   recycle(bytes: Buffer): void {
     const slab = this.slab;
     if (!slab || bytes.buffer !== slab[0]!.buffer) return;

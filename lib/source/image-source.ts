@@ -21,6 +21,12 @@ export interface ImageSource {
    * instead of faulting in fresh memory for every read. Not calling it is always safe.
    */
   recycle?(bytes: Buffer): void;
+  /**
+   * Optional: the bytes are an open file's, at the same offsets, and other threads of this process
+   * may pread this descriptor themselves until the source is closed. Decoders' workers then read
+   * what they decode, and the calling thread neither reads nor copies those bytes.
+   */
+  readonly descriptor?: number;
 }
 
 /** The bounds check every `read` makes first: [offset, offset + length) must lie inside `size` bytes of `what`. */

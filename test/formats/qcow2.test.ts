@@ -1,14 +1,17 @@
 // The qcow2 decoder against qemu: every variant qemu-img and qemu-io make decodes to the same bytes
 // as `qemu-img convert -O raw`, on the calling thread and in the worker pool.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
+import { FileSource } from '../../lib/source/file-source.ts';
 import { openQcow2 } from '../../lib/formats/qcow2.ts';
+import { isZero } from '../../lib/formats/types.ts';
 import {
   makeQcow2Fixtures,
   patchBytes,
@@ -19,7 +22,7 @@ import {
 } from '../../scripts/fixtures/qcow2.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { decodeToSha256 } from '../helpers/decode.ts';
-import { layoutOf, OFFSET_MASK } from '../helpers/qcow2-layout.ts';
+import { compressedExtent, isCompressed, layoutOf, OFFSET_MASK } from '../helpers/qcow2-layout.ts';
 
 describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert', () => {
   let dir: string;
@@ -47,6 +50,43 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
     const pooled = await decodeToSha256(await open(name, 2));
     expect(pooled.sha256).toBe(expected);
   });
+
+  it.each(QCOW2_FIXTURE_NAMES)(
+    '%s: read from the file by the workers themselves, decodes as qemu-img does',
+    async (name) => {
+      const path = fixtures.get(name)!.path;
+      const source = new FileSource(path);
+      try {
+        expect(source.descriptor).toBeTypeOf('number');
+        const image = openQcow2(source, { threads: 2, keepDecoded: source.size / 2 });
+        for await (const _ of image.check!()) continue;
+        expect((await decodeToSha256(image)).sha256).toBe(qemuRawSha256(path, dir));
+      } finally {
+        source.close();
+      }
+    },
+  );
+
+  it.each(['zlib-64k', 'zstd-4k'])(
+    '%s: a file cut short under the workers rejects, as the file source does',
+    async (name) => {
+      const path = join(dir, `cut-${name}.qcow2`);
+      copyFileSync(fixtures.get(name)!.path, path);
+      const source = new FileSource(path);
+      try {
+        const image = openQcow2(source, { threads: 2 });
+        // The map was checked at open; the last compressed cluster is gone when a worker reads it (the
+        // tables lie before it, so only a worker's read can find the file short).
+        const layout = layoutOf(path);
+        const last = compressedExtent(layout, layout.l2.filter(isCompressed).at(-1)!).offset;
+        expect(layout.l2[0]!.at + layout.clusterSize).toBeLessThanOrEqual(last);
+        truncateSync(path, last);
+        await expect(decodeToSha256(image)).rejects.toThrow(/the image file ended at \d+ of its \d+ bytes/);
+      } finally {
+        source.close();
+      }
+    },
+  );
 
   it.each(['zlib-64k', 'zstd-4k'])('%s: the dry pass yields the extents without their bytes', async (name) => {
     for (const threads of [0, 2]) {
@@ -121,6 +161,53 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
       let covered = 0;
       for await (const shape of checked.check!()) covered = shape.offset + shape.length;
       expect(covered).toBe(12 * 1024 * 1024);
+    },
+  );
+
+  it.each(['zlib', 'zstd'])(
+    '%s: batches released as a writer releases them are filled again, and decode as qemu-img does',
+    async (compression) => {
+      // 32 MiB of distinct lines: 32 batches, four times the batches in flight at once.
+      const raw = join(dir, `reused-${compression}.raw`);
+      const image = join(dir, `reused-${compression}.qcow2`);
+      const lines = Array.from({ length: 32 * 1024 * 16 }, (_, i) => `line ${i} of the reused slots\n`.padEnd(64, '.'));
+      writeFileSync(raw, lines.join(''));
+      execFileSync('qemu-img', [
+        'convert',
+        '-c',
+        '-f',
+        'raw',
+        '-O',
+        'qcow2',
+        '-o',
+        `compression_type=${compression}`,
+        raw,
+        image,
+      ]);
+      const source = new FileSource(image);
+      try {
+        for (const keepDecoded of [0, source.size / 2]) {
+          const decoded = openQcow2(source, { threads: 2, keepDecoded });
+          for await (const _ of decoded.check!()) continue;
+          const hash = createHash('sha256');
+          const places = new Set<string>();
+          let batches = 0;
+          for await (const extent of decoded.extents()) {
+            if (isZero(extent)) throw new Error('no zeros in this image');
+            hash.update(extent.data);
+            if (extent.release) {
+              batches++;
+              places.add(`${extent.data.byteOffset}`);
+            }
+            extent.release?.(); // written: the memory may be filled again at once
+          }
+          expect(hash.digest('hex')).toBe(qemuRawSha256(image, dir));
+          expect(batches).toBeGreaterThan(16);
+          expect(places.size).toBeLessThan(batches);
+        }
+      } finally {
+        source.close();
+      }
     },
   );
 

@@ -4,7 +4,7 @@ import { closeSync, constants, mkdtempSync, openSync, rmSync, truncateSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alignedBuffers, isPageAligned, PAGE_SIZE } from '../../lib/source/aligned-memory.ts';
+import { alignedBuffers, isPageAligned, PAGE_SIZE, sharedAlignedMemory } from '../../lib/source/aligned-memory.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { attachLoop, detachLoop } from '../helpers/loop.ts';
 
@@ -53,6 +53,22 @@ describe.skipIf(skipWithout('root', 'loop'))('alignedBuffers on a device', () =>
       expect(writeSync(fd, buffer, 0, PAGE_SIZE, PAGE_SIZE)).toBe(PAGE_SIZE);
       expect(writeSync(fd, buffer, PAGE_SIZE, PAGE_SIZE, 0)).toBe(PAGE_SIZE);
       expect(() => writeSync(fd, buffer, 1, PAGE_SIZE, 0)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('shared memory too: every slot is taken by O_DIRECT writes, and vouched for', () => {
+    const fd = openSync(device, constants.O_WRONLY | constants.O_DIRECT);
+    try {
+      const memory = sharedAlignedMemory(3 * PAGE_SIZE, 3);
+      expect(memory).toBeInstanceOf(SharedArrayBuffer);
+      for (let slot = 0; slot < 3; slot++) {
+        const bytes = Buffer.from(memory, slot * 3 * PAGE_SIZE, 3 * PAGE_SIZE);
+        expect(isPageAligned(bytes)).toBe(true);
+        expect(writeSync(fd, bytes, 0, 3 * PAGE_SIZE, slot * 3 * PAGE_SIZE)).toBe(3 * PAGE_SIZE);
+        expect(() => writeSync(fd, bytes, 1, PAGE_SIZE, 0)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+      }
     } finally {
       closeSync(fd);
     }
