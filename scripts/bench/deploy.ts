@@ -30,7 +30,8 @@ function serve(files: string[], bytesPerSecond?: number): Promise<Server> {
       let sent = 0;
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         const due = start + (sent / bytesPerSecond) * 1000;
-        if (due > performance.now()) await setTimeout(due - performance.now());
+        const wait = due - performance.now(); // read once: a second reading may be past `due`
+        if (wait > 0) await setTimeout(wait);
         if (res.destroyed) return void stream.destroy();
         sent += chunk.length;
         if (!res.write(chunk)) await once(res, 'drain');
