@@ -110,8 +110,9 @@ export async function deployStreaming(
   const disk = await chooseDisk(await discoverDisks(), diskChoice(job.target));
   const network = networkFor(job, disk);
   const efiCheck = platform.uefi && !job.skipEfiCheck;
-  // UEFI: the entry is made after the write; a boot manager that cannot list entries fails now.
-  if (efiCheck) await checkBootManager(platform.bootManager);
+  // UEFI: the entry is made after the write; a boot manager that cannot list entries fails now. With
+  // skipEfiCheck too: whether an entry will be made is known only once the body is written.
+  if (platform.uefi) await checkBootManager(platform.bootManager);
   log.info(
     {
       disk: disk.path,

@@ -183,6 +183,16 @@ describe.skipIf(skipWithout('root', 'loop', 'mtools', 'sgdisk', 'qemu-img'))('by
     expect(await sha256Of(device)).toBe(before);
   });
 
+  it('skipEfiCheck and a boot manager that cannot list its entries: refused before anything is written', async () => {
+    const platform = uefi();
+    platform.bootManager.entries = async () => {
+      throw new Error('EFI variables are not supported on this system.');
+    };
+    const { device, before, error } = await deployWith('esp.raw', platform, { skipEfiCheck: true });
+    expect((error as ByoiError).message).toMatch(/^Could not read the UEFI boot entries/);
+    expect(await sha256Of(device)).toBe(before);
+  });
+
   for (const file of ['esp.qcow2', 'noesp.raw']) {
     it(`skipEfiCheck: ${file} without its loader deployed, no entry, and the log warns`, async () => {
       const platform = uefi();
