@@ -91,6 +91,31 @@ const lazyStringWidth: Plugin = {
   },
 };
 
+/**
+ * seek-bzip (the bzip2 decoder) still calls the deprecated `new Buffer(n)`. From node_modules Node
+ * lets that pass silently; bundled, it is our code to Node, which prints DEP0005 on stderr during
+ * every bzip2 decode. Its files get a `Buffer` of their own that makes the same zero-filled buffers
+ * through Buffer.alloc and Buffer.from (statics and instanceof as Buffer's).
+ */
+const seekBzipBuffer: Plugin = {
+  name: 'byoi-seek-bzip-buffer',
+  setup(pluginBuild) {
+    pluginBuild.onLoad({ filter: /[/\\]node_modules[/\\]seek-bzip[/\\].*\.js$/ }, async (args) => ({
+      loader: 'js',
+      contents: [
+        'var Buffer = (() => {',
+        '  const Real = globalThis.Buffer;',
+        "  const LegacyBuffer = function Buffer(value, encoding) { return typeof value === 'number' ? Real.alloc(value) : Real.from(value, encoding); };",
+        '  Object.setPrototypeOf(LegacyBuffer, Real);',
+        '  LegacyBuffer.prototype = Real.prototype;',
+        '  return LegacyBuffer;',
+        '})();',
+        await readFile(args.path, 'utf8'),
+      ].join('\n'),
+    }));
+  },
+};
+
 const common: BuildOptions = {
   bundle: true,
   platform: 'node',
@@ -138,7 +163,7 @@ export async function bundle(entry: string, outdir: string, name: string): Promi
             chunkNames: 'chunk-[hash]',
           }
         : { entryPoints: [source], outfile }),
-      plugins: [workerUrls(found), lazyStringWidth],
+      plugins: [workerUrls(found), lazyStringWidth, seekBzipBuffer],
     });
     await ensureShebang(outfile);
     built.push(outfile);

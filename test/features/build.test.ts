@@ -2,7 +2,8 @@
 // with its runtime dependencies inside, lazily imported parts in chunks and worker threads bundled
 // beside it.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -27,6 +28,23 @@ describe('bundle', () => {
     const fromBundle = await run(process.execPath, [join(out, 'byoi.mjs'), '--help'], { cwd: out });
     expect(fromBundle.stdout).toBe(fromSource.stdout);
     expect(fromBundle.stdout).toContain('--help');
+  });
+
+  it('decodes bzip2 without Node deprecation warnings (seek-bzip bundled with a Buffer of its own)', async () => {
+    const out = join(dir, 'agent');
+    const disk = Buffer.concat([randomBytes(3 * 1024 * 1024), Buffer.alloc(1024 * 1024)]);
+    await writeFile(join(dir, 'disk.raw'), disk);
+    await run('bzip2', ['-k', join(dir, 'disk.raw')]);
+    const converted = join(dir, 'converted.raw');
+    const { stderr } = await run(
+      process.execPath,
+      [join(out, 'byoi.mjs'), 'convert', join(dir, 'disk.raw.bz2'), converted],
+      {
+        cwd: out,
+      },
+    );
+    expect(stderr).not.toMatch(/Warning/);
+    expect((await readFile(converted)).equals(disk)).toBe(true);
   });
 
   it('leaves what commands import lazily out of the program file: the API server is a chunk', async () => {
