@@ -25,8 +25,9 @@ export interface Qcow2Options {
   readonly threads?: number;
   /**
    * Bytes of decompressed clusters the dry pass (`check()`) may keep for the next `extents()`, which
-   * then does not decompress them again (a batch counts as the memory it holds: a full batch's). Batches are kept evenly across the image, so that while
-   * the writer writes a kept batch the workers decompress the next ones. Default 0: keep nothing.
+   * then does not decompress them again; a kept batch counts as the memory it holds, a full batch's.
+   * Batches are kept evenly across the image, so that while the writer writes a kept batch the
+   * workers decompress the next ones. Default 0: keep nothing.
    */
   readonly keepDecoded?: number;
   /** Decompress with less memory at some CPU (DecompressPool's `lean`). */
@@ -121,7 +122,8 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
 /**
  * Decompressed batches the dry pass kept for the writing pass, by guest offset. A batch is kept
  * while the bytes kept so far stay within the budget's share of the compressed bytes seen so far,
- * which spreads the kept batches evenly over the image. Each is handed out once.
+ * which spreads the kept batches evenly over the image, and the memory they hold within the budget.
+ * Each is handed out once.
  */
 class KeptBatches {
   private readonly budget: number;
