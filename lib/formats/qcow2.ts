@@ -25,8 +25,9 @@ export interface Qcow2Options {
   readonly threads?: number;
   /**
    * Bytes of decompressed clusters the dry pass (`check()`) may keep for the next `extents()`, which
-   * then does not decompress them again. Batches are kept evenly across the image, so that while
-   * the writer writes a kept batch the workers decompress the next ones. Default 0: keep nothing.
+   * then does not decompress them again; a kept batch counts as the memory it holds, a full batch's.
+   * Batches are kept evenly across the image, so that while the writer writes a kept batch the
+   * workers decompress the next ones. Default 0: keep nothing.
    */
   readonly keepDecoded?: number;
   /** Decompress with less memory at some CPU (DecompressPool's `lean`). */
@@ -106,9 +107,9 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
       compressedBatch,
       emptyTables: stats.emptyTables,
     });
-  const kept = new KeptBatches(options.keepDecoded ?? 0, header.clusterSize, stats.compressedClusters);
   // The workers' batches land in slots of this (kept ones too, until the writing pass writes them).
   const slotSize = Math.ceil((compressedBatch * header.clusterSize) / PAGE_SIZE) * PAGE_SIZE;
+  const kept = new KeptBatches(options.keepDecoded ?? 0, header.clusterSize, stats.compressedClusters, slotSize);
   const pool: PoolOptions = { lean: options.lean ?? false, arena: new SlotArena(slotSize) };
   const spare: SparePool = {};
   return {
@@ -121,19 +122,24 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
 /**
  * Decompressed batches the dry pass kept for the writing pass, by guest offset. A batch is kept
  * while the bytes kept so far stay within the budget's share of the compressed bytes seen so far,
- * which spreads the kept batches evenly over the image. Each is handed out once.
+ * which spreads the kept batches evenly over the image, and the memory they hold within the budget.
+ * Each is handed out once.
  */
 class KeptBatches {
   private readonly budget: number;
   private readonly share: number;
   private readonly clusterSize: number;
+  private readonly slotSize: number;
   private seen = 0;
   private keptBytes = 0;
+  private heldBytes = 0;
   private readonly batches = new Map<number, DecodedBatch>();
 
-  constructor(budget: number, clusterSize: number, compressedClusters: number) {
+  /** `slotSize`: what a batch kept from a worker holds, however few clusters it has. */
+  constructor(budget: number, clusterSize: number, compressedClusters: number, slotSize: number) {
     this.budget = Math.max(0, budget);
     this.clusterSize = clusterSize;
+    this.slotSize = slotSize;
     this.share = compressedClusters > 0 ? Math.min(1, this.budget / (compressedClusters * clusterSize)) : 0;
   }
 
@@ -141,8 +147,12 @@ class KeptBatches {
   wants(segment: CompressedSegment): boolean {
     const bytes = segment.clusters.length * this.clusterSize;
     this.seen += bytes;
-    if (this.keptBytes + bytes > Math.min(this.budget, this.share * this.seen)) return false;
+    // The budget bounds the memory held, a whole slot a batch: counting only the clusters, a
+    // hostile image of one-cluster batches held up to 2048 times the budget (512-byte clusters).
+    const held = Math.max(bytes, this.slotSize);
+    if (this.keptBytes + bytes > this.share * this.seen || this.heldBytes + held > this.budget) return false;
     this.keptBytes += bytes;
+    this.heldBytes += held;
     return true;
   }
 

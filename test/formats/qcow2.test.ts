@@ -7,10 +7,11 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 import { FileSource } from '../../lib/source/file-source.ts';
 import { openQcow2 } from '../../lib/formats/qcow2.ts';
+import { SlotArena } from '../../lib/formats/slot-arena.ts';
 import { isZero } from '../../lib/formats/types.ts';
 import {
   makeQcow2Fixtures,
@@ -116,8 +117,9 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
       };
       const compressed = openQcow2(source).info.allocatedBytes;
       for (const threads of [0, 2]) {
-        // A budget smaller than one batch (1 MiB of clusters) keeps nothing: the small image only gets the large one.
-        for (const keepDecoded of name === 'zlib-512-odd' ? [10 * compressed] : [compressed / 3, 10 * compressed]) {
+        // A budget smaller than one batch's memory (1 MiB) keeps nothing: the small image only gets the large one.
+        const part = Math.max(compressed / 3, 1024 * 1024);
+        for (const keepDecoded of name === 'zlib-512-odd' ? [10 * compressed] : [part, 10 * compressed]) {
           const image = openQcow2(source, { threads, keepDecoded });
           for await (const _ of image.check!()) continue;
           bytesRead = 0;
@@ -210,6 +212,30 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
       }
     },
   );
+
+  it('a budget for kept batches bounds the memory they hold, however few clusters each batch has', async () => {
+    // 512-byte clusters, compressed ones between zero ones: every batch is a single 512-byte
+    // cluster, while the memory a worker fills for a batch (a slot) is made for a full batch.
+    const raw = join(dir, 'sparse-batches.raw');
+    const image = join(dir, 'sparse-batches.qcow2');
+    const pair = Buffer.concat([Buffer.alloc(512, 'A'), Buffer.alloc(512)]);
+    writeFileSync(raw, Buffer.concat(Array.from({ length: 4096 }, () => pair)));
+    execFileSync('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', '-o', 'cluster_size=512', raw, image]);
+    const source = new FileSource(image);
+    const take = vi.spyOn(SlotArena.prototype, 'take');
+    try {
+      const keepDecoded = 3 * 1024 * 1024; // more than the 2 MiB of clusters
+      const decoded = openQcow2(source, { threads: 2, keepDecoded });
+      for await (const _ of decoded.check!()) continue;
+      const slots = take.mock.calls.length;
+      const slotSize = take.mock.results[0]?.value.bytes.length ?? 0;
+      expect(slots * slotSize).toBeLessThanOrEqual(keepDecoded);
+      expect((await decodeToSha256(decoded)).sha256).toBe(qemuRawSha256(image, dir));
+    } finally {
+      take.mockRestore();
+      source.close();
+    }
+  });
 
   it('merges contiguous data clusters and zero runs into few extents', async () => {
     // 4 MiB of 4 KiB clusters: 1024 clusters, but only a handful of runs.
