@@ -48,10 +48,17 @@ export async function deployWithStatus(
 }
 
 /**
- * The disk of `diskSize` bytes holds `reference` as written, except what moving the backup GPT
- * rewrites (the protective MBR entry, the primary header), and its backup GPT is at its end.
+ * The deployment succeeded and the disk of `diskSize` bytes holds `reference` as written, except what
+ * moving the backup GPT rewrites (the protective MBR entry, the primary header), its backup GPT at its end.
  */
-export function expectGptImageOnDisk(device: string, reference: Buffer, diskSize: number): void {
+export function expectGptImageDeployed(
+  deployed: { result: CliResult; status: { status: string } },
+  device: string,
+  reference: Buffer,
+  diskSize: number,
+): void {
+  expect(deployed.result.exitCode, deployed.result.stderr).toBe(0);
+  expect(deployed.status.status).toBe('done');
   const written = readAt(device, 0, GPT_IMAGE_SIZE);
   expect(written.subarray(0, 446).equals(reference.subarray(0, 446))).toBe(true);
   expect(written.subarray(1024).equals(reference.subarray(1024))).toBe(true);
