@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { layoutOf } from '../test/helpers/qcow2-layout.ts';
-import { decode, mutate, prng } from '../test/helpers/qcow2-mutate.ts';
+import { prng } from '../test/helpers/mutation-check.ts';
+import { decode, mutate } from '../test/helpers/qcow2-mutate.ts';
 import { makeQcow2Fixtures } from './fixtures/qcow2.ts';
 
 const { values } = parseArgs({

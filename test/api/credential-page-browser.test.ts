@@ -7,22 +7,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import { RecordingBoot } from '../helpers/api.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
+import { launchChromium } from '../helpers/chromium.ts';
 import { signedCall, startApiv6Lab, type Apiv6Lab } from '../helpers/ovh-apiv6.ts';
 
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const config: ApiConfig = { servers: [{ serviceName: 'ns1.lab', apiKeys: [] }] };
 const rules = [{ method: 'GET', path: '/dedicated/server*' }];
 
@@ -48,7 +40,7 @@ describe.skipIf(skipWithout('chromium'))('the validation page in a browser', () 
     });
     await new Promise<void>((resolve) => tool.listen(0, '127.0.0.1', resolve));
     toolUrl = `http://localhost:${(tool.address() as AddressInfo).port}`;
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();

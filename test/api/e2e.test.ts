@@ -2,24 +2,21 @@
 // spawning `byoi agent` (the lab's boot command), the agent downloads a GPT image made by sgdisk (and
 // its qcow2 by qemu-img) from an HTTP server on 127.0.0.1 and writes it onto a loop device this test attached, and the
 // customer's GET goes from doing to done. A bad image ends in error with the agent's exact message.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CommandBootAdapter } from '../../lib/api/boot.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { call, startApi, type TestApi } from '../helpers/api.ts';
-import { readAt, sha256Of, sha256OfFile } from '../helpers/deploy.ts';
+import { readAt, sh, sha256Of, sha256OfFile } from '../helpers/deploy.ts';
 import { startServer, type TestServer } from '../helpers/http.ts';
-import { attachLoop, detachAllLoops } from '../helpers/loop.ts';
+import { agentCommand, makeGptImages } from '../helpers/agent-lab.ts';
+import { detachAllLoops } from '../helpers/loop.ts';
+import { garbageLoop } from '../helpers/target-disk.ts';
 
 const MiB = 2 ** 20;
-const repo = fileURLToPath(new URL('../..', import.meta.url));
-const sh = (command: string, args: string[]) =>
-  execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))(
   'the provisioning loop: API, spawned agent, loop device',
@@ -35,18 +32,13 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))(
     beforeAll(async () => {
       assertCapable('root', 'loop', 'qemu-img', 'sgdisk');
       // A 48 MiB GPT disk image with random data in its partition, as qcow2.
-      sh('truncate', ['-s', `${48 * MiB}`, raw]);
-      sh('sgdisk', ['-n1:2048:+32M', '-t1:8300', raw]);
-      sh('dd', ['if=/dev/urandom', `of=${raw}`, 'bs=1M', 'seek=1', 'count=32', 'conv=notrunc', 'status=none']);
-      sh('qemu-img', ['convert', '-O', 'qcow2', raw, qcow2]);
+      makeGptImages(raw, qcow2, 48, 32);
       images = await startServer();
       images.serve('/image.qcow2', { body: readFileSync(qcow2) });
       images.serve('/image.raw', { body: readFileSync(raw) });
 
       // The target: a 96 MiB loop device full of old data.
-      const target = join(dir, 'disk.img');
-      sh('dd', ['if=/dev/urandom', `of=${target}`, 'bs=1M', 'count=96', 'status=none']);
-      disk = attachLoop(target);
+      disk = garbageLoop(join(dir, 'disk.img'), 96 * MiB);
 
       const config: ApiConfig = {
         servers: [
@@ -54,23 +46,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))(
             serviceName: 'ns1.lab',
             apiKeys: ['key-alice'],
             boot: {
-              command: [
-                process.execPath,
-                join(repo, 'agent/byoi.ts'),
-                'agent',
-                '--insecure',
-                '--server',
-                '{server}',
-                '--service-name',
-                '{service}',
-                '--disk',
-                disk,
-                '--no-reboot',
-                '--ram-size',
-                String(4 * 1024 * MiB),
-                '--deliver-timeout',
-                '30',
-              ],
+              command: agentCommand(disk, { insecure: true }),
               logFile: join(dir, 'agent-{service}.log'),
             },
           },

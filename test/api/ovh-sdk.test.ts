@@ -4,24 +4,21 @@
 // bringYourOwnImage with every field followed while an agent deploys onto a loop device this test
 // attached, a reinstall with byoi_64 and its task, DELETE; and every refusal surfacing as the client's
 // error with OVH's message. Then curl with a signature computed by hand.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { readAt, sha256OfFile } from '../helpers/deploy.ts';
+import { readAt, sh, sha256OfFile } from '../helpers/deploy.ts';
 import { startServer, type TestServer } from '../helpers/http.ts';
-import { attachLoop, detachAllLoops } from '../helpers/loop.ts';
+import { agentCommand, makeGptImages } from '../helpers/agent-lab.ts';
+import { detachAllLoops } from '../helpers/loop.ts';
 import { answerValidationPage, sign } from '../helpers/ovh-apiv6.ts';
 import { fetchTrusting, sdk, serve, serveAdmin, type SdkAnswer, type SdkParams } from '../helpers/ovh-sdk.ts';
+import { garbageLoop } from '../helpers/target-disk.ts';
 import { makeLabCertificate } from '../helpers/tls.ts';
 
 const MiB = 2 ** 20;
-const repo = fileURLToPath(new URL('../..', import.meta.url));
-const sh = (command: string, args: string[]) =>
-  execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const needs = ['root', 'loop', 'qemu-img', 'sgdisk', 'mtools', 'ssh-keygen'] as const;
 
 describe.skipIf(skipWithout(...needs))("OVH's npm client against byoi serve over HTTPS", () => {
@@ -81,33 +78,13 @@ describe.skipIf(skipWithout(...needs))("OVH's npm client against byoi serve over
   beforeAll(async () => {
     assertCapable(...needs);
     makeLabCertificate(cert, key);
-    sh('truncate', ['-s', `${48 * MiB}`, raw]);
-    sh('sgdisk', ['-n1:2048:+32M', '-t1:8300', raw]);
-    sh('dd', ['if=/dev/urandom', `of=${raw}`, 'bs=1M', 'seek=1', 'count=32', 'conv=notrunc', 'status=none']);
-    sh('qemu-img', ['convert', '-O', 'qcow2', raw, qcow2]);
+    makeGptImages(raw, qcow2, 48, 32);
     images = await startServer();
     images.serve('/image.qcow2', { body: readFileSync(qcow2) });
     images.serve('/image.raw', { body: readFileSync(raw) });
-    const target = join(dir, 'disk.img');
-    sh('dd', ['if=/dev/urandom', `of=${target}`, 'bs=1M', 'count=96', 'status=none']);
-    disk = attachLoop(target);
+    disk = garbageLoop(join(dir, 'disk.img'), 96 * MiB);
 
-    const agent = [
-      process.execPath,
-      join(repo, 'agent/byoi.ts'),
-      'agent',
-      '--server',
-      '{server}',
-      '--service-name',
-      '{service}',
-      '--disk',
-      disk,
-      '--no-reboot',
-      '--ram-size',
-      String(4 * 1024 * MiB),
-      '--deliver-timeout',
-      '30',
-    ];
+    const agent = agentCommand(disk, { insecure: false });
     const config = join(dir, 'lab.json');
     writeFileSync(
       config,

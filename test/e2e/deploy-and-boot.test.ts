@@ -6,65 +6,34 @@
 // config drive, reports done and reboots, which ends QEMU. Then the server boots its disk, once with
 // SeaBIOS and once with OVMF, and cloud-init applies the config drive. A wrong checksum ends in
 // OVH's error and leaves the disk as it was.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import {
-  appendFileSync,
-  createReadStream,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  truncateSync,
-  writeFileSync,
-} from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BootAdapter, BootContext } from '../../lib/api/boot.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
-import { buildApi } from '../../lib/api/server.ts';
-import { openStore } from '../../lib/api/store/open.ts';
 import type { Store } from '../../lib/api/store/types.ts';
 import { checksumMismatch } from '../../lib/errors.ts';
-import { bootDisk, ensureCloudImage, type Firmware } from '../../scripts/image/boot.ts';
-import { bundle } from '../../scripts/bundle.ts';
-import { bootRescue, ensureRescue, type Rescue } from '../../scripts/rescue/boot.ts';
+import { bootDisk, type Firmware } from '../../scripts/image/boot.ts';
+import { bootRescue, type Rescue } from '../../scripts/rescue/boot.ts';
 import type { QemuOutcome, QemuRunning } from '../../scripts/vm/qemu.ts';
 import { call } from '../helpers/api.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { expectCloudInitApplied, userDataScript } from '../helpers/boot-checks.ts';
+import { sha256Of } from '../helpers/deploy.ts';
+import { blankDisk, consoleLog, prepareVmLab, serveToGuests, startLabApi } from '../helpers/vm-lab.ts';
 
 const run = promisify(execFile);
-const GiB = 1024 ** 3;
-const repo = fileURLToPath(new URL('../..', import.meta.url));
 const key = 'e2e-customer-key';
 // The server's NIC in the rescue system; its disk boots with another one, which the agent never saw:
 // without a network configuration the config drive names no NIC, and cloud-init takes DHCP on the first.
 const mac = '52:54:00:b0:01:e2';
 const diskMac = '52:54:00:b0:01:e3';
-
-/** With BYOI_E2E_CONSOLES=DIR, each VM's serial console is kept in DIR/<name>.log. */
-function consoleLog(name: string): ((text: string) => void) | undefined {
-  const keep = process.env.BYOI_E2E_CONSOLES;
-  if (!keep) return undefined;
-  mkdirSync(keep, { recursive: true });
-  const file = join(keep, `${name}.log`);
-  writeFileSync(file, '');
-  return (text) => appendFileSync(file, text);
-}
-
-async function sha256Of(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 /** The lab: "PXE-booting" a server is booting the rescue system in QEMU with that server's disk. */
 class QemuLab implements BootAdapter {
@@ -127,21 +96,13 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))(
     beforeAll(async () => {
       assertCapable('root', 'qemu', 'ssh-keygen');
       // The agent as shipped: this checkout bundled, in the rescue system built around it.
-      const dist = join(dir, 'dist');
-      await bundle(join(repo, 'agent/byoi.ts'), dist, 'byoi.mjs');
-      [image, lab.system] = await Promise.all([ensureCloudImage(), ensureRescue({ dist, out: join(dir, 'rescue') })]);
+      ({ image, rescue: lab.system, publicKey } = await prepareVmLab(dir, marker));
       imageSha256 = await sha256Of(image);
-      await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', marker, '-f', join(dir, 'key')]);
-      publicKey = readFileSync(join(dir, 'key.pub'), 'utf8').trim();
 
-      images = createServer((request, response) => {
-        if (request.url !== '/debian-12-byoi.qcow2') return void response.writeHead(404).end();
-        response.writeHead(200, { 'content-length': statSync(image).size });
-        createReadStream(image).pipe(response);
-      });
-      await new Promise<void>((listening) => images!.listen(0, '127.0.0.1', listening));
+      const served = await serveToGuests(new Map([['/debian-12-byoi.qcow2', image]]));
+      images = served.server;
       // The guest reaches the host's loopback at 10.0.2.2 (QEMU's user-mode network).
-      imageUrl = `http://10.0.2.2:${(images.address() as AddressInfo).port}/debian-12-byoi.qcow2`;
+      imageUrl = `${served.url}/debian-12-byoi.qcow2`;
 
       // `byoi serve` with this lab as its boot adapter, agents told to come through 10.0.2.2.
       const config: ApiConfig = {
@@ -151,13 +112,7 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))(
           boot: { command: ['unused'] },
         })),
       };
-      store = await openStore(join(dir, 'api.sqlite'));
-      let agentUrl = '';
-      api = buildApi({ config, store, boot: lab, agentUrl: () => agentUrl });
-      await api.listen({ host: '127.0.0.1', port: 0 });
-      const port = (api.server.address() as AddressInfo).port;
-      apiUrl = `http://127.0.0.1:${port}`;
-      agentUrl = `http://10.0.2.2:${port}`;
+      ({ api, store, apiUrl } = await startLabApi(config, join(dir, 'api.sqlite'), lab));
     }, 30 * 60_000);
 
     afterAll(async () => {
@@ -167,13 +122,6 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))(
       images?.close();
       rmSync(dir, { recursive: true, force: true });
     });
-
-    function blankDisk(name: string): string {
-      const file = join(dir, name);
-      writeFileSync(file, '');
-      truncateSync(file, 2 * GiB);
-      return file;
-    }
 
     const route = (serviceName: string) => `/dedicated/server/${serviceName}/bringYourOwnImage`;
 
@@ -206,7 +154,7 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))(
     it.concurrent(
       'reports a wrong checksum as OVH does, stays in rescue, and leaves the disk unchanged',
       async () => {
-        const disk = blankDisk('refused.img');
+        const disk = blankDisk(join(dir, 'refused.img'));
         writeFileSync(disk, randomBytes(1024 * 1024), { flag: 'r+' });
         const before = await sha256Of(disk);
         lab.disks.set('ns-refused.lab', disk);
@@ -241,7 +189,7 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen'))(
 
     const deployed = () =>
       (deployment ??= (async () => {
-        blankDisk('deployed.img');
+        blankDisk(disk);
         lab.disks.set('ns-deployed.lab', disk);
         const body = {
           URL: imageUrl,

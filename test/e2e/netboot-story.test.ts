@@ -8,46 +8,29 @@
 // The UEFI server is deployed through /reinstall with an image whose ESP lacks the fallback
 // \EFI\BOOT\BOOTX64.EFI (its loader only at the job's efiBootloaderPath): its disk boots only
 // through the boot entry the agent made, which the firmware's BootCurrent names in the booted system.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import {
-  appendFileSync,
-  copyFileSync,
-  createReadStream,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  truncateSync,
-  writeFileSync,
-} from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BootAdapter } from '../../lib/api/boot.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
-import { buildApi } from '../../lib/api/server.ts';
-import { openStore } from '../../lib/api/store/open.ts';
 import type { Store } from '../../lib/api/store/types.ts';
-import { ensureCloudImage, type Firmware } from '../../scripts/image/boot.ts';
+import type { Firmware } from '../../scripts/image/boot.ts';
 import { ensureNamedLoaderImage, findEsp, NAMED_LOADER } from '../../scripts/image/named-loader.ts';
-import { bundle } from '../../scripts/bundle.ts';
-import { ensureRescue } from '../../scripts/rescue/boot.ts';
 import { startQemu, type QemuRunning } from '../../scripts/vm/qemu.ts';
 import { call } from '../helpers/api.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { expectCloudInitApplied, userDataScript } from '../helpers/boot-checks.ts';
+import { sha256Of } from '../helpers/deploy.ts';
 import { bootNumbers, bootVariablesScript, parseLoadOption } from '../helpers/efi-vars.ts';
+import { blankDisk, consoleLog, prepareVmLab, serveToGuests, startLabApi } from '../helpers/vm-lab.ts';
 
 const run = promisify(execFile);
-const GiB = 1024 ** 3;
-const repo = fileURLToPath(new URL('../..', import.meta.url));
 const key = 'netboot-customer-9d4e2a7c1b6f3085e2d1c0b9a8f7e6d5';
 const ovmf = { code: '/usr/share/OVMF/OVMF_CODE.fd', vars: '/usr/share/OVMF/OVMF_VARS.fd' };
 const servers: Record<Firmware, { serviceName: string; mac: string }> = {
@@ -57,22 +40,6 @@ const servers: Record<Firmware, { serviceName: string; mac: string }> = {
 const cloudInitDone = /Cloud-init v\. \S+ finished at .*Datasource .*\n/;
 const rescueWithoutJob = 'rescue: no byoi.server= on the kernel command line; not starting byoi agent';
 const timerPanic = "Kernel panic - not syncing: IO-APIC + timer doesn't work!";
-
-/** With BYOI_E2E_CONSOLES=DIR, each VM's serial console is kept in DIR/<name>.log. */
-function consoleLog(name: string): ((text: string) => void) | undefined {
-  const keep = process.env.BYOI_E2E_CONSOLES;
-  if (!keep) return undefined;
-  mkdirSync(keep, { recursive: true });
-  const file = join(keep, `${name}.log`);
-  writeFileSync(file, '');
-  return (text) => appendFileSync(file, text);
-}
-
-async function sha256Of(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 /**
  * The lab: each server is a VM with a disk, a NIC that netboots first and, under UEFI, its own
@@ -179,26 +146,19 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen', 'mtools'))(
 
     beforeAll(async () => {
       assertCapable('root', 'qemu', 'ssh-keygen', 'mtools');
-      const dist = join(dir, 'dist');
-      await bundle(join(repo, 'agent/byoi.ts'), dist, 'byoi.mjs');
-      const [image, rescue] = await Promise.all([ensureCloudImage(), ensureRescue({ dist, out: join(dir, 'rescue') })]);
+      const prepared = await prepareVmLab(dir, marker);
+      const { image, rescue } = prepared;
+      publicKey = prepared.publicKey;
       const imageSha256 = await sha256Of(image);
       const namedLoader = await ensureNamedLoaderImage(image, imageSha256);
-      await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', marker, '-f', join(dir, 'key')]);
-      publicKey = readFileSync(join(dir, 'key.pub'), 'utf8').trim();
 
-      const files = new Map([
-        ['/debian-12-byoi.qcow2', image],
-        ['/debian-12-byoi-named-loader.qcow2', namedLoader],
-      ]);
-      images = createServer((request, response) => {
-        const file = files.get(request.url ?? '');
-        if (!file) return void response.writeHead(404).end();
-        response.writeHead(200, { 'content-length': statSync(file).size });
-        createReadStream(file).pipe(response);
-      });
-      await new Promise<void>((listening) => images!.listen(0, '127.0.0.1', listening));
-      const served = `http://10.0.2.2:${(images.address() as AddressInfo).port}`;
+      const { server, url: served } = await serveToGuests(
+        new Map([
+          ['/debian-12-byoi.qcow2', image],
+          ['/debian-12-byoi-named-loader.qcow2', namedLoader],
+        ]),
+      );
+      images = server;
       deployed.bios = { sha256: imageSha256, url: `${served}/debian-12-byoi.qcow2` };
       deployed.uefi = {
         sha256: await sha256Of(namedLoader),
@@ -215,26 +175,21 @@ describe.skipIf(skipWithout('root', 'qemu', 'ssh-keygen', 'mtools'))(
         },
         servers: Object.values(servers).map(({ serviceName, mac }) => ({ serviceName, apiKeys: [key], macs: [mac] })),
       };
-      store = await openStore(join(dir, 'api.sqlite'));
-      let agentUrl = '';
-      api = buildApi({ config, store, boot: lab, agentUrl: () => agentUrl });
-      api.addHook('onSend', async (request, _reply, payload) => {
-        // iPXE sends the MAC's colons escaped (%3A).
-        const escaped = /^\/boot\/v1\/mac\/([^/]+)\/ipxe$/.exec(request.url)?.[1];
-        const mac = escaped && decodeURIComponent(escaped).toLowerCase();
-        if (mac && typeof payload === 'string')
-          answered.set(mac, [...(answered.get(mac) ?? []), payload.split('\n')[1] ?? '']);
-        return payload;
-      });
-      await api.listen({ host: '127.0.0.1', port: 0 });
-      const port = (api.server.address() as AddressInfo).port;
-      apiUrl = `http://127.0.0.1:${port}`;
-      agentUrl = `http://10.0.2.2:${port}`;
+      let agentUrl: string;
+      ({ api, store, apiUrl, agentUrl } = await startLabApi(config, join(dir, 'api.sqlite'), lab, (app) =>
+        app.addHook('onSend', async (request, _reply, payload) => {
+          // iPXE sends the MAC's colons escaped (%3A).
+          const escaped = /^\/boot\/v1\/mac\/([^/]+)\/ipxe$/.exec(request.url)?.[1];
+          const mac = escaped && decodeURIComponent(escaped).toLowerCase();
+          if (mac && typeof payload === 'string')
+            answered.set(mac, [...(answered.get(mac) ?? []), payload.split('\n')[1] ?? '']);
+          return payload;
+        }),
+      ));
       lab.bootUrl = `${agentUrl}/boot/v1/ipxe`;
       for (const [firmware, { serviceName }] of Object.entries(servers) as [Firmware, { serviceName: string }][]) {
         lab.firmwareOf.set(serviceName, firmware);
-        writeFileSync(lab.disk(serviceName), '');
-        truncateSync(lab.disk(serviceName), 2 * GiB);
+        blankDisk(lab.disk(serviceName));
       }
     }, 30 * 60_000);
 

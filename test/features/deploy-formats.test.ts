@@ -4,19 +4,25 @@
 // Refusals (a corrupt stream, a bomb, a compressed non-disk, a lying manifest, a VMDK declared
 // qcow2 or raw) leave the disk byte for byte as it was.
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { byoi, gptHeaders, readAt, sh, sha256Of, sha256OfFile, deployArgs } from '../helpers/deploy.ts';
+import { sh, sha256Of, sha256OfFile } from '../helpers/deploy.ts';
+import {
+  compressFile,
+  deployWithStatus,
+  expectGptImageDeployed,
+  GPT_IMAGE_SIZE as IMAGE_SIZE,
+  makeGptImage,
+} from '../helpers/gpt-deploy.ts';
 import { startServer, type TestServer } from '../helpers/http.ts';
-import { attachLoop, detachAllLoops, detachLoop } from '../helpers/loop.ts';
+import { detachAllLoops, detachLoop } from '../helpers/loop.ts';
 import { makeOva } from '../helpers/ova-fixtures.ts';
+import { garbageLoop } from '../helpers/target-disk.ts';
 
 const MiB = 1024 * 1024;
-const IMAGE_SIZE = 24 * MiB;
 const DISK_SIZE = 40 * MiB;
 
 let dir: string;
@@ -30,26 +36,17 @@ function serve(name: string, file: string): void {
   server.serve(`/${name}`, { body: readFileSync(file) });
 }
 
-function garbageDisk(name: string): string {
-  const file = join(dir, `${name}.disk`);
-  writeFileSync(file, randomBytes(DISK_SIZE));
-  return attachLoop(file);
-}
+const garbageDisk = (name: string): string => garbageLoop(join(dir, `${name}.disk`), DISK_SIZE);
 
-async function deploy(name: string, type: string, device: string, extra: string[] = []) {
-  const status = join(dir, `${name}.status.json`);
-  const result = await byoi([
-    ...deployArgs({
-      url: `${server.url}/${name}`,
-      type,
-      sha256: served.get(name) ?? '0'.repeat(64),
-      disk: device,
-      statusFile: status,
-    }),
-    ...extra,
-  ]);
-  return { result, status: JSON.parse(readFileSync(status, 'utf8')) as { status: string; message: string } };
-}
+const deploy = (name: string, type: string, device: string) =>
+  deployWithStatus({
+    dir,
+    name,
+    url: `${server.url}/${name}`,
+    type,
+    sha256: served.get(name) ?? '0'.repeat(64),
+    disk: device,
+  });
 
 describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))(
   'byoi deploy of compressed raw images and OVAs',
@@ -59,16 +56,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))(
       dir = mkdtempSync(join(tmpdir(), 'byoi-deploy-formats-'));
       server = await startServer();
       const raw = join(dir, 'gpt.raw');
-      sh('truncate', ['-s', String(IMAGE_SIZE), raw]);
-      sh('sgdisk', ['-n1:2048:+4M', '-t1:ef00', '-n2:0:0', '-t2:8300', raw]);
-      const bytes = readFileSync(raw);
-      randomBytes(512 * 1024).copy(bytes, MiB + 4096);
-      randomBytes(MiB).copy(bytes, 6 * MiB);
-      Buffer.from('compressible '.repeat(80000)).copy(bytes, 9 * MiB);
-      writeFileSync(raw, bytes);
-      const referencePath = join(dir, 'reference.raw');
-      sh('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', raw, referencePath]);
-      reference = readFileSync(referencePath);
+      reference = makeGptImage(raw);
       for (const [format, command] of [
         ['gz', 'gzip -6'],
         ['xz', 'xz -T1 -3'],
@@ -76,7 +64,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))(
         ['bz2', 'bzip2 -9'],
       ] as const) {
         const file = join(dir, `gpt.raw.${format}`);
-        execFileSync('sh', ['-c', `${command} -c < "$1" > "$2"`, 'sh', raw, file]);
+        compressFile(command, raw, file);
         serve(`gpt.raw.${format}`, file);
       }
       const vmdk = join(dir, 'disk1.vmdk');
@@ -99,16 +87,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))(
       ['appliance.ova', 'ova'],
     ])('%s (type %s): the disk holds the image, its backup GPT at the end', async (name, type) => {
       const device = garbageDisk(name);
-      const { result, status } = await deploy(name, type, device);
-      expect(result.exitCode, result.stderr).toBe(0);
-      expect(status.status).toBe('done');
-      // As written, except what moving the backup GPT rewrites (protective MBR entry, primary header).
-      const written = readAt(device, 0, IMAGE_SIZE);
-      expect(written.subarray(0, 446).equals(reference.subarray(0, 446))).toBe(true);
-      expect(written.subarray(1024).equals(reference.subarray(1024))).toBe(true);
-      expect(sh('sgdisk', ['-v', device])).toContain('No problems found');
-      const gpt = gptHeaders(device, DISK_SIZE);
-      expect(gpt.backupMyLba).toBe(gpt.lastLba);
+      expectGptImageDeployed(await deploy(name, type, device), device, reference, DISK_SIZE);
       detachLoop(device);
     });
 
@@ -154,7 +133,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))(
         const qcow2 = join(dir, 'inside.qcow2');
         sh('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(dir, 'gpt.raw'), qcow2]);
         const file = join(dir, 'inside.qcow2.gz');
-        execFileSync('sh', ['-c', 'gzip -c < "$1" > "$2"', 'sh', qcow2, file]);
+        compressFile('gzip', qcow2, file);
         serve('inside.qcow2.gz', file);
         await expectRefusal(
           'inside.qcow2.gz',

@@ -8,18 +8,19 @@
 // refused before anything is written.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { byoi, gptHeaders, readAt, sh, sha256Of, sha256OfFile, deployArgs } from '../helpers/deploy.ts';
+import { readAt, sh, sha256Of, sha256OfFile } from '../helpers/deploy.ts';
+import { compressFile, deployWithStatus, expectGptImageDeployed, makeGptImage } from '../helpers/gpt-deploy.ts';
 import { startServer, type TestServer } from '../helpers/http.ts';
-import { attachLoop, detachAllLoops, detachLoop } from '../helpers/loop.ts';
+import { detachAllLoops, detachLoop } from '../helpers/loop.ts';
+import { garbageLoop } from '../helpers/target-disk.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
-const IMAGE_SIZE = 24 * MiB;
 const DISK_SIZE = 40 * MiB;
 /** 1 MiB of RAM budget (3 GiB are kept for the rescue system): the normal mode refuses these images. */
 const RAM_SIZE = String(3 * GiB + MiB);
@@ -45,24 +46,16 @@ function serveDropping(name: string, file: string): void {
   });
 }
 
-function garbageDisk(name: string): string {
-  const file = join(dir, `${name}.disk`);
-  writeFileSync(file, randomBytes(DISK_SIZE));
-  return attachLoop(file);
-}
+const garbageDisk = (name: string): string => garbageLoop(join(dir, `${name}.disk`), DISK_SIZE);
 
-async function deploy(name: string, type: string, device: string, checksum = served.get(name)!) {
-  const status = join(dir, `${name}.status.json`);
-  const result = await byoi([
-    ...deployArgs({ url: `${server.url}/${name}`, type, sha256: checksum, disk: device, statusFile: status }),
+const deploy = (name: string, type: string, device: string, checksum = served.get(name)!) =>
+  deployWithStatus({ dir, name, url: `${server.url}/${name}`, type, sha256: checksum, disk: device }, [
     '--stream',
     '--ram-size',
     RAM_SIZE,
     '--download-attempts',
     '3',
   ]);
-  return { result, status: JSON.parse(readFileSync(status, 'utf8')) as { status: string; message: string } };
-}
 
 const isZeros = (bytes: Buffer): boolean => bytes.every((b) => b === 0);
 
@@ -72,18 +65,8 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy 
     dir = mkdtempSync(join(tmpdir(), 'byoi-deploy-stream-'));
     server = await startServer();
     const raw = join(dir, 'gpt.raw');
-    sh('truncate', ['-s', String(IMAGE_SIZE), raw]);
-    sh('sgdisk', ['-n1:2048:+4M', '-t1:ef00', '-n2:0:0', '-t2:8300', raw]);
-    const bytes = readFileSync(raw);
-    randomBytes(512 * 1024).copy(bytes, MiB + 4096);
-    randomBytes(MiB).copy(bytes, 6 * MiB);
-    Buffer.from('compressible '.repeat(80000)).copy(bytes, 9 * MiB);
-    randomBytes(4096).copy(bytes, 20 * MiB);
-    writeFileSync(raw, bytes);
+    reference = makeGptImage(raw, (bytes) => randomBytes(4096).copy(bytes, 20 * MiB));
     serve('gpt.raw', raw);
-    const referencePath = join(dir, 'reference.raw');
-    sh('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', raw, referencePath]);
-    reference = readFileSync(referencePath);
     for (const [format, command] of [
       ['gz', 'gzip'],
       ['xz', 'xz -T1'],
@@ -91,7 +74,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy 
       ['bz2', 'bzip2'],
     ] as const) {
       const file = join(dir, `gpt.raw.${format}`);
-      execFileSync('sh', ['-c', `${command} -c < "$1" > "$2"`, 'sh', raw, file]);
+      compressFile(command, raw, file);
       serve(`gpt.raw.${format}`, file);
     }
     for (const [name, options] of [
@@ -112,7 +95,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy 
     serve('moved-l1.qcow2', moved);
     serve('cut.raw', raw, 12 * MiB);
     serveDropping('dropping.raw', raw);
-    execFileSync('sh', ['-c', 'gzip -c < "$1" > "$2"', 'sh', join(dir, 'plain.qcow2'), join(dir, 'plain.qcow2.gz')]);
+    compressFile('gzip', join(dir, 'plain.qcow2'), join(dir, 'plain.qcow2.gz'));
     serve('plain.qcow2.gz', join(dir, 'plain.qcow2.gz'));
     const ova = join(dir, 'x.ova');
     execFileSync('tar', ['--format=ustar', '-cf', ova, '-C', dir, 'gpt.raw']);
@@ -136,15 +119,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy 
     ['small-clusters.qcow2', 'qcow2'],
   ])('%s (type %s) with 1 MiB of RAM budget: the disk holds the image', async (name, type) => {
     const device = garbageDisk(name);
-    const { result, status } = await deploy(name, type, device);
-    expect(result.exitCode, result.stderr).toBe(0);
-    expect(status.status).toBe('done');
-    const written = readAt(device, 0, IMAGE_SIZE);
-    expect(written.subarray(0, 446).equals(reference.subarray(0, 446))).toBe(true);
-    expect(written.subarray(1024).equals(reference.subarray(1024))).toBe(true);
-    expect(sh('sgdisk', ['-v', device])).toContain('No problems found');
-    const gpt = gptHeaders(device, DISK_SIZE);
-    expect(gpt.backupMyLba).toBe(gpt.lastLba);
+    expectGptImageDeployed(await deploy(name, type, device), device, reference, DISK_SIZE);
     detachLoop(device);
   });
 

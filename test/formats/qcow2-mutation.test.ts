@@ -8,16 +8,15 @@
 // Header fields take sizes at and around 2^52, 2^53, 2^63 and 2^64; decoded images with little data
 // are also written to a sparse file. The long campaign (tens of thousands of runs, not in CI):
 // npx node scripts/qcow2-mutation-campaign.ts [--runs N] [--seed S]
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeQcow2Fixtures } from '../../scripts/fixtures/qcow2.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { layoutOf, type Layout } from '../helpers/qcow2-layout.ts';
-import { decode, mutate, prng, type Outcome } from '../helpers/qcow2-mutate.ts';
+import { prng, qemuSha256, type Outcome } from '../helpers/mutation-check.ts';
+import { decode, mutate } from '../helpers/qcow2-mutate.ts';
 
 const SEEDS = ['small-plain', 'small-v2', 'small-zlib', 'small-zstd', 'small-extl2'];
 const RUNS = 2000;
@@ -27,21 +26,6 @@ const POOL_EVERY = 50;
 const QEMU_SAMPLES = 150;
 const RUN_TIME_LIMIT_MS = 5_000;
 const RSS_LIMIT = 1536 * 1024 * 1024;
-
-/** sha256 of qemu-img's raw output, or undefined when qemu refuses the file too. */
-function qemuSha256(bytes: Buffer, dir: string): string | undefined {
-  const image = join(dir, 'mutant.qcow2');
-  const raw = join(dir, 'mutant.raw');
-  writeFileSync(image, bytes);
-  try {
-    execFileSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', image, raw], { stdio: 'ignore', timeout: 20_000 });
-    return createHash('sha256').update(readFileSync(raw)).digest('hex');
-  } catch {
-    return undefined;
-  } finally {
-    rmSync(raw, { force: true });
-  }
-}
 
 describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder under random mutation', () => {
   let dir: string;
@@ -95,7 +79,7 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder under random mutation', 
         tally.comparedWithQemu < QEMU_SAMPLES &&
         runSeed % 4 === 0
       ) {
-        const reference = qemuSha256(bytes, dir);
+        const reference = qemuSha256(bytes, dir, 'qcow2');
         if (reference === undefined) tally.qemuRefusedWhatWeDecoded++;
         else {
           tally.comparedWithQemu++;

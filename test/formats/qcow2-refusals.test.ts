@@ -49,16 +49,14 @@ const atOpen: Case[] = [
       'Bad qcow2 image: the file does not start with the qcow2 magic "QFI\\xfb".'
     ),
   },
-  {
-    name: 'version 1',
+  ...[1, 4].map((version): Case => ({
+    name: `version ${version}`,
     fixture: 'v3-64k',
-    poke: (p) => (patchBytes(p, 4, u32(1)), 'Unsupported qcow2 image: version 1; byoi reads qcow2 versions 2 and 3.'),
-  },
-  {
-    name: 'version 4',
-    fixture: 'v3-64k',
-    poke: (p) => (patchBytes(p, 4, u32(4)), 'Unsupported qcow2 image: version 4; byoi reads qcow2 versions 2 and 3.'),
-  },
+    poke: (p) => (
+      patchBytes(p, 4, u32(version)),
+      `Unsupported qcow2 image: version ${version}; byoi reads qcow2 versions 2 and 3.`
+    ),
+  })),
   {
     name: 'unknown incompatible feature, unnamed',
     fixture: 'v3-64k',
@@ -77,22 +75,19 @@ const atOpen: Case[] = [
       return 'Unsupported qcow2 image: it needs features byoi does not know: dirty bit, Unknown incompatible feature: 63.';
     },
   },
-  {
-    name: 'AES encryption',
+  ...(
+    [
+      [1, 'AES'],
+      [2, 'LUKS'],
+    ] as const
+  ).map(([method, label]): Case => ({
+    name: `${label} encryption`,
     fixture: 'v3-64k',
     poke: (p) => (
-      patchBytes(p, 32, u32(1)),
-      'Unsupported qcow2 image: it is encrypted (AES); deploy an unencrypted image.'
+      patchBytes(p, 32, u32(method)),
+      `Unsupported qcow2 image: it is encrypted (${label}); deploy an unencrypted image.`
     ),
-  },
-  {
-    name: 'LUKS encryption',
-    fixture: 'v3-64k',
-    poke: (p) => (
-      patchBytes(p, 32, u32(2)),
-      'Unsupported qcow2 image: it is encrypted (LUKS); deploy an unencrypted image.'
-    ),
-  },
+  })),
   {
     name: 'a backing file',
     fixture: 'v3-64k',
@@ -119,22 +114,14 @@ const atOpen: Case[] = [
       'Unsupported qcow2 image: its data lives in the external data file "(name not recorded)", which is not part of the image.'
     ),
   },
-  {
-    name: 'cluster_bits 8',
+  ...[8, 22].map((bits): Case => ({
+    name: `cluster_bits ${bits}`,
     fixture: 'v3-64k',
     poke: (p) => (
-      patchBytes(p, 20, u32(8)),
-      'Bad qcow2 image: cluster_bits is 8; qcow2 allows 9 to 21 (clusters of 512 bytes to 2 MiB).'
+      patchBytes(p, 20, u32(bits)),
+      `Bad qcow2 image: cluster_bits is ${bits}; qcow2 allows 9 to 21 (clusters of 512 bytes to 2 MiB).`
     ),
-  },
-  {
-    name: 'cluster_bits 22',
-    fixture: 'v3-64k',
-    poke: (p) => (
-      patchBytes(p, 20, u32(22)),
-      'Bad qcow2 image: cluster_bits is 22; qcow2 allows 9 to 21 (clusters of 512 bytes to 2 MiB).'
-    ),
-  },
+  })),
   ...[100, 108, 65544].map((length): Case => ({
     name: `header_length ${length}`,
     fixture: 'v3-64k',
@@ -207,70 +194,25 @@ const atOpen: Case[] = [
       'Bad qcow2 image: extended L2 entries need clusters of at least 16384 bytes (512-byte subclusters); this image has 8192-byte clusters.'
     ),
   },
-  {
-    name: 'a virtual size of 2n ** 52n + 512n, more than byoi can represent',
+  ...(
+    [
+      ['2n ** 52n + 512n', 2n ** 52n + 512n],
+      ['2n ** 53n - 512n', 2n ** 53n - 512n],
+      ['2n ** 53n', 2n ** 53n],
+      ['2n ** 53n + 512n', 2n ** 53n + 512n],
+      ['2n ** 63n - 1n', 2n ** 63n - 1n],
+      ['2n ** 63n', 2n ** 63n],
+      ['2n ** 64n - 512n', 2n ** 64n - 512n],
+      ['2n ** 64n - 1n', 2n ** 64n - 1n],
+    ] as const
+  ).map(([label, virtualSize]): Case => ({
+    name: `a virtual size of ${label}, more than byoi can represent`,
     fixture: 'v3-64k',
     poke: (p) => (
-      patchU64(p, 24, 2n ** 52n + 512n),
-      `Bad qcow2 image: its virtual size of ${2n ** 52n + 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
+      patchU64(p, 24, virtualSize),
+      `Bad qcow2 image: its virtual size of ${virtualSize} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
     ),
-  },
-  {
-    name: 'a virtual size of 2n ** 53n - 512n, more than byoi can represent',
-    fixture: 'v3-64k',
-    poke: (p) => (
-      patchU64(p, 24, 2n ** 53n - 512n),
-      `Bad qcow2 image: its virtual size of ${2n ** 53n - 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
-    ),
-  },
-  {
-    name: 'a virtual size of 2n ** 53n, more than byoi can represent',
-    fixture: 'v3-64k',
-    poke: (p) => (
-      patchU64(p, 24, 2n ** 53n),
-      `Bad qcow2 image: its virtual size of ${2n ** 53n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
-    ),
-  },
-  {
-    name: 'a virtual size of 2n ** 53n + 512n, more than byoi can represent',
-    fixture: 'v3-64k',
-    poke: (p) => (
-      patchU64(p, 24, 2n ** 53n + 512n),
-      `Bad qcow2 image: its virtual size of ${2n ** 53n + 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
-    ),
-  },
-  {
-    name: 'a virtual size of 2n ** 63n - 1n, more than byoi can represent',
-    fixture: 'v3-64k',
-    poke: (p) => (
-      patchU64(p, 24, 2n ** 63n - 1n),
-      `Bad qcow2 image: its virtual size of ${2n ** 63n - 1n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
-    ),
-  },
-  {
-    name: 'a virtual size of 2n ** 63n, more than byoi can represent',
-    fixture: 'v3-64k',
-    poke: (p) => (
-      patchU64(p, 24, 2n ** 63n),
-      `Bad qcow2 image: its virtual size of ${2n ** 63n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
-    ),
-  },
-  {
-    name: 'a virtual size of 2n ** 64n - 512n, more than byoi can represent',
-    fixture: 'v3-64k',
-    poke: (p) => (
-      patchU64(p, 24, 2n ** 64n - 512n),
-      `Bad qcow2 image: its virtual size of ${2n ** 64n - 512n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
-    ),
-  },
-  {
-    name: 'a virtual size of 2n ** 64n - 1n, more than byoi can represent',
-    fixture: 'v3-64k',
-    poke: (p) => (
-      patchU64(p, 24, 2n ** 64n - 1n),
-      `Bad qcow2 image: its virtual size of ${2n ** 64n - 1n} bytes is more than byoi can represent (at most 2^52 bytes, 4 PiB: byte offsets past it lose precision).`
-    ),
-  },
+  })),
   {
     name: 'an L1 table too small for the virtual size',
     fixture: 'v3-64k',

@@ -5,35 +5,19 @@
 // contract; a sample of decoded VMDK runs is compared with `qemu-img convert` of the same file
 // (qemu refusing a file we decode is counted, not failed: it reads fields we do not need).
 // Reproduce a failure: VMDK_MUTATION_SEED=<seed> npx vitest run test/formats/vmdk-mutation.test.ts
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
-import { ByoiError } from '../../lib/errors.ts';
 import { openImage } from '../../lib/formats/open.ts';
-import { isZero } from '../../lib/formats/types.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
+import { decodeMutant, prng, qemuSha256, type Outcome } from '../helpers/mutation-check.ts';
 import { makeOva } from '../helpers/ova-fixtures.ts';
 import { makeSmallDisk, makeVmdk, toFooterLayout } from '../helpers/vmdk-fixtures.ts';
 
 const RUNS = 1000;
 const QEMU_SAMPLES = 100;
-const DATA_CAP = 64 * 1024 * 1024;
-const HASHED_SIZE = 16 * 1024 * 1024;
 const RUN_TIME_LIMIT_MS = 5_000;
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Seed {
   name: string;
@@ -216,54 +200,6 @@ function mutate(input: Buffer, seed: Seed, random: () => number): [Buffer, strin
   return [bytes, `byte @${at}`];
 }
 
-type Outcome = { kind: 'refused' } | { kind: 'capped' } | { kind: 'decoded'; sha256: string | undefined };
-
-async function decode(bytes: Buffer, type: 'vmdk' | 'ova'): Promise<Outcome> {
-  const source = new ChunkedBuffer(64 * 1024);
-  source.append(bytes);
-  try {
-    const image = openImage(source, type);
-    const hashed = image.info.virtualSize <= HASHED_SIZE;
-    const hash = createHash('sha256');
-    let position = 0;
-    let data = 0;
-    for await (const extent of image.extents()) {
-      if (extent.offset !== position || !(extent.length > 0))
-        throw new Error(`extent [${extent.offset}, +${extent.length}) after ${position}`);
-      if (isZero(extent)) {
-        if (hashed) hash.update(Buffer.alloc(extent.length));
-      } else {
-        if (extent.data.length !== extent.length)
-          throw new Error(`extent of ${extent.length} bytes carries ${extent.data.length}`);
-        if (hashed) hash.update(extent.data);
-        data += extent.length;
-        if (data > DATA_CAP) return { kind: 'capped' };
-      }
-      position += extent.length;
-    }
-    if (position !== image.info.virtualSize)
-      throw new Error(`extents end at ${position}, virtual size ${image.info.virtualSize}`);
-    return { kind: 'decoded', sha256: hashed ? hash.digest('hex') : undefined };
-  } catch (error) {
-    if (error instanceof ByoiError && error.kind === 'refused-image') return { kind: 'refused' };
-    throw error;
-  }
-}
-
-function qemuSha256(bytes: Buffer, dir: string): string | undefined {
-  const image = join(dir, 'mutant.vmdk');
-  const raw = join(dir, 'mutant.raw');
-  writeFileSync(image, bytes);
-  try {
-    execFileSync('qemu-img', ['convert', '-f', 'vmdk', '-O', 'raw', image, raw], { stdio: 'ignore', timeout: 20_000 });
-    return createHash('sha256').update(readFileSync(raw)).digest('hex');
-  } catch {
-    return undefined;
-  } finally {
-    rmSync(raw, { force: true });
-  }
-}
-
 describe.skipIf(skipWithout('qemu-img'))('VMDK and OVA decoders under random mutation', () => {
   let dir: string;
   const seeds: Seed[] = [];
@@ -309,7 +245,7 @@ describe.skipIf(skipWithout('qemu-img'))('VMDK and OVA decoders under random mut
       const started = performance.now();
       let outcome: Outcome;
       try {
-        outcome = await decode(bytes, seed.kind);
+        outcome = await decodeMutant(bytes, (source) => openImage(source, seed.kind));
       } catch (error) {
         throw new Error(`${context}: ${(error as Error).stack}`, { cause: error });
       }
@@ -323,7 +259,7 @@ describe.skipIf(skipWithout('qemu-img'))('VMDK and OVA decoders under random mut
         tally.comparedWithQemu < QEMU_SAMPLES &&
         runSeed % 3 === 0
       ) {
-        const reference = qemuSha256(bytes, dir);
+        const reference = qemuSha256(bytes, dir, 'vmdk');
         if (reference === undefined) tally.qemuRefusedWhatWeDecoded++;
         else {
           tally.comparedWithQemu++;

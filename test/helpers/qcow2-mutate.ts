@@ -1,31 +1,15 @@
 // Random mutation of qcow2 images and the check of one run: shared by the CI-sized test
 // (test/formats/qcow2-mutation.test.ts) and the long seeded campaign (scripts/qcow2-mutation-campaign.ts).
-import { createHash } from 'node:crypto';
+// The check of a run's extents is test/helpers/mutation-check.ts, shared with the VMDK test.
 import { rmSync } from 'node:fs';
-import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 import { writeImage } from '../../lib/write/write-image.ts';
 import { ByoiError } from '../../lib/errors.ts';
 import { openQcow2 } from '../../lib/formats/qcow2.ts';
-import { isZero } from '../../lib/formats/types.ts';
 import { compressedExtent, isCompressed, type Layout } from './qcow2-layout.ts';
+import { decodeMutant, type Outcome } from './mutation-check.ts';
 
-/** A run stops reading after this much data: a mutated map may legally describe a huge disk. */
-export const DATA_CAP = 64 * 1024 * 1024;
-/** Above this virtual size, zero extents are not hashed and qemu is not asked. */
-export const HASHED_SIZE = 16 * 1024 * 1024;
 /** Decoded runs with at most this much data are also written to a sparse file (the writer's arithmetic). */
 const WRITTEN_DATA = 1024 * 1024;
-
-/** mulberry32: small, seedable, good enough to pick mutations. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** [offset, width in bytes] of every header field. */
 const FIELDS: [number, number][] = [
@@ -149,45 +133,20 @@ export function mutate(bytes: Buffer, layout: Layout, random: () => number): str
   return `byte @${at}`;
 }
 
-export type Outcome = { kind: 'refused' } | { kind: 'capped' } | { kind: 'decoded'; sha256: string | undefined };
-
 /**
  * Decodes a mutated image; `writeTo`: a file path where a decoded image with little data is also
  * written, so that the writer meets whatever sizes the header check let through.
  */
 export async function decode(bytes: Buffer, threads: number, writeTo?: string): Promise<Outcome> {
-  const source = new ChunkedBuffer(64 * 1024);
-  source.append(bytes);
-  try {
-    const image = openQcow2(source, { threads });
-    const hashed = image.info.virtualSize <= HASHED_SIZE;
-    const hash = createHash('sha256');
-    let position = 0;
-    let data = 0;
-    for await (const extent of image.extents()) {
-      if (extent.offset !== position || !(extent.length > 0))
-        throw new Error(`extent [${extent.offset}, +${extent.length}) after ${position}`);
-      if (isZero(extent)) {
-        if (hashed) hash.update(Buffer.alloc(extent.length));
-      } else {
-        if (extent.data.length !== extent.length)
-          throw new Error(`extent of ${extent.length} bytes carries ${extent.data.length}`);
-        if (hashed) hash.update(extent.data);
-        data += extent.length;
-        if (data > DATA_CAP) return { kind: 'capped' };
-      }
-      position += extent.length;
-    }
-    if (position !== image.info.virtualSize)
-      throw new Error(`extents end at ${position}, virtual size ${image.info.virtualSize}`);
-    if (!(image.info.virtualSize <= 2 ** 52))
-      throw new Error(`virtual size ${image.info.virtualSize} accepted, past 2^52`);
-    if (writeTo && data <= WRITTEN_DATA) await writeChecked(openQcow2(source, { threads }), writeTo);
-    return { kind: 'decoded', sha256: hashed ? hash.digest('hex') : undefined };
-  } catch (error) {
-    if (error instanceof ByoiError && error.kind === 'refused-image') return { kind: 'refused' };
-    throw error;
-  }
+  return decodeMutant(
+    bytes,
+    (source) => openQcow2(source, { threads }),
+    async (image, data, source) => {
+      if (!(image.info.virtualSize <= 2 ** 52))
+        throw new Error(`virtual size ${image.info.virtualSize} accepted, past 2^52`);
+      if (writeTo && data <= WRITTEN_DATA) await writeChecked(openQcow2(source, { threads }), writeTo);
+    },
+  );
 }
 
 /** Writes the image to a sparse file: a refusal or the filesystem's own limit (EFBIG) is fine, a bug of byoi is not. */

@@ -5,14 +5,13 @@
 // a field is text; a form without its CSRF token is refused; a wrong field shows the API's message.
 // Screenshots of failed tests go to test-artifacts/panel/ (or $BYOI_TEST_ARTIFACTS).
 // BYOI_PANEL_SCREENSHOT=1 also writes docs/panel.png, the README's picture of the panel.
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CommandBootAdapter } from '../../lib/api/boot.ts';
 import type { ApiConfig } from '../../lib/api/config.ts';
@@ -22,26 +21,16 @@ import { dictionaries } from '../../lib/panel/i18n.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { startApi, type TestApi } from '../helpers/api.ts';
 import { readAt, sha256OfFile } from '../helpers/deploy.ts';
-import { attachLoop, detachAllLoops } from '../helpers/loop.ts';
+import { agentCommand, makeGptImages } from '../helpers/agent-lab.ts';
+import { launchChromium } from '../helpers/chromium.ts';
+import { detachAllLoops } from '../helpers/loop.ts';
+import { garbageLoop } from '../helpers/target-disk.ts';
 
 const MiB = 2 ** 20;
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const artifacts = process.env.BYOI_TEST_ARTIFACTS ?? join(repo, 'test-artifacts/panel');
-const sh = (command: string, args: string[]) =>
-  execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const en = dictionaries.en;
 const fr = dictionaries.fr;
-
-/** The browser as the brief asks: the system's chromium, headless, nothing fetched from the network. */
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 /** Serves the image slowly (so the page shows the download moving), only with the right header. */
 function slowImageServer(body: Buffer, header: [string, string]): Promise<{ url: string; server: Server }> {
@@ -82,15 +71,10 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
   beforeAll(async () => {
     assertCapable('chromium', 'root', 'loop', 'qemu-img', 'sgdisk');
     // A 64 MiB GPT disk image with random data in its partition, as qcow2 (qemu-img's encoder).
-    sh('truncate', ['-s', `${64 * MiB}`, raw]);
-    sh('sgdisk', ['-n1:2048:+40M', '-t1:8300', raw]);
-    sh('dd', ['if=/dev/urandom', `of=${raw}`, 'bs=1M', 'seek=1', 'count=40', 'conv=notrunc', 'status=none']);
-    sh('qemu-img', ['convert', '-O', 'qcow2', raw, qcow2]);
+    makeGptImages(raw, qcow2, 64, 40);
     images = await slowImageServer(readFileSync(qcow2), secretHeader);
 
-    const target = join(dir, 'disk.img');
-    sh('dd', ['if=/dev/urandom', `of=${target}`, 'bs=1M', 'count=96', 'status=none']);
-    disk = attachLoop(target);
+    disk = garbageLoop(join(dir, 'disk.img'), 96 * MiB);
 
     const config: ApiConfig = {
       customers: [
@@ -104,23 +88,7 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
           apiKeys: ['key-alice'],
           diskGroups: [{ diskGroupId: 1, description: '1 x loop device 96 MiB' }],
           boot: {
-            command: [
-              process.execPath,
-              join(repo, 'agent/byoi.ts'),
-              'agent',
-              '--insecure',
-              '--server',
-              '{server}',
-              '--service-name',
-              '{service}',
-              '--disk',
-              disk,
-              '--no-reboot',
-              '--ram-size',
-              String(4 * 1024 * MiB),
-              '--deliver-timeout',
-              '30',
-            ],
+            command: agentCommand(disk, { insecure: true }),
             logFile: join(dir, 'agent-{service}.log'),
           },
         },
@@ -129,7 +97,7 @@ describe.skipIf(skipWithout('chromium', 'root', 'loop', 'qemu-img', 'sgdisk'))('
     };
     boot = new CommandBootAdapter(config.servers);
     api = await startApi(config, join(dir, 'api.sqlite'), boot);
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     alice = await browser.newContext({ locale: 'fr-FR', viewport: { width: 390, height: 844 } });
     page = await alice.newPage();
   });

@@ -11,6 +11,7 @@ import { ByoiError } from '../../lib/errors.ts';
 import { qcow2StreamPieces } from '../../lib/stream/qcow2-stream.ts';
 import { makeQcow2Fixtures, qemuRawSha256 } from '../../scripts/fixtures/qcow2.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
+import { prng } from '../helpers/mutation-check.ts';
 
 const NAMES = [
   'small-plain',
@@ -26,16 +27,6 @@ const NAMES = [
   'zstd-extl2',
 ];
 const RUNS = 600;
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function* chunks(bytes: Buffer, random: () => number): AsyncGenerator<Buffer> {
   for (let at = 0; at < bytes.length;) {

@@ -5,7 +5,7 @@
 // reports it as the normal mode does (test/write/read-back.test.ts).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -16,10 +16,11 @@ import { StreamWriter } from '../../lib/stream/stream-writer.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { byoi, sha256OfFile } from '../helpers/deploy.ts';
 import { startServer, type TestServer } from '../helpers/http.ts';
-import { attachLoop, detachAllLoops } from '../helpers/loop.ts';
+import { detachAllLoops } from '../helpers/loop.ts';
+import { expectReadBackCatches, jsonLines } from '../helpers/read-back.ts';
+import { garbageLoop } from '../helpers/target-disk.ts';
 
 const MiB = 1024 * 1024;
-const MESSAGE = 'The disk does not read back what was written: it may be failing.';
 const BLOCK = 4096;
 const SIZE = 16 * MiB - 512;
 
@@ -136,8 +137,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('read-back ve
   /** The pieces written out of guest order by the stream writer onto a garbage-filled loop device. */
   async function written(): Promise<{ file: string; device: string; record: BlockRecord; size: number }> {
     const file = join(dir, `disk-${randomBytes(4).toString('hex')}`);
-    writeFileSync(file, randomBytes(24 * MiB));
-    const device = attachLoop(file);
+    const device = garbageLoop(file);
     const all = pieces();
     const writer = await StreamWriter.open(device, 24 * MiB);
     const record = new BlockRecord(BLOCK);
@@ -147,15 +147,6 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('read-back ve
     }
     await writer.finish();
     return { file, device, record, size: writer.written };
-  }
-
-  function poke(file: string, offset: number, byte: number): void {
-    const fd = openSync(file, 'r+');
-    try {
-      writeSync(fd, Buffer.from([byte]), 0, 1, offset);
-    } finally {
-      closeSync(fd);
-    }
   }
 
   it('passes on what was written, read around the page cache', async () => {
@@ -170,16 +161,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('read-back ve
     ['a byte of a zero run', 6 * MiB + 5, new RegExp(`byte ${6 * MiB + 5} should read as zero`)],
   ] as const) {
     it(`fails when ${where} changed on the disk`, async () => {
-      const { file, device, record, size } = await written();
-      poke(file, offset, 0x5a);
-      execFileSync('blockdev', ['--flushbufs', device]);
-      const error = await verifyReadBack(device, size, record).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(error).toBeInstanceOf(ByoiError);
-      expect((error as ByoiError).message).toBe(MESSAGE);
-      expect((error as ByoiError).detail).toMatch(detail);
+      await expectReadBackCatches(await written(), offset, detail);
     });
   }
 
@@ -188,9 +170,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('read-back ve
     ['image.qcow2', 'qcow2'],
   ] as const) {
     it(`\`byoi deploy --stream --verify-write\` of ${name} reads the disk back and says so`, async () => {
-      const file = join(dir, `deploy-disk-${type}`);
-      writeFileSync(file, randomBytes(24 * MiB));
-      const device = attachLoop(file);
+      const device = garbageLoop(join(dir, `deploy-disk-${type}`));
       const result = await byoi([
         'deploy',
         '--stream',
@@ -208,10 +188,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('read-back ve
         '--verify-write',
       ]);
       expect(result.exitCode, result.lastLine).toBe(0);
-      const lines = result.stderr
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const lines = jsonLines(result.stderr);
       const phase = lines.find((l) => l.phase === 'read-back' && l.sha256);
       expect(phase).toMatchObject({ direct: true, dataBytes: expect.any(Number) });
       // The data blocks: the GPT's, and the two runs of random data (4 KiB blocks for this qcow2, 64 KiB for raw).

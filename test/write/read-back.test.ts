@@ -3,31 +3,22 @@
 // a zero run, is a failed deployment; `byoi deploy --verify-write` runs it and reports it.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 import { verifyReadBack, WrittenRecord } from '../../lib/disk/read-back.ts';
 import { writeImage } from '../../lib/write/write-image.ts';
-import { ByoiError } from '../../lib/errors.ts';
 import { openImage } from '../../lib/formats/open.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { byoi, sha256OfFile } from '../helpers/deploy.ts';
 import { startServer, type TestServer } from '../helpers/http.ts';
-import { attachLoop, detachAllLoops } from '../helpers/loop.ts';
+import { detachAllLoops } from '../helpers/loop.ts';
+import { expectReadBackCatches, jsonLines } from '../helpers/read-back.ts';
+import { garbageLoop } from '../helpers/target-disk.ts';
 
 const MiB = 1024 * 1024;
-const MESSAGE = 'The disk does not read back what was written: it may be failing.';
-
-function poke(file: string, offset: number, byte: number): void {
-  const fd = openSync(file, 'r+');
-  try {
-    writeSync(fd, Buffer.from([byte]), 0, 1, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 describe.skipIf(skipWithout('root', 'loop', 'qemu-img'))('read-back verification', () => {
   let dir: string;
@@ -58,8 +49,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img'))('read-back verification
 
   async function written(): Promise<{ file: string; device: string; record: WrittenRecord; size: number }> {
     const file = join(dir, `disk-${randomBytes(4).toString('hex')}`);
-    writeFileSync(file, randomBytes(24 * MiB));
-    const device = attachLoop(file);
+    const device = garbageLoop(file);
     const image = openImage(await ChunkedBuffer.fromFile(qcow2), 'qcow2');
     const record = new WrittenRecord();
     await writeImage(image, device, { onData: (offset, data) => record.add(offset, data) });
@@ -79,23 +69,12 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img'))('read-back verification
     ['a byte of a zero run', 6 * MiB + 5, new RegExp(`byte ${6 * MiB + 5} should read as zero`)],
   ] as const) {
     it(`fails when ${where} changed on the disk`, async () => {
-      const { file, device, record, size } = await written();
-      poke(file, offset, 0x5a);
-      execFileSync('blockdev', ['--flushbufs', device]);
-      const error = await verifyReadBack(device, size, record).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(error).toBeInstanceOf(ByoiError);
-      expect((error as ByoiError).message).toBe(MESSAGE);
-      expect((error as ByoiError).detail).toMatch(detail);
+      await expectReadBackCatches(await written(), offset, detail);
     });
   }
 
   it('`byoi deploy --verify-write` reads the disk back and says so', async () => {
-    const file = join(dir, 'deploy-disk');
-    writeFileSync(file, randomBytes(24 * MiB));
-    const device = attachLoop(file);
+    const device = garbageLoop(join(dir, 'deploy-disk'));
     const result = await byoi([
       'deploy',
       '--url',
@@ -112,11 +91,7 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img'))('read-back verification
       '--verify-write',
     ]);
     expect(result.exitCode, result.lastLine).toBe(0);
-    const phase = result.stderr
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l))
-      .find((l) => l.phase === 'read-back' && l.sha256);
+    const phase = jsonLines(result.stderr).find((l) => l.phase === 'read-back' && l.sha256);
     expect(phase).toMatchObject({ direct: true, dataBytes: expect.any(Number) });
   });
 });
