@@ -89,6 +89,8 @@ export const errorCodes = [
   'form-too-large',
   'gpt-fix-failed',
   'headers-too-large',
+  'image-file-changed',
+  'image-file-unreadable',
   'image-format-mismatch',
   'image-larger-than-device',
   'insecure-api',
@@ -655,6 +657,20 @@ export function readBackMismatch(detail: string): ByoiError {
     'The disk does not read back what was written: it may be failing.',
     { detail },
   );
+}
+
+/** The image file (a local IMAGE) is shorter than when it was opened: its bytes are no longer those checked. */
+export function imageFileChanged(endedAt: number): ByoiError {
+  return new ByoiError(
+    'failed',
+    'image-file-changed',
+    `The image file changed while it was read: it now ends at byte ${endedAt}.`,
+  );
+}
+
+/** A read of the image file (a local IMAGE) failed after it was opened. */
+export function imageFileUnreadable(reason: string, cause?: unknown): ByoiError {
+  return new ByoiError('failed', 'image-file-unreadable', `Could not read the image file: ${reason}.`, { cause });
 }
 
 /** IMAGE given on the command line cannot be read. */

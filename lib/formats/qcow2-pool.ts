@@ -1,13 +1,13 @@
 // Worker threads that decompress batches of qcow2 clusters, so decompression runs on the other cores
 // while the main thread walks the map and writes. A batch's compressed bytes are read by the worker
 // itself from the image file when there is one (the main thread only says where), otherwise copied
-// into one transferable buffer; its clusters come back in transferred buffers, in order.
+// into one transferable buffer; a batch to keep comes back in a slot of the pool's arena
+// (lib/formats/slot-arena.ts), one cluster after another.
 import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { Worker } from 'node:worker_threads';
 import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE, type Codec } from './qcow2-decompress.ts';
 import type { Slot, SlotArena } from './slot-arena.ts';
-import { decompressionStopped, decompressionWorkerFailed } from '../errors.ts';
+import { decompressionStopped, decompressionWorkerFailed, imageFileChanged, imageFileUnreadable } from '../errors.ts';
 
 /** A batch that did not decompress: which cluster of it, and why. */
 export interface BatchFailure {
@@ -42,7 +42,7 @@ interface Request {
   span?: FileSpan & { position: number; length: number };
   /** [start, length] of each cluster's bytes in `input` (or in the span). */
   bounds: number[];
-  /** With `keep` and an arena: where the worker puts the clusters, one after another. */
+  /** With `keep`: where the worker puts the clusters, one after another. */
   out?: { memory: SharedArrayBuffer; offset: number; length: number };
 }
 
@@ -53,14 +53,12 @@ export interface FileSpan {
 }
 
 /**
- * Pieces of the batch's output in order, each [buffer, byteOffset, byteLength], or the failure, or
- * why the span could not be read; the request's input buffer, if any, always comes back for reuse.
+ * Done (the clusters checked, and put in the slot if kept), or the failure, or why the span could
+ * not be read (the file ended at `endedAt`, or the read failed); the request's input buffer, if any,
+ * always comes back for reuse.
  */
 type Reply = { id: number; input?: ArrayBuffer } & (
-  | { pieces: [ArrayBuffer, number, number][] }
-  | { filled: true }
-  | { index: number; reason: string }
-  | { readError: string }
+  { done: true } | { index: number; reason: string } | { readError: string; endedAt?: number }
 );
 
 /**
@@ -69,33 +67,24 @@ type Reply = { id: number; input?: ArrayBuffer } & (
  * would hold ~170 MiB of garbage. decompressBatch frees clusters of Buffer.poolSize bytes or more
  * itself; for smaller ones, each worker collects after every `collectEvery` bytes of them (default:
  * this; measured on the bench images before clusters were freed: peak RSS -65 MiB for ~10% more
- * decompression CPU). See `PoolOptions.lean` for the main thread.
+ * decompression CPU).
  */
 const COLLECT_EVERY = 32 * 1024 * 1024;
-/** `lean`: workers and the main thread collect this often. */
+/** `lean`: workers collect this often. */
 const LEAN_COLLECT_EVERY = 16 * 1024 * 1024;
 
 export interface PoolOptions {
   /**
-   * Keep memory down at some CPU: workers collect twice as often, and the main thread collects
-   * the clusters it received (already written, by then) as often. For a caller that holds the whole
-   * image in RAM besides (a deployment of the zstd bench image: RSS over the image 265 -> ~225 MiB;
-   * ~15% more CPU).
+   * Keep memory down at some CPU: workers collect twice as often. For a caller that holds the whole
+   * image in RAM besides (a deployment).
    */
   readonly lean?: boolean;
-  /**
-   * Where workers put the clusters of the batches sent back, instead of transferring a buffer per
-   * cluster; a batch's slot comes back through DecodedBatch.release.
-   */
-  readonly arena?: SlotArena;
 }
 
 /** Input buffers are at least this large, so one fits most batches. */
 const MIN_INPUT_BUFFER = 2 * 1024 * 1024;
 
 // Runs inside each worker: CommonJS `eval` code, built from `decompressCluster`'s and `decompressBatch`'s own source text.
-// Large clusters travel in the buffers zlib made for them (transferred, not copied: no garbage piles
-// up in the worker); small ones are packed into one buffer per batch.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { readSync } = require('node:fs');
@@ -119,7 +108,7 @@ parentPort.on('message', (message) => {
       for (let done = 0; done < span.length;) {
         const n = readSync(span.fd, bytes, done, span.length - done, span.position + done);
         // The file shrank after it was opened: its bytes are no longer the image that was checked.
-        if (n === 0) return parentPort.postMessage({ id, readError: 'the image file ended at ' + (span.position + done) + ' of its ' + span.size + ' bytes' });
+        if (n === 0) return parentPort.postMessage({ id, readError: 'ended', endedAt: span.position + done });
         done += n;
       }
     } catch (error) {
@@ -136,14 +125,12 @@ parentPort.on('message', (message) => {
   }
   const inputs = [];
   for (let i = 0; i < count; i++) inputs.push(new Uint8Array(input, bounds[2 * i], bounds[2 * i + 1]));
-  const into = keep && out ? Buffer.from(out.memory, out.offset, out.length) : undefined;
+  const into = keep ? Buffer.from(out.memory, out.offset, out.length) : undefined;
   const result = decompressBatch(zlib, codec, inputs, clusterSize, keep, decompressCluster, ${OWN_BUFFER_CLUSTER_SIZE}, into);
   const back = span ? {} : { input };
   const transferBack = span ? [] : [input];
   if (!Array.isArray(result)) return parentPort.postMessage({ id, ...back, index: result.index, reason: result.reason }, transferBack);
-  if (into) return parentPort.postMessage({ id, ...back, filled: true }, transferBack);
-  const pieces = result.map((piece) => [piece.buffer, piece.byteOffset, piece.byteLength]);
-  parentPort.postMessage({ id, ...back, pieces }, [...transferBack, ...pieces.map((piece) => piece[0])]);
+  parentPort.postMessage({ id, ...back, done: true }, transferBack);
 });
 `;
 
@@ -153,7 +140,7 @@ const CLOSE_TIMEOUT_MS = 10_000;
 interface Pending {
   resolve(result: DecodedBatch | BatchFailure): void;
   reject(error: Error): void;
-  /** The arena's slot the worker fills, and how many bytes of it. */
+  /** The arena's slot the worker fills (a batch to keep), and how many bytes of it. */
   slot?: Slot;
   filled: number;
 }
@@ -168,29 +155,23 @@ export class DecompressPool {
   /** Input buffers back from the workers: reused, so compressed bytes leave no garbage behind. */
   private readonly spareInputs: ArrayBuffer[] = [];
   private failure: Error | undefined;
-  private readonly collectEvery: number;
-  /** This thread's collection, when lean. */
-  private readonly collect: (() => void) | undefined;
-  private receivedSinceCollected = 0;
   /** Set to 1 on close: workers skip the batches still queued to them. */
   private readonly closing = new Int32Array(new SharedArrayBuffer(4));
   private readonly exited = new Set<Worker>();
-  private readonly arena: SlotArena | undefined;
+  private readonly arena: SlotArena;
 
-  constructor(codec: Codec, clusterSize: number, threads: number, options: PoolOptions = {}) {
+  /** `arena`: where the batches to keep are put; its slots must hold a batch. */
+  constructor(codec: Codec, clusterSize: number, threads: number, arena: SlotArena, options: PoolOptions = {}) {
     this.codec = codec;
     this.clusterSize = clusterSize;
     // Gives the workers started from now on a global gc() (see COLLECT_EVERY). V8 flags are
     // process-wide; this one only adds that function to new contexts.
     setFlagsFromString('--expose-gc');
-    this.collectEvery = options.lean ? LEAN_COLLECT_EVERY : COLLECT_EVERY;
-    this.arena = options.arena;
-    // A new context created now has gc(), which collects this thread's heap.
-    this.collect = options.lean ? (runInNewContext('gc') as () => void) : undefined;
+    this.arena = arena;
     for (let i = 0; i < threads; i++) {
       const settings: WorkerSettings = {
         closing: this.closing.buffer as SharedArrayBuffer,
-        collectEvery: this.collectEvery,
+        collectEvery: options.lean ? LEAN_COLLECT_EVERY : COLLECT_EVERY,
       };
       const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: settings });
       worker.on('message', (reply: Reply) => this.settle(worker, reply));
@@ -205,8 +186,8 @@ export class DecompressPool {
   }
 
   /**
-   * The batch's clusters in order, in one or more buffers, or the first that failed. With `keep`
-   * false (a dry pass) the clusters are checked but not sent back: success is no pieces.
+   * The batch's clusters in order, in a slot of the arena, or the first that failed. With `keep`
+   * false (a dry pass) the clusters are checked but not kept: success is no pieces.
    */
   decompress(inputs: readonly Buffer[], keep = true): Promise<DecodedBatch | BatchFailure> {
     if (this.failure) return Promise.reject(this.failure);
@@ -224,7 +205,7 @@ export class DecompressPool {
   /**
    * As `decompress`, for clusters the worker reads itself from `file`: the bytes [position, position +
    * length), cluster i at `bounds[2i]` from `position` for `bounds[2i + 1]` bytes. A file that ends
-   * before the span does rejects.
+   * before the span, or cannot be read, rejects.
    */
   decompressSpan(
     file: FileSpan,
@@ -256,13 +237,15 @@ export class DecompressPool {
     return { packed: buffer, bounds };
   }
 
-  /** To the least loaded worker, with a slot of the arena to fill if it is to send the clusters back. */
+  /** To the least loaded worker, with a slot of the arena to fill if the clusters are to be kept. */
   private send(request: Request): Promise<DecodedBatch | BatchFailure> {
+    const filled = (request.bounds.length / 2) * this.clusterSize;
+    if (filled > this.arena.slotSize)
+      throw new RangeError(`a batch of ${filled} bytes for slots of ${this.arena.slotSize}`);
     let worker = this.workers[0]!;
     for (const candidate of this.workers) if (this.load.get(candidate)! < this.load.get(worker)!) worker = candidate;
     this.load.set(worker, this.load.get(worker)! + 1);
-    const filled = (request.bounds.length / 2) * this.clusterSize;
-    const slot = request.keep && this.arena && filled <= this.arena.slotSize ? this.arena.take() : undefined;
+    const slot = request.keep ? this.arena.take() : undefined;
     if (slot) request.out = { memory: slot.memory, offset: slot.offset, length: filled };
     return new Promise((resolve, reject) => {
       this.pending.set(request.id, { resolve, reject, filled, ...(slot && { slot }) });
@@ -316,30 +299,19 @@ export class DecompressPool {
     this.load.set(worker, this.load.get(worker)! - 1);
     if (reply.input) this.spareInputs.push(reply.input);
     const { slot } = waiting;
-    if (slot && !('filled' in reply)) this.arena!.give(slot);
-    if ('readError' in reply) return waiting.reject(new Error(reply.readError));
-    if ('filled' in reply && slot) {
-      let given = false;
-      const release = () => {
-        if (!given) this.arena!.give(slot);
-        given = true;
-      };
-      return waiting.resolve({ pieces: [slot.bytes.subarray(0, waiting.filled)], release });
-    }
-    if (this.collect && 'pieces' in reply) {
-      for (const [, , length] of reply.pieces) this.receivedSinceCollected += length;
-      if (this.receivedSinceCollected >= this.collectEvery) {
-        this.receivedSinceCollected = 0;
-        this.collect();
-      }
-    }
-    waiting.resolve(
-      'pieces' in reply
-        ? { pieces: reply.pieces.map(([buffer, offset, length]) => Buffer.from(buffer, offset, length)) }
-        : 'index' in reply
-          ? { index: reply.index, reason: reply.reason }
-          : { pieces: [] },
-    );
+    if (slot && !('done' in reply)) this.arena.give(slot);
+    if ('readError' in reply)
+      return waiting.reject(
+        reply.endedAt === undefined ? imageFileUnreadable(reply.readError) : imageFileChanged(reply.endedAt),
+      );
+    if ('index' in reply) return waiting.resolve({ index: reply.index, reason: reply.reason });
+    if (!slot) return waiting.resolve({ pieces: [] });
+    let given = false;
+    const release = () => {
+      if (!given) this.arena.give(slot);
+      given = true;
+    };
+    waiting.resolve({ pieces: [slot.bytes.subarray(0, waiting.filled)], release });
   }
 
   private fail(error: Error): void {

@@ -10,7 +10,7 @@ import type { ImageSource } from '../source/image-source.ts';
 import { parseQcow2Header, type Qcow2Header } from './qcow2-header.ts';
 import { qcow2Segments, validateQcow2Map, type Segment } from './qcow2-map.ts';
 import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE } from './qcow2-decompress.ts';
-import { DecompressPool, type BatchFailure, type DecodedBatch, type PoolOptions } from './qcow2-pool.ts';
+import { DecompressPool, type BatchFailure, type DecodedBatch } from './qcow2-pool.ts';
 import { SlotArena } from './slot-arena.ts';
 import { PAGE_SIZE } from '../source/aligned-memory.ts';
 import { qcow2BadCompressedCluster } from '../errors.ts';
@@ -110,7 +110,7 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
   // The workers' batches land in slots of this (kept ones too, until the writing pass writes them).
   const slotSize = Math.ceil((compressedBatch * header.clusterSize) / PAGE_SIZE) * PAGE_SIZE;
   const kept = new KeptBatches(options.keepDecoded ?? 0, header.clusterSize, stats.compressedClusters, slotSize);
-  const pool: PoolOptions = { lean: options.lean ?? false, arena: new SlotArena(slotSize) };
+  const pool: PoolSettings = { lean: options.lean ?? false, arena: new SlotArena(slotSize) };
   const spare: SparePool = {};
   return {
     info,
@@ -295,6 +295,12 @@ const droppedOutput: Output<ExtentShape> = {
   compressed: (segment) => [{ offset: segment.offset, length: segment.length, zero: false }],
 };
 
+/** The decompression pool of an image's passes: its arena (slots of a batch) and how lean it runs. */
+interface PoolSettings {
+  readonly lean: boolean;
+  readonly arena: SlotArena;
+}
+
 async function* decodeSegments<T>(
   source: ImageSource,
   header: Qcow2Header,
@@ -303,13 +309,15 @@ async function* decodeSegments<T>(
   startAfter: number,
   output: Output<T>,
   kept: KeptBatches,
-  poolOptions: PoolOptions,
+  poolSettings: PoolSettings,
   spare: SparePool,
 ): AsyncGenerator<T> {
   const walk = segments();
   let decodedHere = 0;
   // A dry pass's workers, still there: this pass uses them from its first batch.
-  const left = spare.pool;
+  // One whose worker died while it waited is of no use: the pass starts its own.
+  const left = spare.pool?.usable ? spare.pool : undefined;
+  if (spare.pool && !left) await spare.pool.close();
   spare.pool = undefined;
   while (!left && (threads === 0 || decodedHere < startAfter)) {
     const next = walk.next();
@@ -327,7 +335,11 @@ async function* decodeSegments<T>(
   // Batches go to the workers ahead of the consumer; extents come out in guest order. Plain
   // segments and kept batches wait in the queue as they are: a file source reads a plain segment
   // only when it is due.
-  const pool = left ?? new DecompressPool(header.compression, header.clusterSize, threads, poolOptions);
+  const pool =
+    left ??
+    new DecompressPool(header.compression, header.clusterSize, threads, poolSettings.arena, {
+      lean: poolSettings.lean,
+    });
   pool.resume();
   let finished = false;
   try {

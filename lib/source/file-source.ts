@@ -10,6 +10,7 @@
 // them to the device as they are (lib/write/positional-writes.ts). When the slab is all lent out
 // (a consumer that keeps or never recycles), reads get ordinary buffers.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { imageFileChanged, imageFileUnreadable } from '../errors.ts';
 import { alignedBuffers } from './aligned-memory.ts';
 import { checkRead, type ImageSource } from './image-source.ts';
 
@@ -45,9 +46,14 @@ export class FileSource implements ImageSource {
     if (this.fd === undefined) throw new Error('the image file is closed');
     const out = this.buffer(length);
     for (let done = 0; done < length;) {
-      const n = readSync(this.fd, out, done, length - done, offset + done);
+      let n: number;
+      try {
+        n = readSync(this.fd, out, done, length - done, offset + done);
+      } catch (error) {
+        throw imageFileUnreadable((error as Error).message, error);
+      }
       // The file shrank after it was opened: its bytes are no longer the image that was checked.
-      if (n === 0) throw new Error(`the image file ended at ${offset + done} of its ${this.size} bytes`);
+      if (n === 0) throw imageFileChanged(offset + done);
       done += n;
     }
     return out;

@@ -2,10 +2,11 @@
 // consumer, and raw and plain qcow2 extents hand theirs back only when the writer is done.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ByoiError } from '../../lib/errors.ts';
 import { FileSource } from '../../lib/source/file-source.ts';
 import { openImage } from '../../lib/formats/open.ts';
 import type { DataExtent } from '../../lib/formats/types.ts';
@@ -50,6 +51,29 @@ describe('FileSource', () => {
       source.recycle(first.subarray(MiB)); // a second recycle, through another view
       const held = Array.from({ length: 11 }, (_, i) => source.read(i * 4 * MiB, 4 * MiB));
       held.forEach((buffer, i) => expect(buffer.equals(at(i * 4 * MiB, 4 * MiB)), `read ${i}`).toBe(true));
+    } finally {
+      source.close();
+    }
+  });
+
+  it('refuses, in its own sentence, to read past the end of a file that shrank after it was opened', () => {
+    const shrinking = join(dir, 'shrinking');
+    copyFileSync(path, shrinking);
+    const source = new FileSource(shrinking);
+    try {
+      truncateSync(shrinking, 5 * MiB);
+      expect(source.read(MiB, MiB).equals(at(MiB, MiB))).toBe(true);
+      let error: unknown;
+      try {
+        source.read(4 * MiB, 2 * MiB);
+      } catch (thrown) {
+        error = thrown;
+      }
+      expect(error).toBeInstanceOf(ByoiError);
+      expect((error as ByoiError).code).toBe('image-file-changed');
+      expect((error as ByoiError).message).toBe(
+        `The image file changed while it was read: it now ends at byte ${5 * MiB}.`,
+      );
     } finally {
       source.close();
     }
