@@ -20,6 +20,8 @@ export type Codec = 'zlib' | 'zstd';
  * - zlib: raw deflate with a 4 KiB window (qemu's windowBits -12). As in qemu, a stream that fills
  *   the cluster is accepted even if its end marker lies past the stored sectors.
  * - zstd: one or more frames, decoded until the cluster is full; the bytes after them are garbage.
+ *   qemu writes one frame a cluster; more than 64 are refused: each costs a decoder call, so a
+ *   cluster of thousands of empty frames would cost seconds to decode (an image made to be slow).
  *   Node's zstd rejects trailing bytes, so frame boundaries are found by walking the frame and
  *   block headers (RFC 8878 section 3.1.1).
  * One flat function with no inner named functions: a bundler's keep-names mode would wrap those in
@@ -47,6 +49,7 @@ export function decompressCluster(
     const parts: Buffer[] = [];
     let produced = 0;
     let start = 0;
+    let frames = 0;
     while (produced < clusterSize) {
       if (start >= view.length) return `it decompresses to ${produced} bytes`;
       if (start + 8 > view.length) return 'the data ends inside a frame header';
@@ -56,6 +59,7 @@ export function decompressCluster(
         continue;
       }
       if (magic !== 0xfd2fb528) return 'no zstd frame where one should start';
+      if (++frames > 64) return 'more than 64 zstd frames in one cluster';
       const descriptor = view[start + 4]!;
       if (descriptor & 0x08) return 'a zstd frame header has its reserved bit set';
       const singleSegment = (descriptor >> 5) & 1;

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 import { ByoiError } from '../../lib/errors.ts';
 import { openQcow2 } from '../../lib/formats/qcow2.ts';
-import { makeQcow2Fixtures, patchBytes, patchU64 } from '../../scripts/fixtures/qcow2.ts';
+import { makeQcow2Fixtures, patchBytes, patchU64, qemuRawSha256 } from '../../scripts/fixtures/qcow2.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { decodeToSha256 } from '../helpers/decode.ts';
 import {
@@ -399,6 +399,13 @@ const whileDecoding: Case[] = [
       `Bad qcow2 image: the zstd data of guest offset ${hex(replaceCompressed(p, zlib.zstdCompressSync(Buffer.alloc(1000, 7))))} does not decompress to exactly one cluster (65536 bytes): no zstd frame where one should start.`,
   },
   {
+    // qemu writes one frame a cluster; thousands of empty ones would make each cluster cost seconds.
+    name: 'zstd cluster of 65 frames (64 empty, then its data)',
+    fixture: 'zstd-64k',
+    poke: (p) =>
+      `Bad qcow2 image: the zstd data of guest offset ${hex(replaceCompressed(p, Buffer.concat([...Array.from({ length: 64 }, () => zlib.zstdCompressSync(Buffer.alloc(0))), zlib.zstdCompressSync(Buffer.alloc(65536, 7))])))} does not decompress to exactly one cluster (65536 bytes): more than 64 zstd frames in one cluster.`,
+  },
+  {
     name: 'zstd garbage',
     fixture: 'zstd-64k',
     poke: (p) =>
@@ -465,6 +472,20 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 refusals', () => {
       await dryRun().then(() => expect.fail('checked'), refusedWith(message));
     },
   );
+
+  it('decodes a cluster of 64 zstd frames (63 empty, then its data) as qemu-img does', async () => {
+    const path = join(dir, 'zstd-64-frames.qcow2');
+    copyFileSync(originals.get('zstd-64k')!, path);
+    const frames = Array.from({ length: 63 }, () => zlib.zstdCompressSync(Buffer.alloc(0)));
+    // Over the start of the first compressed cluster's own frame (a random cluster: far longer), the
+    // rest left as it is: the sectors its entry names may hold the next cluster's first bytes.
+    const { offset } = compressedExtent(layoutOf(path), firstCompressed(layoutOf(path)));
+    patchBytes(path, offset, Buffer.concat([...frames, zlib.zstdCompressSync(Buffer.alloc(65536, 7))]));
+    for (const threads of [0, 2])
+      expect(
+        await decodeToSha256(openQcow2(await ChunkedBuffer.fromFile(path), { threads })).then((d) => d.sha256),
+      ).toBe(qemuRawSha256(path, dir));
+  });
 
   it('refuses an external data file, named, as qemu-img makes it', async () => {
     const path = join(dir, 'external.qcow2');
