@@ -25,6 +25,26 @@ import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { decodeToSha256 } from '../helpers/decode.ts';
 import { compressedExtent, isCompressed, layoutOf, OFFSET_MASK } from '../helpers/qcow2-layout.ts';
 
+/** A qcow2 in `dir` of `mib` MiB of distinct, compressible 64-byte lines, every cluster compressed by qemu-img. */
+function linesImage(dir: string, name: string, mib: number, compression: string): string {
+  const raw = join(dir, `${name}-${compression}.raw`);
+  const image = join(dir, `${name}-${compression}.qcow2`);
+  const lines = Array.from({ length: mib * 1024 * 16 }, (_, i) => `line ${i} of the ${name} image\n`.padEnd(64, '.'));
+  writeFileSync(raw, lines.join(''));
+  execFileSync('qemu-img', [
+    'convert',
+    '-c',
+    '-f',
+    'raw',
+    '-O',
+    'qcow2',
+    '-o',
+    `compression_type=${compression}`,
+    raw,
+    image,
+  ]);
+  return image;
+}
 describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert', () => {
   let dir: string;
   const fixtures = new Map<string, Qcow2Fixture>();
@@ -140,24 +160,7 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
     '%s: a pass that starts its workers past its first 4 MiB of clusters decodes as qemu-img does',
     async (compression) => {
       // 12 MiB of compressible, distinct lines: three times the clusters decoded before workers start.
-      const raw = join(dir, `lazy-${compression}.raw`);
-      const image = join(dir, `lazy-${compression}.qcow2`);
-      const lines = Array.from({ length: 12 * 1024 * 16 }, (_, i) =>
-        `line ${i} of the lazily pooled image\n`.padEnd(64, '.'),
-      );
-      writeFileSync(raw, lines.join(''));
-      execFileSync('qemu-img', [
-        'convert',
-        '-c',
-        '-f',
-        'raw',
-        '-O',
-        'qcow2',
-        '-o',
-        `compression_type=${compression}`,
-        raw,
-        image,
-      ]);
+      const image = linesImage(dir, 'lazy', 12, compression);
       const expected = qemuRawSha256(image, dir);
       const source = await ChunkedBuffer.fromFile(image, 1024 * 1024);
       expect((await decodeToSha256(openQcow2(source))).sha256).toBe(expected);
@@ -172,22 +175,7 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
     '%s: batches released as a writer releases them are filled again, and decode as qemu-img does',
     async (compression) => {
       // 32 MiB of distinct lines: 32 batches, four times the batches in flight at once.
-      const raw = join(dir, `reused-${compression}.raw`);
-      const image = join(dir, `reused-${compression}.qcow2`);
-      const lines = Array.from({ length: 32 * 1024 * 16 }, (_, i) => `line ${i} of the reused slots\n`.padEnd(64, '.'));
-      writeFileSync(raw, lines.join(''));
-      execFileSync('qemu-img', [
-        'convert',
-        '-c',
-        '-f',
-        'raw',
-        '-O',
-        'qcow2',
-        '-o',
-        `compression_type=${compression}`,
-        raw,
-        image,
-      ]);
+      const image = linesImage(dir, 'reused', 32, compression);
       const source = new FileSource(image);
       try {
         for (const keepDecoded of [0, source.size / 2]) {
