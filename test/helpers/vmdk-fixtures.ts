@@ -2,22 +2,26 @@
 // and the stream re-laid as VMware and OVF Tool write it (grain directory at the end, found
 // through a footer), with the raw reference `qemu-img convert -O raw` makes of each.
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { prng } from './mutation-check.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** A raw disk with data, zero runs, and a capacity that ends inside a grain. */
+/**
+ * A raw disk with data, zero runs, and a capacity that ends inside a grain. Its data is the same on
+ * every run (seeded, incompressible), so a mutation run that fails can be replayed from its seed.
+ */
 export function makeSmallDisk(path: string, size = 5 * MiB + 1536): void {
   const bytes = Buffer.alloc(size);
+  const next = prng(0x5eed);
   for (const [at, length] of [
     [0, 4096],
     [100 * KiB, 200 * KiB],
     [2 * MiB + 512, 64 * KiB],
     [size - 1024, 1024],
   ] as const)
-    randomBytes(length).copy(bytes, at);
+    for (let i = at; i < at + length; i++) bytes[i] = Math.floor(next() * 256);
   // Compressible data too, as real disks hold.
   Buffer.from('byoi '.repeat(40000)).copy(bytes, 3 * MiB);
   writeFileSync(path, bytes);
