@@ -144,20 +144,41 @@ function validateTable(
       allocated += inGuest;
       continue;
     }
-    const zeroWord = table.readUInt32BE(at + 8);
-    const allocWord = table.readUInt32BE(at + 12);
-    if (allocWord === 0) continue;
-    if (host === 0) throw qcow2SubclusterWithoutCluster(guest);
-    let end = 0;
-    for (let i = 0; i < SUBCLUSTERS && i * subSize < inGuest; i++) {
-      if (!bitOf(table, at + 12, i)) continue;
-      if (zeroWord !== 0 && bitOf(table, at + 8, i)) throw qcow2SubclusterAllocAndZero(guest, i);
-      end = Math.min((i + 1) * subSize, inGuest);
-      allocated += end - i * subSize;
-    }
+    const subclusters = allocatedSubclusters(table, at, guest, host, inGuest, subSize);
+    if (!subclusters) continue;
+    const { end } = subclusters;
+    allocated += subclusters.allocated;
     if (host + end > g.fileSize) throw qcow2BeyondEnd(qcow2GuestData(guest), entryOffsetExact(table, at), g.fileSize);
   }
   return { allocated, compressed };
+}
+
+/**
+ * A standard cluster's extended L2 entry at `at` (cluster at `guest`, `host` in the file, `inGuest`
+ * bytes of it inside the disk): undefined when no subcluster is allocated (it reads as zeros), else
+ * how far into the cluster its allocated subclusters reach and how many bytes they hold. Refuses an
+ * allocated subcluster without a cluster, or one also flagged as zeros.
+ */
+export function allocatedSubclusters(
+  table: Buffer,
+  at: number,
+  guest: number,
+  host: number,
+  inGuest: number,
+  subSize: number,
+): { end: number; allocated: number } | undefined {
+  const zeroWord = table.readUInt32BE(at + 8);
+  if (table.readUInt32BE(at + 12) === 0) return undefined;
+  if (host === 0) throw qcow2SubclusterWithoutCluster(guest);
+  let end = 0;
+  let allocated = 0;
+  for (let i = 0; i < SUBCLUSTERS && i * subSize < inGuest; i++) {
+    if (!bitOf(table, at + 12, i)) continue;
+    if (zeroWord !== 0 && bitOf(table, at + 8, i)) throw qcow2SubclusterAllocAndZero(guest, i);
+    end = Math.min((i + 1) * subSize, inGuest);
+    allocated += end - i * subSize;
+  }
+  return { end, allocated };
 }
 
 /**

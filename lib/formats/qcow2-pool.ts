@@ -46,10 +46,9 @@ interface Request {
   out?: { memory: SharedArrayBuffer; offset: number; length: number };
 }
 
-/** An image file the workers read themselves: its descriptor (shared by the process's threads) and size. */
+/** An image file the workers read themselves: its descriptor (shared by the process's threads). */
 export interface FileSpan {
   readonly fd: number;
-  readonly size: number;
 }
 
 /**
@@ -117,7 +116,7 @@ parentPort.on('message', (message) => {
     input = spanBuffer;
   }
   const count = bounds.length / 2;
-  // decompressBatch frees larger clusters itself (or they are sent back); smaller ones are garbage.
+  // decompressBatch frees larger clusters itself once checked or copied; smaller ones are garbage.
   if (clusterSize < Buffer.poolSize) sinceCollected += count * clusterSize;
   if (sinceCollected >= collectEvery && typeof gc === 'function') {
     sinceCollected = 0;
@@ -215,7 +214,7 @@ export class DecompressPool {
     keep = true,
   ): Promise<DecodedBatch | BatchFailure> {
     if (this.failure) return Promise.reject(this.failure);
-    const span = { fd: file.fd, size: file.size, position, length };
+    const span = { fd: file.fd, position, length };
     return this.send({ id: this.nextId++, codec: this.codec, clusterSize: this.clusterSize, keep, span, bounds });
   }
 

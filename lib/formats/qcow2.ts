@@ -214,7 +214,7 @@ function toPool(pool: DecompressPool, source: ImageSource, segment: CompressedSe
   const span = fd === undefined ? undefined : packedSpan(segment);
   if (fd !== undefined && span) {
     const bounds = segment.clusters.flatMap((cluster) => [cluster.hostOffset - span.start, cluster.length]);
-    return pool.decompressSpan({ fd, size: source.size }, span.start, span.end - span.start, bounds, keep);
+    return pool.decompressSpan({ fd }, span.start, span.end - span.start, bounds, keep);
   }
   const inputs = inputsOf(source, segment);
   const decompressed = pool.decompress(inputs, keep); // copies the inputs before it returns

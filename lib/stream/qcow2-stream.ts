@@ -10,8 +10,6 @@ import {
   imageFormatMismatch,
   qcow2BadCompressedCluster,
   qcow2CompressedWithBitmap,
-  qcow2SubclusterAllocAndZero,
-  qcow2SubclusterWithoutCluster,
   qcow2BeyondEnd,
   qcow2GuestData,
   qcow2Misaligned,
@@ -22,7 +20,7 @@ import { bufferSource } from '../formats/guest.ts';
 import { detectFormat } from '../formats/detect.ts';
 import { decompressCluster } from '../formats/qcow2-decompress.ts';
 import { parseQcow2Header, type Qcow2Header } from '../formats/qcow2-header.ts';
-import { bitOf, SUBCLUSTERS } from '../formats/qcow2-map.ts';
+import { allocatedSubclusters, bitOf, SUBCLUSTERS } from '../formats/qcow2-map.ts';
 import type { ImageSource } from '../source/image-source.ts';
 
 const OFFSET_MASK = 0x00fffffffffffe00n;
@@ -174,17 +172,10 @@ async function* decode(body: AsyncIterable<Buffer>, header: Qcow2Header): AsyncG
 
   /** A standard cluster with extended L2 entries: its allocated subclusters' bytes, zeros elsewhere. */
   const subclusters = (table: Buffer, at: number, guest: number, host: number, inGuest: number): void => {
-    const zeroWord = table.readUInt32BE(at + 8);
+    // Nothing allocated reads as zeros (zero flags, or unallocated): written at the end.
+    const end = allocatedSubclusters(table, at, guest, host, inGuest, subclusterSize)?.end ?? 0;
+    if (end === 0) return; // or only subclusters past the guest's end
     const allocWord = table.readUInt32BE(at + 12);
-    if (allocWord === 0) return; // reads as zeros (zero flags, or nothing allocated): written at the end
-    if (host === 0) throw qcow2SubclusterWithoutCluster(guest);
-    let end = 0;
-    for (let i = 0; i < SUBCLUSTERS && i * subclusterSize < inGuest; i++) {
-      if (!bitOf(table, at + 12, i)) continue;
-      if (zeroWord !== 0 && bitOf(table, at + 8, i)) throw qcow2SubclusterAllocAndZero(guest, i);
-      end = Math.min((i + 1) * subclusterSize, inGuest);
-    }
-    if (end === 0) return; // only subclusters past the guest's end
     const bits = Buffer.from(table.subarray(at + 12, at + 16)); // the table's buffer is not kept
     want(host, host + end, (bytes, complete) => {
       if (!complete) throw qcow2BeyondEnd(qcow2GuestData(guest), host, position);
