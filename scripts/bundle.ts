@@ -116,6 +116,31 @@ const seekBzipBuffer: Plugin = {
   },
 };
 
+/**
+ * An ESM import of node:http makes Node build that module's ESM facade, which reads every export and
+ * so runs its lazy WebSocket getters: Node's whole fetch and WebSocket client (undici) is compiled,
+ * ~15 ms of CPU on every command that downloads (measured). Each such import (got's, ours) is bundled
+ * as a stand-in that takes node:http as CommonJS and re-exports the names importers use; a name
+ * missing here fails the build.
+ */
+const httpWithoutFacade: Plugin = {
+  name: 'byoi-http-without-facade',
+  setup(pluginBuild) {
+    pluginBuild.onResolve({ filter: /^(node:)?http$/ }, (args) =>
+      args.kind === 'import-statement' ? { path: 'node:http', namespace: 'http-without-facade' } : undefined,
+    );
+    pluginBuild.onLoad({ filter: /.*/, namespace: 'http-without-facade' }, () => ({
+      loader: 'js',
+      contents: [
+        "const http = process.getBuiltinModule('node:http');",
+        'export default http;',
+        'export const { Agent, ClientRequest, IncomingMessage, METHODS, OutgoingMessage, STATUS_CODES, Server,',
+        '  ServerResponse, createServer, get, request, validateHeaderName, validateHeaderValue } = http;',
+      ].join('\n'),
+    }));
+  },
+};
+
 const common: BuildOptions = {
   bundle: true,
   platform: 'node',
@@ -163,7 +188,7 @@ export async function bundle(entry: string, outdir: string, name: string): Promi
             chunkNames: 'chunk-[hash]',
           }
         : { entryPoints: [source], outfile }),
-      plugins: [workerUrls(found), lazyStringWidth, seekBzipBuffer],
+      plugins: [workerUrls(found), lazyStringWidth, seekBzipBuffer, httpWithoutFacade],
     });
     await ensureShebang(outfile);
     built.push(outfile);
