@@ -9,6 +9,7 @@
 // as given, capped); other answers fail at once; an overall deadline bounds everything.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Request, Response } from 'got';
+import { rawGet, rawUnsupported, type BodySink, type RawGet } from './raw-get.ts';
 import { ChunkedBuffer } from '../source/chunked-buffer.ts';
 import { DigestThread } from './digest-thread.ts';
 import { downloadSegments } from './segments.ts';
@@ -25,8 +26,10 @@ import {
   Retryable,
   openGet,
   untilDeadlineOrStop,
+  trustedCas,
   validatorOf,
   type Agents,
+  type Answer,
 } from './http-exchange.ts';
 import type { ChecksumType, ImageType } from '../job.ts';
 import { redactUrl } from '../report/redact.ts';
@@ -34,6 +37,7 @@ import {
   DEFAULT_CONNECTIONS,
   DEFAULT_DEADLINE_MS,
   defaultRetry,
+  defaultTimeouts,
   SEGMENTED_MIN_BYTES,
   type DownloadSettings,
 } from './settings.ts';
@@ -97,10 +101,13 @@ class Transfer {
   rangesRefused = false;
   /** Set once a segmented download went wrong: not tried again. */
   segmentsRefused = false;
+  /** Whether exchanges go the raw way (lib/download/raw-get.ts); once a response was not for it, got takes them all. */
+  raw: boolean;
 
-  constructor(checksumType: ChecksumType | undefined) {
+  constructor(checksumType: ChecksumType | undefined, url: string) {
     this.digest = checksumType ? new DigestThread(checksumType) : undefined;
     this.image = this.emptyImage();
+    this.raw = URL.canParse(url) && rawUnsupported(new URL(url)) === undefined;
   }
 
   /** The digest's thread makes each chunk's pages resident before the main thread copies into it. */
@@ -127,7 +134,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   const deadline = request.deadline ?? DEFAULT_DEADLINE_MS;
   const shownUrl = redactUrl(request.url);
   const couldNot = (detail: string, cause?: unknown) => downloadFailed(shownUrl, { detail, cause });
-  const transfer = new Transfer(request.checksumType);
+  const transfer = new Transfer(request.checksumType, request.url);
   const agent = agents(request.ca);
   const deadlineAt = Date.now() + deadline;
   const overall = untilDeadlineOrStop(deadline, request.stop);
@@ -229,7 +236,93 @@ async function attempt(
     headers['range'] = `bytes=${resumeFrom}-`;
     headers['if-range'] = transfer.validator!;
   }
+  if (transfer.raw) {
+    const outcome = await rawAttempt(request, transfer, headers, resumeFrom, signal);
+    if (outcome !== 'unsupported') return outcome;
+    transfer.raw = false;
+  }
+  return gotAttempt(request, transfer, agent, signal, headers, resumeFrom);
+}
 
+/** A failure of an exchange: final, or worth another attempt. */
+function attemptFailure(error: unknown, request: DownloadRequest, signal: AbortSignal): Error {
+  if (isFatal(error) || signal.aborted)
+    return downloadFailed(redactUrl(request.url), { detail: describe(error), cause: error });
+  return new Retryable(describe(error), { cause: error });
+}
+
+/**
+ * One exchange the raw way: the body read straight into the image. 'unsupported' when the answer
+ * is not for it (a redirect, a body not framed by Content-Length): nothing was taken.
+ */
+async function rawAttempt(
+  request: DownloadRequest,
+  transfer: Transfer,
+  headers: Record<string, string>,
+  resumeFrom: number,
+  signal: AbortSignal,
+): Promise<AttemptOutcome | 'unsupported'> {
+  let answer: RawGet;
+  try {
+    answer = await rawGet(new URL(request.url), headers, {
+      timeouts: request.timeouts ?? defaultTimeouts,
+      signal,
+      ca: () => trustedCas(request.ca),
+    });
+  } catch (error) {
+    throw attemptFailure(error, request, signal);
+  }
+  if ('unsupported' in answer) return 'unsupported';
+  try {
+    const verdict = judge(answer.head, request, transfer, resumeFrom);
+    if (verdict === 'use-segments') return 'use-segments';
+    if (verdict) throw verdict;
+    const { image, total } = transfer;
+    if (total !== null && image.size + answer.length > total)
+      throw new Retryable(`the server sent more than the ${total} bytes it announced`, { restart: true });
+    if (image.size + answer.length > request.budget) throw tooBigForMemory(request.type);
+    let reported = image.size;
+    request.onProgress?.(reported, total);
+    const sink: BodySink = {
+      room: (most) => image.room(most),
+      grow: (n) => {
+        const at = image.size;
+        image.grow(n);
+        // The digest reads the image's own (shared) copy of the bytes.
+        if (transfer.digest) for (const view of image.views(at, n)) transfer.digest.update(view);
+        if (image.size - reported >= PROGRESS_EVERY || image.size === total) {
+          reported = image.size;
+          request.onProgress?.(image.size, total);
+          request.onData?.(image, total);
+        }
+      },
+    };
+    try {
+      await answer.body(sink);
+    } catch (error) {
+      throw attemptFailure(error, request, signal);
+    }
+    if (image.size !== reported) {
+      request.onProgress?.(image.size, total);
+      request.onData?.(image, total);
+    }
+    if (total !== null && image.size < total)
+      throw new Retryable(`the body ended after ${image.size} of ${total} bytes`);
+    return 'complete';
+  } finally {
+    answer.close();
+  }
+}
+
+/** One exchange through got: any answer HTTP allows (redirects, chunked or close-delimited bodies, proxies). */
+async function gotAttempt(
+  request: DownloadRequest,
+  transfer: Transfer,
+  agent: Agents,
+  signal: AbortSignal,
+  headers: Record<string, string>,
+  resumeFrom: number,
+): Promise<AttemptOutcome> {
   const stream = open(request, agent, signal, headers);
 
   // Set by the response handler when the body must not be read; thrown after the stream stops.
@@ -275,11 +368,7 @@ async function attempt(
       request.onData?.(transfer.image, transfer.total);
     }
   } catch (error) {
-    if (!stop && !useSegments) {
-      if (isFatal(error) || signal.aborted)
-        throw downloadFailed(redactUrl(request.url), { detail: describe(error), cause: error });
-      throw new Retryable(describe(error), { cause: error });
-    }
+    if (!stop && !useSegments) throw attemptFailure(error, request, signal);
   } finally {
     stream.destroy();
   }
@@ -295,7 +384,7 @@ async function attempt(
  * when segments are to take it, else updates `transfer`.
  */
 function judge(
-  response: Response,
+  response: Answer,
   request: DownloadRequest,
   transfer: Transfer,
   resumeFrom: number,

@@ -4,8 +4,9 @@
 // every GET of a download is made (also the streaming mode's, lib/stream/fetch.ts).
 import * as http from 'node:http';
 import * as https from 'node:https';
+import type { Duplex } from 'node:stream';
 import { getCACertificates } from 'node:tls';
-import { got, type Request, type Response } from 'got';
+import { got, type Request } from 'got';
 import { backoffDelay } from './backoff.ts';
 import { DEFAULT_MAX_REDIRECTS, defaultTimeouts, type DownloadSettings, type RetryPolicy } from './settings.ts';
 
@@ -60,18 +61,25 @@ export class Retries {
   }
 }
 
-export function header(response: Response, name: string): string | undefined {
+/** What is read of a response: got's, or the raw path's (lib/download/raw-get.ts). */
+export interface Answer {
+  readonly statusCode: number;
+  readonly statusMessage?: string | undefined;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+export function header(response: Answer, name: string): string | undefined {
   const value = response.headers[name];
   return Array.isArray(value) ? value[0] : value;
 }
 
-export function declaredLength(response: Response): number | null {
+export function declaredLength(response: Answer): number | null {
   const value = header(response, 'content-length');
   return value !== undefined && /^\d+$/.test(value) ? Number(value) : null;
 }
 
 /** A strong ETag, else Last-Modified: If-Range accepts no weak ETag. */
-export function validatorOf(response: Response): string | null {
+export function validatorOf(response: Answer): string | null {
   const etag = header(response, 'etag');
   if (etag !== undefined && !etag.startsWith('W/')) return etag;
   return header(response, 'last-modified') ?? null;
@@ -113,7 +121,7 @@ export function isFatal(error: unknown): boolean {
 }
 
 /** Node's bundled CAs, the system's (where a private CA is usually installed) and the extra file. */
-function trustedCas(extra: string | undefined): string[] {
+export function trustedCas(extra: string | undefined): string[] {
   return [
     ...new Set([
       ...getCACertificates('bundled'),
@@ -123,11 +131,33 @@ function trustedCas(extra: string | undefined): string[] {
   ];
 }
 
+/**
+ * An https.Agent that reads the trusted CAs at its first connection: reading the system's store takes
+ * ~20 ms of CPU, which a download over http:// (most images in a lab) never needs.
+ */
+class TrustingAgent extends https.Agent {
+  private readonly extraCa: string | undefined;
+  private cas: string[] | undefined;
+
+  constructor(options: https.AgentOptions, extraCa: string | undefined) {
+    super(options);
+    this.extraCa = extraCa;
+  }
+
+  override createConnection(
+    options: https.RequestOptions,
+    callback?: (err: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
+    this.cas ??= trustedCas(this.extraCa);
+    return super.createConnection({ ...options, ca: this.cas }, callback);
+  }
+}
+
 /** Agents that honour HTTP(S)_PROXY and NO_PROXY (Node's own support), and the extra CA. */
 export function agents(ca: string | undefined): Agents {
   return {
     http: new http.Agent({ proxyEnv: process.env }),
-    https: new https.Agent({ proxyEnv: process.env, ca: trustedCas(ca) }),
+    https: new TrustingAgent({ proxyEnv: process.env }, ca),
   };
 }
 
@@ -147,7 +177,8 @@ export function openGet(
 ): Request {
   const timeouts = settings.timeouts ?? defaultTimeouts;
   return got.stream(url, {
-    headers,
+    // The raw path's name (lib/download/raw-get.ts), whichever way the request goes.
+    headers: { 'user-agent': 'byoi', ...headers },
     // The checksum is of the file as published: no transfer decoding.
     decompress: false,
     retry: { limit: 0 },

@@ -41,14 +41,35 @@ export class ChunkedBuffer implements ImageSource {
   append(bytes: Uint8Array): void {
     let done = 0;
     while (done < bytes.length) {
-      const within = this.length % this.chunkSize;
-      if (within === 0) this.chunks.push(this.nextChunk());
-      const chunk = this.chunks[this.chunks.length - 1]!;
-      const n = Math.min(this.chunkSize - within, bytes.length - done);
-      chunk.set(bytes.subarray(done, done + n), within);
-      done += n;
-      this.length += n;
+      const room = this.room(bytes.length - done);
+      room.set(bytes.subarray(done, done + room.length));
+      done += room.length;
+      this.length += room.length;
     }
+  }
+
+  /**
+   * Where the next bytes go, in place (a socket reads straight into it): the rest of the last
+   * chunk, or a new one when it is full; at most `most` bytes. Counted once written, by grow().
+   */
+  room(most: number): Buffer {
+    const index = Math.floor(this.length / this.chunkSize);
+    if (index === this.chunks.length) this.chunks.push(this.nextChunk());
+    const within = this.length - index * this.chunkSize;
+    return this.chunks[index]!.subarray(within, within + Math.min(most, this.chunkSize - within));
+  }
+
+  /** Counts `n` bytes written at the start of the last room(). */
+  grow(n: number): void {
+    const roomGiven = Math.floor(this.length / this.chunkSize) < this.chunks.length;
+    if (
+      !Number.isSafeInteger(n) ||
+      n < 0 ||
+      (n > 0 && !roomGiven) ||
+      n > this.chunkSize - (this.length % this.chunkSize)
+    )
+      throw new RangeError(`cannot grow by ${n}`);
+    this.length += n;
   }
 
   /** The `index`th chunk, whole (shared memory: other threads may read it where it lies). */

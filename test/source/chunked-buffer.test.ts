@@ -58,3 +58,24 @@ describe('ChunkedBuffer.concat', () => {
     expect(joined.read(0, bytes.length).equals(bytes)).toBe(true);
   });
 });
+
+describe('ChunkedBuffer.room and grow', () => {
+  it('fills in place up to each chunk end, never past what was asked or what the room holds', () => {
+    const image = new ChunkedBuffer(10);
+    const bytes = randomBytes(37);
+    let at = 0;
+    for (const wanted of [4, 50, 3, 1, 40]) {
+      const room = image.room(Math.min(wanted, bytes.length - at));
+      expect(room.length).toBe(Math.min(wanted, bytes.length - at, 10 - (at % 10)));
+      // Asked twice without growing: the same room, no chunk skipped.
+      expect(image.room(wanted).byteOffset).toBe(room.byteOffset);
+      room.set(bytes.subarray(at, at + room.length));
+      image.grow(room.length);
+      at += room.length;
+    }
+    expect(image.read(0, at).equals(bytes.subarray(0, at))).toBe(true);
+    expect(() => image.grow(11)).toThrow(RangeError);
+    expect(() => image.grow(-1)).toThrow(RangeError);
+    expect(() => new ChunkedBuffer(10).grow(1)).toThrow(RangeError); // no room() given
+  });
+});

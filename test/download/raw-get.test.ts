@@ -1,0 +1,185 @@
+// The raw GET (lib/download/raw-get.ts) against a TCP server that answers by hand: heads and bodies
+// cut anywhere, interim answers, framings it must leave to got, hostile heads, stalls and cuts.
+import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rawGet, rawUnsupported, type RawGet } from '../../lib/download/raw-get.ts';
+import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
+
+type Answer = (socket: Socket, request: string) => void | Promise<void>;
+
+const body = randomBytes(300_000);
+const answers = new Map<string, Answer>();
+let server: Server;
+let port: number;
+
+beforeAll(async () => {
+  server = createServer((socket) => {
+    let request = '';
+    socket.on('data', (data) => {
+      request += data.toString('latin1');
+      if (!request.includes('\r\n\r\n')) return;
+      const path = /^GET (\S+) HTTP\/1\.1\r\n/.exec(request)?.[1] ?? '';
+      void answers.get(path)?.(socket, request);
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+});
+afterAll(() => server.close());
+
+const timeouts = { connect: 2000, response: 2000, idle: 300 };
+
+function get(
+  path: string,
+  headers: Record<string, string> = {},
+  signal = new AbortController().signal,
+): Promise<RawGet> {
+  return rawGet(new URL(`http://127.0.0.1:${port}${path}`), headers, { timeouts, signal, ca: () => [] });
+}
+
+/** Reads the answer's body into chunks of 64 KiB + 1 (so that reads straddle chunk boundaries). */
+async function bodyOf(answer: RawGet): Promise<Buffer> {
+  if ('unsupported' in answer) throw new Error(`unsupported: ${answer.unsupported}`);
+  const image = new ChunkedBuffer(64 * 1024 + 1);
+  await answer.body({ room: (most) => image.room(most), grow: (n) => image.grow(n) });
+  return image.read(0, image.size);
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const head = (length: number, extra = '') => `HTTP/1.1 200 OK\r\nContent-Length: ${length}\r\n${extra}\r\n`;
+
+describe('raw GET', () => {
+  it('reads a body sent with its head in one write, and one cut at odd places', async () => {
+    answers.set('/whole', (socket) => void socket.end(Buffer.concat([Buffer.from(head(body.length)), body])));
+    expect((await bodyOf(await get('/whole'))).equals(body)).toBe(true);
+
+    // An interim answer, then the head and body cut at odd places, a pause between the pieces.
+    answers.set('/pieces', async (socket) => {
+      const all = Buffer.concat([
+        Buffer.from('HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n'),
+        Buffer.from(head(body.length)),
+        body,
+      ]);
+      let at = 0;
+      for (const cut of [7, 30, 50, 61, 1000, 70_000, 200_001, all.length]) {
+        socket.write(all.subarray(at, cut));
+        at = cut;
+        await pause(5);
+      }
+      socket.end();
+    });
+    const answer = await get('/pieces');
+    expect('head' in answer && answer.head.statusCode).toBe(200);
+    expect((await bodyOf(answer)).equals(body)).toBe(true);
+  });
+
+  it('takes exactly Content-Length bytes, whatever follows them', async () => {
+    answers.set('/more', (socket) => void socket.end(Buffer.concat([Buffer.from(head(1000)), body])));
+    expect((await bodyOf(await get('/more'))).equals(body.subarray(0, 1000))).toBe(true);
+  });
+
+  it('sends the headers asked for, its own name, identity coding and Connection: close', async () => {
+    let seen = '';
+    answers.set('/headers', (socket, request) => {
+      seen = request;
+      socket.end(head(0));
+    });
+    await bodyOf(await get('/headers', { 'X-Token': 'secret', Range: 'bytes=5-' }));
+    expect(seen).toMatch(/^GET \/headers HTTP\/1\.1\r\nHost: 127\.0\.0\.1:\d+\r\n/);
+    expect(seen).toContain('\r\nX-Token: secret\r\n');
+    expect(seen).toContain('\r\nRange: bytes=5-\r\n');
+    expect(seen).toContain('\r\nUser-Agent: byoi\r\n');
+    expect(seen).toContain('\r\nAccept-Encoding: identity\r\n');
+    expect(seen).toContain('\r\nConnection: close\r\n');
+  });
+
+  it('refuses a header that would split the request, before connecting', async () => {
+    await expect(get('/headers', { 'X-Token': 'a\r\nX-Evil: 1' })).rejects.toThrow(/Invalid character/);
+    await expect(get('/headers', { 'X Bad': 'a' })).rejects.toThrow(/Header name/);
+  });
+
+  it('leaves to got what it does not frame: redirects, chunked, close-delimited, conflicting lengths', async () => {
+    const cases: [string, string, RegExp][] = [
+      ['/redirect', 'HTTP/1.1 302 Found\r\nLocation: /whole\r\nContent-Length: 0\r\n\r\n', /redirect/],
+      ['/chunked', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', /Transfer-Encoding/],
+      ['/close', 'HTTP/1.1 200 OK\r\n\r\nuntil the end', /no Content-Length/],
+      ['/two', 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!', /Content-Length/],
+      ['/sign', 'HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello', /Content-Length/],
+    ];
+    for (const [path, answer, reason] of cases) {
+      answers.set(path, (socket) => void socket.end(answer));
+      const got = await get(path);
+      expect('unsupported' in got && got.unsupported, path).toMatch(reason);
+    }
+    // The same length twice is one length.
+    answers.set('/same', (socket) => void socket.end('HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello'));
+    expect((await bodyOf(await get('/same'))).toString()).toBe('hello');
+  });
+
+  it('gives an error answer its head without reading its body', async () => {
+    answers.set(
+      '/503',
+      (socket) => void socket.end('HTTP/1.1 503 Busy\r\nRetry-After: 7\r\n\r\nno body framing at all'),
+    );
+    const answer = await get('/503');
+    if ('unsupported' in answer) throw new Error('unsupported');
+    expect(answer.head).toEqual({ statusCode: 503, statusMessage: 'Busy', headers: { 'retry-after': '7' } });
+    expect(answer.length).toBe(0);
+    answer.close();
+  });
+
+  it('refuses a malformed or oversized head', async () => {
+    answers.set('/status', (socket) => void socket.end('HTTP/2 200 OK\r\n\r\n'));
+    await expect(get('/status')).rejects.toThrow(/malformed status line/);
+    answers.set(
+      '/fold',
+      (socket) => void socket.end('HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 0\r\n\r\n'),
+    );
+    await expect(get('/fold')).rejects.toThrow(/malformed header line/);
+    answers.set('/huge', (socket) => void socket.end(`HTTP/1.1 200 OK\r\nX-A: ${'a'.repeat(70_000)}\r\n\r\n`));
+    await expect(get('/huge')).rejects.toThrow(/larger than/);
+  });
+
+  it('fails a body cut short, a stalled body and a silent server, and stops when told', async () => {
+    answers.set(
+      '/cut',
+      (socket) => void socket.end(Buffer.concat([Buffer.from(head(body.length)), body.subarray(0, 1000)])),
+    );
+    await expect(bodyOf(await get('/cut'))).rejects.toThrow(/aborted/);
+
+    answers.set(
+      '/stall',
+      (socket) => void socket.write(Buffer.concat([Buffer.from(head(body.length)), body.subarray(0, 1000)])),
+    );
+    await expect(bodyOf(await get('/stall'))).rejects.toThrow(/Timeout awaiting 'socket' for 300ms/);
+
+    answers.set('/silent', () => undefined);
+    const silent = rawGet(
+      new URL(`http://127.0.0.1:${port}/silent`),
+      {},
+      {
+        timeouts: { ...timeouts, response: 200 },
+        signal: new AbortController().signal,
+        ca: () => [],
+      },
+    );
+    await expect(silent).rejects.toThrow(/Timeout awaiting 'response' for 200ms/);
+
+    const stop = new AbortController();
+    const stalled = await get('/stall', {}, stop.signal);
+    const reading = bodyOf(stalled);
+    stop.abort(new Error('cancelled'));
+    await expect(reading).rejects.toThrow('cancelled');
+  });
+
+  it('is for plain http(s) URLs without credentials or a proxy only', () => {
+    expect(rawUnsupported(new URL('http://example.com/x'), {})).toBeUndefined();
+    expect(rawUnsupported(new URL('https://example.com/x'), { HTTP_PROXY: 'http://p:3128' })).toBeUndefined();
+    expect(rawUnsupported(new URL('http://example.com/x'), { http_proxy: 'http://p:3128' })).toMatch(/proxy/);
+    expect(rawUnsupported(new URL('https://example.com/x'), { HTTPS_PROXY: 'http://p:3128' })).toMatch(/proxy/);
+    expect(rawUnsupported(new URL('http://u:p@example.com/x'), {})).toMatch(/credentials/);
+    expect(rawUnsupported(new URL('ftp://example.com/x'), {})).toMatch(/ftp/);
+  });
+});
