@@ -141,6 +141,37 @@ const httpWithoutFacade: Plugin = {
   },
 };
 
+/**
+ * got imports http2-wrapper, which builds a TLS socket wrapper when it loads (~5 ms of CPU on every
+ * download's start), for its `http2` option, which byoi never sets. got's import of it is bundled
+ * as a stand-in that loads the real module at the first use of any of its properties.
+ */
+const lazyHttp2Wrapper: Plugin = {
+  name: 'byoi-lazy-http2-wrapper',
+  setup(pluginBuild) {
+    pluginBuild.onResolve({ filter: /^http2-wrapper$/ }, async (args) => {
+      if (args.pluginData === 'real') return undefined;
+      const real = await pluginBuild.resolve(args.path, {
+        kind: args.kind,
+        importer: args.importer,
+        resolveDir: args.resolveDir,
+        pluginData: 'real',
+      });
+      if (real.errors.length > 0) return { errors: real.errors };
+      return { path: relative(root, real.path), namespace: 'lazy-http2-wrapper' };
+    });
+    pluginBuild.onLoad({ filter: /.*/, namespace: 'lazy-http2-wrapper' }, (args) => ({
+      loader: 'js',
+      resolveDir: root,
+      contents: [
+        'let real;',
+        `const load = () => (real ??= require(${JSON.stringify(`./${args.path}`)}));`,
+        'export default new Proxy({}, { get: (_, key) => load()[key], has: (_, key) => key in load() });',
+      ].join('\n'),
+    }));
+  },
+};
+
 const common: BuildOptions = {
   bundle: true,
   platform: 'node',
@@ -188,7 +219,7 @@ export async function bundle(entry: string, outdir: string, name: string): Promi
             chunkNames: 'chunk-[hash]',
           }
         : { entryPoints: [source], outfile }),
-      plugins: [workerUrls(found), lazyStringWidth, seekBzipBuffer, httpWithoutFacade],
+      plugins: [workerUrls(found), lazyStringWidth, seekBzipBuffer, httpWithoutFacade, lazyHttp2Wrapper],
     });
     await ensureShebang(outfile);
     built.push(outfile);
