@@ -104,10 +104,10 @@ class Transfer {
   /** Whether exchanges go the raw way (lib/download/raw-get.ts); once a response was not for it, got takes them all. */
   raw: boolean;
 
-  constructor(checksumType: ChecksumType | undefined, url: string) {
+  constructor(checksumType: ChecksumType | undefined, url: string, headers: Readonly<Record<string, string>>) {
     this.digest = checksumType ? new DigestThread(checksumType) : undefined;
     this.image = this.emptyImage();
-    this.raw = URL.canParse(url) && rawUnsupported(new URL(url)) === undefined;
+    this.raw = URL.canParse(url) && rawUnsupported(new URL(url), headers) === undefined;
   }
 
   /** The digest's thread makes each chunk's pages resident before the main thread copies into it. */
@@ -134,7 +134,7 @@ export async function download(request: DownloadRequest): Promise<Downloaded> {
   const deadline = request.deadline ?? DEFAULT_DEADLINE_MS;
   const shownUrl = redactUrl(request.url);
   const couldNot = (detail: string, cause?: unknown) => downloadFailed(shownUrl, { detail, cause });
-  const transfer = new Transfer(request.checksumType, request.url);
+  const transfer = new Transfer(request.checksumType, request.url, request.headers);
   const agent = agents(request.ca);
   const deadlineAt = Date.now() + deadline;
   const overall = untilDeadlineOrStop(deadline, request.stop);
