@@ -165,8 +165,10 @@ class Exchange {
 
     // As got times them: the name lookup, the TCP connection, the TLS handshake, each within `connect`.
     const { connect, response } = options.timeouts;
-    this.deadline(connect, 'lookup');
-    this.socket.once('lookup', () => this.deadline(connect, 'connect'));
+    this.deadline(connect, net.isIP(host) === 0 ? 'lookup' : 'connect');
+    this.socket.once('lookup', () => {
+      if (this.phase === 'head') this.deadline(connect, 'connect');
+    });
     this.socket.once('connect', () => {
       if (secure) this.deadline(connect, 'secureConnect');
       else this.sendRequest(response);
@@ -184,7 +186,7 @@ class Exchange {
   }
 
   private sendRequest(responseTimeout: number): void {
-    this.socket.write(this.request);
+    this.socket.write(this.request, 'latin1'); // as Node writes header values
     this.deadline(responseTimeout, 'response');
   }
 
@@ -258,6 +260,13 @@ class Exchange {
   }
 
   private parseHead(): void {
+    // Empty lines before the status line are skipped (RFC 9112 2.2), as Node's parser does.
+    let blank = 0;
+    while (blank < this.headBytes && (this.headBuffer[blank] === 0x0d || this.headBuffer[blank] === 0x0a)) blank++;
+    if (blank > 0) {
+      this.headBuffer.copy(this.headBuffer, 0, blank, this.headBytes);
+      this.headBytes -= blank;
+    }
     const end = this.headBuffer.subarray(0, this.headBytes).indexOf('\r\n\r\n');
     if (end < 0) {
       if (this.headBytes === MAX_HEAD_BYTES)
@@ -294,7 +303,8 @@ class Exchange {
       if (this.phase !== 'waiting') return reject(this.failure ?? new Error('the body was already taken'));
       this.settleBody = (error) => (error ? reject(error) : resolve());
       this.sink = sink;
-      for (const bytes of this.early) this.guarded(() => this.take(bytes), undefined);
+      // One guard for all: once the sink threw, nothing more is put in it.
+      this.guarded(() => this.early.forEach((bytes) => this.take(bytes)), undefined);
       this.early = [];
       if (this.failure) return; // the sink failed: settled
       if (this.remaining === 0) return this.finishBody();
@@ -312,15 +322,16 @@ class Exchange {
 /** The request: what got would send for the same GET, and `Connection: close` (one request per connection). */
 function requestHead(url: URL, headers: Readonly<Record<string, string>>): string {
   const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`];
-  const names = new Set<string>();
+  // Names differing only in case are one header, the last given wins (as got sends them).
+  const byName = new Map<string, [string, string]>();
   for (const [name, value] of Object.entries(headers)) {
     validateHeaderName(name);
     validateHeaderValue(name, value);
-    names.add(name.toLowerCase());
-    lines.push(`${name}: ${value}`);
+    byName.set(name.toLowerCase(), [name, value]);
   }
-  if (!names.has('user-agent')) lines.push('User-Agent: byoi');
-  if (!names.has('accept-encoding')) lines.push('Accept-Encoding: identity');
+  for (const [name, value] of byName.values()) lines.push(`${name}: ${value}`);
+  if (!byName.has('user-agent')) lines.push('User-Agent: byoi');
+  if (!byName.has('accept-encoding')) lines.push('Accept-Encoding: identity');
   lines.push('Connection: close');
   return `${lines.join('\r\n')}\r\n\r\n`;
 }
@@ -356,9 +367,9 @@ interface ParsedHead {
   readonly contentLengths: readonly string[];
 }
 
-/** Status line and header fields, as RFC 9112 has them (a CRLF before the status line is skipped; obsolete line folding is refused). */
+/** Status line and header fields, as RFC 9112 has them (obsolete line folding is refused). */
 export function parseResponseHead(text: string): ParsedHead {
-  const lines = text.replace(/^(\r\n)+/, '').split('\r\n');
+  const lines = text.split('\r\n');
   const status = /^HTTP\/1\.[01] (\d{3})(?: ([\t\x20-\x7e\x80-\xff]*))?$/.exec(lines[0]!);
   if (!status)
     throw new RawHttpError(`malformed status line ${JSON.stringify(lines[0]!.slice(0, 80))}`, 'HPE_INVALID_CONSTANT');
