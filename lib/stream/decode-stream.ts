@@ -6,14 +6,11 @@
 // first), and refused then.
 import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
-import xzDecompress from 'xz-decompress';
 import { ByoiError, streamImageBad, streamingUnsupported } from '../errors.ts';
 import { detectFormat } from '../formats/detect.ts';
 import type { ImageSource } from '../source/image-source.ts';
 import { xzStreamRanges } from '../formats/xz-streams.ts';
 import { ZstdFrameWatch } from './zstd-watch.ts';
-
-const { XzReadableStream } = xzDecompress;
 
 /** Bytes looked at to tell the file's format. */
 const PEEK = 4096;
@@ -160,6 +157,7 @@ async function* xzDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     while (tail.length > 1 && tailLength - tail[0]!.length >= XZ_TAIL) tailLength -= tail.shift()!.length;
   };
   const rest: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => iterator };
+  const { XzReadableStream } = (await import('xz-decompress')).default; // loaded when first used (~3 ms)
   const decoder = new XzReadableStream(ReadableStream.from(watched(rest, keep)));
   let finished = false;
   try {
