@@ -10,7 +10,7 @@
 // literal, relative .ts path) gets that worker bundled too. The plugin below rewrites the URL to
 // `./worker-<path>.mjs` beside byoi.mjs and the worker is built as its own bundle, recursively.
 // So in development the .ts runs directly, and in the bundle its built twin does.
-import { build, type BuildOptions, type Plugin } from 'esbuild';
+import { build, type BuildOptions, type OnResolveArgs, type Plugin } from 'esbuild';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,41 +55,60 @@ function workerUrls(found: Set<string>): Plugin {
 }
 
 /**
+ * A plugin that bundles each import of `module` (those `accepts`) as a stand-in, whose source
+ * `standIn` makes from the real module's path (relative to the project: no build-machine path in
+ * the bundle); the stand-in may require() that path, which esbuild then bundles lazily.
+ */
+function standInFor(
+  name: string,
+  module: RegExp,
+  standIn: (realPath: string) => string[],
+  accepts: (args: OnResolveArgs) => boolean = () => true,
+): Plugin {
+  return {
+    name,
+    setup(pluginBuild) {
+      pluginBuild.onResolve({ filter: module }, async (args) => {
+        if (args.pluginData === 'real' || !accepts(args)) return undefined;
+        const real = await pluginBuild.resolve(args.path, {
+          kind: args.kind,
+          importer: args.importer,
+          resolveDir: args.resolveDir,
+          pluginData: 'real',
+        });
+        if (real.errors.length > 0) return { errors: real.errors };
+        return { path: relative(root, real.path), namespace: name };
+      });
+      pluginBuild.onLoad({ filter: /.*/, namespace: name }, (args) => ({
+        loader: 'js',
+        resolveDir: root,
+        contents: standIn(`./${args.path}`).join('\n'),
+      }));
+    },
+  };
+}
+
+/**
  * string-width (yargs', cliui's and wrap-ansi's) builds an Intl.Segmenter and Unicode-property
  * regular expressions when it loads: ~20 ms of CPU on every start of every command, for a function
  * only help and usage text call. Each import of it is bundled as a stand-in that measures printable
  * ASCII itself (one column a character, as string-width counts it) and loads that copy of
  * string-width, lazily (esbuild wraps a require()d module in an initialiser), for any other text.
  */
-const lazyStringWidth: Plugin = {
-  name: 'byoi-lazy-string-width',
-  setup(pluginBuild) {
-    pluginBuild.onResolve({ filter: /^string-width$/ }, async (args) => {
-      // ESM importers only (a CommonJS one, cli-progress, calls what require() returns).
-      if (args.pluginData === 'real' || args.kind !== 'import-statement') return undefined;
-      const real = await pluginBuild.resolve(args.path, {
-        kind: args.kind,
-        importer: args.importer,
-        resolveDir: args.resolveDir,
-        pluginData: 'real',
-      });
-      if (real.errors.length > 0) return { errors: real.errors };
-      return { path: relative(root, real.path), namespace: 'lazy-string-width' }; // no build-machine path in the bundle
-    });
-    pluginBuild.onLoad({ filter: /.*/, namespace: 'lazy-string-width' }, (args) => ({
-      loader: 'js',
-      resolveDir: root,
-      contents: [
-        'let real;',
-        'export default function stringWidth(text, options) {',
-        "  if (typeof text === 'string' && /^[\\x20-\\x7e]*$/.test(text)) return text.length;",
-        `  real ??= require(${JSON.stringify(`./${args.path}`)}).default;`,
-        '  return real(text, options);',
-        '}',
-      ].join('\n'),
-    }));
-  },
-};
+const lazyStringWidth = standInFor(
+  'byoi-lazy-string-width',
+  /^string-width$/,
+  (real) => [
+    'let real;',
+    'export default function stringWidth(text, options) {',
+    "  if (typeof text === 'string' && /^[\\x20-\\x7e]*$/.test(text)) return text.length;",
+    `  real ??= require(${JSON.stringify(real)}).default;`,
+    '  return real(text, options);',
+    '}',
+  ],
+  // ESM importers only (a CommonJS one, cli-progress, calls what require() returns).
+  (args) => args.kind === 'import-statement',
+);
 
 /**
  * seek-bzip (the bzip2 decoder) still calls the deprecated `new Buffer(n)`. From node_modules Node
@@ -146,31 +165,11 @@ const httpWithoutFacade: Plugin = {
  * download's start), for its `http2` option, which byoi never sets. got's import of it is bundled
  * as a stand-in that loads the real module at the first use of any of its properties.
  */
-const lazyHttp2Wrapper: Plugin = {
-  name: 'byoi-lazy-http2-wrapper',
-  setup(pluginBuild) {
-    pluginBuild.onResolve({ filter: /^http2-wrapper$/ }, async (args) => {
-      if (args.pluginData === 'real') return undefined;
-      const real = await pluginBuild.resolve(args.path, {
-        kind: args.kind,
-        importer: args.importer,
-        resolveDir: args.resolveDir,
-        pluginData: 'real',
-      });
-      if (real.errors.length > 0) return { errors: real.errors };
-      return { path: relative(root, real.path), namespace: 'lazy-http2-wrapper' };
-    });
-    pluginBuild.onLoad({ filter: /.*/, namespace: 'lazy-http2-wrapper' }, (args) => ({
-      loader: 'js',
-      resolveDir: root,
-      contents: [
-        'let real;',
-        `const load = () => (real ??= require(${JSON.stringify(`./${args.path}`)}));`,
-        'export default new Proxy({}, { get: (_, key) => load()[key], has: (_, key) => key in load() });',
-      ].join('\n'),
-    }));
-  },
-};
+const lazyHttp2Wrapper = standInFor('byoi-lazy-http2-wrapper', /^http2-wrapper$/, (real) => [
+  'let real;',
+  `const load = () => (real ??= require(${JSON.stringify(real)}));`,
+  'export default new Proxy({}, { get: (_, key) => load()[key], has: (_, key) => key in load() });',
+]);
 
 const common: BuildOptions = {
   bundle: true,
