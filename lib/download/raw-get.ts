@@ -4,8 +4,9 @@
 // force mark-compact collections: ~0.5 s of the main thread's CPU per GiB over loopback (measured).
 //
 // Only the part of HTTP/1.1 a download needs: a response framed by Content-Length. Anything else
-// (a redirect, a chunked or close-delimited body, a proxy, credentials in the URL) is 'unsupported'
-// before a byte of body is taken, and the caller makes the request with got instead.
+// (a redirect, a chunked or close-delimited body, a proxy, credentials in the URL, a job header that
+// frames the exchange) is 'unsupported' before a byte of body is taken, and the caller makes the
+// request with got instead.
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { validateHeaderName, validateHeaderValue } from 'node:http';
@@ -14,7 +15,10 @@ import type { Timeouts } from './settings.ts';
 export interface ResponseHead {
   readonly statusCode: number;
   readonly statusMessage: string;
-  /** Lower-case names; a repeated header's values joined by ", " (set-cookie's are not needed). */
+  /**
+   * Lower-case names. A repeated header: its first value for those Node keeps one of (ETag,
+   * Content-Length, Retry-After...), else its values joined by ", ".
+   */
   readonly headers: Readonly<Record<string, string>>;
 }
 
