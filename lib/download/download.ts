@@ -244,6 +244,57 @@ async function attempt(
   return gotAttempt(request, transfer, agent, signal, headers, resumeFrom);
 }
 
+/**
+ * What both ways of taking a body do as its bytes land in the image: the announced length and the
+ * budget checked before, the digest fed and progress told (every PROGRESS_EVERY bytes, and at the
+ * end) after. Made once the answer is accepted (progress is told from there).
+ */
+class Intake {
+  private readonly request: DownloadRequest;
+  private readonly transfer: Transfer;
+  private reported: number;
+
+  constructor(request: DownloadRequest, transfer: Transfer) {
+    this.request = request;
+    this.transfer = transfer;
+    this.reported = transfer.image.size;
+    request.onProgress?.(this.reported, transfer.total);
+  }
+
+  /** Why `n` more bytes must not be taken, if they must not. */
+  refusal(n: number): Error | undefined {
+    const { image, total } = this.transfer;
+    if (total !== null && image.size + n > total)
+      return new Retryable(`the server sent more than the ${total} bytes it announced`, { restart: true });
+    if (image.size + n > this.request.budget) return tooBigForMemory(this.request.type);
+    return undefined;
+  }
+
+  /** The image's last `n` bytes have just landed. */
+  landed(n: number): void {
+    const { image, total, digest } = this.transfer;
+    // The digest reads the image's own (shared) copy of the bytes, not the socket's buffer.
+    if (digest) for (const view of image.views(image.size - n, n)) digest.update(view);
+    if (image.size - this.reported >= PROGRESS_EVERY || image.size === total) this.tell();
+  }
+
+  /** The body ended: the last progress told; a Retryable if it ended before the announced length. */
+  finish(): Retryable | undefined {
+    const { image, total } = this.transfer;
+    if (image.size !== this.reported) this.tell();
+    return total !== null && image.size < total
+      ? new Retryable(`the body ended after ${image.size} of ${total} bytes`)
+      : undefined;
+  }
+
+  private tell(): void {
+    const { image, total } = this.transfer;
+    this.reported = image.size;
+    this.request.onProgress?.(image.size, total);
+    this.request.onData?.(image, total);
+  }
+}
+
 /** A failure of an exchange: final, or worth another attempt. */
 function attemptFailure(error: unknown, request: DownloadRequest, signal: AbortSignal): Error {
   if (isFatal(error) || signal.aborted)
@@ -277,24 +328,15 @@ async function rawAttempt(
     const verdict = judge(answer.head, request, transfer, resumeFrom);
     if (verdict === 'use-segments') return 'use-segments';
     if (verdict) throw verdict;
-    const { image, total } = transfer;
-    if (total !== null && image.size + answer.length > total)
-      throw new Retryable(`the server sent more than the ${total} bytes it announced`, { restart: true });
-    if (image.size + answer.length > request.budget) throw tooBigForMemory(request.type);
-    let reported = image.size;
-    request.onProgress?.(reported, total);
+    const intake = new Intake(request, transfer);
+    const refused = intake.refusal(answer.length);
+    if (refused) throw refused;
+    const { image } = transfer;
     const sink: BodySink = {
       room: (most) => image.room(most),
       grow: (n) => {
-        const at = image.size;
         image.grow(n);
-        // The digest reads the image's own (shared) copy of the bytes.
-        if (transfer.digest) for (const view of image.views(at, n)) transfer.digest.update(view);
-        if (image.size - reported >= PROGRESS_EVERY || image.size === total) {
-          reported = image.size;
-          request.onProgress?.(image.size, total);
-          request.onData?.(image, total);
-        }
+        intake.landed(n);
       },
     };
     try {
@@ -302,12 +344,8 @@ async function rawAttempt(
     } catch (error) {
       throw attemptFailure(error, request, signal);
     }
-    if (image.size !== reported) {
-      request.onProgress?.(image.size, total);
-      request.onData?.(image, total);
-    }
-    if (total !== null && image.size < total)
-      throw new Retryable(`the body ended after ${image.size} of ${total} bytes`);
+    const short = intake.finish();
+    if (short) throw short;
     return 'complete';
   } finally {
     answer.close();
@@ -329,44 +367,26 @@ async function gotAttempt(
   let stop: Error | undefined;
   // Set by the response handler when the segments are to take the body instead.
   let useSegments = false;
-  let reported = transfer.image.size;
+  // Set by the response handler when the body is to be taken.
+  let intake: Intake | undefined;
   stream.once('response', (response: Response) => {
     const verdict = judge(response, request, transfer, resumeFrom);
     if (verdict === 'use-segments') useSegments = true;
     else stop = verdict;
     if (stop || useSegments) stream.destroy();
-    else {
-      reported = transfer.image.size;
-      request.onProgress?.(reported, transfer.total);
-    }
+    else intake = new Intake(request, transfer);
   });
 
+  let short: Retryable | undefined;
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
-      if (stop || useSegments) break;
-      const { image, total } = transfer;
-      if (total !== null && image.size + chunk.length > total) {
-        stop = new Retryable(`the server sent more than the ${total} bytes it announced`, { restart: true });
-        break;
-      }
-      if (image.size + chunk.length > request.budget) {
-        stop = tooBigForMemory(request.type);
-        break;
-      }
-      const at = image.size;
-      image.append(chunk);
-      // The digest reads the image's own (shared) copy of the bytes, not the socket's buffer.
-      if (transfer.digest) for (const view of image.views(at, chunk.length)) transfer.digest.update(view);
-      if (image.size - reported >= PROGRESS_EVERY || image.size === total) {
-        reported = image.size;
-        request.onProgress?.(image.size, total);
-        request.onData?.(image, total);
-      }
+      if (stop || useSegments || !intake) break;
+      stop = intake.refusal(chunk.length);
+      if (stop) break;
+      transfer.image.append(chunk);
+      intake.landed(chunk.length);
     }
-    if (!stop && transfer.image.size !== reported) {
-      request.onProgress?.(transfer.image.size, transfer.total);
-      request.onData?.(transfer.image, transfer.total);
-    }
+    if (!stop && intake) short = intake.finish();
   } catch (error) {
     if (!stop && !useSegments) throw attemptFailure(error, request, signal);
   } finally {
@@ -374,8 +394,7 @@ async function gotAttempt(
   }
   if (stop) throw stop;
   if (useSegments) return 'use-segments';
-  const { image, total } = transfer;
-  if (total !== null && image.size < total) throw new Retryable(`the body ended after ${image.size} of ${total} bytes`);
+  if (short) throw short;
   return 'complete';
 }
 

@@ -269,31 +269,36 @@ class Exchange {
   private fail(error: Error): void {
     if (this.phase === 'over') return;
     const phase = this.phase;
-    this.phase = 'over';
     this.failure = error;
-    clearTimeout(this.timer);
-    clearTimeout(this.pauseTimer);
-    this.socket.destroy();
+    this.end();
     if (phase === 'head') this.rejectHead?.(error);
     else this.settleBody?.(error);
   }
 
   private finishBody(): void {
+    this.end();
+    this.settleBody?.();
+  }
+
+  /** No more reads, timers or connection. */
+  private end(): void {
     this.phase = 'over';
     clearTimeout(this.timer);
     clearTimeout(this.pauseTimer);
     this.socket.destroy();
-    this.settleBody?.();
+  }
+
+  /** Drops the head buffer's first `n` bytes (an empty line, an interim answer). */
+  private dropHead(n: number): void {
+    this.headBuffer.copy(this.headBuffer, 0, n, this.headBytes);
+    this.headBytes -= n;
   }
 
   private parseHead(): void {
     // Empty lines before the status line are skipped (RFC 9112 2.2), as Node's parser does.
     let blank = 0;
     while (blank < this.headBytes && (this.headBuffer[blank] === 0x0d || this.headBuffer[blank] === 0x0a)) blank++;
-    if (blank > 0) {
-      this.headBuffer.copy(this.headBuffer, 0, blank, this.headBytes);
-      this.headBytes -= blank;
-    }
+    if (blank > 0) this.dropHead(blank);
     const end = this.headBuffer.subarray(0, this.headBytes).indexOf('\r\n\r\n');
     if (end < 0) {
       if (this.headBytes === MAX_HEAD_BYTES)
@@ -303,15 +308,13 @@ class Exchange {
     const parsed = parseResponseHead(this.headBuffer.toString('latin1', 0, end));
     if (parsed.head.statusCode >= 100 && parsed.head.statusCode < 200) {
       // An interim answer (100 Continue, 103 Early Hints): the real one follows.
-      this.headBuffer.copy(this.headBuffer, 0, end + 4, this.headBytes);
-      this.headBytes -= end + 4;
+      this.dropHead(end + 4);
       return this.parseHead();
     }
     clearTimeout(this.timer);
     const framing = bodyLength(parsed);
     if (typeof framing === 'string') {
-      this.phase = 'over';
-      this.socket.destroy();
+      this.end();
       return this.resolveHead({ unsupported: framing });
     }
     this.phase = 'waiting';

@@ -3,12 +3,13 @@
 // for have arrived, so the decoders run unchanged. It reports success and the long zero runs, or
 // that it did not finish; the deployment then decodes after the download as before.
 import { readlinkSync } from 'node:fs';
-import { availableParallelism, setPriority } from 'node:os';
+import { setPriority } from 'node:os';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { receiveMessageOnPort, workerData, parentPort, type MessagePort } from 'node:worker_threads';
 import { verifyImage } from '../write/verify.ts';
 import { openImage } from './open.ts';
+import { defaultThreads } from './qcow2.ts';
 import type { ImageSource } from '../source/image-source.ts';
 import type { EarlyCheckData, EarlyCheckReply } from './early-check.ts';
 
@@ -45,14 +46,13 @@ setFlagsFromString('--expose-gc');
 const collect = runInNewContext('gc') as () => void;
 
 /**
- * Decompression threads: one per core, up to 4 (a single core decodes here). The download no longer
+ * Decompression threads: as a full pass has them (a single core decodes here). The download no longer
  * takes the cores (the kernel reads the body into the image, lib/download/raw-get.ts), and these
  * threads run at this one's low priority: on the 2-core bench machine, two threads against none
  * (decoding here) measured a zlib deployment 2.02 s against 2.40 s and zstd 1.81 against 1.95 s,
  * with ~50 MiB less peak RSS (a lean pool collects as it goes; 3 alternated runs each).
  */
-const cores = availableParallelism();
-const decompressThreads = cores > 1 ? Math.min(cores, 4) : 0;
+const decompressThreads = defaultThreads();
 
 /** The image's chunks as they arrive: shared memory, read where it lies. */
 class ArrivingSource implements ImageSource {

@@ -61,7 +61,8 @@ const POOL_THRESHOLD = 64;
  */
 const DECODE_HERE_FIRST = 4 * MiB;
 
-function defaultThreads(): number {
+/** Decompression threads of a full pass: one per core, up to 4; none on a single core. */
+export function defaultThreads(): number {
   const cores = availableParallelism();
   return cores > 1 ? Math.min(cores, 4) : 0;
 }

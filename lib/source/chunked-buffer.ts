@@ -43,8 +43,8 @@ export class ChunkedBuffer implements ImageSource {
     while (done < bytes.length) {
       const room = this.room(bytes.length - done);
       room.set(bytes.subarray(done, done + room.length));
+      this.grow(room.length);
       done += room.length;
-      this.length += room.length;
     }
   }
 
