@@ -160,7 +160,9 @@ describe('the command boot adapter', () => {
       },
     ]);
     await adapter.boot({ serverUrl: 'http://10.0.0.1:8080', serviceName: 'ns1.lab', token: 'tok' });
-    for (let i = 0; i < 200 && !existsSync(out); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    // The shell creates the file before echo writes into it: wait for the whole line.
+    for (let i = 0; i < 200 && !(existsSync(out) && readFileSync(out, 'utf8').endsWith('\n')); i++)
+      await new Promise((resolve) => setTimeout(resolve, 10));
     expect(readFileSync(out, 'utf8')).toBe('http://10.0.0.1:8080 ns1.lab tok hi\n');
     await adapter.rescue('ns1.lab');
     expect(readFileSync(stopped, 'utf8')).toBe('TERM\n'); // asked to stop, not killed
