@@ -17,7 +17,7 @@ import { planEfiBoot, thisPlatform, type EfiBootPlan, type Platform } from '../l
 import type { Job } from '../lib/job.ts';
 import type { Disk } from '../lib/disk/discover.ts';
 import { collectGarbage } from '../lib/system/collect.ts';
-import { ramBudget } from '../lib/system/memory.ts';
+import { ramBudget, roomForDecoded } from '../lib/system/memory.ts';
 import { redactUrl } from '../lib/report/redact.ts';
 import {
   bootEntry,
@@ -120,7 +120,7 @@ async function writeFromRam(
   const log = report.logger;
   report.phase('download', 'Downloading image', null);
   // The dry decoding pass follows the bytes as they arrive; it only reads (lib/formats/early-check.ts).
-  const early = new EarlyCheck(job.type);
+  const early = new EarlyCheck(job.type, budget);
   const { image: source, digest } = await download({
     ...settings,
     url: job.url,
@@ -145,9 +145,11 @@ async function writeFromRam(
   }
 
   report.phase('inspect', 'Inspecting image');
-  // The image stays in RAM through the write: decompression runs lean to keep the peak down.
+  // The image stays in RAM through the write: decompression runs lean to keep the peak down, and
+  // keeps decoded clusters for the write only where the RAM budget leaves room beside the image.
   const { image, guest, table } = await checkImage(source, job.type, disk, {
     lean: true,
+    keepDecoded: roomForDecoded(budget, source.size),
     onDecodeProgress: (done, total) => report.progress(done, total),
   });
   if (job.configDrive) {
@@ -184,6 +186,7 @@ async function writeFromRam(
     ...(image.info.compression && { compression: image.info.compression }),
     decodedWhileDownloading: early.outcome,
     ...(early.waitedMs !== undefined && { decodingLeftMs: early.waitedMs }),
+    ...(early.keptBytes > 0 && { decodedKeptBytes: early.keptBytes }),
   });
 
   report.phase('release', `Releasing ${disk.path}`);

@@ -13,7 +13,16 @@ import { defaultThreads } from './qcow2.ts';
 import type { ImageSource } from '../source/image-source.ts';
 import type { EarlyCheckData, EarlyCheckReply } from './early-check.ts';
 
-const { type, total, chunkSize, progress, chunks: port } = workerData as EarlyCheckData & { chunks: MessagePort };
+const {
+  type,
+  total,
+  chunkSize,
+  progress,
+  keepDecoded,
+  chunks: port,
+} = workerData as EarlyCheckData & {
+  chunks: MessagePort;
+};
 /** [0]: bytes held by the main thread, or -1 once the check is called off. */
 const held = new BigInt64Array(progress);
 
@@ -96,7 +105,13 @@ class ArrivingSource implements ImageSource {
 async function check(): Promise<EarlyCheckReply> {
   try {
     // Progressive: each L2 table is read when decoding reaches it, not all before decoding starts.
-    const image = openImage(new ArrivingSource(), type, { lean: true, progressive: true, threads: decompressThreads });
+    // Kept clusters go to the write only from the decompression threads' shared memory: none without them.
+    const image = openImage(new ArrivingSource(), type, {
+      lean: true,
+      progressive: true,
+      threads: decompressThreads,
+      keepDecoded: decompressThreads > 0 ? keepDecoded : 0,
+    });
     let checkedAt = 0;
     let heldAfterCollecting = buffersHeld();
     const { longZeroRuns } = await verifyImage(image, ({ done }) => {
@@ -106,7 +121,11 @@ async function check(): Promise<EarlyCheckReply> {
       collect();
       heldAfterCollecting = buffersHeld();
     });
-    return { ok: true, longZeroRuns: longZeroRuns.map(([start, end]) => [start, end]) };
+    return {
+      ok: true,
+      longZeroRuns: longZeroRuns.map(([start, end]) => [start, end]),
+      kept: image.keptDecoded?.() ?? [],
+    };
   } catch (error) {
     // A refusal is found again, and reported in order (after the checksum), by the pass after the download.
     return { ok: false, reason: error instanceof CalledOff ? 'called off' : (error as Error).message };

@@ -12,8 +12,9 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { ChunkedBuffer } from '../source/chunked-buffer.ts';
 import type { VerifiedImage } from '../write/verify.ts';
-import type { DiskImage } from './types.ts';
+import type { DiskImage, HandedBatch } from './types.ts';
 import type { ImageType } from '../job.ts';
+import { roomForDecoded } from '../system/memory.ts';
 
 export interface EarlyCheckData {
   readonly type: 'qcow2' | 'raw';
@@ -21,9 +22,12 @@ export interface EarlyCheckData {
   readonly chunkSize: number;
   /** One BigInt64: bytes held, -1 once called off. */
   readonly progress: SharedArrayBuffer;
+  /** Bytes of decompressed clusters the pass may keep for the write (qcow2's `keepDecoded`). */
+  readonly keepDecoded: number;
 }
 
-export type EarlyCheckReply = { ok: true; longZeroRuns: [number, number][] } | { ok: false; reason: string };
+export type EarlyCheckReply =
+  { ok: true; longZeroRuns: [number, number][]; kept: HandedBatch[] } | { ok: false; reason: string };
 
 export class EarlyCheck {
   private readonly type: 'qcow2' | 'raw';
@@ -40,9 +44,17 @@ export class EarlyCheck {
   waitedMs: number | undefined;
   /** Set once the bytes followed are no longer the image's (a restart, a segmented download). */
   private void = false;
+  private readonly ramBudget: number;
+  /** Bytes of decoded clusters the pass kept and the write takes instead of decoding them again. */
+  keptBytes = 0;
 
-  /** Only qcow2 and plain raw are followed: an OVA or a compressed raw image is decoded after the checksum. */
-  constructor(type: ImageType) {
+  /**
+   * Only qcow2 and plain raw are followed: an OVA or a compressed raw image is decoded after the
+   * checksum. `ramBudget`: the RAM the deployment may hold (lib/system/memory.ts); what the image
+   * and the deployment's working memory leave of it holds decoded clusters for the write.
+   */
+  constructor(type: ImageType, ramBudget = 0) {
+    this.ramBudget = ramBudget;
     if (type === 'qcow2' || type === 'raw') this.type = type;
     else {
       this.type = 'raw';
@@ -85,7 +97,12 @@ export class EarlyCheck {
     this.worker = undefined;
     this.port?.close();
     this.outcome = reply.ok ? 'used' : `not used: ${reply.reason}`;
-    return reply.ok ? { image: opened, longZeroRuns: reply.longZeroRuns } : undefined;
+    if (!reply.ok) return undefined;
+    if (opened.adoptDecoded) {
+      opened.adoptDecoded(reply.kept);
+      for (const batch of reply.kept) this.keptBytes += batch.length;
+    }
+    return { image: opened, longZeroRuns: reply.longZeroRuns };
   }
 
   /** Stops following: the worker ends at its next read (a failed download must call this). */
@@ -112,6 +129,7 @@ export class EarlyCheck {
       total,
       chunkSize: image.chunkSize,
       progress,
+      keepDecoded: roomForDecoded(this.ramBudget, total),
       chunks: port2,
     };
     const worker = new Worker(new URL('./early-check-worker.ts', import.meta.url), {

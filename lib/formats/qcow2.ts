@@ -12,6 +12,7 @@ import { qcow2Segments, validateQcow2Map, type Segment } from './qcow2-map.ts';
 import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE } from './qcow2-decompress.ts';
 import { DecompressPool, type BatchFailure, type DecodedBatch } from './qcow2-pool.ts';
 import { SlotArena } from './slot-arena.ts';
+import { KeptBatches } from './kept-batches.ts';
 import { PAGE_SIZE } from '../source/aligned-memory.ts';
 import { qcow2BadCompressedCluster } from '../errors.ts';
 
@@ -110,62 +111,20 @@ export function openQcow2(source: ImageSource, options: Qcow2Options = {}): Disk
     });
   // The workers' batches land in slots of this (kept ones too, until the writing pass writes them).
   const slotSize = Math.ceil((compressedBatch * header.clusterSize) / PAGE_SIZE) * PAGE_SIZE;
-  const kept = new KeptBatches(options.keepDecoded ?? 0, header.clusterSize, stats.compressedClusters, slotSize);
+  // A progressive pass does not know how many clusters are compressed: at most every one of the disk.
+  const compressedAtMost = options.progressive
+    ? Math.ceil(header.virtualSize / header.clusterSize)
+    : stats.compressedClusters;
+  const kept = new KeptBatches(options.keepDecoded ?? 0, header.clusterSize, compressedAtMost, slotSize);
   const pool: PoolSettings = { lean: options.lean ?? false, arena: new SlotArena(slotSize) };
   const spare: SparePool = {};
   return {
     info,
     extents: () => decodeSegments(source, header, walk, threads, startAfter, keptOutput, kept, pool, spare),
     check: () => decodeSegments(source, header, walk, threads, startAfter, droppedOutput, kept, pool, spare),
+    keptDecoded: () => kept.handOver(),
+    adoptDecoded: (batches) => kept.adopt(batches),
   };
-}
-
-/**
- * Decompressed batches the dry pass kept for the writing pass, by guest offset. A batch is kept
- * while the bytes kept so far stay within the budget's share of the compressed bytes seen so far,
- * which spreads the kept batches evenly over the image, and the memory they hold within the budget.
- * Each is handed out once.
- */
-class KeptBatches {
-  private readonly budget: number;
-  private readonly share: number;
-  private readonly clusterSize: number;
-  private readonly slotSize: number;
-  private seen = 0;
-  private keptBytes = 0;
-  private heldBytes = 0;
-  private readonly batches = new Map<number, DecodedBatch>();
-
-  /** `slotSize`: what a batch kept from a worker holds, however few clusters it has. */
-  constructor(budget: number, clusterSize: number, compressedClusters: number, slotSize: number) {
-    this.budget = Math.max(0, budget);
-    this.clusterSize = clusterSize;
-    this.slotSize = slotSize;
-    this.share = compressedClusters > 0 ? Math.min(1, this.budget / (compressedClusters * clusterSize)) : 0;
-  }
-
-  /** Whether the dry pass keeps this batch, asked once per batch in guest order. */
-  wants(segment: CompressedSegment): boolean {
-    const bytes = segment.clusters.length * this.clusterSize;
-    this.seen += bytes;
-    // The budget bounds the memory held, a whole slot a batch: counting only the clusters, a
-    // hostile image of one-cluster batches held up to 2048 times the budget (512-byte clusters).
-    const held = Math.max(bytes, this.slotSize);
-    if (this.keptBytes + bytes > this.share * this.seen || this.heldBytes + held > this.budget) return false;
-    this.keptBytes += bytes;
-    this.heldBytes += held;
-    return true;
-  }
-
-  put(segment: CompressedSegment, batch: DecodedBatch): void {
-    this.batches.set(segment.offset, batch);
-  }
-
-  take(segment: CompressedSegment): DecodedBatch | undefined {
-    const batch = this.batches.get(segment.offset);
-    this.batches.delete(segment.offset);
-    return batch;
-  }
 }
 
 /**
@@ -336,12 +295,13 @@ async function* decodeSegments<T>(
   // Batches go to the workers ahead of the consumer; extents come out in guest order. Plain
   // segments and kept batches wait in the queue as they are: a file source reads a plain segment
   // only when it is due.
-  const pool =
-    left ??
-    new DecompressPool(header.compression, header.clusterSize, threads, poolSettings.arena, {
+  // Started at the first batch to decompress: a writing pass given every batch starts none.
+  let pool = left;
+  pool?.resume();
+  const started = (): DecompressPool =>
+    (pool ??= new DecompressPool(header.compression, header.clusterSize, threads, poolSettings.arena, {
       lean: poolSettings.lean,
-    });
-  pool.resume();
+    }));
   let finished = false;
   try {
     const queue: (PlainSegment | { segment: CompressedSegment; batch: DecodedBatch } | Promise<T[]>)[] = [];
@@ -366,7 +326,7 @@ async function* decodeSegments<T>(
         }
         const keep = output.writing || kept.wants(segment);
         inFlight++;
-        const decompressed = toPool(pool, source, segment, keep);
+        const decompressed = toPool(started(), source, segment, keep);
         const extent = decompressed.then((result) => {
           if ('index' in result) throw refusal(header, segment, result);
           if (!output.writing && keep) kept.put(segment, result);
@@ -391,11 +351,11 @@ async function* decodeSegments<T>(
     }
   } finally {
     // A dry pass that ran to its end leaves its workers for the writing pass; any other ends them.
-    if (finished && !output.writing && pool.usable && !spare.pool) {
+    if (finished && !output.writing && pool?.usable && !spare.pool) {
       pool.idle();
       spare.pool = pool;
     } else {
-      await pool.close();
+      await pool?.close();
     }
   }
 }

@@ -72,4 +72,29 @@ export interface DiskImage {
    * Optional: without it, a dry pass iterates `extents()` and drops the data.
    */
   check?(): AsyncIterable<ExtentShape>;
+  /**
+   * The decoded batches the last dry pass kept, those in shared memory, for another opening of the
+   * same bytes (on another thread) to write without decoding them again. Optional: none kept.
+   */
+  keptDecoded?(): HandedBatch[];
+  /**
+   * Takes batches a dry pass over the same bytes kept (`keptDecoded` of another opening): the next
+   * `extents()` hands them out instead of decoding their clusters. Only a batch of exactly the
+   * guest range a pass would decode is used.
+   */
+  adoptDecoded?(batches: readonly HandedBatch[]): void;
+}
+
+/** Decoded guest bytes [offset, offset + length), in shared memory another thread can read. */
+export interface HandedBatch {
+  readonly offset: number;
+  readonly length: number;
+  readonly pieces: readonly SharedPiece[];
+}
+
+/** `length` bytes of `memory` from `byteOffset`. */
+export interface SharedPiece {
+  readonly memory: SharedArrayBuffer;
+  readonly byteOffset: number;
+  readonly length: number;
 }

@@ -18,3 +18,19 @@ export function memTotal(meminfo = readFileSync('/proc/meminfo', 'utf8')): numbe
 export function ramBudget(ramSize?: number): number {
   return Math.max(0, (ramSize ?? memTotal()) - RESERVED_RAM - 1);
 }
+
+/**
+ * RAM a deployment keeps for itself beyond the image and the decoded clusters it keeps: the
+ * decompression threads, the batches in flight, the writer's buffers (~150-260 MiB over the image
+ * measured on the bench's 2-8 GiB images with nothing kept: docs/performance.md).
+ */
+const WORKING_RAM = 512 * 1024 ** 2;
+
+/**
+ * Bytes of decompressed clusters a deployment may keep between its dry pass and its write (so
+ * that the write does not decompress them again): what the budget leaves beside the image and the
+ * deployment's working memory. The reserve for the rescue system stays untouched.
+ */
+export function roomForDecoded(budget: number, imageBytes: number): number {
+  return Math.max(0, budget - imageBytes - WORKING_RAM);
+}

@@ -3,8 +3,9 @@
 // bytes from the start; otherwise (a restart, a refused cluster) it gives none and the caller
 // decodes again. Images made by qemu-img.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
@@ -13,6 +14,8 @@ import { EarlyCheck } from '../../lib/formats/early-check.ts';
 import { openImage } from '../../lib/formats/open.ts';
 import { makeRawImage } from '../helpers/convert.ts';
 import { skipWithout } from '../helpers/capabilities.ts';
+import { decodeToSha256 } from '../helpers/decode.ts';
+import type { ImageSource } from '../../lib/source/image-source.ts';
 
 const KiB = 1024;
 
@@ -61,6 +64,50 @@ describe.skipIf(skipWithout('qemu-img'))('EarlyCheck', () => {
       expect(verified!.longZeroRuns.length).toBeGreaterThan(0);
     },
   );
+
+  it('keeps what it decodes where the RAM budget allows: the write decodes none of it again', async () => {
+    // 32 MiB of distinct lines, every cluster compressed (zlib), in 32 batches of the pass.
+    const raw = join(dir, 'lines.raw');
+    const lines = Array.from({ length: 32 * 16 * KiB }, (_, i) => `line ${i} of the kept image\n`.padEnd(64, '.'));
+    writeFileSync(raw, lines.join(''));
+    const path = join(dir, 'lines.qcow2');
+    execFileSync('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, path]);
+    const bytes = readFileSync(path);
+    const early = new EarlyCheck('qcow2', 64 * 1024 ** 3);
+    const image = new ChunkedBuffer(256 * KiB);
+    await arrive(early, image, bytes);
+    let bytesRead = 0;
+    const counted: ImageSource = {
+      size: image.size,
+      chunkSize: image.chunkSize,
+      read: (offset, length) => {
+        bytesRead += length;
+        return image.read(offset, length);
+      },
+    };
+    const opened = openImage(counted, 'qcow2');
+    expect(await early.result(image, opened)).toBeDefined();
+    if (availableParallelism() === 1) return expect(early.keptBytes).toBe(0); // kept only from threads' memory
+    expect(early.keptBytes).toBe(32 * 1024 * KiB);
+    const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+    expect((await decodeToSha256(opened)).sha256).toBe(sha256(readFileSync(raw)));
+    // The write read the header and tables only; kept batches are handed out once, so a second
+    // pass reads and decodes every compressed cluster itself.
+    const readByTheWrite = bytesRead;
+    bytesRead = 0;
+    expect((await decodeToSha256(opened)).sha256).toBe(sha256(readFileSync(raw)));
+    expect(bytes.length).toBeGreaterThan(1024 * KiB); // the compressed clusters: most of the file
+    expect(readByTheWrite).toBeLessThan(4 * 64 * KiB); // a header, tables: a few clusters
+    expect(bytesRead - readByTheWrite).toBeGreaterThan(bytes.length / 2);
+  });
+
+  it('keeps nothing without a RAM budget beside the image', async () => {
+    const early = new EarlyCheck('qcow2', files.zstd!.length);
+    const image = new ChunkedBuffer(256 * KiB);
+    await arrive(early, image, files.zstd!);
+    expect(await early.result(image, openImage(image, 'qcow2'))).toBeDefined();
+    expect(early.keptBytes).toBe(0);
+  });
 
   it('gives nothing for bytes it did not follow from the start (a download that started over)', async () => {
     const early = new EarlyCheck('qcow2');

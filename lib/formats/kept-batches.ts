@@ -1,0 +1,90 @@
+// Decompressed batches a qcow2 dry pass keeps for the writing pass, so that the write does not
+// decompress them again. The pass may run on another thread than the write (the deployment's early
+// pass, lib/formats/early-check.ts): batches in shared memory are handed over to it.
+import type { Segment } from './qcow2-map.ts';
+import type { DecodedBatch } from './qcow2-pool.ts';
+import type { HandedBatch } from './types.ts';
+
+type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
+
+/** A kept batch and the guest range it decodes. */
+interface Kept {
+  readonly length: number;
+  readonly batch: DecodedBatch;
+}
+
+/**
+ * Decompressed batches the dry pass kept for the writing pass, by guest offset. A batch is kept
+ * while the bytes kept so far stay within the budget's share of the compressed bytes seen so far,
+ * which spreads the kept batches evenly over the image, and the memory they hold within the budget.
+ * Each is handed out once.
+ */
+export class KeptBatches {
+  private readonly budget: number;
+  private readonly share: number;
+  private readonly clusterSize: number;
+  private readonly slotSize: number;
+  private seen = 0;
+  private keptBytes = 0;
+  private heldBytes = 0;
+  private readonly batches = new Map<number, Kept>();
+
+  /**
+   * `compressedClusters`: how many the image has, or at most (the share of each batch kept is the
+   * budget's share of their bytes). `slotSize`: what a batch kept from a worker holds, however few
+   * clusters it has.
+   */
+  constructor(budget: number, clusterSize: number, compressedClusters: number, slotSize: number) {
+    this.budget = Math.max(0, budget);
+    this.clusterSize = clusterSize;
+    this.slotSize = slotSize;
+    this.share = compressedClusters > 0 ? Math.min(1, this.budget / (compressedClusters * clusterSize)) : 0;
+  }
+
+  /** Whether the dry pass keeps this batch, asked once per batch in guest order. */
+  wants(segment: CompressedSegment): boolean {
+    const bytes = segment.clusters.length * this.clusterSize;
+    this.seen += bytes;
+    // The budget bounds the memory held, a whole slot a batch: counting only the clusters, a
+    // hostile image of one-cluster batches held up to 2048 times the budget (512-byte clusters).
+    const held = Math.max(bytes, this.slotSize);
+    if (this.keptBytes + bytes > this.share * this.seen || this.heldBytes + held > this.budget) return false;
+    this.keptBytes += bytes;
+    this.heldBytes += held;
+    return true;
+  }
+
+  put(segment: CompressedSegment, batch: DecodedBatch): void {
+    this.batches.set(segment.offset, { length: segment.length, batch });
+  }
+
+  /** The batch kept for exactly this segment, once; a batch kept for another range is dropped. */
+  take(segment: CompressedSegment): DecodedBatch | undefined {
+    const kept = this.batches.get(segment.offset);
+    this.batches.delete(segment.offset);
+    return kept?.length === segment.length ? kept.batch : undefined;
+  }
+
+  /** The kept batches whose bytes lie in shared memory, as another thread can take them; kept here too. */
+  handOver(): HandedBatch[] {
+    const handed: HandedBatch[] = [];
+    for (const [offset, { length, batch }] of this.batches) {
+      const pieces = batch.pieces.map((piece) => ({
+        memory: piece.buffer,
+        byteOffset: piece.byteOffset,
+        length: piece.length,
+      }));
+      if (pieces.every((piece) => piece.memory instanceof SharedArrayBuffer))
+        handed.push({ offset, length, pieces: pieces as HandedBatch['pieces'] });
+    }
+    return handed;
+  }
+
+  /** Batches another pass kept over the same bytes, to hand out as this one's. */
+  adopt(batches: readonly HandedBatch[]): void {
+    for (const { offset, length, pieces } of batches) {
+      const buffers = pieces.map((piece) => Buffer.from(piece.memory, piece.byteOffset, piece.length));
+      this.batches.set(offset, { length, batch: { pieces: buffers } });
+    }
+  }
+}

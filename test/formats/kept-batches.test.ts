@@ -1,0 +1,51 @@
+// KeptBatches: what a dry pass keeps, handed to another opening (another thread) of the same bytes.
+import { describe, expect, it } from 'vitest';
+import { KeptBatches } from '../../lib/formats/kept-batches.ts';
+
+const KiB = 1024;
+/** A compressed segment of `clusters` 64 KiB clusters at guest `offset` (host offsets do not matter here). */
+const segment = (offset: number, clusters: number, length = clusters * 64 * KiB) => ({
+  kind: 'compressed' as const,
+  offset,
+  length,
+  clusters: Array.from({ length: clusters }, (_, i) => ({ hostOffset: 4096 * i, length: 100 })),
+});
+
+describe('KeptBatches', () => {
+  it('hands over batches in shared memory only, and the other side takes each once', () => {
+    const memory = new SharedArrayBuffer(256 * KiB);
+    new Uint8Array(memory).fill(7);
+    const kept = new KeptBatches(1024 * KiB, 64 * KiB, 16, 128 * KiB);
+    const shared = segment(0, 2);
+    const local = segment(128 * KiB, 2);
+    expect(kept.wants(shared) && kept.wants(local)).toBe(true);
+    kept.put(shared, { pieces: [Buffer.from(memory, 0, 128 * KiB)] });
+    kept.put(local, { pieces: [Buffer.alloc(128 * KiB)] }); // this thread's memory: not for another
+    const handed = kept.handOver();
+    expect(handed).toEqual([{ offset: 0, length: 128 * KiB, pieces: [{ memory, byteOffset: 0, length: 128 * KiB }] }]);
+
+    const other = new KeptBatches(0, 64 * KiB, 16, 128 * KiB);
+    other.adopt(handed);
+    expect(other.take(local)).toBeUndefined();
+    const taken = other.take(shared);
+    expect(taken?.pieces.map((piece) => [piece.buffer, piece.length, piece[0]])).toEqual([[memory, 128 * KiB, 7]]);
+    expect(other.take(shared)).toBeUndefined(); // once
+  });
+
+  it('drops a batch kept for another guest range than the segment asked for', () => {
+    const memory = new SharedArrayBuffer(128 * KiB);
+    const other = new KeptBatches(0, 64 * KiB, 16, 128 * KiB);
+    other.adopt([{ offset: 0, length: 128 * KiB, pieces: [{ memory, byteOffset: 0, length: 128 * KiB }] }]);
+    // The same start, one cluster: the batch's second cluster would land past the segment.
+    expect(other.take(segment(0, 1))).toBeUndefined();
+    expect(other.take(segment(0, 2))).toBeUndefined(); // dropped, not kept for later
+  });
+
+  it('keeps within its budget, spread over the clusters it is told of', () => {
+    // Budget for half of 8 clusters: every other batch of one cluster (each holding a whole 64 KiB slot).
+    const kept = new KeptBatches(256 * KiB, 64 * KiB, 8, 64 * KiB);
+    const wanted = Array.from({ length: 8 }, (_, i) => kept.wants(segment(i * 64 * KiB, 1)));
+    expect(wanted.filter(Boolean)).toHaveLength(4);
+    expect(wanted).toEqual([false, true, false, true, false, true, false, true]);
+  });
+});
