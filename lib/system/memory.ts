@@ -29,8 +29,10 @@ const WORKING_RAM = 512 * 1024 ** 2;
 /**
  * Bytes of decompressed clusters a deployment may keep between its dry pass and its write (so
  * that the write does not decompress them again): what the budget leaves beside the image and the
- * deployment's working memory. The reserve for the rescue system stays untouched.
+ * deployment's working memory. The reserve for the rescue system stays untouched. A budget from a
+ * job's ramSize larger than this machine's counts as this machine's: RAM that is not there is
+ * never filled.
  */
-export function roomForDecoded(budget: number, imageBytes: number): number {
-  return Math.max(0, budget - imageBytes - WORKING_RAM);
+export function roomForDecoded(budget: number, imageBytes: number, machineBudget = ramBudget()): number {
+  return Math.max(0, Math.min(budget, machineBudget) - imageBytes - WORKING_RAM);
 }

@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { memTotal, ramBudget, RESERVED_RAM } from '../../lib/system/memory.ts';
+import { memTotal, ramBudget, RESERVED_RAM, roomForDecoded } from '../../lib/system/memory.ts';
 import { Redactor, redactUrl } from '../../lib/report/redact.ts';
 import { StatusFile } from '../../lib/report/status.ts';
 
@@ -32,6 +32,14 @@ describe('RAM budget', () => {
     expect(ramBudget(RESERVED_RAM + 1)).toBe(0);
     expect(ramBudget(2 ** 30)).toBe(0);
     expect(ramBudget()).toBe(Math.max(0, memTotal() - RESERVED_RAM - 1));
+  });
+
+  it('leaves room for decoded clusters beside the image and 512 MiB of working memory, within this machine', () => {
+    const GiB = 2 ** 30;
+    expect(roomForDecoded(8 * GiB, 2 * GiB, 16 * GiB)).toBe(5.5 * GiB);
+    expect(roomForDecoded(8 * GiB, 7.75 * GiB, 16 * GiB)).toBe(0);
+    // A job's ramSize beyond this machine's RAM does not make room that is not there.
+    expect(roomForDecoded(64 * GiB, 2 * GiB, 8 * GiB)).toBe(5.5 * GiB);
   });
 });
 
