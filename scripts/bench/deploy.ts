@@ -47,6 +47,7 @@ async function fileSha256(path: string): Promise<string> {
 }
 
 const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
 /** A server's 1 Gbit/s link (what OVH's servers mostly have), for the rows where the network is the limit. */
 const GIGABIT = 125_000_000;
 
@@ -150,6 +151,19 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
         downloadAlone: summary(samples.downloadAlone!),
         imageBytes: statSync(image).size,
       });
+      if (link === '' && name !== 'plain') {
+        // RAM for the image and the deployment's working memory only (lib/system/memory.ts
+        // roomForDecoded): no decoded cluster kept for the write, which decompresses them all again.
+        const scarce = deploy('--ram-size', String(statSync(image).size + 3 * GiB + 512 * MiB + 1));
+        await scarce();
+        const tight = await interleaved(runs, { ours: scarce, reference: ours }, () => flushDevice(device));
+        rows.push({
+          name: `deploy qcow2 ${name}, RAM for the image only (reference: byoi with room to keep decoded clusters)`,
+          ours: summary(tight.ours!),
+          reference: summary(tight.reference!),
+          imageBytes: statSync(image).size,
+        });
+      }
       if (rows.length === 1 && link === '') {
         // What --verify-write costs: the same deployment with and without reading the disk back
         // (the "reference" column of this row is byoi without it).
