@@ -120,7 +120,7 @@ async function writeFromRam(
   const log = report.logger;
   report.phase('download', 'Downloading image', null);
   // The dry decoding pass follows the bytes as they arrive; it only reads (lib/formats/early-check.ts).
-  const early = new EarlyCheck(job.type, budget);
+  const early = new EarlyCheck(job.type, (total, held) => roomForDecoded(budget, total, total - held));
   const { image: source, digest } = await download({
     ...settings,
     url: job.url,
@@ -146,10 +146,10 @@ async function writeFromRam(
 
   report.phase('inspect', 'Inspecting image');
   // The image stays in RAM through the write: decompression runs lean to keep the peak down, and
-  // keeps decoded clusters for the write only where the RAM budget leaves room beside the image.
+  // keeps decoded clusters for the write only where the RAM budget and free RAM leave room.
   const { image, guest, table } = await checkImage(source, job.type, disk, {
     lean: true,
-    keepDecoded: roomForDecoded(budget, source.size),
+    keepDecoded: roomForDecoded(budget, source.size, 0),
     onDecodeProgress: (done, total) => report.progress(done, total),
   });
   if (job.configDrive) {

@@ -14,7 +14,6 @@ import type { ChunkedBuffer } from '../source/chunked-buffer.ts';
 import type { VerifiedImage } from '../write/verify.ts';
 import type { DiskImage, HandedBatch } from './types.ts';
 import type { ImageType } from '../job.ts';
-import { roomForDecoded } from '../system/memory.ts';
 
 export interface EarlyCheckData {
   readonly type: 'qcow2' | 'raw';
@@ -28,6 +27,9 @@ export interface EarlyCheckData {
 
 export type EarlyCheckReply =
   { ok: true; longZeroRuns: [number, number][]; kept: HandedBatch[] } | { ok: false; reason: string };
+
+/** Bytes of decoded clusters the pass may keep, for an image of `total` bytes of which `held` have arrived. */
+export type RoomForDecoded = (total: number, held: number) => number;
 
 export class EarlyCheck {
   private readonly type: 'qcow2' | 'raw';
@@ -44,17 +46,16 @@ export class EarlyCheck {
   waitedMs: number | undefined;
   /** Set once the bytes followed are no longer the image's (a restart, a segmented download). */
   private void = false;
-  private readonly ramBudget: number;
+  private readonly room: RoomForDecoded;
   /** Bytes of decoded clusters the pass kept and the write takes instead of decoding them again. */
   keptBytes = 0;
 
   /**
    * Only qcow2 and plain raw are followed: an OVA or a compressed raw image is decoded after the
-   * checksum. `ramBudget`: the RAM the deployment may hold (lib/system/memory.ts); what the image
-   * and the deployment's working memory leave of it holds decoded clusters for the write.
+   * checksum. `room`: bytes of decoded clusters the pass may keep for the write (default none).
    */
-  constructor(type: ImageType, ramBudget = 0) {
-    this.ramBudget = ramBudget;
+  constructor(type: ImageType, room: RoomForDecoded = () => 0) {
+    this.room = room;
     if (type === 'qcow2' || type === 'raw') this.type = type;
     else {
       this.type = 'raw';
@@ -129,7 +130,7 @@ export class EarlyCheck {
       total,
       chunkSize: image.chunkSize,
       progress,
-      keepDecoded: roomForDecoded(this.ramBudget, total),
+      keepDecoded: this.room(total, image.size),
       chunks: port2,
     };
     const worker = new Worker(new URL('./early-check-worker.ts', import.meta.url), {

@@ -19,6 +19,13 @@ export function ramBudget(ramSize?: number): number {
   return Math.max(0, (ramSize ?? memTotal()) - RESERVED_RAM - 1);
 }
 
+/** MemFree of /proc/meminfo, in bytes: RAM nothing holds, not even the page cache. */
+export function memFree(meminfo = readFileSync('/proc/meminfo', 'utf8')): number {
+  const match = /^MemFree:\s+(\d+)\s+kB$/m.exec(meminfo);
+  if (!match) throw new Error('/proc/meminfo has no MemFree line');
+  return Number(match[1]) * 1024;
+}
+
 /**
  * RAM a deployment keeps for itself beyond the image and the decoded clusters it keeps: the
  * decompression threads, the batches in flight, the writer's buffers (~150-260 MiB over the image
@@ -26,13 +33,27 @@ export function ramBudget(ramSize?: number): number {
  */
 const WORKING_RAM = 512 * 1024 ** 2;
 
+/** This machine's RAM budget and free RAM now. */
+export interface MachineMemory {
+  readonly budget: number;
+  readonly free: number;
+}
+
 /**
  * Bytes of decompressed clusters a deployment may keep between its dry pass and its write (so
  * that the write does not decompress them again): what the budget leaves beside the image and the
- * deployment's working memory. The reserve for the rescue system stays untouched. A budget from a
- * job's ramSize larger than this machine's counts as this machine's: RAM that is not there is
- * never filled.
+ * deployment's working memory, and no more than the free RAM leaves once the image's bytes still
+ * `toCome` have arrived. Free RAM only: clusters kept by evicting the page cache cost the kernel's
+ * reclaim more CPU than decompressing them again (measured: docs/performance.md). A budget from a
+ * job's ramSize larger than this machine's counts as this machine's.
  */
-export function roomForDecoded(budget: number, imageBytes: number, machineBudget = ramBudget()): number {
-  return Math.max(0, Math.min(budget, machineBudget) - imageBytes - WORKING_RAM);
+export function roomForDecoded(
+  budget: number,
+  imageBytes: number,
+  toCome: number,
+  machine: MachineMemory = { budget: ramBudget(), free: memFree() },
+): number {
+  const beside = Math.min(budget, machine.budget) - imageBytes - WORKING_RAM;
+  const free = machine.free - toCome - WORKING_RAM;
+  return Math.max(0, Math.min(beside, free));
 }
