@@ -62,7 +62,9 @@ export class KeptBatches {
   take(segment: CompressedSegment): DecodedBatch | undefined {
     const kept = this.batches.get(segment.offset);
     this.batches.delete(segment.offset);
-    return kept?.length === segment.length ? kept.batch : undefined;
+    if (kept?.length === segment.length) return kept.batch;
+    kept?.batch.release?.(); // its slot may be filled again
+    return undefined;
   }
 
   /** The kept batches whose bytes lie in shared memory, as another thread can take them; kept here too. */
@@ -80,9 +82,10 @@ export class KeptBatches {
     return handed;
   }
 
-  /** Batches another pass kept over the same bytes, to hand out as this one's. */
+  /** Batches another pass kept over the same bytes, to hand out as this one's; one whose pieces fall short of its range is not. */
   adopt(batches: readonly HandedBatch[]): void {
     for (const { offset, length, pieces } of batches) {
+      if (pieces.reduce((sum, piece) => sum + piece.length, 0) < length) continue;
       const buffers = pieces.map((piece) => Buffer.from(piece.memory, piece.byteOffset, piece.length));
       this.batches.set(offset, { length, batch: { pieces: buffers } });
     }

@@ -41,6 +41,20 @@ describe('KeptBatches', () => {
     expect(other.take(segment(0, 2))).toBeUndefined(); // dropped, not kept for later
   });
 
+  it('gives back the slot of a batch it drops, and adopts no batch whose pieces fall short of its range', () => {
+    const kept = new KeptBatches(1024 * KiB, 64 * KiB, 16, 128 * KiB);
+    let released = 0;
+    expect(kept.wants(segment(0, 2))).toBe(true);
+    kept.put(segment(0, 2), { pieces: [Buffer.alloc(128 * KiB)], release: () => released++ });
+    expect(kept.take(segment(0, 1))).toBeUndefined();
+    expect(released).toBe(1);
+
+    const memory = new SharedArrayBuffer(128 * KiB);
+    const other = new KeptBatches(0, 64 * KiB, 16, 128 * KiB);
+    other.adopt([{ offset: 0, length: 128 * KiB, pieces: [{ memory, byteOffset: 0, length: 64 * KiB }] }]);
+    expect(other.take(segment(0, 2))).toBeUndefined();
+  });
+
   it('keeps within its budget, spread over the clusters it is told of', () => {
     // Budget for half of 8 clusters: every other batch of one cluster (each holding a whole 64 KiB slot).
     const kept = new KeptBatches(256 * KiB, 64 * KiB, 8, 64 * KiB);
