@@ -3,7 +3,7 @@
 // pass, lib/formats/early-check.ts): batches in shared memory are handed over to it.
 import type { Segment } from './qcow2-map.ts';
 import type { DecodedBatch } from './qcow2-pool.ts';
-import type { HandedBatch } from './types.ts';
+import type { HandedBatch, SharedPiece } from './types.ts';
 
 type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
 
@@ -71,18 +71,18 @@ export class KeptBatches {
   handOver(): HandedBatch[] {
     const handed: HandedBatch[] = [];
     for (const [offset, { length, batch }] of this.batches) {
-      const pieces = batch.pieces.map((piece) => ({
-        memory: piece.buffer,
-        byteOffset: piece.byteOffset,
-        length: piece.length,
-      }));
-      if (pieces.every((piece) => piece.memory instanceof SharedArrayBuffer))
-        handed.push({ offset, length, pieces: pieces as HandedBatch['pieces'] });
+      const pieces: SharedPiece[] = [];
+      for (const { buffer, byteOffset, length: bytes } of batch.pieces)
+        if (buffer instanceof SharedArrayBuffer) pieces.push({ memory: buffer, byteOffset, length: bytes });
+      if (pieces.length === batch.pieces.length) handed.push({ offset, length, pieces });
     }
     return handed;
   }
 
-  /** Batches another pass kept over the same bytes, to hand out as this one's; one whose pieces fall short of its range is not. */
+  /**
+   * Batches another pass kept over the same bytes, to hand out as this one's; one whose pieces fall
+   * short of its range is not.
+   */
   adopt(batches: readonly HandedBatch[]): void {
     for (const { offset, length, pieces } of batches) {
       if (pieces.reduce((sum, piece) => sum + piece.length, 0) < length) continue;

@@ -4,11 +4,16 @@ import { readFileSync } from 'node:fs';
 
 export const RESERVED_RAM = 3 * 1024 ** 3;
 
+/** A line of /proc/meminfo (`Name:   N kB`), in bytes. */
+function meminfoBytes(field: 'MemTotal' | 'MemFree', meminfo: string): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB$`, 'm').exec(meminfo);
+  if (!match) throw new Error(`/proc/meminfo has no ${field} line`);
+  return Number(match[1]) * 1024;
+}
+
 /** MemTotal of /proc/meminfo, in bytes. */
 export function memTotal(meminfo = readFileSync('/proc/meminfo', 'utf8')): number {
-  const match = /^MemTotal:\s+(\d+)\s+kB$/m.exec(meminfo);
-  if (!match) throw new Error('/proc/meminfo has no MemTotal line');
-  return Number(match[1]) * 1024;
+  return meminfoBytes('MemTotal', meminfo);
 }
 
 /**
@@ -21,9 +26,7 @@ export function ramBudget(ramSize?: number): number {
 
 /** MemFree of /proc/meminfo, in bytes: RAM nothing holds, not even the page cache. */
 export function memFree(meminfo = readFileSync('/proc/meminfo', 'utf8')): number {
-  const match = /^MemFree:\s+(\d+)\s+kB$/m.exec(meminfo);
-  if (!match) throw new Error('/proc/meminfo has no MemFree line');
-  return Number(match[1]) * 1024;
+  return meminfoBytes('MemFree', meminfo);
 }
 
 /**

@@ -45,6 +45,7 @@ describe('RAM budget', () => {
     expect(roomForDecoded(8 * GiB, 2 * GiB, 1.5 * GiB, { budget: 16 * GiB, free: 4 * GiB })).toBe(2 * GiB);
     expect(roomForDecoded(8 * GiB, 2 * GiB, 0, { budget: 16 * GiB, free: 0.25 * GiB })).toBe(0);
     expect(memFree('MemTotal: 16384 kB\nMemFree:         2048 kB\n')).toBe(2048 * 1024);
+    expect(() => memFree('MemTotal: 16384 kB\n')).toThrow('/proc/meminfo has no MemFree line');
   });
 });
 
