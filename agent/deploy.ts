@@ -146,7 +146,7 @@ async function writeFromRam(
 
   report.phase('inspect', 'Inspecting image');
   // The image stays in RAM through the write: decompression runs lean to keep the peak down, and
-  // keeps decoded clusters for the write only where the RAM budget and free RAM leave room.
+  // keeps decoded clusters for the write only where the RAM budget and available RAM leave room.
   const { image, guest, table } = await checkImage(source, job.type, disk, {
     lean: true,
     keepDecoded: roomForDecoded(budget, source.size, 0),

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 export const RESERVED_RAM = 3 * 1024 ** 3;
 
 /** A line of /proc/meminfo (`Name:   N kB`), in bytes. */
-function meminfoBytes(field: 'MemTotal' | 'MemFree', meminfo: string): number {
+function meminfoBytes(field: 'MemTotal' | 'MemAvailable', meminfo: string): number {
   const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB$`, 'm').exec(meminfo);
   if (!match) throw new Error(`/proc/meminfo has no ${field} line`);
   return Number(match[1]) * 1024;
@@ -24,9 +24,12 @@ export function ramBudget(ramSize?: number): number {
   return Math.max(0, (ramSize ?? memTotal()) - RESERVED_RAM - 1);
 }
 
-/** MemFree of /proc/meminfo, in bytes: RAM nothing holds, not even the page cache. */
-export function memFree(meminfo = readFileSync('/proc/meminfo', 'utf8')): number {
-  return meminfoBytes('MemFree', meminfo);
+/**
+ * MemAvailable of /proc/meminfo, in bytes: the kernel's estimate of what it can give without
+ * swapping, free RAM and the page cache it can drop (not tmpfs, which it cannot drop without swap).
+ */
+export function memAvailable(meminfo = readFileSync('/proc/meminfo', 'utf8')): number {
+  return meminfoBytes('MemAvailable', meminfo);
 }
 
 /**
@@ -36,27 +39,28 @@ export function memFree(meminfo = readFileSync('/proc/meminfo', 'utf8')): number
  */
 const WORKING_RAM = 512 * 1024 ** 2;
 
-/** This machine's RAM budget and free RAM now. */
+/** This machine's RAM budget and available RAM now. */
 export interface MachineMemory {
   readonly budget: number;
-  readonly free: number;
+  readonly available: number;
 }
 
 /**
  * Bytes of decompressed clusters a deployment may keep between its dry pass and its write (so
  * that the write does not decompress them again): what the budget leaves beside the image and the
- * deployment's working memory, and no more than the free RAM leaves once the image's bytes still
- * `toCome` have arrived. Free RAM only: clusters kept by evicting the page cache cost the kernel's
- * reclaim more CPU than decompressing them again (measured: docs/performance.md). A budget from a
- * job's ramSize larger than this machine's counts as this machine's.
+ * deployment's working memory, and no more than the available RAM leaves once the image's bytes
+ * still `toCome` have arrived. Available, not only free: with the page cache full, keeping by
+ * dropping it still beat decompressing again (measured: docs/performance.md); tmpfs is not
+ * available RAM, and keeping beyond it made the kernel reclaim for seconds. A budget from a job's
+ * ramSize larger than this machine's counts as this machine's.
  */
 export function roomForDecoded(
   budget: number,
   imageBytes: number,
   toCome: number,
-  machine: MachineMemory = { budget: ramBudget(), free: memFree() },
+  machine: MachineMemory = { budget: ramBudget(), available: memAvailable() },
 ): number {
   const beside = Math.min(budget, machine.budget) - imageBytes - WORKING_RAM;
-  const free = machine.free - toCome - WORKING_RAM;
-  return Math.max(0, Math.min(beside, free));
+  const available = machine.available - toCome - WORKING_RAM;
+  return Math.max(0, Math.min(beside, available));
 }
