@@ -4,6 +4,7 @@
 import type { Segment } from './qcow2-map.ts';
 import type { DecodedBatch } from './qcow2-pool.ts';
 import type { HandedBatch, SharedPiece } from './types.ts';
+import { isAlignedMemory, trustAligned } from '../source/aligned-memory.ts';
 
 type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
 
@@ -73,7 +74,8 @@ export class KeptBatches {
     for (const [offset, { length, batch }] of this.batches) {
       const pieces: SharedPiece[] = [];
       for (const { buffer, byteOffset, length: bytes } of batch.pieces)
-        if (buffer instanceof SharedArrayBuffer) pieces.push({ memory: buffer, byteOffset, length: bytes });
+        if (buffer instanceof SharedArrayBuffer)
+          pieces.push({ memory: buffer, byteOffset, length: bytes, aligned: isAlignedMemory(buffer) });
       if (pieces.length === batch.pieces.length) handed.push({ offset, length, pieces });
     }
     return handed;
@@ -81,11 +83,13 @@ export class KeptBatches {
 
   /**
    * Batches another pass kept over the same bytes, to hand out as this one's; one whose pieces fall
-   * short of its range is not.
+   * short of its range is not. Aligned memory stays known as such, so that the writer writes it
+   * directly rather than through its staging copy.
    */
   adopt(batches: readonly HandedBatch[]): void {
     for (const { offset, length, pieces } of batches) {
       if (pieces.reduce((sum, piece) => sum + piece.length, 0) < length) continue;
+      for (const piece of pieces) if (piece.aligned) trustAligned(piece.memory);
       const buffers = pieces.map((piece) => Buffer.from(piece.memory, piece.byteOffset, piece.length));
       this.batches.set(offset, { length, batch: { pieces: buffers } });
     }

@@ -97,4 +97,6 @@ export interface SharedPiece {
   readonly memory: SharedArrayBuffer;
   readonly byteOffset: number;
   readonly length: number;
+  /** Whether `memory` is page-aligned (lib/source/aligned-memory.ts), as the thread that made it knows. */
+  readonly aligned: boolean;
 }

@@ -41,6 +41,20 @@ function alignedMemory(size: number, count: number, shared: boolean): ArrayBuffe
   return buffer;
 }
 
+/** Whether this thread made `memory` here (a WeakSet is per thread: see `trustAligned`). */
+export function isAlignedMemory(memory: ArrayBufferLike): boolean {
+  return alignedBackings.has(memory);
+}
+
+/**
+ * Records `memory`, which another thread of this process made with `sharedAlignedMemory` and says
+ * so (`isAlignedMemory` there), as aligned on this thread too. Were it not, a direct write of it
+ * fails with EINVAL and goes through the page cache (lib/write/positional-writes.ts).
+ */
+export function trustAligned(memory: SharedArrayBuffer): void {
+  alignedBackings.add(memory);
+}
+
 /** Whether `bytes` provably starts on a page boundary and spans whole pages. */
 export function isPageAligned(bytes: Buffer): boolean {
   return alignedBackings.has(bytes.buffer) && bytes.byteOffset % PAGE_SIZE === 0 && bytes.length % PAGE_SIZE === 0;

@@ -1,7 +1,7 @@
 // Decodes a DiskImage the way a writer consumes it, checking the extent contract on the way:
 // guest order, no gaps or overlaps, exact lengths, and coverage of exactly [0, virtualSize).
 import { createHash } from 'node:crypto';
-import { isZero, type DiskImage } from '../../lib/formats/types.ts';
+import { isZero, type DataExtent, type DiskImage } from '../../lib/formats/types.ts';
 
 const ZEROS = Buffer.alloc(1024 * 1024);
 
@@ -10,7 +10,8 @@ export interface Decoded {
   extents: number;
 }
 
-export async function decodeToSha256(image: DiskImage): Promise<Decoded> {
+/** `eachData`: shown every data extent as the writer would get it. */
+export async function decodeToSha256(image: DiskImage, eachData?: (extent: DataExtent) => void): Promise<Decoded> {
   const hash = createHash('sha256');
   let position = 0;
   let extents = 0;
@@ -25,6 +26,7 @@ export async function decodeToSha256(image: DiskImage): Promise<Decoded> {
       if (extent.data.length !== extent.length)
         throw new Error(`extent of ${extent.length} bytes carries ${extent.data.length}`);
       hash.update(extent.data);
+      eachData?.(extent);
     }
     position += extent.length;
     extents++;
