@@ -137,56 +137,64 @@ async function writeFromRam(
     throw error;
   });
   report.endPhase({ bytes: source.size });
+  // Checksum, inspection and plans, up to the early pass's result: a refusal among them calls the
+  // pass off, which would otherwise decode on, holding what it keeps, while the failure is reported.
+  const inspect = async () => {
+    if (job.checksum && digest !== undefined) {
+      report.phase('verify', `Verifying ${job.checksum.type} checksum`);
+      verifyChecksum(job.checksum, digest);
+      report.setChecksum(digest);
+    }
 
-  if (job.checksum && digest !== undefined) {
-    report.phase('verify', `Verifying ${job.checksum.type} checksum`);
-    verifyChecksum(job.checksum, digest);
-    report.setChecksum(digest);
-  }
-
-  report.phase('inspect', 'Inspecting image');
-  // The image stays in RAM through the write: decompression runs lean to keep the peak down, and
-  // keeps decoded clusters for the write only where the RAM budget and available RAM leave room.
-  const { image, guest, table } = await checkImage(source, job.type, disk, {
-    lean: true,
-    keepDecoded: roomForDecoded(budget, source.size, 0),
-    onDecodeProgress: (done, total) => report.progress(done, total),
-  });
-  if (job.configDrive) {
-    // Refused here rather than after the write: no room, four primaries, two config-2 partitions.
-    const plan = await planConfigDriveBeforeWrite(guest, table, disk, disk.path);
-    log.info(
-      {
-        phase: 'inspect',
-        configDrive: { action: plan.action, partition: plan.number, start: plan.start, sectors: plan.sectors },
-      },
-      'config drive planned',
-    );
-  }
-  // UEFI: the image's ESP and bootloader, found before the write (refused without, unless told not to check).
-  const efi = await planEfiBoot(platform, table, guest, disk.logicalSectorSize, {
-    ...(job.efiBootloaderPath && { loaderPath: job.efiBootloaderPath }),
-    check: !job.skipEfiCheck,
-  });
-  logEfiPlan(log, platform, efi);
-  // Every extent decoded once, so a refusal found only while decoding comes before any write.
-  report.phaseTotal(image.info.virtualSize);
-  // A cancel while the early pass finishes is seen by the next phase, before anything is written.
-  const decodedEarly = await early.result(source, image);
-  if (decodedEarly) report.progress(image.info.virtualSize, image.info.virtualSize);
-  const verified =
-    decodedEarly ??
-    (await verifyImage(image, ({ done, total }) => {
-      report.checkpoint();
-      report.progress(done, total);
-    }));
-  report.endPhase({
-    format: image.info.format,
-    virtualSize: image.info.virtualSize,
-    ...(image.info.compression && { compression: image.info.compression }),
-    decodedWhileDownloading: early.outcome,
-    ...(early.waitedMs !== undefined && { decodingLeftMs: early.waitedMs }),
-    ...(early.keptBytes > 0 && { decodedKeptBytes: early.keptBytes }),
+    report.phase('inspect', 'Inspecting image');
+    // The image stays in RAM through the write: decompression runs lean to keep the peak down, and
+    // keeps decoded clusters for the write only where the RAM budget and available RAM leave room.
+    const { image, guest, table } = await checkImage(source, job.type, disk, {
+      lean: true,
+      keepDecoded: roomForDecoded(budget, source.size, 0),
+      onDecodeProgress: (done, total) => report.progress(done, total),
+    });
+    if (job.configDrive) {
+      // Refused here rather than after the write: no room, four primaries, two config-2 partitions.
+      const plan = await planConfigDriveBeforeWrite(guest, table, disk, disk.path);
+      log.info(
+        {
+          phase: 'inspect',
+          configDrive: { action: plan.action, partition: plan.number, start: plan.start, sectors: plan.sectors },
+        },
+        'config drive planned',
+      );
+    }
+    // UEFI: the image's ESP and bootloader, found before the write (refused without, unless told not to check).
+    const efi = await planEfiBoot(platform, table, guest, disk.logicalSectorSize, {
+      ...(job.efiBootloaderPath && { loaderPath: job.efiBootloaderPath }),
+      check: !job.skipEfiCheck,
+    });
+    logEfiPlan(log, platform, efi);
+    // Every extent decoded once, so a refusal found only while decoding comes before any write.
+    report.phaseTotal(image.info.virtualSize);
+    // A cancel while the early pass finishes is seen by the next phase, before anything is written.
+    const decodedEarly = await early.result(source, image);
+    if (decodedEarly) report.progress(image.info.virtualSize, image.info.virtualSize);
+    const verified =
+      decodedEarly ??
+      (await verifyImage(image, ({ done, total }) => {
+        report.checkpoint();
+        report.progress(done, total);
+      }));
+    report.endPhase({
+      format: image.info.format,
+      virtualSize: image.info.virtualSize,
+      ...(image.info.compression && { compression: image.info.compression }),
+      decodedWhileDownloading: early.outcome,
+      ...(early.waitedMs !== undefined && { decodingLeftMs: early.waitedMs }),
+      ...(early.keptBytes > 0 && { decodedKeptBytes: early.keptBytes }),
+    });
+    return { image, verified, efi };
+  };
+  const { image, verified, efi } = await inspect().catch((error: unknown) => {
+    early.callOff();
+    throw error;
   });
 
   report.phase('release', `Releasing ${disk.path}`);
