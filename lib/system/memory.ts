@@ -27,9 +27,10 @@ export function ramBudget(ramSize?: number): number {
 /**
  * MemAvailable of /proc/meminfo, in bytes: the kernel's estimate of what it can give without
  * swapping, free RAM and the page cache it can drop (not tmpfs, which it cannot drop without swap).
+ * 0 on a kernel older than 3.14, which has no such line: nothing is known to be available.
  */
 export function memAvailable(meminfo = readFileSync('/proc/meminfo', 'utf8')): number {
-  return meminfoBytes('MemAvailable', meminfo);
+  return /^MemAvailable:/m.test(meminfo) ? meminfoBytes('MemAvailable', meminfo) : 0;
 }
 
 /**
@@ -50,9 +51,9 @@ export interface MachineMemory {
  * that the write does not decompress them again): what the budget leaves beside the image and the
  * deployment's working memory, and no more than the available RAM leaves once the image's bytes
  * still `toCome` have arrived. Available, not only free: with the page cache full, keeping by
- * dropping it still beat decompressing again (measured: docs/performance.md); tmpfs is not
- * available RAM, and keeping beyond it made the kernel reclaim for seconds. A budget from a job's
- * ramSize larger than this machine's counts as this machine's.
+ * dropping it still beat decompressing again (measured: docs/performance.md, "sixth round"); tmpfs,
+ * which the kernel cannot drop without swap, is not counted. A budget from a job's ramSize larger
+ * than this machine's counts as this machine's.
  */
 export function roomForDecoded(
   budget: number,
