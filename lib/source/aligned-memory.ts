@@ -41,7 +41,10 @@ function alignedMemory(size: number, count: number, shared: boolean): ArrayBuffe
   return buffer;
 }
 
-/** Whether this thread made `memory` here (a WeakSet is per thread: see `trustAligned`). */
+/**
+ * Whether `memory` is known aligned on this thread: made here, or trusted (a WeakSet is per thread:
+ * see `trustAligned`).
+ */
 export function isAlignedMemory(memory: ArrayBufferLike): boolean {
   return alignedBackings.has(memory);
 }
@@ -49,7 +52,8 @@ export function isAlignedMemory(memory: ArrayBufferLike): boolean {
 /**
  * Records `memory`, which another thread of this process made with `sharedAlignedMemory` and says
  * so (`isAlignedMemory` there), as aligned on this thread too. Were it not, a direct write of it
- * fails with EINVAL and goes through the page cache (lib/write/positional-writes.ts).
+ * fails with EINVAL, and that destination's writes go through the page cache from then on
+ * (lib/write/positional-writes.ts): slower, never wrong.
  */
 export function trustAligned(memory: SharedArrayBuffer): void {
   alignedBackings.add(memory);
