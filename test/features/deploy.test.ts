@@ -3,13 +3,14 @@
 import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { byoi, gptHeaders, readAt, sh, sha256Of, sha256OfFile, deployArgs } from '../helpers/deploy.ts';
 import { closedPort, startServer, type TestServer } from '../helpers/http.ts';
 import { attachLoop, detachAllLoops, detachLoop } from '../helpers/loop.ts';
+import { ramBudget, roomForDecoded } from '../../lib/system/memory.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -137,6 +138,40 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
       expect(JSON.parse(inspected!).decodedWhileDownloading).toBe('used');
       detachLoop(device);
     });
+  });
+
+  it('keeps the clusters the early pass decoded for the write where RAM allows, none where the budget holds only the image', async () => {
+    const name = 'zlib.qcow2';
+    const image = images.get(name)!;
+    const size = statSync(image.file).size;
+    // Kept only from the decompression threads' memory, and only where the budget and the available
+    // RAM leave room beside the image: a few MiB here, on any machine that runs this suite.
+    const roomy = availableParallelism() > 1 && roomForDecoded(ramBudget(), size, size) > 2 * image.virtualSize;
+    if (process.env.CI) expect(roomy).toBe(true);
+    const keptBy = async (...extra: string[]): Promise<number | undefined> => {
+      const device = garbageDisk(`kept-${extra.length}`);
+      const args = deployArgs({
+        url: `${server.url}/${name}`,
+        type: 'qcow2',
+        sha256: image.sha256,
+        disk: device,
+        statusFile: join(dir, 'kept.status.json'),
+      });
+      const result = await byoi([...args, ...extra]);
+      expect(result.exitCode, result.stderr).toBe(0);
+      expectGptImageWritten(device, name);
+      detachLoop(device);
+      const inspected = result.stderr.split('\n').find((line) => line.includes('"msg":"Inspecting image: finished"'));
+      return JSON.parse(inspected!).decodedKeptBytes as number | undefined;
+    };
+    const kept = await keptBy();
+    if (roomy) {
+      expect(kept).toBeGreaterThan(0);
+      expect(kept! % (64 * 1024)).toBe(0); // whole clusters
+      expect(kept).toBeLessThanOrEqual(image.virtualSize);
+    }
+    // RAM for the image and the working memory only (lib/system/memory.ts): nothing kept, the same bytes written.
+    expect(await keptBy('--ram-size', String(size + 3 * GiB + 512 * MiB + 1))).toBeUndefined();
   });
 
   it('writes a raw MBR image as it is', async () => {
