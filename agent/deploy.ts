@@ -121,25 +121,23 @@ async function writeFromRam(
   report.phase('download', 'Downloading image', null);
   // The dry decoding pass follows the bytes as they arrive; it only reads (lib/formats/early-check.ts).
   const early = new EarlyCheck(job.type, (total, held) => roomForDecoded(budget, total, total - held));
-  const { image: source, digest } = await download({
-    ...settings,
-    url: job.url,
-    headers: job.httpHeaders,
-    type: job.type,
-    budget,
-    ...(job.checksum && { checksumType: job.checksum.type }),
-    onProgress: (done, total) => report.progress(done, total),
-    onData: (image, total) => early.follow(image, total),
-    onEvent: (event) => logDownloadEvent(log, event),
-    ...(report.cancelled && { stop: report.cancelled }),
-  }).catch((error: unknown) => {
-    early.callOff();
-    throw error;
-  });
-  report.endPhase({ bytes: source.size });
-  // Checksum, inspection and plans, up to the early pass's result: a refusal among them calls the
-  // pass off, which would otherwise decode on, holding what it keeps, while the failure is reported.
-  const inspect = async () => {
+  // Download, checksum, inspection and plans, up to the early pass's result: a failure among them
+  // calls the pass off, which would otherwise decode on, holding what it keeps, while it is reported.
+  const downloadAndInspect = async () => {
+    const { image: source, digest } = await download({
+      ...settings,
+      url: job.url,
+      headers: job.httpHeaders,
+      type: job.type,
+      budget,
+      ...(job.checksum && { checksumType: job.checksum.type }),
+      onProgress: (done, total) => report.progress(done, total),
+      onData: (image, total) => early.follow(image, total),
+      onEvent: (event) => logDownloadEvent(log, event),
+      ...(report.cancelled && { stop: report.cancelled }),
+    });
+    report.endPhase({ bytes: source.size });
+
     if (job.checksum && digest !== undefined) {
       report.phase('verify', `Verifying ${job.checksum.type} checksum`);
       verifyChecksum(job.checksum, digest);
@@ -192,7 +190,7 @@ async function writeFromRam(
     });
     return { image, verified, efi };
   };
-  const { image, verified, efi } = await inspect().catch((error: unknown) => {
+  const { image, verified, efi } = await downloadAndInspect().catch((error: unknown) => {
     early.callOff();
     throw error;
   });

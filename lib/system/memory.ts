@@ -4,16 +4,17 @@ import { readFileSync } from 'node:fs';
 
 export const RESERVED_RAM = 3 * 1024 ** 3;
 
-/** A line of /proc/meminfo (`Name:   N kB`), in bytes. */
-function meminfoBytes(field: 'MemTotal' | 'MemAvailable', meminfo: string): number {
+/** A line of /proc/meminfo (`Name:   N kB`), in bytes; undefined without it. */
+function meminfoBytes(field: 'MemTotal' | 'MemAvailable', meminfo: string): number | undefined {
   const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB$`, 'm').exec(meminfo);
-  if (!match) throw new Error(`/proc/meminfo has no ${field} line`);
-  return Number(match[1]) * 1024;
+  return match ? Number(match[1]) * 1024 : undefined;
 }
 
 /** MemTotal of /proc/meminfo, in bytes. */
 export function memTotal(meminfo = readFileSync('/proc/meminfo', 'utf8')): number {
-  return meminfoBytes('MemTotal', meminfo);
+  const bytes = meminfoBytes('MemTotal', meminfo);
+  if (bytes === undefined) throw new Error('/proc/meminfo has no MemTotal line');
+  return bytes;
 }
 
 /**
@@ -30,7 +31,7 @@ export function ramBudget(ramSize?: number): number {
  * 0 on a kernel older than 3.14, which has no such line: nothing is known to be available.
  */
 export function memAvailable(meminfo = readFileSync('/proc/meminfo', 'utf8')): number {
-  return /^MemAvailable:/m.test(meminfo) ? meminfoBytes('MemAvailable', meminfo) : 0;
+  return meminfoBytes('MemAvailable', meminfo) ?? 0;
 }
 
 /**
