@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import * as zlib from 'node:zlib';
 import type { DataExtent, DiskImage, Extent, ExtentShape, ImageInfo } from './types.ts';
-import type { ImageSource } from '../source/image-source.ts';
+import { lendOrRead, type ImageSource } from '../source/image-source.ts';
 import { parseQcow2Header, type Qcow2Header } from './qcow2-header.ts';
 import { qcow2Segments, validateQcow2Map, type Segment } from './qcow2-map.ts';
 import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE } from './qcow2-decompress.ts';
@@ -146,8 +146,8 @@ type PlainSegment = Exclude<Segment, CompressedSegment>;
 function inputsOf(source: ImageSource, segment: CompressedSegment): Buffer[] {
   const { clusters } = segment;
   const packed = packedSpan(segment);
-  if (!packed) return clusters.map((c) => source.read(c.hostOffset, c.length));
-  const span = source.read(packed.start, packed.end - packed.start);
+  if (!packed) return clusters.map((c) => lendOrRead(source, c.hostOffset, c.length));
+  const span = lendOrRead(source, packed.start, packed.end - packed.start);
   return clusters.map((cluster) =>
     span.subarray(cluster.hostOffset - packed.start, cluster.hostOffset - packed.start + cluster.length),
   );
@@ -239,7 +239,7 @@ interface Output<T> {
 /** A plain segment's bytes, read when due; written, they go back to the source for the next read. */
 function plainExtent(source: ImageSource, segment: PlainSegment): Extent {
   if (segment.kind === 'zero') return { offset: segment.offset, length: segment.length, zero: true };
-  const data = source.read(segment.host, segment.length);
+  const data = lendOrRead(source, segment.host, segment.length);
   return { offset: segment.offset, length: segment.length, data, release: () => source.recycle?.(data) };
 }
 

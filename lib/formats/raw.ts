@@ -1,7 +1,7 @@
 // A raw image: the disk is the file's bytes as they are. All-zero blocks are reported as zero
 // extents so a file target gets holes and a block device can be zeroed without copying zeros.
 import type { DiskImage, Extent, ImageInfo } from './types.ts';
-import type { ImageSource } from '../source/image-source.ts';
+import { lendOrRead, type ImageSource } from '../source/image-source.ts';
 
 /** Zero detection granularity: small enough to find holes, large enough to scan at memory speed. */
 const BLOCK = 64 * 1024;
@@ -38,7 +38,7 @@ export function openRaw(source: ImageSource): DiskImage {
 /** Each window of the image with whether each of its blocks is all zeros. */
 function* windows(source: ImageSource): Generator<{ offset: number; bytes: Buffer; zero: boolean[] }> {
   for (let offset = 0; offset < source.size; offset += WINDOW) {
-    const bytes = source.read(offset, Math.min(WINDOW, source.size - offset));
+    const bytes = lendOrRead(source, offset, Math.min(WINDOW, source.size - offset));
     const zero: boolean[] = [];
     for (let at = 0; at < bytes.length; at += BLOCK) zero.push(isAllZero(bytes.subarray(at, at + BLOCK)));
     yield { offset, bytes, zero };

@@ -115,12 +115,15 @@ export function tarMembers(source: ImageSource): TarMember[] {
 
 /** A member's bytes as an ImageSource of their own (a view: nothing is copied). */
 export function memberSource(source: ImageSource, member: TarMember): ImageSource {
+  /** The archive's offset of the member's [offset, offset + length), once checked inside the member. */
+  const within = (offset: number, length: number): number => {
+    checkRead(offset, length, member.size, 'a member');
+    return member.offset + offset;
+  };
   return {
     size: member.size,
-    read: (offset, length) => {
-      checkRead(offset, length, member.size, 'a member');
-      return source.read(member.offset + offset, length);
-    },
+    read: (offset, length) => source.read(within(offset, length), length),
+    ...(source.lend && { lend: (offset: number, length: number) => source.lend!(within(offset, length), length) }),
     ...(source.recycle && { recycle: (bytes: Buffer) => source.recycle!(bytes) }),
   };
 }

@@ -7,7 +7,7 @@ import * as zlib from 'node:zlib';
 import { vmdkBad } from '../errors.ts';
 import { parseVmdkHeader, SECTOR, type VmdkHeader } from './vmdk-header.ts';
 import type { DiskImage, Extent, ImageInfo } from './types.ts';
-import type { ImageSource } from '../source/image-source.ts';
+import { lendOrRead, type ImageSource } from '../source/image-source.ts';
 
 /** Longest run of contiguous stored grains or zeros handed on as one extent. */
 const MAX_RUN = 16 * 1024 * 1024;
@@ -179,7 +179,7 @@ async function* vmdkExtents(source: ImageSource, header: VmdkHeader): AsyncGener
     else if (segment.kind === 'compressed')
       yield { offset: segment.offset, length: segment.length, data: inflateGrain(source, header, segment) };
     else {
-      const data = source.read(segment.host, segment.length);
+      const data = lendOrRead(source, segment.host, segment.length);
       yield { offset: segment.offset, length: segment.length, data, release: () => source.recycle?.(data) };
     }
   }

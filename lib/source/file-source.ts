@@ -3,20 +3,19 @@
 // memory as the file. Every read is one pread into a buffer of its own, so a view handed to a
 // consumer stays valid however long it is kept.
 //
-// The decoders cut data runs at multiples of `chunkSize`, so most reads are a few MiB. Those go
-// into a slab of page-aligned chunk buffers that consumers hand back (`recycle`) once written: a
-// fresh buffer per read costs its page faults and its collection (a 741 MiB image: ~60,000 faults
-// and ~0.1 s of GC on the convert benchmark), a recycled one neither; and aligned, the writer hands
-// them to the device as they are (lib/write/positional-writes.ts). When the slab is all lent out
-// (a consumer that keeps or never recycles), reads get ordinary buffers.
+// The decoders cut data runs at multiples of `chunkSize`, so most reads are a few MiB. What a
+// consumer hands back once written (`lend`, then `recycle`) goes into a slab of page-aligned chunk
+// buffers: a fresh buffer per read costs its page faults and its collection (a 741 MiB image:
+// ~60,000 faults and ~0.1 s of GC on the convert benchmark), a recycled one neither; and aligned,
+// the writer hands them to the device as they are, short runs too (lib/write/positional-writes.ts:
+// one unaligned piece sends its whole batch through a staging copy). `read` never lends: tables
+// and headers are kept for good. When the slab is all lent out, `lend` gives an ordinary buffer.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { imageFileChanged, imageFileUnreadable } from '../errors.ts';
 import { alignedBuffers } from './aligned-memory.ts';
 import { checkRead, type ImageSource } from './image-source.ts';
 
 const CHUNK_SIZE = 4 * 1024 * 1024;
-/** Reads longer than this (and at most CHUNK_SIZE) go into a slab buffer. */
-const SLAB_MIN = CHUNK_SIZE / 2;
 /** Slab buffers: a writer holds a few MiB in a batch and a few in flight. */
 const SLAB_BUFFERS = 8;
 
@@ -42,9 +41,17 @@ export class FileSource implements ImageSource {
   }
 
   read(offset: number, length: number): Buffer {
+    return this.readInto(offset, length, false);
+  }
+
+  lend(offset: number, length: number): Buffer {
+    return this.readInto(offset, length, true);
+  }
+
+  private readInto(offset: number, length: number, lent: boolean): Buffer {
     checkRead(offset, length, this.size);
     if (this.fd === undefined) throw new Error('the image file is closed');
-    const out = this.buffer(length);
+    const out = (lent && this.slabBuffer(length)) || Buffer.allocUnsafe(length);
     for (let done = 0; done < length;) {
       let n: number;
       try {
@@ -71,14 +78,15 @@ export class FileSource implements ImageSource {
     if (!this.free.includes(index)) this.free.push(index);
   }
 
-  private buffer(length: number): Buffer {
-    if (length <= SLAB_MIN || length > CHUNK_SIZE) return Buffer.allocUnsafe(length);
+  /** A free slab buffer's first `length` bytes, or undefined (too long, or all lent out). */
+  private slabBuffer(length: number): Buffer | undefined {
+    if (length === 0 || length > CHUNK_SIZE) return undefined;
     if (!this.slab) {
       this.slab = alignedBuffers(CHUNK_SIZE, SLAB_BUFFERS);
       this.free.push(...this.slab.keys());
     }
     const index = this.free.pop();
-    return index === undefined ? Buffer.allocUnsafe(length) : this.slab[index]!.subarray(0, length);
+    return index === undefined ? undefined : this.slab[index]!.subarray(0, length);
   }
 
   close(): void {

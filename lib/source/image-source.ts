@@ -16,8 +16,13 @@ export interface ImageSource {
    */
   read(offset: number, length: number): Buffer;
   /**
-   * Optional: the caller is done with a buffer `read` returned (it and every view of it), so the
-   * source may fill it again. A source that allocates per read recycles its buffers this way
+   * Optional: as `read`, for a caller that hands the buffer back with `recycle` once done with it
+   * (data on its way to the disk). The source may lend memory it fills again (`lendOrRead`).
+   */
+  lend?(offset: number, length: number): Buffer;
+  /**
+   * Optional: the caller is done with a buffer `lend` or `read` returned (it and every view of it),
+   * so the source may fill it again. A source that allocates per read recycles its buffers this way
    * instead of faulting in fresh memory for every read. Not calling it is always safe.
    */
   recycle?(bytes: Buffer): void;
@@ -38,4 +43,9 @@ export function checkRead(offset: number, length: number, size: number, what = '
     length >= 0 &&
     offset + length <= size;
   if (!inside) throw new RangeError(`read of ${length} bytes at ${offset} is outside ${what} of ${size} bytes`);
+}
+
+/** `source.lend` where the source lends, else `source.read`: for callers that recycle what they read. */
+export function lendOrRead(source: ImageSource, offset: number, length: number): Buffer {
+  return source.lend ? source.lend(offset, length) : source.read(offset, length);
 }

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ByoiError } from '../../lib/errors.ts';
+import { isPageAligned } from '../../lib/source/aligned-memory.ts';
 import { FileSource } from '../../lib/source/file-source.ts';
 import { openImage } from '../../lib/formats/open.ts';
 import type { DataExtent } from '../../lib/formats/types.ts';
@@ -31,10 +32,10 @@ describe('FileSource', () => {
   it('reuses a recycled buffer for the next read, with that read’s bytes', () => {
     const source = new FileSource(path);
     try {
-      const first = source.read(0, 4 * MiB);
+      const first = source.lend(0, 4 * MiB);
       expect(first.equals(at(0, 4 * MiB))).toBe(true);
       source.recycle(first);
-      const second = source.read(8 * MiB, 3 * MiB);
+      const second = source.lend(8 * MiB, 3 * MiB);
       expect(second.buffer).toBe(first.buffer);
       expect(second.byteOffset).toBe(first.byteOffset);
       expect(second.equals(at(8 * MiB, 3 * MiB))).toBe(true);
@@ -46,10 +47,10 @@ describe('FileSource', () => {
   it('never lends one buffer twice: not after a double recycle, nor when every buffer is out', () => {
     const source = new FileSource(path);
     try {
-      const first = source.read(0, 4 * MiB);
+      const first = source.lend(0, 4 * MiB);
       source.recycle(first);
       source.recycle(first.subarray(MiB)); // a second recycle, through another view
-      const held = Array.from({ length: 11 }, (_, i) => source.read(i * 4 * MiB, 4 * MiB));
+      const held = Array.from({ length: 11 }, (_, i) => source.lend(i * 4 * MiB, 4 * MiB));
       held.forEach((buffer, i) => expect(buffer.equals(at(i * 4 * MiB, 4 * MiB)), `read ${i}`).toBe(true));
     } finally {
       source.close();
@@ -79,14 +80,17 @@ describe('FileSource', () => {
     }
   });
 
-  it('keeps a small read out of the recycled buffers: it may be kept for good', () => {
+  it('lends short reads page-aligned too, and never what `read` returned: a table may be kept for good', () => {
     const source = new FileSource(path);
     try {
-      const table = source.read(0, 64 * 1024);
+      const table = source.read(0, 4 * MiB);
       source.recycle(table);
-      const next = source.read(4 * MiB, 4 * MiB);
+      const short = source.lend(4 * MiB, 64 * 1024);
+      expect(isPageAligned(short)).toBe(true);
+      expect(short.equals(at(4 * MiB, 64 * 1024))).toBe(true);
+      const next = source.lend(8 * MiB, 4 * MiB);
       expect(next.buffer).not.toBe(table.buffer);
-      expect(table.equals(at(0, 64 * 1024))).toBe(true);
+      expect(table.equals(at(0, 4 * MiB))).toBe(true);
     } finally {
       source.close();
     }
@@ -138,6 +142,30 @@ describe('extent releases', () => {
         extent.release!(); // the next run may now be read into the same memory
       }
       expect(guest).toBe(8 * MiB);
+    } finally {
+      source.close();
+    }
+  });
+
+  it('qcow2: short plain runs reach the writer page-aligned, so a direct write takes them as they are', async () => {
+    const raw = Buffer.alloc(8 * MiB);
+    for (let run = 0; run < 4; run++) bytes.copy(raw, run * 2 * MiB, run * MiB, (run + 1) * MiB); // 1 MiB data, 1 MiB hole
+    const qcow2 = join(dir, 'short-runs.qcow2');
+    writeFileSync(join(dir, 'short-runs'), raw);
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(dir, 'short-runs'), qcow2]);
+    const source = new FileSource(qcow2);
+    try {
+      const runs: number[] = [];
+      for await (const extent of openImage(source, 'qcow2').extents()) {
+        if (!('data' in extent)) continue;
+        expect(extent.data.equals(raw.subarray(extent.offset, extent.offset + extent.length))).toBe(true);
+        expect(isPageAligned(extent.data), `run at ${extent.offset}`).toBe(true);
+        runs.push(extent.length);
+        extent.release!();
+      }
+      // Runs are also cut where the file crosses a multiple of its chunk size.
+      expect(runs.reduce((sum, length) => sum + length, 0)).toBe(4 * MiB);
+      expect(Math.max(...runs)).toBe(MiB);
     } finally {
       source.close();
     }
