@@ -3,6 +3,7 @@
 // The chunks are SharedArrayBuffers: worker threads read them where they lie (the download's
 // digest), without a copy.
 import { open } from 'node:fs/promises';
+import { PAGE_SIZE, sharedAlignedMemory } from './aligned-memory.ts';
 import { checkRead, type ImageSource } from './image-source.ts';
 
 const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
@@ -15,7 +16,21 @@ export interface ChunkedBufferOptions {
   readonly ahead?: (chunk: Buffer) => void;
 }
 
+/**
+ * A chunk of shared memory, page-aligned where it can be: a plain image's runs then go to the disk
+ * by direct write from where they arrived, without the writer's staging copy
+ * (lib/write/positional-writes.ts). The engine reserves ~8 GiB of address space for each aligned
+ * memory (WebAssembly's guard regions); once that runs out (~16,000 chunks: a 250 GiB image), or
+ * for a size that is no whole number of pages, chunks are ordinary shared memory.
+ */
 function newChunk(size: number): Buffer {
+  if (size % PAGE_SIZE === 0) {
+    try {
+      return Buffer.from(sharedAlignedMemory(size, 1), 0, size);
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+    }
+  }
   return Buffer.from(new SharedArrayBuffer(size));
 }
 

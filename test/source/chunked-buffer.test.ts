@@ -1,9 +1,11 @@
-// ChunkedBuffer.fromFile: every byte lands in its place, whatever the file size.
+// ChunkedBuffer: every byte lands in its place, whatever the file size; chunks of whole pages are
+// page-aligned memory, so a direct write takes a run as it lies.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { isPageAligned } from '../../lib/source/aligned-memory.ts';
 import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 
 describe('ChunkedBuffer.fromFile', () => {
@@ -77,5 +79,26 @@ describe('ChunkedBuffer.room and grow', () => {
     expect(() => image.grow(11)).toThrow(RangeError);
     expect(() => image.grow(-1)).toThrow(RangeError);
     expect(() => new ChunkedBuffer(10).grow(1)).toThrow(RangeError); // no room() given
+  });
+});
+
+describe('ChunkedBuffer chunks', () => {
+  it('are page-aligned shared memory when the chunk size is whole pages, ordinary shared memory when not', () => {
+    const bytes = randomBytes(3 * 64 * 1024 + 4096);
+    const aligned = new ChunkedBuffer(64 * 1024);
+    aligned.append(bytes);
+    for (let index = 0; index < 4; index++) {
+      expect(aligned.chunk(index).buffer).toBeInstanceOf(SharedArrayBuffer);
+      expect(aligned.chunk(index).length).toBe(64 * 1024);
+    }
+    expect(isPageAligned(aligned.read(64 * 1024, 64 * 1024))).toBe(true);
+    expect(isPageAligned(aligned.read(3 * 64 * 1024, 4096))).toBe(true);
+    expect(Buffer.compare(aligned.read(0, bytes.length), bytes)).toBe(0);
+
+    const odd = new ChunkedBuffer(1000);
+    odd.append(bytes);
+    expect(odd.chunk(0).buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(odd.chunk(0).length).toBe(1000);
+    expect(Buffer.compare(odd.read(0, bytes.length), bytes)).toBe(0);
   });
 });
