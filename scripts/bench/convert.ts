@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, openSync, closeSync, ftruncateSync, rmSync } from 'node:fs';
 import type { BenchImages } from './images.ts';
-import { flushDevice, interleaved, measure, summary, type Measurement } from './measure.ts';
+import { cacheOnly, flushDevice, interleaved, measure, summary, type Measurement } from './measure.ts';
 import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
 
 export interface Row {
@@ -54,7 +54,11 @@ export async function benchConvert(
             measure('qemu-img', ['convert', '-t', 'writeback', '-n', '-f', 'qcow2', '-O', 'raw', image, device]),
           direct: () => measure('qemu-img', ['convert', '-t', 'none', '-n', '-f', 'qcow2', '-O', 'raw', image, device]),
         },
-        () => flushDevice(device),
+        // Before every timed run: the device uncached, the image cached, the other images not.
+        async () => {
+          await flushDevice(device);
+          await cacheOnly(image, [images.raw, ...Object.values(images.qcow2)]);
+        },
       );
       rows.push({
         name: `convert qcow2 ${name}`,

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { BenchImages } from './images.ts';
-import { flushDevice, interleaved, measure, summary } from './measure.ts';
+import { cacheOnly, flushDevice, interleaved, measure, summary } from './measure.ts';
 import { sha256Of, type Row } from './convert.ts';
 import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
 
@@ -104,6 +104,11 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
     for (const { name, image, serverPort, link } of cases) {
       const url = `http://127.0.0.1:${serverPort}/${basename(image)}`;
       const checksum = await fileSha256(image);
+      /** Before every timed run: the device uncached, the served image cached, the other images not. */
+      const prepare = async () => {
+        await flushDevice(device);
+        await cacheOnly(image, [images.raw, ...Object.values(images.qcow2)]);
+      };
       /** byoi deploy of this case's image onto the device, with `extra` flags. */
       const deploy =
         (...extra: string[]) =>
@@ -141,7 +146,7 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
       const samples = await interleaved(
         runs,
         { ours, reference: baseline, direct: pipeline('none'), downloadAlone },
-        () => flushDevice(device),
+        prepare,
       );
       rows.push({
         name: `deploy qcow2 ${name}${link}`,
@@ -156,7 +161,7 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
         // roomForDecoded): no decoded cluster kept for the write, which decompresses them all again.
         const scarce = deploy('--ram-size', String(statSync(image).size + 3 * GiB + 512 * MiB + 1));
         await scarce();
-        const tight = await interleaved(runs, { ours: scarce, reference: ours }, () => flushDevice(device));
+        const tight = await interleaved(runs, { ours: scarce, reference: ours }, prepare);
         rows.push({
           name: `deploy qcow2 ${name}, RAM for the image only (reference: byoi with room to keep decoded clusters)`,
           ours: summary(tight.ours!),
@@ -169,7 +174,7 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
         // (the "reference" column of this row is byoi without it).
         const verifying = deploy('--verify-write');
         await verifying();
-        const costs = await interleaved(runs, { ours: verifying, reference: ours }, () => flushDevice(device));
+        const costs = await interleaved(runs, { ours: verifying, reference: ours }, prepare);
         rows.push({
           name: `deploy qcow2 ${name} --verify-write (reference: byoi without it)`,
           ours: summary(costs.ours!),
@@ -179,8 +184,10 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
         // The same in the streaming mode, which records the written blocks in any order (lib/stream/block-record.ts).
         const streaming = (...extra: string[]) => deploy('--stream', ...extra);
         await streaming('--verify-write')();
-        const streamed = await interleaved(runs, { ours: streaming('--verify-write'), reference: streaming() }, () =>
-          flushDevice(device),
+        const streamed = await interleaved(
+          runs,
+          { ours: streaming('--verify-write'), reference: streaming() },
+          prepare,
         );
         rows.push({
           name: `deploy --stream qcow2 ${name} --verify-write (reference: byoi --stream without it)`,

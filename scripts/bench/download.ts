@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { BenchImages } from './images.ts';
-import { interleaved, measure, summary } from './measure.ts';
+import { cacheOnly, interleaved, measure, summary } from './measure.ts';
 import type { Row } from './convert.ts';
 import { startServers } from './servers.ts';
 
@@ -24,11 +24,15 @@ export async function benchDownload(images: BenchImages, node: string, once: str
       ).stdout.trim();
       if (ours !== reference)
         throw new Error(`byoi's download from ${server.name} hashed to ${ours}, curl's to ${reference}`);
-      const samples = await interleaved(runs, {
-        ours: () => measure(node, [once, url]),
-        reference: () =>
-          measure('bash', ['-c', 'set -o pipefail; curl -sSf -o /dev/stdout "$0" | sha256sum >/dev/null', url]),
-      });
+      const samples = await interleaved(
+        runs,
+        {
+          ours: () => measure(node, [once, url]),
+          reference: () =>
+            measure('bash', ['-c', 'set -o pipefail; curl -sSf -o /dev/stdout "$0" | sha256sum >/dev/null', url]),
+        },
+        () => cacheOnly(images.raw, Object.values(images.qcow2)),
+      );
       rows.push({
         name: `download + sha256 from ${server.name}`,
         ours: summary(samples.ours!),

@@ -65,6 +65,21 @@ export async function flushDevice(device: string): Promise<void> {
   await execa('blockdev', ['--flushbufs', device]);
 }
 
+/**
+ * The page cache holds `served` whole and none of `others` (the bench's other images): every run
+ * of a case starts from the same memory state. Otherwise what the runs before left cached decides
+ * how much of the image comes from disk (~0.6 GB/s here, against several GB/s from the cache) and,
+ * with 8 GiB images, which pages the kernel evicts during a run: the same command measured 4.3 s
+ * in one row and 5.8 s in another of the same run.
+ */
+export async function cacheOnly(served: string, others: readonly string[]): Promise<void> {
+  for (const other of others) {
+    // GNU dd: with count=0, nocache drops the file's whole cache (posix_fadvise DONTNEED).
+    if (other !== served) await execa('dd', [`if=${other}`, 'iflag=nocache', 'count=0', 'status=none']);
+  }
+  await execa('dd', [`if=${served}`, 'of=/dev/null', 'bs=4M', 'status=none']);
+}
+
 export function summary(samples: Measurement[]): Measurement {
   return {
     seconds: median(samples.map((s) => s.seconds)),

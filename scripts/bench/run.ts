@@ -65,7 +65,7 @@ console.log(
     .join(' ')}`,
 );
 console.log(
-  'reference: qemu-img convert -t writeback -n (convert), curl|tee tmpfs|sha256sum + qemu-img convert -t writeback + sgdisk -e (deploy), curl|sha256sum (download); direct: the same with qemu-img -t none (O_DIRECT); the device is flushed and uncached before every run',
+  'reference: qemu-img convert -t writeback -n (convert), curl|tee tmpfs|sha256sum + qemu-img convert -t writeback + sgdisk -e (deploy), curl|sha256sum (download); direct: the same with qemu-img -t none (O_DIRECT); before every run the device is flushed and uncached, the image read (served, converted) cached and the other images not',
 );
 console.log(
   `| case | byoi s | reference s | time ratio | direct s | ratio to direct | download alone s | ratio to download | byoi peak RSS MiB | image MiB | RSS - image MiB |`,
