@@ -139,18 +139,20 @@ type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
 type PlainSegment = Exclude<Segment, CompressedSegment>;
 
 /**
- * The stored bytes of a batch's clusters. Clusters packed one after another in the file (what
- * qemu-img writes; each one's sector-rounded range overlaps the next) are read in one go: one
- * pread for a file source instead of one per cluster.
+ * The stored bytes of a batch's clusters, and what of them was lent (to be recycled once they are
+ * decompressed or copied). Clusters packed one after another in the file (what qemu-img writes;
+ * each one's sector-rounded range overlaps the next) are read in one go: one pread for a file
+ * source instead of one per cluster.
  */
-function inputsOf(source: ImageSource, segment: CompressedSegment): Buffer[] {
+function inputsOf(source: ImageSource, segment: CompressedSegment): { inputs: Buffer[]; lent?: Buffer } {
   const { clusters } = segment;
   const packed = packedSpan(segment);
-  if (!packed) return clusters.map((c) => lendOrRead(source, c.hostOffset, c.length));
+  if (!packed) return { inputs: clusters.map((c) => source.read(c.hostOffset, c.length)) };
   const span = lendOrRead(source, packed.start, packed.end - packed.start);
-  return clusters.map((cluster) =>
+  const inputs = clusters.map((cluster) =>
     span.subarray(cluster.hostOffset - packed.start, cluster.hostOffset - packed.start + cluster.length),
   );
+  return { inputs, lent: span };
 }
 
 /** The file range a batch's clusters fill when they are packed one after another, else undefined. */
@@ -176,15 +178,12 @@ function toPool(pool: DecompressPool, source: ImageSource, segment: CompressedSe
     const bounds = segment.clusters.flatMap((cluster) => [cluster.hostOffset - span.start, cluster.length]);
     return pool.decompressSpan({ fd }, span.start, span.end - span.start, bounds, keep);
   }
-  const inputs = inputsOf(source, segment);
-  const decompressed = pool.decompress(inputs, keep); // copies the inputs before it returns
-  recycleInputs(source, inputs);
-  return decompressed;
-}
-
-/** Inputs that have been decompressed or copied: their buffers go back to the source. */
-function recycleInputs(source: ImageSource, inputs: readonly Buffer[]): void {
-  if (source.recycle) for (const input of inputs) source.recycle(input);
+  const { inputs, lent } = inputsOf(source, segment);
+  try {
+    return pool.decompress(inputs, keep); // copies the inputs before it returns
+  } finally {
+    if (lent) source.recycle?.(lent);
+  }
 }
 
 function refusal(header: Qcow2Header, segment: CompressedSegment, failure: BatchFailure): Error {
@@ -213,7 +212,7 @@ function decompressedExtents(segment: CompressedSegment, { pieces, release }: De
 
 /** Decompresses a batch on this thread: its clusters in one or more buffers. */
 function decompressHere(source: ImageSource, header: Qcow2Header, segment: CompressedSegment): DecodedBatch {
-  const inputs = inputsOf(source, segment);
+  const { inputs, lent } = inputsOf(source, segment);
   const result = decompressBatch(
     zlib,
     header.compression,
@@ -223,8 +222,8 @@ function decompressHere(source: ImageSource, header: Qcow2Header, segment: Compr
     decompressCluster,
     OWN_BUFFER_CLUSTER_SIZE,
   );
+  if (lent) source.recycle?.(lent); // decompressed into buffers of their own, or refused
   if (!Array.isArray(result)) throw refusal(header, segment, result);
-  recycleInputs(source, inputs);
   return { pieces: result };
 }
 

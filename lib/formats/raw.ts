@@ -91,21 +91,24 @@ async function* rawExtents(source: ImageSource): AsyncGenerator<Extent> {
   let zeroStart = -1;
   for (const window of windows(source)) {
     const lease = new WindowLease(source, window.bytes);
-    let dataStart = -1;
-    for (let i = 0; i < window.zero.length; i++) {
-      const at = i * BLOCK;
-      if (window.zero[i]) {
-        if (dataStart >= 0) yield dataExtent(window, dataStart, at, lease);
-        dataStart = -1;
-        if (zeroStart < 0) zeroStart = window.offset + at;
-      } else {
-        if (zeroStart >= 0) yield { offset: zeroStart, length: window.offset + at - zeroStart, zero: true };
-        zeroStart = -1;
-        if (dataStart < 0) dataStart = at;
+    try {
+      let dataStart = -1;
+      for (let i = 0; i < window.zero.length; i++) {
+        const at = i * BLOCK;
+        if (window.zero[i]) {
+          if (dataStart >= 0) yield dataExtent(window, dataStart, at, lease);
+          dataStart = -1;
+          if (zeroStart < 0) zeroStart = window.offset + at;
+        } else {
+          if (zeroStart >= 0) yield { offset: zeroStart, length: window.offset + at - zeroStart, zero: true };
+          zeroStart = -1;
+          if (dataStart < 0) dataStart = at;
+        }
       }
+      if (dataStart >= 0) yield dataExtent(window, dataStart, window.bytes.length, lease);
+    } finally {
+      lease.drop(); // also when the consumer stops early
     }
-    if (dataStart >= 0) yield dataExtent(window, dataStart, window.bytes.length, lease);
-    lease.drop();
   }
   if (zeroStart >= 0) yield { offset: zeroStart, length: source.size - zeroStart, zero: true };
 }

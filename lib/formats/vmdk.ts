@@ -38,6 +38,9 @@ function* grainSegments(source: ImageSource, h: VmdkHeader, stats?: Stats): Gene
   const size = h.capacity * SECTOR;
   const directory = source.read(h.gdOffset, h.gdEntries * 4);
   const tablesSeen = new Set<number>();
+  // A stored run stays inside one block of the source's cheapest read size (a file source lends those).
+  const view = source.chunkSize ?? MAX_RUN;
+  const sameView = (from: number, to: number): boolean => Math.floor(from / view) === Math.floor((to - 1) / view);
   let pending: Segment | undefined;
   const push = function* (next: Segment): Generator<Segment> {
     if (pending && pending.offset + pending.length === next.offset && pending.length + next.length <= MAX_RUN) {
@@ -45,7 +48,12 @@ function* grainSegments(source: ImageSource, h: VmdkHeader, stats?: Stats): Gene
         pending = { ...pending, length: pending.length + next.length };
         return;
       }
-      if (pending.kind === 'plain' && next.kind === 'plain' && pending.host + pending.length === next.host) {
+      if (
+        pending.kind === 'plain' &&
+        next.kind === 'plain' &&
+        pending.host + pending.length === next.host &&
+        sameView(pending.host, next.host + next.length)
+      ) {
         pending = { ...pending, length: pending.length + next.length };
         return;
       }

@@ -21,9 +21,10 @@ export interface ImageSource {
    */
   lend?(offset: number, length: number): Buffer;
   /**
-   * Optional: the caller is done with a buffer `lend` or `read` returned (it and every view of it),
-   * so the source may fill it again. A source that allocates per read recycles its buffers this way
-   * instead of faulting in fresh memory for every read. Not calling it is always safe.
+   * Optional: the caller is done with `bytes`, a buffer `lend` returned, and with every view of it,
+   * so the source may fill it again. Pass that Buffer itself: a view of it, a second recycle or a
+   * buffer `read` returned is ignored. A source that allocates per read recycles its buffers this
+   * way instead of faulting in fresh memory for every read. Not calling it is always safe.
    */
   recycle?(bytes: Buffer): void;
   /**

@@ -29,7 +29,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const at = (offset: number, length: number) => bytes.subarray(offset, offset + length);
 
 describe('FileSource', () => {
-  it('reuses a recycled buffer for the next read, with that read’s bytes', () => {
+  it('reuses a recycled buffer for the next lend, with that read’s bytes', () => {
     const source = new FileSource(path);
     try {
       const first = source.lend(0, 4 * MiB);
@@ -52,6 +52,32 @@ describe('FileSource', () => {
       source.recycle(first.subarray(MiB)); // a second recycle, through another view
       const held = Array.from({ length: 11 }, (_, i) => source.lend(i * 4 * MiB, 4 * MiB));
       held.forEach((buffer, i) => expect(buffer.equals(at(i * 4 * MiB, 4 * MiB)), `read ${i}`).toBe(true));
+    } finally {
+      source.close();
+    }
+  });
+
+  it('lends short reads from one slot page by page, and that slot again only once every lend in it is back', () => {
+    const source = new FileSource(path);
+    try {
+      const short = Array.from({ length: 64 }, (_, i) => source.lend(i * 64 * 1024, 64 * 1024));
+      short.forEach((buffer, i) => {
+        expect(isPageAligned(buffer), `lend ${i}`).toBe(true);
+        expect(buffer.buffer).toBe(short[0]!.buffer);
+        expect(buffer.byteOffset).toBe(short[0]!.byteOffset + i * 64 * 1024);
+      });
+      const held = short[10]!;
+      for (const buffer of short) if (buffer !== held) source.recycle(buffer);
+      // Seven other slots; the eighth lend finds none free: the held lend's slot is not lent again.
+      const long = Array.from({ length: 8 }, (_, i) => source.lend(i * 4 * MiB, 4 * MiB));
+      expect(long.slice(0, 7).every(isPageAligned)).toBe(true);
+      expect(isPageAligned(long[7]!)).toBe(false);
+      long.forEach((buffer, i) => expect(buffer.equals(at(i * 4 * MiB, 4 * MiB)), `long ${i}`).toBe(true));
+      expect(held.equals(at(10 * 64 * 1024, 64 * 1024))).toBe(true);
+      source.recycle(held);
+      source.recycle(held); // a second recycle is ignored
+      expect(isPageAligned(source.lend(0, 4 * MiB))).toBe(true);
+      expect(isPageAligned(source.lend(4 * MiB, 4 * MiB))).toBe(false);
     } finally {
       source.close();
     }
@@ -148,8 +174,9 @@ describe('extent releases', () => {
   });
 
   it('qcow2: short plain runs reach the writer page-aligned, so a direct write takes them as they are', async () => {
-    const raw = Buffer.alloc(8 * MiB);
-    for (let run = 0; run < 4; run++) bytes.copy(raw, run * 2 * MiB, run * MiB, (run + 1) * MiB); // 1 MiB data, 1 MiB hole
+    // 1 MiB of data, a 1 MiB hole, 40 times: more than the slab holds, unless each run is handed back.
+    const raw = Buffer.alloc(80 * MiB);
+    for (let run = 0; run < 40; run++) bytes.copy(raw, run * 2 * MiB, run * MiB, (run + 1) * MiB);
     const qcow2 = join(dir, 'short-runs.qcow2');
     writeFileSync(join(dir, 'short-runs'), raw);
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(dir, 'short-runs'), qcow2]);
@@ -164,8 +191,28 @@ describe('extent releases', () => {
         extent.release!();
       }
       // Runs are also cut where the file crosses a multiple of its chunk size.
-      expect(runs.reduce((sum, length) => sum + length, 0)).toBe(4 * MiB);
+      expect(runs.reduce((sum, length) => sum + length, 0)).toBe(40 * MiB);
       expect(Math.max(...runs)).toBe(MiB);
+    } finally {
+      source.close();
+    }
+  });
+
+  it('vmdk: stored runs are cut at the file’s lending size, so each reaches the writer page-aligned', async () => {
+    const vmdk = join(dir, 'plain.vmdk');
+    writeFileSync(join(dir, 'raw12'), bytes.subarray(0, 12 * MiB));
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', join(dir, 'raw12'), vmdk]);
+    const source = new FileSource(vmdk);
+    try {
+      let guest = 0;
+      for await (const extent of openImage(source, 'vmdk').extents()) {
+        if (!('data' in extent)) continue;
+        expect(extent.data.equals(at(extent.offset, extent.length))).toBe(true);
+        expect(isPageAligned(extent.data), `run at ${extent.offset}`).toBe(true);
+        guest += extent.length;
+        extent.release!();
+      }
+      expect(guest).toBe(12 * MiB);
     } finally {
       source.close();
     }
