@@ -1,7 +1,7 @@
 // An image held in RAM as fixed-size chunks: no temp file and no single giant Buffer
 // (Node caps one Buffer well below the sizes of disk images), with O(1) random access.
-// The chunks are SharedArrayBuffers: worker threads read them where they lie (the download's
-// digest), without a copy.
+// The chunks are SharedArrayBuffers, page-aligned where they can be (newChunk): worker threads
+// read them where they lie (the download's digest, the early pass), without a copy.
 import { open } from 'node:fs/promises';
 import { PAGE_SIZE, sharedAlignedMemory } from './aligned-memory.ts';
 import { checkRead, type ImageSource } from './image-source.ts';
@@ -16,19 +16,33 @@ export interface ChunkedBufferOptions {
   readonly ahead?: (chunk: Buffer) => void;
 }
 
+/** Aligned chunks alive at most: each holds ~8 GiB of address space (WebAssembly's guard regions), these 8 TiB of a process's 128. */
+const MAX_ALIGNED_CHUNKS = 1024;
+/** Smaller chunks (tests' images) are not worth 8 GiB of address space each. */
+const MIN_ALIGNED_CHUNK = 1024 * 1024;
+let alignedChunks = 0;
+/** Set once an aligned allocation failed (address space limited, `ulimit -v`): each failure costs collections. */
+let alignedRefused = false;
+const alignedCollected = new FinalizationRegistry<undefined>(() => alignedChunks--);
+
 /**
  * A chunk of shared memory, page-aligned where it can be: a plain image's runs then go to the disk
  * by direct write from where they arrived, without the writer's staging copy
- * (lib/write/positional-writes.ts). The engine reserves ~8 GiB of address space for each aligned
- * memory (WebAssembly's guard regions); once that runs out (~16,000 chunks: a 250 GiB image), or
- * for a size that is no whole number of pages, chunks are ordinary shared memory.
+ * (lib/write/positional-writes.ts). Past MAX_ALIGNED_CHUNKS (16 GiB of 16 MiB chunks), below
+ * MIN_ALIGNED_CHUNK, for a size that is no whole number of pages or once the address space ran
+ * short, chunks are ordinary shared memory.
  */
 function newChunk(size: number): Buffer {
-  if (size % PAGE_SIZE === 0) {
+  const wanted = size >= MIN_ALIGNED_CHUNK && size % PAGE_SIZE === 0 && alignedChunks < MAX_ALIGNED_CHUNKS;
+  if (wanted && !alignedRefused) {
     try {
-      return Buffer.from(sharedAlignedMemory(size, 1), 0, size);
+      const memory = sharedAlignedMemory(size, 1);
+      alignedChunks++;
+      alignedCollected.register(memory, undefined);
+      return Buffer.from(memory, 0, size);
     } catch (error) {
       if (!(error instanceof RangeError)) throw error;
+      alignedRefused = true;
     }
   }
   return Buffer.from(new SharedArrayBuffer(size));

@@ -8,6 +8,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { isPageAligned } from '../../lib/source/aligned-memory.ts';
 import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 
+const MiB = 1024 * 1024;
+
 describe('ChunkedBuffer.fromFile', () => {
   const dir = mkdtempSync(join(tmpdir(), 'byoi-chunked-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -83,22 +85,25 @@ describe('ChunkedBuffer.room and grow', () => {
 });
 
 describe('ChunkedBuffer chunks', () => {
-  it('are page-aligned shared memory when the chunk size is whole pages, ordinary shared memory when not', () => {
-    const bytes = randomBytes(3 * 64 * 1024 + 4096);
-    const aligned = new ChunkedBuffer(64 * 1024);
+  it('are page-aligned shared memory when they are whole pages of 1 MiB or more, ordinary shared memory when not', () => {
+    const bytes = randomBytes(3 * MiB + 4096);
+    const aligned = new ChunkedBuffer(MiB);
     aligned.append(bytes);
     for (let index = 0; index < 4; index++) {
       expect(aligned.chunk(index).buffer).toBeInstanceOf(SharedArrayBuffer);
-      expect(aligned.chunk(index).length).toBe(64 * 1024);
+      expect(aligned.chunk(index).length).toBe(MiB);
     }
-    expect(isPageAligned(aligned.read(64 * 1024, 64 * 1024))).toBe(true);
-    expect(isPageAligned(aligned.read(3 * 64 * 1024, 4096))).toBe(true);
+    expect(isPageAligned(aligned.read(MiB, MiB))).toBe(true);
+    expect(isPageAligned(aligned.read(3 * MiB, 4096))).toBe(true);
     expect(Buffer.compare(aligned.read(0, bytes.length), bytes)).toBe(0);
 
-    const odd = new ChunkedBuffer(1000);
-    odd.append(bytes);
-    expect(odd.chunk(0).buffer).toBeInstanceOf(SharedArrayBuffer);
-    expect(odd.chunk(0).length).toBe(1000);
-    expect(Buffer.compare(odd.read(0, bytes.length), bytes)).toBe(0);
+    for (const size of [1000, 64 * 1024, MiB + 512]) {
+      const other = new ChunkedBuffer(size);
+      other.append(bytes);
+      expect(other.chunk(0).buffer).toBeInstanceOf(SharedArrayBuffer);
+      expect(other.chunk(0).length).toBe(size);
+      expect(isPageAligned(other.read(0, 4096)), `chunks of ${size} bytes`).toBe(false);
+      expect(Buffer.compare(other.read(0, bytes.length), bytes)).toBe(0);
+    }
   });
 });
