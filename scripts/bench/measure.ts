@@ -73,6 +73,7 @@ export async function flushDevice(device: string): Promise<void> {
  * in one row and 5.8 s in another of the same run.
  */
 export async function cacheOnly(served: string, others: readonly string[]): Promise<void> {
+  await execa('sync', [...others]); // dirty pages (images just made) cannot be dropped
   for (const other of others) {
     // GNU dd: with count=0, nocache drops the file's whole cache (posix_fadvise DONTNEED).
     if (other !== served) await execa('dd', [`if=${other}`, 'iflag=nocache', 'count=0', 'status=none']);
