@@ -169,7 +169,8 @@ function packedSpan(segment: CompressedSegment): { start: number; end: number } 
 
 /**
  * Sends a batch to the pool: from the file itself when the source has one and the batch is packed
- * (the worker reads it; this thread touches no compressed byte), otherwise its bytes read here.
+ * (the worker reads it; this thread touches no compressed byte), otherwise its bytes read (or
+ * lent) here.
  */
 function toPool(pool: DecompressPool, source: ImageSource, segment: CompressedSegment, keep: boolean) {
   const fd = source.descriptor;
@@ -213,16 +214,20 @@ function decompressedExtents(segment: CompressedSegment, { pieces, release }: De
 /** Decompresses a batch on this thread: its clusters in one or more buffers. */
 function decompressHere(source: ImageSource, header: Qcow2Header, segment: CompressedSegment): DecodedBatch {
   const { inputs, lent } = inputsOf(source, segment);
-  const result = decompressBatch(
-    zlib,
-    header.compression,
-    inputs,
-    header.clusterSize,
-    true,
-    decompressCluster,
-    OWN_BUFFER_CLUSTER_SIZE,
-  );
-  if (lent) source.recycle?.(lent); // decompressed into buffers of their own, or refused
+  let result: ReturnType<typeof decompressBatch>;
+  try {
+    result = decompressBatch(
+      zlib,
+      header.compression,
+      inputs,
+      header.clusterSize,
+      true,
+      decompressCluster,
+      OWN_BUFFER_CLUSTER_SIZE,
+    );
+  } finally {
+    if (lent) source.recycle?.(lent); // decompressed into buffers of their own, refused or failed
+  }
   if (!Array.isArray(result)) throw refusal(header, segment, result);
   return { pieces: result };
 }

@@ -32,13 +32,17 @@ interface Stats {
 
 const hex = (value: number): string => `0x${value.toString(16)}`;
 
-/** Guest grains in order, as segments; zero and contiguous stored grains merged up to MAX_RUN. */
+/**
+ * Guest grains in order, as segments; zero and contiguous stored grains merged up to MAX_RUN, stored
+ * ones only within one block of the source's chunk size.
+ */
 function* grainSegments(source: ImageSource, h: VmdkHeader, stats?: Stats): Generator<Segment> {
   const grainBytes = h.grainSize * SECTOR;
   const size = h.capacity * SECTOR;
   const directory = source.read(h.gdOffset, h.gdEntries * 4);
   const tablesSeen = new Set<number>();
-  // A stored run stays inside one block of the source's cheapest read size (a file source lends those).
+  // A merged stored run stays within one block of the source's cheapest read size, so it is no
+  // longer than what a file source lends (a lone grain may straddle two: grains are at most 2 MiB).
   const view = source.chunkSize ?? MAX_RUN;
   const sameView = (from: number, to: number): boolean => Math.floor(from / view) === Math.floor((to - 1) / view);
   let pending: Segment | undefined;

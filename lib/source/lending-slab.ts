@@ -16,6 +16,8 @@ export class LendingSlab {
   private readonly lent = new Map<Buffer, number>();
   /** The slot lends are cut from. */
   private current = 0;
+  /** Set if the slab could not be made. */
+  private unavailable = false;
 
   /** `slotSize`: a multiple of PAGE_SIZE, the longest lend. */
   constructor(slotSize: number, slotCount: number) {
@@ -27,8 +29,15 @@ export class LendingSlab {
 
   /** `length` bytes starting on a page boundary, or undefined: empty, too long, or the slab all out. */
   take(length: number): Buffer | undefined {
-    if (length === 0 || length > this.slotSize) return undefined;
-    this.slots ??= alignedBuffers(this.slotSize, this.slotCount);
+    if (length === 0 || length > this.slotSize || this.unavailable) return undefined;
+    try {
+      this.slots ??= alignedBuffers(this.slotSize, this.slotCount);
+    } catch (error) {
+      // No address space left for it (lib/source/chunked-buffer.ts): ordinary buffers from now on.
+      if (!(error instanceof RangeError)) throw error;
+      this.unavailable = true;
+      return undefined;
+    }
     const pages = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
     if (this.used[this.current]! + pages > this.slotSize) {
       const free = this.outstanding.indexOf(0);

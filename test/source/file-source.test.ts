@@ -83,6 +83,42 @@ describe('FileSource', () => {
     }
   });
 
+  it('gives back the slab memory of a raw scan stopped early, and of a lend that failed', async () => {
+    /** Whether eight 4 MiB lends, all the slab holds, are all lent from it (then handed back). */
+    const slabWhole = (source: FileSource) => {
+      const lends = Array.from({ length: 8 }, () => source.lend(0, 4 * MiB));
+      const whole = lends.every(isPageAligned);
+      for (const lend of lends) source.recycle(lend);
+      return whole;
+    };
+    const rawPath = join(dir, 'stopped.raw');
+    const raw = Buffer.alloc(12 * MiB); // raw windows of 4 MiB: data in the first and the last
+    bytes.copy(raw, 0, 0, MiB);
+    bytes.copy(raw, 11 * MiB, MiB, 2 * MiB);
+    writeFileSync(rawPath, raw);
+    const scanned = new FileSource(rawPath);
+    try {
+      for await (const extent of openImage(scanned, 'raw').extents()) {
+        if ('data' in extent) extent.release?.();
+        break; // the consumer stops inside the first window
+      }
+      expect(slabWhole(scanned)).toBe(true);
+    } finally {
+      scanned.close();
+    }
+
+    const shrinking = join(dir, 'shrinking-lend');
+    copyFileSync(path, shrinking);
+    const source = new FileSource(shrinking);
+    try {
+      truncateSync(shrinking, 5 * MiB);
+      expect(() => source.lend(4 * MiB, 2 * MiB)).toThrow('The image file changed while it was read');
+      expect(slabWhole(source)).toBe(true);
+    } finally {
+      source.close();
+    }
+  });
+
   it('refuses, in its own sentence, to read past the end of a file that shrank after it was opened', () => {
     const shrinking = join(dir, 'shrinking');
     copyFileSync(path, shrinking);
