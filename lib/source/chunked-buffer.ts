@@ -3,6 +3,7 @@
 // The chunks are SharedArrayBuffers, page-aligned where they can be (newChunk): worker threads
 // read them where they lie (the download's digest, the early pass), without a copy.
 import { open } from 'node:fs/promises';
+import { addressSpaceUnlimited } from '../system/memory.ts';
 import { PAGE_SIZE, sharedAlignedMemory } from './aligned-memory.ts';
 import { checkRead, type ImageSource } from './image-source.ts';
 
@@ -16,25 +17,31 @@ export interface ChunkedBufferOptions {
   readonly ahead?: (chunk: Buffer) => void;
 }
 
-/** Aligned chunks alive at most: each holds ~8 GiB of address space (WebAssembly's guard regions), these 8 TiB of a process's 128. */
+/**
+ * Aligned chunks alive at most: each holds ~8 GiB of address space (WebAssembly's guard regions),
+ * these 8 TiB of the 128 an x86-64 process has, where nothing limits it (addressSpaceUnlimited).
+ */
 const MAX_ALIGNED_CHUNKS = 1024;
 /** Smaller chunks (tests' images) are not worth 8 GiB of address space each. */
 const MIN_ALIGNED_CHUNK = 1024 * 1024;
 let alignedChunks = 0;
-/** Set once an aligned allocation failed (address space limited, `ulimit -v`): each failure costs collections. */
-let alignedRefused = false;
-const alignedCollected = new FinalizationRegistry<undefined>(() => alignedChunks--);
+/** Whether aligned chunks may be made: asked once; unset by a refusal (each costs collections) until one is collected. */
+let alignedAllowed: boolean | undefined;
+const alignedCollected = new FinalizationRegistry<undefined>(() => {
+  alignedChunks--;
+  alignedAllowed = undefined;
+});
 
 /**
  * A chunk of shared memory, page-aligned where it can be: a plain image's runs then go to the disk
  * by direct write from where they arrived, without the writer's staging copy
  * (lib/write/positional-writes.ts). Past MAX_ALIGNED_CHUNKS (16 GiB of 16 MiB chunks), below
- * MIN_ALIGNED_CHUNK, for a size that is no whole number of pages or once the address space ran
- * short, chunks are ordinary shared memory.
+ * MIN_ALIGNED_CHUNK, for a size that is no whole number of pages, where the address space is limited
+ * or once it ran short, chunks are ordinary shared memory.
  */
 function newChunk(size: number): Buffer {
   const wanted = size >= MIN_ALIGNED_CHUNK && size % PAGE_SIZE === 0 && alignedChunks < MAX_ALIGNED_CHUNKS;
-  if (wanted && !alignedRefused) {
+  if (wanted && (alignedAllowed ??= addressSpaceUnlimited())) {
     try {
       const memory = sharedAlignedMemory(size, 1);
       alignedChunks++;
@@ -42,7 +49,7 @@ function newChunk(size: number): Buffer {
       return Buffer.from(memory, 0, size);
     } catch (error) {
       if (!(error instanceof RangeError)) throw error;
-      alignedRefused = true;
+      alignedAllowed = false;
     }
   }
   return Buffer.from(new SharedArrayBuffer(size));

@@ -66,3 +66,16 @@ export function roomForDecoded(
   const available = machine.available - toCome - WORKING_RAM;
   return Math.max(0, Math.min(beside, available));
 }
+
+/**
+ * Whether this process can reserve address space freely: on x86-64 (128 TiB of it for a process)
+ * and without an address-space limit (`ulimit -v`, "Max address space" in /proc/self/limits).
+ * Each page-aligned WebAssembly memory reserves ~8 GiB of it (lib/source/chunked-buffer.ts).
+ */
+export function addressSpaceUnlimited(
+  limits = readFileSync('/proc/self/limits', 'utf8'),
+  arch: string = process.arch,
+): boolean {
+  const line = /^Max address space\s+(\S+)\s+/m.exec(limits);
+  return arch === 'x64' && line?.[1] === 'unlimited';
+}

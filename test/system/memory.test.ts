@@ -1,6 +1,13 @@
 // lib/system/memory.ts: the RAM budget an image must fit in, and the room beside it for decoded clusters.
 import { describe, expect, it } from 'vitest';
-import { memAvailable, memTotal, ramBudget, RESERVED_RAM, roomForDecoded } from '../../lib/system/memory.ts';
+import {
+  addressSpaceUnlimited,
+  memAvailable,
+  memTotal,
+  ramBudget,
+  RESERVED_RAM,
+  roomForDecoded,
+} from '../../lib/system/memory.ts';
 
 describe('RAM budget', () => {
   it('is MemTotal minus 3 GiB, never negative', () => {
@@ -25,5 +32,19 @@ describe('RAM budget', () => {
     expect(memAvailable(meminfo)).toBe(2048 * 1024);
     expect(memAvailable('MemTotal: 16384 kB\nMemFree: 1024 kB\n')).toBe(0); // before Linux 3.14: none known
     expect(() => memTotal('MemFree: 1024 kB\n')).toThrow('/proc/meminfo has no MemTotal line');
+  });
+});
+
+describe('address space', () => {
+  const limits = (value: string) =>
+    `Limit                     Soft Limit           Hard Limit           Units     \n` +
+    `Max processes             95474                95474                processes \n` +
+    `Max address space         ${value.padEnd(20)} ${value.padEnd(20)} bytes     \n`;
+
+  it('is free to reserve on x86-64 without a limit, not under `ulimit -v` nor elsewhere', () => {
+    expect(addressSpaceUnlimited(limits('unlimited'), 'x64')).toBe(true);
+    expect(addressSpaceUnlimited(limits('68719476736'), 'x64')).toBe(false);
+    expect(addressSpaceUnlimited(limits('unlimited'), 'arm64')).toBe(false);
+    expect(addressSpaceUnlimited('', 'x64')).toBe(false);
   });
 });
