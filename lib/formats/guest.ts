@@ -49,20 +49,16 @@ async function saveRange(extents: AsyncIterable<Extent>, range: GuestRange, path
     await handle.truncate(range.length);
     const end = range.offset + range.length;
     for await (const extent of extents) {
-      if ('zero' in extent) {
-        if (extent.offset >= end) break;
-        continue;
-      }
       try {
         if (extent.offset >= end) break;
-        if (extent.offset + extent.length <= range.offset) continue;
+        if ('zero' in extent || extent.offset + extent.length <= range.offset) continue;
         const from = Math.max(range.offset, extent.offset);
         const to = Math.min(end, extent.offset + extent.length);
         const bytes = extent.data.subarray(from - extent.offset, to - extent.offset);
         if (!bytes.equals(ZEROS.subarray(0, bytes.length)))
           await handle.write(bytes, 0, bytes.length, from - range.offset);
       } finally {
-        extent.release?.(); // what a source lent goes back, whichever way the loop goes on
+        if ('data' in extent) extent.release?.(); // what a source lent goes back, whichever way the loop goes on
       }
     }
   } finally {
@@ -81,12 +77,9 @@ async function decodeRanges(image: DiskImage, ranges: readonly GuestRange[]): Pr
   const out = ranges.map((r) => Buffer.alloc(r.length));
   const last = Math.max(0, ...ranges.map((r) => r.offset + r.length));
   for await (const extent of image.extents()) {
-    if ('zero' in extent) {
-      if (extent.offset >= last) break;
-      continue;
-    }
     try {
       if (extent.offset >= last) break;
+      if ('zero' in extent) continue;
       const end = extent.offset + extent.length;
       ranges.forEach((range, i) => {
         const from = Math.max(range.offset, extent.offset);
@@ -94,7 +87,7 @@ async function decodeRanges(image: DiskImage, ranges: readonly GuestRange[]): Pr
         if (to > from) extent.data.copy(out[i]!, from - range.offset, from - extent.offset, to - extent.offset);
       });
     } finally {
-      extent.release?.();
+      if ('data' in extent) extent.release?.();
     }
   }
   return out;

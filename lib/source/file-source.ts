@@ -44,7 +44,7 @@ export class FileSource implements ImageSource {
   lend(offset: number, length: number): Buffer {
     checkRead(offset, length, this.size);
     const out = this.slab.take(length);
-    if (!out) return this.readInto(Buffer.allocUnsafe(length), offset);
+    if (!out) return this.read(offset, length);
     try {
       return this.readInto(out, offset);
     } catch (error) {

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, openSync, closeSync, ftruncateSync, rmSync } from 'node:fs';
 import type { BenchImages } from './images.ts';
-import { cacheOnly, flushDevice, interleaved, measure, summary, type Measurement } from './measure.ts';
+import { freshRun, interleaved, measure, summary, type Measurement } from './measure.ts';
 import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
 
 export interface Row {
@@ -54,11 +54,7 @@ export async function benchConvert(
             measure('qemu-img', ['convert', '-t', 'writeback', '-n', '-f', 'qcow2', '-O', 'raw', image, device]),
           direct: () => measure('qemu-img', ['convert', '-t', 'none', '-n', '-f', 'qcow2', '-O', 'raw', image, device]),
         },
-        // Before every timed run: the device uncached, the image cached, the other images not.
-        async () => {
-          await flushDevice(device);
-          await cacheOnly(image, [images.raw, ...Object.values(images.qcow2)]);
-        },
+        () => freshRun(device, image, images),
       );
       rows.push({
         name: `convert qcow2 ${name}`,

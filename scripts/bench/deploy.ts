@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { BenchImages } from './images.ts';
-import { cacheOnly, flushDevice, interleaved, measure, summary } from './measure.ts';
+import { freshRun, interleaved, measure, summary } from './measure.ts';
 import { sha256Of, type Row } from './convert.ts';
 import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
 
@@ -104,11 +104,7 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
     for (const { name, image, serverPort, link } of cases) {
       const url = `http://127.0.0.1:${serverPort}/${basename(image)}`;
       const checksum = await fileSha256(image);
-      /** Before every timed run: the device uncached, the served image cached, the other images not. */
-      const prepare = async () => {
-        await flushDevice(device);
-        await cacheOnly(image, [images.raw, ...Object.values(images.qcow2)]);
-      };
+      const prepare = () => freshRun(device, image, images);
       /** byoi deploy of this case's image onto the device, with `extra` flags. */
       const deploy =
         (...extra: string[]) =>

@@ -31,7 +31,7 @@ export async function benchDownload(images: BenchImages, node: string, once: str
           reference: () =>
             measure('bash', ['-c', 'set -o pipefail; curl -sSf -o /dev/stdout "$0" | sha256sum >/dev/null', url]),
         },
-        () => cacheOnly(images.raw, Object.values(images.qcow2)),
+        () => cacheOnly(images.raw, images),
       );
       rows.push({
         name: `download + sha256 from ${server.name}`,

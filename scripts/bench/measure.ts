@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { BenchImages } from './images.ts';
 
 export interface Measurement {
   seconds: number;
@@ -66,19 +67,26 @@ export async function flushDevice(device: string): Promise<void> {
 }
 
 /**
- * The page cache holds `served` whole and none of `others` (the bench's other images): every run
- * of a case starts from the same memory state. Otherwise what the runs before left cached decides
+ * The page cache holds `served` whole and none of the bench's other images: every run of a case
+ * starts from the same memory state. Otherwise what the runs before left cached decides
  * how much of the image comes from disk (~0.6 GB/s here, against several GB/s from the cache) and,
  * with 8 GiB images, which pages the kernel evicts during a run: the same command measured 4.3 s
  * in one row and 5.8 s in another of the same run.
  */
-export async function cacheOnly(served: string, others: readonly string[]): Promise<void> {
-  await execa('sync', [...others]); // dirty pages (images just made) cannot be dropped
+export async function cacheOnly(served: string, images: BenchImages): Promise<void> {
+  const others = [images.raw, ...Object.values(images.qcow2)].filter((image) => image !== served);
+  await execa('sync', others); // dirty pages (images just made) cannot be dropped
   for (const other of others) {
     // GNU dd: with count=0, nocache drops the file's whole cache (posix_fadvise DONTNEED).
-    if (other !== served) await execa('dd', [`if=${other}`, 'iflag=nocache', 'count=0', 'status=none']);
+    await execa('dd', [`if=${other}`, 'iflag=nocache', 'count=0', 'status=none']);
   }
   await execa('dd', [`if=${served}`, 'of=/dev/null', 'bs=4M', 'status=none']);
+}
+
+/** Before a timed run onto `device`: the device flushed and uncached, `served` alone cached (cacheOnly). */
+export async function freshRun(device: string, served: string, images: BenchImages): Promise<void> {
+  await flushDevice(device);
+  await cacheOnly(served, images);
 }
 
 export function summary(samples: Measurement[]): Measurement {
