@@ -80,6 +80,15 @@ export interface PoolOptions {
   readonly lean?: boolean;
 }
 
+/**
+ * Each worker's young generation, in MiB. By default V8 grows it to tens of MiB per thread under
+ * the batches' many small objects, and keeps those pages once grown (collecting does not shrink
+ * it). Measured (a zstd 8 GiB deployment with RAM for the image only, 2 alternated runs each):
+ * peak RSS -45 MiB, time unchanged; conversions and deployments that keep decoded clusters
+ * unchanged in time too.
+ */
+const YOUNG_GENERATION_MB = 6;
+
 /** Input buffers are at least this large, so one fits most batches. */
 const MIN_INPUT_BUFFER = 2 * 1024 * 1024;
 
@@ -172,7 +181,11 @@ export class DecompressPool {
         closing: this.closing.buffer as SharedArrayBuffer,
         collectEvery: options.lean ? LEAN_COLLECT_EVERY : COLLECT_EVERY,
       };
-      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: settings });
+      const worker = new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: settings,
+        resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
+      });
       worker.on('message', (reply: Reply) => this.settle(worker, reply));
       worker.on('error', (error) => this.fail(decompressionWorkerFailed(error.message)));
       worker.on('exit', (code) => {
