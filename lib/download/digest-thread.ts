@@ -12,7 +12,7 @@ import type { ChecksumType } from '../job.ts';
 const BATCH_BYTES = 1024 * 1024;
 
 type Message =
-  | { kind: 'buffer'; id: number; buffer: SharedArrayBuffer; prefault: boolean }
+  | { kind: 'buffer'; id: number; buffer: SharedArrayBuffer; prefault?: { offset: number; length: number } }
   | { kind: 'update'; id: number; offset: number; length: number }
   | { kind: 'copy'; bytes: Uint8Array }
   | { kind: 'digest' }
@@ -30,8 +30,10 @@ parentPort.on('message', (message) => {
     case 'buffer': {
       buffers.set(message.id, message.buffer);
       if (!message.prefault) break;
-      const words = new Int32Array(message.buffer);
-      for (let i = 0; i < words.length; i += 1024) Atomics.compareExchange(words, i, 0, 0);
+      const { offset, length } = message.prefault;
+      const words = new Int32Array(message.buffer, 0, message.buffer.byteLength >> 2);
+      const end = Math.ceil((offset + length) / 4);
+      for (let i = Math.floor(offset / 4096) * 1024; i < end; i += 1024) Atomics.compareExchange(words, i, 0, 0);
       break;
     }
     case 'update': hash.update(new Uint8Array(buffers.get(message.id), message.offset, message.length)); break;
@@ -78,7 +80,8 @@ export class DigestThread {
 
   /** Makes a chunk's pages resident on the worker's time, before the main thread fills it. */
   prefault(chunk: Uint8Array): void {
-    if (chunk.buffer instanceof SharedArrayBuffer) this.idOf(chunk.buffer, true);
+    if (chunk.buffer instanceof SharedArrayBuffer)
+      this.idOf(chunk.buffer, { offset: chunk.byteOffset, length: chunk.byteLength });
   }
 
   /** Lower-case hex of everything fed; the digest starts afresh after. */
@@ -114,12 +117,13 @@ export class DigestThread {
     await this.worker.terminate();
   }
 
-  private idOf(buffer: SharedArrayBuffer, prefault: boolean): number {
+  /** The worker's id of `buffer`, sent to it first if new (with the bytes to make resident, if any). */
+  private idOf(buffer: SharedArrayBuffer, prefault?: { offset: number; length: number }): number {
     let id = this.ids.get(buffer);
     if (id === undefined) {
       id = this.nextId++;
       this.ids.set(buffer, id);
-      this.post({ kind: 'buffer', id, buffer, prefault });
+      this.post({ kind: 'buffer', id, buffer, ...(prefault && { prefault }) });
     }
     return id;
   }
@@ -131,7 +135,7 @@ export class DigestThread {
     // Bytes outside shared memory (none of ChunkedBuffer's) are copied to the worker.
     if (!(buffer instanceof SharedArrayBuffer))
       return this.post({ kind: 'copy', bytes: new Uint8Array(buffer, this.pendingOffset, this.pendingLength).slice() });
-    this.post({ kind: 'update', id: this.idOf(buffer, false), offset: this.pendingOffset, length: this.pendingLength });
+    this.post({ kind: 'update', id: this.idOf(buffer), offset: this.pendingOffset, length: this.pendingLength });
   }
 
   private post(message: Message): void {

@@ -11,8 +11,9 @@ const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
 
 export interface ChunkedBufferOptions {
   /**
-   * Appending allocates each chunk one ahead of need and hands it here first, e.g. to have another
-   * thread make its pages resident meanwhile (lib/download/digest-thread.ts). seal() drops the last one.
+   * Appending allocates each chunk one ahead of need and hands it here first (as far as expect()
+   * says it will be filled), e.g. to have another thread make those pages resident meanwhile
+   * (lib/download/digest-thread.ts). seal() drops the last one.
    */
   readonly ahead?: (chunk: Buffer) => void;
 }
@@ -62,6 +63,8 @@ export class ChunkedBuffer implements ImageSource {
   private readonly ahead: ((chunk: Buffer) => void) | undefined;
   /** The chunk allocated ahead of need (options.ahead). */
   private spare: Buffer | undefined;
+  /** The size announced for what is appended (expect()): nothing is allocated ahead past it. */
+  private expected: number | undefined;
 
   constructor(chunkSize = DEFAULT_CHUNK_SIZE, options: ChunkedBufferOptions = {}) {
     if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) throw new RangeError(`bad chunk size ${chunkSize}`);
@@ -115,6 +118,15 @@ export class ChunkedBuffer implements ImageSource {
     return chunk;
   }
 
+  /**
+   * The size the appends are announced to reach (a download's Content-Length), or null if unknown:
+   * chunks are then allocated and handed to options.ahead only up to it, the last one only as far
+   * as it reaches (a hint: appends past it still work).
+   */
+  expect(size: number | null): void {
+    this.expected = size ?? undefined;
+  }
+
   /** No more appends: the chunk allocated ahead, if any, is let go. */
   seal(): void {
     this.spare = undefined;
@@ -123,8 +135,14 @@ export class ChunkedBuffer implements ImageSource {
   private nextChunk(): Buffer {
     if (!this.ahead) return newChunk(this.chunkSize);
     const chunk = this.spare ?? newChunk(this.chunkSize);
-    this.spare = newChunk(this.chunkSize);
-    this.ahead(this.spare);
+    this.spare = undefined;
+    // The chunk after the one returned here (the chunks.length-th).
+    const nextStart = (this.chunks.length + 1) * this.chunkSize;
+    const nextBytes = Math.min(this.chunkSize, (this.expected ?? Infinity) - nextStart);
+    if (nextBytes > 0) {
+      this.spare = newChunk(this.chunkSize);
+      this.ahead(this.spare.subarray(0, nextBytes));
+    }
     return chunk;
   }
 

@@ -17,12 +17,19 @@ function digestThread(type: 'md5' | 'sha1' | 'sha256' | 'sha512'): DigestThread 
 }
 
 describe('DigestThread', () => {
-  it.each(['md5', 'sha1', 'sha256', 'sha512'] as const)(
-    '%s of a ChunkedBuffer filled piece by piece, chunks prefaulted ahead',
-    async (type) => {
+  it.each([
+    ['md5', false],
+    ['sha1', true],
+    ['sha256', false],
+    ['sha512', true],
+  ] as const)(
+    '%s of a ChunkedBuffer filled piece by piece, chunks prefaulted ahead (size announced: %s)',
+    async (type, announced) => {
       const digest = digestThread(type);
       const image = new ChunkedBuffer(256 * 1024, { ahead: (chunk) => digest.prefault(chunk) });
       const bytes = randomBytes(5 * 1024 * 1024 + 777);
+      // Announced, the last chunk is prefaulted only up to the end (777 bytes: part of a page).
+      if (announced) image.expect(bytes.length);
       // Uneven pieces, some spanning chunk boundaries, as a socket delivers them.
       for (let at = 0, i = 0; at < bytes.length; i++) {
         const n = Math.min(bytes.length - at, [1, 65536, 4000, 300000, 17][i % 5]!);

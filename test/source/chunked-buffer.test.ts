@@ -110,3 +110,27 @@ describe('ChunkedBuffer chunks', () => {
     }
   });
 });
+
+describe('ChunkedBuffer ahead', () => {
+  const chunk = 64 * 1024;
+
+  it('hands each chunk over before it is needed, whole while the size is unknown', () => {
+    const handed: number[] = [];
+    const image = new ChunkedBuffer(chunk, { ahead: (next) => handed.push(next.length) });
+    image.append(randomBytes(2 * chunk + 100));
+    expect(handed).toEqual([chunk, chunk, chunk]);
+  });
+
+  it('only as far as the expected size reaches; appends past it still land', () => {
+    const handed: number[] = [];
+    const image = new ChunkedBuffer(chunk, { ahead: (next) => handed.push(next.length) });
+    image.expect(2 * chunk + 100);
+    const bytes = randomBytes(2 * chunk + 100);
+    image.append(bytes);
+    // The second chunk whole, the third up to the expected end, nothing after it.
+    expect(handed).toEqual([chunk, 100]);
+    const more = randomBytes(chunk);
+    image.append(more);
+    expect(Buffer.compare(image.read(0, image.size), Buffer.concat([bytes, more]))).toBe(0);
+  });
+});
