@@ -122,6 +122,10 @@ export function memberSource(source: ImageSource, member: TarMember): ImageSourc
   };
   return {
     size: member.size,
+    // A lending source lends a read of up to its chunk size wherever it lies (FileSource): the
+    // member's runs, cut at that size, are lent too. Other sources' cheap reads are their own
+    // aligned blocks (a ChunkedBuffer's chunks), which the member's offsets do not line up with.
+    ...(source.lend && source.chunkSize !== undefined && { chunkSize: source.chunkSize }),
     read: (offset, length) => source.read(within(offset, length), length),
     ...(source.lend && { lend: (offset: number, length: number) => source.lend!(within(offset, length), length) }),
     ...(source.recycle && { recycle: (bytes: Buffer) => source.recycle!(bytes) }),

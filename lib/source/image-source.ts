@@ -17,7 +17,8 @@ export interface ImageSource {
   read(offset: number, length: number): Buffer;
   /**
    * Optional: as `read`, for a caller that hands the buffer back with `recycle` once done with it
-   * (data on its way to the disk). The source may lend memory it fills again (`lendOrRead`).
+   * (data on its way to the disk). The source may lend memory it fills again (`lendOrRead`): a
+   * source that has both lends a read of up to `chunkSize` bytes wherever it lies.
    */
   lend?(offset: number, length: number): Buffer;
   /**

@@ -1,5 +1,6 @@
 // FileSource's recycled buffers: a reused buffer must never show one read's bytes to another
-// consumer, and raw and plain qcow2 extents hand theirs back only when the writer is done.
+// consumer, and raw, plain qcow2 and VMDK (bare or in an OVA) extents hand theirs back only when
+// the writer is done.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
@@ -12,8 +13,10 @@ import { FileSource } from '../../lib/source/file-source.ts';
 import { openImage } from '../../lib/formats/open.ts';
 import type { DataExtent } from '../../lib/formats/types.ts';
 import type { ImageSource } from '../../lib/source/image-source.ts';
+import { makeOva } from '../helpers/ova-fixtures.ts';
 
 const MiB = 1024 * 1024;
+const SPARSE_FORMAT = 'http://www.vmware.com/interfaces/specifications/vmdk.html#monolithicSparse';
 let dir: string;
 let bytes: Buffer;
 let path: string;
@@ -234,23 +237,33 @@ describe('extent releases', () => {
     }
   });
 
-  it('vmdk: stored runs are cut at the file’s lending size, so each reaches the writer page-aligned', async () => {
-    const vmdk = join(dir, 'plain.vmdk');
-    writeFileSync(join(dir, 'raw12'), bytes.subarray(0, 12 * MiB));
-    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', join(dir, 'raw12'), vmdk]);
-    const source = new FileSource(vmdk);
-    try {
-      let guest = 0;
-      for await (const extent of openImage(source, 'vmdk').extents()) {
-        if (!('data' in extent)) continue;
-        expect(extent.data.equals(at(extent.offset, extent.length))).toBe(true);
-        expect(isPageAligned(extent.data), `run at ${extent.offset}`).toBe(true);
-        guest += extent.length;
-        extent.release!();
+  it.each([
+    ['vmdk', 'as it is'],
+    ['ova', 'inside an OVA (a tar member: offsets 512-byte aligned only)'],
+  ] as const)(
+    '%s: stored runs are cut at the file’s lending size, so each reaches the writer page-aligned (%s)',
+    async (type) => {
+      const vmdk = join(dir, 'plain.vmdk');
+      writeFileSync(join(dir, 'raw12'), bytes.subarray(0, 12 * MiB));
+      execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', join(dir, 'raw12'), vmdk]);
+      const file =
+        type === 'vmdk'
+          ? vmdk
+          : makeOva(dir, 'plain', [{ path: vmdk, capacity: 12 * MiB, address: '0', format: SPARSE_FORMAT }]);
+      const source = new FileSource(file);
+      try {
+        let guest = 0;
+        for await (const extent of openImage(source, type).extents()) {
+          if (!('data' in extent)) continue;
+          expect(extent.data.equals(at(extent.offset, extent.length))).toBe(true);
+          expect(isPageAligned(extent.data), `run at ${extent.offset}`).toBe(true);
+          guest += extent.length;
+          extent.release!();
+        }
+        expect(guest).toBe(12 * MiB);
+      } finally {
+        source.close();
       }
-      expect(guest).toBe(12 * MiB);
-    } finally {
-      source.close();
-    }
-  });
+    },
+  );
 });
