@@ -242,7 +242,7 @@ describe('extent releases', () => {
     ['ova', 'inside an OVA (a tar member: offsets 512-byte aligned only)'],
   ] as const)(
     '%s: stored runs are cut at the file’s lending size, so each reaches the writer page-aligned (%s)',
-    async (type) => {
+    async (type, _where) => {
       const vmdk = join(dir, 'plain.vmdk');
       writeFileSync(join(dir, 'raw12'), bytes.subarray(0, 12 * MiB));
       execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', join(dir, 'raw12'), vmdk]);
