@@ -2,6 +2,11 @@
 // and the length aligned to the device's logical block). Node can neither allocate aligned memory
 // nor tell a Buffer's address; a WebAssembly.Memory's bytes, though, are mapped by the engine itself
 // and start on a page boundary. So alignment is known by where a buffer comes from: this module.
+// Each such memory reserves ~8 GiB of address space (WebAssembly's guard regions): under a limit
+// (`ulimit -v`) a few would leave none for the worker threads, whose start then ends the process
+// (V8 cannot reserve their code), so there, and where the engine refuses one, what is asked for
+// here is ordinary memory; `isPageAligned` tells which, and the writers go through the page cache.
+import { addressSpaceLimited } from '../system/memory.ts';
 
 /** The alignment these buffers guarantee, and that direct writes use for offsets and lengths. */
 export const PAGE_SIZE = 4096;
@@ -15,9 +20,19 @@ interface WasmMemoryConstructor {
 }
 const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: WasmMemoryConstructor } }).WebAssembly.Memory;
 
+/** Whether the address space is limited: asked once. */
+let limited: boolean | undefined;
+/**
+ * Set when the engine refused a memory; cleared when one made here is collected (its address space
+ * is free again). A refusal is slow (the engine collects garbage first), so none is asked for meanwhile.
+ */
+let refused = false;
+const collected = new FinalizationRegistry<undefined>(() => (refused = false));
+
 /**
  * `count` zero-filled buffers of `size` bytes (a multiple of PAGE_SIZE), each starting on a page
- * boundary, in one allocation that is never resized.
+ * boundary where the address space allows (see the module comment), in one allocation that is
+ * never resized.
  */
 export function alignedBuffers(size: number, count: number): Buffer[] {
   const memory = alignedMemory(size, count, false);
@@ -26,7 +41,7 @@ export function alignedBuffers(size: number, count: number): Buffer[] {
 
 /**
  * As `alignedBuffers`, in memory other threads of this process can fill: one SharedArrayBuffer of
- * `count` page-aligned slots of `size` bytes, slot i at i * size.
+ * `count` slots of `size` bytes, slot i at i * size, page-aligned where the address space allows.
  */
 export function sharedAlignedMemory(size: number, count: number): SharedArrayBuffer {
   return alignedMemory(size, count, true) as SharedArrayBuffer;
@@ -35,10 +50,19 @@ export function sharedAlignedMemory(size: number, count: number): SharedArrayBuf
 function alignedMemory(size: number, count: number, shared: boolean): ArrayBufferLike {
   if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0)
     throw new RangeError(`aligned buffer size ${size} is not a multiple of ${PAGE_SIZE}`);
-  const pages = Math.ceil((size * count) / WASM_PAGE_SIZE);
-  const { buffer } = new WasmMemory({ initial: pages, maximum: pages, shared });
-  alignedBackings.add(buffer);
-  return buffer;
+  if (!refused && !(limited ??= addressSpaceLimited())) {
+    try {
+      const pages = Math.ceil((size * count) / WASM_PAGE_SIZE);
+      const { buffer } = new WasmMemory({ initial: pages, maximum: pages, shared });
+      alignedBackings.add(buffer);
+      collected.register(buffer, undefined);
+      return buffer;
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+      refused = true;
+    }
+  }
+  return shared ? new SharedArrayBuffer(size * count) : new ArrayBuffer(size * count);
 }
 
 /**

@@ -4,7 +4,7 @@
 // read them where they lie (the download's digest, the early pass), without a copy.
 import { open } from 'node:fs/promises';
 import { addressSpaceUnlimited } from '../system/memory.ts';
-import { PAGE_SIZE, sharedAlignedMemory } from './aligned-memory.ts';
+import { isAlignedMemory, PAGE_SIZE, sharedAlignedMemory } from './aligned-memory.ts';
 import { checkRead, type ImageSource } from './image-source.ts';
 
 const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
@@ -26,34 +26,26 @@ const MAX_ALIGNED_CHUNKS = 1024;
 /** Smaller chunks (tests' images) are not worth 8 GiB of address space each. */
 const MIN_ALIGNED_CHUNK = 1024 * 1024;
 let alignedChunks = 0;
-/** Whether aligned chunks may be made: asked once; unset by a refusal (each costs collections) until one is collected. */
+const alignedCollected = new FinalizationRegistry<undefined>(() => alignedChunks--);
+/** Whether aligned chunks may be asked for at all: asked once. */
 let alignedAllowed: boolean | undefined;
-const alignedCollected = new FinalizationRegistry<undefined>(() => {
-  alignedChunks--;
-  alignedAllowed = undefined;
-});
 
 /**
  * A chunk of shared memory, page-aligned where it can be: a plain image's runs then go to the disk
  * by direct write from where they arrived, without the writer's staging copy
  * (lib/write/positional-writes.ts). Past MAX_ALIGNED_CHUNKS (16 GiB of 16 MiB chunks), below
- * MIN_ALIGNED_CHUNK, for a size that is no whole number of pages, where the address space is limited
- * or once it ran short, chunks are ordinary shared memory.
+ * MIN_ALIGNED_CHUNK, for a size that is no whole number of pages, where the address space is
+ * limited, or when the engine refuses one (aligned-memory.ts), chunks are ordinary shared memory.
  */
 function newChunk(size: number): Buffer {
   const wanted = size >= MIN_ALIGNED_CHUNK && size % PAGE_SIZE === 0 && alignedChunks < MAX_ALIGNED_CHUNKS;
-  if (wanted && (alignedAllowed ??= addressSpaceUnlimited())) {
-    try {
-      const memory = sharedAlignedMemory(size, 1);
-      alignedChunks++;
-      alignedCollected.register(memory, undefined);
-      return Buffer.from(memory, 0, size);
-    } catch (error) {
-      if (!(error instanceof RangeError)) throw error;
-      alignedAllowed = false;
-    }
+  if (!wanted || !(alignedAllowed ??= addressSpaceUnlimited())) return Buffer.from(new SharedArrayBuffer(size));
+  const memory = sharedAlignedMemory(size, 1);
+  if (isAlignedMemory(memory)) {
+    alignedChunks++;
+    alignedCollected.register(memory, undefined);
   }
-  return Buffer.from(new SharedArrayBuffer(size));
+  return Buffer.from(memory, 0, size);
 }
 
 export class ChunkedBuffer implements ImageSource {

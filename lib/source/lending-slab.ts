@@ -1,7 +1,8 @@
 // Page-aligned memory lent out page by page, for reads a consumer hands back once done with them
 // (lib/source/file-source.ts). Short reads share a slot, so a batch of short runs still reaches the
 // O_DIRECT writer aligned (lib/write/positional-writes.ts: one unaligned piece sends its whole
-// batch through a staging copy); a slot is filled again only once every lend in it is back.
+// batch through a staging copy); a slot is filled again only once every lend in it is back. Where
+// the address space is short the slab is ordinary memory (aligned-memory.ts), reused all the same.
 import { alignedBuffers, PAGE_SIZE } from './aligned-memory.ts';
 
 export class LendingSlab {
@@ -16,8 +17,6 @@ export class LendingSlab {
   private readonly lent = new Map<Buffer, number>();
   /** The slot lends are cut from. */
   private current = 0;
-  /** Set if the slab could not be made. */
-  private unavailable = false;
 
   /** `slotSize`: a multiple of PAGE_SIZE, the longest lend. */
   constructor(slotSize: number, slotCount: number) {
@@ -27,17 +26,10 @@ export class LendingSlab {
     this.outstanding = new Array<number>(slotCount).fill(0);
   }
 
-  /** `length` bytes starting on a page boundary, or undefined: empty, too long, or the slab all out. */
+  /** `length` bytes starting on a page boundary (see above), or undefined: empty, too long, or the slab all out. */
   take(length: number): Buffer | undefined {
-    if (length === 0 || length > this.slotSize || this.unavailable) return undefined;
-    try {
-      this.slots ??= alignedBuffers(this.slotSize, this.slotCount);
-    } catch (error) {
-      // No address space left for it (lib/source/chunked-buffer.ts): ordinary buffers from now on.
-      if (!(error instanceof RangeError)) throw error;
-      this.unavailable = true;
-      return undefined;
-    }
+    if (length === 0 || length > this.slotSize) return undefined;
+    this.slots ??= alignedBuffers(this.slotSize, this.slotCount);
     const pages = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
     if (this.used[this.current]! + pages > this.slotSize) {
       const free = this.outstanding.indexOf(0);

@@ -68,14 +68,22 @@ export function roomForDecoded(
 }
 
 /**
- * Whether this process can reserve address space freely: on x86-64 (128 TiB of it for a process)
- * and without an address-space limit (`ulimit -v`, "Max address space" in /proc/self/limits).
- * Each page-aligned WebAssembly memory reserves ~8 GiB of it (lib/source/chunked-buffer.ts).
+ * Whether this process's address space is limited (`ulimit -v`, "Max address space" in
+ * /proc/self/limits). Each page-aligned WebAssembly memory reserves ~8 GiB of it
+ * (lib/source/aligned-memory.ts), and a worker thread that finds none left ends the process.
+ */
+export function addressSpaceLimited(limits = readFileSync('/proc/self/limits', 'utf8')): boolean {
+  const line = /^Max address space\s+(\S+)\s+/m.exec(limits);
+  return line?.[1] !== 'unlimited';
+}
+
+/**
+ * Whether this process can reserve address space freely, for many aligned memories at once
+ * (lib/source/chunked-buffer.ts): on x86-64 (128 TiB of it for a process) and without a limit.
  */
 export function addressSpaceUnlimited(
   limits = readFileSync('/proc/self/limits', 'utf8'),
   arch: string = process.arch,
 ): boolean {
-  const line = /^Max address space\s+(\S+)\s+/m.exec(limits);
-  return arch === 'x64' && line?.[1] === 'unlimited';
+  return arch === 'x64' && !addressSpaceLimited(limits);
 }

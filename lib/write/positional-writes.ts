@@ -21,13 +21,17 @@ const STAGING = 8 * 1024 * 1024;
 export class PositionalWrites {
   private readonly buffered: Descriptor;
   private direct: Descriptor | undefined;
-  /** Made on the first direct write that needs it. */
-  private staging: Buffer | undefined;
+  /**
+   * Made with the direct descriptor, before the decoders' buffers: where the address space is short
+   * (aligned-memory.ts), the writes' own aligned memory comes first. Untouched, it costs no RAM.
+   */
+  private readonly staging: Buffer | undefined;
 
   /** `direct`: the destination opened with O_DIRECT, if it could be. */
   constructor(buffered: Descriptor, direct: Descriptor | undefined) {
     this.buffered = buffered;
     this.direct = direct;
+    this.staging = direct && alignedBuffers(STAGING, 1)[0]!;
   }
 
   async write(buffers: Buffer[], position: number): Promise<void> {
@@ -60,10 +64,12 @@ export class PositionalWrites {
         await writeFully(direct, buffers, position);
         return true;
       }
-      this.staging ??= alignedBuffers(STAGING, 1)[0]!;
+      // Not aligned itself where the address space is short (aligned-memory.ts): the page cache then.
+      const staging = this.staging;
+      if (!staging || !isPageAligned(staging)) return false;
       for (let done = 0; done < length;) {
-        const staged = gather(buffers, done, this.staging);
-        await writeFully(direct, [this.staging.subarray(0, staged)], position + done);
+        const staged = gather(buffers, done, staging);
+        await writeFully(direct, [staging.subarray(0, staged)], position + done);
         done += staged;
       }
       return true;

@@ -1,6 +1,7 @@
 // `byoi convert` and `byoi inspect` end to end, through the CLI: raw images into sparse files and
 // onto garbage-filled loop devices (512- and 4096-byte sectors), refusals that leave the target
-// untouched, usage errors, and a real I/O error (a loop device over a file on a full filesystem).
+// untouched, usage errors, a real I/O error (a loop device over a file on a full filesystem), and
+// a compressed image written under an address-space limit.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
@@ -21,7 +22,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { attachLoop, detachAllLoops, detachLoop } from '../helpers/loop.ts';
-import { cli, fillWithGarbage, lastLine, makeRawImage, sha256 } from '../helpers/convert.ts';
+import { cli, cliWithAddressSpace, fillWithGarbage, lastLine, makeRawImage, sha256 } from '../helpers/convert.ts';
 
 const MiB = 1024 * 1024;
 let dir: string;
@@ -211,6 +212,21 @@ describe.skipIf(skipWithout('root', 'loop'))('byoi convert onto loop devices', (
     } finally {
       detachLoop(device);
       rmSync(backing, { force: true });
+    }
+  });
+
+  it('writes a compressed image where the address space runs out (`ulimit -v`), byte for byte', async () => {
+    // ~19 GiB: room for Node and an aligned memory or two (each reserves ~8 GiB), not for the
+    // writer's, the lending slab's and the decompression arena's: those are ordinary memory then.
+    const zstd = join(dir, 'disk-zstd.qcow2');
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-c', '-o', 'compression_type=zstd', raw, zstd]);
+    const device = garbageDevice(64 * MiB, 4096);
+    try {
+      const result = await cliWithAddressSpace(20_000_000, 'convert', zstd, device);
+      expect(result.code, result.stderr).toBe(0);
+      expect(sha256(device, rawSize)).toBe(rawSha);
+    } finally {
+      detachLoop(device);
     }
   });
 

@@ -6,8 +6,18 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundle } from '../../scripts/bundle.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
-import { byoi, gptHeaders, readAt, sh, sha256Of, sha256OfFile, deployArgs } from '../helpers/deploy.ts';
+import {
+  byoi,
+  byoiWithAddressSpace,
+  gptHeaders,
+  readAt,
+  sh,
+  sha256Of,
+  sha256OfFile,
+  deployArgs,
+} from '../helpers/deploy.ts';
 import { closedPort, startServer, type TestServer } from '../helpers/http.ts';
 import { attachLoop, detachAllLoops, detachLoop } from '../helpers/loop.ts';
 import { ramBudget, roomForDecoded } from '../../lib/system/memory.ts';
@@ -172,6 +182,27 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))('byoi deploy'
     }
     // RAM for the image and the working memory only (lib/system/memory.ts): nothing kept, the same bytes written.
     expect(await keptBy('--ram-size', String(size + 3 * GiB + 512 * MiB + 1))).toBeUndefined();
+  });
+
+  it('writes a zstd qcow2 under an address-space limit (`ulimit -v`)', async () => {
+    // ~19 GiB: each page-aligned memory would reserve ~8 GiB of it, leaving none for the worker
+    // threads (whose start then ended the process); under a limit none is made (aligned-memory.ts).
+    // The bundle, as servers run it: from the sources, Node's own TypeScript stripping is
+    // WebAssembly too, with a memory in each thread that loads a .ts file.
+    const program = (await bundle('agent/byoi.ts', join(dir, 'bundle'), 'byoi.mjs'))[0]!;
+    const name = 'zstd.qcow2';
+    const device = garbageDisk('limited');
+    const args = deployArgs({
+      url: `${server.url}/${name}`,
+      type: 'qcow2',
+      sha256: images.get(name)!.sha256,
+      disk: device,
+      statusFile: join(dir, 'limited.status.json'),
+    });
+    const result = await byoiWithAddressSpace(20_000_000, program, args);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expectGptImageWritten(device, name);
+    detachLoop(device);
   });
 
   it('writes a raw MBR image as it is', async () => {

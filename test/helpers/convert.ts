@@ -15,8 +15,17 @@ export interface CliResult {
 }
 
 export async function cli(...args: string[]): Promise<CliResult> {
+  return run(process.execPath, [byoi, ...args]);
+}
+
+/** As `cli`, under an address-space limit (`ulimit -v`, in KiB). */
+export async function cliWithAddressSpace(kib: number, ...args: string[]): Promise<CliResult> {
+  return run('bash', ['-c', `ulimit -v ${kib} && exec "$@"`, 'bash', process.execPath, byoi, ...args]);
+}
+
+async function run(file: string, argv: string[]): Promise<CliResult> {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [byoi, ...args], { maxBuffer: 16 * MiB });
+    const { stdout, stderr } = await promisify(execFile)(file, argv, { maxBuffer: 16 * MiB });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string };

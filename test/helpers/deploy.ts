@@ -17,7 +17,16 @@ export interface CliResult {
 
 /** `byoi ARGS` under the same Node that runs the tests (Node 24), asynchronously so the test's HTTP server keeps serving. */
 export async function byoi(args: string[], input?: string): Promise<CliResult> {
-  const result = await execa(process.execPath, ['agent/byoi.ts', ...args], {
+  return run(process.execPath, ['agent/byoi.ts', ...args], input);
+}
+
+/** As `byoi`, `program` (a bundle: scripts/bundle.ts) under an address-space limit (`ulimit -v`, in KiB). */
+export async function byoiWithAddressSpace(kib: number, program: string, args: string[]): Promise<CliResult> {
+  return run('bash', ['-c', `ulimit -v ${kib} && exec "$@"`, 'bash', process.execPath, program, ...args]);
+}
+
+async function run(file: string, argv: string[], input?: string): Promise<CliResult> {
+  const result = await execa(file, argv, {
     cwd: repo,
     reject: false,
     ...(input !== undefined ? { input } : { stdin: 'ignore' }),

@@ -1,5 +1,7 @@
 // Page-aligned buffers: proven aligned the only way that counts, by a device taking them in direct
-// writes that it refuses from a buffer one byte off.
+// writes that it refuses from a buffer one byte off; and ordinary memory, not vouched for, where
+// the address space is limited or the engine refuses one (each reserves ~8 GiB of it).
+import { execFileSync } from 'node:child_process';
 import { closeSync, constants, mkdtempSync, openSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +30,52 @@ describe('alignedBuffers', () => {
     expect(isPageAligned(buffer.subarray(512, 512 + PAGE_SIZE))).toBe(false);
     expect(isPageAligned(buffer.subarray(0, PAGE_SIZE + 1))).toBe(false);
     expect(isPageAligned(Buffer.allocUnsafeSlow(PAGE_SIZE))).toBe(false);
+  });
+});
+
+describe('alignedBuffers where the address space is short', () => {
+  const module = JSON.stringify(join(import.meta.dirname, '../../lib/source/aligned-memory.ts'));
+  /** Runs `body` (an ES module's, after the import) in a child Node, under `shell` first; its stdout as JSON. */
+  const child = (body: string, shell = '') =>
+    JSON.parse(
+      execFileSync(
+        'bash',
+        [
+          '-c',
+          `${shell} exec "$0" --expose-gc --input-type=module -e "$1"`,
+          process.execPath,
+          `import { alignedBuffers, isPageAligned } from ${module};\n${body}`,
+        ],
+        { encoding: 'utf8' },
+      ),
+    ) as unknown;
+
+  it('gives ordinary memory, not vouched for, under an address-space limit (`ulimit -v`)', () => {
+    const result = child(
+      `const buffers = [1, 2, 3].map(() => alignedBuffers(1 << 20, 2)).flat();
+       for (const buffer of buffers) buffer.fill(7);
+       process.stdout.write(JSON.stringify(buffers.map((b) => [isPageAligned(b), b.length, b.every((byte) => byte === 7)])));`,
+      'ulimit -v 40000000 &&',
+    );
+    expect(result).toEqual(Array.from({ length: 6 }, () => [false, 1 << 20, true]));
+  });
+
+  it('after the engine refuses one: ordinary memory, none asked for until one made here is collected', () => {
+    // More than a WebAssembly memory may hold (4 GiB): refused as running out of address space would be.
+    const result = child(
+      `let kept = alignedBuffers(1 << 20, 1);
+       const before = isPageAligned(kept[0]);
+       const [huge] = alignedBuffers(64 << 20, 65);
+       const after = isPageAligned(alignedBuffers(1 << 20, 1)[0]);
+       kept = undefined;
+       for (let i = 0; i < 2; i++) {
+         globalThis.gc();
+         await new Promise((resolve) => setTimeout(resolve, 50));
+       }
+       const again = isPageAligned(alignedBuffers(1 << 20, 1)[0]);
+       process.stdout.write(JSON.stringify([before, isPageAligned(huge), huge.length, after, again]));`,
+    );
+    expect(result).toEqual([true, false, 64 << 20, false, true]);
   });
 });
 

@@ -1,6 +1,7 @@
 // lib/system/memory.ts: the RAM budget an image must fit in, and the room beside it for decoded clusters.
 import { describe, expect, it } from 'vitest';
 import {
+  addressSpaceLimited,
   addressSpaceUnlimited,
   memAvailable,
   memTotal,
@@ -46,5 +47,11 @@ describe('address space', () => {
     expect(addressSpaceUnlimited(limits('68719476736'), 'x64')).toBe(false);
     expect(addressSpaceUnlimited(limits('unlimited'), 'arm64')).toBe(false);
     expect(addressSpaceUnlimited('', 'x64')).toBe(false);
+  });
+
+  it('is limited under `ulimit -v` on any architecture, and where the limit cannot be read', () => {
+    expect(addressSpaceLimited(limits('unlimited'))).toBe(false);
+    expect(addressSpaceLimited(limits('68719476736'))).toBe(true);
+    expect(addressSpaceLimited('')).toBe(true);
   });
 });
