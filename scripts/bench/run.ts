@@ -17,6 +17,7 @@ import { benchDownload } from './download.ts';
 import { benchFleet } from './fleet.ts';
 import { benchStartup } from './startup.ts';
 import { benchFormats } from './formats.ts';
+import { checkSharedMemoryFree } from './preflight.ts';
 
 const { values } = parseArgs({
   options: {
@@ -41,6 +42,7 @@ if (values.only === 'fleet') {
   });
   process.exit(0);
 }
+checkSharedMemoryFree();
 const node = process.execPath;
 const entry = fileURLToPath(new URL('../../agent/byoi.ts', import.meta.url));
 // Its own directory: other checkouts may be benchmarking at the same time.
