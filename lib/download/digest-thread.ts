@@ -18,7 +18,7 @@ type Message =
   | { kind: 'digest' }
   | { kind: 'reset' };
 
-// CommonJS `eval` code. Prefaulting writes each page with a compare-exchange of 0 for 0: whatever
+// CommonJS `eval` code. Prefaulting writes a byte of each page with a compare-exchange of 0 for 0: whatever
 // the main thread has written there already (it may be copying into the same chunk) stays as is.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -31,9 +31,8 @@ parentPort.on('message', (message) => {
       buffers.set(message.id, message.buffer);
       if (!message.prefault) break;
       const { offset, length } = message.prefault;
-      const words = new Int32Array(message.buffer, 0, message.buffer.byteLength >> 2);
-      const end = Math.ceil((offset + length) / 4);
-      for (let i = Math.floor(offset / 4096) * 1024; i < end; i += 1024) Atomics.compareExchange(words, i, 0, 0);
+      const bytes = new Uint8Array(message.buffer);
+      for (let i = Math.floor(offset / 4096) * 4096; i < offset + length; i += 4096) Atomics.compareExchange(bytes, i, 0, 0);
       break;
     }
     case 'update': hash.update(new Uint8Array(buffers.get(message.id), message.offset, message.length)); break;

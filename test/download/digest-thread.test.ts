@@ -29,7 +29,7 @@ describe('DigestThread', () => {
       const image = new ChunkedBuffer(256 * 1024, { ahead: (chunk) => digest.prefault(chunk) });
       const bytes = randomBytes(5 * 1024 * 1024 + 777);
       // Announced, the last chunk is prefaulted only up to the end (777 bytes: part of a page).
-      if (announced) image.expect(bytes.length);
+      if (announced) image.expectSize(bytes.length);
       // Uneven pieces, some spanning chunk boundaries, as a socket delivers them.
       for (let at = 0, i = 0; at < bytes.length; i++) {
         const n = Math.min(bytes.length - at, [1, 65536, 4000, 300000, 17][i % 5]!);
@@ -44,6 +44,15 @@ describe('DigestThread', () => {
       expect(Buffer.compare(image.read(0, bytes.length), bytes)).toBe(0);
     },
   );
+
+  it.each([4097, 3])('prefaults chunks of %i bytes (no whole number of words or pages)', async (chunkSize) => {
+    const digest = digestThread('sha256');
+    const image = new ChunkedBuffer(chunkSize, { ahead: (chunk) => digest.prefault(chunk) });
+    const bytes = randomBytes(5 * chunkSize + 1);
+    image.append(bytes);
+    digest.update(image.read(0, bytes.length));
+    expect(await digest.hex()).toBe(createHash('sha256').update(bytes).digest('hex'));
+  });
 
   it('takes bytes outside shared memory, mixed with shared ones, in order', async () => {
     const digest = digestThread('sha256');
