@@ -1,6 +1,7 @@
 // Read-back verification (etcher-sdk does it; Ironic, coreos-installer and Tinkerbell do not): while
 // the image is written, the decoded data is hashed in guest order and its ranges noted; after the
-// final flush, the target is read back around the page cache (O_DIRECT) and its data ranges hashed
+// final flush, the target is read back around the page cache (O_DIRECT; or with a device's cached
+// pages dropped first, where there is no aligned memory to read into) and its data ranges hashed
 // the same way, the ranges between them checked to read as zeros. A disk that returns other bytes
 // than it was given (a failing disk, a lying cache, a bad cable) fails the deployment.
 import { createHash, type Hash } from 'node:crypto';
@@ -8,6 +9,7 @@ import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { alignedBuffers, isPageAligned, PAGE_SIZE } from '../source/aligned-memory.ts';
 import { readBackMismatch } from '../errors.ts';
+import { exec } from '../system/exec.ts';
 
 /** Reads of this many bytes at a time. */
 const CHUNK = 8 * 1024 * 1024;
@@ -36,7 +38,10 @@ export interface ReadBackResult {
   /** sha256 of the data ranges, as read back. */
   readonly digest: string;
   readonly bytesRead: number;
-  /** false when the target refused O_DIRECT (tmpfs) and was read through the page cache. */
+  /**
+   * false when the target was read through the page cache: it refused O_DIRECT (a file on tmpfs),
+   * or there was no aligned memory to read into (a device, its cached pages dropped first).
+   */
   readonly direct: boolean;
 }
 
@@ -97,11 +102,13 @@ export async function verifyReadBack(
   record: WrittenRecord | ReadBackRecord,
 ): Promise<ReadBackResult> {
   const check = record instanceof WrittenRecord ? rangesCheck(record) : record.check(size);
-  // Two buffers: the next chunk is read while this one is checked. Read around the page cache
-  // only into aligned ones (not where the address space is short: aligned-memory.ts).
+  // Two buffers: the next chunk is read while this one is checked. Read around the page cache only
+  // into aligned ones (not under an address-space limit: aligned-memory.ts).
   const buffers = alignedBuffers(CHUNK, 2);
   const { handle, direct } = await openForReading(path, buffers.every(isPageAligned));
   try {
+    // Through the page cache, a device's cached pages would answer for it: they go first.
+    if (!direct && (await handle.stat()).isBlockDevice()) await exec('blockdev', ['--flushbufs', path]);
     const readChunk = (at: number, buffer: Buffer) => {
       const wanted = Math.min(CHUNK, size - at);
       // A direct read's length is a multiple of the block size: round up, use only `wanted`.

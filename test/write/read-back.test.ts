@@ -73,6 +73,47 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img'))('read-back verification
     });
   }
 
+  it('under an address-space limit (no aligned memory), reads the device with its cached pages dropped first', () => {
+    // In a child under `ulimit -v`: the writes go through the page cache, which then holds what was
+    // written; a byte changed behind it (in the loop device's backing file) must still be found.
+    // The device's last close would drop that cache: another opener (udev probing it after the
+    // writes, here the child itself) keeps it.
+    const file = join(dir, `limited-${randomBytes(4).toString('hex')}`);
+    const device = garbageLoop(file);
+    const lib = (path: string) => JSON.stringify(join(import.meta.dirname, '../../lib', path));
+    const script = `
+      import { openSync, writeSync, closeSync } from 'node:fs';
+      import { ChunkedBuffer } from ${lib('source/chunked-buffer.ts')};
+      import { openImage } from ${lib('formats/open.ts')};
+      import { verifyReadBack, WrittenRecord } from ${lib('disk/read-back.ts')};
+      import { writeImage } from ${lib('write/write-image.ts')};
+      const holder = openSync(${JSON.stringify(device)}, 'r');
+      const image = openImage(await ChunkedBuffer.fromFile(${JSON.stringify(qcow2)}), 'qcow2');
+      const record = new WrittenRecord();
+      await writeImage(image, ${JSON.stringify(device)}, { onData: (offset, data) => record.add(offset, data) });
+      const fd = openSync(${JSON.stringify(file)}, 'r+');
+      writeSync(fd, Buffer.from([0x5a]), 0, 1, ${10 * MiB + 77});
+      closeSync(fd);
+      const outcome = await verifyReadBack(${JSON.stringify(device)}, image.info.virtualSize, record).then(
+        (result) => ({ passed: result }),
+        (error) => ({ failed: error.message, detail: error.detail }),
+      );
+      closeSync(holder);
+      process.stdout.write(JSON.stringify(outcome));
+    `;
+    const out = execFileSync(
+      'bash',
+      ['-c', 'ulimit -v 20000000 && exec "$0" --input-type=module -e "$1"', process.execPath, script],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(JSON.parse(out)).toEqual({
+      failed: 'The disk does not read back what was written: it may be failing.',
+      detail: expect.stringMatching(/the data read back has sha256 [0-9a-f]{64}, the data written [0-9a-f]{64}/),
+    });
+  });
+
   it('`byoi deploy --verify-write` reads the disk back and says so', async () => {
     const device = garbageLoop(join(dir, 'deploy-disk'));
     const result = await byoi([
