@@ -436,7 +436,7 @@ function judge(
     }
     if (range.size > request.budget) return tooBigForMemory(request.type);
     transfer.total = range.size;
-    transfer.image.expect(transfer.total);
+    transfer.image.expectSize(transfer.total);
     return undefined;
   }
   if (status >= 200 && status < 300) {
@@ -452,7 +452,7 @@ function judge(
     }
     transfer.total = declaredLength(response);
     if (transfer.total !== null && transfer.total > request.budget) return tooBigForMemory(request.type);
-    transfer.image.expect(transfer.total);
+    transfer.image.expectSize(transfer.total);
     transfer.validator = validatorOf(response);
     const acceptRanges = header(response, 'accept-ranges')?.trim().toLowerCase();
     // Once a server has botched a range, it is not asked for one again.

@@ -1,5 +1,5 @@
-// Where decompression workers put a batch's clusters: page-aligned shared memory in slots of one
-// batch each. The main thread hands a worker a free slot with the batch and gets back only "done";
+// Where decompression workers put a batch's clusters: shared memory in slots of one batch each,
+// page-aligned where the address space allows (aligned-memory.ts). The main thread hands a worker a free slot with the batch and gets back only "done";
 // the clusters never travel as buffers of their own (no transfer, no per-cluster garbage on this
 // thread), and the writer hands the slot to the device as it is (direct writes take page-aligned
 // memory without a copy: lib/write/positional-writes.ts). A slot goes back once its bytes are written.

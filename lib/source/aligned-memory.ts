@@ -5,10 +5,11 @@
 // Each such memory reserves ~8 GiB of address space (WebAssembly's guard regions): under a limit
 // (`ulimit -v`) a few would leave none for the worker threads, whose start then ends the process
 // (V8 cannot reserve their code), so there, and where the engine refuses one, what is asked for
-// here is ordinary memory; `isPageAligned` tells which, and the writers go through the page cache.
+// here is ordinary memory: `isPageAligned` tells which, and the writers stage it or go through the
+// page cache.
 import { addressSpaceLimited } from '../system/memory.ts';
 
-/** The alignment these buffers guarantee, and that direct writes use for offsets and lengths. */
+/** The alignment of the buffers `isPageAligned` vouches for, and that direct writes use for offsets and lengths. */
 export const PAGE_SIZE = 4096;
 const WASM_PAGE_SIZE = 65536;
 
@@ -23,8 +24,9 @@ const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: WasmMemory
 /** Whether the address space is limited: asked once. */
 let limited: boolean | undefined;
 /**
- * Set when the engine refused a memory; cleared when one made here is collected (its address space
- * is free again). A refusal is slow (the engine collects garbage first), so none is asked for meanwhile.
+ * Set when the engine refused a memory (short of address space, or a size it never grants: over
+ * 4 GiB); cleared when one made here is collected, which may have freed some. A refusal is slow
+ * (the engine collects garbage first), so none is asked for meanwhile.
  */
 let refused = false;
 const collected = new FinalizationRegistry<undefined>(() => (refused = false));

@@ -11,7 +11,7 @@ const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
 
 export interface ChunkedBufferOptions {
   /**
-   * Appending allocates each chunk one ahead of need and hands it here first (as far as expect()
+   * Appending allocates each chunk one ahead of need and hands it here first (as far as expectSize()
    * says it will be filled), e.g. to have another thread make those pages resident meanwhile
    * (lib/download/digest-thread.ts). seal() drops the last one.
    */
@@ -55,7 +55,7 @@ export class ChunkedBuffer implements ImageSource {
   private readonly ahead: ((chunk: Buffer) => void) | undefined;
   /** The chunk allocated ahead of need (options.ahead). */
   private spare: Buffer | undefined;
-  /** The size announced for what is appended (expect()): nothing is allocated ahead past it. */
+  /** The size announced for what is appended (expectSize()): nothing is allocated ahead past it. */
   private expected: number | undefined;
 
   constructor(chunkSize = DEFAULT_CHUNK_SIZE, options: ChunkedBufferOptions = {}) {
@@ -115,7 +115,7 @@ export class ChunkedBuffer implements ImageSource {
    * chunks are then allocated and handed to options.ahead only up to it, the last one only as far
    * as it reaches (a hint: appends past it still work).
    */
-  expect(size: number | null): void {
+  expectSize(size: number | null): void {
     this.expected = size ?? undefined;
   }
 
@@ -128,7 +128,7 @@ export class ChunkedBuffer implements ImageSource {
     if (!this.ahead) return newChunk(this.chunkSize);
     const chunk = this.spare ?? newChunk(this.chunkSize);
     this.spare = undefined;
-    // The chunk after the one returned here (the chunks.length-th).
+    // The chunk after the one returned here (which becomes index chunks.length): index chunks.length + 1.
     const nextStart = (this.chunks.length + 1) * this.chunkSize;
     const nextBytes = Math.min(this.chunkSize, (this.expected ?? Infinity) - nextStart);
     if (nextBytes > 0) {

@@ -6,9 +6,9 @@
 // What a consumer hands back once written (`lend`, then `recycle`: the decoders' data runs, cut at
 // multiples of `chunkSize`) is read into a slab of page-aligned memory instead (lending-slab.ts): a
 // fresh buffer per read costs its page faults and its collection (a 741 MiB image: ~60,000 faults
-// and ~0.1 s of GC on the convert benchmark), a recycled one neither; and aligned, the writer hands
-// them to the device as they are. A lend longer than a slot, or when the slab is all lent out (or
-// could not be made), is an ordinary buffer.
+// and ~0.1 s of GC on the convert benchmark), a recycled one neither; and aligned (where the
+// address space allows: aligned-memory.ts), the writer hands them to the device as they are. A
+// lend longer than a slot, or when the slab is all lent out, is an ordinary buffer.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { imageFileChanged, imageFileUnreadable } from '../errors.ts';
 import { checkRead, type ImageSource } from './image-source.ts';

@@ -26,7 +26,7 @@ export class LendingSlab {
     this.outstanding = new Array<number>(slotCount).fill(0);
   }
 
-  /** `length` bytes starting on a page boundary (see above), or undefined: empty, too long, or the slab all out. */
+  /** `length` bytes starting on a page of the slab, or undefined: empty, too long, or the slab all out. */
   take(length: number): Buffer | undefined {
     if (length === 0 || length > this.slotSize) return undefined;
     this.slots ??= alignedBuffers(this.slotSize, this.slotCount);

@@ -67,12 +67,21 @@ export function roomForDecoded(
   return Math.max(0, Math.min(beside, available));
 }
 
+/** /proc/self/limits, or nothing where it cannot be read (not Linux): then read as limited. */
+function processLimits(): string {
+  try {
+    return readFileSync('/proc/self/limits', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /**
  * Whether this process's address space is limited (`ulimit -v`, "Max address space" in
  * /proc/self/limits). Each page-aligned WebAssembly memory reserves ~8 GiB of it
  * (lib/source/aligned-memory.ts), and a worker thread that finds none left ends the process.
  */
-export function addressSpaceLimited(limits = readFileSync('/proc/self/limits', 'utf8')): boolean {
+export function addressSpaceLimited(limits = processLimits()): boolean {
   const line = /^Max address space\s+(\S+)\s+/m.exec(limits);
   return line?.[1] !== 'unlimited';
 }
@@ -81,9 +90,6 @@ export function addressSpaceLimited(limits = readFileSync('/proc/self/limits', '
  * Whether this process can reserve address space freely, for many aligned memories at once
  * (lib/source/chunked-buffer.ts): on x86-64 (128 TiB of it for a process) and without a limit.
  */
-export function addressSpaceUnlimited(
-  limits = readFileSync('/proc/self/limits', 'utf8'),
-  arch: string = process.arch,
-): boolean {
+export function addressSpaceUnlimited(limits = processLimits(), arch: string = process.arch): boolean {
   return arch === 'x64' && !addressSpaceLimited(limits);
 }

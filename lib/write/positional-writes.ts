@@ -22,8 +22,8 @@ export class PositionalWrites {
   private readonly buffered: Descriptor;
   private direct: Descriptor | undefined;
   /**
-   * Made with the direct descriptor, before the decoders' buffers: where the address space is short
-   * (aligned-memory.ts), the writes' own aligned memory comes first. Untouched, it costs no RAM.
+   * Made with the direct descriptor, before the decoders' buffers: should the engine refuse aligned
+   * memory (aligned-memory.ts), these writes' own comes first. Untouched, it costs no RAM.
    */
   private readonly staging: Buffer | undefined;
 
@@ -64,7 +64,7 @@ export class PositionalWrites {
         await writeFully(direct, buffers, position);
         return true;
       }
-      // Not aligned itself where the address space is short (aligned-memory.ts): the page cache then.
+      // Not aligned itself under an address-space limit (aligned-memory.ts): the page cache then.
       const staging = this.staging;
       if (!staging || !isPageAligned(staging)) return false;
       for (let done = 0; done < length;) {

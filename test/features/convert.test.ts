@@ -216,8 +216,8 @@ describe.skipIf(skipWithout('root', 'loop'))('byoi convert onto loop devices', (
   });
 
   it('writes a compressed image where the address space runs out (`ulimit -v`), byte for byte', async () => {
-    // ~19 GiB: room for Node and an aligned memory or two (each reserves ~8 GiB), not for the
-    // writer's, the lending slab's and the decompression arena's: those are ordinary memory then.
+    // ~19 GiB: aligned memories (each reserves ~8 GiB) for the writer's staging, the lending slab
+    // and the decompression arena would not all fit; none is made (aligned-memory.ts).
     const zstd = join(dir, 'disk-zstd.qcow2');
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-c', '-o', 'compression_type=zstd', raw, zstd]);
     const device = garbageDevice(64 * MiB, 4096);

@@ -124,7 +124,7 @@ describe('ChunkedBuffer ahead', () => {
   it('only as far as the expected size reaches; appends past it still land', () => {
     const handed: number[] = [];
     const image = new ChunkedBuffer(chunk, { ahead: (next) => handed.push(next.length) });
-    image.expect(2 * chunk + 100);
+    image.expectSize(2 * chunk + 100);
     const bytes = randomBytes(2 * chunk + 100);
     image.append(bytes);
     // The second chunk whole, the third up to the expected end, nothing after it.
