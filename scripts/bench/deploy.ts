@@ -4,7 +4,7 @@ import { createReadStream, openSync, closeSync, ftruncateSync, readSync, rmSync,
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
 import { setTimeout } from 'node:timers/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
@@ -199,5 +199,6 @@ export async function benchDeploy(images: BenchImages, node: string, byoi: strin
     paced.close();
     detachLoop(device);
     rmSync(shm, { recursive: true, force: true });
+    rmSync(dirname(status), { recursive: true, force: true });
   }
 }
