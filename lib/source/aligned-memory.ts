@@ -7,6 +7,7 @@
 // (V8 cannot reserve their code), so there, and where the engine refuses one, what is asked for
 // here is ordinary memory: `isPageAligned` tells which, and the writers stage it or go through the
 // page cache.
+import { adviseHugePages } from '../system/huge-pages.ts';
 import { addressSpaceLimited } from '../system/memory.ts';
 
 /** The alignment of the buffers `isPageAligned` vouches for, and that direct writes use for offsets and lengths. */
@@ -34,7 +35,7 @@ const collected = new FinalizationRegistry<undefined>(() => (refused = false));
 /**
  * `count` zero-filled buffers of `size` bytes (a multiple of PAGE_SIZE), each starting on a page
  * boundary where the address space allows (see the module comment), in one allocation that is
- * never resized.
+ * never resized, backed by huge pages where the kernel has them (lib/system/huge-pages.ts).
  */
 export function alignedBuffers(size: number, count: number): Buffer[] {
   const memory = alignedMemory(size, count, false);
@@ -58,13 +59,16 @@ function alignedMemory(size: number, count: number, shared: boolean): ArrayBuffe
       const { buffer } = new WasmMemory({ initial: pages, maximum: pages, shared });
       alignedBackings.add(buffer);
       collected.register(buffer, undefined);
+      adviseHugePages(buffer);
       return buffer;
     } catch (error) {
       if (!(error instanceof RangeError)) throw error;
       refused = true;
     }
   }
-  return shared ? new SharedArrayBuffer(size * count) : new ArrayBuffer(size * count);
+  const memory = shared ? new SharedArrayBuffer(size * count) : new ArrayBuffer(size * count);
+  adviseHugePages(memory);
+  return memory;
 }
 
 /**

@@ -3,6 +3,7 @@
 // The chunks are SharedArrayBuffers, page-aligned where they can be (newChunk): worker threads
 // read them where they lie (the download's digest, the early pass), without a copy.
 import { open } from 'node:fs/promises';
+import { adviseHugePages } from '../system/huge-pages.ts';
 import { addressSpaceUnlimited } from '../system/memory.ts';
 import { isAlignedMemory, PAGE_SIZE, sharedAlignedMemory } from './aligned-memory.ts';
 import { checkRead, type ImageSource } from './image-source.ts';
@@ -39,7 +40,11 @@ let alignedAllowed: boolean | undefined;
  */
 function newChunk(size: number): Buffer {
   const wanted = size >= MIN_ALIGNED_CHUNK && size % PAGE_SIZE === 0 && alignedChunks < MAX_ALIGNED_CHUNKS;
-  if (!wanted || !(alignedAllowed ??= addressSpaceUnlimited())) return Buffer.from(new SharedArrayBuffer(size));
+  if (!wanted || !(alignedAllowed ??= addressSpaceUnlimited())) {
+    const memory = new SharedArrayBuffer(size);
+    adviseHugePages(memory); // as aligned memory is (aligned-memory.ts)
+    return Buffer.from(memory);
+  }
   const memory = sharedAlignedMemory(size, 1);
   if (isAlignedMemory(memory)) {
     alignedChunks++;

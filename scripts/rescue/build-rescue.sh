@@ -4,9 +4,10 @@
 #
 #   bash scripts/rescue/build-rescue.sh [--dist DIR] [--out DIR] [--api-ca FILE]
 #
-# --dist: the agent bundle (byoi.mjs and the chunk-*.mjs and worker-*.mjs beside it); default: `npm run build`'s
-# dist/, rebuilt here. --out (default build/rescue) receives vmlinuz (what a PXE loader boots),
-# vmlinux (the same kernel uncompressed, which QEMU boots faster) and initrd.img. Prints --out.
+# --dist: the agent bundle (byoi.mjs and the chunk-*.mjs, worker-*.mjs and huge-pages.node beside
+# it); default: `npm run build`'s dist/, rebuilt here. --out (default build/rescue) receives vmlinuz
+# (what a PXE loader boots), vmlinux (the same kernel uncompressed, which QEMU boots faster) and
+# initrd.img. Prints --out.
 # --api-ca: the lab's CA (PEM), baked in as /etc/byoi/api-ca.pem: the agent verifies the API's
 # certificate against it unless the kernel command line names another (byoi.ca=).
 #
@@ -108,7 +109,7 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/usr/local/lib/byoi" "$stage/usr/local/bin"
 cp "$node_binary" "$stage/usr/local/bin/node"
-cp "$dist"/*.mjs "$stage/usr/local/lib/byoi/"
+cp "$dist"/*.mjs "$dist"/*.node "$stage/usr/local/lib/byoi/"
 chmod -R u=rwX,go=rX "$stage/usr"
 baked=()
 if [[ -n $api_ca ]]; then

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // A program shaped like the agent, for test/features/build.test.ts: the runtime dependencies the agent
-// bundles (yargs, pino on stderr, got, execa) and a worker thread started the way decoders do.
+// bundles (yargs, pino on stderr, got, execa), a worker thread started the way decoders do, and the
+// native helper (lib/system/huge-pages.ts) loaded from beside the bundle.
 import { Worker } from 'node:worker_threads';
 import got from 'got';
 import { execa } from 'execa';
 import pino from 'pino';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { adviseHugePages } from '../../lib/system/huge-pages.ts';
 
 const argv = await yargs(hideBin(process.argv))
   .option('square', { type: 'number', demandOption: true })
@@ -30,4 +32,5 @@ const squared = await new Promise<number>((resolve, reject) => {
 await worker.terminate();
 
 const echoed = (await execa('echo', ['execa works'])).stdout;
-process.stdout.write(`${JSON.stringify({ squared, echoed, got: typeof got.stream })}\n`);
+const hugePages = adviseHugePages(new SharedArrayBuffer(4 * 1024 * 1024));
+process.stdout.write(`${JSON.stringify({ squared, echoed, got: typeof got.stream, hugePages })}\n`);

@@ -2,6 +2,7 @@
 // with its runtime dependencies inside, lazily imported parts in chunks and worker threads bundled
 // beside it.
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -59,17 +60,23 @@ describe('bundle', () => {
     expect(chunks.some((chunk) => chunk.includes('find-my-way'))).toBe(true);
   });
 
-  it('carries yargs, pino, got and execa, and bundles a worker started by new URL(...ts)', async () => {
+  it('carries yargs, pino, got and execa, bundles a worker started by new URL(...ts), and loads the native helper beside it', async () => {
     const out = join(dir, 'probe');
     const built = await bundle('test/bundle-probe/main.ts', out, 'probe.mjs');
     expect(built.length).toBe(2);
-    expect((await readdir(out)).sort()).toEqual(['probe.mjs', 'worker-test.bundle-probe.square.mjs']);
+    expect((await readdir(out)).sort()).toEqual([
+      'huge-pages.node',
+      'probe.mjs',
+      'worker-test.bundle-probe.square.mjs',
+    ]);
     // Run from the temp dir (outside the checkout): nothing can come from node_modules.
     const { stdout, stderr } = await run(join(out, 'probe.mjs'), ['--square', '12'], {
       cwd: out,
       env: { ...process.env, PATH: `${join(process.execPath, '..')}:${process.env.PATH}` },
     });
-    expect(JSON.parse(stdout)).toEqual({ squared: 144, echoed: 'execa works', got: 'function' });
+    // The kernel takes the advice wherever it has transparent huge pages at all.
+    const hugePages = existsSync('/sys/kernel/mm/transparent_hugepage');
+    expect(JSON.parse(stdout)).toEqual({ squared: 144, echoed: 'execa works', got: 'function', hugePages });
     expect(JSON.parse(stderr.trim())).toMatchObject({ level: 30, probe: true, msg: 'probe started' });
   });
 
