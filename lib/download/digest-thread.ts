@@ -7,6 +7,7 @@
 // which takes the page faults of filling fresh memory off the main thread too.
 import { Worker } from 'node:worker_threads';
 import type { ChecksumType } from '../job.ts';
+import { PAGE_SIZE } from '../source/aligned-memory.ts';
 
 /** Bytes gathered before they are sent: fewer messages, and hash calls of a good size. */
 const BATCH_BYTES = 1024 * 1024;
@@ -32,7 +33,8 @@ parentPort.on('message', (message) => {
       if (!message.prefault) break;
       const { offset, length } = message.prefault;
       const bytes = new Uint8Array(message.buffer);
-      for (let i = Math.floor(offset / 4096) * 4096; i < offset + length; i += 4096) Atomics.compareExchange(bytes, i, 0, 0);
+      const page = workerData.pageSize;
+      for (let i = Math.floor(offset / page) * page; i < offset + length; i += page) Atomics.compareExchange(bytes, i, 0, 0);
       break;
     }
     case 'update': hash.update(new Uint8Array(buffers.get(message.id), message.offset, message.length)); break;
@@ -57,7 +59,7 @@ export class DigestThread {
 
   constructor(type: ChecksumType) {
     this.type = type;
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { type } });
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { type, pageSize: PAGE_SIZE } });
     this.worker.on('error', (error) => (this.failure = error));
     // Idle, it does not keep the process alive; a hex() in flight does.
     this.worker.unref();

@@ -22,8 +22,6 @@ interface WasmMemoryConstructor {
 }
 const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: WasmMemoryConstructor } }).WebAssembly.Memory;
 
-/** Whether the address space is limited: asked once. */
-let limited: boolean | undefined;
 /**
  * Set when the engine refused a memory (short of address space, or a size it never grants: over
  * 4 GiB); cleared when one made here is collected, which may have freed some. A refusal is slow
@@ -53,7 +51,7 @@ export function sharedAlignedMemory(size: number, count: number): SharedArrayBuf
 function alignedMemory(size: number, count: number, shared: boolean): ArrayBufferLike {
   if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0)
     throw new RangeError(`aligned buffer size ${size} is not a multiple of ${PAGE_SIZE}`);
-  if (!refused && !(limited ??= addressSpaceLimited())) {
+  if (!refused && !addressSpaceLimited()) {
     try {
       const pages = Math.ceil((size * count) / WASM_PAGE_SIZE);
       const { buffer } = new WasmMemory({ initial: pages, maximum: pages, shared });

@@ -28,8 +28,6 @@ const MAX_ALIGNED_CHUNKS = 1024;
 const MIN_ALIGNED_CHUNK = 1024 * 1024;
 let alignedChunks = 0;
 const alignedCollected = new FinalizationRegistry<undefined>(() => alignedChunks--);
-/** Whether aligned chunks may be asked for at all: asked once. */
-let alignedAllowed: boolean | undefined;
 
 /**
  * A chunk of shared memory, page-aligned where it can be: a plain image's runs then go to the disk
@@ -40,7 +38,7 @@ let alignedAllowed: boolean | undefined;
  */
 function newChunk(size: number): Buffer {
   const wanted = size >= MIN_ALIGNED_CHUNK && size % PAGE_SIZE === 0 && alignedChunks < MAX_ALIGNED_CHUNKS;
-  if (!wanted || !(alignedAllowed ??= addressSpaceUnlimited())) {
+  if (!wanted || !addressSpaceUnlimited()) {
     const memory = new SharedArrayBuffer(size);
     adviseHugePages(memory); // as aligned memory is (aligned-memory.ts)
     return Buffer.from(memory);

@@ -67,13 +67,19 @@ export function roomForDecoded(
   return Math.max(0, Math.min(beside, available));
 }
 
+/** This process's /proc/self/limits, read once. */
+let ownLimits: string | undefined;
+
 /** /proc/self/limits, or nothing where it cannot be read (not Linux): then read as limited. */
 function processLimits(): string {
-  try {
-    return readFileSync('/proc/self/limits', 'utf8');
-  } catch {
-    return '';
+  if (ownLimits === undefined) {
+    try {
+      ownLimits = readFileSync('/proc/self/limits', 'utf8');
+    } catch {
+      ownLimits = '';
+    }
   }
+  return ownLimits;
 }
 
 /**
