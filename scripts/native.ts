@@ -27,8 +27,15 @@ function nodeApiHeaders(): string {
 /** Compiles native/huge-pages.c into `outFile` (a .node file). */
 export async function buildNative(outFile: string): Promise<void> {
   await mkdir(dirname(outFile), { recursive: true });
-  const flags = ['-O2', '-Wall', '-Wextra', '-Werror', '-shared', '-fPIC'];
-  await promisify(execFile)('cc', [...flags, '-I', nodeApiHeaders(), '-o', outFile, source]);
+  const flags = ['-O2', '-Wall', '-Wextra', '-shared', '-fPIC'];
+  await promisify(execFile)('cc', [...flags, '-I', nodeApiHeaders(), '-o', outFile, source]).catch(
+    (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+      throw new Error(
+        'no C compiler (cc) to build native/huge-pages.c: install gcc and libc6-dev (scripts/setup.sh does)',
+      );
+    },
+  );
 }
 
 if (import.meta.main) {
