@@ -152,7 +152,9 @@ function inflateGrain(source: ImageSource, h: VmdkHeader, segment: Extract<Segme
   const input = source.read(segment.host, segment.size);
   let output: Buffer;
   try {
-    const options = { maxOutputLength: grainBytes, finishFlush: zlib.constants.Z_SYNC_FLUSH };
+    // One output chunk a little larger than a grain: the grain lies in memory of its own (no
+    // second chunk, no concatenation), which `freeGrain` gives back once it is written.
+    const options = { maxOutputLength: grainBytes, chunkSize: grainChunk(h), finishFlush: zlib.constants.Z_SYNC_FLUSH };
     output = isZlibHeader(input) ? zlib.inflateSync(input, options) : zlib.inflateRawSync(input, options);
   } catch (error) {
     throw vmdkBad(
@@ -166,6 +168,23 @@ function inflateGrain(source: ImageSource, h: VmdkHeader, segment: Extract<Segme
     );
   }
   return output.subarray(0, segment.length);
+}
+
+/** The size of the one chunk a grain is inflated into. */
+function grainChunk(h: VmdkHeader): number {
+  return h.grainSize * SECTOR + 64;
+}
+
+/**
+ * Frees a grain's memory now, not when the garbage collector gets to it: malloc then hands the same
+ * memory to the next grain, where fresh memory would cost a page fault every 4 KiB (a grain is
+ * inflated on the main thread). Only a chunk larger than Buffer's pool, so never a slice of it (a
+ * grain of a few sectors is, and freeing the pool would empty every buffer in it), and only the
+ * very chunk zlib allocated.
+ */
+function freeGrain(h: VmdkHeader, grain: Buffer): void {
+  const chunk = grainChunk(h);
+  if (chunk > Buffer.poolSize && grain.buffer.byteLength === chunk) (grain.buffer as ArrayBuffer).transfer(0);
 }
 
 export function openVmdk(source: ImageSource): DiskImage {
@@ -188,9 +207,10 @@ export function openVmdk(source: ImageSource): DiskImage {
 async function* vmdkExtents(source: ImageSource, header: VmdkHeader): AsyncGenerator<Extent> {
   for (const segment of grainSegments(source, header)) {
     if (segment.kind === 'zero') yield { offset: segment.offset, length: segment.length, zero: true };
-    else if (segment.kind === 'compressed')
-      yield { offset: segment.offset, length: segment.length, data: inflateGrain(source, header, segment) };
-    else {
+    else if (segment.kind === 'compressed') {
+      const data = inflateGrain(source, header, segment);
+      yield { offset: segment.offset, length: segment.length, data, release: () => freeGrain(header, data) };
+    } else {
       const data = lendOrRead(source, segment.host, segment.length);
       yield { offset: segment.offset, length: segment.length, data, release: () => source.recycle?.(data) };
     }
