@@ -9,7 +9,7 @@ import { runInNewContext } from 'node:vm';
 import { receiveMessageOnPort, workerData, parentPort, type MessagePort } from 'node:worker_threads';
 import { verifyImage } from '../write/verify.ts';
 import { openImage } from './open.ts';
-import { defaultThreads } from './qcow2.ts';
+import { defaultThreads } from './qcow2-pool.ts';
 import type { ImageSource } from '../source/image-source.ts';
 import type { EarlyCheckData, EarlyCheckReply } from './early-check.ts';
 

@@ -3,11 +3,30 @@
 // itself from the image file when there is one (the main thread only says where), otherwise copied
 // into one transferable buffer; a batch to keep comes back in a slot of the pool's arena
 // (lib/formats/slot-arena.ts), one cluster after another.
+import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE, type Codec } from './qcow2-decompress.ts';
 import type { Slot, SlotArena } from './slot-arena.ts';
 import { decompressionStopped, decompressionWorkerFailed, imageFileChanged, imageFileUnreadable } from '../errors.ts';
+
+/** Compressed batches in flight per worker: keeps the workers busy, and memory bounded. */
+export const BATCHES_PER_WORKER = 4;
+/** Below this many compressed clusters, starting workers costs more than it saves. */
+export const POOL_THRESHOLD = 64;
+/**
+ * Decompressed bytes a pass makes on the calling thread before it starts its workers (unless told
+ * a number of threads): a pass that stops early (the inspect step's reads of a partition table and
+ * a partition's first bytes) never starts them. Starting and stopping two workers cost 0.13-0.45 s
+ * per such read on the bench machine.
+ */
+export const DECODE_HERE_FIRST = 4 * 1024 * 1024;
+
+/** Decompression threads of a full pass: one per core, up to 4; none on a single core. */
+export function defaultThreads(): number {
+  const cores = availableParallelism();
+  return cores > 1 ? Math.min(cores, 4) : 0;
+}
 
 /** A batch that did not decompress: which cluster of it, and why. */
 export interface BatchFailure {

@@ -3,14 +3,21 @@
 //
 // Virtual sizes that are not a multiple of 512 are floored to 512, as qemu does: the partial last
 // sector cannot be read through qemu either, and `qemu-img convert` output has the floored size.
-import { availableParallelism } from 'node:os';
 import * as zlib from 'node:zlib';
 import type { DataExtent, DiskImage, Extent, ExtentShape, ImageInfo } from './types.ts';
 import { lendOrRead, type ImageSource } from '../source/image-source.ts';
 import { parseQcow2Header, type Qcow2Header } from './qcow2-header.ts';
 import { qcow2Segments, validateQcow2Map, type Segment } from './qcow2-map.ts';
 import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE } from './qcow2-decompress.ts';
-import { DecompressPool, type BatchFailure, type DecodedBatch } from './qcow2-pool.ts';
+import {
+  BATCHES_PER_WORKER,
+  DECODE_HERE_FIRST,
+  DecompressPool,
+  defaultThreads,
+  POOL_THRESHOLD,
+  type BatchFailure,
+  type DecodedBatch,
+} from './qcow2-pool.ts';
 import { SlotArena } from './slot-arena.ts';
 import { KeptBatches } from './kept-batches.ts';
 import { PAGE_SIZE } from '../source/aligned-memory.ts';
@@ -48,25 +55,8 @@ const MiB = 1024 * 1024;
 const MAX_RUN = 16 * MiB;
 /** Output of one compressed batch (at least one cluster). */
 const BATCH_BYTES = 1 * MiB;
-/** Compressed batches in flight per worker: keeps the workers busy, and memory bounded. */
-const BATCHES_PER_WORKER = 4;
 /** Segments decoded ahead of the consumer. */
 const MAX_QUEUE = 64;
-/** Below this many compressed clusters, starting workers costs more than it saves. */
-const POOL_THRESHOLD = 64;
-/**
- * Decompressed bytes a pass makes on the calling thread before it starts its workers (unless told
- * a number of threads): a pass that stops early (the inspect step's reads of a partition table and
- * a partition's first bytes) never starts them. Starting and stopping two workers cost 0.13-0.45 s
- * per such read on the bench machine.
- */
-const DECODE_HERE_FIRST = 4 * MiB;
-
-/** Decompression threads of a full pass: one per core, up to 4; none on a single core. */
-export function defaultThreads(): number {
-  const cores = availableParallelism();
-  return cores > 1 ? Math.min(cores, 4) : 0;
-}
 
 /** Where data runs are cut: the source's cheapest read size. */
 function viewSizeOf(source: ImageSource): number {
