@@ -8,8 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
+import { FileSource } from '../../lib/source/file-source.ts';
 import { ByoiError } from '../../lib/errors.ts';
 import { openImage } from '../../lib/formats/open.ts';
+import type { ImageSource } from '../../lib/source/image-source.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { cli } from '../helpers/convert.ts';
 import { decodeToSha256 } from '../helpers/decode.ts';
@@ -126,6 +128,38 @@ describe.skipIf(skipWithout('qemu-img', 'sgdisk'))('OVA', () => {
     const convert = await cli('convert', ova, target);
     expect(convert.code, convert.stderr).toBe(0);
     expect(sha256(target)).toBe(rawSha);
+  });
+
+  it("checks the manifest's digests in memory lent by a file source, each window given back", () => {
+    const file = new FileSource(makeOva(dir, 'lent', [stream]));
+    try {
+      const lent = new Set<Buffer>();
+      let freshBytes = 0;
+      const counting: ImageSource = {
+        size: file.size,
+        chunkSize: file.chunkSize,
+        read: (offset, length) => {
+          freshBytes += length;
+          return file.read(offset, length);
+        },
+        lend: (offset, length) => {
+          const bytes = file.lend(offset, length);
+          lent.add(bytes);
+          return bytes;
+        },
+        recycle: (bytes) => {
+          lent.delete(bytes);
+          file.recycle(bytes);
+        },
+      };
+      const image = openImage(counting, 'ova');
+      expect(image.info.features.manifest).toBe('verified');
+      expect(lent.size).toBe(0);
+      // The disk's bytes (5 MiB of data, ~0.3 MiB as a stream) went through lends, not fresh reads.
+      expect(freshBytes).toBeLessThan(64 * 1024);
+    } finally {
+      file.close();
+    }
   });
 
   it('refuses a manifest that lies, naming the file', () => {
