@@ -1,12 +1,16 @@
-// Decompressed batches a qcow2 dry pass keeps for the writing pass, so that the write does not
-// decompress them again. The pass may run on another thread than the write (the deployment's early
+// Decompressed batches a dry pass (qcow2's, a VMDK's) keeps for the writing pass, so that the write
+// does not decompress them again. The pass may run on another thread than the write (the deployment's early
 // pass, lib/formats/early-check.ts): batches in shared memory are handed over to it.
-import type { Segment } from './qcow2-map.ts';
 import type { DecodedBatch } from './qcow2-pool.ts';
 import type { HandedBatch, SharedPiece } from './types.ts';
 import { isAlignedMemory, trustAligned } from '../source/aligned-memory.ts';
 
-type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
+/** A batch's guest range, and its clusters (qcow2's, or a VMDK's grains), each of clusterSize bytes. */
+interface BatchRange {
+  readonly offset: number;
+  readonly length: number;
+  readonly clusters: readonly unknown[];
+}
 
 /** A kept batch and the guest range it decodes. */
 interface Kept {
@@ -43,7 +47,7 @@ export class KeptBatches {
   }
 
   /** Whether the dry pass keeps this batch, asked once per batch in guest order. */
-  wants(segment: CompressedSegment): boolean {
+  wants(segment: BatchRange): boolean {
     const bytes = segment.clusters.length * this.clusterSize;
     this.seen += bytes;
     // The budget bounds the memory held, a whole slot a batch: counting only the clusters, a
@@ -55,12 +59,12 @@ export class KeptBatches {
     return true;
   }
 
-  put(segment: CompressedSegment, batch: DecodedBatch): void {
+  put(segment: BatchRange, batch: DecodedBatch): void {
     this.batches.set(segment.offset, { length: segment.length, batch });
   }
 
   /** The batch kept for exactly this segment, once; a batch kept for another range is dropped. */
-  take(segment: CompressedSegment): DecodedBatch | undefined {
+  take(segment: BatchRange): DecodedBatch | undefined {
     const kept = this.batches.get(segment.offset);
     this.batches.delete(segment.offset);
     if (kept?.length === segment.length) return kept.batch;

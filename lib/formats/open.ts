@@ -23,7 +23,7 @@ function isSparseVmdk(source: ImageSource): boolean {
   return source.size >= 4 && source.read(0, 4).toString('latin1') === 'KDMV';
 }
 
-/** `options` apply to a qcow2 image (threads, decoded clusters kept between passes). */
+/** `options` apply to a qcow2 image (threads, decoded clusters kept between passes), threads and `lean` to a VMDK. */
 export function openImage(source: ImageSource, type: ImageFormat, options: Qcow2Options = {}): DiskImage {
   if (source.size === 0) throw emptyImage();
   const detected = detectFormat(source);
@@ -38,14 +38,14 @@ export function openImage(source: ImageSource, type: ImageFormat, options: Qcow2
       if (detected.format !== 'vmdk')
         throw imageFormatMismatch(formatName(detected.format), 'vmdk', detected.description);
       if (!isSparseVmdk(source)) throw vmdkNotOneFile(detected.description);
-      return openVmdk(source);
+      return openVmdk(source, options);
     case 'ova':
       if (detected.format !== 'tar')
         throw imageFormatMismatch(formatName(detected.format), 'ova', detected.description);
       return openOva(source, options);
     case 'auto':
       if (detected.format === 'qcow2') return openQcow2(source, options);
-      if (isSparseVmdk(source)) return openVmdk(source);
+      if (isSparseVmdk(source)) return openVmdk(source, options);
       if (detected.format === 'vmdk') throw vmdkNotOneFile(detected.description);
       if (detected.format === 'tar') return openOva(source, options);
       if (notConvertible.has(detected.format)) throw unsupportedImageFormat(detected.format, detected.description);

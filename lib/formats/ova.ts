@@ -68,7 +68,7 @@ function verifyManifest(
 function openDisk(disk: ImageSource, href: string, options: Qcow2Options): DiskImage {
   const detected = detectFormat(disk);
   if (detected.format === 'vmdk' && disk.size >= 4 && disk.read(0, 4).toString('latin1') === 'KDMV')
-    return openVmdk(disk);
+    return openVmdk(disk, options);
   if (detected.format === 'qcow2') return openQcow2(disk, options);
   if (detected.format === 'gpt' || detected.format === 'mbr') return openRaw(disk);
   throw ovaUnsupported(

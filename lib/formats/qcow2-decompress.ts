@@ -1,4 +1,4 @@
-// One compressed qcow2 cluster to exactly one cluster of bytes.
+// One compressed qcow2 cluster (or VMDK grain) to exactly one cluster of bytes.
 //
 // `decompressCluster` and `decompressBatch` are self-contained on purpose (they use only their
 // arguments, no imports or outer names): the worker pool runs the very same functions in worker
@@ -12,7 +12,8 @@
 export const OWN_BUFFER_CLUSTER_SIZE = 65536;
 import type * as Zlib from 'node:zlib';
 
-export type Codec = 'zlib' | 'zstd';
+/** qcow2's codecs, and `deflate`: a VMDK grain. */
+export type Codec = 'zlib' | 'zstd' | 'deflate';
 
 /**
  * Decompresses `input` (the sector-rounded bytes qemu stored, trailing garbage included) into
@@ -24,6 +25,8 @@ export type Codec = 'zlib' | 'zstd';
  *   cluster of thousands of empty frames would cost seconds to decode (an image made to be slow).
  *   Node's zstd rejects trailing bytes, so frame boundaries are found by walking the frame and
  *   block headers (RFC 8878 section 3.1.1).
+ * - deflate: a VMDK grain, a zlib stream (RFC 1950: CM 8 and a header check) or raw deflate, with
+ *   a full window. qemu and VMware write the former; the latter is taken as lib/formats/vmdk.ts does.
  * One flat function with no inner named functions: a bundler's keep-names mode would wrap those in
  * a helper that the worker's copy of this source does not have.
  */
@@ -44,6 +47,16 @@ export function decompressCluster(
         finishFlush: zlib.constants.Z_SYNC_FLUSH,
       });
       return out.length === clusterSize ? out : `it decompresses to ${out.length} bytes`;
+    }
+    if (codec === 'deflate') {
+      const options = {
+        chunkSize: clusterSize + 64,
+        maxOutputLength: clusterSize,
+        finishFlush: zlib.constants.Z_SYNC_FLUSH,
+      };
+      const wrapped = input.length >= 2 && (input[0]! & 0x0f) === 8 && (input[0]! * 256 + input[1]!) % 31 === 0;
+      const out = wrapped ? zlib.inflateSync(input, options) : zlib.inflateRawSync(input, options);
+      return out.length === clusterSize ? out : `it inflates to ${out.length} bytes`;
     }
     const view = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
     const parts: Buffer[] = [];

@@ -1,193 +1,93 @@
 // A VMDK hosted sparse extent as a DiskImage: monolithicSparse (grains stored as they are) and
 // streamOptimized (deflate grains behind markers, as OVAs carry them). Grains are found through
 // the grain directory and tables, as qemu reads them: a stream whose directory is at its end is
-// read through its footer. Every table, marker and grain is checked against the file when the
-// image is opened; only the deflate data is checked later, as it is inflated.
+// read through its footer (lib/formats/vmdk-map.ts). Every table, marker and grain is checked
+// against the file when the image is opened; only the deflate data is checked later, as it is
+// inflated: on worker threads (the qcow2 decoder's pool) once a pass has inflated DECODE_HERE_FIRST
+// bytes here, in batches of consecutive whole grains, while this thread hands on extents in order.
+// As qcow2's, a dry pass may keep batches for the writing pass, and leaves it its workers.
 import * as zlib from 'node:zlib';
 import { vmdkBad } from '../errors.ts';
 import { parseVmdkHeader, SECTOR, type VmdkHeader } from './vmdk-header.ts';
-import type { DiskImage, Extent, ImageInfo } from './types.ts';
+import { grainSegments, hex, type Segment, type Stats } from './vmdk-map.ts';
+import { decompressCluster } from './qcow2-decompress.ts';
+import {
+  BATCHES_PER_WORKER,
+  DECODE_HERE_FIRST,
+  DecompressPool,
+  defaultThreads,
+  POOL_THRESHOLD,
+  type DecodedBatch,
+} from './qcow2-pool.ts';
+import { SlotArena } from './slot-arena.ts';
+import { KeptBatches } from './kept-batches.ts';
+import { PAGE_SIZE } from '../source/aligned-memory.ts';
+import type { DiskImage, Extent, ExtentShape, ImageInfo } from './types.ts';
 import { lendOrRead, type ImageSource } from '../source/image-source.ts';
 
-/** Longest run of contiguous stored grains or zeros handed on as one extent. */
-const MAX_RUN = 16 * 1024 * 1024;
-/** A compressed grain's marker: lba (u64) and size (u32), then the data. */
-const MARKER = 12;
-
-type Segment =
-  | { readonly kind: 'zero'; readonly offset: number; readonly length: number }
-  | { readonly kind: 'plain'; readonly offset: number; readonly length: number; readonly host: number }
-  | {
-      readonly kind: 'compressed';
-      readonly offset: number;
-      readonly length: number;
-      readonly host: number;
-      readonly size: number;
-    };
-
-interface Stats {
-  allocatedBytes: number;
-  compressedGrains: number;
+export interface VmdkOptions {
+  /**
+   * Worker threads that inflate grains: 0 inflates them on the calling thread. Default: as qcow2's
+   * (one per core up to 4, where there are enough compressed grains), started after
+   * DECODE_HERE_FIRST; a number given starts that many at a pass's first batch.
+   */
+  readonly threads?: number;
+  /** Inflate with less memory at some CPU (DecompressPool's `lean`). */
+  readonly lean?: boolean;
+  /** Bytes of inflated grains the dry pass (`check()`) may keep for the next `extents()` (qcow2's `keepDecoded`). */
+  readonly keepDecoded?: number;
 }
 
-const hex = (value: number): string => `0x${value.toString(16)}`;
-
+/** Inflated bytes of one batch sent to a worker (at least one grain). */
+const BATCH_BYTES = 1024 * 1024;
+/** Segments and batches decoded ahead of the consumer. */
+const MAX_QUEUE = 64;
 /**
- * Guest grains in order, as segments; zero and contiguous stored grains merged up to MAX_RUN, stored
- * ones only within one block of the source's chunk size.
+ * Bytes between two grains that still make one read of a batch: a grain's data ends inside a
+ * sector, and the next grain's marker (12 bytes) follows at the next sector.
  */
-function* grainSegments(source: ImageSource, h: VmdkHeader, stats?: Stats): Generator<Segment> {
-  const grainBytes = h.grainSize * SECTOR;
-  const size = h.capacity * SECTOR;
-  const directory = source.read(h.gdOffset, h.gdEntries * 4);
-  const tablesSeen = new Set<number>();
-  // A merged stored run stays within one block of the source's cheapest read size, so it is no
-  // longer than what a file source lends (a lone grain may straddle two: grains are at most 2 MiB).
-  const view = source.chunkSize ?? MAX_RUN;
-  const sameView = (from: number, to: number): boolean => Math.floor(from / view) === Math.floor((to - 1) / view);
-  let pending: Segment | undefined;
-  const push = function* (next: Segment): Generator<Segment> {
-    if (pending && pending.offset + pending.length === next.offset && pending.length + next.length <= MAX_RUN) {
-      if (pending.kind === 'zero' && next.kind === 'zero') {
-        pending = { ...pending, length: pending.length + next.length };
-        return;
-      }
-      if (
-        pending.kind === 'plain' &&
-        next.kind === 'plain' &&
-        pending.host + pending.length === next.host &&
-        sameView(pending.host, next.host + next.length)
-      ) {
-        pending = { ...pending, length: pending.length + next.length };
-        return;
-      }
-    }
-    if (pending) yield pending;
-    pending = next;
-  };
-  for (let d = 0; d < h.gdEntries; d++) {
-    const tableStart = d * h.gtEntries * grainBytes;
-    const tableEnd = Math.min(size, tableStart + h.gtEntries * grainBytes);
-    const tableSector = directory.readUInt32LE(d * 4);
-    if (tableSector === 0) {
-      yield* push({ kind: 'zero', offset: tableStart, length: tableEnd - tableStart });
-      continue;
-    }
-    const tableOffset = tableSector * SECTOR;
-    if (tableOffset + h.gtEntries * 4 > source.size)
-      throw vmdkBad(
-        `grain table ${d} at offset ${hex(tableOffset)} is beyond the end of the file (${source.size} bytes)`,
-      );
-    // Two directory entries sharing a table would make the work grow with the capacity, not the file.
-    if (tablesSeen.has(tableOffset))
-      throw vmdkBad(`grain table ${d} at offset ${hex(tableOffset)} is shared with another directory entry`);
-    tablesSeen.add(tableOffset);
-    const table = source.read(tableOffset, h.gtEntries * 4);
-    for (let t = 0; t < h.gtEntries; t++) {
-      const offset = tableStart + t * grainBytes;
-      if (offset >= size) break;
-      const length = Math.min(grainBytes, size - offset);
-      const entry = table.readUInt32LE(t * 4);
-      if (entry === 0 || (entry === 1 && h.zeroedGrainEntries)) {
-        yield* push({ kind: 'zero', offset, length });
-        continue;
-      }
-      const host = entry * SECTOR;
-      if (!h.compressed) {
-        if (host + length > source.size)
-          throw vmdkBad(
-            `the grain of guest offset ${hex(offset)} at file offset ${hex(host)} is beyond the end of the file (${source.size} bytes)`,
-          );
-        if (stats) stats.allocatedBytes += length;
-        yield* push({ kind: 'plain', offset, length, host });
-        continue;
-      }
-      yield* push(compressedGrain(source, h, offset, length, host));
-      if (stats) {
-        stats.allocatedBytes += length;
-        stats.compressedGrains++;
-      }
-    }
-  }
-  if (pending) yield pending;
+const MAX_GAP = 2 * SECTOR;
+
+type CompressedSegment = Extract<Segment, { kind: 'compressed' }>;
+
+/** Consecutive whole grains, inflated by one worker. */
+interface GrainBatch {
+  readonly kind: 'batch';
+  readonly offset: number;
+  length: number;
+  /** The grains, in guest order (clusters, as KeptBatches counts them). */
+  readonly clusters: CompressedSegment[];
 }
 
-function compressedGrain(source: ImageSource, h: VmdkHeader, offset: number, length: number, host: number): Segment {
-  const grainBytes = h.grainSize * SECTOR;
-  if (!h.markers) {
-    // No marker: the deflate data starts at the entry and is at most two grains long (qemu's bound).
-    if (host >= source.size)
-      throw vmdkBad(
-        `the grain of guest offset ${hex(offset)} at file offset ${hex(host)} is beyond the end of the file (${source.size} bytes)`,
-      );
-    return { kind: 'compressed', offset, length, host, size: Math.min(2 * grainBytes, source.size - host) };
-  }
-  if (host + MARKER > source.size)
-    throw vmdkBad(
-      `the grain marker of guest offset ${hex(offset)} at file offset ${hex(host)} is beyond the end of the file (${source.size} bytes)`,
-    );
-  const marker = source.read(host, MARKER);
-  const lba = marker.readBigUInt64LE(0);
-  const size = marker.readUInt32LE(8);
-  if (lba !== BigInt(offset / SECTOR))
-    throw vmdkBad(
-      `the grain marker at file offset ${hex(host)} is for sector ${lba}, not for guest offset ${hex(offset)} (sector ${offset / SECTOR})`,
-    );
-  if (size === 0 || size > 2 * grainBytes)
-    throw vmdkBad(
-      `the grain of guest offset ${hex(offset)} claims ${size} bytes of deflate data (1 to ${2 * grainBytes} allowed)`,
-    );
-  if (host + MARKER + size > source.size)
-    throw vmdkBad(`the grain of guest offset ${hex(offset)} runs past the end of the file (${source.size} bytes)`);
-  return { kind: 'compressed', offset, length, host: host + MARKER, size };
+/** What a pass makes of the image: extents with their bytes, or only their shapes (a dry pass). */
+interface Output<T> {
+  /** true: the writing pass (takes kept batches); false: the dry pass (keeps those it has room for). */
+  readonly writing: boolean;
+  segment(source: ImageSource, header: VmdkHeader, segment: Segment): T;
+  batch(batch: GrainBatch, decoded: DecodedBatch): T;
 }
 
-/** A zlib stream (RFC 1950) starts with a CM=8 byte and a header check; otherwise raw deflate. */
-function isZlibHeader(bytes: Buffer): boolean {
-  return bytes.length >= 2 && (bytes[0]! & 0x0f) === 8 && (bytes[0]! * 256 + bytes[1]!) % 31 === 0;
-}
+const extentsOutput: Output<Extent> = {
+  writing: true,
+  segment: segmentExtent,
+  batch: (batch, { pieces, release }) => ({
+    offset: batch.offset,
+    length: batch.length,
+    data: pieces[0]!.subarray(0, batch.length),
+    ...(release && { release }),
+  }),
+};
 
-function inflateGrain(source: ImageSource, h: VmdkHeader, segment: Extract<Segment, { kind: 'compressed' }>): Buffer {
-  const grainBytes = h.grainSize * SECTOR;
-  const input = source.read(segment.host, segment.size);
-  let output: Buffer;
-  try {
-    // One output chunk a little larger than a grain: the grain lies in memory of its own (no
-    // second chunk, no concatenation), which `freeGrain` gives back once it is written.
-    const options = { maxOutputLength: grainBytes, chunkSize: grainChunk(h), finishFlush: zlib.constants.Z_SYNC_FLUSH };
-    output = isZlibHeader(input) ? zlib.inflateSync(input, options) : zlib.inflateRawSync(input, options);
-  } catch (error) {
-    throw vmdkBad(
-      `the deflate data of guest offset ${hex(segment.offset)} does not inflate to one grain (${grainBytes} bytes): ${(error as Error).message}`,
-    );
-  }
-  // A whole grain, or for the last grain of a capacity that is not a multiple of it, what is left.
-  if (output.length !== grainBytes && output.length !== segment.length) {
-    throw vmdkBad(
-      `the deflate data of guest offset ${hex(segment.offset)} inflates to ${output.length} bytes, not one grain (${grainBytes} bytes)`,
-    );
-  }
-  return output.subarray(0, segment.length);
-}
+const shapesOutput: Output<ExtentShape> = {
+  writing: false,
+  segment: (source, header, segment) => {
+    if (segment.kind === 'compressed') freeGrain(header, inflateGrain(source, header, segment));
+    return { offset: segment.offset, length: segment.length, zero: segment.kind === 'zero' };
+  },
+  batch: (batch) => ({ offset: batch.offset, length: batch.length, zero: false }),
+};
 
-/** The size of the one chunk a grain is inflated into. */
-function grainChunk(h: VmdkHeader): number {
-  return h.grainSize * SECTOR + 64;
-}
-
-/**
- * Frees a grain's memory now, not when the garbage collector gets to it: malloc then hands the same
- * memory to the next grain, where fresh memory would cost a page fault every 4 KiB (a grain is
- * inflated on the main thread). Only a chunk larger than Buffer's pool, so never a slice of it (a
- * grain of a few sectors is, and freeing the pool would empty every buffer in it), and only the
- * very chunk zlib allocated.
- */
-function freeGrain(h: VmdkHeader, grain: Buffer): void {
-  const chunk = grainChunk(h);
-  if (chunk > Buffer.poolSize && grain.buffer.byteLength === chunk) (grain.buffer as ArrayBuffer).transfer(0);
-}
-
-export function openVmdk(source: ImageSource): DiskImage {
+export function openVmdk(source: ImageSource, options: VmdkOptions = {}): DiskImage {
   const header = parseVmdkHeader(source);
   const stats: Stats = { allocatedBytes: 0, compressedGrains: 0 };
   // Every table and marker is walked now, so that a refusal comes before the first extent.
@@ -201,18 +101,217 @@ export function openVmdk(source: ImageSource): DiskImage {
     ...(header.compressed && { compression: 'zlib' as const }),
     features: { createType: header.createType, version: header.version, compressedGrains: stats.compressedGrains },
   };
-  return { info, extents: () => vmdkExtents(source, header) };
+  const wanted = options.threads ?? (stats.compressedGrains >= POOL_THRESHOLD ? defaultThreads() : 0);
+  const grainBytes = header.grainSize * SECTOR;
+  const perBatch = Math.max(1, Math.floor(BATCH_BYTES / grainBytes));
+  const slotSize = Math.ceil((perBatch * grainBytes) / PAGE_SIZE) * PAGE_SIZE;
+  const pass: PassSettings = {
+    threads: stats.compressedGrains === 0 ? 0 : Math.max(0, Math.floor(wanted)),
+    startAfter: options.threads === undefined ? DECODE_HERE_FIRST : 0,
+    lean: options.lean ?? false,
+    perBatch,
+    arena: new SlotArena(slotSize),
+    kept: new KeptBatches(options.keepDecoded ?? 0, grainBytes, stats.compressedGrains, slotSize),
+    spare: {},
+  };
+  return {
+    info,
+    extents: () => decodeGrains(source, header, pass, extentsOutput),
+    check: () => decodeGrains(source, header, pass, shapesOutput),
+  };
 }
 
-async function* vmdkExtents(source: ImageSource, header: VmdkHeader): AsyncGenerator<Extent> {
-  for (const segment of grainSegments(source, header)) {
-    if (segment.kind === 'zero') yield { offset: segment.offset, length: segment.length, zero: true };
-    else if (segment.kind === 'compressed') {
-      const data = inflateGrain(source, header, segment);
-      yield { offset: segment.offset, length: segment.length, data, release: () => freeGrain(header, data) };
-    } else {
-      const data = lendOrRead(source, segment.host, segment.length);
-      yield { offset: segment.offset, length: segment.length, data, release: () => source.recycle?.(data) };
-    }
+/** An image's passes: how they inflate, and what they share (slots, kept batches, workers). */
+interface PassSettings {
+  readonly threads: number;
+  /** Bytes inflated here before the workers start. */
+  readonly startAfter: number;
+  readonly lean: boolean;
+  /** Grains in a batch, at most. */
+  readonly perBatch: number;
+  /** Where the workers put batches (kept ones too, until the writing pass writes them). */
+  readonly arena: SlotArena;
+  readonly kept: KeptBatches;
+  /** A finished dry pass's workers, for the writing pass that follows it (each is an isolate to start). */
+  readonly spare: { pool?: DecompressPool };
+}
+
+async function* decodeGrains<T>(
+  source: ImageSource,
+  header: VmdkHeader,
+  pass: PassSettings,
+  output: Output<T>,
+): AsyncGenerator<T> {
+  const grainBytes = header.grainSize * SECTOR;
+  // Batches start at the same grains in every pass, so that the writing pass finds the kept ones.
+  const items = batched(grainSegments(source, header), grainBytes, pass.perBatch);
+  // A dry pass's workers, still there: this pass uses them from its first batch.
+  const left = pass.spare.pool?.usable ? pass.spare.pool : undefined;
+  if (pass.spare.pool && !left) await pass.spare.pool.close();
+  pass.spare.pool = undefined;
+  let inflatedHere = 0;
+  while (!left && (pass.threads === 0 || inflatedHere < pass.startAfter)) {
+    const next = items.next();
+    if (next.done) return;
+    const item = next.value;
+    if (item.kind === 'compressed' || item.kind === 'batch') inflatedHere += item.length;
+    if (item.kind !== 'batch') yield output.segment(source, header, item);
+    else for (const grain of item.clusters) yield output.segment(source, header, grain);
   }
+  let pool = left;
+  pool?.resume();
+  const started = (): DecompressPool =>
+    (pool ??= new DecompressPool('deflate', grainBytes, pass.threads, pass.arena, { lean: pass.lean }));
+  let finished = false;
+  try {
+    // Segments wait in the queue as they are (a stored grain is read when due); batches as the
+    // worker's promise, or as kept. Extents come out in guest order.
+    const queue: ({ segment: Segment } | { kept: T } | Promise<T>)[] = [];
+    let inFlight = 0;
+    const due = async (head: { segment: Segment } | { kept: T } | Promise<T>): Promise<T> => {
+      if (head instanceof Promise) {
+        inFlight--;
+        return await head;
+      }
+      return 'kept' in head ? head.kept : output.segment(source, header, head.segment);
+    };
+    for (const item of items) {
+      if (item.kind !== 'batch') queue.push({ segment: item });
+      else {
+        const kept = output.writing ? pass.kept.take(item) : undefined;
+        if (kept) queue.push({ kept: output.batch(item, kept) });
+        else {
+          const keep = output.writing || pass.kept.wants(item);
+          inFlight++;
+          const decoded = toPool(started(), source, item, keep).then((result) => {
+            if ('index' in result)
+              throw grainRefusal(item.offset + result.index * grainBytes, grainBytes, result.reason);
+            if (!output.writing && keep) pass.kept.put(item, result);
+            return output.batch(item, result);
+          });
+          decoded.catch(() => {}); // a rejection is rethrown where the batch is awaited, in order
+          queue.push(decoded);
+        }
+      }
+      while (queue.length >= MAX_QUEUE || inFlight >= pass.threads * BATCHES_PER_WORKER)
+        yield await due(queue.shift()!);
+    }
+    while (queue.length > 0) yield await due(queue.shift()!);
+    finished = true;
+  } finally {
+    // A dry pass that ran to its end leaves its workers for the writing pass; any other ends them.
+    if (finished && !output.writing && pool?.usable) {
+      pool.idle();
+      pass.spare.pool = pool;
+    } else await pool?.close();
+  }
+}
+
+/** The walk's whole compressed grains gathered into batches; every other segment as it is. */
+function* batched(walk: Iterable<Segment>, grainBytes: number, perBatch: number): Generator<Segment | GrainBatch> {
+  let batch: GrainBatch | undefined;
+  for (const segment of walk) {
+    if (segment.kind === 'compressed' && segment.length === grainBytes) {
+      if (batch && batch.clusters.length < perBatch && batch.offset + batch.length === segment.offset) {
+        batch.clusters.push(segment);
+        batch.length += segment.length;
+        continue;
+      }
+      if (batch) yield batch;
+      batch = {
+        kind: 'batch',
+        offset: segment.offset,
+        length: segment.length,
+        clusters: [segment],
+      };
+      continue;
+    }
+    if (batch) yield batch;
+    batch = undefined;
+    yield segment;
+  }
+  if (batch) yield batch;
+}
+
+/**
+ * The file range a batch's grains fill, one after another with at most MAX_GAP bytes between them
+ * (as streams lay them out), else undefined.
+ */
+function spanOf(batch: GrainBatch): { start: number; end: number } | undefined {
+  const start = batch.clusters[0]!.host;
+  let end = start;
+  for (const { host, size } of batch.clusters) {
+    if (host < end || host - end > MAX_GAP) return undefined;
+    end = host + size;
+  }
+  return { start, end };
+}
+
+/**
+ * Sends a batch to the pool: read by the worker itself from the file when the source has one and
+ * the grains lie together; otherwise read (or lent) here, in one read where they lie together.
+ */
+function toPool(pool: DecompressPool, source: ImageSource, batch: GrainBatch, keep: boolean) {
+  const span = spanOf(batch);
+  const fd = source.descriptor;
+  if (span && fd !== undefined) {
+    const bounds = batch.clusters.flatMap(({ host, size }) => [host - span.start, size]);
+    return pool.decompressSpan({ fd }, span.start, span.end - span.start, bounds, keep);
+  }
+  if (!span)
+    return pool.decompress(
+      batch.clusters.map(({ host, size }) => source.read(host, size)),
+      keep,
+    );
+  const bytes = lendOrRead(source, span.start, span.end - span.start);
+  try {
+    const inputs = batch.clusters.map(({ host, size }) => bytes.subarray(host - span.start, host - span.start + size));
+    return pool.decompress(inputs, keep); // copies the inputs before it returns
+  } finally {
+    source.recycle?.(bytes);
+  }
+}
+
+function grainRefusal(offset: number, grainBytes: number, reason: string): Error {
+  return vmdkBad(
+    `the deflate data of guest offset ${hex(offset)} does not inflate to one grain (${grainBytes} bytes): ${reason}`,
+  );
+}
+
+/**
+ * A grain inflated here. The last grain of a capacity that is not a multiple of the grain size may
+ * inflate to a whole grain or to what is left of the capacity (qemu writes the latter).
+ */
+function inflateGrain(source: ImageSource, h: VmdkHeader, segment: CompressedSegment): Buffer {
+  const grainBytes = h.grainSize * SECTOR;
+  const input = source.read(segment.host, segment.size);
+  const partial = segment.length < grainBytes ? decompressCluster(zlib, 'deflate', input, segment.length) : undefined;
+  if (partial instanceof Buffer) return partial;
+  const grain = decompressCluster(zlib, 'deflate', input, grainBytes);
+  if (typeof grain === 'string') throw grainRefusal(segment.offset, grainBytes, grain);
+  return grain.subarray(0, segment.length);
+}
+
+/**
+ * Frees a grain's memory now, not when the garbage collector gets to it: malloc then hands the same
+ * memory to the next grain, where fresh memory would cost a page fault every 4 KiB. Only the very
+ * chunk zlib allocated for a whole grain (decompressCluster's chunk: a grain and 64 bytes), and
+ * only one larger than Buffer's pool, so never a slice of it (a grain of a few sectors is, and
+ * freeing the pool would empty every buffer in it).
+ */
+function freeGrain(h: VmdkHeader, grain: Buffer): void {
+  const chunk = h.grainSize * SECTOR + 64;
+  if (chunk > Buffer.poolSize && grain.buffer.byteLength === chunk) (grain.buffer as ArrayBuffer).transfer(0);
+}
+
+/** A segment's extent on this thread: zeros, stored grains read when due, or a grain inflated here. */
+function segmentExtent(source: ImageSource, header: VmdkHeader, segment: Segment): Extent {
+  const { offset, length } = segment;
+  if (segment.kind === 'zero') return { offset, length, zero: true };
+  if (segment.kind === 'compressed') {
+    const data = inflateGrain(source, header, segment);
+    return { offset, length, data, release: () => freeGrain(header, data) };
+  }
+  const data = lendOrRead(source, segment.host, length);
+  return { offset, length, data, release: () => source.recycle?.(data) };
 }

@@ -10,6 +10,8 @@ import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 import { ByoiError } from '../../lib/errors.ts';
 import { openImage } from '../../lib/formats/open.ts';
 import { openVmdk } from '../../lib/formats/vmdk.ts';
+import { FileSource } from '../../lib/source/file-source.ts';
+import type { ImageSource } from '../../lib/source/image-source.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { decodeToSha256 } from '../helpers/decode.ts';
 import { makeSmallDisk, makeVmdk, qemuRaw, toFooterLayout } from '../helpers/vmdk-fixtures.ts';
@@ -38,6 +40,20 @@ function refusal(bytes: Buffer): string {
   throw new Error('the image was not refused');
 }
 
+async function drain(shapes: AsyncIterable<unknown>): Promise<void> {
+  for await (const _shape of shapes);
+}
+
+async function refusalWhileDecoding(image: ReturnType<typeof openVmdk>): Promise<ByoiError> {
+  const error = await decodeToSha256(image).then(
+    () => undefined,
+    (failure: unknown) => failure,
+  );
+  expect(error).toBeInstanceOf(ByoiError);
+  expect((error as ByoiError).kind).toBe('refused-image');
+  return error as ByoiError;
+}
+
 describe.skipIf(skipWithout('qemu-img'))('VMDK', () => {
   beforeAll(() => {
     assertCapable('qemu-img');
@@ -57,6 +73,73 @@ describe.skipIf(skipWithout('qemu-img'))('VMDK', () => {
     expect(image.info.virtualSize).toBe(5 * 1024 * 1024 + 1536);
     const reference = qemuRaw(file, join(dir, `${name}.reference.raw`));
     expect((await decodeToSha256(image)).sha256).toBe(sha256(reference));
+  });
+
+  it.each(['stream', 'sparse', 'footer'])(
+    '%s on worker threads, from RAM and from the file: byte for byte as qemu-img, the dry pass too',
+    async (name) => {
+      const file = files[name]!;
+      const reference = sha256(qemuRaw(file, join(dir, `${name}.threads.raw`)));
+      const fromFile = new FileSource(file);
+      try {
+        for (const source of [sourceOf(readFileSync(file)), fromFile]) {
+          const image = openVmdk(source, { threads: 2 });
+          const lengths: number[] = [];
+          const decoded = await decodeToSha256(image, (extent) => {
+            lengths.push(extent.length);
+            extent.release?.(); // a batch's slot goes back to be filled again
+          });
+          expect(decoded.sha256).toBe(reference);
+          // Grains inflated here come one per extent; a worker's batch of them as one.
+          if (image.info.compression) expect(Math.max(...lengths)).toBeGreaterThan(65536);
+          let shaped = 0;
+          for await (const shape of image.check!()) shaped += shape.length;
+          expect(shaped).toBe(image.info.virtualSize);
+        }
+      } finally {
+        fromFile.close();
+      }
+    },
+  );
+
+  it('writes what the dry pass kept without reading or inflating it again', async () => {
+    const bytes = readFileSync(files.stream!);
+    const reference = sha256(qemuRaw(files.stream!, join(dir, 'kept.reference.raw')));
+    for (const keepDecoded of [0, 64 * 1024 * 1024]) {
+      const inner = sourceOf(bytes);
+      let largestRead = 0;
+      const source: ImageSource = {
+        size: inner.size,
+        read: (offset, length) => {
+          largestRead = Math.max(largestRead, length);
+          return inner.read(offset, length);
+        },
+      };
+      const image = openVmdk(source, { threads: 2, keepDecoded });
+      await drain(image.check!());
+      largestRead = 0;
+      expect((await decodeToSha256(image)).sha256).toBe(reference);
+      // Markers and tables are read again (12 and 2048 bytes); a grain's deflate data only if not kept.
+      if (keepDecoded) expect(largestRead).toBeLessThanOrEqual(2048);
+      else expect(largestRead).toBeGreaterThan(2048);
+    }
+  });
+
+  it('refuses a grain that does not inflate on worker threads with the sentence it has here, in both passes', async () => {
+    const bytes = Buffer.from(readFileSync(files.stream!));
+    const gd = Number(bytes.readBigUInt64LE(56)) * 512;
+    const gt = bytes.readUInt32LE(gd) * 512;
+    // The second grain of the run of grains from 100 KiB: inside a batch, not its first.
+    const grain = bytes.readUInt32LE(gt + 4 * 2) * 512;
+    expect(grain).toBeGreaterThan(0);
+    bytes.fill(0x41, grain + 14, grain + 40);
+    const sentence = (await refusalWhileDecoding(openVmdk(sourceOf(bytes), { threads: 0 }))).message;
+    expect(sentence).toMatch(
+      /^Bad VMDK image: the deflate data of guest offset 0x20000 does not inflate to one grain \(65536 bytes\): /,
+    );
+    const image = openVmdk(sourceOf(bytes), { threads: 2 });
+    expect((await refusalWhileDecoding(image)).message).toBe(sentence);
+    await expect(drain(image.check!())).rejects.toThrow(sentence);
   });
 
   it("gives a compressed grain's memory back once released, and only then", async () => {
