@@ -1,5 +1,6 @@
 // What distributions and appliances publish, converted onto a loop device: an OVA holding a
-// streamOptimized VMDK against `qemu-img convert` of that VMDK, and `.raw.xz` / `.raw.bz2`
+// streamOptimized VMDK against `qemu-img convert` of that VMDK (`-t writeback`, and `-t none` as
+// the direct column), and `.raw.xz` / `.raw.bz2`
 // against `xz -d | dd` / `bzip2 -d | dd` (the decoders byoi bundles: xz-embedded in WebAssembly,
 // seek-bzip in JavaScript). The disk is the first 512 MiB of the benchmark disk (kept small: xz
 // and bzip2 are slow to make and to decode).
@@ -84,29 +85,34 @@ export async function benchFormats(images: BenchImages, node: string, byoi: stri
         file,
         device,
       ]);
-    const cases: [string, string, () => ReturnType<typeof measure>][] = [
+    const qemuImg = (cache: string) => () =>
+      measure('qemu-img', ['convert', '-t', cache, '-n', '-f', 'vmdk', '-O', 'raw', files.vmdk, device]);
+    // [name, image, reference, direct: the reference at its fastest (O_DIRECT), where it has one]
+    const cases: [string, string, () => ReturnType<typeof measure>, (() => ReturnType<typeof measure>)?][] = [
       [
         'convert OVA (streamOptimized VMDK) vs qemu-img convert of the VMDK',
         files.ova,
-        () => measure('qemu-img', ['convert', '-t', 'writeback', '-n', '-f', 'vmdk', '-O', 'raw', files.vmdk, device]),
+        qemuImg('writeback'),
+        qemuImg('none'),
       ],
       ['convert .raw.xz vs xz -d piped to dd', files.xz, dd('xz', files.xz)],
       ['convert .raw.bz2 vs bzip2 -d piped to dd', files.bz2, dd('bzip2', files.bz2)],
     ];
     const rows: Row[] = [];
-    for (const [name, image, reference] of cases) {
+    for (const [name, image, reference, direct] of cases) {
       await measure(node, [byoi, 'convert', image, device]);
       const got = await sha256Of(device, SIZE);
       if (got !== expected) throw new Error(`byoi convert of ${image} wrote ${got}, expected ${expected}`);
       const samples = await interleaved(
         runs,
-        { ours: () => measure(node, [byoi, 'convert', image, device]), reference },
+        { ours: () => measure(node, [byoi, 'convert', image, device]), reference, ...(direct && { direct }) },
         () => flushDevice(device),
       );
       rows.push({
         name,
         ours: summary(samples.ours!),
         reference: summary(samples.reference!),
+        ...(samples.direct && { direct: summary(samples.direct) }),
         imageBytes: statSync(image).size,
       });
     }
