@@ -268,6 +268,24 @@ export class DecompressPool {
     return { packed: buffer, bounds };
   }
 
+  /**
+   * Keeps an input buffer back from a worker for the next batches: at most as many as a pass keeps
+   * in flight, the largest. Kept all, batches each a little larger than the last (clusters of 2 MiB
+   * that claim up to 4 MiB each) held one more buffer per batch: gigabytes for a file of a few MiB.
+   */
+  private keepSpare(input: ArrayBuffer): void {
+    const most = this.workers.length * BATCHES_PER_WORKER;
+    if (this.spareInputs.length < most) {
+      this.spareInputs.push(input);
+      return;
+    }
+    let smallest = 0;
+    this.spareInputs.forEach((spare, i) => {
+      if (spare.byteLength < this.spareInputs[smallest]!.byteLength) smallest = i;
+    });
+    if (this.spareInputs[smallest]!.byteLength < input.byteLength) this.spareInputs[smallest] = input;
+  }
+
   /** To the least loaded worker, with a slot of the arena to fill if the clusters are to be kept. */
   private send(request: Request): Promise<DecodedBatch | BatchFailure> {
     const filled = (request.bounds.length / 2) * this.clusterSize;
@@ -328,7 +346,7 @@ export class DecompressPool {
     if (!waiting) return;
     this.pending.delete(reply.id);
     this.load.set(worker, this.load.get(worker)! - 1);
-    if (reply.input) this.spareInputs.push(reply.input);
+    if (reply.input) this.keepSpare(reply.input);
     const { slot } = waiting;
     if (slot && !('done' in reply)) this.arena.give(slot);
     if ('readError' in reply)
