@@ -155,7 +155,13 @@ async function* decodeGrains<T>(
     if (next.done) return;
     const item = next.value;
     if (item.kind === 'compressed' || item.kind === 'batch') inflatedHere += item.length;
-    if (item.kind !== 'batch') yield output.segment(source, header, item);
+    if (item.kind !== 'batch') {
+      yield output.segment(source, header, item);
+      continue;
+    }
+    // A batch another dry pass kept (one that began with its workers) is written as it is.
+    const kept = output.writing ? pass.kept.take(item) : undefined;
+    if (kept) yield output.batch(item, kept);
     else for (const grain of item.clusters) yield output.segment(source, header, grain);
   }
   let pool = left;
@@ -200,7 +206,7 @@ async function* decodeGrains<T>(
     finished = true;
   } finally {
     // A dry pass that ran to its end leaves its workers for the writing pass; any other ends them.
-    if (finished && !output.writing && pool?.usable) {
+    if (finished && !output.writing && pool?.usable && !pass.spare.pool) {
       pool.idle();
       pass.spare.pool = pool;
     } else await pool?.close();
