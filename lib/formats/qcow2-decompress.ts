@@ -99,7 +99,8 @@ export function decompressCluster(
     }
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts, clusterSize);
   } catch (error) {
-    if ((error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') return 'it decompresses to more';
+    if ((error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE')
+      return codec === 'deflate' ? 'it inflates to more' : 'it decompresses to more';
     return String((error as { message?: unknown }).message ?? error);
   }
 }

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 import { ByoiError } from '../../lib/errors.ts';
@@ -213,6 +214,20 @@ describe.skipIf(skipWithout('qemu-img'))('VMDK', () => {
     bytes.fill(0x41, firstGrain + 14, firstGrain + 40);
     const image = openVmdk(sourceOf(bytes));
     await expect(decodeToSha256(image)).rejects.toThrow(/^Bad VMDK image: the deflate data of guest offset 0x0 /);
+  });
+
+  it('refuses a grain that inflates to more than a grain, on either thread', async () => {
+    const bytes = Buffer.from(readFileSync(files.stream!));
+    const gd = Number(bytes.readBigUInt64LE(56)) * 512;
+    const gt = bytes.readUInt32LE(gd) * 512;
+    const marker = bytes.readUInt32LE(gt + 4 * 2) * 512; // the grain of guest offset 0x20000
+    const more = zlib.deflateSync(Buffer.alloc(2 * 65536, 7));
+    more.copy(bytes, marker + 12);
+    bytes.writeUInt32LE(more.length, marker + 8);
+    for (const threads of [0, 2])
+      expect((await refusalWhileDecoding(openVmdk(sourceOf(bytes), { threads }))).message).toBe(
+        'Bad VMDK image: the deflate data of guest offset 0x20000 does not inflate to one grain (65536 bytes): it inflates to more.',
+      );
   });
 
   it('refuses a grain table outside the file', () => {
