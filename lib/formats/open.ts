@@ -23,7 +23,10 @@ function isSparseVmdk(source: ImageSource): boolean {
   return source.size >= 4 && source.read(0, 4).toString('latin1') === 'KDMV';
 }
 
-/** `options` apply to a qcow2 image (threads, decoded clusters kept between passes), threads and `lean` to a VMDK. */
+/**
+ * `options` apply to a qcow2 image (threads, decoded clusters kept between passes) and to a VMDK,
+ * bare or in an OVA (all but `progressive`).
+ */
 export function openImage(source: ImageSource, type: ImageFormat, options: Qcow2Options = {}): DiskImage {
   if (source.size === 0) throw emptyImage();
   const detected = detectFormat(source);

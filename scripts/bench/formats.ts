@@ -1,8 +1,8 @@
 // What distributions and appliances publish, converted onto a loop device: an OVA holding a
 // streamOptimized VMDK against `qemu-img convert` of that VMDK (`-t writeback`, and `-t none` as
 // the direct column), and `.raw.xz` / `.raw.bz2` against `xz -d | dd` / `bzip2 -d | dd` (the
-// decoders byoi bundles: xz-embedded in WebAssembly, seek-bzip in JavaScript). The disk is the first 512 MiB of the benchmark disk (kept small: xz
-// and bzip2 are slow to make and to decode).
+// decoders byoi bundles: xz-embedded in WebAssembly, seek-bzip in JavaScript). The disk is the
+// first 512 MiB of the benchmark disk (kept small: xz and bzip2 are slow to make and to decode).
 import { execFileSync } from 'node:child_process';
 import {
   closeSync,

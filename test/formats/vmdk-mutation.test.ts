@@ -2,8 +2,9 @@
 // (header fields, grain directory and table entries, grain markers, deflate data, random bytes)
 // and of an OVA (tar headers, with and without a fixed-up checksum; OVF text; manifest text).
 // Every run (one in eight with its grains inflated on worker threads) must end in a clean
-// refused-image ByoiError or in output that keeps the extent contract; a sample of decoded VMDK runs is compared with `qemu-img convert` of the same file
-// (qemu refusing a file we decode is counted, not failed: it reads fields we do not need).
+// refused-image ByoiError or in output that keeps the extent contract; a sample of decoded VMDK
+// runs is compared with `qemu-img convert` of the same file (qemu refusing a file we decode is
+// counted, not failed: it reads fields we do not need).
 // Reproduce a failure: VMDK_MUTATION_SEED=<seed> npx vitest run test/formats/vmdk-mutation.test.ts
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
