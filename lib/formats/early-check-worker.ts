@@ -9,7 +9,7 @@ import { runInNewContext } from 'node:vm';
 import { receiveMessageOnPort, workerData, parentPort, type MessagePort } from 'node:worker_threads';
 import { verifyImage } from '../write/verify.ts';
 import { openImage } from './open.ts';
-import { defaultThreads } from './qcow2-pool.ts';
+import { defaultThreads } from './decompress-pool.ts';
 import type { ImageSource } from '../source/image-source.ts';
 import type { EarlyCheckData, EarlyCheckReply } from './early-check.ts';
 
@@ -44,7 +44,7 @@ function yieldToTheDownload(): void {
 /**
  * Every cluster decompressed here is a new buffer that V8 frees late (it lets a thread's dead
  * buffers reach 64 MiB or more): collected once this many bytes of them may be dead instead, as a
- * lean decompression pool does (lib/formats/qcow2-pool.ts), to keep the deployment's RSS down.
+ * lean decompression pool does (lib/formats/decompress-pool.ts), to keep the deployment's RSS down.
  * Clusters stored as they are are views of the image's shared chunks, which are not counted there:
  * an uncompressed image is never collected (a full collection per 16 MiB cost a plain 2 GiB
  * image ~0.5 s of this thread's CPU, measured, which the download wanted).

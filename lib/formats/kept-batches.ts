@@ -1,7 +1,7 @@
 // Decompressed batches a dry pass (qcow2's, a VMDK's) keeps for the writing pass, so that the write
 // does not decompress them again. The pass may run on another thread than the write (the
 // deployment's early pass, lib/formats/early-check.ts): batches in shared memory are handed over.
-import type { DecodedBatch } from './qcow2-pool.ts';
+import type { DecodedBatch } from './decompress-pool.ts';
 import type { HandedBatch, SharedPiece } from './types.ts';
 import { isAlignedMemory, trustAligned } from '../source/aligned-memory.ts';
 

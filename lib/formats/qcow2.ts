@@ -8,7 +8,7 @@ import type { DataExtent, DiskImage, Extent, ExtentShape, ImageInfo } from './ty
 import { lendOrRead, type ImageSource } from '../source/image-source.ts';
 import { parseQcow2Header, type Qcow2Header } from './qcow2-header.ts';
 import { qcow2Segments, validateQcow2Map, type Segment } from './qcow2-map.ts';
-import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE } from './qcow2-decompress.ts';
+import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE } from './cluster-decompress.ts';
 import {
   BATCHES_PER_WORKER,
   DECODE_HERE_FIRST,
@@ -17,7 +17,7 @@ import {
   POOL_THRESHOLD,
   type BatchFailure,
   type DecodedBatch,
-} from './qcow2-pool.ts';
+} from './decompress-pool.ts';
 import { SlotArena } from './slot-arena.ts';
 import { KeptBatches } from './kept-batches.ts';
 import { PAGE_SIZE } from '../source/aligned-memory.ts';

@@ -10,7 +10,7 @@ import * as zlib from 'node:zlib';
 import { vmdkBad } from '../errors.ts';
 import { parseVmdkHeader, SECTOR, type VmdkHeader } from './vmdk-header.ts';
 import { grainSegments, hex, type Segment, type Stats } from './vmdk-map.ts';
-import { decompressCluster } from './qcow2-decompress.ts';
+import { decompressCluster } from './cluster-decompress.ts';
 import {
   BATCHES_PER_WORKER,
   DECODE_HERE_FIRST,
@@ -18,7 +18,7 @@ import {
   defaultThreads,
   POOL_THRESHOLD,
   type DecodedBatch,
-} from './qcow2-pool.ts';
+} from './decompress-pool.ts';
 import { SlotArena } from './slot-arena.ts';
 import { KeptBatches } from './kept-batches.ts';
 import { PAGE_SIZE } from '../source/aligned-memory.ts';

@@ -18,7 +18,7 @@ import {
 } from '../errors.ts';
 import { bufferSource } from '../formats/guest.ts';
 import { detectFormat } from '../formats/detect.ts';
-import { decompressCluster } from '../formats/qcow2-decompress.ts';
+import { decompressCluster } from '../formats/cluster-decompress.ts';
 import { parseQcow2Header, type Qcow2Header } from '../formats/qcow2-header.ts';
 import { allocatedSubclusters, bitOf, SUBCLUSTERS } from '../formats/qcow2-map.ts';
 import type { ImageSource } from '../source/image-source.ts';

@@ -1,4 +1,4 @@
-// Run by qcow2-pool-close.test.ts in a process of its own: dry passes that run to their end leave
+// Run by decompress-pool-close.test.ts in a process of its own: dry passes that run to their end leave
 // their decompression workers idle for a writing pass that, here, mostly never comes. The process
 // must still end by itself (nothing closes those workers) and normally. Prints "done".
 import { FileSource } from '../../lib/source/file-source.ts';

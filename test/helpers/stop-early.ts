@@ -1,4 +1,4 @@
-// Run by qcow2-pool-close.test.ts in a process of its own (a native abort must not take the test
+// Run by decompress-pool-close.test.ts in a process of its own (a native abort must not take the test
 // runner down): opens a compressed qcow2 with worker threads, takes a few extents and stops, again
 // and again, so the pool is closed while its workers are busy decompressing. Prints "done".
 import { FileSource } from '../../lib/source/file-source.ts';

@@ -1,12 +1,12 @@
-// Worker threads that decompress batches of qcow2 clusters, so decompression runs on the other cores
-// while the main thread walks the map and writes. A batch's compressed bytes are read by the worker
+// Worker threads that decompress batches of compressed clusters (qcow2's, a VMDK's grains), so
+// decompression runs on the other cores while the main thread walks the map and writes. A batch's compressed bytes are read by the worker
 // itself from the image file when there is one (the main thread only says where), otherwise copied
 // into one transferable buffer; a batch to keep comes back in a slot of the pool's arena
 // (lib/formats/slot-arena.ts), one cluster after another.
 import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
-import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE, type Codec } from './qcow2-decompress.ts';
+import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE, type Codec } from './cluster-decompress.ts';
 import type { Slot, SlotArena } from './slot-arena.ts';
 import { decompressionStopped, decompressionWorkerFailed, imageFileChanged, imageFileUnreadable } from '../errors.ts';
 

@@ -5,7 +5,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import * as zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { DecompressPool } from '../../lib/formats/qcow2-pool.ts';
+import { DecompressPool } from '../../lib/formats/decompress-pool.ts';
 import { SlotArena } from '../../lib/formats/slot-arena.ts';
 
 const KiB = 1024;
