@@ -8,6 +8,7 @@
 // offset is far beyond the end of the file, which is all the checks need to know.
 import type { ImageSource } from '../source/image-source.ts';
 import type { Qcow2Header } from './qcow2-header.ts';
+import type { StoredCluster } from './batch-decoder.ts';
 import {
   qcow2BeyondEnd,
   qcow2CompressedData,
@@ -23,12 +24,6 @@ const TWO_32 = 4294967296;
 /** Subclusters per cluster with extended L2 entries. */
 export const SUBCLUSTERS = 32;
 
-/** A compressed cluster: where its bytes are, clamped to the end of the file as qemu does. */
-export interface CompressedCluster {
-  readonly hostOffset: number;
-  readonly length: number;
-}
-
 /** A run of guest bytes and where they come from. */
 export type Segment =
   | { readonly kind: 'zero'; readonly offset: number; readonly length: number }
@@ -38,7 +33,8 @@ export type Segment =
       readonly kind: 'compressed';
       readonly offset: number;
       readonly length: number;
-      readonly clusters: CompressedCluster[];
+      /** Where each one's bytes are, clamped to the end of the file as qemu does. */
+      readonly clusters: StoredCluster[];
     };
 
 export interface Qcow2MapStats {
@@ -217,7 +213,7 @@ class Merger {
   private start = 0;
   private length = 0;
   private host = 0;
-  private clusters: CompressedCluster[] = [];
+  private clusters: StoredCluster[] = [];
   private readonly maxRun: number;
   private readonly viewSize: number;
   private readonly batch: number;
@@ -272,7 +268,7 @@ class Merger {
     return done;
   }
 
-  compressed(cluster: CompressedCluster, length: number): Segment | undefined {
+  compressed(cluster: StoredCluster, length: number): Segment | undefined {
     if (this.kind === 'compressed' && this.clusters.length < this.batch) {
       this.clusters.push(cluster);
       this.length += length;
@@ -324,7 +320,7 @@ export function* qcow2Segments(source: ImageSource, header: Qcow2Header, options
       const inGuest = Math.min(clusterSize, span - k * clusterSize);
       if (table[at]! & 0x40) {
         const { host, length } = compressedDescriptor(table, at, clusterBits, g.fileSize);
-        if ((out = merge.compressed({ hostOffset: host, length }, inGuest))) yield out;
+        if ((out = merge.compressed({ host, size: length }, inGuest))) yield out;
         continue;
       }
       const host = entryOffset(table, at);

@@ -9,8 +9,10 @@ export interface DataExtent {
   readonly data: Buffer;
   /**
    * Optional: call once the bytes are no longer needed (written), and keep no view of them after:
-   * their buffer may then be reused. Not calling it is always safe (the buffer is collected, or
-   * held until the image is: a decoder's shared memory is then not reused).
+   * their buffer may then be reused. Extents are released in the order they came: releasing one
+   * may give back the bytes of the extents before it that were decoded with it (a batch of clusters
+   * carries its release on its last extent). Not calling it is always safe (the buffer is
+   * collected, or held until the image is: a decoder's shared memory is then not reused).
    */
   readonly release?: () => void;
 }

@@ -9,7 +9,7 @@ const segment = (offset: number, clusters: number, length = clusters * 64 * KiB)
   kind: 'compressed' as const,
   offset,
   length,
-  clusters: Array.from({ length: clusters }, (_, i) => ({ hostOffset: 4096 * i, length: 100 })),
+  clusters: Array.from({ length: clusters }, (_, i) => ({ host: 4096 * i, size: 100 })),
 });
 
 describe('KeptBatches', () => {

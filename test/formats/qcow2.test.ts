@@ -12,7 +12,7 @@ import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 import { FileSource } from '../../lib/source/file-source.ts';
 import { openQcow2 } from '../../lib/formats/qcow2.ts';
 import { SlotArena } from '../../lib/formats/slot-arena.ts';
-import { isZero } from '../../lib/formats/types.ts';
+import { isZero, type DataExtent } from '../../lib/formats/types.ts';
 import {
   makeQcow2Fixtures,
   patchBytes,
@@ -200,6 +200,21 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
       } finally {
         source.close();
       }
+    },
+  );
+
+  it.each(['zlib', 'zstd'])(
+    '%s: batches decoded on this thread give their memory back once released, in order, and only then',
+    async (compression) => {
+      const image = openQcow2(await ChunkedBuffer.fromFile(linesImage(dir, 'here', 4, compression)), { threads: 0 });
+      const detached = (data: Buffer) => data.buffer instanceof ArrayBuffer && data.buffer.detached;
+      const extents: DataExtent[] = [];
+      for await (const extent of image.extents()) if (!isZero(extent)) extents.push(extent);
+      // The first half released in order, as a writer does; the second half held.
+      const half = Math.floor(extents.length / 2);
+      for (const extent of extents.slice(0, half)) extent.release?.();
+      expect(extents.slice(0, half).filter((extent) => detached(extent.data)).length).toBeGreaterThan(16);
+      expect(extents.slice(half).filter(({ data }) => detached(data) || data.length === 0)).toEqual([]);
     },
   );
 
