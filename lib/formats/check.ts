@@ -55,7 +55,11 @@ export async function checkImage(
   options: CheckOptions = {},
 ): Promise<CheckedImage> {
   const detection = detectFormat(source);
-  const decoding = { limit: disk.size, ...(options.onDecodeProgress && { onProgress: options.onDecodeProgress }) };
+  const decoding = {
+    limit: disk.size,
+    ...(options.keepDecoded !== undefined && { keepDecoded: options.keepDecoded }),
+    ...(options.onDecodeProgress && { onProgress: options.onDecodeProgress }),
+  };
   const compressed =
     type === 'raw' && compressions.has(detection.format)
       ? await openCompressedRaw(source, detection.format as Compression, decoding)

@@ -1,13 +1,15 @@
 // A raw disk that arrives compressed (.raw.gz, .raw.xz, .raw.zst, .raw.bz2, as Flatcar, Talos and
 // Fedora CoreOS publish theirs). The compressed file is what is held; the disk is decoded as a
-// stream, twice: once when it is opened (its size is known only at the end of the stream, and a
-// corrupt stream must be refused before anything is written), and again while it is written.
-// The first pass keeps only the disk's first MiB (to look for a partition table) and where its
-// zero runs lie; it stops, refusing the image, as soon as the disk grows past `limit` bytes.
+// stream when it is opened (its size is known only at the end of the stream, and a corrupt stream
+// must be refused before anything is written), and again while it is written unless the first
+// pass could keep every window of data (`keepDecoded`). The first pass keeps the disk's first MiB
+// (to look for a partition table) and where its zero runs lie; it stops, refusing the image, as
+// soon as the disk grows past `limit` bytes. Windows are used again once written or looked at.
 import { compressedImageBad, compressedImageTooBig } from '../errors.ts';
 import { DecompressError, decompressedChunks, type Compression } from './decompress.ts';
 import type { DiskImage, Extent, ExtentShape, ImageInfo } from './types.ts';
 import type { ImageSource } from '../source/image-source.ts';
+import { alignedBuffers } from '../source/aligned-memory.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -15,6 +17,8 @@ const MiB = 1024 * KiB;
 const BLOCK = 64 * KiB;
 /** Decoded bytes are gathered into windows of this size; data extents never cross one. */
 const WINDOW = 4 * MiB;
+/** Windows made at a time (one allocation). */
+const GROUP = 4;
 /** The decoded head kept by the first pass, for detection (partition table, sector size). */
 const HEAD = MiB;
 /** Shapes kept by the first pass for the dry pass; past this many, the dry pass decodes again. */
@@ -25,6 +29,12 @@ export interface CompressedRawOptions {
   readonly limit?: number;
   /** The first pass's progress: compressed bytes read of the file's. */
   readonly onProgress?: (done: number, total: number) => void;
+  /**
+   * Bytes of decoded data the first pass may keep for the write, which then decodes nothing: the
+   * windows that hold data, all of them or none (past the budget, the write decodes the stream
+   * again). Kept for the image's life. Default 0.
+   */
+  readonly keepDecoded?: number;
 }
 
 export interface CompressedRawImage extends DiskImage {
@@ -43,26 +53,52 @@ function decodeRefusal(format: Compression, error: unknown): Error {
   return error as Error;
 }
 
-/** Decoded bytes in windows of WINDOW bytes (the last may be shorter), each a buffer of its own. */
+/** A window of the decoded disk: its bytes, and the whole buffer they lie in (to be used again). */
+interface DecodedWindow {
+  readonly offset: number;
+  readonly bytes: Buffer;
+  readonly buffer: Buffer;
+}
+
+/**
+ * Window buffers: page-aligned and advised for huge pages (a window filled in fresh memory costs a
+ * page fault every 4 KiB otherwise, and a direct write of an aligned one needs no copy), made
+ * GROUP at a time; one given back is used again first.
+ */
+class WindowSupply {
+  private readonly free: Buffer[] = [];
+
+  take(): Buffer {
+    if (this.free.length === 0) this.free.push(...alignedBuffers(WINDOW, GROUP));
+    return this.free.pop()!;
+  }
+
+  giveBack(buffer: Buffer): void {
+    this.free.push(buffer);
+  }
+}
+
+/** Decoded bytes in windows of WINDOW bytes (the last may be shorter), each in a buffer from `supply`. */
 async function* decodedWindows(
   source: ImageSource,
   format: Compression,
   limit: number,
-): AsyncGenerator<{ offset: number; bytes: Buffer }> {
-  let window = Buffer.allocUnsafe(WINDOW);
+  supply: WindowSupply,
+): AsyncGenerator<DecodedWindow> {
+  let buffer = supply.take();
   let filled = 0;
   let offset = 0;
   try {
     for await (const chunk of decompressedChunks(source, format)) {
       if (offset + filled + chunk.length > limit) throw compressedImageTooBig(format, limit);
       for (let at = 0; at < chunk.length;) {
-        const n = chunk.copy(window, filled, at);
+        const n = chunk.copy(buffer, filled, at);
         filled += n;
         at += n;
         if (filled === WINDOW) {
-          yield { offset, bytes: window };
+          yield { offset, bytes: buffer, buffer };
           offset += WINDOW;
-          window = Buffer.allocUnsafe(WINDOW);
+          buffer = supply.take();
           filled = 0;
         }
       }
@@ -70,7 +106,8 @@ async function* decodedWindows(
   } catch (error) {
     throw decodeRefusal(format, error);
   }
-  if (filled > 0) yield { offset, bytes: window.subarray(0, filled) };
+  if (filled > 0) yield { offset, bytes: buffer.subarray(0, filled), buffer };
+  else supply.giveBack(buffer);
 }
 
 /** The window's blocks as runs of zero and data blocks, in order. */
@@ -112,14 +149,27 @@ export async function openCompressedRaw(
   let size = 0;
   let allocated = 0;
   let shapes: ExtentShape[] | undefined = [];
-  for await (const { offset, bytes } of decodedWindows(watched, format, limit)) {
+  // The windows that hold data, while they fit in the budget; past it, none (the write decodes again).
+  let kept: Map<number, Buffer> | undefined = (options.keepDecoded ?? 0) > 0 ? new Map() : undefined;
+  let keptBytes = 0;
+  const supply = new WindowSupply();
+  for await (const { offset, bytes, buffer } of decodedWindows(watched, format, limit, supply)) {
     if (offset < HEAD) bytes.copy(head, offset, 0, Math.min(bytes.length, HEAD - offset));
+    let data = false;
     for (const run of runsOf(offset, bytes)) {
       if (!run.zero) allocated += run.end - run.start;
+      data ||= !run.zero;
       if (shapes) addShape(shapes, run.start, run.end, run.zero);
     }
     if (shapes && shapes.length > MAX_SHAPES) shapes = undefined;
     size = offset + bytes.length;
+    if (kept && data && keptBytes + WINDOW <= (options.keepDecoded ?? 0)) {
+      kept.set(offset, bytes);
+      keptBytes += WINDOW;
+      continue;
+    }
+    if (data) kept = undefined; // the disk's data does not fit: nothing is kept
+    supply.giveBack(buffer);
   }
   const info: ImageInfo = {
     format: 'raw',
@@ -129,13 +179,17 @@ export async function openCompressedRaw(
     compression: format,
     features: { compressedSize: source.size },
   };
-  const kept = shapes;
+  const keptShapes = shapes;
+  const keptWindows = kept;
   return {
     info,
     head: head.subarray(0, Math.min(HEAD, size)),
-    extents: () => compressedRawExtents(source, format, size),
+    extents: () =>
+      keptWindows
+        ? extentsOf(windowsKept(keptWindows, size))
+        : checkedSize(extentsOf(decodedWindows(source, format, size, supply), supply), format, size),
     // The first pass found every run and refused what decoding refuses: the dry pass replays it.
-    ...(kept && { check: () => replay(kept) }),
+    ...(keptShapes && { check: () => replay(keptShapes) }),
   };
 }
 
@@ -143,26 +197,70 @@ async function* replay(shapes: readonly ExtentShape[]): AsyncGenerator<ExtentSha
   yield* shapes;
 }
 
-/** The second decoding: the same bytes (the file in RAM has not changed), as extents. */
-async function* compressedRawExtents(source: ImageSource, format: Compression, size: number): AsyncGenerator<Extent> {
+/** The kept windows in order, and the windows of zeros between them (kept for the image's life). */
+async function* windowsKept(kept: ReadonlyMap<number, Buffer>, size: number): AsyncGenerator<DecodedWindow | Zeros> {
+  for (let offset = 0; offset < size; offset += WINDOW) {
+    const bytes = kept.get(offset);
+    yield bytes ? { offset, bytes, buffer: bytes } : { offset, length: Math.min(WINDOW, size - offset) };
+  }
+}
+
+/** A window known to hold only zeros. */
+interface Zeros {
+  readonly offset: number;
+  readonly length: number;
+}
+
+/**
+ * A disk's windows as extents: zero runs merged across windows, data runs within one window. With
+ * `supply`, a window goes back to it once its last data extent is released (or at once if it has
+ * none): a writer releases extents in order.
+ */
+async function* extentsOf(
+  windows: AsyncIterable<DecodedWindow | Zeros>,
+  supply?: WindowSupply,
+): AsyncGenerator<Extent> {
   let zeroStart = -1;
   let end = 0;
-  for await (const { offset, bytes } of decodedWindows(source, format, size)) {
-    for (const run of runsOf(offset, bytes)) {
+  for await (const window of windows) {
+    end = window.offset + ('bytes' in window ? window.bytes.length : window.length);
+    if (!('bytes' in window)) {
+      if (zeroStart < 0) zeroStart = window.offset;
+      continue;
+    }
+    const { offset, bytes, buffer } = window;
+    const runs = [...runsOf(offset, bytes)];
+    const lastData = runs.findLastIndex((run) => !run.zero);
+    if (lastData < 0) supply?.giveBack(buffer);
+    for (const [i, run] of runs.entries()) {
       if (run.zero) {
         if (zeroStart < 0) zeroStart = run.start;
         continue;
       }
       if (zeroStart >= 0) yield { offset: zeroStart, length: run.start - zeroStart, zero: true };
       zeroStart = -1;
+      const data = bytes.subarray(run.start - offset, run.end - offset);
       yield {
         offset: run.start,
         length: run.end - run.start,
-        data: bytes.subarray(run.start - offset, run.end - offset),
+        data,
+        ...(supply && i === lastData && { release: () => supply.giveBack(buffer) }),
       };
     }
-    end = offset + bytes.length;
   }
   if (zeroStart >= 0) yield { offset: zeroStart, length: end - zeroStart, zero: true };
+}
+
+/** The second decoding's extents, refused if it decodes to another size than the first. */
+async function* checkedSize(
+  extents: AsyncGenerator<Extent>,
+  format: Compression,
+  size: number,
+): AsyncGenerator<Extent> {
+  let end = 0;
+  for await (const extent of extents) {
+    end = extent.offset + extent.length;
+    yield extent;
+  }
   if (end !== size) throw compressedImageBad(format, `it decoded to ${end} bytes, then to ${size}`);
 }

@@ -81,11 +81,10 @@ export async function openAnyImage(
   const detected = detectFormat(source);
   if ((type !== 'raw' && type !== 'auto') || !compressions.has(detected.format))
     return openImage(source, type, options);
-  const image = await openCompressedRaw(
-    source,
-    detected.format as Compression,
-    options.limit === undefined ? {} : { limit: options.limit },
-  );
+  const image = await openCompressedRaw(source, detected.format as Compression, {
+    ...(options.limit !== undefined && { limit: options.limit }),
+    ...(options.keepDecoded !== undefined && { keepDecoded: options.keepDecoded }),
+  });
   if (type === 'auto') {
     const inside = detectFormat({
       size: image.head.length,

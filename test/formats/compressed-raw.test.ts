@@ -12,10 +12,13 @@ import { ByoiError } from '../../lib/errors.ts';
 import { FileSource } from '../../lib/source/file-source.ts';
 import { openCompressedRaw } from '../../lib/formats/compressed-raw.ts';
 import { openAnyImage } from '../../lib/formats/open.ts';
+import { isZero } from '../../lib/formats/types.ts';
+import type { ImageSource } from '../../lib/source/image-source.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { makeRawImage } from '../helpers/convert.ts';
 import { decodeToSha256 } from '../helpers/decode.ts';
 
+const MiB = 1024 * 1024;
 let dir: string;
 let raw: string;
 let referenceSha: string;
@@ -104,6 +107,55 @@ describe.skipIf(skipWithout('qemu-img'))('compressed raw images', () => {
     const file = join(dir, `joined.raw.${format}`);
     writeFileSync(file, joined);
     expect((await open(file)).decoded.sha256).toBe(referenceSha);
+  });
+
+  it.each(formats)(
+    '%s: with room for every window of data, the write decodes nothing again; with less, it decodes again',
+    async (format) => {
+      const file = compress(format, raw, join(dir, `kept.raw.${format}`));
+      // The disk's data lies in 6 of its 11 windows of 4 MiB.
+      for (const [keepDecoded, decodesAgain] of [
+        [24 * MiB, false],
+        [20 * MiB, true],
+        [0, true],
+      ] as const) {
+        const source = new FileSource(file);
+        let reads = 0;
+        const counted: ImageSource = { size: source.size, read: (at, length) => (reads++, source.read(at, length)) };
+        try {
+          const image = await openAnyImage(counted, 'raw', { keepDecoded });
+          const opened = reads;
+          expect((await decodeToSha256(image)).sha256).toBe(referenceSha);
+          // Kept windows serve every pass (the inspection's reads, then the write).
+          expect((await decodeToSha256(image)).sha256).toBe(referenceSha);
+          expect(reads > opened).toBe(decodesAgain);
+        } finally {
+          source.close();
+        }
+      }
+    },
+  );
+
+  it.each(formats)("%s: the write's windows are used again once released, and only then", async (format) => {
+    const file = compress(format, raw, join(dir, `reused.raw.${format}`));
+    const source = new FileSource(file);
+    try {
+      const image = await openAnyImage(source, 'raw');
+      for (const release of [true, false]) {
+        // A window's memory: its buffer and where the window starts in it.
+        const windows = new Map<ArrayBufferLike, Set<number>>();
+        for await (const extent of image.extents()) {
+          if (isZero(extent)) continue;
+          const start = extent.data.byteOffset - (extent.offset % (4 * MiB));
+          windows.set(extent.data.buffer, (windows.get(extent.data.buffer) ?? new Set()).add(start));
+          if (release) extent.release?.();
+        }
+        const distinct = [...windows.values()].reduce((n, starts) => n + starts.size, 0);
+        expect(distinct).toBe(release ? 1 : 6);
+      }
+    } finally {
+      source.close();
+    }
   });
 
   it('xz: many blocks (xz -T2 --block-size) decode as one stream', async () => {
