@@ -193,14 +193,15 @@ async function ensureShebang(file: string): Promise<void> {
 
 /**
  * Bundles `entry` into `outdir/name` (its lazily imported parts into `outdir/chunk-*.mjs`) and every
- * worker it starts into `outdir/worker-*.mjs` (one file each), with the native helper the bundled
- * lib/system/huge-pages.ts loads beside them (`outdir/huge-pages.node`, scripts/native.ts);
+ * worker it starts into `outdir/worker-*.mjs` (one file each), with the native modules the bundled
+ * lib/system/huge-pages.ts and lib/formats/native-decoders.ts load beside them (`outdir/*.node`,
+ * scripts/native.ts);
  * `outdir` is emptied first. Returns the entry points written: the program first, then its workers.
  */
 export async function bundle(entry: string, outdir: string, name: string): Promise<string[]> {
   await rm(outdir, { recursive: true, force: true });
   await mkdir(outdir, { recursive: true });
-  await buildNative(resolve(outdir, 'huge-pages.node'));
+  await buildNative(resolve(outdir));
   const built: string[] = [];
   const done = new Set<string>();
   const pending: { source: string; outfile: string }[] = [{ source: resolve(entry), outfile: resolve(outdir, name) }];

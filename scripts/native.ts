@@ -1,7 +1,9 @@
-// The project's one piece of native code, native/huge-pages.c (lib/system/huge-pages.ts says why),
-// compiled with the system's C compiler against Node-API's headers alone: the result loads in any
-// Node 24 process of this platform. `node scripts/native.ts OUT` builds OUT (scripts/setup.sh, for
-// source runs); scripts/bundle.ts puts one beside every bundle.
+// The project's native code, compiled with the system's C compiler against Node-API's headers (and,
+// for the stream decoders, Debian's liblzma and libbz2): each result loads in any Node 24 process
+// of this platform that has those libraries. native/huge-pages.c (lib/system/huge-pages.ts says
+// why) needs only libc; native/stream-decoders.c (lib/formats/native-decoders.ts) decodes xz and
+// bzip2. `node scripts/native.ts DIR` builds both into DIR (scripts/setup.sh, for source runs);
+// scripts/bundle.ts puts them beside every bundle.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -10,7 +12,15 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const source = join(root, 'native/huge-pages.c');
+
+/** Each native module: its source, and the libraries it links. */
+const addons = [
+  { name: 'huge-pages', libraries: [] },
+  { name: 'stream-decoders', libraries: ['-llzma', '-lbz2'] },
+] as const;
+
+/** The file names the addons are built as, in a directory. */
+export const nativeFiles = addons.map(({ name }) => `${name}.node`);
 
 /** node_api.h beside the running Node: an install's include/node, or the node@24 package's platform package's. */
 function nodeApiHeaders(): string {
@@ -24,22 +34,33 @@ function nodeApiHeaders(): string {
   return found;
 }
 
-/** Compiles native/huge-pages.c into `outFile` (a .node file). */
-export async function buildNative(outFile: string): Promise<void> {
-  await mkdir(dirname(outFile), { recursive: true });
-  const flags = ['-O2', '-Wall', '-Wextra', '-shared', '-fPIC'];
-  await promisify(execFile)('cc', [...flags, '-I', nodeApiHeaders(), '-o', outFile, source]).catch(
-    (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'ENOENT') throw error;
-      throw new Error(
-        'no C compiler (cc) to build native/huge-pages.c: install gcc and libc6-dev (scripts/setup.sh does)',
-      );
-    },
+/** Compiles every native/*.c into `outDir`/NAME.node. */
+export async function buildNative(outDir: string): Promise<void> {
+  await mkdir(outDir, { recursive: true });
+  const flags = ['-O2', '-Wall', '-Wextra', '-shared', '-fPIC', '-I', nodeApiHeaders()];
+  await Promise.all(
+    addons.map(({ name, libraries }) =>
+      promisify(execFile)('cc', [
+        ...flags,
+        '-o',
+        join(outDir, `${name}.node`),
+        join(root, 'native', `${name}.c`),
+        ...libraries,
+      ]).catch((error: NodeJS.ErrnoException & { stderr?: string }) => {
+        if (error.code === 'ENOENT')
+          throw new Error(
+            `no C compiler (cc) to build native/${name}.c: install gcc and libc6-dev (scripts/setup.sh does)`,
+          );
+        throw new Error(
+          `native/${name}.c did not compile (scripts/setup.sh installs gcc, libc6-dev, liblzma-dev, libbz2-dev): ${error.stderr ?? error.message}`,
+        );
+      }),
+    ),
   );
 }
 
 if (import.meta.main) {
   const out = process.argv[2];
-  if (!out) throw new Error('usage: node scripts/native.ts OUT.node');
+  if (!out) throw new Error('usage: node scripts/native.ts DIR');
   await buildNative(resolve(out));
 }

@@ -5,8 +5,8 @@
 # postgresql gives the server binaries tests start throwaway clusters with (test/helpers/postgres.ts);
 # the machine's own cluster is never used.
 # golang-go and golang-github-ovh-go-ovh-dev: OVH's Go client, driven against byoi serve by the tests.
-# gcc and libc6-dev compile native/huge-pages.c (scripts/native.ts), into every bundle and, below,
-# for source runs (tests, `node agent/byoi.ts`).
+# gcc and libc6-dev compile native/*.c (scripts/native.ts), into every bundle and, below, for source
+# runs (tests, `node agent/byoi.ts`); liblzma-dev and libbz2-dev for the xz and bzip2 decoders.
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ packages=(
   chromium
   golang-go golang-github-ovh-go-ovh-dev
   strace efibootmgr
-  gcc libc6-dev
+  gcc libc6-dev liblzma-dev libbz2-dev
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -37,6 +37,10 @@ mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled
 if [[ ! -x node_modules/.bin/node ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
-if [[ ! -f build/native/huge-pages.node ]] || [[ native/huge-pages.c -nt build/native/huge-pages.node ]]; then
-  node_modules/.bin/node scripts/native.ts build/native/huge-pages.node
-fi
+for source in native/*.c; do
+  built=build/native/$(basename "$source" .c).node
+  if [[ ! -f $built ]] || [[ $source -nt $built ]]; then
+    node_modules/.bin/node scripts/native.ts build/native
+    break
+  fi
+done

@@ -4,7 +4,7 @@
 #
 #   bash scripts/rescue/build-rescue.sh [--dist DIR] [--out DIR] [--api-ca FILE]
 #
-# --dist: the agent bundle (byoi.mjs and the chunk-*.mjs, worker-*.mjs and huge-pages.node beside
+# --dist: the agent bundle (byoi.mjs and the chunk-*.mjs, worker-*.mjs and *.node beside
 # it); default: `npm run build`'s dist/, rebuilt here. --out (default build/rescue) receives vmlinuz
 # (what a PXE loader boots), vmlinux (the same kernel uncompressed, which QEMU boots faster) and
 # initrd.img. Prints --out.

@@ -60,13 +60,14 @@ describe('bundle', () => {
     expect(chunks.some((chunk) => chunk.includes('find-my-way'))).toBe(true);
   });
 
-  it('carries yargs, pino, got and execa, bundles a worker started by new URL(...ts), and loads the native helper beside it', async () => {
+  it('carries yargs, pino, got and execa, bundles a worker started by new URL(...ts), and loads the native modules beside it', async () => {
     const out = join(dir, 'probe');
     const built = await bundle('test/bundle-probe/main.ts', out, 'probe.mjs');
     expect(built.length).toBe(2);
     expect((await readdir(out)).sort()).toEqual([
       'huge-pages.node',
       'probe.mjs',
+      'stream-decoders.node',
       'worker-test.bundle-probe.square.mjs',
     ]);
     // Run from the temp dir (outside the checkout): nothing can come from node_modules.
@@ -76,7 +77,13 @@ describe('bundle', () => {
     });
     // The kernel takes the advice wherever it has transparent huge pages at all.
     const hugePages = existsSync('/sys/kernel/mm/transparent_hugepage');
-    expect(JSON.parse(stdout)).toEqual({ squared: 144, echoed: 'execa works', got: 'function', hugePages });
+    expect(JSON.parse(stdout)).toEqual({
+      squared: 144,
+      echoed: 'execa works',
+      got: 'function',
+      hugePages,
+      decoders: true,
+    });
     expect(JSON.parse(stderr.trim())).toMatchObject({ level: 30, probe: true, msg: 'probe started' });
   });
 

@@ -1,0 +1,128 @@
+// xz and bzip2 through the system's liblzma and libbz2 (native/stream-decoders.c), against the
+// bundled decoders and the files' own bytes: streams made by the real tools (one block, many
+// blocks, several streams end to end) decode to the same bytes both ways, and what is cut short,
+// corrupt or followed by bytes that are no stream is refused both ways. In CI the native decoders
+// must load: there a fallback to the bundled ones would hide a broken build.
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DecompressError, decompressedChunks, type DecoderChoice } from '../../lib/formats/decompress.ts';
+import { nativeDecoders } from '../../lib/formats/native-decoders.ts';
+import type { ImageSource } from '../../lib/source/image-source.ts';
+
+const MiB = 1024 * 1024;
+const choices: DecoderChoice[] = ['native', 'bundled'];
+let disk: Buffer;
+
+function sourceOf(bytes: Buffer): ImageSource {
+  return { size: bytes.length, read: (offset, length) => bytes.subarray(offset, offset + length) };
+}
+
+function tool(command: string, args: string[], input: Buffer): Buffer {
+  return execFileSync(command, args, { input, maxBuffer: 1 << 30 });
+}
+
+/** sha256 of what the chosen decoders make of `bytes`, or the DecompressError's message. */
+async function decode(bytes: Buffer, format: 'xz' | 'bzip2', choice: DecoderChoice): Promise<string> {
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of decompressedChunks(sourceOf(bytes), format, choice)) hash.update(chunk);
+  } catch (error) {
+    if (error instanceof DecompressError) return `refused: ${error.message}`;
+    throw error;
+  }
+  return hash.digest('hex');
+}
+
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+const loads = nativeDecoders() !== null;
+
+// Outside CI, skipped where scripts/setup.sh has not built them (xz and bzip2 come from it too).
+describe.skipIf(!loads && !process.env.CI)('xz and bzip2: the native decoders', () => {
+  beforeAll(() => {
+    // Random data between zero runs: 6 MiB, several of xz's 1 MiB blocks and bzip2's 100 kB ones.
+    disk = Buffer.alloc(6 * MiB);
+    for (const at of [0, 2 * MiB + 4096, 5 * MiB - 777]) randomBytes(600 * 1024).copy(disk, at);
+  });
+
+  it('load here (in CI, they must)', () => {
+    expect(nativeDecoders()).not.toBeNull();
+  });
+
+  const made: Record<string, () => { format: 'xz' | 'bzip2'; bytes: Buffer; decoded: Buffer }> = {
+    'xz, one block': () => ({ format: 'xz', bytes: tool('xz', ['-1', '-T1', '-c'], disk), decoded: disk }),
+    'xz, many blocks (xz -T2 --block-size)': () => ({
+      format: 'xz',
+      bytes: tool('xz', ['-1', '-T2', '--block-size=1MiB', '-c'], disk),
+      decoded: disk,
+    }),
+    'xz, two streams with padding between': () => {
+      const one = tool('xz', ['-1', '-T1', '-c'], disk);
+      return {
+        format: 'xz',
+        bytes: Buffer.concat([one, Buffer.alloc(8), one]),
+        decoded: Buffer.concat([disk, disk]),
+      };
+    },
+    'bzip2, one stream': () => ({ format: 'bzip2', bytes: tool('bzip2', ['-1', '-c'], disk), decoded: disk }),
+    'bzip2, two streams end to end': () => {
+      const one = tool('bzip2', ['-1', '-c'], disk);
+      return { format: 'bzip2', bytes: Buffer.concat([one, one]), decoded: Buffer.concat([disk, disk]) };
+    },
+  };
+
+  it.each(Object.keys(made))('%s: decodes to the same bytes both ways', async (name) => {
+    const { format, bytes, decoded } = made[name]!();
+    for (const choice of choices) expect(await decode(bytes, format, choice)).toBe(sha256(decoded));
+  });
+
+  it.each(['xz', 'bzip2'] as const)('%s: a stream cut short is refused both ways', async (format) => {
+    const whole = tool(format, format === 'xz' ? ['-1', '-T1', '-c'] : ['-1', '-c'], disk);
+    const cut = whole.subarray(0, Math.floor(whole.length * 0.7));
+    // xz's structure is read from its end first: a cut stream has no footer there.
+    expect(await decode(cut, format, 'native')).toMatch(
+      format === 'xz' ? /^refused: bad xz data/ : /^refused: the bzip2 data ends early$/,
+    );
+    expect(await decode(cut, format, 'bundled')).toMatch(/^refused: /);
+  });
+
+  it.each(['xz', 'bzip2'] as const)('%s: a corrupt byte is refused both ways', async (format) => {
+    const bytes = tool(format, format === 'xz' ? ['-1', '-T1', '-c'] : ['-1', '-c'], disk);
+    bytes[Math.floor(bytes.length / 2)]! ^= 0x5a;
+    expect(await decode(bytes, format, 'native')).toBe(`refused: corrupt ${format} data`);
+    expect(await decode(bytes, format, 'bundled')).toMatch(/^refused: /);
+  });
+
+  it('bzip2: bytes after a stream that are no stream are refused both ways', async () => {
+    const bytes = Buffer.concat([tool('bzip2', ['-1', '-c'], disk), Buffer.from('not a stream')]);
+    expect(await decode(bytes, 'bzip2', 'native')).toBe('refused: bad bzip2 data (not a bzip2 stream)');
+    expect(await decode(bytes, 'bzip2', 'bundled')).toMatch(/^refused: /);
+  });
+
+  it('xz: a stream whose dictionary needs more memory than the limit is refused, saying so', async () => {
+    const bytes = tool('xz', ['-1', '-T1', '-c'], disk.subarray(0, MiB));
+    // The first block header's LZMA2 dictionary byte (after its flags, filter id 0x21 and a
+    // properties size of 1) set to 40: 4 GiB, then the header's CRC32 made right again.
+    const header = 12;
+    const size = (bytes[header]! + 1) * 4;
+    const props = bytes.indexOf(Buffer.from([0x21, 0x01]), header) + 2;
+    expect(props).toBeGreaterThan(header);
+    expect(props).toBeLessThan(header + size - 4);
+    bytes[props] = 40;
+    bytes.writeUInt32LE(crc32(bytes.subarray(header, header + size - 4)), header + size - 4);
+    expect(await decode(bytes, 'xz', 'native')).toBe(
+      'refused: the xz data needs more than 512 MiB of memory to decode',
+    );
+  });
+});
+
+/** CRC-32 (IEEE), as xz's headers use. */
+function crc32(bytes: Buffer): number {
+  let crc = 0xffffffff;
+  for (const byte of bytes) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
