@@ -29,20 +29,22 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       }),
   handler: (args) =>
     run(async () => {
-      const [{ destinationAt }, { writeImageTo }, { openAnyImage }, { openImageFile }] = await Promise.all([
-        import('../../lib/write/destination.ts'),
-        import('../../lib/write/write-image.ts'),
-        import('../../lib/formats/open.ts'),
-        import('./read-image.ts'),
-      ]);
+      const [{ destinationAt }, { writeImageTo }, { openAnyImage }, { openImageFile }, { roomForDecoded, ramBudget }] =
+        await Promise.all([
+          import('../../lib/write/destination.ts'),
+          import('../../lib/write/write-image.ts'),
+          import('../../lib/formats/open.ts'),
+          import('./read-image.ts'),
+          import('../../lib/system/memory.ts'),
+        ]);
       const target = await destinationAt(args.target); // a directory or special file is a usage error: say so before reading the image
       const source = openImageFile(args.image);
       try {
-        // The file is not held in RAM, so up to its size in decoded clusters may be held instead:
-        // what the dry pass keeps, the write pass does not decompress again.
-        // A compressed raw image may decode to no more than a block device holds.
+        // The file is not held in RAM, so up to its size in decoded clusters may be held instead,
+        // as far as the machine's RAM has room: what the dry pass keeps, the write pass does not
+        // decompress again. A compressed raw image may decode to no more than a block device holds.
         const image = await openAnyImage(source, args.type, {
-          keepDecoded: source.size,
+          keepDecoded: Math.min(source.size, roomForDecoded(ramBudget(), 0, 0)),
           ...(target.capacity !== undefined && { limit: target.capacity }),
         });
         const written = await writeImageTo(image, target);

@@ -17,8 +17,9 @@ const MiB = 1024 * KiB;
 const BLOCK = 64 * KiB;
 /** Decoded bytes are gathered into windows of this size; data extents never cross one. */
 const WINDOW = 4 * MiB;
-/** Windows made at a time (one allocation). */
+/** Windows made at a time (one allocation), at first and at most. */
 const GROUP = 4;
+const MAX_GROUP = 64;
 /** The decoded head kept by the first pass, for detection (partition table, sector size). */
 const HEAD = MiB;
 /** Shapes kept by the first pass for the dry pass; past this many, the dry pass decodes again. */
@@ -53,7 +54,7 @@ function decodeRefusal(format: Compression, error: unknown): Error {
   return error as Error;
 }
 
-/** A window of the decoded disk: its bytes, and the whole buffer they lie in (to be used again). */
+/** A window of the decoded disk: its bytes, and the whole buffer they lie in (given back to a WindowSupply, where one made it). */
 interface DecodedWindow {
   readonly offset: number;
   readonly bytes: Buffer;
@@ -62,14 +63,21 @@ interface DecodedWindow {
 
 /**
  * Window buffers: page-aligned and advised for huge pages (a window filled in fresh memory costs a
- * page fault every 4 KiB otherwise, and a direct write of an aligned one needs no copy), made
- * GROUP at a time; one given back is used again first.
+ * page fault every 4 KiB otherwise, and a direct write of an aligned one needs no copy), made a
+ * group at a time, each group as many as were made before (GROUP to MAX_GROUP): each is one
+ * WebAssembly memory, which reserves gigabytes of address space, so a budget of many kept windows
+ * takes few. One given back is used again first.
  */
 class WindowSupply {
   private readonly free: Buffer[] = [];
+  private made = 0;
 
   take(): Buffer {
-    if (this.free.length === 0) this.free.push(...alignedBuffers(WINDOW, GROUP));
+    if (this.free.length === 0) {
+      const count = Math.min(MAX_GROUP, Math.max(GROUP, this.made));
+      this.free.push(...alignedBuffers(WINDOW, count));
+      this.made += count;
+    }
     return this.free.pop()!;
   }
 
@@ -244,11 +252,20 @@ async function* extentsOf(
         offset: run.start,
         length: run.end - run.start,
         data,
-        ...(supply && i === lastData && { release: () => supply.giveBack(buffer) }),
+        ...(supply && i === lastData && { release: once(() => supply.giveBack(buffer)) }),
       };
     }
   }
   if (zeroStart >= 0) yield { offset: zeroStart, length: end - zeroStart, zero: true };
+}
+
+/** `action`, run on the first call only: a window given back twice would be filled for two at once. */
+function once(action: () => void): () => void {
+  let done = false;
+  return () => {
+    if (!done) action();
+    done = true;
+  };
 }
 
 /** The second decoding's extents, refused if it decodes to another size than the first. */

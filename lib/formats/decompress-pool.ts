@@ -1,7 +1,7 @@
 // Worker threads that decompress batches of compressed clusters (qcow2's, a VMDK's grains), so
-// decompression runs on the other cores while the main thread walks the map and writes. A batch's compressed bytes are read by the worker
-// itself from the image file when there is one (the main thread only says where), otherwise copied
-// into one transferable buffer; a batch to keep comes back in a slot of the pool's arena
+// decompression runs on the other cores while the main thread walks the map and writes. A batch's
+// compressed bytes are read by the worker itself from the image file when there is one (the main
+// thread only says where), otherwise copied into one transferable buffer; a batch to keep comes back in a slot of the pool's arena
 // (lib/formats/slot-arena.ts), one cluster after another.
 import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
@@ -37,7 +37,10 @@ export interface BatchFailure {
 /** A batch's clusters, in order. */
 export interface DecodedBatch {
   readonly pieces: Buffer[];
-  /** Gives their memory back for the next batch (a slot of the pool's arena); absent: it is collected. */
+  /**
+   * Gives their memory back: a slot of the pool's arena for the next batch, or buffers decoded on
+   * the calling thread freed (batch-decoder.ts); absent: it is collected.
+   */
   readonly release?: () => void;
 }
 

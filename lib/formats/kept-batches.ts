@@ -68,7 +68,7 @@ export class KeptBatches {
     const kept = this.batches.get(segment.offset);
     this.batches.delete(segment.offset);
     if (kept?.length === segment.length) return kept.batch;
-    kept?.batch.release?.(); // its slot may be filled again
+    kept?.batch.release?.(); // its memory given back (a slot filled again, or buffers freed)
     return undefined;
   }
 

@@ -65,6 +65,11 @@ function formatName(format: DetectedFormat): string {
 export interface OpenOptions extends Qcow2Options {
   /** A compressed raw image may not decode to more than this many bytes (the target's size). */
   readonly limit?: number;
+  /**
+   * Bytes of decoded data a dry pass may keep for the write: qcow2's and a VMDK's batches, spread
+   * over the image; a compressed raw image's windows of data, all of them or none (compressed-raw.ts).
+   */
+  readonly keepDecoded?: number;
 }
 
 /**
