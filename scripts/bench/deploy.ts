@@ -17,7 +17,7 @@ import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
  * Serves `files` in 1 MiB writes; with `bytesPerSecond`, paced to that rate as a link of that
  * speed would deliver them (over loopback, the download is otherwise bound by the CPU alone).
  */
-function serve(files: string[], bytesPerSecond?: number): Promise<Server> {
+export function serve(files: string[], bytesPerSecond?: number): Promise<Server> {
   const byName = new Map(files.map((f) => [`/${basename(f)}`, f]));
   const server = createServer((req, res) => {
     const file = byName.get(req.url ?? '');
@@ -55,7 +55,7 @@ const GIGABIT = 125_000_000;
  * sha256 of the whole disk but the protective MBR's CHS end address (bytes 451-453), where byoi's
  * `sfdisk --relocate` writes FF FF FF and the baseline's `sgdisk -e` a computed CHS: both valid.
  */
-async function diskDigest(device: string, size: number): Promise<string> {
+export async function diskDigest(device: string, size: number): Promise<string> {
   const mbr = Buffer.alloc(512);
   const fd = openSync(device, 'r');
   try {

@@ -1,8 +1,9 @@
 // What distributions and appliances publish, converted onto a loop device: an OVA holding a
 // streamOptimized VMDK against `qemu-img convert` of that VMDK (`-t writeback`, and `-t none` as
-// the direct column), and `.raw.xz` / `.raw.bz2` against `xz -d | dd` / `bzip2 -d | dd` (the
-// decoders byoi bundles: xz-embedded in WebAssembly, seek-bzip in JavaScript). The disk is the
-// first 512 MiB of the benchmark disk (kept small: xz and bzip2 are slow to make and to decode).
+// the direct column), and `.raw.xz` / `.raw.bz2` against `xz -d | dd` / `bzip2 -d | dd`; and a
+// deployment of the `.raw.xz` against the peers' pipeline (curl | tee tmpfs | sha256sum, xz -d |
+// dd, sgdisk -e) and the download alone. The disk is the first 512 MiB of the benchmark disk (kept
+// small: xz and bzip2 are slow to make and to decode).
 import { execFileSync } from 'node:child_process';
 import {
   closeSync,
@@ -15,8 +16,10 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import type { AddressInfo } from 'node:net';
 import type { Row } from './convert.ts';
+import { diskDigest, serve } from './deploy.ts';
 import { sha256Of } from './convert.ts';
 import type { BenchImages } from './images.ts';
 import { flushDevice, interleaved, measure, summary } from './measure.ts';
@@ -25,7 +28,8 @@ import { makeOva } from '../../test/helpers/ova-fixtures.ts';
 
 const MiB = 1024 * 1024;
 const SIZE = 512 * MiB;
-const RECIPE = 'v1: first 512 MiB of the bench disk; xz -6 -T1, bzip2 -9, streamOptimized VMDK in an OVA';
+const RECIPE =
+  'v2: first 512 MiB of the bench disk, its GPT fitted to it; xz -6 -T1, bzip2 -9, streamOptimized VMDK in an OVA';
 
 interface FormatImages {
   raw: string;
@@ -49,6 +53,9 @@ function makeFormatImages(images: BenchImages): FormatImages {
   if (existsSync(stamp) && readFileSync(stamp, 'utf8') === RECIPE) return out;
   process.stderr.write('bench: making the format images (once)...\n');
   execFileSync('sh', ['-c', 'head -c "$1" "$2" > "$3"', 'sh', String(SIZE), images.raw, out.raw]);
+  // A disk of its own (the deployment row writes it as one): the backup GPT at its end, the
+  // partition ending there too.
+  execFileSync('sgdisk', ['-e', '-d', '1', '-n', '1:2048:0', '-t', '1:8300', out.raw], { stdio: 'ignore' });
   execFileSync('sh', ['-c', 'xz -6 -T1 -c "$1" > "$2"', 'sh', out.raw, out.xz]);
   execFileSync('sh', ['-c', 'bzip2 -9 -c "$1" > "$2"', 'sh', out.raw, out.bz2]);
   execFileSync('qemu-img', [
@@ -71,7 +78,8 @@ export async function benchFormats(images: BenchImages, node: string, byoi: stri
   const files = makeFormatImages(images);
   const backing = '/dev/shm/byoi-bench-formats-target';
   const fd = openSync(backing, 'w');
-  ftruncateSync(fd, SIZE);
+  // Room after the disk for the deployment's backup GPT to move to; a convert writes the first SIZE bytes.
+  ftruncateSync(fd, SIZE + 64 * MiB);
   closeSync(fd);
   const device = attachLoop(backing);
   try {
@@ -115,9 +123,59 @@ export async function benchFormats(images: BenchImages, node: string, byoi: stri
         imageBytes: statSync(image).size,
       });
     }
+    rows.push(await deployRow(files, node, byoi, runs, device));
     return rows;
   } finally {
     detachLoop(device);
     rmSync(backing, { force: true });
+  }
+}
+
+/** `byoi deploy` of the .raw.xz from a local server, against the peers' shell pipeline and the download alone. */
+async function deployRow(files: FormatImages, node: string, byoi: string, runs: number, device: string): Promise<Row> {
+  const server = await serve([files.xz]);
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/${basename(files.xz)}`;
+  const tmp = '/dev/shm/byoi-bench-formats-download';
+  const status = '/dev/shm/byoi-bench-formats-status.json';
+  try {
+    const checksum = await sha256Of(files.xz, statSync(files.xz).size);
+    const ours = () =>
+      measure(node, [
+        byoi,
+        'deploy',
+        ...['--url', url, '--type', 'raw', '--checksum', checksum, '--checksum-type', 'sha256'],
+        ...['--disk', device, '--no-reboot', '--status-file', status],
+      ]);
+    const pipeline = () =>
+      measure('bash', [
+        '-c',
+        `set -eo pipefail; got=$(curl -sSf "$0" | tee "$1" | sha256sum | cut -d' ' -f1); [ "$got" = "$2" ];` +
+          ` xz -d -c "$1" | dd of="$3" bs=4M iflag=fullblock conv=fdatasync status=none; sgdisk -e "$3" >/dev/null; rm -f "$1"`,
+        url,
+        tmp,
+        checksum,
+        device,
+      ]);
+    const downloadAlone = () => measure('bash', ['-c', 'set -o pipefail; curl -sSf "$0" | sha256sum >/dev/null', url]);
+    // Correctness first: both leave the same disk (but the protective MBR's CHS bytes, masked).
+    const size = SIZE + 64 * MiB;
+    await pipeline();
+    const theirs = await diskDigest(device, size);
+    await ours();
+    const got = await diskDigest(device, size);
+    if (got !== theirs)
+      throw new Error(`byoi deploy of ${files.xz} left a disk (${got}) unlike the pipeline's (${theirs})`);
+    const samples = await interleaved(runs, { ours, reference: pipeline, downloadAlone }, () => flushDevice(device));
+    return {
+      name: 'deploy .raw.xz vs curl|tee tmpfs|sha256sum, xz -d | dd, sgdisk -e',
+      ours: summary(samples.ours!),
+      reference: summary(samples.reference!),
+      downloadAlone: summary(samples.downloadAlone!),
+      imageBytes: statSync(files.xz).size,
+    };
+  } finally {
+    server.close();
+    rmSync(tmp, { force: true });
+    rmSync(status, { force: true });
   }
 }
