@@ -5,13 +5,12 @@
 // gzip and zstd are Node's zlib; xz and bzip2 are the system's liblzma and libbz2 where the native
 // module loads (lib/formats/native-decoders.ts), else the bundled decoders: xz-embedded compiled to
 // WebAssembly (npm xz-decompress) and seek-bzip (pure JavaScript), driven one block at a time.
-import { availableParallelism } from 'node:os';
 import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import type Bunzip from 'seek-bzip';
 import { xzStreams } from './xz-streams.ts';
 import { zstdFrames } from './zstd-frames.ts';
-import { nativeDecoders, type NativeDecoder, type NativeDecoders, type NativeStatus } from './native-decoders.ts';
+import { decodedNatively, nativeDecoders, type NativeDecoders } from './native-decoders.ts';
 import type { ImageSource } from '../source/image-source.ts';
 
 export type Compression = 'gzip' | 'zstd' | 'xz' | 'bzip2';
@@ -25,16 +24,6 @@ const INPUT_WINDOW = 1024 * 1024;
 const ZLIB_CHUNK = 256 * 1024;
 /** bzip2 output is gathered into buffers of this size. */
 const BZIP2_CHUNK = 1024 * 1024;
-/** What one call of a native decoder produces at most. */
-const NATIVE_CHUNK = 1024 * 1024;
-const MiB = 1024 * 1024;
-/**
- * The native xz decoder's memory: past the first, fewer threads (a stream of several blocks holds
- * blocks in and out per thread); past the second, the data is refused (xz -9's dictionary needs
- * 65 MiB; the format allows 1.5 GiB).
- */
-const XZ_MEMORY_FOR_THREADS = 256 * MiB;
-const XZ_MEMORY_LIMIT = 512 * MiB;
 
 /** Which decoders decode xz and bzip2: the system's libraries where they load, else the bundled ones. */
 export type DecoderChoice = 'native' | 'bundled';
@@ -65,7 +54,7 @@ export function decompressedChunks(
     case 'xz':
       return native ? nativeXzChunks(source, native) : xzChunks(source);
     case 'bzip2':
-      return native ? nativeChunks(source, native, 'bzip2', 0, source.size) : bzip2Chunks(source);
+      return native ? decodedNatively(native, 'bzip2', windows(source), refused, true) : bzip2Chunks(source);
   }
 }
 
@@ -77,65 +66,15 @@ async function* nativeXzChunks(source: ImageSource, native: NativeDecoders): Asy
   } catch (error) {
     throw new DecompressError((error as Error).message);
   }
-  for (const [start, end] of streams) yield* nativeChunks(source, native, 'xz', start, end);
-}
-
-/**
- * The bytes [start, end) of the file through native decoders: one stream for xz (it must end
- * exactly at `end`), streams end to end for bzip2 (as pbzip2 or `cat` make them, and bzip2 -d
- * reads them). Each chunk is the same buffer, filled again for the next.
- */
-async function* nativeChunks(
-  source: ImageSource,
-  native: NativeDecoders,
-  format: 'xz' | 'bzip2',
-  start: number,
-  end: number,
-): AsyncGenerator<Buffer> {
-  const output = Buffer.allocUnsafeSlow(NATIVE_CHUNK);
-  const threads = Math.min(availableParallelism(), 4);
-  let position = start;
-  do {
-    const decoder: NativeDecoder =
-      format === 'xz' ? native.xzDecoder(threads, XZ_MEMORY_FOR_THREADS, XZ_MEMORY_LIMIT) : native.bzip2Decoder();
-    try {
-      let input: Buffer = Buffer.alloc(0);
-      for (;;) {
-        if (input.length === 0 && position < end) input = source.read(position, Math.min(INPUT_WINDOW, end - position));
-        const [consumed, produced, status] = native.decode(decoder, input, output, position + input.length >= end);
-        position += consumed;
-        input = input.subarray(consumed);
-        if (produced > 0) yield output.subarray(0, produced);
-        if (status === 'end') break;
-        if (status !== 'more') throw new DecompressError(nativeReason(format, status));
-        // libbz2 asks for more input without saying the stream is cut short (liblzma says so itself:
-        // with threads, it may also return with nothing done while they work).
-        if (format === 'bzip2' && consumed === 0 && produced === 0 && position >= end)
-          throw new DecompressError(nativeReason(format, 'truncated'));
-      }
-    } finally {
-      native.end(decoder);
-    }
-  } while (format === 'bzip2' && position < end);
-  if (position < end) throw new DecompressError('bad xz data (bytes after the end of a stream)');
-}
-
-function nativeReason(format: 'xz' | 'bzip2', status: NativeStatus): string {
-  switch (status) {
-    case 'format':
-      return format === 'xz' ? 'not xz data' : 'bad bzip2 data (not a bzip2 stream)';
-    case 'options':
-      return 'unsupported xz options';
-    case 'memory limit':
-      return `the xz data needs more than ${XZ_MEMORY_LIMIT / MiB} MiB of memory to decode`;
-    case 'memory':
-      return `out of memory decoding ${format} data`;
-    case 'truncated':
-      return `the ${format} data ends early`;
-    default:
-      return `corrupt ${format} data`;
+  for (const [start, end] of streams) {
+    const input = windows(source, start, end);
+    const after = yield* decodedNatively(native, 'xz', input, refused, true);
+    if (after.length > 0 || !input.next().done)
+      throw new DecompressError('bad xz data (bytes after the end of a stream)');
   }
 }
+
+const refused = (reason: string): Error => new DecompressError(reason);
 
 /** zstd: each frame through its own decoder (Node's stops at the end of the first). */
 async function* zstdChunks(source: ImageSource): AsyncGenerator<Buffer> {

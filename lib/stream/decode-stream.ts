@@ -1,15 +1,17 @@
 // The disk bytes of an image that is being downloaded, for the streaming mode: a raw image as it
-// arrives, or a compressed one (gzip, zstd, xz) decoded on the way. Pieces come out in guest order.
-// What the streaming mode cannot decode as it arrives is refused at once, naming the mode: bzip2
-// (its decoder here needs random access). xz files of several streams and zstd files of several
-// frames are found out at the end, from the stream's own structure (the decoders stop after the
-// first), and refused then.
+// arrives, or a compressed one (gzip, zstd, xz, bzip2) decoded on the way. Pieces come out in guest
+// order. xz and bzip2 go through the system's liblzma and libbz2 where the native module loads
+// (lib/formats/native-decoders.ts); without it, xz through the bundled decoder and bzip2 is refused
+// at once, naming the mode (the bundled bzip2 decoder needs random access). xz files of several
+// streams are found out at the end, from the stream's own structure (the decoders stop after the
+// first), and refused then; zstd frames and bzip2 streams end to end are one disk.
 import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { ByoiError, streamImageBad, streamingUnsupported } from '../errors.ts';
 import { detectFormat } from '../formats/detect.ts';
 import type { ImageSource } from '../source/image-source.ts';
 import { xzStreamRanges } from '../formats/xz-streams.ts';
+import { decodedNatively, nativeDecoders, type NativeDecoders } from '../formats/native-decoders.ts';
 import { ZstdFrameWatch } from './zstd-watch.ts';
 
 /** Bytes looked at to tell the file's format. */
@@ -18,7 +20,7 @@ const PEEK = 4096;
 const XZ_TAIL = 1024 * 1024;
 const ZLIB_CHUNK = 256 * 1024;
 
-export type StreamedFormat = 'raw' | 'gzip' | 'zstd' | 'xz';
+export type StreamedFormat = 'raw' | 'gzip' | 'zstd' | 'xz' | 'bzip2';
 
 export interface DecodedStream {
   readonly format: StreamedFormat;
@@ -50,9 +52,13 @@ function bufferSource(bytes: Buffer): ImageSource {
 
 /**
  * What the job's `raw` image is, from its first bytes, and its disk bytes. `type` is the job's;
- * only raw (possibly compressed) is decoded here (qcow2 has its own streaming decoder).
+ * only raw (possibly compressed) is decoded here (qcow2 has its own streaming decoder). `native`
+ * (tests): null for the bundled decoders alone.
  */
-export async function decodeStream(body: AsyncIterable<Buffer>): Promise<DecodedStream> {
+export async function decodeStream(
+  body: AsyncIterable<Buffer>,
+  native: NativeDecoders | null = nativeDecoders(),
+): Promise<DecodedStream> {
   const { head, all } = await peek(body);
   const detected = detectFormat(bufferSource(head));
   switch (detected.format) {
@@ -61,9 +67,20 @@ export async function decodeStream(body: AsyncIterable<Buffer>): Promise<Decoded
     case 'zstd':
       return { format: 'zstd', disk: zstdDisk(all) };
     case 'xz':
-      return { format: 'xz', disk: xzDisk(all) };
+      return { format: 'xz', disk: xzDisk(all, native) };
     case 'bzip2':
-      throw streamingUnsupported('a bzip2-compressed image (its decoder needs the whole file)');
+      if (!native) throw streamingUnsupported('a bzip2-compressed image (its decoder needs the whole file)');
+      return {
+        format: 'bzip2',
+        // Each chunk its own buffer: the writer holds the first MiB's.
+        disk: decodedNatively(
+          native,
+          'bzip2',
+          all[Symbol.asyncIterator](),
+          (reason) => streamImageBad('bzip2', reason),
+          false,
+        ),
+      };
     default:
       return { format: 'raw', disk: all };
   }
@@ -143,7 +160,7 @@ async function* zstdDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   if (problem !== undefined) throw streamImageBad('zstd', problem);
 }
 
-async function* xzDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+async function* xzDisk(input: AsyncIterable<Buffer>, native: NativeDecoders | null): AsyncGenerator<Buffer> {
   const iterator = input[Symbol.asyncIterator]();
   let total = 0;
   let first = Buffer.alloc(0);
@@ -157,26 +174,13 @@ async function* xzDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     while (tail.length > 1 && tailLength - tail[0]!.length >= XZ_TAIL) tailLength -= tail.shift()!.length;
   };
   const rest: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => iterator };
-  const { XzReadableStream } = (await import('xz-decompress')).default; // loaded when first used (~3 ms)
-  const decoder = new XzReadableStream(ReadableStream.from(watched(rest, keep)));
-  let finished = false;
-  try {
-    for await (const chunk of decoder)
-      if (chunk.length > 0) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
-    finished = true;
-  } catch (error) {
-    if (error instanceof ByoiError) throw error;
-    throw streamImageBad(
-      'xz',
-      /error code 7|error code 6/.test((error as Error).message)
-        ? 'corrupt xz data'
-        : 'the xz data is corrupt or ends early',
-    );
-  } finally {
-    if (!finished) await decoder.cancel().catch(() => undefined);
-  }
+  if (native) {
+    // The first stream; what follows it was kept (the tail) and is checked below.
+    const bytes = watched(rest, keep)[Symbol.asyncIterator]();
+    yield* decodedNatively(native, 'xz', bytes, (reason) => streamImageBad('xz', reason), false);
+  } else yield* bundledXz(watched(rest, keep));
   for (let next = await iterator.next(); !next.done; next = await iterator.next()) keep(next.value);
-  // The file's last stream, read from its footer and index, must be its first: xz-embedded stops
+  // The file's last stream, read from its footer and index, must be its first: the decoders stop
   // at the end of the first stream, so a second one would be silently left out.
   const held = Buffer.concat(tail);
   const heldFrom = total - held.length;
@@ -197,4 +201,26 @@ async function* xzDisk(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     throw streamImageBad('xz', (error as Error).message);
   }
   if (streams.length !== 1) throw streamingUnsupported('an xz image of several streams');
+}
+
+/** xz through the bundled decoder (xz-embedded in WebAssembly), which stops after the first stream. */
+async function* bundledXz(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  const { XzReadableStream } = (await import('xz-decompress')).default; // loaded when first used (~3 ms)
+  const decoder = new XzReadableStream(ReadableStream.from(input));
+  let finished = false;
+  try {
+    for await (const chunk of decoder)
+      if (chunk.length > 0) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    finished = true;
+  } catch (error) {
+    if (error instanceof ByoiError) throw error;
+    throw streamImageBad(
+      'xz',
+      /error code 7|error code 6/.test((error as Error).message)
+        ? 'corrupt xz data'
+        : 'the xz data is corrupt or ends early',
+    );
+  } finally {
+    if (!finished) await decoder.cancel().catch(() => undefined);
+  }
 }

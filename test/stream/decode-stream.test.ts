@@ -1,12 +1,14 @@
-// The streaming mode's decoders of compressed raw images, fed in chunks: gzip, xz and zstd files
-// made by the real tools (gzip members and zstd frames end to end too) decode to the disk; what the
-// mode cannot decode (xz of several streams, bzip2) is refused naming the mode, and truncated or
-// corrupt streams are refused as bad images.
+// The streaming mode's decoders of compressed raw images, fed in chunks: gzip, xz, zstd and bzip2
+// files made by the real tools (gzip members, zstd frames and bzip2 streams end to end too) decode
+// to the disk, xz through the bundled decoder too; what the mode cannot decode (xz of several
+// streams; bzip2 without the native decoders) is refused naming the mode, and truncated or corrupt
+// streams are refused as bad images.
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ByoiError } from '../../lib/errors.ts';
 import { decodeStream } from '../../lib/stream/decode-stream.ts';
+import { nativeDecoders, type NativeDecoders } from '../../lib/formats/native-decoders.ts';
 
 const disk = Buffer.concat([
   randomBytes(300 * 1024),
@@ -22,10 +24,13 @@ async function* chunks(bytes: Buffer): AsyncGenerator<Buffer> {
   for (let at = 0; at < bytes.length; at += 7777) yield Buffer.from(bytes.subarray(at, at + 7777));
 }
 
-async function decode(file: Buffer): Promise<string> {
-  const decoded = await decodeStream(chunks(file));
+/** The disk's sha256, hashed once every piece is held (a piece filled again for the next would show). */
+async function decode(file: Buffer, native?: NativeDecoders | null): Promise<string> {
+  const decoded = await decodeStream(chunks(file), native);
+  const pieces: Buffer[] = [];
+  for await (const piece of decoded.disk) pieces.push(piece);
   const hash = createHash('sha256');
-  for await (const piece of decoded.disk) hash.update(piece);
+  for (const piece of pieces) hash.update(piece);
   return hash.digest('hex');
 }
 
@@ -39,11 +44,19 @@ async function refusal(file: Buffer): Promise<string> {
   return (error as Error).message;
 }
 
-const compressors = { gzip: 'gzip -c', xz: 'xz -T1 -c', zstd: 'zstd -q -c' } as const;
+const compressors = { gzip: 'gzip -c', xz: 'xz -T1 -c', zstd: 'zstd -q -c', bzip2: 'bzip2 -c' } as const;
+// Outside CI, bzip2 is left out where scripts/setup.sh has not built the native decoders.
+const streamed = Object.entries(compressors).filter(
+  ([format]) => format !== 'bzip2' || nativeDecoders() || process.env.CI,
+);
 
 describe('streaming decoders', () => {
-  it.each(Object.entries(compressors))('%s: decodes to the disk', async (_format, command) => {
+  it.each(streamed)('%s: decodes to the disk', async (_format, command) => {
     expect(await decode(tool(command, disk))).toBe(sha(disk));
+  });
+
+  it('xz: the bundled decoder too (where the native ones do not load)', async () => {
+    expect(await decode(tool('xz -T1 -c', disk), null)).toBe(sha(disk));
   });
 
   it('raw passes through', async () => {
@@ -80,13 +93,19 @@ describe('streaming decoders', () => {
     expect(await decode(zstd)).toBe(sha(disk));
   });
 
-  it('bzip2 is refused at once', async () => {
-    await expect(decodeStream(chunks(tool('bzip2 -c', disk)))).rejects.toThrow(
+  it.skipIf(!nativeDecoders() && !process.env.CI)('bzip2 streams end to end are one disk', async () => {
+    const half = disk.length / 2;
+    const bz2 = Buffer.concat([tool('bzip2 -c', disk.subarray(0, half)), tool('bzip2 -c', disk.subarray(half))]);
+    expect(await decode(bz2)).toBe(sha(disk));
+  });
+
+  it('without the native decoders, bzip2 is refused at once', async () => {
+    await expect(decodeStream(chunks(tool('bzip2 -c', disk)), null)).rejects.toThrow(
       /^Can not deploy a bzip2-compressed image .* in streaming mode/,
     );
   });
 
-  it.each(Object.entries(compressors))('%s: a truncated or corrupt stream is refused', async (format, command) => {
+  it.each(streamed)('%s: a truncated or corrupt stream is refused', async (format, command) => {
     const whole = tool(command, disk);
     expect(await refusal(whole.subarray(0, Math.floor(whole.length * 0.7)))).toMatch(
       new RegExp(`^Bad ${format} image: `),
