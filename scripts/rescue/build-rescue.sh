@@ -102,6 +102,12 @@ SH
   prune_cache "$cache_root" base system
 fi
 touch -c "$system" "$base"
+# The bundle's native modules must find their libraries in the system: without them the agent
+# would fall back, silently, to the slower bundled xz and bzip2 decoders.
+listing=$(cpio -t --quiet <"$system/system.cpio")
+for lib in $(readelf -d "$dist"/*.node | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort -u); do
+  grep -q "/$lib\$" <<<"$listing" || { echo "the rescue system lacks $lib, which $dist/*.node need" >&2; exit 1; }
+done
 
 # The agent archive: only new files under /usr/local, whose directories the system archive already
 # has (an archive's directory entry would reset an existing directory's mode).
