@@ -9,9 +9,11 @@
 //   decode(decoder, input, output, finish): [consumed, produced, status], status "more", "end" or
 //     why the data cannot be decoded ("corrupt", "format", "options", "memory limit", "memory",
 //     "truncated"); consumed and produced are bytes of input and output this call used;
+//   restart(decoder): a bzip2 decoder ready for the next stream (streams end to end), without a new one;
 //   end(decoder): frees it now (otherwise when it is collected).
 #include <bzlib.h>
 #include <lzma.h>
+#include <math.h>
 #include <node_api.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -58,8 +60,9 @@ static napi_value wrap(napi_env env, decoder *d) {
   return external;
 }
 
-static bool number_arg(napi_env env, napi_value value, double *out) {
-  return napi_get_value_double(env, value, out) == napi_ok && *out >= 0;
+// A count or a size: finite, not negative, and at most `max` (a cast of a larger double is undefined).
+static bool number_arg(napi_env env, napi_value value, double max, double *out) {
+  return napi_get_value_double(env, value, out) == napi_ok && isfinite(*out) && *out >= 0 && *out <= max;
 }
 
 // xzDecoder(threads, memlimitThreading, memlimitStop)
@@ -68,8 +71,8 @@ static napi_value xz_decoder(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   double threads, threading, stop;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3 ||
-      !number_arg(env, argv[0], &threads) || !number_arg(env, argv[1], &threading) ||
-      !number_arg(env, argv[2], &stop))
+      !number_arg(env, argv[0], 1024, &threads) || !number_arg(env, argv[1], 1e15, &threading) ||
+      !number_arg(env, argv[2], 1e15, &stop))
     return throw_error(env, "xzDecoder(threads, memlimitThreading, memlimitStop)");
   decoder *d = calloc(1, sizeof *d);
   if (d == NULL) return throw_error(env, "out of memory");
@@ -77,6 +80,8 @@ static napi_value xz_decoder(napi_env env, napi_callback_info info) {
   d->xz = (lzma_stream)LZMA_STREAM_INIT;
   lzma_mt options;
   memset(&options, 0, sizeof options);
+  // A check this liblzma cannot compute (a reserved id) is said, not skipped: the data is refused.
+  options.flags = LZMA_TELL_UNSUPPORTED_CHECK;
   options.threads = threads < 1 ? 1 : (uint32_t)threads;
   // lzma_code returns at least this often (ms) while threads work, so output comes steadily.
   options.timeout = 300;
@@ -125,6 +130,7 @@ static const char *xz_status(lzma_ret ret) {
     case LZMA_MEMLIMIT_ERROR: return "memory limit";
     case LZMA_MEM_ERROR: return "memory";
     case LZMA_BUF_ERROR: return "truncated";
+    case LZMA_UNSUPPORTED_CHECK: return "check";
     default: return "corrupt"; // LZMA_DATA_ERROR (a check that does not match too), and the rest
   }
 }
@@ -178,15 +184,34 @@ static napi_value decode(napi_env env, napi_callback_info info) {
     produced = out_avail - d->bz.avail_out;
     status = bzip2_status(ret);
   }
-  napi_value result, value;
-  if (napi_create_array_with_length(env, 3, &result) != napi_ok) return NULL;
-  napi_create_double(env, (double)consumed, &value);
-  napi_set_element(env, result, 0, value);
-  napi_create_double(env, (double)produced, &value);
-  napi_set_element(env, result, 1, value);
-  napi_create_string_utf8(env, status, NAPI_AUTO_LENGTH, &value);
-  napi_set_element(env, result, 2, value);
+  napi_value result, counts[2], text;
+  if (napi_create_array_with_length(env, 3, &result) != napi_ok ||
+      napi_create_double(env, (double)consumed, &counts[0]) != napi_ok ||
+      napi_create_double(env, (double)produced, &counts[1]) != napi_ok ||
+      napi_create_string_utf8(env, status, NAPI_AUTO_LENGTH, &text) != napi_ok ||
+      napi_set_element(env, result, 0, counts[0]) != napi_ok || napi_set_element(env, result, 1, counts[1]) != napi_ok ||
+      napi_set_element(env, result, 2, text) != napi_ok)
+    return throw_error(env, "cannot return what was decoded");
   return result;
+}
+
+// restart(decoder): a bzip2 decoder whose stream ended, ready for the next one.
+static napi_value restart(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  void *data = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
+      napi_get_value_external(env, argv[0], &data) != napi_ok || data == NULL)
+    return throw_error(env, "restart(decoder)");
+  decoder *d = data;
+  if (d->kind != BZIP2 || !d->open) return throw_error(env, "only an open bzip2 decoder restarts");
+  BZ2_bzDecompressEnd(&d->bz);
+  memset(&d->bz, 0, sizeof d->bz);
+  if (BZ2_bzDecompressInit(&d->bz, 0, 0) != BZ_OK) {
+    d->open = false;
+    return throw_error(env, "cannot start a bzip2 decoder");
+  }
+  return NULL;
 }
 
 // end(decoder)
@@ -209,7 +234,8 @@ static bool export(napi_env env, napi_value exports, const char *name, napi_call
 
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   if (!export(env, exports, "xzDecoder", xz_decoder) || !export(env, exports, "bzip2Decoder", bzip2_decoder) ||
-      !export(env, exports, "decode", decode) || !export(env, exports, "end", end))
+      !export(env, exports, "decode", decode) || !export(env, exports, "restart", restart) ||
+      !export(env, exports, "end", end))
     return NULL;
   return exports;
 }

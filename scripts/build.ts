@@ -1,6 +1,6 @@
 // `npm run build`: the agent and everything it imports, in dist/byoi.mjs (plus dist/chunk-*.mjs for
-// what it imports lazily, dist/worker-*.mjs for any worker threads it starts and the native helper
-// dist/huge-pages.node; see scripts/bundle.ts). Copy the whole dist/ directory.
+// what it imports lazily, dist/worker-*.mjs for any worker threads it starts and the native modules
+// dist/huge-pages.node and dist/stream-decoders.node; see scripts/bundle.ts). Copy the whole dist/ directory.
 import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundle } from './bundle.ts';

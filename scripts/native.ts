@@ -19,9 +19,6 @@ const addons = [
   { name: 'stream-decoders', libraries: ['-llzma', '-lbz2'] },
 ] as const;
 
-/** The file names the addons are built as, in a directory. */
-export const nativeFiles = addons.map(({ name }) => `${name}.node`);
-
 /** node_api.h beside the running Node: an install's include/node, or the node@24 package's platform package's. */
 function nodeApiHeaders(): string {
   const bin = dirname(process.execPath);

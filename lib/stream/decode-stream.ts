@@ -174,10 +174,13 @@ async function* xzDisk(input: AsyncIterable<Buffer>, native: NativeDecoders | nu
     while (tail.length > 1 && tailLength - tail[0]!.length >= XZ_TAIL) tailLength -= tail.shift()!.length;
   };
   const rest: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => iterator };
+  /** Where the first stream ended, as the native decoder found it (the bundled one does not say). */
+  let streamEnd: number | undefined;
   if (native) {
     // The first stream; what follows it was kept (the tail) and is checked below.
     const bytes = watched(rest, keep)[Symbol.asyncIterator]();
-    yield* decodedNatively(native, 'xz', bytes, (reason) => streamImageBad('xz', reason), false);
+    const after = yield* decodedNatively(native, 'xz', bytes, (reason) => streamImageBad('xz', reason), false);
+    streamEnd = total - after.length;
   } else yield* bundledXz(watched(rest, keep));
   for (let next = await iterator.next(); !next.done; next = await iterator.next()) keep(next.value);
   // The file's last stream, read from its footer and index, must be its first: the decoders stop
@@ -201,6 +204,9 @@ async function* xzDisk(input: AsyncIterable<Buffer>, native: NativeDecoders | nu
     throw streamImageBad('xz', (error as Error).message);
   }
   if (streams.length !== 1) throw streamingUnsupported('an xz image of several streams');
+  // An index that claims the bytes after the decoded stream too would hide them.
+  if (streamEnd !== undefined && streams[0]!.end !== streamEnd)
+    throw streamImageBad('xz', 'bad xz data (the index does not end where the stream does)');
 }
 
 /** xz through the bundled decoder (xz-embedded in WebAssembly), which stops after the first stream. */

@@ -100,6 +100,39 @@ describe.skipIf(!loads && !process.env.CI)('xz and bzip2: the native decoders', 
     expect(await decode(bytes, 'bzip2', 'bundled')).toMatch(/^refused: /);
   });
 
+  it('bzip2: a file of many one-byte streams makes full chunks and leaves the event loop its turns', async () => {
+    const one = tool('bzip2', ['-c'], Buffer.from('b'));
+    const count = 200_000;
+    const file = Buffer.concat(Array.from({ length: count }, () => one));
+    let ticks = 0;
+    const ticking = setInterval(() => ticks++, 5);
+    const chunks: number[] = [];
+    try {
+      for await (const chunk of decompressedChunks(sourceOf(file), 'bzip2', 'native')) {
+        chunks.push(chunk.length);
+        expect(chunk.every((byte) => byte === 0x62)).toBe(true);
+      }
+    } finally {
+      clearInterval(ticking);
+    }
+    expect(chunks).toEqual([count]); // one chunk, not one per stream
+    expect(ticks).toBeGreaterThan(0);
+  });
+
+  it('xz: a check of a kind the decoder cannot verify (a reserved id) is refused, not skipped', async () => {
+    const bytes = tool('xz', ['-1', '-T1', '--check=crc32', '-c'], disk.subarray(0, MiB));
+    // Check id 1 (CRC32) to 2 (reserved, also 4 bytes) in the stream header's and footer's flags,
+    // their CRC32s made right again: the structure stays sound.
+    bytes[7] = 0x02;
+    bytes.writeUInt32LE(crc32(bytes.subarray(6, 8)), 8);
+    const footer = bytes.length - 12;
+    bytes[footer + 9] = 0x02;
+    bytes.writeUInt32LE(crc32(bytes.subarray(footer + 4, footer + 10)), footer);
+    expect(await decode(bytes, 'xz', 'native')).toBe(
+      'refused: an xz integrity check of a kind this decoder cannot verify',
+    );
+  });
+
   it('xz: a stream whose dictionary needs more memory than the limit is refused, saying so', async () => {
     const bytes = tool('xz', ['-1', '-T1', '-c'], disk.subarray(0, MiB));
     // The first block header's LZMA2 dictionary byte (after its flags, filter id 0x21 and a

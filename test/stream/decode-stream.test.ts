@@ -99,6 +99,46 @@ describe('streaming decoders', () => {
     expect(await decode(bz2)).toBe(sha(disk));
   });
 
+  it.skipIf(!nativeDecoders() && !process.env.CI)(
+    'bzip2 of many tiny streams comes in few pieces (each would be a buffer held)',
+    async () => {
+      const one = tool('bzip2 -c', Buffer.from('b'));
+      const file = Buffer.concat(Array.from({ length: 20_000 }, () => one));
+      const decoded = await decodeStream(chunks(file));
+      let pieces = 0;
+      for await (const _ of decoded.disk) pieces++;
+      expect(pieces).toBe(1);
+    },
+  );
+
+  it.skipIf(!nativeDecoders() && !process.env.CI)(
+    'xz: an index that claims bytes after the stream is refused (they would not be decoded)',
+    async () => {
+      const stream = tool('xz -T1 -c', disk);
+      const junk = Buffer.alloc(36, 0x41);
+      // A fake index after the junk: one record as long as the stream's blocks and the junk.
+      const varint = (n: number): number[] => {
+        const out: number[] = [];
+        do {
+          let byte = n % 128;
+          n = Math.floor(n / 128);
+          if (n > 0) byte |= 0x80;
+          out.push(byte);
+        } while (n > 0);
+        return out;
+      };
+      const index = [0x00, ...varint(1), ...varint(stream.length + junk.length - 12), ...varint(disk.length)];
+      while (index.length % 4 !== 0) index.push(0);
+      index.push(0, 0, 0, 0); // its CRC32: not checked by the structure walk
+      const footer = Buffer.alloc(12);
+      footer.writeUInt32LE(index.length / 4 - 1, 4);
+      footer.writeUInt8(stream[7]!, 9); // the stream's check id, as in its header
+      footer.write('YZ', 10, 'latin1');
+      const file = Buffer.concat([stream, junk, Buffer.from(index), footer]);
+      expect(await refusal(file)).toBe('Bad xz image: bad xz data (the index does not end where the stream does).');
+    },
+  );
+
   it('without the native decoders, bzip2 is refused at once', async () => {
     await expect(decodeStream(chunks(tool('bzip2 -c', disk)), null)).rejects.toThrow(
       /^Can not deploy a bzip2-compressed image .* in streaming mode/,
