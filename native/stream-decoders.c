@@ -195,15 +195,23 @@ static napi_value decode(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// restart(decoder): a bzip2 decoder whose stream ended, ready for the next one.
-static napi_value restart(napi_env env, napi_callback_info info) {
+// The one argument of restart() and end(): the decoder, or NULL with an error thrown.
+static decoder *decoder_arg(napi_env env, napi_callback_info info, const char *usage) {
   size_t argc = 1;
   napi_value argv[1];
   void *data = NULL;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
-      napi_get_value_external(env, argv[0], &data) != napi_ok || data == NULL)
-    return throw_error(env, "restart(decoder)");
-  decoder *d = data;
+      napi_get_value_external(env, argv[0], &data) != napi_ok || data == NULL) {
+    napi_throw_error(env, NULL, usage);
+    return NULL;
+  }
+  return data;
+}
+
+// restart(decoder): a bzip2 decoder whose stream ended, ready for the next one.
+static napi_value restart(napi_env env, napi_callback_info info) {
+  decoder *d = decoder_arg(env, info, "restart(decoder)");
+  if (d == NULL) return NULL;
   if (d->kind != BZIP2 || !d->open) return throw_error(env, "only an open bzip2 decoder restarts");
   BZ2_bzDecompressEnd(&d->bz);
   memset(&d->bz, 0, sizeof d->bz);
@@ -216,13 +224,8 @@ static napi_value restart(napi_env env, napi_callback_info info) {
 
 // end(decoder)
 static napi_value end(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  void *data = NULL;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
-      napi_get_value_external(env, argv[0], &data) != napi_ok || data == NULL)
-    return throw_error(env, "end(decoder)");
-  release((decoder *)data);
+  decoder *d = decoder_arg(env, info, "end(decoder)");
+  if (d != NULL) release(d);
   return NULL;
 }
 
