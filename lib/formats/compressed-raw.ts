@@ -54,7 +54,10 @@ function decodeRefusal(format: Compression, error: unknown): Error {
   return error as Error;
 }
 
-/** A window of the decoded disk: its bytes, and the whole buffer they lie in (given back to a WindowSupply, where one made it). */
+/**
+ * A window of the decoded disk: its bytes, and the whole buffer they lie in (given back to a
+ * WindowSupply, where one made it).
+ */
 interface DecodedWindow {
   readonly offset: number;
   readonly bytes: Buffer;
@@ -158,8 +161,8 @@ export async function openCompressedRaw(
   let allocated = 0;
   let shapes: ExtentShape[] | undefined = [];
   // The windows that hold data, while they fit in the budget; past it, none (the write decodes again).
-  let kept: Map<number, Buffer> | undefined = (options.keepDecoded ?? 0) > 0 ? new Map() : undefined;
-  let keptBytes = 0;
+  const budget = options.keepDecoded ?? 0;
+  let kept: Map<number, Buffer> | undefined = budget > 0 ? new Map() : undefined;
   const supply = new WindowSupply();
   for await (const { offset, bytes, buffer } of decodedWindows(watched, format, limit, supply)) {
     if (offset < HEAD) bytes.copy(head, offset, 0, Math.min(bytes.length, HEAD - offset));
@@ -171,9 +174,8 @@ export async function openCompressedRaw(
     }
     if (shapes && shapes.length > MAX_SHAPES) shapes = undefined;
     size = offset + bytes.length;
-    if (kept && data && keptBytes + WINDOW <= (options.keepDecoded ?? 0)) {
+    if (kept && data && (kept.size + 1) * WINDOW <= budget) {
       kept.set(offset, bytes);
-      keptBytes += WINDOW;
       continue;
     }
     if (data) kept = undefined; // the disk's data does not fit: nothing is kept
