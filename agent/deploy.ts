@@ -120,7 +120,10 @@ async function writeFromRam(
   const log = report.logger;
   report.phase('download', 'Downloading image', null);
   // The dry decoding pass follows the bytes as they arrive; it only reads (lib/formats/early-check.ts).
-  const early = new EarlyCheck(job.type, (total, held) => roomForDecoded(budget, total, total - held));
+  const early = new EarlyCheck(job.type, {
+    room: (total, held) => roomForDecoded(budget, total, total - held),
+    limit: disk.size,
+  });
   // Download, checksum, inspection and plans, up to the early pass's result: a failure among them
   // calls the pass off, which would otherwise decode on, holding what it keeps, while it is reported.
   const downloadAndInspect = async () => {
@@ -151,6 +154,7 @@ async function writeFromRam(
       lean: true,
       keepDecoded: roomForDecoded(budget, source.size, 0),
       onDecodeProgress: (done, total) => report.progress(done, total),
+      firstPass: (format) => early.firstPass(source, format),
     });
     if (job.configDrive) {
       // Refused here rather than after the write: no room, four primaries, two config-2 partitions.

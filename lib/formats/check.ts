@@ -7,7 +7,7 @@ import {
   noPartitionTableInDisk,
   sectorSizeMismatch,
 } from '../errors.ts';
-import { openCompressedRaw } from './compressed-raw.ts';
+import { openCompressedRaw, type FirstPass } from './compressed-raw.ts';
 import { compressions, type Compression } from './decompress.ts';
 import { detectFormat, gptSectorSize } from './detect.ts';
 import { bufferSource, guestReader, type GuestReader } from './guest.ts';
@@ -25,6 +25,11 @@ export interface DiskFacts {
 export interface CheckOptions extends Qcow2Options {
   /** A compressed raw image's first decoding pass: compressed bytes read of the file's. */
   readonly onDecodeProgress?: (done: number, total: number) => void;
+  /**
+   * A compressed raw image's first pass, if one already ran over these bytes (while they arrived:
+   * lib/formats/early-check.ts): taken instead of decoding. Undefined: decoded here.
+   */
+  readonly firstPass?: (format: Compression) => Promise<FirstPass | undefined>;
 }
 
 /** A hybrid ISO (or anything else) may carry an MBR that detection names otherwise. */
@@ -55,15 +60,16 @@ export async function checkImage(
   options: CheckOptions = {},
 ): Promise<CheckedImage> {
   const detection = detectFormat(source);
+  const compression =
+    type === 'raw' && compressions.has(detection.format) ? (detection.format as Compression) : undefined;
+  const firstPass = compression && (await options.firstPass?.(compression));
   const decoding = {
     limit: disk.size,
     ...(options.keepDecoded !== undefined && { keepDecoded: options.keepDecoded }),
     ...(options.onDecodeProgress && { onProgress: options.onDecodeProgress }),
+    ...(firstPass && { firstPass }),
   };
-  const compressed =
-    type === 'raw' && compressions.has(detection.format)
-      ? await openCompressedRaw(source, detection.format as Compression, decoding)
-      : undefined;
+  const compressed = compression && (await openCompressedRaw(source, compression, decoding));
   if (type === 'raw')
     checkPartitionTable(
       compressed ? bufferSource(compressed.head) : source,

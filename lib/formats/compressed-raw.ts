@@ -7,9 +7,9 @@
 // soon as the disk grows past `limit` bytes. Windows are used again once written or looked at.
 import { compressedImageBad, compressedImageTooBig } from '../errors.ts';
 import { DecompressError, decompressedChunks, type Compression } from './decompress.ts';
-import type { DiskImage, Extent, ExtentShape, ImageInfo } from './types.ts';
+import type { DiskImage, Extent, ExtentShape, ImageInfo, SharedPiece } from './types.ts';
 import type { ImageSource } from '../source/image-source.ts';
-import { alignedBuffers } from '../source/aligned-memory.ts';
+import { alignedBuffers, isAlignedMemory, trustAligned } from '../source/aligned-memory.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -36,6 +36,11 @@ export interface CompressedRawOptions {
    * again). Kept for the image's life. Default 0.
    */
   readonly keepDecoded?: number;
+  /**
+   * The first pass, already run over these very bytes (on another thread, while they arrived:
+   * lib/formats/early-check.ts): the image is opened from it without decoding.
+   */
+  readonly firstPass?: FirstPass;
 }
 
 export interface CompressedRawImage extends DiskImage {
@@ -75,10 +80,17 @@ class WindowSupply {
   private readonly free: Buffer[] = [];
   private made = 0;
 
+  /** In memory another thread can be handed (`handFirstPass`). */
+  private readonly shared: boolean;
+
+  constructor(shared = false) {
+    this.shared = shared;
+  }
+
   take(): Buffer {
     if (this.free.length === 0) {
       const count = Math.min(MAX_GROUP, Math.max(GROUP, this.made));
-      this.free.push(...alignedBuffers(WINDOW, count));
+      this.free.push(...alignedBuffers(WINDOW, count, this.shared));
       this.made += count;
     }
     return this.free.pop()!;
@@ -143,11 +155,30 @@ function addShape(shapes: ExtentShape[], start: number, end: number, zero: boole
   else shapes.push({ offset: start, length: end - start, zero });
 }
 
-export async function openCompressedRaw(
+/**
+ * What the first pass learned of the decoded disk: enough to open it again without decoding, and,
+ * where the budget allowed, every window of its data.
+ */
+export interface FirstPass {
+  readonly size: number;
+  readonly allocated: number;
+  /** The disk's first MiB (or all of it, if smaller). */
+  readonly head: Buffer;
+  /** Its runs of zeros and data, in order; undefined past MAX_SHAPES (the dry pass decodes again). */
+  readonly shapes: readonly ExtentShape[] | undefined;
+  /** Every window that holds data, by offset; undefined where they did not all fit in the budget. */
+  readonly kept: ReadonlyMap<number, Buffer> | undefined;
+}
+
+/**
+ * The first pass: decodes the whole stream once, refusing it past `limit` bytes or where it does
+ * not decode. `shared`: kept windows lie in memory another thread can take (`handFirstPass`).
+ */
+export async function decodeFirstPass(
   source: ImageSource,
   format: Compression,
-  options: CompressedRawOptions = {},
-): Promise<CompressedRawImage> {
+  options: CompressedRawOptions & { readonly shared?: boolean } = {},
+): Promise<FirstPass> {
   const limit = options.limit ?? Number.MAX_SAFE_INTEGER;
   const { onProgress } = options;
   const watched: ImageSource = onProgress
@@ -163,7 +194,7 @@ export async function openCompressedRaw(
   // The windows that hold data, while they fit in the budget; past it, none (the write decodes again).
   const budget = options.keepDecoded ?? 0;
   let kept: Map<number, Buffer> | undefined = budget > 0 ? new Map() : undefined;
-  const supply = new WindowSupply();
+  const supply = new WindowSupply(options.shared);
   for await (const { offset, bytes, buffer } of decodedWindows(watched, format, limit, supply)) {
     if (offset < HEAD) bytes.copy(head, offset, 0, Math.min(bytes.length, HEAD - offset));
     let data = false;
@@ -181,6 +212,52 @@ export async function openCompressedRaw(
     if (data) kept = undefined; // the disk's data does not fit: nothing is kept
     supply.giveBack(buffer);
   }
+  return { size, allocated, head: head.subarray(0, Math.min(HEAD, size)), shapes, kept };
+}
+
+/** A first pass as another thread of this process can take it: kept windows as views of shared memory. */
+export interface HandedFirstPass extends Omit<FirstPass, 'kept'> {
+  readonly kept: ReadonlyArray<{ readonly offset: number; readonly piece: SharedPiece }> | undefined;
+}
+
+/** `pass`, decoded with `shared`, for another thread (`takeFirstPass` there). */
+export function handFirstPass(pass: FirstPass): HandedFirstPass {
+  const kept =
+    pass.kept &&
+    [...pass.kept].map(([offset, bytes]) => {
+      if (!(bytes.buffer instanceof SharedArrayBuffer))
+        throw new TypeError('a first pass decoded without shared windows');
+      const piece = {
+        memory: bytes.buffer,
+        byteOffset: bytes.byteOffset,
+        length: bytes.length,
+        aligned: isAlignedMemory(bytes.buffer),
+      };
+      return { offset, piece };
+    });
+  return { ...pass, kept };
+}
+
+/** A first pass another thread ran and handed over (`handFirstPass`); a message brings Buffers as Uint8Arrays. */
+export function takeFirstPass(handed: HandedFirstPass): FirstPass {
+  const kept =
+    handed.kept &&
+    new Map(
+      handed.kept.map(({ offset, piece }) => {
+        if (piece.aligned) trustAligned(piece.memory);
+        return [offset, Buffer.from(piece.memory, piece.byteOffset, piece.length)];
+      }),
+    );
+  const head = Buffer.from(handed.head.buffer, handed.head.byteOffset, handed.head.length);
+  return { ...handed, head, kept };
+}
+
+export async function openCompressedRaw(
+  source: ImageSource,
+  format: Compression,
+  options: CompressedRawOptions = {},
+): Promise<CompressedRawImage> {
+  const { size, allocated, head, shapes, kept } = options.firstPass ?? (await decodeFirstPass(source, format, options));
   const info: ImageInfo = {
     format: 'raw',
     virtualSize: size,
@@ -189,17 +266,16 @@ export async function openCompressedRaw(
     compression: format,
     features: { compressedSize: source.size },
   };
-  const keptShapes = shapes;
-  const keptWindows = kept;
+  const supply = new WindowSupply();
   return {
     info,
-    head: head.subarray(0, Math.min(HEAD, size)),
+    head,
     extents: () =>
-      keptWindows
-        ? extentsOf(windowsKept(keptWindows, size))
+      kept
+        ? extentsOf(windowsKept(kept, size))
         : checkedSize(extentsOf(decodedWindows(source, format, size, supply), supply), format, size),
     // The first pass found every run and refused what decoding refuses: the dry pass replays it.
-    ...(keptShapes && { check: () => replay(keptShapes) }),
+    ...(shapes && { check: () => replay(shapes) }),
   };
 }
 

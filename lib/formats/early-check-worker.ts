@@ -1,7 +1,8 @@
 // The worker of lib/formats/early-check.ts: the deployment's dry decoding pass, run on the image's bytes
 // while they are still arriving. Its source blocks (Atomics.wait) until the bytes a decoder asks
-// for have arrived, so the decoders run unchanged. It reports success and the long zero runs, or
-// that it did not finish; the deployment then decodes after the download as before.
+// for have arrived, so the decoders run unchanged. It reports success and the long zero runs (or
+// a compressed raw image's first pass), or that it did not finish; the deployment then decodes
+// after the download as before.
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
@@ -9,6 +10,11 @@ import { runInNewContext } from 'node:vm';
 import { receiveMessageOnPort, workerData, parentPort, type MessagePort } from 'node:worker_threads';
 import { verifyImage } from '../write/verify.ts';
 import { openImage } from './open.ts';
+import { decodeFirstPass, handFirstPass } from './compressed-raw.ts';
+import { compressions, type Compression } from './decompress.ts';
+import { detectFormat } from './detect.ts';
+import { bufferSource } from './guest.ts';
+import { ByoiError } from '../errors.ts';
 import { defaultThreads } from './decompress-pool.ts';
 import type { ImageSource } from '../source/image-source.ts';
 import type { EarlyCheckData, EarlyCheckReply } from './early-check.ts';
@@ -19,6 +25,7 @@ const {
   chunkSize,
   progress,
   keepDecoded,
+  limit,
   chunks: port,
 } = workerData as EarlyCheckData & {
   chunks: MessagePort;
@@ -102,11 +109,35 @@ class ArrivingSource implements ImageSource {
   }
 }
 
+/**
+ * The codec a raw job's file arrives compressed in, if any: told by its first bytes alone (a whole
+ * detection also probes near the end, which has not arrived), where every compressed format's
+ * magic lies and no earlier probe looks further.
+ */
+function compressionOf(source: ImageSource): Compression | undefined {
+  const { format } = detectFormat(bufferSource(source.read(0, Math.min(source.size, 4096))));
+  return compressions.has(format) ? (format as Compression) : undefined;
+}
+
+/** A compressed raw image's first pass; kept windows in shared memory, which the deployment's thread writes. */
+async function firstPass(source: ImageSource, compression: Compression): Promise<EarlyCheckReply> {
+  try {
+    const pass = await decodeFirstPass(source, compression, { limit, keepDecoded, shared: true });
+    return { ok: true, compression, firstPass: handFirstPass(pass) };
+  } catch (error) {
+    if (!(error instanceof ByoiError) || error.kind !== 'refused-image') throw error;
+    return { ok: false, reason: error.message, refusal: { code: error.code, detail: error.detail } };
+  }
+}
+
 async function check(): Promise<EarlyCheckReply> {
   try {
+    const source = new ArrivingSource();
+    const compression = type === 'raw' ? compressionOf(source) : undefined;
+    if (compression) return await firstPass(source, compression);
     // Progressive: each L2 table is read when decoding reaches it, not all before decoding starts.
     // Kept clusters go to the write only from the decompression threads' shared memory: none without them.
-    const image = openImage(new ArrivingSource(), type, {
+    const image = openImage(source, type, {
       lean: true,
       progressive: true,
       threads: decompressThreads,

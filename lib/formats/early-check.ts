@@ -6,6 +6,10 @@
 // it refused anything, the deployment runs the pass after the download as before, which finds and
 // reports any refusal in the usual order (after the checksum).
 //
+// A raw job's file that arrives compressed (.raw.xz and the like) has its first pass run here
+// (lib/formats/compressed-raw.ts `decodeFirstPass`): the inspection takes it (`firstPass`) instead
+// of decoding the stream itself after the download, and so does the write where it kept every window.
+//
 // A qcow2 is decoded progressively (lib/formats/qcow2.ts `progressive`): each L2 table is read when
 // decoding reaches it, not all of them first, since a GPT disk's last table is written near the
 // file's end. So decoding keeps up with the bytes in guest order and waits only for that last part.
@@ -14,6 +18,9 @@ import type { ChunkedBuffer } from '../source/chunked-buffer.ts';
 import type { VerifiedImage } from '../write/verify.ts';
 import type { DiskImage, HandedBatch } from './types.ts';
 import type { ImageType } from '../job.ts';
+import { takeFirstPass, type FirstPass, type HandedFirstPass } from './compressed-raw.ts';
+import type { Compression } from './decompress.ts';
+import { ByoiError, type ErrorCode } from '../errors.ts';
 
 export interface EarlyCheckData {
   readonly type: 'qcow2' | 'raw';
@@ -23,13 +30,33 @@ export interface EarlyCheckData {
   readonly progress: SharedArrayBuffer;
   /** Bytes of decompressed clusters the pass may keep for the write (qcow2's `keepDecoded`). */
   readonly keepDecoded: number;
+  /** A compressed raw image may not decode to more than this many bytes (the target's size). */
+  readonly limit: number;
 }
 
 export type EarlyCheckReply =
-  { ok: true; longZeroRuns: [number, number][]; kept: HandedBatch[] } | { ok: false; reason: string };
+  | { ok: true; longZeroRuns: [number, number][]; kept: HandedBatch[] }
+  | { ok: true; compression: Compression; firstPass: HandedFirstPass }
+  | { ok: false; reason: string; refusal?: Refusal };
+
+/**
+ * Why a compressed raw image's first pass refused it (a ByoiError of kind refused-image; its
+ * message is the reply's reason): decoding the same bytes again would refuse them in the same words.
+ */
+export interface Refusal {
+  readonly code: ErrorCode;
+  readonly detail: string | undefined;
+}
 
 /** Bytes of decoded clusters the pass may keep, for an image of `total` bytes of which `held` have arrived. */
 export type RoomForDecoded = (total: number, held: number) => number;
+
+export interface EarlyCheckOptions {
+  /** Bytes of decoded clusters (or a compressed raw image's windows) the pass may keep for the write: default none. */
+  readonly room?: RoomForDecoded;
+  /** A compressed raw image may not decode to more than this many bytes (the target's size): default no limit. */
+  readonly limit?: number;
+}
 
 export class EarlyCheck {
   private readonly type: 'qcow2' | 'raw';
@@ -47,15 +74,16 @@ export class EarlyCheck {
   /** Set once the bytes followed are no longer the image's (a restart, a segmented download). */
   private void = false;
   private readonly room: RoomForDecoded;
+  private readonly limit: number;
   /** Bytes of decoded clusters the pass kept and the write takes instead of decoding them again. */
   keptBytes = 0;
+  /** Set once the inspection took a compressed raw image's first pass (`firstPass`). */
+  private firstPassTaken = false;
 
-  /**
-   * Only qcow2 and plain raw are followed: an OVA or a compressed raw image is decoded after the
-   * checksum. `room`: bytes of decoded clusters the pass may keep for the write (default none).
-   */
-  constructor(type: ImageType, room: RoomForDecoded = () => 0) {
-    this.room = room;
+  /** Only qcow2 and raw (plain or compressed) are followed: an OVA is decoded after the checksum. */
+  constructor(type: ImageType, options: EarlyCheckOptions = {}) {
+    this.room = options.room ?? (() => 0);
+    this.limit = options.limit ?? Number.MAX_SAFE_INTEGER;
     if (type === 'qcow2' || type === 'raw') this.type = type;
     else {
       this.type = 'raw';
@@ -78,16 +106,53 @@ export class EarlyCheck {
 
   /**
    * Once the download is done: the verification of `opened` (the image opened over `source`) if the
-   * pass ran over exactly these bytes and found nothing to refuse, else undefined.
+   * pass ran over exactly these bytes and found nothing to refuse, else undefined (also where the
+   * image is a compressed raw one whose first pass `firstPass` gave: its dry pass replays that one).
    */
   async result(source: ChunkedBuffer, opened: DiskImage): Promise<VerifiedImage | undefined> {
+    if (this.firstPassTaken) return undefined;
     // A raw job's file that arrived compressed is opened as another disk than the one followed.
     const other = opened.info.format !== this.type || (this.type === 'raw' && opened.info.compression !== undefined);
-    if (this.void || other || this.image !== source || source.size !== this.total || !this.reply) {
-      this.callOff();
-      this.outcome = 'not used: it did not follow these bytes from the start';
+    const reply = other ? this.notUsed() : await this.finish(source);
+    if (!reply) return undefined;
+    if (!reply.ok) return this.notUsed(reply.reason);
+    if (!('longZeroRuns' in reply)) return this.notUsed('it decoded another kind of image');
+    this.outcome = 'used';
+    if (opened.adoptDecoded) {
+      opened.adoptDecoded(reply.kept);
+      for (const batch of reply.kept) this.keptBytes += batch.length;
+    }
+    return { image: opened, longZeroRuns: reply.longZeroRuns };
+  }
+
+  /**
+   * Once the download is done, for a raw job's file in `format`: the first pass over its decoded
+   * disk, run while the bytes arrived, if it ran over exactly these bytes; undefined if it did not
+   * (the caller decodes itself). Rejects as decoding them again would where it refused the image:
+   * a bomb is not decoded twice up to the disk's size.
+   */
+  async firstPass(source: ChunkedBuffer, format: Compression): Promise<FirstPass | undefined> {
+    const reply = await this.finish(source);
+    if (!reply) return undefined;
+    if (!reply.ok) {
+      this.notUsed(reply.reason);
+      if (reply.refusal)
+        throw new ByoiError('refused-image', reply.refusal.code, reply.reason, { detail: reply.refusal.detail });
       return undefined;
     }
+    if (!('firstPass' in reply) || reply.compression !== format)
+      return this.notUsed('it decoded another kind of image');
+    this.outcome = 'used';
+    this.firstPassTaken = true;
+    const pass = takeFirstPass(reply.firstPass);
+    for (const window of pass.kept?.values() ?? []) this.keptBytes += window.length;
+    return pass;
+  }
+
+  /** The pass's reply, once it ended, if it followed exactly `source`'s bytes; else undefined, with why in `outcome`. */
+  private async finish(source: ChunkedBuffer): Promise<EarlyCheckReply | undefined> {
+    if (this.void || this.image !== source || source.size !== this.total || !this.reply)
+      return this.notUsed('it did not follow these bytes from the start');
     this.follow(source, this.total);
     this.worker?.ref(); // now something waits for it
     const started = performance.now();
@@ -97,13 +162,13 @@ export class EarlyCheck {
     await this.worker?.terminate();
     this.worker = undefined;
     this.port?.close();
-    this.outcome = reply.ok ? 'used' : `not used: ${reply.reason}`;
-    if (!reply.ok) return undefined;
-    if (opened.adoptDecoded) {
-      opened.adoptDecoded(reply.kept);
-      for (const batch of reply.kept) this.keptBytes += batch.length;
-    }
-    return { image: opened, longZeroRuns: reply.longZeroRuns };
+    return reply;
+  }
+
+  private notUsed(reason = 'it did not follow these bytes from the start'): undefined {
+    this.callOff();
+    this.outcome = `not used: ${reason}`;
+    return undefined;
   }
 
   /** Stops following: the worker ends at its next read (a failed download must call this). */
@@ -131,6 +196,7 @@ export class EarlyCheck {
       chunkSize: image.chunkSize,
       progress,
       keepDecoded: this.room(total, image.size),
+      limit: this.limit,
       chunks: port2,
     };
     const worker = new Worker(new URL('./early-check-worker.ts', import.meta.url), {

@@ -34,9 +34,10 @@ const collected = new FinalizationRegistry<undefined>(() => (refused = false));
  * `count` zero-filled buffers of `size` bytes (a multiple of PAGE_SIZE), each starting on a page
  * boundary where the address space allows (see the module comment), in one allocation that is
  * never resized, backed by huge pages where the kernel has them (lib/system/huge-pages.ts).
+ * `shared`: in a SharedArrayBuffer, which other threads of this process can be handed.
  */
-export function alignedBuffers(size: number, count: number): Buffer[] {
-  const memory = alignedMemory(size, count, false);
+export function alignedBuffers(size: number, count: number, shared = false): Buffer[] {
+  const memory = alignedMemory(size, count, shared);
   return Array.from({ length: count }, (_, i) => Buffer.from(memory, i * size, size));
 }
 

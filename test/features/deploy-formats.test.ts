@@ -87,7 +87,13 @@ describe.skipIf(skipWithout('root', 'loop', 'qemu-img', 'sgdisk'))(
       ['appliance.ova', 'ova'],
     ])('%s (type %s): the disk holds the image, its backup GPT at the end', async (name, type) => {
       const device = garbageDisk(name);
-      expectGptImageDeployed(await deploy(name, type, device), device, reference, DISK_SIZE);
+      const deployed = await deploy(name, type, device);
+      expectGptImageDeployed(deployed, device, reference, DISK_SIZE);
+      // A compressed raw disk is decoded while it downloads, and that pass is the one used.
+      const inspected = deployed.result.stderr
+        .split('\n')
+        .find((line) => line.includes('"msg":"Inspecting image: finished"'));
+      if (type === 'raw') expect(JSON.parse(inspected!).decodedWhileDownloading).toBe('used');
       detachLoop(device);
     });
 

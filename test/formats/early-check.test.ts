@@ -1,7 +1,7 @@
 // EarlyCheck: the dry decoding pass on a worker, following a ChunkedBuffer as it fills. Its result
 // equals the pass run after the download (the same long zero runs) when it followed the final
 // bytes from the start; otherwise (a restart, a refused cluster) it gives none and the caller
-// decodes again. Images made by qemu-img.
+// decodes again. Images made by qemu-img; compressed raw disks by gzip, xz, zstd and bzip2.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,6 +18,8 @@ import { decodeToSha256 } from '../helpers/decode.ts';
 import type { ImageSource } from '../../lib/source/image-source.ts';
 import { isPageAligned } from '../../lib/source/aligned-memory.ts';
 import type { DataExtent } from '../../lib/formats/types.ts';
+import { openCompressedRaw } from '../../lib/formats/compressed-raw.ts';
+import type { ByoiError } from '../../lib/errors.ts';
 
 const KiB = 1024;
 
@@ -39,7 +41,7 @@ describe.skipIf(skipWithout('qemu-img'))('EarlyCheck', () => {
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'byoi-early-'));
     const raw = join(dir, 'disk.raw');
-    makeRawImage(raw);
+    makeRawImage(raw); // also compressed by the tools below
     files.raw = readFileSync(raw);
     for (const [name, options] of [
       ['zstd', ['-c', '-o', 'compression_type=zstd']],
@@ -75,7 +77,7 @@ describe.skipIf(skipWithout('qemu-img'))('EarlyCheck', () => {
     const path = join(dir, 'lines.qcow2');
     execFileSync('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, path]);
     const bytes = readFileSync(path);
-    const early = new EarlyCheck('qcow2', () => 64 * 1024 * KiB);
+    const early = new EarlyCheck('qcow2', { room: () => 64 * 1024 * KiB });
     const image = new ChunkedBuffer(256 * KiB);
     await arrive(early, image, bytes);
     let bytesRead = 0;
@@ -146,5 +148,107 @@ describe.skipIf(skipWithout('qemu-img'))('EarlyCheck', () => {
     early.follow(image, files.zstd!.length);
     early.callOff();
     expect(await early.result(image, openImage(image, 'raw'))).toBeUndefined();
+  });
+
+  describe('a raw disk that arrives compressed', () => {
+    const tools = {
+      gzip: ['gzip', '-1', '-c'],
+      xz: ['xz', '-0', '-T1', '-c'],
+      zstd: ['zstd', '-q', '-1', '-c'],
+      bzip2: ['bzip2', '-1', '-c'],
+    } as const;
+    const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+    const compressed = (format: keyof typeof tools) => {
+      const [tool, ...args] = tools[format];
+      return execFileSync(tool, [...args, join(dir, 'disk.raw')], { maxBuffer: 1 << 30 });
+    };
+    /** Counts the bytes read of `image`, as the write reads them. */
+    const counting = (image: ChunkedBuffer) => {
+      const counted = { bytesRead: 0, source: undefined as unknown as ImageSource };
+      counted.source = {
+        size: image.size,
+        read: (offset, length) => ((counted.bytesRead += length), image.read(offset, length)),
+      };
+      return counted;
+    };
+
+    it.each(Object.keys(tools) as (keyof typeof tools)[])(
+      '%s: its first pass runs as the bytes arrive; where room allows, the write decodes nothing',
+      async (format) => {
+        const bytes = compressed(format);
+        const early = new EarlyCheck('raw', { room: () => 64 * 1024 * KiB, limit: files.raw!.length });
+        const image = new ChunkedBuffer(256 * KiB);
+        await arrive(early, image, bytes);
+        const pass = await early.firstPass(image, format);
+        expect(early.outcome).toBe('used');
+        expect(pass?.size).toBe(files.raw!.length);
+        expect(early.keptBytes).toBeGreaterThan(0);
+        const counted = counting(image);
+        const opened = await openCompressedRaw(counted.source, format, { firstPass: pass! });
+        expect(counted.bytesRead).toBe(0);
+        // Its dry pass replays the first; the write hands out the kept windows, read nowhere else.
+        expect(await early.result(image, opened)).toBeUndefined();
+        expect(early.outcome).toBe('used');
+        const runs = (await verifyImage(opened)).longZeroRuns;
+        expect(runs.length).toBeGreaterThan(0);
+        expect((await decodeToSha256(opened)).sha256).toBe(sha256(files.raw!));
+        expect(counted.bytesRead).toBe(0);
+        // The same as a first pass run after the download.
+        const after = await openCompressedRaw(image, format);
+        expect((await verifyImage(after)).longZeroRuns).toEqual(runs);
+        expect(after.info).toEqual(opened.info);
+      },
+    );
+
+    it('keeps nothing without room: the write decodes the stream again', async () => {
+      const early = new EarlyCheck('raw');
+      const image = new ChunkedBuffer(256 * KiB);
+      const bytes = compressed('xz');
+      await arrive(early, image, bytes);
+      const pass = await early.firstPass(image, 'xz');
+      expect(pass?.kept).toBeUndefined();
+      expect(early.keptBytes).toBe(0);
+      const counted = counting(image);
+      const opened = await openCompressedRaw(counted.source, 'xz', { firstPass: pass! });
+      expect((await decodeToSha256(opened)).sha256).toBe(sha256(files.raw!));
+      expect(counted.bytesRead).toBeGreaterThanOrEqual(bytes.length); // the whole stream, its index read apart
+    });
+
+    it('refuses a stream that does not decode, or that grows past the limit, as decoding it again would', async () => {
+      const corrupt = compressed('xz');
+      corrupt[corrupt.length - 4096]! ^= 0x10;
+      const broken = new EarlyCheck('raw', { limit: files.raw!.length });
+      const image = new ChunkedBuffer(256 * KiB);
+      await arrive(broken, image, corrupt);
+      const again = (await openCompressedRaw(image, 'xz').then(
+        () => expect.unreachable('decoded a corrupt stream'),
+        (error: unknown) => error,
+      )) as ByoiError;
+      expect(again).toMatchObject({
+        code: 'compressed-image-bad',
+        message: expect.stringMatching(/^Bad xz image: corrupt xz data/),
+      });
+      await expect(broken.firstPass(image, 'xz')).rejects.toMatchObject({
+        code: again.code,
+        message: again.message,
+        kind: 'refused-image',
+      });
+
+      const tooBig = new EarlyCheck('raw', { limit: files.raw!.length - 1 });
+      const zstd = new ChunkedBuffer(256 * KiB);
+      await arrive(tooBig, zstd, compressed('zstd'));
+      await expect(tooBig.firstPass(zstd, 'zstd')).rejects.toMatchObject({
+        code: 'compressed-image-too-big',
+        message: `image provided decompresses (zstd) to more than ${files.raw!.length - 1} bytes which is larger than device of ${files.raw!.length - 1} bytes`,
+      });
+    });
+
+    it('gives nothing when the file is not in the format asked for', async () => {
+      const early = new EarlyCheck('raw');
+      const image = new ChunkedBuffer(256 * KiB);
+      await arrive(early, image, files.raw!);
+      expect(await early.firstPass(image, 'xz')).toBeUndefined();
+      expect(early.outcome).toMatch(/^not used/);
+    });
   });
 });
