@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import type Bunzip from 'seek-bzip';
 import { xzStreams } from './xz-streams.ts';
-import { zstdFrames } from './zstd-frames.ts';
+import { nextZstdFrame, ZstdFrameWalk } from './zstd-frames.ts';
 import { decodedNatively, nativeDecoders, type NativeDecoders } from './native-decoders.ts';
 import type { ImageSource } from '../source/image-source.ts';
 
@@ -48,7 +48,7 @@ export function decompressedChunks(
   if (choice === 'native' && !native) throw new Error('the native decoders are not built or do not load here');
   switch (format) {
     case 'gzip':
-      return zlibChunks(source, zlib.createGunzip({ chunkSize: ZLIB_CHUNK }));
+      return zlibChunks(windows(source), zlib.createGunzip({ chunkSize: ZLIB_CHUNK }));
     case 'zstd':
       return zstdChunks(source);
     case 'xz':
@@ -58,51 +58,89 @@ export function decompressedChunks(
   }
 }
 
-/** xz through liblzma: each stream of the file (xzStreams) through its own decoder, as the bundled one. */
+/**
+ * xz through liblzma, stream after stream from the file's start (a file may hold several, with
+ * zero padding between them, as `xz -d` reads them): decoding starts with the first bytes, where
+ * the bundled decoder's streams are first found from the footer at the file's end.
+ */
 async function* nativeXzChunks(source: ImageSource, native: NativeDecoders): AsyncGenerator<Buffer> {
-  let streams: readonly (readonly [number, number])[];
-  try {
-    streams = xzStreams(source);
-  } catch (error) {
-    throw new DecompressError((error as Error).message);
-  }
-  for (const [start, end] of streams) {
-    const input = windows(source, start, end);
-    const after = yield* decodedNatively(native, 'xz', input, refused, true);
-    if (after.length > 0 || !input.next().done)
+  for (let at = 0; at < source.size;) {
+    if (at > 0 && !startsWith(source, at, XZ_MAGIC))
       throw new DecompressError('bad xz data (bytes after the end of a stream)');
+    let reached = at;
+    const input = (function* (): Generator<Buffer> {
+      for (const window of windows(source, at)) {
+        reached += window.length;
+        yield window;
+      }
+    })();
+    const after = yield* decodedNatively(native, 'xz', input, refused, true);
+    at = afterPadding(source, reached - after.length);
   }
+}
+
+const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
+
+function startsWith(source: ImageSource, at: number, magic: Buffer): boolean {
+  return at + magic.length <= source.size && source.read(at, magic.length).equals(magic);
+}
+
+/** Where the zero bytes from `at` end: stream padding, which comes in fours. */
+function afterPadding(source: ImageSource, at: number): number {
+  let end = at;
+  for (const window of windows(source, at)) {
+    const nonZero = window.findIndex((byte) => byte !== 0);
+    end += nonZero < 0 ? window.length : nonZero;
+    if (nonZero >= 0) break;
+  }
+  if ((end - at) % 4 !== 0)
+    throw new DecompressError(`bad xz data (${end - at} bytes of stream padding: not a multiple of four)`);
+  return end;
 }
 
 const refused = (reason: string): Error => new DecompressError(reason);
 
-/** zstd: each frame through its own decoder (Node's stops at the end of the first). */
+/**
+ * zstd: each frame through its own decoder (Node's stops at the end of the first), handed its
+ * bytes as its blocks are walked (lib/formats/zstd-frames.ts): decoding starts with the first bytes.
+ */
 async function* zstdChunks(source: ImageSource): AsyncGenerator<Buffer> {
-  let frames: (readonly [number, number])[];
-  try {
-    frames = zstdFrames(source);
-  } catch (error) {
-    throw new DecompressError((error as Error).message);
+  const structure = <T>(step: () => T): T => {
+    try {
+      return step();
+    } catch (error) {
+      throw new DecompressError((error as Error).message);
+    }
+  };
+  for (let at = structure(() => nextZstdFrame(source, 0)); at < source.size;) {
+    const frame = structure(() => new ZstdFrameWalk(source, at));
+    yield* zlibChunks(frameBytes(source, frame), zlib.createZstdDecompress({ chunkSize: ZLIB_CHUNK }));
+    at = structure(() => nextZstdFrame(source, frame.end!));
   }
-  for (const [start, end] of frames)
-    yield* zlibChunks(source, zlib.createZstdDecompress({ chunkSize: ZLIB_CHUNK }), start, end);
+}
+
+/** A frame's bytes in windows, each walked before it is handed on (a walk's Error ends the input, and so the decoder). */
+function* frameBytes(source: ImageSource, frame: ZstdFrameWalk): Generator<Buffer> {
+  for (let at = frame.start; at !== frame.end;) {
+    const next = Math.min(frame.walkTo(at + INPUT_WINDOW), at + INPUT_WINDOW);
+    yield source.read(at, next - at);
+    at = next;
+  }
 }
 
 async function* zlibChunks(
-  source: ImageSource,
+  input: Iterable<Buffer>,
   decoder: zlib.Gunzip | zlib.ZstdDecompress,
-  start = 0,
-  end = source.size,
 ): AsyncGenerator<Buffer> {
-  const input = Readable.from(windows(source, start, end), { objectMode: false });
-  input.on('error', (error) => decoder.destroy(error));
-  input.pipe(decoder);
+  const bytes = Readable.from(input, { objectMode: false });
+  bytes.on('error', (error) => decoder.destroy(error));
+  bytes.pipe(decoder);
   try {
     for await (const chunk of decoder as AsyncIterable<Buffer>) yield chunk;
   } catch (error) {
     throw new DecompressError((error as Error).message);
   } finally {
-    input.destroy();
+    bytes.destroy();
     decoder.destroy();
   }
 }
