@@ -49,7 +49,7 @@ async function fileSha256(path: string): Promise<string> {
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 /** A server's 1 Gbit/s link (what OVH's servers mostly have), for the rows where the network is the limit. */
-const GIGABIT = 125_000_000;
+export const GIGABIT = 125_000_000;
 
 /**
  * sha256 of the whole disk but the protective MBR's CHS end address (bytes 451-453), where byoi's

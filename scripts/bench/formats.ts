@@ -19,7 +19,7 @@ import {
 import { basename, join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Row } from './convert.ts';
-import { diskDigest, serve } from './deploy.ts';
+import { diskDigest, GIGABIT, serve } from './deploy.ts';
 import { sha256Of } from './convert.ts';
 import type { BenchImages } from './images.ts';
 import { flushDevice, interleaved, measure, summary } from './measure.ts';
@@ -124,6 +124,8 @@ export async function benchFormats(images: BenchImages, node: string, byoi: stri
       });
     }
     rows.push(await deployRow(files, node, byoi, runs, device));
+    // Where the network is the limit, decoding as the bytes arrive shows: what is left after the last one.
+    rows.push(await deployRow(files, node, byoi, runs, device, GIGABIT));
     return rows;
   } finally {
     detachLoop(device);
@@ -131,9 +133,19 @@ export async function benchFormats(images: BenchImages, node: string, byoi: stri
   }
 }
 
-/** `byoi deploy` of the .raw.xz from a local server, against the peers' shell pipeline and the download alone. */
-async function deployRow(files: FormatImages, node: string, byoi: string, runs: number, device: string): Promise<Row> {
-  const server = await serve([files.xz]);
+/**
+ * `byoi deploy` of the .raw.xz from a local server (paced to `bytesPerSecond`, if given), against
+ * the peers' shell pipeline and the download alone.
+ */
+async function deployRow(
+  files: FormatImages,
+  node: string,
+  byoi: string,
+  runs: number,
+  device: string,
+  bytesPerSecond?: number,
+): Promise<Row> {
+  const server = await serve([files.xz], bytesPerSecond);
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/${basename(files.xz)}`;
   const tmp = '/dev/shm/byoi-bench-formats-download';
   const status = '/dev/shm/byoi-bench-formats-status.json';
@@ -167,7 +179,7 @@ async function deployRow(files: FormatImages, node: string, byoi: string, runs: 
       throw new Error(`byoi deploy of ${files.xz} left a disk (${got}) unlike the pipeline's (${theirs})`);
     const samples = await interleaved(runs, { ours, reference: pipeline, downloadAlone }, () => flushDevice(device));
     return {
-      name: 'deploy .raw.xz vs curl|tee tmpfs|sha256sum, xz -d | dd, sgdisk -e',
+      name: `deploy .raw.xz vs curl|tee tmpfs|sha256sum, xz -d | dd, sgdisk -e${bytesPerSecond ? `, server paced to ${(bytesPerSecond * 8) / 1e9} Gbit/s` : ''}`,
       ours: summary(samples.ours!),
       reference: summary(samples.reference!),
       downloadAlone: summary(samples.downloadAlone!),
