@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import type Bunzip from 'seek-bzip';
 import { xzStreams } from './xz-streams.ts';
-import { nextZstdFrame, ZstdFrameWalk } from './zstd-frames.ts';
+import { nextZstdFrame, ZstdFrameWalk, ZstdStructureError } from './zstd-frames.ts';
 import { decodedNatively, nativeDecoders, type NativeDecoders } from './native-decoders.ts';
 import type { ImageSource } from '../source/image-source.ts';
 
@@ -64,7 +64,8 @@ export function decompressedChunks(
  * the bundled decoder's streams are first found from the footer at the file's end.
  */
 async function* nativeXzChunks(source: ImageSource, native: NativeDecoders): AsyncGenerator<Buffer> {
-  for (let at = 0; at < source.size;) {
+  for (let at = 0, streams = 0; at < source.size;) {
+    if (++streams > MAX_PARTS) throw new DecompressError(`bad xz data (more than ${MAX_PARTS} streams)`);
     if (at > 0 && !startsWith(source, at, XZ_MAGIC))
       throw new DecompressError('bad xz data (bytes after the end of a stream)');
     let reached = at;
@@ -89,55 +90,83 @@ function startsWith(source: ImageSource, at: number, magic: Buffer): boolean {
 function afterPadding(source: ImageSource, at: number): number {
   let end = at;
   for (const window of windows(source, at)) {
-    const nonZero = window.findIndex((byte) => byte !== 0);
-    end += nonZero < 0 ? window.length : nonZero;
-    if (nonZero >= 0) break;
+    // A whole window compared at once: padding is bytes from the network, gigabytes of it possibly.
+    if (window.equals(ZEROS.subarray(0, window.length))) {
+      end += window.length;
+      continue;
+    }
+    end += window.findIndex((byte) => byte !== 0);
+    break;
   }
   if ((end - at) % 4 !== 0)
     throw new DecompressError(`bad xz data (${end - at} bytes of stream padding: not a multiple of four)`);
   return end;
 }
 
+const ZEROS = Buffer.alloc(INPUT_WINDOW);
+
 const refused = (reason: string): Error => new DecompressError(reason);
+
+/**
+ * Streams or frames in one file past which it is refused: each costs a decoder (~0.1-0.2 ms),
+ * and a file of empty ones would otherwise take hours. Tools make them of megabytes each.
+ */
+const MAX_PARTS = 1 << 20;
 
 /**
  * zstd: each frame through its own decoder (Node's stops at the end of the first), handed its
  * bytes as its blocks are walked (lib/formats/zstd-frames.ts): decoding starts with the first bytes.
  */
 async function* zstdChunks(source: ImageSource): AsyncGenerator<Buffer> {
-  const structure = <T>(step: () => T): T => {
-    try {
-      return step();
-    } catch (error) {
-      throw new DecompressError((error as Error).message);
-    }
-  };
+  let frames = 0;
   for (let at = structure(() => nextZstdFrame(source, 0)); at < source.size;) {
+    if (++frames > MAX_PARTS) throw new DecompressError(`bad zstd data (more than ${MAX_PARTS} frames)`);
     const frame = structure(() => new ZstdFrameWalk(source, at));
     yield* zlibChunks(frameBytes(source, frame), zlib.createZstdDecompress({ chunkSize: ZLIB_CHUNK }));
     at = structure(() => nextZstdFrame(source, frame.end!));
   }
 }
 
-/** A frame's bytes in windows, each walked before it is handed on (a walk's Error ends the input, and so the decoder). */
+/** `step`, its structure errors refusals (a failure to read is not one: it goes on as it is). */
+function structure<T>(step: () => T): T {
+  try {
+    return step();
+  } catch (error) {
+    throw error instanceof ZstdStructureError ? new DecompressError(error.message) : error;
+  }
+}
+
+/** A frame's bytes in windows, each walked before it is handed on (a refusal ends the input, and so the decoder). */
 function* frameBytes(source: ImageSource, frame: ZstdFrameWalk): Generator<Buffer> {
   for (let at = frame.start; at !== frame.end;) {
-    const next = Math.min(frame.walkTo(at + INPUT_WINDOW), at + INPUT_WINDOW);
+    const next = Math.min(
+      structure(() => frame.walkTo(at + INPUT_WINDOW)),
+      at + INPUT_WINDOW,
+    );
     yield source.read(at, next - at);
     at = next;
   }
 }
 
+/**
+ * The decoder's output. Its errors are refusals; its input's go on as they are (a refusal the
+ * input found, or a failure to read, which is none).
+ */
 async function* zlibChunks(
   input: Iterable<Buffer>,
   decoder: zlib.Gunzip | zlib.ZstdDecompress,
 ): AsyncGenerator<Buffer> {
   const bytes = Readable.from(input, { objectMode: false });
-  bytes.on('error', (error) => decoder.destroy(error));
+  let inputError: unknown;
+  bytes.on('error', (error) => {
+    inputError = error;
+    decoder.destroy(error);
+  });
   bytes.pipe(decoder);
   try {
     for await (const chunk of decoder as AsyncIterable<Buffer>) yield chunk;
   } catch (error) {
+    if (error === inputError) throw error;
     throw new DecompressError((error as Error).message);
   } finally {
     bytes.destroy();

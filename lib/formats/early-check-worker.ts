@@ -1,8 +1,8 @@
 // The worker of lib/formats/early-check.ts: the deployment's dry decoding pass, run on the image's bytes
 // while they are still arriving. Its source blocks (Atomics.wait) until the bytes a decoder asks
 // for have arrived, so the decoders run unchanged. It reports success and the long zero runs (or
-// a compressed raw image's first pass), or that it did not finish; the deployment then decodes
-// after the download as before.
+// a compressed raw image's first pass), a compressed raw image's refusal, or that it did not
+// finish; the deployment then decodes after the download as before.
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
@@ -60,6 +60,19 @@ const COLLECT_EVERY = 16 * 1024 * 1024;
 const buffersHeld = () => getHeapStatistics().external_memory;
 setFlagsFromString('--expose-gc');
 const collect = runInNewContext('gc') as () => void;
+
+/** A progress callback that collects once COLLECT_EVERY more bytes are held, looked at every `step` bytes of progress. */
+function collecting(step: number): (done: number) => void {
+  let checkedAt = 0;
+  let heldAfterCollecting = buffersHeld();
+  return (done) => {
+    if (done - checkedAt < step) return;
+    checkedAt = done;
+    if (buffersHeld() - heldAfterCollecting < COLLECT_EVERY) return;
+    collect();
+    heldAfterCollecting = buffersHeld();
+  };
+}
 
 /**
  * Decompression threads: as a full pass has them (a single core decodes here). The download no longer
@@ -119,10 +132,22 @@ function compressionOf(source: ImageSource): Compression | undefined {
   return compressions.has(format) ? (format as Compression) : undefined;
 }
 
-/** A compressed raw image's first pass; kept windows in shared memory, which the deployment's thread writes. */
+/**
+ * A compressed raw image's first pass; kept windows in shared memory, which the deployment's
+ * thread writes. Its refusal is final (the deployment gives it after the checksum): decoding the
+ * same bytes again would only find it again, a bomb's after as long.
+ */
 async function firstPass(source: ImageSource, compression: Compression): Promise<EarlyCheckReply> {
+  // Decoded chunks (zlib's, zstd's) are new buffers each: collected as the clusters' are. Looked
+  // at every MiB read, as a MiB of compressed bytes may be gigabytes of disk.
+  const collectAsItGoes = collecting(1024 * 1024);
   try {
-    const pass = await decodeFirstPass(source, compression, { limit, keepDecoded, shared: true });
+    const pass = await decodeFirstPass(source, compression, {
+      limit,
+      keepDecoded,
+      shared: true,
+      onProgress: collectAsItGoes,
+    });
     return { ok: true, compression, firstPass: handFirstPass(pass) };
   } catch (error) {
     if (!(error instanceof ByoiError) || error.kind !== 'refused-image') throw error;
@@ -143,22 +168,16 @@ async function check(): Promise<EarlyCheckReply> {
       threads: decompressThreads,
       keepDecoded: decompressThreads > 0 ? keepDecoded : 0,
     });
-    let checkedAt = 0;
-    let heldAfterCollecting = buffersHeld();
-    const { longZeroRuns } = await verifyImage(image, ({ done }) => {
-      if (done - checkedAt < COLLECT_EVERY) return;
-      checkedAt = done;
-      if (buffersHeld() - heldAfterCollecting < COLLECT_EVERY) return;
-      collect();
-      heldAfterCollecting = buffersHeld();
-    });
+    const collectAsItGoes = collecting(COLLECT_EVERY);
+    const { longZeroRuns } = await verifyImage(image, ({ done }) => collectAsItGoes(done));
     return {
       ok: true,
       longZeroRuns: longZeroRuns.map(([start, end]) => [start, end]),
       kept: image.keptDecoded?.() ?? [],
     };
   } catch (error) {
-    // A refusal is found again, and reported in order (after the checksum), by the pass after the download.
+    // A qcow2's refusal is found again, and reported in order (after the checksum, after what the
+    // inspection refuses first), by the pass after the download.
     return { ok: false, reason: error instanceof CalledOff ? 'called off' : (error as Error).message };
   }
 }

@@ -8,7 +8,9 @@
 //
 // A raw job's file that arrives compressed (.raw.xz and the like) has its first pass run here
 // (lib/formats/compressed-raw.ts `decodeFirstPass`): the inspection takes it (`firstPass`) instead
-// of decoding the stream itself after the download, and so does the write where it kept every window.
+// of decoding the stream itself after the download, and so does the write where it kept every
+// window. Its refusal (a corrupt stream, a disk past the target's size) is the inspection's: given
+// after the checksum, in the words decoding found, without decoding again.
 //
 // A qcow2 is decoded progressively (lib/formats/qcow2.ts `progressive`): each L2 table is read when
 // decoding reaches it, not all of them first, since a GPT disk's last table is written near the
@@ -28,7 +30,7 @@ export interface EarlyCheckData {
   readonly chunkSize: number;
   /** One BigInt64: bytes held, -1 once called off. */
   readonly progress: SharedArrayBuffer;
-  /** Bytes of decompressed clusters the pass may keep for the write (qcow2's `keepDecoded`). */
+  /** Bytes of decoded clusters (or a compressed raw image's windows) the pass may keep for the write. */
   readonly keepDecoded: number;
   /** A compressed raw image may not decode to more than this many bytes (the target's size). */
   readonly limit: number;
@@ -39,10 +41,7 @@ export type EarlyCheckReply =
   | { ok: true; compression: Compression; firstPass: HandedFirstPass }
   | { ok: false; reason: string; refusal?: Refusal };
 
-/**
- * Why a compressed raw image's first pass refused it (a ByoiError of kind refused-image; its
- * message is the reply's reason): decoding the same bytes again would refuse them in the same words.
- */
+/** Why a compressed raw image's first pass refused it (a ByoiError of kind refused-image; its message is the reply's reason). */
 export interface Refusal {
   readonly code: ErrorCode;
   readonly detail: string | undefined;
@@ -54,8 +53,8 @@ export type RoomForDecoded = (total: number, held: number) => number;
 export interface EarlyCheckOptions {
   /** Bytes of decoded clusters (or a compressed raw image's windows) the pass may keep for the write: default none. */
   readonly room?: RoomForDecoded;
-  /** A compressed raw image may not decode to more than this many bytes (the target's size): default no limit. */
-  readonly limit?: number;
+  /** A compressed raw image may not decode to more than this many bytes: the target's size. */
+  readonly limit: number;
 }
 
 export class EarlyCheck {
@@ -77,13 +76,13 @@ export class EarlyCheck {
   private readonly limit: number;
   /** Bytes of decoded clusters the pass kept and the write takes instead of decoding them again. */
   keptBytes = 0;
-  /** Set once the inspection took a compressed raw image's first pass (`firstPass`). */
-  private firstPassTaken = false;
+  /** Set once the inspection asked for a compressed raw image's first pass (`firstPass`), which settled the outcome. */
+  private firstPassAsked = false;
 
   /** Only qcow2 and raw (plain or compressed) are followed: an OVA is decoded after the checksum. */
-  constructor(type: ImageType, options: EarlyCheckOptions = {}) {
+  constructor(type: ImageType, options: EarlyCheckOptions) {
     this.room = options.room ?? (() => 0);
-    this.limit = options.limit ?? Number.MAX_SAFE_INTEGER;
+    this.limit = options.limit;
     if (type === 'qcow2' || type === 'raw') this.type = type;
     else {
       this.type = 'raw';
@@ -106,11 +105,11 @@ export class EarlyCheck {
 
   /**
    * Once the download is done: the verification of `opened` (the image opened over `source`) if the
-   * pass ran over exactly these bytes and found nothing to refuse, else undefined (also where the
-   * image is a compressed raw one whose first pass `firstPass` gave: its dry pass replays that one).
+   * pass ran over exactly these bytes and found nothing to refuse, else undefined (also once
+   * `firstPass` was asked: a compressed raw image's dry pass replays the first pass it gave).
    */
   async result(source: ChunkedBuffer, opened: DiskImage): Promise<VerifiedImage | undefined> {
-    if (this.firstPassTaken) return undefined;
+    if (this.firstPassAsked) return undefined;
     // A raw job's file that arrived compressed is opened as another disk than the one followed.
     const other = opened.info.format !== this.type || (this.type === 'raw' && opened.info.compression !== undefined);
     const reply = other ? this.notUsed() : await this.finish(source);
@@ -128,22 +127,22 @@ export class EarlyCheck {
   /**
    * Once the download is done, for a raw job's file in `format`: the first pass over its decoded
    * disk, run while the bytes arrived, if it ran over exactly these bytes; undefined if it did not
-   * (the caller decodes itself). Rejects as decoding them again would where it refused the image:
+   * (the caller decodes itself). Rejects where it refused the image, in the words decoding found:
    * a bomb is not decoded twice up to the disk's size.
    */
   async firstPass(source: ChunkedBuffer, format: Compression): Promise<FirstPass | undefined> {
+    this.firstPassAsked = true;
     const reply = await this.finish(source);
     if (!reply) return undefined;
     if (!reply.ok) {
       this.notUsed(reply.reason);
-      if (reply.refusal)
-        throw new ByoiError('refused-image', reply.refusal.code, reply.reason, { detail: reply.refusal.detail });
-      return undefined;
+      if (!reply.refusal) return undefined;
+      this.outcome = 'used: it refused the image';
+      throw new ByoiError('refused-image', reply.refusal.code, reply.reason, { detail: reply.refusal.detail });
     }
     if (!('firstPass' in reply) || reply.compression !== format)
       return this.notUsed('it decoded another kind of image');
     this.outcome = 'used';
-    this.firstPassTaken = true;
     const pass = takeFirstPass(reply.firstPass);
     for (const window of pass.kept?.values() ?? []) this.keptBytes += window.length;
     return pass;
@@ -157,6 +156,7 @@ export class EarlyCheck {
     this.worker?.ref(); // now something waits for it
     const started = performance.now();
     const reply = await this.reply;
+    this.reply = undefined; // what it holds goes with what takes it
     this.waitedMs = Math.round(performance.now() - started);
     // Its isolate refers to the image's chunks until it ends: ended now, so that they can be freed.
     await this.worker?.terminate();

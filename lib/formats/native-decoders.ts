@@ -96,6 +96,12 @@ export async function* decodedNatively(
   let ended = false;
   let done = false;
   let turned = performance.now();
+  /** Takes the next chunk of `input` as pending, or notes that it ended. */
+  const refill = async (): Promise<void> => {
+    const next = await input.next();
+    if (next.done) ended = true;
+    else pending = next.value;
+  };
   try {
     for (;;) {
       // Decoding from memory never waits: the loop gets its turn (timers, the agent's reports).
@@ -104,9 +110,7 @@ export async function* decodedNatively(
         turned = performance.now();
       }
       if (pending.length === 0 && !ended) {
-        const next = await input.next();
-        if (next.done) ended = true;
-        else pending = next.value;
+        await refill();
         continue;
       }
       const [consumed, produced, status] = native.decode(decoder, pending, output.subarray(filled), ended);
@@ -120,11 +124,7 @@ export async function* decodedNatively(
       if (status === 'end') {
         if (format === 'xz') break;
         // bzip2: another stream follows where bytes do (the next chunk is looked at when needed).
-        while (pending.length === 0 && !ended) {
-          const next = await input.next();
-          if (next.done) ended = true;
-          else pending = next.value;
-        }
+        while (pending.length === 0 && !ended) await refill();
         if (pending.length === 0) break;
         native.restart(decoder);
         continue;

@@ -50,8 +50,14 @@ always=(
 )
 
 cache_root=${BYOI_RESCUE_CACHE:-/var/cache/byoi-rescue}
-base_key=$( (declare -f debian_base; printf '%s\n' "${packages[@]}") | initramfs_hash)
-system_key=$( (cat "$0" "$here/init.sh" "$project/scripts/vm/init-mounts.sh" "$here/udhcpc.script" "$project/scripts/vm/debian-initramfs.sh"; printf '%s\n' "${drivers[@]}" "${always[@]}") | initramfs_hash)
+# The rescue system parses what the network sends (images, with liblzma and libbz2 among others):
+# Debian's security updates reach it within this many days, the base being keyed by the period too.
+refresh_days=${BYOI_RESCUE_REFRESH_DAYS:-7}
+[[ $refresh_days =~ ^[1-9][0-9]*$ ]] || { echo "BYOI_RESCUE_REFRESH_DAYS must be a whole number of days" >&2; exit 2; }
+period=$(($(date +%s) / (refresh_days * 86400)))
+base_key=$( (declare -f debian_base; printf '%s\n' "${packages[@]}" "$refresh_days:$period") | initramfs_hash)
+# The system is made from the base: a new base makes a new system.
+system_key=$( (cat "$0" "$here/init.sh" "$project/scripts/vm/init-mounts.sh" "$here/udhcpc.script" "$project/scripts/vm/debian-initramfs.sh"; printf '%s\n' "$base_key" "${drivers[@]}" "${always[@]}") | initramfs_hash)
 base=$cache_root/base-$base_key
 system=$cache_root/system-$system_key
 

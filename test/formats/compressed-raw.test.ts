@@ -95,10 +95,11 @@ describe.skipIf(skipWithout('qemu-img'))('compressed raw images', () => {
     expect(end).toBe(image.info.virtualSize);
   });
 
-  it.each(formats)('%s: decoding starts with the first bytes, before the last have arrived', async (format) => {
+  // Outside CI, xz only where its native decoder is built.
+  const followed = formats.filter((format) => format !== 'xz' || nativeDecoders() || process.env.CI);
+  it.each(followed)('%s: decoding starts with the first bytes, before the last have arrived', async (format) => {
     // As the deployment's early pass reads a download (lib/formats/early-check.ts): the bundled xz
-    // decoder finds its streams from the file's end first, liblzma's (which CI has) does not.
-    if (format === 'xz' && !nativeDecoders() && !process.env.CI) return;
+    // decoder finds its streams from the file's end first, liblzma's does not.
     const bytes = readFileSync(compress(format, raw, join(dir, `early.raw.${format}`)));
     const arrived = Math.floor(bytes.length / 2);
     const notYet = new Error('not arrived yet');
@@ -113,7 +114,8 @@ describe.skipIf(skipWithout('qemu-img'))('compressed raw images', () => {
     const decoding = (async () => {
       for await (const chunk of decompressedChunks(source, format)) decoded += chunk.length;
     })();
-    await expect(decoding).rejects.toThrow('not arrived yet');
+    // The read's own error, not a refusal of the image (the early pass then decodes nothing of it).
+    await expect(decoding).rejects.toBe(notYet);
     expect(decoded).toBeGreaterThan(MiB);
   });
 

@@ -80,7 +80,7 @@ describe.skipIf(!loads && !process.env.CI)('xz and bzip2: the native decoders', 
   it.each(['xz', 'bzip2'] as const)('%s: a stream cut short is refused both ways', async (format) => {
     const whole = tool(format, format === 'xz' ? ['-1', '-T1', '-c'] : ['-1', '-c'], disk);
     const cut = whole.subarray(0, Math.floor(whole.length * 0.7));
-    // Both read from the start (the bundled xz decoder finds no footer at the end first).
+    // liblzma reads the stream from its start and finds its end missing.
     expect(await decode(cut, format, 'native')).toBe(`refused: the ${format} data ends early`);
     expect(await decode(cut, format, 'bundled')).toMatch(/^refused: /);
   });
@@ -98,8 +98,13 @@ describe.skipIf(!loads && !process.env.CI)('xz and bzip2: the native decoders', 
       expect(await decode(bytes, 'xz', 'native')).toMatch(/^refused: bad xz data \(\d bytes of stream padding/);
       expect(await decode(bytes, 'xz', 'bundled')).toMatch(/^refused: /);
     }
-    // Padding in fours is stream padding, at the end as between streams.
+    // Padding in fours is stream padding, at the end as between streams, across input windows too.
     expect(await decode(Buffer.concat([one, Buffer.alloc(12)]), 'xz', 'native')).toBe(sha256(disk));
+    const long = Buffer.concat([one, Buffer.alloc(3 * MiB + 4), one]);
+    expect(await decode(long, 'xz', 'native')).toBe(sha256(Buffer.concat([disk, disk])));
+    expect(await decode(Buffer.concat([one, Buffer.alloc(3 * MiB + 2)]), 'xz', 'native')).toBe(
+      `refused: bad xz data (${3 * MiB + 2} bytes of stream padding: not a multiple of four)`,
+    );
   });
 
   it('bzip2: bytes after a stream that are no stream are refused both ways', async () => {
