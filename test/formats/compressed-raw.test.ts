@@ -18,6 +18,7 @@ import { nativeDecoders } from '../../lib/formats/native-decoders.ts';
 import type { ImageSource } from '../../lib/source/image-source.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { makeRawImage } from '../helpers/convert.ts';
+import { compressedByTool, toolFormats, type ToolFormat } from '../helpers/compress-tools.ts';
 import { decodeToSha256 } from '../helpers/decode.ts';
 
 const MiB = 1024 * 1024;
@@ -25,18 +26,10 @@ let dir: string;
 let raw: string;
 let referenceSha: string;
 
-const tools = {
-  gzip: ['gzip', '-1', '-c'],
-  xz: ['xz', '-0', '-T1', '-c'],
-  zstd: ['zstd', '-q', '-1', '-c'],
-  bzip2: ['bzip2', '-1', '-c'],
-} as const;
-type Format = keyof typeof tools;
-const formats = Object.keys(tools) as Format[];
+const formats = toolFormats;
 
-function compress(format: Format, input: string, output: string, extra: string[] = []): string {
-  const [tool, ...args] = tools[format];
-  writeFileSync(output, execFileSync(tool, [...args, ...extra, input], { maxBuffer: 1 << 30 }));
+function compress(format: ToolFormat, input: string, output: string, extra: string[] = []): string {
+  writeFileSync(output, compressedByTool(format, input, extra));
   return output;
 }
 

@@ -13,6 +13,7 @@ import { verifyImage } from '../../lib/write/verify.ts';
 import { EarlyCheck } from '../../lib/formats/early-check.ts';
 import { openImage } from '../../lib/formats/open.ts';
 import { makeRawImage } from '../helpers/convert.ts';
+import { compressedByTool, toolFormats, type ToolFormat } from '../helpers/compress-tools.ts';
 import { skipWithout } from '../helpers/capabilities.ts';
 import { decodeToSha256 } from '../helpers/decode.ts';
 import type { ImageSource } from '../../lib/source/image-source.ts';
@@ -151,17 +152,8 @@ describe.skipIf(skipWithout('qemu-img'))('EarlyCheck', () => {
   });
 
   describe('a raw disk that arrives compressed', () => {
-    const tools = {
-      gzip: ['gzip', '-1', '-c'],
-      xz: ['xz', '-0', '-T1', '-c'],
-      zstd: ['zstd', '-q', '-1', '-c'],
-      bzip2: ['bzip2', '-1', '-c'],
-    } as const;
     const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-    const compressed = (format: keyof typeof tools) => {
-      const [tool, ...args] = tools[format];
-      return execFileSync(tool, [...args, join(dir, 'disk.raw')], { maxBuffer: 1 << 30 });
-    };
+    const compressed = (format: ToolFormat) => compressedByTool(format, join(dir, 'disk.raw'));
     /** Counts the bytes read of `image`, as the write reads them. */
     const counting = (image: ChunkedBuffer) => {
       const counted = { bytesRead: 0, source: undefined as unknown as ImageSource };
@@ -172,7 +164,7 @@ describe.skipIf(skipWithout('qemu-img'))('EarlyCheck', () => {
       return counted;
     };
 
-    it.each(Object.keys(tools) as (keyof typeof tools)[])(
+    it.each(toolFormats)(
       '%s: its first pass runs as the bytes arrive; where room allows, the write decodes nothing',
       async (format) => {
         const bytes = compressed(format);
