@@ -154,7 +154,7 @@ async function writeFromRam(
       lean: true,
       keepDecoded: roomForDecoded(budget, source.size, 0),
       onDecodeProgress: (done, total) => report.progress(done, total),
-      firstPass: (format) => early.firstPass(source, format),
+      firstPass: (format) => early.firstPass(source, format, (done, total) => report.progress(done, total)),
     });
     if (job.configDrive) {
       // Refused here rather than after the write: no room, four primaries, two config-2 partitions.
@@ -176,7 +176,7 @@ async function writeFromRam(
     // Every extent decoded once, so a refusal found only while decoding comes before any write.
     report.phaseTotal(image.info.virtualSize);
     // A cancel while the early pass finishes is seen by the next phase, before anything is written.
-    const decodedEarly = await early.result(source, image);
+    const decodedEarly = await early.result(source, image, (done, total) => report.progress(done, total));
     if (decodedEarly) report.progress(image.info.virtualSize, image.info.virtualSize);
     const verified =
       decodedEarly ??

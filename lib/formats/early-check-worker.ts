@@ -24,6 +24,7 @@ const {
   total,
   chunkSize,
   progress,
+  passProgress,
   keepDecoded,
   limit,
   chunks: port,
@@ -32,6 +33,14 @@ const {
 };
 /** [0]: bytes held by the main thread, or -1 once the check is called off. */
 const held = new BigInt64Array(progress);
+/** [done, total] of this pass, for the deployment's progress while it waits. */
+const passDone = new Float64Array(passProgress);
+
+/** Records how far the pass is (a torn read of the two is harmless: a progress report). */
+function tell(done: number, total: number): void {
+  passDone[0] = done;
+  passDone[1] = total;
+}
 
 class CalledOff extends Error {}
 
@@ -146,7 +155,10 @@ async function firstPass(source: ImageSource, compression: Compression): Promise
       limit,
       keepDecoded,
       shared: true,
-      onProgress: collectAsItGoes,
+      onProgress: (done, total) => {
+        tell(done, total);
+        collectAsItGoes(done);
+      },
     });
     return { ok: true, compression, firstPass: handFirstPass(pass) };
   } catch (error) {
@@ -169,7 +181,10 @@ async function check(): Promise<EarlyCheckReply> {
       keepDecoded: decompressThreads > 0 ? keepDecoded : 0,
     });
     const collectAsItGoes = collecting(COLLECT_EVERY);
-    const { longZeroRuns } = await verifyImage(image, ({ done }) => collectAsItGoes(done));
+    const { longZeroRuns } = await verifyImage(image, ({ done, total }) => {
+      tell(done, total);
+      collectAsItGoes(done);
+    });
     return {
       ok: true,
       longZeroRuns: longZeroRuns.map(([start, end]) => [start, end]),

@@ -30,6 +30,8 @@ export interface EarlyCheckData {
   readonly chunkSize: number;
   /** One BigInt64: bytes held, -1 once called off. */
   readonly progress: SharedArrayBuffer;
+  /** Two Float64s the pass writes: how far it is, of how much (guest bytes; a compressed raw image's file bytes read). */
+  readonly passProgress: SharedArrayBuffer;
   /** Bytes of decoded clusters (or a compressed raw image's windows) the pass may keep for the write. */
   readonly keepDecoded: number;
   /** A compressed raw image may not decode to more than this many bytes (the target's size). */
@@ -46,6 +48,12 @@ export interface Refusal {
   readonly code: ErrorCode;
   readonly detail: string | undefined;
 }
+
+/** How far the pass is, `done` of `total`: reported while the deployment waits for it. */
+export type PassProgress = (done: number, total: number) => void;
+
+/** How often the pass's progress is reported while the deployment waits for it (ms). */
+const PROGRESS_EVERY_MS = 250;
 
 /** Bytes of decoded clusters the pass may keep, for an image of `total` bytes of which `held` have arrived. */
 export type RoomForDecoded = (total: number, held: number) => number;
@@ -64,6 +72,8 @@ export class EarlyCheck {
   private worker: Worker | undefined;
   private port: MessagePort | undefined;
   private held: BigInt64Array | undefined;
+  /** [done, total] of the pass, as the worker writes them. */
+  private passDone: Float64Array | undefined;
   private posted = 0;
   private reply: Promise<EarlyCheckReply> | undefined;
   /** What became of it, for the log: 'used', or why not. */
@@ -107,12 +117,17 @@ export class EarlyCheck {
    * Once the download is done: the verification of `opened` (the image opened over `source`) if the
    * pass ran over exactly these bytes and found nothing to refuse, else undefined (also once
    * `firstPass` was asked: a compressed raw image's dry pass replays the first pass it gave).
+   * `onProgress`: how far the pass is, while this waits for it.
    */
-  async result(source: ChunkedBuffer, opened: DiskImage): Promise<VerifiedImage | undefined> {
+  async result(
+    source: ChunkedBuffer,
+    opened: DiskImage,
+    onProgress?: PassProgress,
+  ): Promise<VerifiedImage | undefined> {
     if (this.firstPassAsked) return undefined;
     // A raw job's file that arrived compressed is opened as another disk than the one followed.
     const other = opened.info.format !== this.type || (this.type === 'raw' && opened.info.compression !== undefined);
-    const reply = other ? this.notUsed() : await this.finish(source);
+    const reply = other ? this.notUsed() : await this.finish(source, onProgress);
     if (!reply) return undefined;
     if (!reply.ok) return this.notUsed(reply.reason);
     if (!('longZeroRuns' in reply)) return this.notUsed('it decoded another kind of image');
@@ -128,11 +143,16 @@ export class EarlyCheck {
    * Once the download is done, for a raw job's file in `format`: the first pass over its decoded
    * disk, run while the bytes arrived, if it ran over exactly these bytes; undefined if it did not
    * (the caller decodes itself). Rejects where it refused the image, in the words decoding found:
-   * a bomb is not decoded twice up to the disk's size.
+   * a bomb is not decoded twice up to the disk's size. `onProgress`: how far the pass is (the
+   * file's bytes it has read), while this waits for it.
    */
-  async firstPass(source: ChunkedBuffer, format: Compression): Promise<FirstPass | undefined> {
+  async firstPass(
+    source: ChunkedBuffer,
+    format: Compression,
+    onProgress?: PassProgress,
+  ): Promise<FirstPass | undefined> {
     this.firstPassAsked = true;
-    const reply = await this.finish(source);
+    const reply = await this.finish(source, onProgress);
     if (!reply) return undefined;
     if (!reply.ok) {
       this.notUsed(reply.reason);
@@ -149,13 +169,21 @@ export class EarlyCheck {
   }
 
   /** The pass's reply, once it ended, if it followed exactly `source`'s bytes; else undefined, with why in `outcome`. */
-  private async finish(source: ChunkedBuffer): Promise<EarlyCheckReply | undefined> {
+  private async finish(source: ChunkedBuffer, onProgress?: PassProgress): Promise<EarlyCheckReply | undefined> {
     if (this.void || this.image !== source || source.size !== this.total || !this.reply)
       return this.notUsed('it did not follow these bytes from the start');
     this.follow(source, this.total);
     this.worker?.ref(); // now something waits for it
     const started = performance.now();
+    const report = () => {
+      const [done, total] = this.passDone!;
+      if (total! > 0) onProgress?.(done!, total!);
+    };
+    report();
+    const ticks = onProgress && setInterval(report, PROGRESS_EVERY_MS);
     const reply = await this.reply;
+    clearInterval(ticks);
+    report();
     this.reply = undefined; // what it holds goes with what takes it
     this.waitedMs = Math.round(performance.now() - started);
     // Its isolate refers to the image's chunks until it ends: ended now, so that they can be freed.
@@ -188,6 +216,8 @@ export class EarlyCheck {
     this.total = total;
     const progress = new SharedArrayBuffer(8);
     this.held = new BigInt64Array(progress);
+    const passProgress = new SharedArrayBuffer(16);
+    this.passDone = new Float64Array(passProgress);
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     const data: EarlyCheckData & { chunks: MessagePort } = {
@@ -195,6 +225,7 @@ export class EarlyCheck {
       total,
       chunkSize: image.chunkSize,
       progress,
+      passProgress,
       keepDecoded: this.room(total, image.size),
       limit: this.limit,
       chunks: port2,

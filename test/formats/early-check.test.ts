@@ -62,8 +62,12 @@ describe.skipIf(skipWithout('qemu-img'))('EarlyCheck', () => {
       const image = new ChunkedBuffer(256 * KiB);
       await arrive(early, image, files[name]!);
       const opened = openImage(image, type);
-      const verified = await early.result(image, opened);
+      const progress: [number, number][] = [];
+      const verified = await early.result(image, opened, (done, total) => progress.push([done, total]));
       expect(early.outcome).toBe('used');
+      // How far the pass is, told while waiting for it: in guest bytes, to the end.
+      expect(progress.at(-1)).toEqual([opened.info.virtualSize, opened.info.virtualSize]);
+      expect(progress.every(([done], i) => i === 0 || done >= progress[i - 1]![0])).toBe(true);
       expect(verified?.image).toBe(opened);
       expect(verified?.longZeroRuns).toEqual((await verifyImage(opened)).longZeroRuns);
       expect(verified!.longZeroRuns.length).toBeGreaterThan(0);
@@ -171,9 +175,12 @@ describe.skipIf(skipWithout('qemu-img'))('EarlyCheck', () => {
         const early = new EarlyCheck('raw', { room: () => 64 * 1024 * KiB, limit: files.raw!.length });
         const image = new ChunkedBuffer(256 * KiB);
         await arrive(early, image, bytes);
-        const pass = await early.firstPass(image, format);
+        const progress: [number, number][] = [];
+        const pass = await early.firstPass(image, format, (done, total) => progress.push([done, total]));
         expect(early.outcome).toBe('used');
         expect(pass?.size).toBe(files.raw!.length);
+        // How far the pass is, told while waiting for it: in bytes of the file read, to its end.
+        expect(progress.at(-1)).toEqual([bytes.length, bytes.length]);
         expect(early.keptBytes).toBeGreaterThan(0);
         const counted = counting(image);
         const opened = await openCompressedRaw(counted.source, format, { firstPass: pass! });
