@@ -175,9 +175,16 @@ export class EarlyCheck {
     this.follow(source, this.total);
     this.worker?.ref(); // now something waits for it
     const started = performance.now();
+    // A report that fails (the status file cannot be written) fails this, once the pass has ended:
+    // thrown from a timer, it would end the process.
+    let reportFailed: { error: unknown } | undefined;
     const report = () => {
       const [done, total] = this.passDone!;
-      if (total! > 0) onProgress?.(done!, total!);
+      try {
+        if (total! > 0 && !reportFailed) onProgress?.(done!, total!);
+      } catch (error) {
+        reportFailed = { error };
+      }
     };
     report();
     const ticks = onProgress && setInterval(report, PROGRESS_EVERY_MS);
@@ -190,6 +197,7 @@ export class EarlyCheck {
     await this.worker?.terminate();
     this.worker = undefined;
     this.port?.close();
+    if (reportFailed) throw reportFailed.error;
     return reply;
   }
 

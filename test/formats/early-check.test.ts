@@ -114,6 +114,17 @@ describe.skipIf(skipWithout('qemu-img'))('EarlyCheck', () => {
     expect(bytesRead - readByTheWrite).toBeGreaterThan(bytes.length / 2);
   });
 
+  it('fails, once the pass has ended, where telling its progress fails (a status file that cannot be written)', async () => {
+    const early = new EarlyCheck('qcow2', { limit: Infinity });
+    const image = new ChunkedBuffer(256 * KiB);
+    await arrive(early, image, files.zstd!);
+    const failure = new Error('no room for the status file');
+    const tell = () => {
+      throw failure;
+    };
+    await expect(early.result(image, openImage(image, 'qcow2'), tell)).rejects.toBe(failure);
+  });
+
   it('keeps nothing without room', async () => {
     const early = new EarlyCheck('qcow2', { limit: Infinity });
     const image = new ChunkedBuffer(256 * KiB);
