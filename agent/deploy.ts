@@ -124,6 +124,11 @@ async function writeFromRam(
     room: (total, held) => roomForDecoded(budget, total, total - held),
     limit: disk.size,
   });
+  // While the inspection waits for the pass: its progress, and a cancel seen at once (the pass called off).
+  const progressOfThePass = (done: number, total: number) => {
+    report.checkpoint();
+    report.progress(done, total);
+  };
   // Download, checksum, inspection and plans, up to the early pass's result: a failure among them
   // calls the pass off, which would otherwise decode on, holding what it keeps, while it is reported.
   const downloadAndInspect = async () => {
@@ -154,7 +159,7 @@ async function writeFromRam(
       lean: true,
       keepDecoded: roomForDecoded(budget, source.size, 0),
       onDecodeProgress: (done, total) => report.progress(done, total),
-      firstPass: (format) => early.firstPass(source, format, (done, total) => report.progress(done, total)),
+      firstPass: (format) => early.firstPass(source, format, progressOfThePass),
     });
     if (job.configDrive) {
       // Refused here rather than after the write: no room, four primaries, two config-2 partitions.
@@ -175,8 +180,8 @@ async function writeFromRam(
     logEfiPlan(log, platform, efi);
     // Every extent decoded once, so a refusal found only while decoding comes before any write.
     report.phaseTotal(image.info.virtualSize);
-    // A cancel while the early pass finishes is seen by the next phase, before anything is written.
-    const decodedEarly = await early.result(source, image, (done, total) => report.progress(done, total));
+    // A cancel while the early pass finishes calls it off, before anything is written.
+    const decodedEarly = await early.result(source, image, progressOfThePass);
     if (decodedEarly) report.progress(image.info.virtualSize, image.info.virtualSize);
     const verified =
       decodedEarly ??

@@ -1,8 +1,9 @@
 // A raw disk that arrives compressed (.raw.gz, .raw.xz, .raw.zst, .raw.bz2, as Flatcar, Talos and
 // Fedora CoreOS publish theirs). The compressed file is what is held; the disk is decoded as a
-// stream when it is opened (its size is known only at the end of the stream, and a corrupt stream
-// must be refused before anything is written), and again while it is written unless the first
-// pass could keep every window of data (`keepDecoded`). The first pass keeps the disk's first MiB
+// stream when it is opened, or while it downloads (lib/formats/early-check.ts `firstPass`): its
+// size is known only at the end of the stream, and a corrupt stream must be refused before
+// anything is written. It is decoded again while it is written unless the first pass could keep
+// every window of data (`keepDecoded`). The first pass keeps the disk's first MiB
 // (to look for a partition table) and where its zero runs lie; it stops, refusing the image, as
 // soon as the disk grows past `limit` bytes. Windows are used again once written or looked at.
 import { compressedImageBad, compressedImageTooBig } from '../errors.ts';
@@ -181,10 +182,16 @@ export async function decodeFirstPass(
 ): Promise<FirstPass> {
   const limit = options.limit ?? Number.MAX_SAFE_INTEGER;
   const { onProgress } = options;
+  // The furthest byte asked for: a zstd frame's walk reads a block header ahead of its bytes.
+  let reached = 0;
   const watched: ImageSource = onProgress
     ? {
         size: source.size,
-        read: (offset, length) => (onProgress(offset + length, source.size), source.read(offset, length)),
+        read: (offset, length) => {
+          reached = Math.max(reached, offset + length);
+          onProgress(reached, source.size);
+          return source.read(offset, length);
+        },
       }
     : source;
   const head = Buffer.alloc(HEAD);

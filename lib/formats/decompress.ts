@@ -35,7 +35,8 @@ function* windows(source: ImageSource, start = 0, end = source.size): Generator<
 
 /**
  * The decompressed bytes, in order; a chunk may be overwritten once the next is asked for (copy
- * what is kept). Rejects with a DecompressError when the data is corrupt or ends early. Stopping
+ * what is kept). Rejects with a DecompressError when the data is corrupt or ends early, and with
+ * the source's own error where a read fails (no refusal of the image). Stopping
  * the iteration early stops the decoder and frees it. `choice` (tests): the bundled xz and bzip2
  * decoders even where the native ones load, or the native ones (throws where they do not).
  */
@@ -179,12 +180,14 @@ async function* zlibChunks(
  * decoder; xz-embedded stops at the end of the first. The decoder checks each block's check and
  * the index against what it decoded.
  */
-async function* xzChunks(source: ImageSource): AsyncGenerator<Buffer> {
+async function* xzChunks(file: ImageSource): AsyncGenerator<Buffer> {
+  const failure: ReadFailure = {};
+  const source = noting(file, failure);
   let streams: readonly (readonly [number, number])[];
   try {
     streams = xzStreams(source);
   } catch (error) {
-    throw new DecompressError((error as Error).message);
+    throw readFailureOr(failure, () => new DecompressError((error as Error).message));
   }
   // Loaded when first used (~2 ms of every start otherwise). A CommonJS bundle: its class is a property of the module object.
   const { XzReadableStream } = (await import('xz-decompress')).default;
@@ -198,7 +201,7 @@ async function* xzChunks(source: ImageSource): AsyncGenerator<Buffer> {
       }
       finished = true;
     } catch (error) {
-      throw new DecompressError(xzReason(error));
+      throw readFailureOr(failure, () => new DecompressError(xzReason(error)));
     } finally {
       // Breaking out of the loop cancels the decoder; a finished one has released itself.
       if (!finished) await decoder.cancel().catch(() => undefined);
@@ -221,6 +224,34 @@ function xzReason(error: unknown): string {
   if (code !== undefined) return codes[code] ?? `xz error ${code}`;
   // The decoder asks for more input after the last byte: the stream ends early.
   return error instanceof TypeError ? 'the xz data ends early' : message;
+}
+
+/** The first failure of a source's reads (`noting`), kept as it was thrown. */
+interface ReadFailure {
+  thrown?: { readonly error: unknown };
+}
+
+/**
+ * `source`, noting the first failure of its reads: a bundled decoder wraps what it meets in its
+ * own errors, and a read's failure (an I/O error, a download called off) is no refusal of the image.
+ */
+function noting(source: ImageSource, failure: ReadFailure): ImageSource {
+  return {
+    size: source.size,
+    read: (offset, length) => {
+      try {
+        return source.read(offset, length);
+      } catch (error) {
+        failure.thrown ??= { error };
+        throw error;
+      }
+    },
+  };
+}
+
+/** The read's failure if one was noted, else the refusal `refusal` makes. */
+function readFailureOr(failure: ReadFailure, refusal: () => unknown): unknown {
+  return failure.thrown ? failure.thrown.error : refusal();
 }
 
 /** A byte reader over the source for seek-bzip; reading past the end is a truncated stream. */
@@ -285,14 +316,15 @@ class ByteSink {
 
 /** bzip2, one block at a time: a block decodes to at most ~46 MB, gathered then handed on. */
 async function* bzip2Chunks(source: ImageSource): AsyncGenerator<Buffer> {
-  const input = byteReader(source);
+  const failure: ReadFailure = {};
+  const input = byteReader(noting(source, failure));
   const output = new ByteSink();
   const { default: Bunzip } = await import('seek-bzip'); // loaded when first used
   let bz: Bunzip;
   try {
     bz = new Bunzip(input, output);
   } catch (error) {
-    throw new DecompressError(bzip2Reason(error));
+    throw readFailureOr(failure, () => new DecompressError(bzip2Reason(error)));
   }
   for (;;) {
     try {
@@ -306,7 +338,9 @@ async function* bzip2Chunks(source: ImageSource): AsyncGenerator<Buffer> {
         bz._start_bunzip(input, output);
       }
     } catch (error) {
-      throw error instanceof DecompressError ? error : new DecompressError(bzip2Reason(error));
+      throw readFailureOr(failure, () =>
+        error instanceof DecompressError ? error : new DecompressError(bzip2Reason(error)),
+      );
     }
     yield* output.take();
   }

@@ -3,8 +3,8 @@
 // they arrive (lib/formats/early-check-worker.ts), so that little of it is left when the last byte comes.
 // Nothing is written meanwhile: this only reads. Its result stands only for the very bytes held
 // at the end (the same ChunkedBuffer, never restarted, of the announced length); otherwise, or if
-// it refused anything, the deployment runs the pass after the download as before, which finds and
-// reports any refusal in the usual order (after the checksum).
+// a qcow2's pass refused anything, the deployment runs the pass after the download as before,
+// which finds and reports any refusal in the usual order (after the checksum).
 //
 // A raw job's file that arrives compressed (.raw.xz and the like) has its first pass run here
 // (lib/formats/compressed-raw.ts `decodeFirstPass`): the inspection takes it (`firstPass`) instead
@@ -175,8 +175,8 @@ export class EarlyCheck {
     this.follow(source, this.total);
     this.worker?.ref(); // now something waits for it
     const started = performance.now();
-    // A report that fails (the status file cannot be written) fails this, once the pass has ended:
-    // thrown from a timer, it would end the process.
+    // A report that fails (the deployment cancelled, its status file not written) calls the pass
+    // off and fails this once the worker has ended: thrown from a timer, it would end the process.
     let reportFailed: { error: unknown } | undefined;
     const report = () => {
       const [done, total] = this.passDone!;
@@ -184,6 +184,7 @@ export class EarlyCheck {
         if (total! > 0 && !reportFailed) onProgress?.(done!, total!);
       } catch (error) {
         reportFailed = { error };
+        this.callOff();
       }
     };
     report();

@@ -13,7 +13,9 @@
 #
 # initrd.img is two concatenated cpio archives, which the kernel unpacks one after the other:
 # the system (Debian's tools from toolchain.txt, udev, busybox, the kernel modules, /init), cached
-# under $BYOI_RESCUE_CACHE (default /var/cache/byoi-rescue) by a hash of its recipe, and the agent
+# under $BYOI_RESCUE_CACHE (default /var/cache/byoi-rescue) by a hash of its recipe and of the
+# period of $BYOI_RESCUE_REFRESH_DAYS days it was built in (Debian's updates; a new period needs
+# the network), and the agent
 # (Node 24, the node@24 devDependency's binary, and the bundle), packed on every run: a code change
 # does not rebuild the Debian part.
 set -euo pipefail
@@ -53,7 +55,7 @@ cache_root=${BYOI_RESCUE_CACHE:-/var/cache/byoi-rescue}
 # The rescue system parses what the network sends (images, with liblzma and libbz2 among others):
 # Debian's security updates reach it within this many days, the base being keyed by the period too.
 refresh_days=${BYOI_RESCUE_REFRESH_DAYS:-7}
-[[ $refresh_days =~ ^[1-9][0-9]*$ ]] || { echo "BYOI_RESCUE_REFRESH_DAYS must be a whole number of days" >&2; exit 2; }
+[[ $refresh_days =~ ^[1-9][0-9]{0,4}$ ]] || { echo "BYOI_RESCUE_REFRESH_DAYS must be a whole number of days (1-99999)" >&2; exit 2; }
 period=$(($(date +%s) / (refresh_days * 86400)))
 base_key=$( (declare -f debian_base; printf '%s\n' "${packages[@]}" "$refresh_days:$period") | initramfs_hash)
 # The system is made from the base: a new base makes a new system.
@@ -105,6 +107,7 @@ SH
   mv "$work/vmlinuz" "$work/vmlinux" "$work/system.cpio" "$work/system/"
   mv "$work/system" "$system"
   rm -rf "$work"
+  touch -c "$base" # in use: not pruned, however long ago its period's build was
   prune_cache "$cache_root" base system
 fi
 touch -c "$system" "$base"

@@ -12,7 +12,8 @@ initramfs_lock() {
 }
 
 # The slow part, cached in DIR: mmdebstrap's root (DIR/root) and the kernel package (DIR/debs).
-# Its cache key is `declare -f debian_base` plus the package list.
+# Its cache key is `declare -f debian_base` plus the package list (the rescue system's also has a
+# refresh period: scripts/rescue/build-rescue.sh).
 debian_base() {
   local dir=$1 work=$2
   shift 2

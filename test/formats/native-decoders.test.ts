@@ -107,6 +107,27 @@ describe.skipIf(!loads && !process.env.CI)('xz and bzip2: the native decoders', 
     );
   });
 
+  it.each(['xz', 'bzip2'] as const)(
+    '%s: a read that fails is passed on as it is, no refusal, both ways',
+    async (format) => {
+      const bytes = tool(format, format === 'xz' ? ['-1', '-T1', '-c'] : ['-1', '-c'], disk);
+      const failure = new Error('the disk is gone');
+      const source: ImageSource = {
+        size: bytes.length,
+        read: (offset, length) => {
+          if (offset + length > bytes.length / 2) throw failure;
+          return bytes.subarray(offset, offset + length);
+        },
+      };
+      for (const choice of choices) {
+        const decoding = (async () => {
+          for await (const chunk of decompressedChunks(source, format, choice)) expect(chunk.length).toBeGreaterThan(0);
+        })();
+        await expect(decoding).rejects.toBe(failure);
+      }
+    },
+  );
+
   it('bzip2: bytes after a stream that are no stream are refused both ways', async () => {
     const bytes = Buffer.concat([tool('bzip2', ['-1', '-c'], disk), Buffer.from('not a stream')]);
     expect(await decode(bytes, 'bzip2', 'native')).toBe('refused: bad bzip2 data (not a bzip2 stream)');
