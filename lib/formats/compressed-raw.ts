@@ -175,10 +175,20 @@ export interface FirstPass {
  * The first pass: decodes the whole stream once, refusing it past `limit` bytes or where it does
  * not decode. `shared`: kept windows lie in memory another thread can take (`handFirstPass`).
  */
-export async function decodeFirstPass(
+export function decodeFirstPass(
   source: ImageSource,
   format: Compression,
   options: CompressedRawOptions & { readonly shared?: boolean } = {},
+): Promise<FirstPass> {
+  return firstPassWith(new WindowSupply(options.shared), source, format, options);
+}
+
+/** The first pass, its windows from `supply`: those not kept go back to it, for the write to fill again. */
+async function firstPassWith(
+  supply: WindowSupply,
+  source: ImageSource,
+  format: Compression,
+  options: CompressedRawOptions,
 ): Promise<FirstPass> {
   const limit = options.limit ?? Number.MAX_SAFE_INTEGER;
   const { onProgress } = options;
@@ -201,7 +211,6 @@ export async function decodeFirstPass(
   // The windows that hold data, while they fit in the budget; past it, none (the write decodes again).
   const budget = options.keepDecoded ?? 0;
   let kept: Map<number, Buffer> | undefined = budget > 0 ? new Map() : undefined;
-  const supply = new WindowSupply(options.shared);
   for await (const { offset, bytes, buffer } of decodedWindows(watched, format, limit, supply)) {
     if (offset < HEAD) bytes.copy(head, offset, 0, Math.min(bytes.length, HEAD - offset));
     let data = false;
@@ -223,7 +232,9 @@ export async function decodeFirstPass(
 }
 
 /** A first pass as another thread of this process can take it: kept windows as views of shared memory. */
-export interface HandedFirstPass extends Omit<FirstPass, 'kept'> {
+export interface HandedFirstPass extends Omit<FirstPass, 'kept' | 'head'> {
+  /** A Buffer sent in a message arrives as a Uint8Array. */
+  readonly head: Uint8Array;
   readonly kept: ReadonlyArray<{ readonly offset: number; readonly piece: SharedPiece }> | undefined;
 }
 
@@ -245,7 +256,7 @@ export function handFirstPass(pass: FirstPass): HandedFirstPass {
   return { ...pass, kept };
 }
 
-/** A first pass another thread ran and handed over (`handFirstPass`); a message brings Buffers as Uint8Arrays. */
+/** A first pass another thread ran and handed over (`handFirstPass`). */
 export function takeFirstPass(handed: HandedFirstPass): FirstPass {
   const kept =
     handed.kept &&
@@ -264,7 +275,10 @@ export async function openCompressedRaw(
   format: Compression,
   options: CompressedRawOptions = {},
 ): Promise<CompressedRawImage> {
-  const { size, allocated, head, shapes, kept } = options.firstPass ?? (await decodeFirstPass(source, format, options));
+  // The write's windows, given back by the first pass where it ran here: filled again, not made anew.
+  const supply = new WindowSupply();
+  const { size, allocated, head, shapes, kept } =
+    options.firstPass ?? (await firstPassWith(supply, source, format, options));
   const info: ImageInfo = {
     format: 'raw',
     virtualSize: size,
@@ -273,7 +287,6 @@ export async function openCompressedRaw(
     compression: format,
     features: { compressedSize: source.size },
   };
-  const supply = new WindowSupply();
   return {
     info,
     head,

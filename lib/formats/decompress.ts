@@ -41,12 +41,18 @@ function* windows(source: ImageSource, start = 0, end = source.size): Generator<
  * decoders even where the native ones load, or the native ones (throws where they do not).
  */
 export function decompressedChunks(
-  source: ImageSource,
+  file: ImageSource,
   format: Compression,
   choice?: DecoderChoice,
 ): AsyncGenerator<Buffer> {
   const native = choice === 'bundled' ? null : nativeDecoders();
   if (choice === 'native' && !native) throw new Error('the native decoders are not built or do not load here');
+  const failure: ReadFailure = {};
+  return readFailuresAsThrown(decoded(noting(file, failure), format, native), failure);
+}
+
+/** The decoder of `format` over `source`: rejects with whatever it meets, a read's failure too (wrapped or not). */
+function decoded(source: ImageSource, format: Compression, native: NativeDecoders | null): AsyncGenerator<Buffer> {
   switch (format) {
     case 'gzip':
       return zlibChunks(windows(source), zlib.createGunzip({ chunkSize: ZLIB_CHUNK }));
@@ -128,7 +134,7 @@ async function* zstdChunks(source: ImageSource): AsyncGenerator<Buffer> {
   }
 }
 
-/** `step`, its structure errors refusals (a failure to read is not one: it goes on as it is). */
+/** `step`, its structure errors refusals. */
 function structure<T>(step: () => T): T {
   try {
     return step();
@@ -149,26 +155,18 @@ function* frameBytes(source: ImageSource, frame: ZstdFrameWalk): Generator<Buffe
   }
 }
 
-/**
- * The decoder's output. Its errors are refusals; its input's go on as they are (a refusal the
- * input found, or a failure to read, which is none).
- */
+/** The decoder's output; its errors are refusals, as are its input's (the frame walk's). */
 async function* zlibChunks(
   input: Iterable<Buffer>,
   decoder: zlib.Gunzip | zlib.ZstdDecompress,
 ): AsyncGenerator<Buffer> {
   const bytes = Readable.from(input, { objectMode: false });
-  let inputError: unknown;
-  bytes.on('error', (error) => {
-    inputError = error;
-    decoder.destroy(error);
-  });
+  bytes.on('error', (error) => decoder.destroy(error));
   bytes.pipe(decoder);
   try {
     for await (const chunk of decoder as AsyncIterable<Buffer>) yield chunk;
   } catch (error) {
-    if (error === inputError) throw error;
-    throw new DecompressError((error as Error).message);
+    throw error instanceof DecompressError ? error : new DecompressError((error as Error).message);
   } finally {
     bytes.destroy();
     decoder.destroy();
@@ -180,14 +178,12 @@ async function* zlibChunks(
  * decoder; xz-embedded stops at the end of the first. The decoder checks each block's check and
  * the index against what it decoded.
  */
-async function* xzChunks(file: ImageSource): AsyncGenerator<Buffer> {
-  const failure: ReadFailure = {};
-  const source = noting(file, failure);
+async function* xzChunks(source: ImageSource): AsyncGenerator<Buffer> {
   let streams: readonly (readonly [number, number])[];
   try {
     streams = xzStreams(source);
   } catch (error) {
-    throw readFailureOr(failure, () => new DecompressError((error as Error).message));
+    throw new DecompressError((error as Error).message);
   }
   // Loaded when first used (~2 ms of every start otherwise). A CommonJS bundle: its class is a property of the module object.
   const { XzReadableStream } = (await import('xz-decompress')).default;
@@ -201,7 +197,7 @@ async function* xzChunks(file: ImageSource): AsyncGenerator<Buffer> {
       }
       finished = true;
     } catch (error) {
-      throw readFailureOr(failure, () => new DecompressError(xzReason(error)));
+      throw new DecompressError(xzReason(error));
     } finally {
       // Breaking out of the loop cancels the decoder; a finished one has released itself.
       if (!finished) await decoder.cancel().catch(() => undefined);
@@ -232,8 +228,8 @@ interface ReadFailure {
 }
 
 /**
- * `source`, noting the first failure of its reads: a bundled decoder wraps what it meets in its
- * own errors, and a read's failure (an I/O error, a download called off) is no refusal of the image.
+ * `source`, noting the first failure of its reads: the decoders wrap what they meet in their own
+ * errors, and a read's failure (an I/O error, a download called off) is no refusal of the image.
  */
 function noting(source: ImageSource, failure: ReadFailure): ImageSource {
   return {
@@ -249,9 +245,13 @@ function noting(source: ImageSource, failure: ReadFailure): ImageSource {
   };
 }
 
-/** The read's failure if one was noted, else the refusal `refusal` makes. */
-function readFailureOr(failure: ReadFailure, refusal: () => unknown): unknown {
-  return failure.thrown ? failure.thrown.error : refusal();
+/** `chunks`, rejecting with a read's failure as it was thrown where one was noted, however the decoder wrapped it. */
+async function* readFailuresAsThrown(chunks: AsyncGenerator<Buffer>, failure: ReadFailure): AsyncGenerator<Buffer> {
+  try {
+    yield* chunks;
+  } catch (error) {
+    throw failure.thrown ? failure.thrown.error : error;
+  }
 }
 
 /** A byte reader over the source for seek-bzip; reading past the end is a truncated stream. */
@@ -316,15 +316,14 @@ class ByteSink {
 
 /** bzip2, one block at a time: a block decodes to at most ~46 MB, gathered then handed on. */
 async function* bzip2Chunks(source: ImageSource): AsyncGenerator<Buffer> {
-  const failure: ReadFailure = {};
-  const input = byteReader(noting(source, failure));
+  const input = byteReader(source);
   const output = new ByteSink();
   const { default: Bunzip } = await import('seek-bzip'); // loaded when first used
   let bz: Bunzip;
   try {
     bz = new Bunzip(input, output);
   } catch (error) {
-    throw readFailureOr(failure, () => new DecompressError(bzip2Reason(error)));
+    throw new DecompressError(bzip2Reason(error));
   }
   for (;;) {
     try {
@@ -338,9 +337,7 @@ async function* bzip2Chunks(source: ImageSource): AsyncGenerator<Buffer> {
         bz._start_bunzip(input, output);
       }
     } catch (error) {
-      throw readFailureOr(failure, () =>
-        error instanceof DecompressError ? error : new DecompressError(bzip2Reason(error)),
-      );
+      throw error instanceof DecompressError ? error : new DecompressError(bzip2Reason(error));
     }
     yield* output.take();
   }

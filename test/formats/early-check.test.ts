@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ChunkedBuffer } from '../../lib/source/chunked-buffer.ts';
 import { verifyImage } from '../../lib/write/verify.ts';
 import { EarlyCheck } from '../../lib/formats/early-check.ts';
@@ -114,15 +114,29 @@ describe.skipIf(skipWithout('qemu-img'))('EarlyCheck', () => {
     expect(bytesRead - readByTheWrite).toBeGreaterThan(bytes.length / 2);
   });
 
-  it('fails, once the pass has ended, where telling its progress fails (a status file that cannot be written)', async () => {
+  it('fails, once the pass has ended, where telling its progress fails on its timer (a status file that cannot be written)', async () => {
     const early = new EarlyCheck('qcow2', { limit: Infinity });
     const image = new ChunkedBuffer(256 * KiB);
     await arrive(early, image, files.zstd!);
+    // A small image: its pass has ended meanwhile, its progress written, its reply not yet taken.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const opened = openImage(image, 'qcow2');
     const failure = new Error('no room for the status file');
+    let calls = 0;
     const tell = () => {
-      throw failure;
+      if (++calls > 1) throw failure;
     };
-    await expect(early.result(image, openImage(image, 'qcow2'), tell)).rejects.toBe(failure);
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const waiting = early.result(image, opened, tell);
+      // The first report is made at once; the second, on the timer, fails: thrown from a timer, the
+      // failure would escape here (and end the process).
+      vi.advanceTimersByTime(250);
+      expect(calls).toBe(2);
+      await expect(waiting).rejects.toBe(failure);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('keeps nothing without room', async () => {
