@@ -7,7 +7,14 @@
 import * as zlib from 'node:zlib';
 import type { DataExtent, Extent, ExtentShape } from './types.ts';
 import { lendOrRead, type ImageSource } from '../source/image-source.ts';
-import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE, type Codec } from './cluster-decompress.ts';
+import {
+  decompressBatch,
+  decompressCluster,
+  OWN_BUFFER_CLUSTER_SIZE,
+  type ClusterDecoders,
+  type Codec,
+} from './cluster-decompress.ts';
+import { nativeModule } from '../system/native-module.ts';
 import { BATCHES_PER_WORKER, DecompressPool, type BatchFailure, type DecodedBatch } from './decompress-pool.ts';
 import { SlotArena } from './slot-arena.ts';
 import { KeptBatches } from './kept-batches.ts';
@@ -196,15 +203,26 @@ export class BatchDecoder<Item, Batch extends Item & ClusterBatch> {
   }
 
   /**
-   * A batch decompressed on this thread: with `keep`, its clusters (in buffers of their own, freed
-   * once written); without, checked and dropped.
+   * A batch decompressed on this thread: with `keep`, its clusters (in buffers of their own, or in
+   * one for the batch, freed once written); without, checked and dropped.
    */
   private decodeHere(batch: Batch, keep: boolean): DecodedBatch {
     const { inputs, lent } = this.inputsOf(batch);
     let result: ReturnType<typeof decompressBatch>;
     try {
       const { codec, clusterSize } = this.format;
-      result = decompressBatch(zlib, codec, inputs, clusterSize, keep, decompressCluster, OWN_BUFFER_CLUSTER_SIZE);
+      const native = nativeModule<ClusterDecoders>('cluster-decoders');
+      result = decompressBatch(
+        zlib,
+        codec,
+        inputs,
+        clusterSize,
+        keep,
+        decompressCluster,
+        OWN_BUFFER_CLUSTER_SIZE,
+        undefined,
+        native,
+      );
     } finally {
       if (lent) this.source.recycle?.(lent); // decompressed into buffers of their own, refused or failed
     }
@@ -244,6 +262,19 @@ export class BatchDecoder<Item, Batch extends Item & ClusterBatch> {
       if (lent) this.source.recycle?.(lent);
     }
   }
+}
+
+/**
+ * One compressed cluster decoded on this thread, into a buffer of its own: by the native cluster
+ * decoders where they load, else by Node's (decompressCluster). The bytes, or why they are not one
+ * cluster.
+ */
+export function decodeClusterHere(codec: Codec, input: Uint8Array, clusterSize: number): Buffer | string {
+  const native = nativeModule<ClusterDecoders>('cluster-decoders');
+  if (!native) return decompressCluster(zlib, codec, input, clusterSize);
+  const output = Buffer.allocUnsafeSlow(clusterSize);
+  const failure = native.decodeClusters(codec, [input], clusterSize, output);
+  return failure ? failure[1] : output;
 }
 
 /**

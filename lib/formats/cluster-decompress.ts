@@ -16,6 +16,20 @@ import type * as Zlib from 'node:zlib';
 export type Codec = 'zlib' | 'zstd' | 'deflate';
 
 /**
+ * native/cluster-decoders.c: a batch decoded in one call by one kept decoder per thread, straight
+ * into `output` (or checked and dropped: null), with decompressCluster's results. Undefined when
+ * every input is one cluster; else the first that is not, and why.
+ */
+export interface ClusterDecoders {
+  decodeClusters(
+    codec: Codec,
+    inputs: readonly Uint8Array[],
+    clusterSize: number,
+    output: Uint8Array | null,
+  ): [index: number, reason: string] | undefined;
+}
+
+/**
  * Decompresses `input` (the sector-rounded bytes qemu stored, trailing garbage included) into
  * exactly `clusterSize` bytes. Returns the bytes, or why they are not one cluster.
  * - zlib: raw deflate with a 4 KiB window (qemu's windowBits -12). As in qemu, a stream that fills
@@ -112,6 +126,8 @@ export function decompressCluster(
  * none; or the first that is not a cluster, and why. `decompress` is `decompressCluster`, passed in
  * so that this stays self-contained. A cluster's own buffer that is not handed on (checked only, or
  * copied) is freed at once, not left for the garbage collector, from Buffer.poolSize bytes on.
+ * With `native` (the cluster decoders, where they load), the batch is decoded by them instead,
+ * into `into` or one buffer of its own.
  */
 export function decompressBatch(
   zlib: typeof Zlib,
@@ -122,7 +138,14 @@ export function decompressBatch(
   decompress: typeof decompressCluster,
   ownBufferFrom: number,
   into?: Buffer,
+  native?: ClusterDecoders | null,
 ): Buffer[] | { index: number; reason: string } {
+  if (native) {
+    const output = keep ? (into ?? Buffer.allocUnsafeSlow(inputs.length * clusterSize)) : null;
+    const failure = native.decodeClusters(codec, inputs, clusterSize, output);
+    if (failure) return { index: failure[0], reason: failure[1] };
+    return output ? [output.subarray(0, inputs.length * clusterSize)] : [];
+  }
   const packed =
     into ?? (clusterSize >= ownBufferFrom || !keep ? undefined : Buffer.allocUnsafeSlow(inputs.length * clusterSize));
   // Clusters of Buffer.poolSize or more never lie in Buffer's shared pool: the memory is the

@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { decompressBatch, decompressCluster, OWN_BUFFER_CLUSTER_SIZE, type Codec } from './cluster-decompress.ts';
+import { nativeModulePath } from '../system/native-module.ts';
 import type { Slot, SlotArena } from './slot-arena.ts';
 import { decompressionStopped, decompressionWorkerFailed, imageFileChanged, imageFileUnreadable } from '../errors.ts';
 
@@ -50,6 +51,8 @@ interface WorkerSettings {
   closing: SharedArrayBuffer;
   /** Bytes of output between the worker's collections (COLLECT_EVERY). */
   collectEvery: number;
+  /** The native cluster decoders' file, where they load in this process: the worker loads them too. */
+  clusterDecoders: string | undefined;
 }
 
 interface Request {
@@ -123,6 +126,11 @@ const decompressCluster = (${decompressCluster.toString()});
 const decompressBatch = (${decompressBatch.toString()});
 const closing = new Int32Array(workerData.closing);
 const collectEvery = workerData.collectEvery;
+// Where they do not load in this thread, decompressCluster decodes.
+let native = null;
+try {
+  if (workerData.clusterDecoders) native = require(workerData.clusterDecoders);
+} catch {}
 let sinceCollected = 0;
 // Where spans are read: reused, so reading leaves no garbage behind.
 let spanBuffer = new ArrayBuffer(0);
@@ -147,8 +155,9 @@ parentPort.on('message', (message) => {
     input = spanBuffer;
   }
   const count = bounds.length / 2;
-  // decompressBatch frees larger clusters itself once checked or copied; smaller ones are garbage.
-  if (clusterSize < Buffer.poolSize) sinceCollected += count * clusterSize;
+  // decompressBatch frees larger clusters itself once checked or copied; smaller ones are garbage
+  // (none with the native decoders, which decode into the slot or one scratch cluster).
+  if (clusterSize < Buffer.poolSize && !native) sinceCollected += count * clusterSize;
   if (sinceCollected >= collectEvery && typeof gc === 'function') {
     sinceCollected = 0;
     gc();
@@ -156,7 +165,7 @@ parentPort.on('message', (message) => {
   const inputs = [];
   for (let i = 0; i < count; i++) inputs.push(new Uint8Array(input, bounds[2 * i], bounds[2 * i + 1]));
   const into = keep ? Buffer.from(out.memory, out.offset, out.length) : undefined;
-  const result = decompressBatch(zlib, codec, inputs, clusterSize, keep, decompressCluster, ${OWN_BUFFER_CLUSTER_SIZE}, into);
+  const result = decompressBatch(zlib, codec, inputs, clusterSize, keep, decompressCluster, ${OWN_BUFFER_CLUSTER_SIZE}, into, native);
   const back = span ? {} : { input };
   const transferBack = span ? [] : [input];
   if (!Array.isArray(result)) return parentPort.postMessage({ id, ...back, index: result.index, reason: result.reason }, transferBack);
@@ -202,6 +211,7 @@ export class DecompressPool {
       const settings: WorkerSettings = {
         closing: this.closing.buffer as SharedArrayBuffer,
         collectEvery: options.lean ? LEAN_COLLECT_EVERY : COLLECT_EVERY,
+        clusterDecoders: nativeModulePath('cluster-decoders'),
       };
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,

@@ -5,7 +5,6 @@
 // Guest clusters that no table maps (or that read as zeros) are written as zeros at the end. With
 // extended L2 entries, a cluster whose subclusters are only partly allocated is emitted whole, its
 // other subclusters as zeros.
-import * as zlib from 'node:zlib';
 import {
   imageFormatMismatch,
   qcow2BadCompressedCluster,
@@ -18,7 +17,7 @@ import {
 } from '../errors.ts';
 import { bufferSource } from '../formats/guest.ts';
 import { detectFormat } from '../formats/detect.ts';
-import { decompressCluster } from '../formats/cluster-decompress.ts';
+import { decodeClusterHere } from '../formats/batch-decoder.ts';
 import { parseQcow2Header, type Qcow2Header } from '../formats/qcow2-header.ts';
 import { allocatedSubclusters, bitOf, SUBCLUSTERS } from '../formats/qcow2-map.ts';
 import type { ImageSource } from '../source/image-source.ts';
@@ -206,7 +205,7 @@ async function* decode(body: AsyncIterable<Buffer>, header: Qcow2Header): AsyncG
           // A compressed cluster whose last sectors run past the end of the file is decoded from
           // what is there, as qemu does (it zero-pads).
           want(coffset, coffset + csize, (bytes) => {
-            const cluster = decompressCluster(zlib, compression, bytes, clusterSize);
+            const cluster = decodeClusterHere(compression, bytes, clusterSize);
             if (typeof cluster === 'string') throw qcow2BadCompressedCluster(guest, compression, clusterSize, cluster);
             emit(guest, cluster.subarray(0, inGuest));
           });

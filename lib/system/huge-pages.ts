@@ -5,9 +5,7 @@
 // of 524,288: on a virtual machine, where a fault can cost ~14 us, 2-3x faster to fill (docs/
 // performance.md, ninth round). Node cannot give that advice, so native/huge-pages.c does; where
 // it is missing or will not load, memory is as before: advice, never a requirement.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { nativeModule } from './native-module.ts';
 
 interface HugePagesAddon {
   adviseHugePages(view: Uint8Array): boolean;
@@ -16,34 +14,11 @@ interface HugePagesAddon {
 /** Smaller memory holds no whole huge page (2 MiB on x86-64 and arm64 with 4 KiB pages). */
 const HUGE_PAGE = 2 * 1024 * 1024;
 
-/** Beside the bundle's modules (scripts/bundle.ts puts it in dist/), or built for source runs by scripts/setup.sh. */
-const places = [
-  new URL('./huge-pages.node', import.meta.url),
-  new URL('../../build/native/huge-pages.node', import.meta.url),
-];
-
-let addon: HugePagesAddon | null | undefined;
-
-function load(): HugePagesAddon | null {
-  const require = createRequire(import.meta.url);
-  for (const place of places) {
-    const path = fileURLToPath(place);
-    if (!existsSync(path)) continue;
-    try {
-      return require(path) as HugePagesAddon;
-    } catch {
-      // Built for another platform, or a libc this system lacks: the next place, or no advice.
-    }
-  }
-  return null;
-}
-
 /**
  * Asks the kernel to back `memory` with huge pages when it is first touched: call it before
  * anything writes there. True when the advice was taken.
  */
 export function adviseHugePages(memory: ArrayBufferLike): boolean {
   if (memory.byteLength < HUGE_PAGE) return false;
-  addon ??= load();
-  return addon?.adviseHugePages(new Uint8Array(memory)) ?? false;
+  return nativeModule<HugePagesAddon>('huge-pages')?.adviseHugePages(new Uint8Array(memory)) ?? false;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // A program shaped like the agent, for test/features/build.test.ts: the runtime dependencies the agent
 // bundles (yargs, pino on stderr, got, execa), a worker thread started the way decoders do, and the
-// native modules (lib/system/huge-pages.ts, lib/formats/native-decoders.ts) loaded from beside the bundle.
+// native modules (lib/system/huge-pages.ts, lib/formats/native-decoders.ts, the cluster decoders) loaded from
+// beside the bundle.
 import { Worker } from 'node:worker_threads';
 import got from 'got';
 import { execa } from 'execa';
@@ -10,6 +11,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { adviseHugePages } from '../../lib/system/huge-pages.ts';
 import { nativeDecoders } from '../../lib/formats/native-decoders.ts';
+import { nativeModule } from '../../lib/system/native-module.ts';
 
 const argv = await yargs(hideBin(process.argv))
   .option('square', { type: 'number', demandOption: true })
@@ -35,4 +37,7 @@ await worker.terminate();
 const echoed = (await execa('echo', ['execa works'])).stdout;
 const hugePages = adviseHugePages(new SharedArrayBuffer(4 * 1024 * 1024));
 const decoders = nativeDecoders() !== null;
-process.stdout.write(`${JSON.stringify({ squared, echoed, got: typeof got.stream, hugePages, decoders })}\n`);
+const clusterDecoders = nativeModule('cluster-decoders') !== null;
+process.stdout.write(
+  `${JSON.stringify({ squared, echoed, got: typeof got.stream, hugePages, decoders, clusterDecoders })}\n`,
+);

@@ -65,6 +65,7 @@ describe('bundle', () => {
     const built = await bundle('test/bundle-probe/main.ts', out, 'probe.mjs');
     expect(built.length).toBe(2);
     expect((await readdir(out)).sort()).toEqual([
+      'cluster-decoders.node',
       'huge-pages.node',
       'probe.mjs',
       'stream-decoders.node',
@@ -83,6 +84,7 @@ describe('bundle', () => {
       got: 'function',
       hugePages,
       decoders: true,
+      clusterDecoders: true,
     });
     expect(JSON.parse(stderr.trim())).toMatchObject({ level: 30, probe: true, msg: 'probe started' });
   });

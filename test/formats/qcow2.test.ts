@@ -210,10 +210,13 @@ describe.skipIf(skipWithout('qemu-img'))('qcow2 decoder against qemu-img convert
       const detached = (data: Buffer) => data.buffer instanceof ArrayBuffer && data.buffer.detached;
       const extents: DataExtent[] = [];
       for await (const extent of image.extents()) if (!isZero(extent)) extents.push(extent);
-      // The first half released in order, as a writer does; the second half held.
+      // The first half released in order, as a writer does; the second half held. A batch's release
+      // rides on its last extent (one per cluster from Node's decoders, one per batch from the native).
       const half = Math.floor(extents.length / 2);
       for (const extent of extents.slice(0, half)) extent.release?.();
-      expect(extents.slice(0, half).filter((extent) => detached(extent.data)).length).toBeGreaterThan(16);
+      const released = extents.slice(0, half).filter((extent) => extent.release);
+      expect(released.length).toBeGreaterThan(0);
+      expect(released.filter(({ data }) => !detached(data))).toEqual([]);
       expect(extents.slice(half).filter(({ data }) => detached(data) || data.length === 0)).toEqual([]);
     },
   );
