@@ -76,6 +76,7 @@ static const char *inflate_error(z_stream *strm, int ret) {
 // refused. NULL when it is one cluster, else why not (`text` holds a reason made here).
 static const char *inflate_cluster(z_stream *strm, const uint8_t *in, size_t in_size, uint8_t *out, size_t size,
                                    const char *verb, char *text, size_t text_size) {
+  if (in_size > UINT32_MAX) return "more compressed data than a cluster can hold";
   strm->next_in = (Bytef *)in;
   strm->avail_in = (uInt)in_size;
   strm->next_out = out;
