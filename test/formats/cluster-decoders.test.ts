@@ -92,18 +92,8 @@ describe.skipIf(!native && !process.env.CI)('compressed clusters: the native dec
 
     it.each(['zlib', 'zstd'] as const)('%s: the same bytes as the disk, both ways', (codec) => {
       const image = join(dir, `${codec}.qcow2`);
-      execFileSync('qemu-img', [
-        'convert',
-        '-c',
-        '-f',
-        'raw',
-        '-O',
-        'qcow2',
-        '-o',
-        `compression_type=${codec}`,
-        join(dir, 'disk.raw'),
-        image,
-      ]);
+      const options = ['-c', '-o', `compression_type=${codec}`];
+      execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', ...options, join(dir, 'disk.raw'), image]);
       const layout = layoutOf(image);
       const entries = layout.l2.filter(isCompressed);
       expect(entries.length).toBeGreaterThan(16);
