@@ -3,7 +3,9 @@
 // A deployment holds its image in RAM, and every fork() copies the page tables of all of it: here
 // ~0.1 s per tool with 741 MiB held, ~0.3 s with 2 GiB, and under strict overcommit a fork of a
 // process that large may fail outright. So while an image is held, tools are started by a small
-// helper process forked before the image was loaded (`withToolHelper`). The helper runs the very
+// helper process forked before the image was loaded (`withToolHelper`). The helper is a Node
+// process of its own, ready ~0.1-0.2 s later: until then, while this process is still small, a tool
+// starts from here rather than wait for it (the disk's choice, before the download, did). The helper runs the very
 // same function as the in-process path, from its source text (see lib/formats/cluster-decompress.ts
 // for the same pattern): one implementation either way.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -96,8 +98,18 @@ function runTool(spawnTool: typeof spawn, request: Request): Promise<Outcome> {
 const HELPER_SOURCE = `
 const { spawn } = require('node:child_process');
 const runTool = (${runTool.toString()});
-process.on('message', ({ id, request }) => runTool(spawn, request).then((outcome) => process.send({ id, outcome })));
+// Sent with a callback: the agent may have ended (and closed the channel) first, which would
+// otherwise be an uncaught error here, printed on the agent's stderr.
+const ignore = () => {};
+process.on('message', ({ id, request }) => runTool(spawn, request).then((outcome) => process.send({ id, outcome }, ignore)));
+process.send('ready', ignore);
 `;
+
+/**
+ * Below this resident size a fork costs a few milliseconds: a tool wanted before the helper is
+ * ready starts from here. Above it (an image arriving), it waits for the helper.
+ */
+const SMALL_ENOUGH_TO_FORK = 256 * 1024 * 1024;
 
 /** The helper process, while one runs. */
 let helper: ToolHelper | undefined;
@@ -106,18 +118,35 @@ class ToolHelper {
   private readonly child: ChildProcess;
   private readonly pending = new Map<number, (outcome: Outcome) => void>();
   private nextId = 0;
+  /** True once the helper said it listens. */
+  ready = false;
+  /** Settles once the helper is ready, or gone (its requests then fail, as `run` says). */
+  readonly started: Promise<void>;
+  /** Resident bytes below which a tool wanted before the helper is ready starts from this process. */
+  readonly forkBelow: number;
 
-  constructor() {
+  constructor(forkBelow: number) {
+    this.forkBelow = forkBelow;
     this.child = spawn(process.execPath, ['-e', HELPER_SOURCE], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-    this.child.on('message', ({ id, outcome }: { id: number; outcome: Outcome }) => {
-      this.pending.get(id)?.(outcome);
-      this.pending.delete(id);
+    let settle = () => {};
+    this.started = new Promise((resolve) => (settle = resolve));
+    this.child.on('message', (message: 'ready' | { id: number; outcome: Outcome }) => {
+      if (message === 'ready') {
+        this.ready = true;
+        return settle();
+      }
+      this.pending.get(message.id)?.(message.outcome);
+      this.pending.delete(message.id);
     });
     // A helper that dies leaves its requests failed, not hanging.
-    this.child.on('exit', (code, signal) =>
-      this.failAll(`the tool helper process exited (${signal ?? `code ${code}`})`),
-    );
-    this.child.on('error', (error) => this.failAll(`the tool helper process failed: ${error.message}`));
+    this.child.on('exit', (code, signal) => {
+      settle();
+      this.failAll(`the tool helper process exited (${signal ?? `code ${code}`})`);
+    });
+    this.child.on('error', (error) => {
+      settle();
+      this.failAll(`the tool helper process failed: ${error.message}`);
+    });
   }
 
   run(request: Request): Promise<Outcome> {
@@ -146,17 +175,31 @@ function failure(reason: string): Outcome {
 
 /**
  * Runs `action` with tools started by a helper process forked now, while this process is still
- * small; call it before loading anything large. Nested calls share the outer helper.
+ * small; call it before loading anything large. Nested calls share the outer helper. Until the
+ * helper is ready, a tool starts from this process while its resident size is below `forkBelow`.
  */
-export async function withToolHelper<T>(action: () => Promise<T>): Promise<T> {
+export async function withToolHelper<T>(action: () => Promise<T>, forkBelow = SMALL_ENOUGH_TO_FORK): Promise<T> {
   if (helper) return action();
-  helper = new ToolHelper();
+  helper = new ToolHelper(forkBelow);
   try {
     return await action();
   } finally {
     helper.stop();
     helper = undefined;
   }
+}
+
+/** Settles once tools go through the current helper (at once without one): for tests. */
+export async function toolHelperStarted(): Promise<void> {
+  await helper?.started;
+}
+
+/** Starts a tool: by the helper where there is one, unless it is not ready yet and this process is still small. */
+async function start(request: Request): Promise<Outcome> {
+  const current = helper;
+  if (!current || (!current.ready && process.memoryUsage.rss() < current.forkBelow)) return runTool(spawn, request);
+  await current.started;
+  return current.run(request);
 }
 
 /** Runs a tool; see ExecOptions. */
@@ -167,7 +210,7 @@ export async function exec(file: string, args: readonly string[] = [], options: 
     ...(options.input !== undefined && { input: options.input }),
     ...(options.env && { env: options.env }),
   };
-  const outcome = await (helper ? helper.run(request) : runTool(spawn, request));
+  const outcome = await start(request);
   const result = toResult([file, ...args].join(' '), outcome);
   if (result.failed && options.reject !== false) throw new ExecError(result);
   return result;

@@ -1,10 +1,17 @@
 // lib/system/exec.ts: the same results whether a tool is started here or by the helper process.
 import { describe, expect, it } from 'vitest';
-import { exec, ExecError, withToolHelper } from '../../lib/system/exec.ts';
+import { exec, ExecError, toolHelperStarted, withToolHelper } from '../../lib/system/exec.ts';
 
 const modes = [
   ['in this process', <T>(action: () => Promise<T>) => action()],
-  ['through the helper process', withToolHelper],
+  [
+    'through the helper process',
+    <T>(action: () => Promise<T>) =>
+      withToolHelper(async () => {
+        await toolHelperStarted();
+        return action();
+      }),
+  ],
 ] as const;
 
 describe.each(modes)('exec, %s', (_name, around) => {
@@ -50,11 +57,30 @@ describe('withToolHelper', () => {
     expect(await parentOf()).toBe(process.pid);
     let helperPid = 0;
     await withToolHelper(async () => {
+      await toolHelperStarted();
       helperPid = await parentOf();
       expect(await withToolHelper(parentOf)).toBe(helperPid); // nested: the same helper
     });
     expect(helperPid).not.toBe(process.pid);
     await expect.poll(() => isAlive(helperPid), { timeout: 5000 }).toBe(false);
+  });
+});
+
+describe('before the helper is ready', () => {
+  const parentOf = async () => Number((await exec('sh', ['-c', 'echo $PPID'])).stdout);
+
+  it('a tool starts from this process while it is small enough to fork cheaply; then from the helper', async () => {
+    await withToolHelper(async () => {
+      expect(await parentOf()).toBe(process.pid);
+      await toolHelperStarted();
+      expect(await parentOf()).not.toBe(process.pid);
+    }, Infinity);
+  });
+
+  it('a tool waits for the helper where this process is too large to fork', async () => {
+    await withToolHelper(async () => {
+      expect(await parentOf()).not.toBe(process.pid);
+    }, 0);
   });
 });
 
