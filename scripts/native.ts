@@ -3,7 +3,8 @@
 // of this platform that has those libraries. native/huge-pages.c (lib/system/huge-pages.ts says
 // why) needs only libc; native/stream-decoders.c (lib/formats/native-decoders.ts) decodes xz and
 // bzip2; native/cluster-decoders.c (lib/formats/cluster-decompress.ts) decodes compressed clusters
-// with Node's own zlib and zstd (zstd.h from libzstd-dev: Node ships zlib.h, not zstd.h). `node scripts/native.ts DIR` builds both into DIR (scripts/setup.sh, for source runs);
+// with Debian's libdeflate and Node's own zlib and zstd (zstd.h from libzstd-dev: Node ships zlib.h,
+// not zstd.h). `node scripts/native.ts DIR` builds both into DIR (scripts/setup.sh, for source runs);
 // scripts/bundle.ts puts them beside every bundle.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -15,14 +16,14 @@ import { promisify } from 'node:util';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /**
- * Each native module: its source, and the libraries it links. The cluster decoders use the zlib
- * and zstd inside the node binary (its own symbols), bound at load (-z now) so that a Node without
- * them refuses the module at once instead of failing at the first call.
+ * Each native module: its source, and the libraries it links. The cluster decoders use libdeflate,
+ * and the zlib and zstd inside the node binary (its own symbols), bound at load (-z now) so that a
+ * Node without them refuses the module at once instead of failing at the first call.
  */
 const addons = [
   { name: 'huge-pages', libraries: [] },
   { name: 'stream-decoders', libraries: ['-llzma', '-lbz2'] },
-  { name: 'cluster-decoders', libraries: ['-Wl,-z,now'] },
+  { name: 'cluster-decoders', libraries: ['-ldeflate', '-Wl,-z,now'] },
 ] as const;
 
 /** node_api.h beside the running Node: an install's include/node, or the node@24 package's platform package's. */

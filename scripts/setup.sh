@@ -7,7 +7,8 @@
 # golang-go and golang-github-ovh-go-ovh-dev: OVH's Go client, driven against byoi serve by the tests.
 # gcc and libc6-dev compile native/*.c (scripts/native.ts), into every bundle and, below, for source
 # runs (tests, `node agent/byoi.ts`); liblzma-dev and libbz2-dev for the xz and bzip2 decoders,
-# libzstd-dev for zstd.h (the cluster decoders call the zstd inside Node).
+# libdeflate-dev and libzstd-dev for the cluster decoders (libdeflate, and zstd.h: they call the
+# zstd inside Node).
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ packages=(
   chromium
   golang-go golang-github-ovh-go-ovh-dev
   strace efibootmgr
-  gcc libc6-dev liblzma-dev libbz2-dev libzstd-dev
+  gcc libc6-dev liblzma-dev libbz2-dev libdeflate-dev libzstd-dev
 )
 missing=()
 for p in "${packages[@]}"; do
