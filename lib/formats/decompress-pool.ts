@@ -82,7 +82,7 @@ export interface FileSpan {
  * always comes back for reuse.
  */
 type Reply = { id: number; input?: ArrayBuffer } & (
-  { done: true } | { index: number; reason: string } | { readError: string; endedAt?: number }
+  { done: true; natively: boolean } | { index: number; reason: string } | { readError: string; endedAt?: number }
 );
 
 /**
@@ -169,7 +169,7 @@ parentPort.on('message', (message) => {
   const back = span ? {} : { input };
   const transferBack = span ? [] : [input];
   if (!Array.isArray(result)) return parentPort.postMessage({ id, ...back, index: result.index, reason: result.reason }, transferBack);
-  parentPort.postMessage({ id, ...back, done: true }, transferBack);
+  parentPort.postMessage({ id, ...back, done: true, natively: native !== null }, transferBack);
 });
 `;
 
@@ -194,6 +194,8 @@ export class DecompressPool {
   /** Input buffers back from the workers: reused, so compressed bytes leave no garbage behind. */
   private readonly spareInputs: ArrayBuffer[] = [];
   private failure: Error | undefined;
+  /** Whether the last batch done was decoded by the native cluster decoders (undefined before one). */
+  decodedNatively: boolean | undefined;
   /** Set to 1 on close: workers skip the batches still queued to them. */
   private readonly closing = new Int32Array(new SharedArrayBuffer(4));
   private readonly exited = new Set<Worker>();
@@ -362,6 +364,7 @@ export class DecompressPool {
     if (reply.input) this.keepSpare(reply.input);
     const { slot } = waiting;
     if (slot && !('done' in reply)) this.arena.give(slot);
+    if ('done' in reply) this.decodedNatively = reply.natively;
     if ('readError' in reply)
       return waiting.reject(
         reply.endedAt === undefined ? imageFileUnreadable(reply.readError) : imageFileChanged(reply.endedAt),

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   decompressBatch,
@@ -60,6 +61,13 @@ function sameBothWays(codec: Codec, inputs: Uint8Array[], clusterSize = C): Retu
     first ??= mine;
   }
   return first!;
+}
+
+/** A zstd frame that does not say its content size: a compressing stream given its input in parts. */
+async function unsizedFrameOf(parts: Buffer[]): Promise<Buffer> {
+  const out: Buffer[] = [];
+  for await (const frame of Readable.from(parts).pipe(zlib.createZstdCompress())) out.push(frame as Buffer);
+  return Buffer.concat(out);
 }
 
 const padded = (frame: Buffer) => Buffer.concat([frame, Buffer.alloc(511 - ((frame.length + 511) % 512))]);
@@ -143,7 +151,7 @@ describe.skipIf(!native && !process.env.CI)('compressed clusters: the native dec
     expect(results[0]!.bytes).toBe(sha256(whole));
   });
 
-  it('zstd: frames after frames, skippable frames, checksums, no content size; and refusals in the same words', () => {
+  it('zstd: frames after frames, skippable frames, checksums, no content size; and refusals in the same words', async () => {
     const half = randomBytes(C / 2);
     const frame = (bytes: Buffer, options: zlib.ZstdOptions = {}) => zlib.zstdCompressSync(bytes, options);
     const whole = frame(Buffer.concat([half, half]));
@@ -153,8 +161,7 @@ describe.skipIf(!native && !process.env.CI)('compressed clusters: the native dec
     const checked = frame(cluster(3), { params: { [zlib.constants.ZSTD_c_checksumFlag]: 1 } });
     const badChecksum = Buffer.from(checked);
     badChecksum[badChecksum.length - 1]! ^= 0xff;
-    // The zstd tool, reading a pipe, writes frames that do not say their content size.
-    const unsized = execFileSync('zstd', ['-c', '-q'], { input: Buffer.concat([half, half]) });
+    const unsized = await unsizedFrameOf([half, half]);
     const reserved = Buffer.from(whole);
     reserved[4]! |= 0x08;
     const cases: Buffer[] = [
@@ -187,6 +194,42 @@ describe.skipIf(!native && !process.env.CI)('compressed clusters: the native dec
       "Restored data doesn't match checksum", // zstd's own words, both ways
     ]);
     for (const { bytes } of results.slice(0, 2)) expect(bytes).toBe(sha256(Buffer.concat([half, half])));
+  });
+
+  it('an error within the 64 bytes Node decodes past a cluster is named; past them the data is "more"', () => {
+    const sync = { windowBits: 12, finishFlush: zlib.constants.Z_SYNC_FLUSH };
+    const badBlock = Buffer.from([0x07, 0xff, 0xff]); // a final block of the reserved type
+    const over = (extra: number) => zlib.deflateRawSync(Buffer.alloc(C + extra, 9), sync);
+    expect(sameBothWays('zlib', [Buffer.concat([over(63), badBlock])]).failure?.reason).toBe('invalid block type');
+    expect(sameBothWays('zlib', [Buffer.concat([over(65), badBlock])]).failure?.reason).toBe('it decompresses to more');
+    const wrapped = zlib.deflateSync(randomBytes(C + 63));
+    wrapped[wrapped.length - 1]! ^= 0xff;
+    expect(sameBothWays('deflate', [wrapped]).failure?.reason).toBe('incorrect data check');
+    const checked = zlib.zstdCompressSync(randomBytes(C + 10), {
+      params: { [zlib.constants.ZSTD_c_checksumFlag]: 1 },
+    });
+    checked[checked.length - 1]! ^= 0xff;
+    expect(sameBothWays('zstd', [checked]).failure?.reason).toBe("Restored data doesn't match checksum");
+    // A single-segment frame saying 527 bytes, for a 512-byte cluster.
+    const small = zlib.zstdCompressSync(randomBytes(527));
+    expect(sameBothWays('zstd', [small], 512).failure).toBeDefined();
+  });
+
+  it('zstd: a frame asking for a window past 128 MiB, or with a block larger than its window, is refused as Node refuses it', async () => {
+    const frame = await unsizedFrameOf([cluster(1), cluster(2)]);
+    expect(frame[4]! & 0x20).toBe(0); // a window descriptor follows the frame header descriptor
+    const wide = Buffer.from(frame);
+    wide[5] = (28 - 10) << 3; // windowLog 28
+    expect(sameBothWays('zstd', [wide]).failure?.reason).toBe('Frame requires too much memory for decoding');
+    // A 1 KiB window (descriptor 0), then one raw block of a whole cluster.
+    const header = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x00]);
+    const block = Buffer.alloc(3);
+    block.writeUIntLE((C << 3) | 1, 0, 3);
+    expect(sameBothWays('zstd', [Buffer.concat([header, block, cluster(4)])]).failure).toBeDefined();
+    // A single-segment frame saying 2^40 bytes.
+    const huge = Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0xe0]), Buffer.alloc(8), block, cluster(4)]);
+    huge.writeBigUInt64LE(2n ** 40n, 5);
+    expect(sameBothWays('zstd', [huge]).failure).toBeDefined();
   });
 
   it('deflate (a VMDK grain): a zlib stream or raw deflate, a full window, the zlib check verified', () => {

@@ -7,6 +7,7 @@ import * as zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { DecompressPool } from '../../lib/formats/decompress-pool.ts';
 import { SlotArena } from '../../lib/formats/slot-arena.ts';
+import { nativeModulePath } from '../../lib/system/native-module.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -39,4 +40,21 @@ describe('the decompression pool', () => {
       await pool.close();
     }
   });
+
+  // In CI the native cluster decoders are built: a worker that failed to load them (a wrong path in
+  // its settings, a symbol the node binary lacks) would fall back to Node's without a word.
+  it.runIf(nativeModulePath('cluster-decoders') !== undefined || process.env.CI)(
+    'decodes in its workers with the native cluster decoders where they load here',
+    async () => {
+      const pool = new DecompressPool('zlib', 64 * KiB, 1, new SlotArena(64 * KiB));
+      try {
+        const stream = zlib.deflateRawSync(Buffer.alloc(64 * KiB, 3), { windowBits: 12 });
+        const result = await pool.decompress([stream], true);
+        expect('pieces' in result && result.pieces[0]!.equals(Buffer.alloc(64 * KiB, 3))).toBe(true);
+        expect(pool.decodedNatively).toBe(true);
+      } finally {
+        await pool.close();
+      }
+    },
+  );
 });

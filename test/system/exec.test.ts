@@ -77,7 +77,7 @@ describe('before the helper is ready', () => {
     }, Infinity);
   });
 
-  it('a tool waits for the helper where this process is too large to fork', async () => {
+  it('a tool goes through the helper where this process is too large to fork', async () => {
     await withToolHelper(async () => {
       expect(await parentOf()).not.toBe(process.pid);
     }, 0);
