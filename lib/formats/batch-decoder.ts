@@ -211,18 +211,7 @@ export class BatchDecoder<Item, Batch extends Item & ClusterBatch> {
     let result: ReturnType<typeof decompressBatch>;
     try {
       const { codec, clusterSize } = this.format;
-      const native = nativeModule<ClusterDecoders>('cluster-decoders');
-      result = decompressBatch(
-        zlib,
-        codec,
-        inputs,
-        clusterSize,
-        keep,
-        decompressCluster,
-        OWN_BUFFER_CLUSTER_SIZE,
-        undefined,
-        native,
-      );
+      result = decodedHere(codec, inputs, clusterSize, keep);
     } finally {
       if (lent) this.source.recycle?.(lent); // decompressed into buffers of their own, refused or failed
     }
@@ -264,17 +253,31 @@ export class BatchDecoder<Item, Batch extends Item & ClusterBatch> {
   }
 }
 
-/**
- * One compressed cluster decoded on this thread, into a buffer of its own: by the native cluster
- * decoders where they load, else by Node's (decompressCluster). The bytes, or why they are not one
- * cluster.
- */
-export function decodeClusterHere(codec: Codec, input: Uint8Array, clusterSize: number): Buffer | string {
+/** decompressBatch on this thread, by the native cluster decoders where they load. */
+function decodedHere(
+  codec: Codec,
+  inputs: readonly Uint8Array[],
+  clusterSize: number,
+  keep: boolean,
+): ReturnType<typeof decompressBatch> {
   const native = nativeModule<ClusterDecoders>('cluster-decoders');
-  if (!native) return decompressCluster(zlib, codec, input, clusterSize);
-  const output = Buffer.allocUnsafeSlow(clusterSize);
-  const failure = native.decodeClusters(codec, [input], clusterSize, output);
-  return failure ? failure[1] : output;
+  return decompressBatch(
+    zlib,
+    codec,
+    inputs,
+    clusterSize,
+    keep,
+    decompressCluster,
+    OWN_BUFFER_CLUSTER_SIZE,
+    undefined,
+    native,
+  );
+}
+
+/** One compressed cluster decoded on this thread, into a buffer of its own: the bytes, or why they are not one cluster. */
+export function decodeClusterHere(codec: Codec, input: Uint8Array, clusterSize: number): Buffer | string {
+  const result = decodedHere(codec, [input], clusterSize, true);
+  return Array.isArray(result) ? result[0]! : result.reason;
 }
 
 /**

@@ -4,10 +4,10 @@
 // ~0.1 s per tool with 741 MiB held, ~0.3 s with 2 GiB, and under strict overcommit a fork of a
 // process that large may fail outright. So while an image is held, tools are started by a small
 // helper process forked before the image was loaded (`withToolHelper`). The helper is a Node
-// process of its own, ready ~0.1-0.2 s later: until then, while this process is still small, a tool
-// starts from here rather than wait for it (the disk's choice, before the download, did). The helper runs the very
-// same function as the in-process path, from its source text (see lib/formats/cluster-decompress.ts
-// for the same pattern): one implementation either way.
+// process of its own, ready ~0.1-0.2 s later: until then, while this process is still small, a
+// tool starts from here rather than wait for it (the disk's choice, before the download, did). The
+// helper runs the very same function as the in-process path, from its source text (see
+// lib/formats/cluster-decompress.ts for the same pattern): one implementation either way.
 import { spawn, type ChildProcess } from 'node:child_process';
 
 export interface ExecOptions {
