@@ -111,6 +111,19 @@ process.send('ready', ignore);
  */
 const SMALL_ENOUGH_TO_FORK = 256 * 1024 * 1024;
 
+/**
+ * A helper not ready by then is killed and its tools fail: it is a Node process that should be
+ * ready in ~0.2 s, and a tool must not wait forever on one that hangs while starting.
+ */
+const READY_WITHIN_MS = 30_000;
+
+export interface ToolHelperOptions {
+  /** Resident bytes below which a tool wanted before the helper is ready starts from this process. */
+  readonly forkBelow?: number;
+  /** How long the helper may take to be ready before it is killed. */
+  readonly readyWithinMs?: number;
+}
+
 /** The helper process, while one runs. */
 let helper: ToolHelper | undefined;
 
@@ -118,6 +131,8 @@ class ToolHelper {
   private readonly child: ChildProcess;
   private readonly pending = new Map<number, (outcome: Outcome) => void>();
   private nextId = 0;
+  /** Why the helper can run no more tools, once it cannot. */
+  private gone: string | undefined;
   /** True once the helper said it listens. */
   ready = false;
   /** Settles once the helper is ready, or gone (its requests then fail, as `run` says). */
@@ -125,13 +140,19 @@ class ToolHelper {
   /** Resident bytes below which a tool wanted before the helper is ready starts from this process. */
   readonly forkBelow: number;
 
-  constructor(forkBelow: number) {
+  constructor({ forkBelow = SMALL_ENOUGH_TO_FORK, readyWithinMs = READY_WITHIN_MS }: ToolHelperOptions) {
     this.forkBelow = forkBelow;
     this.child = spawn(process.execPath, ['-e', HELPER_SOURCE], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     let settle = () => {};
     this.started = new Promise((resolve) => (settle = resolve));
+    const notReady = setTimeout(() => {
+      this.end(`the tool helper process was not ready within ${readyWithinMs / 1000} s`);
+      this.child.kill('SIGKILL');
+      settle();
+    }, readyWithinMs).unref();
     this.child.on('message', (message: 'ready' | { id: number; outcome: Outcome }) => {
       if (message === 'ready') {
+        clearTimeout(notReady);
         this.ready = true;
         return settle();
       }
@@ -140,17 +161,21 @@ class ToolHelper {
     });
     // A helper that dies leaves its requests failed, not hanging.
     this.child.on('exit', (code, signal) => {
+      clearTimeout(notReady);
+      this.end(`the tool helper process exited (${signal ?? `code ${code}`})`);
       settle();
-      this.failAll(`the tool helper process exited (${signal ?? `code ${code}`})`);
     });
     this.child.on('error', (error) => {
+      clearTimeout(notReady);
+      this.end(`the tool helper process failed: ${error.message}`);
       settle();
-      this.failAll(`the tool helper process failed: ${error.message}`);
     });
   }
 
   run(request: Request): Promise<Outcome> {
-    if (!this.child.connected) return Promise.resolve(failure('the tool helper process is gone'));
+    if (this.gone !== undefined || !this.child.connected) {
+      return Promise.resolve(failure(this.gone ?? 'the tool helper process is gone'));
+    }
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
@@ -163,8 +188,10 @@ class ToolHelper {
     if (this.child.connected) this.child.disconnect();
   }
 
-  private failAll(reason: string): void {
-    for (const resolve of this.pending.values()) resolve(failure(reason));
+  /** Fails the requests waiting and every later one; the first reason given is kept. */
+  private end(reason: string): void {
+    this.gone ??= reason;
+    for (const resolve of this.pending.values()) resolve(failure(this.gone));
     this.pending.clear();
   }
 }
@@ -178,9 +205,9 @@ function failure(reason: string): Outcome {
  * small; call it before loading anything large. Nested calls share the outer helper. Until the
  * helper is ready, a tool starts from this process while its resident size is below `forkBelow`.
  */
-export async function withToolHelper<T>(action: () => Promise<T>, forkBelow = SMALL_ENOUGH_TO_FORK): Promise<T> {
+export async function withToolHelper<T>(action: () => Promise<T>, options: ToolHelperOptions = {}): Promise<T> {
   if (helper) return action();
-  helper = new ToolHelper(forkBelow);
+  helper = new ToolHelper(options);
   try {
     return await action();
   } finally {

@@ -1,4 +1,7 @@
 // lib/system/exec.ts: the same results whether a tool is started here or by the helper process.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exec, ExecError, toolHelperStarted, withToolHelper } from '../../lib/system/exec.ts';
 
@@ -70,17 +73,44 @@ describe('before the helper is ready', () => {
   const parentOf = async () => Number((await exec('sh', ['-c', 'echo $PPID'])).stdout);
 
   it('a tool starts from this process while it is small enough to fork cheaply; then from the helper', async () => {
-    await withToolHelper(async () => {
-      expect(await parentOf()).toBe(process.pid);
-      await toolHelperStarted();
-      expect(await parentOf()).not.toBe(process.pid);
-    }, Infinity);
+    await withToolHelper(
+      async () => {
+        expect(await parentOf()).toBe(process.pid);
+        await toolHelperStarted();
+        expect(await parentOf()).not.toBe(process.pid);
+      },
+      { forkBelow: Infinity },
+    );
   });
 
   it('a tool goes through the helper where this process is too large to fork', async () => {
-    await withToolHelper(async () => {
-      expect(await parentOf()).not.toBe(process.pid);
-    }, 0);
+    await withToolHelper(
+      async () => {
+        expect(await parentOf()).not.toBe(process.pid);
+      },
+      { forkBelow: 0 },
+    );
+  });
+
+  it('a helper that is not ready in time is killed, and the tools waiting for it fail saying so', async () => {
+    // The helper inherits the environment: a preloaded module keeps it from ever saying it is ready.
+    const dir = mkdtempSync(join(tmpdir(), 'byoi-exec-'));
+    const hang = join(dir, 'hang.cjs');
+    writeFileSync(hang, 'for (;;);\n');
+    const before = process.env.NODE_OPTIONS;
+    process.env.NODE_OPTIONS = `--require ${hang}`;
+    try {
+      const result = await withToolHelper(() => exec('true', [], { reject: false }), {
+        forkBelow: 0,
+        readyWithinMs: 300,
+      });
+      expect(result).toMatchObject({ failed: true, exitCode: undefined });
+      expect(result.message).toBe('true could not run: the tool helper process was not ready within 0.3 s');
+    } finally {
+      if (before === undefined) delete process.env.NODE_OPTIONS;
+      else process.env.NODE_OPTIONS = before;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
