@@ -165,7 +165,7 @@ export async function deployStreaming(
   }
 
   report.phase('release', `Releasing ${disk.path}`);
-  await releaseDisk(disk, (message) => log.info({ disk: disk.path }, message));
+  await releaseDisk(disk, { log: (message) => log.info({ disk: disk.path }, message) });
   report.endPhase();
 
   report.phase(

@@ -3,7 +3,7 @@
 // until the image is fully downloaded, its checksum verified and its structure decoded end to end.
 import { verifyChecksum } from '../lib/download/checksum.ts';
 import { discoverDisks } from '../lib/disk/discover.ts';
-import { releaseDisk } from '../lib/disk/release.ts';
+import { releaseDisk, surveyDisk } from '../lib/disk/release.ts';
 import { chooseDisk } from '../lib/disk/select.ts';
 import { planConfigDriveBeforeWrite } from '../lib/configdrive/image-plan.ts';
 import { WrittenRecord } from '../lib/disk/read-back.ts';
@@ -153,6 +153,10 @@ async function writeFromRam(
     }
 
     report.phase('inspect', 'Inspecting image');
+    // What the release will wipe, read while the inspection runs (it only reads); a failure is the
+    // release's to report, if the deployment gets that far.
+    const survey = surveyDisk(disk);
+    survey.catch(() => undefined);
     // The image stays in RAM through the write: decompression runs lean to keep the peak down, and
     // keeps decoded clusters for the write only where the RAM budget and available RAM leave room.
     const { image, guest, table } = await checkImage(source, job.type, disk, {
@@ -197,15 +201,15 @@ async function writeFromRam(
       ...(early.waitedMs !== undefined && { decodingLeftMs: early.waitedMs }),
       ...(early.keptBytes > 0 && { decodedKeptBytes: early.keptBytes }),
     });
-    return { image, verified, efi };
+    return { image, verified, efi, survey };
   };
-  const { image, verified, efi } = await downloadAndInspect().catch((error: unknown) => {
+  const { image, verified, efi, survey } = await downloadAndInspect().catch((error: unknown) => {
     early.callOff();
     throw error;
   });
 
   report.phase('release', `Releasing ${disk.path}`);
-  await releaseDisk(disk, (message) => log.info({ disk: disk.path }, message));
+  await releaseDisk(disk, { survey, log: (message) => log.info({ disk: disk.path }, message) });
   report.endPhase();
 
   report.phase('write', `Writing image on ${disk.path}`, image.info.virtualSize);

@@ -1,7 +1,8 @@
 // Frees the chosen disk of what a previous install left active on it (mounts, swap, LVM, dm-crypt,
 // md arrays) and wipes every signature, so the image lands on a disk nothing else uses and no old
 // RAID or LVM metadata (md 1.0 superblocks sit at the end of a partition) comes back at next boot.
-// Runs only after the image is downloaded, verified and inspected.
+// Runs only after the image is downloaded, verified and inspected; what it will wipe can be read
+// (read only) before, while the inspection still runs (`surveyDisk`).
 import { exec } from '../system/exec.ts';
 import type { Disk, Holder } from './discover.ts';
 import { discoverDisks } from './discover.ts';
@@ -71,8 +72,31 @@ export interface ReleaseReport {
   released: string[];
 }
 
+/** What the release wipes besides the disk itself: its partitions, and which of them (or it) are md members. */
+export interface DiskSurvey {
+  readonly partitions: readonly string[];
+  readonly mdMembers: readonly string[];
+}
+
+/**
+ * Reads what `releaseDisk` will wipe. It only reads, and what it reads does not change when the
+ * holders are released (stopping an array, unmounting or closing a mapping over a partition leaves
+ * the partitions and their superblocks as they are): a deployment takes it while the image is
+ * still being inspected, saving the release two tool starts or more.
+ */
+export async function surveyDisk(disk: Disk): Promise<DiskSurvey> {
+  const partitions = await partitionsOf(disk);
+  return { partitions, mdMembers: await mdMembers([disk.path, ...partitions]) };
+}
+
+export interface ReleaseOptions {
+  /** `surveyDisk(disk)`, started earlier; without it the release surveys the disk itself. */
+  readonly survey?: Promise<DiskSurvey>;
+  readonly log?: (message: string) => void;
+}
+
 /** Releases `disk` and wipes its signatures, or throws naming what still holds it. */
-export async function releaseDisk(disk: Disk, log: (message: string) => void = () => {}): Promise<ReleaseReport> {
+export async function releaseDisk(disk: Disk, { survey, log = () => {} }: ReleaseOptions = {}): Promise<ReleaseReport> {
   const system = disk.holders.find((h) => h.system);
   if (system) throw systemDisk(disk.path, `it holds ${system.mountpoint}, a filesystem of the running system`);
 
@@ -92,10 +116,11 @@ export async function releaseDisk(disk: Disk, log: (message: string) => void = (
       failures.push(`${describe(holder)}: ${(error as Error).message}`);
     }
   }
-  await settle();
+  // What was released leaves udev events (device removals) to be handled before the wipes.
+  if (done.size > 0) await settle();
   // The probes and wipes of distinct devices run side by side (each tool start costs ~5 ms).
-  const partitions = await partitionsOf(disk);
-  for (const member of await mdMembers([disk.path, ...partitions])) {
+  const { partitions, mdMembers: members } = await (survey ?? surveyDisk(disk));
+  for (const member of members) {
     await exec('mdadm', ['--zero-superblock', member], { reject: false });
   }
   // Partitions first (filesystem, md, LVM and swap signatures inside them), then the disk

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { discoverDisks, type Disk } from '../../lib/disk/discover.ts';
-import { releaseDisk } from '../../lib/disk/release.ts';
+import { releaseDisk, surveyDisk } from '../../lib/disk/release.ts';
 import { chooseDisk } from '../../lib/disk/select.ts';
 import { assertCapable, skipWithout } from '../helpers/capabilities.ts';
 import { addPartitions, attachLoop, detachAllLoops } from '../helpers/loop.ts';
@@ -63,12 +63,18 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk'))('releasing a held disk', 
     return { device, disk: async () => chooseDisk(await discoverDisks(), { disk: device }) };
   }
 
-  it('unmounts, swaps off and wipes every signature', async () => {
+  it.each([
+    ['surveying the disk itself', () => undefined],
+    // As a deployment does: the survey read while the image is inspected, the disk still held.
+    ['given a survey taken while the disk was held', (held: Disk) => surveyDisk(held)],
+  ])('unmounts, swaps off and wipes every signature, %s', async (_name, surveyFirst) => {
     const { device, disk } = await heldDisk();
     const before = await disk();
     expect(before.holders.map((h) => h.kind).sort()).toEqual(['mount', 'swap']);
+    const survey = surveyFirst(before);
+    if (survey) expect(await survey).toEqual({ partitions: [1, 2, 3].map((n) => `${device}p${n}`), mdMembers: [] });
 
-    const report = await releaseDisk(before);
+    const report = await releaseDisk(before, survey ? { survey } : {});
 
     expect(report.released).toEqual([`${device}p1 mounted on ${mnt}`, `swap ${device}p2`]);
     expect(isMounted(mnt)).toBe(false);
