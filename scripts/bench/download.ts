@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { BenchImages } from './images.ts';
-import { cacheOnly, interleaved, measure, summary } from './measure.ts';
+import { cacheOnly, interleaved, measure, settleFreedMemory, summary } from './measure.ts';
 import type { Row } from './convert.ts';
 import { startServers } from './servers.ts';
 
@@ -31,7 +31,10 @@ export async function benchDownload(images: BenchImages, node: string, once: str
           reference: () =>
             measure('bash', ['-c', 'set -o pipefail; curl -sSf -o /dev/stdout "$0" | sha256sum >/dev/null', url]),
         },
-        () => cacheOnly(images.raw, images),
+        async () => {
+          await cacheOnly(images.raw, images);
+          await settleFreedMemory();
+        },
       );
       rows.push({
         name: `download + sha256 from ${server.name}`,

@@ -22,7 +22,7 @@ import type { Row } from './convert.ts';
 import { diskDigest, GIGABIT, serve } from './deploy.ts';
 import { sha256Of } from './convert.ts';
 import type { BenchImages } from './images.ts';
-import { flushDevice, interleaved, measure, summary } from './measure.ts';
+import { flushDevice, interleaved, measure, settleFreedMemory, summary } from './measure.ts';
 import { attachLoop, detachLoop } from '../../test/helpers/loop.ts';
 import { makeOva } from '../../test/helpers/ova-fixtures.ts';
 
@@ -113,7 +113,7 @@ export async function benchFormats(images: BenchImages, node: string, byoi: stri
       const samples = await interleaved(
         runs,
         { ours: () => measure(node, [byoi, 'convert', image, device]), reference, ...(direct && { direct }) },
-        () => flushDevice(device),
+        () => flushDevice(device).then(settleFreedMemory),
       );
       rows.push({
         name,
@@ -177,7 +177,9 @@ async function deployRow(
     const got = await diskDigest(device, size);
     if (got !== theirs)
       throw new Error(`byoi deploy of ${files.xz} left a disk (${got}) unlike the pipeline's (${theirs})`);
-    const samples = await interleaved(runs, { ours, reference: pipeline, downloadAlone }, () => flushDevice(device));
+    const samples = await interleaved(runs, { ours, reference: pipeline, downloadAlone }, () =>
+      flushDevice(device).then(settleFreedMemory),
+    );
     return {
       name: `deploy .raw.xz vs curl|tee tmpfs|sha256sum, xz -d | dd, sgdisk -e${bytesPerSecond ? `, server paced to ${(bytesPerSecond * 8) / 1e9} Gbit/s` : ''}`,
       ours: summary(samples.ours!),

@@ -3,7 +3,8 @@
 // (GNU time's is rounded to 10 ms, which hides a start-up): it includes starting GNU time itself,
 // about 1 ms, for every contender alike.
 import { execa } from 'execa';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchImages } from './images.ts';
@@ -87,6 +88,36 @@ export async function cacheOnly(served: string, images: BenchImages): Promise<vo
 export async function freshRun(device: string, served: string, images: BenchImages): Promise<void> {
   await flushDevice(device);
   await cacheOnly(served, images);
+  await settleFreedMemory();
+}
+
+/**
+ * The guest kernel's count of memory handed back to the hypervisor (free page reporting), where it
+ * says so: the VMs this project is benchmarked on have it, bare metal does not.
+ */
+const REPORTED_KIB = '/sys/module/page_reporting/parameters/reported_kib';
+/** Longer than the reporter takes to hand back what a run freed (~1.6 s measured). */
+const REPORTING_QUIET_MS = 2500;
+const REPORTING_WAIT_MAX_MS = 15_000;
+
+/**
+ * Waits until the memory the last run freed has been handed back to the hypervisor. In a VM that
+ * reports free pages, memory a run touches for the first time costs a fault in the host once it
+ * has been reported (here ~2.7 ms of system time per MiB, a zlib deployment's 1.1 GiB: 1.1-2 s
+ * more), and not before: a run started within ~1.6 s of the last one's exit is fast, one started
+ * later slow, and the medians were either. Every run now starts with the freed memory reported.
+ */
+export async function settleFreedMemory(): Promise<void> {
+  if (!existsSync(REPORTED_KIB)) return;
+  const reported = () => readFileSync(REPORTED_KIB, 'utf8').trim();
+  const start = Date.now();
+  let last = reported();
+  let since = start;
+  while (Date.now() - since < REPORTING_QUIET_MS && Date.now() - start < REPORTING_WAIT_MAX_MS) {
+    await sleep(100);
+    const now = reported();
+    if (now !== last) [last, since] = [now, Date.now()];
+  }
 }
 
 export function summary(samples: Measurement[]): Measurement {

@@ -67,7 +67,7 @@ console.log(
     .join(' ')}`,
 );
 console.log(
-  'reference: qemu-img convert -t writeback -n (convert), curl|tee tmpfs|sha256sum + qemu-img convert -t writeback + sgdisk -e (deploy), curl|sha256sum (download); direct: the same with qemu-img -t none (O_DIRECT); before every run the device is flushed and uncached, the image read (served, converted) cached and the other images not',
+  'reference: qemu-img convert -t writeback -n (convert), curl|tee tmpfs|sha256sum + qemu-img convert -t writeback + sgdisk -e (deploy), curl|sha256sum (download); direct: the same with qemu-img -t none (O_DIRECT); before every run the device is flushed and uncached, the image read (served, converted) cached and the other images not, and (in a VM that reports free pages to its host) the memory the run before freed handed back',
 );
 console.log(
   `| case | byoi s | reference s | time ratio | direct s | ratio to direct | download alone s | ratio to download | byoi peak RSS MiB | image MiB | RSS - image MiB |`,
