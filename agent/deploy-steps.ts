@@ -43,7 +43,7 @@ export async function partitionsAndConfigDrive(
 ): Promise<void> {
   report.phase('partitions', 'Checking the partition table');
   // The table as it will stay, then one re-read: fixGpt reads the device itself, not the kernel's view.
-  const gpt = await fixGpt(disk.path, disk.logicalSectorSize);
+  const gpt = await fixGpt(disk.path, disk.logicalSectorSize, disk.size);
   await rereadPartitionTable(disk.path);
   report.endPhase({ gpt });
 

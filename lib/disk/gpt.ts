@@ -14,13 +14,18 @@ export async function rereadPartitionTable(device: string): Promise<void> {
   throw rereadFailed(device, { detail: `blockdev: ${ioctl.stderr.trim()}; partx: ${partx.stderr.trim()}` });
 }
 
-/** Whether LBA 1 holds a GPT header ("EFI PART") at the disk's logical sector size. */
-export async function hasGpt(device: string, sectorSize: number): Promise<boolean> {
+/**
+ * The GPT header at LBA 1 (at the disk's logical sector size): where it says its backup lies, or
+ * undefined when LBA 1 holds no GPT header ("EFI PART").
+ */
+async function backupHeaderLba(device: string, sectorSize: number): Promise<bigint | undefined> {
   const handle = await open(device, 'r');
   try {
-    const signature = Buffer.alloc(8);
-    const { bytesRead } = await handle.read(signature, 0, 8, sectorSize);
-    return bytesRead === 8 && signature.toString('latin1') === 'EFI PART';
+    // Signature (8 bytes), revision, header size, CRC, reserved, MyLBA, AlternateLBA (at 32).
+    const header = Buffer.alloc(40);
+    const { bytesRead } = await handle.read(header, 0, header.length, sectorSize);
+    if (bytesRead < header.length || header.toString('latin1', 0, 8) !== 'EFI PART') return undefined;
+    return header.readBigUInt64LE(32);
   } finally {
     await handle.close();
   }
@@ -31,28 +36,38 @@ interface Verdict {
   readonly report: string;
 }
 
+/**
+ * What sgdisk says of a damaged header or table that it mended in memory only: it then still
+ * reports "No problems found" (of the mended copy), while the disk keeps the damage.
+ */
+const MENDED_IN_MEMORY = /corrupt GPT|CRCs don't match|invalid (main|backup) GPT header/i;
+
 /** `sgdisk -v`: exits 0 whatever it finds, so its words tell. */
 async function verify(device: string): Promise<Verdict> {
   const result = await exec('sgdisk', ['-v', device], { reject: false });
   const report = result.all.replace(/\s+/g, ' ').trim();
-  return { clean: result.exitCode === 0 && report.includes('No problems found'), report };
+  const clean = result.exitCode === 0 && report.includes('No problems found') && !MENDED_IN_MEMORY.test(report);
+  return { clean, report };
 }
 
 export type GptOutcome = 'no-gpt' | 'clean' | 'moved-backup';
 
 /**
- * For a GPT disk: verify; when sgdisk reports a problem (the backup header not at the end of
- * the disk, or a backup table to regenerate), `sfdisk --relocate gpt-bak-std` rewrites the backup
- * at the end, then verify again. Any problem left fails with OVH's sentence.
+ * For a GPT disk of `deviceBytes`: verify; when sgdisk reports a problem (the backup header not at
+ * the end of the disk, or a backup table to regenerate), `sfdisk --relocate gpt-bak-std` rewrites
+ * the backup at the end, then verify again. Any problem left fails with OVH's sentence. Where the
+ * primary header itself says its backup is not at the disk's last LBA (an image smaller than the
+ * disk: nearly every deployment), that first verdict is known and not asked for.
  *
  * Not `sgdisk -e`, which writes the same structures (all but the protective MBR's CHS end field,
  * which sfdisk sets to FF FF FF as UEFI allows) but sleeps a second after writing (gptfdisk's DiskSync).
  * The kernel is not told: the caller re-reads the table afterwards (rereadPartitionTable).
  */
-export async function fixGpt(device: string, sectorSize: number): Promise<GptOutcome> {
-  if (!(await hasGpt(device, sectorSize))) return 'no-gpt';
-  const before = await verify(device);
-  if (before.clean) return 'clean';
+export async function fixGpt(device: string, sectorSize: number, deviceBytes: number): Promise<GptOutcome> {
+  const backup = await backupHeaderLba(device, sectorSize);
+  if (backup === undefined) return 'no-gpt';
+  const lastLba = BigInt(Math.floor(deviceBytes / sectorSize) - 1);
+  if (backup === lastLba && (await verify(device)).clean) return 'clean';
   // --no-tell-kernel: sfdisk would sleep 0.25 s, re-read the table and sync() every filesystem of the
   // machine; it fsyncs the device either way, and the caller has the kernel re-read the table once.
   const move = await exec('sfdisk', ['--no-tell-kernel', '--relocate', 'gpt-bak-std', device], { reject: false });
