@@ -37,10 +37,12 @@ interface Verdict {
 }
 
 /**
- * What sgdisk says of a damaged header or table that it mended in memory only: it then still
- * reports "No problems found" (of the mended copy), while the disk keeps the damage.
+ * What sgdisk says of a damaged header or table that it mended in memory only, or of a disk whose
+ * GPT it could not read at all (it then starts an empty one): either way it still reports "No
+ * problems found", of its copy in memory, while the disk keeps the damage. (Only asked of a disk
+ * whose LBA 1 says "EFI PART".)
  */
-const MENDED_IN_MEMORY = /corrupt GPT|CRCs don't match|invalid (main|backup) GPT header/i;
+const MENDED_IN_MEMORY = /corrupt GPT|CRCs don't match|invalid (main|backup) GPT header|Creating new GPT entries/i;
 
 /** `sgdisk -v`: exits 0 whatever it finds, so its words tell. */
 async function verify(device: string): Promise<Verdict> {

@@ -30,6 +30,13 @@ function headers(file: string, bytes: number): { alternate: bigint; lastLba: big
 }
 
 /** sgdisk -v's words, stdout and stderr. */
+/** One byte of the primary header's reserved field changed: its CRC no longer matches. */
+function corruptPrimaryHeader(file: string): void {
+  const fd = openSync(file, 'r+');
+  writeSync(fd, Buffer.from([1]), 0, 1, SECTOR + 20);
+  closeSync(fd);
+}
+
 const verdict = (file: string) => execFileSync('sh', ['-c', 'sgdisk -v "$0" 2>&1', file], { encoding: 'utf8' });
 
 describe.skipIf(skipWithout('sgdisk'))('fixGpt', () => {
@@ -83,6 +90,28 @@ describe.skipIf(skipWithout('sgdisk'))('fixGpt', () => {
     expect(headers(file, 64 * MiB).backupSignature).toBe('EFI PART');
     expect(verdict(file)).toContain('No problems found');
     expect(verdict(file)).not.toMatch(/corrupt|CRCs don't match|invalid/);
+  });
+
+  it('repairs a corrupt primary header from the backup at the end', async () => {
+    const file = image('primary', 64 * MiB);
+    corruptPrimaryHeader(file);
+    expect(verdict(file)).toContain('invalid main GPT header');
+
+    expect(await fixGpt(file, SECTOR, 64 * MiB)).toBe('moved-backup');
+
+    expect(verdict(file)).toContain('No problems found');
+    expect(verdict(file)).not.toMatch(/corrupt|CRCs don't match|invalid/);
+  });
+
+  it("fails with OVH's sentence where neither header can be read", async () => {
+    // The primary damaged, the backup at the image's end where no one looks for it on a larger disk.
+    const file = image('unreadable', 96 * MiB);
+    corruptPrimaryHeader(file);
+    expect(verdict(file)).toContain('No problems found'); // of the empty table sgdisk made up
+
+    await expect(fixGpt(file, SECTOR, 96 * MiB)).rejects.toThrow(
+      'Can not move backup GPT data structures to the end of disk.',
+    );
   });
 
   it('says there is no GPT where LBA 1 holds none', async () => {
