@@ -112,8 +112,9 @@ process.send('ready', ignore);
 const SMALL_ENOUGH_TO_FORK = 256 * 1024 * 1024;
 
 /**
- * A helper not ready by then is killed and its tools fail: it is a Node process that should be
- * ready in ~0.2 s, and a tool must not wait forever on one that hangs while starting.
+ * A helper not ready by then is killed, and tools start from this process from then on (at a
+ * fork's cost): it is a Node process that should be ready in ~0.2 s, and a tool must not wait
+ * forever on one that hangs while starting.
  */
 const READY_WITHIN_MS = 30_000;
 
@@ -172,8 +173,13 @@ class ToolHelper {
     });
   }
 
+  /** Whether tools can go to it: false once it was killed, exited or failed. */
+  usable(): boolean {
+    return this.gone === undefined && this.child.connected;
+  }
+
   run(request: Request): Promise<Outcome> {
-    if (this.gone !== undefined || !this.child.connected) {
+    if (!this.usable()) {
       return Promise.resolve(failure(this.gone ?? 'the tool helper process is gone'));
     }
     const id = this.nextId++;
@@ -221,12 +227,16 @@ export async function toolHelperStarted(): Promise<void> {
   await helper?.started;
 }
 
-/** Starts a tool: by the helper where there is one, unless it is not ready yet and this process is still small. */
+/**
+ * Starts a tool: by the helper where there is one, unless it is not ready yet and this process is
+ * still small, or it is gone (killed, or exited): then from this process, whatever its size (a
+ * fork of a large process is slow, and may fail under strict overcommit, saying so).
+ */
 async function start(request: Request): Promise<Outcome> {
   const current = helper;
   if (!current || (!current.ready && process.memoryUsage.rss() < current.forkBelow)) return runTool(spawn, request);
   await current.started;
-  return current.run(request);
+  return current.usable() ? current.run(request) : runTool(spawn, request);
 }
 
 /** Runs a tool; see ExecOptions. */
