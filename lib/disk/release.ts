@@ -55,13 +55,21 @@ async function mdMembers(devices: string[]): Promise<string[]> {
   return devices.filter((_, i) => types[i] === 'linux_raid_member');
 }
 
+/** The disk's own partitions: not those of an array or a mapping built on it (md127p1), which its release stops. */
 async function partitionsOf(disk: Disk): Promise<string[]> {
-  const { stdout } = await exec('lsblk', ['--list', '--noheadings', '--paths', '--output', 'PATH,TYPE', disk.path]);
+  const columns = 'PATH,TYPE,PKNAME';
+  const { stdout } = await exec('lsblk', ['--list', '--noheadings', '--paths', '--output', columns, disk.path]);
   return stdout
     .split('\n')
     .map((line) => line.trim().split(/\s+/))
-    .filter(([, type]) => type === 'part')
+    .filter(([, type, parent]) => type === 'part' && parent === disk.path)
     .map(([path]) => path!);
+}
+
+/** The first thing that still holds the disk, as the kernel now says, once udev is done. */
+async function stillHolding(disk: Disk): Promise<Holder | undefined> {
+  await settle();
+  return (await discoverDisks()).find((d) => d.path === disk.path)?.holders[0];
 }
 
 async function settle(): Promise<void> {
@@ -80,9 +88,9 @@ export interface DiskSurvey {
 
 /**
  * Reads what `releaseDisk` will wipe. It only reads, and what it reads does not change when the
- * holders are released (stopping an array, unmounting or closing a mapping over a partition leaves
- * the partitions and their superblocks as they are): a deployment takes it while the image is
- * still being inspected, saving the release two tool starts or more.
+ * holders are released (stopping an array, unmounting or closing a mapping over one of the disk's
+ * own partitions leaves them and their superblocks as they are): a deployment takes it while the
+ * image is still being inspected, saving the release two tool starts or more.
  */
 export async function surveyDisk(disk: Disk): Promise<DiskSurvey> {
   const partitions = await partitionsOf(disk);
@@ -116,10 +124,18 @@ export async function releaseDisk(disk: Disk, { survey, log = () => {} }: Releas
       failures.push(`${describe(holder)}: ${(error as Error).message}`);
     }
   }
-  // What was released leaves udev events (device removals) to be handled before the wipes.
-  if (done.size > 0) await settle();
+  if (failures.length > 0) {
+    // Nothing is wiped under what could not be released (a mounted filesystem, a running array
+    // whose other disks a partition's wipe would write to), unless it is gone after all.
+    const left = await stillHolding(disk);
+    if (left) throw couldNotReleaseDisk(disk.path, describe(left), failures.join('\n'));
+  } else if (done.size > 0) {
+    // What was released leaves udev events (device removals) to be handled before the wipes.
+    await settle();
+  }
   // The probes and wipes of distinct devices run side by side (each tool start costs ~5 ms).
-  const { partitions, mdMembers: members } = await (survey ?? surveyDisk(disk));
+  // A survey that failed while the image was inspected is taken again.
+  const { partitions, mdMembers: members } = await (survey?.catch(() => surveyDisk(disk)) ?? surveyDisk(disk));
   for (const member of members) {
     await exec('mdadm', ['--zero-superblock', member], { reject: false });
   }
@@ -128,10 +144,8 @@ export async function releaseDisk(disk: Disk, { survey, log = () => {} }: Releas
   await Promise.all(partitions.map((partition) => exec('wipefs', ['--all', '--force', partition], { reject: false })));
   await tool('wipefs', ['--all', '--force', disk.path]);
   await exec('blockdev', ['--rereadpt', disk.path], { reject: false });
-  await settle();
 
-  const after = (await discoverDisks()).find((d) => d.path === disk.path);
-  const left = after?.holders[0];
+  const left = await stillHolding(disk);
   if (left) throw couldNotReleaseDisk(disk.path, describe(left), failures.join('\n') || undefined);
   return { released };
 }

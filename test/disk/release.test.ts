@@ -83,7 +83,17 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk'))('releasing a held disk', 
     expect((await disk()).holders).toEqual([]);
   });
 
-  it('names what still holds the disk when it cannot be released', async () => {
+  it('wipes what the survey it is given names (a deployment takes it before the release)', async () => {
+    const { device, disk } = await heldDisk();
+    const partitions = [`${device}p2`, `${device}p3`]; // not p1, whose ext4 then stays
+
+    await releaseDisk(await disk(), { survey: Promise.resolve({ partitions, mdMembers: [] }) });
+
+    expect(sh('wipefs', ['--noheadings', '--output', 'TYPE', `${device}p1`]).trim()).toBe('ext4');
+    expect(sh('wipefs', ['--noheadings', `${device}p2`]).trim()).toBe('');
+  });
+
+  it('names what still holds the disk when it cannot be released, and wipes nothing', async () => {
     const { device, disk } = await heldDisk();
     busy = spawn('sleep', ['60'], { cwd: mnt, stdio: 'ignore' });
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -91,6 +101,8 @@ describe.skipIf(skipWithout('root', 'loop', 'sgdisk'))('releasing a held disk', 
     await expect(releaseDisk(await disk())).rejects.toThrow(
       `Could not release disk ${device}: it is still held by ${device}p1 mounted on ${mnt}.`,
     );
+    expect(sh('wipefs', ['--noheadings', '--output', 'TYPE', `${device}p1`]).trim()).toBe('ext4');
+    expect(sh('wipefs', ['--noheadings', '--output', 'TYPE', device]).trim().split('\n')).toContain('gpt');
   });
 });
 
