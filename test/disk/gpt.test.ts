@@ -29,7 +29,6 @@ function headers(file: string, bytes: number): { alternate: bigint; lastLba: big
   }
 }
 
-/** sgdisk -v's words, stdout and stderr. */
 /** One byte of the primary header's reserved field changed: its CRC no longer matches. */
 function corruptPrimaryHeader(file: string): void {
   const fd = openSync(file, 'r+');
@@ -37,6 +36,7 @@ function corruptPrimaryHeader(file: string): void {
   closeSync(fd);
 }
 
+/** sgdisk -v's words, stdout and stderr. */
 const verdict = (file: string) => execFileSync('sh', ['-c', 'sgdisk -v "$0" 2>&1', file], { encoding: 'utf8' });
 
 describe.skipIf(skipWithout('sgdisk'))('fixGpt', () => {
